@@ -1,0 +1,52 @@
+"""spreadq: a brokerless distributed work queue for asyncio, built on Spread.
+
+Only the names in ``__all__`` are public; everything else may change without notice.
+"""
+
+from __future__ import annotations
+
+from spreadq.__about__ import __version__ as __version__
+from spreadq.errors import CloseReason as CloseReason
+from spreadq.errors import ConfigurationError as ConfigurationError
+from spreadq.errors import ConnectError as ConnectError
+from spreadq.errors import ConnectionLost as ConnectionLost
+from spreadq.errors import ConnectRejected as ConnectRejected
+from spreadq.errors import CouldNotConnect as CouldNotConnect
+from spreadq.errors import EnvelopeError as EnvelopeError
+from spreadq.errors import InvalidName as InvalidName
+from spreadq.errors import JobFailed as JobFailed
+from spreadq.errors import LocalProtocolError as LocalProtocolError
+from spreadq.errors import MessageTooLarge as MessageTooLarge
+from spreadq.errors import PayloadError as PayloadError
+from spreadq.errors import PluginError as PluginError
+from spreadq.errors import ProtocolError as ProtocolError
+from spreadq.errors import RemoteProtocolError as RemoteProtocolError
+from spreadq.errors import Retry as Retry
+from spreadq.errors import SpreadqError as SpreadqError
+from spreadq.wire.constants import Cause as Cause
+from spreadq.wire.constants import RejectCode as RejectCode
+from spreadq.wire.constants import ServiceType as ServiceType
+
+__all__ = [
+    "Cause",
+    "CloseReason",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectRejected",
+    "ConnectionLost",
+    "CouldNotConnect",
+    "EnvelopeError",
+    "InvalidName",
+    "JobFailed",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "PayloadError",
+    "PluginError",
+    "ProtocolError",
+    "RejectCode",
+    "RemoteProtocolError",
+    "Retry",
+    "ServiceType",
+    "SpreadqError",
+    "__version__",
+]

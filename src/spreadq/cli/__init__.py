@@ -1,0 +1,5 @@
+"""spreadq.cli."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,203 @@
+"""Every exception spreadq raises, in one small tree.
+
+::
+
+    SpreadqError
+    ├── ProtocolError
+    │   ├── LocalProtocolError        we were asked to break the Spread protocol
+    │   │   ├── InvalidName           a private, group or queue name Spread cannot carry
+    │   │   └── MessageTooLarge       a message over the safe size cap
+    │   ├── RemoteProtocolError       the peer sent bytes we refuse
+    │   └── EnvelopeError             a spreadq envelope we cannot read (one job fails)
+    ├── ConnectError
+    │   ├── CouldNotConnect           no socket to the daemon could be opened
+    │   └── ConnectRejected           the daemon refused the session (with its code)
+    ├── ConnectionLost                the session ended; every pending call fails with it
+    ├── ConfigurationError            bad settings, names, handlers or annotations
+    │   └── PluginError               a plugin that cannot be loaded or validated
+    ├── PayloadError                  a payload that fails validation or decoding
+    └── JobFailed                     what awaiting a receipt raises when the job failed
+
+``Retry`` is not an error: a handler raises it to ask for another attempt.
+
+Local errors are raised inside the codecs; the one place where peer bytes enter a
+connection converts them to :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spreadq.wire.constants import RejectCode
+
+__all__ = [
+    "CloseReason",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectRejected",
+    "ConnectionLost",
+    "CouldNotConnect",
+    "EnvelopeError",
+    "InvalidName",
+    "JobFailed",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "PayloadError",
+    "PluginError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Retry",
+    "SpreadqError",
+]
+
+
+class SpreadqError(Exception):
+    """The root of every error spreadq raises on purpose."""
+
+
+class ProtocolError(SpreadqError):
+    """A violation of the Spread wire protocol or of spreadq's envelope format."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol does not allow; nothing was sent."""
+
+
+class InvalidName(LocalProtocolError, ValueError):
+    """A private name, group name or queue name that Spread cannot carry.
+
+    Attributes:
+        name: the offending name, as given.
+        reason: why it was refused, in words.
+    """
+
+    def __init__(self, name: str | bytes, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"invalid name {name!r}: {reason}")
+
+
+class MessageTooLarge(LocalProtocolError):
+    """A message whose size passes the safe cap; it was refused before any byte was sent.
+
+    Attributes:
+        size: the size of the message that was refused, in bytes.
+        limit: the cap it passed.
+    """
+
+    def __init__(self, size: int, limit: int, what: str = "message") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that break the protocol; the connection cannot go on."""
+
+
+class EnvelopeError(ProtocolError):
+    """A message on a queue group that claims to be a spreadq envelope but cannot be read.
+
+    It fails the one job it carried, never the worker.
+    """
+
+
+class ConnectError(SpreadqError):
+    """Opening a session with a daemon failed."""
+
+
+class CouldNotConnect(ConnectError, OSError):
+    """No connection to the daemon could be opened (refused, unreachable, timed out)."""
+
+
+class ConnectRejected(ConnectError):
+    """The daemon answered the handshake with a reject code.
+
+    Attributes:
+        code: the daemon's reject code.
+    """
+
+    def __init__(self, code: RejectCode, detail: str = "") -> None:
+        self.code = code
+        message = f"the daemon rejected the session: {code.name} ({int(code)})"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class CloseReason(enum.Enum):
+    """Why a session ended."""
+
+    CLOSED_LOCALLY = "closed locally"
+    EOF = "the daemon closed the connection"
+    RESET = "the connection was reset"
+    PROTOCOL_ERROR = "the daemon sent bytes the codec refuses"
+    TIMEOUT = "the daemon did not answer in time"
+
+
+class ConnectionLost(SpreadqError):
+    """The session with the daemon ended; every pending call on it fails with this.
+
+    Attributes:
+        reason: why the session ended.
+    """
+
+    def __init__(self, reason: CloseReason, detail: str = "") -> None:
+        self.reason = reason
+        message = f"connection lost: {reason.value}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class ConfigurationError(SpreadqError, ValueError):
+    """Settings, names, handlers or annotations that cannot work; raised before anything runs."""
+
+
+class PluginError(ConfigurationError):
+    """A plugin that cannot be loaded, or whose contributions fail validation.
+
+    Attributes:
+        plugin: the plugin's entry-point name.
+        distribution: the distribution that provides it, when known.
+    """
+
+    def __init__(self, plugin: str, message: str, *, distribution: str | None = None) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        where = f"plugin {plugin!r}" + (f" from {distribution!r}" if distribution else "")
+        super().__init__(f"{where}: {message}")
+
+
+class PayloadError(SpreadqError):
+    """A job payload that could not be decoded or validated.
+
+    Attributes:
+        job: a printable reference to the job, when there is one.
+    """
+
+    def __init__(self, message: str, *, job: object = None) -> None:
+        self.job = job
+        super().__init__(f"{message} (job {job})" if job is not None else message)
+
+
+class JobFailed(SpreadqError):
+    """The job ran and failed on every attempt; raised by awaiting its receipt.
+
+    Attributes:
+        error_type: the qualified name of the exception the handler raised.
+        error_message: its message.
+        attempts: how many attempts were made.
+    """
+
+    def __init__(self, error_type: str, error_message: str, attempts: int) -> None:
+        self.error_type = error_type
+        self.error_message = error_message
+        self.attempts = attempts
+        super().__init__(f"{error_type}: {error_message} (after {attempts} attempt(s))")
+
+
+class Retry(Exception):
+    """Raised by a handler to ask for another attempt, after ``delay`` seconds if given."""
+
+    def __init__(self, delay: float | None = None) -> None:
+        self.delay = delay
+        super().__init__(f"retry requested (delay={delay})")

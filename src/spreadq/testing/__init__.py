@@ -1,0 +1,5 @@
+"""spreadq.testing."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
