@@ -1,0 +1,55 @@
+"""``spreadq daemon``: run the embedded single-node Spread daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+__all__ = ["register"]
+
+
+def daemon(
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 4803,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    unix: Annotated[
+        Path | None, typer.Option(help="Also listen on this Unix socket (Spread uses /tmp/PORT).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="The daemon's name in private groups.")] = "localhost",
+    max_session_messages: Annotated[
+        int, typer.Option(help="Messages queued for one client before it is dropped.")
+    ] = 1000,
+) -> None:
+    """Run the embedded Spread-compatible daemon until interrupted."""
+    from spreadq.daemon import serve
+
+    async def run() -> None:
+        async with serve(
+            host=host,
+            port=port,
+            unix_path=str(unix) if unix is not None else None,
+            name=name,
+            max_session_messages=max_session_messages,
+        ) as running:
+            typer.echo(f"spreadq daemon {name!r} listening on {running.address}", err=True)
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``daemon`` command to ``app``."""
+    app.command()(daemon)
