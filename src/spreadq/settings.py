@@ -1,0 +1,173 @@
+"""Settings: every tunable number of a worker or producer, with the defaults from DESIGN.md.
+
+A :class:`Settings` is a frozen pydantic model: build one, pass it to ``App`` or
+``Producer``, and derive validated copies with :meth:`Settings.replace`.
+:meth:`Settings.from_env` reads overrides from ``SPREADQ_<FIELD>`` environment
+variables, for the CLI and for containers.
+
+Units: counts are jobs or messages as each field says, times are seconds (floats),
+sizes are bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spreadq.errors import ConfigurationError
+from spreadq.wire.constants import DEFAULT_MAX_SESSION_MESSAGES, SAFE_MESSAGE_LIMIT
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "SPREADQ_"
+"""The default prefix of the environment variables :meth:`Settings.from_env` reads."""
+
+KIB = 1024
+
+
+class Settings(BaseModel):
+    """Tunables for flow control, concurrency, retries, reconnection and batching.
+
+    Every field has the default DESIGN.md gives; out-of-range values are refused.
+
+    Raises:
+        pydantic.ValidationError: a field out of range, of the wrong type, or unknown
+            (it is a :class:`ValueError`). :meth:`from_env` raises
+            :class:`~spreadq.errors.ConfigurationError` instead, naming the variable.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+    # -- flow control (DESIGN §4) ------------------------------------------------------
+    ack_every: int = Field(default=200, ge=1, le=10_000)
+    """A consumer sends an ACK at least every this many jobs it has read."""
+    ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
+    """...and at least this often (seconds) while it has anything to report."""
+    window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
+    """A producer's ``put()`` waits while a live consumer has not read up to the
+    producer's last message minus this many messages. It must stay below the daemon's
+    per-session queue limit (1000 messages), past which the daemon drops the consumer."""
+    max_in_flight: int = Field(default=10_000, ge=1)
+    """A producer's ``put()`` waits while it has this many unconfirmed jobs."""
+    max_backlog: int = Field(default=5_000, ge=1)
+    """A producer's ``put()`` waits while the owner backlog (outstanding jobs assigned
+    but not finished) passes this bound."""
+
+    # -- running handlers ---------------------------------------------------------------
+    concurrency: int = Field(default=16, ge=1, le=100_000)
+    """How many handlers a worker runs at once."""
+    max_attempts: int = Field(default=3, ge=1, le=1_000)
+    """How many times a job is tried before it fails for good (a handler may override)."""
+    retry_backoff_base: float = Field(default=0.2, ge=0.0)
+    """Delay before the second attempt (seconds); it doubles on each later attempt."""
+    retry_backoff_max: float = Field(default=30.0, ge=0.0)
+    """The longest delay between two attempts (seconds)."""
+    retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Each retry delay is spread at random by up to this fraction of itself."""
+    cancel_on_disconnect: bool = True
+    """A worker that loses its daemon cancels its running handlers (their jobs are
+    reassigned by the survivors, DESIGN §4 failover)."""
+
+    # -- reconnection ---------------------------------------------------------------------
+    reconnect_backoff_initial: float = Field(default=0.1, gt=0.0)
+    """First delay before reconnecting to a lost daemon (seconds); it doubles each try."""
+    reconnect_backoff_max: float = Field(default=5.0, gt=0.0)
+    """The longest delay between two reconnection tries (seconds)."""
+
+    # -- batching (DESIGN §7: pack jobs) --------------------------------------------------
+    batch_max_jobs: int = Field(default=256, ge=1, le=65_535)
+    """A producer packs at most this many jobs into one Spread message."""
+    batch_max_delay: float = Field(default=0.002, ge=0.0, le=1.0)
+    """...and holds a job at most this long (seconds) waiting for others to pack with."""
+
+    # -- results and history --------------------------------------------------------------
+    result_max_bytes: int = Field(default=64 * KIB, ge=0, le=SAFE_MESSAGE_LIMIT // 2)
+    """A handler's encoded result larger than this is not sent back (the job still
+    succeeds; its receipt gets no result). Results travel inside ACK messages, so the
+    bound stays well under the message size cap."""
+    completed_history: int = Field(default=100_000, ge=0)
+    """How many finished job references a worker remembers, to recognise duplicate
+    deliveries and stale ACKs."""
+
+    # -- partitions --------------------------------------------------------------------
+    primary_component: bool = False
+    """Under a network partition, only the side holding a majority of the last full
+    view takes over the other side's work (DESIGN §4). Off: each side finishes all."""
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Self:
+        if self.retry_backoff_base > self.retry_backoff_max:
+            raise ValueError(
+                f"retry_backoff_base ({self.retry_backoff_base}) exceeds "
+                f"retry_backoff_max ({self.retry_backoff_max})"
+            )
+        if self.reconnect_backoff_initial > self.reconnect_backoff_max:
+            raise ValueError(
+                f"reconnect_backoff_initial ({self.reconnect_backoff_initial}) exceeds "
+                f"reconnect_backoff_max ({self.reconnect_backoff_max})"
+            )
+        return self
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str = ENV_PREFIX,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: object,
+    ) -> Settings:
+        """Build settings from ``<prefix><FIELD>`` environment variables, then ``overrides``.
+
+        ``SPREADQ_WINDOW=400`` sets ``window``; booleans accept ``1/0``, ``true/false``,
+        ``yes/no``, ``on/off``. Variables that name no field are ignored (other parts of
+        spreadq read ``SPREADQ_DISABLE_PLUGINS`` and others). Keyword ``overrides`` win
+        over the environment.
+
+        Args:
+            prefix: the variable prefix, ``SPREADQ_`` by default.
+            environ: the variables to read; ``os.environ`` when ``None``.
+            overrides: field values that take precedence.
+
+        Raises:
+            ConfigurationError: a value out of range or unparsable, or an unknown
+                keyword override; the message names the variable or field.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        sources: dict[str, str] = {}
+        for field in cls.model_fields:
+            variable = f"{prefix}{field.upper()}"
+            if variable in env:
+                values[field] = env[variable]
+                sources[field] = variable
+        values.update(overrides)
+        return _validated(values, sources)
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with ``changes`` applied, validated like a new instance.
+
+        Raises:
+            ConfigurationError: a changed value out of range, or an unknown field.
+        """
+        return _validated({**self.model_dump(), **changes}, {})
+
+
+def _validated(values: dict[str, object], sources: Mapping[str, str]) -> Settings:
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_source(sources, problem['loc'])}: {problem['msg']}" for problem in error.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from error
+
+
+def _source(sources: Mapping[str, str], loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"
+    return sources.get(str(loc[0]), str(loc[0]))

@@ -1,0 +1,128 @@
+"""Settings: DESIGN.md defaults, range checks, environment overrides."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from spreadq.errors import ConfigurationError
+from spreadq.settings import Settings
+
+DESIGN_DEFAULTS = {
+    "ack_every": 200,
+    "ack_interval": 0.05,
+    "window": 600,
+    "max_in_flight": 10_000,
+    "max_backlog": 5_000,
+    "concurrency": 16,
+    "max_attempts": 3,
+    "retry_backoff_base": 0.2,
+    "retry_backoff_max": 30.0,
+    "retry_jitter": 0.2,
+    "cancel_on_disconnect": True,
+    "reconnect_backoff_initial": 0.1,
+    "reconnect_backoff_max": 5.0,
+    "batch_max_jobs": 256,
+    "batch_max_delay": 0.002,
+    "result_max_bytes": 65_536,
+    "completed_history": 100_000,
+    "primary_component": False,
+}
+
+
+def test_defaults_are_the_design_numbers() -> None:
+    assert Settings().model_dump() == DESIGN_DEFAULTS
+
+
+def test_every_field_is_documented() -> None:
+    undocumented = [name for name, f in Settings.model_fields.items() if not f.description]
+    assert not undocumented
+
+
+def test_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        setattr(settings, "window", 10)  # noqa: B010
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ack_every", 0),
+        ("ack_interval", 0.0),
+        ("window", 0),
+        ("window", 1000),  # the daemon drops a session whose queue passes 1000 messages
+        ("max_in_flight", 0),
+        ("concurrency", 0),
+        ("max_attempts", 0),
+        ("retry_jitter", 1.5),
+        ("retry_jitter", -0.1),
+        ("retry_backoff_base", -1.0),
+        ("batch_max_jobs", 0),
+        ("batch_max_delay", -0.001),
+        ("result_max_bytes", 1_000_000),
+        ("ack_interval", math.nan),
+        ("retry_backoff_max", math.inf),
+        ("unknown_field", 1),
+    ],
+)
+def test_out_of_range_is_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_pairs_are_ordered() -> None:
+    with pytest.raises(ValidationError, match="retry_backoff_base"):
+        Settings(retry_backoff_base=10.0, retry_backoff_max=1.0)
+    with pytest.raises(ValidationError, match="reconnect_backoff_initial"):
+        Settings(reconnect_backoff_initial=10.0, reconnect_backoff_max=1.0)
+
+
+def test_from_env_reads_prefixed_fields_and_ignores_others() -> None:
+    settings = Settings.from_env(
+        environ={
+            "SPREADQ_WINDOW": "400",
+            "SPREADQ_ACK_INTERVAL": "0.01",
+            "SPREADQ_PRIMARY_COMPONENT": "yes",
+            "SPREADQ_DISABLE_PLUGINS": "msgpack",
+            "WINDOW": "5",
+        }
+    )
+    assert (settings.window, settings.ack_interval, settings.primary_component) == (400, 0.01, True)
+    assert settings.concurrency == 16
+
+
+def test_from_env_custom_prefix_and_overrides_win() -> None:
+    settings = Settings.from_env("MYQ_", environ={"MYQ_CONCURRENCY": "4"}, concurrency=8)
+    assert settings.concurrency == 8
+    assert Settings.from_env("MYQ_", environ={"MYQ_CONCURRENCY": "4"}).concurrency == 4
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPREADQ_MAX_ATTEMPTS", "7")
+    assert Settings.from_env().max_attempts == 7
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"SPREADQ_WINDOW": "4000"}, "SPREADQ_WINDOW"),
+        ({"SPREADQ_CONCURRENCY": "many"}, "SPREADQ_CONCURRENCY"),
+        ({"SPREADQ_CANCEL_ON_DISCONNECT": "perhaps"}, "SPREADQ_CANCEL_ON_DISCONNECT"),
+    ],
+)
+def test_from_env_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_env(environ=environ)
+
+
+def test_replace_validates() -> None:
+    settings = Settings().replace(window=100)
+    assert settings.window == 100
+    assert settings.ack_every == 200
+    with pytest.raises(ConfigurationError, match="window"):
+        settings.replace(window=-1)
+    with pytest.raises(ConfigurationError, match="bogus"):
+        settings.replace(bogus=1)
