@@ -13,7 +13,9 @@ exist; incoming events are validated by the decoder that builds them.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 from spreadq.errors import InvalidName, LocalProtocolError, MessageTooLarge
 from spreadq.wire.constants import (
@@ -31,15 +33,22 @@ from spreadq.wire.constants import (
 )
 
 __all__ = [
+    "CLOSED",
+    "NEED_DATA",
     "Accepted",
+    "AuthChoice",
     "ClientCommand",
+    "Closed",
     "DaemonMessage",
     "DataMessage",
     "Disconnect",
     "GroupId",
+    "Hello",
+    "IncomingMulticast",
     "Join",
     "Leave",
     "Multicast",
+    "NeedData",
     "RegularMembership",
     "Rejected",
     "RejectedMessage",
@@ -270,3 +279,83 @@ DaemonMessage = (
     DataMessage | RegularMembership | TransitionalMembership | SelfLeave | RejectedMessage
 )
 """What a daemon sends after the handshake, and what a client's session yields."""
+
+
+# --- daemon side: what a server session yields -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A client's hello (fact sheet §3.2), as the daemon's session decoded it.
+
+    ``refusal`` is set when the hello itself breaks a rule the session can check alone:
+    ``REJECT_VERSION`` for a client older than 3.1.0, ``REJECT_ILLEGAL_NAME`` for a name
+    over 10 bytes or with a byte outside ``$``..``~``. The daemon must then answer
+    ``reject(hello.refusal)``. Uniqueness and quotas are the daemon's to check.
+    """
+
+    version: tuple[int, int, int]
+    private_name: str
+    membership: bool
+    priority: bool
+    refusal: RejectCode | None = None
+
+    @property
+    def wants_auth(self) -> bool:
+        """Whether this client takes part in the auth exchange (version >= 3.16.0)."""
+        major, minor, patch = self.version
+        return major * 10000 + minor * 100 + patch >= 31600
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChoice:
+    """The methods named in a client's 90-byte auth choice, empty slots left out.
+
+    ``refusal`` is ``REJECT_AUTH`` when a named method was not offered in the auth list
+    or no method was named at all; the daemon must then answer ``reject(REJECT_AUTH)``.
+    """
+
+    methods: tuple[str, ...]
+    refusal: RejectCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMulticast:
+    """A multicast as the daemon received it, with the sender's hint kept raw.
+
+    A daemon passes ``hint_raw`` through untouched, in the sender's byte order (fact
+    sheet §4.1). Destination names are not validated beyond the daemon's own checks:
+    the real daemon accepts any bytes in them, and unknown groups are simply dropped.
+    """
+
+    groups: tuple[str, ...]
+    data: bytes = field(repr=False)
+    service: ServiceType
+    mess_type: int
+    hint_raw: bytes
+    sender: str
+
+
+# --- sentinels -------------------------------------------------------------------------
+
+
+class NeedData(enum.Enum):
+    """``next_event()`` needs more bytes: feed ``receive_data()`` and ask again."""
+
+    NEED_DATA = "NEED_DATA"
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+class Closed(enum.Enum):
+    """The session is over; ``next_event()`` returns this forever."""
+
+    CLOSED = "CLOSED"
+
+    def __repr__(self) -> str:
+        return "CLOSED"
+
+
+NEED_DATA: Final = NeedData.NEED_DATA
+CLOSED: Final = Closed.CLOSED
