@@ -8,12 +8,12 @@ only then ``consume`` it, so a unit split across any number of reads is decoded 
 once. The consumed prefix is dropped when new bytes arrive, never while a decoder holds
 an offset into the array.
 
-The guard against a peer that announces a huge message lives with the decoders: they
-check every length field (``data_len``, ``num_groups``, name lengths) against their cap
-*before* they wait for the body, so a hostile length can neither allocate memory nor
-make the session buffer without bound. ``max_size`` here is the backstop for bytes that
-pile up without completing anything (for instance a client that keeps writing while the
-daemon has not yet answered its hello).
+The guard against a peer that announces a huge message is :meth:`ReceiveBuffer.ensure`:
+decoders call it with a unit's full size as soon as its length fields are known
+(``data_len``, ``num_groups``), *before* they wait for the body, so a hostile length
+can neither allocate memory nor make the session wait for bytes it would refuse. What
+the buffer holds beyond one unit is only what the caller fed and has not yet drained
+with ``next_event()``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ class ReceiveBuffer:
     """Unread received bytes with a read offset.
 
     Args:
-        max_size: the most unread bytes that may pile up; more is a
-            :class:`RemoteProtocolError`.
+        max_size: the largest unit (message or handshake step) a decoder may wait for;
+            :meth:`ensure` refuses anything larger before a byte of it is buffered.
     """
 
     __slots__ = ("_data", "_start", "max_size")
 
     def __init__(self, max_size: int) -> None:
-        self._data = bytearray()
+        # ``bytes`` while the array holds exactly one received chunk (slicing it copies
+        # once), ``bytearray`` once a partial unit had to be kept and extended.
+        self._data: bytes | bytearray = b""
         self._start = 0
         self.max_size = max_size
 
@@ -46,7 +48,7 @@ class ReceiveBuffer:
         return len(self._data) > self._start
 
     @property
-    def data(self) -> bytearray:
+    def data(self) -> bytes | bytearray:
         """The underlying array; the unread bytes begin at :attr:`start`.
 
         Read it in place (``unpack_from``); do not keep a memoryview of it across
@@ -60,22 +62,37 @@ class ReceiveBuffer:
         return self._start
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes, dropping the consumed prefix first.
+        """Append received bytes, dropping the consumed prefix first."""
+        if not data:
+            return
+        if self._start >= len(self._data):
+            self._data = data if type(data) is bytes else bytes(data)
+        elif type(self._data) is bytes:
+            with memoryview(self._data) as view:
+                rest = bytearray(view[self._start :])
+            rest += data
+            self._data = rest
+        else:
+            assert isinstance(self._data, bytearray)
+            if self._start:
+                del self._data[: self._start]
+            self._data += data
+        self._start = 0
+
+    def ensure(self, size: int, what: str) -> bool:
+        """Whether ``size`` unread bytes are here, after checking ``size`` against the cap.
+
+        Call it with the full size of a unit as soon as its length fields are known,
+        before waiting for the rest.
 
         Raises:
-            RemoteProtocolError: more than ``max_size`` bytes would be unread.
+            RemoteProtocolError: ``size`` is over ``max_size``.
         """
-        if self._start:
-            if self._start == len(self._data):
-                self._data.clear()
-            else:
-                del self._data[: self._start]
-            self._start = 0
-        if len(self._data) + len(data) > self.max_size:
+        if size > self.max_size:
             raise RemoteProtocolError(
-                f"{len(self._data) + len(data)} unread bytes pass the limit of {self.max_size}"
+                f"{what} of {size} bytes is over the limit of {self.max_size}"
             )
-        self._data += data
+        return len(self._data) - self._start >= size
 
     def peek(self, size: int) -> bytes | None:
         """The next ``size`` unread bytes without consuming them, or ``None`` if fewer."""
@@ -84,21 +101,25 @@ class ReceiveBuffer:
             return None
         return bytes(self._data[self._start : end])
 
+    def slice(self, begin: int, end: int) -> bytes:
+        """``data[begin:end]`` as ``bytes``, copied once."""
+        data = self._data
+        if type(data) is bytes:
+            return data[begin:end]
+        with memoryview(data) as view:
+            return view[begin:end].tobytes()
+
     def consume(self, size: int) -> bytes:
         """Take the next ``size`` unread bytes.
 
         Raises:
-            RemoteProtocolError: fewer than ``size`` bytes are unread (a decoder bug
-                surfaced as the peer's fault would be wrong, so decoders check first).
+            RemoteProtocolError: fewer than ``size`` bytes are unread (decoders check
+                first, so this is a safety net).
         """
         end = self._start + size
         if end > len(self._data):
             raise RemoteProtocolError(f"needed {size} bytes, have {len(self)}")
-        if self._start == 0 and end == len(self._data):
-            chunk = bytes(self._data)
-        else:
-            with memoryview(self._data) as view:
-                chunk = view[self._start : end].tobytes()
+        chunk = self.slice(self._start, end)
         self._start = end
         return chunk
 

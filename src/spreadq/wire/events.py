@@ -14,6 +14,7 @@ exist; incoming events are validated by the decoder that builds them.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -86,13 +87,21 @@ def check_group_name(name: str, *, allow_private: bool = False) -> bytes:
     raw = name.encode("ascii")
     if not 1 <= len(raw) <= MAX_GROUP_NAME:
         raise InvalidName(name, f"group names are 1 to {MAX_GROUP_NAME} bytes")
+    if raw.startswith(b"#"):
+        if not allow_private:
+            raise InvalidName(
+                name, "a name starting with '#' is a private group; the daemon drops its traffic"
+            )
+        if not _PRIVATE_GROUP.match(raw):
+            raise InvalidName(name, "a private group is '#<name>#<daemon>' of '$'..'~' bytes")
+        return raw
     if not LEGAL_NAME_BYTES.match(raw):
         raise InvalidName(name, "group names use only the bytes '$' (0x24) to '~' (0x7e)")
-    if raw.startswith(b"#") and not allow_private:
-        raise InvalidName(
-            name, "a name starting with '#' is a private group; the daemon drops its traffic"
-        )
     return raw
+
+
+_PRIVATE_GROUP: Final = re.compile(rb"#[\x24-\x7e]{0,10}#[\x24-\x7e]{1,19}\Z")
+"""``#<private name>#<daemon name>`` (fact sheet §2); the length cap of 31 applies too."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1,0 +1,522 @@
+"""ClientSession: the client's side of the Spread protocol, sans-IO (h11's three verbs).
+
+Theory of operation
+-------------------
+``start()`` returns the hello; after that the caller feeds every received chunk to
+``receive_data()`` (``b""`` for EOF) and calls ``next_event()`` until it returns
+``NEED_DATA``, writing ``data_to_send()`` whenever it is not empty (the session answers
+the auth list by itself). ``next_event()`` yields, in order: ``Accepted`` or
+``Rejected`` (the handshake), then ``DaemonMessage`` events, then ``CLOSED`` forever.
+``send(command)`` turns a ``Join``, ``Leave``, ``Disconnect`` or ``Multicast`` into bytes.
+
+The state machine is the table in :mod:`spreadq.wire.handshake`; each state has one
+reader in ``_READERS``. After the accept, each message is a 48-byte header (either byte
+order, §4.1), then names, then data. Its kind comes from ``type`` through an ordered
+rule table (reject, data, regular membership, transitional, self-leave: the order the C
+library tests them in), memoized for the types a daemon really sends. A message is
+decoded only once all its bytes are here, and its size is checked against
+``max_message_size`` as soon as the header is, so chunking never changes the result and
+a hostile length never makes the session wait for or buffer a huge body.
+
+Bytes the session refuses raise :class:`~spreadq.errors.RemoteProtocolError`, and the
+session is then ``CLOSED``. Commands it cannot send raise
+:class:`~spreadq.errors.LocalProtocolError` and change nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+from spreadq.errors import LocalProtocolError, RemoteProtocolError
+from spreadq.wire.buffer import ReceiveBuffer
+from spreadq.wire.constants import (
+    CLIENT_VERSION,
+    ENDIAN_MARKER,
+    GROUP_NAME_SIZE,
+    HEADER_SIZE,
+    REGULAR_MASK,
+    Cause,
+    ControlType,
+    MessageBits,
+    RejectCode,
+    ServiceType,
+)
+from spreadq.wire.events import (
+    CLOSED,
+    NEED_DATA,
+    Accepted,
+    ClientCommand,
+    Closed,
+    DaemonMessage,
+    DataMessage,
+    Disconnect,
+    Join,
+    Leave,
+    Multicast,
+    NeedData,
+    RegularMembership,
+    Rejected,
+    RejectedMessage,
+    SelfLeave,
+    TransitionalMembership,
+    check_private_name,
+)
+from spreadq.wire.handshake import (
+    ACCEPT_PATCH_SINCE,
+    AUTH_SINCE,
+    CLIENT_TRANSITIONS,
+    NULL_METHOD,
+    ClientInput,
+    ClientState,
+    encode_auth_choice,
+    encode_hello,
+    read_accept,
+    read_auth_list,
+    transition,
+    version_number,
+)
+from spreadq.wire.layouts import (
+    HEADER_BE,
+    HEADER_LE,
+    HEADER_OUT,
+    OLD_TYPE_SIZE,
+    decode_name,
+    group_struct,
+    unpack_membership_body,
+    unpack_membership_body_v3,
+    unpack_old_type,
+    unpack_transitional_body,
+)
+
+__all__ = [
+    "CAUSES",
+    "DEFAULT_CLIENT_MAX_MESSAGE",
+    "MESSAGE_KINDS",
+    "ClientSession",
+    "MessageKind",
+    "classify",
+]
+
+DEFAULT_CLIENT_MAX_MESSAGE: Final = 1 << 20
+"""Largest message a client session accepts by default; a daemon sends at most ~144 KB
+of data plus names, but membership messages of big groups carry many names."""
+
+_MARKER_MASK: Final = 0xFFFFFFFF & ~ENDIAN_MARKER
+_CACHE_LIMIT: Final = 4096
+
+
+class MessageKind(enum.Enum):
+    """What a daemon -> client message is, decided from ``type`` alone."""
+
+    REJECT = "reject"
+    DATA = "data"
+    REGULAR_MEMBERSHIP = "regular membership"
+    TRANSITIONAL = "transitional membership"
+    SELF_LEAVE = "self-leave"
+
+
+_KIND_RULES: Final = (
+    (int(MessageBits.REJECT), MessageKind.REJECT),
+    (REGULAR_MASK, MessageKind.DATA),
+    (int(MessageBits.REG_MEMB), MessageKind.REGULAR_MEMBERSHIP),
+    (int(MessageBits.TRANSITION), MessageKind.TRANSITIONAL),
+    (int(Cause.LEAVE), MessageKind.SELF_LEAVE),
+)
+"""First matching bit wins: the C library's order (reject, regular, membership ...)."""
+
+
+def classify(type_: int) -> MessageKind:
+    """The kind of a daemon -> client message from its ``type`` (marker removed).
+
+    Raises:
+        RemoteProtocolError: no rule matches (for example a client-only type).
+    """
+    for bits, kind in _KIND_RULES:
+        if type_ & bits:
+            return kind
+    raise RemoteProtocolError(f"message type {type_:#010x} is no kind a daemon sends")
+
+
+def _canonical_types() -> list[int]:
+    data = [bits for bits in range(1, 0x80) if bits & REGULAR_MASK]
+    membership = [int(MessageBits.REG_MEMB) | int(cause) for cause in Cause]
+    reject = [int(MessageBits.REJECT), int(MessageBits.REJECT) | int(ServiceType.SELF_DISCARD)]
+    return [*data, *membership, int(MessageBits.TRANSITION), int(Cause.LEAVE), *reject]
+
+
+MESSAGE_KINDS: Final[Mapping[int, MessageKind]] = MappingProxyType(
+    {type_: classify(type_) for type_ in _canonical_types()}
+)
+"""The kinds of the types a daemon really sends, precomputed from the rules."""
+
+CAUSES: Final[Mapping[int, Cause]] = MappingProxyType({int(cause): cause for cause in Cause})
+"""``type & 0xF00`` of a regular membership -> its cause; anything else is refused."""
+
+_SERVICES: Final = tuple(ServiceType(bits) for bits in range(0x80))
+"""``type & 0x7F`` -> ServiceType, built once (IntFlag construction is slow)."""
+
+
+class ClientSession:
+    """The client's side of one connection to a Spread daemon.
+
+    Args:
+        private_name: 0..10 bytes of ``$``..``~``; empty lets the daemon choose.
+        membership: ask for membership messages (hello flag bit 0).
+        priority: set the priority flag (the daemon accepts it and ignores it).
+        max_message_size: the largest incoming message accepted, header included.
+        version: the library version announced in the hello (tests use old ones).
+
+    Raises:
+        InvalidName: ``private_name`` is not a legal private name.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_eof",
+        "_group_fields",
+        "_hints",
+        "_membership_parser",
+        "_names",
+        "_outgoing",
+        "_private_name",
+        "_sender",
+        "daemon_version",
+        "max_message_size",
+        "membership",
+        "priority",
+        "private_group",
+        "state",
+        "version",
+    )
+
+    def __init__(
+        self,
+        private_name: str = "",
+        *,
+        membership: bool = True,
+        priority: bool = False,
+        max_message_size: int = DEFAULT_CLIENT_MAX_MESSAGE,
+        version: tuple[int, int, int] = CLIENT_VERSION,
+    ) -> None:
+        self._private_name = check_private_name(private_name)
+        self.membership = membership
+        self.priority = priority
+        self.max_message_size = max_message_size
+        self.version = version
+        self.state = ClientState.START
+        self.private_group: str | None = None
+        self.daemon_version: tuple[int, int, int] | None = None
+        self._buffer = ReceiveBuffer(max_message_size)
+        self._outgoing = bytearray()
+        self._eof = False
+        self._sender = b""
+        self._names: dict[bytes, str] = {}
+        self._hints: dict[bytes, tuple[int, bool]] = {}
+        self._group_fields: dict[str, bytes] = {}
+        self._membership_parser = _parse_membership_v4
+
+    def __repr__(self) -> str:
+        return f"<ClientSession {self.state.name} {self.private_group or ''}>"
+
+    # --- handshake ------------------------------------------------------------------
+
+    def start(self) -> bytes:
+        """The hello, to be written in one write (the daemon reads it in one go).
+
+        Raises:
+            LocalProtocolError: the session was already started.
+        """
+        self._move(ClientInput.SEND_HELLO, local=True)
+        return encode_hello(
+            self._private_name,
+            membership=self.membership,
+            priority=self.priority,
+            version=self.version,
+        )
+
+    def data_to_send(self) -> bytes:
+        """Bytes the session produced by itself (the auth choice); ``b""`` if none."""
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    # --- receiving ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the daemon; ``b""`` means the daemon closed (EOF).
+
+        Raises:
+            LocalProtocolError: bytes fed after EOF.
+        """
+        if not data:
+            self._eof = True
+        elif self._eof:
+            raise LocalProtocolError("receive_data() after EOF")
+        else:
+            self._buffer.feed(data)
+
+    def next_event(self) -> Accepted | Rejected | DaemonMessage | NeedData | Closed:
+        """The next event decoded from the received bytes.
+
+        Returns ``NEED_DATA`` when a whole unit has not arrived yet, and ``CLOSED`` once
+        the session is over. A handshake that ends with EOF yields
+        ``Rejected(CONNECTION_CLOSED)``, as the C library reports it.
+
+        Raises:
+            RemoteProtocolError: the daemon sent bytes the protocol does not allow, or
+                closed in the middle of a message; the session is then ``CLOSED``.
+        """
+        if self.state is ClientState.CLOSED:
+            return CLOSED
+        try:
+            event = _READERS[self.state](self)
+        except RemoteProtocolError:
+            self.state = ClientState.CLOSED
+            raise
+        if event is NEED_DATA and self._eof:
+            return self._end_of_stream()
+        return event
+
+    def _end_of_stream(self) -> Rejected | Closed:
+        pending = len(self._buffer)
+        handshaking = self.state in (ClientState.HELLO_SENT, ClientState.AUTH_SENT)
+        self._move(ClientInput.EOF, local=False)
+        if pending:
+            raise RemoteProtocolError(
+                f"the daemon closed the connection {pending} bytes into a unit"
+            )
+        if handshaking:
+            return Rejected(RejectCode.CONNECTION_CLOSED)
+        return CLOSED
+
+    def _move(self, event: ClientInput, *, local: bool) -> None:
+        self.state = transition(CLIENT_TRANSITIONS, self.state, event, local=local)
+
+    def _read_nothing(self) -> NeedData:
+        return NEED_DATA
+
+    def _read_hello_answer(self) -> Rejected | Accepted | NeedData:
+        if version_number(self.version) < AUTH_SINCE:
+            return self._read_accept()
+        answer = read_auth_list(self._buffer)
+        if answer is None:
+            return NEED_DATA
+        if isinstance(answer, Rejected):
+            self._move(ClientInput.REJECT, local=False)
+            return answer
+        if NULL_METHOD not in answer:
+            self._move(ClientInput.AUTH_REFUSED, local=False)
+            return Rejected(RejectCode.REJECT_AUTH)
+        self._outgoing += encode_auth_choice((NULL_METHOD,))
+        self._move(ClientInput.AUTH_LIST, local=False)
+        return self._read_accept()
+
+    def _read_accept(self) -> Rejected | Accepted | NeedData:
+        with_patch = version_number(self.version) >= ACCEPT_PATCH_SINCE
+        answer = read_accept(self._buffer, with_patch=with_patch)
+        if answer is None:
+            return NEED_DATA
+        if isinstance(answer, Rejected):
+            self._move(ClientInput.REJECT, local=False)
+            return answer
+        if answer.daemon_version[0] < 3:
+            # the C library refuses daemons older than 3.x with REJECT_VERSION
+            self._move(ClientInput.REJECT, local=False)
+            return Rejected(RejectCode.REJECT_VERSION)
+        self._move(ClientInput.ACCEPT, local=False)
+        self.private_group = answer.private_group
+        self.daemon_version = answer.daemon_version
+        self._sender = answer.private_group.encode("latin-1")
+        self._membership_parser = _MEMBERSHIP_PARSERS.get(
+            answer.daemon_version[0], _parse_membership_v4
+        )
+        return answer
+
+    # --- messages ------------------------------------------------------------------
+
+    def _name(self, field: bytes) -> str:
+        names = self._names
+        if len(names) >= _CACHE_LIMIT:
+            names.clear()
+        name = names[field] = decode_name(field, strict=False)
+        return name
+
+    def _read_message(self) -> DaemonMessage | NeedData:
+        buffer = self._buffer
+        data = buffer._data
+        start = buffer._start
+        if len(data) - start < HEADER_SIZE:
+            return NEED_DATA
+        little = data[start] & 0x80
+        type_, sender, count, hint, data_len = (HEADER_LE if little else HEADER_BE).unpack_from(
+            data, start
+        )
+        type_ &= _MARKER_MASK
+        kind = MESSAGE_KINDS.get(type_) or classify(type_)
+        if count < 0 or data_len < 0:
+            raise RemoteProtocolError(
+                f"header with num_groups={count} and data_len={data_len}; neither may be negative"
+            )
+        extra = OLD_TYPE_SIZE if kind is MessageKind.REJECT else 0
+        groups_at = start + HEADER_SIZE + extra
+        data_at = groups_at + GROUP_NAME_SIZE * count
+        end = data_at + data_len
+        if not buffer.ensure(end - start, "message"):
+            return NEED_DATA
+        names = self._names
+        fields = group_struct(count).unpack_from(data, groups_at)
+        groups = tuple([names[f] if f in names else self._name(f) for f in fields])
+        origin = names[sender] if sender in names else self._name(sender)
+        payload = buffer.slice(data_at, end)
+        buffer._start = end
+        if kind is MessageKind.DATA:
+            hints = self._hints
+            mess_type, hint_little = hints[hint] if hint in hints else self._hint(hint)
+            return DataMessage(
+                origin, groups, _SERVICES[type_ & 0x7F], mess_type, payload, not hint_little
+            )
+        if kind is MessageKind.REGULAR_MEMBERSHIP:
+            cause = CAUSES.get(type_ & 0xF00)
+            if cause is None:
+                raise RemoteProtocolError(
+                    f"regular membership type {type_:#010x} needs exactly one CAUSED_BY bit"
+                )
+            return self._membership_parser(origin, groups, cause, payload, bool(little))
+        if kind is MessageKind.TRANSITIONAL:
+            return TransitionalMembership(origin, unpack_transitional_body(payload, bool(little)))
+        if kind is MessageKind.SELF_LEAVE:
+            return SelfLeave(origin)
+        old_type = unpack_old_type(data, start + HEADER_SIZE, bool(little))
+        mess_type, _ = self._hints[hint] if hint in self._hints else self._hint(hint)
+        return RejectedMessage(origin, groups, old_type, mess_type, payload)
+
+    def _hint(self, hint: bytes) -> tuple[int, bool]:
+        hints = self._hints
+        if len(hints) >= _CACHE_LIMIT:
+            hints.clear()
+        little = bool(hint[0] & 0x80)
+        value = (int.from_bytes(hint, "little" if little else "big") >> 8) & 0xFFFF
+        result = hints[hint] = (value - 0x10000 if value & 0x8000 else value), little
+        return result
+
+    # --- sending -------------------------------------------------------------------
+
+    def send(self, command: ClientCommand) -> bytes:
+        """Encode one command; the header carries this session's private group.
+
+        Raises:
+            LocalProtocolError: the session is not open (before the accept, or after a
+                ``Disconnect``).
+        """
+        if self.state is not ClientState.OPEN:
+            raise LocalProtocolError(
+                f"cannot send {type(command).__name__} in state {self.state.name}"
+            )
+        encoded = _ENCODERS[type(command)](self, command)
+        if type(command) is Disconnect:
+            self._move(ClientInput.SEND_DISCONNECT, local=True)
+        return encoded
+
+    def send_many(self, commands: Iterable[ClientCommand]) -> bytes:
+        """Encode several commands into one ``bytes`` (one write).
+
+        Raises:
+            LocalProtocolError: the session is not open, or a command follows a
+                ``Disconnect``; nothing is encoded and the state is unchanged then.
+        """
+        if self.state is not ClientState.OPEN:
+            raise LocalProtocolError(f"cannot send in state {self.state.name}")
+        parts: list[bytes] = []
+        disconnecting = False
+        for command in commands:
+            if disconnecting:
+                raise LocalProtocolError("no command may follow a Disconnect")
+            parts.append(_ENCODERS[type(command)](self, command))
+            disconnecting = type(command) is Disconnect
+        if disconnecting:
+            self._move(ClientInput.SEND_DISCONNECT, local=True)
+        return b"".join(parts)
+
+    def _field(self, group: str) -> bytes:
+        fields = self._group_fields
+        if len(fields) >= _CACHE_LIMIT:
+            fields.clear()
+        field = fields[group] = group.encode("latin-1").ljust(GROUP_NAME_SIZE, b"\0")
+        return field
+
+    def _encode_multicast(self, command: ClientCommand) -> bytes:
+        assert type(command) is Multicast
+        fields = self._group_fields
+        groups = command.groups
+        head = HEADER_OUT.pack(
+            int(command.service) | ENDIAN_MARKER,
+            self._sender,
+            len(groups),
+            ((command.mess_type << 8) & 0x00FFFF00) | ENDIAN_MARKER,
+            len(command.data),
+        )
+        if len(groups) == 1:
+            group = groups[0]
+            return b"".join(
+                (head, fields[group] if group in fields else self._field(group), command.data)
+            )
+        names = [fields[g] if g in fields else self._field(g) for g in groups]
+        return b"".join((head, *names, command.data))
+
+    def _encode_control(self, command: ClientCommand) -> bytes:
+        if isinstance(command, Join | Leave):
+            field = self._field(command.group)
+        else:  # KILL names the session's own private group; the daemon ignores it
+            field = self._sender.ljust(GROUP_NAME_SIZE, b"\0")
+        type_ = _CONTROL[type(command)] | ENDIAN_MARKER
+        return HEADER_OUT.pack(type_, self._sender, 1, ENDIAN_MARKER, 0) + field
+
+
+# --- tables ---------------------------------------------------------------------------
+
+_READERS: Final[
+    Mapping[ClientState, Callable[[ClientSession], DaemonMessage | Accepted | Rejected | NeedData]]
+] = MappingProxyType(
+    {
+        ClientState.START: ClientSession._read_nothing,
+        ClientState.HELLO_SENT: ClientSession._read_hello_answer,
+        ClientState.AUTH_SENT: ClientSession._read_accept,
+        ClientState.OPEN: ClientSession._read_message,
+        ClientState.DISCONNECTING: ClientSession._read_message,
+    }
+)
+"""The reader of each state that decodes anything (``CLOSED`` decodes nothing)."""
+
+_CONTROL: Final[Mapping[type, int]] = MappingProxyType(
+    {Join: int(ControlType.JOIN), Leave: int(ControlType.LEAVE), Disconnect: int(ControlType.KILL)}
+)
+
+_ENCODERS: Final[Mapping[type, Callable[[ClientSession, ClientCommand], bytes]]] = MappingProxyType(
+    {
+        Join: ClientSession._encode_control,
+        Leave: ClientSession._encode_control,
+        Disconnect: ClientSession._encode_control,
+        Multicast: ClientSession._encode_multicast,
+    }
+)
+
+
+def _parse_membership_v4(
+    group: str, members: tuple[str, ...], cause: Cause, body: bytes, little: bool
+) -> RegularMembership:
+    group_id, vs_sets, local = unpack_membership_body(body, little)
+    return RegularMembership(group, group_id, members, cause, vs_sets, local)
+
+
+def _parse_membership_v3(
+    group: str, members: tuple[str, ...], cause: Cause, body: bytes, little: bool
+) -> RegularMembership:
+    group_id, vs_set = unpack_membership_body_v3(body, little)
+    return RegularMembership(group, group_id, members, cause, (vs_set,), 0)
+
+
+_MEMBERSHIP_PARSERS: Final = MappingProxyType({3: _parse_membership_v3})
+"""Daemon major version -> membership body parser; 4 and later use vs sets (§13)."""
