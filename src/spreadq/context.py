@@ -1,0 +1,156 @@
+"""The :class:`Context` a handler receives next to its payload.
+
+The dispatcher builds one per attempt of a job it runs; a handler asks for it by
+declaring a second parameter (annotated :class:`Context`, or named ``ctx`` or
+``context``). A context is read-only once built. Tests may build one directly::
+
+    ctx = Context(job="test-1", kind="resize", queue="images", member="#w1#host")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol, final
+
+import structlog
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = ["Context", "StaticView", "WorkView"]
+
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+class WorkView(Protocol):
+    """What a handler may know of the WORK group's current view."""
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The consumers' private group names, in Spread's order."""
+        ...
+
+    @property
+    def group_id(self) -> object:
+        """The daemon's id of this view of the group."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticView:
+    """A fixed :class:`WorkView`, for contexts built outside a running worker."""
+
+    members: tuple[str, ...]
+    group_id: object = None
+
+
+@final
+class Context:
+    """Everything a handler may want to know about the job it runs, read-only.
+
+    Attributes:
+        job: the job's stable reference (printable; the same on every replica).
+        kind: the handler kind the job was put for (``"raw:<mess_type>"`` for RAW jobs).
+        queue: the queue name.
+        member: this worker's private group name (e.g. ``#w1#host``).
+        view: the WORK view the job was assigned in: ``view.members`` in Spread's order.
+        attempt: 1 for the first run of the job, 2 for the first retry, ...
+        key: the job's key, if it was put with one.
+        headers: the job's headers (deadline, trace context, ...).
+        log: a structlog logger bound with ``queue``, ``member``, ``job``, ``kind`` and
+            ``attempt``.
+    """
+
+    __slots__ = (
+        "_cancel_scope",
+        "attempt",
+        "headers",
+        "job",
+        "key",
+        "kind",
+        "log",
+        "member",
+        "queue",
+        "view",
+    )
+
+    job: object
+    kind: str
+    queue: str
+    member: str
+    view: WorkView
+    attempt: int
+    key: str | None
+    headers: Mapping[str, str]
+    log: FilteringBoundLogger
+    _cancel_scope: CancelScope | None
+
+    def __init__(
+        self,
+        *,
+        job: object,
+        kind: str,
+        queue: str,
+        member: str,
+        view: WorkView | None = None,
+        attempt: int = 1,
+        key: str | None = None,
+        headers: Mapping[str, str] = NO_HEADERS,
+        log: FilteringBoundLogger | None = None,
+        cancel_scope: CancelScope | None = None,
+    ) -> None:
+        """Build a context; ``log`` is bound here with the job's identity.
+
+        Args:
+            view: defaults to a one-member view of ``member``.
+            log: the logger to bind; ``structlog.get_logger("spreadq.handler")`` if None.
+            cancel_scope: the scope the handler runs in, for :attr:`cancelled`.
+
+        Raises:
+            ValueError: ``attempt`` is less than 1.
+        """
+        if attempt < 1:
+            raise ValueError(f"attempt is 1-based, got {attempt}")
+        base: FilteringBoundLogger = structlog.get_logger("spreadq.handler") if log is None else log
+        setter = object.__setattr__
+        setter(self, "job", job)
+        setter(self, "kind", kind)
+        setter(self, "queue", queue)
+        setter(self, "member", member)
+        setter(self, "view", StaticView((member,)) if view is None else view)
+        setter(self, "attempt", attempt)
+        setter(self, "key", key)
+        setter(self, "headers", headers)
+        setter(
+            self,
+            "log",
+            base.bind(queue=queue, member=member, job=str(job), kind=kind, attempt=attempt),
+        )
+        setter(self, "_cancel_scope", cancel_scope)
+
+    @property
+    def ref(self) -> object:
+        """The job's reference; the same object as :attr:`job`."""
+        return self.job
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the handler's run has been cancelled (the worker lost its daemon,
+        the job was completed elsewhere, or the worker is stopping)."""
+        scope = self._cancel_scope
+        return scope is not None and scope.cancel_called
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"Context is read-only; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"Context is read-only; cannot delete {name!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(queue={self.queue!r}, kind={self.kind!r}, job={self.job!s}, "
+            f"attempt={self.attempt}, member={self.member!r})"
+        )
