@@ -1,0 +1,623 @@
+"""spreadq's own messages on a queue's groups: compact, versioned, struct-based.
+
+Theory of operation
+-------------------
+Every spreadq message starts with a six-byte *preamble* that every version keeps::
+
+    offset 0  b"SQ"      magic
+    offset 2  u8         version (this module writes and reads 1)
+    offset 3  u8         kind (:class:`Kind`)
+    offset 4  u16        slots: how many job slots the message takes on the WORK group
+
+All integers are little-endian. ``slots`` is what lets replicas agree on job counting
+even when they cannot read a message: a JOB BATCH of N jobs declares N, the last
+FRAGMENT of a job declares 1, every other kind declares 0. A replica that meets an
+unknown version or a body it cannot parse still takes ``slots`` slots (one, when the
+preamble itself is cut short), each of which becomes a job that fails with an
+:class:`~spreadq.errors.EnvelopeError` at its owner. Version 1 is the first; a later
+version must keep the preamble and the meaning of ``slots``.
+
+A WORK message that does not start with ``b"SQ"`` is a RAW job (sent by a C, Java or
+Perl program): it takes one slot, is routed by its Spread ``mess_type`` and is handed to
+a handler as bytes. spreadq sends every message with ``mess_type =`` :data:`MESS_TYPE`,
+but recognition is by the magic, so a raw sender must not begin its data with ``b"SQ"``.
+
+Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
+
+    BATCH     producer_id 16s | mseq u64 | codec_len u8 | codec | slots x job record
+    FRAGMENT  producer_id 16s | mseq u64 | index u16 | count u16 | codec_len u8 | codec |
+              one job record whose payload is chunk ``index`` of ``count``
+    job record  seq u64 | flags u8 (bit 0: has key) | kind_len u8 | key_len u16 |
+                headers_len u16 | payload_len u32 | kind | key | headers | payload
+    headers   repeated: name_len u8 | name | value_len u16 | value
+    ACK       incarnation 16s | backlog u32 | n_positions u16 | n_outcomes u16 |
+              n_positions x (producer_id 16s | mseq u64) |
+              n_outcomes x (producer_id 16s | seq u64 | status u8 | attempts u16 |
+                            error_type_len u8 | data_len u32 | error_type | data)
+    VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
+    DRAIN     incarnation 16s
+    HELLO     incarnation 16s | capacity u32
+
+Decoding is cheap for jobs a consumer does not own: the batch header and each job's
+fixed fields, kind and key are read; headers and payload stay as slices of the message
+(``memoryview``, no copy) and are decoded only by whoever runs the job.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
+from spreadq.queue.jobs import (
+    Job,
+    JobRef,
+    Outcome,
+    Status,
+    encode_headers,
+    encode_text,
+)
+from spreadq.queue.view import View
+
+__all__ = [
+    "MAGIC",
+    "MAX_ENVELOPE_SIZE",
+    "MESS_TYPE",
+    "VERSION",
+    "Ack",
+    "Decoded",
+    "Envelope",
+    "Drain",
+    "Hello",
+    "JobBatch",
+    "JobFragment",
+    "JobSpec",
+    "Kind",
+    "Raw",
+    "ack_overhead",
+    "batch_size",
+    "outcome_size",
+    "declared_slots",
+    "decode",
+    "encode",
+    "encode_batch",
+    "encode_fragments",
+]
+
+MAGIC: Final = b"SQ"
+VERSION: Final = 1
+MESS_TYPE: Final = 0x5351
+"""The Spread ``mess_type`` spreadq sends its envelopes with (ASCII ``"SQ"``)."""
+
+MAX_ENVELOPE_SIZE: Final = 140_000 - 48 - 2 * 32
+"""The largest envelope spreadq sends: the Java client's 140,000-byte rule for a message
+addressed to two groups (fact sheet §8), so one cap serves JOB, ACK and control messages."""
+
+MAX_CODEC_NAME: Final = 32
+MAX_ATTEMPTS: Final = 0xFFFF
+
+
+class Kind(enum.IntEnum):
+    """The byte at offset 3 of every envelope."""
+
+    BATCH = 1
+    FRAGMENT = 2
+    ACK = 3
+    VIEW = 4
+    DRAIN = 5
+    HELLO = 6
+
+
+_PREAMBLE = struct.Struct("<2sBBH")
+_BATCH = struct.Struct("<16sQB")
+_FRAGMENT = struct.Struct("<16sQHHB")
+_JOB = struct.Struct("<QBBHHI")
+_ACK = struct.Struct("<16sIHH")
+_POSITION = struct.Struct("<16sQ")
+_OUTCOME = struct.Struct("<16sQBHBI")
+_VIEW = struct.Struct("<iiiQH")
+_DRAIN = struct.Struct("<16s")
+_HELLO = struct.Struct("<16sI")
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+
+_HAS_KEY = 0x01
+_ID_SIZE = 16
+_U16_MAX = 0xFFFF
+_U32_MAX = 0xFFFF_FFFF
+_U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+
+# --- values -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job as a producer packs it; validated and pre-encoded when built.
+
+    Raises:
+        LocalProtocolError: a field that the envelope cannot carry (kind longer than
+            255 bytes, key longer than 65,535 bytes, headers too big, seq out of range,
+            text that is not valid Unicode).
+    """
+
+    seq: int
+    kind: str
+    payload: bytes
+    key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    _head: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_head",
+            _job_head(self.seq, self.kind, self.key, encode_headers(self.headers), self.payload),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        seq: int,
+        kind: str,
+        payload: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> JobSpec:
+        """Build a spec from a headers mapping.
+
+        Raises:
+            LocalProtocolError: as for the constructor.
+        """
+        return cls(seq, kind, payload, key, tuple(headers.items()) if headers else ())
+
+    @property
+    def encoded_size(self) -> int:
+        """Bytes this job adds to a batch."""
+        return len(self._head) + len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """JOB BATCH: one producer message carrying ``len(jobs)`` jobs (as many slots)."""
+
+    producer_id: bytes
+    mseq: int
+    codec: str
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFragment:
+    """FRAGMENT ``index`` of ``count`` of one job too big for a message.
+
+    ``job.payload`` is this fragment's chunk; the consumer concatenates them in order. The
+    job takes its slot when its last fragment is delivered.
+    """
+
+    producer_id: bytes
+    mseq: int
+    codec: str
+    index: int
+    count: int
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """ACK: what a consumer finished, how far it read each producer, and its backlog."""
+
+    incarnation: bytes
+    outcomes: tuple[tuple[JobRef, Outcome], ...] = ()
+    positions: tuple[tuple[bytes, int], ...] = ()
+    backlog: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """DRAIN: the sender takes no new work (re-announced after every view change)."""
+
+    incarnation: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """HELLO: the sender's capacity (how many jobs it runs at once)."""
+
+    incarnation: bytes
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A WORK message that is not a spreadq envelope: one RAW job."""
+
+    data: bytes | memoryview = field(repr=False)
+
+
+Decoded = JobBatch | JobFragment | Ack | View | Drain | Hello | Raw
+"""What :func:`decode` returns."""
+
+Envelope = JobBatch | JobFragment | Ack | View | Drain | Hello
+
+
+# --- encoding -----------------------------------------------------------------------
+
+
+def _check_id(value: bytes, what: str) -> None:
+    if len(value) != _ID_SIZE:
+        raise LocalProtocolError(f"{what} must be {_ID_SIZE} bytes, not {len(value)}")
+
+
+def _check_range(value: int, what: str, limit: int) -> None:
+    if not 0 <= value <= limit:
+        raise LocalProtocolError(f"{what} {value} is outside 0..{limit}")
+
+
+def _job_head(seq: int, kind: str, key: str | None, headers: bytes, payload: bytes) -> bytes:
+    _check_range(seq, "job seq", _U64_MAX)
+    if not kind:
+        raise LocalProtocolError("a job kind cannot be empty")
+    raw_kind = encode_text(kind, "job kind", 0xFF)
+    raw_key = b"" if key is None else encode_text(key, "job key", _U16_MAX)
+    _check_range(len(payload), "payload size", _U32_MAX)
+    flags = 0 if key is None else _HAS_KEY
+    fixed = _JOB.pack(seq, flags, len(raw_kind), len(raw_key), len(headers), len(payload))
+    return fixed + raw_kind + raw_key + headers
+
+
+def outcome_size(outcome: Outcome) -> int:
+    """Bytes one outcome (with its ref) adds to an ACK."""
+    data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
+    return _OUTCOME.size + len(outcome.error_type.encode("utf-8", "replace")) + len(data)
+
+
+def ack_overhead(positions: int) -> int:
+    """Bytes of an ACK without its outcomes, with ``positions`` read positions."""
+    return _PREAMBLE.size + _ACK.size + positions * _POSITION.size
+
+
+def _preamble(kind: Kind, slots: int) -> bytes:
+    return _PREAMBLE.pack(MAGIC, VERSION, kind, slots)
+
+
+def _batch_overhead(codec: str) -> int:
+    return _PREAMBLE.size + _BATCH.size + len(codec.encode("ascii", "replace"))
+
+
+def batch_size(codec: str, jobs: Sequence[JobSpec]) -> int:
+    """The size in bytes of the batch :func:`encode_batch` would build."""
+    return _batch_overhead(codec) + sum(job.encoded_size for job in jobs)
+
+
+def _codec_bytes(codec: str) -> bytes:
+    if not codec.isascii() or not 1 <= len(codec) <= MAX_CODEC_NAME:
+        raise LocalProtocolError(f"codec name {codec!r} must be 1..{MAX_CODEC_NAME} ASCII chars")
+    return codec.encode("ascii")
+
+
+def encode_batch(producer_id: bytes, mseq: int, codec: str, jobs: Sequence[JobSpec]) -> bytes:
+    """Encode a JOB BATCH of ``jobs`` (one slot each).
+
+    Raises:
+        LocalProtocolError: a bad producer id, mseq, codec name, or more than 65,535 jobs.
+        MessageTooLarge: the batch passes :data:`MAX_ENVELOPE_SIZE`; split it, or send a
+            job that is too big alone with :func:`encode_fragments`.
+    """
+    _check_id(producer_id, "producer_id")
+    _check_range(mseq, "mseq", _U64_MAX)
+    _check_range(len(jobs), "jobs per batch", _U16_MAX)
+    raw_codec = _codec_bytes(codec)
+    parts = [_preamble(Kind.BATCH, len(jobs)), _BATCH.pack(producer_id, mseq, len(raw_codec))]
+    parts.append(raw_codec)
+    for job in jobs:
+        parts += (job._head, job.payload)
+    data = b"".join(parts)
+    if len(data) > MAX_ENVELOPE_SIZE:
+        raise MessageTooLarge(len(data), MAX_ENVELOPE_SIZE, "job batch")
+    return data
+
+
+def encode_fragments(
+    producer_id: bytes,
+    first_mseq: int,
+    codec: str,
+    job: JobSpec,
+    *,
+    max_size: int = MAX_ENVELOPE_SIZE,
+) -> list[bytes]:
+    """Split one job into FRAGMENT messages of at most ``max_size`` bytes.
+
+    Fragment ``i`` has mseq ``first_mseq + i``; every fragment repeats the job's kind,
+    key and headers, so a consumer that joined mid-way still counts the job's slot.
+
+    Raises:
+        LocalProtocolError: bad ids or names, or more than 65,535 fragments needed.
+        MessageTooLarge: ``max_size`` leaves no room for payload.
+    """
+    _check_id(producer_id, "producer_id")
+    raw_codec = _codec_bytes(codec)
+    head_size = _PREAMBLE.size + _FRAGMENT.size + len(raw_codec) + len(job._head)
+    room = min(max_size, MAX_ENVELOPE_SIZE) - head_size
+    if room <= 0:
+        raise MessageTooLarge(head_size, max_size, "fragment header")
+    chunks = [job.payload[at : at + room] for at in range(0, len(job.payload), room)] or [b""]
+    count = len(chunks)
+    _check_range(count, "fragment count", _U16_MAX)
+    _check_range(first_mseq + count - 1, "mseq", _U64_MAX)
+    headers = encode_headers(job.headers)
+    out: list[bytes] = []
+    for index, chunk in enumerate(chunks):
+        slots = 1 if index == count - 1 else 0
+        head = _FRAGMENT.pack(producer_id, first_mseq + index, index, count, len(raw_codec))
+        record = _job_head(job.seq, job.kind, job.key, headers, chunk)
+        out.append(b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, chunk)))
+    return out
+
+
+def _encode_ack(ack: Ack) -> bytes:
+    _check_id(ack.incarnation, "incarnation")
+    _check_range(ack.backlog, "backlog", _U32_MAX)
+    _check_range(len(ack.positions), "positions per ACK", _U16_MAX)
+    _check_range(len(ack.outcomes), "outcomes per ACK", _U16_MAX)
+    parts = [
+        _preamble(Kind.ACK, 0),
+        _ACK.pack(ack.incarnation, ack.backlog, len(ack.positions), len(ack.outcomes)),
+    ]
+    for producer_id, mseq in ack.positions:
+        _check_id(producer_id, "producer_id")
+        _check_range(mseq, "mseq", _U64_MAX)
+        parts.append(_POSITION.pack(producer_id, mseq))
+    for ref, outcome in ack.outcomes:
+        _check_id(ref.producer_id, "producer_id")
+        _check_range(ref.seq, "job seq", _U64_MAX)
+        raw_type = encode_text(outcome.error_type, "error type", 0xFF)
+        data = (
+            outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
+        )
+        attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+        parts.append(
+            _OUTCOME.pack(
+                ref.producer_id, ref.seq, outcome.status, attempts, len(raw_type), len(data)
+            )
+        )
+        parts += (raw_type, data)
+    return b"".join(parts)
+
+
+def _encode_view(view: View) -> bytes:
+    names = [encode_text(member, "member name", 0xFF) for member in view.members]
+    _check_range(len(names), "members", _U16_MAX)
+    _check_range(view.ordinal, "view ordinal", _U64_MAX)
+    parts = [_preamble(Kind.VIEW, 0), _VIEW.pack(*view.group_id, view.ordinal, len(names))]
+    for name in names:
+        parts += (_U8.pack(len(name)), name)
+    return b"".join(parts)
+
+
+def _encode_drain(drain: Drain) -> bytes:
+    _check_id(drain.incarnation, "incarnation")
+    return _preamble(Kind.DRAIN, 0) + _DRAIN.pack(drain.incarnation)
+
+
+def _encode_hello(hello: Hello) -> bytes:
+    _check_id(hello.incarnation, "incarnation")
+    _check_range(hello.capacity, "capacity", _U32_MAX)
+    return _preamble(Kind.HELLO, 0) + _HELLO.pack(hello.incarnation, hello.capacity)
+
+
+def _encode_batch_value(batch: JobBatch) -> bytes:
+    specs = [_spec_of(job) for job in batch.jobs]
+    return encode_batch(batch.producer_id, batch.mseq, batch.codec, specs)
+
+
+def _encode_fragment_value(frag: JobFragment) -> bytes:
+    _check_id(frag.producer_id, "producer_id")
+    _check_range(frag.mseq, "mseq", _U64_MAX)
+    if not 0 <= frag.index < frag.count <= _U16_MAX:
+        raise LocalProtocolError(f"fragment {frag.index} of {frag.count} is out of range")
+    raw_codec = _codec_bytes(frag.codec)
+    job = frag.job
+    payload = bytes(job.payload)
+    record = _job_head(job.ref.seq, job.kind, job.key, bytes(job.header_block), payload)
+    slots = 1 if frag.index == frag.count - 1 else 0
+    head = _FRAGMENT.pack(frag.producer_id, frag.mseq, frag.index, frag.count, len(raw_codec))
+    return b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, payload))
+
+
+def _spec_of(job: Job) -> JobSpec:
+    return JobSpec(job.ref.seq, job.kind, bytes(job.payload), job.key, tuple(job.headers().items()))
+
+
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    JobBatch: _encode_batch_value,
+    JobFragment: _encode_fragment_value,
+    Ack: _encode_ack,
+    View: _encode_view,
+    Drain: _encode_drain,
+    Hello: _encode_hello,
+}
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Encode any envelope value (the Dispatcher's one call for ACK, VIEW, DRAIN, HELLO).
+
+    Raises:
+        LocalProtocolError: a field the envelope cannot carry.
+        MessageTooLarge: a JOB BATCH over :data:`MAX_ENVELOPE_SIZE`.
+    """
+    return _ENCODERS[type(envelope)](envelope)
+
+
+# --- decoding -----------------------------------------------------------------------
+
+
+class _Reader:
+    """A cursor over one message; every read is bounds-checked."""
+
+    __slots__ = ("at", "mv")
+
+    def __init__(self, mv: memoryview, at: int) -> None:
+        self.mv = mv
+        self.at = at
+
+    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
+        end = self.at + layout.size
+        if end > len(self.mv):
+            raise EnvelopeError(f"truncated at byte {self.at}: {layout.size} more bytes needed")
+        values = layout.unpack_from(self.mv, self.at)
+        self.at = end
+        return values
+
+    def take(self, size: int) -> memoryview:
+        end = self.at + size
+        if end > len(self.mv):
+            raise EnvelopeError(f"truncated at byte {self.at}: {size} more bytes needed")
+        chunk = self.mv[self.at : end]
+        self.at = end
+        return chunk
+
+    def text(self, size: int, what: str) -> str:
+        chunk = self.take(size)
+        try:
+            return str(chunk, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"{what} is not UTF-8") from exc
+
+    def done(self) -> None:
+        if self.at != len(self.mv):
+            raise EnvelopeError(f"{len(self.mv) - self.at} trailing bytes after the envelope")
+
+
+def _read_codec(reader: _Reader, size: int) -> str:
+    raw = reader.take(size)
+    if not 1 <= size <= MAX_CODEC_NAME or not bytes(raw).isascii():
+        raise EnvelopeError("bad codec name")
+    return str(raw, "ascii")
+
+
+def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
+    seq, flags, kind_len, key_len, headers_len, payload_len = reader.unpack(_JOB)
+    if flags & ~_HAS_KEY or (not flags and key_len) or not kind_len:
+        raise EnvelopeError("bad job record flags")
+    kind = reader.text(kind_len, "job kind")
+    key = reader.text(key_len, "job key") if flags else None
+    header_block = reader.take(headers_len)
+    payload = reader.take(payload_len)
+    return Job(JobRef(producer_id, seq), kind, key, codec, payload, header_block)
+
+
+def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
+    producer_id, mseq, codec_len = reader.unpack(_BATCH)
+    codec = _read_codec(reader, codec_len)
+    pid: bytes = producer_id
+    jobs = tuple(_read_job(reader, pid, codec) for _ in range(slots))
+    reader.done()
+    return JobBatch(pid, mseq, codec, jobs)
+
+
+def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
+    producer_id, mseq, index, count, codec_len = reader.unpack(_FRAGMENT)
+    if not 0 <= index < count or slots != (index == count - 1):
+        raise EnvelopeError(f"fragment {index} of {count} declares {slots} slots")
+    codec = _read_codec(reader, codec_len)
+    job = _read_job(reader, producer_id, codec)
+    reader.done()
+    return JobFragment(producer_id, mseq, codec, index, count, job)
+
+
+def _decode_ack(reader: _Reader, slots: int) -> Ack:
+    incarnation, backlog, n_positions, n_outcomes = reader.unpack(_ACK)
+    positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
+    outcomes: list[tuple[JobRef, Outcome]] = []
+    for _ in range(n_outcomes):
+        producer_id, seq, status, attempts, type_len, data_len = reader.unpack(_OUTCOME)
+        error_type = reader.text(type_len, "error type")
+        ref = JobRef(producer_id, seq)
+        if status == Status.OK:
+            if type_len:
+                raise EnvelopeError("a successful outcome carries no error type")
+            result = bytes(reader.take(data_len))
+            outcomes.append((ref, Outcome(Status.OK, attempts, result)))
+        elif status == Status.FAILED:
+            message = reader.text(data_len, "error message")
+            failed = Outcome(Status.FAILED, attempts, b"", error_type, message)
+            outcomes.append((ref, failed))
+        else:
+            raise EnvelopeError(f"unknown outcome status {status}")
+    reader.done()
+    return Ack(incarnation, tuple(outcomes), positions, backlog)
+
+
+def _decode_view(reader: _Reader, slots: int) -> View:
+    proc_id, time, index, ordinal, count = reader.unpack(_VIEW)
+    members = []
+    for _ in range(count):
+        (size,) = reader.unpack(_U8)
+        members.append(reader.text(size, "member name"))
+    reader.done()
+    return View(tuple(members), (proc_id, time, index), ordinal)
+
+
+def _decode_drain(reader: _Reader, slots: int) -> Drain:
+    (incarnation,) = reader.unpack(_DRAIN)
+    reader.done()
+    return Drain(incarnation)
+
+
+def _decode_hello(reader: _Reader, slots: int) -> Hello:
+    incarnation, capacity = reader.unpack(_HELLO)
+    reader.done()
+    return Hello(incarnation, capacity)
+
+
+_DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
+    Kind.BATCH: _decode_batch,
+    Kind.FRAGMENT: _decode_fragment,
+    Kind.ACK: _decode_ack,
+    Kind.VIEW: _decode_view,
+    Kind.DRAIN: _decode_drain,
+    Kind.HELLO: _decode_hello,
+}
+_SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
+
+
+def decode(data: bytes | memoryview) -> Decoded:
+    """Decode one message delivered on a queue group.
+
+    Data that does not start with :data:`MAGIC` is returned as :class:`Raw`. Job
+    payloads and header blocks in the result are slices of ``data`` (no copy).
+
+    Raises:
+        EnvelopeError: the data starts with the magic but is an unknown version or kind,
+            or its body is malformed. :func:`declared_slots` then says how many job slots
+            it takes.
+    """
+    mv = memoryview(data)
+    if bytes(mv[:2]) != MAGIC:
+        return Raw(data)
+    if len(mv) < _PREAMBLE.size:
+        raise EnvelopeError(f"a {len(mv)}-byte message is too short for a spreadq envelope")
+    _, version, kind, slots = _PREAMBLE.unpack_from(mv)
+    if version != VERSION:
+        raise EnvelopeError(f"envelope version {version} is not supported (this is {VERSION})")
+    try:
+        decoder = _DECODERS[Kind(kind)]
+    except ValueError:
+        raise EnvelopeError(f"unknown envelope kind {kind}") from None
+    if slots and kind not in _SLOTTED:
+        raise EnvelopeError(f"a {Kind(kind).name} envelope cannot take {slots} job slots")
+    return decoder(_Reader(mv, _PREAMBLE.size), slots)
+
+
+def declared_slots(data: bytes | memoryview) -> int:
+    """How many job slots an unreadable envelope takes: its declared count, or 1 when
+    even the preamble is cut short (the rule every version must follow)."""
+    if len(data) < _PREAMBLE.size:
+        return 1
+    slots: int = _PREAMBLE.unpack_from(data)[3]
+    return slots

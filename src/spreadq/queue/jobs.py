@@ -1,0 +1,165 @@
+"""Jobs as the queue core sees them: a stable reference, the decoded job, its outcome.
+
+These values cross from the queue core to the Dispatcher (in effects) and back (in
+:class:`~spreadq.queue.table.JobFinished`); the envelope module encodes them.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from spreadq.errors import EnvelopeError, LocalProtocolError
+
+__all__ = [
+    "Job",
+    "JobRef",
+    "Outcome",
+    "Status",
+    "decode_headers",
+    "encode_headers",
+    "encode_text",
+]
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U16_MAX = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class JobRef:
+    """A job's identity on every replica: its producer's id and the producer's job seq.
+
+    For RAW jobs and unreadable envelopes the table derives ``producer_id`` from the
+    view's group id and the sender, and ``seq`` counts that sender's slots in the view.
+    """
+
+    producer_id: bytes
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.producer_id[:4].hex()}:{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as a consumer reads it: fixed fields decoded, headers and payload left raw.
+
+    ``payload`` and ``header_block`` are usually slices of the delivered message (no
+    copy). ``error`` is set for a slot whose envelope could not be read; its owner
+    reports it as failed with :class:`~spreadq.errors.EnvelopeError` and never runs it.
+    RAW jobs have ``codec == "raw"`` and ``kind == "raw:<mess_type>"``.
+    """
+
+    ref: JobRef
+    kind: str
+    key: str | None
+    codec: str
+    payload: bytes | memoryview = field(repr=False)
+    header_block: bytes | memoryview = field(default=b"", repr=False)
+    error: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Decode the job's headers (deadline, not_before, trace context ...).
+
+        Raises:
+            EnvelopeError: the header block is malformed.
+        """
+        return decode_headers(self.header_block)
+
+
+class Status(enum.IntEnum):
+    """How a job ended."""
+
+    OK = 0
+    FAILED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one job ended, as an ACK reports it.
+
+    ``result`` is the codec'd return value of a successful job; a failed job carries the
+    qualified exception type and its message instead.
+    """
+
+    status: Status
+    attempts: int = 1
+    result: bytes = b""
+    error_type: str = ""
+    error_message: str = ""
+
+    @classmethod
+    def success(cls, result: bytes = b"", attempts: int = 1) -> Outcome:
+        """The job ran and returned ``result``."""
+        return cls(Status.OK, attempts, result)
+
+    @classmethod
+    def failure(cls, error_type: str, error_message: str, attempts: int = 1) -> Outcome:
+        """The job failed for good with an exception of type ``error_type``."""
+        return cls(Status.FAILED, attempts, b"", error_type, error_message)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job succeeded."""
+        return self.status is Status.OK
+
+
+def encode_text(value: str, what: str, limit: int) -> bytes:
+    """``value`` as UTF-8 of at most ``limit`` bytes.
+
+    Raises:
+        LocalProtocolError: ``value`` is not valid Unicode or is too long.
+    """
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"{what} {value!r} is not valid Unicode") from exc
+    if len(raw) > limit:
+        raise LocalProtocolError(f"{what} is {len(raw)} bytes; the envelope allows {limit}")
+    return raw
+
+
+def encode_headers(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Encode headers as repeated ``name_len u8 | name | value_len u16 | value``.
+
+    Raises:
+        LocalProtocolError: a name over 255 bytes, a value over 65,535 bytes, a block
+            over 65,535 bytes, or text that is not valid Unicode.
+    """
+    parts: list[bytes] = []
+    for name, value in headers:
+        raw_name = encode_text(name, "header name", 0xFF)
+        raw_value = encode_text(value, "header value", _U16_MAX)
+        parts += [_U8.pack(len(raw_name)), raw_name, _U16.pack(len(raw_value)), raw_value]
+    block = b"".join(parts)
+    if len(block) > _U16_MAX:
+        raise LocalProtocolError(f"headers take {len(block)} bytes; the envelope allows 65535")
+    return block
+
+
+def decode_headers(block: bytes | memoryview) -> dict[str, str]:
+    """Decode a header block written by :func:`encode_headers`.
+
+    Raises:
+        EnvelopeError: the block is truncated or its text is not UTF-8.
+    """
+    mv = memoryview(block)
+    at = 0
+    headers: dict[str, str] = {}
+    try:
+        while at < len(mv):
+            name_end = at + 1 + mv[at]
+            value_len = _U16.unpack_from(mv, name_end)[0]
+            value_end = name_end + 2 + value_len
+            if value_end > len(mv):
+                raise EnvelopeError("truncated header block")
+            headers[str(mv[at + 1 : name_end], "utf-8")] = str(
+                mv[name_end + 2 : value_end], "utf-8"
+            )
+            at = value_end
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise EnvelopeError(f"malformed header block: {exc}") from exc
+    return headers

@@ -1,0 +1,33 @@
+"""``least_loaded``: the eligible member with the fewest outstanding jobs of this view.
+
+The load of a member is the number of jobs assigned to it at slots of the current view
+that no ACK has completed yet. Loads start at zero at every view, so every member of a
+view counts the same jobs and the same ACKs, even right after a partition merge where
+the sides' earlier histories differ. Ties go to the member listed first (Spread's
+order), so with no ACKs at all the rule behaves like ``round_robin``.
+
+Worked example: members ``a, b, c``; jobs j1, j2, j3 go to a, b, c (all tied at 0, then
+1); an ACK from b completes j2; j4 goes to b (load 0), j5 to a (a, b, c at 1, 1, 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spreadq.queue.jobs import Job
+    from spreadq.queue.rules import RuleState
+
+__all__ = ["LeastLoaded"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeastLoaded:
+    """The first member with the smallest ``state.load``."""
+
+    name: str = "least_loaded"
+
+    def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+        """Return the least-loaded member; ties by list order."""
+        return min(members, key=state.load)
