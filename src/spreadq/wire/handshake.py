@@ -340,14 +340,23 @@ def read_hello(buffer: ReceiveBuffer) -> Hello | None:
     """The client's hello, or ``None`` until all of it has arrived.
 
     A hello that breaks a rule the session can check alone comes back with ``refusal``
-    set: a version below 3.1.0 (``REJECT_VERSION``, checked first), a name length over
-    10 (``REJECT_ILLEGAL_NAME``, decided as soon as the length byte arrives, without
-    waiting for the name) or a name byte outside ``$``..``~``.
+    set, decided as early as the real daemon decides it:
+
+    * a version below 3.1.0 (``REJECT_VERSION``) right after the two version bytes: such
+      a hello has no patch byte, so major and minor settle it (the real daemon answers
+      ``f9`` to the two bytes ``03 00`` alone). Flags and name are then unknown: the
+      ``Hello`` carries no name and no flags.
+    * a name length over 10 (``REJECT_ILLEGAL_NAME``) as soon as the length byte arrives,
+      without waiting for the name;
+    * a name byte outside ``$``..``~`` (``REJECT_ILLEGAL_NAME``).
     """
     head = buffer.peek(2)
     if head is None:
         return None
     major, minor = head
+    if major * 10000 + minor * 100 < OLDEST_CLIENT:
+        buffer.skip(2)
+        return Hello((major, minor, 0), "", False, False, RejectCode.REJECT_VERSION)
     fixed = 5 if major * 10000 + minor * 100 > PATCH_SENT_ABOVE else 4
     head = buffer.peek(fixed)
     if head is None:
@@ -356,18 +365,14 @@ def read_hello(buffer: ReceiveBuffer) -> Hello | None:
     flags, length = head[fixed - 2], head[fixed - 1]
     version = (major, minor, patch)
     membership, priority = bool(flags & _MEMBERSHIP_FLAG), flags // 16 > 0
-    old = version_number(version) < OLDEST_CLIENT
     if length > MAX_PRIVATE_NAME:
         buffer.skip(fixed)
-        code = RejectCode.REJECT_VERSION if old else RejectCode.REJECT_ILLEGAL_NAME
-        return Hello(version, "", membership, priority, code)
+        return Hello(version, "", membership, priority, RejectCode.REJECT_ILLEGAL_NAME)
     if len(buffer) < fixed + length:
         return None
     name = buffer.consume(fixed + length)[fixed:]
     refusal: RejectCode | None = None
-    if old:
-        refusal = RejectCode.REJECT_VERSION
-    elif not LEGAL_NAME_BYTES.match(name) or b"#" in name:
+    if not LEGAL_NAME_BYTES.match(name) or b"#" in name:
         refusal = RejectCode.REJECT_ILLEGAL_NAME
     return Hello(version, name.decode("latin-1"), membership, priority, refusal)
 
