@@ -1,0 +1,488 @@
+"""SpreadConnection: the actor that owns one socket to a Spread daemon.
+
+Theory of operation
+-------------------
+The actor owns a connected byte stream (TCP or Unix) and a sans-IO
+:class:`~spreadq.wire.session.ClientSession`. Nothing else touches either.
+
+``run()`` first does the handshake (hello, auth choice, accept) and then hands a
+:class:`ConnectionHandle` back through ``task_status.started``. From then on two tasks run:
+
+* the **reader** receives chunks of up to 256 KiB, feeds them to the session, decodes
+  every complete message in the chunk, and puts them as one tuple into a bounded stream
+  of event batches. When the consumer is slow the reader blocks, stops reading the
+  socket, and the daemon queues for us: that is what flow control above manages.
+* the **writer** waits for one command in the inbox, takes every command queued behind
+  it, encodes them all, and writes the bytes with one ``send``. A burst of multicasts
+  costs one system call, not one per message.
+
+When the daemon closes the socket, resets it, sends bytes the codec refuses, or a write
+fails, the actor records one :class:`~spreadq.errors.ConnectionLost` (with its
+:class:`~spreadq.errors.CloseReason`). At that moment the inbox is closed and drained,
+and every command waiting in it, blocked on it or written but not yet confirmed fails
+with that error. The events decoded before the end are still delivered, then the event
+stream ends and ``receive()`` raises the same error. Nothing waits forever.
+
+Closing locally queues a ``Close`` command behind everything already queued: the writer
+writes those commands and a ``Disconnect`` (``KILL_MESS``) in its last write.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import anyio.abc
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from spreadq.actors.mailbox import Inbox, Reply
+from spreadq.errors import (
+    CloseReason,
+    ConnectionLost,
+    ConnectRejected,
+    CouldNotConnect,
+    RemoteProtocolError,
+)
+from spreadq.wire.constants import RejectCode
+from spreadq.wire.events import (
+    CLOSED,
+    NEED_DATA,
+    Accepted,
+    ClientCommand,
+    DaemonMessage,
+    Disconnect,
+    Multicast,
+    Rejected,
+)
+from spreadq.wire.session import ClientSession
+
+__all__ = [
+    "Close",
+    "ConnectionCommand",
+    "ConnectionHandle",
+    "ConnectionStatistics",
+    "Flush",
+    "SpreadConnection",
+]
+
+log = structlog.get_logger(__name__)
+
+RECEIVE_SIZE: Final = 256 * 1024
+"""Bytes asked of the socket per read."""
+WRITE_BUDGET: Final = 1 << 20
+"""The writer stops adding commands to one write past this many bytes."""
+MAX_BATCH: Final = 4096
+"""The writer takes at most this many commands per write."""
+
+_SOCKET_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+_STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Answer ``reply`` once every command queued before this one has been written."""
+
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Write what is queued before this, then a ``Disconnect``, and stop."""
+
+    reply: Reply[None]
+
+
+ConnectionCommand = ClientCommand | Flush | Close
+"""What a :class:`SpreadConnection` inbox holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """Counters of one connection since it opened (a snapshot)."""
+
+    writes: int
+    """``send`` calls on the socket after the handshake."""
+    bytes_written: int
+    commands_written: int
+    reads: int
+    """``receive`` calls on the socket that returned data."""
+    bytes_read: int
+    events_received: int
+    queued: int
+    """Commands waiting in the inbox now."""
+
+
+def _weight(command: ConnectionCommand) -> int:
+    if type(command) is Multicast:
+        return len(command.data) + 48 + 32 * len(command.groups)
+    return 80
+
+
+class ConnectionHandle:
+    """How other code talks to a running :class:`SpreadConnection`.
+
+    Sending methods only queue commands; they raise the connection's
+    :class:`~spreadq.errors.ConnectionLost` once it has ended. One task should consume
+    the events.
+    """
+
+    __slots__ = (
+        "_actor",
+        "_events",
+        "_mailbox",
+        "_pending",
+        "daemon_version",
+        "private_group",
+    )
+
+    def __init__(
+        self,
+        actor: SpreadConnection,
+        events: MemoryObjectReceiveStream[tuple[DaemonMessage, ...]],
+        accepted: Accepted,
+    ) -> None:
+        self._actor = actor
+        self._mailbox = actor._inbox.mailbox(lambda: actor._error)
+        self._events = events
+        self._pending: deque[DaemonMessage] = deque()
+        self.private_group: str = accepted.private_group
+        """This connection's private group, ``#name#daemon``."""
+        self.daemon_version: tuple[int, int, int] = accepted.daemon_version
+        """The daemon's version from its accept."""
+
+    @property
+    def error(self) -> ConnectionLost | None:
+        """Why the connection ended, or ``None`` while it is open."""
+        return self._actor._error
+
+    async def send(self, command: ClientCommand) -> None:
+        """Queue ``command`` for the writer; wait only while the inbox is full.
+
+        Raises:
+            ConnectionLost: the connection has ended (before or while waiting).
+        """
+        await self._mailbox.put(command)
+
+    async def flush(self) -> None:
+        """Wait until every command queued before this call has been written.
+
+        Raises:
+            ConnectionLost: the connection ended first.
+        """
+        reply: Reply[None] = Reply()
+        await self._mailbox.put(Flush(reply))
+        await reply
+
+    async def receive_batch(self) -> Sequence[DaemonMessage]:
+        """Wait for the next events: all that one read of the socket decoded.
+
+        Raises:
+            ConnectionLost: the event stream has ended; ``reason`` says why
+                (``CLOSED_LOCALLY`` after :meth:`aclose`).
+        """
+        if self._pending:
+            batch = tuple(self._pending)
+            self._pending.clear()
+            return batch
+        try:
+            return await self._events.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._ended() from None
+
+    async def receive(self) -> DaemonMessage:
+        """Wait for the next event.
+
+        Raises:
+            ConnectionLost: the event stream has ended; ``reason`` says why.
+        """
+        pending = self._pending
+        if pending:
+            return pending.popleft()
+        try:
+            batch = await self._events.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._ended() from None
+        if len(batch) > 1:
+            pending.extend(batch[1:])
+        return batch[0]
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters of this connection so far."""
+        return self._actor.statistics()
+
+    async def aclose(self, grace: float = 1.0) -> None:
+        """Disconnect politely: write what is queued and a ``Disconnect``, then stop.
+
+        Waits at most ``grace`` seconds (shielded from cancellation) and then stops
+        the actor without writing more. Never raises :class:`ConnectionLost`.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+            reply: Reply[None] = Reply()
+            try:
+                await self._mailbox.put(Close(reply))
+                await reply
+            except ConnectionLost:
+                pass
+        self._actor.abort()
+        self._events.close()
+
+    def _ended(self) -> ConnectionLost:
+        error = self._actor._error
+        return error if error is not None else ConnectionLost(CloseReason.CLOSED_LOCALLY)
+
+
+class SpreadConnection:
+    """The actor owning one connected byte stream and its :class:`ClientSession`.
+
+    Start it with ``handle = await tg.start(connection.run)``; bound that call with
+    ``anyio.fail_after`` to bound the handshake.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        session: ClientSession,
+        *,
+        inbox_size: int = 1024,
+        event_batches: int = 16,
+        peer: str = "",
+    ) -> None:
+        self._stream = stream
+        self._peer = peer
+        self._session = session
+        self._inbox: Inbox[ConnectionCommand] = Inbox(inbox_size)
+        self._event_batches = event_batches
+        self._events_send: MemoryObjectSendStream[tuple[DaemonMessage, ...]] | None = None
+        self._error: ConnectionLost | None = None
+        self._writer_scope = anyio.CancelScope()
+        self._run_scope = anyio.CancelScope()
+        self._receive_scope: anyio.CancelScope | None = None
+        self._in_flight: list[Reply[None]] = []
+        self._eof = False
+        self._opened = False
+        self._log = log
+        self._writes = self._bytes_written = self._commands_written = 0
+        self._reads = self._bytes_read = self._events_received = 0
+
+    async def run(
+        self,
+        *,
+        task_status: anyio.abc.TaskStatus[ConnectionHandle] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Do the handshake, report the handle, then read and write until the end.
+
+        Raises:
+            ConnectRejected: the daemon refused the session.
+            CouldNotConnect: the daemon closed or broke the socket during the handshake.
+            RemoteProtocolError: the daemon's handshake bytes are not Spread's.
+        """
+        try:
+            with self._run_scope:
+                accepted = await self._handshake()
+                send, receive = anyio.create_memory_object_stream[tuple[DaemonMessage, ...]](
+                    self._event_batches
+                )
+                self._events_send = send
+                handle = ConnectionHandle(self, receive, accepted)
+                self._log = log.bind(private_group=accepted.private_group, peer=self._peer)
+                self._opened = True
+                self._log.info("connection_opened", daemon_version=accepted.daemon_version)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._read_loop, name="spreadq.connection.reader")
+                    tg.start_soon(self._write_loop, name="spreadq.connection.writer")
+                    task_status.started(handle)
+        finally:
+            self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
+            if self._events_send is not None:
+                self._events_send.close()
+            await anyio.aclose_forcefully(self._stream)
+
+    def abort(self) -> None:
+        """Stop at once, writing nothing more; pending calls fail with ``CLOSED_LOCALLY``."""
+        self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
+        self._run_scope.cancel()
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters of this connection so far."""
+        return ConnectionStatistics(
+            writes=self._writes,
+            bytes_written=self._bytes_written,
+            commands_written=self._commands_written,
+            reads=self._reads,
+            bytes_read=self._bytes_read,
+            events_received=self._events_received,
+            queued=self._inbox.statistics().queued,
+        )
+
+    # --- handshake ---------------------------------------------------------------------
+
+    async def _handshake(self) -> Accepted:
+        session = self._session
+        await self._handshake_send(session.start())
+        while True:
+            event = session.next_event()
+            out = session.data_to_send()
+            if out:
+                await self._handshake_send(out)
+            if event is NEED_DATA:
+                session.receive_data(await self._handshake_receive())
+            elif isinstance(event, Accepted):
+                return event
+            elif isinstance(event, Rejected):
+                if event.code is RejectCode.CONNECTION_CLOSED:
+                    raise CouldNotConnect("the daemon closed the connection during the handshake")
+                raise ConnectRejected(event.code)
+            elif event is CLOSED:
+                raise CouldNotConnect("the daemon closed the connection during the handshake")
+            else:
+                raise RemoteProtocolError(f"the daemon sent {event!r} during the handshake")
+
+    async def _handshake_send(self, data: bytes) -> None:
+        try:
+            await self._stream.send(data)
+        except _SOCKET_ERRORS as exc:
+            raise CouldNotConnect(f"the handshake write failed: {exc!r}") from exc
+
+    async def _handshake_receive(self) -> bytes:
+        try:
+            return await self._stream.receive(RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except _SOCKET_ERRORS as exc:
+            raise CouldNotConnect(f"the handshake read failed: {exc!r}") from exc
+
+    # --- the end -----------------------------------------------------------------------
+
+    def _lose(self, error: ConnectionLost) -> None:
+        """Record the end once; fail every command that waits on this connection."""
+        if self._error is not None:
+            return
+        self._error = error
+        if not self._opened:
+            pass
+        elif error.reason is CloseReason.CLOSED_LOCALLY:
+            self._log.info("connection_closed")
+        else:
+            self._log.warning("connection_lost", reason=error.reason.name, detail=str(error))
+        self._writer_scope.cancel()
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+        for item in self._inbox.close_and_drain():
+            if isinstance(item, Flush | Close) and not item.reply.done:
+                item.reply.fail(error)
+        for reply in self._in_flight:
+            if not reply.done:
+                reply.fail(error)
+        self._in_flight = []
+
+    # --- reader ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        assert self._events_send is not None
+        send = self._events_send
+        stream, session = self._stream, self._session
+        try:
+            while True:
+                events, ended = self._decode()
+                if events:
+                    self._events_received += len(events)
+                    try:
+                        await send.send(events)
+                    except _STREAM_GONE:
+                        return  # the consumer closed its end
+                if ended or self._error is not None:
+                    return
+                with anyio.CancelScope() as scope:
+                    self._receive_scope = scope
+                    try:
+                        data = await stream.receive(RECEIVE_SIZE)
+                    except anyio.EndOfStream:
+                        data = b""
+                    except _SOCKET_ERRORS as exc:
+                        lost = ConnectionLost(CloseReason.RESET, repr(exc))
+                        lost.__cause__ = exc
+                        self._lose(lost)
+                        return
+                self._receive_scope = None
+                if scope.cancelled_caught:
+                    return
+                if data:
+                    self._reads += 1
+                    self._bytes_read += len(data)
+                else:
+                    self._eof = True
+                session.receive_data(data)
+        finally:
+            self._receive_scope = None
+            self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
+            send.close()
+
+    def _decode(self) -> tuple[tuple[DaemonMessage, ...], bool]:
+        """Decode every complete message buffered; say whether the session has ended."""
+        next_event = self._session.next_event
+        events: list[DaemonMessage] = []
+        append = events.append
+        try:
+            while True:
+                event = next_event()
+                if event is NEED_DATA:
+                    return tuple(events), False
+                if event is CLOSED:
+                    self._lose(ConnectionLost(CloseReason.EOF))
+                    return tuple(events), True
+                if isinstance(event, Accepted | Rejected):
+                    raise RemoteProtocolError(f"handshake event {event!r} after the accept")
+                append(event)
+        except RemoteProtocolError as exc:
+            reason = CloseReason.EOF if self._eof else CloseReason.PROTOCOL_ERROR
+            lost = ConnectionLost(reason, str(exc))
+            lost.__cause__ = exc
+            self._lose(lost)
+            return tuple(events), True
+
+    # --- writer ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        stream, session, inbox = self._stream, self._session, self._inbox
+        with self._writer_scope:
+            while True:
+                batch = await inbox.receive_batch(MAX_BATCH, weigh=_weight, budget=WRITE_BUDGET)
+                commands: list[ClientCommand] = []
+                replies: list[Reply[None]] = []  # answered once this write is done
+                closing: Reply[None] | None = None
+                orphans: list[Reply[None]] = []  # queued after a Close: never written
+                for item in batch:
+                    if closing is not None:
+                        if isinstance(item, Flush | Close):
+                            orphans.append(item.reply)
+                    elif isinstance(item, Flush):
+                        replies.append(item.reply)
+                    elif isinstance(item, Close):
+                        closing = item.reply
+                        commands.append(Disconnect())
+                    else:
+                        commands.append(item)
+                self._in_flight = replies if closing is None else [*replies, closing, *orphans]
+                data = session.send_many(commands) if commands else b""
+                if data:
+                    try:
+                        await stream.send(data)
+                    except _SOCKET_ERRORS as exc:
+                        lost = ConnectionLost(CloseReason.RESET, f"write failed: {exc!r}")
+                        lost.__cause__ = exc
+                        self._lose(lost)
+                        return
+                    self._writes += 1
+                    self._bytes_written += len(data)
+                    self._commands_written += len(commands)
+                for reply in replies:
+                    reply.set(None)
+                if closing is not None:
+                    closing.set(None)
+                    self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
+                    return
+                self._in_flight = []
