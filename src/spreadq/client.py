@@ -1,0 +1,324 @@
+"""``spreadq.connect()``: one session with a Spread daemon, as an async context manager.
+
+::
+
+    async with spreadq.connect("4803@localhost", name="me") as conn:
+        await conn.join("jobs")
+        await conn.multicast("jobs", b"hello")
+        async for event in conn:
+            ...
+
+The :class:`Connection` it yields only queues commands for the
+:class:`~spreadq.actors.connection.SpreadConnection` actor, which owns the socket, and
+reads the events that actor decodes. Addresses use Spread's syntax (fact sheet §1):
+
+=====================  ========================================================
+``None`` or ``""``     ``"4803"``
+``"PORT"``             the Unix socket ``/tmp/PORT``
+``"PORT@HOST"``        TCP; HOST is a name, an IPv4 address or a bare IPv6 address
+``"unix:/some/path"``  spreadq's own extension: a Unix socket at that path
+=====================  ========================================================
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+
+from spreadq.actors.connection import ConnectionHandle, ConnectionStatistics, SpreadConnection
+from spreadq.errors import CloseReason, ConfigurationError, ConnectionLost, CouldNotConnect
+from spreadq.types import Address, GroupName, MemberName
+from spreadq.wire.constants import DEFAULT_PORT, ServiceType
+from spreadq.wire.events import DaemonMessage, Join, Leave, Multicast
+from spreadq.wire.session import ClientSession
+
+__all__ = [
+    "Connection",
+    "Endpoint",
+    "TcpEndpoint",
+    "UnixEndpoint",
+    "connect",
+    "parse_address",
+]
+
+UNIX_SOCKET_DIR: Final = "/tmp"
+"""Where Spread daemons put their Unix sockets (``SP_UNIX_SOCKET``)."""
+UNIX_PREFIX: Final = "unix:"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpEndpoint:
+    """A daemon reached over TCP."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.port}@{self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnixEndpoint:
+    """A daemon reached over a Unix socket."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"{UNIX_PREFIX}{self.path}"
+
+
+Endpoint = TcpEndpoint | UnixEndpoint
+
+
+def _port(text: str, address: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ConfigurationError(
+            f"bad Spread address {address!r}: the port must be a number from 1 to 65535"
+        )
+    return int(text)
+
+
+def parse_address(address: Address | None) -> Endpoint:
+    """Read a daemon address in Spread's syntax (or ``unix:/path``).
+
+    Raises:
+        ConfigurationError: the address is not one of the accepted forms.
+    """
+    if not address:
+        address = str(DEFAULT_PORT)
+    if address.startswith(UNIX_PREFIX):
+        path = address[len(UNIX_PREFIX) :]
+        if not path:
+            raise ConfigurationError(f"bad Spread address {address!r}: no socket path")
+        return UnixEndpoint(path)
+    if any(char.isspace() for char in address):
+        raise ConfigurationError(f"bad Spread address {address!r}: it contains white space")
+    port, at, host = address.partition("@")
+    if not at:
+        return UnixEndpoint(f"{UNIX_SOCKET_DIR}/{_port(port, address)}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ConfigurationError(f"bad Spread address {address!r}: no host after '@'")
+    return TcpEndpoint(host, _port(port, address))
+
+
+async def _open_stream(endpoint: Endpoint) -> anyio.abc.SocketStream:
+    try:
+        if isinstance(endpoint, UnixEndpoint):
+            return await anyio.connect_unix(endpoint.path)
+        stream = await anyio.connect_tcp(endpoint.host, endpoint.port)
+    except OSError as exc:
+        raise CouldNotConnect(f"could not connect to {endpoint}: {exc}") from exc
+    raw = stream.extra(SocketAttribute.raw_socket)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return stream
+
+
+class Connection:
+    """One session with a Spread daemon; what :func:`connect` yields.
+
+    Sending methods return once the command is queued for writing (they wait only
+    while the queue is full); iteration yields
+    :class:`~spreadq.wire.events.DataMessage`,
+    :class:`~spreadq.wire.events.RegularMembership`,
+    :class:`~spreadq.wire.events.TransitionalMembership`,
+    :class:`~spreadq.wire.events.SelfLeave` and
+    :class:`~spreadq.wire.events.RejectedMessage` in the daemon's order.
+    """
+
+    __slots__ = ("_handle", "endpoint")
+
+    def __init__(self, handle: ConnectionHandle, endpoint: Endpoint) -> None:
+        self._handle = handle
+        self.endpoint = endpoint
+        """Where the daemon is."""
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.private_group} to {self.endpoint}>"
+
+    @property
+    def private_group(self) -> MemberName:
+        """This connection's private group name, ``#name#daemon``."""
+        return self._handle.private_group
+
+    @property
+    def daemon_version(self) -> tuple[int, int, int]:
+        """The daemon's version, from its accept."""
+        return self._handle.daemon_version
+
+    async def join(self, group: GroupName) -> None:
+        """Join ``group``; its regular membership arrives among the events.
+
+        Raises:
+            InvalidName: ``group`` is not a legal group name (nothing is sent).
+            ConnectionLost: the connection has ended.
+        """
+        await self._handle.send(Join(group))
+
+    async def leave(self, group: GroupName) -> None:
+        """Leave ``group``; a :class:`~spreadq.wire.events.SelfLeave` follows.
+
+        Raises:
+            InvalidName: ``group`` is not a legal group name (nothing is sent).
+            ConnectionLost: the connection has ended.
+        """
+        await self._handle.send(Leave(group))
+
+    async def multicast(
+        self,
+        groups: GroupName | Sequence[GroupName],
+        data: bytes,
+        service: ServiceType = ServiceType.AGREED,
+        mess_type: int = 0,
+        self_discard: bool = False,
+    ) -> None:
+        """Send ``data`` to one group or several (one message, delivered once each).
+
+        Raises:
+            InvalidName: a destination Spread cannot carry (nothing is sent).
+            MessageTooLarge: the message passes the 140,000-byte cap (nothing is sent).
+            LocalProtocolError: no groups, over 100 groups, or a bad ``service`` or
+                ``mess_type`` (nothing is sent).
+            ConnectionLost: the connection has ended.
+        """
+        targets = (groups,) if isinstance(groups, str) else tuple(groups)
+        if self_discard:
+            service = service | ServiceType.SELF_DISCARD
+        await self._handle.send(Multicast(targets, data, service, mess_type))
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been written to the socket.
+
+        Raises:
+            ConnectionLost: the connection ended first.
+        """
+        await self._handle.flush()
+
+    async def receive(self) -> DaemonMessage:
+        """Wait for the next event.
+
+        Raises:
+            ConnectionLost: the session has ended (``reason`` says why; it is
+                ``CLOSED_LOCALLY`` once the connection was closed here).
+        """
+        return await self._handle.receive()
+
+    async def receive_batch(self) -> Sequence[DaemonMessage]:
+        """Wait for the next events: everything one socket read decoded, in order.
+
+        Raises:
+            ConnectionLost: the session has ended.
+        """
+        return await self._handle.receive_batch()
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters of this connection: writes, reads, bytes, events, queued commands."""
+        return self._handle.statistics()
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> DaemonMessage:
+        try:
+            return await self._handle.receive()
+        except ConnectionLost as exc:
+            if exc.reason is CloseReason.CLOSED_LOCALLY:
+                raise StopAsyncIteration from None
+            raise
+
+
+def connect(
+    address: Address | None = None,
+    name: str | None = None,
+    membership: bool = True,
+    timeout: float = 5.0,
+) -> AbstractAsyncContextManager[Connection]:
+    """Open a session with the Spread daemon at ``address``; close it on exit.
+
+    ``name`` is the private name (0..10 bytes of ``$``..``~``; ``None`` lets the daemon
+    choose). ``membership=False`` asks for no membership messages. Opening the socket
+    and the handshake together take at most ``timeout`` seconds. On exit the queued
+    commands and a disconnect are written (bounded) and the socket is closed.
+
+    Raises:
+        ConfigurationError: ``address`` is not a Spread address.
+        InvalidName: ``name`` is not a legal private name.
+        CouldNotConnect: the socket could not be opened, the daemon closed it during the
+            handshake, or ``timeout`` passed.
+        ConnectRejected: the daemon refused the session (``code`` says why).
+        RemoteProtocolError: the daemon's handshake bytes are not Spread's.
+    """
+    endpoint = parse_address(address)
+    session = ClientSession(name or "", membership=membership)
+    return _Connecting(endpoint, session, timeout)
+
+
+class _Connecting:
+    """The context manager :func:`connect` returns.
+
+    The actor's task group is entered in ``__aenter__`` and left in ``__aexit__``, but an
+    exception from the ``async with`` body is not passed into it (only a cancellation
+    is), so callers catch ``ConnectionLost`` itself, not an exception group.
+    """
+
+    __slots__ = ("_endpoint", "_group", "_handle", "_seconds", "_session")
+
+    def __init__(self, endpoint: Endpoint, session: ClientSession, seconds: float) -> None:
+        self._endpoint = endpoint
+        self._session = session
+        self._seconds = seconds
+        self._group: anyio.abc.TaskGroup | None = None
+        self._handle: ConnectionHandle | None = None
+
+    async def __aenter__(self) -> Connection:
+        if self._group is not None:
+            raise RuntimeError("this connect() context was already entered")
+        group = self._group = anyio.create_task_group()
+        await group.__aenter__()
+        try:
+            with anyio.fail_after(self._seconds):
+                stream = await _open_stream(self._endpoint)
+                actor = SpreadConnection(stream, self._session, peer=str(self._endpoint))
+                try:
+                    self._handle = await group.start(actor.run)
+                except BaseException:
+                    await anyio.aclose_forcefully(stream)
+                    raise
+        except BaseException as exc:
+            group.cancel_scope.cancel()
+            await _leave_group(group, exc)
+            if isinstance(exc, TimeoutError):
+                raise CouldNotConnect(
+                    f"could not connect to {self._endpoint} within {self._seconds} seconds"
+                ) from None
+            raise
+        return Connection(self._handle, self._endpoint)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if self._group is None or self._handle is None:
+            raise RuntimeError("this connect() context was not entered")
+        await self._handle.aclose()
+        self._group.cancel_scope.cancel()
+        return await _leave_group(self._group, exc)
+
+
+async def _leave_group(group: anyio.abc.TaskGroup, exc: BaseException | None) -> bool:
+    """Exit ``group``, passing ``exc`` into it only if it is a cancellation."""
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return bool(await group.__aexit__(type(exc), exc, exc.__traceback__))
+    return bool(await group.__aexit__(None, None, None))
