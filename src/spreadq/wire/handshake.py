@@ -327,10 +327,10 @@ def read_accept(buffer: ReceiveBuffer, *, with_patch: bool) -> Accepted | Reject
 
 
 def _reject_code(code: int) -> RejectCode:
-    try:
-        return RejectCode(code)
-    except ValueError:
-        raise RemoteProtocolError(f"unknown reject code {code}") from None
+    for known in _WIRE_REJECTS:
+        if known == code:
+            return known
+    raise RemoteProtocolError(f"unknown reject code {code} (not one a daemon sends)")
 
 
 # --- server side -------------------------------------------------------------------------
