@@ -1,0 +1,487 @@
+"""App: a queue's handlers, rules, codecs, middleware and plugins, registered then frozen.
+
+Register early, validate fully, freeze at start. Everything an app will run is declared
+before it runs: ``App(...)`` loads and validates its plugins, ``@app.handler`` builds
+each :class:`~spreadq.handlers.HandlerSpec` (annotations resolved, adapters built,
+codecs checked, duplicate kinds refused), ``app.middleware(...)`` and
+``@app.on_failure`` check their callables. :meth:`App.freeze`, called when the app
+starts, builds one middleware chain per handler and refuses any later registration.
+
+Names. Queue ``q`` is carried by two Spread groups: the WORK group ``q`` (its members
+are exactly the consumers) and the FEEDBACK group ``q~fb`` (consumers, member
+producers and observers). ``~`` is reserved as the separator, so no queue name may
+contain it and no two queues' groups collide. Both names must suit Spread and its C
+library (1..31 bytes of ``$``..``~``, not starting with ``#``), so a queue name is 1..28
+bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, TypeVar, Unpack
+
+import structlog
+
+from spreadq.codecs import Codec, CodecRegistry, default_codecs
+from spreadq.context import Context
+from spreadq.errors import ConfigurationError, InvalidName, PayloadError
+from spreadq.handlers import (
+    AnyHandlerSpec,
+    Handler,
+    HandlerDecorator,
+    HandlerOptionArgs,
+    make_decorator,
+)
+from spreadq.middleware import (
+    CallNext,
+    FailureHook,
+    Middleware,
+    build_chain,
+    check_failure_hook,
+    check_middleware,
+)
+from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
+from spreadq.queue.rules import Rule, builtin_rules
+from spreadq.settings import Settings
+from spreadq.wire.constants import MAX_GROUP_NAME
+from spreadq.wire.events import check_group_name, check_private_name
+
+__all__ = [
+    "FEEDBACK_SUFFIX",
+    "MAX_QUEUE_NAME",
+    "App",
+    "PreparedHandler",
+    "queue_groups",
+]
+
+log = structlog.get_logger(__name__)
+
+FEEDBACK_SUFFIX: Final = "~fb"
+"""Appended to a queue name to name its FEEDBACK group; ``~`` is reserved for it."""
+MAX_QUEUE_NAME: Final = MAX_GROUP_NAME - len(FEEDBACK_SUFFIX)
+"""The longest queue name, in bytes (28): its FEEDBACK group must fit Spread's 31."""
+
+M = TypeVar("M", bound=Middleware)
+H = TypeVar("H", bound=FailureHook)
+
+
+def queue_groups(queue: str) -> tuple[str, str]:
+    """Return the (WORK, FEEDBACK) group names of ``queue``: ``("q", "q~fb")``.
+
+    Raises:
+        ConfigurationError: the name contains ``~``, is empty or longer than 28 bytes,
+            uses a byte outside ``$``..``~``, or starts with ``#``.
+    """
+    if not isinstance(queue, str):
+        raise ConfigurationError(f"a queue name is a str, got {queue!r}")
+    if "~" in queue:
+        raise ConfigurationError(
+            f"invalid queue name {queue!r}: '~' is reserved (it separates a queue from its "
+            f"feedback group {queue + FEEDBACK_SUFFIX!r})"
+        )
+    if not 1 <= len(queue.encode("utf-8")) <= MAX_QUEUE_NAME:
+        raise ConfigurationError(
+            f"invalid queue name {queue!r}: queue names are 1 to {MAX_QUEUE_NAME} bytes "
+            f"(the feedback group adds {FEEDBACK_SUFFIX!r} and Spread allows {MAX_GROUP_NAME})"
+        )
+    feedback = queue + FEEDBACK_SUFFIX
+    try:
+        check_group_name(queue)
+        check_group_name(feedback)
+    except InvalidName as error:
+        raise ConfigurationError(f"invalid queue name {queue!r}: {error.reason}") from error
+    return queue, feedback
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedHandler:
+    """A handler ready to run: its spec, its frozen middleware chain and its codecs.
+
+    Built by :meth:`App.freeze`; the dispatcher looks one up by kind for each job it
+    runs and calls :meth:`run` (or the three steps separately) inside its own attempt,
+    timeout and cancel handling.
+
+    Attributes:
+        spec: the handler's declaration.
+        chain: middleware (outermost first) around ``spec.endpoint``.
+        payload_codec: decodes payload bytes to ``spec.payload_type``.
+        result_codec: encodes the result (``spec.result_type``) to bytes.
+        codecs: the app's codecs, for payloads whose envelope names another codec.
+    """
+
+    spec: AnyHandlerSpec
+    chain: CallNext = field(repr=False)
+    payload_codec: Codec
+    result_codec: Codec
+    codecs: CodecRegistry = field(repr=False)
+
+    def decode_payload(
+        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
+    ) -> object:
+        """Decode and validate the job's payload bytes as the handler's payload type.
+
+        Args:
+            data: the payload as delivered (a memoryview slice is copied once here).
+            codec: the codec the envelope names, when it names one; the handler's own
+                payload codec when None.
+            job: the job's reference, for the error message.
+
+        Raises:
+            PayloadError: an unknown codec, or bytes that do not decode as the payload
+                type (naming ``job``).
+        """
+        decoder = self.payload_codec
+        if codec is not None and codec != decoder.name:
+            found = self.codecs.get(codec)
+            if found is None:
+                raise PayloadError(f"{self.spec.kind}: unknown codec {codec!r}", job=job)
+            decoder = found
+        raw = data.tobytes() if isinstance(data, memoryview) else data
+        try:
+            return decoder.decode(raw, self.spec.payload_adapter)
+        except PayloadError as error:
+            if job is None:
+                raise
+            raise PayloadError(f"{self.spec.kind}: {error}", job=job) from error
+
+    def encode_result(self, result: object, *, job: object = None) -> bytes:
+        """Encode the handler's result.
+
+        Raises:
+            PayloadError: the result is not serialisable as the result type.
+        """
+        try:
+            return self.result_codec.encode(result, self.spec.result_adapter)
+        except PayloadError as error:
+            if job is None:
+                raise
+            raise PayloadError(f"{self.spec.kind}: result: {error}", job=job) from error
+
+    async def run(
+        self, ctx: Context, data: bytes | memoryview, *, codec: str | None = None
+    ) -> bytes:
+        """Decode ``data``, run the chain with ``ctx``, return the encoded result.
+
+        Raises:
+            PayloadError: the payload or the result fails its codec.
+            Exception: whatever the handler or a middleware raises, unchanged.
+        """
+        payload = self.decode_payload(data, codec=codec, job=ctx.job)
+        result = await self.chain(ctx, payload)
+        return self.encode_result(result, job=ctx.job)
+
+
+class App:
+    """A queue's worker application: what it runs and how, declared before it starts.
+
+    Args:
+        queue: the queue name (1..28 bytes of ``$``..``~``, no ``~``, not ``#...``).
+        spread: the daemon address (``"4803"``, ``"4803@host"``, a socket path); None
+            lets the runtime choose its default.
+        rule: the ownership rule, by name (``round_robin``, ``key_affinity``,
+            ``least_loaded``, or one a plugin adds) or as a rule object.
+        settings: tunables; ``Settings()`` when None.
+        handlers: handler specs or :class:`~spreadq.handlers.Handler` objects to
+            register now, as ``@app.handler`` would.
+        middleware: middleware for every handler, outermost first (after the plugins').
+        codecs: extra codecs, beside the built-in ``json`` and ``raw`` and the plugins'.
+        plugins: ``True`` loads every installed plugin not blocked by
+            ``SPREADQ_DISABLE_PLUGINS``; ``False`` none; a sequence loads the installed
+            plugins it names and takes :class:`~spreadq.plugins.Plugin` objects as they
+            are.
+        name: the private name for this worker's daemon connections (up to 10 bytes);
+            None lets the daemon choose.
+
+    Raises:
+        ConfigurationError: an invalid queue name, private name, rule, handler,
+            middleware or codec, or two claims on one handler kind or codec name.
+        PluginError: a plugin that cannot be loaded or fails validation.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        spread: str | None = None,
+        *,
+        rule: str | Rule = "round_robin",
+        settings: Settings | None = None,
+        handlers: Sequence[AnyHandlerSpec | Handler[Any, Any]] = (),
+        middleware: Sequence[Middleware] = (),
+        codecs: Sequence[Codec] = (),
+        plugins: bool | Sequence[str | Plugin] = True,
+        name: str | None = None,
+    ) -> None:
+        self._queue, self._feedback = queue_groups(queue)
+        if name is not None:
+            try:
+                check_private_name(name)
+            except InvalidName as error:
+                raise ConfigurationError(f"invalid worker name {name!r}: {error.reason}") from None
+        self._spread = spread
+        self._name = name
+        self._settings = Settings() if settings is None else settings
+        self._frozen = False
+        self._handlers: dict[str, AnyHandlerSpec] = {}
+        self._middleware: list[Middleware] = []
+        self._failure_hooks: list[FailureHook] = []
+        self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
+
+        self._plugins = _load(plugins)
+        rules: dict[str, Rule] = builtin_rules()
+        for loaded in self._plugins:
+            rules.update((plugin_rule.name, plugin_rule) for plugin_rule in loaded.plugin.rules)
+        if isinstance(rule, str):
+            if rule not in rules:
+                known = ", ".join(sorted(rules))
+                raise ConfigurationError(f"unknown rule {rule!r} (known: {known})")
+            self._rule = rules[rule]
+        else:
+            self._rule = check_rule(rule)
+            if rules.get(self._rule.name, self._rule) is not self._rule:
+                raise ConfigurationError(
+                    f"rule {self._rule!r} is named {self._rule.name!r}, like a built-in or "
+                    "plugin rule; give it another name"
+                )
+            rules[self._rule.name] = self._rule
+        self._rules: Mapping[str, Rule] = MappingProxyType(rules)
+
+        self._codecs = default_codecs().with_codecs(
+            *(codec for loaded in self._plugins for codec in loaded.plugin.codecs), *codecs
+        )
+        for loaded in self._plugins:
+            self._middleware.extend(loaded.plugin.middleware)
+        for layer in middleware:
+            self.middleware(layer)
+        for loaded in self._plugins:
+            for spec in loaded.plugin.handlers:
+                self.add_handler(spec)
+        for item in handlers:
+            self.add_handler(item)
+
+    # -- identity ---------------------------------------------------------------------
+
+    @property
+    def queue(self) -> str:
+        """The queue name."""
+        return self._queue
+
+    @property
+    def work_group(self) -> str:
+        """The WORK group's name: the queue name itself."""
+        return self._queue
+
+    @property
+    def feedback_group(self) -> str:
+        """The FEEDBACK group's name: ``<queue>~fb``."""
+        return self._feedback
+
+    @property
+    def spread(self) -> str | None:
+        """The daemon address, as given."""
+        return self._spread
+
+    @property
+    def name(self) -> str | None:
+        """The private name for this worker's connections, as given."""
+        return self._name
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings."""
+        return self._settings
+
+    # -- what it runs -------------------------------------------------------------------
+
+    @property
+    def rule(self) -> Rule:
+        """The selected ownership rule."""
+        return self._rule
+
+    @property
+    def rules(self) -> Mapping[str, Rule]:
+        """Every rule available to this app by name: built-in, plugins', and a given one."""
+        return self._rules
+
+    @property
+    def codecs(self) -> CodecRegistry:
+        """The app's codecs: built-in, plugins' and its own."""
+        return self._codecs
+
+    @property
+    def plugins(self) -> tuple[LoadedPlugin, ...]:
+        """The plugins this app loaded, with their provenance."""
+        return self._plugins
+
+    @property
+    def handlers(self) -> Mapping[str, AnyHandlerSpec]:
+        """The registered handlers by kind (a read-only view)."""
+        return MappingProxyType(self._handlers)
+
+    @property
+    def middleware_stack(self) -> tuple[Middleware, ...]:
+        """Every middleware, outermost first: the plugins', then the app's."""
+        return tuple(self._middleware)
+
+    @property
+    def failure_hooks(self) -> tuple[FailureHook, ...]:
+        """The ``on_failure`` hooks, in registration order."""
+        return tuple(self._failure_hooks)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether :meth:`freeze` has run; registration is closed from then on."""
+        return self._frozen
+
+    @property
+    def prepared(self) -> Mapping[str, PreparedHandler]:
+        """Each handler's :class:`PreparedHandler` by kind; empty until :meth:`freeze`."""
+        return self._prepared
+
+    # -- registration --------------------------------------------------------------------
+
+    def handler(
+        self,
+        kind: str | None = None,
+        /,
+        *,
+        raw: int | None = None,
+        **options: Unpack[HandlerOptionArgs],
+    ) -> HandlerDecorator:
+        """Register the decorated async function as the handler of ``kind``.
+
+        ``@app.handler("resize")`` or, for RAW jobs from plain Spread programs,
+        ``@app.handler(raw=0x1234)``; options as :class:`~spreadq.handlers.HandlerOptions`.
+        The decorated name becomes a :class:`~spreadq.handlers.Handler`, still callable
+        as the function.
+
+        Raises:
+            ConfigurationError: (when applied) as :meth:`HandlerSpec.build
+                <spreadq.handlers.HandlerSpec.build>`, or :meth:`add_handler`.
+        """
+        self._check_open(f"register a handler for {kind if kind is not None else raw!r}")
+        return make_decorator(kind, raw, options, self.add_handler)
+
+    def add_handler(self, handler: AnyHandlerSpec | Handler[Any, Any]) -> None:
+        """Register a handler spec (or a :class:`Handler`'s spec).
+
+        Raises:
+            ConfigurationError: the app is frozen; the kind is already registered (both
+                functions are named); a codec the handler names is unknown.
+        """
+        spec = handler.spec if isinstance(handler, Handler) else handler
+        self._check_open(f"register a handler for {spec.kind!r}")
+        existing = self._handlers.get(spec.kind)
+        if existing is not None:
+            raise ConfigurationError(
+                f"handler kind {spec.kind!r} is registered twice: {existing.where} and {spec.where}"
+            )
+        for codec in {spec.payload_codec, spec.result_codec}:
+            if codec not in self._codecs:
+                known = ", ".join(sorted(self._codecs))
+                raise ConfigurationError(
+                    f"handler {spec.where}: unknown codec {codec!r} (known: {known})"
+                )
+        self._handlers[spec.kind] = spec
+        log.debug("handler_registered", queue=self._queue, kind=spec.kind, where=spec.where)
+
+    def middleware(self, layer: M) -> M:
+        """Add ``layer`` innermost of the middleware so far; returns it (usable as a decorator).
+
+        Raises:
+            ConfigurationError: the app is frozen, or ``layer`` is not an async
+                ``(ctx, payload, call_next)`` callable.
+        """
+        self._check_open("add middleware")
+        self._middleware.append(check_middleware(layer))
+        return layer
+
+    def on_failure(self, hook: H) -> H:
+        """Register ``async def hook(ctx, error)``, called when a job fails for the last time.
+
+        Raises:
+            ConfigurationError: the app is frozen, or ``hook`` is not an async
+                ``(ctx, error)`` callable.
+        """
+        self._check_open("add an on_failure hook")
+        self._failure_hooks.append(check_failure_hook(hook))
+        return hook
+
+    def freeze(self) -> None:
+        """Build every handler's chain once and close registration. Idempotent.
+
+        Raises:
+            ConfigurationError: no handler is registered.
+        """
+        if self._frozen:
+            return
+        if not self._handlers:
+            raise ConfigurationError(
+                f"app for queue {self._queue!r} has no handlers; register one with @app.handler"
+            )
+        stack = tuple(self._middleware)
+        self._prepared = MappingProxyType(
+            {
+                kind: PreparedHandler(
+                    spec=spec,
+                    chain=build_chain(stack, spec.endpoint),
+                    payload_codec=self._codecs[spec.payload_codec],
+                    result_codec=self._codecs[spec.result_codec],
+                    codecs=self._codecs,
+                )
+                for kind, spec in self._handlers.items()
+            }
+        )
+        self._frozen = True
+
+    def _check_open(self, action: str) -> None:
+        if self._frozen:
+            raise ConfigurationError(f"cannot {action}: the app for {self._queue!r} has started")
+
+    # -- running (the worker runtime) ------------------------------------------------------
+
+    async def run(self) -> None:
+        """Join the queue and run handlers until :meth:`stop` is called or the task is cancelled.
+
+        Not part of the registration surface: the worker runtime provides it.
+
+        Raises:
+            NotImplementedError: always, until the runtime is wired in.
+        """
+        raise NotImplementedError("App.run() is provided by the worker runtime")
+
+    def stop(self) -> None:
+        """Ask a running app to drain and stop.
+
+        Raises:
+            NotImplementedError: always, until the runtime is wired in.
+        """
+        raise NotImplementedError("App.stop() is provided by the worker runtime")
+
+    def __repr__(self) -> str:
+        state = "frozen" if self._frozen else "open"
+        return (
+            f"<App queue={self._queue!r} rule={self._rule.name!r} "
+            f"handlers={sorted(self._handlers)!r} {state}>"
+        )
+
+
+def _load(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:
+    if plugins is True:
+        return load_plugins()
+    if plugins is False:
+        return ()
+    names = [item for item in plugins if isinstance(item, str)]
+    given = [
+        LoadedPlugin(item, entry_point="(given)") for item in plugins if isinstance(item, Plugin)
+    ]
+    loaded = sorted(
+        (*(load_plugins(names=names) if names else ()), *given), key=lambda item: item.name
+    )
+    check_plugin_set(
+        loaded,
+        reserved_codecs=default_codecs().keys(),
+        reserved_rules=builtin_rules().keys(),
+    )
+    return tuple(loaded)
