@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ __all__ = [
     "Job",
     "JobRef",
     "Outcome",
+    "OutcomeHistory",
     "Status",
     "decode_headers",
     "encode_headers",
@@ -163,3 +165,36 @@ def decode_headers(block: bytes | memoryview) -> dict[str, str]:
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"malformed header block: {exc}") from exc
     return headers
+
+
+class OutcomeHistory:
+    """Outcomes of completed jobs, oldest evicted first, bounded in count and bytes.
+
+    Used to recognise a re-sent job and answer it with the outcome it already had.
+    """
+
+    __slots__ = ("_bytes", "_items", "max_bytes", "max_items")
+
+    def __init__(self, max_items: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[JobRef, Outcome] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, ref: JobRef) -> Outcome | None:
+        """The remembered outcome of ``ref``, if any."""
+        return self._items.get(ref)
+
+    def add(self, ref: JobRef, outcome: Outcome) -> None:
+        """Remember ``outcome`` for ``ref`` (the latest wins) and evict past the bounds."""
+        old = self._items.pop(ref, None)
+        if old is not None:
+            self._bytes -= len(old.result)
+        self._items[ref] = outcome
+        self._bytes += len(outcome.result)
+        while self._items and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped.result)

@@ -1,0 +1,158 @@
+"""What the queue core asks the Dispatcher to do: immutable effect values.
+
+:meth:`~spreadq.queue.table.OutstandingTable.apply` returns a list of these, in the
+order they must be carried out. Effects that send a message carry the envelope value
+ready for :func:`~spreadq.queue.envelope.encode`; each says which groups it goes to:
+
+==================  ==================  =========================================
+effect              send to             service
+==================  ==================  =========================================
+SendAck             WORK + FEEDBACK     AGREED, ``mess_type = MESS_TYPE``
+AnnounceDrain       WORK + FEEDBACK     AGREED
+AnnounceHello       WORK + FEEDBACK     AGREED
+AnnounceView        FEEDBACK            AGREED
+==================  ==================  =========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spreadq.queue.envelope import Ack, Drain, Hello
+from spreadq.queue.jobs import Job, JobRef, Outcome
+from spreadq.queue.view import ChangeCause, View
+
+__all__ = [
+    "AnnounceDrain",
+    "AnnounceHello",
+    "AnnounceView",
+    "CancelJob",
+    "Effect",
+    "JobCompleted",
+    "JobOrphaned",
+    "JobRejected",
+    "RunJob",
+    "SendAck",
+    "ViewChanged",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """We own ``job``: run it (decode its payload with ``job.codec``) and report with
+    :class:`~spreadq.queue.table.JobFinished`.
+
+    ``sender`` is the Spread member that multicast it (useful to RAW handlers), and
+    ``mess_type`` its Spread message type. ``failover`` is true when the job came to us
+    because its owner left: it may have run, in part or in full, before.
+    """
+
+    job: Job
+    sender: str
+    mess_type: int
+    failover: bool = False
+
+    @property
+    def ref(self) -> JobRef:
+        """The job's reference."""
+        return self.job.ref
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """A job we were told to run was completed by someone else.
+
+    ``running`` is true when we had started it (cancel the handler); otherwise drop it
+    from the queue of jobs waiting to start.
+    """
+
+    ref: JobRef
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobCompleted:
+    """An ACK from ``by`` completed ``ref`` (emitted by every replica, ours included)."""
+
+    ref: JobRef
+    outcome: Outcome
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobOrphaned:
+    """``ref`` lost its owner and no member that holds its payload survives.
+
+    Nobody will run it; producers learn of it from their receipts timing out or from
+    the VIEW that lists no holder.
+    """
+
+    ref: JobRef
+
+
+@dataclass(frozen=True, slots=True)
+class JobRejected:
+    """We own a slot whose envelope could not be read; it is reported as failed."""
+
+    ref: JobRef
+    sender: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAck:
+    """Multicast ``envelope`` to WORK and FEEDBACK."""
+
+    envelope: Ack
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceView:
+    """We are the first member of a new view: multicast ``envelope`` to FEEDBACK."""
+
+    envelope: View
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceDrain:
+    """We are draining: multicast ``envelope`` to WORK and FEEDBACK (after every view)."""
+
+    envelope: Drain
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceHello:
+    """Announce our capacity: multicast ``envelope`` to WORK and FEEDBACK (every view)."""
+
+    envelope: Hello
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChanged:
+    """A new view was installed (for logs and metrics).
+
+    ``reassigned`` are the jobs that changed owner because their owner left (in their
+    original order); ``taken_over`` those of them that came to us; ``orphaned`` the
+    jobs no holder survived for.
+    """
+
+    view: View
+    cause: ChangeCause
+    reassigned: tuple[JobRef, ...] = ()
+    taken_over: tuple[JobRef, ...] = ()
+    orphaned: tuple[JobRef, ...] = ()
+
+
+Effect = (
+    RunJob
+    | CancelJob
+    | JobCompleted
+    | JobOrphaned
+    | JobRejected
+    | SendAck
+    | AnnounceView
+    | AnnounceDrain
+    | AnnounceHello
+    | ViewChanged
+)
+"""Everything :meth:`~spreadq.queue.table.OutstandingTable.apply` can return."""

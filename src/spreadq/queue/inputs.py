@@ -1,0 +1,70 @@
+"""What the Dispatcher feeds the table: WORK group events and local happenings.
+
+Membership inputs (:class:`~spreadq.queue.view.ViewInstalled`,
+:class:`~spreadq.queue.view.Transitional`, :class:`~spreadq.queue.view.LeftGroup`)
+live in :mod:`~spreadq.queue.view`; this module adds data messages and local inputs and
+names the union :data:`Input`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.view import LeftGroup, Transitional, ViewInstalled
+
+__all__ = [
+    "Input",
+    "JobFinished",
+    "JobStarted",
+    "MessageDelivered",
+    "StartDraining",
+    "Tick",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """A data message delivered on the WORK group (any envelope, or RAW data)."""
+
+    sender: str
+    mess_type: int
+    data: bytes | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted:
+    """Our handler for ``ref`` started."""
+
+    ref: JobRef
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    """Our handler for ``ref`` finished with ``outcome`` (after all its attempts)."""
+
+    ref: JobRef
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed; an ACK may be due (see ``OutstandingTable.next_deadline``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartDraining:
+    """Stop taking new work: announce DRAIN now and after every view change."""
+
+
+Input = (
+    ViewInstalled
+    | Transitional
+    | LeftGroup
+    | MessageDelivered
+    | JobStarted
+    | JobFinished
+    | Tick
+    | StartDraining
+)
+"""Everything ``OutstandingTable.apply`` accepts."""

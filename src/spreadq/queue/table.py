@@ -1,0 +1,621 @@
+"""The replicated table of outstanding jobs: ownership, completion and failover.
+
+Theory of operation
+-------------------
+Every consumer keeps one :class:`OutstandingTable` and feeds it the WORK group's events
+in delivery order (membership changes and messages) plus a few local inputs (our own
+handlers starting and finishing, ticks). Spread's AGREED service gives every member
+the same messages and membership changes in the same order, so members that went
+through the same views hold the same table without exchanging a word.
+
+Slots. After each regular membership the jobs delivered are numbered k = 0, 1, 2, ...
+(jobs, not messages: a batch of ten takes ten slots; a RAW message takes one; an
+unreadable envelope takes the slots its preamble declares, see
+:mod:`~spreadq.queue.envelope`). Slot k's owner is ``rule.owner(eligible, state,
+job)``, where *eligible* is the view's members without those that announced DRAIN in
+this view (all members if that leaves none). Messages delivered between a
+transitional membership and the next regular one keep counting in the old view.
+
+Holders. A job's payload is held by the members of the view it was delivered in;
+at every view change that set shrinks to the members that came with us (see
+:func:`~spreadq.queue.view.came_with_us`). Holders are tracked once per *origin* (the
+view jobs were delivered in), not per job.
+
+Failover. When a view is installed, every held job whose owner is not in it is
+reassigned, in original delivery order, by the rule over the *candidates*: the new
+members that hold its payload, without those that were draining at the end of the old
+view (or all holders if that leaves none). The rule's ``state.index`` counts the jobs
+reassigned so far *from the same origin*: members that share the origin's history
+reassign exactly the same set of jobs from it, while a counter across origins would
+differ between an old member and one that joined later. Newcomers get only new work.
+A job no holder survived for is orphaned.
+
+Completion. An ACK from a current member completes the jobs it lists everywhere, at
+the same point of the order. ACKs from non-members are ignored: Spread delivers a
+member's messages before its leave, so an ACK can never cross into a later lifetime of
+the group even though group ids repeat (fact sheet §6.2.3). If we own a completed job
+and had not started it, it is skipped; if we were running it, it is cancelled.
+
+Duplicates. A job re-sent with a ``(producer_id, seq)`` we know still takes its slot
+(slot counting must not depend on history, which differs between replicas), but a
+replica that has the job outstanding keeps its existing owner, and one that
+remembers its outcome (a bounded history of completed refs) re-ACKs that outcome if it
+owns the slot instead of running the job again. Replicas with different histories (a
+member that joined after the first copy, or the other side of a partition, or one
+whose history evicted the ref) may disagree about whether the slot is a duplicate: then
+the job may run once more. That is at-least-once, which is what spreadq promises; the
+ACK that follows completes every copy everywhere.
+
+Partitions. Each side of a partition reassigns the other side's jobs among its own
+members; after the merge each side keeps its own assignment for jobs from before the
+merge, so such a job can run on both sides. The first ACK completes it everywhere and
+cancels it where it still runs.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from hashlib import blake2b
+from typing import Any
+
+from spreadq.errors import EnvelopeError, LocalProtocolError, PluginError
+from spreadq.queue.effects import (
+    AnnounceDrain,
+    AnnounceHello,
+    AnnounceView,
+    CancelJob,
+    Effect,
+    JobCompleted,
+    JobOrphaned,
+    JobRejected,
+    RunJob,
+    SendAck,
+    ViewChanged,
+)
+from spreadq.queue.envelope import (
+    Ack,
+    Drain,
+    Hello,
+    JobBatch,
+    JobFragment,
+    Raw,
+    declared_slots,
+    decode,
+    outcome_size,
+)
+from spreadq.queue.fragments import Reassembler
+from spreadq.queue.inputs import (
+    Input,
+    JobFinished,
+    JobStarted,
+    MessageDelivered,
+    StartDraining,
+    Tick,
+)
+from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory
+from spreadq.queue.rules import Rule, SlotState
+from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
+from spreadq.queue.windows import AckCadence
+
+__all__ = ["OutstandingJob", "OutstandingTable", "TableStats"]
+
+_GID = struct.Struct("<iii")
+
+
+# --- read-only views of the table ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutstandingJob:
+    """One outstanding job as this replica sees it (for tests, ``spreadq top``, metrics).
+
+    ``view`` and ``slot`` say where it was last assigned (the view's ordinal, and the slot
+    number or, for a failover, the failover counter); ``owner`` is ``None`` for a job
+    this replica does not hold or that was orphaned.
+    """
+
+    ref: JobRef
+    owner: str | None
+    held: bool
+    view: int
+    slot: int
+    failover: bool
+    started: bool
+    finished: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """Counters since the table was made."""
+
+    jobs: int = 0
+    raw_jobs: int = 0
+    bad_envelopes: int = 0
+    duplicates: int = 0
+    completed: int = 0
+    unknown_acks: int = 0
+    stale_acks: int = 0
+    ignored_messages: int = 0
+    reassigned: int = 0
+    orphaned: int = 0
+    views: int = 0
+
+
+_STAT_NAMES = tuple(f.name for f in fields(TableStats))
+
+
+class _Origin:
+    """A view jobs were delivered in, and which of its members still hold them."""
+
+    __slots__ = ("holders", "serial")
+
+    def __init__(self, serial: int, holders: frozenset[str]) -> None:
+        self.serial = serial
+        self.holders = holders
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    job: Job
+    sender: str
+    mess_type: int
+    origin: _Origin
+    owner: str | None
+    slot: int
+    view: int
+    held: bool
+    counted: str | None = None  # who this job counts for in least_loaded's loads
+    failover: bool = False
+    duplicate: bool = False
+    orphaned: bool = False
+    remembered: Outcome | None = None  # a re-sent job's outcome from the history
+    run_sent: bool = False
+    started: bool = False
+    finished: bool = False
+
+
+# --- the table ----------------------------------------------------------------------
+
+
+class OutstandingTable:
+    """One consumer's replica of the queue's outstanding jobs.
+
+    Args:
+        me: our member name (private group) in the WORK group.
+        rule: the ownership rule; every consumer of a queue must use the same one.
+        incarnation: 16 random bytes chosen when this worker started (put in ACKs).
+        capacity: announced with HELLO after every view when given.
+        history_size: completed refs remembered for duplicate detection.
+        history_bytes: result bytes remembered with them, at most.
+        ack_every_jobs: an ACK is due after this many jobs read or finished ...
+        ack_every_seconds: ... or this long after the first unreported one.
+        position_horizon: read positions of producers not read for this long are
+            dropped from ACKs (and forgotten).
+        fragment_bytes: the reassembly buffer's byte cap.
+    """
+
+    def __init__(
+        self,
+        me: str,
+        *,
+        rule: Rule,
+        incarnation: bytes,
+        capacity: int | None = None,
+        history_size: int = 100_000,
+        history_bytes: int = 16 * 1024 * 1024,
+        ack_every_jobs: int = 200,
+        ack_every_seconds: float = 0.05,
+        position_horizon: float = 5.0,
+        fragment_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.me = me
+        self.rule = rule
+        self.incarnation = incarnation
+        self.capacity = capacity
+        self._cadence = AckCadence(
+            ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
+        )
+        self._history = OutcomeHistory(history_size, history_bytes)
+        self._fragments: Reassembler[_Origin] = Reassembler(fragment_bytes)
+        self._counts = dict.fromkeys(_STAT_NAMES, 0)
+        self._ordinal = 0
+        self._serial = 0
+        self._self_draining = False
+        self._dispatch: dict[type, Callable[[Any], list[Effect]]] = {
+            ViewInstalled: self._on_view,
+            Transitional: self._on_transitional,
+            LeftGroup: self._on_left,
+            MessageDelivered: self._on_message,
+            JobStarted: self._on_started,
+            JobFinished: self._on_finished,
+            Tick: self._on_tick,
+            StartDraining: self._on_start_draining,
+        }
+        self._now = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._view: View | None = None
+        self._members: frozenset[str] = frozenset()
+        self._transitional = False
+        self._entries: dict[JobRef, _Entry] = {}
+        self._mine: dict[JobRef, None] = {}
+        self._origins: dict[int, _Origin] = {}
+        self._origin = self._new_origin(frozenset())
+        self._state = SlotState()
+        self._capacities: dict[str, int] = {}
+        self._draining: set[str] = set()
+        self._eligible: tuple[str, ...] = ()
+        self._order: tuple[str, ...] = ()
+        self._local_refs: dict[str, list[Any]] = {}
+        self._fragments.clear()
+        self._cadence.clear()
+
+    # --- public surface -------------------------------------------------------------
+
+    def apply(self, event: Input, now: float) -> list[Effect]:
+        """Feed one input at time ``now``; return the effects, in order.
+
+        Raises:
+            LocalProtocolError: a view that does not list us.
+            PluginError: the rule returned a member it was not offered.
+        """
+        self._now = now
+        return self._dispatch[type(event)](event)
+
+    @property
+    def view(self) -> View | None:
+        """The current view, ``None`` before the first one and after leaving."""
+        return self._view
+
+    @property
+    def transitional(self) -> bool:
+        """True between a transitional membership and the next regular one."""
+        return self._transitional
+
+    @property
+    def draining(self) -> frozenset[str]:
+        """Members that announced DRAIN in this view."""
+        return frozenset(self._draining)
+
+    @property
+    def backlog(self) -> int:
+        """Outstanding jobs we own and have not finished."""
+        return len(self._mine)
+
+    @property
+    def stats(self) -> TableStats:
+        """A snapshot of the counters."""
+        return TableStats(**self._counts)
+
+    def next_deadline(self) -> float | None:
+        """When the next :class:`Tick` is needed for an ACK to go out on time."""
+        return self._cadence.deadline()
+
+    def owner_of(self, ref: JobRef) -> str | None:
+        """The owner of an outstanding job, or ``None`` (unknown, orphaned or not held)."""
+        entry = self._entries.get(ref)
+        return None if entry is None else entry.owner
+
+    def is_outstanding(self, ref: JobRef) -> bool:
+        """True while ``ref`` is in the table (not completed by an ACK)."""
+        return ref in self._entries
+
+    def outstanding(self) -> list[OutstandingJob]:
+        """Every outstanding job, in delivery order."""
+        return [
+            OutstandingJob(
+                ref,
+                e.owner,
+                e.held,
+                e.view,
+                e.slot,
+                e.failover,
+                e.started,
+                e.finished,
+                e.duplicate or e.remembered is not None,
+            )
+            for ref, e in self._entries.items()
+        ]
+
+    def remembers(self, ref: JobRef) -> Outcome | None:
+        """The remembered outcome of a completed job, if still in the history."""
+        return self._history.get(ref)
+
+    # --- membership -----------------------------------------------------------------
+
+    def _new_origin(self, holders: frozenset[str]) -> _Origin:
+        self._serial += 1
+        origin = _Origin(self._serial, holders)
+        self._origins[origin.serial] = origin
+        return origin
+
+    def _on_view(self, event: ViewInstalled) -> list[Effect]:
+        if self.me not in event.members:
+            raise LocalProtocolError(f"a view of the WORK group without us ({self.me!r})")
+        self._ordinal += 1
+        self._counts["views"] += 1
+        view = View(event.members, event.group_id, self._ordinal)
+        effects: list[Effect] = []
+        reassigned: list[JobRef] = []
+        taken: list[JobRef] = []
+        orphaned: list[JobRef] = []
+        if self._view is not None:
+            came = came_with_us(self._view.members, event) | {self.me}
+            live = {e.origin.serial for e in self._entries.values()}
+            live.update(origin.serial for origin in self._fragments.tokens())
+            live.add(self._origin.serial)
+            for serial in [s for s in self._origins if s not in live]:
+                del self._origins[serial]
+            for origin in self._origins.values():
+                origin.holders &= came
+            rounds: dict[int, SlotState] = {}
+            members = frozenset(event.members)
+            for entry in self._entries.values():
+                entry.counted = None
+                if entry.owner in members or entry.orphaned:
+                    continue
+                if not entry.held:
+                    entry.owner = None
+                    continue
+                ref = entry.job.ref
+                holders = entry.origin.holders
+                candidates = tuple(
+                    m for m in event.members if m in holders and m not in self._draining
+                ) or tuple(m for m in event.members if m in holders)
+                if not candidates:
+                    entry.owner = None
+                    entry.orphaned = True
+                    orphaned.append(ref)
+                    effects.append(JobOrphaned(ref))
+                    continue
+                state = rounds.setdefault(entry.origin.serial, SlotState())
+                entry.slot = state.index
+                entry.owner = self._pick(candidates, state, entry.job)
+                entry.view = self._ordinal
+                entry.failover = True
+                reassigned.append(ref)
+                if entry.owner == self.me:
+                    taken.append(ref)
+                    effects += self._become_owner(entry, failover=True)
+        self._counts["reassigned"] += len(reassigned)
+        self._counts["orphaned"] += len(orphaned)
+        self._view = view
+        self._members = frozenset(event.members)
+        self._order = event.members
+        self._transitional = False
+        self._origin = self._new_origin(self._members)
+        self._capacities = {}
+        self._state = SlotState(self._capacities)
+        self._draining = set()
+        self._eligible = event.members
+        self._local_refs = {}
+        change = ViewChanged(view, event.cause, tuple(reassigned), tuple(taken), tuple(orphaned))
+        effects.insert(0, change)
+        if view.first == self.me:
+            effects.append(AnnounceView(view))
+        if self._self_draining:
+            effects.append(AnnounceDrain(Drain(self.incarnation)))
+        if self.capacity is not None:
+            effects.append(AnnounceHello(Hello(self.incarnation, self.capacity)))
+        return effects
+
+    def _on_transitional(self, event: Transitional) -> list[Effect]:
+        if self._view is not None:
+            self._transitional = True
+        return []
+
+    def _on_left(self, event: LeftGroup) -> list[Effect]:
+        effects: list[Effect] = [
+            CancelJob(ref, running=entry.started)
+            for ref, entry in self._entries.items()
+            if entry.owner == self.me and entry.run_sent and not entry.finished
+        ]
+        self._reset()
+        return effects
+
+    def _on_start_draining(self, event: StartDraining) -> list[Effect]:
+        self._self_draining = True
+        if self._view is None:
+            return []
+        return [AnnounceDrain(Drain(self.incarnation))]
+
+    # --- messages -------------------------------------------------------------------
+
+    def _on_message(self, event: MessageDelivered) -> list[Effect]:
+        if self._view is None:
+            self._counts["ignored_messages"] += 1
+            return []
+        effects: list[Effect] = []
+        try:
+            decoded = decode(event.data)
+        except EnvelopeError as exc:
+            slots = declared_slots(event.data)
+            self._counts["bad_envelopes"] += 1
+            if not slots:
+                self._counts["ignored_messages"] += 1
+            for _ in range(slots):
+                ref = self._local_ref(event.sender)
+                job = Job(ref, "invalid", None, "", event.data, b"", f"EnvelopeError: {exc}")
+                effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
+        else:
+            if isinstance(decoded, JobBatch):
+                self._counts["jobs"] += len(decoded.jobs)
+                for job in decoded.jobs:
+                    effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
+                count = len(decoded.jobs)
+                self._cadence.on_read(count, self._now, decoded.producer_id, decoded.mseq)
+            elif isinstance(decoded, JobFragment):
+                effects += self._on_fragment(decoded, event)
+            elif isinstance(decoded, Raw):
+                self._counts["raw_jobs"] += 1
+                ref = self._local_ref(event.sender)
+                job = Job(ref, f"raw:{event.mess_type}", None, "raw", decoded.data)
+                effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
+                self._cadence.on_read(1, self._now)
+            elif isinstance(decoded, Ack):
+                effects += self._on_ack(event.sender, decoded)
+            elif isinstance(decoded, Drain):
+                if event.sender in self._members:
+                    self._draining.add(event.sender)
+                    eligible = tuple(m for m in self._order if m not in self._draining)
+                    self._eligible = eligible or self._order
+            elif isinstance(decoded, Hello):
+                if event.sender in self._members:
+                    self._capacities[event.sender] = decoded.capacity
+            else:
+                self._counts["ignored_messages"] += 1
+        if self._cadence.due(self._now):
+            effects.append(self._make_ack())
+        return effects
+
+    def _local_ref(self, sender: str) -> JobRef:
+        """A ref for a RAW or unreadable slot: every replica that delivered it agrees.
+
+        ``producer_id`` hashes the view's group id and the sender; ``seq`` counts that
+        sender's such slots in this view. Spread keeps one sender's messages in order,
+        so even replicas on different sides of a partition number the same message alike.
+        """
+        assert self._view is not None
+        counter = self._local_refs.get(sender)
+        if counter is None:
+            seed = b"spreadq-local\0" + _GID.pack(*self._view.group_id)
+            digest = blake2b(seed + sender.encode("utf-8", "surrogatepass"), digest_size=16)
+            counter = self._local_refs[sender] = [digest.digest(), 0]
+        ref = JobRef(counter[0], counter[1])
+        counter[1] += 1
+        return ref
+
+    def _on_fragment(self, fragment: JobFragment, event: MessageDelivered) -> list[Effect]:
+        done = self._fragments.add(fragment, self._origin)
+        slots = 0 if done is None else 1
+        self._cadence.on_read(slots, self._now, fragment.producer_id, fragment.mseq)
+        if done is None:
+            return []
+        self._counts["jobs"] += 1
+        origin = done.token if done.token is not None else self._origin
+        return self._take_slot(done.job, event.sender, event.mess_type, origin, held=done.held)
+
+    def _pick(self, members: tuple[str, ...], state: SlotState, job: Job) -> str:
+        owner = self.rule.owner(members, state, job)
+        if owner not in members:
+            raise PluginError(self.rule.name, f"rule returned {owner!r}, not one of {members}")
+        state.assigned(owner)
+        return owner
+
+    def _take_slot(
+        self, job: Job, sender: str, mess_type: int, origin: _Origin, *, held: bool = True
+    ) -> list[Effect]:
+        slot = self._state.index
+        owner: str | None = self._pick(self._eligible, self._state, job)
+        counted = owner
+        ref = job.ref
+        entry = self._entries.get(ref)
+        if entry is not None:
+            # a duplicate of an outstanding job: it keeps its owner; only the count moves
+            self._counts["duplicates"] += 1
+            if entry.counted is not None:
+                self._state.released(entry.counted)
+            entry.counted = counted
+            entry.duplicate = True
+            return []
+        failover = False
+        if origin is not self._origin and owner not in origin.holders:
+            # a fragmented job that began before a member joined: that member lacks it
+            if not held:
+                owner = None
+            else:
+                holders = origin.holders
+                candidates = tuple(m for m in self._eligible if m in holders) or tuple(
+                    m for m in self._order if m in holders
+                )
+                state = SlotState()
+                state.index = slot
+                owner = self._pick(candidates, state, job) if candidates else None
+                failover = True
+        elif not held:
+            owner = None
+        remembered = self._history.get(ref)
+        entry = _Entry(job, sender, mess_type, origin, owner, slot, self._ordinal, held, counted)
+        entry.failover = failover
+        entry.remembered = remembered
+        if entry.remembered is not None:
+            self._counts["duplicates"] += 1
+        self._entries[ref] = entry
+        if owner == self.me:
+            return self._become_owner(entry, failover=failover)
+        return []
+
+    def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
+        ref = entry.job.ref
+        if entry.remembered is not None:
+            entry.finished = True
+            self._cadence.on_finished(ref, entry.remembered, self._now)
+            return []
+        if entry.job.error is not None:
+            entry.finished = True
+            outcome = Outcome.failure("EnvelopeError", entry.job.error)
+            self._cadence.on_finished(ref, outcome, self._now)
+            return [JobRejected(ref, entry.sender, entry.job.error)]
+        if entry.finished:
+            return []
+        self._mine[ref] = None
+        entry.run_sent = True
+        return [RunJob(entry.job, entry.sender, entry.mess_type, failover)]
+
+    def _on_ack(self, sender: str, ack: Ack) -> list[Effect]:
+        if sender not in self._members:
+            self._counts["stale_acks"] += 1
+            return []
+        effects: list[Effect] = []
+        for ref, outcome in ack.outcomes:
+            self._history.add(ref, outcome)
+            entry = self._entries.pop(ref, None)
+            if entry is None:
+                self._counts["unknown_acks"] += 1
+                continue
+            self._counts["completed"] += 1
+            if entry.counted is not None:
+                self._state.released(entry.counted)
+            effects.append(JobCompleted(ref, outcome, sender))
+            self._mine.pop(ref, None)
+            if entry.owner == self.me and entry.run_sent and not entry.finished:
+                effects.append(CancelJob(ref, running=entry.started))
+        return effects
+
+    # --- our own handlers and ACKs --------------------------------------------------
+
+    def _on_started(self, event: JobStarted) -> list[Effect]:
+        entry = self._entries.get(event.ref)
+        if entry is not None and entry.owner == self.me:
+            entry.started = True
+        return []
+
+    def _on_finished(self, event: JobFinished) -> list[Effect]:
+        entry = self._entries.get(event.ref)
+        if entry is None or entry.finished or self._view is None:
+            return []
+        entry.finished = True
+        self._mine.pop(event.ref, None)
+        outcome = event.outcome
+        if outcome_size(outcome) > self._cadence.outcome_budget:
+            size = len(outcome.result)
+            message = f"a result of {size} bytes does not fit in an ACK"
+            outcome = Outcome.failure("MessageTooLarge", message, outcome.attempts)
+        self._cadence.on_finished(event.ref, outcome, self._now)
+        if self._cadence.due(self._now):
+            return [self._make_ack()]
+        return []
+
+    def _on_tick(self, event: Tick) -> list[Effect]:
+        if self._view is not None and self._cadence.due(self._now):
+            return [self._make_ack()]
+        return []
+
+    def _make_ack(self) -> SendAck:
+        report = self._cadence.take(self._now)
+        ack = Ack(self.incarnation, report.outcomes, report.positions, len(self._mine))
+        return SendAck(ack)

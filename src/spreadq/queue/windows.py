@@ -1,0 +1,333 @@
+"""Flow-control windows: pure counters in the shape of h2's window objects.
+
+Theory of operation
+-------------------
+A Spread daemon disconnects a client once 1000 messages are queued for it
+(``DEFAULT_MAX_SESSION_MESSAGES``, fact sheet §9.8), and it never pushes back on a
+sender. So consumers report how far they have read, and producers hold back:
+
+* :class:`AckCadence` (consumer side) says when an ACK is due: after ``every_jobs`` jobs
+  read or finished, or ``every_seconds`` after the first thing became pending, and
+  whenever the outcomes waiting would fill an ACK.
+* :class:`ProducerGate` (producer side) says whether a producer may multicast its next
+  message. Each consumer's read position *in this producer's message sequence* (mseq)
+  comes from its ACKs. The producer may send message ``next_mseq`` only if, for every
+  live consumer, ``next_mseq - read_pos <= window // active_producers``; with
+  ``active_producers`` at least the number of producers really sending, the messages
+  any consumer has not yet read stay under ``window`` in total (the daemon's limit is
+  1000, the default window 600). ``active_producers`` is the larger of the producer
+  count hint (:meth:`ProducerGate.on_peers`, e.g. from the FEEDBACK membership) and the
+  number of distinct producers in the consumers' latest ACKs (plus this one). Learning
+  it only from ACKs lags: a producer that starts while another already has a full
+  window out can overshoot ``window`` briefly, which is what the hint is for.
+
+Neither object reads a clock; ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
+from spreadq.queue.jobs import JobRef, Outcome
+
+__all__ = ["AckCadence", "BlockReason", "ProducerGate", "Report"]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one ACK carries, as :meth:`AckCadence.take` hands it out."""
+
+    outcomes: tuple[tuple[JobRef, Outcome], ...]
+    positions: tuple[tuple[bytes, int], ...]
+
+
+class AckCadence:
+    """When a consumer must send an ACK, and what it reports.
+
+    Args:
+        every_jobs: an ACK is due once this many jobs were read or finished since the
+            last one.
+        every_seconds: an ACK is due this long after the first unreported read or outcome.
+        max_bytes: the size of one ACK envelope at most; outcomes waiting that would
+            fill it make an ACK due.
+        position_horizon: a producer not read for this long is left out of ACKs and
+            forgotten (so ephemeral producers do not pile up).
+        max_positions: read positions one ACK carries at most (the most recent).
+    """
+
+    __slots__ = (
+        "_count",
+        "_outcome_bytes",
+        "_outcomes",
+        "_positions",
+        "_since",
+        "every_jobs",
+        "every_seconds",
+        "max_bytes",
+        "max_positions",
+        "position_horizon",
+    )
+
+    def __init__(
+        self,
+        every_jobs: int = 200,
+        every_seconds: float = 0.05,
+        *,
+        max_bytes: int = MAX_ENVELOPE_SIZE,
+        position_horizon: float = 5.0,
+        max_positions: int = 1024,
+    ) -> None:
+        self.every_jobs = every_jobs
+        self.every_seconds = every_seconds
+        self.max_bytes = max_bytes
+        self.position_horizon = position_horizon
+        self.max_positions = max_positions
+        self._count = 0
+        self._since: float | None = None
+        self._outcomes: list[tuple[JobRef, Outcome]] = []
+        self._outcome_bytes = 0
+        self._positions: dict[bytes, tuple[int, float]] = {}
+
+    @property
+    def pending(self) -> bool:
+        """True when something is waiting to be reported."""
+        return self._since is not None
+
+    @property
+    def outcome_budget(self) -> int:
+        """The most bytes one outcome may take and still fit in an ACK."""
+        return self.max_bytes - ack_overhead(self.max_positions)
+
+    def _touch(self, now: float) -> None:
+        if self._since is None:
+            self._since = now
+
+    def on_read(
+        self, jobs: int, now: float, producer_id: bytes | None = None, mseq: int = 0
+    ) -> None:
+        """Record that ``jobs`` job slots were read at ``now``, and, for a producer's
+        message, that ``mseq`` is the last of its messages read."""
+        if producer_id is not None:
+            self._positions[producer_id] = (mseq, now)
+        if jobs:
+            self._count += jobs
+            self._touch(now)
+
+    def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
+        """Queue ``outcome`` of ``ref`` for the next ACK."""
+        self._outcomes.append((ref, outcome))
+        self._outcome_bytes += outcome_size(outcome)
+        self._count += 1
+        self._touch(now)
+
+    def deadline(self) -> float | None:
+        """When an ACK falls due by time alone, or ``None`` when nothing is pending."""
+        return None if self._since is None else self._since + self.every_seconds
+
+    def due(self, now: float) -> bool:
+        """True when an ACK should be sent now."""
+        if self._since is None:
+            return False
+        return (
+            self._count >= self.every_jobs
+            or now - self._since >= self.every_seconds
+            or self._outcome_bytes >= self.outcome_budget
+        )
+
+    def take(self, now: float) -> Report:
+        """Return what an ACK sent at ``now`` reports, and reset the counters.
+
+        Positions are those of the producers read within ``position_horizon``, most
+        recent first. Outcomes fill what the positions leave of ``max_bytes`` (at least
+        one is taken); any left over stay pending and keep the next ACK due at once.
+        """
+        horizon = now - self.position_horizon
+        for producer_id in [p for p, (_, at) in self._positions.items() if at < horizon]:
+            del self._positions[producer_id]
+        recent = sorted(self._positions.items(), key=lambda item: -item[1][1])
+        positions = tuple((pid, mseq) for pid, (mseq, _) in recent[: self.max_positions])
+        room = self.max_bytes - ack_overhead(len(positions))
+        taken = 0
+        size = 0
+        for _, outcome in self._outcomes:
+            cost = outcome_size(outcome)
+            if taken and size + cost > room:
+                break
+            size += cost
+            taken += 1
+        batch = tuple(self._outcomes[:taken])
+        del self._outcomes[:taken]
+        self._outcome_bytes -= size
+        if self._outcomes:
+            self._count = self.every_jobs
+            self._since = now
+        else:
+            self._count = 0
+            self._since = None
+        return Report(batch, positions)
+
+    def clear(self) -> None:
+        """Forget everything pending (we left the group)."""
+        self._outcomes.clear()
+        self._outcome_bytes = 0
+        self._positions.clear()
+        self._count = 0
+        self._since = None
+
+
+class BlockReason(enum.StrEnum):
+    """Why a producer may not send now."""
+
+    NO_CONSUMERS = "no_consumers"
+    WINDOW = "window"
+    IN_FLIGHT = "in_flight"
+    BACKLOG = "backlog"
+
+
+class ProducerGate:
+    """May this producer multicast its next message? (one per producer and queue)
+
+    Args:
+        producer_id: this producer's 16-byte id, as it appears in ACK read positions.
+        window: the total unread messages allowed at any consumer, shared by producers.
+        max_in_flight: the most jobs sent and not yet confirmed by an ACK.
+        max_backlog: the most outstanding jobs any consumer may report owning.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_in_flight",
+        "_last",
+        "_latest_producers",
+        "_peers",
+        "_read",
+        "max_backlog",
+        "max_in_flight",
+        "producer_id",
+        "window",
+    )
+
+    def __init__(
+        self,
+        producer_id: bytes,
+        *,
+        window: int = 600,
+        max_in_flight: int = 10_000,
+        max_backlog: int = 10_000,
+    ) -> None:
+        self.producer_id = producer_id
+        self.window = window
+        self.max_in_flight = max_in_flight
+        self.max_backlog = max_backlog
+        self._read: dict[str, int] = {}
+        self._backlog: dict[str, int] = {}
+        self._latest_producers: dict[str, frozenset[bytes]] = {}
+        self._peers = 1
+        self._in_flight = 0
+        self._last: BlockReason | None = BlockReason.NO_CONSUMERS
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The live consumers, in the order the last view listed them."""
+        return tuple(self._read)
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs sent and not yet confirmed."""
+        return self._in_flight
+
+    @property
+    def active_producers(self) -> int:
+        """How many producers share the window (at least 1)."""
+        seen = {self.producer_id}
+        for producers in self._latest_producers.values():
+            seen |= producers
+        return max(len(seen), self._peers)
+
+    @property
+    def share(self) -> int:
+        """How far ahead of every consumer this producer may run, in messages."""
+        return max(1, self.window // self.active_producers)
+
+    def read_position(self, member: str) -> int | None:
+        """The last of our mseqs ``member`` is known to have read, if it is live."""
+        return self._read.get(member)
+
+    def on_view(self, members: Iterable[str], now_mseq: int) -> None:
+        """Install the live consumer list (from VIEW or the membership).
+
+        A consumer we have not heard from starts at ``now_mseq``, the last mseq this
+        producer sent before learning of it: it never sees messages ordered before it
+        joined. Consumers not listed are forgotten.
+        """
+        old = self._read
+        self._read = {member: old.get(member, now_mseq) for member in members}
+        for table in (self._backlog, self._latest_producers):
+            for member in [m for m in table if m not in self._read]:
+                del table[member]
+
+    def on_ack(
+        self,
+        member: str,
+        positions: Mapping[bytes, int] | Iterable[tuple[bytes, int]],
+        backlog: int,
+    ) -> None:
+        """Take in an ACK from ``member``: its read positions and owned backlog.
+
+        ACKs from consumers that are not live (gone, or not yet in a VIEW) are ignored.
+        """
+        if member not in self._read:
+            return
+        items = positions.items() if isinstance(positions, Mapping) else positions
+        producers: set[bytes] = set()
+        for producer_id, mseq in items:
+            producers.add(producer_id)
+            if producer_id == self.producer_id and mseq > self._read[member]:
+                self._read[member] = mseq
+        self._latest_producers[member] = frozenset(producers)
+        self._backlog[member] = backlog
+
+    def on_peers(self, producers: int) -> None:
+        """Hint how many producers share the queue (e.g. FEEDBACK members that are not
+        consumers); the gate divides the window by at least this many."""
+        self._peers = max(1, producers)
+
+    def on_sent(self, jobs: int) -> None:
+        """Record that a message carrying ``jobs`` jobs was sent."""
+        self._in_flight += jobs
+
+    def on_confirmed(self, jobs: int) -> None:
+        """Record that ``jobs`` of ours were confirmed (completed, or given up on)."""
+        self._in_flight = max(0, self._in_flight - jobs)
+
+    def check(self, next_mseq: int, jobs: int = 1) -> BlockReason | None:
+        """Why message ``next_mseq`` carrying ``jobs`` jobs may not be sent now, or None."""
+        if not self._read:
+            return BlockReason.NO_CONSUMERS
+        share = self.share
+        if any(next_mseq - read > share for read in self._read.values()):
+            return BlockReason.WINDOW
+        if self._in_flight and self._in_flight + jobs > self.max_in_flight:
+            return BlockReason.IN_FLIGHT
+        if any(backlog > self.max_backlog for backlog in self._backlog.values()):
+            return BlockReason.BACKLOG
+        return None
+
+    def may_send(self, next_mseq: int, jobs: int = 1) -> bool:
+        """True when message ``next_mseq`` carrying ``jobs`` jobs may be sent now."""
+        self._last = self.check(next_mseq, jobs)
+        return self._last is None
+
+    def blocked_reason(self) -> BlockReason | None:
+        """Why the last :meth:`may_send` said no (``None`` if it said yes)."""
+        return self._last
+
+    def slowest(self) -> tuple[str, int] | None:
+        """The live consumer furthest behind in our sequence, and its read position."""
+        if not self._read:
+            return None
+        member = min(self._read, key=self._read.__getitem__)
+        return member, self._read[member]
