@@ -222,7 +222,7 @@ def load_plugins(
         reserved_rules=builtin_rules().keys() if reserved_rules is None else reserved_rules,
     )
     for item in loaded:
-        log.info(
+        log.debug(
             "plugin_loaded",
             plugin=item.name,
             distribution=item.distribution,
