@@ -174,7 +174,7 @@ class Multicast:
             raise LocalProtocolError(
                 f"a multicast needs exactly one delivery level, not {self.service!r}"
             )
-        if int(self.service) & ~(REGULAR_MASK | ServiceType.SELF_DISCARD):
+        if int(self.service) & ~(REGULAR_MASK | int(ServiceType.SELF_DISCARD)):
             raise LocalProtocolError(f"service {self.service!r} has bits a client may not set")
         if not -32768 <= self.mess_type <= 32767:
             raise LocalProtocolError(f"mess_type {self.mess_type} is not a signed 16-bit value")
