@@ -1,0 +1,302 @@
+"""Envelopes: byte-exact golden case, round trips for every kind, version skew, RAW
+fallback, and fuzzing (arbitrary bytes decode or raise EnvelopeError, nothing else)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
+from spreadq.queue.envelope import (
+    MAX_ENVELOPE_SIZE,
+    Ack,
+    Drain,
+    Hello,
+    JobBatch,
+    JobFragment,
+    JobSpec,
+    Raw,
+    batch_size,
+    declared_slots,
+    decode,
+    encode,
+    encode_batch,
+    encode_fragments,
+    outcome_size,
+)
+from spreadq.queue.jobs import Job, JobRef, Outcome, Status, decode_headers, encode_headers
+from spreadq.queue.view import View
+
+PID = bytes(range(16))
+
+chars = st.characters(exclude_categories=["Cs"])  # no lone surrogates: not valid UTF-8
+text = st.text(chars, max_size=12)
+kinds = st.text(chars, min_size=1, max_size=12)
+ids = st.binary(min_size=16, max_size=16)
+u64 = st.integers(0, 2**64 - 1)
+codecs = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=32)
+headers = st.lists(st.tuples(text, text), max_size=4, unique_by=lambda kv: kv[0]).map(tuple)
+specs = st.builds(
+    JobSpec,
+    seq=u64,
+    kind=kinds,
+    payload=st.binary(max_size=64),
+    key=st.none() | text,
+    headers=headers,
+)
+outcomes = st.one_of(
+    st.builds(Outcome.success, st.binary(max_size=32), st.integers(0, 0xFFFF)),
+    st.builds(Outcome.failure, text, text, st.integers(0, 0xFFFF)),
+)
+refs = st.builds(JobRef, ids, u64)
+
+
+def test_golden_batch_bytes() -> None:
+    """One batch, byte for byte: the layout documented in the module docstring."""
+    spec = JobSpec.build(7, "mk", b"\x01\x02", key="k", headers={"a": "b"})
+    data = encode_batch(PID, 3, "json", [spec])
+    expected = (
+        b"SQ\x01\x01\x01\x00"  # magic, version 1, kind BATCH, 1 slot
+        + PID
+        + struct.pack("<Q", 3)  # mseq
+        + b"\x04json"
+        + struct.pack("<QBBHHI", 7, 1, 2, 1, 5, 2)  # seq, has-key, lens
+        + b"mk"
+        + b"k"
+        + b"\x01a\x01\x00b"  # one header
+        + b"\x01\x02"
+    )
+    assert data == expected
+    assert len(data) == batch_size("json", [spec])
+
+
+@given(ids, u64, codecs, st.lists(specs, max_size=6))
+def test_batch_round_trip(producer_id: bytes, mseq: int, codec: str, jobs: list[JobSpec]) -> None:
+    data = encode_batch(producer_id, mseq, codec, jobs)
+    assert len(data) == batch_size(codec, jobs)
+    assert declared_slots(data) == len(jobs)
+    batch = decode(data)
+    assert isinstance(batch, JobBatch)
+    assert (batch.producer_id, batch.mseq, batch.codec) == (producer_id, mseq, codec)
+    assert len(batch.jobs) == len(jobs)
+    for job, spec in zip(batch.jobs, jobs, strict=True):
+        assert job.ref == JobRef(producer_id, spec.seq)
+        assert (job.kind, job.key, job.codec, job.error) == (spec.kind, spec.key, codec, None)
+        assert bytes(job.payload) == spec.payload
+        assert job.headers() == dict(spec.headers)
+    assert encode(batch) == data
+
+
+def test_decoded_payload_is_a_slice_of_the_message() -> None:
+    data = encode_batch(PID, 1, "json", [JobSpec(1, "k", b"payload")])
+    batch = decode(data)
+    assert isinstance(batch, JobBatch)
+    payload = batch.jobs[0].payload
+    assert isinstance(payload, memoryview)
+    assert payload.obj is data
+
+
+@given(ids, u64, codecs, specs, st.integers(60, 200), st.integers(0, 600))
+def test_fragments_round_trip(
+    producer_id: bytes, mseq: int, codec: str, spec: JobSpec, room: int, size: int
+) -> None:
+    payload = bytes(i % 256 for i in range(size))
+    spec = JobSpec(spec.seq, spec.kind, payload, spec.key, spec.headers)
+    max_size = spec.encoded_size - len(spec.payload) + 6 + 29 + len(codec) + room
+    mseq = min(mseq, 2**64 - 100)
+    parts = encode_fragments(producer_id, mseq, codec, spec, max_size=max_size)
+    assert all(len(part) <= max_size for part in parts)
+    decoded = [decode(part) for part in parts]
+    assert [declared_slots(part) for part in parts] == [0] * (len(parts) - 1) + [1]
+    chunks = []
+    for index, fragment in enumerate(decoded):
+        assert isinstance(fragment, JobFragment)
+        assert (fragment.index, fragment.count) == (index, len(parts))
+        assert fragment.mseq == mseq + index
+        assert fragment.job.ref == JobRef(producer_id, spec.seq)
+        assert (fragment.job.kind, fragment.job.key) == (spec.kind, spec.key)
+        chunks.append(bytes(fragment.job.payload))
+        assert encode(fragment) == parts[index]
+    assert b"".join(chunks) == spec.payload
+
+
+def test_fragments_need_room() -> None:
+    with pytest.raises(MessageTooLarge):
+        encode_fragments(PID, 0, "json", JobSpec(1, "k", b"x" * 10), max_size=40)
+
+
+@given(
+    ids,
+    st.lists(st.tuples(refs, outcomes), max_size=5),
+    st.lists(st.tuples(ids, u64), max_size=4),
+)
+def test_ack_round_trip(
+    incarnation: bytes, done: list[tuple[JobRef, Outcome]], positions: list[tuple[bytes, int]]
+) -> None:
+    ack = Ack(incarnation, tuple(done), tuple(positions), backlog=len(done))
+    data = encode(ack)
+    assert declared_slots(data) == 0
+    assert decode(data) == ack
+    assert len(data) == 6 + 24 + 24 * len(positions) + sum(outcome_size(o) for _, o in done)
+
+
+@given(
+    st.lists(st.text(st.characters(min_codepoint=36, max_codepoint=126), max_size=32), max_size=6),
+    st.tuples(st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**31 - 1), st.integers(0, 99)),
+    u64,
+)
+def test_view_round_trip(members: list[str], gid: tuple[int, int, int], ordinal: int) -> None:
+    view = View(tuple(members), gid, ordinal)
+    assert decode(encode(view)) == view
+
+
+@given(ids, st.integers(0, 2**32 - 1))
+def test_drain_and_hello_round_trip(incarnation: bytes, capacity: int) -> None:
+    assert decode(encode(Drain(incarnation))) == Drain(incarnation)
+    assert decode(encode(Hello(incarnation, capacity))) == Hello(incarnation, capacity)
+
+
+@pytest.mark.parametrize("data", [b"", b"S", b"hello", b"QS\x01\x01", b"\x00" * 50])
+def test_data_without_the_magic_is_raw(data: bytes) -> None:
+    raw = decode(data)
+    assert isinstance(raw, Raw)
+    assert bytes(raw.data) == data
+
+
+def test_unknown_version_keeps_its_declared_slots() -> None:
+    data = bytearray(encode_batch(PID, 1, "json", [JobSpec(i, "k", b"") for i in range(5)]))
+    data[2] = 2
+    with pytest.raises(EnvelopeError, match="version 2"):
+        decode(bytes(data))
+    assert declared_slots(bytes(data)) == 5
+
+
+@pytest.mark.parametrize("data", [b"SQ", b"SQ\x01", b"SQ\x01\x01\x05"])
+def test_a_cut_preamble_takes_one_slot(data: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        decode(data)
+    assert declared_slots(data) == 1
+
+
+def test_unknown_kind_and_misplaced_slots_are_errors() -> None:
+    with pytest.raises(EnvelopeError, match="unknown envelope kind"):
+        decode(b"SQ\x01\x09\x00\x00")
+    with pytest.raises(EnvelopeError, match="cannot take"):
+        decode(b"SQ\x01\x05\x01\x00" + PID)  # a DRAIN declaring a slot
+
+
+def test_trailing_and_truncated_bodies_are_errors() -> None:
+    data = encode_batch(PID, 1, "json", [JobSpec(1, "k", b"abc")])
+    with pytest.raises(EnvelopeError, match="trailing"):
+        decode(data + b"x")
+    with pytest.raises(EnvelopeError, match="truncated"):
+        decode(data[:-1])
+
+
+def test_bad_headers_fail_only_when_read() -> None:
+    spec = JobSpec(1, "k", b"")
+    data = bytearray(encode_batch(PID, 1, "json", [spec]))
+    # give the job a 2-byte header block that claims a 5-byte name
+    data[6 + 25 + 4 + 12 : 6 + 25 + 4 + 14] = struct.pack("<H", 2)
+    data += b"\x05a"
+    batch = decode(bytes(data))
+    assert isinstance(batch, JobBatch)
+    with pytest.raises(EnvelopeError):
+        batch.jobs[0].headers()
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: JobSpec(-1, "k", b""), LocalProtocolError),
+        (lambda: JobSpec(1, "", b""), LocalProtocolError),
+        (lambda: JobSpec(1, "k" * 256, b""), LocalProtocolError),
+        (lambda: JobSpec(1, "\ud800", b""), LocalProtocolError),
+        (lambda: JobSpec(1, "k", b"", headers=(("h" * 256, ""),)), LocalProtocolError),
+        (lambda: encode_batch(b"short", 1, "json", []), LocalProtocolError),
+        (lambda: encode_batch(PID, 1, "", []), LocalProtocolError),
+        (lambda: encode_batch(PID, 1, "j\u00e9", []), LocalProtocolError),
+        (lambda: encode_batch(PID, 2**64, "json", []), LocalProtocolError),
+        (
+            lambda: encode_batch(PID, 1, "json", [JobSpec(1, "k", b"x" * MAX_ENVELOPE_SIZE)]),
+            MessageTooLarge,
+        ),
+        (lambda: encode(Ack(b"x")), LocalProtocolError),
+        (lambda: encode(Hello(PID, -1)), LocalProtocolError),
+    ],
+)
+def test_encoding_refuses_what_the_envelope_cannot_carry(
+    build: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        build()  # type: ignore[operator]
+
+
+def test_headers_codec_round_trip() -> None:
+    block = encode_headers((("deadline", "12.5"), ("trace", "ab\u00e9")))
+    assert decode_headers(block) == {"deadline": "12.5", "trace": "ab\u00e9"}
+    job = Job(JobRef(PID, 1), "k", None, "json", b"", block)
+    assert job.headers()["trace"] == "ab\u00e9"
+
+
+def test_outcome_helpers() -> None:
+    assert Outcome.success(b"r").ok
+    failed = Outcome.failure("ValueError", "bad", attempts=3)
+    assert (failed.ok, failed.status, failed.attempts) == (False, Status.FAILED, 3)
+
+
+# --- fuzzing ------------------------------------------------------------------------
+
+kind_bytes = st.integers(0, 8)
+any_preamble = st.tuples(st.integers(0, 3), kind_bytes, st.integers(0, 8)).map(
+    lambda t: b"SQ" + struct.pack("<BBH", *t)
+)
+
+
+def _decode_or_envelope_error(data: bytes) -> None:
+    try:
+        result = decode(data)
+    except EnvelopeError:
+        assert declared_slots(data) >= 0
+        return
+    assert isinstance(result, JobBatch | JobFragment | Ack | View | Drain | Hello | Raw)
+
+
+@given(st.binary(max_size=200))
+def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+    _decode_or_envelope_error(data)
+
+
+@given(any_preamble, st.binary(max_size=200))
+def test_fuzz_behind_a_plausible_preamble(preamble: bytes, body: bytes) -> None:
+    _decode_or_envelope_error(preamble + body)
+
+
+valid_messages = st.one_of(
+    st.builds(lambda jobs: encode_batch(PID, 1, "json", jobs), st.lists(specs, max_size=3)),
+    st.builds(
+        lambda spec: encode_fragments(PID, 1, "j", spec, max_size=spec.encoded_size - 20)[0],
+        specs.filter(lambda spec: len(spec.payload) > 20),
+    ),
+    st.builds(
+        lambda done: encode(Ack(PID, tuple(done), ((PID, 1),), 0)),
+        st.lists(st.tuples(refs, outcomes), max_size=3),
+    ),
+    st.builds(lambda m: encode(View(tuple(m), (1, 2, 3), 4)), st.lists(text, max_size=3)),
+)
+
+
+@given(valid_messages, st.data())
+def test_fuzz_mutated_valid_messages(data: bytes, draw: st.DataObject) -> None:
+    mutated = bytearray(data)
+    for _ in range(draw.draw(st.integers(1, 4))):
+        if not mutated:
+            break
+        at = draw.draw(st.integers(0, len(mutated) - 1))
+        mutated[at] = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(0, len(mutated)))
+    _decode_or_envelope_error(bytes(mutated[:cut]))
+    _decode_or_envelope_error(bytes(mutated))
