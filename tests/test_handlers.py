@@ -406,6 +406,7 @@ def test_context_log_is_bound_with_the_job() -> None:
     ]
     assert ctx.view.members == ("#w1#h", "#w2#h")
     assert ctx.headers["trace"] == "abc"
+    assert ctx.log is ctx.log  # bound once, on first use
 
 
 async def test_context_reports_cancellation_of_its_scope() -> None:

@@ -384,7 +384,6 @@ class App:
                     f"handler {spec.where}: unknown codec {codec!r} (known: {known})"
                 )
         self._handlers[spec.kind] = spec
-        log.debug("handler_registered", queue=self._queue, kind=spec.kind, where=spec.where)
 
     def middleware(self, layer: M) -> M:
         """Add ``layer`` innermost of the middleware so far; returns it (usable as a decorator).

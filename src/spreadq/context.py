@@ -60,18 +60,17 @@ class Context:
         attempt: 1 for the first run of the job, 2 for the first retry, ...
         key: the job's key, if it was put with one.
         headers: the job's headers (deadline, trace context, ...).
-        log: a structlog logger bound with ``queue``, ``member``, ``job``, ``kind`` and
-            ``attempt``.
     """
 
     __slots__ = (
+        "_base_log",
         "_cancel_scope",
+        "_log",
         "attempt",
         "headers",
         "job",
         "key",
         "kind",
-        "log",
         "member",
         "queue",
         "view",
@@ -85,7 +84,8 @@ class Context:
     attempt: int
     key: str | None
     headers: Mapping[str, str]
-    log: FilteringBoundLogger
+    _base_log: FilteringBoundLogger | None
+    _log: FilteringBoundLogger | None
     _cancel_scope: CancelScope | None
 
     def __init__(
@@ -102,7 +102,7 @@ class Context:
         log: FilteringBoundLogger | None = None,
         cancel_scope: CancelScope | None = None,
     ) -> None:
-        """Build a context; ``log`` is bound here with the job's identity.
+        """Build a context; ``log`` is bound with the job's identity on first use.
 
         Args:
             view: defaults to a one-member view of ``member``.
@@ -114,7 +114,6 @@ class Context:
         """
         if attempt < 1:
             raise ValueError(f"attempt is 1-based, got {attempt}")
-        base: FilteringBoundLogger = structlog.get_logger("spreadq.handler") if log is None else log
         setter = object.__setattr__
         setter(self, "job", job)
         setter(self, "kind", kind)
@@ -124,12 +123,32 @@ class Context:
         setter(self, "attempt", attempt)
         setter(self, "key", key)
         setter(self, "headers", headers)
-        setter(
-            self,
-            "log",
-            base.bind(queue=queue, member=member, job=str(job), kind=kind, attempt=attempt),
-        )
+        setter(self, "_base_log", log)
+        setter(self, "_log", None)
         setter(self, "_cancel_scope", cancel_scope)
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A structlog logger bound with ``queue``, ``member``, ``job``, ``kind``, ``attempt``.
+
+        Bound on first use, so a handler that does not log does not pay for it.
+        """
+        bound = self._log
+        if bound is None:
+            base: FilteringBoundLogger = (
+                structlog.get_logger("spreadq.handler")
+                if self._base_log is None
+                else self._base_log
+            )
+            bound = base.bind(
+                queue=self.queue,
+                member=self.member,
+                job=str(self.job),
+                kind=self.kind,
+                attempt=self.attempt,
+            )
+            object.__setattr__(self, "_log", bound)
+        return bound
 
     @property
     def ref(self) -> object:
