@@ -1,0 +1,201 @@
+"""Ownership rules: one owner among the offered members, pure and process-independent,
+round robin exactly k mod n, key affinity moves only the departed member's keys, least
+loaded breaks ties by list order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spreadq.queue.jobs import Job, JobRef
+from spreadq.queue.rules import Rule, SlotState, builtin_rules
+from spreadq.queue.rules.key_affinity import KeyAffinity, weight
+from spreadq.queue.rules.least_loaded import LeastLoaded
+from spreadq.queue.rules.round_robin import RoundRobin
+
+RULES = builtin_rules()
+names = st.text(st.characters(min_codepoint=36, max_codepoint=126), min_size=1, max_size=12)
+member_lists = st.lists(names, min_size=1, max_size=8, unique=True).map(tuple)
+keys = st.none() | st.text(max_size=16)
+
+
+def job(key: str | None = None, seq: int = 0) -> Job:
+    return Job(JobRef(b"p" * 16, seq), "kind", key, "json", b"")
+
+
+def state_with(index: int, loads: dict[str, int] | None = None) -> SlotState:
+    state = SlotState()
+    for member, load in (loads or {}).items():
+        for _ in range(load):
+            state.assigned(member)
+    state.index = index
+    return state
+
+
+def test_builtin_registry() -> None:
+    rules = builtin_rules()
+    assert list(rules) == ["round_robin", "key_affinity", "least_loaded"]
+    assert all(isinstance(rule, Rule) and rule.name == name for name, rule in rules.items())
+    rules.pop("round_robin")
+    assert "round_robin" in builtin_rules()  # a fresh dict every time, no shared registry
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@given(
+    members=member_lists,
+    index=st.integers(0, 10_000),
+    loads=st.lists(st.integers(0, 5), max_size=8),
+    key=keys,
+)
+def test_exactly_one_owner_and_pure(
+    name: str, members: tuple[str, ...], index: int, loads: list[int], key: str | None
+) -> None:
+    rule = RULES[name]
+    load_map = dict(zip(members, loads, strict=False))
+    owner = rule.owner(members, state_with(index, load_map), job(key))
+    assert owner in members
+    # same inputs, fresh objects (another replica): same owner
+    again = builtin_rules()[name].owner(tuple(members), state_with(index, dict(load_map)), job(key))
+    assert again == owner
+
+
+@given(members=member_lists, index=st.integers(0, 10_000), key=keys)
+def test_round_robin_is_k_mod_n(members: tuple[str, ...], index: int, key: str | None) -> None:
+    assert RoundRobin().owner(members, state_with(index), job(key)) == members[index % len(members)]
+
+
+def test_round_robin_worked_example() -> None:
+    members = ("#a#h", "#b#h", "#c#h")
+    owners = [RoundRobin().owner(members, state_with(k), job()) for k in range(6)]
+    assert owners == ["#a#h", "#b#h", "#c#h", "#a#h", "#b#h", "#c#h"]
+    assert RoundRobin().owner(("#a#h", "#c#h"), state_with(3), job()) == "#c#h"
+
+
+@given(
+    members=st.lists(names, min_size=2, max_size=8, unique=True).map(tuple),
+    gone=st.integers(0, 7),
+    job_keys=st.lists(st.text(max_size=8), min_size=1, max_size=30),
+)
+def test_key_affinity_moves_only_the_departed_members_keys(
+    members: tuple[str, ...], gone: int, job_keys: list[str]
+) -> None:
+    rule = KeyAffinity()
+    departed = members[gone % len(members)]
+    after = tuple(m for m in members if m != departed)
+    for key in job_keys:
+        before_owner = rule.owner(members, state_with(0), job(key))
+        after_owner = rule.owner(after, state_with(0), job(key))
+        if before_owner != departed:
+            assert after_owner == before_owner, key
+        # and a join moves a key only to the newcomer
+        assert rule.owner(members, state_with(0), job(key)) in (after_owner, departed)
+
+
+@given(members=member_lists, index=st.integers(0, 100))
+def test_key_affinity_without_key_is_round_robin(members: tuple[str, ...], index: int) -> None:
+    assert (
+        KeyAffinity().owner(members, state_with(index), job(None)) == members[index % len(members)]
+    )
+
+
+def test_key_affinity_spreads_keys() -> None:
+    members = ("#a#h", "#b#h", "#c#h", "#d#h")
+    counts = dict.fromkeys(members, 0)
+    for n in range(400):
+        counts[KeyAffinity().owner(members, state_with(0), job(f"key-{n}"))] += 1
+    assert all(60 <= count <= 140 for count in counts.values()), counts
+
+
+def test_key_affinity_does_not_depend_on_member_order() -> None:
+    members = ("#a#h", "#b#h", "#c#h")
+    for n in range(50):
+        key = f"k{n}"
+        assert KeyAffinity().owner(members, state_with(0), job(key)) == KeyAffinity().owner(
+            members[::-1], state_with(0), job(key)
+        )
+
+
+_HASHSEED_SCRIPT = """
+import json, sys
+from spreadq.queue.jobs import Job, JobRef
+from spreadq.queue.rules import SlotState, builtin_rules
+members = ("#a#h", "#b#h", "#c#h", "#d#h", "#e#h")
+out = {}
+for name, rule in builtin_rules().items():
+    owners = []
+    for n in range(60):
+        state = SlotState()
+        state.index = n
+        job = Job(JobRef(b"p" * 16, n), "k", f"key{n}", "j", b"")
+        owners.append(rule.owner(members, state, job))
+    out[name] = owners
+json.dump(out, sys.stdout)
+"""
+
+
+def test_owners_do_not_depend_on_the_process_hash_seed() -> None:
+    """Replicas are separate processes with different str hash seeds."""
+    results = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", _HASHSEED_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        results.append(json.loads(proc.stdout))
+    assert results[0] == results[1]
+    # and the weights are the documented blake2b ones
+    digest = hashlib.blake2b(b"#a#h\0key", digest_size=8).digest()
+    assert weight("#a#h", "key") == int.from_bytes(digest, "big")
+
+
+def test_least_loaded_picks_the_fewest_and_ties_by_list_order() -> None:
+    members = ("#c#h", "#a#h", "#b#h")
+    rule = LeastLoaded()
+    assert rule.owner(members, state_with(0), job()) == "#c#h"
+    assert rule.owner(members, state_with(0, {"#c#h": 1}), job()) == "#a#h"
+    assert rule.owner(members, state_with(0, {"#c#h": 2, "#a#h": 1, "#b#h": 1}), job()) == "#a#h"
+    assert rule.owner(members, state_with(0, {"#c#h": 1, "#a#h": 1, "#b#h": 0}), job()) == "#b#h"
+
+
+@given(members=member_lists, loads=st.lists(st.integers(0, 5), max_size=8))
+def test_least_loaded_property(members: tuple[str, ...], loads: list[int]) -> None:
+    load_map = dict(zip(members, loads, strict=False))
+    state = state_with(0, load_map)
+    owner = LeastLoaded().owner(members, state, job())
+    lowest = min(state.load(m) for m in members)
+    assert state.load(owner) == lowest
+    assert members.index(owner) == min(i for i, m in enumerate(members) if state.load(m) == lowest)
+
+
+def test_least_loaded_worked_example() -> None:
+    members = ("a", "b", "c")
+    state = SlotState()
+    owners = []
+    for _ in range(3):
+        owners.append(LeastLoaded().owner(members, state, job()))
+        state.assigned(owners[-1])
+    state.released("b")  # an ACK completed j2
+    for _ in range(2):
+        owners.append(LeastLoaded().owner(members, state, job()))
+        state.assigned(owners[-1])
+    assert owners == ["a", "b", "c", "b", "a"]
+
+
+def test_slot_state_capacities_are_read_only_lookups() -> None:
+    state = SlotState({"a": 4})
+    assert (state.capacity("a"), state.capacity("b")) == (4, None)
+    state.assigned("a")
+    state.released("a")
+    assert (state.index, state.load("a")) == (1, 0)
