@@ -6,6 +6,9 @@ Only the names in ``__all__`` are public; everything else may change without not
 from __future__ import annotations
 
 from spreadq.__about__ import __version__ as __version__
+from spreadq.app import App as App
+from spreadq.codecs import Codec as Codec
+from spreadq.context import Context as Context
 from spreadq.errors import CloseReason as CloseReason
 from spreadq.errors import ConfigurationError as ConfigurationError
 from spreadq.errors import ConnectError as ConnectError
@@ -23,30 +26,41 @@ from spreadq.errors import ProtocolError as ProtocolError
 from spreadq.errors import RemoteProtocolError as RemoteProtocolError
 from spreadq.errors import Retry as Retry
 from spreadq.errors import SpreadqError as SpreadqError
+from spreadq.handlers import Handler as Handler
+from spreadq.handlers import HandlerSpec as HandlerSpec
+from spreadq.plugins import Plugin as Plugin
+from spreadq.settings import Settings as Settings
 from spreadq.wire.constants import Cause as Cause
 from spreadq.wire.constants import RejectCode as RejectCode
 from spreadq.wire.constants import ServiceType as ServiceType
 
 __all__ = [
+    "App",
     "Cause",
     "CloseReason",
+    "Codec",
     "ConfigurationError",
     "ConnectError",
     "ConnectRejected",
     "ConnectionLost",
+    "Context",
     "CouldNotConnect",
     "EnvelopeError",
+    "Handler",
+    "HandlerSpec",
     "InvalidName",
     "JobFailed",
     "LocalProtocolError",
     "MessageTooLarge",
     "PayloadError",
+    "Plugin",
     "PluginError",
     "ProtocolError",
     "RejectCode",
     "RemoteProtocolError",
     "Retry",
     "ServiceType",
+    "Settings",
     "SpreadqError",
     "__version__",
 ]
