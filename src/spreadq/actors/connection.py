@@ -29,6 +29,7 @@ writes those commands and a ``Disconnect`` (``KILL_MESS``) in its last write.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,9 +174,22 @@ class ConnectionHandle:
         Raises:
             ConnectionLost: the connection ended first.
         """
+        await self._call(Flush)
+
+    async def _call(self, command: type[Flush | Close]) -> None:
+        """Queue a command carrying a reply and wait for the answer.
+
+        The reply is registered with the actor first, so the actor fails it when the
+        connection ends wherever the command is then: queued, taken or written.
+        """
         reply: Reply[None] = Reply()
-        await self._mailbox.put(Flush(reply))
-        await reply
+        waiters = self._actor._waiters
+        waiters.add(reply)
+        try:
+            await self._mailbox.put(command(reply))
+            await reply
+        finally:
+            waiters.discard(reply)
 
     async def receive_batch(self) -> Sequence[DaemonMessage]:
         """Wait for the next events: all that one read of the socket decoded.
@@ -220,13 +234,12 @@ class ConnectionHandle:
         Waits at most ``grace`` seconds (shielded from cancellation) and then stops
         the actor without writing more. Never raises :class:`ConnectionLost`.
         """
-        with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
-            reply: Reply[None] = Reply()
-            try:
-                await self._mailbox.put(Close(reply))
-                await reply
-            except ConnectionLost:
-                pass
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(grace),
+            contextlib.suppress(ConnectionLost),  # already ended: nothing to close
+        ):
+            await self._call(Close)
         self._actor.abort()
         self._events.close()
 
@@ -261,7 +274,8 @@ class SpreadConnection:
         self._writer_scope = anyio.CancelScope()
         self._run_scope = anyio.CancelScope()
         self._receive_scope: anyio.CancelScope | None = None
-        self._in_flight: list[Reply[None]] = []
+        self._waiters: set[Reply[None]] = set()
+        """Replies callers wait for; each is answered or failed, never forgotten."""
         self._eof = False
         self._opened = False
         self._log = log
@@ -371,13 +385,10 @@ class SpreadConnection:
         self._writer_scope.cancel()
         if self._receive_scope is not None:
             self._receive_scope.cancel()
-        for item in self._inbox.close_and_drain():
-            if isinstance(item, Flush | Close) and not item.reply.done:
-                item.reply.fail(error)
-        for reply in self._in_flight:
+        self._inbox.close_and_drain()  # blocked and later senders get ``error``
+        for reply in self._waiters:
             if not reply.done:
                 reply.fail(error)
-        self._in_flight = []
 
     # --- reader ------------------------------------------------------------------------
 
@@ -450,23 +461,24 @@ class SpreadConnection:
         stream, session, inbox = self._stream, self._session, self._inbox
         with self._writer_scope:
             while True:
-                batch = await inbox.receive_batch(MAX_BATCH, weigh=_weight, budget=WRITE_BUDGET)
+                try:
+                    batch = await inbox.receive_batch(MAX_BATCH, weigh=_weight, budget=WRITE_BUDGET)
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
+                if self._error is not None:
+                    return  # taken just as the connection ended; _lose failed the replies
                 commands: list[ClientCommand] = []
                 replies: list[Reply[None]] = []  # answered once this write is done
                 closing: Reply[None] | None = None
-                orphans: list[Reply[None]] = []  # queued after a Close: never written
                 for item in batch:
-                    if closing is not None:
-                        if isinstance(item, Flush | Close):
-                            orphans.append(item.reply)
-                    elif isinstance(item, Flush):
+                    if isinstance(item, Flush):
                         replies.append(item.reply)
                     elif isinstance(item, Close):
                         closing = item.reply
                         commands.append(Disconnect())
+                        break  # what follows a Close is never written; _lose fails it
                     else:
                         commands.append(item)
-                self._in_flight = replies if closing is None else [*replies, closing, *orphans]
                 data = session.send_many(commands) if commands else b""
                 if data:
                     try:
@@ -485,4 +497,3 @@ class SpreadConnection:
                     closing.set(None)
                     self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
                     return
-                self._in_flight = []
