@@ -267,3 +267,19 @@ def test_server_waits_for_the_daemon_between_handshake_steps() -> None:
     server.auth_list()
     assert server.next_event() == AuthChoice(("NULL",))
     assert server.next_event() is NEED_DATA  # and now for accept()
+
+
+def test_forwarding_keeps_the_destination_bytes_as_received() -> None:
+    # the real daemon forwards the group block unchanged, bytes after a NUL included
+    server = open_server()
+    block = b"g\0junk".ljust(32, b"\0") + name32("#bob#x")
+    server.receive_data(header(0x10, count=2, size=2) + block + b"hi")
+    (incoming,) = drain(server)
+    assert isinstance(incoming, IncomingMulticast)
+    assert incoming.groups == ("g", "#bob#x")
+    assert encode_forward(incoming)[48:112] == block
+    rebuilt = IncomingMulticast(
+        incoming.groups, b"hi", incoming.service, 0, incoming.hint_raw, incoming.sender
+    )
+    assert rebuilt == incoming  # groups_raw is not part of equality
+    assert encode_forward(rebuilt)[48:112] == name32("g") + name32("#bob#x")

@@ -335,6 +335,9 @@ class IncomingMulticast:
     A daemon passes ``hint_raw`` through untouched, in the sender's byte order (fact
     sheet §4.1). Destination names are not validated beyond the daemon's own checks:
     the real daemon accepts any bytes in them, and unknown groups are simply dropped.
+    ``groups_raw`` holds the ``32 * len(groups)`` bytes of the names as received, which
+    the real daemon forwards unchanged; it is not part of equality (empty when the
+    value was built by hand, and the names are then encoded again).
     """
 
     groups: tuple[str, ...]
@@ -343,6 +346,7 @@ class IncomingMulticast:
     mess_type: int
     hint_raw: bytes
     sender: str
+    groups_raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 # --- sentinels -------------------------------------------------------------------------

@@ -117,6 +117,10 @@ _SELECTORS: Final[Mapping[int, str]] = MappingProxyType(
     }
 )
 """The one selector bit of a client message (§5.1) -> what the message is."""
+_SELECTOR_KINDS: Final = dict(_SELECTORS)  # a dict's get() is faster than a mappingproxy's
+_OPEN: Final = ServerState.OPEN  # enum attribute lookups are slow in CPython 3.11
+_CLOSED: Final = ServerState.CLOSED
+_GROUP_STRUCTS: Final = tuple(group_struct(count) for count in range(MAX_GROUPS_PER_MESSAGE + 1))
 _ONE_GROUP: Final[Mapping[str, type[Join] | type[Leave]]] = MappingProxyType(
     {"JOIN": Join, "LEAVE": Leave}
 )
@@ -191,12 +195,17 @@ class ServerSession:
                 after it, or the size cap), or closed inside a message; the session is
                 then ``CLOSED``.
         """
-        if self.state is ServerState.CLOSED:
-            return CLOSED
+        state = self.state
+        event: Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData
         try:
-            event = _READERS[self.state](self)
+            if state is _OPEN:  # the hot path: no enum hashing
+                event = self._read_message()
+            elif state is _CLOSED:
+                return CLOSED
+            else:
+                event = _READERS[state](self)
         except RemoteProtocolError:
-            self.state = ServerState.CLOSED
+            self.state = _CLOSED
             raise
         if event is NEED_DATA and self._eof:
             pending = len(self._buffer)
@@ -246,7 +255,7 @@ class ServerSession:
         groups_at = start + HEADER_SIZE
         data_at = groups_at + GROUP_NAME_SIZE * count
         end = data_at + data_len
-        if not buffer.ensure(end - start, "message"):
+        if end > len(data):  # sizes were checked against the cap by _check_header
             return NEED_DATA
         if sender[: GROUP_NAME_SIZE - 1].split(b"\0", 1)[0] != self._sender:
             raise RemoteProtocolError(
@@ -254,16 +263,31 @@ class ServerSession:
                 f"private group {self.private_group!r}"
             )
         names = self._names
-        fields = group_struct(count).unpack_from(data, groups_at)
+        fields = _GROUP_STRUCTS[count].unpack_from(data, groups_at)  # count <= 100, checked
         groups = tuple([names[f] if f in names else self._name(f) for f in fields])
-        payload = buffer.slice(data_at, end)
+        if type(data) is bytes:
+            payload = data[data_at:end]
+        else:
+            with memoryview(data) as view:
+                payload = view[data_at:end].tobytes()
         buffer._start = end
         if kind == "MULTICAST":
             hints = self._hints
             mess_type = hints[hint] if hint in hints else self._hint(hint)
             assert self.private_group is not None
+            if type(data) is bytes:
+                groups_raw = data[groups_at:data_at]
+            else:
+                with memoryview(data) as view:
+                    groups_raw = view[groups_at:data_at].tobytes()
             return IncomingMulticast(
-                groups, payload, _SERVICES[type_ & 0x7F], mess_type, hint, self.private_group
+                groups,
+                payload,
+                _SERVICES[type_ & 0x7F],
+                mess_type,
+                hint,
+                self.private_group,
+                groups_raw,
             )
         if kind == "KILL":
             self._move(ServerInput.DISCONNECT)
@@ -276,8 +300,8 @@ class ServerSession:
             ) from None
 
     def _check_header(self, type_: int, count: int, hint: bytes, data_len: int) -> str:
-        selector = type_ & _SELECTOR_MASK
-        if selector not in _SELECTORS:
+        kind = _SELECTOR_KINDS.get(type_ & _SELECTOR_MASK)
+        if kind is None:
             raise RemoteProtocolError(
                 f"§5.1 service bits: type {type_:#010x} must set exactly one of "
                 "UNRELIABLE..SAFE, JOIN, LEAVE, KILL"
@@ -296,7 +320,7 @@ class ServerSession:
             raise RemoteProtocolError(
                 f"§5.1 num_groups: {count} is not in 0..{MAX_GROUPS_PER_MESSAGE}"
             )
-        if U32_LE.unpack(hint)[0] & _HINT_FOREIGN_BITS:
+        if int.from_bytes(hint, "little") & _HINT_FOREIGN_BITS:
             raise RemoteProtocolError(
                 f"§5.1 hint: {hint.hex()} has bits outside the marker and mess_type"
             )
@@ -313,8 +337,7 @@ class ServerSession:
             raise RemoteProtocolError(
                 f"§8 cap: a message of {HEADER_SIZE + body} bytes is over {self.max_message_size}"
             )
-        kind = _SELECTORS[selector]
-        if kind in _ONE_GROUP and count != 1:
+        if count != 1 and kind in _ONE_GROUP:
             what = "hazard: " if count == 0 else ""
             raise RemoteProtocolError(f"{what}{kind} names {count} groups; it must name one")
         return kind
@@ -411,7 +434,7 @@ class ServerSession:
             LocalProtocolError: the session is not open, or the message cannot be
                 encoded.
         """
-        if self.state is not ServerState.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot send in state {self.state.name}")
         legacy = self.version is not None and self.version[0] == 3
         return encode_daemon_message(message, legacy_membership=legacy)
@@ -456,7 +479,17 @@ def _raw(name: str) -> bytes:
 
 
 def _groups(names: Sequence[str]) -> bytes:
-    return group_struct(len(names)).pack(*[_raw(name) for name in names])
+    try:
+        raws = [name.encode("latin-1") for name in names]
+    except UnicodeEncodeError:
+        raws = [_raw(name) for name in names]  # raises for the offending name
+    for raw, name in zip(raws, names, strict=True):
+        if len(raw) >= GROUP_NAME_SIZE:
+            _raw(name)  # raises
+    count = len(raws)
+    return (_GROUP_STRUCTS[count] if count <= MAX_GROUPS_PER_MESSAGE else group_struct(count)).pack(
+        *raws
+    )
 
 
 def _hint_bytes(mess_type: int, *, big_endian: bool = False) -> bytes:
@@ -469,16 +502,25 @@ def _hint_bytes(mess_type: int, *, big_endian: bool = False) -> bytes:
 def encode_forward(multicast: IncomingMulticast) -> bytes:
     """The data message every receiver of ``multicast`` gets, with the sender's raw hint.
 
+    The destination names go out as they came in (``groups_raw``), as the real daemon
+    forwards them; a hand-built value without them has its names encoded again.
+
     Raises:
         LocalProtocolError: a name that cannot be encoded.
     """
-    return _data_message(
-        int(multicast.service),
-        multicast.sender,
-        multicast.groups,
+    groups = multicast.groups
+    raw = multicast.groups_raw
+    if len(raw) != GROUP_NAME_SIZE * len(groups):
+        raw = _groups(groups)
+    data = multicast.data
+    head = HEADER_LE.pack(
+        int(multicast.service) | ENDIAN_MARKER,
+        _raw(multicast.sender),
+        len(groups),
         multicast.hint_raw,
-        multicast.data,
+        len(data),
     )
+    return b"".join((head, raw, data))
 
 
 def _data_message(

@@ -37,6 +37,7 @@ from spreadq.wire.constants import (
     ENDIAN_MARKER,
     GROUP_NAME_SIZE,
     HEADER_SIZE,
+    MAX_GROUPS_PER_MESSAGE,
     REGULAR_MASK,
     Cause,
     ControlType,
@@ -152,6 +153,20 @@ MESSAGE_KINDS: Final[Mapping[int, MessageKind]] = MappingProxyType(
 )
 """The kinds of the types a daemon really sends, precomputed from the rules."""
 
+# enum attribute lookups and enum hashing are slow in CPython 3.11: the hot paths compare
+# identities with these module constants instead
+_DATA: Final = MessageKind.DATA
+_REGULAR: Final = MessageKind.REGULAR_MEMBERSHIP
+_TRANSITIONAL: Final = MessageKind.TRANSITIONAL
+_SELF_LEAVE: Final = MessageKind.SELF_LEAVE
+_REJECT: Final = MessageKind.REJECT
+_OPEN: Final = ClientState.OPEN
+_CLOSED: Final = ClientState.CLOSED
+_PRECOMPILED: Final = MAX_GROUPS_PER_MESSAGE + 1
+_GROUP_STRUCTS: Final = tuple(group_struct(count) for count in range(_PRECOMPILED))
+
+_KINDS: Final = dict(MESSAGE_KINDS)  # a dict's get() is faster than a mappingproxy's
+
 CAUSES: Final[Mapping[int, Cause]] = MappingProxyType({int(cause): cause for cause in Cause})
 """``type & 0xF00`` of a regular membership -> its cause; anything else is refused."""
 
@@ -215,7 +230,7 @@ class ClientSession:
         self._sender = b""
         self._names: dict[bytes, str] = {}
         self._hints: dict[bytes, tuple[int, bool]] = {}
-        self._group_fields: dict[str, bytes] = {}
+        self._group_fields: dict[tuple[str, ...], bytes] = {}
         self._membership_parser = _parse_membership_v4
 
     def __repr__(self) -> str:
@@ -269,12 +284,17 @@ class ClientSession:
             RemoteProtocolError: the daemon sent bytes the protocol does not allow, or
                 closed in the middle of a message; the session is then ``CLOSED``.
         """
-        if self.state is ClientState.CLOSED:
-            return CLOSED
+        state = self.state
+        event: Accepted | Rejected | DaemonMessage | NeedData
         try:
-            event = _READERS[self.state](self)
+            if state is _OPEN:  # the hot path: no enum hashing
+                event = self._read_message()
+            elif state is _CLOSED:
+                return CLOSED
+            else:
+                event = _READERS[state](self)
         except RemoteProtocolError:
-            self.state = ClientState.CLOSED
+            self.state = _CLOSED
             raise
         if event is NEED_DATA and self._eof:
             return self._end_of_stream()
@@ -355,39 +375,48 @@ class ClientSession:
             data, start
         )
         type_ &= _MARKER_MASK
-        kind = MESSAGE_KINDS.get(type_) or classify(type_)
+        kind = _KINDS.get(type_) or classify(type_)
         if count < 0 or data_len < 0:
             raise RemoteProtocolError(
                 f"header with num_groups={count} and data_len={data_len}; neither may be negative"
             )
-        extra = OLD_TYPE_SIZE if kind is MessageKind.REJECT else 0
-        groups_at = start + HEADER_SIZE + extra
+        groups_at = start + HEADER_SIZE + (OLD_TYPE_SIZE if kind is _REJECT else 0)
         data_at = groups_at + GROUP_NAME_SIZE * count
         end = data_at + data_len
-        if not buffer.ensure(end - start, "message"):
+        if end - start > self.max_message_size:
+            raise RemoteProtocolError(
+                f"message of {end - start} bytes is over the limit of {self.max_message_size}"
+            )
+        if end > len(data):
             return NEED_DATA
         names = self._names
-        fields = group_struct(count).unpack_from(data, groups_at)
+        fields = (
+            _GROUP_STRUCTS[count] if count < _PRECOMPILED else group_struct(count)
+        ).unpack_from(data, groups_at)
         groups = tuple([names[f] if f in names else self._name(f) for f in fields])
         origin = names[sender] if sender in names else self._name(sender)
-        payload = buffer.slice(data_at, end)
+        if type(data) is bytes:
+            payload = data[data_at:end]
+        else:
+            with memoryview(data) as view:
+                payload = view[data_at:end].tobytes()
         buffer._start = end
-        if kind is MessageKind.DATA:
+        if kind is _DATA:
             hints = self._hints
             mess_type, hint_little = hints[hint] if hint in hints else self._hint(hint)
             return DataMessage(
                 origin, groups, _SERVICES[type_ & 0x7F], mess_type, payload, not hint_little
             )
-        if kind is MessageKind.REGULAR_MEMBERSHIP:
+        if kind is _REGULAR:
             cause = CAUSES.get(type_ & 0xF00)
             if cause is None:
                 raise RemoteProtocolError(
                     f"regular membership type {type_:#010x} needs exactly one CAUSED_BY bit"
                 )
             return self._membership_parser(origin, groups, cause, payload, bool(little))
-        if kind is MessageKind.TRANSITIONAL:
+        if kind is _TRANSITIONAL:
             return TransitionalMembership(origin, unpack_transitional_body(payload, bool(little)))
-        if kind is MessageKind.SELF_LEAVE:
+        if kind is _SELF_LEAVE:
             return SelfLeave(origin)
         old_type = unpack_old_type(data, start + HEADER_SIZE, bool(little))
         mess_type, _ = self._hints[hint] if hint in self._hints else self._hint(hint)
@@ -411,7 +440,7 @@ class ClientSession:
             LocalProtocolError: the session is not open (before the accept, or after a
                 ``Disconnect``).
         """
-        if self.state is not ClientState.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(
                 f"cannot send {type(command).__name__} in state {self.state.name}"
             )
@@ -427,7 +456,7 @@ class ClientSession:
             LocalProtocolError: the session is not open, or a command follows a
                 ``Disconnect``; nothing is encoded and the state is unchanged then.
         """
-        if self.state is not ClientState.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot send in state {self.state.name}")
         parts: list[bytes] = []
         disconnecting = False
@@ -440,35 +469,32 @@ class ClientSession:
             self._move(ClientInput.SEND_DISCONNECT, local=True)
         return b"".join(parts)
 
-    def _field(self, group: str) -> bytes:
+    def _block(self, groups: tuple[str, ...]) -> bytes:
         fields = self._group_fields
         if len(fields) >= _CACHE_LIMIT:
             fields.clear()
-        field = fields[group] = group.encode("latin-1").ljust(GROUP_NAME_SIZE, b"\0")
-        return field
+        block = fields[groups] = b"".join(
+            [group.encode("latin-1").ljust(GROUP_NAME_SIZE, b"\0") for group in groups]
+        )
+        return block
 
     def _encode_multicast(self, command: ClientCommand) -> bytes:
         assert type(command) is Multicast
-        fields = self._group_fields
+        blocks = self._group_fields  # destination tuple -> its names' wire bytes
         groups = command.groups
+        data = command.data
         head = HEADER_OUT.pack(
             int(command.service) | ENDIAN_MARKER,
             self._sender,
             len(groups),
             ((command.mess_type << 8) & 0x00FFFF00) | ENDIAN_MARKER,
-            len(command.data),
+            len(data),
         )
-        if len(groups) == 1:
-            group = groups[0]
-            return b"".join(
-                (head, fields[group] if group in fields else self._field(group), command.data)
-            )
-        names = [fields[g] if g in fields else self._field(g) for g in groups]
-        return b"".join((head, *names, command.data))
+        return b"".join((head, blocks[groups] if groups in blocks else self._block(groups), data))
 
     def _encode_control(self, command: ClientCommand) -> bytes:
         if isinstance(command, Join | Leave):
-            field = self._field(command.group)
+            field = command.group.encode("latin-1").ljust(GROUP_NAME_SIZE, b"\0")
         else:  # KILL names the session's own private group; the daemon ignores it
             field = self._sender.ljust(GROUP_NAME_SIZE, b"\0")
         type_ = _CONTROL[type(command)] | ENDIAN_MARKER
