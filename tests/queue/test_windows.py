@@ -1,0 +1,285 @@
+"""Flow-control windows: the ACK cadence fires exactly at N jobs and at T seconds, and
+producers obeying the gate never let any consumer's unread messages pass the window."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
+from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.windows import AckCadence, BlockReason, ProducerGate
+
+P1, P2, P3 = (bytes([n]) * 16 for n in (1, 2, 3))
+
+
+def ref(n: int) -> JobRef:
+    return JobRef(P1, n)
+
+
+# --- AckCadence ---------------------------------------------------------------------
+
+
+def test_cadence_is_due_exactly_at_n_jobs() -> None:
+    cadence = AckCadence(every_jobs=5, every_seconds=10.0)
+    assert not cadence.due(0.0)
+    assert cadence.deadline() is None
+    cadence.on_read(4, 0.0, P1, 4)
+    assert not cadence.due(0.0)
+    cadence.on_read(1, 0.0, P1, 5)
+    assert cadence.due(0.0)
+    report = cadence.take(0.0)
+    assert report.positions == ((P1, 5),)
+    assert not cadence.due(0.0)
+    assert not cadence.pending
+
+
+def test_finished_jobs_count_towards_n_and_come_out_in_order() -> None:
+    cadence = AckCadence(every_jobs=3, every_seconds=10.0)
+    cadence.on_read(1, 0.0)
+    cadence.on_finished(ref(1), Outcome.success(b"a"), 0.0)
+    assert not cadence.due(0.0)
+    cadence.on_finished(ref(2), Outcome.failure("E", "m"), 0.0)
+    assert cadence.due(0.0)
+    assert [r for r, _ in cadence.take(0.0).outcomes] == [ref(1), ref(2)]
+
+
+def test_cadence_is_due_exactly_at_t_seconds() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=0.05)
+    cadence.on_read(1, 10.0)
+    cadence.on_read(1, 10.04)  # later reads do not push the deadline back
+    assert cadence.deadline() == pytest.approx(10.05)
+    assert not cadence.due(10.0499)
+    assert cadence.due(10.05)
+    cadence.take(10.05)
+    assert cadence.deadline() is None
+
+
+def test_a_position_alone_is_not_pending() -> None:
+    cadence = AckCadence()
+    cadence.on_read(0, 1.0, P1, 7)  # a fragment that completes no job
+    assert not cadence.pending
+    cadence.on_read(1, 2.0)
+    assert cadence.take(2.0).positions == ((P1, 7),)
+
+
+def test_positions_most_recent_first_within_the_horizon() -> None:
+    cadence = AckCadence(position_horizon=5.0, max_positions=2)
+    cadence.on_read(1, 0.0, P1, 1)
+    cadence.on_read(1, 3.0, P2, 10)
+    cadence.on_read(1, 4.0, P3, 20)
+    assert cadence.take(4.0).positions == ((P3, 20), (P2, 10))
+    cadence.on_read(1, 7.0)
+    assert cadence.take(7.0).positions == ((P3, 20), (P2, 10))
+    cadence.on_read(1, 8.5)
+    assert cadence.take(8.5).positions == ((P3, 20),)  # P2 not read for 5.5 s: forgotten
+
+
+def test_outcomes_over_the_byte_budget_are_split_and_stay_due() -> None:
+    cadence = AckCadence(every_jobs=1000, every_seconds=10.0, max_bytes=1000, max_positions=0)
+    big = Outcome.success(b"x" * 300)
+    for n in range(5):
+        cadence.on_finished(ref(n), big, 0.0)
+    assert cadence.due(0.0)  # 5 x ~330 bytes pass the budget
+    sizes = []
+    while cadence.pending:
+        report = cadence.take(0.0)
+        sizes.append(len(report.outcomes))
+        assert ack_overhead(0) + sum(outcome_size(o) for _, o in report.outcomes) <= 1000
+        assert cadence.due(0.0) == cadence.pending
+    assert sizes == [2, 2, 1]
+
+
+def test_default_budget_is_the_envelope_cap() -> None:
+    cadence = AckCadence()
+    assert cadence.outcome_budget == MAX_ENVELOPE_SIZE - ack_overhead(1024)
+
+
+@given(
+    every_jobs=st.integers(1, 10),
+    steps=st.lists(
+        st.tuples(
+            st.floats(0, 0.03), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
+        ),
+        max_size=60,
+    ),
+)
+def test_cadence_matches_its_definition(
+    every_jobs: int, steps: list[tuple[float, str, int]]
+) -> None:
+    """due(now) iff N jobs accumulated or T passed since the first pending one; an ACK
+    taken whenever due leaves nothing waiting longer than T or more than N jobs."""
+    cadence = AckCadence(every_jobs=every_jobs, every_seconds=0.05)
+    now = 0.0
+    count = 0
+    first: float | None = None
+    seq = 0
+    for dt, action, n in steps:
+        now += dt
+        if action == "read" and n:
+            cadence.on_read(n, now)
+            count += n
+            first = now if first is None else first
+        elif action == "finish":
+            seq += 1
+            cadence.on_finished(ref(seq), Outcome.success(), now)
+            count += 1
+            first = now if first is None else first
+        expected = first is not None and (count >= every_jobs or now - first >= 0.05)
+        assert cadence.due(now) == expected
+        if expected:
+            cadence.take(now)
+            count, first = 0, None
+
+
+# --- ProducerGate -------------------------------------------------------------------
+
+
+def test_gate_without_consumers_holds() -> None:
+    gate = ProducerGate(P1)
+    assert not gate.may_send(1)
+    assert gate.blocked_reason() is BlockReason.NO_CONSUMERS
+
+
+def test_gate_window_and_read_positions() -> None:
+    gate = ProducerGate(P1, window=600)
+    gate.on_view(["#a#h", "#b#h"], now_mseq=0)
+    assert gate.may_send(600)
+    assert gate.blocked_reason() is None
+    assert not gate.may_send(601)
+    assert gate.blocked_reason() is BlockReason.WINDOW
+    gate.on_ack("#a#h", {P1: 1}, backlog=0)
+    assert not gate.may_send(601)  # b has not read anything yet
+    assert gate.slowest() == ("#b#h", 0)
+    gate.on_ack("#b#h", [(P1, 5)], backlog=0)
+    assert gate.may_send(601)
+    gate.on_ack("#b#h", [(P1, 3)], backlog=0)  # positions never go backwards
+    assert gate.read_position("#b#h") == 5
+
+
+def test_gate_new_consumer_starts_at_the_current_mseq_and_gone_ones_are_dropped() -> None:
+    gate = ProducerGate(P1, window=10)
+    gate.on_view(["#a#h"], now_mseq=0)
+    gate.on_ack("#a#h", {P1: 100}, 0)
+    gate.on_view(["#a#h", "#c#h"], now_mseq=100)
+    assert gate.read_position("#c#h") == 100
+    assert gate.may_send(110)
+    assert not gate.may_send(111)
+    gate.on_view(["#c#h"], now_mseq=105)
+    assert gate.consumers == ("#c#h",)
+    gate.on_ack("#a#h", {P1: 500}, 0)  # from a consumer that left: ignored
+    assert gate.read_position("#a#h") is None
+
+
+def test_gate_shares_the_window_among_active_producers() -> None:
+    gate = ProducerGate(P1, window=600)
+    gate.on_view(["#a#h", "#b#h"], now_mseq=0)
+    assert (gate.active_producers, gate.share) == (1, 600)
+    gate.on_ack("#a#h", {P1: 0, P2: 7}, 0)
+    assert (gate.active_producers, gate.share) == (2, 300)
+    gate.on_ack("#b#h", {P3: 1}, 0)
+    assert gate.share == 200
+    assert not gate.may_send(201)
+    gate.on_ack("#a#h", {P1: 0}, 0)  # a's latest ACK no longer mentions P2
+    assert gate.share == 300
+    gate.on_peers(4)
+    assert gate.share == 150
+
+
+def test_gate_in_flight_and_backlog() -> None:
+    gate = ProducerGate(P1, max_in_flight=10, max_backlog=50)
+    gate.on_view(["#a#h"], now_mseq=0)
+    gate.on_sent(8)
+    assert gate.may_send(1, jobs=2)
+    assert not gate.may_send(1, jobs=3)
+    assert gate.blocked_reason() is BlockReason.IN_FLIGHT
+    gate.on_confirmed(5)
+    assert gate.in_flight == 3
+    assert gate.may_send(1, jobs=3)
+    gate.on_ack("#a#h", {}, backlog=51)
+    assert not gate.may_send(1)
+    assert gate.blocked_reason() is BlockReason.BACKLOG
+    gate.on_ack("#a#h", {}, backlog=50)
+    assert gate.may_send(1)
+
+
+def test_an_oversized_first_batch_is_not_held_forever() -> None:
+    gate = ProducerGate(P1, max_in_flight=10)
+    gate.on_view(["#a#h"], now_mseq=0)
+    assert gate.may_send(1, jobs=50)
+
+
+def test_the_window_bound_is_tight() -> None:
+    gate = ProducerGate(P1, window=25)
+    gate.on_view(["#a#h"], now_mseq=0)
+    sent = 0
+    while gate.may_send(sent + 1):
+        sent += 1
+    assert sent == 25
+
+
+@dataclass
+class _Consumer:
+    name: str
+    inbox: deque[tuple[bytes, int]] = field(default_factory=deque)
+    read: dict[bytes, int] = field(default_factory=dict)
+
+
+@settings(max_examples=60)
+@given(
+    producers=st.integers(1, 3),
+    window=st.integers(3, 40),
+    actions=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 8)), max_size=300),
+)
+def test_obeying_producers_never_overfill_a_consumer(
+    producers: int, window: int, actions: list[tuple[int, int]]
+) -> None:
+    """Producers share consumers; ACKs reach producers late and in order; consumers
+    join and leave. Whatever happens, no consumer ever has more than ``window``
+    messages delivered to it and not yet read, summed over all producers."""
+    pids = [bytes([n + 1]) * 16 for n in range(producers)]
+    gates = {pid: ProducerGate(pid, window=window) for pid in pids}
+    for gate in gates.values():
+        gate.on_peers(producers)
+    sent = dict.fromkeys(pids, 0)
+    consumers = [_Consumer("#c0#h")]
+    acks: deque[tuple[str, tuple[tuple[bytes, int], ...]]] = deque()
+    serial = 1
+
+    def install() -> None:
+        for pid, gate in gates.items():
+            gate.on_view([c.name for c in consumers], now_mseq=sent[pid])
+
+    install()
+    for action, pick in actions:
+        if action <= 3:  # a producer sends if its gate allows (the most common step)
+            pid = pids[pick % producers]
+            if gates[pid].may_send(sent[pid] + 1):
+                sent[pid] += 1
+                for consumer in consumers:
+                    consumer.inbox.append((pid, sent[pid]))
+        elif action == 4 and consumers:  # a consumer reads one message
+            consumer = consumers[pick % len(consumers)]
+            if consumer.inbox:
+                pid, mseq = consumer.inbox.popleft()
+                consumer.read[pid] = mseq
+        elif action == 5 and consumers:  # a consumer sends an ACK
+            consumer = consumers[pick % len(consumers)]
+            acks.append((consumer.name, tuple(consumer.read.items())))
+        elif action == 6 and acks:  # the oldest ACK reaches the producers
+            name, positions = acks.popleft()
+            for gate in gates.values():
+                gate.on_ack(name, positions, backlog=0)
+        elif action == 7:  # membership change
+            if pick < 4 and len(consumers) < 4:
+                consumers.append(_Consumer(f"#n{serial}#h"))
+                serial += 1
+            elif consumers and pick >= 6:
+                consumers.pop(pick % len(consumers))
+            install()
+        for consumer in consumers:
+            assert len(consumer.inbox) <= window, (consumer.name, len(consumer.inbox))
