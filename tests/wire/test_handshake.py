@@ -7,6 +7,7 @@ table or refused with the right error kind (h2's test_state_machines idea).
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from wire_helpers import drain, hx
@@ -31,6 +32,7 @@ from spreadq.wire import (
     ServerState,
 )
 from spreadq.wire.handshake import describe_tables, transition
+from spreadq.wire.session import describe_kinds
 
 WIRE_REJECTS = [
     RejectCode.REJECT_QUOTA,
@@ -440,3 +442,14 @@ def test_describe_tables_draws_every_state() -> None:
     text = describe_tables()
     for state in [*ClientState, *ServerState]:
         assert state.name in text
+
+
+def test_architecture_doc_matches_the_tables() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    generated = doc.split("<!-- generated: start -->\n")[1].split("<!-- generated: end -->")[0]
+    expected = (
+        describe_tables()
+        + "\n### Kinds of daemon messages, tried in this order\n\n"
+        + describe_kinds()
+    )
+    assert generated == expected, "regenerate docs/architecture.md from the tables"

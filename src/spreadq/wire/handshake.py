@@ -197,18 +197,26 @@ def transition(table: Mapping[tuple[_S, _I], _S], state: _S, event: _I, *, local
 
 
 def describe_tables() -> str:
-    """Both transition tables as Mermaid state diagrams, for ``docs/architecture.md``."""
+    """Both transition tables as Mermaid state diagrams, for ``docs/architecture.md``.
+
+    Edges between the same two states are drawn once, their inputs joined; ``CLOSED``
+    staying ``CLOSED`` is left out.
+    """
     lines: list[str] = []
     tables: list[tuple[str, Mapping[tuple[enum.Enum, enum.Enum], enum.Enum]]] = [
         ("Client session", CLIENT_TRANSITIONS),  # type: ignore[list-item]
         ("Server session", SERVER_TRANSITIONS),  # type: ignore[list-item]
     ]
     for title, table in tables:
-        lines += [f"### {title}", "", "```mermaid", "stateDiagram-v2"]
+        edges: dict[tuple[str, str], list[str]] = {}
         for (state, event), target in table.items():
-            if state is target and event.name in {"EOF", "PROTOCOL_ERROR"}:
-                continue
-            lines.append(f"    {state.name} --> {target.name}: {event.value}")
+            if state is not target:
+                edges.setdefault((state.name, target.name), []).append(str(event.value))
+        lines += [f"### {title}", "", "```mermaid", "stateDiagram-v2"]
+        first = next(iter(table))[0].name
+        lines.append(f"    [*] --> {first}")
+        for (source, goal), inputs in edges.items():
+            lines.append(f"    {source} --> {goal}: {', '.join(inputs)}")
         lines += ["```", ""]
     return "\n".join(lines)
 

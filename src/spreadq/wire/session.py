@@ -99,6 +99,7 @@ __all__ = [
     "ClientSession",
     "MessageKind",
     "classify",
+    "describe_kinds",
 ]
 
 DEFAULT_CLIENT_MAX_MESSAGE: Final = 1 << 20
@@ -139,6 +140,14 @@ def classify(type_: int) -> MessageKind:
         if type_ & bits:
             return kind
     raise RemoteProtocolError(f"message type {type_:#010x} is no kind a daemon sends")
+
+
+def describe_kinds() -> str:
+    """The kind rules as a Markdown table, in the order they are tried (for the docs)."""
+    rows = ["| order | bit set in `type` | kind |", "|---|---|---|"]
+    for order, (bits, kind) in enumerate(_KIND_RULES, 1):
+        rows.append(f"| {order} | `{bits:#010x}` | {kind.value} |")
+    return "\n".join(rows) + "\n"
 
 
 def _canonical_types() -> list[int]:
