@@ -29,6 +29,7 @@ from spreadq.wire import (
     ServerSession,
     ServerState,
     ServiceType,
+    encode_daemon_message,
     encode_forward,
 )
 
@@ -283,3 +284,31 @@ def test_forwarding_keeps_the_destination_bytes_as_received() -> None:
     )
     assert rebuilt == incoming  # groups_raw is not part of equality
     assert encode_forward(rebuilt)[48:112] == name32("g") + name32("#bob#x")
+
+
+def test_encoding_misuse_is_local() -> None:
+    with pytest.raises(LocalProtocolError, match="not a daemon -> client message"):
+        encode_daemon_message(Join("g"))  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="not a client command"):
+        open_client().send(SelfLeave("g"))  # type: ignore[arg-type]
+    broken = RegularMembership("g", GroupId(1, 2, 3), (), Cause.JOIN, (("#a#b",),), 1)
+    with pytest.raises(LocalProtocolError, match="local vs set"):
+        encode_daemon_message(broken)
+    with pytest.raises(LocalProtocolError, match="local vs set"):
+        encode_daemon_message(broken, legacy_membership=True)
+    with pytest.raises(LocalProtocolError):
+        encode_daemon_message(SelfLeave("x" * 32))
+    with pytest.raises(LocalProtocolError):
+        encode_daemon_message(SelfLeave("\u20ac"))
+    with pytest.raises(LocalProtocolError):
+        encode_daemon_message(DataMessage("#a#b", (), ServiceType.AGREED, 1 << 15, b""))
+    server = ServerSession()
+    server.receive_data(hx("05 00 01 01 01") + b"a")
+    drain(server)
+    with pytest.raises(LocalProtocolError, match="Latin-1"):
+        server.auth_list(["\u20ac"])
+    server.auth_list()
+    server.receive_data(b"NULL".ljust(90, b"\0"))
+    drain(server)
+    with pytest.raises(LocalProtocolError, match="Latin-1"):
+        server.accept("#\u20ac#x")

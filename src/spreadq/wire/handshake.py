@@ -241,6 +241,13 @@ _MEMBERSHIP_FLAG: Final = 0x01
 _PRIORITY_FLAG: Final = 0x10
 
 
+def _latin1(text: str, what: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"{what} {text!r} cannot be sent: not Latin-1") from None
+
+
 def _byte(value: int, what: str) -> int:
     if not 0 <= value <= 255:
         raise LocalProtocolError(f"{what} {value} does not fit in one byte")
@@ -301,7 +308,7 @@ def encode_auth_choice(methods: Sequence[str] = (NULL_METHOD,)) -> bytes:
     Raises:
         LocalProtocolError: more than three methods or a name of 30 bytes or more.
     """
-    return pack_auth_choice([method.encode("latin-1") for method in methods])
+    return pack_auth_choice([_latin1(method, "auth method name") for method in methods])
 
 
 def read_accept(buffer: ReceiveBuffer, *, with_patch: bool) -> Accepted | Rejected | None:
@@ -395,7 +402,7 @@ def encode_auth_list(methods: Sequence[str]) -> bytes:
     for method in methods:
         if not method or " " in method:
             raise LocalProtocolError(f"auth method name {method!r} must be non-empty, no spaces")
-    body = "".join(f"{method} " for method in methods).encode("latin-1")
+    body = _latin1("".join(f"{method} " for method in methods), "auth method names")
     if len(body) > AUTH_BLOCK_SIZE:
         raise LocalProtocolError(f"auth list of {len(body)} bytes is over {AUTH_BLOCK_SIZE}")
     return bytes([len(body)]) + body
@@ -423,7 +430,7 @@ def encode_accept(
         LocalProtocolError: a private group name over 31 bytes or a version field
             outside 0..255.
     """
-    raw = private_group.encode("latin-1")
+    raw = _latin1(private_group, "a private group name")
     if not 0 < len(raw) < GROUP_NAME_SIZE:
         raise LocalProtocolError(f"private group {private_group!r} must be 1..31 bytes")
     major, minor, patch = (_byte(part, "version field") for part in version)

@@ -543,6 +543,10 @@ def _encode_data(message: DaemonMessage, hint_raw: bytes | None, legacy: bool) -
 def _encode_membership(message: DaemonMessage, hint_raw: bytes | None, legacy: bool) -> bytes:
     assert isinstance(message, RegularMembership)
     if legacy:
+        if message.vs_sets and not 0 <= message.local_vs_set < len(message.vs_sets):
+            raise LocalProtocolError(
+                f"local vs set {message.local_vs_set} is not one of {len(message.vs_sets)} sets"
+            )
         body = pack_membership_body_v3(
             message.group_id, [_raw(name) for name in message.local_vs_members]
         )
@@ -607,7 +611,10 @@ def encode_daemon_message(
         LocalProtocolError: a name over 31 bytes or not Latin-1, a ``mess_type`` outside
             int16, a raw hint that is not 4 bytes, or a ``local_vs_set`` out of range.
     """
-    return _MESSAGE_ENCODERS[type(message)](message, hint_raw, legacy_membership)
+    encoder = _MESSAGE_ENCODERS.get(type(message))
+    if encoder is None:
+        raise LocalProtocolError(f"{type(message).__name__} is not a daemon -> client message")
+    return encoder(message, hint_raw, legacy_membership)
 
 
 _ServerEvent = Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData

@@ -453,7 +453,7 @@ class ClientSession:
             raise LocalProtocolError(
                 f"cannot send {type(command).__name__} in state {self.state.name}"
             )
-        encoded = _ENCODERS[type(command)](self, command)
+        encoded = _encoder(command)(self, command)
         if type(command) is Disconnect:
             self._move(ClientInput.SEND_DISCONNECT, local=True)
         return encoded
@@ -472,7 +472,7 @@ class ClientSession:
         for command in commands:
             if disconnecting:
                 raise LocalProtocolError("no command may follow a Disconnect")
-            parts.append(_ENCODERS[type(command)](self, command))
+            parts.append(_encoder(command)(self, command))
             disconnecting = type(command) is Disconnect
         if disconnecting:
             self._move(ClientInput.SEND_DISCONNECT, local=True)
@@ -537,6 +537,13 @@ _ENCODERS: Final[Mapping[type, Callable[[ClientSession, ClientCommand], bytes]]]
         Multicast: ClientSession._encode_multicast,
     }
 )
+
+
+def _encoder(command: object) -> Callable[[ClientSession, ClientCommand], bytes]:
+    encoder = _ENCODERS.get(type(command))
+    if encoder is None:
+        raise LocalProtocolError(f"{type(command).__name__} is not a client command")
+    return encoder
 
 
 def _parse_membership_v4(
