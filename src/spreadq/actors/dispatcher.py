@@ -1,0 +1,796 @@
+"""Dispatcher: feeds the replicated queue table and runs the handlers of the jobs we own.
+
+Theory of operation
+-------------------
+One Dispatcher serves one session of a worker (a reconnected worker is a new member
+with no history, so it gets a new Dispatcher and a fresh
+:class:`~spreadq.queue.OutstandingTable`). Everything it does goes through one inbox,
+read by one loop that alone touches the table::
+
+    connection --(reader task: one item per socket read)--> inbox
+    handler tasks --(ended: ref, outcome)-----------------> inbox
+    handle.drain() ----------------------------------------> inbox
+                          |
+             loop: translate WORK events -> table.apply(input, now) -> effects
+                   carry out each effect (table below); start handlers up to the limit
+
+The reader never waits for handlers: the inbox is unbounded, jobs wait in memory as
+the bytes they came in, and only the jobs we own are decoded (by their handler task).
+
+====================  ================================================================
+effect                what the Dispatcher does
+====================  ================================================================
+RunJob                queue it; a handler task starts when a slot is free (at most
+                      ``settings.concurrency``; with ``ordered_keys`` one job per key at
+                      a time, in delivery order)
+CancelJob             cancel the handler's scope, or drop the job if not started
+SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
+AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
+AnnounceView          multicast the VIEW envelope to FEEDBACK
+ViewChanged           log it (and rebind the logger's ``view``)
+JobCompleted          nothing (debug log)
+JobOrphaned/Rejected  log a warning
+====================  ================================================================
+
+A handler task decodes the payload with the job's codec and the handler's adapter,
+builds a :class:`~spreadq.context.Context` (``member`` is our private group, ``view``
+the WORK view the job was assigned in), runs the middleware chain, and retries with
+exponential backoff and jitter up to ``max_attempts`` (``Retry(delay)`` asks for
+another attempt whatever ``retry_on`` says). A payload that does not decode, a result
+that does not encode or passes ``settings.result_max_bytes``, and the last failed
+attempt become a failure outcome, after the app's ``on_failure`` hooks ran; nothing a
+handler does crashes the worker. The outcome goes back through the inbox as
+:class:`~spreadq.queue.JobFinished`; the table decides when the ACK goes out (the loop
+waits for the inbox at most until :meth:`~spreadq.queue.OutstandingTable.next_deadline`
+and then feeds a :class:`~spreadq.queue.Tick`).
+
+Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
+assigns us no new work; the jobs we already own still run. Once our own DRAIN is
+delivered, nothing we own is unfinished and every outcome has gone out in an ACK, we
+leave the WORK group and stop at our self-leave. Past ``drain_timeout`` the running
+handlers are cancelled and we leave anyway (the others take over those jobs).
+
+Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
+queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
+or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.abc
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from spreadq.context import Context
+from spreadq.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    EnvelopeError,
+    PayloadError,
+    Retry,
+)
+from spreadq.handlers import AnyHandlerSpec
+from spreadq.middleware import CallNext, FailureHook
+from spreadq.queue import (
+    MESS_TYPE,
+    AnnounceDrain,
+    AnnounceHello,
+    AnnounceView,
+    CancelJob,
+    ChangeCause,
+    Input,
+    JobCompleted,
+    JobFinished,
+    JobOrphaned,
+    JobRef,
+    JobRejected,
+    JobStarted,
+    LeftGroup,
+    MessageDelivered,
+    Outcome,
+    OutstandingTable,
+    Rule,
+    RunJob,
+    SendAck,
+    StartDraining,
+    Tick,
+    Transitional,
+    View,
+    ViewChanged,
+    ViewInstalled,
+    encode,
+)
+from spreadq.settings import Settings
+from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.events import (
+    DaemonMessage,
+    DataMessage,
+    RegularMembership,
+    RejectedMessage,
+    SelfLeave,
+    TransitionalMembership,
+)
+
+__all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
+    "MAX_ERROR_MESSAGE",
+    "Dispatcher",
+    "DispatcherConnection",
+    "DispatcherHandle",
+    "PreparedJobHandler",
+    "error_type_name",
+]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DRAIN_TIMEOUT: Final = 30.0
+"""Seconds a draining worker waits for its jobs before it cancels them and leaves."""
+MAX_ERROR_MESSAGE: Final = 4096
+"""A failure outcome carries at most this many characters of the error message."""
+
+_CAUSES: Final = {
+    Cause.JOIN: ChangeCause.JOIN,
+    Cause.LEAVE: ChangeCause.LEAVE,
+    Cause.DISCONNECT: ChangeCause.DISCONNECT,
+    Cause.NETWORK: ChangeCause.NETWORK,
+}
+
+
+class DispatcherConnection(Protocol):
+    """What the Dispatcher needs of a connection (``spreadq.client.Connection`` fits)."""
+
+    @property
+    def private_group(self) -> str:
+        """Our member name."""
+        ...
+
+    async def join(self, group: str) -> None:
+        """Join a group."""
+        ...
+
+    async def leave(self, group: str) -> None:
+        """Leave a group."""
+        ...
+
+    async def multicast(
+        self,
+        groups: str | Sequence[str],
+        data: bytes,
+        service: ServiceType = ServiceType.AGREED,
+        mess_type: int = 0,
+        self_discard: bool = False,
+    ) -> None:
+        """Send one message to one group or several."""
+        ...
+
+    async def receive_batch(self) -> Sequence[DaemonMessage]:
+        """The next events, in the daemon's order."""
+        ...
+
+
+class PreparedJobHandler(Protocol):
+    """A handler ready to run (``spreadq.app.PreparedHandler`` fits)."""
+
+    @property
+    def spec(self) -> AnyHandlerSpec:
+        """The handler's declaration (options: max_attempts, timeout, retry_on)."""
+        ...
+
+    @property
+    def chain(self) -> CallNext:
+        """The middleware chain around the handler."""
+        ...
+
+    def decode_payload(
+        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
+    ) -> object:
+        """The payload, decoded and validated.
+
+        Raises:
+            PayloadError: it does not decode.
+        """
+        ...
+
+    def encode_result(self, result: object, *, job: object = None) -> bytes:
+        """The result as bytes.
+
+        Raises:
+            PayloadError: it does not encode.
+        """
+        ...
+
+
+def error_type_name(error: BaseException) -> str:
+    """The name an outcome gives an exception's type: ``ValueError``, ``pkg.mod.Error``."""
+    kind = type(error)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+# --- the inbox ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    """What one socket read decoded."""
+
+    events: Sequence[DaemonMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """The connection ended."""
+
+    error: ConnectionLost
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """A handler task ended; ``outcome`` is None when it was cancelled."""
+
+    ref: JobRef
+    outcome: Outcome | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """Stop taking work, finish what we own, leave."""
+
+
+_Item = _Delivered | _Lost | _Ended | _Drain
+
+
+class DispatcherHandle:
+    """How others talk to a running Dispatcher."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: MemoryObjectSendStream[_Item]) -> None:
+        self._send = send
+
+    def drain(self) -> None:
+        """Ask the Dispatcher to drain and stop; returns at once. Idempotent."""
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._send.send_nowait(_Drain())  # a stopped dispatcher needs no drain
+
+
+# --- the actor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A job we own, waiting for a free slot (or for its key)."""
+
+    run: RunJob
+    view: View
+
+
+@dataclass(slots=True)
+class _Running:
+    scope: anyio.CancelScope
+    key: str | None
+
+
+class Dispatcher:
+    """Runs one worker session: the replicated table, the handlers, drain and loss.
+
+    Args:
+        conn: an open connection (we join the groups ourselves).
+        queue: the queue name (for logs and contexts).
+        work_group: the WORK group (members are exactly the consumers).
+        feedback_group: the FEEDBACK group (ACK, VIEW, DRAIN and HELLO go there too).
+        handlers: prepared handlers by kind.
+        rule: the ownership rule (the same at every consumer of the queue).
+        settings: concurrency, retries, ACK cadence, history size, disconnect policy.
+        failure_hooks: ``async hook(ctx, error)`` called after a job's last failure.
+        ordered_keys: run the jobs of one key one at a time, in delivery order
+            (``key_affinity``).
+        drain_timeout: how long a drain (or, without ``cancel_on_disconnect``, the wait
+            for handlers after a lost connection) may take.
+        clock: monotonic seconds for the table's ACK cadence.
+        rng: randomness for retry jitter.
+        incarnation: 16 bytes naming this session in ACKs; random when None.
+    """
+
+    def __init__(
+        self,
+        conn: DispatcherConnection,
+        *,
+        queue: str,
+        work_group: str,
+        feedback_group: str,
+        handlers: Mapping[str, PreparedJobHandler],
+        rule: Rule,
+        settings: Settings,
+        failure_hooks: Sequence[FailureHook] = (),
+        ordered_keys: bool = False,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        incarnation: bytes | None = None,
+    ) -> None:
+        self._conn = conn
+        self._queue = queue
+        self._work = work_group
+        self._both = (work_group, feedback_group)
+        self._feedback = feedback_group
+        self._handlers = handlers
+        self._settings = settings
+        self._hooks = tuple(failure_hooks)
+        self._ordered_keys = ordered_keys
+        self._drain_timeout = drain_timeout
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._me = conn.private_group
+        self._table = OutstandingTable(
+            self._me,
+            rule=rule,
+            incarnation=incarnation if incarnation is not None else secrets.token_bytes(16),
+            capacity=settings.concurrency,
+            history_size=settings.completed_history,
+            ack_every_jobs=settings.ack_every,
+            ack_every_seconds=settings.ack_interval,
+        )
+        send, receive = anyio.create_memory_object_stream[_Item](math.inf)
+        self._send: MemoryObjectSendStream[_Item] = send
+        self._receive: MemoryObjectReceiveStream[_Item] = receive
+        self._handle = DispatcherHandle(send)
+        self._log = log.bind(queue=queue, member=self._me)
+        self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
+            RunJob: self._on_run,
+            CancelJob: self._on_cancel,
+            SendAck: self._on_send_ack,
+            AnnounceDrain: self._on_announce_both,
+            AnnounceHello: self._on_announce_both,
+            AnnounceView: self._on_announce_view,
+            ViewChanged: self._on_view_changed,
+            JobCompleted: self._on_completed,
+            JobOrphaned: self._on_orphaned,
+            JobRejected: self._on_rejected,
+        }
+        # handler scheduling
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._ready: deque[_Queued] = deque()
+        self._running: dict[JobRef, _Running] = {}
+        self._dropped: set[JobRef] = set()  # cancelled before they started
+        self._key_holder: dict[str, JobRef] = {}
+        self._key_waiting: dict[str, deque[_Queued]] = {}
+        # lifecycle
+        self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
+        self._unreported: set[JobRef] = set()
+        self._draining = False
+        self._drain_deadline = math.inf
+        self._leaving = False
+        self._left = False
+
+    @property
+    def handle(self) -> DispatcherHandle:
+        """The handle; usable before :meth:`run` starts."""
+        return self._handle
+
+    @property
+    def table(self) -> OutstandingTable:
+        """The replicated table (read it; only the Dispatcher feeds it)."""
+        return self._table
+
+    async def run(
+        self,
+        *,
+        task_status: anyio.abc.TaskStatus[DispatcherHandle] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Join the groups and serve until drained; ``task_status`` is started (with the
+        handle) once the first WORK view that lists us is installed.
+
+        Raises:
+            ConnectionLost: the connection ended before the drain finished.
+        """
+        self._joined = task_status
+        lost: ConnectionLost | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                tasks.start_soon(self._read)
+                try:
+                    await self._conn.join(self._work)
+                    await self._conn.join(self._feedback)
+                    lost = await self._serve()
+                except ConnectionLost as error:
+                    lost = error
+                if lost is not None:
+                    await self._wind_down(lost)
+                tasks.cancel_scope.cancel()
+        finally:
+            self._send.close()
+            self._receive.close()
+        if self._joined is not None:  # drained before the first view: never joined
+            joined, self._joined = self._joined, None
+            joined.started(self._handle)
+        if lost is not None:
+            self._log.warning("worker_connection_lost", reason=lost.reason.name)
+            raise lost
+        self._log.info("worker_drained")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        send = self._send.send_nowait
+        try:
+            while True:
+                send(_Delivered(await self._conn.receive_batch()))
+        except ConnectionLost as error:
+            send(_Lost(error))
+
+    async def _serve(self) -> ConnectionLost | None:
+        """Process the inbox until we have left the group; return a lost connection."""
+        receive = self._receive
+        while not self._left:
+            wait = self._wait_time()
+            item: _Item | None = None
+            if wait is None:
+                item = await receive.receive()
+            elif wait > 0:
+                with anyio.move_on_after(wait):
+                    item = await receive.receive()
+            if item is None:
+                await self._timer()
+                continue
+            while True:
+                if isinstance(item, _Lost):
+                    return item.error
+                await self._on_item(item)
+                try:
+                    item = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+            self._pump()
+            await self._check_drained()
+        return None
+
+    def _wait_time(self) -> float | None:
+        ack = self._table.next_deadline()
+        deadline = min(math.inf if ack is None else ack, self._drain_deadline)
+        if deadline == math.inf:
+            return None
+        return deadline - self._clock()
+
+    async def _timer(self) -> None:
+        await self._apply(Tick())
+        await self._check_drained()
+
+    async def _on_item(self, item: _Item) -> None:
+        if isinstance(item, _Delivered):
+            for event in item.events:
+                translated = self._translate(event)
+                if translated is not None:
+                    await self._apply(translated)
+        elif isinstance(item, _Ended):
+            await self._on_ended(item)
+        elif isinstance(item, _Drain) and not self._draining:
+            self._draining = True
+            self._drain_deadline = self._clock() + self._drain_timeout
+            self._log.info("worker_draining", backlog=self._table.backlog)
+            if self._table.view is None:
+                await self._leave()
+            else:
+                await self._apply(StartDraining())
+
+    def _translate(self, event: DaemonMessage) -> Input | None:
+        """The table's input for a WORK group event, or None for anything else."""
+        if isinstance(event, DataMessage):
+            if self._work in event.groups:
+                return MessageDelivered(event.sender, event.mess_type, event.data)
+            return None
+        if isinstance(event, RegularMembership):
+            if event.group != self._work:
+                return None
+            return ViewInstalled(
+                members=event.members,
+                group_id=(event.group_id.proc_id, event.group_id.time, event.group_id.index),
+                cause=_CAUSES[event.cause],
+                changed_member=event.changed_member,
+                vs_set=event.local_vs_members or None,
+            )
+        if isinstance(event, TransitionalMembership):
+            if event.group != self._work:
+                return None
+            gid = event.group_id
+            return Transitional((gid.proc_id, gid.time, gid.index))
+        if isinstance(event, SelfLeave):
+            if event.group == self._work:
+                self._left = True
+                return LeftGroup()
+            return None
+        if isinstance(event, RejectedMessage):
+            self._log.warning("message_rejected", groups=event.groups, old_type=event.old_type)
+        return None
+
+    async def _apply(self, event: Input) -> None:
+        effects = self._table.apply(event, self._clock())
+        if isinstance(event, ViewInstalled) and self._joined is not None:
+            joined, self._joined = self._joined, None
+            joined.started(self._handle)
+        for effect in effects:
+            await self._effects[type(effect)](effect)
+
+    # -- effects -------------------------------------------------------------------------
+
+    async def _on_run(self, effect: RunJob) -> None:
+        view = self._table.view
+        assert view is not None  # a job is only assigned within a view
+        self._ready.append(_Queued(effect, view))
+
+    async def _on_cancel(self, effect: CancelJob) -> None:
+        running = self._running.get(effect.ref)
+        if running is not None:
+            running.scope.cancel()
+        else:
+            self._dropped.add(effect.ref)
+        self._unreported.discard(effect.ref)
+
+    async def _on_send_ack(self, effect: SendAck) -> None:
+        for ref, _ in effect.envelope.outcomes:
+            self._unreported.discard(ref)
+        await self._multicast(self._both, encode(effect.envelope))
+
+    async def _on_announce_both(self, effect: AnnounceDrain | AnnounceHello) -> None:
+        await self._multicast(self._both, encode(effect.envelope))
+
+    async def _on_announce_view(self, effect: AnnounceView) -> None:
+        await self._multicast((self._feedback,), encode(effect.envelope))
+
+    async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
+        await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
+
+    async def _on_view_changed(self, effect: ViewChanged) -> None:
+        view = effect.view
+        self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
+        self._log.info(
+            "view_installed",
+            cause=effect.cause.value,
+            members=view.members,
+            group_id=view.group_id,
+            reassigned=len(effect.reassigned),
+            taken_over=len(effect.taken_over),
+            orphaned=len(effect.orphaned),
+        )
+
+    async def _on_completed(self, effect: JobCompleted) -> None:
+        pass  # every replica sees every completion; the table has done the work
+
+    async def _on_orphaned(self, effect: JobOrphaned) -> None:
+        self._log.warning("job_orphaned", job=str(effect.ref))
+
+    async def _on_rejected(self, effect: JobRejected) -> None:
+        self._log.warning(
+            "job_rejected", job=str(effect.ref), sender=effect.sender, reason=effect.reason
+        )
+
+    # -- handler scheduling --------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Start queued jobs while there are free slots."""
+        limit = self._settings.concurrency
+        ready = self._ready
+        while ready and len(self._running) < limit:
+            queued = ready.popleft()
+            ref = queued.run.ref
+            key = queued.run.job.key if self._ordered_keys else None
+            if ref in self._dropped:
+                self._dropped.discard(ref)
+                if key is not None and self._key_holder.get(key) == ref:
+                    self._release_key(key)
+                continue
+            if key is not None:
+                holder = self._key_holder.setdefault(key, ref)
+                if holder != ref:
+                    self._key_waiting.setdefault(key, deque()).append(queued)
+                    continue
+            self._start(queued, key)
+
+    def _start(self, queued: _Queued, key: str | None) -> None:
+        assert self._tasks is not None
+        ref = queued.run.ref
+        scope = anyio.CancelScope()
+        self._running[ref] = _Running(scope, key)
+        self._table.apply(JobStarted(ref), self._clock())
+        self._tasks.start_soon(self._execute, queued, scope, name=f"job {ref}")
+
+    def _release_key(self, key: str) -> None:
+        """The job holding ``key`` is done: the next one of that key goes first."""
+        waiting = self._key_waiting.get(key)
+        if not waiting:
+            self._key_waiting.pop(key, None)
+            del self._key_holder[key]
+            return
+        successor = waiting.popleft()
+        if not waiting:
+            del self._key_waiting[key]
+        self._key_holder[key] = successor.run.ref
+        self._ready.appendleft(successor)
+
+    async def _on_ended(self, item: _Ended) -> None:
+        running = self._running.pop(item.ref, None)
+        if running is not None and running.key is not None:
+            self._release_key(running.key)
+        if item.outcome is None:
+            return
+        if self._table.is_outstanding(item.ref):
+            self._unreported.add(item.ref)
+        await self._apply(JobFinished(item.ref, item.outcome))
+
+    def _drop_all(self) -> None:
+        """Cancel every running handler and forget every queued job."""
+        for running in self._running.values():
+            running.scope.cancel()
+        self._ready.clear()
+        self._key_waiting.clear()
+        self._key_holder = {
+            running.key: ref for ref, running in self._running.items() if running.key
+        }
+        self._dropped.clear()
+
+    # -- drain and loss --------------------------------------------------------------------
+
+    async def _check_drained(self) -> None:
+        if not self._draining or self._leaving:
+            return
+        if self._clock() >= self._drain_deadline:
+            self._log.warning("drain_timeout", running=len(self._running), queued=len(self._ready))
+            self._drop_all()
+            await self._leave()
+            return
+        table = self._table
+        if (
+            self._me in table.draining
+            and table.backlog == 0
+            and not self._running
+            and not self._ready
+            and not self._unreported
+        ):
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        self._drain_deadline = math.inf
+        if self._table.view is None:
+            self._left = True
+            return
+        self._log.info("worker_leaving")
+        await self._conn.leave(self._work)
+
+    async def _wind_down(self, lost: ConnectionLost) -> None:
+        """After a lost connection: drop queued jobs, cancel or await running ones."""
+        self._ready.clear()
+        self._key_waiting.clear()
+        if self._settings.cancel_on_disconnect:
+            for running in self._running.values():
+                running.scope.cancel()
+        with anyio.move_on_after(self._drain_timeout):
+            while self._running:
+                item = await self._receive.receive()
+                if isinstance(item, _Ended):
+                    self._running.pop(item.ref, None)
+        for running in self._running.values():
+            running.scope.cancel()
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> None:
+        outcome: Outcome | None = None
+        with scope:
+            try:
+                outcome = await self._attempts(queued, scope)
+            except Exception as bug:  # a fault of ours, not the handler's: fail the job
+                self._log.exception("job_crashed", job=str(queued.run.ref))
+                outcome = Outcome.failure(error_type_name(bug), str(bug)[:MAX_ERROR_MESSAGE])
+        self._send.send_nowait(_Ended(queued.run.ref, outcome))
+
+    async def _attempts(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome:
+        """Run the job until it succeeds or fails for good; return its outcome."""
+        job = queued.run.job
+        ref = job.ref
+
+        def context(attempt: int, headers: Mapping[str, str]) -> Context:
+            return Context(
+                job=ref,
+                kind=job.kind,
+                queue=self._queue,
+                member=self._me,
+                view=queued.view,
+                attempt=attempt,
+                key=job.key,
+                headers=headers,
+                cancel_scope=scope,
+            )
+
+        prepared = self._handlers.get(job.kind)
+        if prepared is None:
+            error: Exception = ConfigurationError(
+                f"no handler for kind {job.kind!r} on worker {self._me!r}"
+            )
+            return await self._failed(context(1, {}), error)
+        try:
+            headers = job.headers()
+        except EnvelopeError as problem:
+            return await self._failed(context(1, {}), problem)
+        try:
+            payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
+        except PayloadError as problem:
+            return await self._failed(context(1, headers), problem)
+        options = prepared.spec.options
+        max_attempts = options.max_attempts or self._settings.max_attempts
+        retry_on = options.retry_on
+        attempt = 1
+        while True:
+            ctx = context(attempt, headers)
+            delay: float | None = None
+            try:
+                with (
+                    anyio.fail_after(options.timeout)
+                    if options.timeout
+                    else contextlib.nullcontext()
+                ):
+                    result = await prepared.chain(ctx, payload)
+            except Retry as retry:
+                error, retriable, delay = retry, True, retry.delay
+            except Exception as problem:
+                error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+            else:
+                return await self._succeeded(ctx, prepared, result)
+            if not retriable or attempt >= max_attempts:
+                return await self._failed(ctx, error)
+            if delay is None:
+                delay = self._backoff(attempt)
+            ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def _succeeded(
+        self, ctx: Context, prepared: PreparedJobHandler, result: object
+    ) -> Outcome:
+        try:
+            data = prepared.encode_result(result, job=ctx.job)
+        except PayloadError as problem:
+            return await self._failed(ctx, problem)
+        limit = self._settings.result_max_bytes
+        if len(data) > limit:
+            too_large = PayloadError(
+                f"{ctx.kind}: the result takes {len(data)} bytes, more than "
+                f"settings.result_max_bytes ({limit})",
+                job=ctx.job,
+            )
+            return await self._failed(ctx, too_large)
+        return Outcome.success(data, ctx.attempt)
+
+    async def _failed(self, ctx: Context, error: Exception) -> Outcome:
+        ctx.log.warning("job_failed", error=error_type_name(error), message=str(error))
+        for hook in self._hooks:
+            try:
+                await hook(ctx, error)
+            except Exception:
+                ctx.log.exception("on_failure_hook_failed", hook=repr(hook))
+        message = str(error)[:MAX_ERROR_MESSAGE]
+        return Outcome.failure(error_type_name(error), message, ctx.attempt)
+
+    def _backoff(self, attempt: int) -> float:
+        """The delay after failed attempt ``attempt``: doubling, capped, jittered."""
+        settings = self._settings
+        delay: float = min(
+            settings.retry_backoff_base * 2.0 ** (attempt - 1), settings.retry_backoff_max
+        )
+        spread = settings.retry_jitter
+        return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
