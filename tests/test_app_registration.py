@@ -358,12 +358,11 @@ def test_freeze_without_handlers_is_refused() -> None:
         make_app().freeze()
 
 
-async def test_run_and_stop_are_left_to_the_runtime() -> None:
+async def test_stop_is_a_no_op_until_run_and_run_needs_a_handler() -> None:
     app = make_app()
-    with pytest.raises(NotImplementedError):
-        await app.run()
-    with pytest.raises(NotImplementedError):
-        app.stop()
+    app.stop()  # not running: nothing to stop
+    with pytest.raises(ConfigurationError, match="no handlers"):
+        await app.run(handle_signals=False)
 
 
 # -- plugins -------------------------------------------------------------------------

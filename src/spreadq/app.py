@@ -17,16 +17,29 @@ bytes.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, Unpack
 
+import anyio
+import anyio.abc
 import structlog
 
+from spreadq.actors.dispatcher import DEFAULT_DRAIN_TIMEOUT, Dispatcher, DispatcherHandle
+from spreadq.client import connect
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.context import Context
-from spreadq.errors import ConfigurationError, InvalidName, PayloadError
+from spreadq.errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    ConnectRejected,
+    InvalidName,
+    PayloadError,
+)
 from spreadq.handlers import (
     AnyHandlerSpec,
     Handler,
@@ -45,7 +58,7 @@ from spreadq.middleware import (
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
 from spreadq.queue.rules import Rule, builtin_rules
 from spreadq.settings import Settings
-from spreadq.wire.constants import MAX_GROUP_NAME
+from spreadq.wire.constants import MAX_GROUP_NAME, RejectCode
 from spreadq.wire.events import check_group_name, check_private_name
 
 __all__ = [
@@ -227,6 +240,7 @@ class App:
         self._middleware: list[Middleware] = []
         self._failure_hooks: list[FailureHook] = []
         self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
+        self._worker: _Worker | None = None  # set while run() runs
 
         self._plugins = _load(plugins)
         rules: dict[str, Rule] = builtin_rules()
@@ -440,23 +454,71 @@ class App:
 
     # -- running (the worker runtime) ------------------------------------------------------
 
-    async def run(self) -> None:
-        """Join the queue and run handlers until :meth:`stop` is called or the task is cancelled.
+    async def run(
+        self,
+        *,
+        spread: str | None = None,
+        settings: Settings | None = None,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        handle_signals: bool = True,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run a worker: join the queue and run handlers until :meth:`stop` (or SIGTERM).
 
-        Not part of the registration surface: the worker runtime provides it.
+        Each session with the daemon is a new member of the WORK group, served by a
+        :class:`~spreadq.actors.dispatcher.Dispatcher`. When the daemon is lost, running
+        handlers are cancelled (``settings.cancel_on_disconnect``) and the worker
+        reconnects with exponential backoff (``settings.reconnect_backoff_*``); the
+        other workers have taken over its jobs meanwhile. :meth:`stop`, SIGTERM or
+        SIGINT drain: the worker takes no new work, finishes the jobs it owns, sends
+        their outcomes, leaves the group and returns. A second signal stops at once.
+        ``task_status`` (for ``await tg.start(app.run)``) is started once the first
+        session has joined the WORK group.
+
+        Args:
+            spread: the daemon address for this run, instead of the app's.
+            settings: settings for this run, instead of the app's (e.g. from the CLI).
+            drain_timeout: seconds a drain may take before running jobs are cancelled.
+            handle_signals: drain on SIGTERM/SIGINT (only in the main thread).
 
         Raises:
-            NotImplementedError: always, until the runtime is wired in.
+            ConfigurationError: the app has no handlers, or is already running.
+            ConnectRejected: the daemon refused the session for a reason retrying cannot
+                mend (a bad version or authentication).
+            InvalidName: the app's private name is refused by the client library.
         """
-        raise NotImplementedError("App.run() is provided by the worker runtime")
+        self.freeze()
+        if self._worker is not None:
+            raise ConfigurationError(f"the app for {self._queue!r} is already running")
+        worker = _Worker(
+            self,
+            self._spread if spread is None else spread,
+            self._settings if settings is None else settings,
+            drain_timeout,
+        )
+        self._worker = worker
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                if handle_signals and threading.current_thread() is threading.main_thread():
+                    await tasks.start(worker.watch_signals)
+                try:
+                    await worker.serve(task_status)
+                except Exception as error:  # raised below, outside the task group
+                    failure = error
+                tasks.cancel_scope.cancel()
+        finally:
+            self._worker = None
+        if failure is not None:
+            raise failure
 
     def stop(self) -> None:
-        """Ask a running app to drain and stop.
+        """Ask a running app to drain and stop; :meth:`run` returns when it is done.
 
-        Raises:
-            NotImplementedError: always, until the runtime is wired in.
+        Does nothing when the app is not running. Safe to call more than once.
         """
-        raise NotImplementedError("App.stop() is provided by the worker runtime")
+        if self._worker is not None:
+            self._worker.stop()
 
     def __repr__(self) -> str:
         state = "frozen" if self._frozen else "open"
@@ -484,3 +546,106 @@ def _load(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:
         reserved_rules=builtin_rules().keys(),
     )
     return tuple(loaded)
+
+
+# -- the worker runtime behind App.run() ----------------------------------------------------
+
+_RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
+"""Reject codes a reconnecting worker retries: its old session may still hold its name,
+and the daemon may be full for a moment. Other rejects cannot mend by retrying."""
+
+
+class _Worker:
+    """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals."""
+
+    def __init__(self, app: App, address: str | None, settings: Settings, drain_timeout: float):
+        self._app = app
+        self._address = address
+        self._settings = settings
+        self._drain_timeout = drain_timeout
+        self._stopping = False
+        self._stop_requested = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._handle: DispatcherHandle | None = None
+        self._backoff = settings.reconnect_backoff_initial
+        self._log = log.bind(queue=app.queue)
+
+    def stop(self) -> None:
+        """Drain the current session and stop reconnecting."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        self._log.info("worker_stop_requested")
+        if self._handle is not None:
+            self._handle.drain()
+
+    async def watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """First SIGTERM/SIGINT: drain. The next one: stop at once."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self._stopping:
+                    self._log.warning("worker_forced_stop", signal=signum.name)
+                    self._scope.cancel()
+                else:
+                    self._log.info("worker_signal", signal=signum.name)
+                    self.stop()
+
+    async def serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Connect, serve a session, reconnect with backoff, until stopped."""
+        app = self._app
+        settings = self._settings
+        joined = _Joined(self, task_status)
+        with self._scope:
+            while not self._stopping:
+                try:
+                    async with connect(self._address, name=app.name) as conn:
+                        dispatcher = Dispatcher(
+                            conn,
+                            queue=app.queue,
+                            work_group=app.work_group,
+                            feedback_group=app.feedback_group,
+                            handlers=app.prepared,
+                            rule=app.rule,
+                            settings=settings,
+                            failure_hooks=app.failure_hooks,
+                            ordered_keys=app.rule.name == "key_affinity",
+                            drain_timeout=self._drain_timeout,
+                        )
+                        self._handle = dispatcher.handle
+                        if self._stop_requested.is_set():  # stop() came while connecting
+                            dispatcher.handle.drain()
+                        await dispatcher.run(task_status=joined)
+                    return
+                except (ConnectionLost, ConnectError) as error:
+                    if isinstance(error, ConnectRejected) and error.code not in _RETRIED_REJECTS:
+                        raise
+                    if self._stop_requested.is_set():
+                        return
+                    delay = self._backoff
+                    self._backoff = min(delay * 2, settings.reconnect_backoff_max)
+                    self._log.warning("worker_reconnecting", error=str(error), delay=delay)
+                    with anyio.move_on_after(delay):
+                        await self._stop_requested.wait()
+                finally:
+                    self._handle = None
+
+    def joined(self) -> None:
+        """A session joined the WORK group: reconnect quickly next time."""
+        self._backoff = self._settings.reconnect_backoff_initial
+
+
+class _Joined:
+    """The task status a session's dispatcher starts: resets the backoff, and starts
+    ``App.run``'s own task status the first time."""
+
+    def __init__(self, worker: _Worker, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._worker = worker
+        self._task_status: anyio.abc.TaskStatus[None] | None = task_status
+
+    def started(self, value: DispatcherHandle | None = None) -> None:
+        self._worker.joined()
+        if self._task_status is not None:
+            first, self._task_status = self._task_status, None
+            first.started()
