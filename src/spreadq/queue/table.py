@@ -509,45 +509,57 @@ class OutstandingTable:
     def _take_slot(
         self, job: Job, sender: str, mess_type: int, origin: _Origin, *, held: bool = True
     ) -> list[Effect]:
+        """Give job slot k its owner. The entry this leaves is the same on every replica
+        of the configuration, whatever each remembers; only local actions differ."""
         slot = self._state.index
         owner: str | None = self._pick(self._eligible, self._state, job)
         counted = owner
-        ref = job.ref
-        entry = self._entries.get(ref)
-        if entry is not None:
-            # a duplicate of an outstanding job: it keeps its owner; only the count moves
-            self._counts["duplicates"] += 1
-            if entry.counted is not None:
-                self._state.released(entry.counted)
-            entry.counted = counted
-            entry.duplicate = True
-            return []
         failover = False
         if origin is not self._origin and owner not in origin.holders:
-            # a fragmented job that began before a member joined: that member lacks it
-            if not held:
-                owner = None
-            else:
-                holders = origin.holders
-                candidates = tuple(m for m in self._eligible if m in holders) or tuple(
-                    m for m in self._order if m in holders
-                )
+            # a fragmented job that began before some member joined: that member lacks it
+            holders = origin.holders
+            candidates = tuple(m for m in self._eligible if m in holders) or tuple(
+                m for m in self._order if m in holders
+            )
+            if held and candidates:
                 state = SlotState()
                 state.index = slot
-                owner = self._pick(candidates, state, job) if candidates else None
+                owner = self._pick(candidates, state, job)
                 failover = True
+            else:
+                owner = None
         elif not held:
             owner = None
-        remembered = self._history.get(ref)
+        ref = job.ref
         entry = _Entry(job, sender, mess_type, origin, owner, slot, self._ordinal, held, counted)
         entry.failover = failover
-        entry.remembered = remembered
-        if entry.remembered is not None:
+        old = self._entries.pop(ref, None)
+        effects: list[Effect] = []
+        if old is None:
+            entry.remembered = self._history.get(ref)
+            entry.duplicate = entry.remembered is not None
+        else:
+            # re-sent while outstanding: it moves to this slot (and its owner) everywhere
+            entry.duplicate = True
+            entry.remembered = old.remembered
+            if old.counted is not None and old.view == self._ordinal:
+                self._state.released(old.counted)
+            if old.owner == self.me and old.run_sent and not old.finished:
+                if owner == self.me:  # still ours: keep the run we have
+                    entry.run_sent, entry.started = True, old.started
+                elif old.started:  # let it finish; its outcome still completes the job
+                    entry.run_sent, entry.started = True, True
+                    self._mine.pop(ref, None)
+                else:
+                    self._mine.pop(ref, None)
+                    effects.append(CancelJob(ref, running=False))
+            entry.finished = old.finished and old.owner == owner == self.me
+        if entry.duplicate:
             self._counts["duplicates"] += 1
         self._entries[ref] = entry
-        if owner == self.me:
-            return self._become_owner(entry, failover=failover)
-        return []
+        if owner == self.me and not entry.run_sent:
+            effects += self._become_owner(entry, failover=failover)
+        return effects
 
     def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
         ref = entry.job.ref
