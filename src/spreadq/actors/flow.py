@@ -49,6 +49,7 @@ from spreadq.queue.windows import BlockReason, ProducerGate
 __all__ = [
     "AckSeen",
     "Admit",
+    "AllowProbe",
     "ClearToSend",
     "ConsumersSeen",
     "FlowCommand",
@@ -134,6 +135,17 @@ class JobsSettled:
 
 
 @dataclass(frozen=True, slots=True)
+class AllowProbe:
+    """Clear the next message even though no consumer is known (once).
+
+    A producer that joins the FEEDBACK group after the consumers announced their view
+    does not know them; when other members are present it may send one message on the
+    chance that consumers are there: their ACKs make them known. The producer re-sends
+    that message's jobs once consumers are known, so nothing is lost if none were.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class PeersSeen:
     """How many producers share the queue (a hint; the window is split among them)."""
 
@@ -157,6 +169,9 @@ class FlowState:
     """Why the next message may not be sent now, or None."""
     waiting_puts: int
     waiting_send: bool
+    probe_allowed: bool
+    sends_waited: int
+    """How many messages had to wait for clearance (the window, backlog, no consumer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +183,7 @@ class Snapshot:
 
 FlowCommand = (
     Admit
+    | AllowProbe
     | Withdraw
     | GiveBack
     | ClearToSend
@@ -220,6 +236,10 @@ class FlowHandle:
                 await self._withdraw(request)
             raise
         self._credits += granted - 1
+
+    def refund(self) -> None:
+        """Put back the slot the last :meth:`admit` took, unused (the job was refused)."""
+        self._credits += 1
 
     async def _withdraw(self, request: Admit) -> None:
         try:
@@ -294,6 +314,14 @@ class FlowHandle:
         if jobs:
             await self._mailbox.put(JobsSettled(jobs))
 
+    async def allow_probe(self) -> None:
+        """Let the next message go once even if no consumer is known (see AllowProbe).
+
+        Raises:
+            ConnectionLost: the actor has stopped.
+        """
+        await self._mailbox.put(AllowProbe())
+
     async def peers_seen(self, producers: int) -> None:
         """Report how many producers share the queue.
 
@@ -348,9 +376,12 @@ class FlowControl:
         self._error: BaseException | None = None
         self._admits: deque[Admit] = deque()
         self._send: ClearToSend | None = None
+        self._send_waited = False
         self._admitted = 0
         self._last_mseq = 0
         self._blocked: BlockReason | None = None
+        self._probe = False
+        self._sends_waited = 0
         self._log = log.bind(queue=queue, producer=producer_id[:4].hex())
 
     async def run(self, *, task_status: TaskStatus[FlowHandle] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -397,12 +428,17 @@ class FlowControl:
                     command.reply.fail(RuntimeError("a send is already waiting for clearance"))
                 else:
                     self._send = command
+                    self._send_waited = False
             case Withdraw(request=request):
                 self._withdraw(request)
             case GiveBack(credits=credits):
                 self._admitted = max(0, self._admitted - credits)
+            case AllowProbe():
+                self._probe = not self._gate.consumers
             case ConsumersSeen(members=members):
                 self._gate.on_view(members, self._last_mseq)
+                if members:
+                    self._probe = False
                 self._log.debug("flow_consumers", consumers=len(members))
             case AckSeen(member=member, positions=positions, backlog=backlog):
                 self._gate.on_ack(member, positions, backlog)
@@ -439,7 +475,16 @@ class FlowControl:
     def _grant(self) -> None:
         send = self._send
         if send is not None:
-            if self._gate.may_send(send.mseq, send.jobs):
+            cleared = self._gate.may_send(send.mseq, send.jobs)
+            if not cleared and self._probe:
+                cleared = self._gate.blocked_reason() is BlockReason.NO_CONSUMERS
+                self._probe = not cleared
+                if cleared:
+                    self._log.debug("flow_probe", mseq=send.mseq)
+            if not cleared and not self._send_waited:
+                self._send_waited = True
+                self._sends_waited += 1
+            if cleared:
                 self._send = None
                 self._gate.on_sent(send.jobs)
                 self._admitted = max(0, self._admitted - send.jobs)
@@ -480,4 +525,6 @@ class FlowControl:
             blocked=self._gate.check(self._last_mseq + 1),
             waiting_puts=len(self._admits),
             waiting_send=self._send is not None,
+            probe_allowed=self._probe,
+            sends_waited=self._sends_waited,
         )

@@ -1,0 +1,896 @@
+"""Producer: put jobs on a queue and await their outcomes through receipts.
+
+::
+
+    async with Producer("thumbnails", spread="4803@localhost") as producer:
+        receipt = await producer.put(resize, ResizeJob(url=...))   # typed by the handler
+        thumbnail = await receipt                                   # or raises JobFailed
+
+Theory of operation
+-------------------
+``put()`` encodes the payload with the job's codec (a failure raises
+:class:`~spreadq.errors.PayloadError` to the caller, before anything is queued), waits
+for admission from the :class:`~spreadq.actors.flow.FlowControl` actor, numbers the job
+(``seq``) and queues it. A *batcher* task packs queued jobs into JOB BATCH messages (up
+to ``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
+``batch_max_delay`` for company), asks the flow actor to clear each message's ``mseq``
+and multicasts it to the WORK group (AGREED). A job too big for one message goes alone
+as FRAGMENT messages, each cleared on its own.
+
+A *member* producer (the default) joins the FEEDBACK group and reads it:
+
+* VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving;
+  an ACK or HELLO from a FEEDBACK member shows a consumer we had not heard of.
+* ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
+  receipt is awaited); their read positions and backlogs go to the flow actor.
+* Every job sent records the consumers present when it was sent (its *witnesses*; jobs
+  sent with the same set share one epoch). A consumer that leaves stops witnessing;
+  when no witness of an unconfirmed job is left, nobody holds its payload any more, so
+  the job is queued again, ahead of new work, and re-sent with the same
+  ``(producer_id, seq)`` under a new mseq once a consumer is present. A lost connection
+  loses every witness: after reconnecting (with exponential backoff) every unconfirmed
+  job is re-sent, so every receipt still resolves. Consumers recognise re-sent jobs by
+  their reference and re-ACK a remembered outcome instead of running them again.
+* While no consumer is present nothing is multicast: jobs are held (admission still
+  bounds them by ``max_in_flight``) and go out once a consumer appears.
+
+A producer with ``member=False`` is fire-and-forget, as plain Spread is: it joins no
+group, has no flow control (a burst can overrun a slow consumer), keeps no job once it
+is written, and its receipts never resolve (awaiting one raises
+:class:`~spreadq.errors.ConfigurationError`).
+
+Closing (leaving ``async with``) stops new puts, waits up to ``close_timeout`` for the
+queued jobs to be sent, then ends the session: pending receipts and waiting puts fail
+with :class:`~spreadq.errors.ConnectionLost` (``CLOSED_LOCALLY``). Await receipts inside
+the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Generic, Self, TypeVar, cast, overload
+
+import anyio
+import anyio.abc
+import structlog
+
+from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
+from spreadq.app import queue_groups
+from spreadq.client import Connection, connect
+from spreadq.codecs import UNTYPED, Codec, CodecRegistry, default_codecs
+from spreadq.errors import (
+    CloseReason,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    EnvelopeError,
+    JobFailed,
+    MessageTooLarge,
+)
+from spreadq.handlers import Handler, check_kind
+from spreadq.queue.envelope import (
+    MAX_ENVELOPE_SIZE,
+    MESS_TYPE,
+    Ack,
+    Drain,
+    Hello,
+    JobSpec,
+    batch_size,
+    decode,
+    encode_batch,
+    encode_fragments,
+)
+from spreadq.queue.jobs import Outcome
+from spreadq.queue.view import View
+from spreadq.settings import Settings
+from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.events import DataMessage, RegularMembership
+
+__all__ = ["NOT_BEFORE_HEADER", "Producer", "ProducerStatistics", "Receipt"]
+
+log = structlog.get_logger(__name__)
+
+PayloadT = TypeVar("PayloadT")
+ResultT = TypeVar("ResultT")
+
+NOT_BEFORE_HEADER: Final = "not_before"
+"""The header ``put(..., delay=...)`` sets: the Unix time before which the job should
+not start, as a decimal string."""
+
+PROBE_DELAY: Final = 0.2
+"""How long a member producer that knows no consumer waits for a VIEW before probing."""
+
+_PENDING, _OK, _FAILED = range(3)
+_UNSENT: Final = -1
+
+
+class Receipt(Generic[ResultT]):
+    """The outcome of one job, returned by :meth:`Producer.put`; await it for the result.
+
+    ``await receipt`` (or ``await receipt.result()``) waits until a consumer reports the
+    job finished and returns the handler's return value, decoded with the job's codec
+    (for a job put by handler, as the handler's declared result type). A handler that
+    returned nothing, or whose result was too large to send back, gives ``None``.
+
+    A receipt from a fire-and-forget producer (``member=False``) never learns the
+    outcome: awaiting it raises :class:`~spreadq.errors.ConfigurationError` at once.
+
+    Attributes:
+        kind: the handler kind the job was put for.
+        seq: the job's sequence number within its producer (0, 1, 2, ...).
+        key: the job's key, if it was given one.
+    """
+
+    __slots__ = ("_decode", "_error", "_event", "_result", "_state", "key", "kind", "seq")
+
+    def __init__(
+        self,
+        kind: str,
+        seq: int,
+        key: str | None = None,
+        *,
+        decode: Callable[[bytes], ResultT] | None = None,
+        confirmed: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.seq = seq
+        self.key = key
+        self._decode = decode
+        self._event: anyio.Event | None = None
+        self._state = _PENDING
+        self._result: bytes | None = None
+        self._error: BaseException | None = None
+        if not confirmed:
+            self._fail(
+                ConfigurationError(
+                    f"job {kind!r} #{seq} was put by a fire-and-forget producer "
+                    "(member=False): its outcome is never reported"
+                )
+            )
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "failed")[self._state]
+        return f"<Receipt {self.kind!r} #{self.seq} {state}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the outcome is known (success, failure or a lost connection)."""
+        return self._state != _PENDING
+
+    async def wait(self) -> None:
+        """Wait until the outcome is known, without raising it."""
+        if self._state == _PENDING:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+
+    async def result(self) -> ResultT:
+        """Wait for the job's outcome and return the handler's result.
+
+        Raises:
+            JobFailed: the handler failed on every attempt (remote error type, message
+                and attempts are on the exception).
+            ConnectionLost: the producer closed, or its connection ended for good,
+                before the outcome arrived.
+            PayloadError: the result bytes could not be decoded.
+            ConfigurationError: the producer is fire-and-forget (``member=False``).
+        """
+        await self.wait()
+        if self._error is not None:
+            raise self._error
+        data = self._result
+        if not data or self._decode is None:
+            return cast(ResultT, None)
+        return self._decode(data)
+
+    def __await__(self) -> Generator[Any, None, ResultT]:
+        return self.result().__await__()
+
+    # -- called by the producer that owns this receipt ----------------------------------
+
+    def _succeed(self, result: bytes) -> None:
+        if self._state == _PENDING:
+            self._state = _OK
+            self._result = result
+            if self._event is not None:
+                self._event.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._state == _PENDING:
+            self._state = _FAILED
+            self._error = error
+            if self._event is not None:
+                self._event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStatistics:
+    """Counters of one producer (see :meth:`Producer.statistics`)."""
+
+    put: int
+    """Jobs accepted by ``put()``."""
+    pending: int
+    """Jobs held: queued to be sent, or sent and not yet confirmed (member producers)."""
+    queued: int
+    """Jobs waiting to be sent (new or to be re-sent)."""
+    messages: int
+    """Spread messages multicast to the WORK group (batches and fragments)."""
+    sent: int
+    """Jobs multicast, re-sends included."""
+    resent: int
+    """Jobs queued again because every consumer that held them left or the session ended."""
+    succeeded: int
+    failed: int
+    consumers: tuple[str, ...]
+    sessions: int
+    """Sessions opened with the daemon (1 + reconnections)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    """A job the producer holds until its outcome is known (member) or it is sent."""
+
+    spec: JobSpec
+    codec: str
+    receipt: Receipt[Any]
+    at: float  # when it was queued (monotonic), for the batching delay
+    counted: bool = False  # cleared once by the flow actor (counted as in flight)
+    epoch: int = _UNSENT  # the witness epoch it was last sent in; _UNSENT while queued
+    settled: bool = False
+
+
+class Producer:
+    """Puts jobs on a queue; an async context manager holding one daemon session.
+
+    Args:
+        queue: the queue name (its WORK group; the FEEDBACK group is ``<queue>~fb``).
+        spread: the daemon address (``"4803"``, ``"4803@host"``, ``"unix:/path"``);
+            None means Spread's default, ``"4803"``.
+        member: join the FEEDBACK group to get confirmations, flow control and
+            re-sending (the default); False is fire-and-forget.
+        settings: tunables (``window``, ``max_in_flight``, ``max_backlog``,
+            ``batch_max_jobs``, ``batch_max_delay``, ``reconnect_backoff_*``);
+            ``Settings()`` when None.
+        codec: the codec of payloads put by kind name (``bytes`` always go ``raw``); a
+            payload put by handler uses the handler's codec.
+        codecs: codecs beyond the built-in ``json`` and ``raw``.
+        name: the private name of the daemon session (up to 10 bytes); None lets the
+            daemon choose.
+        close_timeout: how long closing waits for queued jobs to be sent (seconds).
+
+    Raises:
+        ConfigurationError: a bad queue name, an unknown codec, a bad close_timeout.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        spread: str | None = None,
+        *,
+        member: bool = True,
+        settings: Settings | None = None,
+        codec: str = "json",
+        codecs: Sequence[Codec] = (),
+        name: str | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._work, self._feedback = queue_groups(queue)
+        self._spread = spread
+        self._member = member
+        self._settings = settings = Settings() if settings is None else settings
+        self._codecs: CodecRegistry = default_codecs().with_codecs(*codecs)
+        self._codecs.require(codec)
+        self._codec = codec
+        self._name = name
+        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
+            raise ConfigurationError(f"close_timeout must be >= 0 seconds, not {close_timeout!r}")
+        self._close_timeout = close_timeout
+        self._id = os.urandom(16)
+        self._log = log.bind(queue=queue, producer=self._id[:4].hex())
+        self._batch_jobs = settings.batch_max_jobs
+        self._batch_delay = settings.batch_max_delay
+        self._kinds: set[str] = set()
+
+        # lifecycle
+        self._group: anyio.abc.TaskGroup | None = None
+        self._open = False
+        self._closing = False
+        self._error: ConnectionLost | None = None
+        self._flow_actor: FlowControl | None = None
+        self._flow: FlowHandle | None = None
+        self._conn: Connection | None = None
+
+        # jobs
+        self._seq = 0
+        self._mseq = 0
+        self._pending: dict[int, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._in_hand: list[_Job] = []
+        self._wake = anyio.Event()
+        self._flushed = anyio.Event()
+        self._room = anyio.Event()
+
+        # consumers and witness epochs
+        self._consumers: dict[str, None] = {}
+        self._feedback_members: frozenset[str] = frozenset()
+        self._last_gid: tuple[int, int, int] | None = None
+        self._epoch = 0
+        self._witnesses: dict[int, set[str]] = {0: set()}
+        self._me = ""
+        self._probe_wanted = anyio.Event()
+        self._consumers_changed = anyio.Event()
+
+        # counters
+        self._put = self._messages = self._sent = self._resent = 0
+        self._succeeded = self._failed = self._sessions = 0
+
+    # -- identity --------------------------------------------------------------------
+
+    @property
+    def producer_id(self) -> bytes:
+        """This producer's random 16-byte id (consumers report read positions by it)."""
+        return self._id
+
+    @property
+    def queue(self) -> str:
+        """The queue name."""
+        return self._work
+
+    @property
+    def work_group(self) -> str:
+        """The WORK group jobs are multicast to."""
+        return self._work
+
+    @property
+    def feedback_group(self) -> str:
+        """The FEEDBACK group a member producer reads."""
+        return self._feedback
+
+    @property
+    def member(self) -> bool:
+        """Whether this producer joins FEEDBACK (confirmations, flow control, re-sending)."""
+        return self._member
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers this producer knows to be present (member producers only)."""
+        return tuple(self._consumers)
+
+    async def wait_for_consumers(self, count: int = 1) -> tuple[str, ...]:
+        """Wait until at least ``count`` consumers are known; return them.
+
+        Puts need not wait for this (jobs are held until a consumer is present); it is
+        for programs that want to start timing, or reporting, once workers are there.
+        Bound it with ``anyio.fail_after``.
+
+        Raises:
+            ConfigurationError: the producer is fire-and-forget (it cannot know).
+        """
+        if not self._member:
+            raise ConfigurationError("a fire-and-forget producer (member=False) knows no consumers")
+        while len(self._consumers) < count:
+            self._consumers_changed = anyio.Event()
+            await self._consumers_changed.wait()
+        return tuple(self._consumers)
+
+    async def flow_state(self) -> FlowState | None:
+        """The flow-control actor's accounting now (None for a fire-and-forget producer).
+
+        Raises:
+            ConnectionLost: the producer is closed.
+        """
+        if self._flow is None:
+            return None
+        return await self._flow.snapshot()
+
+    def statistics(self) -> ProducerStatistics:
+        """The producer's counters now."""
+        return ProducerStatistics(
+            put=self._put,
+            pending=len(self._pending) if self._member else len(self._queue),
+            queued=len(self._queue) + len(self._in_hand),
+            messages=self._messages,
+            sent=self._sent,
+            resent=self._resent,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            consumers=tuple(self._consumers),
+            sessions=self._sessions,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._group is not None:
+            raise RuntimeError("a Producer can be entered only once")
+        group = self._group = anyio.create_task_group()
+        await group.__aenter__()
+        try:
+            if self._member:
+                settings = self._settings
+                self._flow_actor = FlowControl(
+                    self._id,
+                    window=settings.window,
+                    max_in_flight=settings.max_in_flight,
+                    max_backlog=settings.max_backlog,
+                    batch_max_jobs=settings.batch_max_jobs,
+                    queue=self._work,
+                )
+                self._flow = await group.start(self._flow_actor.run)
+            await group.start(self._sessions_loop)
+        except BaseException:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+            raise
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        group = self._group
+        assert group is not None
+        self._closing = True
+        self._wake.set()
+        if exc_type is None:
+            with anyio.move_on_after(self._close_timeout):
+                while self._queue or self._in_hand:
+                    self._flushed = anyio.Event()
+                    await self._flushed.wait()
+                if self._conn is not None:
+                    with contextlib.suppress(ConnectionLost):
+                        await self._conn.flush()
+        self._shutdown(ConnectionLost(CloseReason.CLOSED_LOCALLY, "the producer was closed"))
+        group.cancel_scope.cancel()
+        await group.__aexit__(None, None, None)
+
+    def _shutdown(self, error: ConnectionLost) -> None:
+        self._open = False
+        if self._error is None:
+            self._error = error
+        if self._flow_actor is not None:
+            self._flow_actor.stop(error)
+        left = 0
+        for job in self._pending.values():
+            if not job.receipt.done:
+                job.receipt._fail(error)
+                left += 1
+        self._pending.clear()
+        self._queue.clear()
+        self._in_hand.clear()
+        self._room.set()
+        if left:
+            self._log.info("producer_closed_with_pending", pending=left)
+
+    # -- put -------------------------------------------------------------------------
+
+    @overload
+    async def put(
+        self,
+        handler: Handler[PayloadT, ResultT],
+        payload: PayloadT,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[ResultT]: ...
+
+    @overload
+    async def put(
+        self,
+        handler: str,
+        payload: object,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[Any]: ...
+
+    async def put(
+        self,
+        handler: Handler[Any, Any] | str,
+        payload: object,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[Any]:
+        """Put one job on the queue; return its receipt.
+
+        ``handler`` is a registered :class:`~spreadq.handlers.Handler` (the payload is
+        checked against its payload type and the receipt is typed with its result) or a
+        kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
+        travel with it; ``delay`` (seconds) sets the :data:`NOT_BEFORE_HEADER` header.
+
+        Waits while flow control holds the producer back (a consumer a window behind,
+        ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
+        polls. Cancellation-safe: a cancelled put leaves no job behind and no slot taken.
+
+        Raises:
+            PayloadError: the payload cannot be encoded (nothing was queued).
+            ConfigurationError: a bad kind, a negative delay, an unknown codec.
+            LocalProtocolError: a key, kind or headers the envelope cannot carry.
+            ConnectionLost: the producer is closed or closing.
+        """
+        self._check_open()
+        if isinstance(handler, Handler):
+            spec = handler.spec
+            kind = spec.kind
+            codec = self._codecs.require(spec.payload_codec)
+            data = codec.encode(payload, spec.payload_adapter)
+            result_codec = self._codecs.require(spec.result_codec)
+            adapter = spec.result_adapter
+        else:
+            kind = handler
+            if kind not in self._kinds:
+                check_kind(kind)
+                self._kinds.add(kind)
+            name = "raw" if isinstance(payload, bytes | bytearray | memoryview) else self._codec
+            codec = result_codec = self._codecs.require(name)
+            data = codec.encode(payload, UNTYPED)
+            adapter = UNTYPED
+        header_items = tuple(headers.items()) if headers else ()
+        if delay is not None:
+            if not (delay >= 0 and math.isfinite(delay)):
+                raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
+            header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
+
+        if self._member:
+            assert self._flow is not None
+            await self._flow.admit()
+        else:
+            while len(self._queue) >= self._settings.max_in_flight and self._open:
+                self._room = anyio.Event()
+                await self._room.wait()
+        if not self._open or self._closing:  # closed while waiting
+            if self._flow is not None:
+                self._flow.refund()
+            self._check_open()
+        seq = self._seq
+        try:
+            spec_ = JobSpec(seq, kind, data, key, header_items)
+        except BaseException:
+            if self._flow is not None:
+                self._flow.refund()
+            raise
+        self._seq = seq + 1
+
+        def decode_result(raw: bytes) -> Any:
+            return result_codec.decode(raw, adapter)
+
+        receipt: Receipt[Any] = Receipt(
+            kind, seq, key, decode=decode_result, confirmed=self._member
+        )
+        job = _Job(spec_, codec.name, receipt, time.monotonic())
+        if self._member:
+            self._pending[seq] = job
+        self._put += 1
+        queue = self._queue
+        queue.append(job)
+        if len(queue) == 1 or len(queue) == self._batch_jobs:
+            self._wake.set()
+        return receipt
+
+    def _check_open(self) -> None:
+        if not self._open or self._closing:
+            raise self._error or ConnectionLost(
+                CloseReason.CLOSED_LOCALLY, "the producer is not open (use 'async with')"
+            )
+
+    # -- sessions --------------------------------------------------------------------
+
+    async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        settings = self._settings
+        delay = settings.reconnect_backoff_initial
+        started = False
+        while True:
+            try:
+                async with connect(self._spread, name=self._name, membership=self._member) as conn:
+                    if self._member:
+                        await conn.join(self._feedback)
+                    self._sessions += 1
+                    self._conn = conn
+                    self._me = conn.private_group
+                    self._log.info("producer_connected", member=conn.private_group)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    delay = settings.reconnect_backoff_initial
+                    error = await self._run_session(conn)
+            except (ConnectError, ConnectionLost) as exc:
+                if not started:
+                    raise
+                error = exc if isinstance(exc, ConnectionLost) else None
+                self._log.debug("producer_connect_failed", error=str(exc))
+            self._conn = None
+            await self._session_ended()
+            if error is not None:
+                self._log.warning("producer_disconnected", reason=error.reason.value)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, settings.reconnect_backoff_max)
+
+    async def _run_session(self, conn: Connection) -> ConnectionLost | None:
+        lost: list[ConnectionLost] = []
+
+        async def guard(part: Callable[[Connection], Any], scope: anyio.CancelScope) -> None:
+            try:
+                await part(conn)
+            except ConnectionLost as error:
+                lost.append(error)
+            scope.cancel()
+
+        async with anyio.create_task_group() as session:
+            session.start_soon(guard, self._sender, session.cancel_scope)
+            session.start_soon(guard, self._reader, session.cancel_scope)
+            if self._member:
+                session.start_soon(guard, self._prober, session.cancel_scope)
+        return lost[0] if lost else None
+
+    async def _session_ended(self) -> None:
+        """The session is gone, and with it every consumer's witness: queue everything again."""
+        self._feedback_members = frozenset()
+        self._last_gid = None
+        await self._set_consumers(())
+        if self._in_hand:
+            back = [job for job in self._in_hand if not job.settled]
+            self._in_hand.clear()
+            if self._member:
+                self._requeue(back)
+            else:
+                self._queue.extendleft(reversed(back))
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def _sender(self, conn: Connection) -> None:
+        queue = self._queue
+        while True:
+            while not queue:
+                if self._closing:
+                    self._flushed.set()
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            if len(queue) < self._batch_jobs and self._batch_delay and not self._closing:
+                remaining = queue[0].at + self._batch_delay - time.monotonic()
+                if remaining > 0:
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(remaining):
+                        await self._wake.wait()
+            while queue and queue[0].settled:
+                queue.popleft()
+            if not queue:
+                continue
+            first = queue[0]
+            if batch_size(first.codec, (first.spec,)) > MAX_ENVELOPE_SIZE:
+                queue.popleft()
+                await self._send_fragments(conn, first)
+            else:
+                await self._send_batch(conn, self._take_batch())
+            if not self._member:
+                self._room.set()
+
+    def _take_batch(self) -> list[_Job]:
+        queue = self._queue
+        first = queue.popleft()
+        codec = first.codec
+        jobs = [first]
+        size = batch_size(codec, (first.spec,))
+        limit = self._batch_jobs
+        while queue and len(jobs) < limit:
+            job = queue[0]
+            if job.settled:
+                queue.popleft()
+                continue
+            if job.codec != codec:
+                break
+            size += job.spec.encoded_size
+            if size > MAX_ENVELOPE_SIZE:
+                break
+            jobs.append(queue.popleft())
+        return jobs
+
+    async def _clear(self, mseq: int, jobs: int) -> None:
+        if self._flow is not None:
+            await self._flow.clear_to_send(mseq, jobs)
+        self._mseq = mseq
+
+    async def _send_batch(self, conn: Connection, jobs: list[_Job]) -> None:
+        self._in_hand = jobs
+        mseq = self._mseq + 1
+        await self._clear(mseq, sum(1 for job in jobs if not job.counted))
+        for job in jobs:
+            job.counted = True
+        live = [job for job in jobs if not job.settled]
+        if live:
+            data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
+            await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
+            self._messages += 1
+            self._sent += len(live)
+        self._on_wire(live)
+
+    async def _send_fragments(self, conn: Connection, job: _Job) -> None:
+        self._in_hand = [job]
+        try:
+            parts = encode_fragments(self._id, self._mseq + 1, job.codec, job.spec)
+        except MessageTooLarge as error:  # pragma: no cover - a 9 GB payload
+            self._in_hand = []
+            self._settle(job, error)
+            return
+        last = len(parts) - 1
+        for index, data in enumerate(parts):
+            # fragments were numbered from the first mseq; clearances keep them
+            # consecutive because only this task advances mseq
+            final = index == last
+            await self._clear(self._mseq + 1, int(final and not job.counted))
+            job.counted = job.counted or final
+            if job.settled:
+                self._in_hand = []
+                return
+            await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
+            self._messages += 1
+        self._sent += 1
+        self._on_wire([job])
+
+    def _on_wire(self, jobs: list[_Job]) -> None:
+        self._in_hand = []
+        if not self._member:
+            for job in jobs:
+                job.settled = True
+            return
+        epoch = self._epoch
+        for job in jobs:
+            job.epoch = epoch
+
+    # -- reading FEEDBACK --------------------------------------------------------------
+
+    async def _reader(self, conn: Connection) -> None:
+        feedback = self._feedback
+        while True:
+            for event in await conn.receive_batch():
+                if type(event) is DataMessage:
+                    await self._on_data(event)
+                elif type(event) is RegularMembership and event.group == feedback:
+                    await self._on_feedback_view(event)
+
+    async def _on_data(self, event: DataMessage) -> None:
+        try:
+            message = decode(event.data)
+        except EnvelopeError as error:
+            self._log.debug("feedback_unreadable", sender=event.sender, error=str(error))
+            return
+        if type(message) is Ack:
+            await self._on_ack(event.sender, message)
+        elif type(message) is View:
+            await self._on_view(message)
+        elif type(message) is Hello or type(message) is Drain:
+            await self._learn_consumer(event.sender)
+
+    async def _on_ack(self, sender: str, ack: Ack) -> None:
+        me = self._id
+        settled = 0
+        pending = self._pending
+        for ref, outcome in ack.outcomes:
+            if ref.producer_id != me:
+                continue
+            job = pending.pop(ref.seq, None)
+            if job is None:
+                continue
+            settled += job.counted
+            self._settle(job, outcome)
+        await self._learn_consumer(sender)
+        flow = self._flow
+        assert flow is not None
+        await flow.ack_seen(sender, ack.positions, ack.backlog)
+        await flow.settled(settled)
+
+    def _settle(self, job: _Job, outcome: Outcome | BaseException) -> None:
+        job.settled = True
+        self._pending.pop(job.spec.seq, None)
+        if isinstance(outcome, BaseException):
+            self._failed += 1
+            job.receipt._fail(outcome)
+        elif outcome.ok:
+            self._succeeded += 1
+            job.receipt._succeed(outcome.result)
+        else:
+            self._failed += 1
+            job.receipt._fail(
+                JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
+            )
+
+    async def _on_view(self, view: View) -> None:
+        gid = view.group_id
+        last = self._last_gid
+        if last is not None and last[:2] == gid[:2] and gid[2] < last[2]:
+            return  # an announcement of an older view of this lifetime, overtaken
+        self._last_gid = gid
+        await self._set_consumers(view.members)
+
+    async def _on_feedback_view(self, event: RegularMembership) -> None:
+        self._feedback_members = members = frozenset(event.members)
+        if event.cause is Cause.JOIN:
+            current: tuple[str, ...] = tuple(self._consumers)
+        else:
+            current = tuple(m for m in self._consumers if m in members)
+        await self._set_consumers(current)
+        if not self._consumers and members - {self._me}:
+            self._probe_wanted.set()
+
+    async def _prober(self, conn: Connection) -> None:
+        """Probe for consumers whose VIEW we missed (we joined FEEDBACK after it).
+
+        Consumers announce their view when the WORK membership changes; a producer
+        that joins the FEEDBACK group later, with other members present and no consumer
+        known, waits :data:`PROBE_DELAY` for a VIEW and then lets one message go: the
+        consumers that read it ACK, which makes them known (see ``_set_consumers`` for
+        the re-send that follows).
+        """
+        flow = self._flow
+        assert flow is not None
+        while True:
+            await self._probe_wanted.wait()
+            self._probe_wanted = anyio.Event()
+            await anyio.sleep(PROBE_DELAY)
+            if not self._consumers and self._feedback_members - {self._me}:
+                self._log.debug("consumers_probe", members=len(self._feedback_members))
+                await flow.allow_probe()
+
+    async def _learn_consumer(self, sender: str) -> None:
+        if sender not in self._consumers and sender in self._feedback_members:
+            await self._set_consumers((*self._consumers, sender))
+
+    async def _set_consumers(self, members: Sequence[str]) -> None:
+        if not self._member:
+            return
+        old = self._consumers
+        new = dict.fromkeys(members)
+        flow = self._flow
+        assert flow is not None
+        peers = len(self._feedback_members - new.keys())
+        await flow.peers_seen(max(1, peers))
+        if new.keys() == old.keys():
+            return
+        self._consumers = new
+        self._consumers_changed.set()
+        gone = old.keys() - new.keys()
+        lost: set[int] = set()
+        for epoch, witnesses in self._witnesses.items():
+            if witnesses and gone:
+                witnesses -= gone
+                if not witnesses:
+                    lost.add(epoch)
+            elif not witnesses and not old and new:
+                # sent while no consumer was known (a probe, or everyone had left):
+                # whoever got it is unknown, so send it again now that someone is here
+                lost.add(epoch)
+        self._epoch += 1
+        self._witnesses[self._epoch] = set(new)
+        await flow.consumers_seen(tuple(new))
+        self._log.info("consumers_changed", consumers=len(new), gone=len(gone))
+        if lost:
+            self._requeue([job for job in self._pending.values() if job.epoch in lost])
+        live = {job.epoch for job in self._pending.values()}
+        live.add(self._epoch)
+        for epoch in [e for e in self._witnesses if e not in live]:
+            del self._witnesses[epoch]
+
+    def _requeue(self, jobs: list[_Job]) -> None:
+        """Queue ``jobs`` again, ahead of new work, in their original order."""
+        if not jobs:
+            return
+        jobs.sort(key=lambda job: job.spec.seq)
+        for job in jobs:
+            job.epoch = _UNSENT
+        self._queue.extendleft(reversed(jobs))
+        self._resent += len(jobs)
+        self._wake.set()
+        self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
