@@ -21,7 +21,9 @@ at every view change that set shrinks to the members that came with us (see
 :func:`~spreadq.queue.view.came_with_us`). Holders are tracked once per *origin* (the
 view jobs were delivered in), not per job.
 
-Failover. When a view is installed, every held job whose owner is not in it is
+Failover. When a view is installed, every held job whose owner is not in it, or no
+longer holds its payload (it did not come with us: a job delivered in our transitional
+configuration never reached the other side, even if that side merges back at once), is
 reassigned, in original delivery order, by the rule over the *candidates*: the new
 members that hold its payload, without those that were draining at the end of the old
 view (or all holders if that leaves none). The rule's ``state.index`` counts the jobs
@@ -356,13 +358,13 @@ class OutstandingTable:
             members = frozenset(event.members)
             for entry in self._entries.values():
                 entry.counted = None
-                if entry.owner in members or entry.orphaned:
+                holders = entry.origin.holders
+                if entry.orphaned or (entry.owner in members and entry.owner in holders):
                     continue
                 if not entry.held:
                     entry.owner = None
                     continue
                 ref = entry.job.ref
-                holders = entry.origin.holders
                 candidates = tuple(
                     m for m in event.members if m in holders and m not in self._draining
                 ) or tuple(m for m in event.members if m in holders)
