@@ -1,0 +1,536 @@
+"""The embedded daemon's I/O: listeners, one task per session, coalesced writes.
+
+Theory of operation
+-------------------
+:func:`serve` binds one TCP listener per virtual daemon (loopback unless a host is
+given), plus Unix sockets when asked, and runs until its context ends. Each accepted
+socket gets one task: it runs the handshake with a :class:`~spreadq.wire.ServerSession`,
+then a reader loop and a writer loop.
+
+* The reader reads at most ``READ_SIZE`` bytes at a time and drains every event the
+  session decodes from them into the :class:`~spreadq.daemon.engine.Engine`, so what a
+  client may make the daemon buffer is bounded by one read plus one partial message
+  (whose size the session checks before waiting for it). A client that breaks the
+  protocol is dropped: its groups see ``CAUSED_BY_DISCONNECT``, as with the real daemon.
+* The engine queues each receiver's messages (each encoded once and shared). After every
+  read the server wakes the writers whose queues became non-empty and closes the
+  sessions the engine dropped for passing ``max_session_messages``.
+* A writer takes *everything* queued for its session and sends it in one write; while
+  the socket is full (a slow reader), new messages accumulate in the engine, where the
+  session limit applies.
+
+All of this runs on one event loop, so the engine needs no locks: every call into it
+happens between two awaits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from spreadq.daemon.engine import Engine, SessionId, SessionInfo
+from spreadq.daemon.faults import Faults
+from spreadq.errors import ConfigurationError, RemoteProtocolError
+from spreadq.wire.constants import (
+    DEFAULT_MAX_SESSION_MESSAGES,
+    MAX_SESSIONS,
+    SAFE_MESSAGE_LIMIT,
+    RejectCode,
+)
+from spreadq.wire.events import (
+    CLOSED,
+    NEED_DATA,
+    AuthChoice,
+    DaemonMessage,
+    Disconnect,
+    Hello,
+    IncomingMulticast,
+    Join,
+    Leave,
+)
+from spreadq.wire.server_session import ServerSession, encode_daemon_message
+
+__all__ = [
+    "DAEMON_VERSION",
+    "HANDSHAKE_TIMEOUT",
+    "READ_SIZE",
+    "Daemon",
+    "Listening",
+    "run_forever",
+    "serve",
+]
+
+log = structlog.get_logger(__name__)
+
+DAEMON_VERSION: Final = (5, 0, 1)
+"""The version the embedded daemon announces in its accept."""
+READ_SIZE: Final = 65536
+"""The most bytes read from one client before they are decoded."""
+HANDSHAKE_TIMEOUT: Final = 10.0
+"""Seconds a client has to finish the handshake (the real daemon allows 1 s per step)."""
+
+_QUOTA_REJECT: Final = int(RejectCode.REJECT_QUOTA).to_bytes(1, "little", signed=True)
+_DISCONNECT_ERRORS: Final = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+
+
+def _encode(message: DaemonMessage, hint: bytes | None) -> bytes:
+    return encode_daemon_message(message, hint_raw=hint)
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where one virtual daemon listens."""
+
+    daemon: str
+    host: str
+    port: int
+    unix_path: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``"PORT@HOST"``, the Spread address of the TCP listener."""
+        return f"{self.port}@{self.host}"
+
+
+class Daemon:
+    """A running embedded daemon: where it listens, its faults, and how to stop it.
+
+    Yielded by :func:`serve`; do not build one yourself.
+    """
+
+    def __init__(
+        self, server: _Server, listening: Sequence[Listening], stop: Callable[[], None]
+    ) -> None:
+        self._server = server
+        self._listening = tuple(listening)
+        self._stop = stop
+        self.faults: Faults = Faults(server)
+        """Fault injection (kill, pause, partition, merge)."""
+
+    @property
+    def name(self) -> str:
+        """The (first) daemon's name, the suffix of its private groups."""
+        return self._listening[0].daemon
+
+    @property
+    def daemons(self) -> tuple[str, ...]:
+        """Every virtual daemon, in configuration order."""
+        return tuple(item.daemon for item in self._listening)
+
+    @property
+    def host(self) -> str:
+        """The host the (first) daemon listens on."""
+        return self._listening[0].host
+
+    @property
+    def port(self) -> int:
+        """The (first) daemon's TCP port."""
+        return self._listening[0].port
+
+    @property
+    def address(self) -> str:
+        """``"PORT@HOST"`` of the (first) daemon, for ``spreadq.connect``."""
+        return self._listening[0].address
+
+    @property
+    def unix_path(self) -> str | None:
+        """The (first) daemon's Unix socket path, if it has one."""
+        return self._listening[0].unix_path
+
+    @property
+    def listening(self) -> tuple[Listening, ...]:
+        """Where every virtual daemon listens, in configuration order."""
+        return self._listening
+
+    @property
+    def addresses(self) -> Mapping[str, str]:
+        """``"PORT@HOST"`` of each virtual daemon, by name."""
+        return MappingProxyType({item.daemon: item.address for item in self._listening})
+
+    @property
+    def engine(self) -> Engine:
+        """The daemon's engine (read its state; change it only through ``faults``)."""
+        return self._server.engine
+
+    def stop(self) -> None:
+        """Stop the daemon: close the listeners and every session."""
+        self._stop()
+
+    async def aclose(self) -> None:
+        """Stop the daemon (the same as :meth:`stop`, awaitable)."""
+        self._stop()
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.name!r} at {self.address}>"
+
+
+class _Connection:
+    """The server's side of one socket."""
+
+    __slots__ = ("info", "paused", "scope", "stream", "wake")
+
+    def __init__(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
+        self.stream = stream
+        self.scope = scope
+        self.info: SessionInfo | None = None
+        self.paused = False
+        self.wake = anyio.Event()
+
+
+class _Server:
+    """Owns the engine and the connections; implements ``FaultTarget``."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._connections: dict[SessionId, _Connection] = {}
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    def abort(self, session_id: SessionId) -> None:
+        connection = self._connections.get(session_id)
+        if connection is not None:
+            connection.scope.cancel()
+
+    def set_paused(self, session_id: SessionId, paused: bool) -> None:
+        connection = self._connections[session_id]
+        connection.paused = paused
+        if not paused:
+            connection.wake.set()
+
+    def flush(self) -> None:
+        connections = self._connections
+        for session_id in self._engine.pop_ready():
+            connection = connections.get(session_id)
+            if connection is not None:
+                connection.wake.set()
+        for session_id in self._engine.pop_dropped():
+            log.info("session_dropped", session=session_id, reason="queue_limit")
+            self.abort(session_id)
+
+    # --- one connection ---------------------------------------------------------------
+
+    async def handle(self, daemon: str, stream: anyio.abc.ByteStream) -> None:
+        """Serve one client socket until it closes, breaks the protocol or is dropped."""
+        session_id: SessionId | None = None
+        with anyio.CancelScope() as scope:
+            connection = _Connection(stream, scope)
+            try:
+                protocol = ServerSession(max_message_size=SAFE_MESSAGE_LIMIT)
+                with anyio.move_on_after(HANDSHAKE_TIMEOUT):
+                    session_id = await self._handshake(connection, protocol, daemon)
+                if session_id is not None:
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(self._write, connection, session_id)
+                        await self._read(connection, protocol, session_id)
+                        tasks.cancel_scope.cancel()
+            finally:
+                if session_id is not None:
+                    self._connections.pop(session_id, None)
+                    self._engine.close_session(session_id)
+                    self.flush()
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+
+    async def _next(self, connection: _Connection, protocol: ServerSession) -> object:
+        while True:
+            event = protocol.next_event()
+            if event is not NEED_DATA:
+                return event
+            try:
+                data = await connection.stream.receive(READ_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            protocol.receive_data(data)
+
+    async def _handshake(
+        self, connection: _Connection, protocol: ServerSession, daemon: str
+    ) -> SessionId | None:
+        try:
+            return await self._handshake_steps(connection, protocol, daemon)
+        except _DISCONNECT_ERRORS:
+            return None
+        except RemoteProtocolError as error:
+            log.info("handshake_failed", daemon=daemon, error=str(error))
+            return None
+
+    async def _handshake_steps(
+        self, connection: _Connection, protocol: ServerSession, daemon: str
+    ) -> SessionId | None:
+        send = connection.stream.send
+        if not self._engine.has_room(daemon):
+            await send(_QUOTA_REJECT)  # before the hello, as the real daemon does
+            return None
+        hello = await self._next(connection, protocol)
+        if not isinstance(hello, Hello):
+            return None
+        if hello.refusal is not None:
+            await send(protocol.reject(hello.refusal))
+            return None
+        opened = self._engine.open_session(
+            hello.private_name, daemon=daemon, membership=hello.membership, version=hello.version
+        )
+        if isinstance(opened, RejectCode):
+            await send(protocol.reject(opened))
+            return None
+        connection.info = opened
+        self._connections[opened.id] = connection
+        accepted = False
+        try:
+            if hello.wants_auth:
+                await send(protocol.auth_list())
+                choice = await self._next(connection, protocol)
+                if not isinstance(choice, AuthChoice):
+                    return None
+                if choice.refusal is not None:
+                    await send(protocol.reject(choice.refusal))
+                    return None
+            await send(protocol.accept(opened.private_group, DAEMON_VERSION))
+            accepted = True
+        finally:
+            if not accepted:
+                self._connections.pop(opened.id, None)
+                self._engine.close_session(opened.id)
+        log.debug("session_opened", session=opened.id, private_group=opened.private_group)
+        return opened.id
+
+    async def _read(
+        self, connection: _Connection, protocol: ServerSession, session_id: SessionId
+    ) -> None:
+        try:
+            await self._read_loop(connection, protocol, session_id)
+        except _DISCONNECT_ERRORS:
+            pass
+        except RemoteProtocolError as error:
+            # The real daemon drops such a client without a word (fact sheet §5.1).
+            log.info("session_dropped", session=session_id, reason="protocol", error=str(error))
+
+    async def _read_loop(
+        self, connection: _Connection, protocol: ServerSession, session_id: SessionId
+    ) -> None:
+        engine = self._engine
+        receive = connection.stream.receive
+        feed = protocol.receive_data
+        next_event = protocol.next_event
+        join, leave, multicast = engine.join, engine.leave, engine.multicast
+        while True:
+            while True:
+                event = next_event()
+                if event is NEED_DATA:
+                    break
+                kind = type(event)
+                if kind is IncomingMulticast:
+                    assert isinstance(event, IncomingMulticast)
+                    multicast(
+                        session_id,
+                        event.groups,
+                        event.data,
+                        service=event.service,
+                        mess_type=event.mess_type,
+                        hint=event.hint_raw,
+                    )
+                elif kind is Join:
+                    assert isinstance(event, Join)
+                    join(session_id, event.group)
+                elif kind is Leave:
+                    assert isinstance(event, Leave)
+                    leave(session_id, event.group)
+                else:  # Disconnect, CLOSED (EOF)
+                    assert kind is Disconnect or event is CLOSED, event
+                    return
+            self.flush()
+            try:
+                data = await receive(READ_SIZE)
+            except anyio.EndOfStream:
+                return
+            feed(data)
+
+    async def _write(self, connection: _Connection, session_id: SessionId) -> None:
+        try:
+            await self._write_loop(connection, session_id)
+        except _DISCONNECT_ERRORS:
+            connection.scope.cancel()
+
+    async def _write_loop(self, connection: _Connection, session_id: SessionId) -> None:
+        take = self._engine.take
+        send = connection.stream.send
+        while True:
+            await connection.wake.wait()
+            connection.wake = anyio.Event()
+            while not connection.paused:
+                outputs = take(session_id)
+                if not outputs:
+                    break
+                if len(outputs) == 1:
+                    await send(outputs[0].wire)
+                else:
+                    await send(b"".join([output.wire for output in outputs]))
+
+
+@asynccontextmanager
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    unix_path: str | os.PathLike[str] | None = None,
+    *,
+    name: str = "localhost",
+    max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
+    daemons: Sequence[str] | None = None,
+    unix: bool = False,
+    max_sessions: int = MAX_SESSIONS,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Daemon]:
+    """Run an embedded Spread-compatible daemon for the duration of the context.
+
+    It listens on ``host`` (loopback by default) at ``port`` (0 picks a free port) and
+    speaks the Spread 4/5 client protocol, so ``spreadq.connect(daemon.address)``, the
+    C library and the Java client can use it.
+
+    Args:
+        host: the address to listen on.
+        port: the TCP port; 0 picks a free one. With several ``daemons``, daemon ``i``
+            listens on ``port + i`` (each on a free port when ``port`` is 0).
+        unix_path: also listen on this Unix socket (the first daemon); a stale socket
+            file is removed first.
+        name: the daemon's name, the suffix of private groups (``#alice#localhost``).
+        max_session_messages: a client with more messages queued is dropped.
+        daemons: names of several virtual daemons in one process (overrides ``name``);
+            ``daemon.faults`` can partition and merge them.
+        unix: also listen on Spread's own Unix socket ``/tmp/<port>`` (each daemon).
+        max_sessions: sessions per daemon before ``REJECT_QUOTA``.
+        clock: the wall clock, in Unix seconds (ring ids use it).
+
+    Raises:
+        ConfigurationError: bad daemon names or limits.
+        OSError: a port or path that cannot be bound.
+    """
+    names = tuple(daemons) if daemons else (name,)
+    engine = Engine(
+        daemons=names,
+        start_time=int(clock()),
+        max_session_messages=max_session_messages,
+        max_sessions=max_sessions,
+        encode=_encode,
+    )
+    if unix_path is not None and unix:
+        raise ConfigurationError("give either unix_path or unix=True, not both")
+    server = _Server(engine, clock)
+    listeners: list[tuple[str, anyio.abc.Listener[anyio.abc.SocketStream]]] = []
+    listening: list[Listening] = []
+    body_error: Exception | None = None
+    try:
+        for index, daemon in enumerate(names):
+            wanted = port + index if port else 0
+            path = os.fspath(unix_path) if unix_path is not None and index == 0 else None
+            bound, where = await _listen(daemon, host, wanted, path, spread_unix=unix)
+            listeners.extend((daemon, listener) for listener in bound)
+            listening.append(where)
+        async with anyio.create_task_group() as tasks:
+            stopper = anyio.CancelScope()
+            tasks.start_soon(_run_listeners, stopper, listeners, server)
+            log.info(
+                "daemon_listening",
+                daemons=names,
+                addresses=[where.address for where in listening],
+                unix=[where.unix_path for where in listening if where.unix_path],
+            )
+            try:
+                yield Daemon(server, listening, stopper.cancel)
+            except Exception as error:  # re-raised below, not wrapped in a group
+                body_error = error
+            finally:
+                stopper.cancel()
+        if body_error is not None:
+            raise body_error
+    finally:
+        with anyio.CancelScope(shield=True):
+            for _, listener in listeners:
+                await listener.aclose()
+        for where in listening:
+            if where.unix_path is not None:
+                _remove_socket(where.unix_path)
+
+
+async def _listen(
+    daemon: str, host: str, port: int, unix_path: str | None, *, spread_unix: bool
+) -> tuple[list[anyio.abc.Listener[anyio.abc.SocketStream]], Listening]:
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    listeners: list[anyio.abc.Listener[anyio.abc.SocketStream]] = list(tcp.listeners)
+    bound = tcp.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+    if spread_unix:
+        unix_path = f"/tmp/{bound}"  # Spread's own socket is named after the port
+    if unix_path is not None:
+        listeners.append(await anyio.create_unix_listener(unix_path, mode=0o666))
+    return listeners, Listening(daemon, host, bound, unix_path)
+
+
+async def _run_listeners(
+    stopper: anyio.CancelScope,
+    listeners: Sequence[tuple[str, anyio.abc.Listener[anyio.abc.SocketStream]]],
+    server: _Server,
+) -> None:
+    with stopper:
+        async with anyio.create_task_group() as tasks:
+            for daemon, listener in listeners:
+                tasks.start_soon(listener.serve, partial(server.handle, daemon))
+
+
+def _remove_socket(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        Path(path).unlink()
+
+
+async def run_forever(
+    host: str = "127.0.0.1",
+    port: int = 4803,
+    unix_path: str | None = None,
+    *,
+    name: str = "localhost",
+    max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
+    daemons: Sequence[str] | None = None,
+    unix: bool = False,
+    ready: Callable[[Daemon], object] | None = None,
+) -> None:
+    """Run the daemon until cancelled (what ``spreadq daemon`` calls).
+
+    ``ready`` is called with the running daemon once it listens.
+
+    Raises:
+        ConfigurationError: bad daemon names or limits.
+        OSError: a port or path that cannot be bound.
+    """
+    async with serve(
+        host,
+        port,
+        unix_path,
+        name=name,
+        max_session_messages=max_session_messages,
+        daemons=daemons,
+        unix=unix,
+    ) as daemon:
+        if ready is not None:
+            ready(daemon)
+        await anyio.sleep_forever()
