@@ -600,6 +600,7 @@ class _Worker:
         with self._scope:
             while not self._stopping:
                 try:
+                    lost: ConnectionLost | None = None
                     async with connect(self._address, name=app.name) as conn:
                         dispatcher = Dispatcher(
                             conn,
@@ -616,7 +617,12 @@ class _Worker:
                         self._handle = dispatcher.handle
                         if self._stop_requested.is_set():  # stop() came while connecting
                             dispatcher.handle.drain()
-                        await dispatcher.run(task_status=joined)
+                        try:
+                            await dispatcher.run(task_status=joined)
+                        except ConnectionLost as error:
+                            lost = error  # raised outside: connect() must not see it
+                    if lost is not None:
+                        raise lost
                     return
                 except (ConnectionLost, ConnectError) as error:
                     if isinstance(error, ConnectRejected) and error.code not in _RETRIED_REJECTS:
