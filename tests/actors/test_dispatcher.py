@@ -1,0 +1,492 @@
+"""The Dispatcher through ``App.run()`` on the embedded daemon, in one process.
+
+A :class:`Probe` is a FEEDBACK member that puts jobs on the WORK group (JOB BATCH
+envelopes, as a producer does) and reads every ACK, DRAIN and membership on FEEDBACK,
+so each test checks what a producer would see: outcomes, who reported them, and in
+which order. Handlers coordinate with the tests through anyio events; every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import BaseModel
+from structlog.testing import capture_logs
+
+from spreadq.app import App
+from spreadq.client import Connection, connect
+from spreadq.context import Context
+from spreadq.daemon import Daemon
+from spreadq.errors import Retry
+from spreadq.queue import Ack, Drain, JobSpec, Outcome, Status, decode, encode, encode_batch
+from spreadq.queue.jobs import JobRef
+from spreadq.settings import Settings
+from spreadq.wire.events import DataMessage, RegularMembership
+
+WAIT = 10.0
+QUEUE = "jobs"
+FEEDBACK = "jobs~fb"
+FAST = Settings(ack_interval=0.005, retry_backoff_base=0.0, reconnect_backoff_initial=0.01)
+
+
+class Item(BaseModel):
+    n: int
+
+
+@dataclass
+class Probe:
+    """Puts jobs and watches FEEDBACK: outcomes by seq, and a log of what happened."""
+
+    conn: Connection
+    producer_id: bytes = field(default_factory=lambda: os.urandom(16))
+    seq: int = 0
+    mseq: int = 0
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    reporter: dict[int, str] = field(default_factory=dict)
+    others: list[tuple[str, JobRef, Outcome]] = field(default_factory=list)
+    history: list[tuple[str, object]] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def put(
+        self, kind: str, payloads: Sequence[bytes], *, key: str | None = None
+    ) -> list[int]:
+        """Put one batch of jobs; return their seqs."""
+        specs = [JobSpec(self.seq + i, kind, payload, key) for i, payload in enumerate(payloads)]
+        self.seq += len(specs)
+        await self.conn.multicast(QUEUE, encode_batch(self.producer_id, self.mseq, "json", specs))
+        self.mseq += 1
+        return [spec.seq for spec in specs]
+
+    async def put_items(
+        self, kind: str, numbers: Sequence[int], key: str | None = None
+    ) -> list[int]:
+        return await self.put(
+            kind, [Item(n=n).model_dump_json().encode() for n in numbers], key=key
+        )
+
+    async def read(self) -> None:
+        async for event in self.conn:
+            if isinstance(event, RegularMembership) and event.group == FEEDBACK:
+                self.history.append(("members", event.members))
+            elif isinstance(event, DataMessage):
+                envelope = decode(event.data)
+                if isinstance(envelope, Ack):
+                    for ref, outcome in envelope.outcomes:
+                        if ref.producer_id != self.producer_id:
+                            self.others.append((event.sender, ref, outcome))
+                            continue
+                        self.outcomes[ref.seq] = outcome
+                        self.reporter[ref.seq] = event.sender
+                        self.history.append(("outcome", (event.sender, ref.seq)))
+                elif isinstance(envelope, Drain):
+                    self.history.append(("drain", event.sender))
+            else:
+                continue
+            self.changed.set()
+            self.changed = anyio.Event()
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Wait (the caller bounds it) until ``check()`` holds."""
+        while not check():
+            await self.changed.wait()
+
+    async def results(self, seqs: Sequence[int]) -> dict[int, Outcome]:
+        await self.until(lambda: all(seq in self.outcomes for seq in seqs))
+        return {seq: self.outcomes[seq] for seq in seqs}
+
+    def members(self) -> tuple[str, ...]:
+        found = [members for what, members in self.history if what == "members"]
+        return found[-1] if found else ()  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def probe_on(daemon: Daemon) -> AsyncIterator[Probe]:
+    async with connect(daemon.address, name="probe") as conn, anyio.create_task_group() as tg:
+        probe = Probe(conn)
+        await conn.join(FEEDBACK)
+        tg.start_soon(probe.read)
+        yield probe
+        tg.cancel_scope.cancel()
+
+
+def make_app(daemon: Daemon, name: str = "a", **kwargs: Any) -> App:
+    kwargs.setdefault("settings", FAST)
+    return App(QUEUE, daemon.address, plugins=False, name=name, **kwargs)
+
+
+async def start(tg: anyio.abc.TaskGroup, app: App) -> None:
+    await tg.start(partial(app.run, handle_signals=False))
+
+
+def result(outcome: Outcome) -> Any:
+    assert outcome.status is Status.OK, outcome
+    return Item.model_validate_json(outcome.result) if outcome.result[:1] == b"{" else outcome
+
+
+# -- outcomes ----------------------------------------------------------------------------
+
+
+async def test_result_and_context_reach_the_ack(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon)
+    seen: list[Context] = []
+
+    @app.handler("double")
+    async def double(item: Item, ctx: Context) -> dict[str, object]:
+        seen.append(ctx)
+        return {"n": item.n * 2, "member": ctx.member, "members": list(ctx.view.members)}
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            seqs = await probe.put_items("double", [1, 2, 3], key="k")
+            outcomes = await probe.results(seqs)
+            app.stop()
+    assert [json.loads(outcomes[s].result)["n"] for s in seqs] == [2, 4, 6]
+    assert {json.loads(o.result)["member"] for o in outcomes.values()} == {"#a#localhost"}
+    assert all(json.loads(o.result)["members"] == ["#a#localhost"] for o in outcomes.values())
+    assert [ctx.attempt for ctx in seen] == [1, 1, 1]
+    assert [ctx.key for ctx in seen] == ["k", "k", "k"]
+    assert [ctx.job for ctx in seen] == [JobRef(probe.producer_id, s) for s in seqs]
+    assert all(o.attempts == 1 for o in outcomes.values())
+
+
+async def test_failures_are_retried_then_reported_with_the_hook(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(max_attempts=3))
+    attempts: list[int] = []
+    hooked: list[tuple[int, BaseException]] = []
+
+    @app.handler("flaky")
+    async def flaky(item: Item, ctx: Context) -> int:
+        attempts.append(ctx.attempt)
+        if item.n == 0:
+            raise ValueError("zero is not allowed")
+        if ctx.attempt < 2:
+            raise OSError("try again")
+        return item.n
+
+    @app.on_failure
+    async def hook(ctx: Context, error: BaseException) -> None:
+        hooked.append((ctx.attempt, error))
+        raise RuntimeError("a broken hook is logged, not fatal")
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            failing, succeeding = await probe.put_items("flaky", [0, 5])
+            outcomes = await probe.results([failing, succeeding])
+            app.stop()
+    failed = outcomes[failing]
+    assert failed.status is Status.FAILED
+    assert (failed.error_type, failed.error_message, failed.attempts) == (
+        "ValueError",
+        "zero is not allowed",
+        3,
+    )
+    assert outcomes[succeeding].ok
+    assert outcomes[succeeding].attempts == 2
+    assert outcomes[succeeding].result == b"5"
+    assert sorted(attempts) == [1, 1, 2, 2, 3]
+    assert [(attempt, type(error)) for attempt, error in hooked] == [(3, ValueError)]
+
+
+async def test_retry_forces_an_attempt_and_retry_on_limits_the_rest(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("picky", retry_on=(KeyError,), max_attempts=4)
+    async def picky(item: Item, ctx: Context) -> int:
+        if item.n == 1 and ctx.attempt == 1:
+            raise Retry(0.0)
+        if item.n == 2:
+            raise TypeError("not retried")
+        return ctx.attempt
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            retried, not_retried = await probe.put_items("picky", [1, 2])
+            outcomes = await probe.results([retried, not_retried])
+            app.stop()
+    assert outcomes[retried].ok
+    assert outcomes[retried].result == b"2"
+    assert outcomes[not_retried].error_type == "TypeError"
+    assert outcomes[not_retried].attempts == 1
+
+
+async def test_bad_payloads_unknown_kinds_timeouts_and_big_results_fail_one_job(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(result_max_bytes=64, max_attempts=2))
+
+    @app.handler("echo")
+    async def echo(item: Item) -> str:
+        return "x" * item.n
+
+    @app.handler("slow", timeout=0.01, max_attempts=1)
+    async def slow(item: Item) -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            bad = await probe.put("echo", [b'{"n": "many"}', b"not json"])
+            unknown = await probe.put_items("nobody", [1])
+            timed_out = await probe.put_items("slow", [1])
+            big, fine = await probe.put_items("echo", [100, 3])
+            outcomes = await probe.results([*bad, *unknown, *timed_out, big, fine])
+            app.stop()
+    for seq in bad:
+        assert outcomes[seq].error_type == "spreadq.errors.PayloadError"
+        assert outcomes[seq].attempts == 1
+    assert outcomes[unknown[0]].error_type == "spreadq.errors.ConfigurationError"
+    assert "nobody" in outcomes[unknown[0]].error_message
+    assert outcomes[timed_out[0]].error_type == "TimeoutError"
+    assert outcomes[big].error_type == "spreadq.errors.PayloadError"
+    assert "result_max_bytes" in outcomes[big].error_message
+    assert outcomes[fine].ok
+    assert outcomes[fine].result == b'"xxx"'
+
+
+async def test_raw_jobs_from_plain_spread_senders(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler(raw=7)
+    async def shout(data: bytes, ctx: Context) -> bytes:
+        return data.upper() + ctx.kind.encode()
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            await probe.conn.multicast(QUEUE, b"hello", mess_type=7)
+            # a RAW job's ref is derived by the table, not chosen by the sender
+            await probe.until(lambda: bool(probe.others))
+            app.stop()
+    [(reporter, _, outcome)] = probe.others
+    assert reporter == "#a#localhost"
+    assert outcome.result == b"HELLOraw:7"
+
+
+# -- scheduling ------------------------------------------------------------------------
+
+
+async def test_concurrency_limit(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=2))
+    gate = anyio.Event()
+    two_running = anyio.Event()
+    running: list[int] = []
+    peak = 0
+
+    @app.handler("wait")
+    async def wait(item: Item) -> int:
+        nonlocal peak
+        running.append(item.n)
+        peak = max(peak, len(running))
+        if len(running) == 2:
+            two_running.set()
+        await gate.wait()
+        running.remove(item.n)
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            seqs = await probe.put_items("wait", range(6))
+            await two_running.wait()
+            await anyio.wait_all_tasks_blocked()  # a third would have started by now
+            assert sorted(running) == [0, 1]  # delivery order, two at a time
+            gate.set()
+            outcomes = await probe.results(seqs)
+            app.stop()
+    assert all(outcome.ok for outcome in outcomes.values())
+    assert peak == 2
+
+
+async def test_key_affinity_runs_one_key_at_a_time_in_order(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, rule="key_affinity", settings=FAST.replace(concurrency=8))
+    trace: list[tuple[str, str, int]] = []
+
+    @app.handler("step")
+    async def step(item: Item, ctx: Context) -> None:
+        assert ctx.key is not None
+        trace.append(("start", ctx.key, item.n))
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        trace.append(("end", ctx.key, item.n))
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            seqs: list[int] = []
+            for n in range(5):
+                seqs += await probe.put_items("step", [n], key="a")
+                seqs += await probe.put_items("step", [n], key="b")
+            await probe.results(seqs)
+            app.stop()
+    for key in ("a", "b"):
+        mine = [(what, n) for what, k, n in trace if k == key]
+        assert mine == [(what, n) for n in range(5) for what in ("start", "end")]
+    # the two keys did run side by side
+    first_end = next(i for i, (what, _, _) in enumerate(trace) if what == "end")
+    assert {key for what, key, _ in trace[:first_end] if what == "start"} == {"a", "b"}
+
+
+async def test_a_job_completed_elsewhere_is_cancelled(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, name="a")
+    started = anyio.Event()
+    cancelled = anyio.Event()
+
+    @app.handler("hang")
+    async def hang(item: Item, ctx: Context) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if ctx.cancelled:
+                cancelled.set()
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)  # a second consumer, after #a#: slot 0 is a's
+                while "#z#localhost" not in await _work_members(other):
+                    pass  # jobs put from now on are ordered after z's join
+                (seq,) = await probe.put_items("hang", [1])
+                await started.wait()
+                ref = JobRef(probe.producer_id, seq)
+                ack = Ack(os.urandom(16), ((ref, Outcome.success(b"7")),))
+                await other.multicast([QUEUE, FEEDBACK], encode(ack))
+                await cancelled.wait()
+                await probe.until(lambda: seq in probe.outcomes)
+            app.stop()
+    assert probe.reporter[seq] == "#z#localhost"
+    assert probe.outcomes[seq].result == b"7"
+
+
+async def _work_members(conn: Connection) -> tuple[str, ...]:
+    while True:
+        event = await conn.receive()
+        if isinstance(event, RegularMembership) and event.group == QUEUE:
+            return event.members
+
+
+# -- drain and loss ----------------------------------------------------------------------
+
+
+async def test_drain_finishes_owned_jobs_sends_outcomes_then_leaves(
+    spreadq_daemon: Daemon,
+) -> None:
+    first = make_app(spreadq_daemon, name="a")
+    second = make_app(spreadq_daemon, name="b")
+    gate = anyio.Event()
+    started = anyio.Event()
+    stopped = anyio.Event()
+
+    for app in (first, second):
+
+        @app.handler("work")
+        async def work(item: Item, ctx: Context) -> str:
+            if item.n == 0:
+                started.set()
+                await gate.wait()
+            return ctx.member
+
+    async def run_first(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        await first.run(handle_signals=False, task_status=task_status)
+        stopped.set()
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await tg.start(run_first)
+            await start(tg, second)
+            await probe.until(lambda: len(probe.members()) == 3)
+            (held,) = await probe.put_items("work", [0])  # slot 0: #a#
+            await started.wait()
+            first.stop()
+            await probe.until(lambda: ("drain", "#a#localhost") in probe.history)
+            later = await probe.put_items("work", [1, 2, 3, 4])
+            await probe.results(later)
+            assert not stopped.is_set()  # still holding job 0
+            gate.set()
+            await probe.results([held])
+            await stopped.wait()
+            await probe.until(lambda: "#a#localhost" not in probe.members())
+            second.stop()
+    assert {probe.reporter[seq] for seq in later} == {"#b#localhost"}
+    assert probe.outcomes[held].result == b'"#a#localhost"'
+    drained = probe.history.index(("drain", "#a#localhost"))
+    reported = probe.history.index(("outcome", ("#a#localhost", held)))
+    gone = next(
+        i
+        for i, (what, members) in enumerate(probe.history)
+        if i > drained and what == "members" and "#a#localhost" not in members  # type: ignore[operator]
+    )
+    assert drained < reported < gone
+
+
+@pytest.mark.parametrize("cancel", [True, False], ids=["cancel", "finish"])
+async def test_losing_the_daemon_cancels_handlers_and_reconnects(
+    spreadq_daemon: Daemon, cancel: bool
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(cancel_on_disconnect=cancel))
+    started = anyio.Event()
+    gate = anyio.Event()
+    ended: list[bool] = []
+
+    @app.handler("task")
+    async def task(item: Item, ctx: Context) -> int:
+        if item.n == 0:
+            started.set()
+            try:
+                await gate.wait()
+            finally:
+                ended.append(ctx.cancelled)
+        return item.n
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            await probe.put_items("task", [0])
+            await started.wait()
+            spreadq_daemon.faults.kill("#a#localhost")
+            while not any(
+                entry["event"] == "connection_lost" and entry["private_group"] == "#a#localhost"
+                for entry in logs
+            ):
+                await anyio.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()  # the dispatcher has seen the loss
+            assert ended == ([True] if cancel else [])  # cancelled, or still running
+            gate.set()
+            await probe.until(lambda: "#a#localhost" in probe.members())
+            (after,) = await probe.put_items("task", [9])
+            outcomes = await probe.results([after])
+            app.stop()
+    assert ended == [cancel]
+    assert outcomes[after].result == b"9"
+
+
+async def test_stop_while_the_daemon_is_unreachable() -> None:
+    slow = FAST.replace(reconnect_backoff_initial=60.0, reconnect_backoff_max=60.0)
+    app = App(QUEUE, "1@127.0.0.1", plugins=False, settings=slow)
+
+    @app.handler("never")
+    async def never(item: Item) -> None:
+        raise AssertionError("no daemon, no jobs")
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(app.run, handle_signals=False))
+            while not any(entry["event"] == "worker_reconnecting" for entry in logs):
+                await anyio.wait_all_tasks_blocked()
+            app.stop()  # during the 60 s backoff: run() returns at once
+    assert [entry["event"] for entry in logs].count("worker_reconnecting") == 1
