@@ -27,7 +27,17 @@ from spreadq.client import Connection, connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
 from spreadq.errors import Retry
-from spreadq.queue import Ack, Drain, JobSpec, Outcome, Status, decode, encode, encode_batch
+from spreadq.queue import (
+    Ack,
+    Drain,
+    JobSpec,
+    Outcome,
+    Status,
+    View,
+    decode,
+    encode,
+    encode_batch,
+)
 from spreadq.queue.jobs import JobRef
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
@@ -89,6 +99,8 @@ class Probe:
                         self.history.append(("outcome", (event.sender, ref.seq)))
                 elif isinstance(envelope, Drain):
                     self.history.append(("drain", event.sender))
+                elif isinstance(envelope, View):
+                    self.history.append(("view", envelope.members))
             else:
                 continue
             self.changed.set()
@@ -371,6 +383,39 @@ async def test_a_job_completed_elsewhere_is_cancelled(spreadq_daemon: Daemon) ->
             app.stop()
     assert probe.reporter[seq] == "#z#localhost"
     assert probe.outcomes[seq].result == b"7"
+
+
+async def test_jobs_taken_over_run_before_our_own_queued_jobs(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, name="a", settings=FAST.replace(concurrency=1))
+    gate = anyio.Event()
+    started = anyio.Event()
+    order: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item, ctx: Context) -> bool:
+        order.append(item.n)
+        if item.n == 0:
+            started.set()
+            await gate.wait()
+        return ctx.member == "#a#localhost"
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)
+                while "#z#localhost" not in await _work_members(other):
+                    pass
+                seqs = await probe.put_items("job", range(6))  # a: 0 2 4, z: 1 3 5
+                await started.wait()
+                await other.leave(QUEUE)  # z never ran its jobs: a takes them over
+                alone = ("view", ("#a#localhost",))
+                await probe.until(lambda: probe.history.count(alone) == 2)  # a's 2nd view
+            gate.set()
+            outcomes = await probe.results(seqs)
+            app.stop()
+    assert all(outcome.result == b"true" for outcome in outcomes.values())
+    assert order == [0, 1, 3, 5, 2, 4]
 
 
 async def _work_members(conn: Connection) -> tuple[str, ...]:

@@ -22,7 +22,9 @@ effect                what the Dispatcher does
 ====================  ================================================================
 RunJob                queue it; a handler task starts when a slot is free (at most
                       ``settings.concurrency``; with ``ordered_keys`` one job per key at
-                      a time, in delivery order)
+                      a time, in delivery order). Jobs taken over from a departed
+                      member (``failover``) go before our own queued jobs, in their
+                      original order: they have waited longest
 CancelJob             cancel the handler's scope, or drop the job if not started
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
@@ -363,6 +365,7 @@ class Dispatcher:
         # handler scheduling
         self._tasks: anyio.abc.TaskGroup | None = None
         self._ready: deque[_Queued] = deque()
+        self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
         self._dropped: set[JobRef] = set()  # cancelled before they started
         self._key_holder: dict[str, JobRef] = {}
@@ -529,7 +532,8 @@ class Dispatcher:
     async def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        self._ready.append(_Queued(effect, view))
+        queue = self._taken_over if effect.failover else self._ready
+        queue.append(_Queued(effect, view))
 
     async def _on_cancel(self, effect: CancelJob) -> None:
         running = self._running.get(effect.ref)
@@ -582,9 +586,9 @@ class Dispatcher:
     def _pump(self) -> None:
         """Start queued jobs while there are free slots."""
         limit = self._settings.concurrency
-        ready = self._ready
-        while ready and len(self._running) < limit:
-            queued = ready.popleft()
+        taken_over, ready = self._taken_over, self._ready
+        while (taken_over or ready) and len(self._running) < limit:
+            queued = taken_over.popleft() if taken_over else ready.popleft()
             ref = queued.run.ref
             key = queued.run.job.key if self._ordered_keys else None
             if ref in self._dropped:
@@ -606,6 +610,10 @@ class Dispatcher:
         self._running[ref] = _Running(scope, key)
         self._table.apply(JobStarted(ref), self._clock())
         self._tasks.start_soon(self._execute, queued, scope, name=f"job {ref}")
+
+    @property
+    def _queued(self) -> int:
+        return len(self._ready) + len(self._taken_over)
 
     def _release_key(self, key: str) -> None:
         """The job holding ``key`` is done: the next one of that key goes first."""
@@ -635,6 +643,7 @@ class Dispatcher:
         for running in self._running.values():
             running.scope.cancel()
         self._ready.clear()
+        self._taken_over.clear()
         self._key_waiting.clear()
         self._key_holder = {
             running.key: ref for ref, running in self._running.items() if running.key
@@ -647,7 +656,7 @@ class Dispatcher:
         if not self._draining or self._leaving:
             return
         if self._clock() >= self._drain_deadline:
-            self._log.warning("drain_timeout", running=len(self._running), queued=len(self._ready))
+            self._log.warning("drain_timeout", running=len(self._running), queued=self._queued)
             self._drop_all()
             await self._leave()
             return
@@ -656,7 +665,7 @@ class Dispatcher:
             self._me in table.draining
             and table.backlog == 0
             and not self._running
-            and not self._ready
+            and not self._queued
             and not self._unreported
         ):
             await self._leave()
@@ -675,6 +684,7 @@ class Dispatcher:
     async def _wind_down(self, lost: ConnectionLost) -> None:
         """After a lost connection: drop queued jobs, cancel or await running ones."""
         self._ready.clear()
+        self._taken_over.clear()
         self._key_waiting.clear()
         if self._settings.cancel_on_disconnect:
             for running in self._running.values():
