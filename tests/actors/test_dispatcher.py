@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -67,10 +68,17 @@ class Probe:
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def put(
-        self, kind: str, payloads: Sequence[bytes], *, key: str | None = None
+        self,
+        kind: str,
+        payloads: Sequence[bytes],
+        *,
+        key: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> list[int]:
         """Put one batch of jobs; return their seqs."""
-        specs = [JobSpec(self.seq + i, kind, payload, key) for i, payload in enumerate(payloads)]
+        specs = [
+            JobSpec(self.seq + i, kind, payload, key, headers) for i, payload in enumerate(payloads)
+        ]
         self.seq += len(specs)
         await self.conn.multicast(QUEUE, encode_batch(self.producer_id, self.mseq, "json", specs))
         self.mseq += 1
@@ -321,6 +329,30 @@ async def test_concurrency_limit(spreadq_daemon: Daemon) -> None:
             app.stop()
     assert all(outcome.ok for outcome in outcomes.values())
     assert peak == 2
+
+
+async def test_a_delayed_job_waits_without_taking_a_slot(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=1))
+    started_at: dict[int, float] = {}
+
+    @app.handler("when")
+    async def when(item: Item) -> int:
+        started_at[item.n] = time.time()
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            not_before = time.time() + 0.3
+            (later,) = await probe.put(
+                "when", [b'{"n": 1}'], headers=(("not_before", f"{not_before:.6f}"),)
+            )
+            (now,) = await probe.put_items("when", [2])
+            await probe.results([now])
+            assert 1 not in started_at  # the delayed job took no slot from job 2
+            await probe.results([later])
+            app.stop()
+    assert started_at[1] >= not_before
 
 
 async def test_key_affinity_runs_one_key_at_a_time_in_order(spreadq_daemon: Daemon) -> None:

@@ -92,6 +92,7 @@ from spreadq.queue import (
     CancelJob,
     ChangeCause,
     Input,
+    Job,
     JobCompleted,
     JobFinished,
     JobOrphaned,
@@ -127,6 +128,7 @@ from spreadq.wire.events import (
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
     "MAX_ERROR_MESSAGE",
+    "NOT_BEFORE_HEADER",
     "Dispatcher",
     "DispatcherConnection",
     "DispatcherHandle",
@@ -138,6 +140,8 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
+NOT_BEFORE_HEADER: Final = "not_before"
+"""The header holding the Unix time before which a job must not start (``put(delay=)``)."""
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
 
@@ -213,6 +217,14 @@ class PreparedJobHandler(Protocol):
         ...
 
 
+def _not_before(job: Job) -> float:
+    """The wall-clock time a job may start (``not_before`` header); 0 when none or bad."""
+    try:
+        return float(job.headers().get(NOT_BEFORE_HEADER, 0.0))
+    except (EnvelopeError, ValueError):
+        return 0.0  # the handler task reports a bad header block; a bad time runs now
+
+
 def error_type_name(error: BaseException) -> str:
     """The name an outcome gives an exception's type: ``ValueError``, ``pkg.mod.Error``."""
     kind = type(error)
@@ -222,6 +234,14 @@ def error_type_name(error: BaseException) -> str:
 
 
 # --- the inbox ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A job we own, waiting for a free slot (or for its key)."""
+
+    run: RunJob
+    view: View
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +271,14 @@ class _Drain:
     """Stop taking work, finish what we own, leave."""
 
 
-_Item = _Delivered | _Lost | _Ended | _Drain
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """A delayed job's ``not_before`` time has come."""
+
+    queued: _Queued
+
+
+_Item = _Delivered | _Lost | _Ended | _Drain | _Due
 
 
 class DispatcherHandle:
@@ -269,14 +296,6 @@ class DispatcherHandle:
 
 
 # --- the actor ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    """A job we own, waiting for a free slot (or for its key)."""
-
-    run: RunJob
-    view: View
 
 
 @dataclass(slots=True)
@@ -480,6 +499,8 @@ class Dispatcher:
                     await self._apply(translated)
         elif isinstance(item, _Ended):
             await self._on_ended(item)
+        elif isinstance(item, _Due):
+            self._ready.append(item.queued)
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
             self._drain_deadline = self._clock() + self._drain_timeout
@@ -532,8 +553,19 @@ class Dispatcher:
     async def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        queue = self._taken_over if effect.failover else self._ready
-        queue.append(_Queued(effect, view))
+        queued = _Queued(effect, view)
+        if effect.job.header_block:
+            wait = _not_before(effect.job) - time.time()
+            if wait > 0:
+                assert self._tasks is not None
+                self._tasks.start_soon(self._delay, queued, wait)
+                return
+        (self._taken_over if effect.failover else self._ready).append(queued)
+
+    async def _delay(self, queued: _Queued, seconds: float) -> None:
+        """Hold a delayed job outside the slots until its ``not_before`` time."""
+        await anyio.sleep(seconds)
+        self._send.send_nowait(_Due(queued))
 
     async def _on_cancel(self, effect: CancelJob) -> None:
         running = self._running.get(effect.ref)
