@@ -104,8 +104,9 @@ NOT_BEFORE_HEADER: Final = "not_before"
 """The header ``put(..., delay=...)`` sets: the Unix time before which the job should
 not start, as a decimal string."""
 
-PROBE_DELAY: Final = 0.2
-"""How long a member producer that knows no consumer waits for a VIEW before probing."""
+NUDGE_DELAY: Final = 0.2
+"""How long a member producer that knows no consumer waits for a VIEW before it nudges
+the consumers into announcing one (see ``Producer._nudger``)."""
 
 _PENDING, _OK, _FAILED = range(3)
 _UNSENT: Final = -1
@@ -115,9 +116,10 @@ class Receipt(Generic[ResultT]):
     """The outcome of one job, returned by :meth:`Producer.put`; await it for the result.
 
     ``await receipt`` (or ``await receipt.result()``) waits until a consumer reports the
-    job finished and returns the handler's return value, decoded with the job's codec
-    (for a job put by handler, as the handler's declared result type). A handler that
-    returned nothing, or whose result was too large to send back, gives ``None``.
+    job finished and returns the handler's return value: for a job put by handler,
+    decoded with the handler's result codec as its declared result type; for a job put
+    by kind name, decoded with the producer's codec (``json``) to plain values. A
+    handler that returned nothing gives ``None``.
 
     A receipt from a fire-and-forget producer (``member=False``) never learns the
     outcome: awaiting it raises :class:`~spreadq.errors.ConfigurationError` at once.
@@ -324,7 +326,8 @@ class Producer:
         self._epoch = 0
         self._witnesses: dict[int, set[str]] = {0: set()}
         self._me = ""
-        self._probe_wanted = anyio.Event()
+        self._nudge_wanted = anyio.Event()
+        self._strangers: set[str] = set()
         self._consumers_changed = anyio.Event()
 
         # counters
@@ -368,7 +371,9 @@ class Producer:
 
         Puts need not wait for this (jobs are held until a consumer is present); it is
         for programs that want to start timing, or reporting, once workers are there.
-        Bound it with ``anyio.fail_after``.
+        Consumers become known from the VIEW they announce when the WORK membership
+        changes, and from their ACKs: a producer that joins while the consumers are idle
+        learns of them only once it has put a job. Bound it with ``anyio.fail_after``.
 
         Raises:
             ConfigurationError: the producer is fire-and-forget (it cannot know).
@@ -536,7 +541,10 @@ class Producer:
                 check_kind(kind)
                 self._kinds.add(kind)
             name = "raw" if isinstance(payload, bytes | bytearray | memoryview) else self._codec
-            codec = result_codec = self._codecs.require(name)
+            codec = self._codecs.require(name)
+            # a worker encodes a result with its handler's result codec, which the
+            # outcome does not name: by kind, assume the producer's codec (json)
+            result_codec = self._codecs.require(self._codec)
             data = codec.encode(payload, UNTYPED)
             adapter = UNTYPED
         header_items = tuple(headers.items()) if headers else ()
@@ -633,7 +641,7 @@ class Producer:
             session.start_soon(guard, self._sender, session.cancel_scope)
             session.start_soon(guard, self._reader, session.cancel_scope)
             if self._member:
-                session.start_soon(guard, self._prober, session.cancel_scope)
+                session.start_soon(guard, self._nudger, session.cancel_scope)
         return lost[0] if lost else None
 
     async def _session_ended(self) -> None:
@@ -757,7 +765,8 @@ class Producer:
         while True:
             for event in await conn.receive_batch():
                 if type(event) is DataMessage:
-                    await self._on_data(event)
+                    if feedback in event.groups:  # not WORK traffic seen while nudging
+                        await self._on_data(event)
                 elif type(event) is RegularMembership and event.group == feedback:
                     await self._on_feedback_view(event)
 
@@ -772,7 +781,7 @@ class Producer:
         elif type(message) is View:
             await self._on_view(message)
         elif type(message) is Hello or type(message) is Drain:
-            await self._learn_consumer(event.sender)
+            self._notice(event.sender)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
         me = self._id
@@ -786,7 +795,7 @@ class Producer:
                 continue
             settled += job.counted
             self._settle(job, outcome)
-        await self._learn_consumer(sender)
+        self._notice(sender)
         flow = self._flow
         assert flow is not None
         await flow.ack_seen(sender, ack.positions, ack.backlog)
@@ -813,7 +822,8 @@ class Producer:
         if last is not None and last[:2] == gid[:2] and gid[2] < last[2]:
             return  # an announcement of an older view of this lifetime, overtaken
         self._last_gid = gid
-        await self._set_consumers(view.members)
+        me = self._me
+        await self._set_consumers([member for member in view.members if member != me])
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
         self._feedback_members = members = frozenset(event.members)
@@ -823,30 +833,39 @@ class Producer:
             current = tuple(m for m in self._consumers if m in members)
         await self._set_consumers(current)
         if not self._consumers and members - {self._me}:
-            self._probe_wanted.set()
+            self._nudge_wanted.set()
 
-    async def _prober(self, conn: Connection) -> None:
-        """Probe for consumers whose VIEW we missed (we joined FEEDBACK after it).
+    async def _nudger(self, conn: Connection) -> None:
+        """Make the consumers announce their view when we missed it.
 
-        Consumers announce their view when the WORK membership changes; a producer
-        that joins the FEEDBACK group later, with other members present and no consumer
-        known, waits :data:`PROBE_DELAY` for a VIEW and then lets one message go: the
-        consumers that read it ACK, which makes them known (see ``_set_consumers`` for
-        the re-send that follows).
+        Consumers announce a VIEW when the WORK membership changes, so a producer that
+        joins the FEEDBACK group later knows none of them. When other FEEDBACK members
+        are present and no consumer is known, or an ACK comes from a member we do not
+        know as a consumer, the producer waits :data:`NUDGE_DELAY` for a VIEW; if none
+        comes, it joins the WORK group and leaves it at once. Each of those two views
+        makes the first consumer announce its view (the second one without us). Jobs
+        other producers send in between and that fall to us are taken over by the
+        consumers when we leave, as for any member that leaves. (Consumers are never
+        learned from their ACKs alone: a partial list would let the window ignore a
+        consumer that is slow to ACK.)
         """
-        flow = self._flow
-        assert flow is not None
         while True:
-            await self._probe_wanted.wait()
-            self._probe_wanted = anyio.Event()
-            await anyio.sleep(PROBE_DELAY)
-            if not self._consumers and self._feedback_members - {self._me}:
-                self._log.debug("consumers_probe", members=len(self._feedback_members))
-                await flow.allow_probe()
+            await self._nudge_wanted.wait()
+            self._nudge_wanted = anyio.Event()
+            await anyio.sleep(NUDGE_DELAY)
+            members = self._feedback_members
+            strangers = {m for m in self._strangers if m in members and m not in self._consumers}
+            self._strangers.clear()
+            if strangers or (not self._consumers and members - {self._me}):
+                self._log.info("consumers_nudged", strangers=len(strangers))
+                await conn.join(self._work)
+                await conn.leave(self._work)
 
-    async def _learn_consumer(self, sender: str) -> None:
+    def _notice(self, sender: str) -> None:
+        """``sender`` acts as a consumer: if we do not know it as one, we missed a VIEW."""
         if sender not in self._consumers and sender in self._feedback_members:
-            await self._set_consumers((*self._consumers, sender))
+            self._strangers.add(sender)
+            self._nudge_wanted.set()
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:
@@ -869,8 +888,8 @@ class Producer:
                 if not witnesses:
                     lost.add(epoch)
             elif not witnesses and not old and new:
-                # sent while no consumer was known (a probe, or everyone had left):
-                # whoever got it is unknown, so send it again now that someone is here
+                # sent while no consumer was known (everyone left while the message
+                # waited for clearance): whoever got it is unknown, so send it again
                 lost.add(epoch)
         self._epoch += 1
         self._witnesses[self._epoch] = set(new)

@@ -49,7 +49,6 @@ from spreadq.queue.windows import BlockReason, ProducerGate
 __all__ = [
     "AckSeen",
     "Admit",
-    "AllowProbe",
     "ClearToSend",
     "ConsumersSeen",
     "FlowCommand",
@@ -135,17 +134,6 @@ class JobsSettled:
 
 
 @dataclass(frozen=True, slots=True)
-class AllowProbe:
-    """Clear the next message even though no consumer is known (once).
-
-    A producer that joins the FEEDBACK group after the consumers announced their view
-    does not know them; when other members are present it may send one message on the
-    chance that consumers are there: their ACKs make them known. The producer re-sends
-    that message's jobs once consumers are known, so nothing is lost if none were.
-    """
-
-
-@dataclass(frozen=True, slots=True)
 class PeersSeen:
     """How many producers share the queue (a hint; the window is split among them)."""
 
@@ -169,7 +157,6 @@ class FlowState:
     """Why the next message may not be sent now, or None."""
     waiting_puts: int
     waiting_send: bool
-    probe_allowed: bool
     sends_waited: int
     """How many messages had to wait for clearance (the window, backlog, no consumer)."""
 
@@ -183,7 +170,6 @@ class Snapshot:
 
 FlowCommand = (
     Admit
-    | AllowProbe
     | Withdraw
     | GiveBack
     | ClearToSend
@@ -314,14 +300,6 @@ class FlowHandle:
         if jobs:
             await self._mailbox.put(JobsSettled(jobs))
 
-    async def allow_probe(self) -> None:
-        """Let the next message go once even if no consumer is known (see AllowProbe).
-
-        Raises:
-            ConnectionLost: the actor has stopped.
-        """
-        await self._mailbox.put(AllowProbe())
-
     async def peers_seen(self, producers: int) -> None:
         """Report how many producers share the queue.
 
@@ -380,7 +358,6 @@ class FlowControl:
         self._admitted = 0
         self._last_mseq = 0
         self._blocked: BlockReason | None = None
-        self._probe = False
         self._sends_waited = 0
         self._log = log.bind(queue=queue, producer=producer_id[:4].hex())
 
@@ -392,7 +369,11 @@ class FlowControl:
         task_status.started(FlowHandle(self._inbox.mailbox(lambda: self._error)))
         try:
             while True:
-                for command in await self._inbox.receive_batch(INBOX_SIZE):
+                try:
+                    batch = await self._inbox.receive_batch(INBOX_SIZE)
+                except (anyio.ClosedResourceError, anyio.EndOfStream):
+                    return  # stopped by stop()
+                for command in batch:
                     self._apply(command)
                 self._grant()
         finally:
@@ -433,13 +414,10 @@ class FlowControl:
                 self._withdraw(request)
             case GiveBack(credits=credits):
                 self._admitted = max(0, self._admitted - credits)
-            case AllowProbe():
-                self._probe = not self._gate.consumers
             case ConsumersSeen(members=members):
                 self._gate.on_view(members, self._last_mseq)
                 if members:
-                    self._probe = False
-                self._log.debug("flow_consumers", consumers=len(members))
+                    self._log.debug("flow_consumers", consumers=len(members))
             case AckSeen(member=member, positions=positions, backlog=backlog):
                 self._gate.on_ack(member, positions, backlog)
             case JobsSettled(jobs=jobs):
@@ -476,11 +454,6 @@ class FlowControl:
         send = self._send
         if send is not None:
             cleared = self._gate.may_send(send.mseq, send.jobs)
-            if not cleared and self._probe:
-                cleared = self._gate.blocked_reason() is BlockReason.NO_CONSUMERS
-                self._probe = not cleared
-                if cleared:
-                    self._log.debug("flow_probe", mseq=send.mseq)
             if not cleared and not self._send_waited:
                 self._send_waited = True
                 self._sends_waited += 1
@@ -525,6 +498,5 @@ class FlowControl:
             blocked=self._gate.check(self._last_mseq + 1),
             waiting_puts=len(self._admits),
             waiting_send=self._send is not None,
-            probe_allowed=self._probe,
             sends_waited=self._sends_waited,
         )
