@@ -1,0 +1,185 @@
+"""Worker processes, their records and a FEEDBACK observer, for the end-to-end tests.
+
+* :func:`worker_processes` starts ``python -m spreadq worker
+  tests.integration.worker_app:app`` processes (named ``w0``, ``w1`` ...) and kills
+  whatever is left of them when the block ends, however it ends.
+* :func:`read_records` reads what the workers wrote about every handler they started
+  and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts.
+* :class:`Observer` is a FEEDBACK member that timestamps every membership of the group
+  (and reads, so drains, the group's traffic).
+* :func:`figures` prints measured figures on one line (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from spreadq.client import Connection
+from spreadq.wire.events import RegularMembership
+
+__all__ = [
+    "REPO",
+    "Observer",
+    "Record",
+    "WorkerProcess",
+    "figures",
+    "read_records",
+    "starts_by_job",
+    "worker_processes",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_APP = "tests.integration.worker_app:app"
+KILL_WAIT = 5.0
+
+
+@dataclass
+class WorkerProcess:
+    """One worker process and its private name (``w0`` -> member ``#w0#<daemon>``)."""
+
+    name: str
+    process: anyio.abc.Process
+    log: Path
+
+    def member(self, daemon: str = "localhost") -> str:
+        return f"#{self.name}#{daemon}"
+
+    def kill(self) -> float:
+        """SIGKILL the process; return the monotonic time just before."""
+        at = time.monotonic()
+        self.process.send_signal(signal.SIGKILL)
+        return at
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@asynccontextmanager
+async def worker_processes(
+    addresses: Sequence[str],
+    *,
+    queue: str,
+    records: Path,
+    concurrency: int,
+) -> AsyncIterator[list[WorkerProcess]]:
+    """Start one worker process per address (``w0`` on ``addresses[0]`` ...).
+
+    Every process still running when the block ends is killed and reaped.
+    """
+    await anyio.Path(records).mkdir(parents=True, exist_ok=True)
+    started: list[WorkerProcess] = []
+    try:
+        for index, address in enumerate(addresses):
+            name = f"w{index}"
+            log = records / f"{name}.stderr"
+            env = {
+                **os.environ,
+                "SPREADQ_TEST_QUEUE": queue,
+                "SPREADQ_TEST_NAME": name,
+                "SPREADQ_TEST_RECORDS": str(records),
+            }
+            command = [
+                sys.executable,
+                "-m",
+                "spreadq",
+                "--log-level",
+                "warning",
+                "worker",
+                WORKER_APP,
+                "--spread",
+                address,
+                "--concurrency",
+                str(concurrency),
+            ]
+            with log.open("wb") as sink:
+                process = await anyio.open_process(
+                    command, cwd=REPO, env=env, stdin=None, stdout=sink, stderr=sink
+                )
+            started.append(WorkerProcess(name, process, log))
+        yield started
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_WAIT):
+            for worker in started:
+                if worker.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
+                await worker.process.wait()
+                await worker.process.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line a worker wrote: a handler ``start`` or ``done``."""
+
+    event: str
+    i: int
+    member: str
+    attempt: int
+    at: float
+    view_size: int
+
+
+def read_records(records: Path) -> list[Record]:
+    """Every record line of every worker, file by file, in the order written."""
+    found: list[Record] = []
+    for path in sorted(records.glob("worker-*.log")):
+        for line in path.read_text().splitlines():
+            event, i, member, attempt, at, size = line.split()
+            found.append(Record(event, int(i), member, int(attempt), float(at), int(size)))
+    return found
+
+
+def starts_by_job(records: Sequence[Record]) -> dict[int, list[Record]]:
+    """The ``start`` records of each job number."""
+    starts: dict[int, list[Record]] = defaultdict(list)
+    for record in records:
+        if record.event == "start":
+            starts[record.i].append(record)
+    return dict(starts)
+
+
+@dataclass
+class Observer:
+    """A member of the FEEDBACK group that timestamps its memberships."""
+
+    conn: Connection
+    group: str
+    changes: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def run(self) -> None:
+        async for event in self.conn:
+            if isinstance(event, RegularMembership) and event.group == self.group:
+                self.changes.append((time.monotonic(), event.members))
+                self.changed.set()
+                self.changed = anyio.Event()
+
+    async def until(self, check: Callable[[tuple[str, ...]], bool], after: float = 0.0) -> float:
+        """Wait (the caller bounds it) for a membership at or after ``after`` that passes
+        ``check``; return the time it arrived."""
+        while True:
+            for at, members in self.changes:
+                if at >= after and check(members):
+                    return at
+            await self.changed.wait()
+
+
+def figures(title: str, **values: object) -> None:
+    """Print measured figures on one line: ``FIGURES title: key=value ...``."""
+    text = " ".join(
+        f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in values.items()
+    )
+    print(f"FIGURES {title}: {text}")
