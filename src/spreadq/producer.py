@@ -61,6 +61,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from spreadq.actors.dispatcher import NOT_BEFORE_HEADER
 from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
 from spreadq.app import queue_groups
 from spreadq.client import Connection, connect
@@ -93,16 +94,12 @@ from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership
 
-__all__ = ["NOT_BEFORE_HEADER", "Producer", "ProducerStatistics", "Receipt"]
+__all__ = ["Producer", "ProducerStatistics", "Receipt"]
 
 log = structlog.get_logger(__name__)
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
-
-NOT_BEFORE_HEADER: Final = "not_before"
-"""The header ``put(..., delay=...)`` sets: the Unix time before which the job should
-not start, as a decimal string."""
 
 NUDGE_DELAY: Final = 0.2
 """How long a member producer that knows no consumer waits for a VIEW before it nudges
@@ -515,7 +512,8 @@ class Producer:
         ``handler`` is a registered :class:`~spreadq.handlers.Handler` (the payload is
         checked against its payload type and the receipt is typed with its result) or a
         kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
-        travel with it; ``delay`` (seconds) sets the :data:`NOT_BEFORE_HEADER` header.
+        travel with it; ``delay`` (seconds) sets the ``not_before`` header, which workers
+        honour by starting the job no earlier.
 
         Waits while flow control holds the producer back (a consumer a window behind,
         ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
