@@ -1,0 +1,624 @@
+"""A small seeded model of Spread's delivery semantics, driving N table replicas.
+
+What is modelled (fact sheet §6.2, §9):
+
+* A *component* is a set of consumers that can talk (one side of a partition). It has
+  one AGREED order: messages wait in ``pending`` (sent, not yet ordered) and are
+  delivered one at a time, in that order, to every member of the component at that
+  moment, the sender included. Membership changes are ordered between messages.
+* JOIN, LEAVE and DISCONNECT give lightweight memberships (the vs-set is the member that
+  changed). A newcomer sees only what is ordered after its join. A leaver's messages
+  are ordered before its leave (the component is flushed first); a crashed member's
+  unsent messages may be lost. A join while a side is transitional gives REG NETWORK
+  with the joiner in a vs-set of its own; a crash there is left out of the side's
+  REG NETWORK.
+* A partition delivers TRANSITIONAL to everyone, then each side is its own component in
+  a transitional configuration (slots keep counting in the old view) until its
+  REG NETWORK, whose vs-set is that side. Pending messages go to one side only.
+* A merge of two components delivers REG NETWORK with two vs-sets and no further TRANS;
+  either may still be transitional (a partition that heals before it settles, so a
+  member comes back in the same view although it missed the other side's messages).
+* Producers are outside the group; each message goes to one component. They re-send
+  some jobs (duplicates), split some into fragments, and a C program sends RAW data
+  and the odd corrupt envelope.
+* Consumer "handlers" start and finish jobs at random steps and ACK through the order.
+
+The model records what really ran (``executions``) and what each replica held, so the
+test can check the invariants after every step; see ``tests/queue/test_table.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from spreadq.errors import EnvelopeError
+from spreadq.queue.effects import (
+    AnnounceDrain,
+    AnnounceHello,
+    AnnounceView,
+    CancelJob,
+    Effect,
+    JobCompleted,
+    JobOrphaned,
+    JobRejected,
+    RunJob,
+    SendAck,
+    ViewChanged,
+)
+from spreadq.queue.envelope import (
+    MESS_TYPE,
+    Drain,
+    JobBatch,
+    JobFragment,
+    JobSpec,
+    Raw,
+    declared_slots,
+    decode,
+    encode,
+    encode_batch,
+    encode_fragments,
+)
+from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
+from spreadq.queue.inputs import Tick as TickInput
+from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.rules import builtin_rules
+from spreadq.queue.table import OutstandingJob, OutstandingTable
+from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
+
+__all__ = ["Simulation"]
+
+KEYS = ["alpha", "beta", "gamma", "delta", "eps", None, None]
+Key = tuple[int, JobRef]
+
+
+@dataclass
+class Message:
+    sender: str
+    data: bytes
+    mess_type: int = MESS_TYPE
+    refs: tuple[JobRef, ...] = ()  # the jobs it carries (for the model's bookkeeping)
+    fragment_of: JobRef | None = None
+
+
+@dataclass
+class Config:
+    """The view a component's members are in (continues through a transitional config)."""
+
+    members: tuple[str, ...]
+    slot: int = 0
+    draining: set[str] = field(default_factory=set)
+
+    def eligible(self) -> tuple[str, ...]:
+        return tuple(m for m in self.members if m not in self.draining) or self.members
+
+
+@dataclass
+class Component:
+    members: list[str]
+    gid: tuple[int, int, int]
+    config: Config
+    transitional: bool = False
+    pending: list[Message] = field(default_factory=list)
+
+
+@dataclass
+class Replica:
+    name: str
+    table: OutstandingTable
+    history: list[int] = field(default_factory=list)  # configurations passed (trans < 0)
+    created: dict[JobRef, int] = field(default_factory=dict)  # ref -> history index
+    queued: list[JobRef] = field(default_factory=list)  # RunJob received, not started
+    running: list[JobRef] = field(default_factory=list)
+    alive: bool = True
+    lifetime: int = 0
+    first_seen: dict[JobRef, int] = field(default_factory=dict)  # fragments: first one
+
+
+class InvariantError(AssertionError):
+    pass
+
+
+class Simulation:
+    """One seeded run. ``step()`` does one random thing and checks the invariants."""
+
+    def __init__(self, seed: int, *, rule: str, max_members: int = 5) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.rule = builtin_rules()[rule]
+        self.rule_name = rule
+        self.max_members = max_members
+        self.now = 0.0
+        self.replicas: dict[str, Replica] = {}
+        self.components: list[Component] = []
+        self.serial = 0
+        self.view_ids = 0
+        self.ring_time = 1000
+        self.producers = [bytes([n + 1]) * 16 for n in range(3)]
+        self.seqs = dict.fromkeys(self.producers, 0)
+        self.mseqs = dict.fromkeys(self.producers, 0)
+        self.sent: list[tuple[bytes, JobSpec]] = []
+        self.resent: set[JobRef] = set()
+        # keyed by (group lifetime, ref): refs of RAW jobs repeat when the group is
+        # emptied and re-created, because Spread reuses the group id (§6.2.3)
+        self.lifetime = 0
+        self.executions: dict[Key, int] = defaultdict(int)
+        self.excused: set[Key] = set()
+        self.completed: set[Key] = set()
+        self.partial: set[Key] = set()  # fragmented jobs whose last fragment is pending
+        self.holders: dict[Key, set[str]] = defaultdict(set)
+        self.orphaned: list[JobRef] = []
+        self.rejected: list[JobRef] = []
+        self.checked_slots = 0
+        self.log: list[str] = []
+        self.join(None)
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def fail(self, message: str) -> None:
+        tail = "\n  ".join(self.log[-15:])
+        raise InvariantError(f"seed {self.seed} ({self.rule_name}): {message}\n  {tail}")
+
+    def component_of(self, name: str) -> Component:
+        for component in self.components:
+            if name in component.members:
+                return component
+        raise KeyError(name)
+
+    def feed(self, replica: Replica, event: Input) -> None:
+        for effect in replica.table.apply(event, self.now):
+            self.carry_out(replica, effect)
+
+    def carry_out(self, replica: Replica, effect: Effect) -> None:
+        if isinstance(effect, RunJob):
+            replica.queued.append(effect.ref)
+        elif isinstance(effect, CancelJob):
+            if effect.ref in replica.queued:
+                replica.queued.remove(effect.ref)
+            if effect.ref in replica.running:
+                replica.running.remove(effect.ref)
+        elif isinstance(effect, JobCompleted):
+            self.completed.add((replica.lifetime, effect.ref))
+        elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
+            if replica.alive:
+                component = self.component_of(replica.name)
+                component.pending.append(Message(replica.name, encode(effect.envelope)))
+        elif isinstance(effect, AnnounceView):
+            if effect.envelope.first != replica.name:
+                self.fail(f"{replica.name} announced a view it is not first in")
+        elif isinstance(effect, JobOrphaned):
+            self.orphaned.append(effect.ref)
+        elif isinstance(effect, JobRejected):
+            self.rejected.append(effect.ref)
+        elif isinstance(effect, ViewChanged):
+            pass
+
+    def new_name(self) -> str:
+        self.serial += 1
+        return f"#c{self.serial:03d}#d"
+
+    def next_gid(self, component: Component | None, network: bool) -> tuple[int, int, int]:
+        if network:
+            self.ring_time += 1
+            return (7, self.ring_time, 1)
+        if component is None:  # a new lifetime of the group: ids repeat (§6.2.3)
+            return (7, self.ring_time, 1)
+        proc, time, index = component.gid
+        return (proc, time, index + 1)
+
+    def install(
+        self,
+        component: Component,
+        cause: ChangeCause,
+        changed: str | None,
+        vs_sets: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Deliver a regular membership to every member of ``component``."""
+        self.sync_created()
+        self.view_ids += 1
+        members = tuple(sorted(component.members))
+        component.config = Config(members)
+        component.transitional = False
+        self.log.append(f"view {self.view_ids} {cause} {members} gid={component.gid}")
+        for name in members:
+            replica = self.replicas[name]
+            replica.history.append(self.view_ids)
+            vs = vs_sets[name] if vs_sets else None
+            self.feed(replica, ViewInstalled(members, component.gid, cause, changed, vs))
+
+    # --- actions ----------------------------------------------------------------------
+
+    def join(self, component: Component | None) -> None:
+        name = self.new_name()
+        table = OutstandingTable(
+            name,
+            rule=self.rule,
+            incarnation=self.rng.randbytes(16),
+            capacity=self.rng.choice([None, None, 2]),
+            ack_every_jobs=self.rng.choice([1, 3, 8]),
+            ack_every_seconds=0.05,
+            history_size=self.rng.choice([5, 1000]),
+        )
+        if component is None:
+            self.lifetime += 1
+        self.replicas[name] = Replica(name, table, lifetime=self.lifetime)
+        if component is None:
+            component = Component([name], self.next_gid(None, False), Config(()))
+            self.components.append(component)
+        elif component.transitional:
+            # a join while daemons are parted: heavyweight, the joiner in a vs-set of its own
+            side = tuple(sorted(component.members))
+            component.members.append(name)
+            component.gid = self.next_gid(component, True)
+            vs = {**dict.fromkeys(side, side), name: (name,)}
+            self.install(component, ChangeCause.NETWORK, None, vs)
+            return
+        else:
+            component.members.append(name)
+            component.gid = self.next_gid(component, False)
+        self.install(component, ChangeCause.JOIN, name)
+
+    def depart(self, name: str, *, crash: bool) -> None:
+        component = self.component_of(name)
+        replica = self.replicas[name]
+        if crash:
+            if self.rng.random() < 0.5:
+                component.pending = [m for m in component.pending if m.sender != name]
+            else:
+                self.flush(component)
+        else:
+            self.flush(component)
+        # whatever it started or finished but had not ACKed may run again elsewhere
+        for job in replica.table.outstanding():
+            if job.started or job.finished:
+                self.excused.add((replica.lifetime, job.ref))
+        if not crash:
+            self.feed(replica, LeftGroup())
+        replica.alive = False
+        replica.queued.clear()
+        replica.running.clear()
+        component.members.remove(name)
+        self.log.append(f"{'crash' if crash else 'leave'} {name}")
+        if not component.members:
+            self.components.remove(component)
+            return
+        if component.transitional:
+            return  # the REG NETWORK that settles this side will leave it out
+        component.gid = self.next_gid(component, False)
+        cause = ChangeCause.DISCONNECT if crash else ChangeCause.LEAVE
+        self.install(component, cause, name)
+
+    def flush(self, component: Component) -> None:
+        while component.pending:
+            self.deliver(component)
+
+    def partition(self, component: Component) -> None:
+        members = list(component.members)
+        self.rng.shuffle(members)
+        cut = self.rng.randint(1, len(members) - 1)
+        sides = [members[:cut], members[cut:]]
+        self.excused |= self.partial
+        for name in members:  # anything outstanding may now run on both sides
+            replica = self.replicas[name]
+            self.excused.update((replica.lifetime, j.ref) for j in replica.table.outstanding())
+        self.log.append(f"partition {sides}")
+        for name in sorted(members):
+            self.feed(self.replicas[name], Transitional(component.gid))
+        self.components.remove(component)
+        # a sender outside the group sits on one side: all its pending messages go there
+        outside = sorted({m.sender for m in component.pending} - set(members))
+        side_of = {sender: self.rng.randrange(2) for sender in outside}
+        for index, side in enumerate(sides):
+            self.view_ids += 1  # each side is now its own (transitional) configuration
+            for name in side:
+                self.replicas[name].history.append(-self.view_ids)
+            pending = [
+                m for m in component.pending if m.sender in side or side_of.get(m.sender) == index
+            ]
+            config = Config(component.config.members, component.config.slot)
+            config.draining = set(component.config.draining)
+            part = Component(side, component.gid, config, transitional=True, pending=pending)
+            self.components.append(part)
+
+    def settle(self, component: Component) -> None:
+        """The REG NETWORK that ends a transitional configuration."""
+        component.gid = self.next_gid(component, True)
+        side = tuple(sorted(component.members))
+        self.install(component, ChangeCause.NETWORK, None, dict.fromkeys(side, side))
+
+    def merge(self, first: Component, second: Component) -> None:
+        self.log.append(f"merge {first.members} + {second.members}")
+        vs = {n: tuple(sorted(first.members)) for n in first.members}
+        vs.update({n: tuple(sorted(second.members)) for n in second.members})
+        self.components.remove(second)
+        first.members += second.members
+        first.pending += second.pending
+        first.gid = self.next_gid(first, True)
+        self.install(first, ChangeCause.NETWORK, None, vs)
+
+    def produce(self, component: Component) -> None:
+        producer = self.rng.choice(self.producers)
+        roll = self.rng.random()
+        if roll < 0.08 and self.sent:
+            producer, spec = self.rng.choice(self.sent[-40:])  # same (producer, seq)
+            ref = JobRef(producer, spec.seq)
+            self.resent.add(ref)
+            self.excused.add((self.lifetime, ref))
+            self.send_batch(component, producer, [spec])
+        elif roll < 0.14:
+            self.send_fragmented(component, producer)
+        elif roll < 0.18:
+            data = b"raw" + self.rng.randbytes(4)
+            component.pending.append(Message("#cprog#d", data, mess_type=17))
+        elif roll < 0.20:
+            data = b"SQ\x01\x01" + bytes([self.rng.randint(1, 2), 0]) + b"junk"
+            component.pending.append(Message("#cprog#d", data))
+        else:
+            specs = [self.new_spec(producer) for _ in range(self.rng.randint(1, 4))]
+            self.send_batch(component, producer, specs)
+
+    def sender_of(self, producer: bytes) -> str:
+        return f"#p{self.producers.index(producer)}#d"
+
+    def new_spec(self, producer: bytes) -> JobSpec:
+        self.seqs[producer] += 1
+        spec = JobSpec(self.seqs[producer], "work", b"p", self.rng.choice(KEYS))
+        self.sent.append((producer, spec))
+        return spec
+
+    def send_batch(self, component: Component, producer: bytes, specs: list[JobSpec]) -> None:
+        self.mseqs[producer] += 1
+        data = encode_batch(producer, self.mseqs[producer], "json", specs)
+        refs = tuple(JobRef(producer, spec.seq) for spec in specs)
+        component.pending.append(Message(self.sender_of(producer), data, refs=refs))
+
+    def send_fragmented(self, component: Component, producer: bytes) -> None:
+        spec = self.new_spec(producer)
+        big = JobSpec(spec.seq, spec.kind, self.rng.randbytes(150), spec.key)
+        parts = encode_fragments(producer, self.mseqs[producer] + 1, "json", big, max_size=110)
+        self.mseqs[producer] += len(parts)
+        for index, part in enumerate(parts):
+            ref = JobRef(producer, spec.seq)
+            refs = (ref,) if index == len(parts) - 1 else ()
+            message = Message(self.sender_of(producer), part, refs=refs, fragment_of=ref)
+            component.pending.append(message)
+
+    def deliver(self, component: Component) -> None:
+        message = component.pending.pop(0)
+        first_slot = component.config.slot
+        self.log.append(f"deliver from {message.sender} ({len(message.data)} bytes)")
+        if message.fragment_of is not None:
+            key = (self.lifetime, message.fragment_of)
+            (self.partial.discard if message.refs else self.partial.add)(key)
+        event = MessageDelivered(message.sender, message.mess_type, message.data)
+        for name in sorted(component.members):
+            replica = self.replicas[name]
+            if message.fragment_of is not None and message.fragment_of not in replica.created:
+                replica.first_seen.setdefault(message.fragment_of, len(replica.history) - 1)
+            self.feed(self.replicas[name], event)
+        self.check_new_slots(component, first_slot, message)
+        self.sync_created()
+
+    def by_slot(self, replica: Replica) -> dict[tuple[int, int], OutstandingJob]:
+        ordinal = replica.table.view.ordinal if replica.table.view else -1
+        return {
+            (job.view, job.slot): job
+            for job in replica.table.outstanding()
+            if job.view == ordinal and not job.failover
+        }
+
+    def handler_step(self, replica: Replica) -> None:
+        if replica.running and self.rng.random() < 0.6:
+            ref = replica.running.pop(self.rng.randrange(len(replica.running)))
+            key = (replica.lifetime, ref)
+            self.executions[key] += 1
+            if self.executions[key] > 1 and key not in self.excused:
+                self.fail(f"{ref} ran {self.executions[key]} times without a failure to excuse it")
+            self.feed(replica, JobFinished(ref, Outcome.success(ref.seq.to_bytes(8, "big"))))
+        elif replica.queued:
+            ref = replica.queued.pop(0)
+            replica.running.append(ref)
+            self.feed(replica, JobStarted(ref))
+
+    # --- the driver -------------------------------------------------------------------
+
+    def alive(self) -> list[Replica]:
+        return [r for r in self.replicas.values() if r.alive]
+
+    def step(self) -> None:
+        self.now += self.rng.uniform(0.0, 0.02)
+        rng = self.rng
+        regular = [c for c in self.components if not c.transitional]
+        transitional = [c for c in self.components if c.transitional]
+        total = sum(len(c.members) for c in self.components)
+        choices: list[tuple[float, str]] = [
+            (3.0, "produce"),
+            (6.0, "deliver"),
+            (5.0, "handler"),
+            (1.5, "tick"),
+            (0.6, "join"),
+            (0.3, "leave"),
+            (0.3, "crash"),
+            (0.25, "partition"),
+            (1.0, "settle"),
+            (0.5, "merge"),
+            (0.1, "drain"),
+        ]
+        action = rng.choices([a for _, a in choices], [w for w, _ in choices])[0]
+        if not self.components:
+            self.join(None)
+        elif action == "produce":
+            self.produce(rng.choice(self.components))
+        elif action == "deliver":
+            ready = [c for c in self.components if c.pending]
+            if ready:
+                self.deliver(rng.choice(ready))
+        elif action == "handler":
+            self.handler_step(rng.choice(self.alive()))
+        elif action == "tick":
+            self.feed(rng.choice(self.alive()), TickInput())
+        elif action == "join" and total < self.max_members:
+            self.join(rng.choice(self.components))
+        elif (action == "leave" and regular) or action == "crash":
+            component = rng.choice(regular if action == "leave" else self.components)
+            if total > 1 or rng.random() < 0.2:
+                self.depart(rng.choice(component.members), crash=action == "crash")
+        elif action == "partition":
+            big = [c for c in regular if len(c.members) >= 2]
+            if big:
+                self.partition(rng.choice(big))
+        elif action == "settle" and transitional:
+            self.settle(rng.choice(transitional))
+        elif action == "merge" and len(self.components) >= 2:
+            # either side may still be transitional: a partition healed before it settled
+            first, second = rng.sample(self.components, 2)
+            self.merge(first, second)
+        elif action == "drain":
+            replica = rng.choice(self.alive())
+            if len(self.alive()) > 2:
+                self.feed(replica, StartDraining())
+        self.check()
+
+    # --- invariants -------------------------------------------------------------------
+
+    def sync_created(self) -> None:
+        for replica in self.alive():
+            jobs = {job.ref: job for job in replica.table.outstanding()}
+            for ref in [r for r in replica.created if r not in jobs]:
+                del replica.created[ref]
+            for ref, job in jobs.items():
+                if ref not in replica.created:
+                    # a fragmented job was delivered from its first fragment on
+                    start = replica.first_seen.pop(ref, len(replica.history) - 1)
+                    replica.created[ref] = start
+                if job.held:
+                    self.holders[replica.lifetime, ref].add(replica.name)
+
+    def check(self) -> None:
+        self.sync_created()
+        if self.orphaned:
+            self.fail(f"orphaned {self.orphaned}: every replica holds what it owns")
+        for component in self.components:
+            members = set(component.members)
+            view_members = set(component.config.members)
+            replicas = [self.replicas[n] for n in sorted(component.members)]
+            tables = {r.name: {j.ref: j for j in r.table.outstanding()} for r in replicas}
+            for replica in replicas:
+                for job in tables[replica.name].values():
+                    if job.held and job.owner is None:
+                        self.fail(f"{replica.name} holds {job.ref} with no owner")
+                    if job.owner is not None and job.owner not in view_members:
+                        self.fail(f"{replica.name}: owner {job.owner} of {job.ref} not in view")
+            if component.transitional:
+                continue
+            if set(component.config.members) != members:
+                self.fail("model error: config and members differ")
+            for i, x in enumerate(replicas):
+                for y in replicas[i + 1 :]:
+                    self.check_pair(x, y, tables[x.name], tables[y.name])
+
+    def check_pair(
+        self,
+        x: Replica,
+        y: Replica,
+        x_jobs: dict[JobRef, OutstandingJob],
+        y_jobs: dict[JobRef, OutstandingJob],
+    ) -> None:
+        for ref, x_job in x_jobs.items():
+            y_job = y_jobs.get(ref)
+            if y_job is None or not (x_job.held and y_job.held):
+                continue
+            x_since = x.history[x.created[ref] :]
+            y_since = y.history[y.created[ref] :]
+            if x_since == y_since and x_job.owner != y_job.owner:
+                self.fail(
+                    f"{x.name} and {y.name} share history {x_since} since {ref} "
+                    f"but disagree: {x_job.owner} vs {y_job.owner}"
+                )
+
+    def check_new_slots(self, component: Component, first_slot: int, message: Message) -> None:
+        """Every replica of the configuration gave each new slot the same owner, and
+        round robin gave it to ``eligible[k mod n]``."""
+        config = component.config
+        eligible = config.eligible()
+        slots = slots_of(message.data)
+        for k in range(first_slot, first_slot + slots):
+            owners: dict[str, str | None] = {}
+            for name in component.members:
+                replica = self.replicas[name]
+                assert replica.table.view is not None
+                job = self.by_slot(replica).get((replica.table.view.ordinal, k))
+                if job is not None and not job.duplicate and job.held:
+                    owners[name] = job.owner
+            if len(set(owners.values())) > 1:
+                self.fail(f"slot {k} owners disagree within one configuration: {owners}")
+            if self.rule_name == "round_robin" and owners:
+                expected = eligible[k % len(eligible)]
+                if set(owners.values()) != {expected}:
+                    self.fail(f"slot {k}: round robin gave {owners}, expected {expected}")
+            self.checked_slots += bool(owners)
+        config.slot += slots
+        if isinstance(decode_or_none(message.data), Drain) and message.sender in config.members:
+            config.draining.add(message.sender)
+
+    # --- the end ----------------------------------------------------------------------
+
+    def quiesce(self) -> None:
+        """Heal every partition, stop producing, run every handler, ACK everything."""
+        for component in [c for c in self.components if c.transitional]:
+            self.settle(component)
+            self.check()
+        while len(self.components) > 1:
+            self.merge(self.components[0], self.components[1])
+            self.check()
+        for _ in range(10_000):
+            busy = False
+            for component in self.components:
+                if component.pending:
+                    self.deliver(component)
+                    busy = True
+            for replica in self.alive():
+                if replica.queued or replica.running:
+                    self.handler_step(replica)
+                    busy = True
+            self.now += 0.06
+            for replica in self.alive():
+                self.feed(replica, TickInput())
+            self.check()
+            if not busy and not any(c.pending for c in self.components):
+                break
+        else:
+            self.fail("did not quiesce")
+
+    def check_liveness(self) -> None:
+        """Every job some surviving replica held was completed, and no table keeps a
+        held job."""
+        alive = {r.name for r in self.alive()}
+        for key, holders in self.holders.items():
+            ref = key[1]
+            if holders & alive and key not in self.completed:
+                self.fail(f"{ref} held by {holders & alive} never completed")
+        for replica in self.alive():
+            left = [j for j in replica.table.outstanding() if j.held]
+            if left:
+                self.fail(f"{replica.name} still has {left[:3]}")
+
+
+def decode_or_none(data: bytes) -> object:
+    try:
+        return decode(data)
+    except EnvelopeError:
+        return None
+
+
+def slots_of(data: bytes) -> int:
+    """How many job slots a message takes (the model's own count, from the spec)."""
+    decoded = decode_or_none(data)
+    if decoded is None:
+        return declared_slots(data)
+    if isinstance(decoded, JobBatch):
+        return len(decoded.jobs)
+    if isinstance(decoded, JobFragment):
+        return int(decoded.index == decoded.count - 1)
+    return int(isinstance(decoded, Raw))
