@@ -22,6 +22,7 @@ from fake_daemon import FakeDaemon, FakePeer, fake_daemon
 
 from spreadq.actors.connection import ConnectionHandle, SpreadConnection
 from spreadq.client import Connection, TcpEndpoint, UnixEndpoint, connect, parse_address
+from spreadq.daemon import serve
 from spreadq.errors import (
     CloseReason,
     ConfigurationError,
@@ -33,7 +34,7 @@ from spreadq.errors import (
     MessageTooLarge,
     RemoteProtocolError,
 )
-from spreadq.wire.constants import RejectCode, ServiceType
+from spreadq.wire.constants import Cause, RejectCode, ServiceType
 from spreadq.wire.events import (
     DaemonMessage,
     DataMessage,
@@ -42,6 +43,7 @@ from spreadq.wire.events import (
     Join,
     Leave,
     Multicast,
+    RegularMembership,
 )
 from spreadq.wire.session import ClientSession
 
@@ -397,3 +399,133 @@ async def test_pending_calls_fail_when_the_daemon_vanishes_mid_write() -> None:
         with anyio.fail_after(WAIT), pytest.raises(ConnectionLost):
             await handle.receive()
         await handle.aclose()
+
+
+async def test_closing_with_a_stuck_writer_is_bounded_and_fails_pending_calls() -> None:
+    async with fake_daemon() as fake, anyio.create_task_group() as tg:
+        tg.start_soon(fake.accept)  # then never reads
+        failures: list[ConnectionLost] = []
+
+        async def flood(handle: ConnectionHandle) -> None:
+            try:
+                while True:
+                    await handle.send(Multicast(("g",), bytes(130_000)))
+            except ConnectionLost as exc:
+                failures.append(exc)
+
+        async def flush(handle: ConnectionHandle) -> None:
+            try:
+                await handle.flush()
+            except ConnectionLost as exc:
+                failures.append(exc)
+
+        with anyio.fail_after(WAIT):
+            stream = await anyio.connect_tcp("127.0.0.1", fake.port)
+            actor = SpreadConnection(stream, ClientSession("me"), inbox_size=2)
+            handle: ConnectionHandle = await tg.start(actor.run)
+            async with anyio.create_task_group() as callers:
+                callers.start_soon(flood, handle)
+                await wait_all_tasks_blocked()
+                callers.start_soon(flush, handle)
+                await wait_all_tasks_blocked()
+                await handle.aclose(grace=0.05)
+        assert len(failures) == 2
+        assert {failure.reason for failure in failures} == {CloseReason.CLOSED_LOCALLY}
+
+
+# --- against the embedded daemon -------------------------------------------------------
+
+
+async def next_view(conn: Connection, group: str) -> RegularMembership:
+    while True:
+        event = await conn.receive()
+        if isinstance(event, RegularMembership) and event.group == group:
+            return event
+
+
+async def test_join_see_yourself_and_round_trip_a_multicast(tmp_path: Path) -> None:
+    path = str(tmp_path / "daemon.sock")
+    async with serve(unix_path=path) as daemon:
+        for address in (daemon.address, f"unix:{path}"):
+            with anyio.fail_after(WAIT):
+                async with connect(address, name="me") as conn:
+                    assert conn.private_group == "#me#localhost"
+                    await conn.join("g")
+                    view = await next_view(conn, "g")
+                    assert view.members == ("#me#localhost",)
+                    assert view.changed_member == "#me#localhost"
+                    await conn.multicast("g", b"hello", mess_type=42)
+                    assert await conn.receive() == DataMessage(
+                        "#me#localhost", ("g",), ServiceType.AGREED, 42, b"hello"
+                    )
+
+
+async def test_two_connections_see_each_other() -> None:
+    async with serve() as daemon:
+        with anyio.fail_after(WAIT):
+            async with (
+                connect(daemon.address, name="a") as a,
+                connect(daemon.address, name="b") as b,
+            ):
+                await a.join("g")
+                await next_view(a, "g")
+                await b.join("g")
+                seen_by_a, seen_by_b = await next_view(a, "g"), await next_view(b, "g")
+                assert seen_by_a == seen_by_b
+                assert seen_by_a.members == ("#a#localhost", "#b#localhost")
+                await b.multicast("g", b"from b")
+                for conn in (a, b):
+                    message = await conn.receive()
+                    assert isinstance(message, DataMessage)
+                    assert (message.sender, message.data) == ("#b#localhost", b"from b")
+            # b left with the context: a saw its disconnect before a closed too
+
+
+async def test_the_daemon_vanishing_fails_iteration_and_later_calls() -> None:
+    async with serve() as daemon:
+        with anyio.fail_after(WAIT):
+            async with connect(daemon.address, name="me") as conn:
+                await conn.join("g")
+                await next_view(conn, "g")
+                daemon.stop()
+                seen: list[DaemonMessage] = []
+                with pytest.raises(ConnectionLost) as info:
+                    await collect(conn, seen)
+                assert seen == []
+                assert info.value.reason in (CloseReason.EOF, CloseReason.RESET)
+                with pytest.raises(ConnectionLost) as later:
+                    await conn.join("g2")
+                assert later.value is info.value
+
+
+async def test_a_killed_session_fails_a_blocked_consumer_and_its_peers_see_it() -> None:
+    async with serve() as daemon:
+        with anyio.fail_after(WAIT):
+            async with (
+                connect(daemon.address, name="victim") as victim,
+                connect(daemon.address, name="peer") as peer,
+            ):
+                await victim.join("g")
+                await next_view(victim, "g")
+                await peer.join("g")
+                await next_view(victim, "g")
+                await next_view(peer, "g")
+                failures: list[ConnectionLost] = []
+
+                async def consume() -> None:
+                    try:
+                        await collect(victim, [])
+                    except ConnectionLost as exc:
+                        failures.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(consume)
+                    await wait_all_tasks_blocked()
+                    daemon.faults.kill("#victim#localhost")
+                assert [failure.reason for failure in failures] in (
+                    [CloseReason.EOF],
+                    [CloseReason.RESET],
+                )
+                gone = await next_view(peer, "g")
+                assert gone.cause is Cause.DISCONNECT
+                assert gone.members == ("#peer#localhost",)
