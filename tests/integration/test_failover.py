@@ -121,3 +121,55 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
         kill_to_first_takeover_ms=(min(new_view) - killed_at) * 1000,
         kill_to_first_rerun_ms=(min(reruns) - killed_at) * 1000,
     )
+
+
+async def test_sigterm_drains_a_worker_without_duplicates(
+    spread_address: str | None, tmp_path: Path
+) -> None:
+    """SIGTERM: the worker takes no new work, finishes and reports what it owns, leaves
+    and exits 0; nothing is run twice and nobody has to take anything over."""
+    jobs = 1500
+    kind = "embedded" if spread_address is None else "real"
+    queue = f"dr{time.monotonic_ns() % 10**6}"
+    records = tmp_path / "records"
+    results: list[dict[str, Any]] = []
+    async with AsyncExitStack() as stack:
+        if spread_address is None:
+            spread_address = (await stack.enter_async_context(serve())).address
+        workers = await stack.enter_async_context(
+            worker_processes(
+                [spread_address] * WORKERS, queue=queue, records=records, concurrency=4
+            )
+        )
+        leaver = workers[1]
+        try:
+            with anyio.fail_after(WAIT):
+                async with Producer(queue, spread_address) as producer:
+                    await producer.wait_for_consumers(WORKERS)
+                    receipts: list[Receipt[Any]] = []
+                    signalled = False
+                    for i in range(jobs):
+                        payload = {"i": i, "seconds": JOB_SECONDS}
+                        receipts.append(await producer.put("work", payload))
+                        while len(receipts) - len(results) > IN_FLIGHT:
+                            results.append(await receipts[len(results)])
+                        if not signalled and len(results) >= jobs // 3:
+                            leaver.process.terminate()
+                            signalled = True
+                    results += [await receipt for receipt in receipts[len(results) :]]
+                assert await leaver.process.wait() == 0
+        except BaseException:
+            for worker in workers:
+                print(f"--- {worker.name}\n{worker.output()[-3000:]}")
+            raise
+
+    assert [result["i"] for result in results] == list(range(jobs))
+    starts = starts_by_job(read_records(records))
+    assert all(len(runs) == 1 for runs in starts.values())
+    leaver_member = leaver.member()
+    ran_by_leaver = {i for i, runs in starts.items() if runs[0].member == leaver_member}
+    reported_by_leaver = {r["i"] for r in results if r["member"] == leaver_member}
+    assert ran_by_leaver == reported_by_leaver  # it finished and reported all it started
+    assert ran_by_leaver
+    assert all(len(r["members"]) == WORKERS for r in results if r["member"] == leaver_member)
+    figures("drain", daemon=kind, jobs=jobs, ran_by_leaver=len(ran_by_leaver))
