@@ -1,0 +1,287 @@
+"""Producer and Receipt: the API's contracts, and what goes on the wire.
+
+The wire checks read the WORK group through a plain connection that plays a consumer
+(announces a VIEW and ACKs its read positions), so every message the producer sends can
+be decoded and checked: packing, the size cap, fragments, order, re-sending.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from functools import partial
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from pydantic import BaseModel
+
+from spreadq.app import App
+from spreadq.client import Connection, connect
+from spreadq.daemon import Daemon, serve
+from spreadq.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    CouldNotConnect,
+    JobFailed,
+    LocalProtocolError,
+    PayloadError,
+)
+from spreadq.producer import Producer, Receipt
+from spreadq.queue.envelope import (
+    MAX_ENVELOPE_SIZE,
+    MESS_TYPE,
+    Ack,
+    JobBatch,
+    JobFragment,
+    decode,
+    encode,
+)
+from spreadq.queue.jobs import Outcome
+from spreadq.queue.view import View
+from spreadq.settings import Settings
+from spreadq.wire.events import DataMessage, RegularMembership
+
+WAIT = 10.0
+
+
+# -- Receipt ------------------------------------------------------------------------------
+
+
+async def test_a_receipt_gives_the_decoded_result_once_it_succeeds() -> None:
+    decoded: list[bytes] = []
+
+    def decode_result(data: bytes) -> int:
+        decoded.append(data)
+        return int(data)
+
+    receipt: Receipt[int] = Receipt("add", 7, "k", decode=decode_result)
+    assert (receipt.done, receipt.kind, receipt.seq, receipt.key) == (False, "add", 7, "k")
+    results: list[int] = []
+
+    async def waiter() -> None:
+        results.append(await receipt)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            tg.start_soon(waiter)
+            await wait_all_tasks_blocked()
+            assert results == []
+            receipt._succeed(b"42")
+            receipt._fail(RuntimeError("ignored: the outcome is already known"))
+    assert results == [42, 42]
+    assert receipt.done
+    assert decoded == [b"42", b"42"]  # decoded by each awaiter, lazily
+    assert "done" in repr(receipt)
+
+
+async def test_a_receipt_raises_the_failure_it_was_given() -> None:
+    receipt: Receipt[int] = Receipt("divide", 0)
+    receipt._fail(JobFailed("ZeroDivisionError", "division by zero", 3))
+    with anyio.fail_after(WAIT):
+        await receipt.wait()  # waiting does not raise
+        with pytest.raises(JobFailed) as info:
+            await receipt.result()
+    assert (info.value.error_type, info.value.attempts) == ("ZeroDivisionError", 3)
+
+
+async def test_an_empty_result_is_none() -> None:
+    receipt: Receipt[int] = Receipt("nothing", 0, decode=int)
+    receipt._succeed(b"")
+    with anyio.fail_after(WAIT):
+        assert await receipt is None
+
+
+async def test_a_fire_and_forget_receipt_refuses_to_be_awaited() -> None:
+    receipt: Receipt[Any] = Receipt("add", 0, confirmed=False)
+    assert receipt.done
+    with anyio.fail_after(WAIT), pytest.raises(ConfigurationError, match="fire-and-forget"):
+        await receipt
+
+
+# -- Producer: arguments and lifecycle ---------------------------------------------------------
+
+
+def test_bad_arguments_are_refused_before_anything_runs() -> None:
+    with pytest.raises(ConfigurationError):
+        Producer("bad~name")
+    with pytest.raises(ConfigurationError):
+        Producer("q", codec="nope")
+    with pytest.raises(ConfigurationError):
+        Producer("q", close_timeout=-1)
+
+
+async def test_put_outside_the_context_raises() -> None:
+    producer = Producer("q", "1@127.0.0.1")
+    with pytest.raises(ConnectionLost, match="not open"):
+        await producer.put("add", {})
+
+
+async def test_entering_fails_when_no_daemon_answers() -> None:
+    async with serve() as daemon:
+        address = daemon.address
+    with anyio.fail_after(WAIT), pytest.raises(CouldNotConnect):
+        async with Producer("q", address):
+            pass
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+async def test_bad_payloads_and_names_fail_the_put_and_queue_nothing() -> None:
+    app = App("typed", plugins=False)
+
+    @app.handler("norm")
+    async def norm(point: Point) -> int:
+        return abs(point.x) + abs(point.y)
+
+    # one slot only: a refused put that took it and did not give it back would block
+    # the last put for good
+    settings = Settings(max_in_flight=1)
+    async with (
+        serve() as daemon,
+        Producer("typed", daemon.address, settings=settings, close_timeout=0) as producer,
+    ):
+        with anyio.fail_after(WAIT):
+            with pytest.raises(PayloadError):
+                await producer.put(norm, "not a point")  # type: ignore[misc]
+            with pytest.raises(PayloadError):
+                await producer.put("norm", object())
+            with pytest.raises(ConfigurationError):
+                await producer.put("bad kind with spaces", {})
+            with pytest.raises(ConfigurationError):
+                await producer.put("norm", {}, delay=-1.0)
+            with pytest.raises(LocalProtocolError):
+                await producer.put("norm", {}, key="k" * 70_000)
+            stats = producer.statistics()
+            assert (stats.put, stats.pending) == (0, 0)
+            receipt = await producer.put(norm, Point(x=1, y=2))
+            assert receipt.seq == 0  # the refused puts took no sequence number
+            state = await producer.flow_state()
+            assert state is not None
+            assert state.admitted == 1
+
+
+# -- on the wire ---------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def consumer_and_producer(
+    queue: str, settings: Settings
+) -> AsyncIterator[tuple[Daemon, Connection, Producer]]:
+    async with serve() as daemon, connect(daemon.address) as reader:
+        await reader.join(queue)
+        while True:
+            event = await reader.receive()
+            if isinstance(event, RegularMembership):
+                break
+        gid = event.group_id
+        view = View((reader.private_group,), (gid.proc_id, gid.time, gid.index), 1)
+        async with Producer(queue, daemon.address, settings=settings) as producer:
+            await reader.multicast(producer.feedback_group, encode(view), mess_type=MESS_TYPE)
+            await producer.wait_for_consumers()
+            yield daemon, reader, producer
+
+
+async def read_jobs(
+    reader: Connection, producer: Producer, count: int
+) -> tuple[list[tuple[int, bytes]], list[int], int]:
+    """Read until ``count`` jobs arrived; ACK read positions as a consumer would.
+
+    Returns the jobs (seq, payload) in delivery order, each message's size, and the
+    largest number of jobs in one batch.
+    """
+    jobs: list[tuple[int, bytes]] = []
+    sizes: list[int] = []
+    widest = 0
+    chunks: dict[int, list[bytes]] = {}
+    while len(jobs) < count:
+        event = await reader.receive()
+        if not isinstance(event, DataMessage):
+            continue
+        sizes.append(len(event.data))
+        message = decode(event.data)
+        if isinstance(message, JobBatch):
+            widest = max(widest, len(message.jobs))
+            jobs += [(job.ref.seq, bytes(job.payload)) for job in message.jobs]
+        elif isinstance(message, JobFragment):
+            parts = chunks.setdefault(message.job.ref.seq, [])
+            assert message.index == len(parts)  # fragments arrive in order
+            parts.append(bytes(message.job.payload))
+            if message.index == message.count - 1:
+                jobs.append((message.job.ref.seq, b"".join(chunks.pop(message.job.ref.seq))))
+        else:
+            continue
+        ack = Ack(bytes(16), positions=((producer.producer_id, message.mseq),))
+        await reader.multicast(producer.feedback_group, encode(ack), mess_type=MESS_TYPE)
+    return jobs, sizes, widest
+
+
+async def test_jobs_are_packed_capped_fragmented_and_kept_in_order() -> None:
+    rng = random.Random(5)
+    sizes = [rng.choice([0, 10, 100, 5_000, 60_000, 139_000, 300_000]) for _ in range(120)]
+    payloads = [rng.randbytes(size) for size in sizes]
+    settings = Settings(batch_max_jobs=16, batch_max_delay=0.01, window=50)
+    async with consumer_and_producer("wire", settings) as (_, reader, producer):
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for payload in payloads:
+                    await producer.put("blob", payload)
+                received: list[Any] = []
+
+                async def read() -> None:
+                    received.append(await read_jobs(reader, producer, len(payloads)))
+
+                tg.start_soon(read)
+        jobs, message_sizes, widest = received[0]
+    assert jobs == list(enumerate(payloads))
+    assert max(message_sizes) <= MAX_ENVELOPE_SIZE
+    assert 1 < widest <= settings.batch_max_jobs
+    assert producer.statistics().messages == len(message_sizes)
+
+
+async def test_a_delayed_job_runs_no_earlier_than_asked() -> None:
+    started: list[float] = []
+    async with serve() as daemon:
+        app = App("later", daemon.address, plugins=False)
+
+        @app.handler("stamp")
+        async def stamp(n: int) -> int:
+            started.append(time.time())
+            return n
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await tg.start(
+                    lambda task_status: app.run(handle_signals=False, task_status=task_status)
+                )
+                async with Producer("later", daemon.address) as producer:
+                    put_at = time.time()
+                    receipt = await producer.put(stamp, 1, delay=0.3, headers={"trace": "t1"})
+                    assert await receipt == 1
+                tg.cancel_scope.cancel()
+    assert started[0] >= put_at + 0.3
+
+
+async def test_outcomes_of_other_producers_are_ignored() -> None:
+    settings = Settings(batch_max_delay=0.0)
+    async with consumer_and_producer("others", settings) as (_, reader, producer):
+        with anyio.fail_after(WAIT):
+            receipt = await producer.put("add", {"a": 1})
+            (seq, _), *_ = (await read_jobs(reader, producer, 1))[0]
+            from spreadq.queue.jobs import JobRef
+
+            other = JobRef(bytes(16), seq)
+            mine = JobRef(producer.producer_id, seq)
+            stranger = Ack(bytes(16), outcomes=((other, Outcome.success(b"1")),))
+            await reader.multicast(producer.feedback_group, encode(stranger), mess_type=MESS_TYPE)
+            done = Ack(bytes(16), outcomes=((mine, Outcome.success(b"2")),))
+            await reader.multicast(producer.feedback_group, encode(done), mess_type=MESS_TYPE)
+            assert await receipt == 2
+            assert producer.statistics().succeeded == 1
