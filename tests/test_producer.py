@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 import time
-from functools import partial
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -40,7 +40,7 @@ from spreadq.queue.envelope import (
     decode,
     encode,
 )
-from spreadq.queue.jobs import Outcome
+from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
@@ -258,9 +258,7 @@ async def test_a_delayed_job_runs_no_earlier_than_asked() -> None:
 
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
-                await tg.start(
-                    lambda task_status: app.run(handle_signals=False, task_status=task_status)
-                )
+                await tg.start(partial(app.run, handle_signals=False))
                 async with Producer("later", daemon.address) as producer:
                     put_at = time.time()
                     receipt = await producer.put(stamp, 1, delay=0.3, headers={"trace": "t1"})
@@ -275,8 +273,6 @@ async def test_outcomes_of_other_producers_are_ignored() -> None:
         with anyio.fail_after(WAIT):
             receipt = await producer.put("add", {"a": 1})
             (seq, _), *_ = (await read_jobs(reader, producer, 1))[0]
-            from spreadq.queue.jobs import JobRef
-
             other = JobRef(bytes(16), seq)
             mine = JobRef(producer.producer_id, seq)
             stranger = Ack(bytes(16), outcomes=((other, Outcome.success(b"1")),))
