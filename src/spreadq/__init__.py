@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from spreadq.__about__ import __version__ as __version__
 from spreadq.app import App as App
+from spreadq.client import Connection as Connection
+from spreadq.client import connect as connect
 from spreadq.codecs import Codec as Codec
 from spreadq.context import Context as Context
 from spreadq.errors import CloseReason as CloseReason
@@ -43,6 +45,7 @@ __all__ = [
     "ConnectError",
     "ConnectRejected",
     "ConnectionLost",
+    "Connection",
     "Context",
     "CouldNotConnect",
     "EnvelopeError",
@@ -63,4 +66,5 @@ __all__ = [
     "Settings",
     "SpreadqError",
     "__version__",
+    "connect",
 ]

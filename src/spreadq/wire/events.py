@@ -14,6 +14,7 @@ exist; incoming events are validated by the decoder that builds them.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -117,6 +118,21 @@ class GroupId:
     index: int
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked_destination(name: str) -> bytes:
+    """``check_group_name(name, allow_private=True)``, memoized: a sender names the same
+    few groups millions of times, and only valid names are cached (invalid ones raise)."""
+    return check_group_name(name, allow_private=True)
+
+
+_VALID_SERVICES: Final = frozenset(
+    level | extra
+    for level in (0x01, 0x02, 0x04, 0x08, 0x10, 0x20)
+    for extra in (0, int(ServiceType.SELF_DISCARD))
+)
+"""Exactly one delivery level, optionally with SELF_DISCARD: the services a client may send."""
+
+
 # --- client -> daemon ---------------------------------------------------------------
 
 
@@ -168,13 +184,13 @@ class Multicast:
                 f"a multicast names at most {MAX_GROUPS_PER_MESSAGE} groups, not {len(self.groups)}"
             )
         for group in self.groups:
-            check_group_name(group, allow_private=True)
-        levels = int(self.service) & REGULAR_MASK
-        if levels == 0 or levels & (levels - 1):
-            raise LocalProtocolError(
-                f"a multicast needs exactly one delivery level, not {self.service!r}"
-            )
-        if int(self.service) & ~(REGULAR_MASK | int(ServiceType.SELF_DISCARD)):
+            _checked_destination(group)
+        if self.service not in _VALID_SERVICES:
+            levels = int(self.service) & REGULAR_MASK
+            if levels == 0 or levels & (levels - 1):
+                raise LocalProtocolError(
+                    f"a multicast needs exactly one delivery level, not {self.service!r}"
+                )
             raise LocalProtocolError(f"service {self.service!r} has bits a client may not set")
         if not -32768 <= self.mess_type <= 32767:
             raise LocalProtocolError(f"mess_type {self.mess_type} is not a signed 16-bit value")
