@@ -277,9 +277,11 @@ def test_fuzz_behind_a_plausible_preamble(preamble: bytes, body: bytes) -> None:
 
 valid_messages = st.one_of(
     st.builds(lambda jobs: encode_batch(PID, 1, "json", jobs), st.lists(specs, max_size=3)),
-    st.builds(
-        lambda spec: encode_fragments(PID, 1, "j", spec, max_size=spec.encoded_size - 20)[0],
-        specs.filter(lambda spec: len(spec.payload) > 20),
+    st.builds(  # the first of several fragments: 10 payload bytes each
+        lambda spec: encode_fragments(
+            PID, 1, "j", spec, max_size=spec.encoded_size - len(spec.payload) + 46
+        )[0],
+        specs.filter(lambda spec: len(spec.payload) > 10),
     ),
     st.builds(
         lambda done: encode(Ack(PID, tuple(done), ((PID, 1),), 0)),

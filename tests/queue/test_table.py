@@ -1,0 +1,532 @@
+"""The replicated table: targeted cases, then a seeded deterministic simulation.
+
+The simulation (``queue_sim.py``) drives N replicas through a model of Spread's
+delivery semantics and checks after every step:
+
+1. **Agreement.** Two members of the same configuration that have passed through the
+   same configurations (regular *and* transitional) since a job was delivered to them
+   (for a fragmented job: since its first fragment) agree on its owner. This is the
+   agreement virtual synchrony can give: members that moved together delivered the
+   same messages in the same order. Across a partition merge it does *not* hold for
+   jobs from before the merge: each side reassigned the other side's jobs among its own
+   members, and after the merge each side keeps its own assignment, so such a job may
+   have two owners and run twice (at least once). Nothing can do better without an
+   exchange of messages, because neither side knows what the other delivered and
+   completed while they were apart.
+2. **New slots.** Every replica of a configuration gives each new job slot the same
+   owner, whatever its own history (duplicates included); with ``round_robin`` it is
+   ``eligible[k mod n]``, exactly the seed rule.
+3. **Ownership.** Every outstanding job has at most one owner per replica, that owner is
+   in the replica's current view, and a job the replica holds is never orphaned (a
+   replica always holds what it could be asked to run).
+4. **At most once, unless excused.** A handler runs a job a second time only if the job
+   was re-sent by its producer, or its earlier runner died or left while running it (or
+   before its ACK went out), or a partition happened while it was outstanding.
+5. **Liveness.** After healing every partition and letting every handler run, every job
+   that some surviving replica held has been completed, and no table keeps a held job.
+
+``SPREADQ_SIM_SEEDS=N`` runs N seeds instead of 30; a failure names its seed, and
+``Simulation(seed, rule=...)`` replays it exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import pytest
+from queue_sim import Simulation
+
+from spreadq.errors import LocalProtocolError, PluginError
+from spreadq.queue.effects import (
+    AnnounceDrain,
+    AnnounceHello,
+    AnnounceView,
+    CancelJob,
+    Effect,
+    JobCompleted,
+    JobRejected,
+    RunJob,
+    SendAck,
+    ViewChanged,
+)
+from spreadq.queue.envelope import (
+    MESS_TYPE,
+    Ack,
+    Drain,
+    JobSpec,
+    encode,
+    encode_batch,
+    encode_fragments,
+)
+from spreadq.queue.inputs import (
+    Input,
+    JobFinished,
+    JobStarted,
+    MessageDelivered,
+    StartDraining,
+    Tick,
+)
+from spreadq.queue.jobs import Job, JobRef, Outcome, Status
+from spreadq.queue.rules import RuleState, builtin_rules
+from spreadq.queue.table import OutstandingTable
+from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
+
+PID = b"\x01" * 16
+INC = b"\x09" * 16
+A, B, C, D = "#a#h", "#b#h", "#c#h", "#d#h"
+JOIN, LEAVE, DISCONNECT, NETWORK = (
+    ChangeCause.JOIN,
+    ChangeCause.LEAVE,
+    ChangeCause.DISCONNECT,
+    ChangeCause.NETWORK,
+)
+
+
+class Cluster:
+    """Replicas fed the same events in the same order, by hand."""
+
+    def __init__(self, rule: str = "round_robin", **options: object) -> None:
+        self.rule = builtin_rules()[rule]
+        self.options = options
+        self.tables: dict[str, OutstandingTable] = {}
+        self.members: tuple[str, ...] = ()
+        self.gid = (1, 100, 0)
+        self.mseq = 0
+        self.now = 0.0
+
+    def table(self, name: str) -> OutstandingTable:
+        return OutstandingTable(name, rule=self.rule, incarnation=INC, **self.options)  # type: ignore[arg-type]
+
+    def feed(self, names: tuple[str, ...], event: Input) -> dict[str, list[Effect]]:
+        return {name: self.tables[name].apply(event, self.now) for name in names}
+
+    def view(
+        self,
+        members: tuple[str, ...],
+        cause: ChangeCause,
+        changed: str | None = None,
+        vs: dict[str, tuple[str, ...]] | None = None,
+    ) -> dict[str, list[Effect]]:
+        for name in members:
+            if name not in self.tables:
+                self.tables[name] = self.table(name)
+        self.gid = (self.gid[0], self.gid[1], self.gid[2] + 1)
+        self.members = members
+        return {
+            name: self.tables[name].apply(
+                ViewInstalled(members, self.gid, cause, changed, vs[name] if vs else None),
+                self.now,
+            )
+            for name in members
+        }
+
+    def join(self, name: str) -> dict[str, list[Effect]]:
+        return self.view(tuple(sorted((*self.members, name))), JOIN, name)
+
+    def send(
+        self, *seqs: int, keys: list[str | None] | None = None, to: tuple[str, ...] | None = None
+    ) -> dict[str, list[Effect]]:
+        self.mseq += 1
+        keyed = keys or [None] * len(seqs)
+        pairs = zip(seqs, keyed, strict=True)
+        specs = [JobSpec(seq, "work", b"p%d" % seq, key) for seq, key in pairs]
+        data = encode_batch(PID, self.mseq, "json", specs)
+        return self.feed(to or self.members, MessageDelivered("#prod#h", MESS_TYPE, data))
+
+    def ack(
+        self, sender: str, *done: int, to: tuple[str, ...] | None = None
+    ) -> dict[str, list[Effect]]:
+        outcomes = tuple((JobRef(PID, seq), Outcome.success(b"r%d" % seq)) for seq in done)
+        data = encode(Ack(INC, outcomes))
+        return self.feed(to or self.members, MessageDelivered(sender, MESS_TYPE, data))
+
+    def owners(self, name: str) -> dict[int, str | None]:
+        jobs = self.tables[name].outstanding()
+        return {job.ref.seq: job.owner for job in jobs if job.ref.producer_id == PID}
+
+
+E = TypeVar("E")
+
+
+def runs(effects: list[Effect]) -> list[int]:
+    return [e.ref.seq for e in effects if isinstance(e, RunJob)]
+
+
+def of_type(effects: list[Effect], kind: type[E]) -> list[E]:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def ref(seq: int) -> JobRef:
+    return JobRef(PID, seq)
+
+
+# --- slots and the seed rule --------------------------------------------------------
+
+
+def test_seed_scenario_k_mod_n_counting_jobs_not_messages() -> None:
+    cluster = Cluster()
+    for name in (A, B, C, D):
+        cluster.join(name)
+    first = cluster.send(*range(10))
+    raw = cluster.feed(cluster.members, MessageDelivered("#cprog#h", 17, b"from C"))
+    last = cluster.send(10, 11)
+    members = (A, B, C, D)
+    for name in members:
+        assert runs(first[name]) == [k for k in range(10) if members[k % 4] == name]
+        # slot 10 is the RAW job (C); jobs 10 and 11 take slots 11 and 12
+        assert cluster.owners(name) == {k: members[k % 4] for k in range(10)} | {10: D, 11: A}
+    assert runs(last[A]) == [11]
+    assert runs(last[D]) == [10]
+    (raw_run,) = of_type(raw[C], RunJob)
+    assert (raw_run.job.kind, raw_run.job.codec, bytes(raw_run.job.payload)) == (
+        "raw:17",
+        "raw",
+        b"from C",
+    )
+    assert (raw_run.sender, raw_run.mess_type) == ("#cprog#h", 17)
+    # every replica derived the same ref for the RAW job
+    raw_refs = {
+        tuple(j.ref for j in cluster.tables[n].outstanding() if j.ref.producer_id != PID)
+        for n in members
+    }
+    assert raw_refs == {(raw_run.ref,)}
+
+
+def test_slots_restart_after_every_view() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(1, 2, 3)  # slots 0, 1, 2 -> A, B, A
+    cluster.join(C)
+    cluster.send(4)  # slot 0 of the new view -> A
+    assert cluster.owners(C) == {4: A}
+    assert cluster.owners(A) == {1: A, 2: B, 3: A, 4: A}
+
+
+# --- failover -------------------------------------------------------------------------
+
+
+def test_disconnect_reassigns_in_original_order_over_who_came_with_us() -> None:
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(*range(9))  # A: 0 3 6, B: 1 4 7, C: 2 5 8
+    effects = cluster.view((A, B), DISCONNECT, C)
+    changed = of_type(effects[A], ViewChanged)[0]
+    assert [r.seq for r in changed.reassigned] == [2, 5, 8]
+    assert [r.seq for r in changed.taken_over] == [2, 8]
+    assert runs(effects[A]) == [2, 8]
+    assert runs(effects[B]) == [5]
+    assert all(e.failover for e in effects[A] if isinstance(e, RunJob))
+    assert cluster.owners(A) == cluster.owners(B)
+
+
+def test_newcomers_get_only_new_work() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(*range(6))  # B owns 1 3 5
+    cluster.join(D)
+    effects = cluster.view((A, D), LEAVE, B)
+    assert runs(effects[A]) == [1, 3, 5]
+    assert runs(effects[D]) == []
+    assert cluster.owners(D) == {}  # D never saw them
+    cluster.send(6, 7)
+    assert cluster.owners(D) == {6: A, 7: D}
+
+
+def test_network_change_uses_our_vs_set() -> None:
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(*range(6))  # A 0 3, B 1 4, C 2 5
+    cluster.feed((A, B, C), Transitional(cluster.gid))
+    cluster.send(6, 7, 8, to=(A,))  # only A's side delivers these: slots 6, 7, 8 -> A B C
+    side_a = cluster.view((A,), NETWORK, vs={A: (A,)})
+    assert runs(side_a[A]) == [1, 2, 4, 5, 7, 8]
+    cluster.members = (B, C)
+    side_bc = cluster.view((B, C), NETWORK, vs={B: (B, C), C: (B, C)})
+    assert runs(side_bc[B]) == [0]  # A's jobs 0, 3 go to B, C in order
+    assert runs(side_bc[C]) == [3]
+
+
+def test_a_partition_healed_before_it_settled_reassigns_what_the_other_side_missed() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.feed((A, B), Transitional(cluster.gid))
+    cluster.send(0, 1, to=(A,))  # slot 1 -> B, but B is on the other side
+    effects = cluster.view((A, B), NETWORK, vs={A: (A,), B: (B,)})
+    assert runs(effects[A]) == [1]
+    assert cluster.owners(A) == {0: A, 1: A}
+    assert cluster.owners(B) == {}
+
+
+# --- completion -----------------------------------------------------------------------
+
+
+def test_an_ack_completes_everywhere_and_cancels_our_run() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1, 2)  # A owns 0 and 2
+    cluster.feed((A,), JobStarted(ref(0)))
+    effects = cluster.ack(B, 0, 2)
+    assert [(e.ref.seq, e.running) for e in of_type(effects[A], CancelJob)] == [
+        (0, True),
+        (2, False),
+    ]
+    for name in (A, B):
+        done = of_type(effects[name], JobCompleted)
+        assert [(e.ref.seq, e.by) for e in done] == [(0, B), (2, B)]
+        assert cluster.owners(name) == {1: B}
+        assert cluster.tables[name].remembers(ref(0)) == Outcome.success(b"r0")
+
+
+def test_acks_from_non_members_and_for_unknown_jobs_are_ignored() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1)
+    effects = cluster.ack("#gone#h", 0)  # e.g. from an earlier lifetime of the group
+    assert effects == {A: [], B: []}
+    assert cluster.tables[A].stats.stale_acks == 1
+    cluster.ack(B, 42)
+    assert cluster.tables[A].stats.unknown_acks == 1
+    assert cluster.owners(A) == {0: A, 1: B}
+
+
+def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=0.05)
+    cluster.join(A)
+    cluster.send(0, 1)
+    table = cluster.tables[A]
+    assert table.backlog == 2
+    assert table.next_deadline() == pytest.approx(0.05)
+    assert table.apply(Tick(), 0.01) == []
+    assert table.apply(JobFinished(ref(0), Outcome.success(b"ok")), 0.02) == []
+    (send,) = of_type(table.apply(Tick(), 0.05), SendAck)
+    assert send.envelope == Ack(INC, ((ref(0), Outcome.success(b"ok")),), ((PID, 1),), 1)
+    assert table.next_deadline() is None
+
+
+def test_an_ack_is_due_after_n_jobs_read() -> None:
+    cluster = Cluster(ack_every_jobs=3)
+    cluster.join(A)
+    assert of_type(cluster.send(0, 1)[A], SendAck) == []
+    (send,) = of_type(cluster.send(2)[A], SendAck)
+    assert send.envelope.positions == ((PID, 2),)
+    assert send.envelope.backlog == 3
+
+
+def test_a_result_too_big_for_an_ack_is_reported_as_a_failure() -> None:
+    cluster = Cluster(ack_every_jobs=1)
+    cluster.join(A)
+    cluster.send(0)
+    finished = JobFinished(ref(0), Outcome.success(b"x" * 200_000))
+    (send,) = of_type(cluster.tables[A].apply(finished, 1.0), SendAck)
+    ((_, outcome),) = send.envelope.outcomes
+    assert (outcome.status, outcome.error_type) == (Status.FAILED, "MessageTooLarge")
+
+
+# --- duplicates -----------------------------------------------------------------------
+
+
+def test_a_resent_outstanding_job_moves_to_its_new_slot_without_a_second_run() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1)  # 0 -> A, 1 -> B
+    cluster.feed((A,), JobStarted(ref(0)))
+    effects = cluster.send(2, 0)  # slot 2 -> A (job 2), slot 3 -> B (job 0 again)
+    assert runs(effects[B]) == [0]  # B now owns it and must run it...
+    assert of_type(effects[A], CancelJob) == []  # ...while A's run goes on and may win
+    assert cluster.owners(A) == cluster.owners(B) == {1: B, 2: A, 0: B}
+    assert cluster.tables[A].stats.duplicates == 1
+    # a job that stays with its owner is not run again
+    again = cluster.send(5, 1)  # slot 4 -> A, slot 5 -> B: job 1 stays with B
+    assert (runs(again[A]), runs(again[B])) == ([5], [])
+
+
+def test_a_resent_completed_job_is_answered_from_memory_by_its_owner() -> None:
+    cluster = Cluster(ack_every_jobs=1)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)
+    cluster.ack(A, 0)
+    cluster.join(C)  # C does not remember job 0
+    effects = cluster.send(7, 8, 0)  # slots 0, 1, 2 -> A, B, C
+    assert runs(effects[C]) == [0]  # C runs it once more: at least once
+    assert (runs(effects[A]), runs(effects[B])) == ([7], [8])
+    assert {cluster.owners(n)[0] for n in (A, B, C)} == {C}
+    assert cluster.tables[A].outstanding()[-1].duplicate
+    cluster.ack(C, 0)
+    effects = cluster.send(9, 10, 11, 0)  # slots 3..6 -> A, B, C, A: job 0 to A
+    assert runs(effects[A]) == [9]  # A remembers job 0 and does not run it
+    (send,) = of_type(effects[A], SendAck)
+    assert (ref(0), Outcome.success(b"r0")) in send.envelope.outcomes
+
+
+# --- envelopes the owner cannot read --------------------------------------------------
+
+
+def test_a_corrupt_envelope_takes_its_declared_slots_and_fails_at_its_owner() -> None:
+    cluster = Cluster(ack_every_jobs=1)
+    cluster.join(A)
+    cluster.join(B)
+    bad = b"SQ\x02\x01\x03\x00" + b"from a newer version"
+    effects = cluster.feed((A, B), MessageDelivered("#p#h", MESS_TYPE, bad))
+    rejected = of_type(effects[A], JobRejected)
+    assert len(rejected) == 2  # slots 0 and 2
+    (send,) = of_type(effects[A], SendAck)
+    assert [o.error_type for _, o in send.envelope.outcomes] == ["EnvelopeError", "EnvelopeError"]
+    assert "version 2" in send.envelope.outcomes[0][1].error_message
+    assert len(of_type(effects[B], JobRejected)) == 1
+    after = cluster.send(0)  # counting went on: slot 3 -> B
+    assert runs(after[B]) == [0]
+    cluster.feed((A, B), MessageDelivered(A, MESS_TYPE, encode(send.envelope)))
+    assert [j.owner for j in cluster.tables[B].outstanding()] == [B, B]
+
+
+# --- draining -------------------------------------------------------------------------
+
+
+def test_drain_removes_a_member_from_new_work_until_the_next_view() -> None:
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    (announce,) = cluster.tables[B].apply(StartDraining(), 0.0)
+    assert isinstance(announce, AnnounceDrain)
+    cluster.feed(cluster.members, MessageDelivered(B, MESS_TYPE, encode(announce.envelope)))
+    assert cluster.tables[A].draining == frozenset({B})
+    cluster.send(0, 1, 2, 3)  # eligible A, C: slots 0..3 -> A C A C
+    assert cluster.owners(A) == {0: A, 1: C, 2: A, 3: C}
+    # the next view forgets drains; B says it again; failover skips B meanwhile
+    effects = cluster.view((A, B), DISCONNECT, C)
+    assert cluster.tables[A].draining == frozenset()
+    assert runs(effects[A]) == [1, 3]
+    assert of_type(effects[B], AnnounceDrain)
+
+
+# --- fragments ------------------------------------------------------------------------
+
+
+def test_fragments_take_one_slot_at_the_last_one_and_newcomers_do_not_hold_them() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    payload = bytes(range(256)) * 2
+    parts = encode_fragments(PID, 1, "json", JobSpec(50, "big", payload, "k"), max_size=200)
+    assert len(parts) >= 3
+    cluster.feed((A, B), MessageDelivered("#p#h", MESS_TYPE, parts[0]))
+    cluster.join(C)  # C misses the first fragment
+    for part in parts[1:-1]:
+        assert cluster.feed((A, B, C), MessageDelivered("#p#h", MESS_TYPE, part)) == {
+            A: [],
+            B: [],
+            C: [],
+        }
+    effects = cluster.feed((A, B, C), MessageDelivered("#p#h", MESS_TYPE, parts[-1]))
+    # slot 0 of view (A, B, C) would go to A, who holds it
+    (run,) = of_type(effects[A], RunJob)
+    assert bytes(run.job.payload) == payload
+    assert (run.job.kind, run.job.key) == ("big", "k")
+    (c_job,) = cluster.tables[C].outstanding()
+    assert (c_job.held, c_job.owner) == (False, None)
+    cluster.send(1, 2)  # counting agrees everywhere: slots 1, 2 -> B, C
+    assert {cluster.owners(n)[2] for n in (A, B, C)} == {C}
+
+
+def test_a_straddling_job_whose_slot_falls_to_a_newcomer_goes_to_a_holder() -> None:
+    cluster = Cluster()
+    cluster.join(B)
+    cluster.join(C)
+    parts = encode_fragments(PID, 1, "json", JobSpec(60, "big", b"z" * 300), max_size=200)
+    cluster.feed((B, C), MessageDelivered("#p#h", MESS_TYPE, parts[0]))
+    cluster.join(A)  # members (A, B, C): slot 0 -> A, who lacks the head
+    for part in parts[1:]:
+        effects = cluster.feed((A, B, C), MessageDelivered("#p#h", MESS_TYPE, part))
+    assert runs(effects[B]) == [60]  # candidates B, C; index 0 -> B
+    assert runs(effects[A]) == []
+    assert cluster.owners(B)[60] == cluster.owners(C)[60] == B
+
+
+# --- lifecycle ------------------------------------------------------------------------
+
+
+def test_left_group_cancels_our_runs_and_forgets_the_view() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.send(0, 1)
+    cluster.feed((A,), JobStarted(ref(0)))
+    effects = cluster.tables[A].apply(LeftGroup(), 1.0)
+    assert effects == [CancelJob(ref(0), running=True), CancelJob(ref(1), running=False)]
+    assert cluster.tables[A].view is None
+    assert cluster.tables[A].outstanding() == []
+    assert cluster.tables[A].apply(MessageDelivered("#p#h", MESS_TYPE, b"x"), 1.0) == []
+
+
+def test_view_announcements() -> None:
+    cluster = Cluster(capacity=4)
+    effects = cluster.join(B)
+    assert of_type(effects[B], AnnounceView)
+    effects = cluster.join(A)
+    (view,) = of_type(effects[A], AnnounceView)
+    assert (view.envelope.members, view.envelope.group_id) == ((A, B), cluster.gid)
+    assert not of_type(effects[B], AnnounceView)
+    hello = of_type(effects[B], AnnounceHello)[0]
+    assert hello.envelope.capacity == 4
+    assert isinstance(effects[A][0], ViewChanged)
+
+
+def test_a_view_without_us_is_refused() -> None:
+    table = OutstandingTable(A, rule=builtin_rules()["round_robin"], incarnation=INC)
+    with pytest.raises(LocalProtocolError):
+        table.apply(ViewInstalled((B,), (1, 1, 1), JOIN, B), 0.0)
+
+
+def test_a_rule_that_returns_a_stranger_is_a_plugin_error() -> None:
+    class Stranger:
+        name = "stranger"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return "#nobody#h"
+
+    table = OutstandingTable(A, rule=Stranger(), incarnation=INC)
+    table.apply(ViewInstalled((A,), (1, 1, 1), JOIN, A), 0.0)
+    with pytest.raises(PluginError, match="stranger"):
+        table.apply(MessageDelivered("#p#h", MESS_TYPE, b"raw"), 0.0)
+
+
+def test_least_loaded_counts_outstanding_jobs_of_this_view() -> None:
+    cluster = Cluster("least_loaded")
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(1, 2, 3)  # A B C
+    cluster.ack(B, 2)
+    cluster.send(4, 5)  # B (0), then A (A, B, C all at 1)
+    assert cluster.owners(C) == {1: A, 3: C, 4: B, 5: A}
+
+
+def test_drained_events_are_only_from_members() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.feed((A,), MessageDelivered("#stranger#h", MESS_TYPE, encode(Drain(INC))))
+    assert cluster.tables[A].draining == frozenset()
+
+
+# --- the simulation -------------------------------------------------------------------
+
+SEEDS = int(os.environ.get("SPREADQ_SIM_SEEDS", "30"))
+RULES = ("round_robin", "key_affinity", "least_loaded")
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_simulation(seed: int) -> None:
+    sim = Simulation(seed, rule=RULES[seed % 3])
+    for _ in range(300):
+        sim.step()
+    sim.quiesce()
+    sim.check_liveness()
+    assert sim.checked_slots > 0
