@@ -34,17 +34,13 @@ JobCompleted          nothing (debug log)
 JobOrphaned/Rejected  log a warning
 ====================  ================================================================
 
-A handler task decodes the payload with the job's codec and the handler's adapter,
-builds a :class:`~spreadq.context.Context` (``member`` is our private group, ``view``
-the WORK view the job was assigned in), runs the middleware chain, and retries with
-exponential backoff and jitter up to ``max_attempts`` (``Retry(delay)`` asks for
-another attempt whatever ``retry_on`` says). A payload that does not decode, a result
-that does not encode or passes ``settings.result_max_bytes``, and the last failed
-attempt become a failure outcome, after the app's ``on_failure`` hooks ran; nothing a
-handler does crashes the worker. The outcome goes back through the inbox as
-:class:`~spreadq.queue.JobFinished`; the table decides when the ACK goes out (the loop
-waits for the inbox at most until :meth:`~spreadq.queue.OutstandingTable.next_deadline`
-and then feeds a :class:`~spreadq.queue.Tick`).
+A handler task runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
+context, middleware, retries, hooks; nothing a handler does crashes the worker) and
+sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished`; the
+table decides when the ACK goes out (the loop waits for the inbox at most until
+:meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
+:class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
+it outside the slots.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -74,16 +70,12 @@ import anyio.abc
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.context import Context
+from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure
 from spreadq.errors import (
-    ConfigurationError,
     ConnectionLost,
     EnvelopeError,
-    PayloadError,
-    Retry,
 )
-from spreadq.handlers import AnyHandlerSpec
-from spreadq.middleware import CallNext, FailureHook
+from spreadq.middleware import FailureHook
 from spreadq.queue import (
     MESS_TYPE,
     AnnounceDrain,
@@ -127,13 +119,10 @@ from spreadq.wire.events import (
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
-    "MAX_ERROR_MESSAGE",
     "NOT_BEFORE_HEADER",
     "Dispatcher",
     "DispatcherConnection",
     "DispatcherHandle",
-    "PreparedJobHandler",
-    "error_type_name",
 ]
 
 log = structlog.get_logger(__name__)
@@ -142,8 +131,6 @@ DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
 NOT_BEFORE_HEADER: Final = "not_before"
 """The header holding the Unix time before which a job must not start (``put(delay=)``)."""
-MAX_ERROR_MESSAGE: Final = 4096
-"""A failure outcome carries at most this many characters of the error message."""
 
 _CAUSES: Final = {
     Cause.JOIN: ChangeCause.JOIN,
@@ -185,52 +172,12 @@ class DispatcherConnection(Protocol):
         ...
 
 
-class PreparedJobHandler(Protocol):
-    """A handler ready to run (``spreadq.app.PreparedHandler`` fits)."""
-
-    @property
-    def spec(self) -> AnyHandlerSpec:
-        """The handler's declaration (options: max_attempts, timeout, retry_on)."""
-        ...
-
-    @property
-    def chain(self) -> CallNext:
-        """The middleware chain around the handler."""
-        ...
-
-    def decode_payload(
-        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
-    ) -> object:
-        """The payload, decoded and validated.
-
-        Raises:
-            PayloadError: it does not decode.
-        """
-        ...
-
-    def encode_result(self, result: object, *, job: object = None) -> bytes:
-        """The result as bytes.
-
-        Raises:
-            PayloadError: it does not encode.
-        """
-        ...
-
-
 def _not_before(job: Job) -> float:
     """The wall-clock time a job may start (``not_before`` header); 0 when none or bad."""
     try:
         return float(job.headers().get(NOT_BEFORE_HEADER, 0.0))
     except (EnvelopeError, ValueError):
         return 0.0  # the handler task reports a bad header block; a bad time runs now
-
-
-def error_type_name(error: BaseException) -> str:
-    """The name an outcome gives an exception's type: ``ValueError``, ``pkg.mod.Error``."""
-    kind = type(error)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 # --- the inbox ------------------------------------------------------------------------
@@ -347,14 +294,19 @@ class Dispatcher:
         self._work = work_group
         self._both = (work_group, feedback_group)
         self._feedback = feedback_group
-        self._handlers = handlers
         self._settings = settings
-        self._hooks = tuple(failure_hooks)
         self._ordered_keys = ordered_keys
         self._drain_timeout = drain_timeout
         self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
         self._me = conn.private_group
+        self._runner = JobRunner(
+            handlers=handlers,
+            settings=settings,
+            failure_hooks=failure_hooks,
+            queue=queue,
+            member=self._me,
+            rng=rng if rng is not None else random.Random(),
+        )
         self._table = OutstandingTable(
             self._me,
             rule=rule,
@@ -735,104 +687,8 @@ class Dispatcher:
         outcome: Outcome | None = None
         with scope:
             try:
-                outcome = await self._attempts(queued, scope)
+                outcome = await self._runner.run(queued.run.job, queued.view, scope)
             except Exception as bug:  # a fault of ours, not the handler's: fail the job
                 self._log.exception("job_crashed", job=str(queued.run.ref))
-                outcome = Outcome.failure(error_type_name(bug), str(bug)[:MAX_ERROR_MESSAGE])
+                outcome = failure(bug)
         self._send.send_nowait(_Ended(queued.run.ref, outcome))
-
-    async def _attempts(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome:
-        """Run the job until it succeeds or fails for good; return its outcome."""
-        job = queued.run.job
-        ref = job.ref
-
-        def context(attempt: int, headers: Mapping[str, str]) -> Context:
-            return Context(
-                job=ref,
-                kind=job.kind,
-                queue=self._queue,
-                member=self._me,
-                view=queued.view,
-                attempt=attempt,
-                key=job.key,
-                headers=headers,
-                cancel_scope=scope,
-            )
-
-        prepared = self._handlers.get(job.kind)
-        if prepared is None:
-            error: Exception = ConfigurationError(
-                f"no handler for kind {job.kind!r} on worker {self._me!r}"
-            )
-            return await self._failed(context(1, {}), error)
-        try:
-            headers = job.headers()
-        except EnvelopeError as problem:
-            return await self._failed(context(1, {}), problem)
-        try:
-            payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
-        except PayloadError as problem:
-            return await self._failed(context(1, headers), problem)
-        options = prepared.spec.options
-        max_attempts = options.max_attempts or self._settings.max_attempts
-        retry_on = options.retry_on
-        attempt = 1
-        while True:
-            ctx = context(attempt, headers)
-            delay: float | None = None
-            try:
-                with (
-                    anyio.fail_after(options.timeout)
-                    if options.timeout
-                    else contextlib.nullcontext()
-                ):
-                    result = await prepared.chain(ctx, payload)
-            except Retry as retry:
-                error, retriable, delay = retry, True, retry.delay
-            except Exception as problem:
-                error, retriable = problem, not retry_on or isinstance(problem, retry_on)
-            else:
-                return await self._succeeded(ctx, prepared, result)
-            if not retriable or attempt >= max_attempts:
-                return await self._failed(ctx, error)
-            if delay is None:
-                delay = self._backoff(attempt)
-            ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
-            await anyio.sleep(delay)
-            attempt += 1
-
-    async def _succeeded(
-        self, ctx: Context, prepared: PreparedJobHandler, result: object
-    ) -> Outcome:
-        try:
-            data = prepared.encode_result(result, job=ctx.job)
-        except PayloadError as problem:
-            return await self._failed(ctx, problem)
-        limit = self._settings.result_max_bytes
-        if len(data) > limit:
-            too_large = PayloadError(
-                f"{ctx.kind}: the result takes {len(data)} bytes, more than "
-                f"settings.result_max_bytes ({limit})",
-                job=ctx.job,
-            )
-            return await self._failed(ctx, too_large)
-        return Outcome.success(data, ctx.attempt)
-
-    async def _failed(self, ctx: Context, error: Exception) -> Outcome:
-        ctx.log.warning("job_failed", error=error_type_name(error), message=str(error))
-        for hook in self._hooks:
-            try:
-                await hook(ctx, error)
-            except Exception:
-                ctx.log.exception("on_failure_hook_failed", hook=repr(hook))
-        message = str(error)[:MAX_ERROR_MESSAGE]
-        return Outcome.failure(error_type_name(error), message, ctx.attempt)
-
-    def _backoff(self, attempt: int) -> float:
-        """The delay after failed attempt ``attempt``: doubling, capped, jittered."""
-        settings = self._settings
-        delay: float = min(
-            settings.retry_backoff_base * 2.0 ** (attempt - 1), settings.retry_backoff_max
-        )
-        spread = settings.retry_jitter
-        return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))

@@ -1,0 +1,225 @@
+"""JobRunner: everything between "we own this job" and its outcome, for one job.
+
+The Dispatcher starts a task per job it runs and calls :meth:`JobRunner.run` in it,
+inside the job's cancel scope. The runner decodes the payload with the job's codec and
+the handler's adapter, builds the :class:`~spreadq.context.Context`, calls the
+middleware chain, retries, and turns whatever happens into an
+:class:`~spreadq.queue.Outcome`:
+
+=============================================  ==========================================
+what happens                                   outcome
+=============================================  ==========================================
+the chain returns a value                      ok, the value encoded with the handler's
+                                               result codec (``attempts`` = this attempt)
+no handler for the kind, a bad header block,   failed at once (attempt 1): the error's
+a payload that does not decode                 type and message; no retry
+the chain raises ``Retry(delay)``              another attempt after ``delay`` (or the
+                                               backoff), whatever ``retry_on`` says
+the chain raises an exception in ``retry_on``  another attempt after the backoff
+(or any, when ``retry_on`` is empty), or the
+handler's ``timeout`` passes
+the last attempt fails, or an exception        failed, after the ``on_failure`` hooks
+outside ``retry_on``
+a result that does not encode, or encodes to   failed (``PayloadError``), after the
+more than ``settings.result_max_bytes``        hooks; the handler is not run again
+=============================================  ==========================================
+
+The backoff after attempt ``n`` is ``retry_backoff_base * 2**(n-1)``, capped at
+``retry_backoff_max``, spread at random by ``retry_jitter`` of itself. Cancellation
+(the job completed elsewhere, the worker stopping or losing its daemon) is never
+caught: the task ends without an outcome.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Final, Protocol
+
+import anyio
+import structlog
+
+from spreadq.context import Context
+from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry
+from spreadq.handlers import AnyHandlerSpec
+from spreadq.middleware import CallNext, FailureHook
+from spreadq.queue import Job, Outcome, View
+from spreadq.settings import Settings
+
+__all__ = ["MAX_ERROR_MESSAGE", "JobRunner", "PreparedJobHandler", "error_type_name"]
+
+log = structlog.get_logger(__name__)
+
+MAX_ERROR_MESSAGE: Final = 4096
+"""A failure outcome carries at most this many characters of the error message."""
+
+
+class PreparedJobHandler(Protocol):
+    """A handler ready to run (``spreadq.app.PreparedHandler`` fits)."""
+
+    @property
+    def spec(self) -> AnyHandlerSpec:
+        """The handler's declaration (options: max_attempts, timeout, retry_on)."""
+        ...
+
+    @property
+    def chain(self) -> CallNext:
+        """The middleware chain around the handler."""
+        ...
+
+    def decode_payload(
+        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
+    ) -> object:
+        """The payload, decoded and validated.
+
+        Raises:
+            PayloadError: it does not decode.
+        """
+        ...
+
+    def encode_result(self, result: object, *, job: object = None) -> bytes:
+        """The result as bytes.
+
+        Raises:
+            PayloadError: it does not encode.
+        """
+        ...
+
+
+def error_type_name(error: BaseException) -> str:
+    """The name an outcome gives an exception's type: ``ValueError``, ``pkg.mod.Error``."""
+    kind = type(error)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def failure(error: BaseException, attempts: int = 1) -> Outcome:
+    """The failure outcome of ``error`` (its message cut to :data:`MAX_ERROR_MESSAGE`)."""
+    return Outcome.failure(error_type_name(error), str(error)[:MAX_ERROR_MESSAGE], attempts)
+
+
+class JobRunner:
+    """Runs jobs' attempts for one worker session; one instance serves every job.
+
+    Args:
+        handlers: prepared handlers by kind.
+        settings: max_attempts, retry backoff and jitter, result_max_bytes.
+        failure_hooks: ``async hook(ctx, error)`` after a job's last failure; an
+            exception in a hook is logged, never propagated.
+        queue: the queue name, for contexts.
+        member: our private group, for contexts.
+        rng: randomness for the jitter.
+    """
+
+    def __init__(
+        self,
+        *,
+        handlers: Mapping[str, PreparedJobHandler],
+        settings: Settings,
+        failure_hooks: Sequence[FailureHook],
+        queue: str,
+        member: str,
+        rng: random.Random,
+    ) -> None:
+        self._handlers = handlers
+        self._settings = settings
+        self._hooks = tuple(failure_hooks)
+        self._queue = queue
+        self._member = member
+        self._rng = rng
+
+    async def run(self, job: Job, view: View, scope: anyio.CancelScope) -> Outcome:
+        """Run ``job`` (assigned in ``view``) until it succeeds or fails for good.
+
+        Raises:
+            anyio.get_cancelled_exc_class(): the job was cancelled (no outcome).
+        """
+        ref = job.ref
+
+        def context(attempt: int, headers: Mapping[str, str]) -> Context:
+            return Context(
+                job=ref,
+                kind=job.kind,
+                queue=self._queue,
+                member=self._member,
+                view=view,
+                attempt=attempt,
+                key=job.key,
+                headers=headers,
+                cancel_scope=scope,
+            )
+
+        prepared = self._handlers.get(job.kind)
+        if prepared is None:
+            missing = ConfigurationError(
+                f"no handler for kind {job.kind!r} on worker {self._member!r}"
+            )
+            return await self._failed(context(1, {}), missing)
+        try:
+            headers = job.headers()
+        except EnvelopeError as problem:
+            return await self._failed(context(1, {}), problem)
+        try:
+            payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
+        except PayloadError as problem:
+            return await self._failed(context(1, headers), problem)
+        options = prepared.spec.options
+        max_attempts = options.max_attempts or self._settings.max_attempts
+        retry_on = options.retry_on
+        attempt = 1
+        while True:
+            ctx = context(attempt, headers)
+            delay: float | None = None
+            error: Exception
+            try:
+                with anyio.fail_after(options.timeout):
+                    result = await prepared.chain(ctx, payload)
+            except Retry as retry:
+                error, retriable, delay = retry, True, retry.delay
+            except Exception as problem:
+                error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+            else:
+                return await self._succeeded(ctx, prepared, result)
+            if not retriable or attempt >= max_attempts:
+                return await self._failed(ctx, error)
+            if delay is None:
+                delay = self.backoff(attempt)
+            ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
+            await anyio.sleep(delay)
+            attempt += 1
+
+    def backoff(self, attempt: int) -> float:
+        """The delay after failed attempt ``attempt``: doubling, capped, jittered."""
+        settings = self._settings
+        delay: float = min(
+            settings.retry_backoff_base * 2.0 ** (attempt - 1), settings.retry_backoff_max
+        )
+        spread = settings.retry_jitter
+        return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
+
+    async def _succeeded(
+        self, ctx: Context, prepared: PreparedJobHandler, result: object
+    ) -> Outcome:
+        try:
+            data = prepared.encode_result(result, job=ctx.job)
+        except PayloadError as problem:
+            return await self._failed(ctx, problem)
+        limit = self._settings.result_max_bytes
+        if len(data) > limit:
+            too_large = PayloadError(
+                f"{ctx.kind}: the result takes {len(data)} bytes, more than "
+                f"settings.result_max_bytes ({limit})",
+                job=ctx.job,
+            )
+            return await self._failed(ctx, too_large)
+        return Outcome.success(data, ctx.attempt)
+
+    async def _failed(self, ctx: Context, error: Exception) -> Outcome:
+        ctx.log.warning("job_failed", error=error_type_name(error), message=str(error))
+        for hook in self._hooks:
+            try:
+                await hook(ctx, error)
+            except Exception:
+                ctx.log.exception("on_failure_hook_failed", hook=repr(hook))
+        return failure(error, ctx.attempt)
