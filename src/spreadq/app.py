@@ -17,7 +17,6 @@ bytes.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,18 +27,10 @@ import anyio
 import anyio.abc
 import structlog
 
-from spreadq.actors.dispatcher import DEFAULT_DRAIN_TIMEOUT, Dispatcher, DispatcherHandle
-from spreadq.client import connect
+from spreadq.actors.dispatcher import DEFAULT_DRAIN_TIMEOUT
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.context import Context
-from spreadq.errors import (
-    ConfigurationError,
-    ConnectError,
-    ConnectionLost,
-    ConnectRejected,
-    InvalidName,
-    PayloadError,
-)
+from spreadq.errors import ConfigurationError, InvalidName, PayloadError
 from spreadq.handlers import (
     AnyHandlerSpec,
     Handler,
@@ -57,8 +48,9 @@ from spreadq.middleware import (
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
 from spreadq.queue.rules import Rule, builtin_rules
+from spreadq.runtime import WorkerRuntime
 from spreadq.settings import Settings
-from spreadq.wire.constants import MAX_GROUP_NAME, RejectCode
+from spreadq.wire.constants import MAX_GROUP_NAME
 from spreadq.wire.events import check_group_name, check_private_name
 
 __all__ = [
@@ -240,7 +232,7 @@ class App:
         self._middleware: list[Middleware] = []
         self._failure_hooks: list[FailureHook] = []
         self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
-        self._worker: _Worker | None = None  # set while run() runs
+        self._worker: WorkerRuntime | None = None  # set while run() runs
 
         self._plugins = _load(plugins)
         rules: dict[str, Rule] = builtin_rules()
@@ -490,7 +482,7 @@ class App:
         self.freeze()
         if self._worker is not None:
             raise ConfigurationError(f"the app for {self._queue!r} is already running")
-        worker = _Worker(
+        worker = WorkerRuntime(
             self,
             self._spread if spread is None else spread,
             self._settings if settings is None else settings,
@@ -546,112 +538,3 @@ def _load(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:
         reserved_rules=builtin_rules().keys(),
     )
     return tuple(loaded)
-
-
-# -- the worker runtime behind App.run() ----------------------------------------------------
-
-_RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
-"""Reject codes a reconnecting worker retries: its old session may still hold its name,
-and the daemon may be full for a moment. Other rejects cannot mend by retrying."""
-
-
-class _Worker:
-    """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals."""
-
-    def __init__(self, app: App, address: str | None, settings: Settings, drain_timeout: float):
-        self._app = app
-        self._address = address
-        self._settings = settings
-        self._drain_timeout = drain_timeout
-        self._stopping = False
-        self._stop_requested = anyio.Event()
-        self._scope = anyio.CancelScope()
-        self._handle: DispatcherHandle | None = None
-        self._backoff = settings.reconnect_backoff_initial
-        self._log = log.bind(queue=app.queue)
-
-    def stop(self) -> None:
-        """Drain the current session and stop reconnecting."""
-        if self._stopping:
-            return
-        self._stopping = True
-        self._stop_requested.set()
-        self._log.info("worker_stop_requested")
-        if self._handle is not None:
-            self._handle.drain()
-
-    async def watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """First SIGTERM/SIGINT: drain. The next one: stop at once."""
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            task_status.started()
-            async for signum in signals:
-                if self._stopping:
-                    self._log.warning("worker_forced_stop", signal=signum.name)
-                    self._scope.cancel()
-                else:
-                    self._log.info("worker_signal", signal=signum.name)
-                    self.stop()
-
-    async def serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Connect, serve a session, reconnect with backoff, until stopped."""
-        app = self._app
-        settings = self._settings
-        joined = _Joined(self, task_status)
-        with self._scope:
-            while not self._stopping:
-                try:
-                    lost: ConnectionLost | None = None
-                    async with connect(self._address, name=app.name) as conn:
-                        dispatcher = Dispatcher(
-                            conn,
-                            queue=app.queue,
-                            work_group=app.work_group,
-                            feedback_group=app.feedback_group,
-                            handlers=app.prepared,
-                            rule=app.rule,
-                            settings=settings,
-                            failure_hooks=app.failure_hooks,
-                            ordered_keys=app.rule.name == "key_affinity",
-                            drain_timeout=self._drain_timeout,
-                        )
-                        self._handle = dispatcher.handle
-                        if self._stop_requested.is_set():  # stop() came while connecting
-                            dispatcher.handle.drain()
-                        try:
-                            await dispatcher.run(task_status=joined)
-                        except ConnectionLost as error:
-                            lost = error  # raised outside: connect() must not see it
-                    if lost is not None:
-                        raise lost
-                    return
-                except (ConnectionLost, ConnectError) as error:
-                    if isinstance(error, ConnectRejected) and error.code not in _RETRIED_REJECTS:
-                        raise
-                    if self._stop_requested.is_set():
-                        return
-                    delay = self._backoff
-                    self._backoff = min(delay * 2, settings.reconnect_backoff_max)
-                    self._log.warning("worker_reconnecting", error=str(error), delay=delay)
-                    with anyio.move_on_after(delay):
-                        await self._stop_requested.wait()
-                finally:
-                    self._handle = None
-
-    def joined(self) -> None:
-        """A session joined the WORK group: reconnect quickly next time."""
-        self._backoff = self._settings.reconnect_backoff_initial
-
-
-class _Joined:
-    """The task status a session's dispatcher starts: resets the backoff, and starts
-    ``App.run``'s own task status the first time."""
-
-    def __init__(self, worker: _Worker, task_status: anyio.abc.TaskStatus[None]) -> None:
-        self._worker = worker
-        self._task_status: anyio.abc.TaskStatus[None] | None = task_status
-
-    def started(self, value: DispatcherHandle | None = None) -> None:
-        self._worker.joined()
-        if self._task_status is not None:
-            first, self._task_status = self._task_status, None
-            first.started()

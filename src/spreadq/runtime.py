@@ -1,0 +1,149 @@
+"""The worker runtime behind :meth:`spreadq.App.run`: sessions, reconnection, signals.
+
+Theory of operation. One :class:`WorkerRuntime` lives for one ``App.run()``. It opens a
+session with the daemon, runs a :class:`~spreadq.actors.dispatcher.Dispatcher` on it
+until the session drains or is lost, and on a loss (``ConnectionLost``, or a connect
+that fails or is refused with a code retrying can mend) waits and tries again: the
+delay starts at ``settings.reconnect_backoff_initial``, doubles up to
+``settings.reconnect_backoff_max``, and starts over once a session has joined the
+WORK group. Each session is a new member with no history; the other workers have
+taken over its jobs meanwhile. :meth:`WorkerRuntime.stop` drains the current session
+and ends the loop, also in the middle of a backoff; a second SIGTERM/SIGINT cancels
+everything at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
+from spreadq.client import connect
+from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected
+from spreadq.settings import Settings
+from spreadq.wire.constants import RejectCode
+
+if TYPE_CHECKING:
+    from spreadq.app import App
+
+__all__ = ["WorkerRuntime"]
+
+log = structlog.get_logger(__name__)
+
+
+_RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
+"""Reject codes a reconnecting worker retries: its old session may still hold its name,
+and the daemon may be full for a moment. Other rejects cannot mend by retrying."""
+
+
+class WorkerRuntime:
+    """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals.
+
+    Args:
+        app: the (frozen) app to serve.
+        address: the daemon address.
+        settings: the settings of this run.
+        drain_timeout: how long a drain may take before running jobs are cancelled.
+    """
+
+    def __init__(self, app: App, address: str | None, settings: Settings, drain_timeout: float):
+        self._app = app
+        self._address = address
+        self._settings = settings
+        self._drain_timeout = drain_timeout
+        self._stopping = False
+        self._stop_requested = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._handle: DispatcherHandle | None = None
+        self._backoff = settings.reconnect_backoff_initial
+        self._log = log.bind(queue=app.queue)
+
+    def stop(self) -> None:
+        """Drain the current session and stop reconnecting."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        self._log.info("worker_stop_requested")
+        if self._handle is not None:
+            self._handle.drain()
+
+    async def watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """First SIGTERM/SIGINT: drain. The next one: stop at once."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self._stopping:
+                    self._log.warning("worker_forced_stop", signal=signum.name)
+                    self._scope.cancel()
+                else:
+                    self._log.info("worker_signal", signal=signum.name)
+                    self.stop()
+
+    async def serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Connect, serve a session, reconnect with backoff, until stopped."""
+        app = self._app
+        settings = self._settings
+        joined = _Joined(self, task_status)
+        with self._scope:
+            while not self._stopping:
+                try:
+                    lost: ConnectionLost | None = None
+                    async with connect(self._address, name=app.name) as conn:
+                        dispatcher = Dispatcher(
+                            conn,
+                            queue=app.queue,
+                            work_group=app.work_group,
+                            feedback_group=app.feedback_group,
+                            handlers=app.prepared,
+                            rule=app.rule,
+                            settings=settings,
+                            failure_hooks=app.failure_hooks,
+                            ordered_keys=app.rule.name == "key_affinity",
+                            drain_timeout=self._drain_timeout,
+                        )
+                        self._handle = dispatcher.handle
+                        if self._stop_requested.is_set():  # stop() came while connecting
+                            dispatcher.handle.drain()
+                        try:
+                            await dispatcher.run(task_status=joined)
+                        except ConnectionLost as error:
+                            lost = error  # raised outside: connect() must not see it
+                    if lost is not None:
+                        raise lost
+                    return
+                except (ConnectionLost, ConnectError) as error:
+                    if isinstance(error, ConnectRejected) and error.code not in _RETRIED_REJECTS:
+                        raise
+                    if self._stop_requested.is_set():
+                        return
+                    delay = self._backoff
+                    self._backoff = min(delay * 2, settings.reconnect_backoff_max)
+                    self._log.warning("worker_reconnecting", error=str(error), delay=delay)
+                    with anyio.move_on_after(delay):
+                        await self._stop_requested.wait()
+                finally:
+                    self._handle = None
+
+    def joined(self) -> None:
+        """A session joined the WORK group: reconnect quickly next time."""
+        self._backoff = self._settings.reconnect_backoff_initial
+
+
+class _Joined:
+    """The task status a session's dispatcher starts: resets the backoff, and starts
+    ``App.run``'s own task status the first time."""
+
+    def __init__(self, worker: WorkerRuntime, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._worker = worker
+        self._task_status: anyio.abc.TaskStatus[None] | None = task_status
+
+    def started(self, value: DispatcherHandle | None = None) -> None:
+        self._worker.joined()
+        if self._task_status is not None:
+            first, self._task_status = self._task_status, None
+            first.started()
