@@ -16,10 +16,13 @@ from typing import Any
 
 import anyio
 import pytest
+import typer
 from anyio import wait_all_tasks_blocked
 from pydantic import BaseModel
+from typer.testing import CliRunner, Result
 
 from spreadq.app import App
+from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, serve
 from spreadq.errors import (
@@ -281,3 +284,48 @@ async def test_outcomes_of_other_producers_are_ignored() -> None:
             await reader.multicast(producer.feedback_group, encode(done), mess_type=MESS_TYPE)
             assert await receipt == 2
             assert producer.statistics().succeeded == 1
+
+
+# -- the ``spreadq put`` command -------------------------------------------------------------
+
+
+def put_command() -> typer.Typer:
+    """The ``put`` command alone (the root command would configure logging globally)."""
+    cli = typer.Typer()
+    put_cli.register(cli)
+    cli.command("other")(lambda: None)  # two commands: typer then takes the command name
+    return cli
+
+
+async def test_the_put_command_sends_a_job_and_prints_its_result() -> None:
+    runner = CliRunner()
+    async with serve() as daemon:
+        app = App("cli", daemon.address, plugins=False, settings=Settings(max_attempts=1))
+
+        @app.handler("add")
+        async def add(job: dict[str, int]) -> int:
+            return job["a"] + job["b"]
+
+        def run(*args: str) -> Result:
+            return runner.invoke(put_command(), ["put", *args, "--spread", daemon.address])
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await tg.start(partial(app.run, handle_signals=False))
+                waited = await anyio.to_thread.run_sync(
+                    run, "cli", "add", '{"a": 2, "b": 3}', "--wait"
+                )
+                sent = await anyio.to_thread.run_sync(run, "cli", "add", '{"a": 1, "b": 1}')
+                failed = await anyio.to_thread.run_sync(run, "cli", "add", '{"a": 1}', "--wait")
+                bad = await anyio.to_thread.run_sync(run, "cli", "add", "{not json")
+                tg.cancel_scope.cancel()
+            nobody = await anyio.to_thread.run_sync(run, "nobody", "add", "{}", "--timeout", "0.1")
+    assert (waited.exit_code, waited.stdout.splitlines()[-1]) == (0, "5")  # after any logs
+    assert sent.exit_code == 0
+    assert "sent 'add' #0" in sent.stderr
+    assert failed.exit_code == 1
+    assert "KeyError" in failed.stderr
+    assert bad.exit_code == 2
+    assert "not JSON" in bad.stderr
+    assert nobody.exit_code == 1
+    assert "no consumer within 0.1 s" in nobody.stderr

@@ -314,6 +314,7 @@ class Producer:
         self._in_hand: list[_Job] = []
         self._wake = anyio.Event()
         self._flushed = anyio.Event()
+        self._flushing = 0
         self._room = anyio.Event()
 
         # consumers and witness epochs
@@ -446,18 +447,39 @@ class Producer:
         self._wake.set()
         if exc_type is None:
             with anyio.move_on_after(self._close_timeout):
-                while self._queue or self._in_hand:
-                    self._flushed = anyio.Event()
-                    await self._flushed.wait()
-                if self._conn is not None:
-                    with contextlib.suppress(ConnectionLost):
-                        await self._conn.flush()
+                await self._flush()
         self._shutdown(ConnectionLost(CloseReason.CLOSED_LOCALLY, "the producer was closed"))
         group.cancel_scope.cancel()
         await group.__aexit__(None, None, None)
 
+    async def flush(self) -> None:
+        """Wait until every job put so far has been multicast (not confirmed: await the
+        receipts for that). Jobs held while no consumer is present keep it waiting;
+        bound it with ``anyio.fail_after``.
+
+        Raises:
+            ConnectionLost: the producer is closed, or closes while waiting.
+        """
+        self._check_open()
+        await self._flush()
+        self._check_open()
+
+    async def _flush(self) -> None:
+        self._flushing += 1
+        self._wake.set()
+        try:
+            while self._open and (self._queue or self._in_hand):
+                self._flushed = anyio.Event()
+                await self._flushed.wait()
+            if self._open and self._conn is not None:
+                with contextlib.suppress(ConnectionLost):
+                    await self._conn.flush()
+        finally:
+            self._flushing -= 1
+
     def _shutdown(self, error: ConnectionLost) -> None:
         self._open = False
+        self._flushed.set()
         if self._error is None:
             self._error = error
         if self._flow_actor is not None:
@@ -661,11 +683,10 @@ class Producer:
         queue = self._queue
         while True:
             while not queue:
-                if self._closing:
-                    self._flushed.set()
+                self._flushed.set()
                 self._wake = anyio.Event()
                 await self._wake.wait()
-            if len(queue) < self._batch_jobs and self._batch_delay and not self._closing:
+            if len(queue) < self._batch_jobs and self._batch_delay and not self._flushing:
                 remaining = queue[0].at + self._batch_delay - time.monotonic()
                 if remaining > 0:
                     self._wake = anyio.Event()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from spreadq.__about__ import __version__
-from spreadq.cli import daemon, worker
+from spreadq.cli import daemon, put, worker
 from spreadq.logs import configure_logging
 
 __all__ = ["app", "main"]
@@ -44,6 +44,7 @@ def root(
 
 daemon.register(app)
 worker.register(app)
+put.register(app)
 
 
 def main() -> None:
