@@ -129,8 +129,23 @@ class Probe:
 
 
 @asynccontextmanager
+async def connected(address: str, name: str) -> AsyncIterator[Connection]:
+    """``spreadq.connect()``, re-raising what the block raises: connect()'s exit
+    swallows the block's exception (a bug of client.py, reported), which would hide a
+    failed assertion."""
+    error: BaseException | None = None
+    async with connect(address, name=name) as conn:
+        try:
+            yield conn
+        except BaseException as exc:
+            error = exc
+    if error is not None:
+        raise error
+
+
+@asynccontextmanager
 async def probe_on(daemon: Daemon) -> AsyncIterator[Probe]:
-    async with connect(daemon.address, name="probe") as conn, anyio.create_task_group() as tg:
+    async with connected(daemon.address, "probe") as conn, anyio.create_task_group() as tg:
         probe = Probe(conn)
         await conn.join(FEEDBACK)
         tg.start_soon(probe.read)
@@ -401,7 +416,7 @@ async def test_a_job_completed_elsewhere_is_cancelled(spreadq_daemon: Daemon) ->
     with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
-            async with connect(spreadq_daemon.address, name="z") as other:
+            async with connected(spreadq_daemon.address, "z") as other:
                 await other.join(QUEUE)  # a second consumer, after #a#: slot 0 is a's
                 while "#z#localhost" not in await _work_members(other):
                     pass  # jobs put from now on are ordered after z's join
@@ -434,7 +449,7 @@ async def test_jobs_taken_over_run_before_our_own_queued_jobs(spreadq_daemon: Da
     with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
-            async with connect(spreadq_daemon.address, name="z") as other:
+            async with connected(spreadq_daemon.address, "z") as other:
                 await other.join(QUEUE)
                 while "#z#localhost" not in await _work_members(other):
                     pass

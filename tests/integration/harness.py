@@ -5,6 +5,7 @@
   whatever is left of them when the block ends, however it ends.
 * :func:`read_records` reads what the workers wrote about every handler they started
   and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts.
+* :func:`connected` is ``spreadq.connect()`` that lets the block's exceptions through.
 * :class:`Observer` is a FEEDBACK member that timestamps every membership of the group
   (and reads, so drains, the group's traffic).
 * :func:`figures` prints measured figures on one line (``pytest -s`` shows them).
@@ -26,7 +27,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from spreadq.client import Connection
+from spreadq.client import Connection, connect
 from spreadq.wire.events import RegularMembership
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Observer",
     "Record",
     "WorkerProcess",
+    "connected",
     "figures",
     "read_records",
     "starts_by_job",
@@ -117,6 +119,21 @@ async def worker_processes(
                         worker.process.kill()
                 await worker.process.wait()
                 await worker.process.aclose()
+
+
+@asynccontextmanager
+async def connected(address: str, name: str) -> AsyncIterator[Connection]:
+    """``spreadq.connect()``, re-raising what the block raises: connect()'s exit
+    swallows the block's exception (a bug of client.py, reported), which would hide a
+    failed assertion or a JobFailed."""
+    error: BaseException | None = None
+    async with connect(address, name=name) as conn:
+        try:
+            yield conn
+        except BaseException as exc:
+            error = exc
+    if error is not None:
+        raise error
 
 
 @dataclass(frozen=True, slots=True)

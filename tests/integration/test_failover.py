@@ -27,9 +27,8 @@ from typing import Any
 
 import anyio
 import pytest
-from harness import Observer, figures, read_records, starts_by_job, worker_processes
+from harness import Observer, connected, figures, read_records, starts_by_job, worker_processes
 
-from spreadq.client import connect
 from spreadq.daemon import serve
 from spreadq.producer import Producer, Receipt
 
@@ -60,7 +59,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
         try:
             with anyio.fail_after(WAIT):
                 async with (
-                    connect(spread_address, name="observer") as conn,
+                    connected(spread_address, "observer") as conn,
                     anyio.create_task_group() as tg,
                 ):
                     observer = Observer(conn, feedback)

@@ -28,9 +28,8 @@ from typing import Any
 
 import anyio
 import pytest
-from harness import Observer, figures, read_records, starts_by_job, worker_processes
+from harness import Observer, connected, figures, read_records, starts_by_job, worker_processes
 
-from spreadq.client import connect
 from spreadq.daemon import serve
 from spreadq.producer import Producer, Receipt
 
@@ -65,7 +64,7 @@ async def test_partition_and_merge(tmp_path: Path) -> None:
             try:
                 with anyio.fail_after(WAIT):
                     async with (
-                        connect(d1, name="observer") as conn,
+                        connected(d1, "observer") as conn,
                         anyio.create_task_group() as tg,
                         Producer(queue, d1) as producer,
                     ):
