@@ -37,7 +37,7 @@ from typing import TypeVar
 import pytest
 from queue_sim import Simulation
 
-from spreadq.errors import LocalProtocolError, PluginError
+from spreadq.errors import ConfigurationError, LocalProtocolError, PluginError
 from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
@@ -349,6 +349,29 @@ def test_a_resent_outstanding_job_moves_to_its_new_slot_without_a_second_run() -
     assert (runs(again[A]), runs(again[B])) == ([5], [])
 
 
+def test_a_run_that_moved_away_is_still_cancelled_by_the_ack() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)  # slot 0 -> A
+    cluster.feed((A,), JobStarted(ref(0)))
+    cluster.send(0)  # re-sent: slot 1 -> B; A's run goes on
+    assert cluster.tables[A].backlog == 0
+    effects = cluster.ack(B, 0)
+    assert of_type(effects[A], CancelJob) == [CancelJob(ref(0), running=True)]
+    assert of_type(effects[B], CancelJob) == [CancelJob(ref(0), running=False)]
+
+
+def test_a_queued_run_that_moved_away_is_dropped() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)  # slot 0 -> A, not started
+    effects = cluster.send(0)  # slot 1 -> B
+    assert of_type(effects[A], CancelJob) == [CancelJob(ref(0), running=False)]
+    assert runs(effects[B]) == [0]
+
+
 def test_a_resent_completed_job_is_answered_from_memory_by_its_owner() -> None:
     cluster = Cluster(ack_every_jobs=1)
     cluster.join(A)
@@ -478,6 +501,11 @@ def test_view_announcements() -> None:
     hello = of_type(effects[B], AnnounceHello)[0]
     assert hello.envelope.capacity == 4
     assert isinstance(effects[A][0], ViewChanged)
+
+
+def test_an_incarnation_is_16_bytes() -> None:
+    with pytest.raises(ConfigurationError):
+        OutstandingTable(A, rule=builtin_rules()["round_robin"], incarnation=b"short")
 
 
 def test_a_view_without_us_is_refused() -> None:

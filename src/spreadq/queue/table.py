@@ -38,15 +38,18 @@ member's messages before its leave, so an ACK can never cross into a later lifet
 the group even though group ids repeat (fact sheet §6.2.3). If we own a completed job
 and had not started it, it is skipped; if we were running it, it is cancelled.
 
-Duplicates. A job re-sent with a ``(producer_id, seq)`` we know still takes its slot
-(slot counting must not depend on history, which differs between replicas), but a
-replica that has the job outstanding keeps its existing owner, and one that
-remembers its outcome (a bounded history of completed refs) re-ACKs that outcome if it
-owns the slot instead of running the job again. Replicas with different histories (a
-member that joined after the first copy, or the other side of a partition, or one
-whose history evicted the ref) may disagree about whether the slot is a duplicate: then
-the job may run once more. That is at-least-once, which is what spreadq promises; the
-ACK that follows completes every copy everywhere.
+Duplicates. A job re-sent with a ``(producer_id, seq)`` still outstanding takes its new
+slot like any job and *moves* there: new owner, new origin, new place in the delivery
+order, on every replica, because a replica that joined after the first copy knows only
+the second, and replicas that share history must stay identical. If the owner changes,
+the new owner runs it (the old one, if it already started, may finish first; the first
+ACK completes it). A re-sent job whose outcome a replica still remembers (a bounded
+history of completed refs) is answered from memory when that replica owns its slot,
+without running it again. Replicas with different histories (a member that joined
+after the first copy, the other side of a partition, a history that evicted the ref)
+may disagree about whether the slot is a duplicate; then the job may run once more.
+That is at-least-once, which is what spreadq promises; the ACK that follows completes
+every copy everywhere.
 
 Partitions. Each side of a partition reassigns the other side's jobs among its own
 members; after the merge each side keeps its own assignment for jobs from before the
@@ -62,7 +65,7 @@ from dataclasses import dataclass, fields
 from hashlib import blake2b
 from typing import Any
 
-from spreadq.errors import EnvelopeError, LocalProtocolError, PluginError
+from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
 from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
@@ -185,6 +188,9 @@ class _Entry:
 class OutstandingTable:
     """One consumer's replica of the queue's outstanding jobs.
 
+    Raises:
+        ConfigurationError: ``incarnation`` is not 16 bytes.
+
     Args:
         me: our member name (private group) in the WORK group.
         rule: the ownership rule; every consumer of a queue must use the same one.
@@ -213,6 +219,8 @@ class OutstandingTable:
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if len(incarnation) != 16:
+            raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
         self.me = me
         self.rule = rule
         self.incarnation = incarnation
@@ -355,14 +363,17 @@ class OutstandingTable:
             for origin in self._origins.values():
                 origin.holders &= came
             rounds: dict[int, SlotState] = {}
+            forget: list[JobRef] = []
             members = frozenset(event.members)
             for entry in self._entries.values():
                 entry.counted = None
                 holders = entry.origin.holders
                 if entry.orphaned or (entry.owner in members and entry.owner in holders):
                     continue
-                if not entry.held:
+                if not entry.held:  # we cannot know its new owner; wait for its ACK
                     entry.owner = None
+                    if entry.origin.holders <= {self.me}:
+                        forget.append(entry.job.ref)  # nobody left who might hold it
                     continue
                 ref = entry.job.ref
                 candidates = tuple(
@@ -383,6 +394,8 @@ class OutstandingTable:
                 if entry.owner == self.me:
                     taken.append(ref)
                     effects += self._become_owner(entry, failover=True)
+            for ref in forget:
+                del self._entries[ref]
         self._counts["reassigned"] += len(reassigned)
         self._counts["orphaned"] += len(orphaned)
         self._view = view
@@ -414,7 +427,7 @@ class OutstandingTable:
         effects: list[Effect] = [
             CancelJob(ref, running=entry.started)
             for ref, entry in self._entries.items()
-            if entry.owner == self.me and entry.run_sent and not entry.finished
+            if entry.run_sent and not entry.finished
         ]
         self._reset()
         return effects
@@ -439,6 +452,7 @@ class OutstandingTable:
             self._counts["bad_envelopes"] += 1
             if not slots:
                 self._counts["ignored_messages"] += 1
+            self._cadence.on_read(slots, self._now)
             for _ in range(slots):
                 ref = self._local_ref(event.sender)
                 job = Job(ref, "invalid", None, "", event.data, b"", f"EnvelopeError: {exc}")
@@ -546,7 +560,7 @@ class OutstandingTable:
             entry.remembered = old.remembered
             if old.counted is not None and old.view == self._ordinal:
                 self._state.released(old.counted)
-            if old.owner == self.me and old.run_sent and not old.finished:
+            if old.run_sent and not old.finished:  # we have a run of it going
                 if owner == self.me:  # still ours: keep the run we have
                     entry.run_sent, entry.started = True, old.started
                 elif old.started:  # let it finish; its outcome still completes the job
@@ -559,12 +573,17 @@ class OutstandingTable:
         if entry.duplicate:
             self._counts["duplicates"] += 1
         self._entries[ref] = entry
-        if owner == self.me and not entry.run_sent:
+        if owner == self.me:
             effects += self._become_owner(entry, failover=failover)
         return effects
 
     def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
         ref = entry.job.ref
+        if entry.finished:
+            return []
+        if entry.run_sent:  # it came back to us while our run of it goes on
+            self._mine[ref] = None
+            return []
         if entry.remembered is not None:
             entry.finished = True
             self._cadence.on_finished(ref, entry.remembered, self._now)
@@ -574,8 +593,6 @@ class OutstandingTable:
             outcome = Outcome.failure("EnvelopeError", entry.job.error)
             self._cadence.on_finished(ref, outcome, self._now)
             return [JobRejected(ref, entry.sender, entry.job.error)]
-        if entry.finished:
-            return []
         self._mine[ref] = None
         entry.run_sent = True
         return [RunJob(entry.job, entry.sender, entry.mess_type, failover)]
@@ -596,7 +613,7 @@ class OutstandingTable:
                 self._state.released(entry.counted)
             effects.append(JobCompleted(ref, outcome, sender))
             self._mine.pop(ref, None)
-            if entry.owner == self.me and entry.run_sent and not entry.finished:
+            if entry.run_sent and not entry.finished:
                 effects.append(CancelJob(ref, running=entry.started))
         return effects
 
