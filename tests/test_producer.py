@@ -63,6 +63,7 @@ async def test_a_receipt_gives_the_decoded_result_once_it_succeeds() -> None:
 
     receipt: Receipt[int] = Receipt("add", 7, "k", decode=decode_result)
     assert (receipt.done, receipt.kind, receipt.seq, receipt.key) == (False, "add", 7, "k")
+    assert receipt.resolved_at is None
     results: list[int] = []
 
     async def waiter() -> None:
@@ -74,10 +75,11 @@ async def test_a_receipt_gives_the_decoded_result_once_it_succeeds() -> None:
             tg.start_soon(waiter)
             await wait_all_tasks_blocked()
             assert results == []
-            receipt._succeed(b"42")
+            receipt._succeed(b"42", 1.0)
             receipt._fail(RuntimeError("ignored: the outcome is already known"))
     assert results == [42, 42]
     assert receipt.done
+    assert receipt.resolved_at == 1.0
     assert decoded == [b"42", b"42"]  # decoded by each awaiter, lazily
     assert "done" in repr(receipt)
 
@@ -94,7 +96,7 @@ async def test_a_receipt_raises_the_failure_it_was_given() -> None:
 
 async def test_an_empty_result_is_none() -> None:
     receipt: Receipt[int] = Receipt("nothing", 0, decode=int)
-    receipt._succeed(b"")
+    receipt._succeed(b"", 1.0)
     with anyio.fail_after(WAIT):
         assert await receipt is None
 

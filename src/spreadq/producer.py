@@ -54,12 +54,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
 import structlog
+from pydantic import TypeAdapter
 
 from spreadq.actors.dispatcher import NOT_BEFORE_HEADER
 from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
@@ -75,7 +77,7 @@ from spreadq.errors import (
     JobFailed,
     MessageTooLarge,
 )
-from spreadq.handlers import Handler, check_kind
+from spreadq.handlers import AnyHandlerSpec, Handler, check_kind
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
@@ -106,6 +108,7 @@ NUDGE_DELAY: Final = 0.2
 the consumers into announcing one (see ``Producer._nudger``)."""
 
 _PENDING, _OK, _FAILED = range(3)
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 _UNSENT: Final = -1
 
 
@@ -125,9 +128,21 @@ class Receipt(Generic[ResultT]):
         kind: the handler kind the job was put for.
         seq: the job's sequence number within its producer (0, 1, 2, ...).
         key: the job's key, if it was given one.
+        resolved_at: when the outcome arrived (``time.monotonic()``), None before;
+            with the time ``put()`` was called it gives a job's end-to-end latency.
     """
 
-    __slots__ = ("_decode", "_error", "_event", "_result", "_state", "key", "kind", "seq")
+    __slots__ = (
+        "_decode",
+        "_error",
+        "_event",
+        "_result",
+        "_state",
+        "key",
+        "kind",
+        "resolved_at",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -146,6 +161,7 @@ class Receipt(Generic[ResultT]):
         self._state = _PENDING
         self._result: bytes | None = None
         self._error: BaseException | None = None
+        self.resolved_at: float | None = None
         if not confirmed:
             self._fail(
                 ConfigurationError(
@@ -194,10 +210,11 @@ class Receipt(Generic[ResultT]):
 
     # -- called by the producer that owns this receipt ----------------------------------
 
-    def _succeed(self, result: bytes) -> None:
+    def _succeed(self, result: bytes, now: float) -> None:
         if self._state == _PENDING:
             self._state = _OK
             self._result = result
+            self.resolved_at = now
             if self._event is not None:
                 self._event.set()
 
@@ -205,6 +222,7 @@ class Receipt(Generic[ResultT]):
         if self._state == _PENDING:
             self._state = _FAILED
             self._error = error
+            self.resolved_at = time.monotonic()
             if self._event is not None:
                 self._event.set()
 
@@ -230,6 +248,20 @@ class ProducerStatistics:
     consumers: tuple[str, ...]
     sessions: int
     """Sessions opened with the daemon (1 + reconnections)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How jobs of one kind are encoded and their results decoded (cached per kind)."""
+
+    kind: str
+    codec: Codec
+    adapter: TypeAdapter[Any]
+    decode: Callable[[bytes], Any]
+
+
+def _decode_with(codec: Codec, adapter: TypeAdapter[Any], data: bytes) -> Any:
+    return codec.decode(data, adapter)
 
 
 @dataclass(slots=True, eq=False)
@@ -295,7 +327,7 @@ class Producer:
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
         self._batch_jobs = settings.batch_max_jobs
         self._batch_delay = settings.batch_max_delay
-        self._kinds: set[str] = set()
+        self._routes: dict[object, _Route] = {}
 
         # lifecycle
         self._group: anyio.abc.TaskGroup | None = None
@@ -549,33 +581,22 @@ class Producer:
         """
         self._check_open()
         if isinstance(handler, Handler):
-            spec = handler.spec
-            kind = spec.kind
-            codec = self._codecs.require(spec.payload_codec)
-            data = codec.encode(payload, spec.payload_adapter)
-            result_codec = self._codecs.require(spec.result_codec)
-            adapter = spec.result_adapter
+            route = self._routes.get(handler.spec) or self._route_for_handler(handler.spec)
         else:
-            kind = handler
-            if kind not in self._kinds:
-                check_kind(kind)
-                self._kinds.add(kind)
-            name = "raw" if isinstance(payload, bytes | bytearray | memoryview) else self._codec
-            codec = self._codecs.require(name)
-            # a worker encodes a result with its handler's result codec, which the
-            # outcome does not name: by kind, assume the producer's codec (json)
-            result_codec = self._codecs.require(self._codec)
-            data = codec.encode(payload, UNTYPED)
-            adapter = UNTYPED
+            raw = isinstance(payload, _BYTES_LIKE)
+            route = self._routes.get((handler, raw)) or self._route_for_kind(handler, raw)
+        data = route.codec.encode(payload, route.adapter)
+        kind = route.kind
         header_items = tuple(headers.items()) if headers else ()
         if delay is not None:
             if not (delay >= 0 and math.isfinite(delay)):
                 raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
             header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
 
-        if self._member:
-            assert self._flow is not None
-            await self._flow.admit()
+        flow = self._flow
+        if flow is not None:
+            if not flow.take_credit():
+                await flow.admit()
         else:
             while len(self._queue) >= self._settings.max_in_flight and self._open:
                 self._room = anyio.Event()
@@ -592,14 +613,8 @@ class Producer:
                 self._flow.refund()
             raise
         self._seq = seq + 1
-
-        def decode_result(raw: bytes) -> Any:
-            return result_codec.decode(raw, adapter)
-
-        receipt: Receipt[Any] = Receipt(
-            kind, seq, key, decode=decode_result, confirmed=self._member
-        )
-        job = _Job(spec_, codec.name, receipt, time.monotonic())
+        receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
+        job = _Job(spec_, route.codec.name, receipt, time.monotonic())
         if self._member:
             self._pending[seq] = job
         self._put += 1
@@ -608,6 +623,32 @@ class Producer:
         if len(queue) == 1 or len(queue) == self._batch_jobs:
             self._wake.set()
         return receipt
+
+    def _route_for_handler(self, spec: AnyHandlerSpec) -> _Route:
+        result_codec = self._codecs.require(spec.result_codec)
+        adapter = spec.result_adapter
+        route = _Route(
+            spec.kind,
+            self._codecs.require(spec.payload_codec),
+            spec.payload_adapter,
+            partial(_decode_with, result_codec, adapter),
+        )
+        self._routes[spec] = route
+        return route
+
+    def _route_for_kind(self, kind: str, raw: bool) -> _Route:
+        check_kind(kind)
+        # a worker encodes a result with its handler's result codec, which the outcome
+        # does not name: by kind, decode with the producer's codec (json) to plain values
+        result_codec = self._codecs.require(self._codec)
+        route = _Route(
+            kind,
+            self._codecs.require("raw" if raw else self._codec),
+            UNTYPED,
+            partial(_decode_with, result_codec, UNTYPED),
+        )
+        self._routes[(kind, raw)] = route
+        return route
 
     def _check_open(self) -> None:
         if not self._open or self._closing:
@@ -750,7 +791,7 @@ class Producer:
             parts = encode_fragments(self._id, self._mseq + 1, job.codec, job.spec)
         except MessageTooLarge as error:  # pragma: no cover - a 9 GB payload
             self._in_hand = []
-            self._settle(job, error)
+            self._settle(job, error, time.monotonic())
             return
         last = len(parts) - 1
         for index, data in enumerate(parts):
@@ -806,6 +847,7 @@ class Producer:
         me = self._id
         settled = 0
         pending = self._pending
+        now = time.monotonic()
         for ref, outcome in ack.outcomes:
             if ref.producer_id != me:
                 continue
@@ -813,22 +855,22 @@ class Producer:
             if job is None:
                 continue
             settled += job.counted
-            self._settle(job, outcome)
+            self._settle(job, outcome, now)
         self._notice(sender)
         flow = self._flow
         assert flow is not None
         await flow.ack_seen(sender, ack.positions, ack.backlog)
         await flow.settled(settled)
 
-    def _settle(self, job: _Job, outcome: Outcome | BaseException) -> None:
+    def _settle(self, job: _Job, outcome: Outcome | BaseException, now: float) -> None:
         job.settled = True
-        self._pending.pop(job.spec.seq, None)
         if isinstance(outcome, BaseException):
+            self._pending.pop(job.spec.seq, None)
             self._failed += 1
             job.receipt._fail(outcome)
         elif outcome.ok:
             self._succeeded += 1
-            job.receipt._succeed(outcome.result)
+            job.receipt._succeed(outcome.result, now)
         else:
             self._failed += 1
             job.receipt._fail(

@@ -201,6 +201,13 @@ class FlowHandle:
         """Credits held locally: puts that may proceed without asking the actor."""
         return self._credits
 
+    def take_credit(self) -> bool:
+        """Take one local credit if there is one (the fast path of :meth:`admit`)."""
+        if self._credits:
+            self._credits -= 1
+            return True
+        return False
+
     async def admit(self) -> None:
         """Wait until one more job may enter the producer, then take its slot.
 
