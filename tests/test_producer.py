@@ -63,7 +63,7 @@ async def test_a_receipt_gives_the_decoded_result_once_it_succeeds() -> None:
 
     receipt: Receipt[int] = Receipt("add", 7, "k", decode=decode_result)
     assert (receipt.done, receipt.kind, receipt.seq, receipt.key) == (False, "add", 7, "k")
-    assert receipt.resolved_at is None
+    assert (receipt.resolved_at,) == (None,)
     results: list[int] = []
 
     async def waiter() -> None:
