@@ -1,10 +1,12 @@
 """Worker processes, their records and a FEEDBACK observer, for the end-to-end tests.
 
+* :func:`spread_daemon` yields a real daemon's address, or runs an embedded daemon.
 * :func:`worker_processes` starts ``python -m spreadq worker
   tests.integration.worker_app:app`` processes (named ``w0``, ``w1`` ...) and kills
   whatever is left of them when the block ends, however it ends.
 * :func:`read_records` reads what the workers wrote about every handler they started
   and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts.
+* :class:`Pipeline` puts jobs through a producer, a bounded number unfinished at once.
 * :func:`connected` is ``spreadq.connect()`` that lets the block's exceptions through.
 * :class:`Observer` is a FEEDBACK member that timestamps every membership of the group
   (and reads, so drains, the group's traffic).
@@ -23,21 +25,26 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from spreadq.client import Connection, connect
+from spreadq.daemon import serve
+from spreadq.producer import Producer, Receipt
 from spreadq.wire.events import RegularMembership
 
 __all__ = [
     "REPO",
     "Observer",
+    "Pipeline",
     "Record",
     "WorkerProcess",
     "connected",
     "figures",
     "read_records",
+    "spread_daemon",
     "starts_by_job",
     "worker_processes",
 ]
@@ -78,7 +85,8 @@ async def worker_processes(
 ) -> AsyncIterator[list[WorkerProcess]]:
     """Start one worker process per address (``w0`` on ``addresses[0]`` ...).
 
-    Every process still running when the block ends is killed and reaped.
+    Every process still running when the block ends is killed and reaped; when the
+    block fails, the end of each worker's output is printed first.
     """
     await anyio.Path(records).mkdir(parents=True, exist_ok=True)
     started: list[WorkerProcess] = []
@@ -110,7 +118,12 @@ async def worker_processes(
                     command, cwd=REPO, env=env, stdin=None, stdout=sink, stderr=sink
                 )
             started.append(WorkerProcess(name, process, log))
-        yield started
+        try:
+            yield started
+        except BaseException:
+            for worker in started:
+                print(f"--- {worker.name}\n{worker.output()[-3000:]}")
+            raise
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_WAIT):
             for worker in started:
@@ -134,6 +147,39 @@ async def connected(address: str, name: str) -> AsyncIterator[Connection]:
             error = exc
     if error is not None:
         raise error
+
+
+@asynccontextmanager
+async def spread_daemon(address: str | None) -> AsyncIterator[str]:
+    """Yield ``address`` (a real daemon's), or run an embedded daemon and yield its."""
+    if address is not None:
+        yield address
+        return
+    async with serve() as daemon:
+        yield daemon.address
+
+
+@dataclass
+class Pipeline:
+    """Puts ``work`` jobs, keeping at most ``in_flight`` unfinished; ``results`` holds
+    the finished ones' results in put order."""
+
+    producer: Producer
+    in_flight: int
+    seconds: float
+    receipts: list[Receipt[Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    async def put(self, i: int) -> None:
+        """Put job ``i``, then wait while too many are unfinished."""
+        payload = {"i": i, "seconds": self.seconds}
+        self.receipts.append(await self.producer.put("work", payload))
+        await self.settle(self.in_flight)
+
+    async def settle(self, limit: int = 0) -> None:
+        """Collect results until at most ``limit`` jobs are unfinished."""
+        while len(self.receipts) - len(self.results) > limit:
+            self.results.append(await self.receipts[len(self.results)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,22 @@ had started.
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from harness import Observer, connected, figures, read_records, starts_by_job, worker_processes
+from harness import (
+    Observer,
+    Pipeline,
+    connected,
+    figures,
+    read_records,
+    spread_daemon,
+    starts_by_job,
+    worker_processes,
+)
 
-from spreadq.daemon import serve
-from spreadq.producer import Producer, Receipt
+from spreadq.producer import Producer
 
 pytestmark = pytest.mark.slow
 
@@ -46,50 +52,39 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     queue = f"fo{time.monotonic_ns() % 10**6}"
     feedback = f"{queue}~fb"
     records = tmp_path / "records"
-    results: list[dict[str, Any]] = []
-    async with AsyncExitStack() as stack:
-        if spread_address is None:
-            spread_address = (await stack.enter_async_context(serve())).address
-        workers = await stack.enter_async_context(
-            worker_processes(
-                [spread_address] * WORKERS, queue=queue, records=records, concurrency=4
-            )
-        )
+    async with (
+        spread_daemon(spread_address) as address,
+        worker_processes(
+            [address] * WORKERS, queue=queue, records=records, concurrency=4
+        ) as workers,
+    ):
         victim = workers[1]
-        try:
-            with anyio.fail_after(WAIT):
-                async with (
-                    connected(spread_address, "observer") as conn,
-                    anyio.create_task_group() as tg,
-                ):
-                    observer = Observer(conn, feedback)
-                    await conn.join(feedback)
-                    tg.start_soon(observer.run)
-                    async with Producer(queue, spread_address) as producer:
-                        await producer.wait_for_consumers(WORKERS)
-                        started = time.monotonic()
-                        receipts: list[Receipt[Any]] = []
-                        killed_at = 0.0
-                        for i in range(JOBS):
-                            payload = {"i": i, "seconds": JOB_SECONDS}
-                            receipts.append(await producer.put("work", payload))
-                            while len(receipts) - len(results) > IN_FLIGHT:
-                                results.append(await receipts[len(results)])
-                            if not killed_at and len(results) >= JOBS // 3:
-                                killed_at = victim.kill()
-                        results += [await receipt for receipt in receipts[len(results) :]]
-                        elapsed = time.monotonic() - started
-                    view_changed = await observer.until(
-                        lambda members: victim.member() not in members, after=killed_at
-                    )
-                    tg.cancel_scope.cancel()
-        except BaseException:
-            for worker in workers:
-                print(f"--- {worker.name}\n{worker.output()[-3000:]}")
-            raise
-        assert await victim.process.wait() != 0
+        with anyio.fail_after(WAIT):
+            async with (
+                connected(address, "observer") as conn,
+                anyio.create_task_group() as tg,
+            ):
+                observer = Observer(conn, feedback)
+                await conn.join(feedback)
+                tg.start_soon(observer.run)
+                async with Producer(queue, address) as producer:
+                    await producer.wait_for_consumers(WORKERS)
+                    started = time.monotonic()
+                    pipeline = Pipeline(producer, IN_FLIGHT, JOB_SECONDS)
+                    killed_at = 0.0
+                    for i in range(JOBS):
+                        await pipeline.put(i)
+                        if not killed_at and len(pipeline.results) >= JOBS // 3:
+                            killed_at = victim.kill()
+                    await pipeline.settle()
+                    elapsed = time.monotonic() - started
+                view_changed = await observer.until(
+                    lambda members: victim.member() not in members, after=killed_at
+                )
+                tg.cancel_scope.cancel()
+            assert await victim.process.wait() != 0
 
-    assert [result["i"] for result in results] == list(range(JOBS))
+    assert [result["i"] for result in pipeline.results] == list(range(JOBS))
     starts = starts_by_job(read_records(records))
     assert sorted(starts) == list(range(JOBS))
     victim_member = victim.member()
@@ -101,13 +96,8 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     # with IN_FLIGHT jobs outstanding, the victim always had jobs running or unreported
     assert duplicates
     # survivors start the jobs they took over first (in the view without the victim)
-    new_view = [run.at for runs in starts.values() for run in runs if run.view_size == WORKERS - 1]
-    assert all(
-        run.member != victim_member
-        for runs in starts.values()
-        for run in runs
-        if run.view_size == WORKERS - 1
-    )
+    new_view = [run for runs in starts.values() for run in runs if run.view_size == WORKERS - 1]
+    assert all(run.member != victim_member for run in new_view)
     reruns = [run.at for i in duplicates for run in starts[i] if run.member != victim_member]
     figures(
         "failover",
@@ -117,7 +107,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
         victim_started=len(started_by_victim),
         duplicates=len(duplicates),
         kill_to_view_ms=(view_changed - killed_at) * 1000,
-        kill_to_first_takeover_ms=(min(new_view) - killed_at) * 1000,
+        kill_to_first_takeover_ms=(min(run.at for run in new_view) - killed_at) * 1000,
         kill_to_first_rerun_ms=(min(reruns) - killed_at) * 1000,
     )
 
@@ -131,37 +121,27 @@ async def test_sigterm_drains_a_worker_without_duplicates(
     kind = "embedded" if spread_address is None else "real"
     queue = f"dr{time.monotonic_ns() % 10**6}"
     records = tmp_path / "records"
-    results: list[dict[str, Any]] = []
-    async with AsyncExitStack() as stack:
-        if spread_address is None:
-            spread_address = (await stack.enter_async_context(serve())).address
-        workers = await stack.enter_async_context(
-            worker_processes(
-                [spread_address] * WORKERS, queue=queue, records=records, concurrency=4
-            )
-        )
+    async with (
+        spread_daemon(spread_address) as address,
+        worker_processes(
+            [address] * WORKERS, queue=queue, records=records, concurrency=4
+        ) as workers,
+    ):
         leaver = workers[1]
-        try:
-            with anyio.fail_after(WAIT):
-                async with Producer(queue, spread_address) as producer:
-                    await producer.wait_for_consumers(WORKERS)
-                    receipts: list[Receipt[Any]] = []
-                    signalled = False
-                    for i in range(jobs):
-                        payload = {"i": i, "seconds": JOB_SECONDS}
-                        receipts.append(await producer.put("work", payload))
-                        while len(receipts) - len(results) > IN_FLIGHT:
-                            results.append(await receipts[len(results)])
-                        if not signalled and len(results) >= jobs // 3:
-                            leaver.process.terminate()
-                            signalled = True
-                    results += [await receipt for receipt in receipts[len(results) :]]
-                assert await leaver.process.wait() == 0
-        except BaseException:
-            for worker in workers:
-                print(f"--- {worker.name}\n{worker.output()[-3000:]}")
-            raise
+        with anyio.fail_after(WAIT):
+            async with Producer(queue, address) as producer:
+                await producer.wait_for_consumers(WORKERS)
+                pipeline = Pipeline(producer, IN_FLIGHT, JOB_SECONDS)
+                signalled = False
+                for i in range(jobs):
+                    await pipeline.put(i)
+                    if not signalled and len(pipeline.results) >= jobs // 3:
+                        leaver.process.terminate()
+                        signalled = True
+                await pipeline.settle()
+            assert await leaver.process.wait() == 0
 
+    results = pipeline.results
     assert [result["i"] for result in results] == list(range(jobs))
     starts = starts_by_job(read_records(records))
     assert all(len(runs) == 1 for runs in starts.values())

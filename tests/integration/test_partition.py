@@ -24,14 +24,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from harness import Observer, connected, figures, read_records, starts_by_job, worker_processes
+from harness import (
+    Observer,
+    Pipeline,
+    connected,
+    figures,
+    read_records,
+    starts_by_job,
+    worker_processes,
+)
 
 from spreadq.daemon import serve
-from spreadq.producer import Producer, Receipt
+from spreadq.producer import Producer
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +54,6 @@ async def test_partition_and_merge(tmp_path: Path) -> None:
     queue = f"pt{time.monotonic_ns() % 10**6}"
     feedback = f"{queue}~fb"
     records = tmp_path / "records"
-    results: list[dict[str, Any]] = []
-    receipts: list[Receipt[Any]] = []
-
-    async def settle(limit: int) -> None:
-        while len(receipts) - len(results) > limit:
-            results.append(await receipts[len(results)])
-
     async with serve(daemons=("d1", "d2")) as daemon:
         d1, d2 = daemon.addresses["d1"], daemon.addresses["d2"]
         async with worker_processes(
@@ -61,51 +61,44 @@ async def test_partition_and_merge(tmp_path: Path) -> None:
         ) as workers:
             side1 = {workers[0].member("d1"), workers[1].member("d1")}
             side2 = {workers[2].member("d2"), workers[3].member("d2")}
-            try:
-                with anyio.fail_after(WAIT):
-                    async with (
-                        connected(d1, "observer") as conn,
-                        anyio.create_task_group() as tg,
-                        Producer(queue, d1) as producer,
-                    ):
-                        observer = Observer(conn, feedback)
-                        await conn.join(feedback)
-                        tg.start_soon(observer.run)
-                        await producer.wait_for_consumers(4)
-                        parted_at = 0.0
-                        put_before = 0
-                        done_before: set[int] = set()
-                        for i in range(BEFORE_MERGE):
-                            payload = {"i": i, "seconds": JOB_SECONDS}
-                            receipts.append(await producer.put("work", payload))
-                            await settle(IN_FLIGHT)
-                            if not parted_at and len(results) >= PARTITION_AFTER:
-                                put_before = len(receipts)
-                                done_before = {r["i"] for r in results} | {
-                                    i for i, r in enumerate(receipts) if r.done
-                                }
-                                parted_at = time.monotonic()
-                                daemon.faults.partition([["d1"], ["d2"]])
-                        await settle(0)
-                        parted_seen = await observer.until(
-                            lambda members: not side2 & set(members), after=parted_at
-                        )
-                        merged_at = time.monotonic()
-                        daemon.faults.merge()
-                        merged_seen = await observer.until(
-                            lambda members: side1 | side2 <= set(members), after=merged_at
-                        )
-                        for i in range(BEFORE_MERGE, BEFORE_MERGE + AFTER_MERGE):
-                            payload = {"i": i, "seconds": JOB_SECONDS}
-                            receipts.append(await producer.put("work", payload))
-                            await settle(IN_FLIGHT)
-                        await settle(0)
-                        tg.cancel_scope.cancel()
-            except BaseException:
-                for worker in workers:
-                    print(f"--- {worker.name}\n{worker.output()[-3000:]}")
-                raise
+            with anyio.fail_after(WAIT):
+                async with (
+                    connected(d1, "observer") as conn,
+                    anyio.create_task_group() as tg,
+                    Producer(queue, d1) as producer,
+                ):
+                    observer = Observer(conn, feedback)
+                    await conn.join(feedback)
+                    tg.start_soon(observer.run)
+                    await producer.wait_for_consumers(4)
+                    pipeline = Pipeline(producer, IN_FLIGHT, JOB_SECONDS)
+                    parted_at = 0.0
+                    put_before = 0
+                    done_before: set[int] = set()
+                    for i in range(BEFORE_MERGE):
+                        await pipeline.put(i)
+                        if not parted_at and len(pipeline.results) >= PARTITION_AFTER:
+                            put_before = len(pipeline.receipts)
+                            done_before = {
+                                i for i, receipt in enumerate(pipeline.receipts) if receipt.done
+                            }
+                            parted_at = time.monotonic()
+                            daemon.faults.partition([["d1"], ["d2"]])
+                    await pipeline.settle()
+                    parted_seen = await observer.until(
+                        lambda members: not side2 & set(members), after=parted_at
+                    )
+                    merged_at = time.monotonic()
+                    daemon.faults.merge()
+                    merged_seen = await observer.until(
+                        lambda members: side1 | side2 <= set(members), after=merged_at
+                    )
+                    for i in range(BEFORE_MERGE, BEFORE_MERGE + AFTER_MERGE):
+                        await pipeline.put(i)
+                    await pipeline.settle()
+                    tg.cancel_scope.cancel()
 
+    results = pipeline.results
     total = BEFORE_MERGE + AFTER_MERGE
     assert [result["i"] for result in results] == list(range(total))
     starts = starts_by_job(read_records(records))

@@ -11,17 +11,14 @@ records that each job ran exactly once.
 from __future__ import annotations
 
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from harness import figures, read_records, starts_by_job, worker_processes
+from harness import figures, read_records, spread_daemon, starts_by_job, worker_processes
 
-from spreadq.daemon import serve
 from spreadq.producer import Producer
-from spreadq.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -36,27 +33,19 @@ async def test_job_k_after_the_last_view_runs_on_member_k_mod_4(
     kind = "embedded" if spread_address is None else "real"
     queue = f"seed{time.monotonic_ns() % 10**6}"
     records = tmp_path / "records"
-    async with AsyncExitStack() as stack:
-        if spread_address is None:
-            daemon = await stack.enter_async_context(serve())
-            spread_address = daemon.address
-        workers = await stack.enter_async_context(
-            worker_processes(
-                [spread_address] * WORKERS, queue=queue, records=records, concurrency=8
-            )
-        )
-        try:
-            with anyio.fail_after(WAIT):
-                async with Producer(queue, spread_address, settings=Settings()) as producer:
-                    await producer.wait_for_consumers(WORKERS)
-                    started = time.monotonic()
-                    receipts = [await producer.put("work", {"i": i}) for i in range(JOBS)]
-                    results: list[dict[str, Any]] = [await receipt for receipt in receipts]
-                    elapsed = time.monotonic() - started
-        except BaseException:
-            for worker in workers:
-                print(f"--- {worker.name}\n{worker.output()[-3000:]}")
-            raise
+    async with (
+        spread_daemon(spread_address) as address,
+        worker_processes(
+            [address] * WORKERS, queue=queue, records=records, concurrency=8
+        ) as workers,
+    ):
+        with anyio.fail_after(WAIT):
+            async with Producer(queue, address) as producer:
+                await producer.wait_for_consumers(WORKERS)
+                started = time.monotonic()
+                receipts = [await producer.put("work", {"i": i}) for i in range(JOBS)]
+                results: list[dict[str, Any]] = [await receipt for receipt in receipts]
+                elapsed = time.monotonic() - started
 
     members = results[0]["members"]
     assert members == sorted(worker.member() for worker in workers)  # Spread's order
