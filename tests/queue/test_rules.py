@@ -98,6 +98,12 @@ def test_key_affinity_moves_only_the_departed_members_keys(
         assert rule.owner(members, state_with(0), job(key)) in (after_owner, departed)
 
 
+@given(members=member_lists, key=st.text(max_size=16))
+def test_key_affinity_picks_the_heaviest_member(members: tuple[str, ...], key: str) -> None:
+    owner = KeyAffinity().owner(members, state_with(0), job(key))
+    assert weight(owner, key) == max(weight(member, key) for member in members)
+
+
 @given(members=member_lists, index=st.integers(0, 100))
 def test_key_affinity_without_key_is_round_robin(members: tuple[str, ...], index: int) -> None:
     assert (

@@ -501,14 +501,26 @@ def _read_codec(reader: _Reader, size: int) -> str:
 
 
 def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
-    seq, flags, kind_len, key_len, headers_len, payload_len = reader.unpack(_JOB)
+    # the hot path: every consumer reads every job, so offsets are computed inline
+    mv, at = reader.mv, reader.at
+    if at + _JOB.size > len(mv):
+        raise EnvelopeError(f"truncated job record at byte {at}")
+    seq, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
     if flags & ~_HAS_KEY or (not flags and key_len) or not kind_len:
         raise EnvelopeError("bad job record flags")
-    kind = reader.text(kind_len, "job kind")
-    key = reader.text(key_len, "job key") if flags else None
-    header_block = reader.take(headers_len)
-    payload = reader.take(payload_len)
-    return Job(JobRef(producer_id, seq), kind, key, codec, payload, header_block)
+    key_at = at + _JOB.size + kind_len
+    headers_at = key_at + key_len
+    payload_at = headers_at + headers_len
+    end = reader.at = payload_at + payload_len
+    if end > len(mv):
+        raise EnvelopeError(f"truncated job record at byte {at}")
+    try:
+        kind = str(mv[at + _JOB.size : key_at], "utf-8")
+        key = str(mv[key_at:headers_at], "utf-8") if flags else None
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError("job kind or key is not UTF-8") from exc
+    ref = JobRef(producer_id, seq)
+    return Job(ref, kind, key, codec, mv[payload_at:end], mv[headers_at:payload_at])
 
 
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:

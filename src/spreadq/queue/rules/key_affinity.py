@@ -38,12 +38,13 @@ class KeyAffinity:
 
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
         """Return the heaviest member for ``job.key``, or round robin without a key."""
-        key = job.key
-        if key is None:
+        if job.key is None:
             return members[state.index % len(members)]
-        return max(members, key=lambda member: (weight(member, key), _reverse(member)))
-
-
-def _reverse(member: str) -> tuple[int, ...]:
-    # ties (64-bit collisions) go to the smaller name: negate its code points
-    return tuple(-ord(char) for char in member)
+        suffix = b"\0" + job.key.encode("utf-8", "surrogatepass")
+        best, best_weight = members[0], -1
+        for member in members:
+            data = member.encode("utf-8", "surrogatepass") + suffix
+            heft = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+            if heft > best_weight or (heft == best_weight and member < best):
+                best, best_weight = member, heft
+        return best
