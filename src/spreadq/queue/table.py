@@ -30,7 +30,14 @@ view (or all holders if that leaves none). The rule's ``state.index`` counts the
 reassigned so far *from the same origin*: members that share the origin's history
 reassign exactly the same set of jobs from it, while a counter across origins would
 differ between an old member and one that joined later. Newcomers get only new work.
-A job no holder survived for is orphaned.
+A job no holder survived for is orphaned (a replica always holds the jobs it
+could own, so with the built-in semantics this is a safety net, not a path).
+
+Fragments. A job split into FRAGMENT messages takes its slot when its last fragment
+is delivered, with the origin of its first fragment. If the slot's owner lacks the
+first fragment (it joined in between), the slot goes at once to a holder, by the rule
+over the eligible holders with ``state.index = k``. A replica that missed fragments does
+not hold the job, never owns it, and only waits for its ACK.
 
 Completion. An ACK from a current member completes the jobs it lists everywhere, at
 the same point of the order. ACKs from non-members are ignored: Spread delivers a
