@@ -318,7 +318,13 @@ class _Connecting:
 
 
 async def _leave_group(group: anyio.abc.TaskGroup, exc: BaseException | None) -> bool:
-    """Exit ``group``, passing ``exc`` into it only if it is a cancellation."""
+    """Exit ``group``; return whether ``exc`` (from the ``async with`` body) is suppressed.
+
+    Only a cancellation is passed into the group, which may absorb the one it caused by
+    cancelling its own scope. Any other exception of the body is never suppressed: the
+    group's own ``True`` then speaks of that internal cancellation, not of ``exc``.
+    """
     if isinstance(exc, anyio.get_cancelled_exc_class()):
         return bool(await group.__aexit__(type(exc), exc, exc.__traceback__))
-    return bool(await group.__aexit__(None, None, None))
+    await group.__aexit__(None, None, None)
+    return False

@@ -529,3 +529,16 @@ async def test_a_killed_session_fails_a_blocked_consumer_and_its_peers_see_it() 
                 gone = await next_view(peer, "g")
                 assert gone.cause is Cause.DISCONNECT
                 assert gone.members == ("#peer#localhost",)
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), AssertionError("failed check")])
+async def test_an_exception_in_the_connect_block_propagates(error: Exception) -> None:
+    async def body(address: str) -> None:
+        async with connect(address) as conn:
+            await conn.join("g")
+            raise error
+
+    async with serve() as daemon:
+        with anyio.fail_after(WAIT), pytest.raises(type(error)) as raised:
+            await body(daemon.address)
+    assert raised.value is error
