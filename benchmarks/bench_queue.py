@@ -41,6 +41,7 @@ import anyio
 
 from spreadq.app import App
 from spreadq.client import Connection, connect
+from spreadq.logs import configure_logging
 from spreadq.producer import Producer, Receipt
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
@@ -62,9 +63,9 @@ QUEUE = "bench"
 # -- processes ------------------------------------------------------------------------------
 
 
-def worker_main(address: str) -> None:
+def worker_main(address: str, ack_interval: float) -> None:
     """A worker process: the no-op handler, run until terminated."""
-    app = App(QUEUE, address, plugins=False)
+    app = App(QUEUE, address, plugins=False, settings=Settings(ack_interval=ack_interval))
 
     @app.handler("noop")
     async def noop(data: bytes) -> None:
@@ -160,12 +161,13 @@ def real_daemon() -> Iterator[str | None]:
 # -- the raw flood ----------------------------------------------------------------------------
 
 
-async def raw_flood(address: str, count: int) -> float:
+async def raw_flood(address: str, count: int, log_level: str) -> float:
     """messages/s of one sender to 4 receiver processes, windowed by their reports."""
     payload = b"x" * PAYLOAD
     async with connect(address) as tx:
         await tx.join(RAW_CONTROL)
-        commands = [["--role", "raw-receiver", "--address", address, "--jobs", str(count)]]
+        receiver = ["--role", "raw-receiver", "--address", address, "--jobs", str(count)]
+        commands = [[*receiver, "--log-level", log_level]]
         with processes(commands * WORKERS):
             progress: dict[str, int] = {}
             while len(progress) < WORKERS:
@@ -229,10 +231,14 @@ async def queue_run(producer: Producer, count: int, rate: float | None) -> Run:
     return summarise(put_at, receipts, seconds)
 
 
-async def queue_bench(address: str, count: int) -> tuple[Run, Run]:
+async def queue_bench(
+    address: str, count: int, log_level: str, ack_interval: float
+) -> tuple[Run, Run]:
     settings = Settings()
     async with Producer(QUEUE, address, settings=settings) as producer:
-        with processes([["--role", "worker", "--address", address]] * WORKERS):
+        worker = ["--role", "worker", "--address", address, "--log-level", log_level]
+        worker += ["--ack-interval", str(ack_interval)]
+        with processes([worker] * WORKERS):
             with anyio.fail_after(60):
                 await producer.wait_for_consumers(WORKERS)
             await queue_run(producer, min(count, 5_000), None)  # warm-up
@@ -245,9 +251,9 @@ async def queue_bench(address: str, count: int) -> tuple[Run, Run]:
 # -- main -------------------------------------------------------------------------------------
 
 
-async def bench(address: str, name: str, jobs: int, raw: int) -> None:
-    raw_rate = await raw_flood(address, raw)
-    flood, half = await queue_bench(address, jobs)
+async def bench(address: str, name: str, args: argparse.Namespace) -> None:
+    raw_rate = await raw_flood(address, args.raw, args.log_level)
+    flood, half = await queue_bench(address, args.jobs, args.log_level, args.ack_interval)
     print(
         f"{name:>10}  raw {raw_rate:>8,.0f} msg/s | queue {flood.rate:>8,.0f} jobs/s"
         f" (x{flood.rate / raw_rate:.2f}), flood p50 {flood.p50_ms:.1f} ms p99"
@@ -269,23 +275,34 @@ def main() -> None:
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--log-level", default="warning", help="for every process")
+    parser.add_argument(
+        "--ack-interval",
+        type=float,
+        default=Settings().ack_interval,
+        help="the workers' ACK interval (seconds): latency against ACK traffic",
+    )
     args = parser.parse_args()
+    configure_logging(args.log_level)
     if args.role == "worker":
-        worker_main(args.address)
+        worker_main(args.address, args.ack_interval)
         return
     if args.role == "raw-receiver":
         anyio.run(raw_receiver, args.address, args.jobs)
         return
-    print(f"1 producer, {WORKERS} worker processes, {PAYLOAD} B payloads, no-op handler")
+    print(
+        f"1 producer, {WORKERS} worker processes, {PAYLOAD} B payloads, no-op handler,"
+        f" ACK interval {args.ack_interval * 1e3:g} ms"
+    )
     if args.only != "real":
         with embedded_daemon() as address:
-            anyio.run(bench, address, "embedded", args.jobs, args.raw)
+            anyio.run(bench, address, "embedded", args)
     if args.only != "embedded":
         with real_daemon() as address:
             if address is None:
                 print("      real  skipped: SPREADQ_SPREAD_DAEMON is not set")
             else:
-                anyio.run(bench, address, "real 5.0.1", args.jobs, args.raw)
+                anyio.run(bench, address, "real 5.0.1", args)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ as FRAGMENT messages, each cleared on its own.
 
 A *member* producer (the default) joins the FEEDBACK group and reads it:
 
-* VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving;
-  an ACK or HELLO from a FEEDBACK member shows a consumer we had not heard of.
+* VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving.
+  A producer that joined after the last VIEW (or sees an ACK from a member it does not
+  know as a consumer) *nudges*: it joins the WORK group and leaves it again, and each
+  of those view changes makes the consumers announce their view.
 * ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
   receipt is awaited); their read positions and backlogs go to the flow actor.
 * Every job sent records the consumers present when it was sent (its *witnesses*; jobs
