@@ -205,7 +205,10 @@ class ConnectionHandle:
         try:
             return await self._events.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise self._ended() from None
+            pass
+        # raised outside the except block, so the cause the actor recorded (the codec's
+        # RemoteProtocolError, the socket's OSError) stays on the error
+        raise self._ended()
 
     async def receive(self) -> DaemonMessage:
         """Wait for the next event.
@@ -214,15 +217,9 @@ class ConnectionHandle:
             ConnectionLost: the event stream has ended; ``reason`` says why.
         """
         pending = self._pending
-        if pending:
-            return pending.popleft()
-        try:
-            batch = await self._events.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise self._ended() from None
-        if len(batch) > 1:
-            pending.extend(batch[1:])
-        return batch[0]
+        if not pending:
+            pending.extend(await self.receive_batch())
+        return pending.popleft()
 
     def statistics(self) -> ConnectionStatistics:
         """Counters of this connection so far."""
