@@ -87,9 +87,10 @@ class Settings(BaseModel):
 
     # -- results and history --------------------------------------------------------------
     result_max_bytes: int = Field(default=64 * KIB, ge=0, le=SAFE_MESSAGE_LIMIT // 2)
-    """A handler's encoded result larger than this is not sent back (the job still
-    succeeds; its receipt gets no result). Results travel inside ACK messages, so the
-    bound stays well under the message size cap."""
+    """A handler's encoded result larger than this fails the job with a
+    :class:`~spreadq.errors.PayloadError` saying so (the issue asks for a clear error
+    past the cap). Results travel inside ACK messages, so the bound stays well under
+    the message size cap."""
     completed_history: int = Field(default=100_000, ge=0)
     """How many finished job references a worker remembers, to recognise duplicate
     deliveries and stale ACKs."""
