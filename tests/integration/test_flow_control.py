@@ -1,8 +1,9 @@
 """Producers end to end: receipts, held jobs, fragments, gated puts, a slow consumer.
 
 Each scenario runs against the embedded daemon and, when ``SPREADQ_SPREAD_DAEMON``
-names a Spread binary, against a real daemon as well (the ``real`` parameter, marked
-``interop``; skipped with a reason otherwise). Workers are ``spreadq.App`` instances
+names a Spread binary, against a real daemon as well (the ``spread_address`` fixture of
+this directory's conftest: ``real`` is marked ``interop`` and skipped with a reason
+otherwise). Workers are ``spreadq.App`` instances
 running ``App.run()`` in the test's event loop, except the slow consumer on a real
 daemon, which is a worker process stopped and continued with SIGSTOP/SIGCONT.
 
@@ -17,11 +18,10 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -41,9 +41,6 @@ from spreadq.settings import Settings
 from spreadq.wire.constants import Cause
 from spreadq.wire.events import DataMessage, RegularMembership
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
-from real_daemon import ENV_VAR, daemon_binary, start_real_daemon
-
 WAIT = 20.0
 FAST = Settings(
     max_attempts=2,
@@ -53,10 +50,6 @@ FAST = Settings(
     reconnect_backoff_max=0.2,
     batch_max_delay=0.001,
 )
-DAEMONS = [
-    pytest.param("embedded"),
-    pytest.param("real", marks=pytest.mark.interop),
-]
 
 
 @dataclass
@@ -68,25 +61,16 @@ class Target:
     faults: Faults | None = None
 
 
-@pytest.fixture(scope="module")
-def real_daemon_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real Spread daemon for the module's ``real`` cases (each uses its own queue)."""
-    binary = daemon_binary()
-    if binary is None:
-        pytest.skip(f"{ENV_VAR} is not set")
-    with start_real_daemon(binary, tmp_path_factory.mktemp("spread")) as real:
-        yield real.tcp_address
-
-
 @asynccontextmanager
 async def running_daemon(
-    kind: str, request: pytest.FixtureRequest, *, max_session_messages: int = 1000
+    spread_address: str | None, *, max_session_messages: int = 1000
 ) -> AsyncIterator[Target]:
-    if kind == "embedded":
+    """The daemon of this case: an embedded one started here, or the real one given."""
+    if spread_address is None:
         async with serve(max_session_messages=max_session_messages) as daemon:
-            yield Target(kind, daemon.address, daemon.faults)
+            yield Target("embedded", daemon.address, daemon.faults)
     else:
-        yield Target(kind, request.getfixturevalue("real_daemon_address"))
+        yield Target("real", spread_address)
 
 
 class Numbers(BaseModel):
@@ -123,11 +107,8 @@ async def resolve_all(receipts: list[Receipt[Any]]) -> list[Any]:
 # -- receipts -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
-async def test_receipts_resolve_with_results_and_with_failures(
-    daemon: str, request: pytest.FixtureRequest
-) -> None:
-    async with running_daemon(daemon, request) as target:
+async def test_receipts_resolve_with_results_and_with_failures(spread_address: str | None) -> None:
+    async with running_daemon(spread_address) as target:
         app = make_app("rcpt", target.address)
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
@@ -148,11 +129,8 @@ async def test_receipts_resolve_with_results_and_with_failures(
                 tg.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
-async def test_jobs_are_held_while_no_consumer_is_present(
-    daemon: str, request: pytest.FixtureRequest
-) -> None:
-    async with running_daemon(daemon, request) as target:
+async def test_jobs_are_held_while_no_consumer_is_present(spread_address: str | None) -> None:
+    async with running_daemon(spread_address) as target:
         with anyio.fail_after(WAIT):
             async with Producer("held", target.address, settings=FAST) as producer:
                 receipts = [await producer.put("add", {"a": i, "b": i}) for i in range(50)]
@@ -167,13 +145,12 @@ async def test_jobs_are_held_while_no_consumer_is_present(
                     tg.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
 async def test_a_producer_that_joins_after_the_view_finds_the_consumers(
-    daemon: str, request: pytest.FixtureRequest
+    spread_address: str | None,
 ) -> None:
     # The consumers announced their view before this producer joined FEEDBACK and stay
-    # idle, so no VIEW reaches it: it probes, learns them from their ACKs, and re-sends.
-    async with running_daemon(daemon, request) as target:
+    # idle, so no VIEW reaches it: it nudges them (joins WORK and leaves) into announcing.
+    async with running_daemon(spread_address) as target:
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
                 await start_worker(tg, make_app("late", target.address))
@@ -185,12 +162,11 @@ async def test_a_producer_that_joins_after_the_view_finds_the_consumers(
                 tg.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
 async def test_a_payload_larger_than_a_message_is_split_and_reassembled(
-    daemon: str, request: pytest.FixtureRequest
+    spread_address: str | None,
 ) -> None:
     big = os.urandom(350_000)  # three fragments at the 140,000-byte cap
-    async with running_daemon(daemon, request) as target:
+    async with running_daemon(spread_address) as target:
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
                 await start_worker(tg, make_app("frag", target.address))
@@ -216,12 +192,11 @@ async def fire_and_forget_jobs(address: str) -> None:
         assert await producer.flow_state() is None
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
 async def test_a_fire_and_forget_producer_sends_without_confirmations(
-    daemon: str, request: pytest.FixtureRequest
+    spread_address: str | None,
 ) -> None:
     ran = anyio.Event()
-    async with running_daemon(daemon, request) as target:
+    async with running_daemon(spread_address) as target:
         app = App("faf", target.address, plugins=False, settings=FAST)
 
         @app.handler("add")
@@ -237,11 +212,8 @@ async def test_a_fire_and_forget_producer_sends_without_confirmations(
                 tg.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
-async def test_closing_fails_pending_receipts_and_refuses_puts(
-    daemon: str, request: pytest.FixtureRequest
-) -> None:
-    async with running_daemon(daemon, request) as target:
+async def test_closing_fails_pending_receipts_and_refuses_puts(spread_address: str | None) -> None:
+    async with running_daemon(spread_address) as target:
         with anyio.fail_after(WAIT):
             async with Producer("closing", target.address, close_timeout=0.0) as producer:
                 receipt = await producer.put("add", {"a": 1, "b": 1})
@@ -275,12 +247,11 @@ async def next_batch(conn: Connection) -> JobBatch:
                 return message
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
 async def test_cancelling_a_gated_put_sends_nothing_and_takes_no_slot(
-    daemon: str, request: pytest.FixtureRequest
+    spread_address: str | None,
 ) -> None:
     settings = Settings(window=3, batch_max_jobs=1, batch_max_delay=0.0)
-    async with running_daemon(daemon, request) as target:
+    async with running_daemon(spread_address) as target:
         with anyio.fail_after(WAIT):
             async with (
                 connect(target.address) as fake,
@@ -415,12 +386,11 @@ async def slow_consumer(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("daemon", DAEMONS)
 async def test_a_slow_consumer_is_never_dropped_by_three_flooding_producers(
-    daemon: str, request: pytest.FixtureRequest
+    spread_address: str | None,
 ) -> None:
     # embedded: the session limit scaled down with the window (1000/600 -> 200/120)
-    embedded = daemon == "embedded"
+    embedded = spread_address is None
     limit = 200 if embedded else 1000
     settings = FAST.model_copy(
         update={
@@ -432,7 +402,7 @@ async def test_a_slow_consumer_is_never_dropped_by_three_flooding_producers(
         }
     )
     jobs_each = 2000
-    async with running_daemon(daemon, request, max_session_messages=limit) as target:
+    async with running_daemon(spread_address, max_session_messages=limit) as target:
         watch = FeedbackWatch()
         peaks: list[int] = []
         done: dict[int, set[int]] = {}
