@@ -404,8 +404,8 @@ class Producer:
         Puts need not wait for this (jobs are held until a consumer is present); it is
         for programs that want to start timing, or reporting, once workers are there.
         Consumers become known from the VIEW they announce when the WORK membership
-        changes, and from their ACKs: a producer that joins while the consumers are idle
-        learns of them only once it has put a job. Bound it with ``anyio.fail_after``.
+        changes; a producer that joined after it learns of them by nudging, about
+        :data:`NUDGE_DELAY` after joining. Bound it with ``anyio.fail_after``.
 
         Raises:
             ConfigurationError: the producer is fire-and-forget (it cannot know).

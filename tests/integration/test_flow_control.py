@@ -156,9 +156,10 @@ async def test_a_producer_that_joins_after_the_view_finds_the_consumers(
                 await start_worker(tg, make_app("late", target.address))
                 await start_worker(tg, make_app("late", target.address))
                 async with Producer("late", target.address, settings=FAST) as producer:
+                    assert len(await producer.wait_for_consumers(2)) == 2  # before any put
                     receipts = [await producer.put("add", {"a": i, "b": 1}) for i in range(20)]
                     assert await resolve_all(receipts) == [i + 1 for i in range(20)]
-                    assert len(producer.consumers) == 2
+                    assert producer.statistics().resent == 0
                 tg.cancel_scope.cancel()
 
 
