@@ -257,3 +257,35 @@ async def test_waiting_requests_fail_when_the_actor_stops() -> None:
     assert flow.credits == 0
     with anyio.fail_after(WAIT), pytest.raises(ConnectionLost):
         await flow.admit()
+
+
+async def test_other_consumers_acks_count_against_a_silent_consumers_window() -> None:
+    async with running() as (flow, tg):  # window 4
+        await flow.consumers_seen(("#quiet#d", "#busy#d"))
+        for _ in range(2):  # two ACKs wait, unread, in the quiet consumer's queue
+            await flow.ack_seen("#busy#d", ((PID, 0),), 0)
+        await send(flow, 1)
+        await send(flow, 2)  # 2 of ours + 2 ACKs = 4
+        assert (await flow.snapshot()).ack_slack == 2
+        sender = Waiter()
+        await flow.admit()
+        tg.start_soon(sender.clear, flow, 3)
+        await wait_all_tasks_blocked()
+        assert (sender.done,) == (False,)
+        await flow.ack_seen("#quiet#d", ((PID, 2),), 0)  # it read ours and the ACKs
+        await wait_all_tasks_blocked()
+        assert (sender.done,) == (True,)
+        assert (await flow.snapshot()).ack_slack == 1  # its own ACK, for the busy one
+
+
+async def test_ack_slack_never_blocks_a_consumer_that_has_read_everything() -> None:
+    async with running() as (flow, tg):  # window 4
+        await flow.consumers_seen(("#new#d", "#busy#d"))
+        for _ in range(50):  # a long tail of other work being acknowledged
+            await flow.ack_seen("#busy#d", (), 0)
+        assert (await flow.snapshot()).ack_slack == 3  # capped one below the share
+        sender = Waiter()
+        await flow.admit()
+        tg.start_soon(sender.clear, flow, 1)
+        await wait_all_tasks_blocked()
+        assert sender.done  # the newcomer gets a message, reads it, and will ACK

@@ -15,6 +15,15 @@ A producer has two things to hold back, and this actor decides both:
   says so: some consumer is live, every live consumer has read within this producer's
   share of the window, the unconfirmed jobs and every consumer's backlog are in bounds.
 
+The window counts more than our own messages. Every consumer's ACK goes to the WORK
+group too, so while a consumer is not reading, the other consumers' ACKs pile up in its
+daemon queue beside our jobs. The actor counts the ACKs seen since each live consumer's
+own last ACK and treats the largest count as messages already sent (its *ACK slack*):
+``next_mseq + slack - read_position <= share``. With several producers each reserves
+room for all ACKs, which errs on the safe side. The slack is capped at ``share - 1``: a
+consumer that has read everything we sent can always be sent one more message (else a
+consumer that reads nothing new would never ACK, and its slack never clear).
+
 Admission is granted in *credits*: a waiting ``put()`` is answered with as many job
 slots as are free at that moment (at most ``batch_max_jobs``), and the handle spends
 them on the puts that follow without another round trip. A credit is counted as
@@ -159,6 +168,8 @@ class FlowState:
     waiting_send: bool
     sends_waited: int
     """How many messages had to wait for clearance (the window, backlog, no consumer)."""
+    ack_slack: int
+    """ACK messages counted against the window as possibly unread (see the module doc)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +377,7 @@ class FlowControl:
         self._last_mseq = 0
         self._blocked: BlockReason | None = None
         self._sends_waited = 0
+        self._acks_since: dict[str, int] = {}
         self._log = log.bind(queue=queue, producer=producer_id[:4].hex())
 
     async def run(self, *, task_status: TaskStatus[FlowHandle] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -423,10 +435,17 @@ class FlowControl:
                 self._admitted = max(0, self._admitted - credits)
             case ConsumersSeen(members=members):
                 self._gate.on_view(members, self._last_mseq)
+                since = self._acks_since
+                self._acks_since = {member: since.get(member, 0) for member in members}
                 if members:
                     self._log.debug("flow_consumers", consumers=len(members))
             case AckSeen(member=member, positions=positions, backlog=backlog):
                 self._gate.on_ack(member, positions, backlog)
+                since = self._acks_since
+                for other in since:
+                    since[other] += 1
+                if member in since:
+                    since[member] = 0
             case JobsSettled(jobs=jobs):
                 self._gate.on_confirmed(jobs)
             case PeersSeen(producers=producers):
@@ -452,7 +471,7 @@ class FlowControl:
     def _room(self) -> int:
         """How many more jobs may be admitted now."""
         room = self._max_in_flight - self._gate.in_flight - self._admitted
-        reason = self._gate.check(self._last_mseq + 1)
+        reason = self._gate.check(self._last_mseq + 1 + self._slack())
         if reason is BlockReason.WINDOW or reason is BlockReason.BACKLOG:
             room = min(room, self._batch - self._admitted)
         return room
@@ -460,7 +479,7 @@ class FlowControl:
     def _grant(self) -> None:
         send = self._send
         if send is not None:
-            cleared = self._gate.may_send(send.mseq, send.jobs)
+            cleared = self._gate.may_send(send.mseq + self._slack(), send.jobs)
             if not cleared and not self._send_waited:
                 self._send_waited = True
                 self._sends_waited += 1
@@ -478,6 +497,13 @@ class FlowControl:
             granted = min(room, self._batch)
             self._admitted += granted
             self._admits.popleft().reply.set(granted)
+
+    def _slack(self) -> int:
+        """ACK messages a consumer may not have read yet: the most seen since one of the
+        live consumers last ACKed (ACKs go to WORK too, so they wait in its daemon
+        queue beside our jobs), capped one below our share so that a consumer that has
+        read all of ours can always be sent one more message, and ACK again."""
+        return min(max(self._acks_since.values(), default=0), self._gate.share - 1)
 
     def _note_block(self, reason: BlockReason | None) -> None:
         if reason is self._blocked:
@@ -502,7 +528,8 @@ class FlowControl:
             in_flight=self._gate.in_flight,
             last_mseq=self._last_mseq,
             share=self._gate.share,
-            blocked=self._gate.check(self._last_mseq + 1),
+            blocked=self._gate.check(self._last_mseq + 1 + self._slack()),
+            ack_slack=self._slack(),
             waiting_puts=len(self._admits),
             waiting_send=self._send is not None,
             sends_waited=self._sends_waited,
