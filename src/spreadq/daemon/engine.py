@@ -18,7 +18,9 @@ encoder and shared by every receiver. The server takes a session's queue with
 :meth:`Engine.take` when the session's socket can be written. A session with more than
 ``max_session_messages`` messages still queued is dropped exactly as if it had
 disconnected (§9.8); :meth:`Engine.pop_dropped` tells the server which sockets to close,
-and :meth:`Engine.pop_ready` which queues became non-empty.
+and :meth:`Engine.pop_ready` which queues became non-empty or reached ``high_water``
+messages (so that a server decoding a large batch of input can write in between, and
+only a session whose socket is really full ever comes near the limit).
 
 Membership (fact sheet §6.2, §10): members are ordered by their daemon's position in the
 configuration, then byte-wise by private group name. Join, leave and disconnect send the
@@ -178,6 +180,8 @@ class Engine:
         max_session_messages: a session with more messages queued is dropped.
         max_sessions: sessions per daemon; the next one gets ``REJECT_QUOTA``.
         encode: makes each message's wire bytes (see :data:`Encoder`).
+        high_water: a queue this long is reported by :meth:`pop_ready` again (default:
+            a quarter of ``max_session_messages``, at most 64).
 
     Raises:
         ConfigurationError: no daemons, a repeated daemon name, or a name Spread cannot use.
@@ -191,6 +195,7 @@ class Engine:
         max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
         max_sessions: int = MAX_SESSIONS,
         encode: Encoder = no_encoding,
+        high_water: int | None = None,
     ) -> None:
         daemons = tuple(daemons)
         if not daemons:
@@ -208,6 +213,9 @@ class Engine:
         self._daemons = daemons
         self._order = {name: index for index, name in enumerate(daemons)}
         self._max_messages = max_session_messages
+        if high_water is None:
+            high_water = min(64, max(2, max_session_messages // 4))
+        self._high_water = high_water
         self._max_sessions = max_sessions
         self._encode = encode
         self._component_of = dict.fromkeys(daemons, 0)
@@ -220,6 +228,7 @@ class Engine:
         self._next_id = 1
         self._generated = 0
         self._ready: list[SessionId] = []
+        self._pressing = False
         self._overflowed: list[_Session] = []
         self._dropped: list[SessionId] = []
 
@@ -320,10 +329,20 @@ class Engine:
         session.queue = []
         return queue
 
+    @property
+    def pressing(self) -> bool:
+        """Whether a queue reached ``high_water`` since the last :meth:`pop_ready`."""
+        return self._pressing
+
     def pop_ready(self) -> list[SessionId]:
-        """Sessions whose queue went from empty to non-empty since the last call."""
+        """Sessions whose queue became non-empty or reached ``high_water`` since the last call.
+
+        A session can be listed twice; a listed session may have been taken or closed
+        since.
+        """
         ready = self._ready
         self._ready = []
+        self._pressing = False
         return ready
 
     def pop_dropped(self) -> list[SessionId]:
@@ -545,12 +564,16 @@ class Engine:
             return
         queue = session.queue
         queue.append(output)
-        if len(queue) == 1:
-            self._ready.append(session.info.id)
-        elif len(queue) > self._max_messages:
+        size = len(queue)
+        if size > self._max_messages:
             session.open = False
             session.queue = []
             self._overflowed.append(session)
+        elif size == 1:
+            self._ready.append(session.info.id)
+        elif size == self._high_water:
+            self._ready.append(session.info.id)
+            self._pressing = True
 
     def _settle(self) -> None:
         # A drop is a disconnect ordered after the event that overflowed the queue; its

@@ -27,20 +27,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Final, cast
 
 import anyio
 import anyio.abc
 import structlog
 
-from spreadq.daemon.engine import Engine, SessionId, SessionInfo
+from spreadq.daemon.engine import Engine, Output, SessionId
 from spreadq.daemon.faults import Faults
 from spreadq.errors import ConfigurationError, RemoteProtocolError
 from spreadq.wire.constants import (
@@ -82,12 +82,6 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 """Seconds a client has to finish the handshake (the real daemon allows 1 s per step)."""
 
 _QUOTA_REJECT: Final = int(RejectCode.REJECT_QUOTA).to_bytes(1, "little", signed=True)
-_DISCONNECT_ERRORS: Final = (
-    anyio.EndOfStream,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    OSError,
-)
 
 
 def _encode(message: DaemonMessage, hint: bytes | None) -> bytes:
@@ -183,16 +177,80 @@ class Daemon:
 
 
 class _Connection:
-    """The server's side of one socket."""
+    """The server's side of one client socket (non-blocking, driven by readiness).
 
-    __slots__ = ("info", "paused", "scope", "stream", "wake")
+    Writes are tried at once, without blocking, by whoever flushes the engine; what the
+    socket does not take waits in ``pending`` for the session's writer task, and while
+    anything is pending the session's new messages stay queued in the engine, where the
+    session limit counts them.
+    """
 
-    def __init__(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
-        self.stream = stream
+    __slots__ = ("id", "open", "paused", "pending", "scope", "sock", "wake", "writable")
+
+    def __init__(self, sock: socket.socket, scope: anyio.CancelScope) -> None:
+        self.sock = sock
         self.scope = scope
-        self.info: SessionInfo | None = None
+        self.id: SessionId | None = None
+        self.open = False  # the accept has been sent: messages may follow
         self.paused = False
+        self.writable = True
+        self.pending: memoryview | None = None
         self.wake = anyio.Event()
+
+    async def receive(self) -> bytes:
+        """Up to ``READ_SIZE`` bytes; ``b""`` at EOF or when the peer reset.
+
+        Bytes the kernel already holds are returned before a reset is reported, so a
+        client that sends and then closes with unread data (an RST) loses nothing.
+        """
+        sock = self.sock
+        while True:
+            try:
+                return sock.recv(READ_SIZE)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+            except OSError:
+                return b""
+
+    async def send(self, data: bytes) -> None:
+        """Write all of ``data`` (the handshake's few bytes).
+
+        Raises:
+            OSError: the peer is gone.
+        """
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(self.sock)
+
+    def write_now(self, take: Callable[[SessionId], list[Output]]) -> None:
+        """Send what is queued for this session, as far as the socket takes it now."""
+        if not self.open or self.paused or self.pending is not None or not self.writable:
+            return
+        assert self.id is not None
+        outputs = take(self.id)
+        if not outputs:
+            return
+        data = outputs[0].wire if len(outputs) == 1 else b"".join([o.wire for o in outputs])
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            self.failed(error)
+            return
+        if sent < len(data):
+            self.pending = memoryview(data)[sent:]
+            self.wake.set()
+
+    def failed(self, error: OSError) -> None:
+        # Stop writing but keep reading: what the client sent before it went away is
+        # still delivered, then its EOF or reset ends the session.
+        self.writable = False
+        self.pending = None
+        log.debug("session_write_failed", session=self.id, error=repr(error))
 
 
 class _Server:
@@ -219,32 +277,56 @@ class _Server:
         connection = self._connections[session_id]
         connection.paused = paused
         if not paused:
-            connection.wake.set()
+            if connection.pending is not None:
+                connection.wake.set()
+            connection.write_now(self._engine.take)
 
     def flush(self) -> None:
         connections = self._connections
+        take = self._engine.take
         for session_id in self._engine.pop_ready():
             connection = connections.get(session_id)
             if connection is not None:
-                connection.wake.set()
+                connection.write_now(take)
         for session_id in self._engine.pop_dropped():
             log.info("session_dropped", session=session_id, reason="queue_limit")
             self.abort(session_id)
 
     # --- one connection ---------------------------------------------------------------
 
-    async def handle(self, daemon: str, stream: anyio.abc.ByteStream) -> None:
+    async def serve_listener(self, daemon: str, listener: socket.socket) -> None:
+        """Accept clients of ``daemon`` on ``listener`` forever, one task each."""
+        listener.setblocking(False)
+        async with anyio.create_task_group() as tasks:
+            while True:
+                await anyio.wait_readable(listener)
+                try:
+                    sock, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as error:  # e.g. out of file descriptors
+                    log.warning("accept_failed", daemon=daemon, error=repr(error))
+                    await anyio.sleep(0.1)
+                    continue
+                sock.setblocking(False)
+                if sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                tasks.start_soon(self.handle, daemon, sock)
+
+    async def handle(self, daemon: str, sock: socket.socket) -> None:
         """Serve one client socket until it closes, breaks the protocol or is dropped."""
         session_id: SessionId | None = None
         with anyio.CancelScope() as scope:
-            connection = _Connection(stream, scope)
+            connection = _Connection(sock, scope)
             try:
                 protocol = ServerSession(max_message_size=SAFE_MESSAGE_LIMIT)
                 with anyio.move_on_after(HANDSHAKE_TIMEOUT):
                     session_id = await self._handshake(connection, protocol, daemon)
                 if session_id is not None:
                     async with anyio.create_task_group() as tasks:
-                        tasks.start_soon(self._write, connection, session_id)
+                        tasks.start_soon(self._write, connection)
+                        connection.write_now(self._engine.take)
                         await self._read(connection, protocol, session_id)
                         tasks.cancel_scope.cancel()
             finally:
@@ -252,26 +334,21 @@ class _Server:
                     self._connections.pop(session_id, None)
                     self._engine.close_session(session_id)
                     self.flush()
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+                sock.close()
 
     async def _next(self, connection: _Connection, protocol: ServerSession) -> object:
         while True:
             event = protocol.next_event()
             if event is not NEED_DATA:
                 return event
-            try:
-                data = await connection.stream.receive(READ_SIZE)
-            except anyio.EndOfStream:
-                data = b""
-            protocol.receive_data(data)
+            protocol.receive_data(await connection.receive())
 
     async def _handshake(
         self, connection: _Connection, protocol: ServerSession, daemon: str
     ) -> SessionId | None:
         try:
             return await self._handshake_steps(connection, protocol, daemon)
-        except _DISCONNECT_ERRORS:
+        except OSError:
             return None
         except RemoteProtocolError as error:
             log.info("handshake_failed", daemon=daemon, error=str(error))
@@ -280,7 +357,7 @@ class _Server:
     async def _handshake_steps(
         self, connection: _Connection, protocol: ServerSession, daemon: str
     ) -> SessionId | None:
-        send = connection.stream.send
+        send = connection.send
         if not self._engine.has_room(daemon):
             await send(_QUOTA_REJECT)  # before the hello, as the real daemon does
             return None
@@ -296,7 +373,7 @@ class _Server:
         if isinstance(opened, RejectCode):
             await send(protocol.reject(opened))
             return None
-        connection.info = opened
+        connection.id = opened.id
         self._connections[opened.id] = connection
         accepted = False
         try:
@@ -309,7 +386,7 @@ class _Server:
                     await send(protocol.reject(choice.refusal))
                     return None
             await send(protocol.accept(opened.private_group, DAEMON_VERSION))
-            accepted = True
+            accepted = connection.open = True
         finally:
             if not accepted:
                 self._connections.pop(opened.id, None)
@@ -322,8 +399,8 @@ class _Server:
     ) -> None:
         try:
             await self._read_loop(connection, protocol, session_id)
-        except _DISCONNECT_ERRORS:
-            pass
+        except OSError as error:
+            log.debug("session_lost", session=session_id, error=repr(error))
         except RemoteProtocolError as error:
             # The real daemon drops such a client without a word (fact sheet §5.1).
             log.info("session_dropped", session=session_id, reason="protocol", error=str(error))
@@ -332,7 +409,7 @@ class _Server:
         self, connection: _Connection, protocol: ServerSession, session_id: SessionId
     ) -> None:
         engine = self._engine
-        receive = connection.stream.receive
+        receive = connection.receive
         feed = protocol.receive_data
         next_event = protocol.next_event
         join, leave, multicast = engine.join, engine.leave, engine.multicast
@@ -361,33 +438,37 @@ class _Server:
                 else:  # Disconnect, CLOSED (EOF)
                     assert kind is Disconnect or event is CLOSED, event
                     return
+                if engine.pressing:  # write before a queue nears the session limit
+                    self.flush()
             self.flush()
-            try:
-                data = await receive(READ_SIZE)
-            except anyio.EndOfStream:
-                return
-            feed(data)
+            feed(await receive())
 
-    async def _write(self, connection: _Connection, session_id: SessionId) -> None:
-        try:
-            await self._write_loop(connection, session_id)
-        except _DISCONNECT_ERRORS:
-            connection.scope.cancel()
-
-    async def _write_loop(self, connection: _Connection, session_id: SessionId) -> None:
+    async def _write(self, connection: _Connection) -> None:
+        """Finish writes the socket could not take at once, then take more."""
+        sock = connection.sock
         take = self._engine.take
-        send = connection.stream.send
         while True:
             await connection.wake.wait()
             connection.wake = anyio.Event()
-            while not connection.paused:
-                outputs = take(session_id)
-                if not outputs:
+            while connection.pending is not None and not connection.paused:
+                await anyio.wait_writable(sock)
+                pending = _pending(connection)  # may have changed while waiting
+                if pending is None:
                     break
-                if len(outputs) == 1:
-                    await send(outputs[0].wire)
-                else:
-                    await send(b"".join([output.wire for output in outputs]))
+                try:
+                    rest = pending[sock.send(pending) :]
+                except BlockingIOError:
+                    continue
+                except OSError as error:
+                    connection.failed(error)
+                    break
+                connection.pending = rest if rest else None
+                if connection.pending is None:
+                    connection.write_now(take)
+
+
+def _pending(connection: _Connection) -> memoryview | None:
+    return connection.pending
 
 
 @asynccontextmanager
@@ -438,7 +519,7 @@ async def serve(
     if unix_path is not None and unix:
         raise ConfigurationError("give either unix_path or unix=True, not both")
     server = _Server(engine, clock)
-    listeners: list[tuple[str, anyio.abc.Listener[anyio.abc.SocketStream]]] = []
+    listeners: list[tuple[str, anyio.abc.SocketListener]] = []
     listening: list[Listening] = []
     body_error: Exception | None = None
     try:
@@ -476,9 +557,9 @@ async def serve(
 
 async def _listen(
     daemon: str, host: str, port: int, unix_path: str | None, *, spread_unix: bool
-) -> tuple[list[anyio.abc.Listener[anyio.abc.SocketStream]], Listening]:
+) -> tuple[list[anyio.abc.SocketListener], Listening]:
     tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    listeners: list[anyio.abc.Listener[anyio.abc.SocketStream]] = list(tcp.listeners)
+    listeners = [cast(anyio.abc.SocketListener, listener) for listener in tcp.listeners]
     bound = tcp.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
     if spread_unix:
         unix_path = f"/tmp/{bound}"  # Spread's own socket is named after the port
@@ -489,13 +570,14 @@ async def _listen(
 
 async def _run_listeners(
     stopper: anyio.CancelScope,
-    listeners: Sequence[tuple[str, anyio.abc.Listener[anyio.abc.SocketStream]]],
+    listeners: Sequence[tuple[str, anyio.abc.SocketListener]],
     server: _Server,
 ) -> None:
     with stopper:
         async with anyio.create_task_group() as tasks:
             for daemon, listener in listeners:
-                tasks.start_soon(listener.serve, partial(server.handle, daemon))
+                raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+                tasks.start_soon(server.serve_listener, daemon, raw)
 
 
 def _remove_socket(path: str) -> None:
