@@ -118,6 +118,8 @@ def test_bad_arguments_are_refused_before_anything_runs() -> None:
         Producer("q", codec="nope")
     with pytest.raises(ConfigurationError):
         Producer("q", close_timeout=-1)
+    with pytest.raises(ConfigurationError):
+        Producer("q", name="far too long a name")
 
 
 async def test_put_outside_the_context_raises() -> None:

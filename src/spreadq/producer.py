@@ -76,6 +76,7 @@ from spreadq.errors import (
     ConnectError,
     ConnectionLost,
     EnvelopeError,
+    InvalidName,
     JobFailed,
     MessageTooLarge,
 )
@@ -96,7 +97,7 @@ from spreadq.queue.jobs import Outcome
 from spreadq.queue.view import View
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
-from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
 __all__ = ["Producer", "ProducerStatistics", "Receipt"]
 
@@ -299,7 +300,8 @@ class Producer:
         close_timeout: how long closing waits for queued jobs to be sent (seconds).
 
     Raises:
-        ConfigurationError: a bad queue name, an unknown codec, a bad close_timeout.
+        ConfigurationError: a bad queue name, private name or close_timeout, or an
+            unknown codec.
     """
 
     def __init__(
@@ -321,6 +323,13 @@ class Producer:
         self._codecs: CodecRegistry = default_codecs().with_codecs(*codecs)
         self._codecs.require(codec)
         self._codec = codec
+        if name is not None:
+            try:
+                check_private_name(name)
+            except InvalidName as error:
+                raise ConfigurationError(
+                    f"invalid producer name {name!r}: {error.reason}"
+                ) from None
         self._name = name
         if not (close_timeout >= 0 and math.isfinite(close_timeout)):
             raise ConfigurationError(f"close_timeout must be >= 0 seconds, not {close_timeout!r}")
