@@ -559,17 +559,21 @@ def test_reconfigure_needs_every_daemon_once() -> None:
             engine.reconfigure(layout, now=START)
 
 
+def pressing(engine: Engine) -> bool:
+    return engine.pressing  # a call, so that mypy does not narrow the property
+
+
 def test_ready_reports_a_queue_again_at_high_water() -> None:
     engine = Engine(start_time=START, max_session_messages=100, high_water=3)
     a = open_(engine, "a")
     engine.join(a.id, "g")
-    assert not engine.pressing
+    assert pressing(engine) is False
     assert engine.pop_ready() == [a.id]
     engine.multicast(a.id, ["g"], b"1")
-    assert not engine.pressing
+    assert pressing(engine) is False
     engine.multicast(a.id, ["g"], b"2")  # the third queued message
-    assert engine.pressing
+    assert pressing(engine) is True
     assert engine.pop_ready() == [a.id]
-    assert not engine.pressing
+    assert pressing(engine) is False
     engine.multicast(a.id, ["g"], b"3")
     assert engine.pop_ready() == []

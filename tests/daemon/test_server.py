@@ -426,3 +426,20 @@ async def test_partition_and_merge_over_sockets(wire: Connect, spreadq_daemon: D
         got = await client.receive()
         assert isinstance(got, DataMessage)
         assert got.data == b"both"
+
+
+async def test_input_sent_before_a_reset_is_still_delivered(
+    wire: Connect, spreadq_daemon: Daemon
+) -> None:
+    # A client that closes with unread data makes its kernel send an RST; what the daemon
+    # already holds must still be delivered, then the disconnect.
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    await watcher.send(Multicast(("g",), b"never read"))
+    assert isinstance(await watcher.receive(), DataMessage)
+    burst = [Multicast(("g",), b"%d" % i, ServiceType.AGREED) for i in range(200)]
+    await member.send(*burst)
+    await member.aclose()
+    got = [await watcher.receive() for _ in range(201)]
+    assert [m.data for m in got[:200]] == [b"%d" % i for i in range(200)]  # type: ignore[union-attr]
+    assert isinstance(got[200], RegularMembership)
+    assert got[200].cause is Cause.DISCONNECT

@@ -47,6 +47,7 @@ from bisect import insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from spreadq.daemon.network import RingId, Topology, daemon_proc_id
 from spreadq.errors import ConfigurationError
 from spreadq.wire.constants import (
     DEFAULT_MAX_SESSION_MESSAGES,
@@ -96,32 +97,6 @@ Encoder = Callable[[DaemonMessage, bytes | None], bytes]
 def no_encoding(message: DaemonMessage, hint: bytes | None) -> bytes:
     """An :data:`Encoder` that produces no bytes (for tests of the engine alone)."""
     return b""
-
-
-def daemon_proc_id(name: str) -> int:
-    """Return Spread 5's default VirtualID of a daemon named ``name``, as a signed int32.
-
-    It is Bob Jenkins' one-at-a-time hash of the name plus its NUL, seeded with that
-    length (fact sheet §6.2.3): ``daemon_proc_id("localhost") == 482711334``.
-    """
-    data = name.encode("latin-1") + b"\0"
-    value = len(data)
-    for byte in data:
-        value = (value + byte) & 0xFFFFFFFF
-        value = (value + (value << 10)) & 0xFFFFFFFF
-        value ^= value >> 6
-    value = (value + (value << 3)) & 0xFFFFFFFF
-    value ^= value >> 11
-    value = (value + (value << 15)) & 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class RingId:
-    """A daemon membership (ring): the proc_id of its first daemon and its formation time."""
-
-    proc_id: int
-    time: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +193,7 @@ class Engine:
         self._high_water = high_water
         self._max_sessions = max_sessions
         self._encode = encode
-        self._component_of = dict.fromkeys(daemons, 0)
-        self._rings: dict[int, RingId] = {0: RingId(daemon_proc_id(daemons[0]), start_time)}
-        self._last_time = start_time
+        self._topology = Topology.initial(daemons, start_time)
         self._sessions: dict[SessionId, _Session] = {}
         self._by_private_group: dict[str, _Session] = {}
         self._count_by_daemon = dict.fromkeys(daemons, 0)
@@ -246,10 +219,7 @@ class Engine:
 
     def components(self) -> tuple[tuple[str, ...], ...]:
         """The current layout: which daemons reach each other, in configuration order."""
-        layout: dict[int, list[str]] = {}
-        for name in self._daemons:
-            layout.setdefault(self._component_of[name], []).append(name)
-        return tuple(tuple(names) for names in layout.values())
+        return self._topology.components()
 
     def ring(self, daemon: str) -> RingId:
         """The ring id of the component ``daemon`` is in.
@@ -257,7 +227,7 @@ class Engine:
         Raises:
             KeyError: no such daemon.
         """
-        return self._rings[self._component_of[daemon]]
+        return self._topology.ring(daemon)
 
     def sessions(self) -> tuple[SessionInfo, ...]:
         """Every open session, oldest first."""
@@ -291,7 +261,7 @@ class Engine:
         Raises:
             KeyError: the group has no members in that daemon's component.
         """
-        component = self._component_of[daemon or self._daemons[0]]
+        component = self._topology.component_of[daemon or self._daemons[0]]
         current = self._groups[group].views[component]
         return current.gid, tuple(m.info.private_group for m in current.members)
 
@@ -415,7 +385,7 @@ class Engine:
     def _remove(self, session: _Session) -> None:
         session.open = False
         session.queue = []
-        component = self._component_of[session.info.daemon]
+        component = self._topology.component_of[session.info.daemon]
         for name in sorted(session.groups):
             self._depart(self._groups[name], component, session, Cause.DISCONNECT)
         session.groups.clear()
@@ -435,13 +405,13 @@ class Engine:
         if group in session.groups:
             return
         session.groups.add(group)
-        component = self._component_of[session.info.daemon]
+        component = self._topology.component_of[session.info.daemon]
         entry = self._groups.get(group)
         if entry is None:
             entry = self._groups[group] = _Group(group)
         current = entry.views.get(component)
         if current is None:
-            ring = self._rings[component]
+            ring = self._topology.rings[component]
             current = entry.views[component] = _View(GroupId(ring.proc_id, ring.time, 1), [])
         else:
             gid = current.gid
@@ -463,7 +433,7 @@ class Engine:
         if session.info.membership:
             message = SelfLeave(group)
             self._push(session, Output(message, self._encode(message, None)))
-        component = self._component_of[session.info.daemon]
+        component = self._topology.component_of[session.info.daemon]
         self._depart(self._groups[group], component, session, Cause.LEAVE)
         self._settle()
 
@@ -514,7 +484,7 @@ class Engine:
             KeyError: no open session has that id.
         """
         sender = self._sessions[session_id]
-        component = self._component_of[sender.info.daemon]
+        component = self._topology.component_of[sender.info.daemon]
         receivers: Iterable[_Session]
         if len(groups) == 1:
             receivers = self._receivers_of(groups[0], component)
@@ -548,7 +518,7 @@ class Engine:
     def _receivers_of(self, group: str, component: int) -> Sequence[_Session]:
         if group.startswith("#"):
             target = self._by_private_group.get(group)
-            if target is None or self._component_of[target.info.daemon] != component:
+            if target is None or self._topology.component_of[target.info.daemon] != component:
                 return ()
             return (target,)
         entry = self._groups.get(group)
@@ -595,38 +565,13 @@ class Engine:
         Raises:
             ConfigurationError: a daemon is missing, unknown or named twice.
         """
-        named = [name for component in layout for name in component]
-        if sorted(named) != sorted(self._daemons) or any(not c for c in layout):
-            raise ConfigurationError(
-                f"a layout must name each of {self._daemons!r} exactly once, not {layout!r}"
-            )
-        ordered = sorted(
-            (sorted(component, key=self._order.__getitem__) for component in layout),
-            key=lambda component: self._order[component[0]],
-        )
-        old_of = self._component_of
-        old_sets = {
-            frozenset(n for n in old_of if old_of[n] == index): index
-            for index in set(old_of.values())
-        }
-        time = max(now, self._last_time + 1)
-        new_of: dict[str, int] = {}
-        rings: dict[int, RingId] = {}
-        for index, component in enumerate(ordered):
-            new_of.update(dict.fromkeys(component, index))
-            same = old_sets.get(frozenset(component))
-            if same is not None:
-                rings[index] = self._rings[same]
-            else:
-                rings[index] = RingId(daemon_proc_id(component[0]), time)
-                self._last_time = time
+        old, new = self._topology, self._topology.reconfigure(layout, now)
         transitions: list[tuple[_Session, Output]] = []
         regulars: list[tuple[_Session, Output]] = []
         for name in sorted(self._groups):
             entry = self._groups[name]
-            entry.views = self._regroup(entry, old_of, new_of, rings, time, transitions, regulars)
-        self._component_of = new_of
-        self._rings = rings
+            entry.views = self._regroup(entry, old, new, transitions, regulars)
+        self._topology = new
         for session, output in (*transitions, *regulars):
             self._push(session, output)
         self._settle()
@@ -634,17 +579,15 @@ class Engine:
     def _regroup(
         self,
         entry: _Group,
-        old_of: dict[str, int],
-        new_of: dict[str, int],
-        rings: dict[int, RingId],
-        time: int,
+        old: Topology,
+        new: Topology,
         transitions: list[tuple[_Session, Output]],
         regulars: list[tuple[_Session, Output]],
     ) -> dict[int, _View]:
         arriving: dict[int, dict[int, list[_Session]]] = {}  # new -> old -> members
         for old_index, old_view in entry.views.items():
             for member in old_view.members:
-                new_index = new_of[member.info.daemon]
+                new_index = new.component_of[member.info.daemon]
                 arriving.setdefault(new_index, {}).setdefault(old_index, []).append(member)
         views: dict[int, _View] = {}
         for new_index, sources in arriving.items():
@@ -662,13 +605,13 @@ class Engine:
                     trans = TransitionalMembership(entry.name, old_view.gid)
                     output = Output(trans, self._encode(trans, None))
                     transitions.extend((m, output) for m in members if m.info.membership)
-                    key = RingId(daemon_proc_id(members[0].info.daemon), time)
+                    key = RingId(daemon_proc_id(members[0].info.daemon), new.last_time)
                 else:
                     key = RingId(old_view.gid.proc_id, old_view.gid.time)
                 keyed.append((key.proc_id, key.time, members[0].order, members))
             keyed.sort(key=lambda item: item[:3])
             vs_sets = tuple(tuple(m.info.private_group for m in item[3]) for item in keyed)
-            ring = rings[new_index]
+            ring = new.rings[new_index]
             gid = GroupId(ring.proc_id, ring.time, 1)
             members_all = sorted((m for item in keyed for m in item[3]), key=_member_key)
             names = tuple(m.info.private_group for m in members_all)
