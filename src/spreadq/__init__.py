@@ -31,6 +31,8 @@ from spreadq.errors import SpreadqError as SpreadqError
 from spreadq.handlers import Handler as Handler
 from spreadq.handlers import HandlerSpec as HandlerSpec
 from spreadq.plugins import Plugin as Plugin
+from spreadq.producer import Producer as Producer
+from spreadq.producer import Receipt as Receipt
 from spreadq.settings import Settings as Settings
 from spreadq.wire.constants import Cause as Cause
 from spreadq.wire.constants import RejectCode as RejectCode
@@ -58,7 +60,9 @@ __all__ = [
     "PayloadError",
     "Plugin",
     "PluginError",
+    "Producer",
     "ProtocolError",
+    "Receipt",
     "RejectCode",
     "RemoteProtocolError",
     "Retry",
