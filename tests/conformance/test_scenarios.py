@@ -513,3 +513,43 @@ async def test_more_than_100_groups_drops_the_sender(
             await client.send_raw(head + group.encode().ljust(32, b"\0") * 101)
             gone = await next_view(watcher, Cause.DISCONNECT)
             assert gone.changed_member == client.private_group
+
+
+async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
+    spread_daemon: Target, unique: Iterator[str]
+) -> None:
+    """Byte for byte what libspread would send and receive (fact sheet §3-§6)."""
+    name, group = next(unique), next(unique)
+    me = private(name).encode()
+    pad = lambda raw: raw.ljust(32, b"\0")  # noqa: E731
+
+    async def read_exactly(stream: anyio.abc.ByteStream, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            data += await stream.receive(size - len(data))
+        return data
+
+    with anyio.fail_after(WAIT):
+        async with await anyio.connect_tcp(spread_daemon.host, spread_daemon.port) as stream:
+            await stream.send(bytes([5, 0, 1, 1, len(name)]) + name.encode())
+            assert await read_exactly(stream, 6) == b"\x05NULL "
+            await stream.send(b"NULL".ljust(90, b"\0"))
+            assert await read_exactly(stream, 5 + len(me)) == bytes([1, 5, 0, 1, len(me)]) + me
+
+            join = struct.pack("<I32siIi", 0x80010080, me, 1, 0x80000080, 0) + pad(group.encode())
+            await stream.send(join)
+            reg = await read_exactly(stream, 48 + 32 + 56)
+            time_field = reg[48 + 32 + 4 : 48 + 32 + 8]
+            expected = struct.pack("<I32siIi", 0x80001180, group.encode(), 1, 0x80000080, 56)
+            expected += pad(me) + struct.pack("<i", daemon_proc_id(DAEMON_NAME)) + time_field
+            expected += struct.pack("<iII", 1, 1, 0) + struct.pack("<I", 1) + pad(me)
+            assert reg == expected
+
+            safe = struct.pack("<I32siIi", 0x800000A0, me, 1, 0x80000180, 5)
+            await stream.send(safe + pad(group.encode()) + b"hello")
+            assert await read_exactly(stream, 48 + 32 + 5) == safe + pad(group.encode()) + b"hello"
+
+            leave = struct.pack("<I32siIi", 0x80020080, me, 1, 0x80000080, 0) + pad(group.encode())
+            await stream.send(leave)
+            self_leave = struct.pack("<I32siIi", 0x80000280, group.encode(), 0, 0x80000080, 0)
+            assert await read_exactly(stream, 48) == self_leave
