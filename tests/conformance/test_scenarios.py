@@ -521,7 +521,9 @@ async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
     """Byte for byte what libspread would send and receive (fact sheet §3-§6)."""
     name, group = next(unique), next(unique)
     me = private(name).encode()
-    pad = lambda raw: raw.ljust(32, b"\0")  # noqa: E731
+
+    def pad(raw: bytes) -> bytes:
+        return raw.ljust(32, b"\0")
 
     async def read_exactly(stream: anyio.abc.ByteStream, size: int) -> bytes:
         data = b""
