@@ -9,11 +9,12 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+DEMO_ARGS = ("--workers", "3", "--jobs", "600", "--kill-at", "0.3", "--no-live")
+
 
 def test_demo_confirms_every_job_after_a_worker_is_killed() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "spreadq", "demo", "--workers", "3", "--jobs", "600"]
-        + ["--kill-at", "0.3", "--no-live"],
+        [sys.executable, "-m", "spreadq", "demo", *DEMO_ARGS],
         capture_output=True,
         text=True,
         timeout=120,
