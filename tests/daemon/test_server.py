@@ -14,7 +14,12 @@ import pytest
 
 from spreadq.daemon import Daemon, serve
 from spreadq.daemon.engine import daemon_proc_id
-from spreadq.errors import ConfigurationError, ConnectRejected, MessageTooLarge
+from spreadq.errors import (
+    ConfigurationError,
+    ConnectRejected,
+    CouldNotConnect,
+    MessageTooLarge,
+)
 from spreadq.testing import WireClient, parse_address
 from spreadq.wire.constants import Cause, RejectCode, ServiceType
 from spreadq.wire.events import (
@@ -119,6 +124,8 @@ async def test_stop_closes_every_session(
         client = await wire(daemon.address, "a")
         daemon.stop()
         assert await client.closed_by_daemon() == []
+        with pytest.raises(CouldNotConnect):
+            await WireClient.connect(daemon.address, "late")
         await client.aclose()
 
 

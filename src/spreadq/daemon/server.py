@@ -573,11 +573,15 @@ async def _run_listeners(
     listeners: Sequence[tuple[str, anyio.abc.SocketListener]],
     server: _Server,
 ) -> None:
-    with stopper:
-        async with anyio.create_task_group() as tasks:
-            for daemon, listener in listeners:
-                raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
-                tasks.start_soon(server.serve_listener, daemon, raw)
+    raw = [listener.extra(anyio.abc.SocketAttribute.raw_socket) for _, listener in listeners]
+    try:
+        with stopper:
+            async with anyio.create_task_group() as tasks:
+                for (daemon, _), sock in zip(listeners, raw, strict=True):
+                    tasks.start_soon(server.serve_listener, daemon, sock)
+    finally:
+        for sock in raw:  # refuse new clients at once after stop()
+            sock.close()
 
 
 def _remove_socket(path: str) -> None:
