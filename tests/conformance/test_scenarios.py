@@ -555,3 +555,43 @@ async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
             await stream.send(leave)
             self_leave = struct.pack("<I32siIi", 0x80000280, group.encode(), 0, 0x80000080, 0)
             assert await read_exactly(stream, 48) == self_leave
+
+
+@pytest.mark.parametrize("group", ["#hash", "with space"])
+async def test_any_group_name_can_be_joined(
+    request: pytest.FixtureRequest, spread_daemon: Target, unique: Iterator[str], group: str
+) -> None:
+    """The daemon accepts group names no client library would send (fact sheet §2, p9).
+
+    A ``#`` group can be joined, but multicasts to it are routed as to a private group
+    and go nowhere.
+    """
+    if spread_daemon.kind == "embedded":
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="wire.ServerSession builds Join() with check_group_name, so it drops "
+                "a client joining a group name the client libraries refuse",
+                strict=True,
+            )
+        )
+    client = await WireClient.connect(spread_daemon.address, next(unique), wait_limit=WAIT)
+    async with client:
+        me = client.private_group.encode().ljust(32, b"\0")
+        name = group.encode().ljust(32, b"\0")
+        await client.send_raw(struct.pack("<I32siIi", 0x80010080, me, 1, 0x80000080, 0) + name)
+        view = await client.receive()
+        assert isinstance(view, RegularMembership)
+        assert view.group == group
+        multicast = struct.pack("<I32siIi", 0x80000090, me, 1, 0x80000080, 1) + name + b"x"
+        await client.send_raw(multicast)
+        if group.startswith("#"):
+            await client.send_raw(
+                struct.pack("<I32siIi", 0x80000090, me, 1, 0x80000080, 1) + me + b"m"
+            )
+            marker = await client.receive()
+            assert isinstance(marker, DataMessage)
+            assert marker.data == b"m"  # the message to "#hash" went nowhere
+        else:
+            got = await client.receive()
+            assert isinstance(got, DataMessage)
+            assert got.data == b"x"
