@@ -38,6 +38,7 @@ from spreadq.handlers import (
     HandlerOptionArgs,
     make_decorator,
 )
+from spreadq.logs import configure_logging
 from spreadq.middleware import (
     CallNext,
     FailureHook,
@@ -482,6 +483,8 @@ class App:
         self.freeze()
         if self._worker is not None:
             raise ConfigurationError(f"the app for {self._queue!r} is already running")
+        if not structlog.is_configured():
+            configure_logging("info", cache=False)
         worker = WorkerRuntime(
             self,
             self._spread if spread is None else spread,

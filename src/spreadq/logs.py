@@ -16,8 +16,13 @@ __all__ = ["configure_logging"]
 LogFormat = Literal["console", "json"]
 
 
-def configure_logging(level: str = "info", fmt: LogFormat | None = None) -> None:
+def configure_logging(
+    level: str = "info", fmt: LogFormat | None = None, *, cache: bool = True
+) -> None:
     """Route structlog to stderr: coloured key=value on a terminal, JSON lines otherwise.
+
+    ``App.run()`` calls it (with ``cache=False``, so ``structlog.testing.capture_logs``
+    keeps working) only when the program has not configured structlog itself.
 
     Raises:
         ValueError: ``level`` is not a standard logging level name.
@@ -41,5 +46,5 @@ def configure_logging(level: str = "info", fmt: LogFormat | None = None) -> None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
