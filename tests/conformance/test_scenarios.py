@@ -559,21 +559,13 @@ async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
 
 @pytest.mark.parametrize("group", ["#hash", "with space"])
 async def test_any_group_name_can_be_joined(
-    request: pytest.FixtureRequest, spread_daemon: Target, unique: Iterator[str], group: str
+    spread_daemon: Target, unique: Iterator[str], group: str
 ) -> None:
     """The daemon accepts group names no client library would send (fact sheet §2, p9).
 
     A ``#`` group can be joined, but multicasts to it are routed as to a private group
     and go nowhere.
     """
-    if spread_daemon.kind == "embedded":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="wire.ServerSession builds Join() with check_group_name, so it drops "
-                "a client joining a group name the client libraries refuse",
-                strict=True,
-            )
-        )
     client = await WireClient.connect(spread_daemon.address, next(unique), wait_limit=WAIT)
     async with client:
         me = client.private_group.encode().ljust(32, b"\0")

@@ -221,11 +221,23 @@ def test_server_refuses_a_group_name_with_no_nul() -> None:
         server.next_event()
 
 
-@pytest.mark.parametrize("name", ["a b", "#priv", "tab\there", ""])
-def test_server_refuses_joins_no_client_library_sends(name: str) -> None:
+@pytest.mark.parametrize(("kind", "event"), [(0x10000, Join), (0x20000, Leave)])
+@pytest.mark.parametrize("name", ["a b", "#priv", "tab\there", "\x7f"])
+def test_server_takes_any_group_name_a_real_daemon_takes(
+    kind: int, event: type[Join] | type[Leave], name: str
+) -> None:
+    """Real Spread joins names no client library sends (fact sheet §2, probe p9)."""
     server = open_server()
-    server.receive_data(header(0x10000) + name32(name))
-    with pytest.raises(RemoteProtocolError, match="no Spread client library"):
+    server.receive_data(header(kind) + name32(name))
+    got = server.next_event()
+    assert type(got) is event
+    assert got.group == name
+
+
+def test_server_refuses_a_join_of_the_empty_name() -> None:
+    server = open_server()
+    server.receive_data(header(0x10000) + name32(""))
+    with pytest.raises(RemoteProtocolError, match="empty group name"):
         server.next_event()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -14,15 +15,20 @@ __all__ = ["register"]
 def daemon(
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 4803,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    unix: Annotated[
-        Path | None, typer.Option(help="Also listen on this Unix socket (Spread uses /tmp/PORT).")
-    ] = None,
+    unix: Annotated[Path | None, typer.Option(help="Also listen on this Unix socket.")] = None,
+    spread_socket: Annotated[
+        bool,
+        typer.Option(
+            "--spread-socket",
+            help="Also listen on /tmp/PORT, the Unix socket Spread's clients use for 'PORT'.",
+        ),
+    ] = False,
     name: Annotated[str, typer.Option(help="The daemon's name in private groups.")] = "localhost",
     max_session_messages: Annotated[
         int, typer.Option(help="Messages queued for one client before it is dropped.")
     ] = 1000,
 ) -> None:
-    """Run the embedded Spread-compatible daemon until interrupted."""
+    """Run the embedded Spread-compatible daemon until SIGTERM or Ctrl-C."""
     from spreadq.daemon import serve
 
     async def run() -> None:
@@ -30,16 +36,17 @@ def daemon(
             host=host,
             port=port,
             unix_path=str(unix) if unix is not None else None,
+            unix=spread_socket,
             name=name,
             max_session_messages=max_session_messages,
         ) as running:
             typer.echo(f"spreadq daemon {name!r} listening on {running.address}", err=True)
-            await anyio.sleep_forever()
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    typer.echo(f"spreadq daemon stopping on {received.name}", err=True)
+                    return
 
-    try:
-        anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
 
 
 def _has_uvloop() -> bool:

@@ -138,22 +138,44 @@ _VALID_SERVICES: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Join ``group``; the daemon answers with a regular membership."""
+    """Join ``group``; the daemon answers with a regular membership.
+
+    Built by a client, the name is checked as the C library checks it. A daemon accepts
+    any name (fact sheet §2), so the daemon's session builds it with :meth:`from_wire`.
+    """
 
     group: str
 
     def __post_init__(self) -> None:
         check_group_name(self.group)
+
+    @classmethod
+    def from_wire(cls, group: str) -> Join:
+        """Build from a name a client sent, unchecked, as a real daemon takes it."""
+        event = object.__new__(cls)
+        object.__setattr__(event, "group", group)
+        return event
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """Leave ``group``; the daemon answers with a self-leave."""
+    """Leave ``group``; the daemon answers with a self-leave.
+
+    Built by a client, the name is checked as the C library checks it. A daemon accepts
+    any name (fact sheet §2), so the daemon's session builds it with :meth:`from_wire`.
+    """
 
     group: str
 
     def __post_init__(self) -> None:
         check_group_name(self.group)
+
+    @classmethod
+    def from_wire(cls, group: str) -> Leave:
+        """Build from a name a client sent, unchecked, as a real daemon takes it."""
+        event = object.__new__(cls)
+        object.__setattr__(event, "group", group)
+        return event
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,12 +292,10 @@ class ServerSession:
         if kind == "KILL":
             self._move(ServerInput.DISCONNECT)
             return Disconnect()
-        try:
-            return _ONE_GROUP[kind](groups[0])
-        except InvalidName as error:
-            raise RemoteProtocolError(
-                f"{kind} of a group no Spread client library may name: {error}"
-            ) from None
+        if not groups[0]:
+            raise RemoteProtocolError(f"{kind} of an empty group name")
+        # any other name: the real daemon accepts space, DEL or a leading '#' (§2, p9)
+        return _ONE_GROUP[kind].from_wire(groups[0])
 
     def _check_header(self, type_: int, count: int, hint: bytes, data_len: int) -> str:
         kind = _SELECTOR_KINDS.get(type_ & _SELECTOR_MASK)
