@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -13,3 +16,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts and ends with structlog unconfigured: the CLI and ``App.run()``
+    configure it process-wide, and a test must not inherit another test's setup."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -484,7 +484,7 @@ class App:
         if self._worker is not None:
             raise ConfigurationError(f"the app for {self._queue!r} is already running")
         if not structlog.is_configured():
-            configure_logging("info", cache=False)
+            configure_logging("info")
         worker = WorkerRuntime(
             self,
             self._spread if spread is None else spread,

@@ -17,12 +17,14 @@ LogFormat = Literal["console", "json"]
 
 
 def configure_logging(
-    level: str = "info", fmt: LogFormat | None = None, *, cache: bool = True
+    level: str = "info", fmt: LogFormat | None = None, *, cache: bool = False
 ) -> None:
     """Route structlog to stderr: coloured key=value on a terminal, JSON lines otherwise.
 
-    ``App.run()`` calls it (with ``cache=False``, so ``structlog.testing.capture_logs``
-    keeps working) only when the program has not configured structlog itself.
+    ``App.run()`` calls it only when the program has not configured structlog itself.
+    Loggers are not cached unless ``cache`` is true: a cached logger keeps this
+    configuration for good, which breaks ``structlog.testing.capture_logs`` in a
+    process (a test run) that configures logging more than once.
 
     Raises:
         ValueError: ``level`` is not a standard logging level name.
@@ -45,6 +47,12 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=cache,
     )
+
+
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    """A logger on whatever ``sys.stderr`` is when the logger is made, not at configure
+    time: a test runner's captured stream can be closed long before the process ends."""
+    return structlog.PrintLogger(sys.stderr)
