@@ -17,7 +17,7 @@ import enum
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Self
 
 from spreadq.errors import InvalidName, LocalProtocolError, MessageTooLarge
 from spreadq.wire.constants import (
@@ -137,8 +137,8 @@ _VALID_SERVICES: Final = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
-    """Join ``group``; the daemon answers with a regular membership.
+class _GroupCommand:
+    """A control command naming one group.
 
     Built by a client, the name is checked as the C library checks it. A daemon accepts
     any name (fact sheet §2), so the daemon's session builds it with :meth:`from_wire`.
@@ -150,7 +150,7 @@ class Join:
         check_group_name(self.group)
 
     @classmethod
-    def from_wire(cls, group: str) -> Join:
+    def from_wire(cls, group: str) -> Self:
         """Build from a name a client sent, unchecked, as a real daemon takes it."""
         event = object.__new__(cls)
         object.__setattr__(event, "group", group)
@@ -158,24 +158,13 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
-    """Leave ``group``; the daemon answers with a self-leave.
+class Join(_GroupCommand):
+    """Join ``group``; the daemon answers with a regular membership."""
 
-    Built by a client, the name is checked as the C library checks it. A daemon accepts
-    any name (fact sheet §2), so the daemon's session builds it with :meth:`from_wire`.
-    """
 
-    group: str
-
-    def __post_init__(self) -> None:
-        check_group_name(self.group)
-
-    @classmethod
-    def from_wire(cls, group: str) -> Leave:
-        """Build from a name a client sent, unchecked, as a real daemon takes it."""
-        event = object.__new__(cls)
-        object.__setattr__(event, "group", group)
-        return event
+@dataclass(frozen=True, slots=True)
+class Leave(_GroupCommand):
+    """Leave ``group``; the daemon answers with a self-leave."""
 
 
 @dataclass(frozen=True, slots=True)
