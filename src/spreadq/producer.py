@@ -20,9 +20,10 @@ as FRAGMENT messages, each cleared on its own.
 A *member* producer (the default) joins the FEEDBACK group and reads it:
 
 * VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving.
-  A producer that joined after the last VIEW (or sees an ACK from a member it does not
-  know as a consumer) *nudges*: it joins the WORK group and leaves it again, and each
-  of those view changes makes the consumers announce their view.
+  A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
+  consumer of the current WORK view announces it again when a member that is not a
+  consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
+  sees no view change on the producer's account.
 * ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
   receipt is awaited); their read positions and backlogs go to the flow actor.
 * Every job sent records the consumers present when it was sent (its *witnesses*; jobs
@@ -85,8 +86,6 @@ from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
     Ack,
-    Drain,
-    Hello,
     JobSpec,
     batch_size,
     decode,
@@ -105,10 +104,6 @@ log = structlog.get_logger(__name__)
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
-
-NUDGE_DELAY: Final = 0.2
-"""How long a member producer that knows no consumer waits for a VIEW before it nudges
-the consumers into announcing one (see ``Producer._nudger``)."""
 
 _PENDING, _OK, _FAILED = range(3)
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
@@ -367,8 +362,6 @@ class Producer:
         self._epoch = 0
         self._witnesses: dict[int, set[str]] = {0: set()}
         self._me = ""
-        self._nudge_wanted = anyio.Event()
-        self._strangers: set[str] = set()
         self._consumers_changed = anyio.Event()
 
         # counters
@@ -413,8 +406,8 @@ class Producer:
         Puts need not wait for this (jobs are held until a consumer is present); it is
         for programs that want to start timing, or reporting, once workers are there.
         Consumers become known from the VIEW they announce when the WORK membership
-        changes; a producer that joined after it learns of them by nudging, about
-        :data:`NUDGE_DELAY` after joining. Bound it with ``anyio.fail_after``.
+        changes, and again when a producer joins the FEEDBACK group after it. Bound it
+        with ``anyio.fail_after``.
 
         Raises:
             ConfigurationError: the producer is fire-and-forget (it cannot know).
@@ -712,8 +705,6 @@ class Producer:
         async with anyio.create_task_group() as session:
             session.start_soon(guard, self._sender, session.cancel_scope)
             session.start_soon(guard, self._reader, session.cancel_scope)
-            if self._member:
-                session.start_soon(guard, self._nudger, session.cancel_scope)
         return lost[0] if lost else None
 
     async def _session_ended(self) -> None:
@@ -836,7 +827,7 @@ class Producer:
         while True:
             for event in await conn.receive_batch():
                 if type(event) is DataMessage:
-                    if feedback in event.groups:  # not WORK traffic seen while nudging
+                    if feedback in event.groups:  # not a private message
                         await self._on_data(event)
                 elif type(event) is RegularMembership and event.group == feedback:
                     await self._on_feedback_view(event)
@@ -851,8 +842,6 @@ class Producer:
             await self._on_ack(event.sender, message)
         elif type(message) is View:
             await self._on_view(message)
-        elif type(message) is Hello or type(message) is Drain:
-            self._notice(event.sender)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
         me = self._id
@@ -867,7 +856,6 @@ class Producer:
                 continue
             settled += job.counted
             self._settle(job, outcome, now)
-        self._notice(sender)
         flow = self._flow
         assert flow is not None
         await flow.ack_seen(sender, ack.positions, ack.backlog)
@@ -904,40 +892,6 @@ class Producer:
         else:
             current = tuple(m for m in self._consumers if m in members)
         await self._set_consumers(current)
-        if not self._consumers and members - {self._me}:
-            self._nudge_wanted.set()
-
-    async def _nudger(self, conn: Connection) -> None:
-        """Make the consumers announce their view when we missed it.
-
-        Consumers announce a VIEW when the WORK membership changes, so a producer that
-        joins the FEEDBACK group later knows none of them. When other FEEDBACK members
-        are present and no consumer is known, or an ACK comes from a member we do not
-        know as a consumer, the producer waits :data:`NUDGE_DELAY` for a VIEW; if none
-        comes, it joins the WORK group and leaves it at once. Each of those two views
-        makes the first consumer announce its view (the second one without us). Jobs
-        other producers send in between and that fall to us are taken over by the
-        consumers when we leave, as for any member that leaves. (Consumers are never
-        learned from their ACKs alone: a partial list would let the window ignore a
-        consumer that is slow to ACK.)
-        """
-        while True:
-            await self._nudge_wanted.wait()
-            self._nudge_wanted = anyio.Event()
-            await anyio.sleep(NUDGE_DELAY)
-            members = self._feedback_members
-            strangers = {m for m in self._strangers if m in members and m not in self._consumers}
-            self._strangers.clear()
-            if strangers or (not self._consumers and members - {self._me}):
-                self._log.info("consumers_nudged", strangers=len(strangers))
-                await conn.join(self._work)
-                await conn.leave(self._work)
-
-    def _notice(self, sender: str) -> None:
-        """``sender`` acts as a consumer: if we do not know it as one, we missed a VIEW."""
-        if sender not in self._consumers and sender in self._feedback_members:
-            self._strangers.add(sender)
-            self._nudge_wanted.set()
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:

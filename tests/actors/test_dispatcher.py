@@ -65,6 +65,7 @@ class Probe:
     reporter: dict[int, str] = field(default_factory=dict)
     others: list[tuple[str, JobRef, Outcome]] = field(default_factory=list)
     history: list[tuple[str, object]] = field(default_factory=list)
+    announcers: list[str] = field(default_factory=list)
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def put(
@@ -109,6 +110,7 @@ class Probe:
                     self.history.append(("drain", event.sender))
                 elif isinstance(envelope, View):
                     self.history.append(("view", envelope.members))
+                    self.announcers.append(event.sender)
             else:
                 continue
             self.changed.set()
@@ -122,6 +124,9 @@ class Probe:
     async def results(self, seqs: Sequence[int]) -> dict[int, Outcome]:
         await self.until(lambda: all(seq in self.outcomes for seq in seqs))
         return {seq: self.outcomes[seq] for seq in seqs}
+
+    def views(self) -> list[object]:
+        return [members for what, members in self.history if what == "view"]
 
     def members(self) -> tuple[str, ...]:
         found = [members for what, members in self.history if what == "members"]
@@ -144,8 +149,9 @@ async def connected(address: str, name: str) -> AsyncIterator[Connection]:
 
 
 @asynccontextmanager
-async def probe_on(daemon: Daemon) -> AsyncIterator[Probe]:
-    async with connected(daemon.address, "probe") as conn, anyio.create_task_group() as tg:
+async def probe_on(daemon: Daemon, address: str | None = None) -> AsyncIterator[Probe]:
+    address = daemon.address if address is None else address
+    async with connected(address, "probe") as conn, anyio.create_task_group() as tg:
         probe = Probe(conn)
         await conn.join(FEEDBACK)
         tg.start_soon(probe.read)
@@ -470,6 +476,75 @@ async def _work_members(conn: Connection) -> tuple[str, ...]:
         event = await conn.receive()
         if isinstance(event, RegularMembership) and event.group == QUEUE:
             return event.members
+
+
+# -- announcing the view --------------------------------------------------------------
+
+
+async def test_a_late_feedback_member_gets_the_view_from_the_first_consumer_only(
+    spreadq_daemon: Daemon,
+) -> None:
+    apps = [make_app(spreadq_daemon, name=name) for name in ("a", "b", "c")]
+    for app in apps:
+
+        @app.handler("echo")
+        async def echo(item: Item) -> Item:
+            return item
+
+    both = ("#a#localhost", "#b#localhost")
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            await start(tg, apps[0])
+            await start(tg, apps[1])
+            async with probe_on(spreadq_daemon) as probe:  # joins FEEDBACK after the view
+                await probe.until(lambda: bool(probe.views()))
+                # one job for each consumer: whatever either announced before its ACK
+                # has been read once both outcomes are in
+                await probe.results(await probe.put_items("echo", [1, 2]))
+                assert probe.views() == [both]
+                assert probe.announcers == ["#a#localhost"]
+                # a consumer joining FEEDBACK is announced with its WORK view, not again
+                await start(tg, apps[2])
+                await probe.results(await probe.put_items("echo", [3, 4, 5]))
+                assert probe.views() == [both, (*both, "#c#localhost")]
+                assert probe.announcers == ["#a#localhost"] * 2
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.spreadq_daemon(daemons=("d1", "d2"))
+async def test_after_a_merge_the_first_consumer_announces_its_view_again(
+    spreadq_daemon: Daemon,
+) -> None:
+    d1, d2 = spreadq_daemon.addresses["d1"], spreadq_daemon.addresses["d2"]
+    apps = [App(QUEUE, d1, plugins=False, name=name, settings=FAST) for name in ("a", "b")]
+    for app in apps:
+
+        @app.handler("echo")
+        async def echo(item: Item) -> Item:
+            return item
+
+    both = ("#a#d1", "#b#d1")
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            for app in apps:
+                await start(tg, app)
+            async with probe_on(spreadq_daemon, d1) as near:
+                await near.until(lambda: len(near.views()) == 1)
+                async with probe_on(spreadq_daemon, d2) as far:
+                    await far.until(lambda: len(far.views()) == 1)
+                    spreadq_daemon.faults.partition([["d1"], ["d2"]])
+                    # d1's side re-announces too; waiting for it keeps that VIEW from
+                    # being sent after the merge (and reaching the far side)
+                    await near.until(lambda: len(near.views()) == 3)
+                    await far.until(lambda: far.members() == ("#probe#d2",))
+                    spreadq_daemon.faults.merge()
+                    # the WORK group did not change: only the FEEDBACK NETWORK change
+                    # makes the first consumer announce its view to the far side again
+                    await far.until(lambda: len(far.views()) == 2)
+                    await far.results(await far.put_items("echo", [1, 2]))
+                    assert far.views() == [both, both]
+                    assert far.announcers == ["#a#d1", "#a#d1"]
+            tg.cancel_scope.cancel()
 
 
 # -- drain and loss ----------------------------------------------------------------------

@@ -145,22 +145,62 @@ async def test_jobs_are_held_while_no_consumer_is_present(spread_address: str | 
                     tg.cancel_scope.cancel()
 
 
+@dataclass
+class ViewWatch:
+    """An observer in FEEDBACK that records every VIEW announced and every outcome seen."""
+
+    views: list[View] = field(default_factory=list)
+    outcomes: dict[bytes, set[int]] = field(default_factory=dict)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def run(self, address: str, group: str, *, task_status: Any) -> None:
+        async with connect(address) as conn:
+            await conn.join(group)
+            task_status.started()
+            async for event in conn:
+                if not isinstance(event, DataMessage):
+                    continue
+                message = decode(event.data)
+                if isinstance(message, View):
+                    self.views.append(message)
+                elif isinstance(message, Ack):
+                    for ref, _ in message.outcomes:
+                        self.outcomes.setdefault(ref.producer_id, set()).add(ref.seq)
+                self.changed.set()
+                self.changed = anyio.Event()
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        while not check():
+            await self.changed.wait()
+
+
 async def test_a_producer_that_joins_after_the_view_finds_the_consumers(
     spread_address: str | None,
 ) -> None:
     # The consumers announced their view before this producer joined FEEDBACK and stay
-    # idle, so no VIEW reaches it: it nudges them (joins WORK and leaves) into announcing.
+    # idle; the producer's JOIN makes the first consumer announce it again, so the
+    # producer knows both before any put, and the WORK group sees no new view for it.
     async with running_daemon(spread_address) as target:
+        watch = ViewWatch()
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
+                await tg.start(watch.run, target.address, "late~fb")
                 await start_worker(tg, make_app("late", target.address))
                 await start_worker(tg, make_app("late", target.address))
+                await watch.until(lambda: any(len(v.members) == 2 for v in watch.views))
+                before = watch.views[-1]
                 async with Producer("late", target.address, settings=FAST) as producer:
                     assert len(await producer.wait_for_consumers(2)) == 2  # before any put
                     receipts = [await producer.put("add", {"a": i, "b": 1}) for i in range(20)]
                     assert await resolve_all(receipts) == [i + 1 for i in range(20)]
                     assert producer.statistics().resent == 0
+                    mine = producer.producer_id
+                # every VIEW a consumer sent before its last ACK has been read by now
+                await watch.until(lambda: len(watch.outcomes.get(mine, ())) == 20)
                 tg.cancel_scope.cancel()
+    again = watch.views[watch.views.index(before) + 1 :]
+    assert again  # announced again for the producer that joined late ...
+    assert set(again) == {before}  # ... and for nothing else: same view, same ordinal
 
 
 async def test_a_payload_larger_than_a_message_is_split_and_reassembled(

@@ -34,6 +34,12 @@ JobCompleted          nothing (debug log)
 JobOrphaned/Rejected  log a warning
 ====================  ================================================================
 
+The loop also watches the FEEDBACK group's memberships: when a member that is not a
+consumer joins it (a late producer, an observer), or after a NETWORK change of it, the
+first member of the current WORK view announces that view again to FEEDBACK. Every
+consumer sees the same FEEDBACK membership at the same point, so exactly one answers,
+and the WORK group sees no extra view change.
+
 A handler task runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
 context, middleware, retries, hooks; nothing a handler does crashes the worker) and
 sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished`; the
@@ -449,6 +455,8 @@ class Dispatcher:
                 translated = self._translate(event)
                 if translated is not None:
                     await self._apply(translated)
+                elif type(event) is RegularMembership and event.group == self._feedback:
+                    await self._on_feedback_view(event)
         elif isinstance(item, _Ended):
             await self._on_ended(item)
         elif isinstance(item, _Due):
@@ -537,6 +545,23 @@ class Dispatcher:
 
     async def _on_announce_view(self, effect: AnnounceView) -> None:
         await self._multicast((self._feedback,), encode(effect.envelope))
+
+    async def _on_feedback_view(self, event: RegularMembership) -> None:
+        """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer.
+
+        A producer or observer that joins FEEDBACK after the last VIEW would otherwise
+        know no consumer. Every consumer sees the same FEEDBACK membership at the same
+        point of the order, so only the first member of the current WORK view answers.
+        After a NETWORK change anyone may have missed a VIEW; while our WORK view is
+        transitional the next regular one is announced anyway.
+        """
+        view = self._table.view
+        if view is None or view.first != self._me or self._table.transitional:
+            return
+        if event.cause is Cause.NETWORK or (
+            event.cause is Cause.JOIN and event.changed_member not in view.members
+        ):
+            await self._multicast((self._feedback,), encode(view))
 
     async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
         await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
