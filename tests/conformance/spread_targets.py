@@ -13,21 +13,6 @@ SESSION_LIMIT = 100
 DAEMON_NAME = "localhost"
 ENV = "SPREADQ_SPREAD_DAEMON"
 
-CONFIG = """\
-Spread_Segment 127.0.0.255:{port} {{
-    {name} 127.0.0.1 {{
-        D 127.0.0.1
-        C 127.0.0.1
-    }}
-}}
-SocketPortReuse = ON
-RuntimeDir = {runtime}
-DaemonUser = {user}
-DaemonGroup = {group}
-MaxSessionMessages = {limit}
-EventPriority = WARNING
-"""
-
 
 @dataclass(frozen=True)
 class Target:

@@ -40,6 +40,7 @@ DaemonUser = {user}
 DaemonGroup = {group}
 DebugFlags = {{ PRINT EXIT }}
 EventPriority = INFO
+MaxSessionMessages = {limit}
 """
 
 
@@ -92,8 +93,13 @@ class RealDaemon:
 
 
 @contextlib.contextmanager
-def start_real_daemon(binary: str, workdir: Path) -> Iterator[RealDaemon]:
+def start_real_daemon(
+    binary: str, workdir: Path, *, max_session_messages: int = 1000
+) -> Iterator[RealDaemon]:
     """Start ``binary`` on a free loopback port; stop it and remove its socket on exit.
+
+    ``max_session_messages`` is the daemon's ``MaxSessionMessages`` (Spread's default is
+    1000): the queue length past which it drops a client that does not read.
 
     Raises:
         RuntimeError: the daemon exited or did not form its membership in time.
@@ -103,7 +109,11 @@ def start_real_daemon(binary: str, workdir: Path) -> Iterator[RealDaemon]:
     runtime.mkdir(parents=True, exist_ok=True)
     config = runtime / "spread.conf"
     user = group = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
-    config.write_text(CONFIG.format(port=port, runtime=runtime, user=user, group=group))
+    config.write_text(
+        CONFIG.format(
+            port=port, runtime=runtime, user=user, group=group, limit=max_session_messages
+        )
+    )
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [binary, "-n", "localhost", "-c", str(config)],
