@@ -91,7 +91,9 @@ async def test_a_gated_put_wakes_exactly_when_an_ack_opens_the_window() -> None:
         assert (sender.done, put.done) == (False, False)
         assert (await flow.snapshot()).waiting_puts == 1
 
-        await flow.ack_seen("#c1#d", ((PID, 1),), 0)  # now 5 - 1 <= 4
+        # it read all four; the four ACKs sent since count too, capped one below the
+        # window: 5 - 4 + 3 <= 4
+        await flow.ack_seen("#c1#d", ((PID, 4),), 0)
         await wait_all_tasks_blocked()
         assert (sender.done, put.done) == (True, True)
         state = await flow.snapshot()
@@ -272,10 +274,15 @@ async def test_other_consumers_acks_count_against_a_silent_consumers_window() ->
         tg.start_soon(sender.clear, flow, 3)
         await wait_all_tasks_blocked()
         assert (sender.done,) == (False,)
-        await flow.ack_seen("#quiet#d", ((PID, 2),), 0)  # it read ours and the ACKs
+        # an ACK that reports none of ours may be read by nobody yet: it counts too
+        await flow.ack_seen("#quiet#d", ((PID, 0),), 0)
+        await flow.ack_seen("#quiet#d", ((PID, 2),), 0)  # quiet read ours: 3 - 2 + 2
+        await wait_all_tasks_blocked()
+        assert (sender.done,) == (False,)  # busy has read none of ours: 3 - 0 + 3 > 4
+        await flow.ack_seen("#busy#d", ((PID, 2),), 0)  # 3 - 2 + 3 <= 4
         await wait_all_tasks_blocked()
         assert (sender.done,) == (True,)
-        assert (await flow.snapshot()).ack_slack == 1  # its own ACK, for the busy one
+        assert (await flow.snapshot()).ack_slack == 3
 
 
 async def test_ack_slack_never_blocks_a_consumer_that_has_read_everything() -> None:

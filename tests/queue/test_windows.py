@@ -156,7 +156,8 @@ def test_gate_window_and_read_positions() -> None:
     assert not gate.may_send(601)  # b has not read anything yet
     assert gate.slowest() == ("#b#h", 0)
     gate.on_ack("#b#h", [(P1, 5)], backlog=0)
-    assert gate.may_send(601)
+    assert gate.may_send(599)  # a read ours up to 1; both ACKs came after it
+    assert not gate.may_send(600)
     gate.on_ack("#b#h", [(P1, 3)], backlog=0)  # positions never go backwards
     assert gate.read_position("#b#h") == 5
 
@@ -167,8 +168,9 @@ def test_gate_new_consumer_starts_at_the_current_mseq_and_gone_ones_are_dropped(
     gate.on_ack("#a#h", {P1: 100}, 0)
     gate.on_view(["#a#h", "#c#h"], now_mseq=100)
     assert gate.read_position("#c#h") == 100
-    assert gate.may_send(110)
-    assert not gate.may_send(111)
+    assert gate.acks_unread("#c#h") == 1  # for all we know, a's ACK came after our 100
+    assert gate.may_send(109)
+    assert not gate.may_send(110)
     gate.on_view(["#c#h"], now_mseq=105)
     assert gate.consumers == ("#c#h",)
     gate.on_ack("#a#h", {P1: 500}, 0)  # from a consumer that left: ignored
@@ -283,3 +285,116 @@ def test_obeying_producers_never_overfill_a_consumer(
             install()
         for consumer in consumers:
             assert len(consumer.inbox) <= window, (consumer.name, len(consumer.inbox))
+
+
+@dataclass
+class _Reader:
+    """A consumer whose daemon queue holds jobs ``(producer_id, mseq)`` and ACKs (None)."""
+
+    name: str
+    inbox: deque[tuple[bytes, int] | None] = field(default_factory=deque)
+    read: dict[bytes, int] = field(default_factory=dict)
+    unreported: int = 0  # jobs read since its last ACK
+
+    def unread_jobs(self, producer_id: bytes) -> int:
+        return sum(1 for item in self.inbox if item is not None and item[0] == producer_id)
+
+    def unread_acks(self) -> int:
+        return sum(1 for item in self.inbox if item is None)
+
+
+@settings(max_examples=150)
+@given(
+    producers=st.integers(1, 3),
+    window=st.integers(3, 40),
+    consumers=st.integers(1, 4),
+    actions=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 11)), max_size=400),
+)
+def test_acks_on_the_work_group_count_against_a_stalled_consumers_window(
+    producers: int, window: int, consumers: int, actions: list[tuple[int, int]]
+) -> None:
+    """Consumers ACK on the WORK group, so ACKs wait in every consumer's daemon queue
+    beside the jobs. Consumers read at any pace (one that is never picked has stalled),
+    ACK whenever they have read a job since their last ACK, join and leave. Producers
+    see each ACK as it is ordered and send whenever their gate allows.
+
+    Whenever a producer's message reaches a consumer, that consumer's unread messages
+    (jobs of every producer and ACKs) stay within the window; the one exception is the
+    gate's liveness rule: when the ACKs counted against a consumer already fill a share,
+    one message of ours may still go to a consumer that has read all the others."""
+    pids = [bytes([n + 1]) * 16 for n in range(producers)]
+    gates = {pid: ProducerGate(pid, window=window) for pid in pids}
+    for gate in gates.values():
+        gate.on_peers(producers)
+    share = window // producers
+    sent = dict.fromkeys(pids, 0)
+    readers = [_Reader(f"#c{n}#h") for n in range(consumers)]
+    serial = consumers
+
+    def install() -> None:
+        for pid, gate in gates.items():
+            gate.on_view([r.name for r in readers], now_mseq=sent[pid])
+
+    install()
+    for action, pick in actions:
+        if action <= 3:  # a producer sends if its gate allows
+            pid = pids[pick % producers]
+            gate = gates[pid]
+            if gate.may_send(sent[pid] + 1):
+                sent[pid] += 1
+                gate.on_sent(1, sent[pid])
+                for reader in readers:
+                    reader.inbox.append((pid, sent[pid]))
+                for reader in readers:
+                    counted = gate.acks_unread(reader.name)
+                    assert counted is not None
+                    assert counted >= reader.unread_acks()  # the count errs on the safe side
+                    unread = len(reader.inbox)
+                    assert unread <= window or (
+                        counted >= share and reader.unread_jobs(pid) == 1
+                    ), (reader.name, unread, counted)
+        elif action <= 6 and readers:  # a consumer reads one message, or all of them
+            reader = readers[pick % len(readers)]
+            for _ in range(1 if action <= 5 else len(reader.inbox)):
+                if not reader.inbox:
+                    break
+                item = reader.inbox.popleft()
+                if item is not None:
+                    reader.read[item[0]] = item[1]
+                    reader.unreported += 1
+        elif action <= 8 and readers:  # a consumer ACKs what it read, on WORK + FEEDBACK
+            reader = readers[pick % len(readers)]
+            if reader.unreported:
+                reader.unreported = 0
+                for other in readers:
+                    other.inbox.append(None)
+                positions = tuple(reader.read.items())
+                for gate in gates.values():
+                    gate.on_ack(reader.name, positions, backlog=0)
+        elif action == 9:  # membership change
+            if pick < 3 and len(readers) < 4:
+                readers.append(_Reader(f"#n{serial}#h"))
+                serial += 1
+            elif readers and pick >= 9:
+                readers.pop(pick % len(readers))
+            install()
+
+
+def test_an_ack_that_reports_nothing_new_still_counts() -> None:
+    """An ACK is counted from the last message its sender reported reading, not reset
+    by the sender's own ACK: the ACKs before it may still wait unread in its queue."""
+    gate = ProducerGate(P1, window=10)
+    gate.on_view(["#a#h", "#b#h"], now_mseq=0)
+    for mseq in range(1, 4):
+        gate.on_sent(1, mseq)
+    gate.on_ack("#b#h", {P1: 3}, 0)
+    gate.on_ack("#b#h", {P1: 3}, 0)
+    gate.on_ack("#a#h", {P1: 3}, 0)  # a read ours, not necessarily b's ACKs after them
+    assert (gate.acks_unread("#a#h"), gate.acks_unread("#b#h")) == (3, 3)
+    assert gate.ack_slack == 3
+    assert gate.may_send(10)  # 10 - 3 + 3 == 10
+    assert not gate.may_send(11)
+    gate.on_sent(1, 4)
+    gate.on_ack("#a#h", {P1: 4}, 0)
+    assert gate.acks_unread("#a#h") == 1  # its own ACK
+    assert gate.acks_unread("#b#h") == 4

@@ -15,14 +15,9 @@ A producer has two things to hold back, and this actor decides both:
   says so: some consumer is live, every live consumer has read within this producer's
   share of the window, the unconfirmed jobs and every consumer's backlog are in bounds.
 
-The window counts more than our own messages. Every consumer's ACK goes to the WORK
-group too, so while a consumer is not reading, the other consumers' ACKs pile up in its
-daemon queue beside our jobs. The actor counts the ACKs seen since each live consumer's
-own last ACK and treats the largest count as messages already sent (its *ACK slack*):
-``next_mseq + slack - read_position <= share``. With several producers each reserves
-room for all ACKs, which errs on the safe side. The slack is capped at ``share - 1``: a
-consumer that has read everything we sent can always be sent one more message (else a
-consumer that reads nothing new would never ACK, and its slack never clear).
+The window counts more than our own messages: ACKs pile up in a stalled consumer's
+daemon queue beside our jobs. The gate does that accounting too (the *ACK slack*, see
+:mod:`spreadq.queue.windows`); this actor only forwards what the producer sees to it.
 
 Admission is granted in *credits*: a waiting ``put()`` is answered with as many job
 slots as are free at that moment (at most ``batch_max_jobs``), and the handle spends
@@ -169,7 +164,8 @@ class FlowState:
     sends_waited: int
     """How many messages had to wait for clearance (the window, backlog, no consumer)."""
     ack_slack: int
-    """ACK messages counted against the window as possibly unread (see the module doc)."""
+    """ACK messages counted against the window as possibly unread (the most for any
+    consumer, capped; see :mod:`spreadq.queue.windows`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,10 +370,8 @@ class FlowControl:
         self._send: ClearToSend | None = None
         self._send_waited = False
         self._admitted = 0
-        self._last_mseq = 0
         self._blocked: BlockReason | None = None
         self._sends_waited = 0
-        self._acks_since: dict[str, int] = {}
         self._log = log.bind(queue=queue, producer=producer_id[:4].hex())
 
     async def run(self, *, task_status: TaskStatus[FlowHandle] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -434,18 +428,11 @@ class FlowControl:
             case GiveBack(credits=credits):
                 self._admitted = max(0, self._admitted - credits)
             case ConsumersSeen(members=members):
-                self._gate.on_view(members, self._last_mseq)
-                since = self._acks_since
-                self._acks_since = {member: since.get(member, 0) for member in members}
+                self._gate.on_view(members, self._gate.last_mseq)
                 if members:
                     self._log.debug("flow_consumers", consumers=len(members))
             case AckSeen(member=member, positions=positions, backlog=backlog):
                 self._gate.on_ack(member, positions, backlog)
-                since = self._acks_since
-                for other in since:
-                    since[other] += 1
-                if member in since:
-                    since[member] = 0
             case JobsSettled(jobs=jobs):
                 self._gate.on_confirmed(jobs)
             case PeersSeen(producers=producers):
@@ -471,7 +458,7 @@ class FlowControl:
     def _room(self) -> int:
         """How many more jobs may be admitted now."""
         room = self._max_in_flight - self._gate.in_flight - self._admitted
-        reason = self._gate.check(self._last_mseq + 1 + self._slack())
+        reason = self._gate.check(self._gate.last_mseq + 1)
         if reason is BlockReason.WINDOW or reason is BlockReason.BACKLOG:
             room = min(room, self._batch - self._admitted)
         return room
@@ -479,15 +466,14 @@ class FlowControl:
     def _grant(self) -> None:
         send = self._send
         if send is not None:
-            cleared = self._gate.may_send(send.mseq + self._slack(), send.jobs)
+            cleared = self._gate.may_send(send.mseq, send.jobs)
             if not cleared and not self._send_waited:
                 self._send_waited = True
                 self._sends_waited += 1
             if cleared:
                 self._send = None
-                self._gate.on_sent(send.jobs)
+                self._gate.on_sent(send.jobs, send.mseq)
                 self._admitted = max(0, self._admitted - send.jobs)
-                self._last_mseq = max(self._last_mseq, send.mseq)
                 send.reply.set(True)
             self._note_block(self._gate.blocked_reason())
         while self._admits:
@@ -498,24 +484,17 @@ class FlowControl:
             self._admitted += granted
             self._admits.popleft().reply.set(granted)
 
-    def _slack(self) -> int:
-        """ACK messages a consumer may not have read yet: the most seen since one of the
-        live consumers last ACKed (ACKs go to WORK too, so they wait in its daemon
-        queue beside our jobs), capped one below our share so that a consumer that has
-        read all of ours can always be sent one more message, and ACK again."""
-        return min(max(self._acks_since.values(), default=0), self._gate.share - 1)
-
     def _note_block(self, reason: BlockReason | None) -> None:
         if reason is self._blocked:
             return
         if reason is None:
-            self._log.debug("window_opened", last_mseq=self._last_mseq)
+            self._log.debug("window_opened", last_mseq=self._gate.last_mseq)
         else:
             slowest = self._gate.slowest()
             self._log.debug(
                 "window_blocked",
                 reason=str(reason),
-                last_mseq=self._last_mseq,
+                last_mseq=self._gate.last_mseq,
                 slowest=slowest[0] if slowest else None,
                 share=self._gate.share,
             )
@@ -526,10 +505,10 @@ class FlowControl:
             consumers=self._gate.consumers,
             admitted=self._admitted,
             in_flight=self._gate.in_flight,
-            last_mseq=self._last_mseq,
+            last_mseq=self._gate.last_mseq,
             share=self._gate.share,
-            blocked=self._gate.check(self._last_mseq + 1 + self._slack()),
-            ack_slack=self._slack(),
+            blocked=self._gate.check(self._gate.last_mseq + 1),
+            ack_slack=self._gate.ack_slack,
             waiting_puts=len(self._admits),
             waiting_send=self._send is not None,
             sends_waited=self._sends_waited,

@@ -21,6 +21,21 @@ sender. So consumers report how far they have read, and producers hold back:
   it only from ACKs lags: a producer that starts while another already has a full
   window out can overshoot ``window`` briefly, which is what the hint is for.
 
+* The window counts more than jobs. Every consumer's ACK goes to the WORK group too,
+  so while a consumer is not reading, ACKs pile up in its daemon queue beside the
+  jobs. The gate counts the ACK messages seen since it sent the message each live
+  consumer last reported reading (its *ACK slack*: any ACK ordered after that message
+  may still be unread there, the consumer's own included) and treats them as sent:
+  ``next_mseq - read_pos + slack <= share``. Each producer reserves room for all ACKs,
+  which errs on the safe side. The slack is capped at ``share - 1``, so a consumer
+  that has read every message of ours can always be sent one more: a consumer that
+  reads nothing new never ACKs again, so without the cap an idle consumer behind a
+  long tail of other consumers' ACKs would hold the producer back for good. The cost
+  of that rule: when ACKs alone fill a share of a stalled consumer's queue, one more
+  message of ours may join them. ACKs are counted when the producer sees them, so
+  those still on their way to it are part of the margin the window leaves below the
+  daemon's limit.
+
 Neither object reads a clock; ``now`` is passed in.
 """
 
@@ -198,9 +213,12 @@ class ProducerGate:
     """
 
     __slots__ = (
+        "_acks",
+        "_acks_at",
         "_backlog",
         "_in_flight",
         "_last",
+        "_last_mseq",
         "_latest_producers",
         "_peers",
         "_read",
@@ -228,6 +246,9 @@ class ProducerGate:
         self._peers = 1
         self._in_flight = 0
         self._last: BlockReason | None = BlockReason.NO_CONSUMERS
+        self._last_mseq = 0
+        self._acks = 0  # ACK messages seen on the queue, from any consumer
+        self._acks_at: dict[int, int] = {0: 0}  # our mseq -> ``_acks`` when it was sent
 
     @property
     def consumers(self) -> tuple[str, ...]:
@@ -238,6 +259,24 @@ class ProducerGate:
     def in_flight(self) -> int:
         """Jobs sent and not yet confirmed."""
         return self._in_flight
+
+    @property
+    def last_mseq(self) -> int:
+        """The last mseq recorded by :meth:`on_sent` (0 before the first)."""
+        return self._last_mseq
+
+    @property
+    def ack_slack(self) -> int:
+        """The most ACK messages counted against any live consumer's window (capped one
+        below the share; see the module doc)."""
+        cap = self.share - 1
+        return max((min(self._acks_after(read), cap) for read in self._read.values()), default=0)
+
+    def acks_unread(self, member: str) -> int | None:
+        """ACK messages that may still be unread at live consumer ``member`` (uncapped):
+        those seen since we sent the last message it reported reading."""
+        read = self._read.get(member)
+        return None if read is None else self._acks_after(read)
 
     @property
     def active_producers(self) -> int:
@@ -268,6 +307,7 @@ class ProducerGate:
         for table in (self._backlog, self._latest_producers):
             for member in [m for m in table if m not in self._read]:
                 del table[member]
+        self._prune()
 
     def on_ack(
         self,
@@ -277,8 +317,11 @@ class ProducerGate:
     ) -> None:
         """Take in an ACK from ``member``: its read positions and owned backlog.
 
-        ACKs from consumers that are not live (gone, or not yet in a VIEW) are ignored.
+        Every ACK counts towards the ACK slack (it went to the WORK group, whoever sent
+        it); otherwise ACKs from consumers that are not live (gone, or not yet in a
+        VIEW) are ignored.
         """
+        self._acks += 1
         if member not in self._read:
             return
         items = positions.items() if isinstance(positions, Mapping) else positions
@@ -289,15 +332,23 @@ class ProducerGate:
                 self._read[member] = mseq
         self._latest_producers[member] = frozenset(producers)
         self._backlog[member] = backlog
+        self._prune()
 
     def on_peers(self, producers: int) -> None:
         """Hint how many producers share the queue (e.g. FEEDBACK members that are not
         consumers); the gate divides the window by at least this many."""
         self._peers = max(1, producers)
 
-    def on_sent(self, jobs: int) -> None:
-        """Record that a message carrying ``jobs`` jobs was sent."""
+    def on_sent(self, jobs: int, mseq: int | None = None) -> None:
+        """Record that message ``mseq`` (the one after the last, when None) carrying
+        ``jobs`` jobs was sent."""
         self._in_flight += jobs
+        if mseq is None:
+            mseq = self._last_mseq + 1
+        if mseq > self._last_mseq:
+            self._last_mseq = mseq
+            self._acks_at[mseq] = self._acks
+            self._prune()
 
     def on_confirmed(self, jobs: int) -> None:
         """Record that ``jobs`` of ours were confirmed (completed, or given up on)."""
@@ -308,8 +359,10 @@ class ProducerGate:
         if not self._read:
             return BlockReason.NO_CONSUMERS
         share = self.share
-        if any(next_mseq - read > share for read in self._read.values()):
-            return BlockReason.WINDOW
+        cap = share - 1
+        for read in self._read.values():
+            if next_mseq - read + min(self._acks_after(read), cap) > share:
+                return BlockReason.WINDOW
         if self._in_flight and self._in_flight + jobs > self.max_in_flight:
             return BlockReason.IN_FLIGHT
         if any(backlog > self.max_backlog for backlog in self._backlog.values()):
@@ -331,3 +384,27 @@ class ProducerGate:
             return None
         member = min(self._read, key=self._read.__getitem__)
         return member, self._read[member]
+
+    def _acks_after(self, read: int) -> int:
+        """ACKs seen since we sent message ``read`` (since the last one sent before it,
+        when ``read`` was never sent: more, never fewer)."""
+        at = self._acks_at.get(read)
+        if at is None:
+            at = 0
+            for mseq, seen in self._acks_at.items():
+                if mseq > read:
+                    break
+                at = seen
+        return self._acks - at
+
+    def _prune(self) -> None:
+        """Forget the snapshots no live consumer's read position needs any more (keep
+        the newest one at or below the lowest position)."""
+        floor = min(self._read.values(), default=self._last_mseq)
+        acks_at = self._acks_at
+        while len(acks_at) > 1:
+            keys = iter(acks_at)
+            first, second = next(keys), next(keys)
+            if second > floor:
+                break
+            del acks_at[first]
