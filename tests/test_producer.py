@@ -274,6 +274,37 @@ async def test_a_delayed_job_runs_no_earlier_than_asked() -> None:
     assert started[0] >= put_at + 0.3
 
 
+async def test_a_result_is_decoded_with_the_codec_its_outcome_names() -> None:
+    async with serve() as daemon:
+        app = App("codecs", daemon.address, plugins=False)
+
+        @app.handler("encode")  # json in, raw out: the outcome names "raw"
+        async def encode_text(job: dict[str, str]) -> bytes:
+            return job["text"].encode()
+
+        @app.handler("length")  # raw in, json out: the outcome names "json"
+        async def length(data: bytes) -> int:
+            return len(data)
+
+        @app.handler("reverse")  # raw in, raw out: the job's own codec, named nowhere
+        async def reverse(data: bytes) -> bytes:
+            return data[::-1]
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                await tg.start(partial(app.run, handle_signals=False))
+                async with Producer("codecs", daemon.address) as producer:
+                    by_kind = await producer.put("encode", {"text": "hi"})
+                    measured = await producer.put("length", b"abc")
+                    reversed_ = await producer.put("reverse", b"abc")
+                    typed = await producer.put(encode_text, {"text": "yo"})
+                    assert await by_kind == b"hi"  # bytes, not a PayloadError
+                    assert await measured == 3
+                    assert await reversed_ == b"cba"
+                    assert await typed == b"yo"
+                tg.cancel_scope.cancel()
+
+
 async def test_outcomes_of_other_producers_are_ignored() -> None:
     settings = Settings(batch_max_delay=0.0)
     async with consumer_and_producer("others", settings) as (_, reader, producer):

@@ -80,6 +80,7 @@ from spreadq.errors import (
     InvalidName,
     JobFailed,
     MessageTooLarge,
+    PayloadError,
 )
 from spreadq.handlers import AnyHandlerSpec, Handler, check_kind
 from spreadq.queue.envelope import (
@@ -116,8 +117,9 @@ class Receipt(Generic[ResultT]):
     ``await receipt`` (or ``await receipt.result()``) waits until a consumer reports the
     job finished and returns the handler's return value: for a job put by handler,
     decoded with the handler's result codec as its declared result type; for a job put
-    by kind name, decoded with the producer's codec (``json``) to plain values. A
-    handler that returned nothing gives ``None``.
+    by kind name, decoded to plain values (``bytes`` from a handler that returns
+    bytes). Either way a result is decoded with the codec the worker encoded it with,
+    which the outcome names. A handler that returned nothing gives ``None``.
 
     A receipt from a fire-and-forget producer (``member=False``) never learns the
     outcome: awaiting it raises :class:`~spreadq.errors.ConfigurationError` at once.
@@ -208,11 +210,15 @@ class Receipt(Generic[ResultT]):
 
     # -- called by the producer that owns this receipt ----------------------------------
 
-    def _succeed(self, result: bytes, now: float) -> None:
+    def _succeed(
+        self, result: bytes, now: float, decode: Callable[[bytes], ResultT] | None = None
+    ) -> None:
         if self._state == _PENDING:
             self._state = _OK
             self._result = result
             self.resolved_at = now
+            if decode is not None:
+                self._decode = decode
             if self._event is not None:
                 self._event.set()
 
@@ -250,16 +256,26 @@ class ProducerStatistics:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How jobs of one kind are encoded and their results decoded (cached per kind)."""
+    """How jobs of one kind are encoded and their results decoded (cached per kind).
+
+    ``decode`` decodes a result encoded with ``result_codec`` as ``result_adapter``
+    says; an outcome that names another codec is decoded with that one instead.
+    """
 
     kind: str
     codec: Codec
     adapter: TypeAdapter[Any]
+    result_codec: str
+    result_adapter: TypeAdapter[Any]
     decode: Callable[[bytes], Any]
 
 
 def _decode_with(codec: Codec, adapter: TypeAdapter[Any], data: bytes) -> Any:
     return codec.decode(data, adapter)
+
+
+def _unknown_codec(kind: str, codec: str, data: bytes) -> Any:
+    raise PayloadError(f"{kind}: the result is encoded with codec {codec!r}, unknown here")
 
 
 @dataclass(slots=True, eq=False)
@@ -268,6 +284,7 @@ class _Job:
 
     spec: JobSpec
     codec: str
+    route: _Route
     receipt: Receipt[Any]
     at: float  # when it was queued (monotonic), for the batching delay
     counted: bool = False  # cleared once by the flow actor (counted as in flight)
@@ -618,7 +635,7 @@ class Producer:
             raise
         self._seq = seq + 1
         receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
-        job = _Job(spec_, route.codec.name, receipt, time.monotonic())
+        job = _Job(spec_, route.codec.name, route, receipt, time.monotonic())
         if self._member:
             self._pending[seq] = job
         self._put += 1
@@ -635,6 +652,8 @@ class Producer:
             spec.kind,
             self._codecs.require(spec.payload_codec),
             spec.payload_adapter,
+            result_codec.name,
+            adapter,
             partial(_decode_with, result_codec, adapter),
         )
         self._routes[spec] = route
@@ -642,14 +661,11 @@ class Producer:
 
     def _route_for_kind(self, kind: str, raw: bool) -> _Route:
         check_kind(kind)
-        # a worker encodes a result with its handler's result codec, which the outcome
-        # does not name: by kind, decode with the producer's codec (json) to plain values
-        result_codec = self._codecs.require(self._codec)
+        # the outcome names the handler's result codec when it is not the job's own; by
+        # kind, results decode to plain values (bytes for raw)
+        codec = self._codecs.require("raw" if raw else self._codec)
         route = _Route(
-            kind,
-            self._codecs.require("raw" if raw else self._codec),
-            UNTYPED,
-            partial(_decode_with, result_codec, UNTYPED),
+            kind, codec, UNTYPED, codec.name, UNTYPED, partial(_decode_with, codec, UNTYPED)
         )
         self._routes[(kind, raw)] = route
         return route
@@ -869,12 +885,23 @@ class Producer:
             job.receipt._fail(outcome)
         elif outcome.ok:
             self._succeeded += 1
-            job.receipt._succeed(outcome.result, now)
+            job.receipt._succeed(outcome.result, now, self._result_decoder(job, outcome))
         else:
             self._failed += 1
             job.receipt._fail(
                 JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
             )
+
+    def _result_decoder(self, job: _Job, outcome: Outcome) -> Callable[[bytes], Any] | None:
+        """How to decode the result of ``outcome``: None for the route's own decoder."""
+        codec = outcome.result_codec(job.codec)
+        route = job.route
+        if codec == route.result_codec:
+            return None
+        found = self._codecs.get(codec)
+        if found is None:
+            return partial(_unknown_codec, route.kind, codec)
+        return partial(_decode_with, found, route.result_adapter)
 
     async def _on_view(self, view: View) -> None:
         gid = view.group_id

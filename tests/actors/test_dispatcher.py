@@ -200,6 +200,31 @@ async def test_result_and_context_reach_the_ack(spreadq_daemon: Daemon) -> None:
     assert all(o.attempts == 1 for o in outcomes.values())
 
 
+async def test_a_result_names_its_codec_only_when_it_is_not_the_jobs(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("pack")
+    async def pack(item: Item) -> bytes:
+        return bytes([item.n])
+
+    @app.handler("same")
+    async def same(item: Item) -> Item:
+        return item
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (packed,) = await probe.put_items("pack", [7])  # a json job
+            (echoed,) = await probe.put_items("same", [8])
+            outcomes = await probe.results([packed, echoed])
+            app.stop()
+    assert (outcomes[packed].codec, outcomes[packed].result) == ("raw", b"\x07")
+    assert outcomes[echoed].codec == ""  # json, like the job: named nowhere
+    assert result(outcomes[echoed]) == Item(n=8)
+
+
 async def test_failures_are_retried_then_reported_with_the_hook(spreadq_daemon: Daemon) -> None:
     app = make_app(spreadq_daemon, settings=FAST.replace(max_attempts=3))
     attempts: list[int] = []

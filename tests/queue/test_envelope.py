@@ -48,7 +48,9 @@ specs = st.builds(
     headers=headers,
 )
 outcomes = st.one_of(
-    st.builds(Outcome.success, st.binary(max_size=32), st.integers(0, 0xFFFF)),
+    st.builds(
+        Outcome.success, st.binary(max_size=32), st.integers(0, 0xFFFF), st.just("") | codecs
+    ),
     st.builds(Outcome.failure, text, text, st.integers(0, 0xFFFF)),
 )
 refs = st.builds(JobRef, ids, u64)
@@ -71,6 +73,55 @@ def test_golden_batch_bytes() -> None:
     )
     assert data == expected
     assert len(data) == batch_size("json", [spec])
+
+
+def test_golden_ack_bytes() -> None:
+    """One ACK, byte for byte: a position, a result in another codec than the job's, a
+    result in the job's own codec (no name), and a failure."""
+    ack = Ack(
+        PID,
+        (
+            (JobRef(PID, 7), Outcome.success(b"\x01", attempts=1, codec="raw")),
+            (JobRef(PID, 8), Outcome.success(b"42", attempts=2)),
+            (JobRef(PID, 9), Outcome.failure("E", "bad", attempts=3)),
+        ),
+        ((PID, 5),),
+        backlog=4,
+    )
+    data = encode(ack)
+    expected = (
+        b"SQ\x01\x03\x00\x00"  # magic, version 1, kind ACK, no slots
+        + PID  # incarnation
+        + struct.pack("<IHH", 4, 1, 3)  # backlog, positions, outcomes
+        + PID
+        + struct.pack("<Q", 5)
+        + PID
+        + struct.pack("<QBHBBI", 7, 0, 1, 3, 0, 1)  # seq, OK, attempts, lens
+        + b"raw\x01"
+        + PID
+        + struct.pack("<QBHBBI", 8, 0, 2, 0, 0, 2)  # the job's own codec: no name
+        + b"42"
+        + PID
+        + struct.pack("<QBHBBI", 9, 1, 3, 0, 1, 3)  # FAILED
+        + b"Ebad"
+    )
+    assert data == expected
+    assert decode(data) == ack
+    assert ack.outcomes[0][1].result_codec("json") == "raw"
+    assert ack.outcomes[1][1].result_codec("json") == "json"
+
+
+def test_a_failed_outcome_carries_no_codec() -> None:
+    failed = Outcome(Status.FAILED, 1, b"", "E", "bad", codec="raw")
+    with pytest.raises(LocalProtocolError, match="no result codec"):
+        encode(Ack(PID, ((JobRef(PID, 1), failed),)))
+    data = bytearray(encode(Ack(PID, ((JobRef(PID, 1), Outcome.failure("E", "bad")),))))
+    at = 6 + 24 + 16 + 8 + 1 + 2  # the outcome's codec_len
+    assert data[at] == 0
+    data[at : at + 1] = b"\x03"
+    data[at + 6 : at + 6] = b"raw"  # after the three lengths
+    with pytest.raises(EnvelopeError, match="no result codec"):
+        decode(bytes(data))
 
 
 @given(ids, u64, codecs, st.lists(specs, max_size=6))

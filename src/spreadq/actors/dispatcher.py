@@ -42,7 +42,8 @@ and the WORK group sees no extra view change.
 
 A handler task runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
 context, middleware, retries, hooks; nothing a handler does crashes the worker) and
-sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished`; the
+sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished` (a
+success names the handler's result codec when it is not the job's own); the
 table decides when the ACK goes out (the loop waits for the inbox at most until
 :meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
@@ -68,7 +69,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 import anyio
@@ -313,6 +314,7 @@ class Dispatcher:
             member=self._me,
             rng=rng if rng is not None else random.Random(),
         )
+        self._result_codecs = {kind: h.spec.result_codec for kind, h in handlers.items()}
         self._table = OutstandingTable(
             self._me,
             rule=rule,
@@ -716,4 +718,14 @@ class Dispatcher:
             except Exception as bug:  # a fault of ours, not the handler's: fail the job
                 self._log.exception("job_crashed", job=str(queued.run.ref))
                 outcome = failure(bug)
+        if outcome is not None and outcome.ok:
+            outcome = self._name_result_codec(queued.run.job, outcome)
         self._send.send_nowait(_Ended(queued.run.ref, outcome))
+
+    def _name_result_codec(self, job: Job, outcome: Outcome) -> Outcome:
+        """Name the handler's result codec in the outcome when it is not the job's own
+        (a producer that put the job by kind name decodes the result with it)."""
+        codec = self._result_codecs.get(job.kind, job.codec)
+        if codec == job.codec or outcome.codec:
+            return outcome
+        return replace(outcome, codec=codec)

@@ -15,7 +15,9 @@ FRAGMENT of a job declares 1, every other kind declares 0. A replica that meets 
 unknown version or a body it cannot parse still takes ``slots`` slots (one, when the
 preamble itself is cut short), each of which becomes a job that fails with an
 :class:`~spreadq.errors.EnvelopeError` at its owner. Version 1 is the first; a later
-version must keep the preamble and the meaning of ``slots``.
+version must keep the preamble and the meaning of ``slots``. Until a release ships
+version 1, its bodies may still change in place; after that, a body change (a field
+added) takes a new version.
 
 A WORK message that does not start with ``b"SQ"`` is a RAW job (sent by a C, Java or
 Perl program): it takes one slot, is routed by its Spread ``mess_type`` and is handed to
@@ -33,10 +35,15 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     ACK       incarnation 16s | backlog u32 | n_positions u16 | n_outcomes u16 |
               n_positions x (producer_id 16s | mseq u64) |
               n_outcomes x (producer_id 16s | seq u64 | status u8 | attempts u16 |
-                            error_type_len u8 | data_len u32 | error_type | data)
+                            codec_len u8 | error_type_len u8 | data_len u32 |
+                            codec | error_type | data)
     VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
     DRAIN     incarnation 16s
     HELLO     incarnation 16s | capacity u32
+
+An ACK outcome's ``codec`` names the codec of a successful result only when it differs
+from the job's own payload codec (``codec_len`` 0 otherwise, and always for a failure),
+so a producer decodes the result with ``codec`` or else the codec it sent the job with.
 
 Decoding is cheap for jobs a consumer does not own: the batch header and each job's
 fixed fields, kind and key are read; headers and payload stay as slices of the message
@@ -117,7 +124,7 @@ _FRAGMENT = struct.Struct("<16sQHHB")
 _JOB = struct.Struct("<QBBHHI")
 _ACK = struct.Struct("<16sIHH")
 _POSITION = struct.Struct("<16sQ")
-_OUTCOME = struct.Struct("<16sQBHBI")
+_OUTCOME = struct.Struct("<16sQBHBBI")
 _VIEW = struct.Struct("<iiiQH")
 _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
@@ -273,7 +280,8 @@ def _job_head(seq: int, kind: str, key: str | None, headers: bytes, payload: byt
 def outcome_size(outcome: Outcome) -> int:
     """Bytes one outcome (with its ref) adds to an ACK."""
     data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
-    return _OUTCOME.size + len(outcome.error_type.encode("utf-8", "replace")) + len(data)
+    text = len(outcome.codec) + len(outcome.error_type.encode("utf-8", "replace"))
+    return _OUTCOME.size + text + len(data)
 
 
 def ack_overhead(positions: int) -> int:
@@ -379,13 +387,24 @@ def _encode_ack(ack: Ack) -> bytes:
         data = (
             outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
         )
+        raw_codec = b""
+        if outcome.codec:
+            if not outcome.ok:
+                raise LocalProtocolError("a failed outcome carries no result codec")
+            raw_codec = _codec_bytes(outcome.codec)
         attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
         parts.append(
             _OUTCOME.pack(
-                ref.producer_id, ref.seq, outcome.status, attempts, len(raw_type), len(data)
+                ref.producer_id,
+                ref.seq,
+                outcome.status,
+                attempts,
+                len(raw_codec),
+                len(raw_type),
+                len(data),
             )
         )
-        parts += (raw_type, data)
+        parts += (raw_codec, raw_type, data)
     return b"".join(parts)
 
 
@@ -547,15 +566,18 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
     outcomes: list[tuple[JobRef, Outcome]] = []
     for _ in range(n_outcomes):
-        producer_id, seq, status, attempts, type_len, data_len = reader.unpack(_OUTCOME)
+        producer_id, seq, status, attempts, codec_len, type_len, data_len = reader.unpack(_OUTCOME)
+        codec = _read_codec(reader, codec_len) if codec_len else ""
         error_type = reader.text(type_len, "error type")
         ref = JobRef(producer_id, seq)
         if status == Status.OK:
             if type_len:
                 raise EnvelopeError("a successful outcome carries no error type")
             result = bytes(reader.take(data_len))
-            outcomes.append((ref, Outcome(Status.OK, attempts, result)))
+            outcomes.append((ref, Outcome(Status.OK, attempts, result, codec=codec)))
         elif status == Status.FAILED:
+            if codec_len:
+                raise EnvelopeError("a failed outcome carries no result codec")
             message = reader.text(data_len, "error message")
             failed = Outcome(Status.FAILED, attempts, b"", error_type, message)
             outcomes.append((ref, failed))

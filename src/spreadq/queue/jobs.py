@@ -83,8 +83,10 @@ class Status(enum.IntEnum):
 class Outcome:
     """How one job ended, as an ACK reports it.
 
-    ``result`` is the codec'd return value of a successful job; a failed job carries the
-    qualified exception type and its message instead.
+    ``result`` is the codec'd return value of a successful job, and ``codec`` names the
+    codec that encoded it when that is not the job's own payload codec (empty when it
+    is, and for every failure: the wire stays one byte longer, not five). A failed job
+    carries the qualified exception type and its message instead.
     """
 
     status: Status
@@ -92,11 +94,18 @@ class Outcome:
     result: bytes = b""
     error_type: str = ""
     error_message: str = ""
+    codec: str = ""
 
     @classmethod
-    def success(cls, result: bytes = b"", attempts: int = 1) -> Outcome:
-        """The job ran and returned ``result``."""
-        return cls(Status.OK, attempts, result)
+    def success(cls, result: bytes = b"", attempts: int = 1, codec: str = "") -> Outcome:
+        """The job ran and returned ``result``, encoded with ``codec`` (empty: with the
+        job's own codec)."""
+        return cls(Status.OK, attempts, result, codec=codec)
+
+    def result_codec(self, job_codec: str) -> str:
+        """The codec to decode ``result`` with, for a job whose payload codec is
+        ``job_codec``."""
+        return self.codec or job_codec
 
     @classmethod
     def failure(cls, error_type: str, error_message: str, attempts: int = 1) -> Outcome:
