@@ -1,0 +1,180 @@
+"""Dispatcher benchmark: one worker replica's whole per-job cost, in one process, no socket.
+
+A :class:`~spreadq.actors.dispatcher.Dispatcher` runs a no-op handler on a fake
+connection that delivers a prepared WORK stream: a view of four members (us first),
+JOB BATCH messages of ``--batch`` 100-byte jobs, and after every ``--ack-every`` jobs
+an ACK from each of the three other members completing the jobs they own. Our own ACKs
+are delivered back to us, as Spread does. So a quarter of the jobs run here and three
+quarters are only counted and completed: what each of four workers does in
+``bench_queue.py``, without the daemon, the producer or the other workers on the CPU.
+
+Reports jobs/s through the replica (every job of the stream, owned or not), the time
+per job and the CPU time per job. Run it under a profiler to see where a worker's CPU
+goes::
+
+    .venv/bin/python benchmarks/bench_dispatcher.py
+    .venv/bin/py-spy record -o prof.svg -- .venv/bin/python benchmarks/bench_dispatcher.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import anyio
+import anyio.lowlevel
+
+from spreadq.actors.dispatcher import Dispatcher
+from spreadq.app import App
+from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
+from spreadq.queue.jobs import JobRef
+from spreadq.queue.rules import RoundRobin
+from spreadq.settings import Settings
+from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
+
+__all__ = ["main"]
+
+QUEUE = "bench"
+WORK, FEEDBACK = QUEUE, QUEUE + "~fb"
+MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h")
+PAYLOAD = 100
+OK = Outcome.success()
+
+
+def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[DaemonMessage]]:
+    """The WORK messages after the view, grouped as socket reads would deliver them."""
+    producer = os.urandom(16)
+    payload = os.urandom(PAYLOAD)
+    messages: list[DaemonMessage] = []
+    pending: dict[str, list[JobRef]] = {member: [] for member in MEMBERS[1:]}
+    seq = mseq = since_ack = 0
+
+    def deliver(sender: str, data: bytes) -> None:
+        messages.append(DataMessage(sender, (WORK,), ServiceType.AGREED, MESS_TYPE, data))
+
+    while seq < jobs:
+        count = min(batch, jobs - seq)
+        specs = [JobSpec(seq + i, "noop", payload) for i in range(count)]
+        deliver("#producer#h", encode_batch(producer, mseq, "raw", specs))
+        for spec in specs:
+            owner = MEMBERS[spec.seq % len(MEMBERS)]
+            if owner != MEMBERS[0]:
+                pending[owner].append(JobRef(producer, spec.seq))
+        seq += count
+        mseq += 1
+        since_ack += count
+        if since_ack >= ack_every or seq >= jobs:
+            since_ack = 0
+            for member, refs in pending.items():
+                if refs:
+                    outcomes = tuple((ref, OK) for ref in refs)
+                    deliver(member, encode(Ack(os.urandom(16), outcomes, ((producer, mseq),))))
+                    refs.clear()
+    return [messages[at : at + per_read] for at in range(0, len(messages), per_read)]
+
+
+class FakeConnection:
+    """Delivers the prepared reads, and our own multicasts to WORK back to us."""
+
+    private_group = MEMBERS[0]
+
+    def __init__(self, reads: list[list[DaemonMessage]]) -> None:
+        self._reads = deque(reads)
+        self._looped: list[DaemonMessage] = []
+        self._joined: list[DaemonMessage] = []
+        self.acks = 0
+        self.finished = anyio.Event()
+        self.done: Callable[[], bool] = lambda: False
+
+    async def join(self, group: str) -> None:
+        self._joined.append(RegularMembership(group, GroupId(1, 1, 1), MEMBERS, Cause.JOIN))
+
+    async def leave(self, group: str) -> None:
+        pass
+
+    async def multicast(
+        self,
+        groups: str | Sequence[str],
+        data: bytes,
+        service: ServiceType = ServiceType.AGREED,
+        mess_type: int = 0,
+        self_discard: bool = False,
+    ) -> None:
+        names = (groups,) if isinstance(groups, str) else tuple(groups)
+        if WORK in names:
+            self.acks += 1
+            self._looped.append(DataMessage(MEMBERS[0], names, service, mess_type, data))
+
+    async def receive_batch(self) -> Sequence[DaemonMessage]:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._joined:
+                out, self._joined = self._joined, []
+                return out
+            if self._reads or self._looped:
+                out = self._reads.popleft() if self._reads else []
+                out, self._looped = self._looped + out, []
+                return out
+            if self.done():
+                self.finished.set()
+            await anyio.sleep(0.001)  # nothing left to deliver: poll for our own ACKs
+
+
+async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("noop")
+    async def noop(data: bytes) -> None:
+        return None
+
+    app.freeze()
+    conn = FakeConnection(stream(jobs, batch, ack_every, per_read))
+    dispatcher = Dispatcher(
+        conn,
+        queue=QUEUE,
+        work_group=WORK,
+        feedback_group=FEEDBACK,
+        handlers=app.prepared,
+        rule=RoundRobin(),
+        settings=Settings(),
+    )
+    table = dispatcher.table
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        conn.done = lambda: table.stats.completed >= jobs
+        started, cpu = time.perf_counter(), time.process_time()
+        await conn.finished.wait()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        tg.cancel_scope.cancel()
+    return seconds, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=64, help="jobs per JOB BATCH message")
+    parser.add_argument("--ack-every", type=int, default=200, help="jobs between ACK rounds")
+    parser.add_argument("--per-read", type=int, default=8, help="messages per socket read")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    args = parser.parse_args()
+    seconds, cpu = anyio.run(
+        run,
+        args.jobs,
+        args.batch,
+        args.ack_every,
+        args.per_read,
+        backend_options={"use_uvloop": args.uvloop},
+    )
+    print(
+        f"{args.jobs:,} jobs through one replica of 4 ({args.batch} per message):"
+        f" {args.jobs / seconds:,.0f} jobs/s, {seconds / args.jobs * 1e6:.2f} us/job"
+        f" ({cpu / args.jobs * 1e6:.2f} us/job of CPU)"
+    )
+
+
+if __name__ == "__main__":
+    main()
