@@ -21,6 +21,7 @@ from anyio import wait_all_tasks_blocked
 from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
+from spreadq import receipt as receipt_module
 from spreadq.app import App
 from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
@@ -45,6 +46,7 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
+from spreadq.receipt import ReceiptState
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
 
@@ -82,6 +84,15 @@ async def test_a_receipt_gives_the_decoded_result_once_it_succeeds() -> None:
     assert receipt.resolved_at == 1.0
     assert decoded == [b"42", b"42"]  # decoded by each awaiter, lazily
     assert "done" in repr(receipt)
+
+
+def test_receipt_lives_in_its_own_module_and_producer_re_exports_it() -> None:
+    assert Receipt is receipt_module.Receipt
+    receipt: Receipt[int] = Receipt("add", 0)
+    states = [receipt.state]
+    receipt._fail(RuntimeError("lost"))
+    states.append(receipt.state)
+    assert states == [ReceiptState.PENDING, ReceiptState.FAILED]
 
 
 async def test_a_receipt_raises_the_failure_it_was_given() -> None:

@@ -26,14 +26,14 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   sees no view change on the producer's account.
 * ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
   receipt is awaited); their read positions and backlogs go to the flow actor.
-* Every job sent records the consumers present when it was sent (its *witnesses*; jobs
-  sent with the same set share one epoch). A consumer that leaves stops witnessing;
-  when no witness of an unconfirmed job is left, nobody holds its payload any more, so
-  the job is queued again, ahead of new work, and re-sent with the same
-  ``(producer_id, seq)`` under a new mseq once a consumer is present. A lost connection
-  loses every witness: after reconnecting (with exponential backoff) every unconfirmed
-  job is re-sent, so every receipt still resolves. Consumers recognise re-sent jobs by
-  their reference and re-ACK a remembered outcome instead of running them again.
+* Every job sent records the consumers present when it was sent, its *witnesses*
+  (:mod:`spreadq.queue.witnesses` keeps that account). When no witness of an
+  unconfirmed job is left, nobody holds its payload any more, so the job is queued
+  again, ahead of new work, and re-sent with the same ``(producer_id, seq)`` under a
+  new mseq once a consumer is present. A lost connection loses every witness: after
+  reconnecting (with exponential backoff) every unconfirmed job is re-sent, so every
+  receipt still resolves. Consumers recognise re-sent jobs by their reference and
+  re-ACK a remembered outcome instead of running them again.
 * While no consumer is present nothing is multicast: jobs are held (admission still
   bounds them by ``max_in_flight``) and go out once a consumer appears.
 
@@ -55,22 +55,20 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar, cast, overload
+from typing import Any, Final, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
 import structlog
-from pydantic import TypeAdapter
 
 from spreadq.actors.dispatcher import NOT_BEFORE_HEADER
 from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
 from spreadq.app import queue_groups
 from spreadq.client import Connection, connect
-from spreadq.codecs import UNTYPED, Codec, CodecRegistry, default_codecs
+from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.errors import (
     CloseReason,
     ConfigurationError,
@@ -80,9 +78,8 @@ from spreadq.errors import (
     InvalidName,
     JobFailed,
     MessageTooLarge,
-    PayloadError,
 )
-from spreadq.handlers import AnyHandlerSpec, Handler, check_kind
+from spreadq.handlers import Handler
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
@@ -95,140 +92,22 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.jobs import Outcome
 from spreadq.queue.view import View
+from spreadq.queue.witnesses import Witnesses
+from spreadq.receipt import Receipt
+from spreadq.routes import Route, Routes
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
-__all__ = ["Producer", "ProducerStatistics", "Receipt"]
+__all__ = ["Producer", "ProducerStatistics", "Receipt"]  # Receipt: from spreadq.receipt
 
 log = structlog.get_logger(__name__)
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
-_PENDING, _OK, _FAILED = range(3)
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 _UNSENT: Final = -1
-
-
-class Receipt(Generic[ResultT]):
-    """The outcome of one job, returned by :meth:`Producer.put`; await it for the result.
-
-    ``await receipt`` (or ``await receipt.result()``) waits until a consumer reports the
-    job finished and returns the handler's return value: for a job put by handler,
-    decoded with the handler's result codec as its declared result type; for a job put
-    by kind name, decoded to plain values (``bytes`` from a handler that returns
-    bytes). Either way a result is decoded with the codec the worker encoded it with,
-    which the outcome names. A handler that returned nothing gives ``None``.
-
-    A receipt from a fire-and-forget producer (``member=False``) never learns the
-    outcome: awaiting it raises :class:`~spreadq.errors.ConfigurationError` at once.
-
-    Attributes:
-        kind: the handler kind the job was put for.
-        seq: the job's sequence number within its producer (0, 1, 2, ...).
-        key: the job's key, if it was given one.
-        resolved_at: when the outcome arrived (``time.monotonic()``), None before;
-            with the time ``put()`` was called it gives a job's end-to-end latency.
-    """
-
-    __slots__ = (
-        "_decode",
-        "_error",
-        "_event",
-        "_result",
-        "_state",
-        "key",
-        "kind",
-        "resolved_at",
-        "seq",
-    )
-
-    def __init__(
-        self,
-        kind: str,
-        seq: int,
-        key: str | None = None,
-        *,
-        decode: Callable[[bytes], ResultT] | None = None,
-        confirmed: bool = True,
-    ) -> None:
-        self.kind = kind
-        self.seq = seq
-        self.key = key
-        self._decode = decode
-        self._event: anyio.Event | None = None
-        self._state = _PENDING
-        self._result: bytes | None = None
-        self._error: BaseException | None = None
-        self.resolved_at: float | None = None
-        if not confirmed:
-            self._fail(
-                ConfigurationError(
-                    f"job {kind!r} #{seq} was put by a fire-and-forget producer "
-                    "(member=False): its outcome is never reported"
-                )
-            )
-
-    def __repr__(self) -> str:
-        state = ("pending", "done", "failed")[self._state]
-        return f"<Receipt {self.kind!r} #{self.seq} {state}>"
-
-    @property
-    def done(self) -> bool:
-        """True once the outcome is known (success, failure or a lost connection)."""
-        return self._state != _PENDING
-
-    async def wait(self) -> None:
-        """Wait until the outcome is known, without raising it."""
-        if self._state == _PENDING:
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
-
-    async def result(self) -> ResultT:
-        """Wait for the job's outcome and return the handler's result.
-
-        Raises:
-            JobFailed: the handler failed on every attempt (remote error type, message
-                and attempts are on the exception).
-            ConnectionLost: the producer closed, or its connection ended for good,
-                before the outcome arrived.
-            PayloadError: the result bytes could not be decoded.
-            ConfigurationError: the producer is fire-and-forget (``member=False``).
-        """
-        await self.wait()
-        if self._error is not None:
-            raise self._error
-        data = self._result
-        if not data or self._decode is None:
-            return cast(ResultT, None)
-        return self._decode(data)
-
-    def __await__(self) -> Generator[Any, None, ResultT]:
-        return self.result().__await__()
-
-    # -- called by the producer that owns this receipt ----------------------------------
-
-    def _succeed(
-        self, result: bytes, now: float, decode: Callable[[bytes], ResultT] | None = None
-    ) -> None:
-        if self._state == _PENDING:
-            self._state = _OK
-            self._result = result
-            self.resolved_at = now
-            if decode is not None:
-                self._decode = decode
-            if self._event is not None:
-                self._event.set()
-
-    def _fail(self, error: BaseException) -> None:
-        if self._state == _PENDING:
-            self._state = _FAILED
-            self._error = error
-            self.resolved_at = time.monotonic()
-            if self._event is not None:
-                self._event.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,37 +133,13 @@ class ProducerStatistics:
     """Sessions opened with the daemon (1 + reconnections)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """How jobs of one kind are encoded and their results decoded (cached per kind).
-
-    ``decode`` decodes a result encoded with ``result_codec`` as ``result_adapter``
-    says; an outcome that names another codec is decoded with that one instead.
-    """
-
-    kind: str
-    codec: Codec
-    adapter: TypeAdapter[Any]
-    result_codec: str
-    result_adapter: TypeAdapter[Any]
-    decode: Callable[[bytes], Any]
-
-
-def _decode_with(codec: Codec, adapter: TypeAdapter[Any], data: bytes) -> Any:
-    return codec.decode(data, adapter)
-
-
-def _unknown_codec(kind: str, codec: str, data: bytes) -> Any:
-    raise PayloadError(f"{kind}: the result is encoded with codec {codec!r}, unknown here")
-
-
 @dataclass(slots=True, eq=False)
 class _Job:
     """A job the producer holds until its outcome is known (member) or it is sent."""
 
     spec: JobSpec
     codec: str
-    route: _Route
+    route: Route
     receipt: Receipt[Any]
     at: float  # when it was queued (monotonic), for the batching delay
     counted: bool = False  # cleared once by the flow actor (counted as in flight)
@@ -333,8 +188,7 @@ class Producer:
         self._member = member
         self._settings = settings = Settings() if settings is None else settings
         self._codecs: CodecRegistry = default_codecs().with_codecs(*codecs)
-        self._codecs.require(codec)
-        self._codec = codec
+        self._routes = Routes(self._codecs, codec)
         if name is not None:
             try:
                 check_private_name(name)
@@ -350,7 +204,6 @@ class Producer:
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
         self._batch_jobs = settings.batch_max_jobs
         self._batch_delay = settings.batch_max_delay
-        self._routes: dict[object, _Route] = {}
 
         # lifecycle
         self._group: anyio.abc.TaskGroup | None = None
@@ -373,12 +226,7 @@ class Producer:
         self._room = anyio.Event()
 
         # consumers and witness epochs
-        self._consumers: dict[str, None] = {}
-        self._feedback_members: frozenset[str] = frozenset()
-        self._last_gid: tuple[int, int, int] | None = None
-        self._epoch = 0
-        self._witnesses: dict[int, set[str]] = {0: set()}
-        self._me = ""
+        self._witnesses = Witnesses()
         self._consumers_changed = anyio.Event()
 
         # counters
@@ -415,7 +263,7 @@ class Producer:
     @property
     def consumers(self) -> tuple[str, ...]:
         """The consumers this producer knows to be present (member producers only)."""
-        return tuple(self._consumers)
+        return self._witnesses.consumers
 
     async def wait_for_consumers(self, count: int = 1) -> tuple[str, ...]:
         """Wait until at least ``count`` consumers are known; return them.
@@ -431,10 +279,10 @@ class Producer:
         """
         if not self._member:
             raise ConfigurationError("a fire-and-forget producer (member=False) knows no consumers")
-        while len(self._consumers) < count:
+        while len(self._witnesses.consumers) < count:
             self._consumers_changed = anyio.Event()
             await self._consumers_changed.wait()
-        return tuple(self._consumers)
+        return self._witnesses.consumers
 
     async def flow_state(self) -> FlowState | None:
         """The flow-control actor's accounting now (None for a fire-and-forget producer).
@@ -457,7 +305,7 @@ class Producer:
             resent=self._resent,
             succeeded=self._succeeded,
             failed=self._failed,
-            consumers=tuple(self._consumers),
+            consumers=self._witnesses.consumers,
             sessions=self._sessions,
         )
 
@@ -602,10 +450,9 @@ class Producer:
         """
         self._check_open()
         if isinstance(handler, Handler):
-            route = self._routes.get(handler.spec) or self._route_for_handler(handler.spec)
+            route = self._routes.for_handler(handler.spec)
         else:
-            raw = isinstance(payload, _BYTES_LIKE)
-            route = self._routes.get((handler, raw)) or self._route_for_kind(handler, raw)
+            route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
         data = route.codec.encode(payload, route.adapter)
         kind = route.kind
         header_items = tuple(headers.items()) if headers else ()
@@ -645,31 +492,6 @@ class Producer:
             self._wake.set()
         return receipt
 
-    def _route_for_handler(self, spec: AnyHandlerSpec) -> _Route:
-        result_codec = self._codecs.require(spec.result_codec)
-        adapter = spec.result_adapter
-        route = _Route(
-            spec.kind,
-            self._codecs.require(spec.payload_codec),
-            spec.payload_adapter,
-            result_codec.name,
-            adapter,
-            partial(_decode_with, result_codec, adapter),
-        )
-        self._routes[spec] = route
-        return route
-
-    def _route_for_kind(self, kind: str, raw: bool) -> _Route:
-        check_kind(kind)
-        # the outcome names the handler's result codec when it is not the job's own; by
-        # kind, results decode to plain values (bytes for raw)
-        codec = self._codecs.require("raw" if raw else self._codec)
-        route = _Route(
-            kind, codec, UNTYPED, codec.name, UNTYPED, partial(_decode_with, codec, UNTYPED)
-        )
-        self._routes[(kind, raw)] = route
-        return route
-
     def _check_open(self) -> None:
         if not self._open or self._closing:
             raise self._error or ConnectionLost(
@@ -689,7 +511,7 @@ class Producer:
                         await conn.join(self._feedback)
                     self._sessions += 1
                     self._conn = conn
-                    self._me = conn.private_group
+                    self._witnesses.me = conn.private_group
                     self._log.info("producer_connected", member=conn.private_group)
                     if not started:
                         task_status.started()
@@ -725,8 +547,7 @@ class Producer:
 
     async def _session_ended(self) -> None:
         """The session is gone, and with it every consumer's witness: queue everything again."""
-        self._feedback_members = frozenset()
-        self._last_gid = None
+        self._witnesses.reset()
         await self._set_consumers(())
         if self._in_hand:
             back = [job for job in self._in_hand if not job.settled]
@@ -832,7 +653,7 @@ class Producer:
             for job in jobs:
                 job.settled = True
             return
-        epoch = self._epoch
+        epoch = self._witnesses.epoch
         for job in jobs:
             job.epoch = epoch
 
@@ -885,75 +706,39 @@ class Producer:
             job.receipt._fail(outcome)
         elif outcome.ok:
             self._succeeded += 1
-            job.receipt._succeed(outcome.result, now, self._result_decoder(job, outcome))
+            decode = self._routes.result_decoder(job.route, job.codec, outcome)
+            job.receipt._succeed(outcome.result, now, decode)
         else:
             self._failed += 1
             job.receipt._fail(
                 JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
             )
 
-    def _result_decoder(self, job: _Job, outcome: Outcome) -> Callable[[bytes], Any] | None:
-        """How to decode the result of ``outcome``: None for the route's own decoder."""
-        codec = outcome.result_codec(job.codec)
-        route = job.route
-        if codec == route.result_codec:
-            return None
-        found = self._codecs.get(codec)
-        if found is None:
-            return partial(_unknown_codec, route.kind, codec)
-        return partial(_decode_with, found, route.result_adapter)
-
     async def _on_view(self, view: View) -> None:
-        gid = view.group_id
-        last = self._last_gid
-        if last is not None and last[:2] == gid[:2] and gid[2] < last[2]:
-            return  # an announcement of an older view of this lifetime, overtaken
-        self._last_gid = gid
-        me = self._me
-        await self._set_consumers([member for member in view.members if member != me])
+        consumers = self._witnesses.on_view(view)
+        if consumers is not None:  # else an older view of this lifetime, overtaken
+            await self._set_consumers(consumers)
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
-        self._feedback_members = members = frozenset(event.members)
-        if event.cause is Cause.JOIN:
-            current: tuple[str, ...] = tuple(self._consumers)
-        else:
-            current = tuple(m for m in self._consumers if m in members)
-        await self._set_consumers(current)
+        joined = event.cause is Cause.JOIN
+        await self._set_consumers(self._witnesses.on_feedback(event.members, joined=joined))
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:
             return
-        old = self._consumers
-        new = dict.fromkeys(members)
+        witnesses = self._witnesses
         flow = self._flow
         assert flow is not None
-        peers = len(self._feedback_members - new.keys())
-        await flow.peers_seen(max(1, peers))
-        if new.keys() == old.keys():
+        await flow.peers_seen(witnesses.peers(members))
+        change = witnesses.change(members)
+        if change is None:
             return
-        self._consumers = new
         self._consumers_changed.set()
-        gone = old.keys() - new.keys()
-        lost: set[int] = set()
-        for epoch, witnesses in self._witnesses.items():
-            if witnesses and gone:
-                witnesses -= gone
-                if not witnesses:
-                    lost.add(epoch)
-            elif not witnesses and not old and new:
-                # sent while no consumer was known (everyone left while the message
-                # waited for clearance): whoever got it is unknown, so send it again
-                lost.add(epoch)
-        self._epoch += 1
-        self._witnesses[self._epoch] = set(new)
-        await flow.consumers_seen(tuple(new))
-        self._log.info("consumers_changed", consumers=len(new), gone=len(gone))
-        if lost:
-            self._requeue([job for job in self._pending.values() if job.epoch in lost])
-        live = {job.epoch for job in self._pending.values()}
-        live.add(self._epoch)
-        for epoch in [e for e in self._witnesses if e not in live]:
-            del self._witnesses[epoch]
+        await flow.consumers_seen(change.consumers)
+        self._log.info("consumers_changed", consumers=len(change.consumers), gone=len(change.gone))
+        if change.lost:
+            self._requeue([job for job in self._pending.values() if job.epoch in change.lost])
+        witnesses.forget({job.epoch for job in self._pending.values()})
 
     def _requeue(self, jobs: list[_Job]) -> None:
         """Queue ``jobs`` again, ahead of new work, in their original order."""

@@ -1,0 +1,154 @@
+"""Witnesses: which consumers a producer knows, and which of them hold each job it sent.
+
+Theory of operation
+-------------------
+A member producer learns the consumer list from VIEW envelopes on the FEEDBACK group
+and sees consumers leave in FEEDBACK memberships. Every job it sends is delivered to
+the consumers present then, and only they hold its payload (a consumer that joins
+later never sees it). So the producer numbers the consumer sets it sends under:
+*epoch* ``e`` is the set installed by the ``e``-th change, and a job records the epoch
+it was last sent in. Its *witnesses* are that set minus the consumers seen leaving
+since. When an epoch loses its last witness, nobody holds the payloads of its jobs any
+more, and every unconfirmed job of that epoch must be sent again (with the same
+``(producer_id, seq)``: consumers that remember its outcome answer from memory).
+
+Two more rules:
+
+* A job cleared for sending while no consumer was known (everyone left while it waited
+  for clearance) went to whoever had joined by then: unknown. Its epoch has no
+  witnesses; when consumers appear again it counts as lost.
+* A lost session loses every witness: the producer installs an empty set (:meth:`reset`
+  then ``change(())``), and every unconfirmed job is sent again once consumers appear.
+
+VIEWs are announced again when a producer joins FEEDBACK and after NETWORK changes, so
+an announcement can arrive after a newer one of the same group lifetime; those are
+recognised by the group id (same ring id, lower index) and ignored. A FEEDBACK JOIN
+changes no consumer (a joining consumer is announced by a VIEW); a LEAVE, DISCONNECT
+or NETWORK change drops the consumers that are no longer FEEDBACK members.
+
+Pure and deterministic: no I/O, no clock. The producer owns one :class:`Witnesses`
+per lifetime (it survives reconnections) and carries out what :meth:`Witnesses.change`
+reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from spreadq.queue.view import View
+
+__all__ = ["ConsumersChanged", "Witnesses"]
+
+GroupId = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumersChanged:
+    """What a change of the consumer list means for the jobs a producer holds.
+
+    Attributes:
+        consumers: the new list, in the order of the last VIEW.
+        gone: consumers that left.
+        lost: epochs whose unconfirmed jobs nobody holds any more: send them again.
+        epoch: the epoch jobs sent from now on belong to.
+    """
+
+    consumers: tuple[str, ...]
+    gone: frozenset[str]
+    lost: frozenset[int]
+    epoch: int
+
+
+class Witnesses:
+    """A producer's consumer list and the witnesses of each send epoch.
+
+    Args:
+        me: our own member name, never counted as a consumer (it can be set later,
+            when a session opens: :attr:`me`).
+    """
+
+    __slots__ = ("_consumers", "_epoch", "_feedback", "_last_gid", "_witnesses", "me")
+
+    def __init__(self, me: str = "") -> None:
+        self.me = me
+        self._consumers: dict[str, None] = {}
+        self._feedback: frozenset[str] = frozenset()
+        self._last_gid: GroupId | None = None
+        self._epoch = 0
+        self._witnesses: dict[int, set[str]] = {0: set()}
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers known to be present, in the order of the last VIEW."""
+        return tuple(self._consumers)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of jobs sent now."""
+        return self._epoch
+
+    def witnesses(self, epoch: int) -> frozenset[str]:
+        """The consumers that still hold the jobs sent in ``epoch`` (empty if forgotten)."""
+        return frozenset(self._witnesses.get(epoch, ()))
+
+    def peers(self, consumers: Iterable[str]) -> int:
+        """How many FEEDBACK members besides ``consumers`` (producers and observers,
+        ourselves included) share the queue; at least 1: a hint for the window split."""
+        return max(1, len(self._feedback.difference(consumers)))
+
+    # -- inputs: each returns the consumer list to install -------------------------------
+
+    def on_view(self, view: View) -> tuple[str, ...] | None:
+        """A VIEW announcement: its members (without us), or None when it is overtaken
+        by a newer view of the same group lifetime already seen."""
+        gid = view.group_id
+        last = self._last_gid
+        if last is not None and last[:2] == gid[:2] and gid[2] < last[2]:
+            return None
+        self._last_gid = gid
+        me = self.me
+        return tuple(member for member in view.members if member != me)
+
+    def on_feedback(self, members: Sequence[str], *, joined: bool) -> tuple[str, ...]:
+        """A FEEDBACK membership: the consumers still present (all of them on a JOIN)."""
+        self._feedback = present = frozenset(members)
+        if joined:
+            return tuple(self._consumers)
+        return tuple(member for member in self._consumers if member in present)
+
+    def reset(self) -> None:
+        """The session ended: forget the FEEDBACK members and the last VIEW seen (install
+        ``change(())`` next: every witness is lost with the session)."""
+        self._feedback = frozenset()
+        self._last_gid = None
+
+    # -- the change ----------------------------------------------------------------------
+
+    def change(self, members: Sequence[str]) -> ConsumersChanged | None:
+        """Install ``members`` as the consumer list; None when it is the same set."""
+        old = self._consumers
+        new = dict.fromkeys(members)
+        if new.keys() == old.keys():
+            return None
+        self._consumers = new
+        gone = frozenset(old.keys() - new.keys())
+        lost: set[int] = set()
+        for epoch, witnesses in self._witnesses.items():
+            if witnesses and gone:
+                witnesses -= gone
+                if not witnesses:
+                    lost.add(epoch)
+            elif not witnesses and not old and new:
+                lost.add(epoch)  # sent while no consumer was known: whoever got it is unknown
+        self._epoch += 1
+        self._witnesses[self._epoch] = set(new)
+        return ConsumersChanged(tuple(new), gone, frozenset(lost), self._epoch)
+
+    def forget(self, live: Iterable[int]) -> None:
+        """Drop the epochs no unconfirmed job belongs to any more (``live``: the epochs
+        that still have one; the current epoch is always kept)."""
+        keep = set(live)
+        keep.add(self._epoch)
+        for epoch in [e for e in self._witnesses if e not in keep]:
+            del self._witnesses[epoch]
