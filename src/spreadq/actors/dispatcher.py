@@ -20,7 +20,7 @@ the bytes they came in, and only the jobs we own are decoded (by their handler t
 ====================  ================================================================
 effect                what the Dispatcher does
 ====================  ================================================================
-RunJob                queue it; a handler task starts when a slot is free (at most
+RunJob                queue it; a runner task takes it when a slot is free (at most
                       ``settings.concurrency``; with ``ordered_keys`` one job per key at
                       a time, in delivery order). Jobs taken over from a departed
                       member (``failover``) go before our own queued jobs, in their
@@ -30,7 +30,8 @@ SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 ViewChanged           log it (and rebind the logger's ``view``)
-JobCompleted          nothing (debug log)
+JobCompleted          nothing: every replica sees every completion, and the table has
+                      done the work (skipped without a call: one per job)
 JobOrphaned/Rejected  log a warning
 ====================  ================================================================
 
@@ -40,7 +41,10 @@ first member of the current WORK view announces that view again to FEEDBACK. Eve
 consumer sees the same FEEDBACK membership at the same point, so exactly one answers,
 and the WORK group sees no extra view change.
 
-A handler task runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
+Runner tasks live as long as the session, one per job running at once (started as
+needed, up to ``settings.concurrency``); each takes the jobs handed to it one at a time,
+each in its own cancel scope (a task per job would cost more than a no-op handler).
+A runner runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
 context, middleware, retries, hooks; nothing a handler does crashes the worker) and
 sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished` (a
 success names the handler's result codec when it is not the job's own); the
@@ -233,6 +237,8 @@ class _Due:
 
 
 _Item = _Delivered | _Lost | _Ended | _Drain | _Due
+_Start = tuple[_Queued, anyio.CancelScope]
+"""A job handed to a runner task, with the scope that cancels it."""
 
 
 class DispatcherHandle:
@@ -337,12 +343,13 @@ class Dispatcher:
             AnnounceHello: self._on_announce_both,
             AnnounceView: self._on_announce_view,
             ViewChanged: self._on_view_changed,
-            JobCompleted: self._on_completed,
             JobOrphaned: self._on_orphaned,
             JobRejected: self._on_rejected,
         }
-        # handler scheduling
+        # handler scheduling: long-lived runner tasks take started jobs from a stream
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._handover, self._starts = anyio.create_memory_object_stream[_Start](math.inf)
+        self._runners = 0
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
@@ -396,6 +403,8 @@ class Dispatcher:
         finally:
             self._send.close()
             self._receive.close()
+            self._handover.close()
+            self._starts.close()
         if self._joined is not None:  # drained before the first view: never joined
             joined, self._joined = self._joined, None
             joined.started(self._handle)
@@ -507,8 +516,10 @@ class Dispatcher:
         if isinstance(event, ViewInstalled) and self._joined is not None:
             joined, self._joined = self._joined, None
             joined.started(self._handle)
+        carry_out = self._effects
         for effect in effects:
-            await self._effects[type(effect)](effect)
+            if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
+                await carry_out[type(effect)](effect)
 
     # -- effects -------------------------------------------------------------------------
 
@@ -581,9 +592,6 @@ class Dispatcher:
             orphaned=len(effect.orphaned),
         )
 
-    async def _on_completed(self, effect: JobCompleted) -> None:
-        pass  # every replica sees every completion; the table has done the work
-
     async def _on_orphaned(self, effect: JobOrphaned) -> None:
         self._log.warning("job_orphaned", job=str(effect.ref))
 
@@ -615,12 +623,15 @@ class Dispatcher:
             self._start(queued, key)
 
     def _start(self, queued: _Queued, key: str | None) -> None:
-        assert self._tasks is not None
         ref = queued.run.ref
         scope = anyio.CancelScope()
         self._running[ref] = _Running(scope, key)
         self._table.apply(JobStarted(ref), self._clock())
-        self._tasks.start_soon(self._execute, queued, scope, name=f"job {ref}")
+        if self._runners < len(self._running):  # a runner for every job handed over
+            assert self._tasks is not None
+            self._runners += 1
+            self._tasks.start_soon(self._run_jobs, name="spreadq.dispatcher.runner")
+        self._handover.send_nowait((queued, scope))
 
     @property
     def _queued(self) -> int:
@@ -709,6 +720,18 @@ class Dispatcher:
             running.scope.cancel()
 
     # -- one job ---------------------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        """A runner: run the jobs :meth:`_start` hands over, one at a time, forever.
+
+        Runners live as long as the session (at most ``settings.concurrency`` of them,
+        started as the number of running jobs grows): a task per job would cost more
+        than a no-op handler. A job's own cancel scope ends only that job.
+        """
+        receive = self._starts.receive
+        while True:
+            queued, scope = await receive()
+            await self._execute(queued, scope)
 
     async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> None:
         outcome: Outcome | None = None

@@ -157,7 +157,7 @@ class JobRunner:
             )
             return await self._failed(context(1, {}), missing)
         try:
-            headers = job.headers()
+            headers = job.headers() if job.header_block else {}
         except EnvelopeError as problem:
             return await self._failed(context(1, {}), problem)
         try:
@@ -167,14 +167,19 @@ class JobRunner:
         options = prepared.spec.options
         max_attempts = options.max_attempts or self._settings.max_attempts
         retry_on = options.retry_on
+        timeout = options.timeout
+        chain = prepared.chain
         attempt = 1
         while True:
             ctx = context(attempt, headers)
             delay: float | None = None
             error: Exception
             try:
-                with anyio.fail_after(options.timeout):
-                    result = await prepared.chain(ctx, payload)
+                if timeout is None:  # no deadline: no scope (it would cost more than a no-op)
+                    result = await chain(ctx, payload)
+                else:
+                    with anyio.fail_after(timeout):
+                        result = await chain(ctx, payload)
             except Retry as retry:
                 error, retriable, delay = retry, True, retry.delay
             except Exception as problem:
