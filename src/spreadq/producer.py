@@ -54,7 +54,6 @@ import contextlib
 import math
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -76,10 +75,10 @@ from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
     InvalidName,
-    JobFailed,
     MessageTooLarge,
 )
 from spreadq.handlers import Handler
+from spreadq.outbox import HeldJob, Outbox
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
@@ -90,11 +89,10 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
-from spreadq.queue.jobs import Outcome
 from spreadq.queue.view import View
 from spreadq.queue.witnesses import Witnesses
 from spreadq.receipt import Receipt
-from spreadq.routes import Route, Routes
+from spreadq.routes import Routes
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
@@ -107,7 +105,6 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
-_UNSENT: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +128,6 @@ class ProducerStatistics:
     consumers: tuple[str, ...]
     sessions: int
     """Sessions opened with the daemon (1 + reconnections)."""
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    """A job the producer holds until its outcome is known (member) or it is sent."""
-
-    spec: JobSpec
-    codec: str
-    route: Route
-    receipt: Receipt[Any]
-    at: float  # when it was queued (monotonic), for the batching delay
-    counted: bool = False  # cleared once by the flow actor (counted as in flight)
-    epoch: int = _UNSENT  # the witness epoch it was last sent in; _UNSENT while queued
-    settled: bool = False
 
 
 class Producer:
@@ -217,9 +200,9 @@ class Producer:
         # jobs
         self._seq = 0
         self._mseq = 0
-        self._pending: dict[int, _Job] = {}
-        self._queue: deque[_Job] = deque()
-        self._in_hand: list[_Job] = []
+        self._outbox = Outbox(
+            self._id, self._routes, member=member, batch_max_jobs=settings.batch_max_jobs
+        )
         self._wake = anyio.Event()
         self._flushed = anyio.Event()
         self._flushing = 0
@@ -229,9 +212,7 @@ class Producer:
         self._witnesses = Witnesses()
         self._consumers_changed = anyio.Event()
 
-        # counters
-        self._put = self._messages = self._sent = self._resent = 0
-        self._succeeded = self._failed = self._sessions = 0
+        self._sessions = 0
 
     # -- identity --------------------------------------------------------------------
 
@@ -296,15 +277,16 @@ class Producer:
 
     def statistics(self) -> ProducerStatistics:
         """The producer's counters now."""
+        outbox = self._outbox
         return ProducerStatistics(
-            put=self._put,
-            pending=len(self._pending) if self._member else len(self._queue),
-            queued=len(self._queue) + len(self._in_hand),
-            messages=self._messages,
-            sent=self._sent,
-            resent=self._resent,
-            succeeded=self._succeeded,
-            failed=self._failed,
+            put=outbox.put,
+            pending=outbox.held,
+            queued=outbox.unsent,
+            messages=outbox.messages,
+            sent=outbox.sent,
+            resent=outbox.resent,
+            succeeded=outbox.succeeded,
+            failed=outbox.failed,
             consumers=self._witnesses.consumers,
             sessions=self._sessions,
         )
@@ -369,7 +351,7 @@ class Producer:
         self._flushing += 1
         self._wake.set()
         try:
-            while self._open and (self._queue or self._in_hand):
+            while self._open and self._outbox.unsent:
                 self._flushed = anyio.Event()
                 await self._flushed.wait()
             if self._open and self._conn is not None:
@@ -385,14 +367,7 @@ class Producer:
             self._error = error
         if self._flow_actor is not None:
             self._flow_actor.stop(error)
-        left = 0
-        for job in self._pending.values():
-            if not job.receipt.done:
-                job.receipt._fail(error)
-                left += 1
-        self._pending.clear()
-        self._queue.clear()
-        self._in_hand.clear()
+        left = self._outbox.fail_all(error)
         self._room.set()
         if left:
             self._log.info("producer_closed_with_pending", pending=left)
@@ -466,7 +441,7 @@ class Producer:
             if not flow.take_credit():
                 await flow.admit()
         else:
-            while len(self._queue) >= self._settings.max_in_flight and self._open:
+            while len(self._outbox.queue) >= self._settings.max_in_flight and self._open:
                 self._room = anyio.Event()
                 await self._room.wait()
         if not self._open or self._closing:  # closed while waiting
@@ -482,13 +457,8 @@ class Producer:
             raise
         self._seq = seq + 1
         receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
-        job = _Job(spec_, route.codec.name, route, receipt, time.monotonic())
-        if self._member:
-            self._pending[seq] = job
-        self._put += 1
-        queue = self._queue
-        queue.append(job)
-        if len(queue) == 1 or len(queue) == self._batch_jobs:
+        job = HeldJob(spec_, route.codec.name, route, receipt, time.monotonic())
+        if self._outbox.add(job):
             self._wake.set()
         return receipt
 
@@ -549,18 +519,13 @@ class Producer:
         """The session is gone, and with it every consumer's witness: queue everything again."""
         self._witnesses.reset()
         await self._set_consumers(())
-        if self._in_hand:
-            back = [job for job in self._in_hand if not job.settled]
-            self._in_hand.clear()
-            if self._member:
-                self._requeue(back)
-            else:
-                self._queue.extendleft(reversed(back))
+        self._requeued(self._outbox.put_back())
 
     # -- sending ---------------------------------------------------------------------
 
     async def _sender(self, conn: Connection) -> None:
-        queue = self._queue
+        outbox = self._outbox
+        queue = outbox.queue
         while True:
             while not queue:
                 self._flushed.set()
@@ -572,46 +537,23 @@ class Producer:
                     self._wake = anyio.Event()
                     with anyio.move_on_after(remaining):
                         await self._wake.wait()
-            while queue and queue[0].settled:
-                queue.popleft()
-            if not queue:
+            first = outbox.head()
+            if first is None:
                 continue
-            first = queue[0]
             if batch_size(first.codec, (first.spec,)) > MAX_ENVELOPE_SIZE:
-                queue.popleft()
-                await self._send_fragments(conn, first)
+                await self._send_fragments(conn, outbox.take_one())
             else:
-                await self._send_batch(conn, self._take_batch())
+                await self._send_batch(conn, outbox.take_batch())
             if not self._member:
                 self._room.set()
-
-    def _take_batch(self) -> list[_Job]:
-        queue = self._queue
-        first = queue.popleft()
-        codec = first.codec
-        jobs = [first]
-        size = batch_size(codec, (first.spec,))
-        limit = self._batch_jobs
-        while queue and len(jobs) < limit:
-            job = queue[0]
-            if job.settled:
-                queue.popleft()
-                continue
-            if job.codec != codec:
-                break
-            size += job.spec.encoded_size
-            if size > MAX_ENVELOPE_SIZE:
-                break
-            jobs.append(queue.popleft())
-        return jobs
 
     async def _clear(self, mseq: int, jobs: int) -> None:
         if self._flow is not None:
             await self._flow.clear_to_send(mseq, jobs)
         self._mseq = mseq
 
-    async def _send_batch(self, conn: Connection, jobs: list[_Job]) -> None:
-        self._in_hand = jobs
+    async def _send_batch(self, conn: Connection, jobs: list[HeldJob]) -> None:
+        outbox = self._outbox
         mseq = self._mseq + 1
         await self._clear(mseq, sum(1 for job in jobs if not job.counted))
         for job in jobs:
@@ -620,17 +562,17 @@ class Producer:
         if live:
             data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-            self._messages += 1
-            self._sent += len(live)
-        self._on_wire(live)
+            outbox.messages += 1
+            outbox.sent += len(live)
+        outbox.on_wire(live, self._witnesses.epoch)
 
-    async def _send_fragments(self, conn: Connection, job: _Job) -> None:
-        self._in_hand = [job]
+    async def _send_fragments(self, conn: Connection, job: HeldJob) -> None:
+        outbox = self._outbox
         try:
             parts = encode_fragments(self._id, self._mseq + 1, job.codec, job.spec)
         except MessageTooLarge as error:  # pragma: no cover - a 9 GB payload
-            self._in_hand = []
-            self._settle(job, error, time.monotonic())
+            outbox.on_wire([], self._witnesses.epoch)
+            outbox.settle(job, error, time.monotonic())
             return
         last = len(parts) - 1
         for index, data in enumerate(parts):
@@ -640,22 +582,12 @@ class Producer:
             await self._clear(self._mseq + 1, int(final and not job.counted))
             job.counted = job.counted or final
             if job.settled:
-                self._in_hand = []
+                outbox.on_wire([], self._witnesses.epoch)
                 return
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-            self._messages += 1
-        self._sent += 1
-        self._on_wire([job])
-
-    def _on_wire(self, jobs: list[_Job]) -> None:
-        self._in_hand = []
-        if not self._member:
-            for job in jobs:
-                job.settled = True
-            return
-        epoch = self._witnesses.epoch
-        for job in jobs:
-            job.epoch = epoch
+            outbox.messages += 1
+        outbox.sent += 1
+        outbox.on_wire([job], self._witnesses.epoch)
 
     # -- reading FEEDBACK --------------------------------------------------------------
 
@@ -681,38 +613,11 @@ class Producer:
             await self._on_view(message)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
-        me = self._id
-        settled = 0
-        pending = self._pending
-        now = time.monotonic()
-        for ref, outcome in ack.outcomes:
-            if ref.producer_id != me:
-                continue
-            job = pending.pop(ref.seq, None)
-            if job is None:
-                continue
-            settled += job.counted
-            self._settle(job, outcome, now)
+        settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
         flow = self._flow
         assert flow is not None
         await flow.ack_seen(sender, ack.positions, ack.backlog)
         await flow.settled(settled)
-
-    def _settle(self, job: _Job, outcome: Outcome | BaseException, now: float) -> None:
-        job.settled = True
-        if isinstance(outcome, BaseException):
-            self._pending.pop(job.spec.seq, None)
-            self._failed += 1
-            job.receipt._fail(outcome)
-        elif outcome.ok:
-            self._succeeded += 1
-            decode = self._routes.result_decoder(job.route, job.codec, outcome)
-            job.receipt._succeed(outcome.result, now, decode)
-        else:
-            self._failed += 1
-            job.receipt._fail(
-                JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
-            )
 
     async def _on_view(self, view: View) -> None:
         consumers = self._witnesses.on_view(view)
@@ -736,18 +641,11 @@ class Producer:
         self._consumers_changed.set()
         await flow.consumers_seen(change.consumers)
         self._log.info("consumers_changed", consumers=len(change.consumers), gone=len(change.gone))
-        if change.lost:
-            self._requeue([job for job in self._pending.values() if job.epoch in change.lost])
-        witnesses.forget({job.epoch for job in self._pending.values()})
+        self._requeued(self._outbox.lost(change.lost))
+        witnesses.forget(self._outbox.live_epochs())
 
-    def _requeue(self, jobs: list[_Job]) -> None:
-        """Queue ``jobs`` again, ahead of new work, in their original order."""
-        if not jobs:
-            return
-        jobs.sort(key=lambda job: job.spec.seq)
-        for job in jobs:
-            job.epoch = _UNSENT
-        self._queue.extendleft(reversed(jobs))
-        self._resent += len(jobs)
-        self._wake.set()
-        self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
+    def _requeued(self, jobs: list[HeldJob]) -> None:
+        """``jobs`` went back to the queue (to be sent again): wake the batcher."""
+        if jobs:
+            self._wake.set()
+            self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
