@@ -60,6 +60,7 @@ from typing import Any, Final
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.jobs import (
+    PLAIN_SUCCESS,
     Job,
     JobRef,
     Outcome,
@@ -538,8 +539,8 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
         key = str(mv[key_at:headers_at], "utf-8") if flags else None
     except UnicodeDecodeError as exc:
         raise EnvelopeError("job kind or key is not UTF-8") from exc
-    ref = JobRef(producer_id, seq)
-    return Job(ref, kind, key, codec, mv[payload_at:end], mv[headers_at:payload_at])
+    headers = mv[headers_at:payload_at] if headers_len else b""
+    return Job(JobRef(producer_id, seq), kind, key, codec, mv[payload_at:end], headers)
 
 
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
@@ -567,9 +568,12 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     outcomes: list[tuple[JobRef, Outcome]] = []
     for _ in range(n_outcomes):
         producer_id, seq, status, attempts, codec_len, type_len, data_len = reader.unpack(_OUTCOME)
+        ref = JobRef(producer_id, seq)
+        if status == Status.OK and attempts == 1 and not (codec_len or type_len or data_len):
+            outcomes.append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
+            continue
         codec = _read_codec(reader, codec_len) if codec_len else ""
         error_type = reader.text(type_len, "error type")
-        ref = JobRef(producer_id, seq)
         if status == Status.OK:
             if type_len:
                 raise EnvelopeError("a successful outcome carries no error type")

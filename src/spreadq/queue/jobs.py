@@ -11,6 +11,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final, NamedTuple
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
 
@@ -19,6 +20,7 @@ __all__ = [
     "JobRef",
     "Outcome",
     "OutcomeHistory",
+    "PLAIN_SUCCESS",
     "Status",
     "decode_headers",
     "encode_headers",
@@ -30,12 +32,16 @@ _U16 = struct.Struct("<H")
 _U16_MAX = 0xFFFF
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class JobRef:
+class JobRef(NamedTuple):
     """A job's identity on every replica: its producer's id and the producer's job seq.
 
     For RAW jobs and unreadable envelopes the table derives ``producer_id`` from the
     view's group id and the sender, and ``seq`` counts that sender's slots in the view.
+
+    A named tuple rather than a frozen dataclass: every replica builds, hashes and
+    compares one per job it reads and per job an ACK completes, and a tuple does all
+    three in C (the dataclass's generated ``__hash__`` and ``__eq__`` are Python
+    calls). So a ref equals, and hashes like, the plain tuple ``(producer_id, seq)``.
     """
 
     producer_id: bytes
@@ -100,6 +106,8 @@ class Outcome:
     def success(cls, result: bytes = b"", attempts: int = 1, codec: str = "") -> Outcome:
         """The job ran and returned ``result``, encoded with ``codec`` (empty: with the
         job's own codec)."""
+        if not result and attempts == 1 and not codec and cls is Outcome:
+            return PLAIN_SUCCESS  # the most frequent outcome by far: one shared value
         return cls(Status.OK, attempts, result, codec=codec)
 
     def result_codec(self, job_codec: str) -> str:
@@ -116,6 +124,12 @@ class Outcome:
     def ok(self) -> bool:
         """True when the job succeeded."""
         return self.status is Status.OK
+
+
+PLAIN_SUCCESS: Final = Outcome(Status.OK)
+"""A first attempt that succeeded with no result: shared, as outcomes are immutable (a
+worker of no-op handlers would otherwise build one per job, and every replica one
+per job an ACK reports)."""
 
 
 def encode_text(value: str, what: str, limit: int) -> bytes:
