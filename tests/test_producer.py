@@ -19,6 +19,7 @@ import pytest
 import typer
 from anyio import wait_all_tasks_blocked
 from pydantic import BaseModel
+from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
 from spreadq import receipt as receipt_module
@@ -27,6 +28,7 @@ from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, serve
 from spreadq.errors import (
+    CloseReason,
     ConfigurationError,
     ConnectionLost,
     CouldNotConnect,
@@ -184,6 +186,47 @@ async def test_bad_payloads_and_names_fail_the_put_and_queue_nothing() -> None:
             state = await producer.flow_state()
             assert state is not None
             assert state.admitted == 1
+
+
+async def test_a_producer_gives_up_after_reconnect_max_attempts() -> None:
+    settings = Settings(
+        max_in_flight=2,
+        reconnect_max_attempts=2,
+        reconnect_backoff_initial=0.01,
+        reconnect_backoff_max=0.02,
+    )
+    errors: list[ConnectionLost] = []
+
+    async def gated_put(producer: Producer) -> None:
+        with pytest.raises(ConnectionLost) as info:
+            await producer.put("add", {"a": 3})
+        errors.append(info.value)
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with (
+            serve() as daemon,
+            Producer("gone", daemon.address, settings=settings, close_timeout=0) as producer,
+        ):
+            receipts = [await producer.put("add", {"a": n}) for n in range(2)]  # held
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(gated_put, producer)
+                await wait_all_tasks_blocked()
+                state = await producer.flow_state()
+                assert state is not None
+                assert state.waiting_puts == 1  # max_in_flight reached
+                daemon.stop()  # and never started again
+            for receipt in receipts:
+                with pytest.raises(ConnectionLost) as info:
+                    await receipt
+                errors.append(info.value)
+            with pytest.raises(ConnectionLost) as info:
+                await producer.put("add", {"a": 4})
+            errors.append(info.value)
+            assert producer.statistics().sessions == 1
+    assert all(error is errors[0] for error in errors)  # the last ConnectionLost
+    assert errors[0].reason is not CloseReason.CLOSED_LOCALLY
+    (gave_up,) = [entry for entry in logs if entry["event"] == "producer_gave_up"]
+    assert gave_up["attempts"] == 2
 
 
 # -- on the wire ---------------------------------------------------------------------------------

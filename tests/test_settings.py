@@ -24,6 +24,7 @@ DESIGN_DEFAULTS = {
     "cancel_on_disconnect": True,
     "reconnect_backoff_initial": 0.1,
     "reconnect_backoff_max": 5.0,
+    "reconnect_max_attempts": None,  # never give up
     "batch_max_jobs": 256,
     "batch_max_delay": 0.002,
     "result_max_bytes": 65_536,
@@ -63,6 +64,7 @@ def test_frozen() -> None:
         ("batch_max_jobs", 0),
         ("batch_max_delay", -0.001),
         ("result_max_bytes", 1_000_000),
+        ("reconnect_max_attempts", -1),
         ("ack_interval", math.nan),
         ("retry_backoff_max", math.inf),
         ("unknown_field", 1),

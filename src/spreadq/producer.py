@@ -45,7 +45,9 @@ is written, and its receipts never resolve (awaiting one raises
 Closing (leaving ``async with``) stops new puts, waits up to ``close_timeout`` for the
 queued jobs to be sent, then ends the session: pending receipts and waiting puts fail
 with :class:`~spreadq.errors.ConnectionLost` (``CLOSED_LOCALLY``). Await receipts inside
-the block.
+the block. A producer that has tried ``settings.reconnect_max_attempts`` times in a row
+to reconnect gives up the same way, with the last ``ConnectionLost``, which every later
+``put()`` raises too.
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ class Producer:
         member: join the FEEDBACK group to get confirmations, flow control and
             re-sending (the default); False is fire-and-forget.
         settings: tunables (``window``, ``max_in_flight``, ``max_backlog``,
-            ``batch_max_jobs``, ``batch_max_delay``, ``reconnect_backoff_*``);
+            ``batch_max_jobs``, ``batch_max_delay``, ``reconnect_backoff_*``,
+            ``reconnect_max_attempts``);
             ``Settings()`` when None.
         codec: the codec of payloads put by kind name (``bytes`` always go ``raw``); a
             payload put by handler uses the handler's codec.
@@ -257,10 +260,13 @@ class Producer:
 
         Raises:
             ConfigurationError: the producer is fire-and-forget (it cannot know).
+            ConnectionLost: the producer closed, or gave up reconnecting.
         """
         if not self._member:
             raise ConfigurationError("a fire-and-forget producer (member=False) knows no consumers")
         while len(self._witnesses.consumers) < count:
+            if self._error is not None:
+                raise self._error
             self._consumers_changed = anyio.Event()
             await self._consumers_changed.wait()
         return self._witnesses.consumers
@@ -369,6 +375,7 @@ class Producer:
             self._flow_actor.stop(error)
         left = self._outbox.fail_all(error)
         self._room.set()
+        self._consumers_changed.set()
         if left:
             self._log.info("producer_closed_with_pending", pending=left)
 
@@ -472,8 +479,11 @@ class Producer:
 
     async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         settings = self._settings
+        limit = settings.reconnect_max_attempts
         delay = settings.reconnect_backoff_initial
         started = False
+        attempts = 0  # reconnection tries since the last session opened
+        lost: ConnectionLost | None = None
         while True:
             try:
                 async with connect(self._spread, name=self._name, membership=self._member) as conn:
@@ -487,6 +497,7 @@ class Producer:
                         task_status.started()
                         started = True
                     delay = settings.reconnect_backoff_initial
+                    attempts = 0
                     error = await self._run_session(conn)
             except (ConnectError, ConnectionLost) as exc:
                 if not started:
@@ -496,9 +507,16 @@ class Producer:
             self._conn = None
             await self._session_ended()
             if error is not None:
+                lost = error
                 self._log.warning("producer_disconnected", reason=error.reason.value)
+            if limit is not None and attempts >= limit:
+                lost = lost or ConnectionLost(CloseReason.EOF, "the session ended")
+                self._log.error("producer_gave_up", attempts=attempts, reason=lost.reason.value)
+                self._shutdown(lost)
+                return
             await anyio.sleep(delay)
             delay = min(delay * 2, settings.reconnect_backoff_max)
+            attempts += 1
 
     async def _run_session(self, conn: Connection) -> ConnectionLost | None:
         lost: list[ConnectionLost] = []

@@ -7,7 +7,10 @@ that fails or is refused with a code retrying can mend) waits and tries again: t
 delay starts at ``settings.reconnect_backoff_initial``, doubles up to
 ``settings.reconnect_backoff_max``, and starts over once a session has joined the
 WORK group. Each session is a new member with no history; the other workers have
-taken over its jobs meanwhile. :meth:`WorkerRuntime.stop` drains the current session
+taken over its jobs meanwhile. After ``settings.reconnect_max_attempts`` tries in a row
+that bring no session back (None: no limit), the loop gives up and raises the last
+:class:`~spreadq.errors.ConnectionLost` (the connect error, when no session was ever
+lost). :meth:`WorkerRuntime.stop` drains the current session
 and ends the loop, also in the middle of a backoff; a second SIGTERM/SIGINT cancels
 everything at once.
 """
@@ -60,6 +63,8 @@ class WorkerRuntime:
         self._scope = anyio.CancelScope()
         self._handle: DispatcherHandle | None = None
         self._backoff = settings.reconnect_backoff_initial
+        self._attempts = 0  # reconnection tries since a session last joined
+        self._lost: ConnectionLost | None = None
         self._log = log.bind(queue=app.queue)
 
     def stop(self) -> None:
@@ -85,7 +90,14 @@ class WorkerRuntime:
                     self.stop()
 
     async def serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Connect, serve a session, reconnect with backoff, until stopped."""
+        """Connect, serve a session, reconnect with backoff, until stopped.
+
+        Raises:
+            ConnectionLost: the last session lost, once ``reconnect_max_attempts`` tries
+                in a row brought none back.
+            ConnectError: the daemon could not be reached, and no session was ever lost
+                (or it refused us for good: a reject code retrying cannot mend).
+        """
         app = self._app
         settings = self._settings
         joined = _Joined(self, task_status)
@@ -121,6 +133,15 @@ class WorkerRuntime:
                         raise
                     if self._stop_requested.is_set():
                         return
+                    if isinstance(error, ConnectionLost):
+                        self._lost = error
+                    limit = settings.reconnect_max_attempts
+                    if limit is not None and self._attempts >= limit:
+                        self._log.error("worker_gave_up", attempts=self._attempts, error=str(error))
+                        if self._lost is not None and self._lost is not error:
+                            raise self._lost from error
+                        raise
+                    self._attempts += 1
                     delay = self._backoff
                     self._backoff = min(delay * 2, settings.reconnect_backoff_max)
                     self._log.warning("worker_reconnecting", error=str(error), delay=delay)
@@ -132,6 +153,7 @@ class WorkerRuntime:
     def joined(self) -> None:
         """A session joined the WORK group: reconnect quickly next time."""
         self._backoff = self._settings.reconnect_backoff_initial
+        self._attempts = 0
 
 
 class _Joined:

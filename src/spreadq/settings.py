@@ -78,6 +78,12 @@ class Settings(BaseModel):
     """First delay before reconnecting to a lost daemon (seconds); it doubles each try."""
     reconnect_backoff_max: float = Field(default=5.0, gt=0.0)
     """The longest delay between two reconnection tries (seconds)."""
+    reconnect_max_attempts: int | None = Field(default=None, ge=0)
+    """How many times in a row a worker or a producer tries to reconnect after
+    losing its daemon before it gives up (None: it never does; 0: it never tries). A
+    session that comes back (for a worker: joins its WORK group) starts the count over.
+    Giving up, a producer fails its pending receipts and waiting puts with the last
+    :class:`~spreadq.errors.ConnectionLost`, and ``App.run()`` raises it."""
 
     # -- batching (DESIGN §7: pack jobs) --------------------------------------------------
     batch_max_jobs: int = Field(default=256, ge=1, le=65_535)

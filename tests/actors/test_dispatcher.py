@@ -27,7 +27,7 @@ from spreadq.app import App
 from spreadq.client import Connection, connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
-from spreadq.errors import Retry
+from spreadq.errors import ConnectionLost, Retry
 from spreadq.queue import (
     Ack,
     Drain,
@@ -665,6 +665,30 @@ async def test_losing_the_daemon_cancels_handlers_and_reconnects(
             app.stop()
     assert ended == [cancel]
     assert outcomes[after].result == b"9"
+
+
+async def test_a_worker_gives_up_after_reconnect_max_attempts(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(reconnect_max_attempts=2))
+    failures: list[BaseException] = []
+
+    @app.handler("never")
+    async def never(item: Item) -> None:
+        raise AssertionError("no jobs in this test")
+
+    async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await app.run(handle_signals=False, task_status=task_status)
+        except ConnectionLost as error:
+            failures.append(error)
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run)
+            spreadq_daemon.stop()  # and never started again
+    events = [entry["event"] for entry in logs]
+    assert len(failures) == 1  # the session lost, raised once the tries ran out
+    assert events.count("worker_reconnecting") == 2
+    assert "worker_gave_up" in events
 
 
 async def test_stop_while_the_daemon_is_unreachable() -> None:
