@@ -463,6 +463,41 @@ async def test_a_job_completed_elsewhere_is_cancelled(spreadq_daemon: Daemon) ->
     assert probe.outcomes[seq].result == b"7"
 
 
+async def test_a_runner_goes_on_after_its_job_is_cancelled(spreadq_daemon: Daemon) -> None:
+    # one runner (concurrency 1): the job after the cancelled one runs in the same task
+    app = make_app(spreadq_daemon, name="a", settings=FAST.replace(concurrency=1))
+    started = anyio.Event()
+
+    @app.handler("hang")
+    async def hang(item: Item) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    @app.handler("echo")
+    async def echo(item: Item, ctx: Context) -> Item:
+        assert not ctx.cancelled
+        return item
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connected(spreadq_daemon.address, "z") as other:
+                await other.join(QUEUE)  # slots alternate a, z: seqs 0 and 2 are a's
+                while "#z#localhost" not in await _work_members(other):
+                    pass
+                (hung,) = await probe.put_items("hang", [1])
+                await probe.put_items("echo", [2])  # z's: never run
+                (echoed,) = await probe.put_items("echo", [3])
+                await started.wait()
+                ack = Ack(os.urandom(16), ((JobRef(probe.producer_id, hung), Outcome.success()),))
+                await other.multicast([QUEUE, FEEDBACK], encode(ack))
+                outcomes = await probe.results([echoed])
+            app.stop()
+    assert result(outcomes[echoed]) == Item(n=3)
+    assert probe.reporter[echoed] == "#a#localhost"
+    assert probe.reporter[hung] == "#z#localhost"
+
+
 async def test_jobs_taken_over_run_before_our_own_queued_jobs(spreadq_daemon: Daemon) -> None:
     app = make_app(spreadq_daemon, name="a", settings=FAST.replace(concurrency=1))
     gate = anyio.Event()

@@ -42,8 +42,8 @@ consumer sees the same FEEDBACK membership at the same point, so exactly one ans
 and the WORK group sees no extra view change.
 
 Runner tasks live as long as the session, one per job running at once (started as
-needed, up to ``settings.concurrency``); each takes the jobs handed to it one at a time,
-each in its own cancel scope (a task per job would cost more than a no-op handler).
+needed, up to ``settings.concurrency``); each takes the jobs handed to it one at a time
+(a task per job would cost more than a no-op handler; see :meth:`Dispatcher._run_jobs`).
 A runner runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
 context, middleware, retries, hooks; nothing a handler does crashes the worker) and
 sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished` (a
@@ -237,8 +237,6 @@ class _Due:
 
 
 _Item = _Delivered | _Lost | _Ended | _Drain | _Due
-_Start = tuple[_Queued, anyio.CancelScope]
-"""A job handed to a runner task, with the scope that cancels it."""
 
 
 class DispatcherHandle:
@@ -258,10 +256,27 @@ class DispatcherHandle:
 # --- the actor ------------------------------------------------------------------------
 
 
+class _Runner:
+    """What one runner task is doing: the job it runs now, in which cancel scope.
+
+    A runner runs job after job in one scope and makes a new one only after a
+    cancellation: a scope per job costs more than a no-op handler.
+    """
+
+    __slots__ = ("ref", "scope")
+
+    def __init__(self) -> None:
+        self.ref: JobRef | None = None
+        self.scope: anyio.CancelScope | None = None
+
+
 @dataclass(slots=True)
 class _Running:
-    scope: anyio.CancelScope
+    """A job handed to the runners, until its end is reported."""
+
     key: str | None
+    runner: _Runner | None = None  # once a runner has taken it
+    cancelled: bool = False  # cancelled before a runner took it: the runner skips it
 
 
 class Dispatcher:
@@ -348,7 +363,7 @@ class Dispatcher:
         }
         # handler scheduling: long-lived runner tasks take started jobs from a stream
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._handover, self._starts = anyio.create_memory_object_stream[_Start](math.inf)
+        self._handover, self._starts = anyio.create_memory_object_stream[_Queued](math.inf)
         self._runners = 0
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
@@ -543,7 +558,7 @@ class Dispatcher:
     async def _on_cancel(self, effect: CancelJob) -> None:
         running = self._running.get(effect.ref)
         if running is not None:
-            running.scope.cancel()
+            self._cancel(effect.ref, running)
         else:
             self._dropped.add(effect.ref)
         self._unreported.discard(effect.ref)
@@ -624,14 +639,22 @@ class Dispatcher:
 
     def _start(self, queued: _Queued, key: str | None) -> None:
         ref = queued.run.ref
-        scope = anyio.CancelScope()
-        self._running[ref] = _Running(scope, key)
+        self._running[ref] = _Running(key)
         self._table.apply(JobStarted(ref), self._clock())
         if self._runners < len(self._running):  # a runner for every job handed over
             assert self._tasks is not None
             self._runners += 1
             self._tasks.start_soon(self._run_jobs, name="spreadq.dispatcher.runner")
-        self._handover.send_nowait((queued, scope))
+        self._handover.send_nowait(queued)
+
+    @staticmethod
+    def _cancel(ref: JobRef, running: _Running) -> None:
+        """Cancel a job handed to the runners: its runner's scope if it runs now."""
+        runner = running.runner
+        if runner is not None and runner.ref == ref and runner.scope is not None:
+            runner.scope.cancel()
+        else:
+            running.cancelled = True  # not taken yet (or just ended: then it is moot)
 
     @property
     def _queued(self) -> int:
@@ -662,8 +685,8 @@ class Dispatcher:
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""
-        for running in self._running.values():
-            running.scope.cancel()
+        for ref, running in self._running.items():
+            self._cancel(ref, running)
         self._ready.clear()
         self._taken_over.clear()
         self._key_waiting.clear()
@@ -709,15 +732,15 @@ class Dispatcher:
         self._taken_over.clear()
         self._key_waiting.clear()
         if self._settings.cancel_on_disconnect:
-            for running in self._running.values():
-                running.scope.cancel()
+            for ref, running in self._running.items():
+                self._cancel(ref, running)
         with anyio.move_on_after(self._drain_timeout):
             while self._running:
                 item = await self._receive.receive()
                 if isinstance(item, _Ended):
                     self._running.pop(item.ref, None)
-        for running in self._running.values():
-            running.scope.cancel()
+        for ref, running in self._running.items():
+            self._cancel(ref, running)
 
     # -- one job ---------------------------------------------------------------------------
 
@@ -726,24 +749,46 @@ class Dispatcher:
 
         Runners live as long as the session (at most ``settings.concurrency`` of them,
         started as the number of running jobs grows): a task per job would cost more
-        than a no-op handler. A job's own cancel scope ends only that job.
+        than a no-op handler. Jobs run one after another in one cancel scope; cancelling
+        the job a runner runs (and only then) cancels that scope, and the runner reports
+        the job ended without an outcome and goes on in a new scope. A job taken ready
+        is run without waiting: a runner yields to others only inside handlers and when
+        nothing is handed over (never more than ``concurrency`` jobs in a row).
         """
-        receive = self._starts.receive
+        runner = _Runner()
+        take, wait = self._starts.receive_nowait, self._starts.receive
+        running_jobs, report = self._running, self._send.send_nowait
         while True:
-            queued, scope = await receive()
-            await self._execute(queued, scope)
+            with anyio.CancelScope() as scope:
+                runner.scope = scope
+                while not scope.cancel_called:
+                    try:
+                        queued = take()
+                    except anyio.WouldBlock:
+                        queued = await wait()
+                    ref = queued.run.ref
+                    running = running_jobs.get(ref)
+                    if running is None or running.cancelled:
+                        report(_Ended(ref, None))
+                        continue
+                    running.runner, runner.ref = runner, ref
+                    outcome = await self._execute(queued, scope)
+                    runner.ref = None
+                    report(_Ended(ref, outcome))
+            if runner.ref is not None:  # its job was cancelled
+                report(_Ended(runner.ref, None))
+                runner.ref = None
 
-    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> None:
-        outcome: Outcome | None = None
-        with scope:
-            try:
-                outcome = await self._runner.run(queued.run.job, queued.view, scope)
-            except Exception as bug:  # a fault of ours, not the handler's: fail the job
-                self._log.exception("job_crashed", job=str(queued.run.ref))
-                outcome = failure(bug)
-        if outcome is not None and outcome.ok:
+    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome:
+        """Run one job to its outcome (cancellation passes through)."""
+        try:
+            outcome = await self._runner.run(queued.run.job, queued.view, scope)
+        except Exception as bug:  # a fault of ours, not the handler's: fail the job
+            self._log.exception("job_crashed", job=str(queued.run.ref))
+            outcome = failure(bug)
+        if outcome.ok:
             outcome = self._name_result_codec(queued.run.job, outcome)
-        self._send.send_nowait(_Ended(queued.run.ref, outcome))
+        return outcome
 
     def _name_result_codec(self, job: Job, outcome: Outcome) -> Outcome:
         """Name the handler's result codec in the outcome when it is not the job's own
