@@ -479,6 +479,8 @@ class App:
             ConnectRejected: the daemon refused the session for a reason retrying cannot
                 mend (a bad version or authentication).
             InvalidName: the app's private name is refused by the client library.
+            ConnectionLost: the daemon stayed away for more than
+                ``settings.reconnect_max_attempts`` reconnection attempts in a row.
         """
         self.freeze()
         if self._worker is not None:
