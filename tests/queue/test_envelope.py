@@ -194,6 +194,15 @@ def test_ack_round_trip(
     assert len(data) == 6 + 24 + 24 * len(positions) + sum(outcome_size(o) for _, o in done)
 
 
+@given(st.lists(refs, min_size=1, max_size=6), st.lists(outcomes, min_size=1, max_size=3))
+def test_ack_outcomes_alike_decode_alike(refs_: list[JobRef], kinds_: list[Outcome]) -> None:
+    # a worker's outcomes are mostly alike, and each distinct one is decoded once per ACK
+    done = tuple((ref, kinds_[i % len(kinds_)]) for i, ref in enumerate(refs_))
+    ack = Ack(PID, done)
+    assert decode(encode(ack)) == ack
+    assert decode(memoryview(bytearray(encode(ack)))) == ack  # a writable buffer too
+
+
 @given(
     st.lists(st.text(st.characters(min_codepoint=36, max_codepoint=126), max_size=32), max_size=6),
     st.tuples(st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**31 - 1), st.integers(0, 99)),

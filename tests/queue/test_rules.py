@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spreadq.queue.jobs import Job, JobRef
-from spreadq.queue.rules import Rule, SlotState, builtin_rules
+from spreadq.queue.rules import JoblessRule, Rule, SlotState, builtin_rules
 from spreadq.queue.rules.key_affinity import KeyAffinity, weight
 from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
@@ -45,6 +45,28 @@ def test_builtin_registry() -> None:
     assert all(isinstance(rule, Rule) and rule.name == name for name, rule in rules.items())
     rules.pop("round_robin")
     assert "round_robin" in builtin_rules()  # a fresh dict every time, no shared registry
+
+
+def test_which_rules_say_they_never_read_the_job() -> None:
+    jobless = {name for name, rule in RULES.items() if isinstance(rule, JoblessRule)}
+    assert jobless == {"round_robin", "least_loaded"}  # key_affinity reads the key
+
+
+@pytest.mark.parametrize("name", ["round_robin", "least_loaded"])
+@given(
+    members=member_lists,
+    index=st.integers(0, 10_000),
+    loads=st.lists(st.integers(0, 5), max_size=8),
+    key=keys,
+    seq=st.integers(0, 2**64 - 1),
+)
+def test_a_jobless_owner_is_the_owner_of_any_job(
+    name: str, members: tuple[str, ...], index: int, loads: list[int], key: str | None, seq: int
+) -> None:
+    rule = RULES[name]
+    assert isinstance(rule, JoblessRule)
+    state = state_with(index, dict(zip(members, loads, strict=False)))
+    assert rule.owner_without_job(members, state) == rule.owner(members, state, job(key, seq))
 
 
 @pytest.mark.parametrize("name", sorted(RULES))

@@ -53,6 +53,7 @@ from spreadq.queue.effects import (
 from spreadq.queue.envelope import (
     MESS_TYPE,
     Ack,
+    BatchJobs,
     Drain,
     JobSpec,
     encode,
@@ -191,6 +192,33 @@ def test_seed_scenario_k_mod_n_counting_jobs_not_messages() -> None:
         for n in members
     }
     assert raw_refs == {(raw_run.ref,)}
+
+
+def test_a_replica_builds_only_the_jobs_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DESIGN §7: every consumer reads every job; it keeps refs and offsets, and builds a
+    # Job for the slots it owns (and later for those it takes over), not for the others
+    built: list[int] = []
+    build = BatchJobs.__getitem__
+
+    def counting(self: BatchJobs, index: int) -> Job:
+        job = build(self, index)
+        built.append(job.ref.seq)
+        return job
+
+    monkeypatch.setattr(BatchJobs, "__getitem__", counting)
+    cluster = Cluster()
+    for name in (A, B, C, D):
+        cluster.join(name)
+    effects = cluster.send(*range(8), to=(B,))
+    assert built == [1, 5]
+    assert [
+        (e.job.ref.seq, e.job.kind, bytes(e.job.payload)) for e in of_type(effects[B], RunJob)
+    ] == [
+        (1, "work", b"p1"),
+        (5, "work", b"p5"),
+    ]
+    cluster.tables[B].apply(ViewInstalled((B, D), (1, 100, 9), DISCONNECT, A), 0.0)
+    assert built == [1, 5, 0, 4]  # A's jobs, taken over: B now runs them
 
 
 def test_slots_restart_after_every_view() -> None:

@@ -46,8 +46,10 @@ from the job's own payload codec (``codec_len`` 0 otherwise, and always for a fa
 so a producer decodes the result with ``codec`` or else the codec it sent the job with.
 
 Decoding is cheap for jobs a consumer does not own: the batch header and each job's
-fixed fields, kind and key are read; headers and payload stay as slices of the message
-(``memoryview``, no copy) and are decoded only by whoever runs the job.
+fixed fields are read and its kind and key checked, and the batch keeps each job's
+offset and ref (:class:`BatchJobs`); a :class:`Job` is built only when asked for, with
+headers and payload as slices of the message (``memoryview``, no copy), decoded only
+by whoever runs the job.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import enum
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.jobs import (
@@ -76,6 +78,7 @@ __all__ = [
     "MESS_TYPE",
     "VERSION",
     "Ack",
+    "BatchJobs",
     "Decoded",
     "Envelope",
     "Drain",
@@ -134,6 +137,8 @@ _U16 = struct.Struct("<H")
 
 _HAS_KEY = 0x01
 _ID_SIZE = 16
+_REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
+_SHORT_OUTCOME = 256  # ACK outcomes up to this size are decoded once per ACK
 _U16_MAX = 0xFFFF
 _U32_MAX = 0xFFFF_FFFF
 _U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
@@ -191,12 +196,68 @@ class JobSpec:
 
 @dataclass(frozen=True, slots=True)
 class JobBatch:
-    """JOB BATCH: one producer message carrying ``len(jobs)`` jobs (as many slots)."""
+    """JOB BATCH: one producer message carrying ``len(jobs)`` jobs (as many slots).
+
+    A decoded batch's ``jobs`` is a :class:`BatchJobs`: each :class:`Job` is built when
+    it is read, and the refs alone are at hand without building any.
+    """
 
     producer_id: bytes
     mseq: int
     codec: str
-    jobs: tuple[Job, ...]
+    jobs: Sequence[Job]
+
+
+class BatchJobs(Sequence[Job]):
+    """The jobs of a decoded JOB BATCH, built on demand from the message.
+
+    Every consumer reads every job, and most belong to others (DESIGN §7): decoding
+    checks each job record (bounds, flags, UTF-8 kind and key) and keeps its offset and
+    its ref; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the message
+    for headers and payload) each time it is asked for.
+    """
+
+    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "refs")
+
+    def __init__(
+        self,
+        mv: memoryview,
+        producer_id: bytes,
+        codec: str,
+        offsets: list[int],
+        refs: list[JobRef],
+    ) -> None:
+        self._mv = mv
+        self._producer_id = producer_id
+        self._codec = codec
+        self._offsets = offsets
+        self.refs: Sequence[JobRef] = refs
+        """Each job's ref, in order."""
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        return _job_at(self._mv, self._offsets[index], self.refs[index], self._codec)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"BatchJobs({list(self.refs)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,13 +604,50 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
     return Job(JobRef(producer_id, seq), kind, key, codec, mv[payload_at:end], headers)
 
 
+def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
+    """The job whose record :func:`_decode_batch` checked at offset ``at``."""
+    _, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
+    key_at = at + _JOB.size + kind_len
+    headers_at = key_at + key_len
+    payload_at = headers_at + headers_len
+    kind = str(mv[at + _JOB.size : key_at], "utf-8")
+    key = str(mv[key_at:headers_at], "utf-8") if flags else None
+    headers = mv[headers_at:payload_at] if headers_len else b""
+    return Job(ref, kind, key, codec, mv[payload_at : payload_at + payload_len], headers)
+
+
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     producer_id, mseq, codec_len = reader.unpack(_BATCH)
     codec = _read_codec(reader, codec_len)
     pid: bytes = producer_id
-    jobs = tuple(_read_job(reader, pid, codec) for _ in range(slots))
+    # the hot path: every consumer reads every job; check each record, build no Job
+    mv, at = reader.mv, reader.at
+    size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
+    offsets: list[int] = []
+    refs: list[JobRef] = []
+    for _ in range(slots):
+        if at + fixed > size:
+            raise EnvelopeError(f"truncated job record at byte {at}")
+        seq, flags, kind_len, key_len, headers_len, payload_len = unpack(mv, at)
+        if flags & ~_HAS_KEY or (not flags and key_len) or not kind_len:
+            raise EnvelopeError("bad job record flags")
+        key_at = at + fixed + kind_len
+        headers_at = key_at + key_len
+        end = headers_at + headers_len + payload_len
+        if end > size:
+            raise EnvelopeError(f"truncated job record at byte {at}")
+        try:
+            str(mv[at + fixed : key_at], "utf-8")
+            if flags:
+                str(mv[key_at:headers_at], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError("job kind or key is not UTF-8") from exc
+        offsets.append(at)
+        refs.append(JobRef(pid, seq))
+        at = end
+    reader.at = at
     reader.done()
-    return JobBatch(pid, mseq, codec, jobs)
+    return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs))
 
 
 def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
@@ -566,29 +664,53 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     incarnation, backlog, n_positions, n_outcomes = reader.unpack(_ACK)
     positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
     outcomes: list[tuple[JobRef, Outcome]] = []
+    # the hot path: every consumer reads every ACK, and one worker's outcomes are mostly
+    # alike (a no-op handler's are all the same): each distinct short body (what follows
+    # the ref) is decoded once per ACK; a memoryview of bytes hashes as the bytes do
+    mv = reader.mv
+    size = len(mv) if mv.readonly and mv.format == "B" else -1
+    seen: dict[memoryview, Outcome] = {}
     for _ in range(n_outcomes):
+        at = reader.at
         producer_id, seq, status, attempts, codec_len, type_len, data_len = reader.unpack(_OUTCOME)
         ref = JobRef(producer_id, seq)
         if status == Status.OK and attempts == 1 and not (codec_len or type_len or data_len):
             outcomes.append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
             continue
-        codec = _read_codec(reader, codec_len) if codec_len else ""
-        error_type = reader.text(type_len, "error type")
-        if status == Status.OK:
-            if type_len:
-                raise EnvelopeError("a successful outcome carries no error type")
-            result = bytes(reader.take(data_len))
-            outcomes.append((ref, Outcome(Status.OK, attempts, result, codec=codec)))
-        elif status == Status.FAILED:
-            if codec_len:
-                raise EnvelopeError("a failed outcome carries no result codec")
-            message = reader.text(data_len, "error message")
-            failed = Outcome(Status.FAILED, attempts, b"", error_type, message)
-            outcomes.append((ref, failed))
-        else:
-            raise EnvelopeError(f"unknown outcome status {status}")
+        end = reader.at + codec_len + type_len + data_len
+        body = None
+        if end <= size and end - at <= _SHORT_OUTCOME:
+            body = mv[at + _REF_SIZE : end]
+            known = seen.get(body)
+            if known is not None:
+                outcomes.append((ref, known))
+                reader.at = end
+                continue
+        outcome = _read_outcome(reader, status, attempts, codec_len, type_len, data_len)
+        if body is not None:
+            seen[body] = outcome
+        outcomes.append((ref, outcome))
     reader.done()
     return Ack(incarnation, tuple(outcomes), positions, backlog)
+
+
+def _read_outcome(
+    reader: _Reader, status: int, attempts: int, codec_len: int, type_len: int, data_len: int
+) -> Outcome:
+    """The rest of one ACK outcome, after its fixed fields."""
+    codec = _read_codec(reader, codec_len) if codec_len else ""
+    error_type = reader.text(type_len, "error type")
+    if status == Status.OK:
+        if type_len:
+            raise EnvelopeError("a successful outcome carries no error type")
+        result = bytes(reader.take(data_len))
+        return Outcome(Status.OK, attempts, result, codec=codec)
+    if status == Status.FAILED:
+        if codec_len:
+            raise EnvelopeError("a failed outcome carries no result codec")
+        message = reader.text(data_len, "error message")
+        return Outcome(Status.FAILED, attempts, b"", error_type, message)
+    raise EnvelopeError(f"unknown outcome status {status}")
 
 
 def _decode_view(reader: _Reader, slots: int) -> View:

@@ -67,7 +67,7 @@ cancels it where it still runs.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from hashlib import blake2b
 from typing import Any
@@ -88,6 +88,7 @@ from spreadq.queue.effects import (
 )
 from spreadq.queue.envelope import (
     Ack,
+    BatchJobs,
     Drain,
     Hello,
     JobBatch,
@@ -107,7 +108,7 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory
-from spreadq.queue.rules import Rule, SlotState
+from spreadq.queue.rules import JoblessRule, Rule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
 
@@ -171,7 +172,10 @@ class _Origin:
 
 @dataclass(slots=True, eq=False)
 class _Entry:
-    job: Job
+    ref: JobRef
+    job: Job | None  # None until needed: then built from ``source[index]``
+    source: Sequence[Job] | None
+    index: int
     sender: str
     mess_type: int
     origin: _Origin
@@ -230,6 +234,7 @@ class OutstandingTable:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
         self.me = me
         self.rule = rule
+        self._jobless = rule.owner_without_job if isinstance(rule, JoblessRule) else None
         self.incarnation = incarnation
         self.capacity = capacity
         self._cadence = AckCadence(
@@ -380,9 +385,9 @@ class OutstandingTable:
                 if not entry.held:  # we cannot know its new owner; wait for its ACK
                     entry.owner = None
                     if entry.origin.holders <= {self.me}:
-                        forget.append(entry.job.ref)  # nobody left who might hold it
+                        forget.append(entry.ref)  # nobody left who might hold it
                     continue
-                ref = entry.job.ref
+                ref = entry.ref
                 candidates = tuple(
                     m for m in event.members if m in holders and m not in self._draining
                 ) or tuple(m for m in event.members if m in holders)
@@ -394,7 +399,7 @@ class OutstandingTable:
                     continue
                 state = rounds.setdefault(entry.origin.serial, SlotState())
                 entry.slot = state.index
-                entry.owner = self._pick(candidates, state, entry.job)
+                entry.owner = self._pick(candidates, state, entry)
                 entry.view = self._ordinal
                 entry.failover = True
                 reassigned.append(ref)
@@ -463,24 +468,31 @@ class OutstandingTable:
             for _ in range(slots):
                 ref = self._local_ref(event.sender)
                 job = Job(ref, "invalid", None, "", event.data, b"", f"EnvelopeError: {exc}")
-                effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
+                self._take_slot(effects, job, event.sender, event.mess_type, self._origin)
         else:
             if isinstance(decoded, JobBatch):
-                self._counts["jobs"] += len(decoded.jobs)
-                for job in decoded.jobs:
-                    effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
-                count = len(decoded.jobs)
+                jobs = decoded.jobs
+                count = len(jobs)
+                self._counts["jobs"] += count
+                sender, mess_type, origin = event.sender, event.mess_type, self._origin
+                if isinstance(jobs, BatchJobs):  # the jobs we do not own are never built
+                    take = self._take_slot
+                    for index, ref in enumerate(jobs.refs):
+                        take(effects, ref, sender, mess_type, origin, source=jobs, index=index)
+                else:
+                    for job in jobs:
+                        self._take_slot(effects, job, sender, mess_type, origin)
                 self._cadence.on_read(count, self._now, decoded.producer_id, decoded.mseq)
             elif isinstance(decoded, JobFragment):
-                effects += self._on_fragment(decoded, event)
+                self._on_fragment(effects, decoded, event)
             elif isinstance(decoded, Raw):
                 self._counts["raw_jobs"] += 1
                 ref = self._local_ref(event.sender)
                 job = Job(ref, f"raw:{event.mess_type}", None, "raw", decoded.data)
-                effects += self._take_slot(job, event.sender, event.mess_type, self._origin)
+                self._take_slot(effects, job, event.sender, event.mess_type, self._origin)
                 self._cadence.on_read(1, self._now)
             elif isinstance(decoded, Ack):
-                effects += self._on_ack(event.sender, decoded)
+                self._on_ack(effects, event.sender, decoded)
             elif isinstance(decoded, Drain):
                 if event.sender in self._members:
                     self._draining.add(event.sender)
@@ -512,30 +524,60 @@ class OutstandingTable:
         counter[1] += 1
         return ref
 
-    def _on_fragment(self, fragment: JobFragment, event: MessageDelivered) -> list[Effect]:
+    def _on_fragment(
+        self, effects: list[Effect], fragment: JobFragment, event: MessageDelivered
+    ) -> None:
         done = self._fragments.add(fragment, self._origin)
         slots = 0 if done is None else 1
         self._cadence.on_read(slots, self._now, fragment.producer_id, fragment.mseq)
         if done is None:
-            return []
+            return
         self._counts["jobs"] += 1
         origin = done.token if done.token is not None else self._origin
-        return self._take_slot(done.job, event.sender, event.mess_type, origin, held=done.held)
+        job = done.job
+        self._take_slot(effects, job, event.sender, event.mess_type, origin, held=done.held)
 
-    def _pick(self, members: tuple[str, ...], state: SlotState, job: Job) -> str:
-        owner = self.rule.owner(members, state, job)
+    def _job(self, entry: _Entry) -> Job:
+        """The entry's job, built from its batch the first time it is needed."""
+        job = entry.job
+        if job is None:
+            assert entry.source is not None
+            job = entry.job = entry.source[entry.index]
+            entry.source = None
+        return job
+
+    def _pick(self, members: tuple[str, ...], state: SlotState, entry: _Entry) -> str:
+        jobless = self._jobless
+        if jobless is not None:
+            owner = jobless(members, state)
+        else:
+            owner = self.rule.owner(members, state, self._job(entry))
         if owner not in members:
             raise PluginError(self.rule.name, f"rule returned {owner!r}, not one of {members}")
         state.assigned(owner)
         return owner
 
     def _take_slot(
-        self, job: Job, sender: str, mess_type: int, origin: _Origin, *, held: bool = True
-    ) -> list[Effect]:
-        """Give job slot k its owner. The entry this leaves is the same on every replica
-        of the configuration, whatever each remembers; only local actions differ."""
+        self,
+        effects: list[Effect],
+        job: Job | JobRef,
+        sender: str,
+        mess_type: int,
+        origin: _Origin,
+        *,
+        held: bool = True,
+        source: Sequence[Job] | None = None,
+        index: int = 0,
+    ) -> None:
+        """Give job slot k its owner (``job`` is the job, or its ref when ``source[index]``
+        holds it). The entry this leaves is the same on every replica of the
+        configuration, whatever each remembers; only local actions differ."""
+        if isinstance(job, JobRef):
+            entry = _Entry(job, None, source, index, sender, mess_type, origin, None, 0, 0, held)
+        else:
+            entry = _Entry(job.ref, job, None, 0, sender, mess_type, origin, None, 0, 0, held)
         slot = self._state.index
-        owner: str | None = self._pick(self._eligible, self._state, job)
+        owner: str | None = self._pick(self._eligible, self._state, entry)
         counted = owner
         failover = False
         if origin is not self._origin and owner not in origin.holders:
@@ -547,17 +589,16 @@ class OutstandingTable:
             if held and candidates:
                 state = SlotState()
                 state.index = slot
-                owner = self._pick(candidates, state, job)
+                owner = self._pick(candidates, state, entry)
                 failover = True
             else:
                 owner = None
         elif not held:
             owner = None
-        ref = job.ref
-        entry = _Entry(job, sender, mess_type, origin, owner, slot, self._ordinal, held, counted)
+        ref = entry.ref
+        entry.owner, entry.slot, entry.view, entry.counted = owner, slot, self._ordinal, counted
         entry.failover = failover
         old = self._entries.pop(ref, None)
-        effects: list[Effect] = []
         if old is None:
             entry.remembered = self._history.get(ref)
             entry.duplicate = entry.remembered is not None
@@ -582,10 +623,9 @@ class OutstandingTable:
         self._entries[ref] = entry
         if owner == self.me:
             effects += self._become_owner(entry, failover=failover)
-        return effects
 
     def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
-        ref = entry.job.ref
+        ref = entry.ref
         if entry.finished:
             return []
         if entry.run_sent:  # it came back to us while our run of it goes on
@@ -595,34 +635,38 @@ class OutstandingTable:
             entry.finished = True
             self._cadence.on_finished(ref, entry.remembered, self._now)
             return []
-        if entry.job.error is not None:
+        job = self._job(entry)
+        if job.error is not None:
             entry.finished = True
-            outcome = Outcome.failure("EnvelopeError", entry.job.error)
+            outcome = Outcome.failure("EnvelopeError", job.error)
             self._cadence.on_finished(ref, outcome, self._now)
-            return [JobRejected(ref, entry.sender, entry.job.error)]
+            return [JobRejected(ref, entry.sender, job.error)]
         self._mine[ref] = None
         entry.run_sent = True
-        return [RunJob(entry.job, entry.sender, entry.mess_type, failover)]
+        return [RunJob(job, entry.sender, entry.mess_type, failover)]
 
-    def _on_ack(self, sender: str, ack: Ack) -> list[Effect]:
+    def _on_ack(self, effects: list[Effect], sender: str, ack: Ack) -> None:
         if sender not in self._members:
             self._counts["stale_acks"] += 1
-            return []
-        effects: list[Effect] = []
+            return
+        remember, outstanding, mine = self._history.add, self._entries, self._mine
+        released = self._state.released
+        append = effects.append
+        completed = 0
         for ref, outcome in ack.outcomes:
-            self._history.add(ref, outcome)
-            entry = self._entries.pop(ref, None)
+            remember(ref, outcome)
+            entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
                 continue
-            self._counts["completed"] += 1
+            completed += 1
             if entry.counted is not None:
-                self._state.released(entry.counted)
-            effects.append(JobCompleted(ref, outcome, sender))
-            self._mine.pop(ref, None)
+                released(entry.counted)
+            append(JobCompleted(ref, outcome, sender))
+            mine.pop(ref, None)
             if entry.run_sent and not entry.finished:
-                effects.append(CancelJob(ref, running=entry.started))
-        return effects
+                append(CancelJob(ref, running=entry.started))
+        self._counts["completed"] += completed
 
     # --- our own handlers and ACKs --------------------------------------------------
 

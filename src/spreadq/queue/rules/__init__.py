@@ -14,6 +14,13 @@ that has seen the same messages since the view began:
 * ``state.capacity(member)`` - the capacity ``member`` announced with HELLO in this view,
   or ``None``.
 
+A rule whose choice never depends on the job may also define
+``owner_without_job(members, state) -> member`` (:class:`JoblessRule`), returning what
+``owner`` returns for any job. The table then reads the jobs it does not own no
+further than their refs (DESIGN §7: every consumer reads every job, and most of them
+belong to others). ``round_robin`` and ``least_loaded`` do; ``key_affinity`` reads the
+job's key.
+
 A rule must be deterministic: never use ``hash()`` (Python's ``str`` hash differs per
 process), a clock, randomness or anything outside its arguments. The built-ins are
 :class:`~spreadq.queue.rules.round_robin.RoundRobin`,
@@ -33,6 +40,7 @@ from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
 
 __all__ = [
+    "JoblessRule",
     "KeyAffinity",
     "LeastLoaded",
     "RoundRobin",
@@ -71,6 +79,15 @@ class Rule(Protocol):
 
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
         """Return the member of ``members`` (never empty) that owns ``job``."""
+        ...
+
+
+@runtime_checkable
+class JoblessRule(Rule, Protocol):
+    """A rule whose owner never depends on the job (the table's fast path)."""
+
+    def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+        """Return what :meth:`owner` returns for any job."""
         ...
 
 

@@ -31,3 +31,7 @@ class LeastLoaded:
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
         """Return the least-loaded member; ties by list order."""
         return min(members, key=state.load)
+
+    def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+        """The same: the job plays no part."""
+        return min(members, key=state.load)

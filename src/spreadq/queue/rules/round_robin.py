@@ -34,3 +34,7 @@ class RoundRobin:
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
         """Return ``members[state.index % len(members)]``."""
         return members[state.index % len(members)]
+
+    def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+        """The same: the job plays no part."""
+        return members[state.index % len(members)]
