@@ -73,7 +73,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anyio
@@ -335,7 +335,6 @@ class Dispatcher:
             member=self._me,
             rng=rng if rng is not None else random.Random(),
         )
-        self._result_codecs = {kind: h.spec.result_codec for kind, h in handlers.items()}
         self._table = OutstandingTable(
             self._me,
             rule=rule,
@@ -786,14 +785,4 @@ class Dispatcher:
         except Exception as bug:  # a fault of ours, not the handler's: fail the job
             self._log.exception("job_crashed", job=str(queued.run.ref))
             outcome = failure(bug)
-        if outcome.ok:
-            outcome = self._name_result_codec(queued.run.job, outcome)
         return outcome
-
-    def _name_result_codec(self, job: Job, outcome: Outcome) -> Outcome:
-        """Name the handler's result codec in the outcome when it is not the job's own
-        (a producer that put the job by kind name decodes the result with it)."""
-        codec = self._result_codecs.get(job.kind, job.codec)
-        if codec == job.codec or outcome.codec:
-            return outcome
-        return replace(outcome, codec=codec)

@@ -10,7 +10,9 @@ middleware chain, retries, and turns whatever happens into an
 what happens                                   outcome
 =============================================  ==========================================
 the chain returns a value                      ok, the value encoded with the handler's
-                                               result codec (``attempts`` = this attempt)
+                                               result codec (named in the outcome when
+                                               it is not the job's; ``attempts`` = this
+                                               attempt)
 no handler for the kind, a bad header block,   failed at once (attempt 1): the error's
 a payload that does not decode                 type and message; no retry
 the chain raises ``Retry(delay)``              another attempt after ``delay`` (or the
@@ -185,7 +187,7 @@ class JobRunner:
             except Exception as problem:
                 error, retriable = problem, not retry_on or isinstance(problem, retry_on)
             else:
-                return await self._succeeded(ctx, prepared, result)
+                return await self._succeeded(ctx, prepared, result, job.codec)
             if not retriable or attempt >= max_attempts:
                 return await self._failed(ctx, error)
             if delay is None:
@@ -204,8 +206,10 @@ class JobRunner:
         return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
 
     async def _succeeded(
-        self, ctx: Context, prepared: PreparedJobHandler, result: object
+        self, ctx: Context, prepared: PreparedJobHandler, result: object, job_codec: str
     ) -> Outcome:
+        """The success outcome; it names the result's codec when it is not the job's own
+        (a producer that put the job by kind name decodes the result with it)."""
         try:
             data = prepared.encode_result(result, job=ctx.job)
         except PayloadError as problem:
@@ -218,7 +222,8 @@ class JobRunner:
                 job=ctx.job,
             )
             return await self._failed(ctx, too_large)
-        return Outcome.success(data, ctx.attempt)
+        codec = prepared.spec.result_codec
+        return Outcome.success(data, ctx.attempt, "" if codec == job_codec else codec)
 
     async def _failed(self, ctx: Context, error: Exception) -> Outcome:
         ctx.log.warning("job_failed", error=error_type_name(error), message=str(error))
