@@ -42,7 +42,7 @@ QUEUE = "bench"
 WORK, FEEDBACK = QUEUE, QUEUE + "~fb"
 MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h")
 PAYLOAD = 100
-OK = Outcome.success()
+OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
 
 def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[DaemonMessage]]:
