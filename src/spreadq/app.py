@@ -49,7 +49,7 @@ from spreadq.middleware import (
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
 from spreadq.queue.rules import Rule, builtin_rules
-from spreadq.runtime import WorkerRuntime
+from spreadq.runtime import WorkerRuntime, tune_collector
 from spreadq.settings import Settings
 from spreadq.wire.constants import MAX_GROUP_NAME
 from spreadq.wire.events import check_group_name, check_private_name
@@ -472,7 +472,9 @@ class App:
             spread: the daemon address for this run, instead of the app's.
             settings: settings for this run, instead of the app's (e.g. from the CLI).
             drain_timeout: seconds a drain may take before running jobs are cancelled.
-            handle_signals: drain on SIGTERM/SIGINT (only in the main thread).
+            handle_signals: drain on SIGTERM/SIGINT (only in the main thread). A run
+                that does, and so is the program, also tunes the garbage collector
+                for a worker (:func:`~spreadq.runtime.tune_collector`).
 
         Raises:
             ConfigurationError: the app has no handlers, or is already running.
@@ -499,6 +501,7 @@ class App:
             async with anyio.create_task_group() as tasks:
                 if handle_signals and threading.current_thread() is threading.main_thread():
                     await tasks.start(worker.watch_signals)
+                    tune_collector()  # we are the program: a worker process
                 try:
                     await worker.serve(task_status)
                 except Exception as error:  # raised below, outside the task group

@@ -201,7 +201,7 @@ class OutcomeHistory:
     def __init__(self, max_items: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._items: OrderedDict[JobRef, Outcome] = OrderedDict()
+        self._items: OrderedDict[tuple[bytes, int], Outcome] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -213,11 +213,14 @@ class OutcomeHistory:
 
     def add(self, ref: JobRef, outcome: Outcome) -> None:
         """Remember ``outcome`` for ``ref`` (the latest wins) and evict past the bounds."""
-        old = self._items.pop(ref, None)
+        items = self._items
+        old = items.pop(ref, None)
         if old is not None:
             self._bytes -= len(old.result)
-        self._items[ref] = outcome
+        # kept as a plain tuple (equal to the ref): the collector stops tracking a tuple
+        # of bytes and int, so a full history costs the cyclic GC nothing
+        items[(ref[0], ref[1])] = outcome
         self._bytes += len(outcome.result)
-        while self._items and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
-            _, dropped = self._items.popitem(last=False)
+        while items and (len(items) > self.max_items or self._bytes > self.max_bytes):
+            _, dropped = items.popitem(last=False)
             self._bytes -= len(dropped.result)

@@ -1,0 +1,27 @@
+"""``tune_collector``: what ``App.run`` does to the collector when it is the program."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from spreadq.runtime import COLLECTOR_THRESHOLDS, tune_collector
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("collector")
+def test_tune_collector_freezes_what_exists_and_raises_the_young_threshold() -> None:
+    before = gc.get_freeze_count()
+    tune_collector()
+    assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+    assert gc.get_freeze_count() > before
+    assert COLLECTOR_THRESHOLDS[0] > 700  # fewer young passes than Python's default
