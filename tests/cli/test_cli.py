@@ -16,7 +16,7 @@ import spreadq
 from spreadq.cli import app
 from spreadq.wire import RegularMembership
 
-COMMANDS = ["daemon", "demo", "worker", "put"]
+COMMANDS = ["daemon", "demo", "worker", "put", "bench"]
 WAIT = 20
 
 

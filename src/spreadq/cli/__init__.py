@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from spreadq.__about__ import __version__
-from spreadq.cli import daemon, demo, put, worker
+from spreadq.cli import bench, daemon, demo, put, worker
 from spreadq.logs import configure_logging
 
 __all__ = ["app", "main"]
@@ -46,6 +46,7 @@ daemon.register(app)
 demo.register(app)
 worker.register(app)
 put.register(app)
+bench.register(app)
 
 
 def main() -> None:

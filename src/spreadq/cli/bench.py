@@ -1,0 +1,149 @@
+"""``spreadq bench``: the queue benchmark, against the embedded daemon or ``--spread ADDR``.
+
+The measuring lives in :mod:`spreadq.bench` (``benchmarks/bench_queue.py`` calls it
+too); this command chooses the daemon, prints the figures as rich tables or JSON, and
+serves the benchmark's child processes through hidden options (``--role``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Annotated
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spreadq.errors import ConfigurationError, ConnectError
+
+if TYPE_CHECKING:
+    from spreadq.bench import BenchReport, Loop, Role
+
+__all__ = ["register", "render"]
+
+_LOOPS: dict[str, Loop] = {"auto": "auto", "asyncio": "asyncio", "uvloop": "uvloop"}
+_ROLES: dict[str, Role] = {"daemon": "daemon", "worker": "worker", "raw-receiver": "raw-receiver"}
+
+
+def render(reports: list[BenchReport], console: Console) -> None:
+    """Print ``reports`` as two tables: throughput, and latency."""
+    if not reports:
+        return
+    first = reports[0]
+    loop = "uvloop" if first.uvloop else "asyncio"
+    rates = Table(
+        title=f"1 producer, {first.workers} workers, {first.payload_bytes} B payloads, "
+        f"no-op handler ({loop})",
+    )
+    rates.add_column("daemon")
+    rates.add_column("raw flood msg/s", justify="right")
+    rates.add_column("queue jobs/s", justify="right")
+    rates.add_column("ratio", justify="right")
+    rates.add_column("re-sent", justify="right")
+    for report in reports:
+        rates.add_row(
+            report.daemon,
+            f"{report.raw_msgs_per_s:,.0f}",
+            f"{report.flood.jobs_per_s:,.0f}",
+            f"x{report.ratio:.2f}",
+            f"{report.resent:,}",
+        )
+    latency = Table(title="latency from put() to the receipt")
+    latency.add_column("daemon")
+    latency.add_column("load")
+    latency.add_column("jobs/s", justify="right")
+    latency.add_column("p50 ms", justify="right")
+    latency.add_column("p99 ms", justify="right")
+    for report in reports:
+        for load, figures in (("flood", report.flood), ("half", report.half_load)):
+            latency.add_row(
+                report.daemon,
+                load,
+                f"{figures.jobs_per_s:,.0f}",
+                f"{figures.p50_ms:.2f}",
+                f"{figures.p99_ms:.2f}",
+            )
+    console.print(rates)
+    console.print(latency)
+
+
+def bench(
+    ctx: typer.Context,
+    spread: Annotated[
+        str | None,
+        typer.Option(help="Measure this daemon (PORT, PORT@HOST or a socket path) instead."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 4,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the flood run.")] = 20_000,
+    raw: Annotated[int, typer.Option(min=1, help="Messages in the raw flood.")] = 20_000,
+    payload: Annotated[int, typer.Option(min=0, help="Bytes per job.")] = 100,
+    ack_interval: Annotated[
+        float | None, typer.Option(min=0.001, help="The workers' ACK interval (seconds).")
+    ] = None,
+    loop: Annotated[
+        str, typer.Option(help="auto (uvloop when installed), asyncio or uvloop.")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
+    role: Annotated[str | None, typer.Option(hidden=True)] = None,
+    address: Annotated[str | None, typer.Option(hidden=True)] = None,
+    count: Annotated[int, typer.Option(hidden=True)] = 0,
+) -> None:
+    """Measure jobs/s and latency against a raw flood of the same daemon, in one run."""
+    from spreadq.bench import embedded_daemon, run_bench, run_role, use_uvloop
+    from spreadq.settings import Settings
+
+    chosen = _LOOPS.get(loop)
+    if chosen is None:
+        typer.echo(f"error: --loop must be auto, asyncio or uvloop, not {loop!r}", err=True)
+        raise typer.Exit(2)
+    if role is not None:  # a child process of a running benchmark
+        child = _ROLES.get(role)
+        if child is None:
+            raise typer.BadParameter(f"unknown role {role!r}", param_hint="--role")
+        interval = Settings().ack_interval if ack_interval is None else ack_interval
+        run_role(child, address, count=count, ack_interval=interval, loop=chosen)
+        return
+    log_level = ctx.parent.params.get("log_level", "warning") if ctx.parent else "warning"
+    err = Console(stderr=True)
+
+    def note(message: str) -> None:
+        if not as_json:
+            err.print(f"[dim]{message}[/dim]")
+
+    def on(target: str, name: str) -> Awaitable[BenchReport]:
+        return run_bench(
+            target,
+            daemon=name,
+            workers=workers,
+            jobs=jobs,
+            raw=raw,
+            payload=payload,
+            ack_interval=ack_interval,
+            loop=chosen,
+            log_level=log_level,
+            progress=note,
+        )
+
+    async def measure() -> BenchReport:
+        if spread is not None:
+            return await on(spread, spread)
+        async with embedded_daemon(chosen, log_level) as embedded:
+            note(f"embedded daemon on {embedded}")
+            return await on(embedded, "embedded")
+
+    try:
+        report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(chosen)})
+    except (ConfigurationError, ConnectError, TimeoutError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        render([report], Console())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command to ``app``."""
+    app.command()(bench)
