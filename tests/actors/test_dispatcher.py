@@ -377,6 +377,34 @@ async def test_concurrency_limit(spreadq_daemon: Daemon) -> None:
     assert peak == 2
 
 
+async def test_runners_are_added_while_handlers_wait(spreadq_daemon: Daemon) -> None:
+    # one runner takes jobs until one waits; then runners are added up to concurrency
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=5))
+    gate = anyio.Event()
+    all_running = anyio.Event()
+    running: set[int] = set()
+
+    @app.handler("wait")
+    async def wait(item: Item) -> int:
+        running.add(item.n)
+        if len(running) == 5:
+            all_running.set()
+        await gate.wait()
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            seqs = await probe.put_items("wait", range(8))
+            await all_running.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert running == {0, 1, 2, 3, 4}  # five at once, in delivery order
+            gate.set()
+            outcomes = await probe.results(seqs)
+            app.stop()
+    assert [outcomes[seq].result for seq in seqs] == [b"%d" % n for n in range(8)]
+
+
 async def test_a_delayed_job_waits_without_taking_a_slot(spreadq_daemon: Daemon) -> None:
     app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=1))
     started_at: dict[int, float] = {}

@@ -236,7 +236,12 @@ class _Due:
     queued: _Queued
 
 
-_Item = _Delivered | _Lost | _Ended | _Drain | _Due
+@dataclass(frozen=True, slots=True)
+class _Help:
+    """Jobs handed to the runners may wait with no runner free to take them."""
+
+
+_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help
 
 
 class DispatcherHandle:
@@ -363,7 +368,11 @@ class Dispatcher:
         # handler scheduling: long-lived runner tasks take started jobs from a stream
         self._tasks: anyio.abc.TaskGroup | None = None
         self._handover, self._starts = anyio.create_memory_object_stream[_Queued](math.inf)
-        self._runners = 0
+        self._runners = 0  # started, at most settings.concurrency
+        self._starting = 0  # started and not yet running
+        self._waiting_runners = 0  # blocked on the stream: a job handed over goes to one
+        self._buffered = 0  # jobs handed over that no runner has taken yet
+        self._help_asked = False  # a _Help is in the inbox
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
@@ -486,6 +495,8 @@ class Dispatcher:
             await self._on_ended(item)
         elif isinstance(item, _Due):
             self._ready.append(item.queued)
+        elif isinstance(item, _Help):
+            self._on_help()
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
             self._drain_deadline = self._clock() + self._drain_timeout
@@ -640,11 +651,34 @@ class Dispatcher:
         ref = queued.run.ref
         self._running[ref] = _Running(key)
         self._table.apply(JobStarted(ref), self._clock())
-        if self._runners < len(self._running):  # a runner for every job handed over
+        self._handover.send_nowait(queued)
+        if self._waiting_runners:  # the stream gave it to a waiting runner
+            self._waiting_runners -= 1
+        else:
+            self._buffered += 1
+            self._ask_for_help()
+
+    def _ask_for_help(self) -> None:
+        """Look again, at the loop's next turn, whether jobs wait with no runner free."""
+        if not self._help_asked and self._runners < self._settings.concurrency:
+            self._help_asked = True
+            self._send.send_nowait(_Help())
+
+    def _on_help(self) -> None:
+        """Start a runner if jobs handed over still wait and every runner is busy.
+
+        Asked for when a job is handed over with no runner waiting, and by a runner
+        that takes a job with others behind it. By the time this runs, runners that
+        were free have taken what they could, so with handlers that never wait one
+        runner does everything; with handlers that wait, runners are added one per
+        turn up to ``settings.concurrency``.
+        """
+        self._help_asked = False
+        if self._buffered > self._starting and self._runners < self._settings.concurrency:
             assert self._tasks is not None
             self._runners += 1
+            self._starting += 1
             self._tasks.start_soon(self._run_jobs, name="spreadq.dispatcher.runner")
-        self._handover.send_nowait(queued)
 
     @staticmethod
     def _cancel(ref: JobRef, running: _Running) -> None:
@@ -752,11 +786,15 @@ class Dispatcher:
         the job a runner runs (and only then) cancels that scope, and the runner reports
         the job ended without an outcome and goes on in a new scope. A job taken ready
         is run without waiting: a runner yields to others only inside handlers and when
-        nothing is handed over (never more than ``concurrency`` jobs in a row).
+        nothing is handed over (never more than ``concurrency`` jobs in a row). Runners
+        are added only when jobs wait with every runner busy (:meth:`_on_help`): with
+        handlers that never wait, one runner takes them all, and a burst of jobs wakes
+        one task, not one per job.
         """
         runner = _Runner()
         take, wait = self._starts.receive_nowait, self._starts.receive
         running_jobs, report = self._running, self._send.send_nowait
+        self._starting -= 1
         while True:
             with anyio.CancelScope() as scope:
                 runner.scope = scope
@@ -764,7 +802,12 @@ class Dispatcher:
                     try:
                         queued = take()
                     except anyio.WouldBlock:
+                        self._waiting_runners += 1  # _start takes it back as it hands over
                         queued = await wait()
+                    else:
+                        self._buffered -= 1
+                        if self._buffered:  # more behind it: if this one waits, who takes them?
+                            self._ask_for_help()
                     ref = queued.run.ref
                     running = running_jobs.get(ref)
                     if running is None or running.cancelled:
