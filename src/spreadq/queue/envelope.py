@@ -58,6 +58,7 @@ import enum
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
@@ -134,6 +135,9 @@ _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
+
+_new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)
+"""``JobRef(producer_id, seq)`` from a tuple, without the named tuple's Python ``__new__``."""
 
 _HAS_KEY = 0x01
 _ID_SIZE = 16
@@ -341,6 +345,8 @@ def _job_head(seq: int, kind: str, key: str | None, headers: bytes, payload: byt
 
 def outcome_size(outcome: Outcome) -> int:
     """Bytes one outcome (with its ref) adds to an ACK."""
+    if outcome.status is Status.OK and not outcome.error_type:  # codec names are ASCII
+        return _OUTCOME.size + len(outcome.codec) + len(outcome.result)
     data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
     text = len(outcome.codec) + len(outcome.error_type.encode("utf-8", "replace"))
     return _OUTCOME.size + text + len(data)
@@ -643,7 +649,7 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
         except UnicodeDecodeError as exc:
             raise EnvelopeError("job kind or key is not UTF-8") from exc
         offsets.append(at)
-        refs.append(JobRef(pid, seq))
+        refs.append(_new_ref((pid, seq)))
         at = end
     reader.at = at
     reader.done()
@@ -667,29 +673,38 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     # the hot path: every consumer reads every ACK, and one worker's outcomes are mostly
     # alike (a no-op handler's are all the same): each distinct short body (what follows
     # the ref) is decoded once per ACK; a memoryview of bytes hashes as the bytes do
-    mv = reader.mv
-    size = len(mv) if mv.readonly and mv.format == "B" else -1
+    mv, at = reader.mv, reader.at
+    total = len(mv)
+    hashable = total if mv.readonly and mv.format == "B" else -1
+    unpack, fixed = _OUTCOME.unpack_from, _OUTCOME.size
+    append = outcomes.append
     seen: dict[memoryview, Outcome] = {}
     for _ in range(n_outcomes):
-        at = reader.at
-        producer_id, seq, status, attempts, codec_len, type_len, data_len = reader.unpack(_OUTCOME)
-        ref = JobRef(producer_id, seq)
-        if status == Status.OK and attempts == 1 and not (codec_len or type_len or data_len):
-            outcomes.append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
+        if at + fixed > total:
+            raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
+        producer_id, seq, status, attempts, codec_len, type_len, data_len = unpack(mv, at)
+        ref = _new_ref((producer_id, seq))
+        body_at = at + fixed
+        end = body_at + codec_len + type_len + data_len
+        if end == body_at and status == Status.OK and attempts == 1:
+            append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
+            at = end
             continue
-        end = reader.at + codec_len + type_len + data_len
         body = None
-        if end <= size and end - at <= _SHORT_OUTCOME:
+        if end <= hashable and end - at <= _SHORT_OUTCOME:
             body = mv[at + _REF_SIZE : end]
             known = seen.get(body)
             if known is not None:
-                outcomes.append((ref, known))
-                reader.at = end
+                append((ref, known))
+                at = end
                 continue
+        reader.at = body_at
         outcome = _read_outcome(reader, status, attempts, codec_len, type_len, data_len)
+        at = reader.at
         if body is not None:
             seen[body] = outcome
-        outcomes.append((ref, outcome))
+        append((ref, outcome))
+    reader.at = at
     reader.done()
     return Ack(incarnation, tuple(outcomes), positions, backlog)
 
