@@ -282,7 +282,13 @@ async def raw_flood(
     loop: Loop = "auto",
     log_level: str = "warning",
 ) -> float:
-    """Messages per second of one sender to ``receivers`` processes, windowed."""
+    """Messages per second of one sender to ``receivers`` processes, windowed.
+
+    Raises:
+        TimeoutError: the receivers did not report for duty in time.
+        ConnectError: the daemon cannot be reached.
+        ConnectionLost: the daemon went away.
+    """
     data = b"x" * payload
     receiver = _command("raw-receiver", loop, log_level, "--address", address)
     receiver += ["--count", str(count)]
@@ -315,7 +321,11 @@ async def _read_progress(conn: Connection, progress: dict[str, int]) -> None:
 async def queue_run(
     producer: Producer, count: int, payload: int, rate: float | None = None
 ) -> QueueFigures:
-    """Put ``count`` jobs (paced at ``rate`` jobs/s when given) and wait for every receipt."""
+    """Put ``count`` jobs (paced at ``rate`` jobs/s when given) and wait for every receipt.
+
+    Raises:
+        ConnectionLost: the producer gave up on its daemon.
+    """
     data = os.urandom(payload)
     put_at: list[float] = []
     receipts: list[Receipt[Any]] = []
