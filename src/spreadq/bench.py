@@ -46,6 +46,7 @@ from spreadq.app import App
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, run_forever
 from spreadq.errors import ConfigurationError
+from spreadq.eventloop import Loop, use_uvloop
 from spreadq.producer import Producer, Receipt
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
@@ -55,7 +56,6 @@ __all__ = [
     "QUEUE",
     "WINDOW",
     "BenchReport",
-    "Loop",
     "QueueFigures",
     "Role",
     "embedded_daemon",
@@ -63,7 +63,6 @@ __all__ = [
     "raw_flood",
     "run_bench",
     "run_role",
-    "use_uvloop",
 ]
 
 QUEUE: Final = "spreadq-bench"
@@ -77,29 +76,8 @@ WINDOW: Final = 600
 START_WITHIN: Final = 60.0
 """Seconds the child processes have to start and report for duty."""
 
-Loop = Literal["auto", "asyncio", "uvloop"]
-"""The event loop: ``auto`` is uvloop when it is installed (as ``spreadq worker`` does)."""
 Role = Literal["daemon", "worker", "raw-receiver"]
 """The child processes: the embedded daemon, a worker, a raw flood receiver."""
-
-
-def use_uvloop(loop: Loop) -> bool:
-    """Whether ``loop`` means uvloop here.
-
-    Raises:
-        ConfigurationError: ``uvloop`` was asked for and is not installed.
-    """
-    if loop == "asyncio":
-        return False
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if loop == "uvloop":
-            raise ConfigurationError(
-                "uvloop is not installed (pip install 'spreadq[uvloop]')"
-            ) from None
-        return False
-    return True
 
 
 class QueueFigures(BaseModel):

@@ -19,7 +19,8 @@ from rich.table import Table
 from spreadq.errors import ConfigurationError, ConnectError
 
 if TYPE_CHECKING:
-    from spreadq.bench import BenchReport, Loop, Role
+    from spreadq.bench import BenchReport, Role
+    from spreadq.eventloop import Loop
 
 __all__ = ["register", "render"]
 
@@ -91,7 +92,8 @@ def bench(
     count: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Measure jobs/s and latency against a raw flood of the same daemon, in one run."""
-    from spreadq.bench import embedded_daemon, run_bench, run_role, use_uvloop
+    from spreadq.bench import embedded_daemon, run_bench, run_role
+    from spreadq.eventloop import use_uvloop
     from spreadq.settings import Settings
 
     chosen = _LOOPS.get(loop)

@@ -9,6 +9,8 @@ from typing import Annotated
 import anyio
 import typer
 
+from spreadq.eventloop import use_uvloop
+
 __all__ = ["register"]
 
 
@@ -46,15 +48,7 @@ def daemon(
                     typer.echo(f"spreadq daemon stopping on {received.name}", err=True)
                     return
 
-    anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ import anyio
 import typer
 
 from spreadq.errors import ConfigurationError
+from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
     from spreadq.app import App
@@ -83,18 +84,10 @@ def worker(
             await app.run(spread=spread, settings=settings, drain_timeout=drain_timeout)
 
     try:
-        anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
+        anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
     except ConfigurationError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def register(app: typer.Typer) -> None:
