@@ -134,24 +134,9 @@ class Probe:
 
 
 @asynccontextmanager
-async def connected(address: str, name: str) -> AsyncIterator[Connection]:
-    """``spreadq.connect()``, re-raising what the block raises: connect()'s exit
-    swallows the block's exception (a bug of client.py, reported), which would hide a
-    failed assertion."""
-    error: BaseException | None = None
-    async with connect(address, name=name) as conn:
-        try:
-            yield conn
-        except BaseException as exc:
-            error = exc
-    if error is not None:
-        raise error
-
-
-@asynccontextmanager
 async def probe_on(daemon: Daemon, address: str | None = None) -> AsyncIterator[Probe]:
     address = daemon.address if address is None else address
-    async with connected(address, "probe") as conn, anyio.create_task_group() as tg:
+    async with connect(address, name="probe") as conn, anyio.create_task_group() as tg:
         probe = Probe(conn)
         await conn.join(FEEDBACK)
         tg.start_soon(probe.read)
@@ -475,7 +460,7 @@ async def test_a_job_completed_elsewhere_is_cancelled(spreadq_daemon: Daemon) ->
     with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
-            async with connected(spreadq_daemon.address, "z") as other:
+            async with connect(spreadq_daemon.address, name="z") as other:
                 await other.join(QUEUE)  # a second consumer, after #a#: slot 0 is a's
                 while "#z#localhost" not in await _work_members(other):
                     pass  # jobs put from now on are ordered after z's join
@@ -509,7 +494,7 @@ async def test_a_runner_goes_on_after_its_job_is_cancelled(spreadq_daemon: Daemo
     with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
-            async with connected(spreadq_daemon.address, "z") as other:
+            async with connect(spreadq_daemon.address, name="z") as other:
                 await other.join(QUEUE)  # slots alternate a, z: seqs 0 and 2 are a's
                 while "#z#localhost" not in await _work_members(other):
                     pass
@@ -543,7 +528,7 @@ async def test_jobs_taken_over_run_before_our_own_queued_jobs(spreadq_daemon: Da
     with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
-            async with connected(spreadq_daemon.address, "z") as other:
+            async with connect(spreadq_daemon.address, name="z") as other:
                 await other.join(QUEUE)
                 while "#z#localhost" not in await _work_members(other):
                     pass

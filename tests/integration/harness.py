@@ -7,7 +7,6 @@
 * :func:`read_records` reads what the workers wrote about every handler they started
   and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts.
 * :class:`Pipeline` puts jobs through a producer, a bounded number unfinished at once.
-* :func:`connected` is ``spreadq.connect()`` that lets the block's exceptions through.
 * :class:`Observer` is a FEEDBACK member that timestamps every membership of the group
   (and reads, so drains, the group's traffic).
 * :func:`figures` prints measured figures on one line (``pytest -s`` shows them).
@@ -30,7 +29,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from spreadq.client import Connection, connect
+from spreadq.client import Connection
 from spreadq.daemon import serve
 from spreadq.producer import Producer, Receipt
 from spreadq.wire.events import RegularMembership
@@ -41,7 +40,6 @@ __all__ = [
     "Pipeline",
     "Record",
     "WorkerProcess",
-    "connected",
     "figures",
     "read_records",
     "spread_daemon",
@@ -132,21 +130,6 @@ async def worker_processes(
                         worker.process.kill()
                 await worker.process.wait()
                 await worker.process.aclose()
-
-
-@asynccontextmanager
-async def connected(address: str, name: str) -> AsyncIterator[Connection]:
-    """``spreadq.connect()``, re-raising what the block raises: connect()'s exit
-    swallows the block's exception (a bug of client.py, reported), which would hide a
-    failed assertion or a JobFailed."""
-    error: BaseException | None = None
-    async with connect(address, name=name) as conn:
-        try:
-            yield conn
-        except BaseException as exc:
-            error = exc
-    if error is not None:
-        raise error
 
 
 @asynccontextmanager

@@ -28,7 +28,6 @@ import pytest
 from harness import (
     Observer,
     Pipeline,
-    connected,
     figures,
     read_records,
     spread_daemon,
@@ -36,6 +35,7 @@ from harness import (
     worker_processes,
 )
 
+from spreadq import connect
 from spreadq.producer import Producer
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
         victim = workers[1]
         with anyio.fail_after(WAIT):
             async with (
-                connected(address, "observer") as conn,
+                connect(address, name="observer") as conn,
                 anyio.create_task_group() as tg,
             ):
                 observer = Observer(conn, feedback)

@@ -30,13 +30,13 @@ import pytest
 from harness import (
     Observer,
     Pipeline,
-    connected,
     figures,
     read_records,
     starts_by_job,
     worker_processes,
 )
 
+from spreadq import connect
 from spreadq.daemon import serve
 from spreadq.producer import Producer
 
@@ -63,7 +63,7 @@ async def test_partition_and_merge(tmp_path: Path) -> None:
             side2 = {workers[2].member("d2"), workers[3].member("d2")}
             with anyio.fail_after(WAIT):
                 async with (
-                    connected(d1, "observer") as conn,
+                    connect(d1, name="observer") as conn,
                     anyio.create_task_group() as tg,
                     Producer(queue, d1) as producer,
                 ):

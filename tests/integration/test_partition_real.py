@@ -43,13 +43,13 @@ import pytest
 from harness import (
     Observer,
     Pipeline,
-    connected,
     figures,
     read_records,
     starts_by_job,
     worker_processes,
 )
 
+from spreadq import connect
 from spreadq.producer import Producer
 from spreadq.wire.constants import Cause
 from spreadq.wire.events import RegularMembership, TransitionalMembership
@@ -117,8 +117,8 @@ async def test_partition_and_merge_real(tmp_path: Path) -> None:
             try:
                 with anyio.fail_after(WAIT):
                     async with (
-                        connected(d1.tcp_address, "observer") as conn1,
-                        connected(d2.tcp_address, "observer2") as conn2,
+                        connect(d1.tcp_address, name="observer") as conn1,
+                        connect(d2.tcp_address, name="observer2") as conn2,
                         anyio.create_task_group() as tg,
                         Producer(queue, d1.tcp_address) as producer,
                     ):
