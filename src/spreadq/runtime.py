@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
-import structlog
 
 from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected
+from spreadq.logs import get_logger
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLLECTOR_THRESHOLDS", "WorkerRuntime", "tune_collector"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 _RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
