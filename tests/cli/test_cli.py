@@ -20,9 +20,10 @@ COMMANDS = ["daemon", "demo", "worker", "put", "bench"]
 WAIT = 20
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
 @pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
-def test_every_command_has_help(command: list[str]) -> None:
-    result = CliRunner().invoke(app, [*command, "--help"])
+def test_every_command_has_help(command: list[str], flag: str) -> None:
+    result = CliRunner().invoke(app, [*command, flag])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
 
