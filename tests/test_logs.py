@@ -119,6 +119,22 @@ def test_a_plain_formatter_shows_event_and_keys(root_logging: logging.Logger) ->
     assert "hidden" not in text
 
 
+def test_structlog_defaults_put_back_by_capture_logs_are_not_used(
+    root_logging: logging.Logger,
+) -> None:
+    # capture_logs() marks structlog configured and restores its default processors,
+    # which end in a console renderer: spreadq keeps handing events over unrendered.
+    with capture_logs():
+        pass
+    assert structlog.is_configured()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root_logging.addHandler(handler)
+    root_logging.setLevel(logging.INFO)
+    get_logger("spreadq.test").info("worker_joined", member="#w1#h")
+    assert stream.getvalue() == "worker_joined member='#w1#h'\n"
+
+
 def test_event_message_renders_without_internal_keys() -> None:
     message = EventMessage(event="e", a=1, exc_info=True, _record=None)
     assert str(message) == "e a=1"
