@@ -213,3 +213,19 @@ def test_configure_logging_refuses_unknown_levels_and_formats() -> None:
         configure_logging("loud")
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         configure_logging("info", "xml")  # type: ignore[arg-type]
+
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "spreadq"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SRC.rglob("*.py")), ids=lambda path: str(path.relative_to(SRC))
+)
+def test_no_module_but_logs_uses_structlog_loggers_or_configuration(path: Path) -> None:
+    """``structlog.get_logger`` would print on stdout in a program that configured
+    nothing; modules take ``spreadq.logs.get_logger(__name__)``."""
+    if path == SRC / "logs.py":
+        return
+    text = path.read_text()
+    for call in ("structlog.get_logger(", "structlog.configure(", "structlog.wrap_logger("):
+        assert call not in text, f"{path.relative_to(SRC)} calls {call}...)"
