@@ -3,10 +3,15 @@
 Run it with ``python examples/quickstart.py``. In production the worker runs in its own
 processes (``spreadq worker quickstart:app --spread 4803``) next to a real Spread daemon,
 and producers run wherever jobs come from.
+
+spreadq logs through the standard ``logging`` module and prints nothing by itself; this
+program shows spreadq's info lines on stderr with one ``logging.basicConfig`` call, and
+its own results on stdout.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from functools import partial
 
@@ -51,4 +56,5 @@ async def main(count: int = 5) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 5)

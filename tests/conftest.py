@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -20,8 +21,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 @pytest.fixture(autouse=True)
 def _structlog_defaults() -> Iterator[None]:
-    """Each test starts and ends with structlog unconfigured: the CLI and ``App.run()``
-    configure it process-wide, and a test must not inherit another test's setup."""
+    """Each test starts and ends with structlog unconfigured and the root logger as it
+    was: the CLI configures both process-wide (``spreadq.logs.configure_logging``), and
+    a test must not inherit another test's setup."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

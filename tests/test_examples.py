@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -22,8 +24,34 @@ def test_quickstart_confirms_every_job() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    lines = [line for line in completed.stdout.splitlines() if " made by #" in line]
+    lines = completed.stdout.splitlines()  # the program's own output only
     assert [line.split(" made by ")[0] for line in lines] == [
         f"photo{i}.png@128px" for i in range(7)
     ]
     assert all(line.endswith("#localhost") for line in lines)
+    # spreadq's lines go to logging, which the program set up on stderr at info
+    assert "INFO spreadq.runtime: worker_joined " in completed.stderr
+    assert "DEBUG" not in completed.stderr
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_the_example_handler_tests_pass(mode: str) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(EXAMPLES / "test_thumbnails.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            f"asyncio_mode={mode}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "3 passed" in completed.stdout

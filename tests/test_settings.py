@@ -25,6 +25,7 @@ DESIGN_DEFAULTS = {
     "reconnect_backoff_initial": 0.1,
     "reconnect_backoff_max": 5.0,
     "reconnect_max_attempts": None,  # never give up
+    "connect_timeout": None,  # never give up
     "batch_max_jobs": 256,
     "batch_max_delay": 0.002,
     "result_max_bytes": 65_536,
@@ -33,8 +34,41 @@ DESIGN_DEFAULTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_spreadq_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Settings()`` reads the environment: these tests start from none of its variables."""
+    for field in Settings.model_fields:
+        monkeypatch.delenv(f"SPREADQ_{field.upper()}", raising=False)
+
+
 def test_defaults_are_the_design_numbers() -> None:
     assert Settings().model_dump() == DESIGN_DEFAULTS
+
+
+def test_settings_read_the_environment_and_keywords_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPREADQ_CONCURRENCY", "3")
+    monkeypatch.setenv("SPREADQ_CANCEL_ON_DISCONNECT", "off")
+    monkeypatch.setenv("SPREADQ_CONNECT_TIMEOUT", "2.5")
+    monkeypatch.setenv("SPREADQ_WINDOW", "")  # empty: unset
+    monkeypatch.setenv("SPREADQ_SPREAD_DAEMON", "/nowhere/spread")  # not a field: ignored
+    settings = Settings()
+    assert (settings.concurrency, settings.cancel_on_disconnect) == (3, False)
+    assert (settings.connect_timeout, settings.window) == (2.5, 600)
+    assert Settings(concurrency=5).concurrency == 5
+    # replace() keeps what the instance holds; it does not read the environment again
+    monkeypatch.setenv("SPREADQ_CONCURRENCY", "9")
+    assert settings.replace(window=10).concurrency == 3
+
+
+def test_a_bad_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPREADQ_CONCURRENCY", "many")
+    with pytest.raises(ValidationError, match="concurrency"):
+        Settings()
+
+
+def test_from_env_with_a_mapping_reads_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPREADQ_CONCURRENCY", "3")
+    assert Settings.from_env(environ={}).concurrency == 16
 
 
 def test_every_field_is_documented() -> None:

@@ -25,7 +25,6 @@ from typing import Any, Final, TypeVar, Unpack
 
 import anyio
 import anyio.abc
-import structlog
 
 from spreadq.actors.dispatcher import DEFAULT_DRAIN_TIMEOUT
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
@@ -38,7 +37,7 @@ from spreadq.handlers import (
     HandlerOptionArgs,
     make_decorator,
 )
-from spreadq.logs import configure_logging
+from spreadq.logs import get_logger
 from spreadq.middleware import (
     CallNext,
     FailureHook,
@@ -62,7 +61,7 @@ __all__ = [
     "queue_groups",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FEEDBACK_SUFFIX: Final = "~fb"
 """Appended to a queue name to name its FEEDBACK group; ``~`` is reserved for it."""
@@ -468,6 +467,11 @@ class App:
         ``task_status`` (for ``await tg.start(app.run)``) is started once the first
         session has joined the WORK group.
 
+        It configures no logging: the worker's lines (``worker_joined`` at info, failed
+        connects at warning) go to the stdlib loggers ``spreadq.*``, shown once the
+        program configures ``logging`` (``logging.basicConfig(level=logging.INFO)``, or
+        :func:`spreadq.logs.configure_logging` as ``spreadq worker`` does).
+
         Args:
             spread: the daemon address for this run, instead of the app's.
             settings: settings for this run, instead of the app's (e.g. from the CLI).
@@ -487,8 +491,6 @@ class App:
         self.freeze()
         if self._worker is not None:
             raise ConfigurationError(f"the app for {self._queue!r} is already running")
-        if not structlog.is_configured():
-            configure_logging("info")
         worker = WorkerRuntime(
             self,
             self._spread if spread is None else spread,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, NoReturn, Protocol, final
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol, cast, final
 
-import structlog
+from spreadq.logs import get_logger
 
 if TYPE_CHECKING:
     from anyio import CancelScope
@@ -106,7 +106,7 @@ class Context:
 
         Args:
             view: defaults to a one-member view of ``member``.
-            log: the logger to bind; ``structlog.get_logger("spreadq.handler")`` if None.
+            log: the logger to bind; ``spreadq.logs.get_logger("spreadq.handler")`` if None.
             cancel_scope: the scope the handler runs in, for :attr:`cancelled`.
 
         Raises:
@@ -131,12 +131,15 @@ class Context:
     def log(self) -> FilteringBoundLogger:
         """A structlog logger bound with ``queue``, ``member``, ``job``, ``kind``, ``attempt``.
 
+        Its events go to the stdlib logger ``spreadq.handler`` (see :mod:`spreadq.logs`).
+
         Bound on first use, so a handler that does not log does not pay for it.
         """
         bound = self._log
         if bound is None:
+            # spreadq's stdlib-backed logger has every method of FilteringBoundLogger.
             base: FilteringBoundLogger = (
-                structlog.get_logger("spreadq.handler")
+                cast("FilteringBoundLogger", get_logger("spreadq.handler"))
                 if self._base_log is None
                 else self._base_log
             )

@@ -37,12 +37,12 @@ from importlib.metadata import EntryPoint
 from importlib.metadata import entry_points as installed_entry_points
 from typing import Annotated, Final
 
-import structlog
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf
 
 from spreadq.codecs import Codec, check_codec, default_codecs
 from spreadq.errors import ConfigurationError, PluginError
 from spreadq.handlers import AnyHandlerSpec
+from spreadq.logs import get_logger
 from spreadq.middleware import Middleware, check_middleware
 from spreadq.queue.rules import Rule, builtin_rules
 
@@ -57,7 +57,7 @@ __all__ = [
     "load_plugins",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ENTRY_POINT_GROUP: Final = "spreadq.plugins"
 """The entry-point group plugins register under."""

@@ -63,7 +63,6 @@ from typing import Any, Final, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
-import structlog
 
 from spreadq.actors.dispatcher import NOT_BEFORE_HEADER
 from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
@@ -80,6 +79,7 @@ from spreadq.errors import (
     MessageTooLarge,
 )
 from spreadq.handlers import Handler
+from spreadq.logs import get_logger
 from spreadq.outbox import HeldJob, Outbox
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
@@ -101,7 +101,7 @@ from spreadq.wire.events import DataMessage, RegularMembership, check_private_na
 
 __all__ = ["Producer", "ProducerStatistics", "Receipt"]  # Receipt: from spreadq.receipt
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")

@@ -8,11 +8,13 @@ delay starts at ``settings.reconnect_backoff_initial``, doubles up to
 ``settings.reconnect_backoff_max``, and starts over once a session has joined the
 WORK group. Each session is a new member with no history; the other workers have
 taken over its jobs meanwhile. After ``settings.reconnect_max_attempts`` tries in a row
-that bring no session back (None: no limit), the loop gives up and raises the last
-:class:`~spreadq.errors.ConnectionLost` (the connect error, when no session was ever
-lost). :meth:`WorkerRuntime.stop` drains the current session
-and ends the loop, also in the middle of a backoff; a second SIGTERM/SIGINT cancels
-everything at once.
+that bring no session back (None: no limit), or ``settings.connect_timeout`` seconds
+without a session (from the start, or from the loss of one), the loop gives up and
+raises the last :class:`~spreadq.errors.ConnectionLost` (the connect error, when no
+session was ever lost). Every failed try is a warning naming the address, the error and
+the delay; every session that joins is an info line naming the member and the handlers.
+:meth:`WorkerRuntime.stop` drains the current session and ends the loop, also in the
+middle of a backoff; a second SIGTERM/SIGINT cancels everything at once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
-import structlog
 
 from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected
+from spreadq.logs import get_logger
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLLECTOR_THRESHOLDS", "WorkerRuntime", "tune_collector"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 _RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
@@ -85,6 +87,7 @@ class WorkerRuntime:
         self._backoff = settings.reconnect_backoff_initial
         self._attempts = 0  # reconnection tries since a session last joined
         self._lost: ConnectionLost | None = None
+        self._unreachable_since: float | None = None  # no session since (None: joined)
         self._log = log.bind(queue=app.queue)
 
     def stop(self) -> None:
@@ -121,6 +124,7 @@ class WorkerRuntime:
         app = self._app
         settings = self._settings
         joined = _Joined(self, task_status)
+        self._unreachable_since = anyio.current_time()
         with self._scope:
             while not self._stopping:
                 try:
@@ -139,6 +143,7 @@ class WorkerRuntime:
                             drain_timeout=self._drain_timeout,
                         )
                         self._handle = dispatcher.handle
+                        joined.member = conn.private_group
                         if self._stop_requested.is_set():  # stop() came while connecting
                             dispatcher.handle.drain()
                         try:
@@ -155,25 +160,64 @@ class WorkerRuntime:
                         return
                     if isinstance(error, ConnectionLost):
                         self._lost = error
+                    now = anyio.current_time()
+                    unreachable = self._unreachable_for(now)
+                    left = _time_left(settings.connect_timeout, unreachable)
                     limit = settings.reconnect_max_attempts
-                    if limit is not None and self._attempts >= limit:
-                        self._log.error("worker_gave_up", attempts=self._attempts, error=str(error))
+                    if (limit is not None and self._attempts >= limit) or left <= 0:
+                        self._log.error(
+                            "worker_gave_up",
+                            address=self._address_text,
+                            attempts=self._attempts,
+                            seconds=round(unreachable, 3),
+                            error=str(error),
+                        )
                         if self._lost is not None and self._lost is not error:
                             raise self._lost from error
                         raise
                     self._attempts += 1
-                    delay = self._backoff
-                    self._backoff = min(delay * 2, settings.reconnect_backoff_max)
-                    self._log.warning("worker_reconnecting", error=str(error), delay=delay)
+                    delay = min(self._backoff, left)
+                    self._backoff = min(self._backoff * 2, settings.reconnect_backoff_max)
+                    self._log.warning(
+                        "worker_reconnecting",
+                        address=self._address_text,
+                        error=str(error),
+                        delay=round(delay, 3),
+                        attempt=self._attempts,
+                    )
                     with anyio.move_on_after(delay):
                         await self._stop_requested.wait()
                 finally:
                     self._handle = None
 
-    def joined(self) -> None:
-        """A session joined the WORK group: reconnect quickly next time."""
+    @property
+    def _address_text(self) -> str:
+        return "4803 (the default)" if self._address is None else self._address
+
+    def _unreachable_for(self, now: float) -> float:
+        """Seconds without a session; a session lost just now starts the count."""
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        return now - self._unreachable_since
+
+    def joined(self, member: str | None = None) -> None:
+        """A session joined the WORK group as ``member``: say so; reconnect quickly next time."""
         self._backoff = self._settings.reconnect_backoff_initial
         self._attempts = 0
+        self._unreachable_since = None
+        self._log.info(
+            "worker_joined",
+            address=self._address_text,
+            member=member,
+            handlers=sorted(self._app.prepared),
+            rule=self._app.rule.name,
+            concurrency=self._settings.concurrency,
+        )
+
+
+def _time_left(timeout: float | None, elapsed: float) -> float:
+    """Seconds left of ``timeout`` after ``elapsed`` (infinite without a timeout)."""
+    return float("inf") if timeout is None else timeout - elapsed
 
 
 class _Joined:
@@ -183,9 +227,10 @@ class _Joined:
     def __init__(self, worker: WorkerRuntime, task_status: anyio.abc.TaskStatus[None]) -> None:
         self._worker = worker
         self._task_status: anyio.abc.TaskStatus[None] | None = task_status
+        self.member: str | None = None  # the current session's private group
 
     def started(self, value: DispatcherHandle | None = None) -> None:
-        self._worker.joined()
+        self._worker.joined(self.member)
         if self._task_status is not None:
             first, self._task_status = self._task_status, None
             first.started()

@@ -1,9 +1,16 @@
 """Settings: every tunable number of a worker or producer, with the defaults from DESIGN.md.
 
-A :class:`Settings` is a frozen pydantic model: build one, pass it to ``App`` or
-``Producer``, and derive validated copies with :meth:`Settings.replace`.
-:meth:`Settings.from_env` reads overrides from ``SPREADQ_<FIELD>`` environment
-variables, for the CLI and for containers.
+A :class:`Settings` is a frozen ``pydantic-settings`` model: build one, pass it to
+``App`` or ``Producer``, and derive validated copies with :meth:`Settings.replace`.
+
+Environment. ``Settings()`` reads each field from the variable ``SPREADQ_<FIELD>``
+(the field's name in upper case: ``SPREADQ_CONCURRENCY``, ``SPREADQ_ACK_EVERY``,
+``SPREADQ_RECONNECT_MAX_ATTEMPTS``, ``SPREADQ_CONNECT_TIMEOUT``); every field is flat,
+so there are no nested names. Keyword arguments win over the environment, and an empty
+variable counts as unset. So an ``App`` or ``Producer`` built without ``settings``
+takes the environment's values, and ``spreadq worker`` applies its options (which
+read the same variables) on top of the app's settings. :meth:`Settings.from_env`
+reads a given mapping or prefix and names the variable in its errors.
 
 Units: counts are jobs or messages as each field says, times are seconds (floats),
 sizes are bytes.
@@ -15,7 +22,8 @@ import os
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spreadq.errors import ConfigurationError
 from spreadq.wire.constants import DEFAULT_MAX_SESSION_MESSAGES, SAFE_MESSAGE_LIMIT
@@ -23,24 +31,30 @@ from spreadq.wire.constants import DEFAULT_MAX_SESSION_MESSAGES, SAFE_MESSAGE_LI
 __all__ = ["ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "SPREADQ_"
-"""The default prefix of the environment variables :meth:`Settings.from_env` reads."""
+"""The prefix of the environment variables ``Settings()`` and :meth:`Settings.from_env` read."""
 
 KIB = 1024
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Tunables for flow control, concurrency, retries, reconnection and batching.
 
-    Every field has the default DESIGN.md gives; out-of-range values are refused.
+    Every field has the default DESIGN.md gives, unless its ``SPREADQ_<FIELD>``
+    environment variable is set; out-of-range values are refused.
 
     Raises:
-        pydantic.ValidationError: a field out of range, of the wrong type, or unknown
-            (it is a :class:`ValueError`). :meth:`from_env` raises
-            :class:`~spreadq.errors.ConfigurationError` instead, naming the variable.
+        pydantic.ValidationError: a field (given or from the environment) out of range,
+            of the wrong type, or unknown (it is a :class:`ValueError`). :meth:`from_env`
+            raises :class:`~spreadq.errors.ConfigurationError` instead, naming the variable.
     """
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
     )
 
     # -- flow control (DESIGN §4) ------------------------------------------------------
@@ -84,6 +98,10 @@ class Settings(BaseModel):
     session that comes back (for a worker: joins its WORK group) starts the count over.
     Giving up, a producer fails its pending receipts and waiting puts with the last
     :class:`~spreadq.errors.ConnectionLost`, and ``App.run()`` raises it."""
+    connect_timeout: float | None = Field(default=None, gt=0.0)
+    """How long (seconds) a worker keeps trying to reach its daemon, from its start or
+    from the loss of a session, before it gives up (None: it never does). Giving up,
+    ``App.run()`` raises the last connect error (``spreadq worker`` exits with status 3)."""
 
     # -- batching (DESIGN §7: pack jobs) --------------------------------------------------
     batch_max_jobs: int = Field(default=256, ge=1, le=65_535)
@@ -132,8 +150,9 @@ class Settings(BaseModel):
 
         ``SPREADQ_WINDOW=400`` sets ``window``; booleans accept ``1/0``, ``true/false``,
         ``yes/no``, ``on/off``. Variables that name no field are ignored (other parts of
-        spreadq read ``SPREADQ_DISABLE_PLUGINS`` and others). Keyword ``overrides`` win
-        over the environment.
+        spreadq read ``SPREADQ_DISABLE_PLUGINS`` and others), and so are empty ones.
+        Keyword ``overrides`` win over the environment. Only ``environ`` is read (no
+        other variable), so a test can pass exactly the variables it means.
 
         Args:
             prefix: the variable prefix, ``SPREADQ_`` by default.
@@ -149,7 +168,7 @@ class Settings(BaseModel):
         sources: dict[str, str] = {}
         for field in cls.model_fields:
             variable = f"{prefix}{field.upper()}"
-            if variable in env:
+            if env.get(variable):
                 values[field] = env[variable]
                 sources[field] = variable
         values.update(overrides)
@@ -165,8 +184,11 @@ class Settings(BaseModel):
 
 
 def _validated(values: dict[str, object], sources: Mapping[str, str]) -> Settings:
+    # Every field is given, so pydantic-settings reads nothing from os.environ here.
+    given = {name: field.default for name, field in Settings.model_fields.items()}
+    given.update(values)
     try:
-        return Settings.model_validate(values)
+        return Settings.model_validate(given)
     except ValidationError as error:
         problems = "; ".join(
             f"{_source(sources, problem['loc'])}: {problem['msg']}" for problem in error.errors()

@@ -27,3 +27,7 @@ def test_demo_confirms_every_job_after_a_worker_is_killed() -> None:
     assert "was killed with" in out
     # three workers ran jobs, and the killed one stopped partway
     assert out.count("#localhost: ") == 3, out
+    # stdout is not a terminal: progress lines, from the start to the end
+    progress = [line for line in out.splitlines() if line.startswith("progress ")]
+    assert ": 0 of 600 jobs put, 0 confirmed" in progress[0], out
+    assert "600 of 600 jobs put, 600 confirmed" in progress[-1], out

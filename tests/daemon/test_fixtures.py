@@ -54,6 +54,74 @@ def test_the_plugin_works_in_a_fresh_pytest_run(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1)
 
 
+USER_TESTS = """
+import pytest
+import spreadq
+from spreadq.wire import RegularMembership
+
+{preamble}
+
+{mark}
+async def test_daemon(spreadq_daemon):
+    async with spreadq.connect(spreadq_daemon.address) as conn:
+        await conn.join("g")
+        view = await conn.receive()
+        assert isinstance(view, RegularMembership)
+        assert spreadq_daemon.faults.sessions() == (conn.private_group,)
+
+{mark}
+@pytest.mark.spreadq_daemon(name="named")
+async def test_marker(spreadq_daemon):
+    assert spreadq_daemon.name == "named"
+
+{mark}
+async def test_factory(spreadq_daemon_factory):
+    first = await spreadq_daemon_factory(name="one")
+    second = await spreadq_daemon_factory(name="two")
+    for daemon in (first, second):
+        async with spreadq.connect(daemon.address) as conn:
+            assert conn.private_group.endswith("#" + daemon.name)
+"""
+
+ANYIO_BACKEND = """
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini", "preamble", "mark"),
+    [
+        pytest.param("asyncio_mode = strict", "", "@pytest.mark.asyncio", id="asyncio-strict"),
+        pytest.param("asyncio_mode = auto", "", "", id="asyncio-auto"),
+        pytest.param(
+            "asyncio_mode = strict", ANYIO_BACKEND, "@pytest.mark.anyio", id="anyio-marked"
+        ),
+        pytest.param(
+            "asyncio_mode = strict\nanyio_mode = auto", ANYIO_BACKEND, "", id="anyio-auto"
+        ),
+    ],
+)
+def test_the_fixtures_work_under_each_async_plugin_mode(
+    pytester: pytest.Pytester, ini: str, preamble: str, mark: str
+) -> None:
+    pytester.makeini(
+        f"[pytest]\n{ini}\nasyncio_default_fixture_loop_scope = function\n"
+        "addopts = --strict-markers\nfilterwarnings = error\n"
+    )
+    pytester.makepyfile(USER_TESTS.format(preamble=preamble, mark=mark))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_the_fixtures_work_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\naddopts = --strict-markers\nfilterwarnings = error\n")
+    pytester.makepyfile(USER_TESTS.format(preamble=ANYIO_BACKEND, mark="@pytest.mark.anyio"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=3)
+
+
 @pytest.mark.parametrize(
     ("address", "expected"),
     [

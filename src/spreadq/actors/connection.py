@@ -37,7 +37,6 @@ from typing import Final
 
 import anyio
 import anyio.abc
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from spreadq.actors.mailbox import Inbox, Reply
@@ -48,6 +47,7 @@ from spreadq.errors import (
     CouldNotConnect,
     RemoteProtocolError,
 )
+from spreadq.logs import get_logger
 from spreadq.wire.constants import RejectCode
 from spreadq.wire.events import (
     CLOSED,
@@ -70,7 +70,7 @@ __all__ = [
     "SpreadConnection",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RECEIVE_SIZE: Final = 256 * 1024
 """Bytes asked of the socket per read."""

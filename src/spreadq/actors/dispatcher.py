@@ -78,7 +78,6 @@ from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure
@@ -86,6 +85,7 @@ from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
 )
+from spreadq.logs import get_logger
 from spreadq.middleware import FailureHook
 from spreadq.queue import (
     MESS_TYPE,
@@ -136,7 +136,7 @@ __all__ = [
     "DispatcherHandle",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""

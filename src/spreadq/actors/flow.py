@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from typing import Final
 
 import anyio
-import structlog
 from anyio.abc import TaskStatus
 
 from spreadq.actors.mailbox import Inbox, Mailbox, Reply
 from spreadq.errors import CloseReason, ConnectionLost
+from spreadq.logs import get_logger
 from spreadq.queue.windows import BlockReason, ProducerGate
 
 __all__ = [
@@ -66,7 +66,7 @@ __all__ = [
     "Withdraw",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INBOX_SIZE: Final = 1024
 

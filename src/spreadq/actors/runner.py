@@ -39,18 +39,18 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 import anyio
-import structlog
 
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry
 from spreadq.handlers import AnyHandlerSpec
+from spreadq.logs import get_logger
 from spreadq.middleware import CallNext, FailureHook
 from spreadq.queue import Job, Outcome, View
 from spreadq.settings import Settings
 
 __all__ = ["MAX_ERROR_MESSAGE", "JobRunner", "PreparedJobHandler", "error_type_name"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""

@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spreadq.errors import ConfigurationError, ConnectError
+from spreadq.cli.exits import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, epilog
+from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost
 
 if TYPE_CHECKING:
     from spreadq.bench import BenchReport, Role
@@ -74,19 +75,54 @@ def bench(
     ctx: typer.Context,
     spread: Annotated[
         str | None,
-        typer.Option(help="Measure this daemon (PORT, PORT@HOST or a socket path) instead."),
+        typer.Option(
+            "--spread",
+            "-s",
+            envvar="SPREADQ_SPREAD",
+            help="Measure this daemon (PORT, PORT@HOST or a socket path) instead.",
+        ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 4,
-    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the flood run.")] = 20_000,
-    raw: Annotated[int, typer.Option(min=1, help="Messages in the raw flood.")] = 20_000,
-    payload: Annotated[int, typer.Option(min=0, help="Bytes per job.")] = 100,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            max=64,
+            envvar="SPREADQ_BENCH_WORKERS",
+            help="Worker processes.",
+        ),
+    ] = 4,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, envvar="SPREADQ_BENCH_JOBS", help="Jobs in the flood run."
+        ),
+    ] = 20_000,
+    raw: Annotated[
+        int, typer.Option(min=1, envvar="SPREADQ_BENCH_RAW", help="Messages in the raw flood.")
+    ] = 20_000,
+    payload: Annotated[
+        int, typer.Option(min=0, envvar="SPREADQ_BENCH_PAYLOAD", help="Bytes per job.")
+    ] = 100,
     ack_interval: Annotated[
-        float | None, typer.Option(min=0.001, help="The workers' ACK interval (seconds).")
+        float | None,
+        typer.Option(
+            min=0.001,
+            envvar="SPREADQ_ACK_INTERVAL",
+            help="The workers' ACK interval (seconds).",
+        ),
     ] = None,
     loop: Annotated[
-        str, typer.Option(help="auto (uvloop when installed), asyncio or uvloop.")
+        str,
+        typer.Option(
+            envvar="SPREADQ_BENCH_LOOP", help="auto (uvloop when installed), asyncio or uvloop."
+        ),
     ] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", envvar="SPREADQ_BENCH_JSON", help="Print JSON, not tables."),
+    ] = False,
     role: Annotated[str | None, typer.Option(hidden=True)] = None,
     address: Annotated[str | None, typer.Option(hidden=True)] = None,
     count: Annotated[int, typer.Option(hidden=True)] = 0,
@@ -99,7 +135,7 @@ def bench(
     chosen = _LOOPS.get(loop)
     if chosen is None:
         typer.echo(f"error: --loop must be auto, asyncio or uvloop, not {loop!r}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     if role is not None:  # a child process of a running benchmark
         child = _ROLES.get(role)
         if child is None:
@@ -107,7 +143,7 @@ def bench(
         interval = Settings().ack_interval if ack_interval is None else ack_interval
         run_role(child, address, count=count, ack_interval=interval, loop=chosen)
         return
-    log_level = ctx.parent.params.get("log_level", "warning") if ctx.parent else "warning"
+    log_level: str = ctx.obj["log_level"] if isinstance(ctx.obj, dict) else "warning"
     err = Console(stderr=True)
 
     def note(message: str) -> None:
@@ -137,9 +173,15 @@ def bench(
 
     try:
         report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(chosen)})
-    except (ConfigurationError, ConnectError, TimeoutError) as error:
+    except ConfigurationError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ConnectError, ConnectionLost) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except TimeoutError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
@@ -148,4 +190,4 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command to ``app``."""
-    app.command()(bench)
+    app.command(epilog=epilog("measured", "a run timed out"))(bench)

@@ -32,6 +32,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from spreadq.cli.exits import EXIT_FAILED, epilog
 from spreadq.producer import Producer, Receipt
 
 if TYPE_CHECKING:
@@ -69,6 +70,15 @@ class _Progress:
     def rate(self) -> float:
         elapsed = (self.finished or time.monotonic()) - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """One plain line of progress, for a screen that is not a terminal."""
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return (
+            f"progress {elapsed:6.1f} s: {self.put:,} of {self.total:,} jobs put, "
+            f"{self.done:,} confirmed, {self.failed} failed, {self.rate():,.0f} jobs/s, "
+            f"{len(self.consumers)} workers"
+        )
 
 
 def _render(progress: _Progress) -> Panel:
@@ -182,6 +192,24 @@ async def _repaint(progress: _Progress, console: Console) -> None:
             screen.update(_render(progress), refresh=True)
 
 
+async def _report(
+    progress: _Progress,
+    interval: float = 1.0,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Print a progress line now and every ``interval`` seconds until cancelled (for a
+    stdout that is not a terminal: a pipe, a file, CI), then once more."""
+    typer.echo(progress.line())
+    task_status.started()
+    try:
+        while True:
+            await anyio.sleep(interval)  # the reporting cadence, not synchronisation
+            typer.echo(progress.line())
+    finally:
+        typer.echo(progress.line())
+
+
 async def _killer(progress: _Progress, victim: anyio.abc.Process) -> None:
     """SIGKILL ``victim`` once the collectors say enough jobs are confirmed."""
     await progress.kill_now.wait()
@@ -195,7 +223,11 @@ async def _killer(progress: _Progress, victim: anyio.abc.Process) -> None:
 async def run_demo(
     *, workers: int, jobs: int, work_ms: float, kill_at: float | None, live: bool
 ) -> _Progress:
-    """Run the whole demo and return its final progress."""
+    """Run the whole demo and return its final progress.
+
+    With ``live``, a table is redrawn on the terminal; without, a progress line is
+    printed every second.
+    """
     from spreadq.cli.demo_app import QUEUE, Render, Rendered, render
     from spreadq.daemon import serve
 
@@ -211,6 +243,8 @@ async def run_demo(
                 screen.start_soon(_watch_consumers, progress, producer)
                 if live:
                     screen.start_soon(_repaint, progress, Console())
+                else:
+                    await screen.start(_report, progress)
                 if kill_at is not None:
                     progress.kill_after = max(1, round(kill_at * jobs))
                     screen.start_soon(_killer, progress, processes[1])
@@ -234,14 +268,45 @@ async def run_demo(
 
 
 def demo(
-    workers: Annotated[int, typer.Option(min=2, max=16, help="Worker processes.")] = 4,
-    jobs: Annotated[int, typer.Option(min=1, help="Jobs to put.")] = 20_000,
-    work_ms: Annotated[float, typer.Option(min=0.0, help="Milliseconds each job works.")] = 1.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=2,
+            max=16,
+            envvar="SPREADQ_DEMO_WORKERS",
+            help="Worker processes.",
+        ),
+    ] = 4,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, envvar="SPREADQ_DEMO_JOBS", help="Jobs to put.")
+    ] = 20_000,
+    work_ms: Annotated[
+        float,
+        typer.Option(min=0.0, envvar="SPREADQ_DEMO_WORK_MS", help="Milliseconds each job works."),
+    ] = 1.0,
     kill_at: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Kill a worker at this fraction done.")
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            envvar="SPREADQ_DEMO_KILL_AT",
+            help="Kill a worker at this fraction done.",
+        ),
     ] = 0.4,
-    kill: Annotated[bool, typer.Option(help="Kill one worker part-way through.")] = True,
-    live: Annotated[bool, typer.Option(help="Draw the live table (off: a summary only).")] = True,
+    kill: Annotated[
+        bool,
+        typer.Option(envvar="SPREADQ_DEMO_KILL", help="Kill one worker part-way through."),
+    ] = True,
+    live: Annotated[
+        bool,
+        typer.Option(
+            envvar="SPREADQ_DEMO_LIVE",
+            help="Draw the live table on a terminal (off, or not a terminal: a progress "
+            "line every second).",
+        ),
+    ] = True,
 ) -> None:
     """Run the embedded daemon, worker processes and a producer, with live progress."""
     progress = anyio.run(
@@ -267,9 +332,9 @@ def demo(
     for member, count in sorted(progress.per_member.items()):
         typer.echo(f"  {member}: {count:,} jobs")
     if progress.done != progress.total:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(cli: typer.Typer) -> None:
     """Add the ``demo`` command to ``cli``."""
-    cli.command()(demo)
+    cli.command(epilog=epilog("every job confirmed", "a job was not confirmed"))(demo)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
-from spreadq.errors import ConfigurationError
+from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE, epilog
+from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
@@ -54,28 +55,66 @@ def load_app(target: str) -> App:
 
 
 def worker(
-    target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where the App is.")],
+    target: Annotated[
+        str,
+        typer.Argument(metavar="MODULE:APP", envvar="SPREADQ_APP", help="Where the App is."),
+    ],
     spread: Annotated[
         str | None,
-        typer.Option(help="Daemon address (PORT, PORT@HOST or unix:/path); default: the app's."),
+        typer.Option(
+            "--spread",
+            "-s",
+            envvar="SPREADQ_SPREAD",
+            help="Daemon address (PORT, PORT@HOST or unix:/path); default: the app's.",
+        ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Handlers run at once; default: the app's settings.")
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            envvar="SPREADQ_CONCURRENCY",
+            help="Handlers run at once; default: the app's settings.",
+        ),
     ] = None,
     drain_timeout: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Seconds a SIGTERM drain may take; default: 30."),
+        typer.Option(
+            "--drain-timeout",
+            "-d",
+            min=0.0,
+            envvar="SPREADQ_DRAIN_TIMEOUT",
+            help="Seconds a SIGTERM drain may take; default: 30.",
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--connect-timeout",
+            "-t",
+            min=0.001,
+            envvar="SPREADQ_CONNECT_TIMEOUT",
+            help="Give up (exit 3) after this many seconds without reaching the daemon; "
+            "default: the app's settings (never).",
+        ),
     ] = None,
 ) -> None:
-    """Run a worker for the App at MODULE:APP until SIGTERM or Ctrl-C (which drain)."""
+    """Run a worker for the App at MODULE:APP until SIGTERM or Ctrl-C (which drain).
+
+    Logs at info on stderr: each session joined, each failed connect, the handlers' ctx.log.
+    """
     try:
         app = load_app(target)
-        settings = app.settings
+        changes: dict[str, object] = {}
         if concurrency is not None:
-            settings = settings.replace(concurrency=concurrency)
+            changes["concurrency"] = concurrency
+        if connect_timeout is not None:
+            changes["connect_timeout"] = connect_timeout
+        settings = app.settings.replace(**changes) if changes else app.settings
     except ConfigurationError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
 
     async def run() -> None:
         if drain_timeout is None:
@@ -87,9 +126,14 @@ def worker(
         anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
     except ConfigurationError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ConnectError, ConnectionLost) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``worker`` command to ``app``."""
-    app.command()(worker)
+    app.command(
+        epilog=epilog("the worker drained and left (SIGTERM, Ctrl-C)", interrupted=False),
+    )(worker)

@@ -38,11 +38,11 @@ from typing import Final, cast
 
 import anyio
 import anyio.abc
-import structlog
 
 from spreadq.daemon.engine import Engine, Output, SessionId
 from spreadq.daemon.faults import Faults
 from spreadq.errors import ConfigurationError, RemoteProtocolError
+from spreadq.logs import get_logger
 from spreadq.wire.constants import (
     DEFAULT_MAX_SESSION_MESSAGES,
     MAX_SESSIONS,
@@ -72,7 +72,7 @@ __all__ = [
     "serve",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DAEMON_VERSION: Final = (5, 0, 1)
 """The version the embedded daemon announces in its accept."""

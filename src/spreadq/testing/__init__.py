@@ -6,6 +6,10 @@
   for tests of daemons: stop reading, send raw bytes, vanish without a goodbye.
 * :func:`parse_address`: Spread's address syntax (``"4803"``, ``"4803@host"``) plus
   spreadq's ``"unix:/path"``.
+* :func:`run_app` (from :mod:`spreadq.testing.harness`): run an :class:`~spreadq.App`
+  as a worker inside a test, on the embedded daemon, and get a
+  :class:`~spreadq.Producer` for its queue; jobs go through the app's codecs,
+  middleware, retries, timeouts and ``on_failure`` hooks.
 * The pytest fixtures ``spreadq_daemon`` and ``spreadq_daemon_factory`` live in
   :mod:`spreadq.testing.fixtures`, which pytest loads by itself (``pytest11``).
 
@@ -28,6 +32,7 @@ from spreadq.errors import (
     CouldNotConnect,
     InvalidName,
 )
+from spreadq.testing.harness import run_app as run_app
 from spreadq.wire.constants import CLIENT_VERSION, DEFAULT_PORT, RejectCode
 from spreadq.wire.events import (
     CLOSED,
@@ -40,7 +45,7 @@ from spreadq.wire.events import (
 )
 from spreadq.wire.session import ClientSession
 
-__all__ = ["SpreadAddress", "WireClient", "parse_address"]
+__all__ = ["SpreadAddress", "WireClient", "parse_address", "run_app"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """pytest fixtures for spreadq users, registered through the ``pytest11`` entry point.
 
-Every fixture name starts with ``spreadq_``. They need an asyncio test runner
-(pytest-asyncio, ``asyncio_mode = "auto"`` or ``@pytest.mark.asyncio``).
+Every fixture name starts with ``spreadq_``. They work with pytest-asyncio in its
+``strict`` mode (``@pytest.mark.asyncio`` on the test is enough) and in ``auto`` mode,
+and with anyio's pytest plugin (``@pytest.mark.anyio``, or ``anyio_mode = "auto"``, on
+the asyncio backend; with pytest-asyncio installed too, keep it in strict mode).
 
 * ``spreadq_daemon``: an embedded daemon for one test; yields its
   :class:`~spreadq.daemon.Daemon` handle (``.address`` for ``spreadq.connect``,
@@ -13,13 +15,23 @@ Every fixture name starts with ``spreadq_``. They need an asyncio test runner
 * ``spreadq_daemon_factory``: an async callable that starts more daemons with any
   :func:`~spreadq.daemon.serve` options; all of them stop when the test ends.
 
+To run a whole :class:`~spreadq.App` in a test, see :func:`spreadq.testing.run_app`.
+
+How one fixture serves both plugins. Each public fixture is a plain (sync) fixture that
+hands over to an async one made for the plugin running the test: for a test that uses
+anyio's ``anyio_backend`` fixture, an ordinary async fixture, which anyio's plugin runs
+in one task; otherwise one declared with ``pytest_asyncio.fixture``, which
+pytest-asyncio runs in strict mode too. A daemon lives on the test's event loop, in the
+test loop scope pytest-asyncio gives fixtures by default (``function``).
+
 There is deliberately no session-scoped daemon: a daemon lives on one event loop, and
 pytest-asyncio gives each test its own loop unless the whole suite is configured for
 one. Starting a daemon takes about a millisecond, so per-test daemons cost little.
 
 pytest-asyncio runs an async fixture's setup and teardown in different tasks, while an
-anyio task group must be left by the task that entered it. So each daemon runs in a task
-of its own (:func:`daemon_in_background`), which the fixture starts and stops.
+anyio task group must be left by the task that entered it. So under pytest-asyncio each
+daemon runs in a task of its own (:func:`daemon_in_background`), which the fixture
+starts and stops.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import pytest
 
@@ -93,21 +105,67 @@ async def daemon_in_background(**options: Any) -> AsyncIterator[Daemon]:
         await asyncio.wait_for(task, STOP_TIMEOUT)
 
 
-@pytest.fixture
-async def spreadq_daemon(request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
-    """An embedded Spread daemon for one test (options: the ``spreadq_daemon`` marker)."""
+def _uses_anyio(request: pytest.FixtureRequest) -> bool:
+    """Whether anyio's pytest plugin runs this test (it then runs its async fixtures)."""
+    return "anyio_backend" in request.fixturenames
+
+
+def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker("spreadq_daemon")
-    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    async with daemon_in_background(**options) as daemon:
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+def _asyncio_fixture(function: Callable[..., Any]) -> Any:
+    """``pytest_asyncio.fixture`` when pytest-asyncio is installed, else ``pytest.fixture``."""
+    try:
+        import pytest_asyncio
+    except ImportError:  # pytest-asyncio is optional for users
+        return pytest.fixture(function)
+    return pytest_asyncio.fixture(function)
+
+
+@pytest.fixture
+def spreadq_daemon(request: pytest.FixtureRequest) -> Daemon:
+    """An embedded Spread daemon for one test (options: the ``spreadq_daemon`` marker)."""
+    name = "_spreadq_anyio_daemon" if _uses_anyio(request) else "_spreadq_asyncio_daemon"
+    return cast(Daemon, request.getfixturevalue(name))
+
+
+@pytest.fixture
+def spreadq_daemon_factory(request: pytest.FixtureRequest) -> DaemonFactory:
+    """Start embedded daemons with any ``serve()`` options; all stop after the test."""
+    name = "_spreadq_anyio_factory" if _uses_anyio(request) else "_spreadq_asyncio_factory"
+    return cast(DaemonFactory, request.getfixturevalue(name))
+
+
+@_asyncio_fixture
+async def _spreadq_asyncio_daemon(request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
+    async with daemon_in_background(**_marker_options(request)) as daemon:
         yield daemon
 
 
-@pytest.fixture
-async def spreadq_daemon_factory() -> AsyncIterator[DaemonFactory]:
-    """Start embedded daemons with any ``serve()`` options; all stop after the test."""
+@_asyncio_fixture
+async def _spreadq_asyncio_factory() -> AsyncIterator[DaemonFactory]:
     async with AsyncExitStack() as stack:
 
         async def start(**options: Any) -> Daemon:
             return await stack.enter_async_context(daemon_in_background(**options))
+
+        yield start
+
+
+@pytest.fixture
+async def _spreadq_anyio_daemon(request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
+    # anyio's plugin runs setup and teardown in one task: serve() directly.
+    async with serve(**_marker_options(request)) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+async def _spreadq_anyio_factory() -> AsyncIterator[DaemonFactory]:
+    async with AsyncExitStack() as stack:
+
+        async def start(**options: Any) -> Daemon:
+            return await stack.enter_async_context(serve(**options))
 
         yield start
