@@ -1,4 +1,4 @@
-"""Settings: DESIGN.md defaults, range checks, environment overrides."""
+"""Settings: the documented defaults, range checks, environment overrides."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@
 
 The :class:`Connection` it yields only queues commands for the
 :class:`~spreadq.actors.connection.SpreadConnection` actor, which owns the socket, and
-reads the events that actor decodes. Addresses use Spread's syntax (fact sheet §1):
+reads the events that actor decodes. Addresses use Spread's syntax
+(docs/design/spread-protocol.md#addresses):
 
 =====================  ========================================================
 ``None`` or ``""``     ``"4803"``

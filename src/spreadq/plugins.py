@@ -96,7 +96,7 @@ class Plugin(BaseModel):
 
     Attributes:
         name: the plugin's name, equal to its entry point's name (``msgpack``).
-        description: one line for ``spreadq plugins``.
+        description: one line saying what the plugin adds.
         rules: ownership rules (:class:`~spreadq.queue.rules.Rule`), unique by name.
         codecs: payload codecs (:class:`~spreadq.codecs.Codec`), unique by name.
         middleware: async middleware, wrapped around every handler of an app that loads

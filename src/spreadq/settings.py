@@ -1,4 +1,4 @@
-"""Settings: every tunable number of a worker or producer, with the defaults from DESIGN.md.
+"""Settings: every tunable number of a worker or producer, with its default.
 
 A :class:`Settings` is a frozen ``pydantic-settings`` model: build one, pass it to
 ``App`` or ``Producer``, and derive validated copies with :meth:`Settings.replace`.
@@ -39,7 +39,7 @@ KIB = 1024
 class Settings(BaseSettings):
     """Tunables for flow control, concurrency, retries, reconnection and batching.
 
-    Every field has the default DESIGN.md gives, unless its ``SPREADQ_<FIELD>``
+    Every field has a default, unless its ``SPREADQ_<FIELD>``
     environment variable is set; out-of-range values are refused.
 
     Raises:
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         use_attribute_docstrings=True,
     )
 
-    # -- flow control (DESIGN §4) ------------------------------------------------------
+    # -- flow control (docs/design/flow-control.md) -------------------------------------
     ack_every: int = Field(default=200, ge=1, le=10_000)
     """A consumer sends an ACK at least every this many jobs it has read."""
     ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     """Each retry delay is spread at random by up to this fraction of itself."""
     cancel_on_disconnect: bool = True
     """A worker that loses its daemon cancels its running handlers (their jobs are
-    reassigned by the survivors, DESIGN §4 failover)."""
+    reassigned by the survivors, docs/design/membership.md#disconnect)."""
 
     # -- reconnection ---------------------------------------------------------------------
     reconnect_backoff_initial: float = Field(default=0.1, gt=0.0)
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     from the loss of a session, before it gives up (None: it never does). Giving up,
     ``App.run()`` raises the last connect error (``spreadq worker`` exits with status 3)."""
 
-    # -- batching (DESIGN §7: pack jobs) --------------------------------------------------
+    # -- batching (docs/design/flow-control.md) --------------------------------------
     batch_max_jobs: int = Field(default=256, ge=1, le=65_535)
     """A producer packs at most this many jobs into one Spread message."""
     batch_max_delay: float = Field(default=0.002, ge=0.0, le=1.0)
@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     # -- partitions --------------------------------------------------------------------
     primary_component: bool = False
     """Under a network partition, only the side holding a majority of the last full
-    view takes over the other side's work (DESIGN §4). Off: each side finishes all."""
+    view takes over the other side's work (docs/design/membership.md). Off: each side
+    finishes all."""
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:

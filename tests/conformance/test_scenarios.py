@@ -185,7 +185,7 @@ async def test_group_ids_count_and_repeat_after_the_group_empties(
         await a.leave(group)
         await next_event(a)
         await a.join(group)
-        assert (await next_view(a)).group_id == first  # fact sheet §12 p13
+        assert (await next_view(a)).group_id == first  # docs/design/membership.md#group-ids-repeat
 
 
 async def test_a_killed_client_is_a_disconnect(
@@ -518,7 +518,7 @@ async def test_more_than_100_groups_drops_the_sender(
 async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
     spread_daemon: Target, unique: Iterator[str]
 ) -> None:
-    """Byte for byte what libspread would send and receive (fact sheet §3-§6)."""
+    """Byte for byte what libspread would send and receive (docs/design/spread-protocol.md)."""
     name, group = next(unique), next(unique)
     me = private(name).encode()
 
@@ -561,7 +561,8 @@ async def test_the_bytes_of_a_join_a_multicast_and_a_leave(
 async def test_any_group_name_can_be_joined(
     spread_daemon: Target, unique: Iterator[str], group: str
 ) -> None:
-    """The daemon accepts group names no client library would send (fact sheet §2, p9).
+    """The daemon accepts group names no client library would send
+    (docs/design/spread-protocol.md#names).
 
     A ``#`` group can be joined, but multicasts to it are routed as to a private group
     and go nowhere.

@@ -21,7 +21,7 @@ from spreadq.wire.events import (
 )
 
 START = 1_700_000_000
-LOCALHOST = 482711334  # fact sheet §12: the live gid.proc_id of a daemon named "localhost"
+LOCALHOST = 482711334  # a real daemon "localhost": docs/design/spread-protocol.md#group-ids
 
 
 def open_(engine: Engine, name: str, **kwargs: object) -> SessionInfo:
@@ -164,7 +164,7 @@ def test_members_are_in_byte_order() -> None:
     for name in names:
         engine.join(open_(engine, name).id, "g")
     _, members = engine.view("g", "pd1")
-    # fact sheet §6.2.2, live order
+    # docs/design/membership.md#what-a-regular-membership-says
     assert members == ("#997024#pd1", "#AA1407#pd1", "#W724022#pd1", "#__7763#pd1", "#aa0786#pd1")
 
 
@@ -226,7 +226,7 @@ def test_group_ids_count_changes_and_repeat_after_the_group_empties() -> None:
         engine.view("g")
     engine.join(a.id, "g")
     indexes = [m.group_id.index for m in drain(engine, a) if isinstance(m, RegularMembership)]
-    assert indexes == [1, 2, 3, 1]  # fact sheet §12 p13
+    assert indexes == [1, 2, 3, 1]  # docs/design/membership.md#group-ids-repeat
 
 
 def test_no_membership_flag_gets_data_but_no_views() -> None:
@@ -277,7 +277,7 @@ def test_self_delivery_and_self_discard() -> None:
 def test_unknown_group_no_groups_and_hash_groups_go_nowhere() -> None:
     engine = Engine(start_time=START)
     a = open_(engine, "a")
-    engine.join(a.id, "#weird")  # can be joined (fact sheet §2, p9) ...
+    engine.join(a.id, "#weird")  # can be joined (docs/design/spread-protocol.md#names) ...
     drain(engine, a)
     assert engine.multicast(a.id, ["#weird"], b"x") == 0  # ... but nothing is delivered
     assert engine.multicast(a.id, ["unknown"], b"x") == 0
@@ -441,7 +441,7 @@ def two_daemons() -> tuple[Engine, SessionInfo, SessionInfo, SessionInfo, Sessio
 def test_members_are_ordered_by_daemon_then_name() -> None:
     engine, *_ = two_daemons()
     gid, members = engine.view("g", "d2")
-    assert members == ("#aA2#d1", "#zA1#d1", "#AB2#d2", "#bB1#d2")  # fact sheet §12 p6
+    assert members == ("#aA2#d1", "#zA1#d1", "#AB2#d2", "#bB1#d2")  # as on real daemons
     assert gid == GroupId(D1, START, 4)
 
 

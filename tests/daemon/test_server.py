@@ -170,7 +170,8 @@ async def test_bad_auth_method_is_rejected(spreadq_daemon: Daemon) -> None:
 
 
 async def test_old_clients_skip_the_auth_exchange(spreadq_daemon: Daemon) -> None:
-    # fact sheet §3.3/§3.4: 3.15.0 gets the accept at once, with the patch byte
+    # docs/design/spread-protocol.md#the-handshake: 3.15.0 gets the accept at once, with
+    # the patch byte
     hello = bytes([3, 15, 0, 1, 3]) + b"old"
     with LIMIT(5):
         async with await anyio.connect_tcp(spreadq_daemon.host, spreadq_daemon.port) as stream:
@@ -183,7 +184,8 @@ async def test_old_clients_skip_the_auth_exchange(spreadq_daemon: Daemon) -> Non
 
 
 async def test_auth_choice_and_join_in_one_write(spreadq_daemon: Daemon) -> None:
-    # fact sheet §12 p11: the bytes after the 90-byte choice are the first message
+    # docs/design/spread-protocol.md#the-handshake: the bytes after the 90-byte choice are
+    # the first message
     join = bytes.fromhex("80000180") + b"#pipe#localhost".ljust(32, b"\0")
     join += struct.pack("<i", 1) + bytes.fromhex("80000080") + struct.pack("<i", 0)
     join += b"grp".ljust(32, b"\0")
@@ -296,7 +298,7 @@ async def test_leave_self_discard_and_hint_pass_through(
         -32768,
         ServiceType.SAFE | ServiceType.SELF_DISCARD,
     )
-    # a big-endian sender's hint arrives untouched (fact sheet §4.1, p3)
+    # a big-endian sender's hint arrives untouched (docs/design/spread-protocol.md#byte-order)
     be = struct.pack(">I32siIi", 0x10, member.private_group.encode(), 1, 0x00010200, 1)
     await member.send_raw(be + b"g".ljust(32, b"\0") + b"2")
     for client in (watcher, member):

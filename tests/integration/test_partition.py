@@ -5,9 +5,9 @@ The embedded daemon runs two virtual daemons, ``d1`` and ``d2``. Worker processe
 FEEDBACK observer to ``d1``. The producer keeps about 400 jobs unfinished. Once 300
 results are in, the daemons are partitioned: each side sees a NETWORK membership with
 its own two workers and takes over the other side's outstanding jobs, whose payloads
-it holds (DESIGN §4). The producer, on ``d1``, goes on putting jobs, which only
-``d1``'s side sees. When those are done the daemons merge, and more jobs are put, which
-all four workers share again. Then:
+it holds (docs/design/replicated-table.md#failover). The producer, on ``d1``, goes on putting jobs,
+which only ``d1``'s side sees. When those are done the daemons merge, and more jobs are put,
+which all four workers share again. Then:
 
 * every receipt resolves with a result;
 * a job ran twice only if it was put before the partition and not yet reported done

@@ -6,11 +6,11 @@ segment (``127.255.255.255``) and port. Worker processes ``w0`` and ``w1`` conne
 second observer to ``d2``. The producer keeps about 400 jobs unfinished. Once 300
 results are in, ``d2`` is stopped with SIGSTOP: its side is frozen, so only ``d1``'s
 side sees the partition, after Spread's LAN timeouts (a TRANSITIONAL membership, then
-a regular one CAUSED_BY_NETWORK with ``w0`` and ``w1`` only, fact sheet §9.4, §9.8).
-``d1``'s side takes over the outstanding jobs of ``w2`` and ``w3``, whose payloads it
-holds (DESIGN §4), and the producer goes on putting jobs. When those are done ``d2``
-gets SIGCONT and the daemons merge (NETWORK on both sides); more jobs are put, which
-all four workers share again. Then:
+a regular one CAUSED_BY_NETWORK with ``w0`` and ``w1`` only, docs/design/membership.md#network).
+``d1``'s side takes over the outstanding jobs of ``w2`` and ``w3``, whose payloads it holds
+(docs/design/replicated-table.md#failover), and the producer goes on putting jobs. When
+those are done ``d2`` gets SIGCONT and the daemons merge (NETWORK on both sides); more jobs
+are put, which all four workers share again. Then:
 
 * every receipt resolves with a result;
 * a job ran twice only if it was outstanding at the partition: put before ``d1``'s
@@ -18,7 +18,7 @@ all four workers share again. Then:
   may still reach ``d2``, whose socket buffers the packets) and not done at SIGSTOP;
 * ``d1``'s side ran jobs in its two-member view, among them jobs put in the
   four-member view (taken over);
-* the memberships are the fact sheet's (p6): ``d1``'s side gets TRANSITIONAL then
+* the memberships are a real daemon's: ``d1``'s side gets TRANSITIONAL then
   NETWORK at the partition and NETWORK alone at the merge; ``d2``'s side gets
   TRANSITIONAL then NETWORK (the merged view) after SIGCONT, never a view of its own;
 * both observers see the merged view, and the jobs put after the merge ran on all
@@ -180,8 +180,9 @@ async def test_partition_and_merge_real(tmp_path: Path) -> None:
     partition_events = observer1.since(stopped_at)
     assert partition_events[:2] == [("trans", None), ("reg", Cause.NETWORK)]
     # the merge is a NETWORK change on both sides; a pure merge sends no TRANSITIONAL
-    # membership to the side that only gains members (fact sheet p6); d2's side, frozen
-    # through the partition, sees its old view end and goes straight to the merged one
+    # membership to the side that only gains members
+    # (docs/design/membership.md#partition-and-merge); d2's side, frozen through the
+    # partition, sees its old view end and goes straight to the merged one
     assert observer1.since(continued_at)[:1] == [("reg", Cause.NETWORK)]
     assert observer2.since(continued_at)[:2] == [("trans", None), ("reg", Cause.NETWORK)]
 

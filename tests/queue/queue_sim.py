@@ -1,6 +1,6 @@
 """A small seeded model of Spread's delivery semantics, driving N table replicas.
 
-What is modelled (fact sheet §6.2, §9):
+What is modelled (docs/design/membership.md):
 
 * A *component* is a set of consumers that can talk (one side of a partition). It has
   one AGREED order: messages wait in ``pending`` (sent, not yet ordered) and are

@@ -195,8 +195,9 @@ def test_seed_scenario_k_mod_n_counting_jobs_not_messages() -> None:
 
 
 def test_a_replica_builds_only_the_jobs_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # DESIGN §7: every consumer reads every job; it keeps refs and offsets, and builds a
-    # Job for the slots it owns (and later for those it takes over), not for the others
+    # docs/deployment.md#what-to-size: every consumer reads every job; it keeps refs and offsets,
+    # and builds a Job for the slots it owns (and later for those it takes over), not for
+    # the others
     built: list[int] = []
     build = BatchJobs.__getitem__
 

@@ -1,8 +1,8 @@
 """Properties of the codecs (hypothesis).
 
 * Every message kind round-trips, written little-endian by us or big-endian by a
-  Java-style writer (``to_big_endian`` rewrites our bytes the way the fact sheet says a
-  BE writer lays them out).
+  Java-style writer (``to_big_endian`` rewrites our bytes the way
+  docs/design/spread-protocol.md#byte-order says a BE writer lays them out).
 * Feeding the same bytes in any chunking yields the same events.
 * Arbitrary, truncated or corrupted bytes only ever produce events or
   ``RemoteProtocolError``: never ``IndexError``, ``struct.error``, ``UnicodeError``,

@@ -415,8 +415,9 @@ def test_server_refuses_a_disallowed_auth_method_as_the_real_daemon() -> None:
 
 
 def test_pipelined_hello_and_auth_is_accepted_unlike_the_real_daemon() -> None:
-    # The real daemon answers fb (a documented quirk, fact sheet §3.2); spreadq's daemon
-    # is lenient and treats the extra bytes as the auth choice (fact sheet §10).
+    # The real daemon answers fb (a documented quirk, docs/design/spread-protocol.md#the-handshake);
+    # spreadq's daemon is lenient and treats the extra bytes as the auth choice
+    # (docs/design/spread-protocol.md#the-handshake).
     assert record("b. pipelined hello+auth choice (one write): reply") == b"\xfb"
     server = ServerSession()
     server.receive_data(record("b. pipelined hello+auth choice (one write): sent", C2D))

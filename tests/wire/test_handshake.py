@@ -233,7 +233,8 @@ def test_server_buffers_a_hello_sent_in_pieces() -> None:
 
 
 def test_server_keeps_bytes_after_the_hello_for_the_next_step() -> None:
-    # the real daemon answers fb here; spreadq's daemon is lenient (fact sheet §10)
+    # the real daemon answers fb here; spreadq's daemon is lenient
+    # (docs/design/spread-protocol.md#the-handshake)
     server = ServerSession()
     server.receive_data(hx("05 00 01 01 04") + b"pipe" + b"NULL" + bytes(86))
     assert drain(server) == [Hello((5, 0, 1), "pipe", True, False)]

@@ -1,9 +1,9 @@
 """One table of (event, exact bytes), used in both directions (h11's test_io style).
 
-Byte strings are written as the fact sheet prints them; every example it gives is here.
-Client -> daemon rows: the client session encodes the command to exactly these bytes and
-the server session decodes them back. Daemon -> client rows: the server encodes the
-event to exactly these bytes and the client session decodes them back.
+Byte strings are written as spaced hex dumps; the layouts are in docs/design/spread-protocol.md.
+Client -> daemon rows: the client session encodes the command to exactly these bytes and the
+server session decodes them back. Daemon -> client rows: the server encodes the event to
+exactly these bytes and the client session decodes them back.
 """
 
 from __future__ import annotations

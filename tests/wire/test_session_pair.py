@@ -1,5 +1,5 @@
 """A client and a server session joined through bytes (h11's ConnectionPair), and the
-daemon-side header checks of fact sheet §5.1 with the hazards and the size cap."""
+daemon-side header checks (docs/design/spread-protocol.md#what-a-daemon-refuses)."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def test_server_refuses_a_group_name_with_no_nul() -> None:
 def test_server_takes_any_group_name_a_real_daemon_takes(
     kind: int, event: type[Join] | type[Leave], name: str
 ) -> None:
-    """Real Spread joins names no client library sends (fact sheet §2, probe p9)."""
+    """Real Spread joins names no client library sends (docs/design/spread-protocol.md#names)."""
     server = open_server()
     server.receive_data(header(kind) + name32(name))
     got = server.next_event()

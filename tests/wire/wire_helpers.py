@@ -33,7 +33,7 @@ __all__ = [
 
 
 def hx(text: str) -> bytes:
-    """Bytes from spaced hex, as the fact sheet prints them."""
+    """Bytes from spaced hex, as byte dumps are written."""
     return bytes.fromhex(text.replace("|", " "))
 
 

@@ -8,7 +8,7 @@
             ...
 
 Real Spread client libraries (libspread, the Java client) can use it too: it speaks the
-Spread 4/5 client protocol byte for byte (``shared/spread-protocol.md`` §10).
+Spread 4/5 client protocol byte for byte (see docs/design/spread-protocol.md).
 """
 
 from __future__ import annotations

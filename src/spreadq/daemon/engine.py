@@ -8,9 +8,9 @@ process (for fault injection). The server feeds it what clients do, one call at 
 :meth:`Engine.multicast`, :meth:`Engine.close_session`. Each call appends the messages it
 causes to the queues of the receiving sessions, so the order in which calls are made *is*
 the one global order of Spread's AGREED service: data and membership changes, across all
-groups and all virtual daemons (fact sheet §9.1, §9.2). Nothing here reads a clock, draws
-a random number or touches a socket; the start time and the time of a network change
-arrive as arguments.
+groups and all virtual daemons (docs/design/replicated-table.md#why-the-members-agree). Nothing here
+reads a clock, draws a random number or touches a socket; the start time and the time of a
+network change arrive as arguments.
 
 Outputs are :class:`Output` values: the typed message (a
 :class:`~spreadq.wire.events.DaemonMessage`) and its wire bytes, made once by the injected
@@ -22,12 +22,12 @@ and :meth:`Engine.pop_ready` which queues became non-empty or reached ``high_wat
 messages (so that a server decoding a large batch of input can write in between, and
 only a session whose socket is really full ever comes near the limit).
 
-Membership (fact sheet §6.2, §10): members are ordered by their daemon's position in the
+Membership (docs/design/membership.md): members are ordered by their daemon's position in the
 configuration, then byte-wise by private group name. Join, leave and disconnect send the
 lightweight regular membership (one vs set holding the member that changed, offset 0) to
 every member that asked for membership messages; the leaver gets only a self-leave. A
-group's id is ``(ring proc_id, ring time, index)``: the index starts at 1, grows by one
-per change, and the group is deleted when it empties, so ids repeat (§6.2.3).
+group's id is ``(ring proc_id, ring time, index)``: the index starts at 1, grows by one per
+change, and the group is deleted when it empties, so ids repeat (§6.2.3).
 
 Virtual daemons and network changes (§6.2.1, §6.3, §9.4): each virtual daemon belongs to
 one *component* (the daemons that can reach each other), and every component has a ring
@@ -85,10 +85,11 @@ SessionId = int
 """The engine's handle for one client session."""
 
 MINIMUM_CLIENT_VERSION = (3, 1, 0)
-"""Older client libraries get ``REJECT_VERSION`` (fact sheet §3.5)."""
+"""Older client libraries get ``REJECT_VERSION`` (docs/design/spread-protocol.md#reject-codes)."""
 
 _SELF_DISCARD = int(ServiceType.SELF_DISCARD)
-_MAX_GENERATED = 9999  # daemon-chosen names are r<0..9998>-<k> (fact sheet §2)
+# daemon-chosen names are r<0..9998>-<k> (docs/design/spread-protocol.md#names)
+_MAX_GENERATED = 9999
 
 Encoder = Callable[[DaemonMessage, bytes | None], bytes]
 """Turns a message into wire bytes; the second argument is a data message's raw hint."""
@@ -331,7 +332,8 @@ class Engine:
         membership: bool = True,
         version: tuple[int, int, int] = (5, 0, 1),
     ) -> SessionInfo | RejectCode:
-        """Admit a client that sent a hello, or say why not (fact sheet §3.5).
+        """Admit a client that sent a hello, or say why not
+        (docs/design/spread-protocol.md#reject-codes).
 
         An empty ``name`` asks the daemon to choose one (``r<n>-<k>``).
 

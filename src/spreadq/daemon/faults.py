@@ -9,14 +9,14 @@ applies the I/O side (closing sockets, pausing or waking a session's writer). Se
 are named by private group (``"#alice#localhost"``) or by private name (``"alice"``).
 
 * :meth:`Faults.kill` closes a session's socket without a word, as ``kill -9`` of the
-  client would: its groups see ``CAUSED_BY_DISCONNECT`` (fact sheet §9.8).
+  client would: its groups see ``CAUSED_BY_DISCONNECT`` (docs/design/membership.md#disconnect).
 * :meth:`Faults.pause` stops writing to one session, as if its client had stopped
   reading; its messages queue up in the daemon until :meth:`Faults.resume`, or until the
   queue passes ``max_session_messages`` and the session is dropped.
 * :meth:`Faults.partition` and :meth:`Faults.merge` change which virtual daemons reach
   each other (``serve(daemons=(...))``): members see transitional and
   ``CAUSED_BY_NETWORK`` memberships, and traffic stays inside each component
-  (fact sheet §9.4).
+  (docs/design/membership.md#network).
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 A :class:`Topology` is an immutable value: the daemons in configuration order, the
 component each one is in, and each component's ring id ``(proc_id of its first daemon,
-formation time)`` (fact sheet §6.2.3). :meth:`Topology.reconfigure` returns the topology
-after a partition, a merge, or both at once: a component whose daemons are exactly those
-of an old one keeps that ring id, every other one gets a new ring formed at ``now``
-(kept strictly increasing, so two changes in one second still differ). The engine uses
-it to decide which views change; nothing here knows about sessions.
+formation time)`` (docs/design/spread-protocol.md#group-ids). :meth:`Topology.reconfigure` returns
+the topology after a partition, a merge, or both at once: a component whose daemons are
+exactly those of an old one keeps that ring id, every other one gets a new ring formed at
+``now`` (kept strictly increasing, so two changes in one second still differ). The engine
+uses it to decide which views change; nothing here knows about sessions.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def daemon_proc_id(name: str) -> int:
     """Return Spread 5's default VirtualID of a daemon named ``name``, as a signed int32.
 
     It is Bob Jenkins' one-at-a-time hash of the name plus its NUL, seeded with that
-    length (fact sheet §6.2.3): ``daemon_proc_id("localhost") == 482711334``.
+    length (docs/design/spread-protocol.md#group-ids): ``daemon_proc_id("localhost") == 482711334``.
     """
     data = name.encode("latin-1") + b"\0"
     value = len(data)

@@ -402,7 +402,8 @@ class _Server:
         except OSError as error:
             log.debug("session_lost", session=session_id, error=repr(error))
         except RemoteProtocolError as error:
-            # The real daemon drops such a client without a word (fact sheet §5.1).
+            # The real daemon drops such a client without a word
+            # (docs/design/spread-protocol.md#what-a-daemon-refuses).
             log.info("session_dropped", session=session_id, reason="protocol", error=str(error))
 
     async def _read_loop(

@@ -106,7 +106,8 @@ MESS_TYPE: Final = 0x5351
 
 MAX_ENVELOPE_SIZE: Final = 140_000 - 48 - 2 * 32
 """The largest envelope spreadq sends: the Java client's 140,000-byte rule for a message
-addressed to two groups (fact sheet §8), so one cap serves JOB, ACK and control messages."""
+addressed to two groups (docs/design/spread-protocol.md#message-size), so one cap serves JOB, ACK
+and control messages."""
 
 MAX_CODEC_NAME: Final = 32
 MAX_ATTEMPTS: Final = 0xFFFF
@@ -215,10 +216,10 @@ class JobBatch:
 class BatchJobs(Sequence[Job]):
     """The jobs of a decoded JOB BATCH, built on demand from the message.
 
-    Every consumer reads every job, and most belong to others (DESIGN §7): decoding
-    checks each job record (bounds, flags, UTF-8 kind and key) and keeps its offset and
-    its ref; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the message
-    for headers and payload) each time it is asked for.
+    Every consumer reads every job, and most belong to others (docs/deployment.md#what-to-size):
+    decoding checks each job record (bounds, flags, UTF-8 kind and key) and keeps its offset and its
+    ref; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the message for
+    headers and payload) each time it is asked for.
     """
 
     __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "refs")

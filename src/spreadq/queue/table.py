@@ -42,8 +42,8 @@ not hold the job, never owns it, and only waits for its ACK.
 Completion. An ACK from a current member completes the jobs it lists everywhere, at
 the same point of the order. ACKs from non-members are ignored: Spread delivers a
 member's messages before its leave, so an ACK can never cross into a later lifetime of
-the group even though group ids repeat (fact sheet §6.2.3). If we own a completed job
-and had not started it, it is skipped; if we were running it, it is cancelled.
+the group even though group ids repeat (docs/design/membership.md#group-ids-repeat). If we own a
+completed job and had not started it, it is skipped; if we were running it, it is cancelled.
 
 Duplicates. A job re-sent with a ``(producer_id, seq)`` still outstanding takes its new
 slot like any job and *moves* there: new owner, new origin, new place in the delivery

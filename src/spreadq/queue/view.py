@@ -3,8 +3,8 @@
 The Dispatcher translates the wire's membership events into these values; the queue
 core never imports :mod:`spreadq.wire`.
 
-Who "came with us" (fact sheet §6.2.1, §9.5): for a JOIN the vs-set holds only the
-joiner, so everyone in the old view came along; for a LEAVE or DISCONNECT it holds only
+Who "came with us" (docs/design/membership.md#who-came-with-us): for a JOIN the vs-set holds only
+the joiner, so everyone in the old view came along; for a LEAVE or DISCONNECT it holds only
 the member that went, so the old view minus that member came along; only for a NETWORK
 change does the vs-set say who moved together, and then our own vs-set is the answer.
 :func:`came_with_us` is that table.
@@ -28,7 +28,8 @@ __all__ = [
 
 GroupIdTuple = tuple[int, int, int]
 """A Spread group id as ``(proc_id, time, index)``; unique only within one lifetime of
-the group (Spread reuses ids when a group is emptied and re-created, fact sheet §6.2.3)."""
+the group (Spread reuses ids when a group is emptied and re-created,
+docs/design/membership.md#group-ids-repeat)."""
 
 
 class ChangeCause(enum.StrEnum):

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A Spread daemon disconnects a client once 1000 messages are queued for it
-(``DEFAULT_MAX_SESSION_MESSAGES``, fact sheet §9.8), and it never pushes back on a
+(``DEFAULT_MAX_SESSION_MESSAGES``, docs/design/flow-control.md), and it never pushes back on a
 sender. So consumers report how far they have read, and producers hold back:
 
 * :class:`AckCadence` (consumer side) says when an ACK is due: after ``every_jobs`` jobs

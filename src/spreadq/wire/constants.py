@@ -1,7 +1,7 @@
 """Numbers of the Spread 4.x/5.x client protocol.
 
-Every value here is in ``shared/spread-protocol.md`` (the fact sheet), which was checked
-against a real Spread 5.0.1 daemon; the section is named next to each group.
+Every value here is described in docs/design/spread-protocol.md and was checked against a real
+Spread 5.0.1 daemon.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ DAEMON_MESSAGE_LIMIT: Final = 144_000
 SAFE_MESSAGE_LIMIT: Final = 140_000
 """spreadq's cap on ``48 + 32 * groups + data_len`` (the Java client's rule).
 
-Spread 5.0.1 aborts the whole daemon on bodies of 143,153..143,952 bytes (fact sheet §8),
-so nothing larger than this is ever sent, and the embedded daemon refuses it too.
+Spread 5.0.1 aborts the whole daemon on bodies of 143,153..143,952 bytes
+(docs/design/spread-protocol.md#message-size), so nothing larger than this is ever sent, and
+the embedded daemon refuses it too.
 """
 
 

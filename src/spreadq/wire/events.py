@@ -6,9 +6,9 @@ the messages a daemon sends (``DataMessage``, ``RegularMembership``, ...) are th
 a client's session receives.
 
 Names are ``str`` decoded as Latin-1, which is lossless: a daemon accepts any byte in a
-group name (fact sheet §2), and a name must come back out exactly as it went in. Outgoing
-commands validate their names and sizes when they are built, so an invalid command cannot
-exist; incoming events are validated by the decoder that builds them.
+group name (docs/design/spread-protocol.md#names), and a name must come back out exactly as it went
+in. Outgoing commands validate their names and sizes when they are built, so an invalid
+command cannot exist; incoming events are validated by the decoder that builds them.
 """
 
 from __future__ import annotations
@@ -102,15 +102,17 @@ def check_group_name(name: str, *, allow_private: bool = False) -> bytes:
 
 
 _PRIVATE_GROUP: Final = re.compile(rb"#[\x24-\x7e]{0,10}#[\x24-\x7e]{1,19}\Z")
-"""``#<private name>#<daemon name>`` (fact sheet §2); the length cap of 31 applies too."""
+"""``#<private name>#<daemon name>`` (docs/design/spread-protocol.md#names); the length cap of 31
+applies too."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class GroupId:
     """A group view's id: the daemon ring it began in and a counter of changes.
 
-    Spread reuses ids when a group is emptied and re-created (fact sheet §6.2.3), so a
-    ``GroupId`` is only unique within one lifetime of the group.
+    Spread reuses ids when a group is emptied and re-created
+    (docs/design/membership.md#group-ids-repeat), so a ``GroupId`` is only unique within one
+    lifetime of the group.
     """
 
     proc_id: int
@@ -141,7 +143,8 @@ class _GroupCommand:
     """A control command naming one group.
 
     Built by a client, the name is checked as the C library checks it. A daemon accepts
-    any name (fact sheet §2), so the daemon's session builds it with :meth:`from_wire`.
+    any name (docs/design/spread-protocol.md#names), so the daemon's session builds it with
+    :meth:`from_wire`.
     """
 
     group: str
@@ -257,7 +260,7 @@ class RegularMembership:
 
     ``vs_sets`` are the virtual-synchrony sets and ``local_vs_set`` indexes ours. For
     JOIN, LEAVE and DISCONNECT the only set holds the one member that changed; only for
-    NETWORK do the sets say who moved together (fact sheet §6.2.1, §9.5).
+    NETWORK do the sets say who moved together (docs/design/membership.md#who-came-with-us).
     """
 
     group: str
@@ -322,7 +325,8 @@ DaemonMessage = (
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """A client's hello (fact sheet §3.2), as the daemon's session decoded it.
+    """A client's hello (docs/design/spread-protocol.md#the-handshake), as the daemon's session
+    decoded it.
 
     ``refusal`` is set when the hello itself breaks a rule the session can check alone:
     ``REJECT_VERSION`` for a client older than 3.1.0, ``REJECT_ILLEGAL_NAME`` for a name
@@ -359,9 +363,10 @@ class AuthChoice:
 class IncomingMulticast:
     """A multicast as the daemon received it, with the sender's hint kept raw.
 
-    A daemon passes ``hint_raw`` through untouched, in the sender's byte order (fact
-    sheet §4.1). Destination names are not validated beyond the daemon's own checks:
-    the real daemon accepts any bytes in them, and unknown groups are simply dropped.
+    A daemon passes ``hint_raw`` through untouched, in the sender's byte order (see
+    docs/design/spread-protocol.md#byte-order). Destination names are not validated beyond
+    the daemon's own checks: the real daemon accepts any bytes in them, and unknown groups
+    are simply dropped.
     ``groups_raw`` holds the ``32 * len(groups)`` bytes of the names as received, which
     the real daemon forwards unchanged; it is not part of equality (empty when the
     value was built by hand, and the names are then encoded again).

@@ -2,14 +2,14 @@
 
 Theory of operation
 -------------------
-All handshake fields are single bytes (fact sheet §3), so byte order never matters.
-Each role is a small state machine whose transitions are *data*: a mapping from
-``(state, input)`` to the next state. Inputs are what happened, either something we
+All handshake fields are single bytes (docs/design/spread-protocol.md#the-handshake), so byte order
+never matters. Each role is a small state machine whose transitions are *data*: a mapping
+from ``(state, input)`` to the next state. Inputs are what happened, either something we
 sent (``SEND_HELLO``, ``SEND_ACCEPT`` ...) or something we decoded (``AUTH_LIST``,
-``ACCEPT``, ``HELLO`` ...). A pair missing from a table is a protocol violation: a
-local one (:class:`~spreadq.errors.LocalProtocolError`) when we tried to send, a remote
-one when the peer's bytes caused it. Tests enumerate the tables, and
-``docs/architecture.md`` draws them (:func:`describe_tables`).
+``ACCEPT``, ``HELLO`` ...). A pair missing from a table is a protocol violation: a local one
+(:class:`~spreadq.errors.LocalProtocolError`) when we tried to send, a remote one when the
+peer's bytes caused it. Tests enumerate the tables, and ``docs/architecture.md`` draws them
+(:func:`describe_tables`).
 
 Client (library >= 3.16, e.g. spreadq announcing 5.0.1)::
 

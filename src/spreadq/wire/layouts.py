@@ -3,12 +3,13 @@
 Theory of operation
 -------------------
 Every message after the handshake is a 48-byte header, ``32 * num_groups`` bytes of
-NUL-padded names and ``data_len`` bytes of data (fact sheet §4). There is no fixed byte
-order: each writer uses its own and says which by the marker bits ``0x80000080`` in
-``type`` (set = little-endian). The marker in ``hint`` describes ``hint`` alone, because a
-daemon forwards the sender's hint untouched (§4.1). So this module reads any byte order,
-always writes little-endian with the marker set (what x86 daemons and clients write), and
-keeps ``hint`` as its four raw bytes so that a daemon can pass it through.
+NUL-padded names and ``data_len`` bytes of data (docs/design/spread-protocol.md#the-message-header).
+There is no fixed byte order: each writer uses its own and says which by the marker bits
+``0x80000080`` in ``type`` (set = little-endian). The marker in ``hint`` describes ``hint``
+alone, because a daemon forwards the sender's hint untouched (§4.1). So this module reads
+any byte order, always writes little-endian with the marker set (what x86 daemons and
+clients write), and keeps ``hint`` as its four raw bytes so that a daemon can pass it
+through.
 
 These helpers know nothing about sessions or states; they raise
 :class:`~spreadq.errors.RemoteProtocolError` for bytes that cannot be decoded and
@@ -206,8 +207,9 @@ def decode_name(field: bytes, *, strict: bool) -> str:
     """A name from its 32-byte field: the bytes up to the first NUL, as Latin-1.
 
     With ``strict`` (names from a client), a field with no NUL is refused, because the
-    real daemon would overflow a buffer on it (fact sheet §5.1 hazards). Otherwise all
-    32 bytes are the name, as a C reader would see them.
+    real daemon would overflow a buffer on it
+    (docs/design/spread-protocol.md#what-a-daemon-refuses). Otherwise all 32 bytes are the
+    name, as a C reader would see them.
 
     Raises:
         RemoteProtocolError: ``strict`` and the field holds no NUL.

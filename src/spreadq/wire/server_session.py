@@ -8,11 +8,12 @@ first a ``Hello``, which the daemon answers with ``reject(code)``, ``auth_list()
 ``accept()`` or ``reject(REJECT_AUTH)``; then, once open, one ``Join``, ``Leave``,
 ``Disconnect`` or ``IncomingMulticast`` per message. While the daemon has not answered a
 step, ``next_event()`` returns ``NEED_DATA`` and keeps any early bytes for the next step
-(a libspread client may send its first JOIN with the auth choice, fact sheet §3.2).
+(a libspread client may send its first JOIN with the auth choice,
+docs/design/spread-protocol.md#the-handshake).
 
-Every header is checked as the real daemon checks it (§5.1), plus the hazards the fact
-sheet lists after those checks and spreadq's 140,000-byte cap (§8). The size checks run
-as soon as the header has arrived, before the body is awaited. Each violation raises
+Every header is checked as the real daemon checks it (§5.1), plus three hazards that daemon
+mishandles and spreadq's 140,000-byte cap (§8). The size checks run as soon as the header
+has arrived, before the body is awaited. Each violation raises
 :class:`~spreadq.errors.RemoteProtocolError` naming the rule; the session is then
 ``CLOSED`` and the daemon drops the client, as the real daemon does (it sends no error).
 
@@ -191,9 +192,9 @@ class ServerSession:
         the last handshake step, and ``CLOSED`` after a reject, a ``Disconnect`` or EOF.
 
         Raises:
-            RemoteProtocolError: the client broke a rule of fact sheet §5.1 (or a hazard
-                after it, or the size cap), or closed inside a message; the session is
-                then ``CLOSED``.
+            RemoteProtocolError: the client broke a header rule (a real daemon's, a
+                hazard or the size cap: docs/design/spread-protocol.md#what-a-daemon-refuses),
+                or closed inside a message; the session is then ``CLOSED``.
         """
         state = self.state
         event: Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData

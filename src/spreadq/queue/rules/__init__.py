@@ -17,9 +17,9 @@ that has seen the same messages since the view began:
 A rule whose choice never depends on the job may also define
 ``owner_without_job(members, state) -> member`` (:class:`JoblessRule`), returning what
 ``owner`` returns for any job. The table then reads the jobs it does not own no
-further than their refs (DESIGN §7: every consumer reads every job, and most of them
-belong to others). ``round_robin`` and ``least_loaded`` do; ``key_affinity`` reads the
-job's key.
+further than their refs (docs/deployment.md#what-to-size: every consumer reads every job, and most
+of them belong to others). ``round_robin`` and ``least_loaded`` do; ``key_affinity`` reads
+the job's key.
 
 A rule must be deterministic: never use ``hash()`` (Python's ``str`` hash differs per
 process), a clock, randomness or anything outside its arguments. The built-ins are
