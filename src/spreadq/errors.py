@@ -16,7 +16,8 @@
     ├── ConfigurationError            bad settings, names, handlers or annotations
     │   └── PluginError               a plugin that cannot be loaded or validated
     ├── PayloadError                  a payload that fails validation or decoding
-    └── JobFailed                     what awaiting a receipt raises when the job failed
+    ├── JobFailed                     what awaiting a receipt raises when the job failed
+    └── WorkerLost                    a job's owners left it more than max_failovers times
 
 ``Retry`` is not an error: a handler raises it to ask for another attempt.
 
@@ -50,6 +51,7 @@ __all__ = [
     "RemoteProtocolError",
     "Retry",
     "SpreadqError",
+    "WorkerLost",
 ]
 
 
@@ -193,6 +195,31 @@ class JobFailed(SpreadqError):
         self.error_message = error_message
         self.attempts = attempts
         super().__init__(f"{error_type}: {error_message} (after {attempts} attempt(s))")
+
+
+class WorkerLost(SpreadqError):
+    """A job was given up without running it again: the members that owned it left the
+    queue (crashed, were killed, lost their daemon) while it was outstanding more times
+    than ``Settings.max_failovers`` allows, so it may be what kills them.
+
+    It is the remote error of the job's failure: ``await receipt`` raises
+    :class:`JobFailed` with ``error_type`` ``"spreadq.errors.WorkerLost"``, and the
+    ``on_failure`` hooks receive this exception.
+
+    Attributes:
+        kind: the job's handler kind.
+        failovers: how many times the job's owner left it.
+        limit: the ``max_failovers`` setting that was passed.
+    """
+
+    def __init__(self, kind: str, failovers: int, limit: int) -> None:
+        self.kind = kind
+        self.failovers = failovers
+        self.limit = limit
+        super().__init__(
+            f"job {kind!r} was given up: the worker running it left {failovers} time(s), "
+            f"more than max_failovers ({limit}); it is not run again"
+        )
 
 
 class Retry(Exception):
