@@ -25,6 +25,8 @@ RunJob                queue it; a runner task takes it when a slot is free (at m
                       a time, in delivery order). Jobs taken over from a departed
                       member (``failover``) go before our own queued jobs, in their
                       original order: they have waited longest
+GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) instead
+                      of running it
 CancelJob             cancel the handler's scope, or drop the job if not started
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
@@ -32,7 +34,7 @@ AnnounceView          multicast the VIEW envelope to FEEDBACK
 ViewChanged           log it (and rebind the logger's ``view``)
 JobCompleted          nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
-JobOrphaned/Rejected  log a warning
+JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
 ====================  ================================================================
 
 The loop also watches the FEEDBACK group's memberships: when a member that is not a
@@ -51,7 +53,9 @@ success names the handler's result codec when it is not the job's own); the
 table decides when the ACK goes out (the loop waits for the inbox at most until
 :meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
-it outside the slots.
+it outside the slots. A job running for ``settings.running_warning`` seconds is logged
+once (``job_still_running``); the loop wakes for the earliest such moment as it does
+for ACKs.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -81,7 +85,7 @@ import anyio.abc
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure
+from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure, worker_cancelled
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -94,6 +98,7 @@ from spreadq.queue import (
     AnnounceView,
     CancelJob,
     ChangeCause,
+    GiveUpJob,
     Input,
     Job,
     JobCompleted,
@@ -196,9 +201,10 @@ def _not_before(job: Job) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """A job we own, waiting for a free slot (or for its key)."""
+    """A job we own, waiting for a free slot (or for its key); ``run`` is a
+    :class:`GiveUpJob` for a job to fail without running it."""
 
-    run: RunJob
+    run: RunJob | GiveUpJob
     view: View
 
 
@@ -280,6 +286,8 @@ class _Running:
     """A job handed to the runners, until its end is reported."""
 
     key: str | None
+    kind: str
+    since: float  # when it was handed over (clock)
     runner: _Runner | None = None  # once a runner has taken it
     cancelled: bool = False  # cancelled before a runner took it: the runner skips it
 
@@ -348,6 +356,7 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            max_failovers=settings.max_failovers,
         )
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
@@ -356,6 +365,7 @@ class Dispatcher:
         self._log = log.bind(queue=queue, member=self._me)
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
             RunJob: self._on_run,
+            GiveUpJob: self._on_give_up,
             CancelJob: self._on_cancel,
             SendAck: self._on_send_ack,
             AnnounceDrain: self._on_announce_both,
@@ -376,6 +386,8 @@ class Dispatcher:
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
+        # (when to warn, ref, entry) per job handed over, in that order (one threshold)
+        self._warnings: deque[tuple[float, JobRef, _Running]] = deque()
         self._dropped: set[JobRef] = set()  # cancelled before they started
         self._key_holder: dict[str, JobRef] = {}
         self._key_waiting: dict[str, deque[_Queued]] = {}
@@ -475,13 +487,33 @@ class Dispatcher:
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
+        warnings, running = self._warnings, self._running
+        while warnings and running.get(warnings[0][1]) is not warnings[0][2]:
+            warnings.popleft()  # ended before its warning was due
+        if warnings:
+            deadline = min(deadline, warnings[0][0])
         if deadline == math.inf:
             return None
         return deadline - self._clock()
 
     async def _timer(self) -> None:
+        self._warn_running()
         await self._apply(Tick())
         await self._check_drained()
+
+    def _warn_running(self) -> None:
+        """Log ``job_still_running`` once for each job running past the threshold."""
+        warnings, running, now = self._warnings, self._running, self._clock()
+        while warnings and warnings[0][0] <= now:
+            _, ref, entry = warnings.popleft()
+            if running.get(ref) is entry:
+                self._log.warning(
+                    "job_still_running",
+                    job=str(ref),
+                    kind=entry.kind,
+                    seconds=round(now - entry.since, 3),
+                    threshold=self._settings.running_warning,
+                )
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -560,6 +592,11 @@ class Dispatcher:
                 return
         (self._taken_over if effect.failover else self._ready).append(queued)
 
+    async def _on_give_up(self, effect: GiveUpJob) -> None:
+        view = self._table.view
+        assert view is not None
+        self._taken_over.append(_Queued(effect, view))  # failed by a runner: hooks may wait
+
     async def _delay(self, queued: _Queued, seconds: float) -> None:
         """Hold a delayed job outside the slots until its ``not_before`` time."""
         await anyio.sleep(seconds)
@@ -615,6 +652,7 @@ class Dispatcher:
             reassigned=len(effect.reassigned),
             taken_over=len(effect.taken_over),
             orphaned=len(effect.orphaned),
+            given_up=len(effect.given_up),
         )
 
     async def _on_orphaned(self, effect: JobOrphaned) -> None:
@@ -622,7 +660,11 @@ class Dispatcher:
 
     async def _on_rejected(self, effect: JobRejected) -> None:
         self._log.warning(
-            "job_rejected", job=str(effect.ref), sender=effect.sender, reason=effect.reason
+            "job_rejected",
+            job=str(effect.ref),
+            slots=effect.count,
+            sender=effect.sender,
+            reason=effect.reason,
         )
 
     # -- handler scheduling --------------------------------------------------------------
@@ -649,8 +691,12 @@ class Dispatcher:
 
     def _start(self, queued: _Queued, key: str | None) -> None:
         ref = queued.run.ref
-        self._running[ref] = _Running(key)
-        self._table.apply(JobStarted(ref), self._clock())
+        now = self._clock()
+        running = self._running[ref] = _Running(key, queued.run.job.kind, now)
+        warn_after = self._settings.running_warning
+        if warn_after is not None:
+            self._warnings.append((now + warn_after, ref, running))
+        self._table.apply(JobStarted(ref), now)
         self._handover.send_nowait(queued)
         if self._waiting_runners:  # the stream gave it to a waiting runner
             self._waiting_runners -= 1
@@ -821,11 +867,20 @@ class Dispatcher:
                 report(_Ended(runner.ref, None))
                 runner.ref = None
 
-    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome:
-        """Run one job to its outcome (cancellation passes through)."""
+    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome | None:
+        """Run one job to its outcome, or None when the worker cancelled it (a
+        cancellation passes through)."""
+        run = queued.run
         try:
-            outcome = await self._runner.run(queued.run.job, queued.view, scope)
-        except Exception as bug:  # a fault of ours, not the handler's: fail the job
-            self._log.exception("job_crashed", job=str(queued.run.ref))
-            outcome = failure(bug)
-        return outcome
+            if type(run) is GiveUpJob:
+                return await self._runner.give_up(
+                    run.job, queued.view, scope, run.failovers, run.limit
+                )
+            return await self._runner.run(run.job, queued.view, scope)
+        except BaseException as bug:  # a fault of ours, not the handler's: fail the job
+            if worker_cancelled(scope):
+                if isinstance(bug, anyio.get_cancelled_exc_class()):
+                    raise
+                return None
+            self._log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
+            return failure(bug)
