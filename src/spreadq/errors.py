@@ -17,7 +17,8 @@
     │   └── PluginError               a plugin that cannot be loaded or validated
     ├── PayloadError                  a payload that fails validation or decoding
     ├── JobFailed                     what awaiting a receipt raises when the job failed
-    └── WorkerLost                    a job's owners left it more than max_failovers times
+    ├── WorkerLost                    a job's owners left it more than max_failovers times
+    └── ForcedStop                    a worker stopped at once by a second signal
 
 ``Retry`` is not an error: a handler raises it to ask for another attempt.
 
@@ -41,6 +42,7 @@ __all__ = [
     "ConnectionLost",
     "CouldNotConnect",
     "EnvelopeError",
+    "ForcedStop",
     "InvalidName",
     "JobFailed",
     "LocalProtocolError",
@@ -220,6 +222,22 @@ class WorkerLost(SpreadqError):
             f"job {kind!r} was given up: the worker running it left {failovers} time(s), "
             f"more than max_failovers ({limit}); it is not run again"
         )
+
+
+class ForcedStop(SpreadqError):
+    """A worker was stopped at once by a second SIGINT or SIGTERM during its drain;
+    ``App.run()`` raises it after cancelling the running handlers.
+
+    Attributes:
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        exit_code: the conventional exit status for it: 128 plus the signal number
+            (130 for SIGINT, 143 for SIGTERM); ``spreadq worker`` exits with it.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number
+        super().__init__(f"worker stopped at once by a second {signal_name} while draining")
 
 
 class Retry(Exception):

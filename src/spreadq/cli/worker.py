@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
-from spreadq.errors import ConfigurationError
+from spreadq.errors import ConfigurationError, ForcedStop
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def worker(
         typer.Option(min=0.0, help="Seconds a SIGTERM drain may take; default: 30."),
     ] = None,
 ) -> None:
-    """Run a worker for the App at MODULE:APP until SIGTERM or Ctrl-C (which drain)."""
+    """Run a worker for the App at MODULE:APP until SIGTERM or Ctrl-C (which drain).
+
+    Exit status: 0 drained and stopped, 2 bad target or settings, 130 (SIGINT) or 143
+    (SIGTERM) when a second signal during the drain stopped it at once.
+    """
     try:
         app = load_app(target)
         settings = app.settings
@@ -88,6 +92,8 @@ def worker(
     except ConfigurationError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except ForcedStop as error:  # logged as worker_forced_stop already
+        raise typer.Exit(error.exit_code) from None
 
 
 def register(app: typer.Typer) -> None:
