@@ -288,6 +288,7 @@ class _Running:
     key: str | None
     kind: str
     since: float  # when it was handed over (clock)
+    warned: bool = False  # job_still_running logged
     runner: _Runner | None = None  # once a runner has taken it
     cancelled: bool = False  # cancelled before a runner took it: the runner skips it
 
@@ -386,8 +387,7 @@ class Dispatcher:
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
-        # (when to warn, ref, entry) per job handed over, in that order (one threshold)
-        self._warnings: deque[tuple[float, JobRef, _Running]] = deque()
+        self._next_scan = math.inf  # when a running job may pass settings.running_warning
         self._dropped: set[JobRef] = set()  # cancelled before they started
         self._key_holder: dict[str, JobRef] = {}
         self._key_waiting: dict[str, deque[_Queued]] = {}
@@ -487,11 +487,7 @@ class Dispatcher:
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
-        warnings, running = self._warnings, self._running
-        while warnings and running.get(warnings[0][1]) is not warnings[0][2]:
-            warnings.popleft()  # ended before its warning was due
-        if warnings:
-            deadline = min(deadline, warnings[0][0])
+        deadline = min(deadline, self._next_scan)
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -502,18 +498,36 @@ class Dispatcher:
         await self._check_drained()
 
     def _warn_running(self) -> None:
-        """Log ``job_still_running`` once for each job running past the threshold."""
-        warnings, running, now = self._warnings, self._running, self._clock()
-        while warnings and warnings[0][0] <= now:
-            _, ref, entry = warnings.popleft()
-            if running.get(ref) is entry:
+        """Log ``job_still_running`` once for each job running past the threshold, and
+        find when the next one may pass it.
+
+        One pass over the running jobs (at most ``concurrency``) per scan, and scans at
+        most eight per threshold: a warning may come an eighth of it late.
+        """
+        now = self._clock()
+        if now < self._next_scan:
+            return
+        threshold = self._settings.running_warning
+        self._next_scan = math.inf
+        if threshold is None:
+            return
+        due = math.inf
+        for ref, entry in self._running.items():
+            if entry.warned:
+                continue
+            if entry.since + threshold <= now:
+                entry.warned = True
                 self._log.warning(
                     "job_still_running",
                     job=str(ref),
                     kind=entry.kind,
                     seconds=round(now - entry.since, 3),
-                    threshold=self._settings.running_warning,
+                    threshold=threshold,
                 )
+            else:
+                due = min(due, entry.since + threshold)
+        if due < math.inf:
+            self._next_scan = max(due, now + threshold / 8)
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -692,10 +706,10 @@ class Dispatcher:
     def _start(self, queued: _Queued, key: str | None) -> None:
         ref = queued.run.ref
         now = self._clock()
-        running = self._running[ref] = _Running(key, queued.run.job.kind, now)
+        self._running[ref] = _Running(key, queued.run.job.kind, now)
         warn_after = self._settings.running_warning
-        if warn_after is not None:
-            self._warnings.append((now + warn_after, ref, running))
+        if warn_after is not None and self._next_scan == math.inf:
+            self._next_scan = now + warn_after  # the others' are earlier
         self._table.apply(JobStarted(ref), now)
         self._handover.send_nowait(queued)
         if self._waiting_runners:  # the stream gave it to a waiting runner
