@@ -125,6 +125,45 @@ async def test_the_default_timeout_fails_a_handler_that_never_returns_and_says_s
     assert outcomes[echoed].result == b"3"
 
 
+async def test_a_timed_out_attempt_is_retried_and_the_last_one_fails_with_the_hooks(
+    spreadq_daemon: Daemon,
+) -> None:
+    settings = FAST.replace(handler_timeout=0.05, max_attempts=2, concurrency=4)
+    app = make_app(spreadq_daemon, settings=settings)
+    hooked: list[tuple[int, str, str]] = []
+
+    @app.handler("once")
+    async def once(item: Item, ctx: Context) -> int:
+        if ctx.attempt == 1:
+            await anyio.sleep_forever()
+        return ctx.attempt
+
+    @app.handler("stubborn")
+    async def stubborn(item: Item) -> None:
+        while True:  # swallows the cancellation: the next wait is cancelled again
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                if item.n:
+                    raise
+                item = Item(n=1)
+
+    @app.on_failure
+    async def hook(ctx: Context, error: BaseException) -> None:
+        hooked.append((ctx.attempt, ctx.kind, str(error)))
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            seqs = await probe.put_items("once", [1, 2])
+            (stuck,) = await probe.put_items("stubborn", [0])
+            outcomes = await probe.results([*seqs, stuck])
+            app.stop()
+    assert [(outcomes[s].result, outcomes[s].attempts) for s in seqs] == [(b"2", 2), (b"2", 2)]
+    assert (outcomes[stuck].error_type, outcomes[stuck].attempts) == ("TimeoutError", 2)
+    assert hooked == [(2, "stubborn", "handler 'stubborn' exceeded its 0.05 s timeout")]
+
+
 async def test_a_long_job_is_logged_once_when_it_passes_the_warning(
     spreadq_daemon: Daemon,
 ) -> None:

@@ -53,9 +53,11 @@ success names the handler's result codec when it is not the job's own); the
 table decides when the ACK goes out (the loop waits for the inbox at most until
 :meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
-it outside the slots. A job running for ``settings.running_warning`` seconds is logged
-once (``job_still_running``); the loop wakes for the earliest such moment as it does
-for ACKs.
+it outside the slots. The loop also times attempts out (their runner writes each
+attempt's deadline; past it the loop cancels the runner's scope, see
+:class:`~spreadq.actors.runner.AttemptWatch`) and logs ``job_still_running`` once for a
+job running ``settings.running_warning`` seconds: one scan of the running jobs, when
+the earliest of those moments comes, as it wakes for ACKs.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -85,7 +87,14 @@ import anyio.abc
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure, worker_cancelled
+from spreadq.actors.runner import (
+    AttemptWatch,
+    JobRunner,
+    PreparedJobHandler,
+    TimedOut,
+    failure,
+    worker_cancelled,
+)
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -247,7 +256,15 @@ class _Help:
     """Jobs handed to the runners may wait with no runner free to take them."""
 
 
-_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help
+@dataclass(frozen=True, slots=True)
+class _Rescan:
+    """A runner armed a deadline earlier than the next scan of the running jobs."""
+
+
+_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help | _Rescan
+
+_SCAN_GAP: Final = 0.01
+"""Seconds at least between two scans of the running jobs (timeouts and warnings)."""
 
 
 class DispatcherHandle:
@@ -267,18 +284,26 @@ class DispatcherHandle:
 # --- the actor ------------------------------------------------------------------------
 
 
-class _Runner:
-    """What one runner task is doing: the job it runs now, in which cancel scope.
+class _Runner(AttemptWatch):
+    """What one runner task is doing: the job it runs now, in which cancel scope, and
+    until when its current attempt may run (the :class:`AttemptWatch`).
 
     A runner runs job after job in one scope and makes a new one only after a
     cancellation: a scope per job costs more than a no-op handler.
     """
 
-    __slots__ = ("ref", "scope")
+    __slots__ = ("_watch", "ref", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Callable[[float], None]) -> None:
+        super().__init__()
         self.ref: JobRef | None = None
         self.scope: anyio.CancelScope | None = None
+        self._watch = watch
+
+    def arm(self, deadline: float) -> None:
+        """An attempt starts that must end by ``deadline``: the dispatcher watches it."""
+        self.deadline = deadline
+        self._watch(deadline)
 
 
 @dataclass(slots=True)
@@ -348,6 +373,7 @@ class Dispatcher:
             queue=queue,
             member=self._me,
             rng=rng if rng is not None else random.Random(),
+            clock=clock,
         )
         self._table = OutstandingTable(
             self._me,
@@ -387,7 +413,7 @@ class Dispatcher:
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
-        self._next_scan = math.inf  # when a running job may pass settings.running_warning
+        self._next_scan = math.inf  # when a running job may time out or need a warning
         self._dropped: set[JobRef] = set()  # cancelled before they started
         self._key_holder: dict[str, JobRef] = {}
         self._key_waiting: dict[str, deque[_Queued]] = {}
@@ -493,27 +519,41 @@ class Dispatcher:
         return deadline - self._clock()
 
     async def _timer(self) -> None:
-        self._warn_running()
+        self._scan_running()
         await self._apply(Tick())
         await self._check_drained()
 
-    def _warn_running(self) -> None:
-        """Log ``job_still_running`` once for each job running past the threshold, and
-        find when the next one may pass it.
+    def _watch_deadline(self, deadline: float) -> None:
+        """A runner armed an attempt's deadline: scan by then."""
+        if deadline < self._next_scan:
+            self._next_scan = deadline
+            self._send.send_nowait(_Rescan())  # the loop may wait for a later time
 
-        One pass over the running jobs (at most ``concurrency``) per scan, and scans at
-        most eight per threshold: a warning may come an eighth of it late.
+    def _scan_running(self) -> None:
+        """Time out the attempts past their deadline (cancel the runner's scope, the
+        watch ``expired``); log ``job_still_running`` once for each job running past
+        ``settings.running_warning``; find when the next of either is due.
+
+        One pass over the running jobs (at most ``concurrency``), at most once per
+        :data:`_SCAN_GAP`, so a timeout or a warning may come that much late.
         """
         now = self._clock()
         if now < self._next_scan:
             return
         threshold = self._settings.running_warning
         self._next_scan = math.inf
-        if threshold is None:
-            return
         due = math.inf
         for ref, entry in self._running.items():
-            if entry.warned:
+            runner = entry.runner
+            if runner is not None and runner.ref == ref:
+                deadline = runner.deadline
+                if deadline <= now:
+                    if not runner.expired and runner.scope is not None:
+                        runner.expired = True
+                        runner.scope.cancel()
+                elif deadline < due:
+                    due = deadline
+            if threshold is None or entry.warned:
                 continue
             if entry.since + threshold <= now:
                 entry.warned = True
@@ -527,7 +567,7 @@ class Dispatcher:
             else:
                 due = min(due, entry.since + threshold)
         if due < math.inf:
-            self._next_scan = max(due, now + threshold / 8)
+            self._next_scan = max(due, now + _SCAN_GAP)
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -543,6 +583,7 @@ class Dispatcher:
             self._ready.append(item.queued)
         elif isinstance(item, _Help):
             self._on_help()
+        # _Rescan: nothing to do; the loop's next wait takes the earlier scan into account
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
             self._drain_deadline = self._clock() + self._drain_timeout
@@ -743,11 +784,11 @@ class Dispatcher:
     @staticmethod
     def _cancel(ref: JobRef, running: _Running) -> None:
         """Cancel a job handed to the runners: its runner's scope if it runs now."""
+        running.cancelled = True  # a runner skips it, or does not resume it after a timeout
         runner = running.runner
         if runner is not None and runner.ref == ref and runner.scope is not None:
+            runner.expired = False  # a cancellation, not a timeout
             runner.scope.cancel()
-        else:
-            running.cancelled = True  # not taken yet (or just ended: then it is moot)
 
     @property
     def _queued(self) -> int:
@@ -850,47 +891,67 @@ class Dispatcher:
         are added only when jobs wait with every runner busy (:meth:`_on_help`): with
         handlers that never wait, one runner takes them all, and a burst of jobs wakes
         one task, not one per job.
+
+        An attempt that runs past its timeout is cancelled by :meth:`_scan_running`
+        through the same scope; the runner then goes on with that job (another attempt,
+        or its failure) in a new scope.
         """
-        runner = _Runner()
+        runner = _Runner(self._watch_deadline)
         take, wait = self._starts.receive_nowait, self._starts.receive
         running_jobs, report = self._running, self._send.send_nowait
+        resume: tuple[_Queued, TimedOut] | None = None  # a job whose attempt timed out
         self._starting -= 1
         while True:
             with anyio.CancelScope() as scope:
                 runner.scope = scope
                 while not scope.cancel_called:
-                    try:
-                        queued = take()
-                    except anyio.WouldBlock:
-                        self._waiting_runners += 1  # _start takes it back as it hands over
-                        queued = await wait()
+                    timed_out: TimedOut | None = None
+                    if resume is not None:
+                        (queued, timed_out), resume = resume, None
                     else:
-                        self._buffered -= 1
-                        if self._buffered:  # more behind it: if this one waits, who takes them?
-                            self._ask_for_help()
+                        try:
+                            queued = take()
+                        except anyio.WouldBlock:
+                            self._waiting_runners += 1  # _start takes it back as it hands over
+                            queued = await wait()
+                        else:
+                            self._buffered -= 1
+                            if self._buffered:  # more behind it: if this one waits, who takes them?
+                                self._ask_for_help()
                     ref = queued.run.ref
                     running = running_jobs.get(ref)
                     if running is None or running.cancelled:
+                        runner.ref = None
                         report(_Ended(ref, None))
                         continue
                     running.runner, runner.ref = runner, ref
-                    outcome = await self._execute(queued, scope)
+                    outcome = await self._execute(queued, scope, runner, timed_out)
+                    if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
+                        resume = (queued, outcome)
+                        continue
                     runner.ref = None
                     report(_Ended(ref, outcome))
-            if runner.ref is not None:  # its job was cancelled
+            if runner.ref is not None and resume is None:  # its job was cancelled
                 report(_Ended(runner.ref, None))
                 runner.ref = None
 
-    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome | None:
+    async def _execute(
+        self,
+        queued: _Queued,
+        scope: anyio.CancelScope,
+        watch: AttemptWatch,
+        resume: TimedOut | None,
+    ) -> Outcome | TimedOut | None:
         """Run one job to its outcome, or None when the worker cancelled it (a
-        cancellation passes through)."""
+        cancellation passes through), or :class:`TimedOut` when an attempt ran out of
+        time (``scope`` is cancelled; call again with ``resume``)."""
         run = queued.run
         try:
             if type(run) is GiveUpJob:
                 return await self._runner.give_up(
                     run.job, queued.view, scope, run.failovers, run.limit
                 )
-            return await self._runner.run(run.job, queued.view, scope)
+            return await self._runner.run(run.job, queued.view, scope, watch, resume)
         except BaseException as bug:  # a fault of ours, not the handler's: fail the job
             if worker_cancelled(scope):
                 if isinstance(bug, anyio.get_cancelled_exc_class()):

@@ -38,7 +38,13 @@ cancellation or not, ends the task without an outcome.
 
 An attempt's timeout is the handler's ``timeout`` option, else
 ``settings.handler_timeout`` (None: no limit); when it passes, the attempt fails with
-``TimeoutError: handler 'kind' exceeded its N s timeout``.
+``TimeoutError: handler 'kind' exceeded its N s timeout``. The runner does not time
+attempts itself (a cancel scope with a deadline per job cost forty times a no-op
+handler): it writes each attempt's deadline on its :class:`AttemptWatch`, and its
+dispatcher, which looks at its running jobs anyway, cancels the job's scope once the
+deadline passes and marks the watch ``expired``. :meth:`JobRunner.run` then returns
+:class:`TimedOut` from the cancelled scope, and the dispatcher calls it again in a new
+scope with ``resume=`` to retry or fail the job as for any other failure.
 
 The backoff after attempt ``n`` is ``retry_backoff_base * 2**(n-1)``, capped at
 ``retry_backoff_max``, spread at random by ``retry_jitter`` of itself.
@@ -49,7 +55,8 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import anyio
@@ -64,8 +71,10 @@ from spreadq.settings import Settings
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
+    "AttemptWatch",
     "JobRunner",
     "PreparedJobHandler",
+    "TimedOut",
     "error_type_name",
     "worker_cancelled",
 ]
@@ -74,6 +83,37 @@ log = structlog.get_logger(__name__)
 
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
+
+
+class AttemptWatch:
+    """The deadline of the attempt a runner task runs now, shared with its dispatcher.
+
+    The runner sets :attr:`deadline` (on the dispatcher's clock) when an attempt with a
+    timeout starts, and ``math.inf`` when it ends; the dispatcher, past the deadline,
+    sets :attr:`expired` and cancels the runner's scope.
+    """
+
+    __slots__ = ("deadline", "expired")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf
+        self.expired = False
+
+    def arm(self, deadline: float) -> None:
+        """An attempt starts that must end by ``deadline``."""
+        self.deadline = deadline
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """:meth:`JobRunner.run` ran out of ``attempt``'s time; its scope is cancelled.
+
+    Call ``run`` again, in a new scope, with ``resume=`` this value: it goes on as after
+    any failure of that attempt (another attempt, or the hooks and the failure).
+    """
+
+    attempt: int
+    error: TimeoutError
 
 
 class PreparedJobHandler(Protocol):
@@ -165,6 +205,7 @@ class JobRunner:
         queue: str,
         member: str,
         rng: random.Random,
+        clock: Callable[[], float],
     ) -> None:
         self._handlers = handlers
         self._settings = settings
@@ -172,9 +213,21 @@ class JobRunner:
         self._queue = queue
         self._member = member
         self._rng = rng
+        self._clock = clock
 
-    async def run(self, job: Job, view: View, scope: anyio.CancelScope) -> Outcome | None:
+    async def run(
+        self,
+        job: Job,
+        view: View,
+        scope: anyio.CancelScope,
+        watch: AttemptWatch,
+        resume: TimedOut | None = None,
+    ) -> Outcome | TimedOut | None:
         """Run ``job`` (assigned in ``view``) until it succeeds or fails for good.
+
+        Each attempt with a timeout arms ``watch``; when the dispatcher expires it,
+        this returns :class:`TimedOut` (from the then cancelled ``scope``), and the
+        dispatcher calls it again with ``resume=`` in a new scope.
 
         Returns None when the worker cancelled the job and the handler answered the
         cancellation with another exception (nothing to report, as for a cancellation).
@@ -216,32 +269,36 @@ class JobRunner:
         retry_on = options.retry_on
         timeout = options.timeout if options.timeout is not None else self._settings.handler_timeout
         chain = prepared.chain
-        attempt = 1
+        attempt = 1 if resume is None else resume.attempt
         while True:
             ctx = context(attempt, headers)
             delay: float | None = None
             error: BaseException
-            try:
-                if timeout is None:  # no deadline: no scope (it would cost more than a no-op)
-                    result = await chain(ctx, payload)
-                else:
-                    with anyio.move_on_after(timeout) as deadline:
-                        result = await chain(ctx, payload)
-                    if deadline.cancelled_caught:
-                        raise TimeoutError(
-                            f"handler {job.kind!r} exceeded its {timeout:g} s timeout"
-                        )
-            except Retry as retry:
-                error, retriable, delay = retry, True, retry.delay
-            except BaseException as problem:  # the handler's, BaseExceptions included
-                if worker_cancelled(scope):
-                    if isinstance(problem, anyio.get_cancelled_exc_class()):
-                        raise
-                    ctx.log.debug("job_cancelled", error=error_type_name(problem))
-                    return None  # cancelled, and the handler raised something else
-                error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+            if resume is not None:  # this attempt ran out of time before
+                error, resume = resume.error, None
+                retriable = not retry_on or isinstance(error, retry_on)
             else:
-                return await self._succeeded(ctx, prepared, result, job.codec, scope)
+                watch.expired = False
+                if timeout is not None:
+                    watch.arm(self._clock() + timeout)
+                try:
+                    result = await chain(ctx, payload)
+                except Retry as retry:
+                    error, retriable, delay = retry, True, retry.delay
+                except BaseException as problem:  # the handler's, BaseExceptions included
+                    if worker_cancelled(scope):
+                        if watch.expired:  # the dispatcher's doing: the attempt's time is up
+                            message = f"handler {job.kind!r} exceeded its {timeout:g} s timeout"
+                            return TimedOut(attempt, TimeoutError(message))
+                        if isinstance(problem, anyio.get_cancelled_exc_class()):
+                            raise
+                        ctx.log.debug("job_cancelled", error=error_type_name(problem))
+                        return None  # cancelled, and the handler raised something else
+                    error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+                else:
+                    return await self._succeeded(ctx, prepared, result, job.codec, scope)
+                finally:
+                    watch.deadline = math.inf
             if not retriable or attempt >= max_attempts:
                 return await self._failed(ctx, error, scope)
             if delay is None:
