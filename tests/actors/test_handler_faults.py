@@ -19,6 +19,7 @@ from test_dispatcher import FAST, QUEUE, WAIT, Item, make_app, probe_on, start
 
 from spreadq.context import Context
 from spreadq.daemon import Daemon
+from spreadq.errors import Retry
 from spreadq.queue import MESS_TYPE, Status
 from spreadq.queue.jobs import JobRef
 
@@ -138,6 +139,15 @@ async def test_a_timed_out_attempt_is_retried_and_the_last_one_fails_with_the_ho
             await anyio.sleep_forever()
         return ctx.attempt
 
+    @app.handler("retrier")
+    async def retrier(item: Item, ctx: Context) -> int:
+        if ctx.attempt == 1:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                raise Retry(0.0) from None  # still the timeout's doing
+        return ctx.attempt
+
     @app.handler("stubborn")
     async def stubborn(item: Item) -> None:
         while True:  # swallows the cancellation: the next wait is cancelled again
@@ -157,9 +167,11 @@ async def test_a_timed_out_attempt_is_retried_and_the_last_one_fails_with_the_ho
             await start(tg, app)
             seqs = await probe.put_items("once", [1, 2])
             (stuck,) = await probe.put_items("stubborn", [0])
-            outcomes = await probe.results([*seqs, stuck])
+            (retried,) = await probe.put_items("retrier", [0])
+            outcomes = await probe.results([*seqs, stuck, retried])
             app.stop()
     assert [(outcomes[s].result, outcomes[s].attempts) for s in seqs] == [(b"2", 2), (b"2", 2)]
+    assert (outcomes[retried].result, outcomes[retried].attempts) == (b"2", 2)
     assert (outcomes[stuck].error_type, outcomes[stuck].attempts) == ("TimeoutError", 2)
     assert hooked == [(2, "stubborn", "handler 'stubborn' exceeded its 0.05 s timeout")]
 

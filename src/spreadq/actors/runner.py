@@ -283,10 +283,8 @@ class JobRunner:
                     watch.arm(self._clock() + timeout)
                 try:
                     result = await chain(ctx, payload)
-                except Retry as retry:
-                    error, retriable, delay = retry, True, retry.delay
                 except BaseException as problem:  # the handler's, BaseExceptions included
-                    if worker_cancelled(scope):
+                    if worker_cancelled(scope):  # whatever it raised (Retry too)
                         if watch.expired:  # the dispatcher's doing: the attempt's time is up
                             message = f"handler {job.kind!r} exceeded its {timeout:g} s timeout"
                             return TimedOut(attempt, TimeoutError(message))
@@ -294,7 +292,10 @@ class JobRunner:
                             raise
                         ctx.log.debug("job_cancelled", error=error_type_name(problem))
                         return None  # cancelled, and the handler raised something else
-                    error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+                    if isinstance(problem, Retry):
+                        error, retriable, delay = problem, True, problem.delay
+                    else:
+                        error, retriable = problem, not retry_on or isinstance(problem, retry_on)
                 else:
                     return await self._succeeded(ctx, prepared, result, job.codec, scope)
                 finally:
