@@ -9,6 +9,7 @@ read by one loop that alone touches the table::
 
     connection --(reader task: one item per socket read)--> inbox
     handler tasks --(ended: ref, outcome)-----------------> inbox
+    handler tasks --(an attempt's deadline, if sooner)----> inbox
     handle.drain() ----------------------------------------> inbox
                           |
              loop: translate WORK events -> table.apply(input, now) -> effects
