@@ -66,10 +66,12 @@ async def test_the_daemon_command_serves_clients_and_stops_cleanly_on_sigterm(
             while b"listening on " not in banner or not banner.endswith(b"\n"):
                 banner += await process.stderr.receive()
         address = banner.decode().split("listening on ")[1].split()[0]
-        for target in (address, f"unix:{socket_path}"):
+        # one group per client: leaving `connect` writes the Disconnect, but the daemon
+        # may take the next client's join first, as Spread orders no two sessions
+        for group, target in (("cli-tcp", address), ("cli-unix", f"unix:{socket_path}")):
             with anyio.fail_after(WAIT):
                 async with spreadq.connect(target) as conn:
-                    await conn.join("cli")
+                    await conn.join(group)
                     view = await conn.receive()
                     assert isinstance(view, RegularMembership)
                     assert view.members == (conn.private_group,)
