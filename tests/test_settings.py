@@ -21,6 +21,9 @@ DESIGN_DEFAULTS = {
     "retry_backoff_base": 0.2,
     "retry_backoff_max": 30.0,
     "retry_jitter": 0.2,
+    "handler_timeout": 600.0,  # None: no limit
+    "running_warning": 60.0,  # None: never
+    "max_failovers": 2,  # None: no limit
     "cancel_on_disconnect": True,
     "reconnect_backoff_initial": 0.1,
     "reconnect_backoff_max": 5.0,

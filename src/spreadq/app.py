@@ -487,6 +487,8 @@ class App:
             InvalidName: the app's private name is refused by the client library.
             ConnectionLost: the daemon stayed away for more than
                 ``settings.reconnect_max_attempts`` reconnection attempts in a row.
+            ForcedStop: a second SIGTERM/SIGINT during the drain stopped it at once
+                (running handlers were cancelled).
         """
         self.freeze()
         if self._worker is not None:

@@ -24,14 +24,15 @@ reads the events that actor decodes. Addresses use Spread's syntax
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
 from spreadq.actors.connection import ConnectionHandle, ConnectionStatistics, SpreadConnection
@@ -112,10 +113,109 @@ def parse_address(address: Address | None) -> Endpoint:
     return TcpEndpoint(host, _port(port, address))
 
 
-async def _open_stream(endpoint: Endpoint) -> anyio.abc.SocketStream:
+class _UnixStream(anyio.abc.ByteStream):
+    """A connected Unix socket, read and written through ``anyio.wait_readable`` and
+    ``anyio.wait_writable``.
+
+    anyio's own Unix stream (asyncio backend) waits for a future that the socket's
+    reader callback resolves. When the waiting task is cancelled in the loop turn in
+    which the socket became readable, the callback, already queued, then sets the
+    cancelled future and asyncio prints an ``InvalidStateError`` traceback ("Exception
+    in callback Future.set_result"). A connection cancels its reader whenever it ends
+    (a producer closing as the last ACKs and VIEWs arrive, a worker stopping), so that
+    turn comes; ``wait_readable`` tolerates it.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._closed = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock = self._sock
+        return {
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: sock.getsockname,
+            SocketAttribute.remote_address: sock.getpeername,
+            SocketAttribute.raw_socket: lambda: sock,
+        }
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Read what the socket holds (at most ``max_bytes``), waiting for some.
+
+        Raises:
+            anyio.EndOfStream: the daemon closed its end.
+            anyio.ClosedResourceError: we closed the stream.
+            anyio.BrokenResourceError: the socket failed.
+        """
+        await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                data = self._sock.recv(max_bytes)
+            except BlockingIOError:
+                await self._wait(anyio.wait_readable)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        """Write all of ``item``, waiting while the socket's buffer is full.
+
+        Raises:
+            anyio.ClosedResourceError: we closed the stream.
+            anyio.BrokenResourceError: the socket failed.
+        """
+        await anyio.lowlevel.checkpoint()
+        view = memoryview(item)
+        while view:
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                await self._wait(anyio.wait_writable)
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            view = view[sent:]
+
+    async def send_eof(self) -> None:
+        """Shut our writing side down.
+
+        Raises:
+            anyio.BrokenResourceError: the socket failed.
+        """
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._broken(exc) from exc
+
+    async def aclose(self) -> None:
+        """Close the socket; a task waiting on it gets ``anyio.ClosedResourceError``."""
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
+    async def _wait(self, until: Callable[[socket.socket], Awaitable[None]]) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await until(self._sock)
+
+    def _broken(self, exc: OSError) -> Exception:
+        return anyio.ClosedResourceError() if self._closed else anyio.BrokenResourceError()
+
+
+async def _open_stream(endpoint: Endpoint) -> anyio.abc.ByteStream:
     try:
         if isinstance(endpoint, UnixEndpoint):
-            return await anyio.connect_unix(endpoint.path)
+            unix = await anyio.connect_unix(endpoint.path)
+            sock = unix.extra(SocketAttribute.raw_socket).dup()  # ours, without anyio's
+            await unix.aclose()
+            sock.setblocking(False)
+            return _UnixStream(sock)
         stream = await anyio.connect_tcp(endpoint.host, endpoint.port)
     except OSError as exc:
         raise CouldNotConnect(f"could not connect to {endpoint}: {exc}") from exc

@@ -16,7 +16,9 @@
     ├── ConfigurationError            bad settings, names, handlers or annotations
     │   └── PluginError               a plugin that cannot be loaded or validated
     ├── PayloadError                  a payload that fails validation or decoding
-    └── JobFailed                     what awaiting a receipt raises when the job failed
+    ├── JobFailed                     what awaiting a receipt raises when the job failed
+    ├── WorkerLost                    a job's owners left it more than max_failovers times
+    └── ForcedStop                    a worker stopped at once by a second signal
 
 ``Retry`` is not an error: a handler raises it to ask for another attempt.
 
@@ -40,6 +42,7 @@ __all__ = [
     "ConnectionLost",
     "CouldNotConnect",
     "EnvelopeError",
+    "ForcedStop",
     "InvalidName",
     "JobFailed",
     "LocalProtocolError",
@@ -50,6 +53,7 @@ __all__ = [
     "RemoteProtocolError",
     "Retry",
     "SpreadqError",
+    "WorkerLost",
 ]
 
 
@@ -193,6 +197,47 @@ class JobFailed(SpreadqError):
         self.error_message = error_message
         self.attempts = attempts
         super().__init__(f"{error_type}: {error_message} (after {attempts} attempt(s))")
+
+
+class WorkerLost(SpreadqError):
+    """A job was given up without running it again: the members that owned it left the
+    queue (crashed, were killed, lost their daemon) while it was outstanding more times
+    than ``Settings.max_failovers`` allows, so it may be what kills them.
+
+    It is the remote error of the job's failure: ``await receipt`` raises
+    :class:`JobFailed` with ``error_type`` ``"spreadq.errors.WorkerLost"``, and the
+    ``on_failure`` hooks receive this exception.
+
+    Attributes:
+        kind: the job's handler kind.
+        failovers: how many times the job's owner left it.
+        limit: the ``max_failovers`` setting that was passed.
+    """
+
+    def __init__(self, kind: str, failovers: int, limit: int) -> None:
+        self.kind = kind
+        self.failovers = failovers
+        self.limit = limit
+        super().__init__(
+            f"job {kind!r} was given up: the worker running it left {failovers} time(s), "
+            f"more than max_failovers ({limit}); it is not run again"
+        )
+
+
+class ForcedStop(SpreadqError):
+    """A worker was stopped at once by a second SIGINT or SIGTERM during its drain;
+    ``App.run()`` raises it after cancelling the running handlers.
+
+    Attributes:
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        exit_code: the conventional exit status for it: 128 plus the signal number
+            (130 for SIGINT, 143 for SIGTERM); ``spreadq worker`` exits with it.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number
+        super().__init__(f"worker stopped at once by a second {signal_name} while draining")
 
 
 class Retry(Exception):

@@ -14,7 +14,11 @@ raises the last :class:`~spreadq.errors.ConnectionLost` (the connect error, when
 session was ever lost). Every failed try is a warning naming the address, the error and
 the delay; every session that joins is an info line naming the member and the handlers.
 :meth:`WorkerRuntime.stop` drains the current session and ends the loop, also in the
-middle of a backoff; a second SIGTERM/SIGINT cancels everything at once.
+middle of a backoff; a second SIGTERM/SIGINT cancels
+everything at once, and :meth:`WorkerRuntime.serve` raises
+:class:`~spreadq.errors.ForcedStop` (``spreadq worker`` exits with its code: 130 after
+SIGINT, 143 after SIGTERM, the shell's 128 + signal number), so whoever started the
+worker can tell a forced stop, which cancelled running handlers, from a clean drain.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import anyio.abc
 
 from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
 from spreadq.client import connect
-from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected
+from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
 from spreadq.logs import get_logger
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
@@ -88,6 +92,7 @@ class WorkerRuntime:
         self._attempts = 0  # reconnection tries since a session last joined
         self._lost: ConnectionLost | None = None
         self._unreachable_since: float | None = None  # no session since (None: joined)
+        self._forced: ForcedStop | None = None
         self._log = log.bind(queue=app.queue)
 
     def stop(self) -> None:
@@ -107,6 +112,8 @@ class WorkerRuntime:
             async for signum in signals:
                 if self._stopping:
                     self._log.warning("worker_forced_stop", signal=signum.name)
+                    if self._forced is None:
+                        self._forced = ForcedStop(signum.name, int(signum))
                     self._scope.cancel()
                 else:
                     self._log.info("worker_signal", signal=signum.name)
@@ -120,10 +127,15 @@ class WorkerRuntime:
                 in a row brought none back.
             ConnectError: the daemon could not be reached, and no session was ever lost
                 (or it refused us for good: a reject code retrying cannot mend).
+            ForcedStop: a second SIGTERM/SIGINT stopped the worker at once.
         """
+        await self._serve(_Joined(self, task_status))
+        if self._forced is not None:  # the scope's cancellation ended _serve quietly
+            raise self._forced
+
+    async def _serve(self, joined: _Joined) -> None:
         app = self._app
         settings = self._settings
-        joined = _Joined(self, task_status)
         self._unreachable_since = anyio.current_time()
         with self._scope:
             while not self._stopping:

@@ -83,6 +83,29 @@ class Settings(BaseSettings):
     """The longest delay between two attempts (seconds)."""
     retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     """Each retry delay is spread at random by up to this fraction of itself."""
+    handler_timeout: float | None = Field(default=600.0, gt=0.0)
+    """Seconds one attempt of a handler may run before it is cancelled and fails with a
+    ``TimeoutError`` naming the handler and the timeout (retried like any failure); a
+    handler's own ``timeout=`` option overrides it, and None means no limit. A handler
+    that never returns would otherwise hold one of ``concurrency`` slots for good, and
+    its producer's receipt would never resolve: ten minutes is far beyond what the jobs
+    of a work queue usually take (handlers that run longer say so with ``timeout=``),
+    and short enough that a wedged handler frees its slot and reports its failure."""
+    running_warning: float | None = Field(default=60.0, gt=0.0)
+    """A worker logs ``job_still_running`` (a warning with the job's ref and kind) once
+    for each job it has been running for this many seconds (all attempts counted), so a
+    slow or hung handler is visible long before its timeout; None: never."""
+    max_failovers: int | None = Field(default=2, ge=0, le=1_000)
+    """How many times a job is taken over because its owner left (crashed, was killed,
+    lost its daemon) while the job was outstanding, before it is given up instead of
+    run again: a job that kills the process running it (``os._exit``, a crash in an
+    extension, the OOM killer) would otherwise take every worker down in turn. Each
+    reassignment counts, whether or not the owner had started the job (no other worker
+    can know), so with the default a job runs at most three times through failovers,
+    as often as ``max_attempts`` tries a failing one. The member that would have taken
+    it over reports it failed with :class:`~spreadq.errors.WorkerLost` (after the
+    ``on_failure`` hooks). None: no limit. Every worker of a queue must use the same
+    value."""
     cancel_on_disconnect: bool = True
     """A worker that loses its daemon cancels its running handlers (their jobs are
     reassigned by the survivors, docs/design/membership.md#disconnect)."""

@@ -7,6 +7,7 @@ the behaviour of a daemon (membership, delivery) against the embedded daemon.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,13 +16,21 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 import structlog
 from anyio import wait_all_tasks_blocked
 from fake_daemon import FakeDaemon, FakePeer, fake_daemon
 
 from spreadq.actors.connection import ConnectionHandle, SpreadConnection
-from spreadq.client import Connection, TcpEndpoint, UnixEndpoint, connect, parse_address
+from spreadq.client import (
+    Connection,
+    TcpEndpoint,
+    UnixEndpoint,
+    _open_stream,
+    connect,
+    parse_address,
+)
 from spreadq.daemon import serve
 from spreadq.errors import (
     CloseReason,
@@ -157,6 +166,43 @@ async def test_a_unix_socket_address_works(tmp_path: Path) -> None:
         with anyio.fail_after(WAIT):
             await conn.join("g")
             assert await peer.command() == Join("g")
+
+
+async def test_a_unix_read_cancelled_as_data_arrives_leaves_no_loop_error(tmp_path: Path) -> None:
+    # the cause of a traceback `spreadq put --wait` printed now and then: a connection
+    # cancels its reader when it ends; if the socket became readable in that very loop
+    # turn, anyio's Unix stream had its reader callback set the cancelled future
+    # (asyncio: "Exception in callback Future.set_result", InvalidStateError)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    path = str(tmp_path / "s.sock")
+    async with await anyio.create_unix_listener(path) as listener:
+        stream = await _open_stream(UnixEndpoint(path))
+        peer = await listener.accept()
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        try:
+            for _ in range(3):
+                async with anyio.create_task_group() as tg:
+                    reading = anyio.CancelScope()
+
+                    async def read(scope: anyio.CancelScope = reading) -> None:
+                        with scope:
+                            await stream.receive()
+
+                    tg.start_soon(read)
+                    await wait_all_tasks_blocked()  # the reader waits for the socket
+                    await peer.send(b"x")  # readable: its callback is queued next turn
+                    await anyio.lowlevel.checkpoint()  # that turn: we run before it
+                    reading.cancel()
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()  # let queued callbacks run
+                assert await stream.receive() == b"x"  # nothing lost either
+        finally:
+            loop.set_exception_handler(previous)
+            await stream.aclose()
+            await peer.aclose()
+    assert errors == []
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +80,10 @@ async def worker_processes(
     queue: str,
     records: Path,
     concurrency: int,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[list[WorkerProcess]]:
-    """Start one worker process per address (``w0`` on ``addresses[0]`` ...).
+    """Start one worker process per address (``w0`` on ``addresses[0]`` ...), with
+    ``extra_env`` added to their environment.
 
     Every process still running when the block ends is killed and reaped; when the
     block fails, the end of each worker's output is printed first.
@@ -97,6 +99,7 @@ async def worker_processes(
                 "SPREADQ_TEST_QUEUE": queue,
                 "SPREADQ_TEST_NAME": name,
                 "SPREADQ_TEST_RECORDS": str(records),
+                **(extra_env or {}),
             }
             command = [
                 sys.executable,

@@ -22,6 +22,8 @@ What is modelled (docs/design/membership.md):
   some jobs (duplicates), split some into fragments, and a C program sends RAW data
   and the odd corrupt envelope.
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
+  A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
+  is failed by its new owner without running, as the worker does.
 
 The model records what really ran (``executions``) and what each replica held, so the
 test can check the invariants after every step; see ``tests/queue/test_table.py``.
@@ -40,6 +42,7 @@ from spreadq.queue.effects import (
     AnnounceView,
     CancelJob,
     Effect,
+    GiveUpJob,
     JobCompleted,
     JobOrphaned,
     JobRejected,
@@ -111,6 +114,7 @@ class Replica:
     created: dict[JobRef, int] = field(default_factory=dict)  # ref -> history index
     queued: list[JobRef] = field(default_factory=list)  # RunJob received, not started
     running: list[JobRef] = field(default_factory=list)
+    giving_up: set[JobRef] = field(default_factory=set)  # GiveUpJob: fail, do not run
     alive: bool = True
     lifetime: int = 0
     first_seen: dict[JobRef, int] = field(default_factory=dict)  # fragments: first one
@@ -129,6 +133,8 @@ class Simulation:
         self.rule = builtin_rules()[rule]
         self.rule_name = rule
         self.max_members = max_members
+        self.max_failovers = self.rng.choice([None, 0, 1, 2])
+        self.given_up = 0  # jobs failed without running by their new owner
         self.now = 0.0
         self.replicas: dict[str, Replica] = {}
         self.components: list[Component] = []
@@ -172,8 +178,19 @@ class Simulation:
 
     def carry_out(self, replica: Replica, effect: Effect) -> None:
         if isinstance(effect, RunJob):
+            entry = self.entry(replica, effect.ref)
+            if entry.given_up:
+                self.fail(f"{replica.name} runs {effect.ref}, given up ({entry.failovers})")
+            replica.queued.append(effect.ref)
+        elif isinstance(effect, GiveUpJob):
+            entry = self.entry(replica, effect.ref)
+            limit = self.max_failovers
+            if limit is None or not (effect.failovers == entry.failovers > limit):
+                self.fail(f"{replica.name} gives up {effect.ref} after {effect.failovers}")
+            replica.giving_up.add(effect.ref)
             replica.queued.append(effect.ref)
         elif isinstance(effect, CancelJob):
+            replica.giving_up.discard(effect.ref)
             if effect.ref in replica.queued:
                 replica.queued.remove(effect.ref)
             if effect.ref in replica.running:
@@ -193,6 +210,13 @@ class Simulation:
             self.rejected.append(effect.ref)
         elif isinstance(effect, ViewChanged):
             pass
+
+    def entry(self, replica: Replica, ref: JobRef) -> OutstandingJob:
+        for job in replica.table.outstanding():
+            if job.ref == ref:
+                return job
+        self.fail(f"{replica.name} was told to run {ref}, which it does not have")
+        raise AssertionError  # unreachable: fail() raises
 
     def new_name(self) -> str:
         self.serial += 1
@@ -239,6 +263,7 @@ class Simulation:
             ack_every_jobs=self.rng.choice([1, 3, 8]),
             ack_every_seconds=0.05,
             history_size=self.rng.choice([5, 1000]),
+            max_failovers=self.max_failovers,
         )
         if component is None:
             self.lifetime += 1
@@ -278,6 +303,7 @@ class Simulation:
         replica.alive = False
         replica.queued.clear()
         replica.running.clear()
+        replica.giving_up.clear()
         component.members.remove(name)
         self.log.append(f"{'crash' if crash else 'leave'} {name}")
         if not component.members:
@@ -412,6 +438,12 @@ class Simulation:
         if replica.running and self.rng.random() < 0.6:
             ref = replica.running.pop(self.rng.randrange(len(replica.running)))
             key = (replica.lifetime, ref)
+            if ref in replica.giving_up:  # failed without running it
+                replica.giving_up.discard(ref)
+                self.given_up += 1
+                lost = Outcome.failure("spreadq.errors.WorkerLost", "given up")
+                self.feed(replica, JobFinished(ref, lost))
+                return
             self.executions[key] += 1
             if self.executions[key] > 1 and key not in self.excused:
                 self.fail(f"{ref} ran {self.executions[key]} times without a failure to excuse it")
@@ -531,10 +563,14 @@ class Simulation:
                 continue
             x_since = x.history[x.created[ref] :]
             y_since = y.history[y.created[ref] :]
-            if x_since == y_since and x_job.owner != y_job.owner:
+            if x_since == y_since and (x_job.owner, x_job.failovers, x_job.given_up) != (
+                y_job.owner,
+                y_job.failovers,
+                y_job.given_up,
+            ):
                 self.fail(
                     f"{x.name} and {y.name} share history {x_since} since {ref} "
-                    f"but disagree: {x_job.owner} vs {y_job.owner}"
+                    f"but disagree: {x_job} vs {y_job}"
                 )
 
     def check_new_slots(self, component: Component, first_slot: int, message: Message) -> None:

@@ -24,6 +24,9 @@ delivery semantics and checks after every step:
    before its ACK went out), or a partition happened while it was outstanding.
 5. **Liveness.** After healing every partition and letting every handler run, every job
    that some surviving replica held has been completed, and no table keeps a held job.
+6. **Poison jobs.** Replicas that agree on a job's owner under (1) also agree on its
+   failover count and on whether it was given up; a given-up job is never run again,
+   and only a job whose count passed ``max_failovers`` (drawn per seed) is given up.
 
 ``SPREADQ_SIM_SEEDS=N`` runs N seeds instead of 30; a failure names its seed, and
 ``Simulation(seed, rule=...)`` replays it exactly.
@@ -44,6 +47,7 @@ from spreadq.queue.effects import (
     AnnounceView,
     CancelJob,
     Effect,
+    GiveUpJob,
     JobCompleted,
     JobRejected,
     RunJob,
@@ -429,16 +433,85 @@ def test_a_corrupt_envelope_takes_its_declared_slots_and_fails_at_its_owner() ->
     cluster.join(B)
     bad = b"SQ\x02\x01\x03\x00" + b"from a newer version"
     effects = cluster.feed((A, B), MessageDelivered("#p#h", MESS_TYPE, bad))
-    rejected = of_type(effects[A], JobRejected)
-    assert len(rejected) == 2  # slots 0 and 2
+    (rejected,) = of_type(effects[A], JobRejected)  # one effect (one log line) per message
+    assert rejected.count == 2  # slots 0 and 2
     (send,) = of_type(effects[A], SendAck)
     assert [o.error_type for _, o in send.envelope.outcomes] == ["EnvelopeError", "EnvelopeError"]
     assert "version 2" in send.envelope.outcomes[0][1].error_message
-    assert len(of_type(effects[B], JobRejected)) == 1
+    assert [r.count for r in of_type(effects[B], JobRejected)] == [1]
     after = cluster.send(0)  # counting went on: slot 3 -> B
     assert runs(after[B]) == [0]
     cluster.feed((A, B), MessageDelivered(A, MESS_TYPE, encode(send.envelope)))
     assert [j.owner for j in cluster.tables[B].outstanding()] == [B, B]
+
+
+def test_an_envelope_declaring_every_slot_gives_one_rejection_per_replica() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    bad = b"SQ\x02\x01\xff\xff" + b"0123456789"  # 16 bytes, 65,535 slots
+    effects = cluster.feed((A, B), MessageDelivered("#p#h", MESS_TYPE, bad))
+    assert [r.count for r in of_type(effects[A], JobRejected)] == [32_768]
+    assert [r.count for r in of_type(effects[B], JobRejected)] == [32_767]
+
+
+# --- poison jobs: a job whose owners keep leaving -------------------------------------
+
+
+def given_up(effects: list[Effect]) -> list[GiveUpJob]:
+    return of_type(effects, GiveUpJob)
+
+
+def test_a_job_whose_owners_leave_more_than_max_failovers_times_is_given_up() -> None:
+    cluster = Cluster(max_failovers=1, ack_every_jobs=1)
+    for name in (A, B, C, D):
+        cluster.join(name)
+    cluster.send(0, 1)  # 0 -> A, 1 -> B
+    first = cluster.view((B, C, D), DISCONNECT, A)  # 0 taken over: failover 1 of 1
+    assert runs(first[B]) + runs(first[C]) + runs(first[D]) == [0]
+    assert not any(given_up(e) for e in first.values())
+    owner = cluster.owners(B)[0]
+    assert owner is not None
+    rest = tuple(m for m in (B, C, D) if m != owner)
+    second = cluster.view(rest, DISCONNECT, owner)  # failover 2: more than 1
+    new_owner = cluster.owners(rest[0])[0]
+    assert new_owner is not None
+    (give_up,) = given_up(second[new_owner])
+    assert (give_up.ref, give_up.failovers, give_up.limit) == (ref(0), 2, 1)
+    assert not runs(second[new_owner])
+    for name in rest:  # every replica marks it at the same view, only the owner acts
+        (changed,) = of_type(second[name], ViewChanged)
+        assert changed.given_up == (ref(0),)
+        (job,) = [j for j in cluster.tables[name].outstanding() if j.ref == ref(0)]
+        assert (job.failovers, job.given_up) == (2, True)
+        assert cluster.tables[name].stats.given_up == 1
+        if name != new_owner:
+            assert not given_up(second[name])
+    # the owner reports the failure like any outcome; its ACK completes the job
+    lost = Outcome.failure("spreadq.errors.WorkerLost", "given up", 1)
+    cluster.feed((new_owner,), JobStarted(ref(0)))
+    (send,) = of_type(cluster.feed((new_owner,), JobFinished(ref(0), lost))[new_owner], SendAck)
+    assert send.envelope.outcomes == ((ref(0), lost),)
+    cluster.feed(rest, MessageDelivered(new_owner, MESS_TYPE, encode(send.envelope)))
+    assert not any(cluster.tables[name].is_outstanding(ref(0)) for name in rest)
+
+
+def test_the_failover_count_moves_with_a_resent_job_and_none_means_no_limit() -> None:
+    limited = Cluster(max_failovers=0)
+    unlimited = Cluster()
+    for cluster in (limited, unlimited):
+        cluster.join(A)
+        cluster.join(B)
+        cluster.send(0)  # A
+        cluster.join(C)
+        cluster.view((B, C), DISCONNECT, A)  # B's and C's count: 1
+    assert [j.failovers for j in limited.tables[B].outstanding()] == [1]
+    assert [j.failovers for j in limited.tables[C].outstanding()] == []  # joined after it
+    assert unlimited.tables[B].outstanding()[0].given_up is False
+    assert limited.tables[B].outstanding()[0].given_up is True
+    limited.send(0)  # re-sent: it moves to slot 0 of this view (B), its count with it
+    assert [j.failovers for j in limited.tables[B].outstanding()] == [1]
+    assert [j.failovers for j in limited.tables[C].outstanding()] == [0]
 
 
 # --- draining -------------------------------------------------------------------------
@@ -587,3 +660,16 @@ def test_simulation(seed: int) -> None:
     sim.quiesce()
     sim.check_liveness()
     assert sim.checked_slots > 0
+    assert sim.given_up == 0 or sim.max_failovers is not None
+
+
+def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
+    # seed 20 draws max_failovers=0 and crashes members holding jobs: every replica
+    # agrees on each job's failover count, and the given-up jobs still complete
+    sim = Simulation(20, rule=RULES[20 % 3])
+    for _ in range(300):
+        sim.step()
+    sim.quiesce()
+    sim.check_liveness()
+    assert sim.max_failovers == 0
+    assert sim.given_up > 0

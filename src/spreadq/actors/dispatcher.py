@@ -9,6 +9,7 @@ read by one loop that alone touches the table::
 
     connection --(reader task: one item per socket read)--> inbox
     handler tasks --(ended: ref, outcome)-----------------> inbox
+    handler tasks --(an attempt's deadline, if sooner)----> inbox
     handle.drain() ----------------------------------------> inbox
                           |
              loop: translate WORK events -> table.apply(input, now) -> effects
@@ -25,6 +26,8 @@ RunJob                queue it; a runner task takes it when a slot is free (at m
                       a time, in delivery order). Jobs taken over from a departed
                       member (``failover``) go before our own queued jobs, in their
                       original order: they have waited longest
+GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) instead
+                      of running it
 CancelJob             cancel the handler's scope, or drop the job if not started
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
@@ -32,7 +35,7 @@ AnnounceView          multicast the VIEW envelope to FEEDBACK
 ViewChanged           log it (and rebind the logger's ``view``)
 JobCompleted          nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
-JobOrphaned/Rejected  log a warning
+JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
 ====================  ================================================================
 
 The loop also watches the FEEDBACK group's memberships: when a member that is not a
@@ -51,7 +54,11 @@ success names the handler's result codec when it is not the job's own); the
 table decides when the ACK goes out (the loop waits for the inbox at most until
 :meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
-it outside the slots.
+it outside the slots. The loop also times attempts out (their runner writes each
+attempt's deadline; past it the loop cancels the runner's scope, see
+:class:`~spreadq.actors.runner.AttemptWatch`) and logs ``job_still_running`` once for a
+job running ``settings.running_warning`` seconds: one scan of the running jobs, when
+the earliest of those moments comes, as it wakes for ACKs.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -80,7 +87,14 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.actors.runner import JobRunner, PreparedJobHandler, failure
+from spreadq.actors.runner import (
+    AttemptWatch,
+    JobRunner,
+    PreparedJobHandler,
+    TimedOut,
+    failure,
+    worker_cancelled,
+)
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -94,6 +108,7 @@ from spreadq.queue import (
     AnnounceView,
     CancelJob,
     ChangeCause,
+    GiveUpJob,
     Input,
     Job,
     JobCompleted,
@@ -196,9 +211,10 @@ def _not_before(job: Job) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """A job we own, waiting for a free slot (or for its key)."""
+    """A job we own, waiting for a free slot (or for its key); ``run`` is a
+    :class:`GiveUpJob` for a job to fail without running it."""
 
-    run: RunJob
+    run: RunJob | GiveUpJob
     view: View
 
 
@@ -241,7 +257,15 @@ class _Help:
     """Jobs handed to the runners may wait with no runner free to take them."""
 
 
-_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help
+@dataclass(frozen=True, slots=True)
+class _Rescan:
+    """A runner armed a deadline earlier than the next scan of the running jobs."""
+
+
+_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help | _Rescan
+
+_SCAN_GAP: Final = 0.01
+"""Seconds at least between two scans of the running jobs (timeouts and warnings)."""
 
 
 class DispatcherHandle:
@@ -261,18 +285,26 @@ class DispatcherHandle:
 # --- the actor ------------------------------------------------------------------------
 
 
-class _Runner:
-    """What one runner task is doing: the job it runs now, in which cancel scope.
+class _Runner(AttemptWatch):
+    """What one runner task is doing: the job it runs now, in which cancel scope, and
+    until when its current attempt may run (the :class:`AttemptWatch`).
 
     A runner runs job after job in one scope and makes a new one only after a
     cancellation: a scope per job costs more than a no-op handler.
     """
 
-    __slots__ = ("ref", "scope")
+    __slots__ = ("_watch", "ref", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Callable[[float], None]) -> None:
+        super().__init__()
         self.ref: JobRef | None = None
         self.scope: anyio.CancelScope | None = None
+        self._watch = watch
+
+    def arm(self, deadline: float) -> None:
+        """An attempt starts that must end by ``deadline``: the dispatcher watches it."""
+        self.deadline = deadline
+        self._watch(deadline)
 
 
 @dataclass(slots=True)
@@ -280,6 +312,9 @@ class _Running:
     """A job handed to the runners, until its end is reported."""
 
     key: str | None
+    kind: str
+    since: float  # when it was handed over (clock)
+    warned: bool = False  # job_still_running logged
     runner: _Runner | None = None  # once a runner has taken it
     cancelled: bool = False  # cancelled before a runner took it: the runner skips it
 
@@ -339,6 +374,7 @@ class Dispatcher:
             queue=queue,
             member=self._me,
             rng=rng if rng is not None else random.Random(),
+            clock=clock,
         )
         self._table = OutstandingTable(
             self._me,
@@ -348,6 +384,7 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            max_failovers=settings.max_failovers,
         )
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
@@ -356,6 +393,7 @@ class Dispatcher:
         self._log = log.bind(queue=queue, member=self._me)
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
             RunJob: self._on_run,
+            GiveUpJob: self._on_give_up,
             CancelJob: self._on_cancel,
             SendAck: self._on_send_ack,
             AnnounceDrain: self._on_announce_both,
@@ -376,6 +414,7 @@ class Dispatcher:
         self._ready: deque[_Queued] = deque()
         self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
         self._running: dict[JobRef, _Running] = {}
+        self._next_scan = math.inf  # when a running job may time out or need a warning
         self._dropped: set[JobRef] = set()  # cancelled before they started
         self._key_holder: dict[str, JobRef] = {}
         self._key_waiting: dict[str, deque[_Queued]] = {}
@@ -475,13 +514,61 @@ class Dispatcher:
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
+        deadline = min(deadline, self._next_scan)
         if deadline == math.inf:
             return None
         return deadline - self._clock()
 
     async def _timer(self) -> None:
+        self._scan_running()
         await self._apply(Tick())
         await self._check_drained()
+
+    def _watch_deadline(self, deadline: float) -> None:
+        """A runner armed an attempt's deadline: scan by then."""
+        if deadline < self._next_scan:
+            self._next_scan = deadline
+            self._send.send_nowait(_Rescan())  # the loop may wait for a later time
+
+    def _scan_running(self) -> None:
+        """Time out the attempts past their deadline (cancel the runner's scope, the
+        watch ``expired``); log ``job_still_running`` once for each job running past
+        ``settings.running_warning``; find when the next of either is due.
+
+        One pass over the running jobs (at most ``concurrency``), at most once per
+        :data:`_SCAN_GAP`, so a timeout or a warning may come that much late.
+        """
+        now = self._clock()
+        if now < self._next_scan:
+            return
+        threshold = self._settings.running_warning
+        self._next_scan = math.inf
+        due = math.inf
+        for ref, entry in self._running.items():
+            runner = entry.runner
+            if runner is not None and runner.ref == ref:
+                deadline = runner.deadline
+                if deadline <= now:
+                    if not runner.expired and runner.scope is not None:
+                        runner.expired = True
+                        runner.scope.cancel()
+                elif deadline < due:
+                    due = deadline
+            if threshold is None or entry.warned:
+                continue
+            if entry.since + threshold <= now:
+                entry.warned = True
+                self._log.warning(
+                    "job_still_running",
+                    job=str(ref),
+                    kind=entry.kind,
+                    seconds=round(now - entry.since, 3),
+                    threshold=threshold,
+                )
+            else:
+                due = min(due, entry.since + threshold)
+        if due < math.inf:
+            self._next_scan = max(due, now + _SCAN_GAP)
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -497,6 +584,7 @@ class Dispatcher:
             self._ready.append(item.queued)
         elif isinstance(item, _Help):
             self._on_help()
+        # _Rescan: nothing to do; the loop's next wait takes the earlier scan into account
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
             self._drain_deadline = self._clock() + self._drain_timeout
@@ -560,6 +648,11 @@ class Dispatcher:
                 return
         (self._taken_over if effect.failover else self._ready).append(queued)
 
+    async def _on_give_up(self, effect: GiveUpJob) -> None:
+        view = self._table.view
+        assert view is not None
+        self._taken_over.append(_Queued(effect, view))  # failed by a runner: hooks may wait
+
     async def _delay(self, queued: _Queued, seconds: float) -> None:
         """Hold a delayed job outside the slots until its ``not_before`` time."""
         await anyio.sleep(seconds)
@@ -615,6 +708,7 @@ class Dispatcher:
             reassigned=len(effect.reassigned),
             taken_over=len(effect.taken_over),
             orphaned=len(effect.orphaned),
+            given_up=len(effect.given_up),
         )
 
     async def _on_orphaned(self, effect: JobOrphaned) -> None:
@@ -622,7 +716,11 @@ class Dispatcher:
 
     async def _on_rejected(self, effect: JobRejected) -> None:
         self._log.warning(
-            "job_rejected", job=str(effect.ref), sender=effect.sender, reason=effect.reason
+            "job_rejected",
+            job=str(effect.ref),
+            slots=effect.count,
+            sender=effect.sender,
+            reason=effect.reason,
         )
 
     # -- handler scheduling --------------------------------------------------------------
@@ -649,8 +747,12 @@ class Dispatcher:
 
     def _start(self, queued: _Queued, key: str | None) -> None:
         ref = queued.run.ref
-        self._running[ref] = _Running(key)
-        self._table.apply(JobStarted(ref), self._clock())
+        now = self._clock()
+        self._running[ref] = _Running(key, queued.run.job.kind, now)
+        warn_after = self._settings.running_warning
+        if warn_after is not None and self._next_scan == math.inf:
+            self._next_scan = now + warn_after  # the others' are earlier
+        self._table.apply(JobStarted(ref), now)
         self._handover.send_nowait(queued)
         if self._waiting_runners:  # the stream gave it to a waiting runner
             self._waiting_runners -= 1
@@ -683,11 +785,11 @@ class Dispatcher:
     @staticmethod
     def _cancel(ref: JobRef, running: _Running) -> None:
         """Cancel a job handed to the runners: its runner's scope if it runs now."""
+        running.cancelled = True  # a runner skips it, or does not resume it after a timeout
         runner = running.runner
         if runner is not None and runner.ref == ref and runner.scope is not None:
+            runner.expired = False  # a cancellation, not a timeout
             runner.scope.cancel()
-        else:
-            running.cancelled = True  # not taken yet (or just ended: then it is moot)
 
     @property
     def _queued(self) -> int:
@@ -790,42 +892,71 @@ class Dispatcher:
         are added only when jobs wait with every runner busy (:meth:`_on_help`): with
         handlers that never wait, one runner takes them all, and a burst of jobs wakes
         one task, not one per job.
+
+        An attempt that runs past its timeout is cancelled by :meth:`_scan_running`
+        through the same scope; the runner then goes on with that job (another attempt,
+        or its failure) in a new scope.
         """
-        runner = _Runner()
+        runner = _Runner(self._watch_deadline)
         take, wait = self._starts.receive_nowait, self._starts.receive
         running_jobs, report = self._running, self._send.send_nowait
+        resume: tuple[_Queued, TimedOut] | None = None  # a job whose attempt timed out
         self._starting -= 1
         while True:
             with anyio.CancelScope() as scope:
                 runner.scope = scope
                 while not scope.cancel_called:
-                    try:
-                        queued = take()
-                    except anyio.WouldBlock:
-                        self._waiting_runners += 1  # _start takes it back as it hands over
-                        queued = await wait()
+                    timed_out: TimedOut | None = None
+                    if resume is not None:
+                        (queued, timed_out), resume = resume, None
                     else:
-                        self._buffered -= 1
-                        if self._buffered:  # more behind it: if this one waits, who takes them?
-                            self._ask_for_help()
+                        try:
+                            queued = take()
+                        except anyio.WouldBlock:
+                            self._waiting_runners += 1  # _start takes it back as it hands over
+                            queued = await wait()
+                        else:
+                            self._buffered -= 1
+                            if self._buffered:  # more behind it: if this one waits, who takes them?
+                                self._ask_for_help()
                     ref = queued.run.ref
                     running = running_jobs.get(ref)
                     if running is None or running.cancelled:
+                        runner.ref = None
                         report(_Ended(ref, None))
                         continue
                     running.runner, runner.ref = runner, ref
-                    outcome = await self._execute(queued, scope)
+                    outcome = await self._execute(queued, scope, runner, timed_out)
+                    if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
+                        resume = (queued, outcome)
+                        continue
                     runner.ref = None
                     report(_Ended(ref, outcome))
-            if runner.ref is not None:  # its job was cancelled
+            if runner.ref is not None and resume is None:  # its job was cancelled
                 report(_Ended(runner.ref, None))
                 runner.ref = None
 
-    async def _execute(self, queued: _Queued, scope: anyio.CancelScope) -> Outcome:
-        """Run one job to its outcome (cancellation passes through)."""
+    async def _execute(
+        self,
+        queued: _Queued,
+        scope: anyio.CancelScope,
+        watch: AttemptWatch,
+        resume: TimedOut | None,
+    ) -> Outcome | TimedOut | None:
+        """Run one job to its outcome, or None when the worker cancelled it (a
+        cancellation passes through), or :class:`TimedOut` when an attempt ran out of
+        time (``scope`` is cancelled; call again with ``resume``)."""
+        run = queued.run
         try:
-            outcome = await self._runner.run(queued.run.job, queued.view, scope)
-        except Exception as bug:  # a fault of ours, not the handler's: fail the job
-            self._log.exception("job_crashed", job=str(queued.run.ref))
-            outcome = failure(bug)
-        return outcome
+            if type(run) is GiveUpJob:
+                return await self._runner.give_up(
+                    run.job, queued.view, scope, run.failovers, run.limit
+                )
+            return await self._runner.run(run.job, queued.view, scope, watch, resume)
+        except BaseException as bug:  # a fault of ours, not the handler's: fail the job
+            if worker_cancelled(scope):
+                if isinstance(bug, anyio.get_cancelled_exc_class()):
+                    raise
+                return None
+            self._log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
+            return failure(bug)

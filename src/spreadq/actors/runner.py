@@ -19,41 +19,101 @@ the chain raises ``Retry(delay)``              another attempt after ``delay`` (
                                                backoff), whatever ``retry_on`` says
 the chain raises an exception in ``retry_on``  another attempt after the backoff
 (or any, when ``retry_on`` is empty), or the
-handler's ``timeout`` passes
+attempt's timeout passes
 the last attempt fails, or an exception        failed, after the ``on_failure`` hooks
 outside ``retry_on``
 a result that does not encode, or encodes to   failed (``PayloadError``), after the
 more than ``settings.result_max_bytes``        hooks; the handler is not run again
+the table gave the job up (:meth:`give_up`)    failed (``WorkerLost``), after the hooks;
+                                               the handler is not run
 =============================================  ==========================================
 
+"An exception" is any: ``BaseException`` s a handler raises itself
+(``KeyboardInterrupt``, ``SystemExit``, even ``asyncio.CancelledError``) fail its job
+like the others and never reach the worker. Only a cancellation the worker made stops
+a handler without an outcome: the job's own cancel scope (the job completed
+elsewhere, a drain that timed out), a scope around it (the worker stopping or losing
+its daemon), or a cancellation of the task itself. What the handler raised then,
+cancellation or not, ends the task without an outcome.
+
+An attempt's timeout is the handler's ``timeout`` option, else
+``settings.handler_timeout`` (None: no limit); when it passes, the attempt fails with
+``TimeoutError: handler 'kind' exceeded its N s timeout``. The runner does not time
+attempts itself (a cancel scope with a deadline per job cost forty times a no-op
+handler): it writes each attempt's deadline on its :class:`AttemptWatch`, and its
+dispatcher, which looks at its running jobs anyway, cancels the job's scope once the
+deadline passes and marks the watch ``expired``. :meth:`JobRunner.run` then returns
+:class:`TimedOut` from the cancelled scope, and the dispatcher calls it again in a new
+scope with ``resume=`` to retry or fail the job as for any other failure.
+
 The backoff after attempt ``n`` is ``retry_backoff_base * 2**(n-1)``, capped at
-``retry_backoff_max``, spread at random by ``retry_jitter`` of itself. Cancellation
-(the job completed elsewhere, the worker stopping or losing its daemon) is never
-caught: the task ends without an outcome.
+``retry_backoff_max``, spread at random by ``retry_jitter`` of itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import anyio
 
 from spreadq.context import Context
-from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry
+from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry, WorkerLost
 from spreadq.handlers import AnyHandlerSpec
 from spreadq.logs import get_logger
 from spreadq.middleware import CallNext, FailureHook
 from spreadq.queue import Job, Outcome, View
 from spreadq.settings import Settings
 
-__all__ = ["MAX_ERROR_MESSAGE", "JobRunner", "PreparedJobHandler", "error_type_name"]
+__all__ = [
+    "MAX_ERROR_MESSAGE",
+    "AttemptWatch",
+    "JobRunner",
+    "PreparedJobHandler",
+    "TimedOut",
+    "error_type_name",
+    "worker_cancelled",
+]
 
 log = get_logger(__name__)
 
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
+
+
+class AttemptWatch:
+    """The deadline of the attempt a runner task runs now, shared with its dispatcher.
+
+    The runner sets :attr:`deadline` (on the dispatcher's clock) when an attempt with a
+    timeout starts, and ``math.inf`` when it ends; the dispatcher, past the deadline,
+    sets :attr:`expired` and cancels the runner's scope.
+    """
+
+    __slots__ = ("deadline", "expired")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf
+        self.expired = False
+
+    def arm(self, deadline: float) -> None:
+        """An attempt starts that must end by ``deadline``."""
+        self.deadline = deadline
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """:meth:`JobRunner.run` ran out of ``attempt``'s time; its scope is cancelled.
+
+    Call ``run`` again, in a new scope, with ``resume=`` this value: it goes on as after
+    any failure of that attempt (another attempt, or the hooks and the failure).
+    """
+
+    attempt: int
+    error: TimeoutError
 
 
 class PreparedJobHandler(Protocol):
@@ -98,7 +158,29 @@ def error_type_name(error: BaseException) -> str:
 
 def failure(error: BaseException, attempts: int = 1) -> Outcome:
     """The failure outcome of ``error`` (its message cut to :data:`MAX_ERROR_MESSAGE`)."""
-    return Outcome.failure(error_type_name(error), str(error)[:MAX_ERROR_MESSAGE], attempts)
+    return Outcome.failure(error_type_name(error), _message(error), attempts)
+
+
+def _message(error: BaseException) -> str:
+    """``str(error)``, cut to :data:`MAX_ERROR_MESSAGE`; for an exception without a
+    message (``KeyboardInterrupt()``, ``CancelledError()``), what it is."""
+    text = str(error)
+    if not text:
+        text = f"{error_type_name(error)} raised by the handler"
+    return text[:MAX_ERROR_MESSAGE]
+
+
+def worker_cancelled(scope: anyio.CancelScope) -> bool:
+    """True when the worker is cancelling the current task: ``scope`` (the job's) or a
+    scope around it was cancelled, or the task itself was (``Task.cancel``).
+
+    A ``CancelledError`` that a handler raises of its own accord leaves all three
+    untouched, which is how it is told apart from a cancellation the worker made.
+    """
+    if scope.cancel_called or anyio.current_effective_deadline() == -math.inf:
+        return True
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class JobRunner:
@@ -123,6 +205,7 @@ class JobRunner:
         queue: str,
         member: str,
         rng: random.Random,
+        clock: Callable[[], float],
     ) -> None:
         self._handlers = handlers
         self._settings = settings
@@ -130,9 +213,24 @@ class JobRunner:
         self._queue = queue
         self._member = member
         self._rng = rng
+        self._clock = clock
 
-    async def run(self, job: Job, view: View, scope: anyio.CancelScope) -> Outcome:
+    async def run(
+        self,
+        job: Job,
+        view: View,
+        scope: anyio.CancelScope,
+        watch: AttemptWatch,
+        resume: TimedOut | None = None,
+    ) -> Outcome | TimedOut | None:
         """Run ``job`` (assigned in ``view``) until it succeeds or fails for good.
+
+        Each attempt with a timeout arms ``watch``; when the dispatcher expires it,
+        this returns :class:`TimedOut` (from the then cancelled ``scope``), and the
+        dispatcher calls it again with ``resume=`` in a new scope.
+
+        Returns None when the worker cancelled the job and the handler answered the
+        cancellation with another exception (nothing to report, as for a cancellation).
 
         Raises:
             anyio.get_cancelled_exc_class(): the job was cancelled (no outcome).
@@ -157,44 +255,85 @@ class JobRunner:
             missing = ConfigurationError(
                 f"no handler for kind {job.kind!r} on worker {self._member!r}"
             )
-            return await self._failed(context(1, {}), missing)
+            return await self._failed(context(1, {}), missing, scope)
         try:
             headers = job.headers() if job.header_block else {}
         except EnvelopeError as problem:
-            return await self._failed(context(1, {}), problem)
+            return await self._failed(context(1, {}), problem, scope)
         try:
             payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
         except PayloadError as problem:
-            return await self._failed(context(1, headers), problem)
+            return await self._failed(context(1, headers), problem, scope)
         options = prepared.spec.options
         max_attempts = options.max_attempts or self._settings.max_attempts
         retry_on = options.retry_on
-        timeout = options.timeout
+        timeout = options.timeout if options.timeout is not None else self._settings.handler_timeout
         chain = prepared.chain
-        attempt = 1
+        attempt = 1 if resume is None else resume.attempt
         while True:
             ctx = context(attempt, headers)
             delay: float | None = None
-            error: Exception
-            try:
-                if timeout is None:  # no deadline: no scope (it would cost more than a no-op)
-                    result = await chain(ctx, payload)
-                else:
-                    with anyio.fail_after(timeout):
-                        result = await chain(ctx, payload)
-            except Retry as retry:
-                error, retriable, delay = retry, True, retry.delay
-            except Exception as problem:
-                error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+            error: BaseException
+            if resume is not None:  # this attempt ran out of time before
+                error, resume = resume.error, None
+                retriable = not retry_on or isinstance(error, retry_on)
             else:
-                return await self._succeeded(ctx, prepared, result, job.codec)
+                watch.expired = False
+                if timeout is not None:
+                    watch.arm(self._clock() + timeout)
+                try:
+                    result = await chain(ctx, payload)
+                except BaseException as problem:  # the handler's, BaseExceptions included
+                    if worker_cancelled(scope):  # whatever it raised (Retry too)
+                        if watch.expired:  # the dispatcher's doing: the attempt's time is up
+                            message = f"handler {job.kind!r} exceeded its {timeout:g} s timeout"
+                            return TimedOut(attempt, TimeoutError(message))
+                        if isinstance(problem, anyio.get_cancelled_exc_class()):
+                            raise
+                        ctx.log.debug("job_cancelled", error=error_type_name(problem))
+                        return None  # cancelled, and the handler raised something else
+                    if isinstance(problem, Retry):
+                        error, retriable, delay = problem, True, problem.delay
+                    else:
+                        error, retriable = problem, not retry_on or isinstance(problem, retry_on)
+                else:
+                    return await self._succeeded(ctx, prepared, result, job.codec, scope)
+                finally:
+                    watch.deadline = math.inf
             if not retriable or attempt >= max_attempts:
-                return await self._failed(ctx, error)
+                return await self._failed(ctx, error, scope)
             if delay is None:
                 delay = self.backoff(attempt)
             ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
             await anyio.sleep(delay)
             attempt += 1
+
+    async def give_up(
+        self, job: Job, view: View, scope: anyio.CancelScope, failovers: int, limit: int
+    ) -> Outcome | None:
+        """Fail ``job`` without running it: its owners left it ``failovers`` times, more
+        than ``limit`` (``settings.max_failovers``). The ``on_failure`` hooks get a
+        :class:`~spreadq.errors.WorkerLost`; the outcome says the same.
+
+        Raises:
+            anyio.get_cancelled_exc_class(): the job was cancelled (no outcome).
+        """
+        try:
+            headers = job.headers() if job.header_block else {}
+        except EnvelopeError:
+            headers = {}
+        ctx = Context(
+            job=job.ref,
+            kind=job.kind,
+            queue=self._queue,
+            member=self._member,
+            view=view,
+            attempt=1,
+            key=job.key,
+            headers=headers,
+            cancel_scope=scope,
+        )
+        return await self._failed(ctx, WorkerLost(job.kind, failovers, limit), scope)
 
     def backoff(self, attempt: int) -> float:
         """The delay after failed attempt ``attempt``: doubling, capped, jittered."""
@@ -206,14 +345,19 @@ class JobRunner:
         return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
 
     async def _succeeded(
-        self, ctx: Context, prepared: PreparedJobHandler, result: object, job_codec: str
-    ) -> Outcome:
+        self,
+        ctx: Context,
+        prepared: PreparedJobHandler,
+        result: object,
+        job_codec: str,
+        scope: anyio.CancelScope,
+    ) -> Outcome | None:
         """The success outcome; it names the result's codec when it is not the job's own
         (a producer that put the job by kind name decodes the result with it)."""
         try:
             data = prepared.encode_result(result, job=ctx.job)
         except PayloadError as problem:
-            return await self._failed(ctx, problem)
+            return await self._failed(ctx, problem, scope)
         limit = self._settings.result_max_bytes
         if len(data) > limit:
             too_large = PayloadError(
@@ -221,15 +365,23 @@ class JobRunner:
                 f"settings.result_max_bytes ({limit})",
                 job=ctx.job,
             )
-            return await self._failed(ctx, too_large)
+            return await self._failed(ctx, too_large, scope)
         codec = prepared.spec.result_codec
         return Outcome.success(data, ctx.attempt, "" if codec == job_codec else codec)
 
-    async def _failed(self, ctx: Context, error: Exception) -> Outcome:
-        ctx.log.warning("job_failed", error=error_type_name(error), message=str(error))
+    async def _failed(
+        self, ctx: Context, error: BaseException, scope: anyio.CancelScope
+    ) -> Outcome | None:
+        """Log the failure once, run the hooks, return the failure outcome (None when the
+        worker cancelled the job meanwhile and a hook answered with another exception)."""
+        ctx.log.warning("job_failed", error=error_type_name(error), message=_message(error))
         for hook in self._hooks:
             try:
                 await hook(ctx, error)
-            except Exception:
+            except BaseException as problem:  # a hook's, as a handler's: never fatal
+                if worker_cancelled(scope):
+                    if isinstance(problem, anyio.get_cancelled_exc_class()):
+                        raise
+                    return None
                 ctx.log.exception("on_failure_hook_failed", hook=repr(hook))
         return failure(error, ctx.attempt)

@@ -11,7 +11,7 @@ import anyio
 import typer
 
 from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE, epilog
-from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost
+from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost, ForcedStop
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
@@ -130,10 +130,14 @@ def worker(
     except (ConnectError, ConnectionLost) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_UNREACHABLE) from None
+    except ForcedStop as error:  # logged as worker_forced_stop already
+        raise typer.Exit(error.exit_code) from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``worker`` command to ``app``."""
     app.command(
-        epilog=epilog("the worker drained and left (SIGTERM, Ctrl-C)", interrupted=False),
+        epilog=epilog("the worker drained and left (SIGTERM, Ctrl-C)", interrupted=False)
+        + " A second signal during the drain stops it at once: 130 after SIGINT, 143 after"
+        " SIGTERM.",
     )(worker)

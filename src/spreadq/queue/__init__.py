@@ -14,6 +14,7 @@ from spreadq.queue.effects import AnnounceHello as AnnounceHello
 from spreadq.queue.effects import AnnounceView as AnnounceView
 from spreadq.queue.effects import CancelJob as CancelJob
 from spreadq.queue.effects import Effect as Effect
+from spreadq.queue.effects import GiveUpJob as GiveUpJob
 from spreadq.queue.effects import JobCompleted as JobCompleted
 from spreadq.queue.effects import JobOrphaned as JobOrphaned
 from spreadq.queue.effects import JobRejected as JobRejected
@@ -68,6 +69,7 @@ __all__ = [
     "ChangeCause",
     "Drain",
     "Effect",
+    "GiveUpJob",
     "Hello",
     "Input",
     "Job",

@@ -28,6 +28,7 @@ __all__ = [
     "AnnounceView",
     "CancelJob",
     "Effect",
+    "GiveUpJob",
     "JobCompleted",
     "JobOrphaned",
     "JobRejected",
@@ -56,6 +57,32 @@ class RunJob:
     def ref(self) -> JobRef:
         """The job's reference."""
         return self.job.ref
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUpJob:
+    """We own ``job``, but its owners left it ``failovers`` times, more than ``limit``
+    (``max_failovers``): do not run it. Fail it with
+    :class:`~spreadq.errors.WorkerLost` (the ``on_failure`` hooks run here) and report
+    the failure with :class:`~spreadq.queue.inputs.JobFinished`, as for a job run.
+
+    Every replica marks the job given up at the same view (:attr:`ViewChanged.given_up`);
+    only its new owner gets this effect.
+    """
+
+    job: Job
+    failovers: int
+    limit: int
+
+    @property
+    def ref(self) -> JobRef:
+        """The job's reference."""
+        return self.job.ref
+
+    @property
+    def failover(self) -> bool:
+        """Always true: a job is given up only when it is taken over."""
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +119,15 @@ class JobOrphaned:
 
 @dataclass(frozen=True, slots=True)
 class JobRejected:
-    """We own a slot whose envelope could not be read; it is reported as failed."""
+    """We own slots of a message whose envelope could not be read; each is reported as
+    failed. One effect per message: ``ref`` is the first slot we own and ``count`` how
+    many we own (an unreadable envelope takes the slots its preamble declares, up to
+    65,535, and one bad message should cost one log line, not one per slot)."""
 
     ref: JobRef
     sender: str
     reason: str
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +164,8 @@ class ViewChanged:
 
     ``reassigned`` are the jobs that changed owner because their owner left (in their
     original order); ``taken_over`` those of them that came to us; ``orphaned`` the
-    jobs no holder survived for.
+    jobs no holder survived for; ``given_up`` the reassigned jobs whose owners have now
+    left them more than ``max_failovers`` times (their new owner fails them).
     """
 
     view: View
@@ -141,10 +173,12 @@ class ViewChanged:
     reassigned: tuple[JobRef, ...] = ()
     taken_over: tuple[JobRef, ...] = ()
     orphaned: tuple[JobRef, ...] = ()
+    given_up: tuple[JobRef, ...] = ()
 
 
 Effect = (
     RunJob
+    | GiveUpJob
     | CancelJob
     | JobCompleted
     | JobOrphaned

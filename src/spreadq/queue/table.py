@@ -33,6 +33,18 @@ differ between an old member and one that joined later. Newcomers get only new w
 A job no holder survived for is orphaned (a replica always holds the jobs it
 could own, so with the built-in semantics this is a safety net, not a path).
 
+Poison jobs. Each entry counts its *failovers*: the times it was reassigned because its
+owner left the view or no longer holds it. No replica can know whether that owner had
+started the job, so every such reassignment counts, queued or running; members that
+went through the same views since the job was delivered count alike (the count moves
+with a re-sent job to its new slot). Once the count passes ``max_failovers`` the job
+is *given up* at that view, on every replica: its new owner, picked as for any
+failover, does not run it but fails it (:class:`~spreadq.queue.effects.GiveUpJob`:
+``WorkerLost``, after the ``on_failure`` hooks) and reports the failure in its ACK
+like any outcome, so the producer's receipt resolves. If that owner leaves too, the
+next one fails it in turn. A job that kills whoever runs it (``os._exit``, a segfault,
+the OOM killer) so costs at most ``max_failovers + 1`` workers, not all of them.
+
 Fragments. A job split into FRAGMENT messages takes its slot when its last fragment
 is delivered, with the origin of its first fragment. If the slot's owner lacks the
 first fragment (it joined in between), the slot goes at once to a holder, by the rule
@@ -79,6 +91,7 @@ from spreadq.queue.effects import (
     AnnounceView,
     CancelJob,
     Effect,
+    GiveUpJob,
     JobCompleted,
     JobOrphaned,
     JobRejected,
@@ -126,7 +139,8 @@ class OutstandingJob:
 
     ``view`` and ``slot`` say where it was last assigned (the view's ordinal, and the slot
     number or, for a failover, the failover counter); ``owner`` is ``None`` for a job
-    this replica does not hold or that was orphaned.
+    this replica does not hold or that was orphaned. ``failovers`` counts the times its
+    owner left it; ``given_up`` is true once that passed ``max_failovers``.
     """
 
     ref: JobRef
@@ -138,6 +152,8 @@ class OutstandingJob:
     started: bool
     finished: bool
     duplicate: bool
+    failovers: int = 0
+    given_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +170,7 @@ class TableStats:
     ignored_messages: int = 0
     reassigned: int = 0
     orphaned: int = 0
+    given_up: int = 0
     views: int = 0
 
 
@@ -188,6 +205,7 @@ class _Entry:
     duplicate: bool = False
     orphaned: bool = False
     remembered: Outcome | None = None  # a re-sent job's outcome from the history
+    failovers: int = 0  # reassigned because its owner left, this many times
     run_sent: bool = False
     started: bool = False
     finished: bool = False
@@ -214,6 +232,8 @@ class OutstandingTable:
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
+        max_failovers: a job reassigned more often than this because its owner left
+            is given up (failed with ``WorkerLost``) instead of run again; None: never.
     """
 
     def __init__(
@@ -229,6 +249,7 @@ class OutstandingTable:
         ack_every_seconds: float = 0.05,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
+        max_failovers: int | None = None,
     ) -> None:
         if len(incarnation) != 16:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
@@ -237,6 +258,7 @@ class OutstandingTable:
         self._jobless = rule.owner_without_job if isinstance(rule, JoblessRule) else None
         self.incarnation = incarnation
         self.capacity = capacity
+        self.max_failovers = max_failovers
         self._cadence = AckCadence(
             ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
         )
@@ -339,9 +361,15 @@ class OutstandingTable:
                 e.started,
                 e.finished,
                 e.duplicate or e.remembered is not None,
+                e.failovers,
+                self._given_up(e),
             )
             for ref, e in self._entries.items()
         ]
+
+    def _given_up(self, entry: _Entry) -> bool:
+        limit = self.max_failovers
+        return limit is not None and entry.failovers > limit
 
     def remembers(self, ref: JobRef) -> Outcome | None:
         """The remembered outcome of a completed job, if still in the history."""
@@ -365,6 +393,7 @@ class OutstandingTable:
         reassigned: list[JobRef] = []
         taken: list[JobRef] = []
         orphaned: list[JobRef] = []
+        given_up: list[JobRef] = []
         if self._view is not None:
             came = came_with_us(self._view.members, event) | {self.me}
             live = {e.origin.serial for e in self._entries.values()}
@@ -402,7 +431,10 @@ class OutstandingTable:
                 entry.owner = self._pick(candidates, state, entry)
                 entry.view = self._ordinal
                 entry.failover = True
+                entry.failovers += 1
                 reassigned.append(ref)
+                if self._given_up(entry):
+                    given_up.append(ref)
                 if entry.owner == self.me:
                     taken.append(ref)
                     effects += self._become_owner(entry, failover=True)
@@ -410,6 +442,7 @@ class OutstandingTable:
                 del self._entries[ref]
         self._counts["reassigned"] += len(reassigned)
         self._counts["orphaned"] += len(orphaned)
+        self._counts["given_up"] += len(given_up)
         self._view = view
         self._members = frozenset(event.members)
         self._order = event.members
@@ -420,7 +453,14 @@ class OutstandingTable:
         self._draining = set()
         self._eligible = event.members
         self._local_refs = {}
-        change = ViewChanged(view, event.cause, tuple(reassigned), tuple(taken), tuple(orphaned))
+        change = ViewChanged(
+            view,
+            event.cause,
+            tuple(reassigned),
+            tuple(taken),
+            tuple(orphaned),
+            tuple(given_up),
+        )
         effects.insert(0, change)
         if view.first == self.me:
             effects.append(AnnounceView(view))
@@ -465,10 +505,16 @@ class OutstandingTable:
             if not slots:
                 self._counts["ignored_messages"] += 1
             self._cadence.on_read(slots, self._now)
+            reason = f"EnvelopeError: {exc}"
+            slot_effects: list[Effect] = []
             for _ in range(slots):
                 ref = self._local_ref(event.sender)
-                job = Job(ref, "invalid", None, "", event.data, b"", f"EnvelopeError: {exc}")
-                self._take_slot(effects, job, event.sender, event.mess_type, self._origin)
+                job = Job(ref, "invalid", None, "", event.data, b"", reason)
+                self._take_slot(slot_effects, job, event.sender, event.mess_type, self._origin)
+            rejected = [e for e in slot_effects if isinstance(e, JobRejected)]
+            effects += [e for e in slot_effects if not isinstance(e, JobRejected)]
+            if rejected:  # one effect (one log line) for the message, however many slots
+                effects.append(JobRejected(rejected[0].ref, event.sender, reason, len(rejected)))
         else:
             if isinstance(decoded, JobBatch):
                 jobs = decoded.jobs
@@ -606,6 +652,7 @@ class OutstandingTable:
             # re-sent while outstanding: it moves to this slot (and its owner) everywhere
             entry.duplicate = True
             entry.remembered = old.remembered
+            entry.failovers = old.failovers
             if old.counted is not None and old.view == self._ordinal:
                 self._state.released(old.counted)
             if old.run_sent and not old.finished:  # we have a run of it going
@@ -643,6 +690,9 @@ class OutstandingTable:
             return [JobRejected(ref, entry.sender, job.error)]
         self._mine[ref] = None
         entry.run_sent = True
+        limit = self.max_failovers
+        if limit is not None and entry.failovers > limit:
+            return [GiveUpJob(job, entry.failovers, limit)]
         return [RunJob(job, entry.sender, entry.mess_type, failover)]
 
     def _on_ack(self, effects: list[Effect], sender: str, ack: Ack) -> None:
