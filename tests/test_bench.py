@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spreadq.bench import cpu_seconds, latency, memory
-from spreadq.bench.procs import parse_stat_cpu, parse_status_kb
+from spreadq.bench import Workers, cpu_seconds, latency, memory
+from spreadq.bench.procs import parse_stat_cpu, parse_status_kb, processes
 from spreadq.bench.report import delivered_per_job, quantile
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis; utime 250 and
@@ -103,3 +104,11 @@ def test_deliveries_count_every_member_of_each_group() -> None:
     assert delivered_per_job(10, 5, workers=4, jobs=100) == pytest.approx((40 + 25) / 100)
     with pytest.raises(ValueError, match="positive"):
         delivered_per_job(1, 1, workers=1, jobs=0)
+
+
+async def test_a_worker_that_exits_is_a_child_process_error() -> None:
+    gone = [sys.executable, "-c", "pass"]  # exits at once, reporting nothing
+    async with processes([gone], stdout=True) as started:
+        workers = Workers(started)
+        with anyio.fail_after(30), pytest.raises(ChildProcessError, match="exited"):
+            await workers.messages()

@@ -96,8 +96,9 @@ def test_scale_curve_quick() -> None:
         assert p["jobs_per_s"] > 0
         assert 0 < p["one_way_p99_ms"] <= p["round_trip_p99_ms"]
         assert p["ratio_to_raw"] is None  # no raw flood asked for
-    # every JOB message reaches every worker: more workers, more deliveries per job
-    assert points[1]["delivered_per_job"] > points[0]["delivered_per_job"]
+        assert p["delivered_per_job"] > 0
+        if os.path.exists("/proc/self/stat"):
+            assert p["cpu_us_per_job"] is not None
 
 
 def test_scale_curve_refuses_a_bad_list() -> None:

@@ -5,6 +5,7 @@ See :mod:`spreadq.bench` for what each figure means.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -69,7 +70,11 @@ async def embedded_daemon(
         assert process.stdout is not None
         lines = BufferedByteReceiveStream(process.stdout)
         address = b""
-        with anyio.move_on_after(START_WITHIN):
+        # a process that exits first (EndOfStream, IncompleteRead) did not start either
+        with (
+            anyio.move_on_after(START_WITHIN),
+            contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead),
+        ):
             address = await lines.receive_until(b"\n", 1024)
         if not address.strip():
             raise ConfigurationError("the embedded daemon process did not start")
