@@ -8,7 +8,8 @@ line per daemon (``--json`` for the reports):
 * raw flood: one sender to 4 receiver processes, windowed by their reports (msg/s);
 * queue flood: ``Producer.put()`` as fast as flow control lets it, to 4 ``App.run()``
   workers with a no-op handler (jobs/s, p50/p99 from ``put()`` to the receipt);
-* queue at half load: the same, paced at half the flood rate (p50/p99).
+* queue at half load: the same, paced at half the flood rate (p50/p99 one way, from
+  ``put()`` to the handler starting, and round trip, to the receipt).
 
 The ratio is the queue's jobs/s over the raw flood's msg/s (jobs are packed several to
 a message, so it can pass 1).
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import anyio
 
-from spreadq.bench import BenchReport, Loop, embedded_daemon, run_bench, use_uvloop
+from spreadq.bench import BenchReport, embedded_daemon, run_bench
+from spreadq.eventloop import Loop, use_uvloop
 from spreadq.logs import configure_logging
 from spreadq.settings import Settings
 
@@ -55,11 +57,15 @@ def real_daemon() -> Iterator[str | None]:
 
 def line(report: BenchReport) -> str:
     flood, half = report.flood, report.half_load
+    raw = "-" if report.raw_msgs_per_s is None else f"{report.raw_msgs_per_s:,.0f}"
+    ratio = "-" if flood.ratio_to_raw is None else f"x{flood.ratio_to_raw:.2f}"
     return (
-        f"{report.daemon:>10}  raw {report.raw_msgs_per_s:>8,.0f} msg/s | queue"
-        f" {flood.jobs_per_s:>8,.0f} jobs/s (x{report.ratio:.2f}), flood p50"
-        f" {flood.p50_ms:.1f} ms p99 {flood.p99_ms:.1f} ms | at {half.jobs_per_s:,.0f} jobs/s"
-        f" p50 {half.p50_ms:.2f} ms p99 {half.p99_ms:.2f} ms | re-sent {report.resent}"
+        f"{report.daemon:>10}  raw {raw:>8} msg/s | queue"
+        f" {flood.jobs_per_s:>8,.0f} jobs/s ({ratio}), flood round trip p50"
+        f" {flood.round_trip.p50_ms:.1f} ms p99 {flood.round_trip.p99_ms:.1f} ms"
+        f" | at {half.jobs_per_s:,.0f} jobs/s one way p50 {half.one_way.p50_ms:.2f} ms"
+        f" p99 {half.one_way.p99_ms:.2f} ms, round trip p50 {half.round_trip.p50_ms:.2f} ms"
+        f" p99 {half.round_trip.p99_ms:.2f} ms | re-sent {report.resent}"
     )
 
 
@@ -99,10 +105,11 @@ def main() -> None:
         )
 
     async def on_embedded() -> BenchReport:
-        async with embedded_daemon(loop, args.log_level) as address:
+        async with embedded_daemon(loop, args.log_level) as embedded:
             return await run_bench(
-                address,
+                embedded.address,
                 daemon="embedded",
+                daemon_pid=embedded.pid,
                 workers=args.workers,
                 jobs=args.jobs,
                 raw=args.raw,

@@ -36,11 +36,31 @@ def test_json_report_on_the_embedded_daemon() -> None:
     assert (report.daemon, report.workers, report.payload_bytes) == ("embedded", 2, 100)
     assert (report.raw_messages, report.flood.jobs, report.half_load.jobs) == (200, 200, 100)
     assert report.uvloop is False
+    assert report.raw_msgs_per_s is not None
     assert report.raw_msgs_per_s > 0
-    assert report.flood.jobs_per_s > 0
-    assert report.ratio == pytest.approx(report.flood.jobs_per_s / report.raw_msgs_per_s)
     for figures in (report.flood, report.half_load):
-        assert 0 < figures.p50_ms <= figures.p99_ms
+        assert figures.jobs_per_s == pytest.approx(figures.jobs / figures.seconds)
+        assert figures.ratio_to_raw == pytest.approx(figures.jobs_per_s / report.raw_msgs_per_s)
+        for spread in (figures.one_way, figures.round_trip):
+            assert 0 < spread.p50_ms <= spread.p99_ms <= spread.p999_ms <= spread.max_ms
+            assert len(spread.cdf_ms) == 101
+            assert list(spread.cdf_ms) == sorted(spread.cdf_ms)
+        # the handler starts between put() and the receipt
+        assert figures.one_way.p50_ms <= figures.round_trip.p50_ms
+        # at least one JOB message from the producer, one ACK from some worker
+        wire = figures.wire
+        assert wire.producer_messages >= 1
+        assert wire.worker_messages >= 1
+        sent = (wire.producer_messages + wire.worker_messages) / figures.jobs
+        assert wire.sent_per_job == pytest.approx(sent)
+        assert wire.delivered_per_job > wire.sent_per_job  # each JOB reaches both workers
+        assert figures.cpu is not None  # Linux: /proc is there
+        assert len(figures.cpu.workers_s) == 2
+        assert figures.cpu.daemon_s is not None  # the embedded daemon is ours
+        assert min(figures.cpu.producer_s, *figures.cpu.workers_s, figures.cpu.daemon_s) >= 0
+    assert report.worker_peak_rss_mb is not None
+    assert len(report.worker_peak_rss_mb) == 2
+    assert all(10 < mb < 1000 for mb in report.worker_peak_rss_mb)
 
 
 async def test_tables_against_a_given_daemon(spreadq_daemon: Daemon) -> None:
@@ -50,11 +70,27 @@ async def test_tables_against_a_given_daemon(spreadq_daemon: Daemon) -> None:
         completed = await anyio.run_process(command, check=False, env=WIDE)
     assert completed.returncode == 0, completed.stderr.decode()
     out = completed.stdout.decode()
-    for heading in ("raw flood msg/s", "queue jobs/s", "ratio", "p50 ms", "p99 ms"):
+    headings = ("raw flood msg/s", "jobs/s", "ratio", "one way p50", "round trip p50", "p999")
+    for heading in (*headings, "producer", "workers", "delivered", "worker peak RSS"):
         assert heading in out, out
-    assert out.count(address) == 3, out  # its throughput row and two latency rows
-    assert "flood" in out
-    assert "half" in out
+    # a flood and a half-load row in each of the three tables
+    assert out.count(address) == 6 + 1, out  # and the peak RSS line
+    assert out.count("flood") == 3 + 1, out  # and the column heading
+    assert out.count("half") == 3, out
+    # not our daemon: its CPU time is not known
+    cost = out.split("cost per job")[1].split("worker peak RSS")[0]
+    rows = [row.split("│") for row in cost.splitlines() if address in row and "│" in row]
+    assert len(rows) == 2, cost
+    assert all(cells[5].strip() == "-" for cells in rows), cost
+
+
+def test_skipping_the_raw_flood_leaves_the_ratio_out() -> None:
+    completed = bench("--json", "--raw", "0", "--jobs", "100")
+    assert completed.returncode == 0, completed.stderr
+    report = BenchReport.model_validate(json.loads(completed.stdout))
+    assert (report.raw_messages, report.raw_msgs_per_s) == (0, None)
+    assert report.flood.ratio_to_raw is None
+    assert report.half_load.ratio_to_raw is None
 
 
 def test_bad_loop_and_role_are_refused() -> None:

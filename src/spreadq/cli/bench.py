@@ -29,8 +29,16 @@ _LOOPS: dict[str, Loop] = {"auto": "auto", "asyncio": "asyncio", "uvloop": "uvlo
 _ROLES: dict[str, Role] = {"daemon": "daemon", "worker": "worker", "raw-receiver": "raw-receiver"}
 
 
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def _us_per_job(seconds: float | None, jobs: int) -> str:
+    return "-" if seconds is None else f"{seconds / jobs * 1e6:,.1f}"
+
+
 def render(reports: list[BenchReport], console: Console) -> None:
-    """Print ``reports`` as two tables: throughput, and latency."""
+    """Print ``reports`` as three tables: throughput, latency, and cost per job."""
     if not reports:
         return
     first = reports[0]
@@ -39,36 +47,57 @@ def render(reports: list[BenchReport], console: Console) -> None:
         title=f"1 producer, {first.workers} workers, {first.payload_bytes} B payloads, "
         f"no-op handler ({loop})",
     )
-    rates.add_column("daemon")
+    latency = Table(
+        title="latency, ms: one way = put() to handler start, round trip = put() to receipt"
+    )
+    cost = Table(title="cost per job: CPU microseconds of each process, Spread messages")
+    for table in (rates, latency, cost):
+        table.add_column("daemon")
+        table.add_column("load")
+    rates.add_column("jobs/s", justify="right")
     rates.add_column("raw flood msg/s", justify="right")
-    rates.add_column("queue jobs/s", justify="right")
     rates.add_column("ratio", justify="right")
     rates.add_column("re-sent", justify="right")
-    for report in reports:
-        rates.add_row(
-            report.daemon,
-            f"{report.raw_msgs_per_s:,.0f}",
-            f"{report.flood.jobs_per_s:,.0f}",
-            f"x{report.ratio:.2f}",
-            f"{report.resent:,}",
-        )
-    latency = Table(title="latency from put() to the receipt")
-    latency.add_column("daemon")
-    latency.add_column("load")
-    latency.add_column("jobs/s", justify="right")
-    latency.add_column("p50 ms", justify="right")
-    latency.add_column("p99 ms", justify="right")
+    for heading in ("one way p50", "p99", "p999", "round trip p50", "p99", "p999"):
+        latency.add_column(heading, justify="right")
+    for heading in ("producer", "workers", "daemon", "total", "sent", "delivered"):
+        cost.add_column(heading, justify="right")
     for report in reports:
         for load, figures in (("flood", report.flood), ("half", report.half_load)):
-            latency.add_row(
+            raw = report.raw_msgs_per_s
+            rates.add_row(
                 report.daemon,
                 load,
                 f"{figures.jobs_per_s:,.0f}",
-                f"{figures.p50_ms:.2f}",
-                f"{figures.p99_ms:.2f}",
+                "-" if raw is None else f"{raw:,.0f}",
+                "-" if figures.ratio_to_raw is None else f"x{figures.ratio_to_raw:.2f}",
+                f"{report.resent:,}",
+            )
+            one, rtt = figures.one_way, figures.round_trip
+            latency.add_row(
+                report.daemon,
+                load,
+                *(_ms(v) for v in (one.p50_ms, one.p99_ms, one.p999_ms)),
+                *(_ms(v) for v in (rtt.p50_ms, rtt.p99_ms, rtt.p999_ms)),
+            )
+            cpu, wire, jobs = figures.cpu, figures.wire, figures.jobs
+            cost.add_row(
+                report.daemon,
+                load,
+                _us_per_job(None if cpu is None else cpu.producer_s, jobs),
+                _us_per_job(None if cpu is None else sum(cpu.workers_s), jobs),
+                _us_per_job(None if cpu is None else cpu.daemon_s, jobs),
+                _us_per_job(None if cpu is None else cpu.total_s, jobs),
+                f"{wire.sent_per_job:.3f}",
+                f"{wire.delivered_per_job:.3f}",
             )
     console.print(rates)
     console.print(latency)
+    console.print(cost)
+    for report in reports:
+        if report.worker_peak_rss_mb is not None:
+            peaks = ", ".join(f"{mb:.1f}" for mb in report.worker_peak_rss_mb)
+            console.print(f"{report.daemon}: worker peak RSS (MiB): {peaks}")
 
 
 def bench(
@@ -100,7 +129,10 @@ def bench(
         ),
     ] = 20_000,
     raw: Annotated[
-        int, typer.Option(min=1, envvar="SPREADQ_BENCH_RAW", help="Messages in the raw flood.")
+        int,
+        typer.Option(
+            min=0, envvar="SPREADQ_BENCH_RAW", help="Messages in the raw flood (0: skip it)."
+        ),
     ] = 20_000,
     payload: Annotated[
         int, typer.Option(min=0, envvar="SPREADQ_BENCH_PAYLOAD", help="Bytes per job.")
@@ -127,7 +159,13 @@ def bench(
     address: Annotated[str | None, typer.Option(hidden=True)] = None,
     count: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
-    """Measure jobs/s and latency against a raw flood of the same daemon, in one run."""
+    """Measure jobs/s, latency, CPU and messages per job against a raw flood, in one run.
+
+    For a flood and for half that rate: jobs/s and its ratio to a raw flood of the same
+    daemon; one-way (put to handler start) and round-trip (put to receipt) latency,
+    p50/p99/p999; CPU seconds of the producer, each worker and the embedded daemon;
+    Spread messages sent and delivered per job; each worker's peak RSS.
+    """
     from spreadq.bench import embedded_daemon, run_bench, run_role
     from spreadq.eventloop import use_uvloop
     from spreadq.settings import Settings
@@ -150,10 +188,11 @@ def bench(
         if not as_json:
             err.print(f"[dim]{message}[/dim]")
 
-    def on(target: str, name: str) -> Awaitable[BenchReport]:
+    def on(target: str, name: str, pid: int | None = None) -> Awaitable[BenchReport]:
         return run_bench(
             target,
             daemon=name,
+            daemon_pid=pid,
             workers=workers,
             jobs=jobs,
             raw=raw,
@@ -168,8 +207,8 @@ def bench(
         if spread is not None:
             return await on(spread, spread)
         async with embedded_daemon(chosen, log_level) as embedded:
-            note(f"embedded daemon on {embedded}")
-            return await on(embedded, "embedded")
+            note(f"embedded daemon on {embedded.address}")
+            return await on(embedded.address, "embedded", embedded.pid)
 
     try:
         report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(chosen)})
@@ -179,7 +218,7 @@ def bench(
     except (ConnectError, ConnectionLost) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_UNREACHABLE) from None
-    except TimeoutError as error:
+    except (TimeoutError, ChildProcessError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     if as_json:
@@ -190,4 +229,4 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command to ``app``."""
-    app.command(epilog=epilog("measured", "a run timed out"))(bench)
+    app.command(epilog=epilog("measured", "a run timed out or a worker exited"))(bench)

@@ -1,0 +1,543 @@
+"""spreadq against Redis Streams consumer groups: the same shape, one run, side by side.
+
+The Redis side: this script starts ``redis-server`` on a free loopback port (a temporary
+directory, no persistence), one producer (this process, redis-py's asyncio client with
+hiredis) and ``--workers`` consumer processes (redis-py). The producer sends
+``--payload``-byte jobs with ``XADD``, pipelined by ``--pipeline``; each consumer reads
+with ``XREADGROUP COUNT --count``, runs a no-op per job noting the wall-clock time it
+started, then sends ``XACK`` for the batch and one ``XADD`` to a reply stream carrying
+each job's number and start time, in one pipeline. The producer reads the replies
+(``XREAD BLOCK``). So both latencies mean what they mean for spreadq: **one way** is
+send to the consumer starting the job, **round trip** is send to the producer learning
+it was done. A flood, then half the flood's rate paced (open loop), after a warm-up.
+
+The spreadq side is ``spreadq bench --json`` with the same workers, jobs and payload,
+on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
+
+Both print side by side with spreadq / Redis ratios; ``--chart out.png`` draws the
+half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``;
+"requests per job" is Spread messages sent per job for spreadq and commands the Redis
+server processed per job (``INFO stats``) for Redis.
+
+Needs ``redis-server`` on PATH (``apt-get install redis-server``) and
+``pip install 'spreadq[bench]'`` (redis, hiredis, matplotlib); without them it says so
+and exits 0.
+
+    .venv/bin/python benchmarks/compare_redis.py                      # 4 workers, 20k jobs
+    .venv/bin/python benchmarks/compare_redis.py --spread 4803@127.0.0.1 --chart cmp.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from spreadq.bench import BenchReport, Cpu, Latency, cpu_seconds, latency, memory
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis_consumer import GROUP, JOBS, REPLIES, REPLY, SEQ, Streams
+
+__all__ = ["RedisFigures", "RedisReport", "main"]
+
+INSTALL: Final = (
+    "install them with: apt-get install redis-server (Debian/Ubuntu) and "
+    "pip install 'spreadq[bench]' (redis, hiredis, matplotlib)"
+)
+START_WITHIN: Final = 60.0
+RUN_WITHIN: Final = 600.0
+"""Seconds one run may take before the comparison gives up (a consumer died?)."""
+CONSUMER: Final = str(Path(__file__).resolve().parent / "redis_consumer.py")
+
+
+class RedisFigures(BaseModel):
+    """One Redis Streams run (flood or half load)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: int
+    seconds: float
+    jobs_per_s: float
+    one_way: Latency
+    round_trip: Latency
+    cpu: Cpu | None
+    """producer (this process), each consumer, and redis-server as the daemon."""
+    commands_per_job: float
+    """Commands redis-server processed during the run, per job."""
+
+
+class RedisReport(BaseModel):
+    """What the Redis side measured."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server: str
+    consumers: int
+    payload_bytes: int
+    pipeline: int
+    count: int
+    flood: RedisFigures
+    half_load: RedisFigures
+    consumer_peak_rss_mb: tuple[float, ...] | None
+
+
+# --- the Redis side -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream) -> None:
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        async for _ in stream:
+            pass
+
+
+@asynccontextmanager
+async def redis_server(binary: str) -> AsyncIterator[tuple[int, int]]:
+    """Run ``redis-server`` on a free loopback port; yield ``(port, pid)``.
+
+    Raises:
+        TimeoutError: it did not say it was ready within a minute.
+    """
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="spreadq-redis-") as tmp:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", tmp, "--protected-mode", "no"]
+        process = await anyio.open_process(command, stdin=subprocess.DEVNULL, stderr=None)
+        try:
+            assert process.stdout is not None
+            lines = BufferedByteReceiveStream(process.stdout)
+            with anyio.fail_after(START_WITHIN):
+                while b"Ready to accept connections" not in await lines.receive_until(b"\n", 65536):
+                    pass
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_drain, lines)
+                yield port, process.pid
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.terminate()
+                await process.wait()
+                await process.aclose()
+
+
+class _Replies:
+    """Where the producer has read the reply stream up to."""
+
+    def __init__(self) -> None:
+        self.last: bytes = b"0-0"
+
+
+async def redis_run(
+    send: redis.asyncio.Redis,
+    receive: redis.asyncio.Redis,
+    replies: _Replies,
+    first: int,
+    count: int,
+    payload: int,
+    pipeline: int,
+    rate: float | None = None,
+) -> tuple[float, list[float], list[float]]:
+    """Send jobs ``first`` .. ``first + count - 1``; return (seconds, one-way, round trip).
+
+    Raises:
+        redis.RedisError: a command failed.
+    """
+    data = os.urandom(payload)
+    put_wall = [0.0] * count
+    put_at = [0.0] * count
+    started_wall = [math.nan] * count
+    done_at = [math.nan] * count
+    clock, wall = time.monotonic, time.time
+    remaining = count
+
+    async def read_replies() -> None:
+        nonlocal remaining
+        while remaining:
+            found = cast(
+                "Streams | None",
+                await receive.xread({REPLIES: replies.last}, count=1000, block=1000),
+            )
+            now = clock()
+            for _stream, entries in found or ():
+                for entry_id, fields in entries:
+                    replies.last = entry_id
+                    for seq, began in REPLY.iter_unpack(fields[b"r"]):
+                        i = seq - first
+                        started_wall[i] = began
+                        done_at[i] = now
+                        remaining -= 1
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read_replies)
+        started = clock()
+        i = 0
+        while i < count:
+            due = count
+            if rate is not None:
+                due = min(count, int((clock() - started) * rate) + 1)
+                if due <= i:
+                    await anyio.sleep(started + i / rate - clock())
+                    continue
+            pipe = send.pipeline(transaction=False)
+            for k in range(i, min(due, i + pipeline)):
+                put_wall[k] = wall()
+                put_at[k] = clock()
+                pipe.xadd(JOBS, {b"s": SEQ.pack(first + k), b"d": data})
+            await pipe.execute()
+            i = min(due, i + pipeline)
+    seconds = max(done_at) - started
+    one_way = [b - a for a, b in zip(put_wall, started_wall, strict=True)]
+    round_trip = [b - a for a, b in zip(put_at, done_at, strict=True)]
+    return seconds, one_way, round_trip
+
+
+async def measure_redis(
+    binary: str, *, consumers: int, jobs: int, payload: int, pipeline: int, count: int
+) -> RedisReport:
+    """The Redis Streams side: a warm-up, a flood, then half the flood's rate.
+
+    Consumers are ``redis_consumer.py`` processes.
+
+    Raises:
+        TimeoutError: redis-server or a consumer did not start within a minute.
+        redis.RedisError: a command failed.
+    """
+    import redis.asyncio
+
+    async with redis_server(binary) as (port, server_pid):
+        send = redis.asyncio.Redis(port=port)
+        receive = redis.asyncio.Redis(port=port)
+        try:
+            await send.xgroup_create(JOBS, GROUP, id="$", mkstream=True)
+            commands = [
+                [sys.executable, CONSUMER, str(port), f"c{n}", str(count)] for n in range(consumers)
+            ]
+            async with _consumers(commands) as pids:
+                replies = _Replies()
+                first = 0
+
+                async def run(n: int, rate: float | None = None) -> RedisFigures:
+                    nonlocal first
+                    before = (await send.info("stats"))["total_commands_processed"]
+                    cpu0 = _cpu(pids, server_pid)
+                    with anyio.fail_after(RUN_WITHIN):
+                        seconds, one_way, round_trip = await redis_run(
+                            send, receive, replies, first, n, payload, pipeline, rate
+                        )
+                    cpu1 = _cpu(pids, server_pid)
+                    after = (await send.info("stats"))["total_commands_processed"]
+                    first += n
+                    return RedisFigures(
+                        jobs=n,
+                        seconds=seconds,
+                        jobs_per_s=n / seconds,
+                        one_way=latency(one_way),
+                        round_trip=latency(round_trip),
+                        cpu=_spent(cpu0, cpu1),
+                        commands_per_job=(after - before - 1) / n,  # less one INFO
+                    )
+
+                await run(min(jobs, 2_000))  # warm-up
+                flood = await run(jobs)
+                half = await run(max(1, jobs // 2), flood.jobs_per_s / 2)
+                peaks = [memory(pid) for pid in pids]
+            version = (await send.info("server"))["redis_version"]
+        finally:
+            await send.aclose()
+            await receive.aclose()
+    return RedisReport(
+        server=f"redis {version}",
+        consumers=consumers,
+        payload_bytes=payload,
+        pipeline=pipeline,
+        count=count,
+        flood=flood,
+        half_load=half,
+        consumer_peak_rss_mb=None
+        if any(p is None for p in peaks)
+        else tuple(p.peak_mb for p in peaks if p is not None),
+    )
+
+
+@asynccontextmanager
+async def _consumers(commands: Sequence[list[str]]) -> AsyncIterator[list[int]]:
+    started: list[anyio.abc.Process] = []
+    try:
+        for command in commands:
+            started.append(await anyio.open_process(command, stdin=subprocess.DEVNULL, stderr=None))
+        with anyio.fail_after(START_WITHIN):
+            for process in started:
+                assert process.stdout is not None
+                line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 64)
+                if line != b"ready":
+                    raise ChildProcessError(f"consumer {process.pid} said {line!r}")
+        yield [process.pid for process in started]
+    finally:
+        with anyio.CancelScope(shield=True):
+            for process in started:
+                if process.returncode is None:
+                    process.kill()  # a consumer holds no state worth a drain
+                await process.wait()
+                await process.aclose()
+
+
+_Snapshot = tuple[float | None, list[float | None], float | None]
+
+
+def _cpu(pids: Sequence[int], server: int) -> _Snapshot:
+    return cpu_seconds(), [cpu_seconds(pid) for pid in pids], cpu_seconds(server)
+
+
+def _spent(before: _Snapshot, after: _Snapshot) -> Cpu | None:
+    values = [before[0], after[0], before[2], after[2], *before[1], *after[1]]
+    if any(v is None for v in values):
+        return None
+    numbers = [v for v in values if v is not None]
+    producer = numbers[1] - numbers[0]
+    server = numbers[3] - numbers[2]
+    half = (len(numbers) - 4) // 2
+    workers = [b - a for a, b in zip(numbers[4 : 4 + half], numbers[4 + half :], strict=True)]
+    return Cpu(producer_s=producer, workers_s=tuple(workers), daemon_s=server)
+
+
+# --- the spreadq side ---------------------------------------------------------------------
+
+
+def measure_spreadq(args: argparse.Namespace) -> BenchReport:
+    """``spreadq bench --json`` with the same shape, in a process of its own.
+
+    Raises:
+        ChildProcessError: the benchmark failed (its stderr is passed through).
+    """
+    command = [sys.executable, "-m", "spreadq", "bench", "--json", "--loop", args.loop]
+    command += ["--workers", str(args.workers), "--jobs", str(args.jobs)]
+    command += ["--raw", str(args.raw), "--payload", str(args.payload)]
+    if args.spread is not None:
+        command += ["--spread", args.spread]
+    completed = subprocess.run(command, stdout=subprocess.PIPE, check=False, text=True)
+    if completed.returncode != 0:
+        raise ChildProcessError(f"spreadq bench exited with {completed.returncode}")
+    return BenchReport.model_validate_json(completed.stdout)
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _us(cpu: Cpu | None, jobs: int, part: str) -> float | None:
+    if cpu is None:
+        return None
+    seconds = {
+        "producer": cpu.producer_s,
+        "workers": sum(cpu.workers_s),
+        "daemon": cpu.daemon_s,
+        "total": cpu.total_s,
+    }[part]
+    return None if seconds is None else seconds / jobs * 1e6
+
+
+def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None, float | None]]:
+    """The side-by-side figures: (what, spreadq, Redis)."""
+    out: list[tuple[str, float | None, float | None]] = [
+        ("flood jobs/s", ours.flood.jobs_per_s, theirs.flood.jobs_per_s),
+        ("half load jobs/s", ours.half_load.jobs_per_s, theirs.half_load.jobs_per_s),
+    ]
+    for load, a, b in (
+        ("half", ours.half_load, theirs.half_load),
+        ("flood", ours.flood, theirs.flood),
+    ):
+        for kind in ("one_way", "round_trip"):
+            x, y = getattr(a, kind), getattr(b, kind)
+            for q in ("p50", "p99", "p999"):
+                name = f"{load} {kind.replace('_', ' ')} {q} ms"
+                out.append((name, getattr(x, f"{q}_ms"), getattr(y, f"{q}_ms")))
+    for part in ("producer", "workers", "daemon", "total"):
+        out.append(
+            (
+                f"flood CPU us/job: {part}",
+                _us(ours.flood.cpu, ours.flood.jobs, part),
+                _us(theirs.flood.cpu, theirs.flood.jobs, part),
+            )
+        )
+    out.append(
+        (
+            "flood requests/job (Spread messages | Redis commands)",
+            ours.flood.wire.sent_per_job,
+            theirs.flood.commands_per_job,
+        )
+    )
+    ours_rss, theirs_rss = ours.worker_peak_rss_mb, theirs.consumer_peak_rss_mb
+    out.append(
+        (
+            "worker peak RSS MiB (largest)",
+            None if ours_rss is None else max(ours_rss),
+            None if theirs_rss is None else max(theirs_rss),
+        )
+    )
+    return out
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def render(ours: BenchReport, theirs: RedisReport, console: Console) -> None:
+    """Print both reports side by side, with spreadq / Redis ratios."""
+    raw = "-" if ours.raw_msgs_per_s is None else f"{ours.raw_msgs_per_s:,.0f}"
+    table = Table(
+        title=f"1 producer, {ours.workers} workers, {ours.payload_bytes} B no-op jobs: "
+        f"spreadq on {ours.daemon} (raw flood {raw} msg/s) against {theirs.server} "
+        f"(XADD x{theirs.pipeline}, XREADGROUP COUNT {theirs.count})"
+    )
+    table.add_column("figure")
+    table.add_column("spreadq", justify="right")
+    table.add_column("Redis Streams", justify="right")
+    table.add_column("spreadq / Redis", justify="right")
+    for name, a, b in rows(ours, theirs):
+        ratio = "-" if a is None or b is None or b == 0 else f"x{a / b:.2f}"
+        table.add_row(name, _cell(a), _cell(b), ratio)
+    console.print(table)
+
+
+def chart(ours: BenchReport, theirs: RedisReport, path: Path) -> None:
+    """Draw the half-load latency CDFs and the jobs/s bars to ``path`` (PNG).
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (cdf, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
+    share = [i / 100 for i in range(101)]
+    for name, report, colour in (("spreadq", ours, "tab:blue"), ("Redis", theirs, "tab:red")):
+        half = report.half_load
+        cdf.plot(half.one_way.cdf_ms, share, color=colour, label=f"{name} one way")
+        cdf.plot(
+            half.round_trip.cdf_ms, share, color=colour, linestyle="--", label=f"{name} round trip"
+        )
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency at half load, ms (log)")
+    cdf.set_ylabel("share of jobs")
+    cdf.set_title("latency CDF at half load")
+    cdf.legend()
+    names = ["spreadq flood", "spreadq half", "Redis flood", "Redis half"]
+    values = [
+        ours.flood.jobs_per_s,
+        ours.half_load.jobs_per_s,
+        theirs.flood.jobs_per_s,
+        theirs.half_load.jobs_per_s,
+    ]
+    colours = ["tab:blue", "tab:blue", "tab:red", "tab:red"]
+    if ours.raw_msgs_per_s is not None:
+        names.insert(0, "raw Spread flood msg/s")
+        values.insert(0, ours.raw_msgs_per_s)
+        colours.insert(0, "tab:gray")
+    bars.bar(names, values, color=colours)
+    bars.set_ylabel("jobs/s")
+    bars.set_title(f"{ours.workers} workers, {ours.payload_bytes} B no-op jobs")
+    bars.tick_params(axis="x", labelrotation=20)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def _missing() -> str | None:
+    if shutil.which("redis-server") is None:
+        return "redis-server is not on PATH"
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "the redis Python package is not installed"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=4, help="workers / consumers")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs in the flood run")
+    parser.add_argument("--raw", type=int, default=20_000, help="spreadq's raw flood (0: skip)")
+    parser.add_argument("--payload", type=int, default=100, help="bytes per job")
+    parser.add_argument("--pipeline", type=int, default=500, help="XADDs per pipeline")
+    parser.add_argument("--count", type=int, default=500, help="XREADGROUP COUNT")
+    parser.add_argument("--spread", help="measure spreadq on this daemon (default: embedded)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--json", action="store_true", help="print both reports as JSON")
+    parser.add_argument("--chart", type=Path, help="draw a PNG chart here (matplotlib)")
+    args = parser.parse_args(argv)
+    missing = _missing()
+    if missing is not None:
+        print(f"compare_redis: skipped, {missing}; {INSTALL}")
+        return 0
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    err = Console(stderr=True)
+    err.print(f"[dim]spreadq bench: {args.workers} workers, {args.jobs:,} jobs[/dim]")
+    ours = measure_spreadq(args)
+    err.print(f"[dim]Redis Streams: {args.workers} consumers, {args.jobs:,} jobs[/dim]")
+    theirs = anyio.run(
+        lambda: measure_redis(
+            binary,
+            consumers=args.workers,
+            jobs=args.jobs,
+            payload=args.payload,
+            pipeline=args.pipeline,
+            count=args.count,
+        )
+    )
+    if args.json:
+        both: dict[str, Any] = {
+            "spreadq": ours.model_dump(mode="json"),
+            "redis": theirs.model_dump(mode="json"),
+        }
+        print(json.dumps(both, indent=2))
+    else:
+        render(ours, theirs, Console())
+    if args.chart is not None:
+        try:
+            chart(ours, theirs, args.chart)
+        except ImportError:
+            err.print(f"no chart: matplotlib is not installed; {INSTALL}")
+            return 1
+        err.print(f"[dim]chart written to {args.chart}[/dim]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""The measurements: the raw flood, the queue runs, and one whole benchmark run.
+
+See :mod:`spreadq.bench` for what each figure means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from spreadq.bench.procs import command, cpu_seconds, memory, processes
+from spreadq.bench.report import BenchReport, Cpu, QueueFigures, Wire, delivered_per_job, latency
+from spreadq.bench.roles import NOOP, QUEUE, RAW_CONTROL, RAW_GROUP, STAMP
+from spreadq.client import Connection, connect
+from spreadq.errors import ConfigurationError
+from spreadq.eventloop import Loop, use_uvloop
+from spreadq.producer import Producer, Receipt
+from spreadq.settings import Settings
+from spreadq.wire.events import DataMessage
+
+__all__ = [
+    "START_WITHIN",
+    "WINDOW",
+    "Spawned",
+    "Workers",
+    "embedded_daemon",
+    "queue_run",
+    "raw_flood",
+    "run_bench",
+    "worker_processes",
+]
+
+WINDOW: Final = 600
+"""The raw sender keeps at most this many messages ahead of the slowest receiver."""
+START_WITHIN: Final = 60.0
+"""Seconds the child processes have to start and report for duty."""
+REPORT_WITHIN: Final = 10.0
+"""Seconds a worker has to answer a request for its message count."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """A daemon the benchmark started: where it listens, and its process id."""
+
+    address: str
+    pid: int
+
+
+@asynccontextmanager
+async def embedded_daemon(
+    loop: Loop = "auto", log_level: str = "warning"
+) -> AsyncIterator[Spawned]:
+    """Run the embedded daemon in a process of its own; yield its address and pid.
+
+    Raises:
+        ConfigurationError: the daemon process did not start.
+    """
+    async with processes([command("daemon", loop, log_level)], stdout=True) as (process,):
+        assert process.stdout is not None
+        lines = BufferedByteReceiveStream(process.stdout)
+        address = b""
+        # a process that exits first (EndOfStream, IncompleteRead) did not start either
+        with (
+            anyio.move_on_after(START_WITHIN),
+            contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead),
+        ):
+            address = await lines.receive_until(b"\n", 1024)
+        if not address.strip():
+            raise ConfigurationError("the embedded daemon process did not start")
+        yield Spawned(address.decode().strip(), process.pid)
+
+
+class Workers:
+    """Running bench worker processes (see :func:`worker_processes`)."""
+
+    def __init__(self, started: Sequence[anyio.abc.Process]) -> None:
+        self._processes = tuple(started)
+        self._lines: list[BufferedByteReceiveStream] = []
+        for process in started:
+            assert process.stdout is not None
+            self._lines.append(BufferedByteReceiveStream(process.stdout))
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The worker processes' ids."""
+        return tuple(process.pid for process in self._processes)
+
+    def cpu_seconds(self) -> tuple[float, ...] | None:
+        """Each worker's CPU seconds so far; None where ``/proc`` cannot be read."""
+        seconds = [cpu_seconds(pid) for pid in self.pids]
+        if any(s is None for s in seconds):
+            return None
+        return tuple(s for s in seconds if s is not None)
+
+    def peak_rss_mb(self) -> tuple[float, ...] | None:
+        """Each worker's peak resident set so far (MiB); None without ``/proc``."""
+        found = [memory(pid) for pid in self.pids]
+        if any(m is None for m in found):
+            return None
+        return tuple(m.peak_mb for m in found if m is not None)
+
+    def rss_mb(self) -> tuple[float, ...] | None:
+        """Each worker's resident set now (MiB); None without ``/proc``."""
+        found = [memory(pid) for pid in self.pids]
+        if any(m is None for m in found):
+            return None
+        return tuple(m.rss_mb for m in found if m is not None)
+
+    async def messages(self) -> int:
+        """How many Spread messages the workers have multicast so far, together.
+
+        Raises:
+            ChildProcessError: a worker exited (or wrote something else).
+            TimeoutError: a worker did not answer within 10 seconds.
+        """
+        for process in self._processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGUSR1)
+        total = 0
+        with anyio.fail_after(REPORT_WITHIN):
+            for process, lines in zip(self._processes, self._lines, strict=True):
+                try:
+                    total += int(await lines.receive_until(b"\n", 64))
+                except (anyio.EndOfStream, anyio.IncompleteRead, ValueError):
+                    raise ChildProcessError(
+                        f"bench worker {process.pid} exited or did not report its message count"
+                    ) from None
+        return total
+
+
+@asynccontextmanager
+async def worker_processes(
+    address: str,
+    count: int,
+    *,
+    ack_interval: float | None = None,
+    loop: Loop = "auto",
+    log_level: str = "warning",
+) -> AsyncIterator[Workers]:
+    """Start ``count`` bench worker processes on ``address``; stop them on the way out.
+
+    The caller waits for them to join (``Producer.wait_for_consumers``).
+
+    Raises:
+        OSError: a process could not be started.
+    """
+    interval = Settings().ack_interval if ack_interval is None else ack_interval
+    worker = command("worker", loop, log_level, "--address", address)
+    worker += ["--ack-interval", str(interval)]
+    async with processes([worker] * count, stdout=True) as started:
+        yield Workers(started)
+
+
+# --- the raw flood ------------------------------------------------------------------------
+
+
+async def raw_flood(
+    address: str,
+    count: int,
+    *,
+    receivers: int,
+    payload: int,
+    loop: Loop = "auto",
+    log_level: str = "warning",
+) -> float:
+    """Messages per second of one sender to ``receivers`` processes, windowed.
+
+    Raises:
+        TimeoutError: the receivers did not report for duty in time.
+        ConnectError: the daemon cannot be reached.
+        ConnectionLost: the daemon went away.
+    """
+    data = b"x" * payload
+    receiver = command("raw-receiver", loop, log_level, "--address", address)
+    receiver += ["--count", str(count)]
+    async with connect(address) as tx:
+        await tx.join(RAW_CONTROL)
+        async with processes([receiver] * receivers):
+            progress: dict[str, int] = {}
+            with anyio.fail_after(START_WITHIN):
+                while len(progress) < receivers:
+                    event = await tx.receive()
+                    if isinstance(event, DataMessage) and event.data == b"ready":
+                        progress[event.sender] = 0
+            started = time.perf_counter()
+            for i in range(count):
+                while i - min(progress.values()) >= WINDOW:
+                    await _read_progress(tx, progress)
+                await tx.multicast(RAW_GROUP, data)
+            while min(progress.values()) < count:
+                await _read_progress(tx, progress)
+            return count / (time.perf_counter() - started)
+
+
+async def _read_progress(conn: Connection, progress: dict[str, int]) -> None:
+    for event in await conn.receive_batch():
+        if type(event) is DataMessage and event.data.startswith(b"ack"):
+            seen = int.from_bytes(event.data[3:], "big")
+            progress[event.sender] = max(progress.get(event.sender, 0), seen)
+
+
+# --- the queue ----------------------------------------------------------------------------
+
+
+async def queue_run(
+    producer: Producer,
+    workers: Workers,
+    count: int,
+    payload: int,
+    rate: float | None = None,
+    *,
+    daemon_pid: int | None = None,
+    raw_rate: float | None = None,
+) -> QueueFigures:
+    """Put ``count`` jobs (paced at ``rate`` jobs/s when given) and wait for every receipt.
+
+    ``workers`` must be bench workers (:func:`worker_processes`): their handler reports
+    its start time, and they count their messages. CPU seconds are those of this
+    process, each worker and the daemon when ``daemon_pid`` is given.
+
+    Raises:
+        ConnectionLost: the producer gave up on its daemon.
+        JobFailed: a job failed (the no-op handler does not fail).
+        ChildProcessError: a worker exited.
+        TimeoutError: a worker did not report its message count in time.
+    """
+    data = os.urandom(payload)
+    put_wall: list[float] = []
+    put_at: list[float] = []
+    receipts: list[Receipt[bytes]] = []
+    messages_before = producer.statistics().messages
+    worker_messages_before = await workers.messages()
+    cpu_before = _cpu(workers, daemon_pid)
+    clock, wall = time.monotonic, time.time
+    started = clock()
+    for i in range(count):
+        if rate is not None:
+            ahead = started + i / rate - clock()
+            if ahead > 0.001:
+                await anyio.sleep(ahead)
+        put_wall.append(wall())
+        put_at.append(clock())
+        receipts.append(await producer.put(NOOP, data))
+    for receipt in receipts:
+        await receipt.wait()
+    cpu_after = _cpu(workers, daemon_pid)
+    producer_messages = producer.statistics().messages - messages_before
+    worker_messages = await workers.messages() - worker_messages_before
+    seconds = max(r.resolved_at or math.inf for r in receipts) - started
+    round_trip = [
+        (r.resolved_at or math.inf) - sent for sent, r in zip(put_at, receipts, strict=True)
+    ]
+    one_way = [STAMP.unpack(await r)[0] - sent for sent, r in zip(put_wall, receipts, strict=True)]
+    sent_per_job = (producer_messages + worker_messages) / count
+    return QueueFigures(
+        jobs=count,
+        seconds=seconds,
+        jobs_per_s=count / seconds,
+        one_way=latency(one_way),
+        round_trip=latency(round_trip),
+        cpu=_cpu_spent(cpu_before, cpu_after),
+        wire=Wire(
+            producer_messages=producer_messages,
+            worker_messages=worker_messages,
+            sent_per_job=sent_per_job,
+            delivered_per_job=delivered_per_job(
+                producer_messages, worker_messages, len(workers.pids), count
+            ),
+        ),
+        ratio_to_raw=None if raw_rate is None else count / seconds / raw_rate,
+    )
+
+
+_CpuSnapshot = tuple[float | None, tuple[float, ...] | None, float | None]
+
+
+def _cpu(workers: Workers, daemon_pid: int | None) -> _CpuSnapshot:
+    daemon = None if daemon_pid is None else cpu_seconds(daemon_pid)
+    return cpu_seconds(), workers.cpu_seconds(), daemon
+
+
+def _cpu_spent(before: _CpuSnapshot, after: _CpuSnapshot) -> Cpu | None:
+    producer0, workers0, daemon0 = before
+    producer1, workers1, daemon1 = after
+    if producer0 is None or producer1 is None or workers0 is None or workers1 is None:
+        return None
+    return Cpu(
+        producer_s=producer1 - producer0,
+        workers_s=tuple(b - a for a, b in zip(workers0, workers1, strict=True)),
+        daemon_s=None if daemon0 is None or daemon1 is None else daemon1 - daemon0,
+    )
+
+
+async def run_bench(
+    address: str,
+    *,
+    daemon: str,
+    daemon_pid: int | None = None,
+    workers: int = 4,
+    jobs: int = 20_000,
+    raw: int = 20_000,
+    payload: int = 100,
+    ack_interval: float | None = None,
+    loop: Loop = "auto",
+    log_level: str = "warning",
+    progress: Callable[[str], object] | None = None,
+) -> BenchReport:
+    """Measure the raw flood, then the queue (flood and half load) on ``address``.
+
+    Args:
+        address: the daemon to measure on.
+        daemon: its name in the report (``embedded``, ``real 5.0.1`` ...).
+        daemon_pid: its process id when it is ours (its CPU time is reported).
+        workers: worker processes (and raw receivers).
+        jobs: jobs in the flood run (the half-load run puts half as many, after a
+            warm-up of up to 2,000).
+        raw: messages in the raw flood; 0 skips it (no ratios then).
+        payload: bytes per job and per raw message.
+        ack_interval: the workers' ``Settings.ack_interval``; the default's when None.
+        loop: the event loop of the child processes (this process runs on its own).
+        log_level: for the child processes.
+        progress: called with a short note as each phase starts.
+
+    Raises:
+        TimeoutError: the child processes did not report for duty in time.
+        ConnectError: the daemon cannot be reached.
+        ConnectionLost: the daemon went away.
+        ChildProcessError: a worker exited.
+    """
+    note = progress if progress is not None else (lambda _: None)
+    raw_rate: float | None = None
+    if raw > 0:
+        note(f"raw flood: {raw:,} messages to {workers} receivers")
+        raw_rate = await raw_flood(
+            address, raw, receivers=workers, payload=payload, loop=loop, log_level=log_level
+        )
+    async with AsyncExitStack() as stack:
+        producer = await stack.enter_async_context(Producer(QUEUE, address))
+        pool = await stack.enter_async_context(
+            worker_processes(
+                address, workers, ack_interval=ack_interval, loop=loop, log_level=log_level
+            )
+        )
+        note(f"queue: waiting for {workers} workers")
+        with anyio.fail_after(START_WITHIN):
+            await producer.wait_for_consumers(workers)
+        await queue_run(producer, pool, min(jobs, 2_000), payload)  # warm-up
+        note(f"queue flood: {jobs:,} jobs")
+        flood = await queue_run(
+            producer, pool, jobs, payload, daemon_pid=daemon_pid, raw_rate=raw_rate
+        )
+        half_rate = flood.jobs_per_s / 2
+        note(f"queue at half load: {jobs // 2:,} jobs at {half_rate:,.0f} jobs/s")
+        half = await queue_run(
+            producer,
+            pool,
+            max(1, jobs // 2),
+            payload,
+            half_rate,
+            daemon_pid=daemon_pid,
+            raw_rate=raw_rate,
+        )
+        resent = producer.statistics().resent
+        peak = pool.peak_rss_mb()
+    return BenchReport(
+        daemon=daemon,
+        address=address,
+        workers=workers,
+        payload_bytes=payload,
+        uvloop=use_uvloop(loop),
+        raw_messages=raw,
+        raw_msgs_per_s=raw_rate,
+        flood=flood,
+        half_load=half,
+        resent=resent,
+        worker_peak_rss_mb=peak,
+    )

@@ -1,0 +1,114 @@
+"""The benchmark's pure parts: latency summaries, /proc parsing, per-job arithmetic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spreadq.bench import Workers, cpu_seconds, latency, memory
+from spreadq.bench.procs import parse_stat_cpu, parse_status_kb, processes
+from spreadq.bench.report import delivered_per_job, quantile
+
+# /proc/<pid>/stat of a process whose name holds a space and a parenthesis; utime 250 and
+# stime 50 ticks are fields 14 and 15
+STAT = (
+    "4242 (spreadq (bench) w) S 1 4242 4242 0 -1 4194560 1520 0 0 0 250 50 0 0 20 0 3 0 "
+    "123456 250000000 12000 18446744073709551615 1 1 0 0 0 0 0 16781312 16386 0 0 0 17 1"
+)
+
+
+def test_stat_cpu_counts_fields_after_the_command_name() -> None:
+    assert parse_stat_cpu(STAT, 100) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("text", ["", "4242 S 1 2 3", "4242 (x) S 1 2"])
+def test_a_line_that_is_not_stat_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_stat_cpu(text, 100)
+
+
+def test_status_values_in_kb() -> None:
+    text = "Name:\tpython\nVmPeak:\t  300000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n"
+    assert parse_status_kb(text, "VmRSS") == 40960
+    assert parse_status_kb(text, "VmHWM") == 51200
+    assert parse_status_kb("Name:\tkthreadd\n", "VmRSS") is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
+def test_cpu_and_memory_of_a_child_and_of_this_process() -> None:
+    burn = "import time\nend = time.process_time() + 0.05\nwhile time.process_time() < end: pass\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn + "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        found = memory(child.pid)
+        assert found is not None
+        assert 1 < found.rss_mb <= found.peak_mb
+        assert memory() is not None
+        spent = cpu_seconds(child.pid)
+        assert spent is not None
+        assert spent >= 0
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert cpu_seconds(child.pid) is None  # gone: nothing to read
+    assert memory(child.pid) is None
+    before = cpu_seconds()
+    assert before is not None
+    assert before > 0
+
+
+def test_latency_summary_in_milliseconds() -> None:
+    summary = latency([i / 1000 for i in range(1000, 0, -1)])  # 1..1000 ms, any order
+    assert summary.p50_ms == pytest.approx(500.5)
+    assert summary.p99_ms == pytest.approx(990.01)
+    assert summary.p999_ms == pytest.approx(999.001)
+    assert summary.max_ms == pytest.approx(1000)
+    assert summary.cdf_ms[0] == pytest.approx(1)
+    assert summary.cdf_ms[-1] == pytest.approx(1000)
+    assert len(summary.cdf_ms) == 101
+
+
+def test_one_sample_is_every_quantile() -> None:
+    summary = latency([0.002])
+    assert summary.p50_ms == summary.p999_ms == summary.max_ms == pytest.approx(2)
+    with pytest.raises(ValueError, match="no latency samples"):
+        latency([])
+
+
+@given(st.lists(st.floats(0, 1e3), min_size=1, max_size=200), st.floats(0, 1), st.floats(0, 1))
+def test_quantile_lies_within_the_samples_and_grows_with_q(
+    samples: list[float], q1: float, q2: float
+) -> None:
+    ordered = sorted(samples)
+    low, high = sorted((q1, q2))
+    assert ordered[0] <= quantile(ordered, low) <= quantile(ordered, high) <= ordered[-1]
+
+
+def test_quantile_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        quantile([1.0], 1.5)
+
+
+def test_deliveries_count_every_member_of_each_group() -> None:
+    # 10 JOB messages to 4 workers, 5 worker ACKs to the 4 workers and the producer
+    assert delivered_per_job(10, 5, workers=4, jobs=100) == pytest.approx((40 + 25) / 100)
+    with pytest.raises(ValueError, match="positive"):
+        delivered_per_job(1, 1, workers=1, jobs=0)
+
+
+async def test_a_worker_that_exits_is_a_child_process_error() -> None:
+    gone = [sys.executable, "-c", "pass"]  # exits at once, reporting nothing
+    async with processes([gone], stdout=True) as started:
+        workers = Workers(started)
+        with anyio.fail_after(30), pytest.raises(ChildProcessError, match="exited"):
+            await workers.messages()

@@ -1,0 +1,126 @@
+"""Smoke runs of the benchmark scripts with tiny sizes: their reports' shape, not speed.
+
+Each takes a few seconds (they start worker processes); figures are not checked
+beyond being sane, since nothing here runs on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spreadq.bench import BenchReport
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+TINY = ("--workers", "2", "--loop", "asyncio")
+
+pytestmark = pytest.mark.slow
+
+
+def script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def sane_latency(spread: dict[str, Any]) -> None:
+    assert 0 < spread["p50_ms"] <= spread["p99_ms"] <= spread["p999_ms"] <= spread["max_ms"]
+    assert len(spread["cdf_ms"]) == 101
+
+
+def test_compare_redis_says_what_to_install_without_redis_server(tmp_path: Path) -> None:
+    bare = {**os.environ, "PATH": str(tmp_path)}  # no redis-server on it
+    out = script("compare_redis.py", *TINY, "--jobs", "100", env=bare)
+    assert "redis-server is not on PATH" in out
+    assert "apt-get install redis-server" in out
+    assert "pip install 'spreadq[bench]'" in out
+
+
+def test_compare_redis_side_by_side(tmp_path: Path) -> None:
+    chart = tmp_path / "compare.png"
+    out = script(
+        "compare_redis.py", *TINY, "--jobs", "200", "--raw", "200", "--json", "--chart", str(chart)
+    )
+    if shutil.which("redis-server") is None or find_spec("redis") is None:
+        assert "pip install 'spreadq[bench]'" in out
+        pytest.skip("redis-server or the redis package is missing: checked the message only")
+    both = json.loads(out)
+    ours = BenchReport.model_validate(both["spreadq"])
+    assert (ours.workers, ours.flood.jobs, ours.half_load.jobs) == (2, 200, 100)
+    theirs = both["redis"]
+    assert theirs["consumers"] == 2
+    assert (theirs["flood"]["jobs"], theirs["half_load"]["jobs"]) == (200, 100)
+    for run in (theirs["flood"], theirs["half_load"]):
+        sane_latency(run["one_way"])
+        sane_latency(run["round_trip"])
+        assert run["one_way"]["p50_ms"] <= run["round_trip"]["p50_ms"]
+        assert run["commands_per_job"] >= 1  # an XADD each, at least
+        assert len(run["cpu"]["workers_s"]) == 2
+    if find_spec("matplotlib") is not None:
+        assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_compare_redis_tables(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or find_spec("redis") is None:
+        pytest.skip("needs redis-server and the redis package")
+    wide = {**os.environ, "COLUMNS": "200"}
+    out = script("compare_redis.py", *TINY, "--jobs", "100", "--raw", "0", env=wide)
+    for row in ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job"):
+        assert row in out, out
+    assert "Redis Streams" in out
+
+
+def test_scale_curve_quick() -> None:
+    out = script(
+        "scale_curve.py", "--quick", "--workers", "1,2", "--payloads", "100", "--jobs", "100",
+        "--loop", "asyncio", "--json",
+    )  # fmt: skip
+    points = json.loads(out)
+    assert [(p["workers"], p["payload_bytes"]) for p in points] == [(1, 100), (2, 100)]
+    for p in points:
+        assert p["jobs_per_s"] > 0
+        assert 0 < p["one_way_p99_ms"] <= p["round_trip_p99_ms"]
+        assert p["ratio_to_raw"] is None  # no raw flood asked for
+        assert p["delivered_per_job"] > 0
+        if os.path.exists("/proc/self/stat"):
+            assert p["cpu_us_per_job"] is not None
+
+
+def test_scale_curve_refuses_a_bad_list() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "scale_curve.py"), "--workers", "0,x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "not a list of numbers" in completed.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_memory_samples_each_round() -> None:
+    out = script("memory.py", *TINY, "--jobs", "400", "--samples", "2", "--json")
+    report = json.loads(out)
+    assert [s["jobs"] for s in report["samples"]] == [200, 400]
+    for sample in report["samples"]:
+        assert len(sample["rss_mb"]) == 2
+        assert all(10 < mb < 1000 for mb in sample["rss_mb"])
+    assert len(report["peak_rss_mb"]) == len(report["growth_mb"]) == 2
+    first, last = report["samples"][0]["rss_mb"], report["samples"][-1]["rss_mb"]
+    assert report["growth_mb"] == pytest.approx([b - a for a, b in zip(first, last, strict=True)])
