@@ -44,11 +44,15 @@ def test_status_values_in_kb() -> None:
 def test_cpu_and_memory_of_a_child_and_of_this_process() -> None:
     burn = "import time\nend = time.process_time() + 0.05\nwhile time.process_time() < end: pass\n"
     child = subprocess.Popen(
-        [sys.executable, "-c", burn + "import sys; sys.stdin.read()"],
+        [sys.executable, "-c", burn + "import sys; print('ready', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
     )
     try:
+        # read only once the child runs Python: just after the fork its /proc entry is
+        # the bare exec'd image (about 12 KB resident)
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"
         found = memory(child.pid)
         assert found is not None
         assert 1 < found.rss_mb <= found.peak_mb
@@ -60,6 +64,8 @@ def test_cpu_and_memory_of_a_child_and_of_this_process() -> None:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(timeout=30)
+        assert child.stdout is not None
+        child.stdout.close()
     assert cpu_seconds(child.pid) is None  # gone: nothing to read
     assert memory(child.pid) is None
     before = cpu_seconds()
