@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 import pytest
+from structlog.testing import capture_logs
 
 from spreadq.daemon import Daemon, serve
 from spreadq.daemon.engine import daemon_proc_id
@@ -450,3 +451,54 @@ async def test_input_sent_before_a_reset_is_still_delivered(
     assert [m.data for m in got[:200]] == [b"%d" % i for i in range(200)]  # type: ignore[union-attr]
     assert isinstance(got[200], RegularMembership)
     assert got[200].cause is Cause.DISCONNECT
+
+
+# --- one session's failure stays in that session ------------------------------------------
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=10)
+async def test_input_after_a_drop_is_discarded(wire: Connect, spreadq_daemon: Daemon) -> None:
+    # One write holds more messages to the member's own group than its queue may hold,
+    # then more commands: the engine drops it midway, the rest must go nowhere.
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    spreadq_daemon.faults.pause("member")
+    burst = [Multicast(("g",), b"%d" % i, ServiceType.AGREED) for i in range(11)]
+    await member.send(*burst, Join("other"), Leave("g"), Multicast(("g",), b"late"))
+    got = [await watcher.receive() for _ in range(11)]
+    assert [m.data for m in got[:10]] == [b"%d" % i for i in range(10)]  # type: ignore[union-attr]
+    assert isinstance(got[10], DataMessage)
+    await expect_disconnect_of(watcher, member.private_group)
+    await member.closed_by_daemon()
+    assert spreadq_daemon.faults.sessions() == (watcher.private_group,)
+    await watcher.send(Multicast(("g",), b"marker"))
+    marker = await watcher.receive()  # nothing of "late" or "other" reached anyone
+    assert isinstance(marker, DataMessage)
+    assert marker.data == b"marker"
+    async with await WireClient.connect(spreadq_daemon.address, "after"):
+        pass
+
+
+async def test_an_unexpected_error_drops_only_that_session(
+    wire: Connect, spreadq_daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = spreadq_daemon.engine
+    join = engine.join
+
+    def failing_join(session_id: int, group: str) -> None:
+        if group == "boom":
+            raise RuntimeError("engine bug\nsecond line")
+        join(session_id, group)
+
+    monkeypatch.setattr(engine, "join", failing_join)
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    with capture_logs() as logs:
+        await member.send(Join("boom"))
+        await expect_disconnect_of(watcher, member.private_group)
+    failed = [entry for entry in logs if entry["event"] == "session_failed"]
+    assert len(failed) == 1, logs
+    assert failed[0]["log_level"] == "error"
+    assert failed[0]["error"] == "RuntimeError: engine bug second line"
+    await watcher.send(Multicast(("g",), b"still up"))
+    got = await watcher.receive()
+    assert isinstance(got, DataMessage)
+    assert got.data == b"still up"

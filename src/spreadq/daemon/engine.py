@@ -273,6 +273,10 @@ class Engine:
         """
         return frozenset(self._sessions[session_id].groups)
 
+    def is_open(self, session_id: SessionId) -> bool:
+        """Whether ``session_id`` is an open session (not closed, not dropped)."""
+        return session_id in self._sessions
+
     def queued(self, session_id: SessionId) -> int:
         """How many messages wait for the session (not yet taken by :meth:`take`).
 
@@ -301,7 +305,11 @@ class Engine:
 
     @property
     def pressing(self) -> bool:
-        """Whether a queue reached ``high_water`` since the last :meth:`pop_ready`."""
+        """Whether to flush before feeding more input.
+
+        True once a queue reached ``high_water`` or a session was dropped, since the last
+        :meth:`pop_ready`.
+        """
         return self._pressing
 
     def pop_ready(self) -> list[SessionId]:
@@ -553,6 +561,7 @@ class Engine:
             if session.info.id in self._sessions:
                 self._remove(session)
                 self._dropped.append(session.info.id)
+                self._pressing = True
 
     # --- network changes ---------------------------------------------------------------
 

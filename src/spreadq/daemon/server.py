@@ -204,13 +204,21 @@ class _Connection:
         client that sends and then closes with unread data (an RST) loses nothing.
         """
         sock = self.sock
+        waited = False
         while True:
             try:
-                return sock.recv(READ_SIZE)
+                data = sock.recv(READ_SIZE)
             except BlockingIOError:
                 await anyio.wait_readable(sock)
+                waited = True
+                continue
             except OSError:
                 return b""
+            if not waited:
+                # A client that never lets up would otherwise keep the loop to itself:
+                # every other session gets its turn between two of its reads.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+            return data
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data`` (the handshake's few bytes).
@@ -316,25 +324,33 @@ class _Server:
 
     async def handle(self, daemon: str, sock: socket.socket) -> None:
         """Serve one client socket until it closes, breaks the protocol or is dropped."""
-        session_id: SessionId | None = None
         with anyio.CancelScope() as scope:
             connection = _Connection(sock, scope)
             try:
-                protocol = ServerSession(max_message_size=SAFE_MESSAGE_LIMIT)
-                with anyio.move_on_after(HANDSHAKE_TIMEOUT):
-                    session_id = await self._handshake(connection, protocol, daemon)
-                if session_id is not None:
-                    async with anyio.create_task_group() as tasks:
-                        tasks.start_soon(self._write, connection)
-                        connection.write_now(self._engine.take)
-                        await self._read(connection, protocol, session_id)
-                        tasks.cancel_scope.cancel()
+                await self._serve_connection(daemon, connection)
+            except Exception as error:  # one session's failure never reaches the listener
+                log.error(
+                    "session_failed", daemon=daemon, session=connection.id, error=_one_line(error)
+                )
             finally:
+                session_id = connection.id
                 if session_id is not None:
                     self._connections.pop(session_id, None)
                     self._engine.close_session(session_id)
                     self.flush()
                 sock.close()
+
+    async def _serve_connection(self, daemon: str, connection: _Connection) -> None:
+        protocol = ServerSession(max_message_size=SAFE_MESSAGE_LIMIT)
+        with anyio.move_on_after(HANDSHAKE_TIMEOUT):
+            session_id = await self._handshake(connection, protocol, daemon)
+        if session_id is None:
+            return
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._write, connection)
+            connection.write_now(self._engine.take)
+            await self._read(connection, protocol, session_id)
+            tasks.cancel_scope.cancel()
 
     async def _next(self, connection: _Connection, protocol: ServerSession) -> object:
         while True:
@@ -413,6 +429,7 @@ class _Server:
         feed = protocol.receive_data
         next_event = protocol.next_event
         join, leave, multicast = engine.join, engine.leave, engine.multicast
+        is_open = engine.is_open
         while True:
             while True:
                 event = next_event()
@@ -440,8 +457,12 @@ class _Server:
                     return
                 if engine.pressing:  # write before a queue nears the session limit
                     self.flush()
+                    if not is_open(session_id):
+                        return  # dropped: the rest of its input is discarded
             self.flush()
             feed(await receive())
+            if not is_open(session_id):
+                return  # dropped or killed while this read waited
 
     async def _write(self, connection: _Connection) -> None:
         """Finish writes the socket could not take at once, then take more."""
@@ -469,6 +490,13 @@ class _Server:
 
 def _pending(connection: _Connection) -> memoryview | None:
     return connection.pending
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` of an error, or of the first error of a group, for a log line."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 @asynccontextmanager
