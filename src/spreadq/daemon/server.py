@@ -12,6 +12,13 @@ then a reader loop and a writer loop.
   client may make the daemon buffer is bounded by one read plus one partial message
   (whose size the session checks before waiting for it). A client that breaks the
   protocol is dropped: its groups see ``CAUSED_BY_DISCONNECT``, as with the real daemon.
+* Sessions take turns: a reader yields to the others after every ``TURN_EVENTS``
+  messages and after every read that did not have to wait, so a client that writes
+  without pause (or joins thousands of groups in one write) delays the others by one
+  turn at most.
+* Once the engine has dropped a session (its queue passed the limit) or one of the
+  session's commands failed unexpectedly, the rest of its input is discarded and only
+  that session ends; the listener and every other session go on.
 * The engine queues each receiver's messages (each encoded once and shared). After every
   read the server wakes the writers whose queues became non-empty and closes the
   sessions the engine dropped for passing ``max_session_messages``.
@@ -66,6 +73,7 @@ __all__ = [
     "DAEMON_VERSION",
     "HANDSHAKE_TIMEOUT",
     "READ_SIZE",
+    "TURN_EVENTS",
     "Daemon",
     "Listening",
     "run_forever",
@@ -78,6 +86,8 @@ DAEMON_VERSION: Final = (5, 0, 1)
 """The version the embedded daemon announces in its accept."""
 READ_SIZE: Final = 65536
 """The most bytes read from one client before they are decoded."""
+TURN_EVENTS: Final = 32
+"""The most messages one session's input is decoded into before the others get a turn."""
 HANDSHAKE_TIMEOUT: Final = 10.0
 """Seconds a client has to finish the handshake (the real daemon allows 1 s per step)."""
 
@@ -430,8 +440,16 @@ class _Server:
         next_event = protocol.next_event
         join, leave, multicast = engine.join, engine.leave, engine.multicast
         is_open = engine.is_open
+        turn = TURN_EVENTS
         while True:
             while True:
+                if not turn:  # the other sessions' turn, in the middle of a long read
+                    self.flush()
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                    if not is_open(session_id):
+                        return
+                    turn = TURN_EVENTS
+                turn -= 1
                 event = next_event()
                 if event is NEED_DATA:
                     break
