@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from spreadq.daemon import Daemon, serve
 from spreadq.daemon.engine import daemon_proc_id
 from spreadq.errors import (
+    AddressInUse,
     ConfigurationError,
     ConnectRejected,
     CouldNotConnect,
@@ -89,10 +90,89 @@ async def test_unix_socket_replaces_a_stale_file_and_is_removed(tmp_path: Path) 
     stale.close()
     async with serve(unix_path=path, name="pd1") as daemon:
         assert daemon.unix_path == str(path)
-        assert stat.S_IMODE(path.stat().st_mode) == 0o666
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # this user only
         async with await WireClient.connect(f"unix:{path}", "u") as client:
             assert client.private_group == "#u#pd1"
     assert not path.exists()
+
+
+async def test_the_unix_socket_mode_can_be_widened(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path, unix_mode=0o666):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666
+    with pytest.raises(ConfigurationError, match="permission"):
+        async with serve(unix_path=path, unix_mode=0o1777):
+            pass
+
+
+async def test_a_live_unix_socket_is_never_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path, name="first") as first:
+        with pytest.raises(AddressInUse) as caught:
+            async with serve(unix_path=path, name="second"):
+                pass
+        assert caught.value.address == str(path)
+        assert str(caught.value) == f"cannot listen on {path}: a daemon is listening on this socket"
+        async with await WireClient.connect(f"unix:{path}", "u") as client:
+            assert client.private_group == "#u#first"  # still the first daemon's socket
+        assert first.faults.sessions() == ("#u#first",)
+    assert not path.exists()
+
+
+async def test_a_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    path.write_text("mine")
+    with pytest.raises(AddressInUse, match="not a socket"):
+        async with serve(unix_path=path):
+            pass
+    assert path.read_text() == "mine"
+
+
+async def test_only_the_daemons_own_socket_file_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path):
+        path.unlink()  # someone else takes the path over meanwhile
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(str(path))
+    try:
+        assert path.exists()
+    finally:
+        other.close()
+
+
+async def test_a_busy_port_names_the_address(spreadq_daemon: Daemon) -> None:
+    with pytest.raises(AddressInUse) as caught:
+        async with serve(port=spreadq_daemon.port):
+            pass
+    assert caught.value.address == spreadq_daemon.address
+    assert str(caught.value).startswith(f"cannot listen on {spreadq_daemon.address}: ")
+
+
+async def test_a_busy_unix_socket_closes_the_tcp_listener(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(path))
+        live.listen()
+        with pytest.raises(AddressInUse):
+            async with serve(port=0, unix_path=path):
+                pass
+        assert path.exists()
+    # nothing of the failed daemon is left listening: its port can be taken at once
+    async with serve(unix_path=path):
+        pass
+
+
+async def test_listening_beyond_loopback_warns_about_null_authentication() -> None:
+    with capture_logs() as logs:
+        async with serve(host="0.0.0.0"):
+            pass
+        async with serve(host="127.0.0.1"):
+            pass
+    warnings = [entry for entry in logs if entry["event"] == "daemon_not_loopback"]
+    assert len(warnings) == 1, logs
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["addresses"] == ["0.0.0.0"]
+    assert "join any group and send anything" in warnings[0]["risk"]
 
 
 async def test_spread_style_unix_socket_is_named_after_the_port() -> None:

@@ -3,7 +3,11 @@
 Theory of operation
 -------------------
 :func:`serve` binds one TCP listener per virtual daemon (loopback unless a host is
-given), plus Unix sockets when asked, and runs until its context ends. Each accepted
+given; any other address is logged as a warning, because Spread's NULL authentication
+admits whoever reaches the port), plus Unix sockets when asked, and runs until its
+context ends. A Unix socket is made mode ``0o600`` unless told otherwise; a socket file
+on which a live daemon accepts is never taken over, and only the file this daemon made
+is removed at the end. Each accepted
 socket gets one task: it runs the handshake with a :class:`~spreadq.wire.ServerSession`,
 then a reader loop and a writer loop.
 
@@ -33,8 +37,11 @@ happens between two awaits.
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import os
 import socket
+import stat
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -49,7 +56,7 @@ import structlog
 
 from spreadq.daemon.engine import Engine, Output, SessionId
 from spreadq.daemon.faults import Faults
-from spreadq.errors import ConfigurationError, RemoteProtocolError
+from spreadq.errors import AddressInUse, ConfigurationError, RemoteProtocolError
 from spreadq.wire.constants import (
     DEFAULT_MAX_SESSION_MESSAGES,
     MAX_SESSIONS,
@@ -71,7 +78,9 @@ from spreadq.wire.server_session import ServerSession, encode_daemon_message
 
 __all__ = [
     "DAEMON_VERSION",
+    "DEFAULT_SOCKET_MODE",
     "HANDSHAKE_TIMEOUT",
+    "NOT_LOOPBACK_RISK",
     "READ_SIZE",
     "TURN_EVENTS",
     "Daemon",
@@ -90,6 +99,14 @@ TURN_EVENTS: Final = 32
 """The most messages one session's input is decoded into before the others get a turn."""
 HANDSHAKE_TIMEOUT: Final = 10.0
 """Seconds a client has to finish the handshake (the real daemon allows 1 s per step)."""
+
+DEFAULT_SOCKET_MODE: Final = 0o600
+"""Permission bits of the daemon's Unix sockets: only the user running it may connect."""
+NOT_LOOPBACK_RISK: Final = (
+    "Spread's NULL authentication lets anyone who can reach this port join any group "
+    "and send anything"
+)
+"""Why listening on an address other than loopback is worth a warning."""
 
 _QUOTA_REJECT: Final = int(RejectCode.REJECT_QUOTA).to_bytes(1, "little", signed=True)
 
@@ -527,6 +544,7 @@ async def serve(
     max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
     daemons: Sequence[str] | None = None,
     unix: bool = False,
+    unix_mode: int = DEFAULT_SOCKET_MODE,
     max_sessions: int = MAX_SESSIONS,
     clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Daemon]:
@@ -540,19 +558,27 @@ async def serve(
         host: the address to listen on.
         port: the TCP port; 0 picks a free one. With several ``daemons``, daemon ``i``
             listens on ``port + i`` (each on a free port when ``port`` is 0).
-        unix_path: also listen on this Unix socket (the first daemon); a stale socket
-            file is removed first.
+        unix_path: also listen on this Unix socket (the first daemon). A stale socket
+            file (nobody accepts on it) is replaced; a live one raises ``AddressInUse``
+            and is left alone. The file is removed at the end if it is still ours.
         name: the daemon's name, the suffix of private groups (``#alice#localhost``).
         max_session_messages: a client with more messages queued is dropped.
         daemons: names of several virtual daemons in one process (overrides ``name``);
             ``daemon.faults`` can partition and merge them.
         unix: also listen on Spread's own Unix socket ``/tmp/<port>`` (each daemon).
+        unix_mode: the permission bits of the Unix sockets (default ``0o600``: only
+            this user may connect; ``0o666`` lets every local user in).
         max_sessions: sessions per daemon before ``REJECT_QUOTA``.
         clock: the wall clock, in Unix seconds (ring ids use it).
 
+    A host that is not a loopback address is logged as a ``daemon_not_loopback``
+    warning: Spread's NULL authentication lets anyone who reaches the port join any
+    group and send anything.
+
     Raises:
-        ConfigurationError: bad daemon names or limits.
-        OSError: a port or path that cannot be bound.
+        ConfigurationError: bad daemon names, limits or socket mode.
+        AddressInUse: the TCP port, or a Unix socket a live daemon accepts on, is taken.
+        OSError: a port or path that cannot be bound for another reason.
     """
     names = tuple(daemons) if daemons else (name,)
     engine = Engine(
@@ -564,17 +590,23 @@ async def serve(
     )
     if unix_path is not None and unix:
         raise ConfigurationError("give either unix_path or unix=True, not both")
+    if not 0 <= unix_mode <= 0o777:
+        raise ConfigurationError(f"unix_mode {unix_mode:#o} is not a permission mode")
     server = _Server(engine, clock)
     listeners: list[tuple[str, anyio.abc.SocketListener]] = []
     listening: list[Listening] = []
+    owned: list[tuple[str, tuple[int, int]]] = []  # Unix socket files this daemon made
     body_error: Exception | None = None
     try:
         for index, daemon in enumerate(names):
             wanted = port + index if port else 0
             path = os.fspath(unix_path) if unix_path is not None and index == 0 else None
-            bound, where = await _listen(daemon, host, wanted, path, spread_unix=unix)
+            bound, where = await _listen(
+                daemon, host, wanted, path, spread_unix=unix, mode=unix_mode, owned=owned
+            )
             listeners.extend((daemon, listener) for listener in bound)
             listening.append(where)
+        _warn_if_exposed(host, [listener for _, listener in listeners])
         async with anyio.create_task_group() as tasks:
             stopper = anyio.CancelScope()
             tasks.start_soon(_run_listeners, stopper, listeners, server)
@@ -596,22 +628,79 @@ async def serve(
         with anyio.CancelScope(shield=True):
             for _, listener in listeners:
                 await listener.aclose()
-        for where in listening:
-            if where.unix_path is not None:
-                _remove_socket(where.unix_path)
+        for path, identity in owned:
+            _remove_socket(path, identity)
 
 
 async def _listen(
-    daemon: str, host: str, port: int, unix_path: str | None, *, spread_unix: bool
+    daemon: str,
+    host: str,
+    port: int,
+    unix_path: str | None,
+    *,
+    spread_unix: bool,
+    mode: int,
+    owned: list[tuple[str, tuple[int, int]]],
 ) -> tuple[list[anyio.abc.SocketListener], Listening]:
-    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    try:
+        tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUse(
+                f"{port}@{host}", "the port is already in use (another Spread daemon?)"
+            ) from error
+        raise
     listeners = [cast(anyio.abc.SocketListener, listener) for listener in tcp.listeners]
     bound = tcp.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
     if spread_unix:
         unix_path = f"/tmp/{bound}"  # Spread's own socket is named after the port
     if unix_path is not None:
-        listeners.append(await anyio.create_unix_listener(unix_path, mode=0o666))
+        try:
+            _claim_socket_path(unix_path)
+            unix = await anyio.create_unix_listener(unix_path, mode=mode)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await tcp.aclose()
+            raise
+        listeners.append(unix)
+        made = os.stat(unix_path)
+        owned.append((unix_path, (made.st_dev, made.st_ino)))
     return listeners, Listening(daemon, host, bound, unix_path)
+
+
+def _claim_socket_path(path: str) -> None:
+    """Make way for a Unix socket at ``path``: remove a stale one, refuse a live one."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(found.st_mode):
+        raise AddressInUse(path, "the path exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)  # a Unix connect never waits: it is accepted or refused
+        code = probe.connect_ex(path)
+    if code in (0, errno.EAGAIN, errno.EINPROGRESS):
+        raise AddressInUse(path, "a daemon is listening on this socket")
+    if code == errno.ECONNREFUSED:  # a socket file left behind: nobody listens on it
+        log.info("stale_socket_removed", path=path)
+        _remove_socket(path, (found.st_dev, found.st_ino))
+    elif code != errno.ENOENT:
+        raise OSError(code, f"cannot tell whether a daemon listens on {path}", path)
+
+
+def _warn_if_exposed(host: str, listeners: Sequence[anyio.abc.SocketListener]) -> None:
+    exposed = []
+    for listener in listeners:
+        local = listener.extra(anyio.abc.SocketAttribute.local_address)
+        if isinstance(local, tuple) and not ipaddress.ip_address(local[0]).is_loopback:
+            exposed.append(str(local[0]))
+    if exposed:
+        log.warning(
+            "daemon_not_loopback",
+            host=host,
+            addresses=exposed,
+            risk=NOT_LOOPBACK_RISK,
+        )
 
 
 async def _run_listeners(
@@ -630,9 +719,12 @@ async def _run_listeners(
             sock.close()
 
 
-def _remove_socket(path: str) -> None:
+def _remove_socket(path: str, identity: tuple[int, int]) -> None:
+    """Remove the socket file at ``path`` only if it is still the file ``identity`` names."""
     with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
+        found = os.stat(path)
+        if (found.st_dev, found.st_ino) == identity:
+            Path(path).unlink()
 
 
 async def run_forever(
@@ -644,6 +736,7 @@ async def run_forever(
     max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
     daemons: Sequence[str] | None = None,
     unix: bool = False,
+    unix_mode: int = DEFAULT_SOCKET_MODE,
     ready: Callable[[Daemon], object] | None = None,
 ) -> None:
     """Run the daemon until cancelled (what ``spreadq daemon`` calls).
@@ -651,8 +744,9 @@ async def run_forever(
     ``ready`` is called with the running daemon once it listens.
 
     Raises:
-        ConfigurationError: bad daemon names or limits.
-        OSError: a port or path that cannot be bound.
+        ConfigurationError: bad daemon names, limits or socket mode.
+        AddressInUse: the TCP port, or a Unix socket a live daemon accepts on, is taken.
+        OSError: a port or path that cannot be bound for another reason.
     """
     async with serve(
         host,
@@ -662,6 +756,7 @@ async def run_forever(
         max_session_messages=max_session_messages,
         daemons=daemons,
         unix=unix,
+        unix_mode=unix_mode,
     ) as daemon:
         if ready is not None:
             ready(daemon)
