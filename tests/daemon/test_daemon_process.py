@@ -83,7 +83,7 @@ async def stops_cleanly(daemon: DaemonProcess) -> None:
 
 async def test_a_client_flooding_its_own_group_is_dropped_and_the_daemon_stays_up() -> None:
     async with (
-        daemon_process() as daemon,
+        daemon_process("--no-unix-socket") as daemon,
         spreadq.connect(daemon.address, "watcher") as watcher,
     ):
         await watcher.join("g")
@@ -98,7 +98,7 @@ async def test_a_client_flooding_its_own_group_is_dropped_and_the_daemon_stays_u
 
 async def test_five_megabytes_in_one_write_without_reading_drop_only_that_client() -> None:
     async with (
-        daemon_process() as daemon,
+        daemon_process("--no-unix-socket") as daemon,
         spreadq.connect(daemon.address, "watcher") as watcher,
     ):
         await watcher.join("g")
