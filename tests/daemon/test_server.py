@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import stat
 import struct
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from spreadq.wire.events import (
     SelfLeave,
     TransitionalMembership,
 )
+from spreadq.wire.server_session import encode_daemon_message
 
 LIMIT = anyio.fail_after  # every wait below is bounded
 Connect = Callable[..., Awaitable[WireClient]]  # the ``wire`` fixture (conftest.py)
@@ -582,3 +585,78 @@ async def test_an_unexpected_error_drops_only_that_session(
     got = await watcher.receive()
     assert isinstance(got, DataMessage)
     assert got.data == b"still up"
+
+
+# --- memory: one copy of a message, however many receivers ------------------------------
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=100)
+async def test_a_large_body_is_held_once_not_copied_into_its_encoding(
+    wire: Connect, spreadq_daemon: Daemon
+) -> None:
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    spreadq_daemon.faults.pause(watcher.private_group)
+    body = bytes(range(256)) * 40
+    await member.send(Multicast(("g",), body), Multicast(("g",), b"small"))
+    assert [m.data for m in await member.receive_many(2)] == [body, b"small"]  # type: ignore[union-attr]
+    watcher_id = spreadq_daemon.engine.find_session("watcher").id
+    large, small = spreadq_daemon.engine.take(watcher_id)
+    assert isinstance(large.message, DataMessage)
+    head, shared = large.wire
+    assert shared is large.message.data  # the body is the message's own bytes object
+    assert head + shared == encode_daemon_message(large.message)
+    assert isinstance(small.message, DataMessage)
+    assert small.wire == (encode_daemon_message(small.message),)
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=100)
+async def test_queued_messages_are_not_copied_per_receiver_when_written(
+    wire: Connect, spreadq_daemon: Daemon
+) -> None:
+    # Four receivers that stop reading while 50 messages of 135 kB wait for each: the
+    # socket takes part, the rest must stay the queued messages' shared bytes, not a
+    # joined copy per receiver (4 x 6.7 MB).
+    receivers = [await wire(spreadq_daemon.address, f"r{i}") for i in range(4)]
+    sender = await wire(spreadq_daemon.address, "sender")
+    for receiver in receivers:
+        await receiver.send(Join("g"))
+        await receiver.receive()  # its own join
+    for i, receiver in enumerate(receivers):
+        await receiver.receive_many(len(receivers) - 1 - i)  # the later joins
+        spreadq_daemon.faults.pause(receiver.private_group)
+    body = bytes(135_000 - 48 - 32)
+    await sender.send(*[Multicast(("g",), body) for _ in range(50)])
+    await sender.send(Multicast((sender.private_group,), b"marker"))
+    assert await sender.receive() == DataMessage(
+        sender.private_group, (sender.private_group,), ServiceType.AGREED, 0, b"marker"
+    )
+    assert [spreadq_daemon.faults.queued(r.private_group) for r in receivers] == [50] * 4
+    tracemalloc.start()
+    try:
+        for receiver in receivers:
+            spreadq_daemon.faults.resume(receiver.private_group)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak:,} bytes allocated to write queued messages"
+
+
+def test_partial_writes_keep_the_unwritten_rest_in_order() -> None:
+    from spreadq.daemon.server import _write_buffers
+
+    parts = [bytes([i]) * size for i, size in enumerate([1, 70_000, 3, 200_000, 5] * 3)]
+    sent_side, received_side = socket.socketpair()
+    with sent_side, received_side:
+        sent_side.setblocking(False)
+        received_side.setblocking(False)
+        received = bytearray()
+        rest: list[bytes | memoryview] | None = list(parts)
+        rounds = 0
+        while rest is not None:
+            rest = _write_buffers(sent_side, rest)
+            rounds += 1
+            with contextlib.suppress(BlockingIOError):
+                while chunk := received_side.recv(1 << 20):
+                    received += chunk
+        assert rounds > 1  # the socket did fill up in between
+        assert received == b"".join(parts)

@@ -14,7 +14,8 @@ arrive as arguments.
 
 Outputs are :class:`Output` values: the typed message (a
 :class:`~spreadq.wire.events.DaemonMessage`) and its wire bytes, made once by the injected
-encoder and shared by every receiver. The server takes a session's queue with
+encoder and shared by every receiver (a large message's body is not even copied: the
+encoder may pass it on as a part of its own). The server takes a session's queue with
 :meth:`Engine.take` when the session's socket can be written. A session with more than
 ``max_session_messages`` messages still queued is dropped exactly as if it had
 disconnected (§9.8); :meth:`Engine.pop_dropped` tells the server which sockets to close,
@@ -77,6 +78,7 @@ __all__ = [
     "RingId",
     "SessionId",
     "SessionInfo",
+    "Wire",
     "daemon_proc_id",
     "no_encoding",
 ]
@@ -90,24 +92,32 @@ MINIMUM_CLIENT_VERSION = (3, 1, 0)
 _SELF_DISCARD = int(ServiceType.SELF_DISCARD)
 _MAX_GENERATED = 9999  # daemon-chosen names are r<0..9998>-<k> (fact sheet §2)
 
-Encoder = Callable[[DaemonMessage, bytes | None], bytes]
-"""Turns a message into wire bytes; the second argument is a data message's raw hint."""
+Wire = tuple[bytes, ...]
+"""A message's wire bytes in one or more parts, written one after the other."""
+
+Encoder = Callable[[DaemonMessage, bytes | None], Wire]
+"""Turns a message into wire bytes; the second argument is a data message's raw hint.
+
+An encoder may return a large data message's body as its own part, the very ``bytes``
+object the message carries, so that the daemon never holds a second copy of it.
+"""
 
 
-def no_encoding(message: DaemonMessage, hint: bytes | None) -> bytes:
+def no_encoding(message: DaemonMessage, hint: bytes | None) -> Wire:
     """An :data:`Encoder` that produces no bytes (for tests of the engine alone)."""
-    return b""
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
     """One message queued for a session: the typed value and its wire bytes.
 
-    The same object is queued at every receiver, so a message is encoded once.
+    The same object is queued at every receiver, so a message is encoded once and held
+    once, however many sessions it waits for.
     """
 
     message: DaemonMessage
-    wire: bytes = field(repr=False)
+    wire: Wire = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

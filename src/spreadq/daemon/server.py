@@ -26,9 +26,13 @@ then a reader loop and a writer loop.
 * The engine queues each receiver's messages (each encoded once and shared). After every
   read the server wakes the writers whose queues became non-empty and closes the
   sessions the engine dropped for passing ``max_session_messages``.
-* A writer takes *everything* queued for its session and sends it in one write; while
-  the socket is full (a slow reader), new messages accumulate in the engine, where the
-  session limit applies.
+* A writer takes *everything* queued for its session and sends it with one
+  ``sendmsg``, the messages' shared bytes as they are (joined into one copy only when
+  they come to ``JOIN_BELOW`` bytes or less); while the socket is full (a slow
+  reader), new messages accumulate in the engine, where the session limit applies. A
+  data message's body of ``SHARED_BODY_SIZE`` bytes or more is not copied into its
+  encoding either: the daemon holds each such message once, however many receivers it
+  waits for.
 
 All of this runs on one event loop, so the engine needs no locks: every call into it
 happens between two awaits.
@@ -45,7 +49,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, cast
@@ -54,7 +58,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from spreadq.daemon.engine import Engine, Output, SessionId
+from spreadq.daemon.engine import Engine, Output, SessionId, Wire
 from spreadq.daemon.faults import Faults
 from spreadq.errors import AddressInUse, ConfigurationError, RemoteProtocolError
 from spreadq.wire.constants import (
@@ -68,20 +72,24 @@ from spreadq.wire.events import (
     NEED_DATA,
     AuthChoice,
     DaemonMessage,
+    DataMessage,
     Disconnect,
     Hello,
     IncomingMulticast,
     Join,
     Leave,
 )
+from spreadq.wire.layouts import HEADER_LE
 from spreadq.wire.server_session import ServerSession, encode_daemon_message
 
 __all__ = [
     "DAEMON_VERSION",
     "DEFAULT_SOCKET_MODE",
     "HANDSHAKE_TIMEOUT",
+    "JOIN_BELOW",
     "NOT_LOOPBACK_RISK",
     "READ_SIZE",
+    "SHARED_BODY_SIZE",
     "TURN_EVENTS",
     "Daemon",
     "Listening",
@@ -90,6 +98,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+Buffer = bytes | memoryview
 
 DAEMON_VERSION: Final = (5, 0, 1)
 """The version the embedded daemon announces in its accept."""
@@ -108,11 +118,27 @@ NOT_LOOPBACK_RISK: Final = (
 )
 """Why listening on an address other than loopback is worth a warning."""
 
+SHARED_BODY_SIZE: Final = 4096
+"""Data messages with a body this large are written from the sender's bytes, not a copy."""
+
+JOIN_BELOW: Final = 65536
+"""Queued messages of at most this many bytes in all are joined into one write."""
+_IOV_MAX: Final = 1024  # buffers per sendmsg (Linux's IOV_MAX)
 _QUOTA_REJECT: Final = int(RejectCode.REJECT_QUOTA).to_bytes(1, "little", signed=True)
 
 
-def _encode(message: DaemonMessage, hint: bytes | None) -> bytes:
-    return encode_daemon_message(message, hint_raw=hint)
+def _encode(message: DaemonMessage, hint: bytes | None) -> Wire:
+    if type(message) is DataMessage:
+        assert isinstance(message, DataMessage)
+        data = message.data
+        if len(data) >= SHARED_BODY_SIZE:
+            # The header and group names, then the body: the sender's own bytes object,
+            # which every receiver's queue shares instead of a copy inside the encoding.
+            head = encode_daemon_message(replace(message, data=b""), hint_raw=hint)
+            fields = HEADER_LE.unpack_from(head)
+            head = HEADER_LE.pack(*fields[:-1], len(data)) + head[HEADER_LE.size :]
+            return (head, data)
+    return (encode_daemon_message(message, hint_raw=hint),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +247,7 @@ class _Connection:
         self.open = False  # the accept has been sent: messages may follow
         self.paused = False
         self.writable = True
-        self.pending: memoryview | None = None
+        self.pending: list[Buffer] | None = None  # never an empty list
         self.wake = anyio.Event()
 
     async def receive(self) -> bytes:
@@ -268,16 +294,19 @@ class _Connection:
         outputs = take(self.id)
         if not outputs:
             return
-        data = outputs[0].wire if len(outputs) == 1 else b"".join([o.wire for o in outputs])
+        # The parts are the messages' own shared bytes, written with one sendmsg; only a
+        # little of them (at most JOIN_BELOW bytes) is joined into one copy first, which
+        # is cheaper for many small messages than one buffer each.
+        buffers: list[Buffer] = [part for output in outputs for part in output.wire]
+        if len(buffers) > 1 and sum(map(len, buffers)) <= JOIN_BELOW:
+            buffers = [b"".join(buffers)]
         try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
+            rest = _write_buffers(self.sock, buffers)
         except OSError as error:
             self.failed(error)
             return
-        if sent < len(data):
-            self.pending = memoryview(data)[sent:]
+        if rest is not None:
+            self.pending = rest
             self.wake.set()
 
     def failed(self, error: OSError) -> None:
@@ -512,19 +541,47 @@ class _Server:
                 if pending is None:
                     break
                 try:
-                    rest = pending[sock.send(pending) :]
-                except BlockingIOError:
-                    continue
+                    rest = _write_buffers(sock, pending)
                 except OSError as error:
                     connection.failed(error)
                     break
-                connection.pending = rest if rest else None
-                if connection.pending is None:
+                connection.pending = rest
+                if rest is None:
                     connection.write_now(take)
 
 
-def _pending(connection: _Connection) -> memoryview | None:
+def _pending(connection: _Connection) -> list[Buffer] | None:
     return connection.pending
+
+
+def _write_buffers(sock: socket.socket, buffers: list[Buffer]) -> list[Buffer] | None:
+    """Write ``buffers`` in order as far as the socket takes them now; return the rest.
+
+    ``None`` means everything was written. Nothing is copied: a buffer the socket took
+    in part stays as a view of its unwritten end.
+
+    Raises:
+        OSError: the peer is gone (never ``BlockingIOError``).
+    """
+    start, count = 0, len(buffers)
+    while start < count:
+        end = min(start + _IOV_MAX, count)
+        chunk = buffers if start == 0 and end == count else buffers[start:end]
+        try:
+            sent = sock.sendmsg(chunk)
+        except BlockingIOError:
+            return buffers[start:]
+        if sent == sum(map(len, chunk)):
+            start = end
+            continue
+        while sent >= len(buffers[start]):  # the socket is full: keep what it did not take
+            sent -= len(buffers[start])
+            start += 1
+        rest = buffers[start:]
+        if sent:
+            rest[0] = memoryview(rest[0])[sent:]
+        return rest
+    return None
 
 
 def _one_line(error: BaseException) -> str:
