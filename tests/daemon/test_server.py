@@ -15,7 +15,7 @@ import anyio.lowlevel
 import pytest
 from structlog.testing import capture_logs
 
-from spreadq.daemon import Daemon, serve
+from spreadq.daemon import Daemon, serve, server
 from spreadq.daemon.engine import daemon_proc_id
 from spreadq.errors import (
     AddressInUse,
@@ -660,3 +660,14 @@ def test_partial_writes_keep_the_unwritten_rest_in_order() -> None:
                     received += chunk
         assert rounds > 1  # the socket did fill up in between
         assert received == b"".join(parts)
+
+
+async def test_a_client_that_never_says_hello_is_closed_quietly(
+    spreadq_daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", 0.05)
+    with capture_logs() as logs, LIMIT(5):
+        async with await anyio.connect_tcp(spreadq_daemon.host, spreadq_daemon.port) as stream:
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await stream.receive()
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []

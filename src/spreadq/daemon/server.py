@@ -398,6 +398,7 @@ class _Server:
 
     async def _serve_connection(self, daemon: str, connection: _Connection) -> None:
         protocol = ServerSession(max_message_size=SAFE_MESSAGE_LIMIT)
+        session_id: SessionId | None = None
         with anyio.move_on_after(HANDSHAKE_TIMEOUT):
             session_id = await self._handshake(connection, protocol, daemon)
         if session_id is None:
