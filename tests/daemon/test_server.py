@@ -167,10 +167,10 @@ async def test_a_busy_unix_socket_closes_the_tcp_listener(tmp_path: Path) -> Non
 
 async def test_listening_beyond_loopback_warns_about_null_authentication() -> None:
     with capture_logs() as logs:
-        async with serve(host="0.0.0.0"):
-            pass
-        async with serve(host="127.0.0.1"):
-            pass
+        async with serve(host="0.0.0.0") as exposed:
+            assert exposed.exposed == ("0.0.0.0",)
+        async with serve(host="127.0.0.1") as local:
+            assert local.exposed == ()
     warnings = [entry for entry in logs if entry["event"] == "daemon_not_loopback"]
     assert len(warnings) == 1, logs
     assert warnings[0]["log_level"] == "warning"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 from pathlib import Path
 from typing import Annotated, Final
@@ -93,7 +92,7 @@ def daemon(
             name=name,
             max_session_messages=max_session_messages,
         ) as running:
-            if not _is_loopback(host):
+            if running.exposed:
                 typer.echo(
                     f"spreadq daemon: warning: listening on {host}, beyond loopback: "
                     f"{NOT_LOOPBACK_RISK}.",
@@ -116,13 +115,6 @@ def daemon(
     except OSError as error:
         typer.echo(f"spreadq daemon: cannot listen: {error}", err=True)
         raise typer.Exit(EXIT_CANNOT_LISTEN) from None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def register(app: typer.Typer) -> None:

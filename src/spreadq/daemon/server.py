@@ -163,11 +163,16 @@ class Daemon:
     """
 
     def __init__(
-        self, server: _Server, listening: Sequence[Listening], stop: Callable[[], None]
+        self,
+        server: _Server,
+        listening: Sequence[Listening],
+        stop: Callable[[], None],
+        exposed: Sequence[str] = (),
     ) -> None:
         self._server = server
         self._listening = tuple(listening)
         self._stop = stop
+        self._exposed = tuple(exposed)
         self.faults: Faults = Faults(server)
         """Fault injection (kill, pause, partition, merge)."""
 
@@ -200,6 +205,11 @@ class Daemon:
     def unix_path(self) -> str | None:
         """The (first) daemon's Unix socket path, if it has one."""
         return self._listening[0].unix_path
+
+    @property
+    def exposed(self) -> tuple[str, ...]:
+        """The bound addresses that are not loopback (anyone who reaches them may join)."""
+        return self._exposed
 
     @property
     def listening(self) -> tuple[Listening, ...]:
@@ -664,7 +674,7 @@ async def serve(
             )
             listeners.extend((daemon, listener) for listener in bound)
             listening.append(where)
-        _warn_if_exposed(host, [listener for _, listener in listeners])
+        exposed = _warn_if_exposed(host, [listener for _, listener in listeners])
         async with anyio.create_task_group() as tasks:
             stopper = anyio.CancelScope()
             tasks.start_soon(_run_listeners, stopper, listeners, server)
@@ -675,7 +685,7 @@ async def serve(
                 unix=[where.unix_path for where in listening if where.unix_path],
             )
             try:
-                yield Daemon(server, listening, stopper.cancel)
+                yield Daemon(server, listening, stopper.cancel, exposed)
             except Exception as error:  # re-raised below, not wrapped in a group
                 body_error = error
             finally:
@@ -746,8 +756,8 @@ def _claim_socket_path(path: str) -> None:
         raise OSError(code, f"cannot tell whether a daemon listens on {path}", path)
 
 
-def _warn_if_exposed(host: str, listeners: Sequence[anyio.abc.SocketListener]) -> None:
-    exposed = []
+def _warn_if_exposed(host: str, listeners: Sequence[anyio.abc.SocketListener]) -> list[str]:
+    exposed: list[str] = []
     for listener in listeners:
         local = listener.extra(anyio.abc.SocketAttribute.local_address)
         if isinstance(local, tuple) and not ipaddress.ip_address(local[0]).is_loopback:
@@ -759,6 +769,7 @@ def _warn_if_exposed(host: str, listeners: Sequence[anyio.abc.SocketListener]) -
             addresses=exposed,
             risk=NOT_LOOPBACK_RISK,
         )
+    return exposed
 
 
 async def _run_listeners(
