@@ -13,6 +13,7 @@
     │   ├── CouldNotConnect           no socket to the daemon could be opened
     │   └── ConnectRejected           the daemon refused the session (with its code)
     ├── ConnectionLost                the session ended; every pending call fails with it
+    ├── AddressInUse                  the embedded daemon's port or Unix socket is taken
     ├── ConfigurationError            bad settings, names, handlers or annotations
     │   └── PluginError               a plugin that cannot be loaded or validated
     ├── PayloadError                  a payload that fails validation or decoding
@@ -29,12 +30,14 @@ connection converts them to :class:`RemoteProtocolError`.
 from __future__ import annotations
 
 import enum
+import errno
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from spreadq.wire.constants import RejectCode
 
 __all__ = [
+    "AddressInUse",
     "CloseReason",
     "ConfigurationError",
     "ConnectError",
@@ -150,6 +153,24 @@ class ConnectionLost(SpreadqError):
         self.reason = reason
         message = f"connection lost: {reason.value}"
         super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class AddressInUse(SpreadqError, OSError):
+    """The embedded daemon cannot listen: its TCP port or Unix socket is already taken.
+
+    A Unix socket counts as taken when something accepts connections on it; a stale
+    socket file that nobody listens on is replaced instead.
+
+    Attributes:
+        address: ``PORT@HOST`` of the TCP listener, or the Unix socket's path.
+    """
+
+    def __init__(self, address: str, why: str) -> None:
+        self.address = address
+        super().__init__(errno.EADDRINUSE, f"cannot listen on {address}: {why}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class ConfigurationError(SpreadqError, ValueError):

@@ -295,9 +295,9 @@ def test_unicast_to_a_private_group() -> None:
 def test_the_hint_is_passed_to_the_encoder_and_marks_endian_mismatch() -> None:
     seen: list[bytes | None] = []
 
-    def encode(message: DaemonMessage, hint: bytes | None) -> bytes:
+    def encode(message: DaemonMessage, hint: bytes | None) -> tuple[bytes, ...]:
         seen.append(hint)
-        return b"wire"
+        return (b"wire",)
 
     engine = Engine(start_time=START, encode=encode)
     a = open_(engine, "a")
@@ -305,7 +305,7 @@ def test_the_hint_is_passed_to_the_encoder_and_marks_endian_mismatch() -> None:
     engine.multicast(a.id, ["g"], b"", hint=b"\x00\x01\x02\x00")
     outputs = engine.take(a.id)
     assert seen == [None, b"\x00\x01\x02\x00"]
-    assert [o.wire for o in outputs] == [b"wire", b"wire"]
+    assert [o.wire for o in outputs] == [(b"wire",), (b"wire",)]
     data = outputs[1].message
     assert isinstance(data, DataMessage)
     assert data.endian_mismatch

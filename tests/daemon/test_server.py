@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import stat
 import struct
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import pytest
+from structlog.testing import capture_logs
 
-from spreadq.daemon import Daemon, serve
+from spreadq.daemon import Daemon, serve, server
 from spreadq.daemon.engine import daemon_proc_id
 from spreadq.errors import (
+    AddressInUse,
     ConfigurationError,
     ConnectRejected,
     CouldNotConnect,
@@ -31,6 +35,7 @@ from spreadq.wire.events import (
     SelfLeave,
     TransitionalMembership,
 )
+from spreadq.wire.server_session import encode_daemon_message
 
 LIMIT = anyio.fail_after  # every wait below is bounded
 Connect = Callable[..., Awaitable[WireClient]]  # the ``wire`` fixture (conftest.py)
@@ -88,10 +93,89 @@ async def test_unix_socket_replaces_a_stale_file_and_is_removed(tmp_path: Path) 
     stale.close()
     async with serve(unix_path=path, name="pd1") as daemon:
         assert daemon.unix_path == str(path)
-        assert stat.S_IMODE(path.stat().st_mode) == 0o666
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # this user only
         async with await WireClient.connect(f"unix:{path}", "u") as client:
             assert client.private_group == "#u#pd1"
     assert not path.exists()
+
+
+async def test_the_unix_socket_mode_can_be_widened(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path, unix_mode=0o666):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666
+    with pytest.raises(ConfigurationError, match="permission"):
+        async with serve(unix_path=path, unix_mode=0o1777):
+            pass
+
+
+async def test_a_live_unix_socket_is_never_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path, name="first") as first:
+        with pytest.raises(AddressInUse) as caught:
+            async with serve(unix_path=path, name="second"):
+                pass
+        assert caught.value.address == str(path)
+        assert str(caught.value) == f"cannot listen on {path}: a daemon is listening on this socket"
+        async with await WireClient.connect(f"unix:{path}", "u") as client:
+            assert client.private_group == "#u#first"  # still the first daemon's socket
+        assert first.faults.sessions() == ("#u#first",)
+    assert not path.exists()
+
+
+async def test_a_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    path.write_text("mine")
+    with pytest.raises(AddressInUse, match="not a socket"):
+        async with serve(unix_path=path):
+            pass
+    assert path.read_text() == "mine"
+
+
+async def test_only_the_daemons_own_socket_file_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    async with serve(unix_path=path):
+        path.unlink()  # someone else takes the path over meanwhile
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(str(path))
+    try:
+        assert path.exists()
+    finally:
+        other.close()
+
+
+async def test_a_busy_port_names_the_address(spreadq_daemon: Daemon) -> None:
+    with pytest.raises(AddressInUse) as caught:
+        async with serve(port=spreadq_daemon.port):
+            pass
+    assert caught.value.address == spreadq_daemon.address
+    assert str(caught.value).startswith(f"cannot listen on {spreadq_daemon.address}: ")
+
+
+async def test_a_busy_unix_socket_closes_the_tcp_listener(tmp_path: Path) -> None:
+    path = tmp_path / "spread.sock"
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(path))
+        live.listen()
+        with pytest.raises(AddressInUse):
+            async with serve(port=0, unix_path=path):
+                pass
+        assert path.exists()
+    # nothing of the failed daemon is left listening: its port can be taken at once
+    async with serve(unix_path=path):
+        pass
+
+
+async def test_listening_beyond_loopback_warns_about_null_authentication() -> None:
+    with capture_logs() as logs:
+        async with serve(host="0.0.0.0") as exposed:
+            assert exposed.exposed == ("0.0.0.0",)
+        async with serve(host="127.0.0.1") as local:
+            assert local.exposed == ()
+    warnings = [entry for entry in logs if entry["event"] == "daemon_not_loopback"]
+    assert len(warnings) == 1, logs
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["addresses"] == ["0.0.0.0"]
+    assert "join any group and send anything" in warnings[0]["risk"]
 
 
 async def test_spread_style_unix_socket_is_named_after_the_port() -> None:
@@ -452,3 +536,140 @@ async def test_input_sent_before_a_reset_is_still_delivered(
     assert [m.data for m in got[:200]] == [b"%d" % i for i in range(200)]  # type: ignore[union-attr]
     assert isinstance(got[200], RegularMembership)
     assert got[200].cause is Cause.DISCONNECT
+
+
+# --- one session's failure stays in that session ------------------------------------------
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=10)
+async def test_input_after_a_drop_is_discarded(wire: Connect, spreadq_daemon: Daemon) -> None:
+    # One write holds more messages to the member's own group than its queue may hold,
+    # then more commands: the engine drops it midway, the rest must go nowhere.
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    spreadq_daemon.faults.pause("member")
+    burst = [Multicast(("g",), b"%d" % i, ServiceType.AGREED) for i in range(11)]
+    await member.send(*burst, Join("other"), Leave("g"), Multicast(("g",), b"late"))
+    got = [await watcher.receive() for _ in range(11)]
+    assert [m.data for m in got[:10]] == [b"%d" % i for i in range(10)]  # type: ignore[union-attr]
+    assert isinstance(got[10], DataMessage)
+    await expect_disconnect_of(watcher, member.private_group)
+    await member.closed_by_daemon()
+    assert spreadq_daemon.faults.sessions() == (watcher.private_group,)
+    await watcher.send(Multicast(("g",), b"marker"))
+    marker = await watcher.receive()  # nothing of "late" or "other" reached anyone
+    assert isinstance(marker, DataMessage)
+    assert marker.data == b"marker"
+    async with await WireClient.connect(spreadq_daemon.address, "after"):
+        pass
+
+
+async def test_an_unexpected_error_drops_only_that_session(
+    wire: Connect, spreadq_daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = spreadq_daemon.engine
+    join = engine.join
+
+    def failing_join(session_id: int, group: str) -> None:
+        if group == "boom":
+            raise RuntimeError("engine bug\nsecond line")
+        join(session_id, group)
+
+    monkeypatch.setattr(engine, "join", failing_join)
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    with capture_logs() as logs:
+        await member.send(Join("boom"))
+        await expect_disconnect_of(watcher, member.private_group)
+    failed = [entry for entry in logs if entry["event"] == "session_failed"]
+    assert len(failed) == 1, logs
+    assert failed[0]["log_level"] == "error"
+    assert failed[0]["error"] == "RuntimeError: engine bug second line"
+    await watcher.send(Multicast(("g",), b"still up"))
+    got = await watcher.receive()
+    assert isinstance(got, DataMessage)
+    assert got.data == b"still up"
+
+
+# --- memory: one copy of a message, however many receivers ------------------------------
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=100)
+async def test_a_large_body_is_held_once_not_copied_into_its_encoding(
+    wire: Connect, spreadq_daemon: Daemon
+) -> None:
+    member, watcher = await member_and_watcher(wire, spreadq_daemon)
+    spreadq_daemon.faults.pause(watcher.private_group)
+    body = bytes(range(256)) * 40
+    await member.send(Multicast(("g",), body), Multicast(("g",), b"small"))
+    assert [m.data for m in await member.receive_many(2)] == [body, b"small"]  # type: ignore[union-attr]
+    watcher_id = spreadq_daemon.engine.find_session("watcher").id
+    large, small = spreadq_daemon.engine.take(watcher_id)
+    assert isinstance(large.message, DataMessage)
+    head, shared = large.wire
+    assert shared is large.message.data  # the body is the message's own bytes object
+    assert head + shared == encode_daemon_message(large.message)
+    assert isinstance(small.message, DataMessage)
+    assert small.wire == (encode_daemon_message(small.message),)
+
+
+@pytest.mark.spreadq_daemon(max_session_messages=100)
+async def test_queued_messages_are_not_copied_per_receiver_when_written(
+    wire: Connect, spreadq_daemon: Daemon
+) -> None:
+    # Four receivers that stop reading while 50 messages of 135 kB wait for each: the
+    # socket takes part, the rest must stay the queued messages' shared bytes, not a
+    # joined copy per receiver (4 x 6.7 MB).
+    receivers = [await wire(spreadq_daemon.address, f"r{i}") for i in range(4)]
+    sender = await wire(spreadq_daemon.address, "sender")
+    for receiver in receivers:
+        await receiver.send(Join("g"))
+        await receiver.receive()  # its own join
+    for i, receiver in enumerate(receivers):
+        await receiver.receive_many(len(receivers) - 1 - i)  # the later joins
+        spreadq_daemon.faults.pause(receiver.private_group)
+    body = bytes(135_000 - 48 - 32)
+    await sender.send(*[Multicast(("g",), body) for _ in range(50)])
+    await sender.send(Multicast((sender.private_group,), b"marker"))
+    assert await sender.receive() == DataMessage(
+        sender.private_group, (sender.private_group,), ServiceType.AGREED, 0, b"marker"
+    )
+    assert [spreadq_daemon.faults.queued(r.private_group) for r in receivers] == [50] * 4
+    tracemalloc.start()
+    try:
+        for receiver in receivers:
+            spreadq_daemon.faults.resume(receiver.private_group)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak:,} bytes allocated to write queued messages"
+
+
+def test_partial_writes_keep_the_unwritten_rest_in_order() -> None:
+    from spreadq.daemon.server import _write_buffers
+
+    parts = [bytes([i]) * size for i, size in enumerate([1, 70_000, 3, 200_000, 5] * 3)]
+    sent_side, received_side = socket.socketpair()
+    with sent_side, received_side:
+        sent_side.setblocking(False)
+        received_side.setblocking(False)
+        received = bytearray()
+        rest: list[bytes | memoryview] | None = list(parts)
+        rounds = 0
+        while rest is not None:
+            rest = _write_buffers(sent_side, rest)
+            rounds += 1
+            with contextlib.suppress(BlockingIOError):
+                while chunk := received_side.recv(1 << 20):
+                    received += chunk
+        assert rounds > 1  # the socket did fill up in between
+        assert received == b"".join(parts)
+
+
+async def test_a_client_that_never_says_hello_is_closed_quietly(
+    spreadq_daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", 0.05)
+    with capture_logs() as logs, LIMIT(5):
+        async with await anyio.connect_tcp(spreadq_daemon.host, spreadq_daemon.port) as stream:
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await stream.receive()
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []

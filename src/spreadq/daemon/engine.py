@@ -14,7 +14,8 @@ network change arrive as arguments.
 
 Outputs are :class:`Output` values: the typed message (a
 :class:`~spreadq.wire.events.DaemonMessage`) and its wire bytes, made once by the injected
-encoder and shared by every receiver. The server takes a session's queue with
+encoder and shared by every receiver (a large message's body is not even copied: the
+encoder may pass it on as a part of its own). The server takes a session's queue with
 :meth:`Engine.take` when the session's socket can be written. A session with more than
 ``max_session_messages`` messages still queued is dropped exactly as if it had
 disconnected (§9.8); :meth:`Engine.pop_dropped` tells the server which sockets to close,
@@ -77,6 +78,7 @@ __all__ = [
     "RingId",
     "SessionId",
     "SessionInfo",
+    "Wire",
     "daemon_proc_id",
     "no_encoding",
 ]
@@ -91,24 +93,32 @@ _SELF_DISCARD = int(ServiceType.SELF_DISCARD)
 # daemon-chosen names are r<0..9998>-<k> (docs/design/spread-protocol.md#names)
 _MAX_GENERATED = 9999
 
-Encoder = Callable[[DaemonMessage, bytes | None], bytes]
-"""Turns a message into wire bytes; the second argument is a data message's raw hint."""
+Wire = tuple[bytes, ...]
+"""A message's wire bytes in one or more parts, written one after the other."""
+
+Encoder = Callable[[DaemonMessage, bytes | None], Wire]
+"""Turns a message into wire bytes; the second argument is a data message's raw hint.
+
+An encoder may return a large data message's body as its own part, the very ``bytes``
+object the message carries, so that the daemon never holds a second copy of it.
+"""
 
 
-def no_encoding(message: DaemonMessage, hint: bytes | None) -> bytes:
+def no_encoding(message: DaemonMessage, hint: bytes | None) -> Wire:
     """An :data:`Encoder` that produces no bytes (for tests of the engine alone)."""
-    return b""
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
     """One message queued for a session: the typed value and its wire bytes.
 
-    The same object is queued at every receiver, so a message is encoded once.
+    The same object is queued at every receiver, so a message is encoded once and held
+    once, however many sessions it waits for.
     """
 
     message: DaemonMessage
-    wire: bytes = field(repr=False)
+    wire: Wire = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +284,10 @@ class Engine:
         """
         return frozenset(self._sessions[session_id].groups)
 
+    def is_open(self, session_id: SessionId) -> bool:
+        """Whether ``session_id`` is an open session (not closed, not dropped)."""
+        return session_id in self._sessions
+
     def queued(self, session_id: SessionId) -> int:
         """How many messages wait for the session (not yet taken by :meth:`take`).
 
@@ -302,7 +316,11 @@ class Engine:
 
     @property
     def pressing(self) -> bool:
-        """Whether a queue reached ``high_water`` since the last :meth:`pop_ready`."""
+        """Whether to flush before feeding more input.
+
+        True once a queue reached ``high_water`` or a session was dropped, since the last
+        :meth:`pop_ready`.
+        """
         return self._pressing
 
     def pop_ready(self) -> list[SessionId]:
@@ -555,6 +573,7 @@ class Engine:
             if session.info.id in self._sessions:
                 self._remove(session)
                 self._dropped.append(session.info.id)
+                self._pressing = True
 
     # --- network changes ---------------------------------------------------------------
 
