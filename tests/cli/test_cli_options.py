@@ -23,9 +23,10 @@ from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE
 from spreadq.daemon import Daemon
 
 WAIT = 20
-# Every command but ``spreadq daemon`` (whose options and help live in cli/daemon.py)
-# gives each option an environment variable and documents its exit statuses.
-WITH_ENVVARS = ["worker", "put", "bench", "demo"]
+# Every command gives each option an environment variable and documents its exit
+# statuses (the daemon's own: it is the one thing that is never "unreachable").
+WITH_ENVVARS = ["worker", "put", "bench", "demo", "daemon"]
+CLIENTS = ["worker", "put", "bench", "demo"]
 
 
 def command(name: str) -> Any:  # Typer's vendored click Command (a private module)
@@ -46,7 +47,12 @@ def test_every_option_has_an_environment_variable_shown_in_help(name: str | None
     assert options
     missing = [param.name for param in options if not param.envvar]
     assert not missing, f"options without an environment variable: {missing}"
-    text = CliRunner().invoke(app, [*([name] if name else []), "--help"]).output
+    # wide enough that rich shows every variable name whole
+    text = (
+        CliRunner()
+        .invoke(app, [*([name] if name else []), "--help"], env={"COLUMNS": "250"})
+        .output
+    )
     for param in options:
         assert str(param.envvar) in text.replace("│", "").replace(" ", "").replace("\n", "")
 
@@ -58,12 +64,18 @@ def test_the_daemon_address_variable_is_shared() -> None:
         assert "-s" in spread.opts
 
 
-@pytest.mark.parametrize("name", WITH_ENVVARS)
+@pytest.mark.parametrize("name", CLIENTS)
 def test_every_command_documents_its_exit_statuses(name: str) -> None:
     output = " ".join(CliRunner().invoke(app, [name, "-h"]).output.split())
     assert "Exit status: 0 " in output
     assert "2 bad usage" in output
     assert "3 no daemon reached" in output
+
+
+def test_the_daemon_documents_its_exit_statuses() -> None:
+    output = " ".join(CliRunner().invoke(app, ["daemon", "-h"]).output.split())
+    assert "Exit status: 0 when stopped" in output
+    assert "3 when the port or the Unix socket is already in use" in output
 
 
 def test_root_options_move_before_the_subcommand() -> None:

@@ -41,24 +41,38 @@ def _socket_mode(value: str) -> int:
 
 
 def daemon(
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 4803,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", "-p", envvar="SPREADQ_DAEMON_PORT", help="TCP port; 0 picks a free one."
+        ),
+    ] = 4803,
     host: Annotated[
-        str, typer.Option(help="Address to listen on (anything but loopback gets a warning).")
+        str,
+        typer.Option(
+            envvar="SPREADQ_DAEMON_HOST",
+            help="Address to listen on (anything but loopback gets a warning).",
+        ),
     ] = "127.0.0.1",
     unix_socket: Annotated[
         bool,
         typer.Option(
             "--unix-socket/--no-unix-socket",
+            envvar="SPREADQ_DAEMON_UNIX_SOCKET",
             help="Also listen on the Unix socket /tmp/PORT (or --unix PATH).",
         ),
     ] = True,
     unix: Annotated[
-        Path | None, typer.Option(help="Put the Unix socket at PATH instead of /tmp/PORT.")
+        Path | None,
+        typer.Option(
+            envvar="SPREADQ_DAEMON_UNIX", help="Put the Unix socket at PATH instead of /tmp/PORT."
+        ),
     ] = None,
     socket_mode: Annotated[
         str,
         typer.Option(
-            help="Permission bits of the Unix socket, in octal; 0666 lets every local user in."
+            envvar="SPREADQ_DAEMON_SOCKET_MODE",
+            help="Permission bits of the Unix socket, in octal; 0666 lets every local user in.",
         ),
     ] = "0600",
     spread_socket: Annotated[
@@ -67,9 +81,15 @@ def daemon(
             "--spread-socket", hidden=True, help="Accepted for compatibility: now the default."
         ),
     ] = False,
-    name: Annotated[str, typer.Option(help="The daemon's name in private groups.")] = "localhost",
+    name: Annotated[
+        str, typer.Option(envvar="SPREADQ_DAEMON_NAME", help="The daemon's name in private groups.")
+    ] = "localhost",
     max_session_messages: Annotated[
-        int, typer.Option(help="Messages queued for one client before it is dropped.")
+        int,
+        typer.Option(
+            envvar="SPREADQ_DAEMON_MAX_SESSION_MESSAGES",
+            help="Messages queued for one client before it is dropped.",
+        ),
     ] = 1000,
 ) -> None:
     """Run the embedded Spread-compatible daemon until SIGTERM or Ctrl-C."""
