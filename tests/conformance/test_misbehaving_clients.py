@@ -262,6 +262,10 @@ async def test_a_client_that_disconnects_mid_message_is_a_disconnect(
 async def test_a_client_that_joins_thousands_of_groups_does_not_block_the_others(
     spread_daemon: Target, unique: Iterator[str]
 ) -> None:
+    if spread_daemon.kind == "real":
+        # Measured 2026-12-04: with bounds of 120 s instead of 10 s and 50 ms, the watcher
+        # still had not seen the 5,001st join; the embedded daemon is held to this, not it.
+        pytest.skip("real Spread 5.0.1 did not finish one client's 5,001 joins in 120 s")
     async with well_behaved(spread_daemon) as prober:
         name, group = next(unique), next(unique)
         async with spreadq.connect(spread_daemon.address, next(unique)) as watcher:
@@ -282,6 +286,10 @@ async def test_a_client_that_joins_thousands_of_groups_does_not_block_the_others
 async def test_half_open_and_silent_sockets_do_not_block_the_others(
     spread_daemon: Target, unique: Iterator[str]
 ) -> None:
+    if spread_daemon.kind == "real":
+        # Measured 2026-12-04: with bounds of 120 s, the scenario passed in 25 s, one
+        # second for each of the 25 silent sockets (the other 25 send half a hello).
+        pytest.skip("real Spread 5.0.1 accepts nobody while it waits up to 1 s for a hello")
     async with well_behaved(spread_daemon) as prober:
         name, group = next(unique), next(unique)
         async with spreadq.connect(spread_daemon.address, next(unique)) as watcher:
