@@ -33,7 +33,10 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   new mseq once a consumer is present. A lost connection loses every witness: after
   reconnecting (with exponential backoff) every unconfirmed job is re-sent, so every
   receipt still resolves. Consumers recognise re-sent jobs by their reference and
-  re-ACK a remembered outcome instead of running them again.
+  re-ACK a remembered outcome instead of running them again; workers that lost their
+  session too announce the outcomes they had not reported as they rejoin, so after a
+  lost session the producer waits (at most ``reconnect_backoff_max`` after the first
+  consumer is back) for as many consumers as it knew before re-sending.
 * While no consumer is present nothing is multicast: jobs are held (admission still
   bounds them by ``max_in_flight``) and go out once a consumer appears.
 
@@ -214,6 +217,8 @@ class Producer:
         # consumers and witness epochs
         self._witnesses = Witnesses()
         self._consumers_changed = anyio.Event()
+        self._peak = 0  # the most consumers known at once in this session
+        self._expect_back = 0  # ... in the last session lost
 
         self._sessions = 0
 
@@ -267,9 +272,14 @@ class Producer:
         while len(self._witnesses.consumers) < count:
             if self._error is not None:
                 raise self._error
-            self._consumers_changed = anyio.Event()
-            await self._consumers_changed.wait()
+            await self._consumers_event().wait()
         return self._witnesses.consumers
+
+    def _consumers_event(self) -> anyio.Event:
+        """The event the next change of the consumer list sets (shared by waiters)."""
+        if self._consumers_changed.is_set():
+            self._consumers_changed = anyio.Event()
+        return self._consumers_changed
 
     async def flow_state(self) -> FlowState | None:
         """The flow-control actor's accounting now (None for a fire-and-forget producer).
@@ -535,6 +545,10 @@ class Producer:
 
     async def _session_ended(self) -> None:
         """The session is gone, and with it every consumer's witness: queue everything again."""
+        # the daemon may have dropped the consumers one by one before our own session:
+        # expect as many as were there at once
+        self._expect_back = max(self._expect_back, self._peak)
+        self._peak = 0
         self._witnesses.reset()
         await self._set_consumers(())
         self._requeued(self._outbox.put_back())
@@ -544,6 +558,7 @@ class Producer:
     async def _sender(self, conn: Connection) -> None:
         outbox = self._outbox
         queue = outbox.queue
+        await self._await_consumers_back()
         while True:
             while not queue:
                 self._flushed.set()
@@ -564,6 +579,30 @@ class Producer:
                 await self._send_batch(conn, outbox.take_batch())
             if not self._member:
                 self._room.set()
+
+    async def _await_consumers_back(self) -> None:
+        """After a lost session, give the consumers known then (the most known at once)
+        time to come back before re-sending: at most ``reconnect_backoff_max`` after the
+        first is back.
+
+        Workers reconnect on the same backoff schedule and each announces, as it joins,
+        the outcomes its handlers reached that no delivered ACK confirmed (see
+        :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
+        memory; jobs re-sent before a worker is back may run again elsewhere.
+        """
+        expect, self._expect_back = self._expect_back, 0
+        if not self._member or expect <= 1:
+            return
+        witnesses = self._witnesses
+        while not witnesses.consumers:
+            await self._consumers_event().wait()
+        with anyio.move_on_after(self._settings.reconnect_backoff_max):
+            while len(witnesses.consumers) < expect:
+                await self._consumers_event().wait()
+        if len(witnesses.consumers) < expect:
+            self._log.info(
+                "consumers_not_back", expected=expect, consumers=len(witnesses.consumers)
+            )
 
     async def _clear(self, mseq: int, jobs: int) -> None:
         if self._flow is not None:
@@ -657,6 +696,7 @@ class Producer:
         if change is None:
             return
         self._consumers_changed.set()
+        self._peak = max(self._peak, len(change.consumers))
         await flow.consumers_seen(change.consumers)
         self._log.info("consumers_changed", consumers=len(change.consumers), gone=len(change.gone))
         self._requeued(self._outbox.lost(change.lost))

@@ -89,6 +89,7 @@ from spreadq.errors import (
 from spreadq.middleware import FailureHook
 from spreadq.queue import (
     MESS_TYPE,
+    Ack,
     AnnounceDrain,
     AnnounceHello,
     AnnounceView,
@@ -117,6 +118,8 @@ from spreadq.queue import (
     ViewInstalled,
     encode,
 )
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
+from spreadq.queue.jobs import OutcomeHistory
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import (
@@ -303,6 +306,11 @@ class Dispatcher:
         clock: monotonic seconds for the table's ACK cadence.
         rng: randomness for retry jitter.
         incarnation: 16 bytes naming this session in ACKs; random when None.
+        history: the outcome history, kept by the worker across its sessions (a new
+            one when None).
+        recovered: outcomes a previous session of this worker reached and never saw
+            confirmed (see :meth:`unconfirmed_outcomes`): announced in an ACK right
+            after joining, so that re-sent copies of those jobs are answered, not run.
     """
 
     def __init__(
@@ -321,6 +329,8 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         incarnation: bytes | None = None,
+        history: OutcomeHistory | None = None,
+        recovered: Sequence[tuple[JobRef, Outcome]] = (),
     ) -> None:
         self._conn = conn
         self._queue = queue
@@ -348,7 +358,11 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            history=history,
         )
+        self._recovered = tuple(recovered)
+        self._recovery_until = math.inf  # re-announced at joins until then
+        self._finished: dict[JobRef, Outcome] = {}  # ours, while still outstanding
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
@@ -417,6 +431,7 @@ class Dispatcher:
                 try:
                     await self._conn.join(self._work)
                     await self._conn.join(self._feedback)
+                    await self._announce_recovered()
                     lost = await self._serve()
                 except ConnectionLost as error:
                     lost = error
@@ -546,6 +561,54 @@ class Dispatcher:
             if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
                 await carry_out[type(effect)](effect)
 
+    async def _announce_recovered(self) -> None:
+        """Announce the outcomes an earlier session reached and never saw confirmed.
+
+        Sent right after the join, so Spread delivers it just after our first view:
+        every replica remembers what an ACK reports, so a re-sent copy delivered after
+        it is answered from memory by whoever owns it, instead of running again. A
+        member that joins later has not seen it, so it goes again at every join for
+        ``2 * settings.reconnect_backoff_max`` seconds: the time the other workers and
+        the producer take to come back, and the producer to re-send.
+        """
+        recovered = self._recovered
+        if not recovered:
+            return
+        if self._recovery_until == math.inf:
+            self._recovery_until = self._clock() + 2 * self._settings.reconnect_backoff_max
+        self._log.info("outcomes_recovered", outcomes=len(recovered))
+        incarnation = self._table.incarnation
+        budget = MAX_ENVELOPE_SIZE - ack_overhead(0)
+        chunk: list[tuple[JobRef, Outcome]] = []
+        size = 0
+        for ref, outcome in recovered:
+            grow = outcome_size(outcome)
+            if chunk and (size + grow > budget or len(chunk) == 0xFFFF):
+                await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
+                chunk, size = [], 0
+            chunk.append((ref, outcome))
+            size += grow
+        if chunk:
+            await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
+
+    def unconfirmed_outcomes(self) -> list[tuple[JobRef, Outcome]]:
+        """The outcomes our handlers reached whose ACK we never saw delivered (sent or
+        not), in the order they were reached, after the recovered ones this session had
+        no view to announce: what a lost session would otherwise lose."""
+        outstanding = self._table.is_outstanding
+        mine = [(ref, outcome) for ref, outcome in self._finished.items() if outstanding(ref)]
+        if self._clock() >= self._recovery_until:
+            return mine  # announced long enough
+        return [*self._recovered, *mine]
+
+    def _keep_finished(self, ref: JobRef, outcome: Outcome) -> None:
+        """Remember an outcome we reached until an ACK for it is delivered."""
+        finished = self._finished
+        finished[ref] = outcome
+        if len(finished) > 2 * (self._settings.ack_every + self._settings.concurrency):
+            outstanding = self._table.is_outstanding  # amortised: the confirmed go
+            self._finished = {r: o for r, o in finished.items() if outstanding(r)}
+
     # -- effects -------------------------------------------------------------------------
 
     async def _on_run(self, effect: RunJob) -> None:
@@ -606,6 +669,13 @@ class Dispatcher:
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
+        if (
+            effect.cause is ChangeCause.JOIN
+            and view.ordinal > 1
+            and self._recovered
+            and self._clock() < self._recovery_until
+        ):
+            await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
         self._log.info(
             "view_installed",
@@ -714,6 +784,7 @@ class Dispatcher:
             return
         if self._table.is_outstanding(item.ref):
             self._unreported.add(item.ref)
+            self._keep_finished(item.ref, item.outcome)
         await self._apply(JobFinished(item.ref, item.outcome))
 
     def _drop_all(self) -> None:
@@ -772,6 +843,8 @@ class Dispatcher:
                 item = await self._receive.receive()
                 if isinstance(item, _Ended):
                     self._running.pop(item.ref, None)
+                    if item.outcome is not None and self._table.is_outstanding(item.ref):
+                        self._keep_finished(item.ref, item.outcome)
         for ref, running in self._running.items():
             self._cancel(ref, running)
 

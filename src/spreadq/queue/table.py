@@ -214,6 +214,9 @@ class OutstandingTable:
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
+        history: the history to use instead of a new one (``history_size`` and
+            ``history_bytes`` are then ignored): a worker keeps one across its sessions,
+            so a job re-sent after a reconnection is still recognised.
     """
 
     def __init__(
@@ -229,6 +232,7 @@ class OutstandingTable:
         ack_every_seconds: float = 0.05,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
+        history: OutcomeHistory | None = None,
     ) -> None:
         if len(incarnation) != 16:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
@@ -240,7 +244,7 @@ class OutstandingTable:
         self._cadence = AckCadence(
             ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
         )
-        self._history = OutcomeHistory(history_size, history_bytes)
+        self._history = OutcomeHistory(history_size, history_bytes) if history is None else history
         self._fragments: Reassembler[_Origin] = Reassembler(fragment_bytes)
         self._counts = dict.fromkeys(_STAT_NAMES, 0)
         self._ordinal = 0
