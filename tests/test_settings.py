@@ -29,7 +29,6 @@ DESIGN_DEFAULTS = {
     "batch_max_delay": 0.002,
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
-    "primary_component": False,
 }
 
 
@@ -87,12 +86,16 @@ def test_from_env_reads_prefixed_fields_and_ignores_others() -> None:
         environ={
             "SPREADQ_WINDOW": "400",
             "SPREADQ_ACK_INTERVAL": "0.01",
-            "SPREADQ_PRIMARY_COMPONENT": "yes",
+            "SPREADQ_CANCEL_ON_DISCONNECT": "no",
             "SPREADQ_DISABLE_PLUGINS": "msgpack",
             "WINDOW": "5",
         }
     )
-    assert (settings.window, settings.ack_interval, settings.primary_component) == (400, 0.01, True)
+    assert (settings.window, settings.ack_interval, settings.cancel_on_disconnect) == (
+        400,
+        0.01,
+        False,
+    )
     assert settings.concurrency == 16
 
 

@@ -101,11 +101,6 @@ class Settings(BaseModel):
     """How many finished job references a worker remembers, to recognise duplicate
     deliveries and stale ACKs."""
 
-    # -- partitions --------------------------------------------------------------------
-    primary_component: bool = False
-    """Under a network partition, only the side holding a majority of the last full
-    view takes over the other side's work (DESIGN §4). Off: each side finishes all."""
-
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:
         if self.retry_backoff_base > self.retry_backoff_max:
