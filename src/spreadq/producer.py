@@ -20,6 +20,12 @@ as FRAGMENT messages, each cleared on its own.
 A *member* producer (the default) joins the FEEDBACK group and reads it:
 
 * VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving.
+  Only envelopes Spread shows to come from the right members count (see
+  :mod:`spreadq.queue.witnesses`, Trust): a VIEW from a FEEDBACK member that is the
+  first consumer it lists; an ACK from a FEEDBACK member that the last VIEW taken
+  lists (an ACK from a FEEDBACK member no VIEW lists yet is held, at most
+  ``MAX_HELD_ACKS`` of them, until one does or it leaves). Every other VIEW or ACK is
+  dropped with a ``feedback_dropped`` warning naming its sender, and settles nothing.
   A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
   consumer of the current WORK view announces it again when a member that is not a
   consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
@@ -95,11 +101,11 @@ from spreadq.queue.envelope import (
     encode_fragments,
 )
 from spreadq.queue.view import View
-from spreadq.queue.witnesses import Witnesses
+from spreadq.queue.witnesses import Trust, Witnesses
 from spreadq.receipt import Receipt
 from spreadq.routes import Routes
 from spreadq.settings import Settings
-from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
 __all__ = ["Producer", "ProducerStatistics", "Receipt"]  # Receipt: from spreadq.receipt
@@ -110,6 +116,9 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+MAX_HELD_ACKS: Final = 256
+"""ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +228,8 @@ class Producer:
         self._consumers_changed = anyio.Event()
         self._peak = 0  # the most consumers known at once in this session
         self._expect_back = 0  # ... in the last session lost
+        self._held: dict[str, list[Ack]] = {}  # ACKs from FEEDBACK members not listed yet
+        self._held_count = 0
 
         self._sessions = 0
 
@@ -549,6 +560,7 @@ class Producer:
         # expect as many as were there at once
         self._expect_back = max(self._expect_back, self._peak)
         self._peak = 0
+        self._drop_held(lambda sender: True, "the session ended")
         self._witnesses.reset()
         await self._set_consumers(())
         self._requeued(self._outbox.put_back())
@@ -662,12 +674,43 @@ class Producer:
         try:
             message = decode(event.data)
         except EnvelopeError as error:
-            self._log.debug("feedback_unreadable", sender=event.sender, error=str(error))
+            self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
         if type(message) is Ack:
-            await self._on_ack(event.sender, message)
+            trust = self._witnesses.judge_ack(event.sender)
+            if trust is Trust.TRUSTED:
+                await self._on_ack(event.sender, message)
+            elif trust is Trust.UNLISTED and self._held_count < MAX_HELD_ACKS:
+                self._held.setdefault(event.sender, []).append(message)
+                self._held_count += 1
+            else:
+                self._dropped(event.sender, "ack", trust.value)
         elif type(message) is View:
-            await self._on_view(message)
+            trust = self._witnesses.judge_view(message, event.sender)
+            if trust is Trust.TRUSTED:
+                await self._on_view(message)
+            else:
+                self._dropped(event.sender, "view", trust.value)
+
+    def _dropped(self, sender: str, kind: str, reason: str, count: int = 1) -> None:
+        """One warning per envelope (or held batch) dropped: it settles nothing."""
+        self._log.warning("feedback_dropped", sender=sender, kind=kind, reason=reason, count=count)
+
+    def _drop_held(self, gone: Callable[[str], bool], reason: str) -> None:
+        """Drop the held ACKs of the senders ``gone`` says are gone."""
+        for sender in [sender for sender in self._held if gone(sender)]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            self._dropped(sender, "ack", reason, len(acks))
+
+    async def _release_held(self) -> None:
+        """Settle the held ACKs of senders the last VIEW taken lists."""
+        witnesses = self._witnesses
+        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            for ack in acks:
+                await self._on_ack(sender, ack)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
         settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
@@ -680,10 +723,14 @@ class Producer:
         consumers = self._witnesses.on_view(view)
         if consumers is not None:  # else an older view of this lifetime, overtaken
             await self._set_consumers(consumers)
+            await self._release_held()
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
-        joined = event.cause is Cause.JOIN
-        await self._set_consumers(self._witnesses.on_feedback(event.members, joined=joined))
+        witnesses = self._witnesses
+        await self._set_consumers(witnesses.on_feedback(event.members))
+        if self._held:
+            self._drop_held(lambda sender: not witnesses.is_member(sender), "left FEEDBACK")
+            await self._release_held()
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:
