@@ -43,6 +43,9 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   session too announce the outcomes they had not reported as they rejoin, so after a
   lost session the producer waits (at most ``reconnect_backoff_max`` after the first
   consumer is back) for as many consumers as it knew before re-sending.
+* With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
+  whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
+  still apply.
 * While no consumer is present nothing is multicast: jobs are held (admission still
   bounds them by ``max_in_flight``) and go out once a consumer appears.
 
@@ -100,6 +103,7 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.queue.witnesses import Trust, Witnesses
 from spreadq.receipt import Receipt
@@ -202,6 +206,8 @@ class Producer:
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
         self._batch_jobs = settings.batch_max_jobs
         self._batch_delay = settings.batch_max_delay
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
 
         # lifecycle
         self._group: anyio.abc.TaskGroup | None = None
@@ -630,6 +636,8 @@ class Producer:
         live = [job for job in jobs if not job.settled]
         if live:
             data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
             outbox.messages += 1
             outbox.sent += len(live)
@@ -653,6 +661,8 @@ class Producer:
             if job.settled:
                 outbox.on_wire([], self._witnesses.epoch)
                 return
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
             outbox.messages += 1
         outbox.sent += 1
@@ -672,7 +682,10 @@ class Producer:
 
     async def _on_data(self, event: DataMessage) -> None:
         try:
-            message = decode(event.data)
+            data = event.data
+            if self._seal is not None:
+                data = self._seal.unseal(data, event.sender)
+            message = decode(data)
         except EnvelopeError as error:
             self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return

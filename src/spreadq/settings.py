@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from spreadq.errors import ConfigurationError
 from spreadq.wire.constants import DEFAULT_MAX_SESSION_MESSAGES, SAFE_MESSAGE_LIMIT
@@ -100,6 +100,18 @@ class Settings(BaseModel):
     completed_history: int = Field(default=100_000, ge=0)
     """How many finished job references a worker remembers, to recognise duplicate
     deliveries and stale ACKs."""
+
+    # -- trust (docs/security.md) ---------------------------------------------------------
+    secret: SecretStr | None = Field(default=None, min_length=1)
+    """The queue's shared secret (``SPREADQ_SECRET``); never logged or shown. When set,
+    every spreadq message is sealed with an HMAC tag over the whole message and its
+    sender, and workers and producers drop spreadq messages without a good seal: a
+    client without the secret can neither put a job that runs nor settle a receipt.
+    Every worker and producer of a queue needs the same secret. It does not encrypt."""
+    accept_unsealed_raw: bool = False
+    """With a ``secret``, whether workers still take RAW jobs (messages from plain
+    Spread programs, which cannot seal them). Off by default: with a secret set, RAW
+    messages are dropped unless this is on, at every worker of the queue alike."""
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:

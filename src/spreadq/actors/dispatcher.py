@@ -120,6 +120,7 @@ from spreadq.queue import (
 )
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
+from spreadq.queue.seal import Seal, is_spreadq
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import (
@@ -360,6 +361,9 @@ class Dispatcher:
             ack_every_seconds=settings.ack_interval,
             history=history,
         )
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._refused: set[str] = set()  # senders whose unsealed messages were logged
         self._recovered = tuple(recovered)
         self._recovery_until = math.inf  # re-announced at joins until then
         self._finished: dict[JobRef, Outcome] = {}  # ours, while still outstanding
@@ -525,7 +529,10 @@ class Dispatcher:
         """The table's input for a WORK group event, or None for anything else."""
         if isinstance(event, DataMessage):
             if self._work in event.groups:
-                return MessageDelivered(event.sender, event.mess_type, event.data)
+                data = event.data if self._seal is None else self._unsealed(event)
+                if data is None:
+                    return None
+                return MessageDelivered(event.sender, event.mess_type, data)
             return None
         if isinstance(event, RegularMembership):
             if event.group != self._work:
@@ -665,7 +672,31 @@ class Dispatcher:
             await self._multicast((self._feedback,), encode(view))
 
     async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
+        if self._seal is not None:
+            data = self._seal.seal(data, self._me)
         await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
+
+    def _unsealed(self, event: DataMessage) -> bytes | memoryview | None:
+        """With a secret: the version-1 message inside a WORK message whose seal
+        verifies, a RAW message if ``settings.accept_unsealed_raw``, else None (dropped
+        at every worker alike, before the table counts a slot). The first message
+        refused from each sender is logged with the reason: a worker with another
+        secret than its peers says so once, and runs nothing."""
+        assert self._seal is not None
+        data = event.data
+        if not is_spreadq(data):
+            if self._settings.accept_unsealed_raw:
+                return data
+            reason = "RAW message refused: the queue has a secret (accept_unsealed_raw is off)"
+        else:
+            try:
+                return self._seal.unseal(data, event.sender)
+            except EnvelopeError as error:
+                reason = str(error)
+        if event.sender not in self._refused and len(self._refused) < 1024:
+            self._refused.add(event.sender)
+            self._log.warning("message_refused", sender=event.sender, reason=reason)
+        return None
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
