@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from spreadq.app import App
 from spreadq.daemon import Daemon
@@ -166,3 +167,48 @@ async def test_every_receipt_resolves_across_a_daemon_restart(
     assert stats.resent > 0  # the jobs the old consumers never confirmed went again
     assert stats.pending == 0
     assert daemon.starts == 2
+
+
+async def test_a_consumer_that_does_not_come_back_delays_re_sending_only_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer waits for as many consumers as it knew, but at most
+    ``reconnect_backoff_max`` after the first one is back."""
+    apps: list[App] = []
+
+    def make_app(address: str, name: str) -> App:
+        app = App("gone", address, plugins=False, name=name, settings=SETTINGS)
+
+        @app.handler("square")
+        async def square(n: int) -> int:
+            return n * n
+
+        apps.append(app)
+        return app
+
+    with capture_logs() as logs:
+        async with restartable("embedded", tmp_path, monkeypatch) as daemon:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    stays = anyio.CancelScope()
+
+                    async def run_staying() -> None:
+                        with stays:
+                            await make_app(daemon.address, "a").run(handle_signals=False)
+
+                    tg.start_soon(run_staying)
+                    gone = make_app(daemon.address, "b")
+                    await tg.start(partial(gone.run, handle_signals=False))
+                    async with Producer("gone", daemon.address, settings=SETTINGS) as producer:
+                        await producer.wait_for_consumers(2)
+                        before = [await producer.put("square", n) for n in range(10)]
+                        assert [await receipt for receipt in before] == [n * n for n in range(10)]
+                        gone.stop()  # b drains and leaves for good
+                        await daemon.stop()
+                        await daemon.start()
+                        after = [await producer.put("square", n) for n in range(10, 20)]
+                        assert [await r for r in after] == [n * n for n in range(10, 20)]
+                        assert producer.consumers == ("#a#localhost",)
+                    stays.cancel()
+    (waited,) = [entry for entry in logs if entry["event"] == "consumers_not_back"]
+    assert (waited["expected"], waited["consumers"]) == (2, 1)
