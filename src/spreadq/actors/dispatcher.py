@@ -59,6 +59,16 @@ delivered, nothing we own is unfinished and every outcome has gone out in an ACK
 leave the WORK group and stop at our self-leave. Past ``drain_timeout`` the running
 handlers are cancelled and we leave anyway (the others take over those jobs).
 
+Sealing (``settings.secret``, :mod:`spreadq.queue.seal`): every envelope we multicast
+is sealed, and a WORK message whose seal does not verify (or a RAW one, unless
+``settings.accept_unsealed_raw``) is dropped before the table sees it, the same at
+every worker that shares the secret; the first one from each sender is logged.
+
+Recovered outcomes: outcomes a lost session of this worker reached without seeing
+them confirmed (:meth:`Dispatcher.unconfirmed_outcomes`, kept by the runtime with the
+outcome history) are announced in an ACK right after joining, and again when others
+join for a while, so a producer's re-sent copies are answered instead of run again.
+
 Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
 queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
 or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` raises it.
@@ -367,6 +377,7 @@ class Dispatcher:
         self._recovered = tuple(recovered)
         self._recovery_until = math.inf  # re-announced at joins until then
         self._finished: dict[JobRef, Outcome] = {}  # ours, while still outstanding
+        self._finished_limit = 2 * (settings.ack_every + settings.concurrency)
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
@@ -600,8 +611,9 @@ class Dispatcher:
 
     def unconfirmed_outcomes(self) -> list[tuple[JobRef, Outcome]]:
         """The outcomes our handlers reached whose ACK we never saw delivered (sent or
-        not), in the order they were reached, after the recovered ones this session had
-        no view to announce: what a lost session would otherwise lose."""
+        not), in the order they were reached, after the recovered ones this session
+        still announces (see :meth:`_announce_recovered`): what a lost session would
+        otherwise lose."""
         outstanding = self._table.is_outstanding
         mine = [(ref, outcome) for ref, outcome in self._finished.items() if outstanding(ref)]
         if self._clock() >= self._recovery_until:
@@ -612,9 +624,11 @@ class Dispatcher:
         """Remember an outcome we reached until an ACK for it is delivered."""
         finished = self._finished
         finished[ref] = outcome
-        if len(finished) > 2 * (self._settings.ack_every + self._settings.concurrency):
-            outstanding = self._table.is_outstanding  # amortised: the confirmed go
-            self._finished = {r: o for r, o in finished.items() if outstanding(r)}
+        if len(finished) > self._finished_limit:  # amortised: the confirmed go
+            outstanding = self._table.is_outstanding
+            self._finished = kept = {r: o for r, o in finished.items() if outstanding(r)}
+            base = 2 * (self._settings.ack_every + self._settings.concurrency)
+            self._finished_limit = max(base, 2 * len(kept))
 
     # -- effects -------------------------------------------------------------------------
 
