@@ -100,3 +100,33 @@ async def test_forged_acks_and_views_settle_nothing(spreadq_daemon: Daemon) -> N
     )
     warnings = [entry for entry in logs if entry["event"] == "feedback_dropped"]
     assert all(entry["log_level"] == "warning" for entry in warnings)
+
+
+async def test_an_ack_that_overtakes_the_view_listing_its_sender_is_held_then_taken(
+    spreadq_daemon: Daemon,
+) -> None:
+    async with (
+        connect(spreadq_daemon.address, name="a") as a,
+        connect(spreadq_daemon.address, name="b") as b,
+    ):
+        feedback = f"{QUEUE}~fb"
+        for consumer in (a, b):
+            await consumer.join(QUEUE)
+            await consumer.join(feedback)
+        gid = (1, 1, 1)
+        with capture_logs() as logs, anyio.fail_after(10):
+            async with Producer(QUEUE, spreadq_daemon.address, settings=FAST) as producer:
+                only_a = encode(View((a.private_group,), gid, 1))
+                await a.multicast(feedback, only_a, mess_type=MESS_TYPE)
+                assert await producer.wait_for_consumers() == (a.private_group,)
+                receipt = await producer.put("square", 3)
+                await producer.flush()
+                # b reports the job before any VIEW lists b: held, not taken
+                done = ((JobRef(producer.producer_id, 0), Outcome.success(b"9")),)
+                await b.multicast(feedback, encode(Ack(bytes(16), done)), mess_type=MESS_TYPE)
+                both = encode(View((a.private_group, b.private_group), (1, 1, 2), 2))
+                await anyio.wait_all_tasks_blocked()
+                assert not receipt.done
+                await a.multicast(feedback, both, mess_type=MESS_TYPE)
+                assert await receipt == 9
+    assert [entry for entry in logs if entry["event"] == "feedback_dropped"] == []
