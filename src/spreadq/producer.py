@@ -608,8 +608,9 @@ class Producer:
         :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
         memory; jobs re-sent before a worker is back may run again elsewhere.
         """
-        expect, self._expect_back = self._expect_back, 0
+        expect = self._expect_back  # kept until the wait ends: this session may end too
         if not self._member or expect <= 1:
+            self._expect_back = 0
             return
         witnesses = self._witnesses
         while not witnesses.consumers:
@@ -617,6 +618,7 @@ class Producer:
         with anyio.move_on_after(self._settings.reconnect_backoff_max):
             while len(witnesses.consumers) < expect:
                 await self._consumers_event().wait()
+        self._expect_back = 0
         if len(witnesses.consumers) < expect:
             self._log.info(
                 "consumers_not_back", expected=expect, consumers=len(witnesses.consumers)
