@@ -238,9 +238,10 @@ async def consumer_and_producer(
 ) -> AsyncIterator[tuple[Daemon, Connection, Producer]]:
     async with serve() as daemon, connect(daemon.address) as reader:
         await reader.join(queue)
+        await reader.join(f"{queue}~fb")  # a consumer's VIEW counts from a FEEDBACK member
         while True:
             event = await reader.receive()
-            if isinstance(event, RegularMembership):
+            if isinstance(event, RegularMembership) and event.group == queue:
                 break
         gid = event.group_id
         view = View((reader.private_group,), (gid.proc_id, gid.time, gid.index), 1)
@@ -264,8 +265,8 @@ async def read_jobs(
     chunks: dict[int, list[bytes]] = {}
     while len(jobs) < count:
         event = await reader.receive()
-        if not isinstance(event, DataMessage):
-            continue
+        if not isinstance(event, DataMessage) or producer.work_group not in event.groups:
+            continue  # our own ACKs come back on FEEDBACK
         sizes.append(len(event.data))
         message = decode(event.data)
         if isinstance(message, JobBatch):

@@ -33,7 +33,8 @@ DESIGN_DEFAULTS = {
     "batch_max_delay": 0.002,
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
-    "primary_component": False,
+    "secret": None,
+    "accept_unsealed_raw": False,
 }
 
 
@@ -124,12 +125,16 @@ def test_from_env_reads_prefixed_fields_and_ignores_others() -> None:
         environ={
             "SPREADQ_WINDOW": "400",
             "SPREADQ_ACK_INTERVAL": "0.01",
-            "SPREADQ_PRIMARY_COMPONENT": "yes",
+            "SPREADQ_CANCEL_ON_DISCONNECT": "no",
             "SPREADQ_DISABLE_PLUGINS": "msgpack",
             "WINDOW": "5",
         }
     )
-    assert (settings.window, settings.ack_interval, settings.primary_component) == (400, 0.01, True)
+    assert (settings.window, settings.ack_interval, settings.cancel_on_disconnect) == (
+        400,
+        0.01,
+        False,
+    )
     assert settings.concurrency == 16
 
 
@@ -165,3 +170,17 @@ def test_replace_validates() -> None:
         settings.replace(window=-1)
     with pytest.raises(ConfigurationError, match="bogus"):
         settings.replace(bogus=1)
+
+
+def test_the_secret_comes_from_the_environment_and_is_never_shown() -> None:
+    settings = Settings.from_env(environ={"SPREADQ_SECRET": "hunter2"})
+    assert settings.secret is not None
+    assert settings.secret.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
+    copy = settings.replace(window=5)
+    assert copy.secret is not None
+    assert copy.secret.get_secret_value() == "hunter2"
+    with pytest.raises(ConfigurationError, match="SPREADQ_SECRET") as info:
+        Settings.from_env(environ={"SPREADQ_SECRET": ""})
+    assert "hunter2" not in str(info.value)

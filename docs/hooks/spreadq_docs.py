@@ -5,29 +5,16 @@
   per command with its help, usage, arguments and options, taken from the click
   command that :func:`typer.main.get_command` builds (the same objects ``--help``
   prints). typer bundles its own click, so the command is read through its methods.
-* ``security.md`` is written on another branch; while it is not in the tree, its nav
-  entry is dropped (with an info line) instead of failing the strict build.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("mkdocs.hooks.spreadq_docs")
 
 CLI_MARKER = "<!-- spreadq-cli -->"
-_PENDING_PAGES = ("security.md",)
-
-
-def on_config(config: Any) -> Any:
-    docs_dir = Path(config["docs_dir"])
-    for page in _PENDING_PAGES:
-        if not (docs_dir / page).exists():
-            log.info("%s is not in this tree yet; leaving it out of the nav", page)
-            config["nav"] = _without(config["nav"], page)
-    return config
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

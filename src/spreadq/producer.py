@@ -20,6 +20,12 @@ as FRAGMENT messages, each cleared on its own.
 A *member* producer (the default) joins the FEEDBACK group and reads it:
 
 * VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving.
+  Only envelopes Spread shows to come from the right members count (see
+  :mod:`spreadq.queue.witnesses`, Trust): a VIEW from a FEEDBACK member that is the
+  first consumer it lists; an ACK from a FEEDBACK member that the last VIEW taken
+  lists (an ACK from a FEEDBACK member no VIEW lists yet is held, at most
+  ``MAX_HELD_ACKS`` of them, until one does or it leaves). Every other VIEW or ACK is
+  dropped with a ``feedback_dropped`` warning naming its sender, and settles nothing.
   A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
   consumer of the current WORK view announces it again when a member that is not a
   consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
@@ -33,7 +39,13 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   new mseq once a consumer is present. A lost connection loses every witness: after
   reconnecting (with exponential backoff) every unconfirmed job is re-sent, so every
   receipt still resolves. Consumers recognise re-sent jobs by their reference and
-  re-ACK a remembered outcome instead of running them again.
+  re-ACK a remembered outcome instead of running them again; workers that lost their
+  session too announce the outcomes they had not reported as they rejoin, so after a
+  lost session the producer waits (at most ``reconnect_backoff_max`` after the first
+  consumer is back) for as many consumers as it knew before re-sending.
+* With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
+  whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
+  still apply.
 * While no consumer is present nothing is multicast: jobs are held (admission still
   bounds them by ``max_in_flight``) and go out once a consumer appears.
 
@@ -91,12 +103,13 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
-from spreadq.queue.witnesses import Witnesses
+from spreadq.queue.witnesses import Trust, Witnesses
 from spreadq.receipt import Receipt
 from spreadq.routes import Routes
 from spreadq.settings import Settings
-from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
 __all__ = ["Producer", "ProducerStatistics", "Receipt"]  # Receipt: from spreadq.receipt
@@ -107,6 +120,9 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+MAX_HELD_ACKS: Final = 256
+"""ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +206,8 @@ class Producer:
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
         self._batch_jobs = settings.batch_max_jobs
         self._batch_delay = settings.batch_max_delay
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
 
         # lifecycle
         self._group: anyio.abc.TaskGroup | None = None
@@ -214,6 +232,10 @@ class Producer:
         # consumers and witness epochs
         self._witnesses = Witnesses()
         self._consumers_changed = anyio.Event()
+        self._peak = 0  # the most consumers known at once in this session
+        self._expect_back = 0  # ... in the last session lost
+        self._held: dict[str, list[Ack]] = {}  # ACKs from FEEDBACK members not listed yet
+        self._held_count = 0
 
         self._sessions = 0
 
@@ -267,9 +289,14 @@ class Producer:
         while len(self._witnesses.consumers) < count:
             if self._error is not None:
                 raise self._error
-            self._consumers_changed = anyio.Event()
-            await self._consumers_changed.wait()
+            await self._consumers_event().wait()
         return self._witnesses.consumers
+
+    def _consumers_event(self) -> anyio.Event:
+        """The event the next change of the consumer list sets (shared by waiters)."""
+        if self._consumers_changed.is_set():
+            self._consumers_changed = anyio.Event()
+        return self._consumers_changed
 
     async def flow_state(self) -> FlowState | None:
         """The flow-control actor's accounting now (None for a fire-and-forget producer).
@@ -535,6 +562,11 @@ class Producer:
 
     async def _session_ended(self) -> None:
         """The session is gone, and with it every consumer's witness: queue everything again."""
+        # the daemon may have dropped the consumers one by one before our own session:
+        # expect as many as were there at once
+        self._expect_back = max(self._expect_back, self._peak)
+        self._peak = 0
+        self._drop_held(lambda sender: True, "the session ended")
         self._witnesses.reset()
         await self._set_consumers(())
         self._requeued(self._outbox.put_back())
@@ -544,6 +576,7 @@ class Producer:
     async def _sender(self, conn: Connection) -> None:
         outbox = self._outbox
         queue = outbox.queue
+        await self._await_consumers_back()
         while True:
             while not queue:
                 self._flushed.set()
@@ -565,6 +598,32 @@ class Producer:
             if not self._member:
                 self._room.set()
 
+    async def _await_consumers_back(self) -> None:
+        """After a lost session, give the consumers known then (the most known at once)
+        time to come back before re-sending: at most ``reconnect_backoff_max`` after the
+        first is back.
+
+        Workers reconnect on the same backoff schedule and each announces, as it joins,
+        the outcomes its handlers reached that no delivered ACK confirmed (see
+        :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
+        memory; jobs re-sent before a worker is back may run again elsewhere.
+        """
+        expect = self._expect_back  # kept until the wait ends: this session may end too
+        if not self._member or expect <= 1:
+            self._expect_back = 0
+            return
+        witnesses = self._witnesses
+        while not witnesses.consumers:
+            await self._consumers_event().wait()
+        with anyio.move_on_after(self._settings.reconnect_backoff_max):
+            while len(witnesses.consumers) < expect:
+                await self._consumers_event().wait()
+        self._expect_back = 0
+        if len(witnesses.consumers) < expect:
+            self._log.info(
+                "consumers_not_back", expected=expect, consumers=len(witnesses.consumers)
+            )
+
     async def _clear(self, mseq: int, jobs: int) -> None:
         if self._flow is not None:
             await self._flow.clear_to_send(mseq, jobs)
@@ -579,6 +638,8 @@ class Producer:
         live = [job for job in jobs if not job.settled]
         if live:
             data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
             outbox.messages += 1
             outbox.sent += len(live)
@@ -602,6 +663,8 @@ class Producer:
             if job.settled:
                 outbox.on_wire([], self._witnesses.epoch)
                 return
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
             outbox.messages += 1
         outbox.sent += 1
@@ -621,14 +684,48 @@ class Producer:
 
     async def _on_data(self, event: DataMessage) -> None:
         try:
-            message = decode(event.data)
+            data = event.data
+            if self._seal is not None:
+                data = self._seal.unseal(data, event.sender)
+            message = decode(data)
         except EnvelopeError as error:
-            self._log.debug("feedback_unreadable", sender=event.sender, error=str(error))
+            self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
         if type(message) is Ack:
-            await self._on_ack(event.sender, message)
+            trust = self._witnesses.judge_ack(event.sender)
+            if trust is Trust.TRUSTED:
+                await self._on_ack(event.sender, message)
+            elif trust is Trust.UNLISTED and self._held_count < MAX_HELD_ACKS:
+                self._held.setdefault(event.sender, []).append(message)
+                self._held_count += 1
+            else:
+                self._dropped(event.sender, "ack", trust.value)
         elif type(message) is View:
-            await self._on_view(message)
+            trust = self._witnesses.judge_view(message, event.sender)
+            if trust is Trust.TRUSTED:
+                await self._on_view(message)
+            else:
+                self._dropped(event.sender, "view", trust.value)
+
+    def _dropped(self, sender: str, kind: str, reason: str, count: int = 1) -> None:
+        """One warning per envelope (or held batch) dropped: it settles nothing."""
+        self._log.warning("feedback_dropped", sender=sender, kind=kind, reason=reason, count=count)
+
+    def _drop_held(self, gone: Callable[[str], bool], reason: str) -> None:
+        """Drop the held ACKs of the senders ``gone`` says are gone."""
+        for sender in [sender for sender in self._held if gone(sender)]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            self._dropped(sender, "ack", reason, len(acks))
+
+    async def _release_held(self) -> None:
+        """Settle the held ACKs of senders the last VIEW taken lists."""
+        witnesses = self._witnesses
+        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            for ack in acks:
+                await self._on_ack(sender, ack)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
         settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
@@ -641,10 +738,14 @@ class Producer:
         consumers = self._witnesses.on_view(view)
         if consumers is not None:  # else an older view of this lifetime, overtaken
             await self._set_consumers(consumers)
+            await self._release_held()
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
-        joined = event.cause is Cause.JOIN
-        await self._set_consumers(self._witnesses.on_feedback(event.members, joined=joined))
+        witnesses = self._witnesses
+        await self._set_consumers(witnesses.on_feedback(event.members))
+        if self._held:
+            self._drop_held(lambda sender: not witnesses.is_member(sender), "left FEEDBACK")
+            await self._release_held()
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:
@@ -657,6 +758,7 @@ class Producer:
         if change is None:
             return
         self._consumers_changed.set()
+        self._peak = max(self._peak, len(change.consumers))
         await flow.consumers_seen(change.consumers)
         self._log.info("consumers_changed", consumers=len(change.consumers), gone=len(change.gone))
         self._requeued(self._outbox.lost(change.lost))

@@ -6,16 +6,19 @@ until the session drains or is lost, and on a loss (``ConnectionLost``, or a con
 that fails or is refused with a code retrying can mend) waits and tries again: the
 delay starts at ``settings.reconnect_backoff_initial``, doubles up to
 ``settings.reconnect_backoff_max``, and starts over once a session has joined the
-WORK group. Each session is a new member with no history; the other workers have
-taken over its jobs meanwhile. After ``settings.reconnect_max_attempts`` tries in a row
-that bring no session back (None: no limit), or ``settings.connect_timeout`` seconds
-without a session (from the start, or from the loss of one), the loop gives up and
-raises the last :class:`~spreadq.errors.ConnectionLost` (the connect error, when no
-session was ever lost). Every failed try is a warning naming the address, the error and
-the delay; every session that joins is an info line naming the member and the handlers.
-:meth:`WorkerRuntime.stop` drains the current session and ends the loop, also in the
-middle of a backoff; a second SIGTERM/SIGINT cancels
-everything at once, and :meth:`WorkerRuntime.serve` raises
+WORK group. Each session is a new member; the other workers have taken over its jobs
+meanwhile. The outcome history survives the loss, and so do the outcomes its handlers
+reached that no delivered ACK confirmed: the next session announces them as it joins
+(and again when others join, for a while), so jobs a producer re-sends after a daemon
+restart are answered from memory, not run again. After
+``settings.reconnect_max_attempts`` tries in a row that bring no session back (None: no
+limit), the loop gives up and raises the last :class:`~spreadq.errors.ConnectionLost`
+(the connect error, when no session was ever lost); so does ``settings.connect_timeout``
+seconds without a session (from the start, or from the loss of one). Every failed try is
+a warning naming the address, the error and the delay; every session that joins is an
+info line naming the member and the handlers. :meth:`WorkerRuntime.stop` drains the
+current session and ends the loop, also in the middle of a backoff; a second
+SIGTERM/SIGINT cancels everything at once, and :meth:`WorkerRuntime.serve` raises
 :class:`~spreadq.errors.ForcedStop` (``spreadq worker`` exits with its code: 130 after
 SIGINT, 143 after SIGTERM, the shell's 128 + signal number), so whoever started the
 worker can tell a forced stop, which cancelled running handlers, from a clean drain.
@@ -34,6 +37,7 @@ from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
 from spreadq.logs import get_logger
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 
@@ -94,6 +98,9 @@ class WorkerRuntime:
         self._unreachable_since: float | None = None  # no session since (None: joined)
         self._forced: ForcedStop | None = None
         self._log = log.bind(queue=app.queue)
+        # what survives a lost session: the outcomes seen, and our own unconfirmed ones
+        self._history = OutcomeHistory(settings.completed_history)
+        self._recovered: list[tuple[JobRef, Outcome]] = []
 
     def stop(self) -> None:
         """Drain the current session and stop reconnecting."""
@@ -153,6 +160,8 @@ class WorkerRuntime:
                             failure_hooks=app.failure_hooks,
                             ordered_keys=app.rule.name == "key_affinity",
                             drain_timeout=self._drain_timeout,
+                            history=self._history,
+                            recovered=self._recovered,
                         )
                         self._handle = dispatcher.handle
                         joined.member = conn.private_group
@@ -162,6 +171,7 @@ class WorkerRuntime:
                             await dispatcher.run(task_status=joined)
                         except ConnectionLost as error:
                             lost = error  # raised outside: connect() must not see it
+                            self._carry_over(dispatcher)
                     if lost is not None:
                         raise lost
                     return
@@ -201,6 +211,13 @@ class WorkerRuntime:
                         await self._stop_requested.wait()
                 finally:
                     self._handle = None
+
+    def _carry_over(self, dispatcher: Dispatcher) -> None:
+        """Keep what a lost session's handlers reached and never saw confirmed: it is
+        remembered and announced by the next session (a re-sent copy is answered)."""
+        self._recovered = dispatcher.unconfirmed_outcomes()
+        for ref, outcome in self._recovered:
+            self._history.add(ref, outcome)
 
     @property
     def _address_text(self) -> str:

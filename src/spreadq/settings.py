@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spreadq.errors import ConfigurationError
@@ -142,11 +142,17 @@ class Settings(BaseSettings):
     """How many finished job references a worker remembers, to recognise duplicate
     deliveries and stale ACKs."""
 
-    # -- partitions --------------------------------------------------------------------
-    primary_component: bool = False
-    """Under a network partition, only the side holding a majority of the last full
-    view takes over the other side's work (docs/design/membership.md). Off: each side
-    finishes all."""
+    # -- trust (docs/security.md) ---------------------------------------------------------
+    secret: SecretStr | None = Field(default=None, min_length=1)
+    """The queue's shared secret (``SPREADQ_SECRET``); never logged or shown. When set,
+    every spreadq message is sealed with an HMAC tag over the whole message and its
+    sender, and workers and producers drop spreadq messages without a good seal: a
+    client without the secret can neither put a job that runs nor settle a receipt.
+    Every worker and producer of a queue needs the same secret. It does not encrypt."""
+    accept_unsealed_raw: bool = False
+    """With a ``secret``, whether workers still take RAW jobs (messages from plain
+    Spread programs, which cannot seal them). Off by default: with a secret set, RAW
+    messages are dropped unless this is on, at every worker of the queue alike."""
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:

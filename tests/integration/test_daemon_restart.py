@@ -1,9 +1,13 @@
 """The daemon stops and comes back on the same port under a running producer and workers.
 
-Every client loses its session; the workers reconnect as new members with no history,
-the producer reconnects, learns the new consumers and re-sends every job it has no
-outcome for. Every receipt resolves, with the right result, and no job is lost (a job
-may run twice: at least once is the promise across a daemon restart).
+Every client loses its session; the workers reconnect as new members, the producer
+reconnects, learns the new consumers and re-sends every job it has no outcome for.
+Every receipt resolves, with the right result, and no job is lost. A job that ran before
+the restart does not run again after it: the workers keep their outcome history across
+the reconnection and announce the outcomes no ACK confirmed, and the producer gives the
+consumers it knew a moment to come back before it re-sends. (A job can still run twice
+*during* the shutdown: a worker whose session closes first leaves finished jobs it had
+not ACKed yet, and a survivor takes them over.)
 
 Runs against the embedded daemon, and against a real Spread daemon when
 ``SPREADQ_SPREAD_DAEMON`` names its binary (restarted on the same port).
@@ -21,6 +25,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from spreadq.app import App
 from spreadq.daemon import Daemon
@@ -110,6 +115,7 @@ async def test_every_receipt_resolves_across_a_daemon_restart(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: Counter[int] = Counter()
+    sessions: dict[int, set[int]] = {}  # job -> the daemon runs (1, 2) it ran in
     half_put = anyio.Event()
     some_done = anyio.Event()
 
@@ -119,6 +125,7 @@ async def test_every_receipt_resolves_across_a_daemon_restart(
         @app.handler("square")
         async def square(n: int) -> int:
             ran[n] += 1
+            sessions.setdefault(n, set()).add(daemon.starts)
             if sum(ran.values()) >= JOBS // 4:
                 some_done.set()
             return n * n
@@ -154,7 +161,54 @@ async def test_every_receipt_resolves_across_a_daemon_restart(
 
     assert results == [n * n for n in range(JOBS)]
     assert set(ran) == set(range(JOBS))  # every job ran; a few may have run twice
+    again = sorted(n for n, runs in sessions.items() if runs == {1, 2})
+    assert again == []  # no job that ran before the restart ran again after it
     assert stats.sessions == 2
     assert stats.resent > 0  # the jobs the old consumers never confirmed went again
     assert stats.pending == 0
     assert daemon.starts == 2
+
+
+async def test_a_consumer_that_does_not_come_back_delays_re_sending_only_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer waits for as many consumers as it knew, but at most
+    ``reconnect_backoff_max`` after the first one is back."""
+    apps: list[App] = []
+
+    def make_app(address: str, name: str) -> App:
+        app = App("gone", address, plugins=False, name=name, settings=SETTINGS)
+
+        @app.handler("square")
+        async def square(n: int) -> int:
+            return n * n
+
+        apps.append(app)
+        return app
+
+    with capture_logs() as logs:
+        async with restartable("embedded", tmp_path, monkeypatch) as daemon:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    stays = anyio.CancelScope()
+
+                    async def run_staying() -> None:
+                        with stays:
+                            await make_app(daemon.address, "a").run(handle_signals=False)
+
+                    tg.start_soon(run_staying)
+                    gone = make_app(daemon.address, "b")
+                    await tg.start(partial(gone.run, handle_signals=False))
+                    async with Producer("gone", daemon.address, settings=SETTINGS) as producer:
+                        await producer.wait_for_consumers(2)
+                        before = [await producer.put("square", n) for n in range(10)]
+                        assert [await receipt for receipt in before] == [n * n for n in range(10)]
+                        gone.stop()  # b drains and leaves for good
+                        await daemon.stop()
+                        await daemon.start()
+                        after = [await producer.put("square", n) for n in range(10, 20)]
+                        assert [await r for r in after] == [n * n for n in range(10, 20)]
+                        assert producer.consumers == ("#a#localhost",)
+                    stays.cancel()
+    (waited,) = [entry for entry in logs if entry["event"] == "consumers_not_back"]
+    assert (waited["expected"], waited["consumers"]) == (2, 1)

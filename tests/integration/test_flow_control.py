@@ -268,8 +268,10 @@ async def test_closing_fails_pending_receipts_and_refuses_puts(spread_address: s
 
 
 async def fake_consumer(conn: Connection, work: str, feedback: str) -> None:
-    """Join WORK and announce a one-member VIEW, as a consumer that never ACKs."""
+    """Join WORK and FEEDBACK and announce a one-member VIEW, as a consumer that never
+    ACKs (a producer takes a VIEW only from a FEEDBACK member)."""
     await conn.join(work)
+    await conn.join(feedback)
     while True:
         event = await conn.receive()
         if isinstance(event, RegularMembership) and event.group == work:

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spreadq.queue.view import View
-from spreadq.queue.witnesses import ConsumersChanged, Witnesses
+from spreadq.queue.witnesses import ConsumersChanged, Trust, Witnesses
 
 A, B, C, ME = "#a#h", "#b#h", "#c#h", "#me#h"
 
@@ -41,22 +41,62 @@ def test_jobs_sent_while_no_consumer_was_known_are_lost_when_consumers_appear() 
 
 def test_an_overtaken_view_is_ignored_and_we_are_never_a_consumer() -> None:
     witnesses = Witnesses(ME)
+    witnesses.on_feedback([A, B, C, ME])
     assert witnesses.on_view(View((A, ME, B), (1, 10, 5), 3)) == (A, B)
     assert witnesses.on_view(View((A,), (1, 10, 4), 2)) is None  # older, same lifetime
     assert witnesses.on_view(View((C,), (2, 20, 1), 1)) == (C,)  # a new ring id
     witnesses.reset()  # a new session: any view goes
+    witnesses.on_feedback([B, ME])
     assert witnesses.on_view(View((B,), (1, 10, 1), 1)) == (B,)
 
 
 def test_feedback_memberships_drop_leavers_and_count_peers() -> None:
     witnesses = Witnesses(ME)
+    witnesses.on_feedback([A, B, ME])
+    assert witnesses.on_view(View((A, B), (1, 10, 1), 1)) == (A, B)
     witnesses.change([A, B])
-    assert witnesses.on_feedback([A, B, ME, "#p#h"], joined=True) == (A, B)
+    assert witnesses.on_feedback([A, B, ME, "#p#h"]) == (A, B)
     assert witnesses.peers([A, B]) == 2  # ourselves and another producer
-    assert witnesses.on_feedback([A, ME], joined=False) == (A,)
+    assert witnesses.on_feedback([A, ME]) == (A,)
     assert witnesses.peers([A]) == 1
     witnesses.reset()
     assert witnesses.peers([]) == 1  # at least one: ourselves
+
+
+def test_consumers_are_the_listed_members_that_are_in_feedback() -> None:
+    witnesses = Witnesses(ME)
+    witnesses.on_feedback([A, ME])
+    # b joined WORK, and its FEEDBACK join comes after the VIEW that lists it
+    assert witnesses.on_view(View((A, B), (1, 10, 2), 2)) == (A,)
+    assert witnesses.on_feedback([A, B, ME]) == (A, B)
+    assert witnesses.on_feedback([A, B, C, ME]) == (A, B)  # c is listed by no VIEW
+
+
+def test_a_view_counts_only_from_a_feedback_member_announcing_itself_first() -> None:
+    witnesses = Witnesses(ME)
+    view = View((A, B), (1, 10, 2), 2)
+    assert witnesses.judge_view(view, A) is Trust.NOT_A_MEMBER  # multicast from outside
+    witnesses.on_feedback([A, B, C, ME])
+    assert witnesses.judge_view(view, A) is Trust.TRUSTED
+    assert witnesses.judge_view(view, B) is Trust.NOT_FIRST  # consumers announce as first
+    assert witnesses.judge_view(view, C) is Trust.NOT_FIRST
+    assert witnesses.judge_view(View((), (1, 10, 3), 3), A) is Trust.NOT_FIRST
+
+
+def test_an_ack_counts_only_from_a_listed_consumer_in_feedback() -> None:
+    witnesses = Witnesses(ME)
+    assert witnesses.judge_ack(A) is Trust.NOT_A_MEMBER
+    witnesses.on_feedback([A, B, C, ME])
+    assert witnesses.judge_ack(A) is Trust.UNLISTED  # no VIEW yet: held, not taken
+    witnesses.on_view(View((A, B), (1, 10, 2), 2))
+    assert witnesses.judge_ack(A) is Trust.TRUSTED
+    assert witnesses.judge_ack(B) is Trust.TRUSTED
+    assert witnesses.judge_ack(C) is Trust.UNLISTED  # a FEEDBACK member, not a consumer
+    assert witnesses.judge_ack("#x#h") is Trust.NOT_A_MEMBER
+    witnesses.on_feedback([A, C, ME])  # b left
+    assert witnesses.judge_ack(B) is Trust.NOT_A_MEMBER
+    witnesses.reset()
+    assert witnesses.judge_ack(A) is Trust.NOT_A_MEMBER
 
 
 def test_forget_keeps_the_live_epochs_and_the_current_one() -> None:

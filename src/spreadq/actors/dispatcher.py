@@ -66,6 +66,16 @@ delivered, nothing we own is unfinished and every outcome has gone out in an ACK
 leave the WORK group and stop at our self-leave. Past ``drain_timeout`` the running
 handlers are cancelled and we leave anyway (the others take over those jobs).
 
+Sealing (``settings.secret``, :mod:`spreadq.queue.seal`): every envelope we multicast
+is sealed, and a WORK message whose seal does not verify (or a RAW one, unless
+``settings.accept_unsealed_raw``) is dropped before the table sees it, the same at
+every worker that shares the secret; the first one from each sender is logged.
+
+Recovered outcomes: outcomes a lost session of this worker reached without seeing
+them confirmed (:meth:`Dispatcher.unconfirmed_outcomes`, kept by the runtime with the
+outcome history) are announced in an ACK right after joining, and again when others
+join for a while, so a producer's re-sent copies are answered instead of run again.
+
 Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
 queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
 or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` raises it.
@@ -103,6 +113,7 @@ from spreadq.logs import get_logger
 from spreadq.middleware import FailureHook
 from spreadq.queue import (
     MESS_TYPE,
+    Ack,
     AnnounceDrain,
     AnnounceHello,
     AnnounceView,
@@ -132,6 +143,9 @@ from spreadq.queue import (
     ViewInstalled,
     encode,
 )
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
+from spreadq.queue.jobs import OutcomeHistory
+from spreadq.queue.seal import Seal, is_spreadq
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import (
@@ -338,6 +352,11 @@ class Dispatcher:
         clock: monotonic seconds for the table's ACK cadence.
         rng: randomness for retry jitter.
         incarnation: 16 bytes naming this session in ACKs; random when None.
+        history: the outcome history, kept by the worker across its sessions (a new
+            one when None).
+        recovered: outcomes a previous session of this worker reached and never saw
+            confirmed (see :meth:`unconfirmed_outcomes`): announced in an ACK right
+            after joining, so that re-sent copies of those jobs are answered, not run.
     """
 
     def __init__(
@@ -356,6 +375,8 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         incarnation: bytes | None = None,
+        history: OutcomeHistory | None = None,
+        recovered: Sequence[tuple[JobRef, Outcome]] = (),
     ) -> None:
         self._conn = conn
         self._queue = queue
@@ -385,7 +406,15 @@ class Dispatcher:
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
             max_failovers=settings.max_failovers,
+            history=history,
         )
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._refused: set[str] = set()  # senders whose unsealed messages were logged
+        self._recovered = tuple(recovered)
+        self._recovery_until = math.inf  # re-announced at joins until then
+        self._finished: dict[JobRef, Outcome] = {}  # ours, while still outstanding
+        self._finished_limit = 2 * (settings.ack_every + settings.concurrency)
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
@@ -456,6 +485,7 @@ class Dispatcher:
                 try:
                     await self._conn.join(self._work)
                     await self._conn.join(self._feedback)
+                    await self._announce_recovered()
                     lost = await self._serve()
                 except ConnectionLost as error:
                     lost = error
@@ -598,7 +628,10 @@ class Dispatcher:
         """The table's input for a WORK group event, or None for anything else."""
         if isinstance(event, DataMessage):
             if self._work in event.groups:
-                return MessageDelivered(event.sender, event.mess_type, event.data)
+                data = event.data if self._seal is None else self._unsealed(event)
+                if data is None:
+                    return None
+                return MessageDelivered(event.sender, event.mess_type, data)
             return None
         if isinstance(event, RegularMembership):
             if event.group != self._work:
@@ -633,6 +666,57 @@ class Dispatcher:
         for effect in effects:
             if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
                 await carry_out[type(effect)](effect)
+
+    async def _announce_recovered(self) -> None:
+        """Announce the outcomes an earlier session reached and never saw confirmed.
+
+        Sent right after the join, so Spread delivers it just after our first view:
+        every replica remembers what an ACK reports, so a re-sent copy delivered after
+        it is answered from memory by whoever owns it, instead of running again. A
+        member that joins later has not seen it, so it goes again at every join for
+        ``2 * settings.reconnect_backoff_max`` seconds: the time the other workers and
+        the producer take to come back, and the producer to re-send.
+        """
+        recovered = self._recovered
+        if not recovered:
+            return
+        if self._recovery_until == math.inf:
+            self._recovery_until = self._clock() + 2 * self._settings.reconnect_backoff_max
+        self._log.info("outcomes_recovered", outcomes=len(recovered))
+        incarnation = self._table.incarnation
+        budget = MAX_ENVELOPE_SIZE - ack_overhead(0)
+        chunk: list[tuple[JobRef, Outcome]] = []
+        size = 0
+        for ref, outcome in recovered:
+            grow = outcome_size(outcome)
+            if chunk and (size + grow > budget or len(chunk) == 0xFFFF):
+                await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
+                chunk, size = [], 0
+            chunk.append((ref, outcome))
+            size += grow
+        if chunk:
+            await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
+
+    def unconfirmed_outcomes(self) -> list[tuple[JobRef, Outcome]]:
+        """The outcomes our handlers reached whose ACK we never saw delivered (sent or
+        not), in the order they were reached, after the recovered ones this session
+        still announces (see :meth:`_announce_recovered`): what a lost session would
+        otherwise lose."""
+        outstanding = self._table.is_outstanding
+        mine = [(ref, outcome) for ref, outcome in self._finished.items() if outstanding(ref)]
+        if self._clock() >= self._recovery_until:
+            return mine  # announced long enough
+        return [*self._recovered, *mine]
+
+    def _keep_finished(self, ref: JobRef, outcome: Outcome) -> None:
+        """Remember an outcome we reached until an ACK for it is delivered."""
+        finished = self._finished
+        finished[ref] = outcome
+        if len(finished) > self._finished_limit:  # amortised: the confirmed go
+            outstanding = self._table.is_outstanding
+            self._finished = kept = {r: o for r, o in finished.items() if outstanding(r)}
+            base = 2 * (self._settings.ack_every + self._settings.concurrency)
+            self._finished_limit = max(base, 2 * len(kept))
 
     # -- effects -------------------------------------------------------------------------
 
@@ -695,10 +779,41 @@ class Dispatcher:
             await self._multicast((self._feedback,), encode(view))
 
     async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
+        if self._seal is not None:
+            data = self._seal.seal(data, self._me)
         await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
+
+    def _unsealed(self, event: DataMessage) -> bytes | memoryview | None:
+        """With a secret: the version-1 message inside a WORK message whose seal
+        verifies, a RAW message if ``settings.accept_unsealed_raw``, else None (dropped
+        at every worker alike, before the table counts a slot). The first message
+        refused from each sender is logged with the reason: a worker with another
+        secret than its peers says so once, and runs nothing."""
+        assert self._seal is not None
+        data = event.data
+        if not is_spreadq(data):
+            if self._settings.accept_unsealed_raw:
+                return data
+            reason = "RAW message refused: the queue has a secret (accept_unsealed_raw is off)"
+        else:
+            try:
+                return self._seal.unseal(data, event.sender)
+            except EnvelopeError as error:
+                reason = str(error)
+        if event.sender not in self._refused and len(self._refused) < 1024:
+            self._refused.add(event.sender)
+            self._log.warning("message_refused", sender=event.sender, reason=reason)
+        return None
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
+        if (
+            effect.cause is ChangeCause.JOIN
+            and view.ordinal > 1
+            and self._recovered
+            and self._clock() < self._recovery_until
+        ):
+            await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
         self._log.info(
             "view_installed",
@@ -816,6 +931,7 @@ class Dispatcher:
             return
         if self._table.is_outstanding(item.ref):
             self._unreported.add(item.ref)
+            self._keep_finished(item.ref, item.outcome)
         await self._apply(JobFinished(item.ref, item.outcome))
 
     def _drop_all(self) -> None:
@@ -874,6 +990,8 @@ class Dispatcher:
                 item = await self._receive.receive()
                 if isinstance(item, _Ended):
                     self._running.pop(item.ref, None)
+                    if item.outcome is not None and self._table.is_outstanding(item.ref):
+                        self._keep_finished(item.ref, item.outcome)
         for ref, running in self._running.items():
             self._cancel(ref, running)
 

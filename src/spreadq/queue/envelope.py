@@ -19,6 +19,13 @@ version must keep the preamble and the meaning of ``slots``. Until a release shi
 version 1, its bodies may still change in place; after that, a body change (a field
 added) takes a new version.
 
+Version 2 is a *sealed* version-1 envelope: the same preamble with version byte 2, the
+version-1 body, and a 16-byte HMAC tag (:data:`SEAL_SIZE`) over everything before it,
+made and checked by :mod:`spreadq.queue.seal` when a queue has a shared secret.
+:func:`decode` reads version 1 only: a sealed message is unsealed first (by whoever
+holds the secret), and a reader without the secret refuses it like any unknown
+version, still counting its ``slots``. The size cap leaves room for the tag.
+
 A WORK message that does not start with ``b"SQ"`` is a RAW job (sent by a C, Java or
 Perl program): it takes one slot, is routed by its Spread ``mess_type`` and is handed to
 a handler as bytes. spreadq sends every message with ``mess_type =`` :data:`MESS_TYPE`,
@@ -77,6 +84,7 @@ __all__ = [
     "MAGIC",
     "MAX_ENVELOPE_SIZE",
     "MESS_TYPE",
+    "SEAL_SIZE",
     "VERSION",
     "Ack",
     "BatchJobs",
@@ -104,10 +112,13 @@ VERSION: Final = 1
 MESS_TYPE: Final = 0x5351
 """The Spread ``mess_type`` spreadq sends its envelopes with (ASCII ``"SQ"``)."""
 
-MAX_ENVELOPE_SIZE: Final = 140_000 - 48 - 2 * 32
-"""The largest envelope spreadq sends: the Java client's 140,000-byte rule for a message
-addressed to two groups (docs/design/spread-protocol.md#message-size), so one cap serves JOB, ACK
-and control messages."""
+SEAL_SIZE: Final = 16
+"""Bytes a seal adds to an envelope (its tag; :mod:`spreadq.queue.seal`)."""
+
+MAX_ENVELOPE_SIZE: Final = 140_000 - 48 - 2 * 32 - SEAL_SIZE
+"""The largest envelope spreadq builds: the Java client's 140,000-byte rule for a message
+addressed to two groups (docs/design/spread-protocol.md#message-size), less room for a
+seal, so one cap serves JOB, ACK and control messages, sealed or not."""
 
 MAX_CODEC_NAME: Final = 32
 MAX_ATTEMPTS: Final = 0xFFFF
@@ -780,6 +791,8 @@ def decode(data: bytes | memoryview) -> Decoded:
         raise EnvelopeError(f"a {len(mv)}-byte message is too short for a spreadq envelope")
     _, version, kind, slots = _PREAMBLE.unpack_from(mv)
     if version != VERSION:
+        if version == 2:
+            raise EnvelopeError("a sealed envelope (version 2): it takes the queue's secret")
         raise EnvelopeError(f"envelope version {version} is not supported (this is {VERSION})")
     try:
         decoder = _DECODERS[Kind(kind)]

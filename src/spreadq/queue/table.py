@@ -234,6 +234,9 @@ class OutstandingTable:
         fragment_bytes: the reassembly buffer's byte cap.
         max_failovers: a job reassigned more often than this because its owner left
             is given up (failed with ``WorkerLost``) instead of run again; None: never.
+        history: the history to use instead of a new one (``history_size`` and
+            ``history_bytes`` are then ignored): a worker keeps one across its sessions,
+            so a job re-sent after a reconnection is still recognised.
     """
 
     def __init__(
@@ -250,6 +253,7 @@ class OutstandingTable:
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
         max_failovers: int | None = None,
+        history: OutcomeHistory | None = None,
     ) -> None:
         if len(incarnation) != 16:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
@@ -262,7 +266,7 @@ class OutstandingTable:
         self._cadence = AckCadence(
             ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
         )
-        self._history = OutcomeHistory(history_size, history_bytes)
+        self._history = OutcomeHistory(history_size, history_bytes) if history is None else history
         self._fragments: Reassembler[_Origin] = Reassembler(fragment_bytes)
         self._counts = dict.fromkeys(_STAT_NAMES, 0)
         self._ordinal = 0

@@ -22,9 +22,28 @@ Two more rules:
 
 VIEWs are announced again when a producer joins FEEDBACK and after NETWORK changes, so
 an announcement can arrive after a newer one of the same group lifetime; those are
-recognised by the group id (same ring id, lower index) and ignored. A FEEDBACK JOIN
-changes no consumer (a joining consumer is announced by a VIEW); a LEAVE, DISCONNECT
-or NETWORK change drops the consumers that are no longer FEEDBACK members.
+recognised by the group id (same ring id, lower index) and ignored.
+
+Trust. Spread authenticates nobody: any program that reaches a daemon can join
+FEEDBACK, or multicast to it without joining, and send VIEW or ACK envelopes. The
+producer is a FEEDBACK member, not a WORK member, so Spread tells it who is in FEEDBACK
+and who sent each message, never who the consumers are. What it checks
+(:meth:`Witnesses.judge_view`, :meth:`Witnesses.judge_ack`), using only what Spread
+itself reports:
+
+* a VIEW counts only if its sender is a current FEEDBACK member and the first member
+  the VIEW lists (consumers announce only as the first member of their WORK view);
+* the consumers are the members of the last VIEW that counted *and* are current
+  FEEDBACK members: a listed member that joins FEEDBACK later is added then, and one
+  that leaves FEEDBACK is dropped (a LEAVE, DISCONNECT or NETWORK change);
+* an ACK counts only if its sender is a current FEEDBACK member listed by the last VIEW
+  that counted. An ACK from a FEEDBACK member no VIEW lists (yet) is :attr:`Trust.UNLISTED`:
+  the producer may hold it until a VIEW lists its sender (a consumer's ACK can overtake
+  the VIEW that announces it).
+
+A sender that is not a FEEDBACK member is refused outright; a FEEDBACK member that
+announces itself first in a VIEW of its own making is not caught (that takes a
+shared secret: ``docs/security.md``).
 
 Pure and deterministic: no I/O, no clock. The producer owns one :class:`Witnesses`
 per lifetime (it survives reconnections) and carries out what :meth:`Witnesses.change`
@@ -33,14 +52,24 @@ reports.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from spreadq.queue.view import View
 
-__all__ = ["ConsumersChanged", "Witnesses"]
+__all__ = ["ConsumersChanged", "Trust", "Witnesses"]
 
 GroupId = tuple[int, int, int]
+
+
+class Trust(enum.Enum):
+    """What :meth:`Witnesses.judge_view` and :meth:`Witnesses.judge_ack` make of a sender."""
+
+    TRUSTED = "trusted"
+    UNLISTED = "a FEEDBACK member that no VIEW taken lists as a consumer"
+    NOT_A_MEMBER = "not a member of the FEEDBACK group"
+    NOT_FIRST = "a VIEW must come from the first member it lists"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +97,13 @@ class Witnesses:
             when a session opens: :attr:`me`).
     """
 
-    __slots__ = ("_consumers", "_epoch", "_feedback", "_last_gid", "_witnesses", "me")
+    __slots__ = ("_consumers", "_epoch", "_feedback", "_last_gid", "_listed", "_witnesses", "me")
 
     def __init__(self, me: str = "") -> None:
         self.me = me
         self._consumers: dict[str, None] = {}
         self._feedback: frozenset[str] = frozenset()
+        self._listed: tuple[str, ...] = ()  # the last VIEW taken, without us
         self._last_gid: GroupId | None = None
         self._epoch = 0
         self._witnesses: dict[int, set[str]] = {0: set()}
@@ -97,30 +127,59 @@ class Witnesses:
         ourselves included) share the queue; at least 1: a hint for the window split."""
         return max(1, len(self._feedback.difference(consumers)))
 
+    # -- trust ---------------------------------------------------------------------------
+
+    def judge_view(self, view: View, sender: str) -> Trust:
+        """Whether a VIEW from ``sender`` (as Spread reports it) may be taken."""
+        if sender not in self._feedback:
+            return Trust.NOT_A_MEMBER
+        if not view.members or view.members[0] != sender:
+            return Trust.NOT_FIRST
+        return Trust.TRUSTED
+
+    def is_member(self, sender: str) -> bool:
+        """Whether ``sender`` is a FEEDBACK member now."""
+        return sender in self._feedback
+
+    def judge_ack(self, sender: str) -> Trust:
+        """Whether an ACK from ``sender`` may settle receipts: :attr:`Trust.TRUSTED`, or
+        :attr:`Trust.UNLISTED` (hold it until a VIEW lists the sender), or refused."""
+        if sender not in self._feedback:
+            return Trust.NOT_A_MEMBER
+        if sender not in self._listed:
+            return Trust.UNLISTED
+        return Trust.TRUSTED
+
     # -- inputs: each returns the consumer list to install -------------------------------
 
     def on_view(self, view: View) -> tuple[str, ...] | None:
-        """A VIEW announcement: its members (without us), or None when it is overtaken
-        by a newer view of the same group lifetime already seen."""
+        """A VIEW announcement judged trusted: its members (without us) that are
+        FEEDBACK members, or None when it is overtaken by a newer view of the same group
+        lifetime already seen."""
         gid = view.group_id
         last = self._last_gid
         if last is not None and last[:2] == gid[:2] and gid[2] < last[2]:
             return None
         self._last_gid = gid
         me = self.me
-        return tuple(member for member in view.members if member != me)
+        self._listed = tuple(member for member in view.members if member != me)
+        return self._present()
 
-    def on_feedback(self, members: Sequence[str], *, joined: bool) -> tuple[str, ...]:
-        """A FEEDBACK membership: the consumers still present (all of them on a JOIN)."""
-        self._feedback = present = frozenset(members)
-        if joined:
-            return tuple(self._consumers)
-        return tuple(member for member in self._consumers if member in present)
+    def on_feedback(self, members: Sequence[str]) -> tuple[str, ...]:
+        """A FEEDBACK membership: the consumers listed by the last VIEW taken that are
+        FEEDBACK members now."""
+        self._feedback = frozenset(members)
+        return self._present()
+
+    def _present(self) -> tuple[str, ...]:
+        present = self._feedback
+        return tuple(member for member in self._listed if member in present)
 
     def reset(self) -> None:
         """The session ended: forget the FEEDBACK members and the last VIEW seen (install
         ``change(())`` next: every witness is lost with the session)."""
         self._feedback = frozenset()
+        self._listed = ()
         self._last_gid = None
 
     # -- the change ----------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Forged feedback: plain Spread clients try to settle a producer's receipts.
+
+Spread authenticates nobody, so a client can join the FEEDBACK group, learn a producer
+id from a real ACK, and multicast ACKs or VIEWs of its own. Without a secret the
+producer takes ACKs only from FEEDBACK members that the last VIEW it took lists, and
+VIEWs only from the FEEDBACK member they list first (``docs/security.md``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import anyio
+from structlog.testing import capture_logs
+
+from spreadq.app import App
+from spreadq.client import connect
+from spreadq.daemon import Daemon
+from spreadq.producer import Producer
+from spreadq.queue import Ack, JobRef, Outcome, View, decode, encode
+from spreadq.queue.envelope import MESS_TYPE
+from spreadq.settings import Settings
+from spreadq.wire.events import DataMessage
+
+QUEUE = "trust"
+FAST = Settings(ack_interval=0.005, batch_max_delay=0.0)
+
+
+async def test_forged_acks_and_views_settle_nothing(spreadq_daemon: Daemon) -> None:
+    release = anyio.Event()
+    app = App(QUEUE, spreadq_daemon.address, plugins=False, name="w", settings=FAST)
+
+    @app.handler("square")
+    async def square(n: int) -> int:
+        await release.wait()
+        return n * n
+
+    worker = "#w#localhost"
+    with capture_logs() as logs, anyio.fail_after(10):
+        async with (
+            anyio.create_task_group() as tg,
+            connect(spreadq_daemon.address, name="forger") as forger,
+            connect(spreadq_daemon.address, name="outsider") as outsider,
+        ):
+            await tg.start(partial(app.run, handle_signals=False))
+            async with Producer(QUEUE, spreadq_daemon.address, settings=FAST) as producer:
+                await producer.wait_for_consumers()
+                feedback = producer.feedback_group
+                await forger.join(feedback)
+                receipt = await producer.put("square", 7)
+
+                # the forger reads a real ACK (read positions) and learns the producer id
+                producer_id = b""
+                while not producer_id:
+                    event = await forger.receive()
+                    if isinstance(event, DataMessage):
+                        message = decode(event.data)
+                        if isinstance(message, Ack) and message.positions:
+                            producer_id = message.positions[0][0]
+                assert producer_id == producer.producer_id
+                forged = encode(
+                    Ack(bytes(16), ((JobRef(producer_id, 0), Outcome.success(b"666")),))
+                )
+                gid = (0, 0, 99)
+                # a FEEDBACK member that no VIEW lists; a client that never joined
+                await forger.multicast(feedback, forged, mess_type=MESS_TYPE)
+                await outsider.multicast(feedback, forged, mess_type=MESS_TYPE)
+                # VIEWs that would make the forger a consumer: one from outside FEEDBACK,
+                # one that lists the real worker first
+                ours = encode(View((outsider.private_group,), gid, 1))
+                await outsider.multicast(feedback, ours, mess_type=MESS_TYPE)
+                behind = encode(View((worker, forger.private_group), gid, 2))
+                await forger.multicast(feedback, behind, mess_type=MESS_TYPE)
+                # the forger leaves: the ACK held from it (no VIEW listed it) is dropped
+                await forger.leave(feedback)
+
+                def dropped() -> list[tuple[str, str, str]]:
+                    return [
+                        (entry["sender"], entry["kind"], entry["reason"])
+                        for entry in logs
+                        if entry["event"] == "feedback_dropped"
+                    ]
+
+                while len(dropped()) < 4 and not receipt.done:
+                    await anyio.wait_all_tasks_blocked()
+                assert not receipt.done
+                assert producer.consumers == (worker,)
+
+                release.set()
+                assert await receipt == 49  # the worker's own outcome
+            tg.cancel_scope.cancel()
+
+    assert sorted(dropped()) == sorted(
+        [
+            (outsider.private_group, "ack", "not a member of the FEEDBACK group"),
+            (outsider.private_group, "view", "not a member of the FEEDBACK group"),
+            (forger.private_group, "view", "a VIEW must come from the first member it lists"),
+            (forger.private_group, "ack", "left FEEDBACK"),
+        ]
+    )
+    warnings = [entry for entry in logs if entry["event"] == "feedback_dropped"]
+    assert all(entry["log_level"] == "warning" for entry in warnings)
+
+
+async def test_an_ack_that_overtakes_the_view_listing_its_sender_is_held_then_taken(
+    spreadq_daemon: Daemon,
+) -> None:
+    async with (
+        connect(spreadq_daemon.address, name="a") as a,
+        connect(spreadq_daemon.address, name="b") as b,
+    ):
+        feedback = f"{QUEUE}~fb"
+        for consumer in (a, b):
+            await consumer.join(QUEUE)
+            await consumer.join(feedback)
+        gid = (1, 1, 1)
+        with capture_logs() as logs, anyio.fail_after(10):
+            async with Producer(QUEUE, spreadq_daemon.address, settings=FAST) as producer:
+                only_a = encode(View((a.private_group,), gid, 1))
+                await a.multicast(feedback, only_a, mess_type=MESS_TYPE)
+                assert await producer.wait_for_consumers() == (a.private_group,)
+                receipt = await producer.put("square", 3)
+                await producer.flush()
+                # b reports the job before any VIEW lists b: held, not taken
+                done = ((JobRef(producer.producer_id, 0), Outcome.success(b"9")),)
+                await b.multicast(feedback, encode(Ack(bytes(16), done)), mess_type=MESS_TYPE)
+                both = encode(View((a.private_group, b.private_group), (1, 1, 2), 2))
+                await anyio.wait_all_tasks_blocked()
+                assert not receipt.done
+                await a.multicast(feedback, both, mess_type=MESS_TYPE)
+                assert await receipt == 9
+    assert [entry for entry in logs if entry["event"] == "feedback_dropped"] == []

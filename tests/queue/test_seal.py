@@ -1,0 +1,97 @@
+"""Sealed envelopes: round trips, and every way a seal must refuse."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spreadq.errors import EnvelopeError, LocalProtocolError
+from spreadq.queue.envelope import (
+    MAX_ENVELOPE_SIZE,
+    SEAL_SIZE,
+    Ack,
+    JobBatch,
+    JobSpec,
+    declared_slots,
+    decode,
+    encode,
+    encode_batch,
+)
+from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.seal import SEALED_VERSION, Seal, is_spreadq
+
+PID = bytes(range(16))
+SENDER = "#p#host"
+SEAL = Seal(b"s3cret")
+
+
+def batch(*payloads: bytes) -> bytes:
+    specs = [JobSpec(seq, "kind", payload) for seq, payload in enumerate(payloads)]
+    return encode_batch(PID, 7, "json", specs)
+
+
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=8), st.text(max_size=31))
+def test_a_sealed_message_unseals_to_the_same_bytes(payloads: list[bytes], sender: str) -> None:
+    plain = batch(*payloads)
+    sealed = SEAL.seal(plain, sender)
+    assert len(sealed) == len(plain) + SEAL_SIZE
+    assert sealed[:2] == b"SQ"
+    assert sealed[2] == SEALED_VERSION
+    assert sealed[3:6] == plain[3:6]  # kind and slots keep their place
+    assert SEAL.unseal(sealed, sender) == plain
+    assert SEAL.unseal(memoryview(sealed), sender) == plain
+
+
+def test_without_a_secret_nothing_changes_and_decode_refuses_a_sealed_message() -> None:
+    plain = batch(b"1", b"2")
+    decoded = decode(plain)
+    assert isinstance(decoded, JobBatch)
+    sealed = SEAL.seal(plain, SENDER)
+    with pytest.raises(EnvelopeError, match="sealed envelope"):
+        decode(sealed)
+    assert declared_slots(sealed) == 2  # a reader without the secret still counts slots
+
+
+def test_every_forgery_is_refused_with_its_reason() -> None:
+    plain = batch(b"job")
+    sealed = SEAL.seal(plain, SENDER)
+    with pytest.raises(EnvelopeError, match="unsealed"):
+        SEAL.unseal(plain, SENDER)
+    with pytest.raises(EnvelopeError, match="RAW"):
+        SEAL.unseal(b"hello from a C program", SENDER)
+    with pytest.raises(EnvelopeError, match="too short"):
+        SEAL.unseal(sealed[:10], SENDER)
+    with pytest.raises(EnvelopeError, match="does not verify"):
+        SEAL.unseal(sealed, "#other#host")  # replayed under another name
+    with pytest.raises(EnvelopeError, match="does not verify"):
+        Seal(b"guess").unseal(sealed, SENDER)
+    with pytest.raises(EnvelopeError, match="does not verify"):
+        Seal(b"guess").unseal(Seal(b"guess").seal(plain, SENDER)[:-1] + b"\0", SENDER)
+
+
+@given(st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_any_changed_byte_breaks_the_seal(position: int, xor: int) -> None:
+    outcome = Outcome.success(b"result")
+    sealed = bytearray(SEAL.seal(encode(Ack(PID, ((JobRef(PID, 3), outcome),))), SENDER))
+    position %= len(sealed)
+    sealed[position] ^= xor or 1
+    with pytest.raises(EnvelopeError):
+        SEAL.unseal(bytes(sealed), SENDER)
+
+
+def test_only_version_one_envelopes_are_sealed_and_the_secret_is_not_shown() -> None:
+    with pytest.raises(LocalProtocolError):
+        SEAL.seal(b"raw bytes", SENDER)
+    with pytest.raises(LocalProtocolError):
+        SEAL.seal(SEAL.seal(batch(b"x"), SENDER), SENDER)
+    with pytest.raises(LocalProtocolError):
+        Seal(b"")
+    assert "s3cret" not in repr(SEAL)
+    assert is_spreadq(batch(b"x"))
+    assert not is_spreadq(b"plain spread data")
+
+
+def test_the_cap_leaves_room_for_the_seal() -> None:
+    # a message to two groups must stay under 140,000 bytes with 48 + 32 per group
+    assert MAX_ENVELOPE_SIZE + SEAL_SIZE + 48 + 2 * 32 <= 140_000
