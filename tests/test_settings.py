@@ -184,3 +184,14 @@ def test_the_secret_comes_from_the_environment_and_is_never_shown() -> None:
     with pytest.raises(ConfigurationError, match="SPREADQ_SECRET") as info:
         Settings.from_env(environ={"SPREADQ_SECRET": ""})
     assert "hunter2" not in str(info.value)
+
+
+def test_an_empty_secret_variable_is_refused_not_taken_for_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPREADQ_SECRET", " ")
+    with pytest.raises(ConfigurationError, match="SPREADQ_SECRET is set but empty"):
+        Settings()
+    assert Settings(secret=None).secret is None  # a keyword wins, as for every field
+    monkeypatch.delenv("SPREADQ_SECRET")
+    assert Settings().secret is None

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     Spread programs, which cannot seal them). Off by default: with a secret set, RAW
     messages are dropped unless this is on, at every worker of the queue alike."""
 
+    def __init__(self, **values: object) -> None:
+        if "secret" not in values:
+            _refuse_an_empty_secret(os.environ, ENV_PREFIX)
+        super().__init__(**values)  # type: ignore[arg-type]  # pydantic-settings' keywords
+
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:
         if self.retry_backoff_base > self.retry_backoff_max:
@@ -194,6 +199,8 @@ class Settings(BaseSettings):
                 keyword override; the message names the variable or field.
         """
         env = os.environ if environ is None else environ
+        if "secret" not in overrides:
+            _refuse_an_empty_secret(env, prefix)
         values: dict[str, object] = {}
         sources: dict[str, str] = {}
         for field in cls.model_fields:
@@ -211,6 +218,18 @@ class Settings(BaseSettings):
             ConfigurationError: a changed value out of range, or an unknown field.
         """
         return _validated({**self.model_dump(), **changes}, {})
+
+
+def _refuse_an_empty_secret(env: Mapping[str, str], prefix: str) -> None:
+    """An empty secret variable is a mistake (``SPREADQ_SECRET=$UNSET``), not "no secret":
+    unlike other variables, it is refused rather than ignored, so that a deployment that
+    means to seal its messages never runs unsealed by accident."""
+    variable = f"{prefix}SECRET"
+    if variable in env and not env[variable].strip():
+        raise ConfigurationError(
+            f"invalid settings: {variable} is set but empty; unset it to run without a "
+            "secret, or give every worker and producer the same non-empty secret"
+        )
 
 
 def _validated(values: dict[str, object], sources: Mapping[str, str]) -> Settings:
