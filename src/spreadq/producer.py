@@ -23,9 +23,11 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   Only envelopes Spread shows to come from the right members count (see
   :mod:`spreadq.queue.witnesses`, Trust): a VIEW from a FEEDBACK member that is the
   first consumer it lists; an ACK from a FEEDBACK member that the last VIEW taken
-  lists (an ACK from a FEEDBACK member no VIEW lists yet is held, at most
-  ``MAX_HELD_ACKS`` of them, until one does or it leaves). Every other VIEW or ACK is
-  dropped with a ``feedback_dropped`` warning naming its sender, and settles nothing.
+  lists (an ACK from a sender that is not yet both is held, at most ``MAX_HELD_ACKS`` of
+  them, until it is, or dropped if it leaves FEEDBACK: a returning worker announces its
+  recovered outcomes between its WORK and FEEDBACK joins, so they reach us before we
+  count it back and re-send). Every other VIEW or ACK is dropped with a
+  ``feedback_dropped`` warning naming its sender, and settles nothing.
   A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
   consumer of the current WORK view announces it again when a member that is not a
   consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
@@ -41,8 +43,8 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   receipt still resolves. Consumers recognise re-sent jobs by their reference and
   re-ACK a remembered outcome instead of running them again; workers that lost their
   session too announce the outcomes they had not reported as they rejoin, so after a
-  lost session the producer waits (at most ``reconnect_backoff_max`` after the first
-  consumer is back) for as many consumers as it knew before re-sending.
+  lost session the producer waits (at most twice ``reconnect_backoff_max`` after the
+  first consumer is back) for as many consumers as it knew before re-sending.
 * With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
   whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
   still apply.
@@ -600,8 +602,11 @@ class Producer:
 
     async def _await_consumers_back(self) -> None:
         """After a lost session, give the consumers known then (the most known at once)
-        time to come back before re-sending: at most ``reconnect_backoff_max`` after the
-        first is back.
+        time to come back before re-sending: at most twice ``reconnect_backoff_max`` after
+        the first is back. Workers retry at most ``reconnect_backoff_max`` apart, so the
+        last is back within that of the first, and the second period covers its connect,
+        its join and the VIEW that tells us (one period was too short against a real
+        Spread daemon: 1 run in 6 re-sent before the second worker was seen).
 
         Workers reconnect on the same backoff schedule and each announces, as it joins,
         the outcomes its handlers reached that no delivered ACK confirmed (see
@@ -615,7 +620,7 @@ class Producer:
         witnesses = self._witnesses
         while not witnesses.consumers:
             await self._consumers_event().wait()
-        with anyio.move_on_after(self._settings.reconnect_backoff_max):
+        with anyio.move_on_after(2 * self._settings.reconnect_backoff_max):
             while len(witnesses.consumers) < expect:
                 await self._consumers_event().wait()
         self._expect_back = 0
@@ -695,7 +700,7 @@ class Producer:
             trust = self._witnesses.judge_ack(event.sender)
             if trust is Trust.TRUSTED:
                 await self._on_ack(event.sender, message)
-            elif trust is Trust.UNLISTED and self._held_count < MAX_HELD_ACKS:
+            elif trust is not Trust.NOT_FIRST and self._held_count < MAX_HELD_ACKS:
                 self._held.setdefault(event.sender, []).append(message)
                 self._held_count += 1
             else:
@@ -711,21 +716,33 @@ class Producer:
         """One warning per envelope (or held batch) dropped: it settles nothing."""
         self._log.warning("feedback_dropped", sender=sender, kind=kind, reason=reason, count=count)
 
+    def _settle_held(self) -> list[tuple[str, Ack, int]]:
+        """Settle, in the outbox and at once, the held ACKs of senders now trusted: done
+        before the consumer list changes, so jobs they settle are never re-sent. Their
+        reports to flow control follow (:meth:`_report_released`)."""
+        witnesses = self._witnesses
+        released: list[tuple[str, Ack, int]] = []
+        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            for ack in acks:
+                settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
+                released.append((sender, ack, settled))
+        return released
+
+    async def _report_released(self, released: list[tuple[str, Ack, int]]) -> None:
+        flow = self._flow
+        assert flow is not None
+        for sender, ack, settled in released:
+            await flow.ack_seen(sender, ack.positions, ack.backlog)
+            await flow.settled(settled)
+
     def _drop_held(self, gone: Callable[[str], bool], reason: str) -> None:
         """Drop the held ACKs of the senders ``gone`` says are gone."""
         for sender in [sender for sender in self._held if gone(sender)]:
             acks = self._held.pop(sender)
             self._held_count -= len(acks)
             self._dropped(sender, "ack", reason, len(acks))
-
-    async def _release_held(self) -> None:
-        """Settle the held ACKs of senders the last VIEW taken lists."""
-        witnesses = self._witnesses
-        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
-            acks = self._held.pop(sender)
-            self._held_count -= len(acks)
-            for ack in acks:
-                await self._on_ack(sender, ack)
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
         settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
@@ -737,15 +754,25 @@ class Producer:
     async def _on_view(self, view: View) -> None:
         consumers = self._witnesses.on_view(view)
         if consumers is not None:  # else an older view of this lifetime, overtaken
+            released = self._settle_held()
             await self._set_consumers(consumers)
-            await self._release_held()
+            await self._report_released(released)
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
         witnesses = self._witnesses
-        await self._set_consumers(witnesses.on_feedback(event.members))
+        # held ACKs of senders that were members and left are dropped; those of senders
+        # not yet members wait for their join (bounded by MAX_HELD_ACKS)
+        was_member = {sender for sender in self._held if witnesses.is_member(sender)}
+        consumers = witnesses.on_feedback(event.members)
+        released: list[tuple[str, Ack, int]] = []
         if self._held:
-            self._drop_held(lambda sender: not witnesses.is_member(sender), "left FEEDBACK")
-            await self._release_held()
+            self._drop_held(
+                lambda sender: sender in was_member and not witnesses.is_member(sender),
+                "left FEEDBACK",
+            )
+            released = self._settle_held()
+        await self._set_consumers(consumers)
+        await self._report_released(released)
 
     async def _set_consumers(self, members: Sequence[str]) -> None:
         if not self._member:

@@ -173,7 +173,7 @@ async def test_a_consumer_that_does_not_come_back_delays_re_sending_only_a_momen
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The producer waits for as many consumers as it knew, but at most
-    ``reconnect_backoff_max`` after the first one is back."""
+    twice ``reconnect_backoff_max`` after the first one is back."""
     apps: list[App] = []
 
     def make_app(address: str, name: str) -> App:

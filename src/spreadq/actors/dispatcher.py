@@ -484,8 +484,12 @@ class Dispatcher:
                 tasks.start_soon(self._read)
                 try:
                     await self._conn.join(self._work)
-                    await self._conn.join(self._feedback)
+                    # Between the joins: Spread keeps a sender's order, so every replica
+                    # (a WORK member by now) and every producer reads our recovered
+                    # outcomes before our FEEDBACK join, and a producer counts us back,
+                    # and re-sends what is still unsettled, only from that join on.
                     await self._announce_recovered()
+                    await self._conn.join(self._feedback)
                     lost = await self._serve()
                 except ConnectionLost as error:
                     lost = error
@@ -670,9 +674,11 @@ class Dispatcher:
     async def _announce_recovered(self) -> None:
         """Announce the outcomes an earlier session reached and never saw confirmed.
 
-        Sent right after the join, so Spread delivers it just after our first view:
-        every replica remembers what an ACK reports, so a re-sent copy delivered after
-        it is answered from memory by whoever owns it, instead of running again. A
+        Sent between our WORK and FEEDBACK joins, so Spread delivers it just after our
+        first view and before a producer can count us back (producers hold it until
+        then) and re-send: every replica remembers what an ACK reports, so a re-sent copy
+        delivered after it is answered from memory by whoever owns it, instead of
+        running again. A
         member that joins later has not seen it, so it goes again at every join for
         ``2 * settings.reconnect_backoff_max`` seconds: the time the other workers and
         the producer take to come back, and the producer to re-send.
