@@ -8,13 +8,14 @@ from typing import TypeVar
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from spreadq.app import MAX_QUEUE_NAME, App, queue_groups
+from spreadq.app import App
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, PayloadError, PluginError
 from spreadq.handlers import Handler, HandlerSpec, handler
 from spreadq.middleware import CallNext
 from spreadq.plugins import Plugin
 from spreadq.queue.jobs import Job
+from spreadq.queue.protocol import MAX_QUEUE_NAME, queue_groups
 from spreadq.queue.rules import RuleState
 from spreadq.settings import Settings
 

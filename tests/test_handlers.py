@@ -17,12 +17,13 @@ from structlog.testing import capture_logs
 from spreadq.codecs import UNTYPED
 from spreadq.context import Context, StaticView
 from spreadq.errors import ConfigurationError
-from spreadq.handlers import Handler, HandlerSpec, check_kind, describe_callable, handler, raw_kind
+from spreadq.handlers import Handler, HandlerSpec, check_kind, handler, raw_kind
 from spreadq.middleware import (
     CallNext,
     build_chain,
     check_failure_hook,
     check_middleware,
+    describe_callable,
 )
 
 

@@ -7,12 +7,8 @@ codecs checked, duplicate kinds refused), ``app.middleware(...)`` and
 ``@app.on_failure`` check their callables. :meth:`App.freeze`, called when the app
 starts, builds one middleware chain per handler and refuses any later registration.
 
-Names. Queue ``q`` is carried by two Spread groups: the WORK group ``q`` (its members
-are exactly the consumers) and the FEEDBACK group ``q~fb`` (consumers, member
-producers and observers). ``~`` is reserved as the separator, so no queue name may
-contain it and no two queues' groups collide. Both names must suit Spread and its C
-library (1..31 bytes of ``$``..``~``, not starting with ``#``), so a queue name is 1..28
-bytes.
+A queue's group names and their rules are the queue protocol's:
+:func:`spreadq.queue.protocol.queue_groups`.
 """
 
 from __future__ import annotations
@@ -21,12 +17,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import anyio.abc
 
-from spreadq.actors.dispatcher import DEFAULT_DRAIN_TIMEOUT
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, InvalidName, PayloadError
@@ -47,57 +42,21 @@ from spreadq.middleware import (
     check_middleware,
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
 from spreadq.queue.rules import Rule, builtin_rules
 from spreadq.runtime import WorkerRuntime, tune_collector
 from spreadq.settings import Settings
-from spreadq.wire.constants import MAX_GROUP_NAME
-from spreadq.wire.events import check_group_name, check_private_name
+from spreadq.wire.events import check_private_name
 
 __all__ = [
-    "FEEDBACK_SUFFIX",
-    "MAX_QUEUE_NAME",
     "App",
     "PreparedHandler",
-    "queue_groups",
 ]
 
 log = get_logger(__name__)
 
-FEEDBACK_SUFFIX: Final = "~fb"
-"""Appended to a queue name to name its FEEDBACK group; ``~`` is reserved for it."""
-MAX_QUEUE_NAME: Final = MAX_GROUP_NAME - len(FEEDBACK_SUFFIX)
-"""The longest queue name, in bytes (28): its FEEDBACK group must fit Spread's 31."""
-
 M = TypeVar("M", bound=Middleware)
 H = TypeVar("H", bound=FailureHook)
-
-
-def queue_groups(queue: str) -> tuple[str, str]:
-    """Return the (WORK, FEEDBACK) group names of ``queue``: ``("q", "q~fb")``.
-
-    Raises:
-        ConfigurationError: the name contains ``~``, is empty or longer than 28 bytes,
-            uses a byte outside ``$``..``~``, or starts with ``#``.
-    """
-    if not isinstance(queue, str):
-        raise ConfigurationError(f"a queue name is a str, got {queue!r}")
-    if "~" in queue:
-        raise ConfigurationError(
-            f"invalid queue name {queue!r}: '~' is reserved (it separates a queue from its "
-            f"feedback group {queue + FEEDBACK_SUFFIX!r})"
-        )
-    if not 1 <= len(queue.encode("utf-8")) <= MAX_QUEUE_NAME:
-        raise ConfigurationError(
-            f"invalid queue name {queue!r}: queue names are 1 to {MAX_QUEUE_NAME} bytes "
-            f"(the feedback group adds {FEEDBACK_SUFFIX!r} and Spread allows {MAX_GROUP_NAME})"
-        )
-    feedback = queue + FEEDBACK_SUFFIX
-    try:
-        check_group_name(queue)
-        check_group_name(feedback)
-    except InvalidName as error:
-        raise ConfigurationError(f"invalid queue name {queue!r}: {error.reason}") from error
-    return queue, feedback
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,9 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapte
 from spreadq.codecs import UNTYPED
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError
-
-if typing.TYPE_CHECKING:
-    from spreadq.middleware import CallNext
+from spreadq.middleware import CallNext, describe_callable
 
 __all__ = [
     "MAX_KIND",
@@ -64,7 +62,6 @@ __all__ = [
     "HandlerOptions",
     "HandlerSpec",
     "check_kind",
-    "describe_callable",
     "handler",
     "raw_kind",
 ]
@@ -108,19 +105,6 @@ class HandlerOptions(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=1_000)
     timeout: float | None = Field(default=None, gt=0.0)
     retry_on: tuple[type[Exception], ...] = ()
-
-
-def describe_callable(candidate: object) -> str:
-    """Name a function the way error messages do: ``qualname (file:line)``.
-
-    Objects that are not functions are described by their ``repr``.
-    """
-    target = inspect.unwrap(candidate) if callable(candidate) else candidate
-    code = getattr(target, "__code__", None)
-    name = getattr(target, "__qualname__", None)
-    if code is None or name is None:
-        return repr(candidate)
-    return f"{name} ({code.co_filename}:{code.co_firstlineno})"
 
 
 def raw_kind(mess_type: int) -> str:

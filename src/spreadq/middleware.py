@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
+from spreadq.context import Context
 from spreadq.errors import ConfigurationError
-from spreadq.handlers import describe_callable
-
-if TYPE_CHECKING:
-    from spreadq.context import Context
 
 __all__ = [
     "CallNext",
@@ -42,9 +39,10 @@ __all__ = [
     "build_chain",
     "check_failure_hook",
     "check_middleware",
+    "describe_callable",
 ]
 
-CallNext = Callable[["Context", object], Awaitable[object]]
+CallNext = Callable[[Context, object], Awaitable[object]]
 """The rest of the chain: ``await call_next(ctx, payload)`` runs it and returns the result."""
 
 
@@ -64,6 +62,19 @@ class FailureHook(Protocol):
     def __call__(self, ctx: Context, error: BaseException, /) -> Awaitable[None]:
         """React to the final failure; exceptions it raises are logged, not propagated."""
         ...
+
+
+def describe_callable(candidate: object) -> str:
+    """Name a function the way error messages do: ``qualname (file:line)``.
+
+    Objects that are not functions are described by their ``repr``.
+    """
+    target = inspect.unwrap(candidate) if callable(candidate) else candidate
+    code = getattr(target, "__code__", None)
+    name = getattr(target, "__qualname__", None)
+    if code is None or name is None:
+        return repr(candidate)
+    return f"{name} ({code.co_filename}:{code.co_firstlineno})"
 
 
 def build_chain(middleware: Sequence[Middleware], endpoint: CallNext) -> CallNext:

@@ -78,9 +78,7 @@ from typing import Any, Final, Self, TypeVar, overload
 import anyio
 import anyio.abc
 
-from spreadq.actors.dispatcher import NOT_BEFORE_HEADER
 from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
-from spreadq.app import queue_groups
 from spreadq.client import Connection, connect
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.errors import (
@@ -105,6 +103,7 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.queue.witnesses import Trust, Witnesses

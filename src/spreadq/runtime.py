@@ -28,23 +28,24 @@ from __future__ import annotations
 
 import gc
 import signal
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping, Sequence
+from typing import Final, Protocol
 
 import anyio
 import anyio.abc
 
 from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
+from spreadq.actors.runner import PreparedJobHandler
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
 from spreadq.logs import get_logger
+from spreadq.middleware import FailureHook
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
+from spreadq.queue.rules import Rule
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 
-if TYPE_CHECKING:
-    from spreadq.app import App
-
-__all__ = ["COLLECTOR_THRESHOLDS", "WorkerRuntime", "tune_collector"]
+__all__ = ["COLLECTOR_THRESHOLDS", "ServedApp", "WorkerRuntime", "tune_collector"]
 
 log = get_logger(__name__)
 
@@ -73,6 +74,45 @@ def tune_collector() -> None:
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
+class ServedApp(Protocol):
+    """What the runtime needs of the app it serves (a frozen ``spreadq.App`` fits)."""
+
+    @property
+    def name(self) -> str | None:
+        """The private name for the worker's connections."""
+        ...
+
+    @property
+    def queue(self) -> str:
+        """The queue name."""
+        ...
+
+    @property
+    def work_group(self) -> str:
+        """The WORK group's name."""
+        ...
+
+    @property
+    def feedback_group(self) -> str:
+        """The FEEDBACK group's name."""
+        ...
+
+    @property
+    def prepared(self) -> Mapping[str, PreparedJobHandler]:
+        """Each handler ready to run, by kind."""
+        ...
+
+    @property
+    def rule(self) -> Rule:
+        """The ownership rule."""
+        ...
+
+    @property
+    def failure_hooks(self) -> Sequence[FailureHook]:
+        """The ``on_failure`` hooks, in registration order."""
+        ...
+
+
 class WorkerRuntime:
     """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals.
 
@@ -83,7 +123,9 @@ class WorkerRuntime:
         drain_timeout: how long a drain may take before running jobs are cancelled.
     """
 
-    def __init__(self, app: App, address: str | None, settings: Settings, drain_timeout: float):
+    def __init__(
+        self, app: ServedApp, address: str | None, settings: Settings, drain_timeout: float
+    ):
         self._app = app
         self._address = address
         self._settings = settings

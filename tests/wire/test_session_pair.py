@@ -178,6 +178,7 @@ BAD_HEADERS = [
     ("JOIN with 0 groups", header(0x10000, count=0), "hazard: JOIN names 0"),
     ("LEAVE with 0 groups", header(0x20000, count=0), "hazard: LEAVE names 0"),
     ("JOIN with 2 groups", header(0x10000, count=2), "JOIN names 2"),
+    ("another's sender", header(0x10, sender=name32("#bob#localhost"), size=9), "sender field"),
 ]
 
 

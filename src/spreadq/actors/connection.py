@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,7 +39,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.actors.mailbox import Inbox, Reply
+from spreadq.actors.mailbox import Inbox, Mailbox, Reply
 from spreadq.errors import (
     CloseReason,
     ConnectionLost,
@@ -147,7 +147,7 @@ class ConnectionHandle:
         accepted: Accepted,
     ) -> None:
         self._actor = actor
-        self._mailbox = actor._inbox.mailbox(lambda: actor._error)
+        self._mailbox = actor.mailbox()
         self._events = events
         self._pending: deque[DaemonMessage] = deque()
         self.private_group: str = accepted.private_group
@@ -158,7 +158,7 @@ class ConnectionHandle:
     @property
     def error(self) -> ConnectionLost | None:
         """Why the connection ended, or ``None`` while it is open."""
-        return self._actor._error
+        return self._actor.error
 
     async def send(self, command: ClientCommand) -> None:
         """Queue ``command`` for the writer; wait only while the inbox is full.
@@ -183,13 +183,9 @@ class ConnectionHandle:
         connection ends wherever the command is then: queued, taken or written.
         """
         reply: Reply[None] = Reply()
-        waiters = self._actor._waiters
-        waiters.add(reply)
-        try:
+        with self._actor.failing_on_end(reply):
             await self._mailbox.put(command(reply))
             await reply
-        finally:
-            waiters.discard(reply)
 
     async def receive_batch(self) -> Sequence[DaemonMessage]:
         """Wait for the next events: all that one read of the socket decoded.
@@ -241,7 +237,7 @@ class ConnectionHandle:
         self._events.close()
 
     def _ended(self) -> ConnectionLost:
-        error = self._actor._error
+        error = self._actor.error
         return error if error is not None else ConnectionLost(CloseReason.CLOSED_LOCALLY)
 
 
@@ -311,6 +307,28 @@ class SpreadConnection:
             if self._events_send is not None:
                 self._events_send.close()
             await anyio.aclose_forcefully(self._stream)
+
+    @property
+    def error(self) -> ConnectionLost | None:
+        """Why the connection ended, or ``None`` while it runs."""
+        return self._error
+
+    def mailbox(self) -> Mailbox[ConnectionCommand]:
+        """A sending end of the inbox; it raises :attr:`error` once the connection ended."""
+        return self._inbox.mailbox(lambda: self._error)
+
+    @contextlib.contextmanager
+    def failing_on_end(self, reply: Reply[None]) -> Iterator[None]:
+        """Fail ``reply`` with :attr:`error` if the connection ends inside the block.
+
+        Enter it before queueing the command that carries ``reply``: wherever the
+        command then is (queued, taken or written), the caller's wait ends.
+        """
+        self._waiters.add(reply)
+        try:
+            yield
+        finally:
+            self._waiters.discard(reply)
 
     def abort(self) -> None:
         """Stop at once, writing nothing more; pending calls fail with ``CLOSED_LOCALLY``."""

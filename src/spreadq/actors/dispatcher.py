@@ -145,6 +145,7 @@ from spreadq.queue import (
 )
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
 from spreadq.queue.seal import Seal, is_spreadq
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
@@ -158,19 +159,12 @@ from spreadq.wire.events import (
 )
 
 __all__ = [
-    "DEFAULT_DRAIN_TIMEOUT",
-    "NOT_BEFORE_HEADER",
     "Dispatcher",
     "DispatcherConnection",
     "DispatcherHandle",
 ]
 
 log = get_logger(__name__)
-
-DEFAULT_DRAIN_TIMEOUT: Final = 30.0
-"""Seconds a draining worker waits for its jobs before it cancels them and leaves."""
-NOT_BEFORE_HEADER: Final = "not_before"
-"""The header holding the Unix time before which a job must not start (``put(delay=)``)."""
 
 _CAUSES: Final = {
     Cause.JOIN: ChangeCause.JOIN,

@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-A ``bytearray`` plus a read offset. Decoders look at the unread bytes in place (``data``
-and ``start`` for ``struct.unpack_from``), decide whether a whole unit has arrived, and
-only then ``consume`` it, so a unit split across any number of reads is decoded exactly
-once. The consumed prefix is dropped when new bytes arrive, never while a decoder holds
-an offset into the array.
+A ``bytearray`` plus a read offset. Decoders look at the unread bytes in place
+(:meth:`ReceiveBuffer.unread` gives the array and the offset for ``struct.unpack_from``),
+decide whether a whole unit has arrived, and only then consume it (:meth:`consume`, or
+:meth:`consume_to` after decoding in place), so a unit split across any number of reads
+is decoded exactly once. The consumed prefix is dropped when new bytes arrive, never
+while a decoder holds an offset into the array.
 
 The guard against a peer that announces a huge message is :meth:`ReceiveBuffer.ensure`:
 decoders call it with a unit's full size as soon as its length fields are known
@@ -47,19 +48,28 @@ class ReceiveBuffer:
     def __bool__(self) -> bool:
         return len(self._data) > self._start
 
-    @property
-    def data(self) -> bytes | bytearray:
-        """The underlying array; the unread bytes begin at :attr:`start`.
+    def unread(self) -> tuple[bytes | bytearray, int]:
+        """The underlying array and the offset of its first unread byte (the fast path).
 
-        Read it in place (``unpack_from``); do not keep a memoryview of it across
-        :meth:`feed`.
+        Read the array in place (``unpack_from``) and pass offsets into it to
+        :meth:`slice` and :meth:`consume_to`; it is valid until the next :meth:`feed`, so
+        do not keep it (or a memoryview of it) across one.
         """
-        return self._data
+        return self._data, self._start
 
-    @property
-    def start(self) -> int:
-        """Offset of the first unread byte in :attr:`data`."""
-        return self._start
+    def consume_to(self, end: int) -> None:
+        """Mark the bytes before offset ``end`` of the array :meth:`unread` gave as read.
+
+        Raises:
+            RemoteProtocolError: ``end`` is before the first unread byte or past the last
+                one (decoders check first, so this is a safety net).
+        """
+        if not self._start <= end <= len(self._data):
+            raise RemoteProtocolError(
+                f"cannot consume to offset {end}: the unread bytes are at "
+                f"{self._start}..{len(self._data)}"
+            )
+        self._start = end
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes, dropping the consumed prefix first."""
@@ -102,7 +112,7 @@ class ReceiveBuffer:
         return bytes(self._data[self._start : end])
 
     def slice(self, begin: int, end: int) -> bytes:
-        """``data[begin:end]`` as ``bytes``, copied once."""
+        """Bytes ``begin:end`` of the array :meth:`unread` gave, copied once."""
         data = self._data
         if type(data) is bytes:
             return data[begin:end]

@@ -11,9 +11,11 @@ step, ``next_event()`` returns ``NEED_DATA`` and keeps any early bytes for the n
 (a libspread client may send its first JOIN with the auth choice,
 docs/design/spread-protocol.md#the-handshake).
 
-Every header is checked as the real daemon checks it (§5.1), plus three hazards that daemon
-mishandles and spreadq's 140,000-byte cap (§8). The size checks run as soon as the header
-has arrived, before the body is awaited. Each violation raises
+Messages are framed as :mod:`spreadq.wire.framing` reads them for both roles. Every
+header is checked as the real daemon checks it (§5.1), plus three hazards that daemon
+mishandles and spreadq's 140,000-byte cap (§8). The header checks, the sender's name
+and the size included, run as soon as the header has arrived, before the body is
+awaited. Each violation raises
 :class:`~spreadq.errors.RemoteProtocolError` naming the rule; the session is then
 ``CLOSED`` and the daemon drops the client, as the real daemon does (it sends no error).
 
@@ -30,7 +32,6 @@ from types import MappingProxyType
 from typing import Final
 
 from spreadq.errors import InvalidName, LocalProtocolError, RemoteProtocolError
-from spreadq.wire.buffer import ReceiveBuffer
 from spreadq.wire.constants import (
     DAEMON_MESSAGE_LIMIT,
     ENDIAN_MARKER,
@@ -65,6 +66,7 @@ from spreadq.wire.events import (
     SelfLeave,
     TransitionalMembership,
 )
+from spreadq.wire.framing import SERVICES, FramedSession
 from spreadq.wire.handshake import (
     NULL_METHOD,
     SERVER_TRANSITIONS,
@@ -78,7 +80,6 @@ from spreadq.wire.handshake import (
     transition,
 )
 from spreadq.wire.layouts import (
-    HEADER_BE,
     HEADER_LE,
     HEADER_OUT,
     MARKER_HINT,
@@ -97,7 +98,6 @@ __all__ = [
     "encode_forward",
 ]
 
-_MARKER_MASK: Final = 0xFFFFFFFF & ~ENDIAN_MARKER
 _CONTROL_BITS: Final = int(ControlType.JOIN) | int(ControlType.LEAVE) | int(ControlType.KILL)
 _SELECTOR_MASK: Final = REGULAR_MASK | _CONTROL_BITS
 """§5.1: exactly one of these six delivery bits and three control bits must be set."""
@@ -107,7 +107,6 @@ _HINT_FOREIGN_BITS: Final = 0xFFFFFFFF & ~(ENDIAN_MARKER | 0x00FFFF00)
 """§5.1: a hint may hold only the marker and ``mess_type`` (the mask is swap-symmetric)."""
 _BODY_LIMIT: Final = DAEMON_MESSAGE_LIMIT - HEADER_SIZE
 """§5.1: ``data_len + 32 * num_groups`` may be at most 143,952."""
-_SERVICES: Final = tuple(ServiceType(bits) for bits in range(0x80))
 
 _SELECTORS: Final[Mapping[int, str]] = MappingProxyType(
     {
@@ -120,7 +119,6 @@ _SELECTORS: Final[Mapping[int, str]] = MappingProxyType(
 """The one selector bit of a client message (§5.1) -> what the message is."""
 _SELECTOR_KINDS: Final = dict(_SELECTORS)  # a dict's get() is faster than a mappingproxy's
 _OPEN: Final = ServerState.OPEN  # enum attribute lookups are slow in CPython 3.11
-_CLOSED: Final = ServerState.CLOSED
 _GROUP_STRUCTS: Final = tuple(group_struct(count) for count in range(MAX_GROUPS_PER_MESSAGE + 1))
 _ONE_GROUP: Final[Mapping[str, type[Join] | type[Leave]]] = MappingProxyType(
     {"JOIN": Join, "LEAVE": Leave}
@@ -128,8 +126,15 @@ _ONE_GROUP: Final[Mapping[str, type[Join] | type[Leave]]] = MappingProxyType(
 """Commands that name exactly one group (0 is a hazard: the daemon reads past the header)."""
 
 
-class ServerSession:
+class ServerSession(
+    FramedSession[Hello | AuthChoice | ClientCommand | IncomingMulticast, ServerState]
+):
     """The daemon's side of one client connection.
+
+    ``next_event()`` returns ``NEED_DATA`` while the daemon has not answered the last
+    handshake step, and ``CLOSED`` after a reject, a ``Disconnect`` or EOF; a client
+    that breaks a header rule (a real daemon's, a hazard or the size cap:
+    docs/design/spread-protocol.md#what-a-daemon-refuses) gets a ``RemoteProtocolError``.
 
     Args:
         max_message_size: the cap on ``48 + 32 * num_groups + data_len`` of an incoming
@@ -137,87 +142,40 @@ class ServerSession:
     """
 
     __slots__ = (
-        "_buffer",
         "_choice",
-        "_eof",
-        "_hints",
-        "_names",
         "_offered",
         "_sender",
         "hello",
-        "max_message_size",
         "private_group",
-        "state",
         "version",
     )
 
+    _OPEN = ServerState.OPEN
+    _CLOSED = ServerState.CLOSED
+
     def __init__(self, *, max_message_size: int = SAFE_MESSAGE_LIMIT) -> None:
-        self.max_message_size = max_message_size
-        self.state = ServerState.AWAIT_HELLO
+        super().__init__(ServerState.AWAIT_HELLO, max_message_size)
         self.hello: Hello | None = None
         self.private_group: str | None = None
         self.version: tuple[int, int, int] | None = None
-        self._buffer = ReceiveBuffer(max_message_size)
-        self._eof = False
         self._offered: tuple[str, ...] = ()
         self._choice: AuthChoice | None = None
         self._sender = b""
-        self._names: dict[bytes, str] = {}
-        self._hints: dict[bytes, int] = {}
 
     def __repr__(self) -> str:
         return f"<ServerSession {self.state.name} {self.private_group or ''}>"
 
-    # --- receiving ------------------------------------------------------------------
+    # --- receiving (receive_data and next_event: FramedSession) ---------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes received from the client; ``b""`` means it closed (EOF).
-
-        Raises:
-            LocalProtocolError: bytes fed after EOF.
-        """
-        if not data:
-            self._eof = True
-        elif self._eof:
-            raise LocalProtocolError("receive_data() after EOF")
-        else:
-            self._buffer.feed(data)
-
-    def next_event(
-        self,
-    ) -> Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData | Closed:
-        """The next event decoded from the client's bytes.
-
-        Returns ``NEED_DATA`` while a unit is incomplete or the daemon has not answered
-        the last handshake step, and ``CLOSED`` after a reject, a ``Disconnect`` or EOF.
-
-        Raises:
-            RemoteProtocolError: the client broke a header rule (a real daemon's, a
-                hazard or the size cap: docs/design/spread-protocol.md#what-a-daemon-refuses),
-                or closed inside a message; the session is then ``CLOSED``.
-        """
-        state = self.state
-        event: Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData
-        try:
-            if state is _OPEN:  # the hot path: no enum hashing
-                event = self._read_message()
-            elif state is _CLOSED:
-                return CLOSED
-            else:
-                event = _READERS[state](self)
-        except RemoteProtocolError:
-            self.state = _CLOSED
-            raise
-        if event is NEED_DATA and self._eof:
-            pending = len(self._buffer)
-            waiting = self.state in (ServerState.HELLO_RECEIVED, ServerState.AUTH_RECEIVED)
-            self._move(ServerInput.EOF)
-            if pending and not waiting:
-                raise RemoteProtocolError(
-                    f"the client closed the connection {pending} bytes into a unit"
-                )
-            return CLOSED
-        return event
+    def _end_of_stream(self) -> Closed:
+        pending = len(self._buffer)
+        waiting = self.state in (ServerState.HELLO_RECEIVED, ServerState.AUTH_RECEIVED)
+        self._move(ServerInput.EOF)
+        if pending and not waiting:
+            raise RemoteProtocolError(
+                f"the client closed the connection {pending} bytes into a unit"
+            )
+        return CLOSED
 
     def _move(self, event: ServerInput, *, local: bool = False) -> None:
         self.state = transition(SERVER_TRANSITIONS, self.state, event, local=local)
@@ -241,41 +199,24 @@ class ServerSession:
         self._move(ServerInput.AUTH_CHOICE)
         return choice
 
-    def _read_message(self) -> ClientCommand | IncomingMulticast | NeedData:
-        buffer = self._buffer
-        data = buffer._data
-        start = buffer._start
-        if len(data) - start < HEADER_SIZE:
-            return NEED_DATA
-        little = data[start] & 0x80
-        type_, sender, count, hint, data_len = (HEADER_LE if little else HEADER_BE).unpack_from(
-            data, start
-        )
-        type_ &= _MARKER_MASK
-        kind = self._check_header(type_, count, hint, data_len)
-        groups_at = start + HEADER_SIZE
-        data_at = groups_at + GROUP_NAME_SIZE * count
-        end = data_at + data_len
-        if end > len(data):  # sizes were checked against the cap by _check_header
-            return NEED_DATA
-        if sender[: GROUP_NAME_SIZE - 1].split(b"\0", 1)[0] != self._sender:
-            raise RemoteProtocolError(
-                f"§5.1 sender field: {sender.rstrip(bytes(1))!r} is not this session's "
-                f"private group {self.private_group!r}"
-            )
-        names = self._names
-        fields = _GROUP_STRUCTS[count].unpack_from(data, groups_at)  # count <= 100, checked
-        groups = tuple([names[f] if f in names else self._name(f) for f in fields])
-        if type(data) is bytes:
-            payload = data[data_at:end]
-        else:
-            with memoryview(data) as view:
-                payload = view[data_at:end].tobytes()
-        buffer._start = end
+    def _event(
+        self,
+        kind: object,
+        type_: int,
+        sender: bytes,
+        groups: tuple[str, ...],
+        hint: bytes,
+        payload: bytes,
+        little: int,
+        data: bytes | bytearray,
+        start: int,
+        data_at: int,
+    ) -> ClientCommand | IncomingMulticast:
         if kind == "MULTICAST":
             hints = self._hints
-            mess_type = hints[hint] if hint in hints else self._hint(hint)
+            mess_type = (hints[hint] if hint in hints else self._hint(hint))[0]
             assert self.private_group is not None
+            groups_at = start + HEADER_SIZE
             if type(data) is bytes:
                 groups_raw = data[groups_at:data_at]
             else:
@@ -284,7 +225,7 @@ class ServerSession:
             return IncomingMulticast(
                 groups,
                 payload,
-                _SERVICES[type_ & 0x7F],
+                SERVICES[type_ & 0x7F],
                 mess_type,
                 hint,
                 self.private_group,
@@ -296,9 +237,11 @@ class ServerSession:
         if not groups[0]:
             raise RemoteProtocolError(f"{kind} of an empty group name")
         # any other name: the real daemon accepts space, DEL or a leading '#' (§2, p9)
-        return _ONE_GROUP[kind].from_wire(groups[0])
+        return _ONE_GROUP[str(kind)].from_wire(groups[0])
 
-    def _check_header(self, type_: int, count: int, hint: bytes, data_len: int) -> str:
+    def _check_header(
+        self, type_: int, sender: bytes, count: int, hint: bytes, data_len: int
+    ) -> str:
         kind = _SELECTOR_KINDS.get(type_ & _SELECTOR_MASK)
         if kind is None:
             raise RemoteProtocolError(
@@ -339,26 +282,19 @@ class ServerSession:
         if count != 1 and kind in _ONE_GROUP:
             what = "hazard: " if count == 0 else ""
             raise RemoteProtocolError(f"{what}{kind} names {count} groups; it must name one")
+        if sender[: GROUP_NAME_SIZE - 1].split(b"\0", 1)[0] != self._sender:
+            raise RemoteProtocolError(
+                f"§5.1 sender field: {sender.rstrip(bytes(1))!r} is not this session's "
+                f"private group {self.private_group!r}"
+            )
         return kind
 
-    def _name(self, field: bytes) -> str:
-        names = self._names
-        if len(names) >= 4096:
-            names.clear()
+    @staticmethod
+    def _decode_name(field: bytes) -> str:
         try:
-            name = decode_strict(field)
+            return decode_strict(field)
         except RemoteProtocolError as error:
             raise RemoteProtocolError(f"hazard: {error}") from None
-        names[field] = name
-        return name
-
-    def _hint(self, hint: bytes) -> int:
-        hints = self._hints
-        if len(hints) >= 4096:
-            hints.clear()
-        value = (int.from_bytes(hint, "little" if hint[0] & 0x80 else "big") >> 8) & 0xFFFF
-        mess_type = hints[hint] = value - 0x10000 if value & 0x8000 else value
-        return mess_type
 
     # --- handshake answers ---------------------------------------------------------
 
@@ -616,8 +552,8 @@ def encode_daemon_message(
     return encoder(message, hint_raw, legacy_membership)
 
 
-_ServerEvent = Hello | AuthChoice | ClientCommand | IncomingMulticast | NeedData
-_READERS: Final[Mapping[ServerState, Callable[[ServerSession], _ServerEvent]]] = MappingProxyType(
+# the role's reader of each state that decodes anything (``CLOSED`` decodes nothing)
+ServerSession._READERS = MappingProxyType(
     {
         ServerState.AWAIT_HELLO: ServerSession._read_hello,
         ServerState.HELLO_RECEIVED: ServerSession._wait,
@@ -626,4 +562,3 @@ _READERS: Final[Mapping[ServerState, Callable[[ServerSession], _ServerEvent]]] =
         ServerState.OPEN: ServerSession._read_message,
     }
 )
-"""The reader of each state that decodes anything (``CLOSED`` decodes nothing)."""

@@ -10,13 +10,14 @@ the auth list by itself). ``next_event()`` yields, in order: ``Accepted`` or
 ``send(command)`` turns a ``Join``, ``Leave``, ``Disconnect`` or ``Multicast`` into bytes.
 
 The state machine is the table in :mod:`spreadq.wire.handshake`; each state has one
-reader in ``_READERS``. After the accept, each message is a 48-byte header (either byte
-order, §4.1), then names, then data. Its kind comes from ``type`` through an ordered
-rule table (reject, data, regular membership, transitional, self-leave: the order the C
-library tests them in), memoized for the types a daemon really sends. A message is
-decoded only once all its bytes are here, and its size is checked against
-``max_message_size`` as soon as the header is, so chunking never changes the result and
-a hostile length never makes the session wait for or buffer a huge body.
+reader in ``_READERS``. After the accept, each message is framed as
+:mod:`spreadq.wire.framing` reads it for both roles: a 48-byte header (either byte
+order, §4.1), then names, then data. What is the client's: a message's kind comes from
+``type`` through an ordered rule table (reject, data, regular membership, transitional,
+self-leave: the order the C library tests them in), memoized for the types a daemon
+really sends; its size is checked against ``max_message_size`` as soon as the header
+is here, so a hostile length never makes the session wait for or buffer a huge body;
+names are decoded leniently (a daemon's names need no NUL in their 32 bytes).
 
 Bytes the session refuses raise :class:`~spreadq.errors.RemoteProtocolError`, and the
 session is then ``CLOSED``. Commands it cannot send raise
@@ -26,18 +27,17 @@ session is then ``CLOSED``. Commands it cannot send raise
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
 from spreadq.errors import LocalProtocolError, RemoteProtocolError
-from spreadq.wire.buffer import ReceiveBuffer
 from spreadq.wire.constants import (
     CLIENT_VERSION,
     ENDIAN_MARKER,
     GROUP_NAME_SIZE,
     HEADER_SIZE,
-    MAX_GROUPS_PER_MESSAGE,
     REGULAR_MASK,
     Cause,
     ControlType,
@@ -65,6 +65,7 @@ from spreadq.wire.events import (
     TransitionalMembership,
     check_private_name,
 )
+from spreadq.wire.framing import CACHE_LIMIT, SERVICES, FramedSession
 from spreadq.wire.handshake import (
     ACCEPT_PATCH_SINCE,
     AUTH_SINCE,
@@ -80,12 +81,9 @@ from spreadq.wire.handshake import (
     version_number,
 )
 from spreadq.wire.layouts import (
-    HEADER_BE,
-    HEADER_LE,
     HEADER_OUT,
     OLD_TYPE_SIZE,
     decode_name,
-    group_struct,
     unpack_membership_body,
     unpack_membership_body_v3,
     unpack_old_type,
@@ -105,9 +103,6 @@ __all__ = [
 DEFAULT_CLIENT_MAX_MESSAGE: Final = 1 << 20
 """Largest message a client session accepts by default; a daemon sends at most ~144 KB
 of data plus names, but membership messages of big groups carry many names."""
-
-_MARKER_MASK: Final = 0xFFFFFFFF & ~ENDIAN_MARKER
-_CACHE_LIMIT: Final = 4096
 
 
 class MessageKind(enum.Enum):
@@ -170,21 +165,19 @@ _TRANSITIONAL: Final = MessageKind.TRANSITIONAL
 _SELF_LEAVE: Final = MessageKind.SELF_LEAVE
 _REJECT: Final = MessageKind.REJECT
 _OPEN: Final = ClientState.OPEN
-_CLOSED: Final = ClientState.CLOSED
-_PRECOMPILED: Final = MAX_GROUPS_PER_MESSAGE + 1
-_GROUP_STRUCTS: Final = tuple(group_struct(count) for count in range(_PRECOMPILED))
 
 _KINDS: Final = dict(MESSAGE_KINDS)  # a dict's get() is faster than a mappingproxy's
 
 CAUSES: Final[Mapping[int, Cause]] = MappingProxyType({int(cause): cause for cause in Cause})
 """``type & 0xF00`` of a regular membership -> its cause; anything else is refused."""
 
-_SERVICES: Final = tuple(ServiceType(bits) for bits in range(0x80))
-"""``type & 0x7F`` -> ServiceType, built once (IntFlag construction is slow)."""
 
-
-class ClientSession:
+class ClientSession(FramedSession[Accepted | Rejected | DaemonMessage, ClientState]):
     """The client's side of one connection to a Spread daemon.
+
+    ``next_event()`` yields ``Accepted`` or ``Rejected`` (the handshake), then
+    ``DaemonMessage`` events, then ``CLOSED``; a handshake that ends with EOF yields
+    ``Rejected(CONNECTION_CLOSED)``, as the C library reports it.
 
     Args:
         private_name: 0..10 bytes of ``$``..``~``; empty lets the daemon choose.
@@ -198,23 +191,21 @@ class ClientSession:
     """
 
     __slots__ = (
-        "_buffer",
-        "_eof",
         "_group_fields",
-        "_hints",
         "_membership_parser",
-        "_names",
         "_outgoing",
         "_private_name",
         "_sender",
         "daemon_version",
-        "max_message_size",
         "membership",
         "priority",
         "private_group",
-        "state",
         "version",
     )
+
+    _OPEN = ClientState.OPEN
+    _CLOSED = ClientState.CLOSED
+    _PREFIXED = MessageKind.REJECT
 
     def __init__(
         self,
@@ -226,19 +217,14 @@ class ClientSession:
         version: tuple[int, int, int] = CLIENT_VERSION,
     ) -> None:
         self._private_name = check_private_name(private_name)
+        super().__init__(ClientState.START, max_message_size)
         self.membership = membership
         self.priority = priority
-        self.max_message_size = max_message_size
         self.version = version
-        self.state = ClientState.START
         self.private_group: str | None = None
         self.daemon_version: tuple[int, int, int] | None = None
-        self._buffer = ReceiveBuffer(max_message_size)
         self._outgoing = bytearray()
-        self._eof = False
         self._sender = b""
-        self._names: dict[bytes, str] = {}
-        self._hints: dict[bytes, tuple[int, bool]] = {}
         self._group_fields: dict[tuple[str, ...], bytes] = {}
         self._membership_parser = _parse_membership_v4
 
@@ -267,47 +253,7 @@ class ClientSession:
         self._outgoing.clear()
         return out
 
-    # --- receiving ------------------------------------------------------------------
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes received from the daemon; ``b""`` means the daemon closed (EOF).
-
-        Raises:
-            LocalProtocolError: bytes fed after EOF.
-        """
-        if not data:
-            self._eof = True
-        elif self._eof:
-            raise LocalProtocolError("receive_data() after EOF")
-        else:
-            self._buffer.feed(data)
-
-    def next_event(self) -> Accepted | Rejected | DaemonMessage | NeedData | Closed:
-        """The next event decoded from the received bytes.
-
-        Returns ``NEED_DATA`` when a whole unit has not arrived yet, and ``CLOSED`` once
-        the session is over. A handshake that ends with EOF yields
-        ``Rejected(CONNECTION_CLOSED)``, as the C library reports it.
-
-        Raises:
-            RemoteProtocolError: the daemon sent bytes the protocol does not allow, or
-                closed in the middle of a message; the session is then ``CLOSED``.
-        """
-        state = self.state
-        event: Accepted | Rejected | DaemonMessage | NeedData
-        try:
-            if state is _OPEN:  # the hot path: no enum hashing
-                event = self._read_message()
-            elif state is _CLOSED:
-                return CLOSED
-            else:
-                event = _READERS[state](self)
-        except RemoteProtocolError:
-            self.state = _CLOSED
-            raise
-        if event is NEED_DATA and self._eof:
-            return self._end_of_stream()
-        return event
+    # --- receiving (receive_data and next_event: FramedSession) ---------------------
 
     def _end_of_stream(self) -> Rejected | Closed:
         pending = len(self._buffer)
@@ -366,55 +312,45 @@ class ClientSession:
 
     # --- messages ------------------------------------------------------------------
 
-    def _name(self, field: bytes) -> str:
-        names = self._names
-        if len(names) >= _CACHE_LIMIT:
-            names.clear()
-        name = names[field] = decode_name(field, strict=False)
-        return name
+    _decode_name = staticmethod(functools.partial(decode_name, strict=False))
 
-    def _read_message(self) -> DaemonMessage | NeedData:
-        buffer = self._buffer
-        data = buffer._data
-        start = buffer._start
-        if len(data) - start < HEADER_SIZE:
-            return NEED_DATA
-        little = data[start] & 0x80
-        type_, sender, count, hint, data_len = (HEADER_LE if little else HEADER_BE).unpack_from(
-            data, start
-        )
-        type_ &= _MARKER_MASK
+    def _check_header(
+        self, type_: int, sender: bytes, count: int, hint: bytes, data_len: int
+    ) -> MessageKind:
         kind = _KINDS.get(type_) or classify(type_)
         if count < 0 or data_len < 0:
             raise RemoteProtocolError(
                 f"header with num_groups={count} and data_len={data_len}; neither may be negative"
             )
-        groups_at = start + HEADER_SIZE + (OLD_TYPE_SIZE if kind is _REJECT else 0)
-        data_at = groups_at + GROUP_NAME_SIZE * count
-        end = data_at + data_len
-        if end - start > self.max_message_size:
+        size = HEADER_SIZE + GROUP_NAME_SIZE * count + data_len
+        if kind is _REJECT:
+            size += OLD_TYPE_SIZE
+        if size > self.max_message_size:
             raise RemoteProtocolError(
-                f"message of {end - start} bytes is over the limit of {self.max_message_size}"
+                f"message of {size} bytes is over the limit of {self.max_message_size}"
             )
-        if end > len(data):
-            return NEED_DATA
+        return kind
+
+    def _event(
+        self,
+        kind: object,
+        type_: int,
+        sender: bytes,
+        groups: tuple[str, ...],
+        hint: bytes,
+        payload: bytes,
+        little: int,
+        data: bytes | bytearray,
+        start: int,
+        data_at: int,
+    ) -> DaemonMessage:
         names = self._names
-        fields = (
-            _GROUP_STRUCTS[count] if count < _PRECOMPILED else group_struct(count)
-        ).unpack_from(data, groups_at)
-        groups = tuple([names[f] if f in names else self._name(f) for f in fields])
         origin = names[sender] if sender in names else self._name(sender)
-        if type(data) is bytes:
-            payload = data[data_at:end]
-        else:
-            with memoryview(data) as view:
-                payload = view[data_at:end].tobytes()
-        buffer._start = end
         if kind is _DATA:
             hints = self._hints
             mess_type, hint_little = hints[hint] if hint in hints else self._hint(hint)
             return DataMessage(
-                origin, groups, _SERVICES[type_ & 0x7F], mess_type, payload, not hint_little
+                origin, groups, SERVICES[type_ & 0x7F], mess_type, payload, not hint_little
             )
         if kind is _REGULAR:
             cause = CAUSES.get(type_ & 0xF00)
@@ -430,15 +366,6 @@ class ClientSession:
         old_type = unpack_old_type(data, start + HEADER_SIZE, bool(little))
         mess_type, _ = self._hints[hint] if hint in self._hints else self._hint(hint)
         return RejectedMessage(origin, groups, old_type, mess_type, payload)
-
-    def _hint(self, hint: bytes) -> tuple[int, bool]:
-        hints = self._hints
-        if len(hints) >= _CACHE_LIMIT:
-            hints.clear()
-        little = bool(hint[0] & 0x80)
-        value = (int.from_bytes(hint, "little" if little else "big") >> 8) & 0xFFFF
-        result = hints[hint] = (value - 0x10000 if value & 0x8000 else value), little
-        return result
 
     # --- sending -------------------------------------------------------------------
 
@@ -480,7 +407,7 @@ class ClientSession:
 
     def _block(self, groups: tuple[str, ...]) -> bytes:
         fields = self._group_fields
-        if len(fields) >= _CACHE_LIMIT:
+        if len(fields) >= CACHE_LIMIT:
             fields.clear()
         block = fields[groups] = b"".join(
             [group.encode("latin-1").ljust(GROUP_NAME_SIZE, b"\0") for group in groups]
@@ -512,9 +439,8 @@ class ClientSession:
 
 # --- tables ---------------------------------------------------------------------------
 
-_READERS: Final[
-    Mapping[ClientState, Callable[[ClientSession], DaemonMessage | Accepted | Rejected | NeedData]]
-] = MappingProxyType(
+# the role's reader of each state that decodes anything (``CLOSED`` decodes nothing)
+ClientSession._READERS = MappingProxyType(
     {
         ClientState.START: ClientSession._read_nothing,
         ClientState.HELLO_SENT: ClientSession._read_hello_answer,
@@ -523,7 +449,6 @@ _READERS: Final[
         ClientState.DISCONNECTING: ClientSession._read_message,
     }
 )
-"""The reader of each state that decodes anything (``CLOSED`` decodes nothing)."""
 
 _CONTROL: Final[Mapping[type, int]] = MappingProxyType(
     {Join: int(ControlType.JOIN), Leave: int(ControlType.LEAVE), Disconnect: int(ControlType.KILL)}

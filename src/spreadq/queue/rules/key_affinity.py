@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from spreadq.queue.jobs import Job
-    from spreadq.queue.rules import RuleState
+from spreadq.queue.jobs import Job
+from spreadq.queue.rules.base import RuleState
 
 __all__ = ["KeyAffinity", "weight"]
 

@@ -13,11 +13,9 @@ Worked example: members ``a, b, c``; jobs j1, j2, j3 go to a, b, c (all tied at 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from spreadq.queue.jobs import Job
-    from spreadq.queue.rules import RuleState
+from spreadq.queue.jobs import Job
+from spreadq.queue.rules.base import RuleState
 
 __all__ = ["LeastLoaded"]
 

@@ -16,11 +16,9 @@ with ``state.index`` counting the jobs reassigned from one origin view.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from spreadq.queue.jobs import Job
-    from spreadq.queue.rules import RuleState
+from spreadq.queue.jobs import Job
+from spreadq.queue.rules.base import RuleState
 
 __all__ = ["RoundRobin"]
 

@@ -1,0 +1,87 @@
+"""The rule contract: :class:`Rule`, :class:`RuleState` and the table's :class:`SlotState`.
+
+The contract itself (what a rule may read and must return) is described in
+:mod:`spreadq.queue.rules`, which re-exports every name here; the built-in rules import
+this module, not the package, so the package can import them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+from spreadq.queue.jobs import Job
+
+__all__ = ["JoblessRule", "Rule", "RuleState", "SlotState"]
+
+
+class RuleState(Protocol):
+    """What a rule may know besides the members and the job (read-only)."""
+
+    @property
+    def index(self) -> int:
+        """The slot number in this view (or the failover counter)."""
+        ...
+
+    def load(self, member: str) -> int:
+        """Outstanding jobs assigned to ``member`` in this view (or this failover round)."""
+        ...
+
+    def capacity(self, member: str) -> int | None:
+        """The capacity ``member`` announced in this view, if any."""
+        ...
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """An ownership rule: a name and a pure ``owner`` function."""
+
+    @property
+    def name(self) -> str:
+        """The name the rule is selected by (``App(rule=...)``)."""
+        ...
+
+    def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+        """Return the member of ``members`` (never empty) that owns ``job``."""
+        ...
+
+
+@runtime_checkable
+class JoblessRule(Rule, Protocol):
+    """A rule whose owner never depends on the job (the table's fast path)."""
+
+    def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+        """Return what :meth:`owner` returns for any job."""
+        ...
+
+
+class SlotState:
+    """The table's concrete :class:`RuleState`: a slot counter and per-member loads.
+
+    The table owns one per view (and one per failover round) and updates it after each
+    assignment; rules only read it.
+    """
+
+    __slots__ = ("_capacities", "_loads", "index")
+
+    def __init__(self, capacities: Mapping[str, int] | None = None) -> None:
+        self.index = 0
+        self._loads: dict[str, int] = {}
+        self._capacities: Mapping[str, int] = capacities if capacities is not None else {}
+
+    def load(self, member: str) -> int:
+        """Outstanding jobs assigned to ``member``."""
+        return self._loads.get(member, 0)
+
+    def capacity(self, member: str) -> int | None:
+        """The capacity ``member`` announced, if any."""
+        return self._capacities.get(member)
+
+    def assigned(self, member: str) -> None:
+        """Record that the slot at ``index`` went to ``member`` and move to the next one."""
+        self.index += 1
+        self._loads[member] = self._loads.get(member, 0) + 1
+
+    def released(self, member: str) -> None:
+        """Record that one job counted for ``member`` left the table."""
+        self._loads[member] = self._loads.get(member, 0) - 1
