@@ -1,0 +1,139 @@
+"""Edges of the daemon's session: the header limits at their boundaries, the 3.x body for
+an old daemon version, and the exact text of what it refuses.
+
+Written from the survivors of ``scripts/mutate src/spreadq/wire`` (docs/mutation.md).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+from wire_helpers import drain, name32, open_server
+
+from spreadq.errors import RemoteProtocolError
+from spreadq.wire import ServerSession
+from spreadq.wire.constants import DAEMON_MESSAGE_LIMIT, Cause
+from spreadq.wire.events import AuthChoice, GroupId, Hello, IncomingMulticast, RegularMembership
+from spreadq.wire.layouts import pack_membership_body, pack_membership_body_v3
+
+ME = "#alice#localhost"
+AGREED = 0x80000090  # AGREED with the endian marker
+
+
+def exactly(message: str) -> str:
+    return f"^{re.escape(message)}$"
+
+
+def multicast(count: int, data_len: int, *, type_: int = AGREED, hint: int = 0x80) -> bytes:
+    head = struct.pack("<I32siIi", type_, name32(ME), count, hint, data_len)
+    return head + b"".join(name32(f"g{i}") for i in range(count)) + bytes(data_len)
+
+
+def test_a_multicast_to_100_groups_is_taken() -> None:
+    server = open_server()
+    server.receive_data(multicast(100, 3))
+    (event,) = drain(server)
+    assert isinstance(event, IncomingMulticast)
+    assert event.groups == tuple(f"g{i}" for i in range(100))
+    assert event.groups_raw == b"".join(name32(f"g{i}") for i in range(100))
+
+
+def test_101_groups_are_refused() -> None:
+    server = open_server()
+    server.receive_data(multicast(101, 0))
+    with pytest.raises(RemoteProtocolError, match=exactly("§5.1 num_groups: 101 is not in 0..100")):
+        server.next_event()
+
+
+def test_the_size_limits_at_their_boundaries() -> None:
+    big = DAEMON_MESSAGE_LIMIT + 1000
+    # data_len at its own limit passes that check and fails the size check after it
+    server = open_server(max_message_size=big)
+    server.receive_data(multicast(0, DAEMON_MESSAGE_LIMIT)[:48])
+    with pytest.raises(
+        RemoteProtocolError,
+        match=exactly("§5.1 size: data_len + 32 * num_groups = 144000 is over 143952"),
+    ):
+        server.next_event()
+    server = open_server(max_message_size=big)
+    server.receive_data(multicast(0, DAEMON_MESSAGE_LIMIT + 1)[:48])
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("§5.1 data_len: 144001 is not in 0..144000")
+    ):
+        server.next_event()
+    # exactly the body limit is taken
+    server = open_server(max_message_size=big)
+    server.receive_data(multicast(1, DAEMON_MESSAGE_LIMIT - 48 - 32))
+    (event,) = drain(server)
+    assert isinstance(event, IncomingMulticast)
+    # and the safe cap names the whole size
+    server = open_server()
+    server.receive_data(multicast(1, 140_000)[:48])
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("§8 cap: a message of 140080 bytes is over 140000")
+    ):
+        server.next_event()
+
+
+def test_forbidden_type_bits_are_named() -> None:
+    server = open_server()
+    server.receive_data(multicast(1, 0, type_=AGREED | 0x00100000))
+    with pytest.raises(
+        RemoteProtocolError,
+        match=exactly(
+            "type 0x00100010 sets daemon-internal bits 0x100000, which a client may not set"
+        ),
+    ):
+        server.next_event()
+
+
+def test_a_join_of_no_group_is_a_hazard() -> None:
+    server = open_server()
+    server.receive_data(multicast(0, 0, type_=0x80010080))  # JOIN
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("hazard: JOIN names 0 groups; it must name one")
+    ):
+        server.next_event()
+    server = open_server()
+    server.receive_data(multicast(2, 0, type_=0x80010080))
+    with pytest.raises(RemoteProtocolError, match=exactly("JOIN names 2 groups; it must name one")):
+        server.next_event()
+
+
+def test_a_big_endian_hint_with_bit_0_set_in_its_first_byte() -> None:
+    # 01 00 07 00 read big-endian: mess_type 7 (bit 0 of the first byte is not the marker)
+    server = open_server()
+    head = struct.pack("<I32siIi", AGREED, name32(ME), 1, 0, 0)
+    server.receive_data(head[:40] + b"\x00\x00\x07\x00" + head[44:] + name32("g"))
+    (event,) = drain(server)
+    assert isinstance(event, IncomingMulticast)
+    assert (event.mess_type, event.hint_raw) == (7, b"\x00\x00\x07\x00")
+
+
+def test_a_3x_daemon_version_sends_the_3x_membership_body() -> None:
+    view = RegularMembership("g", GroupId(1, 2, 3), (ME,), Cause.JOIN, ((ME,),), 0)
+    new = open_server()
+    assert new.send(view).endswith(pack_membership_body(GroupId(1, 2, 3), [[ME.encode()]], 0))
+    for version in [(3, 14, 0), (3, 4, 1)]:
+        old_bytes = _accepted_as(version).send(view)
+        assert old_bytes.endswith(pack_membership_body_v3(GroupId(1, 2, 3), [ME.encode()]))
+    assert (
+        not _accepted_as((4, 3, 0))
+        .send(view)
+        .endswith(pack_membership_body_v3(GroupId(1, 2, 3), [ME.encode()]))
+    )
+
+
+def _accepted_as(version: tuple[int, int, int]) -> ServerSession:
+    """A server session announcing daemon ``version`` to a 5.0.1 client."""
+    server = ServerSession()
+    server.receive_data(bytes([5, 0, 1, 1, 5]) + b"alice")
+    assert isinstance(server.next_event(), Hello)
+    server.auth_list()
+    server.receive_data(b"NULL".ljust(90, b"\0"))
+    assert isinstance(server.next_event(), AuthChoice)
+    server.accept(ME, version)
+    assert server.version == version
+    return server
