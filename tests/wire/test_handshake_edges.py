@@ -20,7 +20,10 @@ from spreadq.wire.handshake import (
     encode_auth_list,
     encode_hello,
     encode_reject,
+    read_accept,
+    read_auth_list,
     read_hello,
+    version_number,
 )
 
 
@@ -190,3 +193,39 @@ def test_receive_buffer() -> None:
     buffer.feed(b"12345678")
     assert buffer.ensure(8, "a unit") is True
     assert buffer.slice(2, 4) == b"34"
+
+
+def test_read_auth_list_lengths() -> None:
+    assert read_auth_list(buffer_of(bytes([90]) + b"A" * 89 + b" ")) == ("A" * 89,)
+    with pytest.raises(RemoteProtocolError, match=exactly("auth list length 91 is over 90")):
+        read_auth_list(buffer_of(bytes([91]) + b"A" * 91))
+    with pytest.raises(RemoteProtocolError, match=exactly("auth list length 127 is over 90")):
+        read_auth_list(buffer_of(bytes([127])))
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("unknown reject code -128 (not one a daemon sends)")
+    ):
+        read_auth_list(buffer_of(bytes([128])))
+
+
+def test_read_accept_first_bytes() -> None:
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("handshake answer 0 is neither accept (1) nor a reject")
+    ):
+        read_accept(buffer_of(b"\x00\x05\x00\x01\x01#"), with_patch=True)
+    with pytest.raises(
+        RemoteProtocolError,
+        match=exactly("handshake answer 127 is neither accept (1) nor a reject"),
+    ):
+        read_accept(buffer_of(b"\x7f"), with_patch=True)
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("unknown reject code -128 (not one a daemon sends)")
+    ):
+        read_accept(buffer_of(b"\x80"), with_patch=True)
+
+
+def test_version_fields_up_to_255() -> None:
+    assert encode_hello(b"a", membership=False, priority=False, version=(255, 255, 255))[:3] == (
+        b"\xff\xff\xff"
+    )
+    assert version_number((4, 1, 7)) == 40107
+    assert version_number((3, 15, 0)) == 31500

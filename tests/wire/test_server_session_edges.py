@@ -12,11 +12,20 @@ import struct
 import pytest
 from wire_helpers import drain, name32, open_server
 
-from spreadq.errors import RemoteProtocolError
+from spreadq.errors import InvalidName, LocalProtocolError, RemoteProtocolError
 from spreadq.wire import ServerSession
-from spreadq.wire.constants import DAEMON_MESSAGE_LIMIT, Cause
-from spreadq.wire.events import AuthChoice, GroupId, Hello, IncomingMulticast, RegularMembership
+from spreadq.wire.constants import DAEMON_MESSAGE_LIMIT, Cause, ServiceType
+from spreadq.wire.events import (
+    AuthChoice,
+    DataMessage,
+    GroupId,
+    Hello,
+    IncomingMulticast,
+    RegularMembership,
+    RejectedMessage,
+)
 from spreadq.wire.layouts import pack_membership_body, pack_membership_body_v3
+from spreadq.wire.server_session import encode_daemon_message
 
 ME = "#alice#localhost"
 AGREED = 0x80000090  # AGREED with the endian marker
@@ -137,3 +146,59 @@ def _accepted_as(version: tuple[int, int, int]) -> ServerSession:
     server.accept(ME, version)
     assert server.version == version
     return server
+
+
+def test_encode_data_passes_the_raw_hint_and_forwards_as_received() -> None:
+    message = DataMessage(ME, ("g",), ServiceType.AGREED, 7, b"x")
+    computed = ServerSession.encode_data(message)
+    assert computed[40:44] == struct.pack("<I", (7 << 8) | 0x80000080)
+    raw = ServerSession.encode_data(message, hint_raw=b"\x00\x00\x07\x00")
+    assert raw[40:44] == b"\x00\x00\x07\x00"
+    assert raw[44:] == computed[44:]
+    incoming = IncomingMulticast(("g",), b"x", ServiceType.AGREED, 7, b"\x00\x00\x07\x00", ME)
+    assert ServerSession.encode_data(incoming) == raw
+    with pytest.raises(LocalProtocolError, match=exactly("a raw hint is 4 bytes, got 3")):
+        encode_daemon_message(message, hint_raw=b"\0\0\0")
+
+
+@pytest.mark.parametrize(("mess_type", "endian_mismatch"), [(-32768, False), (32767, True)])
+def test_hints_of_the_extreme_mess_types(mess_type: int, endian_mismatch: bool) -> None:
+    message = DataMessage(ME, ("g",), ServiceType.AGREED, mess_type, b"", endian_mismatch)
+    hint = encode_daemon_message(message)[40:44]
+    value = (mess_type << 8) & 0x00FFFF00
+    expected = (
+        value.to_bytes(4, "big") if endian_mismatch else struct.pack("<I", value | 0x80000080)
+    )
+    assert hint == expected
+    with pytest.raises(
+        LocalProtocolError, match=exactly("mess_type 32768 is not a signed 16-bit value")
+    ):
+        encode_daemon_message(DataMessage(ME, ("g",), ServiceType.AGREED, 32768, b""))
+
+
+def test_a_rejected_message_keeps_the_raw_hint() -> None:
+    rejected = RejectedMessage(ME, ("g",), 0x10, 5, b"d")
+    computed = encode_daemon_message(rejected)
+    assert computed[40:44] == struct.pack("<I", (5 << 8) | 0x80000080)
+    assert (
+        encode_daemon_message(rejected, hint_raw=b"\x80\x00\x09\x80")[40:44] == b"\x80\x00\x09\x80"
+    )
+
+
+def test_names_on_the_wire() -> None:
+    long = DataMessage("#" + "s" * 31, ("g",), ServiceType.AGREED, 0, b"")
+    with pytest.raises(InvalidName) as info:
+        encode_daemon_message(long)
+    assert info.value.reason == "names on the wire are at most 31 bytes"
+    wide = DataMessage(ME, ("g\u0100",), ServiceType.AGREED, 0, b"")
+    with pytest.raises(InvalidName) as info:
+        encode_daemon_message(wide)
+    assert (info.value.name, info.value.reason) == ("g\u0100", "names on the wire are Latin-1")
+    group = DataMessage(ME, ("g" * 32,), ServiceType.AGREED, 0, b"")
+    with pytest.raises(InvalidName) as info:
+        encode_daemon_message(group)
+    assert info.value.name == "g" * 32
+    many = DataMessage(ME, tuple(f"g{i}" for i in range(120)), ServiceType.AGREED, 0, b"")
+    assert encode_daemon_message(many)[48 : 48 + 32 * 120] == b"".join(
+        name32(f"g{i}") for i in range(120)
+    )
