@@ -10,10 +10,10 @@ import re
 import struct
 
 import pytest
-from wire_helpers import drain, name32, open_client
+from wire_helpers import drain, name32, open_client, open_server
 
 from spreadq.errors import RemoteProtocolError
-from spreadq.wire import NEED_DATA, ClientSession
+from spreadq.wire import NEED_DATA, ClientSession, ServerSession
 from spreadq.wire.events import Accepted, DataMessage
 
 
@@ -70,3 +70,10 @@ def test_negative_counts_from_the_daemon() -> None:
         match=exactly("header with num_groups=-1 and data_len=0; neither may be negative"),
     ):
         client.next_event()
+
+
+def test_sessions_print_their_state_and_group() -> None:
+    assert repr(ClientSession("a")) == "<ClientSession START >"
+    assert repr(open_client()) == "<ClientSession OPEN #alice#localhost>"
+    assert repr(open_server()) == "<ServerSession OPEN #alice#localhost>"
+    assert repr(ServerSession()) == "<ServerSession AWAIT_HELLO >"
