@@ -15,9 +15,11 @@ import pytest
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.envelope import (
+    MAX_ENVELOPE_SIZE,
     Ack,
     Drain,
     Hello,
+    JobBatch,
     JobFragment,
     JobSpec,
     ack_overhead,
@@ -219,3 +221,56 @@ def test_job_spec_build_without_headers() -> None:
     assert JobSpec.build(1, "k", b"p", headers={}).headers == ()
     assert JobSpec.build(1, "k", b"p").headers == ()
     assert JobSpec.build(1, "k", b"p", headers={"a": "b"}).headers == (("a", "b"),)
+
+
+def test_codec_names_of_1_to_32_ascii_chars() -> None:
+    for codec in ("j", "c" * 32):
+        batch = decode(encode_batch(PID, 1, codec, [JobSpec(1, "k", b"")]))
+        assert isinstance(batch, JobBatch)
+        assert batch.codec == codec
+    for bad in ("", "c" * 33, "\u00e9"):
+        with pytest.raises(
+            LocalProtocolError, match=exactly(f"codec name {bad!r} must be 1..32 ASCII chars")
+        ):
+            encode_batch(PID, 1, bad, [])
+    data = bytearray(encode_batch(PID, 1, "j", []))
+    data[-1] = 0xE9  # not ASCII
+    with pytest.raises(EnvelopeError, match=exactly("bad codec name")):
+        decode(bytes(data))
+
+
+def test_a_batch_of_exactly_the_largest_size() -> None:
+    empty = len(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"")]))
+    spec = JobSpec(1, "k", b"x" * (MAX_ENVELOPE_SIZE - empty))
+    assert len(encode_batch(PID, 1, "j", [spec])) == MAX_ENVELOPE_SIZE
+    over = JobSpec(1, "k", b"x" * (MAX_ENVELOPE_SIZE - empty + 1))
+    with pytest.raises(MessageTooLarge) as info:
+        encode_batch(PID, 1, "j", [over])
+    assert (info.value.size, info.value.limit) == (MAX_ENVELOPE_SIZE + 1, MAX_ENVELOPE_SIZE)
+    assert "job batch" in str(info.value)
+
+
+def test_batch_records_cut_short_or_followed_by_more() -> None:
+    data = encode_batch(PID, 1, "j", [JobSpec(1, "k", b"ab"), JobSpec(2, "k", b"")])
+    second = len(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"ab")]))
+    with pytest.raises(EnvelopeError, match=exactly(f"truncated job record at byte {second}")):
+        decode(data[: second + 17])  # one byte short of the second record's fixed part
+    with pytest.raises(EnvelopeError, match=exactly(f"truncated job record at byte {second}")):
+        decode(data[:-1])
+    with pytest.raises(EnvelopeError, match=exactly("2 trailing bytes after the envelope")):
+        decode(data + b"zz")
+    assert decode(data[: second + 18] + data[second + 18 :]) == decode(data)
+
+
+def test_batch_jobs_compare_as_sequences() -> None:
+    batch = decode(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"a"), JobSpec(2, "k", b"b")]))
+    again = decode(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"a"), JobSpec(2, "k", b"b")]))
+    other = decode(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"a"), JobSpec(2, "k", b"c")]))
+    assert isinstance(batch, JobBatch)
+    assert isinstance(again, JobBatch)
+    assert isinstance(other, JobBatch)
+    assert batch.jobs == again.jobs
+    assert batch.jobs != other.jobs
+    assert batch.jobs == tuple(again.jobs)
+    assert [job.ref.producer_id for job in batch.jobs] == [PID, PID]
+    assert batch.jobs[1:] == (again.jobs[1],)
