@@ -250,3 +250,27 @@ def test_slot_state_capacities_are_read_only_lookups() -> None:
     state.assigned("a")
     state.released("a")
     assert (state.index, state.load("a")) == (1, 0)
+
+
+def test_key_affinity_takes_lone_surrogates_in_keys_and_names() -> None:
+    # str keys may hold lone surrogates (from os.fsdecode, say): they hash, never raise
+    key, member = "k\ud800", "#a\udfff#h"
+    expected = hashlib.blake2b(
+        member.encode("utf-8", "surrogatepass") + b"\0" + key.encode("utf-8", "surrogatepass"),
+        digest_size=8,
+    ).digest()
+    assert weight(member, key) == int.from_bytes(expected, "big")
+    members = (member, "#b#h", "#c\ud800#h")
+    owner = KeyAffinity().owner(members, state_with(0), job(key))
+    assert weight(owner, key) == max(weight(m, key) for m in members)
+
+
+def test_slot_state_counts_from_zero() -> None:
+    state = SlotState()
+    assert (state.index, state.load("a"), state.capacity("a")) == (0, 0, None)
+    state.assigned("a")
+    state.assigned("b")
+    state.assigned("a")
+    assert (state.index, state.load("a"), state.load("b")) == (3, 2, 1)
+    state.released("c")  # a job counted for a member that had none: below zero
+    assert state.load("c") == -1
