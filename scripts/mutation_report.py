@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     detected = total["killed"] + total["timeout"]  # a mutant that hangs the tests is caught
     score = 100 * detected / mutants if mutants else 0.0
     if names_only:
-        print(" ".join(name for name, status, _ in alive if status == "survived"))
+        print(" ".join(name for name, status, _ in alive if status in ("survived", "no tests")))
         return 0
     print(f"TOTAL: {detected}/{mutants} killed or timed out ({score:.1f}%)  {dict(total)}")
     if not counts_only:
