@@ -93,3 +93,16 @@ def test_every_single_level_is_a_valid_multicast(level: ServiceType) -> None:
 
 def test_the_sentinels_print_their_names() -> None:
     assert (repr(NEED_DATA), repr(CLOSED)) == ("NEED_DATA", "CLOSED")
+
+
+def test_unreliable_with_a_foreign_bit_is_a_foreign_bit() -> None:
+    service = ServiceType(ServiceType.UNRELIABLE | 0x100)
+    with pytest.raises(
+        LocalProtocolError, match=exactly(f"service {service!r} has bits a client may not set")
+    ):
+        Multicast(("g",), b"", service)
+
+
+@pytest.mark.parametrize("mess_type", [-32768, 32767])
+def test_the_extreme_mess_types_are_valid(mess_type: int) -> None:
+    assert Multicast(("g",), b"", ServiceType.AGREED, mess_type).mess_type == mess_type

@@ -13,7 +13,7 @@ import pytest
 from spreadq.errors import LocalProtocolError, RemoteProtocolError
 from spreadq.wire.buffer import ReceiveBuffer
 from spreadq.wire.constants import RejectCode
-from spreadq.wire.events import Hello
+from spreadq.wire.events import Hello, Rejected
 from spreadq.wire.handshake import (
     encode_accept,
     encode_auth_choice,
@@ -229,3 +229,19 @@ def test_version_fields_up_to_255() -> None:
     )
     assert version_number((4, 1, 7)) == 40107
     assert version_number((3, 15, 0)) == 31500
+
+
+def test_a_reject_reads_one_byte() -> None:
+    buffer = buffer_of(bytes([RejectCode.REJECT_AUTH & 0xFF]) + b"x")
+    assert read_auth_list(buffer) == Rejected(RejectCode.REJECT_AUTH)
+    assert buffer.take_all() == b"x"
+    buffer = buffer_of(bytes([RejectCode.REJECT_VERSION & 0xFF]) + b"y")
+    assert read_accept(buffer, with_patch=True) == Rejected(RejectCode.REJECT_VERSION)
+    assert buffer.take_all() == b"y"
+
+
+def test_ensure_counts_only_unread_bytes() -> None:
+    buffer = buffer_of(b"abcd")
+    buffer.skip(2)
+    assert buffer.ensure(2, "x") is True
+    assert buffer.ensure(3, "x") is False

@@ -215,3 +215,22 @@ def test_auth_choice() -> None:
     assert unpack_auth_choice(b"\xe9" + bytes(89)) == ("\xe9",)  # Latin-1
     with pytest.raises(RemoteProtocolError, match=exactly("an auth choice is 90 bytes, got 89")):
         unpack_auth_choice(bytes(89))
+
+
+def test_auth_choice_limits() -> None:
+    assert unpack_auth_choice(pack_auth_choice([b"A", b"B", b"C" * 29])) == ("A", "B", "C" * 29)
+    with pytest.raises(LocalProtocolError, match=exactly("at most 3 auth methods, got 4")):
+        pack_auth_choice([b"A"] * 4)
+    for bad in (b"", b"C" * 30):
+        with pytest.raises(
+            LocalProtocolError, match=exactly(f"auth method name {bad!r} must be 1..29 bytes")
+        ):
+            pack_auth_choice([bad])
+
+
+def test_a_v3_body_must_hold_exactly_its_names() -> None:
+    body = struct.pack("<iiii", 1, 2, 3, 1) + field(b"a") + field(b"b")
+    with pytest.raises(
+        RemoteProtocolError, match=exactly("3.x membership body of 80 bytes cannot hold 1 names")
+    ):
+        unpack_membership_body_v3(body, True)

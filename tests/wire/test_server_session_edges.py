@@ -16,6 +16,7 @@ from spreadq.errors import InvalidName, LocalProtocolError, RemoteProtocolError
 from spreadq.wire import ServerSession
 from spreadq.wire.constants import DAEMON_MESSAGE_LIMIT, Cause, ServiceType
 from spreadq.wire.events import (
+    CLOSED,
     AuthChoice,
     DataMessage,
     GroupId,
@@ -24,6 +25,7 @@ from spreadq.wire.events import (
     RegularMembership,
     RejectedMessage,
 )
+from spreadq.wire.handshake import SERVER_TRANSITIONS, ServerInput, ServerState, transition
 from spreadq.wire.layouts import pack_membership_body, pack_membership_body_v3
 from spreadq.wire.server_session import encode_daemon_message
 
@@ -202,3 +204,55 @@ def test_names_on_the_wire() -> None:
     assert encode_daemon_message(many)[48 : 48 + 32 * 120] == b"".join(
         name32(f"g{i}") for i in range(120)
     )
+
+
+def test_a_31_byte_private_group_may_send() -> None:
+    group = "#" + "n" * 10 + "#" + "d" * 19  # the longest: 31 bytes
+    server = open_server(group)
+    head = struct.pack("<I32siIi", AGREED, group.encode(), 1, 0x80, 0)
+    server.receive_data(head + name32("g"))
+    (event,) = drain(server)
+    assert isinstance(event, IncomingMulticast)
+    assert event.sender == group
+
+
+def test_a_message_in_two_chunks_keeps_its_raw_names() -> None:
+    server = open_server()
+    data = multicast(2, 3)
+    server.receive_data(data[:50])
+    assert drain(server) == []
+    server.receive_data(data[50:])
+    (event,) = drain(server)
+    assert isinstance(event, IncomingMulticast)
+    assert event.groups_raw == name32("g0") + name32("g1")
+
+
+def test_eof_while_the_daemon_owes_an_answer_is_a_plain_close() -> None:
+    server = ServerSession()
+    server.receive_data(bytes([5, 0, 1, 1, 5]) + b"alice" + b"early")  # bytes before the answer
+    assert isinstance(server.next_event(), Hello)
+    server.receive_data(b"")
+    assert server.next_event() is CLOSED
+
+
+def test_no_second_answer_to_a_hello() -> None:
+    server = open_server()
+    with pytest.raises(
+        LocalProtocolError, match=exactly("no handshake step to answer in state OPEN")
+    ):
+        server.accept(ME)
+
+
+def test_a_mess_type_outside_16_bits_cannot_be_encoded() -> None:
+    for mess_type in (-32769, 32768):
+        with pytest.raises(
+            LocalProtocolError, match=exactly(f"mess_type {mess_type} is not a signed 16-bit value")
+        ):
+            encode_daemon_message(DataMessage(ME, ("g",), ServiceType.AGREED, mess_type, b""))
+
+
+def test_a_missing_transition_names_the_input_and_the_state() -> None:
+    with pytest.raises(LocalProtocolError, match=exactly("cannot send accept in state OPEN")):
+        transition(SERVER_TRANSITIONS, ServerState.OPEN, ServerInput.SEND_ACCEPT, local=True)
+    with pytest.raises(RemoteProtocolError, match=exactly("cannot send accept in state OPEN")):
+        transition(SERVER_TRANSITIONS, ServerState.OPEN, ServerInput.SEND_ACCEPT, local=False)

@@ -77,3 +77,15 @@ def test_sessions_print_their_state_and_group() -> None:
     assert repr(open_client()) == "<ClientSession OPEN #alice#localhost>"
     assert repr(open_server()) == "<ServerSession OPEN #alice#localhost>"
     assert repr(ServerSession()) == "<ServerSession AWAIT_HELLO >"
+
+
+def test_a_session_without_a_name_sends_an_empty_one() -> None:
+    hello = ClientSession().start()
+    assert hello[-1] == 0  # name length 0: the daemon picks a name
+
+
+def test_the_size_limit_applies_to_each_message_of_a_chunk() -> None:
+    one = data_message(b"#b#h", 20)
+    client = open_client(max_message_size=len(one))
+    client.receive_data(one + one + one)  # the later ones start past offset 0
+    assert len(drain(client)) == 3
