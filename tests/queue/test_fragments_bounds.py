@@ -71,12 +71,27 @@ def test_an_evicted_job_keeps_its_identity_and_token() -> None:
 
 def test_a_forgotten_partial_gives_its_bytes_back() -> None:
     buffer: Reassembler[str] = Reassembler(max_bytes=8, max_partials=1)
-    buffer.add(part(1, 0, 2, 4), "a")
-    buffer.add(part(2, 0, 3, 4), "b")  # two partials: the oldest is forgotten
+    buffer.add(part(1, 0, 2, 5), "a")
+    buffer.add(part(2, 0, 3, 2), "b")  # two partials: the oldest is forgotten
     assert (len(buffer), buffer.tokens()) == (1, ["b"])
-    buffer.add(part(2, 1, 3, 4), "b")  # 8 bytes: within the bound
+    buffer.add(part(2, 1, 3, 5), "b")  # 7 bytes: within the bound
     done = finish(buffer, part(2, 2, 3, 0))
-    assert (done.job.payload, done.job.error) == (b"\x02" * 8, None)
+    assert (done.job.payload, done.job.error) == (b"\x02" * 7, None)
+
+
+def test_a_job_whose_start_was_missed_holds_no_bytes() -> None:
+    buffer: Reassembler[str] = Reassembler(max_bytes=10)
+    buffer.add(part(1, 0, 2, 6), "a")
+    buffer.add(part(2, 1, 3, 6), "late")  # not kept: it cannot be rebuilt anyway
+    assert finish(buffer, part(1, 1, 2, 0)).job.error is None
+
+
+def test_an_evicted_job_gives_back_all_it_held() -> None:
+    buffer: Reassembler[str] = Reassembler(max_bytes=10)
+    buffer.add(part(1, 0, 2, 11), "a")  # over the bound at once: evicted
+    assert finish(buffer, part(1, 1, 2, 0)).job.error == EVICTED
+    buffer.add(part(2, 0, 2, 11), "b")  # the same again: evicted again, nothing left over
+    assert finish(buffer, part(2, 1, 2, 0)).job.error == EVICTED
 
 
 def test_a_job_whose_start_was_missed_has_no_payload() -> None:

@@ -133,3 +133,14 @@ def test_outcome_history_bytes_bound_alone() -> None:
     assert history.get(JobRef(PID, 1)) is None
     assert OutcomeHistory().max_items == 100_000
     assert OutcomeHistory().max_bytes == 16 * 1024 * 1024
+
+
+def test_outcome_history_counts_bytes_after_an_eviction() -> None:
+    history = OutcomeHistory(max_items=100, max_bytes=8)
+    history.add(JobRef(PID, 1), Outcome.success(b"aaaaa"))
+    history.add(JobRef(PID, 2), Outcome.success(b"bbb"))
+    history.add(JobRef(PID, 3), Outcome.success(b"cccc"))  # 12 bytes: 1 goes, 7 left
+    assert history.get(JobRef(PID, 1)) is None
+    history.add(JobRef(PID, 4), Outcome.success(b"dd"))  # 9 bytes: 2 goes too
+    assert history.get(JobRef(PID, 2)) is None
+    assert len(history) == 2

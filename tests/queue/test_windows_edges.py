@@ -175,3 +175,22 @@ def test_the_slack_cap_leaves_room_for_one_more_message() -> None:
     assert gate.ack_slack == 9
     assert gate.check(2) is None  # 2 - 1 + 9 == 10: just within the share
     assert gate.check(3) is BlockReason.WINDOW
+
+
+def test_after_clear_the_outcome_budget_starts_from_zero() -> None:
+    outcome = Outcome.success(b"r" * 20)
+    cadence = AckCadence(every_jobs=100, every_seconds=10.0, max_positions=0)
+    cadence.max_bytes = ack_overhead(0) + outcome_size(outcome) + 1
+    cadence.on_finished(ref(1), outcome, 0.0)
+    cadence.clear()
+    cadence.on_finished(ref(2), outcome, 1.0)
+    assert not cadence.due(1.0)  # one byte below the budget
+
+
+def test_may_send_one_job_by_default() -> None:
+    gate = ProducerGate(ME, max_in_flight=3)
+    gate.on_view(["a"], 0)
+    gate.on_sent(2)
+    assert gate.may_send(3)
+    assert not gate.may_send(3, 2)
+    assert gate.blocked_reason() is BlockReason.IN_FLIGHT
