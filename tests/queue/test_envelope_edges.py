@@ -146,10 +146,10 @@ def test_job_record_flags() -> None:
     data = bytearray(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"x")]))
     at = 6 + 16 + 8 + 1 + 1  # preamble, pid, mseq, codec_len, codec
     assert data[at + 8] == 0  # flags: no key
-    for flags, key_len, kind_len in ((2, 0, 1), (0, 1, 1), (1, 0, 0)):
+    for flags, key_len, kind_len in ((2, 0, 1), (0, 1, 1), (1, 0, 0), (0, 0, 0)):
         bad = bytearray(data)
         struct.pack_into("<BBH", bad, at + 8, flags, kind_len, key_len)
-        with pytest.raises(EnvelopeError):
+        with pytest.raises(EnvelopeError, match=exactly("bad job record flags")):
             decode(bytes(bad))
     bad = bytearray(data)
     bad[at + 8] = 2
@@ -274,3 +274,48 @@ def test_batch_jobs_compare_as_sequences() -> None:
     assert batch.jobs == tuple(again.jobs)
     assert [job.ref.producer_id for job in batch.jobs] == [PID, PID]
     assert batch.jobs[1:] == (again.jobs[1],)
+
+
+def test_fragment_job_records_are_checked_too() -> None:
+    (data,) = encode_fragments(PID, 1, "j", JobSpec(1, "k", b"x"))
+    at = 6 + 16 + 8 + 2 + 2 + 1 + 1  # preamble, pid, mseq, index, count, codec_len, codec
+    for flags, kind_len in ((2, 1), (0, 0)):
+        bad = bytearray(data)
+        struct.pack_into("<BB", bad, at + 8, flags, kind_len)
+        with pytest.raises(EnvelopeError, match=exactly("bad job record flags")):
+            decode(bytes(bad))
+
+
+def test_a_fragment_past_its_count_is_refused_whatever_its_slots() -> None:
+    data = bytearray(encode(JobFragment(PID, 1, "j", 0, 1, job())))
+    struct.pack_into("<H", data, 6 + 16 + 8, 1)  # index 1 of 1
+    struct.pack_into("<H", data, 4, 0)  # declaring no slot
+    with pytest.raises(EnvelopeError, match=exactly("fragment 1 of 1 declares 0 slots")):
+        decode(bytes(data))
+
+
+def test_a_batch_key_that_is_not_utf8_is_refused() -> None:
+    data = bytearray(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"x", key="kk")]))
+    data[6 + 16 + 8 + 1 + 1 + 18 + 1] = 0xFF  # the key's first byte, after the kind
+    with pytest.raises(EnvelopeError, match=exactly("job kind or key is not UTF-8")):
+        decode(bytes(data))
+
+
+def test_a_bare_failure_is_not_a_plain_success() -> None:
+    bare = Outcome(Status.FAILED, 1)
+    ack = Ack(PID, ((JobRef(PID, 1), bare),))
+    decoded = decode(encode(ack))
+    assert isinstance(decoded, Ack)
+    assert decoded.outcomes[0][1] == bare
+
+
+def test_outcome_size_of_a_message_with_a_lone_surrogate() -> None:
+    outcome = Outcome.failure("E", "bad \ud800")
+    assert outcome_size(outcome) == outcome_size(Outcome.failure("E", "bad ?"))
+
+
+def test_batch_jobs_hash_and_print_as_their_refs() -> None:
+    batch = decode(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"a")]))
+    assert isinstance(batch, JobBatch)
+    assert hash(batch.jobs) == hash(tuple(batch.jobs))
+    assert repr(batch.jobs) == f"BatchJobs({[JobRef(PID, 1)]!r})"
