@@ -1,5 +1,5 @@
-"""Edges of the envelopes: what each encoder refuses (the exact reason, naming the field),
-what each decoder refuses, the boundaries of fragments and ACK outcomes, sizes.
+"""Edges of the envelopes: what each encoder and decoder refuses (the exact reason, naming
+the field, as a user debugging reads it), the boundaries of fragments and ACK outcomes, sizes.
 
 Written from the survivors of ``scripts/mutate src/spreadq/queue/envelope.py``
 (docs/mutation.md).
@@ -34,6 +34,7 @@ from spreadq.queue.view import View
 
 PID = bytes(range(16))
 SHORT = b"\x01" * 15
+U64 = "0..18446744073709551615"
 
 
 def exactly(message: str) -> str:
@@ -319,3 +320,109 @@ def test_batch_jobs_hash_and_print_as_their_refs() -> None:
     assert isinstance(batch, JobBatch)
     assert hash(batch.jobs) == hash(tuple(batch.jobs))
     assert repr(batch.jobs) == f"BatchJobs({[JobRef(PID, 1)]!r})"
+
+
+# -- the exact text of the remaining refusals ------------------------------------------
+
+
+class Huge(bytes):
+    """A payload that says it is 4 GiB long (nothing that big is allocated)."""
+
+    def __len__(self) -> int:
+        return 2**32
+
+
+@pytest.mark.parametrize(
+    ("message", "build"),
+    [
+        ("producer_id must be 16 bytes, not 15", lambda: encode_batch(SHORT, 1, "j", [])),
+        ("producer_id must be 16 bytes, not 15", lambda: encode(Ack(PID, (), ((SHORT, 1),)))),
+        (
+            "producer_id must be 16 bytes, not 15",
+            lambda: encode(Ack(PID, ((JobRef(SHORT, 1), Outcome.success()),))),
+        ),
+        (f"mseq 18446744073709551616 is outside {U64}", lambda: encode_batch(PID, 2**64, "j", [])),
+        (f"job seq 18446744073709551616 is outside {U64}", lambda: JobSpec(2**64, "k", b"")),
+        ("a job kind cannot be empty", lambda: JobSpec(1, "", b"")),
+        ("job kind is 256 bytes; the envelope allows 255", lambda: JobSpec(1, "k" * 256, b"")),
+        (
+            "job key is 65536 bytes; the envelope allows 65535",
+            lambda: JobSpec(1, "k", b"", key="k" * 65536),
+        ),
+        ("payload size 4294967296 is outside 0..4294967295", lambda: JobSpec(1, "k", Huge())),
+        (
+            "jobs per batch 65536 is outside 0..65535",
+            lambda: encode_batch(PID, 1, "j", [JobSpec(1, "k", b"")] * 65536),
+        ),
+        (
+            "error type is 256 bytes; the envelope allows 255",
+            lambda: encode(Ack(PID, ((JobRef(PID, 1), Outcome.failure("E" * 256, "m")),))),
+        ),
+        (
+            "error '\\ud800' is not valid Unicode",
+            lambda: encode(Ack(PID, ((JobRef(PID, 1), Outcome.failure("E", "\ud800")),))),
+        ),
+        (
+            "a failed outcome carries no result codec",
+            lambda: encode(Ack(PID, ((JobRef(PID, 1), Outcome(Status.FAILED, codec="raw")),))),
+        ),
+    ],
+)
+def test_encoding_refusals(message: str, build: object) -> None:
+    assert callable(build)
+    with pytest.raises(LocalProtocolError, match=exactly(message)):
+        build()
+
+
+def test_too_many_fragments() -> None:
+    spec = JobSpec(1, "k", b"x" * 65536)
+    head = len(encode_fragments(PID, 1, "j", JobSpec(1, "k", b"x"))[0]) - 1
+    with pytest.raises(
+        LocalProtocolError, match=exactly("fragment count 65536 is outside 0..65535")
+    ):
+        encode_fragments(PID, 1, "j", spec, max_size=head + 1)
+
+
+def test_size_refusals_name_what_was_too_big() -> None:
+    empty = len(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"")]))
+    over = JobSpec(1, "k", b"x" * (MAX_ENVELOPE_SIZE - empty + 1))
+    with pytest.raises(
+        MessageTooLarge,
+        match=exactly(
+            f"job batch of {MAX_ENVELOPE_SIZE + 1} bytes exceeds the limit of "
+            f"{MAX_ENVELOPE_SIZE} bytes"
+        ),
+    ):
+        encode_batch(PID, 1, "j", [over])
+    head = len(encode_fragments(PID, 1, "j", JobSpec(1, "k", b"x"))[0]) - 1
+    with pytest.raises(
+        MessageTooLarge,
+        match=exactly(f"fragment header of {head} bytes exceeds the limit of {head} bytes"),
+    ):
+        encode_fragments(PID, 1, "j", JobSpec(1, "k", b"ab"), max_size=head)
+
+
+def test_decoding_refusals() -> None:
+    with pytest.raises(
+        EnvelopeError, match=exactly("a 3-byte message is too short for a spreadq envelope")
+    ):
+        decode(b"SQ\x01")
+    (fragment,) = encode_fragments(PID, 1, "j", JobSpec(1, "k", b"xy"))
+    with pytest.raises(EnvelopeError, match=exactly("truncated job record at byte 36")):
+        decode(fragment[:-1])
+    view = encode(View(("ab",), (1, 2, 3), 1))
+    with pytest.raises(EnvelopeError, match=exactly("truncated at byte 29: 2 more bytes needed")):
+        decode(view[:-1])
+    ack = encode(Ack(PID, (), ((PID, 1),)))
+    with pytest.raises(EnvelopeError, match=exactly("truncated at byte 30: 24 more bytes needed")):
+        decode(ack[:-1])
+    bad = bytearray(encode(Ack(PID, ((JobRef(PID, 1), Outcome.success(b"r")),))))
+    bad[6 + 24 + 24] = 2  # the outcome's status
+    with pytest.raises(EnvelopeError, match=exactly("unknown outcome status 2")):
+        decode(bytes(bad))
+    failed = bytearray(encode(Ack(PID, ((JobRef(PID, 1), Outcome.failure("E", "m")),))))
+    at = 6 + 24 + 24  # status, attempts, codec_len ...
+    failed[at + 3] = 1  # a codec name of one byte: the "E" of the error type
+    failed[at + 4] = 0  # ... and no error type
+    with pytest.raises(EnvelopeError, match=exactly("a failed outcome carries no result codec")):
+        decode(bytes(failed))
