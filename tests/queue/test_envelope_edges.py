@@ -410,6 +410,12 @@ def test_decoding_refusals() -> None:
     (fragment,) = encode_fragments(PID, 1, "j", JobSpec(1, "k", b"xy"))
     with pytest.raises(EnvelopeError, match=exactly("truncated job record at byte 36")):
         decode(fragment[:-1])
+    with pytest.raises(EnvelopeError, match=exactly("truncated job record at byte 36")):
+        decode(fragment[: 36 + 10])  # inside the record's fixed part
+    bad_kind = bytearray(fragment)
+    bad_kind[36 + 18] = 0xFF  # the kind's byte
+    with pytest.raises(EnvelopeError, match=exactly("job kind or key is not UTF-8")):
+        decode(bytes(bad_kind))
     view = encode(View(("ab",), (1, 2, 3), 1))
     with pytest.raises(EnvelopeError, match=exactly("truncated at byte 29: 2 more bytes needed")):
         decode(view[:-1])

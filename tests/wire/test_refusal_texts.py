@@ -39,10 +39,13 @@ def test_no_bytes_after_eof() -> None:
 def test_private_name_reasons() -> None:
     with pytest.raises(InvalidName) as info:
         check_private_name("a b")
-    assert info.value.reason == "private names use only the bytes '$' (0x24) to '~' (0x7e)"
+    assert (info.value.name, info.value.reason) == (
+        "a b",
+        "private names use only the bytes '$' (0x24) to '~' (0x7e)",
+    )
     with pytest.raises(InvalidName) as info:
         check_private_name("n" * 11)
-    assert info.value.reason == "private names are at most 10 bytes"
+    assert (info.value.name, info.value.reason) == ("n" * 11, "private names are at most 10 bytes")
 
 
 def test_client_send_refusals() -> None:
