@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from interleaving import check_one_order, random_traffic
 
 from spreadq.daemon.engine import Engine, SessionInfo, daemon_proc_id
 from spreadq.errors import ConfigurationError
@@ -374,49 +375,25 @@ def test_drops_cascade() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_random_traffic_keeps_one_order_and_identical_views(seed: int) -> None:
-    rng = random.Random(seed)
+    # views and messages, interleaved, at every member (interleaving.py says what holds)
     engine = Engine(start_time=START, max_session_messages=10_000)
     sessions = [open_(engine, f"s{i}") for i in range(6)]
     groups = ["g1", "g2", "g3"]
-    received: dict[int, list[tuple[int, DaemonMessage]]] = {s.id: [] for s in sessions}
-    for step in range(400):
-        s = rng.choice(sessions)
-        action = rng.random()
-        if action < 0.2:
-            engine.join(s.id, rng.choice(groups))
-        elif action < 0.3:
-            engine.leave(s.id, rng.choice(groups))
+    anchors = {"g1": [0, 1], "g2": [2], "g3": [3, 0]}
+    setup, plan = random_traffic(random.Random(seed), len(sessions), groups, anchors, 400)
+    received: dict[str, list[DaemonMessage]] = {s.private_group: [] for s in sessions}
+    for step in setup + plan:
+        s = sessions[step.client]
+        if step.kind == "join":
+            engine.join(s.id, step.groups[0])
+        elif step.kind == "leave":
+            engine.leave(s.id, step.groups[0])
         else:
-            chosen = rng.sample(groups, rng.randint(1, 2))
-            engine.multicast(s.id, chosen, step.to_bytes(2, "big"))
+            engine.multicast(s.id, list(step.groups), step.data)
         for other in sessions:
-            received[other.id].extend((step, m) for m in drain(engine, other))
-    # Every pair of sessions sees the messages they share in the same relative order.
-    tags = {
-        sid: [m.data if isinstance(m, DataMessage) else m for _, m in msgs]
-        for sid, msgs in received.items()
-    }
-    for x in sessions:
-        for y in sessions:
-            shared_x = [t for t in tags[x.id] if isinstance(t, bytes) and t in tags[y.id]]
-            shared_y = [t for t in tags[y.id] if isinstance(t, bytes) and t in tags[x.id]]
-            assert shared_x == shared_y
-    # One change -> one gid and one member list everywhere; a member gets only the
-    # traffic of groups it is in. (Gids repeat across a group's lifetimes: key by step.)
-    views: dict[tuple[int, str], tuple[GroupId, tuple[str, ...]]] = {}
-    for sid, msgs in received.items():
-        me = engine.session(sid).private_group
-        current: dict[str, tuple[str, ...]] = {}
-        for step, m in msgs:
-            if isinstance(m, RegularMembership):
-                seen = views.setdefault((step, m.group), (m.group_id, m.members))
-                assert seen == (m.group_id, m.members)
-                assert me in m.members
-                current[m.group] = m.members
-            elif isinstance(m, SelfLeave):
-                current.pop(m.group)
-            elif isinstance(m, DataMessage):
-                assert any(g in current for g in m.groups)
+            received[other.private_group].extend(drain(engine, other))
+    named = {g: [sessions[c].private_group for c in cs] for g, cs in anchors.items()}
+    assert check_one_order(received, named) > 20  # episodes compared, visitors included
 
 
 # --- virtual daemons and network changes ------------------------------------------------

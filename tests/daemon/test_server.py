@@ -28,6 +28,7 @@ from spreadq.testing import WireClient, parse_address
 from spreadq.wire.constants import Cause, RejectCode, ServiceType
 from spreadq.wire.events import (
     DataMessage,
+    Disconnect,
     Join,
     Leave,
     Multicast,
@@ -361,8 +362,10 @@ async def test_a_client_that_vanishes_is_a_disconnect(
 
 async def test_disconnect_message_closes_the_socket(wire: Connect, spreadq_daemon: Daemon) -> None:
     member, watcher = await member_and_watcher(wire, spreadq_daemon)
-    await member.disconnect()
+    # say goodbye and keep the socket open: the daemon must act on the message alone
+    await member.send(Disconnect())
     await expect_disconnect_of(watcher, member.private_group)
+    assert await member.closed_by_daemon() == []  # EOF from the daemon, nothing before it
 
 
 # --- delivery over sockets ----------------------------------------------------------------

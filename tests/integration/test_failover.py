@@ -28,6 +28,7 @@ import pytest
 from harness import (
     Observer,
     Pipeline,
+    Record,
     figures,
     read_records,
     spread_daemon,
@@ -95,9 +96,14 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     assert duplicates <= started_by_victim
     # with IN_FLIGHT jobs outstanding, the victim always had jobs running or unreported
     assert duplicates
-    # survivors start the jobs they took over first (in the view without the victim)
     new_view = [run for runs in starts.values() for run in runs if run.view_size == WORKERS - 1]
+    assert new_view
     assert all(run.member != victim_member for run in new_view)
+    # survivors start the jobs they took over first: before the rest of their own queued
+    # jobs (assigned in the 4-member view), so a survivor's last job of the old view to
+    # start is its own, never a taken-over one
+    for survivor in {run.member for run in new_view}:
+        assert_taken_over_first(read_records(records), survivor)
     reruns = [run.at for i in duplicates for run in starts[i] if run.member != victim_member]
     figures(
         "failover",
@@ -110,6 +116,24 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
         kill_to_first_takeover_ms=(min(run.at for run in new_view) - killed_at) * 1000,
         kill_to_first_rerun_ms=(min(reruns) - killed_at) * 1000,
     )
+
+
+def assert_taken_over_first(records: list[Record], member: str) -> None:
+    """``member``'s jobs taken over from the victim start before its own queued ones.
+
+    In ``member``'s records, in the order written: jobs of the old view (4 members) are
+    its own; jobs started in the new view (3 members) are taken over when their number is
+    below one of its own (put before the view change, so assigned in the old view to the
+    victim), and new otherwise. Every taken-over start comes before the last own start.
+    """
+    mine = [r for r in records if r.event == "start" and r.member == member]
+    own = [n for n, r in enumerate(mine) if r.view_size == WORKERS]
+    assert own, f"{member} ran nothing in the 4-member view"
+    highest_own = max(mine[n].i for n in own)
+    taken = [n for n, r in enumerate(mine) if r.view_size == WORKERS - 1 and r.i < highest_own]
+    assert taken, f"{member} took over nothing"
+    late = [mine[n].i for n in taken if n > own[-1]]
+    assert not late, f"{member} started taken-over jobs {late} after all its own queued ones"
 
 
 async def test_sigterm_drains_a_worker_without_duplicates(

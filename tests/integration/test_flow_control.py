@@ -461,7 +461,11 @@ async def test_a_slow_consumer_is_never_dropped_by_three_flooding_producers(
                 done[index] = set(await resolve_all(receipts))
                 state = await producer.flow_state()
                 assert state is not None
-                pending_seen.append(producer.statistics().pending)
+                stats = producer.statistics()
+                # every message multicast was cleared by the gate first, and nothing waits
+                assert 0 < stats.messages <= state.last_mseq
+                assert (state.waiting_puts, state.waiting_send) == (0, False)
+                pending_seen.append(stats.pending)
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:

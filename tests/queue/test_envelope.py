@@ -316,13 +316,33 @@ any_preamble = st.tuples(st.integers(0, 3), kind_bytes, st.integers(0, 8)).map(
 )
 
 
+def _slots_in_preamble(data: bytes) -> int:
+    """The slot rule, read independently of the module: the u16 at offset 4, or one
+    slot when the preamble is cut short."""
+    return int.from_bytes(data[4:6], "little") if len(data) >= 6 else 1
+
+
 def _decode_or_envelope_error(data: bytes) -> None:
     try:
         result = decode(data)
     except EnvelopeError:
-        assert declared_slots(data) >= 0
+        assert data[:2] == b"SQ"  # only an envelope is refused; anything else is RAW
+        assert declared_slots(data) == _slots_in_preamble(data)
         return
-    assert isinstance(result, JobBatch | JobFragment | Ack | View | Drain | Hello | Raw)
+    if not data.startswith(b"SQ"):
+        assert isinstance(result, Raw)
+        assert bytes(result.data) == data
+        return
+    # a decoded envelope takes exactly the slots it declares
+    slots = _slots_in_preamble(data)
+    if isinstance(result, JobBatch):
+        assert len(result.jobs) == slots
+    elif isinstance(result, JobFragment):
+        assert slots == (1 if result.index == result.count - 1 else 0)
+        assert 0 <= result.index < result.count
+    else:
+        assert isinstance(result, Ack | View | Drain | Hello)
+        assert slots == 0
 
 
 @given(st.binary(max_size=200))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from spreadq.queue.jobs import Job, JobRef
@@ -116,8 +116,31 @@ def test_key_affinity_moves_only_the_departed_members_keys(
         after_owner = rule.owner(after, state_with(0), job(key))
         if before_owner != departed:
             assert after_owner == before_owner, key
-        # and a join moves a key only to the newcomer
-        assert rule.owner(members, state_with(0), job(key)) in (after_owner, departed)
+
+
+@given(
+    members=st.lists(names, min_size=1, max_size=8, unique=True).map(tuple),
+    newcomer=names,
+    at=st.integers(0, 8),
+    job_keys=st.lists(st.text(max_size=8), min_size=1, max_size=30),
+)
+def test_key_affinity_moves_keys_only_to_a_newcomer(
+    members: tuple[str, ...], newcomer: str, at: int, job_keys: list[str]
+) -> None:
+    assume(newcomer not in members)
+    rule = KeyAffinity()
+    at %= len(members) + 1
+    joined = (*members[:at], newcomer, *members[at:])
+    moved = 0
+    for key in job_keys:
+        before_owner = rule.owner(members, state_with(0), job(key))
+        after_owner = rule.owner(joined, state_with(0), job(key))
+        assert after_owner in (before_owner, newcomer), key
+        moved += after_owner == newcomer
+    # the newcomer takes exactly the keys it outweighs everyone on
+    assert moved == sum(
+        weight(newcomer, key) > max(weight(m, key) for m in members) for key in job_keys
+    )
 
 
 @given(members=member_lists, key=st.text(max_size=16))
@@ -227,3 +250,27 @@ def test_slot_state_capacities_are_read_only_lookups() -> None:
     state.assigned("a")
     state.released("a")
     assert (state.index, state.load("a")) == (1, 0)
+
+
+def test_key_affinity_takes_lone_surrogates_in_keys_and_names() -> None:
+    # str keys may hold lone surrogates (from os.fsdecode, say): they hash, never raise
+    key, member = "k\ud800", "#a\udfff#h"
+    expected = hashlib.blake2b(
+        member.encode("utf-8", "surrogatepass") + b"\0" + key.encode("utf-8", "surrogatepass"),
+        digest_size=8,
+    ).digest()
+    assert weight(member, key) == int.from_bytes(expected, "big")
+    members = (member, "#b#h", "#c\ud800#h")
+    owner = KeyAffinity().owner(members, state_with(0), job(key))
+    assert weight(owner, key) == max(weight(m, key) for m in members)
+
+
+def test_slot_state_counts_from_zero() -> None:
+    state = SlotState()
+    assert (state.index, state.load("a"), state.capacity("a")) == (0, 0, None)
+    state.assigned("a")
+    state.assigned("b")
+    state.assigned("a")
+    assert (state.index, state.load("a"), state.load("b")) == (3, 2, 1)
+    state.released("c")  # a job counted for a member that had none: below zero
+    assert state.load("c") == -1
