@@ -164,16 +164,16 @@ def test_receive_buffer() -> None:
     buffer = ReceiveBuffer(8)
     assert not buffer
     buffer.feed(b"")
-    assert buffer.data == b""
+    assert buffer.unread()[0] == b""
     buffer.feed(bytearray(b"ab"))
-    assert type(buffer.data) is bytes  # a received chunk is kept as bytes
+    assert type(buffer.unread()[0]) is bytes  # a received chunk is kept as bytes
     assert bool(buffer)
     assert buffer.peek(3) is None
     assert buffer.peek(2) == b"ab"
     buffer.skip(1)
-    assert (buffer.start, len(buffer)) == (1, 1)
+    assert (buffer.unread()[1], len(buffer)) == (1, 1)
     buffer.feed(memoryview(b"cd"))
-    assert (buffer.start, buffer.take_all()) == (0, b"bcd")
+    assert (buffer.unread()[1], buffer.take_all()) == (0, b"bcd")
     assert not buffer
     buffer.feed(b"xyz")
     assert buffer.consume(1) == b"x"
