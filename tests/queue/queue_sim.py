@@ -12,15 +12,22 @@ What is modelled (docs/design/membership.md):
   unsent messages may be lost. A join while a side is transitional gives REG NETWORK
   with the joiner in a vs-set of its own; a crash there is left out of the side's
   REG NETWORK.
-* A partition delivers TRANSITIONAL to everyone, then each side is its own component in
-  a transitional configuration (slots keep counting in the old view) until its
-  REG NETWORK, whose vs-set is that side. Pending messages go to one side only.
+* A partition makes each side its own component in a transitional configuration (slots
+  keep counting in the old view) until its REG NETWORK, whose vs-set is that side. Each
+  member gets TRANSITIONAL at its own step (a side delivers no message while only some
+  of its members have it). A message pending at the split goes to its sender's side
+  and, as extended virtual synchrony allows, may be delivered on the other side too
+  (a prefix of each sender's messages, so no side skips one of a sender's messages);
+  a side delivers those before its next regular membership, or never.
 * A merge of two components delivers REG NETWORK with two vs-sets and no further TRANS;
   either may still be transitional (a partition that heals before it settles, so a
   member comes back in the same view although it missed the other side's messages).
+* A worker that left may reconnect under the same name (a new session, with its outcome
+  history kept or not).
 * Producers are outside the group; each message goes to one component. They re-send
   some jobs (duplicates), split some into fragments, and a C program sends RAW data
-  and the odd corrupt envelope.
+  and the odd corrupt envelope. Clients outside the group send ACKs (for outstanding
+  jobs), DRAINs and HELLOs, which every replica must ignore.
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
   A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
   is failed by its new owner without running, as the worker does.

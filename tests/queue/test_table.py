@@ -19,17 +19,26 @@ delivery semantics and checks after every step:
 3. **Ownership.** Every outstanding job has at most one owner per replica, that owner is
    in the replica's current view, and a job the replica holds is never orphaned (a
    replica always holds what it could be asked to run).
-4. **At most once, unless excused.** A handler runs a job a second time only if the job
-   was re-sent by its producer, or its earlier runner died or left while running it (or
-   before its ACK went out), or a partition happened while it was outstanding.
-5. **Liveness.** After healing every partition and letting every handler run, every job
-   that some surviving replica held has been completed, and no table keeps a held job.
+4. **At most once, as the README says.** A handler starts a job that was started before
+   only if, for every earlier run, that run's session was lost (its worker died or
+   left) or a partition put the two runners on different sides while the job was
+   outstanding (or pending), or one of the two runs was of a copy the producer
+   re-sent. A replica is never told to run a job whose run it already has queued or
+   running. Nothing else is excused.
+5. **Liveness and bounded memory.** After healing every partition and letting every
+   handler run, every job that some surviving replica held has been completed and every
+   table is empty. A replica that is the oldest session of its configuration keeps no
+   job that no member holds (nobody would ever ACK it).
 6. **Poison jobs.** Replicas that agree on a job's owner under (1) also agree on its
    failover count and on whether it was given up; a given-up job is never run again,
    and only a job whose count passed ``max_failovers`` (drawn per seed) is given up.
+7. **Failover.** Jobs are reassigned in delivery order, never to a member that was
+   draining while a holder that was not (the checking replica) could take them.
+8. **Strangers.** No ACK from a non-member completes anything.
 
-``SPREADQ_SIM_SEEDS=N`` runs N seeds instead of 30; a failure names its seed, and
-``Simulation(seed, rule=...)`` replays it exactly.
+``SPREADQ_SIM_SEEDS=N`` runs N seeds instead of 30 and ``SPREADQ_SIM_STEPS=N`` N steps
+each instead of 300; ``SPREADQ_SIM_LONG_STEPS`` sets the long run's steps (2000). A
+failure names its seed, and ``Simulation(seed, rule=...)`` replays it exactly.
 """
 
 from __future__ import annotations
