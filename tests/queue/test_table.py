@@ -28,7 +28,7 @@ delivery semantics and checks after every step:
 5. **Liveness and bounded memory.** After healing every partition and letting every
    handler run, every job that some surviving replica held has been completed and every
    table is empty. A replica that is the oldest session of its configuration keeps no
-   job that no member holds (nobody would ever ACK it).
+   job that no member holds (nobody would ever ACK it) past a view change.
 6. **Poison jobs.** Replicas that agree on a job's owner under (1) also agree on its
    failover count and on whether it was given up; a given-up job is never run again,
    and only a job whose count passed ``max_failovers`` (drawn per seed) is given up.
