@@ -12,15 +12,22 @@ What is modelled (docs/design/membership.md):
   unsent messages may be lost. A join while a side is transitional gives REG NETWORK
   with the joiner in a vs-set of its own; a crash there is left out of the side's
   REG NETWORK.
-* A partition delivers TRANSITIONAL to everyone, then each side is its own component in
-  a transitional configuration (slots keep counting in the old view) until its
-  REG NETWORK, whose vs-set is that side. Pending messages go to one side only.
+* A partition makes each side its own component in a transitional configuration (slots
+  keep counting in the old view) until its REG NETWORK, whose vs-set is that side. Each
+  member gets TRANSITIONAL at its own step (a side delivers no message while only some
+  of its members have it). A message pending at the split goes to its sender's side
+  and, as extended virtual synchrony allows, may be delivered on the other side too
+  (a prefix of each sender's messages, so no side skips one of a sender's messages);
+  a side delivers those before its next regular membership, or never.
 * A merge of two components delivers REG NETWORK with two vs-sets and no further TRANS;
   either may still be transitional (a partition that heals before it settles, so a
   member comes back in the same view although it missed the other side's messages).
+* A worker that left may reconnect under the same name (a new session, with its outcome
+  history kept or not).
 * Producers are outside the group; each message goes to one component. They re-send
   some jobs (duplicates), split some into fragments, and a C program sends RAW data
-  and the odd corrupt envelope.
+  and the odd corrupt envelope. Clients outside the group send ACKs (for outstanding
+  jobs), DRAINs and HELLOs, which every replica must ignore.
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
   A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
   is failed by its new owner without running, as the worker does.
@@ -52,7 +59,9 @@ from spreadq.queue.effects import (
 )
 from spreadq.queue.envelope import (
     MESS_TYPE,
+    Ack,
     Drain,
+    Hello,
     JobBatch,
     JobFragment,
     JobSpec,
@@ -65,7 +74,7 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
-from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.queue.rules import builtin_rules
 from spreadq.queue.table import OutstandingJob, OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -83,6 +92,8 @@ class Message:
     mess_type: int = MESS_TYPE
     refs: tuple[JobRef, ...] = ()  # the jobs it carries (for the model's bookkeeping)
     fragment_of: JobRef | None = None
+    resend: bool = False  # a copy of jobs already sent
+    splits: list[dict[int, int]] = field(default_factory=list)  # partitions while pending
 
 
 @dataclass
@@ -104,6 +115,8 @@ class Component:
     config: Config
     transitional: bool = False
     pending: list[Message] = field(default_factory=list)
+    untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
+    carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
 
 
 @dataclass
@@ -117,6 +130,8 @@ class Replica:
     giving_up: set[JobRef] = field(default_factory=set)  # GiveUpJob: fail, do not run
     alive: bool = True
     lifetime: int = 0
+    session: int = 0  # names are reused across sessions; sessions are not
+    active: set[JobRef] = field(default_factory=set)  # run queued or running, not cancelled
     first_seen: dict[JobRef, int] = field(default_factory=dict)  # fragments: first one
 
 
@@ -150,10 +165,22 @@ class Simulation:
         # emptied and re-created, because Spread reuses the group id (§6.2.3)
         self.lifetime = 0
         self.executions: dict[Key, int] = defaultdict(int)
-        self.excused: set[Key] = set()
         self.completed: set[Key] = set()
         self.partial: set[Key] = set()  # fragmented jobs whose last fragment is pending
-        self.holders: dict[Key, set[str]] = defaultdict(set)
+        self.holders: dict[Key, set[int]] = defaultdict(set)  # sessions that held it
+        self.sessions: dict[int, Replica] = {}
+        self.histories: dict[str, OutcomeHistory] = {}  # a worker keeps one per name
+        # at most once: who started each job, and which sessions a partition separated
+        # while it was outstanding (a list of {session: side} per partition)
+        self.starts: dict[Key, list[tuple[int, bool]]] = defaultdict(list)
+        self.splits: dict[Key, list[dict[int, int]]] = defaultdict(list)
+        self.resend_runs: set[tuple[int, Key]] = set()  # a RunJob after a re-send
+        self.resent_delivered: set[Key] = set()  # re-sent copies some replica delivered
+        self.forged = 0  # ACKs, DRAINs and HELLOs sent by non-members
+        self.both_sides = 0  # messages delivered on both sides of a partition
+        self.reused = 0  # sessions that reused a member name
+        self.peak_entries = 0  # the most entries one table held at once
+        self.before_view: tuple[list[JobRef], frozenset[str]] = ([], frozenset())
         self.orphaned: list[JobRef] = []
         self.rejected: list[JobRef] = []
         self.checked_slots = 0
@@ -181,21 +208,33 @@ class Simulation:
             entry = self.entry(replica, effect.ref)
             if entry.given_up:
                 self.fail(f"{replica.name} runs {effect.ref}, given up ({entry.failovers})")
+            if effect.ref in replica.active:
+                self.fail(f"{replica.name} told to run {effect.ref} while its run is pending")
+            key = (replica.lifetime, effect.ref)
+            if key in self.resent_delivered:  # a run of the copy (or of its failover)
+                self.resend_runs.add((replica.session, key))
+            replica.active.add(effect.ref)
             replica.queued.append(effect.ref)
         elif isinstance(effect, GiveUpJob):
             entry = self.entry(replica, effect.ref)
             limit = self.max_failovers
             if limit is None or not (effect.failovers == entry.failovers > limit):
                 self.fail(f"{replica.name} gives up {effect.ref} after {effect.failovers}")
+            if effect.ref in replica.active:
+                self.fail(f"{replica.name} gives up {effect.ref} while its run is pending")
+            replica.active.add(effect.ref)
             replica.giving_up.add(effect.ref)
             replica.queued.append(effect.ref)
         elif isinstance(effect, CancelJob):
+            replica.active.discard(effect.ref)
             replica.giving_up.discard(effect.ref)
             if effect.ref in replica.queued:
                 replica.queued.remove(effect.ref)
             if effect.ref in replica.running:
                 replica.running.remove(effect.ref)
         elif isinstance(effect, JobCompleted):
+            if effect.outcome.error_type == "Forged":
+                self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
             self.completed.add((replica.lifetime, effect.ref))
         elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
             if replica.alive:
@@ -209,7 +248,7 @@ class Simulation:
         elif isinstance(effect, JobRejected):
             self.rejected.append(effect.ref)
         elif isinstance(effect, ViewChanged):
-            pass
+            self.check_failover(replica, effect)
 
     def entry(self, replica: Replica, ref: JobRef) -> OutstandingJob:
         for job in replica.table.outstanding():
@@ -219,6 +258,11 @@ class Simulation:
         raise AssertionError  # unreachable: fail() raises
 
     def new_name(self) -> str:
+        # a worker reconnects under the name it had (its session is new)
+        dead = sorted(n for n, r in self.replicas.items() if not r.alive)
+        if dead and self.rng.random() < 0.4:
+            self.reused += 1
+            return self.rng.choice(dead)
         self.serial += 1
         return f"#c{self.serial:03d}#d"
 
@@ -239,6 +283,8 @@ class Simulation:
         vs_sets: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         """Deliver a regular membership to every member of ``component``."""
+        self.tell_transitional(component)
+        self.flush_carried(component)
         self.sync_created()
         self.view_ids += 1
         members = tuple(sorted(component.members))
@@ -249,12 +295,33 @@ class Simulation:
             replica = self.replicas[name]
             replica.history.append(self.view_ids)
             vs = vs_sets[name] if vs_sets else None
+            self.before_view = (
+                [j.ref for j in replica.table.outstanding()],
+                replica.table.draining,
+            )
             self.feed(replica, ViewInstalled(members, component.gid, cause, changed, vs))
+
+    def flush_carried(self, component: Component) -> None:
+        """A message of the old configuration is delivered in the transitional one or
+        never: the side delivers what it carried before its next regular membership."""
+        while component.pending and id(component.pending[0]) in component.carried:
+            self.deliver(component)
+        component.carried = set()
+
+    def tell_transitional(self, component: Component, name: str | None = None) -> None:
+        """Deliver TRANSITIONAL to one member of a side (or to all not yet told)."""
+        for member in sorted(component.untold) if name is None else [name]:
+            component.untold.discard(member)
+            self.log.append(f"transitional to {member}")
+            self.feed(self.replicas[member], Transitional(component.gid))
 
     # --- actions ----------------------------------------------------------------------
 
     def join(self, component: Component | None) -> None:
         name = self.new_name()
+        history = self.histories.get(name)
+        if history is None or self.rng.random() < 0.5:  # a restarted worker starts afresh
+            history = self.histories[name] = OutcomeHistory(self.rng.choice([5, 1000]), 1 << 20)
         table = OutstandingTable(
             name,
             rule=self.rule,
@@ -262,17 +329,21 @@ class Simulation:
             capacity=self.rng.choice([None, None, 2]),
             ack_every_jobs=self.rng.choice([1, 3, 8]),
             ack_every_seconds=0.05,
-            history_size=self.rng.choice([5, 1000]),
+            history=history,
             max_failovers=self.max_failovers,
         )
         if component is None:
             self.lifetime += 1
-        self.replicas[name] = Replica(name, table, lifetime=self.lifetime)
+        session = len(self.sessions) + 1
+        replica = Replica(name, table, lifetime=self.lifetime, session=session)
+        self.replicas[name] = self.sessions[session] = replica
         if component is None:
             component = Component([name], self.next_gid(None, False), Config(()))
             self.components.append(component)
         elif component.transitional:
             # a join while daemons are parted: heavyweight, the joiner in a vs-set of its own
+            self.tell_transitional(component)
+            self.flush_carried(component)  # the joiner does not see the old configuration
             side = tuple(sorted(component.members))
             component.members.append(name)
             component.gid = self.next_gid(component, True)
@@ -294,17 +365,16 @@ class Simulation:
                 self.flush(component)
         else:
             self.flush(component)
-        # whatever it started or finished but had not ACKed may run again elsewhere
-        for job in replica.table.outstanding():
-            if job.started or job.finished:
-                self.excused.add((replica.lifetime, job.ref))
+        # whatever it started but had not ACKed may run again elsewhere: see handler_step
         if not crash:
             self.feed(replica, LeftGroup())
         replica.alive = False
         replica.queued.clear()
         replica.running.clear()
         replica.giving_up.clear()
+        replica.active.clear()
         component.members.remove(name)
+        component.untold.discard(name)
         self.log.append(f"{'crash' if crash else 'leave'} {name}")
         if not component.members:
             self.components.remove(component)
@@ -324,27 +394,52 @@ class Simulation:
         self.rng.shuffle(members)
         cut = self.rng.randint(1, len(members) - 1)
         sides = [members[:cut], members[cut:]]
-        self.excused |= self.partial
-        for name in members:  # anything outstanding may now run on both sides
+        # what was outstanding (or on its way) may now run once on each side
+        side_of_session = {
+            self.replicas[name].session: index for index, side in enumerate(sides) for name in side
+        }
+        lifetime = self.replicas[members[0]].lifetime
+        outstanding = set(self.partial)
+        for message in component.pending:
+            message.splits.append(side_of_session)  # RAW refs are known once delivered
+            outstanding.update((lifetime, ref) for ref in message.refs)
+            if message.fragment_of is not None:
+                outstanding.add((lifetime, message.fragment_of))
+        for name in members:
             replica = self.replicas[name]
-            self.excused.update((replica.lifetime, j.ref) for j in replica.table.outstanding())
+            outstanding.update((replica.lifetime, j.ref) for j in replica.table.outstanding())
+        for key in outstanding:
+            self.splits[key].append(side_of_session)
         self.log.append(f"partition {sides}")
-        for name in sorted(members):
-            self.feed(self.replicas[name], Transitional(component.gid))
         self.components.remove(component)
-        # a sender outside the group sits on one side: all its pending messages go there
-        outside = sorted({m.sender for m in component.pending} - set(members))
-        side_of = {sender: self.rng.randrange(2) for sender in outside}
+        # a sender outside the group sits on one side: all its pending messages go there;
+        # under extended virtual synchrony a message sent in the old configuration may
+        # be delivered on both sides (each in its transitional configuration), but a
+        # side that delivers one of a sender's messages delivered its earlier ones too:
+        # the other side gets a prefix of each sender's messages
+        senders = sorted({m.sender for m in component.pending})
+        side_of = {sender: self.rng.randrange(2) for sender in senders}
+        side_of.update({name: index for index, side in enumerate(sides) for name in side})
+        sent_by = {s: sum(m.sender == s for m in component.pending) for s in senders}
+        prefix = {
+            s: self.rng.randint(0, n) if self.rng.random() < 0.4 else 0 for s, n in sent_by.items()
+        }
+        goes_to: list[set[int]] = []
+        for message in component.pending:
+            both = prefix[message.sender] > 0
+            prefix[message.sender] -= 1
+            self.both_sides += both
+            goes_to.append({0, 1} if both else {side_of[message.sender]})
         for index, side in enumerate(sides):
             self.view_ids += 1  # each side is now its own (transitional) configuration
             for name in side:
                 self.replicas[name].history.append(-self.view_ids)
-            pending = [
-                m for m in component.pending if m.sender in side or side_of.get(m.sender) == index
-            ]
+            pending = [m for m, to in zip(component.pending, goes_to, strict=True) if index in to]
             config = Config(component.config.members, component.config.slot)
             config.draining = set(component.config.draining)
             part = Component(side, component.gid, config, transitional=True, pending=pending)
+            part.untold = set(side)  # each member gets TRANSITIONAL at its own step
+            part.carried = {id(m) for m in pending}
             self.components.append(part)
 
     def settle(self, component: Component) -> None:
@@ -357,6 +452,10 @@ class Simulation:
         self.log.append(f"merge {first.members} + {second.members}")
         vs = {n: tuple(sorted(first.members)) for n in first.members}
         vs.update({n: tuple(sorted(second.members)) for n in second.members})
+        self.tell_transitional(second)
+        self.flush_carried(second)
+        self.tell_transitional(first)
+        self.flush_carried(first)
         self.components.remove(second)
         first.members += second.members
         first.pending += second.pending
@@ -370,8 +469,7 @@ class Simulation:
             producer, spec = self.rng.choice(self.sent[-40:])  # same (producer, seq)
             ref = JobRef(producer, spec.seq)
             self.resent.add(ref)
-            self.excused.add((self.lifetime, ref))
-            self.send_batch(component, producer, [spec])
+            self.send_batch(component, producer, [spec], resend=True)
         elif roll < 0.14:
             self.send_fragmented(component, producer)
         elif roll < 0.18:
@@ -393,11 +491,25 @@ class Simulation:
         self.sent.append((producer, spec))
         return spec
 
-    def send_batch(self, component: Component, producer: bytes, specs: list[JobSpec]) -> None:
+    def send_batch(
+        self, component: Component, producer: bytes, specs: list[JobSpec], *, resend: bool = False
+    ) -> None:
         self.mseqs[producer] += 1
         data = encode_batch(producer, self.mseqs[producer], "json", specs)
         refs = tuple(JobRef(producer, spec.seq) for spec in specs)
-        component.pending.append(Message(self.sender_of(producer), data, refs=refs))
+        message = Message(self.sender_of(producer), data, refs=refs, resend=resend)
+        component.pending.append(message)
+
+    def send_forged(self, component: Component) -> None:
+        """A client outside the group (a producer's name, or one that never joined) sends
+        an ACK for jobs outstanding there, a DRAIN and a HELLO: all must be ignored."""
+        sender = self.rng.choice(["#ghost#d", self.sender_of(self.producers[0])])
+        refs = {j.ref for n in component.members for j in self.replicas[n].table.outstanding()}
+        forged = Outcome.failure("Forged", "sent by a non-member")
+        outcomes = tuple((ref, forged) for ref in sorted(refs, key=repr)[:5])
+        self.forged += 1
+        for envelope in (Ack(bytes(16), outcomes), Drain(bytes(16)), Hello(bytes(16), 9)):
+            component.pending.append(Message(sender, encode(envelope)))
 
     def send_fragmented(self, component: Component, producer: bytes) -> None:
         spec = self.new_spec(producer)
@@ -411,6 +523,8 @@ class Simulation:
             component.pending.append(message)
 
     def deliver(self, component: Component) -> None:
+        if component.untold and component.untold != set(component.members):
+            self.tell_transitional(component)  # a side delivers in step: all told, or none
         message = component.pending.pop(0)
         first_slot = component.config.slot
         self.log.append(f"deliver from {message.sender} ({len(message.data)} bytes)")
@@ -422,6 +536,8 @@ class Simulation:
             replica = self.replicas[name]
             if message.fragment_of is not None and message.fragment_of not in replica.created:
                 replica.first_seen.setdefault(message.fragment_of, len(replica.history) - 1)
+            if message.resend:
+                self.resent_delivered.update((replica.lifetime, ref) for ref in message.refs)
             self.feed(self.replicas[name], event)
         self.check_new_slots(component, first_slot, message)
         self.sync_created()
@@ -441,17 +557,58 @@ class Simulation:
             if ref in replica.giving_up:  # failed without running it
                 replica.giving_up.discard(ref)
                 self.given_up += 1
+                replica.active.discard(ref)
                 lost = Outcome.failure("spreadq.errors.WorkerLost", "given up")
                 self.feed(replica, JobFinished(ref, lost))
                 return
             self.executions[key] += 1
-            if self.executions[key] > 1 and key not in self.excused:
-                self.fail(f"{ref} ran {self.executions[key]} times without a failure to excuse it")
+            replica.active.discard(ref)
             self.feed(replica, JobFinished(ref, Outcome.success(ref.seq.to_bytes(8, "big"))))
         elif replica.queued:
             ref = replica.queued.pop(0)
             replica.running.append(ref)
+            if ref not in replica.giving_up:
+                self.check_at_most_once(replica, (replica.lifetime, ref))
             self.feed(replica, JobStarted(ref))
+
+    def check_at_most_once(self, replica: Replica, key: Key) -> None:
+        """A job starts again only where the README allows it: each earlier run's session
+        was lost (the worker died or left) or a partition put it on the other side while
+        the job was outstanding, or one of the two runs is of a copy the producer re-sent
+        (which the replica that ran it did not remember an outcome for)."""
+        me = replica.session
+        resent = (me, key) in self.resend_runs
+        self.resend_runs.discard((me, key))
+        for earlier, copy in self.starts[key]:
+            if resent or copy or not self.sessions[earlier].alive:
+                continue
+            if any(
+                earlier in sides and me in sides and sides[earlier] != sides[me]
+                for sides in self.splits[key]
+            ):
+                continue
+            self.fail(
+                f"{key[1]} starts at {replica.name} (session {me}) after a run by session "
+                f"{earlier} ({self.sessions[earlier].name}), which is alive, was never "
+                "partitioned from it while the job was outstanding, and no re-send"
+            )
+        self.starts[key].append((me, resent))
+
+    def check_failover(self, replica: Replica, change: ViewChanged) -> None:
+        """Failover goes in original delivery order, and never to a member that was
+        draining while a holder that was not (this replica, say) could take the job."""
+        order, draining = self.before_view
+        position = {ref: index for index, ref in enumerate(order)}
+        indices = [position[ref] for ref in change.reassigned]
+        if indices != sorted(indices):
+            self.fail(f"{replica.name} reassigned out of delivery order: {change.reassigned}")
+        if replica.name in draining:
+            return
+        jobs = {job.ref: job for job in replica.table.outstanding()}
+        for ref in change.reassigned:
+            job = jobs.get(ref)
+            if job is not None and job.held and job.owner in draining:
+                self.fail(f"{replica.name}: {ref} failed over to draining {job.owner}")
 
     # --- the driver -------------------------------------------------------------------
 
@@ -475,7 +632,9 @@ class Simulation:
             (0.25, "partition"),
             (1.0, "settle"),
             (0.5, "merge"),
-            (0.1, "drain"),
+            (0.3, "drain"),
+            (0.8, "transitional"),
+            (0.2, "forge"),
         ]
         action = rng.choices([a for _, a in choices], [w for w, _ in choices])[0]
         if not self.components:
@@ -483,7 +642,11 @@ class Simulation:
         elif action == "produce":
             self.produce(rng.choice(self.components))
         elif action == "deliver":
-            ready = [c for c in self.components if c.pending]
+            ready = [
+                c
+                for c in self.components
+                if c.pending and (not c.untold or c.untold == set(c.members))
+            ]
             if ready:
                 self.deliver(rng.choice(ready))
         elif action == "handler":
@@ -510,6 +673,13 @@ class Simulation:
             replica = rng.choice(self.alive())
             if len(self.alive()) > 2:
                 self.feed(replica, StartDraining())
+        elif action == "transitional":
+            told = [c for c in self.components if c.untold]
+            if told:
+                component = rng.choice(told)
+                self.tell_transitional(component, rng.choice(sorted(component.untold)))
+        elif action == "forge":
+            self.send_forged(rng.choice(self.components))
         self.check()
 
     # --- invariants -------------------------------------------------------------------
@@ -525,7 +695,8 @@ class Simulation:
                     start = replica.first_seen.pop(ref, len(replica.history) - 1)
                     replica.created[ref] = start
                 if job.held:
-                    self.holders[replica.lifetime, ref].add(replica.name)
+                    self.holders[replica.lifetime, ref].add(replica.session)
+            self.peak_entries = max(self.peak_entries, len(jobs))
 
     def check(self) -> None:
         self.sync_created()
@@ -546,6 +717,16 @@ class Simulation:
                 continue
             if set(component.config.members) != members:
                 self.fail("model error: config and members differ")
+            held_here = {ref for jobs in tables.values() for ref, j in jobs.items() if j.held}
+            for replica in replicas:
+                if any(r.session < replica.session for r in replicas):
+                    continue  # an older member might hold what it lacks, for all it knows
+                ordinal = replica.table.view.ordinal if replica.table.view else 0
+                for ref, job in tables[replica.name].items():
+                    # nobody here holds it, so nobody will ACK it: memory must not keep it
+                    # past a view change (the table forgets such jobs when views change)
+                    if not job.held and ref not in held_here and job.view < ordinal:
+                        self.fail(f"{replica.name} keeps {ref}, which no member holds")
             for i, x in enumerate(replicas):
                 for y in replicas[i + 1 :]:
                     self.check_pair(x, y, tables[x.name], tables[y.name])
@@ -585,6 +766,8 @@ class Simulation:
                 replica = self.replicas[name]
                 assert replica.table.view is not None
                 job = self.by_slot(replica).get((replica.table.view.ordinal, k))
+                if job is not None and message.splits:
+                    self.splits[replica.lifetime, job.ref].extend(message.splits)
                 if job is not None and not job.duplicate and job.held:
                     owners[name] = job.owner
             if len(set(owners.values())) > 1:
@@ -630,13 +813,14 @@ class Simulation:
     def check_liveness(self) -> None:
         """Every job some surviving replica held was completed, and no table keeps a
         held job."""
-        alive = {r.name for r in self.alive()}
+        alive = {r.session for r in self.alive()}
         for key, holders in self.holders.items():
             ref = key[1]
             if holders & alive and key not in self.completed:
-                self.fail(f"{ref} held by {holders & alive} never completed")
+                self.fail(f"{ref} held by sessions {holders & alive} never completed")
         for replica in self.alive():
-            left = [j for j in replica.table.outstanding() if j.held]
+            # held or not: an entry nobody will ACK must be forgotten (memory is bounded)
+            left = replica.table.outstanding()
             if left:
                 self.fail(f"{replica.name} still has {left[:3]}")
 

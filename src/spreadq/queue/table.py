@@ -49,7 +49,9 @@ Fragments. A job split into FRAGMENT messages takes its slot when its last fragm
 is delivered, with the origin of its first fragment. If the slot's owner lacks the
 first fragment (it joined in between), the slot goes at once to a holder, by the rule
 over the eligible holders with ``state.index = k``. A replica that missed fragments does
-not hold the job, never owns it, and only waits for its ACK.
+not hold the job, never owns it, and only waits for its ACK. If it missed the first one,
+the job's origin is the view it joined in: only the members already there (and still
+with it) can hold the job, so it forgets the job once they are gone.
 
 Completion. An ACK from a current member completes the jobs it lists everywhere, at
 the same point of the order. ACKs from non-members are ignored: Spread delivers a
@@ -293,6 +295,7 @@ class OutstandingTable:
         self._mine: dict[JobRef, None] = {}
         self._origins: dict[int, _Origin] = {}
         self._origin = self._new_origin(frozenset())
+        self._first = self._origin  # the origin of the view we joined in
         self._state = SlotState()
         self._capacities: dict[str, int] = {}
         self._draining: set[str] = set()
@@ -392,6 +395,7 @@ class OutstandingTable:
             raise LocalProtocolError(f"a view of the WORK group without us ({self.me!r})")
         self._ordinal += 1
         self._counts["views"] += 1
+        first = self._view is None
         view = View(event.members, event.group_id, self._ordinal)
         effects: list[Effect] = []
         reassigned: list[JobRef] = []
@@ -403,6 +407,7 @@ class OutstandingTable:
             live = {e.origin.serial for e in self._entries.values()}
             live.update(origin.serial for origin in self._fragments.tokens())
             live.add(self._origin.serial)
+            live.add(self._first.serial)
             for serial in [s for s in self._origins if s not in live]:
                 del self._origins[serial]
             for origin in self._origins.values():
@@ -452,6 +457,8 @@ class OutstandingTable:
         self._order = event.members
         self._transitional = False
         self._origin = self._new_origin(self._members)
+        if first:
+            self._first = self._origin
         self._capacities = {}
         self._state = SlotState(self._capacities)
         self._draining = set()
@@ -583,7 +590,9 @@ class OutstandingTable:
         if done is None:
             return
         self._counts["jobs"] += 1
-        origin = done.token if done.token is not None else self._origin
+        # without its head we do not hold it; only members that were there when we
+        # joined (and came along since) can: joiners after us missed the head too
+        origin = done.token if done.token is not None else self._first
         job = done.job
         self._take_slot(effects, job, event.sender, event.mess_type, origin, held=done.held)
 
