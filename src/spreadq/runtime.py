@@ -41,7 +41,7 @@ from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, Forced
 from spreadq.logs import get_logger
 from spreadq.middleware import FailureHook
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
-from spreadq.queue.rules import Rule
+from spreadq.queue.rules import Rule, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 
@@ -200,7 +200,7 @@ class WorkerRuntime:
                             rule=app.rule,
                             settings=settings,
                             failure_hooks=app.failure_hooks,
-                            ordered_keys=app.rule.name == "key_affinity",
+                            ordered_keys=keeps_key_order(app.rule),
                             drain_timeout=self._drain_timeout,
                             history=self._history,
                             recovered=self._recovered,

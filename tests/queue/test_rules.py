@@ -9,13 +9,21 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from spreadq.queue.jobs import Job, JobRef
-from spreadq.queue.rules import JoblessRule, Rule, SlotState, builtin_rules
+from spreadq.queue.rules import (
+    JoblessRule,
+    Rule,
+    RuleState,
+    SlotState,
+    builtin_rules,
+    keeps_key_order,
+)
 from spreadq.queue.rules.key_affinity import KeyAffinity, weight
 from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
@@ -50,6 +58,29 @@ def test_builtin_registry() -> None:
 def test_which_rules_say_they_never_read_the_job() -> None:
     jobless = {name for name, rule in RULES.items() if isinstance(rule, JoblessRule)}
     assert jobless == {"round_robin", "least_loaded"}  # key_affinity reads the key
+
+
+def test_only_rules_that_say_so_keep_key_order() -> None:
+    assert {name for name, rule in RULES.items() if keeps_key_order(rule)} == {"key_affinity"}
+
+    @dataclass(frozen=True)
+    class Sticky:  # a plugin's rule, named anything, that declares it
+        name: str = "not_key_affinity"
+        keeps_key_order: bool = True
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return members[0]
+
+    @dataclass(frozen=True)
+    class Named:  # the name alone means nothing
+        name: str = "key_affinity"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return members[0]
+
+    assert keeps_key_order(Sticky())
+    assert not keeps_key_order(Sticky(keeps_key_order=False))
+    assert not keeps_key_order(Named())
 
 
 @pytest.mark.parametrize("name", ["round_robin", "least_loaded"])

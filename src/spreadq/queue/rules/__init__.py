@@ -32,9 +32,11 @@ fresh registry the App extends with plugin rules.
 from __future__ import annotations
 
 from spreadq.queue.rules.base import JoblessRule as JoblessRule
+from spreadq.queue.rules.base import KeyOrderedRule as KeyOrderedRule
 from spreadq.queue.rules.base import Rule as Rule
 from spreadq.queue.rules.base import RuleState as RuleState
 from spreadq.queue.rules.base import SlotState as SlotState
+from spreadq.queue.rules.base import keeps_key_order as keeps_key_order
 from spreadq.queue.rules.key_affinity import KeyAffinity
 from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
@@ -42,12 +44,14 @@ from spreadq.queue.rules.round_robin import RoundRobin
 __all__ = [
     "JoblessRule",
     "KeyAffinity",
+    "KeyOrderedRule",
     "LeastLoaded",
     "RoundRobin",
     "Rule",
     "RuleState",
     "SlotState",
     "builtin_rules",
+    "keeps_key_order",
 ]
 
 

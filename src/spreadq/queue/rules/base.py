@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from spreadq.queue.jobs import Job
 
-__all__ = ["JoblessRule", "Rule", "RuleState", "SlotState"]
+__all__ = ["JoblessRule", "KeyOrderedRule", "Rule", "RuleState", "SlotState", "keeps_key_order"]
 
 
 class RuleState(Protocol):
@@ -53,6 +53,26 @@ class JoblessRule(Rule, Protocol):
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
         """Return what :meth:`owner` returns for any job."""
         ...
+
+
+@runtime_checkable
+class KeyOrderedRule(Rule, Protocol):
+    """A rule that declares whether it gives all the jobs of one key to one member.
+
+    When :attr:`keeps_key_order` is true, a worker runs the jobs of one key one at a
+    time, in the order they were delivered (``key_affinity`` does this). A rule says so
+    itself; it is never recognised by its name.
+    """
+
+    @property
+    def keeps_key_order(self) -> bool:
+        """Whether every job of a key goes to one member while a view lasts."""
+        ...
+
+
+def keeps_key_order(rule: Rule) -> bool:
+    """Whether a worker following ``rule`` must run each key's jobs one at a time, in order."""
+    return isinstance(rule, KeyOrderedRule) and bool(rule.keeps_key_order)
 
 
 class SlotState:

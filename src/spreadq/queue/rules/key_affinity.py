@@ -33,6 +33,8 @@ class KeyAffinity:
     """The eligible member with the highest weight for the job's key."""
 
     name: str = "key_affinity"
+    keeps_key_order: bool = True
+    """Every job of a key goes to one member: workers run a key's jobs in order."""
 
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
         """Return the heaviest member for ``job.key``, or round robin without a key."""
