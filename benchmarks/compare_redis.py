@@ -52,7 +52,15 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from spreadq.bench import BenchReport, Cpu, Latency, cpu_seconds, latency, memory
+from spreadq.bench import (
+    BenchReport,
+    Cpu,
+    Latency,
+    cpu_snapshot,
+    cpu_spent,
+    latency,
+    memory,
+)
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -248,12 +256,12 @@ async def measure_redis(
                 async def run(n: int, rate: float | None = None) -> RedisFigures:
                     nonlocal first
                     before = (await send.info("stats"))["total_commands_processed"]
-                    cpu0 = _cpu(pids, server_pid)
+                    cpu0 = cpu_snapshot(pids, server_pid)
                     with anyio.fail_after(RUN_WITHIN):
                         seconds, one_way, round_trip = await redis_run(
                             send, receive, replies, first, n, payload, pipeline, rate
                         )
-                    cpu1 = _cpu(pids, server_pid)
+                    cpu1 = cpu_snapshot(pids, server_pid)
                     after = (await send.info("stats"))["total_commands_processed"]
                     first += n
                     return RedisFigures(
@@ -262,7 +270,7 @@ async def measure_redis(
                         jobs_per_s=n / seconds,
                         one_way=latency(one_way),
                         round_trip=latency(round_trip),
-                        cpu=_spent(cpu0, cpu1),
+                        cpu=cpu_spent(cpu0, cpu1),
                         commands_per_job=(after - before - 1) / n,  # less one INFO
                     )
 
@@ -308,25 +316,6 @@ async def _consumers(commands: Sequence[list[str]]) -> AsyncIterator[list[int]]:
                     process.kill()  # a consumer holds no state worth a drain
                 await process.wait()
                 await process.aclose()
-
-
-_Snapshot = tuple[float | None, list[float | None], float | None]
-
-
-def _cpu(pids: Sequence[int], server: int) -> _Snapshot:
-    return cpu_seconds(), [cpu_seconds(pid) for pid in pids], cpu_seconds(server)
-
-
-def _spent(before: _Snapshot, after: _Snapshot) -> Cpu | None:
-    values = [before[0], after[0], before[2], after[2], *before[1], *after[1]]
-    if any(v is None for v in values):
-        return None
-    numbers = [v for v in values if v is not None]
-    producer = numbers[1] - numbers[0]
-    server = numbers[3] - numbers[2]
-    half = (len(numbers) - 4) // 2
-    workers = [b - a for a, b in zip(numbers[4 : 4 + half], numbers[4 + half :], strict=True)]
-    return Cpu(producer_s=producer, workers_s=tuple(workers), daemon_s=server)
 
 
 # --- the spreadq side ---------------------------------------------------------------------

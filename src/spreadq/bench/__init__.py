@@ -46,6 +46,8 @@ from spreadq.bench.roles import run_role as run_role
 from spreadq.bench.run import START_WITHIN as START_WITHIN
 from spreadq.bench.run import Spawned as Spawned
 from spreadq.bench.run import Workers as Workers
+from spreadq.bench.run import cpu_snapshot as cpu_snapshot
+from spreadq.bench.run import cpu_spent as cpu_spent
 from spreadq.bench.run import embedded_daemon as embedded_daemon
 from spreadq.bench.run import queue_run as queue_run
 from spreadq.bench.run import raw_flood as raw_flood
@@ -65,6 +67,8 @@ __all__ = [
     "Wire",
     "Workers",
     "cpu_seconds",
+    "cpu_snapshot",
+    "cpu_spent",
     "embedded_daemon",
     "latency",
     "memory",

@@ -32,8 +32,11 @@ from spreadq.wire.events import DataMessage
 __all__ = [
     "START_WITHIN",
     "WINDOW",
+    "CpuSnapshot",
     "Spawned",
     "Workers",
+    "cpu_snapshot",
+    "cpu_spent",
     "embedded_daemon",
     "queue_run",
     "raw_flood",
@@ -95,13 +98,6 @@ class Workers:
     def pids(self) -> tuple[int, ...]:
         """The worker processes' ids."""
         return tuple(process.pid for process in self._processes)
-
-    def cpu_seconds(self) -> tuple[float, ...] | None:
-        """Each worker's CPU seconds so far; None where ``/proc`` cannot be read."""
-        seconds = [cpu_seconds(pid) for pid in self.pids]
-        if any(s is None for s in seconds):
-            return None
-        return tuple(s for s in seconds if s is not None)
 
     def peak_rss_mb(self) -> tuple[float, ...] | None:
         """Each worker's peak resident set so far (MiB); None without ``/proc``."""
@@ -241,7 +237,7 @@ async def queue_run(
     receipts: list[Receipt[bytes]] = []
     messages_before = producer.statistics().messages
     worker_messages_before = await workers.messages()
-    cpu_before = _cpu(workers, daemon_pid)
+    cpu_before = cpu_snapshot(workers.pids, daemon_pid)
     clock, wall = time.monotonic, time.time
     started = clock()
     for i in range(count):
@@ -254,7 +250,7 @@ async def queue_run(
         receipts.append(await producer.put(NOOP, data))
     for receipt in receipts:
         await receipt.wait()
-    cpu_after = _cpu(workers, daemon_pid)
+    cpu_after = cpu_snapshot(workers.pids, daemon_pid)
     producer_messages = producer.statistics().messages - messages_before
     worker_messages = await workers.messages() - worker_messages_before
     seconds = max(r.resolved_at or math.inf for r in receipts) - started
@@ -269,7 +265,7 @@ async def queue_run(
         jobs_per_s=count / seconds,
         one_way=latency(one_way),
         round_trip=latency(round_trip),
-        cpu=_cpu_spent(cpu_before, cpu_after),
+        cpu=cpu_spent(cpu_before, cpu_after),
         wire=Wire(
             producer_messages=producer_messages,
             worker_messages=worker_messages,
@@ -282,15 +278,22 @@ async def queue_run(
     )
 
 
-_CpuSnapshot = tuple[float | None, tuple[float, ...] | None, float | None]
+CpuSnapshot = tuple[float | None, tuple[float, ...] | None, float | None]
+"""CPU seconds so far of this process, of each worker (None if any is unreadable) and
+of the daemon (None when it is not ours or unreadable): what :func:`cpu_spent` takes."""
 
 
-def _cpu(workers: Workers, daemon_pid: int | None) -> _CpuSnapshot:
+def cpu_snapshot(worker_pids: Sequence[int], daemon_pid: int | None) -> CpuSnapshot:
+    """This process's, the workers' and the daemon's CPU seconds so far (from ``/proc``)."""
+    seconds = [cpu_seconds(pid) for pid in worker_pids]
+    workers = None if None in seconds else tuple(s for s in seconds if s is not None)
     daemon = None if daemon_pid is None else cpu_seconds(daemon_pid)
-    return cpu_seconds(), workers.cpu_seconds(), daemon
+    return cpu_seconds(), workers, daemon
 
 
-def _cpu_spent(before: _CpuSnapshot, after: _CpuSnapshot) -> Cpu | None:
+def cpu_spent(before: CpuSnapshot, after: CpuSnapshot) -> Cpu | None:
+    """The CPU each process spent between two snapshots; None where the producer's or a
+    worker's could not be read (the daemon's alone is then ``None``)."""
     producer0, workers0, daemon0 = before
     producer1, workers1, daemon1 = after
     if producer0 is None or producer1 is None or workers0 is None or workers1 is None:
