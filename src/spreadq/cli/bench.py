@@ -16,8 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spreadq.cli.exits import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, epilog
-from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost
+from spreadq.cli.exits import EXIT_FAILED, EXIT_USAGE, epilog, shared_exits
 
 if TYPE_CHECKING:
     from spreadq.bench import BenchReport, Role
@@ -211,13 +210,8 @@ def bench(
             return await on(embedded.address, "embedded", embedded.pid)
 
     try:
-        report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(chosen)})
-    except ConfigurationError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except (ConnectError, ConnectionLost) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        with shared_exits():
+            report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(chosen)})
     except (TimeoutError, ChildProcessError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None

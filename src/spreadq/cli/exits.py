@@ -12,7 +12,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
+
+import typer
+
+from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost
 
 __all__ = [
     "EXIT_FAILED",
@@ -21,6 +27,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "epilog",
+    "shared_exits",
 ]
 
 EXIT_OK: Final = 0
@@ -46,3 +53,21 @@ def epilog(ok: str, failed: str | None = None, *, interrupted: bool = True) -> s
     if interrupted:
         parts.append(f"{EXIT_INTERRUPTED} interrupted")
     return "Exit status: " + "; ".join(parts) + "."
+
+
+@contextmanager
+def shared_exits() -> Iterator[None]:
+    """Turn the errors every command meets into one ``error:`` line and its status:
+    bad settings or app, 2; no daemon reached (or it was lost for good), 3.
+
+    Raises:
+        typer.Exit: with :data:`EXIT_USAGE` or :data:`EXIT_UNREACHABLE`.
+    """
+    try:
+        yield
+    except ConfigurationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ConnectError, ConnectionLost) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None

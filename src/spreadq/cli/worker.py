@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
-from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE, epilog
-from spreadq.errors import ConfigurationError, ConnectError, ConnectionLost, ForcedStop
+from spreadq.cli.exits import epilog, shared_exits
+from spreadq.errors import ConfigurationError, ForcedStop
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def worker(
 
     Logs at info on stderr: each session joined, each failed connect, the handlers' ctx.log.
     """
-    try:
+    with shared_exits():
         app = load_app(target)
         changes: dict[str, object] = {}
         if concurrency is not None:
@@ -112,9 +112,6 @@ def worker(
         if connect_timeout is not None:
             changes["connect_timeout"] = connect_timeout
         settings = app.settings.replace(**changes) if changes else app.settings
-    except ConfigurationError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
 
     async def run() -> None:
         if drain_timeout is None:
@@ -123,13 +120,8 @@ def worker(
             await app.run(spread=spread, settings=settings, drain_timeout=drain_timeout)
 
     try:
-        anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
-    except ConfigurationError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except (ConnectError, ConnectionLost) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        with shared_exits():
+            anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
     except ForcedStop as error:  # logged as worker_forced_stop already
         raise typer.Exit(error.exit_code) from None
 
