@@ -725,16 +725,12 @@ class Producer:
             acks = self._held.pop(sender)
             self._held_count -= len(acks)
             for ack in acks:
-                settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
-                released.append((sender, ack, settled))
+                released.append((sender, ack, self._settle(ack)))
         return released
 
     async def _report_released(self, released: list[tuple[str, Ack, int]]) -> None:
-        flow = self._flow
-        assert flow is not None
         for sender, ack, settled in released:
-            await flow.ack_seen(sender, ack.positions, ack.backlog)
-            await flow.settled(settled)
+            await self._report(sender, ack, settled)
 
     def _drop_held(self, gone: Callable[[str], bool], reason: str) -> None:
         """Drop the held ACKs of the senders ``gone`` says are gone."""
@@ -744,7 +740,14 @@ class Producer:
             self._dropped(sender, "ack", reason, len(acks))
 
     async def _on_ack(self, sender: str, ack: Ack) -> None:
-        settled = self._outbox.on_outcomes(ack.outcomes, time.monotonic())
+        await self._report(sender, ack, self._settle(ack))
+
+    def _settle(self, ack: Ack) -> int:
+        """Settle the receipts ``ack`` reports; how many jobs that settled."""
+        return self._outbox.on_outcomes(ack.outcomes, time.monotonic())
+
+    async def _report(self, sender: str, ack: Ack, settled: int) -> None:
+        """Tell flow control what an ACK said: read positions, backlog, jobs settled."""
         flow = self._flow
         assert flow is not None
         await flow.ack_seen(sender, ack.positions, ack.backlog)
