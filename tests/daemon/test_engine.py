@@ -54,8 +54,8 @@ def reg(
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("localhost", 482711334),  # §6.2.3, live
-        ("pd1", 1250143154),  # §12 p13, live gid
+        ("localhost", 482711334),  # [Group ids], measured on Spread 5.0.1
+        ("pd1", 1250143154),  # a group id measured on Spread 5.0.1
         ("d1", 1552775919),  # golden_net capture, live gid of daemon d1
     ],
 )

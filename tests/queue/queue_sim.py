@@ -162,7 +162,8 @@ class Simulation:
         self.sent: list[tuple[bytes, JobSpec]] = []
         self.resent: set[JobRef] = set()
         # keyed by (group lifetime, ref): refs of RAW jobs repeat when the group is
-        # emptied and re-created, because Spread reuses the group id (§6.2.3)
+        # emptied and re-created, because Spread reuses the group id
+        # ([Group ids] in docs/design/spread-protocol.md)
         self.lifetime = 0
         self.executions: dict[Key, int] = defaultdict(int)
         self.completed: set[Key] = set()
@@ -270,7 +271,7 @@ class Simulation:
         if network:
             self.ring_time += 1
             return (7, self.ring_time, 1)
-        if component is None:  # a new lifetime of the group: ids repeat (§6.2.3)
+        if component is None:  # a new lifetime of the group: Spread's ids repeat
             return (7, self.ring_time, 1)
         proc, time, index = component.gid
         return (proc, time, index + 1)

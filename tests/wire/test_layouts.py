@@ -128,7 +128,7 @@ def test_server_decodes_command_exactly(what: str, command: ClientCommand, wire:
 
 
 def test_big_endian_join_from_a_java_style_client() -> None:
-    # §4.1 / p3: a BE writer's join is 00 01 00 00, hint and counts BE, marker clear
+    # [Byte order]: a BE writer's join is 00 01 00 00, hint and counts BE, marker clear
     wire = (
         hx("00 01 00 00")
         + name32(CUSER)
@@ -275,7 +275,7 @@ def test_membership_properties_follow_the_vs_sets() -> None:
 
 
 def test_legacy_membership_body_for_a_3x_daemon() -> None:
-    # §13: 3.x body = gid | num_vs | names (only the receiver's vs set)
+    # [Versions]: 3.x body = gid | num_vs | names (only the receiver's vs set)
     wire = (
         hx("80 11 00 80")
         + name32("grp")

@@ -54,7 +54,7 @@ def test_a_multicast_to_100_groups_is_taken() -> None:
 def test_101_groups_are_refused() -> None:
     server = open_server()
     server.receive_data(multicast(101, 0))
-    with pytest.raises(RemoteProtocolError, match=exactly("§5.1 num_groups: 101 is not in 0..100")):
+    with pytest.raises(RemoteProtocolError, match=exactly("num_groups: 101 is not in 0..100")):
         server.next_event()
 
 
@@ -65,14 +65,12 @@ def test_the_size_limits_at_their_boundaries() -> None:
     server.receive_data(multicast(0, DAEMON_MESSAGE_LIMIT)[:48])
     with pytest.raises(
         RemoteProtocolError,
-        match=exactly("§5.1 size: data_len + 32 * num_groups = 144000 is over 143952"),
+        match=exactly("size: data_len + 32 * num_groups = 144000 is over 143952"),
     ):
         server.next_event()
     server = open_server(max_message_size=big)
     server.receive_data(multicast(0, DAEMON_MESSAGE_LIMIT + 1)[:48])
-    with pytest.raises(
-        RemoteProtocolError, match=exactly("§5.1 data_len: 144001 is not in 0..144000")
-    ):
+    with pytest.raises(RemoteProtocolError, match=exactly("data_len: 144001 is not in 0..144000")):
         server.next_event()
     # exactly the body limit is taken
     server = open_server(max_message_size=big)
@@ -83,7 +81,7 @@ def test_the_size_limits_at_their_boundaries() -> None:
     server = open_server()
     server.receive_data(multicast(1, 140_000)[:48])
     with pytest.raises(
-        RemoteProtocolError, match=exactly("§8 cap: a message of 140080 bytes is over 140000")
+        RemoteProtocolError, match=exactly("size cap: a message of 140080 bytes is over 140000")
     ):
         server.next_event()
 

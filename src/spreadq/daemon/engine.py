@@ -18,7 +18,8 @@ encoder and shared by every receiver (a large message's body is not even copied:
 encoder may pass it on as a part of its own). The server takes a session's queue with
 :meth:`Engine.take` when the session's socket can be written. A session with more than
 ``max_session_messages`` messages still queued is dropped exactly as if it had
-disconnected (§9.8); :meth:`Engine.pop_dropped` tells the server which sockets to close,
+disconnected [membership: DISCONNECT]; :meth:`Engine.pop_dropped` tells the server which
+sockets to close,
 and :meth:`Engine.pop_ready` which queues became non-empty or reached ``high_water``
 messages (so that a server decoding a large batch of input can write in between, and
 only a session whose socket is really full ever comes near the limit).
@@ -28,9 +29,10 @@ configuration, then byte-wise by private group name. Join, leave and disconnect 
 lightweight regular membership (one vs set holding the member that changed, offset 0) to
 every member that asked for membership messages; the leaver gets only a self-leave. A
 group's id is ``(ring proc_id, ring time, index)``: the index starts at 1, grows by one per
-change, and the group is deleted when it empties, so ids repeat (§6.2.3).
+change, and the group is deleted when it empties, so ids repeat [Group ids].
 
-Virtual daemons and network changes (§6.2.1, §6.3, §9.4): each virtual daemon belongs to
+Virtual daemons and network changes [Daemon → client; membership: TRANSITIONAL, then
+NETWORK]: each virtual daemon belongs to
 one *component* (the daemons that can reach each other), and every component has a ring
 id ``(proc_id of its first daemon, formation time)``. Traffic and views stay inside the
 sender's component. :meth:`Engine.reconfigure` installs a new layout of components: every
@@ -40,6 +42,9 @@ gid ``(new ring, 1)`` and one vs set per old view the members came from, ordered
 old view's ring id (proc_id, then time) and then by daemon order; ``local_vs_set`` points
 at the receiver's own set. A pure merge therefore sends no transitional message. A group
 whose view in a component is unchanged keeps its gid.
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations

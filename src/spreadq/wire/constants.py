@@ -2,6 +2,9 @@
 
 Every value here is described in docs/design/spread-protocol.md and was checked against a real
 Spread 5.0.1 daemon.
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ __all__ = [
     "ServiceType",
 ]
 
-# §1 transport
+# transport [Addresses]
 DEFAULT_PORT: Final = 4803
 
-# §2 names and limits
+# names and limits [Names]
 GROUP_NAME_SIZE: Final = 32
 """Fixed width of every group name on the wire, NUL-padded."""
 MAX_GROUP_NAME: Final = GROUP_NAME_SIZE - 1
@@ -59,7 +62,7 @@ MAX_SESSIONS: Final = 997
 DEFAULT_MAX_SESSION_MESSAGES: Final = 1000
 """Messages a daemon queues for one client before it drops that client."""
 
-# §3 handshake
+# handshake [The handshake]
 CLIENT_VERSION: Final = (5, 0, 1)
 """The library version spreadq announces in its hello."""
 AUTH_NAME_SIZE: Final = 30
@@ -68,12 +71,12 @@ AUTH_BLOCK_SIZE: Final = AUTH_NAME_SIZE * MAX_AUTH_METHODS
 NULL_AUTH: Final = b"NULL"
 ACCEPT_SESSION: Final = 1
 
-# §4 header
+# header [The message header]
 HEADER_SIZE: Final = 48
 ENDIAN_MARKER: Final = 0x80000080
 """Set in ``type`` and ``hint`` by a little-endian writer, clear for a big-endian one."""
 
-# §5.1 and §8 sizes
+# sizes [What a daemon refuses; Message size]
 DAEMON_MESSAGE_LIMIT: Final = 144_000
 """The daemon's own bound on ``data_len``; ``data_len + 32 * groups`` must stay <= 143,952."""
 SAFE_MESSAGE_LIMIT: Final = 140_000
@@ -86,7 +89,7 @@ the embedded daemon refuses it too.
 
 
 class ServiceType(enum.IntFlag):
-    """Service bits of a multicast (§7.1); exactly one of the six delivery levels is set."""
+    """Service bits of a multicast [Client → daemon]; exactly one delivery level is set."""
 
     UNRELIABLE = 0x00000001
     RELIABLE = 0x00000002
@@ -102,7 +105,7 @@ REGULAR_MASK: Final = 0x0000003F
 
 
 class Cause(enum.IntEnum):
-    """Why a regular membership was delivered (§6.2); also the self-leave's bit."""
+    """Why a regular membership was delivered [Daemon → client]; also the self-leave's bit."""
 
     JOIN = 0x00000100
     LEAVE = 0x00000200
@@ -111,7 +114,7 @@ class Cause(enum.IntEnum):
 
 
 class MessageBits(enum.IntFlag):
-    """Bits of ``type`` on messages from the daemon that are not delivery levels (§7.1)."""
+    """Bits of ``type`` from the daemon that are not delivery levels [Client → daemon]."""
 
     REG_MEMB = 0x00001000
     TRANSITION = 0x00002000
@@ -122,7 +125,7 @@ MEMBERSHIP_MASK: Final = 0x00003F00
 
 
 class ControlType(enum.IntEnum):
-    """Daemon-internal types that clients put on the wire for control operations (§5)."""
+    """Daemon-internal types clients put on the wire for control operations [Client → daemon]."""
 
     JOIN = 0x00010000
     LEAVE = 0x00020000
@@ -130,11 +133,11 @@ class ControlType(enum.IntEnum):
 
 
 FORBIDDEN_CLIENT_BITS: Final = 0x00080000 | 0x4000 | 0x8000 | 0x100000 | 0x200000
-"""GROUPS, RETRANSMIT, LATENCY, DUMMY and STATETRANS: never valid from a client (§7.1)."""
+"""GROUPS, RETRANSMIT, LATENCY, DUMMY, STATETRANS: never valid from a client [Client → daemon]."""
 
 
 class RejectCode(enum.IntEnum):
-    """Handshake outcomes the daemon sends as one signed byte (§3.5), plus the library's own."""
+    """Handshake outcomes sent as one signed byte [Reject codes], plus the library's own."""
 
     ILLEGAL_SPREAD = -1
     COULD_NOT_CONNECT = -2

@@ -30,7 +30,10 @@ Step codecs below take a :class:`~spreadq.wire.buffer.ReceiveBuffer` and return
 ``None`` until the whole step has arrived; they consume the bytes of a step only once it
 is complete, so any chunking decodes the same way. The server is more lenient than the
 real daemon, which needs the hello in one segment: it buffers until ``5 + n`` bytes are
-there, and bytes after the hello stay in the buffer for the next step (§10).
+there, and bytes after the hello stay in the buffer for the next step [The handshake].
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations
@@ -228,13 +231,13 @@ def version_number(version: tuple[int, int, int]) -> int:
 
 
 PATCH_SENT_ABOVE: Final = 31400
-"""The hello carries the patch byte if ``major * 10000 + minor * 100`` is above this (§3.2)."""
+"""The hello has the patch byte if ``major * 10000 + minor * 100`` is above this [The handshake]."""
 AUTH_SINCE: Final = 31600
-"""Clients from 3.16.0 on take part in the auth exchange (§3.3)."""
+"""Clients from 3.16.0 on take part in the auth exchange [The handshake]."""
 ACCEPT_PATCH_SINCE: Final = 31500
-"""The accept carries the patch byte for clients from 3.15.0 on (§3.4)."""
+"""The accept carries the patch byte for clients from 3.15.0 on [The handshake]."""
 OLDEST_CLIENT: Final = 30100
-"""Clients older than 3.1.0 get ``REJECT_VERSION`` (§3.5)."""
+"""Clients older than 3.1.0 get ``REJECT_VERSION`` [Reject codes]."""
 NULL_METHOD: Final = NULL_AUTH.decode("ascii")
 """The one authentication method spreadq speaks."""
 _MEMBERSHIP_FLAG: Final = 0x01
@@ -264,7 +267,7 @@ def encode_hello(
     priority: bool,
     version: tuple[int, int, int] = CLIENT_VERSION,
 ) -> bytes:
-    """The hello: ``major minor [patch] flags n name`` (§3.2), to be sent in one write.
+    """The hello: ``major minor [patch] flags n name`` [The handshake], to be sent in one write.
 
     Raises:
         LocalProtocolError: a version field outside 0..255 or a name over 10 bytes.
@@ -393,7 +396,7 @@ def read_hello(buffer: ReceiveBuffer) -> Hello | None:
 
 
 def encode_auth_list(methods: Sequence[str]) -> bytes:
-    """The auth list: its length, then each method followed by one space (§3.3).
+    """The auth list: its length, then each method followed by one space [The handshake].
 
     Raises:
         LocalProtocolError: the list would pass 90 bytes or a method name is empty or
@@ -424,7 +427,7 @@ def read_auth_choice(buffer: ReceiveBuffer, offered: Sequence[str]) -> AuthChoic
 def encode_accept(
     private_group: str, version: tuple[int, int, int], client_version: tuple[int, int, int]
 ) -> bytes:
-    """The accept, with the patch byte only for clients >= 3.15.0 (§3.4).
+    """The accept, with the patch byte only for clients >= 3.15.0 [The handshake].
 
     Raises:
         LocalProtocolError: a private group name over 31 bytes or a version field

@@ -6,7 +6,7 @@ Every message after the handshake is a 48-byte header, ``32 * num_groups`` bytes
 NUL-padded names and ``data_len`` bytes of data (docs/design/spread-protocol.md#the-message-header).
 There is no fixed byte order: each writer uses its own and says which by the marker bits
 ``0x80000080`` in ``type`` (set = little-endian). The marker in ``hint`` describes ``hint``
-alone, because a daemon forwards the sender's hint untouched (§4.1). So this module reads
+alone, because a daemon forwards the sender's hint untouched [Byte order]. So this module reads
 any byte order, always writes little-endian with the marker set (what x86 daemons and
 clients write), and keeps ``hint`` as its four raw bytes so that a daemon can pass it
 through.
@@ -15,6 +15,9 @@ These helpers know nothing about sessions or states; they raise
 :class:`~spreadq.errors.RemoteProtocolError` for bytes that cannot be decoded and
 :class:`~spreadq.errors.LocalProtocolError` for values that cannot be encoded. Checks
 that need the whole message (sizes, service bits) live in the session modules.
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ __all__ = [
     "unpack_transitional_body",
 ]
 
-# --- header (§4) -----------------------------------------------------------------------
+# --- header [The message header] ------------------------------------------------------------------
 
 HEADER_LE: Final = struct.Struct("<I32si4si")
 """``type``, ``private_group_name``, ``num_groups``, raw ``hint``, ``data_len`` (LE)."""
@@ -85,12 +88,13 @@ assert HEADER_LE.size == HEADER_BE.size == HEADER_OUT.size == HEADER_SIZE
 U32_LE: Final = struct.Struct("<I")
 U32_BE: Final = struct.Struct(">I")
 HINT_MASK: Final = 0x00FFFF00
-"""Bits of ``hint`` that carry ``mess_type``; with the marker, all a hint may hold (§5.1)."""
+"""Bits of ``hint`` that carry ``mess_type``; with the marker, all a hint may hold
+[What a daemon refuses]."""
 MARKER_HINT: Final = U32_LE.pack(ENDIAN_MARKER)
 """A hint with ``mess_type`` 0: ``80 00 00 80`` (the same in both orders)."""
 _MARKER_MASK: Final = 0xFFFFFFFF & ~ENDIAN_MARKER
 OLD_TYPE_SIZE: Final = 4
-"""The reject message's extra ``old_type`` field after the header (§6.5)."""
+"""The reject message's extra ``old_type`` field after the header [Daemon → client]."""
 
 
 class Header(NamedTuple):
@@ -108,7 +112,7 @@ def is_little_endian(first_byte: int) -> bool:
     """Whether a field whose first byte is ``first_byte`` was written little-endian.
 
     The marker ``0x80000080`` looks the same under byte swapping, so bit 7 of the
-    field's first byte tells the order (§4.1).
+    field's first byte tells the order [Byte order].
     """
     return bool(first_byte & 0x80)
 
@@ -147,7 +151,7 @@ def mess_type_from_hint(hint: bytes) -> tuple[int, bool]:
     """``(mess_type, little_endian)`` from a raw 4-byte hint, read by its own marker.
 
     ``mess_type`` is signed 16-bit: ``80 ff ff 80`` is -1 and ``80 00 80 80`` is -32768
-    (§4.1). ``little_endian`` is false when the sender wrote its hint big-endian.
+    [Byte order]. ``little_endian`` is false when the sender wrote its hint big-endian.
 
     Raises:
         RemoteProtocolError: ``hint`` is not 4 bytes long.
@@ -179,7 +183,7 @@ def pack_header(
     return HEADER_OUT.pack(type_ | ENDIAN_MARKER, sender, num_groups, hint, data_len)
 
 
-# --- names and group lists (§2, §4) ------------------------------------------------------
+# --- names and group lists [Names; The message header] --------------------------------------------
 
 GROUP: Final = struct.Struct("32s")
 _GROUPS_N: Final = tuple(struct.Struct("32s" * n) for n in range(MAX_GROUPS_PER_MESSAGE + 1))
@@ -248,7 +252,7 @@ def unpack_groups(
     return tuple([decode_name(field, strict=strict) for field in fields])
 
 
-# --- membership bodies (§6.2.1, §6.3, §13) --------------------------------------------
+# --- membership bodies [Daemon → client; Versions] ------------------------------------------------
 
 GID: Final = struct.Struct("<iii")
 _GID_BE: Final = struct.Struct(">iii")
@@ -266,7 +270,7 @@ def pack_membership_body(
 ) -> bytes:
     """The 4.x/5.x regular-membership body: gid, sets, and the offset of set ``local_vs_set``.
 
-    The offset is counted in bytes from offset 20, the start of the first set (§6.2.1).
+    The offset is counted in bytes from offset 20, the start of the first set [Daemon → client].
 
     Raises:
         LocalProtocolError: ``local_vs_set`` does not index ``vs_sets`` (0 is allowed
@@ -336,7 +340,7 @@ def unpack_membership_body(
 
 
 def pack_membership_body_v3(group_id: GroupId, names: Sequence[bytes]) -> bytes:
-    """The 3.x regular-membership body: gid, ``num_vs`` and the receiver's vs set (§13).
+    """The 3.x regular-membership body: gid, ``num_vs`` and the receiver's vs set [Versions].
 
     Raises:
         LocalProtocolError: a name longer than 31 bytes.
@@ -365,7 +369,7 @@ def unpack_membership_body_v3(
 
 
 def pack_transitional_body(group_id: GroupId) -> bytes:
-    """The transitional-membership body: the ending view's gid (§6.3)."""
+    """The transitional-membership body: the ending view's gid [Daemon → client]."""
     return GID.pack(group_id.proc_id, group_id.time, group_id.index)
 
 
@@ -381,7 +385,7 @@ def unpack_transitional_body(body: bytes | bytearray | memoryview, little_endian
     return GroupId(proc_id, time, index)
 
 
-# --- reject message (§6.5) ---------------------------------------------------------------
+# --- reject message [Daemon → client] -------------------------------------------------------------
 
 
 def pack_old_type(old_type: int) -> bytes:
@@ -405,7 +409,7 @@ def unpack_old_type(
     return int(value) & _MARKER_MASK
 
 
-# --- auth choice (§3.3) -------------------------------------------------------------------
+# --- auth choice [The handshake] ------------------------------------------------------------------
 
 
 def pack_auth_choice(methods: Sequence[bytes]) -> bytes:

@@ -12,17 +12,20 @@ step, ``next_event()`` returns ``NEED_DATA`` and keeps any early bytes for the n
 docs/design/spread-protocol.md#the-handshake).
 
 Messages are framed as :mod:`spreadq.wire.framing` reads them for both roles. Every
-header is checked as the real daemon checks it (§5.1), plus three hazards that daemon
-mishandles and spreadq's 140,000-byte cap (§8). The header checks, the sender's name
-and the size included, run as soon as the header has arrived, before the body is
+header is checked as the real daemon checks it [What a daemon refuses], plus three hazards
+that daemon mishandles and spreadq's 140,000-byte cap [Message size]. The header checks,
+the sender's name and the size included, run as soon as the header has arrived, before the body is
 awaited. Each violation raises
 :class:`~spreadq.errors.RemoteProtocolError` naming the rule; the session is then
 ``CLOSED`` and the daemon drops the client, as the real daemon does (it sends no error).
 
 Outgoing messages are written little-endian with the marker, except the hint of a
-forwarded multicast, which keeps the sender's raw bytes (§4.1). The bytes of a data
+forwarded multicast, which keeps the sender's raw bytes [Byte order]. The bytes of a data
 message are the same for every receiver, so :func:`encode_forward` and
 :func:`encode_daemon_message` are plain functions: encode once, write to many.
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations
@@ -100,13 +103,13 @@ __all__ = [
 
 _CONTROL_BITS: Final = int(ControlType.JOIN) | int(ControlType.LEAVE) | int(ControlType.KILL)
 _SELECTOR_MASK: Final = REGULAR_MASK | _CONTROL_BITS
-"""§5.1: exactly one of these six delivery bits and three control bits must be set."""
+"""Exactly one of these six delivery bits and three control bits must be set."""
 _ALLOWED_BITS: Final = _SELECTOR_MASK | int(ServiceType.SELF_DISCARD)
 _GROUPS_MESS: Final = 0x00080000
 _HINT_FOREIGN_BITS: Final = 0xFFFFFFFF & ~(ENDIAN_MARKER | 0x00FFFF00)
-"""§5.1: a hint may hold only the marker and ``mess_type`` (the mask is swap-symmetric)."""
+"""A hint may hold only the marker and ``mess_type`` (the mask is swap-symmetric)."""
 _BODY_LIMIT: Final = DAEMON_MESSAGE_LIMIT - HEADER_SIZE
-"""§5.1: ``data_len + 32 * num_groups`` may be at most 143,952."""
+"""``data_len + 32 * num_groups`` may be at most 143,952."""
 
 _SELECTORS: Final[Mapping[int, str]] = MappingProxyType(
     {
@@ -116,7 +119,7 @@ _SELECTORS: Final[Mapping[int, str]] = MappingProxyType(
         int(ControlType.KILL): "KILL",
     }
 )
-"""The one selector bit of a client message (§5.1) -> what the message is."""
+"""The one selector bit of a client message [What a daemon refuses] -> what the message is."""
 _SELECTOR_KINDS: Final = dict(_SELECTORS)  # a dict's get() is faster than a mappingproxy's
 _OPEN: Final = ServerState.OPEN  # enum attribute lookups are slow in CPython 3.11
 _GROUP_STRUCTS: Final = tuple(group_struct(count) for count in range(MAX_GROUPS_PER_MESSAGE + 1))
@@ -236,7 +239,7 @@ class ServerSession(
             return Disconnect()
         if not groups[0]:
             raise RemoteProtocolError(f"{kind} of an empty group name")
-        # any other name: the real daemon accepts space, DEL or a leading '#' (§2, p9)
+        # any other name: the real daemon accepts space, DEL or a leading '#' [Names]
         return _ONE_GROUP[str(kind)].from_wire(groups[0])
 
     def _check_header(
@@ -245,7 +248,7 @@ class ServerSession(
         kind = _SELECTOR_KINDS.get(type_ & _SELECTOR_MASK)
         if kind is None:
             raise RemoteProtocolError(
-                f"§5.1 service bits: type {type_:#010x} must set exactly one of "
+                f"service bits: type {type_:#010x} must set exactly one of "
                 "UNRELIABLE..SAFE, JOIN, LEAVE, KILL"
             )
         if type_ & _GROUPS_MESS:
@@ -259,32 +262,28 @@ class ServerSession(
                 "which a client may not set"
             )
         if not 0 <= count <= MAX_GROUPS_PER_MESSAGE:
-            raise RemoteProtocolError(
-                f"§5.1 num_groups: {count} is not in 0..{MAX_GROUPS_PER_MESSAGE}"
-            )
+            raise RemoteProtocolError(f"num_groups: {count} is not in 0..{MAX_GROUPS_PER_MESSAGE}")
         if int.from_bytes(hint, "little") & _HINT_FOREIGN_BITS:
             raise RemoteProtocolError(
-                f"§5.1 hint: {hint.hex()} has bits outside the marker and mess_type"
+                f"hint: {hint.hex()} has bits outside the marker and mess_type"
             )
         if not 0 <= data_len <= DAEMON_MESSAGE_LIMIT:
-            raise RemoteProtocolError(
-                f"§5.1 data_len: {data_len} is not in 0..{DAEMON_MESSAGE_LIMIT}"
-            )
+            raise RemoteProtocolError(f"data_len: {data_len} is not in 0..{DAEMON_MESSAGE_LIMIT}")
         body = data_len + GROUP_NAME_SIZE * count
         if body > _BODY_LIMIT:
             raise RemoteProtocolError(
-                f"§5.1 size: data_len + 32 * num_groups = {body} is over {_BODY_LIMIT}"
+                f"size: data_len + 32 * num_groups = {body} is over {_BODY_LIMIT}"
             )
         if HEADER_SIZE + body > self.max_message_size:
             raise RemoteProtocolError(
-                f"§8 cap: a message of {HEADER_SIZE + body} bytes is over {self.max_message_size}"
+                f"size cap: a message of {HEADER_SIZE + body} bytes is over {self.max_message_size}"
             )
         if count != 1 and kind in _ONE_GROUP:
             what = "hazard: " if count == 0 else ""
             raise RemoteProtocolError(f"{what}{kind} names {count} groups; it must name one")
         if sender[: GROUP_NAME_SIZE - 1].split(b"\0", 1)[0] != self._sender:
             raise RemoteProtocolError(
-                f"§5.1 sender field: {sender.rstrip(bytes(1))!r} is not this session's "
+                f"sender field: {sender.rstrip(bytes(1))!r} is not this session's "
                 f"private group {self.private_group!r}"
             )
         return kind

@@ -12,7 +12,7 @@ the auth list by itself). ``next_event()`` yields, in order: ``Accepted`` or
 The state machine is the table in :mod:`spreadq.wire.handshake`; each state has one
 reader in ``_READERS``. After the accept, each message is framed as
 :mod:`spreadq.wire.framing` reads it for both roles: a 48-byte header (either byte
-order, §4.1), then names, then data. What is the client's: a message's kind comes from
+order, [Byte order]), then names, then data. What is the client's: a message's kind comes from
 ``type`` through an ordered rule table (reject, data, regular membership, transitional,
 self-leave: the order the C library tests them in), memoized for the types a daemon
 really sends; its size is checked against ``max_message_size`` as soon as the header
@@ -22,6 +22,9 @@ names are decoded leniently (a daemon's names need no NUL in their 32 bytes).
 Bytes the session refuses raise :class:`~spreadq.errors.RemoteProtocolError`, and the
 session is then ``CLOSED``. Commands it cannot send raise
 :class:`~spreadq.errors.LocalProtocolError` and change nothing.
+
+Names in brackets, such as [Byte order], are sections of ``docs/design/spread-protocol.md``
+(or, prefixed ``membership:``, of ``docs/design/membership.md``).
 """
 
 from __future__ import annotations
@@ -486,4 +489,4 @@ def _parse_membership_v3(
 
 
 _MEMBERSHIP_PARSERS: Final = MappingProxyType({3: _parse_membership_v3})
-"""Daemon major version -> membership body parser; 4 and later use vs sets (§13)."""
+"""Daemon major version -> membership body parser; 4 and later use vs sets [Versions]."""
