@@ -44,12 +44,12 @@ FORBIDDEN_IN_CORES = {
 
 PRODUCER_SIDE = ("spreadq.producer", "spreadq.outbox", "spreadq.receipt", "spreadq.routes")
 WORKER_SIDE = (
-    "spreadq.actors.dispatcher",
-    "spreadq.actors.runner",
-    "spreadq.app",
-    "spreadq.runtime",
+    "spreadq.worker.dispatcher",
+    "spreadq.worker.runner",
+    "spreadq.worker.app",
+    "spreadq.worker.runtime",
 )
-FACADES = ("spreadq.app", "spreadq.producer", "spreadq.client")
+FACADES = ("spreadq.worker.app", "spreadq.producer", "spreadq.client")
 
 # package -> the spreadq modules and packages it may import besides its own
 ALLOWED_BELOW: dict[str, tuple[str, ...]] = {
@@ -168,7 +168,7 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     edges = graph()
     assert len(edges) == len(list(SRC.rglob("*.py")))
     assert "spreadq.wire.session" in edges["spreadq.actors.connection"]  # from a module
-    assert "spreadq.queue" in edges["spreadq.actors.dispatcher"]  # from a package
+    assert "spreadq.queue" in edges["spreadq.worker.dispatcher"]  # from a package
     assert "spreadq.wire.events" in edges["spreadq.wire"]  # a package's re-exports
 
 

@@ -1,7 +1,7 @@
 """The worker runtime behind :meth:`spreadq.App.run`: sessions, reconnection, signals.
 
 Theory of operation. One :class:`WorkerRuntime` lives for one ``App.run()``. It opens a
-session with the daemon, runs a :class:`~spreadq.actors.dispatcher.Dispatcher` on it
+session with the daemon, runs a :class:`~spreadq.worker.dispatcher.Dispatcher` on it
 until the session drains or is lost, and on a loss (``ConnectionLost``, or a connect
 that fails or is refused with a code retrying can mend) waits and tries again: the
 delay starts at ``settings.reconnect_backoff_initial``, doubles up to
@@ -34,8 +34,6 @@ from typing import Final, Protocol
 import anyio
 import anyio.abc
 
-from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
-from spreadq.actors.runner import PreparedJobHandler
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
 from spreadq.logs import get_logger
@@ -44,6 +42,8 @@ from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.queue.rules import Rule, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
+from spreadq.worker.dispatcher import Dispatcher, DispatcherHandle
+from spreadq.worker.runner import PreparedJobHandler
 
 __all__ = ["COLLECTOR_THRESHOLDS", "ServedApp", "WorkerRuntime", "tune_collector"]
 

@@ -44,9 +44,9 @@ from spreadq.middleware import (
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
 from spreadq.queue.rules import Rule, builtin_rules
-from spreadq.runtime import WorkerRuntime, tune_collector
 from spreadq.settings import Settings
 from spreadq.wire.events import check_private_name
+from spreadq.worker.runtime import WorkerRuntime, tune_collector
 
 __all__ = [
     "App",
@@ -417,7 +417,7 @@ class App:
         """Run a worker: join the queue and run handlers until :meth:`stop` (or SIGTERM).
 
         Each session with the daemon is a new member of the WORK group, served by a
-        :class:`~spreadq.actors.dispatcher.Dispatcher`. When the daemon is lost, running
+        :class:`~spreadq.worker.dispatcher.Dispatcher`. When the daemon is lost, running
         handlers are cancelled (``settings.cancel_on_disconnect``) and the worker
         reconnects with exponential backoff (``settings.reconnect_backoff_*``); the
         other workers have taken over its jobs meanwhile. :meth:`stop`, SIGTERM or
@@ -437,7 +437,7 @@ class App:
             drain_timeout: seconds a drain may take before running jobs are cancelled.
             handle_signals: drain on SIGTERM/SIGINT (only in the main thread). A run
                 that does, and so is the program, also tunes the garbage collector
-                for a worker (:func:`~spreadq.runtime.tune_collector`).
+                for a worker (:func:`~spreadq.worker.runtime.tune_collector`).
 
         Raises:
             ConfigurationError: the app has no handlers, or is already running.

@@ -117,7 +117,7 @@ class TimedOut:
 
 
 class PreparedJobHandler(Protocol):
-    """A handler ready to run (``spreadq.app.PreparedHandler`` fits)."""
+    """A handler ready to run (``spreadq.worker.app.PreparedHandler`` fits)."""
 
     @property
     def spec(self) -> AnyHandlerSpec:

@@ -8,7 +8,6 @@ from typing import TypeVar
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from spreadq.app import App
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, PayloadError, PluginError
 from spreadq.handlers import Handler, HandlerSpec, handler
@@ -18,6 +17,7 @@ from spreadq.queue.jobs import Job
 from spreadq.queue.protocol import MAX_QUEUE_NAME, queue_groups
 from spreadq.queue.rules import RuleState
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 T = TypeVar("T")
 

@@ -47,7 +47,7 @@ and the WORK group sees no extra view change.
 Runner tasks live as long as the session, one per job running at once (started as
 needed, up to ``settings.concurrency``); each takes the jobs handed to it one at a time
 (a task per job would cost more than a no-op handler; see :meth:`Dispatcher._run_jobs`).
-A runner runs the job through :class:`~spreadq.actors.runner.JobRunner` (decode,
+A runner runs the job through :class:`~spreadq.worker.runner.JobRunner` (decode,
 context, middleware, retries, hooks; nothing a handler does crashes the worker) and
 sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished` (a
 success names the handler's result codec when it is not the job's own); the
@@ -56,7 +56,7 @@ table decides when the ACK goes out (the loop waits for the inbox at most until
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
 it outside the slots. The loop also times attempts out (their runner writes each
 attempt's deadline; past it the loop cancels the runner's scope, see
-:class:`~spreadq.actors.runner.AttemptWatch`) and logs ``job_still_running`` once for a
+:class:`~spreadq.worker.runner.AttemptWatch`) and logs ``job_still_running`` once for a
 job running ``settings.running_warning`` seconds: one scan of the running jobs, when
 the earliest of those moments comes, as it wakes for ACKs.
 
@@ -97,14 +97,6 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from spreadq.actors.runner import (
-    AttemptWatch,
-    JobRunner,
-    PreparedJobHandler,
-    TimedOut,
-    failure,
-    worker_cancelled,
-)
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -156,6 +148,14 @@ from spreadq.wire.events import (
     RejectedMessage,
     SelfLeave,
     TransitionalMembership,
+)
+from spreadq.worker.runner import (
+    AttemptWatch,
+    JobRunner,
+    PreparedJobHandler,
+    TimedOut,
+    failure,
+    worker_cancelled,
 )
 
 __all__ = [
