@@ -29,7 +29,6 @@ import anyio.lowlevel
 
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
-from spreadq.queue.rules import RoundRobin
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
@@ -135,11 +134,7 @@ async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[flo
     conn = FakeConnection(stream(jobs, batch, ack_every, per_read))
     dispatcher = Dispatcher(
         conn,
-        queue=QUEUE,
-        work_group=WORK,
-        feedback_group=FEEDBACK,
-        handlers=app.prepared,
-        rule=RoundRobin(),
+        app.spec(),
         settings=Settings(),
     )
     table = dispatcher.table

@@ -89,7 +89,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -102,7 +102,6 @@ from spreadq.errors import (
     EnvelopeError,
 )
 from spreadq.logs import get_logger
-from spreadq.middleware import FailureHook
 from spreadq.queue import (
     MESS_TYPE,
     Ack,
@@ -124,7 +123,6 @@ from spreadq.queue import (
     MessageDelivered,
     Outcome,
     OutstandingTable,
-    Rule,
     RunJob,
     SendAck,
     StartDraining,
@@ -152,11 +150,11 @@ from spreadq.wire.events import (
 from spreadq.worker.runner import (
     AttemptWatch,
     JobRunner,
-    PreparedJobHandler,
     TimedOut,
     failure,
     worker_cancelled,
 )
+from spreadq.worker.spec import WorkerSpec
 
 __all__ = [
     "Dispatcher",
@@ -332,15 +330,8 @@ class Dispatcher:
 
     Args:
         conn: an open connection (we join the groups ourselves).
-        queue: the queue name (for logs and contexts).
-        work_group: the WORK group (members are exactly the consumers).
-        feedback_group: the FEEDBACK group (ACK, VIEW, DRAIN and HELLO go there too).
-        handlers: prepared handlers by kind.
-        rule: the ownership rule (the same at every consumer of the queue).
+        spec: what the worker serves: queue, groups, handlers, rule, key order, hooks.
         settings: concurrency, retries, ACK cadence, history size, disconnect policy.
-        failure_hooks: ``async hook(ctx, error)`` called after a job's last failure.
-        ordered_keys: run the jobs of one key one at a time, in delivery order
-            (``key_affinity``).
         drain_timeout: how long a drain (or, without ``cancel_on_disconnect``, the wait
             for handlers after a lost connection) may take.
         clock: monotonic seconds for the table's ACK cadence.
@@ -356,15 +347,9 @@ class Dispatcher:
     def __init__(
         self,
         conn: DispatcherConnection,
+        spec: WorkerSpec,
         *,
-        queue: str,
-        work_group: str,
-        feedback_group: str,
-        handlers: Mapping[str, PreparedJobHandler],
-        rule: Rule,
         settings: Settings,
-        failure_hooks: Sequence[FailureHook] = (),
-        ordered_keys: bool = False,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -373,19 +358,19 @@ class Dispatcher:
         recovered: Sequence[tuple[JobRef, Outcome]] = (),
     ) -> None:
         self._conn = conn
-        self._queue = queue
-        self._work = work_group
-        self._both = (work_group, feedback_group)
-        self._feedback = feedback_group
+        self._queue = queue = spec.queue
+        self._work = spec.work_group
+        self._both = (spec.work_group, spec.feedback_group)
+        self._feedback = spec.feedback_group
         self._settings = settings
-        self._ordered_keys = ordered_keys
+        self._ordered_keys = spec.ordered_keys
         self._drain_timeout = drain_timeout
         self._clock = clock
         self._me = conn.private_group
         self._runner = JobRunner(
-            handlers=handlers,
+            handlers=spec.handlers,
             settings=settings,
-            failure_hooks=failure_hooks,
+            failure_hooks=spec.failure_hooks,
             queue=queue,
             member=self._me,
             rng=rng if rng is not None else random.Random(),
@@ -393,7 +378,7 @@ class Dispatcher:
         )
         self._table = OutstandingTable(
             self._me,
-            rule=rule,
+            rule=spec.rule,
             incarnation=incarnation if incarnation is not None else secrets.token_bytes(16),
             capacity=settings.concurrency,
             history_size=settings.completed_history,

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import gc
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Final, Protocol
+from typing import Final
 
 import anyio
 import anyio.abc
@@ -37,15 +36,13 @@ import anyio.abc
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
 from spreadq.logs import get_logger
-from spreadq.middleware import FailureHook
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
-from spreadq.queue.rules import Rule, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.wire.constants import RejectCode
 from spreadq.worker.dispatcher import Dispatcher, DispatcherHandle
-from spreadq.worker.runner import PreparedJobHandler
+from spreadq.worker.spec import WorkerSpec
 
-__all__ = ["COLLECTOR_THRESHOLDS", "ServedApp", "WorkerRuntime", "tune_collector"]
+__all__ = ["COLLECTOR_THRESHOLDS", "WorkerRuntime", "tune_collector"]
 
 log = get_logger(__name__)
 
@@ -74,59 +71,20 @@ def tune_collector() -> None:
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-class ServedApp(Protocol):
-    """What the runtime needs of the app it serves (a frozen ``spreadq.App`` fits)."""
-
-    @property
-    def name(self) -> str | None:
-        """The private name for the worker's connections."""
-        ...
-
-    @property
-    def queue(self) -> str:
-        """The queue name."""
-        ...
-
-    @property
-    def work_group(self) -> str:
-        """The WORK group's name."""
-        ...
-
-    @property
-    def feedback_group(self) -> str:
-        """The FEEDBACK group's name."""
-        ...
-
-    @property
-    def prepared(self) -> Mapping[str, PreparedJobHandler]:
-        """Each handler ready to run, by kind."""
-        ...
-
-    @property
-    def rule(self) -> Rule:
-        """The ownership rule."""
-        ...
-
-    @property
-    def failure_hooks(self) -> Sequence[FailureHook]:
-        """The ``on_failure`` hooks, in registration order."""
-        ...
-
-
 class WorkerRuntime:
     """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals.
 
     Args:
-        app: the (frozen) app to serve.
+        spec: what the worker serves (:meth:`spreadq.App.spec`).
         address: the daemon address.
         settings: the settings of this run.
         drain_timeout: how long a drain may take before running jobs are cancelled.
     """
 
     def __init__(
-        self, app: ServedApp, address: str | None, settings: Settings, drain_timeout: float
+        self, spec: WorkerSpec, address: str | None, settings: Settings, drain_timeout: float
     ):
-        self._app = app
+        self._spec = spec
         self._address = address
         self._settings = settings
         self._drain_timeout = drain_timeout
@@ -139,7 +97,7 @@ class WorkerRuntime:
         self._lost: ConnectionLost | None = None
         self._unreachable_since: float | None = None  # no session since (None: joined)
         self._forced: ForcedStop | None = None
-        self._log = log.bind(queue=app.queue)
+        self._log = log.bind(queue=spec.queue)
         # what survives a lost session: the outcomes seen, and our own unconfirmed ones
         self._history = OutcomeHistory(settings.completed_history)
         self._recovered: list[tuple[JobRef, Outcome]] = []
@@ -183,24 +141,18 @@ class WorkerRuntime:
             raise self._forced
 
     async def _serve(self, joined: _Joined) -> None:
-        app = self._app
+        spec = self._spec
         settings = self._settings
         self._unreachable_since = anyio.current_time()
         with self._scope:
             while not self._stopping:
                 try:
                     lost: ConnectionLost | None = None
-                    async with connect(self._address, name=app.name) as conn:
+                    async with connect(self._address, name=spec.name) as conn:
                         dispatcher = Dispatcher(
                             conn,
-                            queue=app.queue,
-                            work_group=app.work_group,
-                            feedback_group=app.feedback_group,
-                            handlers=app.prepared,
-                            rule=app.rule,
+                            spec,
                             settings=settings,
-                            failure_hooks=app.failure_hooks,
-                            ordered_keys=keeps_key_order(app.rule),
                             drain_timeout=self._drain_timeout,
                             history=self._history,
                             recovered=self._recovered,
@@ -280,8 +232,8 @@ class WorkerRuntime:
             "worker_joined",
             address=self._address_text,
             member=member,
-            handlers=sorted(self._app.prepared),
-            rule=self._app.rule.name,
+            handlers=sorted(self._spec.handlers),
+            rule=self._spec.rule.name,
             concurrency=self._settings.concurrency,
         )
 
