@@ -9,12 +9,14 @@ submodule by name (``from spreadq.wire import events``) is an edge to that submo
 The rules:
 
 * no cycles;
-* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine) import nothing that does
+* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the session's
+  translation, the worker's feedback rule) import nothing that does
   I/O, reads a clock or draws randomness;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
   reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``;
-* nothing on the producer side reaches the worker side, even indirectly, nor the other
-  way round;
+* nothing on the producer side reaches the worker side (``spreadq.worker``), even
+  indirectly, nor the other way round; ``spreadq.session`` is shared by both and reaches
+  neither;
 * ``actors/`` never reaches the facades (``app``, ``producer``, ``client``).
 """
 
@@ -43,12 +45,8 @@ FORBIDDEN_IN_CORES = {
 }
 
 PRODUCER_SIDE = ("spreadq.producer", "spreadq.outbox", "spreadq.receipt", "spreadq.routes")
-WORKER_SIDE = (
-    "spreadq.worker.dispatcher",
-    "spreadq.worker.runner",
-    "spreadq.worker.app",
-    "spreadq.worker.runtime",
-)
+WORKER_SIDE = ("spreadq.worker",)
+SHARED = ("spreadq.session",)  # both sides may import it; it imports neither
 FACADES = ("spreadq.worker.app", "spreadq.producer", "spreadq.client")
 
 # package -> the spreadq modules and packages it may import besides its own
@@ -193,6 +191,7 @@ def test_no_import_cycles() -> None:
 def core_modules() -> list[Path]:
     paths = [*(SRC / "wire").rglob("*.py"), *(SRC / "queue").rglob("*.py")]
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
+    paths += [SRC / "session" / "translate.py", SRC / "worker" / "feedback.py"]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)
@@ -229,10 +228,24 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
 def test_producer_and_worker_sides_stay_apart(
     side: tuple[str, ...], other: tuple[str, ...]
 ) -> None:
+    members = [module for module in graph() if _within(module, side)]
+    assert members, f"no module of {side}"
     bad = [
-        f"{m} reaches {sorted(reachable(m) & set(other))}"
-        for m in side
-        if reachable(m) & set(other)
+        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, other))}"
+        for m in members
+        if any(_within(t, other) for t in reachable(m))
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_shared_session_layer_reaches_neither_side() -> None:
+    shared = [module for module in graph() if _within(module, SHARED)]
+    assert "spreadq.session.translate" in shared
+    sides = (*PRODUCER_SIDE, *WORKER_SIDE)
+    bad = [
+        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, sides))}"
+        for m in shared
+        if any(_within(t, sides) for t in reachable(m))
     ]
     assert not bad, "\n".join(bad)
 

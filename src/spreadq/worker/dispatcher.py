@@ -120,14 +120,12 @@ from spreadq.queue import (
     JobRejected,
     JobStarted,
     LeftGroup,
-    MessageDelivered,
     Outcome,
     OutstandingTable,
     RunJob,
     SendAck,
     StartDraining,
     Tick,
-    Transitional,
     View,
     ViewChanged,
     ViewInstalled,
@@ -136,17 +134,16 @@ from spreadq.queue import (
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
-from spreadq.queue.seal import Seal, is_spreadq
+from spreadq.queue.seal import Seal
+from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
-from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import (
     DaemonMessage,
-    DataMessage,
     RegularMembership,
     RejectedMessage,
-    SelfLeave,
-    TransitionalMembership,
 )
+from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.runner import (
     AttemptWatch,
     JobRunner,
@@ -163,13 +160,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-_CAUSES: Final = {
-    Cause.JOIN: ChangeCause.JOIN,
-    Cause.LEAVE: ChangeCause.LEAVE,
-    Cause.DISCONNECT: ChangeCause.DISCONNECT,
-    Cause.NETWORK: ChangeCause.NETWORK,
-}
 
 
 class DispatcherConnection(Protocol):
@@ -389,6 +379,9 @@ class Dispatcher:
         )
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._translator = GroupTranslator(
+            spec.work_group, self._seal, accept_unsealed_raw=settings.accept_unsealed_raw
+        )
         self._refused: set[str] = set()  # senders whose unsealed messages were logged
         self._recovered = tuple(recovered)
         self._recovery_until = math.inf  # re-announced at joins until then
@@ -585,12 +578,22 @@ class Dispatcher:
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
+            translate = self._translator.translate
             for event in item.events:
-                translated = self._translate(event)
-                if translated is not None:
+                translated = translate(event)
+                if translated is None:
+                    if type(event) is RegularMembership and event.group == self._feedback:
+                        await self._on_feedback_view(event)
+                    elif isinstance(event, RejectedMessage):
+                        self._log.warning(
+                            "message_rejected", groups=event.groups, old_type=event.old_type
+                        )
+                elif isinstance(translated, Refused):
+                    self._on_refused(translated)
+                else:
+                    if type(translated) is LeftGroup:
+                        self._left = True
                     await self._apply(translated)
-                elif type(event) is RegularMembership and event.group == self._feedback:
-                    await self._on_feedback_view(event)
         elif isinstance(item, _Ended):
             await self._on_ended(item)
         elif isinstance(item, _Due):
@@ -606,39 +609,6 @@ class Dispatcher:
                 await self._leave()
             else:
                 await self._apply(StartDraining())
-
-    def _translate(self, event: DaemonMessage) -> Input | None:
-        """The table's input for a WORK group event, or None for anything else."""
-        if isinstance(event, DataMessage):
-            if self._work in event.groups:
-                data = event.data if self._seal is None else self._unsealed(event)
-                if data is None:
-                    return None
-                return MessageDelivered(event.sender, event.mess_type, data)
-            return None
-        if isinstance(event, RegularMembership):
-            if event.group != self._work:
-                return None
-            return ViewInstalled(
-                members=event.members,
-                group_id=(event.group_id.proc_id, event.group_id.time, event.group_id.index),
-                cause=_CAUSES[event.cause],
-                changed_member=event.changed_member,
-                vs_set=event.local_vs_members or None,
-            )
-        if isinstance(event, TransitionalMembership):
-            if event.group != self._work:
-                return None
-            gid = event.group_id
-            return Transitional((gid.proc_id, gid.time, gid.index))
-        if isinstance(event, SelfLeave):
-            if event.group == self._work:
-                self._left = True
-                return LeftGroup()
-            return None
-        if isinstance(event, RejectedMessage):
-            self._log.warning("message_rejected", groups=event.groups, old_type=event.old_type)
-        return None
 
     async def _apply(self, event: Input) -> None:
         effects = self._table.apply(event, self._clock())
@@ -747,20 +717,16 @@ class Dispatcher:
         await self._multicast((self._feedback,), encode(effect.envelope))
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
-        """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer.
-
-        A producer or observer that joins FEEDBACK after the last VIEW would otherwise
-        know no consumer. Every consumer sees the same FEEDBACK membership at the same
-        point of the order, so only the first member of the current WORK view answers.
-        After a NETWORK change anyone may have missed a VIEW; while our WORK view is
-        transitional the next regular one is announced anyway.
-        """
-        view = self._table.view
-        if view is None or view.first != self._me or self._table.transitional:
-            return
-        if event.cause is Cause.NETWORK or (
-            event.cause is Cause.JOIN and event.changed_member not in view.members
-        ):
+        """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
+        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
+        view = view_to_reannounce(
+            self._table.view,
+            self._me,
+            transitional=self._table.transitional,
+            cause=event.cause,
+            changed_member=event.changed_member,
+        )
+        if view is not None:
             await self._multicast((self._feedback,), encode(view))
 
     async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
@@ -768,27 +734,13 @@ class Dispatcher:
             data = self._seal.seal(data, self._me)
         await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
 
-    def _unsealed(self, event: DataMessage) -> bytes | memoryview | None:
-        """With a secret: the version-1 message inside a WORK message whose seal
-        verifies, a RAW message if ``settings.accept_unsealed_raw``, else None (dropped
-        at every worker alike, before the table counts a slot). The first message
-        refused from each sender is logged with the reason: a worker with another
-        secret than its peers says so once, and runs nothing."""
-        assert self._seal is not None
-        data = event.data
-        if not is_spreadq(data):
-            if self._settings.accept_unsealed_raw:
-                return data
-            reason = "RAW message refused: the queue has a secret (accept_unsealed_raw is off)"
-        else:
-            try:
-                return self._seal.unseal(data, event.sender)
-            except EnvelopeError as error:
-                reason = str(error)
-        if event.sender not in self._refused and len(self._refused) < 1024:
-            self._refused.add(event.sender)
-            self._log.warning("message_refused", sender=event.sender, reason=reason)
-        return None
+    def _on_refused(self, refused: Refused) -> None:
+        """A WORK message refused for its seal (dropped at every worker alike, before
+        the table counts a slot): the first from each sender is logged with the reason,
+        so a worker with another secret than its peers says so once, and runs nothing."""
+        if refused.sender not in self._refused and len(self._refused) < 1024:
+            self._refused.add(refused.sender)
+            self._log.warning("message_refused", sender=refused.sender, reason=refused.reason)
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
