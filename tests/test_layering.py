@@ -10,10 +10,11 @@ The rules:
 
 * no cycles;
 * the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the session's
-  translation, the worker's feedback rule) import nothing that does
-  I/O, reads a clock or draws randomness;
+  translation, the worker's feedback rule and scheduler) import nothing that does I/O,
+  reads a clock or draws randomness;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
-  reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``;
+  reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``; the
+  worker's scheduler only the job types;
 * nothing on the producer side reaches the worker side (``spreadq.worker``), even
   indirectly, nor the other way round; ``spreadq.session`` is shared by both and reaches
   neither;
@@ -54,6 +55,7 @@ ALLOWED_BELOW: dict[str, tuple[str, ...]] = {
     "spreadq.wire": ("spreadq.errors",),
     "spreadq.queue": ("spreadq.errors", "spreadq.wire"),
     "spreadq.daemon": ("spreadq.errors", "spreadq.logs", "spreadq.wire"),
+    "spreadq.worker.scheduler": ("spreadq.queue.jobs",),
 }
 
 
@@ -192,6 +194,7 @@ def core_modules() -> list[Path]:
     paths = [*(SRC / "wire").rglob("*.py"), *(SRC / "queue").rglob("*.py")]
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
     paths += [SRC / "session" / "translate.py", SRC / "worker" / "feedback.py"]
+    paths += [SRC / "worker" / "scheduler.py"]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)

@@ -21,11 +21,9 @@ the bytes they came in, and only the jobs we own are decoded (by their handler t
 ====================  ================================================================
 effect                what the Dispatcher does
 ====================  ================================================================
-RunJob                queue it; a runner task takes it when a slot is free (at most
-                      ``settings.concurrency``; with ``ordered_keys`` one job per key at
-                      a time, in delivery order). Jobs taken over from a departed
-                      member (``failover``) go before our own queued jobs, in their
-                      original order: they have waited longest
+RunJob                offer it to the :class:`~spreadq.worker.scheduler.Scheduler`
+                      (slots, per-key order, failover first, ``not_before`` delays);
+                      a runner task takes each job the scheduler starts
 GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) instead
                       of running it
 CancelJob             cancel the handler's scope, or drop the job if not started
@@ -54,11 +52,12 @@ success names the handler's result codec when it is not the job's own); the
 table decides when the ACK goes out (the loop waits for the inbox at most until
 :meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
 :class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
-it outside the slots. The loop also times attempts out (their runner writes each
-attempt's deadline; past it the loop cancels the runner's scope, see
-:class:`~spreadq.worker.runner.AttemptWatch`) and logs ``job_still_running`` once for a
-job running ``settings.running_warning`` seconds: one scan of the running jobs, when
-the earliest of those moments comes, as it wakes for ACKs.
+it outside the slots (the scheduler holds it; the loop wakes for it). The loop also
+times attempts out (their runner writes each attempt's deadline; past it the loop
+cancels the runner's scope, see :class:`~spreadq.worker.runner.AttemptWatch`) and
+logs ``job_still_running`` once for a job running ``settings.running_warning``
+seconds: one scan of the running jobs, when the earliest of those moments comes, as it
+wakes for ACKs.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -88,7 +87,6 @@ import math
 import random
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -151,6 +149,7 @@ from spreadq.worker.runner import (
     failure,
     worker_cancelled,
 )
+from spreadq.worker.scheduler import Scheduler
 from spreadq.worker.spec import WorkerSpec
 
 __all__ = [
@@ -208,10 +207,18 @@ def _not_before(job: Job) -> float:
 @dataclass(frozen=True, slots=True)
 class _Queued:
     """A job we own, waiting for a free slot (or for its key); ``run`` is a
-    :class:`GiveUpJob` for a job to fail without running it."""
+    :class:`GiveUpJob` for a job to fail without running it. ``ref`` and ``key`` are
+    the job's, read once for the scheduler."""
 
     run: RunJob | GiveUpJob
     view: View
+    ref: JobRef
+    key: str | None
+
+    @classmethod
+    def of(cls, run: RunJob | GiveUpJob, view: View) -> _Queued:
+        job = run.job
+        return cls(run, view, job.ref, job.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +249,6 @@ class _Drain:
 
 
 @dataclass(frozen=True, slots=True)
-class _Due:
-    """A delayed job's ``not_before`` time has come."""
-
-    queued: _Queued
-
-
-@dataclass(frozen=True, slots=True)
 class _Help:
     """Jobs handed to the runners may wait with no runner free to take them."""
 
@@ -258,7 +258,7 @@ class _Rescan:
     """A runner armed a deadline earlier than the next scan of the running jobs."""
 
 
-_Item = _Delivered | _Lost | _Ended | _Drain | _Due | _Help | _Rescan
+_Item = _Delivered | _Lost | _Ended | _Drain | _Help | _Rescan
 
 _SCAN_GAP: Final = 0.01
 """Seconds at least between two scans of the running jobs (timeouts and warnings)."""
@@ -307,7 +307,6 @@ class _Runner(AttemptWatch):
 class _Running:
     """A job handed to the runners, until its end is reported."""
 
-    key: str | None
     kind: str
     since: float  # when it was handed over (clock)
     warned: bool = False  # job_still_running logged
@@ -412,13 +411,9 @@ class Dispatcher:
         self._waiting_runners = 0  # blocked on the stream: a job handed over goes to one
         self._buffered = 0  # jobs handed over that no runner has taken yet
         self._help_asked = False  # a _Help is in the inbox
-        self._ready: deque[_Queued] = deque()
-        self._taken_over: deque[_Queued] = deque()  # failover jobs: they go first
+        self._schedule = Scheduler[_Queued](settings.concurrency, ordered_keys=spec.ordered_keys)
         self._running: dict[JobRef, _Running] = {}
         self._next_scan = math.inf  # when a running job may time out or need a warning
-        self._dropped: set[JobRef] = set()  # cancelled before they started
-        self._key_holder: dict[str, JobRef] = {}
-        self._key_waiting: dict[str, deque[_Queued]] = {}
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
         self._unreported: set[JobRef] = set()
@@ -521,6 +516,9 @@ class Dispatcher:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
         deadline = min(deadline, self._next_scan)
+        delayed = self._schedule.next_due()
+        if delayed is not None and delayed < deadline:
+            deadline = delayed
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -528,6 +526,9 @@ class Dispatcher:
     async def _timer(self) -> None:
         self._scan_running()
         await self._apply(Tick())
+        if self._schedule.next_due() is not None:
+            self._schedule.due(self._clock())  # delayed jobs whose time has come
+            self._pump()
         await self._check_drained()
 
     def _watch_deadline(self, deadline: float) -> None:
@@ -596,8 +597,6 @@ class Dispatcher:
                     await self._apply(translated)
         elif isinstance(item, _Ended):
             await self._on_ended(item)
-        elif isinstance(item, _Due):
-            self._ready.append(item.queued)
         elif isinstance(item, _Help):
             self._on_help()
         # _Rescan: nothing to do; the loop's next wait takes the earlier scan into account
@@ -678,31 +677,25 @@ class Dispatcher:
     async def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        queued = _Queued(effect, view)
+        queued = _Queued.of(effect, view)
         if effect.job.header_block:
             wait = _not_before(effect.job) - time.time()
-            if wait > 0:
-                assert self._tasks is not None
-                self._tasks.start_soon(self._delay, queued, wait)
+            if wait > 0:  # it waits outside the slots, in the loop's clock
+                self._schedule.defer(queued, self._clock() + wait)
                 return
-        (self._taken_over if effect.failover else self._ready).append(queued)
+        self._schedule.offer(queued, failover=effect.failover)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
         assert view is not None
-        self._taken_over.append(_Queued(effect, view))  # failed by a runner: hooks may wait
-
-    async def _delay(self, queued: _Queued, seconds: float) -> None:
-        """Hold a delayed job outside the slots until its ``not_before`` time."""
-        await anyio.sleep(seconds)
-        self._send.send_nowait(_Due(queued))
+        self._schedule.offer(_Queued.of(effect, view), failover=True)  # a runner fails it
 
     async def _on_cancel(self, effect: CancelJob) -> None:
         running = self._running.get(effect.ref)
         if running is not None:
             self._cancel(effect.ref, running)
         else:
-            self._dropped.add(effect.ref)
+            self._schedule.cancel(effect.ref)  # dropped when its turn comes
         self._unreported.discard(effect.ref)
 
     async def _on_send_ack(self, effect: SendAck) -> None:
@@ -778,29 +771,15 @@ class Dispatcher:
     # -- handler scheduling --------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Start queued jobs while there are free slots."""
-        limit = self._settings.concurrency
-        taken_over, ready = self._taken_over, self._ready
-        while (taken_over or ready) and len(self._running) < limit:
-            queued = taken_over.popleft() if taken_over else ready.popleft()
-            ref = queued.run.ref
-            key = queued.run.job.key if self._ordered_keys else None
-            if ref in self._dropped:
-                self._dropped.discard(ref)
-                if key is not None and self._key_holder.get(key) == ref:
-                    self._release_key(key)
-                continue
-            if key is not None:
-                holder = self._key_holder.setdefault(key, ref)
-                if holder != ref:
-                    self._key_waiting.setdefault(key, deque()).append(queued)
-                    continue
-            self._start(queued, key)
+        """Start the jobs the scheduler lets start now (free slots, free keys)."""
+        take = self._schedule.next
+        while (queued := take()) is not None:
+            self._start(queued)
 
-    def _start(self, queued: _Queued, key: str | None) -> None:
-        ref = queued.run.ref
+    def _start(self, queued: _Queued) -> None:
+        ref = queued.ref
         now = self._clock()
-        self._running[ref] = _Running(key, queued.run.job.kind, now)
+        self._running[ref] = _Running(queued.run.job.kind, now)
         warn_after = self._settings.running_warning
         if warn_after is not None and self._next_scan == math.inf:
             self._next_scan = now + warn_after  # the others' are earlier
@@ -843,27 +822,9 @@ class Dispatcher:
             runner.expired = False  # a cancellation, not a timeout
             runner.scope.cancel()
 
-    @property
-    def _queued(self) -> int:
-        return len(self._ready) + len(self._taken_over)
-
-    def _release_key(self, key: str) -> None:
-        """The job holding ``key`` is done: the next one of that key goes first."""
-        waiting = self._key_waiting.get(key)
-        if not waiting:
-            self._key_waiting.pop(key, None)
-            del self._key_holder[key]
-            return
-        successor = waiting.popleft()
-        if not waiting:
-            del self._key_waiting[key]
-        self._key_holder[key] = successor.run.ref
-        self._ready.appendleft(successor)
-
     async def _on_ended(self, item: _Ended) -> None:
-        running = self._running.pop(item.ref, None)
-        if running is not None and running.key is not None:
-            self._release_key(running.key)
+        self._running.pop(item.ref, None)
+        self._schedule.ended(item.ref)
         if item.outcome is None:
             return
         if self._table.is_outstanding(item.ref):
@@ -875,13 +836,7 @@ class Dispatcher:
         """Cancel every running handler and forget every queued job."""
         for ref, running in self._running.items():
             self._cancel(ref, running)
-        self._ready.clear()
-        self._taken_over.clear()
-        self._key_waiting.clear()
-        self._key_holder = {
-            running.key: ref for ref, running in self._running.items() if running.key
-        }
-        self._dropped.clear()
+        self._schedule.drop_all()
 
     # -- drain and loss --------------------------------------------------------------------
 
@@ -889,7 +844,9 @@ class Dispatcher:
         if not self._draining or self._leaving:
             return
         if self._clock() >= self._drain_deadline:
-            self._log.warning("drain_timeout", running=len(self._running), queued=self._queued)
+            self._log.warning(
+                "drain_timeout", running=len(self._running), queued=self._schedule.queued
+            )
             self._drop_all()
             await self._leave()
             return
@@ -898,7 +855,7 @@ class Dispatcher:
             self._me in table.draining
             and table.backlog == 0
             and not self._running
-            and not self._queued
+            and not self._schedule.queued
             and not self._unreported
         ):
             await self._leave()
@@ -916,9 +873,7 @@ class Dispatcher:
 
     async def _wind_down(self, lost: ConnectionLost) -> None:
         """After a lost connection: drop queued jobs, cancel or await running ones."""
-        self._ready.clear()
-        self._taken_over.clear()
-        self._key_waiting.clear()
+        self._schedule.drop_all()
         if self._settings.cancel_on_disconnect:
             for ref, running in self._running.items():
                 self._cancel(ref, running)
@@ -927,6 +882,7 @@ class Dispatcher:
                 item = await self._receive.receive()
                 if isinstance(item, _Ended):
                     self._running.pop(item.ref, None)
+                    self._schedule.ended(item.ref)
                     if item.outcome is not None and self._table.is_outstanding(item.ref):
                         self._keep_finished(item.ref, item.outcome)
         for ref, running in self._running.items():
