@@ -8,12 +8,19 @@ with no history, so it gets a new Dispatcher and a fresh
 read by one loop that alone touches the table::
 
     connection --(reader task: one item per socket read)--> inbox
-    handler tasks --(ended: ref, outcome)-----------------> inbox
-    handler tasks --(an attempt's deadline, if sooner)----> inbox
+    runner pool --(ended: ref, outcome; help; rescan)-----> inbox
     handle.drain() ----------------------------------------> inbox
                           |
              loop: translate WORK events -> table.apply(input, now) -> effects
-                   carry out each effect (table below); start handlers up to the limit
+                   carry out each effect (table below); start what the scheduler lets
+
+Where each part lives: translation (wire events to table inputs, unsealing) is
+:class:`~spreadq.session.translate.GroupTranslator`; which owned job starts when
+(slots, per-key order, failover first, ``not_before`` delays) is
+:class:`~spreadq.worker.scheduler.Scheduler`; the runner tasks and their time limits
+are :class:`~spreadq.worker.pool.RunnerPool`; the FEEDBACK re-announce rule is
+:func:`~spreadq.worker.feedback.view_to_reannounce`. This module is the loop that
+joins them: it carries out the table's effects, and owns drain and loss.
 
 The reader never waits for handlers: the inbox is unbounded, jobs wait in memory as
 the bytes they came in, and only the jobs we own are decoded (by their handler task).
@@ -26,7 +33,7 @@ RunJob                offer it to the :class:`~spreadq.worker.scheduler.Schedule
                       a runner task takes each job the scheduler starts
 GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) instead
                       of running it
-CancelJob             cancel the handler's scope, or drop the job if not started
+CancelJob             cancel the job in the pool, or drop it in the scheduler
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
@@ -37,27 +44,14 @@ JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its sl
 ====================  ================================================================
 
 The loop also watches the FEEDBACK group's memberships: when a member that is not a
-consumer joins it (a late producer, an observer), or after a NETWORK change of it, the
-first member of the current WORK view announces that view again to FEEDBACK. Every
-consumer sees the same FEEDBACK membership at the same point, so exactly one answers,
-and the WORK group sees no extra view change.
+consumer joins it, or after a NETWORK change of it, the rule may pick us to announce
+the WORK view again to FEEDBACK.
 
-Runner tasks live as long as the session, one per job running at once (started as
-needed, up to ``settings.concurrency``); each takes the jobs handed to it one at a time
-(a task per job would cost more than a no-op handler; see :meth:`Dispatcher._run_jobs`).
-A runner runs the job through :class:`~spreadq.worker.runner.JobRunner` (decode,
-context, middleware, retries, hooks; nothing a handler does crashes the worker) and
-sends the outcome back through the inbox as :class:`~spreadq.queue.JobFinished` (a
-success names the handler's result codec when it is not the job's own); the
-table decides when the ACK goes out (the loop waits for the inbox at most until
-:meth:`~spreadq.queue.OutstandingTable.next_deadline`, then feeds a
-:class:`~spreadq.queue.Tick`). A job whose ``not_before`` header lies ahead waits for
-it outside the slots (the scheduler holds it; the loop wakes for it). The loop also
-times attempts out (their runner writes each attempt's deadline; past it the loop
-cancels the runner's scope, see :class:`~spreadq.worker.runner.AttemptWatch`) and
-logs ``job_still_running`` once for a job running ``settings.running_warning``
-seconds: one scan of the running jobs, when the earliest of those moments comes, as it
-wakes for ACKs.
+A runner sends each outcome back through the inbox, fed to the table as
+:class:`~spreadq.queue.JobFinished`; the table decides when the ACK goes out (the loop
+waits for the inbox at most until :meth:`~spreadq.queue.OutstandingTable.next_deadline`,
+the scheduler's next delayed job or the pool's next scan, then feeds a
+:class:`~spreadq.queue.Tick`, moves due jobs to the ready queue and scans).
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -89,7 +83,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -124,7 +118,6 @@ from spreadq.queue import (
     SendAck,
     StartDraining,
     Tick,
-    View,
     ViewChanged,
     ViewInstalled,
     encode,
@@ -142,12 +135,9 @@ from spreadq.wire.events import (
     RejectedMessage,
 )
 from spreadq.worker.feedback import view_to_reannounce
+from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.runner import (
-    AttemptWatch,
     JobRunner,
-    TimedOut,
-    failure,
-    worker_cancelled,
 )
 from spreadq.worker.scheduler import Scheduler
 from spreadq.worker.spec import WorkerSpec
@@ -205,23 +195,6 @@ def _not_before(job: Job) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class _Queued:
-    """A job we own, waiting for a free slot (or for its key); ``run`` is a
-    :class:`GiveUpJob` for a job to fail without running it. ``ref`` and ``key`` are
-    the job's, read once for the scheduler."""
-
-    run: RunJob | GiveUpJob
-    view: View
-    ref: JobRef
-    key: str | None
-
-    @classmethod
-    def of(cls, run: RunJob | GiveUpJob, view: View) -> _Queued:
-        job = run.job
-        return cls(run, view, job.ref, job.key)
-
-
-@dataclass(frozen=True, slots=True)
 class _Delivered:
     """What one socket read decoded."""
 
@@ -236,32 +209,11 @@ class _Lost:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ended:
-    """A handler task ended; ``outcome`` is None when it was cancelled."""
-
-    ref: JobRef
-    outcome: Outcome | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Drain:
     """Stop taking work, finish what we own, leave."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Help:
-    """Jobs handed to the runners may wait with no runner free to take them."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Rescan:
-    """A runner armed a deadline earlier than the next scan of the running jobs."""
-
-
-_Item = _Delivered | _Lost | _Ended | _Drain | _Help | _Rescan
-
-_SCAN_GAP: Final = 0.01
-"""Seconds at least between two scans of the running jobs (timeouts and warnings)."""
+_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan
 
 
 class DispatcherHandle:
@@ -279,39 +231,6 @@ class DispatcherHandle:
 
 
 # --- the actor ------------------------------------------------------------------------
-
-
-class _Runner(AttemptWatch):
-    """What one runner task is doing: the job it runs now, in which cancel scope, and
-    until when its current attempt may run (the :class:`AttemptWatch`).
-
-    A runner runs job after job in one scope and makes a new one only after a
-    cancellation: a scope per job costs more than a no-op handler.
-    """
-
-    __slots__ = ("_watch", "ref", "scope")
-
-    def __init__(self, watch: Callable[[float], None]) -> None:
-        super().__init__()
-        self.ref: JobRef | None = None
-        self.scope: anyio.CancelScope | None = None
-        self._watch = watch
-
-    def arm(self, deadline: float) -> None:
-        """An attempt starts that must end by ``deadline``: the dispatcher watches it."""
-        self.deadline = deadline
-        self._watch(deadline)
-
-
-@dataclass(slots=True)
-class _Running:
-    """A job handed to the runners, until its end is reported."""
-
-    kind: str
-    since: float  # when it was handed over (clock)
-    warned: bool = False  # job_still_running logged
-    runner: _Runner | None = None  # once a runner has taken it
-    cancelled: bool = False  # cancelled before a runner took it: the runner skips it
 
 
 class Dispatcher:
@@ -356,7 +275,7 @@ class Dispatcher:
         self._drain_timeout = drain_timeout
         self._clock = clock
         self._me = conn.private_group
-        self._runner = JobRunner(
+        job_runner = JobRunner(
             handlers=spec.handlers,
             settings=settings,
             failure_hooks=spec.failure_hooks,
@@ -403,17 +322,11 @@ class Dispatcher:
             JobOrphaned: self._on_orphaned,
             JobRejected: self._on_rejected,
         }
-        # handler scheduling: long-lived runner tasks take started jobs from a stream
-        self._tasks: anyio.abc.TaskGroup | None = None
-        self._handover, self._starts = anyio.create_memory_object_stream[_Queued](math.inf)
-        self._runners = 0  # started, at most settings.concurrency
-        self._starting = 0  # started and not yet running
-        self._waiting_runners = 0  # blocked on the stream: a job handed over goes to one
-        self._buffered = 0  # jobs handed over that no runner has taken yet
-        self._help_asked = False  # a _Help is in the inbox
-        self._schedule = Scheduler[_Queued](settings.concurrency, ordered_keys=spec.ordered_keys)
-        self._running: dict[JobRef, _Running] = {}
-        self._next_scan = math.inf  # when a running job may time out or need a warning
+        # handler scheduling: which job starts when, and the runner tasks that run them
+        self._schedule = Scheduler[QueuedJob](settings.concurrency, ordered_keys=spec.ordered_keys)
+        self._pool = RunnerPool(
+            job_runner, settings, report=send.send_nowait, clock=clock, log=self._log
+        )
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
         self._unreported: set[JobRef] = set()
@@ -447,7 +360,7 @@ class Dispatcher:
         lost: ConnectionLost | None = None
         try:
             async with anyio.create_task_group() as tasks:
-                self._tasks = tasks
+                self._pool.attach(tasks)
                 tasks.start_soon(self._read)
                 try:
                     await self._conn.join(self._work)
@@ -466,8 +379,7 @@ class Dispatcher:
         finally:
             self._send.close()
             self._receive.close()
-            self._handover.close()
-            self._starts.close()
+            self._pool.close()
         if self._joined is not None:  # drained before the first view: never joined
             joined, self._joined = self._joined, None
             joined.started(self._handle)
@@ -515,7 +427,7 @@ class Dispatcher:
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
-        deadline = min(deadline, self._next_scan)
+        deadline = min(deadline, self._pool.next_scan)
         delayed = self._schedule.next_due()
         if delayed is not None and delayed < deadline:
             deadline = delayed
@@ -524,58 +436,12 @@ class Dispatcher:
         return deadline - self._clock()
 
     async def _timer(self) -> None:
-        self._scan_running()
+        self._pool.scan(self._clock())
         await self._apply(Tick())
         if self._schedule.next_due() is not None:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
         await self._check_drained()
-
-    def _watch_deadline(self, deadline: float) -> None:
-        """A runner armed an attempt's deadline: scan by then."""
-        if deadline < self._next_scan:
-            self._next_scan = deadline
-            self._send.send_nowait(_Rescan())  # the loop may wait for a later time
-
-    def _scan_running(self) -> None:
-        """Time out the attempts past their deadline (cancel the runner's scope, the
-        watch ``expired``); log ``job_still_running`` once for each job running past
-        ``settings.running_warning``; find when the next of either is due.
-
-        One pass over the running jobs (at most ``concurrency``), at most once per
-        :data:`_SCAN_GAP`, so a timeout or a warning may come that much late.
-        """
-        now = self._clock()
-        if now < self._next_scan:
-            return
-        threshold = self._settings.running_warning
-        self._next_scan = math.inf
-        due = math.inf
-        for ref, entry in self._running.items():
-            runner = entry.runner
-            if runner is not None and runner.ref == ref:
-                deadline = runner.deadline
-                if deadline <= now:
-                    if not runner.expired and runner.scope is not None:
-                        runner.expired = True
-                        runner.scope.cancel()
-                elif deadline < due:
-                    due = deadline
-            if threshold is None or entry.warned:
-                continue
-            if entry.since + threshold <= now:
-                entry.warned = True
-                self._log.warning(
-                    "job_still_running",
-                    job=str(ref),
-                    kind=entry.kind,
-                    seconds=round(now - entry.since, 3),
-                    threshold=threshold,
-                )
-            else:
-                due = min(due, entry.since + threshold)
-        if due < math.inf:
-            self._next_scan = max(due, now + _SCAN_GAP)
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -595,11 +461,11 @@ class Dispatcher:
                     if type(translated) is LeftGroup:
                         self._left = True
                     await self._apply(translated)
-        elif isinstance(item, _Ended):
+        elif isinstance(item, Ended):
             await self._on_ended(item)
-        elif isinstance(item, _Help):
-            self._on_help()
-        # _Rescan: nothing to do; the loop's next wait takes the earlier scan into account
+        elif isinstance(item, Help):
+            self._pool.help()
+        # Rescan: nothing to do; the loop's next wait takes the earlier scan into account
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
             self._drain_deadline = self._clock() + self._drain_timeout
@@ -677,7 +543,7 @@ class Dispatcher:
     async def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        queued = _Queued.of(effect, view)
+        queued = QueuedJob.of(effect, view)
         if effect.job.header_block:
             wait = _not_before(effect.job) - time.time()
             if wait > 0:  # it waits outside the slots, in the loop's clock
@@ -688,13 +554,10 @@ class Dispatcher:
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
         assert view is not None
-        self._schedule.offer(_Queued.of(effect, view), failover=True)  # a runner fails it
+        self._schedule.offer(QueuedJob.of(effect, view), failover=True)  # a runner fails it
 
     async def _on_cancel(self, effect: CancelJob) -> None:
-        running = self._running.get(effect.ref)
-        if running is not None:
-            self._cancel(effect.ref, running)
-        else:
+        if not self._pool.cancel(effect.ref):
             self._schedule.cancel(effect.ref)  # dropped when its turn comes
         self._unreported.discard(effect.ref)
 
@@ -745,6 +608,7 @@ class Dispatcher:
         ):
             await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
+        self._pool.log = self._log
         self._log.info(
             "view_installed",
             cause=effect.cause.value,
@@ -776,54 +640,13 @@ class Dispatcher:
         while (queued := take()) is not None:
             self._start(queued)
 
-    def _start(self, queued: _Queued) -> None:
-        ref = queued.ref
+    def _start(self, queued: QueuedJob) -> None:
         now = self._clock()
-        self._running[ref] = _Running(queued.run.job.kind, now)
-        warn_after = self._settings.running_warning
-        if warn_after is not None and self._next_scan == math.inf:
-            self._next_scan = now + warn_after  # the others' are earlier
-        self._table.apply(JobStarted(ref), now)
-        self._handover.send_nowait(queued)
-        if self._waiting_runners:  # the stream gave it to a waiting runner
-            self._waiting_runners -= 1
-        else:
-            self._buffered += 1
-            self._ask_for_help()
+        self._pool.start(queued, now)
+        self._table.apply(JobStarted(queued.ref), now)
 
-    def _ask_for_help(self) -> None:
-        """Look again, at the loop's next turn, whether jobs wait with no runner free."""
-        if not self._help_asked and self._runners < self._settings.concurrency:
-            self._help_asked = True
-            self._send.send_nowait(_Help())
-
-    def _on_help(self) -> None:
-        """Start a runner if jobs handed over still wait and every runner is busy.
-
-        Asked for when a job is handed over with no runner waiting, and by a runner
-        that takes a job with others behind it. By the time this runs, runners that
-        were free have taken what they could, so with handlers that never wait one
-        runner does everything; with handlers that wait, runners are added one per
-        turn up to ``settings.concurrency``.
-        """
-        self._help_asked = False
-        if self._buffered > self._starting and self._runners < self._settings.concurrency:
-            assert self._tasks is not None
-            self._runners += 1
-            self._starting += 1
-            self._tasks.start_soon(self._run_jobs, name="spreadq.dispatcher.runner")
-
-    @staticmethod
-    def _cancel(ref: JobRef, running: _Running) -> None:
-        """Cancel a job handed to the runners: its runner's scope if it runs now."""
-        running.cancelled = True  # a runner skips it, or does not resume it after a timeout
-        runner = running.runner
-        if runner is not None and runner.ref == ref and runner.scope is not None:
-            runner.expired = False  # a cancellation, not a timeout
-            runner.scope.cancel()
-
-    async def _on_ended(self, item: _Ended) -> None:
-        self._running.pop(item.ref, None)
+    async def _on_ended(self, item: Ended) -> None:
+        self._pool.ended(item.ref)
         self._schedule.ended(item.ref)
         if item.outcome is None:
             return
@@ -834,8 +657,7 @@ class Dispatcher:
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""
-        for ref, running in self._running.items():
-            self._cancel(ref, running)
+        self._pool.cancel_all()
         self._schedule.drop_all()
 
     # -- drain and loss --------------------------------------------------------------------
@@ -845,7 +667,7 @@ class Dispatcher:
             return
         if self._clock() >= self._drain_deadline:
             self._log.warning(
-                "drain_timeout", running=len(self._running), queued=self._schedule.queued
+                "drain_timeout", running=len(self._pool), queued=self._schedule.queued
             )
             self._drop_all()
             await self._leave()
@@ -854,7 +676,7 @@ class Dispatcher:
         if (
             self._me in table.draining
             and table.backlog == 0
-            and not self._running
+            and not self._pool
             and not self._schedule.queued
             and not self._unreported
         ):
@@ -875,99 +697,13 @@ class Dispatcher:
         """After a lost connection: drop queued jobs, cancel or await running ones."""
         self._schedule.drop_all()
         if self._settings.cancel_on_disconnect:
-            for ref, running in self._running.items():
-                self._cancel(ref, running)
+            self._pool.cancel_all()
         with anyio.move_on_after(self._drain_timeout):
-            while self._running:
+            while self._pool:
                 item = await self._receive.receive()
-                if isinstance(item, _Ended):
-                    self._running.pop(item.ref, None)
+                if isinstance(item, Ended):
+                    self._pool.ended(item.ref)
                     self._schedule.ended(item.ref)
                     if item.outcome is not None and self._table.is_outstanding(item.ref):
                         self._keep_finished(item.ref, item.outcome)
-        for ref, running in self._running.items():
-            self._cancel(ref, running)
-
-    # -- one job ---------------------------------------------------------------------------
-
-    async def _run_jobs(self) -> None:
-        """A runner: run the jobs :meth:`_start` hands over, one at a time, forever.
-
-        Runners live as long as the session (at most ``settings.concurrency`` of them,
-        started as the number of running jobs grows): a task per job would cost more
-        than a no-op handler. Jobs run one after another in one cancel scope; cancelling
-        the job a runner runs (and only then) cancels that scope, and the runner reports
-        the job ended without an outcome and goes on in a new scope. A job taken ready
-        is run without waiting: a runner yields to others only inside handlers and when
-        nothing is handed over (never more than ``concurrency`` jobs in a row). Runners
-        are added only when jobs wait with every runner busy (:meth:`_on_help`): with
-        handlers that never wait, one runner takes them all, and a burst of jobs wakes
-        one task, not one per job.
-
-        An attempt that runs past its timeout is cancelled by :meth:`_scan_running`
-        through the same scope; the runner then goes on with that job (another attempt,
-        or its failure) in a new scope.
-        """
-        runner = _Runner(self._watch_deadline)
-        take, wait = self._starts.receive_nowait, self._starts.receive
-        running_jobs, report = self._running, self._send.send_nowait
-        resume: tuple[_Queued, TimedOut] | None = None  # a job whose attempt timed out
-        self._starting -= 1
-        while True:
-            with anyio.CancelScope() as scope:
-                runner.scope = scope
-                while not scope.cancel_called:
-                    timed_out: TimedOut | None = None
-                    if resume is not None:
-                        (queued, timed_out), resume = resume, None
-                    else:
-                        try:
-                            queued = take()
-                        except anyio.WouldBlock:
-                            self._waiting_runners += 1  # _start takes it back as it hands over
-                            queued = await wait()
-                        else:
-                            self._buffered -= 1
-                            if self._buffered:  # more behind it: if this one waits, who takes them?
-                                self._ask_for_help()
-                    ref = queued.run.ref
-                    running = running_jobs.get(ref)
-                    if running is None or running.cancelled:
-                        runner.ref = None
-                        report(_Ended(ref, None))
-                        continue
-                    running.runner, runner.ref = runner, ref
-                    outcome = await self._execute(queued, scope, runner, timed_out)
-                    if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
-                        resume = (queued, outcome)
-                        continue
-                    runner.ref = None
-                    report(_Ended(ref, outcome))
-            if runner.ref is not None and resume is None:  # its job was cancelled
-                report(_Ended(runner.ref, None))
-                runner.ref = None
-
-    async def _execute(
-        self,
-        queued: _Queued,
-        scope: anyio.CancelScope,
-        watch: AttemptWatch,
-        resume: TimedOut | None,
-    ) -> Outcome | TimedOut | None:
-        """Run one job to its outcome, or None when the worker cancelled it (a
-        cancellation passes through), or :class:`TimedOut` when an attempt ran out of
-        time (``scope`` is cancelled; call again with ``resume``)."""
-        run = queued.run
-        try:
-            if type(run) is GiveUpJob:
-                return await self._runner.give_up(
-                    run.job, queued.view, scope, run.failovers, run.limit
-                )
-            return await self._runner.run(run.job, queued.view, scope, watch, resume)
-        except BaseException as bug:  # a fault of ours, not the handler's: fail the job
-            if worker_cancelled(scope):
-                if isinstance(bug, anyio.get_cancelled_exc_class()):
-                    raise
-                return None
-            self._log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
-            return failure(bug)
+        self._pool.cancel_all()
