@@ -10,7 +10,7 @@ The rules:
 
 * no cycles;
 * the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the session's
-  translation, the worker's feedback rule and scheduler) import nothing that does I/O,
+  translation, the worker's feedback rule, scheduler and recovery) import nothing that does I/O,
   reads a clock or draws randomness;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
   reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``; the
@@ -194,7 +194,7 @@ def core_modules() -> list[Path]:
     paths = [*(SRC / "wire").rglob("*.py"), *(SRC / "queue").rglob("*.py")]
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
     paths += [SRC / "session" / "translate.py", SRC / "worker" / "feedback.py"]
-    paths += [SRC / "worker" / "scheduler.py"]
+    paths += [SRC / "worker" / "scheduler.py", SRC / "worker" / "recovery.py"]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)

@@ -122,7 +122,6 @@ from spreadq.queue import (
     ViewInstalled,
     encode,
 )
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
 from spreadq.queue.seal import Seal
@@ -136,6 +135,7 @@ from spreadq.wire.events import (
 )
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
+from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
     JobRunner,
 )
@@ -301,10 +301,11 @@ class Dispatcher:
             spec.work_group, self._seal, accept_unsealed_raw=settings.accept_unsealed_raw
         )
         self._refused: set[str] = set()  # senders whose unsealed messages were logged
-        self._recovered = tuple(recovered)
-        self._recovery_until = math.inf  # re-announced at joins until then
-        self._finished: dict[JobRef, Outcome] = {}  # ours, while still outstanding
-        self._finished_limit = 2 * (settings.ack_every + settings.concurrency)
+        self._recovery = Recovery(
+            recovered,
+            announce_for=2 * settings.reconnect_backoff_max,
+            keep_at_least=2 * (settings.ack_every + settings.concurrency),
+        )
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
@@ -486,57 +487,22 @@ class Dispatcher:
                 await carry_out[type(effect)](effect)
 
     async def _announce_recovered(self) -> None:
-        """Announce the outcomes an earlier session reached and never saw confirmed.
-
-        Sent between our WORK and FEEDBACK joins, so Spread delivers it just after our
-        first view and before a producer can count us back (producers hold it until
-        then) and re-send: every replica remembers what an ACK reports, so a re-sent copy
-        delivered after it is answered from memory by whoever owns it, instead of
-        running again. A
-        member that joins later has not seen it, so it goes again at every join for
-        ``2 * settings.reconnect_backoff_max`` seconds: the time the other workers and
-        the producer take to come back, and the producer to re-send.
-        """
-        recovered = self._recovered
-        if not recovered:
+        """Announce the outcomes an earlier session reached and never saw confirmed
+        (see :class:`~spreadq.worker.recovery.Recovery`): between our WORK and FEEDBACK
+        joins, and again at each join for a while."""
+        chunks = self._recovery.announcement(self._clock())
+        if not chunks:
             return
-        if self._recovery_until == math.inf:
-            self._recovery_until = self._clock() + 2 * self._settings.reconnect_backoff_max
-        self._log.info("outcomes_recovered", outcomes=len(recovered))
+        self._log.info("outcomes_recovered", outcomes=len(self._recovery.recovered))
         incarnation = self._table.incarnation
-        budget = MAX_ENVELOPE_SIZE - ack_overhead(0)
-        chunk: list[tuple[JobRef, Outcome]] = []
-        size = 0
-        for ref, outcome in recovered:
-            grow = outcome_size(outcome)
-            if chunk and (size + grow > budget or len(chunk) == 0xFFFF):
-                await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
-                chunk, size = [], 0
-            chunk.append((ref, outcome))
-            size += grow
-        if chunk:
-            await self._multicast(self._both, encode(Ack(incarnation, tuple(chunk))))
+        for chunk in chunks:
+            await self._multicast(self._both, encode(Ack(incarnation, chunk)))
 
     def unconfirmed_outcomes(self) -> list[tuple[JobRef, Outcome]]:
         """The outcomes our handlers reached whose ACK we never saw delivered (sent or
         not), in the order they were reached, after the recovered ones this session
-        still announces (see :meth:`_announce_recovered`): what a lost session would
-        otherwise lose."""
-        outstanding = self._table.is_outstanding
-        mine = [(ref, outcome) for ref, outcome in self._finished.items() if outstanding(ref)]
-        if self._clock() >= self._recovery_until:
-            return mine  # announced long enough
-        return [*self._recovered, *mine]
-
-    def _keep_finished(self, ref: JobRef, outcome: Outcome) -> None:
-        """Remember an outcome we reached until an ACK for it is delivered."""
-        finished = self._finished
-        finished[ref] = outcome
-        if len(finished) > self._finished_limit:  # amortised: the confirmed go
-            outstanding = self._table.is_outstanding
-            self._finished = kept = {r: o for r, o in finished.items() if outstanding(r)}
-            base = 2 * (self._settings.ack_every + self._settings.concurrency)
-            self._finished_limit = max(base, 2 * len(kept))
+        still announces: what a lost session would otherwise lose."""
+        return self._recovery.unconfirmed(self._clock(), self._table.is_outstanding)
 
     # -- effects -------------------------------------------------------------------------
 
@@ -603,8 +569,7 @@ class Dispatcher:
         if (
             effect.cause is ChangeCause.JOIN
             and view.ordinal > 1
-            and self._recovered
-            and self._clock() < self._recovery_until
+            and self._recovery.again_at_join(self._clock())
         ):
             await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
@@ -652,7 +617,7 @@ class Dispatcher:
             return
         if self._table.is_outstanding(item.ref):
             self._unreported.add(item.ref)
-            self._keep_finished(item.ref, item.outcome)
+            self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
         await self._apply(JobFinished(item.ref, item.outcome))
 
     def _drop_all(self) -> None:
@@ -705,5 +670,5 @@ class Dispatcher:
                     self._pool.ended(item.ref)
                     self._schedule.ended(item.ref)
                     if item.outcome is not None and self._table.is_outstanding(item.ref):
-                        self._keep_finished(item.ref, item.outcome)
+                        self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
         self._pool.cancel_all()
