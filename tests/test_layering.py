@@ -223,6 +223,17 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def _reaching(sources: tuple[str, ...], targets: tuple[str, ...]) -> list[str]:
+    """Each module within ``sources`` that reaches one within ``targets``, and which."""
+    found = []
+    for module in sorted(graph()):
+        if _within(module, sources):
+            hits = sorted(t for t in reachable(module) if _within(t, targets))
+            if hits:
+                found.append(f"{module} reaches {hits}")
+    return found
+
+
 @pytest.mark.parametrize(
     ("side", "other"),
     [(PRODUCER_SIDE, WORKER_SIDE), (WORKER_SIDE, PRODUCER_SIDE)],
@@ -231,33 +242,17 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
 def test_producer_and_worker_sides_stay_apart(
     side: tuple[str, ...], other: tuple[str, ...]
 ) -> None:
-    members = [module for module in graph() if _within(module, side)]
-    assert members, f"no module of {side}"
-    bad = [
-        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, other))}"
-        for m in members
-        if any(_within(t, other) for t in reachable(m))
-    ]
+    assert any(_within(module, side) for module in graph()), f"no module of {side}"
+    bad = _reaching(side, other)
     assert not bad, "\n".join(bad)
 
 
 def test_the_shared_session_layer_reaches_neither_side() -> None:
-    shared = [module for module in graph() if _within(module, SHARED)]
-    assert "spreadq.session.translate" in shared
-    sides = (*PRODUCER_SIDE, *WORKER_SIDE)
-    bad = [
-        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, sides))}"
-        for m in shared
-        if any(_within(t, sides) for t in reachable(m))
-    ]
+    assert "spreadq.session.translate" in graph()
+    bad = _reaching(SHARED, (*PRODUCER_SIDE, *WORKER_SIDE))
     assert not bad, "\n".join(bad)
 
 
 def test_actors_never_reach_the_facades() -> None:
-    actors = [module for module in graph() if _within(module, ("spreadq.actors",))]
-    bad = [
-        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, FACADES))}"
-        for m in actors
-        if any(_within(t, FACADES) for t in reachable(m))
-    ]
+    bad = _reaching(("spreadq.actors",), FACADES)
     assert not bad, "\n".join(bad)
