@@ -509,9 +509,10 @@ class Dispatcher:
     async def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        queued = QueuedJob.of(effect, view)
-        if effect.job.header_block:
-            wait = _not_before(effect.job) - time.time()
+        job = effect.job
+        queued = QueuedJob(effect, view, job.ref, job.key)
+        if job.header_block:
+            wait = _not_before(job) - time.time()
             if wait > 0:  # it waits outside the slots, in the loop's clock
                 self._schedule.defer(queued, self._clock() + wait)
                 return

@@ -162,9 +162,10 @@ class Scheduler(Generic[T]):
     def ended(self, ref: JobRef) -> bool:
         """A started job ended (or was abandoned): free its slot and its key. Returns
         whether ``ref`` was running."""
-        if ref not in self._running:
+        try:
+            key = self._running.pop(ref)
+        except KeyError:
             return False
-        key = self._running.pop(ref)
         if key is not None:
             self._release_key(key)
         return True
