@@ -1,6 +1,6 @@
 """Dispatcher benchmark: one worker replica's whole per-job cost, in one process, no socket.
 
-A :class:`~spreadq.actors.dispatcher.Dispatcher` runs a no-op handler on a fake
+A :class:`~spreadq.worker.dispatcher.Dispatcher` runs a no-op handler on a fake
 connection that delivers a prepared WORK stream: a view of four members (us first),
 JOB BATCH messages of ``--batch`` 100-byte jobs, and after every ``--ack-every`` jobs
 an ACK from each of the three other members completing the jobs they own. Our own ACKs
@@ -27,14 +27,13 @@ from collections.abc import Callable, Sequence
 import anyio
 import anyio.lowlevel
 
-from spreadq.actors.dispatcher import Dispatcher
-from spreadq.app import App
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
-from spreadq.queue.rules import RoundRobin
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
+from spreadq.worker.app import App
+from spreadq.worker.dispatcher import Dispatcher
 
 __all__ = ["main"]
 
@@ -135,11 +134,7 @@ async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[flo
     conn = FakeConnection(stream(jobs, batch, ack_every, per_read))
     dispatcher = Dispatcher(
         conn,
-        queue=QUEUE,
-        work_group=WORK,
-        feedback_group=FEEDBACK,
-        handlers=app.prepared,
-        rule=RoundRobin(),
+        app.spec(),
         settings=Settings(),
     )
     table = dispatcher.table

@@ -30,7 +30,7 @@ def test_quickstart_confirms_every_job() -> None:
     ]
     assert all(line.endswith("#localhost") for line in lines)
     # spreadq's lines go to logging, which the program set up on stderr at info
-    assert "INFO spreadq.runtime: worker_joined " in completed.stderr
+    assert "INFO spreadq.worker.runtime: worker_joined " in completed.stderr
     assert "DEBUG" not in completed.stderr
 
 

@@ -9,12 +9,15 @@ submodule by name (``from spreadq.wire import events``) is an edge to that submo
 The rules:
 
 * no cycles;
-* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine) import nothing that does
-  I/O, reads a clock or draws randomness;
+* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the session's
+  translation, the worker's feedback rule, scheduler and recovery) import nothing that does I/O,
+  reads a clock or draws randomness;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
-  reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``;
-* nothing on the producer side reaches the worker side, even indirectly, nor the other
-  way round;
+  reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``; the
+  worker's scheduler only the job types;
+* nothing on the producer side reaches the worker side (``spreadq.worker``), even
+  indirectly, nor the other way round; ``spreadq.session`` is shared by both and reaches
+  neither;
 * ``actors/`` never reaches the facades (``app``, ``producer``, ``client``).
 """
 
@@ -43,19 +46,16 @@ FORBIDDEN_IN_CORES = {
 }
 
 PRODUCER_SIDE = ("spreadq.producer", "spreadq.outbox", "spreadq.receipt", "spreadq.routes")
-WORKER_SIDE = (
-    "spreadq.actors.dispatcher",
-    "spreadq.actors.runner",
-    "spreadq.app",
-    "spreadq.runtime",
-)
-FACADES = ("spreadq.app", "spreadq.producer", "spreadq.client")
+WORKER_SIDE = ("spreadq.worker",)
+SHARED = ("spreadq.session",)  # both sides may import it; it imports neither
+FACADES = ("spreadq.worker.app", "spreadq.producer", "spreadq.client")
 
 # package -> the spreadq modules and packages it may import besides its own
 ALLOWED_BELOW: dict[str, tuple[str, ...]] = {
     "spreadq.wire": ("spreadq.errors",),
     "spreadq.queue": ("spreadq.errors", "spreadq.wire"),
     "spreadq.daemon": ("spreadq.errors", "spreadq.logs", "spreadq.wire"),
+    "spreadq.worker.scheduler": ("spreadq.queue.jobs",),
 }
 
 
@@ -168,7 +168,7 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     edges = graph()
     assert len(edges) == len(list(SRC.rglob("*.py")))
     assert "spreadq.wire.session" in edges["spreadq.actors.connection"]  # from a module
-    assert "spreadq.queue" in edges["spreadq.actors.dispatcher"]  # from a package
+    assert "spreadq.queue" in edges["spreadq.worker.dispatcher"]  # from a package
     assert "spreadq.wire.events" in edges["spreadq.wire"]  # a package's re-exports
 
 
@@ -193,6 +193,8 @@ def test_no_import_cycles() -> None:
 def core_modules() -> list[Path]:
     paths = [*(SRC / "wire").rglob("*.py"), *(SRC / "queue").rglob("*.py")]
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
+    paths += [SRC / "session" / "translate.py", SRC / "worker" / "feedback.py"]
+    paths += [SRC / "worker" / "scheduler.py", SRC / "worker" / "recovery.py"]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)
@@ -221,6 +223,17 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def _reaching(sources: tuple[str, ...], targets: tuple[str, ...]) -> list[str]:
+    """Each module within ``sources`` that reaches one within ``targets``, and which."""
+    found = []
+    for module in sorted(graph()):
+        if _within(module, sources):
+            hits = sorted(t for t in reachable(module) if _within(t, targets))
+            if hits:
+                found.append(f"{module} reaches {hits}")
+    return found
+
+
 @pytest.mark.parametrize(
     ("side", "other"),
     [(PRODUCER_SIDE, WORKER_SIDE), (WORKER_SIDE, PRODUCER_SIDE)],
@@ -229,19 +242,17 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
 def test_producer_and_worker_sides_stay_apart(
     side: tuple[str, ...], other: tuple[str, ...]
 ) -> None:
-    bad = [
-        f"{m} reaches {sorted(reachable(m) & set(other))}"
-        for m in side
-        if reachable(m) & set(other)
-    ]
+    assert any(_within(module, side) for module in graph()), f"no module of {side}"
+    bad = _reaching(side, other)
+    assert not bad, "\n".join(bad)
+
+
+def test_the_shared_session_layer_reaches_neither_side() -> None:
+    assert "spreadq.session.translate" in graph()
+    bad = _reaching(SHARED, (*PRODUCER_SIDE, *WORKER_SIDE))
     assert not bad, "\n".join(bad)
 
 
 def test_actors_never_reach_the_facades() -> None:
-    actors = [module for module in graph() if _within(module, ("spreadq.actors",))]
-    bad = [
-        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, FACADES))}"
-        for m in actors
-        if any(_within(t, FACADES) for t in reachable(m))
-    ]
+    bad = _reaching(("spreadq.actors",), FACADES)
     assert not bad, "\n".join(bad)

@@ -6,7 +6,6 @@ Only the names in ``__all__`` are public; everything else may change without not
 from __future__ import annotations
 
 from spreadq.__about__ import __version__ as __version__
-from spreadq.app import App as App
 from spreadq.client import Connection as Connection
 from spreadq.client import connect as connect
 from spreadq.codecs import Codec as Codec
@@ -37,6 +36,7 @@ from spreadq.settings import Settings as Settings
 from spreadq.wire.constants import Cause as Cause
 from spreadq.wire.constants import RejectCode as RejectCode
 from spreadq.wire.constants import ServiceType as ServiceType
+from spreadq.worker.app import App as App
 
 __all__ = [
     "App",

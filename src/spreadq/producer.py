@@ -30,7 +30,7 @@ A *member* producer (the default) joins the FEEDBACK group and reads it:
   ``feedback_dropped`` warning naming its sender, and settles nothing.
   A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
   consumer of the current WORK view announces it again when a member that is not a
-  consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
+  consumer joins FEEDBACK (see :mod:`spreadq.worker.dispatcher`), so the WORK group
   sees no view change on the producer's account.
 * ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
   receipt is awaited); their read positions and backlogs go to the flow actor.
@@ -609,7 +609,7 @@ class Producer:
 
         Workers reconnect on the same backoff schedule and each announces, as it joins,
         the outcomes its handlers reached that no delivered ACK confirmed (see
-        :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
+        :mod:`spreadq.worker.runtime`). Jobs re-sent after that announcement are answered from
         memory; jobs re-sent before a worker is back may run again elsewhere.
         """
         expect = self._expect_back  # kept until the wait ends: this session may end too

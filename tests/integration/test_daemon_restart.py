@@ -28,11 +28,11 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from spreadq.app import App
 from spreadq.daemon import Daemon
 from spreadq.producer import Producer, Receipt
 from spreadq.settings import Settings
 from spreadq.testing.fixtures import daemon_in_background
+from spreadq.worker.app import App
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 import anyio.lowlevel

@@ -13,7 +13,6 @@ from functools import partial
 import anyio
 from structlog.testing import capture_logs
 
-from spreadq.app import App
 from spreadq.client import connect
 from spreadq.daemon import Daemon
 from spreadq.producer import Producer
@@ -21,6 +20,7 @@ from spreadq.queue import Ack, JobRef, Outcome, View, decode, encode
 from spreadq.queue.envelope import MESS_TYPE
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage
+from spreadq.worker.app import App
 
 QUEUE = "trust"
 FAST = Settings(ack_interval=0.005, batch_max_delay=0.0)

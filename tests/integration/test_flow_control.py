@@ -30,7 +30,6 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from pydantic import BaseModel
 
-from spreadq.app import App
 from spreadq.client import Connection, connect
 from spreadq.daemon import Faults, serve
 from spreadq.errors import ConfigurationError, ConnectionLost, JobFailed
@@ -40,6 +39,7 @@ from spreadq.queue.view import View
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 WAIT = 20.0
 FAST = Settings(
@@ -369,7 +369,7 @@ class FeedbackWatch:
 SLOW_WORKER = textwrap.dedent(
     """
     import sys, anyio
-    from spreadq.app import App
+    from spreadq.worker.app import App
     from spreadq.settings import Settings
 
     settings = Settings.model_validate_json(sys.argv[2])

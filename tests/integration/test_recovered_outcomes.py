@@ -2,7 +2,7 @@
 
 The worker reconnects and announces them in an ACK right after it joins, and again when
 another member joins WORK, so a copy of the job re-sent by its producer is answered
-from memory wherever it lands instead of running again (see ``spreadq.runtime``).
+from memory wherever it lands instead of running again (see ``spreadq.worker.runtime``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from functools import partial
 import anyio
 from structlog.testing import capture_logs
 
-from spreadq.app import App
 from spreadq.client import connect
 from spreadq.daemon import Daemon
 from spreadq.queue import Ack, JobSpec, Outcome, decode, encode_batch
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 QUEUE = "rec"
 FEEDBACK = "rec~fb"

@@ -18,7 +18,6 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from spreadq.app import App
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon
 from spreadq.producer import Producer
@@ -26,6 +25,7 @@ from spreadq.queue import Ack, JobRef, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.envelope import MESS_TYPE
 from spreadq.queue.seal import Seal
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 QUEUE = "sealed"
 FEEDBACK = "sealed~fb"

@@ -33,9 +33,9 @@ from typing import TextIO
 import anyio
 from pydantic import BaseModel
 
-from spreadq.app import App
 from spreadq.context import Context
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 __all__ = ["Boom", "Ran", "Work", "app"]
 

@@ -12,11 +12,11 @@ from typing import Generic, TypeVar, assert_type
 
 from pydantic import BaseModel
 
-from spreadq.app import App
 from spreadq.context import Context
 from spreadq.handlers import Handler, HandlerSpec, handler
 from spreadq.middleware import CallNext
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 P = TypeVar("P")
 R = TypeVar("R")

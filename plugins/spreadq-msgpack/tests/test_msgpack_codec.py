@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 from spreadq_msgpack import MsgpackCodec, plugin
 
-from spreadq.app import App
 from spreadq.codecs import UNTYPED, Codec, JsonCodec, check_codec
 from spreadq.context import Context
 from spreadq.errors import PayloadError
 from spreadq.plugins import load_plugins
+from spreadq.worker.app import App
 
 CODEC = MsgpackCodec()
 INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)

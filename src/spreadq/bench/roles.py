@@ -24,7 +24,6 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
-from spreadq.app import App
 from spreadq.bench.procs import Role
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, run_forever
@@ -32,6 +31,7 @@ from spreadq.errors import ConfigurationError
 from spreadq.eventloop import Loop, use_uvloop
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 __all__ = [
     "ACK_EVERY",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 from pydantic import BaseModel
 
-from spreadq.app import App
 from spreadq.context import Context
+from spreadq.worker.app import App
 
 __all__ = ["QUEUE", "Render", "Rendered", "app", "render"]
 

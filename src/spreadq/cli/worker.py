@@ -15,7 +15,7 @@ from spreadq.errors import ConfigurationError, ForcedStop
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
-    from spreadq.app import App
+    from spreadq.worker.app import App
 
 __all__ = ["load_app", "register"]
 
@@ -32,7 +32,7 @@ def load_app(target: str) -> App:
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
         raise ConfigurationError(f"worker target {target!r} must read MODULE:APP, e.g. jobs:app")
-    from spreadq.app import App
+    from spreadq.worker.app import App
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -30,11 +30,11 @@ from typing import Final
 
 import anyio
 
-from spreadq.app import App
 from spreadq.codecs import default_codecs
 from spreadq.daemon import Daemon, serve
 from spreadq.producer import Producer
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 __all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "run_app"]
 

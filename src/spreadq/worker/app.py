@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, Unpack
 
@@ -23,8 +22,7 @@ import anyio
 import anyio.abc
 
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
-from spreadq.context import Context
-from spreadq.errors import ConfigurationError, InvalidName, PayloadError
+from spreadq.errors import ConfigurationError, InvalidName
 from spreadq.handlers import (
     AnyHandlerSpec,
     Handler,
@@ -34,7 +32,6 @@ from spreadq.handlers import (
 )
 from spreadq.logs import get_logger
 from spreadq.middleware import (
-    CallNext,
     FailureHook,
     Middleware,
     build_chain,
@@ -43,98 +40,18 @@ from spreadq.middleware import (
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
-from spreadq.queue.rules import Rule, builtin_rules
-from spreadq.runtime import WorkerRuntime, tune_collector
+from spreadq.queue.rules import Rule, builtin_rules, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.wire.events import check_private_name
+from spreadq.worker.runtime import WorkerRuntime, tune_collector
+from spreadq.worker.spec import PreparedHandler, WorkerSpec
 
-__all__ = [
-    "App",
-    "PreparedHandler",
-]
+__all__ = ["App"]
 
 log = get_logger(__name__)
 
 M = TypeVar("M", bound=Middleware)
 H = TypeVar("H", bound=FailureHook)
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedHandler:
-    """A handler ready to run: its spec, its frozen middleware chain and its codecs.
-
-    Built by :meth:`App.freeze`; the dispatcher looks one up by kind for each job it
-    runs and calls :meth:`run` (or the three steps separately) inside its own attempt,
-    timeout and cancel handling.
-
-    Attributes:
-        spec: the handler's declaration.
-        chain: middleware (outermost first) around ``spec.endpoint``.
-        payload_codec: decodes payload bytes to ``spec.payload_type``.
-        result_codec: encodes the result (``spec.result_type``) to bytes.
-        codecs: the app's codecs, for payloads whose envelope names another codec.
-    """
-
-    spec: AnyHandlerSpec
-    chain: CallNext = field(repr=False)
-    payload_codec: Codec
-    result_codec: Codec
-    codecs: CodecRegistry = field(repr=False)
-
-    def decode_payload(
-        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
-    ) -> object:
-        """Decode and validate the job's payload bytes as the handler's payload type.
-
-        Args:
-            data: the payload as delivered (a memoryview slice is copied once here).
-            codec: the codec the envelope names, when it names one; the handler's own
-                payload codec when None.
-            job: the job's reference, for the error message.
-
-        Raises:
-            PayloadError: an unknown codec, or bytes that do not decode as the payload
-                type (naming ``job``).
-        """
-        decoder = self.payload_codec
-        if codec is not None and codec != decoder.name:
-            found = self.codecs.get(codec)
-            if found is None:
-                raise PayloadError(f"{self.spec.kind}: unknown codec {codec!r}", job=job)
-            decoder = found
-        raw = data.tobytes() if isinstance(data, memoryview) else data
-        try:
-            return decoder.decode(raw, self.spec.payload_adapter)
-        except PayloadError as error:
-            if job is None:
-                raise
-            raise PayloadError(f"{self.spec.kind}: {error}", job=job) from error
-
-    def encode_result(self, result: object, *, job: object = None) -> bytes:
-        """Encode the handler's result.
-
-        Raises:
-            PayloadError: the result is not serialisable as the result type.
-        """
-        try:
-            return self.result_codec.encode(result, self.spec.result_adapter)
-        except PayloadError as error:
-            if job is None:
-                raise
-            raise PayloadError(f"{self.spec.kind}: result: {error}", job=job) from error
-
-    async def run(
-        self, ctx: Context, data: bytes | memoryview, *, codec: str | None = None
-    ) -> bytes:
-        """Decode ``data``, run the chain with ``ctx``, return the encoded result.
-
-        Raises:
-            PayloadError: the payload or the result fails its codec.
-            Exception: whatever the handler or a middleware raises, unchanged.
-        """
-        payload = self.decode_payload(data, codec=codec, job=ctx.job)
-        result = await self.chain(ctx, payload)
-        return self.encode_result(result, job=ctx.job)
 
 
 class App:
@@ -399,6 +316,24 @@ class App:
         )
         self._frozen = True
 
+    def spec(self) -> WorkerSpec:
+        """Freeze the app (:meth:`freeze`) and return what a worker of it runs.
+
+        Raises:
+            ConfigurationError: no handler is registered.
+        """
+        self.freeze()
+        return WorkerSpec(
+            queue=self._queue,
+            work_group=self.work_group,
+            feedback_group=self._feedback,
+            name=self._name,
+            handlers=self._prepared,
+            rule=self._rule,
+            ordered_keys=keeps_key_order(self._rule),
+            failure_hooks=tuple(self._failure_hooks),
+        )
+
     def _check_open(self, action: str) -> None:
         if self._frozen:
             raise ConfigurationError(f"cannot {action}: the app for {self._queue!r} has started")
@@ -417,7 +352,7 @@ class App:
         """Run a worker: join the queue and run handlers until :meth:`stop` (or SIGTERM).
 
         Each session with the daemon is a new member of the WORK group, served by a
-        :class:`~spreadq.actors.dispatcher.Dispatcher`. When the daemon is lost, running
+        :class:`~spreadq.worker.dispatcher.Dispatcher`. When the daemon is lost, running
         handlers are cancelled (``settings.cancel_on_disconnect``) and the worker
         reconnects with exponential backoff (``settings.reconnect_backoff_*``); the
         other workers have taken over its jobs meanwhile. :meth:`stop`, SIGTERM or
@@ -437,7 +372,7 @@ class App:
             drain_timeout: seconds a drain may take before running jobs are cancelled.
             handle_signals: drain on SIGTERM/SIGINT (only in the main thread). A run
                 that does, and so is the program, also tunes the garbage collector
-                for a worker (:func:`~spreadq.runtime.tune_collector`).
+                for a worker (:func:`~spreadq.worker.runtime.tune_collector`).
 
         Raises:
             ConfigurationError: the app has no handlers, or is already running.
@@ -449,11 +384,11 @@ class App:
             ForcedStop: a second SIGTERM/SIGINT during the drain stopped it at once
                 (running handlers were cancelled).
         """
-        self.freeze()
+        spec = self.spec()
         if self._worker is not None:
             raise ConfigurationError(f"the app for {self._queue!r} is already running")
         worker = WorkerRuntime(
-            self,
+            spec,
             self._spread if spread is None else spread,
             self._settings if settings is None else settings,
             drain_timeout,

@@ -57,23 +57,22 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 import anyio
 
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry, WorkerLost
-from spreadq.handlers import AnyHandlerSpec
 from spreadq.logs import get_logger
-from spreadq.middleware import CallNext, FailureHook
+from spreadq.middleware import FailureHook
 from spreadq.queue import Job, Outcome, View
 from spreadq.settings import Settings
+from spreadq.worker.spec import PreparedHandler
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
     "AttemptWatch",
     "JobRunner",
-    "PreparedJobHandler",
     "TimedOut",
     "error_type_name",
     "worker_cancelled",
@@ -114,38 +113,6 @@ class TimedOut:
 
     attempt: int
     error: TimeoutError
-
-
-class PreparedJobHandler(Protocol):
-    """A handler ready to run (``spreadq.app.PreparedHandler`` fits)."""
-
-    @property
-    def spec(self) -> AnyHandlerSpec:
-        """The handler's declaration (options: max_attempts, timeout, retry_on)."""
-        ...
-
-    @property
-    def chain(self) -> CallNext:
-        """The middleware chain around the handler."""
-        ...
-
-    def decode_payload(
-        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
-    ) -> object:
-        """The payload, decoded and validated.
-
-        Raises:
-            PayloadError: it does not decode.
-        """
-        ...
-
-    def encode_result(self, result: object, *, job: object = None) -> bytes:
-        """The result as bytes.
-
-        Raises:
-            PayloadError: it does not encode.
-        """
-        ...
 
 
 def error_type_name(error: BaseException) -> str:
@@ -199,7 +166,7 @@ class JobRunner:
     def __init__(
         self,
         *,
-        handlers: Mapping[str, PreparedJobHandler],
+        handlers: Mapping[str, PreparedHandler],
         settings: Settings,
         failure_hooks: Sequence[FailureHook],
         queue: str,
@@ -347,7 +314,7 @@ class JobRunner:
     async def _succeeded(
         self,
         ctx: Context,
-        prepared: PreparedJobHandler,
+        prepared: PreparedHandler,
         result: object,
         job_codec: str,
         scope: anyio.CancelScope,

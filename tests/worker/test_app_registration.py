@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TypeVar
 
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from spreadq.app import App
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, PayloadError, PluginError
 from spreadq.handlers import Handler, HandlerSpec, handler
@@ -18,6 +18,7 @@ from spreadq.queue.jobs import Job
 from spreadq.queue.protocol import MAX_QUEUE_NAME, queue_groups
 from spreadq.queue.rules import RuleState
 from spreadq.settings import Settings
+from spreadq.worker.app import App
 
 T = TypeVar("T")
 
@@ -352,6 +353,29 @@ def test_freeze_closes_registration() -> None:
     with pytest.raises(ConfigurationError, match=f"cannot add an on_failure hook: {closed}"):
         app.on_failure(hook)
     assert "frozen" in repr(app)
+
+
+def test_spec_freezes_the_app_and_carries_what_a_worker_runs() -> None:
+    app = App("images", plugins=False, rule="key_affinity", name="w1")
+    app.handler("a")(thumb_a)
+    app.on_failure(hook)
+    spec = app.spec()
+    assert app.frozen
+    assert (spec.queue, spec.work_group, spec.feedback_group, spec.name) == (
+        "images",
+        "images",
+        "images~fb",
+        "w1",
+    )
+    assert spec.handlers == app.prepared
+    assert spec.rule is app.rule
+    assert spec.ordered_keys  # key_affinity declares it
+    assert spec.failure_hooks == (hook,)
+    assert not make_app(handlers=[HandlerSpec.build(thumb_a, "a")]).spec().ordered_keys
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.queue = "other"  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="no handlers"):
+        make_app().spec()
 
 
 def test_freeze_without_handlers_is_refused() -> None:

@@ -1,16 +1,17 @@
 """The worker runtime behind :meth:`spreadq.App.run`: sessions, reconnection, signals.
 
 Theory of operation. One :class:`WorkerRuntime` lives for one ``App.run()``. It opens a
-session with the daemon, runs a :class:`~spreadq.actors.dispatcher.Dispatcher` on it
-until the session drains or is lost, and on a loss (``ConnectionLost``, or a connect
-that fails or is refused with a code retrying can mend) waits and tries again: the
-delay starts at ``settings.reconnect_backoff_initial``, doubles up to
-``settings.reconnect_backoff_max``, and starts over once a session has joined the
-WORK group. Each session is a new member; the other workers have taken over its jobs
-meanwhile. The outcome history survives the loss, and so do the outcomes its handlers
-reached that no delivered ACK confirmed: the next session announces them as it joins
-(and again when others join, for a while), so jobs a producer re-sends after a daemon
-restart are answered from memory, not run again. After
+session with the daemon, runs a :class:`~spreadq.worker.dispatcher.Dispatcher` on it
+until the session drains or is lost, and (through the shared reconnect loop,
+:class:`~spreadq.session.reconnect.Reconnect`, logging as ``worker_*``) on a loss
+(``ConnectionLost``, or a connect that fails or is refused with a code retrying can
+mend) waits and tries again: the delay starts at ``settings.reconnect_backoff_initial``,
+doubles up to ``settings.reconnect_backoff_max``, and starts over once a session has
+joined the WORK group. Each session is a new member; the other workers have taken over
+its jobs meanwhile. The outcome history survives the loss, and so do the outcomes its
+handlers reached that no delivered ACK confirmed: the next session announces them as it
+joins (and again when others join, for a while), so jobs a producer re-sends after a
+daemon restart are answered from memory, not run again. After
 ``settings.reconnect_max_attempts`` tries in a row that bring no session back (None: no
 limit), the loop gives up and raises the last :class:`~spreadq.errors.ConnectionLost`
 (the connect error, when no session was ever lost); so does ``settings.connect_timeout``
@@ -28,31 +29,23 @@ from __future__ import annotations
 
 import gc
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Final, Protocol
+from typing import Final
 
 import anyio
 import anyio.abc
 
-from spreadq.actors.dispatcher import Dispatcher, DispatcherHandle
-from spreadq.actors.runner import PreparedJobHandler
 from spreadq.client import connect
-from spreadq.errors import ConnectError, ConnectionLost, ConnectRejected, ForcedStop
+from spreadq.errors import ConnectError, ConnectionLost, ForcedStop
 from spreadq.logs import get_logger
-from spreadq.middleware import FailureHook
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
-from spreadq.queue.rules import Rule, keeps_key_order
+from spreadq.session.reconnect import Backoff, Reconnect, describe_address
 from spreadq.settings import Settings
-from spreadq.wire.constants import RejectCode
+from spreadq.worker.dispatcher import Dispatcher, DispatcherHandle
+from spreadq.worker.spec import WorkerSpec
 
-__all__ = ["COLLECTOR_THRESHOLDS", "ServedApp", "WorkerRuntime", "tune_collector"]
+__all__ = ["COLLECTOR_THRESHOLDS", "WorkerRuntime", "tune_collector"]
 
 log = get_logger(__name__)
-
-
-_RETRIED_REJECTS: Final = frozenset({RejectCode.REJECT_NOT_UNIQUE, RejectCode.REJECT_QUOTA})
-"""Reject codes a reconnecting worker retries: its old session may still hold its name,
-and the daemon may be full for a moment. Other rejects cannot mend by retrying."""
 
 
 COLLECTOR_THRESHOLDS: Final = (10_000, 10, 10)
@@ -74,59 +67,20 @@ def tune_collector() -> None:
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-class ServedApp(Protocol):
-    """What the runtime needs of the app it serves (a frozen ``spreadq.App`` fits)."""
-
-    @property
-    def name(self) -> str | None:
-        """The private name for the worker's connections."""
-        ...
-
-    @property
-    def queue(self) -> str:
-        """The queue name."""
-        ...
-
-    @property
-    def work_group(self) -> str:
-        """The WORK group's name."""
-        ...
-
-    @property
-    def feedback_group(self) -> str:
-        """The FEEDBACK group's name."""
-        ...
-
-    @property
-    def prepared(self) -> Mapping[str, PreparedJobHandler]:
-        """Each handler ready to run, by kind."""
-        ...
-
-    @property
-    def rule(self) -> Rule:
-        """The ownership rule."""
-        ...
-
-    @property
-    def failure_hooks(self) -> Sequence[FailureHook]:
-        """The ``on_failure`` hooks, in registration order."""
-        ...
-
-
 class WorkerRuntime:
     """One ``App.run()``: the reconnect loop, the current session's dispatcher, signals.
 
     Args:
-        app: the (frozen) app to serve.
+        spec: what the worker serves (:meth:`spreadq.App.spec`).
         address: the daemon address.
         settings: the settings of this run.
         drain_timeout: how long a drain may take before running jobs are cancelled.
     """
 
     def __init__(
-        self, app: ServedApp, address: str | None, settings: Settings, drain_timeout: float
+        self, spec: WorkerSpec, address: str | None, settings: Settings, drain_timeout: float
     ):
-        self._app = app
+        self._spec = spec
         self._address = address
         self._settings = settings
         self._drain_timeout = drain_timeout
@@ -134,12 +88,15 @@ class WorkerRuntime:
         self._stop_requested = anyio.Event()
         self._scope = anyio.CancelScope()
         self._handle: DispatcherHandle | None = None
-        self._backoff = settings.reconnect_backoff_initial
-        self._attempts = 0  # reconnection tries since a session last joined
-        self._lost: ConnectionLost | None = None
-        self._unreachable_since: float | None = None  # no session since (None: joined)
         self._forced: ForcedStop | None = None
-        self._log = log.bind(queue=app.queue)
+        self._log = log.bind(queue=spec.queue)
+        self._reconnect = Reconnect(
+            Backoff.from_settings(settings),
+            address=address,
+            log=self._log,
+            event_prefix="worker",
+            stop=self._stop_requested,
+        )
         # what survives a lost session: the outcomes seen, and our own unconfirmed ones
         self._history = OutcomeHistory(settings.completed_history)
         self._recovered: list[tuple[JobRef, Outcome]] = []
@@ -183,24 +140,20 @@ class WorkerRuntime:
             raise self._forced
 
     async def _serve(self, joined: _Joined) -> None:
-        app = self._app
+        spec = self._spec
         settings = self._settings
-        self._unreachable_since = anyio.current_time()
+        reconnect = self._reconnect
         with self._scope:
-            while not self._stopping:
+            async for _ in reconnect:
+                if self._stopping:
+                    return
                 try:
                     lost: ConnectionLost | None = None
-                    async with connect(self._address, name=app.name) as conn:
+                    async with connect(self._address, name=spec.name) as conn:
                         dispatcher = Dispatcher(
                             conn,
-                            queue=app.queue,
-                            work_group=app.work_group,
-                            feedback_group=app.feedback_group,
-                            handlers=app.prepared,
-                            rule=app.rule,
+                            spec,
                             settings=settings,
-                            failure_hooks=app.failure_hooks,
-                            ordered_keys=keeps_key_order(app.rule),
                             drain_timeout=self._drain_timeout,
                             history=self._history,
                             recovered=self._recovered,
@@ -218,39 +171,7 @@ class WorkerRuntime:
                         raise lost
                     return
                 except (ConnectionLost, ConnectError) as error:
-                    if isinstance(error, ConnectRejected) and error.code not in _RETRIED_REJECTS:
-                        raise
-                    if self._stop_requested.is_set():
-                        return
-                    if isinstance(error, ConnectionLost):
-                        self._lost = error
-                    now = anyio.current_time()
-                    unreachable = self._unreachable_for(now)
-                    left = _time_left(settings.connect_timeout, unreachable)
-                    limit = settings.reconnect_max_attempts
-                    if (limit is not None and self._attempts >= limit) or left <= 0:
-                        self._log.error(
-                            "worker_gave_up",
-                            address=self._address_text,
-                            attempts=self._attempts,
-                            seconds=round(unreachable, 3),
-                            error=str(error),
-                        )
-                        if self._lost is not None and self._lost is not error:
-                            raise self._lost from error
-                        raise
-                    self._attempts += 1
-                    delay = min(self._backoff, left)
-                    self._backoff = min(self._backoff * 2, settings.reconnect_backoff_max)
-                    self._log.warning(
-                        "worker_reconnecting",
-                        address=self._address_text,
-                        error=str(error),
-                        delay=round(delay, 3),
-                        attempt=self._attempts,
-                    )
-                    with anyio.move_on_after(delay):
-                        await self._stop_requested.wait()
+                    reconnect.failed(error)  # raises a refusal retrying cannot mend
                 finally:
                     self._handle = None
 
@@ -261,34 +182,17 @@ class WorkerRuntime:
         for ref, outcome in self._recovered:
             self._history.add(ref, outcome)
 
-    @property
-    def _address_text(self) -> str:
-        return "4803 (the default)" if self._address is None else self._address
-
-    def _unreachable_for(self, now: float) -> float:
-        """Seconds without a session; a session lost just now starts the count."""
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-        return now - self._unreachable_since
-
     def joined(self, member: str | None = None) -> None:
         """A session joined the WORK group as ``member``: say so; reconnect quickly next time."""
-        self._backoff = self._settings.reconnect_backoff_initial
-        self._attempts = 0
-        self._unreachable_since = None
+        self._reconnect.joined()
         self._log.info(
             "worker_joined",
-            address=self._address_text,
+            address=describe_address(self._address),
             member=member,
-            handlers=sorted(self._app.prepared),
-            rule=self._app.rule.name,
+            handlers=sorted(self._spec.handlers),
+            rule=self._spec.rule.name,
             concurrency=self._settings.concurrency,
         )
-
-
-def _time_left(timeout: float | None, elapsed: float) -> float:
-    """Seconds left of ``timeout`` after ``elapsed`` (infinite without a timeout)."""
-    return float("inf") if timeout is None else timeout - elapsed
 
 
 class _Joined:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from spreadq.runtime import COLLECTOR_THRESHOLDS, tune_collector
+from spreadq.worker.runtime import COLLECTOR_THRESHOLDS, tune_collector
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import pytest
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from spreadq.app import App
 from spreadq.client import Connection, connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
@@ -42,6 +41,7 @@ from spreadq.queue import (
 from spreadq.queue.jobs import JobRef
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 WAIT = 10.0
 QUEUE = "jobs"

@@ -1,0 +1,675 @@
+"""Dispatcher: feeds the replicated queue table and runs the handlers of the jobs we own.
+
+Theory of operation
+-------------------
+One Dispatcher serves one session of a worker (a reconnected worker is a new member
+with no history, so it gets a new Dispatcher and a fresh
+:class:`~spreadq.queue.OutstandingTable`). Everything it does goes through one inbox,
+read by one loop that alone touches the table::
+
+    connection --(reader task: one item per socket read)--> inbox
+    runner pool --(ended: ref, outcome; help; rescan)-----> inbox
+    handle.drain() ----------------------------------------> inbox
+                          |
+             loop: translate WORK events -> table.apply(input, now) -> effects
+                   carry out each effect (table below); start what the scheduler lets
+
+Where each part lives: translation (wire events to table inputs, unsealing) is
+:class:`~spreadq.session.translate.GroupTranslator`; which owned job starts when
+(slots, per-key order, failover first, ``not_before`` delays) is
+:class:`~spreadq.worker.scheduler.Scheduler`; the runner tasks and their time limits
+are :class:`~spreadq.worker.pool.RunnerPool`; the FEEDBACK re-announce rule is
+:func:`~spreadq.worker.feedback.view_to_reannounce`. This module is the loop that
+joins them: it carries out the table's effects, and owns drain and loss.
+
+The reader never waits for handlers: the inbox is unbounded, jobs wait in memory as
+the bytes they came in, and only the jobs we own are decoded (by their handler task).
+
+====================  ================================================================
+effect                what the Dispatcher does
+====================  ================================================================
+RunJob                offer it to the :class:`~spreadq.worker.scheduler.Scheduler`
+                      (slots, per-key order, failover first, ``not_before`` delays);
+                      a runner task takes each job the scheduler starts
+GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) instead
+                      of running it
+CancelJob             cancel the job in the pool, or drop it in the scheduler
+SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
+AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
+AnnounceView          multicast the VIEW envelope to FEEDBACK
+ViewChanged           log it (and rebind the logger's ``view``)
+JobCompleted          nothing: every replica sees every completion, and the table has
+                      done the work (skipped without a call: one per job)
+JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
+====================  ================================================================
+
+The loop also watches the FEEDBACK group's memberships: when a member that is not a
+consumer joins it, or after a NETWORK change of it, the rule may pick us to announce
+the WORK view again to FEEDBACK.
+
+A runner sends each outcome back through the inbox, fed to the table as
+:class:`~spreadq.queue.JobFinished`; the table decides when the ACK goes out (the loop
+waits for the inbox at most until :meth:`~spreadq.queue.OutstandingTable.next_deadline`,
+the scheduler's next delayed job or the pool's next scan, then feeds a
+:class:`~spreadq.queue.Tick`, moves due jobs to the ready queue and scans).
+
+Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
+assigns us no new work; the jobs we already own still run. Once our own DRAIN is
+delivered, nothing we own is unfinished and every outcome has gone out in an ACK, we
+leave the WORK group and stop at our self-leave. Past ``drain_timeout`` the running
+handlers are cancelled and we leave anyway (the others take over those jobs).
+
+Sealing (``settings.secret``, :mod:`spreadq.queue.seal`): every envelope we multicast
+is sealed, and a WORK message whose seal does not verify (or a RAW one, unless
+``settings.accept_unsealed_raw``) is dropped before the table sees it, the same at
+every worker that shares the secret; the first one from each sender is logged.
+
+Recovered outcomes: outcomes a lost session of this worker reached without seeing
+them confirmed (:meth:`Dispatcher.unconfirmed_outcomes`, kept by the runtime with the
+outcome history) are announced in an ACK right after joining, and again when others
+join for a while, so a producer's re-sent copies are answered instead of run again.
+
+Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
+queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
+or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from spreadq.errors import (
+    ConnectionLost,
+    EnvelopeError,
+)
+from spreadq.logs import get_logger
+from spreadq.queue import (
+    MESS_TYPE,
+    Ack,
+    AnnounceDrain,
+    AnnounceHello,
+    AnnounceView,
+    CancelJob,
+    ChangeCause,
+    GiveUpJob,
+    Input,
+    Job,
+    JobCompleted,
+    JobFinished,
+    JobOrphaned,
+    JobRef,
+    JobRejected,
+    JobStarted,
+    LeftGroup,
+    Outcome,
+    OutstandingTable,
+    RunJob,
+    SendAck,
+    StartDraining,
+    Tick,
+    ViewChanged,
+    ViewInstalled,
+    encode,
+)
+from spreadq.queue.jobs import OutcomeHistory
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
+from spreadq.queue.seal import Seal
+from spreadq.session.translate import GroupTranslator, Refused
+from spreadq.settings import Settings
+from spreadq.wire.constants import ServiceType
+from spreadq.wire.events import (
+    DaemonMessage,
+    RegularMembership,
+    RejectedMessage,
+)
+from spreadq.worker.feedback import view_to_reannounce
+from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
+from spreadq.worker.recovery import Recovery
+from spreadq.worker.runner import (
+    JobRunner,
+)
+from spreadq.worker.scheduler import Scheduler
+from spreadq.worker.spec import WorkerSpec
+
+__all__ = [
+    "Dispatcher",
+    "DispatcherConnection",
+    "DispatcherHandle",
+]
+
+log = get_logger(__name__)
+
+
+class DispatcherConnection(Protocol):
+    """What the Dispatcher needs of a connection (``spreadq.client.Connection`` fits)."""
+
+    @property
+    def private_group(self) -> str:
+        """Our member name."""
+        ...
+
+    async def join(self, group: str) -> None:
+        """Join a group."""
+        ...
+
+    async def leave(self, group: str) -> None:
+        """Leave a group."""
+        ...
+
+    async def multicast(
+        self,
+        groups: str | Sequence[str],
+        data: bytes,
+        service: ServiceType = ServiceType.AGREED,
+        mess_type: int = 0,
+        self_discard: bool = False,
+    ) -> None:
+        """Send one message to one group or several."""
+        ...
+
+    async def receive_batch(self) -> Sequence[DaemonMessage]:
+        """The next events, in the daemon's order."""
+        ...
+
+
+def _not_before(job: Job) -> float:
+    """The wall-clock time a job may start (``not_before`` header); 0 when none or bad."""
+    try:
+        return float(job.headers().get(NOT_BEFORE_HEADER, 0.0))
+    except (EnvelopeError, ValueError):
+        return 0.0  # the handler task reports a bad header block; a bad time runs now
+
+
+# --- the inbox ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    """What one socket read decoded."""
+
+    events: Sequence[DaemonMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """The connection ended."""
+
+    error: ConnectionLost
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """Stop taking work, finish what we own, leave."""
+
+
+_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan
+
+
+class DispatcherHandle:
+    """How others talk to a running Dispatcher."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: MemoryObjectSendStream[_Item]) -> None:
+        self._send = send
+
+    def drain(self) -> None:
+        """Ask the Dispatcher to drain and stop; returns at once. Idempotent."""
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._send.send_nowait(_Drain())  # a stopped dispatcher needs no drain
+
+
+# --- the actor ------------------------------------------------------------------------
+
+
+class Dispatcher:
+    """Runs one worker session: the replicated table, the handlers, drain and loss.
+
+    Args:
+        conn: an open connection (we join the groups ourselves).
+        spec: what the worker serves: queue, groups, handlers, rule, key order, hooks.
+        settings: concurrency, retries, ACK cadence, history size, disconnect policy.
+        drain_timeout: how long a drain (or, without ``cancel_on_disconnect``, the wait
+            for handlers after a lost connection) may take.
+        clock: monotonic seconds for the table's ACK cadence.
+        rng: randomness for retry jitter.
+        incarnation: 16 bytes naming this session in ACKs; random when None.
+        history: the outcome history, kept by the worker across its sessions (a new
+            one when None).
+        recovered: outcomes a previous session of this worker reached and never saw
+            confirmed (see :meth:`unconfirmed_outcomes`): announced in an ACK right
+            after joining, so that re-sent copies of those jobs are answered, not run.
+    """
+
+    def __init__(
+        self,
+        conn: DispatcherConnection,
+        spec: WorkerSpec,
+        *,
+        settings: Settings,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        incarnation: bytes | None = None,
+        history: OutcomeHistory | None = None,
+        recovered: Sequence[tuple[JobRef, Outcome]] = (),
+    ) -> None:
+        self._conn = conn
+        self._queue = queue = spec.queue
+        self._work = spec.work_group
+        self._both = (spec.work_group, spec.feedback_group)
+        self._feedback = spec.feedback_group
+        self._settings = settings
+        self._ordered_keys = spec.ordered_keys
+        self._drain_timeout = drain_timeout
+        self._clock = clock
+        self._me = conn.private_group
+        job_runner = JobRunner(
+            handlers=spec.handlers,
+            settings=settings,
+            failure_hooks=spec.failure_hooks,
+            queue=queue,
+            member=self._me,
+            rng=rng if rng is not None else random.Random(),
+            clock=clock,
+        )
+        self._table = OutstandingTable(
+            self._me,
+            rule=spec.rule,
+            incarnation=incarnation if incarnation is not None else secrets.token_bytes(16),
+            capacity=settings.concurrency,
+            history_size=settings.completed_history,
+            ack_every_jobs=settings.ack_every,
+            ack_every_seconds=settings.ack_interval,
+            max_failovers=settings.max_failovers,
+            history=history,
+        )
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._translator = GroupTranslator(
+            spec.work_group, self._seal, accept_unsealed_raw=settings.accept_unsealed_raw
+        )
+        self._refused: set[str] = set()  # senders whose unsealed messages were logged
+        self._recovery = Recovery(
+            recovered,
+            announce_for=2 * settings.reconnect_backoff_max,
+            keep_at_least=2 * (settings.ack_every + settings.concurrency),
+        )
+        send, receive = anyio.create_memory_object_stream[_Item](math.inf)
+        self._send: MemoryObjectSendStream[_Item] = send
+        self._receive: MemoryObjectReceiveStream[_Item] = receive
+        self._handle = DispatcherHandle(send)
+        self._log = log.bind(queue=queue, member=self._me)
+        self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
+            RunJob: self._on_run,
+            GiveUpJob: self._on_give_up,
+            CancelJob: self._on_cancel,
+            SendAck: self._on_send_ack,
+            AnnounceDrain: self._on_announce_both,
+            AnnounceHello: self._on_announce_both,
+            AnnounceView: self._on_announce_view,
+            ViewChanged: self._on_view_changed,
+            JobOrphaned: self._on_orphaned,
+            JobRejected: self._on_rejected,
+        }
+        # handler scheduling: which job starts when, and the runner tasks that run them
+        self._schedule = Scheduler[QueuedJob](settings.concurrency, ordered_keys=spec.ordered_keys)
+        self._pool = RunnerPool(
+            job_runner, settings, report=send.send_nowait, clock=clock, log=self._log
+        )
+        # lifecycle
+        self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
+        self._unreported: set[JobRef] = set()
+        self._draining = False
+        self._drain_deadline = math.inf
+        self._leaving = False
+        self._left = False
+
+    @property
+    def handle(self) -> DispatcherHandle:
+        """The handle; usable before :meth:`run` starts."""
+        return self._handle
+
+    @property
+    def table(self) -> OutstandingTable:
+        """The replicated table (read it; only the Dispatcher feeds it)."""
+        return self._table
+
+    async def run(
+        self,
+        *,
+        task_status: anyio.abc.TaskStatus[DispatcherHandle] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Join the groups and serve until drained; ``task_status`` is started (with the
+        handle) once the first WORK view that lists us is installed.
+
+        Raises:
+            ConnectionLost: the connection ended before the drain finished.
+        """
+        self._joined = task_status
+        lost: ConnectionLost | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._pool.attach(tasks)
+                tasks.start_soon(self._read)
+                try:
+                    await self._conn.join(self._work)
+                    # Between the joins: Spread keeps a sender's order, so every replica
+                    # (a WORK member by now) and every producer reads our recovered
+                    # outcomes before our FEEDBACK join, and a producer counts us back,
+                    # and re-sends what is still unsettled, only from that join on.
+                    await self._announce_recovered()
+                    await self._conn.join(self._feedback)
+                    lost = await self._serve()
+                except ConnectionLost as error:
+                    lost = error
+                if lost is not None:
+                    await self._wind_down(lost)
+                tasks.cancel_scope.cancel()
+        finally:
+            self._send.close()
+            self._receive.close()
+            self._pool.close()
+        if self._joined is not None:  # drained before the first view: never joined
+            joined, self._joined = self._joined, None
+            joined.started(self._handle)
+        if lost is not None:
+            self._log.warning("worker_connection_lost", reason=lost.reason.name)
+            raise lost
+        self._log.info("worker_drained")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        send = self._send.send_nowait
+        try:
+            while True:
+                send(_Delivered(await self._conn.receive_batch()))
+        except ConnectionLost as error:
+            send(_Lost(error))
+
+    async def _serve(self) -> ConnectionLost | None:
+        """Process the inbox until we have left the group; return a lost connection."""
+        receive = self._receive
+        while not self._left:
+            wait = self._wait_time()
+            item: _Item | None = None
+            if wait is None:
+                item = await receive.receive()
+            elif wait > 0:
+                with anyio.move_on_after(wait):
+                    item = await receive.receive()
+            if item is None:
+                await self._timer()
+                continue
+            while True:
+                if isinstance(item, _Lost):
+                    return item.error
+                await self._on_item(item)
+                try:
+                    item = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+            self._pump()
+            await self._check_drained()
+        return None
+
+    def _wait_time(self) -> float | None:
+        ack = self._table.next_deadline()
+        deadline = min(math.inf if ack is None else ack, self._drain_deadline)
+        deadline = min(deadline, self._pool.next_scan)
+        delayed = self._schedule.next_due()
+        if delayed is not None and delayed < deadline:
+            deadline = delayed
+        if deadline == math.inf:
+            return None
+        return deadline - self._clock()
+
+    async def _timer(self) -> None:
+        self._pool.scan(self._clock())
+        await self._apply(Tick())
+        if self._schedule.next_due() is not None:
+            self._schedule.due(self._clock())  # delayed jobs whose time has come
+            self._pump()
+        await self._check_drained()
+
+    async def _on_item(self, item: _Item) -> None:
+        if isinstance(item, _Delivered):
+            translate = self._translator.translate
+            for event in item.events:
+                translated = translate(event)
+                if translated is None:
+                    if type(event) is RegularMembership and event.group == self._feedback:
+                        await self._on_feedback_view(event)
+                    elif isinstance(event, RejectedMessage):
+                        self._log.warning(
+                            "message_rejected", groups=event.groups, old_type=event.old_type
+                        )
+                elif isinstance(translated, Refused):
+                    self._on_refused(translated)
+                else:
+                    if type(translated) is LeftGroup:
+                        self._left = True
+                    await self._apply(translated)
+        elif isinstance(item, Ended):
+            await self._on_ended(item)
+        elif isinstance(item, Help):
+            self._pool.help()
+        # Rescan: nothing to do; the loop's next wait takes the earlier scan into account
+        elif isinstance(item, _Drain) and not self._draining:
+            self._draining = True
+            self._drain_deadline = self._clock() + self._drain_timeout
+            self._log.info("worker_draining", backlog=self._table.backlog)
+            if self._table.view is None:
+                await self._leave()
+            else:
+                await self._apply(StartDraining())
+
+    async def _apply(self, event: Input) -> None:
+        effects = self._table.apply(event, self._clock())
+        if isinstance(event, ViewInstalled) and self._joined is not None:
+            joined, self._joined = self._joined, None
+            joined.started(self._handle)
+        carry_out = self._effects
+        for effect in effects:
+            if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
+                await carry_out[type(effect)](effect)
+
+    async def _announce_recovered(self) -> None:
+        """Announce the outcomes an earlier session reached and never saw confirmed
+        (see :class:`~spreadq.worker.recovery.Recovery`): between our WORK and FEEDBACK
+        joins, and again at each join for a while."""
+        chunks = self._recovery.announcement(self._clock())
+        if not chunks:
+            return
+        self._log.info("outcomes_recovered", outcomes=len(self._recovery.recovered))
+        incarnation = self._table.incarnation
+        for chunk in chunks:
+            await self._multicast(self._both, encode(Ack(incarnation, chunk)))
+
+    def unconfirmed_outcomes(self) -> list[tuple[JobRef, Outcome]]:
+        """The outcomes our handlers reached whose ACK we never saw delivered (sent or
+        not), in the order they were reached, after the recovered ones this session
+        still announces: what a lost session would otherwise lose."""
+        return self._recovery.unconfirmed(self._clock(), self._table.is_outstanding)
+
+    # -- effects -------------------------------------------------------------------------
+
+    async def _on_run(self, effect: RunJob) -> None:
+        view = self._table.view
+        assert view is not None  # a job is only assigned within a view
+        job = effect.job
+        queued = QueuedJob(effect, view, job.ref, job.key)
+        if job.header_block:
+            wait = _not_before(job) - time.time()
+            if wait > 0:  # it waits outside the slots, in the loop's clock
+                self._schedule.defer(queued, self._clock() + wait)
+                return
+        self._schedule.offer(queued, failover=effect.failover)
+
+    async def _on_give_up(self, effect: GiveUpJob) -> None:
+        view = self._table.view
+        assert view is not None
+        self._schedule.offer(QueuedJob.of(effect, view), failover=True)  # a runner fails it
+
+    async def _on_cancel(self, effect: CancelJob) -> None:
+        if not self._pool.cancel(effect.ref):
+            self._schedule.cancel(effect.ref)  # dropped when its turn comes
+        self._unreported.discard(effect.ref)
+
+    async def _on_send_ack(self, effect: SendAck) -> None:
+        for ref, _ in effect.envelope.outcomes:
+            self._unreported.discard(ref)
+        await self._multicast(self._both, encode(effect.envelope))
+
+    async def _on_announce_both(self, effect: AnnounceDrain | AnnounceHello) -> None:
+        await self._multicast(self._both, encode(effect.envelope))
+
+    async def _on_announce_view(self, effect: AnnounceView) -> None:
+        await self._multicast((self._feedback,), encode(effect.envelope))
+
+    async def _on_feedback_view(self, event: RegularMembership) -> None:
+        """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
+        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
+        view = view_to_reannounce(
+            self._table.view,
+            self._me,
+            transitional=self._table.transitional,
+            cause=event.cause,
+            changed_member=event.changed_member,
+        )
+        if view is not None:
+            await self._multicast((self._feedback,), encode(view))
+
+    async def _multicast(self, groups: tuple[str, ...], data: bytes) -> None:
+        if self._seal is not None:
+            data = self._seal.seal(data, self._me)
+        await self._conn.multicast(groups, data, ServiceType.AGREED, MESS_TYPE)
+
+    def _on_refused(self, refused: Refused) -> None:
+        """A WORK message refused for its seal (dropped at every worker alike, before
+        the table counts a slot): the first from each sender is logged with the reason,
+        so a worker with another secret than its peers says so once, and runs nothing."""
+        if refused.sender not in self._refused and len(self._refused) < 1024:
+            self._refused.add(refused.sender)
+            self._log.warning("message_refused", sender=refused.sender, reason=refused.reason)
+
+    async def _on_view_changed(self, effect: ViewChanged) -> None:
+        view = effect.view
+        if (
+            effect.cause is ChangeCause.JOIN
+            and view.ordinal > 1
+            and self._recovery.again_at_join(self._clock())
+        ):
+            await self._announce_recovered()  # the newcomer has not seen it
+        self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
+        self._pool.log = self._log
+        self._log.info(
+            "view_installed",
+            cause=effect.cause.value,
+            members=view.members,
+            group_id=view.group_id,
+            reassigned=len(effect.reassigned),
+            taken_over=len(effect.taken_over),
+            orphaned=len(effect.orphaned),
+            given_up=len(effect.given_up),
+        )
+
+    async def _on_orphaned(self, effect: JobOrphaned) -> None:
+        self._log.warning("job_orphaned", job=str(effect.ref))
+
+    async def _on_rejected(self, effect: JobRejected) -> None:
+        self._log.warning(
+            "job_rejected",
+            job=str(effect.ref),
+            slots=effect.count,
+            sender=effect.sender,
+            reason=effect.reason,
+        )
+
+    # -- handler scheduling --------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Start the jobs the scheduler lets start now (free slots, free keys)."""
+        take = self._schedule.next
+        while (queued := take()) is not None:
+            self._start(queued)
+
+    def _start(self, queued: QueuedJob) -> None:
+        now = self._clock()
+        self._pool.start(queued, now)
+        self._table.apply(JobStarted(queued.ref), now)
+
+    async def _on_ended(self, item: Ended) -> None:
+        self._pool.ended(item.ref)
+        self._schedule.ended(item.ref)
+        if item.outcome is None:
+            return
+        if self._table.is_outstanding(item.ref):
+            self._unreported.add(item.ref)
+            self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
+        await self._apply(JobFinished(item.ref, item.outcome))
+
+    def _drop_all(self) -> None:
+        """Cancel every running handler and forget every queued job."""
+        self._pool.cancel_all()
+        self._schedule.drop_all()
+
+    # -- drain and loss --------------------------------------------------------------------
+
+    async def _check_drained(self) -> None:
+        if not self._draining or self._leaving:
+            return
+        if self._clock() >= self._drain_deadline:
+            self._log.warning(
+                "drain_timeout", running=len(self._pool), queued=self._schedule.queued
+            )
+            self._drop_all()
+            await self._leave()
+            return
+        table = self._table
+        if (
+            self._me in table.draining
+            and table.backlog == 0
+            and not self._pool
+            and not self._schedule.queued
+            and not self._unreported
+        ):
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        self._drain_deadline = math.inf
+        if self._table.view is None:
+            self._left = True
+            return
+        self._log.info("worker_leaving")
+        await self._conn.leave(self._work)
+
+    async def _wind_down(self, lost: ConnectionLost) -> None:
+        """After a lost connection: drop queued jobs, cancel or await running ones."""
+        self._schedule.drop_all()
+        if self._settings.cancel_on_disconnect:
+            self._pool.cancel_all()
+        with anyio.move_on_after(self._drain_timeout):
+            while self._pool:
+                item = await self._receive.receive()
+                if isinstance(item, Ended):
+                    self._pool.ended(item.ref)
+                    self._schedule.ended(item.ref)
+                    if item.outcome is not None and self._table.is_outstanding(item.ref):
+                        self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
+        self._pool.cancel_all()

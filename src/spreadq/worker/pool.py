@@ -1,0 +1,364 @@
+"""The runner pool: the long-lived tasks that run the jobs a worker session starts.
+
+Theory of operation. The dispatcher's loop decides which job starts when (with the
+:class:`~spreadq.worker.scheduler.Scheduler`) and hands each to the pool with
+:meth:`RunnerPool.start`; the pool runs it through the
+:class:`~spreadq.worker.runner.JobRunner` (decode, context, middleware, retries, hooks;
+nothing a handler does crashes the worker) and reports its end to the loop's inbox as
+:class:`Ended` (the outcome; None when it was cancelled).
+
+Runner tasks live as long as the session, one per job running at once (at most
+``settings.concurrency``); each takes the jobs handed to it one at a time from one
+stream: a task per job would cost more than a no-op handler. A runner is added only
+when jobs wait with every runner busy: the pool posts :class:`Help` to the loop's inbox
+and, at the loop's next turn (:meth:`RunnerPool.help`), starts one if jobs are still
+waiting. With handlers that never wait one runner does everything, and a burst of jobs
+wakes one task, not one per job.
+
+Time limits: each runner writes its current attempt's deadline
+(:class:`~spreadq.worker.runner.AttemptWatch`); an earlier deadline than the loop
+knows posts :class:`Rescan`. :meth:`RunnerPool.scan`, called when
+:attr:`RunnerPool.next_scan` comes, cancels attempts past their deadline (the runner
+goes on with that job in a new scope: another attempt, or its failure) and logs
+``job_still_running`` once for each job running ``settings.running_warning`` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from spreadq.queue import GiveUpJob, JobRef, Outcome, RunJob, View
+from spreadq.settings import Settings
+from spreadq.worker.runner import AttemptWatch, JobRunner, TimedOut, failure, worker_cancelled
+
+__all__ = ["SCAN_GAP", "Ended", "Help", "QueuedJob", "Rescan", "RunnerPool"]
+
+SCAN_GAP: Final = 0.01
+"""Seconds at least between two scans of the running jobs (timeouts and warnings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job we own, from the table's effect to its runner; ``run`` is a
+    :class:`~spreadq.queue.GiveUpJob` for a job to fail without running it. ``ref``
+    and ``key`` are the job's, read once for the scheduler."""
+
+    run: RunJob | GiveUpJob
+    view: View
+    ref: JobRef
+    key: str | None
+
+    @classmethod
+    def of(cls, run: RunJob | GiveUpJob, view: View) -> QueuedJob:
+        """The queued form of the table's effect ``run``, assigned in ``view``."""
+        job = run.job
+        return cls(run, view, job.ref, job.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A job handed to the pool ended; ``outcome`` is None when it was cancelled."""
+
+    ref: JobRef
+    outcome: Outcome | None
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """Jobs handed to the runners may wait with no runner free to take them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rescan:
+    """A runner armed a deadline earlier than the next scan of the running jobs."""
+
+
+class _Runner(AttemptWatch):
+    """What one runner task is doing: the job it runs now, in which cancel scope, and
+    until when its current attempt may run (the :class:`AttemptWatch`).
+
+    A runner runs job after job in one scope and makes a new one only after a
+    cancellation: a scope per job costs more than a no-op handler.
+    """
+
+    __slots__ = ("_watch", "ref", "scope")
+
+    def __init__(self, watch: Callable[[float], None]) -> None:
+        super().__init__()
+        self.ref: JobRef | None = None
+        self.scope: anyio.CancelScope | None = None
+        self._watch = watch
+
+    def arm(self, deadline: float) -> None:
+        """An attempt starts that must end by ``deadline``: the pool watches it."""
+        self.deadline = deadline
+        self._watch(deadline)
+
+
+@dataclass(slots=True)
+class _Running:
+    """A job handed to the runners, until its end is reported."""
+
+    kind: str
+    since: float  # when it was handed over (clock)
+    warned: bool = False  # job_still_running logged
+    runner: _Runner | None = None  # once a runner has taken it
+    cancelled: bool = False  # cancelled before a runner took it: the runner skips it
+
+
+class RunnerPool:
+    """Runs the jobs handed to it in long-lived runner tasks; reports their ends.
+
+    Args:
+        runner: runs one job (decode, context, middleware, retries, hooks).
+        settings: ``concurrency`` (runners at most) and ``running_warning``.
+        report: puts :class:`Ended`, :class:`Help` and :class:`Rescan` in the loop's inbox.
+        clock: monotonic seconds.
+        log: where ``job_crashed`` and ``job_still_running`` go (reassignable).
+    """
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        settings: Settings,
+        *,
+        report: Callable[[Ended | Help | Rescan], None],
+        clock: Callable[[], float],
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        self._runner = runner
+        self._limit = settings.concurrency
+        self._warn_after = settings.running_warning
+        self._report = report
+        self._clock = clock
+        self.log = log
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._handover, self._starts = anyio.create_memory_object_stream[QueuedJob](math.inf)
+        self._running: dict[JobRef, _Running] = {}
+        self._runners = 0  # started, at most settings.concurrency
+        self._starting = 0  # started and not yet running
+        self._waiting_runners = 0  # blocked on the stream: a job handed over goes to one
+        self._buffered = 0  # jobs handed over that no runner has taken yet
+        self._help_asked = False  # a Help is in the inbox
+        self._next_scan = math.inf  # when a running job may time out or need a warning
+
+    # -- state -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """How many jobs are handed over and not yet reported ended."""
+        return len(self._running)
+
+    @property
+    def next_scan(self) -> float:
+        """When :meth:`scan` is next due (infinite: no job needs it)."""
+        return self._next_scan
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def attach(self, tasks: anyio.abc.TaskGroup) -> None:
+        """Start runners in ``tasks`` (the session's task group) from now on."""
+        self._tasks = tasks
+
+    def close(self) -> None:
+        """Close the handover stream (the session is over)."""
+        self._handover.close()
+        self._starts.close()
+
+    # -- the loop's calls ----------------------------------------------------------------
+
+    def start(self, queued: QueuedJob, now: float) -> None:
+        """Hand ``queued`` to the runners (a slot is free: the scheduler said so)."""
+        self._running[queued.ref] = _Running(queued.run.job.kind, now)
+        warn_after = self._warn_after
+        if warn_after is not None and self._next_scan == math.inf:
+            self._next_scan = now + warn_after  # the others' are earlier
+        self._handover.send_nowait(queued)
+        if self._waiting_runners:  # the stream gave it to a waiting runner
+            self._waiting_runners -= 1
+        else:
+            self._buffered += 1
+            self._ask_for_help()
+
+    def ended(self, ref: JobRef) -> None:
+        """The loop read ``ref``'s :class:`Ended`: forget it."""
+        self._running.pop(ref, None)
+
+    def cancel(self, ref: JobRef) -> bool:
+        """Cancel a job handed over: its runner's scope if it runs now, else the runner
+        skips it. Returns whether ``ref`` was handed over."""
+        running = self._running.get(ref)
+        if running is None:
+            return False
+        self._cancel(ref, running)
+        return True
+
+    def cancel_all(self) -> None:
+        """Cancel every job handed over (each still reports its :class:`Ended`)."""
+        for ref, running in self._running.items():
+            self._cancel(ref, running)
+
+    def help(self) -> None:
+        """Start a runner if jobs handed over still wait and every runner is busy.
+
+        Asked for (:class:`Help`) when a job is handed over with no runner waiting, and
+        by a runner that takes a job with others behind it. By the time this runs,
+        runners that were free have taken what they could, so with handlers that never
+        wait one runner does everything; with handlers that wait, runners are added one
+        per turn up to ``settings.concurrency``.
+        """
+        self._help_asked = False
+        if self._buffered > self._starting and self._runners < self._limit:
+            assert self._tasks is not None
+            self._runners += 1
+            self._starting += 1
+            self._tasks.start_soon(self._run_jobs, name="spreadq.dispatcher.runner")
+
+    def scan(self, now: float) -> None:
+        """Time out the attempts past their deadline (cancel the runner's scope, the
+        watch ``expired``); log ``job_still_running`` once for each job running past
+        ``settings.running_warning``; find when the next of either is due.
+
+        One pass over the running jobs (at most ``concurrency``), at most once per
+        :data:`SCAN_GAP`, so a timeout or a warning may come that much late.
+        """
+        if now < self._next_scan:
+            return
+        threshold = self._warn_after
+        self._next_scan = math.inf
+        due = math.inf
+        for ref, entry in self._running.items():
+            runner = entry.runner
+            if runner is not None and runner.ref == ref:
+                deadline = runner.deadline
+                if deadline <= now:
+                    if not runner.expired and runner.scope is not None:
+                        runner.expired = True
+                        runner.scope.cancel()
+                elif deadline < due:
+                    due = deadline
+            if threshold is None or entry.warned:
+                continue
+            if entry.since + threshold <= now:
+                entry.warned = True
+                self.log.warning(
+                    "job_still_running",
+                    job=str(ref),
+                    kind=entry.kind,
+                    seconds=round(now - entry.since, 3),
+                    threshold=threshold,
+                )
+            else:
+                due = min(due, entry.since + threshold)
+        if due < math.inf:
+            self._next_scan = max(due, now + SCAN_GAP)
+
+    # -- inside ------------------------------------------------------------------------
+
+    @staticmethod
+    def _cancel(ref: JobRef, running: _Running) -> None:
+        running.cancelled = True  # a runner skips it, or does not resume it after a timeout
+        runner = running.runner
+        if runner is not None and runner.ref == ref and runner.scope is not None:
+            runner.expired = False  # a cancellation, not a timeout
+            runner.scope.cancel()
+
+    def _ask_for_help(self) -> None:
+        """Look again, at the loop's next turn, whether jobs wait with no runner free."""
+        if not self._help_asked and self._runners < self._limit:
+            self._help_asked = True
+            self._report(Help())
+
+    def _watch_deadline(self, deadline: float) -> None:
+        """A runner armed an attempt's deadline: scan by then."""
+        if deadline < self._next_scan:
+            self._next_scan = deadline
+            self._report(Rescan())  # the loop may wait for a later time
+
+    async def _run_jobs(self) -> None:
+        """A runner: run the jobs :meth:`start` hands over, one at a time, forever.
+
+        Runners live as long as the session (at most ``settings.concurrency`` of them,
+        started as the number of running jobs grows): a task per job would cost more
+        than a no-op handler. Jobs run one after another in one cancel scope; cancelling
+        the job a runner runs (and only then) cancels that scope, and the runner reports
+        the job ended without an outcome and goes on in a new scope. A job taken ready
+        is run without waiting: a runner yields to others only inside handlers and when
+        nothing is handed over (never more than ``concurrency`` jobs in a row). Runners
+        are added only when jobs wait with every runner busy (:meth:`help`): with
+        handlers that never wait, one runner takes them all, and a burst of jobs wakes
+        one task, not one per job.
+
+        An attempt that runs past its timeout is cancelled by :meth:`scan`
+        through the same scope; the runner then goes on with that job (another attempt,
+        or its failure) in a new scope.
+        """
+        runner = _Runner(self._watch_deadline)
+        take, wait = self._starts.receive_nowait, self._starts.receive
+        running_jobs, report = self._running, self._report
+        resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
+        self._starting -= 1
+        while True:
+            with anyio.CancelScope() as scope:
+                runner.scope = scope
+                while not scope.cancel_called:
+                    timed_out: TimedOut | None = None
+                    if resume is not None:
+                        (queued, timed_out), resume = resume, None
+                    else:
+                        try:
+                            queued = take()
+                        except anyio.WouldBlock:
+                            self._waiting_runners += 1  # _start takes it back as it hands over
+                            queued = await wait()
+                        else:
+                            self._buffered -= 1
+                            if self._buffered:  # more behind it: if this one waits, who takes them?
+                                self._ask_for_help()
+                    ref = queued.run.ref
+                    running = running_jobs.get(ref)
+                    if running is None or running.cancelled:
+                        runner.ref = None
+                        report(Ended(ref, None))
+                        continue
+                    running.runner, runner.ref = runner, ref
+                    outcome = await self._execute(queued, scope, runner, timed_out)
+                    if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
+                        resume = (queued, outcome)
+                        continue
+                    runner.ref = None
+                    report(Ended(ref, outcome))
+            if runner.ref is not None and resume is None:  # its job was cancelled
+                report(Ended(runner.ref, None))
+                runner.ref = None
+
+    async def _execute(
+        self,
+        queued: QueuedJob,
+        scope: anyio.CancelScope,
+        watch: AttemptWatch,
+        resume: TimedOut | None,
+    ) -> Outcome | TimedOut | None:
+        """Run one job to its outcome, or None when the worker cancelled it (a
+        cancellation passes through), or :class:`TimedOut` when an attempt ran out of
+        time (``scope`` is cancelled; call again with ``resume``)."""
+        run = queued.run
+        try:
+            if type(run) is GiveUpJob:
+                return await self._runner.give_up(
+                    run.job, queued.view, scope, run.failovers, run.limit
+                )
+            return await self._runner.run(run.job, queued.view, scope, watch, resume)
+        except BaseException as bug:  # a fault of ours, not the handler's: fail the job
+            if worker_cancelled(scope):
+                if isinstance(bug, anyio.get_cancelled_exc_class()):
+                    raise
+                return None
+            self.log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
+            return failure(bug)

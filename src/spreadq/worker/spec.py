@@ -1,0 +1,128 @@
+"""WorkerSpec: everything a worker runs, frozen when its :class:`~spreadq.App` starts.
+
+An :class:`~spreadq.App` is where a queue's handlers, rules, codecs, middleware and
+hooks are registered; :meth:`App.spec() <spreadq.App.spec>` freezes it and builds one
+:class:`WorkerSpec` from it. The runtime and each session's dispatcher read only the
+spec, never the app: what a worker runs cannot change under it, and a test or a
+benchmark can serve a spec without an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from spreadq.codecs import Codec, CodecRegistry
+from spreadq.context import Context
+from spreadq.errors import PayloadError
+from spreadq.handlers import AnyHandlerSpec
+from spreadq.middleware import CallNext, FailureHook
+from spreadq.queue.rules import Rule
+
+__all__ = ["PreparedHandler", "WorkerSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What one worker serves, frozen.
+
+    Attributes:
+        queue: the queue name (for logs and contexts).
+        work_group: the WORK group (its members are exactly the consumers).
+        feedback_group: the FEEDBACK group (ACK, VIEW, DRAIN and HELLO go there too).
+        name: the private name for the worker's daemon connections (None: the
+            daemon's choice).
+        handlers: each handler ready to run, by kind.
+        rule: the ownership rule (the same at every consumer of the queue).
+        ordered_keys: run the jobs of one key one at a time, in delivery order (the
+            rule declares it: :func:`~spreadq.queue.rules.keeps_key_order`).
+        failure_hooks: ``async hook(ctx, error)`` called after a job's last failure, in
+            registration order.
+    """
+
+    queue: str
+    work_group: str
+    feedback_group: str
+    name: str | None
+    handlers: Mapping[str, PreparedHandler] = field(repr=False)
+    rule: Rule
+    ordered_keys: bool = False
+    failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedHandler:
+    """A handler ready to run: its spec, its frozen middleware chain and its codecs.
+
+    Built by :meth:`App.freeze <spreadq.App.freeze>`; the dispatcher looks one up by
+    kind for each job it runs and calls :meth:`run` (or the three steps separately)
+    inside its own attempt, timeout and cancel handling.
+
+    Attributes:
+        spec: the handler's declaration.
+        chain: middleware (outermost first) around ``spec.endpoint``.
+        payload_codec: decodes payload bytes to ``spec.payload_type``.
+        result_codec: encodes the result (``spec.result_type``) to bytes.
+        codecs: the app's codecs, for payloads whose envelope names another codec.
+    """
+
+    spec: AnyHandlerSpec
+    chain: CallNext = field(repr=False)
+    payload_codec: Codec
+    result_codec: Codec
+    codecs: CodecRegistry = field(repr=False)
+
+    def decode_payload(
+        self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
+    ) -> object:
+        """Decode and validate the job's payload bytes as the handler's payload type.
+
+        Args:
+            data: the payload as delivered (a memoryview slice is copied once here).
+            codec: the codec the envelope names, when it names one; the handler's own
+                payload codec when None.
+            job: the job's reference, for the error message.
+
+        Raises:
+            PayloadError: an unknown codec, or bytes that do not decode as the payload
+                type (naming ``job``).
+        """
+        decoder = self.payload_codec
+        if codec is not None and codec != decoder.name:
+            found = self.codecs.get(codec)
+            if found is None:
+                raise PayloadError(f"{self.spec.kind}: unknown codec {codec!r}", job=job)
+            decoder = found
+        raw = data.tobytes() if isinstance(data, memoryview) else data
+        try:
+            return decoder.decode(raw, self.spec.payload_adapter)
+        except PayloadError as error:
+            if job is None:
+                raise
+            raise PayloadError(f"{self.spec.kind}: {error}", job=job) from error
+
+    def encode_result(self, result: object, *, job: object = None) -> bytes:
+        """Encode the handler's result.
+
+        Raises:
+            PayloadError: the result is not serialisable as the result type.
+        """
+        try:
+            return self.result_codec.encode(result, self.spec.result_adapter)
+        except PayloadError as error:
+            if job is None:
+                raise
+            raise PayloadError(f"{self.spec.kind}: result: {error}", job=job) from error
+
+    async def run(
+        self, ctx: Context, data: bytes | memoryview, *, codec: str | None = None
+    ) -> bytes:
+        """Decode ``data``, run the chain with ``ctx``, return the encoded result.
+
+        Raises:
+            PayloadError: the payload or the result fails its codec.
+            Exception: whatever the handler or a middleware raises, unchanged.
+        """
+        payload = self.decode_payload(data, codec=codec, job=ctx.job)
+        result = await self.chain(ctx, payload)
+        return self.encode_result(result, job=ctx.job)

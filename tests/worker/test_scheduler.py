@@ -1,0 +1,204 @@
+"""The worker's scheduler: slots, per-key order, failover first, delays, cancellation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spreadq.queue.jobs import JobRef
+from spreadq.worker.scheduler import Scheduler
+
+PID = b"p" * 16
+
+
+@dataclass(frozen=True, slots=True)
+class J:
+    ref: JobRef
+    key: str | None = None
+
+
+def job(seq: int, key: str | None = None) -> J:
+    return J(JobRef(PID, seq), key)
+
+
+def drain(scheduler: Scheduler[J]) -> list[int]:
+    started: list[int] = []
+    while (found := scheduler.next()) is not None:
+        started.append(found.ref.seq)
+    return started
+
+
+def test_the_worked_example() -> None:
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    a1, a2, b1, t1 = job(1, "a"), job(2, "a"), job(3, "b"), job(4)
+    for own in (a1, a2, b1):
+        scheduler.offer(own)
+    scheduler.offer(t1, failover=True)
+    assert drain(scheduler) == [4]
+    for ref, expected in ((t1, [1]), (a1, [2]), (a2, [3])):
+        assert scheduler.ended(ref.ref)
+        assert drain(scheduler) == expected
+    assert scheduler.ended(b1.ref)
+    assert (scheduler.running, scheduler.queued) == (0, 0)
+    assert not scheduler.ended(b1.ref)  # twice: nothing to free
+
+
+def test_slots_limit_what_runs() -> None:
+    scheduler = Scheduler[J](2)
+    for seq in range(5):
+        scheduler.offer(job(seq))
+    assert drain(scheduler) == [0, 1]
+    assert (scheduler.running, scheduler.queued) == (2, 3)
+    assert scheduler.is_running(JobRef(PID, 0))
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [2]
+
+
+def test_without_ordered_keys_jobs_of_one_key_run_together() -> None:
+    scheduler = Scheduler[J](3)
+    for seq in range(3):
+        scheduler.offer(job(seq, "k"))
+    assert drain(scheduler) == [0, 1, 2]
+
+
+def test_a_key_waits_for_its_holder_and_others_pass() -> None:
+    scheduler = Scheduler[J](3, ordered_keys=True)
+    for seq, key in enumerate(["k", "k", "m", "k"]):
+        scheduler.offer(job(seq, key))
+    assert drain(scheduler) == [0, 2]
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [1]
+    scheduler.ended(JobRef(PID, 1))
+    assert drain(scheduler) == [3]
+
+
+def test_a_cancelled_job_is_skipped_and_hands_on_its_key() -> None:
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    for seq in range(3):
+        scheduler.offer(job(seq, "k"))
+    assert drain(scheduler) == [0]
+    assert scheduler.cancel(JobRef(PID, 0))  # running: the caller stops it
+    assert drain(scheduler) == []  # its slot is held until it ends
+    scheduler.ended(JobRef(PID, 0))
+    assert not scheduler.cancel(JobRef(PID, 1))  # queued, and now holds the key
+    assert drain(scheduler) == [2]
+
+
+def test_delayed_jobs_wait_outside_the_slots_until_due() -> None:
+    scheduler = Scheduler[J](1)
+    assert scheduler.next_due() is None
+    scheduler.defer(job(1), 20.0)
+    scheduler.defer(job(2), 10.0)
+    scheduler.defer(job(3), 10.0)
+    scheduler.offer(job(4))
+    assert scheduler.next_due() == 10.0
+    assert scheduler.queued == 1  # delayed jobs are not queued for a slot
+    scheduler.due(9.9)
+    assert drain(scheduler) == [4]
+    scheduler.ended(JobRef(PID, 4))
+    scheduler.due(10.0)
+    assert scheduler.next_due() == 20.0
+    assert drain(scheduler) == [2]  # ties in the order deferred
+    scheduler.ended(JobRef(PID, 2))
+    assert drain(scheduler) == [3]
+
+
+def test_drop_all_forgets_the_waiting_and_keeps_running_keys() -> None:
+    scheduler = Scheduler[J](2, ordered_keys=True)
+    for seq, key in enumerate(["k", "k", None, None]):
+        scheduler.offer(job(seq, key))
+    scheduler.defer(job(9), 1.0)
+    assert drain(scheduler) == [0, 2]
+    scheduler.drop_all()
+    assert (scheduler.queued, scheduler.next_due(), scheduler.running) == (0, None, 2)
+    scheduler.offer(job(5, "k"))
+    scheduler.ended(JobRef(PID, 2))
+    assert drain(scheduler) == []  # k is still held by the running job 0
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [5]
+
+
+# -- properties --------------------------------------------------------------------------
+
+KEYS = st.sampled_from([None, "a", "b", "c"])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), KEYS, st.booleans()),
+        st.tuples(st.just("end"), st.integers(min_value=0, max_value=40)),
+        st.tuples(st.just("cancel"), st.integers(min_value=0, max_value=40)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(limit=st.integers(min_value=1, max_value=4), ordered=st.booleans(), ops=OPS)
+def test_properties_of_any_run(limit: int, ordered: bool, ops: list[tuple[object, ...]]) -> None:
+    """Never more running than the limit; per key (ordered) at most one running, in the
+    order offered within each kind; a job taken over never waits behind an own job
+    (unordered); nothing started twice; every job not cancelled starts in the end."""
+    scheduler = Scheduler[J](limit, ordered_keys=ordered)
+    offered: list[tuple[J, bool]] = []
+    cancelled: set[int] = set()
+    started: list[int] = []
+    running: set[int] = set()
+    waiting_failover: set[int] = set()
+
+    def step() -> None:
+        while (found := scheduler.next()) is not None:
+            seq = found.ref.seq
+            failover = offered[seq][1]
+            if not ordered and not failover:
+                assert not waiting_failover, "an own job started before a taken-over one"
+            waiting_failover.discard(seq)
+            assert seq not in started
+            assert seq not in cancelled
+            started.append(seq)
+            running.add(seq)
+            assert len(running) <= limit
+            if ordered and found.key is not None:
+                assert sum(offered[r][0].key == found.key for r in running) == 1
+
+    for op in ops:
+        if op[0] == "offer":
+            key, failover = op[1], op[2]
+            assert isinstance(failover, bool)
+            new = job(len(offered), key if isinstance(key, str) else None)
+            offered.append((new, failover))
+            if failover:
+                waiting_failover.add(new.ref.seq)
+            scheduler.offer(new, failover=failover)
+        elif offered:
+            assert isinstance(op[1], int)
+            seq = op[1] % len(offered)
+            ref = JobRef(PID, seq)
+            if op[0] == "end" and seq in running:
+                running.discard(seq)
+                assert scheduler.ended(ref)
+            elif op[0] == "cancel" and seq not in started and seq not in cancelled:
+                assert not scheduler.cancel(ref)
+                cancelled.add(seq)
+                waiting_failover.discard(seq)
+        step()
+        assert scheduler.running == len(running)
+    while running:  # the rest end: everything left must start, once
+        scheduler.ended(JobRef(PID, running.pop()))
+        step()
+    assert sorted(started) == [s for s in range(len(offered)) if s not in cancelled]
+    if ordered:
+        for key in ("a", "b", "c"):
+            for failover in (False, True):
+                mine = [s for s in started if offered[s][1] is failover]
+                order = [s for s in mine if offered[s][0].key == key]
+                assert order == sorted(order), f"key {key} out of order"
+
+
+def test_a_released_key_goes_to_its_successor_before_the_ready_queue() -> None:
+    scheduler = Scheduler[J](2, ordered_keys=True)
+    for seq, key in enumerate(["k", "k", None, None]):
+        scheduler.offer(job(seq, key))
+    assert drain(scheduler) == [0, 2]  # 1 waits for k
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [1]  # it has waited since before 3
