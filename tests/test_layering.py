@@ -9,8 +9,9 @@ submodule by name (``from spreadq.wire import events``) is an edge to that submo
 The rules:
 
 * no cycles;
-* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine) import nothing that does
-  I/O, reads a clock or draws randomness;
+* the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the producer's core)
+  import nothing that does I/O, reads a clock or draws randomness; the producer's core
+  reaches nothing of ours but itself, ``queue``, ``wire`` and ``errors``;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
   reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``;
 * nothing on the producer side reaches the worker side, even indirectly, nor the other
@@ -42,14 +43,17 @@ FORBIDDEN_IN_CORES = {
     "subprocess",
 }
 
-PRODUCER_SIDE = ("spreadq.producer", "spreadq.outbox", "spreadq.receipt", "spreadq.routes")
+PRODUCER_SIDE = ("spreadq.producer",)  # the package and every module in it
 WORKER_SIDE = (
     "spreadq.actors.dispatcher",
     "spreadq.actors.runner",
     "spreadq.app",
     "spreadq.runtime",
 )
-FACADES = ("spreadq.app", "spreadq.producer", "spreadq.client")
+FACADES = ("spreadq.app", "spreadq.producer.facade", "spreadq.producer", "spreadq.client")
+
+# the producer's sans-IO core: its state machine and the values it takes and gives
+PRODUCER_CORE = ("core.py", "inputs.py", "effects.py", "jobs.py")
 
 # package -> the spreadq modules and packages it may import besides its own
 ALLOWED_BELOW: dict[str, tuple[str, ...]] = {
@@ -193,6 +197,7 @@ def test_no_import_cycles() -> None:
 def core_modules() -> list[Path]:
     paths = [*(SRC / "wire").rglob("*.py"), *(SRC / "queue").rglob("*.py")]
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
+    paths += [SRC / "producer" / name for name in PRODUCER_CORE]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)
@@ -221,6 +226,17 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_the_producer_core_reaches_only_sans_io_modules() -> None:
+    core = {f"spreadq.producer.{name.removesuffix('.py')}" for name in PRODUCER_CORE}
+    allowed = (*core, "spreadq.errors", "spreadq.queue", "spreadq.wire")
+    bad = [
+        f"{m} reaches {sorted(t for t in reachable(m) if not _within(t, allowed))}"
+        for m in sorted(core)
+        if any(not _within(t, allowed) for t in reachable(m))
+    ]
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize(
     ("side", "other"),
     [(PRODUCER_SIDE, WORKER_SIDE), (WORKER_SIDE, PRODUCER_SIDE)],
@@ -229,10 +245,12 @@ def test_lower_layers_import_only_what_is_below_them(package: str) -> None:
 def test_producer_and_worker_sides_stay_apart(
     side: tuple[str, ...], other: tuple[str, ...]
 ) -> None:
+    ours = [module for module in graph() if _within(module, side)]
+    assert ours, f"no module in {side}"
     bad = [
-        f"{m} reaches {sorted(reachable(m) & set(other))}"
-        for m in side
-        if reachable(m) & set(other)
+        f"{m} reaches {sorted(t for t in reachable(m) if _within(t, other))}"
+        for m in ours
+        if any(_within(t, other) for t in reachable(m))
     ]
     assert not bad, "\n".join(bad)
 

@@ -7,8 +7,8 @@ import pytest
 from spreadq.app import App
 from spreadq.codecs import default_codecs
 from spreadq.errors import ConfigurationError, PayloadError
+from spreadq.producer.routes import Routes
 from spreadq.queue.jobs import Outcome
-from spreadq.routes import Routes
 
 
 def test_kind_routes_are_cached_and_decode_with_the_named_codec() -> None:

@@ -22,7 +22,6 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
-from spreadq import receipt as receipt_module
 from spreadq.app import App
 from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
@@ -37,6 +36,8 @@ from spreadq.errors import (
     PayloadError,
 )
 from spreadq.producer import Producer, Receipt
+from spreadq.producer import receipt as receipt_module
+from spreadq.producer.receipt import ReceiptState
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
@@ -48,7 +49,6 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
-from spreadq.receipt import ReceiptState
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
 

@@ -8,48 +8,43 @@
 
 Theory of operation
 -------------------
+The producer is an I/O shell around a :class:`~spreadq.producer.core.ProducerCore`,
+which holds the jobs, the consumer list, the flow-control windows and the trust rules
+(see its module for what it decides and why). The shell opens the daemon session, turns
+what the FEEDBACK group delivers into the core's inputs, carries out the effects it
+returns (resolving receipts, logging, waking its tasks), and does all the waiting.
+
 ``put()`` encodes the payload with the job's codec (a failure raises
 :class:`~spreadq.errors.PayloadError` to the caller, before anything is queued), waits
-for admission from the :class:`~spreadq.actors.flow.FlowControl` actor, numbers the job
-(``seq``) and queues it. A *batcher* task packs queued jobs into JOB BATCH messages (up
-to ``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
-``batch_max_delay`` for company), asks the flow actor to clear each message's ``mseq``
-and multicasts it to the WORK group (AGREED). A job too big for one message goes alone
-as FRAGMENT messages, each cleared on its own.
+while the core has no room (a consumer a window behind, ``max_in_flight`` jobs held, a
+consumer's backlog over its bound), and feeds the job to the core. Waiting is a plain
+condition over the core (:class:`~spreadq.producer.condition.Changed`): every input
+that may open room wakes the waiting puts, which ask the core again; nothing polls,
+and a cancelled put leaves nothing behind and takes no room.
 
-A *member* producer (the default) joins the FEEDBACK group and reads it:
+A *sender* task takes batches from the core (up to ``batch_max_jobs`` jobs, one codec,
+under the message size cap, after waiting at most ``batch_max_delay`` for company),
+waits until the core clears each message, and multicasts it to the WORK group
+(AGREED). A job too big for one message goes alone as FRAGMENT messages, each cleared
+on its own.
 
-* VIEW envelopes give the consumer list; FEEDBACK memberships show consumers leaving.
-  Only envelopes Spread shows to come from the right members count (see
-  :mod:`spreadq.queue.witnesses`, Trust): a VIEW from a FEEDBACK member that is the
-  first consumer it lists; an ACK from a FEEDBACK member that the last VIEW taken
-  lists (an ACK from a sender that is not yet both is held, at most ``MAX_HELD_ACKS`` of
-  them, until it is, or dropped if it leaves FEEDBACK: a returning worker announces its
-  recovered outcomes between its WORK and FEEDBACK joins, so they reach us before we
-  count it back and re-send). Every other VIEW or ACK is dropped with a
-  ``feedback_dropped`` warning naming its sender, and settles nothing.
-  A producer that joins FEEDBACK after the last VIEW is not left in the dark: the first
-  consumer of the current WORK view announces it again when a member that is not a
-  consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`), so the WORK group
-  sees no view change on the producer's account.
-* ACK outcomes for our producer id resolve receipts (results are decoded lazily, when a
-  receipt is awaited); their read positions and backlogs go to the flow actor.
-* Every job sent records the consumers present when it was sent, its *witnesses*
-  (:mod:`spreadq.queue.witnesses` keeps that account). When no witness of an
-  unconfirmed job is left, nobody holds its payload any more, so the job is queued
-  again, ahead of new work, and re-sent with the same ``(producer_id, seq)`` under a
-  new mseq once a consumer is present. A lost connection loses every witness: after
-  reconnecting (with exponential backoff) every unconfirmed job is re-sent, so every
-  receipt still resolves. Consumers recognise re-sent jobs by their reference and
-  re-ACK a remembered outcome instead of running them again; workers that lost their
-  session too announce the outcomes they had not reported as they rejoin, so after a
-  lost session the producer waits (at most twice ``reconnect_backoff_max`` after the
-  first consumer is back) for as many consumers as it knew before re-sending.
-* With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
-  whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
-  still apply.
-* While no consumer is present nothing is multicast: jobs are held (admission still
-  bounds them by ``max_in_flight``) and go out once a consumer appears.
+A *member* producer (the default) joins the FEEDBACK group and reads it: VIEW and ACK
+envelopes and FEEDBACK memberships go to the core, which settles receipts from ACK
+outcomes, requeues jobs whose every witness left, and drops (with one
+``feedback_dropped`` warning naming the sender) envelopes from senders it does not
+trust. A producer that joins FEEDBACK after the last VIEW is not left in the dark: the
+first consumer of the current WORK view announces it again when a member that is not
+a consumer joins FEEDBACK (see :mod:`spreadq.actors.dispatcher`).
+
+A lost connection loses every witness: after reconnecting (with exponential backoff)
+every unconfirmed job is re-sent, so every receipt still resolves. Workers that lost
+their session too announce the outcomes they had not reported as they rejoin, so after
+a lost session the producer waits (at most twice ``reconnect_backoff_max`` after the
+first consumer is back) for as many consumers as it knew before re-sending.
+
+With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
+whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
+still apply.
 
 A producer with ``member=False`` is fire-and-forget, as plain Spread is: it joins no
 group, has no flow control (a burst can overrun a slow consumer), keeps no job once it
@@ -78,7 +73,6 @@ from typing import Any, Final, Self, TypeVar, overload
 import anyio
 import anyio.abc
 
-from spreadq.actors.flow import FlowControl, FlowHandle, FlowState
 from spreadq.client import Connection, connect
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.errors import (
@@ -88,42 +82,58 @@ from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
     InvalidName,
+    JobFailed,
     MessageTooLarge,
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
-from spreadq.outbox import HeldJob, Outbox
+from spreadq.producer.condition import Changed
+from spreadq.producer.core import FlowState, ProducerCore
+from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
+from spreadq.producer.inputs import (
+    AckReceived,
+    Cleared,
+    Closed,
+    FeedbackMembership,
+    GiveUp,
+    Input,
+    Put,
+    Resending,
+    Sent,
+    SessionLost,
+    SessionOpened,
+    ViewReceived,
+)
+from spreadq.producer.jobs import Batch, Job
+from spreadq.producer.receipt import Receipt
+from spreadq.producer.routes import Route, Routes
 from spreadq.queue.envelope import (
-    MAX_ENVELOPE_SIZE,
     MESS_TYPE,
     Ack,
     JobSpec,
-    batch_size,
     decode,
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.jobs import Outcome
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
-from spreadq.queue.witnesses import Trust, Witnesses
-from spreadq.receipt import Receipt
-from spreadq.routes import Routes
 from spreadq.settings import Settings
 from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
-__all__ = ["Producer", "ProducerStatistics", "Receipt"]  # Receipt: from spreadq.receipt
+__all__ = ["Producer", "ProducerStatistics"]
 
-log = get_logger(__name__)
+log = get_logger("spreadq.producer")  # the package's name: what users configure and filter on
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
-MAX_HELD_ACKS: Final = 256
-"""ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
+_Tag = tuple[Receipt[Any], Route]
+"""What the producer attaches to each job in the core: its receipt and route."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,40 +215,34 @@ class Producer:
         self._close_timeout = close_timeout
         self._id = os.urandom(16)
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
-        self._batch_jobs = settings.batch_max_jobs
-        self._batch_delay = settings.batch_max_delay
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._core = ProducerCore(
+            self._id,
+            member=member,
+            window=settings.window,
+            max_in_flight=settings.max_in_flight,
+            max_backlog=settings.max_backlog,
+            batch_max_jobs=settings.batch_max_jobs,
+            batch_max_delay=settings.batch_max_delay,
+        )
 
         # lifecycle
         self._group: anyio.abc.TaskGroup | None = None
         self._open = False
         self._closing = False
         self._error: ConnectionLost | None = None
-        self._flow_actor: FlowControl | None = None
-        self._flow: FlowHandle | None = None
         self._conn: Connection | None = None
 
-        # jobs
-        self._seq = 0
-        self._mseq = 0
-        self._outbox = Outbox(
-            self._id, self._routes, member=member, batch_max_jobs=settings.batch_max_jobs
-        )
-        self._wake = anyio.Event()
-        self._flushed = anyio.Event()
+        # waiting: every wait is a condition over the core, woken by one of these
+        self._room = Changed()  # put(): the core may have room
+        self._clearance = Changed()  # the sender: its message may be cleared
+        self._queued = Changed()  # the sender: jobs queued, a flush, closing
+        self._idle = Changed()  # flush(): the sender found the queue empty
+        self._consumers = Changed()  # the consumer list changed
+        self._waiting_puts = 0
+        self._waiting_send = False
         self._flushing = 0
-        self._room = anyio.Event()
-
-        # consumers and witness epochs
-        self._witnesses = Witnesses()
-        self._consumers_changed = anyio.Event()
-        self._peak = 0  # the most consumers known at once in this session
-        self._expect_back = 0  # ... in the last session lost
-        self._held: dict[str, list[Ack]] = {}  # ACKs from FEEDBACK members not listed yet
-        self._held_count = 0
-
-        self._sessions = 0
 
     # -- identity --------------------------------------------------------------------
 
@@ -270,7 +274,7 @@ class Producer:
     @property
     def consumers(self) -> tuple[str, ...]:
         """The consumers this producer knows to be present (member producers only)."""
-        return self._witnesses.consumers
+        return self._core.consumers
 
     async def wait_for_consumers(self, count: int = 1) -> tuple[str, ...]:
         """Wait until at least ``count`` consumers are known; return them.
@@ -287,42 +291,42 @@ class Producer:
         """
         if not self._member:
             raise ConfigurationError("a fire-and-forget producer (member=False) knows no consumers")
-        while len(self._witnesses.consumers) < count:
-            if self._error is not None:
-                raise self._error
-            await self._consumers_event().wait()
-        return self._witnesses.consumers
-
-    def _consumers_event(self) -> anyio.Event:
-        """The event the next change of the consumer list sets (shared by waiters)."""
-        if self._consumers_changed.is_set():
-            self._consumers_changed = anyio.Event()
-        return self._consumers_changed
+        core = self._core
+        await self._consumers.wait_for(
+            lambda: self._error is not None or len(core.consumers) >= count
+        )
+        if len(core.consumers) < count and self._error is not None:
+            raise self._error
+        return core.consumers
 
     async def flow_state(self) -> FlowState | None:
-        """The flow-control actor's accounting now (None for a fire-and-forget producer).
+        """The flow-control accounting now (None for a fire-and-forget producer).
 
         Raises:
-            ConnectionLost: the producer is closed.
+            ConnectionLost: the producer has closed.
         """
-        if self._flow is None:
+        if not self._member:
             return None
-        return await self._flow.snapshot()
+        if self._error is not None:
+            raise self._error
+        return self._core.flow_state(
+            waiting_puts=self._waiting_puts, waiting_send=self._waiting_send
+        )
 
     def statistics(self) -> ProducerStatistics:
         """The producer's counters now."""
-        outbox = self._outbox
+        core = self._core
         return ProducerStatistics(
-            put=outbox.put,
-            pending=outbox.held,
-            queued=outbox.unsent,
-            messages=outbox.messages,
-            sent=outbox.sent,
-            resent=outbox.resent,
-            succeeded=outbox.succeeded,
-            failed=outbox.failed,
-            consumers=self._witnesses.consumers,
-            sessions=self._sessions,
+            put=core.put,
+            pending=core.held,
+            queued=core.unsent,
+            messages=core.messages,
+            sent=core.sent,
+            resent=core.resent,
+            succeeded=core.succeeded,
+            failed=core.failed,
+            consumers=core.consumers,
+            sessions=core.sessions,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -333,17 +337,6 @@ class Producer:
         group = self._group = anyio.create_task_group()
         await group.__aenter__()
         try:
-            if self._member:
-                settings = self._settings
-                self._flow_actor = FlowControl(
-                    self._id,
-                    window=settings.window,
-                    max_in_flight=settings.max_in_flight,
-                    max_backlog=settings.max_backlog,
-                    batch_max_jobs=settings.batch_max_jobs,
-                    queue=self._work,
-                )
-                self._flow = await group.start(self._flow_actor.run)
             await group.start(self._sessions_loop)
         except BaseException:
             group.cancel_scope.cancel()
@@ -361,7 +354,7 @@ class Producer:
         group = self._group
         assert group is not None
         self._closing = True
-        self._wake.set()
+        self._queued.notify()
         if exc_type is None:
             with anyio.move_on_after(self._close_timeout):
                 await self._flush()
@@ -383,11 +376,10 @@ class Producer:
 
     async def _flush(self) -> None:
         self._flushing += 1
-        self._wake.set()
+        self._queued.notify()
         try:
-            while self._open and self._outbox.unsent:
-                self._flushed = anyio.Event()
-                await self._flushed.wait()
+            core = self._core
+            await self._idle.wait_for(lambda: not self._open or not core.unsent)
             if self._open and self._conn is not None:
                 with contextlib.suppress(ConnectionLost):
                     await self._conn.flush()
@@ -396,16 +388,55 @@ class Producer:
 
     def _shutdown(self, error: ConnectionLost) -> None:
         self._open = False
-        self._flushed.set()
         if self._error is None:
             self._error = error
-        if self._flow_actor is not None:
-            self._flow_actor.stop(error)
-        left = self._outbox.fail_all(error)
-        self._room.set()
-        self._consumers_changed.set()
+        left = self._apply(Closed(self._error))
+        for changed in (self._room, self._clearance, self._queued, self._idle, self._consumers):
+            changed.notify()
         if left:
             self._log.info("producer_closed_with_pending", pending=left)
+
+    # -- the core ----------------------------------------------------------------------
+
+    def _apply(self, event: Input) -> int:
+        """Feed ``event`` to the core and carry out its effects; wake whoever may now go
+        on. Returns how many receipts it resolved."""
+        core = self._core
+        resolved = 0
+        for effect in core.apply(event, time.monotonic()):
+            match effect:
+                case Settle(job=job, outcome=outcome):
+                    resolved += self._resolve(job, outcome)
+                case Ready():
+                    self._queued.notify()
+                case Requeued(jobs=jobs):
+                    self._queued.notify()
+                    self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
+                case ConsumersSet(consumers=consumers, gone=gone):
+                    self._consumers.notify()
+                    self._log.info("consumers_changed", consumers=len(consumers), gone=len(gone))
+                case Dropped(sender=sender, kind=kind, reason=reason, count=count):
+                    self._log.warning(
+                        "feedback_dropped", sender=sender, kind=kind, reason=reason, count=count
+                    )
+        self._clearance.notify()
+        if self._room.waiting and core.room():
+            self._room.notify()
+        return resolved
+
+    def _resolve(self, job: Job[Any], outcome: Outcome | BaseException) -> int:
+        """Resolve ``job``'s receipt; 1 if it was still pending, else 0."""
+        receipt, route = job.tag
+        if receipt.done:
+            return 0
+        if isinstance(outcome, BaseException):
+            receipt._fail(outcome)
+        elif outcome.ok:
+            decode = self._routes.result_decoder(route, job.codec, outcome)
+            receipt._succeed(outcome.result, time.monotonic(), decode)
+        else:
+            receipt._fail(JobFailed(outcome.error_type, outcome.error_message, outcome.attempts))
+        return 1
 
     # -- put -------------------------------------------------------------------------
 
@@ -471,30 +502,20 @@ class Producer:
                 raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
             header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
 
-        flow = self._flow
-        if flow is not None:
-            if not flow.take_credit():
-                await flow.admit()
-        else:
-            while len(self._outbox.queue) >= self._settings.max_in_flight and self._open:
-                self._room = anyio.Event()
-                await self._room.wait()
-        if not self._open or self._closing:  # closed while waiting
-            if self._flow is not None:
-                self._flow.refund()
-            self._check_open()
-        seq = self._seq
-        try:
-            spec_ = JobSpec(seq, kind, data, key, header_items)
-        except BaseException:
-            if self._flow is not None:
-                self._flow.refund()
-            raise
-        self._seq = seq + 1
+        core = self._core
+        if not core.room():
+            self._waiting_puts += 1
+            try:
+                await self._room.wait_for(lambda: not self._open or core.room())
+            finally:
+                self._waiting_puts -= 1
+            self._check_open()  # closed while waiting
+        # from here to the Put nothing awaits: the room seen is the room taken
+        seq = core.next_seq
+        spec = JobSpec(seq, kind, data, key, header_items)
         receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
-        job = HeldJob(spec_, route.codec.name, route, receipt, time.monotonic())
-        if self._outbox.add(job):
-            self._wake.set()
+        tag: _Tag = (receipt, route)
+        self._apply(Put(spec, route.codec.name, tag))
         return receipt
 
     def _check_open(self) -> None:
@@ -517,9 +538,8 @@ class Producer:
                 async with connect(self._spread, name=self._name, membership=self._member) as conn:
                     if self._member:
                         await conn.join(self._feedback)
-                    self._sessions += 1
                     self._conn = conn
-                    self._witnesses.me = conn.private_group
+                    self._apply(SessionOpened(conn.private_group))
                     self._log.info("producer_connected", member=conn.private_group)
                     if not started:
                         task_status.started()
@@ -533,7 +553,8 @@ class Producer:
                 error = exc if isinstance(exc, ConnectionLost) else None
                 self._log.debug("producer_connect_failed", error=str(exc))
             self._conn = None
-            await self._session_ended()
+            # the session is gone, and with it every consumer's witness: queue everything again
+            self._apply(SessionLost())
             if error is not None:
                 lost = error
                 self._log.warning("producer_disconnected", reason=error.reason.value)
@@ -561,43 +582,29 @@ class Producer:
             session.start_soon(guard, self._reader, session.cancel_scope)
         return lost[0] if lost else None
 
-    async def _session_ended(self) -> None:
-        """The session is gone, and with it every consumer's witness: queue everything again."""
-        # the daemon may have dropped the consumers one by one before our own session:
-        # expect as many as were there at once
-        self._expect_back = max(self._expect_back, self._peak)
-        self._peak = 0
-        self._drop_held(lambda sender: True, "the session ended")
-        self._witnesses.reset()
-        await self._set_consumers(())
-        self._requeued(self._outbox.put_back())
-
     # -- sending ---------------------------------------------------------------------
 
     async def _sender(self, conn: Connection) -> None:
-        outbox = self._outbox
-        queue = outbox.queue
+        core = self._core
         await self._await_consumers_back()
         while True:
-            while not queue:
-                self._flushed.set()
-                self._wake = anyio.Event()
-                await self._wake.wait()
-            if len(queue) < self._batch_jobs and self._batch_delay and not self._flushing:
-                remaining = queue[0].at + self._batch_delay - time.monotonic()
-                if remaining > 0:
-                    self._wake = anyio.Event()
-                    with anyio.move_on_after(remaining):
-                        await self._wake.wait()
-            first = outbox.head()
-            if first is None:
+            wait = core.send_delay(time.monotonic(), flushing=self._flushing > 0)
+            if wait is None:  # nothing queued
+                self._idle.notify()
+                await self._queued.wait()
                 continue
-            if batch_size(first.codec, (first.spec,)) > MAX_ENVELOPE_SIZE:
-                await self._send_fragments(conn, outbox.take_one())
+            if wait > 0:  # a short batch waits for company, or for a flush
+                with anyio.move_on_after(wait):
+                    await self._queued.wait()
+                if core.send_delay(time.monotonic(), flushing=self._flushing > 0) != 0:
+                    continue
+            batch = core.next_batch()
+            if batch is None:
+                continue
+            if batch.fragmented:
+                await self._send_fragments(conn, batch)
             else:
-                await self._send_batch(conn, outbox.take_batch())
-            if not self._member:
-                self._room.set()
+                await self._send_batch(conn, batch)
 
     async def _await_consumers_back(self) -> None:
         """After a lost session, give the consumers known then (the most known at once)
@@ -612,67 +619,73 @@ class Producer:
         :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
         memory; jobs re-sent before a worker is back may run again elsewhere.
         """
-        expect = self._expect_back  # kept until the wait ends: this session may end too
+        core = self._core
+        expect = core.expected_back  # kept until the wait ends: this session may end too
         if not self._member or expect <= 1:
-            self._expect_back = 0
+            self._apply(Resending())
             return
-        witnesses = self._witnesses
-        while not witnesses.consumers:
-            await self._consumers_event().wait()
+        await self._consumers.wait_for(lambda: bool(core.consumers))
         with anyio.move_on_after(2 * self._settings.reconnect_backoff_max):
-            while len(witnesses.consumers) < expect:
-                await self._consumers_event().wait()
-        self._expect_back = 0
-        if len(witnesses.consumers) < expect:
-            self._log.info(
-                "consumers_not_back", expected=expect, consumers=len(witnesses.consumers)
-            )
+            await self._consumers.wait_for(lambda: len(core.consumers) >= expect)
+        self._apply(Resending())
+        if len(core.consumers) < expect:
+            self._log.info("consumers_not_back", expected=expect, consumers=len(core.consumers))
 
-    async def _clear(self, mseq: int, jobs: int) -> None:
-        if self._flow is not None:
-            await self._flow.clear_to_send(mseq, jobs)
-        self._mseq = mseq
+    async def _clear(self, batch: Batch[Any], final: bool = True) -> None:
+        """Wait until the core clears the next message of ``batch``, and tell it so."""
+        core = self._core
+        waited = False
+        if not core.clear_to_send(batch, final):
+            waited = self._waiting_send = True
+            self._log_block()
+            try:
+                await self._clearance.wait_for(lambda: core.clear_to_send(batch, final))
+            finally:
+                self._waiting_send = False
+            self._log.debug("window_opened", last_mseq=core.last_mseq)
+        self._apply(Cleared(batch, final, waited))
 
-    async def _send_batch(self, conn: Connection, jobs: list[HeldJob]) -> None:
-        outbox = self._outbox
-        mseq = self._mseq + 1
-        await self._clear(mseq, sum(1 for job in jobs if not job.counted))
-        for job in jobs:
-            job.counted = True
-        live = [job for job in jobs if not job.settled]
+    def _log_block(self) -> None:
+        core = self._core
+        slowest = core.slowest()
+        self._log.debug(
+            "window_blocked",
+            reason=str(core.blocked()),
+            last_mseq=core.last_mseq,
+            slowest=slowest[0] if slowest else None,
+            share=core.share,
+        )
+
+    async def _send_batch(self, conn: Connection, batch: Batch[Any]) -> None:
+        await self._clear(batch)
+        live = tuple(job for job in batch.jobs if not job.settled)
         if live:
+            mseq = self._core.last_mseq
             data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
             if self._seal is not None:
                 data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-            outbox.messages += 1
-            outbox.sent += len(live)
-        outbox.on_wire(live, self._witnesses.epoch)
+        self._apply(Sent(live, 1 if live else 0))
 
-    async def _send_fragments(self, conn: Connection, job: HeldJob) -> None:
-        outbox = self._outbox
+    async def _send_fragments(self, conn: Connection, batch: Batch[Any]) -> None:
+        (job,) = batch.jobs
         try:
-            parts = encode_fragments(self._id, self._mseq + 1, job.codec, job.spec)
+            parts = encode_fragments(self._id, self._core.last_mseq + 1, job.codec, job.spec)
         except MessageTooLarge as error:  # pragma: no cover - a 9 GB payload
-            outbox.on_wire([], self._witnesses.epoch)
-            outbox.settle(job, error, time.monotonic())
+            self._apply(GiveUp(job, error))
             return
         last = len(parts) - 1
         for index, data in enumerate(parts):
             # fragments were numbered from the first mseq; clearances keep them
             # consecutive because only this task advances mseq
-            final = index == last
-            await self._clear(self._mseq + 1, int(final and not job.counted))
-            job.counted = job.counted or final
+            await self._clear(batch, index == last)
             if job.settled:
-                outbox.on_wire([], self._witnesses.epoch)
+                self._apply(Sent((), index))
                 return
             if self._seal is not None:
                 data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-            outbox.messages += 1
-        outbox.sent += 1
-        outbox.on_wire([job], self._witnesses.epoch)
+        self._apply(Sent((job,), len(parts)))
 
     # -- reading FEEDBACK --------------------------------------------------------------
 
@@ -682,11 +695,11 @@ class Producer:
             for event in await conn.receive_batch():
                 if type(event) is DataMessage:
                     if feedback in event.groups:  # not a private message
-                        await self._on_data(event)
+                        self._on_data(event)
                 elif type(event) is RegularMembership and event.group == feedback:
-                    await self._on_feedback_view(event)
+                    self._apply(FeedbackMembership(event.members))
 
-    async def _on_data(self, event: DataMessage) -> None:
+    def _on_data(self, event: DataMessage) -> None:
         try:
             data = event.data
             if self._seal is not None:
@@ -696,105 +709,6 @@ class Producer:
             self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
         if type(message) is Ack:
-            trust = self._witnesses.judge_ack(event.sender)
-            if trust is Trust.TRUSTED:
-                await self._on_ack(event.sender, message)
-            elif trust is not Trust.NOT_FIRST and self._held_count < MAX_HELD_ACKS:
-                self._held.setdefault(event.sender, []).append(message)
-                self._held_count += 1
-            else:
-                self._dropped(event.sender, "ack", trust.value)
+            self._apply(AckReceived(event.sender, message))
         elif type(message) is View:
-            trust = self._witnesses.judge_view(message, event.sender)
-            if trust is Trust.TRUSTED:
-                await self._on_view(message)
-            else:
-                self._dropped(event.sender, "view", trust.value)
-
-    def _dropped(self, sender: str, kind: str, reason: str, count: int = 1) -> None:
-        """One warning per envelope (or held batch) dropped: it settles nothing."""
-        self._log.warning("feedback_dropped", sender=sender, kind=kind, reason=reason, count=count)
-
-    def _settle_held(self) -> list[tuple[str, Ack, int]]:
-        """Settle, in the outbox and at once, the held ACKs of senders now trusted: done
-        before the consumer list changes, so jobs they settle are never re-sent. Their
-        reports to flow control follow (:meth:`_report_released`)."""
-        witnesses = self._witnesses
-        released: list[tuple[str, Ack, int]] = []
-        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
-            acks = self._held.pop(sender)
-            self._held_count -= len(acks)
-            for ack in acks:
-                released.append((sender, ack, self._settle(ack)))
-        return released
-
-    async def _report_released(self, released: list[tuple[str, Ack, int]]) -> None:
-        for sender, ack, settled in released:
-            await self._report(sender, ack, settled)
-
-    def _drop_held(self, gone: Callable[[str], bool], reason: str) -> None:
-        """Drop the held ACKs of the senders ``gone`` says are gone."""
-        for sender in [sender for sender in self._held if gone(sender)]:
-            acks = self._held.pop(sender)
-            self._held_count -= len(acks)
-            self._dropped(sender, "ack", reason, len(acks))
-
-    async def _on_ack(self, sender: str, ack: Ack) -> None:
-        await self._report(sender, ack, self._settle(ack))
-
-    def _settle(self, ack: Ack) -> int:
-        """Settle the receipts ``ack`` reports; how many jobs that settled."""
-        return self._outbox.on_outcomes(ack.outcomes, time.monotonic())
-
-    async def _report(self, sender: str, ack: Ack, settled: int) -> None:
-        """Tell flow control what an ACK said: read positions, backlog, jobs settled."""
-        flow = self._flow
-        assert flow is not None
-        await flow.ack_seen(sender, ack.positions, ack.backlog)
-        await flow.settled(settled)
-
-    async def _on_view(self, view: View) -> None:
-        consumers = self._witnesses.on_view(view)
-        if consumers is not None:  # else an older view of this lifetime, overtaken
-            released = self._settle_held()
-            await self._set_consumers(consumers)
-            await self._report_released(released)
-
-    async def _on_feedback_view(self, event: RegularMembership) -> None:
-        witnesses = self._witnesses
-        # held ACKs of senders that were members and left are dropped; those of senders
-        # not yet members wait for their join (bounded by MAX_HELD_ACKS)
-        was_member = {sender for sender in self._held if witnesses.is_member(sender)}
-        consumers = witnesses.on_feedback(event.members)
-        released: list[tuple[str, Ack, int]] = []
-        if self._held:
-            self._drop_held(
-                lambda sender: sender in was_member and not witnesses.is_member(sender),
-                "left FEEDBACK",
-            )
-            released = self._settle_held()
-        await self._set_consumers(consumers)
-        await self._report_released(released)
-
-    async def _set_consumers(self, members: Sequence[str]) -> None:
-        if not self._member:
-            return
-        witnesses = self._witnesses
-        flow = self._flow
-        assert flow is not None
-        await flow.peers_seen(witnesses.peers(members))
-        change = witnesses.change(members)
-        if change is None:
-            return
-        self._consumers_changed.set()
-        self._peak = max(self._peak, len(change.consumers))
-        await flow.consumers_seen(change.consumers)
-        self._log.info("consumers_changed", consumers=len(change.consumers), gone=len(change.gone))
-        self._requeued(self._outbox.lost(change.lost))
-        witnesses.forget(self._outbox.live_epochs())
-
-    def _requeued(self, jobs: list[HeldJob]) -> None:
-        """``jobs`` went back to the queue (to be sent again): wake the batcher."""
-        if jobs:
-            self._wake.set()
-            self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
+            self._apply(ViewReceived(event.sender, message))
