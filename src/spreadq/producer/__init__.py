@@ -6,6 +6,8 @@
   sans-IO state machine behind it (jobs, consumers, windows, trust), with its
   :mod:`~spreadq.producer.inputs`, :mod:`~spreadq.producer.effects` and
   :mod:`~spreadq.producer.jobs`;
+* :mod:`~spreadq.producer.sender`: the task that takes batches from the core and
+  multicasts them;
 * :mod:`~spreadq.producer.receipt`: :class:`Receipt`, a job's awaitable outcome;
 * :mod:`~spreadq.producer.routes`: how each handler's or kind's payloads are encoded and
   results decoded;

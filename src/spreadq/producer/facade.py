@@ -22,7 +22,7 @@ condition over the core (:class:`~spreadq.producer.condition.Changed`): every in
 that may open room wakes the waiting puts, which ask the core again; nothing polls,
 and a cancelled put leaves nothing behind and takes no room.
 
-A *sender* task takes batches from the core (up to ``batch_max_jobs`` jobs, one codec,
+A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to ``batch_max_jobs`` jobs, one codec,
 under the message size cap, after waiting at most ``batch_max_delay`` for company),
 waits until the core clears each message, and multicasts it to the WORK group
 (AGREED). A job too big for one message goes alone as FRAGMENT messages, each cleared
@@ -83,7 +83,6 @@ from spreadq.errors import (
     EnvelopeError,
     InvalidName,
     JobFailed,
-    MessageTooLarge,
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
@@ -92,35 +91,28 @@ from spreadq.producer.core import FlowState, ProducerCore
 from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
 from spreadq.producer.inputs import (
     AckReceived,
-    Cleared,
     Closed,
     FeedbackMembership,
-    GiveUp,
     Input,
     Put,
-    Resending,
-    Sent,
     SessionLost,
     SessionOpened,
     ViewReceived,
 )
-from spreadq.producer.jobs import Batch, Job
+from spreadq.producer.jobs import Job
 from spreadq.producer.receipt import Receipt
 from spreadq.producer.routes import Route, Routes
+from spreadq.producer.sender import Sender
 from spreadq.queue.envelope import (
-    MESS_TYPE,
     Ack,
     JobSpec,
     decode,
-    encode_batch,
-    encode_fragments,
 )
 from spreadq.queue.jobs import Outcome
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.settings import Settings
-from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
 __all__ = ["Producer", "ProducerStatistics"]
@@ -236,13 +228,19 @@ class Producer:
 
         # waiting: every wait is a condition over the core, woken by one of these
         self._room = Changed()  # put(): the core may have room
-        self._clearance = Changed()  # the sender: its message may be cleared
-        self._queued = Changed()  # the sender: jobs queued, a flush, closing
-        self._idle = Changed()  # flush(): the sender found the queue empty
         self._consumers = Changed()  # the consumer list changed
         self._waiting_puts = 0
-        self._waiting_send = False
-        self._flushing = 0
+        self._sender = Sender(
+            self._core,
+            self._apply,
+            self._consumers,
+            producer_id=self._id,
+            work_group=self._work,
+            seal=self._seal,
+            member=member,
+            backoff_max=settings.reconnect_backoff_max,
+            log=self._log,
+        )
 
     # -- identity --------------------------------------------------------------------
 
@@ -310,7 +308,7 @@ class Producer:
         if self._error is not None:
             raise self._error
         return self._core.flow_state(
-            waiting_puts=self._waiting_puts, waiting_send=self._waiting_send
+            waiting_puts=self._waiting_puts, waiting_send=self._sender.waiting
         )
 
     def statistics(self) -> ProducerStatistics:
@@ -354,7 +352,7 @@ class Producer:
         group = self._group
         assert group is not None
         self._closing = True
-        self._queued.notify()
+        self._sender.queued.notify()
         if exc_type is None:
             with anyio.move_on_after(self._close_timeout):
                 await self._flush()
@@ -375,23 +373,25 @@ class Producer:
         self._check_open()
 
     async def _flush(self) -> None:
-        self._flushing += 1
-        self._queued.notify()
+        sender = self._sender
+        sender.flushing += 1
+        sender.queued.notify()
         try:
             core = self._core
-            await self._idle.wait_for(lambda: not self._open or not core.unsent)
+            await sender.idle.wait_for(lambda: not self._open or not core.unsent)
             if self._open and self._conn is not None:
                 with contextlib.suppress(ConnectionLost):
                     await self._conn.flush()
         finally:
-            self._flushing -= 1
+            sender.flushing -= 1
 
     def _shutdown(self, error: ConnectionLost) -> None:
         self._open = False
         if self._error is None:
             self._error = error
         left = self._apply(Closed(self._error))
-        for changed in (self._room, self._clearance, self._queued, self._idle, self._consumers):
+        sender = self._sender
+        for changed in (self._room, sender.clearance, sender.queued, sender.idle, self._consumers):
             changed.notify()
         if left:
             self._log.info("producer_closed_with_pending", pending=left)
@@ -408,9 +408,9 @@ class Producer:
                 case Settle(job=job, outcome=outcome):
                     resolved += self._resolve(job, outcome)
                 case Ready():
-                    self._queued.notify()
+                    self._sender.queued.notify()
                 case Requeued(jobs=jobs):
-                    self._queued.notify()
+                    self._sender.queued.notify()
                     self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
                 case ConsumersSet(consumers=consumers, gone=gone):
                     self._consumers.notify()
@@ -419,7 +419,7 @@ class Producer:
                     self._log.warning(
                         "feedback_dropped", sender=sender, kind=kind, reason=reason, count=count
                     )
-        self._clearance.notify()
+        self._sender.clearance.notify()
         if self._room.waiting and core.room():
             self._room.notify()
         return resolved
@@ -578,114 +578,9 @@ class Producer:
             scope.cancel()
 
         async with anyio.create_task_group() as session:
-            session.start_soon(guard, self._sender, session.cancel_scope)
+            session.start_soon(guard, self._sender.run, session.cancel_scope)
             session.start_soon(guard, self._reader, session.cancel_scope)
         return lost[0] if lost else None
-
-    # -- sending ---------------------------------------------------------------------
-
-    async def _sender(self, conn: Connection) -> None:
-        core = self._core
-        await self._await_consumers_back()
-        while True:
-            wait = core.send_delay(time.monotonic(), flushing=self._flushing > 0)
-            if wait is None:  # nothing queued
-                self._idle.notify()
-                await self._queued.wait()
-                continue
-            if wait > 0:  # a short batch waits for company, or for a flush
-                with anyio.move_on_after(wait):
-                    await self._queued.wait()
-                if core.send_delay(time.monotonic(), flushing=self._flushing > 0) != 0:
-                    continue
-            batch = core.next_batch()
-            if batch is None:
-                continue
-            if batch.fragmented:
-                await self._send_fragments(conn, batch)
-            else:
-                await self._send_batch(conn, batch)
-
-    async def _await_consumers_back(self) -> None:
-        """After a lost session, give the consumers known then (the most known at once)
-        time to come back before re-sending: at most twice ``reconnect_backoff_max`` after
-        the first is back. Workers retry at most ``reconnect_backoff_max`` apart, so the
-        last is back within that of the first, and the second period covers its connect,
-        its join and the VIEW that tells us (one period was too short against a real
-        Spread daemon: 1 run in 6 re-sent before the second worker was seen).
-
-        Workers reconnect on the same backoff schedule and each announces, as it joins,
-        the outcomes its handlers reached that no delivered ACK confirmed (see
-        :mod:`spreadq.runtime`). Jobs re-sent after that announcement are answered from
-        memory; jobs re-sent before a worker is back may run again elsewhere.
-        """
-        core = self._core
-        expect = core.expected_back  # kept until the wait ends: this session may end too
-        if not self._member or expect <= 1:
-            self._apply(Resending())
-            return
-        await self._consumers.wait_for(lambda: bool(core.consumers))
-        with anyio.move_on_after(2 * self._settings.reconnect_backoff_max):
-            await self._consumers.wait_for(lambda: len(core.consumers) >= expect)
-        self._apply(Resending())
-        if len(core.consumers) < expect:
-            self._log.info("consumers_not_back", expected=expect, consumers=len(core.consumers))
-
-    async def _clear(self, batch: Batch[Any], final: bool = True) -> None:
-        """Wait until the core clears the next message of ``batch``, and tell it so."""
-        core = self._core
-        waited = False
-        if not core.clear_to_send(batch, final):
-            waited = self._waiting_send = True
-            self._log_block()
-            try:
-                await self._clearance.wait_for(lambda: core.clear_to_send(batch, final))
-            finally:
-                self._waiting_send = False
-            self._log.debug("window_opened", last_mseq=core.last_mseq)
-        self._apply(Cleared(batch, final, waited))
-
-    def _log_block(self) -> None:
-        core = self._core
-        slowest = core.slowest()
-        self._log.debug(
-            "window_blocked",
-            reason=str(core.blocked()),
-            last_mseq=core.last_mseq,
-            slowest=slowest[0] if slowest else None,
-            share=core.share,
-        )
-
-    async def _send_batch(self, conn: Connection, batch: Batch[Any]) -> None:
-        await self._clear(batch)
-        live = tuple(job for job in batch.jobs if not job.settled)
-        if live:
-            mseq = self._core.last_mseq
-            data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
-            if self._seal is not None:
-                data = self._seal.seal(data, conn.private_group)
-            await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-        self._apply(Sent(live, 1 if live else 0))
-
-    async def _send_fragments(self, conn: Connection, batch: Batch[Any]) -> None:
-        (job,) = batch.jobs
-        try:
-            parts = encode_fragments(self._id, self._core.last_mseq + 1, job.codec, job.spec)
-        except MessageTooLarge as error:  # pragma: no cover - a 9 GB payload
-            self._apply(GiveUp(job, error))
-            return
-        last = len(parts) - 1
-        for index, data in enumerate(parts):
-            # fragments were numbered from the first mseq; clearances keep them
-            # consecutive because only this task advances mseq
-            await self._clear(batch, index == last)
-            if job.settled:
-                self._apply(Sent((), index))
-                return
-            if self._seal is not None:
-                data = self._seal.seal(data, conn.private_group)
-            await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-        self._apply(Sent((job,), len(parts)))
 
     # -- reading FEEDBACK --------------------------------------------------------------
 
