@@ -22,11 +22,11 @@ condition over the core (:class:`~spreadq.producer.condition.Changed`): every in
 that may open room wakes the waiting puts, which ask the core again; nothing polls,
 and a cancelled put leaves nothing behind and takes no room.
 
-A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to ``batch_max_jobs`` jobs, one codec,
-under the message size cap, after waiting at most ``batch_max_delay`` for company),
-waits until the core clears each message, and multicasts it to the WORK group
-(AGREED). A job too big for one message goes alone as FRAGMENT messages, each cleared
-on its own.
+A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to
+``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
+``batch_max_delay`` for company), waits until the core clears each message, and
+multicasts it to the WORK group (AGREED). A job too big for one message goes alone as
+FRAGMENT messages, each cleared on its own.
 
 A *member* producer (the default) joins the FEEDBACK group and reads it: VIEW and ACK
 envelopes and FEEDBACK memberships go to the core, which settles receipts from ACK
