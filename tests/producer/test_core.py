@@ -20,7 +20,7 @@ from core_driver import ME, PID, Driver
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from spreadq.errors import CloseReason, ConnectionLost, MessageTooLarge
+from spreadq.errors import CloseReason, ConnectionLost, LocalProtocolError, MessageTooLarge
 from spreadq.producer.core import MAX_HELD_ACKS
 from spreadq.producer.effects import Dropped, Settle
 from spreadq.producer.inputs import (
@@ -70,6 +70,19 @@ def test_batches_stop_at_the_limit_the_codec_and_the_size_cap() -> None:
     batch = d.core.next_batch()
     assert batch is not None
     assert (len(batch.jobs), batch.fragmented) == (1, True)
+
+
+def test_one_batch_is_in_hand_at_a_time() -> None:
+    d = Driver.make()
+    d.put()
+    d.put(codec="raw")
+    assert d.core.next_batch() is not None
+    with pytest.raises(LocalProtocolError, match="in hand"):
+        d.core.next_batch()
+    d.apply(SessionLost())  # gives it back
+    batch = d.core.next_batch()
+    assert batch is not None
+    assert [job.spec.seq for job in batch.jobs] == [0]
 
 
 def test_the_batching_delay_waits_for_company_unless_flushing_or_full() -> None:

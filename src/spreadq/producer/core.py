@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from heapq import merge
 from typing import Any, Final
 
+from spreadq.errors import LocalProtocolError
 from spreadq.producer.effects import ConsumersSet, Dropped, Effect, Ready, Requeued, Settle
 from spreadq.producer.inputs import (
     AckReceived,
@@ -280,7 +281,13 @@ class ProducerCore:
         A batch holds the head job and those after it with the same codec, at most
         ``batch_max_jobs``, under the message size cap; a head job too big for one
         message comes alone, to be fragmented.
+
+        Raises:
+            LocalProtocolError: a batch is in hand already (it was neither ``Sent``
+                nor given back by ``SessionLost``).
         """
+        if self._in_hand:
+            raise LocalProtocolError("a batch is in hand already: send it first")
         queue = self._queue
         while queue and queue[0].settled:
             queue.popleft()
