@@ -10,8 +10,9 @@ The rules:
 
 * no cycles;
 * the sans-IO cores (``wire/``, ``queue/``, the daemon's engine, the session's
-  translation, the worker's feedback rule, scheduler and recovery) import nothing that does I/O,
-  reads a clock or draws randomness;
+  translation, the worker's feedback rule, scheduler and recovery, the producer's core)
+  import nothing that does I/O, reads a clock or draws randomness; the producer's core
+  reaches nothing of ours but itself, ``queue``, ``wire`` and ``errors``;
 * ``wire/`` imports only itself and ``errors``; ``queue/`` adds ``wire`` (never the
   reverse); the daemon imports only itself, ``wire``, ``errors`` and ``logs``; the
   worker's scheduler only the job types;
@@ -45,10 +46,13 @@ FORBIDDEN_IN_CORES = {
     "subprocess",
 }
 
-PRODUCER_SIDE = ("spreadq.producer", "spreadq.outbox", "spreadq.receipt", "spreadq.routes")
+PRODUCER_SIDE = ("spreadq.producer",)  # the package and every module in it
 WORKER_SIDE = ("spreadq.worker",)
 SHARED = ("spreadq.session",)  # both sides may import it; it imports neither
-FACADES = ("spreadq.worker.app", "spreadq.producer", "spreadq.client")
+FACADES = ("spreadq.worker.app", "spreadq.producer.facade", "spreadq.producer", "spreadq.client")
+
+# the producer's sans-IO core: its state machine and the values it takes and gives
+PRODUCER_CORE = ("core.py", "inputs.py", "effects.py", "jobs.py")
 
 # package -> the spreadq modules and packages it may import besides its own
 ALLOWED_BELOW: dict[str, tuple[str, ...]] = {
@@ -195,6 +199,7 @@ def core_modules() -> list[Path]:
     paths += [SRC / "daemon" / "engine.py", SRC / "daemon" / "network.py"]
     paths += [SRC / "session" / "translate.py", SRC / "worker" / "feedback.py"]
     paths += [SRC / "worker" / "scheduler.py", SRC / "worker" / "recovery.py"]
+    paths += [SRC / "producer" / name for name in PRODUCER_CORE]
     missing = [path for path in paths if not path.exists()]
     assert not missing, f"sans-IO modules named here are gone: {missing}"
     return sorted(paths)
@@ -232,6 +237,17 @@ def _reaching(sources: tuple[str, ...], targets: tuple[str, ...]) -> list[str]:
             if hits:
                 found.append(f"{module} reaches {hits}")
     return found
+
+
+def test_the_producer_core_reaches_only_sans_io_modules() -> None:
+    core = {f"spreadq.producer.{name.removesuffix('.py')}" for name in PRODUCER_CORE}
+    allowed = (*core, "spreadq.errors", "spreadq.queue", "spreadq.wire")
+    bad = [
+        f"{m} reaches {sorted(t for t in reachable(m) if not _within(t, allowed))}"
+        for m in sorted(core)
+        if any(not _within(t, allowed) for t in reachable(m))
+    ]
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize(

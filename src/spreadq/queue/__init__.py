@@ -3,8 +3,8 @@ of outstanding jobs, and flow-control windows.
 
 Nothing here does I/O, reads a clock or draws random numbers: time comes in as
 ``now: float`` and ids (producer ids, incarnations) are chosen by the caller. The
-Dispatcher actor feeds :class:`OutstandingTable` and carries out its effects; the
-FlowControl actor and the Producer use :class:`AckCadence` and :class:`ProducerGate`.
+Dispatcher actor feeds :class:`OutstandingTable` and carries out its effects and uses
+:class:`AckCadence`; the producer's core uses :class:`ProducerGate`.
 """
 
 from __future__ import annotations

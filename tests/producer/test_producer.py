@@ -7,6 +7,7 @@ be decoded and checked: packing, the size cap, fragments, order, re-sending.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
-from spreadq import receipt as receipt_module
+from spreadq.worker.app import App
 from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, serve
@@ -36,6 +37,8 @@ from spreadq.errors import (
     PayloadError,
 )
 from spreadq.producer import Producer, Receipt
+from spreadq.producer import receipt as receipt_module
+from spreadq.producer.receipt import ReceiptState
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     MESS_TYPE,
@@ -47,10 +50,8 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
-from spreadq.receipt import ReceiptState
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
-from spreadq.worker.app import App
 
 WAIT = 10.0
 
@@ -283,6 +284,38 @@ async def read_jobs(
         ack = Ack(bytes(16), positions=((producer.producer_id, message.mseq),))
         await reader.multicast(producer.feedback_group, encode(ack), mess_type=MESS_TYPE)
     return jobs, sizes, widest
+
+
+async def test_a_put_cancelled_just_as_room_opens_takes_nothing() -> None:
+    # anyio lets a woken task resume before a cancel scope can interrupt it; a plain
+    # asyncio cancel can land between the wake-up and the resumption: the put must
+    # then have taken nothing, since it takes its room only once it runs again
+    settings = Settings(max_in_flight=1, batch_max_delay=0.0)
+    async with consumer_and_producer("grant", settings) as (_, reader, producer):
+        with anyio.fail_after(WAIT):
+            first = await producer.put("add", {"a": 1})
+            await read_jobs(reader, producer, 1)
+            put = asyncio.get_running_loop().create_task(producer.put("add", {"a": 2}))
+            await wait_all_tasks_blocked()
+            assert not put.done()
+            state = await producer.flow_state()
+            assert state is not None
+            assert state.waiting_puts == 1
+            outcome = ((JobRef(producer.producer_id, 0), Outcome.success(b"3")),)
+            ack = Ack(bytes(16), outcomes=outcome)
+            await reader.multicast(producer.feedback_group, encode(ack), mess_type=MESS_TYPE)
+            # the ACK's outcome resolves the receipt first, then wakes the waiting put:
+            # this task runs before the put does, and cancels it
+            assert await first == 3
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+            state = await producer.flow_state()
+            assert state is not None
+            assert (state.admitted, state.in_flight, state.waiting_puts) == (0, 0, 0)
+            assert producer.statistics().put == 1
+            second = await producer.put("add", {"a": 4})
+            assert second.seq == 1
 
 
 async def test_jobs_are_packed_capped_fragmented_and_kept_in_order() -> None:

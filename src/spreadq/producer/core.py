@@ -1,0 +1,592 @@
+"""ProducerCore: what one producer knows and decides, as a sans-IO state machine.
+
+Theory of operation
+-------------------
+The core is driven like the worker's table: the facade feeds it one input at a time
+(:mod:`~spreadq.producer.inputs`) with the time ``now``, and carries out the effects
+it returns (:mod:`~spreadq.producer.effects`). Between inputs the facade asks it three
+questions: :meth:`~ProducerCore.room` (may ``put()`` admit a job now?),
+:meth:`~ProducerCore.next_batch` (what to send next?) and
+:meth:`~ProducerCore.clear_to_send` (may that message go now?). It reads no clock,
+does no I/O and never waits; the waiting is the facade's (a put waits while ``room()``
+is False and re-asks when an input may have opened room).
+
+The jobs. A job enters at ``Put`` and is *queued*; :meth:`~ProducerCore.next_batch`
+takes jobs *in hand* (a batch of one codec, at most ``batch_max_jobs``, under the
+message size cap; or one job too big for a message, to be fragmented); each message
+is ``Cleared`` (it takes the next mseq and its new jobs count as in flight) and the
+batch is ``Sent``. A member producer keeps every job *pending* from ``Put`` until an
+ACK outcome settles it; a fire-and-forget producer forgets a job once it is written.
+A job settled while queued or in hand (a re-sent job whose first copy's outcome
+arrives) is skipped, never sent again.
+
+Witnesses (:mod:`spreadq.queue.witnesses`). Every job sent records the epoch of the
+consumer set present then. When an epoch loses its last witness, its pending jobs go
+back to the queue, ahead of new work and in their original order, to be re-sent with
+the same seq under a new mseq. A lost session loses every witness: all pending jobs go
+back, and the core remembers how many consumers it had known at once
+(:attr:`~ProducerCore.expected_back`), so the facade can wait for them to return
+before re-sending.
+
+Trust. The core takes a VIEW only from the FEEDBACK member it lists first, and an ACK
+only from a FEEDBACK member that the last VIEW taken lists. Any other ACK is held (at
+most :data:`MAX_HELD_ACKS` of them) until its sender is both (a consumer's ACK can
+overtake the VIEW that announces it, and a returning worker announces its recovered
+outcomes just before it joins FEEDBACK); it is dropped if its sender leaves FEEDBACK or
+the session ends. Held ACKs are settled before the consumer list changes, so jobs
+they settle are never re-sent. A VIEW that does not count, and an ACK that cannot be
+held, is dropped (:class:`~spreadq.producer.effects.Dropped`) and changes nothing.
+
+Flow control (:class:`~spreadq.queue.windows.ProducerGate`). A message may go while
+some consumer is present and every consumer's window, the jobs in flight and every
+consumer's backlog are in bounds. A put is admitted while the jobs held (admitted and
+not yet cleared, plus in flight) stay under ``max_in_flight``; while the gate is shut
+by a window or a backlog, at most ``batch_max_jobs`` admitted jobs may wait unsent, so
+``put()`` blocks about when a consumer is a window behind. With no consumer present
+jobs are held (up to ``max_in_flight``) and sent once one appears. A fire-and-forget
+producer has no gate: it only bounds its queue by ``max_in_flight``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from heapq import merge
+from typing import Any, Final
+
+from spreadq.errors import LocalProtocolError
+from spreadq.producer.effects import ConsumersSet, Dropped, Effect, Ready, Requeued, Settle
+from spreadq.producer.inputs import (
+    AckReceived,
+    Cleared,
+    Closed,
+    FeedbackMembership,
+    GiveUp,
+    Input,
+    Put,
+    Resending,
+    Sent,
+    SessionLost,
+    SessionOpened,
+    ViewReceived,
+)
+from spreadq.producer.jobs import UNSENT, Batch, Job
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, batch_size
+from spreadq.queue.jobs import Outcome
+from spreadq.queue.windows import BlockReason, ProducerGate
+from spreadq.queue.witnesses import Trust, Witnesses
+
+__all__ = ["MAX_HELD_ACKS", "FlowState", "ProducerCore"]
+
+MAX_HELD_ACKS: Final = 256
+"""ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
+
+_READY: Final = Ready()
+_SHUT = (BlockReason.WINDOW, BlockReason.BACKLOG)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """A snapshot of a producer's flow control, for tests, logs and ``spreadq top``."""
+
+    consumers: tuple[str, ...]
+    admitted: int
+    """Jobs admitted by ``put()`` and not yet cleared to be sent."""
+    in_flight: int
+    """Jobs cleared to be sent and not yet confirmed."""
+    last_mseq: int
+    """The last message cleared to be sent (0 before the first)."""
+    share: int
+    """How many messages this producer may run ahead of the slowest consumer."""
+    blocked: BlockReason | None
+    """Why the next message may not be sent now, or None."""
+    waiting_puts: int
+    """``put()`` calls waiting for room."""
+    waiting_send: bool
+    """Whether the sender waits for clearance."""
+    sends_waited: int
+    """How many messages had to wait for clearance (the window, backlog, no consumer)."""
+    ack_slack: int
+    """ACK messages counted against the window as possibly unread (the most for any
+    consumer, capped; see :mod:`spreadq.queue.windows`)."""
+
+
+_Released = list[tuple[str, Ack, int]]
+
+
+def _seq(job: Job[Any]) -> int:
+    return job.spec.seq
+
+
+class ProducerCore:
+    """The state of one producer on one queue: jobs, consumers, windows, trust.
+
+    Args:
+        producer_id: the producer's 16-byte id (ACK outcomes for others are skipped).
+        member: a member producer (confirmations, flow control, re-sending) or a
+            fire-and-forget one.
+        window: unread messages allowed at any consumer, shared among producers.
+        max_in_flight: the most jobs held: admitted and not yet sent, plus sent and
+            not yet confirmed (for a fire-and-forget producer: queued).
+        max_backlog: the most outstanding jobs a consumer may report before sends wait.
+        batch_max_jobs: the most jobs in one batch; also the admitted jobs allowed to
+            wait unsent while the window is shut.
+        batch_max_delay: how long a job waits for company before a short batch goes.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_dispatch",
+        "_expect_back",
+        "_gate",
+        "_held",
+        "_held_count",
+        "_in_hand",
+        "_mseq",
+        "_next_seq",
+        "_peak",
+        "_pending",
+        "_queue",
+        "_sends_waited",
+        "_witnesses",
+        "batch_max_delay",
+        "batch_max_jobs",
+        "failed",
+        "max_in_flight",
+        "member",
+        "messages",
+        "producer_id",
+        "put",
+        "resent",
+        "sent",
+        "sessions",
+        "succeeded",
+    )
+
+    def __init__(
+        self,
+        producer_id: bytes,
+        *,
+        member: bool = True,
+        window: int = 600,
+        max_in_flight: int = 10_000,
+        max_backlog: int = 5_000,
+        batch_max_jobs: int = 256,
+        batch_max_delay: float = 0.0,
+    ) -> None:
+        self.producer_id = producer_id
+        self.member = member
+        self.max_in_flight = max_in_flight
+        self.batch_max_jobs = max(1, batch_max_jobs)
+        self.batch_max_delay = batch_max_delay
+        self._gate = ProducerGate(
+            producer_id, window=window, max_in_flight=max_in_flight, max_backlog=max_backlog
+        )
+        self._witnesses = Witnesses()
+        self._queue: deque[Job[Any]] = deque()
+        self._in_hand: list[Job[Any]] = []
+        self._pending: dict[int, Job[Any]] = {}
+        self._held: dict[str, list[Ack]] = {}  # ACKs from FEEDBACK members not listed yet
+        self._held_count = 0
+        self._next_seq = 0
+        self._mseq = 0
+        self._admitted = 0
+        self._sends_waited = 0
+        self._peak = 0  # the most consumers known at once in this session
+        self._expect_back = 0  # ... in the last session lost
+        self.put = self.messages = self.sent = self.resent = 0
+        self.succeeded = self.failed = self.sessions = 0
+        self._dispatch: dict[type[Any], Callable[[Any, float], list[Effect]]] = {
+            Put: self._on_put,
+            Cleared: self._on_cleared,
+            Sent: self._on_sent,
+            GiveUp: self._on_give_up,
+            SessionOpened: self._on_session_opened,
+            SessionLost: self._on_session_lost,
+            Resending: self._on_resending,
+            Closed: self._on_closed,
+            AckReceived: self._on_ack,
+            ViewReceived: self._on_view,
+            FeedbackMembership: self._on_feedback,
+        }
+
+    def apply(self, event: Input, now: float) -> list[Effect]:
+        """Feed one input at time ``now``; return the effects, in order.
+
+        Raises:
+            KeyError: ``event`` is not one of :data:`~spreadq.producer.inputs.Input`.
+        """
+        return self._dispatch[type(event)](event, now)
+
+    # -- queries ---------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next ``Put`` must carry (0, 1, 2, ...)."""
+        return self._next_seq
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers known to be present, in the order of the last VIEW."""
+        return self._witnesses.consumers
+
+    @property
+    def held(self) -> int:
+        """Jobs held: pending (member), or queued (fire-and-forget)."""
+        return len(self._pending) if self.member else len(self._queue)
+
+    @property
+    def unsent(self) -> int:
+        """Jobs queued or in hand."""
+        return len(self._queue) + len(self._in_hand)
+
+    @property
+    def expected_back(self) -> int:
+        """How many consumers were known at once before the last session was lost (0
+        once the sender of a new session started: :class:`Resending`)."""
+        return self._expect_back
+
+    @property
+    def last_mseq(self) -> int:
+        """The last mseq cleared (0 before the first)."""
+        return self._mseq
+
+    def room(self) -> bool:
+        """Whether ``put()`` may admit one more job now."""
+        if not self.member:
+            return len(self._queue) < self.max_in_flight
+        gate = self._gate
+        admitted = self._admitted
+        if self.max_in_flight - gate.in_flight - admitted <= 0:
+            return False
+        if admitted < self.batch_max_jobs:
+            return True
+        return gate.check(gate.last_mseq + 1) not in _SHUT
+
+    def send_delay(self, now: float, *, flushing: bool = False) -> float | None:
+        """How long the sender should wait for more jobs before taking a batch: 0 when
+        a batch is due now (a full batch, the delay passed, or ``flushing``), None when
+        nothing is queued."""
+        queue = self._queue
+        if not queue:
+            return None
+        if flushing or not self.batch_max_delay or len(queue) >= self.batch_max_jobs:
+            return 0.0
+        return max(0.0, queue[0].at + self.batch_max_delay - now)
+
+    def next_batch(self) -> Batch[Any] | None:
+        """Take in hand the next jobs to send; None when nothing (unsettled) is queued.
+
+        A batch holds the head job and those after it with the same codec, at most
+        ``batch_max_jobs``, under the message size cap; a head job too big for one
+        message comes alone, to be fragmented.
+
+        Raises:
+            LocalProtocolError: a batch is in hand already (it was neither ``Sent``
+                nor given back by ``SessionLost``).
+        """
+        if self._in_hand:
+            raise LocalProtocolError("a batch is in hand already: send it first")
+        queue = self._queue
+        while queue and queue[0].settled:
+            queue.popleft()
+        if not queue:
+            return None
+        first = queue.popleft()
+        codec = first.codec
+        size = batch_size(codec, (first.spec,))
+        if size > MAX_ENVELOPE_SIZE:
+            self._in_hand = [first]
+            return Batch((first,), fragmented=True)
+        jobs = [first]
+        limit = self.batch_max_jobs
+        while queue and len(jobs) < limit:
+            job = queue[0]
+            if job.settled:
+                queue.popleft()
+                continue
+            if job.codec != codec:
+                break
+            size += job.spec.encoded_size
+            if size > MAX_ENVELOPE_SIZE:
+                break
+            jobs.append(queue.popleft())
+        self._in_hand = jobs
+        return Batch(tuple(jobs))
+
+    def queued(self) -> tuple[int, ...]:
+        """The seqs of the unsettled jobs waiting to be sent, in the order they go."""
+        return tuple(job.spec.seq for job in self._queue if not job.settled)
+
+    def clear_to_send(self, batch: Batch[Any], final: bool = True) -> bool:
+        """Whether the next message of ``batch`` may be multicast now (``final``: see
+        :class:`~spreadq.producer.inputs.Cleared`)."""
+        if not self.member:
+            return True
+        return self._gate.check(self._mseq + 1, self._new_jobs(batch, final)) is None
+
+    def blocked(self) -> BlockReason | None:
+        """Why the next message may not be sent now, or None."""
+        return self._gate.check(self._mseq + 1) if self.member else None
+
+    def slowest(self) -> tuple[str, int] | None:
+        """The consumer furthest behind in our sequence, and its read position."""
+        return self._gate.slowest()
+
+    @property
+    def share(self) -> int:
+        """How many messages this producer may run ahead of the slowest consumer."""
+        return self._gate.share
+
+    def flow_state(self, *, waiting_puts: int = 0, waiting_send: bool = False) -> FlowState:
+        """The flow-control accounting now; the facade adds who is waiting."""
+        gate = self._gate
+        return FlowState(
+            consumers=gate.consumers,
+            admitted=self._admitted,
+            in_flight=gate.in_flight,
+            last_mseq=self._mseq,
+            share=gate.share,
+            blocked=gate.check(self._mseq + 1),
+            waiting_puts=waiting_puts,
+            waiting_send=waiting_send,
+            sends_waited=self._sends_waited,
+            ack_slack=gate.ack_slack,
+        )
+
+    # -- from put() to the wire ------------------------------------------------------
+
+    def _on_put(self, event: Put, now: float) -> list[Effect]:
+        job: Job[Any] = Job(event.spec, event.codec, event.tag, now)
+        self._next_seq = event.spec.seq + 1
+        self.put += 1
+        if self.member:
+            self._pending[job.spec.seq] = job
+            self._admitted += 1
+        queue = self._queue
+        queue.append(job)
+        if len(queue) == 1 or len(queue) == self.batch_max_jobs:
+            return [_READY]
+        return []
+
+    @staticmethod
+    def _new_jobs(batch: Batch[Any], final: bool) -> int:
+        """Jobs that a message of ``batch`` counts as in flight for the first time."""
+        if batch.fragmented and not final:
+            return 0
+        return sum(1 for job in batch.jobs if not job.counted)
+
+    def _on_cleared(self, event: Cleared, now: float) -> list[Effect]:
+        batch = event.batch
+        self._mseq += 1
+        if self.member:
+            new = self._new_jobs(batch, event.final)
+            self._gate.on_sent(new, self._mseq)
+            self._admitted -= new
+            self._sends_waited += event.waited
+        if event.final or not batch.fragmented:
+            for job in batch.jobs:
+                job.counted = True
+        return []
+
+    def _on_sent(self, event: Sent, now: float) -> list[Effect]:
+        self._in_hand = []
+        self.messages += event.messages
+        self.sent += len(event.jobs)
+        if not self.member:
+            for job in event.jobs:
+                job.settled = True
+        else:
+            epoch = self._witnesses.epoch
+            for job in event.jobs:
+                job.epoch = epoch
+        return []
+
+    def _on_give_up(self, event: GiveUp, now: float) -> list[Effect]:
+        self._in_hand = []
+        job = event.job
+        if job.counted and self.member:  # in flight, and never to be confirmed
+            self._gate.on_confirmed(1)
+        return [self._settle(job, event.error)]
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _on_session_opened(self, event: SessionOpened, now: float) -> list[Effect]:
+        self.sessions += 1
+        self._witnesses.me = event.me
+        return []
+
+    def _on_session_lost(self, event: SessionLost, now: float) -> list[Effect]:
+        # the daemon may have dropped the consumers one by one before our own session:
+        # expect as many as were there at once
+        self._expect_back = max(self._expect_back, self._peak)
+        self._peak = 0
+        effects: list[Effect] = []
+        self._drop_held(lambda sender: True, "the session ended", effects)
+        self._witnesses.reset()
+        self._set_consumers((), effects)
+        back = [job for job in self._in_hand if not job.settled]
+        self._in_hand = []
+        if self.member:
+            self._requeue(back, effects)
+        else:
+            self._queue.extendleft(reversed(back))
+        return effects
+
+    def _on_resending(self, event: Resending, now: float) -> list[Effect]:
+        self._expect_back = 0
+        return []
+
+    def _on_closed(self, event: Closed, now: float) -> list[Effect]:
+        error = event.error
+        effects: list[Effect] = []
+        for job in self._pending.values():
+            job.settled = True
+            effects.append(Settle(job, error))
+        self._pending.clear()
+        self._queue.clear()
+        self._in_hand = []
+        self._admitted = 0
+        return effects
+
+    # -- FEEDBACK --------------------------------------------------------------------
+
+    def _on_ack(self, event: AckReceived, now: float) -> list[Effect]:
+        sender, ack = event.sender, event.ack
+        trust = self._witnesses.judge_ack(sender)
+        effects: list[Effect] = []
+        if trust is Trust.TRUSTED:
+            self._report(sender, ack, self._settle_outcomes(ack, effects))
+        elif trust is not Trust.NOT_FIRST and self._held_count < MAX_HELD_ACKS:
+            self._held.setdefault(sender, []).append(ack)
+            self._held_count += 1
+        else:
+            effects.append(Dropped(sender, "ack", trust.value))
+        return effects
+
+    def _on_view(self, event: ViewReceived, now: float) -> list[Effect]:
+        witnesses = self._witnesses
+        trust = witnesses.judge_view(event.view, event.sender)
+        if trust is not Trust.TRUSTED:
+            return [Dropped(event.sender, "view", trust.value)]
+        effects: list[Effect] = []
+        consumers = witnesses.on_view(event.view)
+        if consumers is not None:  # else an older view of this lifetime, overtaken
+            released = self._settle_held(effects)
+            self._set_consumers(consumers, effects)
+            self._report_released(released)
+        return effects
+
+    def _on_feedback(self, event: FeedbackMembership, now: float) -> list[Effect]:
+        witnesses = self._witnesses
+        # held ACKs of senders that were members and left are dropped; those of senders
+        # not yet members wait for their join (bounded by MAX_HELD_ACKS)
+        was_member = {sender for sender in self._held if witnesses.is_member(sender)}
+        consumers = witnesses.on_feedback(event.members)
+        effects: list[Effect] = []
+        released: _Released = []
+        if self._held:
+            self._drop_held(
+                lambda sender: sender in was_member and not witnesses.is_member(sender),
+                "left FEEDBACK",
+                effects,
+            )
+            released = self._settle_held(effects)
+        self._set_consumers(consumers, effects)
+        self._report_released(released)
+        return effects
+
+    def _settle_held(self, effects: list[Effect]) -> _Released:
+        """Settle at once the held ACKs of senders now trusted (before the consumer
+        list changes, so jobs they settle are never re-sent); their reports to the
+        gate follow (:meth:`_report_released`), once the sender counts there."""
+        witnesses = self._witnesses
+        released: _Released = []
+        for sender in [s for s in self._held if witnesses.judge_ack(s) is Trust.TRUSTED]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            for ack in acks:
+                released.append((sender, ack, self._settle_outcomes(ack, effects)))
+        return released
+
+    def _report_released(self, released: _Released) -> None:
+        for sender, ack, confirmed in released:
+            self._report(sender, ack, confirmed)
+
+    def _drop_held(self, gone: Callable[[str], bool], reason: str, effects: list[Effect]) -> None:
+        for sender in [sender for sender in self._held if gone(sender)]:
+            acks = self._held.pop(sender)
+            self._held_count -= len(acks)
+            effects.append(Dropped(sender, "ack", reason, len(acks)))
+
+    def _report(self, sender: str, ack: Ack, confirmed: int) -> None:
+        """Tell the gate what an ACK said: read positions, backlog, jobs confirmed."""
+        gate = self._gate
+        gate.on_ack(sender, ack.positions, ack.backlog)
+        if confirmed:
+            gate.on_confirmed(confirmed)
+
+    def _set_consumers(self, members: tuple[str, ...], effects: list[Effect]) -> None:
+        if not self.member:
+            return
+        witnesses = self._witnesses
+        gate = self._gate
+        gate.on_peers(witnesses.peers(members))
+        change = witnesses.change(members)
+        if change is None:
+            return
+        self._peak = max(self._peak, len(change.consumers))
+        gate.on_view(change.consumers, gate.last_mseq)
+        effects.append(ConsumersSet(change.consumers, change.gone))
+        lost = change.lost
+        if lost:
+            self._requeue([job for job in self._pending.values() if job.epoch in lost], effects)
+        witnesses.forget({job.epoch for job in self._pending.values()})
+
+    def _requeue(self, jobs: list[Job[Any]], effects: list[Effect]) -> None:
+        """Queue ``jobs`` again, ahead of new work: the queue stays in put order."""
+        if jobs:
+            jobs.sort(key=_seq)
+            for job in jobs:
+                job.epoch = UNSENT
+            queue = self._queue
+            if queue and queue[0].spec.seq < jobs[-1].spec.seq:  # older ones still queued
+                self._queue = deque(merge(queue, jobs, key=_seq))
+            else:
+                queue.extendleft(reversed(jobs))
+            self.resent += len(jobs)
+            effects.append(Requeued(tuple(jobs)))
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _settle_outcomes(self, ack: Ack, effects: list[Effect]) -> int:
+        """Settle the pending jobs ``ack`` reports; returns how many of them were in
+        flight (cleared to be sent)."""
+        me = self.producer_id
+        pending = self._pending
+        confirmed = 0
+        for ref, outcome in ack.outcomes:
+            if ref.producer_id != me:
+                continue
+            job = pending.pop(ref.seq, None)
+            if job is None:
+                continue
+            confirmed += job.counted
+            effects.append(self._settle(job, outcome))
+        return confirmed
+
+    def _settle(self, job: Job[Any], outcome: Outcome | BaseException) -> Settle:
+        job.settled = True
+        if not job.counted:  # never cleared: its admission ends here
+            job.counted = True
+            if self.member:
+                self._admitted -= 1
+        if isinstance(outcome, BaseException):
+            self._pending.pop(job.spec.seq, None)
+            self.failed += 1
+        elif outcome.ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        return Settle(job, outcome)

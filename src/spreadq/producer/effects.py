@@ -1,0 +1,58 @@
+"""What a :class:`~spreadq.producer.core.ProducerCore` asks its facade to do.
+
+The core settles, requeues and counts by itself; these effects are what only the I/O
+shell can carry out: resolve a receipt, log a dropped envelope or a new consumer
+list, wake the sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from spreadq.producer.jobs import Job
+from spreadq.queue.jobs import Outcome
+
+__all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """Resolve ``job``'s receipt with ``outcome``, or fail it with the exception."""
+
+    job: Job[Any]
+    outcome: Outcome | BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """``count`` FEEDBACK envelopes of ``kind`` (``"ack"`` or ``"view"``) from ``sender``
+    were dropped for ``reason``: they settled nothing."""
+
+    sender: str
+    kind: str
+    reason: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """``jobs`` went back to the queue, to be sent again (the sender has work)."""
+
+    jobs: tuple[Job[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumersSet:
+    """The consumer list changed: ``consumers`` now, ``gone`` left."""
+
+    consumers: tuple[str, ...]
+    gone: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The queue holds a first job or a full batch: the sender should look."""
+
+
+Effect = Settle | Dropped | Requeued | ConsumersSet | Ready

@@ -1,0 +1,609 @@
+"""Producer: put jobs on a queue and await their outcomes through receipts.
+
+::
+
+    async with Producer("thumbnails", spread="4803@localhost") as producer:
+        receipt = await producer.put(resize, ResizeJob(url=...))   # typed by the handler
+        thumbnail = await receipt                                   # or raises JobFailed
+
+Theory of operation
+-------------------
+The producer is an I/O shell around a :class:`~spreadq.producer.core.ProducerCore`,
+which holds the jobs, the consumer list, the flow-control windows and the trust rules
+(see its module for what it decides and why). The shell opens the daemon session, turns
+what the FEEDBACK group delivers into the core's inputs, carries out the effects it
+returns (resolving receipts, logging, waking its tasks), and does all the waiting.
+
+``put()`` encodes the payload with the job's codec (a failure raises
+:class:`~spreadq.errors.PayloadError` to the caller, before anything is queued), waits
+while the core has no room (a consumer a window behind, ``max_in_flight`` jobs held, a
+consumer's backlog over its bound), and feeds the job to the core. Waiting is a plain
+condition over the core (:class:`~spreadq.producer.condition.Changed`): every input
+that may open room wakes the waiting puts, which ask the core again; nothing polls,
+and a cancelled put leaves nothing behind and takes no room.
+
+A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to
+``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
+``batch_max_delay`` for company), waits until the core clears each message, and
+multicasts it to the WORK group (AGREED). A job too big for one message goes alone as
+FRAGMENT messages, each cleared on its own.
+
+A *member* producer (the default) joins the FEEDBACK group and reads it: VIEW and ACK
+envelopes and FEEDBACK memberships go to the core, which settles receipts from ACK
+outcomes, requeues jobs whose every witness left, and drops (with one
+``feedback_dropped`` warning naming the sender) envelopes from senders it does not
+trust. A producer that joins FEEDBACK after the last VIEW is not left in the dark: the
+first consumer of the current WORK view announces it again when a member that is not
+a consumer joins FEEDBACK (see :mod:`spreadq.worker.dispatcher`).
+
+A lost connection loses every witness: after reconnecting (with exponential backoff)
+every unconfirmed job is re-sent, so every receipt still resolves. Workers that lost
+their session too announce the outcomes they had not reported as they rejoin, so after
+a lost session the producer waits (at most twice ``reconnect_backoff_max`` after the
+first consumer is back) for as many consumers as it knew before re-sending.
+
+With ``settings.secret`` set, JOB messages go out sealed and only FEEDBACK messages
+whose seal verifies are read at all (:mod:`spreadq.queue.seal`); the checks above
+still apply.
+
+A producer with ``member=False`` is fire-and-forget, as plain Spread is: it joins no
+group, has no flow control (a burst can overrun a slow consumer), keeps no job once it
+is written, and its receipts never resolve (awaiting one raises
+:class:`~spreadq.errors.ConfigurationError`).
+
+Closing (leaving ``async with``) stops new puts, waits up to ``close_timeout`` for the
+queued jobs to be sent, then ends the session: pending receipts and waiting puts fail
+with :class:`~spreadq.errors.ConnectionLost` (``CLOSED_LOCALLY``). Await receipts inside
+the block. A producer that has tried ``settings.reconnect_max_attempts`` times in a row
+to reconnect gives up the same way, with the last ``ConnectionLost``, which every later
+``put()`` raises too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar, overload
+
+import anyio
+import anyio.abc
+
+from spreadq.client import Connection, connect
+from spreadq.codecs import Codec, CodecRegistry, default_codecs
+from spreadq.errors import (
+    CloseReason,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    EnvelopeError,
+    InvalidName,
+    JobFailed,
+)
+from spreadq.handlers import Handler
+from spreadq.logs import get_logger
+from spreadq.producer.condition import Changed
+from spreadq.producer.core import FlowState, ProducerCore
+from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
+from spreadq.producer.inputs import (
+    AckReceived,
+    Closed,
+    FeedbackMembership,
+    Input,
+    Put,
+    SessionLost,
+    SessionOpened,
+    ViewReceived,
+)
+from spreadq.producer.jobs import Job
+from spreadq.producer.receipt import Receipt
+from spreadq.producer.routes import Route, Routes
+from spreadq.producer.sender import Sender
+from spreadq.queue.envelope import (
+    Ack,
+    JobSpec,
+    decode,
+)
+from spreadq.queue.jobs import Outcome
+from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
+from spreadq.queue.seal import Seal
+from spreadq.queue.view import View
+from spreadq.settings import Settings
+from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
+
+__all__ = ["Producer", "ProducerStatistics"]
+
+log = get_logger("spreadq.producer")  # the package's name: what users configure and filter on
+
+PayloadT = TypeVar("PayloadT")
+ResultT = TypeVar("ResultT")
+
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+_Tag = tuple[Receipt[Any], Route]
+"""What the producer attaches to each job in the core: its receipt and route."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStatistics:
+    """Counters of one producer (see :meth:`Producer.statistics`)."""
+
+    put: int
+    """Jobs accepted by ``put()``."""
+    pending: int
+    """Jobs held: queued to be sent, or sent and not yet confirmed (member producers)."""
+    queued: int
+    """Jobs waiting to be sent (new or to be re-sent)."""
+    messages: int
+    """Spread messages multicast to the WORK group (batches and fragments)."""
+    sent: int
+    """Jobs multicast, re-sends included."""
+    resent: int
+    """Jobs queued again because every consumer that held them left or the session ended."""
+    succeeded: int
+    failed: int
+    consumers: tuple[str, ...]
+    sessions: int
+    """Sessions opened with the daemon (1 + reconnections)."""
+
+
+class Producer:
+    """Puts jobs on a queue; an async context manager holding one daemon session.
+
+    Args:
+        queue: the queue name (its WORK group; the FEEDBACK group is ``<queue>~fb``).
+        spread: the daemon address (``"4803"``, ``"4803@host"``, ``"unix:/path"``);
+            None means Spread's default, ``"4803"``.
+        member: join the FEEDBACK group to get confirmations, flow control and
+            re-sending (the default); False is fire-and-forget.
+        settings: tunables (``window``, ``max_in_flight``, ``max_backlog``,
+            ``batch_max_jobs``, ``batch_max_delay``, ``reconnect_backoff_*``,
+            ``reconnect_max_attempts``);
+            ``Settings()`` when None.
+        codec: the codec of payloads put by kind name (``bytes`` always go ``raw``); a
+            payload put by handler uses the handler's codec.
+        codecs: codecs beyond the built-in ``json`` and ``raw``.
+        name: the private name of the daemon session (up to 10 bytes); None lets the
+            daemon choose.
+        close_timeout: how long closing waits for queued jobs to be sent (seconds).
+
+    Raises:
+        ConfigurationError: a bad queue name, private name or close_timeout, or an
+            unknown codec.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        spread: str | None = None,
+        *,
+        member: bool = True,
+        settings: Settings | None = None,
+        codec: str = "json",
+        codecs: Sequence[Codec] = (),
+        name: str | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._work, self._feedback = queue_groups(queue)
+        self._spread = spread
+        self._member = member
+        self._settings = settings = Settings() if settings is None else settings
+        self._codecs: CodecRegistry = default_codecs().with_codecs(*codecs)
+        self._routes = Routes(self._codecs, codec)
+        if name is not None:
+            try:
+                check_private_name(name)
+            except InvalidName as error:
+                raise ConfigurationError(
+                    f"invalid producer name {name!r}: {error.reason}"
+                ) from None
+        self._name = name
+        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
+            raise ConfigurationError(f"close_timeout must be >= 0 seconds, not {close_timeout!r}")
+        self._close_timeout = close_timeout
+        self._id = os.urandom(16)
+        self._log = log.bind(queue=queue, producer=self._id[:4].hex())
+        secret = settings.secret
+        self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
+        self._core = ProducerCore(
+            self._id,
+            member=member,
+            window=settings.window,
+            max_in_flight=settings.max_in_flight,
+            max_backlog=settings.max_backlog,
+            batch_max_jobs=settings.batch_max_jobs,
+            batch_max_delay=settings.batch_max_delay,
+        )
+
+        # lifecycle
+        self._group: anyio.abc.TaskGroup | None = None
+        self._open = False
+        self._closing = False
+        self._error: ConnectionLost | None = None
+        self._conn: Connection | None = None
+
+        # waiting: every wait is a condition over the core, woken by one of these
+        self._room = Changed()  # put(): the core may have room
+        self._consumers = Changed()  # the consumer list changed
+        self._waiting_puts = 0
+        self._sender = Sender(
+            self._core,
+            self._apply,
+            self._consumers,
+            producer_id=self._id,
+            work_group=self._work,
+            seal=self._seal,
+            member=member,
+            backoff_max=settings.reconnect_backoff_max,
+            log=self._log,
+        )
+
+    # -- identity --------------------------------------------------------------------
+
+    @property
+    def producer_id(self) -> bytes:
+        """This producer's random 16-byte id (consumers report read positions by it)."""
+        return self._id
+
+    @property
+    def queue(self) -> str:
+        """The queue name."""
+        return self._work
+
+    @property
+    def work_group(self) -> str:
+        """The WORK group jobs are multicast to."""
+        return self._work
+
+    @property
+    def feedback_group(self) -> str:
+        """The FEEDBACK group a member producer reads."""
+        return self._feedback
+
+    @property
+    def member(self) -> bool:
+        """Whether this producer joins FEEDBACK (confirmations, flow control, re-sending)."""
+        return self._member
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers this producer knows to be present (member producers only)."""
+        return self._core.consumers
+
+    async def wait_for_consumers(self, count: int = 1) -> tuple[str, ...]:
+        """Wait until at least ``count`` consumers are known; return them.
+
+        Puts need not wait for this (jobs are held until a consumer is present); it is
+        for programs that want to start timing, or reporting, once workers are there.
+        Consumers become known from the VIEW they announce when the WORK membership
+        changes, and again when a producer joins the FEEDBACK group after it. Bound it
+        with ``anyio.fail_after``.
+
+        Raises:
+            ConfigurationError: the producer is fire-and-forget (it cannot know).
+            ConnectionLost: the producer closed, or gave up reconnecting.
+        """
+        if not self._member:
+            raise ConfigurationError("a fire-and-forget producer (member=False) knows no consumers")
+        core = self._core
+        await self._consumers.wait_for(
+            lambda: self._error is not None or len(core.consumers) >= count
+        )
+        if len(core.consumers) < count and self._error is not None:
+            raise self._error
+        return core.consumers
+
+    async def flow_state(self) -> FlowState | None:
+        """The flow-control accounting now (None for a fire-and-forget producer).
+
+        Raises:
+            ConnectionLost: the producer has closed.
+        """
+        if not self._member:
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._core.flow_state(
+            waiting_puts=self._waiting_puts, waiting_send=self._sender.waiting
+        )
+
+    def statistics(self) -> ProducerStatistics:
+        """The producer's counters now."""
+        core = self._core
+        return ProducerStatistics(
+            put=core.put,
+            pending=core.held,
+            queued=core.unsent,
+            messages=core.messages,
+            sent=core.sent,
+            resent=core.resent,
+            succeeded=core.succeeded,
+            failed=core.failed,
+            consumers=core.consumers,
+            sessions=core.sessions,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._group is not None:
+            raise RuntimeError("a Producer can be entered only once")
+        group = self._group = anyio.create_task_group()
+        await group.__aenter__()
+        try:
+            await group.start(self._sessions_loop)
+        except BaseException:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+            raise
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        group = self._group
+        assert group is not None
+        self._closing = True
+        self._sender.queued.notify()
+        if exc_type is None:
+            with anyio.move_on_after(self._close_timeout):
+                await self._flush()
+        self._shutdown(ConnectionLost(CloseReason.CLOSED_LOCALLY, "the producer was closed"))
+        group.cancel_scope.cancel()
+        await group.__aexit__(None, None, None)
+
+    async def flush(self) -> None:
+        """Wait until every job put so far has been multicast (not confirmed: await the
+        receipts for that). Jobs held while no consumer is present keep it waiting;
+        bound it with ``anyio.fail_after``.
+
+        Raises:
+            ConnectionLost: the producer is closed, or closes while waiting.
+        """
+        self._check_open()
+        await self._flush()
+        self._check_open()
+
+    async def _flush(self) -> None:
+        sender = self._sender
+        sender.flushing += 1
+        sender.queued.notify()
+        try:
+            core = self._core
+            await sender.idle.wait_for(lambda: not self._open or not core.unsent)
+            if self._open and self._conn is not None:
+                with contextlib.suppress(ConnectionLost):
+                    await self._conn.flush()
+        finally:
+            sender.flushing -= 1
+
+    def _shutdown(self, error: ConnectionLost) -> None:
+        self._open = False
+        if self._error is None:
+            self._error = error
+        left = self._apply(Closed(self._error))
+        sender = self._sender
+        for changed in (self._room, sender.clearance, sender.queued, sender.idle, self._consumers):
+            changed.notify()
+        if left:
+            self._log.info("producer_closed_with_pending", pending=left)
+
+    # -- the core ----------------------------------------------------------------------
+
+    def _apply(self, event: Input) -> int:
+        """Feed ``event`` to the core and carry out its effects; wake whoever may now go
+        on. Returns how many receipts it resolved."""
+        core = self._core
+        resolved = 0
+        for effect in core.apply(event, time.monotonic()):
+            match effect:
+                case Settle(job=job, outcome=outcome):
+                    resolved += self._resolve(job, outcome)
+                case Ready():
+                    self._sender.queued.notify()
+                case Requeued(jobs=jobs):
+                    self._sender.queued.notify()
+                    self._log.info("jobs_requeued", jobs=len(jobs), first_seq=jobs[0].spec.seq)
+                case ConsumersSet(consumers=consumers, gone=gone):
+                    self._consumers.notify()
+                    self._log.info("consumers_changed", consumers=len(consumers), gone=len(gone))
+                case Dropped(sender=sender, kind=kind, reason=reason, count=count):
+                    self._log.warning(
+                        "feedback_dropped", sender=sender, kind=kind, reason=reason, count=count
+                    )
+        self._sender.clearance.notify()
+        if self._room.waiting and core.room():
+            self._room.notify()
+        return resolved
+
+    def _resolve(self, job: Job[Any], outcome: Outcome | BaseException) -> int:
+        """Resolve ``job``'s receipt; 1 if it was still pending, else 0."""
+        receipt, route = job.tag
+        if receipt.done:
+            return 0
+        if isinstance(outcome, BaseException):
+            receipt._fail(outcome)
+        elif outcome.ok:
+            decode = self._routes.result_decoder(route, job.codec, outcome)
+            receipt._succeed(outcome.result, time.monotonic(), decode)
+        else:
+            receipt._fail(JobFailed(outcome.error_type, outcome.error_message, outcome.attempts))
+        return 1
+
+    # -- put -------------------------------------------------------------------------
+
+    @overload
+    async def put(
+        self,
+        handler: Handler[PayloadT, ResultT],
+        payload: PayloadT,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[ResultT]: ...
+
+    @overload
+    async def put(
+        self,
+        handler: str,
+        payload: object,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[Any]: ...
+
+    async def put(
+        self,
+        handler: Handler[Any, Any] | str,
+        payload: object,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+    ) -> Receipt[Any]:
+        """Put one job on the queue; return its receipt.
+
+        ``handler`` is a registered :class:`~spreadq.handlers.Handler` (the payload is
+        checked against its payload type and the receipt is typed with its result) or a
+        kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
+        travel with it; ``delay`` (seconds) sets the ``not_before`` header, which workers
+        honour by starting the job no earlier.
+
+        Waits while flow control holds the producer back (a consumer a window behind,
+        ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
+        polls. Cancellation-safe: a cancelled put leaves no job behind and no slot taken.
+
+        Raises:
+            PayloadError: the payload cannot be encoded (nothing was queued).
+            ConfigurationError: a bad kind, a negative delay, an unknown codec.
+            LocalProtocolError: a key, kind or headers the envelope cannot carry.
+            ConnectionLost: the producer is closed or closing.
+        """
+        self._check_open()
+        if isinstance(handler, Handler):
+            route = self._routes.for_handler(handler.spec)
+        else:
+            route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
+        data = route.codec.encode(payload, route.adapter)
+        kind = route.kind
+        header_items = tuple(headers.items()) if headers else ()
+        if delay is not None:
+            if not (delay >= 0 and math.isfinite(delay)):
+                raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
+            header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
+
+        core = self._core
+        if not core.room():
+            self._waiting_puts += 1
+            try:
+                await self._room.wait_for(lambda: not self._open or core.room())
+            finally:
+                self._waiting_puts -= 1
+            self._check_open()  # closed while waiting
+        # from here to the Put nothing awaits: the room seen is the room taken
+        seq = core.next_seq
+        spec = JobSpec(seq, kind, data, key, header_items)
+        receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
+        tag: _Tag = (receipt, route)
+        self._apply(Put(spec, route.codec.name, tag))
+        return receipt
+
+    def _check_open(self) -> None:
+        if not self._open or self._closing:
+            raise self._error or ConnectionLost(
+                CloseReason.CLOSED_LOCALLY, "the producer is not open (use 'async with')"
+            )
+
+    # -- sessions --------------------------------------------------------------------
+
+    async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        settings = self._settings
+        limit = settings.reconnect_max_attempts
+        delay = settings.reconnect_backoff_initial
+        started = False
+        attempts = 0  # reconnection tries since the last session opened
+        lost: ConnectionLost | None = None
+        while True:
+            try:
+                async with connect(self._spread, name=self._name, membership=self._member) as conn:
+                    if self._member:
+                        await conn.join(self._feedback)
+                    self._conn = conn
+                    self._apply(SessionOpened(conn.private_group))
+                    self._log.info("producer_connected", member=conn.private_group)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    delay = settings.reconnect_backoff_initial
+                    attempts = 0
+                    error = await self._run_session(conn)
+            except (ConnectError, ConnectionLost) as exc:
+                if not started:
+                    raise
+                error = exc if isinstance(exc, ConnectionLost) else None
+                self._log.debug("producer_connect_failed", error=str(exc))
+            self._conn = None
+            # the session is gone, and with it every consumer's witness: queue everything again
+            self._apply(SessionLost())
+            if error is not None:
+                lost = error
+                self._log.warning("producer_disconnected", reason=error.reason.value)
+            if limit is not None and attempts >= limit:
+                lost = lost or ConnectionLost(CloseReason.EOF, "the session ended")
+                self._log.error("producer_gave_up", attempts=attempts, reason=lost.reason.value)
+                self._shutdown(lost)
+                return
+            await anyio.sleep(delay)
+            delay = min(delay * 2, settings.reconnect_backoff_max)
+            attempts += 1
+
+    async def _run_session(self, conn: Connection) -> ConnectionLost | None:
+        lost: list[ConnectionLost] = []
+
+        async def guard(part: Callable[[Connection], Any], scope: anyio.CancelScope) -> None:
+            try:
+                await part(conn)
+            except ConnectionLost as error:
+                lost.append(error)
+            scope.cancel()
+
+        async with anyio.create_task_group() as session:
+            session.start_soon(guard, self._sender.run, session.cancel_scope)
+            session.start_soon(guard, self._reader, session.cancel_scope)
+        return lost[0] if lost else None
+
+    # -- reading FEEDBACK --------------------------------------------------------------
+
+    async def _reader(self, conn: Connection) -> None:
+        feedback = self._feedback
+        while True:
+            for event in await conn.receive_batch():
+                if type(event) is DataMessage:
+                    if feedback in event.groups:  # not a private message
+                        self._on_data(event)
+                elif type(event) is RegularMembership and event.group == feedback:
+                    self._apply(FeedbackMembership(event.members))
+
+    def _on_data(self, event: DataMessage) -> None:
+        try:
+            data = event.data
+            if self._seal is not None:
+                data = self._seal.unseal(data, event.sender)
+            message = decode(data)
+        except EnvelopeError as error:
+            self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
+            return
+        if type(message) is Ack:
+            self._apply(AckReceived(event.sender, message))
+        elif type(message) is View:
+            self._apply(ViewReceived(event.sender, message))
