@@ -23,7 +23,6 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
-from spreadq.worker.app import App
 from spreadq.cli import put as put_cli
 from spreadq.client import Connection, connect
 from spreadq.daemon import Daemon, serve
@@ -52,6 +51,7 @@ from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 WAIT = 10.0
 

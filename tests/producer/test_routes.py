@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from spreadq.worker.app import App
 from spreadq.codecs import default_codecs
 from spreadq.errors import ConfigurationError, PayloadError
 from spreadq.producer.routes import Routes
 from spreadq.queue.jobs import Outcome
+from spreadq.worker.app import App
 
 
 def test_kind_routes_are_cached_and_decode_with_the_named_codec() -> None:

@@ -106,12 +106,13 @@ from spreadq.producer.sender import Sender
 from spreadq.queue.envelope import (
     Ack,
     JobSpec,
-    decode,
 )
 from spreadq.queue.jobs import Outcome
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
+from spreadq.session.reconnect import Backoff, Reconnect
+from spreadq.session.translate import read_envelope
 from spreadq.settings import Settings
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
@@ -527,45 +528,54 @@ class Producer:
     # -- sessions --------------------------------------------------------------------
 
     async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        settings = self._settings
-        limit = settings.reconnect_max_attempts
-        delay = settings.reconnect_backoff_initial
+        """Keep a session: the first connect error is raised to ``__aenter__``; after
+        that, reconnect as a worker does (:mod:`spreadq.session.reconnect`), and on
+        giving up fail everything pending with the last loss."""
+        reconnect = Reconnect(
+            Backoff.from_settings(self._settings),
+            address=self._spread,
+            log=self._log,
+            event_prefix="producer",
+            stop=anyio.Event(),  # never set: closing cancels this task instead
+        )
         started = False
-        attempts = 0  # reconnection tries since the last session opened
-        lost: ConnectionLost | None = None
-        while True:
-            try:
-                async with connect(self._spread, name=self._name, membership=self._member) as conn:
-                    if self._member:
-                        await conn.join(self._feedback)
-                    self._conn = conn
-                    self._apply(SessionOpened(conn.private_group))
-                    self._log.info("producer_connected", member=conn.private_group)
+        try:
+            async for _ in reconnect:
+                try:
+                    async with connect(
+                        self._spread, name=self._name, membership=self._member
+                    ) as conn:
+                        if self._member:
+                            await conn.join(self._feedback)
+                        self._conn = conn
+                        self._apply(SessionOpened(conn.private_group))
+                        self._log.info("producer_connected", member=conn.private_group)
+                        if not started:
+                            task_status.started()
+                            started = True
+                        reconnect.joined()
+                        error = await self._run_session(conn)
+                    # raised outside the connection's block: connect() must not see it
+                    raise error or ConnectionLost(CloseReason.EOF, "the session ended")
+                except (ConnectError, ConnectionLost) as exc:
                     if not started:
-                        task_status.started()
-                        started = True
-                    delay = settings.reconnect_backoff_initial
-                    attempts = 0
-                    error = await self._run_session(conn)
-            except (ConnectError, ConnectionLost) as exc:
-                if not started:
-                    raise
-                error = exc if isinstance(exc, ConnectionLost) else None
-                self._log.debug("producer_connect_failed", error=str(exc))
-            self._conn = None
-            # the session is gone, and with it every consumer's witness: queue everything again
-            self._apply(SessionLost())
-            if error is not None:
-                lost = error
-                self._log.warning("producer_disconnected", reason=error.reason.value)
-            if limit is not None and attempts >= limit:
-                lost = lost or ConnectionLost(CloseReason.EOF, "the session ended")
-                self._log.error("producer_gave_up", attempts=attempts, reason=lost.reason.value)
-                self._shutdown(lost)
-                return
-            await anyio.sleep(delay)
-            delay = min(delay * 2, settings.reconnect_backoff_max)
-            attempts += 1
+                        raise
+                    self._conn = None
+                    # the session is gone, and with it every consumer's witness: queue
+                    # everything again
+                    self._apply(SessionLost())
+                    if isinstance(exc, ConnectionLost):
+                        self._log.warning("producer_disconnected", reason=exc.reason.value)
+                    reconnect.failed(exc)
+        except (ConnectError, ConnectionLost) as error:
+            if not started:
+                raise
+            lost = (
+                error
+                if isinstance(error, ConnectionLost)
+                else ConnectionLost(CloseReason.EOF, str(error))
+            )
+            self._shutdown(lost)
 
     async def _run_session(self, conn: Connection) -> ConnectionLost | None:
         lost: list[ConnectionLost] = []
@@ -596,10 +606,7 @@ class Producer:
 
     def _on_data(self, event: DataMessage) -> None:
         try:
-            data = event.data
-            if self._seal is not None:
-                data = self._seal.unseal(data, event.sender)
-            message = decode(data)
+            message = read_envelope(event, self._seal)
         except EnvelopeError as error:
             self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
