@@ -36,7 +36,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class JobAssigned:
-    """A job got an owner in this replica's table (``member``, maybe not us)."""
+    """This worker (``member``) became the owner of a job, in a view (a job it takes
+    over from a departed member is :class:`JobTakenOver` instead). Published by the owner
+    only: every replica assigns every job, and one event per job per replica would put
+    the bus on the path of jobs the worker never runs."""
 
     name: ClassVar[str] = "job_assigned"
     queue: str
@@ -97,8 +100,9 @@ class JobRetried:
 
 @dataclass(frozen=True, slots=True)
 class JobTakenOver:
-    """``member`` took over a job whose owner ``previous`` left, ``latency`` seconds
-    after the membership change that said so."""
+    """This worker (``member``) took over a job whose owner ``previous`` left,
+    ``latency`` seconds after the membership change that said so (published by the new
+    owner only)."""
 
     name: ClassVar[str] = "job_taken_over"
     queue: str
