@@ -64,7 +64,7 @@ def test_the_screen_shows_every_field_in_view_order() -> None:
     assert order == sorted(order)
     w2 = lines[order[0]].split()
     assert w2[:8] == ["#w2#h", "running", "12", "3", "1200", "250.0", "2", "1.5s"]
-    assert "12.5 avg / 30 max" in lines[order[0]]
+    assert "12.5/30 ms" in lines[order[0]]
     assert "draining" in lines[order[1]]
     assert "gone" in lines[order[2]]
     assert "a1b2c3d4" in text

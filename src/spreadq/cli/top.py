@@ -199,25 +199,25 @@ def render(snapshot: TopSnapshot) -> RenderableType:
         f"  {view}  ",
         f"{sum(row.state in ('running', 'draining') for row in snapshot.consumers)} consumers",
     )
-    consumers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    consumers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     for name, justify in (
         ("member", "left"),
         ("state", "left"),
         ("owned", "right"),
-        ("running", "right"),
+        ("run", "right"),
         ("done", "right"),
         ("done/s", "right"),
         ("failed", "right"),
         ("oldest", "right"),
         ("failovers", "right"),
-        ("takeover ms", "right"),
+        ("takeover", "right"),
         ("view", "right"),
     ):
-        consumers.add_column(name, justify=justify)  # type: ignore[arg-type]
+        consumers.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in snapshot.consumers:
         takeover = "-"
         if row.takeover_ms_avg is not None:
-            takeover = f"{row.takeover_ms_avg:g} avg / {row.takeover_ms_max} max"
+            takeover = f"{row.takeover_ms_avg:g}/{row.takeover_ms_max} ms"
         consumers.add_row(
             row.member,
             Text(row.state, style=_STATE_STYLE.get(row.state, "")),
