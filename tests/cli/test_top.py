@@ -177,3 +177,30 @@ async def test_once_json_prints_the_board(spreadq_daemon: Daemon) -> None:
         assert consumer.answered.is_set()
         assert consumer.work_views == [(consumer.me,)]
         tg.cancel_scope.cancel()
+
+
+async def test_live_json_lines_follow_the_board_until_stopped(spreadq_daemon: Daemon) -> None:
+    """Without --once, top keeps reading and prints the board every half second."""
+    address = spreadq_daemon.address
+    async with connect(address, name="w1") as conn, anyio.create_task_group() as tg:
+        consumer = FakeConsumer(conn)
+        await tg.start(consumer.run)
+        command = [sys.executable, "-m", "spreadq", "top", QUEUE, "-s", address, "--json"]
+        process = await anyio.open_process(command)
+        try:
+            assert process.stdout is not None
+            buffer = b""
+            boards: list[dict[str, object]] = []
+            with anyio.fail_after(WAIT):
+                while not any(board["consumers"] for board in boards):
+                    buffer += await process.stdout.receive()
+                    *lines, buffer = buffer.split(b"\n")
+                    boards += [json.loads(line) for line in lines if line]
+            assert boards[-1]["view_id"] == 1
+            assert consumer.work_views == [(consumer.me,)]
+        finally:
+            process.terminate()
+            with anyio.fail_after(WAIT):
+                await process.wait()
+            await process.aclose()
+        tg.cancel_scope.cancel()
