@@ -59,7 +59,7 @@ def test_the_screen_shows_every_field_in_view_order() -> None:
     )
     text = screen(snapshot)
     lines = text.splitlines()
-    assert "spreadq top thumbs  view 4 (1.2.3)  2 consumers" in lines[0]
+    assert "spreadq top thumbs  view 4 (1.2.3)  consumers: 2" in lines[0]
     order = [next(i for i, line in enumerate(lines) if m in line) for m in ("#w2", "#w1", "#w0")]
     assert order == sorted(order)
     w2 = lines[order[0]].split()
@@ -74,7 +74,7 @@ def test_the_screen_shows_every_field_in_view_order() -> None:
 def test_an_empty_board_says_so() -> None:
     text = screen(TopSnapshot(queue=QUEUE, view_id=None, group_id=None, consumers=(), producers=()))
     assert "no VIEW yet" in text
-    assert "0 consumers" in text
+    assert "consumers: 0" in text
 
 
 class FakeConsumer:

@@ -59,7 +59,7 @@ def test_a_consumer_is_gone_when_it_leaves_or_stops_reporting_and_then_forgotten
     board.on_stats(stats(A, 1), A, 0.0)
     board.on_stats(stats(B, 1), B, 0.0)
     assert [r.state for r in board.snapshot(2.9).consumers] == ["running", "running"]
-    board.on_stats(stats(A, 2), A, 2.9)
+    board.on_stats(stats(A, 2, running=1, oldest_ms=250), A, 2.9)
     assert [r.state for r in board.snapshot(3.5).consumers] == ["running", "gone"]  # B silent
     board.on_feedback([B])  # A left FEEDBACK
     board.on_view(View((B,), (1, 1, 2), 2), B)
@@ -67,6 +67,7 @@ def test_a_consumer_is_gone_when_it_leaves_or_stops_reporting_and_then_forgotten
     rows = board.snapshot(3.6).consumers
     assert [(r.member, r.state) for r in rows] == [(B, "running"), (A, "gone")]
     assert rows[1].done_per_s is None
+    assert rows[1].oldest_s == 0.25  # as last reported: a gone member's age stops
     assert [r.member for r in board.snapshot(3.6 + GONE_FOR + 1).consumers] == [B]
 
 

@@ -197,7 +197,7 @@ def render(snapshot: TopSnapshot) -> RenderableType:
         ("spreadq top ", "bold"),
         (snapshot.queue, "bold cyan"),
         f"  {view}  ",
-        f"{sum(row.state in ('running', 'draining') for row in snapshot.consumers)} consumers",
+        f"consumers: {sum(row.state in ('running', 'draining') for row in snapshot.consumers)}",
     )
     consumers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     for name, justify in (

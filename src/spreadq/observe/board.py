@@ -189,7 +189,9 @@ class Board:
         if report is None:
             return TopConsumer(member=member, state=state)
         stats = report.stats
-        age = stats.oldest_ms / 1000 + (max(0.0, now - report.at) if stats.running else 0.0)
+        age = stats.oldest_ms / 1000
+        if stats.running and state != "gone":  # it has kept running since the report
+            age += max(0.0, now - report.at)
         return TopConsumer(
             member=member,
             state=state,
