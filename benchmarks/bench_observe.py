@@ -3,15 +3,18 @@
 A worker publishes a few events per job (started, succeeded), so this is the price of
 observability on the hot path. The cases, each per event:
 
-* ``guarded_empty``: ``if bus.observers: bus.publish(JobStarted(...))`` with nobody
-  subscribed, the way spreadq publishes: no event is built;
+* ``guarded_empty``: ``if JobStarted in bus.routes: bus.publish(JobStarted(...))``
+  with nobody taking JobStarted, the way spreadq publishes: no event is built;
 * ``publish_empty``: ``bus.publish(event)`` with nobody subscribed, the event prebuilt;
 * ``publish_noop``: one observer that does nothing, the event prebuilt;
 * ``build_event``: building one JobStarted (a frozen, slotted dataclass), nothing else;
 * ``counters_direct``: the always-on counters on the per-job path, per call
   (``job_started`` then ``job_ended``, the worker's two calls per job);
 * ``counters_observer``: a prebuilt JobStarted/JobSucceeded pair published to
-  :class:`~spreadq.observe.Counters` subscribed as an observer, per event.
+  :class:`~spreadq.observe.Counters` subscribed as an observer, per event;
+* ``job_with_prometheus``: what one job costs with the ``spreadq-prometheus`` observer
+  subscribed (when installed): the guarded JobStarted (it takes none) and a JobSucceeded
+  built and published, per job.
 
 Each figure is the best of ``--repeat`` runs of ``--events`` calls, in nanoseconds.
 
@@ -25,6 +28,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 
 from spreadq.observe import Counters, Event, EventBus, JobStarted, JobSucceeded
 from spreadq.queue.jobs import JobRef
@@ -51,7 +55,7 @@ def _loop_only(events: int) -> None:
 def guarded_empty(events: int) -> None:
     bus = EventBus()
     for seq in range(events):
-        if bus.observers:
+        if JobStarted in bus.routes:
             bus.publish(JobStarted("q", REF, "k", seq))
 
 
@@ -96,6 +100,18 @@ def counters_observer(events: int) -> None:
         publish(end)
 
 
+def job_with_prometheus(events: int) -> None:
+    from spreadq_prometheus import PrometheusObserver
+
+    bus = EventBus([PrometheusObserver()])
+    routes = bus.routes
+    for seq in range(events):
+        if JobStarted in routes:
+            bus.publish(JobStarted("q", REF, "k", seq))
+        if JobSucceeded in routes:
+            bus.publish(JobSucceeded("q", REF, "k", seq, 0.001))
+
+
 CASES: dict[str, Callable[[int], None]] = {
     "guarded_empty": guarded_empty,
     "publish_empty": publish_empty,
@@ -104,6 +120,8 @@ CASES: dict[str, Callable[[int], None]] = {
     "counters_direct": counters_direct,
     "counters_observer": counters_observer,
 }
+if find_spec("spreadq_prometheus") is not None:
+    CASES["job_with_prometheus"] = job_with_prometheus
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -14,6 +14,8 @@ from spreadq.observe import (
     ObserveScope,
     SessionLost,
     check_observer,
+    event_types,
+    wanted_types,
 )
 from spreadq.queue.jobs import JobRef
 
@@ -155,3 +157,47 @@ def test_check_observer() -> None:
 
     with pytest.raises(ConfigurationError, match=r"its close\(\) must be"):
         check_observer(BadClose())
+
+
+class OnlyLost:
+    event_types = frozenset({SessionLost})
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def test_an_observer_with_event_types_gets_only_those_and_routes_show_who_takes_what() -> None:
+    only_lost = OnlyLost()
+    everything: list[Event] = []
+    bus = EventBus([only_lost])
+    assert set(bus.routes) == {SessionLost}
+    assert JobStarted not in bus.routes  # nobody takes it: the publisher builds none
+    bus.publish(STARTED)
+    bus.publish(LOST)
+    assert only_lost.events == [LOST]
+    remove = bus.subscribe(everything.append)
+    assert JobStarted in bus.routes
+    assert bus.routes[SessionLost] == (only_lost, everything.append)
+    bus.publish(STARTED)
+    assert everything == [STARTED]
+    remove()
+    assert set(bus.routes) == {SessionLost}
+    assert wanted_types(only_lost) == {SessionLost}
+    assert wanted_types(everything.append) == set(event_types())
+
+
+def test_check_observer_refuses_event_types_that_are_not_events() -> None:
+    class Odd(OnlyLost):
+        event_types = frozenset({int})  # type: ignore[assignment]
+
+    class NotASet(OnlyLost):
+        event_types = 3  # type: ignore[assignment]
+
+    with pytest.raises(ConfigurationError, match="event_types must be a set"):
+        check_observer(Odd())
+    with pytest.raises(ConfigurationError, match="event_types must be a set"):
+        check_observer(NotASet())
+    assert check_observer(OnlyLost()) is not None

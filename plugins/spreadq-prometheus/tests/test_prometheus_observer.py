@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from spreadq_prometheus import PrometheusObserver, observer, plugin
 
 from spreadq.observe import (
+    Counters,
     EventBus,
     JobAssigned,
     JobFailed,
@@ -64,12 +65,25 @@ def feed(bus: EventBus) -> None:
 def test_metrics_are_scraped_over_http_with_their_conventional_names() -> None:
     metrics = PrometheusObserver()
     bus = EventBus([metrics])
-    bus.open(ObserveScope("worker", Q, metrics_port=0, metrics_host="127.0.0.1"))
+    counters = Counters()
+    counters.job_started(ref(3), 0.0)  # the worker's direct calls
+    backlog = [2]
+    scope = ObserveScope(
+        "worker",
+        Q,
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+        counters=counters,
+        backlog=lambda: backlog[0],
+    )
+    bus.open(scope)
     try:
         assert metrics.port is not None
         assert metrics.port > 0
         feed(bus)
         samples = scrape(metrics.port)
+        backlog[0] = 5
+        assert scrape(metrics.port)[("spreadq_outstanding_jobs", (("queue", Q),))] == 5
     finally:
         bus.close()
     assert metrics.port is None
@@ -83,7 +97,7 @@ def test_metrics_are_scraped_over_http_with_their_conventional_names() -> None:
     assert samples[("spreadq_job_duration_seconds_sum", kind_q)] == pytest.approx(0.72)
     bucket = (("kind", "resize"), ("le", "0.025"), ("queue", Q))
     assert samples[("spreadq_job_duration_seconds_bucket", bucket)] == 1
-    # 3 assigned + 1 taken over - 1 succeeded - 1 failed
+    # read from the scope when scraped
     assert samples[("spreadq_outstanding_jobs", q)] == 2
     assert samples[("spreadq_running_jobs", q)] == 1
     assert samples[("spreadq_view_members", q)] == 3
@@ -92,16 +106,30 @@ def test_metrics_are_scraped_over_http_with_their_conventional_names() -> None:
     assert samples[("spreadq_producer_window_blocked_seconds_total", q)] == 1.25
 
 
-def test_a_lost_session_resets_the_gauges_and_is_counted() -> None:
+def test_no_per_job_event_on_the_way_in_and_lost_sessions_counted() -> None:
     metrics = PrometheusObserver()
     bus = EventBus([metrics])
+    assert JobAssigned not in bus.routes
+    assert JobStarted not in bus.routes  # a worker builds neither for this observer
+    assert JobSucceeded in bus.routes
     feed(bus)
     bus.publish(SessionLost(Q, "#w1#h", "worker", "DAEMON_GONE"))
-    registry = metrics.registry
-    assert registry.get_sample_value("spreadq_outstanding_jobs", {"queue": Q}) == 0
-    assert registry.get_sample_value("spreadq_running_jobs", {"queue": Q}) == 0
     lost = {"queue": Q, "role": "worker"}
-    assert registry.get_sample_value("spreadq_sessions_lost_total", lost) == 1
+    assert metrics.registry.get_sample_value("spreadq_sessions_lost_total", lost) == 1
+
+
+def test_one_endpoint_per_process_until_the_last_scope_closes() -> None:
+    metrics = PrometheusObserver()
+    metrics.open(ObserveScope("worker", Q, metrics_port=0, metrics_host="127.0.0.1"))
+    port = metrics.port
+    metrics.open(ObserveScope("producer", "other", metrics_port=0, metrics_host="127.0.0.1"))
+    assert metrics.port == port
+    metrics.close()
+    assert metrics.port == port  # the producer's scope is still open
+    assert port is not None
+    assert ("spreadq_view_members", (("queue", Q),)) not in scrape(port)  # nothing yet
+    metrics.close()
+    assert metrics.port is None
 
 
 def test_no_port_no_endpoint_and_the_global_registry_is_left_alone() -> None:

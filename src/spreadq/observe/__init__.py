@@ -15,6 +15,7 @@ from spreadq.observe.bus import Observer as Observer
 from spreadq.observe.bus import ObserversArg as ObserversArg
 from spreadq.observe.bus import ObserveScope as ObserveScope
 from spreadq.observe.bus import check_observer as check_observer
+from spreadq.observe.bus import wanted_types as wanted_types
 from spreadq.observe.counters import Counters as Counters
 from spreadq.observe.counters import OutcomeTotals as OutcomeTotals
 from spreadq.observe.events import Event as Event
@@ -59,4 +60,5 @@ __all__ = [
     "WindowOpened",
     "check_observer",
     "event_types",
+    "wanted_types",
 ]

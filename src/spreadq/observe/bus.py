@@ -7,11 +7,16 @@ observers in a plain tuple and :meth:`EventBus.publish` calls each with the even
 the publisher's task, before returning. An observer must be quick (count, set a gauge,
 append to a buffer); one that needs I/O hands the event to its own task or thread.
 
-Publishing costs nothing worth measuring when nobody listens: a publisher writes
-``if bus.observers: bus.publish(JobStarted(...))`` (an attribute read and a tuple's
-truth, in C) and builds no event at all; building one costs about a microsecond, more
-than publishing it (``benchmarks/bench_observe.py`` measures each part). The always-on
-:class:`~spreadq.observe.Counters` is therefore fed directly on the per-job path.
+An observer may name the event types it takes (an ``event_types`` attribute, a set of
+event classes); the bus routes each type only to the observers that take it.
+
+Publishing costs nothing worth measuring when nobody takes an event: a publisher
+writes ``if JobStarted in bus.routes: bus.publish(JobStarted(...))`` (a dict lookup in
+C) and builds no event at all; building one costs about a microsecond, more than
+publishing it (``benchmarks/bench_observe.py`` measures each part). The always-on
+:class:`~spreadq.observe.Counters` is therefore fed directly on the per-job path, and
+observers that only need totals read it (:attr:`ObserveScope.counters`) instead of
+taking per-job events.
 
 An observer that raises is logged once (``observer_failed``, with the observer and the
 event's name) and unsubscribed; the publisher never sees the error. Subscribing and
@@ -36,11 +41,13 @@ from typing import Literal, Protocol, cast, runtime_checkable
 from spreadq.errors import ConfigurationError
 from spreadq.logs import get_logger
 from spreadq.middleware import describe_callable
-from spreadq.observe.events import Event
+from spreadq.observe.counters import Counters
+from spreadq.observe.events import Event, event_types
 
 __all__ = [
     "EventBus",
     "check_observer",
+    "wanted_types",
     "ManagedObserver",
     "ObserveScope",
     "Observer",
@@ -69,12 +76,19 @@ class ObserveScope:
         metrics_port: the TCP port a metrics endpoint should serve on, if any
             (``Settings.metrics_port``, ``--metrics-port``, ``SPREADQ_METRICS_PORT``).
         metrics_host: the address that endpoint binds.
+        counters: the worker's or producer's always-on :class:`Counters`, for an
+            observer that reads totals when asked (a metrics scrape) instead of taking
+            an event per job.
+        backlog: a function returning the jobs this worker owns and has not finished
+            (None for a producer).
     """
 
     role: Literal["worker", "producer"]
     queue: str
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    counters: Counters | None = None
+    backlog: Callable[[], int] | None = None
 
 
 @runtime_checkable
@@ -98,11 +112,13 @@ def check_observer(candidate: object) -> Observer:
     """Return ``candidate`` as an :class:`Observer` after checking its shape.
 
     An observer is a synchronous callable; its ``open`` and ``close``, if it has them,
-    are synchronous callables too.
+    are synchronous callables too, and its ``event_types``, if it has one, is a set of
+    event classes.
 
     Raises:
         ConfigurationError: it is not callable, or it (or its ``open``/``close``) is a
-            coroutine function; the message names it.
+            coroutine function, or its ``event_types`` names something else; the
+            message names it.
     """
     if not callable(candidate):
         raise ConfigurationError(
@@ -114,6 +130,18 @@ def check_observer(candidate: object) -> Observer:
             f"observer {describe_callable(candidate)} must be synchronous (publish never "
             "awaits); hand events to a task of your own instead"
         )
+    wanted = getattr(candidate, "event_types", None)
+    if wanted is not None:
+        known = set(event_types())
+        try:
+            unknown = [kind for kind in wanted if kind not in known]
+        except TypeError:
+            unknown = [wanted]
+        if unknown:
+            raise ConfigurationError(
+                f"observer {describe_callable(candidate)}: event_types must be a set of "
+                f"spreadq.observe event classes; not {unknown!r}"
+            )
     for name in ("open", "close"):
         method = getattr(candidate, name, None)
         if method is not None and (not callable(method) or inspect.iscoroutinefunction(method)):
@@ -122,6 +150,12 @@ def check_observer(candidate: object) -> Observer:
                 "synchronous method"
             )
     return cast(Observer, candidate)
+
+
+def wanted_types(observer: Observer) -> frozenset[type]:
+    """The event types ``observer`` takes: its ``event_types`` attribute, or all."""
+    wanted = getattr(observer, "event_types", None)
+    return frozenset(event_types()) if wanted is None else frozenset(wanted)
 
 
 ObserversArg = Iterable[Observer] | None
@@ -133,17 +167,22 @@ class EventBus:
     """Observers of one worker or producer, and the ``publish`` that calls them.
 
     :attr:`observers` is the tuple of observers subscribed now, in the order they are
-    called (read it; change it with :meth:`subscribe` and :meth:`unsubscribe`). Test it
-    before building an event: ``if bus.observers: bus.publish(...)``. ``bool(bus)``
-    says the same, at the cost of a Python-level call.
+    called (read it; change it with :meth:`subscribe` and :meth:`unsubscribe`).
+    :attr:`routes` maps each event type to the observers that take it, and holds only
+    types someone takes: test it before building an event,
+    ``if JobStarted in bus.routes: bus.publish(JobStarted(...))``. An observer takes
+    every event type unless it has an ``event_types`` attribute naming the ones it wants
+    (:func:`wanted_types`). ``bool(bus)`` says whether anyone is subscribed.
     """
 
-    __slots__ = ("_failed", "_opened", "observers")
+    __slots__ = ("_failed", "_opened", "observers", "routes")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
-        self.observers: tuple[Observer, ...] = tuple(observers)
+        self.observers: tuple[Observer, ...] = ()
+        self.routes: dict[type, tuple[Observer, ...]] = {}
         self._failed: list[Observer] = []
         self._opened = False
+        self._install(tuple(observers))
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -157,15 +196,26 @@ class EventBus:
         return tuple(self._failed)
 
     def publish(self, event: Event) -> None:
-        """Call every observer with ``event``, in subscription order.
+        """Call every observer that takes ``event``'s type, in subscription order.
 
         An observer that raises is logged once and unsubscribed; nothing propagates.
         """
-        for observer in self.observers:
+        for observer in self.routes.get(type(event), ()):
             try:
                 observer(event)
             except Exception as error:  # an observer's bug must not break the publisher
                 self._drop(observer, error, event.name)
+
+    def _install(self, observers: tuple[Observer, ...]) -> None:
+        """Replace the observers and rebuild the routes (never changed in place, so a
+        publish under way keeps the tuple it started with)."""
+        routes: dict[type, tuple[Observer, ...]] = {}
+        for kind in event_types():
+            takers = tuple(o for o in observers if kind in wanted_types(o))
+            if takers:
+                routes[kind] = takers
+        self.observers = observers
+        self.routes = routes
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Add ``observer`` (called after the others); return a function that removes it.
@@ -175,12 +225,12 @@ class EventBus:
         """
         if not callable(observer):
             raise TypeError(f"an observer is a callable taking one event, got {observer!r}")
-        self.observers = (*self.observers, observer)
+        self._install((*self.observers, observer))
         return lambda: self.unsubscribe(observer)
 
     def unsubscribe(self, observer: Observer) -> None:
         """Remove ``observer``; nothing happens if it is not subscribed."""
-        self.observers = tuple(o for o in self.observers if o is not observer)
+        self._install(tuple(o for o in self.observers if o is not observer))
 
     def open(self, scope: ObserveScope) -> None:
         """Open every :class:`ManagedObserver` (once; later calls do nothing)."""

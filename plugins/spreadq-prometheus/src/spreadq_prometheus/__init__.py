@@ -1,7 +1,10 @@
 """Prometheus metrics for spreadq: an event observer and a ``/metrics`` endpoint.
 
 Installed, the plugin adds :data:`observer` to every worker's and producer's event bus
-(``spreadq.observe``). It keeps its metrics in a registry of its own, never
+(``spreadq.observe``). It takes no event on a job's way in (assigned, started): the
+gauges read the worker's counters and backlog when scraped (from the
+:class:`~spreadq.observe.ObserveScope` it is opened with), and per job it only counts
+the attempt's end and observes its duration. It keeps its metrics in a registry of its own, never
 ``prometheus_client``'s global one, and serves them on ``Settings.metrics_port``
 (``SPREADQ_METRICS_PORT``, ``spreadq worker --metrics-port``) once the worker or
 producer opens its observers; with no port set it serves nothing.
@@ -13,9 +16,8 @@ name                                                      type        from
 ========================================================  ==========  ===========================
 ``spreadq_jobs_total{queue,kind,outcome}``                counter     succeeded, failed, retried
 ``spreadq_job_duration_seconds{queue,kind}``              histogram   each ended attempt
-``spreadq_outstanding_jobs{queue}``                       gauge       assigned to this worker and
-                                                                      not finished
-``spreadq_running_jobs{queue}``                           gauge       attempts running now
+``spreadq_outstanding_jobs{queue}``                       gauge       the worker's backlog (scrape)
+``spreadq_running_jobs{queue}``                           gauge       attempts running (scrape)
 ``spreadq_view_members{queue}``                           gauge       the last WORK view's size
 ``spreadq_failovers_total{queue}``                        counter     jobs this worker took over
 ``spreadq_takeover_seconds{queue}``                       histogram   membership change to takeover
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
 
@@ -36,10 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from spreadq.logs import get_logger
 from spreadq.observe import (
     Event,
-    JobAssigned,
     JobFailed,
     JobRetried,
-    JobStarted,
     JobSucceeded,
     JobTakenOver,
     ObserveScope,
@@ -140,11 +141,12 @@ class PrometheusObserver:
             ["queue", "role"],
             registry=r,
         )
+        self._opened = 0
+        self._queues: dict[str, _QueueChildren] = {}
+        self._kinds: dict[tuple[str, str], _KindChildren] = {}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            JobAssigned: self._on_assigned,
-            JobStarted: self._on_started,
             JobSucceeded: self._on_succeeded,
             JobFailed: self._on_failed,
             JobRetried: self._on_retried,
@@ -153,6 +155,12 @@ class PrometheusObserver:
             WindowOpened: self._on_window_opened,
             SessionLost: self._on_session_lost,
         }
+
+    @property
+    def event_types(self) -> frozenset[type]:
+        """The events it takes: ended attempts, takeovers, views, flow control and lost
+        sessions; never a job's assignment or start (read from the scope instead)."""
+        return frozenset(self._dispatch)
 
     def __call__(self, event: Event, /) -> None:
         handler = self._dispatch.get(type(event))
@@ -167,11 +175,20 @@ class PrometheusObserver:
         return None if self._server is None else self._server.server_port
 
     def open(self, scope: ObserveScope, /) -> None:
-        """Serve ``/metrics`` on ``scope.metrics_port`` (nothing when it is None).
+        """Read the scope's gauges at scrape time, and serve ``/metrics`` on
+        ``scope.metrics_port`` (nothing when it is None, or when already serving: one
+        process, one endpoint, whatever workers and producers it runs).
 
         Raises:
             OSError: the port cannot be bound (the bus logs it and drops the observer).
         """
+        self._opened += 1
+        queue = self._per_queue(scope.queue)
+        counters, backlog = scope.counters, scope.backlog
+        if counters is not None:
+            queue.running.set_function(lambda: counters.running)
+        if backlog is not None:
+            queue.outstanding.set_function(backlog)
         if scope.metrics_port is None or self._server is not None:
             return
         self._server, self._thread = start_http_server(
@@ -186,7 +203,10 @@ class PrometheusObserver:
         )
 
     def close(self) -> None:
-        """Stop serving (the metrics stay in the registry)."""
+        """Stop serving once every scope opened is closed (the metrics stay)."""
+        self._opened = max(0, self._opened - 1)
+        if self._opened:
+            return
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
@@ -196,33 +216,46 @@ class PrometheusObserver:
             thread.join(timeout=5)
 
     # -- events --------------------------------------------------------------------------
+    # Label lookups (``metric.labels(...)``) cost more than the update itself, so each
+    # queue's and each (queue, kind)'s children are looked up once and kept.
 
-    def _on_assigned(self, event: JobAssigned) -> None:
-        self.outstanding.labels(event.queue).inc()
+    def _per_queue(self, queue: str) -> _QueueChildren:
+        children = self._queues.get(queue)
+        if children is None:
+            children = self._queues[queue] = _QueueChildren(
+                self.outstanding.labels(queue), self.running.labels(queue)
+            )
+        return children
 
-    def _on_started(self, event: JobStarted) -> None:
-        self.running.labels(event.queue).inc()
-
-    def _ended(self, queue: str, kind: str, outcome: str, seconds: float) -> None:
-        self.jobs.labels(queue, kind, outcome).inc()
-        self.duration.labels(queue, kind).observe(seconds)
-        self.running.labels(queue).dec()
+    def _per_kind(self, queue: str, kind: str) -> _KindChildren:
+        children = self._kinds.get((queue, kind))
+        if children is None:
+            children = self._kinds[(queue, kind)] = _KindChildren(
+                self.jobs.labels(queue, kind, "succeeded"),
+                self.jobs.labels(queue, kind, "failed"),
+                self.jobs.labels(queue, kind, "retried"),
+                self.duration.labels(queue, kind),
+            )
+        return children
 
     def _on_succeeded(self, event: JobSucceeded) -> None:
-        self._ended(event.queue, event.kind, "succeeded", event.duration)
-        self.outstanding.labels(event.queue).dec()
+        children = self._per_kind(event.queue, event.kind)
+        children.succeeded.inc()
+        children.duration.observe(event.duration)
 
     def _on_failed(self, event: JobFailed) -> None:
-        self._ended(event.queue, event.kind, "failed", event.duration)
-        self.outstanding.labels(event.queue).dec()
+        children = self._per_kind(event.queue, event.kind)
+        children.failed.inc()
+        children.duration.observe(event.duration)
 
     def _on_retried(self, event: JobRetried) -> None:
-        self._ended(event.queue, event.kind, "retried", event.duration)
+        children = self._per_kind(event.queue, event.kind)
+        children.retried.inc()
+        children.duration.observe(event.duration)
 
     def _on_taken_over(self, event: JobTakenOver) -> None:
         self.failovers.labels(event.queue).inc()
         self.takeover.labels(event.queue).observe(event.latency)
-        self.outstanding.labels(event.queue).inc()
 
     def _on_view(self, event: ViewInstalled) -> None:
         self.view_members.labels(event.queue).set(len(event.members))
@@ -232,8 +265,20 @@ class PrometheusObserver:
 
     def _on_session_lost(self, event: SessionLost) -> None:
         self.sessions_lost.labels(event.queue, event.role).inc()
-        self.outstanding.labels(event.queue).set(0)  # a new session owns nothing yet
-        self.running.labels(event.queue).set(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _QueueChildren:
+    outstanding: Gauge
+    running: Gauge
+
+
+@dataclass(frozen=True, slots=True)
+class _KindChildren:
+    succeeded: Counter
+    failed: Counter
+    retried: Counter
+    duration: Histogram
 
 
 observer: Final = PrometheusObserver()
