@@ -35,16 +35,15 @@ def ref(seq: int) -> JobRef:
 def test_outcomes_are_counted_per_kind_with_their_durations() -> None:
     clock = Clock()
     counters = Counters(clock)
-    bus = EventBus([counters])
-    bus.publish(JobAssigned("q", ref(1), "a", "#w#h"))
-    bus.publish(JobStarted("q", ref(1), "a", 1))
-    bus.publish(JobSucceeded("q", ref(1), "a", 1, 0.25))
-    bus.publish(JobStarted("q", ref(2), "a", 1))
-    bus.publish(JobRetried("q", ref(2), "a", 1, 0.5, 0.2, "ValueError"))
-    bus.publish(JobStarted("q", ref(2), "a", 2))
-    bus.publish(JobFailed("q", ref(2), "a", 2, 1.0, "ValueError"))
-    bus.publish(JobStarted("q", ref(3), "b", 1))
-    bus.publish(JobSucceeded("q", ref(3), "b", 1, 2.0))
+    counters(JobAssigned("q", ref(1), "a", "#w#h"))
+    counters(JobStarted("q", ref(1), "a", 1))
+    counters(JobSucceeded("q", ref(1), "a", 1, 0.25))
+    counters(JobStarted("q", ref(2), "a", 1))
+    counters(JobRetried("q", ref(2), "a", 1, 0.5, 0.2, "ValueError"))
+    counters(JobStarted("q", ref(2), "a", 2))
+    counters(JobFailed("q", ref(2), "a", 2, 1.0, "ValueError"))
+    counters(JobStarted("q", ref(3), "b", 1))
+    counters(JobSucceeded("q", ref(3), "b", 1, 2.0))
     assert counters.started == 4
     assert counters.done == 2
     assert counters.failed == 1
@@ -70,6 +69,15 @@ def test_the_oldest_running_job_is_timed_from_its_start() -> None:
     counters(SessionLost("q", "#w#h", "worker", "DAEMON_GONE"))
     assert counters.running == 0
     assert counters.sessions_lost == 1
+
+
+def test_subscribed_counters_take_only_the_rare_events() -> None:
+    counters = Counters(Clock())
+    bus = EventBus([counters])
+    assert set(bus.routes) == {JobTakenOver, ViewInstalled, SessionLost, WindowOpened}
+    bus.publish(JobStarted("q", ref(1), "a", 1))  # not routed: the worker calls directly
+    bus.publish(JobTakenOver("q", ref(1), "a", "#w2#h", "#w1#h", 0.5))
+    assert (counters.started, counters.failovers) == (0, 1)
 
 
 def test_failovers_views_and_blocked_time() -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from spreadq.observe.events import (
     Event,
@@ -58,6 +58,13 @@ class Counters:
     ``clock`` is read only when a published :class:`JobStarted` arrives (the direct
     :meth:`job_started` takes the time); pass the clock the worker reports ``now`` with.
     """
+
+    event_types: ClassVar[frozenset[type]] = frozenset(
+        {JobTakenOver, ViewInstalled, SessionLost, WindowOpened}
+    )
+    """What it takes from a bus: the rare events. Per-job events come by the direct
+    calls, so subscribing the counters never makes a publisher build one (called
+    directly with a job event, it still counts it)."""
 
     __slots__ = (
         "_clock",

@@ -6,8 +6,9 @@ Every event names its ``queue``. Job events carry the job's ``ref`` and handler
 ``latency`` from the membership change that took a job's owner away to the moment
 another member took the job over.
 
-Events are built only when something listens (see :class:`~spreadq.observe.bus.EventBus`:
-``if bus: bus.publish(...)``), so they carry plain values and never validate.
+Events are built only when some observer takes their type (see
+:class:`~spreadq.observe.bus.EventBus`: ``if JobStarted in bus.routes: bus.publish(...)``),
+so they carry plain values and never validate.
 """
 
 from __future__ import annotations
