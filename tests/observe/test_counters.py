@@ -105,3 +105,12 @@ def test_the_direct_per_job_calls_count_as_the_events_would() -> None:
     assert direct.outcomes == observed.outcomes
     assert (direct.started, direct.running) == (observed.started, observed.running) == (2, 1)
     assert direct.oldest_running(101.0) == observed.oldest_running(101.0) == 1.0
+
+
+def test_a_cancelled_attempt_stops_running_and_counts_nowhere() -> None:
+    counters = Counters(Clock())
+    counters.job_started(ref(1), 100.0)
+    counters.job_cancelled(ref(1))
+    counters.job_cancelled(ref(2))  # never started: nothing happens
+    assert (counters.running, counters.started, counters.outcomes) == (0, 1, {})
+    assert counters.oldest_running(200.0) == 0.0

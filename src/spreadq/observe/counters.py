@@ -159,6 +159,11 @@ class Counters:
         totals.count += 1
         totals.seconds += seconds
 
+    def job_cancelled(self, ref: JobRef) -> None:
+        """An attempt for ``ref`` ended without an outcome (cancelled: completed
+        elsewhere, or the worker is stopping); it counts nowhere but stops running."""
+        self._running.pop(ref, None)
+
     # -- events --------------------------------------------------------------------------
 
     def _on_started(self, event: JobStarted) -> None:
