@@ -16,6 +16,7 @@ from spreadq.context import Context
 from spreadq.errors import ConfigurationError, PluginError
 from spreadq.handlers import HandlerSpec
 from spreadq.middleware import CallNext
+from spreadq.observe import Event
 from spreadq.plugins import (
     DISABLE_ENV,
     ENTRY_POINT_GROUP,
@@ -24,6 +25,7 @@ from spreadq.plugins import (
     check_rule,
     disabled_from_env,
     load_plugins,
+    plugin_observers,
 )
 from spreadq.queue.jobs import Job
 from spreadq.queue.rules import RuleState
@@ -74,6 +76,22 @@ async def ping(job: Ping) -> int:
     return job.n
 
 
+def seen(event: Event) -> None:
+    """An observer that keeps nothing."""
+
+
+async def async_observer(event: Event) -> None:
+    """Not an observer: publish never awaits."""
+
+
+class AsyncOpen:
+    def __call__(self, event: Event) -> None:
+        pass
+
+    async def open(self, scope: object) -> None:
+        pass
+
+
 ALPHA = Plugin(
     name="alpha",
     description="codec and rule",
@@ -81,6 +99,7 @@ ALPHA = Plugin(
     rules=(Last(),),
     middleware=(passthrough,),
     handlers=(HandlerSpec.build(ping, "ping"),),
+    observers=(seen,),
 )
 BETA = Plugin(name="beta")
 SAME_CODEC = Plugin(name="gamma", codecs=(Echo(),))
@@ -116,7 +135,16 @@ def test_summary_names_each_contribution() -> None:
         "codecs": ["echo"],
         "middleware": ["passthrough"],
         "handlers": ["ping"],
+        "observers": ["seen"],
     }
+
+
+def test_plugin_observers_come_in_plugin_order() -> None:
+    def other(event: Event) -> None:
+        pass
+
+    loaded = [LoadedPlugin(ALPHA, "a:b"), LoadedPlugin(Plugin(name="z", observers=(other,)), "z:z")]
+    assert plugin_observers(loaded) == (seen, other)
 
 
 def test_plugin_is_frozen() -> None:
@@ -235,6 +263,9 @@ def test_loader_errors(eps: list[EntryPoint], expected: str) -> None:
         ({"name": "x", "middleware": (sync_layer,)}, r"sync_layer .* must be an async function"),
         ({"name": "x", "rules": (NoOwner(),)}, r"rule 'no_owner' .* has no owner\(\) method"),
         ({"name": "x", "handlers": (ping,)}, "handlers.0"),
+        ({"name": "x", "observers": (object(),)}, "observer <object .*> is not callable"),
+        ({"name": "x", "observers": (async_observer,)}, "async_observer .* must be synchronous"),
+        ({"name": "x", "observers": (AsyncOpen(),)}, r"its open\(\) must be a synchronous"),
         ({"name": "x", "hooks": ()}, "hooks"),
     ],
 )

@@ -35,6 +35,8 @@ DESIGN_DEFAULTS = {
     "completed_history": 100_000,
     "secret": None,
     "accept_unsealed_raw": False,
+    "stats_interval": 1.0,
+    "metrics_port": None,  # no metrics endpoint
 }
 
 

@@ -2,9 +2,9 @@
 
 A plugin is a distribution (``spreadq-<name>``, imported as ``spreadq_<name>``) whose
 entry point resolves to a :class:`Plugin`: a frozen declaration of the ownership rules,
-payload codecs, middleware and handlers it contributes. Nothing runs when a plugin is
-loaded except the import of its module, so ``spreadq plugins`` can list what each one
-brings::
+payload codecs, middleware, handlers and event observers it contributes. Nothing runs
+when a plugin is loaded except the import of its module, so ``spreadq plugins`` can list
+what each one brings::
 
     # pyproject.toml of spreadq-msgpack
     [project.entry-points."spreadq.plugins"]
@@ -44,6 +44,7 @@ from spreadq.errors import ConfigurationError, PluginError
 from spreadq.handlers import AnyHandlerSpec
 from spreadq.logs import get_logger
 from spreadq.middleware import Middleware, check_middleware
+from spreadq.observe.bus import Observer, check_observer
 from spreadq.queue.rules import Rule, builtin_rules
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "check_rule",
     "disabled_from_env",
     "load_plugins",
+    "plugin_observers",
 ]
 
 log = get_logger(__name__)
@@ -102,6 +104,9 @@ class Plugin(BaseModel):
         middleware: async middleware, wrapped around every handler of an app that loads
             the plugin, outside the app's own middleware.
         handlers: handler specs (``HandlerSpec.build(...)`` or ``some_handler.spec``).
+        observers: event observers (:class:`~spreadq.observe.Observer`: synchronous
+            callables taking each event), subscribed to the event bus of every worker
+            and producer that loads the plugin, before the observers given explicitly.
 
     Raises:
         pydantic.ValidationError: (constructor) a contribution of the wrong shape; the
@@ -116,6 +121,7 @@ class Plugin(BaseModel):
     codecs: tuple[Annotated[Codec, BeforeValidator(check_codec)], ...] = ()
     middleware: tuple[Annotated[Middleware, BeforeValidator(check_middleware)], ...] = ()
     handlers: tuple[InstanceOf[AnyHandlerSpec], ...] = ()
+    observers: tuple[Annotated[Observer, BeforeValidator(check_observer)], ...] = ()
 
     def summary(self) -> dict[str, list[str]]:
         """Name what the plugin contributes, by category, for listings."""
@@ -127,6 +133,10 @@ class Plugin(BaseModel):
                 for layer in self.middleware
             ],
             "handlers": [spec.kind for spec in self.handlers],
+            "observers": [
+                getattr(observer, "__qualname__", type(observer).__qualname__)
+                for observer in self.observers
+            ],
         }
 
 
@@ -264,6 +274,12 @@ def check_plugin_set(
                     distribution=item.distribution,
                 )
             owners[claim] = item.name
+
+
+def plugin_observers(plugins: Iterable[LoadedPlugin]) -> tuple[Observer, ...]:
+    """The observers ``plugins`` contribute, in plugin order (for an
+    :class:`~spreadq.observe.EventBus`, ahead of those given explicitly)."""
+    return tuple(observer for item in plugins for observer in item.plugin.observers)
 
 
 def _load_one(ep: EntryPoint) -> LoadedPlugin:

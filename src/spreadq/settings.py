@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     Spread programs, which cannot seal them). Off by default: with a secret set, RAW
     messages are dropped unless this is on, at every worker of the queue alike."""
 
+    # -- observability (docs/operations.md) -------------------------------------------
+    stats_interval: float = Field(default=1.0, gt=0.0, le=3600.0)
+    """How often (seconds) a worker sends its STATS report to the FEEDBACK group, for
+    ``spreadq top`` and other observers."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65_535)
+    """The TCP port a metrics observer (``spreadq-prometheus``) serves ``/metrics`` on
+    (``SPREADQ_METRICS_PORT``, ``spreadq worker --metrics-port``); None: no endpoint.
+    0 picks a free port."""
+
     def __init__(self, **values: object) -> None:
         if "secret" not in values:
             _refuse_an_empty_secret(os.environ, ENV_PREFIX)

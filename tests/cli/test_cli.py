@@ -20,7 +20,7 @@ from spreadq.wire import RegularMembership
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 from daemon_process import daemon_process
 
-COMMANDS = ["daemon", "demo", "worker", "put", "bench"]
+COMMANDS = ["daemon", "demo", "worker", "put", "bench", "top"]
 WAIT = 20
 
 

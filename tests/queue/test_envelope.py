@@ -19,6 +19,7 @@ from spreadq.queue.envelope import (
     JobFragment,
     JobSpec,
     Raw,
+    Stats,
     batch_size,
     declared_slots,
     decode,
@@ -341,7 +342,7 @@ def _decode_or_envelope_error(data: bytes) -> None:
         assert slots == (1 if result.index == result.count - 1 else 0)
         assert 0 <= result.index < result.count
     else:
-        assert isinstance(result, Ack | View | Drain | Hello)
+        assert isinstance(result, Ack | View | Drain | Hello | Stats)
         assert slots == 0
 
 

@@ -57,6 +57,8 @@ def test_feedback_memberships_drop_leavers_and_count_peers() -> None:
     witnesses.change([A, B])
     assert witnesses.on_feedback([A, B, ME, "#p#h"]) == (A, B)
     assert witnesses.peers([A, B]) == 2  # ourselves and another producer
+    witnesses.on_feedback([A, B, ME, "#p#h", "#~top1#h"])
+    assert witnesses.peers([A, B]) == 2  # an observer (spreadq top) takes no share
     assert witnesses.on_feedback([A, ME]) == (A,)
     assert witnesses.peers([A]) == 1
     witnesses.reset()

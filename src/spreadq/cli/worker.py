@@ -99,6 +99,17 @@ def worker(
             "default: the app's settings (never).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65_535,
+            envvar="SPREADQ_METRICS_PORT",
+            help="Serve /metrics on this port (with the spreadq-prometheus plugin); "
+            "default: the app's settings (none).",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker for the App at MODULE:APP until SIGTERM or Ctrl-C (which drain).
 
@@ -111,6 +122,8 @@ def worker(
             changes["concurrency"] = concurrency
         if connect_timeout is not None:
             changes["connect_timeout"] = connect_timeout
+        if metrics_port is not None:
+            changes["metrics_port"] = metrics_port
         settings = app.settings.replace(**changes) if changes else app.settings
 
     async def run() -> None:

@@ -47,6 +47,13 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
     DRAIN     incarnation 16s
     HELLO     incarnation 16s | capacity u32
+    STATS     incarnation 16s | state u8 | owned u32 | running u32 | done u64 | failed u64 |
+              oldest_ms u32 | failovers u32 | takeover_ms_sum u64 | takeover_ms_max u32 |
+              gid 3 x i32 | ordinal u64 | interval_ms u32 | member_len u8 | member |
+              n_producers u16 | n_producers x (producer_id 16s | outstanding u32 | read u64)
+
+STATS goes to the FEEDBACK group only (never WORK, so it takes no slot anywhere): one
+consumer's periodic report for ``spreadq top`` and other observers (:class:`Stats`).
 
 An ACK outcome's ``codec`` names the codec of a successful result only when it differs
 from the job's own payload codec (``codec_len`` 0 otherwise, and always for a failure),
@@ -97,6 +104,8 @@ __all__ = [
     "JobSpec",
     "Kind",
     "Raw",
+    "Stats",
+    "StatsState",
     "ack_overhead",
     "batch_size",
     "outcome_size",
@@ -133,6 +142,7 @@ class Kind(enum.IntEnum):
     VIEW = 4
     DRAIN = 5
     HELLO = 6
+    STATS = 7
 
 
 _PREAMBLE = struct.Struct("<2sBBH")
@@ -145,6 +155,8 @@ _OUTCOME = struct.Struct("<16sQBHBBI")
 _VIEW = struct.Struct("<iiiQH")
 _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
+_STATS = struct.Struct("<16sBIIQQIIQIiiiQI")
+_STATS_PRODUCER = struct.Struct("<16sIQ")
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 
@@ -317,6 +329,53 @@ class Hello:
     capacity: int
 
 
+class StatsState(enum.IntEnum):
+    """What a consumer reporting :class:`Stats` is doing."""
+
+    RUNNING = 0
+    DRAINING = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """STATS: one consumer's periodic report, sent to FEEDBACK only.
+
+    Attributes:
+        incarnation: the sender's session incarnation (as in its ACKs).
+        member: the sender's Spread member name; a reader takes a report only from the
+            member it names.
+        state: running or draining.
+        owned: outstanding jobs the sender owns (its backlog).
+        running: handlers running now.
+        done: jobs that succeeded on the sender since it started.
+        failed: jobs that failed for good on the sender since it started.
+        oldest_ms: how long its longest-running job has run, in milliseconds.
+        failovers: jobs it took over from departed members.
+        takeover_ms_sum: the sum, over those, of the time from the membership change to
+            the takeover, in milliseconds; ``takeover_ms_max`` the longest.
+        group_id: the WORK view's Spread group id; ``ordinal`` its local ordinal.
+        interval_ms: how often the sender reports (a reader calls it gone after a few
+            intervals without a report).
+        producers: per producer: ``(producer_id, outstanding jobs, last mseq read)``.
+    """
+
+    incarnation: bytes
+    member: str
+    state: StatsState = StatsState.RUNNING
+    owned: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    oldest_ms: int = 0
+    failovers: int = 0
+    takeover_ms_sum: int = 0
+    takeover_ms_max: int = 0
+    group_id: tuple[int, int, int] = (0, 0, 0)
+    ordinal: int = 0
+    interval_ms: int = 0
+    producers: tuple[tuple[bytes, int, int], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Raw:
     """A WORK message that is not a spreadq envelope: one RAW job."""
@@ -324,10 +383,10 @@ class Raw:
     data: bytes | memoryview = field(repr=False)
 
 
-Decoded = JobBatch | JobFragment | Ack | View | Drain | Hello | Raw
+Decoded = JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Raw
 """What :func:`decode` returns."""
 
-Envelope = JobBatch | JobFragment | Ack | View | Drain | Hello
+Envelope = JobBatch | JobFragment | Ack | View | Drain | Hello | Stats
 
 
 # --- encoding -----------------------------------------------------------------------
@@ -509,6 +568,52 @@ def _encode_hello(hello: Hello) -> bytes:
     return _preamble(Kind.HELLO, 0) + _HELLO.pack(hello.incarnation, hello.capacity)
 
 
+def _encode_stats(stats: Stats) -> bytes:
+    _check_id(stats.incarnation, "incarnation")
+    name = encode_text(stats.member, "member name", 0xFF)
+    _check_range(len(stats.producers), "producers per STATS", _U16_MAX)
+    for value, what, limit in (
+        (stats.owned, "owned", _U32_MAX),
+        (stats.running, "running", _U32_MAX),
+        (stats.done, "done", _U64_MAX),
+        (stats.failed, "failed", _U64_MAX),
+        (stats.oldest_ms, "oldest_ms", _U32_MAX),
+        (stats.failovers, "failovers", _U32_MAX),
+        (stats.takeover_ms_sum, "takeover_ms_sum", _U64_MAX),
+        (stats.takeover_ms_max, "takeover_ms_max", _U32_MAX),
+        (stats.ordinal, "view ordinal", _U64_MAX),
+        (stats.interval_ms, "interval_ms", _U32_MAX),
+    ):
+        _check_range(value, what, limit)
+    parts = [
+        _preamble(Kind.STATS, 0),
+        _STATS.pack(
+            stats.incarnation,
+            StatsState(stats.state),
+            stats.owned,
+            stats.running,
+            stats.done,
+            stats.failed,
+            stats.oldest_ms,
+            stats.failovers,
+            stats.takeover_ms_sum,
+            stats.takeover_ms_max,
+            *stats.group_id,
+            stats.ordinal,
+            stats.interval_ms,
+        ),
+        _U8.pack(len(name)),
+        name,
+        _U16.pack(len(stats.producers)),
+    ]
+    for producer_id, outstanding, read in stats.producers:
+        _check_id(producer_id, "producer_id")
+        _check_range(outstanding, "outstanding", _U32_MAX)
+        _check_range(read, "mseq", _U64_MAX)
+        parts.append(_STATS_PRODUCER.pack(producer_id, outstanding, read))
+    return b"".join(parts)
+
+
 def _encode_batch_value(batch: JobBatch) -> bytes:
     specs = [_spec_of(job) for job in batch.jobs]
     return encode_batch(batch.producer_id, batch.mseq, batch.codec, specs)
@@ -539,6 +644,7 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     View: _encode_view,
     Drain: _encode_drain,
     Hello: _encode_hello,
+    Stats: _encode_stats,
 }
 
 
@@ -762,6 +868,39 @@ def _decode_hello(reader: _Reader, slots: int) -> Hello:
     return Hello(incarnation, capacity)
 
 
+def _decode_stats(reader: _Reader, slots: int) -> Stats:
+    (incarnation, state, *counts, proc_id, time, index, ordinal, interval_ms) = reader.unpack(
+        _STATS
+    )
+    try:
+        known_state = StatsState(state)
+    except ValueError:
+        raise EnvelopeError(f"unknown STATS state {state}") from None
+    (size,) = reader.unpack(_U8)
+    member = reader.text(size, "member name")
+    (count,) = reader.unpack(_U16)
+    producers = tuple(reader.unpack(_STATS_PRODUCER) for _ in range(count))
+    reader.done()
+    owned, running, done, failed, oldest_ms, failovers, takeover_sum, takeover_max = counts
+    return Stats(
+        incarnation,
+        member,
+        known_state,
+        owned,
+        running,
+        done,
+        failed,
+        oldest_ms,
+        failovers,
+        takeover_sum,
+        takeover_max,
+        (proc_id, time, index),
+        ordinal,
+        interval_ms,
+        producers,
+    )
+
+
 _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.BATCH: _decode_batch,
     Kind.FRAGMENT: _decode_fragment,
@@ -769,6 +908,7 @@ _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.VIEW: _decode_view,
     Kind.DRAIN: _decode_drain,
     Kind.HELLO: _decode_hello,
+    Kind.STATS: _decode_stats,
 }
 _SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
 

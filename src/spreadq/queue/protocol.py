@@ -9,6 +9,14 @@ are exactly the consumers) and the FEEDBACK group ``q~fb`` (consumers, member pr
 and observers). ``~`` is reserved as the separator, so no queue name may contain it and
 no two queues' groups collide. Both names must suit Spread and its C library (1..31
 bytes of ``$``..``~``, not starting with ``#``), so a queue name is 1..28 bytes.
+
+Observers. A program that only watches a queue (``spreadq top``) joins FEEDBACK, never
+WORK, under a private name that starts with :data:`OBSERVER_PREFIX` (``~``). Producers
+do not count such a member as a producer sharing the window
+(:meth:`~spreadq.queue.witnesses.Witnesses.peers`), so watching a queue does not slow
+it down; the one thing its join causes is a VIEW announcement by the first consumer,
+which the observer needs anyway. Producers and workers should not take private names
+starting with ``~``.
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ from typing import Final
 
 from spreadq.errors import ConfigurationError, InvalidName
 from spreadq.wire.constants import MAX_GROUP_NAME
-from spreadq.wire.events import check_group_name
+from spreadq.wire.events import check_group_name, check_private_name
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
     "FEEDBACK_SUFFIX",
     "MAX_QUEUE_NAME",
     "NOT_BEFORE_HEADER",
+    "OBSERVER_PREFIX",
+    "is_observer",
+    "observer_name",
     "queue_groups",
 ]
 
@@ -35,6 +46,32 @@ NOT_BEFORE_HEADER: Final = "not_before"
 """The job header holding the Unix time before which a job must not start (``put(delay=)``)."""
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
+
+
+OBSERVER_PREFIX: Final = "~"
+"""The first character of an observer's private name (``~top3fa9c``)."""
+
+
+def observer_name(tag: str) -> str:
+    """The private name an observer connects with: :data:`OBSERVER_PREFIX` and ``tag``
+    (so 1..9 bytes of ``$``..``~``: Spread's private names are at most 10).
+
+    Raises:
+        ConfigurationError: ``tag`` is empty, too long, or uses another byte.
+    """
+    name = OBSERVER_PREFIX + tag
+    try:
+        if not tag:
+            raise InvalidName(name, "an observer's name needs a tag after the prefix")
+        check_private_name(name)
+    except InvalidName as error:
+        raise ConfigurationError(f"invalid observer name {name!r}: {error.reason}") from error
+    return name
+
+
+def is_observer(member: str) -> bool:
+    """Whether Spread member ``member`` (``#private#daemon``) is an observer."""
+    return member.startswith("#" + OBSERVER_PREFIX)
 
 
 def queue_groups(queue: str) -> tuple[str, str]:

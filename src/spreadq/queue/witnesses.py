@@ -56,6 +56,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from spreadq.queue.protocol import is_observer
 from spreadq.queue.view import View
 
 __all__ = ["ConsumersChanged", "Trust", "Witnesses"]
@@ -123,9 +124,12 @@ class Witnesses:
         return frozenset(self._witnesses.get(epoch, ()))
 
     def peers(self, consumers: Iterable[str]) -> int:
-        """How many FEEDBACK members besides ``consumers`` (producers and observers,
-        ourselves included) share the queue; at least 1: a hint for the window split."""
-        return max(1, len(self._feedback.difference(consumers)))
+        """How many FEEDBACK members besides ``consumers`` and observers (producers,
+        ourselves included) share the queue; at least 1: a hint for the window split.
+        An observer (:func:`~spreadq.queue.protocol.is_observer`) sends no jobs, so it
+        takes no share of the window."""
+        others = self._feedback.difference(consumers)
+        return max(1, sum(1 for member in others if not is_observer(member)))
 
     # -- trust ---------------------------------------------------------------------------
 

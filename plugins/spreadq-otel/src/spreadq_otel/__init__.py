@@ -1,0 +1,159 @@
+"""OpenTelemetry traces for spreadq: ``spreadq.put`` and ``spreadq.handle`` spans, one
+trace across processes through W3C trace context in the job's headers.
+
+Producer side: :func:`traced_put` opens a ``spreadq.put`` span (kind PRODUCER) around
+``Producer.put`` and writes the span's context into the job's headers
+(``traceparent``, and ``tracestate`` when there is one), so the job carries its trace.
+
+Worker side: :func:`handle_span` is a middleware, contributed by the plugin to every
+app that loads it: each handler attempt runs in a ``spreadq.handle`` span (kind
+CONSUMER) whose parent is the context read from the job's headers; an attempt after the
+first gets a ``spreadq.retry`` event, and an exception is recorded on the span, which
+ends with an error status.
+
+Nothing is traced, and the middleware costs one ``isinstance``, until the program
+installs a tracer provider (``opentelemetry.trace.set_tracer_provider``); spans go to
+whatever the program configured. Attributes follow OpenTelemetry's messaging
+conventions: ``messaging.system = "spreadq"``, ``messaging.destination.name`` (the
+queue), ``messaging.operation.type`` (``send``/``process``), plus ``spreadq.kind``,
+``spreadq.job`` (worker) or ``spreadq.seq`` (producer), and ``spreadq.attempt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.context import Context as OtelContext
+from opentelemetry.trace import ProxyTracerProvider, SpanKind, Tracer, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from spreadq.context import Context
+from spreadq.handlers import Handler
+from spreadq.middleware import CallNext, Middleware, check_middleware
+from spreadq.plugins import Plugin
+from spreadq.producer import Producer
+from spreadq.producer.receipt import Receipt
+
+__all__ = [
+    "PUT_SPAN",
+    "HANDLE_SPAN",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "extract",
+    "handle_middleware",
+    "handle_span",
+    "inject",
+    "plugin",
+    "traced_put",
+]
+
+PUT_SPAN: Final = "spreadq.put"
+HANDLE_SPAN: Final = "spreadq.handle"
+TRACEPARENT: Final = "traceparent"
+"""The job header holding the W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``)."""
+TRACESTATE: Final = "tracestate"
+
+_W3C: Final = TraceContextTextMapPropagator()
+_SCOPE: Final = "spreadq"
+
+ResultT = TypeVar("ResultT")
+
+
+def _tracer(provider: TracerProvider | None) -> Tracer:
+    return trace.get_tracer(_SCOPE, tracer_provider=provider)
+
+
+def _tracing(provider: TracerProvider | None) -> bool:
+    """Whether spans go anywhere: a provider was given or installed globally."""
+    return provider is not None or not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+
+
+def inject(
+    headers: Mapping[str, str] | None = None, context: OtelContext | None = None
+) -> dict[str, str]:
+    """``headers`` plus the W3C trace context of ``context`` (the current one if None)."""
+    carrier = dict(headers or {})
+    _W3C.inject(carrier, context=context)
+    return carrier
+
+
+def extract(headers: Mapping[str, str]) -> OtelContext:
+    """The trace context a job's headers carry (an empty context when they carry none
+    or a malformed one)."""
+    return _W3C.extract(headers)
+
+
+async def traced_put(
+    producer: Producer,
+    handler: Handler[Any, ResultT] | str,
+    payload: object,
+    *,
+    key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    delay: float | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Receipt[Any]:
+    """``producer.put(...)`` inside a ``spreadq.put`` span, the span's trace context
+    added to the job's headers.
+
+    Raises:
+        Whatever ``Producer.put`` raises (recorded on the span, which ends in error).
+    """
+    kind = handler if isinstance(handler, str) else handler.spec.kind
+    attributes = {
+        "messaging.system": "spreadq",
+        "messaging.destination.name": producer.queue,
+        "messaging.operation.type": "send",
+        "spreadq.kind": kind,
+    }
+    tracer = _tracer(tracer_provider)
+    with tracer.start_as_current_span(
+        PUT_SPAN, kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        receipt = await producer.put(
+            handler, payload, key=key, headers=inject(headers), delay=delay
+        )
+        span.set_attribute("spreadq.seq", receipt.seq)
+        return receipt
+
+
+def handle_middleware(tracer_provider: TracerProvider | None = None) -> Middleware:
+    """A :func:`handle_span` middleware bound to ``tracer_provider`` (the global one
+    when None), for an app that traces to a provider of its own."""
+
+    async def handle(ctx: Context, payload: object, call_next: CallNext) -> object:
+        if not _tracing(tracer_provider):
+            return await call_next(ctx, payload)
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": "spreadq",
+            "messaging.destination.name": ctx.queue,
+            "messaging.operation.type": "process",
+            "spreadq.kind": ctx.kind,
+            "spreadq.job": str(ctx.job),
+            "spreadq.attempt": ctx.attempt,
+            "spreadq.member": ctx.member,
+        }
+        tracer = _tracer(tracer_provider)
+        with tracer.start_as_current_span(
+            HANDLE_SPAN, context=extract(ctx.headers), kind=SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            if ctx.attempt > 1:
+                span.add_event("spreadq.retry", {"spreadq.attempt": ctx.attempt})
+            return await call_next(ctx, payload)
+
+    handle.__qualname__ = "handle_span"
+    return check_middleware(handle)
+
+
+handle_span: Final = handle_middleware()
+"""The worker-side middleware: each handler attempt in a ``spreadq.handle`` span."""
+
+plugin: Final = Plugin(
+    name="otel",
+    description="OpenTelemetry spans for put and handle, W3C trace context in job headers",
+    middleware=(handle_span,),
+)
+"""The declaration behind the ``spreadq.plugins`` entry point ``otel``."""
