@@ -32,6 +32,7 @@ from spreadq.queue.envelope import decode as decode
 from spreadq.queue.envelope import encode as encode
 from spreadq.queue.envelope import encode_batch as encode_batch
 from spreadq.queue.envelope import encode_fragments as encode_fragments
+from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
 from spreadq.queue.inputs import JobStarted as JobStarted
@@ -71,6 +72,7 @@ __all__ = [
     "Effect",
     "GiveUpJob",
     "Hello",
+    "Idle",
     "Input",
     "Job",
     "JobBatch",

@@ -103,6 +103,7 @@ from spreadq.queue import (
     CancelJob,
     ChangeCause,
     GiveUpJob,
+    Idle,
     Input,
     Job,
     JobCompleted,
@@ -292,6 +293,7 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             max_failovers=settings.max_failovers,
             history=history,
         )
@@ -335,6 +337,7 @@ class Dispatcher:
         self._drain_deadline = math.inf
         self._leaving = False
         self._left = False
+        self._idle = False  # what the table was last told (Idle)
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -422,8 +425,17 @@ class Dispatcher:
                 except anyio.WouldBlock:
                     break
             self._pump()
+            await self._note_idle()
             await self._check_drained()
         return None
+
+    async def _note_idle(self) -> None:
+        """Tell the table when we go idle (nothing ready to run) or busy again: idle,
+        finished jobs are ACKed at once instead of waiting for company."""
+        idle = not self._schedule.queued
+        if idle is not self._idle:
+            self._idle = idle
+            await self._apply(Idle(idle))
 
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
@@ -442,6 +454,7 @@ class Dispatcher:
         if self._schedule.next_due() is not None:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
+            await self._note_idle()
         await self._check_drained()
 
     async def _on_item(self, item: _Item) -> None:
