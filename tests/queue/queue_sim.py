@@ -50,9 +50,9 @@ from spreadq.queue.effects import (
     CancelJob,
     Effect,
     GiveUpJob,
-    JobCompleted,
     JobOrphaned,
     JobRejected,
+    JobsCompleted,
     RunJob,
     SendAck,
     ViewChanged,
@@ -235,10 +235,11 @@ class Simulation:
                 replica.queued.remove(effect.ref)
             if effect.ref in replica.running:
                 replica.running.remove(effect.ref)
-        elif isinstance(effect, JobCompleted):
-            if effect.outcome.error_type == "Forged":
-                self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
-            self.completed.add((replica.lifetime, effect.ref))
+        elif isinstance(effect, JobsCompleted):
+            for ref, outcome in effect.completed:
+                if outcome.error_type == "Forged":
+                    self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
+                self.completed.add((replica.lifetime, ref))
         elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
             if replica.alive:
                 component = self.component_of(replica.name)

@@ -15,9 +15,9 @@ from spreadq.queue.effects import AnnounceView as AnnounceView
 from spreadq.queue.effects import CancelJob as CancelJob
 from spreadq.queue.effects import Effect as Effect
 from spreadq.queue.effects import GiveUpJob as GiveUpJob
-from spreadq.queue.effects import JobCompleted as JobCompleted
 from spreadq.queue.effects import JobOrphaned as JobOrphaned
 from spreadq.queue.effects import JobRejected as JobRejected
+from spreadq.queue.effects import JobsCompleted as JobsCompleted
 from spreadq.queue.effects import RunJob as RunJob
 from spreadq.queue.effects import SendAck as SendAck
 from spreadq.queue.effects import ViewChanged as ViewChanged
@@ -76,7 +76,7 @@ __all__ = [
     "Input",
     "Job",
     "JobBatch",
-    "JobCompleted",
+    "JobsCompleted",
     "JobFinished",
     "JobFragment",
     "JobOrphaned",

@@ -29,7 +29,7 @@ __all__ = [
     "CancelJob",
     "Effect",
     "GiveUpJob",
-    "JobCompleted",
+    "JobsCompleted",
     "JobOrphaned",
     "JobRejected",
     "RunJob",
@@ -98,12 +98,13 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
-class JobCompleted:
-    """An ACK from ``by`` completed ``ref`` (emitted by every replica, ours included)."""
+class JobsCompleted:
+    """An ACK from ``by`` completed these outstanding jobs, in its order (emitted by
+    every replica, ours included; one per ACK, not one per job: every replica reads
+    every ACK)."""
 
-    ref: JobRef
-    outcome: Outcome
     by: str
+    completed: tuple[tuple[JobRef, Outcome], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ Effect = (
     RunJob
     | GiveUpJob
     | CancelJob
-    | JobCompleted
+    | JobsCompleted
     | JobOrphaned
     | JobRejected
     | SendAck

@@ -94,9 +94,9 @@ from spreadq.queue.effects import (
     CancelJob,
     Effect,
     GiveUpJob,
-    JobCompleted,
     JobOrphaned,
     JobRejected,
+    JobsCompleted,
     RunJob,
     SendAck,
     ViewChanged,
@@ -723,21 +723,23 @@ class OutstandingTable:
         remember, outstanding, mine = self._history.add, self._entries, self._mine
         released = self._state.released
         append = effects.append
-        completed = 0
-        for ref, outcome in ack.outcomes:
+        completed: list[tuple[JobRef, Outcome]] = []
+        for item in ack.outcomes:
+            ref, outcome = item
             remember(ref, outcome)
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
                 continue
-            completed += 1
+            completed.append(item)
             if entry.counted is not None:
                 released(entry.counted)
-            append(JobCompleted(ref, outcome, sender))
             mine.pop(ref, None)
             if entry.run_sent and not entry.finished:
                 append(CancelJob(ref, running=entry.started))
-        self._counts["completed"] += completed
+        if completed:
+            self._counts["completed"] += len(completed)
+            append(JobsCompleted(sender, tuple(completed)))
 
     # --- our own handlers and ACKs --------------------------------------------------
 

@@ -38,7 +38,7 @@ SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 ViewChanged           log it (and rebind the logger's ``view``)
-JobCompleted          nothing: every replica sees every completion, and the table has
+JobsCompleted         nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
 JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
 ====================  ================================================================
@@ -106,11 +106,11 @@ from spreadq.queue import (
     Idle,
     Input,
     Job,
-    JobCompleted,
     JobFinished,
     JobOrphaned,
     JobRef,
     JobRejected,
+    JobsCompleted,
     JobStarted,
     LeftGroup,
     Outcome,
@@ -496,7 +496,7 @@ class Dispatcher:
             joined.started(self._handle)
         carry_out = self._effects
         for effect in effects:
-            if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
+            if type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
                 await carry_out[type(effect)](effect)
 
     async def _announce_recovered(self) -> None:
