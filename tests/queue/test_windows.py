@@ -257,6 +257,37 @@ def test_gate_shares_the_window_among_active_producers() -> None:
     assert gate.share == 150
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("view"), st.sets(st.sampled_from("abcd"))),
+            st.tuples(
+                st.just("ack"),
+                st.sampled_from("abcd"),
+                st.sets(st.sampled_from([P1, P2, P3])),
+            ),
+            st.tuples(st.just("peers"), st.integers(0, 5)),
+            st.tuples(st.just("window"), st.integers(1, 900)),
+        ),
+        max_size=40,
+    ),
+)
+def test_the_cached_share_always_equals_its_definition(steps: list[tuple[object, ...]]) -> None:
+    gate = ProducerGate(P1, window=600)
+    for step in steps:
+        if step[0] == "view":
+            gate.on_view(sorted(step[1]), gate.last_mseq)  # type: ignore[call-overload]
+        elif step[0] == "ack":
+            _, member, producers = step
+            gate.on_ack(str(member), [(p, 0) for p in producers], 0)  # type: ignore[attr-defined]
+        elif step[0] == "peers":
+            gate.on_peers(int(step[1]))  # type: ignore[call-overload]
+        else:
+            gate.window = int(step[1])  # type: ignore[call-overload]
+        assert gate.share == max(1, gate.window // gate.active_producers)
+
+
 def test_gate_in_flight_and_backlog() -> None:
     gate = ProducerGate(P1, max_in_flight=10, max_backlog=50)
     gate.on_view(["#a#h"], now_mseq=0)

@@ -249,10 +249,11 @@ class ProducerGate:
         "_latest_producers",
         "_peers",
         "_read",
+        "_share",
+        "_window",
         "max_backlog",
         "max_in_flight",
         "producer_id",
-        "window",
     )
 
     def __init__(
@@ -264,18 +265,29 @@ class ProducerGate:
         max_backlog: int = 10_000,
     ) -> None:
         self.producer_id = producer_id
-        self.window = window
+        self._window = window
         self.max_in_flight = max_in_flight
         self.max_backlog = max_backlog
         self._read: dict[str, int] = {}
         self._backlog: dict[str, int] = {}
         self._latest_producers: dict[str, frozenset[bytes]] = {}
         self._peers = 1
+        self._share: int | None = None  # cached; None after anything it depends on changed
         self._in_flight = 0
         self._last: BlockReason | None = BlockReason.NO_CONSUMERS
         self._last_mseq = 0
         self._acks = 0  # ACK messages seen on the queue, from any consumer
         self._acks_at: dict[int, int] = {0: 0}  # our mseq -> ``_acks`` when it was sent
+
+    @property
+    def window(self) -> int:
+        """The total unread messages allowed at any consumer, shared by producers."""
+        return self._window
+
+    @window.setter
+    def window(self, window: int) -> None:
+        self._window = window
+        self._share = None
 
     @property
     def consumers(self) -> tuple[str, ...]:
@@ -316,7 +328,10 @@ class ProducerGate:
     @property
     def share(self) -> int:
         """How far ahead of every consumer this producer may run, in messages."""
-        return max(1, self.window // self.active_producers)
+        share = self._share
+        if share is None:  # asked per put under load: computed once per change
+            share = self._share = max(1, self.window // self.active_producers)
+        return share
 
     def read_position(self, member: str) -> int | None:
         """The last of our mseqs ``member`` is known to have read, if it is live."""
@@ -334,6 +349,7 @@ class ProducerGate:
         for table in (self._backlog, self._latest_producers):
             for member in [m for m in table if m not in self._read]:
                 del table[member]
+        self._share = None
         self._prune()
 
     def on_ack(
@@ -357,7 +373,10 @@ class ProducerGate:
             producers.add(producer_id)
             if producer_id == self.producer_id and mseq > self._read[member]:
                 self._read[member] = mseq
-        self._latest_producers[member] = frozenset(producers)
+        latest = frozenset(producers)
+        if self._latest_producers.get(member) != latest:
+            self._latest_producers[member] = latest
+            self._share = None
         self._backlog[member] = backlog
         self._prune()
 
@@ -365,6 +384,7 @@ class ProducerGate:
         """Hint how many producers share the queue (e.g. FEEDBACK members that are not
         consumers); the gate divides the window by at least this many."""
         self._peers = max(1, producers)
+        self._share = None
 
     def on_sent(self, jobs: int, mseq: int | None = None) -> None:
         """Record that message ``mseq`` (the one after the last, when None) carrying
