@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -188,8 +188,8 @@ async def test_endpoint_passes_the_context_only_when_wanted() -> None:
 # -- registration errors name the function and its file:line --------------------------
 
 
-def sync_handler(job: Resize) -> None:
-    return None
+def sync_generator(job: Resize) -> Iterator[int]:
+    yield 1
 
 
 async def no_annotation(job):  # type: ignore[no-untyped-def]
@@ -247,8 +247,8 @@ async def agen(job: Resize) -> AsyncIterator[int]:
 @pytest.mark.parametrize(
     ("fn", "args", "kwargs", "expected"),
     [
-        (sync_handler, ("k",), {}, "must be an async function"),
-        (agen, ("k",), {}, "must be an async function"),
+        (agen, ("k",), {}, "not a generator"),
+        (sync_generator, ("k",), {}, "not a generator"),
         (no_annotation, ("k",), {}, "payload parameter 'job' has no type annotation"),
         (no_parameters, ("k",), {}, "takes no parameter"),
         (context_first, ("k",), {}, "the Context goes second"),
@@ -348,8 +348,8 @@ def test_a_handler_can_be_rebuilt_into_a_spec() -> None:
 
 
 def test_handler_decorator_reports_errors_at_decoration() -> None:
-    with pytest.raises(ConfigurationError, match="sync_handler"):
-        handler("k")(sync_handler)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="agen"):
+        handler("k")(agen)
 
 
 # -- Context -------------------------------------------------------------------------

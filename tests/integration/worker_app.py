@@ -13,7 +13,9 @@
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
-(``cancel``, ``interrupt``, ``exit``). The ``on_failure`` hook records ``failed``.
+(``cancel``, ``interrupt``, ``exit``). ``sync_work`` and ``sync_raise`` are the same as
+plain ``def`` handlers, run in the worker's threads. The ``on_failure`` hook records
+``failed``.
 
 A record line reads ``start|done|failed <i> <member> <attempt> <monotonic seconds> <view
 size>`` (``i`` is the job's seq for ``failed``);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TextIO
@@ -60,12 +63,14 @@ app = App(
 )
 
 _records: list[TextIO] = []  # this process's record file, opened on first use
+_records_lock = threading.Lock()  # sync handlers record from their threads
 
 
 def _record(line: str) -> None:
-    if not _records:
-        _records.append((RECORDS / f"worker-{os.getpid()}.log").open("a", buffering=1))
-    _records[0].write(line)
+    with _records_lock:
+        if not _records:
+            _records.append((RECORDS / f"worker-{os.getpid()}.log").open("a", buffering=1))
+        _records[0].write(line)
 
 
 class Work(BaseModel):
@@ -120,6 +125,25 @@ async def die(job: Work, ctx: Context) -> None:
 @app.handler("raise")
 async def raise_(job: Boom) -> None:
     """Raise a BaseException from the handler itself."""
+    raise _RAISED[job.what]()
+
+
+@app.handler("sync_work")
+def sync_work(job: Work, ctx: Context) -> Ran:
+    """``work`` as a plain ``def``: it blocks its thread for ``job.seconds``."""
+    size = len(ctx.view.members)
+    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    if job.seconds:
+        time.sleep(job.seconds)
+    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    group_id = ctx.view.group_id
+    assert isinstance(group_id, tuple)
+    return Ran(i=job.i, member=ctx.member, members=list(ctx.view.members), group_id=list(group_id))
+
+
+@app.handler("sync_raise")
+def sync_raise(job: Boom) -> None:
+    """``raise`` as a plain ``def``: the BaseException is raised in a worker thread."""
     raise _RAISED[job.what]()
 
 

@@ -105,9 +105,14 @@ async def use() -> None:
     await standalone("three")  # type: ignore[arg-type]
 
 
-@app.handler("sync")  # type: ignore[arg-type]
-def not_async(job: ResizeJob) -> None:  # refused at run time too (ConfigurationError)
-    return None
+@app.handler("sync")
+def checksum(job: ResizeJob) -> str:  # a plain def: run in a worker thread
+    return job.path
+
+
+def use_sync() -> None:
+    assert_type(put(checksum, ResizeJob(path="a.png", width=1)), Receipt[str])
+    put(checksum, 3)  # type: ignore[misc]
 
 
 app.middleware(ping)  # type: ignore[type-var]

@@ -42,6 +42,7 @@ from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, 
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
 from spreadq.queue.rules import Rule, builtin_rules, keeps_key_order
 from spreadq.settings import Settings
+from spreadq.threads import SyncThreads
 from spreadq.wire.events import check_private_name
 from spreadq.worker.runtime import WorkerRuntime, tune_collector
 from spreadq.worker.spec import PreparedHandler, WorkerSpec
@@ -109,6 +110,7 @@ class App:
         self._failure_hooks: list[FailureHook] = []
         self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
         self._worker: WorkerRuntime | None = None  # set while run() runs
+        self._threads = SyncThreads(self._settings.sync_threads)  # sync handlers run here
 
         self._plugins = _load(plugins)
         rules: dict[str, Rule] = builtin_rules()
@@ -231,7 +233,10 @@ class App:
         raw: int | None = None,
         **options: Unpack[HandlerOptionArgs],
     ) -> HandlerDecorator:
-        """Register the decorated async function as the handler of ``kind``.
+        """Register the decorated function as the handler of ``kind``.
+
+        An ``async def`` runs on the event loop; a plain ``def`` runs in a worker thread
+        (at most ``settings.sync_threads`` at once; see :mod:`spreadq.threads`).
 
         ``@app.handler("resize")`` or, for RAW jobs from plain Spread programs,
         ``@app.handler(raw=0x1234)``; options as :class:`~spreadq.handlers.HandlerOptions`.
@@ -306,7 +311,7 @@ class App:
             {
                 kind: PreparedHandler(
                     spec=spec,
-                    chain=build_chain(stack, spec.endpoint),
+                    chain=build_chain(stack, spec.bind(self._threads)),
                     payload_codec=self._codecs[spec.payload_codec],
                     result_codec=self._codecs[spec.result_codec],
                     codecs=self._codecs,
@@ -394,6 +399,7 @@ class App:
             drain_timeout,
         )
         self._worker = worker
+        self._threads.open(worker.settings.sync_threads)
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tasks:

@@ -101,6 +101,11 @@ class WorkerRuntime:
         self._history = OutcomeHistory(settings.completed_history)
         self._recovered: list[tuple[JobRef, Outcome]] = []
 
+    @property
+    def settings(self) -> Settings:
+        """The settings of this run."""
+        return self._settings
+
     def stop(self) -> None:
         """Drain the current session and stop reconnecting."""
         if self._stopping:
