@@ -2,10 +2,14 @@
 
 * Plain ``def`` handlers run in the workers' threads: jobs spread over both workers,
   and ``KeyboardInterrupt`` / ``SystemExit`` raised in a thread fail only their job.
+* ``spreadq worker`` runs an app's lifespan around the worker: its state reaches the
+  handlers, SIGTERM drains and then runs the shutdown, and a startup that fails ends
+  the process with status 1 before it ever joins the WORK group.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -13,8 +17,10 @@ import anyio
 import pytest
 from harness import read_records, spread_daemon, worker_processes
 
+from spreadq.client import connect
 from spreadq.errors import JobFailed
 from spreadq.producer import Producer
+from spreadq.wire.events import DataMessage, RegularMembership
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +66,56 @@ async def test_sync_handlers_run_in_worker_processes(
     ]
     assert {result["member"] for result in later} == members
     assert alive == [None, None]
+
+
+async def test_the_lifespan_wraps_a_worker_process_and_its_state_reaches_handlers(
+    tmp_path: Path,
+) -> None:
+    queue = queue_name("ls")
+    records = tmp_path / "records"
+    async with (
+        spread_daemon(None) as address,
+        worker_processes([address], queue=queue, records=records, concurrency=1) as (worker,),
+    ):
+        with anyio.fail_after(WAIT):
+            async with Producer(queue, address, close_timeout=0.0) as producer:
+                await producer.wait_for_consumers(1)
+                pid = await (await producer.put("state", {"i": 0}))
+            worker.process.send_signal(signal.SIGTERM)  # drain, then the shutdown
+            assert await worker.process.wait() == 0
+    assert pid == worker.process.pid
+    (lifespan,) = records.glob("lifespan-*.log")
+    assert lifespan.read_text().split() == ["startup", "shutdown"]
+
+
+async def test_a_lifespan_startup_failure_stops_the_worker_before_it_joins(
+    tmp_path: Path,
+) -> None:
+    queue = queue_name("lf")
+    records = tmp_path / "records"
+    seen: list[tuple[str, ...]] = []
+    async with spread_daemon(None) as address, connect(address, name="observer") as observer:
+        await observer.join(queue)  # the WORK group: its members are the consumers
+        async with worker_processes(
+            [address],
+            queue=queue,
+            records=records,
+            concurrency=1,
+            extra_env={"SPREADQ_TEST_LIFESPAN": "fail"},
+        ) as (worker,):
+            with anyio.fail_after(WAIT):
+                assert await worker.process.wait() == 1
+        with anyio.fail_after(WAIT):
+            # every membership of the group until now comes before our own marker
+            await observer.multicast(queue, b"marker")
+            async for event in observer:
+                if isinstance(event, RegularMembership):
+                    seen.append(event.members)
+                elif isinstance(event, DataMessage) and event.data == b"marker":
+                    break
+    assert seen  # our own join, at least
+    assert all(members == (observer.private_group,) for members in seen)
+    assert "the lifespan of the app for queue" in worker.output()
+    assert "failed at startup: RuntimeError: no database" in worker.output()
+    (lifespan,) = records.glob("lifespan-*.log")
+    assert lifespan.read_text().split() == ["startup"]

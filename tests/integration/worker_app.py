@@ -9,11 +9,15 @@
   start and end to its own file there, flushed at once, so what a process started is
   on disk even if it is killed with SIGKILL the next instant;
 * ``SPREADQ_TEST_MAX_FAILOVERS``: ``Settings.max_failovers`` (``none`` for no limit;
-  the default setting when unset).
+  the default setting when unset);
+* ``SPREADQ_TEST_LIFESPAN``: ``fail`` makes the app's lifespan fail at startup. The
+  lifespan writes ``startup`` and ``shutdown`` to ``lifespan-<pid>.log`` in the records
+  directory and yields ``{"pid": <pid>}`` as the handlers' ``ctx.state``.
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
-(``cancel``, ``interrupt``, ``exit``). ``sync_work`` and ``sync_raise`` are the same as
+(``cancel``, ``interrupt``, ``exit``); ``state`` (a plain ``def``) returns
+``ctx.state["pid"]``. ``sync_work`` and ``sync_raise`` are the same as
 plain ``def`` handlers, run in the worker's threads. The ``on_failure`` hook records
 ``failed``.
 
@@ -30,6 +34,8 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -53,8 +59,22 @@ RECORDS = Path(os.environ.get("SPREADQ_TEST_RECORDS", "."))
 
 _FAILOVERS = os.environ.get("SPREADQ_TEST_MAX_FAILOVERS")
 
+
+@asynccontextmanager
+async def lifespan(app: App) -> AsyncIterator[dict[str, int]]:
+    """Record startup and shutdown; fail at startup when the test asks for it."""
+    path = RECORDS / f"lifespan-{os.getpid()}.log"
+    with path.open("a", buffering=1) as sink:
+        sink.write("startup\n")
+        if os.environ.get("SPREADQ_TEST_LIFESPAN") == "fail":
+            raise RuntimeError("no database")
+        yield {"pid": os.getpid()}
+        sink.write("shutdown\n")
+
+
 app = App(
     QUEUE,
+    lifespan=lifespan,
     plugins=False,
     name=os.environ.get("SPREADQ_TEST_NAME") or None,
     settings=Settings(ack_interval=0.01, max_attempts=1).replace(
@@ -126,6 +146,14 @@ async def die(job: Work, ctx: Context) -> None:
 async def raise_(job: Boom) -> None:
     """Raise a BaseException from the handler itself."""
     raise _RAISED[job.what]()
+
+
+@app.handler("state")
+def state(job: Work, ctx: Context) -> int:
+    """What the lifespan yielded, read from a worker thread."""
+    assert isinstance(ctx.state, dict)
+    pid: int = ctx.state["pid"]
+    return pid
 
 
 @app.handler("sync_work")

@@ -279,6 +279,7 @@ class Dispatcher:
             handlers=spec.handlers,
             settings=settings,
             failure_hooks=spec.failure_hooks,
+            state=spec.state,
             queue=queue,
             member=self._me,
             rng=rng if rng is not None else random.Random(),

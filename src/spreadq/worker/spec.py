@@ -38,6 +38,8 @@ class WorkerSpec:
             rule declares it: :func:`~spreadq.queue.rules.keeps_key_order`).
         failure_hooks: ``async hook(ctx, error)`` called after a job's last failure, in
             registration order.
+        state: what the app's lifespan yielded, given to handlers as ``ctx.state``
+            (None without a lifespan).
     """
 
     queue: str
@@ -48,6 +50,7 @@ class WorkerSpec:
     rule: Rule
     ordered_keys: bool = False
     failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
+    state: object = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
