@@ -22,7 +22,8 @@ plain ``def`` handlers, run in the worker's threads. The ``on_failure`` hook rec
 ``failed``.
 
 A record line reads ``start|done|failed <i> <member> <attempt> <monotonic seconds> <view
-size>`` (``i`` is the job's seq for ``failed``);
+size>`` (``i`` is the job's seq for ``failed``), and ``work`` adds ``1`` or ``0``: its
+``ctx.redelivered``;
 ``time.monotonic()`` is the system-wide CLOCK_MONOTONIC on Linux, so the test can compare
 it with its own clock. The handler returns who ran the job and in which view, so the
 test can check the round robin from the results alone.
@@ -113,10 +114,11 @@ class Ran(BaseModel):
 async def work(job: Work, ctx: Context) -> Ran:
     """Record the start, wait ``job.seconds``, record the end, say who ran it."""
     size = len(ctx.view.members)
-    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    again = int(ctx.redelivered)
+    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
     if job.seconds:
         await anyio.sleep(job.seconds)
-    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
     group_id = ctx.view.group_id
     assert isinstance(group_id, tuple)
     return Ran(i=job.i, member=ctx.member, members=list(ctx.view.members), group_id=list(group_id))

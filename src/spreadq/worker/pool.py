@@ -354,7 +354,14 @@ class RunnerPool:
                 return await self._runner.give_up(
                     run.job, queued.view, scope, run.failovers, run.limit
                 )
-            return await self._runner.run(run.job, queued.view, scope, watch, resume)
+            return await self._runner.run(
+                run.job,
+                queued.view,
+                scope,
+                watch,
+                resume,
+                redelivered=run.failover or run.duplicate,
+            )
         except BaseException as bug:  # a fault of ours, not the handler's: fail the job
             if worker_cancelled(scope):
                 if isinstance(bug, anyio.get_cancelled_exc_class()):

@@ -192,8 +192,13 @@ class JobRunner:
         scope: anyio.CancelScope,
         watch: AttemptWatch,
         resume: TimedOut | None = None,
+        *,
+        redelivered: bool = False,
     ) -> Outcome | TimedOut | None:
         """Run ``job`` (assigned in ``view``) until it succeeds or fails for good.
+
+        ``redelivered`` (the job was taken over, or is a re-sent copy) reaches the
+        handler as ``ctx.redelivered``.
 
         Each attempt with a timeout arms ``watch``; when the dispatcher expires it,
         this returns :class:`TimedOut` (from the then cancelled ``scope``), and the
@@ -219,6 +224,7 @@ class JobRunner:
                 headers=headers,
                 cancel_scope=scope,
                 state=self._state,
+                redelivered=redelivered,
             )
 
         prepared = self._handlers.get(job.kind)
@@ -304,6 +310,7 @@ class JobRunner:
             headers=headers,
             cancel_scope=scope,
             state=self._state,
+            redelivered=True,
         )
         return await self._failed(ctx, WorkerLost(job.kind, failovers, limit), scope)
 
