@@ -21,6 +21,7 @@ starting with ``~``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from spreadq.errors import ConfigurationError, InvalidName
@@ -31,9 +32,14 @@ __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
     "FEEDBACK_SUFFIX",
     "MAX_QUEUE_NAME",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
     "NOT_BEFORE_HEADER",
     "OBSERVER_PREFIX",
+    "PRIORITY_HEADER",
+    "check_priority",
     "is_observer",
+    "read_priority",
     "observer_name",
     "queue_groups",
 ]
@@ -44,12 +50,46 @@ MAX_QUEUE_NAME: Final = MAX_GROUP_NAME - len(FEEDBACK_SUFFIX)
 """The longest queue name, in bytes (28): its FEEDBACK group must fit Spread's 31."""
 NOT_BEFORE_HEADER: Final = "not_before"
 """The job header holding the Unix time before which a job must not start (``put(delay=)``)."""
+PRIORITY_HEADER: Final = "priority"
+"""The job header holding a job's priority (``put(priority=)``) as a decimal integer;
+a job without it has priority 0 and its headers need not be read to know it."""
+MIN_PRIORITY: Final = -100
+"""The lowest priority a job may be put with."""
+MAX_PRIORITY: Final = 100
+"""The highest priority a job may be put with."""
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
 
 
 OBSERVER_PREFIX: Final = "~"
 """The first character of an observer's private name (``~top3fa9c``)."""
+
+
+def check_priority(priority: int) -> int:
+    """Return ``priority`` if a job may be put with it.
+
+    Raises:
+        ConfigurationError: not an int in :data:`MIN_PRIORITY`..:data:`MAX_PRIORITY`.
+    """
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"priority must be an int, not {priority!r}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ConfigurationError(
+            f"priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}, not {priority}"
+        )
+    return priority
+
+
+def read_priority(headers: Mapping[str, str]) -> int:
+    """A job's priority from its decoded headers: 0 when it has none, or one that is
+    not an integer in range (a foreign producer's; the job still runs)."""
+    text = headers.get(PRIORITY_HEADER)
+    if text is None:
+        return 0
+    try:
+        return check_priority(int(text))
+    except (ValueError, ConfigurationError):
+        return 0
 
 
 def observer_name(tag: str) -> str:

@@ -123,7 +123,7 @@ from spreadq.queue import (
     encode,
 )
 from spreadq.queue.jobs import OutcomeHistory
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
 from spreadq.queue.seal import Seal
 from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
@@ -183,12 +183,18 @@ class DispatcherConnection(Protocol):
         ...
 
 
-def _not_before(job: Job) -> float:
-    """The wall-clock time a job may start (``not_before`` header); 0 when none or bad."""
+def _when_and_priority(job: Job) -> tuple[float, int]:
+    """The wall-clock time a job may start (``not_before`` header; 0 when none or bad)
+    and its priority (``priority`` header; 0 when none or bad), from one decoding."""
     try:
-        return float(job.headers().get(NOT_BEFORE_HEADER, 0.0))
-    except (EnvelopeError, ValueError):
-        return 0.0  # the handler task reports a bad header block; a bad time runs now
+        headers = job.headers()
+    except EnvelopeError:
+        return 0.0, 0  # the handler task reports a bad header block
+    try:
+        when = float(headers.get(NOT_BEFORE_HEADER, 0.0))
+    except ValueError:
+        when = 0.0  # a bad time runs now
+    return when, read_priority(headers)
 
 
 # --- the inbox ------------------------------------------------------------------------
@@ -512,11 +518,14 @@ class Dispatcher:
         assert view is not None  # a job is only assigned within a view
         job = effect.job
         queued = QueuedJob(effect, view, job.ref, job.key)
-        if job.header_block:
-            wait = _not_before(job) - time.time()
+        if job.header_block:  # a job without headers has priority 0 and no start time
+            when, priority = _when_and_priority(job)
+            wait = when - time.time()
             if wait > 0:  # it waits outside the slots, in the loop's clock
-                self._schedule.defer(queued, self._clock() + wait)
+                self._schedule.defer(queued, self._clock() + wait, priority=priority)
                 return
+            self._schedule.offer(queued, failover=effect.failover, priority=priority)
+            return
         self._schedule.offer(queued, failover=effect.failover)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
