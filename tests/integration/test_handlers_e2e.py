@@ -5,6 +5,8 @@
 * ``spreadq worker`` runs an app's lifespan around the worker: its state reaches the
   handlers, SIGTERM drains and then runs the shutdown, and a startup that fails ends
   the process with status 1 before it ever joins the WORK group.
+* With ``dead_letter`` on, jobs that fail for good (a handler's error, given up after
+  ``max_failovers``) land on ``<queue>.dead`` with their error; successful ones do not.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from harness import read_records, spread_daemon, worker_processes
 
 from spreadq.client import connect
+from spreadq.context import Context
 from spreadq.errors import JobFailed
 from spreadq.producer import Producer
+from spreadq.testing import run_app
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.app import App
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +125,50 @@ async def test_a_lifespan_startup_failure_stops_the_worker_before_it_joins(
     assert "failed at startup: RuntimeError: no database" in worker.output()
     (lifespan,) = records.glob("lifespan-*.log")
     assert lifespan.read_text().split() == ["startup"]
+
+
+async def test_jobs_that_fail_for_good_land_on_the_dead_letter_queue(
+    spread_address: str | None, tmp_path: Path
+) -> None:
+    """Three workers with max_failovers=1: a job that kills its worker is given up and
+    lands with WorkerLost; one whose handler raises lands with its error; a job that
+    succeeds does not land. The dead-letter consumer is an ordinary App."""
+    queue = queue_name("dl")
+    dead = App(f"{queue}.dead", plugins=False)
+    landed: list[tuple[str, dict[str, str]]] = []
+    both = anyio.Event()
+
+    async def record(job: dict[str, Any], ctx: Context) -> None:
+        landed.append((ctx.kind, dict(ctx.headers)))
+        if len(landed) == 2:
+            both.set()
+
+    for kind in ("die", "raise", "work"):
+        dead.handler(kind)(record)
+    async with (
+        spread_daemon(spread_address) as address,
+        worker_processes(
+            [address] * 3,
+            queue=queue,
+            records=tmp_path / "records",
+            concurrency=1,
+            extra_env={"SPREADQ_TEST_MAX_FAILOVERS": "1", "SPREADQ_TEST_DEAD_LETTER": "1"},
+        ),
+        run_app(dead, daemon=address),
+    ):
+        with anyio.fail_after(WAIT):
+            async with Producer(queue, address, close_timeout=0.0) as producer:
+                await producer.wait_for_consumers(3)
+                with pytest.raises(JobFailed):
+                    await (await producer.put("die", {"i": 0}))
+                await (await producer.put("work", {"i": 1}))
+                with pytest.raises(JobFailed):
+                    await (await producer.put("raise", {"what": "interrupt"}))
+            await both.wait()
+    (died, died_headers), (raised, raised_headers) = landed
+    assert (died, raised) == ("die", "raise")
+    assert died_headers["spreadq-error-type"] == "spreadq.errors.WorkerLost"
+    assert "max_failovers (1)" in died_headers["spreadq-error"]
+    assert raised_headers["spreadq-error-type"] == "KeyboardInterrupt"
+    assert raised_headers["spreadq-attempts"] == "1"
+    assert {died_headers["spreadq-origin-queue"], raised_headers["spreadq-origin-queue"]} == {queue}

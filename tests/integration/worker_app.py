@@ -10,6 +10,7 @@
   on disk even if it is killed with SIGKILL the next instant;
 * ``SPREADQ_TEST_MAX_FAILOVERS``: ``Settings.max_failovers`` (``none`` for no limit;
   the default setting when unset);
+* ``SPREADQ_TEST_DEAD_LETTER``: ``1`` puts jobs that fail for good on ``<queue>.dead``;
 * ``SPREADQ_TEST_LIFESPAN``: ``fail`` makes the app's lifespan fail at startup. The
   lifespan writes ``startup`` and ``shutdown`` to ``lifespan-<pid>.log`` in the records
   directory and yields ``{"pid": <pid>}`` as the handlers' ``ctx.state``.
@@ -76,6 +77,7 @@ async def lifespan(app: App) -> AsyncIterator[dict[str, int]]:
 app = App(
     QUEUE,
     lifespan=lifespan,
+    dead_letter=os.environ.get("SPREADQ_TEST_DEAD_LETTER") == "1",
     plugins=False,
     name=os.environ.get("SPREADQ_TEST_NAME") or None,
     settings=Settings(ack_interval=0.01, max_attempts=1).replace(

@@ -29,15 +29,21 @@ from spreadq.wire.constants import MAX_GROUP_NAME
 from spreadq.wire.events import check_group_name, check_private_name
 
 __all__ = [
+    "ATTEMPTS_HEADER",
+    "DEAD_LETTER_SUFFIX",
     "DEFAULT_DRAIN_TIMEOUT",
+    "ERROR_HEADER",
+    "ERROR_TYPE_HEADER",
     "FEEDBACK_SUFFIX",
     "MAX_QUEUE_NAME",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "NOT_BEFORE_HEADER",
     "OBSERVER_PREFIX",
+    "ORIGIN_QUEUE_HEADER",
     "PRIORITY_HEADER",
     "check_priority",
+    "dead_letter_queue",
     "is_observer",
     "read_priority",
     "observer_name",
@@ -57,12 +63,42 @@ MIN_PRIORITY: Final = -100
 """The lowest priority a job may be put with."""
 MAX_PRIORITY: Final = 100
 """The highest priority a job may be put with."""
+DEAD_LETTER_SUFFIX: Final = ".dead"
+"""Appended to a queue name to name its dead-letter queue (``images.dead``): ``.`` is a
+legal byte in a queue name, unlike ``~``, so the dead-letter queue is an ordinary queue
+with its own FEEDBACK group (``images.dead~fb``)."""
+ERROR_HEADER: Final = "spreadq-error"
+"""A dead-lettered job's header: the message of the error it failed with."""
+ERROR_TYPE_HEADER: Final = "spreadq-error-type"
+"""A dead-lettered job's header: the qualified type of that error (``ValueError``)."""
+ATTEMPTS_HEADER: Final = "spreadq-attempts"
+"""A dead-lettered job's header: how many attempts it had (a decimal integer)."""
+ORIGIN_QUEUE_HEADER: Final = "spreadq-origin-queue"
+"""A dead-lettered job's header: the queue it failed on."""
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
 
 
 OBSERVER_PREFIX: Final = "~"
 """The first character of an observer's private name (``~top3fa9c``)."""
+
+
+def dead_letter_queue(queue: str, name: str | None = None) -> str:
+    """Return the dead-letter queue of ``queue``: ``name``, or ``<queue>.dead``.
+
+    Raises:
+        ConfigurationError: the name is not a valid queue name (see
+            :func:`queue_groups`; ``<queue>.dead`` needs ``queue`` to be at most 23
+            bytes: give a shorter ``name`` otherwise), or it is ``queue`` itself.
+    """
+    target = queue + DEAD_LETTER_SUFFIX if name is None else name
+    try:
+        queue_groups(target)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"dead-letter queue of {queue!r}: {error}") from None
+    if target == queue:
+        raise ConfigurationError(f"queue {queue!r} cannot be its own dead-letter queue")
+    return target
 
 
 def check_priority(priority: int) -> int:

@@ -50,7 +50,7 @@ from spreadq.middleware import (
     check_middleware,
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, dead_letter_queue, queue_groups
 from spreadq.queue.rules import Rule, builtin_rules, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.threads import SyncThreads
@@ -93,6 +93,11 @@ class App:
             ``@asynccontextmanager`` function) entered before the worker joins its
             queue and left after it drained; what it yields reaches handlers as
             ``ctx.state``.
+        dead_letter: ``True`` puts every job that fails for good (retries spent, a
+            payload that does not decode, given up after ``max_failovers``) on the
+            queue ``<queue>.dead``, with its error in headers; a string names that
+            queue instead; ``False`` (the default) puts them nowhere. See
+            :mod:`spreadq.worker.deadletter`.
 
     Raises:
         ConfigurationError: an invalid queue name, private name, rule, handler,
@@ -113,8 +118,19 @@ class App:
         plugins: bool | Sequence[str | Plugin] = True,
         name: str | None = None,
         lifespan: Lifespan | None = None,
+        dead_letter: bool | str = False,
     ) -> None:
         self._queue, self._feedback = queue_groups(queue)
+        if dead_letter is False:
+            self._dead_letter: str | None = None
+        elif dead_letter is True:
+            self._dead_letter = dead_letter_queue(self._queue)
+        elif isinstance(dead_letter, str):
+            self._dead_letter = dead_letter_queue(self._queue, dead_letter)
+        else:
+            raise ConfigurationError(
+                f"dead_letter is True, False or a queue name, not {dead_letter!r}"
+            )
         if lifespan is not None and not callable(lifespan):
             raise ConfigurationError(
                 f"lifespan must be a callable taking the app and returning an async context "
@@ -200,6 +216,11 @@ class App:
     def settings(self) -> Settings:
         """The app's settings."""
         return self._settings
+
+    @property
+    def dead_letter(self) -> str | None:
+        """The dead-letter queue, or None when failed jobs are put nowhere."""
+        return self._dead_letter
 
     @property
     def lifespan(self) -> Lifespan | None:
@@ -367,6 +388,7 @@ class App:
             rule=self._rule,
             ordered_keys=keeps_key_order(self._rule),
             failure_hooks=tuple(self._failure_hooks),
+            dead_letter=self._dead_letter,
         )
 
     def _check_open(self, action: str) -> None:

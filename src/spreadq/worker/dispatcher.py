@@ -133,6 +133,7 @@ from spreadq.wire.events import (
     RegularMembership,
     RejectedMessage,
 )
+from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
@@ -332,8 +333,24 @@ class Dispatcher:
         }
         # handler scheduling: which job starts when, and the runner tasks that run them
         self._schedule = Scheduler[QueuedJob](settings.concurrency, ordered_keys=spec.ordered_keys)
+        dead_letters = (
+            None
+            if spec.dead_letter is None
+            else DeadLetters(
+                conn,
+                queue=queue,
+                dead_letter_queue=spec.dead_letter,
+                seal=self._seal,
+                log=self._log,
+            )
+        )
         self._pool = RunnerPool(
-            job_runner, settings, report=send.send_nowait, clock=clock, log=self._log
+            job_runner,
+            settings,
+            report=send.send_nowait,
+            clock=clock,
+            log=self._log,
+            dead_letters=dead_letters,
         )
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None

@@ -40,6 +40,8 @@ class WorkerSpec:
             registration order.
         state: what the app's lifespan yielded, given to handlers as ``ctx.state``
             (None without a lifespan).
+        dead_letter: the dead-letter queue jobs that fail for good are put on (None:
+            none).
     """
 
     queue: str
@@ -51,6 +53,7 @@ class WorkerSpec:
     ordered_keys: bool = False
     failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
     state: object = field(default=None, repr=False)
+    dead_letter: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
