@@ -144,6 +144,12 @@ class Scheduler(Generic[T]):
     def offer(self, job: T, *, failover: bool = False, priority: int = 0) -> None:
         """A job we own, to start when a slot (and its key) is free; ``failover`` jobs
         go before the others, then higher ``priority`` before lower."""
+        if priority or (self._ordered and job.key is not None):
+            self._offer(job, failover, priority)
+        else:  # the common case, kept short
+            (self._taken_over if failover else self._ready).append(job)
+
+    def _offer(self, job: T, failover: bool, priority: int) -> None:
         if self._ordered:
             key = job.key
             if key is not None:
@@ -180,15 +186,17 @@ class Scheduler(Generic[T]):
         is free or nothing can start (call again until None)."""
         taken_over, ready, running = self._taken_over, self._ready, self._running
         above, below = self._above, self._below
-        while (taken_over or ready or above or below) and len(running) < self._limit:
+        while len(running) < self._limit:
             if taken_over:
                 job = taken_over.popleft()
             elif above:
                 job = heapq.heappop(above)[2]
             elif ready:
                 job = ready.popleft()
-            else:
+            elif below:
                 job = heapq.heappop(below)[2]
+            else:
+                return None
             ref = job.ref
             if ref in self._dropped:
                 self._dropped.discard(ref)
