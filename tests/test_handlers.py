@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -536,3 +537,28 @@ def test_check_failure_hook() -> None:
         check_failure_hook(sync_middleware)
     with pytest.raises(ConfigurationError, match=r"must accept \(ctx, error\)"):
         check_failure_hook(three_required)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "kind"),
+    [(functools.partial(ping), "partial"), (42, "int"), (Resize, "ModelMetaclass")],
+)
+def test_a_handler_that_is_no_function_is_refused_clearly(candidate: object, kind: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HandlerSpec.build(candidate, "k")  # type: ignore[call-overload]
+    assert (
+        f"a handler must be a function (async def, or def to run it in a thread), not {kind}"
+        in (str(info.value))
+    )
+
+
+async def test_a_sync_spec_is_blocking_and_its_endpoint_runs_in_a_thread() -> None:
+    loop_thread = threading.get_ident()
+
+    def where(job: Resize, ctx: Context) -> bool:
+        return threading.get_ident() != loop_thread
+
+    spec = HandlerSpec.build(where, "where")
+    assert spec.blocking
+    assert not HandlerSpec.build(ping, "p").blocking
+    assert await spec.endpoint(make_ctx(), Resize(path="a")) is True

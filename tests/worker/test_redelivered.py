@@ -4,7 +4,6 @@ from a member that left and for a copy a producer sent again (issue 13)."""
 from __future__ import annotations
 
 import anyio
-from structlog.testing import capture_logs
 from test_dispatcher import WAIT, Item, make_app, probe_on, start
 
 from spreadq.context import Context
@@ -28,7 +27,7 @@ async def test_a_job_taken_over_from_a_lost_member_is_redelivered(spreadq_daemon
                 await anyio.sleep_forever()  # until the lost session cancels it
             return item.n
 
-    with capture_logs(), anyio.fail_after(WAIT):
+    with anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             for app in apps:
                 await start(tg, app)

@@ -479,13 +479,16 @@ class App:
             return
         try:
             manager = lifespan(self)
+        except Exception as error:
+            raise LifespanError(self._queue, "startup", _describe(error)) from error
+        try:
             enter, leave = type(manager).__aenter__, type(manager).__aexit__
         except AttributeError as error:
             raise LifespanError(
-                self._queue, "startup", "lifespan(app) must return an async context manager"
+                self._queue,
+                "startup",
+                f"lifespan(app) must return an async context manager, not {manager!r}",
             ) from error
-        except Exception as error:
-            raise LifespanError(self._queue, "startup", _describe(error)) from error
         try:
             state = await enter(manager)
         except Exception as error:
