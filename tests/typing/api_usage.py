@@ -8,6 +8,8 @@ the Handler stays callable as the function, and a ``put(handler, payload)`` shap
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Generic, TypeVar, assert_type
 
 from pydantic import BaseModel
@@ -116,3 +118,19 @@ def use_sync() -> None:
 
 
 app.middleware(ping)  # type: ignore[type-var]
+
+
+class Pool:
+    async def close(self) -> None:
+        return None
+
+
+@asynccontextmanager
+async def lifespan(app: App) -> AsyncIterator[Pool]:
+    pool = Pool()
+    yield pool
+    await pool.close()
+
+
+with_lifespan = App("pooled", lifespan=lifespan, dead_letter=True)
+App("pooled", lifespan=Pool)  # type: ignore[arg-type]
