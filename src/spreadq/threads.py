@@ -19,7 +19,9 @@ has given up on the call, and lets the thread (and its slot) go early.
 The slot is taken on the event loop before the thread starts and given back by the
 thread itself as its function returns (through the loop, which owns the limiter). If
 the caller is cancelled before the thread picked the call up, the function never runs
-and the caller gives the slot back.
+and the caller gives the slot back. The slots belong to one event loop: used from
+another one (a new ``anyio.run``), a :class:`SyncThreads` starts over with all its
+slots free, and the threads abandoned under the old loop no longer count.
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ class SyncThreads:
         ValueError: ``size`` is less than 1.
     """
 
-    __slots__ = ("_limiter", "_passage", "_size")
+    __slots__ = ("_limiter", "_loop", "_passage", "_size")
 
     def __init__(self, size: int = DEFAULT_SYNC_THREADS) -> None:
         self._size = _checked(size)
         self._limiter: anyio.CapacityLimiter | None = None
         self._passage: anyio.CapacityLimiter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the limiters' loop
 
     @property
     def size(self) -> int:
@@ -82,6 +85,7 @@ class SyncThreads:
         self._size = _checked(size)
         self._limiter = None
         self._passage = None
+        self._loop = None
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` in a worker thread once a slot is free; return its result.
@@ -95,14 +99,15 @@ class SyncThreads:
                 started, runs on abandoned and keeps its slot until it returns.
             BaseException: whatever ``fn`` raised, unchanged.
         """
+        loop = asyncio.get_running_loop()
         limiter, passage = self._limiter, self._passage
-        if limiter is None or passage is None:
+        if limiter is None or passage is None or loop is not self._loop:
             limiter = self._limiter = anyio.CapacityLimiter(self._size)
             # anyio's own limiter for the hand-over; ours already bounds the threads
             passage = self._passage = anyio.CapacityLimiter(math.inf)
+            self._loop = loop
         token = object()
         await limiter.acquire_on_behalf_of(token)
-        loop = asyncio.get_running_loop()
         claim = threading.Lock()
         claimed = False  # by the thread as it starts, or by the caller that gave up first
 

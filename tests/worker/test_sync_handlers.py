@@ -194,3 +194,30 @@ async def test_calling_a_sync_handler_directly_runs_the_function() -> None:
 
     assert await twice(4) == 8
     assert twice.spec.blocking
+
+
+def test_slots_belong_to_one_event_loop() -> None:
+    threads = SyncThreads(1)
+    release, entered = threading.Event(), threading.Event()
+
+    def blocked() -> None:
+        entered.set()
+        release.wait(BLOCK)
+
+    async def abandon() -> None:
+        with anyio.fail_after(WAIT), anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(threads.call, blocked)
+                await anyio.to_thread.run_sync(entered.wait, BLOCK)
+                scope.cancel()
+        assert threads.busy == 1  # and its loop closes with the thread still running
+
+    async def again() -> int:
+        with anyio.fail_after(WAIT):
+            return await threads.call(lambda: 7)
+
+    try:
+        anyio.run(abandon)
+        assert anyio.run(again) == 7  # not stuck behind the old loop's abandoned thread
+    finally:
+        release.set()
