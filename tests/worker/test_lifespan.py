@@ -190,3 +190,16 @@ async def test_run_app_runs_the_lifespan(spreadq_daemon: Daemon) -> None:
 
 async def _noop(item: Item) -> None:
     return None
+
+
+async def test_run_app_raises_a_startup_failure_as_it_is(spreadq_daemon: Daemon) -> None:
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[None]:
+        raise OSError("db down")
+        yield
+
+    app = App("lifespan", plugins=False, lifespan=lifespan)
+    app.handler("x")(_noop)
+    with anyio.fail_after(WAIT), pytest.raises(LifespanError, match="OSError: db down"):
+        async with run_app(app, daemon=spreadq_daemon, settings=FAST):
+            pytest.fail("the worker started")
