@@ -19,6 +19,7 @@ from spreadq.errors import CouldNotConnect as CouldNotConnect
 from spreadq.errors import EnvelopeError as EnvelopeError
 from spreadq.errors import InvalidName as InvalidName
 from spreadq.errors import JobFailed as JobFailed
+from spreadq.errors import LifespanError as LifespanError
 from spreadq.errors import LocalProtocolError as LocalProtocolError
 from spreadq.errors import MessageTooLarge as MessageTooLarge
 from spreadq.errors import PayloadError as PayloadError
@@ -55,6 +56,7 @@ __all__ = [
     "HandlerSpec",
     "InvalidName",
     "JobFailed",
+    "LifespanError",
     "LocalProtocolError",
     "MessageTooLarge",
     "PayloadError",
