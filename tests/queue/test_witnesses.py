@@ -142,3 +142,13 @@ def test_a_job_is_resent_exactly_when_no_consumer_that_got_it_remains(
         present = set(members)
         holders[change.epoch] = set(members)
         witnesses.forget(e for e in holders if e not in reported)
+
+
+def test_is_member_follows_the_feedback_membership() -> None:
+    witnesses = Witnesses(me="#p#h")
+    assert not witnesses.is_member("#w1#h")
+    witnesses.on_feedback(["#p#h", "#w1#h"])
+    assert witnesses.is_member("#w1#h")
+    assert not witnesses.is_member("#w2#h")
+    witnesses.on_feedback(["#p#h"])
+    assert not witnesses.is_member("#w1#h")
