@@ -264,9 +264,14 @@ async def test_an_answer_comes_from_the_member_that_remembers() -> None:
                     receipt = await producer.put("quick", 9)
                     assert await receipt == 90
                     await tg.start(partial(make_app("ra", second, "w0").run, handle_signals=False))
-                    await producer.wait_for_consumers(2)
-                    assert await producer.result(receipt.job_id) == 90
+                    consumers = await producer.wait_for_consumers(2)
+                    with capture_logs() as logs:
+                        assert await producer.result(receipt.job_id) == 90
                 tg.cancel_scope.cancel()
+    asked = [e["index"] for e in logs if e["event"] == "result_asked"]
+    # the view lists w0 first: it answers "unknown", and w1, asked next, remembers
+    assert consumers[0].startswith("#w0#")
+    assert asked == [0, 1]
 
 
 async def test_spreadq_result_reads_an_outcome_from_another_process() -> None:

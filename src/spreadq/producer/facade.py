@@ -646,6 +646,7 @@ class Producer:
                         data = self._seal.seal(data, conn.private_group)
                     with contextlib.suppress(ConnectionLost):
                         await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
+                    self._log.debug("result_asked", job=job_id, index=index)
                     await ask.changed.wait_for(
                         lambda: ask.outcome is not None or ask.answer is not None
                     )
