@@ -25,6 +25,7 @@ from spreadq.errors import (
     OutcomeUnknown,
     SpreadqError,
 )
+from spreadq.queue.jobs import JobRef
 
 __all__ = ["register"]
 
@@ -61,6 +62,11 @@ def result(
 
     Consumers remember the last Settings.completed_history outcomes each, in memory.
     """
+    try:
+        JobRef.parse(job_id)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         code = anyio.run(_result, queue, job_id, spread, timeout)
     except KeyboardInterrupt:
