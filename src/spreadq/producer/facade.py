@@ -106,7 +106,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import Job
 from spreadq.producer.receipt import Receipt, ReceiptState
-from spreadq.producer.results import Asks
+from spreadq.producer.results import Ask, Asks
 from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.queue.envelope import (
@@ -137,6 +137,11 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
+def _never() -> bool:
+    return False
+
 
 _Tag = tuple[Receipt[Any], Route]
 """What the producer attaches to each job in the core: its receipt and route."""
@@ -244,7 +249,7 @@ class Producer:
         self._room = Changed()  # put(): the core may have room
         self._consumers = Changed()  # the consumer list changed
         self._changed = Changed()  # any input was applied (cancel and result waits)
-        self._asks = Asks()  # open result() calls
+        self._asks = Asks(self._changed)  # open result() calls
         self._waiting_puts = 0
         self._sender = Sender(
             self._core,
@@ -631,42 +636,54 @@ class Producer:
         self._check_open()
         asks = self._asks
         ask = asks.open(ref)  # watch FEEDBACK before the first query goes out
-        reason = f"no consumer answered within {timeout} s"
         try:
             with anyio.move_on_after(timeout):
-                index = 0
-                while ask.outcome is None:
-                    conn = self._conn
-                    if conn is None:  # between sessions
-                        await self._changed.wait_for(lambda: self._conn is not None)
-                        continue
-                    query = ResultQuery(asks.query(ask), ref, index)
-                    data = encode(query)
-                    if self._seal is not None:
-                        data = self._seal.seal(data, conn.private_group)
-                    with contextlib.suppress(ConnectionLost):
-                        await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-                    self._log.debug("result_asked", job=job_id, index=index)
-                    await ask.changed.wait_for(
-                        lambda: ask.outcome is not None or ask.answer is not None
-                    )
-                    answer = ask.answer
-                    if ask.outcome is not None or answer is None:
-                        break
-                    if answer.state is ResultState.PENDING:
-                        reason = f"the job was still outstanding after {timeout} s"
-                        await ask.changed.wait_for(lambda: ask.outcome is not None or ask.recheck)
-                        continue  # ACKed, or a CANCEL went by: the same member says which
-                    index += 1
-                    if index >= answer.members:
-                        reason = f"none of the {answer.members} consumers remembers it"
-                        break
+                await self._ask(ask, job_id, f"after {timeout} s")
         finally:
             asks.close(ask)
         self._check_open()
         if ask.outcome is None:
-            raise OutcomeUnknown(job_id, reason)
+            raise OutcomeUnknown(job_id, ask.reason or f"no consumer answered within {timeout} s")
         return self._outcome_value(job_id, ask.outcome)
+
+    async def _ask(self, ask: Ask, job_id: str, bound: str) -> None:
+        """Query the consumers one index at a time until ``ask`` has an outcome, or every
+        consumer said it does not know (``ask.reason`` then says so). A new session
+        (answers to the old private group are lost) asks the same index again."""
+        index = 0
+        while ask.outcome is None and self._open:
+            conn = self._conn
+            if conn is None:  # between sessions
+                await self._changed.wait_for(lambda: self._conn is not None or not self._open)
+                continue
+            query = ResultQuery(self._asks.query(ask), ask.ref, index)
+            data = encode(query)
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
+            try:
+                await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
+            except ConnectionLost:
+                await self._changed.wait_for(partial(self._ask_moved, ask, conn, _never))
+                continue
+            self._log.debug("result_asked", job=job_id, index=index)
+            await self._changed.wait_for(
+                partial(self._ask_moved, ask, conn, lambda: ask.answer is not None)
+            )
+            answer = ask.answer
+            if answer is None:  # a new session, or an outcome seen on FEEDBACK
+                continue
+            if answer.state is ResultState.PENDING:
+                ask.reason = f"the job was still outstanding {bound}"
+                await self._changed.wait_for(partial(self._ask_moved, ask, conn, ask.is_rechecked))
+                continue  # ACKed, or a CANCEL went by (the same member says which)
+            index += 1
+            if index >= answer.members:
+                ask.reason = f"none of the {answer.members} consumers remembers it"
+                return
+
+    def _ask_moved(self, ask: Ask, conn: Connection, more: Callable[[], bool]) -> bool:
+        """Whether a result() waiting in session ``conn`` may go on."""
+        return ask.outcome is not None or self._conn is not conn or not self._open or more()
 
     def _outcome_value(self, job_id: str, outcome: Outcome) -> Any:
         if outcome.status is Status.CANCELLED:

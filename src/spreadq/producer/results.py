@@ -18,12 +18,14 @@ makes it ask again (the consumers decide whether that CANCEL took; the asker can
 tell who sent the job).
 
 :class:`Asks` holds the open questions and is fed what the producer's reader sees;
-the waiting is the facade's (one :class:`~spreadq.producer.condition.Changed` per ask).
+the waiting is the facade's, on the :class:`~spreadq.producer.condition.Changed` it
+passes in (the facade also notifies it at every input, such as a new session, after
+which an answer sent to the old private group is lost and the asker asks again).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from spreadq.producer.condition import Changed
 from spreadq.queue.envelope import ResultAnswer
@@ -44,14 +46,21 @@ class Ask:
     """The job's outcome, from a KNOWN answer or an ACK or CANCEL seen on FEEDBACK."""
     recheck: bool = False
     """A CANCEL for the job went by after the last answer: ask again."""
-    changed: Changed = field(default_factory=Changed)
+    reason: str = ""
+    """Why the outcome is unknown so far, for :class:`~spreadq.errors.OutcomeUnknown`."""
+
+    def is_rechecked(self) -> bool:
+        """Whether a CANCEL went by since the last query (the asker asks again)."""
+        return self.recheck
 
 
 class Asks:
     """The open asks of one producer, matched to answers by query id and to FEEDBACK
     ACKs and CANCELs by job ref."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Changed | None = None) -> None:
+        self.changed = Changed() if changed is None else changed
+        """Notified whenever an ask learns something."""
         self._next_id = 0
         self._by_query: dict[int, Ask] = {}
         self._by_ref: dict[JobRef, list[Ask]] = {}
@@ -90,7 +99,7 @@ class Asks:
         ask.answer = answer
         if answer.outcome is not None and ask.outcome is None:
             ask.outcome = answer.outcome
-        ask.changed.notify()
+        self.changed.notify()
         return True
 
     def on_outcome(self, ref: JobRef, outcome: Outcome) -> None:
@@ -98,10 +107,10 @@ class Asks:
         for ask in self._by_ref.get(ref, ()):
             if ask.outcome is None:
                 ask.outcome = outcome
-                ask.changed.notify()
+                self.changed.notify()
 
     def on_cancel(self, ref: JobRef) -> None:
         """A CANCEL for ``ref`` went by on FEEDBACK: asks waiting on PENDING ask again."""
         for ask in self._by_ref.get(ref, ()):
             ask.recheck = True
-            ask.changed.notify()
+            self.changed.notify()
