@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     """A consumer sends an ACK at least every this many jobs it has read."""
     ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
     """...and at least this often (seconds) while it has anything to report."""
+    ack_max_rate: float | None = Field(default=500.0, gt=0.0, le=100_000.0)
+    """A consumer with nothing ready to run ACKs a finished job at once, at most this
+    many times a second (so ``1 / ack_max_rate`` seconds apart); busy, it ACKs by
+    ``ack_every`` and ``ack_interval`` only. Every consumer and producer of the queue
+    reads every ACK, so the bound keeps ACKs from crowding out jobs. None: never ACK
+    early, only by the cadence."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's
@@ -129,8 +135,10 @@ class Settings(BaseSettings):
     # -- batching (docs/design/flow-control.md) --------------------------------------
     batch_max_jobs: int = Field(default=256, ge=1, le=65_535)
     """A producer packs at most this many jobs into one Spread message."""
-    batch_max_delay: float = Field(default=0.002, ge=0.0, le=1.0)
-    """...and holds a job at most this long (seconds) waiting for others to pack with."""
+    batch_max_delay: float = Field(default=0.0, ge=0.0, le=1.0)
+    """...and may hold a job this long (seconds) waiting for others to pack with. The
+    default 0 holds none: a producer batches only under load, packing the jobs put while
+    its previous message was being written (see ``docs/design/flow-control.md``)."""
 
     # -- results and history --------------------------------------------------------------
     result_max_bytes: int = Field(default=64 * KIB, ge=0, le=SAFE_MESSAGE_LIMIT // 2)

@@ -15,7 +15,7 @@ import anyio.lowlevel
 import pytest
 from structlog.testing import capture_logs
 
-from spreadq.daemon import Daemon, serve, server
+from spreadq.daemon import Daemon, serve, sessions
 from spreadq.daemon.engine import daemon_proc_id
 from spreadq.errors import (
     AddressInUse,
@@ -647,7 +647,7 @@ async def test_queued_messages_are_not_copied_per_receiver_when_written(
 
 
 def test_partial_writes_keep_the_unwritten_rest_in_order() -> None:
-    from spreadq.daemon.server import _write_buffers
+    from spreadq.daemon.sessions import _write_buffers
 
     parts = [bytes([i]) * size for i, size in enumerate([1, 70_000, 3, 200_000, 5] * 3)]
     sent_side, received_side = socket.socketpair()
@@ -670,7 +670,7 @@ def test_partial_writes_keep_the_unwritten_rest_in_order() -> None:
 async def test_a_client_that_never_says_hello_is_closed_quietly(
     spreadq_daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", 0.05)
+    monkeypatch.setattr(sessions, "HANDSHAKE_TIMEOUT", 0.05)
     with capture_logs() as logs, LIMIT(5):
         async with await anyio.connect_tcp(spreadq_daemon.host, spreadq_daemon.port) as stream:
             with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):

@@ -50,9 +50,9 @@ from spreadq.queue.effects import (
     CancelJob,
     Effect,
     GiveUpJob,
-    JobCompleted,
     JobOrphaned,
     JobRejected,
+    JobsCompleted,
     RunJob,
     SendAck,
     ViewChanged,
@@ -72,6 +72,7 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.inputs import Idle as IdleInput
 from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
@@ -165,6 +166,7 @@ class Simulation:
         # emptied and re-created, because Spread reuses the group id
         # ([Group ids] in docs/design/spread-protocol.md)
         self.lifetime = 0
+        self.ticks = 0  # tick actions so far (every third also says idle or busy)
         self.executions: dict[Key, int] = defaultdict(int)
         self.completed: set[Key] = set()
         self.partial: set[Key] = set()  # fragmented jobs whose last fragment is pending
@@ -233,10 +235,11 @@ class Simulation:
                 replica.queued.remove(effect.ref)
             if effect.ref in replica.running:
                 replica.running.remove(effect.ref)
-        elif isinstance(effect, JobCompleted):
-            if effect.outcome.error_type == "Forged":
-                self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
-            self.completed.add((replica.lifetime, effect.ref))
+        elif isinstance(effect, JobsCompleted):
+            for ref, outcome in effect.completed:
+                if outcome.error_type == "Forged":
+                    self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
+                self.completed.add((replica.lifetime, ref))
         elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
             if replica.alive:
                 component = self.component_of(replica.name)
@@ -330,6 +333,9 @@ class Simulation:
             capacity=self.rng.choice([None, None, 2]),
             ack_every_jobs=self.rng.choice([1, 3, 8]),
             ack_every_seconds=0.05,
+            # idle ACKs: off, without a gap, with one (by session, not drawn from the
+            # rng, so that the seeds' traffic stays what it was)
+            ack_idle_gap=(None, 0.0, 0.002)[len(self.sessions) % 3],
             history=history,
             max_failovers=self.max_failovers,
         )
@@ -653,7 +659,11 @@ class Simulation:
         elif action == "handler":
             self.handler_step(rng.choice(self.alive()))
         elif action == "tick":
-            self.feed(rng.choice(self.alive()), TickInput())
+            replica = rng.choice(self.alive())
+            self.ticks += 1
+            if self.ticks % 3 == 0:  # its owner says it went idle or busy
+                self.feed(replica, IdleInput(self.ticks % 2 == 0))
+            self.feed(replica, TickInput())
         elif action == "join" and total < self.max_members:
             self.join(rng.choice(self.components))
         elif (action == "leave" and regular) or action == "crash":

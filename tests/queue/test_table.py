@@ -57,8 +57,8 @@ from spreadq.queue.effects import (
     CancelJob,
     Effect,
     GiveUpJob,
-    JobCompleted,
     JobRejected,
+    JobsCompleted,
     RunJob,
     SendAck,
     ViewChanged,
@@ -320,8 +320,9 @@ def test_an_ack_completes_everywhere_and_cancels_our_run() -> None:
         (2, False),
     ]
     for name in (A, B):
-        done = of_type(effects[name], JobCompleted)
-        assert [(e.ref.seq, e.by) for e in done] == [(0, B), (2, B)]
+        (done,) = of_type(effects[name], JobsCompleted)  # one effect for the ACK
+        assert done.by == B
+        assert [r.seq for r, _ in done.completed] == [0, 2]
         assert cluster.owners(name) == {1: B}
         assert cluster.tables[name].remembers(ref(0)) == Outcome.success(b"r0")
 

@@ -136,6 +136,71 @@ def test_cadence_matches_its_definition(
             count, first = 0, None
 
 
+def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
+    cadence.on_finished(ref(1), Outcome.success(), 1.0)
+    assert not cadence.due(1.0)  # busy: waits for company
+    assert cadence.deadline() == pytest.approx(1.05)
+    cadence.idle = True
+    assert cadence.due(1.0)  # idle: at once (no ACK sent yet)
+    cadence.take(1.0)
+    cadence.on_finished(ref(2), Outcome.success(), 1.0005)
+    assert not cadence.due(1.0005)  # within the gap after the last ACK
+    assert cadence.deadline() == pytest.approx(1.002)
+    assert cadence.due(1.002)
+
+
+def test_idle_reads_alone_do_not_make_an_ack_due() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
+    cadence.idle = True
+    cadence.on_read(3, 1.0, P1, 3)
+    assert not cadence.due(1.0)
+    assert cadence.deadline() == pytest.approx(1.05)
+
+
+def test_without_an_idle_gap_idleness_changes_nothing() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=0.05)
+    cadence.idle = True
+    cadence.on_finished(ref(1), Outcome.success(), 1.0)
+    assert not cadence.due(1.0)
+    assert cadence.deadline() == pytest.approx(1.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.floats(0, 0.004), st.booleans(), st.integers(0, 3)), max_size=80),
+)
+def test_acks_taken_whenever_due_respect_the_rate_bound_and_leave_no_idle_outcome_behind(
+    steps: list[tuple[float, bool, int]],
+) -> None:
+    """Taking an ACK whenever one is due: while idle no two ACKs are closer than the
+    gap unless the cadence itself made the second due (N jobs or T seconds), and an
+    idle outcome never waits past the later of the gap and its arrival."""
+    gap, every_jobs, every_seconds = 0.002, 50, 0.05
+    cadence = AckCadence(every_jobs=every_jobs, every_seconds=every_seconds, idle_gap=gap)
+    now, seq, last_ack = 0.0, 0, -1.0
+    count = 0
+    first: float | None = None
+    for dt, idle, finished in steps:
+        now += dt
+        cadence.idle = idle
+        for _ in range(finished):
+            seq += 1
+            cadence.on_finished(ref(seq), Outcome.success(), now)
+            count += 1
+            first = now if first is None else first
+        if cadence.due(now):
+            by_cadence = count >= every_jobs or (first is not None and now - first >= every_seconds)
+            assert by_cadence or now - last_ack >= gap - 1e-12
+            cadence.take(now)
+            last_ack, count, first = now, 0, None
+        elif idle and first is not None:
+            assert now - last_ack < gap  # an idle outcome waits only for the gap
+            deadline = cadence.deadline()
+            assert deadline is not None
+            assert deadline <= last_ack + gap + 1e-12
+
+
 # --- ProducerGate -------------------------------------------------------------------
 
 
@@ -190,6 +255,37 @@ def test_gate_shares_the_window_among_active_producers() -> None:
     assert gate.share == 300
     gate.on_peers(4)
     assert gate.share == 150
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("view"), st.sets(st.sampled_from("abcd"))),
+            st.tuples(
+                st.just("ack"),
+                st.sampled_from("abcd"),
+                st.sets(st.sampled_from([P1, P2, P3])),
+            ),
+            st.tuples(st.just("peers"), st.integers(0, 5)),
+            st.tuples(st.just("window"), st.integers(1, 900)),
+        ),
+        max_size=40,
+    ),
+)
+def test_the_cached_share_always_equals_its_definition(steps: list[tuple[object, ...]]) -> None:
+    gate = ProducerGate(P1, window=600)
+    for step in steps:
+        if step[0] == "view":
+            gate.on_view(sorted(step[1]), gate.last_mseq)  # type: ignore[call-overload]
+        elif step[0] == "ack":
+            _, member, producers = step
+            gate.on_ack(str(member), [(p, 0) for p in producers], 0)  # type: ignore[attr-defined]
+        elif step[0] == "peers":
+            gate.on_peers(int(step[1]))  # type: ignore[call-overload]
+        else:
+            gate.window = int(step[1])  # type: ignore[call-overload]
+        assert gate.share == max(1, gate.window // gate.active_producers)
 
 
 def test_gate_in_flight_and_backlog() -> None:

@@ -5,10 +5,18 @@ Theory of operation
 One :class:`Sender` lives as long as its :class:`~spreadq.producer.facade.Producer` and
 runs once per daemon session (:meth:`Sender.run`). In each it first waits, after a
 lost session, for the consumers known before to come back (see
-:meth:`Sender.await_consumers_back`), then loops: ask the core how long a short batch
-should wait for company (:meth:`~spreadq.producer.core.ProducerCore.send_delay`), take
-the batch (:meth:`~spreadq.producer.core.ProducerCore.next_batch`), wait until the core
-clears each of its messages, and multicast it to the WORK group with AGREED order. A
+:meth:`Sender.await_consumers_back`), then loops: ask the core whether a short batch
+should wait for company (:meth:`~spreadq.producer.core.ProducerCore.send_delay`; by
+default it never does), take the batch
+(:meth:`~spreadq.producer.core.ProducerCore.next_batch`), wait until the core clears
+each of its messages, and multicast it to the WORK group with AGREED order.
+
+Batching happens only under load, in the manner of Nagle's algorithm: a job put while
+nothing of ours is waiting to be written goes at once, alone; after each message that
+left fewer than ``batch_max_jobs`` jobs queued, the sender waits until the message has
+been written to the socket (``Connection.flush``), and everything put meanwhile goes
+together in the next message. No timer is involved, so an idle producer adds no
+latency, and a busy one packs as many jobs per message as pile up during one write. A
 job too big for one message goes as FRAGMENT messages, each cleared on its own; they
 were numbered from the first mseq, and clearances keep them consecutive because only
 this task advances mseq.
@@ -134,6 +142,10 @@ class Sender:
                 await self._send_fragments(conn, batch)
             else:
                 await self._send_batch(conn, batch)
+            if core.unsent < core.batch_max_jobs:
+                # Nagle: the next short batch waits until this message is written, and
+                # takes everything put meanwhile; a full batch goes at once
+                await conn.flush()
 
     async def await_consumers_back(self) -> None:
         """After a lost session, give the consumers known then (the most known at once)

@@ -15,9 +15,9 @@ from spreadq.queue.effects import AnnounceView as AnnounceView
 from spreadq.queue.effects import CancelJob as CancelJob
 from spreadq.queue.effects import Effect as Effect
 from spreadq.queue.effects import GiveUpJob as GiveUpJob
-from spreadq.queue.effects import JobCompleted as JobCompleted
 from spreadq.queue.effects import JobOrphaned as JobOrphaned
 from spreadq.queue.effects import JobRejected as JobRejected
+from spreadq.queue.effects import JobsCompleted as JobsCompleted
 from spreadq.queue.effects import RunJob as RunJob
 from spreadq.queue.effects import SendAck as SendAck
 from spreadq.queue.effects import ViewChanged as ViewChanged
@@ -32,6 +32,7 @@ from spreadq.queue.envelope import decode as decode
 from spreadq.queue.envelope import encode as encode
 from spreadq.queue.envelope import encode_batch as encode_batch
 from spreadq.queue.envelope import encode_fragments as encode_fragments
+from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
 from spreadq.queue.inputs import JobStarted as JobStarted
@@ -71,10 +72,11 @@ __all__ = [
     "Effect",
     "GiveUpJob",
     "Hello",
+    "Idle",
     "Input",
     "Job",
     "JobBatch",
-    "JobCompleted",
+    "JobsCompleted",
     "JobFinished",
     "JobFragment",
     "JobOrphaned",

@@ -33,7 +33,7 @@ __all__ = [
     "CancelTaken",
     "Effect",
     "GiveUpJob",
-    "JobCompleted",
+    "JobsCompleted",
     "JobOrphaned",
     "JobRejected",
     "RunJob",
@@ -102,12 +102,13 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
-class JobCompleted:
-    """An ACK from ``by`` completed ``ref`` (emitted by every replica, ours included)."""
+class JobsCompleted:
+    """An ACK from ``by`` completed these outstanding jobs, in its order (emitted by
+    every replica, ours included; one per ACK, not one per job: every replica reads
+    every ACK)."""
 
-    ref: JobRef
-    outcome: Outcome
     by: str
+    completed: tuple[tuple[JobRef, Outcome], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,7 @@ Effect = (
     | CancelTaken
     | CancelRefused
     | AnswerResult
-    | JobCompleted
+    | JobsCompleted
     | JobOrphaned
     | JobRejected
     | SendAck

@@ -14,6 +14,7 @@ from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import LeftGroup, Transitional, ViewInstalled
 
 __all__ = [
+    "Idle",
     "Input",
     "JobFinished",
     "JobStarted",
@@ -53,6 +54,15 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Idle:
+    """Whether this member has nothing ready to run now (its owner says so when it
+    changes): while idle, a finished job's outcome is ACKed at once, within the
+    cadence's rate bound, instead of waiting for company."""
+
+    idle: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StartDraining:
     """Stop taking new work: announce DRAIN now and after every view change."""
 
@@ -65,6 +75,7 @@ Input = (
     | JobStarted
     | JobFinished
     | Tick
+    | Idle
     | StartDraining
 )
 """Everything ``OutstandingTable.apply`` accepts."""

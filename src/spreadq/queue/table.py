@@ -111,9 +111,9 @@ from spreadq.queue.effects import (
     CancelTaken,
     Effect,
     GiveUpJob,
-    JobCompleted,
     JobOrphaned,
     JobRejected,
+    JobsCompleted,
     RunJob,
     SendAck,
     ViewChanged,
@@ -136,6 +136,7 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.fragments import Reassembler
 from spreadq.queue.inputs import (
+    Idle,
     Input,
     JobFinished,
     JobStarted,
@@ -256,6 +257,8 @@ class OutstandingTable:
         history_bytes: result bytes remembered with them, at most.
         ack_every_jobs: an ACK is due after this many jobs read or finished ...
         ack_every_seconds: ... or this long after the first unreported one.
+        ack_idle_gap: while we are idle (:class:`Idle`), an outcome is ACKed at once,
+            but no sooner than this after our last ACK (None: only by the cadence).
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
@@ -277,6 +280,7 @@ class OutstandingTable:
         history_bytes: int = 16 * 1024 * 1024,
         ack_every_jobs: int = 200,
         ack_every_seconds: float = 0.05,
+        ack_idle_gap: float | None = None,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
         max_failovers: int | None = None,
@@ -291,7 +295,10 @@ class OutstandingTable:
         self.capacity = capacity
         self.max_failovers = max_failovers
         self._cadence = AckCadence(
-            ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
+            ack_every_jobs,
+            ack_every_seconds,
+            position_horizon=position_horizon,
+            idle_gap=ack_idle_gap,
         )
         self._history = OutcomeHistory(history_size, history_bytes) if history is None else history
         self._fragments: Reassembler[_Origin] = Reassembler(fragment_bytes)
@@ -307,6 +314,7 @@ class OutstandingTable:
             JobStarted: self._on_started,
             JobFinished: self._on_finished,
             Tick: self._on_tick,
+            Idle: self._on_idle,
             StartDraining: self._on_start_draining,
         }
         self._now = 0.0
@@ -744,8 +752,9 @@ class OutstandingTable:
         remember, outstanding, mine = self._history.add, self._entries, self._mine
         released = self._state.released
         append = effects.append
-        completed = 0
-        for ref, outcome in ack.outcomes:
+        completed: list[tuple[JobRef, Outcome]] = []
+        for item in ack.outcomes:
+            ref, outcome = item
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
@@ -754,14 +763,15 @@ class OutstandingTable:
                     remember(ref, outcome)  # a run that ended after its CANCEL: cancelled
                 continue
             remember(ref, outcome)
-            completed += 1
+            completed.append(item)
             if entry.counted is not None:
                 released(entry.counted)
-            append(JobCompleted(ref, outcome, sender))
             mine.pop(ref, None)
             if entry.run_sent and not entry.finished:
                 append(CancelJob(ref, running=entry.started))
-        self._counts["completed"] += completed
+        if completed:
+            self._counts["completed"] += len(completed)
+            append(JobsCompleted(sender, tuple(completed)))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
         entry = self._entries.get(ref)
@@ -826,6 +836,12 @@ class OutstandingTable:
 
     def _on_tick(self, event: Tick) -> list[Effect]:
         if self._view is not None and self._cadence.due(self._now):
+            return [self._make_ack()]
+        return []
+
+    def _on_idle(self, event: Idle) -> list[Effect]:
+        self._cadence.idle = event.idle
+        if event.idle and self._view is not None and self._cadence.due(self._now):
             return [self._make_ack()]
         return []
 

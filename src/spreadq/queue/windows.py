@@ -6,9 +6,13 @@ A Spread daemon disconnects a client once 1000 messages are queued for it
 (``DEFAULT_MAX_SESSION_MESSAGES``, docs/design/flow-control.md), and it never pushes back on a
 sender. So consumers report how far they have read, and producers hold back:
 
-* :class:`AckCadence` (consumer side) says when an ACK is due: after ``every_jobs`` jobs
-  read or finished, or ``every_seconds`` after the first thing became pending, and
-  whenever the outcomes waiting would fill an ACK.
+* :class:`AckCadence` (consumer side) says when an ACK is due. While the consumer is
+  busy (jobs ready to run): after ``every_jobs`` jobs read or finished, or
+  ``every_seconds`` after the first thing became pending, and whenever the outcomes
+  waiting would fill an ACK. Once it is idle (nothing ready to run) an outcome waiting
+  makes an ACK due at once, but no sooner than ``idle_gap`` after the last ACK: batching
+  happens only under load, and the gap bounds the ACK messages a consumer sends per
+  second (every consumer and producer of the queue receives each one).
 * :class:`ProducerGate` (producer side) says whether a producer may multicast its next
   message. Each consumer's read position *in this producer's message sequence* (mseq)
   comes from its ACKs. The producer may send message ``next_mseq`` only if, for every
@@ -42,6 +46,7 @@ Neither object reads a clock; ``now`` is passed in.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -71,16 +76,21 @@ class AckCadence:
         position_horizon: a producer not read for this long is left out of ACKs and
             forgotten (so ephemeral producers do not pile up).
         max_positions: read positions one ACK carries at most (the most recent).
+        idle_gap: while idle, an outcome makes an ACK due this long after the last ACK
+            at the earliest (None: idle or not, only the cadence makes ACKs due).
     """
 
     __slots__ = (
         "_count",
+        "_last_sent",
         "_outcome_bytes",
         "_outcomes",
         "_positions",
         "_since",
         "every_jobs",
         "every_seconds",
+        "idle",
+        "idle_gap",
         "max_bytes",
         "max_positions",
         "position_horizon",
@@ -94,12 +104,17 @@ class AckCadence:
         max_bytes: int = MAX_ENVELOPE_SIZE,
         position_horizon: float = 5.0,
         max_positions: int = 1024,
+        idle_gap: float | None = None,
     ) -> None:
         self.every_jobs = every_jobs
         self.every_seconds = every_seconds
         self.max_bytes = max_bytes
         self.position_horizon = position_horizon
         self.max_positions = max_positions
+        self.idle_gap = idle_gap
+        self.idle = False
+        """Whether the consumer has nothing ready to run (its owner says so)."""
+        self._last_sent = -math.inf
         self._count = 0
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
@@ -140,7 +155,12 @@ class AckCadence:
 
     def deadline(self) -> float | None:
         """When an ACK falls due by time alone, or ``None`` when nothing is pending."""
-        return None if self._since is None else self._since + self.every_seconds
+        if self._since is None:
+            return None
+        due = self._since + self.every_seconds
+        if self.idle and self._outcomes and self.idle_gap is not None:
+            return min(due, self._last_sent + self.idle_gap)
+        return due
 
     def due(self, now: float) -> bool:
         """True when an ACK should be sent now."""
@@ -150,6 +170,12 @@ class AckCadence:
             self._count >= self.every_jobs
             or now - self._since >= self.every_seconds
             or self._outcome_bytes >= self.outcome_budget
+            or (
+                self.idle
+                and self.idle_gap is not None
+                and bool(self._outcomes)
+                and now - self._last_sent >= self.idle_gap
+            )
         )
 
     def take(self, now: float) -> Report:
@@ -175,6 +201,7 @@ class AckCadence:
             taken += 1
         batch = tuple(self._outcomes[:taken])
         del self._outcomes[:taken]
+        self._last_sent = now
         self._outcome_bytes -= size
         if self._outcomes:
             self._count = self.every_jobs
@@ -222,10 +249,11 @@ class ProducerGate:
         "_latest_producers",
         "_peers",
         "_read",
+        "_share",
+        "_window",
         "max_backlog",
         "max_in_flight",
         "producer_id",
-        "window",
     )
 
     def __init__(
@@ -237,18 +265,29 @@ class ProducerGate:
         max_backlog: int = 10_000,
     ) -> None:
         self.producer_id = producer_id
-        self.window = window
+        self._window = window
         self.max_in_flight = max_in_flight
         self.max_backlog = max_backlog
         self._read: dict[str, int] = {}
         self._backlog: dict[str, int] = {}
         self._latest_producers: dict[str, frozenset[bytes]] = {}
         self._peers = 1
+        self._share: int | None = None  # cached; None after anything it depends on changed
         self._in_flight = 0
         self._last: BlockReason | None = BlockReason.NO_CONSUMERS
         self._last_mseq = 0
         self._acks = 0  # ACK messages seen on the queue, from any consumer
         self._acks_at: dict[int, int] = {0: 0}  # our mseq -> ``_acks`` when it was sent
+
+    @property
+    def window(self) -> int:
+        """The total unread messages allowed at any consumer, shared by producers."""
+        return self._window
+
+    @window.setter
+    def window(self, window: int) -> None:
+        self._window = window
+        self._share = None
 
     @property
     def consumers(self) -> tuple[str, ...]:
@@ -289,7 +328,10 @@ class ProducerGate:
     @property
     def share(self) -> int:
         """How far ahead of every consumer this producer may run, in messages."""
-        return max(1, self.window // self.active_producers)
+        share = self._share
+        if share is None:  # asked per put under load: computed once per change
+            share = self._share = max(1, self.window // self.active_producers)
+        return share
 
     def read_position(self, member: str) -> int | None:
         """The last of our mseqs ``member`` is known to have read, if it is live."""
@@ -307,6 +349,7 @@ class ProducerGate:
         for table in (self._backlog, self._latest_producers):
             for member in [m for m in table if m not in self._read]:
                 del table[member]
+        self._share = None
         self._prune()
 
     def on_ack(
@@ -330,7 +373,10 @@ class ProducerGate:
             producers.add(producer_id)
             if producer_id == self.producer_id and mseq > self._read[member]:
                 self._read[member] = mseq
-        self._latest_producers[member] = frozenset(producers)
+        latest = frozenset(producers)
+        if self._latest_producers.get(member) != latest:
+            self._latest_producers[member] = latest
+            self._share = None
         self._backlog[member] = backlog
         self._prune()
 
@@ -338,6 +384,7 @@ class ProducerGate:
         """Hint how many producers share the queue (e.g. FEEDBACK members that are not
         consumers); the gate divides the window by at least this many."""
         self._peers = max(1, producers)
+        self._share = None
 
     def on_sent(self, jobs: int, mseq: int | None = None) -> None:
         """Record that message ``mseq`` (the one after the last, when None) carrying

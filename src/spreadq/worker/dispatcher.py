@@ -38,7 +38,7 @@ SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 ViewChanged           log it (and rebind the logger's ``view``)
-JobCompleted          nothing: every replica sees every completion, and the table has
+JobsCompleted         nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
 JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
 CancelTaken           log ``job_cancelled`` (a CancelJob follows at the job's owner)
@@ -106,13 +106,14 @@ from spreadq.queue import (
     CancelJob,
     ChangeCause,
     GiveUpJob,
+    Idle,
     Input,
     Job,
-    JobCompleted,
     JobFinished,
     JobOrphaned,
     JobRef,
     JobRejected,
+    JobsCompleted,
     JobStarted,
     LeftGroup,
     Outcome,
@@ -296,6 +297,7 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every_jobs=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             max_failovers=settings.max_failovers,
             history=history,
         )
@@ -342,6 +344,7 @@ class Dispatcher:
         self._drain_deadline = math.inf
         self._leaving = False
         self._left = False
+        self._idle = False  # what the table was last told (Idle)
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -429,8 +432,17 @@ class Dispatcher:
                 except anyio.WouldBlock:
                     break
             self._pump()
+            await self._note_idle()
             await self._check_drained()
         return None
+
+    async def _note_idle(self) -> None:
+        """Tell the table when we go idle (nothing ready to run) or busy again: idle,
+        finished jobs are ACKed at once instead of waiting for company."""
+        idle = not self._schedule.queued
+        if idle is not self._idle:
+            self._idle = idle
+            await self._apply(Idle(idle))
 
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
@@ -449,6 +461,7 @@ class Dispatcher:
         if self._schedule.next_due() is not None:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
+            await self._note_idle()
         await self._check_drained()
 
     async def _on_item(self, item: _Item) -> None:
@@ -490,7 +503,7 @@ class Dispatcher:
             joined.started(self._handle)
         carry_out = self._effects
         for effect in effects:
-            if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
+            if type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
                 await carry_out[type(effect)](effect)
 
     async def _announce_recovered(self) -> None:
