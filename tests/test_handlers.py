@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -188,8 +189,8 @@ async def test_endpoint_passes_the_context_only_when_wanted() -> None:
 # -- registration errors name the function and its file:line --------------------------
 
 
-def sync_handler(job: Resize) -> None:
-    return None
+def sync_generator(job: Resize) -> Iterator[int]:
+    yield 1
 
 
 async def no_annotation(job):  # type: ignore[no-untyped-def]
@@ -247,8 +248,8 @@ async def agen(job: Resize) -> AsyncIterator[int]:
 @pytest.mark.parametrize(
     ("fn", "args", "kwargs", "expected"),
     [
-        (sync_handler, ("k",), {}, "must be an async function"),
-        (agen, ("k",), {}, "must be an async function"),
+        (agen, ("k",), {}, "not a generator"),
+        (sync_generator, ("k",), {}, "not a generator"),
         (no_annotation, ("k",), {}, "payload parameter 'job' has no type annotation"),
         (no_parameters, ("k",), {}, "takes no parameter"),
         (context_first, ("k",), {}, "the Context goes second"),
@@ -348,8 +349,8 @@ def test_a_handler_can_be_rebuilt_into_a_spec() -> None:
 
 
 def test_handler_decorator_reports_errors_at_decoration() -> None:
-    with pytest.raises(ConfigurationError, match="sync_handler"):
-        handler("k")(sync_handler)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="agen"):
+        handler("k")(agen)
 
 
 # -- Context -------------------------------------------------------------------------
@@ -536,3 +537,28 @@ def test_check_failure_hook() -> None:
         check_failure_hook(sync_middleware)
     with pytest.raises(ConfigurationError, match=r"must accept \(ctx, error\)"):
         check_failure_hook(three_required)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "kind"),
+    [(functools.partial(ping), "partial"), (42, "int"), (Resize, "ModelMetaclass")],
+)
+def test_a_handler_that_is_no_function_is_refused_clearly(candidate: object, kind: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HandlerSpec.build(candidate, "k")  # type: ignore[call-overload]
+    assert (
+        f"a handler must be a function (async def, or def to run it in a thread), not {kind}"
+        in (str(info.value))
+    )
+
+
+async def test_a_sync_spec_is_blocking_and_its_endpoint_runs_in_a_thread() -> None:
+    loop_thread = threading.get_ident()
+
+    def where(job: Resize, ctx: Context) -> bool:
+        return threading.get_ident() != loop_thread
+
+    spec = HandlerSpec.build(where, "where")
+    assert spec.blocking
+    assert not HandlerSpec.build(ping, "p").blocking
+    assert await spec.endpoint(make_ctx(), Resize(path="a")) is True

@@ -17,6 +17,7 @@ DESIGN_DEFAULTS = {
     "max_in_flight": 10_000,
     "max_backlog": 5_000,
     "concurrency": 16,
+    "sync_threads": 8,
     "max_attempts": 3,
     "retry_backoff_base": 0.2,
     "retry_backoff_max": 30.0,

@@ -20,6 +20,7 @@ from spreadq.errors import EnvelopeError as EnvelopeError
 from spreadq.errors import InvalidName as InvalidName
 from spreadq.errors import JobCancelled as JobCancelled
 from spreadq.errors import JobFailed as JobFailed
+from spreadq.errors import LifespanError as LifespanError
 from spreadq.errors import LocalProtocolError as LocalProtocolError
 from spreadq.errors import MessageTooLarge as MessageTooLarge
 from spreadq.errors import OutcomeUnknown as OutcomeUnknown
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidName",
     "JobCancelled",
     "JobFailed",
+    "LifespanError",
     "LocalProtocolError",
     "MessageTooLarge",
     "OutcomeUnknown",

@@ -62,6 +62,16 @@ class Context:
         attempt: 1 for the first run of the job, 2 for the first retry, ...
         key: the job's key, if it was put with one.
         headers: the job's headers (deadline, trace context, ...).
+        state: what the app's ``lifespan`` yielded for this worker (a database pool,
+            a client ...), or None without a lifespan. One object is shared by every
+            handler of the worker, sync handlers' threads included: what is in it must
+            be safe to use from several tasks, and from several threads when sync
+            handlers use it.
+        redelivered: True when this run is not the job's first delivery to a handler
+            as far as this member knows: the job was taken over from a member that
+            left (it may have run there, partly or fully), or it is a copy a producer
+            sent again. False for a first delivery; retries of one delivery keep
+            its value (see :attr:`attempt`).
     """
 
     __slots__ = (
@@ -75,6 +85,8 @@ class Context:
         "kind",
         "member",
         "queue",
+        "redelivered",
+        "state",
         "view",
     )
 
@@ -86,6 +98,8 @@ class Context:
     attempt: int
     key: str | None
     headers: Mapping[str, str]
+    state: object
+    redelivered: bool
     _base_log: FilteringBoundLogger | None
     _log: FilteringBoundLogger | None
     _cancel_scope: CancelScope | None
@@ -103,6 +117,8 @@ class Context:
         headers: Mapping[str, str] = NO_HEADERS,
         log: FilteringBoundLogger | None = None,
         cancel_scope: CancelScope | None = None,
+        state: object = None,
+        redelivered: bool = False,
     ) -> None:
         """Build a context; ``log`` is bound with the job's identity on first use.
 
@@ -125,6 +141,8 @@ class Context:
         setter(self, "attempt", attempt)
         setter(self, "key", key)
         setter(self, "headers", headers)
+        setter(self, "state", state)
+        setter(self, "redelivered", redelivered)
         setter(self, "_base_log", log)
         setter(self, "_log", None)
         setter(self, "_cancel_scope", cancel_scope)

@@ -21,7 +21,8 @@
     ├── JobCancelled                  what awaiting a receipt raises when the job was cancelled
     ├── OutcomeUnknown                no consumer remembers a job's outcome (Producer.result)
     ├── WorkerLost                    a job's owners left it more than max_failovers times
-    └── ForcedStop                    a worker stopped at once by a second signal
+    ├── ForcedStop                    a worker stopped at once by a second signal
+    └── LifespanError                 an app's lifespan failed to start or to shut down
 
 ``Retry`` is not an error: a handler raises it to ask for another attempt.
 
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidName",
     "JobCancelled",
     "JobFailed",
+    "LifespanError",
     "LocalProtocolError",
     "MessageTooLarge",
     "OutcomeUnknown",
@@ -291,6 +293,25 @@ class ForcedStop(SpreadqError):
         self.signal_name = signal_name
         self.exit_code = 128 + signal_number
         super().__init__(f"worker stopped at once by a second {signal_name} while draining")
+
+
+class LifespanError(SpreadqError):
+    """An :class:`~spreadq.App`'s ``lifespan`` failed; ``__cause__`` is what it raised.
+
+    ``App.run()`` raises it when the startup part fails (the worker then never joins
+    its queue), or after the drain when the shutdown part fails.
+
+    Attributes:
+        queue: the app's queue.
+        phase: ``"startup"`` or ``"shutdown"``.
+    """
+
+    def __init__(self, queue: str, phase: str, problem: str) -> None:
+        self.queue = queue
+        self.phase = phase
+        super().__init__(
+            f"the lifespan of the app for queue {queue!r} failed at {phase}: {problem}"
+        )
 
 
 class Retry(Exception):

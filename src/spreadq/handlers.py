@@ -1,7 +1,7 @@
-"""Handlers: an async function plus what spreadq needs to run it, resolved once.
+"""Handlers: a function plus what spreadq needs to run it, resolved once.
 
 Theory of operation. :meth:`HandlerSpec.build` inspects a function when it is
-registered, not when a job arrives: it checks that it is ``async def``, resolves its
+registered, not when a job arrives: it tells ``async def`` from plain ``def``, resolves its
 annotations (string annotations and ``from __future__ import annotations`` included,
 against the function's own module), builds one pydantic ``TypeAdapter`` for the payload
 and one for the result, picks their codecs and validates the options. Every problem is a
@@ -13,6 +13,7 @@ The function's shape::
 
     async def resize(job: ResizeJob, ctx: Context) -> Thumbnail: ...
     async def ping(job: Ping) -> None: ...          # no context
+    def checksum(job: bytes, ctx: Context) -> str: ...   # sync: runs in a thread
 
 * The first parameter is the payload; its annotation is required and is the type the
   payload is decoded to (any type pydantic can validate: a model, a dataclass,
@@ -21,6 +22,14 @@ The function's shape::
   recognised by its annotation (``Context``) or its name (``ctx`` or ``context``).
 * The return annotation is the result type (a missing one means "any value pydantic can
   serialise"); ``-> None`` is fine.
+
+Sync handlers. A plain ``def`` handler is *blocking*: the worker runs it in a worker
+thread (:class:`~spreadq.threads.SyncThreads`, ``Settings.sync_threads`` of them at
+most), with the same codecs, retries, timeouts, middleware (still async, around the
+thread) and :class:`~spreadq.context.Context`. A thread cannot be cancelled: when its
+attempt times out or the job is cancelled, the attempt ends at once and the thread is
+abandoned, runs on until it returns and keeps its slot till then (see
+:mod:`spreadq.threads`).
 
 Codecs. A value whose type is ``bytes`` travels as it is (the ``raw`` codec). Every
 other payload and result uses the ``codec`` option, ``"json"`` by default.
@@ -51,6 +60,7 @@ from spreadq.codecs import UNTYPED
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError
 from spreadq.middleware import CallNext, describe_callable
+from spreadq.threads import SyncThreads
 
 __all__ = [
     "MAX_KIND",
@@ -157,7 +167,7 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
 
     Attributes:
         kind: the kind jobs are put for (``"raw:<mess_type>"`` for RAW jobs).
-        fn: the async function.
+        fn: the function (``async def``, or a plain ``def`` when ``blocking``).
         where: ``qualname (file:line)`` of the function, for messages.
         payload_type: the resolved annotation of the payload parameter.
         result_type: the resolved return annotation (``object`` when there is none).
@@ -169,11 +179,13 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
         raw_mess_type: the Spread mess_type for a RAW handler, else None.
         options: validated :class:`HandlerOptions`.
         endpoint: ``await spec.endpoint(ctx, payload)`` calls ``fn`` with or without
-            the context, as it wants; the innermost link of the middleware chain.
+            the context, as it wants; the innermost link of the middleware chain. A
+            worker builds its chains on :meth:`bind` instead.
+        blocking: ``fn`` is a plain ``def``, run in a worker thread.
     """
 
     kind: str
-    fn: Callable[..., Awaitable[ResultT]] = field(repr=False)
+    fn: Callable[..., Any] = field(repr=False)
     where: str
     payload_type: object
     result_type: object
@@ -185,6 +197,7 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
     raw_mess_type: int | None
     options: HandlerOptions
     endpoint: CallNext = field(repr=False)
+    blocking: bool = False
 
     @overload
     @classmethod
@@ -210,10 +223,34 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
         **options: Unpack[HandlerOptionArgs],
     ) -> HandlerSpec[PayloadT, ResultT]: ...
 
+    @overload
     @classmethod
     def build(
         cls,
-        fn: Callable[..., Awaitable[Any]],
+        fn: Callable[[PayloadT, Context], ResultT],
+        kind: str | None = None,
+        /,
+        *,
+        raw: int | None = None,
+        **options: Unpack[HandlerOptionArgs],
+    ) -> HandlerSpec[PayloadT, ResultT]: ...
+
+    @overload
+    @classmethod
+    def build(
+        cls,
+        fn: Callable[[PayloadT], ResultT],
+        kind: str | None = None,
+        /,
+        *,
+        raw: int | None = None,
+        **options: Unpack[HandlerOptionArgs],
+    ) -> HandlerSpec[PayloadT, ResultT]: ...
+
+    @classmethod
+    def build(
+        cls,
+        fn: Callable[..., Any],
         kind: str | None = None,
         /,
         *,
@@ -223,13 +260,15 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
         """Inspect ``fn`` and return its spec. Give exactly one of ``kind`` and ``raw``.
 
         Args:
-            fn: an ``async def`` function ``(payload[, ctx]) -> result``.
+            fn: an ``async def`` or plain ``def`` function ``(payload[, ctx]) -> result``
+                (a plain one runs in a worker thread).
             kind: the kind jobs are put for.
             raw: instead of ``kind``: the Spread mess_type of RAW jobs to handle.
             options: see :class:`HandlerOptions`.
 
         Raises:
-            ConfigurationError: ``fn`` is not async; its payload parameter is missing or
+            ConfigurationError: ``fn`` is not a function, or is a generator; its
+                payload parameter is missing or
                 unannotated; an annotation cannot be resolved or has no pydantic schema;
                 an extra parameter has no default; the kind is invalid or both/neither
                 of ``kind`` and ``raw`` were given; a RAW handler's payload is not
@@ -245,9 +284,16 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
 
         target = inspect.unwrap(fn)
         if not (inspect.isfunction(target) or inspect.ismethod(target)):
-            raise fail("a handler must be an async function (async def)")
-        if not inspect.iscoroutinefunction(target):
-            raise fail("a handler must be an async function (async def)")
+            raise fail(
+                f"a handler must be a function (async def, or def to run it in a thread), "
+                f"not {type(target).__name__}"
+            )
+        if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+            raise fail(
+                "a handler must be a function that returns its result (async def or def), "
+                "not a generator"
+            )
+        blocking = not inspect.iscoroutinefunction(target)
         resolved_kind, raw_mess_type = _resolve_kind(kind, raw, fail)
         try:
             validated = HandlerOptions.model_validate(options)
@@ -272,7 +318,9 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
 
         call: Callable[..., Awaitable[object]] = fn
         endpoint: CallNext
-        if takes_context:
+        if blocking:
+            endpoint = _threaded(fn, takes_context, _DEFAULT_THREADS)
+        elif takes_context:
 
             def endpoint(ctx: Context, payload: object) -> Awaitable[object]:
                 return call(payload, ctx)
@@ -295,7 +343,33 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
             raw_mess_type=raw_mess_type,
             options=validated,
             endpoint=endpoint,
+            blocking=blocking,
         )
+
+    def bind(self, threads: SyncThreads) -> CallNext:
+        """The endpoint a worker chains: :attr:`endpoint`, or for a blocking handler one
+        that runs ``fn`` in ``threads``."""
+        if not self.blocking:
+            return self.endpoint
+        return _threaded(self.fn, self.takes_context, threads)
+
+
+_DEFAULT_THREADS: Final = SyncThreads()
+"""The threads of :attr:`HandlerSpec.endpoint` for blocking handlers called outside a
+worker (a worker chains :meth:`HandlerSpec.bind` with its own)."""
+
+
+def _threaded(call: Callable[..., Any], takes_context: bool, threads: SyncThreads) -> CallNext:
+    if takes_context:
+
+        def endpoint(ctx: Context, payload: object) -> Awaitable[object]:
+            return threads.call(call, payload, ctx)
+    else:
+
+        def endpoint(ctx: Context, payload: object) -> Awaitable[object]:
+            return threads.call(call, payload)
+
+    return endpoint
 
 
 AnyHandlerSpec = HandlerSpec[Any, Any]
@@ -395,7 +469,7 @@ class Handler(Generic[PayloadT, ResultT]):
     spec: HandlerSpec[PayloadT, ResultT]
     __name__: str
     __qualname__: str
-    __wrapped__: Callable[..., Awaitable[ResultT]]
+    __wrapped__: Callable[..., Any]
 
     def __init__(self, spec: HandlerSpec[PayloadT, ResultT]) -> None:
         self.spec = spec
@@ -407,10 +481,12 @@ class Handler(Generic[PayloadT, ResultT]):
         return self.spec.kind
 
     async def __call__(self, payload: PayloadT, ctx: Context | None = None) -> ResultT:
-        """Call the function directly (no codec, no middleware)."""
-        if ctx is None:
-            return await self.spec.fn(payload)
-        return await self.spec.fn(payload, ctx)
+        """Call the function directly (no codec, no middleware; a sync one in this thread)."""
+        fn: Callable[..., Any] = self.spec.fn
+        result = fn(payload) if ctx is None else fn(payload, ctx)
+        if self.spec.blocking:
+            return typing.cast(ResultT, result)
+        return typing.cast(ResultT, await result)
 
     def __repr__(self) -> str:
         return f"<Handler {self.spec.kind!r} {self.spec.where}>"
@@ -428,6 +504,14 @@ class HandlerDecorator(Protocol):
     def __call__(
         self, fn: Callable[[PayloadT], Awaitable[ResultT]], /
     ) -> Handler[PayloadT, ResultT]: ...
+
+    @overload
+    def __call__(
+        self, fn: Callable[[PayloadT, Context], ResultT], /
+    ) -> Handler[PayloadT, ResultT]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[PayloadT], ResultT], /) -> Handler[PayloadT, ResultT]: ...
 
 
 class _Decorator:
@@ -457,7 +541,15 @@ class _Decorator:
         self, fn: Callable[[PayloadT], Awaitable[ResultT]], /
     ) -> Handler[PayloadT, ResultT]: ...
 
-    def __call__(self, fn: Callable[..., Awaitable[Any]], /) -> Handler[Any, Any]:
+    @overload
+    def __call__(
+        self, fn: Callable[[PayloadT, Context], ResultT], /
+    ) -> Handler[PayloadT, ResultT]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[PayloadT], ResultT], /) -> Handler[PayloadT, ResultT]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Handler[Any, Any]:
         spec: AnyHandlerSpec = HandlerSpec.build(fn, self._kind, raw=self._raw, **self._options)
         if self._register is not None:
             self._register(spec)

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # -- running handlers ---------------------------------------------------------------
     concurrency: int = Field(default=16, ge=1, le=100_000)
     """How many handlers a worker runs at once."""
+    sync_threads: int = Field(default=8, ge=1, le=1_024)
+    """How many threads a worker runs plain ``def`` handlers in at once, threads it
+    abandoned (their attempt timed out or was cancelled; a thread cannot be stopped)
+    included: a sync handler waits for one of them to return."""
     max_attempts: int = Field(default=3, ge=1, le=1_000)
     """How many times a job is tried before it fails for good (a handler may override)."""
     retry_backoff_base: float = Field(default=0.2, ge=0.0)

@@ -170,7 +170,8 @@ class Pipeline:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One line a worker wrote: a handler ``start`` or ``done``."""
+    """One line a worker wrote: a handler ``start`` or ``done``; ``redelivered`` is the
+    handler's ``ctx.redelivered`` (False for lines that do not say)."""
 
     event: str
     i: int
@@ -178,6 +179,7 @@ class Record:
     attempt: int
     at: float
     view_size: int
+    redelivered: bool = False
 
 
 def read_records(records: Path) -> list[Record]:
@@ -185,8 +187,11 @@ def read_records(records: Path) -> list[Record]:
     found: list[Record] = []
     for path in sorted(records.glob("worker-*.log")):
         for line in path.read_text().splitlines():
-            event, i, member, attempt, at, size = line.split()
-            found.append(Record(event, int(i), member, int(attempt), float(at), int(size)))
+            event, i, member, attempt, at, size, *rest = line.split()
+            redelivered = rest == ["1"]
+            found.append(
+                Record(event, int(i), member, int(attempt), float(at), int(size), redelivered)
+            )
     return found
 
 

@@ -99,11 +99,14 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     new_view = [run for runs in starts.values() for run in runs if run.view_size == WORKERS - 1]
     assert new_view
     assert all(run.member != victim_member for run in new_view)
-    # survivors start the jobs they took over first: before the rest of their own queued
-    # jobs (assigned in the 4-member view), so a survivor's last job of the old view to
-    # start is its own, never a taken-over one
-    for survivor in {run.member for run in new_view}:
-        assert_taken_over_first(read_records(records), survivor)
+    # survivors start the jobs they took over (ctx.redelivered) first: ahead of the rest
+    # of their own queued jobs and of later ones
+    found = read_records(records)
+    takers = {r.member for r in found if r.event == "start" and r.redelivered}
+    assert takers
+    assert victim_member not in takers
+    for survivor in takers:
+        assert_taken_over_first(found, survivor)
     reruns = [run.at for i in duplicates for run in starts[i] if run.member != victim_member]
     figures(
         "failover",
@@ -121,19 +124,15 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
 def assert_taken_over_first(records: list[Record], member: str) -> None:
     """``member``'s jobs taken over from the victim start before its own queued ones.
 
-    In ``member``'s records, in the order written: jobs of the old view (4 members) are
-    its own; jobs started in the new view (3 members) are taken over when their number is
-    below one of its own (put before the view change, so assigned in the old view to the
-    victim), and new otherwise. Every taken-over start comes before the last own start.
+    A taken-over job is one its handler saw with ``ctx.redelivered``. They all reach
+    ``member`` at the one view change and go ahead of the jobs it had queued and of
+    later ones, so in its starts, in the order written, no start that is not
+    redelivered lies between its first and its last redelivered start.
     """
     mine = [r for r in records if r.event == "start" and r.member == member]
-    own = [n for n, r in enumerate(mine) if r.view_size == WORKERS]
-    assert own, f"{member} ran nothing in the 4-member view"
-    highest_own = max(mine[n].i for n in own)
-    taken = [n for n, r in enumerate(mine) if r.view_size == WORKERS - 1 and r.i < highest_own]
-    assert taken, f"{member} took over nothing"
-    late = [mine[n].i for n in taken if n > own[-1]]
-    assert not late, f"{member} started taken-over jobs {late} after all its own queued ones"
+    taken = [n for n, r in enumerate(mine) if r.redelivered]
+    between = [r.i for r in mine[taken[0] : taken[-1] + 1] if not r.redelivered]
+    assert not between, f"{member} started its own jobs {between} amid the taken-over ones"
 
 
 async def test_sigterm_drains_a_worker_without_duplicates(

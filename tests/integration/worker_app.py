@@ -9,14 +9,22 @@
   start and end to its own file there, flushed at once, so what a process started is
   on disk even if it is killed with SIGKILL the next instant;
 * ``SPREADQ_TEST_MAX_FAILOVERS``: ``Settings.max_failovers`` (``none`` for no limit;
-  the default setting when unset).
+  the default setting when unset);
+* ``SPREADQ_TEST_DEAD_LETTER``: ``1`` puts jobs that fail for good on ``<queue>.dead``;
+* ``SPREADQ_TEST_LIFESPAN``: ``fail`` makes the app's lifespan fail at startup. The
+  lifespan writes ``startup`` and ``shutdown`` to ``lifespan-<pid>.log`` in the records
+  directory and yields ``{"pid": <pid>}`` as the handlers' ``ctx.state``.
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
-(``cancel``, ``interrupt``, ``exit``). The ``on_failure`` hook records ``failed``.
+(``cancel``, ``interrupt``, ``exit``); ``state`` (a plain ``def``) returns
+``ctx.state["pid"]``. ``sync_work`` and ``sync_raise`` are the same as
+plain ``def`` handlers, run in the worker's threads. The ``on_failure`` hook records
+``failed``.
 
 A record line reads ``start|done|failed <i> <member> <attempt> <monotonic seconds> <view
-size>`` (``i`` is the job's seq for ``failed``);
+size>`` (``i`` is the job's seq for ``failed``), and ``work`` adds ``1`` or ``0``: its
+``ctx.redelivered``;
 ``time.monotonic()`` is the system-wide CLOCK_MONOTONIC on Linux, so the test can compare
 it with its own clock. The handler returns who ran the job and in which view, so the
 test can check the round robin from the results alone.
@@ -26,7 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -50,8 +61,23 @@ RECORDS = Path(os.environ.get("SPREADQ_TEST_RECORDS", "."))
 
 _FAILOVERS = os.environ.get("SPREADQ_TEST_MAX_FAILOVERS")
 
+
+@asynccontextmanager
+async def lifespan(app: App) -> AsyncIterator[dict[str, int]]:
+    """Record startup and shutdown; fail at startup when the test asks for it."""
+    path = RECORDS / f"lifespan-{os.getpid()}.log"
+    with path.open("a", buffering=1) as sink:
+        sink.write("startup\n")
+        if os.environ.get("SPREADQ_TEST_LIFESPAN") == "fail":
+            raise RuntimeError("no database")
+        yield {"pid": os.getpid()}
+        sink.write("shutdown\n")
+
+
 app = App(
     QUEUE,
+    lifespan=lifespan,
+    dead_letter=os.environ.get("SPREADQ_TEST_DEAD_LETTER") == "1",
     plugins=False,
     name=os.environ.get("SPREADQ_TEST_NAME") or None,
     settings=Settings(ack_interval=0.01, max_attempts=1).replace(
@@ -60,12 +86,14 @@ app = App(
 )
 
 _records: list[TextIO] = []  # this process's record file, opened on first use
+_records_lock = threading.Lock()  # sync handlers record from their threads
 
 
 def _record(line: str) -> None:
-    if not _records:
-        _records.append((RECORDS / f"worker-{os.getpid()}.log").open("a", buffering=1))
-    _records[0].write(line)
+    with _records_lock:
+        if not _records:
+            _records.append((RECORDS / f"worker-{os.getpid()}.log").open("a", buffering=1))
+        _records[0].write(line)
 
 
 class Work(BaseModel):
@@ -88,10 +116,11 @@ class Ran(BaseModel):
 async def work(job: Work, ctx: Context) -> Ran:
     """Record the start, wait ``job.seconds``, record the end, say who ran it."""
     size = len(ctx.view.members)
-    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    again = int(ctx.redelivered)
+    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
     if job.seconds:
         await anyio.sleep(job.seconds)
-    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
     group_id = ctx.view.group_id
     assert isinstance(group_id, tuple)
     return Ran(i=job.i, member=ctx.member, members=list(ctx.view.members), group_id=list(group_id))
@@ -120,6 +149,33 @@ async def die(job: Work, ctx: Context) -> None:
 @app.handler("raise")
 async def raise_(job: Boom) -> None:
     """Raise a BaseException from the handler itself."""
+    raise _RAISED[job.what]()
+
+
+@app.handler("state")
+def state(job: Work, ctx: Context) -> int:
+    """What the lifespan yielded, read from a worker thread."""
+    assert isinstance(ctx.state, dict)
+    pid: int = ctx.state["pid"]
+    return pid
+
+
+@app.handler("sync_work")
+def sync_work(job: Work, ctx: Context) -> Ran:
+    """``work`` as a plain ``def``: it blocks its thread for ``job.seconds``."""
+    size = len(ctx.view.members)
+    _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    if job.seconds:
+        time.sleep(job.seconds)
+    _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+    group_id = ctx.view.group_id
+    assert isinstance(group_id, tuple)
+    return Ran(i=job.i, member=ctx.member, members=list(ctx.view.members), group_id=list(group_id))
+
+
+@app.handler("sync_raise")
+def sync_raise(job: Boom) -> None:
+    """``raise`` as a plain ``def``: the BaseException is raised in a worker thread."""
     raise _RAISED[job.what]()
 
 

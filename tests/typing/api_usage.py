@@ -8,6 +8,8 @@ the Handler stays callable as the function, and a ``put(handler, payload)`` shap
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Generic, TypeVar, assert_type
 
 from pydantic import BaseModel
@@ -105,9 +107,30 @@ async def use() -> None:
     await standalone("three")  # type: ignore[arg-type]
 
 
-@app.handler("sync")  # type: ignore[arg-type]
-def not_async(job: ResizeJob) -> None:  # refused at run time too (ConfigurationError)
-    return None
+@app.handler("sync")
+def checksum(job: ResizeJob) -> str:  # a plain def: run in a worker thread
+    return job.path
+
+
+def use_sync() -> None:
+    assert_type(put(checksum, ResizeJob(path="a.png", width=1)), Receipt[str])
+    put(checksum, 3)  # type: ignore[misc]
 
 
 app.middleware(ping)  # type: ignore[type-var]
+
+
+class Pool:
+    async def close(self) -> None:
+        return None
+
+
+@asynccontextmanager
+async def lifespan(app: App) -> AsyncIterator[Pool]:
+    pool = Pool()
+    yield pool
+    await pool.close()
+
+
+with_lifespan = App("pooled", lifespan=lifespan, dead_letter=True)
+App("pooled", lifespan=Pool)  # type: ignore[arg-type]

@@ -202,3 +202,153 @@ def test_a_released_key_goes_to_its_successor_before_the_ready_queue() -> None:
     assert drain(scheduler) == [0, 2]  # 1 waits for k
     scheduler.ended(JobRef(PID, 0))
     assert drain(scheduler) == [1]  # it has waited since before 3
+
+
+# -- priorities ----------------------------------------------------------------------------
+
+
+def test_the_priority_example() -> None:
+    scheduler = Scheduler[J](1)
+    for seq, priority in enumerate([0, 5, 5, -1]):
+        scheduler.offer(job(seq), priority=priority)
+    started = []
+    while (found := scheduler.next()) is not None:
+        started.append(found.ref.seq)
+        scheduler.ended(found.ref)
+    assert started == [1, 2, 0, 3]
+
+
+def test_a_key_keeps_its_order_whatever_the_priorities() -> None:
+    scheduler = Scheduler[J](2, ordered_keys=True)
+    scheduler.offer(job(0, "k"), priority=-5)
+    scheduler.offer(job(1, "k"), priority=50)
+    scheduler.offer(job(2), priority=10)
+    assert drain(scheduler) == [2, 0]  # 1 waits for k behind 0, however urgent
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [1]
+
+
+def test_a_cancelled_key_holder_hands_its_key_on_at_once() -> None:
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    scheduler.offer(job(0))
+    assert drain(scheduler) == [0]
+    scheduler.offer(job(1, "a"))
+    scheduler.offer(job(2, "a"), priority=2)  # waits for a behind 1
+    assert not scheduler.cancel(JobRef(PID, 1))
+    scheduler.offer(job(3), priority=1)
+    scheduler.ended(JobRef(PID, 0))
+    assert drain(scheduler) == [2]  # not 3: nothing holds a back any more
+
+
+def test_a_cancelled_delayed_job_does_not_keep_its_key() -> None:
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    scheduler.defer(job(0, "a"), 1.0)
+    assert not scheduler.cancel(JobRef(PID, 0))
+    scheduler.due(1.0)
+    scheduler.offer(job(1, "a"))
+    assert drain(scheduler) == [1]
+
+
+def test_taken_over_jobs_go_before_any_priority() -> None:
+    scheduler = Scheduler[J](1)
+    scheduler.offer(job(0), priority=100)
+    scheduler.offer(job(1), failover=True)
+    assert drain(scheduler) == [1]
+
+
+def test_delayed_jobs_keep_their_priority() -> None:
+    scheduler = Scheduler[J](1)
+    scheduler.defer(job(0), 5.0, priority=3)
+    scheduler.offer(job(1))
+    scheduler.offer(job(2), priority=2)
+    scheduler.due(5.0)
+    assert drain(scheduler) == [0]
+
+
+PRIORITY_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), KEYS, st.booleans(), st.integers(min_value=-2, max_value=2)),
+        st.tuples(st.just("end"), st.integers(min_value=0, max_value=40)),
+        st.tuples(st.just("cancel"), st.integers(min_value=0, max_value=40)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(limit=st.integers(min_value=1, max_value=3), ordered=st.booleans(), ops=PRIORITY_OPS)
+def test_priority_properties(limit: int, ordered: bool, ops: list[tuple[object, ...]]) -> None:
+    """Whenever an own job starts, no taken-over job and no own job of a higher priority
+    waits that could start (not held back by its key), and no such own job of the same
+    priority offered earlier; with ordered keys, each key's jobs start one at a time in
+    the order offered whatever their priorities; every job not cancelled starts once."""
+    scheduler = Scheduler[J](limit, ordered_keys=ordered)
+    offered: list[tuple[J, bool, int]] = []
+    cancelled: set[int] = set()
+    started: list[int] = []
+    running: set[int] = set()
+
+    def free(seq: int) -> bool:
+        """Waiting, and nothing but a slot holds it back (its key, if ordered, is not
+        held by a job offered before it that has not ended)."""
+        if seq in started or seq in cancelled:
+            return False
+        key = offered[seq][0].key
+        if not ordered or key is None:
+            return True
+        return not any(
+            offered[other][0].key == key and (other in running or other not in started)
+            for other in range(seq)
+            if other not in cancelled
+        )
+
+    def step() -> None:
+        while (found := scheduler.next()) is not None:
+            seq = found.ref.seq
+            _, failover, priority = offered[seq]
+            others = [s for s in range(len(offered)) if s != seq and free(s)]
+            if not failover:
+                assert not [s for s in others if offered[s][1]], "a taken-over job waits"
+                mine = [s for s in others if not offered[s][1]]
+                assert all(offered[s][2] <= priority for s in mine), "a higher priority waits"
+                if found.key is None or not ordered:  # a key's successor goes first
+                    assert not [
+                        s
+                        for s in mine
+                        if s < seq and offered[s][2] == priority and offered[s][0].key is None
+                    ], "an earlier job of the same priority waits"
+            assert seq not in started
+            assert seq not in cancelled
+            started.append(seq)
+            running.add(seq)
+            assert len(running) <= limit
+            if ordered and found.key is not None:
+                assert sum(offered[r][0].key == found.key for r in running) == 1
+
+    for op in ops:
+        if op[0] == "offer":
+            key, failover, priority = op[1], op[2], op[3]
+            assert isinstance(failover, bool)
+            assert isinstance(priority, int)
+            new = job(len(offered), key if isinstance(key, str) else None)
+            offered.append((new, failover, priority))
+            scheduler.offer(new, failover=failover, priority=priority)
+        elif offered:
+            assert isinstance(op[1], int)
+            seq = op[1] % len(offered)
+            ref = JobRef(PID, seq)
+            if op[0] == "end" and seq in running:
+                running.discard(seq)
+                assert scheduler.ended(ref)
+            elif op[0] == "cancel" and seq not in started and seq not in cancelled:
+                assert not scheduler.cancel(ref)
+                cancelled.add(seq)
+        step()
+    while running:
+        scheduler.ended(JobRef(PID, running.pop()))
+        step()
+    assert sorted(started) == [s for s in range(len(offered)) if s not in cancelled]
+    if ordered:
+        for key in ("a", "b", "c"):
+            order = [s for s in started if offered[s][0].key == key]
+            assert order == sorted(order), f"key {key} out of order"

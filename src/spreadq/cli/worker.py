@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import anyio
 import typer
 
-from spreadq.cli.exits import epilog, shared_exits
-from spreadq.errors import ConfigurationError, ForcedStop
+from spreadq.cli.exits import EXIT_FAILED, epilog, shared_exits
+from spreadq.errors import ConfigurationError, ForcedStop, LifespanError
 from spreadq.eventloop import use_uvloop
 
 if TYPE_CHECKING:
@@ -137,12 +137,19 @@ def worker(
             anyio.run(run, backend_options={"use_uvloop": use_uvloop()})
     except ForcedStop as error:  # logged as worker_forced_stop already
         raise typer.Exit(error.exit_code) from None
+    except LifespanError as error:
+        typer.echo(f"error: {error} ({error.__cause__!r})", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``worker`` command to ``app``."""
     app.command(
-        epilog=epilog("the worker drained and left (SIGTERM, Ctrl-C)", interrupted=False)
+        epilog=epilog(
+            "the worker drained and left (SIGTERM, Ctrl-C)",
+            "the app's lifespan failed to start or to shut down",
+            interrupted=False,
+        )
         + " A second signal during the drain stops it at once: 130 after SIGINT, 143 after"
         " SIGTERM.",
     )(worker)

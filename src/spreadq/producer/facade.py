@@ -120,7 +120,12 @@ from spreadq.queue.envelope import (
     encode,
 )
 from spreadq.queue.jobs import JobRef, Outcome, Status
-from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
+from spreadq.queue.protocol import (
+    NOT_BEFORE_HEADER,
+    PRIORITY_HEADER,
+    check_priority,
+    queue_groups,
+)
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.session.reconnect import Backoff, Reconnect
@@ -474,6 +479,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        priority: int = 0,
     ) -> Receipt[ResultT]: ...
 
     @overload
@@ -485,6 +491,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        priority: int = 0,
     ) -> Receipt[Any]: ...
 
     async def put(
@@ -495,6 +502,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        priority: int = 0,
     ) -> Receipt[Any]:
         """Put one job on the queue; return its receipt.
 
@@ -502,7 +510,10 @@ class Producer:
         checked against its payload type and the receipt is typed with its result) or a
         kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
         travel with it; ``delay`` (seconds) sets the ``not_before`` header, which workers
-        honour by starting the job no earlier.
+        honour by starting the job no earlier. ``priority`` (-100..100, default 0)
+        orders the owner's own ready jobs: higher first, taken-over jobs still first
+        and a key's jobs still in order (owner-local: it does not reorder the queue);
+        a job of priority 0 carries no ``priority`` header.
 
         Waits while flow control holds the producer back (a consumer a window behind,
         ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
@@ -510,7 +521,8 @@ class Producer:
 
         Raises:
             PayloadError: the payload cannot be encoded (nothing was queued).
-            ConfigurationError: a bad kind, a negative delay, an unknown codec.
+            ConfigurationError: a bad kind, a negative delay, a priority that is not an
+                int in -100..100, an unknown codec.
             LocalProtocolError: a key, kind or headers the envelope cannot carry.
             ConnectionLost: the producer is closed or closing.
         """
@@ -526,6 +538,8 @@ class Producer:
             if not (delay >= 0 and math.isfinite(delay)):
                 raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
             header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
+        if priority or type(priority) is not int:  # check_priority refuses a non-int
+            header_items += ((PRIORITY_HEADER, str(check_priority(priority))),)
 
         core = self._core
         if not core.room():

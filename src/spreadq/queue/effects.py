@@ -49,13 +49,16 @@ class RunJob:
 
     ``sender`` is the Spread member that multicast it (useful to RAW handlers), and
     ``mess_type`` its Spread message type. ``failover`` is true when the job came to us
-    because its owner left: it may have run, in part or in full, before.
+    because its owner left: it may have run, in part or in full, before. ``duplicate``
+    is true when this copy is one a producer sent again while an earlier copy was
+    outstanding: the earlier one may have run, too.
     """
 
     job: Job
     sender: str
     mess_type: int
     failover: bool = False
+    duplicate: bool = False
 
     @property
     def ref(self) -> JobRef:
@@ -87,6 +90,11 @@ class GiveUpJob:
     def failover(self) -> bool:
         """Always true: a job is given up only when it is taken over."""
         return True
+
+    @property
+    def duplicate(self) -> bool:
+        """Always false: what counts is that it was taken over."""
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ starting with ``~``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from spreadq.errors import ConfigurationError, InvalidName
@@ -28,12 +29,23 @@ from spreadq.wire.constants import MAX_GROUP_NAME
 from spreadq.wire.events import check_group_name, check_private_name
 
 __all__ = [
+    "ATTEMPTS_HEADER",
+    "DEAD_LETTER_SUFFIX",
     "DEFAULT_DRAIN_TIMEOUT",
+    "ERROR_HEADER",
+    "ERROR_TYPE_HEADER",
     "FEEDBACK_SUFFIX",
     "MAX_QUEUE_NAME",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
     "NOT_BEFORE_HEADER",
     "OBSERVER_PREFIX",
+    "ORIGIN_QUEUE_HEADER",
+    "PRIORITY_HEADER",
+    "check_priority",
+    "dead_letter_queue",
     "is_observer",
+    "read_priority",
     "observer_name",
     "queue_groups",
 ]
@@ -44,12 +56,76 @@ MAX_QUEUE_NAME: Final = MAX_GROUP_NAME - len(FEEDBACK_SUFFIX)
 """The longest queue name, in bytes (28): its FEEDBACK group must fit Spread's 31."""
 NOT_BEFORE_HEADER: Final = "not_before"
 """The job header holding the Unix time before which a job must not start (``put(delay=)``)."""
+PRIORITY_HEADER: Final = "priority"
+"""The job header holding a job's priority (``put(priority=)``) as a decimal integer;
+a job without it has priority 0 and its headers need not be read to know it."""
+MIN_PRIORITY: Final = -100
+"""The lowest priority a job may be put with."""
+MAX_PRIORITY: Final = 100
+"""The highest priority a job may be put with."""
+DEAD_LETTER_SUFFIX: Final = ".dead"
+"""Appended to a queue name to name its dead-letter queue (``images.dead``): ``.`` is a
+legal byte in a queue name, unlike ``~``, so the dead-letter queue is an ordinary queue
+with its own FEEDBACK group (``images.dead~fb``)."""
+ERROR_HEADER: Final = "spreadq-error"
+"""A dead-lettered job's header: the message of the error it failed with."""
+ERROR_TYPE_HEADER: Final = "spreadq-error-type"
+"""A dead-lettered job's header: the qualified type of that error (``ValueError``)."""
+ATTEMPTS_HEADER: Final = "spreadq-attempts"
+"""A dead-lettered job's header: how many attempts it had (a decimal integer)."""
+ORIGIN_QUEUE_HEADER: Final = "spreadq-origin-queue"
+"""A dead-lettered job's header: the queue it failed on."""
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
 """Seconds a draining worker waits for its jobs before it cancels them and leaves."""
 
 
 OBSERVER_PREFIX: Final = "~"
 """The first character of an observer's private name (``~top3fa9c``)."""
+
+
+def dead_letter_queue(queue: str, name: str | None = None) -> str:
+    """Return the dead-letter queue of ``queue``: ``name``, or ``<queue>.dead``.
+
+    Raises:
+        ConfigurationError: the name is not a valid queue name (see
+            :func:`queue_groups`; ``<queue>.dead`` needs ``queue`` to be at most 23
+            bytes: give a shorter ``name`` otherwise), or it is ``queue`` itself.
+    """
+    target = queue + DEAD_LETTER_SUFFIX if name is None else name
+    try:
+        queue_groups(target)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"dead-letter queue of {queue!r}: {error}") from None
+    if target == queue:
+        raise ConfigurationError(f"queue {queue!r} cannot be its own dead-letter queue")
+    return target
+
+
+def check_priority(priority: int) -> int:
+    """Return ``priority`` if a job may be put with it.
+
+    Raises:
+        ConfigurationError: not an int in :data:`MIN_PRIORITY`..:data:`MAX_PRIORITY`.
+    """
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"priority must be an int, not {priority!r}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ConfigurationError(
+            f"priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}, not {priority}"
+        )
+    return priority
+
+
+def read_priority(headers: Mapping[str, str]) -> int:
+    """A job's priority from its decoded headers: 0 when it has none, or one that is
+    not an integer in range (a foreign producer's; the job still runs)."""
+    text = headers.get(PRIORITY_HEADER)
+    if text is None:
+        return 0
+    try:
+        return check_priority(int(text))
+    except (ValueError, ConfigurationError):
+        return 0
 
 
 def observer_name(tag: str) -> str:

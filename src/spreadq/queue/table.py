@@ -743,7 +743,7 @@ class OutstandingTable:
         limit = self.max_failovers
         if limit is not None and entry.failovers > limit:
             return [GiveUpJob(job, entry.failovers, limit)]
-        return [RunJob(job, entry.sender, entry.mess_type, failover)]
+        return [RunJob(job, entry.sender, entry.mess_type, failover, entry.duplicate)]
 
     def _on_ack(self, effects: list[Effect], sender: str, ack: Ack) -> None:
         if sender not in self._members:

@@ -9,20 +9,31 @@ starts, builds one middleware chain per handler and refuses any later registrati
 
 A queue's group names and their rules are the queue protocol's:
 :func:`spreadq.queue.protocol.queue_groups`.
+
+Lifespan. ``App(lifespan=fn)`` takes Starlette's shape: ``fn(app)`` returns an async
+context manager. :meth:`App.run` enters it before the worker connects (so before it
+joins the queue) and hands what it yields to every handler as ``ctx.state``; it leaves
+it after the worker has drained and left, whether it stopped on :meth:`App.stop`, on a
+signal, or on an error. A startup that raises stops ``run()`` with
+:class:`~spreadq.errors.LifespanError` (the cause chained) and the worker never joins;
+a shutdown that raises is logged (``lifespan_shutdown_failed``) and raised as
+``LifespanError`` after the drain, unless the worker is already failing with another
+error, which is then what ``run()`` raises.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeAlias, TypeVar, Unpack
 
 import anyio
 import anyio.abc
 
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
-from spreadq.errors import ConfigurationError, InvalidName
+from spreadq.errors import ConfigurationError, InvalidName, LifespanError
 from spreadq.handlers import (
     AnyHandlerSpec,
     Handler,
@@ -39,16 +50,20 @@ from spreadq.middleware import (
     check_middleware,
 )
 from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, queue_groups
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, dead_letter_queue, queue_groups
 from spreadq.queue.rules import Rule, builtin_rules, keeps_key_order
 from spreadq.settings import Settings
+from spreadq.threads import SyncThreads
 from spreadq.wire.events import check_private_name
 from spreadq.worker.runtime import WorkerRuntime, tune_collector
 from spreadq.worker.spec import PreparedHandler, WorkerSpec
 
-__all__ = ["App"]
+__all__ = ["App", "Lifespan"]
 
 log = get_logger(__name__)
+
+Lifespan: TypeAlias = "Callable[[App], AbstractAsyncContextManager[Any]]"
+"""``lifespan(app)`` returns an async context manager; what it yields is ``ctx.state``."""
 
 M = TypeVar("M", bound=Middleware)
 H = TypeVar("H", bound=FailureHook)
@@ -74,6 +89,15 @@ class App:
             are.
         name: the private name for this worker's daemon connections (up to 10 bytes);
             None lets the daemon choose.
+        lifespan: ``lifespan(app)`` returns an async context manager (e.g. an
+            ``@asynccontextmanager`` function) entered before the worker joins its
+            queue and left after it drained; what it yields reaches handlers as
+            ``ctx.state``.
+        dead_letter: ``True`` puts every job that fails for good (retries spent, a
+            payload that does not decode, given up after ``max_failovers``) on the
+            queue ``<queue>.dead``, with its error in headers; a string names that
+            queue instead; ``False`` (the default) puts them nowhere. See
+            :mod:`spreadq.worker.deadletter`.
 
     Raises:
         ConfigurationError: an invalid queue name, private name, rule, handler,
@@ -93,8 +117,26 @@ class App:
         codecs: Sequence[Codec] = (),
         plugins: bool | Sequence[str | Plugin] = True,
         name: str | None = None,
+        lifespan: Lifespan | None = None,
+        dead_letter: bool | str = False,
     ) -> None:
         self._queue, self._feedback = queue_groups(queue)
+        if dead_letter is False:
+            self._dead_letter: str | None = None
+        elif dead_letter is True:
+            self._dead_letter = dead_letter_queue(self._queue)
+        elif isinstance(dead_letter, str):
+            self._dead_letter = dead_letter_queue(self._queue, dead_letter)
+        else:
+            raise ConfigurationError(
+                f"dead_letter is True, False or a queue name, not {dead_letter!r}"
+            )
+        if lifespan is not None and not callable(lifespan):
+            raise ConfigurationError(
+                f"lifespan must be a callable taking the app and returning an async context "
+                f"manager, got {lifespan!r}"
+            )
+        self._lifespan = lifespan
         if name is not None:
             try:
                 check_private_name(name)
@@ -109,6 +151,7 @@ class App:
         self._failure_hooks: list[FailureHook] = []
         self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
         self._worker: WorkerRuntime | None = None  # set while run() runs
+        self._threads = SyncThreads(self._settings.sync_threads)  # sync handlers run here
 
         self._plugins = _load(plugins)
         rules: dict[str, Rule] = builtin_rules()
@@ -174,6 +217,16 @@ class App:
         """The app's settings."""
         return self._settings
 
+    @property
+    def dead_letter(self) -> str | None:
+        """The dead-letter queue, or None when failed jobs are put nowhere."""
+        return self._dead_letter
+
+    @property
+    def lifespan(self) -> Lifespan | None:
+        """The lifespan factory, as given."""
+        return self._lifespan
+
     # -- what it runs -------------------------------------------------------------------
 
     @property
@@ -231,7 +284,10 @@ class App:
         raw: int | None = None,
         **options: Unpack[HandlerOptionArgs],
     ) -> HandlerDecorator:
-        """Register the decorated async function as the handler of ``kind``.
+        """Register the decorated function as the handler of ``kind``.
+
+        An ``async def`` runs on the event loop; a plain ``def`` runs in a worker thread
+        (at most ``settings.sync_threads`` at once; see :mod:`spreadq.threads`).
 
         ``@app.handler("resize")`` or, for RAW jobs from plain Spread programs,
         ``@app.handler(raw=0x1234)``; options as :class:`~spreadq.handlers.HandlerOptions`.
@@ -306,7 +362,7 @@ class App:
             {
                 kind: PreparedHandler(
                     spec=spec,
-                    chain=build_chain(stack, spec.endpoint),
+                    chain=build_chain(stack, spec.bind(self._threads)),
                     payload_codec=self._codecs[spec.payload_codec],
                     result_codec=self._codecs[spec.result_codec],
                     codecs=self._codecs,
@@ -332,6 +388,7 @@ class App:
             rule=self._rule,
             ordered_keys=keeps_key_order(self._rule),
             failure_hooks=tuple(self._failure_hooks),
+            dead_letter=self._dead_letter,
         )
 
     def _check_open(self, action: str) -> None:
@@ -359,7 +416,8 @@ class App:
         SIGINT drain: the worker takes no new work, finishes the jobs it owns, sends
         their outcomes, leaves the group and returns. A second signal stops at once.
         ``task_status`` (for ``await tg.start(app.run)``) is started once the first
-        session has joined the WORK group.
+        session has joined the WORK group. The app's ``lifespan`` is entered before
+        the first connect and left after the drain (see the module's docs).
 
         It configures no logging: the worker's lines (``worker_joined`` at info, failed
         connects at warning) go to the stdlib loggers ``spreadq.*``, shown once the
@@ -383,6 +441,8 @@ class App:
                 ``settings.reconnect_max_attempts`` reconnection attempts in a row.
             ForcedStop: a second SIGTERM/SIGINT during the drain stopped it at once
                 (running handlers were cancelled).
+            LifespanError: the lifespan's startup failed (the worker never joined), or
+                its shutdown failed after the drain.
         """
         spec = self.spec()
         if self._worker is not None:
@@ -394,6 +454,7 @@ class App:
             drain_timeout,
         )
         self._worker = worker
+        self._threads.open(worker.settings.sync_threads)
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tasks:
@@ -401,7 +462,7 @@ class App:
                     await tasks.start(worker.watch_signals)
                     tune_collector()  # we are the program: a worker process
                 try:
-                    await worker.serve(task_status)
+                    await self._serve(worker, task_status)
                 except Exception as error:  # raised below, outside the task group
                     failure = error
                 tasks.cancel_scope.cancel()
@@ -409,6 +470,43 @@ class App:
             self._worker = None
         if failure is not None:
             raise failure
+
+    async def _serve(self, worker: WorkerRuntime, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Serve inside the lifespan: startup, the worker until it ends, shutdown."""
+        lifespan = self._lifespan
+        if lifespan is None:
+            await worker.serve(task_status)
+            return
+        try:
+            manager = lifespan(self)
+        except Exception as error:
+            raise LifespanError(self._queue, "startup", _describe(error)) from error
+        try:
+            enter, leave = type(manager).__aenter__, type(manager).__aexit__
+        except AttributeError as error:
+            raise LifespanError(
+                self._queue,
+                "startup",
+                f"lifespan(app) must return an async context manager, not {manager!r}",
+            ) from error
+        try:
+            state = await enter(manager)
+        except Exception as error:
+            raise LifespanError(self._queue, "startup", _describe(error)) from error
+        try:
+            await worker.serve(task_status, state=state)
+        except BaseException:
+            await self._shutdown(leave, manager, failing=True)
+            raise
+        await self._shutdown(leave, manager, failing=False)
+
+    async def _shutdown(self, leave: Callable[..., Any], manager: object, *, failing: bool) -> None:
+        try:
+            await leave(manager, None, None, None)
+        except Exception as error:
+            log.exception("lifespan_shutdown_failed", queue=self._queue)
+            if not failing:  # else the worker's own failure is what run() raises
+                raise LifespanError(self._queue, "shutdown", _describe(error)) from error
 
     def stop(self) -> None:
         """Ask a running app to drain and stop; :meth:`run` returns when it is done.
@@ -424,6 +522,11 @@ class App:
             f"<App queue={self._queue!r} rule={self._rule.name!r} "
             f"handlers={sorted(self._handlers)!r} {state}>"
         )
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _load(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:

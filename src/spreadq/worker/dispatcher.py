@@ -128,7 +128,7 @@ from spreadq.queue import (
 )
 from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
 from spreadq.queue.jobs import OutcomeHistory
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER
+from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
 from spreadq.queue.seal import Seal
 from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
@@ -138,6 +138,7 @@ from spreadq.wire.events import (
     RegularMembership,
     RejectedMessage,
 )
+from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
@@ -188,12 +189,18 @@ class DispatcherConnection(Protocol):
         ...
 
 
-def _not_before(job: Job) -> float:
-    """The wall-clock time a job may start (``not_before`` header); 0 when none or bad."""
+def _when_and_priority(job: Job) -> tuple[float, int]:
+    """The wall-clock time a job may start (``not_before`` header; 0 when none or bad)
+    and its priority (``priority`` header; 0 when none or bad), from one decoding."""
     try:
-        return float(job.headers().get(NOT_BEFORE_HEADER, 0.0))
-    except (EnvelopeError, ValueError):
-        return 0.0  # the handler task reports a bad header block; a bad time runs now
+        headers = job.headers()
+    except EnvelopeError:
+        return 0.0, 0  # the handler task reports a bad header block
+    try:
+        when = float(headers.get(NOT_BEFORE_HEADER, 0.0))
+    except ValueError:
+        when = 0.0  # a bad time runs now
+    return when, read_priority(headers)
 
 
 # --- the inbox ------------------------------------------------------------------------
@@ -284,6 +291,7 @@ class Dispatcher:
             handlers=spec.handlers,
             settings=settings,
             failure_hooks=spec.failure_hooks,
+            state=spec.state,
             queue=queue,
             member=self._me,
             rng=rng if rng is not None else random.Random(),
@@ -334,8 +342,24 @@ class Dispatcher:
         }
         # handler scheduling: which job starts when, and the runner tasks that run them
         self._schedule = Scheduler[QueuedJob](settings.concurrency, ordered_keys=spec.ordered_keys)
+        dead_letters = (
+            None
+            if spec.dead_letter is None
+            else DeadLetters(
+                conn,
+                queue=queue,
+                dead_letter_queue=spec.dead_letter,
+                seal=self._seal,
+                log=self._log,
+            )
+        )
         self._pool = RunnerPool(
-            job_runner, settings, report=send.send_nowait, clock=clock, log=self._log
+            job_runner,
+            settings,
+            report=send.send_nowait,
+            clock=clock,
+            log=self._log,
+            dead_letters=dead_letters,
         )
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
@@ -531,11 +555,14 @@ class Dispatcher:
         assert view is not None  # a job is only assigned within a view
         job = effect.job
         queued = QueuedJob(effect, view, job.ref, job.key)
-        if job.header_block:
-            wait = _not_before(job) - time.time()
+        if job.header_block:  # a job without headers has priority 0 and no start time
+            when, priority = _when_and_priority(job)
+            wait = when - time.time()
             if wait > 0:  # it waits outside the slots, in the loop's clock
-                self._schedule.defer(queued, self._clock() + wait)
+                self._schedule.defer(queued, self._clock() + wait, priority=priority)
                 return
+            self._schedule.offer(queued, failover=effect.failover, priority=priority)
+            return
         self._schedule.offer(queued, failover=effect.failover)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:

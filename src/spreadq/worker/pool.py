@@ -36,6 +36,7 @@ import structlog
 
 from spreadq.queue import GiveUpJob, JobRef, Outcome, RunJob, View
 from spreadq.settings import Settings
+from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.runner import AttemptWatch, JobRunner, TimedOut, failure, worker_cancelled
 
 __all__ = ["SCAN_GAP", "Ended", "Help", "QueuedJob", "Rescan", "RunnerPool"]
@@ -122,6 +123,8 @@ class RunnerPool:
         report: puts :class:`Ended`, :class:`Help` and :class:`Rescan` in the loop's inbox.
         clock: monotonic seconds.
         log: where ``job_crashed`` and ``job_still_running`` go (reassignable).
+        dead_letters: where a job that failed for good is put before its failure is
+            reported (None: nowhere).
     """
 
     def __init__(
@@ -132,8 +135,10 @@ class RunnerPool:
         report: Callable[[Ended | Help | Rescan], None],
         clock: Callable[[], float],
         log: structlog.stdlib.BoundLogger,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self._runner = runner
+        self._dead_letters = dead_letters
         self._limit = settings.concurrency
         self._warn_after = settings.running_warning
         self._report = report
@@ -302,6 +307,7 @@ class RunnerPool:
         runner = _Runner(self._watch_deadline)
         take, wait = self._starts.receive_nowait, self._starts.receive
         running_jobs, report = self._running, self._report
+        dead_letters = self._dead_letters
         resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
         self._starting -= 1
         while True:
@@ -332,6 +338,8 @@ class RunnerPool:
                     if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
                         resume = (queued, outcome)
                         continue
+                    if dead_letters is not None and outcome is not None and not outcome.ok:
+                        await dead_letters.put(queued.run.job, outcome)  # before the ACK
                     runner.ref = None
                     report(Ended(ref, outcome))
             if runner.ref is not None and resume is None:  # its job was cancelled
@@ -354,7 +362,14 @@ class RunnerPool:
                 return await self._runner.give_up(
                     run.job, queued.view, scope, run.failovers, run.limit
                 )
-            return await self._runner.run(run.job, queued.view, scope, watch, resume)
+            return await self._runner.run(
+                run.job,
+                queued.view,
+                scope,
+                watch,
+                resume,
+                redelivered=run.failover or run.duplicate,
+            )
         except BaseException as bug:  # a fault of ours, not the handler's: fail the job
             if worker_cancelled(scope):
                 if isinstance(bug, anyio.get_cancelled_exc_class()):

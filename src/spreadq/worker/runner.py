@@ -158,6 +158,7 @@ class JobRunner:
         settings: max_attempts, retry backoff and jitter, result_max_bytes.
         failure_hooks: ``async hook(ctx, error)`` after a job's last failure; an
             exception in a hook is logged, never propagated.
+        state: the lifespan's state, for contexts (``ctx.state``).
         queue: the queue name, for contexts.
         member: our private group, for contexts.
         rng: randomness for the jitter.
@@ -173,8 +174,10 @@ class JobRunner:
         member: str,
         rng: random.Random,
         clock: Callable[[], float],
+        state: object = None,
     ) -> None:
         self._handlers = handlers
+        self._state = state
         self._settings = settings
         self._hooks = tuple(failure_hooks)
         self._queue = queue
@@ -189,8 +192,13 @@ class JobRunner:
         scope: anyio.CancelScope,
         watch: AttemptWatch,
         resume: TimedOut | None = None,
+        *,
+        redelivered: bool = False,
     ) -> Outcome | TimedOut | None:
         """Run ``job`` (assigned in ``view``) until it succeeds or fails for good.
+
+        ``redelivered`` (the job was taken over, or is a re-sent copy) reaches the
+        handler as ``ctx.redelivered``.
 
         Each attempt with a timeout arms ``watch``; when the dispatcher expires it,
         this returns :class:`TimedOut` (from the then cancelled ``scope``), and the
@@ -215,6 +223,8 @@ class JobRunner:
                 key=job.key,
                 headers=headers,
                 cancel_scope=scope,
+                state=self._state,
+                redelivered=redelivered,
             )
 
         prepared = self._handlers.get(job.kind)
@@ -299,6 +309,8 @@ class JobRunner:
             key=job.key,
             headers=headers,
             cancel_scope=scope,
+            state=self._state,
+            redelivered=True,
         )
         return await self._failed(ctx, WorkerLost(job.kind, failovers, limit), scope)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import signal
+from dataclasses import replace
 from typing import Final
 
 import anyio
@@ -101,6 +102,11 @@ class WorkerRuntime:
         self._history = OutcomeHistory(settings.completed_history)
         self._recovered: list[tuple[JobRef, Outcome]] = []
 
+    @property
+    def settings(self) -> Settings:
+        """The settings of this run."""
+        return self._settings
+
     def stop(self) -> None:
         """Drain the current session and stop reconnecting."""
         if self._stopping:
@@ -125,8 +131,10 @@ class WorkerRuntime:
                     self._log.info("worker_signal", signal=signum.name)
                     self.stop()
 
-    async def serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def serve(self, task_status: anyio.abc.TaskStatus[None], state: object = None) -> None:
         """Connect, serve a session, reconnect with backoff, until stopped.
+
+        ``state`` (the app's lifespan state) reaches every handler as ``ctx.state``.
 
         Raises:
             ConnectionLost: the last session lost, once ``reconnect_max_attempts`` tries
@@ -135,6 +143,8 @@ class WorkerRuntime:
                 (or it refused us for good: a reject code retrying cannot mend).
             ForcedStop: a second SIGTERM/SIGINT stopped the worker at once.
         """
+        if state is not None:
+            self._spec = replace(self._spec, state=state)
         await self._serve(_Joined(self, task_status))
         if self._forced is not None:  # the scope's cancellation ended _serve quietly
             raise self._forced

@@ -38,6 +38,10 @@ class WorkerSpec:
             rule declares it: :func:`~spreadq.queue.rules.keeps_key_order`).
         failure_hooks: ``async hook(ctx, error)`` called after a job's last failure, in
             registration order.
+        state: what the app's lifespan yielded, given to handlers as ``ctx.state``
+            (None without a lifespan).
+        dead_letter: the dead-letter queue jobs that fail for good are put on (None:
+            none).
     """
 
     queue: str
@@ -48,6 +52,8 @@ class WorkerSpec:
     rule: Rule
     ordered_keys: bool = False
     failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
+    state: object = field(default=None, repr=False)
+    dead_letter: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
