@@ -18,10 +18,12 @@ from spreadq.errors import ConnectRejected as ConnectRejected
 from spreadq.errors import CouldNotConnect as CouldNotConnect
 from spreadq.errors import EnvelopeError as EnvelopeError
 from spreadq.errors import InvalidName as InvalidName
+from spreadq.errors import JobCancelled as JobCancelled
 from spreadq.errors import JobFailed as JobFailed
 from spreadq.errors import LifespanError as LifespanError
 from spreadq.errors import LocalProtocolError as LocalProtocolError
 from spreadq.errors import MessageTooLarge as MessageTooLarge
+from spreadq.errors import OutcomeUnknown as OutcomeUnknown
 from spreadq.errors import PayloadError as PayloadError
 from spreadq.errors import PluginError as PluginError
 from spreadq.errors import ProtocolError as ProtocolError
@@ -55,10 +57,12 @@ __all__ = [
     "Handler",
     "HandlerSpec",
     "InvalidName",
+    "JobCancelled",
     "JobFailed",
     "LifespanError",
     "LocalProtocolError",
     "MessageTooLarge",
+    "OutcomeUnknown",
     "PayloadError",
     "Plugin",
     "PluginError",

@@ -52,7 +52,9 @@ class Context:
     """Everything a handler may want to know about the job it runs, read-only.
 
     Attributes:
-        job: the job's stable reference (printable; the same on every replica).
+        job: the job's stable reference (printable; the same on every replica); its
+            ``id`` is the full job id that ``Receipt.job_id`` gives and
+            ``Producer.result`` takes.
         kind: the handler kind the job was put for (``"raw:<mess_type>"`` for RAW jobs).
         queue: the queue name.
         member: this worker's private group name (e.g. ``#w1#host``).

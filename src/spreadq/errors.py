@@ -18,6 +18,8 @@
     │   └── PluginError               a plugin that cannot be loaded or validated
     ├── PayloadError                  a payload that fails validation or decoding
     ├── JobFailed                     what awaiting a receipt raises when the job failed
+    ├── JobCancelled                  what awaiting a receipt raises when the job was cancelled
+    ├── OutcomeUnknown                no consumer remembers a job's outcome (Producer.result)
     ├── WorkerLost                    a job's owners left it more than max_failovers times
     ├── ForcedStop                    a worker stopped at once by a second signal
     └── LifespanError                 an app's lifespan failed to start or to shut down
@@ -48,10 +50,12 @@ __all__ = [
     "EnvelopeError",
     "ForcedStop",
     "InvalidName",
+    "JobCancelled",
     "JobFailed",
     "LifespanError",
     "LocalProtocolError",
     "MessageTooLarge",
+    "OutcomeUnknown",
     "PayloadError",
     "PluginError",
     "ProtocolError",
@@ -220,6 +224,34 @@ class JobFailed(SpreadqError):
         self.error_message = error_message
         self.attempts = attempts
         super().__init__(f"{error_type}: {error_message} (after {attempts} attempt(s))")
+
+
+class JobCancelled(SpreadqError):
+    """The job was cancelled (``receipt.cancel()``) before its outcome was reported;
+    raised by awaiting its receipt and by ``Producer.result``.
+
+    Attributes:
+        job_id: the job's printable id (``JobRef.id``).
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was cancelled before its outcome was reported")
+
+
+class OutcomeUnknown(SpreadqError):
+    """No consumer answered with the job's outcome within the bound
+    (``Producer.result``): none remembers it, none is present, or it is still running.
+
+    Attributes:
+        job_id: the job's printable id.
+        reason: why, in words.
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"the outcome of job {job_id} is unknown: {reason}")
 
 
 class WorkerLost(SpreadqError):

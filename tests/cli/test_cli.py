@@ -20,7 +20,7 @@ from spreadq.wire import RegularMembership
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 from daemon_process import daemon_process
 
-COMMANDS = ["daemon", "demo", "worker", "put", "bench", "top"]
+COMMANDS = ["daemon", "demo", "worker", "put", "bench", "top", "result"]
 WAIT = 20
 
 
@@ -48,6 +48,12 @@ def test_worker_with_a_bad_target_exits_2_and_says_why() -> None:
     result = CliRunner().invoke(app, ["worker", "no_such_module_xyz:app"])
     assert result.exit_code == 2
     assert "no_such_module_xyz" in result.output
+
+
+def test_result_with_a_bad_job_id_exits_2_before_connecting() -> None:
+    result = CliRunner().invoke(app, ["result", "q", "12:x", "--spread", "1@127.0.0.1"])
+    assert result.exit_code == 2, result.output
+    assert "is not a job id" in result.output
 
 
 def test_put_with_bad_json_exits_2() -> None:

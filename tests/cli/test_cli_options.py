@@ -25,8 +25,8 @@ from spreadq.daemon import Daemon
 WAIT = 20
 # Every command gives each option an environment variable and documents its exit
 # statuses (the daemon's own: it is the one thing that is never "unreachable").
-WITH_ENVVARS = ["worker", "put", "bench", "demo", "daemon"]
-CLIENTS = ["worker", "put", "bench", "demo"]
+WITH_ENVVARS = ["worker", "put", "bench", "demo", "daemon", "result"]
+CLIENTS = ["worker", "put", "bench", "demo", "result"]
 
 
 def command(name: str) -> Any:  # Typer's vendored click Command (a private module)

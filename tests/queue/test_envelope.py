@@ -244,7 +244,7 @@ def test_a_cut_preamble_takes_one_slot(data: bytes) -> None:
 
 def test_unknown_kind_and_misplaced_slots_are_errors() -> None:
     with pytest.raises(EnvelopeError, match="unknown envelope kind"):
-        decode(b"SQ\x01\x09\x00\x00")
+        decode(b"SQ\x01\xfe\x00\x00")  # kind 254: no such kind
     with pytest.raises(EnvelopeError, match="cannot take"):
         decode(b"SQ\x01\x05\x01\x00" + PID)  # a DRAIN declaring a slot
 

@@ -423,8 +423,8 @@ def test_decoding_refusals() -> None:
     with pytest.raises(EnvelopeError, match=exactly("truncated at byte 30: 24 more bytes needed")):
         decode(ack[:-1])
     bad = bytearray(encode(Ack(PID, ((JobRef(PID, 1), Outcome.success(b"r")),))))
-    bad[6 + 24 + 24] = 2  # the outcome's status
-    with pytest.raises(EnvelopeError, match=exactly("unknown outcome status 2")):
+    bad[6 + 24 + 24] = 3  # the outcome's status (0 ok, 1 failed, 2 cancelled)
+    with pytest.raises(EnvelopeError, match=exactly("unknown outcome status 3")):
         decode(bytes(bad))
     failed = bytearray(encode(Ack(PID, ((JobRef(PID, 1), Outcome.failure("E", "m")),))))
     at = 6 + 24 + 24  # status, attempts, codec_len ...

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from spreadq.__about__ import __version__
-from spreadq.cli import bench, daemon, demo, put, top, worker
+from spreadq.cli import bench, daemon, demo, put, result, top, worker
 from spreadq.logs import LOG_FORMATS, LogFormat, configure_logging
 
 __all__ = [
@@ -39,6 +39,7 @@ DEFAULT_LOG_LEVELS: Final[Mapping[str, str]] = {
     "bench": "warning",
     "demo": "warning",
     "top": "warning",
+    "result": "warning",
 }
 """The log level of each subcommand when neither ``--log-level`` nor
 ``SPREADQ_LOG_LEVEL`` is given: long-running services say what they do; one-shot
@@ -160,6 +161,7 @@ daemon.register(app)
 demo.register(app)
 worker.register(app)
 put.register(app)
+result.register(app)
 bench.register(app)
 top.register(app)
 

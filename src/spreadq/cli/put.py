@@ -118,7 +118,7 @@ async def _put(
     if wait:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(f"sent {kind!r} #{receipt.seq} to {queue!r}", err=True)
+        typer.echo(f"sent {kind!r} #{receipt.seq} to {queue!r} (job id {receipt.job_id})", err=True)
     return EXIT_OK
 
 

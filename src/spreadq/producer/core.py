@@ -28,6 +28,15 @@ back, and the core remembers how many consumers it had known at once
 (:attr:`~ProducerCore.expected_back`), so the facade can wait for them to return
 before re-sending.
 
+Cancel. ``receipt.cancel()`` asks :meth:`~ProducerCore.cancel_plan`: a job never sent
+is withdrawn here (``Withdraw``: settled cancelled, never sent); a job on the wire in
+this session gets a CANCEL multicast to WORK and FEEDBACK; a job in hand, or queued
+again after a lost session, waits until it is sent. The CANCEL's delivery on FEEDBACK
+(``CancelDelivered``) decides as the consumers' tables do at the same place in the
+order: the job is settled cancelled if it is still pending, the CANCEL's sender is the
+name the job was last sent under and no held ACK reports it (an ACK ordered before the
+CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
+
 Trust. The core takes a VIEW only from the FEEDBACK member it lists first, and an ACK
 only from a FEEDBACK member that the last VIEW taken lists. Any other ACK is held (at
 most :data:`MAX_HELD_ACKS` of them) until its sender is both (a consumer's ACK can
@@ -49,6 +58,7 @@ producer has no gate: it only bounds its queue by ``max_in_flight``.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +69,7 @@ from spreadq.errors import LocalProtocolError
 from spreadq.producer.effects import ConsumersSet, Dropped, Effect, Ready, Requeued, Settle
 from spreadq.producer.inputs import (
     AckReceived,
+    CancelDelivered,
     Cleared,
     Closed,
     FeedbackMembership,
@@ -70,14 +81,15 @@ from spreadq.producer.inputs import (
     SessionLost,
     SessionOpened,
     ViewReceived,
+    Withdraw,
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, batch_size
-from spreadq.queue.jobs import Outcome
+from spreadq.queue.jobs import Outcome, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
-__all__ = ["MAX_HELD_ACKS", "FlowState", "ProducerCore"]
+__all__ = ["MAX_HELD_ACKS", "CancelPlan", "FlowState", "ProducerCore"]
 
 MAX_HELD_ACKS: Final = 256
 """ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
@@ -110,6 +122,19 @@ class FlowState:
     ack_slack: int
     """ACK messages counted against the window as possibly unread (the most for any
     consumer, capped; see :mod:`spreadq.queue.windows`)."""
+
+
+class CancelPlan(enum.Enum):
+    """What ``receipt.cancel()`` does next (:meth:`ProducerCore.cancel_plan`)."""
+
+    DONE = "done"
+    """The job is settled (or was never held): nothing to cancel."""
+    WITHDRAW = "withdraw"
+    """Never sent: feed ``Withdraw`` and it is settled cancelled at once."""
+    SEND = "send"
+    """On the wire in this session: multicast a CANCEL, wait for its delivery."""
+    WAIT = "wait"
+    """In hand, or queued again after a lost session: wait until it is sent."""
 
 
 _Released = list[tuple[str, Ack, int]]
@@ -152,6 +177,7 @@ class ProducerCore:
         "_witnesses",
         "batch_max_delay",
         "batch_max_jobs",
+        "cancelled",
         "failed",
         "max_in_flight",
         "member",
@@ -196,7 +222,7 @@ class ProducerCore:
         self._peak = 0  # the most consumers known at once in this session
         self._expect_back = 0  # ... in the last session lost
         self.put = self.messages = self.sent = self.resent = 0
-        self.succeeded = self.failed = self.sessions = 0
+        self.succeeded = self.failed = self.sessions = self.cancelled = 0
         self._dispatch: dict[type[Any], Callable[[Any, float], list[Effect]]] = {
             Put: self._on_put,
             Cleared: self._on_cleared,
@@ -209,6 +235,8 @@ class ProducerCore:
             AckReceived: self._on_ack,
             ViewReceived: self._on_view,
             FeedbackMembership: self._on_feedback,
+            Withdraw: self._on_withdraw,
+            CancelDelivered: self._on_cancel_delivered,
         }
 
     def apply(self, event: Input, now: float) -> list[Effect]:
@@ -339,6 +367,19 @@ class ProducerCore:
         """How many messages this producer may run ahead of the slowest consumer."""
         return self._gate.share
 
+    def cancel_plan(self, seq: int) -> CancelPlan:
+        """What cancelling job ``seq`` takes now (see :class:`CancelPlan`)."""
+        job = self._pending.get(seq)
+        if job is None or job.settled:
+            return CancelPlan.DONE
+        if any(held is job for held in self._in_hand):
+            return CancelPlan.WAIT
+        if not job.sent_as:
+            return CancelPlan.WITHDRAW
+        if job.epoch != UNSENT and job.sent_as == self._witnesses.me:
+            return CancelPlan.SEND
+        return CancelPlan.WAIT
+
     def flow_state(self, *, waiting_puts: int = 0, waiting_send: bool = False) -> FlowState:
         """The flow-control accounting now; the facade adds who is waiting."""
         gate = self._gate
@@ -398,9 +439,10 @@ class ProducerCore:
             for job in event.jobs:
                 job.settled = True
         else:
-            epoch = self._witnesses.epoch
+            epoch, me = self._witnesses.epoch, self._witnesses.me
             for job in event.jobs:
                 job.epoch = epoch
+                job.sent_as = me
         return []
 
     def _on_give_up(self, event: GiveUp, now: float) -> list[Effect]:
@@ -497,6 +539,28 @@ class ProducerCore:
         self._report_released(released)
         return effects
 
+    def _on_withdraw(self, event: Withdraw, now: float) -> list[Effect]:
+        if self.cancel_plan(event.seq) is not CancelPlan.WITHDRAW:
+            return []
+        job = self._pending.pop(event.seq)
+        return [self._settle(job, Outcome.cancelled())]
+
+    def _on_cancel_delivered(self, event: CancelDelivered, now: float) -> list[Effect]:
+        ref = event.ref
+        if ref.producer_id != self.producer_id:
+            return []
+        job = self._pending.get(ref.seq)
+        if job is None:
+            return []
+        if job.sent_as != event.sender:
+            return [Dropped(event.sender, "cancel", "it did not send the job")]
+        if any(r == ref for acks in self._held.values() for ack in acks for r, _ in ack.outcomes):
+            return []  # an ACK ordered before the CANCEL settles it once its sender counts
+        del self._pending[ref.seq]
+        if job.counted:  # in flight, and never to be confirmed by an ACK now
+            self._gate.on_confirmed(1)
+        return [self._settle(job, Outcome.cancelled())]
+
     def _settle_held(self, effects: list[Effect]) -> _Released:
         """Settle at once the held ACKs of senders now trusted (before the consumer
         list changes, so jobs they settle are never re-sent); their reports to the
@@ -587,6 +651,8 @@ class ProducerCore:
             self.failed += 1
         elif outcome.ok:
             self.succeeded += 1
+        elif outcome.status is Status.CANCELLED:
+            self.cancelled += 1
         else:
             self.failed += 1
         return Settle(job, outcome)

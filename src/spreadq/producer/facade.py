@@ -67,6 +67,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, overload
 
@@ -82,15 +83,18 @@ from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
     InvalidName,
+    JobCancelled,
     JobFailed,
+    OutcomeUnknown,
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
 from spreadq.producer.condition import Changed
-from spreadq.producer.core import FlowState, ProducerCore
+from spreadq.producer.core import CancelPlan, FlowState, ProducerCore
 from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
 from spreadq.producer.inputs import (
     AckReceived,
+    CancelDelivered,
     Closed,
     FeedbackMembership,
     Input,
@@ -98,16 +102,24 @@ from spreadq.producer.inputs import (
     SessionLost,
     SessionOpened,
     ViewReceived,
+    Withdraw,
 )
 from spreadq.producer.jobs import Job
-from spreadq.producer.receipt import Receipt
+from spreadq.producer.receipt import Receipt, ReceiptState
+from spreadq.producer.results import Ask, Asks
 from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.queue.envelope import (
+    MESS_TYPE,
     Ack,
+    Cancel,
     JobSpec,
+    ResultAnswer,
+    ResultQuery,
+    ResultState,
+    encode,
 )
-from spreadq.queue.jobs import Outcome
+from spreadq.queue.jobs import JobRef, Outcome, Status
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
     PRIORITY_HEADER,
@@ -119,6 +131,7 @@ from spreadq.queue.view import View
 from spreadq.session.reconnect import Backoff, Reconnect
 from spreadq.session.translate import read_envelope
 from spreadq.settings import Settings
+from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
 
 __all__ = ["Producer", "ProducerStatistics"]
@@ -129,6 +142,11 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
+def _never() -> bool:
+    return False
+
 
 _Tag = tuple[Receipt[Any], Route]
 """What the producer attaches to each job in the core: its receipt and route."""
@@ -235,6 +253,8 @@ class Producer:
         # waiting: every wait is a condition over the core, woken by one of these
         self._room = Changed()  # put(): the core may have room
         self._consumers = Changed()  # the consumer list changed
+        self._changed = Changed()  # any input was applied (cancel and result waits)
+        self._asks = Asks(self._changed)  # open result() calls
         self._waiting_puts = 0
         self._sender = Sender(
             self._core,
@@ -428,6 +448,8 @@ class Producer:
         self._sender.clearance.notify()
         if self._room.waiting and core.room():
             self._room.notify()
+        if self._changed.waiting:
+            self._changed.notify()
         return resolved
 
     def _resolve(self, job: Job[Any], outcome: Outcome | BaseException) -> int:
@@ -440,6 +462,8 @@ class Producer:
         elif outcome.ok:
             decode = self._routes.result_decoder(route, job.codec, outcome)
             receipt._succeed(outcome.result, time.monotonic(), decode)
+        elif outcome.status is Status.CANCELLED:
+            receipt._fail(JobCancelled(receipt.job_id))
         else:
             receipt._fail(JobFailed(outcome.error_type, outcome.error_message, outcome.attempts))
         return 1
@@ -528,10 +552,163 @@ class Producer:
         # from here to the Put nothing awaits: the room seen is the room taken
         seq = core.next_seq
         spec = JobSpec(seq, kind, data, key, header_items)
-        receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
+        job_id = JobRef(self._id, seq).id
+        receipt: Receipt[Any] = Receipt(
+            kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
+        )
+        if self._member:
+            receipt._cancel = partial(self._cancel, receipt, seq)
         tag: _Tag = (receipt, route)
         self._apply(Put(spec, route.codec.name, tag))
         return receipt
+
+    # -- cancel and result -------------------------------------------------------------
+
+    async def _cancel(self, receipt: Receipt[Any], seq: int) -> bool:
+        """``receipt.cancel()``: withdraw the job, or multicast a CANCEL and wait for its
+        place in the order to decide (see :mod:`spreadq.producer.core`)."""
+        core = self._core
+        while not receipt.done and self._open:
+            plan = core.cancel_plan(seq)
+            if plan is CancelPlan.DONE:
+                break
+            if plan is CancelPlan.WITHDRAW:
+                self._apply(Withdraw(seq))
+                continue
+            if plan is CancelPlan.SEND and self._conn is not None:
+                sessions = core.sessions
+                conn = self._conn
+                data = encode(Cancel(JobRef(self._id, seq)))
+                if self._seal is not None:
+                    data = self._seal.seal(data, conn.private_group)
+                with contextlib.suppress(ConnectionLost):  # then sent again, once re-sent
+                    await conn.multicast(
+                        (self._work, self._feedback), data, ServiceType.AGREED, MESS_TYPE
+                    )
+                self._log.info("job_cancel_sent", job=receipt.job_id)
+                await self._changed.wait_for(
+                    partial(self._cancel_moved, receipt, seq, CancelPlan.SEND, sessions)
+                )
+            else:
+                await self._changed.wait_for(
+                    partial(self._cancel_moved, receipt, seq, plan, core.sessions)
+                )
+        if receipt.state is ReceiptState.CANCELLED:
+            return True
+        if isinstance(receipt._error, ConnectionLost):
+            raise receipt._error  # the producer closed while the cancel was undecided
+        if not receipt.done and self._error is not None:
+            raise self._error
+        return False
+
+    def _cancel_moved(
+        self, receipt: Receipt[Any], seq: int, plan: CancelPlan, sessions: int
+    ) -> bool:
+        """Whether a cancel waiting in ``plan`` since session ``sessions`` may go on."""
+        core = self._core
+        return (
+            receipt.done
+            or not self._open
+            or core.sessions != sessions
+            or core.cancel_plan(seq) is not plan
+        )
+
+    async def result(self, job_id: str, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        """The outcome of any job on this queue, put by any producer, as long as a
+        consumer still remembers it: its result, decoded as for a job put by kind name.
+
+        Asks the consumers with RESULT queries (see :mod:`spreadq.producer.results`):
+        exactly one member answers each, and on "unknown" the next member is asked, up to
+        the number of consumers. A job still outstanding is waited for. Consumers
+        remember the last ``Settings.completed_history`` outcomes each (100,000 by
+        default), in memory: a job older than that, or whose consumers have all
+        restarted since, is unknown. A result encoded with the job's own payload codec
+        is decoded with this producer's ``codec``.
+
+        Args:
+            job_id: the job's printable id (``Receipt.job_id``, ``Context.job.id``).
+            timeout: the bound on the whole call, in seconds.
+
+        Raises:
+            OutcomeUnknown: no consumer remembers the job, none answered, or it was
+                still outstanding when ``timeout`` passed.
+            JobFailed: the job failed (as awaiting its receipt would raise).
+            JobCancelled: the job was cancelled.
+            PayloadError: the result cannot be decoded.
+            ConfigurationError: a malformed job id or timeout, or a fire-and-forget
+                producer (it does not watch FEEDBACK for a pending job's ACK).
+            ConnectionLost: the producer is closed or closing.
+        """
+        try:
+            ref = JobRef.parse(job_id)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigurationError(f"timeout must be > 0 seconds, not {timeout!r}")
+        if not self._member:
+            raise ConfigurationError("a fire-and-forget producer (member=False) cannot ask")
+        self._check_open()
+        asks = self._asks
+        ask = asks.open(ref)  # watch FEEDBACK before the first query goes out
+        try:
+            with anyio.move_on_after(timeout):
+                await self._ask(ask, job_id, f"after {timeout} s")
+        finally:
+            asks.close(ask)
+        self._check_open()
+        if ask.outcome is None:
+            raise OutcomeUnknown(job_id, ask.reason or f"no consumer answered within {timeout} s")
+        return self._outcome_value(job_id, ask.outcome)
+
+    async def _ask(self, ask: Ask, job_id: str, bound: str) -> None:
+        """Query the consumers one index at a time until ``ask`` has an outcome, or every
+        consumer said it does not know (``ask.reason`` then says so). A new session
+        (answers to the old private group are lost) asks the same index again."""
+        index = 0
+        while ask.outcome is None and self._open:
+            conn = self._conn
+            if conn is None:  # between sessions
+                await self._changed.wait_for(lambda: self._conn is not None or not self._open)
+                continue
+            query = ResultQuery(self._asks.query(ask), ask.ref, index)
+            data = encode(query)
+            if self._seal is not None:
+                data = self._seal.seal(data, conn.private_group)
+            try:
+                await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
+            except ConnectionLost:
+                await self._changed.wait_for(partial(self._ask_moved, ask, conn, _never))
+                continue
+            self._log.debug("result_asked", job=job_id, index=index)
+            await self._changed.wait_for(
+                partial(self._ask_moved, ask, conn, lambda: ask.answer is not None)
+            )
+            answer = ask.answer
+            if answer is None:  # a new session, or an outcome seen on FEEDBACK
+                continue
+            if answer.state is ResultState.PENDING:
+                ask.reason = f"the job was still outstanding {bound}"
+                await self._changed.wait_for(partial(self._ask_moved, ask, conn, ask.is_rechecked))
+                continue  # ACKed, or a CANCEL went by (the same member says which)
+            index += 1
+            if index >= answer.members:
+                ask.reason = f"none of the {answer.members} consumers remembers it"
+                return
+
+    def _ask_moved(self, ask: Ask, conn: Connection, more: Callable[[], bool]) -> bool:
+        """Whether a result() waiting in session ``conn`` may go on."""
+        return ask.outcome is not None or self._conn is not conn or not self._open or more()
+
+    def _outcome_value(self, job_id: str, outcome: Outcome) -> Any:
+        if outcome.status is Status.CANCELLED:
+            raise JobCancelled(job_id)
+        if not outcome.ok:
+            raise JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
+        if not outcome.result:
+            return None
+        route = self._routes.for_kind("result", False)
+        decode = self._routes.result_decoder(route, route.codec.name, outcome) or route.decode
+        return decode(outcome.result)
 
     def _check_open(self) -> None:
         if not self._open or self._closing:
@@ -615,6 +792,8 @@ class Producer:
                 if type(event) is DataMessage:
                     if feedback in event.groups:  # not a private message
                         self._on_data(event)
+                    else:
+                        self._on_private(event)
                 elif type(event) is RegularMembership and event.group == feedback:
                     self._apply(FeedbackMembership(event.members))
 
@@ -625,6 +804,22 @@ class Producer:
             self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
         if type(message) is Ack:
+            if self._asks and event.sender in self._core.consumers:
+                for ref, outcome in message.outcomes:
+                    self._asks.on_outcome(ref, outcome)
             self._apply(AckReceived(event.sender, message))
+        elif type(message) is Cancel:
+            self._asks.on_cancel(message.ref)
+            self._apply(CancelDelivered(event.sender, message.ref))
         elif type(message) is View:
             self._apply(ViewReceived(event.sender, message))
+
+    def _on_private(self, event: DataMessage) -> None:
+        """A message to our private group: a RESULT answer (anything else is dropped)."""
+        try:
+            message = read_envelope(event, self._seal)
+        except EnvelopeError as error:
+            self._log.warning("answer_dropped", sender=event.sender, reason=str(error))
+            return
+        if type(message) is not ResultAnswer or not self._asks.on_answer(message):
+            self._log.debug("answer_dropped", sender=event.sender, reason="no open ask")

@@ -14,10 +14,12 @@ from typing import Any
 
 from spreadq.producer.jobs import Batch, Job
 from spreadq.queue.envelope import Ack, JobSpec
+from spreadq.queue.jobs import JobRef
 from spreadq.queue.view import View
 
 __all__ = [
     "AckReceived",
+    "CancelDelivered",
     "Cleared",
     "Closed",
     "FeedbackMembership",
@@ -29,6 +31,7 @@ __all__ = [
     "SessionOpened",
     "Sent",
     "ViewReceived",
+    "Withdraw",
 ]
 
 
@@ -114,6 +117,23 @@ class ViewReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdraw:
+    """``receipt.cancel()`` for job ``seq``, which was never sent: settle it cancelled
+    here (the core checks it is still unsent and not in hand)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelDelivered:
+    """A CANCEL for ``ref`` was delivered on FEEDBACK from ``sender``, at its place in
+    the order among the ACKs."""
+
+    sender: str
+    ref: JobRef
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackMembership:
     """A regular membership of the FEEDBACK group: its members now."""
 
@@ -132,4 +152,6 @@ Input = (
     | AckReceived
     | ViewReceived
     | FeedbackMembership
+    | Withdraw
+    | CancelDelivered
 )

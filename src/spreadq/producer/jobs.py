@@ -40,6 +40,9 @@ class Job(Generic[TagT]):
     """The witness epoch it was last sent in; :data:`UNSENT` while queued."""
     settled: bool = False
     """Its outcome is known (or a fire-and-forget job was written): never send it again."""
+    sent_as: str = ""
+    """The private group it was last sent under ("" before it was first sent): only that
+    sender may cancel it (the consumers check the same name)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,21 +2,22 @@
 
 A receipt is *pending* until the producer learns the job's outcome, then *done* for
 good: *succeeded* (``await receipt`` returns the handler's result, decoded lazily on
-each await) or *failed* (``await receipt`` raises: :class:`~spreadq.errors.JobFailed`,
-or :class:`~spreadq.errors.ConnectionLost` when the producer closed first). Only its
-producer resolves it, once; later outcomes are ignored.
+each await), *failed* (``await receipt`` raises: :class:`~spreadq.errors.JobFailed`,
+or :class:`~spreadq.errors.ConnectionLost` when the producer closed first) or
+*cancelled* (``await receipt`` raises :class:`~spreadq.errors.JobCancelled`; see
+:meth:`Receipt.cancel`). Only its producer resolves it, once; later outcomes are ignored.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
 
-from spreadq.errors import ConfigurationError
+from spreadq.errors import ConfigurationError, JobCancelled
 
 __all__ = ["Receipt", "ReceiptState"]
 
@@ -29,9 +30,11 @@ class ReceiptState(enum.IntEnum):
     PENDING = 0
     SUCCEEDED = 1
     FAILED = 2
+    CANCELLED = 3
 
 
 _PENDING, _OK, _FAILED = ReceiptState.PENDING, ReceiptState.SUCCEEDED, ReceiptState.FAILED
+_CANCELLED = ReceiptState.CANCELLED
 
 
 class Receipt(Generic[ResultT]):
@@ -48,6 +51,9 @@ class Receipt(Generic[ResultT]):
     outcome: awaiting it raises :class:`~spreadq.errors.ConfigurationError` at once.
 
     Attributes:
+        job_id: the job's printable id (``<producer id in hex>:<seq>``), the same as
+            ``Context.job.id`` in its handler; ``Producer.result`` and ``spreadq result``
+            take it.
         kind: the handler kind the job was put for.
         seq: the job's sequence number within its producer (0, 1, 2, ...).
         key: the job's key, if it was given one.
@@ -56,11 +62,13 @@ class Receipt(Generic[ResultT]):
     """
 
     __slots__ = (
+        "_cancel",
         "_decode",
         "_error",
         "_event",
         "_result",
         "_state",
+        "job_id",
         "key",
         "kind",
         "resolved_at",
@@ -75,7 +83,11 @@ class Receipt(Generic[ResultT]):
         *,
         decode: Callable[[bytes], ResultT] | None = None,
         confirmed: bool = True,
+        job_id: str = "",
+        cancel: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        self.job_id = job_id
+        self._cancel = cancel
         self.kind = kind
         self.seq = seq
         self.key = key
@@ -94,7 +106,7 @@ class Receipt(Generic[ResultT]):
             )
 
     def __repr__(self) -> str:
-        state = ("pending", "done", "failed")[self._state]
+        state = ("pending", "done", "failed", "cancelled")[self._state]
         return f"<Receipt {self.kind!r} #{self.seq} {state}>"
 
     @property
@@ -104,8 +116,30 @@ class Receipt(Generic[ResultT]):
 
     @property
     def done(self) -> bool:
-        """True once the outcome is known (success, failure or a lost connection)."""
+        """True once the outcome is known (success, failure, cancel or a lost connection)."""
         return self._state != _PENDING
+
+    async def cancel(self) -> bool:
+        """Cancel the job; return True if the cancel took, False if the job had already
+        finished (or was never pending).
+
+        A job never sent is withdrawn at once. Otherwise a CANCEL is multicast to the
+        consumers, ordered with the jobs and ACKs: if it comes before the job's
+        outcome, every consumer drops the job (it never starts anywhere, not after a
+        failover either) or its owner cancels the running handler, and this receipt
+        raises :class:`~spreadq.errors.JobCancelled`; if the outcome came first, it
+        stands and this returns False. Waits until that is decided; bound it with
+        ``anyio.fail_after``.
+
+        Raises:
+            ConfigurationError: the producer is fire-and-forget (``member=False``).
+            ConnectionLost: the producer closed before the cancel was decided.
+        """
+        if self._cancel is None and isinstance(self._error, ConfigurationError):
+            raise self._error  # fire-and-forget: no consumer tells it anything back
+        if self._state != _PENDING or self._cancel is None:
+            return False
+        return await self._cancel()
 
     async def wait(self) -> None:
         """Wait until the outcome is known, without raising it."""
@@ -120,6 +154,7 @@ class Receipt(Generic[ResultT]):
         Raises:
             JobFailed: the handler failed on every attempt (remote error type, message
                 and attempts are on the exception).
+            JobCancelled: the job was cancelled before its outcome was reported.
             ConnectionLost: the producer closed, or its connection ended for good,
                 before the outcome arrived.
             PayloadError: the result bytes could not be decoded.
@@ -152,7 +187,7 @@ class Receipt(Generic[ResultT]):
 
     def _fail(self, error: BaseException) -> None:
         if self._state == _PENDING:
-            self._state = _FAILED
+            self._state = _CANCELLED if isinstance(error, JobCancelled) else _FAILED
             self._error = error
             self.resolved_at = time.monotonic()
             if self._event is not None:

@@ -11,6 +11,7 @@ SendAck             WORK + FEEDBACK     AGREED, ``mess_type = MESS_TYPE``
 AnnounceDrain       WORK + FEEDBACK     AGREED
 AnnounceHello       WORK + FEEDBACK     AGREED
 AnnounceView        FEEDBACK            AGREED
+AnswerResult        the asker           AGREED (its private group)
 ==================  ==================  =========================================
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spreadq.queue.envelope import Ack, Drain, Hello
+from spreadq.queue.envelope import Ack, Drain, Hello, ResultAnswer
 from spreadq.queue.jobs import Job, JobRef, Outcome
 from spreadq.queue.view import ChangeCause, View
 
@@ -26,7 +27,10 @@ __all__ = [
     "AnnounceDrain",
     "AnnounceHello",
     "AnnounceView",
+    "AnswerResult",
     "CancelJob",
+    "CancelRefused",
+    "CancelTaken",
     "Effect",
     "GiveUpJob",
     "JobsCompleted",
@@ -116,6 +120,34 @@ class JobsCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelTaken:
+    """A CANCEL from ``by`` completed ``ref`` as cancelled (emitted by every replica at
+    the same place in the order; a run of ours is stopped by the :class:`CancelJob`
+    that follows)."""
+
+    ref: JobRef
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRefused:
+    """A CANCEL for outstanding ``ref`` came from ``sender``, which did not send the
+    job (every replica refuses it alike; log it)."""
+
+    ref: JobRef
+    sender: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResult:
+    """We are the member a RESULT query asked: send ``answer`` to the asker ``to``."""
+
+    to: str
+    answer: ResultAnswer
+
+
+@dataclass(frozen=True, slots=True)
 class JobOrphaned:
     """``ref`` lost its owner and no member that holds its payload survives.
 
@@ -189,6 +221,9 @@ Effect = (
     RunJob
     | GiveUpJob
     | CancelJob
+    | CancelTaken
+    | CancelRefused
+    | AnswerResult
     | JobsCompleted
     | JobOrphaned
     | JobRejected

@@ -47,10 +47,21 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
     DRAIN     incarnation 16s
     HELLO     incarnation 16s | capacity u32
+    CANCEL    producer_id 16s | seq u64
+    RESULT    op u8 (0 query, 1 answer) | query_id u64 | producer_id 16s | seq u64 | then
+              query:  index u16
+              answer: state u8 | members u16 | (state 0 only) status u8 | attempts u16 |
+                      codec_len u8 | error_type_len u8 | data_len u32 | codec | error_type | data
     STATS     incarnation 16s | state u8 | owned u32 | running u32 | done u64 | failed u64 |
               oldest_ms u32 | failovers u32 | takeover_ms_sum u64 | takeover_ms_max u32 |
               gid 3 x i32 | ordinal u64 | interval_ms u32 | member_len u8 | member |
               n_producers u16 | n_producers x (producer_id 16s | outstanding u32 | read u64)
+
+CANCEL goes to WORK and FEEDBACK in one AGREED message, so consumers and the producer
+see it at the same place among the ACKs (:class:`Cancel`). A RESULT query goes to WORK
+and is answered by the member at its ``index`` in the view, to the asker's private
+group (:class:`ResultQuery`, :class:`ResultAnswer`). An outcome's ``status`` is 0
+success, 1 failure, 2 cancelled (no codec; ``data`` is an empty message).
 
 STATS goes to the FEEDBACK group only (never WORK, so it takes no slot anywhere): one
 consumer's periodic report for ``spreadq top`` and other observers (:class:`Stats`).
@@ -95,6 +106,7 @@ __all__ = [
     "VERSION",
     "Ack",
     "BatchJobs",
+    "Cancel",
     "Decoded",
     "Envelope",
     "Drain",
@@ -104,6 +116,9 @@ __all__ = [
     "JobSpec",
     "Kind",
     "Raw",
+    "ResultAnswer",
+    "ResultQuery",
+    "ResultState",
     "Stats",
     "StatsState",
     "ack_overhead",
@@ -143,6 +158,8 @@ class Kind(enum.IntEnum):
     DRAIN = 5
     HELLO = 6
     STATS = 7
+    CANCEL = 8
+    RESULT = 9
 
 
 _PREAMBLE = struct.Struct("<2sBBH")
@@ -157,6 +174,12 @@ _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
 _STATS = struct.Struct("<16sBIIQQIIQIiiiQI")
 _STATS_PRODUCER = struct.Struct("<16sIQ")
+_CANCEL = struct.Struct("<16sQ")
+_RESULT = struct.Struct("<BQ16sQ")
+_QUERY = struct.Struct("<H")
+_ANSWER = struct.Struct("<BH")
+_OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
+_QUERY_OP, _ANSWER_OP = 0, 1
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 
@@ -377,16 +400,84 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancel:
+    """CANCEL: the job's producer asks that ``ref`` end as cancelled.
+
+    Multicast to WORK and FEEDBACK with AGREED order. Where it lands among the ACKs
+    decides, identically at every consumer and at the producer: a job still
+    outstanding there is cancelled (never started again anywhere, and stopped where it
+    runs); a job already completed keeps its outcome. Only the Spread member that sent
+    the job's current copy may cancel it.
+    """
+
+    ref: JobRef
+
+
+class ResultState(enum.IntEnum):
+    """What the member asked by a :class:`ResultQuery` knows of the job."""
+
+    KNOWN = 0
+    """It remembers the outcome (in the answer)."""
+    PENDING = 1
+    """The job is outstanding: its outcome is not reported yet."""
+    UNKNOWN = 2
+    """It has no record of the job (never delivered to it, or forgotten)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultQuery:
+    """RESULT query: "what became of ``ref``?", multicast to WORK.
+
+    Only the member at position ``index`` of the view at the query's place in the order
+    answers, so one query gets one answer; an asker that hears UNKNOWN asks the next
+    index, up to the view's size.
+    """
+
+    query_id: int
+    ref: JobRef
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultAnswer:
+    """RESULT answer, sent to the asker's private group.
+
+    ``members`` is the size of the view the answerer was in (how many indexes there
+    are to ask); ``outcome`` is set when ``state`` is KNOWN.
+    """
+
+    query_id: int
+    ref: JobRef
+    state: ResultState
+    members: int
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Raw:
     """A WORK message that is not a spreadq envelope: one RAW job."""
 
     data: bytes | memoryview = field(repr=False)
 
 
-Decoded = JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Raw
+Decoded = (
+    JobBatch
+    | JobFragment
+    | Ack
+    | View
+    | Drain
+    | Hello
+    | Stats
+    | Cancel
+    | ResultQuery
+    | ResultAnswer
+    | Raw
+)
 """What :func:`decode` returns."""
 
-Envelope = JobBatch | JobFragment | Ack | View | Drain | Hello | Stats
+Envelope = (
+    JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Cancel | ResultQuery
+) | ResultAnswer
 
 
 # --- encoding -----------------------------------------------------------------------
@@ -520,30 +611,62 @@ def _encode_ack(ack: Ack) -> bytes:
         _check_range(mseq, "mseq", _U64_MAX)
         parts.append(_POSITION.pack(producer_id, mseq))
     for ref, outcome in ack.outcomes:
-        _check_id(ref.producer_id, "producer_id")
-        _check_range(ref.seq, "job seq", _U64_MAX)
-        raw_type = encode_text(outcome.error_type, "error type", 0xFF)
-        data = (
-            outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
-        )
-        raw_codec = b""
-        if outcome.codec:
-            if not outcome.ok:
-                raise LocalProtocolError("a failed outcome carries no result codec")
-            raw_codec = _codec_bytes(outcome.codec)
-        attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-        parts.append(
-            _OUTCOME.pack(
-                ref.producer_id,
-                ref.seq,
-                outcome.status,
-                attempts,
-                len(raw_codec),
-                len(raw_type),
-                len(data),
-            )
-        )
-        parts += (raw_codec, raw_type, data)
+        _check_ref(ref)
+        parts += _outcome_parts(outcome, ref)
+    return b"".join(parts)
+
+
+def _check_ref(ref: JobRef) -> None:
+    _check_id(ref.producer_id, "producer_id")
+    _check_range(ref.seq, "job seq", _U64_MAX)
+
+
+def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
+    """One outcome as an ACK carries it (with ``ref`` in front), or as a RESULT answer
+    does (``ref`` None: the answer names the job once)."""
+    raw_type = encode_text(outcome.error_type, "error type", 0xFF)
+    data = outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
+    raw_codec = b""
+    if outcome.codec:
+        if not outcome.ok:
+            raise LocalProtocolError("a failed outcome carries no result codec")
+        raw_codec = _codec_bytes(outcome.codec)
+    attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+    sizes = (len(raw_codec), len(raw_type), len(data))
+    if ref is None:
+        head = _OUTCOME_TAIL.pack(outcome.status, attempts, *sizes)
+    else:
+        head = _OUTCOME.pack(ref.producer_id, ref.seq, outcome.status, attempts, *sizes)
+    return [head, raw_codec, raw_type, data]
+
+
+def _encode_cancel(cancel: Cancel) -> bytes:
+    _check_ref(cancel.ref)
+    return _preamble(Kind.CANCEL, 0) + _CANCEL.pack(*cancel.ref)
+
+
+def _encode_query(query: ResultQuery) -> bytes:
+    _check_ref(query.ref)
+    _check_range(query.query_id, "query id", _U64_MAX)
+    _check_range(query.index, "member index", _U16_MAX)
+    head = _RESULT.pack(_QUERY_OP, query.query_id, *query.ref)
+    return _preamble(Kind.RESULT, 0) + head + _QUERY.pack(query.index)
+
+
+def _encode_answer(answer: ResultAnswer) -> bytes:
+    _check_ref(answer.ref)
+    _check_range(answer.query_id, "query id", _U64_MAX)
+    _check_range(answer.members, "members", _U16_MAX)
+    state = ResultState(answer.state)
+    if (state is ResultState.KNOWN) != (answer.outcome is not None):
+        raise LocalProtocolError("a RESULT answer carries an outcome exactly when it is KNOWN")
+    parts = [
+        _preamble(Kind.RESULT, 0),
+        _RESULT.pack(_ANSWER_OP, answer.query_id, *answer.ref),
+        _ANSWER.pack(state, answer.members),
+    ]
+    if answer.outcome is not None:
+        parts += _outcome_parts(answer.outcome, None)
     return b"".join(parts)
 
 
@@ -645,6 +768,9 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     Drain: _encode_drain,
     Hello: _encode_hello,
     Stats: _encode_stats,
+    Cancel: _encode_cancel,
+    ResultQuery: _encode_query,
+    ResultAnswer: _encode_answer,
 }
 
 
@@ -838,11 +964,12 @@ def _read_outcome(
             raise EnvelopeError("a successful outcome carries no error type")
         result = bytes(reader.take(data_len))
         return Outcome(Status.OK, attempts, result, codec=codec)
-    if status == Status.FAILED:
+    if status in (Status.FAILED, Status.CANCELLED):
         if codec_len:
-            raise EnvelopeError("a failed outcome carries no result codec")
+            what = "failed" if status == Status.FAILED else "cancelled"
+            raise EnvelopeError(f"a {what} outcome carries no result codec")
         message = reader.text(data_len, "error message")
-        return Outcome(Status.FAILED, attempts, b"", error_type, message)
+        return Outcome(Status(status), attempts, b"", error_type, message)
     raise EnvelopeError(f"unknown outcome status {status}")
 
 
@@ -901,6 +1028,33 @@ def _decode_stats(reader: _Reader, slots: int) -> Stats:
     )
 
 
+def _decode_cancel(reader: _Reader, slots: int) -> Cancel:
+    producer_id, seq = reader.unpack(_CANCEL)
+    reader.done()
+    return Cancel(_new_ref((producer_id, seq)))
+
+
+def _decode_result(reader: _Reader, slots: int) -> ResultQuery | ResultAnswer:
+    op, query_id, producer_id, seq = reader.unpack(_RESULT)
+    ref = _new_ref((producer_id, seq))
+    if op == _QUERY_OP:
+        (index,) = reader.unpack(_QUERY)
+        reader.done()
+        return ResultQuery(query_id, ref, index)
+    if op != _ANSWER_OP:
+        raise EnvelopeError(f"unknown RESULT op {op}")
+    state, members = reader.unpack(_ANSWER)
+    try:
+        known = ResultState(state)
+    except ValueError:
+        raise EnvelopeError(f"unknown RESULT state {state}") from None
+    outcome = None
+    if known is ResultState.KNOWN:
+        outcome = _read_outcome(reader, *reader.unpack(_OUTCOME_TAIL))
+    reader.done()
+    return ResultAnswer(query_id, ref, known, members, outcome)
+
+
 _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.BATCH: _decode_batch,
     Kind.FRAGMENT: _decode_fragment,
@@ -909,6 +1063,8 @@ _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.DRAIN: _decode_drain,
     Kind.HELLO: _decode_hello,
     Kind.STATS: _decode_stats,
+    Kind.CANCEL: _decode_cancel,
+    Kind.RESULT: _decode_result,
 }
 _SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
 

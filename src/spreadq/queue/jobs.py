@@ -50,6 +50,30 @@ class JobRef(NamedTuple):
     def __str__(self) -> str:
         return f"{self.producer_id[:4].hex()}:{self.seq}"
 
+    @property
+    def id(self) -> str:
+        """The job's full printable id, ``<producer_id as 32 hex digits>:<seq>``: what
+        ``Receipt.job_id`` gives and ``Producer.result`` and ``spreadq result`` take
+        (``str(ref)`` is the short form for logs)."""
+        return f"{self.producer_id.hex()}:{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobRef:
+        """The ref a printable id (:attr:`id`) names.
+
+        Raises:
+            ValueError: ``text`` is not 32 hex digits, a colon and a decimal seq.
+        """
+        head, sep, tail = text.strip().partition(":")
+        try:
+            producer_id = bytes.fromhex(head)
+            seq = int(tail) if tail.isdigit() else -1
+        except ValueError:
+            producer_id, seq = b"", -1
+        if not sep or len(producer_id) != 16 or not 0 <= seq < 2**64:
+            raise ValueError(f"{text!r} is not a job id (32 hex digits, ':', a seq)")
+        return cls(producer_id, seq)
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -83,6 +107,7 @@ class Status(enum.IntEnum):
 
     OK = 0
     FAILED = 1
+    CANCELLED = 2
 
 
 class Outcome(NamedTuple):
@@ -122,6 +147,11 @@ class Outcome(NamedTuple):
     def failure(cls, error_type: str, error_message: str, attempts: int = 1) -> Outcome:
         """The job failed for good with an exception of type ``error_type``."""
         return cls(Status.FAILED, attempts, b"", error_type, error_message)
+
+    @classmethod
+    def cancelled(cls, attempts: int = 0) -> Outcome:
+        """The job was cancelled (a CANCEL was ordered before any outcome of it)."""
+        return cls(Status.CANCELLED, attempts)
 
     @property
     def ok(self) -> bool:

@@ -72,6 +72,20 @@ may disagree about whether the slot is a duplicate; then the job may run once mo
 That is at-least-once, which is what spreadq promises; the ACK that follows completes
 every copy everywhere.
 
+Cancel. A CANCEL (sent by the job's producer to WORK and FEEDBACK) completes an
+outstanding job as cancelled at its place in the order, at every replica alike: the
+entry goes (so no failover ever reassigns it), the history remembers it cancelled (so a
+re-sent copy is answered, not run, and a later ACK of a run that finished first does
+not overwrite it), and an owner that queued or runs it drops or stops it. A job that
+an ACK completed before the CANCEL keeps its outcome, and a CANCEL for a job a replica
+does not know is a no-op there. A CANCEL whose sender is not the member that sent the
+job's current copy is refused (:class:`~spreadq.queue.effects.CancelRefused`) by every
+replica alike, since every replica records the same sender.
+
+Results. A RESULT query is answered only by the member at its ``index`` in the view at
+the query's place in the order, from the entries (PENDING) or the history (KNOWN), or
+UNKNOWN; the asker moves to the next index on UNKNOWN. One query, one answer.
+
 Partitions. Each side of a partition reassigns the other side's jobs among its own
 members; after the merge each side keeps its own assignment for jobs from before the
 merge, so such a job can run on both sides. The first ACK completes it everywhere and
@@ -91,7 +105,10 @@ from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
     AnnounceView,
+    AnswerResult,
     CancelJob,
+    CancelRefused,
+    CancelTaken,
     Effect,
     GiveUpJob,
     JobOrphaned,
@@ -104,11 +121,15 @@ from spreadq.queue.effects import (
 from spreadq.queue.envelope import (
     Ack,
     BatchJobs,
+    Cancel,
     Drain,
     Hello,
     JobBatch,
     JobFragment,
     Raw,
+    ResultAnswer,
+    ResultQuery,
+    ResultState,
     declared_slots,
     decode,
     outcome_size,
@@ -123,7 +144,7 @@ from spreadq.queue.inputs import (
     StartDraining,
     Tick,
 )
-from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory
+from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory, Status
 from spreadq.queue.rules import JoblessRule, Rule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
@@ -175,6 +196,10 @@ class TableStats:
     orphaned: int = 0
     given_up: int = 0
     views: int = 0
+    cancelled: int = 0
+    refused_cancels: int = 0
+    unknown_cancels: int = 0
+    results_answered: int = 0
 
 
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
@@ -566,6 +591,10 @@ class OutstandingTable:
             elif isinstance(decoded, Hello):
                 if event.sender in self._members:
                     self._capacities[event.sender] = decoded.capacity
+            elif isinstance(decoded, Cancel):
+                self._on_cancel(effects, event.sender, decoded.ref)
+            elif isinstance(decoded, ResultQuery):
+                self._on_query(effects, event.sender, decoded)
             else:
                 self._counts["ignored_messages"] += 1
         if self._cadence.due(self._now):
@@ -726,11 +755,14 @@ class OutstandingTable:
         completed: list[tuple[JobRef, Outcome]] = []
         for item in ack.outcomes:
             ref, outcome = item
-            remember(ref, outcome)
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
+                known = self._history.get(ref)
+                if known is None or known.status is not Status.CANCELLED:
+                    remember(ref, outcome)  # a run that ended after its CANCEL: cancelled
                 continue
+            remember(ref, outcome)
             completed.append(item)
             if entry.counted is not None:
                 released(entry.counted)
@@ -740,6 +772,43 @@ class OutstandingTable:
         if completed:
             self._counts["completed"] += len(completed)
             append(JobsCompleted(sender, tuple(completed)))
+
+    def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
+        entry = self._entries.get(ref)
+        if entry is None:  # completed already, or never delivered here: a no-op
+            self._counts["unknown_cancels"] += 1
+            return
+        if entry.sender != sender:
+            self._counts["refused_cancels"] += 1
+            reason = f"only {entry.sender}, which sent the job, may cancel it"
+            effects.append(CancelRefused(ref, sender, reason))
+            return
+        del self._entries[ref]
+        self._counts["cancelled"] += 1
+        self._history.add(ref, Outcome.cancelled())
+        if entry.counted is not None:
+            self._state.released(entry.counted)
+        self._mine.pop(ref, None)
+        effects.append(CancelTaken(ref, sender))
+        if entry.run_sent and not entry.finished:
+            effects.append(CancelJob(ref, running=entry.started))
+
+    def _on_query(self, effects: list[Effect], sender: str, query: ResultQuery) -> None:
+        view = self._view
+        assert view is not None
+        members = view.members
+        if query.index >= len(members) or members[query.index] != self.me:
+            return
+        ref = query.ref
+        outcome = None
+        if ref in self._entries:
+            state = ResultState.PENDING
+        else:
+            outcome = self._history.get(ref)
+            state = ResultState.UNKNOWN if outcome is None else ResultState.KNOWN
+        self._counts["results_answered"] += 1
+        answer = ResultAnswer(query.query_id, ref, state, len(members), outcome)
+        effects.append(AnswerResult(sender, answer))
 
     # --- our own handlers and ACKs --------------------------------------------------
 

@@ -41,6 +41,9 @@ ViewChanged           log it (and rebind the logger's ``view``)
 JobsCompleted         nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
 JobOrphaned/Rejected  log a warning (one per unreadable message, whatever its slots)
+CancelTaken           log ``job_cancelled`` (a CancelJob follows at the job's owner)
+CancelRefused         log ``cancel_refused`` at warning: a CANCEL from a non-sender
+AnswerResult          send the RESULT answer to the asker's private group
 ====================  ================================================================
 
 The loop also watches the FEEDBACK group's memberships: when a member that is not a
@@ -123,6 +126,7 @@ from spreadq.queue import (
     ViewInstalled,
     encode,
 )
+from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
 from spreadq.queue.seal import Seal
@@ -332,6 +336,9 @@ class Dispatcher:
             ViewChanged: self._on_view_changed,
             JobOrphaned: self._on_orphaned,
             JobRejected: self._on_rejected,
+            CancelTaken: self._on_cancel_taken,
+            CancelRefused: self._on_cancel_refused,
+            AnswerResult: self._on_answer_result,
         }
         # handler scheduling: which job starts when, and the runner tasks that run them
         self._schedule = Scheduler[QueuedJob](settings.concurrency, ordered_keys=spec.ordered_keys)
@@ -567,6 +574,17 @@ class Dispatcher:
         if not self._pool.cancel(effect.ref):
             self._schedule.cancel(effect.ref)  # dropped when its turn comes
         self._unreported.discard(effect.ref)
+
+    async def _on_cancel_taken(self, effect: CancelTaken) -> None:
+        self._log.info("job_cancelled", job=str(effect.ref), by=effect.by)
+
+    async def _on_cancel_refused(self, effect: CancelRefused) -> None:
+        self._log.warning(
+            "cancel_refused", job=str(effect.ref), sender=effect.sender, reason=effect.reason
+        )
+
+    async def _on_answer_result(self, effect: AnswerResult) -> None:
+        await self._multicast((effect.to,), encode(effect.answer))
 
     async def _on_send_ack(self, effect: SendAck) -> None:
         for ref, _ in effect.envelope.outcomes:
