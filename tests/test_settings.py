@@ -13,6 +13,7 @@ from spreadq.settings import Settings
 DESIGN_DEFAULTS = {
     "ack_every": 200,
     "ack_interval": 0.05,
+    "ack_max_rate": 500.0,  # None: ACK only by the cadence
     "window": 600,
     "max_in_flight": 10_000,
     "max_backlog": 5_000,
@@ -31,7 +32,7 @@ DESIGN_DEFAULTS = {
     "reconnect_max_attempts": None,  # never give up
     "connect_timeout": None,  # never give up
     "batch_max_jobs": 256,
-    "batch_max_delay": 0.002,
+    "batch_max_delay": 0.0,  # batch only under load
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
     "secret": None,

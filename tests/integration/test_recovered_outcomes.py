@@ -23,9 +23,11 @@ from spreadq.worker.app import App
 
 QUEUE = "rec"
 FEEDBACK = "rec~fb"
-# ACKs wait for three jobs read or finished, or a minute: the one job's outcome is
-# still unreported when the session is killed
-SLOW_ACKS = Settings(ack_every=3, ack_interval=60.0, reconnect_backoff_initial=0.01)
+# ACKs wait for three jobs read or finished, or a minute, idle or not (no idle ACKs): the
+# one job's outcome is still unreported when the session is killed
+SLOW_ACKS = Settings(
+    ack_every=3, ack_interval=60.0, ack_max_rate=None, reconnect_backoff_initial=0.01
+)
 
 
 async def test_a_reconnected_worker_announces_what_it_ran_and_a_resent_copy_is_not_run(
