@@ -494,3 +494,14 @@ def test_an_ack_that_reports_nothing_new_still_counts() -> None:
     gate.on_ack("#a#h", {P1: 4}, 0)
     assert gate.acks_unread("#a#h") == 1  # its own ACK
     assert gate.acks_unread("#b#h") == 4
+
+
+def test_an_idle_ack_is_due_exactly_one_gap_after_the_last() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=10.0, idle_gap=0.5)  # exact in binary
+    cadence.idle = True
+    cadence.on_finished(ref(1), Outcome.success(), 1.0)
+    cadence.take(1.0)
+    cadence.on_finished(ref(2), Outcome.success(), 1.25)
+    assert not cadence.due(1.25)
+    assert cadence.deadline() == 1.5
+    assert cadence.due(1.5)
