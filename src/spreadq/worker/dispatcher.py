@@ -94,6 +94,15 @@ from spreadq.errors import (
     EnvelopeError,
 )
 from spreadq.logs import get_logger
+from spreadq.observe import (
+    Counters,
+    EventBus,
+    JobAssigned,
+    JobTakenOver,
+    StatsReporter,
+    TableSnapshot,
+)
+from spreadq.observe import ViewInstalled as ViewPublished
 from spreadq.queue import (
     MESS_TYPE,
     Ack,
@@ -250,6 +259,10 @@ class Dispatcher:
         recovered: outcomes a previous session of this worker reached and never saw
             confirmed (see :meth:`unconfirmed_outcomes`): announced in an ACK right
             after joining, so that re-sent copies of those jobs are answered, not run.
+        events: the worker's event bus (a new one, with ``counters``, when None).
+        counters: the worker's always-on counters (new ones when None), fed by the
+            runners and read by the STATS report sent to FEEDBACK every
+            ``settings.stats_interval`` seconds.
     """
 
     def __init__(
@@ -264,6 +277,8 @@ class Dispatcher:
         incarnation: bytes | None = None,
         history: OutcomeHistory | None = None,
         recovered: Sequence[tuple[JobRef, Outcome]] = (),
+        events: EventBus | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._conn = conn
         self._queue = queue = spec.queue
@@ -275,6 +290,10 @@ class Dispatcher:
         self._drain_timeout = drain_timeout
         self._clock = clock
         self._me = conn.private_group
+        self._counters = counters = Counters(clock) if counters is None else counters
+        self._events = events = EventBus((counters,)) if events is None else events
+        self._view_at = clock()  # when the last WORK view was installed (takeover latency)
+        self._view_left = ""  # the member whose departure made it ("" for NETWORK)
         job_runner = JobRunner(
             handlers=spec.handlers,
             settings=settings,
@@ -283,6 +302,8 @@ class Dispatcher:
             member=self._me,
             rng=rng if rng is not None else random.Random(),
             clock=clock,
+            events=events,
+            counters=counters,
         )
         self._table = OutstandingTable(
             self._me,
@@ -294,6 +315,14 @@ class Dispatcher:
             ack_every_seconds=settings.ack_interval,
             max_failovers=settings.max_failovers,
             history=history,
+        )
+        table = self._table
+        self._stats = StatsReporter(
+            member=self._me,
+            incarnation=table.incarnation,
+            counters=counters,
+            snapshot=lambda: TableSnapshot.of(table, self._me),
+            interval=settings.stats_interval,
         )
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
@@ -432,6 +461,8 @@ class Dispatcher:
         delayed = self._schedule.next_due()
         if delayed is not None and delayed < deadline:
             deadline = delayed
+        if self._table.view is not None and not self._leaving:  # STATS once joined
+            deadline = min(deadline, self._stats.next_deadline())
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -439,6 +470,10 @@ class Dispatcher:
     async def _timer(self) -> None:
         self._pool.scan(self._clock())
         await self._apply(Tick())
+        if self._table.view is not None and not self._leaving:
+            report = self._stats.report(self._clock())
+            if report is not None:  # to FEEDBACK only: on WORK every replica would read it
+                await self._multicast((self._feedback,), report)
         if self._schedule.next_due() is not None:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
@@ -478,9 +513,15 @@ class Dispatcher:
 
     async def _apply(self, event: Input) -> None:
         effects = self._table.apply(event, self._clock())
-        if isinstance(event, ViewInstalled) and self._joined is not None:
-            joined, self._joined = self._joined, None
-            joined.started(self._handle)
+        if isinstance(event, ViewInstalled):
+            if event.cause is not ChangeCause.JOIN:  # a departure: jobs may be taken over
+                self._view_at = self._clock()
+                self._view_left = (
+                    "" if event.cause is ChangeCause.NETWORK else (event.changed_member or "")
+                )
+            if self._joined is not None:
+                joined, self._joined = self._joined, None
+                joined.started(self._handle)
         carry_out = self._effects
         for effect in effects:
             if type(effect) is not JobCompleted:  # the most frequent, and nothing to do
@@ -516,6 +557,8 @@ class Dispatcher:
             if wait > 0:  # it waits outside the slots, in the loop's clock
                 self._schedule.defer(queued, self._clock() + wait)
                 return
+        if not effect.failover and JobAssigned in self._events.routes:
+            self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
         self._schedule.offer(queued, failover=effect.failover)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
@@ -575,6 +618,10 @@ class Dispatcher:
             await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
         self._pool.log = self._log
+        if ViewPublished in self._events.routes:
+            self._events.publish(
+                ViewPublished(self._queue, self._me, view.ordinal, view.members, effect.cause.value)
+            )
         self._log.info(
             "view_installed",
             cause=effect.cause.value,
@@ -608,6 +655,18 @@ class Dispatcher:
 
     def _start(self, queued: QueuedJob) -> None:
         now = self._clock()
+        run = queued.run
+        if type(run) is RunJob and run.failover and JobTakenOver in self._events.routes:
+            self._events.publish(
+                JobTakenOver(
+                    self._queue,
+                    queued.ref,
+                    run.job.kind,
+                    self._me,
+                    self._view_left,
+                    max(0.0, now - self._view_at),
+                )
+            )
         self._pool.start(queued, now)
         self._table.apply(JobStarted(queued.ref), now)
 

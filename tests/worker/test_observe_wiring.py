@@ -1,0 +1,178 @@
+"""Workers and producers publish to their event bus, and workers report STATS to FEEDBACK.
+
+Everything runs on the embedded daemon: jobs go the whole way (producer, WORK group,
+table, runner, ACK), and the events a test's observer records are the ones a metrics
+plugin would see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from spreadq.client import connect
+from spreadq.daemon import Daemon
+from spreadq.errors import ConfigurationError, Retry
+from spreadq.observe import (
+    Event,
+    JobAssigned,
+    JobFailed,
+    JobRetried,
+    JobStarted,
+    JobSucceeded,
+    ViewInstalled,
+    WindowBlocked,
+    WindowOpened,
+)
+from spreadq.producer import Producer
+from spreadq.queue.envelope import Stats, StatsState, decode
+from spreadq.queue.protocol import observer_name, queue_groups
+from spreadq.settings import Settings
+from spreadq.testing import run_app
+from spreadq.wire import DataMessage
+from spreadq.worker.app import App
+
+QUEUE = "wired"
+WORK, FEEDBACK = queue_groups(QUEUE)
+WAIT = 20
+
+E = TypeVar("E")
+
+
+class Recorder:
+    """An observer that keeps every event it takes."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event, /) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [event for event in self.events if isinstance(event, kind)]
+
+
+def make_app(recorder: Recorder, **options: object) -> App:
+    app = App(QUEUE, plugins=False, observers=[recorder], **options)  # type: ignore[arg-type]
+
+    @app.handler("double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    @app.handler("flaky", max_attempts=2)
+    async def flaky(n: int) -> int:
+        raise Retry(delay=0.0)
+
+    return app
+
+
+async def test_a_job_publishes_assigned_started_succeeded_and_counts(
+    spreadq_daemon: Daemon,
+) -> None:
+    recorder = Recorder()
+    app = make_app(recorder)
+    async with run_app(app, daemon=spreadq_daemon) as producer:
+        with anyio.fail_after(WAIT):
+            receipts = [await producer.put("double", n) for n in range(3)]
+            assert [await receipt for receipt in receipts] == [0, 2, 4]
+    kinds = [type(event) for event in recorder.events if type(event) is not ViewInstalled]
+    assert kinds.count(JobAssigned) == 3
+    assert kinds.count(JobStarted) == 3
+    assert kinds.count(JobSucceeded) == 3
+    succeeded = recorder.of(JobSucceeded)
+    assert all(e.kind == "double" and e.attempt == 1 and e.duration >= 0 for e in succeeded)
+    (view, *_) = recorder.of(ViewInstalled)
+    assert view.queue == QUEUE
+    assert len(view.members) == 1
+    assert app.counters.total("succeeded", "double") == 3
+    assert app.counters.running == 0
+    assert app.counters.view_id >= 1
+
+
+async def test_retries_and_failures_are_published_and_counted(spreadq_daemon: Daemon) -> None:
+    recorder = Recorder()
+    app = make_app(recorder)
+    async with run_app(app, daemon=spreadq_daemon) as producer:
+        with anyio.fail_after(WAIT):
+            receipt = await producer.put("flaky", 1)
+            with pytest.raises(Exception, match="Retry"):
+                await receipt
+    (retried,) = recorder.of(JobRetried)
+    (failed,) = recorder.of(JobFailed)
+    assert (retried.attempt, retried.delay) == (1, 0.0)
+    assert (failed.attempt, failed.error_type) == (2, "spreadq.errors.Retry")
+    assert app.counters.total("retried") == 1
+    assert app.counters.failed == 1
+    assert app.counters.running == 0
+
+
+async def test_a_worker_reports_stats_to_feedback_only(spreadq_daemon: Daemon) -> None:
+    recorder = Recorder()
+    app = make_app(recorder)
+    settings = Settings(stats_interval=0.05)
+    address = spreadq_daemon.address
+    async with connect(address, name=observer_name("t1")) as watcher:
+        await watcher.join(FEEDBACK)
+        async with run_app(app, daemon=spreadq_daemon, settings=settings) as producer:
+            with anyio.fail_after(WAIT):
+                assert await (await producer.put("double", 21)) == 42
+                reports: list[tuple[DataMessage, Stats]] = []
+                while not any(stats.done == 1 for _, stats in reports):
+                    for event in await watcher.receive_batch():
+                        if isinstance(event, DataMessage):
+                            message = decode(event.data)
+                            if isinstance(message, Stats):
+                                reports.append((event, message))
+    event, stats = next((e, s) for e, s in reports if s.done == 1)
+    assert event.groups == (FEEDBACK,)  # never on WORK, where every replica would read it
+    assert stats.member == event.sender
+    assert stats.state is StatsState.RUNNING
+    assert stats.interval_ms == 50
+    assert stats.ordinal >= 1
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: App(QUEUE, plugins=False, name="~spy"),
+        lambda: Producer(QUEUE, plugins=False, name="~spy"),
+    ],
+    ids=["app", "producer"],
+)
+def test_names_starting_with_tilde_are_reserved_for_watchers(build: Callable[[], object]) -> None:
+    with pytest.raises(ConfigurationError, match="'~'"):
+        build()
+
+
+def test_an_async_observer_is_refused() -> None:
+    async def observer(event: Event) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        App(QUEUE, plugins=False, observers=[observer])  # type: ignore[list-item]
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        Producer(QUEUE, plugins=False, observers=[observer])  # type: ignore[list-item]
+
+
+async def test_a_blocked_put_publishes_window_blocked_then_opened(spreadq_daemon: Daemon) -> None:
+    """With max_in_flight=1 the second put waits until the first job is confirmed."""
+    recorder = Recorder()
+    app = make_app(Recorder())
+    settings = Settings(max_in_flight=1)
+    producer = Producer(
+        QUEUE, spreadq_daemon.address, settings=settings, plugins=False, observers=[recorder]
+    )
+    async with run_app(app, daemon=spreadq_daemon), producer:
+        with anyio.fail_after(WAIT):
+            first = await producer.put("double", 1)
+            second = await producer.put("double", 2)
+            assert (await first, await second) == (2, 4)
+    (blocked,) = recorder.of(WindowBlocked)
+    (opened,) = recorder.of(WindowOpened)
+    assert blocked.reason == "in_flight"
+    assert blocked.member.startswith("#")
+    assert opened.blocked >= 0
+    assert producer.counters.blocked_seconds == opened.blocked
