@@ -54,6 +54,7 @@ __all__ = [
     "Plugin",
     "PutHook",
     "check_plugin_set",
+    "check_put_hook",
     "check_rule",
     "disabled_from_env",
     "load_plugins",
