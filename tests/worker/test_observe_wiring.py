@@ -23,6 +23,8 @@ from spreadq.observe import (
     JobRetried,
     JobStarted,
     JobSucceeded,
+    SessionLost,
+    SessionRegained,
     ViewInstalled,
     WindowBlocked,
     WindowOpened,
@@ -176,3 +178,48 @@ async def test_a_blocked_put_publishes_window_blocked_then_opened(spreadq_daemon
     assert blocked.member.startswith("#")
     assert opened.blocked >= 0
     assert producer.counters.blocked_seconds == opened.blocked
+
+
+class Waiter(Recorder):
+    """A recorder that sets an event when it takes one of ``kind``."""
+
+    def __init__(self, kind: type[Event]) -> None:
+        super().__init__()
+        self.kind = kind
+        self.seen = anyio.Event()
+
+    def __call__(self, event: Event, /) -> None:
+        super().__call__(event)
+        if isinstance(event, self.kind):
+            self.seen.set()
+
+
+async def test_lost_and_regained_sessions_are_published(spreadq_daemon: Daemon) -> None:
+    """The daemon drops the worker's and the producer's sessions; both reconnect."""
+    worker_events = Waiter(SessionRegained)
+    producer_events = Waiter(SessionRegained)
+    app = make_app(worker_events, name="sw1")
+    settings = Settings(reconnect_backoff_initial=0.01, reconnect_backoff_max=0.05)
+    producer = Producer(
+        QUEUE,
+        spreadq_daemon.address,
+        name="sp1",
+        settings=settings,
+        plugins=False,
+        observers=[producer_events],
+    )
+    async with run_app(app, daemon=spreadq_daemon, settings=settings), producer:
+        with anyio.fail_after(WAIT):
+            spreadq_daemon.faults.kill("#sw1#localhost")
+            spreadq_daemon.faults.kill("#sp1#localhost")
+            await worker_events.seen.wait()
+            await producer_events.seen.wait()
+            assert await (await producer.put("double", 4)) == 8  # both are back
+    for events, role in ((worker_events, "worker"), (producer_events, "producer")):
+        (lost,) = events.of(SessionLost)
+        (regained,) = events.of(SessionRegained)
+        assert (lost.role, regained.role) == (role, role)
+        assert lost.reason in {"EOF", "RESET"}
+        assert regained.down >= 0
+    assert app.counters.sessions_lost == 1
+    assert producer.counters.sessions_lost == 1
