@@ -222,7 +222,12 @@ class _Drain:
     """Stop taking work, finish what we own, leave."""
 
 
-_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan
+@dataclass(frozen=True, slots=True)
+class _StatsDue:
+    """Time for the next STATS report (posted every ``settings.stats_interval``)."""
+
+
+_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan | _StatsDue
 
 
 class DispatcherHandle:
@@ -392,6 +397,7 @@ class Dispatcher:
             async with anyio.create_task_group() as tasks:
                 self._pool.attach(tasks)
                 tasks.start_soon(self._read)
+                tasks.start_soon(self._tick_stats)
                 try:
                     await self._conn.join(self._work)
                     # Between the joins: Spread keeps a sender's order, so every replica
@@ -428,6 +434,24 @@ class Dispatcher:
         except ConnectionLost as error:
             send(_Lost(error))
 
+    async def _tick_stats(self) -> None:
+        """Post :class:`_StatsDue` every ``settings.stats_interval`` seconds: a task of
+        its own, so the loop's wait (and its cost per turn) does not change, and an idle
+        worker wakes for nothing else."""
+        send, interval = self._send.send_nowait, self._stats.interval
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            while True:
+                await anyio.sleep(interval)
+                send(_StatsDue())
+
+    async def _report_stats(self) -> None:
+        """Send our STATS report to FEEDBACK only (on WORK every replica would read it),
+        once we are in a view and until we leave."""
+        if self._table.view is None or self._leaving:
+            return
+        report = encode(self._stats.stats(self._clock()))
+        await self._multicast((self._feedback,), report)
+
     async def _serve(self) -> ConnectionLost | None:
         """Process the inbox until we have left the group; return a lost connection."""
         receive = self._receive
@@ -461,8 +485,6 @@ class Dispatcher:
         delayed = self._schedule.next_due()
         if delayed is not None and delayed < deadline:
             deadline = delayed
-        if self._table.view is not None and not self._leaving:  # STATS once joined
-            deadline = min(deadline, self._stats.next_deadline())
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -470,10 +492,6 @@ class Dispatcher:
     async def _timer(self) -> None:
         self._pool.scan(self._clock())
         await self._apply(Tick())
-        if self._table.view is not None and not self._leaving:
-            report = self._stats.report(self._clock())
-            if report is not None:  # to FEEDBACK only: on WORK every replica would read it
-                await self._multicast((self._feedback,), report)
         if self._schedule.next_due() is not None:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
@@ -501,6 +519,8 @@ class Dispatcher:
             await self._on_ended(item)
         elif isinstance(item, Help):
             self._pool.help()
+        elif isinstance(item, _StatsDue):
+            await self._report_stats()
         # Rescan: nothing to do; the loop's next wait takes the earlier scan into account
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
