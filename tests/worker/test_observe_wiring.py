@@ -223,3 +223,38 @@ async def test_lost_and_regained_sessions_are_published(spreadq_daemon: Daemon) 
         assert regained.down >= 0
     assert app.counters.sessions_lost == 1
     assert producer.counters.sessions_lost == 1
+
+
+async def test_stats_carry_each_producers_outstanding_jobs_and_read_position(
+    spreadq_daemon: Daemon,
+) -> None:
+    """While a job is held by its handler, the report names its producer, the jobs it
+    has outstanding, and the last message of it our ACKs reported read."""
+    release = anyio.Event()
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("hold")
+    async def hold(n: int) -> int:
+        await release.wait()
+        return n
+
+    settings = Settings(stats_interval=0.05, ack_interval=0.01)
+    async with (
+        connect(spreadq_daemon.address, name=observer_name("t2")) as watcher,
+        run_app(app, daemon=spreadq_daemon, settings=settings) as producer,
+    ):
+        await watcher.join(FEEDBACK)
+        with anyio.fail_after(WAIT):
+            receipt = await producer.put("hold", 7)
+            found: tuple[bytes, int, int] | None = None
+            while found is None:
+                for event in await watcher.receive_batch():
+                    message = decode(event.data) if isinstance(event, DataMessage) else None
+                    if isinstance(message, Stats):
+                        found = next(
+                            (p for p in message.producers if p[0] == producer.producer_id and p[2]),
+                            None,
+                        )
+            release.set()
+            assert await receipt == 7
+    assert found == (producer.producer_id, 1, 1)  # one job outstanding; message 1 read

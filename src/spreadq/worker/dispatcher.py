@@ -322,11 +322,12 @@ class Dispatcher:
             history=history,
         )
         table = self._table
+        self._read_at: dict[bytes, int] = {}  # per producer, the last mseq our ACKs reported
         self._stats = StatsReporter(
             member=self._me,
             incarnation=table.incarnation,
             counters=counters,
-            snapshot=lambda: TableSnapshot.of(table, self._me),
+            snapshot=lambda: TableSnapshot.of(table, self._me, self._read_at),
             interval=settings.stats_interval,
         )
         secret = settings.secret
@@ -449,8 +450,11 @@ class Dispatcher:
         once we are in a view and until we leave."""
         if self._table.view is None or self._leaving:
             return
-        report = encode(self._stats.stats(self._clock()))
-        await self._multicast((self._feedback,), report)
+        stats = self._stats.stats(self._clock())
+        if len(self._read_at) > len(stats.producers):  # forget those with nothing outstanding
+            reported = {producer_id for producer_id, _, _ in stats.producers}
+            self._read_at = {p: mseq for p, mseq in self._read_at.items() if p in reported}
+        await self._multicast((self._feedback,), encode(stats))
 
     async def _serve(self) -> ConnectionLost | None:
         """Process the inbox until we have left the group; return a lost connection."""
@@ -594,6 +598,8 @@ class Dispatcher:
     async def _on_send_ack(self, effect: SendAck) -> None:
         for ref, _ in effect.envelope.outcomes:
             self._unreported.discard(ref)
+        for producer_id, mseq in effect.envelope.positions:  # the read lag STATS report
+            self._read_at[producer_id] = mseq
         await self._multicast(self._both, encode(effect.envelope))
 
     async def _on_announce_both(self, effect: AnnounceDrain | AnnounceHello) -> None:
