@@ -10,6 +10,7 @@ read by one loop that alone touches the table::
     connection --(reader task: one item per socket read)--> inbox
     runner pool --(ended: ref, outcome; help; rescan)-----> inbox
     handle.drain() ----------------------------------------> inbox
+    stats ticker --(every settings.stats_interval)---------> inbox  (STATS to FEEDBACK)
                           |
              loop: translate WORK events -> table.apply(input, now) -> effects
                    carry out each effect (table below); start what the scheduler lets
@@ -68,6 +69,14 @@ Recovered outcomes: outcomes a lost session of this worker reached without seein
 them confirmed (:meth:`Dispatcher.unconfirmed_outcomes`, kept by the runtime with the
 outcome history) are announced in an ACK right after joining, and again when others
 join for a while, so a producer's re-sent copies are answered instead of run again.
+
+Observing: the runners feed the worker's always-on
+:class:`~spreadq.observe.Counters` and publish job events to its
+:class:`~spreadq.observe.EventBus`; the loop publishes ``JobAssigned``, ``JobTakenOver``
+(timed from the membership change that made it) and ``ViewInstalled``, each built only
+when an observer takes its type. Every ``settings.stats_interval`` seconds, once in a
+view, it multicasts a STATS report (:class:`~spreadq.observe.StatsReporter`) to FEEDBACK
+only, with the read positions its own ACKs last reported.
 
 Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
 queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
