@@ -136,6 +136,7 @@ def test_summary_names_each_contribution() -> None:
         "middleware": ["passthrough"],
         "handlers": ["ping"],
         "observers": ["seen"],
+        "put_hooks": [],
     }
 
 

@@ -31,11 +31,11 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from importlib.metadata import entry_points as installed_entry_points
-from typing import Annotated, Final
+from typing import Annotated, Final, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf
 
@@ -52,11 +52,15 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "LoadedPlugin",
     "Plugin",
+    "PutHook",
     "check_plugin_set",
+    "check_put_hook",
     "check_rule",
     "disabled_from_env",
     "load_plugins",
     "plugin_observers",
+    "plugin_put_hooks",
+    "select_plugins",
 ]
 
 log = get_logger(__name__)
@@ -65,6 +69,11 @@ ENTRY_POINT_GROUP: Final = "spreadq.plugins"
 """The entry-point group plugins register under."""
 DISABLE_ENV: Final = "SPREADQ_DISABLE_PLUGINS"
 """The environment variable holding the blocklist: comma-separated plugin names."""
+
+PutHook = Callable[[str, str], Mapping[str, str] | None]
+"""A producer-side hook: ``hook(queue, kind)`` runs synchronously in ``Producer.put``
+before the job is encoded and returns headers to add to the job (or None). Headers the
+caller passed win over a hook's."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
@@ -93,6 +102,25 @@ def check_rule(candidate: object) -> Rule:
     return candidate
 
 
+def check_put_hook(candidate: object) -> PutHook:
+    """Return ``candidate`` as a :data:`PutHook` after checking its shape.
+
+    Raises:
+        ConfigurationError: it is not callable, or it is a coroutine function (``put``
+            runs hooks synchronously, before it first waits).
+    """
+    if not callable(candidate):
+        raise ConfigurationError(
+            f"put hook {candidate!r} is not callable: it is called as hook(queue, kind)"
+        )
+    call = candidate if inspect.isroutine(candidate) else type(candidate).__call__
+    if inspect.iscoroutinefunction(candidate) or inspect.iscoroutinefunction(call):
+        raise ConfigurationError(
+            f"put hook {candidate!r} must be synchronous: it returns the headers to add"
+        )
+    return cast(PutHook, candidate)
+
+
 class Plugin(BaseModel):
     """What a plugin contributes; an entry point in ``spreadq.plugins`` resolves to one.
 
@@ -107,6 +135,10 @@ class Plugin(BaseModel):
         observers: event observers (:class:`~spreadq.observe.Observer`: synchronous
             callables taking each event), subscribed to the event bus of every worker
             and producer that loads the plugin, before the observers given explicitly.
+        put_hooks: synchronous ``hook(queue, kind) -> Mapping[str, str] | None``
+            callables (:data:`PutHook`), run by every ``Producer.put`` of a producer
+            that loads the plugin, before the job is encoded; the headers they return
+            are added to the job's (the caller's own headers win).
 
     Raises:
         pydantic.ValidationError: (constructor) a contribution of the wrong shape; the
@@ -122,6 +154,7 @@ class Plugin(BaseModel):
     middleware: tuple[Annotated[Middleware, BeforeValidator(check_middleware)], ...] = ()
     handlers: tuple[InstanceOf[AnyHandlerSpec], ...] = ()
     observers: tuple[Annotated[Observer, BeforeValidator(check_observer)], ...] = ()
+    put_hooks: tuple[Annotated[PutHook, BeforeValidator(check_put_hook)], ...] = ()
 
     def summary(self) -> dict[str, list[str]]:
         """Name what the plugin contributes, by category, for listings."""
@@ -136,6 +169,9 @@ class Plugin(BaseModel):
             "observers": [
                 getattr(observer, "__qualname__", type(observer).__qualname__)
                 for observer in self.observers
+            ],
+            "put_hooks": [
+                getattr(hook, "__qualname__", type(hook).__qualname__) for hook in self.put_hooks
             ],
         }
 
@@ -280,6 +316,40 @@ def plugin_observers(plugins: Iterable[LoadedPlugin]) -> tuple[Observer, ...]:
     """The observers ``plugins`` contribute, in plugin order (for an
     :class:`~spreadq.observe.EventBus`, ahead of those given explicitly)."""
     return tuple(observer for item in plugins for observer in item.plugin.observers)
+
+
+def plugin_put_hooks(plugins: Iterable[LoadedPlugin]) -> tuple[PutHook, ...]:
+    """The put hooks ``plugins`` contribute, in plugin order (run by ``Producer.put``)."""
+    return tuple(hook for item in plugins for hook in item.plugin.put_hooks)
+
+
+def select_plugins(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:
+    """The plugins an ``App`` or ``Producer`` loads for its ``plugins=`` argument.
+
+    ``True`` loads every installed plugin not blocked by ``SPREADQ_DISABLE_PLUGINS``;
+    ``False`` none; a sequence loads the installed plugins it names and takes
+    :class:`Plugin` objects as they are (their provenance ``(given)``).
+
+    Raises:
+        PluginError: as :func:`load_plugins`, or two of them claim the same name.
+    """
+    if plugins is True:
+        return load_plugins()
+    if plugins is False:
+        return ()
+    names = [item for item in plugins if isinstance(item, str)]
+    given = [
+        LoadedPlugin(item, entry_point="(given)") for item in plugins if isinstance(item, Plugin)
+    ]
+    loaded = sorted(
+        (*(load_plugins(names=names) if names else ()), *given), key=lambda item: item.name
+    )
+    check_plugin_set(
+        loaded,
+        reserved_codecs=default_codecs().keys(),
+        reserved_rules=builtin_rules().keys(),
+    )
+    return tuple(loaded)
 
 
 def _load_one(ep: EntryPoint) -> LoadedPlugin:

@@ -132,6 +132,23 @@ def test_one_endpoint_per_process_until_the_last_scope_closes() -> None:
     assert metrics.port is None
 
 
+def test_a_producer_on_the_same_queue_leaves_the_workers_running_gauge() -> None:
+    """A process that runs a worker and a producer of one queue opens the observer
+    twice; the running gauge stays the worker's (a producer runs no handler)."""
+    metrics = PrometheusObserver()
+    worker, producer = Counters(), Counters()
+    worker.job_started(ref(1), 0.0)
+    metrics.open(ObserveScope("worker", Q, counters=worker, backlog=lambda: 1))
+    metrics.open(ObserveScope("producer", Q, counters=producer))
+    try:
+        running = metrics.registry.get_sample_value("spreadq_running_jobs", {"queue": Q})
+        outstanding = metrics.registry.get_sample_value("spreadq_outstanding_jobs", {"queue": Q})
+    finally:
+        metrics.close()
+        metrics.close()
+    assert (running, outstanding) == (1, 1)
+
+
 def test_no_port_no_endpoint_and_the_global_registry_is_left_alone() -> None:
     metrics = PrometheusObserver()
     bus = EventBus([metrics])

@@ -89,6 +89,25 @@ from spreadq.errors import (
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
+from spreadq.observe import (
+    Counters,
+    EventBus,
+    ObserversArg,
+    ObserveScope,
+    SessionRegained,
+    WindowBlocked,
+    WindowOpened,
+    check_observer,
+)
+from spreadq.observe import SessionLost as SessionEnded
+from spreadq.plugins import (
+    LoadedPlugin,
+    Plugin,
+    PutHook,
+    plugin_observers,
+    plugin_put_hooks,
+    select_plugins,
+)
 from spreadq.producer.condition import Changed
 from spreadq.producer.core import CancelPlan, FlowState, ProducerCore
 from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
@@ -122,6 +141,7 @@ from spreadq.queue.envelope import (
 from spreadq.queue.jobs import JobRef, Outcome, Status
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
+    OBSERVER_PREFIX,
     PRIORITY_HEADER,
     check_priority,
     queue_groups,
@@ -191,13 +211,21 @@ class Producer:
         codec: the codec of payloads put by kind name (``bytes`` always go ``raw``); a
             payload put by handler uses the handler's codec.
         codecs: codecs beyond the built-in ``json`` and ``raw``.
-        name: the private name of the daemon session (up to 10 bytes); None lets the
+        name: the private name of the daemon session (up to 10 bytes, not starting
+            with ``~``, which marks watchers such as ``spreadq top``); None lets the
             daemon choose.
         close_timeout: how long closing waits for queued jobs to be sent (seconds).
+        observers: event observers (:class:`~spreadq.observe.Observer`) for this
+            producer's :attr:`events`, after the plugins'.
+        plugins: ``True`` loads every installed plugin not blocked by
+            ``SPREADQ_DISABLE_PLUGINS`` (for their codecs, observers and put hooks);
+            ``False`` none; a sequence names installed plugins or gives
+            :class:`~spreadq.plugins.Plugin` objects, as for ``App``.
 
     Raises:
-        ConfigurationError: a bad queue name, private name or close_timeout, or an
-            unknown codec.
+        ConfigurationError: a bad queue name, private name, close_timeout or observer,
+            or an unknown codec.
+        PluginError: a plugin that cannot be loaded or fails validation.
     """
 
     def __init__(
@@ -211,12 +239,22 @@ class Producer:
         codecs: Sequence[Codec] = (),
         name: str | None = None,
         close_timeout: float = 10.0,
+        observers: ObserversArg = None,
+        plugins: bool | Sequence[str | Plugin] = True,
     ) -> None:
         self._work, self._feedback = queue_groups(queue)
         self._spread = spread
         self._member = member
         self._settings = settings = Settings() if settings is None else settings
-        self._codecs: CodecRegistry = default_codecs().with_codecs(*codecs)
+        self._plugins = select_plugins(plugins)
+        self._codecs: CodecRegistry = default_codecs().with_codecs(
+            *(codec for loaded in self._plugins for codec in loaded.plugin.codecs), *codecs
+        )
+        self._put_hooks: tuple[PutHook, ...] = plugin_put_hooks(self._plugins)
+        given = tuple(check_observer(observer) for observer in observers or ())
+        self._counters = Counters()
+        self._events = EventBus((self._counters, *plugin_observers(self._plugins), *given))
+        self._lost_at: float | None = None  # when the last session was lost
         self._routes = Routes(self._codecs, codec)
         if name is not None:
             try:
@@ -225,6 +263,11 @@ class Producer:
                 raise ConfigurationError(
                     f"invalid producer name {name!r}: {error.reason}"
                 ) from None
+            if name.startswith(OBSERVER_PREFIX):
+                raise ConfigurationError(
+                    f"invalid producer name {name!r}: names starting with {OBSERVER_PREFIX!r} "
+                    "are for watchers (spreadq top), which producers do not count"
+                )
         self._name = name
         if not (close_timeout >= 0 and math.isfinite(close_timeout)):
             raise ConfigurationError(f"close_timeout must be >= 0 seconds, not {close_timeout!r}")
@@ -296,6 +339,22 @@ class Producer:
         return self._member
 
     @property
+    def events(self) -> EventBus:
+        """The producer's event bus: its :attr:`counters`, the plugins' observers, then
+        those given; ``events.subscribe(observer)`` adds one."""
+        return self._events
+
+    @property
+    def counters(self) -> Counters:
+        """The producer's always-on totals (time blocked by flow control, sessions lost)."""
+        return self._counters
+
+    @property
+    def plugins(self) -> tuple[LoadedPlugin, ...]:
+        """The plugins this producer loaded, with their provenance."""
+        return self._plugins
+
+    @property
     def consumers(self) -> tuple[str, ...]:
         """The consumers this producer knows to be present (member producers only)."""
         return self._core.consumers
@@ -359,12 +418,18 @@ class Producer:
         if self._group is not None:
             raise RuntimeError("a Producer can be entered only once")
         group = self._group = anyio.create_task_group()
+        self._events.open(
+            ObserveScope(
+                "producer", self._work, self._settings.metrics_port, counters=self._counters
+            )
+        )
         await group.__aenter__()
         try:
             await group.start(self._sessions_loop)
         except BaseException:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
+            self._events.close()
             raise
         self._open = True
         return self
@@ -384,7 +449,10 @@ class Producer:
                 await self._flush()
         self._shutdown(ConnectionLost(CloseReason.CLOSED_LOCALLY, "the producer was closed"))
         group.cancel_scope.cancel()
-        await group.__aexit__(None, None, None)
+        try:
+            await group.__aexit__(None, None, None)
+        finally:
+            self._events.close()
 
     async def flush(self) -> None:
         """Wait until every job put so far has been multicast (not confirmed: await the
@@ -513,7 +581,10 @@ class Producer:
         honour by starting the job no earlier. ``priority`` (-100..100, default 0)
         orders the owner's own ready jobs: higher first, taken-over jobs still first
         and a key's jobs still in order (owner-local: it does not reorder the queue);
-        a job of priority 0 carries no ``priority`` header.
+        a job of priority 0 carries no ``priority`` header. The loaded plugins' put
+        hooks run first (``hook(queue, kind)``); the headers they return are added,
+        under the caller's (a hook that raises or returns something else is logged and
+        skipped).
 
         Waits while flow control holds the producer back (a consumer a window behind,
         ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
@@ -531,8 +602,10 @@ class Producer:
             route = self._routes.for_handler(handler.spec)
         else:
             route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
-        data = route.codec.encode(payload, route.adapter)
         kind = route.kind
+        if self._put_hooks:
+            headers = self._hooked_headers(kind, headers)
+        data = route.codec.encode(payload, route.adapter)
         header_items = tuple(headers.items()) if headers else ()
         if delay is not None:
             if not (delay >= 0 and math.isfinite(delay)):
@@ -543,12 +616,19 @@ class Producer:
 
         core = self._core
         if not core.room():
+            blocked_at = time.monotonic()
+            if WindowBlocked in self._events.routes:
+                self._publish_blocked()
             self._waiting_puts += 1
             try:
                 await self._room.wait_for(lambda: not self._open or core.room())
             finally:
                 self._waiting_puts -= 1
             self._check_open()  # closed while waiting
+            if WindowOpened in self._events.routes:
+                self._events.publish(
+                    WindowOpened(self._work, self._member_name(), time.monotonic() - blocked_at)
+                )
         # from here to the Put nothing awaits: the room seen is the room taken
         seq = core.next_seq
         spec = JobSpec(seq, kind, data, key, header_items)
@@ -710,6 +790,45 @@ class Producer:
         decode = self._routes.result_decoder(route, route.codec.name, outcome) or route.decode
         return decode(outcome.result)
 
+    def _hooked_headers(
+        self, kind: str, headers: Mapping[str, str] | None
+    ) -> Mapping[str, str] | None:
+        """``headers`` over what the put hooks return for ``kind``."""
+        merged: dict[str, str] = {}
+        for hook in self._put_hooks:
+            try:
+                added = hook(self._work, kind)
+                if added is None:
+                    continue
+                if not isinstance(added, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in added.items()
+                ):
+                    raise TypeError(f"returned {added!r}, not a mapping of str to str")
+            except Exception as error:  # a plugin's bug must not fail the put
+                self._log.warning(
+                    "put_hook_failed", hook=repr(hook), error=f"{type(error).__name__}: {error}"
+                )
+                continue
+            merged.update(added)
+        if not merged:
+            return headers
+        if headers:
+            merged.update(headers)
+        return merged
+
+    def _member_name(self) -> str:
+        conn = self._conn
+        return "" if conn is None else conn.private_group
+
+    def _publish_blocked(self) -> None:
+        core = self._core
+        state = core.flow_state(waiting_puts=self._waiting_puts, waiting_send=False)
+        if not core.member or core.max_in_flight - state.in_flight - state.admitted <= 0:
+            reason = "in_flight"
+        else:
+            reason = "window" if state.blocked is None else state.blocked.value
+        self._events.publish(WindowBlocked(self._work, self._member_name(), reason))
+
     def _check_open(self) -> None:
         if not self._open or self._closing:
             raise self._error or ConnectionLost(
@@ -741,6 +860,7 @@ class Producer:
                         self._conn = conn
                         self._apply(SessionOpened(conn.private_group))
                         self._log.info("producer_connected", member=conn.private_group)
+                        self._regained(conn.private_group)
                         if not started:
                             task_status.started()
                             started = True
@@ -751,6 +871,8 @@ class Producer:
                 except (ConnectError, ConnectionLost) as exc:
                     if not started:
                         raise
+                    if self._conn is not None and isinstance(exc, ConnectionLost):
+                        self._lost(self._conn.private_group, exc)
                     self._conn = None
                     # the session is gone, and with it every consumer's witness: queue
                     # everything again
@@ -767,6 +889,17 @@ class Producer:
                 else ConnectionLost(CloseReason.EOF, str(error))
             )
             self._shutdown(lost)
+
+    def _lost(self, member: str, error: ConnectionLost) -> None:
+        self._lost_at = time.monotonic()
+        if SessionEnded in self._events.routes:
+            self._events.publish(SessionEnded(self._work, member, "producer", error.reason.name))
+
+    def _regained(self, member: str) -> None:
+        lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None and SessionRegained in self._events.routes:
+            down = time.monotonic() - lost_at
+            self._events.publish(SessionRegained(self._work, member, "producer", down))
 
     async def _run_session(self, conn: Connection) -> ConnectionLost | None:
         lost: list[ConnectionLost] = []

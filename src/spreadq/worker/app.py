@@ -49,8 +49,20 @@ from spreadq.middleware import (
     check_failure_hook,
     check_middleware,
 )
-from spreadq.plugins import LoadedPlugin, Plugin, check_plugin_set, check_rule, load_plugins
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, dead_letter_queue, queue_groups
+from spreadq.observe import Counters, EventBus, ObserversArg, check_observer
+from spreadq.plugins import (
+    LoadedPlugin,
+    Plugin,
+    check_rule,
+    plugin_observers,
+    select_plugins,
+)
+from spreadq.queue.protocol import (
+    DEFAULT_DRAIN_TIMEOUT,
+    OBSERVER_PREFIX,
+    dead_letter_queue,
+    queue_groups,
+)
 from spreadq.queue.rules import Rule, builtin_rules, keeps_key_order
 from spreadq.settings import Settings
 from spreadq.threads import SyncThreads
@@ -87,7 +99,8 @@ class App:
             ``SPREADQ_DISABLE_PLUGINS``; ``False`` none; a sequence loads the installed
             plugins it names and takes :class:`~spreadq.plugins.Plugin` objects as they
             are.
-        name: the private name for this worker's daemon connections (up to 10 bytes);
+        name: the private name for this worker's daemon connections (up to 10 bytes,
+            not starting with ``~``, which marks watchers such as ``spreadq top``);
             None lets the daemon choose.
         lifespan: ``lifespan(app)`` returns an async context manager (e.g. an
             ``@asynccontextmanager`` function) entered before the worker joins its
@@ -98,10 +111,13 @@ class App:
             queue ``<queue>.dead``, with its error in headers; a string names that
             queue instead; ``False`` (the default) puts them nowhere. See
             :mod:`spreadq.worker.deadletter`.
+        observers: event observers (:class:`~spreadq.observe.Observer`) for this
+            worker's :attr:`events`, after the plugins'.
 
     Raises:
         ConfigurationError: an invalid queue name, private name, rule, handler,
-            middleware or codec, or two claims on one handler kind or codec name.
+            middleware, codec or observer, or two claims on one handler kind or codec
+            name.
         PluginError: a plugin that cannot be loaded or fails validation.
     """
 
@@ -119,6 +135,7 @@ class App:
         name: str | None = None,
         lifespan: Lifespan | None = None,
         dead_letter: bool | str = False,
+        observers: ObserversArg = None,
     ) -> None:
         self._queue, self._feedback = queue_groups(queue)
         if dead_letter is False:
@@ -142,6 +159,11 @@ class App:
                 check_private_name(name)
             except InvalidName as error:
                 raise ConfigurationError(f"invalid worker name {name!r}: {error.reason}") from None
+            if name.startswith(OBSERVER_PREFIX):
+                raise ConfigurationError(
+                    f"invalid worker name {name!r}: names starting with {OBSERVER_PREFIX!r} "
+                    "are for watchers (spreadq top), which never take jobs"
+                )
         self._spread = spread
         self._name = name
         self._settings = Settings() if settings is None else settings
@@ -153,7 +175,10 @@ class App:
         self._worker: WorkerRuntime | None = None  # set while run() runs
         self._threads = SyncThreads(self._settings.sync_threads)  # sync handlers run here
 
-        self._plugins = _load(plugins)
+        self._plugins = select_plugins(plugins)
+        given = tuple(check_observer(observer) for observer in observers or ())
+        self._counters = Counters()
+        self._events = EventBus((self._counters, *plugin_observers(self._plugins), *given))
         rules: dict[str, Rule] = builtin_rules()
         for loaded in self._plugins:
             rules.update((plugin_rule.name, plugin_rule) for plugin_rule in loaded.plugin.rules)
@@ -226,6 +251,17 @@ class App:
     def lifespan(self) -> Lifespan | None:
         """The lifespan factory, as given."""
         return self._lifespan
+
+    def events(self) -> EventBus:
+        """The worker's event bus: the always-on :attr:`counters`, the plugins'
+        observers, then those given; ``events.subscribe(observer)`` adds one."""
+        return self._events
+
+    @property
+    def counters(self) -> Counters:
+        """The worker's always-on totals (jobs by outcome, running jobs, failovers),
+        kept across the sessions of every run."""
+        return self._counters
 
     # -- what it runs -------------------------------------------------------------------
 
@@ -452,6 +488,8 @@ class App:
             self._spread if spread is None else spread,
             self._settings if settings is None else settings,
             drain_timeout,
+            events=self._events,
+            counters=self._counters,
         )
         self._worker = worker
         self._threads.open(worker.settings.sync_threads)
@@ -527,23 +565,3 @@ class App:
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _load(plugins: bool | Sequence[str | Plugin]) -> tuple[LoadedPlugin, ...]:
-    if plugins is True:
-        return load_plugins()
-    if plugins is False:
-        return ()
-    names = [item for item in plugins if isinstance(item, str)]
-    given = [
-        LoadedPlugin(item, entry_point="(given)") for item in plugins if isinstance(item, Plugin)
-    ]
-    loaded = sorted(
-        (*(load_plugins(names=names) if names else ()), *given), key=lambda item: item.name
-    )
-    check_plugin_set(
-        loaded,
-        reserved_codecs=default_codecs().keys(),
-        reserved_rules=builtin_rules().keys(),
-    )
-    return tuple(loaded)

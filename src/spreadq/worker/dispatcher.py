@@ -10,6 +10,7 @@ read by one loop that alone touches the table::
     connection --(reader task: one item per socket read)--> inbox
     runner pool --(ended: ref, outcome; help; rescan)-----> inbox
     handle.drain() ----------------------------------------> inbox
+    stats ticker --(every settings.stats_interval)---------> inbox  (STATS to FEEDBACK)
                           |
              loop: translate WORK events -> table.apply(input, now) -> effects
                    carry out each effect (table below); start what the scheduler lets
@@ -72,6 +73,14 @@ them confirmed (:meth:`Dispatcher.unconfirmed_outcomes`, kept by the runtime wit
 outcome history) are announced in an ACK right after joining, and again when others
 join for a while, so a producer's re-sent copies are answered instead of run again.
 
+Observing: the runners feed the worker's always-on
+:class:`~spreadq.observe.Counters` and publish job events to its
+:class:`~spreadq.observe.EventBus`; the loop publishes ``JobAssigned``, ``JobTakenOver``
+(timed from the membership change that made it) and ``ViewInstalled``, each built only
+when an observer takes its type. Every ``settings.stats_interval`` seconds, once in a
+view, it multicasts a STATS report (:class:`~spreadq.observe.StatsReporter`) to FEEDBACK
+only, with the read positions its own ACKs last reported.
+
 Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
 queued jobs are dropped, running handlers are cancelled (``settings.cancel_on_disconnect``)
 or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` raises it.
@@ -97,6 +106,15 @@ from spreadq.errors import (
     EnvelopeError,
 )
 from spreadq.logs import get_logger
+from spreadq.observe import (
+    Counters,
+    EventBus,
+    JobAssigned,
+    JobTakenOver,
+    StatsReporter,
+    TableSnapshot,
+)
+from spreadq.observe import ViewInstalled as ViewPublished
 from spreadq.queue import (
     MESS_TYPE,
     Ack,
@@ -225,7 +243,12 @@ class _Drain:
     """Stop taking work, finish what we own, leave."""
 
 
-_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan
+@dataclass(frozen=True, slots=True)
+class _StatsDue:
+    """Time for the next STATS report (posted every ``settings.stats_interval``)."""
+
+
+_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan | _StatsDue
 
 
 class DispatcherHandle:
@@ -262,6 +285,10 @@ class Dispatcher:
         recovered: outcomes a previous session of this worker reached and never saw
             confirmed (see :meth:`unconfirmed_outcomes`): announced in an ACK right
             after joining, so that re-sent copies of those jobs are answered, not run.
+        events: the worker's event bus (a new one, with ``counters``, when None).
+        counters: the worker's always-on counters (new ones when None), fed by the
+            runners and read by the STATS report sent to FEEDBACK every
+            ``settings.stats_interval`` seconds.
     """
 
     def __init__(
@@ -276,6 +303,8 @@ class Dispatcher:
         incarnation: bytes | None = None,
         history: OutcomeHistory | None = None,
         recovered: Sequence[tuple[JobRef, Outcome]] = (),
+        events: EventBus | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._conn = conn
         self._queue = queue = spec.queue
@@ -287,6 +316,10 @@ class Dispatcher:
         self._drain_timeout = drain_timeout
         self._clock = clock
         self._me = conn.private_group
+        self._counters = counters = Counters(clock) if counters is None else counters
+        self._events = events = EventBus((counters,)) if events is None else events
+        self._view_at = clock()  # when the last WORK view was installed (takeover latency)
+        self._view_left = ""  # the member whose departure made it ("" for NETWORK)
         job_runner = JobRunner(
             handlers=spec.handlers,
             settings=settings,
@@ -296,6 +329,8 @@ class Dispatcher:
             member=self._me,
             rng=rng if rng is not None else random.Random(),
             clock=clock,
+            events=events,
+            counters=counters,
         )
         self._table = OutstandingTable(
             self._me,
@@ -308,6 +343,15 @@ class Dispatcher:
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             max_failovers=settings.max_failovers,
             history=history,
+        )
+        table = self._table
+        self._read_at: dict[bytes, int] = {}  # per producer, the last mseq our ACKs reported
+        self._stats = StatsReporter(
+            member=self._me,
+            incarnation=table.incarnation,
+            counters=counters,
+            snapshot=lambda: TableSnapshot.of(table, self._me, self._read_at),
+            interval=settings.stats_interval,
         )
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
@@ -397,6 +441,7 @@ class Dispatcher:
             async with anyio.create_task_group() as tasks:
                 self._pool.attach(tasks)
                 tasks.start_soon(self._read)
+                tasks.start_soon(self._tick_stats)
                 try:
                     await self._conn.join(self._work)
                     # Between the joins: Spread keeps a sender's order, so every replica
@@ -432,6 +477,27 @@ class Dispatcher:
                 send(_Delivered(await self._conn.receive_batch()))
         except ConnectionLost as error:
             send(_Lost(error))
+
+    async def _tick_stats(self) -> None:
+        """Post :class:`_StatsDue` every ``settings.stats_interval`` seconds: a task of
+        its own, so the loop's wait (and its cost per turn) does not change, and an idle
+        worker wakes for nothing else."""
+        send, interval = self._send.send_nowait, self._stats.interval
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            while True:
+                await anyio.sleep(interval)
+                send(_StatsDue())
+
+    async def _report_stats(self) -> None:
+        """Send our STATS report to FEEDBACK only (on WORK every replica would read it),
+        once we are in a view and until we leave."""
+        if self._table.view is None or self._leaving:
+            return
+        stats = self._stats.stats(self._clock())
+        if len(self._read_at) > len(stats.producers):  # forget those with nothing outstanding
+            reported = {producer_id for producer_id, _, _ in stats.producers}
+            self._read_at = {p: mseq for p, mseq in self._read_at.items() if p in reported}
+        await self._multicast((self._feedback,), encode(stats))
 
     async def _serve(self) -> ConnectionLost | None:
         """Process the inbox until we have left the group; return a lost connection."""
@@ -510,6 +576,8 @@ class Dispatcher:
             await self._on_ended(item)
         elif isinstance(item, Help):
             self._pool.help()
+        elif isinstance(item, _StatsDue):
+            await self._report_stats()
         # Rescan: nothing to do; the loop's next wait takes the earlier scan into account
         elif isinstance(item, _Drain) and not self._draining:
             self._draining = True
@@ -522,9 +590,15 @@ class Dispatcher:
 
     async def _apply(self, event: Input) -> None:
         effects = self._table.apply(event, self._clock())
-        if isinstance(event, ViewInstalled) and self._joined is not None:
-            joined, self._joined = self._joined, None
-            joined.started(self._handle)
+        if isinstance(event, ViewInstalled):
+            if event.cause is not ChangeCause.JOIN:  # a departure: jobs may be taken over
+                self._view_at = self._clock()
+                self._view_left = (
+                    "" if event.cause is ChangeCause.NETWORK else (event.changed_member or "")
+                )
+            if self._joined is not None:
+                joined, self._joined = self._joined, None
+                joined.started(self._handle)
         carry_out = self._effects
         for effect in effects:
             if type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
@@ -555,6 +629,8 @@ class Dispatcher:
         assert view is not None  # a job is only assigned within a view
         job = effect.job
         queued = QueuedJob(effect, view, job.ref, job.key)
+        if not effect.failover and JobAssigned in self._events.routes:
+            self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
         if job.header_block:  # a job without headers has priority 0 and no start time
             when, priority = _when_and_priority(job)
             wait = when - time.time()
@@ -589,6 +665,8 @@ class Dispatcher:
     async def _on_send_ack(self, effect: SendAck) -> None:
         for ref, _ in effect.envelope.outcomes:
             self._unreported.discard(ref)
+        for producer_id, mseq in effect.envelope.positions:  # the read lag STATS report
+            self._read_at[producer_id] = mseq
         await self._multicast(self._both, encode(effect.envelope))
 
     async def _on_announce_both(self, effect: AnnounceDrain | AnnounceHello) -> None:
@@ -633,6 +711,10 @@ class Dispatcher:
             await self._announce_recovered()  # the newcomer has not seen it
         self._log = log.bind(queue=self._queue, member=self._me, view=view.ordinal)
         self._pool.log = self._log
+        if ViewPublished in self._events.routes:
+            self._events.publish(
+                ViewPublished(self._queue, self._me, view.ordinal, view.members, effect.cause.value)
+            )
         self._log.info(
             "view_installed",
             cause=effect.cause.value,
@@ -666,6 +748,18 @@ class Dispatcher:
 
     def _start(self, queued: QueuedJob) -> None:
         now = self._clock()
+        run = queued.run
+        if type(run) is RunJob and run.failover and JobTakenOver in self._events.routes:
+            self._events.publish(
+                JobTakenOver(
+                    self._queue,
+                    queued.ref,
+                    run.job.kind,
+                    self._me,
+                    self._view_left,
+                    max(0.0, now - self._view_at),
+                )
+            )
         self._pool.start(queued, now)
         self._table.apply(JobStarted(queued.ref), now)
 

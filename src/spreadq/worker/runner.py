@@ -57,7 +57,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import anyio
 
@@ -65,7 +65,8 @@ from spreadq.context import Context
 from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry, WorkerLost
 from spreadq.logs import get_logger
 from spreadq.middleware import FailureHook
-from spreadq.queue import Job, Outcome, View
+from spreadq.observe import Counters, EventBus, JobFailed, JobRetried, JobStarted, JobSucceeded
+from spreadq.queue import Job, JobRef, Outcome, View
 from spreadq.settings import Settings
 from spreadq.worker.spec import PreparedHandler
 
@@ -113,6 +114,8 @@ class TimedOut:
 
     attempt: int
     error: TimeoutError
+    started: float = 0.0
+    """When the attempt started (the runner's clock), for its duration."""
 
 
 def error_type_name(error: BaseException) -> str:
@@ -162,6 +165,10 @@ class JobRunner:
         queue: the queue name, for contexts.
         member: our private group, for contexts.
         rng: randomness for the jitter.
+        clock: monotonic seconds (attempt deadlines and durations).
+        events: the worker's event bus; job events are built only for observers that
+            take them.
+        counters: the always-on counters, fed directly for each attempt.
     """
 
     def __init__(
@@ -175,6 +182,8 @@ class JobRunner:
         rng: random.Random,
         clock: Callable[[], float],
         state: object = None,
+        events: EventBus | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._handlers = handlers
         self._state = state
@@ -184,6 +193,8 @@ class JobRunner:
         self._member = member
         self._rng = rng
         self._clock = clock
+        self._counters = Counters(clock) if counters is None else counters
+        self._events = EventBus() if events is None else events
 
     async def run(
         self,
@@ -247,24 +258,30 @@ class JobRunner:
         timeout = options.timeout if options.timeout is not None else self._settings.handler_timeout
         chain = prepared.chain
         attempt = 1 if resume is None else resume.attempt
+        counters, events, clock = self._counters, self._events, self._clock
         while True:
             ctx = context(attempt, headers)
             delay: float | None = None
             error: BaseException
             if resume is not None:  # this attempt ran out of time before
-                error, resume = resume.error, None
+                error, started, resume = resume.error, resume.started, None
                 retriable = not retry_on or isinstance(error, retry_on)
             else:
                 watch.expired = False
+                started = clock()
                 if timeout is not None:
-                    watch.arm(self._clock() + timeout)
+                    watch.arm(started + timeout)
+                counters.job_started(ref, started)
+                if JobStarted in events.routes:
+                    events.publish(JobStarted(self._queue, ref, job.kind, attempt))
                 try:
                     result = await chain(ctx, payload)
                 except BaseException as problem:  # the handler's, BaseExceptions included
                     if worker_cancelled(scope):  # whatever it raised (Retry too)
                         if watch.expired:  # the dispatcher's doing: the attempt's time is up
                             message = f"handler {job.kind!r} exceeded its {timeout:g} s timeout"
-                            return TimedOut(attempt, TimeoutError(message))
+                            return TimedOut(attempt, TimeoutError(message), started)
+                        counters.job_cancelled(ref)
                         if isinstance(problem, anyio.get_cancelled_exc_class()):
                             raise
                         ctx.log.debug("job_cancelled", error=error_type_name(problem))
@@ -274,14 +291,28 @@ class JobRunner:
                     else:
                         error, retriable = problem, not retry_on or isinstance(problem, retry_on)
                 else:
-                    return await self._succeeded(ctx, prepared, result, job.codec, scope)
+                    return await self._succeeded(ctx, prepared, result, job.codec, scope, started)
                 finally:
                     watch.deadline = math.inf
             if not retriable or attempt >= max_attempts:
-                return await self._failed(ctx, error, scope)
+                return await self._failed(ctx, error, scope, started)
             if delay is None:
                 delay = self.backoff(attempt)
             ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
+            seconds = clock() - started
+            counters.job_ended(ref, job.kind, "retried", seconds)
+            if JobRetried in events.routes:
+                events.publish(
+                    JobRetried(
+                        self._queue,
+                        ref,
+                        job.kind,
+                        attempt,
+                        seconds,
+                        delay,
+                        error_type_name(error),
+                    )
+                )
             await anyio.sleep(delay)
             attempt += 1
 
@@ -330,13 +361,14 @@ class JobRunner:
         result: object,
         job_codec: str,
         scope: anyio.CancelScope,
+        started: float,
     ) -> Outcome | None:
         """The success outcome; it names the result's codec when it is not the job's own
         (a producer that put the job by kind name decodes the result with it)."""
         try:
             data = prepared.encode_result(result, job=ctx.job)
         except PayloadError as problem:
-            return await self._failed(ctx, problem, scope)
+            return await self._failed(ctx, problem, scope, started)
         limit = self._settings.result_max_bytes
         if len(data) > limit:
             too_large = PayloadError(
@@ -344,23 +376,41 @@ class JobRunner:
                 f"settings.result_max_bytes ({limit})",
                 job=ctx.job,
             )
-            return await self._failed(ctx, too_large, scope)
+            return await self._failed(ctx, too_large, scope, started)
         codec = prepared.spec.result_codec
+        seconds = self._clock() - started
+        ref = cast(JobRef, ctx.job)  # the runner builds every context with a JobRef
+        self._counters.job_ended(ref, ctx.kind, "succeeded", seconds)
+        if JobSucceeded in self._events.routes:
+            self._events.publish(JobSucceeded(ctx.queue, ref, ctx.kind, ctx.attempt, seconds))
         return Outcome.success(data, ctx.attempt, "" if codec == job_codec else codec)
 
     async def _failed(
-        self, ctx: Context, error: BaseException, scope: anyio.CancelScope
+        self,
+        ctx: Context,
+        error: BaseException,
+        scope: anyio.CancelScope,
+        started: float | None = None,
     ) -> Outcome | None:
         """Log the failure once, run the hooks, return the failure outcome (None when the
-        worker cancelled the job meanwhile and a hook answered with another exception)."""
+        worker cancelled the job meanwhile and a hook answered with another exception).
+        ``started`` is when the last attempt started (None: the handler never ran)."""
         ctx.log.warning("job_failed", error=error_type_name(error), message=_message(error))
         for hook in self._hooks:
             try:
                 await hook(ctx, error)
             except BaseException as problem:  # a hook's, as a handler's: never fatal
                 if worker_cancelled(scope):
+                    self._counters.job_cancelled(cast(JobRef, ctx.job))
                     if isinstance(problem, anyio.get_cancelled_exc_class()):
                         raise
                     return None
                 ctx.log.exception("on_failure_hook_failed", hook=repr(hook))
+        seconds = 0.0 if started is None else self._clock() - started
+        ref = cast(JobRef, ctx.job)  # the runner builds every context with a JobRef
+        self._counters.job_ended(ref, ctx.kind, "failed", seconds)
+        if JobFailed in self._events.routes:
+            self._events.publish(
+                JobFailed(ctx.queue, ref, ctx.kind, ctx.attempt, seconds, error_type_name(error))
+            )
         return failure(error, ctx.attempt)

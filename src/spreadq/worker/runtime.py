@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import time
 from dataclasses import replace
 from typing import Final
 
@@ -38,6 +39,7 @@ import anyio.abc
 from spreadq.client import connect
 from spreadq.errors import ConnectError, ConnectionLost, ForcedStop
 from spreadq.logs import get_logger
+from spreadq.observe import Counters, EventBus, ObserveScope, SessionLost, SessionRegained
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.session.reconnect import Backoff, Reconnect, describe_address
 from spreadq.settings import Settings
@@ -76,10 +78,19 @@ class WorkerRuntime:
         address: the daemon address.
         settings: the settings of this run.
         drain_timeout: how long a drain may take before running jobs are cancelled.
+        events: the worker's event bus, opened for the run (a new one when None).
+        counters: the always-on counters its dispatchers feed (new ones when None).
     """
 
     def __init__(
-        self, spec: WorkerSpec, address: str | None, settings: Settings, drain_timeout: float
+        self,
+        spec: WorkerSpec,
+        address: str | None,
+        settings: Settings,
+        drain_timeout: float,
+        *,
+        events: EventBus | None = None,
+        counters: Counters | None = None,
     ):
         self._spec = spec
         self._address = address
@@ -101,6 +112,10 @@ class WorkerRuntime:
         # what survives a lost session: the outcomes seen, and our own unconfirmed ones
         self._history = OutcomeHistory(settings.completed_history)
         self._recovered: list[tuple[JobRef, Outcome]] = []
+        self._counters = Counters() if counters is None else counters
+        self._events = EventBus((self._counters,)) if events is None else events
+        self._dispatcher: Dispatcher | None = None
+        self._lost_at: float | None = None  # when the last session was lost
 
     @property
     def settings(self) -> Settings:
@@ -145,7 +160,19 @@ class WorkerRuntime:
         """
         if state is not None:
             self._spec = replace(self._spec, state=state)
-        await self._serve(_Joined(self, task_status))
+        self._events.open(
+            ObserveScope(
+                "worker",
+                self._spec.queue,
+                self._settings.metrics_port,
+                counters=self._counters,
+                backlog=self._backlog,
+            )
+        )
+        try:
+            await self._serve(_Joined(self, task_status))
+        finally:
+            self._events.close()
         if self._forced is not None:  # the scope's cancellation ended _serve quietly
             raise self._forced
 
@@ -167,7 +194,10 @@ class WorkerRuntime:
                             drain_timeout=self._drain_timeout,
                             history=self._history,
                             recovered=self._recovered,
+                            events=self._events,
+                            counters=self._counters,
                         )
+                        self._dispatcher = dispatcher
                         self._handle = dispatcher.handle
                         joined.member = conn.private_group
                         if self._stop_requested.is_set():  # stop() came while connecting
@@ -177,6 +207,7 @@ class WorkerRuntime:
                         except ConnectionLost as error:
                             lost = error  # raised outside: connect() must not see it
                             self._carry_over(dispatcher)
+                            self._session_lost(conn.private_group, error)
                     if lost is not None:
                         raise lost
                     return
@@ -184,6 +215,18 @@ class WorkerRuntime:
                     reconnect.failed(error)  # raises a refusal retrying cannot mend
                 finally:
                     self._handle = None
+                    self._dispatcher = None
+
+    def _backlog(self) -> int:
+        """The jobs the current session owns and has not finished (0 between sessions);
+        read from a metrics scrape, possibly on another thread."""
+        dispatcher = self._dispatcher
+        return 0 if dispatcher is None else dispatcher.table.backlog
+
+    def _session_lost(self, member: str, error: ConnectionLost) -> None:
+        self._lost_at = time.monotonic()
+        if SessionLost in self._events.routes:
+            self._events.publish(SessionLost(self._spec.queue, member, "worker", error.reason.name))
 
     def _carry_over(self, dispatcher: Dispatcher) -> None:
         """Keep what a lost session's handlers reached and never saw confirmed: it is
@@ -195,6 +238,13 @@ class WorkerRuntime:
     def joined(self, member: str | None = None) -> None:
         """A session joined the WORK group as ``member``: say so; reconnect quickly next time."""
         self._reconnect.joined()
+        lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None and SessionRegained in self._events.routes:
+            self._events.publish(
+                SessionRegained(
+                    self._spec.queue, member or "", "worker", time.monotonic() - lost_at
+                )
+            )
         self._log.info(
             "worker_joined",
             address=describe_address(self._address),

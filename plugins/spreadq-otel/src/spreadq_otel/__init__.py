@@ -1,9 +1,14 @@
 """OpenTelemetry traces for spreadq: ``spreadq.put`` and ``spreadq.handle`` spans, one
 trace across processes through W3C trace context in the job's headers.
 
-Producer side: :func:`traced_put` opens a ``spreadq.put`` span (kind PRODUCER) around
-``Producer.put`` and writes the span's context into the job's headers
-(``traceparent``, and ``tracestate`` when there is one), so the job carries its trace.
+Producer side: the plugin contributes a put hook (:func:`put_hook`), so every
+``Producer.put`` of a producer that loads it, with tracing on, records a ``spreadq.put``
+span (kind PRODUCER, a child of the caller's current span) as the job is put and writes
+that span's context into the job's headers (``traceparent``, and ``tracestate`` when
+there is one): the job carries its trace with no change to the calling code. The span
+marks the moment of the put; :func:`traced_put` instead opens the ``spreadq.put`` span
+around the whole ``Producer.put``, waiting for flow control included (the hook then
+stays out of its way).
 
 Worker side: :func:`handle_span` is a middleware, contributed by the plugin to every
 app that loads it: each handler attempt runs in a ``spreadq.handle`` span (kind
@@ -22,6 +27,7 @@ queue), ``messaging.operation.type`` (``send``/``process``), plus ``spreadq.kind
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
 from opentelemetry import trace
@@ -33,7 +39,7 @@ from opentelemetry.util.types import AttributeValue
 from spreadq.context import Context
 from spreadq.handlers import Handler
 from spreadq.middleware import CallNext, Middleware, check_middleware
-from spreadq.plugins import Plugin
+from spreadq.plugins import Plugin, PutHook, check_put_hook
 from spreadq.producer import Producer
 from spreadq.producer.receipt import Receipt
 
@@ -47,6 +53,8 @@ __all__ = [
     "handle_span",
     "inject",
     "plugin",
+    "put_hook",
+    "put_headers",
     "traced_put",
 ]
 
@@ -58,6 +66,7 @@ TRACESTATE: Final = "tracestate"
 
 _W3C: Final = TraceContextTextMapPropagator()
 _SCOPE: Final = "spreadq"
+_IN_TRACED_PUT: Final = ContextVar("spreadq_otel_in_traced_put", default=False)
 
 ResultT = TypeVar("ResultT")
 
@@ -113,11 +122,46 @@ async def traced_put(
     with tracer.start_as_current_span(
         PUT_SPAN, kind=SpanKind.PRODUCER, attributes=attributes
     ) as span:
-        receipt = await producer.put(
-            handler, payload, key=key, headers=inject(headers), delay=delay
-        )
+        token = _IN_TRACED_PUT.set(True)  # the plugin's put hook adds no span of its own
+        try:
+            receipt = await producer.put(
+                handler, payload, key=key, headers=inject(headers), delay=delay
+            )
+        finally:
+            _IN_TRACED_PUT.reset(token)
         span.set_attribute("spreadq.seq", receipt.seq)
         return receipt
+
+
+def put_hook(tracer_provider: TracerProvider | None = None) -> PutHook:
+    """A put hook (``Plugin(put_hooks=...)``) bound to ``tracer_provider`` (the global
+    one when None): with tracing on, it records a ``spreadq.put`` span, a child of the
+    current span, and returns the headers carrying that span's context; otherwise None.
+    """
+
+    def put_headers(queue: str, kind: str) -> dict[str, str] | None:
+        if _IN_TRACED_PUT.get() or not _tracing(tracer_provider):
+            return None
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": "spreadq",
+            "messaging.destination.name": queue,
+            "messaging.operation.type": "send",
+            "spreadq.kind": kind,
+        }
+        span = _tracer(tracer_provider).start_span(
+            PUT_SPAN, kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        try:
+            return inject(context=trace.set_span_in_context(span))
+        finally:
+            span.end()
+
+    put_headers.__qualname__ = "put_headers"
+    return check_put_hook(put_headers)
+
+
+put_headers: Final = put_hook()
+"""The producer-side put hook the plugin contributes (the global tracer provider)."""
 
 
 def handle_middleware(tracer_provider: TracerProvider | None = None) -> Middleware:
@@ -155,5 +199,6 @@ plugin: Final = Plugin(
     name="otel",
     description="OpenTelemetry spans for put and handle, W3C trace context in job headers",
     middleware=(handle_span,),
+    put_hooks=(put_headers,),
 )
 """The declaration behind the ``spreadq.plugins`` entry point ``otel``."""

@@ -185,7 +185,7 @@ class PrometheusObserver:
         self._opened += 1
         queue = self._per_queue(scope.queue)
         counters, backlog = scope.counters, scope.backlog
-        if counters is not None:
+        if counters is not None and scope.role == "worker":  # a producer runs no handler
             queue.running.set_function(lambda: counters.running)
         if backlog is not None:
             queue.outstanding.set_function(backlog)
