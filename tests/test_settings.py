@@ -33,6 +33,7 @@ DESIGN_DEFAULTS = {
     "batch_max_delay": 0.002,
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
+    "dedupe_keys": 10_000,
     "secret": None,
     "accept_unsealed_raw": False,
     "stats_interval": 1.0,

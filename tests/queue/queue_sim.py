@@ -28,6 +28,12 @@ What is modelled (docs/design/membership.md):
   some jobs (duplicates), split some into fragments, and a C program sends RAW data
   and the odd corrupt envelope. Clients outside the group send ACKs (for outstanding
   jobs), DRAINs and HELLOs, which every replica must ignore.
+* With ``dedupe=True`` some jobs carry a dedupe key from a small set. The model keeps
+  its own dedupe memory per component (the same bound, emptied when a component gains
+  a member that does not share its history: a JOIN or a merge; kept through leaves,
+  crashes and partitions, each side keeping a copy) and checks that every replica
+  remembers exactly that, decides each keyed job as the model does, never runs a
+  duplicate, and reports for a duplicate the outcome of a job with its key.
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
   A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
   is failed by its new owner without running, as the worker does.
@@ -39,7 +45,7 @@ test can check the invariants after every step; see ``tests/queue/test_table.py`
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from spreadq.errors import EnvelopeError
@@ -82,6 +88,7 @@ from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstall
 __all__ = ["Simulation"]
 
 KEYS = ["alpha", "beta", "gamma", "delta", "eps", None, None]
+DEDUPE_KEYS = ["order-1", "order-2", "order-3", "order-4", "order-5", "order-6"]
 Key = tuple[int, JobRef]
 
 
@@ -117,6 +124,7 @@ class Component:
     pending: list[Message] = field(default_factory=list)
     untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
     carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
+    dedupe: OrderedDict[str, JobRef] = field(default_factory=OrderedDict)  # the model's memory
 
 
 @dataclass
@@ -142,9 +150,16 @@ class InvariantError(AssertionError):
 class Simulation:
     """One seeded run. ``step()`` does one random thing and checks the invariants."""
 
-    def __init__(self, seed: int, *, rule: str, max_members: int = 5) -> None:
+    def __init__(self, seed: int, *, rule: str, max_members: int = 5, dedupe: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # dedupe keys come from their own generator, so runs without them are unchanged
+        self.dedupe_rng = random.Random(seed) if dedupe else None
+        self.dedupe_size = 3
+        self.duplicates: dict[JobRef, set[JobRef]] = defaultdict(set)  # dup -> its firsts
+        self.dedupe_cuts = 0
+        self.deduplicated = 0  # keyed jobs the model decided were duplicates
+        self.duplicates_answered = 0  # outcomes reported for duplicates
         self.rule = builtin_rules()[rule]
         self.rule_name = rule
         self.max_members = max_members
@@ -207,6 +222,9 @@ class Simulation:
     def carry_out(self, replica: Replica, effect: Effect) -> None:
         if isinstance(effect, RunJob):
             entry = self.entry(replica, effect.ref)
+            first = replica.table.duplicate_of(effect.ref)
+            if first is not None:
+                self.fail(f"{replica.name} runs {effect.ref}, a duplicate of {first}")
             if entry.given_up:
                 self.fail(f"{replica.name} runs {effect.ref}, given up ({entry.failovers})")
             if effect.ref in replica.active:
@@ -238,6 +256,8 @@ class Simulation:
                 self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
             self.completed.add((replica.lifetime, effect.ref))
         elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
+            if isinstance(effect, SendAck):
+                self.check_duplicate_outcomes(effect.envelope)
             if replica.alive:
                 component = self.component_of(replica.name)
                 component.pending.append(Message(replica.name, encode(effect.envelope)))
@@ -332,6 +352,7 @@ class Simulation:
             ack_every_seconds=0.05,
             history=history,
             max_failovers=self.max_failovers,
+            dedupe_size=self.dedupe_size,
         )
         if component is None:
             self.lifetime += 1
@@ -348,12 +369,14 @@ class Simulation:
             side = tuple(sorted(component.members))
             component.members.append(name)
             component.gid = self.next_gid(component, True)
+            self.cut_dedupe(component)
             vs = {**dict.fromkeys(side, side), name: (name,)}
             self.install(component, ChangeCause.NETWORK, None, vs)
             return
         else:
             component.members.append(name)
             component.gid = self.next_gid(component, False)
+            self.cut_dedupe(component)
         self.install(component, ChangeCause.JOIN, name)
 
     def depart(self, name: str, *, crash: bool) -> None:
@@ -439,6 +462,7 @@ class Simulation:
             config = Config(component.config.members, component.config.slot)
             config.draining = set(component.config.draining)
             part = Component(side, component.gid, config, transitional=True, pending=pending)
+            part.dedupe = OrderedDict(component.dedupe)  # each side keeps a copy
             part.untold = set(side)  # each member gets TRANSITIONAL at its own step
             part.carried = {id(m) for m in pending}
             self.components.append(part)
@@ -461,6 +485,7 @@ class Simulation:
         first.members += second.members
         first.pending += second.pending
         first.gid = self.next_gid(first, True)
+        self.cut_dedupe(first)
         self.install(first, ChangeCause.NETWORK, None, vs)
 
     def produce(self, component: Component) -> None:
@@ -488,7 +513,11 @@ class Simulation:
 
     def new_spec(self, producer: bytes) -> JobSpec:
         self.seqs[producer] += 1
-        spec = JobSpec(self.seqs[producer], "work", b"p", self.rng.choice(KEYS))
+        key = self.rng.choice(KEYS)
+        dedupe = None
+        if self.dedupe_rng is not None and self.dedupe_rng.random() < 0.5:
+            dedupe = self.dedupe_rng.choice(DEDUPE_KEYS)
+        spec = JobSpec(self.seqs[producer], "work", b"p", key, dedupe_key=dedupe)
         self.sent.append((producer, spec))
         return spec
 
@@ -514,7 +543,9 @@ class Simulation:
 
     def send_fragmented(self, component: Component, producer: bytes) -> None:
         spec = self.new_spec(producer)
-        big = JobSpec(spec.seq, spec.kind, self.rng.randbytes(150), spec.key)
+        big = JobSpec(
+            spec.seq, spec.kind, self.rng.randbytes(150), spec.key, dedupe_key=spec.dedupe_key
+        )
         parts = encode_fragments(producer, self.mseqs[producer] + 1, "json", big, max_size=110)
         self.mseqs[producer] += len(parts)
         for index, part in enumerate(parts):
@@ -541,7 +572,74 @@ class Simulation:
                 self.resent_delivered.update((replica.lifetime, ref) for ref in message.refs)
             self.feed(self.replicas[name], event)
         self.check_new_slots(component, first_slot, message)
+        self.check_dedupe(component, message)
         self.sync_created()
+
+    # --- dedupe keys ------------------------------------------------------------------
+
+    def cut_dedupe(self, component: Component) -> None:
+        """A member that does not share the component's history arrives: the memory goes."""
+        if component.dedupe:
+            self.dedupe_cuts += 1
+        component.dedupe.clear()
+
+    def check_dedupe(self, component: Component, message: Message) -> None:
+        """Decide each keyed job the message gives a slot as the model's memory says,
+        and check that every replica decided the same and remembers the same."""
+        decoded = decode_or_none(message.data)
+        if isinstance(decoded, JobBatch):
+            jobs = list(decoded.jobs)
+        elif isinstance(decoded, JobFragment) and decoded.index == decoded.count - 1:
+            jobs = [decoded.job]
+        else:
+            jobs = []
+        memory = component.dedupe
+        for job in jobs:
+            expected = None
+            if job.dedupe_key is not None:
+                first = memory.get(job.dedupe_key)
+                if first is None:
+                    memory[job.dedupe_key] = job.ref
+                    if len(memory) > self.dedupe_size:
+                        memory.popitem(last=False)
+                elif first != job.ref:
+                    expected = first
+                    self.deduplicated += 1
+                    self.duplicates[job.ref].add(first)
+            for name in component.members:
+                table = self.replicas[name].table
+                if table.is_outstanding(job.ref) and table.duplicate_of(job.ref) != expected:
+                    self.fail(
+                        f"{name} decided {job.ref} is a duplicate of "
+                        f"{table.duplicate_of(job.ref)}, the model says {expected}"
+                    )
+        for name in component.members:
+            if self.replicas[name].table.dedupe_memory() != dict(memory):
+                self.fail(
+                    f"{name} remembers {self.replicas[name].table.dedupe_memory()}, "
+                    f"the model {dict(memory)}"
+                )
+
+    def check_duplicate_outcomes(self, ack: Ack) -> None:
+        """A duplicate's reported outcome is one of a job that had its key (the sim's
+        handlers return their job's seq), a failure of such a job, or ``DuplicateJob``."""
+        for ref, outcome in ack.outcomes:
+            firsts = self.duplicates.get(ref)
+            if not firsts:
+                continue
+            self.duplicates_answered += 1
+            if outcome.ok:
+                # a first may itself have been a duplicate elsewhere (another side, or
+                # before a cut, then re-sent): its outcome is then its own first's
+                chain, todo = {ref}, list(firsts)
+                while todo:
+                    first = todo.pop()
+                    if first not in chain:
+                        chain.add(first)
+                        todo += self.duplicates.get(first, ())
+                allowed = {first.seq.to_bytes(8, "big") for first in chain}
+                if outcome.result not in allowed:
+                    self.fail(f"duplicate {ref} answered {outcome}, not its first's outcome")
 
     def by_slot(self, replica: Replica) -> dict[tuple[int, int], OutstandingJob]:
         ordinal = replica.table.view.ordinal if replica.table.view else -1
@@ -707,6 +805,9 @@ class Simulation:
             members = set(component.members)
             view_members = set(component.config.members)
             replicas = [self.replicas[n] for n in sorted(component.members)]
+            for replica in replicas:
+                if replica.table.dedupe_memory() != dict(component.dedupe):
+                    self.fail(f"{replica.name}'s dedupe memory is not the model's")
             tables = {r.name: {j.ref: j for j in r.table.outstanding()} for r in replicas}
             for replica in replicas:
                 for job in tables[replica.name].values():

@@ -450,6 +450,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
     ) -> Receipt[ResultT]: ...
 
     @overload
@@ -461,6 +462,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
     ) -> Receipt[Any]: ...
 
     async def put(
@@ -471,6 +473,7 @@ class Producer:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
     ) -> Receipt[Any]:
         """Put one job on the queue; return its receipt.
 
@@ -478,7 +481,11 @@ class Producer:
         checked against its payload type and the receipt is typed with its result) or a
         kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
         travel with it; ``delay`` (seconds) sets the ``not_before`` header, which workers
-        honour by starting the job no earlier.
+        honour by starting the job no earlier. ``dedupe_key`` is an idempotency key:
+        while the queue's workers remember the key (the last ``Settings.dedupe_keys``
+        keys; a worker joining or a partition healing makes them forget,
+        docs/design/dedupe.md), a job put with it again never runs and its receipt
+        resolves with the first job's outcome, whichever producer put either.
 
         Waits while flow control holds the producer back (a consumer a window behind,
         ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
@@ -487,7 +494,8 @@ class Producer:
         Raises:
             PayloadError: the payload cannot be encoded (nothing was queued).
             ConfigurationError: a bad kind, a negative delay, an unknown codec.
-            LocalProtocolError: a key, kind or headers the envelope cannot carry.
+            LocalProtocolError: a key, kind, headers or dedupe key the envelope cannot
+                carry (an empty dedupe key, or one over 255 UTF-8 bytes).
             ConnectionLost: the producer is closed or closing.
         """
         self._check_open()
@@ -513,7 +521,7 @@ class Producer:
             self._check_open()  # closed while waiting
         # from here to the Put nothing awaits: the room seen is the room taken
         seq = core.next_seq
-        spec = JobSpec(seq, kind, data, key, header_items)
+        spec = JobSpec(seq, kind, data, key, header_items, dedupe_key)
         receipt: Receipt[Any] = Receipt(kind, seq, key, decode=route.decode, confirmed=self._member)
         tag: _Tag = (receipt, route)
         self._apply(Put(spec, route.codec.name, tag))

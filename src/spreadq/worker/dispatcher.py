@@ -294,6 +294,7 @@ class Dispatcher:
             ack_every_seconds=settings.ack_interval,
             max_failovers=settings.max_failovers,
             history=history,
+            dedupe_size=settings.dedupe_keys,
         )
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
