@@ -10,6 +10,9 @@
   on disk even if it is killed with SIGKILL the next instant;
 * ``SPREADQ_TEST_MAX_FAILOVERS``: ``Settings.max_failovers`` (``none`` for no limit;
   the default setting when unset).
+* ``SPREADQ_TEST_PERIODIC``: when set, seconds between the ticks of a periodic job
+  ``tick`` (``catch_up="all"``), which records ``tick <t> <member> ...`` as it starts and
+  returns the tick and who ran it.
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
@@ -36,6 +39,7 @@ from pydantic import BaseModel
 from spreadq.context import Context
 from spreadq.settings import Settings
 from spreadq.worker.app import App
+from spreadq.worker.periodic import PeriodicTick
 
 __all__ = ["Boom", "Ran", "Work", "app"]
 
@@ -128,3 +132,14 @@ async def failed(ctx: Context, error: BaseException) -> None:
     """Record which member reported a job failed."""
     seq = getattr(ctx.job, "seq", -1)
     _record(f"failed {seq} {ctx.member} {ctx.attempt} {time.monotonic():.6f} 0\n")
+
+
+_PERIODIC = os.environ.get("SPREADQ_TEST_PERIODIC")
+if _PERIODIC:
+
+    @app.periodic(float(_PERIODIC), name="tick", catch_up="all")
+    async def tick(job: PeriodicTick, ctx: Context) -> dict[str, object]:
+        """Record the tick's start; say which tick ran where."""
+        size = len(ctx.view.members)
+        _record(f"tick {job.tick} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+        return {"tick": job.tick, "member": ctx.member}

@@ -140,6 +140,7 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory
+from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import JoblessRule, Rule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
@@ -257,6 +258,8 @@ class OutstandingTable:
         max_failovers: a job reassigned more often than this because its owner left
             is given up (failed with ``WorkerLost``) instead of run again; None: never.
         dedupe_size: dedupe keys remembered (the most recent; 0 remembers none).
+        ticks: a ledger of periodic ticks to keep from the stream (the worker's
+            :class:`~spreadq.queue.periodic.Ticker` reads it), if the app has schedules.
         history: the history to use instead of a new one (``history_size`` and
             ``history_bytes`` are then ignored): a worker keeps one across its sessions,
             so a job re-sent after a reconnection is still recognised.
@@ -278,6 +281,7 @@ class OutstandingTable:
         max_failovers: int | None = None,
         history: OutcomeHistory | None = None,
         dedupe_size: int = 10_000,
+        ticks: TickLedger | None = None,
     ) -> None:
         if len(incarnation) != 16:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
@@ -288,6 +292,7 @@ class OutstandingTable:
         self.capacity = capacity
         self.max_failovers = max_failovers
         self.dedupe_size = dedupe_size
+        self._ticks = ticks
         self._cadence = AckCadence(
             ack_every_jobs, ack_every_seconds, position_horizon=position_horizon
         )
@@ -329,6 +334,8 @@ class OutstandingTable:
         self._waiting: dict[JobRef, list[JobRef]] = {}  # first -> our duplicates of it
         self._fragments.clear()
         self._cadence.clear()
+        if self._ticks is not None:
+            self._ticks.clear()
 
     # --- public surface -------------------------------------------------------------
 
@@ -487,6 +494,8 @@ class OutstandingTable:
             for ref in forget:
                 del self._entries[ref]
             self._recheck_waiting()
+        if self._ticks is not None:
+            self._ticks.on_view(event.members, None if first else came)
         self._counts["reassigned"] += len(reassigned)
         self._counts["orphaned"] += len(orphaned)
         self._counts["given_up"] += len(given_up)
@@ -746,6 +755,10 @@ class OutstandingTable:
 
         A function of the memory alone (never of what this replica remembers otherwise),
         so every replica of the view decides alike."""
+        if self._ticks is not None and key.startswith(TICK_KEY_PREFIX):
+            tick = parse_tick_key(key)
+            if tick is not None:
+                self._ticks.on_tick(*tick)
         memory = self._dedupe
         first = memory.get(key)
         if first is None:

@@ -17,6 +17,7 @@ from spreadq.context import Context
 from spreadq.errors import PayloadError
 from spreadq.handlers import AnyHandlerSpec
 from spreadq.middleware import CallNext, FailureHook
+from spreadq.queue.periodic import Schedule
 from spreadq.queue.rules import Rule
 
 __all__ = ["PreparedHandler", "WorkerSpec"]
@@ -38,6 +39,7 @@ class WorkerSpec:
             rule declares it: :func:`~spreadq.queue.rules.keeps_key_order`).
         failure_hooks: ``async hook(ctx, error)`` called after a job's last failure, in
             registration order.
+        schedules: the periodic jobs (``@app.periodic``), each naming a handler kind.
     """
 
     queue: str
@@ -48,6 +50,7 @@ class WorkerSpec:
     rule: Rule
     ordered_keys: bool = False
     failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
+    schedules: tuple[Schedule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
