@@ -83,6 +83,7 @@ from spreadq.errors import (
     EnvelopeError,
     InvalidName,
     JobFailed,
+    LocalProtocolError,
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
@@ -108,6 +109,7 @@ from spreadq.queue.envelope import (
     JobSpec,
 )
 from spreadq.queue.jobs import Outcome
+from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, queue_groups
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
@@ -495,10 +497,15 @@ class Producer:
             PayloadError: the payload cannot be encoded (nothing was queued).
             ConfigurationError: a bad kind, a negative delay, an unknown codec.
             LocalProtocolError: a key, kind, headers or dedupe key the envelope cannot
-                carry (an empty dedupe key, or one over 255 UTF-8 bytes).
+                carry (an empty dedupe key, or one over 255 UTF-8 bytes), or a dedupe
+                key starting ``periodic:`` (reserved for periodic ticks).
             ConnectionLost: the producer is closed or closing.
         """
         self._check_open()
+        if dedupe_key is not None and dedupe_key.startswith(TICK_KEY_PREFIX):
+            raise LocalProtocolError(
+                f"dedupe key {dedupe_key!r}: keys starting {TICK_KEY_PREFIX!r} are periodic ticks"
+            )
         if isinstance(handler, Handler):
             route = self._routes.for_handler(handler.spec)
         else:
