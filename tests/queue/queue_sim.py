@@ -384,6 +384,7 @@ class Simulation:
             history=history,
             max_failovers=self.max_failovers,
             dedupe_size=self.dedupe_size,
+            ticks=None if self.tick_rng is None else TickLedger(),
         )
         if component is None:
             self.lifetime += 1
@@ -391,7 +392,8 @@ class Simulation:
         replica = Replica(name, table, lifetime=self.lifetime, session=session)
         if self.tick_rng is not None:
             replica.skew = self.tick_rng.uniform(-0.01, 0.01)
-            table._ticks = ledger = TickLedger()  # what a dispatcher passes as ticks=
+            ledger = table.ticks
+            assert ledger is not None
             replica.ticker = Ticker(
                 name, (self.schedule,), ledger, joined_at=self.now + replica.skew
             )

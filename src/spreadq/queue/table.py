@@ -410,6 +410,11 @@ class OutstandingTable:
         limit = self.max_failovers
         return limit is not None and entry.failovers > limit
 
+    @property
+    def ticks(self) -> TickLedger | None:
+        """The ledger of periodic ticks this table keeps, if it was given one."""
+        return self._ticks
+
     def dedupe_memory(self) -> dict[str, JobRef]:
         """The remembered dedupe keys and the first job of each, oldest first."""
         return dict(self._dedupe)
