@@ -35,6 +35,7 @@ DESIGN_DEFAULTS = {
     "batch_max_delay": 0.0,  # batch only under load
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
+    "dedupe_keys": 10_000,
     "secret": None,
     "accept_unsealed_raw": False,
     "stats_interval": 1.0,

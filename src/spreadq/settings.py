@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     completed_history: int = Field(default=100_000, ge=0)
     """How many finished job references a worker remembers, to recognise duplicate
     deliveries and stale ACKs."""
+    dedupe_keys: int = Field(default=10_000, ge=0)
+    """How many dedupe keys (``put(..., dedupe_key=)``) the workers of a queue remember,
+    the most recent first (docs/design/dedupe.md). Every worker of a queue must use the
+    same value: the memory is replicated, and members with different bounds would
+    disagree about which keys are remembered. 0 turns deduplication off (periodic ticks
+    then rely on their announcer alone, docs/design/periodic.md)."""
 
     # -- trust (docs/security.md) ---------------------------------------------------------
     secret: SecretStr | None = Field(default=None, min_length=1)

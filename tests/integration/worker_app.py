@@ -14,6 +14,9 @@
 * ``SPREADQ_TEST_LIFESPAN``: ``fail`` makes the app's lifespan fail at startup. The
   lifespan writes ``startup`` and ``shutdown`` to ``lifespan-<pid>.log`` in the records
   directory and yields ``{"pid": <pid>}`` as the handlers' ``ctx.state``.
+* ``SPREADQ_TEST_PERIODIC``: when set, seconds between the ticks of a periodic job
+  ``tick`` (``catch_up="all"``), which records ``tick <t> <member> ...`` as it starts and
+  returns the tick and who ran it.
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
@@ -47,6 +50,7 @@ from pydantic import BaseModel
 from spreadq.context import Context
 from spreadq.settings import Settings
 from spreadq.worker.app import App
+from spreadq.worker.periodic import PeriodicTick
 
 __all__ = ["Boom", "Ran", "Work", "app"]
 
@@ -184,3 +188,14 @@ async def failed(ctx: Context, error: BaseException) -> None:
     """Record which member reported a job failed."""
     seq = getattr(ctx.job, "seq", -1)
     _record(f"failed {seq} {ctx.member} {ctx.attempt} {time.monotonic():.6f} 0\n")
+
+
+_PERIODIC = os.environ.get("SPREADQ_TEST_PERIODIC")
+if _PERIODIC:
+
+    @app.periodic(float(_PERIODIC), name="tick", catch_up="all")
+    async def tick(job: PeriodicTick, ctx: Context) -> dict[str, object]:
+        """Record the tick's start; say which tick ran where."""
+        size = len(ctx.view.members)
+        _record(f"tick {job.tick} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+        return {"tick": job.tick, "member": ctx.member}

@@ -180,6 +180,10 @@ async def test_bad_payloads_and_names_fail_the_put_and_queue_nothing() -> None:
                 await producer.put("norm", {}, delay=-1.0)
             with pytest.raises(LocalProtocolError):
                 await producer.put("norm", {}, key="k" * 70_000)
+            with pytest.raises(LocalProtocolError, match="dedupe key"):
+                await producer.put("norm", {}, dedupe_key="")
+            with pytest.raises(LocalProtocolError, match="periodic ticks"):
+                await producer.put("norm", {}, dedupe_key="periodic:report:7")
             stats = producer.statistics()
             assert (stats.put, stats.pending) == (0, 0)
             receipt = await producer.put(norm, Point(x=1, y=2))

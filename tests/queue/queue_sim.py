@@ -28,6 +28,18 @@ What is modelled (docs/design/membership.md):
   some jobs (duplicates), split some into fragments, and a C program sends RAW data
   and the odd corrupt envelope. Clients outside the group send ACKs (for outstanding
   jobs), DRAINs and HELLOs, which every replica must ignore.
+* With ``dedupe=True`` some jobs carry a dedupe key from a small set. The model keeps
+  its own dedupe memory per component (the same bound, emptied when a component gains
+  a member that does not share its history: a JOIN or a merge; kept through leaves,
+  crashes and partitions, each side keeping a copy) and checks that every replica
+  remembers exactly that, decides each keyed job as the model does, never runs a
+  duplicate, and reports for a duplicate the outcome of a job with its key.
+* With ``periodic=True`` every replica runs a :class:`~spreadq.queue.periodic.Ticker`
+  for one schedule (every 0.05 s of model time, ``catch_up`` drawn per seed) on its own
+  clock (model time plus a skew drawn per session), and multicasts the TICK jobs it is
+  to announce. The model checks that within one memory epoch of a component (between
+  joins, merges and partitions) no tick runs from two announcements, and that the ticks
+  delivered during one lifetime of the group have no gap (with ``catch_up="all"``).
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
   A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
   is failed by its new owner without running, as the worker does.
@@ -38,8 +50,9 @@ test can check the invariants after every step; see ``tests/queue/test_table.py`
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from spreadq.errors import EnvelopeError
@@ -76,6 +89,7 @@ from spreadq.queue.inputs import Idle as IdleInput
 from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
+from spreadq.queue.periodic import Schedule, Ticker, TickLedger, parse_tick_key, tick_key
 from spreadq.queue.rules import builtin_rules
 from spreadq.queue.table import OutstandingJob, OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -83,6 +97,7 @@ from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstall
 __all__ = ["Simulation"]
 
 KEYS = ["alpha", "beta", "gamma", "delta", "eps", None, None]
+DEDUPE_KEYS = ["order-1", "order-2", "order-3", "order-4", "order-5", "order-6"]
 Key = tuple[int, JobRef]
 
 
@@ -118,6 +133,8 @@ class Component:
     pending: list[Message] = field(default_factory=list)
     untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
     carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
+    dedupe: OrderedDict[str, JobRef] = field(default_factory=OrderedDict)  # the model's memory
+    epoch: int = 0  # the memory's epoch: new at every cut and on each side of a partition
 
 
 @dataclass
@@ -134,6 +151,8 @@ class Replica:
     session: int = 0  # names are reused across sessions; sessions are not
     active: set[JobRef] = field(default_factory=set)  # run queued or running, not cancelled
     first_seen: dict[JobRef, int] = field(default_factory=dict)  # fragments: first one
+    ticker: Ticker | None = None
+    skew: float = 0.0  # its clock minus model time
 
 
 class InvariantError(AssertionError):
@@ -143,9 +162,34 @@ class InvariantError(AssertionError):
 class Simulation:
     """One seeded run. ``step()`` does one random thing and checks the invariants."""
 
-    def __init__(self, seed: int, *, rule: str, max_members: int = 5) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        rule: str,
+        max_members: int = 5,
+        dedupe: bool = False,
+        periodic: bool = False,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # dedupe keys come from their own generator, so runs without them are unchanged
+        self.dedupe_rng = random.Random(seed) if dedupe else None
+        self.dedupe_size = 64 if periodic else 3  # ticks need room for their keys
+        self.duplicates: dict[JobRef, set[JobRef]] = defaultdict(set)  # dup -> its firsts
+        self.dedupe_cuts = 0
+        self.deduplicated = 0  # keyed jobs the model decided were duplicates
+        self.duplicates_answered = 0  # outcomes reported for duplicates
+        # periodic ticks: a generator of their own, so runs without them are unchanged
+        self.tick_rng = random.Random(seed + 1) if periodic else None
+        self.schedule = Schedule("tick", 0.05, "all" if seed % 2 else "latest")
+        self.epochs = 0
+        self.tick_epochs: dict[int, dict[int, JobRef]] = defaultdict(dict)  # t -> epoch -> ref
+        self.tick_lifetimes: dict[int, set[int]] = defaultdict(set)  # lifetime -> ticks
+        self.tick_runs: dict[int, set[JobRef]] = defaultdict(set)  # t -> refs started
+        self.tick_refs: dict[JobRef, tuple[int, set[int]]] = {}  # ref -> (tick, epochs)
+        self.tick_seq = 0
+        self.tick_restarts: set[int] = set()  # ticks announced with no witness left
         self.rule = builtin_rules()[rule]
         self.rule_name = rule
         self.max_members = max_members
@@ -209,6 +253,9 @@ class Simulation:
     def carry_out(self, replica: Replica, effect: Effect) -> None:
         if isinstance(effect, RunJob):
             entry = self.entry(replica, effect.ref)
+            first = replica.table.duplicate_of(effect.ref)
+            if first is not None:
+                self.fail(f"{replica.name} runs {effect.ref}, a duplicate of {first}")
             if entry.given_up:
                 self.fail(f"{replica.name} runs {effect.ref}, given up ({entry.failovers})")
             if effect.ref in replica.active:
@@ -241,6 +288,8 @@ class Simulation:
                     self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
                 self.completed.add((replica.lifetime, ref))
         elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
+            if isinstance(effect, SendAck):
+                self.check_duplicate_outcomes(effect.envelope)
             if replica.alive:
                 component = self.component_of(replica.name)
                 component.pending.append(Message(replica.name, encode(effect.envelope)))
@@ -253,6 +302,8 @@ class Simulation:
             self.rejected.append(effect.ref)
         elif isinstance(effect, ViewChanged):
             self.check_failover(replica, effect)
+            if replica.ticker is not None:
+                replica.ticker.on_view()
 
     def entry(self, replica: Replica, ref: JobRef) -> OutstandingJob:
         for job in replica.table.outstanding():
@@ -338,14 +389,25 @@ class Simulation:
             ack_idle_gap=(None, 0.0, 0.002)[len(self.sessions) % 3],
             history=history,
             max_failovers=self.max_failovers,
+            dedupe_size=self.dedupe_size,
+            ticks=None if self.tick_rng is None else TickLedger(),
         )
         if component is None:
             self.lifetime += 1
         session = len(self.sessions) + 1
         replica = Replica(name, table, lifetime=self.lifetime, session=session)
+        if self.tick_rng is not None:
+            replica.skew = self.tick_rng.uniform(-0.01, 0.01)
+            ledger = table.ticks
+            assert ledger is not None
+            replica.ticker = Ticker(
+                name, (self.schedule,), ledger, joined_at=self.now + replica.skew
+            )
         self.replicas[name] = self.sessions[session] = replica
         if component is None:
             component = Component([name], self.next_gid(None, False), Config(()))
+            self.epochs += 1
+            component.epoch = self.epochs
             self.components.append(component)
         elif component.transitional:
             # a join while daemons are parted: heavyweight, the joiner in a vs-set of its own
@@ -354,12 +416,14 @@ class Simulation:
             side = tuple(sorted(component.members))
             component.members.append(name)
             component.gid = self.next_gid(component, True)
+            self.cut_dedupe(component)
             vs = {**dict.fromkeys(side, side), name: (name,)}
             self.install(component, ChangeCause.NETWORK, None, vs)
             return
         else:
             component.members.append(name)
             component.gid = self.next_gid(component, False)
+            self.cut_dedupe(component)
         self.install(component, ChangeCause.JOIN, name)
 
     def depart(self, name: str, *, crash: bool) -> None:
@@ -445,6 +509,9 @@ class Simulation:
             config = Config(component.config.members, component.config.slot)
             config.draining = set(component.config.draining)
             part = Component(side, component.gid, config, transitional=True, pending=pending)
+            part.dedupe = OrderedDict(component.dedupe)  # each side keeps a copy
+            self.epochs += 1
+            part.epoch = self.epochs
             part.untold = set(side)  # each member gets TRANSITIONAL at its own step
             part.carried = {id(m) for m in pending}
             self.components.append(part)
@@ -467,6 +534,7 @@ class Simulation:
         first.members += second.members
         first.pending += second.pending
         first.gid = self.next_gid(first, True)
+        self.cut_dedupe(first)
         self.install(first, ChangeCause.NETWORK, None, vs)
 
     def produce(self, component: Component) -> None:
@@ -494,7 +562,11 @@ class Simulation:
 
     def new_spec(self, producer: bytes) -> JobSpec:
         self.seqs[producer] += 1
-        spec = JobSpec(self.seqs[producer], "work", b"p", self.rng.choice(KEYS))
+        key = self.rng.choice(KEYS)
+        dedupe = None
+        if self.dedupe_rng is not None and self.dedupe_rng.random() < 0.5:
+            dedupe = self.dedupe_rng.choice(DEDUPE_KEYS)
+        spec = JobSpec(self.seqs[producer], "work", b"p", key, dedupe_key=dedupe)
         self.sent.append((producer, spec))
         return spec
 
@@ -520,7 +592,9 @@ class Simulation:
 
     def send_fragmented(self, component: Component, producer: bytes) -> None:
         spec = self.new_spec(producer)
-        big = JobSpec(spec.seq, spec.kind, self.rng.randbytes(150), spec.key)
+        big = JobSpec(
+            spec.seq, spec.kind, self.rng.randbytes(150), spec.key, dedupe_key=spec.dedupe_key
+        )
         parts = encode_fragments(producer, self.mseqs[producer] + 1, "json", big, max_size=110)
         self.mseqs[producer] += len(parts)
         for index, part in enumerate(parts):
@@ -547,7 +621,157 @@ class Simulation:
                 self.resent_delivered.update((replica.lifetime, ref) for ref in message.refs)
             self.feed(self.replicas[name], event)
         self.check_new_slots(component, first_slot, message)
+        self.check_dedupe(component, message)
+        if self.tick_rng is not None:
+            self.note_ticks(component, message)
         self.sync_created()
+
+    # --- dedupe keys ------------------------------------------------------------------
+
+    def cut_dedupe(self, component: Component) -> None:
+        """A member that does not share the component's history arrives: the memory goes."""
+        if component.dedupe:
+            self.dedupe_cuts += 1
+        component.dedupe.clear()
+        self.epochs += 1
+        component.epoch = self.epochs
+
+    # --- periodic ticks -----------------------------------------------------------------
+
+    def announce_ticks(self) -> None:
+        """Every replica in a regular view multicasts the ticks its ticker says are due."""
+        for component in self.components:
+            if component.transitional:
+                continue
+            for name in sorted(component.members):
+                replica = self.replicas[name]
+                if replica.ticker is None or replica.table.view is None:
+                    continue
+                witnessed = replica.ticker.ledger.last(self.schedule.name) is not None
+                for schedule, t in replica.ticker.due(self.now + replica.skew):
+                    if not witnessed:
+                        self.tick_restarts.add(t)
+                    self.tick_seq += 1
+                    pid = b"\xee" + replica.session.to_bytes(15, "big")
+                    key = tick_key(schedule.name, t)
+                    spec = JobSpec(self.tick_seq, schedule.name, b"{}", dedupe_key=key)
+                    data = encode_batch(pid, self.tick_seq, "json", [spec])
+                    ref = JobRef(pid, self.tick_seq)
+                    component.pending.append(Message(name, data, refs=(ref,)))
+
+    def note_ticks(self, component: Component, message: Message) -> None:
+        """Record the TICK jobs a delivery gave slots, with the epoch of the memory."""
+        decoded = decode_or_none(message.data)
+        if not isinstance(decoded, JobBatch):
+            return
+        for job in decoded.jobs:
+            parsed = None if job.dedupe_key is None else parse_tick_key(job.dedupe_key)
+            if parsed is None:
+                continue
+            t = parsed[1]
+            # one announcement may be delivered on both sides of a partition
+            self.tick_refs.setdefault(job.ref, (t, set()))[1].add(component.epoch)
+            self.tick_epochs[t].setdefault(component.epoch, job.ref)
+            self.tick_lifetimes[self.lifetime].add(t)
+
+    def check_tick_start(self, ref: JobRef) -> None:
+        """A tick starts from one announcement per memory epoch, however many were sent:
+        the one that runs was the first of its tick in an epoch it was delivered in."""
+        noted = self.tick_refs.get(ref)
+        if noted is None:
+            return
+        t, epochs = noted
+        if all(self.tick_epochs[t][epoch] != ref for epoch in epochs):
+            self.fail(f"tick {t} runs from {ref}, a second announcement in epochs {epochs}")
+        self.tick_runs[t].add(ref)
+
+    def check_ticks_current(self) -> None:
+        """After the quiet end: the members announce what is due, and the latest tick
+        the group delivered is the one due now (by a clock skewed at most 0.01 s)."""
+        if not self.components:
+            return
+        self.announce_ticks()
+        for component in self.components:
+            self.flush(component)
+        ticks = self.tick_lifetimes.get(self.lifetime, set())
+        expected = self.schedule.latest(self.now - 0.011)
+        if max(ticks, default=-1) < expected:
+            self.fail(f"tick {expected} is due and was not announced ({max(ticks, default=-1)})")
+
+    def check_no_tick_skipped(self) -> None:
+        """With ``catch_up="all"``, the ticks delivered in one lifetime of the group have
+        no gap while a witness of the last tick lives: whoever announced after an
+        announcer went announced what it missed. A gap may end only at a tick announced
+        by a member that had no witness left (it announces what came due since it
+        joined; a tick due before that, which a dead witness never announced, is lost)."""
+        if self.schedule.catch_up != "all":
+            return
+        for lifetime, ticks in self.tick_lifetimes.items():
+            ordered = sorted(ticks)
+            for before, after in itertools.pairwise(ordered):
+                if after > before + 1 and after not in self.tick_restarts:
+                    self.fail(
+                        f"lifetime {lifetime}: ticks {before + 1}..{after - 1} were never "
+                        f"announced, and tick {after} was announced by a witness"
+                    )
+
+    def check_dedupe(self, component: Component, message: Message) -> None:
+        """Decide each keyed job the message gives a slot as the model's memory says,
+        and check that every replica decided the same and remembers the same."""
+        decoded = decode_or_none(message.data)
+        if isinstance(decoded, JobBatch):
+            jobs = list(decoded.jobs)
+        elif isinstance(decoded, JobFragment) and decoded.index == decoded.count - 1:
+            jobs = [decoded.job]
+        else:
+            jobs = []
+        memory = component.dedupe
+        for job in jobs:
+            expected = None
+            if job.dedupe_key is not None:
+                first = memory.get(job.dedupe_key)
+                if first is None:
+                    memory[job.dedupe_key] = job.ref
+                    if len(memory) > self.dedupe_size:
+                        memory.popitem(last=False)
+                elif first != job.ref:
+                    expected = first
+                    self.deduplicated += 1
+                    self.duplicates[job.ref].add(first)
+            for name in component.members:
+                table = self.replicas[name].table
+                if table.is_outstanding(job.ref) and table.duplicate_of(job.ref) != expected:
+                    self.fail(
+                        f"{name} decided {job.ref} is a duplicate of "
+                        f"{table.duplicate_of(job.ref)}, the model says {expected}"
+                    )
+        for name in component.members:
+            if self.replicas[name].table.dedupe_memory() != dict(memory):
+                self.fail(
+                    f"{name} remembers {self.replicas[name].table.dedupe_memory()}, "
+                    f"the model {dict(memory)}"
+                )
+
+    def check_duplicate_outcomes(self, ack: Ack) -> None:
+        """A duplicate's reported outcome is one of a job that had its key (the sim's
+        handlers return their job's seq), a failure of such a job, or ``DuplicateJob``."""
+        for ref, outcome in ack.outcomes:
+            firsts = self.duplicates.get(ref)
+            if not firsts:
+                continue
+            self.duplicates_answered += 1
+            if outcome.ok:
+                # a first may itself have been a duplicate elsewhere (another side, or
+                # before a cut, then re-sent): its outcome is then its own first's
+                chain, todo = {ref}, list(firsts)
+                while todo:
+                    first = todo.pop()
+                    if first not in chain:
+                        chain.add(first)
+                        todo += self.duplicates.get(first, ())
+                allowed = {first.seq.to_bytes(8, "big") for first in chain}
+                if outcome.result not in allowed:
+                    self.fail(f"duplicate {ref} answered {outcome}, not its first's outcome")
 
     def by_slot(self, replica: Replica) -> dict[tuple[int, int], OutstandingJob]:
         ordinal = replica.table.view.ordinal if replica.table.view else -1
@@ -576,6 +800,7 @@ class Simulation:
             replica.running.append(ref)
             if ref not in replica.giving_up:
                 self.check_at_most_once(replica, (replica.lifetime, ref))
+                self.check_tick_start(ref)
             self.feed(replica, JobStarted(ref))
 
     def check_at_most_once(self, replica: Replica, key: Key) -> None:
@@ -691,6 +916,8 @@ class Simulation:
                 self.tell_transitional(component, rng.choice(sorted(component.untold)))
         elif action == "forge":
             self.send_forged(rng.choice(self.components))
+        if self.tick_rng is not None:
+            self.announce_ticks()
         self.check()
 
     # --- invariants -------------------------------------------------------------------
@@ -717,6 +944,9 @@ class Simulation:
             members = set(component.members)
             view_members = set(component.config.members)
             replicas = [self.replicas[n] for n in sorted(component.members)]
+            for replica in replicas:
+                if replica.table.dedupe_memory() != dict(component.dedupe):
+                    self.fail(f"{replica.name}'s dedupe memory is not the model's")
             tables = {r.name: {j.ref: j for j in r.table.outstanding()} for r in replicas}
             for replica in replicas:
                 for job in tables[replica.name].values():

@@ -47,7 +47,17 @@ specs = st.builds(
     payload=st.binary(max_size=64),
     key=st.none() | text,
     headers=headers,
+    dedupe_key=st.none() | st.text(chars, min_size=1, max_size=12),
 )
+
+
+def expected_headers(spec: JobSpec) -> dict[str, str]:
+    """A spec's headers as decoded: a dedupe key travels as the ``dedupe_key`` header."""
+    if spec.dedupe_key is None:
+        return dict(spec.headers)
+    return {n: v for n, v in spec.headers if n != "dedupe_key"} | {"dedupe_key": spec.dedupe_key}
+
+
 outcomes = st.one_of(
     st.builds(
         Outcome.success, st.binary(max_size=32), st.integers(0, 0xFFFF), st.just("") | codecs
@@ -138,7 +148,10 @@ def test_batch_round_trip(producer_id: bytes, mseq: int, codec: str, jobs: list[
         assert job.ref == JobRef(producer_id, spec.seq)
         assert (job.kind, job.key, job.codec, job.error) == (spec.kind, spec.key, codec, None)
         assert bytes(job.payload) == spec.payload
-        assert job.headers() == dict(spec.headers)
+        assert job.headers() == expected_headers(spec)
+        assert job.dedupe_key == spec.dedupe_key
+    keys = {i: spec.dedupe_key for i, spec in enumerate(jobs) if spec.dedupe_key is not None}
+    assert batch.jobs.dedupe_keys == keys  # type: ignore[attr-defined]
     assert encode(batch) == data
 
 
@@ -156,7 +169,7 @@ def test_fragments_round_trip(
     producer_id: bytes, mseq: int, codec: str, spec: JobSpec, room: int, size: int
 ) -> None:
     payload = bytes(i % 256 for i in range(size))
-    spec = JobSpec(spec.seq, spec.kind, payload, spec.key, spec.headers)
+    spec = JobSpec(spec.seq, spec.kind, payload, spec.key, spec.headers, spec.dedupe_key)
     max_size = spec.encoded_size - len(spec.payload) + 6 + 29 + len(codec) + room
     mseq = min(mseq, 2**64 - 100)
     parts = encode_fragments(producer_id, mseq, codec, spec, max_size=max_size)
@@ -170,6 +183,7 @@ def test_fragments_round_trip(
         assert fragment.mseq == mseq + index
         assert fragment.job.ref == JobRef(producer_id, spec.seq)
         assert (fragment.job.kind, fragment.job.key) == (spec.kind, spec.key)
+        assert fragment.job.dedupe_key == spec.dedupe_key
         chunks.append(bytes(fragment.job.payload))
         assert encode(fragment) == parts[index]
     assert b"".join(chunks) == spec.payload

@@ -85,6 +85,7 @@ from spreadq.errors import (
     InvalidName,
     JobCancelled,
     JobFailed,
+    LocalProtocolError,
     OutcomeUnknown,
 )
 from spreadq.handlers import Handler
@@ -139,6 +140,7 @@ from spreadq.queue.envelope import (
     encode,
 )
 from spreadq.queue.jobs import JobRef, Outcome, Status
+from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
     OBSERVER_PREFIX,
@@ -548,6 +550,7 @@ class Producer:
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         priority: int = 0,
+        dedupe_key: str | None = None,
     ) -> Receipt[ResultT]: ...
 
     @overload
@@ -560,6 +563,7 @@ class Producer:
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         priority: int = 0,
+        dedupe_key: str | None = None,
     ) -> Receipt[Any]: ...
 
     async def put(
@@ -571,6 +575,7 @@ class Producer:
         headers: Mapping[str, str] | None = None,
         delay: float | None = None,
         priority: int = 0,
+        dedupe_key: str | None = None,
     ) -> Receipt[Any]:
         """Put one job on the queue; return its receipt.
 
@@ -585,6 +590,11 @@ class Producer:
         hooks run first (``hook(queue, kind)``); the headers they return are added,
         under the caller's (a hook that raises or returns something else is logged and
         skipped).
+        ``dedupe_key`` is an idempotency key:
+        while the queue's workers remember the key (the last ``Settings.dedupe_keys``
+        keys; a worker joining or a partition healing makes them forget,
+        docs/design/dedupe.md), a job put with it again never runs and its receipt
+        resolves with the first job's outcome, whichever producer put either.
 
         Waits while flow control holds the producer back (a consumer a window behind,
         ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
@@ -594,10 +604,16 @@ class Producer:
             PayloadError: the payload cannot be encoded (nothing was queued).
             ConfigurationError: a bad kind, a negative delay, a priority that is not an
                 int in -100..100, an unknown codec.
-            LocalProtocolError: a key, kind or headers the envelope cannot carry.
+            LocalProtocolError: a key, kind, headers or dedupe key the envelope cannot
+                carry (an empty dedupe key, or one over 255 UTF-8 bytes), or a dedupe
+                key starting ``periodic:`` (reserved for periodic ticks).
             ConnectionLost: the producer is closed or closing.
         """
         self._check_open()
+        if dedupe_key is not None and dedupe_key.startswith(TICK_KEY_PREFIX):
+            raise LocalProtocolError(
+                f"dedupe key {dedupe_key!r}: keys starting {TICK_KEY_PREFIX!r} are periodic ticks"
+            )
         if isinstance(handler, Handler):
             route = self._routes.for_handler(handler.spec)
         else:
@@ -631,7 +647,7 @@ class Producer:
                 )
         # from here to the Put nothing awaits: the room seen is the room taken
         seq = core.next_seq
-        spec = JobSpec(seq, kind, data, key, header_items)
+        spec = JobSpec(seq, kind, data, key, header_items, dedupe_key)
         job_id = JobRef(self._id, seq).id
         receipt: Receipt[Any] = Receipt(
             kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id

@@ -36,8 +36,10 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     BATCH     producer_id 16s | mseq u64 | codec_len u8 | codec | slots x job record
     FRAGMENT  producer_id 16s | mseq u64 | index u16 | count u16 | codec_len u8 | codec |
               one job record whose payload is chunk ``index`` of ``count``
-    job record  seq u64 | flags u8 (bit 0: has key) | kind_len u8 | key_len u16 |
+    job record  seq u64 | flags u8 (bit 0: has key, bit 1: has dedupe key) | kind_len u8 |
+                key_len u16 |
                 headers_len u16 | payload_len u32 | kind | key | headers | payload
+                (a job with flag bit 1 carries its dedupe key in the ``dedupe_key`` header)
     headers   repeated: name_len u8 | name | value_len u16 | value
     ACK       incarnation 16s | backlog u32 | n_positions u16 | n_outcomes u16 |
               n_positions x (producer_id 16s | mseq u64) |
@@ -88,11 +90,14 @@ from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.jobs import (
+    DEDUPE_HEADER,
+    MAX_DEDUPE_KEY,
     PLAIN_SUCCESS,
     Job,
     JobRef,
     Outcome,
     Status,
+    decode_headers,
     encode_headers,
     encode_text,
 )
@@ -187,6 +192,8 @@ _new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)
 """``JobRef(producer_id, seq)`` from a tuple, without the named tuple's Python ``__new__``."""
 
 _HAS_KEY = 0x01
+_HAS_DEDUPE = 0x02
+_FLAGS = _HAS_KEY | _HAS_DEDUPE
 _ID_SIZE = 16
 _REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
 _SHORT_OUTCOME = 256  # ACK outcomes up to this size are decoded once per ACK
@@ -205,7 +212,8 @@ class JobSpec:
     Raises:
         LocalProtocolError: a field that the envelope cannot carry (kind longer than
             255 bytes, key longer than 65,535 bytes, headers too big, seq out of range,
-            text that is not valid Unicode).
+            text that is not valid Unicode, an empty dedupe key or one longer than
+            :data:`~spreadq.queue.jobs.MAX_DEDUPE_KEY` bytes).
     """
 
     seq: int
@@ -213,14 +221,13 @@ class JobSpec:
     payload: bytes
     key: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    dedupe_key: str | None = None
     _head: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "_head",
-            _job_head(self.seq, self.kind, self.key, encode_headers(self.headers), self.payload),
-        )
+        block = _header_block(self.headers, self.dedupe_key)
+        head = _job_head(self.seq, self.kind, self.key, block, self.payload, self.dedupe_key)
+        object.__setattr__(self, "_head", head)
 
     @classmethod
     def build(
@@ -231,13 +238,15 @@ class JobSpec:
         *,
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
     ) -> JobSpec:
         """Build a spec from a headers mapping.
 
         Raises:
             LocalProtocolError: as for the constructor.
         """
-        return cls(seq, kind, payload, key, tuple(headers.items()) if headers else ())
+        items = tuple(headers.items()) if headers else ()
+        return cls(seq, kind, payload, key, items, dedupe_key)
 
     @property
     def encoded_size(self) -> int:
@@ -268,7 +277,7 @@ class BatchJobs(Sequence[Job]):
     headers and payload) each time it is asked for.
     """
 
-    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "refs")
+    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "dedupe_keys", "refs")
 
     def __init__(
         self,
@@ -277,6 +286,7 @@ class BatchJobs(Sequence[Job]):
         codec: str,
         offsets: list[int],
         refs: list[JobRef],
+        dedupe_keys: dict[int, str] | None = None,
     ) -> None:
         self._mv = mv
         self._producer_id = producer_id
@@ -284,6 +294,8 @@ class BatchJobs(Sequence[Job]):
         self._offsets = offsets
         self.refs: Sequence[JobRef] = refs
         """Each job's ref, in order."""
+        self.dedupe_keys: Mapping[int, str] = dedupe_keys or {}
+        """The dedupe key of each job that has one, by its index (empty: none has)."""
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -493,7 +505,33 @@ def _check_range(value: int, what: str, limit: int) -> None:
         raise LocalProtocolError(f"{what} {value} is outside 0..{limit}")
 
 
-def _job_head(seq: int, kind: str, key: str | None, headers: bytes, payload: bytes) -> bytes:
+def _header_block(headers: Sequence[tuple[str, str]], dedupe_key: str | None) -> bytes:
+    """The header block of a job: ``headers``, then the dedupe key when there is one."""
+    if dedupe_key is None:
+        return encode_headers(headers)
+    if not dedupe_key:
+        raise LocalProtocolError("a dedupe key cannot be empty")
+    encode_text(dedupe_key, "dedupe key", MAX_DEDUPE_KEY)
+    own = tuple((name, value) for name, value in headers if name != DEDUPE_HEADER)
+    return encode_headers((*own, (DEDUPE_HEADER, dedupe_key)))
+
+
+def _read_dedupe_key(block: bytes | memoryview) -> str:
+    """The dedupe key in the header block of a job whose flag bit 1 is set."""
+    value = decode_headers(block).get(DEDUPE_HEADER)
+    if not value or len(value.encode("utf-8")) > MAX_DEDUPE_KEY:
+        raise EnvelopeError("a job flagged with a dedupe key carries no valid dedupe_key header")
+    return value
+
+
+def _job_head(
+    seq: int,
+    kind: str,
+    key: str | None,
+    headers: bytes,
+    payload: bytes,
+    dedupe_key: str | None = None,
+) -> bytes:
     _check_range(seq, "job seq", _U64_MAX)
     if not kind:
         raise LocalProtocolError("a job kind cannot be empty")
@@ -501,6 +539,8 @@ def _job_head(seq: int, kind: str, key: str | None, headers: bytes, payload: byt
     raw_key = b"" if key is None else encode_text(key, "job key", _U16_MAX)
     _check_range(len(payload), "payload size", _U32_MAX)
     flags = 0 if key is None else _HAS_KEY
+    if dedupe_key is not None:
+        flags |= _HAS_DEDUPE
     fixed = _JOB.pack(seq, flags, len(raw_kind), len(raw_key), len(headers), len(payload))
     return fixed + raw_kind + raw_key + headers
 
@@ -587,12 +627,12 @@ def encode_fragments(
     count = len(chunks)
     _check_range(count, "fragment count", _U16_MAX)
     _check_range(first_mseq + count - 1, "mseq", _U64_MAX)
-    headers = encode_headers(job.headers)
+    headers = _header_block(job.headers, job.dedupe_key)
     out: list[bytes] = []
     for index, chunk in enumerate(chunks):
         slots = 1 if index == count - 1 else 0
         head = _FRAGMENT.pack(producer_id, first_mseq + index, index, count, len(raw_codec))
-        record = _job_head(job.seq, job.kind, job.key, headers, chunk)
+        record = _job_head(job.seq, job.kind, job.key, headers, chunk, job.dedupe_key)
         out.append(b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, chunk)))
     return out
 
@@ -750,14 +790,16 @@ def _encode_fragment_value(frag: JobFragment) -> bytes:
     raw_codec = _codec_bytes(frag.codec)
     job = frag.job
     payload = bytes(job.payload)
-    record = _job_head(job.ref.seq, job.kind, job.key, bytes(job.header_block), payload)
+    block = bytes(job.header_block)
+    record = _job_head(job.ref.seq, job.kind, job.key, block, payload, job.dedupe_key)
     slots = 1 if frag.index == frag.count - 1 else 0
     head = _FRAGMENT.pack(frag.producer_id, frag.mseq, frag.index, frag.count, len(raw_codec))
     return b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, payload))
 
 
 def _spec_of(job: Job) -> JobSpec:
-    return JobSpec(job.ref.seq, job.kind, bytes(job.payload), job.key, tuple(job.headers().items()))
+    headers = tuple(job.headers().items())
+    return JobSpec(job.ref.seq, job.kind, bytes(job.payload), job.key, headers, job.dedupe_key)
 
 
 _ENCODERS: dict[type, Callable[[Any], bytes]] = {
@@ -837,7 +879,7 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
     if at + _JOB.size > len(mv):
         raise EnvelopeError(f"truncated job record at byte {at}")
     seq, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
-    if flags & ~_HAS_KEY or (not flags and key_len) or not kind_len:
+    if flags & ~_FLAGS or (not flags & _HAS_KEY and key_len) or not kind_len:
         raise EnvelopeError("bad job record flags")
     key_at = at + _JOB.size + kind_len
     headers_at = key_at + key_len
@@ -847,11 +889,13 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
         raise EnvelopeError(f"truncated job record at byte {at}")
     try:
         kind = str(mv[at + _JOB.size : key_at], "utf-8")
-        key = str(mv[key_at:headers_at], "utf-8") if flags else None
+        key = str(mv[key_at:headers_at], "utf-8") if flags & _HAS_KEY else None
     except UnicodeDecodeError as exc:
         raise EnvelopeError("job kind or key is not UTF-8") from exc
     headers = mv[headers_at:payload_at] if headers_len else b""
-    return Job(JobRef(producer_id, seq), kind, key, codec, mv[payload_at:end], headers)
+    dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
+    ref = JobRef(producer_id, seq)
+    return Job(ref, kind, key, codec, mv[payload_at:end], headers, dedupe_key=dedupe)
 
 
 def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
@@ -861,9 +905,11 @@ def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
     headers_at = key_at + key_len
     payload_at = headers_at + headers_len
     kind = str(mv[at + _JOB.size : key_at], "utf-8")
-    key = str(mv[key_at:headers_at], "utf-8") if flags else None
+    key = str(mv[key_at:headers_at], "utf-8") if flags & _HAS_KEY else None
     headers = mv[headers_at:payload_at] if headers_len else b""
-    return Job(ref, kind, key, codec, mv[payload_at : payload_at + payload_len], headers)
+    dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
+    payload = mv[payload_at : payload_at + payload_len]
+    return Job(ref, kind, key, codec, payload, headers, dedupe_key=dedupe)
 
 
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
@@ -875,11 +921,12 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
     offsets: list[int] = []
     refs: list[JobRef] = []
+    dedupe: dict[int, str] | None = None
     for _ in range(slots):
         if at + fixed > size:
             raise EnvelopeError(f"truncated job record at byte {at}")
         seq, flags, kind_len, key_len, headers_len, payload_len = unpack(mv, at)
-        if flags & ~_HAS_KEY or (not flags and key_len) or not kind_len:
+        if flags & ~_FLAGS or (not flags & _HAS_KEY and key_len) or not kind_len:
             raise EnvelopeError("bad job record flags")
         key_at = at + fixed + kind_len
         headers_at = key_at + key_len
@@ -892,12 +939,16 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
                 str(mv[key_at:headers_at], "utf-8")
         except UnicodeDecodeError as exc:
             raise EnvelopeError("job kind or key is not UTF-8") from exc
+        if flags & _HAS_DEDUPE:  # only a job that has one pays for its header block
+            if dedupe is None:
+                dedupe = {}
+            dedupe[len(offsets)] = _read_dedupe_key(mv[headers_at : headers_at + headers_len])
         offsets.append(at)
         refs.append(_new_ref((pid, seq)))
         at = end
     reader.at = at
     reader.done()
-    return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs))
+    return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs, dedupe))
 
 
 def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:

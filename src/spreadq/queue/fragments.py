@@ -127,4 +127,6 @@ class Reassembler(Generic[T]):
 
 
 def _with_payload(job: Job, payload: bytes, error: str | None) -> Job:
-    return Job(job.ref, job.kind, job.key, job.codec, payload, job.header_block, error)
+    return Job(
+        job.ref, job.kind, job.key, job.codec, payload, job.header_block, error, job.dedupe_key
+    )

@@ -16,6 +16,8 @@ from typing import Final, NamedTuple
 from spreadq.errors import EnvelopeError, LocalProtocolError
 
 __all__ = [
+    "DEDUPE_HEADER",
+    "MAX_DEDUPE_KEY",
     "Job",
     "JobRef",
     "Outcome",
@@ -30,6 +32,13 @@ __all__ = [
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U16_MAX = 0xFFFF
+
+DEDUPE_HEADER: Final = "dedupe_key"
+"""The header that carries a job's dedupe key (read only when the job record's flag
+bit 1 says it has one; the header alone makes no job a candidate for deduplication)."""
+
+MAX_DEDUPE_KEY: Final = 255
+"""The longest dedupe key, in UTF-8 bytes."""
 
 
 class JobRef(NamedTuple):
@@ -83,6 +92,7 @@ class Job:
     copy). ``error`` is set for a slot whose envelope could not be read; its owner
     reports it as failed with :class:`~spreadq.errors.EnvelopeError` and never runs it.
     RAW jobs have ``codec == "raw"`` and ``kind == "raw:<mess_type>"``.
+    ``dedupe_key`` is the producer's idempotency key (``put(..., dedupe_key=)``), if any.
     """
 
     ref: JobRef
@@ -92,6 +102,7 @@ class Job:
     payload: bytes | memoryview = field(repr=False)
     header_block: bytes | memoryview = field(default=b"", repr=False)
     error: str | None = None
+    dedupe_key: str | None = None
 
     def headers(self) -> dict[str, str]:
         """Decode the job's headers (deadline, not_before, trace context ...).

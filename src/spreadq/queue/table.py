@@ -86,6 +86,22 @@ Results. A RESULT query is answered only by the member at its ``index`` in the v
 the query's place in the order, from the entries (PENDING) or the history (KNOWN), or
 UNKNOWN; the asker moves to the next index on UNKNOWN. One query, one answer.
 
+Dedupe keys. A job put with a dedupe key (flag bit 1 of its job record) is looked up
+in the table's *dedupe memory*: the keys of the last ``dedupe_size`` keyed jobs, each
+with the ref of the first job that carried it, in delivery order (oldest evicted
+first). A key not remembered is remembered with the job's ref; a key remembered with
+another ref makes the job a *duplicate* of that first job. A duplicate takes its slot
+and gets its owner like any job (so slot counting never depends on the memory), but its
+owner never runs it: it reports the first job's outcome as the duplicate's, from the
+history if the first is done, or once the ACK completing the first is delivered; if
+the first is neither outstanding nor remembered it reports a ``DuplicateJob`` failure
+naming the first. The memory is a function of the stream since the last *cut*: a view
+installed with a member that did not come with us (a JOIN, a merge after a partition)
+empties it on every replica, because the newcomer (or the other side) cannot know
+what we remember; a LEAVE, a DISCONNECT or a partition keeps it. So every replica of
+a view holds the same memory and decides every keyed job alike. A job without a dedupe
+key costs nothing more than the flag test its record's decoding already does.
+
 Partitions. Each side of a partition reassigns the other side's jobs among its own
 members; after the merge each side keeps its own assignment for jobs from before the
 merge, so such a job can run on both sides. The first ACK completes it everywhere and
@@ -95,6 +111,7 @@ cancels it where it still runs.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from hashlib import blake2b
@@ -145,6 +162,7 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory, Status
+from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import JoblessRule, Rule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
@@ -200,6 +218,8 @@ class TableStats:
     refused_cancels: int = 0
     unknown_cancels: int = 0
     results_answered: int = 0
+    deduplicated: int = 0
+    dedupe_cuts: int = 0
 
 
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
@@ -233,6 +253,7 @@ class _Entry:
     duplicate: bool = False
     orphaned: bool = False
     remembered: Outcome | None = None  # a re-sent job's outcome from the history
+    dedupe_of: JobRef | None = None  # the first job with this job's dedupe key
     failovers: int = 0  # reassigned because its owner left, this many times
     run_sent: bool = False
     started: bool = False
@@ -264,6 +285,9 @@ class OutstandingTable:
         fragment_bytes: the reassembly buffer's byte cap.
         max_failovers: a job reassigned more often than this because its owner left
             is given up (failed with ``WorkerLost``) instead of run again; None: never.
+        dedupe_size: dedupe keys remembered (the most recent; 0 remembers none).
+        ticks: a ledger of periodic ticks to keep from the stream (the worker's
+            :class:`~spreadq.queue.periodic.Ticker` reads it), if the app has schedules.
         history: the history to use instead of a new one (``history_size`` and
             ``history_bytes`` are then ignored): a worker keeps one across its sessions,
             so a job re-sent after a reconnection is still recognised.
@@ -285,6 +309,8 @@ class OutstandingTable:
         fragment_bytes: int = 64 * 1024 * 1024,
         max_failovers: int | None = None,
         history: OutcomeHistory | None = None,
+        dedupe_size: int = 10_000,
+        ticks: TickLedger | None = None,
     ) -> None:
         if len(incarnation) != 16:
             raise ConfigurationError(f"an incarnation is 16 bytes, not {len(incarnation)}")
@@ -294,6 +320,8 @@ class OutstandingTable:
         self.incarnation = incarnation
         self.capacity = capacity
         self.max_failovers = max_failovers
+        self.dedupe_size = dedupe_size
+        self._ticks = ticks
         self._cadence = AckCadence(
             ack_every_jobs,
             ack_every_seconds,
@@ -335,8 +363,12 @@ class OutstandingTable:
         self._eligible: tuple[str, ...] = ()
         self._order: tuple[str, ...] = ()
         self._local_refs: dict[str, list[Any]] = {}
+        self._dedupe: OrderedDict[str, JobRef] = OrderedDict()
+        self._waiting: dict[JobRef, list[JobRef]] = {}  # first -> our duplicates of it
         self._fragments.clear()
         self._cadence.clear()
+        if self._ticks is not None:
+            self._ticks.clear()
 
     # --- public surface -------------------------------------------------------------
 
@@ -411,6 +443,20 @@ class OutstandingTable:
         limit = self.max_failovers
         return limit is not None and entry.failovers > limit
 
+    @property
+    def ticks(self) -> TickLedger | None:
+        """The ledger of periodic ticks this table keeps, if it was given one."""
+        return self._ticks
+
+    def dedupe_memory(self) -> dict[str, JobRef]:
+        """The remembered dedupe keys and the first job of each, oldest first."""
+        return dict(self._dedupe)
+
+    def duplicate_of(self, ref: JobRef) -> JobRef | None:
+        """The first job an outstanding duplicate ``ref`` shares its dedupe key with."""
+        entry = self._entries.get(ref)
+        return None if entry is None else entry.dedupe_of
+
     def remembers(self, ref: JobRef) -> Outcome | None:
         """The remembered outcome of a completed job, if still in the history."""
         return self._history.get(ref)
@@ -445,6 +491,9 @@ class OutstandingTable:
                 del self._origins[serial]
             for origin in self._origins.values():
                 origin.holders &= came
+            if self._dedupe and not came.issuperset(event.members):
+                self._dedupe.clear()  # the cut: someone here does not share our memory
+                self._counts["dedupe_cuts"] += 1
             rounds: dict[int, SlotState] = {}
             forget: list[JobRef] = []
             members = frozenset(event.members)
@@ -482,6 +531,9 @@ class OutstandingTable:
                     effects += self._become_owner(entry, failover=True)
             for ref in forget:
                 del self._entries[ref]
+            self._recheck_waiting()
+        if self._ticks is not None:
+            self._ticks.on_view(event.members, None if first else came)
         self._counts["reassigned"] += len(reassigned)
         self._counts["orphaned"] += len(orphaned)
         self._counts["given_up"] += len(given_up)
@@ -567,8 +619,23 @@ class OutstandingTable:
                 sender, mess_type, origin = event.sender, event.mess_type, self._origin
                 if isinstance(jobs, BatchJobs):  # the jobs we do not own are never built
                     take = self._take_slot
-                    for index, ref in enumerate(jobs.refs):
-                        take(effects, ref, sender, mess_type, origin, source=jobs, index=index)
+                    keys = jobs.dedupe_keys
+                    if not keys:
+                        for index, ref in enumerate(jobs.refs):
+                            take(effects, ref, sender, mess_type, origin, source=jobs, index=index)
+                    else:
+                        for index, ref in enumerate(jobs.refs):
+                            key = keys.get(index)
+                            take(
+                                effects,
+                                ref,
+                                sender,
+                                mess_type,
+                                origin,
+                                source=jobs,
+                                index=index,
+                                dedupe=key,
+                            )
                 else:
                     for job in jobs:
                         self._take_slot(effects, job, sender, mess_type, origin)
@@ -664,6 +731,7 @@ class OutstandingTable:
         held: bool = True,
         source: Sequence[Job] | None = None,
         index: int = 0,
+        dedupe: str | None = None,
     ) -> None:
         """Give job slot k its owner (``job`` is the job, or its ref when ``source[index]``
         holds it). The entry this leaves is the same on every replica of the
@@ -672,6 +740,9 @@ class OutstandingTable:
             entry = _Entry(job, None, source, index, sender, mess_type, origin, None, 0, 0, held)
         else:
             entry = _Entry(job.ref, job, None, 0, sender, mess_type, origin, None, 0, 0, held)
+            dedupe = job.dedupe_key
+        if dedupe is not None:
+            self._remember_key(entry, dedupe)
         slot = self._state.index
         owner: str | None = self._pick(self._eligible, self._state, entry)
         counted = owner
@@ -721,6 +792,42 @@ class OutstandingTable:
         if owner == self.me:
             effects += self._become_owner(entry, failover=failover)
 
+    def _remember_key(self, entry: _Entry, key: str) -> None:
+        """Look ``key`` up in the dedupe memory: remember it, or mark ``entry`` a duplicate.
+
+        A function of the memory alone (never of what this replica remembers otherwise),
+        so every replica of the view decides alike."""
+        if self._ticks is not None and key.startswith(TICK_KEY_PREFIX):
+            tick = parse_tick_key(key)
+            if tick is not None:
+                self._ticks.on_tick(*tick)
+        memory = self._dedupe
+        first = memory.get(key)
+        if first is None:
+            if self.dedupe_size > 0:
+                memory[key] = entry.ref
+                if len(memory) > self.dedupe_size:
+                    memory.popitem(last=False)
+        elif first != entry.ref:
+            entry.dedupe_of = first
+            self._counts["deduplicated"] += 1
+
+    def _answer_duplicate(self, entry: _Entry, first: JobRef) -> None:
+        """Report the first job's outcome (or, forgotten, a ``DuplicateJob`` failure)
+        as the outcome of its duplicate ``entry``, which we own; or wait for the first's
+        ACK while it is outstanding."""
+        outcome = self._history.get(first)
+        if outcome is None:
+            if first in self._entries:
+                waiting = self._waiting.setdefault(first, [])
+                if entry.ref not in waiting:
+                    waiting.append(entry.ref)
+                return
+            message = f"job {entry.ref} is a duplicate of job {first}, whose outcome is forgotten"
+            outcome = Outcome.failure("DuplicateJob", message)
+        entry.finished = True
+        self._cadence.on_finished(entry.ref, outcome, self._now)
+
     def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
         ref = entry.ref
         if entry.finished:
@@ -731,6 +838,9 @@ class OutstandingTable:
         if entry.remembered is not None:
             entry.finished = True
             self._cadence.on_finished(ref, entry.remembered, self._now)
+            return []
+        if entry.dedupe_of is not None:  # never run: it gets the first job's outcome
+            self._answer_duplicate(entry, entry.dedupe_of)
             return []
         job = self._job(entry)
         if job.error is not None:
@@ -753,8 +863,11 @@ class OutstandingTable:
         released = self._state.released
         append = effects.append
         completed: list[tuple[JobRef, Outcome]] = []
+        waiting = self._waiting
         for item in ack.outcomes:
             ref, outcome = item
+            if waiting and ref in waiting:  # duplicates waiting for this first job
+                self._answer_waiting(waiting.pop(ref), outcome)
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
@@ -809,6 +922,25 @@ class OutstandingTable:
         self._counts["results_answered"] += 1
         answer = ResultAnswer(query.query_id, ref, state, len(members), outcome)
         effects.append(AnswerResult(sender, answer))
+
+    def _recheck_waiting(self) -> None:
+        """After a view change: keep waiting only for our duplicates whose first job is
+        still outstanding; answer the others now (their first was forgotten)."""
+        entries, waiting = self._entries, self._waiting
+        self._waiting = {}
+        for first, duplicates in waiting.items():
+            for ref in duplicates:
+                entry = entries.get(ref)
+                if entry is not None and entry.owner == self.me and not entry.finished:
+                    self._answer_duplicate(entry, first)
+
+    def _answer_waiting(self, duplicates: list[JobRef], outcome: Outcome) -> None:
+        """The first job completed: its outcome is the outcome of our duplicates of it."""
+        for ref in duplicates:
+            entry = self._entries.get(ref)
+            if entry is not None and entry.owner == self.me and not entry.finished:
+                entry.finished = True
+                self._cadence.on_finished(ref, outcome, self._now)
 
     # --- our own handlers and ACKs --------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar, Unpack
 
@@ -57,6 +58,7 @@ from spreadq.plugins import (
     plugin_observers,
     select_plugins,
 )
+from spreadq.queue.periodic import CatchUp, Schedule
 from spreadq.queue.protocol import (
     DEFAULT_DRAIN_TIMEOUT,
     OBSERVER_PREFIX,
@@ -171,6 +173,7 @@ class App:
         self._handlers: dict[str, AnyHandlerSpec] = {}
         self._middleware: list[Middleware] = []
         self._failure_hooks: list[FailureHook] = []
+        self._schedules: list[Schedule] = []
         self._prepared: Mapping[str, PreparedHandler] = MappingProxyType({})
         self._worker: WorkerRuntime | None = None  # set while run() runs
         self._threads = SyncThreads(self._settings.sync_threads)  # sync handlers run here
@@ -359,6 +362,48 @@ class App:
                 )
         self._handlers[spec.kind] = spec
 
+    def periodic(
+        self,
+        every: timedelta | float,
+        *,
+        name: str | None = None,
+        catch_up: CatchUp = "latest",
+        **options: Unpack[HandlerOptionArgs],
+    ) -> Callable[[Callable[..., Any]], Handler[Any, Any]]:
+        """Run the decorated async function every ``every`` (a ``timedelta`` or seconds)
+        on exactly one member of the queue, with no scheduler process.
+
+        The function is registered as the handler of kind ``name`` (default: its
+        ``__name__``) and takes a :class:`~spreadq.worker.periodic.PeriodicTick`.
+        Ticks are numbered from the Unix epoch (tick ``t`` is due at ``t * every``);
+        the member the ordered stream names announces each one as an ordinary job
+        (owner by the rule, failed over like any job) and a second announcement of
+        the same tick never runs. After the announcer goes, the next one announces
+        what came due meanwhile: ``catch_up="latest"`` only the latest tick, ``"all"``
+        every missed one. Guarantees, clocks and partitions: docs/design/periodic.md.
+
+        Raises:
+            ConfigurationError: the app is frozen, ``every`` is not positive, an
+                unknown ``catch_up``, or as :meth:`handler`.
+        """
+        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+
+        def register(fn: Callable[..., Any]) -> Handler[Any, Any]:
+            kind = name if name is not None else getattr(fn, "__name__", "")
+            schedule = Schedule(kind, seconds, catch_up)
+            handler: Handler[Any, Any] = self.handler(kind, **options)(fn)
+            self._schedules.append(schedule)
+            return handler
+
+        self._check_open("register a periodic job")
+        Schedule(name or "periodic", seconds, catch_up)  # refuse bad arguments at once
+        return register
+
+    @property
+    def schedules(self) -> Sequence[Schedule]:
+        """The periodic jobs registered with :meth:`periodic`."""
+        return tuple(self._schedules)
+
     def middleware(self, layer: M) -> M:
         """Add ``layer`` innermost of the middleware so far; returns it (usable as a decorator).
 
@@ -425,6 +470,7 @@ class App:
             ordered_keys=keeps_key_order(self._rule),
             failure_hooks=tuple(self._failure_hooks),
             dead_letter=self._dead_letter,
+            schedules=tuple(self._schedules),
         )
 
     def _check_open(self, action: str) -> None:

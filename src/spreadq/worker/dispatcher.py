@@ -158,6 +158,7 @@ from spreadq.wire.events import (
 )
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
+from spreadq.worker.periodic import TickAnnouncer
 from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
@@ -332,6 +333,9 @@ class Dispatcher:
             events=events,
             counters=counters,
         )
+        # periodic jobs: the ticks we announce (the table keeps their ledger)
+        schedules = spec.schedules
+        self._ticks = TickAnnouncer(self._me, schedules) if schedules else None
         self._table = OutstandingTable(
             self._me,
             rule=spec.rule,
@@ -343,6 +347,8 @@ class Dispatcher:
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             max_failovers=settings.max_failovers,
             history=history,
+            dedupe_size=settings.dedupe_keys,
+            ticks=None if self._ticks is None else self._ticks.ledger,
         )
         table = self._table
         self._read_at: dict[bytes, int] = {}  # per producer, the last mseq our ACKs reported
@@ -522,6 +528,8 @@ class Dispatcher:
                 except anyio.WouldBlock:
                     break
             self._pump()
+            if self._ticks is not None:
+                await self._announce_ticks()
             await self._note_idle()
             await self._check_drained()
         return None
@@ -541,6 +549,10 @@ class Dispatcher:
         delayed = self._schedule.next_due()
         if delayed is not None and delayed < deadline:
             deadline = delayed
+        if self._ticks is not None:
+            tick = self._ticks.wait()
+            if tick is not None:
+                deadline = min(deadline, self._clock() + tick)
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -552,7 +564,18 @@ class Dispatcher:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
             await self._note_idle()
+        if self._ticks is not None:
+            await self._announce_ticks()
         await self._check_drained()
+
+    async def _announce_ticks(self) -> None:
+        """Multicast the periodic ticks due that we are to announce (to WORK only)."""
+        assert self._ticks is not None
+        if self._leaving or self._table.view is None or self._table.transitional:
+            return
+        for schedule, tick, data in self._ticks.announcements():
+            self._log.info("tick_announced", schedule=schedule.name, tick=tick)
+            await self._multicast((self._work,), data)
 
     async def _on_item(self, item: _Item) -> None:
         if isinstance(item, _Delivered):
@@ -703,6 +726,8 @@ class Dispatcher:
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
+        if self._ticks is not None:
+            self._ticks.on_view()
         if (
             effect.cause is ChangeCause.JOIN
             and view.ordinal > 1

@@ -17,6 +17,7 @@ from spreadq.context import Context
 from spreadq.errors import PayloadError
 from spreadq.handlers import AnyHandlerSpec
 from spreadq.middleware import CallNext, FailureHook
+from spreadq.queue.periodic import Schedule
 from spreadq.queue.rules import Rule
 
 __all__ = ["PreparedHandler", "WorkerSpec"]
@@ -42,6 +43,7 @@ class WorkerSpec:
             (None without a lifespan).
         dead_letter: the dead-letter queue jobs that fail for good are put on (None:
             none).
+        schedules: the periodic jobs (``@app.periodic``), each naming a handler kind.
     """
 
     queue: str
@@ -54,6 +56,7 @@ class WorkerSpec:
     failure_hooks: tuple[FailureHook, ...] = field(default=(), repr=False)
     state: object = field(default=None, repr=False)
     dead_letter: str | None = None
+    schedules: tuple[Schedule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
