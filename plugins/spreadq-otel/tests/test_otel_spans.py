@@ -94,6 +94,22 @@ async def test_a_handle_span_continues_the_trace_in_the_headers(
     assert [event.name for event in second.events] == ["spreadq.retry", "exception"]
 
 
+async def test_a_taken_over_job_gets_a_redelivered_event(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    middleware = handle_middleware(provider)
+    first = Context(job="ab:2", kind="resize", queue="thumbs", member="#w1#h")
+    again = Context(job="ab:2", kind="resize", queue="thumbs", member="#w2#h", redelivered=True)
+    await middleware(first, 7, echo)
+    await middleware(again, 7, echo)
+    spans = by_name(exporter.get_finished_spans(), HANDLE_SPAN)
+    assert [[event.name for event in span.events] for span in spans] == [
+        [],
+        ["spreadq.redelivered"],
+    ]
+    assert spans[1].events[0].attributes == {"spreadq.member": "#w2#h"}
+
+
 async def test_without_a_tracer_provider_the_middleware_only_passes_through() -> None:
     ctx = Context(job="j", kind="k", queue="q", member="#w#h")
     assert await handle_span(ctx, "x", echo) == "x"

@@ -13,8 +13,9 @@ stays out of its way).
 Worker side: :func:`handle_span` is a middleware, contributed by the plugin to every
 app that loads it: each handler attempt runs in a ``spreadq.handle`` span (kind
 CONSUMER) whose parent is the context read from the job's headers; an attempt after the
-first gets a ``spreadq.retry`` event, and an exception is recorded on the span, which
-ends with an error status.
+first gets a ``spreadq.retry`` event, a job taken over from a member that left (or a
+copy sent again) a ``spreadq.redelivered`` event, and an exception is recorded on the
+span, which ends with an error status.
 
 Nothing is traced, and the middleware costs one ``isinstance``, until the program
 installs a tracer provider (``opentelemetry.trace.set_tracer_provider``); spans go to
@@ -184,6 +185,8 @@ def handle_middleware(tracer_provider: TracerProvider | None = None) -> Middlewa
         with tracer.start_as_current_span(
             HANDLE_SPAN, context=extract(ctx.headers), kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
+            if ctx.redelivered:  # taken over from a member that left, or a re-sent copy
+                span.add_event("spreadq.redelivered", {"spreadq.member": ctx.member})
             if ctx.attempt > 1:
                 span.add_event("spreadq.retry", {"spreadq.attempt": ctx.attempt})
             return await call_next(ctx, payload)
