@@ -15,6 +15,7 @@ parent through their standard output:
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import struct
 import sys
@@ -111,7 +112,9 @@ def _count_multicasts() -> list[int]:
 
 async def _worker(address: str, ack_interval: float) -> None:
     sent = _count_multicasts()
-    app = App(QUEUE, address, plugins=False, settings=Settings(ack_interval=ack_interval))
+    observed = os.environ.get("SPREADQ_BENCH_PLUGINS") == "1"  # spreadq bench --plugins
+    settings = Settings(ack_interval=ack_interval, metrics_port=0 if observed else None)
+    app = App(QUEUE, address, plugins=observed, settings=settings)
 
     @app.handler(NOOP)
     async def noop(data: bytes) -> bytes:

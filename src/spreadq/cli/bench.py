@@ -8,6 +8,7 @@ serves the benchmark's child processes through hidden options (``--role``).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated
 
@@ -154,6 +155,15 @@ def bench(
         bool,
         typer.Option("--json", envvar="SPREADQ_BENCH_JSON", help="Print JSON, not tables."),
     ] = False,
+    plugins: Annotated[
+        bool,
+        typer.Option(
+            "--plugins",
+            envvar="SPREADQ_BENCH_PLUGINS",
+            help="Workers load the installed plugins and serve metrics on a free port "
+            "(the cost of observability); without it they load none.",
+        ),
+    ] = False,
     role: Annotated[str | None, typer.Option(hidden=True)] = None,
     address: Annotated[str | None, typer.Option(hidden=True)] = None,
     count: Annotated[int, typer.Option(hidden=True)] = 0,
@@ -180,6 +190,8 @@ def bench(
         interval = Settings().ack_interval if ack_interval is None else ack_interval
         run_role(child, address, count=count, ack_interval=interval, loop=chosen)
         return
+    if plugins:  # read by the worker processes, which inherit the environment
+        os.environ["SPREADQ_BENCH_PLUGINS"] = "1"
     log_level: str = ctx.obj["log_level"] if isinstance(ctx.obj, dict) else "warning"
     err = Console(stderr=True)
 
