@@ -352,3 +352,57 @@ def test_priority_properties(limit: int, ordered: bool, ops: list[tuple[object, 
         for key in ("a", "b", "c"):
             order = [s for s in started if offered[s][0].key == key]
             assert order == sorted(order), f"key {key} out of order"
+
+
+def test_the_default_priority_is_zero() -> None:
+    scheduler = Scheduler[J](1)
+    scheduler.offer(job(1))  # no priority given: 0, like job 2's
+    scheduler.offer(job(2), priority=0)
+    scheduler.offer(job(3), priority=1)
+    scheduler.defer(job(4), 5.0)
+    scheduler.defer(job(5), 5.0, priority=0)
+    scheduler.due(5.0)
+    started = []
+    while (found := scheduler.next()) is not None:
+        started.append(found.ref.seq)
+        scheduler.ended(found.ref)
+    assert started == [3, 1, 2, 4, 5]
+
+
+def test_released_successors_go_ahead_of_their_level_and_stay_in_it() -> None:
+    """A key's successor goes before every job of its own priority offered earlier, and
+    never crosses into another level: one of priority 1 still goes before priority 0
+    jobs, one of priority -1 still after them."""
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    scheduler.offer(job(10), priority=1)  # the very first offers of levels 1 and -1
+    scheduler.offer(job(12), priority=-1)
+    holders = [job(n, key) for n, key in ((1, "a"), (2, "b"), (3, "c"), (4, "d"))]
+    for holder in holders:
+        scheduler.offer(holder, priority=9)  # run first, holding their keys
+    scheduler.offer(job(11))  # level 0
+    scheduler.offer(job(5, "a"), priority=1)  # successors, waiting for their keys
+    scheduler.offer(job(6, "b"), priority=1)
+    scheduler.offer(job(7, "c"), priority=-1)
+    scheduler.offer(job(8, "d"), priority=-1)
+    started = []
+    while (found := scheduler.next()) is not None:
+        started.append(found.ref.seq)
+        scheduler.ended(found.ref)
+    assert started[:4] == [1, 2, 3, 4]
+    level_1, level_0, level_minus_1 = started[4:7], started[7:8], started[8:]
+    assert sorted(level_1) == [5, 6, 10]
+    assert level_1[-1] == 10  # both successors ahead of the earlier job of their level
+    assert level_0 == [11]
+    assert sorted(level_minus_1) == [7, 8, 12]
+    assert level_minus_1[-1] == 12
+
+
+def test_a_cancelled_ref_offered_again_runs() -> None:
+    """Skipping a cancelled job forgets the cancellation: the same ref offered again (a
+    job that came back to us) is not dropped."""
+    scheduler = Scheduler[J](1)
+    scheduler.offer(job(1))
+    assert not scheduler.cancel(JobRef(PID, 1))  # queued, not running: dropped
+    assert drain(scheduler) == []
+    scheduler.offer(job(1))
+    assert drain(scheduler) == [1]
