@@ -65,7 +65,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -74,12 +74,10 @@ from typing import Any, Final, Self, TypeVar, overload
 import anyio
 import anyio.abc
 
-from spreadq.client import Connection, connect
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.errors import (
     CloseReason,
     ConfigurationError,
-    ConnectError,
     ConnectionLost,
     InvalidName,
     JobCancelled,
@@ -93,12 +91,10 @@ from spreadq.observe import (
     EventBus,
     ObserversArg,
     ObserveScope,
-    SessionRegained,
     WindowBlocked,
     WindowOpened,
     check_observer,
 )
-from spreadq.observe import SessionLost as SessionEnded
 from spreadq.plugins import (
     LoadedPlugin,
     Plugin,
@@ -117,14 +113,13 @@ from spreadq.producer.inputs import (
     Closed,
     Input,
     Put,
-    SessionLost,
-    SessionOpened,
 )
 from spreadq.producer.jobs import Job
 from spreadq.producer.receipt import Receipt
 from spreadq.producer.results import Asks
 from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
+from spreadq.producer.sessions import SessionKeeper
 from spreadq.queue.envelope import JobSpec
 from spreadq.queue.jobs import JobRef, Outcome, Status
 from spreadq.queue.periodic import TICK_KEY_PREFIX
@@ -136,7 +131,6 @@ from spreadq.queue.protocol import (
     queue_groups,
 )
 from spreadq.queue.seal import Seal
-from spreadq.session.reconnect import Backoff, Reconnect
 from spreadq.settings import Settings
 from spreadq.wire.events import check_private_name
 
@@ -236,7 +230,6 @@ class Producer:
         given = tuple(check_observer(observer) for observer in observers or ())
         self._counters = Counters()
         self._events = EventBus((self._counters, *plugin_observers(self._plugins), *given))
-        self._lost_at: float | None = None  # when the last session was lost
         self._routes = Routes(self._codecs, codec)
         if name is not None:
             try:
@@ -273,7 +266,6 @@ class Producer:
         self._open = False
         self._closing = False
         self._error: ConnectionLost | None = None
-        self._conn: Connection | None = None
 
         # waiting: every wait is a condition over the core, woken by one of these
         self._room = Changed()  # put(): the core may have room
@@ -306,7 +298,7 @@ class Producer:
             self._changed,
             self._routes,
             apply=self._apply,
-            connection=lambda: self._conn,
+            connection=lambda: self._sessions.conn,
             is_open=lambda: self._open,
             error=lambda: self._error,
             check_open=self._check_open,
@@ -318,6 +310,19 @@ class Producer:
             log=self._log,
         )
         self._cancel = self._asking.cancel  # bound once: every member put hands it out
+        self._sessions = SessionKeeper(
+            (self._sender.run, self._feedback_reader.run),
+            apply=self._apply,
+            shutdown=self._shutdown,
+            spread=spread,
+            name=self._name,
+            member=member,
+            work_group=self._work,
+            feedback_group=self._feedback,
+            settings=settings,
+            events=self._events,
+            log=self._log,
+        )
 
     # -- identity --------------------------------------------------------------------
 
@@ -433,7 +438,7 @@ class Producer:
         )
         await group.__aenter__()
         try:
-            await group.start(self._sessions_loop)
+            await group.start(self._sessions.run)
         except BaseException:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
@@ -481,9 +486,10 @@ class Producer:
         try:
             core = self._core
             await sender.idle.wait_for(lambda: not self._open or not core.unsent)
-            if self._open and self._conn is not None:
+            conn = self._sessions.conn
+            if self._open and conn is not None:
                 with contextlib.suppress(ConnectionLost):
-                    await self._conn.flush()
+                    await conn.flush()
         finally:
             sender.flushing -= 1
 
@@ -695,7 +701,7 @@ class Producer:
         return await self._asking.result(job_id, timeout=timeout)
 
     def _member_name(self) -> str:
-        conn = self._conn
+        conn = self._sessions.conn
         return "" if conn is None else conn.private_group
 
     def _publish_blocked(self) -> None:
@@ -712,84 +718,3 @@ class Producer:
             raise self._error or ConnectionLost(
                 CloseReason.CLOSED_LOCALLY, "the producer is not open (use 'async with')"
             )
-
-    # -- sessions --------------------------------------------------------------------
-
-    async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Keep a session: the first connect error is raised to ``__aenter__``; after
-        that, reconnect as a worker does (:mod:`spreadq.session.reconnect`), and on
-        giving up fail everything pending with the last loss."""
-        reconnect = Reconnect(
-            Backoff.from_settings(self._settings),
-            address=self._spread,
-            log=self._log,
-            event_prefix="producer",
-            stop=anyio.Event(),  # never set: closing cancels this task instead
-        )
-        started = False
-        try:
-            async for _ in reconnect:
-                try:
-                    async with connect(
-                        self._spread, name=self._name, membership=self._member
-                    ) as conn:
-                        if self._member:
-                            await conn.join(self._feedback)
-                        self._conn = conn
-                        self._apply(SessionOpened(conn.private_group))
-                        self._log.info("producer_connected", member=conn.private_group)
-                        self._regained(conn.private_group)
-                        if not started:
-                            task_status.started()
-                            started = True
-                        reconnect.joined()
-                        error = await self._run_session(conn)
-                    # raised outside the connection's block: connect() must not see it
-                    raise error or ConnectionLost(CloseReason.EOF, "the session ended")
-                except (ConnectError, ConnectionLost) as exc:
-                    if not started:
-                        raise
-                    if self._conn is not None and isinstance(exc, ConnectionLost):
-                        self._lost(self._conn.private_group, exc)
-                    self._conn = None
-                    # the session is gone, and with it every consumer's witness: queue
-                    # everything again
-                    self._apply(SessionLost())
-                    if isinstance(exc, ConnectionLost):
-                        self._log.warning("producer_disconnected", reason=exc.reason.value)
-                    reconnect.failed(exc)
-        except (ConnectError, ConnectionLost) as error:
-            if not started:
-                raise
-            lost = (
-                error
-                if isinstance(error, ConnectionLost)
-                else ConnectionLost(CloseReason.EOF, str(error))
-            )
-            self._shutdown(lost)
-
-    def _lost(self, member: str, error: ConnectionLost) -> None:
-        self._lost_at = time.monotonic()
-        if SessionEnded in self._events.routes:
-            self._events.publish(SessionEnded(self._work, member, "producer", error.reason.name))
-
-    def _regained(self, member: str) -> None:
-        lost_at, self._lost_at = self._lost_at, None
-        if lost_at is not None and SessionRegained in self._events.routes:
-            down = time.monotonic() - lost_at
-            self._events.publish(SessionRegained(self._work, member, "producer", down))
-
-    async def _run_session(self, conn: Connection) -> ConnectionLost | None:
-        lost: list[ConnectionLost] = []
-
-        async def guard(part: Callable[[Connection], Any], scope: anyio.CancelScope) -> None:
-            try:
-                await part(conn)
-            except ConnectionLost as error:
-                lost.append(error)
-            scope.cancel()
-
-        async with anyio.create_task_group() as session:
-            session.start_soon(guard, self._sender.run, session.cancel_scope)
-            session.start_soon(guard, self._feedback_reader.run, session.cancel_scope)
-        return lost[0] if lost else None
