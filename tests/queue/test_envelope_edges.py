@@ -1,7 +1,7 @@
 """Edges of the envelopes: what each encoder and decoder refuses (the exact reason, naming
 the field, as a user debugging reads it), the boundaries of fragments and ACK outcomes, sizes.
 
-Written from the survivors of ``scripts/mutate src/spreadq/queue/envelope.py``
+Written from the survivors of ``scripts/mutate src/spreadq/queue/envelope``
 (docs/mutation.md).
 """
 

@@ -212,8 +212,8 @@ DEDUPE_BUGS: dict[str, tuple[str, str]] = {
         "        if False:\n",
     ),
     "a join keeps the memory": (
-        "            if self._dedupe and not came.issuperset(event.members):\n",
-        "            if False:\n",
+        "        if self._keys and not came.issuperset(members):\n",
+        "        if False:\n",
     ),
     "a waiting duplicate is never answered": (
         "                self._answer_waiting(waiting.pop(ref), outcome)\n",

@@ -1,6 +1,7 @@
 """Named bugs planted in the replicated table, each caught by the seeded simulation.
 
-Each bug is a small edit of ``spreadq/queue/table.py``'s source: the edited module is
+Each bug is a small edit of ``spreadq/queue/table.py``'s source (or of
+``spreadq/queue/dedupe.py``'s, the memory the table owns): the edited module is
 compiled under another name and its ``OutstandingTable`` replaces the real one in the
 simulator (``queue_sim.py``). The simulation must then break an invariant on one of the
 listed seeds. The edit must apply exactly once, so a bug that no longer matches the
@@ -18,6 +19,7 @@ import pytest
 import queue_sim
 from queue_sim import InvariantError, Simulation
 
+import spreadq.queue.dedupe
 import spreadq.queue.table
 
 RULES = ("round_robin", "key_affinity", "least_loaded")
@@ -65,18 +67,36 @@ BUGS: dict[str, tuple[str, str, tuple[int, ...], int]] = {
 }
 
 
-def planted_table(original: str, planted: str) -> type[spreadq.queue.table.OutstandingTable]:
-    path = Path(spreadq.queue.table.__file__)
-    source = path.read_text(encoding="utf-8")
-    assert source.count(original) == 1, "the bug no longer matches the table's source"
-    module = types.ModuleType("spreadq.queue._planted_table")
+def _compile(path: Path, source: str, name: str) -> types.ModuleType:
+    module = types.ModuleType(name)
     module.__file__ = str(path)
     sys.modules[module.__name__] = module
     try:
-        code = compile(source.replace(original, planted), str(path), "exec")
-        exec(code, module.__dict__)
+        exec(compile(source, str(path), "exec"), module.__dict__)
     finally:
         del sys.modules[module.__name__]
+    return module
+
+
+def planted_table(original: str, planted: str) -> type[spreadq.queue.table.OutstandingTable]:
+    """The table with ``original`` replaced by ``planted`` in its source, or in the
+    source of the dedupe memory it owns (``spreadq/queue/dedupe.py``)."""
+    path = Path(spreadq.queue.table.__file__)
+    source = path.read_text(encoding="utf-8")
+    dedupe_path = Path(spreadq.queue.dedupe.__file__)
+    dedupe_source = dedupe_path.read_text(encoding="utf-8")
+    found = source.count(original) + dedupe_source.count(original)
+    assert found == 1, "the bug no longer matches the table's source"
+    if original in source:
+        module = _compile(path, source.replace(original, planted), "spreadq.queue._planted_table")
+    else:
+        dedupe = _compile(
+            dedupe_path,
+            dedupe_source.replace(original, planted),
+            "spreadq.queue._planted_dedupe",
+        )
+        module = _compile(path, source, "spreadq.queue._planted_table")
+        module.__dict__["DedupeMemory"] = dedupe.DedupeMemory
     table: type[spreadq.queue.table.OutstandingTable] = module.OutstandingTable
     return table
 

@@ -11,6 +11,12 @@
 * :mod:`~spreadq.producer.receipt`: :class:`Receipt`, a job's awaitable outcome;
 * :mod:`~spreadq.producer.routes`: how each handler's or kind's payloads are encoded and
   results decoded;
+* :mod:`~spreadq.producer.sessions`: the session with the daemon, kept across
+  reconnections;
+* :mod:`~spreadq.producer.feedback`: the reader of a member producer's session;
+* :mod:`~spreadq.producer.asking` and :mod:`~spreadq.producer.results`: cancels and
+  result queries on the wire, and the open questions they keep;
+* :mod:`~spreadq.producer.hooks`: the headers the plugins' put hooks add;
 * :mod:`~spreadq.producer.condition`: the one way the producer's tasks wait.
 """
 

@@ -65,7 +65,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -74,19 +74,15 @@ from typing import Any, Final, Self, TypeVar, overload
 import anyio
 import anyio.abc
 
-from spreadq.client import Connection, connect
 from spreadq.codecs import Codec, CodecRegistry, default_codecs
 from spreadq.errors import (
     CloseReason,
     ConfigurationError,
-    ConnectError,
     ConnectionLost,
-    EnvelopeError,
     InvalidName,
     JobCancelled,
     JobFailed,
     LocalProtocolError,
-    OutcomeUnknown,
 )
 from spreadq.handlers import Handler
 from spreadq.logs import get_logger
@@ -95,12 +91,10 @@ from spreadq.observe import (
     EventBus,
     ObserversArg,
     ObserveScope,
-    SessionRegained,
     WindowBlocked,
     WindowOpened,
     check_observer,
 )
-from spreadq.observe import SessionLost as SessionEnded
 from spreadq.plugins import (
     LoadedPlugin,
     Plugin,
@@ -109,36 +103,24 @@ from spreadq.plugins import (
     plugin_put_hooks,
     select_plugins,
 )
+from spreadq.producer.asking import Asking
 from spreadq.producer.condition import Changed
-from spreadq.producer.core import CancelPlan, FlowState, ProducerCore
+from spreadq.producer.core import FlowState, ProducerCore
 from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
+from spreadq.producer.feedback import FeedbackReader
+from spreadq.producer.hooks import hooked_headers
 from spreadq.producer.inputs import (
-    AckReceived,
-    CancelDelivered,
     Closed,
-    FeedbackMembership,
     Input,
     Put,
-    SessionLost,
-    SessionOpened,
-    ViewReceived,
-    Withdraw,
 )
 from spreadq.producer.jobs import Job
-from spreadq.producer.receipt import Receipt, ReceiptState
-from spreadq.producer.results import Ask, Asks
+from spreadq.producer.receipt import Receipt
+from spreadq.producer.results import Asks
 from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
-from spreadq.queue.envelope import (
-    MESS_TYPE,
-    Ack,
-    Cancel,
-    JobSpec,
-    ResultAnswer,
-    ResultQuery,
-    ResultState,
-    encode,
-)
+from spreadq.producer.sessions import SessionKeeper
+from spreadq.queue.envelope import JobSpec
 from spreadq.queue.jobs import JobRef, Outcome, Status
 from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
@@ -149,12 +131,8 @@ from spreadq.queue.protocol import (
     queue_groups,
 )
 from spreadq.queue.seal import Seal
-from spreadq.queue.view import View
-from spreadq.session.reconnect import Backoff, Reconnect
-from spreadq.session.translate import read_envelope
 from spreadq.settings import Settings
-from spreadq.wire.constants import ServiceType
-from spreadq.wire.events import DataMessage, RegularMembership, check_private_name
+from spreadq.wire.events import check_private_name
 
 __all__ = ["Producer", "ProducerStatistics"]
 
@@ -164,10 +142,6 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
-
-
-def _never() -> bool:
-    return False
 
 
 _Tag = tuple[Receipt[Any], Route]
@@ -256,7 +230,6 @@ class Producer:
         given = tuple(check_observer(observer) for observer in observers or ())
         self._counters = Counters()
         self._events = EventBus((self._counters, *plugin_observers(self._plugins), *given))
-        self._lost_at: float | None = None  # when the last session was lost
         self._routes = Routes(self._codecs, codec)
         if name is not None:
             try:
@@ -293,7 +266,6 @@ class Producer:
         self._open = False
         self._closing = False
         self._error: ConnectionLost | None = None
-        self._conn: Connection | None = None
 
         # waiting: every wait is a condition over the core, woken by one of these
         self._room = Changed()  # put(): the core may have room
@@ -310,6 +282,45 @@ class Producer:
             seal=self._seal,
             member=member,
             backoff_max=settings.reconnect_backoff_max,
+            log=self._log,
+        )
+        self._feedback_reader = FeedbackReader(
+            self._core,
+            self._asks,
+            self._apply,
+            feedback_group=self._feedback,
+            seal=self._seal,
+            log=self._log,
+        )
+        self._asking = Asking(
+            self._core,
+            self._asks,
+            self._changed,
+            self._routes,
+            apply=self._apply,
+            connection=lambda: self._sessions.conn,
+            is_open=lambda: self._open,
+            error=lambda: self._error,
+            check_open=self._check_open,
+            producer_id=self._id,
+            work_group=self._work,
+            feedback_group=self._feedback,
+            member=member,
+            seal=self._seal,
+            log=self._log,
+        )
+        self._cancel = self._asking.cancel  # bound once: every member put hands it out
+        self._sessions = SessionKeeper(
+            (self._sender.run, self._feedback_reader.run),
+            apply=self._apply,
+            shutdown=self._shutdown,
+            spread=spread,
+            name=self._name,
+            member=member,
+            work_group=self._work,
+            feedback_group=self._feedback,
+            settings=settings,
+            events=self._events,
             log=self._log,
         )
 
@@ -427,7 +438,7 @@ class Producer:
         )
         await group.__aenter__()
         try:
-            await group.start(self._sessions_loop)
+            await group.start(self._sessions.run)
         except BaseException:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
@@ -475,9 +486,10 @@ class Producer:
         try:
             core = self._core
             await sender.idle.wait_for(lambda: not self._open or not core.unsent)
-            if self._open and self._conn is not None:
+            conn = self._sessions.conn
+            if self._open and conn is not None:
                 with contextlib.suppress(ConnectionLost):
-                    await self._conn.flush()
+                    await conn.flush()
         finally:
             sender.flushing -= 1
 
@@ -620,7 +632,7 @@ class Producer:
             route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
         kind = route.kind
         if self._put_hooks:
-            headers = self._hooked_headers(kind, headers)
+            headers = hooked_headers(self._put_hooks, self._work, kind, headers, self._log)
         data = route.codec.encode(payload, route.adapter)
         header_items = tuple(headers.items()) if headers else ()
         if delay is not None:
@@ -658,56 +670,7 @@ class Producer:
         self._apply(Put(spec, route.codec.name, tag))
         return receipt
 
-    # -- cancel and result -------------------------------------------------------------
-
-    async def _cancel(self, receipt: Receipt[Any], seq: int) -> bool:
-        """``receipt.cancel()``: withdraw the job, or multicast a CANCEL and wait for its
-        place in the order to decide (see :mod:`spreadq.producer.core`)."""
-        core = self._core
-        while not receipt.done and self._open:
-            plan = core.cancel_plan(seq)
-            if plan is CancelPlan.DONE:
-                break
-            if plan is CancelPlan.WITHDRAW:
-                self._apply(Withdraw(seq))
-                continue
-            if plan is CancelPlan.SEND and self._conn is not None:
-                sessions = core.sessions
-                conn = self._conn
-                data = encode(Cancel(JobRef(self._id, seq)))
-                if self._seal is not None:
-                    data = self._seal.seal(data, conn.private_group)
-                with contextlib.suppress(ConnectionLost):  # then sent again, once re-sent
-                    await conn.multicast(
-                        (self._work, self._feedback), data, ServiceType.AGREED, MESS_TYPE
-                    )
-                self._log.info("job_cancel_sent", job=receipt.job_id)
-                await self._changed.wait_for(
-                    partial(self._cancel_moved, receipt, seq, CancelPlan.SEND, sessions)
-                )
-            else:
-                await self._changed.wait_for(
-                    partial(self._cancel_moved, receipt, seq, plan, core.sessions)
-                )
-        if receipt.state is ReceiptState.CANCELLED:
-            return True
-        if isinstance(receipt._error, ConnectionLost):
-            raise receipt._error  # the producer closed while the cancel was undecided
-        if not receipt.done and self._error is not None:
-            raise self._error
-        return False
-
-    def _cancel_moved(
-        self, receipt: Receipt[Any], seq: int, plan: CancelPlan, sessions: int
-    ) -> bool:
-        """Whether a cancel waiting in ``plan`` since session ``sessions`` may go on."""
-        core = self._core
-        return (
-            receipt.done
-            or not self._open
-            or core.sessions != sessions
-            or core.cancel_plan(seq) is not plan
-        )
+    # -- result ----------------------------------------------------------------------
 
     async def result(self, job_id: str, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
         """The outcome of any job on this queue, put by any producer, as long as a
@@ -735,105 +698,10 @@ class Producer:
                 producer (it does not watch FEEDBACK for a pending job's ACK).
             ConnectionLost: the producer is closed or closing.
         """
-        try:
-            ref = JobRef.parse(job_id)
-        except ValueError as error:
-            raise ConfigurationError(str(error)) from None
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ConfigurationError(f"timeout must be > 0 seconds, not {timeout!r}")
-        if not self._member:
-            raise ConfigurationError("a fire-and-forget producer (member=False) cannot ask")
-        self._check_open()
-        asks = self._asks
-        ask = asks.open(ref)  # watch FEEDBACK before the first query goes out
-        try:
-            with anyio.move_on_after(timeout):
-                await self._ask(ask, job_id, f"after {timeout} s")
-        finally:
-            asks.close(ask)
-        self._check_open()
-        if ask.outcome is None:
-            raise OutcomeUnknown(job_id, ask.reason or f"no consumer answered within {timeout} s")
-        return self._outcome_value(job_id, ask.outcome)
-
-    async def _ask(self, ask: Ask, job_id: str, bound: str) -> None:
-        """Query the consumers one index at a time until ``ask`` has an outcome, or every
-        consumer said it does not know (``ask.reason`` then says so). A new session
-        (answers to the old private group are lost) asks the same index again."""
-        index = 0
-        while ask.outcome is None and self._open:
-            conn = self._conn
-            if conn is None:  # between sessions
-                await self._changed.wait_for(lambda: self._conn is not None or not self._open)
-                continue
-            query = ResultQuery(self._asks.query(ask), ask.ref, index)
-            data = encode(query)
-            if self._seal is not None:
-                data = self._seal.seal(data, conn.private_group)
-            try:
-                await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)
-            except ConnectionLost:
-                await self._changed.wait_for(partial(self._ask_moved, ask, conn, _never))
-                continue
-            self._log.debug("result_asked", job=job_id, index=index)
-            await self._changed.wait_for(
-                partial(self._ask_moved, ask, conn, lambda: ask.answer is not None)
-            )
-            answer = ask.answer
-            if answer is None:  # a new session, or an outcome seen on FEEDBACK
-                continue
-            if answer.state is ResultState.PENDING:
-                ask.reason = f"the job was still outstanding {bound}"
-                await self._changed.wait_for(partial(self._ask_moved, ask, conn, ask.is_rechecked))
-                continue  # ACKed, or a CANCEL went by (the same member says which)
-            index += 1
-            if index >= answer.members:
-                ask.reason = f"none of the {answer.members} consumers remembers it"
-                return
-
-    def _ask_moved(self, ask: Ask, conn: Connection, more: Callable[[], bool]) -> bool:
-        """Whether a result() waiting in session ``conn`` may go on."""
-        return ask.outcome is not None or self._conn is not conn or not self._open or more()
-
-    def _outcome_value(self, job_id: str, outcome: Outcome) -> Any:
-        if outcome.status is Status.CANCELLED:
-            raise JobCancelled(job_id)
-        if not outcome.ok:
-            raise JobFailed(outcome.error_type, outcome.error_message, outcome.attempts)
-        if not outcome.result:
-            return None
-        route = self._routes.for_kind("result", False)
-        decode = self._routes.result_decoder(route, route.codec.name, outcome) or route.decode
-        return decode(outcome.result)
-
-    def _hooked_headers(
-        self, kind: str, headers: Mapping[str, str] | None
-    ) -> Mapping[str, str] | None:
-        """``headers`` over what the put hooks return for ``kind``."""
-        merged: dict[str, str] = {}
-        for hook in self._put_hooks:
-            try:
-                added = hook(self._work, kind)
-                if added is None:
-                    continue
-                if not isinstance(added, Mapping) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in added.items()
-                ):
-                    raise TypeError(f"returned {added!r}, not a mapping of str to str")
-            except Exception as error:  # a plugin's bug must not fail the put
-                self._log.warning(
-                    "put_hook_failed", hook=repr(hook), error=f"{type(error).__name__}: {error}"
-                )
-                continue
-            merged.update(added)
-        if not merged:
-            return headers
-        if headers:
-            merged.update(headers)
-        return merged
+        return await self._asking.result(job_id, timeout=timeout)
 
     def _member_name(self) -> str:
-        conn = self._conn
+        conn = self._sessions.conn
         return "" if conn is None else conn.private_group
 
     def _publish_blocked(self) -> None:
@@ -850,125 +718,3 @@ class Producer:
             raise self._error or ConnectionLost(
                 CloseReason.CLOSED_LOCALLY, "the producer is not open (use 'async with')"
             )
-
-    # -- sessions --------------------------------------------------------------------
-
-    async def _sessions_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Keep a session: the first connect error is raised to ``__aenter__``; after
-        that, reconnect as a worker does (:mod:`spreadq.session.reconnect`), and on
-        giving up fail everything pending with the last loss."""
-        reconnect = Reconnect(
-            Backoff.from_settings(self._settings),
-            address=self._spread,
-            log=self._log,
-            event_prefix="producer",
-            stop=anyio.Event(),  # never set: closing cancels this task instead
-        )
-        started = False
-        try:
-            async for _ in reconnect:
-                try:
-                    async with connect(
-                        self._spread, name=self._name, membership=self._member
-                    ) as conn:
-                        if self._member:
-                            await conn.join(self._feedback)
-                        self._conn = conn
-                        self._apply(SessionOpened(conn.private_group))
-                        self._log.info("producer_connected", member=conn.private_group)
-                        self._regained(conn.private_group)
-                        if not started:
-                            task_status.started()
-                            started = True
-                        reconnect.joined()
-                        error = await self._run_session(conn)
-                    # raised outside the connection's block: connect() must not see it
-                    raise error or ConnectionLost(CloseReason.EOF, "the session ended")
-                except (ConnectError, ConnectionLost) as exc:
-                    if not started:
-                        raise
-                    if self._conn is not None and isinstance(exc, ConnectionLost):
-                        self._lost(self._conn.private_group, exc)
-                    self._conn = None
-                    # the session is gone, and with it every consumer's witness: queue
-                    # everything again
-                    self._apply(SessionLost())
-                    if isinstance(exc, ConnectionLost):
-                        self._log.warning("producer_disconnected", reason=exc.reason.value)
-                    reconnect.failed(exc)
-        except (ConnectError, ConnectionLost) as error:
-            if not started:
-                raise
-            lost = (
-                error
-                if isinstance(error, ConnectionLost)
-                else ConnectionLost(CloseReason.EOF, str(error))
-            )
-            self._shutdown(lost)
-
-    def _lost(self, member: str, error: ConnectionLost) -> None:
-        self._lost_at = time.monotonic()
-        if SessionEnded in self._events.routes:
-            self._events.publish(SessionEnded(self._work, member, "producer", error.reason.name))
-
-    def _regained(self, member: str) -> None:
-        lost_at, self._lost_at = self._lost_at, None
-        if lost_at is not None and SessionRegained in self._events.routes:
-            down = time.monotonic() - lost_at
-            self._events.publish(SessionRegained(self._work, member, "producer", down))
-
-    async def _run_session(self, conn: Connection) -> ConnectionLost | None:
-        lost: list[ConnectionLost] = []
-
-        async def guard(part: Callable[[Connection], Any], scope: anyio.CancelScope) -> None:
-            try:
-                await part(conn)
-            except ConnectionLost as error:
-                lost.append(error)
-            scope.cancel()
-
-        async with anyio.create_task_group() as session:
-            session.start_soon(guard, self._sender.run, session.cancel_scope)
-            session.start_soon(guard, self._reader, session.cancel_scope)
-        return lost[0] if lost else None
-
-    # -- reading FEEDBACK --------------------------------------------------------------
-
-    async def _reader(self, conn: Connection) -> None:
-        feedback = self._feedback
-        while True:
-            for event in await conn.receive_batch():
-                if type(event) is DataMessage:
-                    if feedback in event.groups:  # not a private message
-                        self._on_data(event)
-                    else:
-                        self._on_private(event)
-                elif type(event) is RegularMembership and event.group == feedback:
-                    self._apply(FeedbackMembership(event.members))
-
-    def _on_data(self, event: DataMessage) -> None:
-        try:
-            message = read_envelope(event, self._seal)
-        except EnvelopeError as error:
-            self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
-            return
-        if type(message) is Ack:
-            if self._asks and event.sender in self._core.consumers:
-                for ref, outcome in message.outcomes:
-                    self._asks.on_outcome(ref, outcome)
-            self._apply(AckReceived(event.sender, message))
-        elif type(message) is Cancel:
-            self._asks.on_cancel(message.ref)
-            self._apply(CancelDelivered(event.sender, message.ref))
-        elif type(message) is View:
-            self._apply(ViewReceived(event.sender, message))
-
-    def _on_private(self, event: DataMessage) -> None:
-        """A message to our private group: a RESULT answer (anything else is dropped)."""
-        try:
-            message = read_envelope(event, self._seal)
-        except EnvelopeError as error:
-            self._log.warning("answer_dropped", sender=event.sender, reason=str(error))
-            return
-        if type(message) is not ResultAnswer or not self._asks.on_answer(message):
-            self._log.debug("answer_dropped", sender=event.sender, reason="no open ask")

@@ -111,13 +111,13 @@ cancels it where it still runs.
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from hashlib import blake2b
 from typing import Any
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
+from spreadq.queue.dedupe import DedupeMemory
 from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
@@ -363,8 +363,7 @@ class OutstandingTable:
         self._eligible: tuple[str, ...] = ()
         self._order: tuple[str, ...] = ()
         self._local_refs: dict[str, list[Any]] = {}
-        self._dedupe: OrderedDict[str, JobRef] = OrderedDict()
-        self._waiting: dict[JobRef, list[JobRef]] = {}  # first -> our duplicates of it
+        self._dedupe = DedupeMemory(self.dedupe_size)
         self._fragments.clear()
         self._cadence.clear()
         if self._ticks is not None:
@@ -450,7 +449,7 @@ class OutstandingTable:
 
     def dedupe_memory(self) -> dict[str, JobRef]:
         """The remembered dedupe keys and the first job of each, oldest first."""
-        return dict(self._dedupe)
+        return self._dedupe.keys()
 
     def duplicate_of(self, ref: JobRef) -> JobRef | None:
         """The first job an outstanding duplicate ``ref`` shares its dedupe key with."""
@@ -491,8 +490,7 @@ class OutstandingTable:
                 del self._origins[serial]
             for origin in self._origins.values():
                 origin.holders &= came
-            if self._dedupe and not came.issuperset(event.members):
-                self._dedupe.clear()  # the cut: someone here does not share our memory
+            if self._dedupe.cut(came, event.members):
                 self._counts["dedupe_cuts"] += 1
             rounds: dict[int, SlotState] = {}
             forget: list[JobRef] = []
@@ -801,14 +799,8 @@ class OutstandingTable:
             tick = parse_tick_key(key)
             if tick is not None:
                 self._ticks.on_tick(*tick)
-        memory = self._dedupe
-        first = memory.get(key)
-        if first is None:
-            if self.dedupe_size > 0:
-                memory[key] = entry.ref
-                if len(memory) > self.dedupe_size:
-                    memory.popitem(last=False)
-        elif first != entry.ref:
+        first = self._dedupe.remember(key, entry.ref)
+        if first is not None:
             entry.dedupe_of = first
             self._counts["deduplicated"] += 1
 
@@ -819,9 +811,7 @@ class OutstandingTable:
         outcome = self._history.get(first)
         if outcome is None:
             if first in self._entries:
-                waiting = self._waiting.setdefault(first, [])
-                if entry.ref not in waiting:
-                    waiting.append(entry.ref)
+                self._dedupe.wait(first, entry.ref)
                 return
             message = f"job {entry.ref} is a duplicate of job {first}, whose outcome is forgotten"
             outcome = Outcome.failure("DuplicateJob", message)
@@ -863,7 +853,7 @@ class OutstandingTable:
         released = self._state.released
         append = effects.append
         completed: list[tuple[JobRef, Outcome]] = []
-        waiting = self._waiting
+        waiting = self._dedupe.waiting
         for item in ack.outcomes:
             ref, outcome = item
             if waiting and ref in waiting:  # duplicates waiting for this first job
@@ -926,8 +916,7 @@ class OutstandingTable:
     def _recheck_waiting(self) -> None:
         """After a view change: keep waiting only for our duplicates whose first job is
         still outstanding; answer the others now (their first was forgotten)."""
-        entries, waiting = self._entries, self._waiting
-        self._waiting = {}
+        entries, waiting = self._entries, self._dedupe.take_waiting()
         for first, duplicates in waiting.items():
             for ref in duplicates:
                 entry = entries.get(ref)

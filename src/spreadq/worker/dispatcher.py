@@ -78,7 +78,7 @@ Observing: the runners feed the worker's always-on
 :class:`~spreadq.observe.EventBus`; the loop publishes ``JobAssigned``, ``JobTakenOver``
 (timed from the membership change that made it) and ``ViewInstalled``, each built only
 when an observer takes its type. Every ``settings.stats_interval`` seconds, once in a
-view, it multicasts a STATS report (:class:`~spreadq.observe.StatsReporter`) to FEEDBACK
+view, it multicasts a STATS report (:mod:`spreadq.worker.stats`) to FEEDBACK
 only, with the read positions its own ACKs last reported.
 
 Losing the daemon ends the session with :class:`~spreadq.errors.ConnectionLost`:
@@ -111,8 +111,6 @@ from spreadq.observe import (
     EventBus,
     JobAssigned,
     JobTakenOver,
-    StatsReporter,
-    TableSnapshot,
 )
 from spreadq.observe import ViewInstalled as ViewPublished
 from spreadq.queue import (
@@ -166,6 +164,7 @@ from spreadq.worker.runner import (
 )
 from spreadq.worker.scheduler import Scheduler
 from spreadq.worker.spec import WorkerSpec
+from spreadq.worker.stats import WorkerStats
 
 __all__ = [
     "Dispatcher",
@@ -351,14 +350,7 @@ class Dispatcher:
             ticks=None if self._ticks is None else self._ticks.ledger,
         )
         table = self._table
-        self._read_at: dict[bytes, int] = {}  # per producer, the last mseq our ACKs reported
-        self._stats = StatsReporter(
-            member=self._me,
-            incarnation=table.incarnation,
-            counters=counters,
-            snapshot=lambda: TableSnapshot.of(table, self._me, self._read_at),
-            interval=settings.stats_interval,
-        )
+        self._stats = WorkerStats(self._me, table, counters, interval=settings.stats_interval)
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
         self._translator = GroupTranslator(
@@ -447,7 +439,7 @@ class Dispatcher:
             async with anyio.create_task_group() as tasks:
                 self._pool.attach(tasks)
                 tasks.start_soon(self._read)
-                tasks.start_soon(self._tick_stats)
+                tasks.start_soon(self._stats.tick, self._post_stats_due)
                 try:
                     await self._conn.join(self._work)
                     # Between the joins: Spread keeps a sender's order, so every replica
@@ -484,26 +476,17 @@ class Dispatcher:
         except ConnectionLost as error:
             send(_Lost(error))
 
-    async def _tick_stats(self) -> None:
-        """Post :class:`_StatsDue` every ``settings.stats_interval`` seconds: a task of
-        its own, so the loop's wait (and its cost per turn) does not change, and an idle
-        worker wakes for nothing else."""
-        send, interval = self._send.send_nowait, self._stats.interval
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            while True:
-                await anyio.sleep(interval)
-                send(_StatsDue())
+    def _post_stats_due(self) -> None:
+        """Post :class:`_StatsDue` (every ``settings.stats_interval`` seconds, from
+        :meth:`WorkerStats.tick`'s task)."""
+        self._send.send_nowait(_StatsDue())
 
     async def _report_stats(self) -> None:
         """Send our STATS report to FEEDBACK only (on WORK every replica would read it),
         once we are in a view and until we leave."""
         if self._table.view is None or self._leaving:
             return
-        stats = self._stats.stats(self._clock())
-        if len(self._read_at) > len(stats.producers):  # forget those with nothing outstanding
-            reported = {producer_id for producer_id, _, _ in stats.producers}
-            self._read_at = {p: mseq for p, mseq in self._read_at.items() if p in reported}
-        await self._multicast((self._feedback,), encode(stats))
+        await self._multicast((self._feedback,), self._stats.report(self._clock()))
 
     async def _serve(self) -> ConnectionLost | None:
         """Process the inbox until we have left the group; return a lost connection."""
@@ -688,8 +671,9 @@ class Dispatcher:
     async def _on_send_ack(self, effect: SendAck) -> None:
         for ref, _ in effect.envelope.outcomes:
             self._unreported.discard(ref)
+        read_at = self._stats.read_at
         for producer_id, mseq in effect.envelope.positions:  # the read lag STATS report
-            self._read_at[producer_id] = mseq
+            read_at[producer_id] = mseq
         await self._multicast(self._both, encode(effect.envelope))
 
     async def _on_announce_both(self, effect: AnnounceDrain | AnnounceHello) -> None:

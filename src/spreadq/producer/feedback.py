@@ -1,0 +1,107 @@
+"""The member producer's reader: what the FEEDBACK group and its private group deliver.
+
+VIEW, ACK and CANCEL envelopes and FEEDBACK memberships become the core's inputs (the
+facade's ``apply`` feeds them and carries out the effects); outcomes and CANCELs also go
+to the open ``result()`` calls (:mod:`spreadq.producer.results`), and RESULT answers,
+which come to the private group, go only there. A message that cannot be read (or
+whose seal does not verify) is logged and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from structlog.stdlib import BoundLogger
+
+from spreadq.client import Connection
+from spreadq.errors import EnvelopeError
+from spreadq.producer.core import ProducerCore
+from spreadq.producer.inputs import (
+    AckReceived,
+    CancelDelivered,
+    FeedbackMembership,
+    Input,
+    ViewReceived,
+)
+from spreadq.producer.results import Asks
+from spreadq.queue.envelope import Ack, Cancel, ResultAnswer
+from spreadq.queue.seal import Seal
+from spreadq.queue.view import View
+from spreadq.session.translate import read_envelope
+from spreadq.wire.events import DataMessage, RegularMembership
+
+__all__ = ["FeedbackReader"]
+
+
+class FeedbackReader:
+    """Reads one member producer's session: FEEDBACK into the core, answers to its asks.
+
+    Args:
+        core: the producer's core (who the consumers are).
+        asks: the open ``result()`` calls.
+        apply: feeds an input to the core and carries out its effects.
+        feedback_group: the queue's FEEDBACK group.
+        seal: checks every message when the queue has a secret.
+        log: the producer's bound logger.
+    """
+
+    def __init__(
+        self,
+        core: ProducerCore,
+        asks: Asks,
+        apply: Callable[[Input], object],
+        *,
+        feedback_group: str,
+        seal: Seal | None,
+        log: BoundLogger,
+    ) -> None:
+        self._core = core
+        self._asks = asks
+        self._apply = apply
+        self._feedback = feedback_group
+        self._seal = seal
+        self._log = log
+
+    async def run(self, conn: Connection) -> None:
+        """Read the session until cancelled (the session ended).
+
+        Raises:
+            ConnectionLost: the connection ended.
+        """
+        feedback = self._feedback
+        while True:
+            for event in await conn.receive_batch():
+                if type(event) is DataMessage:
+                    if feedback in event.groups:  # not a private message
+                        self._on_data(event)
+                    else:
+                        self._on_private(event)
+                elif type(event) is RegularMembership and event.group == feedback:
+                    self._apply(FeedbackMembership(event.members))
+
+    def _on_data(self, event: DataMessage) -> None:
+        try:
+            message = read_envelope(event, self._seal)
+        except EnvelopeError as error:
+            self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
+            return
+        if type(message) is Ack:
+            if self._asks and event.sender in self._core.consumers:
+                for ref, outcome in message.outcomes:
+                    self._asks.on_outcome(ref, outcome)
+            self._apply(AckReceived(event.sender, message))
+        elif type(message) is Cancel:
+            self._asks.on_cancel(message.ref)
+            self._apply(CancelDelivered(event.sender, message.ref))
+        elif type(message) is View:
+            self._apply(ViewReceived(event.sender, message))
+
+    def _on_private(self, event: DataMessage) -> None:
+        """A message to our private group: a RESULT answer (anything else is dropped)."""
+        try:
+            message = read_envelope(event, self._seal)
+        except EnvelopeError as error:
+            self._log.warning("answer_dropped", sender=event.sender, reason=str(error))
+            return
+        if type(message) is not ResultAnswer or not self._asks.on_answer(message):
+            self._log.debug("answer_dropped", sender=event.sender, reason="no open ask")

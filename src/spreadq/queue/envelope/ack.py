@@ -1,0 +1,171 @@
+"""ACK: a consumer's outcomes, read positions and backlog; and the outcome record an
+ACK and a RESULT answer share."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from spreadq.errors import EnvelopeError, LocalProtocolError
+from spreadq.queue.envelope.preamble import (
+    _ID_SIZE,
+    _PREAMBLE,
+    _U16_MAX,
+    _U32_MAX,
+    _U64_MAX,
+    MAX_ATTEMPTS,
+    Kind,
+    _check_id,
+    _check_range,
+    _check_ref,
+    _codec_bytes,
+    _new_ref,
+    _preamble,
+)
+from spreadq.queue.envelope.reader import _read_codec, _Reader
+from spreadq.queue.jobs import (
+    PLAIN_SUCCESS,
+    JobRef,
+    Outcome,
+    Status,
+    encode_text,
+)
+
+__all__ = [
+    "Ack",
+    "ack_overhead",
+    "outcome_size",
+]
+
+_ACK = struct.Struct("<16sIHH")
+_POSITION = struct.Struct("<16sQ")
+_OUTCOME = struct.Struct("<16sQBHBBI")
+_OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
+
+_REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
+_SHORT_OUTCOME = 256  # ACK outcomes up to this size are decoded once per ACK
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """ACK: what a consumer finished, how far it read each producer, and its backlog."""
+
+    incarnation: bytes
+    outcomes: tuple[tuple[JobRef, Outcome], ...] = ()
+    positions: tuple[tuple[bytes, int], ...] = ()
+    backlog: int = 0
+
+
+def outcome_size(outcome: Outcome) -> int:
+    """Bytes one outcome (with its ref) adds to an ACK."""
+    if outcome.status is Status.OK and not outcome.error_type:  # codec names are ASCII
+        return _OUTCOME.size + len(outcome.codec) + len(outcome.result)
+    data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
+    text = len(outcome.codec) + len(outcome.error_type.encode("utf-8", "replace"))
+    return _OUTCOME.size + text + len(data)
+
+
+def ack_overhead(positions: int) -> int:
+    """Bytes of an ACK without its outcomes, with ``positions`` read positions."""
+    return _PREAMBLE.size + _ACK.size + positions * _POSITION.size
+
+
+def _encode_ack(ack: Ack) -> bytes:
+    _check_id(ack.incarnation, "incarnation")
+    _check_range(ack.backlog, "backlog", _U32_MAX)
+    _check_range(len(ack.positions), "positions per ACK", _U16_MAX)
+    _check_range(len(ack.outcomes), "outcomes per ACK", _U16_MAX)
+    parts = [
+        _preamble(Kind.ACK, 0),
+        _ACK.pack(ack.incarnation, ack.backlog, len(ack.positions), len(ack.outcomes)),
+    ]
+    for producer_id, mseq in ack.positions:
+        _check_id(producer_id, "producer_id")
+        _check_range(mseq, "mseq", _U64_MAX)
+        parts.append(_POSITION.pack(producer_id, mseq))
+    for ref, outcome in ack.outcomes:
+        _check_ref(ref)
+        parts += _outcome_parts(outcome, ref)
+    return b"".join(parts)
+
+
+def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
+    """One outcome as an ACK carries it (with ``ref`` in front), or as a RESULT answer
+    does (``ref`` None: the answer names the job once)."""
+    raw_type = encode_text(outcome.error_type, "error type", 0xFF)
+    data = outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
+    raw_codec = b""
+    if outcome.codec:
+        if not outcome.ok:
+            raise LocalProtocolError("a failed outcome carries no result codec")
+        raw_codec = _codec_bytes(outcome.codec)
+    attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+    sizes = (len(raw_codec), len(raw_type), len(data))
+    if ref is None:
+        head = _OUTCOME_TAIL.pack(outcome.status, attempts, *sizes)
+    else:
+        head = _OUTCOME.pack(ref.producer_id, ref.seq, outcome.status, attempts, *sizes)
+    return [head, raw_codec, raw_type, data]
+
+
+def _decode_ack(reader: _Reader, slots: int) -> Ack:
+    incarnation, backlog, n_positions, n_outcomes = reader.unpack(_ACK)
+    positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
+    outcomes: list[tuple[JobRef, Outcome]] = []
+    # the hot path: every consumer reads every ACK, and one worker's outcomes are mostly
+    # alike (a no-op handler's are all the same): each distinct short body (what follows
+    # the ref) is decoded once per ACK; a memoryview of bytes hashes as the bytes do
+    mv, at = reader.mv, reader.at
+    total = len(mv)
+    hashable = total if mv.readonly and mv.format == "B" else -1
+    unpack, fixed = _OUTCOME.unpack_from, _OUTCOME.size
+    append = outcomes.append
+    seen: dict[memoryview, Outcome] = {}
+    for _ in range(n_outcomes):
+        if at + fixed > total:
+            raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
+        producer_id, seq, status, attempts, codec_len, type_len, data_len = unpack(mv, at)
+        ref = _new_ref((producer_id, seq))
+        body_at = at + fixed
+        end = body_at + codec_len + type_len + data_len
+        if end == body_at and status == Status.OK and attempts == 1:
+            append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
+            at = end
+            continue
+        body = None
+        if end <= hashable and end - at <= _SHORT_OUTCOME:
+            body = mv[at + _REF_SIZE : end]
+            known = seen.get(body)
+            if known is not None:
+                append((ref, known))
+                at = end
+                continue
+        reader.at = body_at
+        outcome = _read_outcome(reader, status, attempts, codec_len, type_len, data_len)
+        at = reader.at
+        if body is not None:
+            seen[body] = outcome
+        append((ref, outcome))
+    reader.at = at
+    reader.done()
+    return Ack(incarnation, tuple(outcomes), positions, backlog)
+
+
+def _read_outcome(
+    reader: _Reader, status: int, attempts: int, codec_len: int, type_len: int, data_len: int
+) -> Outcome:
+    """The rest of one ACK outcome, after its fixed fields."""
+    codec = _read_codec(reader, codec_len) if codec_len else ""
+    error_type = reader.text(type_len, "error type")
+    if status == Status.OK:
+        if type_len:
+            raise EnvelopeError("a successful outcome carries no error type")
+        result = bytes(reader.take(data_len))
+        return Outcome(Status.OK, attempts, result, codec=codec)
+    if status in (Status.FAILED, Status.CANCELLED):
+        if codec_len:
+            what = "failed" if status == Status.FAILED else "cancelled"
+            raise EnvelopeError(f"a {what} outcome carries no result codec")
+        message = reader.text(data_len, "error message")
+        return Outcome(Status(status), attempts, b"", error_type, message)
+    raise EnvelopeError(f"unknown outcome status {status}")

@@ -1,0 +1,409 @@
+"""JOB BATCH and FRAGMENT: the jobs a producer sends, encoded and decoded.
+
+Decoding a batch is the hot path (every consumer reads every job): the records are
+checked and their offsets and refs kept; a :class:`Job` is built only when asked for."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import overload
+
+from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
+from spreadq.queue.envelope.preamble import (
+    _PREAMBLE,
+    _U16_MAX,
+    _U32_MAX,
+    _U64_MAX,
+    MAX_ENVELOPE_SIZE,
+    Kind,
+    _check_id,
+    _check_range,
+    _codec_bytes,
+    _new_ref,
+    _preamble,
+)
+from spreadq.queue.envelope.reader import _read_codec, _Reader
+from spreadq.queue.jobs import (
+    DEDUPE_HEADER,
+    MAX_DEDUPE_KEY,
+    Job,
+    JobRef,
+    decode_headers,
+    encode_headers,
+    encode_text,
+)
+
+__all__ = [
+    "BatchJobs",
+    "JobBatch",
+    "JobFragment",
+    "JobSpec",
+    "batch_size",
+    "encode_batch",
+    "encode_fragments",
+]
+
+_BATCH = struct.Struct("<16sQB")
+_FRAGMENT = struct.Struct("<16sQHHB")
+_JOB = struct.Struct("<QBBHHI")
+
+_HAS_KEY = 0x01
+_HAS_DEDUPE = 0x02
+_FLAGS = _HAS_KEY | _HAS_DEDUPE
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job as a producer packs it; validated and pre-encoded when built.
+
+    Raises:
+        LocalProtocolError: a field that the envelope cannot carry (kind longer than
+            255 bytes, key longer than 65,535 bytes, headers too big, seq out of range,
+            text that is not valid Unicode, an empty dedupe key or one longer than
+            :data:`~spreadq.queue.jobs.MAX_DEDUPE_KEY` bytes).
+    """
+
+    seq: int
+    kind: str
+    payload: bytes
+    key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    dedupe_key: str | None = None
+    _head: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        block = _header_block(self.headers, self.dedupe_key)
+        head = _job_head(self.seq, self.kind, self.key, block, self.payload, self.dedupe_key)
+        object.__setattr__(self, "_head", head)
+
+    @classmethod
+    def build(
+        cls,
+        seq: int,
+        kind: str,
+        payload: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> JobSpec:
+        """Build a spec from a headers mapping.
+
+        Raises:
+            LocalProtocolError: as for the constructor.
+        """
+        items = tuple(headers.items()) if headers else ()
+        return cls(seq, kind, payload, key, items, dedupe_key)
+
+    @property
+    def encoded_size(self) -> int:
+        """Bytes this job adds to a batch."""
+        return len(self._head) + len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """JOB BATCH: one producer message carrying ``len(jobs)`` jobs (as many slots).
+
+    A decoded batch's ``jobs`` is a :class:`BatchJobs`: each :class:`Job` is built when
+    it is read, and the refs alone are at hand without building any.
+    """
+
+    producer_id: bytes
+    mseq: int
+    codec: str
+    jobs: Sequence[Job]
+
+
+class BatchJobs(Sequence[Job]):
+    """The jobs of a decoded JOB BATCH, built on demand from the message.
+
+    Every consumer reads every job, and most belong to others (docs/deployment.md#what-to-size):
+    decoding checks each job record (bounds, flags, UTF-8 kind and key) and keeps its offset and its
+    ref; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the message for
+    headers and payload) each time it is asked for.
+    """
+
+    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "dedupe_keys", "refs")
+
+    def __init__(
+        self,
+        mv: memoryview,
+        producer_id: bytes,
+        codec: str,
+        offsets: list[int],
+        refs: list[JobRef],
+        dedupe_keys: dict[int, str] | None = None,
+    ) -> None:
+        self._mv = mv
+        self._producer_id = producer_id
+        self._codec = codec
+        self._offsets = offsets
+        self.refs: Sequence[JobRef] = refs
+        """Each job's ref, in order."""
+        self.dedupe_keys: Mapping[int, str] = dedupe_keys or {}
+        """The dedupe key of each job that has one, by its index (empty: none has)."""
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        return _job_at(self._mv, self._offsets[index], self.refs[index], self._codec)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"BatchJobs({list(self.refs)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class JobFragment:
+    """FRAGMENT ``index`` of ``count`` of one job too big for a message.
+
+    ``job.payload`` is this fragment's chunk; the consumer concatenates them in order. The
+    job takes its slot when its last fragment is delivered.
+    """
+
+    producer_id: bytes
+    mseq: int
+    codec: str
+    index: int
+    count: int
+    job: Job
+
+
+def _header_block(headers: Sequence[tuple[str, str]], dedupe_key: str | None) -> bytes:
+    """The header block of a job: ``headers``, then the dedupe key when there is one."""
+    if dedupe_key is None:
+        return encode_headers(headers)
+    if not dedupe_key:
+        raise LocalProtocolError("a dedupe key cannot be empty")
+    encode_text(dedupe_key, "dedupe key", MAX_DEDUPE_KEY)
+    own = tuple((name, value) for name, value in headers if name != DEDUPE_HEADER)
+    return encode_headers((*own, (DEDUPE_HEADER, dedupe_key)))
+
+
+def _read_dedupe_key(block: bytes | memoryview) -> str:
+    """The dedupe key in the header block of a job whose flag bit 1 is set."""
+    value = decode_headers(block).get(DEDUPE_HEADER)
+    if not value or len(value.encode("utf-8")) > MAX_DEDUPE_KEY:
+        raise EnvelopeError("a job flagged with a dedupe key carries no valid dedupe_key header")
+    return value
+
+
+def _job_head(
+    seq: int,
+    kind: str,
+    key: str | None,
+    headers: bytes,
+    payload: bytes,
+    dedupe_key: str | None = None,
+) -> bytes:
+    _check_range(seq, "job seq", _U64_MAX)
+    if not kind:
+        raise LocalProtocolError("a job kind cannot be empty")
+    raw_kind = encode_text(kind, "job kind", 0xFF)
+    raw_key = b"" if key is None else encode_text(key, "job key", _U16_MAX)
+    _check_range(len(payload), "payload size", _U32_MAX)
+    flags = 0 if key is None else _HAS_KEY
+    if dedupe_key is not None:
+        flags |= _HAS_DEDUPE
+    fixed = _JOB.pack(seq, flags, len(raw_kind), len(raw_key), len(headers), len(payload))
+    return fixed + raw_kind + raw_key + headers
+
+
+def _batch_overhead(codec: str) -> int:
+    return _PREAMBLE.size + _BATCH.size + len(codec.encode("ascii", "replace"))
+
+
+def batch_size(codec: str, jobs: Sequence[JobSpec]) -> int:
+    """The size in bytes of the batch :func:`encode_batch` would build."""
+    return _batch_overhead(codec) + sum(job.encoded_size for job in jobs)
+
+
+def encode_batch(producer_id: bytes, mseq: int, codec: str, jobs: Sequence[JobSpec]) -> bytes:
+    """Encode a JOB BATCH of ``jobs`` (one slot each).
+
+    Raises:
+        LocalProtocolError: a bad producer id, mseq, codec name, or more than 65,535 jobs.
+        MessageTooLarge: the batch passes :data:`MAX_ENVELOPE_SIZE`; split it, or send a
+            job that is too big alone with :func:`encode_fragments`.
+    """
+    _check_id(producer_id, "producer_id")
+    _check_range(mseq, "mseq", _U64_MAX)
+    _check_range(len(jobs), "jobs per batch", _U16_MAX)
+    raw_codec = _codec_bytes(codec)
+    parts = [_preamble(Kind.BATCH, len(jobs)), _BATCH.pack(producer_id, mseq, len(raw_codec))]
+    parts.append(raw_codec)
+    for job in jobs:
+        parts += (job._head, job.payload)
+    data = b"".join(parts)
+    if len(data) > MAX_ENVELOPE_SIZE:
+        raise MessageTooLarge(len(data), MAX_ENVELOPE_SIZE, "job batch")
+    return data
+
+
+def encode_fragments(
+    producer_id: bytes,
+    first_mseq: int,
+    codec: str,
+    job: JobSpec,
+    *,
+    max_size: int = MAX_ENVELOPE_SIZE,
+) -> list[bytes]:
+    """Split one job into FRAGMENT messages of at most ``max_size`` bytes.
+
+    Fragment ``i`` has mseq ``first_mseq + i``; every fragment repeats the job's kind,
+    key and headers, so a consumer that joined mid-way still counts the job's slot.
+
+    Raises:
+        LocalProtocolError: bad ids or names, or more than 65,535 fragments needed.
+        MessageTooLarge: ``max_size`` leaves no room for payload.
+    """
+    _check_id(producer_id, "producer_id")
+    raw_codec = _codec_bytes(codec)
+    head_size = _PREAMBLE.size + _FRAGMENT.size + len(raw_codec) + len(job._head)
+    room = min(max_size, MAX_ENVELOPE_SIZE) - head_size
+    if room <= 0:
+        raise MessageTooLarge(head_size, max_size, "fragment header")
+    chunks = [job.payload[at : at + room] for at in range(0, len(job.payload), room)] or [b""]
+    count = len(chunks)
+    _check_range(count, "fragment count", _U16_MAX)
+    _check_range(first_mseq + count - 1, "mseq", _U64_MAX)
+    headers = _header_block(job.headers, job.dedupe_key)
+    out: list[bytes] = []
+    for index, chunk in enumerate(chunks):
+        slots = 1 if index == count - 1 else 0
+        head = _FRAGMENT.pack(producer_id, first_mseq + index, index, count, len(raw_codec))
+        record = _job_head(job.seq, job.kind, job.key, headers, chunk, job.dedupe_key)
+        out.append(b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, chunk)))
+    return out
+
+
+def _encode_batch_value(batch: JobBatch) -> bytes:
+    specs = [_spec_of(job) for job in batch.jobs]
+    return encode_batch(batch.producer_id, batch.mseq, batch.codec, specs)
+
+
+def _encode_fragment_value(frag: JobFragment) -> bytes:
+    _check_id(frag.producer_id, "producer_id")
+    _check_range(frag.mseq, "mseq", _U64_MAX)
+    if not 0 <= frag.index < frag.count <= _U16_MAX:
+        raise LocalProtocolError(f"fragment {frag.index} of {frag.count} is out of range")
+    raw_codec = _codec_bytes(frag.codec)
+    job = frag.job
+    payload = bytes(job.payload)
+    block = bytes(job.header_block)
+    record = _job_head(job.ref.seq, job.kind, job.key, block, payload, job.dedupe_key)
+    slots = 1 if frag.index == frag.count - 1 else 0
+    head = _FRAGMENT.pack(frag.producer_id, frag.mseq, frag.index, frag.count, len(raw_codec))
+    return b"".join((_preamble(Kind.FRAGMENT, slots), head, raw_codec, record, payload))
+
+
+def _spec_of(job: Job) -> JobSpec:
+    headers = tuple(job.headers().items())
+    return JobSpec(job.ref.seq, job.kind, bytes(job.payload), job.key, headers, job.dedupe_key)
+
+
+def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
+    # the hot path: every consumer reads every job, so offsets are computed inline
+    mv, at = reader.mv, reader.at
+    if at + _JOB.size > len(mv):
+        raise EnvelopeError(f"truncated job record at byte {at}")
+    seq, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
+    if flags & ~_FLAGS or (not flags & _HAS_KEY and key_len) or not kind_len:
+        raise EnvelopeError("bad job record flags")
+    key_at = at + _JOB.size + kind_len
+    headers_at = key_at + key_len
+    payload_at = headers_at + headers_len
+    end = reader.at = payload_at + payload_len
+    if end > len(mv):
+        raise EnvelopeError(f"truncated job record at byte {at}")
+    try:
+        kind = str(mv[at + _JOB.size : key_at], "utf-8")
+        key = str(mv[key_at:headers_at], "utf-8") if flags & _HAS_KEY else None
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError("job kind or key is not UTF-8") from exc
+    headers = mv[headers_at:payload_at] if headers_len else b""
+    dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
+    ref = JobRef(producer_id, seq)
+    return Job(ref, kind, key, codec, mv[payload_at:end], headers, dedupe_key=dedupe)
+
+
+def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
+    """The job whose record :func:`_decode_batch` checked at offset ``at``."""
+    _, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
+    key_at = at + _JOB.size + kind_len
+    headers_at = key_at + key_len
+    payload_at = headers_at + headers_len
+    kind = str(mv[at + _JOB.size : key_at], "utf-8")
+    key = str(mv[key_at:headers_at], "utf-8") if flags & _HAS_KEY else None
+    headers = mv[headers_at:payload_at] if headers_len else b""
+    dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
+    payload = mv[payload_at : payload_at + payload_len]
+    return Job(ref, kind, key, codec, payload, headers, dedupe_key=dedupe)
+
+
+def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
+    producer_id, mseq, codec_len = reader.unpack(_BATCH)
+    codec = _read_codec(reader, codec_len)
+    pid: bytes = producer_id
+    # the hot path: every consumer reads every job; check each record, build no Job
+    mv, at = reader.mv, reader.at
+    size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
+    offsets: list[int] = []
+    refs: list[JobRef] = []
+    dedupe: dict[int, str] | None = None
+    for _ in range(slots):
+        if at + fixed > size:
+            raise EnvelopeError(f"truncated job record at byte {at}")
+        seq, flags, kind_len, key_len, headers_len, payload_len = unpack(mv, at)
+        if flags & ~_FLAGS or (not flags & _HAS_KEY and key_len) or not kind_len:
+            raise EnvelopeError("bad job record flags")
+        key_at = at + fixed + kind_len
+        headers_at = key_at + key_len
+        end = headers_at + headers_len + payload_len
+        if end > size:
+            raise EnvelopeError(f"truncated job record at byte {at}")
+        try:
+            str(mv[at + fixed : key_at], "utf-8")
+            if flags:
+                str(mv[key_at:headers_at], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError("job kind or key is not UTF-8") from exc
+        if flags & _HAS_DEDUPE:  # only a job that has one pays for its header block
+            if dedupe is None:
+                dedupe = {}
+            dedupe[len(offsets)] = _read_dedupe_key(mv[headers_at : headers_at + headers_len])
+        offsets.append(at)
+        refs.append(_new_ref((pid, seq)))
+        at = end
+    reader.at = at
+    reader.done()
+    return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs, dedupe))
+
+
+def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
+    producer_id, mseq, index, count, codec_len = reader.unpack(_FRAGMENT)
+    if not 0 <= index < count or slots != (index == count - 1):
+        raise EnvelopeError(f"fragment {index} of {count} declares {slots} slots")
+    codec = _read_codec(reader, codec_len)
+    job = _read_job(reader, producer_id, codec)
+    reader.done()
+    return JobFragment(producer_id, mseq, codec, index, count, job)

@@ -1,0 +1,55 @@
+"""The bounds-checked cursor every decoder reads a message with."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from spreadq.errors import EnvelopeError
+from spreadq.queue.envelope.preamble import MAX_CODEC_NAME
+
+__all__ = []
+
+
+class _Reader:
+    """A cursor over one message; every read is bounds-checked."""
+
+    __slots__ = ("at", "mv")
+
+    def __init__(self, mv: memoryview, at: int) -> None:
+        self.mv = mv
+        self.at = at
+
+    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
+        end = self.at + layout.size
+        if end > len(self.mv):
+            raise EnvelopeError(f"truncated at byte {self.at}: {layout.size} more bytes needed")
+        values = layout.unpack_from(self.mv, self.at)
+        self.at = end
+        return values
+
+    def take(self, size: int) -> memoryview:
+        end = self.at + size
+        if end > len(self.mv):
+            raise EnvelopeError(f"truncated at byte {self.at}: {size} more bytes needed")
+        chunk = self.mv[self.at : end]
+        self.at = end
+        return chunk
+
+    def text(self, size: int, what: str) -> str:
+        chunk = self.take(size)
+        try:
+            return str(chunk, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"{what} is not UTF-8") from exc
+
+    def done(self) -> None:
+        if self.at != len(self.mv):
+            raise EnvelopeError(f"{len(self.mv) - self.at} trailing bytes after the envelope")
+
+
+def _read_codec(reader: _Reader, size: int) -> str:
+    raw = reader.take(size)
+    if not 1 <= size <= MAX_CODEC_NAME or not bytes(raw).isascii():
+        raise EnvelopeError("bad codec name")
+    return str(raw, "ascii")
