@@ -130,3 +130,26 @@ def test_a_job_id_names_its_ref() -> None:
     assert REF.id == PID.hex() + ":7"
     assert JobRef.parse(REF.id) == REF
     assert str(REF) == PID[:4].hex() + ":7"  # the short form logs keep
+
+
+QUERIED = JobRef(b"p" * 16, 1)
+
+
+@pytest.mark.parametrize(
+    ("envelope", "named"),
+    [
+        (ResultQuery(2**64, QUERIED), "query id"),
+        (ResultQuery(1, QUERIED, 2**16), "member index"),
+        (ResultAnswer(2**64, QUERIED, ResultState.UNKNOWN, 1), "query id"),
+        (ResultAnswer(1, QUERIED, ResultState.UNKNOWN, 2**16), "members"),
+        (
+            ResultAnswer(1, QUERIED, ResultState.UNKNOWN, 1, Outcome.success()),
+            "a RESULT answer carries an outcome exactly when it is KNOWN",
+        ),
+        (ResultAnswer(1, QUERIED, ResultState.KNOWN, 1), "a RESULT answer carries an outcome"),
+    ],
+)
+def test_a_result_envelope_out_of_range_is_refused_by_name(envelope: object, named: str) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        encode(envelope)  # type: ignore[arg-type]
+    assert str(info.value).startswith(named)

@@ -435,3 +435,52 @@ def test_decoding_refusals() -> None:
     failed[at + 4] = 0  # ... and no error type
     with pytest.raises(EnvelopeError, match=exactly("a failed outcome carries no result codec")):
         decode(bytes(failed))
+
+
+def test_versions_other_than_1_are_refused_with_their_reason() -> None:
+    data = encode(Drain(b"i" * 16))
+    assert data[2] == 1
+    with pytest.raises(EnvelopeError, match=r"^a sealed envelope \(version 2\)"):
+        decode(data[:2] + b"\x02" + data[3:])
+    with pytest.raises(EnvelopeError, match=r"^envelope version 3 is not supported \(this is 1\)"):
+        decode(data[:2] + b"\x03" + data[3:])
+
+
+def test_job_spec_build_keeps_the_dedupe_key() -> None:
+    assert JobSpec.build(1, "k", b"", dedupe_key="once").dedupe_key == "once"
+    assert JobSpec.build(1, "k", b"").dedupe_key is None
+
+
+def test_bad_dedupe_keys_are_refused_by_name() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^a dedupe key cannot be empty$"):
+        JobSpec(1, "k", b"", None, (), "")
+    with pytest.raises(LocalProtocolError, match=r"^dedupe key is 256 bytes"):
+        JobSpec(1, "k", b"", None, (), "d" * 256)
+
+
+def test_a_dedupe_key_of_the_longest_length_travels() -> None:
+    longest = "d" * 255
+    decoded = decode(
+        encode_batch(b"p" * 16, 1, "json", [JobSpec(7, "k", b"{}", None, (), longest)])
+    )
+    assert isinstance(decoded, JobBatch)
+    assert decoded.jobs[0].dedupe_key == longest
+
+
+def test_a_job_flagged_with_a_dedupe_key_but_without_one_is_refused_by_name() -> None:
+    seq = 0x0123456789ABCDEF
+    data = bytearray(encode_batch(b"p" * 16, 1, "json", [JobSpec(seq, "k", b"{}")]))
+    flags_at = data.index(seq.to_bytes(8, "little")) + 8
+    data[flags_at] |= 0x02  # "has a dedupe key", with no header to carry it
+    with pytest.raises(EnvelopeError, match=r"^a job flagged with a dedupe key carries no valid"):
+        decode(bytes(data))
+
+
+def test_key_bytes_without_the_key_flag_are_refused() -> None:
+    seq = 0x0123456789ABCDEF
+    data = bytearray(encode_batch(b"p" * 16, 1, "json", [JobSpec(seq, "k", b"{}", "kk")]))
+    flags_at = data.index(seq.to_bytes(8, "little")) + 8
+    assert data[flags_at] & 0x01
+    data[flags_at] &= ~0x01 & 0xFF  # the key is still there, its flag gone
+    with pytest.raises(EnvelopeError, match=r"^bad job record flags$"):
+        decode(bytes(data))

@@ -111,3 +111,50 @@ def test_stats_refusals() -> None:
         encode(Stats(PID[:4], "a"))
     with pytest.raises(LocalProtocolError, match="producer_id"):
         encode(Stats(PID, "a", producers=((b"x", 1, 1),)))
+
+
+U32, U64 = 2**32 - 1, 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("owned", U32 + 1, "owned"),
+        ("running", U32 + 1, "running"),
+        ("done", U64 + 1, "done"),
+        ("failed", U64 + 1, "failed"),
+        ("oldest_ms", U32 + 1, "oldest_ms"),
+        ("failovers", U32 + 1, "failovers"),
+        ("takeover_ms_sum", U64 + 1, "takeover_ms_sum"),
+        ("takeover_ms_max", U32 + 1, "takeover_ms_max"),
+        ("ordinal", U64 + 1, "view ordinal"),
+        ("interval_ms", U32 + 1, "interval_ms"),
+        ("incarnation", b"short", "incarnation"),
+        ("member", "m" * 256, "member name"),
+        ("producers", ((b"p" * 16, U32 + 1, 0),), "outstanding"),
+        ("producers", ((b"p" * 16, 0, U64 + 1),), "mseq"),
+        ("producers", ((b"short", 0, 0),), "producer_id"),
+        ("producers", tuple((b"p" * 16, 0, 0) for _ in range(2**16)), "producers per STATS"),
+    ],
+)
+def test_a_stats_field_out_of_range_is_refused_by_name(
+    field: str, value: object, named: str
+) -> None:
+    fields: dict[str, object] = {"incarnation": b"i" * 16, "member": "#w#h", field: value}
+    with pytest.raises(LocalProtocolError) as info:
+        encode(Stats(**fields))  # type: ignore[arg-type]
+    assert str(info.value).startswith(named)
+
+
+def test_a_stats_member_name_of_255_bytes_is_carried() -> None:
+    stats = Stats(incarnation=b"i" * 16, member="m" * 255)
+    decoded = decode(encode(stats))
+    assert isinstance(decoded, Stats)
+    assert decoded.member == "m" * 255
+
+
+def test_a_stats_member_that_is_not_utf8_is_refused_by_name() -> None:
+    data = encode(Stats(incarnation=b"i" * 16, member="#w!h"))
+    broken = data.replace(b"#w!h", b"#w\xffh")
+    with pytest.raises(EnvelopeError, match=r"^member name is not UTF-8"):
+        decode(broken)
