@@ -179,6 +179,25 @@ async def test_once_json_prints_the_board(spreadq_daemon: Daemon) -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_once_to_a_pipe_prints_the_whole_table(spreadq_daemon: Daemon) -> None:
+    address = spreadq_daemon.address
+    async with connect(address, name="w1") as conn, anyio.create_task_group() as tg:
+        consumer = FakeConsumer(conn)
+        await tg.start(consumer.run)
+        command = [sys.executable, "-m", "spreadq", "top", QUEUE, "-s", address, "--once"]
+        with anyio.fail_after(WAIT):
+            completed = await anyio.run_process(command, check=False)
+        assert completed.returncode == 0, completed.stderr.decode()
+        screen = completed.stdout.decode()
+        header = next(line for line in screen.splitlines() if line.startswith("member"))
+        assert header.split() == [
+            "member", "state", "owned", "run", "done", "done/s", "failed", "oldest",
+            "failovers", "takeover", "view",
+        ]  # fmt: skip
+        assert consumer.me in screen  # not cut to "#w1#localh…"
+        tg.cancel_scope.cancel()
+
+
 async def test_live_json_lines_follow_the_board_until_stopped(spreadq_daemon: Daemon) -> None:
     """Without --once, top keeps reading and prints the board every half second."""
     address = spreadq_daemon.address

@@ -94,10 +94,15 @@ def top(
     raise typer.Exit(code)
 
 
+PIPE_WIDTH = 160
+"""Columns of the board when stdout is not a terminal."""
+
+
 async def _top(
     queue: str, spread: str | None, once: bool, as_json: bool, wait: float, settings: Settings
 ) -> int:
-    console = Console()
+    # a pipe or a file gets the whole table, not rich's 80 columns with cut headers
+    console = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
     if once:
         snapshot = await watch(queue, spread, settings=settings, wait=wait)
         if as_json:
