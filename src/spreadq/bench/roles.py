@@ -15,7 +15,6 @@ parent through their standard output:
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import struct
 import sys
@@ -57,7 +56,13 @@ STAMP: Final = struct.Struct("<d")
 
 
 def run_role(
-    role: Role, address: str | None, *, count: int, ack_interval: float, loop: Loop
+    role: Role,
+    address: str | None,
+    *,
+    count: int,
+    ack_interval: float,
+    loop: Loop,
+    plugins: bool = False,
 ) -> None:
     """Run one child process of the benchmark (``spreadq bench --role ...``).
 
@@ -72,7 +77,7 @@ def run_role(
         raise ConfigurationError(f"the {role} role needs --address")
     if role == "worker":
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(_worker, address, ack_interval, backend_options=options)
+            anyio.run(_worker, address, ack_interval, plugins, backend_options=options)
         return
     anyio.run(_raw_receiver, address, count, backend_options=options)
 
@@ -110,11 +115,10 @@ def _count_multicasts() -> list[int]:
     return sent
 
 
-async def _worker(address: str, ack_interval: float) -> None:
+async def _worker(address: str, ack_interval: float, plugins: bool) -> None:
     sent = _count_multicasts()
-    observed = os.environ.get("SPREADQ_BENCH_PLUGINS") == "1"  # spreadq bench --plugins
-    settings = Settings(ack_interval=ack_interval, metrics_port=0 if observed else None)
-    app = App(QUEUE, address, plugins=observed, settings=settings)
+    settings = Settings(ack_interval=ack_interval, metrics_port=0 if plugins else None)
+    app = App(QUEUE, address, plugins=plugins, settings=settings)
 
     @app.handler(NOOP)
     async def noop(data: bytes) -> bytes:

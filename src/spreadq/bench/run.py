@@ -141,10 +141,12 @@ async def worker_processes(
     count: int,
     *,
     ack_interval: float | None = None,
+    plugins: bool = False,
     loop: Loop = "auto",
     log_level: str = "warning",
 ) -> AsyncIterator[Workers]:
-    """Start ``count`` bench worker processes on ``address``; stop them on the way out.
+    """Start ``count`` bench worker processes on ``address``; stop them on the way out
+    (with ``plugins``, each loads the installed plugins and serves metrics).
 
     The caller waits for them to join (``Producer.wait_for_consumers``).
 
@@ -154,6 +156,8 @@ async def worker_processes(
     interval = Settings().ack_interval if ack_interval is None else ack_interval
     worker = command("worker", loop, log_level, "--address", address)
     worker += ["--ack-interval", str(interval)]
+    if plugins:
+        worker.append("--plugins")
     async with processes([worker] * count, stdout=True) as started:
         yield Workers(started)
 
@@ -315,6 +319,7 @@ async def run_bench(
     raw: int = 20_000,
     payload: int = 100,
     ack_interval: float | None = None,
+    plugins: bool = False,
     loop: Loop = "auto",
     log_level: str = "warning",
     progress: Callable[[str], object] | None = None,
@@ -331,6 +336,8 @@ async def run_bench(
         raw: messages in the raw flood; 0 skips it (no ratios then).
         payload: bytes per job and per raw message.
         ack_interval: the workers' ``Settings.ack_interval``; the default's when None.
+        plugins: the workers load the installed plugins and serve metrics on a free
+            port (what observability costs); without it they load none.
         loop: the event loop of the child processes (this process runs on its own).
         log_level: for the child processes.
         progress: called with a short note as each phase starts.
@@ -352,7 +359,12 @@ async def run_bench(
         producer = await stack.enter_async_context(Producer(QUEUE, address))
         pool = await stack.enter_async_context(
             worker_processes(
-                address, workers, ack_interval=ack_interval, loop=loop, log_level=log_level
+                address,
+                workers,
+                ack_interval=ack_interval,
+                plugins=plugins,
+                loop=loop,
+                log_level=log_level,
             )
         )
         note(f"queue: waiting for {workers} workers")

@@ -8,7 +8,6 @@ serves the benchmark's child processes through hidden options (``--role``).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated
 
@@ -188,10 +187,8 @@ def bench(
         if child is None:
             raise typer.BadParameter(f"unknown role {role!r}", param_hint="--role")
         interval = Settings().ack_interval if ack_interval is None else ack_interval
-        run_role(child, address, count=count, ack_interval=interval, loop=chosen)
+        run_role(child, address, count=count, ack_interval=interval, loop=chosen, plugins=plugins)
         return
-    if plugins:  # read by the worker processes, which inherit the environment
-        os.environ["SPREADQ_BENCH_PLUGINS"] = "1"
     log_level: str = ctx.obj["log_level"] if isinstance(ctx.obj, dict) else "warning"
     err = Console(stderr=True)
 
@@ -209,6 +206,7 @@ def bench(
             raw=raw,
             payload=payload,
             ack_interval=ack_interval,
+            plugins=plugins,
             loop=chosen,
             log_level=log_level,
             progress=note,
