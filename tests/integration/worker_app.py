@@ -17,6 +17,9 @@
 * ``SPREADQ_TEST_PERIODIC``: when set, seconds between the ticks of a periodic job
   ``tick`` (``catch_up="all"``), which records ``tick <t> <member> ...`` as it starts and
   returns the tick and who ran it.
+* ``SPREADQ_TEST_CRON``: when set, the cron expression of a periodic job ``crontick``
+  (``catch_up="all"``), which records ``crontick <t> <member> ...`` as it starts (``t``
+  is the tick's due time in Unix seconds) and returns the tick and who ran it.
 
 Besides ``work``, ``die`` ends the process at once (``os._exit(1)``, as a crash in an
 extension or the OOM killer would) and ``raise`` raises what its payload names
@@ -198,4 +201,15 @@ if _PERIODIC:
         """Record the tick's start; say which tick ran where."""
         size = len(ctx.view.members)
         _record(f"tick {job.tick} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
+        return {"tick": job.tick, "member": ctx.member}
+
+
+_CRON = os.environ.get("SPREADQ_TEST_CRON")
+if _CRON:
+
+    @app.periodic(cron=_CRON, name="crontick", catch_up="all")
+    async def crontick(job: PeriodicTick, ctx: Context) -> dict[str, object]:
+        """Record the tick's start; say which tick ran where."""
+        size = len(ctx.view.members)
+        _record(f"crontick {job.tick} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size}\n")
         return {"tick": job.tick, "member": ctx.member}

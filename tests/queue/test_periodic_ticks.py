@@ -203,8 +203,8 @@ def planted_periodic(original: str, planted: str) -> types.ModuleType:
 
 PLANTED: dict[str, tuple[str, str]] = {
     "catch-up announces only the latest tick": (
-        'if schedule.catch_up == "latest":',
-        "if True:",
+        'limit = 1 if schedule.catch_up == "latest" else MAX_CATCH_UP',
+        "limit = 1",
     ),
     "the witnesses of a tick are forgotten at a view change": (
         "entry.witnesses &= kept",

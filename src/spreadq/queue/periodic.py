@@ -2,14 +2,16 @@
 
 Theory of operation
 -------------------
-A :class:`Schedule` ``s`` names a handler kind and a period ``every``. Its ticks are
-numbered from the Unix epoch: tick ``t`` is due at ``t * every`` seconds, so every
-member numbers the same instant alike (docs/design/periodic.md). A tick runs as an
-ordinary job: one member *announces* it by multicasting a TICK job (kind ``s``, an
-ordinary BATCH job) with the dedupe key ``periodic:<s>:<t>``; from then on the table
-gives it an owner by the rule, fails it over like any job, and the dedupe memory turns
-any second TICK for ``(s, t)`` delivered in the same memory epoch into a duplicate that
-never runs (:mod:`~spreadq.queue.table`).
+A :class:`Schedule` ``s`` names a handler kind and a period ``every`` or a cron
+expression. Its ticks are integers: with a period, tick ``t`` is due at ``t * every``
+seconds after the Unix epoch; with cron, a tick is numbered by its due time in Unix
+seconds. Either way every member numbers the same instant alike
+(docs/design/periodic.md). A tick runs as an ordinary job: one member *announces* it
+by multicasting a TICK job (kind ``s``, an ordinary BATCH job) with the dedupe key
+``periodic:<s>:<t>``; from then on the table gives it an owner by the rule, fails it
+over like any job, and the dedupe memory turns any second TICK for ``(s, t)``
+delivered in the same memory epoch into a duplicate that never runs
+(:mod:`~spreadq.queue.table`).
 
 Who announces. :class:`TickLedger` is replicated state the table keeps from the stream:
 for each schedule, the last tick delivered and the *witnesses* of it (the members of the
@@ -32,7 +34,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterError, croniter
 
 from spreadq.errors import ConfigurationError
 
@@ -74,32 +80,107 @@ def parse_tick_key(key: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """One periodic job: run handler kind ``name`` every ``every`` seconds.
+    """One periodic job: run handler kind ``name`` every ``every`` seconds, or at the
+    times of the cron expression ``cron``.
+
+    Ticks are integers every member numbers alike. With ``every``, tick ``t`` is due at
+    ``t * every`` seconds after the Unix epoch. With ``cron`` (five fields, or six with
+    seconds last, as `croniter <https://pypi.org/project/croniter/>`_ reads them), a
+    tick is numbered by its due time in whole Unix seconds, read in ``timezone`` (an
+    IANA name; UTC when ``None``).
 
     Raises:
-        ConfigurationError: ``every`` is not a positive finite number of seconds, or
-            ``catch_up`` is not ``"latest"`` or ``"all"``.
+        ConfigurationError: neither or both of ``every`` and ``cron``; ``every`` is not
+            a positive finite number of seconds; ``cron`` is not a valid expression or
+            never fires; ``timezone`` is unknown; ``catch_up`` is not ``"latest"`` or
+            ``"all"``.
     """
 
     name: str
-    every: float
+    every: float | None = None
     catch_up: CatchUp = "latest"
+    cron: str | None = None
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.every > 0 and math.isfinite(self.every)):
+        if (self.every is None) == (self.cron is None):
+            raise ConfigurationError(f"periodic {self.name!r}: give either every or cron")
+        if self.every is not None and not (self.every > 0 and math.isfinite(self.every)):
             raise ConfigurationError(f"periodic {self.name!r}: every must be > 0 seconds")
         if self.catch_up not in ("latest", "all"):
             raise ConfigurationError(
                 f"periodic {self.name!r}: catch_up must be 'latest' or 'all', not {self.catch_up!r}"
             )
+        if self.cron is not None:
+            self._check_cron(self.cron)
+        elif self.timezone is not None:
+            raise ConfigurationError(
+                f"periodic {self.name!r}: timezone applies to cron schedules only"
+            )
+
+    def _check_cron(self, expression: str) -> None:
+        try:
+            _zone(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ConfigurationError(
+                f"periodic {self.name!r}: unknown timezone {self.timezone!r}"
+            ) from exc
+        if not croniter.is_valid(expression):
+            raise ConfigurationError(
+                f"periodic {self.name!r}: {expression!r} is not a cron expression"
+            )
+        try:
+            self._cron(0.0).get_next(float)
+        except CroniterError as exc:  # valid fields, yet no such date ("0 0 30 2 *")
+            raise ConfigurationError(f"periodic {self.name!r}: {expression!r} never fires") from exc
+
+    def _cron(self, at: float) -> croniter:
+        assert self.cron is not None
+        return croniter(self.cron, datetime.fromtimestamp(at, _zone(self.timezone)))
 
     def due_at(self, tick: int) -> float:
         """When tick ``tick`` is due (Unix seconds)."""
-        return tick * self.every
+        return float(tick) if self.every is None else tick * self.every
 
     def latest(self, now: float) -> int:
-        """The latest tick due at ``now`` (Unix seconds)."""
-        return math.floor(now / self.every)
+        """The latest tick due at or before ``now`` (Unix seconds)."""
+        if self.every is not None:
+            return math.floor(now / self.every)
+        return math.floor(self._cron(math.floor(now) + 1).get_prev(float))
+
+    def bound(self, time: float) -> int:
+        """The least tick number of a tick due at or after ``time`` (Unix seconds): no
+        tick numbered below it is due at or after ``time``."""
+        if self.every is None:
+            return math.ceil(time)
+        return math.ceil(time / self.every)
+
+    def next_due(self, now: float) -> float:
+        """When the first tick due after ``now`` is due (Unix seconds)."""
+        if self.every is not None:
+            return self.due_at(self.latest(now) + 1)
+        return float(self._cron(math.floor(now)).get_next(float))
+
+    def ticks(self, first: int, last: int, limit: int) -> list[int]:
+        """The ticks numbered ``first`` to ``last``, both included, in order; only the
+        latest ``limit`` of them when there are more."""
+        if self.every is not None:
+            return list(range(max(first, last - limit + 1), last + 1))
+        out: list[int] = []
+        if last < first:
+            return out
+        it = self._cron(last + 1)  # walk back from last: at most limit steps
+        while len(out) < limit:
+            tick = math.floor(it.get_prev(float))
+            if tick < first:
+                break
+            out.append(tick)
+        out.reverse()
+        return out
+
+
+def _zone(name: str | None) -> tzinfo:
+    return UTC if name is None else ZoneInfo(name)
 
 
 @dataclass(slots=True)
@@ -196,14 +277,12 @@ class Ticker:
                 continue
             latest = schedule.latest(now)
             last = ledger.last(name)
-            first = last + 1 if last is not None else math.ceil(self.joined_at / schedule.every)
+            first = last + 1 if last is not None else schedule.bound(self.joined_at)
             first = max(first, self.announced.get(name, first - 1) + 1)
             if latest < first:
                 continue
-            if schedule.catch_up == "latest":
-                first = latest
-            first = max(first, latest - MAX_CATCH_UP + 1)
-            out += [(schedule, t) for t in range(first, latest + 1)]
+            limit = 1 if schedule.catch_up == "latest" else MAX_CATCH_UP
+            out += [(schedule, t) for t in schedule.ticks(first, latest, limit)]
             self.announced[name] = latest
         return out
 
@@ -212,7 +291,7 @@ class Ticker:
         if not self.ledger.members:
             return None
         times = [
-            schedule.due_at(schedule.latest(now) + 1)
+            schedule.next_due(now)
             for schedule in self.schedules
             if self.ledger.announcer(schedule.name, self.me)
         ]

@@ -364,39 +364,50 @@ class App:
 
     def periodic(
         self,
-        every: timedelta | float,
+        every: timedelta | float | None = None,
         *,
+        cron: str | None = None,
+        timezone: str | None = None,
         name: str | None = None,
         catch_up: CatchUp = "latest",
         **options: Unpack[HandlerOptionArgs],
     ) -> Callable[[Callable[..., Any]], Handler[Any, Any]]:
-        """Run the decorated async function every ``every`` (a ``timedelta`` or seconds)
-        on exactly one member of the queue, with no scheduler process.
+        """Run the decorated function every ``every`` (a ``timedelta`` or seconds), or
+        at the times of the cron expression ``cron``, on exactly one member of the
+        queue, with no scheduler process.
 
         The function is registered as the handler of kind ``name`` (default: its
         ``__name__``) and takes a :class:`~spreadq.worker.periodic.PeriodicTick`.
-        Ticks are numbered from the Unix epoch (tick ``t`` is due at ``t * every``);
-        the member the ordered stream names announces each one as an ordinary job
-        (owner by the rule, failed over like any job) and a second announcement of
-        the same tick never runs. After the announcer goes, the next one announces
-        what came due meanwhile: ``catch_up="latest"`` only the latest tick, ``"all"``
-        every missed one. Guarantees, clocks and partitions: docs/design/periodic.md.
+        With ``every``, ticks are numbered from the Unix epoch (tick ``t`` is due at
+        ``t * every``, so ``timedelta(hours=1)`` runs on the hour). With ``cron``
+        (``"*/5 * * * *"``; a sixth field is seconds), each tick is due at a time the
+        expression matches in ``timezone`` (an IANA name, UTC by default). The member
+        the ordered stream names announces each tick as an ordinary job (owner by the
+        rule, failed over like any job) and a second announcement of the same tick
+        never runs. After the announcer goes, the next one announces what came due
+        meanwhile: ``catch_up="latest"`` only the latest tick, ``"all"`` every missed
+        one. Guarantees, clocks and partitions: docs/design/periodic.md.
 
         Raises:
-            ConfigurationError: the app is frozen, ``every`` is not positive, an
-                unknown ``catch_up``, or as :meth:`handler`.
+            ConfigurationError: the app is frozen; neither or both of ``every`` and
+                ``cron``; ``every`` is not positive; ``cron`` is not an expression or
+                never fires; an unknown ``timezone`` or ``catch_up``; or as
+                :meth:`handler`.
         """
-        seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+        seconds = every.total_seconds() if isinstance(every, timedelta) else every
+        if seconds is not None:
+            seconds = float(seconds)
 
         def register(fn: Callable[..., Any]) -> Handler[Any, Any]:
             kind = name if name is not None else getattr(fn, "__name__", "")
-            schedule = Schedule(kind, seconds, catch_up)
+            schedule = Schedule(kind, seconds, catch_up, cron=cron, timezone=timezone)
             handler: Handler[Any, Any] = self.handler(kind, **options)(fn)
             self._schedules.append(schedule)
             return handler
 
         self._check_open("register a periodic job")
-        Schedule(name or "periodic", seconds, catch_up)  # refuse bad arguments at once
+        # refuse bad arguments at once, before the decorator is applied
+        Schedule(name or "periodic", seconds, catch_up, cron=cron, timezone=timezone)
         return register
 
     @property
