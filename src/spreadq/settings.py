@@ -151,8 +151,9 @@ class Settings(BaseSettings):
     past the cap). Results travel inside ACK messages, so the bound stays well under
     the message size cap."""
     completed_history: int = Field(default=100_000, ge=0)
-    """How many finished job references a worker remembers, to recognise duplicate
-    deliveries and stale ACKs."""
+    """How many finished jobs' outcomes a worker remembers at least (up to twice as
+    many, and at most 16 MiB of results), to recognise re-sent jobs and answer
+    ``Producer.result`` for them."""
     dedupe_keys: int = Field(default=10_000, ge=0)
     """How many dedupe keys (``put(..., dedupe_key=)``) the workers of a queue remember,
     the most recent first (docs/design/dedupe.md). Every worker of a queue must use the

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
 from spreadq.queue.jobs import (
@@ -103,44 +105,95 @@ def test_decode_headers_refusals() -> None:
         decode_headers(bytes(bad))
 
 
-def test_outcome_history_bounds() -> None:
-    history = OutcomeHistory(max_items=2, max_bytes=10)
-    assert (history.max_items, history.max_bytes, len(history)) == (2, 10, 0)
-    first, second, third = JobRef(PID, 1), JobRef(PID, 2), JobRef(PID, 3)
-    history.add(first, Outcome.success(b"aaaa"))
-    history.add(second, Outcome.success(b"bbbb"))
-    assert len(history) == 2  # exactly at both bounds: nothing evicted
-    assert history.get(first) == Outcome.success(b"aaaa")
-    history.add(first, Outcome.success(b"cc"))  # the latest wins, bytes recounted
-    assert history.get(first) == Outcome.success(b"cc")
-    history.add(third, Outcome.success(b"dddd"))  # 3 items: the oldest (second) goes
-    assert (history.get(second), len(history)) == (None, 2)
-    assert history.get(third) == Outcome.success(b"dddd")
-    history.add(JobRef(PID, 4), Outcome.success(b"e" * 5))  # 11 bytes: first goes
-    assert history.get(first) is None
-    assert len(history) == 2
+def test_outcome_history_keeps_two_generations() -> None:
+    history = OutcomeHistory(max_items=2, max_bytes=100)
+    assert (history.max_items, history.max_bytes, len(history)) == (2, 100, 0)
+    one, two, three, four = (JobRef(PID, n) for n in (1, 2, 3, 4))
+    history.add(one, Outcome.success(b"aaaa"))
+    history.add(two, Outcome.success(b"bbbb"))  # the generation is full: it becomes the old one
+    history.add(three, Outcome.success(b"cccc"))
+    assert len(history) == 3  # at least the last two, at most four
+    assert [history.get(r) for r in (one, two, three)] == [
+        Outcome.success(b"aaaa"),
+        Outcome.success(b"bbbb"),
+        Outcome.success(b"cccc"),
+    ]
+    history.add(four, Outcome.success(b"dddd"))  # full again: the old generation goes
+    assert (history.get(one), history.get(two), len(history)) == (None, None, 2)
+    assert history.get(four) == Outcome.success(b"dddd")
 
 
-def test_outcome_history_bytes_bound_alone() -> None:
+def test_outcome_history_the_latest_outcome_wins_across_generations() -> None:
+    history = OutcomeHistory(max_items=2, max_bytes=100)
+    first, other = JobRef(PID, 1), JobRef(b"\xff" * 16, 1)  # the same seq, two producers
+    history.add(first, Outcome.success(b"old"))
+    history.add(other, Outcome.success(b"x"))  # first is in the old generation now
+    history.add(first, Outcome.success(b"new"))  # moves to the current one
+    assert history.get(first) == Outcome.success(b"new")
+    assert history.get(other) == Outcome.success(b"x")
+    assert len(history) == 2  # counted once
+    history.add(first, Outcome.success(b"newer"))  # replaced in the current generation
+    assert (history.get(first), len(history)) == (Outcome.success(b"newer"), 2)
+    history.add(JobRef(PID, 2), Outcome.success(b""))  # full: the old generation goes
+    assert history.get(other) is None
+    assert history.get(first) == Outcome.success(b"newer")
+
+
+def test_outcome_history_bytes_bound_closes_a_generation() -> None:
     history = OutcomeHistory(max_items=100, max_bytes=8)
-    for n in range(4):
-        history.add(JobRef(PID, n), Outcome.success(b"xy"))
-    assert len(history) == 4  # 8 bytes: at the bound
-    history.add(JobRef(PID, 0), Outcome.success(b"xy"))  # replaced, not added
-    assert len(history) == 4
-    history.add(JobRef(PID, 9), Outcome.success(b"z"))
-    assert len(history) == 4  # the oldest went
-    assert history.get(JobRef(PID, 1)) is None
+    history.add(JobRef(PID, 1), Outcome.success(b"aa"))
+    history.add(JobRef(PID, 2), Outcome.success(b"bb"))  # 4 bytes: half the bound, open
+    history.add(JobRef(PID, 3), Outcome.success(b"c"))  # 5: past half, closed
+    history.add(JobRef(PID, 4), Outcome.success(b"dd"))
+    history.add(JobRef(PID, 4), Outcome.success(b"d"))  # replaced: 1 byte, not 3
+    history.add(JobRef(PID, 5), Outcome.success(b"eee"))  # 4: still open
+    assert len(history) == 5
+    history.add(JobRef(PID, 6), Outcome.success(b"f"))  # 5: closed, 1 to 3 forgotten
+    assert [history.get(JobRef(PID, n)) is None for n in range(1, 7)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert OutcomeHistory().max_items == 100_000
     assert OutcomeHistory().max_bytes == 16 * 1024 * 1024
 
 
-def test_outcome_history_counts_bytes_after_an_eviction() -> None:
-    history = OutcomeHistory(max_items=100, max_bytes=8)
-    history.add(JobRef(PID, 1), Outcome.success(b"aaaaa"))
-    history.add(JobRef(PID, 2), Outcome.success(b"bbb"))
-    history.add(JobRef(PID, 3), Outcome.success(b"cccc"))  # 12 bytes: 1 goes, 7 left
-    assert history.get(JobRef(PID, 1)) is None
-    history.add(JobRef(PID, 4), Outcome.success(b"dd"))  # 9 bytes: 2 goes too
-    assert history.get(JobRef(PID, 2)) is None
-    assert len(history) == 2
+def test_an_outcome_history_of_no_items_remembers_nothing() -> None:
+    history = OutcomeHistory(max_items=0)
+    history.add(JobRef(PID, 1), Outcome.success())
+    assert (history.get(JobRef(PID, 1)), len(history)) == (None, 0)
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(2, 40),
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 12), st.binary(max_size=6))),
+)
+def test_outcome_history_remembers_the_last_items_within_its_bounds(
+    max_items: int, max_bytes: int, adds: list[tuple[int, int, bytes]]
+) -> None:
+    history = OutcomeHistory(max_items=max_items, max_bytes=max_bytes)
+    latest: dict[JobRef, Outcome] = {}
+    order: list[JobRef] = []  # distinct refs, most recently added last
+    for producer, seq, result in adds:
+        ref, outcome = JobRef(bytes([producer]) * 16, seq), Outcome.success(result)
+        history.add(ref, outcome)
+        latest[ref] = outcome
+        if ref in order:
+            order.remove(ref)
+        order.append(ref)
+        remembered = [r for r in latest if history.get(r) is not None]
+        assert all(history.get(r) == latest[r] for r in remembered)  # never a stale one
+        assert len(history) == len(remembered) <= 2 * max_items
+        assert sum(len(latest[r].result) for r in remembered) <= max_bytes + 6
+        # the most recent refs are all remembered, as many as fit half the byte bound
+        recent, size = [], 0
+        for r in reversed(order[-max_items:]):
+            size += len(latest[r].result)
+            if 2 * size > max_bytes:
+                break
+            recent.append(r)
+        assert all(history.get(r) is not None for r in recent)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
@@ -235,36 +234,75 @@ def decode_headers(block: bytes | memoryview) -> dict[str, str]:
 
 
 class OutcomeHistory:
-    """Outcomes of completed jobs, oldest evicted first, bounded in count and bytes.
+    """Outcomes of completed jobs, bounded in count and bytes, oldest forgotten first.
 
-    Used to recognise a re-sent job and answer it with the outcome it already had.
+    Used to recognise a re-sent job and answer it with the outcome it already had, and
+    to answer ``Producer.result`` for jobs other processes put.
+
+    Kept in two *generations*: outcomes are added to the current one until it holds
+    ``max_items`` outcomes or ``max_bytes / 2`` bytes of results; then the previous
+    generation is forgotten whole and the current one becomes the previous. So the
+    history remembers at least the last ``max_items`` outcomes (fewer only when their
+    results pass ``max_bytes / 2``) and at most twice as many, and never more than
+    ``max_bytes`` of results. A generation is a dict per producer keyed by the job's seq:
+    no key object per outcome, and a generation is dropped whole instead of rebuilt by
+    churn, so a full history's memory stays flat (an LRU dict under constant churn
+    rebuilt its table every few thousand outcomes, which the C allocator did not give
+    back).
     """
 
-    __slots__ = ("_bytes", "_items", "max_bytes", "max_items")
+    __slots__ = (
+        "_bytes",
+        "_current",
+        "_count",
+        "_previous",
+        "_previous_count",
+        "max_bytes",
+        "max_items",
+    )
 
     def __init__(self, max_items: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[bytes, int], Outcome] = OrderedDict()
-        self._bytes = 0
+        self._current: dict[bytes, dict[int, Outcome]] = {}
+        self._previous: dict[bytes, dict[int, Outcome]] = {}
+        self._count = 0  # outcomes in the current generation
+        self._previous_count = 0
+        self._bytes = 0  # result bytes in the current generation
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count + self._previous_count
 
     def get(self, ref: JobRef) -> Outcome | None:
         """The remembered outcome of ``ref``, if any."""
-        return self._items.get(ref)
+        producer_id, seq = ref
+        seqs = self._current.get(producer_id)
+        if seqs is not None:
+            outcome = seqs.get(seq)
+            if outcome is not None:
+                return outcome
+        seqs = self._previous.get(producer_id)
+        return None if seqs is None else seqs.get(seq)
 
     def add(self, ref: JobRef, outcome: Outcome) -> None:
-        """Remember ``outcome`` for ``ref`` (the latest wins) and evict past the bounds."""
-        items = self._items
-        old = items.pop(ref, None)
-        if old is not None:
+        """Remember ``outcome`` for ``ref`` (the latest wins); forget the older generation
+        when the current one is full."""
+        if self.max_items <= 0:
+            return
+        producer_id, seq = ref
+        old_seqs = self._previous.get(producer_id)
+        if old_seqs is not None and old_seqs.pop(seq, None) is not None:
+            self._previous_count -= 1
+        seqs = self._current.get(producer_id)
+        if seqs is None:
+            seqs = self._current[producer_id] = {}
+        old = seqs.get(seq)
+        if old is None:
+            self._count += 1
+        else:
             self._bytes -= len(old.result)
-        # kept as a plain tuple (equal to the ref): the collector stops tracking a tuple
-        # of bytes and int, so a full history costs the cyclic GC nothing
-        items[(ref[0], ref[1])] = outcome
+        seqs[seq] = outcome
         self._bytes += len(outcome.result)
-        while items and (len(items) > self.max_items or self._bytes > self.max_bytes):
-            _, dropped = items.popitem(last=False)
-            self._bytes -= len(dropped.result)
+        if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
+            self._previous, self._previous_count = self._current, self._count
+            self._current, self._count, self._bytes = {}, 0, 0
