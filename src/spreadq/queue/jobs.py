@@ -253,8 +253,8 @@ class OutcomeHistory:
 
     __slots__ = (
         "_bytes",
-        "_current",
         "_count",
+        "_current",
         "_previous",
         "_previous_count",
         "max_bytes",
