@@ -113,3 +113,17 @@ def test_resent_and_deduplicated_jobs_are_counted_each_time() -> None:
     put(cluster, (4, "k"))
     cluster.join("#d#h")
     assert (a.stats.views, a.stats.dedupe_cuts) == (4, 2)
+
+
+def test_outstanding_per_producer_counts_what_outstanding_lists() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=100.0)
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(0, 1, 2, 3, 4)
+    put(cluster, (7, None), (8, None), pid=b"\x02" * 16)
+    cluster.ack(B, 1, 4)
+    a = cluster.tables[A]
+    counted: dict[bytes, int] = {}
+    for job in a.outstanding():
+        counted[job.ref.producer_id] = counted.get(job.ref.producer_id, 0) + 1
+    assert a.outstanding_per_producer() == counted == {PID: 3, b"\x02" * 16: 2}

@@ -54,18 +54,14 @@ class TableSnapshot:
     def of(
         cls, table: OutstandingTable, member: str, read: Mapping[bytes, int] | None = None
     ) -> TableSnapshot:
-        """Read ``table`` (the replica of ``member``); one pass over its outstanding jobs."""
+        """Read ``table`` (the replica of ``member``)."""
         view = table.view
-        outstanding: dict[bytes, int] = {}
-        for job in table.outstanding():
-            producer_id = job.ref.producer_id
-            outstanding[producer_id] = outstanding.get(producer_id, 0) + 1
         return cls(
             draining=member in table.draining,
             owned=table.backlog,
             group_id=(0, 0, 0) if view is None else view.group_id,
             ordinal=0 if view is None else view.ordinal,
-            outstanding=outstanding,
+            outstanding=table.outstanding_per_producer(),
             read=read or {},
         )
 

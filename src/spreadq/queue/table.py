@@ -438,6 +438,15 @@ class OutstandingTable:
             for ref, e in self._entries.items()
         ]
 
+    def outstanding_per_producer(self) -> dict[bytes, int]:
+        """How many jobs of each producer id are outstanding (every owner): what
+        :meth:`outstanding` would count, without building a record per job."""
+        counts: dict[bytes, int] = {}
+        get = counts.get
+        for producer_id, _ in self._entries:
+            counts[producer_id] = get(producer_id, 0) + 1
+        return counts
+
     def _given_up(self, entry: _Entry) -> bool:
         limit = self.max_failovers
         return limit is not None and entry.failovers > limit
