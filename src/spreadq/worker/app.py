@@ -376,11 +376,13 @@ class App:
         The function is registered as the handler of kind ``name`` (default: its
         ``__name__``) and takes a :class:`~spreadq.worker.periodic.PeriodicTick`.
         Ticks are numbered from the Unix epoch (tick ``t`` is due at ``t * every``);
-        the member the ordered stream names announces each one as an ordinary job
-        (owner by the rule, failed over like any job) and a second announcement of
-        the same tick never runs. After the announcer goes, the next one announces
-        what came due meanwhile: ``catch_up="latest"`` only the latest tick, ``"all"``
-        every missed one. Guarantees, clocks and partitions: docs/design/periodic.md.
+        the first member of the view announces each one as an ordinary job (owner by
+        the rule, failed over like any job), and a tick ledger every worker keeps
+        (settled by LEDGER messages after joins and merges) accepts each tick once:
+        any other announcement of it never runs. After the announcer goes, the next
+        one announces what came due meanwhile: ``catch_up="latest"`` only the latest
+        tick, ``"all"`` every missed one. Guarantees, clocks and partitions:
+        docs/design/periodic.md.
 
         Raises:
             ConfigurationError: the app is frozen, ``every`` is not positive, an
