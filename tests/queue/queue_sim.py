@@ -140,7 +140,7 @@ class Component:
     untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
     carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
     dedupe: OrderedDict[str, JobRef] = field(default_factory=OrderedDict)  # the model's memory
-    accepted: set[int] = field(default_factory=set)  # ticks accepted in this lineage
+    accepted: dict[int, JobRef] = field(default_factory=dict)  # lineage's ticks: t -> TICK
     # the group id of the view its members are in (``gid`` may already name the next
     # one while the messages of the old configuration are flushed)
     view: tuple[int, int, int] = (0, 0, 0)
@@ -521,7 +521,7 @@ class Simulation:
             part = Component(side, component.gid, config, transitional=True, pending=pending)
             part.view = component.view
             part.dedupe = OrderedDict(component.dedupe)  # each side keeps a copy
-            part.accepted = set(component.accepted)  # and the lineage's ticks
+            part.accepted = dict(component.accepted)  # and the lineage's ticks
             part.untold = set(side)  # each member gets TRANSITIONAL at its own step
             part.carried = {id(m) for m in pending}
             self.components.append(part)
@@ -541,8 +541,8 @@ class Simulation:
         self.tell_transitional(first)
         self.flush_carried(first)
         self.components.remove(second)
-        self.ticks_on_both_sides += len(first.accepted & second.accepted)
-        first.accepted |= second.accepted
+        for t, ref in second.accepted.items():  # each side accepted it after the split
+            self.ticks_on_both_sides += first.accepted.setdefault(t, ref) != ref
         first.members += second.members
         first.pending += second.pending
         first.gid = self.next_gid(first, True)
@@ -695,7 +695,7 @@ class Simulation:
             self.fail(f"tick {t} announced in view {gid} was accepted in view {component.view}")
         if t in component.accepted:
             self.fail(f"tick {t} accepted twice in one lineage (again from {ref})")
-        component.accepted.add(t)
+        component.accepted[t] = ref
         self.tick_accepted.add(ref)
         self.tick_lifetimes[self.lifetime].add(t)
 
