@@ -13,6 +13,7 @@ skipped and the tick due at the end was accepted.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import types
 from datetime import timedelta
@@ -327,6 +328,33 @@ def test_a_ledger_from_a_non_member_or_naming_another_view_is_ignored() -> None:
     ticks.speak(joined)
     assert ticks.latest() == {A: None, B: None}
     assert all(ticks.ledger(n).settled for n in ticks.members)
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 50), max_size=3),
+        min_size=2,
+        max_size=5,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_ledger_settles_to_the_max_whatever_the_order(
+    values: list[dict[str, int]], rng: random.Random
+) -> None:
+    members = tuple(f"#m{n}#h" for n in range(len(values)))
+    ledgers = {}
+    speeches = []
+    for member, latest in zip(members, values, strict=True):
+        ledger = ledgers[member] = TickLedger(dict(latest))
+        speech = ledger.on_view(member, members, (1, 2, 3), None)  # each one a newcomer
+        assert speech is not None
+        speeches.append(speech)
+    rng.shuffle(speeches)
+    for n, speech in enumerate(speeches, 1):
+        settled_now = {ledger.on_ledger(speech) for ledger in ledgers.values()}
+        assert settled_now == {n == len(speeches)}
+    expected = {k: max(v[k] for v in values if k in v) for v in values for k in v}
+    assert all(ledger.latest == expected for ledger in ledgers.values())
 
 
 def test_every_table_speaks_even_without_schedules() -> None:
