@@ -19,7 +19,8 @@ order, so all decide alike, and no tick is accepted twice in a lineage of views
 that no partition split.
 
 Settling. After a view in which everyone came with us (departures, a partition's own
-side) every member already holds the same ledger: it stays settled. After a view with
+side) the members hold the ledgers they held: a settled one stays settled, and one
+that leaves a single group of peers settles at once, with no message. After a view with
 someone who did not come with us (a join, a merge, our first view with company) it is
 unsettled: the members that came together hold one ledger per such group (its
 *peers*), and the first of each group in the view's order multicasts a LEDGER
