@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     the most recent first (docs/design/dedupe.md). Every worker of a queue must use the
     same value: the memory is replicated, and members with different bounds would
     disagree about which keys are remembered. 0 turns deduplication off (periodic ticks
-    then rely on their announcer alone, docs/design/periodic.md)."""
+    do not use this memory, docs/design/periodic.md)."""
 
     # -- trust (docs/security.md) ---------------------------------------------------------
     secret: SecretStr | None = Field(default=None, min_length=1)

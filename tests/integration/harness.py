@@ -81,9 +81,10 @@ async def worker_processes(
     records: Path,
     concurrency: int,
     extra_env: Mapping[str, str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> AsyncIterator[list[WorkerProcess]]:
-    """Start one worker process per address (``w0`` on ``addresses[0]`` ...), with
-    ``extra_env`` added to their environment.
+    """Start one worker process per address (``w0`` on ``addresses[0]`` ..., or the
+    given ``names``), with ``extra_env`` added to their environment.
 
     Every process still running when the block ends is killed and reaped; when the
     block fails, the end of each worker's output is printed first.
@@ -92,7 +93,7 @@ async def worker_processes(
     started: list[WorkerProcess] = []
     try:
         for index, address in enumerate(addresses):
-            name = f"w{index}"
+            name = f"w{index}" if names is None else names[index]
             log = records / f"{name}.stderr"
             env = {
                 **os.environ,

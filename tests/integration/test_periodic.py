@@ -1,4 +1,5 @@
-"""A periodic job on three worker processes: each tick runs once, none skipped, across a kill.
+"""A periodic job on worker processes: each tick runs once, none skipped, across a kill
+and across joins.
 
 The workers run ``worker_app`` with a periodic job ``tick`` every 0.25 s
 (``catch_up="all"``). A FEEDBACK member reads the ACKs (each tick's result names its
@@ -11,6 +12,14 @@ the workers' records (one line per tick started, even by the killed process):
   including those that came due while the survivors noticed the death;
 * no tick started twice, except one the killed worker had started (failed over);
 * the ticks after the kill ran on survivors, announced by the next witness.
+
+Two more scenarios start a worker process while the ticks run. In one the newcomer
+(``v0``) sorts first, so it leads the view and announces once the tick ledger settled
+(its LEDGER and the others' went through the order). In the other, the announcer
+``w0`` is killed as soon as the view with the newcomer (``x0``) is seen, before or while
+the ledger settles. In both, from the records: no tick between the first and the last
+was skipped, and none ran twice (except, after the kill, one the killed worker had
+started).
 
 Measured (printed with ``pytest -s``): ticks, and the delay from the kill to the first
 tick the survivors ran.
@@ -30,6 +39,7 @@ from harness import figures, read_records, spread_daemon, worker_processes
 from spreadq import connect
 from spreadq.client import Connection
 from spreadq.queue.envelope import Ack, decode
+from spreadq.queue.view import View
 from spreadq.wire.events import DataMessage
 
 pytestmark = pytest.mark.slow
@@ -45,6 +55,7 @@ class TickWatcher:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.ticks: dict[int, list[tuple[str, float]]] = defaultdict(list)
+        self.views: list[tuple[str, ...]] = []  # the VIEW envelopes, as announced
         self.changed = anyio.Event()
 
     async def run(self) -> None:
@@ -52,6 +63,10 @@ class TickWatcher:
             if not isinstance(event, DataMessage) or not event.data.startswith(b"SQ"):
                 continue
             envelope = decode(event.data)
+            if isinstance(envelope, View):
+                self.views.append(envelope.members)
+                self.changed.set()
+                self.changed = anyio.Event()
             if not isinstance(envelope, Ack):
                 continue
             for _, outcome in envelope.outcomes:
@@ -65,6 +80,20 @@ class TickWatcher:
         """Wait (the caller bounds it) for ``count`` ticks reported after ``after``."""
         while sum(1 for runs in self.ticks.values() if runs[0][1] >= after) < count:
             await self.changed.wait()
+
+    async def until_view_with(self, member: str) -> None:
+        """Wait (the caller bounds it) for a VIEW that lists ``member``."""
+        while not any(member in members for members in self.views):
+            await self.changed.wait()
+
+
+def tick_runs(records: Path) -> dict[int, list[str]]:
+    """Who started each tick, from the workers' records."""
+    runs: dict[int, list[str]] = defaultdict(list)
+    for record in read_records(records):
+        if record.event == "tick":
+            runs[record.i].append(record.member)
+    return runs
 
 
 async def test_a_periodic_job_survives_the_kill_of_its_announcer(
@@ -92,10 +121,7 @@ async def test_a_periodic_job_survives_the_kill_of_its_announcer(
                 tg.cancel_scope.cancel()
             assert await victim.process.wait() != 0
 
-    runs: dict[int, list[str]] = defaultdict(list)
-    for record in read_records(records):
-        if record.event == "tick":
-            runs[record.i].append(record.member)
+    runs = tick_runs(records)
     ticks = sorted(runs)
     assert ticks == list(range(ticks[0], ticks[-1] + 1)), f"skipped: {ticks}"
     twice = {t: members for t, members in runs.items() if len(members) > 1}
@@ -111,4 +137,63 @@ async def test_a_periodic_job_survives_the_kill_of_its_announcer(
         ticks=len(ticks),
         ran_twice=len(twice),
         kill_to_next_tick_ms=(first_after - killed_at) * 1000,
+    )
+
+
+@pytest.mark.parametrize("kill_announcer", [False, True], ids=["join", "join-then-kill"])
+async def test_a_periodic_job_runs_each_tick_once_across_a_join(
+    spread_address: str | None, tmp_path: Path, kill_announcer: bool
+) -> None:
+    kind = "embedded" if spread_address is None else "real"
+    queue = f"pj{time.monotonic_ns() % 10**6}"
+    records = tmp_path / "records"
+    env = {"SPREADQ_TEST_PERIODIC": str(EVERY)}
+    # the newcomer sorts last when the announcer is killed, first (and leads) otherwise
+    joiner = "x0" if kill_announcer else "v0"
+    async with spread_daemon(spread_address) as address:
+        with anyio.fail_after(WAIT):
+            async with (
+                worker_processes(
+                    [address] * 2, queue=queue, records=records, concurrency=2, extra_env=env
+                ) as workers,
+                connect(address, name="ticks") as conn,
+                anyio.create_task_group() as tg,
+            ):
+                watcher = TickWatcher(conn)
+                await conn.join(f"{queue}~fb")
+                tg.start_soon(watcher.run)
+                await watcher.until(4)
+                async with worker_processes(
+                    [address],
+                    queue=queue,
+                    records=records,
+                    concurrency=2,
+                    extra_env=env,
+                    names=[joiner],
+                ) as (newcomer,):
+                    await watcher.until_view_with(newcomer.member())
+                    joined_at = time.monotonic()
+                    if kill_announcer:
+                        workers[0].kill()
+                    await watcher.until(6, after=joined_at)
+                    tg.cancel_scope.cancel()
+
+    runs = tick_runs(records)
+    ticks = sorted(runs)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1)), f"skipped: {ticks}"
+    twice = {t: members for t, members in runs.items() if len(members) > 1}
+    if kill_announcer:  # only a tick the killed announcer had started may run again
+        assert all(workers[0].member() in members for members in twice.values()), twice
+        assert len(twice) <= 1, twice
+    else:
+        assert twice == {}
+    after = [t for t, reports in watcher.ticks.items() if reports[0][1] >= joined_at]
+    assert len(after) >= 6
+    assert all(runs[t] for t in after)
+    figures(
+        "periodic_join",
+        daemon=kind,
+        killed=kill_announcer,
+        ticks=len(ticks),
+        ran_twice=len(twice),
     )

@@ -36,10 +36,15 @@ What is modelled (docs/design/membership.md):
   duplicate, and reports for a duplicate the outcome of a job with its key.
 * With ``periodic=True`` every replica runs a :class:`~spreadq.queue.periodic.Ticker`
   for one schedule (every 0.05 s of model time, ``catch_up`` drawn per seed) on its own
-  clock (model time plus a skew drawn per session), and multicasts the TICK jobs it is
-  to announce. The model checks that within one memory epoch of a component (between
-  joins, merges and partitions) no tick runs from two announcements, and that the ticks
-  delivered during one lifetime of the group have no gap (with ``catch_up="all"``).
+  clock (model time plus a skew drawn per session), multicasts the TICK jobs it is to
+  announce and the LEDGERs its table asks for. The model keeps, per component, the
+  ticks accepted in its *lineage* (inherited by each side of a partition, united at a
+  merge) and checks: the members of a regular view agree on their ledger; a TICK is
+  accepted exactly when it is delivered in the view it was announced in; no tick is
+  accepted twice in a lineage (so twice only on both sides of a partition); only an
+  accepted TICK runs; the ticks accepted during one lifetime of the group have no gap
+  (with ``catch_up="all"``) except before a fresh start; and the tick due at the end
+  is accepted.
 * Consumer "handlers" start and finish jobs at random steps and ACK through the order.
   A job given up (its owners left it more than ``max_failovers`` times, drawn per seed)
   is failed by its new owner without running, as the worker does.
@@ -59,6 +64,7 @@ from spreadq.errors import EnvelopeError
 from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
+    AnnounceLedger,
     AnnounceView,
     CancelJob,
     Effect,
@@ -89,7 +95,7 @@ from spreadq.queue.inputs import Idle as IdleInput
 from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
-from spreadq.queue.periodic import Schedule, Ticker, TickLedger, parse_tick_key, tick_key
+from spreadq.queue.periodic import TICK_KEY_PREFIX, Schedule, Ticker, TickLedger, tick_key
 from spreadq.queue.rules import builtin_rules
 from spreadq.queue.table import OutstandingJob, OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -134,7 +140,10 @@ class Component:
     untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
     carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
     dedupe: OrderedDict[str, JobRef] = field(default_factory=OrderedDict)  # the model's memory
-    epoch: int = 0  # the memory's epoch: new at every cut and on each side of a partition
+    accepted: dict[int, JobRef] = field(default_factory=dict)  # lineage's ticks: t -> TICK
+    # the group id of the view its members are in (``gid`` may already name the next
+    # one while the messages of the old configuration are flushed)
+    view: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass
@@ -175,7 +184,7 @@ class Simulation:
         self.rng = random.Random(seed)
         # dedupe keys come from their own generator, so runs without them are unchanged
         self.dedupe_rng = random.Random(seed) if dedupe else None
-        self.dedupe_size = 64 if periodic else 3  # ticks need room for their keys
+        self.dedupe_size = 3  # periodic ticks never enter the dedupe memory
         self.duplicates: dict[JobRef, set[JobRef]] = defaultdict(set)  # dup -> its firsts
         self.dedupe_cuts = 0
         self.deduplicated = 0  # keyed jobs the model decided were duplicates
@@ -183,13 +192,14 @@ class Simulation:
         # periodic ticks: a generator of their own, so runs without them are unchanged
         self.tick_rng = random.Random(seed + 1) if periodic else None
         self.schedule = Schedule("tick", 0.05, "all" if seed % 2 else "latest")
-        self.epochs = 0
-        self.tick_epochs: dict[int, dict[int, JobRef]] = defaultdict(dict)  # t -> epoch -> ref
-        self.tick_lifetimes: dict[int, set[int]] = defaultdict(set)  # lifetime -> ticks
+        self.tick_lifetimes: dict[int, set[int]] = defaultdict(set)  # lifetime -> accepted
         self.tick_runs: dict[int, set[JobRef]] = defaultdict(set)  # t -> refs started
-        self.tick_refs: dict[JobRef, tuple[int, set[int]]] = {}  # ref -> (tick, epochs)
+        self.tick_sent: dict[JobRef, tuple[int, tuple[int, int, int]]] = {}  # ref -> (t, gid)
+        self.tick_accepted: set[JobRef] = set()
+        self.tick_refused = 0  # TICK deliveries refused (stale: another view)
         self.tick_seq = 0
-        self.tick_restarts: set[int] = set()  # ticks announced with no witness left
+        self.tick_restarts: set[int] = set()  # ticks announced with no tick ever accepted
+        self.ticks_on_both_sides = 0  # ticks accepted on both sides of a partition
         self.rule = builtin_rules()[rule]
         self.rule_name = rule
         self.max_members = max_members
@@ -293,6 +303,11 @@ class Simulation:
             if replica.alive:
                 component = self.component_of(replica.name)
                 component.pending.append(Message(replica.name, encode(effect.envelope)))
+        elif isinstance(effect, AnnounceLedger):
+            # runs without ticks send none, so their traffic stays what it was
+            if replica.alive and self.tick_rng is not None:
+                component = self.component_of(replica.name)
+                component.pending.append(Message(replica.name, encode(effect.envelope)))
         elif isinstance(effect, AnnounceView):
             if effect.envelope.first != replica.name:
                 self.fail(f"{replica.name} announced a view it is not first in")
@@ -302,8 +317,6 @@ class Simulation:
             self.rejected.append(effect.ref)
         elif isinstance(effect, ViewChanged):
             self.check_failover(replica, effect)
-            if replica.ticker is not None:
-                replica.ticker.on_view()
 
     def entry(self, replica: Replica, ref: JobRef) -> OutstandingJob:
         for job in replica.table.outstanding():
@@ -343,6 +356,7 @@ class Simulation:
         self.sync_created()
         self.view_ids += 1
         members = tuple(sorted(component.members))
+        component.view = component.gid
         component.config = Config(members)
         component.transitional = False
         self.log.append(f"view {self.view_ids} {cause} {members} gid={component.gid}")
@@ -400,14 +414,10 @@ class Simulation:
             replica.skew = self.tick_rng.uniform(-0.01, 0.01)
             ledger = table.ticks
             assert ledger is not None
-            replica.ticker = Ticker(
-                name, (self.schedule,), ledger, joined_at=self.now + replica.skew
-            )
+            replica.ticker = Ticker(name, (self.schedule,), ledger)
         self.replicas[name] = self.sessions[session] = replica
         if component is None:
             component = Component([name], self.next_gid(None, False), Config(()))
-            self.epochs += 1
-            component.epoch = self.epochs
             self.components.append(component)
         elif component.transitional:
             # a join while daemons are parted: heavyweight, the joiner in a vs-set of its own
@@ -509,9 +519,9 @@ class Simulation:
             config = Config(component.config.members, component.config.slot)
             config.draining = set(component.config.draining)
             part = Component(side, component.gid, config, transitional=True, pending=pending)
+            part.view = component.view
             part.dedupe = OrderedDict(component.dedupe)  # each side keeps a copy
-            self.epochs += 1
-            part.epoch = self.epochs
+            part.accepted = dict(component.accepted)  # and the lineage's ticks
             part.untold = set(side)  # each member gets TRANSITIONAL at its own step
             part.carried = {id(m) for m in pending}
             self.components.append(part)
@@ -531,6 +541,8 @@ class Simulation:
         self.tell_transitional(first)
         self.flush_carried(first)
         self.components.remove(second)
+        for t, ref in second.accepted.items():  # each side accepted it after the split
+            self.ticks_on_both_sides += first.accepted.setdefault(t, ref) != ref
         first.members += second.members
         first.pending += second.pending
         first.gid = self.next_gid(first, True)
@@ -613,6 +625,8 @@ class Simulation:
             key = (self.lifetime, message.fragment_of)
             (self.partial.discard if message.refs else self.partial.add)(key)
         event = MessageDelivered(message.sender, message.mess_type, message.data)
+        schedule = self.schedule.name
+        before = {n: self.replicas[n].table.ticks.last(schedule) for n in component.members}
         for name in sorted(component.members):
             replica = self.replicas[name]
             if message.fragment_of is not None and message.fragment_of not in replica.created:
@@ -623,7 +637,7 @@ class Simulation:
         self.check_new_slots(component, first_slot, message)
         self.check_dedupe(component, message)
         if self.tick_rng is not None:
-            self.note_ticks(component, message)
+            self.note_ticks(component, message, before)
         self.sync_created()
 
     # --- dedupe keys ------------------------------------------------------------------
@@ -633,8 +647,6 @@ class Simulation:
         if component.dedupe:
             self.dedupe_cuts += 1
         component.dedupe.clear()
-        self.epochs += 1
-        component.epoch = self.epochs
 
     # --- periodic ticks -----------------------------------------------------------------
 
@@ -647,63 +659,89 @@ class Simulation:
                 replica = self.replicas[name]
                 if replica.ticker is None or replica.table.view is None:
                     continue
-                witnessed = replica.ticker.ledger.last(self.schedule.name) is not None
+                fresh = replica.ticker.ledger.last(self.schedule.name) is None
                 for schedule, t in replica.ticker.due(self.now + replica.skew):
-                    if not witnessed:
+                    if fresh:
                         self.tick_restarts.add(t)
                     self.tick_seq += 1
                     pid = b"\xee" + replica.session.to_bytes(15, "big")
-                    key = tick_key(schedule.name, t)
+                    key = tick_key(schedule.name, t, replica.table.view.group_id)
                     spec = JobSpec(self.tick_seq, schedule.name, b"{}", dedupe_key=key)
                     data = encode_batch(pid, self.tick_seq, "json", [spec])
                     ref = JobRef(pid, self.tick_seq)
+                    self.tick_sent[ref] = (t, component.view)
                     component.pending.append(Message(name, data, refs=(ref,)))
 
-    def note_ticks(self, component: Component, message: Message) -> None:
-        """Record the TICK jobs a delivery gave slots, with the epoch of the memory."""
-        decoded = decode_or_none(message.data)
-        if not isinstance(decoded, JobBatch):
+    def note_ticks(
+        self, component: Component, message: Message, before: dict[str, int | None]
+    ) -> None:
+        """A TICK was delivered: every member decided alike, it was accepted exactly when
+        delivered in the view it was announced in, and never twice in a lineage."""
+        ref = message.refs[0] if len(message.refs) == 1 else None
+        if ref not in self.tick_sent:
             return
-        for job in decoded.jobs:
-            parsed = None if job.dedupe_key is None else parse_tick_key(job.dedupe_key)
-            if parsed is None:
-                continue
-            t = parsed[1]
-            # one announcement may be delivered on both sides of a partition
-            self.tick_refs.setdefault(job.ref, (t, set()))[1].add(component.epoch)
-            self.tick_epochs[t].setdefault(component.epoch, job.ref)
-            self.tick_lifetimes[self.lifetime].add(t)
+        assert ref is not None
+        t, gid = self.tick_sent[ref]
+        name = self.schedule.name
+        accepted = {n: self.replicas[n].table.ticks.last(name) != b for n, b in before.items()}
+        if len(set(accepted.values())) > 1:
+            self.fail(f"tick {t} ({ref}) accepted by some members only: {accepted}")
+        if not any(accepted.values()):
+            self.tick_refused += 1
+            if gid == component.view:
+                self.fail(f"tick {t} announced in view {gid} was refused in that view")
+            return
+        if gid != component.view:
+            self.fail(f"tick {t} announced in view {gid} was accepted in view {component.view}")
+        if t in component.accepted:
+            self.fail(f"tick {t} accepted twice in one lineage (again from {ref})")
+        component.accepted[t] = ref
+        self.tick_accepted.add(ref)
+        self.tick_lifetimes[self.lifetime].add(t)
+
+    def check_ledgers(self, component: Component) -> None:
+        """The members of a regular view agree on whether their ledger settled and, once
+        it did, on every schedule's latest tick."""
+        ledgers = {n: self.replicas[n].table.ticks for n in component.members}
+        settled = {n: ledger.settled for n, ledger in ledgers.items()}
+        if len(set(settled.values())) > 1:
+            self.fail(f"members disagree on whether the ledger settled: {settled}")
+        latest = {n: dict(ledger.latest) for n, ledger in ledgers.items() if ledger.settled}
+        if len({repr(sorted(v.items())) for v in latest.values()}) > 1:
+            self.fail(f"settled ledgers differ: {latest}")
 
     def check_tick_start(self, ref: JobRef) -> None:
-        """A tick starts from one announcement per memory epoch, however many were sent:
-        the one that runs was the first of its tick in an epoch it was delivered in."""
-        noted = self.tick_refs.get(ref)
-        if noted is None:
+        """Only an accepted TICK runs."""
+        sent = self.tick_sent.get(ref)
+        if sent is None:
             return
-        t, epochs = noted
-        if all(self.tick_epochs[t][epoch] != ref for epoch in epochs):
-            self.fail(f"tick {t} runs from {ref}, a second announcement in epochs {epochs}")
-        self.tick_runs[t].add(ref)
+        if ref not in self.tick_accepted:
+            self.fail(f"tick {sent[0]} runs from {ref}, a TICK that was refused")
+        self.tick_runs[sent[0]].add(ref)
 
     def check_ticks_current(self) -> None:
-        """After the quiet end: the members announce what is due, and the latest tick
-        the group delivered is the one due now (by a clock skewed at most 0.01 s)."""
+        """After the quiet end: the ledgers settle, the members announce what is due, and
+        the latest tick the group accepted is the one due now (by a clock skewed at most
+        0.01 s)."""
         if not self.components:
             return
-        self.announce_ticks()
+        for _ in range(3):  # the LEDGERs, then the TICKs
+            for component in self.components:
+                self.flush(component)
+            self.announce_ticks()
         for component in self.components:
             self.flush(component)
         ticks = self.tick_lifetimes.get(self.lifetime, set())
         expected = self.schedule.latest(self.now - 0.011)
         if max(ticks, default=-1) < expected:
-            self.fail(f"tick {expected} is due and was not announced ({max(ticks, default=-1)})")
+            self.fail(f"tick {expected} is due and was not accepted ({max(ticks, default=-1)})")
 
     def check_no_tick_skipped(self) -> None:
-        """With ``catch_up="all"``, the ticks delivered in one lifetime of the group have
-        no gap while a witness of the last tick lives: whoever announced after an
-        announcer went announced what it missed. A gap may end only at a tick announced
-        by a member that had no witness left (it announces what came due since it
-        joined; a tick due before that, which a dead witness never announced, is lost)."""
+        """With ``catch_up="all"``, the ticks accepted in one lifetime of the group have
+        no gap: the announcer catches up from the ledger's latest tick, which a newcomer
+        learns from the LEDGERs. A gap may end only at a tick announced by a member whose
+        ledger had no tick (it starts afresh: the members that held one died before
+        their LEDGER reached it)."""
         if self.schedule.catch_up != "all":
             return
         for lifetime, ticks in self.tick_lifetimes.items():
@@ -712,7 +750,7 @@ class Simulation:
                 if after > before + 1 and after not in self.tick_restarts:
                     self.fail(
                         f"lifetime {lifetime}: ticks {before + 1}..{after - 1} were never "
-                        f"announced, and tick {after} was announced by a witness"
+                        f"accepted, and tick {after} was announced from a ledger"
                     )
 
     def check_dedupe(self, component: Component, message: Message) -> None:
@@ -728,7 +766,7 @@ class Simulation:
         memory = component.dedupe
         for job in jobs:
             expected = None
-            if job.dedupe_key is not None:
+            if job.dedupe_key is not None and not job.dedupe_key.startswith(TICK_KEY_PREFIX):
                 first = memory.get(job.dedupe_key)
                 if first is None:
                     memory[job.dedupe_key] = job.ref
@@ -947,6 +985,8 @@ class Simulation:
             for replica in replicas:
                 if replica.table.dedupe_memory() != dict(component.dedupe):
                     self.fail(f"{replica.name}'s dedupe memory is not the model's")
+            if self.tick_rng is not None and not component.transitional:
+                self.check_ledgers(component)
             tables = {r.name: {j.ref: j for j in r.table.outstanding()} for r in replicas}
             for replica in replicas:
                 for job in tables[replica.name].values():

@@ -93,9 +93,15 @@ def test_a_bad_cron_schedule_is_refused_with_its_reason(
         Schedule("s", **arguments)  # type: ignore[arg-type]
 
 
+GID = (1, 2, 3)
+
+
 def _ticker(schedule: Schedule, joined_at: float) -> Ticker:
-    ticker = Ticker(A, (schedule,), TickLedger(), joined_at=joined_at)
-    ticker.ledger.on_view((A,), None)
+    """A member alone in its first view (its ledger settles at once), first asked at
+    ``joined_at``: it announces the ticks due from then on."""
+    ticker = Ticker(A, (schedule,), TickLedger())
+    assert ticker.ledger.on_view(A, (A,), GID, None) is None
+    assert ticker.due(joined_at) == []
     return ticker
 
 
@@ -115,15 +121,15 @@ def test_a_cron_announcer_catches_up_from_the_latest_tick_delivered(
     catch_up: str, expected: list[int]
 ) -> None:
     schedule = Schedule("report", cron="*/5 * * * *", catch_up=catch_up)  # type: ignore[arg-type]
-    ticker = _ticker(schedule, joined_at=0.0)
-    ticker.ledger.on_tick("report", 1200)
+    ticker = _ticker(schedule, joined_at=1.0)
+    assert ticker.ledger.decide("report", 1200, GID) is None  # accepted
     assert ticker.due(2200.0) == [(schedule, t) for t in expected]
 
 
 def test_catching_up_a_cron_schedule_is_bounded() -> None:
     every_second = Schedule("s", cron="* * * * * *", catch_up="all")
-    ticker = _ticker(every_second, joined_at=0.0)
-    ticker.ledger.on_tick("s", 0)
+    ticker = _ticker(every_second, joined_at=0.5)
+    assert ticker.ledger.decide("s", 0, GID) is None
     ticks = [tick for _, tick in ticker.due(1_000_000.0)]
     assert ticks == list(range(1_000_001 - MAX_CATCH_UP, 1_000_001))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from spreadq.queue.effects import AnnounceDrain as AnnounceDrain
 from spreadq.queue.effects import AnnounceHello as AnnounceHello
+from spreadq.queue.effects import AnnounceLedger as AnnounceLedger
 from spreadq.queue.effects import AnnounceView as AnnounceView
 from spreadq.queue.effects import CancelJob as CancelJob
 from spreadq.queue.effects import Effect as Effect
@@ -64,6 +65,7 @@ __all__ = [
     "AckCadence",
     "AnnounceDrain",
     "AnnounceHello",
+    "AnnounceLedger",
     "AnnounceView",
     "BlockReason",
     "CancelJob",

@@ -11,6 +11,7 @@ SendAck             WORK + FEEDBACK     AGREED, ``mess_type = MESS_TYPE``
 AnnounceDrain       WORK + FEEDBACK     AGREED
 AnnounceHello       WORK + FEEDBACK     AGREED
 AnnounceView        FEEDBACK            AGREED
+AnnounceLedger      WORK                AGREED
 AnswerResult        the asker           AGREED (its private group)
 ==================  ==================  =========================================
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spreadq.queue.envelope import Ack, Drain, Hello, ResultAnswer
+from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, ResultAnswer
 from spreadq.queue.jobs import Job, JobRef, Outcome
 from spreadq.queue.view import ChangeCause, View
 
 __all__ = [
     "AnnounceDrain",
     "AnnounceHello",
+    "AnnounceLedger",
     "AnnounceView",
     "AnswerResult",
     "CancelJob",
@@ -200,6 +202,17 @@ class AnnounceHello:
 
 
 @dataclass(frozen=True, slots=True)
+class AnnounceLedger:
+    """Speak for the members that came with us: multicast ``envelope`` to WORK only.
+
+    Asked after a view in which the periodic tick ledgers must settle (a join, a merge,
+    our first view), by the first member of each group that came together.
+    """
+
+    envelope: Ledger
+
+
+@dataclass(frozen=True, slots=True)
 class ViewChanged:
     """A new view was installed (for logs and metrics).
 
@@ -231,6 +244,7 @@ Effect = (
     | AnnounceView
     | AnnounceDrain
     | AnnounceHello
+    | AnnounceLedger
     | ViewChanged
 )
 """Everything :meth:`~spreadq.queue.table.OutstandingTable.apply` can return."""

@@ -1,4 +1,4 @@
-"""Periodic jobs without a leader: which tick is due, and who announces it.
+"""Periodic jobs without a leader: which tick is due, who announces it, which runs.
 
 Theory of operation
 -------------------
@@ -7,46 +7,65 @@ expression. Its ticks are integers: with a period, tick ``t`` is due at ``t * ev
 seconds after the Unix epoch; with cron, a tick is numbered by its due time in Unix
 seconds. Either way every member numbers the same instant alike
 (docs/design/periodic.md). A tick runs as an ordinary job: one member *announces* it
-by multicasting a TICK job (kind ``s``, an ordinary BATCH job) with the dedupe key
-``periodic:<s>:<t>``; from then on the table gives it an owner by the rule, fails it
-over like any job, and the dedupe memory turns any second TICK for ``(s, t)``
-delivered in the same memory epoch into a duplicate that never runs
-(:mod:`~spreadq.queue.table`).
+by multicasting a TICK job (kind ``s``, an ordinary BATCH job) whose dedupe key
+``periodic:<s>:<t>@<view>`` names the tick and the view it was announced in
+(:func:`tick_key`).
 
-Who announces. :class:`TickLedger` is replicated state the table keeps from the stream:
-for each schedule, the last tick delivered and the *witnesses* of it (the members of the
-view it was delivered in, shrunk at every view change to those that came with us). The
-announcer of ``s`` is the first witness in the current view's order. A member that has
-seen no TICK of ``s`` since it joined is no witness and does not know the last tick; it
-announces only when none of the members that were there when it joined is left (then
-no witness can be left either), catching up from its own join time. So one member
-announces each tick, and after the announcer leaves or dies the next witness announces
-whatever came due meanwhile: ``catch_up="latest"`` (the default) announces only the
-latest due tick, ``"all"`` every missed one.
+Which TICK runs. :class:`TickLedger` is replicated state the table keeps from the
+stream: per schedule, the latest tick *accepted* (a max-register: merging two copies is
+``max``). The table accepts a TICK iff it is delivered in the view it names, the
+ledger is *settled*, and its tick is greater than the ledger's latest; accepting
+raises the latest. Any other TICK (*refused*) keeps its slot and never runs. Every
+member of a settled view holds the same ledger and sees the same TICKs in the same
+order, so all decide alike, and no tick is accepted twice in a lineage of views
+that no partition split.
 
-Clocks. A tick is announced when the announcer's clock reaches its due time; members'
-clocks differ, so a tick runs late by the announcer's lag. The table never reads a
-clock: the tick number travels in the job, and the announcer change needs no clock.
+Settling. After a view in which everyone came with us (departures, a partition's own
+side) the members hold the ledgers they held: a settled one stays settled, and one
+that leaves a single group of peers settles at once, with no message. After a view with
+someone who did not come with us (a join, a merge, our first view with company) it is
+unsettled: the members that came together hold one ledger per such group (its
+*peers*), and the first of each group in the view's order multicasts a LEDGER
+(:class:`~spreadq.queue.envelope.Ledger`) naming the group and its latest ticks.
+Every delivered LEDGER of this view is merged in at once (max per schedule); when the
+LEDGERs speak for every member, the ledger settles. A view change before that starts
+over from the ledger as merged so far (members that move together delivered the same
+LEDGERs, so a group stays one).
+
+Who announces. Only the first member of a settled view (every member is then a
+witness): every tick due after the ledger's latest (``catch_up="latest"``: the most
+recent; ``"all"``: each, at most :data:`MAX_CATCH_UP`), or, with no tick ever
+accepted for a schedule, from the first boundary after the ledger settled.
+:class:`Ticker` decides when, by the announcer's clock; an announcement not delivered
+before the next view is stale there, and the next announcer makes it again.
+
+Clocks. Clocks decide only when the announcer announces, never whether a TICK runs:
+the table never reads a clock, and the tick number travels in the job.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
 from spreadq.errors import ConfigurationError
+from spreadq.queue.envelope import Ledger
+from spreadq.queue.view import GroupIdTuple
 
 __all__ = [
     "MAX_CATCH_UP",
+    "MAX_SCHEDULE_NAME",
     "TICK_KEY_PREFIX",
     "CatchUp",
     "Schedule",
+    "TickKey",
     "TickLedger",
     "Ticker",
     "parse_tick_key",
@@ -54,7 +73,7 @@ __all__ = [
 ]
 
 TICK_KEY_PREFIX: Final = "periodic:"
-"""Dedupe keys of TICK jobs start with this; producers' own keys should not."""
+"""Dedupe keys of TICK jobs start with this; producers' own keys may not."""
 
 MAX_CATCH_UP: Final = 1000
 """With ``catch_up="all"``, at most this many missed ticks are announced at once (the
@@ -62,20 +81,46 @@ latest ones)."""
 
 CatchUp = Literal["latest", "all"]
 
+MAX_SCHEDULE_NAME: Final = 255 - len("periodic::@..") - 20 - 3 * 11
+"""The longest schedule name, in UTF-8 bytes, whose tick keys fit a dedupe key (255
+bytes) with any tick and any view."""
 
-def tick_key(schedule: str, tick: int) -> str:
-    """The dedupe key of tick ``tick`` of ``schedule``."""
-    return f"{TICK_KEY_PREFIX}{schedule}:{tick}"
+_VIEW = re.compile(r"(-?[0-9]{1,10})\.(-?[0-9]{1,10})\.(-?[0-9]{1,10})", re.ASCII)
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 
-def parse_tick_key(key: str) -> tuple[str, int] | None:
-    """``(schedule, tick)`` from a TICK job's dedupe key, or ``None`` for any other key."""
+class TickKey(NamedTuple):
+    """What a TICK job's dedupe key says: tick ``tick`` of ``schedule``, announced in
+    the view whose group id is ``view``."""
+
+    schedule: str
+    tick: int
+    view: GroupIdTuple
+
+
+def tick_key(schedule: str, tick: int, view: GroupIdTuple) -> str:
+    """The dedupe key of tick ``tick`` of ``schedule`` announced in view ``view``:
+    ``periodic:<schedule>:<tick>@<proc>.<time>.<index>``."""
+    proc, time, index = view
+    return f"{TICK_KEY_PREFIX}{schedule}:{tick}@{proc}.{time}.{index}"
+
+
+def parse_tick_key(key: str) -> TickKey | None:
+    """The :class:`TickKey` in a TICK job's dedupe key, or ``None`` for any other key
+    (including the view-less keys of spreadq versions before the LEDGER)."""
     if not key.startswith(TICK_KEY_PREFIX):
         return None
-    name, _, number = key[len(TICK_KEY_PREFIX) :].rpartition(":")
+    head, at, view = key[len(TICK_KEY_PREFIX) :].rpartition("@")
+    match = _VIEW.fullmatch(view) if at else None
+    if match is None:
+        return None
+    name, _, number = head.rpartition(":")
     if not name or not number.isdigit() or not number.isascii():
         return None
-    return name, int(number)
+    proc, time, index = (int(part) for part in match.groups())
+    if not all(_I32_MIN <= part <= _I32_MAX for part in (proc, time, index)):
+        return None
+    return TickKey(name, int(number), (proc, time, index))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +138,8 @@ class Schedule:
         ConfigurationError: neither or both of ``every`` and ``cron``; ``every`` is not
             a positive finite number of seconds; ``cron`` is not a valid expression or
             never fires; ``timezone`` is unknown; ``catch_up`` is not ``"latest"`` or
-            ``"all"``.
+            ``"all"``; or the name is empty or longer than :data:`MAX_SCHEDULE_NAME`
+            bytes.
     """
 
     name: str
@@ -103,6 +149,11 @@ class Schedule:
     timezone: str | None = None
 
     def __post_init__(self) -> None:
+        size = len(self.name.encode("utf-8", "surrogatepass"))
+        if not 1 <= size <= MAX_SCHEDULE_NAME:
+            raise ConfigurationError(
+                f"periodic {self.name!r}: a name is 1 to {MAX_SCHEDULE_NAME} bytes, not {size}"
+            )
         if (self.every is None) == (self.cron is None):
             raise ConfigurationError(f"periodic {self.name!r}: give either every or cron")
         if self.every is not None and not (self.every > 0 and math.isfinite(self.every)):
@@ -184,100 +235,138 @@ def _zone(name: str | None) -> tzinfo:
 
 
 @dataclass(slots=True)
-class _Seen:
-    tick: int
-    witnesses: frozenset[str]
-
-
-@dataclass(slots=True)
 class TickLedger:
-    """What the ordered stream says about each schedule's ticks, as this replica saw it.
+    """The latest tick accepted per schedule, as this replica's view agreed on it.
 
-    Kept by the table (fed in delivery order), read by the :class:`Ticker`. Replicas
-    that saw the same TICK since they joined hold the same entry for its schedule.
+    Kept by the table (fed in delivery order), read by the :class:`Ticker`. Every member
+    of a settled view holds the same ledger; until it settles no TICK is accepted.
     """
 
-    seen: dict[str, _Seen] = field(default_factory=dict)
-    elders: frozenset[str] | None = None  # who was there when we joined (None: not yet)
+    latest: dict[str, int] = field(default_factory=dict)
+    settled: bool = False
+    group_id: GroupIdTuple | None = None
     members: tuple[str, ...] = ()
+    peers: frozenset[str] = frozenset()  # who holds this very ledger (came with us)
+    spoken: set[str] = field(default_factory=set)  # named by this view's LEDGERs
+    views: int = 0  # views installed: the ticker's announcements start over at each
+    settles: int = 0  # times it settled: the ticker's fresh start is after the last
 
-    def on_view(self, members: Sequence[str], came: Iterable[str] | None) -> None:
-        """A regular view: ``came`` is who came with us (``None``: our first view)."""
+    def on_view(
+        self,
+        me: str,
+        members: Sequence[str],
+        group_id: GroupIdTuple,
+        came: Iterable[str] | None,
+    ) -> Ledger | None:
+        """A regular view: ``came`` is who came with us (``None``: our first view).
+
+        Returns the LEDGER to multicast when we speak for our peers (the first of them
+        in the view's order, while the ledger is unsettled), else ``None``.
+        """
+        was_settled = self.settled
+        self.views += 1
         self.members = tuple(members)
-        if came is None:
-            self.elders = frozenset(members)
-            self.seen.clear()
-            return
-        kept = frozenset(came) & frozenset(members)
-        assert self.elders is not None
-        self.elders &= kept
-        for entry in self.seen.values():
-            entry.witnesses &= kept
+        self.group_id = group_id
+        self.spoken = set()
+        peers = frozenset((me,)) if came is None else self.peers & frozenset(came)
+        self.peers = (peers | {me}) & frozenset(members)
+        if self.peers.issuperset(members):  # everyone here holds this very ledger
+            self.settled = True
+            self.settles += not was_settled
+            return None
+        self.settled = False
+        speaking = tuple(m for m in members if m in self.peers)
+        if speaking[0] != me:
+            return None
+        return Ledger(group_id, speaking, tuple(sorted(self.latest.items())))
 
-    def on_tick(self, schedule: str, tick: int) -> None:
-        """A TICK job for ``(schedule, tick)`` was delivered in the current view."""
-        entry = self.seen.get(schedule)
-        if entry is None or tick >= entry.tick:
-            self.seen[schedule] = _Seen(tick, frozenset(self.members))
-        else:  # an old tick announced late: it informs but does not move the mark back
-            entry.witnesses = frozenset(self.members)
+    def on_ledger(self, ledger: Ledger) -> bool:
+        """A member's LEDGER was delivered; True if the ledger settled now.
+
+        A LEDGER naming another view, or arriving once the ledger settled, is ignored.
+        """
+        if self.settled or ledger.group_id != self.group_id:
+            return False
+        latest = self.latest
+        for schedule, tick in ledger.latest:
+            if tick > latest.get(schedule, -1):
+                latest[schedule] = tick
+        self.spoken.update(ledger.members)
+        if not self.spoken.issuperset(self.members):
+            return False
+        self.settled = True
+        self.settles += 1
+        self.peers = frozenset(self.members)
+        return True
+
+    def decide(self, schedule: str, tick: int, view: GroupIdTuple) -> str | None:
+        """A TICK for ``(schedule, tick)`` announced in ``view`` was delivered: accept it
+        (``None``; the latest moves up to it) or say why it is refused."""
+        if view != self.group_id:
+            return f"tick {tick} of {schedule!r} was announced in another view"
+        if not self.settled:
+            return f"tick {tick} of {schedule!r} came before the view's ledger settled"
+        last = self.latest.get(schedule)
+        if last is not None and tick <= last:
+            return f"tick {tick} of {schedule!r} is not after tick {last}, accepted already"
+        self.latest[schedule] = tick
+        return None
 
     def clear(self) -> None:
         """We left the group: nothing we saw counts any more."""
-        self.seen.clear()
-        self.elders = None
+        self.latest.clear()
+        self.settled = False
+        self.group_id = None
         self.members = ()
+        self.peers = frozenset()
+        self.spoken = set()
 
     def last(self, schedule: str) -> int | None:
-        """The latest tick of ``schedule`` delivered since we joined, if any."""
-        entry = self.seen.get(schedule)
-        return None if entry is None else entry.tick
+        """The latest tick of ``schedule`` accepted, if any."""
+        return self.latest.get(schedule)
 
-    def announcer(self, schedule: str, me: str) -> bool:
-        """Whether we announce ``schedule``'s ticks in the current view."""
-        entry = self.seen.get(schedule)
-        if entry is not None:
-            for member in self.members:  # the first witness in view order
-                if member in entry.witnesses:
-                    return member == me
-            return False  # unreachable: we witnessed it and we are here
-        if self.elders is None:
-            return False
-        # no witness we know of: only if nobody who was here before us is left
-        return not (self.elders - {me})
+    def announcer(self, me: str) -> bool:
+        """Whether we announce ticks in the current view (its first member, settled)."""
+        return self.settled and bool(self.members) and self.members[0] == me
 
 
 @dataclass(slots=True)
 class Ticker:
     """Decides when this member announces which ticks (sans-IO: wall time passed in).
 
-    ``joined_at`` is when this member's current session joined (its own clock): without
-    a witness, ticks due since then are its to announce.
+    Without a tick ever accepted for a schedule, its ticks are announced from the
+    first boundary after the ledger settled (by this member's clock).
     """
 
     me: str
     schedules: tuple[Schedule, ...]
     ledger: TickLedger
-    joined_at: float = 0.0
     announced: dict[str, int] = field(default_factory=dict)  # sent, maybe not delivered
+    settled_at: float = 0.0
+    _views: int = -1
+    _settles: int = -1
 
-    def on_view(self) -> None:
-        """A view change: what we sent and did not see delivered is lost; announce again."""
-        self.announced.clear()
+    def _observe(self, now: float) -> None:
+        ledger = self.ledger
+        if ledger.views != self._views:  # what we sent and did not see delivered is stale
+            self._views = ledger.views
+            self.announced.clear()
+        if ledger.settles != self._settles:
+            self._settles = ledger.settles
+            self.settled_at = now
 
     def due(self, now: float) -> list[tuple[Schedule, int]]:
         """The ticks to announce now, in schedule order then tick order; marks them sent."""
         out: list[tuple[Schedule, int]] = []
         ledger = self.ledger
-        if not ledger.members:
+        self._observe(now)
+        if not ledger.announcer(self.me):
             return out
         for schedule in self.schedules:
             name = schedule.name
-            if not ledger.announcer(name, self.me):
-                continue
             latest = schedule.latest(now)
             last = ledger.last(name)
-            first = last + 1 if last is not None else schedule.bound(self.joined_at)
+            first = last + 1 if last is not None else schedule.bound(self.settled_at)
             first = max(first, self.announced.get(name, first - 1) + 1)
             if latest < first:
                 continue
@@ -288,11 +377,8 @@ class Ticker:
 
     def next_due(self, now: float) -> float | None:
         """When :meth:`due` may next return something (Unix seconds), or ``None``."""
-        if not self.ledger.members:
+        self._observe(now)
+        if not self.ledger.announcer(self.me):
             return None
-        times = [
-            schedule.next_due(now)
-            for schedule in self.schedules
-            if self.ledger.announcer(schedule.name, self.me)
-        ]
+        times = [schedule.next_due(now) for schedule in self.schedules]
         return min(times, default=None)

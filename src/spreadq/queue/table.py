@@ -102,6 +102,16 @@ what we remember; a LEAVE, a DISCONNECT or a partition keeps it. So every replic
 a view holds the same memory and decides every keyed job alike. A job without a dedupe
 key costs nothing more than the flag test its record's decoding already does.
 
+Periodic ticks. A job whose dedupe key starts ``periodic:`` is a TICK
+(:mod:`~spreadq.queue.periodic`) and never enters the dedupe memory: the table's
+:class:`~spreadq.queue.periodic.TickLedger` accepts it (an ordinary job from then on)
+or refuses it (a stale view, an unsettled ledger, a tick not after the latest
+accepted). A refused TICK takes its slot and gets its owner like any job, and its
+owner reports it failed with ``StaleTick`` without running it. LEDGER messages from
+members settle the ledger after a join or a merge; the table asks for ours with
+:class:`~spreadq.queue.effects.AnnounceLedger`. A LEDGER from a non-member is ignored,
+like its ACK.
+
 Partitions. Each side of a partition reassigns the other side's jobs among its own
 members; after the merge each side keeps its own assignment for jobs from before the
 merge, so such a job can run on both sides. The first ACK completes it everywhere and
@@ -121,6 +131,7 @@ from spreadq.queue.dedupe import DedupeMemory
 from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
+    AnnounceLedger,
     AnnounceView,
     AnswerResult,
     CancelJob,
@@ -143,6 +154,7 @@ from spreadq.queue.envelope import (
     Hello,
     JobBatch,
     JobFragment,
+    Ledger,
     Raw,
     ResultAnswer,
     ResultQuery,
@@ -220,6 +232,8 @@ class TableStats:
     results_answered: int = 0
     deduplicated: int = 0
     dedupe_cuts: int = 0
+    ticks_accepted: int = 0
+    ticks_refused: int = 0
 
 
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
@@ -254,6 +268,7 @@ class _Entry:
     orphaned: bool = False
     remembered: Outcome | None = None  # a re-sent job's outcome from the history
     dedupe_of: JobRef | None = None  # the first job with this job's dedupe key
+    refused: str | None = None  # a periodic TICK the ledger refused: why
     failovers: int = 0  # reassigned because its owner left, this many times
     run_sent: bool = False
     started: bool = False
@@ -286,8 +301,10 @@ class OutstandingTable:
         max_failovers: a job reassigned more often than this because its owner left
             is given up (failed with ``WorkerLost``) instead of run again; None: never.
         dedupe_size: dedupe keys remembered (the most recent; 0 remembers none).
-        ticks: a ledger of periodic ticks to keep from the stream (the worker's
-            :class:`~spreadq.queue.periodic.Ticker` reads it), if the app has schedules.
+        ticks: the ledger of periodic ticks to keep from the stream (a new one when
+            not given; the worker's :class:`~spreadq.queue.periodic.Ticker` reads it).
+            Every table keeps one and takes part in settling it, with or without
+            schedules of its own.
         history: the history to use instead of a new one (``history_size`` and
             ``history_bytes`` are then ignored): a worker keeps one across its sessions,
             so a job re-sent after a reconnection is still recognised.
@@ -321,7 +338,7 @@ class OutstandingTable:
         self.capacity = capacity
         self.max_failovers = max_failovers
         self.dedupe_size = dedupe_size
-        self._ticks = ticks
+        self._ticks = TickLedger() if ticks is None else ticks
         self._cadence = AckCadence(
             ack_every_jobs,
             ack_every_seconds,
@@ -366,8 +383,7 @@ class OutstandingTable:
         self._dedupe = DedupeMemory(self.dedupe_size)
         self._fragments.clear()
         self._cadence.clear()
-        if self._ticks is not None:
-            self._ticks.clear()
+        self._ticks.clear()
 
     # --- public surface -------------------------------------------------------------
 
@@ -452,8 +468,8 @@ class OutstandingTable:
         return limit is not None and entry.failovers > limit
 
     @property
-    def ticks(self) -> TickLedger | None:
-        """The ledger of periodic ticks this table keeps, if it was given one."""
+    def ticks(self) -> TickLedger:
+        """The ledger of periodic ticks this table keeps."""
         return self._ticks
 
     def dedupe_memory(self) -> dict[str, JobRef]:
@@ -539,8 +555,9 @@ class OutstandingTable:
             for ref in forget:
                 del self._entries[ref]
             self._recheck_waiting()
-        if self._ticks is not None:
-            self._ticks.on_view(event.members, None if first else came)
+        speech = self._ticks.on_view(
+            self.me, event.members, event.group_id, None if first else came
+        )
         self._counts["reassigned"] += len(reassigned)
         self._counts["orphaned"] += len(orphaned)
         self._counts["given_up"] += len(given_up)
@@ -571,6 +588,8 @@ class OutstandingTable:
             effects.append(AnnounceDrain(Drain(self.incarnation)))
         if self.capacity is not None:
             effects.append(AnnounceHello(Hello(self.incarnation, self.capacity)))
+        if speech is not None:
+            effects.append(AnnounceLedger(speech))
         return effects
 
     def _on_transitional(self, event: Transitional) -> list[Effect]:
@@ -665,6 +684,11 @@ class OutstandingTable:
             elif isinstance(decoded, Hello):
                 if event.sender in self._members:
                     self._capacities[event.sender] = decoded.capacity
+            elif isinstance(decoded, Ledger):
+                if event.sender in self._members:  # like an ACK: members only
+                    self._ticks.on_ledger(decoded)
+                else:
+                    self._counts["ignored_messages"] += 1
             elif isinstance(decoded, Cancel):
                 self._on_cancel(effects, event.sender, decoded.ref)
             elif isinstance(decoded, ResultQuery):
@@ -749,7 +773,10 @@ class OutstandingTable:
             entry = _Entry(job.ref, job, None, 0, sender, mess_type, origin, None, 0, 0, held)
             dedupe = job.dedupe_key
         if dedupe is not None:
-            self._remember_key(entry, dedupe)
+            if dedupe.startswith(TICK_KEY_PREFIX):
+                self._decide_tick(entry, dedupe)
+            else:
+                self._remember_key(entry, dedupe)
         slot = self._state.index
         owner: str | None = self._pick(self._eligible, self._state, entry)
         counted = owner
@@ -804,14 +831,25 @@ class OutstandingTable:
 
         A function of the memory alone (never of what this replica remembers otherwise),
         so every replica of the view decides alike."""
-        if self._ticks is not None and key.startswith(TICK_KEY_PREFIX):
-            tick = parse_tick_key(key)
-            if tick is not None:
-                self._ticks.on_tick(*tick)
         first = self._dedupe.remember(key, entry.ref)
         if first is not None:
             entry.dedupe_of = first
             self._counts["deduplicated"] += 1
+
+    def _decide_tick(self, entry: _Entry, key: str) -> None:
+        """A periodic TICK: accepted by the tick ledger (an ordinary job from now on) or
+        refused (it keeps its slot, and its owner reports it finished unrun). A function
+        of the ledger alone, which every replica of a settled view holds alike."""
+        tick = parse_tick_key(key)
+        if tick is None:
+            reason: str | None = f"{key!r} names no view (a spreadq version before LEDGER?)"
+        else:
+            reason = self._ticks.decide(*tick)
+        if reason is None:
+            self._counts["ticks_accepted"] += 1
+        else:
+            entry.refused = reason
+            self._counts["ticks_refused"] += 1
 
     def _answer_duplicate(self, entry: _Entry, first: JobRef) -> None:
         """Report the first job's outcome (or, forgotten, a ``DuplicateJob`` failure)
@@ -840,6 +878,10 @@ class OutstandingTable:
             return []
         if entry.dedupe_of is not None:  # never run: it gets the first job's outcome
             self._answer_duplicate(entry, entry.dedupe_of)
+            return []
+        if entry.refused is not None:  # a TICK the ledger refused: never run anywhere
+            entry.finished = True
+            self._cadence.on_finished(ref, Outcome.failure("StaleTick", entry.refused), self._now)
             return []
         job = self._job(entry)
         if job.error is not None:

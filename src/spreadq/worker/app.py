@@ -381,9 +381,11 @@ class App:
         With ``every``, ticks are numbered from the Unix epoch (tick ``t`` is due at
         ``t * every``, so ``timedelta(hours=1)`` runs on the hour). With ``cron``
         (``"*/5 * * * *"``; a sixth field is seconds), each tick is due at a time the
-        expression matches in ``timezone`` (an IANA name, UTC by default). The member
-        the ordered stream names announces each tick as an ordinary job (owner by the
-        rule, failed over like any job) and a second announcement of the same tick
+        expression matches in ``timezone`` (an IANA name, UTC by default), and is
+        numbered by its due time in Unix seconds. The first member of the view
+        announces each tick as an ordinary job (owner by the rule, failed over like
+        any job), and a tick ledger every worker keeps (settled by LEDGER messages
+        after joins and merges) accepts each tick once: any other announcement of it
         never runs. After the announcer goes, the next one announces what came due
         meanwhile: ``catch_up="latest"`` only the latest tick, ``"all"`` every missed
         one. Guarantees, clocks and partitions: docs/design/periodic.md.

@@ -38,6 +38,7 @@ CancelJob             cancel the job in the pool, or drop it in the scheduler
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
+AnnounceLedger        multicast the LEDGER envelope to WORK (periodic ticks' ledger)
 ViewChanged           log it (and rebind the logger's ``view``)
 JobsCompleted         nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
@@ -118,6 +119,7 @@ from spreadq.queue import (
     Ack,
     AnnounceDrain,
     AnnounceHello,
+    AnnounceLedger,
     AnnounceView,
     CancelJob,
     ChangeCause,
@@ -332,9 +334,6 @@ class Dispatcher:
             events=events,
             counters=counters,
         )
-        # periodic jobs: the ticks we announce (the table keeps their ledger)
-        schedules = spec.schedules
-        self._ticks = TickAnnouncer(self._me, schedules) if schedules else None
         self._table = OutstandingTable(
             self._me,
             rule=spec.rule,
@@ -347,9 +346,11 @@ class Dispatcher:
             max_failovers=settings.max_failovers,
             history=history,
             dedupe_size=settings.dedupe_keys,
-            ticks=None if self._ticks is None else self._ticks.ledger,
         )
         table = self._table
+        # periodic jobs: the ticks we announce (every table keeps and settles the ledger)
+        schedules = spec.schedules
+        self._ticks = TickAnnouncer(self._me, schedules, table.ticks) if schedules else None
         self._stats = WorkerStats(self._me, table, counters, interval=settings.stats_interval)
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
@@ -375,6 +376,7 @@ class Dispatcher:
             AnnounceDrain: self._on_announce_both,
             AnnounceHello: self._on_announce_both,
             AnnounceView: self._on_announce_view,
+            AnnounceLedger: self._on_announce_ledger,
             ViewChanged: self._on_view_changed,
             JobOrphaned: self._on_orphaned,
             JobRejected: self._on_rejected,
@@ -682,6 +684,9 @@ class Dispatcher:
     async def _on_announce_view(self, effect: AnnounceView) -> None:
         await self._multicast((self._feedback,), encode(effect.envelope))
 
+    async def _on_announce_ledger(self, effect: AnnounceLedger) -> None:
+        await self._multicast((self._work,), encode(effect.envelope))
+
     async def _on_feedback_view(self, event: RegularMembership) -> None:
         """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
         the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
@@ -710,8 +715,6 @@ class Dispatcher:
 
     async def _on_view_changed(self, effect: ViewChanged) -> None:
         view = effect.view
-        if self._ticks is not None:
-            self._ticks.on_view()
         if (
             effect.cause is ChangeCause.JOIN
             and view.ordinal > 1

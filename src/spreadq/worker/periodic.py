@@ -2,8 +2,9 @@
 
 The decisions are :class:`~spreadq.queue.periodic.Ticker`'s (sans-IO); this module turns
 them into TICK jobs: a one-job BATCH from this session's own producer id, kind the
-schedule's name, a JSON :class:`PeriodicTick` payload and the tick's dedupe key, which
-the dispatcher multicasts to the WORK group (docs/design/periodic.md).
+schedule's name, a JSON :class:`PeriodicTick` payload and the tick's dedupe key (naming
+the view it is announced in), which the dispatcher multicasts to the WORK group
+(docs/design/periodic.md). The ledger is the table's, which every worker keeps.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class TickAnnouncer:
     Args:
         me: our member name.
         schedules: the app's schedules.
+        ledger: the tick ledger our table keeps (:attr:`OutstandingTable.ticks
+            <spreadq.queue.table.OutstandingTable.ticks>`).
         wall: Unix time (the ticks are numbered from the epoch).
     """
 
@@ -48,30 +51,29 @@ class TickAnnouncer:
         self,
         me: str,
         schedules: Sequence[Schedule],
+        ledger: TickLedger,
         *,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.ledger = TickLedger()
+        self.ledger = ledger
         self._wall = wall
-        self._ticker = Ticker(me, tuple(schedules), self.ledger, joined_at=wall())
+        self._ticker = Ticker(me, tuple(schedules), ledger)
         self._producer_id = secrets.token_bytes(16)
         self._seq = 0
-
-    def on_view(self) -> None:
-        """A regular view was installed: announcements not yet delivered are lost."""
-        self._ticker.on_view()
 
     def announcements(self) -> list[tuple[Schedule, int, bytes]]:
         """The ticks due now that we announce, each with its BATCH envelope."""
         out: list[tuple[Schedule, int, bytes]] = []
+        view = self.ledger.group_id
         for schedule, tick in self._ticker.due(self._wall()):
+            assert view is not None  # only the first member of a settled view announces
             self._seq += 1
             payload = {"schedule": schedule.name, "tick": tick, "due": schedule.due_at(tick)}
             spec = JobSpec(
                 self._seq,
                 schedule.name,
                 json.dumps(payload).encode(),
-                dedupe_key=tick_key(schedule.name, tick),
+                dedupe_key=tick_key(schedule.name, tick, view),
             )
             out.append((schedule, tick, encode_batch(self._producer_id, self._seq, "json", [spec])))
         return out

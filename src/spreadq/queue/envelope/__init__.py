@@ -58,12 +58,18 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
               oldest_ms u32 | failovers u32 | takeover_ms_sum u64 | takeover_ms_max u32 |
               gid 3 x i32 | ordinal u64 | interval_ms u32 | member_len u8 | member |
               n_producers u16 | n_producers x (producer_id 16s | outstanding u32 | read u64)
+    LEDGER    gid 3 x i32 | n_members u16 | n_members x (len u8 | name) |
+              n_schedules u16 | n_schedules x (len u8 | schedule | tick u64)
 
 CANCEL goes to WORK and FEEDBACK in one AGREED message, so consumers and the producer
 see it at the same place among the ACKs (:class:`Cancel`). A RESULT query goes to WORK
 and is answered by the member at its ``index`` in the view, to the asker's private
 group (:class:`ResultQuery`, :class:`ResultAnswer`). An outcome's ``status`` is 0
 success, 1 failure, 2 cancelled (no codec; ``data`` is an empty message).
+
+LEDGER goes to the WORK group only: the latest periodic tick the members it names
+accepted, per schedule, sent after a join or a merge so the view's tick ledgers settle
+to one (:class:`Ledger`, docs/design/periodic.md).
 
 STATS goes to the FEEDBACK group only (never WORK, so it takes no slot anywhere): one
 consumer's periodic report for ``spreadq top`` and other observers (:class:`Stats`).
@@ -102,6 +108,7 @@ from spreadq.queue.envelope.dispatch import Envelope as Envelope
 from spreadq.queue.envelope.dispatch import Raw as Raw
 from spreadq.queue.envelope.dispatch import decode as decode
 from spreadq.queue.envelope.dispatch import encode as encode
+from spreadq.queue.envelope.ledger import Ledger as Ledger
 from spreadq.queue.envelope.preamble import MAGIC as MAGIC
 from spreadq.queue.envelope.preamble import MAX_ENVELOPE_SIZE as MAX_ENVELOPE_SIZE
 from spreadq.queue.envelope.preamble import MESS_TYPE as MESS_TYPE
@@ -129,6 +136,7 @@ __all__ = [
     "JobFragment",
     "JobSpec",
     "Kind",
+    "Ledger",
     "Raw",
     "ResultAnswer",
     "ResultQuery",

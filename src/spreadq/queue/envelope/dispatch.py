@@ -35,6 +35,7 @@ from spreadq.queue.envelope.control import (
     _encode_query,
     _encode_view,
 )
+from spreadq.queue.envelope.ledger import Ledger, _decode_ledger, _encode_ledger
 from spreadq.queue.envelope.preamble import (
     _PREAMBLE,
     MAGIC,
@@ -72,14 +73,17 @@ Decoded = (
     | Cancel
     | ResultQuery
     | ResultAnswer
+    | Ledger
     | Raw
 )
 """What :func:`decode` returns."""
 
 
 Envelope = (
-    JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Cancel | ResultQuery
-) | ResultAnswer
+    (JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Cancel | ResultQuery)
+    | ResultAnswer
+    | Ledger
+)
 
 
 _ENCODERS: dict[type, Callable[[Any], bytes]] = {
@@ -93,11 +97,13 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     Cancel: _encode_cancel,
     ResultQuery: _encode_query,
     ResultAnswer: _encode_answer,
+    Ledger: _encode_ledger,
 }
 
 
 def encode(envelope: Envelope) -> bytes:
-    """Encode any envelope value (the Dispatcher's one call for ACK, VIEW, DRAIN, HELLO).
+    """Encode any envelope value (the Dispatcher's one call for ACK, VIEW, DRAIN, HELLO,
+    LEDGER).
 
     Raises:
         LocalProtocolError: a field the envelope cannot carry.
@@ -116,6 +122,7 @@ _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.STATS: _decode_stats,
     Kind.CANCEL: _decode_cancel,
     Kind.RESULT: _decode_result,
+    Kind.LEDGER: _decode_ledger,
 }
 _SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
 

@@ -51,6 +51,7 @@ class Kind(enum.IntEnum):
     STATS = 7
     CANCEL = 8
     RESULT = 9
+    LEDGER = 10
 
 
 _PREAMBLE = struct.Struct("<2sBBH")
