@@ -50,3 +50,11 @@ def test_waiting_duplicates_are_listed_once_and_taken_all_at_once() -> None:
     assert memory.waiting == {ref(0): [ref(1), ref(2)]}
     assert memory.take_waiting() == {ref(0): [ref(1), ref(2)]}
     assert memory.waiting == {}
+
+
+def test_a_memory_of_one_key_keeps_the_latest() -> None:
+    memory = DedupeMemory(1)
+    assert memory.remember("a", ref(0)) is None
+    assert memory.remember("a", ref(1)) == ref(0)
+    assert memory.remember("b", ref(2)) is None  # "a" goes
+    assert memory.keys() == {"b": ref(2)}
