@@ -24,8 +24,9 @@ from spreadq.producer import Producer
 pytestmark = pytest.mark.slow
 
 WORKERS = 3
-JOBS = 9  # three per worker under round robin
-JOB_SECONDS = 2.0  # long enough to be running when the victim dies
+JOBS = 9  # three per worker under round robin: w0, the victim, gets 0, 3 and 6
+JOB_SECONDS = 1.0
+VICTIM_SECONDS = 60.0  # the victim's jobs outlast any delay before the kill, however loaded
 WAIT = 40.0
 
 Board = dict[str, Any]
@@ -46,6 +47,13 @@ async def read_boards(process: anyio.abc.Process, until: Callable[[Board], bool]
             board: Board = json.loads(line)
             if until(board):
                 return board
+
+
+def job(i: int, *, victim: bool) -> dict[str, float]:
+    """Job ``i``; the victim's jobs run until it is killed, and briefly when taken over."""
+    if victim:
+        return {"i": i, "seconds": VICTIM_SECONDS, "seconds_again": JOB_SECONDS}
+    return {"i": i, "seconds": JOB_SECONDS}
 
 
 def rows(board: Board) -> dict[str, Board]:
@@ -76,8 +84,7 @@ async def test_top_shows_a_killed_worker_gone_and_the_takeover(
         try:
             with anyio.fail_after(WAIT):
                 receipts = [
-                    await producer.put("work", {"i": i, "seconds": JOB_SECONDS})
-                    for i in range(JOBS)
+                    await producer.put("work", job(i, victim=i % WORKERS == 0)) for i in range(JOBS)
                 ]
                 victim = ws[0]
                 # the victim reports jobs running: they are its to lose

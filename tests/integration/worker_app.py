@@ -104,10 +104,12 @@ def _record(line: str) -> None:
 
 
 class Work(BaseModel):
-    """One job: its number and how long it takes (an I/O wait, like a real handler's)."""
+    """One job: its number and how long it takes (an I/O wait, like a real handler's);
+    ``seconds_again``, when given, is how long a redelivered run of it takes."""
 
     i: int
     seconds: float = 0.0
+    seconds_again: float | None = None
 
 
 class Ran(BaseModel):
@@ -125,8 +127,11 @@ async def work(job: Work, ctx: Context) -> Ran:
     size = len(ctx.view.members)
     again = int(ctx.redelivered)
     _record(f"start {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
-    if job.seconds:
-        await anyio.sleep(job.seconds)
+    seconds = (
+        job.seconds_again if ctx.redelivered and job.seconds_again is not None else job.seconds
+    )
+    if seconds:
+        await anyio.sleep(seconds)
     _record(f"done {job.i} {ctx.member} {ctx.attempt} {time.monotonic():.6f} {size} {again}\n")
     group_id = ctx.view.group_id
     assert isinstance(group_id, tuple)
