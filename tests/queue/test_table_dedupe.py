@@ -199,10 +199,10 @@ def test_simulation_with_dedupe_keys(seed: int) -> None:
 
 
 def test_the_dedupe_simulation_meets_duplicates_cuts_and_answers() -> None:
-    runs = [simulate(seed) for seed in range(SEEDS)]
-    assert sum(sim.deduplicated for sim in runs) > 50
-    assert sum(sim.dedupe_cuts for sim in runs) > 10
-    assert sum(sim.duplicates_answered for sim in runs) > 50
+    runs = [simulate(seed) for seed in range(SEEDS)]  # thresholds for 30 seeds, scaled
+    assert sum(sim.deduplicated for sim in runs) > 50 * SEEDS // 30
+    assert sum(sim.dedupe_cuts for sim in runs) > 10 * SEEDS // 30
+    assert sum(sim.duplicates_answered for sim in runs) > 50 * SEEDS // 30
 
 
 # name: (original text, planted text); each must break an invariant on one of SEEDS_PLANTED
