@@ -940,6 +940,9 @@ class OutstandingTable:
         del self._entries[ref]
         self._counts["cancelled"] += 1
         self._history.add(ref, Outcome.cancelled())
+        waiting = self._dedupe.waiting.pop(ref, None)
+        if waiting:  # our duplicates of it: their first job's outcome is "cancelled"
+            self._answer_waiting(waiting, Outcome.cancelled())
         if entry.counted is not None:
             self._state.released(entry.counted)
         self._mine.pop(ref, None)
