@@ -95,3 +95,55 @@ def test_only_version_one_envelopes_are_sealed_and_the_secret_is_not_shown() -> 
 def test_the_cap_leaves_room_for_the_seal() -> None:
     # a message to two groups must stay under 140,000 bytes with 48 + 32 per group
     assert MAX_ENVELOPE_SIZE + SEAL_SIZE + 48 + 2 * 32 <= 140_000
+
+
+def test_a_seal_is_pinned_bytes_that_other_versions_must_reproduce() -> None:
+    # a worker and a producer of different releases must agree on every tag: the tag of
+    # one batch with one secret and sender is fixed here
+    plain = encode_batch(PID, 7, "json", [JobSpec(0, "kind", b"x")])
+    sealed = SEAL.seal(plain, SENDER)
+    assert sealed[-SEAL_SIZE:].hex() == "20bb3b40c33f96424c70af9675c4c679"
+    assert sealed[:-SEAL_SIZE] == b"SQ" + bytes([SEALED_VERSION]) + plain[3:]
+
+
+def test_a_sender_name_of_any_string_seals() -> None:
+    lone = "#p\udcff#host"  # not valid UTF-8 on its own: still a distinct, sealable name
+    sealed = SEAL.seal(batch(b"x"), lone)
+    assert SEAL.unseal(sealed, lone) == batch(b"x")
+    with pytest.raises(EnvelopeError, match="does not verify"):
+        SEAL.unseal(sealed, "#p?#host")
+
+
+def test_the_shortest_envelope_seals_and_unseals() -> None:
+    preamble = batch(b"x")[:6]  # a preamble alone: the least a seal takes
+    sealed = SEAL.seal(preamble, SENDER)
+    assert len(sealed) == 6 + SEAL_SIZE
+    assert SEAL.unseal(sealed, SENDER) == preamble
+    with pytest.raises(LocalProtocolError, match=r"^only a version-1 spreadq envelope"):
+        SEAL.seal(preamble[:5], SENDER)
+    with pytest.raises(EnvelopeError, match=r"^a sealed envelope too short to hold its tag$"):
+        SEAL.unseal(sealed[:-1], SENDER)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"RAW bytes", r"^not a spreadq envelope \(RAW data cannot be sealed\)$"),
+        (b"SQ", r"^an unsealed envelope \(version missing\)$"),
+        (b"SQ\x01\x01\x00\x00", r"^an unsealed envelope \(version 1\)$"),
+        (
+            b"SQ\x02" + bytes(3 + SEAL_SIZE),
+            r"^the seal does not verify \(another secret, or altered\)$",
+        ),
+    ],
+)
+def test_each_refusal_says_why(data: bytes, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        SEAL.unseal(data, SENDER)
+
+
+def test_a_seal_needs_a_secret_and_never_shows_it() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^a seal needs a non-empty secret$"):
+        Seal(b"")
+    assert repr(SEAL) == "Seal(<secret>)"
+    assert "s3cret" not in repr(SEAL)
