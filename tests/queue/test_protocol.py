@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spreadq.errors import ConfigurationError
+from spreadq.errors import ConfigurationError, InvalidName
 from spreadq.queue.protocol import (
     MAX_PRIORITY,
     MAX_QUEUE_NAME,
@@ -66,6 +66,8 @@ def test_queue_groups_name_the_work_and_feedback_groups() -> None:
         ),
         ("q" * (MAX_QUEUE_NAME + 1), r"queue names are 1 to 28 bytes"),
         ("a~b", r"^invalid queue name 'a~b': '~' is reserved"),
+        ("a b", r"^invalid queue name 'a b': "),
+        ("#q", r"^invalid queue name '#q': "),
     ],
 )
 def test_a_bad_queue_name_is_refused_with_its_reason(queue: object, message: str) -> None:
@@ -78,5 +80,8 @@ def test_an_observer_needs_a_tag() -> None:
     with pytest.raises(
         ConfigurationError,
         match=r"^invalid observer name '~': an observer's name needs a tag after the prefix$",
-    ):
+    ) as refused:
         observer_name("")
+    cause = refused.value.__cause__
+    assert isinstance(cause, InvalidName)
+    assert cause.name == "~"
