@@ -1,23 +1,35 @@
 """Edges of the replicated table that the scenarios and the simulation pass by.
 
 Each test pins one behaviour that a mutant of ``queue/table.py`` changed without any
-other test noticing (docs/mutation.md): unknown refs, what a replica shows of a
-duplicate it has answered, the ACK deadline such an answer sets, a duplicate cancelled
-while it waits for its first job, and a cancelled job's share of ``least_loaded``'s
-counts.
+other test noticing (docs/mutation.md, docs/mutation-table-survivors.md): unknown refs,
+what a replica shows of a duplicate it has answered, the ACK deadline such an answer
+sets, a duplicate cancelled while it waits for its first job, a cancelled job's share
+of ``least_loaded``'s counts, what ``outstanding()`` shows, the transitional flag, the
+refs of RAW slots, a fragmented job's one slot, jobs answered without a run by a member
+that took them over, ACKs of other jobs, late reports of our own handlers, the ACK
+budget's edge, and the ``Idle`` input.
 """
 
 from __future__ import annotations
 
-from test_table import A, B, C, Cluster, of_type, ref, runs
+import pytest
+from test_table import PID, A, B, C, Cluster, D, of_type, ref, runs
 from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
 
-from spreadq.queue.effects import RunJob
-from spreadq.queue.envelope import MESS_TYPE, Cancel, encode
-from spreadq.queue.inputs import MessageDelivered, Tick
-from spreadq.queue.jobs import JobRef, Outcome
-from spreadq.queue.view import ChangeCause
+from spreadq.queue.effects import CancelJob, JobRejected, RunJob, SendAck
+from spreadq.queue.envelope import (
+    MESS_TYPE,
+    Cancel,
+    JobSpec,
+    encode,
+    encode_fragments,
+    outcome_size,
+)
+from spreadq.queue.inputs import Idle, JobFinished, JobStarted, MessageDelivered, Tick
+from spreadq.queue.jobs import JobRef, Outcome, Status
+from spreadq.queue.view import ChangeCause, LeftGroup, Transitional
+from spreadq.queue.windows import AckCadence
 
 
 def test_an_unknown_job_has_no_owner() -> None:
@@ -100,3 +112,245 @@ def test_a_cancelled_job_no_longer_counts_for_least_loaded() -> None:
     cancel(cluster, 2)  # A counts none now, B one
     nxt = cluster.send(3)
     assert runs(nxt[A]) == [3]  # had the cancels kept A's two: B
+
+
+def test_an_unknown_job_is_no_duplicate() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    assert cluster.tables[A].duplicate_of(ref(42)) is None
+
+
+def test_a_record_shows_its_failover_its_start_and_a_resent_copy() -> None:
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(0, 1, 2)  # A, B, C
+    cluster.feed((A,), JobStarted(ref(0)))
+    cluster.view((A, B), ChangeCause.DISCONNECT, C)  # job 2 fails over to A
+    cluster.send(1)  # re-sent while outstanding: it moves to slot 0, A
+    records = {
+        j.ref.seq: (j.failover, j.started, j.duplicate) for j in cluster.tables[A].outstanding()
+    }
+    assert records == {0: (False, True, False), 2: (True, False, False), 1: (False, False, True)}
+
+
+def test_transitional_holds_from_a_transitional_membership_to_the_next_view() -> None:
+    cluster = Cluster()
+    alone = cluster.table(A)
+    alone.apply(Transitional(cluster.gid), 0.0)  # before any view: nothing to end
+    assert alone.transitional is False
+    cluster.join(A)
+    cluster.join(B)
+    table = cluster.tables[A]
+    seen = [table.transitional]
+    cluster.feed((A, B), Transitional(cluster.gid))
+    seen.append(table.transitional)
+    cluster.view((A,), ChangeCause.NETWORK, vs={A: (A,)})
+    seen.append(table.transitional)
+    assert seen == [False, True, False]
+
+
+def test_leaving_cancels_only_the_runs_we_have_going() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1, 2, 3)  # A owns 0 and 2, B 1 and 3
+    table = cluster.tables[A]
+    table.apply(JobStarted(ref(0)), 0.0)
+    table.apply(JobFinished(ref(2), Outcome.success(b"r2")), 0.0)
+    assert of_type(table.apply(LeftGroup(), 0.0), CancelJob) == [CancelJob(ref(0), running=True)]
+
+
+def raw(sender: str) -> MessageDelivered:
+    return MessageDelivered(sender, 17, b"raw")
+
+
+def test_raw_refs_number_each_senders_slots_from_zero_and_differ_by_sender_and_view() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    odd = "#\udc80#h"  # a name that is no UTF-8 text still gets its refs
+    for sender in ("#p#h", "#p#h", "#q#h", "#p#h", odd):
+        cluster.feed(cluster.members, raw(sender))
+    refs = [j.ref for j in cluster.tables[A].outstanding()]
+    assert [r.seq for r in refs] == [0, 1, 0, 2, 0]
+    assert len({r.producer_id for r in refs}) == 3
+    assert refs[0].producer_id == refs[1].producer_id == refs[3].producer_id
+    cluster.join(C)  # a new view numbers anew, under other ids
+    cluster.feed(cluster.members, raw("#p#h"))
+    new = cluster.tables[A].outstanding()[-1].ref
+    assert new.seq == 0
+    assert new.producer_id not in {r.producer_id for r in refs}
+    assert {cluster.tables[n].owner_of(new) for n in (A, B, C)} == {A}  # every replica agrees
+
+
+def test_a_raw_ref_is_the_same_in_every_spreadq_version() -> None:
+    # replicas of two versions (a rolling upgrade) must derive the same ref, or an ACK
+    # from one would not complete the job at the other: the derivation is pinned
+    cluster = Cluster()
+    cluster.join(A)  # group id (1, 100, 1)
+    cluster.feed(cluster.members, raw("#p#h"))
+    (job,) = cluster.tables[A].outstanding()
+    assert job.ref == JobRef(bytes.fromhex("f02eddb552f4bcf3d98be4196ec6abfe"), 0)
+
+
+def test_a_fragmented_job_counts_once_for_the_ack_cadence_and_the_stats() -> None:
+    cluster = Cluster(ack_every_jobs=2)
+    cluster.join(A)
+    table = cluster.tables[A]
+    mseq = 1
+    acks: list[list[SendAck]] = []
+    for seq in (60, 61):
+        parts = encode_fragments(PID, mseq, "json", JobSpec(seq, "big", b"z" * 300), max_size=200)
+        assert len(parts) >= 3
+        mseq += len(parts)
+        for part in parts[:-1]:  # a job is read with its last fragment only
+            assert cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, part)) == {A: []}
+            assert table.next_deadline() == (None if seq == 60 else 0.05)
+        last = cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, parts[-1]))[A]
+        (run,) = of_type(last, RunJob)
+        assert (run.ref.seq, run.mess_type) == (seq, MESS_TYPE)
+        acks.append(of_type(last, SendAck))
+    assert acks[0] == []  # one job read: the ACK is due after two
+    (send,) = acks[1]
+    assert send.envelope.positions == ((PID, mseq - 1),)  # the last fragment read
+    assert table.stats.jobs == 2
+
+
+BAD = b"SQ\x02\x01\x03\x00" + b"from a newer version"  # three slots: A, B, C
+
+
+def b_answers_without_a_run(cluster: Cluster, kind: str) -> JobRef:
+    """Give B, at time 0, a slot it reports without running; return that slot's ref."""
+    if kind == "remembered":  # a re-sent copy of a job completed before
+        put(cluster, (0, None))  # slot 0 -> A
+        cluster.ack(A, 0)
+        put(cluster, (0, None))  # slot 1 -> B, which remembers its outcome
+        return ref(0)
+    if kind == "refused tick":  # a TICK whose key names no view: refused everywhere
+        put(cluster, (0, None), (1, "periodic:report:11"))  # slots 0, 1 -> A, B
+        return ref(1)
+    cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, BAD))
+    return cluster.tables[A].outstanding()[1].ref  # slot 1 -> B: unreadable
+
+
+@pytest.mark.parametrize("kind", ["remembered", "refused tick", "unreadable"])
+def test_a_job_answered_without_a_run_by_whoever_takes_it_over(kind: str) -> None:
+    cluster = slow_acks()
+    job = b_answers_without_a_run(cluster, kind)
+    cluster.now = 10.0
+    for name in (A, C):  # their ACKs by time go out: nothing of theirs pending after
+        cluster.tables[name].apply(Tick(), 10.0)
+        assert cluster.tables[name].next_deadline() is None
+    cluster.now = 12.0
+    effects = cluster.view((A, C), ChangeCause.DISCONNECT, B)  # B dies before it reported
+    (owner,) = [n for n in (A, C) if cluster.tables[n].owner_of(job) == n]
+    table = cluster.tables[owner]
+    assert finished(cluster, owner, job)
+    assert not of_type(effects[owner], RunJob)
+    assert table.next_deadline() == 22.0  # the answer waits for an ACK by time, from now
+    (outcome,) = reported(table.apply(Tick(), 22.0)).values()
+    if kind == "remembered":
+        assert outcome == Outcome.success(b"r0")
+        return
+    expected = {"refused tick": "StaleTick", "unreadable": "EnvelopeError"}[kind]
+    assert (outcome.status, outcome.error_type) == (Status.FAILED, expected)
+    if kind == "unreadable":  # the new owner logs the rejection as the first one did
+        reason = outcome.error_message
+        assert of_type(effects[owner], JobRejected) == [JobRejected(job, "#p#h", reason)]
+
+
+def test_an_unreadable_envelope_is_rejected_naming_its_first_slot() -> None:
+    cluster = slow_acks()
+    effects = cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, BAD))
+    refs = [j.ref for j in cluster.tables[A].outstanding()]
+    for name, job in zip((A, B, C), refs, strict=True):
+        assert [r.ref for r in of_type(effects[name], JobRejected)] == [job]
+
+
+def test_an_ack_of_another_job_leaves_a_waiting_duplicate_waiting() -> None:
+    cluster = slow_acks()
+    put(cluster, (0, "k"), (1, None))  # A runs 0, B runs 1
+    put(cluster, (5, "k"), pid=PID2)  # slot 2 -> C: waits for job 0
+    dup = JobRef(PID2, 5)
+    cluster.ack(B, 1)
+    assert not finished(cluster, C, dup)
+    cluster.ack(A, 0)
+    assert finished(cluster, C, dup)
+
+
+def test_an_ack_cancels_only_our_own_runs_and_clears_our_backlog() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1)  # A 0, B 1
+    effects = cluster.ack(B, 1)
+    assert of_type(effects[A], CancelJob) == []  # B's job: nothing of ours to stop
+    assert cluster.tables[A].backlog == 1
+    effects = cluster.ack(B, 0)  # A's queued job, completed by a run elsewhere
+    assert of_type(effects[A], CancelJob) == [CancelJob(ref(0), running=False)]
+    assert cluster.tables[A].backlog == 0
+
+
+def test_a_view_change_after_a_waiting_duplicate_was_cancelled_answers_nothing() -> None:
+    cluster = slow_acks()
+    put(cluster, (0, "k"))  # A runs 0
+    put(cluster, (5, "k"), pid=PID2)  # slot 1 -> B: waits for job 0
+    dup = JobRef(PID2, 5)
+    cancelled = MessageDelivered("#prod#h", MESS_TYPE, encode(Cancel(dup)))
+    cluster.feed(cluster.members, cancelled)
+    cluster.now = 10.0
+    effects = cluster.join(D)
+    assert all(dup not in reported(effects[n]) for n in (A, B, C, D))
+    assert cluster.tables[B].owner_of(dup) is None
+
+
+def test_late_reports_of_our_handlers_change_nothing() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1)  # A 0, B 1
+    table = cluster.tables[A]
+    assert table.apply(JobStarted(ref(1)), 0.0) == []  # not ours
+    assert table.apply(JobStarted(ref(42)), 0.0) == []  # completed and gone
+    assert table.apply(JobFinished(ref(42), Outcome.success(b"late")), 0.0) == []
+    assert [j.started for j in table.outstanding()] == [False, False]
+    table.apply(JobFinished(ref(0), Outcome.success(b"first")), 1.0)
+    table.apply(JobFinished(ref(0), Outcome.failure("Late", "a second report")), 2.0)
+    (send,) = of_type(table.apply(Tick(), 10.0), SendAck)
+    assert send.envelope.outcomes == ((ref(0), Outcome.success(b"first")),)
+
+
+def test_a_result_of_exactly_the_budget_fits_and_a_byte_more_fails_naming_its_size() -> None:
+    budget = AckCadence(1, 1.0).outcome_budget  # the table's cadence has these defaults
+    cluster = Cluster(ack_every_jobs=1)
+    cluster.join(A)
+    cluster.send(0, 1)
+    table = cluster.tables[A]
+    size = budget - outcome_size(Outcome.success(b"", attempts=2))
+    fits = Outcome.success(b"x" * size, attempts=2)
+    assert outcome_size(fits) == budget
+    (send,) = of_type(table.apply(JobFinished(ref(0), fits), 1.0), SendAck)
+    assert send.envelope.outcomes == ((ref(0), fits),)
+    over = Outcome.success(b"x" * (size + 1), attempts=2)
+    (send,) = of_type(table.apply(JobFinished(ref(1), over), 2.0), SendAck)
+    ((_, outcome),) = send.envelope.outcomes
+    assert (outcome.error_type, outcome.attempts) == ("MessageTooLarge", 2)
+    assert f"a result of {size + 1} bytes" in outcome.error_message
+
+
+def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
+    alone = cluster.table(A)
+    assert alone.apply(Idle(True), 0.0) == []  # no view yet
+    cluster.join(A)
+    table = cluster.tables[A]
+    assert table.apply(Idle(True), 0.0) == []  # nothing to report
+    cluster.send(0)
+    assert table.apply(Idle(False), 0.0) == []
+    assert table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 1.0) == []  # busy
+    (send,) = of_type(table.apply(Idle(True), 1.0), SendAck)  # idle: at once
+    assert send.envelope.outcomes == ((ref(0), Outcome.success(b"r0")),)
+    cluster.send(1)  # read at 1.0: an ACK falls due by time at 11.0
+    assert table.apply(Idle(False), 11.0) == []  # busy again: the Tick sends it
+    assert of_type(table.apply(Tick(), 11.0), SendAck)
