@@ -354,3 +354,19 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
     cluster.send(1)  # read at 1.0: an ACK falls due by time at 11.0
     assert table.apply(Idle(False), 11.0) == []  # busy again: the Tick sends it
     assert of_type(table.apply(Tick(), 11.0), SendAck)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a CANCEL of the first job does not answer the duplicates waiting for it: "
+    "they wait, unreported, until the next view change",
+)
+def test_a_duplicate_waiting_for_a_first_job_that_is_cancelled_gets_its_outcome() -> None:
+    cluster = slow_acks()
+    put(cluster, (0, "k"))  # A runs 0
+    put(cluster, (5, "k"), pid=PID2)  # slot 1 -> B: waits for job 0
+    dup = JobRef(PID2, 5)
+    cancel(cluster, 0)  # by its producer: job 0 completes, cancelled, everywhere
+    assert finished(cluster, B, dup)
+    cluster.now = 10.0
+    assert reported(cluster.tables[B].apply(Tick(), 10.0)) == {dup: Outcome.cancelled()}
