@@ -13,22 +13,26 @@ budget's edge, and the ``Idle`` input.
 from __future__ import annotations
 
 import pytest
-from test_table import PID, A, B, C, Cluster, D, of_type, ref, runs
+from test_table import INC, PID, A, B, C, Cluster, D, of_type, ref, runs
 from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
 
-from spreadq.queue.effects import CancelJob, JobRejected, RunJob, SendAck
+from spreadq.errors import PluginError
+from spreadq.queue.effects import CancelJob, Effect, JobRejected, RunJob, SendAck
 from spreadq.queue.envelope import (
     MESS_TYPE,
     Cancel,
+    Drain,
     JobSpec,
     encode,
     encode_fragments,
     outcome_size,
 )
 from spreadq.queue.inputs import Idle, JobFinished, JobStarted, MessageDelivered, Tick
-from spreadq.queue.jobs import JobRef, Outcome, Status
-from spreadq.queue.view import ChangeCause, LeftGroup, Transitional
+from spreadq.queue.jobs import Job, JobRef, Outcome, Status
+from spreadq.queue.rules import RuleState
+from spreadq.queue.table import OutstandingTable
+from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
 from spreadq.queue.windows import AckCadence
 
 
@@ -370,3 +374,110 @@ def test_a_duplicate_waiting_for_a_first_job_that_is_cancelled_gets_its_outcome(
     assert finished(cluster, B, dup)
     cluster.now = 10.0
     assert reported(cluster.tables[B].apply(Tick(), 10.0)) == {dup: Outcome.cancelled()}
+
+
+def test_a_rule_that_returns_a_stranger_is_refused_naming_it() -> None:
+    class Stranger:
+        name = "stranger"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return "#nobody#h"
+
+    table = OutstandingTable(A, rule=Stranger(), incarnation=INC)
+    table.apply(ViewInstalled((A,), (1, 1, 1), ChangeCause.JOIN, A), 0.0)
+    with pytest.raises(PluginError, match="rule returned '#nobody#h', not one of"):
+        table.apply(raw("#p#h"), 0.0)
+
+
+def test_a_run_carries_its_message_type_and_says_whether_it_is_a_resent_copy_or_a_failover() -> (
+    None
+):
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+
+    def flags(effects: list[Effect]) -> list[tuple[int, int, bool, bool]]:
+        return [(r.ref.seq, r.mess_type, r.failover, r.duplicate) for r in of_type(effects, RunJob)]
+
+    first = cluster.send(0, 1)  # A 0, B 1
+    assert flags(first[A]) == [(0, MESS_TYPE, False, False)]
+    again = cluster.send(2, 0)  # slots 2, 3 -> A, B: job 0 re-sent moves to B
+    assert flags(again[B]) == [(0, MESS_TYPE, False, True)]
+    left = cluster.view((A,), ChangeCause.DISCONNECT, B)  # B's jobs fail over to A
+    assert flags(left[A]) == [(1, MESS_TYPE, True, False), (0, MESS_TYPE, True, True)]
+
+
+def test_a_fragmented_job_with_a_dedupe_key_is_a_duplicate_like_any_job() -> None:
+    cluster = slow_acks()
+    put(cluster, (0, "d"))  # slot 0 -> A
+    spec = JobSpec(61, "big", b"z" * 300, dedupe_key="d")
+    parts = encode_fragments(PID, cluster.mseq + 1, "json", spec, max_size=200)
+    for part in parts:
+        effects = cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, part))
+    assert all(not of_type(effects[n], RunJob) for n in (A, B, C))  # slot 1 -> B: not run
+    assert {cluster.tables[n].duplicate_of(ref(61)) for n in (A, B, C)} == {ref(0)}
+
+
+def drain(cluster: Cluster, name: str) -> None:
+    cluster.feed(cluster.members, MessageDelivered(name, MESS_TYPE, encode(Drain(INC))))
+
+
+@pytest.mark.parametrize(
+    ("rule", "draining", "owner"),
+    [
+        ("round_robin", (), B),  # holders B, C; index 0 -> B
+        ("key_affinity", (), B),  # a job without a key: the same, through the job
+        ("round_robin", (B,), C),  # a draining holder takes it only if all holders drain
+        ("round_robin", (B, C), B),
+    ],
+)
+def test_a_straddling_job_whose_slot_falls_to_a_newcomer_goes_to_a_holder_not_draining(
+    rule: str, draining: tuple[str, ...], owner: str
+) -> None:
+    cluster = Cluster(rule)
+    cluster.join(B)
+    cluster.join(C)
+    parts = encode_fragments(PID, 1, "json", JobSpec(60, "big", b"z" * 300), max_size=200)
+    cluster.feed((B, C), MessageDelivered("#p#h", MESS_TYPE, parts[0]))
+    cluster.join(A)  # members (A, B, C): slot 0 -> A (the first eligible), who lacks the head
+    for name in draining:
+        drain(cluster, name)
+    for part in parts[1:]:
+        effects = cluster.feed((A, B, C), MessageDelivered("#p#h", MESS_TYPE, part))
+    assert [(r.ref.seq, r.failover) for r in of_type(effects[owner], RunJob)] == [(60, True)]
+    assert {cluster.tables[n].owner_of(ref(60)) for n in (B, C)} == {owner}
+    assert [(j.owner, j.failover) for j in cluster.tables[owner].outstanding()] == [(owner, True)]
+
+
+def test_a_straddling_job_whose_slot_falls_to_a_holder_is_no_failover() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    parts = encode_fragments(PID, 1, "json", JobSpec(60, "big", b"z" * 300), max_size=200)
+    cluster.feed((A, B), MessageDelivered("#p#h", MESS_TYPE, parts[0]))
+    cluster.join(C)  # slot 0 -> A, who holds it
+    for part in parts[1:]:
+        effects = cluster.feed((A, B, C), MessageDelivered("#p#h", MESS_TYPE, part))
+    assert [(r.ref.seq, r.failover) for r in of_type(effects[A], RunJob)] == [(60, False)]
+    assert [(j.owner, j.failover) for j in cluster.tables[B].outstanding()] == [(A, False)]
+
+
+def test_every_copy_of_a_completed_job_resent_while_outstanding_is_answered_from_memory() -> None:
+    cluster = slow_acks()
+    cluster.send(0)  # slot 0 -> A
+    cluster.ack(A, 0)
+    for owner in (B, C):  # slots 1, 2: each copy moves on, still remembered
+        effects = cluster.send(0)
+        assert all(not of_type(effects[n], RunJob) for n in (A, B, C))
+        assert finished(cluster, owner, ref(0))
+
+
+def test_a_job_resent_in_its_view_no_longer_counts_for_its_old_owner() -> None:
+    cluster = Cluster("least_loaded", ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)  # A
+    cluster.send(0)  # re-sent: B (A has one); A has none after
+    cluster.send(1)  # A
+    cluster.send(2)  # a tie: A (had the first copy kept counting for A: B)
+    assert cluster.owners(A) == {0: B, 1: A, 2: A}
