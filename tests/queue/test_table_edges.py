@@ -481,3 +481,65 @@ def test_a_job_resent_in_its_view_no_longer_counts_for_its_old_owner() -> None:
     cluster.send(1)  # A
     cluster.send(2)  # a tie: A (had the first copy kept counting for A: B)
     assert cluster.owners(A) == {0: B, 1: A, 2: A}
+
+
+def test_a_job_started_here_and_resent_twice_elsewhere_keeps_its_run() -> None:
+    cluster = slow_acks()
+    cluster.send(0)  # slot 0 -> A
+    cluster.feed((A,), JobStarted(ref(0)))
+    for owner in (B, C):  # slots 1, 2: it moves on twice; A's run goes on
+        effects = cluster.send(0)
+        assert of_type(effects[A], CancelJob) == []
+        assert cluster.tables[A].owner_of(ref(0)) == owner
+    assert cluster.tables[A].backlog == 0
+    done = cluster.ack(A, 0)  # A's run finished first: it completes the job everywhere
+    assert of_type(done[C], CancelJob) == [CancelJob(ref(0), running=False)]
+
+
+def test_a_queued_run_that_moved_away_leaves_the_backlog() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)  # slot 0 -> A, not started
+    assert cluster.tables[A].backlog == 1
+    cluster.send(0)  # slot 1 -> B: A drops its queued run
+    assert cluster.tables[A].backlog == 0
+
+
+def test_a_job_we_finished_and_that_is_resent_back_to_us_is_not_run_again() -> None:
+    cluster = slow_acks()
+    cluster.send(0)  # slot 0 -> A
+    cluster.feed((A,), JobFinished(ref(0), Outcome.success(b"r0")))  # not ACKed yet
+    effects = cluster.send(1, 2, 0)  # slots 1, 2, 3 -> B, C, A: job 0 back to A
+    assert runs(effects[A]) == []
+    assert [(n, finished(cluster, n, ref(0))) for n in (A, B, C)] == [
+        (A, True),
+        (B, False),
+        (C, False),
+    ]
+
+
+def test_an_unreadable_envelope_is_read_like_any_message() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.now = 1.0
+    one = b"SQ\x02\x01\x01\x00" + b"from a newer version"  # one slot: A's
+    cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, one))
+    assert cluster.tables[B].next_deadline() == 11.0  # B read a slot at 1.0: ACK it
+
+
+def test_a_rule_sees_an_unreadable_slot_as_a_job_of_kind_invalid() -> None:
+    seen: list[str] = []
+
+    class Recording:
+        name = "recording"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            seen.append(job.kind)
+            return members[0]
+
+    table = OutstandingTable(A, rule=Recording(), incarnation=INC)
+    table.apply(ViewInstalled((A,), (1, 1, 1), ChangeCause.JOIN, A), 0.0)
+    table.apply(MessageDelivered("#p#h", MESS_TYPE, BAD), 0.0)
+    assert seen == ["invalid"] * 3

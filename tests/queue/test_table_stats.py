@@ -127,3 +127,11 @@ def test_outstanding_per_producer_counts_what_outstanding_lists() -> None:
     for job in a.outstanding():
         counted[job.ref.producer_id] = counted.get(job.ref.producer_id, 0) + 1
     assert a.outstanding_per_producer() == counted == {PID: 3, b"\x02" * 16: 2}
+
+
+def test_messages_before_the_first_view_are_ignored_each_counted() -> None:
+    cluster = Cluster()
+    table = cluster.table(A)
+    for data in (b"one", b"two"):
+        assert table.apply(MessageDelivered("#p#h", 17, data), 0.0) == []
+    assert table.stats == stats(table, ignored_messages=2)
