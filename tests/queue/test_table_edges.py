@@ -269,7 +269,9 @@ def test_an_unreadable_envelope_is_rejected_naming_its_first_slot() -> None:
     effects = cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, BAD))
     refs = [j.ref for j in cluster.tables[A].outstanding()]
     for name, job in zip((A, B, C), refs, strict=True):
-        assert [r.ref for r in of_type(effects[name], JobRejected)] == [job]
+        (rejected,) = of_type(effects[name], JobRejected)
+        assert (rejected.ref, rejected.sender, rejected.count) == (job, "#p#h", 1)
+        assert rejected.reason.startswith("EnvelopeError: a sealed envelope (version 2)")
 
 
 def test_an_ack_of_another_job_leaves_a_waiting_duplicate_waiting() -> None:
@@ -401,10 +403,16 @@ def test_a_run_carries_its_message_type_and_says_whether_it_is_a_resent_copy_or_
 
     first = cluster.send(0, 1)  # A 0, B 1
     assert flags(first[A]) == [(0, MESS_TYPE, False, False)]
+    keyed = put(cluster, (7, None), (8, "k"))  # a batch with dedupe keys: A 7, B 8
+    assert flags(keyed[B]) == [(8, MESS_TYPE, False, False)]
     again = cluster.send(2, 0)  # slots 2, 3 -> A, B: job 0 re-sent moves to B
     assert flags(again[B]) == [(0, MESS_TYPE, False, True)]
     left = cluster.view((A,), ChangeCause.DISCONNECT, B)  # B's jobs fail over to A
-    assert flags(left[A]) == [(1, MESS_TYPE, True, False), (0, MESS_TYPE, True, True)]
+    assert flags(left[A]) == [
+        (1, MESS_TYPE, True, False),
+        (8, MESS_TYPE, True, False),
+        (0, MESS_TYPE, True, True),
+    ]
 
 
 def test_a_fragmented_job_with_a_dedupe_key_is_a_duplicate_like_any_job() -> None:
@@ -519,27 +527,34 @@ def test_a_job_we_finished_and_that_is_resent_back_to_us_is_not_run_again() -> N
     ]
 
 
-def test_an_unreadable_envelope_is_read_like_any_message() -> None:
+@pytest.mark.parametrize(
+    ("mess_type", "data"),
+    [
+        (MESS_TYPE, b"SQ\x02\x01\x01\x00" + b"from a newer version"),  # one slot: A's
+        (17, b"raw"),  # a RAW message: one slot, A's
+    ],
+)
+def test_a_slot_we_do_not_own_is_read_for_the_ack_cadence(mess_type: int, data: bytes) -> None:
     cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
     cluster.join(A)
     cluster.join(B)
     cluster.now = 1.0
-    one = b"SQ\x02\x01\x01\x00" + b"from a newer version"  # one slot: A's
-    cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, one))
+    cluster.feed(cluster.members, MessageDelivered("#p#h", mess_type, data))
     assert cluster.tables[B].next_deadline() == 11.0  # B read a slot at 1.0: ACK it
 
 
-def test_a_rule_sees_an_unreadable_slot_as_a_job_of_kind_invalid() -> None:
-    seen: list[str] = []
+def test_a_rule_sees_an_unreadable_slot_as_an_invalid_job_holding_the_message() -> None:
+    seen: list[tuple[str, str | None, str, bytes, bytes, str | None]] = []
 
     class Recording:
         name = "recording"
 
         def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
-            seen.append(job.kind)
+            fields = (job.kind, job.key, job.codec, bytes(job.payload), bytes(job.header_block))
+            seen.append((*fields, job.error))
             return members[0]
 
     table = OutstandingTable(A, rule=Recording(), incarnation=INC)
     table.apply(ViewInstalled((A,), (1, 1, 1), ChangeCause.JOIN, A), 0.0)
-    table.apply(MessageDelivered("#p#h", MESS_TYPE, BAD), 0.0)
-    assert seen == ["invalid"] * 3
+    (rejected,) = of_type(table.apply(MessageDelivered("#p#h", MESS_TYPE, BAD), 0.0), JobRejected)
+    assert seen == [("invalid", None, "", BAD, b"", rejected.reason)] * 3
