@@ -23,6 +23,7 @@ from spreadq.queue.envelope import (
     MESS_TYPE,
     Cancel,
     Drain,
+    Hello,
     JobSpec,
     encode,
     encode_fragments,
@@ -558,3 +559,30 @@ def test_a_rule_sees_an_unreadable_slot_as_an_invalid_job_holding_the_message() 
     table.apply(ViewInstalled((A,), (1, 1, 1), ChangeCause.JOIN, A), 0.0)
     (rejected,) = of_type(table.apply(MessageDelivered("#p#h", MESS_TYPE, BAD), 0.0), JobRejected)
     assert seen == [("invalid", None, "", BAD, b"", rejected.reason)] * 3
+
+
+def test_a_raw_message_counts_one_job_for_the_ack_cadence() -> None:
+    cluster = Cluster(ack_every_jobs=2)
+    cluster.join(A)
+    first = cluster.feed((A,), raw("#p#h"))
+    assert of_type(first[A], SendAck) == []  # one job read: the ACK is due after two
+    second = cluster.feed((A,), raw("#p#h"))
+    assert len(of_type(second[A], SendAck)) == 1
+
+
+def test_a_rule_sees_the_capacities_members_announced_and_no_strangers() -> None:
+    seen: list[tuple[int | None, int | None]] = []
+
+    class Recording:
+        name = "recording"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            seen.append((state.capacity(A), state.capacity("#ghost#h")))
+            return members[0]
+
+    table = OutstandingTable(A, rule=Recording(), incarnation=INC)
+    table.apply(ViewInstalled((A,), (1, 1, 1), ChangeCause.JOIN, A), 0.0)
+    for sender, capacity in ((A, 4), ("#ghost#h", 9)):
+        table.apply(MessageDelivered(sender, MESS_TYPE, encode(Hello(INC, capacity))), 0.0)
+    table.apply(raw("#p#h"), 0.0)
+    assert seen == [(4, None)]
