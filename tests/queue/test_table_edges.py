@@ -17,8 +17,8 @@ from test_table import INC, PID, A, B, C, Cluster, D, of_type, ref, runs
 from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
 
-from spreadq.errors import PluginError
-from spreadq.queue.effects import CancelJob, Effect, JobRejected, RunJob, SendAck
+from spreadq.errors import ConfigurationError, PluginError
+from spreadq.queue.effects import AnnounceDrain, CancelJob, Effect, JobRejected, RunJob, SendAck
 from spreadq.queue.envelope import (
     MESS_TYPE,
     Cancel,
@@ -30,7 +30,8 @@ from spreadq.queue.envelope import (
     outcome_size,
 )
 from spreadq.queue.inputs import Idle, JobFinished, JobStarted, MessageDelivered, Tick
-from spreadq.queue.jobs import Job, JobRef, Outcome, Status
+from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory, Status
+from spreadq.queue.periodic import TickLedger
 from spreadq.queue.rules import RuleState
 from spreadq.queue.table import OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -586,3 +587,45 @@ def test_a_rule_sees_the_capacities_members_announced_and_no_strangers() -> None
         table.apply(MessageDelivered(sender, MESS_TYPE, encode(Hello(INC, capacity))), 0.0)
     table.apply(raw("#p#h"), 0.0)
     assert seen == [(4, None)]
+
+
+def test_a_table_made_with_the_defaults_acks_after_200_jobs_or_50_ms() -> None:
+    cluster = Cluster()  # every option left to its default
+    cluster.join(A)
+    table = cluster.tables[A]
+    assert table.dedupe_size == 10_000
+    assert of_type(cluster.send(*range(199))[A], SendAck) == []
+    assert table.next_deadline() == 0.05
+    (send,) = of_type(cluster.send(199)[A], SendAck)  # the 200th job read
+    assert send.envelope.positions == ((PID, 2),)
+    table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 5.5)
+    (send,) = of_type(table.apply(Tick(), 5.6), SendAck)
+    assert send.envelope.positions == ()  # read more than 5 s ago: dropped
+
+
+def test_the_options_a_table_is_made_with_are_the_ones_it_uses() -> None:
+    with pytest.raises(ConfigurationError, match="an incarnation is 16 bytes, not 5"):
+        OutstandingTable(A, rule=Cluster().rule, incarnation=b"short")
+    ledger, history = TickLedger(), OutcomeHistory()
+    cluster = Cluster(ticks=ledger, history=history, position_horizon=1.0)
+    effects = cluster.join(A)[A]
+    table = cluster.tables[A]
+    assert table.ticks is ledger
+    assert table.view is not None
+    assert table.view.ordinal == 1  # views count from 1
+    assert of_type(effects, AnnounceDrain) == []  # not draining until told
+    cluster.send(0)  # read at 0
+    (send,) = of_type(table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 1.5), SendAck)
+    assert send.envelope.positions == ()  # read more than 1 s ago: dropped
+    cluster.feed((A,), MessageDelivered(A, MESS_TYPE, encode(send.envelope)))
+    assert history.get(ref(0)) == Outcome.success(b"r0")  # the history given is the one kept
+
+
+def test_a_history_of_a_few_bytes_forgets_at_once() -> None:
+    cluster = Cluster(history_bytes=3)
+    cluster.join(A)
+    cluster.send(0, 1)
+    cluster.ack(A, 0)
+    cluster.ack(A, 1)  # 2 result bytes each: each outcome fills a generation
+    table = cluster.tables[A]
+    assert (table.remembers(ref(0)), table.remembers(ref(1))) == (None, Outcome.success(b"r1"))
