@@ -17,7 +17,7 @@ from test_table import INC, PID, A, B, C, Cluster, D, of_type, ref, runs
 from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
 
-from spreadq.errors import ConfigurationError, PluginError
+from spreadq.errors import ConfigurationError, LocalProtocolError, PluginError
 from spreadq.queue.effects import AnnounceDrain, CancelJob, Effect, JobRejected, RunJob, SendAck
 from spreadq.queue.envelope import (
     MESS_TYPE,
@@ -135,9 +135,14 @@ def test_a_record_shows_its_failover_its_start_and_a_resent_copy() -> None:
     cluster.view((A, B), ChangeCause.DISCONNECT, C)  # job 2 fails over to A
     cluster.send(1)  # re-sent while outstanding: it moves to slot 0, A
     records = {
-        j.ref.seq: (j.failover, j.started, j.duplicate) for j in cluster.tables[A].outstanding()
+        j.ref.seq: (j.view, j.slot, j.failover, j.started, j.duplicate)
+        for j in cluster.tables[A].outstanding()
     }
-    assert records == {0: (False, True, False), 2: (True, False, False), 1: (False, False, True)}
+    assert records == {  # view 4, and the failover's counter in its origin, 0
+        0: (3, 0, False, True, False),
+        2: (4, 0, True, False, False),
+        1: (4, 0, False, False, True),
+    }
 
 
 def test_transitional_holds_from_a_transitional_membership_to_the_next_view() -> None:
@@ -629,3 +634,38 @@ def test_a_history_of_a_few_bytes_forgets_at_once() -> None:
     cluster.ack(A, 1)  # 2 result bytes each: each outcome fills a generation
     table = cluster.tables[A]
     assert (table.remembers(ref(0)), table.remembers(ref(1))) == (None, Outcome.success(b"r1"))
+
+
+def test_a_view_without_us_is_refused_naming_us() -> None:
+    table = OutstandingTable(A, rule=Cluster().rule, incarnation=INC)
+    with pytest.raises(LocalProtocolError, match="a view of the WORK group without us"):
+        table.apply(ViewInstalled((B,), (1, 1, 1), ChangeCause.JOIN, B), 0.0)
+
+
+def test_views_count_one_by_one_and_each_failover_is_counted() -> None:
+    cluster = Cluster()
+    for name in (A, B, C, D):
+        cluster.join(name)
+    cluster.send(0, 1, 2, 3)  # A, B, C, D
+    table = cluster.tables[A]
+    cluster.view((A, B, C), ChangeCause.DISCONNECT, D)  # job 3 reassigned: to A
+    cluster.view((A, B), ChangeCause.DISCONNECT, C)  # job 2 reassigned: to A
+    assert table.view is not None
+    assert table.view.ordinal == 6
+    assert cluster.owners(A) == {0: A, 1: B, 2: A, 3: A}
+    assert table.stats.reassigned == 2
+
+
+def test_a_member_that_joined_after_a_head_forgets_the_job_after_further_views() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    parts = encode_fragments(PID, 1, "json", JobSpec(72, "big", b"x" * 300), max_size=200)
+    cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, parts[0]))
+    cluster.join(C)  # C misses the head: the view C joined in is its job's origin
+    cluster.join(D)
+    cluster.join(B)  # two more views before the job completes
+    for part in parts[1:]:
+        cluster.feed(cluster.members, MessageDelivered("#p#h", MESS_TYPE, part))
+    assert [j.held for j in cluster.tables[C].outstanding()] == [False]
+    cluster.view((B, C, D), ChangeCause.DISCONNECT, A)  # the only holder is gone
+    assert cluster.tables[C].outstanding() == []
