@@ -18,7 +18,15 @@ from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
 
 from spreadq.errors import ConfigurationError, LocalProtocolError, PluginError
-from spreadq.queue.effects import AnnounceDrain, CancelJob, Effect, JobRejected, RunJob, SendAck
+from spreadq.queue.effects import (
+    AnnounceDrain,
+    CancelJob,
+    Effect,
+    JobRejected,
+    RunJob,
+    SendAck,
+    ViewChanged,
+)
 from spreadq.queue.envelope import (
     MESS_TYPE,
     Cancel,
@@ -669,3 +677,18 @@ def test_a_member_that_joined_after_a_head_forgets_the_job_after_further_views()
     assert [j.held for j in cluster.tables[C].outstanding()] == [False]
     cluster.view((B, C, D), ChangeCause.DISCONNECT, A)  # the only holder is gone
     assert cluster.tables[C].outstanding() == []
+
+
+def test_a_view_change_reports_the_view_its_cause_and_what_moved() -> None:
+    cluster = Cluster(max_failovers=0)
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(0, 1, 2)  # A, B, C
+    table = cluster.tables[A]
+    effects = cluster.view((A, B), ChangeCause.DISCONNECT, C)[A]
+    (change,) = of_type(effects, ViewChanged)
+    assert (change.view, change.cause) == (table.view, ChangeCause.DISCONNECT)
+    assert (change.reassigned, change.taken_over, change.orphaned) == ((ref(2),), (ref(2),), ())
+    assert change.given_up == (ref(2),)  # past max_failovers=0 at once
+    cluster.view((A,), ChangeCause.DISCONNECT, B)
+    assert table.stats.given_up == 2  # job 2 then job 1
