@@ -7,7 +7,8 @@ sets, a duplicate cancelled while it waits for its first job, a cancelled job's 
 of ``least_loaded``'s counts, what ``outstanding()`` shows, the transitional flag, the
 refs of RAW slots, a fragmented job's one slot, jobs answered without a run by a member
 that took them over, ACKs of other jobs, late reports of our own handlers, the ACK
-budget's edge, and the ``Idle`` input.
+budget's edge, the ``Idle`` input, the options a table is made with and its
+defaults, and what a view change reports.
 """
 
 from __future__ import annotations
