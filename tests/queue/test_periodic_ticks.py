@@ -236,6 +236,16 @@ def test_a_tick_with_a_key_of_an_older_spreadq_is_refused() -> None:
     assert ticks.stats("ticks_refused") == {A: 1, B: 1}
 
 
+def test_the_tick_counters_count_each_tick() -> None:
+    ticks = Ticks(A)
+    ticks.tick(A, 10)
+    ticks.tick(A, 11)
+    ticks.tick(A, 11)  # not after the latest: refused
+    ticks.tick(A, 12, key="periodic:report:12")  # names no view: refused
+    ticks.tick(A, 12)
+    assert (ticks.stats("ticks_accepted"), ticks.stats("ticks_refused")) == ({A: 3}, {A: 2})
+
+
 def test_a_refused_tick_keeps_its_slot() -> None:
     ticks = Ticks(A, B)
     ticks.cluster.join(C)

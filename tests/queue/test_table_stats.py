@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from test_table import PID, A, B, C, Cluster, ref
+from test_table import PID, A, B, C, Cluster, of_type, ref
 from test_table_cancel import cancel, query
 from test_table_dedupe import put
 
-from spreadq.queue.envelope import MESS_TYPE, Ack, encode
+from spreadq.queue.effects import AnnounceView
+from spreadq.queue.envelope import MESS_TYPE, Ack, Ledger, encode
 from spreadq.queue.inputs import JobFinished, JobStarted, MessageDelivered
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.table import OutstandingTable, TableStats
@@ -127,3 +128,22 @@ def test_outstanding_per_producer_counts_what_outstanding_lists() -> None:
     for job in a.outstanding():
         counted[job.ref.producer_id] = counted.get(job.ref.producer_id, 0) + 1
     assert a.outstanding_per_producer() == counted == {PID: 3, b"\x02" * 16: 2}
+
+
+def test_messages_before_the_first_view_are_ignored_each_counted() -> None:
+    cluster = Cluster()
+    table = cluster.table(A)
+    for data in (b"one", b"two"):
+        assert table.apply(MessageDelivered("#p#h", 17, data), 0.0) == []
+    assert table.stats == stats(table, ignored_messages=2)
+
+
+def test_messages_the_table_has_no_use_for_are_ignored_each_counted() -> None:
+    cluster = Cluster()
+    (announce,) = of_type(cluster.join(A)[A], AnnounceView)  # a VIEW is for producers
+    cluster.join(B)
+    table = cluster.tables[A]
+    forged = Ledger(cluster.gid, (A, B), (("report", 99),))  # a LEDGER from a non-member
+    for sender, data in [(A, encode(announce.envelope)), ("#ghost#h", encode(forged))] * 2:
+        cluster.feed(cluster.members, MessageDelivered(sender, MESS_TYPE, data))
+    assert table.stats == stats(table, views=2, ignored_messages=4)
