@@ -378,11 +378,6 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
     assert of_type(table.apply(Tick(), 11.0), SendAck)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CANCEL of the first job does not answer the duplicates waiting for it: "
-    "they wait, unreported, until the next view change",
-)
 def test_a_duplicate_waiting_for_a_first_job_that_is_cancelled_gets_its_outcome() -> None:
     cluster = slow_acks()
     put(cluster, (0, "k"))  # A runs 0
