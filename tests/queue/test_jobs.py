@@ -197,3 +197,36 @@ def test_outcome_history_remembers_the_last_items_within_its_bounds(
                 break
             recent.append(r)
         assert all(history.get(r) is not None for r in recent)
+
+
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 2**64 - 1))
+def test_a_job_id_parses_back_to_its_ref(producer_id: bytes, seq: int) -> None:
+    ref = JobRef(producer_id, seq)
+    assert JobRef.parse(ref.id) == ref
+    assert JobRef.parse(f"  {ref.id}\n") == ref  # surrounding space is forgiven
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "00" * 16,  # no seq
+        "00" * 16 + ":",
+        "00" * 16 + ":-1",
+        "00" * 16 + ":x",
+        "00" * 16 + f":{2**64}",
+        "00" * 15 + ":1",  # 15 bytes
+        "00" * 17 + ":1",
+        "zz" * 16 + ":1",
+        "00" * 16 + "-1",
+    ],
+)
+def test_anything_else_is_no_job_id(text: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a job id \(32 hex digits, ':', a seq\)$"):
+        JobRef.parse(text)
+
+
+def test_a_cancelled_outcome_counts_no_attempt_unless_told() -> None:
+    assert Outcome.cancelled() == Outcome(Status.CANCELLED, 0)
+    assert Outcome.cancelled(2).attempts == 2
+    assert not Outcome.cancelled().ok
