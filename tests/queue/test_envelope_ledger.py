@@ -105,3 +105,40 @@ def test_a_malformed_ledger_is_an_envelope_error(data: bytes, message: str) -> N
 def test_a_ledger_the_envelope_cannot_carry_is_refused(ledger: Ledger, message: str) -> None:
     with pytest.raises(LocalProtocolError, match=message):
         encode(ledger)
+
+
+def test_a_ledger_says_which_name_or_count_it_cannot_carry() -> None:
+    gid = (1, 2, 3)
+    with pytest.raises(LocalProtocolError, match=r"^member name is 256 bytes"):
+        encode(Ledger(gid, ("m" * 256,), ()))
+    with pytest.raises(LocalProtocolError, match=r"^schedule name is 256 bytes"):
+        encode(Ledger(gid, ("#a#h",), (("s" * 256, 1),)))
+    with pytest.raises(LocalProtocolError, match=r"^members 65536 is outside 0\.\.65535$"):
+        encode(Ledger(gid, ("#a#h",) * 65536, ()))
+    schedules = tuple((f"s{i}", 1) for i in range(65536))
+    with pytest.raises(LocalProtocolError, match=r"^schedules 65536 is outside 0\.\.65535$"):
+        encode(Ledger(gid, (), schedules))
+
+
+def test_a_ledger_takes_the_extremes_of_its_fields() -> None:
+    low = Ledger((-(2**31), 2**31 - 1, 0), (), ())
+    assert decode(encode(low)) == low
+    # exactly the envelope limit: 22 bytes of frame, then member names of 1 + n bytes
+    room = MAX_ENVELOPE_SIZE - len(encode(Ledger((0, 0, 0), (), ())))
+    full, rest = divmod(room, 256)
+    assert rest >= 2  # one more name of rest - 1 bytes fills it
+    members = ("m" * 255,) * full + ("r" * (rest - 1),)
+    at_limit = Ledger((0, 0, 0), members, ())
+    assert len(encode(at_limit)) == MAX_ENVELOPE_SIZE
+    assert decode(encode(at_limit)) == at_limit
+
+
+@pytest.mark.parametrize("field", ["member", "schedule"])
+def test_a_name_that_is_not_utf8_is_refused_naming_its_field(field: str) -> None:
+    bad = b"\x02\xff\xfe"
+    if field == "member":
+        body = struct.pack("<iiiH", 1, 2, 3, 1) + bad + struct.pack("<H", 0)
+    else:
+        body = struct.pack("<iiiH", 1, 2, 3, 0) + struct.pack("<H", 1) + bad + bytes(8)
+    with pytest.raises(EnvelopeError, match=f"^{field} name is not UTF-8$"):
+        decode(HEAD + body)
