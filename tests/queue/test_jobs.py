@@ -214,6 +214,7 @@ def test_a_job_id_parses_back_to_its_ref(producer_id: bytes, seq: int) -> None:
         "00" * 16 + ":",
         "00" * 16 + ":-1",
         "00" * 16 + ":x",
+        "00" * 16 + ":+5",  # int() would take it; a job id does not
         "00" * 16 + f":{2**64}",
         "00" * 15 + ":1",  # 15 bytes
         "00" * 17 + ":1",
