@@ -688,3 +688,14 @@ def test_a_view_change_reports_the_view_its_cause_and_what_moved() -> None:
     assert change.given_up == (ref(2),)  # past max_failovers=0 at once
     cluster.view((A,), ChangeCause.DISCONNECT, B)
     assert table.stats.given_up == 2  # job 2 then job 1
+
+
+def test_a_view_change_is_reported_before_the_runs_it_causes() -> None:
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(*range(6))  # C owns 2 and 5
+    effects = cluster.view((A, B), ChangeCause.DISCONNECT, C)
+    for name in (A, B):
+        assert isinstance(effects[name][0], ViewChanged)
+    assert any(isinstance(e, RunJob) for name in (A, B) for e in effects[name][1:])
