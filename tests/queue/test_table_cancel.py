@@ -7,7 +7,8 @@ does about its own run.
 
 from __future__ import annotations
 
-from test_table import PID, A, B, C, Cluster, of_type, ref, runs
+from test_table import A, B, C, Cluster, of_type, ref, runs
+from test_table_dedupe import put, reported
 
 from spreadq.queue.effects import (
     AnswerResult,
@@ -21,12 +22,10 @@ from spreadq.queue.effects import (
 from spreadq.queue.envelope import (
     MESS_TYPE,
     Cancel,
-    JobSpec,
     ResultAnswer,
     ResultQuery,
     ResultState,
     encode,
-    encode_batch,
 )
 from spreadq.queue.inputs import JobFinished, JobStarted, MessageDelivered
 from spreadq.queue.jobs import Outcome, Status
@@ -172,14 +171,8 @@ def test_a_duplicate_waiting_for_a_cancelled_first_job_is_answered_cancelled() -
     cluster = Cluster(ack_every_jobs=1)
     for name in (A, B, C):
         cluster.join(name)
-    cluster.mseq += 1
-    first = encode_batch(PID, cluster.mseq, "json", [JobSpec(0, "work", b"p0", dedupe_key="k")])
-    cluster.feed(cluster.members, MessageDelivered(PRODUCER, MESS_TYPE, first))  # A runs 0
-    cluster.mseq += 1
-    second = encode_batch(PID, cluster.mseq, "json", [JobSpec(1, "work", b"p1", dedupe_key="k")])
-    waits = cluster.feed(cluster.members, MessageDelivered(PRODUCER, MESS_TYPE, second))
-    # B owns the duplicate: it waits for job 0, reporting nothing for it
-    assert all(not send.envelope.outcomes for send in of_type(waits[B], SendAck))
+    put(cluster, (0, "k"))  # A runs 0
+    waits = put(cluster, (1, "k"))
+    assert reported(waits[B]) == {}  # B owns the duplicate: it waits for job 0
     effects = cancel(cluster, 0)  # job 0 never completes now: cancelled everywhere
-    reported = {r: o for send in of_type(effects[B], SendAck) for r, o in send.envelope.outcomes}
-    assert reported == {ref(1): Outcome.cancelled()}
+    assert reported(effects[B]) == {ref(1): Outcome.cancelled()}
