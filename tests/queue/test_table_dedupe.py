@@ -216,7 +216,7 @@ DEDUPE_BUGS: dict[str, tuple[str, str]] = {
         "        if False:\n",
     ),
     "a waiting duplicate is never answered": (
-        "                self._answer_waiting(waiting.pop(ref), outcome)\n",
+        "                self._answer_waiting(waiting.pop(ref), outcome_of(record))\n",
         "                waiting.pop(ref)\n",
     ),
     "the memory evicts its newest key": (

@@ -84,8 +84,8 @@ from spreadq.producer.inputs import (
     Withdraw,
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, batch_size
-from spreadq.queue.jobs import Outcome, Status
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
+from spreadq.queue.jobs import Outcome, Status, outcome_of
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -630,14 +630,15 @@ class ProducerCore:
         me = self.producer_id
         pending = self._pending
         confirmed = 0
-        for ref, outcome in ack.outcomes:
+        refs, records = AckOutcomes.parts(ack.outcomes)  # outcomes built for ours only
+        for ref, record in zip(refs, records, strict=True):
             if ref.producer_id != me:
                 continue
             job = pending.pop(ref.seq, None)
             if job is None:
                 continue
             confirmed += job.counted
-            effects.append(self._settle(job, outcome))
+            effects.append(self._settle(job, outcome_of(record)))
         return confirmed
 
     def _settle(self, job: Job[Any], outcome: Outcome | BaseException) -> Settle:

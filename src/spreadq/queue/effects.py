@@ -18,6 +18,7 @@ AnswerResult        the asker           AGREED (its private group)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, ResultAnswer
@@ -118,7 +119,7 @@ class JobsCompleted:
     every ACK)."""
 
     by: str
-    completed: tuple[tuple[JobRef, Outcome], ...]
+    completed: Sequence[tuple[JobRef, Outcome]]
 
 
 @dataclass(frozen=True, slots=True)

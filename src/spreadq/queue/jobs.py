@@ -22,10 +22,12 @@ __all__ = [
     "Outcome",
     "OutcomeHistory",
     "PLAIN_SUCCESS",
+    "OutcomeRecord",
     "Status",
     "decode_headers",
     "encode_headers",
     "encode_text",
+    "outcome_of",
 ]
 
 _U8 = struct.Struct("<B")
@@ -174,6 +176,24 @@ PLAIN_SUCCESS: Final = Outcome(Status.OK)
 worker of no-op handlers would otherwise build one per job, and every replica one
 per job an ACK reports)."""
 
+_RECORD = struct.Struct("<BHBBI")  # status, attempts, codec, error type and data lengths
+
+OutcomeRecord = Outcome | bytes
+"""An outcome, or a successful one still in the form an ACK carried it (status,
+attempts, the three lengths, the codec name and the result: checked when the ACK was
+decoded). Every replica reads every ACK, and most outcomes are only remembered, never
+asked for: a record is one ``bytes`` where an :class:`Outcome` is a tuple and its result."""
+
+
+def outcome_of(record: OutcomeRecord) -> Outcome:
+    """The :class:`Outcome` an :data:`OutcomeRecord` stands for."""
+    if not isinstance(record, bytes):
+        return record
+    _, attempts, codec_len, type_len, _ = _RECORD.unpack_from(record)
+    start = _RECORD.size + codec_len
+    codec = str(record[_RECORD.size : start], "ascii")
+    return Outcome(Status.OK, attempts, record[start + type_len :], codec=codec)
+
 
 def encode_text(value: str, what: str, limit: int) -> bytes:
     """``value`` as UTF-8 of at most ``limit`` bytes.
@@ -264,8 +284,8 @@ class OutcomeHistory:
     def __init__(self, max_items: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._current: dict[bytes, dict[int, Outcome]] = {}
-        self._previous: dict[bytes, dict[int, Outcome]] = {}
+        self._current: dict[bytes, dict[int, OutcomeRecord]] = {}
+        self._previous: dict[bytes, dict[int, OutcomeRecord]] = {}
         self._count = 0  # outcomes in the current generation
         self._previous_count = 0
         self._bytes = 0  # result bytes in the current generation
@@ -280,13 +300,24 @@ class OutcomeHistory:
         if seqs is not None:
             outcome = seqs.get(seq)
             if outcome is not None:
-                return outcome
+                return outcome_of(outcome)
         seqs = self._previous.get(producer_id)
-        return None if seqs is None else seqs.get(seq)
+        if seqs is None:
+            return None
+        outcome = seqs.get(seq)
+        return None if outcome is None else outcome_of(outcome)
 
-    def add(self, ref: JobRef, outcome: Outcome) -> None:
+    def __contains__(self, ref: JobRef) -> bool:
+        producer_id, seq = ref
+        seqs = self._current.get(producer_id)
+        if seqs is not None and seq in seqs:
+            return True
+        seqs = self._previous.get(producer_id)
+        return seqs is not None and seq in seqs
+
+    def add(self, ref: JobRef, outcome: OutcomeRecord) -> None:
         """Remember ``outcome`` for ``ref`` (the latest wins); forget the older generation
-        when the current one is full."""
+        when the current one is full. A record counts its whole length as result bytes."""
         if self.max_items <= 0:
             return
         producer_id, seq = ref
@@ -300,9 +331,9 @@ class OutcomeHistory:
         if old is None:
             self._count += 1
         else:
-            self._bytes -= len(old.result)
+            self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
         seqs[seq] = outcome
-        self._bytes += len(outcome.result)
+        self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
         if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
             self._previous, self._previous_count = self._current, self._count
             self._current, self._count, self._bytes = {}, 0, 0

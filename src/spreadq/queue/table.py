@@ -148,6 +148,7 @@ from spreadq.queue.effects import (
 )
 from spreadq.queue.envelope import (
     Ack,
+    AckOutcomes,
     BatchJobs,
     Cancel,
     Drain,
@@ -173,7 +174,15 @@ from spreadq.queue.inputs import (
     StartDraining,
     Tick,
 )
-from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory, Status
+from spreadq.queue.jobs import (
+    Job,
+    JobRef,
+    Outcome,
+    OutcomeHistory,
+    OutcomeRecord,
+    Status,
+    outcome_of,
+)
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import JoblessRule, Rule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
@@ -903,29 +912,31 @@ class OutstandingTable:
         remember, outstanding, mine = self._history.add, self._entries, self._mine
         released = self._state.released
         append = effects.append
-        completed: list[tuple[JobRef, Outcome]] = []
+        done_refs: list[JobRef] = []
+        done_records: list[OutcomeRecord] = []
         waiting = self._dedupe.waiting
-        for item in ack.outcomes:
-            ref, outcome = item
+        refs, records = AckOutcomes.parts(ack.outcomes)
+        for ref, record in zip(refs, records, strict=True):
             if waiting and ref in waiting:  # duplicates waiting for this first job
-                self._answer_waiting(waiting.pop(ref), outcome)
+                self._answer_waiting(waiting.pop(ref), outcome_of(record))
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
                 known = self._history.get(ref)
                 if known is None or known.status is not Status.CANCELLED:
-                    remember(ref, outcome)  # a run that ended after its CANCEL: cancelled
+                    remember(ref, record)  # a run that ended after its CANCEL: cancelled
                 continue
-            remember(ref, outcome)
-            completed.append(item)
+            remember(ref, record)
+            done_refs.append(ref)
+            done_records.append(record)
             if entry.counted is not None:
                 released(entry.counted)
             mine.pop(ref, None)
             if entry.run_sent and not entry.finished:
                 append(CancelJob(ref, running=entry.started))
-        if completed:
-            self._counts["completed"] += len(completed)
-            append(JobsCompleted(sender, tuple(completed)))
+        if done_refs:
+            self._counts["completed"] += len(done_refs)
+            append(JobsCompleted(sender, AckOutcomes(done_refs, done_records)))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
         entry = self._entries.get(ref)

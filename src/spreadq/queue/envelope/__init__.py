@@ -88,6 +88,7 @@ by whoever runs the job.
 from __future__ import annotations
 
 from spreadq.queue.envelope.ack import Ack as Ack
+from spreadq.queue.envelope.ack import AckOutcomes as AckOutcomes
 from spreadq.queue.envelope.ack import ack_overhead as ack_overhead
 from spreadq.queue.envelope.ack import outcome_size as outcome_size
 from spreadq.queue.envelope.batch import BatchJobs as BatchJobs
@@ -126,6 +127,7 @@ __all__ = [
     "SEAL_SIZE",
     "VERSION",
     "Ack",
+    "AckOutcomes",
     "BatchJobs",
     "Cancel",
     "Decoded",

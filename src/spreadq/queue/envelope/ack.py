@@ -4,7 +4,9 @@ ACK and a RESULT answer share."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
 from spreadq.queue.envelope.preamble import (
@@ -14,6 +16,7 @@ from spreadq.queue.envelope.preamble import (
     _U32_MAX,
     _U64_MAX,
     MAX_ATTEMPTS,
+    MAX_CODEC_NAME,
     Kind,
     _check_id,
     _check_range,
@@ -27,12 +30,15 @@ from spreadq.queue.jobs import (
     PLAIN_SUCCESS,
     JobRef,
     Outcome,
+    OutcomeRecord,
     Status,
     encode_text,
+    outcome_of,
 )
 
 __all__ = [
     "Ack",
+    "AckOutcomes",
     "ack_overhead",
     "outcome_size",
 ]
@@ -43,15 +49,76 @@ _OUTCOME = struct.Struct("<16sQBHBBI")
 _OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
 
 _REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
-_SHORT_OUTCOME = 256  # ACK outcomes up to this size are decoded once per ACK
+
+
+class AckOutcomes(Sequence[tuple[JobRef, Outcome]]):
+    """The outcomes of a decoded ACK: ``(ref, outcome)`` pairs, built on demand.
+
+    Every consumer and producer reads every ACK, and most of what it reports is only
+    remembered (by a consumer) or belongs to another producer: decoding checks each
+    outcome and keeps its ref and its :data:`~spreadq.queue.jobs.OutcomeRecord`;
+    ``outcomes[i]`` builds the :class:`Outcome` when asked.
+    """
+
+    __slots__ = ("records", "refs")
+
+    def __init__(self, refs: list[JobRef], records: list[OutcomeRecord]) -> None:
+        self.refs: Sequence[JobRef] = refs
+        """Each outcome's job, in order."""
+        self.records: Sequence[OutcomeRecord] = records
+        """Each outcome as decoded: an :class:`Outcome`, or a successful one's record."""
+
+    @staticmethod
+    def parts(
+        outcomes: Sequence[tuple[JobRef, Outcome]],
+    ) -> tuple[Sequence[JobRef], Sequence[OutcomeRecord]]:
+        """The refs and records of ``outcomes``: a decoded ACK's as they are, those of
+        an ACK built by hand taken apart."""
+        if isinstance(outcomes, AckOutcomes):
+            return outcomes.refs, outcomes.records
+        return [ref for ref, _ in outcomes], [outcome for _, outcome in outcomes]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[JobRef, Outcome]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[JobRef, Outcome]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[JobRef, Outcome] | Sequence[tuple[JobRef, Outcome]]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        return self.refs[index], outcome_of(self.records[index])
+
+    def __iter__(self) -> Iterator[tuple[JobRef, Outcome]]:
+        for ref, record in zip(self.refs, self.records, strict=True):
+            yield ref, outcome_of(record)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"AckOutcomes({list(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """ACK: what a consumer finished, how far it read each producer, and its backlog."""
+    """ACK: what a consumer finished, how far it read each producer, and its backlog.
+
+    A decoded ACK's ``outcomes`` is an :class:`AckOutcomes` (equal to the tuple it was
+    encoded from)."""
 
     incarnation: bytes
-    outcomes: tuple[tuple[JobRef, Outcome], ...] = ()
+    outcomes: Sequence[tuple[JobRef, Outcome]] = ()
     positions: tuple[tuple[bytes, int], ...] = ()
     backlog: int = 0
 
@@ -111,44 +178,50 @@ def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
 def _decode_ack(reader: _Reader, slots: int) -> Ack:
     incarnation, backlog, n_positions, n_outcomes = reader.unpack(_ACK)
     positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
-    outcomes: list[tuple[JobRef, Outcome]] = []
-    # the hot path: every consumer reads every ACK, and one worker's outcomes are mostly
-    # alike (a no-op handler's are all the same): each distinct short body (what follows
-    # the ref) is decoded once per ACK; a memoryview of bytes hashes as the bytes do
+    # the hot path: every consumer reads every ACK. A successful outcome is checked here
+    # and kept as its record (one bytes object); an Outcome is built only when asked for
     mv, at = reader.mv, reader.at
     total = len(mv)
-    hashable = total if mv.readonly and mv.format == "B" else -1
     unpack, fixed = _OUTCOME.unpack_from, _OUTCOME.size
-    append = outcomes.append
-    seen: dict[memoryview, Outcome] = {}
+    refs: list[JobRef] = []
+    records: list[OutcomeRecord] = []
+    add_ref, add_record = refs.append, records.append
+    codecs = _CODECS
     for _ in range(n_outcomes):
         if at + fixed > total:
             raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
         producer_id, seq, status, attempts, codec_len, type_len, data_len = unpack(mv, at)
-        ref = _new_ref((producer_id, seq))
         body_at = at + fixed
         end = body_at + codec_len + type_len + data_len
-        if end == body_at and status == Status.OK and attempts == 1:
-            append((ref, PLAIN_SUCCESS))  # what most outcomes are: no new value
+        add_ref(_new_ref((producer_id, seq)))
+        if status == Status.OK and not type_len and end <= total:
+            if end == body_at and attempts == 1:
+                add_record(PLAIN_SUCCESS)  # what most outcomes are: no new value
+            else:
+                codec = mv[body_at : body_at + codec_len].tobytes()
+                if codec and codec not in codecs:
+                    _check_codec(codec)
+                add_record(mv[at + _REF_SIZE : end].tobytes())
             at = end
             continue
-        body = None
-        if end <= hashable and end - at <= _SHORT_OUTCOME:
-            body = mv[at + _REF_SIZE : end]
-            known = seen.get(body)
-            if known is not None:
-                append((ref, known))
-                at = end
-                continue
         reader.at = body_at
-        outcome = _read_outcome(reader, status, attempts, codec_len, type_len, data_len)
+        add_record(_read_outcome(reader, status, attempts, codec_len, type_len, data_len))
         at = reader.at
-        if body is not None:
-            seen[body] = outcome
-        append((ref, outcome))
     reader.at = at
     reader.done()
-    return Ack(incarnation, tuple(outcomes), positions, backlog)
+    return Ack(incarnation, AckOutcomes(refs, records), positions, backlog)
+
+
+_CODECS: set[bytes] = set()
+"""Codec names an ACK outcome was checked to carry (a few: the codecs in use)."""
+
+
+def _check_codec(codec: bytes) -> None:
+    """Check a result codec name as :func:`_read_outcome` does; remember a good one."""
+    if not 1 <= len(codec) <= MAX_CODEC_NAME or not codec.isascii():
+        raise EnvelopeError("bad codec name")
+    if len(_CODECS) < 64:
+        _CODECS.add(codec)
 
 
 def _read_outcome(
