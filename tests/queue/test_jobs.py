@@ -177,11 +177,13 @@ def test_outcome_history_remembers_the_last_items_within_its_bounds(
 ) -> None:
     history = OutcomeHistory(max_items=max_items, max_bytes=max_bytes)
     latest: dict[JobRef, Outcome] = {}
+    largest: dict[JobRef, int] = {}  # the largest result each ref was added with
     order: list[JobRef] = []  # distinct refs, most recently added last
     for producer, seq, result in adds:
         ref, outcome = JobRef(bytes([producer]) * 16, seq), Outcome.success(result)
         history.add(ref, outcome)
         latest[ref] = outcome
+        largest[ref] = max(largest.get(ref, 0), len(result))
         if ref in order:
             order.remove(ref)
         order.append(ref)
@@ -189,10 +191,12 @@ def test_outcome_history_remembers_the_last_items_within_its_bounds(
         assert all(history.get(r) == latest[r] for r in remembered)  # never a stale one
         assert len(history) == len(remembered) <= 2 * max_items
         assert sum(len(latest[r].result) for r in remembered) <= max_bytes + 6
-        # the most recent refs are all remembered, as many as fit half the byte bound
+        # the most recent refs are all remembered, as many as fit half the byte bound;
+        # a generation ends by the sizes it held then, so a ref re-added with a smaller
+        # result counts with its largest (else a shrunk one makes room the history never had)
         recent, size = [], 0
         for r in reversed(order[-max_items:]):
-            size += len(latest[r].result)
+            size += largest[r]
             if 2 * size > max_bytes:
                 break
             recent.append(r)
