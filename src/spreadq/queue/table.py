@@ -655,7 +655,9 @@ class OutstandingTable:
                 if isinstance(jobs, BatchJobs):  # the jobs we do not own are never built
                     take = self._take_slot
                     keys = jobs.dedupe_keys
-                    if not keys:
+                    if not keys and self._jobless is not None:
+                        self._take_batch(effects, jobs, sender, mess_type)
+                    elif not keys:
                         for index, ref in enumerate(jobs.refs):
                             take(effects, ref, sender, mess_type, origin, source=jobs, index=index)
                     else:
@@ -834,6 +836,42 @@ class OutstandingTable:
         self._entries[ref] = entry
         if owner == self.me:
             effects += self._become_owner(entry, failover=failover)
+
+    def _take_batch(
+        self, effects: list[Effect], jobs: BatchJobs, sender: str, mess_type: int
+    ) -> None:
+        """:meth:`_take_slot` for each job of a batch without dedupe keys, under a rule
+        that never looks at the job: the path every member takes for every job, most of
+        them not its own. A job re-sent while outstanding takes the general path."""
+        jobless = self._jobless
+        assert jobless is not None
+        state, members, origin = self._state, self._eligible, self._origin
+        entries, remembered_of, me, ordinal = (
+            self._entries,
+            self._history.get,
+            self.me,
+            self._ordinal,
+        )
+        assigned = state.assigned
+        for index, ref in enumerate(jobs.refs):
+            if ref in entries:
+                self._take_slot(effects, ref, sender, mess_type, origin, source=jobs, index=index)
+                continue
+            slot = state.index
+            owner = jobless(members, state)
+            if owner not in members:
+                raise PluginError(self.rule.name, f"rule returned {owner!r}, not one of {members}")
+            assigned(owner)
+            entry = _Entry(
+                ref, None, jobs, index, sender, mess_type, origin, owner, slot, ordinal, True, owner
+            )
+            remembered = remembered_of(ref)
+            if remembered is not None:
+                entry.remembered, entry.duplicate = remembered, True
+                self._counts["duplicates"] += 1
+            entries[ref] = entry
+            if owner == me:
+                effects += self._become_owner(entry, failover=False)
 
     def _remember_key(self, entry: _Entry, key: str) -> None:
         """Look ``key`` up in the dedupe memory: remember it, or mark ``entry`` a duplicate.
