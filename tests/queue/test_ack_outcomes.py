@@ -129,3 +129,14 @@ def test_a_record_counts_its_whole_length_against_the_byte_budget() -> None:
     assert all(JobRef(PID, seq) in history for seq in (1, 2, 3))
     history.add(JobRef(PID, 4), record)  # the second is full: the first is forgotten
     assert [JobRef(PID, seq) in history for seq in (1, 2, 3, 4)] == [False, False, True, True]
+
+
+def test_alike_short_outcomes_of_one_ack_share_one_record() -> None:
+    same = Outcome.success(b"null", codec="json")
+    long = Outcome.success(b"x" * 100, codec="json")
+    records = decoded(
+        tuple((JobRef(PID, seq), same if seq < 3 else long) for seq in range(5))
+    ).records
+    assert records[0] is records[1] is records[2]  # remembered once, not once a job
+    assert records[3] == records[4]
+    assert records[3] is not records[4]  # long ones are not looked up

@@ -356,7 +356,7 @@ async def run_bench(
             address, raw, receivers=workers, payload=payload, loop=loop, log_level=log_level
         )
     async with AsyncExitStack() as stack:
-        producer = await stack.enter_async_context(Producer(QUEUE, address))
+        producer = await stack.enter_async_context(Producer(QUEUE, address, plugins=plugins))
         pool = await stack.enter_async_context(
             worker_processes(
                 address,

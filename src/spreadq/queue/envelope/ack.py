@@ -49,6 +49,7 @@ _OUTCOME = struct.Struct("<16sQBHBBI")
 _OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
 
 _REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
+_SHARED_RECORD = 64  # outcomes up to this size that are alike share a record in an ACK
 
 
 class AckOutcomes(Sequence[tuple[JobRef, Outcome]]):
@@ -187,6 +188,7 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     records: list[OutcomeRecord] = []
     add_ref, add_record = refs.append, records.append
     codecs = _CODECS
+    seen: dict[bytes, bytes] = {}
     for _ in range(n_outcomes):
         if at + fixed > total:
             raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
@@ -201,7 +203,10 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
                 codec = mv[body_at : body_at + codec_len].tobytes()
                 if codec and codec not in codecs:
                     _check_codec(codec)
-                add_record(mv[at + _REF_SIZE : end].tobytes())
+                record = mv[at + _REF_SIZE : end].tobytes()
+                if end - at <= _SHARED_RECORD:  # alike outcomes share one record
+                    record = seen.setdefault(record, record)
+                add_record(record)
             at = end
             continue
         reader.at = body_at
