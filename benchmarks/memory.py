@@ -87,7 +87,7 @@ async def _measure(
     per_round = math.ceil(jobs / samples)
     found: list[Sample] = []
     async with (
-        Producer(QUEUE, address) as producer,
+        Producer(QUEUE, address, plugins=False) as producer,
         worker_processes(address, workers, loop=loop) as pool,
     ):
         with anyio.fail_after(START_WITHIN):
