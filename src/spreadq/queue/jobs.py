@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -176,6 +176,7 @@ PLAIN_SUCCESS: Final = Outcome(Status.OK)
 worker of no-op handlers would otherwise build one per job, and every replica one
 per job an ACK reports)."""
 
+_NO_SEQS: frozenset[int] = frozenset()
 _RECORD = struct.Struct("<BHBBI")  # status, attempts, codec, error type and data lengths
 
 OutcomeRecord = Outcome | bytes
@@ -306,6 +307,12 @@ class OutcomeHistory:
             return None
         outcome = seqs.get(seq)
         return None if outcome is None else outcome_of(outcome)
+
+    def seqs_of(self, producer_id: bytes) -> tuple[Container[int], Container[int]]:
+        """The seqs of ``producer_id``'s jobs remembered now, in the current and in the
+        previous generation: a batch of one producer's jobs asks once, not once a job
+        (valid until the next :meth:`add`)."""
+        return self._current.get(producer_id, _NO_SEQS), self._previous.get(producer_id, _NO_SEQS)
 
     def __contains__(self, ref: JobRef) -> bool:
         producer_id, seq = ref

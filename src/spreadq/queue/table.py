@@ -846,14 +846,11 @@ class OutstandingTable:
         jobless = self._jobless
         assert jobless is not None
         state, members, origin = self._state, self._eligible, self._origin
-        entries, remembered_of, me, ordinal = (
-            self._entries,
-            self._history.get,
-            self.me,
-            self._ordinal,
-        )
+        entries, me, ordinal = self._entries, self.me, self._ordinal
         assigned = state.assigned
-        for index, ref in enumerate(jobs.refs):
+        refs = jobs.refs
+        current, previous = self._history.seqs_of(refs[0].producer_id) if refs else ((), ())
+        for index, ref in enumerate(refs):
             if ref in entries:
                 self._take_slot(effects, ref, sender, mess_type, origin, source=jobs, index=index)
                 continue
@@ -865,9 +862,9 @@ class OutstandingTable:
             entry = _Entry(
                 ref, None, jobs, index, sender, mess_type, origin, owner, slot, ordinal, True, owner
             )
-            remembered = remembered_of(ref)
-            if remembered is not None:
-                entry.remembered, entry.duplicate = remembered, True
+            seq = ref[1]
+            if seq in current or seq in previous:  # a job re-sent after it completed
+                entry.remembered, entry.duplicate = self._history.get(ref), True
                 self._counts["duplicates"] += 1
             entries[ref] = entry
             if owner == me:

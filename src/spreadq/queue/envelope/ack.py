@@ -151,10 +151,31 @@ def _encode_ack(ack: Ack) -> bytes:
         _check_id(producer_id, "producer_id")
         _check_range(mseq, "mseq", _U64_MAX)
         parts.append(_POSITION.pack(producer_id, mseq))
+    add = parts.append
+    pack, codecs = _OUTCOME.pack, _CODEC_NAMES
     for ref, outcome in ack.outcomes:
-        _check_ref(ref)
-        parts += _outcome_parts(outcome, ref)
+        producer_id, seq = ref
+        if len(producer_id) != _ID_SIZE or not 0 <= seq <= _U64_MAX:
+            _check_ref(ref)  # raises, saying which
+        if outcome.status is Status.OK and not outcome.error_type:  # the most frequent
+            codec = outcome.codec
+            raw_codec = codecs.get(codec) if codec else b""
+            if raw_codec is None:
+                raw_codec = _codec_bytes(codec)
+                if len(codecs) < 64:
+                    codecs[codec] = raw_codec
+            attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+            result = outcome.result
+            add(pack(producer_id, seq, Status.OK, attempts, len(raw_codec), 0, len(result)))
+            add(raw_codec)
+            add(result)
+        else:
+            parts += _outcome_parts(outcome, ref)
     return b"".join(parts)
+
+
+_CODEC_NAMES: dict[str, bytes] = {}
+"""Result codec names an ACK was encoded with, and their bytes (the codecs in use)."""
 
 
 def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
