@@ -434,6 +434,25 @@ def test_a_resent_completed_job_is_answered_from_memory_by_its_owner() -> None:
     assert (ref(0), Outcome.success(b"r0")) in send.envelope.outcomes
 
 
+def test_a_resent_job_is_recognised_from_either_generation_of_the_history() -> None:
+    # history_size 3: outcomes 0, 2 and 1 fill a generation, 3 starts the next; so job 0
+    # is remembered in the previous generation only, job 3 in the current one
+    cluster = Cluster(ack_every_jobs=1, history_size=3)
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1, 2, 3)  # A owns 0 and 2, B owns 1 and 3
+    cluster.ack(A, 0, 2)
+    cluster.ack(B, 1, 3)
+    effects = cluster.send(0, 3)  # both again: slots 4 and 5, to A and to B
+    assert runs(effects[A]) == runs(effects[B]) == []  # neither runs again
+    for name in (A, B):
+        assert cluster.tables[name].stats.duplicates == 2
+    (send,) = of_type(effects[A], SendAck)
+    assert (ref(0), Outcome.success(b"r0")) in send.envelope.outcomes
+    (send,) = of_type(effects[B], SendAck)
+    assert (ref(3), Outcome.success(b"r3")) in send.envelope.outcomes
+
+
 # --- envelopes the owner cannot read --------------------------------------------------
 
 
