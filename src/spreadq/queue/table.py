@@ -652,30 +652,25 @@ class OutstandingTable:
                 count = len(jobs)
                 self._counts["jobs"] += count
                 sender, mess_type, origin = event.sender, event.mess_type, self._origin
-                if isinstance(jobs, BatchJobs):  # the jobs we do not own are never built
-                    take = self._take_slot
-                    keys = jobs.dedupe_keys
-                    if not keys and self._jobless is not None:
-                        self._take_batch(effects, jobs, sender, mess_type)
-                    elif not keys:
-                        for index, ref in enumerate(jobs.refs):
-                            take(effects, ref, sender, mess_type, origin, source=jobs, index=index)
-                    else:
-                        for index, ref in enumerate(jobs.refs):
-                            key = keys.get(index)
-                            take(
-                                effects,
-                                ref,
-                                sender,
-                                mess_type,
-                                origin,
-                                source=jobs,
-                                index=index,
-                                dedupe=key,
-                            )
+                # decode gives every batch BatchJobs: the jobs we do not own are never built
+                assert isinstance(jobs, BatchJobs)
+                keys = jobs.dedupe_keys
+                if not keys and self._jobless is not None:
+                    self._take_batch(effects, jobs, sender, mess_type)
                 else:
-                    for job in jobs:
-                        self._take_slot(effects, job, sender, mess_type, origin)
+                    take = self._take_slot
+                    for index, ref in enumerate(jobs.refs):
+                        dedupe = keys.get(index)
+                        take(
+                            effects,
+                            ref,
+                            sender,
+                            mess_type,
+                            origin,
+                            source=jobs,
+                            index=index,
+                            dedupe=dedupe,
+                        )
                 self._cadence.on_read(count, self._now, decoded.producer_id, decoded.mseq)
             elif isinstance(decoded, JobFragment):
                 self._on_fragment(effects, decoded, event)
