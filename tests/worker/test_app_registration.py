@@ -9,6 +9,7 @@ from typing import TypeVar
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
+from spreadq.codecs import JsonCodec
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, PayloadError, PluginError
 from spreadq.handlers import Handler, HandlerSpec, handler
@@ -422,3 +423,43 @@ def test_plugin_sets_are_checked() -> None:
 def test_named_plugins_must_be_installed() -> None:
     with pytest.raises(PluginError, match="plugin 'surely-not-installed': not installed"):
         make_app(plugins=["surely-not-installed"])
+
+
+class CountingJson:
+    """The json codec, counting its encodes (a codec of one's own is never cached)."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self.encodes = 0
+        self._json = JsonCodec()
+
+    def encode(self, value: object, adapter: TypeAdapter[object]) -> bytes:
+        self.encodes += 1
+        return self._json.encode(value, adapter)
+
+    def decode(self, data: bytes, adapter: TypeAdapter[object]) -> object:
+        return self._json.decode(data, adapter)
+
+
+def test_a_none_result_is_encoded_once_by_the_json_codec_and_every_time_by_others() -> None:
+    app = App("images", plugins=False)
+
+    @app.handler("nothing")
+    async def nothing(data: int) -> None:
+        return None
+
+    @app.handler("number")
+    async def number(data: int) -> int | None:
+        return data
+
+    prepared = app.spec().handlers
+    first = prepared["nothing"].encode_result(None)
+    assert first == b"null"
+    assert prepared["nothing"].encode_result(None) is first  # kept, not encoded again
+    assert prepared["number"].encode_result(7) == b"7"
+    assert prepared["number"].encode_result(None) == b"null"
+    counting = CountingJson()
+    own = dataclasses.replace(prepared["nothing"], result_codec=counting)
+    assert own.encode_result(None) == own.encode_result(None) == b"null"
+    assert counting.encodes == 2

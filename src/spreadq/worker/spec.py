@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spreadq.codecs import Codec, CodecRegistry
+from spreadq.codecs import Codec, CodecRegistry, JsonCodec
 from spreadq.context import Context
 from spreadq.errors import PayloadError
 from spreadq.handlers import AnyHandlerSpec
@@ -80,6 +80,7 @@ class PreparedHandler:
     payload_codec: Codec
     result_codec: Codec
     codecs: CodecRegistry = field(repr=False)
+    _none: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def decode_payload(
         self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
@@ -116,12 +117,17 @@ class PreparedHandler:
         Raises:
             PayloadError: the result is not serialisable as the result type.
         """
+        if result is None and self._none:  # what most handlers of side effects return
+            return self._none[0]
         try:
-            return self.result_codec.encode(result, self.spec.result_adapter)
+            encoded = self.result_codec.encode(result, self.spec.result_adapter)
         except PayloadError as error:
             if job is None:
                 raise
             raise PayloadError(f"{self.spec.kind}: result: {error}", job=job) from error
+        if result is None and type(self.result_codec) is JsonCodec:  # the same bytes always
+            self._none.append(encoded)
+        return encoded
 
     async def run(
         self, ctx: Context, data: bytes | memoryview, *, codec: str | None = None
