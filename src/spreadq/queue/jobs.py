@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, NamedTuple
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
@@ -171,6 +172,11 @@ class Outcome(NamedTuple):
         return self.status is Status.OK
 
 
+_new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = partial(
+    tuple.__new__, Outcome
+)
+"""``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
+
 PLAIN_SUCCESS: Final = Outcome(Status.OK)
 """A first attempt that succeeded with no result: shared, as outcomes are immutable (a
 worker of no-op handlers would otherwise build one per job, and every replica one
@@ -178,6 +184,7 @@ per job an ACK reports)."""
 
 _NO_SEQS: frozenset[int] = frozenset()
 _RECORD = struct.Struct("<BHBBI")  # status, attempts, codec, error type and data lengths
+_RECORD_FIXED = _RECORD.size
 
 OutcomeRecord = Outcome | bytes
 """An outcome, or a successful one still in the form an ACK carried it (status,
@@ -190,10 +197,12 @@ def outcome_of(record: OutcomeRecord) -> Outcome:
     """The :class:`Outcome` an :data:`OutcomeRecord` stands for."""
     if not isinstance(record, bytes):
         return record
-    _, attempts, codec_len, type_len, _ = _RECORD.unpack_from(record)
-    start = _RECORD.size + codec_len
-    codec = str(record[_RECORD.size : start], "ascii")
-    return Outcome(Status.OK, attempts, record[start + type_len :], codec=codec)
+    _, attempts, codec_len, _, _ = _RECORD.unpack_from(record)  # a success: no error type
+    if not codec_len:  # the job's own codec: the result follows the fixed part
+        return _new_outcome((Status.OK, attempts, record[_RECORD_FIXED:], "", "", ""))
+    start = _RECORD_FIXED + codec_len
+    codec = str(record[_RECORD_FIXED:start], "ascii")
+    return _new_outcome((Status.OK, attempts, record[start:], "", "", codec))
 
 
 def encode_text(value: str, what: str, limit: int) -> bytes:
