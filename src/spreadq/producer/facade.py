@@ -121,7 +121,7 @@ from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.producer.sessions import SessionKeeper
 from spreadq.queue.envelope import JobSpec
-from spreadq.queue.jobs import JobRef, Outcome, Status
+from spreadq.queue.jobs import Outcome, Status
 from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
@@ -248,6 +248,7 @@ class Producer:
             raise ConfigurationError(f"close_timeout must be >= 0 seconds, not {close_timeout!r}")
         self._close_timeout = close_timeout
         self._id = os.urandom(16)
+        self._id_hex = self._id.hex()  # every job id starts with it (JobRef.id)
         self._log = log.bind(queue=queue, producer=self._id[:4].hex())
         secret = settings.secret
         self._seal = None if secret is None else Seal(secret.get_secret_value().encode())
@@ -660,7 +661,7 @@ class Producer:
         # from here to the Put nothing awaits: the room seen is the room taken
         seq = core.next_seq
         spec = JobSpec(seq, kind, data, key, header_items, dedupe_key)
-        job_id = JobRef(self._id, seq).id
+        job_id = f"{self._id_hex}:{seq}"  # JobRef(self._id, seq).id, without the ref
         receipt: Receipt[Any] = Receipt(
             kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
         )
