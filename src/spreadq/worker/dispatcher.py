@@ -379,6 +379,7 @@ class Dispatcher:
         self._receive: MemoryObjectReceiveStream[_Item] = receive
         self._handle = DispatcherHandle(send)
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
+        self._alarm_at = 0.0  # when it rings (loop time)
         self._log = log.bind(queue=queue, member=self._me)
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
             RunJob: self._on_run,
@@ -541,10 +542,10 @@ class Dispatcher:
         when = loop.time() + wait
         alarm = self._alarm
         if alarm is not None:
-            if not alarm.cancelled() and alarm.when() <= when:
+            if self._alarm_at <= when:
                 return
             alarm.cancel()
-        self._alarm = loop.call_at(when, self._ring)
+        self._alarm, self._alarm_at = loop.call_at(when, self._ring), when
 
     def _ring(self) -> None:
         self._alarm = None
