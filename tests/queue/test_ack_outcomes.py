@@ -140,3 +140,26 @@ def test_alike_short_outcomes_of_one_ack_share_one_record() -> None:
     assert records[0] is records[1] is records[2]  # remembered once, not once a job
     assert records[3] == records[4]
     assert records[3] is not records[4]  # long ones are not looked up
+
+
+def test_the_history_gives_a_producers_seqs_of_both_generations_at_once() -> None:
+    history = OutcomeHistory(max_items=3, max_bytes=1000)
+    for seq in (1, 2, 3, 4):  # 1 to 3 fill a generation; 4 starts the next
+        history.add(JobRef(PID, seq), PLAIN_SUCCESS)
+    current, previous = history.seqs_of(PID)
+    assert [seq in previous for seq in (1, 2, 3, 4)] == [True, True, True, False]
+    assert [seq in current for seq in (1, 2, 3, 4)] == [False, False, False, True]
+    current, previous = history.seqs_of(b"O" * 16)  # a producer it remembers nothing of
+    assert 1 not in current
+    assert 1 not in previous
+
+
+def test_a_ref_moved_from_the_previous_generation_counts_once() -> None:
+    history = OutcomeHistory(max_items=3, max_bytes=1000)
+    for seq in (1, 2, 3):  # a full generation: now the previous one
+        history.add(JobRef(PID, seq), PLAIN_SUCCESS)
+    history.add(JobRef(PID, 2), Outcome.failure("E", "again"))  # moves to the current one
+    assert len(history) == 3
+    history.add(JobRef(PID, 1), PLAIN_SUCCESS)
+    assert len(history) == 3
+    assert history.get(JobRef(PID, 2)) == Outcome.failure("E", "again")
