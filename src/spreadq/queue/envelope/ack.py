@@ -152,30 +152,23 @@ def _encode_ack(ack: Ack) -> bytes:
         _check_range(mseq, "mseq", _U64_MAX)
         parts.append(_POSITION.pack(producer_id, mseq))
     add = parts.append
-    pack, codecs = _OUTCOME.pack, _CODEC_NAMES
+    pack = _OUTCOME.pack
+    codecs: dict[str, bytes] = {"": b""}  # this ACK's result codec names, checked once each
     for ref, outcome in ack.outcomes:
-        producer_id, seq = ref
-        if len(producer_id) != _ID_SIZE or not 0 <= seq <= _U64_MAX:
-            _check_ref(ref)  # raises, saying which
+        _check_ref(ref)
         if outcome.status is Status.OK and not outcome.error_type:  # the most frequent
             codec = outcome.codec
-            raw_codec = codecs.get(codec) if codec else b""
+            raw_codec = codecs.get(codec)
             if raw_codec is None:
-                raw_codec = _codec_bytes(codec)
-                if len(codecs) < 64:
-                    codecs[codec] = raw_codec
+                raw_codec = codecs[codec] = _codec_bytes(codec)
             attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
             result = outcome.result
-            add(pack(producer_id, seq, Status.OK, attempts, len(raw_codec), 0, len(result)))
+            add(pack(*ref, Status.OK, attempts, len(raw_codec), 0, len(result)))
             add(raw_codec)
             add(result)
         else:
             parts += _outcome_parts(outcome, ref)
     return b"".join(parts)
-
-
-_CODEC_NAMES: dict[str, bytes] = {}
-"""Result codec names an ACK was encoded with, and their bytes (the codecs in use)."""
 
 
 def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
@@ -208,22 +201,24 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     refs: list[JobRef] = []
     records: list[OutcomeRecord] = []
     add_ref, add_record = refs.append, records.append
-    codecs = _CODECS
+    codecs: set[bytes] = set()  # this ACK's result codec names, checked once each
     seen: dict[bytes, bytes] = {}
     for _ in range(n_outcomes):
         if at + fixed > total:
             raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
         producer_id, seq, status, attempts, codec_len, type_len, data_len = unpack(mv, at)
         body_at = at + fixed
-        end = body_at + codec_len + type_len + data_len
+        end = body_at + codec_len + data_len  # where a success ends: it has no error type
         add_ref(_new_ref((producer_id, seq)))
         if status == Status.OK and not type_len and end <= total:
             if end == body_at and attempts == 1:
                 add_record(PLAIN_SUCCESS)  # what most outcomes are: no new value
             else:
-                codec = mv[body_at : body_at + codec_len].tobytes()
-                if codec and codec not in codecs:
-                    _check_codec(codec)
+                if codec_len:
+                    codec = mv[body_at : body_at + codec_len].tobytes()
+                    if codec not in codecs:
+                        _check_codec(codec)
+                        codecs.add(codec)
                 record = mv[at + _REF_SIZE : end].tobytes()
                 if end - at <= _SHARED_RECORD:  # alike outcomes share one record
                     record = seen.setdefault(record, record)
@@ -238,16 +233,10 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     return Ack(incarnation, AckOutcomes(refs, records), positions, backlog)
 
 
-_CODECS: set[bytes] = set()
-"""Codec names an ACK outcome was checked to carry (a few: the codecs in use)."""
-
-
 def _check_codec(codec: bytes) -> None:
-    """Check a result codec name as :func:`_read_outcome` does; remember a good one."""
-    if not 1 <= len(codec) <= MAX_CODEC_NAME or not codec.isascii():
+    """Check a result codec name as :func:`_read_outcome` does."""
+    if len(codec) > MAX_CODEC_NAME or not codec.isascii():
         raise EnvelopeError("bad codec name")
-    if len(_CODECS) < 64:
-        _CODECS.add(codec)
 
 
 def _read_outcome(
