@@ -190,3 +190,9 @@ def test_alike_outcomes_share_a_record_up_to_64_bytes_with_their_ref() -> None:
         records = decoded(((JobRef(PID, 1), outcome), (JobRef(PID, 2), outcome))).records
         assert records[0] == records[1]
         assert (records[0] is records[1]) is shared
+
+
+def test_outcomes_whose_refs_and_records_differ_in_number_are_an_error_not_cut_short() -> None:
+    broken = AckOutcomes([JobRef(PID, 1), JobRef(PID, 2)], [PLAIN_SUCCESS])
+    with pytest.raises(ValueError, match="shorter"):
+        list(broken)
