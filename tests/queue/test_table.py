@@ -451,6 +451,9 @@ def test_a_resent_job_is_recognised_from_either_generation_of_the_history() -> N
     assert (ref(0), Outcome.success(b"r0")) in send.envelope.outcomes
     (send,) = of_type(effects[B], SendAck)
     assert (ref(3), Outcome.success(b"r3")) in send.envelope.outcomes
+    # until its owner's ACK is read, B holds job 0 as an outstanding copy of a done job
+    (copy,) = [job for job in cluster.tables[B].outstanding() if job.ref == ref(0)]
+    assert copy.duplicate
 
 
 # --- envelopes the owner cannot read --------------------------------------------------
@@ -693,6 +696,54 @@ def test_a_rule_that_returns_a_stranger_is_a_plugin_error() -> None:
     table.apply(ViewInstalled((A,), (1, 1, 1), JOIN, A), 0.0)
     with pytest.raises(PluginError, match="stranger"):
         table.apply(MessageDelivered("#p#h", MESS_TYPE, b"raw"), 0.0)
+
+
+def test_a_rule_that_never_reads_the_job_and_returns_a_stranger_is_refused_naming_both() -> None:
+    class JoblessStranger:
+        name = "jobless-stranger"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return "#nobody#h"
+
+        def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+            return "#nobody#h"
+
+    table = OutstandingTable(A, rule=JoblessStranger(), incarnation=INC)
+    table.apply(ViewInstalled((A,), (1, 1, 1), JOIN, A), 0.0)
+    batch = encode_batch(PID, 1, "json", [JobSpec(0, "work", b"p")])
+    with pytest.raises(PluginError) as refused:
+        table.apply(MessageDelivered("#p#h", MESS_TYPE, batch), 0.0)
+    assert refused.value.plugin == "jobless-stranger"
+    assert "rule returned '#nobody#h', not one of ('#a#h',)" in str(refused.value)
+
+
+def test_an_empty_batch_takes_no_slot() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    effects = cluster.send()
+    assert effects == {A: [], B: []}
+    effects = cluster.send(0, 1)
+    assert (runs(effects[A]), runs(effects[B])) == ([0], [1])  # slots 0 and 1 still
+
+
+def test_a_batch_goes_on_past_a_copy_of_a_job_still_outstanding() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0)  # slot 0: A
+    effects = cluster.send(5, 0, 6)  # slots 1, 2, 3: B, A (0 again, still running), B
+    assert runs(effects[B]) == [5, 6]  # the jobs after the copy take their slots
+    assert runs(effects[A]) == []  # A keeps the run of 0 it has
+    assert cluster.owners(A) == cluster.owners(B) == {0: A, 5: B, 6: B}
+    effects = cluster.send(7, 8, 0)  # slots 4, 5, 6: A, B, A... 0 moves to A's slot 6
+    assert runs(effects[A]) == [7]
+    cluster.join(C)
+    effects = cluster.send(9, 0)  # slots 0, 1 of the new view: A, B; 0 moves to B
+    (run,) = of_type(effects[B], RunJob)
+    assert run.ref == ref(0)
+    assert run.sender == "#prod#h"  # the copy's sender, as any job's
+    assert run.duplicate
 
 
 def test_least_loaded_counts_outstanding_jobs_of_this_view() -> None:
