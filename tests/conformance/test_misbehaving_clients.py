@@ -78,8 +78,9 @@ while True:  # never reads, never pauses
 FLOOD_OWN_GROUP = (
     PRELUDE
     + """
-chunk = multicast(me, group, bytes(1024)) * 256
-sock.sendall(join(me, group))
+flood = group + "f"  # a group of its own: the watcher of `group` is not flooded with it
+chunk = multicast(me, flood, bytes(1024)) * 256
+sock.sendall(join(me, group) + join(me, flood))
 print("flooding", flush=True)
 try:
     while True:  # its own messages come back; it never reads them
@@ -89,7 +90,10 @@ except OSError:
 sys.stdin.read()
 """
 )
-"""Joins a group and multicasts to it without reading, until the daemon drops it."""
+"""Joins the watched group and a group of its own, and multicasts to its own group
+without reading (its messages come back to it), until the daemon drops it. The watcher
+sees the drop in the watched group, without reading the flood: a watcher in the flooded
+group had to keep up with it, and on a loaded machine real Spread dropped the watcher too."""
 
 JOIN_THOUSANDS = (
     PRELUDE
