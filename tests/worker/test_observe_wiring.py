@@ -82,6 +82,8 @@ async def test_a_job_publishes_assigned_started_succeeded_and_counts(
             assert [await receipt for receipt in receipts] == [0, 2, 4]
     kinds = [type(event) for event in recorder.events if type(event) is not ViewInstalled]
     assert kinds.count(JobAssigned) == 3
+    assigned = recorder.of(JobAssigned)
+    assert {(e.queue, e.kind) for e in assigned} == {(QUEUE, "double")}
     assert kinds.count(JobStarted) == 3
     assert kinds.count(JobSucceeded) == 3
     succeeded = recorder.of(JobSucceeded)

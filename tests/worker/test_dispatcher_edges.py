@@ -1,0 +1,262 @@
+"""Edges of the Dispatcher's loop that ``test_dispatcher.py`` does not reach: reading a
+job's start time and priority, a drain before the first view or after the end, a
+queued job cancelled before its turn, and a lost daemon while a handler will not end.
+
+Written from the dispatcher's surviving mutants (docs/mutation.md). The sessions run on
+the embedded daemon, as in ``test_dispatcher.py``, whose probe and helpers they share.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+from test_dispatcher import (
+    FAST,
+    FEEDBACK,
+    QUEUE,
+    WAIT,
+    Item,
+    _work_members,
+    make_app,
+    probe_on,
+    start,
+)
+
+from spreadq.client import connect
+from spreadq.context import Context
+from spreadq.daemon import Daemon
+from spreadq.observe import JobAssigned, JobTakenOver
+from spreadq.queue import JobSpec, encode, encode_batch
+from spreadq.queue.envelope import Cancel
+from spreadq.queue.jobs import Job, JobRef, encode_headers
+from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
+from spreadq.worker.dispatcher import Dispatcher, _when_and_priority
+
+ME = "#a#localhost"
+
+
+def _job(block: bytes) -> Job:
+    return Job(JobRef(bytes(16), 0), "k", None, "json", b"{}", block)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((), (0.0, 0)),
+        (((PRIORITY_HEADER, "3"),), (0.0, 3)),
+        (((NOT_BEFORE_HEADER, "12.5"), (PRIORITY_HEADER, "-2")), (12.5, -2)),
+        (((NOT_BEFORE_HEADER, "soon"), (PRIORITY_HEADER, "4")), (0.0, 4)),  # a bad time
+    ],
+)
+def test_a_job_s_start_time_and_priority_come_from_its_headers(
+    headers: tuple[tuple[str, str], ...], expected: tuple[float, int]
+) -> None:
+    assert _when_and_priority(_job(encode_headers(headers))) == expected
+
+
+def test_a_bad_header_block_starts_now_at_priority_zero() -> None:
+    bad = _job(b"\xff\xff")
+    with pytest.raises(Exception, match="header"):
+        bad.headers()
+    assert _when_and_priority(bad) == (0.0, 0)
+
+
+async def test_a_drain_before_the_first_view_stops_the_session_and_a_late_one_is_ignored(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("echo")
+    async def echo(item: Item) -> int:
+        return item.n
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with connect(spreadq_daemon.address, name="a") as conn:
+            dispatcher = Dispatcher(conn, app.spec(), settings=FAST)
+            dispatcher.handle.drain()  # before run: the first thing its loop reads
+            await dispatcher.run()
+    assert dispatcher.table.view is None  # it stopped before any view
+    dispatcher.handle.drain()  # its inbox is closed now: nothing to do, no error
+    assert [entry["event"] for entry in logs if entry["event"].startswith("worker_")] == [
+        "worker_draining",
+        "worker_drained",
+    ]
+
+
+async def test_a_queued_job_cancelled_before_its_turn_never_runs(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=1))
+    gate = anyio.Event()
+    started = anyio.Event()
+    ran: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        if item.n == 0:
+            started.set()
+            await gate.wait()
+        return item.n
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            first, queued, last = await probe.put_items("job", [0, 1, 2])
+            await started.wait()  # 1 and 2 wait for the one slot
+            cancel = encode(Cancel(JobRef(probe.producer_id, queued)))
+            await probe.conn.multicast([QUEUE, FEEDBACK], cancel)  # the CANCEL decides
+            while not any(entry["event"] == "job_cancelled" for entry in logs):
+                await anyio.wait_all_tasks_blocked()
+            gate.set()
+            await probe.results([first, last])  # in order: 1 would have run before 2
+            app.stop()
+    assert ran == [0, 2]
+    assert queued not in probe.outcomes  # nobody reports a cancelled job's outcome
+
+
+async def test_a_lost_daemon_waits_for_a_handler_at_most_the_drain_timeout(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(cancel_on_disconnect=False))
+    started = anyio.Event()
+    ended = anyio.Event()
+    seen: list[bool] = []
+
+    @app.handler("hang")
+    async def hang(item: Item, ctx: Context) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            seen.append(ctx.cancelled)
+            ended.set()
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await tg.start(lambda **kw: app.run(handle_signals=False, drain_timeout=0.2, **kw))
+            await probe.put_items("hang", [0])
+            await started.wait()
+            spreadq_daemon.faults.kill(ME)
+            await ended.wait()  # cancelled once the drain timeout passed
+            await probe.until(lambda: ME in probe.members())  # and it came back
+            app.stop()
+    assert seen == [True]
+
+
+async def test_an_outcome_reached_after_the_daemon_was_lost_is_announced_on_return(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(cancel_on_disconnect=False))
+    started = anyio.Event()
+    gate = anyio.Event()
+
+    @app.handler("task")
+    async def task(item: Item) -> int:
+        started.set()
+        await gate.wait()
+        return item.n
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (seq,) = await probe.put_items("task", [7])
+            await started.wait()
+            spreadq_daemon.faults.kill(ME)
+            while not any(
+                entry["event"] == "connection_lost" and entry["private_group"] == ME
+                for entry in logs
+            ):
+                await anyio.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()  # the dispatcher has seen the loss
+            gate.set()  # ends while the lost session winds down
+            (outcome,) = (await probe.results([seq])).values()  # the next session says so
+            app.stop()
+    assert outcome.result == b"7"
+    assert probe.reporter[seq] == ME
+
+
+@pytest.mark.parametrize("headers", [(), (("trace", "t1"),)], ids=["plain", "with-headers"])
+async def test_jobs_taken_over_are_published_as_such_and_run_first(
+    spreadq_daemon: Daemon, headers: tuple[tuple[str, str], ...]
+) -> None:
+    events: list[object] = []
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=1), observers=[events.append])
+    gate = anyio.Event()
+    started = anyio.Event()
+    order: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        order.append(item.n)
+        if item.n == 0:
+            started.set()
+            await gate.wait()
+        return item.n
+
+    payloads = [Item(n=n).model_dump_json().encode() for n in range(6)]
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)
+                while "#z#localhost" not in await _work_members(other):
+                    pass
+                seqs = await probe.put("job", payloads, headers=headers)  # a: 0 2 4, z: 1 3 5
+                await started.wait()
+                await other.leave(QUEUE)  # z never ran its jobs: a takes them over
+                alone = ("view", (ME,))
+                await probe.until(lambda: probe.history.count(alone) == 2)  # a's 2nd view
+            gate.set()
+            await probe.results(seqs)
+            app.stop()
+    assert order == [0, 1, 3, 5, 2, 4]
+    assigned = [e for e in events if isinstance(e, JobAssigned)]
+    assert [(e.queue, e.ref.seq, e.kind, e.member) for e in assigned] == [
+        (QUEUE, seq, "job", ME) for seq in (0, 2, 4)
+    ]  # the jobs taken over are not "assigned"
+    taken = [e for e in events if isinstance(e, JobTakenOver)]
+    assert [(e.queue, e.ref.seq, e.kind, e.member, e.previous) for e in taken] == [
+        (QUEUE, seq, "job", ME, "#z#localhost") for seq in (1, 3, 5)
+    ]
+    assert 0.0 <= taken[0].latency < 1.0  # 1 started as the view came: no wait
+
+
+async def test_a_copy_sent_again_to_another_member_lets_our_started_run_finish(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=2))
+    gate = anyio.Event()
+    started = anyio.Event()
+    runs: list[tuple[int, bool]] = []
+
+    @app.handler("job")
+    async def job(item: Item, ctx: Context) -> int:
+        if item.n == 0:
+            started.set()
+            try:
+                await gate.wait()
+            finally:
+                runs.append((item.n, ctx.cancelled))
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)  # slots alternate a, z
+                while "#z#localhost" not in await _work_members(other):
+                    pass
+                (seq,) = await probe.put_items("job", [0])  # slot 0: a's
+                await started.wait()  # and the table knows it started
+                again = JobSpec(seq, "job", Item(n=0).model_dump_json().encode())
+                batch = encode_batch(probe.producer_id, probe.mseq, "json", [again])
+                await probe.conn.multicast(QUEUE, batch)  # the copy's slot 1 is z's
+                probe.mseq += 1
+                (after,) = await probe.put_items("job", [2])  # slot 2: a's
+                await probe.results([after])  # delivered after the copy: the copy was seen
+                gate.set()
+                (outcome,) = (await probe.results([seq])).values()
+            app.stop()
+    assert outcome.result == b"0"
+    assert probe.reporter[seq] == ME  # our run completed it
+    assert runs == [(0, False)]  # never cancelled
