@@ -27,11 +27,14 @@ from spreadq.client import connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
 from spreadq.observe import JobAssigned, JobTakenOver
-from spreadq.queue import JobSpec, encode, encode_batch
-from spreadq.queue.envelope import Cancel
+from spreadq.queue import JobSpec, Status, decode, encode, encode_batch
+from spreadq.queue.envelope import Cancel, Hello, ResultAnswer, ResultQuery
 from spreadq.queue.jobs import Job, JobRef, encode_headers
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
+from spreadq.queue.seal import Seal
+from spreadq.wire.events import DataMessage
 from spreadq.worker.dispatcher import Dispatcher, _when_and_priority
+from spreadq.worker.periodic import PeriodicTick
 
 ME = "#a#localhost"
 
@@ -260,3 +263,197 @@ async def test_a_copy_sent_again_to_another_member_lets_our_started_run_finish(
     assert outcome.result == b"0"
     assert probe.reporter[seq] == ME  # our run completed it
     assert runs == [(0, False)]  # never cancelled
+
+
+async def test_jobs_taken_over_past_max_failovers_fail_as_worker_lost(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(max_failovers=0))
+    ran: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)
+                while "#z#localhost" not in await _work_members(other):
+                    pass
+                mine, theirs = await probe.put_items("job", [0, 1])  # a: 0, z: 1
+                await probe.results([mine])
+                await other.leave(QUEUE)  # z never ran 1: a takes it over, once too often
+            (outcome,) = (await probe.results([theirs])).values()
+            app.stop()
+    assert ran == [0]
+    assert (outcome.status, outcome.error_type) == (Status.FAILED, "spreadq.errors.WorkerLost")
+    assert probe.reporter[theirs] == ME
+
+
+async def test_a_worker_announces_its_capacity(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(concurrency=3))
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with connect(spreadq_daemon.address, name="h") as watcher:
+            await watcher.join(FEEDBACK)
+            async with anyio.create_task_group() as tg:
+                await start(tg, app)
+                hello = None
+                while hello is None:
+                    event = await watcher.receive()
+                    if isinstance(event, DataMessage) and event.sender == ME:
+                        envelope = decode(event.data)
+                        hello = envelope if isinstance(envelope, Hello) else None
+                app.stop()
+    assert hello is not None
+    assert hello.capacity == 3
+
+
+async def test_without_a_dedupe_memory_a_repeated_key_runs_again(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(dedupe_keys=0))
+    ran: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        return item.n
+
+    specs = [
+        JobSpec(n, "job", Item(n=n).model_dump_json().encode(), dedupe_key="once") for n in range(2)
+    ]
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            for spec in specs:  # one batch each, the second after the first's outcome
+                await probe.conn.multicast(
+                    QUEUE, encode_batch(probe.producer_id, spec.seq, "json", [spec])
+                )
+                await probe.results([spec.seq])
+            app.stop()
+    assert ran == [0, 1]
+
+
+async def test_a_cancel_is_logged_and_one_from_another_sender_is_refused(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+    started = anyio.Event()
+
+    @app.handler("hang")
+    async def hang(item: Item) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (seq,) = await probe.put_items("hang", [0])
+            await started.wait()
+            ref = JobRef(probe.producer_id, seq)
+            async with connect(spreadq_daemon.address, name="x") as stranger:
+                await stranger.multicast([QUEUE, FEEDBACK], encode(Cancel(ref)))
+            await probe.conn.multicast([QUEUE, FEEDBACK], encode(Cancel(ref)))
+            while not any(entry["event"] == "job_cancelled" for entry in logs):
+                await anyio.wait_all_tasks_blocked()
+            app.stop()
+    (refused,) = [entry for entry in logs if entry["event"] == "cancel_refused"]
+    assert (refused["job"], refused["sender"]) == (str(ref), "#x#localhost")
+    assert refused["log_level"] == "warning"
+    assert refused["reason"]
+    (taken,) = [entry for entry in logs if entry["event"] == "job_cancelled"]
+    assert (taken["job"], taken["by"]) == (str(ref), probe.conn.private_group)
+
+
+async def test_unsealed_messages_are_refused_and_each_sender_is_logged_once(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon, settings=FAST.replace(secret="s3cret"))
+    ran: list[int] = []
+    sealed_ran = anyio.Event()
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        if item.n == 2:
+            sealed_ran.set()
+        return item.n
+
+    batches = [
+        encode_batch(
+            bytes(16), n, "json", [JobSpec(n, "job", Item(n=n).model_dump_json().encode())]
+        )
+        for n in range(3)
+    ]
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with (
+            connect(spreadq_daemon.address, name="p") as plain,
+            anyio.create_task_group() as tg,
+        ):
+            await start(tg, app)
+            await plain.multicast(QUEUE, batches[0])  # not sealed: dropped
+            await plain.multicast(QUEUE, batches[1])  # dropped, not logged again
+            await plain.multicast(QUEUE, Seal(b"s3cret").seal(batches[2], "#p#localhost"))
+            await sealed_ran.wait()  # after the two before it
+            app.stop()
+    assert ran == [2]
+    refused = [entry for entry in logs if entry["event"] == "message_refused"]
+    assert [(e["sender"], e["log_level"]) for e in refused] == [("#p#localhost", "warning")]
+    assert "not sealed" in refused[0]["reason"] or "seal" in refused[0]["reason"]
+
+
+async def test_a_result_query_is_answered_to_the_asker(spreadq_daemon: Daemon) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (seq,) = await probe.put_items("job", [4])
+            await probe.results([seq])
+            ref = JobRef(probe.producer_id, seq)
+            async with connect(spreadq_daemon.address, name="q") as asker:
+                await asker.multicast(QUEUE, encode(ResultQuery(9, ref)))
+                answer = None
+                while answer is None:
+                    event = await asker.receive()
+                    if isinstance(event, DataMessage):
+                        envelope = decode(event.data)
+                        answer = envelope if isinstance(envelope, ResultAnswer) else None
+            app.stop()
+    assert answer is not None
+    assert (answer.query_id, answer.ref, answer.members) == (9, ref, 1)
+    assert answer.outcome is not None
+    assert answer.outcome.result == b"4"
+
+
+async def test_a_lone_worker_announces_and_runs_its_periodic_ticks(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+    ticks: list[int] = []
+    two = anyio.Event()
+
+    @app.periodic(0.02, name="beat")
+    async def beat(tick: PeriodicTick) -> None:
+        ticks.append(tick.tick)
+        if len(ticks) == 2:
+            two.set()
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            await start(tg, app)
+            await two.wait()
+            app.stop()
+    assert ticks[1] > ticks[0]
+    announced = [entry for entry in logs if entry["event"] == "tick_announced"]
+    assert [(e["schedule"], e["tick"]) for e in announced[:2]] == [("beat", t) for t in ticks[:2]]
