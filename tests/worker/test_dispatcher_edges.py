@@ -81,9 +81,10 @@ async def test_a_drain_before_the_first_view_stops_the_session_and_a_late_one_is
             await dispatcher.run()
     assert dispatcher.table.view is None  # it stopped before any view
     dispatcher.handle.drain()  # its inbox is closed now: nothing to do, no error
-    assert [entry["event"] for entry in logs if entry["event"].startswith("worker_")] == [
-        "worker_draining",
-        "worker_drained",
+    lines = [entry for entry in logs if entry["event"].startswith("worker_")]
+    assert [(e["event"], e["queue"], e["member"]) for e in lines] == [
+        ("worker_draining", QUEUE, ME),
+        ("worker_drained", QUEUE, ME),
     ]
 
 
@@ -369,6 +370,7 @@ async def test_a_cancel_is_logged_and_one_from_another_sender_is_refused(
     assert refused["reason"]
     (taken,) = [entry for entry in logs if entry["event"] == "job_cancelled"]
     assert (taken["job"], taken["by"]) == (str(ref), probe.conn.private_group)
+    assert (taken["queue"], taken["member"], taken["view"]) == (QUEUE, ME, 1)  # its first view
 
 
 async def test_unsealed_messages_are_refused_and_each_sender_is_logged_once(
