@@ -26,13 +26,15 @@ from test_dispatcher import (
 from spreadq.client import connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
+from spreadq.errors import CloseReason, ConnectionLost
 from spreadq.observe import JobAssigned, JobTakenOver
 from spreadq.queue import JobSpec, Status, decode, encode, encode_batch
 from spreadq.queue.envelope import Cancel, Hello, ResultAnswer, ResultQuery
 from spreadq.queue.jobs import Job, JobRef, encode_headers
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
 from spreadq.queue.seal import Seal
-from spreadq.wire.events import DataMessage
+from spreadq.wire.events import DaemonMessage, DataMessage
+from spreadq.worker.app import App
 from spreadq.worker.dispatcher import Dispatcher, _when_and_priority
 from spreadq.worker.periodic import PeriodicTick
 
@@ -75,10 +77,14 @@ async def test_a_drain_before_the_first_view_stops_the_session_and_a_late_one_is
         return item.n
 
     with capture_logs() as logs, anyio.fail_after(WAIT):
-        async with connect(spreadq_daemon.address, name="a") as conn:
+        async with (
+            connect(spreadq_daemon.address, name="a") as conn,
+            anyio.create_task_group() as tg,
+        ):
             dispatcher = Dispatcher(conn, app.spec(), settings=FAST)
             dispatcher.handle.drain()  # before run: the first thing its loop reads
-            await dispatcher.run()
+            handle = await tg.start(dispatcher.run)  # started as it returns
+    assert handle is dispatcher.handle
     assert dispatcher.table.view is None  # it stopped before any view
     dispatcher.handle.drain()  # its inbox is closed now: nothing to do, no error
     lines = [entry for entry in logs if entry["event"].startswith("worker_")]
@@ -459,3 +465,37 @@ async def test_a_lone_worker_announces_and_runs_its_periodic_ticks(
     assert ticks[1] > ticks[0]
     announced = [entry for entry in logs if entry["event"] == "tick_announced"]
     assert [(e["schedule"], e["tick"]) for e in announced[:2]] == [("beat", t) for t in ticks[:2]]
+
+
+class _Unreachable:
+    """A connection whose daemon is gone before the first join."""
+
+    private_group = ME
+
+    async def join(self, group: str) -> None:
+        raise ConnectionLost(CloseReason.RESET)
+
+    async def leave(self, group: str) -> None:
+        raise AssertionError("never joined")
+
+    async def multicast(self, groups: object, data: bytes, *args: object, **kw: object) -> None:
+        raise AssertionError("never joined")
+
+    async def receive_batch(self) -> list[DaemonMessage]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_connection_lost_at_the_join_ends_the_session_with_it() -> None:
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        return item.n
+
+    dispatcher = Dispatcher(_Unreachable(), app.spec(), settings=FAST)
+    with capture_logs() as logs, anyio.fail_after(WAIT), pytest.raises(ConnectionLost) as lost:
+        await dispatcher.run()
+    assert lost.value.reason is CloseReason.RESET
+    (line,) = [entry for entry in logs if entry["event"] == "worker_connection_lost"]
+    assert (line["reason"], line["log_level"]) == ("RESET", "warning")
