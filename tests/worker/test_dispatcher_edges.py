@@ -374,6 +374,7 @@ async def test_a_cancel_is_logged_and_one_from_another_sender_is_refused(
     assert (refused["job"], refused["sender"]) == (str(ref), "#x#localhost")
     assert refused["log_level"] == "warning"
     assert refused["reason"]
+    assert [entry["event"] for entry in logs].count("worker_leaving") == 1  # at the stop
     (taken,) = [entry for entry in logs if entry["event"] == "job_cancelled"]
     assert (taken["job"], taken["by"]) == (str(ref), probe.conn.private_group)
     assert (taken["queue"], taken["member"], taken["view"]) == (QUEUE, ME, 1)  # its first view
@@ -499,3 +500,29 @@ async def test_a_connection_lost_at_the_join_ends_the_session_with_it() -> None:
     assert lost.value.reason is CloseReason.RESET
     (line,) = [entry for entry in logs if entry["event"] == "worker_connection_lost"]
     assert (line["reason"], line["log_level"]) == ("RESET", "warning")
+
+
+async def test_an_outcome_not_yet_acked_when_the_daemon_is_lost_is_announced_on_return(
+    spreadq_daemon: Daemon,
+) -> None:
+    quiet = FAST.replace(ack_every=10_000, ack_interval=60.0, ack_max_rate=None)
+    app = make_app(spreadq_daemon, settings=quiet)  # no ACK for a minute
+    done = anyio.Event()
+
+    @app.handler("task")
+    async def task(item: Item) -> int:
+        done.set()
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (seq,) = await probe.put_items("task", [5])
+            await done.wait()
+            await anyio.wait_all_tasks_blocked()  # the outcome reached the table, unsent
+            assert seq not in probe.outcomes
+            spreadq_daemon.faults.kill(ME)
+            (outcome,) = (await probe.results([seq])).values()  # the next session says so
+            app.stop()
+    assert outcome.result == b"5"
+    assert probe.reporter[seq] == ME
