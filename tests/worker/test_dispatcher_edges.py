@@ -194,10 +194,12 @@ async def test_jobs_taken_over_are_published_as_such_and_run_first(
     gate = anyio.Event()
     started = anyio.Event()
     order: list[int] = []
+    views: dict[int, tuple[str, ...]] = {}
 
     @app.handler("job")
-    async def job(item: Item) -> int:
+    async def job(item: Item, ctx: Context) -> int:
         order.append(item.n)
+        views[item.n] = ctx.view.members  # the view the job was assigned in
         if item.n == 0:
             started.set()
             await gate.wait()
@@ -220,6 +222,8 @@ async def test_jobs_taken_over_are_published_as_such_and_run_first(
             await probe.results(seqs)
             app.stop()
     assert order == [0, 1, 3, 5, 2, 4]
+    assert views[0] == views[2] == (ME, "#z#localhost")
+    assert views[1] == (ME,)  # taken over in the view without z
     assigned = [e for e in events if isinstance(e, JobAssigned)]
     assert [(e.queue, e.ref.seq, e.kind, e.member) for e in assigned] == [
         (QUEUE, seq, "job", ME) for seq in (0, 2, 4)
@@ -419,9 +423,11 @@ async def test_unsealed_messages_are_refused_and_each_sender_is_logged_once(
 
 async def test_a_result_query_is_answered_to_the_asker(spreadq_daemon: Daemon) -> None:
     app = make_app(spreadq_daemon)
+    views: list[tuple[str, ...]] = []
 
     @app.handler("job")
-    async def job(item: Item) -> int:
+    async def job(item: Item, ctx: Context) -> int:
+        views.append(ctx.view.members)  # the view it was assigned in
         return item.n
 
     with anyio.fail_after(WAIT):
@@ -439,6 +445,7 @@ async def test_a_result_query_is_answered_to_the_asker(spreadq_daemon: Daemon) -
                         envelope = decode(event.data)
                         answer = envelope if isinstance(envelope, ResultAnswer) else None
             app.stop()
+    assert views == [(ME,)]
     assert answer is not None
     assert (answer.query_id, answer.ref, answer.members) == (9, ref, 1)
     assert answer.outcome is not None
@@ -526,3 +533,34 @@ async def test_an_outcome_not_yet_acked_when_the_daemon_is_lost_is_announced_on_
             app.stop()
     assert outcome.result == b"5"
     assert probe.reporter[seq] == ME
+
+
+async def test_a_copy_sent_again_after_a_reconnect_is_answered_from_the_worker_s_history(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+    ran: list[int] = []
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        return item.n
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            (seq,) = await probe.put_items("job", [3])
+            await probe.results([seq])
+            spreadq_daemon.faults.kill(ME)
+            while sum(entry["event"] == "worker_joined" for entry in logs) < 2:
+                await anyio.wait_all_tasks_blocked()
+            again = JobSpec(seq, "job", Item(n=3).model_dump_json().encode())
+            await probe.conn.multicast(
+                QUEUE, encode_batch(probe.producer_id, probe.mseq, "json", [again])
+            )
+            probe.mseq += 1
+            reported = ("outcome", (ME, seq))
+            await probe.until(lambda: probe.history.count(reported) == 2)  # answered again
+            app.stop()
+    assert ran == [3]  # once: the new session remembered its outcome
+    assert probe.outcomes[seq].result == b"3"

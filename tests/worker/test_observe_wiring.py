@@ -88,6 +88,7 @@ async def test_a_job_publishes_assigned_started_succeeded_and_counts(
     assert kinds.count(JobSucceeded) == 3
     succeeded = recorder.of(JobSucceeded)
     assert all(e.kind == "double" and e.attempt == 1 and e.duration >= 0 for e in succeeded)
+    assert {e.queue for e in succeeded} == {QUEUE}
     (view, *_) = recorder.of(ViewInstalled)
     assert view.queue == QUEUE
     assert len(view.members) == 1
