@@ -87,6 +87,8 @@ async def test_a_drain_before_the_first_view_stops_the_session_and_a_late_one_is
     assert handle is dispatcher.handle
     assert dispatcher.table.view is None  # it stopped before any view
     dispatcher.handle.drain()  # its inbox is closed now: nothing to do, no error
+    (draining,) = [entry for entry in logs if entry["event"] == "worker_draining"]
+    assert draining["backlog"] == 0
     lines = [entry for entry in logs if entry["event"].startswith("worker_")]
     assert [(e["event"], e["queue"], e["member"]) for e in lines] == [
         ("worker_draining", QUEUE, ME),
@@ -565,3 +567,23 @@ async def test_a_copy_sent_again_after_a_reconnect_is_answered_from_the_worker_s
             app.stop()
     assert ran == [3]  # once: the new session remembered its outcome
     assert probe.outcomes[seq].result == b"3"
+
+
+async def test_a_dispatcher_starts_its_caller_with_its_handle_at_the_first_view(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with connect(spreadq_daemon.address, name="a") as conn:
+            dispatcher = Dispatcher(conn, app.spec(), settings=FAST)
+            async with anyio.create_task_group() as tg:
+                handle = await tg.start(dispatcher.run)
+                assert dispatcher.table.view is not None  # in its first view
+                assert handle is dispatcher.handle
+                handle.drain()
+    assert dispatcher.table.view is None  # it left
