@@ -524,7 +524,7 @@ async def test_an_outcome_not_yet_acked_when_the_daemon_is_lost_is_announced_on_
         done.set()
         return item.n
 
-    with anyio.fail_after(WAIT):
+    with capture_logs() as logs, anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
             (seq,) = await probe.put_items("task", [5])
@@ -536,6 +536,8 @@ async def test_an_outcome_not_yet_acked_when_the_daemon_is_lost_is_announced_on_
             app.stop()
     assert outcome.result == b"5"
     assert probe.reporter[seq] == ME
+    (recovered,) = [entry for entry in logs if entry["event"] == "outcomes_recovered"]
+    assert (recovered["outcomes"], recovered["member"]) == (1, ME)
 
 
 async def test_a_copy_sent_again_after_a_reconnect_is_answered_from_the_worker_s_history(
