@@ -28,7 +28,7 @@ from spreadq.context import Context
 from spreadq.daemon import Daemon
 from spreadq.errors import CloseReason, ConnectionLost
 from spreadq.observe import JobAssigned, JobTakenOver
-from spreadq.queue import JobSpec, Status, decode, encode, encode_batch
+from spreadq.queue import MESS_TYPE, JobSpec, Status, decode, encode, encode_batch
 from spreadq.queue.envelope import Cancel, Hello, ResultAnswer, ResultQuery
 from spreadq.queue.jobs import Job, JobRef, encode_headers
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
@@ -322,6 +322,7 @@ async def test_a_worker_announces_its_capacity(spreadq_daemon: Daemon) -> None:
                 while hello is None:
                     event = await watcher.receive()
                     if isinstance(event, DataMessage) and event.sender == ME:
+                        assert event.mess_type == MESS_TYPE
                         envelope = decode(event.data)
                         hello = envelope if isinstance(envelope, Hello) else None
                 app.stop()
@@ -411,7 +412,13 @@ async def test_unsealed_messages_are_refused_and_each_sender_is_logged_once(
             connect(spreadq_daemon.address, name="p") as plain,
             anyio.create_task_group() as tg,
         ):
+            await plain.join(FEEDBACK)
             await start(tg, app)
+            hello = None
+            while not isinstance(hello, Hello):  # the worker's HELLO, sealed by it
+                event = await plain.receive()
+                if isinstance(event, DataMessage) and event.sender == ME:
+                    hello = decode(Seal(b"s3cret").unseal(event.data, ME))
             await plain.multicast(QUEUE, batches[0])  # not sealed: dropped
             await plain.multicast(QUEUE, batches[1])  # dropped, not logged again
             await plain.multicast(QUEUE, Seal(b"s3cret").seal(batches[2], "#p#localhost"))
@@ -533,11 +540,17 @@ async def test_an_outcome_not_yet_acked_when_the_daemon_is_lost_is_announced_on_
             assert seq not in probe.outcomes
             spreadq_daemon.faults.kill(ME)
             (outcome,) = (await probe.results([seq])).values()  # the next session says so
+            await anyio.wait_all_tasks_blocked()
+            reported = ("outcome", (ME, seq))
+            assert probe.history.count(reported) == 1  # once, between its joins
+            async with connect(spreadq_daemon.address, name="z") as other:
+                await other.join(QUEUE)  # a newcomer: said again, for it
+                await probe.until(lambda: probe.history.count(reported) == 2)
             app.stop()
     assert outcome.result == b"5"
     assert probe.reporter[seq] == ME
-    (recovered,) = [entry for entry in logs if entry["event"] == "outcomes_recovered"]
-    assert (recovered["outcomes"], recovered["member"]) == (1, ME)
+    recovered = [entry for entry in logs if entry["event"] == "outcomes_recovered"]
+    assert [(e["outcomes"], e["member"]) for e in recovered] == [(1, ME)] * 2
 
 
 async def test_a_copy_sent_again_after_a_reconnect_is_answered_from_the_worker_s_history(

@@ -91,6 +91,7 @@ async def test_a_job_publishes_assigned_started_succeeded_and_counts(
     assert {e.queue for e in succeeded} == {QUEUE}
     (view, *_) = recorder.of(ViewInstalled)
     assert view.queue == QUEUE
+    assert (view.member, view.view_id, view.cause) == (view.members[0], 1, "join")
     assert len(view.members) == 1
     assert app.counters.total("succeeded", "double") == 3
     assert app.counters.running == 0
