@@ -208,7 +208,7 @@ async def test_jobs_taken_over_are_published_as_such_and_run_first(
         return item.n
 
     payloads = [Item(n=n).model_dump_json().encode() for n in range(6)]
-    with anyio.fail_after(WAIT):
+    with capture_logs() as logs, anyio.fail_after(WAIT):
         async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
             await start(tg, app)
             async with connect(spreadq_daemon.address, name="z") as other:
@@ -235,6 +235,12 @@ async def test_jobs_taken_over_are_published_as_such_and_run_first(
         (QUEUE, seq, "job", ME, "#z#localhost") for seq in (1, 3, 5)
     ]
     assert 0.0 <= taken[0].latency < 1.0  # 1 started as the view came: no wait
+    views_logged = [entry for entry in logs if entry["event"] == "view_installed"]
+    assert [
+        (e["cause"], e["members"], e["reassigned"], e["taken_over"], e["orphaned"], e["given_up"])
+        for e in views_logged[-2:]
+    ] == [("join", (ME, "#z#localhost"), 0, 0, 0, 0), ("leave", (ME,), 3, 3, 0, 0)]
+    assert all(isinstance(e["group_id"], tuple) for e in views_logged)
 
 
 async def test_a_copy_sent_again_to_another_member_lets_our_started_run_finish(
@@ -602,3 +608,29 @@ async def test_a_dispatcher_starts_its_caller_with_its_handle_at_the_first_view(
                 assert handle is dispatcher.handle
                 handle.drain()
     assert dispatcher.table.view is None  # it left
+
+
+async def test_a_drain_past_its_timeout_cancels_the_handlers_and_says_so(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+    started = anyio.Event()
+    seen: list[bool] = []
+
+    @app.handler("hang")
+    async def hang(item: Item, ctx: Context) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            seen.append(ctx.cancelled)
+
+    with capture_logs() as logs, anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await tg.start(lambda **kw: app.run(handle_signals=False, drain_timeout=0.2, **kw))
+            await probe.put_items("hang", [0])
+            await started.wait()
+            app.stop()
+    assert seen == [True]
+    (timeout,) = [entry for entry in logs if entry["event"] == "drain_timeout"]
+    assert (timeout["running"], timeout["queued"], timeout["log_level"]) == (1, 0, "warning")
