@@ -634,3 +634,38 @@ async def test_a_drain_past_its_timeout_cancels_the_handlers_and_says_so(
     assert seen == [True]
     (timeout,) = [entry for entry in logs if entry["event"] == "drain_timeout"]
     assert (timeout["running"], timeout["queued"], timeout["log_level"]) == (1, 0, "warning")
+
+
+async def test_a_job_taken_over_names_the_member_that_left_not_the_last_to_join(
+    spreadq_daemon: Daemon,
+) -> None:
+    taken = anyio.Event()
+    events: list[JobTakenOver] = []
+
+    def observe(event: object) -> None:
+        if isinstance(event, JobTakenOver):
+            events.append(event)
+            taken.set()
+
+    app = make_app(spreadq_daemon, observers=[observe])
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        return item.n
+
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            async with connect(spreadq_daemon.address, name="y") as leaver:
+                await leaver.join(QUEUE)
+                while "#y#localhost" not in await _work_members(leaver):
+                    pass
+                async with connect(spreadq_daemon.address, name="z") as other:
+                    await other.join(QUEUE)  # the latest to join, and it stays
+                    while "#z#localhost" not in await _work_members(other):
+                        pass
+                    await probe.put_items("job", range(9))  # three slots each
+                    await leaver.leave(QUEUE)  # y ran nothing: a takes some over
+                    await taken.wait()
+                    assert {event.previous for event in events} == {"#y#localhost"}
+            app.stop()
