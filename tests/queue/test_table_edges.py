@@ -277,7 +277,13 @@ def test_a_job_answered_without_a_run_by_whoever_takes_it_over(kind: str) -> Non
     assert (outcome.status, outcome.error_type) == (Status.FAILED, expected)
     if kind == "unreadable":  # the new owner logs the rejection as the first one did
         reason = outcome.error_message
-        assert of_type(effects[owner], JobRejected) == [JobRejected(job, "#p#h", reason)]
+        (rejected,) = of_type(effects[owner], JobRejected)
+        assert (rejected.ref, rejected.sender, rejected.reason, rejected.count) == (
+            job,
+            "#p#h",
+            reason,
+            1,  # one slot: the job's own
+        )
 
 
 def test_an_unreadable_envelope_is_rejected_naming_its_first_slot() -> None:

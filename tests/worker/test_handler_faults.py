@@ -9,6 +9,7 @@ Through ``App.run()`` on the embedded daemon, with the :class:`Probe` of
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -225,6 +226,8 @@ async def test_one_unreadable_message_costs_one_log_line_however_many_slots_it_d
     assert len(rejected) == 1
     assert rejected[0]["slots"] == 65_535
     assert "version 2" in rejected[0]["reason"]
+    assert rejected[0]["sender"] == probe.conn.private_group
+    assert re.fullmatch(r"[0-9a-f]+:[0-9]+", rejected[0]["job"])  # its first slot's ref
 
 
 @pytest.mark.parametrize("value", [None, 0.5])

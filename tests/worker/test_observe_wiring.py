@@ -82,12 +82,16 @@ async def test_a_job_publishes_assigned_started_succeeded_and_counts(
             assert [await receipt for receipt in receipts] == [0, 2, 4]
     kinds = [type(event) for event in recorder.events if type(event) is not ViewInstalled]
     assert kinds.count(JobAssigned) == 3
+    assigned = recorder.of(JobAssigned)
+    assert {(e.queue, e.kind) for e in assigned} == {(QUEUE, "double")}
     assert kinds.count(JobStarted) == 3
     assert kinds.count(JobSucceeded) == 3
     succeeded = recorder.of(JobSucceeded)
     assert all(e.kind == "double" and e.attempt == 1 and e.duration >= 0 for e in succeeded)
+    assert {e.queue for e in succeeded} == {QUEUE}
     (view, *_) = recorder.of(ViewInstalled)
     assert view.queue == QUEUE
+    assert (view.member, view.view_id, view.cause) == (view.members[0], 1, "join")
     assert len(view.members) == 1
     assert app.counters.total("succeeded", "double") == 3
     assert app.counters.running == 0
