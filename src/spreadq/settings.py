@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
     """...and at least this often (seconds) while it has anything to report."""
     ack_max_rate: float | None = Field(default=500.0, gt=0.0, le=100_000.0)
-    """A consumer with nothing ready to run ACKs a finished job at once, at most this
-    many times a second (so ``1 / ack_max_rate`` seconds apart); busy, it ACKs by
+    """A consumer with nothing ready to run ACKs a finished job at once; the queue's
+    consumers together do so at most this many times a second (each waits
+    ``n / ack_max_rate`` seconds between two, for ``n`` consumers); busy, it ACKs by
     ``ack_every`` and ``ack_interval`` only. Every consumer and producer of the queue
     reads every ACK, so the bound keeps ACKs from crowding out jobs. None: never ACK
     early, only by the cadence."""

@@ -705,3 +705,20 @@ def test_a_view_change_is_reported_before_the_runs_it_causes() -> None:
     for name in (A, B):
         assert isinstance(effects[name][0], ViewChanged)
     assert any(isinstance(e, RunJob) for name in (A, B) for e in effects[name][1:])
+
+
+def test_the_idle_ack_gap_is_shared_by_the_members_of_the_view() -> None:
+    # every member reads every ACK: with n members, each waits n gaps between idle ACKs
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
+    cluster.join(A)
+    table = cluster.tables[A]
+    table.apply(Idle(True), 0.0)
+    cluster.send(0)  # alone: A owns every job
+    assert of_type(table.apply(JobFinished(ref(0), Outcome.success()), 1.0), SendAck)
+    cluster.send(1)
+    assert of_type(table.apply(JobFinished(ref(1), Outcome.success()), 1.5), SendAck)
+    cluster.join(B)  # two members: A waits 1.0 between idle ACKs now
+    cluster.send(2)  # slot 0 of the new view: A's
+    assert of_type(table.apply(JobFinished(ref(2), Outcome.success()), 2.0), SendAck) == []
+    assert table.next_deadline() == 2.5
+    assert of_type(table.apply(Tick(), 2.5), SendAck)

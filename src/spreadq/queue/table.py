@@ -303,7 +303,9 @@ class OutstandingTable:
         ack_every_jobs: an ACK is due after this many jobs read or finished ...
         ack_every_seconds: ... or this long after the first unreported one.
         ack_idle_gap: while we are idle (:class:`Idle`), an outcome is ACKed at once,
-            but no sooner than this after our last ACK (None: only by the cadence).
+            but no sooner than this times the view's members after our last ACK: the
+            members together send about one such ACK per ``ack_idle_gap``, since every
+            member reads every ACK (None: only by the cadence).
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
@@ -348,6 +350,7 @@ class OutstandingTable:
         self.max_failovers = max_failovers
         self.dedupe_size = dedupe_size
         self._ticks = TickLedger() if ticks is None else ticks
+        self._idle_gap = ack_idle_gap
         self._cadence = AckCadence(
             ack_every_jobs,
             ack_every_seconds,
@@ -572,6 +575,8 @@ class OutstandingTable:
         self._counts["given_up"] += len(given_up)
         self._view = view
         self._members = frozenset(event.members)
+        if self._idle_gap is not None:  # every member reads every ACK: share the budget
+            self._cadence.idle_gap = self._idle_gap * len(event.members)
         self._order = event.members
         self._transitional = False
         self._origin = self._new_origin(self._members)
