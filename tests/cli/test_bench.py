@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from spreadq.bench import BenchReport
 from spreadq.cli import app
 from spreadq.daemon import Daemon
+from spreadq.errors import JobFailed
 
 TINY = ("--workers", "2", "--jobs", "200", "--raw", "200", "--loop", "asyncio")
 WIDE = {**os.environ, "COLUMNS": "200"}  # rich tables not folded
@@ -96,3 +97,18 @@ def test_skipping_the_raw_flood_leaves_the_ratio_out() -> None:
 def test_bad_loop_and_role_are_refused() -> None:
     assert CliRunner().invoke(app, ["bench", "--loop", "trio"]).exit_code == 2
     assert CliRunner().invoke(app, ["bench", "--role", "nobody"]).exit_code == 2
+
+
+def test_a_failed_job_ends_the_run_with_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spreadq.bench
+
+    async def lost(*args: object, **kwargs: object) -> BenchReport:
+        raise JobFailed("spreadq.errors.WorkerLost", "the worker running it left 3 time(s)", 1)
+
+    monkeypatch.setattr(spreadq.bench, "run_bench", lost)
+    result = CliRunner().invoke(app, ["bench", "--spread", "4803@127.0.0.1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: a job of the run failed, so no figures: "
+        + str(JobFailed("spreadq.errors.WorkerLost", "the worker running it left 3 time(s)", 1))
+    ]

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spreadq.cli.exits import EXIT_FAILED, EXIT_USAGE, epilog, shared_exits
+from spreadq.errors import JobFailed
 
 if TYPE_CHECKING:
     from spreadq.bench import BenchReport, Role
@@ -225,6 +226,9 @@ def bench(
     except (TimeoutError, ChildProcessError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except JobFailed as error:  # a no-op job fails only when its workers were lost
+        typer.echo(f"error: a job of the run failed, so no figures: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
@@ -233,4 +237,6 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command to ``app``."""
-    app.command(epilog=epilog("measured", "a run timed out or a worker exited"))(bench)
+    app.command(epilog=epilog("measured", "a run timed out, a worker exited or a job failed"))(
+        bench
+    )
