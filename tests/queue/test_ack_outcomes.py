@@ -196,3 +196,16 @@ def test_outcomes_whose_refs_and_records_differ_in_number_are_an_error_not_cut_s
     broken = AckOutcomes([JobRef(PID, 1), JobRef(PID, 2)], [PLAIN_SUCCESS])
     with pytest.raises(ValueError, match="shorter"):
         list(broken)
+
+
+def test_a_cancelled_outcome_that_names_a_codec_is_refused_as_cancelled() -> None:
+    # no encoder of ours writes one: turn a success with a codec into a cancellation
+    data = encode(Ack(INCARNATION, ((JobRef(PID, 1), Outcome.success(b"", codec="json")),)))
+    tail = struct.Struct("<BHBBI")
+    head = len(data) - 4 - tail.size
+    status, attempts, codec_len, type_len, data_len = tail.unpack_from(data, head)
+    assert (status, codec_len) == (Status.OK, 4)
+    for refused, word in ((Status.CANCELLED, "cancelled"), (Status.FAILED, "failed")):
+        changed = tail.pack(refused, attempts, codec_len, type_len, data_len)
+        with pytest.raises(EnvelopeError, match=rf"^a {word} outcome carries no result codec$"):
+            decode(data[:head] + changed + data[head + tail.size :])

@@ -30,6 +30,7 @@ from spreadq.queue.effects import (
 )
 from spreadq.queue.envelope import (
     MESS_TYPE,
+    Ack,
     Cancel,
     Drain,
     Hello,
@@ -39,7 +40,7 @@ from spreadq.queue.envelope import (
     outcome_size,
 )
 from spreadq.queue.inputs import Idle, JobFinished, JobStarted, MessageDelivered, Tick
-from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeHistory, Status
+from spreadq.queue.jobs import PLAIN_SUCCESS, Job, JobRef, Outcome, OutcomeHistory, Status
 from spreadq.queue.periodic import TickLedger
 from spreadq.queue.rules import RuleState
 from spreadq.queue.table import OutstandingTable
@@ -722,3 +723,20 @@ def test_the_idle_ack_gap_is_shared_by_the_members_of_the_view() -> None:
     assert of_type(table.apply(JobFinished(ref(2), Outcome.success()), 2.0), SendAck) == []
     assert table.next_deadline() == 2.5
     assert of_type(table.apply(Tick(), 2.5), SendAck)
+
+
+def test_a_table_made_with_the_defaults_remembers_100_000_outcomes_a_generation() -> None:
+    # outcomes ACKed for jobs this table never saw go to its history all the same; with
+    # the default history_size a generation holds 100,000, so after 200,000 outcomes the
+    # first generation is forgotten whole (with one more a generation, job 0 would stay)
+    cluster = Cluster()
+    cluster.join(A)
+    table = cluster.tables[A]
+    per_ack = 5_000
+    for first in range(0, 200_000, per_ack):
+        done = tuple((ref(seq), PLAIN_SUCCESS) for seq in range(first, first + per_ack))
+        table.apply(MessageDelivered(A, MESS_TYPE, encode(Ack(INC, done))), 0.0)
+    assert table.remembers(ref(0)) is None
+    assert table.remembers(ref(99_999)) is None
+    assert table.remembers(ref(100_000)) == PLAIN_SUCCESS
+    assert table.remembers(ref(199_999)) == PLAIN_SUCCESS
