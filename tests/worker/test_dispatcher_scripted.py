@@ -10,6 +10,7 @@ surviving mutants (docs/mutation.md).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -30,6 +31,7 @@ from spreadq.queue import (
     MESS_TYPE,
     Ack,
     Drain,
+    JobBatch,
     JobOrphaned,
     JobSpec,
     Outcome,
@@ -39,6 +41,7 @@ from spreadq.queue import (
 )
 from spreadq.queue.jobs import JobRef
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
+from spreadq.queue.seal import Seal
 from spreadq.session.translate import Refused
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
@@ -53,6 +56,7 @@ from spreadq.wire.events import (
 )
 from spreadq.worker.app import App
 from spreadq.worker.dispatcher import Dispatcher
+from spreadq.worker.periodic import PeriodicTick, TickAnnouncer
 
 ME = "#a#localhost"
 OTHER = "#z#localhost"
@@ -69,6 +73,7 @@ class Scripted:
     sent: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
     on_leave: Callable[[], None] | None = None
     echoed: set[int] = field(default_factory=set)
+    seal: Seal | None = None  # the queue's, to read what we sent
     _index: int = 0
 
     def __post_init__(self) -> None:
@@ -128,7 +133,7 @@ class Scripted:
         again = [
             n
             for n, (groups, data) in enumerate(self.sent)
-            if n not in self.echoed and QUEUE in groups and isinstance(decode(data), kind)
+            if n not in self.echoed and QUEUE in groups and isinstance(self.read(data), kind)
         ]
         self.echoed.update(again)
         self.feed(
@@ -138,11 +143,15 @@ class Scripted:
             ]
         )
 
+    def read(self, data: bytes) -> Any:
+        """Decode what we sent (unsealed first on a sealed queue)."""
+        return decode(data if self.seal is None else self.seal.unseal(data, ME))
+
     def envelopes(self, kind: type, group: str = FEEDBACK) -> list[Any]:
         return [
             envelope
             for groups, data in self.sent
-            if group in groups and isinstance(envelope := decode(data), kind)
+            if group in groups and isinstance(envelope := self.read(data), kind)
         ]
 
 
@@ -208,7 +217,8 @@ def dispatcher_for() -> Iterator[Make]:
     made: list[Scripted] = []
 
     def make(app: App, settings: Settings = FAST, **kwargs: Any) -> tuple[Dispatcher, Scripted]:
-        conn = Scripted()
+        secret = settings.secret
+        conn = Scripted(seal=None if secret is None else Seal(secret.get_secret_value().encode()))
         made.append(conn)
         return Dispatcher(conn, app.spec(), settings=settings, **kwargs), conn
 
@@ -563,3 +573,122 @@ async def test_a_raw_message_on_a_sealed_queue_passes_only_with_accept_unsealed_
             conn.feed(SelfLeave(QUEUE))
     refused = [entry["sender"] for entry in logs if entry["event"] == "message_refused"]
     assert refused == ([] if accept else [PRODUCER])
+
+
+async def test_a_dead_letter_on_a_sealed_queue_is_sealed_for_us(dispatcher_for: Make) -> None:
+    app = App(QUEUE, plugins=False, dead_letter=True)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        raise ValueError(item.n)
+
+    settings = FAST.replace(secret="s3cret", max_attempts=1)
+    dispatcher, conn = dispatcher_for(app, settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            sealed = Seal(b"s3cret").seal(jobs(0, [0]).data, PRODUCER)
+            conn.feed(DataMessage(PRODUCER, (QUEUE,), ServiceType.AGREED, MESS_TYPE, sealed))
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+    (dead,) = [data for groups, data in conn.sent if groups == (f"{QUEUE}.dead",)]
+    batch = decode(Seal(b"s3cret").unseal(dead, ME))  # sealed for us, like our others
+    assert isinstance(batch, JobBatch)
+    assert [letter.kind for letter in batch.jobs] == ["job"]
+
+
+async def test_an_idle_worker_acks_at_once_once_the_max_rate_s_gap_has_passed(
+    dispatcher_for: Make,
+) -> None:
+    now = [100.0]
+    # no ACK for the count or the interval: only the idle rule sends one
+    settings = FAST.replace(ack_every=10_000, ack_interval=60.0, ack_max_rate=1.0)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=lambda: now[0])
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0]))
+            await anyio.wait_all_tasks_blocked()
+            assert acks_naming(conn, ref(0)) == 1  # idle: at once
+            now[0] = 101.5  # past the gap of 1 / ack_max_rate seconds
+            conn.feed(jobs(1, [1]))
+            await anyio.wait_all_tasks_blocked()
+            assert acks_naming(conn, ref(1)) == 1
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+
+
+# -- periodic ticks ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The periodic ticks' wall clock (Unix seconds), moved by the test."""
+    now = [1000.5]
+    defaults = {**(TickAnnouncer.__init__.__kwdefaults__ or {}), "wall": lambda: now[0]}
+    monkeypatch.setattr(TickAnnouncer.__init__, "__kwdefaults__", defaults)
+    return now
+
+
+def beat_app() -> App:
+    app = echo_app()
+
+    @app.periodic(1.0, name="beat")
+    async def beat(tick: PeriodicTick) -> None:
+        pass
+
+    return app
+
+
+def announced(conn: Scripted) -> list[int]:
+    """The ticks we announced (TICK batches to WORK)."""
+    return [
+        json.loads(bytes(job.payload))["tick"]
+        for batch in conn.envelopes(JobBatch, QUEUE)
+        for job in batch.jobs
+    ]
+
+
+async def test_no_tick_is_announced_while_the_work_view_is_transitional(
+    dispatcher_for: Make, wall: list[float]
+) -> None:
+    dispatcher, conn = dispatcher_for(beat_app())
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            wall[0] = 1001.5
+            conn.feed()
+            await anyio.wait_all_tasks_blocked()
+            first = announced(conn)
+            assert first  # the lone member announces
+            conn.feed(TransitionalMembership(QUEUE, GroupId(1, 1, 1)))
+            wall[0] = 1002.5
+            conn.feed()
+            await anyio.wait_all_tasks_blocked()
+            assert announced(conn) == first
+            conn.feed(conn.view((ME,), Cause.NETWORK))
+            await stop(dispatcher, conn)
+
+
+async def test_no_tick_is_announced_after_our_leave(
+    dispatcher_for: Make, wall: list[float]
+) -> None:
+    dispatcher, conn = dispatcher_for(beat_app())
+
+    def at_leave() -> None:
+        wall[0] += 5.0  # ticks fall due while we wait for our self-leave
+        dispatcher.handle.drain()  # and the loop turns
+
+    conn.on_leave = at_leave
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            wall[0] = 1001.5
+            conn.feed()
+            await anyio.wait_all_tasks_blocked()
+            first = announced(conn)
+            assert first
+            dispatcher.handle.drain()
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Drain)
+            await anyio.wait_all_tasks_blocked()
+            assert conn.left == [QUEUE]
+            assert announced(conn) == first
+            conn.feed(SelfLeave(QUEUE))
