@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from test_dispatcher import FAST, FEEDBACK, QUEUE, WAIT, Item
 
 from spreadq.context import Context
 from spreadq.errors import CloseReason, ConnectionLost
-from spreadq.observe import EventBus, JobTakenOver
+from spreadq.observe import Counters, EventBus, JobRetried, JobTakenOver
 from spreadq.queue import (
     MESS_TYPE,
     Ack,
@@ -39,6 +40,7 @@ from spreadq.queue import (
     decode,
     encode_batch,
 )
+from spreadq.queue.envelope import Stats
 from spreadq.queue.jobs import JobRef
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
 from spreadq.queue.seal import Seal
@@ -692,3 +694,76 @@ async def test_no_tick_is_announced_after_our_leave(
             assert conn.left == [QUEUE]
             assert announced(conn) == first
             conn.feed(SelfLeave(QUEUE))
+
+
+# -- what a caller building a Dispatcher passes ------------------------------------------------
+
+
+async def test_a_dispatcher_acks_with_the_incarnation_it_was_given(dispatcher_for: Make) -> None:
+    incarnation = bytes([7]) * 16
+    settings = FAST.replace(ack_every=1)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, incarnation=incarnation)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0]))
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+    acks = conn.envelopes(Ack, QUEUE)
+    assert acks
+    assert {ack.incarnation for ack in acks} == {incarnation}
+    assert dispatcher.table.incarnation == incarnation
+
+
+async def test_a_dispatcher_feeds_the_counters_it_was_given(dispatcher_for: Make) -> None:
+    counters = Counters()
+    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(ack_every=1), counters=counters)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0, 1]))
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+    assert counters.total("succeeded", "job") == 2
+
+
+async def test_a_dispatcher_jitters_retries_with_the_rng_it_was_given(
+    dispatcher_for: Make,
+) -> None:
+    retried: list[float] = []
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("job")
+    async def job(item: Item, ctx: Context) -> int:
+        if ctx.attempt == 1:
+            raise ValueError("once")
+        return item.n
+
+    events = EventBus([lambda e: retried.append(e.delay) if isinstance(e, JobRetried) else None])
+    settings = FAST.replace(ack_every=1, retry_backoff_base=0.01, retry_jitter=0.5)
+    dispatcher, conn = dispatcher_for(app, settings, rng=random.Random(7), events=events)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0]))
+            while not conn.envelopes(Ack, QUEUE):  # after the retry's delay
+                await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+    assert retried == [0.01 * (1.0 + random.Random(7).uniform(-0.5, 0.5))]
+
+
+async def test_a_dispatcher_given_no_counters_counts_its_jobs_in_its_stats(
+    dispatcher_for: Make,
+) -> None:
+    settings = FAST.replace(ack_every=1, stats_interval=0.05)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0, 1]))
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            reported = len(conn.envelopes(Stats))
+            while len(conn.envelopes(Stats)) == reported:  # the next report
+                await anyio.wait_all_tasks_blocked()
+            await stop(dispatcher, conn)
+    assert conn.envelopes(Stats)[-1].done == 2
