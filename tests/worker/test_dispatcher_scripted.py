@@ -767,3 +767,29 @@ async def test_a_dispatcher_given_no_counters_counts_its_jobs_in_its_stats(
                 await anyio.wait_all_tasks_blocked()
             await stop(dispatcher, conn)
     assert conn.envelopes(Stats)[-1].done == 2
+
+
+async def test_a_dispatcher_given_no_history_keeps_settings_completed_history_outcomes(
+    dispatcher_for: Make,
+) -> None:
+    ran: list[int] = []
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        ran.append(item.n)
+        return item.n
+
+    settings = FAST.replace(ack_every=1, completed_history=1)  # at least 1, at most 2
+    dispatcher, conn = dispatcher_for(app, settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            for seq in range(4):
+                conn.feed(jobs(seq, [seq]))
+                await anyio.wait_all_tasks_blocked()
+                conn.echo(Ack)
+            conn.feed(jobs(4, [3]), jobs(5, [0]))  # copies sent again: 3 is remembered
+            await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
+    assert ran == [0, 1, 2, 3, 0]
