@@ -793,3 +793,62 @@ async def test_a_dispatcher_given_no_history_keeps_settings_completed_history_ou
             conn.echo(Ack)
             await stop(dispatcher, conn)
     assert ran == [0, 1, 2, 3, 0]
+
+
+# -- the loop's alarm --------------------------------------------------------------------
+
+
+async def test_the_loop_sleeps_until_its_next_deadline(dispatcher_for: Make) -> None:
+    calls = [0]
+
+    def clock() -> float:
+        calls[0] += 1
+        return 100.0
+
+    later = str(time.time() + 60.0)
+    settings = FAST.replace(stats_interval=3600.0)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=clock)
+    lost: list[ConnectionLost] = []
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn, lost):
+            conn.feed(jobs(0, [0], headers=[((NOT_BEFORE_HEADER, later),)]))
+            await anyio.wait_all_tasks_blocked()  # the job waits a minute
+            before = calls[0]
+            for _ in range(3):
+                await anyio.wait_all_tasks_blocked()
+            assert calls[0] == before  # no turn of the loop: its alarm rings in a minute
+            conn.lose()  # the end (a drain would wait for the job)
+    assert len(lost) == 1
+
+
+async def test_delayed_jobs_start_at_their_times_whatever_order_they_came_in(
+    dispatcher_for: Make,
+) -> None:
+    started: list[int] = []
+    two = anyio.Event()
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("job")
+    async def job(item: Item) -> int:
+        started.append(item.n)
+        if len(started) == 2:
+            two.set()
+        return item.n
+
+    def after(*delays: float) -> list[tuple[tuple[str, str], ...]]:
+        now = time.time()
+        return [((NOT_BEFORE_HEADER, str(now + delay)),) for delay in delays]
+
+    # nothing else wakes the loop: no STATS report, each ACK sent at once
+    settings = FAST.replace(ack_every=1, ack_interval=60.0, stats_interval=3600.0)
+    dispatcher, conn = dispatcher_for(app, settings)
+    lost: list[ConnectionLost] = []
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn, lost):
+            conn.feed(jobs(0, [0], headers=after(60.0)))
+            await anyio.wait_all_tasks_blocked()  # the loop's alarm: in a minute
+            conn.feed(jobs(1, [1, 2], headers=after(0.1, 0.2)))  # moved earlier, rings twice
+            await two.wait()
+            conn.lose()  # the end (a drain would wait a minute for job 0)
+    assert started == [1, 2]
+    assert len(lost) == 1
