@@ -852,3 +852,21 @@ async def test_delayed_jobs_start_at_their_times_whatever_order_they_came_in(
             conn.lose()  # the end (a drain would wait a minute for job 0)
     assert started == [1, 2]
     assert len(lost) == 1
+
+
+async def test_a_deadline_the_clock_reads_exactly_is_met(dispatcher_for: Make) -> None:
+    now = [100.0]
+    # a coarse clock may read a deadline exactly: the ACK due at 101.0 goes out then
+    settings = FAST.replace(ack_every=10_000, ack_interval=1.0, ack_max_rate=None)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=lambda: now[0])
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0]))
+            await anyio.wait_all_tasks_blocked()
+            assert acks_naming(conn, ref(0)) == 0  # due at 101.0
+            now[0] = 101.0
+            conn.feed()  # the loop looks at its clock
+            while not acks_naming(conn, ref(0)):
+                await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
