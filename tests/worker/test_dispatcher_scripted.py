@@ -870,3 +870,25 @@ async def test_a_deadline_the_clock_reads_exactly_is_met(dispatcher_for: Make) -
                 await anyio.wait_all_tasks_blocked()
             conn.echo(Ack)
             await stop(dispatcher, conn)
+
+
+async def test_the_ack_interval_of_the_settings_is_the_one_the_table_keeps(
+    dispatcher_for: Make,
+) -> None:
+    now = [100.0]
+    settings = FAST.replace(ack_every=10_000, ack_interval=1.0, ack_max_rate=None)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=lambda: now[0])
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(jobs(0, [0]))
+            await anyio.wait_all_tasks_blocked()
+            now[0] = 100.5  # past the table's own default (0.05 s), before the setting's
+            conn.feed()  # the loop looks at its clock
+            await anyio.wait_all_tasks_blocked()
+            assert acks_naming(conn, ref(0)) == 0
+            now[0] = 101.0
+            conn.feed()
+            while not acks_naming(conn, ref(0)):
+                await anyio.wait_all_tasks_blocked()
+            conn.echo(Ack)
+            await stop(dispatcher, conn)
