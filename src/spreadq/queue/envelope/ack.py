@@ -16,7 +16,6 @@ from spreadq.queue.envelope.preamble import (
     _U32_MAX,
     _U64_MAX,
     MAX_ATTEMPTS,
-    MAX_CODEC_NAME,
     Kind,
     _check_id,
     _check_range,
@@ -25,7 +24,7 @@ from spreadq.queue.envelope.preamble import (
     _new_ref,
     _preamble,
 )
-from spreadq.queue.envelope.reader import _read_codec, _Reader
+from spreadq.queue.envelope.reader import _check_codec, _read_codec, _Reader
 from spreadq.queue.jobs import (
     PLAIN_SUCCESS,
     JobRef,
@@ -231,12 +230,6 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     reader.at = at
     reader.done()
     return Ack(incarnation, AckOutcomes(refs, records), positions, backlog)
-
-
-def _check_codec(codec: bytes) -> None:
-    """Check a result codec name as :func:`_read_outcome` does."""
-    if len(codec) > MAX_CODEC_NAME or not codec.isascii():
-        raise EnvelopeError("bad codec name")
 
 
 def _read_outcome(

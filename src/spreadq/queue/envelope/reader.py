@@ -48,8 +48,13 @@ class _Reader:
             raise EnvelopeError(f"{len(self.mv) - self.at} trailing bytes after the envelope")
 
 
+def _check_codec(raw: bytes) -> None:
+    """Refuse a codec name that is not 1 to 32 ASCII characters."""
+    if not 1 <= len(raw) <= MAX_CODEC_NAME or not raw.isascii():
+        raise EnvelopeError("bad codec name")
+
+
 def _read_codec(reader: _Reader, size: int) -> str:
     raw = reader.take(size)
-    if not 1 <= size <= MAX_CODEC_NAME or not bytes(raw).isascii():
-        raise EnvelopeError("bad codec name")
+    _check_codec(bytes(raw))
     return str(raw, "ascii")
