@@ -554,7 +554,8 @@ class ProducerCore:
             return []
         if job.sent_as != event.sender:
             return [Dropped(event.sender, "cancel", "it did not send the job")]
-        if any(r == ref for acks in self._held.values() for ack in acks for r, _ in ack.outcomes):
+        held = (AckOutcomes.parts(ack.outcomes)[0] for acks in self._held.values() for ack in acks)
+        if any(ref in refs for refs in held):
             return []  # an ACK ordered before the CANCEL settles it once its sender counts
         del self._pending[ref.seq]
         if job.counted:  # in flight, and never to be confirmed by an ACK now
