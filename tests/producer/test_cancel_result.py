@@ -6,6 +6,7 @@ sleeps); ``spreadq result`` is also run as a separate process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from spreadq.errors import (
     JobFailed,
     OutcomeUnknown,
 )
-from spreadq.producer import Producer
+from spreadq.producer import Producer, Receipt
 from spreadq.producer.receipt import ReceiptState
 from spreadq.queue.envelope import MESS_TYPE, Cancel, encode
 from spreadq.queue.jobs import JobRef
@@ -136,6 +137,29 @@ async def test_a_finished_job_cannot_be_cancelled_and_keeps_its_result() -> None
             assert await receipt == 40
             assert await receipt.cancel() is False
             assert await receipt == 40
+
+
+def live_receipts(seqs: range) -> list[int]:
+    return [o.seq for o in gc.get_objects() if type(o) is Receipt and o.seq in seqs]
+
+
+async def test_a_finished_receipt_nobody_holds_is_freed_without_the_cycle_collector() -> None:
+    """A receipt must not refer to itself (its cancel took a closure over it once):
+    then every job left garbage that only a full collection frees, and a producer
+    stalled for tens of milliseconds in those collections."""
+    with anyio.fail_after(WAIT):
+        async with queue_with_worker("cg") as (_, producer):
+            gc.disable()
+            try:
+                receipts = [await producer.put("quick", n) for n in range(20)]
+                assert [await receipt for receipt in receipts] == [n * 10 for n in range(20)]
+                assert live_receipts(range(20)) == list(range(20))
+                del receipts
+                # the sender keeps its last batch: one more job moves it past ours
+                assert await (await producer.put("quick", 20)) == 200
+                assert live_receipts(range(20)) == []
+            finally:
+                gc.enable()
 
 
 async def test_a_job_never_sent_is_withdrawn_at_once_and_never_runs() -> None:

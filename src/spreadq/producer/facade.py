@@ -67,7 +67,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, overload
 
@@ -666,7 +665,7 @@ class Producer:
             kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
         )
         if self._member:
-            receipt._cancel = partial(self._cancel, receipt, seq)
+            receipt._cancel = self._cancel  # called with the receipt: no cycle through it
         tag: _Tag = (receipt, route)
         self._apply(Put(spec, route.codec.name, tag))
         return receipt

@@ -84,7 +84,7 @@ class Receipt(Generic[ResultT]):
         decode: Callable[[bytes], ResultT] | None = None,
         confirmed: bool = True,
         job_id: str = "",
-        cancel: Callable[[], Awaitable[bool]] | None = None,
+        cancel: Callable[[Receipt[Any], int], Awaitable[bool]] | None = None,
     ) -> None:
         self.job_id = job_id
         self._cancel = cancel
@@ -139,7 +139,7 @@ class Receipt(Generic[ResultT]):
             raise self._error  # fire-and-forget: no consumer tells it anything back
         if self._state != _PENDING or self._cancel is None:
             return False
-        return await self._cancel()
+        return await self._cancel(self, self.seq)
 
     async def wait(self) -> None:
         """Wait until the outcome is known, without raising it."""
