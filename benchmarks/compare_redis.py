@@ -61,6 +61,7 @@ from spreadq.bench import (
     latency,
     memory,
 )
+from spreadq.worker.runtime import tune_collector
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -500,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err.print(f"[dim]spreadq bench: {args.workers} workers, {args.jobs:,} jobs[/dim]")
     ours = measure_spreadq(args)
     err.print(f"[dim]Redis Streams: {args.workers} consumers, {args.jobs:,} jobs[/dim]")
+    tune_collector()  # this process is the Redis side's producer: tuned as spreadq bench's
     theirs = anyio.run(
         lambda: measure_redis(
             binary,

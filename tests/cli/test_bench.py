@@ -112,3 +112,29 @@ def test_a_failed_job_ends_the_run_with_one_error_line(monkeypatch: pytest.Monke
         "error: a job of the run failed, so no figures: "
         + str(JobFailed("spreadq.errors.WorkerLost", "the worker running it left 3 time(s)", 1))
     ]
+
+
+def test_the_measuring_process_tunes_its_collector_and_a_child_leaves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent is the benchmark's producer, and the program: it tunes the collector
+    (a full collection over its pending receipts stalled puts by tens of milliseconds).
+    A worker child tunes it in ``App.run``; the bench role code does not do it twice."""
+    import spreadq.bench
+    import spreadq.worker.runtime
+
+    tuned: list[str] = []
+    monkeypatch.setattr(spreadq.worker.runtime, "tune_collector", lambda: tuned.append("tuned"))
+
+    async def measured(*args: object, **kwargs: object) -> BenchReport:
+        assert tuned == ["tuned"]  # before the run, not after
+        raise TimeoutError("stop here")
+
+    monkeypatch.setattr(spreadq.bench, "run_bench", measured)
+    result = CliRunner().invoke(app, ["bench", "--spread", "4803@127.0.0.1"])
+    assert result.exit_code == 1, result.output
+    assert tuned == ["tuned"]
+    roles: list[str] = []
+    monkeypatch.setattr(spreadq.bench, "run_role", lambda role, *a, **k: roles.append(role))
+    assert CliRunner().invoke(app, ["bench", "--role", "daemon"]).exit_code == 0
+    assert (roles, tuned) == (["daemon"], ["tuned"])

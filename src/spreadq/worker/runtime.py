@@ -56,7 +56,8 @@ COLLECTOR_THRESHOLDS: Final = (10_000, 10, 10)
 
 
 def tune_collector() -> None:
-    """Tune the cyclic garbage collector for a worker process (called by ``App.run``).
+    """Tune the cyclic garbage collector for a worker process (called by ``App.run``),
+    or a program that puts jobs at a high rate (``spreadq bench`` calls it).
 
     A worker makes a few short-lived objects per job it reads and keeps the table's
     entries until their ACK, and the default thresholds ran a young collection every
@@ -64,7 +65,12 @@ def tune_collector() -> None:
     startup: a quarter of a worker's CPU under load (measured with
     ``benchmarks/bench_queue.py``). So the objects alive now are frozen out of the
     collector's passes (:func:`gc.freeze`) and the young generation is let grow to
-    ``COLLECTOR_THRESHOLDS[0]`` objects.
+    ``COLLECTOR_THRESHOLDS[0]`` objects. A producer holding thousands of pending
+    receipts stalled its puts for 30 to 60 ms in each full collection without it.
+
+    It changes the settings of the whole process: only a program's own code (never a
+    library that merely imports spreadq) should call it, once it has imported what it
+    needs.
     """
     gc.freeze()
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
