@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, ResultAnswer
 from spreadq.queue.jobs import Job, JobRef, Outcome
@@ -45,8 +46,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RunJob:
+class RunJob(NamedTuple):
     """We own ``job``: run it (decode its payload with ``job.codec``) and report with
     :class:`~spreadq.queue.table.JobFinished`.
 
@@ -55,6 +55,9 @@ class RunJob:
     because its owner left: it may have run, in part or in full, before. ``duplicate``
     is true when this copy is one a producer sent again while an earlier copy was
     outstanding: the earlier one may have run, too.
+
+    A named tuple, not a frozen dataclass like the other effects: one is built for
+    every job a worker runs (see :class:`~spreadq.queue.jobs.Job`).
     """
 
     job: Job

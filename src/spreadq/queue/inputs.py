@@ -9,6 +9,7 @@ names the union :data:`Input`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import LeftGroup, Transitional, ViewInstalled
@@ -24,8 +25,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class MessageDelivered:
+class MessageDelivered(NamedTuple):
     """A data message delivered on the WORK group (any envelope, or RAW data)."""
 
     sender: str
@@ -33,15 +33,13 @@ class MessageDelivered:
     data: bytes | memoryview
 
 
-@dataclass(frozen=True, slots=True)
-class JobStarted:
+class JobStarted(NamedTuple):
     """Our handler for ``ref`` started."""
 
     ref: JobRef
 
 
-@dataclass(frozen=True, slots=True)
-class JobFinished:
+class JobFinished(NamedTuple):
     """Our handler for ``ref`` finished with ``outcome`` (after all its attempts)."""
 
     ref: JobRef

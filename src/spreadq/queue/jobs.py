@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, NamedTuple
 
@@ -86,8 +85,7 @@ class JobRef(NamedTuple):
         return cls(producer_id, seq)
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     """A job as a consumer reads it: fixed fields decoded, headers and payload left raw.
 
     ``payload`` and ``header_block`` are usually slices of the delivered message (no
@@ -95,14 +93,18 @@ class Job:
     reports it as failed with :class:`~spreadq.errors.EnvelopeError` and never runs it.
     RAW jobs have ``codec == "raw"`` and ``kind == "raw:<mess_type>"``.
     ``dedupe_key`` is the producer's idempotency key (``put(..., dedupe_key=)``), if any.
+
+    A named tuple for the reason :class:`JobRef` is one: the owner builds one per job
+    it runs, and a frozen dataclass's ``__init__`` (eight ``object.__setattr__`` calls)
+    cost three times what the tuple does.
     """
 
     ref: JobRef
     kind: str
     key: str | None
     codec: str
-    payload: bytes | memoryview = field(repr=False)
-    header_block: bytes | memoryview = field(default=b"", repr=False)
+    payload: bytes | memoryview
+    header_block: bytes | memoryview = b""
     error: str | None = None
     dedupe_key: str | None = None
 

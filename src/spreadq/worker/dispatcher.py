@@ -100,7 +100,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
 import anyio.abc
@@ -230,8 +230,7 @@ def _when_and_priority(job: Job) -> tuple[float, int]:
 # --- the inbox ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Delivered:
+class _Delivered(NamedTuple):
     """What one socket read decoded."""
 
     events: Sequence[DaemonMessage]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import anyio
 import anyio.abc
@@ -45,8 +45,7 @@ SCAN_GAP: Final = 0.01
 """Seconds at least between two scans of the running jobs (timeouts and warnings)."""
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedJob:
+class QueuedJob(NamedTuple):
     """A job we own, from the table's effect to its runner; ``run`` is a
     :class:`~spreadq.queue.GiveUpJob` for a job to fail without running it. ``ref``
     and ``key`` are the job's, read once for the scheduler."""
@@ -63,8 +62,7 @@ class QueuedJob:
         return cls(run, view, job.ref, job.key)
 
 
-@dataclass(frozen=True, slots=True)
-class Ended:
+class Ended(NamedTuple):
     """A job handed to the pool ended; ``outcome`` is None when it was cancelled."""
 
     ref: JobRef
