@@ -505,3 +505,55 @@ def test_an_idle_ack_is_due_exactly_one_gap_after_the_last() -> None:
     assert not cadence.due(1.25)
     assert cadence.deadline() == 1.5
     assert cadence.due(1.5)
+
+
+_GATE_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("view"), st.sets(st.sampled_from("abcd"))),
+        st.tuples(
+            st.just("ack"),
+            st.sampled_from("abcde"),
+            st.integers(0, 40),
+            st.integers(0, 30),
+            st.booleans(),
+        ),
+        st.tuples(st.just("sent"), st.integers(0, 50)),
+        st.tuples(st.just("confirmed"), st.integers(0, 50)),
+        st.tuples(st.just("peers"), st.integers(1, 4)),
+        st.tuples(st.just("window"), st.integers(2, 40)),
+        st.tuples(st.just("limits"), st.integers(1, 80), st.integers(0, 30)),
+    ),
+    max_size=40,
+)
+
+
+@given(_GATE_STEPS, st.integers(0, 3), st.integers(1, 60))
+@settings(max_examples=300)
+def test_a_kept_check_answer_is_always_what_checking_again_gives(
+    steps: list[tuple[object, ...]], ahead: int, jobs: int
+) -> None:
+    """``check`` keeps its last answer for the put path: whatever changed in between,
+    the kept answer must be the one a fresh check gives."""
+    me = b"p" * 16
+    gate = ProducerGate(me, window=12, max_in_flight=40, max_backlog=20)
+    for step in steps:
+        match step:
+            case ("view", members):
+                gate.on_view(sorted(members), gate.last_mseq)  # type: ignore[arg-type]
+            case ("ack", member, mseq, backlog, ours):
+                producer = me if ours else b"q" * 16
+                gate.on_ack(member, [(producer, mseq)], backlog)  # type: ignore[list-item]
+            case ("sent", count):
+                gate.on_sent(count)  # type: ignore[arg-type]
+            case ("confirmed", count):
+                gate.on_confirmed(count)  # type: ignore[arg-type]
+            case ("peers", producers):
+                gate.on_peers(producers)  # type: ignore[arg-type]
+            case ("window", window):
+                gate.window = window  # type: ignore[assignment]
+            case ("limits", in_flight, backlog):
+                gate.max_in_flight, gate.max_backlog = in_flight, backlog  # type: ignore[assignment]
+        next_mseq = gate.last_mseq + 1 + ahead
+        kept = gate.check(next_mseq, jobs)
+        assert kept == gate.check(next_mseq, jobs)
+        assert kept == gate._check(next_mseq, jobs)

@@ -243,6 +243,8 @@ class ProducerGate:
         "_acks",
         "_acks_at",
         "_backlog",
+        "_changes",
+        "_checked",
         "_in_flight",
         "_last",
         "_last_mseq",
@@ -278,6 +280,10 @@ class ProducerGate:
         self._last_mseq = 0
         self._acks = 0  # ACK messages seen on the queue, from any consumer
         self._acks_at: dict[int, int] = {0: 0}  # our mseq -> ``_acks`` when it was sent
+        # check() is asked on every put under load: its last answer is kept, keyed by
+        # its arguments, the limits and a count of the changes to everything else
+        self._changes = 0
+        self._checked: tuple[tuple[int, int, int, int, int], BlockReason | None] | None = None
 
     @property
     def window(self) -> int:
@@ -288,6 +294,7 @@ class ProducerGate:
     def window(self, window: int) -> None:
         self._window = window
         self._share = None
+        self._changes += 1
 
     @property
     def consumers(self) -> tuple[str, ...]:
@@ -344,6 +351,7 @@ class ProducerGate:
         producer sent before learning of it: it never sees messages ordered before it
         joined. Consumers not listed are forgotten.
         """
+        self._changes += 1
         old = self._read
         self._read = {member: old.get(member, now_mseq) for member in members}
         for table in (self._backlog, self._latest_producers):
@@ -365,6 +373,7 @@ class ProducerGate:
         VIEW) are ignored.
         """
         self._acks += 1
+        self._changes += 1
         if member not in self._read:
             return
         items = positions.items() if isinstance(positions, Mapping) else positions
@@ -385,11 +394,13 @@ class ProducerGate:
         consumers); the gate divides the window by at least this many."""
         self._peers = max(1, producers)
         self._share = None
+        self._changes += 1
 
     def on_sent(self, jobs: int, mseq: int | None = None) -> None:
         """Record that message ``mseq`` (the one after the last, when None) carrying
         ``jobs`` jobs was sent."""
         self._in_flight += jobs
+        self._changes += 1
         if mseq is None:
             mseq = self._last_mseq + 1
         if mseq > self._last_mseq:
@@ -400,9 +411,19 @@ class ProducerGate:
     def on_confirmed(self, jobs: int) -> None:
         """Record that ``jobs`` of ours were confirmed (completed, or given up on)."""
         self._in_flight = max(0, self._in_flight - jobs)
+        self._changes += 1
 
     def check(self, next_mseq: int, jobs: int = 1) -> BlockReason | None:
         """Why message ``next_mseq`` carrying ``jobs`` jobs may not be sent now, or None."""
+        key = (next_mseq, jobs, self._changes, self.max_in_flight, self.max_backlog)
+        checked = self._checked
+        if checked is not None and checked[0] == key:
+            return checked[1]
+        reason = self._check(next_mseq, jobs)
+        self._checked = (key, reason)
+        return reason
+
+    def _check(self, next_mseq: int, jobs: int) -> BlockReason | None:
         if not self._read:
             return BlockReason.NO_CONSUMERS
         share = self.share

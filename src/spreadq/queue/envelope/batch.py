@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.envelope.preamble import (
@@ -191,7 +191,7 @@ class JobFragment:
 def _header_block(headers: Sequence[tuple[str, str]], dedupe_key: str | None) -> bytes:
     """The header block of a job: ``headers``, then the dedupe key when there is one."""
     if dedupe_key is None:
-        return encode_headers(headers)
+        return encode_headers(headers) if headers else b""
     if not dedupe_key:
         raise LocalProtocolError("a dedupe key cannot be empty")
     encode_text(dedupe_key, "dedupe key", MAX_DEDUPE_KEY)
@@ -207,6 +207,12 @@ def _read_dedupe_key(block: bytes | memoryview) -> str:
     return value
 
 
+_KINDS: dict[str, bytes] = {}
+"""Job kinds checked and encoded by :func:`_job_head`: a producer puts a few kinds
+many times each."""
+_KINDS_KEPT: Final = 1024
+
+
 def _job_head(
     seq: int,
     kind: str,
@@ -216,9 +222,14 @@ def _job_head(
     dedupe_key: str | None = None,
 ) -> bytes:
     _check_range(seq, "job seq", _U64_MAX)
-    if not kind:
-        raise LocalProtocolError("a job kind cannot be empty")
-    raw_kind = encode_text(kind, "job kind", 0xFF)
+    raw_kind = _KINDS.get(kind)
+    if raw_kind is None:
+        if not kind:
+            raise LocalProtocolError("a job kind cannot be empty")
+        raw_kind = encode_text(kind, "job kind", 0xFF)
+        if len(_KINDS) >= _KINDS_KEPT:
+            _KINDS.clear()
+        _KINDS[kind] = raw_kind
     raw_key = b"" if key is None else encode_text(key, "job key", _U16_MAX)
     _check_range(len(payload), "payload size", _U32_MAX)
     flags = 0 if key is None else _HAS_KEY
