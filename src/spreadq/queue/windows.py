@@ -87,6 +87,7 @@ class AckCadence:
         "_outcomes",
         "_positions",
         "_since",
+        "_sizes",
         "every_jobs",
         "every_seconds",
         "idle",
@@ -118,6 +119,7 @@ class AckCadence:
         self._count = 0
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
+        self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
         self._outcome_bytes = 0
         self._positions: dict[bytes, tuple[int, float]] = {}
 
@@ -148,8 +150,10 @@ class AckCadence:
 
     def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
         """Queue ``outcome`` of ``ref`` for the next ACK."""
+        size = outcome_size(outcome)
         self._outcomes.append((ref, outcome))
-        self._outcome_bytes += outcome_size(outcome)
+        self._sizes.append(size)
+        self._outcome_bytes += size
         self._count += 1
         self._touch(now)
 
@@ -193,14 +197,14 @@ class AckCadence:
         room = self.max_bytes - ack_overhead(len(positions))
         taken = 0
         size = 0
-        for _, outcome in self._outcomes:
-            cost = outcome_size(outcome)
+        for cost in self._sizes:
             if taken and size + cost > room:
                 break
             size += cost
             taken += 1
         batch = tuple(self._outcomes[:taken])
         del self._outcomes[:taken]
+        del self._sizes[:taken]
         self._last_sent = now
         self._outcome_bytes -= size
         if self._outcomes:
@@ -214,6 +218,7 @@ class AckCadence:
     def clear(self) -> None:
         """Forget everything pending (we left the group)."""
         self._outcomes.clear()
+        self._sizes.clear()
         self._outcome_bytes = 0
         self._positions.clear()
         self._count = 0

@@ -148,10 +148,9 @@ def decode(data: bytes | memoryview) -> Decoded:
         if version == 2:
             raise EnvelopeError("a sealed envelope (version 2): it takes the queue's secret")
         raise EnvelopeError(f"envelope version {version} is not supported (this is {VERSION})")
-    try:
-        decoder = _DECODERS[Kind(kind)]
-    except ValueError:
-        raise EnvelopeError(f"unknown envelope kind {kind}") from None
+    decoder = _DECODERS.get(kind)  # Kind is an IntEnum: its members hash as their ints
+    if decoder is None:
+        raise EnvelopeError(f"unknown envelope kind {kind}")
     if slots and kind not in _SLOTTED:
         raise EnvelopeError(f"a {Kind(kind).name} envelope cannot take {slots} job slots")
     return decoder(_Reader(mv, _PREAMBLE.size), slots)

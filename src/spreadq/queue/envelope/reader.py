@@ -54,7 +54,18 @@ def _check_codec(raw: bytes) -> None:
         raise EnvelopeError("bad codec name")
 
 
+_CODEC_NAMES: dict[bytes, str] = {}
+"""Codec names read and checked so far: a queue uses a few, in every message."""
+_CODEC_NAMES_KEPT = 256
+
+
 def _read_codec(reader: _Reader, size: int) -> str:
-    raw = reader.take(size)
-    _check_codec(bytes(raw))
-    return str(raw, "ascii")
+    raw = bytes(reader.take(size))
+    name = _CODEC_NAMES.get(raw)
+    if name is None:
+        _check_codec(raw)
+        name = raw.decode("ascii")
+        if len(_CODEC_NAMES) >= _CODEC_NAMES_KEPT:
+            _CODEC_NAMES.clear()
+        _CODEC_NAMES[raw] = name
+    return name
