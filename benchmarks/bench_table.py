@@ -2,11 +2,11 @@
 
 Every consumer receives every job, so most of what a worker reads belongs to others:
 it must take the job's slot, remember its ref and completes it when the owner's ACK
-arrives, and nothing more (DESIGN §7). This measures exactly that path through one
-:class:`~spreadq.queue.OutstandingTable` replica: a view of four members in which we
-announced DRAIN (so every slot goes to one of the other three), JOB BATCH messages of
-``--batch`` jobs, and after each round of ``--ack-every`` jobs one ACK from each owner
-completing its jobs, as the other workers would send them.
+arrives, and nothing more (``docs/design/replicated-table.md``). This measures exactly
+that path through one :class:`~spreadq.queue.OutstandingTable` replica: a view of four
+members in which we announced DRAIN (so every slot goes to one of the other three),
+JOB BATCH messages of ``--batch`` jobs, and after each round of ``--ack-every`` jobs one
+ACK from each owner completing its jobs, as the other workers would send them.
 
 The baseline is the codec alone in the same run: :func:`spreadq.queue.decode` of the
 same messages (batches and ACKs), nothing more. The table's overhead is the ratio of

@@ -8,7 +8,7 @@ list, wake the sender.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from spreadq.producer.jobs import Job
 from spreadq.queue.jobs import Outcome
@@ -16,8 +16,7 @@ from spreadq.queue.jobs import Outcome
 __all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Settle"]
 
 
-@dataclass(frozen=True, slots=True)
-class Settle:
+class Settle(NamedTuple):
     """Resolve ``job``'s receipt with ``outcome``, or fail it with the exception."""
 
     job: Job[Any]

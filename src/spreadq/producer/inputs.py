@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from spreadq.producer.jobs import Batch, Job
 from spreadq.queue.envelope import Ack, JobSpec
@@ -35,8 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
+class Put(NamedTuple):
     """``put()`` admitted a job: ``spec`` (numbered ``core.next_seq``), encoded with
     ``codec``; ``tag`` is what the facade attaches to it (its receipt and route)."""
 
