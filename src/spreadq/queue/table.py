@@ -1046,11 +1046,12 @@ class OutstandingTable:
         entry.finished = True
         self._mine.pop(event.ref, None)
         outcome = event.outcome
-        if outcome_size(outcome) > self._cadence.outcome_budget:
-            size = len(outcome.result)
-            message = f"a result of {size} bytes does not fit in an ACK"
+        size = outcome_size(outcome)
+        if size > self._cadence.outcome_budget:
+            message = f"a result of {len(outcome.result)} bytes does not fit in an ACK"
             outcome = Outcome.failure("MessageTooLarge", message, outcome.attempts)
-        self._cadence.on_finished(event.ref, outcome, self._now)
+            size = outcome_size(outcome)
+        self._cadence.on_finished(event.ref, outcome, self._now, size)
         if self._cadence.due(self._now):
             return [self._make_ack()]
         return []

@@ -81,6 +81,8 @@ class AckCadence:
     """
 
     __slots__ = (
+        "_budget",
+        "_budget_for",
         "_count",
         "_last_sent",
         "_outcome_bytes",
@@ -120,6 +122,8 @@ class AckCadence:
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
         self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
+        self._budget_for = (-1, -1)  # the (max_bytes, max_positions) _budget is for
+        self._budget = 0
         self._outcome_bytes = 0
         self._positions: dict[bytes, tuple[int, float]] = {}
 
@@ -131,7 +135,11 @@ class AckCadence:
     @property
     def outcome_budget(self) -> int:
         """The most bytes one outcome may take and still fit in an ACK."""
-        return self.max_bytes - ack_overhead(self.max_positions)
+        limits = (self.max_bytes, self.max_positions)
+        if limits != self._budget_for:  # asked once a job: computed once per limits
+            self._budget_for = limits
+            self._budget = self.max_bytes - ack_overhead(self.max_positions)
+        return self._budget
 
     def _touch(self, now: float) -> None:
         if self._since is None:
@@ -148,9 +156,13 @@ class AckCadence:
             self._count += jobs
             self._touch(now)
 
-    def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
-        """Queue ``outcome`` of ``ref`` for the next ACK."""
-        size = outcome_size(outcome)
+    def on_finished(
+        self, ref: JobRef, outcome: Outcome, now: float, size: int | None = None
+    ) -> None:
+        """Queue ``outcome`` of ``ref`` for the next ACK (``size``: its
+        :func:`~spreadq.queue.envelope.outcome_size`, when the caller has it)."""
+        if size is None:
+            size = outcome_size(outcome)
         self._outcomes.append((ref, outcome))
         self._sizes.append(size)
         self._outcome_bytes += size
