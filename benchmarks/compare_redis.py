@@ -9,7 +9,8 @@ started, then sends ``XACK`` for the batch and one ``XADD`` to a reply stream ca
 each job's number and start time, in one pipeline. The producer reads the replies
 (``XREAD BLOCK``). So both latencies mean what they mean for spreadq: **one way** is
 send to the consumer starting the job, **round trip** is send to the producer learning
-it was done. A flood, then half the flood's rate paced (open loop), after a warm-up.
+it was done. A flood, then half the flood's rate paced (open loop), after a warm-up;
+then, so that latencies also compare at one load, a run at spreadq's half-load rate.
 
 The spreadq side is ``spreadq bench --json`` with the same workers, jobs and payload,
 on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
@@ -109,6 +110,8 @@ class RedisReport(BaseModel):
     count: int
     flood: RedisFigures
     half_load: RedisFigures
+    at_rate: RedisFigures | None = None
+    """A run at another rate (``measure_redis``'s ``also_at``): spreadq's half load."""
     consumer_peak_rss_mb: tuple[float, ...] | None
 
 
@@ -230,9 +233,17 @@ async def redis_run(
 
 
 async def measure_redis(
-    binary: str, *, consumers: int, jobs: int, payload: int, pipeline: int, count: int
+    binary: str,
+    *,
+    consumers: int,
+    jobs: int,
+    payload: int,
+    pipeline: int,
+    count: int,
+    also_at: float | None = None,
 ) -> RedisReport:
-    """The Redis Streams side: a warm-up, a flood, then half the flood's rate.
+    """The Redis Streams side: a warm-up, a flood, then half the flood's rate, and when
+    ``also_at`` is given one more run (as many jobs as the half load) at that rate.
 
     Consumers are ``redis_consumer.py`` processes.
 
@@ -278,6 +289,7 @@ async def measure_redis(
                 await run(min(jobs, 2_000))  # warm-up
                 flood = await run(jobs)
                 half = await run(max(1, jobs // 2), flood.jobs_per_s / 2)
+                at_rate = None if also_at is None else await run(max(1, jobs // 2), also_at)
                 peaks = [memory(pid) for pid in pids]
             version = (await send.info("server"))["redis_version"]
         finally:
@@ -291,6 +303,7 @@ async def measure_redis(
         count=count,
         flood=flood,
         half_load=half,
+        at_rate=at_rate,
         consumer_peak_rss_mb=None
         if any(p is None for p in peaks)
         else tuple(p.peak_mb for p in peaks if p is not None),
@@ -360,10 +373,13 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
         ("flood jobs/s", ours.flood.jobs_per_s, theirs.flood.jobs_per_s),
         ("half load jobs/s", ours.half_load.jobs_per_s, theirs.half_load.jobs_per_s),
     ]
-    for load, a, b in (
-        ("half", ours.half_load, theirs.half_load),
-        ("flood", ours.flood, theirs.flood),
-    ):
+    loads = [("half", ours.half_load, theirs.half_load)]
+    if theirs.at_rate is not None:  # Redis at spreadq's half-load rate: the same load
+        same = ("same rate jobs/s (spreadq's half load)", ours.half_load.jobs_per_s)
+        out.append((*same, theirs.at_rate.jobs_per_s))
+        loads.append(("same rate", ours.half_load, theirs.at_rate))
+    loads.append(("flood", ours.flood, theirs.flood))
+    for load, a, b in loads:
         for kind in ("one_way", "round_trip"):
             x, y = getattr(a, kind), getattr(b, kind)
             for q in ("p50", "p99", "p999"):
@@ -510,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload=args.payload,
             pipeline=args.pipeline,
             count=args.count,
+            also_at=ours.half_load.jobs_per_s,
         )
     )
     if args.json:

@@ -65,7 +65,9 @@ def test_compare_redis_side_by_side(tmp_path: Path) -> None:
     theirs = both["redis"]
     assert theirs["consumers"] == 2
     assert (theirs["flood"]["jobs"], theirs["half_load"]["jobs"]) == (200, 100)
-    for run in (theirs["flood"], theirs["half_load"]):
+    assert theirs["at_rate"]["jobs"] == 100  # at spreadq's half-load rate, open loop
+    assert theirs["at_rate"]["jobs_per_s"] <= 1.5 * ours.half_load.jobs_per_s
+    for run in (theirs["flood"], theirs["half_load"], theirs["at_rate"]):
         sane_latency(run["one_way"])
         sane_latency(run["round_trip"])
         assert run["one_way"]["p50_ms"] <= run["round_trip"]["p50_ms"]
@@ -80,7 +82,8 @@ def test_compare_redis_tables(tmp_path: Path) -> None:
         pytest.skip("needs redis-server and the redis package")
     wide = {**os.environ, "COLUMNS": "200"}
     out = script("compare_redis.py", *TINY, "--jobs", "100", "--raw", "0", env=wide)
-    for row in ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job"):
+    rows = ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job")
+    for row in (*rows, "same rate jobs/s", "same rate round trip p99 ms"):
         assert row in out, out
     assert "Redis Streams" in out
 
