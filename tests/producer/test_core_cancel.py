@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from core_driver import ME, PID, Driver
 
-from spreadq.producer.core import CancelPlan
+from spreadq.producer.core import MAX_HELD_ACKS, CancelPlan
 from spreadq.producer.effects import Dropped
 from spreadq.producer.inputs import CancelDelivered, SessionLost, SessionOpened, Withdraw
 from spreadq.producer.results import Ask, Asks
 from spreadq.queue.envelope import ResultAnswer, ResultState
 from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.witnesses import Trust
 
 C = "#c#d"
 
@@ -143,3 +144,42 @@ def test_asks_match_answers_by_query_and_outcomes_by_ref() -> None:
     assert ask.outcome == Outcome.success(b"y")
     asks.close(ask)
     assert not asks
+
+
+def test_past_the_held_cap_an_ack_still_holds_our_outcomes_against_a_later_cancel() -> None:
+    """Past MAX_HELD_ACKS whole ACKs, the outcomes of our pending jobs are held still:
+    a CANCEL ordered after such an ACK must not settle the job the consumers saw end."""
+    d = Driver.make()
+    d.consumers(C)
+    seq = d.put()
+    d.send()
+    d.join("#new#d")  # in FEEDBACK, in no VIEW yet: its ACKs are held
+    for _ in range(MAX_HELD_ACKS):
+        assert d.ack("#new#d") == []
+    other = JobRef(b"\x05" * 16, 1)  # another producer's job: not ours to keep
+    effects = d.ack(
+        "#new#d", outcomes=((other, Outcome.success()), (ref(seq), Outcome.success(b"2")))
+    )
+    assert effects == [Dropped("#new#d", "ack", Trust.UNLISTED.value)]  # the rest of it
+    assert d.apply(CancelDelivered(ME, ref(seq))) == []  # the held outcome came first
+    assert d.settled == {}
+    d.consumers(C, "#new#d")
+    assert d.settled == {seq: Outcome.success(b"2")}
+
+
+def test_past_the_held_cap_an_ack_without_our_pending_jobs_is_dropped_whole() -> None:
+    d = Driver.make()
+    d.consumers(C)
+    seq = d.put()
+    d.send()
+    d.join("#new#d")
+    for _ in range(MAX_HELD_ACKS):
+        d.ack("#new#d")
+    held = d.core._held_count
+    d.ack("#new#d", outcomes=((JobRef(b"\x05" * 16, 1), Outcome.success()),))
+    assert d.core._held_count == held
+    # and one pending job keeps at most one more: a consumer repeating itself is cut off
+    d.succeed("#new#d", seq)
+    d.succeed("#new#d", seq)
+    assert d.core._held_count == held + 1
+    assert d.apply(CancelDelivered(ME, ref(seq))) == []

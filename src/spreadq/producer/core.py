@@ -38,11 +38,12 @@ name the job was last sent under and no held ACK reports it (an ACK ordered befo
 CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
 
 Trust. The core takes a VIEW only from the FEEDBACK member it lists first, and an ACK
-only from a FEEDBACK member that the last VIEW taken lists. Any other ACK is held (at
-most :data:`MAX_HELD_ACKS` of them) until its sender is both (a consumer's ACK can
-overtake the VIEW that announces it, and a returning worker announces its recovered
-outcomes just before it joins FEEDBACK); it is dropped if its sender leaves FEEDBACK or
-the session ends. Held ACKs are settled before the consumer list changes, so jobs
+only from a FEEDBACK member that the last VIEW taken lists. Any other ACK is held until
+its sender is both (a consumer's ACK can overtake the VIEW that announces it, and a
+returning worker announces its recovered outcomes just before it joins FEEDBACK): at
+most :data:`MAX_HELD_ACKS` of them whole, and past that only the outcomes they report of
+this producer's pending jobs (no more such ACKs than pending jobs). A held ACK is
+dropped if its sender leaves FEEDBACK or the session ends. Held ACKs are settled before the consumer list changes, so jobs
 they settle are never re-sent. A VIEW that does not count, and an ACK that cannot be
 held, is dropped (:class:`~spreadq.producer.effects.Dropped`) and changes nothing.
 
@@ -500,12 +501,37 @@ class ProducerCore:
         effects: list[Effect] = []
         if trust is Trust.TRUSTED:
             self._report(sender, ack, self._settle_outcomes(ack, effects))
-        elif trust is not Trust.NOT_FIRST and self._held_count < MAX_HELD_ACKS:
+        elif trust is Trust.NOT_FIRST:
+            effects.append(Dropped(sender, "ack", trust.value))
+        elif self._held_count < MAX_HELD_ACKS:
             self._held.setdefault(sender, []).append(ack)
             self._held_count += 1
         else:
+            # Past the cap, what the ACK says of our pending jobs is still held: dropped,
+            # a CANCEL ordered after it would settle a job the consumers saw end. Each
+            # such ACK reports one of them at least, so there are never more of them
+            # than pending jobs, unless consumers repeat themselves.
+            ours = self._own_pending(ack)
+            if ours is not None and self._held_count < MAX_HELD_ACKS + len(self._pending):
+                self._held.setdefault(sender, []).append(ours)
+                self._held_count += 1
             effects.append(Dropped(sender, "ack", trust.value))
         return effects
+
+    def _own_pending(self, ack: Ack) -> Ack | None:
+        """``ack`` reduced to the outcomes of our jobs still pending (no read positions,
+        no backlog), or None when it reports none of them."""
+        me, pending = self.producer_id, self._pending
+        refs, records = AckOutcomes.parts(ack.outcomes)
+        kept = [
+            (ref, record)
+            for ref, record in zip(refs, records, strict=True)
+            if ref.producer_id == me and ref.seq in pending
+        ]
+        if not kept:
+            return None
+        outcomes = AckOutcomes([ref for ref, _ in kept], [record for _, record in kept])
+        return Ack(ack.incarnation, outcomes)
 
     def _on_view(self, event: ViewReceived, now: float) -> list[Effect]:
         witnesses = self._witnesses
