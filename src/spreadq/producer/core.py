@@ -43,9 +43,10 @@ its sender is both (a consumer's ACK can overtake the VIEW that announces it, an
 returning worker announces its recovered outcomes just before it joins FEEDBACK): at
 most :data:`MAX_HELD_ACKS` of them whole, and past that only the outcomes they report of
 this producer's pending jobs (no more such ACKs than pending jobs). A held ACK is
-dropped if its sender leaves FEEDBACK or the session ends. Held ACKs are settled before the consumer list changes, so jobs
-they settle are never re-sent. A VIEW that does not count, and an ACK that cannot be
-held, is dropped (:class:`~spreadq.producer.effects.Dropped`) and changes nothing.
+dropped if its sender leaves FEEDBACK or the session ends. Held ACKs are settled before
+the consumer list changes, so jobs they settle are never re-sent. A VIEW that does not
+count, and an ACK that cannot be held, is dropped
+(:class:`~spreadq.producer.effects.Dropped`) and changes nothing.
 
 Flow control (:class:`~spreadq.queue.windows.ProducerGate`). A message may go while
 some consumer is present and every consumer's window, the jobs in flight and every
