@@ -249,6 +249,76 @@ async def test_failures_are_retried_then_reported_with_the_hook(spreadq_daemon: 
     assert [(attempt, type(error)) for attempt, error in hooked] == [(3, ValueError)]
 
 
+async def test_a_handler_without_a_context_is_called_directly_and_its_failures_get_one(
+    spreadq_daemon: Daemon,
+) -> None:
+    """No middleware and no context parameter: the runner calls the function itself and
+    builds no context, unless the job fails or is retried; the hook then gets one with
+    the job, kind and attempt of the attempt that failed."""
+    app = make_app(spreadq_daemon, settings=FAST.replace(max_attempts=2))
+    hooked: list[tuple[object, str, int, str]] = []
+
+    @app.handler("bare")
+    async def bare(item: Item) -> int:
+        if item.n == 0:
+            raise ValueError("zero")
+        return item.n * 2
+
+    @app.handler("with_ctx")
+    async def with_ctx(item: Item, ctx: Context) -> int:
+        return ctx.attempt
+
+    @app.on_failure
+    async def hook(ctx: Context, error: BaseException) -> None:
+        hooked.append((ctx.job, ctx.kind, ctx.attempt, type(error).__name__))
+
+    app.freeze()
+    assert app.prepared["bare"].direct is bare.spec.fn
+    assert app.prepared["with_ctx"].direct is None  # it takes the context
+    with anyio.fail_after(WAIT):
+        async with probe_on(spreadq_daemon) as probe, anyio.create_task_group() as tg:
+            await start(tg, app)
+            failing, doubled = await probe.put_items("bare", [0, 4])
+            outcomes = await probe.results([failing, doubled])
+            app.stop()
+    assert outcomes[doubled].result == b"8"
+    assert (outcomes[failing].error_type, outcomes[failing].attempts) == ("ValueError", 2)
+    assert [(getattr(job, "seq", None), kind, n, name) for job, kind, n, name in hooked] == [
+        (failing, "bare", 2, "ValueError")
+    ]
+
+
+def test_middleware_or_a_thread_keeps_the_context_on_the_handler_path(
+    spreadq_daemon: Daemon,
+) -> None:
+    app = make_app(spreadq_daemon)
+
+    @app.handler("threaded")
+    def threaded(item: Item) -> int:
+        return item.n
+
+    @app.handler("bare")
+    async def bare(item: Item) -> int:
+        return item.n
+
+    app.freeze()
+    assert app.prepared["threaded"].direct is None  # a plain def runs in a thread
+    assert app.prepared["bare"].direct is bare.spec.fn
+    with_middleware = make_app(spreadq_daemon)
+
+    async def passing(ctx: Context, payload: object, call_next: Any) -> object:
+        return await call_next(ctx, payload)
+
+    with_middleware.middleware(passing)
+
+    @with_middleware.handler("bare")
+    async def bare_too(item: Item) -> int:
+        return item.n
+
+    with_middleware.freeze()
+    assert with_middleware.prepared["bare"].direct is None
+
+
 async def test_retry_forces_an_attempt_and_retry_on_limits_the_rest(
     spreadq_daemon: Daemon,
 ) -> None:

@@ -460,6 +460,7 @@ class App:
                     payload_codec=self._codecs[spec.payload_codec],
                     result_codec=self._codecs[spec.result_codec],
                     codecs=self._codecs,
+                    direct=None if stack or spec.blocking or spec.takes_context else spec.fn,
                 )
                 for kind, spec in self._handlers.items()
             }

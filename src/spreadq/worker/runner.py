@@ -256,11 +256,21 @@ class JobRunner:
         max_attempts = options.max_attempts or self._settings.max_attempts
         retry_on = options.retry_on
         timeout = options.timeout if options.timeout is not None else self._settings.handler_timeout
-        chain = prepared.chain
+        chain, direct = prepared.chain, prepared.direct
         attempt = 1 if resume is None else resume.attempt
         counters, events, clock = self._counters, self._events, self._clock
+        ctx: Context | None = None
+
+        def current() -> Context:
+            """This attempt's context, built now if the handler was called without it."""
+            nonlocal ctx
+            if ctx is None:
+                ctx = context(attempt, headers)
+            return ctx
+
         while True:
-            ctx = context(attempt, headers)
+            # a handler called directly sees no context: one is built only if needed
+            ctx = None if direct is not None else context(attempt, headers)
             delay: float | None = None
             error: BaseException
             if resume is not None:  # this attempt ran out of time before
@@ -275,7 +285,11 @@ class JobRunner:
                 if JobStarted in events.routes:
                     events.publish(JobStarted(self._queue, ref, job.kind, attempt))
                 try:
-                    result = await chain(ctx, payload)
+                    if ctx is None:
+                        assert direct is not None
+                        result = await direct(payload)
+                    else:
+                        result = await chain(ctx, payload)
                 except BaseException as problem:  # the handler's, BaseExceptions included
                     if worker_cancelled(scope):  # whatever it raised (Retry too)
                         if watch.expired:  # the dispatcher's doing: the attempt's time is up
@@ -284,21 +298,23 @@ class JobRunner:
                         counters.job_cancelled(ref)
                         if isinstance(problem, anyio.get_cancelled_exc_class()):
                             raise
-                        ctx.log.debug("job_cancelled", error=error_type_name(problem))
+                        current().log.debug("job_cancelled", error=error_type_name(problem))
                         return None  # cancelled, and the handler raised something else
                     if isinstance(problem, Retry):
                         error, retriable, delay = problem, True, problem.delay
                     else:
                         error, retriable = problem, not retry_on or isinstance(problem, retry_on)
                 else:
-                    return await self._succeeded(ctx, prepared, result, job.codec, scope, started)
+                    return await self._succeeded(
+                        current, ref, job.kind, attempt, prepared, result, job.codec, scope, started
+                    )
                 finally:
                     watch.deadline = math.inf
             if not retriable or attempt >= max_attempts:
-                return await self._failed(ctx, error, scope, started)
+                return await self._failed(current(), error, scope, started)
             if delay is None:
                 delay = self.backoff(attempt)
-            ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
+            current().log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
             seconds = clock() - started
             counters.job_ended(ref, job.kind, "retried", seconds)
             if JobRetried in events.routes:
@@ -356,34 +372,37 @@ class JobRunner:
 
     async def _succeeded(
         self,
-        ctx: Context,
+        context: Callable[[], Context],
+        ref: JobRef,
+        kind: str,
+        attempt: int,
         prepared: PreparedHandler,
         result: object,
         job_codec: str,
         scope: anyio.CancelScope,
         started: float,
     ) -> Outcome | None:
-        """The success outcome; it names the result's codec when it is not the job's own
-        (a producer that put the job by kind name decodes the result with it)."""
+        """The success outcome of ``attempt``; it names the result's codec when it is not
+        the job's own (a producer that put the job by kind name decodes the result with
+        it). ``context`` gives the attempt's context, for a result that fails after all."""
         try:
-            data = prepared.encode_result(result, job=ctx.job)
+            data = prepared.encode_result(result, job=ref)
         except PayloadError as problem:
-            return await self._failed(ctx, problem, scope, started)
+            return await self._failed(context(), problem, scope, started)
         limit = self._settings.result_max_bytes
         if len(data) > limit:
             too_large = PayloadError(
-                f"{ctx.kind}: the result takes {len(data)} bytes, more than "
+                f"{kind}: the result takes {len(data)} bytes, more than "
                 f"settings.result_max_bytes ({limit})",
-                job=ctx.job,
+                job=ref,
             )
-            return await self._failed(ctx, too_large, scope, started)
+            return await self._failed(context(), too_large, scope, started)
         codec = prepared.spec.result_codec
         seconds = self._clock() - started
-        ref = cast(JobRef, ctx.job)  # the runner builds every context with a JobRef
-        self._counters.job_ended(ref, ctx.kind, "succeeded", seconds)
+        self._counters.job_ended(ref, kind, "succeeded", seconds)
         if JobSucceeded in self._events.routes:
-            self._events.publish(JobSucceeded(ctx.queue, ref, ctx.kind, ctx.attempt, seconds))
-        return Outcome.success(data, ctx.attempt, "" if codec == job_codec else codec)
+            self._events.publish(JobSucceeded(self._queue, ref, kind, attempt, seconds))
+        return Outcome.success(data, attempt, "" if codec == job_codec else codec)
 
     async def _failed(
         self,

@@ -9,8 +9,9 @@ benchmark can serve a spec without an app.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from spreadq.codecs import Codec, CodecRegistry, JsonCodec
 from spreadq.context import Context
@@ -73,6 +74,10 @@ class PreparedHandler:
         payload_codec: decodes payload bytes to ``spec.payload_type``.
         result_codec: encodes the result (``spec.result_type``) to bytes.
         codecs: the app's codecs, for payloads whose envelope names another codec.
+        direct: the handler function itself, when nothing between it and the runner
+            takes the context (no middleware, no context parameter, not run in a
+            thread): the runner then calls ``direct(payload)`` and builds a
+            :class:`~spreadq.context.Context` only if the job fails or is retried.
     """
 
     spec: AnyHandlerSpec
@@ -80,6 +85,7 @@ class PreparedHandler:
     payload_codec: Codec
     result_codec: Codec
     codecs: CodecRegistry = field(repr=False)
+    direct: Callable[[Any], Awaitable[object]] | None = field(default=None, repr=False)
     _none: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def decode_payload(
