@@ -118,12 +118,16 @@ def test_scale_curve_refuses_a_bad_list() -> None:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_memory_samples_each_round() -> None:
-    out = script("memory.py", *TINY, "--jobs", "400", "--samples", "2", "--json")
+    out = script("memory.py", *TINY, "--jobs", "400", "--samples", "4", "--json")
     report = json.loads(out)
-    assert [s["jobs"] for s in report["samples"]] == [200, 400]
+    assert [s["jobs"] for s in report["samples"]] == [100, 200, 300, 400]
     for sample in report["samples"]:
         assert len(sample["rss_mb"]) == 2
         assert all(10 < mb < 1000 for mb in sample["rss_mb"])
     assert len(report["peak_rss_mb"]) == len(report["growth_mb"]) == 2
     first, last = report["samples"][0]["rss_mb"], report["samples"][-1]["rss_mb"]
     assert report["growth_mb"] == pytest.approx([b - a for a, b in zip(first, last, strict=True)])
+    half = report["samples"][1]["rss_mb"]  # after 200 of the 400 jobs
+    late = [b - a for a, b in zip(half, last, strict=True)]
+    assert report["late_growth_mb"] == pytest.approx(late)
+    assert report["flat"] == all(g < max(5.0, 0.05 * a) for g, a in zip(late, half, strict=True))
