@@ -157,14 +157,14 @@ def test_past_the_held_cap_an_ack_still_holds_our_outcomes_against_a_later_cance
     for _ in range(MAX_HELD_ACKS):
         assert d.ack("#new#d") == []
     other = JobRef(b"\x05" * 16, 1)  # another producer's job: not ours to keep
-    effects = d.ack(
-        "#new#d", outcomes=((other, Outcome.success()), (ref(seq), Outcome.success(b"2")))
-    )
+    outcomes = ((other, Outcome.success()), (ref(seq), Outcome.success(b"2")))
+    effects = d.ack("#new#d", backlog=7, outcomes=outcomes)
     assert effects == [Dropped("#new#d", "ack", Trust.UNLISTED.value)]  # the rest of it
     assert d.apply(CancelDelivered(ME, ref(seq))) == []  # the held outcome came first
     assert d.settled == {}
     d.consumers(C, "#new#d")
     assert d.settled == {seq: Outcome.success(b"2")}
+    assert d.core._gate._backlog["#new#d"] == 7  # what it said of its backlog counts too
 
 
 def test_past_the_held_cap_an_ack_without_our_pending_jobs_is_dropped_whole() -> None:

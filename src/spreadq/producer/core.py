@@ -520,8 +520,8 @@ class ProducerCore:
         return effects
 
     def _own_pending(self, ack: Ack) -> Ack | None:
-        """``ack`` reduced to the outcomes of our jobs still pending (no read positions,
-        no backlog), or None when it reports none of them."""
+        """``ack`` reduced to the outcomes of our jobs still pending (its read positions
+        and backlog kept), or None when it reports none of them."""
         me, pending = self.producer_id, self._pending
         refs, records = AckOutcomes.parts(ack.outcomes)
         kept = [
@@ -532,7 +532,7 @@ class ProducerCore:
         if not kept:
             return None
         outcomes = AckOutcomes([ref for ref, _ in kept], [record for _, record in kept])
-        return Ack(ack.incarnation, outcomes)
+        return Ack(ack.incarnation, outcomes, ack.positions, ack.backlog)
 
     def _on_view(self, event: ViewReceived, now: float) -> list[Effect]:
         witnesses = self._witnesses
