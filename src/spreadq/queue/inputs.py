@@ -3,7 +3,9 @@
 Membership inputs (:class:`~spreadq.queue.view.ViewInstalled`,
 :class:`~spreadq.queue.view.Transitional`, :class:`~spreadq.queue.view.LeftGroup`)
 live in :mod:`~spreadq.queue.view`; this module adds data messages and local inputs and
-names the union :data:`Input`.
+names the union :data:`Input`. The inputs fed once per message or per job
+(:class:`MessageDelivered`, :class:`JobStarted`, :class:`JobFinished`) are named tuples,
+cheaper to build than the frozen dataclasses the others are; all are immutable.
 """
 
 from __future__ import annotations
