@@ -81,8 +81,6 @@ class AckCadence:
     """
 
     __slots__ = (
-        "_budget",
-        "_budget_for",
         "_count",
         "_last_sent",
         "_outcome_bytes",
@@ -122,8 +120,6 @@ class AckCadence:
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
         self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
-        self._budget_for = (-1, -1)  # the (max_bytes, max_positions) _budget is for
-        self._budget = 0
         self._outcome_bytes = 0
         self._positions: dict[bytes, tuple[int, float]] = {}
 
@@ -135,11 +131,7 @@ class AckCadence:
     @property
     def outcome_budget(self) -> int:
         """The most bytes one outcome may take and still fit in an ACK."""
-        limits = (self.max_bytes, self.max_positions)
-        if limits != self._budget_for:  # asked once a job: computed once per limits
-            self._budget_for = limits
-            self._budget = self.max_bytes - ack_overhead(self.max_positions)
-        return self._budget
+        return self.max_bytes - ack_overhead(self.max_positions)
 
     def _touch(self, now: float) -> None:
         if self._since is None:
