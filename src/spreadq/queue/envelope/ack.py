@@ -24,7 +24,7 @@ from spreadq.queue.envelope.preamble import (
     _new_ref,
     _preamble,
 )
-from spreadq.queue.envelope.reader import _check_codec, _read_codec, _Reader
+from spreadq.queue.envelope.reader import _CODEC_NAMES, _codec_name, _read_codec, _Reader
 from spreadq.queue.jobs import (
     PLAIN_SUCCESS,
     JobRef,
@@ -200,8 +200,8 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
     refs: list[JobRef] = []
     records: list[OutcomeRecord] = []
     add_ref, add_record = refs.append, records.append
-    codecs: set[bytes] = set()  # this ACK's result codec names, checked once each
     seen: dict[bytes, bytes] = {}
+    checked = _CODEC_NAMES  # codec names already checked (by any batch or ACK)
     for _ in range(n_outcomes):
         if at + fixed > total:
             raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
@@ -213,11 +213,10 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
             if end == body_at and attempts == 1:
                 add_record(PLAIN_SUCCESS)  # what most outcomes are: no new value
             else:
-                if codec_len:
+                if codec_len:  # checked here, read as a name only when asked for
                     codec = mv[body_at : body_at + codec_len].tobytes()
-                    if codec not in codecs:
-                        _check_codec(codec)
-                        codecs.add(codec)
+                    if codec not in checked:
+                        _codec_name(codec)
                 record = mv[at + _REF_SIZE : end].tobytes()
                 if end - at <= _SHARED_RECORD:  # alike outcomes share one record
                     record = seen.setdefault(record, record)

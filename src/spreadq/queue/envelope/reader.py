@@ -48,24 +48,24 @@ class _Reader:
             raise EnvelopeError(f"{len(self.mv) - self.at} trailing bytes after the envelope")
 
 
-def _check_codec(raw: bytes) -> None:
-    """Refuse a codec name that is not 1 to 32 ASCII characters."""
-    if not 1 <= len(raw) <= MAX_CODEC_NAME or not raw.isascii():
-        raise EnvelopeError("bad codec name")
-
-
 _CODEC_NAMES: dict[bytes, str] = {}
 """Codec names read and checked so far: a queue uses a few, in every message."""
 _CODEC_NAMES_KEPT = 256
 
 
-def _read_codec(reader: _Reader, size: int) -> str:
-    raw = bytes(reader.take(size))
+def _codec_name(raw: bytes) -> str:
+    """The codec name ``raw`` spells, refused unless it is 1 to 32 ASCII characters
+    (checked once per name: batches and ACK outcomes name the same few codecs)."""
     name = _CODEC_NAMES.get(raw)
     if name is None:
-        _check_codec(raw)
+        if not 1 <= len(raw) <= MAX_CODEC_NAME or not raw.isascii():
+            raise EnvelopeError("bad codec name")
         name = raw.decode("ascii")
         if len(_CODEC_NAMES) >= _CODEC_NAMES_KEPT:
             _CODEC_NAMES.clear()
         _CODEC_NAMES[raw] = name
     return name
+
+
+def _read_codec(reader: _Reader, size: int) -> str:
+    return _codec_name(bytes(reader.take(size)))
