@@ -14,6 +14,7 @@ DESIGN_DEFAULTS = {
     "ack_every": 200,
     "ack_interval": 0.05,
     "ack_max_rate": 500.0,  # None: ACK only by the cadence
+    "outcome_notices": True,  # outcomes also go straight to their producer
     "window": 600,
     "max_in_flight": 10_000,
     "max_backlog": 5_000,

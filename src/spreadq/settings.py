@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     ``ack_every`` and ``ack_interval`` only. Every consumer and producer of the queue
     reads every ACK, so the bound keeps ACKs from crowding out jobs. None: never ACK
     early, only by the cadence."""
+    outcome_notices: bool = True
+    """A consumer also sends the outcomes it reaches straight to their producer (a
+    NOTICE to its private group, coalesced per turn of the worker's loop), so a receipt
+    resolves without waiting for the next ACK; no other consumer reads a NOTICE. The ACK
+    still settles the job everywhere."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's

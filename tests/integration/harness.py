@@ -86,8 +86,9 @@ async def worker_processes(
     """Start one worker process per address (``w0`` on ``addresses[0]`` ..., or the
     given ``names``), with ``extra_env`` added to their environment.
 
-    Every process still running when the block ends is killed and reaped; when the
-    block fails, the end of each worker's output is printed first.
+    Every process still running when the block ends is killed (all of them before any
+    is reaped) and reaped; when the block fails, the end of each worker's output is
+    printed first.
     """
     await anyio.Path(records).mkdir(parents=True, exist_ok=True)
     started: list[WorkerProcess] = []
@@ -128,10 +129,13 @@ async def worker_processes(
             raise
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_WAIT):
+            # all at once: a worker killed while others live would leave them its
+            # finished jobs that no ACK confirmed yet, to run again
             for worker in started:
                 if worker.process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         worker.process.kill()
+            for worker in started:
                 await worker.process.wait()
                 await worker.process.aclose()
 

@@ -1,9 +1,10 @@
 """Forged feedback: plain Spread clients try to settle a producer's receipts.
 
 Spread authenticates nobody, so a client can join the FEEDBACK group, learn a producer
-id from a real ACK, and multicast ACKs or VIEWs of its own. Without a secret the
-producer takes ACKs only from FEEDBACK members that the last VIEW it took lists, and
-VIEWs only from the FEEDBACK member they list first (``docs/security.md``).
+id from a real ACK, and multicast ACKs or VIEWs of its own, or send NOTICEs to the
+producer's private group. Without a secret the producer takes ACKs and NOTICEs only
+from FEEDBACK members that the last VIEW it took lists, and VIEWs only from the
+FEEDBACK member they list first (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from spreadq.client import connect
 from spreadq.daemon import Daemon
 from spreadq.producer import Producer
 from spreadq.queue import Ack, JobRef, Outcome, View, decode, encode
-from spreadq.queue.envelope import MESS_TYPE
+from spreadq.queue.envelope import MESS_TYPE, Notice
 from spreadq.settings import Settings
-from spreadq.wire.events import DataMessage
+from spreadq.wire.events import DataMessage, RegularMembership
 from spreadq.worker.app import App
 
 QUEUE = "trust"
@@ -131,3 +132,54 @@ async def test_an_ack_that_overtakes_the_view_listing_its_sender_is_held_then_ta
                 await a.multicast(feedback, both, mess_type=MESS_TYPE)
                 assert await receipt == 9
     assert [entry for entry in logs if entry["event"] == "feedback_dropped"] == []
+
+
+async def test_forged_notices_resolve_nothing(spreadq_daemon: Daemon) -> None:
+    release = anyio.Event()
+    app = App(QUEUE, spreadq_daemon.address, plugins=False, name="w", settings=FAST)
+
+    @app.handler("square")
+    async def square(n: int) -> int:
+        await release.wait()
+        return n * n
+
+    worker = "#w#localhost"
+    with capture_logs() as logs, anyio.fail_after(10):
+        async with (
+            anyio.create_task_group() as tg,
+            connect(spreadq_daemon.address, name="forger") as forger,
+            connect(spreadq_daemon.address, name="outsider") as outsider,
+        ):
+            await tg.start(partial(app.run, handle_signals=False))
+            async with Producer(QUEUE, spreadq_daemon.address, settings=FAST) as producer:
+                await producer.wait_for_consumers()
+                await forger.join(producer.feedback_group)
+                # the FEEDBACK membership names the producer's private group
+                members: tuple[str, ...] = ()
+                while len(members) < 3:
+                    event = await forger.receive()
+                    if isinstance(event, RegularMembership):
+                        members = event.members
+                (target,) = set(members) - {worker, forger.private_group}
+                receipt = await producer.put("square", 7)
+                done = ((JobRef(producer.producer_id, 0), Outcome.success(b"666")),)
+                forged = encode(Notice(done))
+                # a FEEDBACK member no VIEW lists, then a client that never joined it
+                await forger.multicast(target, forged, mess_type=MESS_TYPE)
+                await outsider.multicast(target, forged, mess_type=MESS_TYPE)
+
+                def dropped() -> list[tuple[str, str, str]]:
+                    return [
+                        (entry["sender"], entry["kind"], entry["reason"])
+                        for entry in logs
+                        if entry["event"] == "feedback_dropped"
+                    ]
+
+                while not dropped() and not receipt.done:  # the outsider's is read last
+                    await anyio.wait_all_tasks_blocked()
+                assert not receipt.done
+                release.set()
+                assert await receipt == 49  # the worker's own outcome
+            tg.cancel_scope.cancel()
+
+    assert dropped() == [(outsider.private_group, "notice", "not a member of the FEEDBACK group")]

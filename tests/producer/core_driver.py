@@ -7,19 +7,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spreadq.producer.core import ProducerCore
-from spreadq.producer.effects import ConsumersSet, Dropped, Effect, Ready, Requeued, Settle
+from spreadq.producer.effects import (
+    ConsumersSet,
+    Dropped,
+    Effect,
+    Ready,
+    Requeued,
+    Resolve,
+    Settle,
+)
 from spreadq.producer.inputs import (
     AckReceived,
     Cleared,
     FeedbackMembership,
     Input,
+    NoticeReceived,
     Put,
     Sent,
     SessionOpened,
     ViewReceived,
 )
 from spreadq.producer.jobs import Batch
-from spreadq.queue.envelope import Ack, JobSpec
+from spreadq.queue.envelope import Ack, JobSpec, Notice
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import View
 
@@ -34,6 +43,7 @@ class Driver:
     core: ProducerCore
     feedback: list[str] = field(default_factory=lambda: [ME])
     settled: dict[int, Outcome | BaseException] = field(default_factory=dict)
+    resolved: dict[int, Outcome] = field(default_factory=dict)  # early, from NOTICEs
     dropped: list[Dropped] = field(default_factory=list)
     requeued: list[list[int]] = field(default_factory=list)
     consumer_sets: list[tuple[str, ...]] = field(default_factory=list)
@@ -56,6 +66,11 @@ class Driver:
                     assert seq not in self.settled, f"job {seq} settled twice"
                     assert job.tag == seq  # the tag comes back untouched
                     self.settled[seq] = outcome
+                case Resolve(job=job, outcome=outcome):
+                    seq = job.spec.seq
+                    assert seq not in self.settled, f"job {seq} resolved after it settled"
+                    assert seq not in self.resolved, f"job {seq} resolved twice"
+                    self.resolved[seq] = outcome
                 case Dropped():
                     self.dropped.append(effect)
                 case Requeued(jobs=jobs):
@@ -121,6 +136,11 @@ class Driver:
         outcomes: tuple[tuple[JobRef, Outcome], ...] = (),
     ) -> list[Effect]:
         return self.apply(AckReceived(sender, Ack(bytes(16), outcomes, positions, backlog)))
+
+    def notice(self, sender: str, *seqs: int, producer_id: bytes = PID) -> list[Effect]:
+        """A NOTICE from ``sender``: jobs ``seqs`` succeeded with ``b"1"``."""
+        outcomes = tuple((JobRef(producer_id, seq), Outcome.success(b"1")) for seq in seqs)
+        return self.apply(NoticeReceived(sender, Notice(outcomes)))
 
     def read(self, sender: str, mseq: int, backlog: int = 0) -> list[Effect]:
         """``sender`` reports having read our messages up to ``mseq``."""

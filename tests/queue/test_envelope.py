@@ -18,6 +18,7 @@ from spreadq.queue.envelope import (
     JobBatch,
     JobFragment,
     JobSpec,
+    Notice,
     Raw,
     Stats,
     batch_size,
@@ -207,6 +208,46 @@ def test_ack_round_trip(
     assert declared_slots(data) == 0
     assert decode(data) == ack
     assert len(data) == 6 + 24 + 24 * len(positions) + sum(outcome_size(o) for _, o in done)
+
+
+def test_golden_notice_bytes() -> None:
+    """One NOTICE, byte for byte: the outcome count, then outcomes exactly as an ACK
+    carries them."""
+    notice = Notice(
+        (
+            (JobRef(PID, 7), Outcome.success(b"42", attempts=2)),
+            (JobRef(PID, 9), Outcome.failure("E", "bad", attempts=3)),
+        )
+    )
+    data = encode(notice)
+    expected = (
+        b"SQ\x01\x0b\x00\x00"  # magic, version 1, kind NOTICE, no slots
+        + struct.pack("<H", 2)
+        + PID
+        + struct.pack("<QBHBBI", 7, 0, 2, 0, 0, 2)
+        + b"42"
+        + PID
+        + struct.pack("<QBHBBI", 9, 1, 3, 0, 1, 3)
+        + b"Ebad"
+    )
+    assert data == expected
+    assert decode(data) == notice
+
+
+@given(st.lists(st.tuples(refs, outcomes), max_size=5))
+def test_notice_round_trip(done: list[tuple[JobRef, Outcome]]) -> None:
+    notice = Notice(tuple(done))
+    data = encode(notice)
+    assert declared_slots(data) == 0
+    assert decode(data) == notice
+    assert len(data) == 6 + 2 + sum(outcome_size(o) for _, o in done)
+
+
+@given(st.lists(st.tuples(refs, outcomes), min_size=1, max_size=3), st.integers(1, 40))
+def test_a_cut_notice_is_an_envelope_error(done: list[tuple[JobRef, Outcome]], cut: int) -> None:
+    data = encode(Notice(tuple(done)))
+    with pytest.raises(EnvelopeError):
+        decode(data[: max(6, len(data) - cut)])
 
 
 @given(st.lists(refs, min_size=1, max_size=6), st.lists(outcomes, min_size=1, max_size=3))

@@ -39,7 +39,14 @@ from spreadq.queue.envelope import (
     encode_fragments,
     outcome_size,
 )
-from spreadq.queue.inputs import Idle, JobFinished, JobStarted, MessageDelivered, Tick
+from spreadq.queue.inputs import (
+    Idle,
+    JobFinished,
+    JobStarted,
+    MessageDelivered,
+    StartDraining,
+    Tick,
+)
 from spreadq.queue.jobs import PLAIN_SUCCESS, Job, JobRef, Outcome, OutcomeHistory, Status
 from spreadq.queue.periodic import TickLedger
 from spreadq.queue.rules import RuleState
@@ -383,6 +390,20 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
     cluster.send(1)  # read at 1.0: an ACK falls due by time at 11.0
     assert table.apply(Idle(False), 11.0) == []  # busy again: the Tick sends it
     assert of_type(table.apply(Tick(), 11.0), SendAck)
+
+
+def test_a_draining_table_acks_what_is_waiting_and_each_outcome_at_once() -> None:
+    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=60.0)
+    cluster.join(A)
+    table = cluster.tables[A]
+    cluster.send(0)
+    cluster.send(1)
+    assert table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 1.0) == []  # waits
+    effects = table.apply(StartDraining(), 1.0)
+    (send,) = of_type(effects, SendAck)  # what waited goes with the DRAIN
+    assert send.envelope.outcomes == ((ref(0), Outcome.success(b"r0")),)
+    (send,) = of_type(table.apply(JobFinished(ref(1), Outcome.success(b"r1")), 2.0), SendAck)
+    assert send.envelope.outcomes == ((ref(1), Outcome.success(b"r1")),)
 
 
 def test_a_duplicate_waiting_for_a_first_job_that_is_cancelled_gets_its_outcome() -> None:

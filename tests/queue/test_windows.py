@@ -150,6 +150,18 @@ def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
     assert cadence.due(1.002)
 
 
+def test_a_draining_consumer_acks_each_outcome_at_once() -> None:
+    cadence = AckCadence(every_jobs=200, every_seconds=60.0, idle_gap=None)
+    cadence.draining = True
+    cadence.on_read(3, 1.0, P1, 3)
+    assert not cadence.due(1.0)  # reads alone wait for the cadence
+    cadence.on_finished(ref(1), Outcome.success(), 2.0)
+    assert cadence.due(2.0)
+    assert cadence.deadline() == pytest.approx(1.0)  # already due
+    cadence.take(2.0)
+    assert not cadence.due(2.0)
+
+
 def test_idle_reads_alone_do_not_make_an_ack_due() -> None:
     cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
     cadence.idle = True

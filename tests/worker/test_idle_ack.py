@@ -1,6 +1,6 @@
 """A worker with nothing ready to run ACKs a finished job at once: a lone job's receipt
-resolves without waiting for the ACK cadence (here a minute, so only the idle ACK can
-resolve it)."""
+resolves without waiting for the ACK cadence (here a minute, and no outcome notices, so
+only the idle ACK can resolve it)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from spreadq import App, Settings
 from spreadq.testing import run_app
 
 WAIT = 10.0
-NEVER_BY_CADENCE = Settings(ack_interval=60.0, ack_every=10_000)
+NEVER_BY_CADENCE = Settings(ack_interval=60.0, ack_every=10_000, outcome_notices=False)
 
 
 def echo_app() -> App:

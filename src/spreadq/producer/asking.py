@@ -29,7 +29,7 @@ from spreadq.errors import (
 )
 from spreadq.producer.condition import Changed
 from spreadq.producer.core import CancelPlan, ProducerCore
-from spreadq.producer.inputs import Input, Withdraw
+from spreadq.producer.inputs import CancelSending, Input, Withdraw
 from spreadq.producer.receipt import Receipt, ReceiptState
 from spreadq.producer.results import Ask, Asks
 from spreadq.producer.routes import Routes
@@ -116,6 +116,7 @@ class Asking:
                 continue
             if plan is CancelPlan.SEND and (conn := self._connection()) is not None:
                 sessions = core.sessions
+                self._apply(CancelSending(seq))  # a NOTICE no longer decides it
                 data = encode(Cancel(JobRef(self._id, seq)))
                 if self._seal is not None:
                     data = self._seal.seal(data, conn.private_group)

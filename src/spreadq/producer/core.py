@@ -37,6 +37,14 @@ order: the job is settled cancelled if it is still pending, the CANCEL's sender 
 name the job was last sent under and no held ACK reports it (an ACK ordered before the
 CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
 
+Notices. A consumer also sends the outcomes it reaches straight to our private group
+(NOTICE), at once, where the ACK waits for company. A NOTICE from a trusted consumer
+resolves the receipts of our pending jobs early (``Resolve``), except a job we sent a
+CANCEL for (``CancelSending``): the order of that CANCEL among the ACKs decides it. The
+job stays pending, and in flight for flow control, until an ACK settles it; the ACK
+changes nothing the receipt already says. A NOTICE from a consumer no VIEW lists yet is
+ignored (its ACK will settle), and one from a non-member is dropped.
+
 Trust. The core takes a VIEW only from the FEEDBACK member it lists first, and an ACK
 only from a FEEDBACK member that the last VIEW taken lists. Any other ACK is held until
 its sender is both (a consumer's ACK can overtake the VIEW that announces it, and a
@@ -68,15 +76,25 @@ from heapq import merge
 from typing import Any, Final
 
 from spreadq.errors import LocalProtocolError
-from spreadq.producer.effects import ConsumersSet, Dropped, Effect, Ready, Requeued, Settle
+from spreadq.producer.effects import (
+    ConsumersSet,
+    Dropped,
+    Effect,
+    Ready,
+    Requeued,
+    Resolve,
+    Settle,
+)
 from spreadq.producer.inputs import (
     AckReceived,
     CancelDelivered,
+    CancelSending,
     Cleared,
     Closed,
     FeedbackMembership,
     GiveUp,
     Input,
+    NoticeReceived,
     Put,
     Resending,
     Sent,
@@ -235,9 +253,11 @@ class ProducerCore:
             Resending: self._on_resending,
             Closed: self._on_closed,
             AckReceived: self._on_ack,
+            NoticeReceived: self._on_notice,
             ViewReceived: self._on_view,
             FeedbackMembership: self._on_feedback,
             Withdraw: self._on_withdraw,
+            CancelSending: self._on_cancel_sending,
             CancelDelivered: self._on_cancel_delivered,
         }
 
@@ -519,6 +539,27 @@ class ProducerCore:
             effects.append(Dropped(sender, "ack", trust.value))
         return effects
 
+    def _on_notice(self, event: NoticeReceived, now: float) -> list[Effect]:
+        """Resolve early the receipts of our pending jobs a trusted consumer's NOTICE
+        reports, except those a CANCEL of ours may still decide. The jobs stay pending
+        until an ACK settles them (flow control counts them in flight till then)."""
+        trust = self._witnesses.judge_ack(event.sender)
+        if trust is not Trust.TRUSTED:
+            if trust is Trust.UNLISTED:
+                return []  # a consumer the VIEW has not listed yet: its ACK will settle
+            return [Dropped(event.sender, "notice", trust.value)]
+        me, pending = self.producer_id, self._pending
+        effects: list[Effect] = []
+        for ref, outcome in event.notice.outcomes:
+            if ref.producer_id != me:
+                continue
+            job = pending.get(ref.seq)
+            if job is None or job.settled or job.cancelling or job.noticed:
+                continue
+            job.noticed = True
+            effects.append(Resolve(job, outcome))
+        return effects
+
     def _own_pending(self, ack: Ack) -> Ack | None:
         """``ack`` reduced to the outcomes of our jobs still pending (its read positions
         and backlog kept), or None when it reports none of them."""
@@ -571,6 +612,12 @@ class ProducerCore:
             return []
         job = self._pending.pop(event.seq)
         return [self._settle(job, Outcome.cancelled())]
+
+    def _on_cancel_sending(self, event: CancelSending, now: float) -> list[Effect]:
+        job = self._pending.get(event.seq)
+        if job is not None:
+            job.cancelling = True
+        return []
 
     def _on_cancel_delivered(self, event: CancelDelivered, now: float) -> list[Effect]:
         ref = event.ref

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from spreadq.producer.jobs import Job
 from spreadq.queue.jobs import Outcome
 
-__all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Settle"]
+__all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Resolve", "Settle"]
 
 
 class Settle(NamedTuple):
@@ -23,9 +23,17 @@ class Settle(NamedTuple):
     outcome: Outcome | BaseException
 
 
+class Resolve(NamedTuple):
+    """Resolve ``job``'s receipt early with ``outcome``, from a NOTICE: the job stays
+    pending (in flight for flow control) until an ACK settles it."""
+
+    job: Job[Any]
+    outcome: Outcome
+
+
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """``count`` FEEDBACK envelopes of ``kind`` (``"ack"`` or ``"view"``) from ``sender``
+    """``count`` envelopes of ``kind`` (``"ack"``, ``"view"``, ``"notice"``) from ``sender``
     were dropped for ``reason``: they settled nothing."""
 
     sender: str
@@ -54,4 +62,4 @@ class Ready:
     """The queue holds a first job or a full batch: the sender should look."""
 
 
-Effect = Settle | Dropped | Requeued | ConsumersSet | Ready
+Effect = Settle | Resolve | Dropped | Requeued | ConsumersSet | Ready

@@ -105,7 +105,7 @@ from spreadq.plugins import (
 from spreadq.producer.asking import Asking
 from spreadq.producer.condition import Changed
 from spreadq.producer.core import FlowState, ProducerCore
-from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Settle
+from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Resolve, Settle
 from spreadq.producer.feedback import FeedbackReader
 from spreadq.producer.hooks import hooked_headers
 from spreadq.producer.inputs import (
@@ -514,6 +514,8 @@ class Producer:
         for effect in core.apply(event, time.monotonic()):
             match effect:
                 case Settle(job=job, outcome=outcome):
+                    resolved += self._resolve(job, outcome)
+                case Resolve(job=job, outcome=outcome):
                     resolved += self._resolve(job, outcome)
                 case Ready():
                     self._sender.queued.notify()

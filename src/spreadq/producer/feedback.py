@@ -2,8 +2,9 @@
 
 VIEW, ACK and CANCEL envelopes and FEEDBACK memberships become the core's inputs (the
 facade's ``apply`` feeds them and carries out the effects); outcomes and CANCELs also go
-to the open ``result()`` calls (:mod:`spreadq.producer.results`), and RESULT answers,
-which come to the private group, go only there. A message that cannot be read (or
+to the open ``result()`` calls (:mod:`spreadq.producer.results`). Two kinds come to the
+private group: NOTICEs (a consumer's outcomes, sent straight to us), which become core
+inputs too, and RESULT answers, which go only to the open calls. A message that cannot be read (or
 whose seal does not verify) is logged and dropped.
 """
 
@@ -21,10 +22,11 @@ from spreadq.producer.inputs import (
     CancelDelivered,
     FeedbackMembership,
     Input,
+    NoticeReceived,
     ViewReceived,
 )
 from spreadq.producer.results import Asks
-from spreadq.queue.envelope import Ack, Cancel, ResultAnswer
+from spreadq.queue.envelope import Ack, Cancel, Notice, ResultAnswer
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.session.translate import read_envelope
@@ -97,11 +99,15 @@ class FeedbackReader:
             self._apply(ViewReceived(event.sender, message))
 
     def _on_private(self, event: DataMessage) -> None:
-        """A message to our private group: a RESULT answer (anything else is dropped)."""
+        """A message to our private group: a NOTICE or a RESULT answer (anything else is
+        dropped)."""
         try:
             message = read_envelope(event, self._seal)
         except EnvelopeError as error:
             self._log.warning("answer_dropped", sender=event.sender, reason=str(error))
+            return
+        if type(message) is Notice:  # receipts only: result() calls wait for the order
+            self._apply(NoticeReceived(event.sender, message))
             return
         if type(message) is not ResultAnswer or not self._asks.on_answer(message):
             self._log.debug("answer_dropped", sender=event.sender, reason="no open ask")

@@ -1,9 +1,10 @@
 """What the producer facade feeds its :class:`~spreadq.producer.core.ProducerCore`.
 
-Local happenings (a put, a message cleared and written, a session opened or lost, the
-producer closing) and what the FEEDBACK group said (ACK and VIEW envelopes with the
-sender Spread reports, FEEDBACK memberships). Every input is an immutable value; the
-core's :meth:`~spreadq.producer.core.ProducerCore.apply` takes one at a time.
+Local happenings (a put, a message cleared and written, a CANCEL about to go, a session
+opened or lost, the producer closing), what the FEEDBACK group said (ACK and VIEW
+envelopes with the sender Spread reports, FEEDBACK memberships) and the NOTICEs sent to
+our private group. Every input is an immutable value; the core's
+:meth:`~spreadq.producer.core.ProducerCore.apply` takes one at a time.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from spreadq.producer.jobs import Batch, Job
-from spreadq.queue.envelope import Ack, JobSpec
+from spreadq.queue.envelope import Ack, JobSpec, Notice
 from spreadq.queue.jobs import JobRef
 from spreadq.queue.view import View
 
 __all__ = [
     "AckReceived",
     "CancelDelivered",
+    "CancelSending",
     "Cleared",
     "Closed",
     "FeedbackMembership",
     "GiveUp",
     "Input",
+    "NoticeReceived",
     "Put",
     "Resending",
     "SessionLost",
@@ -108,6 +111,14 @@ class AckReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticeReceived:
+    """A NOTICE envelope on our private group, from ``sender`` as Spread reports it."""
+
+    sender: str
+    notice: Notice
+
+
+@dataclass(frozen=True, slots=True)
 class ViewReceived:
     """A VIEW envelope on the FEEDBACK group, from ``sender`` as Spread reports it."""
 
@@ -119,6 +130,14 @@ class ViewReceived:
 class Withdraw:
     """``receipt.cancel()`` for job ``seq``, which was never sent: settle it cancelled
     here (the core checks it is still unsent and not in hand)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSending:
+    """A CANCEL for job ``seq`` is about to be multicast: from now on only the order of
+    that CANCEL among the ACKs decides the job, never a NOTICE."""
 
     seq: int
 
@@ -149,8 +168,10 @@ Input = (
     | Resending
     | Closed
     | AckReceived
+    | NoticeReceived
     | ViewReceived
     | FeedbackMembership
     | Withdraw
+    | CancelSending
     | CancelDelivered
 )

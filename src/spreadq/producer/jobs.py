@@ -43,6 +43,10 @@ class Job(Generic[TagT]):
     sent_as: str = ""
     """The private group it was last sent under ("" before it was first sent): only that
     sender may cancel it (the consumers check the same name)."""
+    cancelling: bool = False
+    """A CANCEL for it went out: a NOTICE no longer resolves it, only the order does."""
+    noticed: bool = False
+    """A NOTICE resolved its receipt (it stays pending until an ACK settles it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -447,6 +447,18 @@ class OutstandingTable:
         """True while ``ref`` is in the table (not completed by an ACK)."""
         return ref in self._entries
 
+    @property
+    def outcome_budget(self) -> int:
+        """The most bytes one outcome may take in an ACK; a bigger one is reported as a
+        ``MessageTooLarge`` failure instead."""
+        return self._cadence.outcome_budget
+
+    def sender_of(self, ref: JobRef) -> str | None:
+        """Who sent outstanding job ``ref`` (a member producer's private group, for a
+        job it put); None when ``ref`` is not outstanding."""
+        entry = self._entries.get(ref)
+        return None if entry is None else entry.sender
+
     def outstanding(self) -> list[OutstandingJob]:
         """Every outstanding job, in delivery order."""
         return [
@@ -622,9 +634,13 @@ class OutstandingTable:
 
     def _on_start_draining(self, event: StartDraining) -> list[Effect]:
         self._self_draining = True
+        self._cadence.draining = True  # the drain waits for every outcome to go out
         if self._view is None:
             return []
-        return [AnnounceDrain(Drain(self.incarnation))]
+        effects: list[Effect] = [AnnounceDrain(Drain(self.incarnation))]
+        if self._cadence.due(self._now):
+            effects.append(self._make_ack())
+        return effects
 
     # --- messages -------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ sender. So consumers report how far they have read, and producers hold back:
   waiting would fill an ACK. Once it is idle (nothing ready to run) an outcome waiting
   makes an ACK due at once, but no sooner than ``idle_gap`` after the last ACK: batching
   happens only under load, and the gap bounds the ACK messages a consumer sends per
-  second (every consumer and producer of the queue receives each one).
+  second (every consumer and producer of the queue receives each one). A draining
+  consumer (``draining``) ACKs each outcome at once: its drain ends only once every
+  outcome it reached went out.
 * :class:`ProducerGate` (producer side) says whether a producer may multicast its next
   message. Each consumer's read position *in this producer's message sequence* (mseq)
   comes from its ACKs. The producer may send message ``next_mseq`` only if, for every
@@ -88,6 +90,7 @@ class AckCadence:
         "_positions",
         "_since",
         "_sizes",
+        "draining",
         "every_jobs",
         "every_seconds",
         "idle",
@@ -115,6 +118,8 @@ class AckCadence:
         self.idle_gap = idle_gap
         self.idle = False
         """Whether the consumer has nothing ready to run (its owner says so)."""
+        self.draining = False
+        """Whether the consumer is draining: then an outcome makes an ACK due at once."""
         self._last_sent = -math.inf
         self._count = 0
         self._since: float | None = None
@@ -166,6 +171,8 @@ class AckCadence:
         if self._since is None:
             return None
         due = self._since + self.every_seconds
+        if self.draining and self._outcomes:
+            return self._since
         if self.idle and self._outcomes and self.idle_gap is not None:
             return min(due, self._last_sent + self.idle_gap)
         return due
@@ -178,6 +185,7 @@ class AckCadence:
             self._count >= self.every_jobs
             or now - self._since >= self.every_seconds
             or self._outcome_bytes >= self.outcome_budget
+            or (self.draining and bool(self._outcomes))
             or (
                 self.idle
                 and self.idle_gap is not None

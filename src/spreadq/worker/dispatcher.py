@@ -61,6 +61,12 @@ without a cancel scope: one event-loop timer, kept while the deadline does not m
 earlier, posts ``_WAKE`` to the inbox; a cancel scope with a deadline on every turn cost
 about a tenth of a worker's CPU when messages came one per read.
 
+Outcome notices (``settings.outcome_notices``): the outcomes of a producer's jobs that
+ended in one turn of the loop and went out in no ACK that turn go to that producer's
+private group in one NOTICE, if it is a FEEDBACK member (a member producer), so its
+receipts resolve now instead of at the next ACK. No other consumer reads a NOTICE;
+the ACK still settles the jobs at every replica.
+
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
 delivered, nothing we own is unfinished and every outcome has gone out in an ACK, we
@@ -149,6 +155,7 @@ from spreadq.queue import (
     encode,
 )
 from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
 from spreadq.queue.seal import Seal
@@ -179,6 +186,9 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+_NOTICE_OVERHEAD: Final = 8
+"""Bytes of a NOTICE without its outcomes (the preamble and the outcome count)."""
 
 
 class DispatcherConnection(Protocol):
@@ -425,6 +435,10 @@ class Dispatcher:
         self._leaving = False
         self._left = False
         self._idle = False  # what the table was last told (Idle)
+        # outcome notices: to the producers among the FEEDBACK members, when enabled
+        self._notices: dict[str, list[Ended]] = {}  # this turn's, by producer
+        self._notify = settings.outcome_notices
+        self._notified: frozenset[str] = frozenset()  # who takes NOTICEs now
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -527,6 +541,8 @@ class Dispatcher:
                 if self._ticks is not None:
                     await self._announce_ticks()
                 await self._note_idle()
+                if self._notices:
+                    await self._send_notices()
                 await self._check_drained()
         finally:
             if self._alarm is not None:
@@ -721,7 +737,10 @@ class Dispatcher:
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
         """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
-        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
+        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us. Its
+        members are who may take a NOTICE (member producers join FEEDBACK)."""
+        if self._notify:
+            self._notified = frozenset(event.members) - {self._me}
         view = view_to_reannounce(
             self._table.view,
             self._me,
@@ -808,14 +827,48 @@ class Dispatcher:
         self._table.apply(JobStarted(queued.ref), now)
 
     async def _on_ended(self, item: Ended) -> None:
-        self._pool.ended(item.ref)
-        self._schedule.ended(item.ref)
-        if item.outcome is None:
+        ref, outcome = item
+        self._pool.ended(ref)
+        self._schedule.ended(ref)
+        if outcome is None:
             return
-        if self._table.is_outstanding(item.ref):
-            self._unreported.add(item.ref)
-            self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
-        await self._apply(JobFinished(item.ref, item.outcome))
+        table = self._table
+        sender = table.sender_of(ref)
+        if sender is not None:  # outstanding
+            self._unreported.add(ref)
+            self._recovery.keep(ref, outcome, table.is_outstanding)
+            if sender in self._notified:
+                notices = self._notices.get(sender)
+                if notices is None:
+                    self._notices[sender] = [item]
+                else:
+                    notices.append(item)
+        await self._apply(JobFinished(ref, outcome))
+
+    async def _send_notices(self) -> None:
+        """Send each producer the outcomes of its jobs that ended this turn and went
+        out in no ACK yet: one NOTICE to its private group (more when they do not fit
+        one message). The ACK still settles them; the NOTICE only lets the producer
+        resolve their receipts now."""
+        notices, self._notices = self._notices, {}
+        unreported = self._unreported
+        budget = self._table.outcome_budget  # a bigger outcome: the ACK reports a failure
+        for producer, ended in notices.items():
+            chunk: list[tuple[JobRef, Outcome]] = []
+            size = _NOTICE_OVERHEAD
+            for ref, outcome in ended:
+                if ref not in unreported or outcome is None:
+                    continue  # an ACK took it (or it was cancelled) meanwhile
+                grows = outcome_size(outcome)
+                if grows > budget:
+                    continue  # the ACK says what became of it
+                if size + grows > MAX_ENVELOPE_SIZE:
+                    await self._multicast((producer,), encode(Notice(chunk)))
+                    chunk, size = [], _NOTICE_OVERHEAD
+                chunk.append((ref, outcome))
+                size += grows
+            if chunk:
+                await self._multicast((producer,), encode(Notice(chunk)))
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""

@@ -46,6 +46,7 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
               n_outcomes x (producer_id 16s | seq u64 | status u8 | attempts u16 |
                             codec_len u8 | error_type_len u8 | data_len u32 |
                             codec | error_type | data)
+    NOTICE    n_outcomes u16 | n_outcomes x (an outcome as in ACK)
     VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
     DRAIN     incarnation 16s
     HELLO     incarnation 16s | capacity u32
@@ -71,6 +72,10 @@ LEDGER goes to the WORK group only: the latest periodic tick the members it name
 accepted, per schedule, sent after a join or a merge so the view's tick ledgers settle
 to one (:class:`Ledger`, docs/design/periodic.md).
 
+NOTICE goes to one producer's private group only, from the consumer that ran its jobs,
+as soon as they end: the producer resolves their receipts from it without waiting for
+the ACK, which still settles the jobs at every replica (:class:`Notice`). No consumer
+reads it, so it costs the group nothing; a NOTICE on WORK is ignored.
 STATS goes to the FEEDBACK group only (never WORK, so it takes no slot anywhere): one
 consumer's periodic report for ``spreadq top`` and other observers (:class:`Stats`).
 
@@ -89,6 +94,7 @@ from __future__ import annotations
 
 from spreadq.queue.envelope.ack import Ack as Ack
 from spreadq.queue.envelope.ack import AckOutcomes as AckOutcomes
+from spreadq.queue.envelope.ack import Notice as Notice
 from spreadq.queue.envelope.ack import ack_overhead as ack_overhead
 from spreadq.queue.envelope.ack import outcome_size as outcome_size
 from spreadq.queue.envelope.batch import BatchJobs as BatchJobs
@@ -138,6 +144,7 @@ __all__ = [
     "JobFragment",
     "JobSpec",
     "Kind",
+    "Notice",
     "Ledger",
     "Raw",
     "ResultAnswer",

@@ -1,5 +1,6 @@
-"""ACK: a consumer's outcomes, read positions and backlog; and the outcome record an
-ACK and a RESULT answer share."""
+"""ACK: a consumer's outcomes, read positions and backlog; NOTICE: outcomes sent
+straight to their producer; and the outcome record an ACK, a NOTICE and a RESULT answer
+share."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from spreadq.errors import EnvelopeError, LocalProtocolError
 from spreadq.queue.envelope.preamble import (
     _ID_SIZE,
     _PREAMBLE,
+    _U16,
     _U16_MAX,
     _U32_MAX,
     _U64_MAX,
@@ -38,6 +40,7 @@ from spreadq.queue.jobs import (
 __all__ = [
     "Ack",
     "AckOutcomes",
+    "Notice",
     "ack_overhead",
     "outcome_size",
 ]
@@ -123,6 +126,18 @@ class Ack:
     backlog: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """NOTICE: outcomes a consumer sends straight to the producer of their jobs.
+
+    It goes to the producer's private group only (no consumer reads it), as soon as the
+    jobs end, so a receipt need not wait for the next ACK; the ACK still settles the
+    jobs everywhere (docs/cancel-and-results.md#outcome-notices). A decoded NOTICE's
+    ``outcomes`` is an :class:`AckOutcomes`."""
+
+    outcomes: Sequence[tuple[JobRef, Outcome]] = ()
+
+
 def outcome_size(outcome: Outcome) -> int:
     """Bytes one outcome (with its ref) adds to an ACK."""
     if outcome.status is Status.OK and not outcome.error_type:  # codec names are ASCII
@@ -150,10 +165,23 @@ def _encode_ack(ack: Ack) -> bytes:
         _check_id(producer_id, "producer_id")
         _check_range(mseq, "mseq", _U64_MAX)
         parts.append(_POSITION.pack(producer_id, mseq))
+    _add_outcomes(parts, ack.outcomes)
+    return b"".join(parts)
+
+
+def _encode_notice(notice: Notice) -> bytes:
+    _check_range(len(notice.outcomes), "outcomes per NOTICE", _U16_MAX)
+    parts = [_preamble(Kind.NOTICE, 0), _U16.pack(len(notice.outcomes))]
+    _add_outcomes(parts, notice.outcomes)
+    return b"".join(parts)
+
+
+def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> None:
+    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them."""
     add = parts.append
     pack = _OUTCOME.pack
-    codecs: dict[str, bytes] = {"": b""}  # this ACK's result codec names, checked once each
-    for ref, outcome in ack.outcomes:
+    codecs: dict[str, bytes] = {"": b""}  # these outcomes' codec names, checked once each
+    for ref, outcome in outcomes:
         _check_ref(ref)
         if outcome.status is Status.OK and not outcome.error_type:  # the most frequent
             codec = outcome.codec
@@ -167,7 +195,6 @@ def _encode_ack(ack: Ack) -> bytes:
             add(result)
         else:
             parts += _outcome_parts(outcome, ref)
-    return b"".join(parts)
 
 
 def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
@@ -192,6 +219,20 @@ def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
 def _decode_ack(reader: _Reader, slots: int) -> Ack:
     incarnation, backlog, n_positions, n_outcomes = reader.unpack(_ACK)
     positions = tuple(reader.unpack(_POSITION) for _ in range(n_positions))
+    outcomes = _read_outcomes(reader, n_outcomes)
+    reader.done()
+    return Ack(incarnation, outcomes, positions, backlog)
+
+
+def _decode_notice(reader: _Reader, slots: int) -> Notice:
+    (n_outcomes,) = reader.unpack(_U16)
+    outcomes = _read_outcomes(reader, n_outcomes)
+    reader.done()
+    return Notice(outcomes)
+
+
+def _read_outcomes(reader: _Reader, n_outcomes: int) -> AckOutcomes:
+    """``n_outcomes`` outcomes as an ACK (or a NOTICE) carries them."""
     # the hot path: every consumer reads every ACK. A successful outcome is checked here
     # and kept as its record (one bytes object); an Outcome is built only when asked for
     mv, at = reader.mv, reader.at
@@ -227,8 +268,7 @@ def _decode_ack(reader: _Reader, slots: int) -> Ack:
         add_record(_read_outcome(reader, status, attempts, codec_len, type_len, data_len))
         at = reader.at
     reader.at = at
-    reader.done()
-    return Ack(incarnation, AckOutcomes(refs, records), positions, backlog)
+    return AckOutcomes(refs, records)
 
 
 def _read_outcome(

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spreadq.errors import EnvelopeError
-from spreadq.queue.envelope.ack import Ack, _decode_ack, _encode_ack
+from spreadq.queue.envelope.ack import (
+    Ack,
+    Notice,
+    _decode_ack,
+    _decode_notice,
+    _encode_ack,
+    _encode_notice,
+)
 from spreadq.queue.envelope.batch import (
     JobBatch,
     JobFragment,
@@ -74,6 +81,7 @@ Decoded = (
     | ResultQuery
     | ResultAnswer
     | Ledger
+    | Notice
     | Raw
 )
 """What :func:`decode` returns."""
@@ -83,6 +91,7 @@ Envelope = (
     (JobBatch | JobFragment | Ack | View | Drain | Hello | Stats | Cancel | ResultQuery)
     | ResultAnswer
     | Ledger
+    | Notice
 )
 
 
@@ -98,12 +107,13 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     ResultQuery: _encode_query,
     ResultAnswer: _encode_answer,
     Ledger: _encode_ledger,
+    Notice: _encode_notice,
 }
 
 
 def encode(envelope: Envelope) -> bytes:
-    """Encode any envelope value (the Dispatcher's one call for ACK, VIEW, DRAIN, HELLO,
-    LEDGER).
+    """Encode any envelope value (the Dispatcher's one call for ACK, NOTICE, VIEW, DRAIN,
+    HELLO, LEDGER).
 
     Raises:
         LocalProtocolError: a field the envelope cannot carry.
@@ -123,6 +133,7 @@ _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.CANCEL: _decode_cancel,
     Kind.RESULT: _decode_result,
     Kind.LEDGER: _decode_ledger,
+    Kind.NOTICE: _decode_notice,
 }
 _SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
 

@@ -52,6 +52,7 @@ class Kind(enum.IntEnum):
     CANCEL = 8
     RESULT = 9
     LEDGER = 10
+    NOTICE = 11
 
 
 _PREAMBLE = struct.Struct("<2sBBH")

@@ -1,0 +1,88 @@
+"""ProducerCore and NOTICEs (outcomes a consumer sends straight to the producer):
+sans-IO, no daemon.
+
+* a trusted consumer's NOTICE resolves a pending job's receipt early; the job stays
+  pending and in flight until an ACK settles it, and the ACK resolves nothing again;
+* a NOTICE from a non-member is dropped, one from a consumer no VIEW lists yet is
+  ignored; neither resolves anything;
+* once a CANCEL is about to go for a job, only the order decides it: a NOTICE does not;
+* a NOTICE never resolves another producer's job, an unknown one or a settled one.
+"""
+
+from __future__ import annotations
+
+from core_driver import ME, PID, Driver
+
+from spreadq.producer.inputs import CancelDelivered, CancelSending
+from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.witnesses import Trust
+
+C = "#c#d"
+OTHER = "#other#d"
+
+
+def sent(d: Driver, n: int = 1) -> list[int]:
+    seqs = [d.put() for _ in range(n)]
+    assert d.send() == seqs
+    return seqs
+
+
+def test_a_notice_resolves_early_and_the_ack_settles_later() -> None:
+    d = Driver.make(max_in_flight=1)
+    d.consumers(C)
+    (seq,) = sent(d)
+    d.notice(C, seq)
+    assert d.resolved == {seq: Outcome.success(b"1")}
+    assert d.settled == {}  # still pending: flow control counts it in flight
+    assert not d.core.room()
+    assert d.core.cancel_plan(seq).name == "SEND"  # not done: the ACK decides
+    d.succeed(C, seq)
+    assert d.settled == {seq: Outcome.success(b"1")}
+    assert d.core.room()
+    assert d.core.succeeded == 1
+
+
+def test_a_notice_from_a_non_member_is_dropped_and_resolves_nothing() -> None:
+    d = Driver.make()
+    d.consumers(C)
+    (seq,) = sent(d)
+    d.notice(OTHER, seq)
+    assert d.resolved == {}
+    assert [(x.sender, x.kind, x.reason) for x in d.dropped] == [
+        (OTHER, "notice", Trust.NOT_A_MEMBER.value)
+    ]
+
+
+def test_a_notice_from_a_consumer_not_listed_yet_is_ignored_quietly() -> None:
+    d = Driver.make()
+    d.consumers(C)
+    (seq,) = sent(d)
+    d.join(OTHER)  # a FEEDBACK member no VIEW lists: its ACK would be held
+    d.notice(OTHER, seq)
+    assert d.resolved == {}
+    assert d.dropped == []
+
+
+def test_after_a_cancel_goes_out_only_the_order_decides() -> None:
+    d = Driver.make()
+    d.consumers(C)
+    first, second = sent(d, 2)
+    d.apply(CancelSending(first))
+    d.notice(C, first, second)
+    assert d.resolved == {second: Outcome.success(b"1")}  # not the job being cancelled
+    d.apply(CancelDelivered(ME, JobRef(PID, first)))
+    assert d.settled == {first: Outcome.cancelled()}
+
+
+def test_a_notice_skips_other_producers_unknown_and_settled_jobs() -> None:
+    d = Driver.make()
+    d.consumers(C)
+    first, second = sent(d, 2)
+    d.succeed(C, first)
+    d.notice(C, first, 99)  # settled, and never put
+    d.notice(C, second, producer_id=bytes(16))  # another producer's seq
+    assert d.resolved == {}
+    d.notice(C, second)
+    assert d.resolved == {second: Outcome.success(b"1")}
+    d.notice(C, second)  # a second NOTICE for it: resolved once (the driver checks)
+    assert len(d.resolved) == 1

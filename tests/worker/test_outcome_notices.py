@@ -1,0 +1,161 @@
+"""Outcome notices: a worker sends the outcomes of a member producer's jobs straight to
+its private group (NOTICE), coalesced per turn of its loop, so a receipt need not wait
+for the next ACK.
+
+On a scripted connection (the test plays the daemon, and sees every multicast):
+
+* jobs that end in one turn go to their producer in one NOTICE, to its private group
+  only, when it is a FEEDBACK member (a member producer);
+* a sender that is not a FEEDBACK member (a fire-and-forget producer, a C client) gets
+  none; neither does anyone when ``outcome_notices`` is off;
+* an outcome an ACK reports in the same turn is not sent again in a NOTICE; a result too
+  big to send is noticed as the same failure the ACK reports.
+
+On the embedded daemon: with no ACK for a minute, receipts resolve from NOTICEs alone.
+"""
+
+from __future__ import annotations
+
+import anyio
+import test_dispatcher_scripted
+from test_dispatcher import FAST, FEEDBACK, QUEUE, WAIT, Item
+from test_dispatcher_scripted import (
+    ME,
+    PRODUCER,
+    Make,
+    echo_app,
+    jobs,
+    ref,
+    serving,
+    stop,
+)
+
+from spreadq import App, Settings
+from spreadq.queue import Ack
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice
+from spreadq.testing import run_app
+
+dispatcher_for = test_dispatcher_scripted.dispatcher_for  # the fixture
+
+NO_ACK_FOR_A_MINUTE = dict(ack_interval=60.0, ack_every=10_000, ack_max_rate=None)
+
+
+def notified(conn: object, to: str = PRODUCER) -> list[list[int]]:
+    """The seqs of each NOTICE sent to ``to`` (and to no one else)."""
+    sent = conn.sent  # type: ignore[attr-defined]
+    for groups, data in sent:
+        if isinstance(conn.read(data), Notice):  # type: ignore[attr-defined]
+            assert groups == (to,), groups
+    return [
+        [job.seq for job, _ in notice.outcomes]
+        for notice in conn.envelopes(Notice, group=to)  # type: ignore[attr-defined]
+    ]
+
+
+async def test_jobs_ending_in_one_turn_go_to_their_producer_in_one_notice(
+    dispatcher_for: Make,
+) -> None:
+    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(**NO_ACK_FOR_A_MINUTE))
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
+            conn.feed(jobs(1, range(5)))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0, 1, 2, 3, 4]]
+            (notice,) = conn.envelopes(Notice, group=PRODUCER)
+            assert [outcome.result for _, outcome in notice.outcomes] == [
+                b"0",
+                b"1",
+                b"2",
+                b"3",
+                b"4",
+            ]
+            assert conn.envelopes(Ack) == []  # no ACK yet: only the NOTICE told
+            conn.feed(jobs(2, [5]))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0, 1, 2, 3, 4], [5]]
+            await stop(dispatcher, conn)
+
+
+async def test_a_sender_outside_feedback_gets_no_notice(dispatcher_for: Make) -> None:
+    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(**NO_ACK_FOR_A_MINUTE))
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME,), group=FEEDBACK))  # the producer did not join it
+            conn.feed(jobs(1, range(3)))
+            await anyio.wait_all_tasks_blocked()
+            assert dispatcher.table.backlog == 0  # the jobs ran
+            assert notified(conn) == []
+            await stop(dispatcher, conn)
+
+
+async def test_with_notices_off_none_is_sent(dispatcher_for: Make) -> None:
+    settings = FAST.replace(outcome_notices=False, **NO_ACK_FOR_A_MINUTE)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
+            conn.feed(jobs(1, range(3)))
+            await anyio.wait_all_tasks_blocked()
+            assert dispatcher.table.backlog == 0
+            assert notified(conn) == []
+            await stop(dispatcher, conn)
+
+
+async def test_an_outcome_acked_in_the_same_turn_is_not_noticed(dispatcher_for: Make) -> None:
+    # ack_every=1: every finished job makes an ACK due at once, in the turn it ends
+    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(ack_every=1, ack_interval=60.0))
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
+            conn.feed(jobs(1, [0]))
+            await anyio.wait_all_tasks_blocked()
+            reported = [job for ack in conn.envelopes(Ack) for job, _ in ack.outcomes]
+            assert reported == [ref(0)]
+            assert notified(conn) == []
+            await stop(dispatcher, conn)
+
+
+async def test_a_result_too_big_is_noticed_as_the_failure_the_ack_reports(
+    dispatcher_for: Make,
+) -> None:
+    app = App(QUEUE, plugins=False)
+
+    @app.handler("job")
+    async def job(item: Item) -> bytes:
+        return b"x" * (MAX_ENVELOPE_SIZE if item.n == 0 else 1)
+
+    dispatcher, conn = dispatcher_for(app, FAST.replace(**NO_ACK_FOR_A_MINUTE))
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
+            conn.feed(jobs(1, [0, 1]))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0, 1]]
+            await stop(dispatcher, conn)
+    (notice,) = conn.envelopes(Notice, group=PRODUCER)
+    acked = {job: outcome for ack in conn.envelopes(Ack) for job, outcome in ack.outcomes}
+    assert dict(notice.outcomes) == acked
+    assert acked[ref(0)].error_type == "spreadq.errors.PayloadError"
+    assert acked[ref(1)].result == b"x"
+
+
+def lone_app() -> App:
+    app = App("notices", plugins=False)
+
+    @app.handler("echo")
+    async def echo(n: int) -> int:
+        return n
+
+    return app
+
+
+async def test_receipts_resolve_from_notices_alone() -> None:
+    # no ACK for a minute, by cadence or idle: only a NOTICE can resolve these in time
+    settings = Settings(**NO_ACK_FOR_A_MINUTE)  # type: ignore[arg-type]
+    async with run_app(lone_app(), settings=settings) as producer:
+        with anyio.fail_after(WAIT):
+            for n in range(3):
+                assert await (await producer.put("echo", n)) == n
+            receipts = [await producer.put("echo", n) for n in range(200)]
+            assert [await receipt for receipt in receipts] == list(range(200))
