@@ -217,7 +217,8 @@ async def redis_run(
             if rate is not None:
                 due = min(count, int((clock() - started) * rate) + 1)
                 if due <= i:
-                    await anyio.sleep(started + i / rate - clock())
+                    # clock() moved on since `due`: the wait may have passed already
+                    await anyio.sleep(max(0.0, started + i / rate - clock()))
                     continue
             pipe = send.pipeline(transaction=False)
             for k in range(i, min(due, i + pipeline)):

@@ -94,6 +94,18 @@ def test_skipping_the_raw_flood_leaves_the_ratio_out() -> None:
     assert report.half_load.ratio_to_raw is None
 
 
+def test_a_rate_paces_the_second_run_and_labels_it() -> None:
+    completed = bench("--json", "--raw", "0", "--jobs", "100", "--rate", "500")
+    assert completed.returncode == 0, completed.stderr
+    report = BenchReport.model_validate(json.loads(completed.stdout))
+    assert report.paced_rate == 500
+    assert report.half_load.jobs_per_s < 600  # paced at 500 jobs/s, not at the flood's half
+    tables = bench("--raw", "0", "--jobs", "100", "--rate", "500")
+    assert tables.returncode == 0, tables.stderr
+    assert "500/s" in tables.stdout
+    assert "half" not in tables.stdout
+
+
 def test_bad_loop_and_role_are_refused() -> None:
     assert CliRunner().invoke(app, ["bench", "--loop", "trio"]).exit_code == 2
     assert CliRunner().invoke(app, ["bench", "--role", "nobody"]).exit_code == 2

@@ -86,3 +86,35 @@ def test_a_notice_skips_other_producers_unknown_and_settled_jobs() -> None:
     assert d.resolved == {second: Outcome.success(b"1")}
     d.notice(C, second)  # a second NOTICE for it: resolved once (the driver checks)
     assert len(d.resolved) == 1
+
+
+def test_jobs_ask_for_notices_only_while_the_producer_keeps_up() -> None:
+    d = Driver.make(max_in_flight=3, batch_max_jobs=2)
+    d.consumers(C)
+    d.put()
+    batch = d.core.next_batch()
+    assert batch is not None
+    assert d.core.keeping_up()  # nothing behind the batch, room for more puts
+    d.finish(batch)
+    for _ in range(2):
+        d.put()
+    assert not d.core.keeping_up()  # two jobs wait
+    batch = d.core.next_batch()
+    assert batch is not None
+    assert len(batch.jobs) == 2
+    assert not d.core.keeping_up()  # two jobs piled up for one consumer
+    d.consumers(C, "#c2#d")
+    assert not d.core.keeping_up()  # one per consumer, but 3 of 3 are held: no room
+    d.finish(batch)
+    d.succeed(C, 0, 1, 2)
+    d.put()
+    d.put()
+    assert d.core.next_batch() is not None
+    assert d.core.keeping_up()  # two jobs for two consumers, and room
+
+
+def test_a_fire_and_forget_producer_never_asks() -> None:
+    d = Driver.make(member=False)
+    d.put()
+    assert d.core.next_batch() is not None
+    assert not d.core.keeping_up()

@@ -136,9 +136,11 @@ def test_a_failed_outcome_carries_no_codec() -> None:
         decode(bytes(data))
 
 
-@given(ids, u64, codecs, st.lists(specs, max_size=6))
-def test_batch_round_trip(producer_id: bytes, mseq: int, codec: str, jobs: list[JobSpec]) -> None:
-    data = encode_batch(producer_id, mseq, codec, jobs)
+@given(ids, u64, codecs, st.lists(specs, max_size=6), st.booleans())
+def test_batch_round_trip(
+    producer_id: bytes, mseq: int, codec: str, jobs: list[JobSpec], notify: bool
+) -> None:
+    data = encode_batch(producer_id, mseq, codec, jobs, notify=notify)
     assert len(data) == batch_size(codec, jobs)
     assert declared_slots(data) == len(jobs)
     batch = decode(data)
@@ -151,6 +153,7 @@ def test_batch_round_trip(producer_id: bytes, mseq: int, codec: str, jobs: list[
         assert bytes(job.payload) == spec.payload
         assert job.headers() == expected_headers(spec)
         assert job.dedupe_key == spec.dedupe_key
+        assert job.notify is notify
     keys = {i: spec.dedupe_key for i, spec in enumerate(jobs) if spec.dedupe_key is not None}
     assert batch.jobs.dedupe_keys == keys  # type: ignore[attr-defined]
     assert encode(batch) == data
@@ -208,6 +211,15 @@ def test_ack_round_trip(
     assert declared_slots(data) == 0
     assert decode(data) == ack
     assert len(data) == 6 + 24 + 24 * len(positions) + sum(outcome_size(o) for _, o in done)
+
+
+def test_a_batch_mixing_notify_and_not_cannot_be_encoded_whole() -> None:
+    data = encode_batch(PID, 1, "json", [JobSpec(1, "k", b""), JobSpec(2, "k", b"")])
+    batch = decode(data)
+    assert isinstance(batch, JobBatch)
+    mixed = JobBatch(PID, 1, "json", [batch.jobs[0], batch.jobs[1]._replace(notify=True)])
+    with pytest.raises(LocalProtocolError, match="all or none"):
+        encode(mixed)
 
 
 def test_golden_notice_bytes() -> None:

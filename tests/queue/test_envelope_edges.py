@@ -147,15 +147,21 @@ def test_job_record_flags() -> None:
     data = bytearray(encode_batch(PID, 1, "j", [JobSpec(1, "k", b"x")]))
     at = 6 + 16 + 8 + 1 + 1  # preamble, pid, mseq, codec_len, codec
     assert data[at + 8] == 0  # flags: no key
-    for flags, key_len, kind_len in ((4, 0, 1), (2, 1, 1), (0, 1, 1), (1, 0, 0), (0, 0, 0)):
+    for flags, key_len, kind_len in ((8, 0, 1), (2, 1, 1), (0, 1, 1), (1, 0, 0), (0, 0, 0)):
         bad = bytearray(data)
         struct.pack_into("<BBH", bad, at + 8, flags, kind_len, key_len)
         with pytest.raises(EnvelopeError, match=exactly("bad job record flags")):
             decode(bytes(bad))
     bad = bytearray(data)
-    bad[at + 8] = 4
+    bad[at + 8] = 8  # bit 3: no such flag
     with pytest.raises(EnvelopeError, match=exactly("bad job record flags")):
         decode(bytes(bad))
+    notify = bytearray(data)
+    notify[at + 8] = 4  # bit 2: the producer asks for a NOTICE
+    batch = decode(bytes(notify))
+    assert isinstance(batch, JobBatch)
+    assert batch.jobs[0].notify
+    assert not decode(bytes(data)).jobs[0].notify
     bad[at + 8] = 2  # flagged with a dedupe key but carrying no dedupe_key header
     with pytest.raises(EnvelopeError, match="carries no valid dedupe_key header"):
         decode(bytes(bad))
@@ -283,7 +289,7 @@ def test_batch_jobs_compare_as_sequences() -> None:
 def test_fragment_job_records_are_checked_too() -> None:
     (data,) = encode_fragments(PID, 1, "j", JobSpec(1, "k", b"x"))
     at = 6 + 16 + 8 + 2 + 2 + 1 + 1  # preamble, pid, mseq, index, count, codec_len, codec
-    for flags, kind_len in ((4, 1), (0, 0)):
+    for flags, kind_len in ((8, 1), (0, 0)):
         bad = bytearray(data)
         struct.pack_into("<BB", bad, at + 8, flags, kind_len)
         with pytest.raises(EnvelopeError, match=exactly("bad job record flags")):

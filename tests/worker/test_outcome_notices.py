@@ -1,13 +1,13 @@
-"""Outcome notices: a worker sends the outcomes of a member producer's jobs straight to
-its private group (NOTICE), coalesced per turn of its loop, so a receipt need not wait
-for the next ACK.
+"""Outcome notices: a worker sends the outcomes of the jobs that ask for one
+(``Job.notify``) straight to their producer's private group (NOTICE), coalesced per turn
+of its loop, so a receipt need not wait for the next ACK.
 
 On a scripted connection (the test plays the daemon, and sees every multicast):
 
-* jobs that end in one turn go to their producer in one NOTICE, to its private group
-  only, when it is a FEEDBACK member (a member producer);
-* a sender that is not a FEEDBACK member (a fire-and-forget producer, a C client) gets
-  none; neither does anyone when ``outcome_notices`` is off;
+* jobs that ask and end in one turn go to their producer in one NOTICE, to its private
+  group only;
+* jobs that do not ask (a backlogged or fire-and-forget producer, a C client) get none;
+  neither does any job when ``outcome_notices`` is off;
 * an outcome an ACK reports in the same turn is not sent again in a NOTICE; a result too
   big to send is noticed as the same failure the ACK reports.
 
@@ -16,12 +16,14 @@ On the embedded daemon: with no ACK for a minute, receipts resolve from NOTICEs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import test_dispatcher_scripted
-from test_dispatcher import FAST, FEEDBACK, QUEUE, WAIT, Item
+from test_dispatcher import FAST, QUEUE, WAIT, Item
 from test_dispatcher_scripted import (
-    ME,
     PRODUCER,
+    PRODUCER_ID,
     Make,
     echo_app,
     jobs,
@@ -31,13 +33,22 @@ from test_dispatcher_scripted import (
 )
 
 from spreadq import App, Settings
-from spreadq.queue import Ack
+from spreadq.queue import MESS_TYPE, Ack, JobSpec, encode_batch
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice
 from spreadq.testing import run_app
+from spreadq.wire.constants import ServiceType
+from spreadq.wire.events import DataMessage
 
 dispatcher_for = test_dispatcher_scripted.dispatcher_for  # the fixture
 
 NO_ACK_FOR_A_MINUTE = dict(ack_interval=60.0, ack_every=10_000, ack_max_rate=None)
+
+
+def asking(mseq: int, seqs: Sequence[int]) -> DataMessage:
+    """One JOB BATCH from the producer whose jobs ask for a NOTICE."""
+    specs = [JobSpec(seq, "job", Item(n=seq).model_dump_json().encode()) for seq in seqs]
+    batch = encode_batch(PRODUCER_ID, mseq, "json", specs, notify=True)
+    return DataMessage(PRODUCER, (QUEUE,), ServiceType.AGREED, MESS_TYPE, batch)
 
 
 def notified(conn: object, to: str = PRODUCER) -> list[list[int]]:
@@ -58,8 +69,7 @@ async def test_jobs_ending_in_one_turn_go_to_their_producer_in_one_notice(
     dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(**NO_ACK_FOR_A_MINUTE))
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
-            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
-            conn.feed(jobs(1, range(5)))
+            conn.feed(asking(1, range(5)))
             await anyio.wait_all_tasks_blocked()
             assert notified(conn) == [[0, 1, 2, 3, 4]]
             (notice,) = conn.envelopes(Notice, group=PRODUCER)
@@ -71,18 +81,17 @@ async def test_jobs_ending_in_one_turn_go_to_their_producer_in_one_notice(
                 b"4",
             ]
             assert conn.envelopes(Ack) == []  # no ACK yet: only the NOTICE told
-            conn.feed(jobs(2, [5]))
+            conn.feed(asking(2, [5]))
             await anyio.wait_all_tasks_blocked()
             assert notified(conn) == [[0, 1, 2, 3, 4], [5]]
             await stop(dispatcher, conn)
 
 
-async def test_a_sender_outside_feedback_gets_no_notice(dispatcher_for: Make) -> None:
+async def test_jobs_that_do_not_ask_get_no_notice(dispatcher_for: Make) -> None:
     dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(**NO_ACK_FOR_A_MINUTE))
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
-            conn.feed(conn.view((ME,), group=FEEDBACK))  # the producer did not join it
-            conn.feed(jobs(1, range(3)))
+            conn.feed(jobs(1, range(3)))  # a producer that was backlogged: no notify
             await anyio.wait_all_tasks_blocked()
             assert dispatcher.table.backlog == 0  # the jobs ran
             assert notified(conn) == []
@@ -94,8 +103,7 @@ async def test_with_notices_off_none_is_sent(dispatcher_for: Make) -> None:
     dispatcher, conn = dispatcher_for(echo_app(), settings)
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
-            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
-            conn.feed(jobs(1, range(3)))
+            conn.feed(asking(1, range(3)))
             await anyio.wait_all_tasks_blocked()
             assert dispatcher.table.backlog == 0
             assert notified(conn) == []
@@ -107,8 +115,7 @@ async def test_an_outcome_acked_in_the_same_turn_is_not_noticed(dispatcher_for: 
     dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(ack_every=1, ack_interval=60.0))
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
-            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
-            conn.feed(jobs(1, [0]))
+            conn.feed(asking(1, [0]))
             await anyio.wait_all_tasks_blocked()
             reported = [job for ack in conn.envelopes(Ack) for job, _ in ack.outcomes]
             assert reported == [ref(0)]
@@ -128,8 +135,7 @@ async def test_a_result_too_big_is_noticed_as_the_failure_the_ack_reports(
     dispatcher, conn = dispatcher_for(app, FAST.replace(**NO_ACK_FOR_A_MINUTE))
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
-            conn.feed(conn.view((ME, PRODUCER), group=FEEDBACK))
-            conn.feed(jobs(1, [0, 1]))
+            conn.feed(asking(1, [0, 1]))
             await anyio.wait_all_tasks_blocked()
             assert notified(conn) == [[0, 1]]
             await stop(dispatcher, conn)
@@ -155,7 +161,5 @@ async def test_receipts_resolve_from_notices_alone() -> None:
     settings = Settings(**NO_ACK_FOR_A_MINUTE)  # type: ignore[arg-type]
     async with run_app(lone_app(), settings=settings) as producer:
         with anyio.fail_after(WAIT):
-            for n in range(3):
+            for n in range(5):  # one at a time: the producer keeps up, each job asks
                 assert await (await producer.put("echo", n)) == n
-            receipts = [await producer.put("echo", n) for n in range(200)]
-            assert [await receipt for receipt in receipts] == list(range(200))

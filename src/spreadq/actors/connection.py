@@ -199,7 +199,10 @@ class ConnectionHandle:
             self._pending.clear()
             return batch
         try:
-            return await self._events.receive()
+            try:
+                return self._events.receive_nowait()  # no turn of the loop when it waits
+            except anyio.WouldBlock:
+                return await self._events.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
         # raised outside the except block, so the cause the actor recorded (the codec's
@@ -417,7 +420,10 @@ class SpreadConnection:
                 if events:
                     self._events_received += len(events)
                     try:
-                        await send.send(events)
+                        try:
+                            send.send_nowait(events)  # no turn of the loop while there is room
+                        except anyio.WouldBlock:
+                            await send.send(events)
                     except _STREAM_GONE:
                         return  # the consumer closed its end
                 if ended or self._error is not None:

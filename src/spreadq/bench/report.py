@@ -111,6 +111,9 @@ class BenchReport(BaseModel):
     """None when the raw flood was skipped (``raw=0``)."""
     flood: QueueFigures
     half_load: QueueFigures
+    """The paced run: at half the flood's rate, or at ``paced_rate`` when one was asked."""
+    paced_rate: float | None = None
+    """The paced run's rate when asked for (``spreadq bench --rate``); None: half load."""
     resent: int
     """Jobs the producer sent again (after a consumer left, for instance)."""
     worker_peak_rss_mb: tuple[float, ...] | None

@@ -323,6 +323,7 @@ async def run_bench(
     loop: Loop = "auto",
     log_level: str = "warning",
     progress: Callable[[str], object] | None = None,
+    rate: float | None = None,
 ) -> BenchReport:
     """Measure the raw flood, then the queue (flood and half load) on ``address``.
 
@@ -341,6 +342,7 @@ async def run_bench(
         loop: the event loop of the child processes (this process runs on its own).
         log_level: for the child processes.
         progress: called with a short note as each phase starts.
+        rate: the paced run's rate in jobs/s; None: half the flood's.
 
     Raises:
         TimeoutError: the child processes did not report for duty in time.
@@ -375,8 +377,9 @@ async def run_bench(
         flood = await queue_run(
             producer, pool, jobs, payload, daemon_pid=daemon_pid, raw_rate=raw_rate
         )
-        half_rate = flood.jobs_per_s / 2
-        note(f"queue at half load: {jobs // 2:,} jobs at {half_rate:,.0f} jobs/s")
+        half_rate = flood.jobs_per_s / 2 if rate is None else rate
+        paced = "at half load" if rate is None else "paced"
+        note(f"queue {paced}: {jobs // 2:,} jobs at {half_rate:,.0f} jobs/s")
         half = await queue_run(
             producer,
             pool,
@@ -398,6 +401,7 @@ async def run_bench(
         raw_msgs_per_s=raw_rate,
         flood=flood,
         half_load=half,
+        paced_rate=rate,
         resent=resent,
         worker_peak_rss_mb=peak,
     )

@@ -63,7 +63,8 @@ def render(reports: list[BenchReport], console: Console) -> None:
     for heading in ("producer", "workers", "daemon", "total", "sent", "delivered"):
         cost.add_column(heading, justify="right")
     for report in reports:
-        for load, figures in (("flood", report.flood), ("half", report.half_load)):
+        paced = "half" if report.paced_rate is None else f"{report.paced_rate:,.0f}/s"
+        for load, figures in (("flood", report.flood), (paced, report.half_load)):
             raw = report.raw_msgs_per_s
             rates.add_row(
                 report.daemon,
@@ -151,6 +152,14 @@ def bench(
             envvar="SPREADQ_BENCH_LOOP", help="auto (uvloop when installed), asyncio or uvloop."
         ),
     ] = "auto",
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            envvar="SPREADQ_BENCH_RATE",
+            help="Pace the second run at this many jobs/s instead of half the flood's.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", envvar="SPREADQ_BENCH_JSON", help="Print JSON, not tables."),
@@ -170,10 +179,10 @@ def bench(
 ) -> None:
     """Measure jobs/s, latency, CPU and messages per job against a raw flood, in one run.
 
-    For a flood and for half that rate: jobs/s and its ratio to a raw flood of the same
-    daemon; one-way (put to handler start) and round-trip (put to receipt) latency,
-    p50/p99/p999; CPU seconds of the producer, each worker and the embedded daemon;
-    Spread messages sent and delivered per job; each worker's peak RSS.
+    For a flood and for half that rate (or ``--rate``): jobs/s and its ratio to a raw
+    flood of the same daemon; one-way (put to handler start) and round-trip (put to
+    receipt) latency, p50/p99/p999; CPU seconds of the producer, each worker and the
+    embedded daemon; Spread messages sent and delivered per job; each worker's peak RSS.
     """
     from spreadq.bench import embedded_daemon, run_bench, run_role
     from spreadq.eventloop import use_uvloop
@@ -212,6 +221,7 @@ def bench(
             loop=chosen,
             log_level=log_level,
             progress=note,
+            rate=rate,
         )
 
     async def measure() -> BenchReport:

@@ -37,8 +37,9 @@ order: the job is settled cancelled if it is still pending, the CANCEL's sender 
 name the job was last sent under and no held ACK reports it (an ACK ordered before the
 CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
 
-Notices. A consumer also sends the outcomes it reaches straight to our private group
-(NOTICE), at once, where the ACK waits for company. A NOTICE from a trusted consumer
+Notices. While the producer keeps up (:meth:`~ProducerCore.keeping_up`), the jobs it
+sends ask for a NOTICE: the consumer that runs them sends their outcomes straight to
+our private group, at once, where the ACK waits for company. A NOTICE from a trusted consumer
 resolves the receipts of our pending jobs early (``Resolve``), except a job we sent a
 CANCEL for (``CancelSending``): the order of that CANCEL among the ACKs decides it. The
 job stays pending, and in flight for flow control, until an ACK settles it; the ACK
@@ -364,6 +365,20 @@ class ProducerCore:
             jobs.append(queue.popleft())
         self._in_hand = jobs
         return Batch(tuple(jobs))
+
+    def keeping_up(self) -> bool:
+        """Whether this producer sends its jobs as they come: nothing queued behind the
+        batch in hand, room for another put, and no more jobs in hand than consumers
+        (jobs are not piling up between sends). Then a receipt waits for the consumers'
+        ACK gap, not in a queue here, and the jobs sent ask for a NOTICE of their
+        outcome. A loaded producer's jobs do not: one NOTICE per consumer per batch
+        would cost it more than the wait it saves."""
+        return (
+            self.member
+            and not self._queue
+            and len(self._in_hand) <= max(1, len(self._witnesses.consumers))
+            and self.room()
+        )
 
     def queued(self) -> tuple[int, ...]:
         """The seqs of the unsettled jobs waiting to be sent, in the order they go."""

@@ -198,7 +198,9 @@ class Sender:
         live = tuple(job for job in batch.jobs if not job.settled)
         if live:
             mseq = self._core.last_mseq
-            data = encode_batch(self._id, mseq, live[0].codec, [job.spec for job in live])
+            specs = [job.spec for job in live]
+            notify = self._core.keeping_up()  # else the NOTICEs cost more than they save
+            data = encode_batch(self._id, mseq, live[0].codec, specs, notify=notify)
             if self._seal is not None:
                 data = self._seal.seal(data, conn.private_group)
             await conn.multicast(self._work, data, ServiceType.AGREED, MESS_TYPE)

@@ -93,6 +93,8 @@ class Job(NamedTuple):
     reports it as failed with :class:`~spreadq.errors.EnvelopeError` and never runs it.
     RAW jobs have ``codec == "raw"`` and ``kind == "raw:<mess_type>"``.
     ``dedupe_key`` is the producer's idempotency key (``put(..., dedupe_key=)``), if any.
+    ``notify`` says its producer asks the owner for a NOTICE of its outcome (a member
+    producer that keeps up with its puts; docs/cancel-and-results.md#outcome-notices).
 
     A named tuple for the reason :class:`JobRef` is one: the owner builds one per job
     it runs, and a frozen dataclass's ``__init__`` (eight ``object.__setattr__`` calls)
@@ -107,6 +109,7 @@ class Job(NamedTuple):
     header_block: bytes | memoryview = b""
     error: str | None = None
     dedupe_key: str | None = None
+    notify: bool = False
 
     def headers(self) -> dict[str, str]:
         """Decode the job's headers (deadline, not_before, trace context ...).

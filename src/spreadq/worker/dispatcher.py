@@ -62,10 +62,10 @@ earlier, posts ``_WAKE`` to the inbox; a cancel scope with a deadline on every t
 about a tenth of a worker's CPU when messages came one per read.
 
 Outcome notices (``settings.outcome_notices``): the outcomes of a producer's jobs that
-ended in one turn of the loop and went out in no ACK that turn go to that producer's
-private group in one NOTICE, if it is a FEEDBACK member (a member producer), so its
-receipts resolve now instead of at the next ACK. No other consumer reads a NOTICE;
-the ACK still settles the jobs at every replica.
+ask for one (``Job.notify``: the producer keeps up with its puts) and ended in one turn
+of the loop, and went out in no ACK that turn, go to that producer's private group in
+one NOTICE, so its receipts resolve now instead of at the next ACK. No other consumer
+reads a NOTICE; the ACK still settles the jobs at every replica.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -435,10 +435,10 @@ class Dispatcher:
         self._leaving = False
         self._left = False
         self._idle = False  # what the table was last told (Idle)
-        # outcome notices: to the producers among the FEEDBACK members, when enabled
+        # outcome notices: for the jobs whose producer asks (Job.notify), when enabled
         self._notices: dict[str, list[Ended]] = {}  # this turn's, by producer
-        self._notify = settings.outcome_notices
-        self._notified: frozenset[str] = frozenset()  # who takes NOTICEs now
+        self._notices_on = settings.outcome_notices
+        self._notify: set[JobRef] = set()  # jobs handed to the runners that ask for one
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -685,6 +685,8 @@ class Dispatcher:
         assert view is not None  # a job is only assigned within a view
         job = effect.job
         queued = QueuedJob(effect, view, job.ref, job.key)
+        if job.notify and self._notices_on:
+            self._notify.add(job.ref)
         if not effect.failover and JobAssigned in self._events.routes:
             self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
         if job.header_block:  # a job without headers has priority 0 and no start time
@@ -706,6 +708,7 @@ class Dispatcher:
         if not self._pool.cancel(effect.ref):
             self._schedule.cancel(effect.ref)  # dropped when its turn comes
         self._unreported.discard(effect.ref)
+        self._notify.discard(effect.ref)
 
     async def _on_cancel_taken(self, effect: CancelTaken) -> None:
         self._log.info("job_cancelled", job=str(effect.ref), by=effect.by)
@@ -737,10 +740,7 @@ class Dispatcher:
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
         """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
-        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us. Its
-        members are who may take a NOTICE (member producers join FEEDBACK)."""
-        if self._notify:
-            self._notified = frozenset(event.members) - {self._me}
+        the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
         view = view_to_reannounce(
             self._table.view,
             self._me,
@@ -830,6 +830,10 @@ class Dispatcher:
         ref, outcome = item
         self._pool.ended(ref)
         self._schedule.ended(ref)
+        notify = self._notify
+        asked = ref in notify
+        if asked:
+            notify.discard(ref)
         if outcome is None:
             return
         table = self._table
@@ -837,7 +841,7 @@ class Dispatcher:
         if sender is not None:  # outstanding
             self._unreported.add(ref)
             self._recovery.keep(ref, outcome, table.is_outstanding)
-            if sender in self._notified:
+            if asked:
                 notices = self._notices.get(sender)
                 if notices is None:
                     self._notices[sender] = [item]
@@ -874,6 +878,7 @@ class Dispatcher:
         """Cancel every running handler and forget every queued job."""
         self._pool.cancel_all()
         self._schedule.drop_all()
+        self._notify.clear()
 
     # -- drain and loss --------------------------------------------------------------------
 

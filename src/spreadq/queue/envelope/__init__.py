@@ -36,7 +36,8 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     BATCH     producer_id 16s | mseq u64 | codec_len u8 | codec | slots x job record
     FRAGMENT  producer_id 16s | mseq u64 | index u16 | count u16 | codec_len u8 | codec |
               one job record whose payload is chunk ``index`` of ``count``
-    job record  seq u64 | flags u8 (bit 0: has key, bit 1: has dedupe key) | kind_len u8 |
+    job record  seq u64 | flags u8 (bit 0: has key, bit 1: has dedupe key, bit 2: notify) |
+                kind_len u8 |
                 key_len u16 |
                 headers_len u16 | payload_len u32 | kind | key | headers | payload
                 (a job with flag bit 1 carries its dedupe key in the ``dedupe_key`` header)
@@ -72,10 +73,11 @@ LEDGER goes to the WORK group only: the latest periodic tick the members it name
 accepted, per schedule, sent after a join or a merge so the view's tick ledgers settle
 to one (:class:`Ledger`, docs/design/periodic.md).
 
-NOTICE goes to one producer's private group only, from the consumer that ran its jobs,
-as soon as they end: the producer resolves their receipts from it without waiting for
-the ACK, which still settles the jobs at every replica (:class:`Notice`). No consumer
-reads it, so it costs the group nothing; a NOTICE on WORK is ignored.
+NOTICE goes to one producer's private group only, from the consumer that ran its jobs
+(those whose record has flag bit 2, *notify*, set), as soon as they end: the producer
+resolves their receipts from it without waiting for the ACK, which still settles the
+jobs at every replica (:class:`Notice`). No consumer reads it, so it costs the group
+nothing; a NOTICE on WORK is ignored.
 STATS goes to the FEEDBACK group only (never WORK, so it takes no slot anywhere): one
 consumer's periodic report for ``spreadq top`` and other observers (:class:`Stats`).
 

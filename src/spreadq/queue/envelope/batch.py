@@ -51,7 +51,8 @@ _JOB = struct.Struct("<QBBHHI")
 
 _HAS_KEY = 0x01
 _HAS_DEDUPE = 0x02
-_FLAGS = _HAS_KEY | _HAS_DEDUPE
+_NOTIFY = 0x04  # the producer asks for a NOTICE of the job's outcome
+_FLAGS = _HAS_KEY | _HAS_DEDUPE | _NOTIFY
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,9 @@ def _read_dedupe_key(block: bytes | memoryview) -> str:
     return value
 
 
+_NOTIFY_FLAGS: Final = tuple(bytes((flags | _NOTIFY,)) for flags in range(256))
+"""Each flags byte with the NOTIFY bit set, by its value."""
+
 _KINDS: dict[str, bytes] = {}
 """Job kinds checked and encoded by :func:`_job_head`: a producer puts a few kinds
 many times each."""
@@ -248,8 +252,11 @@ def batch_size(codec: str, jobs: Sequence[JobSpec]) -> int:
     return _batch_overhead(codec) + sum(job.encoded_size for job in jobs)
 
 
-def encode_batch(producer_id: bytes, mseq: int, codec: str, jobs: Sequence[JobSpec]) -> bytes:
-    """Encode a JOB BATCH of ``jobs`` (one slot each).
+def encode_batch(
+    producer_id: bytes, mseq: int, codec: str, jobs: Sequence[JobSpec], *, notify: bool = False
+) -> bytes:
+    """Encode a JOB BATCH of ``jobs`` (one slot each); with ``notify``, each job asks its
+    owner for a NOTICE of its outcome (flag bit 2).
 
     Raises:
         LocalProtocolError: a bad producer id, mseq, codec name, or more than 65,535 jobs.
@@ -262,8 +269,13 @@ def encode_batch(producer_id: bytes, mseq: int, codec: str, jobs: Sequence[JobSp
     raw_codec = _codec_bytes(codec)
     parts = [_preamble(Kind.BATCH, len(jobs)), _BATCH.pack(producer_id, mseq, len(raw_codec))]
     parts.append(raw_codec)
-    for job in jobs:
-        parts += (job._head, job.payload)
+    if notify:
+        for job in jobs:
+            head = job._head  # the flags byte follows the u64 seq
+            parts += (head[:8], _NOTIFY_FLAGS[head[8]], head[9:], job.payload)
+    else:
+        for job in jobs:
+            parts += (job._head, job.payload)
     data = b"".join(parts)
     if len(data) > MAX_ENVELOPE_SIZE:
         raise MessageTooLarge(len(data), MAX_ENVELOPE_SIZE, "job batch")
@@ -309,7 +321,11 @@ def encode_fragments(
 
 def _encode_batch_value(batch: JobBatch) -> bytes:
     specs = [_spec_of(job) for job in batch.jobs]
-    return encode_batch(batch.producer_id, batch.mseq, batch.codec, specs)
+    asking = {job.notify for job in batch.jobs}
+    if len(asking) > 1:
+        raise LocalProtocolError("the jobs of one batch ask for a NOTICE all or none")
+    notify = asking == {True}
+    return encode_batch(batch.producer_id, batch.mseq, batch.codec, specs, notify=notify)
 
 
 def _encode_fragment_value(frag: JobFragment) -> bytes:
@@ -354,7 +370,8 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
     headers = mv[headers_at:payload_at] if headers_len else b""
     dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
     ref = JobRef(producer_id, seq)
-    return Job(ref, kind, key, codec, mv[payload_at:end], headers, dedupe_key=dedupe)
+    payload = mv[payload_at:end]
+    return Job(ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY))
 
 
 def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
@@ -368,7 +385,7 @@ def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
     headers = mv[headers_at:payload_at] if headers_len else b""
     dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
     payload = mv[payload_at : payload_at + payload_len]
-    return Job(ref, kind, key, codec, payload, headers, dedupe_key=dedupe)
+    return Job(ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY))
 
 
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
