@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import anyio.lowlevel
 
+from spreadq.errors import ConnectionLost
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
 from spreadq.settings import Settings
@@ -88,6 +89,7 @@ class FakeConnection:
         self.acks = 0
         self.finished = anyio.Event()
         self.done: Callable[[], bool] = lambda: False
+        self._sink: Callable[[Sequence[DaemonMessage]], object] | None = None
 
     async def join(self, group: str) -> None:
         self._joined.append(RegularMembership(group, GroupId(1, 1, 1), MEMBERS, Cause.JOIN))
@@ -108,19 +110,31 @@ class FakeConnection:
             self.acks += 1
             self._looped.append(DataMessage(MEMBERS[0], names, service, mess_type, data))
 
-    async def receive_batch(self) -> Sequence[DaemonMessage]:
-        await anyio.lowlevel.checkpoint()
+    def deliver_to(
+        self,
+        sink: Callable[[Sequence[DaemonMessage]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        self._sink = sink
+
+    async def serve(self) -> None:
+        """Play the daemon: hand the dispatcher one read per turn of the loop."""
         while True:
+            await anyio.lowlevel.checkpoint()
+            sink = self._sink
+            if sink is None:
+                continue
             if self._joined:
                 out, self._joined = self._joined, []
-                return out
-            if self._reads or self._looped:
+                sink(out)
+            elif self._reads or self._looped:
                 out = self._reads.popleft() if self._reads else []
                 out, self._looped = self._looped + out, []
-                return out
-            if self.done():
-                self.finished.set()
-            await anyio.sleep(0.001)  # nothing left to deliver: poll for our own ACKs
+                sink(out)
+            else:
+                if self.done():
+                    self.finished.set()
+                await anyio.sleep(0.001)  # nothing left to deliver: poll for our own ACKs
 
 
 async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
@@ -139,6 +153,7 @@ async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[flo
     )
     table = dispatcher.table
     async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.serve)
         await tg.start(dispatcher.run)
         conn.done = lambda: table.stats.completed >= jobs
         started, cpu = time.perf_counter(), time.process_time()

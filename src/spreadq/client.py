@@ -383,6 +383,19 @@ class Connection:
         """
         return await self._handle.receive_batch()
 
+    def deliver_to(
+        self,
+        sink: Callable[[Sequence[DaemonMessage]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        """Push the events instead: ``sink`` gets everything each socket read decoded,
+        in order (what was read before this call first), and ``end`` the session's end
+        once. Both run in the connection's reader and must not block; a consumer with a
+        queue of its own saves a task switch per read this way. Do not call
+        :meth:`receive` or :meth:`receive_batch` after this.
+        """
+        self._handle.deliver_to(sink, end)
+
     def statistics(self) -> ConnectionStatistics:
         """Counters of this connection: writes, reads, bytes, events, queued commands."""
         return self._handle.statistics()

@@ -588,3 +588,49 @@ async def test_an_exception_in_the_connect_block_propagates(error: Exception) ->
         with anyio.fail_after(WAIT), pytest.raises(type(error)) as raised:
             await body(daemon.address)
     assert raised.value is error
+
+
+# --- pushing the events ----------------------------------------------------------------
+
+
+def message(data: bytes) -> DataMessage:
+    return DataMessage("#x#fake", ("g",), ServiceType.AGREED, 0, data)
+
+
+async def test_pushed_events_come_in_order_after_those_read_before_then_the_end_once() -> None:
+    async with fake_daemon() as fake, connected(fake) as (conn, peer):
+        with anyio.fail_after(WAIT):
+            await peer.send(message(b"early"))
+            while conn.statistics().events_received < 1:  # read, not yet taken
+                await wait_all_tasks_blocked()
+            got: list[DaemonMessage] = []
+            ends: list[ConnectionLost] = []
+            conn.deliver_to(got.extend, ends.append)
+            assert got == [message(b"early")]  # read before the call: handed over first
+            await peer.send(message(b"a"))
+            await peer.send(message(b"b"))
+            while len(got) < 3:
+                await wait_all_tasks_blocked()
+            assert got == [message(b"early"), message(b"a"), message(b"b")]
+            assert ends == []
+            await peer.close()
+            while not ends:
+                await wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
+            assert [end.reason for end in ends] == [CloseReason.EOF]  # once
+
+
+async def test_pushing_from_a_connection_that_already_ended_reports_its_end_at_once() -> None:
+    async with fake_daemon() as fake, connected(fake) as (conn, peer):
+        with anyio.fail_after(WAIT):
+            await peer.send(message(b"last"))
+            await peer.close()
+            handle = conn._handle  # the reader has seen the end once it records it
+            assert handle is not None
+            while handle.error is None:
+                await wait_all_tasks_blocked()
+            got: list[DaemonMessage] = []
+            ends: list[ConnectionLost] = []
+            conn.deliver_to(got.extend, ends.append)
+            assert got == [message(b"last")]
+            assert [end.reason for end in ends] == [CloseReason.EOF]

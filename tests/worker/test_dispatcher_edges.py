@@ -33,7 +33,7 @@ from spreadq.queue.envelope import Cancel, Hello, ResultAnswer, ResultQuery
 from spreadq.queue.jobs import Job, JobRef, encode_headers
 from spreadq.queue.protocol import NOT_BEFORE_HEADER, PRIORITY_HEADER
 from spreadq.queue.seal import Seal
-from spreadq.wire.events import DaemonMessage, DataMessage
+from spreadq.wire.events import DataMessage
 from spreadq.worker.app import App
 from spreadq.worker.dispatcher import Dispatcher, _when_and_priority
 from spreadq.worker.periodic import PeriodicTick
@@ -505,9 +505,8 @@ class _Unreachable:
     async def multicast(self, groups: object, data: bytes, *args: object, **kw: object) -> None:
         raise AssertionError("never joined")
 
-    async def receive_batch(self) -> list[DaemonMessage]:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
+    def deliver_to(self, sink: object, end: object) -> None:
+        pass  # nothing is ever read
 
 
 async def test_a_connection_lost_at_the_join_ends_the_session_with_it() -> None:

@@ -11,7 +11,6 @@ surviving mutants (docs/mutation.md).
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -79,7 +78,10 @@ class Scripted:
     _index: int = 0
 
     def __post_init__(self) -> None:
-        self._feed, self._reads = anyio.create_memory_object_stream[list[DaemonMessage]](math.inf)
+        self._sink: Callable[[Sequence[DaemonMessage]], object] | None = None
+        self._end: Callable[[ConnectionLost], object] | None = None
+        self._early: list[list[DaemonMessage]] = []  # fed before deliver_to
+        self._lost = False
 
     async def join(self, group: str) -> None:
         self.joined.append(group)
@@ -99,23 +101,34 @@ class Scripted:
     ) -> None:
         self.sent.append(((groups,) if isinstance(groups, str) else tuple(groups), data))
 
-    async def receive_batch(self) -> list[DaemonMessage]:
-        try:
-            return await self._reads.receive()
-        except anyio.EndOfStream:
-            raise ConnectionLost(CloseReason.RESET) from None
+    def deliver_to(
+        self,
+        sink: Callable[[Sequence[DaemonMessage]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        self._sink, self._end = sink, end
+        for events in self._early:
+            sink(events)
+        self._early.clear()
+        if self._lost:
+            end(ConnectionLost(CloseReason.RESET))
 
     def feed(self, *events: DaemonMessage) -> None:
         """Deliver ``events`` in one read."""
-        self._feed.send_nowait(list(events))
+        if self._sink is None:
+            self._early.append(list(events))
+        else:
+            self._sink(list(events))
 
     def lose(self) -> None:
-        """The daemon goes away: the next read raises ConnectionLost."""
-        self._feed.close()
+        """The daemon goes away: the session ends with ConnectionLost (RESET)."""
+        if not self._lost:
+            self._lost = True
+            if self._end is not None:
+                self._end(ConnectionLost(CloseReason.RESET))
 
     def close(self) -> None:
-        self._feed.close()
-        self._reads.close()
+        self._sink = None
 
     def view(
         self,

@@ -11,7 +11,10 @@ The actor owns a connected byte stream (TCP or Unix) and a sans-IO
 * the **reader** receives chunks of up to 256 KiB, feeds them to the session, decodes
   every complete message in the chunk, and puts them as one tuple into a bounded stream
   of event batches. When the consumer is slow the reader blocks, stops reading the
-  socket, and the daemon queues for us: that is what flow control above manages.
+  socket, and the daemon queues for us: that is what flow control above manages. A
+  consumer that keeps its own queue (a worker's dispatcher) may instead take each tuple
+  from the reader itself (:meth:`ConnectionHandle.deliver_to`), saving a task switch
+  per read.
 * the **writer** waits for one command in the inbox, takes every command queued behind
   it, encodes them all, and writes the bytes with one ``send``. A burst of multicasts
   costs one system call, not one per message.
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -209,6 +212,30 @@ class ConnectionHandle:
         # RemoteProtocolError, the socket's OSError) stays on the error
         raise self._ended()
 
+    def deliver_to(
+        self,
+        sink: Callable[[tuple[DaemonMessage, ...]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        """From now on hand the events of each read to ``sink``, in the reader task, and
+        call ``end`` with the connection's error once it has ended (once; at once if it
+        already has). Events read before this call go to ``sink`` first. Both are
+        called synchronously and must not block: one hop less per read than a task
+        waiting in :meth:`receive_batch`, which must not be used after this.
+        """
+        if self._pending:
+            sink(tuple(self._pending))
+            self._pending.clear()
+        while True:
+            try:
+                sink(self._events.receive_nowait())
+            except anyio.WouldBlock:
+                break
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                end(self._ended())
+                return
+        self._actor.deliver_to(sink, end)
+
     async def receive(self) -> DaemonMessage:
         """Wait for the next event.
 
@@ -266,6 +293,8 @@ class SpreadConnection:
         self._inbox: Inbox[ConnectionCommand] = Inbox(inbox_size)
         self._event_batches = event_batches
         self._events_send: MemoryObjectSendStream[tuple[DaemonMessage, ...]] | None = None
+        self._sink: Callable[[tuple[DaemonMessage, ...]], object] | None = None
+        self._sink_end: Callable[[ConnectionLost], object] | None = None
         self._error: ConnectionLost | None = None
         self._writer_scope = anyio.CancelScope()
         self._run_scope = anyio.CancelScope()
@@ -315,6 +344,16 @@ class SpreadConnection:
     def error(self) -> ConnectionLost | None:
         """Why the connection ended, or ``None`` while it runs."""
         return self._error
+
+    def deliver_to(
+        self,
+        sink: Callable[[tuple[DaemonMessage, ...]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        """Hand each read's events to ``sink`` instead of the event stream, and the end
+        to ``end`` (see :meth:`ConnectionHandle.deliver_to`, which drains the stream
+        first)."""
+        self._sink, self._sink_end = sink, end
 
     def mailbox(self) -> Mailbox[ConnectionCommand]:
         """A sending end of the inbox; it raises :attr:`error` once the connection ended."""
@@ -419,13 +458,17 @@ class SpreadConnection:
                 events, ended = self._decode()
                 if events:
                     self._events_received += len(events)
-                    try:
+                    sink = self._sink
+                    if sink is not None:
+                        sink(events)
+                    else:
                         try:
-                            send.send_nowait(events)  # no turn of the loop while there is room
-                        except anyio.WouldBlock:
-                            await send.send(events)
-                    except _STREAM_GONE:
-                        return  # the consumer closed its end
+                            try:
+                                send.send_nowait(events)  # no turn of the loop if there is room
+                            except anyio.WouldBlock:
+                                await send.send(events)
+                        except _STREAM_GONE:
+                            return  # the consumer closed its end
                 if ended or self._error is not None:
                     return
                 with anyio.CancelScope() as scope:
@@ -452,6 +495,10 @@ class SpreadConnection:
             self._receive_scope = None
             self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
             send.close()
+            end, self._sink_end = self._sink_end, None
+            if end is not None:
+                assert self._error is not None
+                end(self._error)
 
     def _decode(self) -> tuple[tuple[DaemonMessage, ...], bool]:
         """Decode every complete message buffered; say whether the session has ended."""

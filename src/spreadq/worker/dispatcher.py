@@ -7,7 +7,7 @@ with no history, so it gets a new Dispatcher and a fresh
 :class:`~spreadq.queue.OutstandingTable`). Everything it does goes through one inbox,
 read by one loop that alone touches the table::
 
-    connection --(reader task: one item per socket read)--> inbox
+    connection --(its reader: one item per socket read)----> inbox
     runner pool --(ended: ref, outcome; help; rescan)-----> inbox
     handle.drain() ----------------------------------------> inbox
     stats ticker --(every settings.stats_interval)---------> inbox  (STATS to FEEDBACK)
@@ -218,8 +218,13 @@ class DispatcherConnection(Protocol):
         """Send one message to one group or several."""
         ...
 
-    async def receive_batch(self) -> Sequence[DaemonMessage]:
-        """The next events, in the daemon's order."""
+    def deliver_to(
+        self,
+        sink: Callable[[Sequence[DaemonMessage]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        """Hand every read's events to ``sink``, in the daemon's order, and the
+        connection's end to ``end``; neither may block."""
         ...
 
 
@@ -466,7 +471,7 @@ class Dispatcher:
         try:
             async with anyio.create_task_group() as tasks:
                 self._pool.attach(tasks)
-                tasks.start_soon(self._read)
+                self._conn.deliver_to(self._delivered, self._lost)
                 tasks.start_soon(self._stats.tick, self._post_stats_due)
                 try:
                     await self._conn.join(self._work)
@@ -496,13 +501,15 @@ class Dispatcher:
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        send = self._send.send_nowait
-        try:
-            while True:
-                send(_Delivered(await self._conn.receive_batch()))
-        except ConnectionLost as error:
-            send(_Lost(error))
+    def _delivered(self, events: Sequence[DaemonMessage]) -> None:
+        """The connection read ``events`` (called in its reader)."""
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._send.send_nowait(_Delivered(events))  # after our end: nobody reads them
+
+    def _lost(self, error: ConnectionLost) -> None:
+        """The connection ended (called in its reader, once)."""
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._send.send_nowait(_Lost(error))
 
     def _post_stats_due(self) -> None:
         """Post :class:`_StatsDue` (every ``settings.stats_interval`` seconds, from
