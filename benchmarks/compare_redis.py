@@ -347,6 +347,8 @@ def measure_spreadq(args: argparse.Namespace) -> BenchReport:
     command += ["--raw", str(args.raw), "--payload", str(args.payload)]
     if args.spread is not None:
         command += ["--spread", args.spread]
+    if args.rate is not None:
+        command += ["--rate", str(args.rate)]
     completed = subprocess.run(command, stdout=subprocess.PIPE, check=False, text=True)
     if completed.returncode != 0:
         raise ChildProcessError(f"spreadq bench exited with {completed.returncode}")
@@ -372,13 +374,19 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
     """The side-by-side figures: (what, spreadq, Redis)."""
     out: list[tuple[str, float | None, float | None]] = [
         ("flood jobs/s", ours.flood.jobs_per_s, theirs.flood.jobs_per_s),
-        ("half load jobs/s", ours.half_load.jobs_per_s, theirs.half_load.jobs_per_s),
     ]
-    loads = [("half", ours.half_load, theirs.half_load)]
-    if theirs.at_rate is not None:  # Redis at spreadq's half-load rate: the same load
-        same = ("same rate jobs/s (spreadq's half load)", ours.half_load.jobs_per_s)
-        out.append((*same, theirs.at_rate.jobs_per_s))
-        loads.append(("same rate", ours.half_load, theirs.at_rate))
+    loads = []
+    if ours.paced_rate is None:  # both at half their own flood's rate
+        out.append(("half load jobs/s", ours.half_load.jobs_per_s, theirs.half_load.jobs_per_s))
+        loads.append(("half", ours.half_load, theirs.half_load))
+    if theirs.at_rate is not None:  # Redis at spreadq's paced rate: the same load
+        if ours.paced_rate is None:
+            label, what = "same rate", "same rate jobs/s (spreadq's half load)"
+        else:
+            label = what = f"at {ours.paced_rate:,.0f}/s"
+            what += " jobs/s"
+        out.append((what, ours.half_load.jobs_per_s, theirs.at_rate.jobs_per_s))
+        loads.append((label, ours.half_load, theirs.at_rate))
     loads.append(("flood", ours.flood, theirs.flood))
     for load, a, b in loads:
         for kind in ("one_way", "round_trip"):
@@ -449,16 +457,25 @@ def chart(ours: BenchReport, theirs: RedisReport, path: Path) -> None:
 
     figure, (cdf, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
     share = [i / 100 for i in range(101)]
-    for name, report, colour in (("spreadq", ours, "tab:blue"), ("Redis", theirs, "tab:red")):
-        half = report.half_load
-        cdf.plot(half.one_way.cdf_ms, share, color=colour, label=f"{name} one way")
+    paced = theirs.at_rate if ours.paced_rate is not None else None
+    load = "half load" if paced is None else f"{ours.paced_rate:,.0f} jobs/s"
+    theirs_paced = theirs.half_load if paced is None else paced
+    for name, figures, colour in (
+        ("spreadq", ours.half_load, "tab:blue"),
+        ("Redis", theirs_paced, "tab:red"),
+    ):
+        cdf.plot(figures.one_way.cdf_ms, share, color=colour, label=f"{name} one way")
         cdf.plot(
-            half.round_trip.cdf_ms, share, color=colour, linestyle="--", label=f"{name} round trip"
+            figures.round_trip.cdf_ms,
+            share,
+            color=colour,
+            linestyle="--",
+            label=f"{name} round trip",
         )
     cdf.set_xscale("log")
-    cdf.set_xlabel("latency at half load, ms (log)")
+    cdf.set_xlabel(f"latency at {load}, ms (log)")
     cdf.set_ylabel("share of jobs")
-    cdf.set_title("latency CDF at half load")
+    cdf.set_title(f"latency CDF at {load}")
     cdf.legend()
     names = ["spreadq flood", "spreadq half", "Redis flood", "Redis half"]
     values = [
@@ -507,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--json", action="store_true", help="print both reports as JSON")
     parser.add_argument("--chart", type=Path, help="draw a PNG chart here (matplotlib)")
+    parser.add_argument(
+        "--rate", type=float, help="compare both at this many jobs/s, not at half load"
+    )
     args = parser.parse_args(argv)
     missing = _missing()
     if missing is not None:

@@ -88,6 +88,20 @@ def test_compare_redis_tables(tmp_path: Path) -> None:
     assert "Redis Streams" in out
 
 
+def test_compare_redis_at_a_given_rate(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or find_spec("redis") is None:
+        pytest.skip("needs redis-server and the redis package")
+    wide = {**os.environ, "COLUMNS": "200"}
+    args = ("--jobs", "100", "--raw", "0", "--rate", "400")
+    out = script("compare_redis.py", *TINY, *args, env=wide)
+    for row in ("flood jobs/s", "at 400/s jobs/s", "at 400/s round trip p99 ms"):
+        assert row in out, out
+    assert "half one way" not in out  # spreadq ran at 400/s, not at its half load
+    both = json.loads(script("compare_redis.py", *TINY, *args, "--json"))
+    assert BenchReport.model_validate(both["spreadq"]).paced_rate == 400
+    assert both["redis"]["at_rate"]["jobs_per_s"] <= 1.5 * 400
+
+
 def test_scale_curve_quick() -> None:
     out = script(
         "scale_curve.py", "--quick", "--workers", "1,2", "--payloads", "100", "--jobs", "100",

@@ -254,13 +254,18 @@ def _read_outcomes(reader: _Reader, n_outcomes: int) -> AckOutcomes:
             if end == body_at and attempts == 1:
                 add_record(PLAIN_SUCCESS)  # what most outcomes are: no new value
             else:
-                if codec_len:  # checked here, read as a name only when asked for
-                    codec = mv[body_at : body_at + codec_len].tobytes()
-                    if codec not in checked:
-                        _codec_name(codec)
                 record = mv[at + _REF_SIZE : end].tobytes()
-                if end - at <= _SHARED_RECORD:  # alike outcomes share one record
-                    record = seen.setdefault(record, record)
+                short = end - at <= _SHARED_RECORD
+                known = seen.get(record) if short else None
+                if known is not None:  # alike outcomes share one record, checked once
+                    record = known
+                else:
+                    if codec_len:  # checked here, read as a name only when asked for
+                        codec = mv[body_at : body_at + codec_len].tobytes()
+                        if codec not in checked:
+                            _codec_name(codec)
+                    if short:
+                        seen[record] = record
                 add_record(record)
             at = end
             continue
