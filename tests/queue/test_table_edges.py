@@ -14,6 +14,8 @@ defaults, and what a view change reports.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_table import INC, PID, A, B, C, Cluster, D, of_type, ref, runs
 from test_table_cancel import cancel
 from test_table_dedupe import PID2, put, reported
@@ -42,6 +44,7 @@ from spreadq.queue.envelope import (
 from spreadq.queue.inputs import (
     Idle,
     JobFinished,
+    JobsFinished,
     JobStarted,
     MessageDelivered,
     StartDraining,
@@ -761,3 +764,38 @@ def test_a_table_made_with_the_defaults_remembers_100_000_outcomes_a_generation(
     assert table.remembers(ref(99_999)) is None
     assert table.remembers(ref(100_000)) == PLAIN_SUCCESS
     assert table.remembers(ref(199_999)) == PLAIN_SUCCESS
+
+
+@given(
+    outcomes=st.lists(st.sampled_from([b"r", b"", b"x" * 40]), min_size=1, max_size=12),
+    every=st.integers(1, 6),
+    repeat=st.integers(0, 2),
+)
+def test_jobs_finished_together_report_what_they_would_one_by_one(
+    outcomes: list[bytes], every: int, repeat: int
+) -> None:
+    # the same jobs finished one by one or as one JobsFinished: the same outcomes go out,
+    # in the same order; only where one ACK ends and the next begins may differ
+    reported: list[list[tuple[JobRef, Outcome]]] = []
+    for together in (False, True):
+        cluster = Cluster(ack_every_jobs=every, ack_every_seconds=10.0)
+        cluster.join(A)
+        table = cluster.tables[A]
+        for seq in range(len(outcomes)):
+            cluster.send(seq)
+        finished = [JobFinished(ref(n), Outcome.success(r)) for n, r in enumerate(outcomes)]
+        finished += finished[:repeat]  # a repeat is reported once
+        effects: list[Effect] = []
+        if together:
+            effects += table.apply(JobsFinished(finished), 1.0)
+        else:
+            for one in finished:
+                effects += table.apply(one, 1.0)
+        effects += table.apply(Tick(), 11.0)
+        acks = [list(send.envelope.outcomes) for send in of_type(effects, SendAck)]
+        reported.append([pair for ack in acks for pair in ack])
+        if together:
+            assert len(acks) <= 2  # at most one for the batch, one for the Tick
+    alone, together_ = reported
+    assert together_ == alone
+    assert [r for r, _ in alone] == [ref(n) for n in range(len(outcomes))]

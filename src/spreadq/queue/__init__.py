@@ -36,6 +36,7 @@ from spreadq.queue.envelope import encode_fragments as encode_fragments
 from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
+from spreadq.queue.inputs import JobsFinished as JobsFinished
 from spreadq.queue.inputs import JobStarted as JobStarted
 from spreadq.queue.inputs import MessageDelivered as MessageDelivered
 from spreadq.queue.inputs import StartDraining as StartDraining
@@ -80,6 +81,7 @@ __all__ = [
     "JobBatch",
     "JobsCompleted",
     "JobFinished",
+    "JobsFinished",
     "JobFragment",
     "JobOrphaned",
     "JobRef",

@@ -5,11 +5,13 @@ Membership inputs (:class:`~spreadq.queue.view.ViewInstalled`,
 live in :mod:`~spreadq.queue.view`; this module adds data messages and local inputs and
 names the union :data:`Input`. The inputs fed once per message or per job
 (:class:`MessageDelivered`, :class:`JobStarted`, :class:`JobFinished`) are named tuples,
-cheaper to build than the frozen dataclasses the others are; all are immutable.
+cheaper to build than the frozen dataclasses the others are; all are immutable. A worker
+reports the jobs that ended in one turn of its loop together, as :class:`JobsFinished`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,6 +23,7 @@ __all__ = [
     "Input",
     "JobFinished",
     "JobStarted",
+    "JobsFinished",
     "MessageDelivered",
     "StartDraining",
     "Tick",
@@ -46,6 +49,14 @@ class JobFinished(NamedTuple):
 
     ref: JobRef
     outcome: Outcome
+
+
+class JobsFinished(NamedTuple):
+    """Our handlers for several jobs finished: each as its :class:`JobFinished`, in
+    order, with the ACK cadence asked once at the end (one ACK for them when one is
+    due, not one each time a count is reached on the way)."""
+
+    finished: Sequence[JobFinished]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,7 @@ Input = (
     | MessageDelivered
     | JobStarted
     | JobFinished
+    | JobsFinished
     | Tick
     | Idle
     | StartDraining

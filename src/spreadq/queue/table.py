@@ -169,6 +169,7 @@ from spreadq.queue.inputs import (
     Idle,
     Input,
     JobFinished,
+    JobsFinished,
     JobStarted,
     MessageDelivered,
     StartDraining,
@@ -370,6 +371,7 @@ class OutstandingTable:
             MessageDelivered: self._on_message,
             JobStarted: self._on_started,
             JobFinished: self._on_finished,
+            JobsFinished: self._on_jobs_finished,
             Tick: self._on_tick,
             Idle: self._on_idle,
             StartDraining: self._on_start_draining,
@@ -1056,21 +1058,36 @@ class OutstandingTable:
         return []
 
     def _on_finished(self, event: JobFinished) -> list[Effect]:
-        entry = self._entries.get(event.ref)
-        if entry is None or entry.finished or self._view is None:
+        if not self._finish(event) or not self._cadence.due(self._now):
             return []
+        return [self._make_ack()]
+
+    def _on_jobs_finished(self, event: JobsFinished) -> list[Effect]:
+        finish = self._finish
+        for finished in event.finished:
+            finish(finished)
+        if self._view is None or not self._cadence.due(self._now):
+            return []
+        return [self._make_ack()]
+
+    def _finish(self, event: JobFinished) -> bool:
+        """Queue the outcome of our job for the next ACK; False when it is not ours to
+        report (not outstanding, reported already, or no view)."""
+        ref = event.ref
+        entry = self._entries.get(ref)
+        if entry is None or entry.finished or self._view is None:
+            return False
         entry.finished = True
-        self._mine.pop(event.ref, None)
+        self._mine.pop(ref, None)
         outcome = event.outcome
         size = outcome_size(outcome)
-        if size > self._cadence.outcome_budget:
+        cadence = self._cadence
+        if size > cadence.outcome_budget:
             message = f"a result of {len(outcome.result)} bytes does not fit in an ACK"
             outcome = Outcome.failure("MessageTooLarge", message, outcome.attempts)
             size = outcome_size(outcome)
-        self._cadence.on_finished(event.ref, outcome, self._now, size)
-        if self._cadence.due(self._now):
-            return [self._make_ack()]
-        return []
+        cadence.on_finished(ref, outcome, self._now, size)
+        return True
 
     def _on_tick(self, event: Tick) -> list[Effect]:
         if self._view is not None and self._cadence.due(self._now):

@@ -8,7 +8,7 @@ with no history, so it gets a new Dispatcher and a fresh
 read by one loop that alone touches the table::
 
     connection --(its reader: one item per socket read)----> inbox
-    runner pool --(ended: ref, outcome; help; rescan)-----> inbox
+    runner pool --(ended jobs, as one item; help; rescan)--> inbox
     handle.drain() ----------------------------------------> inbox
     stats ticker --(every settings.stats_interval)---------> inbox  (STATS to FEEDBACK)
                           |
@@ -52,10 +52,12 @@ The loop also watches the FEEDBACK group's memberships: when a member that is no
 consumer joins it, or after a NETWORK change of it, the rule may pick us to announce
 the WORK view again to FEEDBACK.
 
-A runner sends each outcome back through the inbox, fed to the table as
-:class:`~spreadq.queue.JobFinished`; the table decides when the ACK goes out (the loop
-waits for the inbox at most until :meth:`~spreadq.queue.OutstandingTable.next_deadline`,
-the scheduler's next delayed job or the pool's next scan, then feeds a
+The runners keep each job's end in the pool; the first one since the loop last looked
+posts one item to the inbox, and the loop feeds the outcomes of all of them to the
+table in one :class:`~spreadq.queue.JobsFinished`; the table decides when the ACK goes
+out (the loop waits for the inbox at most until
+:meth:`~spreadq.queue.OutstandingTable.next_deadline`, the scheduler's next delayed job
+or the pool's next scan, then feeds a
 :class:`~spreadq.queue.Tick`, moves due jobs to the ready queue and scans). It waits
 without a cancel scope: one event-loop timer, kept while the deadline does not move
 earlier, posts ``_WAKE`` to the inbox; a cancel scope with a deadline on every turn cost
@@ -142,6 +144,7 @@ from spreadq.queue import (
     JobRef,
     JobRejected,
     JobsCompleted,
+    JobsFinished,
     JobStarted,
     LeftGroup,
     Outcome,
@@ -170,7 +173,7 @@ from spreadq.wire.events import (
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.periodic import TickAnnouncer
-from spreadq.worker.pool import Ended, Help, QueuedJob, Rescan, RunnerPool
+from spreadq.worker.pool import ENDED, Ended, EndedReady, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
     JobRunner,
@@ -275,7 +278,7 @@ class _Wake:
 
 _WAKE: Final = _Wake()
 
-_Item = _Delivered | _Lost | Ended | _Drain | Help | Rescan | _StatsDue | _Wake
+_Item = _Delivered | _Lost | EndedReady | _Drain | Help | Rescan | _StatsDue | _Wake
 
 
 class DispatcherHandle:
@@ -635,8 +638,8 @@ class Dispatcher:
                     if type(translated) is LeftGroup:
                         self._left = True
                     await self._apply(translated)
-        elif isinstance(item, Ended):
-            await self._on_ended(item)
+        elif item is ENDED:
+            await self._on_ended()
         elif isinstance(item, Help):
             self._pool.help()
         elif isinstance(item, _StatsDue):
@@ -833,28 +836,36 @@ class Dispatcher:
         self._pool.start(queued, now)
         self._table.apply(JobStarted(queued.ref), now)
 
-    async def _on_ended(self, item: Ended) -> None:
-        ref, outcome = item
-        self._pool.ended(ref)
-        self._schedule.ended(ref)
-        notify = self._notify
-        asked = ref in notify
-        if asked:
-            notify.discard(ref)
-        if outcome is None:
-            return
-        table = self._table
-        sender = table.sender_of(ref)
-        if sender is not None:  # outstanding
-            self._unreported.add(ref)
-            self._recovery.keep(ref, outcome, table.is_outstanding)
+    async def _on_ended(self) -> None:
+        """The jobs that ended since we last looked: forget them in the pool and the
+        scheduler, keep their outcomes for recovery and notices, and give the table
+        their outcomes in one input."""
+        pool, schedule, table = self._pool, self._schedule, self._table
+        notify, notices, unreported = self._notify, self._notices, self._unreported
+        keep, outstanding = self._recovery.keep, table.is_outstanding
+        finished: list[JobFinished] = []
+        for item in pool.take_ended():
+            ref, outcome = item
+            pool.ended(ref)
+            schedule.ended(ref)
+            asked = ref in notify
             if asked:
-                notices = self._notices.get(sender)
-                if notices is None:
-                    self._notices[sender] = [item]
-                else:
-                    notices.append(item)
-        await self._apply(JobFinished(ref, outcome))
+                notify.discard(ref)
+            if outcome is None:
+                continue
+            sender = table.sender_of(ref)
+            if sender is not None:  # outstanding
+                unreported.add(ref)
+                keep(ref, outcome, outstanding)
+                if asked:
+                    waiting = notices.get(sender)
+                    if waiting is None:
+                        notices[sender] = [item]
+                    else:
+                        waiting.append(item)
+            finished.append(JobFinished(ref, outcome))
+        if finished:
+            await self._apply(JobsFinished(finished))
 
     async def _send_notices(self) -> None:
         """Send each producer the outcomes of its jobs that ended this turn and went
@@ -927,10 +938,11 @@ class Dispatcher:
             self._pool.cancel_all()
         with anyio.move_on_after(self._drain_timeout):
             while self._pool:
-                item = await self._receive.receive()
-                if isinstance(item, Ended):
-                    self._pool.ended(item.ref)
-                    self._schedule.ended(item.ref)
-                    if item.outcome is not None and self._table.is_outstanding(item.ref):
-                        self._recovery.keep(item.ref, item.outcome, self._table.is_outstanding)
+                if await self._receive.receive() is not ENDED:
+                    continue
+                for ref, outcome in self._pool.take_ended():
+                    self._pool.ended(ref)
+                    self._schedule.ended(ref)
+                    if outcome is not None and self._table.is_outstanding(ref):
+                        self._recovery.keep(ref, outcome, self._table.is_outstanding)
         self._pool.cancel_all()

@@ -4,8 +4,11 @@ Theory of operation. The dispatcher's loop decides which job starts when (with t
 :class:`~spreadq.worker.scheduler.Scheduler`) and hands each to the pool with
 :meth:`RunnerPool.start`; the pool runs it through the
 :class:`~spreadq.worker.runner.JobRunner` (decode, context, middleware, retries, hooks;
-nothing a handler does crashes the worker) and reports its end to the loop's inbox as
-:class:`Ended` (the outcome; None when it was cancelled).
+nothing a handler does crashes the worker) and keeps its end as :class:`Ended` (the
+outcome; None when it was cancelled) until the loop takes the ends with
+:meth:`RunnerPool.take_ended`: the first end kept since the last take posts
+:data:`ENDED` to the loop's inbox, so the jobs that end in one turn of the loop reach it
+as one item.
 
 Runner tasks live as long as the session, one per job running at once (at most
 ``settings.concurrency``); each takes the jobs handed to it one at a time from one
@@ -39,7 +42,7 @@ from spreadq.settings import Settings
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.runner import AttemptWatch, JobRunner, TimedOut, failure, worker_cancelled
 
-__all__ = ["SCAN_GAP", "Ended", "Help", "QueuedJob", "Rescan", "RunnerPool"]
+__all__ = ["ENDED", "SCAN_GAP", "Ended", "EndedReady", "Help", "QueuedJob", "Rescan", "RunnerPool"]
 
 SCAN_GAP: Final = 0.01
 """Seconds at least between two scans of the running jobs (timeouts and warnings)."""
@@ -67,6 +70,14 @@ class Ended(NamedTuple):
 
     ref: JobRef
     outcome: Outcome | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedReady:
+    """Jobs handed to the pool ended: :meth:`RunnerPool.take_ended` has them."""
+
+
+ENDED: Final = EndedReady()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +129,7 @@ class RunnerPool:
     Args:
         runner: runs one job (decode, context, middleware, retries, hooks).
         settings: ``concurrency`` (runners at most) and ``running_warning``.
-        report: puts :class:`Ended`, :class:`Help` and :class:`Rescan` in the loop's inbox.
+        report: puts :data:`ENDED`, :class:`Help` and :class:`Rescan` in the loop's inbox.
         clock: monotonic seconds.
         log: where ``job_crashed`` and ``job_still_running`` go (reassignable).
         dead_letters: where a job that failed for good is put before its failure is
@@ -130,7 +141,7 @@ class RunnerPool:
         runner: JobRunner,
         settings: Settings,
         *,
-        report: Callable[[Ended | Help | Rescan], None],
+        report: Callable[[EndedReady | Help | Rescan], None],
         clock: Callable[[], float],
         log: structlog.stdlib.BoundLogger,
         dead_letters: DeadLetters | None = None,
@@ -151,6 +162,7 @@ class RunnerPool:
         self._buffered = 0  # jobs handed over that no runner has taken yet
         self._help_asked = False  # a Help is in the inbox
         self._next_scan = math.inf  # when a running job may time out or need a warning
+        self._ended: list[Ended] = []  # ends not yet taken by the loop (ENDED is posted)
 
     # -- state -------------------------------------------------------------------------
 
@@ -189,8 +201,13 @@ class RunnerPool:
             self._buffered += 1
             self._ask_for_help()
 
+    def take_ended(self) -> list[Ended]:
+        """The jobs that ended since the last call, in the order they ended."""
+        ended, self._ended = self._ended, []
+        return ended
+
     def ended(self, ref: JobRef) -> None:
-        """The loop read ``ref``'s :class:`Ended`: forget it."""
+        """The loop took ``ref``'s :class:`Ended`: forget it."""
         self._running.pop(ref, None)
 
     def cancel(self, ref: JobRef) -> bool:
@@ -272,6 +289,12 @@ class RunnerPool:
             runner.expired = False  # a cancellation, not a timeout
             runner.scope.cancel()
 
+    def _end(self, ended: Ended) -> None:
+        """Keep ``ended`` for the loop; the first kept since its last take wakes it."""
+        if not self._ended:
+            self._report(ENDED)
+        self._ended.append(ended)
+
     def _ask_for_help(self) -> None:
         """Look again, at the loop's next turn, whether jobs wait with no runner free."""
         if not self._help_asked and self._runners < self._limit:
@@ -304,7 +327,7 @@ class RunnerPool:
         """
         runner = _Runner(self._watch_deadline)
         take, wait = self._starts.receive_nowait, self._starts.receive
-        running_jobs, report = self._running, self._report
+        running_jobs, end = self._running, self._end
         dead_letters = self._dead_letters
         resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
         self._starting -= 1
@@ -329,7 +352,7 @@ class RunnerPool:
                     running = running_jobs.get(ref)
                     if running is None or running.cancelled:
                         runner.ref = None
-                        report(Ended(ref, None))
+                        end(Ended(ref, None))
                         continue
                     running.runner, runner.ref = runner, ref
                     outcome = await self._execute(queued, scope, runner, timed_out)
@@ -339,9 +362,9 @@ class RunnerPool:
                     if dead_letters is not None and outcome is not None and not outcome.ok:
                         await dead_letters.put(queued.run.job, outcome)  # before the ACK
                     runner.ref = None
-                    report(Ended(ref, outcome))
+                    end(Ended(ref, outcome))
             if runner.ref is not None and resume is None:  # its job was cancelled
-                report(Ended(runner.ref, None))
+                end(Ended(runner.ref, None))
                 runner.ref = None
 
     async def _execute(
