@@ -76,6 +76,7 @@ from spreadq.queue.envelope import (
 from spreadq.queue.inputs import (
     Input,
     JobFinished,
+    JobsStarted,
     JobStarted,
     MessageDelivered,
     StartDraining,
@@ -403,6 +404,19 @@ def test_a_run_that_moved_away_is_still_cancelled_by_the_ack() -> None:
     effects = cluster.ack(B, 0)
     assert of_type(effects[A], CancelJob) == [CancelJob(ref(0), running=True)]
     assert of_type(effects[B], CancelJob) == [CancelJob(ref(0), running=False)]
+
+
+def test_jobs_started_together_are_each_started() -> None:
+    cluster = Cluster()
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1, 2)  # 0 -> A, 1 -> B, 2 -> A
+    cluster.feed((A,), JobsStarted([ref(0), ref(1), ref(7)]))  # B's, unknown: no-ops
+    cluster.send(0, 2)  # both re-sent: slot 3 -> B, slot 4 -> A
+    effects = cluster.ack(B, 0)
+    assert of_type(effects[A], CancelJob) == [CancelJob(ref(0), running=True)]
+    effects = cluster.ack(A, 2)  # A's run of job 2 was queued, never started
+    assert of_type(effects[A], CancelJob) == [CancelJob(ref(2), running=False)]
 
 
 def test_a_queued_run_that_moved_away_is_dropped() -> None:

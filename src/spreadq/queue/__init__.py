@@ -37,6 +37,7 @@ from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
 from spreadq.queue.inputs import JobsFinished as JobsFinished
+from spreadq.queue.inputs import JobsStarted as JobsStarted
 from spreadq.queue.inputs import JobStarted as JobStarted
 from spreadq.queue.inputs import MessageDelivered as MessageDelivered
 from spreadq.queue.inputs import StartDraining as StartDraining
@@ -82,6 +83,7 @@ __all__ = [
     "JobsCompleted",
     "JobFinished",
     "JobsFinished",
+    "JobsStarted",
     "JobFragment",
     "JobOrphaned",
     "JobRef",

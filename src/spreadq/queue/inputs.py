@@ -6,7 +6,8 @@ live in :mod:`~spreadq.queue.view`; this module adds data messages and local inp
 names the union :data:`Input`. The inputs fed once per message or per job
 (:class:`MessageDelivered`, :class:`JobStarted`, :class:`JobFinished`) are named tuples,
 cheaper to build than the frozen dataclasses the others are; all are immutable. A worker
-reports the jobs that ended in one turn of its loop together, as :class:`JobsFinished`.
+reports the jobs that started, and those that ended, in one turn of its loop together,
+as :class:`JobsStarted` and :class:`JobsFinished`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "JobFinished",
     "JobStarted",
     "JobsFinished",
+    "JobsStarted",
     "MessageDelivered",
     "StartDraining",
     "Tick",
@@ -42,6 +44,12 @@ class JobStarted(NamedTuple):
     """Our handler for ``ref`` started."""
 
     ref: JobRef
+
+
+class JobsStarted(NamedTuple):
+    """Our handlers for several jobs started: each as its :class:`JobStarted`."""
+
+    refs: Sequence[JobRef]
 
 
 class JobFinished(NamedTuple):
@@ -84,6 +92,7 @@ Input = (
     | LeftGroup
     | MessageDelivered
     | JobStarted
+    | JobsStarted
     | JobFinished
     | JobsFinished
     | Tick

@@ -170,6 +170,7 @@ from spreadq.queue.inputs import (
     Input,
     JobFinished,
     JobsFinished,
+    JobsStarted,
     JobStarted,
     MessageDelivered,
     StartDraining,
@@ -370,6 +371,7 @@ class OutstandingTable:
             LeftGroup: self._on_left,
             MessageDelivered: self._on_message,
             JobStarted: self._on_started,
+            JobsStarted: self._on_jobs_started,
             JobFinished: self._on_finished,
             JobsFinished: self._on_jobs_finished,
             Tick: self._on_tick,
@@ -1055,6 +1057,14 @@ class OutstandingTable:
         entry = self._entries.get(event.ref)
         if entry is not None and entry.owner == self.me:
             entry.started = True
+        return []
+
+    def _on_jobs_started(self, event: JobsStarted) -> list[Effect]:
+        entries, me = self._entries, self.me
+        for ref in event.refs:
+            entry = entries.get(ref)
+            if entry is not None and entry.owner == me:
+                entry.started = True
         return []
 
     def _on_finished(self, event: JobFinished) -> list[Effect]:

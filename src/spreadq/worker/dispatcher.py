@@ -145,7 +145,7 @@ from spreadq.queue import (
     JobRejected,
     JobsCompleted,
     JobsFinished,
-    JobStarted,
+    JobsStarted,
     LeftGroup,
     Outcome,
     OutstandingTable,
@@ -814,10 +814,15 @@ class Dispatcher:
     # -- handler scheduling --------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Start the jobs the scheduler lets start now (free slots, free keys)."""
+        """Start the jobs the scheduler lets start now (free slots, free keys), and tell
+        the table they started (one input for them all)."""
         take = self._schedule.next
+        started: list[JobRef] = []
         while (queued := take()) is not None:
             self._start(queued)
+            started.append(queued.ref)
+        if started:
+            self._table.apply(JobsStarted(started), self._clock())
 
     def _start(self, queued: QueuedJob) -> None:
         now = self._clock()
@@ -834,7 +839,6 @@ class Dispatcher:
                 )
             )
         self._pool.start(queued, now)
-        self._table.apply(JobStarted(queued.ref), now)
 
     async def _on_ended(self) -> None:
         """The jobs that ended since we last looked: forget them in the pool and the
