@@ -634,3 +634,36 @@ async def test_pushing_from_a_connection_that_already_ended_reports_its_end_at_o
             conn.deliver_to(got.extend, ends.append)
             assert got == [message(b"last")]
             assert [end.reason for end in ends] == [CloseReason.EOF]
+
+
+async def test_a_task_looping_on_multicast_and_flush_can_be_cancelled() -> None:
+    # the socket's writes do not yield; the writer still takes a turn of the loop before
+    # answering a flush, so a cancel reaches a task that does nothing else
+    async with fake_daemon() as fake, connected(fake) as (conn, peer):
+
+        async def drain() -> None:
+            while await peer.command() is not None:
+                pass
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(drain)
+                sent = 0
+                enough = anyio.Event()
+                async with anyio.create_task_group() as tasks:
+
+                    async def flood() -> None:
+                        nonlocal sent
+                        while True:
+                            await conn.multicast("g", b"x" * 64)
+                            sent += 1
+                            if sent % 32 == 0:
+                                await conn.flush()
+                            if sent == 1000:
+                                enough.set()
+
+                    tasks.start_soon(flood)
+                    await enough.wait()
+                    tasks.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+        assert sent >= 1000

@@ -40,6 +40,7 @@ from typing import Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from spreadq.actors.mailbox import Inbox, Mailbox, Reply
@@ -559,6 +560,11 @@ class SpreadConnection:
                     self._writes += 1
                     self._bytes_written += len(data)
                     self._commands_written += len(commands)
+                if replies or closing is not None:
+                    # a turn of the loop before answering: a task that loops on put and
+                    # flush must be seen waiting at least once per turn, or a cancel of
+                    # it could wait for ever (the stream's writes no longer yield)
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 for reply in replies:
                     reply.set(None)
                 if closing is not None:
