@@ -147,18 +147,18 @@ class _Protocol(asyncio.Protocol):
         if self.buffered > _READ_HIGH and not self.reading_paused and self.transport:
             self.reading_paused = True
             self.transport.pause_reading()
-        self._wake_reader()
+        self.wake_reader()
 
     def eof_received(self) -> bool:
         self.eof = True
-        self._wake_reader()
+        self.wake_reader()
         return True  # keep the transport for writing until we close it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if isinstance(exc, OSError):
             self.error = exc
-        self._wake_reader()
+        self.wake_reader()
         self.resume_writing()
 
     def pause_writing(self) -> None:
@@ -170,7 +170,8 @@ class _Protocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _wake_reader(self) -> None:
+    def wake_reader(self) -> None:
+        """Let a receive() waiting for data look again."""
         waiter, self.readable = self.readable, None
         if waiter is not None and not waiter.done():  # not cancelled meanwhile
             waiter.set_result(None)
@@ -265,7 +266,7 @@ class _LoopStream(anyio.abc.ByteStream):
         if not self._closed:
             self._closed = True
             self._transport.abort()  # what is unsent goes: the connection is over
-            self._protocol._wake_reader()
+            self._protocol.wake_reader()
             self._protocol.resume_writing()
         await anyio.lowlevel.checkpoint()
 

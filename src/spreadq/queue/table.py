@@ -1054,10 +1054,7 @@ class OutstandingTable:
     # --- our own handlers and ACKs --------------------------------------------------
 
     def _on_started(self, event: JobStarted) -> list[Effect]:
-        entry = self._entries.get(event.ref)
-        if entry is not None and entry.owner == self.me:
-            entry.started = True
-        return []
+        return self._on_jobs_started(JobsStarted((event.ref,)))
 
     def _on_jobs_started(self, event: JobsStarted) -> list[Effect]:
         entries, me = self._entries, self.me

@@ -158,7 +158,7 @@ from spreadq.queue import (
     encode,
 )
 from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice, outcome_size
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice, notice_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
 from spreadq.queue.seal import Seal
@@ -173,7 +173,7 @@ from spreadq.wire.events import (
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.periodic import TickAnnouncer
-from spreadq.worker.pool import ENDED, Ended, EndedReady, Help, QueuedJob, Rescan, RunnerPool
+from spreadq.worker.pool import ENDED, EndedReady, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
     JobRunner,
@@ -189,9 +189,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-_NOTICE_OVERHEAD: Final = 8
-"""Bytes of a NOTICE without its outcomes (the preamble and the outcome count)."""
 
 
 class DispatcherConnection(Protocol):
@@ -444,7 +441,7 @@ class Dispatcher:
         self._left = False
         self._idle = False  # what the table was last told (Idle)
         # outcome notices: for the jobs whose producer asks (Job.notify), when enabled
-        self._notices: dict[str, list[Ended]] = {}  # this turn's, by producer
+        self._notices: dict[str, list[tuple[JobRef, Outcome]]] = {}  # this turn's, by producer
         self._notices_on = settings.outcome_notices
         self._notify: set[JobRef] = set()  # jobs handed to the runners that ask for one
 
@@ -848,8 +845,7 @@ class Dispatcher:
         notify, notices, unreported = self._notify, self._notices, self._unreported
         keep, outstanding = self._recovery.keep, table.is_outstanding
         finished: list[JobFinished] = []
-        for item in pool.take_ended():
-            ref, outcome = item
+        for ref, outcome in pool.take_ended():
             pool.ended(ref)
             schedule.ended(ref)
             asked = ref in notify
@@ -864,9 +860,9 @@ class Dispatcher:
                 if asked:
                     waiting = notices.get(sender)
                     if waiting is None:
-                        notices[sender] = [item]
+                        notices[sender] = [(ref, outcome)]
                     else:
-                        waiting.append(item)
+                        waiting.append((ref, outcome))
             finished.append(JobFinished(ref, outcome))
         if finished:
             await self._apply(JobsFinished(finished))
@@ -879,18 +875,19 @@ class Dispatcher:
         notices, self._notices = self._notices, {}
         unreported = self._unreported
         budget = self._table.outcome_budget  # a bigger outcome: the ACK reports a failure
+        overhead = notice_overhead()
         for producer, ended in notices.items():
             chunk: list[tuple[JobRef, Outcome]] = []
-            size = _NOTICE_OVERHEAD
+            size = overhead
             for ref, outcome in ended:
-                if ref not in unreported or outcome is None:
+                if ref not in unreported:
                     continue  # an ACK took it (or it was cancelled) meanwhile
                 grows = outcome_size(outcome)
                 if grows > budget:
                     continue  # the ACK says what became of it
                 if size + grows > MAX_ENVELOPE_SIZE:
                     await self._multicast((producer,), encode(Notice(chunk)))
-                    chunk, size = [], _NOTICE_OVERHEAD
+                    chunk, size = [], overhead
                 chunk.append((ref, outcome))
                 size += grows
             if chunk:

@@ -98,6 +98,7 @@ from spreadq.queue.envelope.ack import Ack as Ack
 from spreadq.queue.envelope.ack import AckOutcomes as AckOutcomes
 from spreadq.queue.envelope.ack import Notice as Notice
 from spreadq.queue.envelope.ack import ack_overhead as ack_overhead
+from spreadq.queue.envelope.ack import notice_overhead as notice_overhead
 from spreadq.queue.envelope.ack import outcome_size as outcome_size
 from spreadq.queue.envelope.batch import BatchJobs as BatchJobs
 from spreadq.queue.envelope.batch import JobBatch as JobBatch
@@ -162,4 +163,5 @@ __all__ = [
     "encode",
     "encode_batch",
     "encode_fragments",
+    "notice_overhead",
 ]

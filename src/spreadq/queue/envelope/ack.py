@@ -42,6 +42,7 @@ __all__ = [
     "AckOutcomes",
     "Notice",
     "ack_overhead",
+    "notice_overhead",
     "outcome_size",
 ]
 
@@ -145,6 +146,11 @@ def outcome_size(outcome: Outcome) -> int:
     data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
     text = len(outcome.codec) + len(outcome.error_type.encode("utf-8", "replace"))
     return _OUTCOME.size + text + len(data)
+
+
+def notice_overhead() -> int:
+    """Bytes of a NOTICE without its outcomes."""
+    return _PREAMBLE.size + _U16.size
 
 
 def ack_overhead(positions: int) -> int:
