@@ -41,8 +41,8 @@ from typing import Final
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from spreadq.actors.channel import Channel
 from spreadq.actors.mailbox import Inbox, Mailbox, Reply
 from spreadq.errors import (
     CloseReason,
@@ -147,7 +147,7 @@ class ConnectionHandle:
     def __init__(
         self,
         actor: SpreadConnection,
-        events: MemoryObjectReceiveStream[tuple[DaemonMessage, ...]],
+        events: Channel[tuple[DaemonMessage, ...]],
         accepted: Accepted,
     ) -> None:
         self._actor = actor
@@ -293,7 +293,7 @@ class SpreadConnection:
         self._session = session
         self._inbox: Inbox[ConnectionCommand] = Inbox(inbox_size)
         self._event_batches = event_batches
-        self._events_send: MemoryObjectSendStream[tuple[DaemonMessage, ...]] | None = None
+        self._events_send: Channel[tuple[DaemonMessage, ...]] | None = None
         self._sink: Callable[[tuple[DaemonMessage, ...]], object] | None = None
         self._sink_end: Callable[[ConnectionLost], object] | None = None
         self._error: ConnectionLost | None = None
@@ -323,11 +323,9 @@ class SpreadConnection:
         try:
             with self._run_scope:
                 accepted = await self._handshake()
-                send, receive = anyio.create_memory_object_stream[tuple[DaemonMessage, ...]](
-                    self._event_batches
-                )
-                self._events_send = send
-                handle = ConnectionHandle(self, receive, accepted)
+                events: Channel[tuple[DaemonMessage, ...]] = Channel(self._event_batches)
+                self._events_send = events
+                handle = ConnectionHandle(self, events, accepted)
                 self._log = log.bind(private_group=accepted.private_group, peer=self._peer)
                 self._opened = True
                 self._log.info("connection_opened", daemon_version=accepted.daemon_version)
@@ -338,7 +336,7 @@ class SpreadConnection:
         finally:
             self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
             if self._events_send is not None:
-                self._events_send.close()
+                self._events_send.end()
             await anyio.aclose_forcefully(self._stream)
 
     @property
@@ -454,26 +452,27 @@ class SpreadConnection:
         assert self._events_send is not None
         send = self._events_send
         stream, session = self._stream, self._session
+        # one scope for the reader's life (``_lose`` cancels it), not one per read
+        scope = self._receive_scope = anyio.CancelScope()
         try:
-            while True:
-                events, ended = self._decode()
-                if events:
-                    self._events_received += len(events)
-                    sink = self._sink
-                    if sink is not None:
-                        sink(events)
-                    else:
-                        try:
+            with scope:
+                while True:
+                    events, ended = self._decode()
+                    if events:
+                        self._events_received += len(events)
+                        sink = self._sink
+                        if sink is not None:
+                            sink(events)
+                        else:
                             try:
-                                send.send_nowait(events)  # no turn of the loop if there is room
-                            except anyio.WouldBlock:
-                                await send.send(events)
-                        except _STREAM_GONE:
-                            return  # the consumer closed its end
-                if ended or self._error is not None:
-                    return
-                with anyio.CancelScope() as scope:
-                    self._receive_scope = scope
+                                try:
+                                    send.send_nowait(events)  # no turn of the loop if there is room
+                                except anyio.WouldBlock:
+                                    await send.send(events)
+                            except _STREAM_GONE:
+                                return  # the consumer closed its end
+                    if ended or self._error is not None:
+                        return
                     try:
                         data = await stream.receive(RECEIVE_SIZE)
                     except anyio.EndOfStream:
@@ -483,19 +482,16 @@ class SpreadConnection:
                         lost.__cause__ = exc
                         self._lose(lost)
                         return
-                self._receive_scope = None
-                if scope.cancelled_caught:
-                    return
-                if data:
-                    self._reads += 1
-                    self._bytes_read += len(data)
-                else:
-                    self._eof = True
-                session.receive_data(data)
+                    if data:
+                        self._reads += 1
+                        self._bytes_read += len(data)
+                    else:
+                        self._eof = True
+                    session.receive_data(data)
         finally:
             self._receive_scope = None
             self._lose(ConnectionLost(CloseReason.CLOSED_LOCALLY))
-            send.close()
+            send.end()  # the consumer takes what was read, then the end
             end, self._sink_end = self._sink_end, None
             if end is not None:
                 assert self._error is not None

@@ -1,7 +1,7 @@
 """Inboxes and one-shot replies: the only way code talks to an actor.
 
-Theory of operation. An actor owns an :class:`Inbox` (the receiving end of a bounded
-anyio memory object stream) and hands out a :class:`Mailbox` (the sending end) inside
+Theory of operation. An actor owns an :class:`Inbox` (a bounded
+:class:`~spreadq.actors.channel.Channel`) and hands out a :class:`Mailbox` (the sending end) inside
 its handle. Commands are immutable values put into the mailbox; a command that needs an
 answer carries a :class:`Reply`, which the actor resolves with a value or an exception.
 
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
+
+from spreadq.actors.channel import Channel
 
 __all__ = ["Inbox", "InboxStatistics", "Mailbox", "Reply"]
 
@@ -109,9 +111,7 @@ class Mailbox(Generic[T]):
 
     __slots__ = ("_send", "_stopped")
 
-    def __init__(
-        self, send: MemoryObjectSendStream[T], stopped: Callable[[], BaseException | None]
-    ) -> None:
+    def __init__(self, send: Channel[T], stopped: Callable[[], BaseException | None]) -> None:
         self._send = send
         self._stopped = stopped
 
@@ -161,17 +161,15 @@ class Mailbox(Generic[T]):
 class Inbox(Generic[T]):
     """An actor's bounded queue of commands, and the factory of its :class:`Mailbox`."""
 
-    __slots__ = ("_closed", "_receive", "_send")
+    __slots__ = ("_channel", "_closed")
 
     def __init__(self, max_items: int) -> None:
-        send, receive = anyio.create_memory_object_stream[T](max_items)
-        self._send: MemoryObjectSendStream[T] = send
-        self._receive: MemoryObjectReceiveStream[T] = receive
+        self._channel: Channel[T] = Channel(max_items)
         self._closed = False
 
     def mailbox(self, stopped: Callable[[], BaseException | None]) -> Mailbox[T]:
         """A sending end for a handle; ``stopped`` reports the actor's terminal error."""
-        return Mailbox(self._send, stopped)
+        return Mailbox(self._channel, stopped)
 
     async def receive(self) -> T:
         """Wait for the next command.
@@ -179,12 +177,14 @@ class Inbox(Generic[T]):
         Raises:
             anyio.ClosedResourceError: the inbox was closed.
         """
-        return await self._receive.receive()
+        return await self._channel.receive()
 
     async def receive_batch(
         self, max_items: int, *, weigh: Callable[[T], int] | None = None, budget: int = 0
     ) -> list[T]:
-        """Wait for one command, then take every queued one without waiting.
+        """Wait for one command, then take every queued one without waiting. When
+        commands are queued already, take a turn of the loop first, so that what the
+        other tasks are about to send joins this batch (batching only under load).
 
         Stops at ``max_items`` commands, or, with ``weigh``, once their total weight
         reaches ``budget``.
@@ -192,8 +192,11 @@ class Inbox(Generic[T]):
         Raises:
             anyio.ClosedResourceError: the inbox was closed.
         """
-        receive_nowait = self._receive.receive_nowait
-        first = await self._receive.receive()
+        channel = self._channel
+        receive_nowait = channel.receive_nowait
+        if len(channel):  # busy: a turn of the loop first lets more pile up for one batch
+            await anyio.lowlevel.checkpoint()
+        first = await channel.receive()
         batch = [first]
         weight = weigh(first) if weigh is not None else 0
         while len(batch) < max_items and (weigh is None or weight < budget):
@@ -216,13 +219,13 @@ class Inbox(Generic[T]):
         if self._closed:
             return items
         self._closed = True
-        while True:
+        channel = self._channel
+        while True:  # taking an item lets a blocked sender's in: take that too
             try:
-                items.append(self._receive.receive_nowait())
+                items.append(channel.receive_nowait())
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
-        self._receive.close()
-        self._send.close()
+        channel.close()
         return items
 
     @property
@@ -232,9 +235,9 @@ class Inbox(Generic[T]):
 
     def statistics(self) -> InboxStatistics:
         """How full the inbox is now."""
-        stats = self._receive.statistics()
+        channel = self._channel
         return InboxStatistics(
-            queued=stats.current_buffer_used,
-            capacity=stats.max_buffer_size,
-            blocked_senders=stats.tasks_waiting_send,
+            queued=len(channel),
+            capacity=channel.max_items,
+            blocked_senders=channel.waiting_senders,
         )

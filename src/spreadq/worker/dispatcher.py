@@ -112,8 +112,9 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 
+from spreadq.actors.channel import Channel
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -283,7 +284,7 @@ class DispatcherHandle:
 
     __slots__ = ("_send",)
 
-    def __init__(self, send: MemoryObjectSendStream[_Item]) -> None:
+    def __init__(self, send: Channel[_Item]) -> None:
         self._send = send
 
     def drain(self) -> None:
@@ -388,10 +389,9 @@ class Dispatcher:
             announce_for=2 * settings.reconnect_backoff_max,
             keep_at_least=2 * (settings.ack_every + settings.concurrency),
         )
-        send, receive = anyio.create_memory_object_stream[_Item](math.inf)
-        self._send: MemoryObjectSendStream[_Item] = send
-        self._receive: MemoryObjectReceiveStream[_Item] = receive
-        self._handle = DispatcherHandle(send)
+        inbox: Channel[_Item] = Channel()
+        self._send = self._receive = inbox
+        self._handle = DispatcherHandle(inbox)
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
         self._alarm_at = 0.0  # when it rings (loop time)
         self._log = log.bind(queue=queue, member=self._me)
@@ -427,7 +427,7 @@ class Dispatcher:
         self._pool = RunnerPool(
             job_runner,
             settings,
-            report=send.send_nowait,
+            report=inbox.send_nowait,
             clock=clock,
             log=self._log,
             dead_letters=dead_letters,
@@ -489,7 +489,6 @@ class Dispatcher:
                 tasks.cancel_scope.cancel()
         finally:
             self._send.close()
-            self._receive.close()
             self._pool.close()
         if self._joined is not None:  # drained before the first view: never joined
             joined, self._joined = self._joined, None
@@ -534,6 +533,8 @@ class Dispatcher:
                         await self._timer()
                         continue
                     self._set_alarm(wait)
+                if len(receive):  # busy: let the reader and the runners add to this turn
+                    await anyio.lowlevel.checkpoint()
                 item = await receive.receive()
                 while True:
                     if isinstance(item, _Lost):

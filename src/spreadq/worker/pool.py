@@ -37,6 +37,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from spreadq.actors.channel import Channel
 from spreadq.queue import GiveUpJob, JobRef, Outcome, RunJob, View
 from spreadq.settings import Settings
 from spreadq.worker.deadletter import DeadLetters
@@ -154,7 +155,8 @@ class RunnerPool:
         self._clock = clock
         self.log = log
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._handover, self._starts = anyio.create_memory_object_stream[QueuedJob](math.inf)
+        self._handover: Channel[QueuedJob] = Channel()
+        self._starts = self._handover  # the runners' side
         self._running: dict[JobRef, _Running] = {}
         self._runners = 0  # started, at most settings.concurrency
         self._starting = 0  # started and not yet running
@@ -184,7 +186,6 @@ class RunnerPool:
     def close(self) -> None:
         """Close the handover stream (the session is over)."""
         self._handover.close()
-        self._starts.close()
 
     # -- the loop's calls ----------------------------------------------------------------
 
