@@ -62,6 +62,7 @@ from spreadq.bench import (
     latency,
     memory,
 )
+from spreadq.eventloop import use_uvloop
 from spreadq.worker.runtime import tune_collector
 
 if TYPE_CHECKING:
@@ -548,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline=args.pipeline,
             count=args.count,
             also_at=ours.half_load.jobs_per_s,
-        )
+        ),
+        backend_options={"use_uvloop": use_uvloop(args.loop)},  # the loop spreadq ran on
     )
     if args.json:
         both: dict[str, Any] = {

@@ -17,6 +17,7 @@ producer can queue a burst of commands and the actor takes them all in one batch
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -40,18 +41,18 @@ class Reply(Generic[T]):
     The actor guarantees that every reply it received is resolved when it stops.
     """
 
-    __slots__ = ("_error", "_event", "_has_value", "_value")
+    __slots__ = ("_done", "_error", "_value", "_waiter")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        self._done = False
         self._value: T | None = None
-        self._has_value = False
         self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None  # made when someone waits
 
     @property
     def done(self) -> bool:
         """True once a value or an exception was set."""
-        return self._event.is_set()
+        return self._done
 
     def set(self, value: T) -> None:
         """Resolve the reply with ``value``.
@@ -61,8 +62,7 @@ class Reply(Generic[T]):
         """
         self._check_pending()
         self._value = value
-        self._has_value = True
-        self._event.set()
+        self._resolve()
 
     def fail(self, error: BaseException) -> None:
         """Resolve the reply with ``error``, which awaiting it raises.
@@ -72,15 +72,19 @@ class Reply(Generic[T]):
         """
         self._check_pending()
         self._error = error
-        self._event.set()
+        self._resolve()
 
     async def wait(self) -> T:
-        """Wait for the answer and return it.
+        """Wait for the answer and return it (one task waits for a reply).
 
         Raises:
             BaseException: whatever the actor failed the reply with.
         """
-        await self._event.wait()
+        if not self._done:
+            waiter = self._waiter
+            if waiter is None or waiter.done():  # a wait cancelled before left it done
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -88,8 +92,14 @@ class Reply(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
 
+    def _resolve(self) -> None:
+        self._done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _check_pending(self) -> None:
-        if self._event.is_set():
+        if self._done:
             raise RuntimeError("this reply was already resolved")
 
 

@@ -6,14 +6,15 @@ with ``await changed.wait_for(condition)``; the code that applies an input which
 make the condition true calls :meth:`Changed.notify`. A notify wakes every task waiting
 at that moment, and each checks its condition again, so a wake-up that turns out to
 be early costs a loop turn and never a wrong answer. A notify with nobody waiting
-costs nothing (no event is made until someone waits).
+costs nothing (no event is made until someone waits). The event is asyncio's own
+(spreadq runs on anyio's asyncio backend): anyio's looks its backend up each time one is
+made, and the producer makes one for nearly every message it sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-
-import anyio
 
 __all__ = ["Changed"]
 
@@ -24,7 +25,7 @@ class Changed:
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event: asyncio.Event | None = None
 
     @property
     def waiting(self) -> bool:
@@ -42,7 +43,7 @@ class Changed:
         """Wait until the next :meth:`notify`. Cancellation leaves nothing behind."""
         event = self._event
         if event is None:
-            event = self._event = anyio.Event()
+            event = self._event = asyncio.Event()
         await event.wait()
 
     async def wait_for(self, condition: Callable[[], bool]) -> None:

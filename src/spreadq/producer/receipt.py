@@ -10,12 +10,11 @@ or :class:`~spreadq.errors.ConnectionLost` when the producer closed first) or
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar, cast
-
-import anyio
 
 from spreadq.errors import ConfigurationError, JobCancelled
 
@@ -92,7 +91,7 @@ class Receipt(Generic[ResultT]):
         self.seq = seq
         self.key = key
         self._decode = decode
-        self._event: anyio.Event | None = None
+        self._event: asyncio.Event | None = None  # made when someone waits
         self._state: ReceiptState = _PENDING
         self._result: bytes | None = None
         self._error: BaseException | None = None
@@ -145,7 +144,7 @@ class Receipt(Generic[ResultT]):
         """Wait until the outcome is known, without raising it."""
         if self._state == _PENDING:
             if self._event is None:
-                self._event = anyio.Event()
+                self._event = asyncio.Event()
             await self._event.wait()
 
     async def result(self) -> ResultT:
