@@ -193,3 +193,20 @@ def test_the_nowait_calls_behave_as_a_bounded_queue(bound: int, ops: list[int | 
             with pytest.raises(anyio.WouldBlock):
                 channel.send_nowait(op)
         assert len(channel) == len(model)
+
+
+async def test_take_returns_none_when_nothing_is_buffered_and_lets_a_sender_in() -> None:
+    channel: Channel[int] = Channel(max_items=1)
+    assert channel.take() is None
+    channel.send_nowait(1)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(channel.send, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert channel.take() == 1  # room: the waiting sender's item goes in
+            assert channel.waiting_senders == 0
+    assert channel.take() == 2
+    assert channel.take() is None
+    channel.send_nowait(3)
+    channel.close()
+    assert channel.take() is None

@@ -131,6 +131,17 @@ class Channel(Generic[T]):
                 break
         return item
 
+    def take(self) -> T | None:
+        """The oldest item, or None when none is buffered (or the channel is closed or
+        ended): :meth:`receive_nowait` without an exception, for channels whose items
+        are never None."""
+        items = self._items
+        if not items or self._closed:
+            return None
+        if self._senders:
+            return self.receive_nowait()  # lets a waiting sender in
+        return items.popleft()
+
     async def receive(self) -> T:
         """Take the oldest item, waiting for one when there is none.
 

@@ -169,7 +169,8 @@ class Mailbox(Generic[T]):
 
 
 class Inbox(Generic[T]):
-    """An actor's bounded queue of commands, and the factory of its :class:`Mailbox`."""
+    """An actor's bounded queue of commands (never None), and the factory of its
+    :class:`Mailbox`."""
 
     __slots__ = ("_channel", "_closed")
 
@@ -203,16 +204,15 @@ class Inbox(Generic[T]):
             anyio.ClosedResourceError: the inbox was closed.
         """
         channel = self._channel
-        receive_nowait = channel.receive_nowait
+        take = channel.take
         if len(channel):  # busy: a turn of the loop first lets more pile up for one batch
             await anyio.lowlevel.checkpoint()
         first = await channel.receive()
         batch = [first]
         weight = weigh(first) if weigh is not None else 0
         while len(batch) < max_items and (weigh is None or weight < budget):
-            try:
-                item = receive_nowait()
-            except anyio.WouldBlock:
+            item = take()
+            if item is None:
                 break
             batch.append(item)
             if weigh is not None:

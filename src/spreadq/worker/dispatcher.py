@@ -502,8 +502,9 @@ class Dispatcher:
 
     def _delivered(self, events: Sequence[DaemonMessage]) -> None:
         """The connection read ``events`` (called in its reader)."""
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(_Delivered(events))  # after our end: nobody reads them
+        inbox = self._send
+        if not inbox.closed:  # after our end nobody reads them
+            inbox.send_nowait(_Delivered(events))
 
     def _lost(self, error: ConnectionLost) -> None:
         """The connection ended (called in its reader, once)."""
@@ -535,23 +536,22 @@ class Dispatcher:
                     self._set_alarm(wait)
                 if len(receive):  # busy: let the reader and the runners add to this turn
                     await anyio.lowlevel.checkpoint()
-                item = await receive.receive()
-                while True:
+                item: _Item | None = await receive.receive()
+                while item is not None:
                     if isinstance(item, _Lost):
                         return item.error
                     if item is not _WAKE:  # an alarm only makes the loop look at the time
                         await self._on_item(item)
-                    try:
-                        item = receive.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
+                    item = receive.take()
                 self._pump()
                 if self._ticks is not None:
                     await self._announce_ticks()
-                await self._note_idle()
+                if (not self._schedule.queued) is not self._idle:
+                    await self._note_idle()
                 if self._notices:
                     await self._send_notices()
-                await self._check_drained()
+                if self._draining:
+                    await self._check_drained()
         finally:
             if self._alarm is not None:
                 self._alarm.cancel()

@@ -327,7 +327,7 @@ class RunnerPool:
         or its failure) in a new scope.
         """
         runner = _Runner(self._watch_deadline)
-        take, wait = self._starts.receive_nowait, self._starts.receive
+        take, wait = self._starts.take, self._starts.receive
         running_jobs, end = self._running, self._end
         dead_letters = self._dead_letters
         resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
@@ -340,12 +340,12 @@ class RunnerPool:
                     if resume is not None:
                         (queued, timed_out), resume = resume, None
                     else:
-                        try:
-                            queued = take()
-                        except anyio.WouldBlock:
+                        taken = take()
+                        if taken is None:
                             self._waiting_runners += 1  # _start takes it back as it hands over
                             queued = await wait()
                         else:
+                            queued = taken
                             self._buffered -= 1
                             if self._buffered:  # more behind it: if this one waits, who takes them?
                                 self._ask_for_help()
