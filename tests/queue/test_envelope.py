@@ -29,6 +29,8 @@ from spreadq.queue.envelope import (
     encode_fragments,
     outcome_size,
 )
+from spreadq.queue.envelope import ack as ack_codec
+from spreadq.queue.envelope.reader import _Reader as Reader
 from spreadq.queue.jobs import Job, JobRef, Outcome, Status, decode_headers, encode_headers
 from spreadq.queue.view import View
 
@@ -269,6 +271,77 @@ def test_ack_outcomes_alike_decode_alike(refs_: list[JobRef], kinds_: list[Outco
     ack = Ack(PID, done)
     assert decode(encode(ack)) == ack
     assert decode(memoryview(bytearray(encode(ack)))) == ack  # a writable buffer too
+
+
+# outcomes of one size (a 4-byte result, each with the job's codec, or each with "json"):
+# what a worker whose handlers return alike results reports, and what the bulk reader
+# takes; and one of another size, which makes it step aside
+alike = st.sampled_from(["", "json"]).flatmap(
+    lambda codec: st.lists(
+        st.tuples(
+            refs,
+            st.builds(
+                Outcome.success,
+                st.sampled_from([b"null", b"true", b"1234"]),
+                st.integers(1, 3),
+                st.just(codec),
+            ),
+        ),
+        min_size=4,
+        max_size=12,
+    )
+)
+odd_one = st.sampled_from([Outcome.success(b""), Outcome.failure("E", "bad")])
+
+
+def _outcomes_region(done: list[tuple[JobRef, Outcome]]) -> tuple[memoryview, int]:
+    data = encode(Notice(tuple(done)))
+    return memoryview(data), 6 + 2  # after the preamble and the count
+
+
+def _each_or_error(data: memoryview, at: int, n: int) -> list[tuple[JobRef, Outcome]] | str:
+    try:
+        return list(ack_codec._read_each(Reader(data, at), n))
+    except EnvelopeError as error:
+        return str(error)
+
+
+def _bulk_or_error(data: memoryview, at: int, n: int) -> list[tuple[JobRef, Outcome]] | str:
+    try:
+        return list(ack_codec._read_outcomes(Reader(data, at), n))
+    except EnvelopeError as error:
+        return str(error)
+
+
+@given(alike, st.lists(st.tuples(st.integers(0, 11), refs, odd_one), max_size=1))
+def test_outcomes_read_in_bulk_are_read_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
+) -> None:
+    for at, ref, outcome in odd:  # one of another size: the bulk reader steps aside
+        done.insert(min(at, len(done)), (ref, outcome))
+    data, start = _outcomes_region(done)
+    bulk = ack_codec._read_alike(data, start, len(done))
+    assert (bulk is None) == bool(odd)
+    reader = Reader(data, start)
+    assert list(ack_codec._read_outcomes(reader, len(done))) == done
+    assert reader.at == len(data)
+    assert _each_or_error(data, start, len(done)) == done
+
+
+@given(alike, st.data())
+def test_damaged_outcomes_fail_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
+) -> None:
+    data, start = _outcomes_region(done)
+    damaged = bytearray(data)
+    for _ in range(draw.draw(st.integers(1, 3))):
+        at = draw.draw(st.integers(start, len(damaged) - 1))
+        damaged[at] = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(start, len(damaged)))
+    for candidate in (memoryview(bytes(damaged)), memoryview(bytes(damaged[:cut]))):
+        assert _bulk_or_error(candidate, start, len(done)) == _each_or_error(
+            candidate, start, len(done)
+        )
 
 
 @given(

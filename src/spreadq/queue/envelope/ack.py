@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
 from spreadq.queue.envelope.preamble import (
@@ -239,8 +239,75 @@ def _decode_notice(reader: _Reader, slots: int) -> Notice:
 
 def _read_outcomes(reader: _Reader, n_outcomes: int) -> AckOutcomes:
     """``n_outcomes`` outcomes as an ACK (or a NOTICE) carries them."""
-    # the hot path: every consumer reads every ACK. A successful outcome is checked here
-    # and kept as its record (one bytes object); an Outcome is built only when asked for
+    # the hot path: every consumer and producer reads every ACK
+    if n_outcomes >= _ALIKE_AT_LEAST:
+        alike = _read_alike(reader.mv, reader.at, n_outcomes)
+        if alike is not None:
+            refs, records, reader.at = alike
+            return AckOutcomes(refs, records)
+    return _read_each(reader, n_outcomes)
+
+
+_ALIKE_AT_LEAST: Final = 4
+"""Outcomes in an ACK from which :func:`_read_alike` is tried first."""
+
+_ALIKE_LAYOUTS: dict[int, struct.Struct] = {}
+"""Per outcome size: producer id, seq, and the rest of the record as one bytes."""
+_ALIKE_LAYOUTS_KEPT: Final = 64
+
+
+def _read_alike(
+    mv: memoryview, at: int, n_outcomes: int
+) -> tuple[list[JobRef], list[OutcomeRecord], int] | None:
+    """``n_outcomes`` successes of one size, read in bulk: refs, records and the offset
+    after them; None when they are not all such (then :func:`_read_each` reads them,
+    and raises what it finds wrong).
+
+    An ACK of a worker whose handlers return the same result (None, most often) holds
+    outcomes of one size that differ only in their refs. ``struct.iter_unpack`` splits
+    them in C, and each distinct record is checked once. The split is sound: the first
+    record declares the size, each record at that stride declares it again (its lengths
+    are checked), so each starts where the one before it ends.
+    """
+    total = len(mv)
+    if at + _OUTCOME.size > total:
+        return None
+    _, _, status, _, codec_len, type_len, data_len = _OUTCOME.unpack_from(mv, at)
+    if status != Status.OK or type_len:
+        return None
+    size = _OUTCOME.size + codec_len + data_len
+    end = at + n_outcomes * size
+    if end > total:
+        return None
+    layout = _ALIKE_LAYOUTS.get(size)
+    if layout is None:
+        if len(_ALIKE_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
+            _ALIKE_LAYOUTS.clear()
+        layout = _ALIKE_LAYOUTS[size] = struct.Struct(f"<16sQ{size - _REF_SIZE}s")
+    producer_ids, seqs, tails = zip(*layout.iter_unpack(mv[at:end]), strict=True)
+    records: dict[bytes, OutcomeRecord] = {}
+    fixed, checked = _OUTCOME_TAIL.size, _CODEC_NAMES
+    for tail in set(tails):
+        status, attempts, codec_len, type_len, data_len = _OUTCOME_TAIL.unpack_from(tail)
+        if status != Status.OK or type_len or fixed + codec_len + data_len != len(tail):
+            return None
+        if codec_len and tail[fixed : fixed + codec_len] not in checked:
+            try:
+                _codec_name(tail[fixed : fixed + codec_len])
+            except EnvelopeError:
+                return None
+        plain = not codec_len and not data_len and attempts == 1
+        records[tail] = PLAIN_SUCCESS if plain else tail
+    refs = list(map(_new_ref, zip(producer_ids, seqs, strict=True)))
+    if len(records) == 1:
+        return refs, [records[tails[0]]] * n_outcomes, end
+    return refs, list(map(records.__getitem__, tails)), end
+
+
+def _read_each(reader: _Reader, n_outcomes: int) -> AckOutcomes:
+    """``n_outcomes`` outcomes, one after the other."""
+    # A successful outcome is checked here and kept as its record (one bytes object);
+    # an Outcome is built only when asked for
     mv, at = reader.mv, reader.at
     total = len(mv)
     unpack, fixed = _OUTCOME.unpack_from, _OUTCOME.size
