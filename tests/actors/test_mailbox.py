@@ -29,6 +29,25 @@ async def test_reply_carries_a_value_to_a_waiting_task() -> None:
     assert reply.done
 
 
+async def test_a_cancelled_waiter_leaves_the_others_their_reply() -> None:
+    reply: Reply[int] = Reply()
+    got: list[int] = []
+
+    async def waiter() -> None:
+        got.append(await reply)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(waiter)
+                await wait_all_tasks_blocked()
+                inner.cancel_scope.cancel()  # one of the two waiters gives up
+            await wait_all_tasks_blocked()
+            reply.set(7)
+    assert got == [7]
+
+
 async def test_reply_raises_the_error_it_was_failed_with() -> None:
     reply: Reply[None] = Reply()
     reply.fail(LOST)

@@ -41,13 +41,13 @@ class Reply(Generic[T]):
     The actor guarantees that every reply it received is resolved when it stops.
     """
 
-    __slots__ = ("_done", "_error", "_value", "_waiter")
+    __slots__ = ("_done", "_error", "_event", "_value")
 
     def __init__(self) -> None:
         self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None  # made when someone waits
+        self._event: asyncio.Event | None = None  # made when someone waits
 
     @property
     def done(self) -> bool:
@@ -75,16 +75,16 @@ class Reply(Generic[T]):
         self._resolve()
 
     async def wait(self) -> T:
-        """Wait for the answer and return it (one task waits for a reply).
+        """Wait for the answer and return it.
 
         Raises:
             BaseException: whatever the actor failed the reply with.
         """
         if not self._done:
-            waiter = self._waiter
-            if waiter is None or waiter.done():  # a wait cancelled before left it done
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
+            event = self._event
+            if event is None:
+                event = self._event = asyncio.Event()
+            await event.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -94,9 +94,8 @@ class Reply(Generic[T]):
 
     def _resolve(self) -> None:
         self._done = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._event is not None:
+            self._event.set()
 
     def _check_pending(self) -> None:
         if self._done:
