@@ -10,12 +10,13 @@ whose seal does not verify) is logged and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 
 from structlog.stdlib import BoundLogger
 
 from spreadq.client import Connection
-from spreadq.errors import EnvelopeError
+from spreadq.errors import ConnectionLost, EnvelopeError
 from spreadq.producer.core import ProducerCore
 from spreadq.producer.inputs import (
     AckReceived,
@@ -30,7 +31,7 @@ from spreadq.queue.envelope import Ack, Cancel, Notice, ResultAnswer
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.session.translate import read_envelope
-from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.wire.events import DaemonMessage, DataMessage, RegularMembership
 
 __all__ = ["FeedbackReader"]
 
@@ -65,21 +66,48 @@ class FeedbackReader:
         self._log = log
 
     async def run(self, conn: Connection) -> None:
-        """Read the session until cancelled (the session ended).
+        """Read the session until it ends or this is cancelled.
+
+        The connection's reader hands each read's events to :meth:`_on_events` itself
+        (:meth:`~spreadq.client.Connection.deliver_to`): one task switch less per read
+        than waiting in ``receive_batch``. What that raises ends this task, not the
+        connection.
 
         Raises:
             ConnectionLost: the connection ended.
+            Exception: whatever reading the events raised (a fault of ours).
         """
+        stopped = asyncio.Event()
+        reason: list[BaseException] = []
+
+        def sink(events: Sequence[DaemonMessage]) -> None:
+            if reason:
+                return
+            try:
+                self._on_events(events)
+            except Exception as error:  # in the connection's reader: hand it to our task
+                reason.append(error)
+                stopped.set()
+
+        def end(error: ConnectionLost) -> None:
+            if not reason:
+                reason.append(error)
+            stopped.set()
+
+        conn.deliver_to(sink, end)
+        await stopped.wait()
+        raise reason[0]
+
+    def _on_events(self, events: Sequence[DaemonMessage]) -> None:
         feedback = self._feedback
-        while True:
-            for event in await conn.receive_batch():
-                if type(event) is DataMessage:
-                    if feedback in event.groups:  # not a private message
-                        self._on_data(event)
-                    else:
-                        self._on_private(event)
-                elif type(event) is RegularMembership and event.group == feedback:
-                    self._apply(FeedbackMembership(event.members))
+        for event in events:
+            if type(event) is DataMessage:
+                if feedback in event.groups:  # not a private message
+                    self._on_data(event)
+                else:
+                    self._on_private(event)
+            elif type(event) is RegularMembership and event.group == feedback:
+                self._apply(FeedbackMembership(event.members))
 
     def _on_data(self, event: DataMessage) -> None:
         try:

@@ -1,0 +1,103 @@
+"""The member producer's reader takes each read's events from the connection's reader
+(``deliver_to``): it feeds the core, ends with the session, and a fault while reading
+ends the reader's task with that fault, never the connection's reader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import anyio
+import structlog
+
+from spreadq.client import Connection
+from spreadq.errors import CloseReason, ConnectionLost
+from spreadq.producer.core import ProducerCore
+from spreadq.producer.feedback import FeedbackReader
+from spreadq.producer.inputs import FeedbackMembership, Input
+from spreadq.producer.results import Asks
+from spreadq.wire.constants import Cause
+from spreadq.wire.events import DaemonMessage, GroupId, RegularMembership
+
+FEEDBACK = "q~fb"
+PID = bytes(range(16))
+
+
+class PushingConnection:
+    """What the reader needs of a connection: ``deliver_to``, called once."""
+
+    def __init__(self) -> None:
+        self.sink: Callable[[Sequence[DaemonMessage]], object] | None = None
+        self.end: Callable[[ConnectionLost], object] | None = None
+
+    def deliver_to(
+        self,
+        sink: Callable[[Sequence[DaemonMessage]], object],
+        end: Callable[[ConnectionLost], object],
+    ) -> None:
+        assert self.sink is None, "deliver_to is called once"
+        self.sink, self.end = sink, end
+
+
+def membership(*members: str) -> RegularMembership:
+    return RegularMembership(FEEDBACK, GroupId(1, 1, 1), members, Cause.JOIN)
+
+
+def reader(apply: Callable[[Input], object]) -> FeedbackReader:
+    return FeedbackReader(
+        ProducerCore(PID),
+        Asks(),
+        apply,
+        feedback_group=FEEDBACK,
+        seal=None,
+        log=structlog.get_logger().bind(),
+    )
+
+
+async def read(
+    feedback: FeedbackReader, conn: PushingConnection, ended: list[BaseException]
+) -> None:
+    try:
+        await feedback.run(cast(Connection, conn))
+    except Exception as error:  # what the session's guard would see
+        ended.append(error)
+
+
+async def test_events_reach_the_core_and_the_session_end_ends_the_reader() -> None:
+    applied: list[Input] = []
+    conn = PushingConnection()
+    lost = ConnectionLost(CloseReason.EOF)
+    ended: list[BaseException] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read, reader(applied.append), conn, ended)
+            await anyio.wait_all_tasks_blocked()
+            assert conn.sink is not None
+            assert conn.end is not None
+            conn.sink((membership("#w1#d", "#me#d"),))
+            assert applied == [FeedbackMembership(("#w1#d", "#me#d"))]  # in the reader's call
+            assert not ended
+            conn.end(lost)
+    assert ended == [lost]
+
+
+async def test_a_fault_while_reading_ends_the_reader_not_the_connection() -> None:
+    calls: list[Input] = []
+
+    def apply(event: Input) -> Any:
+        calls.append(event)
+        raise RuntimeError("a bug of ours")
+
+    conn = PushingConnection()
+    ended: list[BaseException] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read, reader(apply), conn, ended)
+            await anyio.wait_all_tasks_blocked()
+            assert conn.sink is not None
+            conn.sink((membership("#w1#d"),))  # raises nothing into the connection's reader
+            conn.sink((membership("#w2#d"),))  # and what follows is not read any more
+    assert len(calls) == 1
+    assert len(ended) == 1
+    assert isinstance(ended[0], RuntimeError)
+    assert str(ended[0]) == "a bug of ours"
