@@ -70,10 +70,14 @@ class Settings(BaseSettings):
     reads every ACK, so the bound keeps ACKs from crowding out jobs. None: never ACK
     early, only by the cadence."""
     outcome_notices: bool = True
-    """A consumer also sends the outcomes it reaches straight to their producer (a
-    NOTICE to its private group, coalesced per turn of the worker's loop), so a receipt
-    resolves without waiting for the next ACK; no other consumer reads a NOTICE. The ACK
-    still settles the job everywhere."""
+    """A consumer also sends the outcomes it reaches of the jobs that ask for it straight
+    to their producer (a NOTICE to its private group), so a receipt resolves without
+    waiting for the next ACK; no other consumer reads a NOTICE. The ACK still settles the
+    job everywhere."""
+    notice_interval: float = Field(default=0.002, ge=0.0, le=1.0)
+    """A consumer sends NOTICEs at most this often (seconds); the outcomes that end
+    meanwhile go in the next ones. The first after a quiet spell goes at once. 0: at
+    the end of every turn of the worker's loop that ended such jobs."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's

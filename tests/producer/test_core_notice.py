@@ -88,29 +88,35 @@ def test_a_notice_skips_other_producers_unknown_and_settled_jobs() -> None:
     assert len(d.resolved) == 1
 
 
-def test_jobs_ask_for_notices_only_while_the_producer_keeps_up() -> None:
-    d = Driver.make(max_in_flight=3, batch_max_jobs=2)
+def test_jobs_ask_for_notices_while_few_are_unconfirmed() -> None:
+    d = Driver.make(max_in_flight=10, batch_max_jobs=2, notice_in_flight=3)
     d.consumers(C)
     d.put()
     batch = d.core.next_batch()
     assert batch is not None
-    assert d.core.keeping_up()  # nothing behind the batch, room for more puts
+    assert d.core.keeping_up()  # one job unconfirmed
     d.finish(batch)
-    for _ in range(2):
-        d.put()
-    assert not d.core.keeping_up()  # two jobs wait
+    d.put()
+    d.put()
+    assert d.core.keeping_up()  # three, two of them queued: still few
     batch = d.core.next_batch()
     assert batch is not None
-    assert len(batch.jobs) == 2
-    assert not d.core.keeping_up()  # two jobs piled up for one consumer
-    d.consumers(C, "#c2#d")
-    assert not d.core.keeping_up()  # one per consumer, but 3 of 3 are held: no room
+    assert len(batch.jobs) == 2  # more than the one consumer: asking anyway
+    assert d.core.keeping_up()
     d.finish(batch)
-    d.succeed(C, 0, 1, 2)
+    d.put()
+    assert not d.core.keeping_up()  # four unconfirmed: the consumers fall behind
+    d.succeed(C, 0, 1)
+    assert d.core.keeping_up()  # the ACK settled two: two left
+
+
+def test_a_producer_without_room_asks_for_no_notice() -> None:
+    d = Driver.make(max_in_flight=2, notice_in_flight=100)
+    d.consumers(C)
     d.put()
     d.put()
-    assert d.core.next_batch() is not None
-    assert d.core.keeping_up()  # two jobs for two consumers, and room
+    assert not d.core.room()
+    assert not d.core.keeping_up()
 
 
 def test_a_fire_and_forget_producer_never_asks() -> None:

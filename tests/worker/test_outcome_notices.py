@@ -1,11 +1,13 @@
 """Outcome notices: a worker sends the outcomes of the jobs that ask for one
 (``Job.notify``) straight to their producer's private group (NOTICE), coalesced per turn
-of its loop, so a receipt need not wait for the next ACK.
+of its loop and at most one per ``notice_interval``, so a receipt need not wait for the
+next ACK.
 
 On a scripted connection (the test plays the daemon, and sees every multicast):
 
 * jobs that ask and end in one turn go to their producer in one NOTICE, to its private
-  group only;
+  group only; those that end within ``notice_interval`` of a NOTICE go together in the
+  next one, when the interval ends;
 * jobs that do not ask (a backlogged or fire-and-forget producer, a C client) get none;
   neither does any job when ``outcome_notices`` is off;
 * an outcome an ACK reports in the same turn is not sent again in a NOTICE; a result too
@@ -16,7 +18,9 @@ On the embedded daemon: with no ACK for a minute, receipts resolve from NOTICEs 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import test_dispatcher_scripted
@@ -42,6 +46,7 @@ from spreadq.wire.events import DataMessage
 dispatcher_for = test_dispatcher_scripted.dispatcher_for  # the fixture
 
 NO_ACK_FOR_A_MINUTE = dict(ack_interval=60.0, ack_every=10_000, ack_max_rate=None)
+EVERY_TURN = dict(notice_interval=0.0)  # a NOTICE at the end of every turn that ends jobs
 
 
 def asking(mseq: int, seqs: Sequence[int]) -> DataMessage:
@@ -66,7 +71,8 @@ def notified(conn: object, to: str = PRODUCER) -> list[list[int]]:
 async def test_jobs_ending_in_one_turn_go_to_their_producer_in_one_notice(
     dispatcher_for: Make,
 ) -> None:
-    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(**NO_ACK_FOR_A_MINUTE))
+    settings = FAST.replace(**NO_ACK_FOR_A_MINUTE, **EVERY_TURN)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
             conn.feed(asking(1, range(5)))
@@ -84,6 +90,60 @@ async def test_jobs_ending_in_one_turn_go_to_their_producer_in_one_notice(
             conn.feed(asking(2, [5]))
             await anyio.wait_all_tasks_blocked()
             assert notified(conn) == [[0, 1, 2, 3, 4], [5]]
+            await stop(dispatcher, conn)
+
+
+async def test_notices_within_the_interval_wait_for_its_end(dispatcher_for: Make) -> None:
+    now = [100.0]
+    settings = FAST.replace(notice_interval=0.5, **NO_ACK_FOR_A_MINUTE)
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=lambda: now[0])
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(asking(1, [0]))  # the first after a quiet spell goes at once
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0]]
+            now[0] = 100.2
+            conn.feed(asking(2, [1]))
+            await anyio.wait_all_tasks_blocked()
+            conn.feed(asking(3, [2]))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0]]  # 1 and 2 wait for the interval's end
+            now[0] = 100.5
+            conn.feed()  # the loop looks at its clock
+            while len(notified(conn)) < 2:
+                await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0], [1, 2]]  # in one NOTICE
+            await stop(dispatcher, conn)
+
+
+async def test_a_notice_held_back_goes_when_the_interval_ends_with_no_message_to_wake_us(
+    dispatcher_for: Make,
+) -> None:
+    # no STATS report for a minute either: it too would wake the loop
+    settings = FAST.replace(notice_interval=0.2, stats_interval=60.0, **NO_ACK_FOR_A_MINUTE)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    noticed: list[float] = []  # when each NOTICE went (the dispatcher's own clock)
+    second = anyio.Event()
+    multicast = conn.multicast
+
+    async def watching(groups: Any, data: bytes, *args: Any, **kwargs: Any) -> None:
+        await multicast(groups, data, *args, **kwargs)
+        if isinstance(conn.read(data), Notice):
+            noticed.append(time.monotonic())
+            if len(noticed) == 2:
+                second.set()
+
+    conn.multicast = watching  # type: ignore[method-assign]
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(asking(1, [0]))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0]]  # the first goes at once
+            conn.feed(asking(2, [1]))  # ends within the interval: held back
+            await anyio.wait_all_tasks_blocked()
+            await second.wait()  # only the loop's own alarm can send it: nothing else comes
+            assert notified(conn) == [[0], [1]]
+            assert noticed[1] - noticed[0] >= 0.2
             await stop(dispatcher, conn)
 
 
@@ -112,7 +172,8 @@ async def test_with_notices_off_none_is_sent(dispatcher_for: Make) -> None:
 
 async def test_an_outcome_acked_in_the_same_turn_is_not_noticed(dispatcher_for: Make) -> None:
     # ack_every=1: every finished job makes an ACK due at once, in the turn it ends
-    dispatcher, conn = dispatcher_for(echo_app(), FAST.replace(ack_every=1, ack_interval=60.0))
+    settings = FAST.replace(ack_every=1, ack_interval=60.0, **EVERY_TURN)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
     with anyio.fail_after(WAIT):
         async with serving(dispatcher, conn):
             conn.feed(asking(1, [0]))

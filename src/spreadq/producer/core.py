@@ -37,9 +37,11 @@ order: the job is settled cancelled if it is still pending, the CANCEL's sender 
 name the job was last sent under and no held ACK reports it (an ACK ordered before the
 CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
 
-Notices. While the producer keeps up (:meth:`~ProducerCore.keeping_up`), the jobs it
-sends ask for a NOTICE: the consumer that runs them sends their outcomes straight to
-our private group, at once, where the ACK waits for company. A NOTICE from a trusted consumer
+Notices. While the consumers keep up with the producer (:meth:`~ProducerCore.keeping_up`:
+at most ``notice_in_flight`` jobs unconfirmed), the jobs it sends ask for a NOTICE: the
+consumer that runs them sends their outcomes straight to our private group, at most
+every ``notice_interval`` of its own, where the ACK waits for the idle-ACK gap or
+company. A NOTICE from a trusted consumer
 resolves the receipts of our pending jobs early (``Resolve``), except a job we sent a
 CANCEL for (``CancelSending``): the order of that CANCEL among the ACKs decides it. The
 job stays pending, and in flight for flow control, until an ACK settles it; the ACK
@@ -110,7 +112,12 @@ from spreadq.queue.jobs import Outcome, Status, outcome_of
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
-__all__ = ["MAX_HELD_ACKS", "CancelPlan", "FlowState", "ProducerCore"]
+__all__ = ["MAX_HELD_ACKS", "NOTICE_IN_FLIGHT", "CancelPlan", "FlowState", "ProducerCore"]
+
+NOTICE_IN_FLIGHT: Final = 1024
+"""A member producer's jobs ask for NOTICEs while at most this many of its jobs are
+unconfirmed (:meth:`ProducerCore.keeping_up`). At half the flood's rate a few hundred
+are; under a flood, thousands."""
 
 MAX_HELD_ACKS: Final = 256
 """ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
@@ -179,6 +186,8 @@ class ProducerCore:
         batch_max_jobs: the most jobs in one batch; also the admitted jobs allowed to
             wait unsent while the window is shut.
         batch_max_delay: how long a job waits for company before a short batch goes.
+        notice_in_flight: the jobs sent ask for NOTICEs while at most this many are
+            unconfirmed (admitted, or sent and not yet settled by an ACK).
     """
 
     __slots__ = (
@@ -203,6 +212,7 @@ class ProducerCore:
         "max_in_flight",
         "member",
         "messages",
+        "notice_in_flight",
         "producer_id",
         "put",
         "resent",
@@ -221,9 +231,11 @@ class ProducerCore:
         max_backlog: int = 5_000,
         batch_max_jobs: int = 256,
         batch_max_delay: float = 0.0,
+        notice_in_flight: int = NOTICE_IN_FLIGHT,
     ) -> None:
         self.producer_id = producer_id
         self.member = member
+        self.notice_in_flight = notice_in_flight
         self.max_in_flight = max_in_flight
         self.batch_max_jobs = max(1, batch_max_jobs)
         self.batch_max_delay = batch_max_delay
@@ -367,16 +379,16 @@ class ProducerCore:
         return Batch(tuple(jobs))
 
     def keeping_up(self) -> bool:
-        """Whether this producer sends its jobs as they come: nothing queued behind the
-        batch in hand, room for another put, and no more jobs in hand than consumers
-        (jobs are not piling up between sends). Then a receipt waits for the consumers'
-        ACK gap, not in a queue here, and the jobs sent ask for a NOTICE of their
-        outcome. A loaded producer's jobs do not: one NOTICE per consumer per batch
-        would cost it more than the wait it saves."""
+        """Whether the consumers keep up with this producer: at most
+        ``notice_in_flight`` jobs unconfirmed, and room for another put. Then a receipt
+        waits for the consumers' ACK gap, not for the queue, and the jobs sent ask for a
+        NOTICE of their outcome (which each consumer sends at most every
+        ``notice_interval``). Under a flood thousands of jobs are unconfirmed and the
+        jobs ask for none: there a receipt waits behind the others anyway, and the
+        NOTICEs would cost this producer what the flood needs."""
         return (
             self.member
-            and not self._queue
-            and len(self._in_hand) <= max(1, len(self._witnesses.consumers))
+            and self._gate.in_flight + self._admitted <= self.notice_in_flight
             and self.room()
         )
 

@@ -199,7 +199,7 @@ class Sender:
         if live:
             mseq = self._core.last_mseq
             specs = [job.spec for job in live]
-            notify = self._core.keeping_up()  # else the NOTICEs cost more than they save
+            notify = self._core.keeping_up()  # under a flood NOTICEs would cost the flood
             data = encode_batch(self._id, mseq, live[0].codec, specs, notify=notify)
             if self._seal is not None:
                 data = self._seal.seal(data, conn.private_group)

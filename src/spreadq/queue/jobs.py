@@ -94,7 +94,7 @@ class Job(NamedTuple):
     RAW jobs have ``codec == "raw"`` and ``kind == "raw:<mess_type>"``.
     ``dedupe_key`` is the producer's idempotency key (``put(..., dedupe_key=)``), if any.
     ``notify`` says its producer asks the owner for a NOTICE of its outcome (a member
-    producer that keeps up with its puts; docs/cancel-and-results.md#outcome-notices).
+    producer the consumers keep up with; docs/cancel-and-results.md#outcome-notices).
 
     A named tuple for the reason :class:`JobRef` is one: the owner builds one per job
     it runs, and a frozen dataclass's ``__init__`` (eight ``object.__setattr__`` calls)

@@ -64,9 +64,11 @@ earlier, posts ``_WAKE`` to the inbox; a cancel scope with a deadline on every t
 about a tenth of a worker's CPU when messages came one per read.
 
 Outcome notices (``settings.outcome_notices``): the outcomes of a producer's jobs that
-ask for one (``Job.notify``: the producer keeps up with its puts) and ended in one turn
-of the loop, and went out in no ACK that turn, go to that producer's private group in
-one NOTICE, so its receipts resolve now instead of at the next ACK. No other consumer
+ask for one (``Job.notify``: the consumers keep up with that producer) go to that
+producer's private group in one NOTICE, so its receipts resolve without waiting for the
+next ACK: at the end of the turn they ended in, unless a NOTICE went out less than
+``settings.notice_interval`` ago (then at the end of the interval, with those that ended
+meanwhile), and never for an outcome an ACK has reported already. No other consumer
 reads a NOTICE; the ACK still settles the jobs at every replica.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
@@ -443,6 +445,8 @@ class Dispatcher:
         # outcome notices: for the jobs whose producer asks (Job.notify), when enabled
         self._notices: dict[str, list[tuple[JobRef, Outcome]]] = {}  # this turn's, by producer
         self._notices_on = settings.outcome_notices
+        self._notice_interval = settings.notice_interval
+        self._next_notice = -math.inf  # no NOTICE before this (the loop's clock)
         self._notify: set[JobRef] = set()  # jobs handed to the runners that ask for one
 
     @property
@@ -548,7 +552,7 @@ class Dispatcher:
                     await self._announce_ticks()
                 if (not self._schedule.queued) is not self._idle:
                     await self._note_idle()
-                if self._notices:
+                if self._notices and self._clock() >= self._next_notice:
                     await self._send_notices()
                 if self._draining:
                     await self._check_drained()
@@ -594,6 +598,8 @@ class Dispatcher:
             tick = self._ticks.wait()
             if tick is not None:
                 deadline = min(deadline, self._clock() + tick)
+        if self._notices and self._next_notice < deadline:
+            deadline = self._next_notice
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -607,6 +613,8 @@ class Dispatcher:
             await self._note_idle()
         if self._ticks is not None:
             await self._announce_ticks()
+        if self._notices and self._clock() >= self._next_notice:  # due: else the loop
+            await self._send_notices()  # would find its deadline passed again at once
         await self._check_drained()
 
     async def _announce_ticks(self) -> None:
@@ -869,14 +877,16 @@ class Dispatcher:
             await self._apply(JobsFinished(finished))
 
     async def _send_notices(self) -> None:
-        """Send each producer the outcomes of its jobs that ended this turn and went
-        out in no ACK yet: one NOTICE to its private group (more when they do not fit
-        one message). The ACK still settles them; the NOTICE only lets the producer
-        resolve their receipts now."""
+        """Send each producer the outcomes of its jobs that ended since the last NOTICEs
+        and went out in no ACK yet: one NOTICE to its private group (more when they do
+        not fit one message). The ACK still settles them; the NOTICE only lets the
+        producer resolve their receipts now. The next NOTICEs wait at least
+        ``settings.notice_interval`` after these."""
         notices, self._notices = self._notices, {}
         unreported = self._unreported
         budget = self._table.outcome_budget  # a bigger outcome: the ACK reports a failure
         overhead = notice_overhead()
+        sent = False
         for producer, ended in notices.items():
             chunk: list[tuple[JobRef, Outcome]] = []
             size = overhead
@@ -893,6 +903,9 @@ class Dispatcher:
                 size += grows
             if chunk:
                 await self._multicast((producer,), encode(Notice(chunk)))
+                sent = True
+        if sent:
+            self._next_notice = self._clock() + self._notice_interval
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""
