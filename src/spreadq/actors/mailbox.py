@@ -229,11 +229,8 @@ class Inbox(Generic[T]):
             return items
         self._closed = True
         channel = self._channel
-        while True:  # taking an item lets a blocked sender's in: take that too
-            try:
-                items.append(channel.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        while (item := channel.take()) is not None:  # a blocked sender's item comes in too
+            items.append(item)
         channel.close()
         return items
 

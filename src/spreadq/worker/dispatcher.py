@@ -103,7 +103,6 @@ or, if not, awaited (at most ``drain_timeout``), and :meth:`Dispatcher.run` rais
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import secrets
@@ -281,18 +280,24 @@ _WAKE: Final = _Wake()
 _Item = _Delivered | _Lost | EndedReady | _Drain | Help | Rescan | _StatsDue | _Wake
 
 
+def _post(inbox: Channel[_Item], item: _Item) -> None:
+    """Put ``item`` in a Dispatcher's inbox (unbounded), unless it has stopped: then
+    nobody would read it."""
+    if not inbox.closed:
+        inbox.send_nowait(item)
+
+
 class DispatcherHandle:
     """How others talk to a running Dispatcher."""
 
-    __slots__ = ("_send",)
+    __slots__ = ("_inbox",)
 
-    def __init__(self, send: Channel[_Item]) -> None:
-        self._send = send
+    def __init__(self, inbox: Channel[_Item]) -> None:
+        self._inbox = inbox
 
     def drain(self) -> None:
         """Ask the Dispatcher to drain and stop; returns at once. Idempotent."""
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._send.send_nowait(_Drain())  # a stopped dispatcher needs no drain
+        _post(self._inbox, _Drain())  # a stopped dispatcher needs no drain
 
 
 # --- the actor ------------------------------------------------------------------------
@@ -392,7 +397,7 @@ class Dispatcher:
             keep_at_least=2 * (settings.ack_every + settings.concurrency),
         )
         inbox: Channel[_Item] = Channel()
-        self._send = self._receive = inbox
+        self._inbox = inbox
         self._handle = DispatcherHandle(inbox)
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
         self._alarm_at = 0.0  # when it rings (loop time)
@@ -492,7 +497,7 @@ class Dispatcher:
                     await self._wind_down(lost)
                 tasks.cancel_scope.cancel()
         finally:
-            self._send.close()
+            self._inbox.close()
             self._pool.close()
         if self._joined is not None:  # drained before the first view: never joined
             joined, self._joined = self._joined, None
@@ -506,19 +511,16 @@ class Dispatcher:
 
     def _delivered(self, events: Sequence[DaemonMessage]) -> None:
         """The connection read ``events`` (called in its reader)."""
-        inbox = self._send
-        if not inbox.closed:  # after our end nobody reads them
-            inbox.send_nowait(_Delivered(events))
+        _post(self._inbox, _Delivered(events))
 
     def _lost(self, error: ConnectionLost) -> None:
         """The connection ended (called in its reader, once)."""
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(_Lost(error))
+        _post(self._inbox, _Lost(error))
 
     def _post_stats_due(self) -> None:
         """Post :class:`_StatsDue` (every ``settings.stats_interval`` seconds, from
         :meth:`WorkerStats.tick`'s task)."""
-        self._send.send_nowait(_StatsDue())
+        self._inbox.send_nowait(_StatsDue())
 
     async def _report_stats(self) -> None:
         """Send our STATS report to FEEDBACK only (on WORK every replica would read it),
@@ -529,7 +531,7 @@ class Dispatcher:
 
     async def _serve(self) -> ConnectionLost | None:
         """Process the inbox until we have left the group; return a lost connection."""
-        receive = self._receive
+        receive = self._inbox
         try:
             while not self._left:
                 wait = self._wait_time()
@@ -552,7 +554,7 @@ class Dispatcher:
                     await self._announce_ticks()
                 if (not self._schedule.queued) is not self._idle:
                     await self._note_idle()
-                if self._notices and self._clock() >= self._next_notice:
+                if self._notices:
                     await self._send_notices()
                 if self._draining:
                     await self._check_drained()
@@ -576,8 +578,7 @@ class Dispatcher:
 
     def _ring(self) -> None:
         self._alarm = None
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(_WAKE)
+        _post(self._inbox, _WAKE)
 
     async def _note_idle(self) -> None:
         """Tell the table when we go idle (nothing ready to run) or busy again: idle,
@@ -613,8 +614,8 @@ class Dispatcher:
             await self._note_idle()
         if self._ticks is not None:
             await self._announce_ticks()
-        if self._notices and self._clock() >= self._next_notice:  # due: else the loop
-            await self._send_notices()  # would find its deadline passed again at once
+        if self._notices:  # when due: else the loop would find its deadline passed
+            await self._send_notices()  # again at once
         await self._check_drained()
 
     async def _announce_ticks(self) -> None:
@@ -880,8 +881,10 @@ class Dispatcher:
         """Send each producer the outcomes of its jobs that ended since the last NOTICEs
         and went out in no ACK yet: one NOTICE to its private group (more when they do
         not fit one message). The ACK still settles them; the NOTICE only lets the
-        producer resolve their receipts now. The next NOTICEs wait at least
-        ``settings.notice_interval`` after these."""
+        producer resolve their receipts now. Nothing goes before
+        ``settings.notice_interval`` has passed since the last NOTICEs."""
+        if self._clock() < self._next_notice:
+            return  # the loop's alarm brings us back then
         notices, self._notices = self._notices, {}
         unreported = self._unreported
         budget = self._table.outcome_budget  # a bigger outcome: the ACK reports a failure
@@ -953,7 +956,7 @@ class Dispatcher:
             self._pool.cancel_all()
         with anyio.move_on_after(self._drain_timeout):
             while self._pool:
-                if await self._receive.receive() is not ENDED:
+                if await self._inbox.receive() is not ENDED:
                     continue
                 for ref, outcome in self._pool.take_ended():
                     self._pool.ended(ref)

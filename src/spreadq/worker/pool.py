@@ -156,7 +156,6 @@ class RunnerPool:
         self.log = log
         self._tasks: anyio.abc.TaskGroup | None = None
         self._handover: Channel[QueuedJob] = Channel()
-        self._starts = self._handover  # the runners' side
         self._running: dict[JobRef, _Running] = {}
         self._runners = 0  # started, at most settings.concurrency
         self._starting = 0  # started and not yet running
@@ -327,7 +326,7 @@ class RunnerPool:
         or its failure) in a new scope.
         """
         runner = _Runner(self._watch_deadline)
-        take, wait = self._starts.take, self._starts.receive
+        take, wait = self._handover.take, self._handover.receive
         running_jobs, end = self._running, self._end
         dead_letters = self._dead_letters
         resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
