@@ -142,16 +142,13 @@ def test_alike_short_outcomes_of_one_ack_share_one_record() -> None:
     assert records[3] is not records[4]  # long ones are not looked up
 
 
-def test_the_history_gives_a_producers_seqs_of_both_generations_at_once() -> None:
+def test_the_history_gives_a_window_holding_every_seq_it_remembers_of_a_producer() -> None:
     history = OutcomeHistory(max_items=3, max_bytes=1000)
-    for seq in (1, 2, 3, 4):  # 1 to 3 fill a generation; 4 starts the next
+    assert history.window(PID) == (0, -1)  # nothing remembered: an empty window
+    for seq in (5, 2, 9, 4):  # 5, 2 and 9 fill a generation; 4 starts the next
         history.add(JobRef(PID, seq), PLAIN_SUCCESS)
-    current, previous = history.seqs_of(PID)
-    assert [seq in previous for seq in (1, 2, 3, 4)] == [True, True, True, False]
-    assert [seq in current for seq in (1, 2, 3, 4)] == [False, False, False, True]
-    current, previous = history.seqs_of(b"O" * 16)  # a producer it remembers nothing of
-    assert 1 not in current
-    assert 1 not in previous
+    assert history.window(PID) == (2, 9)  # both generations
+    assert history.window(b"O" * 16) == (0, -1)  # a producer it remembers nothing of
 
 
 def test_a_ref_moved_from_the_previous_generation_counts_once() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable, Container, Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Final, NamedTuple
 
@@ -187,7 +188,6 @@ PLAIN_SUCCESS: Final = Outcome(Status.OK)
 worker of no-op handlers would otherwise build one per job, and every replica one
 per job an ACK reports)."""
 
-_NO_SEQS: frozenset[int] = frozenset()
 _RECORD = struct.Struct("<BHBBI")  # status, attempts, codec, error type and data lengths
 _RECORD_FIXED = _RECORD.size
 
@@ -268,6 +268,141 @@ def decode_headers(block: bytes | memoryview) -> dict[str, str]:
     return headers
 
 
+_IN_BLOB: Final = 255
+"""The code of a seq whose record is kept in its generation's blob."""
+_BLOB_LENGTH = struct.Struct("<I")
+
+
+class _Outcomes:
+    """One producer's outcomes in one generation of an :class:`OutcomeHistory`.
+
+    A producer numbers its jobs 0, 1, 2, ..., and a replica remembers the outcome of
+    every job of the queue, so the seqs remembered are dense: each takes one byte of
+    ``codes`` (its offset from ``base``). Code 0 means nothing remembered; codes 1 to
+    254 name one of the first distinct records, kept once in ``records`` (most outcomes
+    are alike: a handler that returns None, or one of a few results); code 255 says the
+    record is in ``blob``, its length and bytes at the offset ``starts`` gives (a
+    handler whose results all differ). So an outcome costs a byte, or about nine bytes
+    and its record, where a dict slot, an int and a ``bytes`` object cost about 150.
+    A seq far from the span (more than four times the outcomes held beyond it, or
+    64 KiB at least) and a distinct :class:`Outcome` past the 254th go to ``other``, a
+    plain dict.
+    """
+
+    __slots__ = (
+        "base",
+        "blob",
+        "codes",
+        "codes_of",
+        "high",
+        "low",
+        "other",
+        "records",
+        "starts",
+    )
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.codes = bytearray()
+        self.records: list[OutcomeRecord] = [PLAIN_SUCCESS]  # code 0 is never read
+        self.codes_of: dict[OutcomeRecord, int] = {}
+        self.blob = bytearray()
+        self.starts: array[int] | None = None  # parallel to codes once the blob is used
+        self.other: dict[int, OutcomeRecord] = {}
+        self.low = self.high = -1  # the least and greatest seq ever put here
+
+    def get(self, seq: int) -> OutcomeRecord | None:
+        offset = seq - self.base
+        if 0 <= offset < len(self.codes):
+            code = self.codes[offset]
+            if code == _IN_BLOB:
+                return self._from_blob(offset)
+            if code:
+                return self.records[code]
+        return self.other.get(seq) if self.other else None
+
+    def pop(self, seq: int) -> OutcomeRecord | None:
+        """Forget ``seq``; its record, or None when it was not here."""
+        offset = seq - self.base
+        if 0 <= offset < len(self.codes):
+            code = self.codes[offset]
+            if code:
+                record = self._from_blob(offset) if code == _IN_BLOB else self.records[code]
+                self.codes[offset] = 0
+                return record
+        return self.other.pop(seq, None) if self.other else None
+
+    def put(self, seq: int, record: OutcomeRecord, held: int) -> OutcomeRecord | None:
+        """Remember ``record`` for ``seq`` (``held`` outcomes are here already); the
+        record it replaces, or None."""
+        if self.low < 0:
+            self.low = self.high = self.base = seq
+        elif seq < self.low:
+            self.low = seq
+        elif seq > self.high:
+            self.high = seq
+        code = self.codes_of.get(record)
+        if code is None:
+            if len(self.records) < _IN_BLOB:
+                code = self.codes_of[record] = len(self.records)
+                self.records.append(record)
+            elif isinstance(record, bytes) and len(self.blob) < 0xFFFF0000 - len(record):
+                code = _IN_BLOB
+        offset = seq - self.base
+        if code is not None and not 0 <= offset < len(self.codes):
+            offset = self._widen(seq, held)
+        if code is None or offset < 0:  # not in the span: in the dict
+            old = self.pop(seq)
+            self.other[seq] = record
+            return old
+        old = self.pop(seq)
+        self.codes[offset] = code
+        if code == _IN_BLOB:
+            assert isinstance(record, bytes)
+            starts = self.starts
+            if starts is None:
+                starts = self.starts = array("I", bytes(4 * len(self.codes)))
+            blob = self.blob
+            starts[offset] = len(blob)
+            blob += _BLOB_LENGTH.pack(len(record))
+            blob += record
+        return old
+
+    def _from_blob(self, offset: int) -> bytes:
+        assert self.starts is not None
+        at = self.starts[offset]
+        (length,) = _BLOB_LENGTH.unpack_from(self.blob, at)
+        at += _BLOB_LENGTH.size
+        return bytes(self.blob[at : at + length])
+
+    def _widen(self, seq: int, held: int) -> int:
+        """Make the span cover ``seq`` if it stays within bounds; ``seq``'s offset then,
+        or -1 to keep it in the dict."""
+        codes, base, starts = self.codes, self.base, self.starts
+        limit = max(4 * (held + 1), 1 << 16)
+        if seq < base:
+            grow = min(max(base - seq, len(codes) // 2, 256), base)  # seqs are never negative
+            if len(codes) + grow > limit:
+                grow = base - seq
+                if len(codes) + grow > limit:
+                    return -1
+            codes[0:0] = bytes(grow)
+            if starts is not None:
+                starts[0:0] = array("I", bytes(4 * grow))
+            self.base = base - grow
+        else:
+            need = seq - base - len(codes) + 1
+            grow = max(need, len(codes) // 2, 256)
+            if len(codes) + grow > limit:
+                grow = need
+                if len(codes) + grow > limit:
+                    return -1
+            codes.extend(bytes(grow))
+            if starts is not None:
+                starts.extend(array("I", bytes(4 * grow)))
+        return seq - self.base
+
+
 class OutcomeHistory:
     """Outcomes of completed jobs, bounded in count and bytes, oldest forgotten first.
 
@@ -279,11 +414,12 @@ class OutcomeHistory:
     generation is forgotten whole and the current one becomes the previous. So the
     history remembers at least the last ``max_items`` outcomes (fewer only when their
     results pass ``max_bytes / 2``) and at most twice as many, and never more than
-    ``max_bytes`` of results. A generation is a dict per producer keyed by the job's seq:
-    no key object per outcome, and a generation is dropped whole instead of rebuilt by
-    churn, so a full history's memory stays flat (an LRU dict under constant churn
-    rebuilt its table every few thousand outcomes, which the C allocator did not give
-    back).
+    ``max_bytes`` of results (each outcome counts its whole record, even when it is
+    alike another and kept once). A generation keeps each producer's outcomes as a
+    byte per seq naming one of its distinct records (:class:`_Outcomes`): a full
+    history of 200,000 alike outcomes takes about 200 KB, where a dict entry, an int
+    and a record each took about 150 bytes. A generation is dropped whole instead of
+    rebuilt by churn, so a full history's memory stays flat.
     """
 
     __slots__ = (
@@ -299,8 +435,8 @@ class OutcomeHistory:
     def __init__(self, max_items: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._current: dict[bytes, dict[int, OutcomeRecord]] = {}
-        self._previous: dict[bytes, dict[int, OutcomeRecord]] = {}
+        self._current: dict[bytes, _Outcomes] = {}
+        self._previous: dict[bytes, _Outcomes] = {}
         self._count = 0  # outcomes in the current generation
         self._previous_count = 0
         self._bytes = 0  # result bytes in the current generation
@@ -311,30 +447,40 @@ class OutcomeHistory:
     def get(self, ref: JobRef) -> Outcome | None:
         """The remembered outcome of ``ref``, if any."""
         producer_id, seq = ref
-        seqs = self._current.get(producer_id)
-        if seqs is not None:
-            outcome = seqs.get(seq)
-            if outcome is not None:
-                return outcome_of(outcome)
-        seqs = self._previous.get(producer_id)
-        if seqs is None:
+        outcomes = self._current.get(producer_id)
+        if outcomes is not None:
+            record = outcomes.get(seq)
+            if record is not None:
+                return outcome_of(record)
+        outcomes = self._previous.get(producer_id)
+        if outcomes is None:
             return None
-        outcome = seqs.get(seq)
-        return None if outcome is None else outcome_of(outcome)
+        record = outcomes.get(seq)
+        return None if record is None else outcome_of(record)
 
-    def seqs_of(self, producer_id: bytes) -> tuple[Container[int], Container[int]]:
-        """The seqs of ``producer_id``'s jobs remembered now, in the current and in the
-        previous generation: a batch of one producer's jobs asks once, not once a job
-        (valid until the next :meth:`add`)."""
-        return self._current.get(producer_id, _NO_SEQS), self._previous.get(producer_id, _NO_SEQS)
+    def window(self, producer_id: bytes) -> tuple[int, int]:
+        """The least and greatest seq of ``producer_id`` that may be remembered, for a
+        batch to ask once whether any of its jobs may be (``(0, -1)``: none). Seqs
+        outside it are not remembered; seqs inside it may not be either (ask
+        :meth:`get`)."""
+        low, high = 0, -1
+        for generation in (self._current, self._previous):
+            outcomes = generation.get(producer_id)
+            if outcomes is None or outcomes.low < 0:
+                continue
+            if high < 0:
+                low, high = outcomes.low, outcomes.high
+            else:
+                low, high = min(low, outcomes.low), max(high, outcomes.high)
+        return low, high
 
     def __contains__(self, ref: JobRef) -> bool:
         producer_id, seq = ref
-        seqs = self._current.get(producer_id)
-        if seqs is not None and seq in seqs:
-            return True
-        seqs = self._previous.get(producer_id)
-        return seqs is not None and seq in seqs
+        for generation in (self._current, self._previous):
+            outcomes = generation.get(producer_id)
+            if outcomes is not None and outcomes.get(seq) is not None:
+                return True
+        return False
 
     def add(self, ref: JobRef, outcome: OutcomeRecord) -> None:
         """Remember ``outcome`` for ``ref`` (the latest wins); forget the older generation
@@ -342,18 +488,33 @@ class OutcomeHistory:
         if self.max_items <= 0:
             return
         producer_id, seq = ref
-        old_seqs = self._previous.get(producer_id)
-        if old_seqs is not None and old_seqs.pop(seq, None) is not None:
+        previous = self._previous.get(producer_id)
+        if (
+            previous is not None
+            and previous.low <= seq <= previous.high
+            and previous.pop(seq) is not None
+        ):
             self._previous_count -= 1
-        seqs = self._current.get(producer_id)
-        if seqs is None:
-            seqs = self._current[producer_id] = {}
-        old = seqs.get(seq)
+        outcomes = self._current.get(producer_id)
+        if outcomes is None:
+            outcomes = self._current[producer_id] = _Outcomes()
+        # the common case inline: a record seen before, for a new seq within the span
+        code = outcomes.codes_of.get(outcome)
+        offset = seq - outcomes.base
+        codes = outcomes.codes
+        if code is not None and 0 <= offset < len(codes) and not (codes[offset] or outcomes.other):
+            codes[offset] = code
+            if seq > outcomes.high:
+                outcomes.high = seq
+            elif seq < outcomes.low:
+                outcomes.low = seq
+            old = None
+        else:
+            old = outcomes.put(seq, outcome, self._count)
         if old is None:
             self._count += 1
         else:
             self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
-        seqs[seq] = outcome
         self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
         if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
             self._previous, self._previous_count = self._current, self._count

@@ -869,7 +869,7 @@ class OutstandingTable:
         entries, me, ordinal = self._entries, self.me, self._ordinal
         assigned = state.assigned
         refs = jobs.refs
-        current, previous = self._history.seqs_of(refs[0].producer_id) if refs else ((), ())
+        low, high = self._history.window(refs[0].producer_id) if refs else (0, -1)
         for index, ref in enumerate(refs):
             if ref in entries:
                 self._take_slot(effects, ref, sender, mess_type, origin, source=jobs, index=index)
@@ -882,10 +882,11 @@ class OutstandingTable:
             entry = _Entry(
                 ref, None, jobs, index, sender, mess_type, origin, owner, slot, ordinal, True, owner
             )
-            seq = ref[1]
-            if seq in current or seq in previous:  # a job re-sent after it completed
-                entry.remembered, entry.duplicate = self._history.get(ref), True
-                self._counts["duplicates"] += 1
+            if low <= ref[1] <= high:  # it may be a job re-sent after it completed
+                remembered = self._history.get(ref)
+                if remembered is not None:
+                    entry.remembered, entry.duplicate = remembered, True
+                    self._counts["duplicates"] += 1
             entries[ref] = entry
             if owner == me:
                 effects += self._become_owner(entry, failover=False)

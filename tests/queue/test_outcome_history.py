@@ -1,0 +1,156 @@
+"""The outcome history against a model: two generations of plain dicts.
+
+:class:`~spreadq.queue.jobs.OutcomeHistory` keeps a byte per seq naming one of a
+producer's distinct records, and a dict for the rest; these tests pin that it remembers
+and forgets exactly what the plain two-generation form does, whatever the order of the
+seqs, their gaps and how many distinct records there are.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spreadq.queue import Ack, decode, encode
+from spreadq.queue.envelope import AckOutcomes
+from spreadq.queue.jobs import (
+    PLAIN_SUCCESS,
+    JobRef,
+    Outcome,
+    OutcomeHistory,
+    OutcomeRecord,
+    outcome_of,
+)
+
+PIDS = (b"P" * 16, b"Q" * 16)
+
+
+class ModelHistory:
+    """The history's rules with a dict per producer and generation, nothing compact."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.current: dict[bytes, dict[int, OutcomeRecord]] = {}
+        self.previous: dict[bytes, dict[int, OutcomeRecord]] = {}
+        self.bytes = 0
+
+    def add(self, ref: JobRef, record: OutcomeRecord) -> None:
+        producer_id, seq = ref
+        self.previous.get(producer_id, {}).pop(seq, None)
+        seqs = self.current.setdefault(producer_id, {})
+        old = seqs.get(seq)
+        if old is not None:
+            self.bytes -= len(old) if isinstance(old, bytes) else len(old.result)
+        seqs[seq] = record
+        self.bytes += len(record) if isinstance(record, bytes) else len(record.result)
+        count = sum(len(s) for s in self.current.values())
+        if count >= self.max_items or 2 * self.bytes > self.max_bytes:
+            self.previous, self.current, self.bytes = self.current, {}, 0
+
+    def get(self, ref: JobRef) -> OutcomeRecord | None:
+        producer_id, seq = ref
+        found = self.current.get(producer_id, {}).get(seq)
+        return found if found is not None else self.previous.get(producer_id, {}).get(seq)
+
+    def __len__(self) -> int:
+        return sum(len(s) for g in (self.current, self.previous) for s in g.values())
+
+
+def _ack_records(count: int) -> list[OutcomeRecord]:
+    """Successes with distinct results in the form an ACK carries them (``bytes``)."""
+    done = tuple(
+        (JobRef(PIDS[0], n), Outcome.success(b"%d" % n, codec="json")) for n in range(count)
+    )
+    ack = decode(encode(Ack(b"I" * 16, done)))
+    assert isinstance(ack, Ack)
+    assert isinstance(ack.outcomes, AckOutcomes)
+    records = list(AckOutcomes.parts(ack.outcomes)[1])
+    assert all(isinstance(r, bytes) for r in records)
+    return records
+
+
+RECORDS = _ack_records(800)
+
+
+def record(n: int) -> OutcomeRecord:
+    """Distinct outcomes for distinct ``n``: a few alike ones, many results as ACKs
+    carry them (kept in the blob past the 254th) and many as built outcomes (kept in
+    the dict past it)."""
+    if n == 0:
+        return PLAIN_SUCCESS
+    if n == 1:
+        return Outcome.failure("E", "m")
+    if n % 2:
+        return RECORDS[n]
+    return Outcome.success(str(n).encode(), codec="json")
+
+
+seqs = st.one_of(
+    st.integers(0, 40),  # the same seqs again, across generations
+    st.integers(0, 600),  # dense, in any order
+    st.integers(0, 2**64 - 1),  # far from the rest: kept in the dict
+)
+adds = st.lists(
+    st.tuples(st.sampled_from(PIDS), seqs, st.one_of(st.integers(0, 3), st.integers(4, 790))),
+    max_size=400,
+)
+
+
+@settings(max_examples=150)
+@given(adds, st.integers(1, 300), st.sampled_from([1 << 20, 600]))
+def test_the_history_remembers_and_forgets_as_two_dict_generations_do(
+    steps: list[tuple[bytes, int, int]], max_items: int, max_bytes: int
+) -> None:
+    history, model = OutcomeHistory(max_items, max_bytes), ModelHistory(max_items, max_bytes)
+    touched: set[JobRef] = set()
+    for producer_id, seq, n in steps:
+        ref = JobRef(producer_id, seq)
+        touched.add(ref)
+        history.add(ref, record(n))
+        model.add(ref, record(n))
+        assert len(history) == len(model)
+    for ref in touched:
+        expected = model.get(ref)
+        assert history.get(ref) == (None if expected is None else outcome_of(expected))
+        assert (ref in history) == (expected is not None)
+        if expected is not None:
+            low, high = history.window(ref.producer_id)
+            assert low <= ref.seq <= high
+
+
+def test_more_than_255_distinct_records_of_one_producer_are_all_remembered() -> None:
+    history = OutcomeHistory(max_items=10_000)
+    for seq in range(1000):
+        history.add(JobRef(PIDS[0], seq), record(seq % 790 + 2))
+    assert all(
+        history.get(JobRef(PIDS[0], seq)) == outcome_of(record(seq % 790 + 2))
+        for seq in range(1000)
+    )
+
+
+def test_distinct_results_as_acks_carry_them_take_their_length_and_nine_bytes() -> None:
+    history = OutcomeHistory(max_items=200_000, max_bytes=1 << 30)
+    records = _ack_records(20_000)
+    for seq, record_ in enumerate(records):  # upwards for one producer, downwards for another
+        history.add(JobRef(PIDS[0], seq), record_)
+        history.add(JobRef(PIDS[1], 19_999 - seq), record_)
+    for producer_id in PIDS:
+        outcomes = history._current[producer_id]
+        assert not outcomes.other
+        assert len(outcomes.blob) == sum(4 + len(r) for r in records[254:])
+    assert [history.get(JobRef(PIDS[0], seq)) for seq in range(20_000)] == [
+        outcome_of(r) for r in records
+    ]
+    assert [history.get(JobRef(PIDS[1], 19_999 - seq)) for seq in range(20_000)] == [
+        outcome_of(r) for r in records
+    ]
+
+
+def test_alike_outcomes_of_dense_seqs_take_about_a_byte_each() -> None:
+    history = OutcomeHistory(max_items=200_000)
+    for seq in range(100_000):
+        history.add(JobRef(PIDS[0], seq), PLAIN_SUCCESS)
+    outcomes = history._current[PIDS[0]]  # the compact form itself
+    assert len(outcomes.codes) < 2 * 100_000
+    assert not outcomes.other
+    assert len(outcomes.records) == 2  # the unused code 0, and the one record
