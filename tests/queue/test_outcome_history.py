@@ -128,7 +128,7 @@ def test_more_than_255_distinct_records_of_one_producer_are_all_remembered() -> 
     )
 
 
-def test_distinct_results_as_acks_carry_them_take_their_length_and_nine_bytes() -> None:
+def test_distinct_results_as_acks_carry_them_take_their_length_and_five_bytes() -> None:
     history = OutcomeHistory(max_items=200_000, max_bytes=1 << 30)
     records = _ack_records(20_000)
     for seq, record_ in enumerate(records):  # upwards for one producer, downwards for another
@@ -137,7 +137,7 @@ def test_distinct_results_as_acks_carry_them_take_their_length_and_nine_bytes() 
     for producer_id in PIDS:
         outcomes = history._current[producer_id]
         assert not outcomes.other
-        assert len(outcomes.blob) == sum(4 + len(r) for r in records[254:])
+        assert len(outcomes.blob) == sum(len(r) for r in records[254:])
     assert [history.get(JobRef(PIDS[0], seq)) for seq in range(20_000)] == [
         outcome_of(r) for r in records
     ]

@@ -270,7 +270,9 @@ def decode_headers(block: bytes | memoryview) -> dict[str, str]:
 
 _IN_BLOB: Final = 255
 """The code of a seq whose record is kept in its generation's blob."""
-_BLOB_LENGTH = struct.Struct("<I")
+_BLOB_MAX: Final = 0x7FFF_FFFF
+"""A blob this long takes no more records (its offsets are kept as 32-bit numbers;
+a generation ends long before, at half the history's byte budget)."""
 
 
 class _Outcomes:
@@ -281,9 +283,10 @@ class _Outcomes:
     ``codes`` (its offset from ``base``). Code 0 means nothing remembered; codes 1 to
     254 name one of the first distinct records, kept once in ``records`` (most outcomes
     are alike: a handler that returns None, or one of a few results); code 255 says the
-    record is in ``blob``, its length and bytes at the offset ``starts`` gives (a
-    handler whose results all differ). So an outcome costs a byte, or about nine bytes
-    and its record, where a dict slot, an int and a ``bytes`` object cost about 150.
+    record is in ``blob``, at the offset ``starts`` gives (a handler whose results all
+    differ; the record's own lengths say where it ends). So an outcome costs a byte, or
+    five bytes and its record, where a dict slot, an int and a ``bytes`` object cost
+    about 150.
     A seq far from the span (more than four times the outcomes held beyond it, or
     64 KiB at least) and a distinct :class:`Outcome` past the 254th go to ``other``, a
     plain dict.
@@ -346,7 +349,7 @@ class _Outcomes:
             if len(self.records) < _IN_BLOB:
                 code = self.codes_of[record] = len(self.records)
                 self.records.append(record)
-            elif isinstance(record, bytes) and len(self.blob) < 0xFFFF0000 - len(record):
+            elif isinstance(record, bytes) and len(self.blob) <= _BLOB_MAX:
                 code = _IN_BLOB
         offset = seq - self.base
         if code is not None and not 0 <= offset < len(self.codes):
@@ -362,18 +365,15 @@ class _Outcomes:
             starts = self.starts
             if starts is None:
                 starts = self.starts = array("I", bytes(4 * len(self.codes)))
-            blob = self.blob
-            starts[offset] = len(blob)
-            blob += _BLOB_LENGTH.pack(len(record))
-            blob += record
+            starts[offset] = len(self.blob)
+            self.blob += record
         return old
 
     def _from_blob(self, offset: int) -> bytes:
         assert self.starts is not None
         at = self.starts[offset]
-        (length,) = _BLOB_LENGTH.unpack_from(self.blob, at)
-        at += _BLOB_LENGTH.size
-        return bytes(self.blob[at : at + length])
+        _, _, codec_len, error_len, data_len = _RECORD.unpack_from(self.blob, at)
+        return bytes(self.blob[at : at + _RECORD_FIXED + codec_len + error_len + data_len])
 
     def _widen(self, seq: int, held: int) -> int:
         """Make the span cover ``seq`` if it stays within bounds; ``seq``'s offset then,
@@ -485,37 +485,58 @@ class OutcomeHistory:
     def add(self, ref: JobRef, outcome: OutcomeRecord) -> None:
         """Remember ``outcome`` for ``ref`` (the latest wins); forget the older generation
         when the current one is full. A record counts its whole length as result bytes."""
+        self.add_all((ref,), (outcome,))
+
+    def add_all(self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord]) -> None:
+        """:meth:`add` each of ``refs`` with its outcome, in order (an ACK's at once)."""
         if self.max_items <= 0:
             return
-        producer_id, seq = ref
-        previous = self._previous.get(producer_id)
-        if (
-            previous is not None
-            and previous.low <= seq <= previous.high
-            and previous.pop(seq) is not None
-        ):
-            self._previous_count -= 1
-        outcomes = self._current.get(producer_id)
-        if outcomes is None:
-            outcomes = self._current[producer_id] = _Outcomes()
-        # the common case inline: a record seen before, for a new seq within the span
-        code = outcomes.codes_of.get(outcome)
-        offset = seq - outcomes.base
-        codes = outcomes.codes
-        if code is not None and 0 <= offset < len(codes) and not (codes[offset] or outcomes.other):
-            codes[offset] = code
-            if seq > outcomes.high:
-                outcomes.high = seq
-            elif seq < outcomes.low:
-                outcomes.low = seq
-            old = None
-        else:
-            old = outcomes.put(seq, outcome, self._count)
-        if old is None:
-            self._count += 1
-        else:
-            self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
-        self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
-        if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
-            self._previous, self._previous_count = self._current, self._count
-            self._current, self._count, self._bytes = {}, 0, 0
+        producer: bytes | None = None
+        kept = previous = None
+        for (producer_id, seq), outcome in zip(refs, outcomes, strict=True):
+            if producer_id != producer:
+                producer = producer_id
+                previous = self._previous.get(producer_id)
+                kept = self._current.get(producer_id)
+                if kept is None:
+                    kept = self._current[producer_id] = _Outcomes()
+            assert kept is not None
+            if (
+                previous is not None
+                and previous.low <= seq <= previous.high
+                and previous.pop(seq) is not None
+            ):
+                self._previous_count -= 1
+            # the common case inline: a new seq within the span, and a record seen
+            # before or one kept in the blob
+            codes = kept.codes
+            offset = seq - kept.base
+            old: OutcomeRecord | None = None
+            if 0 <= offset < len(codes) and not (codes[offset] or kept.other):
+                code = kept.codes_of.get(outcome)
+                if code is not None:
+                    codes[offset] = code
+                else:
+                    starts = kept.starts
+                    if starts is None or type(outcome) is not bytes or len(kept.blob) > _BLOB_MAX:
+                        old = kept.put(seq, outcome, self._count)
+                    else:
+                        codes[offset] = _IN_BLOB
+                        blob = kept.blob
+                        starts[offset] = len(blob)
+                        blob += outcome
+                if seq > kept.high:
+                    kept.high = seq
+                elif seq < kept.low:
+                    kept.low = seq
+            else:
+                old = kept.put(seq, outcome, self._count)
+            if old is None:
+                self._count += 1
+            else:
+                self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
+            self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
+            if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
+                self._previous, self._previous_count = self._current, self._count
+                self._current, self._count, self._bytes = {}, 0, 0
+                producer = None  # look both generations up again

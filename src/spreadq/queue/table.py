@@ -965,13 +965,14 @@ class OutstandingTable:
         if sender not in self._members:
             self._counts["stale_acks"] += 1
             return
-        remember, outstanding, mine = self._history.add, self._entries, self._mine
+        outstanding, mine = self._entries, self._mine
         released = self._state.released
         append = effects.append
         done_refs: list[JobRef] = []
         done_records: list[OutcomeRecord] = []
         waiting = self._dedupe.waiting
         refs, records = AckOutcomes.parts(ack.outcomes)
+        cancelled: set[JobRef] | None = None
         for ref, record in zip(refs, records, strict=True):
             if waiting and ref in waiting:  # duplicates waiting for this first job
                 self._answer_waiting(waiting.pop(ref), outcome_of(record))
@@ -979,10 +980,11 @@ class OutstandingTable:
             if entry is None:
                 self._counts["unknown_acks"] += 1
                 known = self._history.get(ref)
-                if known is None or known.status is not Status.CANCELLED:
-                    remember(ref, record)  # a run that ended after its CANCEL: cancelled
+                if known is not None and known.status is Status.CANCELLED:
+                    if cancelled is None:
+                        cancelled = set()
+                    cancelled.add(ref)  # a run that ended after its CANCEL: cancelled
                 continue
-            remember(ref, record)
             done_refs.append(ref)
             done_records.append(record)
             if entry.counted is not None:
@@ -990,6 +992,13 @@ class OutstandingTable:
             mine.pop(ref, None)
             if entry.run_sent and not entry.finished:
                 append(CancelJob(ref, running=entry.started))
+        if cancelled is None:  # every outcome is remembered, at once
+            self._history.add_all(refs, records)
+        else:
+            kept = [
+                (r, record) for r, record in zip(refs, records, strict=True) if r not in cancelled
+            ]
+            self._history.add_all([r for r, _ in kept], [record for _, record in kept])
         if done_refs:
             self._counts["completed"] += len(done_refs)
             append(JobsCompleted(sender, AckOutcomes(done_refs, done_records)))
