@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, NamedTuple
 
 import anyio
@@ -43,7 +44,17 @@ from spreadq.settings import Settings
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.runner import AttemptWatch, JobRunner, TimedOut, failure, worker_cancelled
 
-__all__ = ["ENDED", "SCAN_GAP", "Ended", "EndedReady", "Help", "QueuedJob", "Rescan", "RunnerPool"]
+__all__ = [
+    "ENDED",
+    "SCAN_GAP",
+    "Ended",
+    "EndedReady",
+    "Help",
+    "QueuedJob",
+    "Rescan",
+    "RunnerPool",
+    "new_queued",
+]
 
 SCAN_GAP: Final = 0.01
 """Seconds at least between two scans of the running jobs (timeouts and warnings)."""
@@ -71,6 +82,14 @@ class Ended(NamedTuple):
 
     ref: JobRef
     outcome: Outcome | None
+
+
+new_queued: Callable[[tuple[RunJob | GiveUpJob, View, JobRef, str | None]], QueuedJob] = partial(
+    tuple.__new__, QueuedJob
+)
+"""``QueuedJob(*fields)`` from a tuple, without the named tuple's Python ``__new__`` (one
+per job we own)."""
+_new_ended: Callable[[tuple[JobRef, Outcome | None]], Ended] = partial(tuple.__new__, Ended)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +381,7 @@ class RunnerPool:
                     if dead_letters is not None and outcome is not None and not outcome.ok:
                         await dead_letters.put(queued.run.job, outcome)  # before the ACK
                     runner.ref = None
-                    end(Ended(ref, outcome))
+                    end(_new_ended((ref, outcome)))
             if runner.ref is not None and resume is None:  # its job was cancelled
                 end(Ended(runner.ref, None))
                 runner.ref = None

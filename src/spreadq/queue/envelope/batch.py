@@ -6,9 +6,10 @@ checked and their offsets and refs kept; a :class:`Job` is built only when asked
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, overload
+from functools import partial
+from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.envelope.preamble import (
@@ -47,6 +48,9 @@ __all__ = [
 
 _BATCH = struct.Struct("<16sQB")
 _FRAGMENT = struct.Struct("<16sQHHB")
+_new_job: Callable[[tuple[Any, ...]], Job] = partial(tuple.__new__, Job)
+"""``Job(*fields)`` from a tuple of all nine, without the named tuple's Python ``__new__``
+(the owner builds one per job it runs)."""
 _JOB = struct.Struct("<QBBHHI")
 
 _HAS_KEY = 0x01
@@ -371,7 +375,7 @@ def _read_job(reader: _Reader, producer_id: bytes, codec: str) -> Job:
     dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
     ref = JobRef(producer_id, seq)
     payload = mv[payload_at:end]
-    return Job(ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY))
+    return _new_job((ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY)))
 
 
 def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
@@ -385,7 +389,7 @@ def _job_at(mv: memoryview, at: int, ref: JobRef, codec: str) -> Job:
     headers = mv[headers_at:payload_at] if headers_len else b""
     dedupe = _read_dedupe_key(headers) if flags & _HAS_DEDUPE else None
     payload = mv[payload_at : payload_at + payload_len]
-    return Job(ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY))
+    return _new_job((ref, kind, key, codec, payload, headers, None, dedupe, bool(flags & _NOTIFY)))
 
 
 def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
