@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import repeat
 from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
@@ -400,8 +401,10 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     mv, at = reader.mv, reader.at
     size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
     offsets: list[int] = []
-    refs: list[JobRef] = []
+    seqs: list[int] = []
+    add_offset, add_seq = offsets.append, seqs.append
     dedupe: dict[int, str] | None = None
+    kind: bytes | memoryview = b""  # the last kind checked: a batch's jobs mostly share one
     for _ in range(slots):
         if at + fixed > size:
             raise EnvelopeError(f"truncated job record at byte {at}")
@@ -414,7 +417,9 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
         if end > size:
             raise EnvelopeError(f"truncated job record at byte {at}")
         try:
-            str(mv[at + fixed : key_at], "utf-8")
+            if mv[at + fixed : key_at] != kind:
+                kind = mv[at + fixed : key_at]
+                str(kind, "utf-8")
             if flags:
                 str(mv[key_at:headers_at], "utf-8")
         except UnicodeDecodeError as exc:
@@ -423,11 +428,12 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
             if dedupe is None:
                 dedupe = {}
             dedupe[len(offsets)] = _read_dedupe_key(mv[headers_at : headers_at + headers_len])
-        offsets.append(at)
-        refs.append(_new_ref((pid, seq)))
+        add_offset(at)
+        add_seq(seq)
         at = end
     reader.at = at
     reader.done()
+    refs = list(map(_new_ref, zip(repeat(pid), seqs)))
     return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs, dedupe))
 
 
