@@ -8,6 +8,7 @@ seqs, their gaps and how many distinct records there are.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,24 +91,32 @@ seqs = st.one_of(
     st.integers(0, 600),  # dense, in any order
     st.integers(0, 2**64 - 1),  # far from the rest: kept in the dict
 )
+producers = st.sampled_from([PIDS[0]] * 4 + [PIDS[1]])  # mostly one: runs, as in an ACK
 adds = st.lists(
-    st.tuples(st.sampled_from(PIDS), seqs, st.one_of(st.integers(0, 3), st.integers(4, 790))),
+    st.tuples(producers, seqs, st.one_of(st.integers(0, 3), st.integers(4, 790))),
     max_size=400,
 )
 
 
-@settings(max_examples=150)
-@given(adds, st.integers(1, 300), st.sampled_from([1 << 20, 600]))
+@settings(max_examples=200)
+@given(adds, st.integers(1, 300), st.sampled_from([1 << 20, 600]), st.integers(1, 60))
 def test_the_history_remembers_and_forgets_as_two_dict_generations_do(
-    steps: list[tuple[bytes, int, int]], max_items: int, max_bytes: int
+    steps: list[tuple[bytes, int, int]], max_items: int, max_bytes: int, chunk: int
 ) -> None:
+    """One at a time with ``add`` (``chunk`` 1) or ``chunk`` at a time with ``add_all``,
+    as the table adds an ACK's outcomes."""
     history, model = OutcomeHistory(max_items, max_bytes), ModelHistory(max_items, max_bytes)
     touched: set[JobRef] = set()
-    for producer_id, seq, n in steps:
-        ref = JobRef(producer_id, seq)
-        touched.add(ref)
-        history.add(ref, record(n))
-        model.add(ref, record(n))
+    for start in range(0, len(steps), chunk):
+        refs = [JobRef(producer_id, seq) for producer_id, seq, _ in steps[start : start + chunk]]
+        records = [record(n) for _, _, n in steps[start : start + chunk]]
+        if chunk == 1:
+            history.add(refs[0], records[0])
+        else:
+            history.add_all(refs, records)
+        for ref, record_ in zip(refs, records, strict=True):
+            touched.add(ref)
+            model.add(ref, record_)
         assert len(history) == len(model)
     for ref in touched:
         expected = model.get(ref)
@@ -154,3 +163,27 @@ def test_alike_outcomes_of_dense_seqs_take_about_a_byte_each() -> None:
     assert len(outcomes.codes) < 2 * 100_000
     assert not outcomes.other
     assert len(outcomes.records) == 2  # the unused code 0, and the one record
+
+
+def test_add_all_refuses_refs_and_outcomes_of_different_lengths_and_adds_nothing() -> None:
+    history = OutcomeHistory()
+    with pytest.raises(ValueError, match="2 refs for 1 outcomes"):
+        history.add_all([JobRef(PIDS[0], 1), JobRef(PIDS[0], 2)], [PLAIN_SUCCESS])
+    assert len(history) == 0
+
+
+def test_add_all_takes_a_seq_remembered_in_the_previous_generation_out_of_it() -> None:
+    history = OutcomeHistory(max_items=10)
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(10)], [PLAIN_SUCCESS] * 10)
+    assert len(history) == 10  # all in the previous generation now
+    history.add_all([JobRef(PIDS[0], seq) for seq in (5, 6, 7)], [record(1)] * 3)
+    assert len(history) == 10  # moved, not copied
+    assert history.get(JobRef(PIDS[0], 6)) == record(1)
+
+
+def test_add_all_ends_a_generation_at_max_items_even_within_one_call() -> None:
+    history = OutcomeHistory(max_items=3)
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(10)], [PLAIN_SUCCESS] * 10)
+    # generations of three: 0-2 (forgotten), 3-5 (forgotten), 6-8 (previous), 9 (current)
+    assert len(history) == 4
+    assert [JobRef(PIDS[0], seq) in history for seq in (5, 6, 9)] == [False, True, True]

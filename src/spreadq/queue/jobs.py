@@ -485,58 +485,104 @@ class OutcomeHistory:
     def add(self, ref: JobRef, outcome: OutcomeRecord) -> None:
         """Remember ``outcome`` for ``ref`` (the latest wins); forget the older generation
         when the current one is full. A record counts its whole length as result bytes."""
-        self.add_all((ref,), (outcome,))
+        if self.max_items > 0:
+            self._add_one(ref, outcome)
 
     def add_all(self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord]) -> None:
-        """:meth:`add` each of ``refs`` with its outcome, in order (an ACK's at once)."""
+        """:meth:`add` each of ``refs`` with its outcome, in order (an ACK's at once).
+
+        Raises:
+            ValueError: ``refs`` and ``outcomes`` differ in length (nothing is added).
+        """
+        if len(refs) != len(outcomes):
+            raise ValueError(f"{len(refs)} refs for {len(outcomes)} outcomes")
         if self.max_items <= 0:
             return
-        producer: bytes | None = None
-        kept = previous = None
-        for (producer_id, seq), outcome in zip(refs, outcomes, strict=True):
-            if producer_id != producer:
-                producer = producer_id
-                previous = self._previous.get(producer_id)
-                kept = self._current.get(producer_id)
-                if kept is None:
-                    kept = self._current[producer_id] = _Outcomes()
-            assert kept is not None
-            if (
-                previous is not None
-                and previous.low <= seq <= previous.high
-                and previous.pop(seq) is not None
-            ):
-                self._previous_count -= 1
-            # the common case inline: a new seq within the span, and a record seen
-            # before or one kept in the blob
-            codes = kept.codes
-            offset = seq - kept.base
-            old: OutcomeRecord | None = None
-            if 0 <= offset < len(codes) and not (codes[offset] or kept.other):
-                code = kept.codes_of.get(outcome)
-                if code is not None:
-                    codes[offset] = code
-                else:
-                    starts = kept.starts
-                    if starts is None or type(outcome) is not bytes or len(kept.blob) > _BLOB_MAX:
-                        old = kept.put(seq, outcome, self._count)
-                    else:
-                        codes[offset] = _IN_BLOB
-                        blob = kept.blob
-                        starts[offset] = len(blob)
-                        blob += outcome
-                if seq > kept.high:
-                    kept.high = seq
-                elif seq < kept.low:
-                    kept.low = seq
+        index, total = 0, len(refs)
+        while index < total:
+            index = self._add_run(refs, outcomes, index)
+            if index < total:  # one the run could not take: the general way
+                self._add_one(refs[index], outcomes[index])
+                index += 1
+
+    def _add_run(
+        self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord], index: int
+    ) -> int:
+        """Add ``refs[index:]`` while they are the common case: one producer's new seqs
+        within its span, not in the previous generation, with a record seen before or
+        one for the blob. Returns the index of the first it did not add."""
+        producer_id = refs[index][0]
+        kept = self._current.get(producer_id)
+        if kept is None or kept.other:
+            return index
+        previous = self._previous.get(producer_id)
+        low_previous, high_previous = (0, -1) if previous is None else (previous.low, previous.high)
+        codes, base, codes_of, starts, blob = (
+            kept.codes,
+            kept.base,
+            kept.codes_of,
+            kept.starts,
+            kept.blob,
+        )
+        span = len(codes)
+        count, size, high, low = self._count, self._bytes, kept.high, kept.low
+        max_items, max_bytes = self.max_items, self.max_bytes
+        total = len(refs)
+        while index < total:
+            ref_producer, seq = refs[index]
+            if ref_producer != producer_id or low_previous <= seq <= high_previous:
+                break
+            offset = seq - base
+            if not 0 <= offset < span or codes[offset]:
+                break
+            outcome = outcomes[index]
+            code = codes_of.get(outcome)
+            if code is not None:
+                codes[offset] = code
+                size += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
+            elif starts is not None and type(outcome) is bytes and len(blob) <= _BLOB_MAX:
+                codes[offset] = _IN_BLOB
+                starts[offset] = len(blob)
+                blob += outcome
+                size += len(outcome)
             else:
-                old = kept.put(seq, outcome, self._count)
-            if old is None:
-                self._count += 1
-            else:
-                self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
-            self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
-            if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
-                self._previous, self._previous_count = self._current, self._count
-                self._current, self._count, self._bytes = {}, 0, 0
-                producer = None  # look both generations up again
+                break
+            if seq > high:
+                high = seq
+            elif seq < low:
+                low = seq
+            count += 1
+            index += 1
+            if count >= max_items or 2 * size > max_bytes:
+                break
+        self._count, self._bytes, kept.high, kept.low = count, size, high, low
+        if count >= max_items or 2 * size > max_bytes:
+            self._flip()
+        return index
+
+    def _add_one(self, ref: JobRef, outcome: OutcomeRecord) -> None:
+        producer_id, seq = ref
+        previous = self._previous.get(producer_id)
+        if (
+            previous is not None
+            and previous.low <= seq <= previous.high
+            and previous.pop(seq) is not None
+        ):
+            self._previous_count -= 1
+        kept = self._current.get(producer_id)
+        if kept is None:
+            kept = self._current[producer_id] = _Outcomes()
+        old = kept.put(seq, outcome, self._count)
+        if old is None:
+            self._count += 1
+        else:
+            self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
+        self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
+        if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
+            self._flip()
+
+    def _flip(self) -> None:
+        """The current generation is full: it becomes the previous one, and the previous
+        one is forgotten."""
+        self._previous, self._previous_count = self._current, self._count
+        self._current, self._count, self._bytes = {}, 0, 0
