@@ -292,6 +292,20 @@ alike = st.sampled_from(["", "json"]).flatmap(
     )
 )
 odd_one = st.sampled_from([Outcome.success(b""), Outcome.failure("E", "bad")])
+differing = st.sampled_from(["", "json", "msgpack"]).flatmap(
+    lambda codec: st.lists(
+        st.tuples(
+            refs,
+            st.builds(
+                Outcome.success, st.binary(min_size=8, max_size=8), st.just(1), st.just(codec)
+            ),
+        ),
+        min_size=10,
+        max_size=40,
+    )
+)
+"""Outcomes of one size whose results differ (timestamps, ids): more distinct records
+than the bulk reader checks one by one, so it checks their heads."""
 
 
 def _outcomes_region(done: list[tuple[JobRef, Outcome]]) -> tuple[memoryview, int]:
@@ -326,6 +340,47 @@ def test_outcomes_read_in_bulk_are_read_as_one_by_one(
     assert list(ack_codec._read_outcomes(reader, len(done))) == done
     assert reader.at == len(data)
     assert _each_or_error(data, start, len(done)) == done
+
+
+@given(differing, st.lists(st.tuples(st.integers(0, 39), refs, odd_one), max_size=1))
+def test_differing_results_of_one_size_are_read_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
+) -> None:
+    for at, ref, outcome in odd:  # one of another size: the bulk reader steps aside
+        done.insert(min(at, len(done)), (ref, outcome))
+    data, start = _outcomes_region(done)
+    bulk = ack_codec._read_alike(data, start, len(done))
+    assert (bulk is None) == bool(odd)
+    reader = Reader(data, start)
+    assert list(ack_codec._read_outcomes(reader, len(done))) == done
+    assert reader.at == len(data)
+    assert _each_or_error(data, start, len(done)) == done
+
+
+@given(differing, st.data())
+def test_damaged_differing_results_fail_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
+) -> None:
+    data, start = _outcomes_region(done)
+    damaged = bytearray(data)
+    for _ in range(draw.draw(st.integers(1, 3))):
+        at = draw.draw(st.integers(start, len(damaged) - 1))
+        damaged[at] = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(start, len(damaged)))
+    for candidate in (memoryview(bytes(damaged)), memoryview(bytes(damaged[:cut]))):
+        assert _bulk_or_error(candidate, start, len(done)) == _each_or_error(
+            candidate, start, len(done)
+        )
+
+
+def test_a_bad_codec_name_in_one_of_many_differing_results_is_refused_in_bulk_too() -> None:
+    done = [(JobRef(PID, seq), Outcome.success(b"%08d" % seq, codec="json")) for seq in range(12)]
+    data, start = _outcomes_region(done)
+    damaged = bytearray(data)
+    fifth = start + 4 * (len(data) - start) // 12  # the fifth outcome, and its codec name
+    damaged[fifth + 24 + 9] = 0xFF
+    assert ack_codec._read_alike(memoryview(bytes(damaged)), start, 12) is None
+    assert _bulk_or_error(memoryview(bytes(damaged)), start, 12) == "bad codec name"
 
 
 @given(alike, st.data())

@@ -285,9 +285,14 @@ def _read_alike(
             _ALIKE_LAYOUTS.clear()
         layout = _ALIKE_LAYOUTS[size] = struct.Struct(f"<16sQ{size - _REF_SIZE}s")
     producer_ids, seqs, tails = zip(*layout.iter_unpack(mv[at:end]), strict=True)
+    distinct = set(tails)
+    if len(distinct) > _HEADS_AFTER and data_len:  # results that differ: check their heads
+        if not _heads_alike(mv[at:end], size, codec_len, data_len):
+            return None
+        return list(map(_new_ref, zip(producer_ids, seqs, strict=True))), list(tails), end
     records: dict[bytes, OutcomeRecord] = {}
     fixed, checked = _OUTCOME_TAIL.size, _CODEC_NAMES
-    for tail in set(tails):
+    for tail in distinct:
         status, attempts, codec_len, type_len, data_len = _OUTCOME_TAIL.unpack_from(tail)
         if status != Status.OK or type_len or fixed + codec_len + data_len != len(tail):
             return None
@@ -302,6 +307,39 @@ def _read_alike(
     if len(records) == 1:
         return refs, [records[tails[0]]] * n_outcomes, end
     return refs, list(map(records.__getitem__, tails)), end
+
+
+_HEADS_AFTER: Final = 8
+"""Distinct records in a bulk read past which their heads are checked instead."""
+_HEAD_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}
+"""Per (outcome size, head size): the head of each record alone (its fixed part and codec)."""
+
+
+def _heads_alike(region: memoryview, size: int, codec_len: int, data_len: int) -> bool:
+    """Whether every outcome of ``region`` (``size`` bytes each) is a success whose
+    head (status, attempts, lengths and codec name) is a valid one declaring
+    ``codec_len`` and ``data_len``: then each record is valid whatever its result bytes,
+    and a worker whose results all differ (timestamps, ids) has its ACKs read in bulk
+    too, checking each distinct head once instead of each record."""
+    head = _OUTCOME_TAIL.size + codec_len
+    layout = _HEAD_LAYOUTS.get((size, head))
+    if layout is None:
+        if len(_HEAD_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
+            _HEAD_LAYOUTS.clear()
+        layout = _HEAD_LAYOUTS[size, head] = struct.Struct(
+            f"<{_REF_SIZE}x{head}s{size - _REF_SIZE - head}x"
+        )
+    fixed = _OUTCOME_TAIL.size
+    for (record_head,) in set(layout.iter_unpack(region)):
+        status, _, codec, type_len, data = _OUTCOME_TAIL.unpack_from(record_head)
+        if status != Status.OK or type_len or codec != codec_len or data != data_len:
+            return False
+        if codec and record_head[fixed:] not in _CODEC_NAMES:
+            try:
+                _codec_name(record_head[fixed:])
+            except EnvelopeError:
+                return False
+    return True
 
 
 def _read_each(reader: _Reader, n_outcomes: int) -> AckOutcomes:
