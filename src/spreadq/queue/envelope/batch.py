@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
@@ -398,7 +399,34 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     codec = _read_codec(reader, codec_len)
     pid: bytes = producer_id
     # the hot path: every consumer reads every job; check each record, build no Job
-    mv, at = reader.mv, reader.at
+    read = (
+        _read_alike_records(reader.mv, reader.at, slots, pid) if slots >= _ALIKE_AT_LEAST else None
+    )
+    if read is None:
+        read = _read_records(reader.mv, reader.at, slots, pid)
+    offsets, refs, dedupe, reader.at = read
+    reader.done()
+    return JobBatch(pid, mseq, codec, BatchJobs(reader.mv, pid, codec, offsets, refs, dedupe))
+
+
+_Records = tuple[list[int], list[JobRef], dict[int, str] | None, int]
+"""A batch's job records, checked: their offsets, refs, dedupe keys by index (None:
+none has one), and the offset after the last."""
+
+_ALIKE_AT_LEAST: Final = 4
+"""Job records in a batch from which :func:`_read_alike_records` is tried first."""
+_ALIKE_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}
+"""Per (kind length, rest of the record): the seq, and the fixed fields with the kind."""
+_ALIKE_LAYOUTS_KEPT: Final = 64
+_JOB_HEAD = struct.Struct("<BBHHI")  # a job record's fixed fields after its seq
+
+
+def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
+    """``slots`` job records from ``at``, one after the other.
+
+    Raises:
+        EnvelopeError: a record is cut short, or its flags, kind or key are bad.
+    """
     size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
     offsets: list[int] = []
     seqs: list[int] = []
@@ -431,10 +459,53 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
         add_offset(at)
         add_seq(seq)
         at = end
-    reader.at = at
-    reader.done()
-    refs = list(map(_new_ref, zip(repeat(pid), seqs)))
-    return JobBatch(pid, mseq, codec, BatchJobs(mv, pid, codec, offsets, refs, dedupe))
+    return offsets, list(map(_new_ref, zip(repeat(pid), seqs))), dedupe, at
+
+
+def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records | None:
+    """``slots`` job records of one size read in bulk, or None when they are not all
+    such (then :func:`_read_records` reads them, and raises what it finds wrong).
+
+    A producer that puts jobs of one kind with payloads of one size (fixed-size data,
+    ids of one length) and no key or dedupe key sends records that differ only in their
+    seq and payload. ``struct.iter_unpack`` splits them in C and each distinct head
+    (flags, lengths and kind) is checked once. The split is sound for the reason it is
+    for ACK outcomes: each record at the first one's stride declares that size again.
+    """
+    fixed = _JOB.size
+    if at + fixed > len(mv):
+        return None
+    _, flags, kind_len, key_len, headers_len, payload_len = _JOB.unpack_from(mv, at)
+    if flags & ~_NOTIFY or key_len or not kind_len:
+        return None
+    rest = headers_len + payload_len
+    stride = fixed + kind_len + rest
+    end = at + slots * stride
+    if end > len(mv):
+        return None
+    layout = _ALIKE_LAYOUTS.get((kind_len, rest))
+    if layout is None:
+        if len(_ALIKE_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
+            _ALIKE_LAYOUTS.clear()
+        head = fixed - 8 + kind_len  # flags, the four lengths and the kind
+        layout = _ALIKE_LAYOUTS[kind_len, rest] = struct.Struct(f"<Q{head}s{rest}x")
+    records = list(layout.iter_unpack(mv[at:end]))
+    for head in set(map(itemgetter(1), records)):
+        head_flags, kind_len_, key_len_, headers_len_, payload_len_ = _JOB_HEAD.unpack_from(head)
+        if (
+            head_flags & ~_NOTIFY
+            or key_len_
+            or kind_len_ != kind_len
+            or headers_len_ != headers_len
+            or payload_len_ != payload_len
+        ):
+            return None
+        try:
+            str(head[_JOB_HEAD.size :], "utf-8")
+        except UnicodeDecodeError:
+            return None
+    seqs = map(itemgetter(0), records)
+    return list(range(at, end, stride)), list(map(_new_ref, zip(repeat(pid), seqs))), None, end
 
 
 def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
