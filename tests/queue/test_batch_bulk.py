@@ -114,15 +114,16 @@ def test_a_kind_that_is_not_utf8_in_one_of_many_records_is_refused_in_bulk_too()
 
 @pytest.mark.parametrize(
     ("offset", "value"),
-    [(8, 0x08), (8, 0x02), (10, 0x01)],  # an unknown flag; a dedupe flag; a key length
-    ids=["unknown-flag", "dedupe-flag", "key-length-without-key"],
+    # an unknown flag; a dedupe flag; a key length; a shorter kind; a header block
+    [(8, 0x08), (8, 0x02), (10, 0x01), (9, 3), (12, 1)],
+    ids=["unknown-flag", "dedupe-flag", "key-length-without-key", "kind-length", "headers-length"],
 )
 def test_a_bad_head_in_one_of_many_records_is_refused_in_bulk_too(offset: int, value: int) -> None:
     specs = [JobSpec(seq, "kind", b"%06d" % seq) for seq in range(10)]
     data = bytearray(encode_batch(PID, 1, "json", specs))
     record = 18 + 4 + 6  # the fixed fields, the kind and the payload
     first = len(data) - 10 * record
-    data[first + 5 * record + offset] = value  # in the sixth record: flags at 8, key length at 10
+    data[first + 5 * record + offset] = value  # in the sixth record (its seq takes 8 bytes)
     assert batch_codec._read_alike_records(memoryview(bytes(data)), first, 10, PID) is None
     with pytest.raises(EnvelopeError):
         decode(bytes(data))

@@ -383,6 +383,18 @@ def test_a_bad_codec_name_in_one_of_many_differing_results_is_refused_in_bulk_to
     assert _bulk_or_error(memoryview(bytes(damaged)), start, 12) == "bad codec name"
 
 
+def test_a_codec_length_that_differs_in_one_of_many_results_sends_the_ack_one_by_one() -> None:
+    done = [(JobRef(PID, seq), Outcome.success(b"%08d" % seq, codec="json")) for seq in range(12)]
+    data, start = _outcomes_region(done)
+    damaged = bytearray(data)
+    fifth = start + 4 * (len(data) - start) // 12
+    damaged[fifth + 24 + 3] = 3  # its codec name one byte shorter: it no longer fits the stride
+    assert ack_codec._read_alike(memoryview(bytes(damaged)), start, 12) is None
+    assert _bulk_or_error(memoryview(bytes(damaged)), start, 12) == _each_or_error(
+        memoryview(bytes(damaged)), start, 12
+    )
+
+
 @given(alike, st.data())
 def test_damaged_outcomes_fail_in_bulk_as_one_by_one(
     done: list[tuple[JobRef, Outcome]], draw: st.DataObject
