@@ -13,7 +13,7 @@ import anyio
 from daemon_process import RAW_CLIENT, WAIT, DaemonProcess, daemon_process, run_script
 
 import spreadq
-from spreadq.client import Connection
+from spreadq.client import _READ_HIGH, Connection
 from spreadq.wire.constants import Cause
 from spreadq.wire.events import RegularMembership
 
@@ -25,7 +25,7 @@ async def main():
     try:
         async with spreadq.connect(sys.argv[1], "flooder") as conn:
             await conn.join("g")
-            for _ in range(20_000):
+            for _ in range(int(sys.argv[2])):
                 await conn.multicast("g", bytes(1024))
             await conn.flush()
     except ConnectionLost:
@@ -35,6 +35,37 @@ async def main():
 
 anyio.run(main)
 """
+
+
+def _tcp_buffer_max(name: str, fallback: int) -> int:
+    """The largest a TCP socket buffer may grow to here (Linux: the third field of
+    ``/proc/sys/net/ipv4/<name>``)."""
+    try:
+        with open(f"/proc/sys/net/ipv4/{name}", encoding="ascii") as limits:
+            return int(limits.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return fallback
+
+
+def flood_messages() -> int:
+    """How many 1 KiB messages the library flooder sends to its own group: half as many
+    again as everything that can hold them short of the daemon's session limit. The
+    flooder reads until its own buffers are full (the stream's ``_READ_HIGH`` and the
+    connection's 16 event batches of up to 64 KiB reads), and while it reads the kernel
+    grows its receive buffer, up to ``tcp_rmem``'s maximum (32 MiB on some machines);
+    the daemon's send buffer holds up to ``tcp_wmem``'s maximum, and the daemon queues
+    ``MaxSessionMessages`` (1,000) more before it drops the session. A fixed 20,000
+    (20 MB) fitted in all that on a machine with a 32 MiB maximum, and the test failed
+    once in many runs."""
+    held = (
+        _tcp_buffer_max("tcp_rmem", 6 * 1024 * 1024)
+        + _tcp_buffer_max("tcp_wmem", 4 * 1024 * 1024)
+        + _READ_HIGH
+        + 16 * 64 * 1024
+        + 1000 * 1024
+    )
+    return 3 * held // 2 // 1024
+
 
 FLOOD_IN_ONE_WRITE = (
     RAW_CLIENT
@@ -90,7 +121,9 @@ async def test_a_client_flooding_its_own_group_is_dropped_and_the_daemon_stays_u
         await watcher.receive()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait_for_disconnect, watcher, "#flooder#localhost")
-            code, output = await run_script(FLOOD_THROUGH_THE_LIBRARY, daemon.address)
+            code, output = await run_script(
+                FLOOD_THROUGH_THE_LIBRARY, daemon.address, str(flood_messages())
+            )
         assert (code, output.strip().splitlines()[-1]) == (0, "dropped")
         await still_serves(daemon)
         await stops_cleanly(daemon)
