@@ -463,16 +463,13 @@ class OutcomeHistory:
         batch to ask once whether any of its jobs may be (``(0, -1)``: none). Seqs
         outside it are not remembered; seqs inside it may not be either (ask
         :meth:`get`)."""
-        low, high = 0, -1
-        for generation in (self._current, self._previous):
-            outcomes = generation.get(producer_id)
-            if outcomes is None or outcomes.low < 0:
-                continue
-            if high < 0:
-                low, high = outcomes.low, outcomes.high
-            else:
-                low, high = min(low, outcomes.low), max(high, outcomes.high)
-        return low, high
+        current = self._current.get(producer_id)
+        previous = self._previous.get(producer_id)
+        if previous is None or previous.low < 0:
+            return (0, -1) if current is None else (current.low, current.high)
+        if current is None or current.low < 0:
+            return previous.low, previous.high
+        return min(current.low, previous.low), max(current.high, previous.high)
 
     def __contains__(self, ref: JobRef) -> bool:
         producer_id, seq = ref

@@ -429,10 +429,10 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
     """
     size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
     offsets: list[int] = []
-    seqs: list[int] = []
-    add_offset, add_seq = offsets.append, seqs.append
+    refs: list[JobRef] = []
+    add_offset, add_ref = offsets.append, refs.append
     dedupe: dict[int, str] | None = None
-    kind: bytes | memoryview = b""  # the last kind checked: a batch's jobs mostly share one
+    kind: memoryview | None = None  # the last kind checked: a batch's jobs mostly share one
     for _ in range(slots):
         if at + fixed > size:
             raise EnvelopeError(f"truncated job record at byte {at}")
@@ -445,9 +445,10 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
         if end > size:
             raise EnvelopeError(f"truncated job record at byte {at}")
         try:
-            if mv[at + fixed : key_at] != kind:
-                kind = mv[at + fixed : key_at]
-                str(kind, "utf-8")
+            this_kind = mv[at + fixed : key_at]
+            if kind is None or this_kind != kind:
+                str(this_kind, "utf-8")
+                kind = this_kind
             if flags:
                 str(mv[key_at:headers_at], "utf-8")
         except UnicodeDecodeError as exc:
@@ -457,9 +458,9 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
                 dedupe = {}
             dedupe[len(offsets)] = _read_dedupe_key(mv[headers_at : headers_at + headers_len])
         add_offset(at)
-        add_seq(seq)
+        add_ref(_new_ref((pid, seq)))
         at = end
-    return offsets, list(map(_new_ref, zip(repeat(pid), seqs))), dedupe, at
+    return offsets, refs, dedupe, at
 
 
 def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records | None:
