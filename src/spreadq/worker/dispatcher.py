@@ -175,7 +175,7 @@ from spreadq.wire.events import (
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.periodic import TickAnnouncer
-from spreadq.worker.pool import ENDED, EndedReady, Help, QueuedJob, Rescan, RunnerPool, new_queued
+from spreadq.worker.pool import ENDED, EndedReady, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
     JobRunner,
@@ -701,7 +701,7 @@ class Dispatcher:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
         job = effect.job
-        queued = new_queued((effect, view, job.ref, job.key))
+        queued = QueuedJob.of(effect, view)
         if job.notify and self._notices_on:
             self._notify.add(job.ref)
         if not effect.failover and JobAssigned in self._events.routes:

@@ -53,7 +53,6 @@ __all__ = [
     "QueuedJob",
     "Rescan",
     "RunnerPool",
-    "new_queued",
 ]
 
 SCAN_GAP: Final = 0.01
@@ -70,11 +69,12 @@ class QueuedJob(NamedTuple):
     ref: JobRef
     key: str | None
 
-    @classmethod
-    def of(cls, run: RunJob | GiveUpJob, view: View) -> QueuedJob:
-        """The queued form of the table's effect ``run``, assigned in ``view``."""
+    @staticmethod
+    def of(run: RunJob | GiveUpJob, view: View) -> QueuedJob:
+        """The queued form of the table's effect ``run``, assigned in ``view`` (built
+        without the named tuple's Python ``__new__``: one per job we own)."""
         job = run.job
-        return cls(run, view, job.ref, job.key)
+        return _new_queued((run, view, job.ref, job.key))
 
 
 class Ended(NamedTuple):
@@ -84,11 +84,9 @@ class Ended(NamedTuple):
     outcome: Outcome | None
 
 
-new_queued: Callable[[tuple[RunJob | GiveUpJob, View, JobRef, str | None]], QueuedJob] = partial(
+_new_queued: Callable[[tuple[RunJob | GiveUpJob, View, JobRef, str | None]], QueuedJob] = partial(
     tuple.__new__, QueuedJob
 )
-"""``QueuedJob(*fields)`` from a tuple, without the named tuple's Python ``__new__`` (one
-per job we own)."""
 _new_ended: Callable[[tuple[JobRef, Outcome | None]], Ended] = partial(tuple.__new__, Ended)
 
 
