@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
@@ -251,9 +252,31 @@ def _read_outcomes(reader: _Reader, n_outcomes: int) -> AckOutcomes:
 _ALIKE_AT_LEAST: Final = 4
 """Outcomes in an ACK from which :func:`_read_alike` is tried first."""
 
-_ALIKE_LAYOUTS: dict[int, struct.Struct] = {}
-"""Per outcome size: producer id, seq, and the rest of the record as one bytes."""
-_ALIKE_LAYOUTS_KEPT: Final = 64
+_LAYOUTS_KEPT: Final = 64
+"""Bulk layouts kept per kind of layout (outcome sizes seen lately)."""
+
+
+@lru_cache(maxsize=_LAYOUTS_KEPT)
+def _alike_layout(size: int) -> struct.Struct:
+    """Outcomes of ``size`` bytes: producer id, seq, and the rest of the record as one bytes."""
+    return struct.Struct(f"<16sQ{size - _REF_SIZE}s")
+
+
+@lru_cache(maxsize=_LAYOUTS_KEPT)
+def _head_layout(size: int, head: int) -> struct.Struct:
+    """Outcomes of ``size`` bytes: the ``head`` bytes after the ref (fixed part and codec)."""
+    return struct.Struct(f"<{_REF_SIZE}x{head}s{size - _REF_SIZE - head}x")
+
+
+def _codec_ok(raw: bytes) -> bool:
+    """Whether ``raw`` is a codec name an outcome may carry (checked once per name)."""
+    if raw in _CODEC_NAMES:
+        return True
+    try:
+        _codec_name(raw)
+    except EnvelopeError:
+        return False
+    return True
 
 
 def _read_alike(
@@ -279,28 +302,20 @@ def _read_alike(
     end = at + n_outcomes * size
     if end > total:
         return None
-    layout = _ALIKE_LAYOUTS.get(size)
-    if layout is None:
-        if len(_ALIKE_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
-            _ALIKE_LAYOUTS.clear()
-        layout = _ALIKE_LAYOUTS[size] = struct.Struct(f"<16sQ{size - _REF_SIZE}s")
-    producer_ids, seqs, tails = zip(*layout.iter_unpack(mv[at:end]), strict=True)
+    producer_ids, seqs, tails = zip(*_alike_layout(size).iter_unpack(mv[at:end]), strict=True)
     distinct = set(tails)
     if len(distinct) > _HEADS_AFTER and data_len:  # results that differ: check their heads
         if not _heads_alike(mv[at:end], size, codec_len, data_len):
             return None
         return list(map(_new_ref, zip(producer_ids, seqs, strict=True))), list(tails), end
     records: dict[bytes, OutcomeRecord] = {}
-    fixed, checked = _OUTCOME_TAIL.size, _CODEC_NAMES
+    fixed = _OUTCOME_TAIL.size
     for tail in distinct:
         status, attempts, codec_len, type_len, data_len = _OUTCOME_TAIL.unpack_from(tail)
         if status != Status.OK or type_len or fixed + codec_len + data_len != len(tail):
             return None
-        if codec_len and tail[fixed : fixed + codec_len] not in checked:
-            try:
-                _codec_name(tail[fixed : fixed + codec_len])
-            except EnvelopeError:
-                return None
+        if codec_len and not _codec_ok(tail[fixed : fixed + codec_len]):
+            return None
         plain = not codec_len and not data_len and attempts == 1
         records[tail] = PLAIN_SUCCESS if plain else tail
     refs = list(map(_new_ref, zip(producer_ids, seqs, strict=True)))
@@ -311,8 +326,6 @@ def _read_alike(
 
 _HEADS_AFTER: Final = 8
 """Distinct records in a bulk read past which their heads are checked instead."""
-_HEAD_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}
-"""Per (outcome size, head size): the head of each record alone (its fixed part and codec)."""
 
 
 def _heads_alike(region: memoryview, size: int, codec_len: int, data_len: int) -> bool:
@@ -321,24 +334,14 @@ def _heads_alike(region: memoryview, size: int, codec_len: int, data_len: int) -
     ``codec_len`` and ``data_len``: then each record is valid whatever its result bytes,
     and a worker whose results all differ (timestamps, ids) has its ACKs read in bulk
     too, checking each distinct head once instead of each record."""
-    head = _OUTCOME_TAIL.size + codec_len
-    layout = _HEAD_LAYOUTS.get((size, head))
-    if layout is None:
-        if len(_HEAD_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
-            _HEAD_LAYOUTS.clear()
-        layout = _HEAD_LAYOUTS[size, head] = struct.Struct(
-            f"<{_REF_SIZE}x{head}s{size - _REF_SIZE - head}x"
-        )
     fixed = _OUTCOME_TAIL.size
+    layout = _head_layout(size, fixed + codec_len)
     for (record_head,) in set(layout.iter_unpack(region)):
         status, _, codec, type_len, data = _OUTCOME_TAIL.unpack_from(record_head)
         if status != Status.OK or type_len or codec != codec_len or data != data_len:
             return False
-        if codec and record_head[fixed:] not in _CODEC_NAMES:
-            try:
-                _codec_name(record_head[fixed:])
-            except EnvelopeError:
-                return False
+        if codec and not _codec_ok(record_head[fixed:]):
+            return False
     return True
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final, overload
@@ -415,10 +415,14 @@ none has one), and the offset after the last."""
 
 _ALIKE_AT_LEAST: Final = 4
 """Job records in a batch from which :func:`_read_alike_records` is tried first."""
-_ALIKE_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}
-"""Per (kind length, rest of the record): the seq, and the fixed fields with the kind."""
-_ALIKE_LAYOUTS_KEPT: Final = 64
 _JOB_HEAD = struct.Struct("<BBHHI")  # a job record's fixed fields after its seq
+
+
+@lru_cache(maxsize=64)
+def _alike_layout(kind_len: int, rest: int) -> struct.Struct:
+    """Job records with a ``kind_len``-byte kind and ``rest`` bytes of headers and
+    payload: the seq, and the fixed fields with the kind as one bytes."""
+    return struct.Struct(f"<Q{_JOB_HEAD.size + kind_len}s{rest}x")
 
 
 def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
@@ -484,13 +488,7 @@ def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Rec
     end = at + slots * stride
     if end > len(mv):
         return None
-    layout = _ALIKE_LAYOUTS.get((kind_len, rest))
-    if layout is None:
-        if len(_ALIKE_LAYOUTS) >= _ALIKE_LAYOUTS_KEPT:
-            _ALIKE_LAYOUTS.clear()
-        head = fixed - 8 + kind_len  # flags, the four lengths and the kind
-        layout = _ALIKE_LAYOUTS[kind_len, rest] = struct.Struct(f"<Q{head}s{rest}x")
-    records = list(layout.iter_unpack(mv[at:end]))
+    records = list(_alike_layout(kind_len, rest).iter_unpack(mv[at:end]))
     for head in set(map(itemgetter(1), records)):
         head_flags, kind_len_, key_len_, headers_len_, payload_len_ = _JOB_HEAD.unpack_from(head)
         if (
