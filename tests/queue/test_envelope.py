@@ -327,8 +327,7 @@ def _bulk_or_error(data: memoryview, at: int, n: int) -> list[tuple[JobRef, Outc
         return str(error)
 
 
-@given(alike, st.lists(st.tuples(st.integers(0, 11), refs, odd_one), max_size=1))
-def test_outcomes_read_in_bulk_are_read_as_one_by_one(
+def _check_bulk_reads_as_one_by_one(
     done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
 ) -> None:
     for at, ref, outcome in odd:  # one of another size: the bulk reader steps aside
@@ -342,25 +341,7 @@ def test_outcomes_read_in_bulk_are_read_as_one_by_one(
     assert _each_or_error(data, start, len(done)) == done
 
 
-@given(differing, st.lists(st.tuples(st.integers(0, 39), refs, odd_one), max_size=1))
-def test_differing_results_of_one_size_are_read_in_bulk_as_one_by_one(
-    done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
-) -> None:
-    for at, ref, outcome in odd:  # one of another size: the bulk reader steps aside
-        done.insert(min(at, len(done)), (ref, outcome))
-    data, start = _outcomes_region(done)
-    bulk = ack_codec._read_alike(data, start, len(done))
-    assert (bulk is None) == bool(odd)
-    reader = Reader(data, start)
-    assert list(ack_codec._read_outcomes(reader, len(done))) == done
-    assert reader.at == len(data)
-    assert _each_or_error(data, start, len(done)) == done
-
-
-@given(differing, st.data())
-def test_damaged_differing_results_fail_in_bulk_as_one_by_one(
-    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
-) -> None:
+def _check_damaged_fail_alike(done: list[tuple[JobRef, Outcome]], draw: st.DataObject) -> None:
     data, start = _outcomes_region(done)
     damaged = bytearray(data)
     for _ in range(draw.draw(st.integers(1, 3))):
@@ -371,6 +352,34 @@ def test_damaged_differing_results_fail_in_bulk_as_one_by_one(
         assert _bulk_or_error(candidate, start, len(done)) == _each_or_error(
             candidate, start, len(done)
         )
+
+
+@given(alike, st.lists(st.tuples(st.integers(0, 11), refs, odd_one), max_size=1))
+def test_outcomes_read_in_bulk_are_read_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
+) -> None:
+    _check_bulk_reads_as_one_by_one(done, odd)
+
+
+@given(differing, st.lists(st.tuples(st.integers(0, 39), refs, odd_one), max_size=1))
+def test_differing_results_of_one_size_are_read_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], odd: list[tuple[int, JobRef, Outcome]]
+) -> None:
+    _check_bulk_reads_as_one_by_one(done, odd)
+
+
+@given(differing, st.data())
+def test_damaged_differing_results_fail_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
+) -> None:
+    _check_damaged_fail_alike(done, draw)
+
+
+@given(alike, st.data())
+def test_damaged_outcomes_fail_in_bulk_as_one_by_one(
+    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
+) -> None:
+    _check_damaged_fail_alike(done, draw)
 
 
 def test_a_bad_codec_name_in_one_of_many_differing_results_is_refused_in_bulk_too() -> None:
@@ -393,22 +402,6 @@ def test_a_codec_length_that_differs_in_one_of_many_results_sends_the_ack_one_by
     assert _bulk_or_error(memoryview(bytes(damaged)), start, 12) == _each_or_error(
         memoryview(bytes(damaged)), start, 12
     )
-
-
-@given(alike, st.data())
-def test_damaged_outcomes_fail_in_bulk_as_one_by_one(
-    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
-) -> None:
-    data, start = _outcomes_region(done)
-    damaged = bytearray(data)
-    for _ in range(draw.draw(st.integers(1, 3))):
-        at = draw.draw(st.integers(start, len(damaged) - 1))
-        damaged[at] = draw.draw(st.integers(0, 255))
-    cut = draw.draw(st.integers(start, len(damaged)))
-    for candidate in (memoryview(bytes(damaged)), memoryview(bytes(damaged[:cut]))):
-        assert _bulk_or_error(candidate, start, len(done)) == _each_or_error(
-            candidate, start, len(done)
-        )
 
 
 @given(
