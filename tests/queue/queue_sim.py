@@ -138,7 +138,9 @@ class Component:
     transitional: bool = False
     pending: list[Message] = field(default_factory=list)
     untold: set[str] = field(default_factory=set)  # TRANSITIONAL not yet delivered to them
-    carried: set[int] = field(default_factory=set)  # ids of messages sent before the split
+    # the messages sent before the split, by id: held here, so that no message sent
+    # later can be allocated at a carried one's address and pass for it
+    carried: dict[int, Message] = field(default_factory=dict)
     dedupe: OrderedDict[str, JobRef] = field(default_factory=OrderedDict)  # the model's memory
     accepted: dict[int, JobRef] = field(default_factory=dict)  # lineage's ticks: t -> TICK
     # the group id of the view its members are in (``gid`` may already name the next
@@ -375,7 +377,7 @@ class Simulation:
         never: the side delivers what it carried before its next regular membership."""
         while component.pending and id(component.pending[0]) in component.carried:
             self.deliver(component)
-        component.carried = set()
+        component.carried = {}
 
     def tell_transitional(self, component: Component, name: str | None = None) -> None:
         """Deliver TRANSITIONAL to one member of a side (or to all not yet told)."""
@@ -523,7 +525,7 @@ class Simulation:
             part.dedupe = OrderedDict(component.dedupe)  # each side keeps a copy
             part.accepted = dict(component.accepted)  # and the lineage's ticks
             part.untold = set(side)  # each member gets TRANSITIONAL at its own step
-            part.carried = {id(m) for m in pending}
+            part.carried = {id(m): m for m in pending}
             self.components.append(part)
 
     def settle(self, component: Component) -> None:
