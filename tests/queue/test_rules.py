@@ -20,6 +20,7 @@ from spreadq.queue.rules import (
     JoblessRule,
     Rule,
     RuleState,
+    SlotRule,
     SlotState,
     builtin_rules,
     keeps_key_order,
@@ -58,6 +59,28 @@ def test_builtin_registry() -> None:
 def test_which_rules_say_they_never_read_the_job() -> None:
     jobless = {name for name, rule in RULES.items() if isinstance(rule, JoblessRule)}
     assert jobless == {"round_robin", "least_loaded"}  # key_affinity reads the key
+
+
+def test_which_rules_say_their_owner_is_the_slot_alone() -> None:
+    slotted = {name for name, rule in RULES.items() if isinstance(rule, SlotRule)}
+    assert slotted == {"round_robin"}  # least_loaded reads loads, key_affinity the key
+
+
+@given(
+    members=member_lists,
+    first=st.integers(0, 10_000),
+    count=st.integers(0, 300),
+    loads=st.lists(st.integers(0, 5), max_size=8),
+)
+def test_round_robin_owners_of_a_run_of_slots_are_its_owners_one_by_one(
+    members: tuple[str, ...], first: int, count: int, loads: list[int]
+) -> None:
+    rule = RoundRobin()
+    one_by_one = [
+        rule.owner(members, state_with(first + i, dict(zip(members, loads, strict=False))), job())
+        for i in range(count)
+    ]
+    assert list(rule.owners(members, first, count)) == one_by_one
 
 
 def test_only_rules_that_say_so_keep_key_order() -> None:

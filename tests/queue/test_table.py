@@ -83,7 +83,8 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, Status
-from spreadq.queue.rules import RuleState, builtin_rules
+from spreadq.queue.rules import RuleState, SlotRule, builtin_rules
+from spreadq.queue.rules.round_robin import RoundRobin
 from spreadq.queue.table import OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
 
@@ -832,3 +833,59 @@ def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
     sim.check_liveness()
     assert sim.max_failovers == 0
     assert sim.given_up > 0
+
+
+class OneSlotAtATime:
+    """``round_robin`` without its :class:`SlotRule` method: the table asks it slot by slot."""
+
+    name = "round_robin"
+
+    def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+        return RoundRobin().owner(members, state, job)
+
+    def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+        return RoundRobin().owner_without_job(members, state)
+
+
+@pytest.mark.parametrize("seed", range(0, SEEDS, 3))  # the seeds that run round_robin
+def test_a_slot_rule_assigns_a_batch_as_it_would_slot_by_slot(seed: int) -> None:
+    # also: a simulation is a function of its seed (the same steps, the same log)
+    by_batch = Simulation(seed, rule="round_robin")
+    by_slot = Simulation(seed, rule="round_robin")
+    by_slot.rule = OneSlotAtATime()
+    assert isinstance(by_batch.rule, SlotRule)
+    assert not isinstance(by_slot.rule, SlotRule)
+    for _ in range(STEPS):
+        by_batch.step()
+        by_slot.step()
+        assert by_batch.log == by_slot.log
+        assert by_batch.replicas.keys() == by_slot.replicas.keys()
+        for name, replica in by_batch.replicas.items():
+            assert replica.table.outstanding() == by_slot.replicas[name].table.outstanding()
+            assert replica.queued == by_slot.replicas[name].queued
+    assert by_batch.checked_slots == by_slot.checked_slots > 0
+
+
+def test_a_slot_rule_that_gives_strangers_or_too_few_owners_is_refused() -> None:
+    class Short:
+        name = "short"
+
+        def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
+            return members[0]
+
+        def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+            return members[0]
+
+        def owners(self, members: tuple[str, ...], first: int, count: int) -> list[str]:
+            return [members[0]] * (count - 1) + ["#nobody#h"] * (self.name == "stranger")
+
+    batch = encode_batch(PID, 1, "json", [JobSpec(seq, "work", b"p") for seq in range(3)])
+    for name in ("short", "stranger"):
+        rule = Short()
+        rule.name = name
+        table = OutstandingTable(A, rule=rule, incarnation=INC)
+        table.apply(ViewInstalled((A,), (1, 1, 1), JOIN, A), 0.0)
+        with pytest.raises(PluginError) as refused:
+            table.apply(MessageDelivered("#p#h", MESS_TYPE, batch), 0.0)
+        assert refused.value.plugin == name
+        assert table.outstanding() == []  # nothing taken

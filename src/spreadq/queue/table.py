@@ -186,7 +186,7 @@ from spreadq.queue.jobs import (
     outcome_of,
 )
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
-from spreadq.queue.rules import JoblessRule, Rule, SlotState
+from spreadq.queue.rules import JoblessRule, Rule, SlotRule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
 
@@ -347,6 +347,7 @@ class OutstandingTable:
         self.me = me
         self.rule = rule
         self._jobless = rule.owner_without_job if isinstance(rule, JoblessRule) else None
+        self._slots = rule.owners if isinstance(rule, SlotRule) else None
         self.incarnation = incarnation
         self.capacity = capacity
         self.max_failovers = max_failovers
@@ -862,7 +863,46 @@ class OutstandingTable:
     ) -> None:
         """:meth:`_take_slot` for each job of a batch without dedupe keys, under a rule
         that never looks at the job: the path every member takes for every job, most of
-        them not its own. A job re-sent while outstanding takes the general path."""
+        them not its own. A job re-sent while outstanding takes the general path.
+
+        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) a batch of new
+        jobs gets its owners in one call and counts no loads (nothing to release when
+        its jobs complete)."""
+        refs = jobs.refs
+        slots, entries = self._slots, self._entries
+        if slots is None or not refs or not entries.keys().isdisjoint(refs):
+            self._take_batch_each(effects, jobs, sender, mess_type)
+            return
+        state, members, origin = self._state, self._eligible, self._origin
+        me, view = self.me, self._ordinal
+        first, count = state.index, len(refs)
+        owners = slots(members, first, count)
+        if len(owners) != count or not set(owners) <= set(members):
+            strays = sorted(set(owners) - set(members))
+            raise PluginError(
+                self.rule.name,
+                f"rule gave {len(owners)} owners for {count} slots, or members not in"
+                f" {members}: {strays}",
+            )
+        state.skip(count)
+        low, high = self._history.window(refs[0].producer_id)
+        for index, (ref, owner) in enumerate(zip(refs, owners, strict=True)):
+            entry = _Entry(
+                ref, None, jobs, index, sender, mess_type, origin, owner, first + index, view, True
+            )
+            if low <= ref[1] <= high:  # it may be a job re-sent after it completed
+                remembered = self._history.get(ref)
+                if remembered is not None:
+                    entry.remembered, entry.duplicate = remembered, True
+                    self._counts["duplicates"] += 1
+            entries[ref] = entry
+            if owner == me:
+                effects += self._become_owner(entry, failover=False)
+
+    def _take_batch_each(
+        self, effects: list[Effect], jobs: BatchJobs, sender: str, mess_type: int
+    ) -> None:
+        """:meth:`_take_batch` one job at a time, asking the rule for each owner."""
         jobless = self._jobless
         assert jobless is not None
         state, members, origin = self._state, self._eligible, self._origin

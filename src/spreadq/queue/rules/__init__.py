@@ -21,6 +21,11 @@ further than their refs (docs/deployment.md#what-to-size: every consumer reads e
 of them belong to others). ``round_robin`` and ``least_loaded`` do; ``key_affinity`` reads
 the job's key.
 
+A rule whose choice depends on ``members`` and ``state.index`` alone (not the job, the
+loads or the capacities) may also define ``owners(members, first, count)``
+(:class:`SlotRule`), the owners of ``count`` slots from ``first`` in one call. The table
+then assigns a batch's slots at once and counts no loads for them. ``round_robin`` does.
+
 A rule must be deterministic: never use ``hash()`` (Python's ``str`` hash differs per
 process), a clock, randomness or anything outside its arguments. The built-ins are
 :class:`~spreadq.queue.rules.round_robin.RoundRobin`,
@@ -35,6 +40,7 @@ from spreadq.queue.rules.base import JoblessRule as JoblessRule
 from spreadq.queue.rules.base import KeyOrderedRule as KeyOrderedRule
 from spreadq.queue.rules.base import Rule as Rule
 from spreadq.queue.rules.base import RuleState as RuleState
+from spreadq.queue.rules.base import SlotRule as SlotRule
 from spreadq.queue.rules.base import SlotState as SlotState
 from spreadq.queue.rules.base import keeps_key_order as keeps_key_order
 from spreadq.queue.rules.key_affinity import KeyAffinity
@@ -49,6 +55,7 @@ __all__ = [
     "RoundRobin",
     "Rule",
     "RuleState",
+    "SlotRule",
     "SlotState",
     "builtin_rules",
     "keeps_key_order",

@@ -7,12 +7,20 @@ this module, not the package, so the package can import them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from spreadq.queue.jobs import Job
 
-__all__ = ["JoblessRule", "KeyOrderedRule", "Rule", "RuleState", "SlotState", "keeps_key_order"]
+__all__ = [
+    "JoblessRule",
+    "KeyOrderedRule",
+    "Rule",
+    "RuleState",
+    "SlotRule",
+    "SlotState",
+    "keeps_key_order",
+]
 
 
 class RuleState(Protocol):
@@ -52,6 +60,21 @@ class JoblessRule(Rule, Protocol):
 
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
         """Return what :meth:`owner` returns for any job."""
+        ...
+
+
+@runtime_checkable
+class SlotRule(JoblessRule, Protocol):
+    """A rule whose owner depends on the members and ``state.index`` alone: never on
+    the job, the loads or the capacities.
+
+    The table then gives a whole batch its owners with one call of :meth:`owners` and
+    keeps no loads for the jobs it assigns that way (the rule never reads them).
+    """
+
+    def owners(self, members: tuple[str, ...], first: int, count: int) -> Sequence[str]:
+        """What :meth:`owner` returns for the ``count`` slots from index ``first``, in
+        slot order."""
         ...
 
 
@@ -101,6 +124,11 @@ class SlotState:
         """Record that the slot at ``index`` went to ``member`` and move to the next one."""
         self.index += 1
         self._loads[member] = self._loads.get(member, 0) + 1
+
+    def skip(self, count: int) -> None:
+        """Move ``count`` slots on without counting loads (a :class:`SlotRule` assigned
+        them: it never reads loads)."""
+        self.index += count
 
     def released(self, member: str) -> None:
         """Record that one job counted for ``member`` left the table."""

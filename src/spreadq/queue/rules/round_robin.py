@@ -15,6 +15,7 @@ with ``state.index`` counting the jobs reassigned from one origin view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spreadq.queue.jobs import Job
@@ -36,3 +37,9 @@ class RoundRobin:
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
         """The same: the job plays no part."""
         return members[state.index % len(members)]
+
+    def owners(self, members: tuple[str, ...], first: int, count: int) -> Sequence[str]:
+        """The owners of slots ``first`` .. ``first + count - 1``: the members repeated
+        from ``first mod n``, cut to ``count``."""
+        start = first % len(members)
+        return (members * ((start + count) // len(members) + 1))[start : start + count]
