@@ -187,3 +187,116 @@ def test_add_all_ends_a_generation_at_max_items_even_within_one_call() -> None:
     # generations of three: 0-2 (forgotten), 3-5 (forgotten), 6-8 (previous), 9 (current)
     assert len(history) == 4
     assert [JobRef(PIDS[0], seq) in history for seq in (5, 6, 9)] == [False, True, True]
+
+
+def _fixed_records(count: int, width: int = 8) -> list[OutcomeRecord]:
+    """Successes whose results differ but share a length (timestamps, ids), as ACKs
+    carry them."""
+    done = tuple(
+        (JobRef(PIDS[0], n), Outcome.success(n.to_bytes(width, "little"), codec="json"))
+        for n in range(count)
+    )
+    ack = decode(encode(Ack(b"I" * 16, done)))
+    assert isinstance(ack, Ack)
+    assert isinstance(ack.outcomes, AckOutcomes)
+    return list(AckOutcomes.parts(ack.outcomes)[1])
+
+
+FIXED = _fixed_records(4000)
+KINDS = ("alike", "built", "fixed", "varied")
+
+
+def strided_records(kind: str, count: int, start: int) -> list[OutcomeRecord]:
+    """``count`` records of one ``kind``: all one record (as bytes or as a built
+    :class:`Outcome`), results of one length that differ, or results of many lengths."""
+    if kind == "alike":
+        return [PLAIN_SUCCESS] * count
+    if kind == "built":
+        return [Outcome.failure("E", "m")] * count
+    pool = FIXED if kind == "fixed" else RECORDS
+    return [pool[(start + i) % len(pool)] for i in range(count)]
+
+
+strided_acks = st.lists(
+    st.tuples(
+        producers,
+        st.integers(0, 700),  # the first seq
+        st.integers(1, 5),  # the stride: one worker's share of a batch
+        st.integers(8, 60),  # outcomes in the ACK
+        st.sampled_from(KINDS),
+        st.sampled_from([None, "repeat", "gap", "other producer", "other producer's"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200)
+@given(strided_acks, st.integers(20, 500), st.sampled_from([1 << 20, 4000]))
+def test_strided_acks_are_remembered_as_their_outcomes_one_by_one(
+    acks: list[tuple[bytes, int, int, int, str, str | None]], max_items: int, max_bytes: int
+) -> None:
+    """ACKs of one producer's seqs at one stride (what a worker reports under
+    ``round_robin``) take a bulk path; it must remember and forget what adding them one
+    by one does, across generations, and when one seq of the ACK is out of line."""
+    history, model = OutcomeHistory(max_items, max_bytes), ModelHistory(max_items, max_bytes)
+    touched: set[JobRef] = set()
+    made = 0
+    for producer_id, first, stride, count, kind, odd in acks:
+        refs = [JobRef(producer_id, first + stride * i) for i in range(count)]
+        if odd == "repeat":
+            refs[count // 2] = refs[0]
+        elif odd == "gap":
+            refs[count // 2] = JobRef(producer_id, refs[count // 2].seq + 1)
+        elif odd is not None:  # another producer's first seq, or its seq in line
+            seq = first if odd == "other producer" else refs[count // 2].seq
+            refs[count // 2] = JobRef(PIDS[1] if producer_id == PIDS[0] else PIDS[0], seq)
+        records = strided_records(kind, count, made)
+        made += count
+        history.add_all(refs, records)
+        for ref, record_ in zip(refs, records, strict=True):
+            touched.add(ref)
+            model.add(ref, record_)
+        assert len(history) == len(model)
+    for ref in touched:
+        expected = model.get(ref)
+        assert history.get(ref) == (None if expected is None else outcome_of(expected))
+        if expected is not None:
+            low, high = history.window(ref.producer_id)
+            assert low <= ref.seq <= high
+
+
+@pytest.mark.parametrize("kind", ["alike", "built", "fixed"])
+def test_a_strided_ack_is_taken_in_one_step(kind: str) -> None:
+    history = OutcomeHistory(max_items=100_000)
+    # before: the producer's first outcomes, so the span (and, for "fixed", the blob)
+    # exist, and the one record has its code
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(400)], strided_records(kind, 400, 0))
+    refs = [JobRef(PIDS[0], seq) for seq in range(402, 600, 4)]
+    records = strided_records(kind, len(refs), 400)
+    assert history._add_strided(refs, records)
+    assert [history.get(ref) for ref in refs] == [outcome_of(r) for r in records]
+    assert history.get(JobRef(PIDS[0], 401)) is None  # between two of them
+    assert history.window(PIDS[0]) == (0, 598)
+    assert len(history) == 400 + len(refs)
+    assert not history._add_strided(refs, records)  # remembered: the general way replaces
+
+
+def test_a_strided_ack_of_results_of_many_lengths_takes_the_general_way() -> None:
+    history = OutcomeHistory(max_items=100_000)
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(400)], strided_records("fixed", 400, 0))
+    assert history._current[PIDS[0]].starts is not None  # the blob is in use
+    refs = [JobRef(PIDS[0], seq) for seq in range(400, 500, 2)]
+    records = strided_records("varied", len(refs), 1)
+    assert len({len(r) for r in records if isinstance(r, bytes)}) > 1
+    assert not history._add_strided(refs, records)
+    history.add_all(refs, records)
+    assert [history.get(ref) for ref in refs] == [outcome_of(r) for r in records]
+
+
+def test_a_strided_ack_that_would_fill_the_generation_takes_the_general_way() -> None:
+    history = OutcomeHistory(max_items=20)
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(4)], [PLAIN_SUCCESS] * 4)
+    refs = [JobRef(PIDS[0], seq) for seq in range(4, 60, 2)]  # 28: past max_items
+    assert not history._add_strided(refs, [PLAIN_SUCCESS] * len(refs))
+    history.add_all(refs, [PLAIN_SUCCESS] * len(refs))
+    assert len(history) == 20 + 12  # a full previous generation and the rest

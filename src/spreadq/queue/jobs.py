@@ -11,6 +11,7 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Final, NamedTuple
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
@@ -273,6 +274,8 @@ _IN_BLOB: Final = 255
 _BLOB_MAX: Final = 0x7FFF_FFFF
 """A blob this long takes no more records (its offsets are kept as 32-bit numbers;
 a generation ends long before, at half the history's byte budget)."""
+_STRIDED_AT_LEAST: Final = 8
+"""Outcomes in one :meth:`OutcomeHistory.add_all` from which the strided path is tried."""
 
 
 class _Outcomes:
@@ -496,6 +499,8 @@ class OutcomeHistory:
         if self.max_items <= 0:
             return
         index, total = 0, len(refs)
+        if total >= _STRIDED_AT_LEAST and self._add_strided(refs, outcomes):
+            return
         while index < total:
             index = self._add_run(refs, outcomes, index)
             if index < total:  # one the run could not take: the general way
@@ -556,6 +561,66 @@ class OutcomeHistory:
         if count >= max_items or 2 * size > max_bytes:
             self._flip()
         return index
+
+    def _add_strided(self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord]) -> bool:
+        """Add them all at once if they are one producer's new seqs at one stride (a
+        worker's ACK under ``round_robin``: every n-th job of a batch) within its span,
+        none in the previous generation, with one record or records of one length for
+        the blob, and the generation does not fill up; else add nothing and say so.
+
+        What :meth:`_add_run` would do one by one, with a slice of ``codes`` (and of
+        ``starts``) assigned at once and the records joined to the blob in one step."""
+        producer_id = refs[0][0]
+        kept = self._current.get(producer_id)
+        if kept is None or kept.other or kept.low < 0 or len(set(map(itemgetter(0), refs))) != 1:
+            return False
+        seqs = list(map(itemgetter(1), refs))
+        first, count = seqs[0], len(seqs)
+        stride = seqs[1] - first
+        last = first + stride * (count - 1)
+        if stride <= 0 or seqs != list(range(first, last + 1, stride)):
+            return False
+        previous = self._previous.get(producer_id)
+        if previous is not None and not (last < previous.low or first > previous.high):
+            return False
+        at, end = first - kept.base, last - kept.base + 1
+        codes = kept.codes
+        if at < 0 or (end > len(codes) and kept._widen(last, self._count) < 0):
+            return False  # below the span, or too far above it: the general way
+        if codes[at:end:stride] != bytes(count):
+            return False
+        record = outcomes[0]
+        starts: array[int] | None = None
+        if outcomes.count(record) == count:  # one record for them all
+            code = kept.codes_of.get(record)
+            if code is None:
+                return False  # the general way keeps it (or sends it to the blob)
+            size = count * (len(record) if isinstance(record, bytes) else len(record.result))
+            joined = b""
+        else:  # records for the blob, all of one length
+            try:
+                joined = b"".join(outcomes)  # type: ignore[arg-type]  # Outcome: TypeError
+            except TypeError:
+                return False
+            size, length, code = len(joined), len(joined) // count, _IN_BLOB
+            starts = kept.starts
+            if (
+                starts is None
+                or len(set(map(len, outcomes))) != 1
+                or len(kept.blob) + size - length > _BLOB_MAX
+            ):
+                return False
+        if self._count + count >= self.max_items or 2 * (self._bytes + size) > self.max_bytes:
+            return False  # the generation fills up on the way: the general way flips it
+        if starts is not None:
+            blob = kept.blob
+            starts[at:end:stride] = array("I", range(len(blob), len(blob) + size, size // count))
+            blob += joined
+        codes[at:end:stride] = bytes((code,)) * count
+        kept.low, kept.high = min(kept.low, first), max(kept.high, last)
+        self._count += count
+        self._bytes += size
+        return True
 
     def _add_one(self, ref: JobRef, outcome: OutcomeRecord) -> None:
         producer_id, seq = ref
