@@ -16,8 +16,10 @@ from spreadq.producer.core import ProducerCore
 from spreadq.producer.feedback import FeedbackReader
 from spreadq.producer.inputs import FeedbackMembership, Input
 from spreadq.producer.results import Asks
-from spreadq.wire.constants import Cause
-from spreadq.wire.events import DaemonMessage, GroupId, RegularMembership
+from spreadq.queue import MESS_TYPE, Ack, Outcome, View, encode
+from spreadq.queue.jobs import JobRef
+from spreadq.wire.constants import Cause, ServiceType
+from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
 
 FEEDBACK = "q~fb"
 PID = bytes(range(16))
@@ -101,3 +103,47 @@ async def test_a_fault_while_reading_ends_the_reader_not_the_connection() -> Non
     assert len(ended) == 1
     assert isinstance(ended[0], RuntimeError)
     assert str(ended[0]) == "a bug of ours"
+
+
+def on_feedback(sender: str, envelope: Ack | View) -> DataMessage:
+    return DataMessage(sender, (FEEDBACK,), ServiceType.AGREED, MESS_TYPE, encode(envelope))
+
+
+async def test_an_ack_read_before_the_view_listing_its_sender_reaches_the_asks_with_it() -> None:
+    """A new asker may read a consumer's ACK before the first VIEW listing that consumer:
+    the ACK counts for ``result()`` once the VIEW comes (as for receipts), and an ACK
+    from a member no VIEW lists never counts."""
+    core = ProducerCore(PID)
+    asks = Asks()
+    feedback = FeedbackReader(
+        core,
+        asks,
+        lambda event: core.apply(event, 0.0),
+        feedback_group=FEEDBACK,
+        seal=None,
+        log=structlog.get_logger().bind(),
+    )
+    conn = PushingConnection()
+    asked, other = JobRef(b"\x07" * 16, 4), JobRef(b"\x07" * 16, 5)
+    ask, unlisted_ask = asks.open(asked), asks.open(other)
+    ended: list[BaseException] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read, feedback, conn, ended)
+            await anyio.wait_all_tasks_blocked()
+            assert conn.sink is not None
+            conn.sink((membership("#w1#d", "#w2#d", "#me#d"),))
+            done = Outcome.success(b"40", codec="json")
+            conn.sink(
+                (
+                    on_feedback("#w1#d", Ack(b"I" * 16, ((asked, done),))),
+                    on_feedback("#w2#d", Ack(b"J" * 16, ((other, done),))),
+                )
+            )
+            assert ask.outcome is None  # no VIEW lists #w1#d yet
+            conn.sink((on_feedback("#w1#d", View(("#w1#d",), (1, 1, 1), 1)),))
+            assert core.consumers == ("#w1#d",)
+            assert ask.outcome == done
+            assert unlisted_ask.outcome is None  # #w2#d is listed by no VIEW
+            assert not ended
+            tasks.cancel_scope.cancel()

@@ -27,7 +27,8 @@ from spreadq.producer.inputs import (
     ViewReceived,
 )
 from spreadq.producer.results import Asks
-from spreadq.queue.envelope import Ack, Cancel, Notice, ResultAnswer
+from spreadq.queue.envelope import Ack, AckOutcomes, Cancel, Notice, ResultAnswer
+from spreadq.queue.jobs import outcome_of
 from spreadq.queue.seal import Seal
 from spreadq.queue.view import View
 from spreadq.session.translate import read_envelope
@@ -108,6 +109,8 @@ class FeedbackReader:
                     self._on_private(event)
             elif type(event) is RegularMembership and event.group == feedback:
                 self._apply(FeedbackMembership(event.members))
+                if self._asks:
+                    self._asks.release(self._core.consumers)
 
     def _on_data(self, event: DataMessage) -> None:
         try:
@@ -116,15 +119,29 @@ class FeedbackReader:
             self._log.warning("feedback_dropped", sender=event.sender, reason=str(error))
             return
         if type(message) is Ack:
-            if self._asks and event.sender in self._core.consumers:
-                for ref, outcome in message.outcomes:
-                    self._asks.on_outcome(ref, outcome)
+            if self._asks:
+                self._tell_asks(event.sender, message)
             self._apply(AckReceived(event.sender, message))
         elif type(message) is Cancel:
             self._asks.on_cancel(message.ref)
             self._apply(CancelDelivered(event.sender, message.ref))
         elif type(message) is View:
             self._apply(ViewReceived(event.sender, message))
+            if self._asks:
+                self._asks.release(self._core.consumers)
+
+    def _tell_asks(self, sender: str, ack: Ack) -> None:
+        """The outcomes ``ack`` reports of jobs the open asks wait for: they count when
+        a VIEW lists ``sender`` as a consumer, now or (held until then) later."""
+        asks = self._asks
+        listed = sender in self._core.consumers
+        refs, records = AckOutcomes.parts(ack.outcomes)
+        for ref, record in zip(refs, records, strict=True):
+            if ref in asks:
+                if listed:
+                    asks.on_outcome(ref, outcome_of(record))
+                else:
+                    asks.hold(sender, ref, outcome_of(record))
 
     def _on_private(self, event: DataMessage) -> None:
         """A message to our private group: a NOTICE or a RESULT answer (anything else is

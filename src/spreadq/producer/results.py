@@ -13,7 +13,10 @@ one query gets exactly one answer. On UNKNOWN the asker asks the next index, up 
 view's size (a member that joined after the job's ACK, or whose history dropped it,
 does not remember it; an older one may). On PENDING it waits for the job's ACK on the
 FEEDBACK group (from a listed consumer), which it watches from before its first query,
-so an ACK ordered after the query cannot slip past. A CANCEL for the job seen there
+so an ACK ordered after the query cannot slip past. An ACK from a FEEDBACK member that
+no VIEW has listed as a consumer yet (a new asker may read ACKs before its first VIEW)
+is held for the open asks until a VIEW lists its sender, as the producer's core holds
+such an ACK for its receipts; it never counts otherwise. A CANCEL for the job seen there
 makes it ask again (the consumers decide whether that CANCEL took; the asker cannot
 tell who sent the job).
 
@@ -25,13 +28,18 @@ which an answer sent to the old private group is lost and the asker asks again).
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
+from typing import Final
 
 from spreadq.producer.condition import Changed
 from spreadq.queue.envelope import ResultAnswer
 from spreadq.queue.jobs import JobRef, Outcome
 
-__all__ = ["Ask", "Asks"]
+__all__ = ["MAX_HELD_OUTCOMES", "Ask", "Asks"]
+
+MAX_HELD_OUTCOMES: Final = 1024
+"""Outcomes from senders not listed yet that :class:`Asks` holds at most."""
 
 
 @dataclass(eq=False)
@@ -64,9 +72,14 @@ class Asks:
         self._next_id = 0
         self._by_query: dict[int, Ask] = {}
         self._by_ref: dict[JobRef, list[Ask]] = {}
+        self._held: list[tuple[str, JobRef, Outcome]] = []  # from senders not listed yet
 
     def __bool__(self) -> bool:
         return bool(self._by_ref)
+
+    def __contains__(self, ref: object) -> bool:
+        """Whether an open ask waits for ``ref``'s outcome."""
+        return ref in self._by_ref
 
     def open(self, ref: JobRef) -> Ask:
         """Start watching for ``ref``'s outcome (before the first query goes out)."""
@@ -90,6 +103,8 @@ class Asks:
             asks.remove(ask)
         if not asks:
             self._by_ref.pop(ask.ref, None)
+        if not self._by_ref:
+            self._held.clear()
 
     def on_answer(self, answer: ResultAnswer) -> bool:
         """An answer came to our private group; False if no open ask matches it."""
@@ -108,6 +123,23 @@ class Asks:
             if ask.outcome is None:
                 ask.outcome = outcome
                 self.changed.notify()
+
+    def hold(self, sender: str, ref: JobRef, outcome: Outcome) -> None:
+        """An ACK from ``sender``, a FEEDBACK member that no VIEW has listed as a
+        consumer yet, reported ``ref``: kept for the open asks until :meth:`release`
+        finds the sender listed (at most :data:`MAX_HELD_OUTCOMES` are kept)."""
+        if ref in self._by_ref and len(self._held) < MAX_HELD_OUTCOMES:
+            self._held.append((sender, ref, outcome))
+
+    def release(self, consumers: Container[str]) -> None:
+        """The consumer list changed: the held outcomes of the senders it lists now
+        count (:meth:`on_outcome`), in the order they came; the others stay held."""
+        held, self._held = self._held, []
+        for sender, ref, outcome in held:
+            if sender in consumers:
+                self.on_outcome(ref, outcome)
+            else:
+                self._held.append((sender, ref, outcome))
 
     def on_cancel(self, ref: JobRef) -> None:
         """A CANCEL for ``ref`` went by on FEEDBACK: asks waiting on PENDING ask again."""
