@@ -879,7 +879,7 @@ def test_a_slot_rule_that_gives_strangers_or_too_few_owners_is_refused() -> None
         def owners(self, members: tuple[str, ...], first: int, count: int) -> list[str]:
             return [members[0]] * (count - 1) + ["#nobody#h"] * (self.name == "stranger")
 
-    batch = encode_batch(PID, 1, "json", [JobSpec(seq, "work", b"p") for seq in range(3)])
+    batch = encode_batch(PID, 1, "json", [JobSpec(seq, "work", b"p") for seq in range(8)])
     for name in ("short", "stranger"):
         rule = Short()
         rule.name = name

@@ -124,7 +124,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
 from spreadq.queue.dedupe import DedupeMemory
@@ -284,6 +284,11 @@ class _Entry:
     run_sent: bool = False
     started: bool = False
     finished: bool = False
+
+
+_SLOTS_AT_ONCE: Final = 4
+"""Jobs in a batch from which a :class:`~spreadq.queue.rules.SlotRule` assigns them in one
+call (fewer cost less one by one)."""
 
 
 # --- the table ----------------------------------------------------------------------
@@ -865,19 +870,20 @@ class OutstandingTable:
         that never looks at the job: the path every member takes for every job, most of
         them not its own. A job re-sent while outstanding takes the general path.
 
-        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) a batch of new
-        jobs gets its owners in one call and counts no loads (nothing to release when
-        its jobs complete)."""
+        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) a batch of
+        :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call and counts no
+        loads (nothing to release when its jobs complete)."""
         refs = jobs.refs
         slots, entries = self._slots, self._entries
-        if slots is None or not refs or not entries.keys().isdisjoint(refs):
+        count = len(refs)
+        if slots is None or count < _SLOTS_AT_ONCE or not entries.keys().isdisjoint(refs):
             self._take_batch_each(effects, jobs, sender, mess_type)
             return
         state, members, origin = self._state, self._eligible, self._origin
         me, view = self.me, self._ordinal
-        first, count = state.index, len(refs)
+        first = state.index
         owners = slots(members, first, count)
-        if len(owners) != count or not set(owners) <= set(members):
+        if len(owners) != count or not frozenset(members).issuperset(owners):
             strays = sorted(set(owners) - set(members))
             raise PluginError(
                 self.rule.name,
