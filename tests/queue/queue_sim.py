@@ -991,6 +991,14 @@ class Simulation:
                 self.check_ledgers(component)
             tables = {r.name: {j.ref: j for j in r.table.outstanding()} for r in replicas}
             for replica in replicas:
+                # what the table counts as our backlog: only jobs outstanding here, ours
+                stale = [
+                    ref
+                    for ref in replica.table._mine
+                    if (entry := replica.table._entries.get(ref)) is None or not entry.run_sent
+                ]
+                if stale:
+                    self.fail(f"{replica.name} counts {stale} as its own, not runs it sent")
                 for job in tables[replica.name].values():
                     if job.held and job.owner is None:
                         self.fail(f"{replica.name} holds {job.ref} with no owner")

@@ -181,7 +181,6 @@ from spreadq.queue.jobs import (
     JobRef,
     Outcome,
     OutcomeHistory,
-    OutcomeRecord,
     Status,
     outcome_of,
 )
@@ -1014,10 +1013,9 @@ class OutstandingTable:
         outstanding, mine = self._entries, self._mine
         released = self._state.released
         append = effects.append
-        done_refs: list[JobRef] = []
-        done_records: list[OutcomeRecord] = []
         waiting = self._dedupe.waiting
         refs, records = AckOutcomes.parts(ack.outcomes)
+        unknown: set[JobRef] | None = None  # refs not outstanding here
         cancelled: set[JobRef] | None = None
         for ref, record in zip(refs, records, strict=True):
             if waiting and ref in waiting:  # duplicates waiting for this first job
@@ -1025,19 +1023,21 @@ class OutstandingTable:
             entry = outstanding.pop(ref, None)
             if entry is None:
                 self._counts["unknown_acks"] += 1
+                if unknown is None:
+                    unknown = set()
+                unknown.add(ref)
                 known = self._history.get(ref)
                 if known is not None and known.status is Status.CANCELLED:
                     if cancelled is None:
                         cancelled = set()
                     cancelled.add(ref)  # a run that ended after its CANCEL: cancelled
                 continue
-            done_refs.append(ref)
-            done_records.append(record)
             if entry.counted is not None:
                 released(entry.counted)
-            mine.pop(ref, None)
-            if entry.run_sent and not entry.finished:
-                append(CancelJob(ref, running=entry.started))
+            if entry.run_sent:  # only a run we sent puts a job in mine
+                mine.pop(ref, None)
+                if not entry.finished:
+                    append(CancelJob(ref, running=entry.started))
         if cancelled is None:  # every outcome is remembered, at once
             self._history.add_all(refs, records)
         else:
@@ -1045,9 +1045,14 @@ class OutstandingTable:
                 (r, record) for r, record in zip(refs, records, strict=True) if r not in cancelled
             ]
             self._history.add_all([r for r, _ in kept], [record for _, record in kept])
-        if done_refs:
-            self._counts["completed"] += len(done_refs)
-            append(JobsCompleted(sender, AckOutcomes(done_refs, done_records)))
+        if unknown is None:  # the usual case: the ACK completed every job it lists
+            done = AckOutcomes(refs, records)  # the ACK's own (read-only) lists
+        else:
+            pairs = [(r, rec) for r, rec in zip(refs, records, strict=True) if r not in unknown]
+            done = AckOutcomes([r for r, _ in pairs], [rec for _, rec in pairs])
+        if done.refs:
+            self._counts["completed"] += len(done.refs)
+            append(JobsCompleted(sender, done))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
         entry = self._entries.get(ref)

@@ -67,7 +67,7 @@ class AckOutcomes(Sequence[tuple[JobRef, Outcome]]):
 
     __slots__ = ("records", "refs")
 
-    def __init__(self, refs: list[JobRef], records: list[OutcomeRecord]) -> None:
+    def __init__(self, refs: Sequence[JobRef], records: Sequence[OutcomeRecord]) -> None:
         self.refs: Sequence[JobRef] = refs
         """Each outcome's job, in order."""
         self.records: Sequence[OutcomeRecord] = records
