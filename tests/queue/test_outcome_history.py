@@ -57,6 +57,26 @@ class ModelHistory:
         return sum(len(s) for g in (self.current, self.previous) for s in g.values())
 
 
+def add_to_model(
+    model: ModelHistory, refs: list[JobRef], records: list[OutcomeRecord], touched: set[JobRef]
+) -> None:
+    """What the history was given, given to the model one by one too."""
+    for ref, record_ in zip(refs, records, strict=True):
+        touched.add(ref)
+        model.add(ref, record_)
+
+
+def assert_remembers_as(history: OutcomeHistory, model: ModelHistory, refs: set[JobRef]) -> None:
+    """The history remembers each of ``refs`` as the model does, within its window."""
+    for ref in refs:
+        expected = model.get(ref)
+        assert history.get(ref) == (None if expected is None else outcome_of(expected))
+        assert (ref in history) == (expected is not None)
+        if expected is not None:
+            low, high = history.window(ref.producer_id)
+            assert low <= ref.seq <= high
+
+
 def _ack_records(count: int) -> list[OutcomeRecord]:
     """Successes with distinct results in the form an ACK carries them (``bytes``)."""
     done = tuple(
@@ -114,17 +134,9 @@ def test_the_history_remembers_and_forgets_as_two_dict_generations_do(
             history.add(refs[0], records[0])
         else:
             history.add_all(refs, records)
-        for ref, record_ in zip(refs, records, strict=True):
-            touched.add(ref)
-            model.add(ref, record_)
+        add_to_model(model, refs, records, touched)
         assert len(history) == len(model)
-    for ref in touched:
-        expected = model.get(ref)
-        assert history.get(ref) == (None if expected is None else outcome_of(expected))
-        assert (ref in history) == (expected is not None)
-        if expected is not None:
-            low, high = history.window(ref.producer_id)
-            assert low <= ref.seq <= high
+    assert_remembers_as(history, model, touched)
 
 
 def test_more_than_255_distinct_records_of_one_producer_are_all_remembered() -> None:
@@ -253,16 +265,9 @@ def test_strided_acks_are_remembered_as_their_outcomes_one_by_one(
         records = strided_records(kind, count, made)
         made += count
         history.add_all(refs, records)
-        for ref, record_ in zip(refs, records, strict=True):
-            touched.add(ref)
-            model.add(ref, record_)
+        add_to_model(model, refs, records, touched)
         assert len(history) == len(model)
-    for ref in touched:
-        expected = model.get(ref)
-        assert history.get(ref) == (None if expected is None else outcome_of(expected))
-        if expected is not None:
-            low, high = history.window(ref.producer_id)
-            assert low <= ref.seq <= high
+    assert_remembers_as(history, model, touched)
 
 
 @pytest.mark.parametrize("kind", ["alike", "built", "fixed"])

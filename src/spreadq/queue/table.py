@@ -896,10 +896,7 @@ class OutstandingTable:
                 ref, None, jobs, index, sender, mess_type, origin, owner, first + index, view, True
             )
             if low <= ref[1] <= high:  # it may be a job re-sent after it completed
-                remembered = self._history.get(ref)
-                if remembered is not None:
-                    entry.remembered, entry.duplicate = remembered, True
-                    self._counts["duplicates"] += 1
+                self._recall(entry)
             entries[ref] = entry
             if owner == me:
                 effects += self._become_owner(entry, failover=False)
@@ -928,13 +925,18 @@ class OutstandingTable:
                 ref, None, jobs, index, sender, mess_type, origin, owner, slot, ordinal, True, owner
             )
             if low <= ref[1] <= high:  # it may be a job re-sent after it completed
-                remembered = self._history.get(ref)
-                if remembered is not None:
-                    entry.remembered, entry.duplicate = remembered, True
-                    self._counts["duplicates"] += 1
+                self._recall(entry)
             entries[ref] = entry
             if owner == me:
                 effects += self._become_owner(entry, failover=False)
+
+    def _recall(self, entry: _Entry) -> None:
+        """A new entry whose seq the history may hold: if it remembers the job's outcome
+        (a job re-sent after it completed), the entry is a duplicate answered from it."""
+        remembered = self._history.get(entry.ref)
+        if remembered is not None:
+            entry.remembered, entry.duplicate = remembered, True
+            self._counts["duplicates"] += 1
 
     def _remember_key(self, entry: _Entry, key: str) -> None:
         """Look ``key`` up in the dedupe memory: remember it, or mark ``entry`` a duplicate.
