@@ -75,6 +75,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from heapq import merge
 from typing import Any, Final
 
@@ -123,6 +124,10 @@ MAX_HELD_ACKS: Final = 256
 """ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
 
 _READY: Final = Ready()
+_new_settle: Callable[[tuple[Job[Any], Outcome | BaseException]], Settle] = partial(
+    tuple.__new__, Settle
+)
+"""``Settle(job, outcome)`` without the named tuple's Python ``__new__``: one per job."""
 _SHUT = (BlockReason.WINDOW, BlockReason.BACKLOG)
 
 
@@ -733,14 +738,15 @@ class ProducerCore:
         pending = self._pending
         confirmed = 0
         refs, records = AckOutcomes.parts(ack.outcomes)  # outcomes built for ours only
-        for ref, record in zip(refs, records, strict=True):
-            if ref.producer_id != me:
+        settle, append = self._settle, effects.append
+        for (producer_id, seq), record in zip(refs, records, strict=True):
+            if producer_id != me:
                 continue
-            job = pending.pop(ref.seq, None)
+            job = pending.pop(seq, None)
             if job is None:
                 continue
             confirmed += job.counted
-            effects.append(self._settle(job, outcome_of(record)))
+            append(settle(job, outcome_of(record)))
         return confirmed
 
     def _settle(self, job: Job[Any], outcome: Outcome | BaseException) -> Settle:
@@ -752,10 +758,10 @@ class ProducerCore:
         if isinstance(outcome, BaseException):
             self._pending.pop(job.spec.seq, None)
             self.failed += 1
-        elif outcome.ok:
+        elif outcome.status is Status.OK:
             self.succeeded += 1
         elif outcome.status is Status.CANCELLED:
             self.cancelled += 1
         else:
             self.failed += 1
-        return Settle(job, outcome)
+        return _new_settle((job, outcome))

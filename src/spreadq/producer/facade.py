@@ -511,12 +511,14 @@ class Producer:
         on. Returns how many receipts it resolved."""
         core = self._core
         resolved = 0
-        for effect in core.apply(event, time.monotonic()):
+        now = time.monotonic()
+        for effect in core.apply(event, now):
+            if type(effect) is Settle:  # the most frequent: one per job an ACK settles
+                resolved += self._resolve(effect[0], effect[1], now)
+                continue
             match effect:
-                case Settle(job=job, outcome=outcome):
-                    resolved += self._resolve(job, outcome)
                 case Resolve(job=job, outcome=outcome):
-                    resolved += self._resolve(job, outcome)
+                    resolved += self._resolve(job, outcome, now)
                 case Ready():
                     self._sender.queued.notify()
                 case Requeued(jobs=jobs):
@@ -536,16 +538,19 @@ class Producer:
             self._changed.notify()
         return resolved
 
-    def _resolve(self, job: Job[Any], outcome: Outcome | BaseException) -> int:
-        """Resolve ``job``'s receipt; 1 if it was still pending, else 0."""
+    def _resolve(self, job: Job[Any], outcome: Outcome | BaseException, now: float) -> int:
+        """Resolve ``job``'s receipt (at ``now``); 1 if it was still pending, else 0."""
         receipt, route = job.tag
         if receipt.done:
             return 0
         if isinstance(outcome, BaseException):
             receipt._fail(outcome)
-        elif outcome.ok:
-            decode = self._routes.result_decoder(route, job.codec, outcome)
-            receipt._succeed(outcome.result, time.monotonic(), decode)
+        elif outcome.status is Status.OK:
+            if (outcome.codec or job.codec) == route.result_codec:
+                decode = None  # the route's own decoder fits
+            else:
+                decode = self._routes.result_decoder(route, job.codec, outcome)
+            receipt._succeed(outcome.result, now, decode)
         elif outcome.status is Status.CANCELLED:
             receipt._fail(JobCancelled(receipt.job_id))
         else:
