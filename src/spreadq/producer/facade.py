@@ -65,8 +65,9 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, overload
 
@@ -141,6 +142,8 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+_new_put: Callable[[tuple[JobSpec, str, object]], Put] = partial(tuple.__new__, Put)
+"""``Put(spec, codec, tag)`` without the named tuple's Python ``__new__``: one per put."""
 
 
 _Tag = tuple[Receipt[Any], Route]
@@ -674,7 +677,7 @@ class Producer:
         if self._member:
             receipt._cancel = self._cancel  # called with the receipt: no cycle through it
         tag: _Tag = (receipt, route)
-        self._apply(Put(spec, route.codec.name, tag))
+        self._apply(_new_put((spec, route.codec.name, tag)))
         return receipt
 
     # -- result ----------------------------------------------------------------------
