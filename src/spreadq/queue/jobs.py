@@ -154,9 +154,11 @@ class Outcome(NamedTuple):
     def success(cls, result: bytes = b"", attempts: int = 1, codec: str = "") -> Outcome:
         """The job ran and returned ``result``, encoded with ``codec`` (empty: with the
         job's own codec)."""
-        if not result and attempts == 1 and not codec and cls is Outcome:
+        if cls is not Outcome:
+            return cls(Status.OK, attempts, result, codec=codec)
+        if not result and attempts == 1 and not codec:
             return PLAIN_SUCCESS  # the most frequent outcome by far: one shared value
-        return cls(Status.OK, attempts, result, codec=codec)
+        return _new_outcome((Status.OK, attempts, result, "", "", codec))
 
     def result_codec(self, job_codec: str) -> str:
         """The codec to decode ``result`` with, for a job whose payload codec is

@@ -123,6 +123,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from hashlib import blake2b
 from typing import Any, Final
 
@@ -284,6 +285,9 @@ class _Entry:
     started: bool = False
     finished: bool = False
 
+
+_new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
+"""``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
 
 _SLOTS_AT_ONCE: Final = 4
 """Jobs in a batch from which a :class:`~spreadq.queue.rules.SlotRule` assigns them in one
@@ -1006,7 +1010,7 @@ class OutstandingTable:
         limit = self.max_failovers
         if limit is not None and entry.failovers > limit:
             return [GiveUpJob(job, entry.failovers, limit)]
-        return [RunJob(job, entry.sender, entry.mess_type, failover, entry.duplicate)]
+        return [_new_run((job, entry.sender, entry.mess_type, failover, entry.duplicate))]
 
     def _on_ack(self, effects: list[Effect], sender: str, ack: Ack) -> None:
         if sender not in self._members:

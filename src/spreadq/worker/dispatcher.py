@@ -109,6 +109,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
@@ -276,6 +277,8 @@ class _Wake:
 
 
 _WAKE: Final = _Wake()
+_new_finished: Callable[[tuple[JobRef, Outcome]], JobFinished] = partial(tuple.__new__, JobFinished)
+"""``JobFinished(ref, outcome)`` without the named tuple's Python ``__new__``: one a job."""
 
 _Item = _Delivered | _Lost | EndedReady | _Drain | Help | Rescan | _StatsDue | _Wake
 
@@ -873,7 +876,7 @@ class Dispatcher:
                         notices[sender] = [(ref, outcome)]
                     else:
                         waiting.append((ref, outcome))
-            finished.append(JobFinished(ref, outcome))
+            finished.append(_new_finished((ref, outcome)))
         if finished:
             await self._apply(JobsFinished(finished))
 
