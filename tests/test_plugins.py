@@ -306,3 +306,19 @@ def test_check_rule() -> None:
         check_rule(AsyncOwner())
     with pytest.raises(ConfigurationError, match="needs a name"):
         check_rule(object())
+
+    class NotSlots(Last):
+        name = "not_slots"
+        owners = ("a", 1)  # an attribute of that name, not the SlotRule method
+
+    with pytest.raises(ConfigurationError, match="owners must be a synchronous method"):
+        check_rule(NotSlots())
+
+    class AsyncJobless(Last):
+        name = "async_jobless"
+
+        async def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
+            return members[0]
+
+    with pytest.raises(ConfigurationError, match="owner_without_job must be a synchronous"):
+        check_rule(AsyncJobless())

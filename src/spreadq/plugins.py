@@ -82,10 +82,13 @@ def check_rule(candidate: object) -> Rule:
     """Return ``candidate`` as a :class:`~spreadq.queue.rules.Rule` after checking its shape.
 
     A rule has a ``name`` (1..64 visible ASCII characters) and a synchronous, pure
-    ``owner(members, state, job) -> member`` method.
+    ``owner(members, state, job) -> member`` method; its optional
+    ``owner_without_job`` and ``owners`` (:class:`~spreadq.queue.rules.JoblessRule`,
+    :class:`~spreadq.queue.rules.SlotRule`), when it has them, are synchronous methods too.
 
     Raises:
-        ConfigurationError: the name or the ``owner`` method is missing or malformed.
+        ConfigurationError: the name or the ``owner`` method is missing or malformed, or
+            an optional method is not a synchronous callable.
     """
     name = getattr(candidate, "name", None)
     if not isinstance(name, str) or not re.fullmatch(r"[!-~]{1,64}", name):
@@ -97,6 +100,12 @@ def check_rule(candidate: object) -> Rule:
         raise ConfigurationError(f"rule {name!r} ({candidate!r}) has no owner() method")
     if inspect.iscoroutinefunction(owner):
         raise ConfigurationError(f"rule {name!r} ({candidate!r}): owner() must be pure, not async")
+    for optional in ("owner_without_job", "owners"):  # the table calls them for every job
+        method = getattr(candidate, optional, None)
+        if method is not None and (not callable(method) or inspect.iscoroutinefunction(method)):
+            raise ConfigurationError(
+                f"rule {name!r} ({candidate!r}): {optional} must be a synchronous method"
+            )
     if not isinstance(candidate, Rule):  # pragma: no cover - implied by the checks above
         raise ConfigurationError(f"rule {name!r} ({candidate!r}) is not a Rule")
     return candidate
