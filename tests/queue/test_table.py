@@ -880,7 +880,11 @@ def test_a_slot_rule_that_gives_strangers_or_too_few_owners_is_refused() -> None
             return [members[0]] * (count - 1) + ["#nobody#h"] * (self.name == "stranger")
 
     batch = encode_batch(PID, 1, "json", [JobSpec(seq, "work", b"p") for seq in range(8)])
-    for name in ("short", "stranger"):
+    why = {
+        "short": "owners() gave 7 for 8 slots",
+        "stranger": "owners() returned ['#nobody#h'], not one of ('#a#h',)",
+    }
+    for name, reason in why.items():
         rule = Short()
         rule.name = name
         table = OutstandingTable(A, rule=rule, incarnation=INC)
@@ -888,4 +892,5 @@ def test_a_slot_rule_that_gives_strangers_or_too_few_owners_is_refused() -> None
         with pytest.raises(PluginError) as refused:
             table.apply(MessageDelivered("#p#h", MESS_TYPE, batch), 0.0)
         assert refused.value.plugin == name
+        assert reason in str(refused.value)
         assert table.outstanding() == []  # nothing taken

@@ -886,13 +886,11 @@ class OutstandingTable:
         me, view = self.me, self._ordinal
         first = state.index
         owners = slots(members, first, count)
-        if len(owners) != count or not frozenset(members).issuperset(owners):
+        if len(owners) != count:
+            raise PluginError(self.rule.name, f"owners() gave {len(owners)} for {count} slots")
+        if not frozenset(members).issuperset(owners):
             strays = sorted(set(owners) - set(members))
-            raise PluginError(
-                self.rule.name,
-                f"rule gave {len(owners)} owners for {count} slots, or members not in"
-                f" {members}: {strays}",
-            )
+            raise PluginError(self.rule.name, f"owners() returned {strays}, not one of {members}")
         state.skip(count)
         low, high = self._history.window(refs[0].producer_id)
         for index, (ref, owner) in enumerate(zip(refs, owners, strict=True)):
