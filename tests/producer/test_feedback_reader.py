@@ -145,5 +145,11 @@ async def test_an_ack_read_before_the_view_listing_its_sender_reaches_the_asks_w
             assert core.consumers == ("#w1#d",)
             assert ask.outcome == done
             assert unlisted_ask.outcome is None  # #w2#d is listed by no VIEW
+            # #w2#d leaves FEEDBACK; a later client of that name, listed, is someone else
+            conn.sink((membership("#w1#d", "#me#d"),))
+            conn.sink((membership("#w1#d", "#w2#d", "#me#d"),))
+            conn.sink((on_feedback("#w1#d", View(("#w1#d", "#w2#d"), (1, 1, 2), 2)),))
+            assert core.consumers == ("#w1#d", "#w2#d")
+            assert unlisted_ask.outcome is None
             assert not ended
             tasks.cancel_scope.cancel()

@@ -110,7 +110,7 @@ class FeedbackReader:
             elif type(event) is RegularMembership and event.group == feedback:
                 self._apply(FeedbackMembership(event.members))
                 if self._asks:
-                    self._asks.release(self._core.consumers)
+                    self._asks.release(self._core.consumers, event.members)
 
     def _on_data(self, event: DataMessage) -> None:
         try:

@@ -131,14 +131,16 @@ class Asks:
         if ref in self._by_ref and len(self._held) < MAX_HELD_OUTCOMES:
             self._held.append((sender, ref, outcome))
 
-    def release(self, consumers: Container[str]) -> None:
-        """The consumer list changed: the held outcomes of the senders it lists now
-        count (:meth:`on_outcome`), in the order they came; the others stay held."""
+    def release(self, consumers: Container[str], members: Container[str] | None = None) -> None:
+        """The consumer list (or the FEEDBACK membership, ``members``) changed: the held
+        outcomes of the senders it lists now count (:meth:`on_outcome`), in the order
+        they came; those of senders that left FEEDBACK are dropped (a later client of
+        the same name is someone else); the others stay held."""
         held, self._held = self._held, []
         for sender, ref, outcome in held:
             if sender in consumers:
                 self.on_outcome(ref, outcome)
-            else:
+            elif members is None or sender in members:
                 self._held.append((sender, ref, outcome))
 
     def on_cancel(self, ref: JobRef) -> None:
