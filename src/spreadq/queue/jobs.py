@@ -280,6 +280,12 @@ _STRIDED_AT_LEAST: Final = 8
 """Outcomes in one :meth:`OutcomeHistory.add_all` from which the strided path is tried."""
 
 
+def _result_bytes(record: OutcomeRecord) -> int:
+    """What ``record`` counts against the history's byte budget: a record in the form
+    an ACK carried it, whole; an :class:`Outcome`, its result."""
+    return len(record) if isinstance(record, bytes) else len(record.result)
+
+
 class _Outcomes:
     """One producer's outcomes in one generation of an :class:`OutcomeHistory`.
 
@@ -543,6 +549,7 @@ class OutcomeHistory:
             code = codes_of.get(outcome)
             if code is not None:
                 codes[offset] = code
+                # _result_bytes(outcome), inline: this loop runs for every outcome
                 size += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
             elif starts is not None and type(outcome) is bytes and len(blob) <= _BLOB_MAX:
                 codes[offset] = _IN_BLOB
@@ -597,7 +604,7 @@ class OutcomeHistory:
             code = kept.codes_of.get(record)
             if code is None:
                 return False  # the general way keeps it (or sends it to the blob)
-            size = count * (len(record) if isinstance(record, bytes) else len(record.result))
+            size = count * _result_bytes(record)
             joined = b""
         else:  # records for the blob, all of one length
             try:
@@ -616,7 +623,7 @@ class OutcomeHistory:
             return False  # the generation fills up on the way: the general way flips it
         if starts is not None:
             blob = kept.blob
-            starts[at:end:stride] = array("I", range(len(blob), len(blob) + size, size // count))
+            starts[at:end:stride] = array("I", range(len(blob), len(blob) + size, length))
             blob += joined
         codes[at:end:stride] = bytes((code,)) * count
         kept.low, kept.high = min(kept.low, first), max(kept.high, last)
@@ -640,8 +647,8 @@ class OutcomeHistory:
         if old is None:
             self._count += 1
         else:
-            self._bytes -= len(old) if isinstance(old, bytes) else len(old.result)
-        self._bytes += len(outcome) if isinstance(outcome, bytes) else len(outcome.result)
+            self._bytes -= _result_bytes(old)
+        self._bytes += _result_bytes(outcome)
         if self._count >= self.max_items or 2 * self._bytes > self.max_bytes:
             self._flip()
 
