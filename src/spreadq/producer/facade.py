@@ -549,10 +549,7 @@ class Producer:
         if isinstance(outcome, BaseException):
             receipt._fail(outcome)
         elif outcome.status is Status.OK:
-            if (outcome.codec or job.codec) == route.result_codec:
-                decode = None  # the route's own decoder fits
-            else:
-                decode = self._routes.result_decoder(route, job.codec, outcome)
+            decode = self._routes.result_decoder(route, job.codec, outcome)
             receipt._succeed(outcome.result, now, decode)
         elif outcome.status is Status.CANCELLED:
             receipt._fail(JobCancelled(receipt.job_id))
