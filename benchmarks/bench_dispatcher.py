@@ -7,6 +7,9 @@ an ACK from each of the three other members completing the jobs they own. Our ow
 are delivered back to us, as Spread does. So a quarter of the jobs run here and three
 quarters are only counted and completed: what each of four workers does in
 ``bench_queue.py``, without the daemon, the producer or the other workers on the CPU.
+``--members 1`` makes every job ours: the cost of a job this worker runs. The stream
+waits while 10,000 jobs are outstanding, as a producer's ``max_in_flight`` would hold
+it, and the collector is tuned as in a worker (:func:`~spreadq.worker.runtime.tune_collector`).
 
 Reports jobs/s through the replica (every job of the stream, owned or not), the time
 per job and the CPU time per job. Run it under a profiler to see where a worker's CPU
@@ -35,13 +38,16 @@ from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
 from spreadq.worker.app import App
 from spreadq.worker.dispatcher import Dispatcher
+from spreadq.worker.runtime import tune_collector
 
 __all__ = ["main"]
 
 QUEUE = "bench"
 WORK, FEEDBACK = QUEUE, QUEUE + "~fb"
-MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h")
+ALL_MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h", "#w4#h", "#w5#h", "#w6#h", "#w7#h")
+MEMBERS = ALL_MEMBERS[:4]  # --members changes it before the stream is built
 PAYLOAD = 100
+IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
 
@@ -89,6 +95,7 @@ class FakeConnection:
         self.acks = 0
         self.finished = anyio.Event()
         self.done: Callable[[], bool] = lambda: False
+        self.room: Callable[[], bool] = lambda: True  # flow control: may more jobs come?
         self._sink: Callable[[Sequence[DaemonMessage]], object] | None = None
 
     async def join(self, group: str) -> None:
@@ -127,10 +134,12 @@ class FakeConnection:
             if self._joined:
                 out, self._joined = self._joined, []
                 sink(out)
-            elif self._reads or self._looped:
-                out = self._reads.popleft() if self._reads else []
+            elif self._looped or (self._reads and self.room()):
+                out = self._reads.popleft() if self._reads and self.room() else []
                 out, self._looped = self._looped + out, []
                 sink(out)
+            elif self._reads:
+                continue  # the table holds IN_FLIGHT jobs: let it finish some first
             else:
                 if self.done():
                     self.finished.set()
@@ -156,6 +165,7 @@ async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[flo
         tg.start_soon(conn.serve)
         await tg.start(dispatcher.run)
         conn.done = lambda: table.stats.completed >= jobs
+        conn.room = lambda: table.outstanding_count < IN_FLIGHT
         started, cpu = time.perf_counter(), time.process_time()
         await conn.finished.wait()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -169,8 +179,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="jobs per JOB BATCH message")
     parser.add_argument("--ack-every", type=int, default=200, help="jobs between ACK rounds")
     parser.add_argument("--per-read", type=int, default=8, help="messages per socket read")
+    parser.add_argument(
+        "--members", type=int, default=4, choices=range(1, 9), help="members (1: every job ours)"
+    )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
+    global MEMBERS
+    MEMBERS = ALL_MEMBERS[: args.members]
+    tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(
         run,
         args.jobs,
@@ -180,7 +196,7 @@ def main() -> None:
         backend_options={"use_uvloop": args.uvloop},
     )
     print(
-        f"{args.jobs:,} jobs through one replica of 4 ({args.batch} per message):"
+        f"{args.jobs:,} jobs through one replica of {args.members} ({args.batch} per message):"
         f" {args.jobs / seconds:,.0f} jobs/s, {seconds / args.jobs * 1e6:.2f} us/job"
         f" ({cpu / args.jobs * 1e6:.2f} us/job of CPU)"
     )

@@ -145,3 +145,11 @@ def test_memory_samples_each_round() -> None:
     late = [b - a for a, b in zip(half, last, strict=True)]
     assert report["late_growth_mb"] == pytest.approx(late)
     assert report["flat"] == all(g < max(5.0, 0.05 * a) for g, a in zip(late, half, strict=True))
+
+
+@pytest.mark.parametrize("members", ["1", "4"])
+def test_bench_dispatcher_completes_every_job(members: str) -> None:
+    # it ends only once the replica's table completed all 3,000 jobs (ours and the others')
+    out = script("bench_dispatcher.py", "--jobs", "3000", "--members", members)
+    assert f"3,000 jobs through one replica of {members} (64 per message):" in out
+    assert "us/job of CPU" in out

@@ -340,6 +340,9 @@ def test_acks_from_non_members_and_for_unknown_jobs_are_ignored() -> None:
     cluster.ack(B, 42)
     assert cluster.tables[A].stats.unknown_acks == 1
     assert cluster.owners(A) == {0: A, 1: B}
+    assert cluster.tables[A].outstanding_count == 2  # every owner's, ours (0) and B's (1)
+    cluster.ack(B, 1)
+    assert cluster.tables[A].outstanding_count == 1
 
 
 def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> None:

@@ -438,6 +438,11 @@ class OutstandingTable:
         return frozenset(self._draining)
 
     @property
+    def outstanding_count(self) -> int:
+        """How many jobs are outstanding (every owner's)."""
+        return len(self._entries)
+
+    @property
     def backlog(self) -> int:
         """Outstanding jobs we own and have not finished."""
         return len(self._mine)
