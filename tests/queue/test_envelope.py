@@ -63,7 +63,7 @@ def expected_headers(spec: JobSpec) -> dict[str, str]:
 
 outcomes = st.one_of(
     st.builds(
-        Outcome.success, st.binary(max_size=32), st.integers(0, 0xFFFF), st.just("") | codecs
+        Outcome.success, st.binary(max_size=100), st.integers(0, 0xFFFF), st.just("") | codecs
     ),
     st.builds(Outcome.failure, text, text, st.integers(0, 0xFFFF)),
 )
@@ -213,6 +213,22 @@ def test_ack_round_trip(
     assert declared_slots(data) == 0
     assert decode(data) == ack
     assert len(data) == 6 + 24 + 24 * len(positions) + sum(outcome_size(o) for _, o in done)
+
+
+@given(
+    st.lists(outcomes, min_size=1, max_size=3),
+    st.lists(st.tuples(refs, st.integers(0, 2)), max_size=12),
+)
+def test_an_ack_of_repeated_outcomes_round_trips(
+    kinds: list[Outcome], picks: list[tuple[JobRef, int]]
+) -> None:
+    """An ACK shares the record of outcomes that are alike (a handler returning None):
+    the bytes are those of each outcome on its own, and they read back alike."""
+    done = tuple((ref, kinds[pick % len(kinds)]) for ref, pick in picks)
+    data = encode(Ack(PID, done))
+    assert decode(data) == Ack(PID, done)
+    one_by_one = b"".join(encode(Ack(PID, (pair,)))[6 + 24 :] for pair in done)
+    assert data[6 + 24 :] == one_by_one
 
 
 def test_a_batch_mixing_notify_and_not_cannot_be_encoded_whole() -> None:

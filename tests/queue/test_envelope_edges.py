@@ -22,6 +22,7 @@ from spreadq.queue.envelope import (
     JobBatch,
     JobFragment,
     JobSpec,
+    Notice,
     ack_overhead,
     decode,
     encode,
@@ -55,6 +56,18 @@ REFUSALS: list[tuple[str, Callable[[], object]]] = [
         lambda: encode_fragments(SHORT, 1, "j", JobSpec(1, "k", b"")),
     ),
     ("incarnation must be 16 bytes, not 15", lambda: encode(Ack(SHORT))),
+    (
+        "producer_id must be 16 bytes, not 15",
+        lambda: encode(Ack(PID, ((JobRef(SHORT, 1), Outcome.success()),))),
+    ),
+    (
+        "job seq 18446744073709551616 is outside 0..18446744073709551615",
+        lambda: encode(Ack(PID, ((JobRef(PID, 2**64), Outcome.success()),))),
+    ),
+    (
+        "job seq -1 is outside 0..18446744073709551615",
+        lambda: encode(Notice(((JobRef(PID, -1), Outcome.failure("E", "m")),))),
+    ),
     ("incarnation must be 16 bytes, not 15", lambda: encode(Drain(SHORT))),
     ("incarnation must be 16 bytes, not 15", lambda: encode(Hello(SHORT, 1))),
     (

@@ -51,8 +51,9 @@ _ACK = struct.Struct("<16sIHH")
 _POSITION = struct.Struct("<16sQ")
 _OUTCOME = struct.Struct("<16sQBHBBI")
 _OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
+_REF = struct.Struct("<16sQ")  # where an ACK outcome starts
 
-_REF_SIZE = _ID_SIZE + 8  # producer_id and seq, where an ACK outcome starts
+_REF_SIZE = _REF.size
 _SHARED_RECORD = 64  # outcomes up to this size that are alike share a record in an ACK
 
 
@@ -184,24 +185,40 @@ def _encode_notice(notice: Notice) -> bytes:
 
 
 def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> None:
-    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them."""
+    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them.
+
+    Each outcome is its ref, then its record as a RESULT answer carries it
+    (:func:`_outcome_parts` without a ref). A worker's outcomes are mostly alike (a
+    handler that returns None: one record for every job), so a short record is built
+    once per distinct outcome and shared; a long one is not worth hashing."""
     add = parts.append
-    pack = _OUTCOME.pack
-    codecs: dict[str, bytes] = {"": b""}  # these outcomes' codec names, checked once each
+    pack_ref = _REF.pack
+    records: dict[Outcome, bytes] = {}  # the short records built so far
+    codecs: dict[str, bytes] = {"": b""}  # their codec names, checked once each
+    pack_tail = _OUTCOME_TAIL.pack
     for ref, outcome in outcomes:
-        _check_ref(ref)
-        if outcome.status is Status.OK and not outcome.error_type:  # the most frequent
-            codec = outcome.codec
-            raw_codec = codecs.get(codec)
-            if raw_codec is None:
-                raw_codec = codecs[codec] = _codec_bytes(codec)
-            attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-            result = outcome.result
-            add(pack(*ref, Status.OK, attempts, len(raw_codec), 0, len(result)))
-            add(raw_codec)
-            add(result)
-        else:
-            parts += _outcome_parts(outcome, ref)
+        producer_id, seq = ref
+        if len(producer_id) != _ID_SIZE or not 0 <= seq <= _U64_MAX:
+            _check_ref(ref)  # raises, saying which
+        add(pack_ref(producer_id, seq))
+        if len(outcome.result) > _SHARED_RECORD:
+            parts += _outcome_parts(outcome, None)
+            continue
+        record = records.get(outcome)
+        if record is None:
+            if outcome.status is Status.OK and not outcome.error_type:  # the usual miss
+                codec = outcome.codec
+                raw_codec = codecs.get(codec)
+                if raw_codec is None:
+                    raw_codec = codecs[codec] = _codec_bytes(codec)
+                attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+                result = outcome.result
+                head = pack_tail(Status.OK, attempts, len(raw_codec), 0, len(result))
+                record = head + raw_codec + result
+            else:
+                record = b"".join(_outcome_parts(outcome, None))
+            records[outcome] = record
+        add(record)
 
 
 def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
