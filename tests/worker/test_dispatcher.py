@@ -374,6 +374,7 @@ async def test_bad_payloads_unknown_kinds_timeouts_and_big_results_fail_one_job(
     assert outcomes[timed_out[0]].error_type == "TimeoutError"
     assert outcomes[big].error_type == "spreadq.errors.PayloadError"
     assert "result_max_bytes" in outcomes[big].error_message
+    assert outcomes[big].attempts == 1  # a result that cannot go is not retried
     assert outcomes[fine].ok
     assert outcomes[fine].result == b'"xxx"'
 

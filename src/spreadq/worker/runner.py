@@ -81,6 +81,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
+
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
 
@@ -222,36 +223,25 @@ class JobRunner:
             anyio.get_cancelled_exc_class(): the job was cancelled (no outcome).
         """
         ref = job.ref
-
-        def context(attempt: int, headers: Mapping[str, str]) -> Context:
-            return Context(
-                job=ref,
-                kind=job.kind,
-                queue=self._queue,
-                member=self._member,
-                view=view,
-                attempt=attempt,
-                key=job.key,
-                headers=headers,
-                cancel_scope=scope,
-                state=self._state,
-                redelivered=redelivered,
-            )
-
         prepared = self._handlers.get(job.kind)
         if prepared is None:
             missing = ConfigurationError(
                 f"no handler for kind {job.kind!r} on worker {self._member!r}"
             )
-            return await self._failed(context(1, {}), missing, scope)
+            return await self._failed(
+                self._context(job, view, 1, {}, scope, redelivered), missing, scope
+            )
         try:
             headers = job.headers() if job.header_block else {}
         except EnvelopeError as problem:
-            return await self._failed(context(1, {}), problem, scope)
+            return await self._failed(
+                self._context(job, view, 1, {}, scope, redelivered), problem, scope
+            )
         try:
             payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
         except PayloadError as problem:
-            return await self._failed(context(1, headers), problem, scope)
+            context = self._context(job, view, 1, headers, scope, redelivered)
+            return await self._failed(context, problem, scope)
         options = prepared.spec.options
         max_attempts = options.max_attempts or self._settings.max_attempts
         retry_on = options.retry_on
@@ -259,18 +249,12 @@ class JobRunner:
         chain, direct = prepared.chain, prepared.direct
         attempt = 1 if resume is None else resume.attempt
         counters, events, clock = self._counters, self._events, self._clock
-        ctx: Context | None = None
-
-        def current() -> Context:
-            """This attempt's context, built now if the handler was called without it."""
-            nonlocal ctx
-            if ctx is None:
-                ctx = context(attempt, headers)
-            return ctx
 
         while True:
             # a handler called directly sees no context: one is built only if needed
-            ctx = None if direct is not None else context(attempt, headers)
+            ctx: Context | None = None
+            if direct is None:
+                ctx = self._context(job, view, attempt, headers, scope, redelivered)
             delay: float | None = None
             error: BaseException
             if resume is not None:  # this attempt ran out of time before
@@ -298,23 +282,30 @@ class JobRunner:
                         counters.job_cancelled(ref)
                         if isinstance(problem, anyio.get_cancelled_exc_class()):
                             raise
-                        current().log.debug("job_cancelled", error=error_type_name(problem))
+                        if ctx is None:
+                            ctx = self._context(job, view, attempt, headers, scope, redelivered)
+                        ctx.log.debug("job_cancelled", error=error_type_name(problem))
                         return None  # cancelled, and the handler raised something else
                     if isinstance(problem, Retry):
                         error, retriable, delay = problem, True, problem.delay
                     else:
                         error, retriable = problem, not retry_on or isinstance(problem, retry_on)
                 else:
-                    return await self._succeeded(
-                        current, ref, job.kind, attempt, prepared, result, job.codec, scope, started
+                    done = self._succeeded(
+                        ref, job.kind, attempt, prepared, result, job.codec, started
                     )
+                    if not isinstance(done, PayloadError):
+                        return done
+                    error, retriable = done, False  # the result does not go: fail, no retry
                 finally:
                     watch.deadline = math.inf
+            if ctx is None:
+                ctx = self._context(job, view, attempt, headers, scope, redelivered)
             if not retriable or attempt >= max_attempts:
-                return await self._failed(current(), error, scope, started)
+                return await self._failed(ctx, error, scope, started)
             if delay is None:
                 delay = self.backoff(attempt)
-            current().log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
+            ctx.log.info("job_retry", error=error_type_name(error), delay=round(delay, 4))
             seconds = clock() - started
             counters.job_ended(ref, job.kind, "retried", seconds)
             if JobRetried in events.routes:
@@ -331,6 +322,30 @@ class JobRunner:
                 )
             await anyio.sleep(delay)
             attempt += 1
+
+    def _context(
+        self,
+        job: Job,
+        view: View,
+        attempt: int,
+        headers: Mapping[str, str],
+        scope: anyio.CancelScope,
+        redelivered: bool,
+    ) -> Context:
+        """The context of ``job``'s attempt ``attempt``."""
+        return Context(
+            job=job.ref,
+            kind=job.kind,
+            queue=self._queue,
+            member=self._member,
+            view=view,
+            attempt=attempt,
+            key=job.key,
+            headers=headers,
+            cancel_scope=scope,
+            state=self._state,
+            redelivered=redelivered,
+        )
 
     async def give_up(
         self, job: Job, view: View, scope: anyio.CancelScope, failovers: int, limit: int
@@ -370,33 +385,31 @@ class JobRunner:
         spread = settings.retry_jitter
         return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
 
-    async def _succeeded(
+    def _succeeded(
         self,
-        context: Callable[[], Context],
         ref: JobRef,
         kind: str,
         attempt: int,
         prepared: PreparedHandler,
         result: object,
         job_codec: str,
-        scope: anyio.CancelScope,
         started: float,
-    ) -> Outcome | None:
+    ) -> Outcome | PayloadError:
         """The success outcome of ``attempt``; it names the result's codec when it is not
         the job's own (a producer that put the job by kind name decodes the result with
-        it). ``context`` gives the attempt's context, for a result that fails after all."""
+        it). A result that does not encode, or takes more than
+        ``settings.result_max_bytes``, is the error to fail the job with instead."""
         try:
             data = prepared.encode_result(result, job=ref)
         except PayloadError as problem:
-            return await self._failed(context(), problem, scope, started)
+            return problem
         limit = self._settings.result_max_bytes
         if len(data) > limit:
-            too_large = PayloadError(
+            return PayloadError(
                 f"{kind}: the result takes {len(data)} bytes, more than "
                 f"settings.result_max_bytes ({limit})",
                 job=ref,
             )
-            return await self._failed(context(), too_large, scope, started)
         codec = prepared.spec.result_codec
         seconds = self._clock() - started
         self._counters.job_ended(ref, kind, "succeeded", seconds)
