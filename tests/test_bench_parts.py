@@ -8,6 +8,7 @@ import sys
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,6 +111,34 @@ def test_deliveries_count_every_member_of_each_group() -> None:
     assert delivered_per_job(10, 5, workers=4, jobs=100) == pytest.approx((40 + 25) / 100)
     with pytest.raises(ValueError, match="positive"):
         delivered_per_job(1, 1, workers=1, jobs=0)
+
+
+def test_a_notice_is_delivered_once() -> None:
+    # 2 of the 5 worker messages are NOTICEs to the producer's private group
+    assert delivered_per_job(10, 5, workers=4, jobs=100, private=2) == pytest.approx(
+        (40 + 3 * 5 + 2) / 100
+    )
+    with pytest.raises(ValueError, match=r"not within 0\.\.5"):
+        delivered_per_job(10, 5, workers=4, jobs=100, private=6)
+
+
+REPORTER = """
+import signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: print("7 3", flush=True))
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+async def test_a_worker_reports_its_messages_and_those_to_private_groups() -> None:
+    says = [sys.executable, "-c", REPORTER]  # as a bench worker does on SIGUSR1
+    async with processes([says, says], stdout=True) as started:
+        with anyio.fail_after(30):
+            for process in started:  # its handler is in place
+                assert process.stdout is not None
+                assert await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 9)
+            workers = Workers(started)
+            assert await workers.messages() == (14, 6)
 
 
 async def test_a_worker_that_exits_is_a_child_process_error() -> None:

@@ -55,6 +55,10 @@ def test_json_report_on_the_embedded_daemon() -> None:
         sent = (wire.producer_messages + wire.worker_messages) / figures.jobs
         assert wire.sent_per_job == pytest.approx(sent)
         assert wire.delivered_per_job > wire.sent_per_job  # each JOB reaches both workers
+        assert 0 <= wire.worker_private_messages <= wire.worker_messages
+        shared = wire.worker_messages - wire.worker_private_messages
+        delivered = wire.producer_messages * 2 + shared * 3 + wire.worker_private_messages
+        assert wire.delivered_per_job == pytest.approx(delivered / figures.jobs)
         assert figures.cpu is not None  # Linux: /proc is there
         assert len(figures.cpu.workers_s) == 2
         assert figures.cpu.daemon_s is not None  # the embedded daemon is ours

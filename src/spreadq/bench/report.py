@@ -61,15 +61,17 @@ class Wire(BaseModel):
     ``producer_messages`` is the producer's own count of its multicasts
     (:attr:`~spreadq.producer.ProducerStatistics.messages`); ``worker_messages`` is the
     sum of what each bench worker process counted its connection multicast (ACKs,
-    VIEWs, ...). Deliveries are computed from the group sizes: a JOB message reaches
-    every worker, a worker's message (to WORK and FEEDBACK) every worker and the
-    producer.
+    VIEWs, NOTICEs, ...). Deliveries are computed from the group sizes: a JOB message
+    reaches every worker, a worker's message to WORK and FEEDBACK every worker and the
+    producer, and one to a private group only (a NOTICE) the producer alone.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     producer_messages: int
     worker_messages: int
+    worker_private_messages: int = 0
+    """Of ``worker_messages``, those sent to a private group only (NOTICEs)."""
     sent_per_job: float
     """(producer + worker messages) / jobs: messages clients hand to the daemon."""
     delivered_per_job: float
@@ -159,14 +161,19 @@ def latency(seconds: Sequence[float]) -> Latency:
 
 
 def delivered_per_job(
-    producer_messages: int, worker_messages: int, workers: int, jobs: int
+    producer_messages: int, worker_messages: int, workers: int, jobs: int, *, private: int = 0
 ) -> float:
     """Messages the daemon delivers per job: JOBs reach every worker, the workers' own
-    messages every worker and the producer.
+    messages every worker and the producer, except the ``private`` ones among them
+    (NOTICEs to the producer's private group), which reach one process.
 
     Raises:
-        ValueError: ``jobs`` is not positive.
+        ValueError: ``jobs`` is not positive, or ``private`` is not within
+            ``0..worker_messages``.
     """
     if jobs <= 0:
         raise ValueError(f"jobs must be positive, not {jobs}")
-    return (producer_messages * workers + worker_messages * (workers + 1)) / jobs
+    if not 0 <= private <= worker_messages:
+        raise ValueError(f"private messages {private} are not within 0..{worker_messages}")
+    shared = worker_messages - private
+    return (producer_messages * workers + shared * (workers + 1) + private) / jobs

@@ -5,7 +5,8 @@ parent through their standard output:
 
 * the daemon prints its address once it listens;
 * a worker prints one line on each SIGUSR1: how many Spread messages its connection has
-  multicast so far (ACKs, VIEWs, ...). It counts them by wrapping
+  multicast so far (ACKs, VIEWs, ...), then how many of them went to private groups
+  only (NOTICEs to the producer). It counts them by wrapping
   :meth:`spreadq.Connection.multicast` in its own process, the one place every message
   a worker sends passes through, so the count needs nothing from the worker runtime.
   Its no-op handler returns the wall-clock time it started (8 bytes), which the
@@ -19,6 +20,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio
@@ -103,13 +105,17 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
 
 
 def _count_multicasts() -> list[int]:
-    """Count every :meth:`Connection.multicast` call of this process from now on."""
-    sent = [0]
+    """Count every :meth:`Connection.multicast` call of this process from now on: all of
+    them, and those to private groups only (a NOTICE reaches one process, not all)."""
+    sent = [0, 0]
     original = Connection.multicast
 
-    def counted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+    def counted(self: Connection, groups: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
         sent[0] += 1
-        return original(self, *args, **kwargs)
+        names = (groups,) if isinstance(groups, str) else groups
+        if all(name.startswith("#") for name in names):
+            sent[1] += 1
+        return original(self, groups, *args, **kwargs)
 
     setattr(Connection, "multicast", counted)  # noqa: B010 (mypy refuses a method assignment)
     return sent
@@ -136,7 +142,7 @@ async def _report_on_signal(
     with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
         task_status.started()
         async for _ in signals:
-            sys.stdout.write(f"{sent[0]}\n")
+            sys.stdout.write(f"{sent[0]} {sent[1]}\n")
             sys.stdout.flush()
 
 

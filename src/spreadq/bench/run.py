@@ -113,8 +113,9 @@ class Workers:
             return None
         return tuple(m.rss_mb for m in found if m is not None)
 
-    async def messages(self) -> int:
-        """How many Spread messages the workers have multicast so far, together.
+    async def messages(self) -> tuple[int, int]:
+        """How many Spread messages the workers have multicast so far, together, and how
+        many of those went to private groups only (NOTICEs).
 
         Raises:
             ChildProcessError: a worker exited (or wrote something else).
@@ -123,16 +124,18 @@ class Workers:
         for process in self._processes:
             if process.returncode is None:
                 process.send_signal(signal.SIGUSR1)
-        total = 0
+        total = private = 0
         with anyio.fail_after(REPORT_WITHIN):
             for process, lines in zip(self._processes, self._lines, strict=True):
                 try:
-                    total += int(await lines.receive_until(b"\n", 64))
+                    sent, to_private = map(int, (await lines.receive_until(b"\n", 64)).split())
                 except (anyio.EndOfStream, anyio.IncompleteRead, ValueError):
                     raise ChildProcessError(
                         f"bench worker {process.pid} exited or did not report its message count"
                     ) from None
-        return total
+                total += sent
+                private += to_private
+        return total, private
 
 
 @asynccontextmanager
@@ -240,7 +243,7 @@ async def queue_run(
     put_at: list[float] = []
     receipts: list[Receipt[bytes]] = []
     messages_before = producer.statistics().messages
-    worker_messages_before = await workers.messages()
+    worker_messages_before, private_before = await workers.messages()
     cpu_before = cpu_snapshot(workers.pids, daemon_pid)
     clock, wall = time.monotonic, time.time
     started = clock()
@@ -256,7 +259,9 @@ async def queue_run(
         await receipt.wait()
     cpu_after = cpu_snapshot(workers.pids, daemon_pid)
     producer_messages = producer.statistics().messages - messages_before
-    worker_messages = await workers.messages() - worker_messages_before
+    worker_messages, private = await workers.messages()
+    worker_messages -= worker_messages_before
+    private -= private_before
     seconds = max(r.resolved_at or math.inf for r in receipts) - started
     round_trip = [
         (r.resolved_at or math.inf) - sent for sent, r in zip(put_at, receipts, strict=True)
@@ -273,9 +278,10 @@ async def queue_run(
         wire=Wire(
             producer_messages=producer_messages,
             worker_messages=worker_messages,
+            worker_private_messages=private,
             sent_per_job=sent_per_job,
             delivered_per_job=delivered_per_job(
-                producer_messages, worker_messages, len(workers.pids), count
+                producer_messages, worker_messages, len(workers.pids), count, private=private
             ),
         ),
         ratio_to_raw=None if raw_rate is None else count / seconds / raw_rate,
