@@ -76,6 +76,7 @@ from spreadq.queue.envelope import (
 from spreadq.queue.inputs import (
     Input,
     JobFinished,
+    JobsFinished,
     JobsStarted,
     JobStarted,
     MessageDelivered,
@@ -376,6 +377,27 @@ def test_a_result_too_big_for_an_ack_is_reported_as_a_failure() -> None:
     (send,) = of_type(cluster.tables[A].apply(finished, 1.0), SendAck)
     ((_, outcome),) = send.envelope.outcomes
     assert (outcome.status, outcome.error_type) == (Status.FAILED, "MessageTooLarge")
+
+
+def test_several_finished_at_once_are_reported_in_order_and_once() -> None:
+    cluster = Cluster(ack_every_jobs=1000)
+    cluster.join(A)
+    cluster.send(0, 1, 2)
+    big = Outcome.success(b"x" * 200_000, attempts=2)
+    finished = [
+        JobFinished(ref(2), Outcome.success(b"2")),
+        JobFinished(ref(0), big),
+        JobFinished(ref(2), Outcome.success(b"again")),  # reported already: ignored
+        JobFinished(ref(9), Outcome.success(b"9")),  # not outstanding: ignored
+    ]
+    table = cluster.tables[A]
+    assert of_type(table.apply(JobsFinished(finished), 0.01), SendAck) == []  # not yet due
+    assert table.backlog == 1  # job 1 still runs
+    (send,) = of_type(table.apply(Tick(), 1.0), SendAck)
+    (two, zero) = send.envelope.outcomes
+    assert two == (ref(2), Outcome.success(b"2"))
+    assert zero[0] == ref(0)
+    assert (zero[1].error_type, zero[1].attempts) == ("MessageTooLarge", 2)
 
 
 # --- duplicates -----------------------------------------------------------------------

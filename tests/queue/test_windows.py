@@ -48,6 +48,34 @@ def test_finished_jobs_count_towards_n_and_come_out_in_order() -> None:
     assert [r for r, _ in cadence.take(0.0).outcomes] == [ref(1), ref(2)]
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.binary(max_size=200)), max_size=30),
+    st.integers(0, 30),
+    st.floats(0.0, 0.2),
+    st.integers(1, 40),
+    st.integers(300, 8000),
+)
+def test_outcomes_given_at_once_are_as_if_given_one_by_one(
+    done: list[tuple[int, bytes]], split: int, later: float, every: int, max_bytes: int
+) -> None:
+    pairs = [(ref(n), Outcome.success(result)) for n, result in done]
+    sizes = [outcome_size(outcome) for _, outcome in pairs]
+    one_by_one, at_once = (
+        AckCadence(every_jobs=every, every_seconds=0.1, max_bytes=max_bytes, max_positions=0)
+        for _ in range(2)
+    )
+    for pair, size in zip(pairs, sizes, strict=True):
+        one_by_one.on_finished(*pair, 0.01, size)
+    at_once.on_finished_all(pairs[:split], sizes[:split], 0.01)
+    at_once.on_finished_all(pairs[split:], sizes[split:], 0.01)
+    for now in (0.01, later):
+        assert at_once.due(now) == one_by_one.due(now)
+        assert at_once.deadline() == one_by_one.deadline()
+        assert at_once.pending == one_by_one.pending
+        if one_by_one.pending:
+            assert at_once.take(now) == one_by_one.take(now)
+
+
 def test_cadence_is_due_exactly_at_t_seconds() -> None:
     cadence = AckCadence(every_jobs=200, every_seconds=0.05)
     cadence.on_read(1, 10.0)

@@ -289,6 +289,13 @@ class _Entry:
 _new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
 """``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
 
+
+def _too_large(outcome: Outcome) -> Outcome:
+    """What an ACK reports of an outcome too big for one: a failure saying so."""
+    message = f"a result of {len(outcome.result)} bytes does not fit in an ACK"
+    return Outcome.failure("MessageTooLarge", message, outcome.attempts)
+
+
 _SLOTS_AT_ONCE: Final = 4
 """Jobs in a batch from which a :class:`~spreadq.queue.rules.SlotRule` assigns them in one
 call (fewer cost less one by one)."""
@@ -1140,10 +1147,28 @@ class OutstandingTable:
         return [self._make_ack()]
 
     def _on_jobs_finished(self, event: JobsFinished) -> list[Effect]:
-        finish = self._finish
+        """:meth:`_finish` for each job, handed to the cadence in one call."""
+        if self._view is None:
+            return []
+        entries, mine, cadence = self._entries, self._mine, self._cadence
+        budget = cadence.outcome_budget
+        reported: list[tuple[JobRef, Outcome]] = []
+        sizes: list[int] = []
         for finished in event.finished:
-            finish(finished)
-        if self._view is None or not self._cadence.due(self._now):
+            ref, outcome = finished
+            entry = entries.get(ref)
+            if entry is None or entry.finished:
+                continue
+            entry.finished = True
+            mine.pop(ref, None)
+            size = outcome_size(outcome)
+            if size > budget:
+                outcome = _too_large(outcome)
+                finished, size = JobFinished(ref, outcome), outcome_size(outcome)
+            reported.append(finished)
+            sizes.append(size)
+        cadence.on_finished_all(reported, sizes, self._now)
+        if not cadence.due(self._now):
             return []
         return [self._make_ack()]
 
@@ -1160,8 +1185,7 @@ class OutstandingTable:
         size = outcome_size(outcome)
         cadence = self._cadence
         if size > cadence.outcome_budget:
-            message = f"a result of {len(outcome.result)} bytes does not fit in an ACK"
-            outcome = Outcome.failure("MessageTooLarge", message, outcome.attempts)
+            outcome = _too_large(outcome)
             size = outcome_size(outcome)
         cadence.on_finished(ref, outcome, self._now, size)
         return True

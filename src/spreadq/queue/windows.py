@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
@@ -164,6 +164,19 @@ class AckCadence:
         self._sizes.append(size)
         self._outcome_bytes += size
         self._count += 1
+        self._touch(now)
+
+    def on_finished_all(
+        self, finished: Sequence[tuple[JobRef, Outcome]], sizes: Sequence[int], now: float
+    ) -> None:
+        """:meth:`on_finished` for several outcomes (``sizes``: each one's
+        :func:`~spreadq.queue.envelope.outcome_size`), in order."""
+        if not finished:
+            return
+        self._outcomes += finished
+        self._sizes += sizes
+        self._outcome_bytes += sum(sizes)
+        self._count += len(finished)
         self._touch(now)
 
     def deadline(self) -> float | None:

@@ -110,6 +110,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
@@ -192,6 +193,9 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+_first: Callable[[tuple[JobRef, Outcome]], JobRef] = itemgetter(0)
+"""An ACK outcome's ref."""
 
 
 class DispatcherConnection(Protocol):
@@ -742,8 +746,8 @@ class Dispatcher:
         await self._multicast((effect.to,), encode(effect.answer))
 
     async def _on_send_ack(self, effect: SendAck) -> None:
-        for ref, _ in effect.envelope.outcomes:
-            self._unreported.discard(ref)
+        if self._unreported:
+            self._unreported.difference_update(map(_first, effect.envelope.outcomes))
         read_at = self._stats.read_at
         for producer_id, mseq in effect.envelope.positions:  # the read lag STATS report
             read_at[producer_id] = mseq
