@@ -195,6 +195,50 @@ def test_properties_of_any_run(limit: int, ordered: bool, ops: list[tuple[object
                 assert order == sorted(order), f"key {key} out of order"
 
 
+@settings(max_examples=300)
+@given(limit=st.integers(min_value=1, max_value=4), ordered=st.booleans(), ops=OPS)
+def test_take_all_takes_what_next_would_in_its_order(
+    limit: int, ordered: bool, ops: list[tuple[object, ...]]
+) -> None:
+    by_next, at_once = (Scheduler[J](limit, ordered_keys=ordered) for _ in range(2))
+    offered = 0
+    for op in ops:
+        if op[0] == "offer":
+            key, failover = op[1], op[2]
+            assert isinstance(failover, bool)
+            new = job(offered, key if isinstance(key, str) else None)
+            offered += 1
+            for scheduler in (by_next, at_once):
+                scheduler.offer(new, failover=failover)
+        elif offered:
+            assert isinstance(op[1], int)
+            ref = JobRef(PID, op[1] % offered)
+            for scheduler in (by_next, at_once):
+                if op[0] == "end":
+                    scheduler.ended(ref)
+                elif not scheduler.is_running(ref):
+                    scheduler.cancel(ref)
+        expected = [] if (found := by_next.next()) is None else [found]
+        while expected and (found := by_next.next()) is not None:
+            expected.append(found)
+        assert at_once.take_all() == expected
+        assert (at_once.running, at_once.queued) == (by_next.running, by_next.queued)
+
+
+def test_take_all_takes_ready_jobs_up_to_the_limit_and_skips_the_cancelled() -> None:
+    scheduler = Scheduler[J](2)
+    for seq in range(5):
+        scheduler.offer(job(seq))
+    assert [j.ref.seq for j in scheduler.take_all()] == [0, 1]
+    assert scheduler.take_all() == []  # both slots taken
+    assert not scheduler.cancel(JobRef(PID, 2))  # waiting: dropped when its turn comes
+    scheduler.ended(JobRef(PID, 0))
+    assert [j.ref.seq for j in scheduler.take_all()] == [3]
+    scheduler.ended(JobRef(PID, 1))
+    assert [j.ref.seq for j in scheduler.take_all()] == [4]
+    assert (scheduler.running, scheduler.queued) == (2, 0)
+
+
 def test_a_released_key_goes_to_its_successor_before_the_ready_queue() -> None:
     scheduler = Scheduler[J](2, ordered_keys=True)
     for seq, key in enumerate(["k", "k", None, None]):

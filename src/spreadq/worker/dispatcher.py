@@ -830,29 +830,26 @@ class Dispatcher:
     def _pump(self) -> None:
         """Start the jobs the scheduler lets start now (free slots, free keys), and tell
         the table they started (one input for them all)."""
-        take = self._schedule.next
-        started: list[JobRef] = []
-        while (queued := take()) is not None:
-            self._start(queued)
-            started.append(queued.ref)
-        if started:
-            self._table.apply(JobsStarted(started), self._clock())
-
-    def _start(self, queued: QueuedJob) -> None:
+        started = self._schedule.take_all()
+        if not started:
+            return
         now = self._clock()
-        run = queued.run
-        if type(run) is RunJob and run.failover and JobTakenOver in self._events.routes:
-            self._events.publish(
-                JobTakenOver(
-                    self._queue,
-                    queued.ref,
-                    run.job.kind,
-                    self._me,
-                    self._view_left,
-                    max(0.0, now - self._view_at),
-                )
-            )
-        self._pool.start(queued, now)
+        if JobTakenOver in self._events.routes:
+            for queued in started:
+                run = queued.run
+                if type(run) is RunJob and run.failover:
+                    self._events.publish(
+                        JobTakenOver(
+                            self._queue,
+                            queued.ref,
+                            run.job.kind,
+                            self._me,
+                            self._view_left,
+                            max(0.0, now - self._view_at),
+                        )
+                    )
+        self._pool.start_all(started, now)
+        self._table.apply(JobsStarted([queued.ref for queued in started]), now)
 
     async def _on_ended(self) -> None:
         """The jobs that ended since we last looked: forget them in the pool and the

@@ -2,7 +2,7 @@
 
 Theory of operation. The dispatcher's loop decides which job starts when (with the
 :class:`~spreadq.worker.scheduler.Scheduler`) and hands each to the pool with
-:meth:`RunnerPool.start`; the pool runs it through the
+:meth:`RunnerPool.start_all`; the pool runs it through the
 :class:`~spreadq.worker.runner.JobRunner` (decode, context, middleware, retries, hooks;
 nothing a handler does crashes the worker) and keeps its end as :class:`Ended` (the
 outcome; None when it was cancelled) until the loop takes the ends with
@@ -29,7 +29,7 @@ goes on with that job in a new scope: another attempt, or its failure) and logs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, NamedTuple
@@ -205,17 +205,23 @@ class RunnerPool:
 
     # -- the loop's calls ----------------------------------------------------------------
 
-    def start(self, queued: QueuedJob, now: float) -> None:
-        """Hand ``queued`` to the runners (a slot is free: the scheduler said so)."""
-        self._running[queued.ref] = _Running(queued.run.job.kind, now)
+    def start_all(self, jobs: Sequence[QueuedJob], now: float) -> None:
+        """Hand ``jobs`` to the runners, in order (slots are free: the scheduler said
+        so); the jobs that start in one turn of the loop come in one call."""
+        if not jobs:
+            return
+        running, send = self._running, self._handover.send_nowait
         warn_after = self._warn_after
         if warn_after is not None and self._next_scan == math.inf:
             self._next_scan = now + warn_after  # the others' are earlier
-        self._handover.send_nowait(queued)
-        if self._waiting_runners:  # the stream gave it to a waiting runner
-            self._waiting_runners -= 1
-        else:
-            self._buffered += 1
+        for queued in jobs:
+            running[queued.ref] = _Running(queued.run.job.kind, now)
+            send(queued)
+            if self._waiting_runners:  # the stream gave it to a waiting runner
+                self._waiting_runners -= 1
+            else:
+                self._buffered += 1
+        if self._buffered:
             self._ask_for_help()
 
     def take_ended(self) -> list[Ended]:
@@ -325,7 +331,7 @@ class RunnerPool:
             self._report(Rescan())  # the loop may wait for a later time
 
     async def _run_jobs(self) -> None:
-        """A runner: run the jobs :meth:`start` hands over, one at a time, forever.
+        """A runner: run the jobs :meth:`start_all` hands over, one at a time, forever.
 
         Runners live as long as the session (at most ``settings.concurrency`` of them,
         started as the number of running jobs grows): a task per job would cost more
@@ -358,7 +364,7 @@ class RunnerPool:
                     else:
                         taken = take()
                         if taken is None:
-                            self._waiting_runners += 1  # _start takes it back as it hands over
+                            self._waiting_runners += 1  # start_all takes it back as it hands over
                             queued = await wait()
                         else:
                             queued = taken

@@ -212,6 +212,27 @@ class Scheduler(Generic[T]):
             return job
         return None
 
+    def take_all(self) -> list[T]:
+        """Every job :meth:`next` would give now, in its order, each counted running.
+
+        With only plain ready jobs queued (no failover, priority or key, none cancelled)
+        they are taken in one pass."""
+        if self._taken_over or self._above or self._below or self._dropped or self._ordered:
+            taken: list[T] = []
+            while (job := self.next()) is not None:
+                taken.append(job)
+            return taken
+        ready, running = self._ready, self._running
+        room = self._limit - len(running)
+        if room >= len(ready):
+            taken = list(ready)
+            ready.clear()
+        else:
+            taken = [ready.popleft() for _ in range(max(room, 0))]
+        for job in taken:
+            running[job.ref] = None
+        return taken
+
     def ended(self, ref: JobRef) -> bool:
         """A started job ended (or was abandoned): free its slot and its key. Returns
         whether ``ref`` was running."""
