@@ -349,6 +349,7 @@ class RunnerPool:
         or its failure) in a new scope.
         """
         runner = _Runner(self._watch_deadline)
+        job_runner = self._runner
         take, wait = self._handover.take, self._handover.receive
         running_jobs, end = self._running, self._end
         dead_letters = self._dead_letters
@@ -378,7 +379,24 @@ class RunnerPool:
                         end(Ended(ref, None))
                         continue
                     running.runner, runner.ref = runner, ref
-                    outcome = await self._execute(queued, scope, runner, timed_out)
+                    run = queued.run
+                    outcome: Outcome | TimedOut | None
+                    try:  # (inline: a coroutine per job costs more than a no-op handler's run)
+                        if type(run) is GiveUpJob:
+                            outcome = await job_runner.give_up(
+                                run.job, queued.view, scope, run.failovers, run.limit
+                            )
+                        else:
+                            outcome = await job_runner.run(
+                                run.job,
+                                queued.view,
+                                scope,
+                                runner,
+                                timed_out,
+                                redelivered=run.failover or run.duplicate,
+                            )
+                    except BaseException as bug:  # a fault of ours, not the handler's
+                        outcome = self._crashed(run, bug, scope)
                     if isinstance(outcome, TimedOut):  # our scope is cancelled: on in a new one
                         resume = (queued, outcome)
                         continue
@@ -390,34 +408,18 @@ class RunnerPool:
                 end(Ended(runner.ref, None))
                 runner.ref = None
 
-    async def _execute(
-        self,
-        queued: QueuedJob,
-        scope: anyio.CancelScope,
-        watch: AttemptWatch,
-        resume: TimedOut | None,
-    ) -> Outcome | TimedOut | None:
-        """Run one job to its outcome, or None when the worker cancelled it (a
-        cancellation passes through), or :class:`TimedOut` when an attempt ran out of
-        time (``scope`` is cancelled; call again with ``resume``)."""
-        run = queued.run
-        try:
-            if type(run) is GiveUpJob:
-                return await self._runner.give_up(
-                    run.job, queued.view, scope, run.failovers, run.limit
-                )
-            return await self._runner.run(
-                run.job,
-                queued.view,
-                scope,
-                watch,
-                resume,
-                redelivered=run.failover or run.duplicate,
-            )
-        except BaseException as bug:  # a fault of ours, not the handler's: fail the job
-            if worker_cancelled(scope):
-                if isinstance(bug, anyio.get_cancelled_exc_class()):
-                    raise
-                return None
-            self.log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
-            return failure(bug)
+    def _crashed(
+        self, run: RunJob | GiveUpJob, bug: BaseException, scope: anyio.CancelScope
+    ) -> Outcome | None:
+        """The end of a job whose run raised ``bug``: None when the worker cancelled it (a
+        cancellation passes through), else its failure, logged as ``job_crashed``.
+
+        Raises:
+            anyio.get_cancelled_exc_class(): ``bug``, a cancellation the worker made.
+        """
+        if worker_cancelled(scope):
+            if isinstance(bug, anyio.get_cancelled_exc_class()):
+                raise bug
+            return None
+        self.log.exception("job_crashed", job=str(run.ref), kind=run.job.kind)
+        return failure(bug)
