@@ -63,9 +63,8 @@ class Settings(BaseSettings):
     ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
     """...and at least this often (seconds) while it has anything to report."""
     ack_max_rate: float | None = Field(default=500.0, gt=0.0, le=100_000.0)
-    """A consumer with nothing ready to run ACKs a finished job at once (unless an
-    outcome notice reports it to its producer: then ``ack_interval`` settles it); the
-    queue's consumers together do so at most this many times a second (each waits
+    """A consumer with nothing ready to run ACKs a finished job at once; the queue's
+    consumers together do so at most this many times a second (each waits
     ``n / ack_max_rate`` seconds between two, for ``n`` consumers); busy, it ACKs by
     ``ack_every`` and ``ack_interval`` only. Every consumer and producer of the queue
     reads every ACK, so the bound keeps ACKs from crowding out jobs. None: never ACK

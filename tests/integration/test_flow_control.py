@@ -107,12 +107,9 @@ async def resolve_all(receipts: list[Receipt[Any]]) -> list[Any]:
 # -- receipts -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("notices", [True, False], ids=["notices", "acks"])
-async def test_receipts_resolve_with_results_and_with_failures(
-    spread_address: str | None, notices: bool
-) -> None:
+async def test_receipts_resolve_with_results_and_with_failures(spread_address: str | None) -> None:
     async with running_daemon(spread_address) as target:
-        app = make_app("rcpt", target.address, FAST.replace(outcome_notices=notices))
+        app = make_app("rcpt", target.address)
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
                 await start_worker(tg, app)
@@ -128,32 +125,7 @@ async def test_receipts_resolve_with_results_and_with_failures(
                     assert info.value.attempts == 2  # FAST.max_attempts
                     assert await digest == f"6:{hashlib.sha256(b'spread').hexdigest()}"
                     stats = producer.statistics()
-                    if notices:  # a NOTICE resolved each receipt; the ACK settles it later
-                        assert stats.succeeded + stats.failed + stats.pending == 3
-                        assert stats.succeeded <= 2 and stats.failed <= 1
-                    else:  # each receipt resolved at the ACK that settled it
-                        assert (stats.succeeded, stats.failed, stats.pending) == (2, 1, 0)
-                tg.cancel_scope.cancel()
-
-
-@pytest.mark.parametrize("notices", [True, False], ids=["notices", "acks"])
-async def test_an_idle_worker_acks_at_once_only_what_no_notice_reports(
-    spread_address: str | None, notices: bool
-) -> None:
-    # the cadence alone would ACK after a minute, long after this test's bound
-    cadence = FAST.replace(outcome_notices=notices, ack_interval=60.0, ack_every=10_000)
-    async with running_daemon(spread_address) as target:
-        app = make_app("idle", target.address, cadence)
-        with anyio.fail_after(WAIT):
-            async with anyio.create_task_group() as tg:
-                await start_worker(tg, app)
-                async with Producer("idle", target.address, settings=FAST) as producer:
-                    assert await (await producer.put("add", {"a": 1, "b": 2})) == 3
-                    stats = producer.statistics()
-                    if notices:  # the NOTICE resolved it; the ACK waits for the cadence
-                        assert (stats.succeeded, stats.pending) == (0, 1)
-                    else:  # no NOTICE: the idle worker's ACK resolved and settled it
-                        assert (stats.succeeded, stats.pending) == (1, 0)
+                    assert (stats.succeeded, stats.failed, stats.pending) == (2, 1, 0)
                 tg.cancel_scope.cancel()
 
 

@@ -395,26 +395,6 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
     assert of_type(table.apply(Tick(), 11.0), SendAck)
 
 
-def test_idle_does_not_ack_at_once_an_outcome_its_producer_gets_in_a_notice() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
-    cluster.join(A)
-    table = cluster.tables[A]
-    cluster.send(0, 1, 2, 3)
-    assert table.apply(Idle(True), 0.0) == []
-    noticed = JobsFinished([JobFinished(ref(0), Outcome.success())], noticed={ref(0)})
-    assert table.apply(noticed, 1.0) == []  # the NOTICE resolves it; the cadence settles it
-    assert table.next_deadline() == pytest.approx(10.0)
-    too_big = Outcome.success(b"x" * (table.outcome_budget + 1))
-    (send,) = of_type(
-        table.apply(JobsFinished([JobFinished(ref(1), too_big)], noticed={ref(1)}), 2.0), SendAck
-    )  # no NOTICE carries it: the ACK, at once
-    assert [r for r, _ in send.envelope.outcomes] == [ref(0), ref(1)]
-    ok = Outcome.success()
-    both = JobsFinished([JobFinished(ref(2), ok), JobFinished(ref(3), ok)], noticed={ref(3)})
-    (send,) = of_type(table.apply(both, 3.0), SendAck)  # job 2 asked for no NOTICE: at once
-    assert [r for r, _ in send.envelope.outcomes] == [ref(2), ref(3)]
-
-
 def test_a_draining_table_acks_what_is_waiting_and_each_outcome_at_once() -> None:
     cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=60.0)
     cluster.join(A)

@@ -3,7 +3,6 @@ producers obeying the gate never let any consumer's unread messages pass the win
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -177,24 +176,6 @@ def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
     assert not cadence.due(1.0005)  # within the gap after the last ACK
     assert cadence.deadline() == pytest.approx(1.002)
     assert cadence.due(1.002)
-
-
-def test_idle_waits_for_the_cadence_when_notices_report_every_outcome() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
-    cadence.idle = True
-    done = [(ref(1), Outcome.success()), (ref(2), Outcome.success())]
-    cadence.on_finished_all(done, [outcome_size(o) for _, o in done], 1.0, noticed=2)
-    assert not cadence.due(1.0)  # each producer has a NOTICE: the ACK only settles them
-    assert cadence.deadline() == pytest.approx(1.05)
-    assert cadence.due(1.05)
-    cadence.on_finished(ref(3), Outcome.success(), 1.01)  # no NOTICE asked for this one
-    assert cadence.due(1.01)
-    assert cadence.deadline() == -math.inf  # (no ACK sent yet: no gap to wait for)
-    assert len(cadence.take(1.01).outcomes) == 3
-    cadence.on_finished_all(done, [outcome_size(o) for _, o in done], 1.011, noticed=1)
-    assert not cadence.due(1.011)  # within the gap after the last ACK
-    assert cadence.deadline() == pytest.approx(1.012)
-    assert cadence.due(1.012)  # past it: at once, for the one without a NOTICE
 
 
 def test_a_draining_consumer_acks_each_outcome_at_once() -> None:

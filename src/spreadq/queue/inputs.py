@@ -12,7 +12,7 @@ as :class:`JobsStarted` and :class:`JobsFinished`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,12 +62,9 @@ class JobFinished(NamedTuple):
 class JobsFinished(NamedTuple):
     """Our handlers for several jobs finished: each as its :class:`JobFinished`, in
     order, with the ACK cadence asked once at the end (one ACK for them when one is
-    due, not one each time a count is reached on the way). ``noticed`` are those whose
-    outcome also goes to their producer in a NOTICE: an idle consumer need not ACK
-    them at once (the cadence settles them)."""
+    due, not one each time a count is reached on the way)."""
 
     finished: Sequence[JobFinished]
-    noticed: Collection[JobRef] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1154,8 +1154,6 @@ class OutstandingTable:
         budget = cadence.outcome_budget
         reported: list[tuple[JobRef, Outcome]] = []
         sizes: list[int] = []
-        notices = event.noticed
-        noticed = 0
         for finished in event.finished:
             ref, outcome = finished
             entry = entries.get(ref)
@@ -1164,14 +1162,12 @@ class OutstandingTable:
             entry.finished = True
             mine.pop(ref, None)
             size = outcome_size(outcome)
-            if size > budget:  # a NOTICE cannot carry it either: only the ACK says
+            if size > budget:
                 outcome = _too_large(outcome)
                 finished, size = JobFinished(ref, outcome), outcome_size(outcome)
-            elif notices and ref in notices:
-                noticed += 1
             reported.append(finished)
             sizes.append(size)
-        cadence.on_finished_all(reported, sizes, self._now, noticed=noticed)
+        cadence.on_finished_all(reported, sizes, self._now)
         if not cadence.due(self._now):
             return []
         return [self._make_ack()]

@@ -79,9 +79,7 @@ class AckCadence:
             forgotten (so ephemeral producers do not pile up).
         max_positions: read positions one ACK carries at most (the most recent).
         idle_gap: while idle, an outcome makes an ACK due this long after the last ACK
-            at the earliest (None: idle or not, only the cadence makes ACKs due); an
-            outcome whose producer gets a NOTICE of it (see :meth:`on_finished_all`)
-            does not: the NOTICE resolves its receipt, and the cadence settles it.
+            at the earliest (None: idle or not, only the cadence makes ACKs due).
     """
 
     __slots__ = (
@@ -92,7 +90,6 @@ class AckCadence:
         "_positions",
         "_since",
         "_sizes",
-        "_unnoticed",
         "draining",
         "every_jobs",
         "every_seconds",
@@ -128,7 +125,6 @@ class AckCadence:
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
         self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
-        self._unnoticed = 0  # pending outcomes whose producer gets no NOTICE (at most)
         self._outcome_bytes = 0
         self._positions: dict[bytes, tuple[int, float]] = {}
 
@@ -166,29 +162,21 @@ class AckCadence:
             size = outcome_size(outcome)
         self._outcomes.append((ref, outcome))
         self._sizes.append(size)
-        self._unnoticed += 1
         self._outcome_bytes += size
         self._count += 1
         self._touch(now)
 
     def on_finished_all(
-        self,
-        finished: Sequence[tuple[JobRef, Outcome]],
-        sizes: Sequence[int],
-        now: float,
-        *,
-        noticed: int = 0,
+        self, finished: Sequence[tuple[JobRef, Outcome]], sizes: Sequence[int], now: float
     ) -> None:
         """:meth:`on_finished` for several outcomes (``sizes``: each one's
-        :func:`~spreadq.queue.envelope.outcome_size`), in order, of which ``noticed``
-        go to their producer in a NOTICE as well: those make no ACK due when idle."""
+        :func:`~spreadq.queue.envelope.outcome_size`), in order."""
         if not finished:
             return
         self._outcomes += finished
         self._sizes += sizes
         self._outcome_bytes += sum(sizes)
         self._count += len(finished)
-        self._unnoticed += len(finished) - noticed
         self._touch(now)
 
     def deadline(self) -> float | None:
@@ -198,7 +186,7 @@ class AckCadence:
         due = self._since + self.every_seconds
         if self.draining and self._outcomes:
             return self._since
-        if self.idle and self._unnoticed and self.idle_gap is not None:
+        if self.idle and self._outcomes and self.idle_gap is not None:
             return min(due, self._last_sent + self.idle_gap)
         return due
 
@@ -214,7 +202,7 @@ class AckCadence:
             or (
                 self.idle
                 and self.idle_gap is not None
-                and self._unnoticed > 0
+                and bool(self._outcomes)
                 and now - self._last_sent >= self.idle_gap
             )
         )
@@ -247,9 +235,7 @@ class AckCadence:
         if self._outcomes:
             self._count = self.every_jobs
             self._since = now
-            self._unnoticed = min(self._unnoticed, len(self._outcomes))  # at most
         else:
-            self._unnoticed = 0
             self._count = 0
             self._since = None
         return Report(batch, positions)
@@ -258,7 +244,6 @@ class AckCadence:
         """Forget everything pending (we left the group)."""
         self._outcomes.clear()
         self._sizes.clear()
-        self._unnoticed = 0
         self._outcome_bytes = 0
         self._positions.clear()
         self._count = 0

@@ -859,7 +859,6 @@ class Dispatcher:
         notify, notices, unreported = self._notify, self._notices, self._unreported
         keep, outstanding = self._recovery.keep, table.is_outstanding
         finished: list[JobFinished] = []
-        noticed: list[JobRef] = []  # their producer gets a NOTICE of them too
         for ref, outcome in pool.take_ended():
             pool.ended(ref)
             schedule.ended(ref)
@@ -873,7 +872,6 @@ class Dispatcher:
                 unreported.add(ref)
                 keep(ref, outcome, outstanding)
                 if asked:
-                    noticed.append(ref)
                     waiting = notices.get(sender)
                     if waiting is None:
                         notices[sender] = [(ref, outcome)]
@@ -881,7 +879,7 @@ class Dispatcher:
                         waiting.append((ref, outcome))
             finished.append(_new_finished((ref, outcome)))
         if finished:
-            await self._apply(JobsFinished(finished, frozenset(noticed) if noticed else ()))
+            await self._apply(JobsFinished(finished))
 
     async def _send_notices(self) -> None:
         """Send each producer the outcomes of its jobs that ended since the last NOTICEs
