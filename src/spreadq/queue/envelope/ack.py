@@ -188,36 +188,38 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
     """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them.
 
     Each outcome is its ref, then its record as a RESULT answer carries it
-    (:func:`_outcome_parts` without a ref). A worker's outcomes are mostly alike (a
-    handler that returns None: one record for every job), so a short record is built
-    once per distinct outcome and shared; a long one is not worth hashing."""
+    (:func:`_outcome_parts` without a ref). A worker's outcomes come in runs of alike
+    ones (a handler that returns None: one record for every job), so a short record is
+    built once per run and shared; a long one is not worth comparing."""
     add = parts.append
-    pack_ref = _REF.pack
-    records: dict[Outcome, bytes] = {}  # the short records built so far
-    codecs: dict[str, bytes] = {"": b""}  # their codec names, checked once each
-    pack_tail = _OUTCOME_TAIL.pack
+    pack_ref, pack_tail = _REF.pack, _OUTCOME_TAIL.pack
+    codecs: dict[str, bytes] = {"": b""}  # the codec names met, checked once each
+    last: Outcome | None = None  # the outcome ``record`` was built for
+    record = b""
     for ref, outcome in outcomes:
         producer_id, seq = ref
         if len(producer_id) != _ID_SIZE or not 0 <= seq <= _U64_MAX:
             _check_ref(ref)  # raises, saying which
         add(pack_ref(producer_id, seq))
-        if len(outcome.result) > _SHARED_RECORD:
-            parts += _outcome_parts(outcome, None)
+        if outcome is last or outcome == last:
+            add(record)
             continue
-        record = records.get(outcome)
-        if record is None:
-            if outcome.status is Status.OK and not outcome.error_type:  # the usual miss
-                codec = outcome.codec
-                raw_codec = codecs.get(codec)
-                if raw_codec is None:
-                    raw_codec = codecs[codec] = _codec_bytes(codec)
-                attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-                result = outcome.result
-                head = pack_tail(Status.OK, attempts, len(raw_codec), 0, len(result))
-                record = head + raw_codec + result
-            else:
-                record = b"".join(_outcome_parts(outcome, None))
-            records[outcome] = record
+        result = outcome.result
+        if len(result) > _SHARED_RECORD:
+            parts += _outcome_parts(outcome, None)
+            last = None
+            continue
+        if outcome.status is Status.OK and not outcome.error_type:  # the usual record
+            codec = outcome.codec
+            raw_codec = codecs.get(codec)
+            if raw_codec is None:
+                raw_codec = codecs[codec] = _codec_bytes(codec)
+            attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+            head = pack_tail(Status.OK, attempts, len(raw_codec), 0, len(result))
+            record = head + raw_codec + result
+        else:
+            record = b"".join(_outcome_parts(outcome, None))
+        last = outcome
         add(record)
 
 
