@@ -124,14 +124,27 @@ async def raw_session(target: Target, name: str) -> tuple[anyio.abc.SocketStream
     me = f"#{name}#localhost"
     with anyio.fail_after(WAIT):
         stream = await anyio.connect_tcp(target.host, target.port)
-        await stream.send(bytes([5, 0, 1, 1, len(name)]) + name.encode())
-        await stream.receive()
-        await stream.send(b"NULL".ljust(90, b"\0"))
-        accept = b""
-        while len(accept) < 5 + len(me):
-            accept += await stream.receive()
-    assert accept == bytes([1, 5, 0, 1, len(me)]) + me.encode()
+        try:
+            await stream.send(bytes([5, 0, 1, 1, len(name)]) + name.encode())
+            # the daemon sends the auth list's length and the list in separate writes:
+            # read exactly their bytes, or the accept that follows is read short
+            methods = await receive_exactly(stream, 1)
+            assert await receive_exactly(stream, methods[0]) == b"NULL "
+            await stream.send(b"NULL".ljust(90, b"\0"))
+            accept = await receive_exactly(stream, 5 + len(me))
+            assert accept == bytes([1, 5, 0, 1, len(me)]) + me.encode()
+        except BaseException:
+            await stream.aclose()
+            raise
     return stream, me
+
+
+async def receive_exactly(stream: anyio.abc.SocketStream, count: int) -> bytes:
+    """``count`` bytes from ``stream``, however the peer's writes split them."""
+    data = b""
+    while len(data) < count:
+        data += await stream.receive(count - len(data))
+    return data
 
 
 @pytest.fixture(autouse=True)
