@@ -1142,20 +1142,29 @@ class OutstandingTable:
         return []
 
     def _on_finished(self, event: JobFinished) -> list[Effect]:
-        if not self._finish(event) or not self._cadence.due(self._now):
+        if not self._finish((event,)) or not self._cadence.due(self._now):
             return []
         return [self._make_ack()]
 
     def _on_jobs_finished(self, event: JobsFinished) -> list[Effect]:
-        """:meth:`_finish` for each job, handed to the cadence in one call."""
-        if self._view is None:
+        self._finish(event.finished)
+        if self._view is None or not self._cadence.due(self._now):
             return []
+        return [self._make_ack()]
+
+    def _finish(self, finished: Sequence[JobFinished]) -> int:
+        """Queue the outcomes of our jobs for the next ACK, in order, handed to the
+        cadence in one call; how many were ours to report (not: not outstanding,
+        reported already, or no view). An outcome too big for an ACK is reported as a
+        ``MessageTooLarge`` failure."""
+        if self._view is None:
+            return 0
         entries, mine, cadence = self._entries, self._mine, self._cadence
         budget = cadence.outcome_budget
         reported: list[tuple[JobRef, Outcome]] = []
         sizes: list[int] = []
-        for finished in event.finished:
-            ref, outcome = finished
+        for done in finished:
+            ref, outcome = done
             entry = entries.get(ref)
             if entry is None or entry.finished:
                 continue
@@ -1164,31 +1173,11 @@ class OutstandingTable:
             size = outcome_size(outcome)
             if size > budget:
                 outcome = _too_large(outcome)
-                finished, size = JobFinished(ref, outcome), outcome_size(outcome)
-            reported.append(finished)
+                done, size = JobFinished(ref, outcome), outcome_size(outcome)
+            reported.append(done)
             sizes.append(size)
         cadence.on_finished_all(reported, sizes, self._now)
-        if not cadence.due(self._now):
-            return []
-        return [self._make_ack()]
-
-    def _finish(self, event: JobFinished) -> bool:
-        """Queue the outcome of our job for the next ACK; False when it is not ours to
-        report (not outstanding, reported already, or no view)."""
-        ref = event.ref
-        entry = self._entries.get(ref)
-        if entry is None or entry.finished or self._view is None:
-            return False
-        entry.finished = True
-        self._mine.pop(ref, None)
-        outcome = event.outcome
-        size = outcome_size(outcome)
-        cadence = self._cadence
-        if size > cadence.outcome_budget:
-            outcome = _too_large(outcome)
-            size = outcome_size(outcome)
-        cadence.on_finished(ref, outcome, self._now, size)
-        return True
+        return len(reported)
 
     def _on_tick(self, event: Tick) -> list[Effect]:
         if self._view is not None and self._cadence.due(self._now):
