@@ -81,7 +81,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
 

@@ -188,7 +188,7 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
     """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them.
 
     Each outcome is its ref, then its record as a RESULT answer carries it
-    (:func:`_outcome_parts` without a ref). A worker's outcomes come in runs of alike
+    (:func:`_outcome_parts`). A worker's outcomes come in runs of alike
     ones (a handler that returns None: one record for every job), so a short record is
     built once per run and shared; a long one is not worth comparing."""
     add = parts.append
@@ -206,7 +206,7 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
             continue
         result = outcome.result
         if len(result) > _SHARED_RECORD:
-            parts += _outcome_parts(outcome, None)
+            parts += _outcome_parts(outcome)
             last = None
             continue
         if outcome.status is Status.OK and not outcome.error_type:  # the usual record
@@ -218,14 +218,14 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
             head = pack_tail(Status.OK, attempts, len(raw_codec), 0, len(result))
             record = head + raw_codec + result
         else:
-            record = b"".join(_outcome_parts(outcome, None))
+            record = b"".join(_outcome_parts(outcome))
         last = outcome
         add(record)
 
 
-def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
-    """One outcome as an ACK carries it (with ``ref`` in front), or as a RESULT answer
-    does (``ref`` None: the answer names the job once)."""
+def _outcome_parts(outcome: Outcome) -> list[bytes]:
+    """One outcome's record without its ref: as a RESULT answer carries it (the answer
+    names the job once), and as an ACK or a NOTICE does after each outcome's ref."""
     raw_type = encode_text(outcome.error_type, "error type", 0xFF)
     data = outcome.result if outcome.ok else encode_text(outcome.error_message, "error", _U32_MAX)
     raw_codec = b""
@@ -234,11 +234,7 @@ def _outcome_parts(outcome: Outcome, ref: JobRef | None) -> list[bytes]:
             raise LocalProtocolError("a failed outcome carries no result codec")
         raw_codec = _codec_bytes(outcome.codec)
     attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-    sizes = (len(raw_codec), len(raw_type), len(data))
-    if ref is None:
-        head = _OUTCOME_TAIL.pack(outcome.status, attempts, *sizes)
-    else:
-        head = _OUTCOME.pack(ref.producer_id, ref.seq, outcome.status, attempts, *sizes)
+    head = _OUTCOME_TAIL.pack(outcome.status, attempts, len(raw_codec), len(raw_type), len(data))
     return [head, raw_codec, raw_type, data]
 
 

@@ -142,7 +142,7 @@ def _encode_answer(answer: ResultAnswer) -> bytes:
         _ANSWER.pack(state, answer.members),
     ]
     if answer.outcome is not None:
-        parts += _outcome_parts(answer.outcome, None)
+        parts += _outcome_parts(answer.outcome)
     return b"".join(parts)
 
 
