@@ -891,6 +891,45 @@ def test_a_slot_rule_assigns_a_batch_as_it_would_slot_by_slot(seed: int) -> None
     assert by_batch.checked_slots == by_slot.checked_slots > 0
 
 
+def test_a_batch_that_names_a_job_twice_is_entered_as_slot_by_slot() -> None:
+    # the second copy is a job re-sent while outstanding: it moves to its own slot,
+    # whether the batch is assigned at once (round_robin) or slot by slot
+    seen = []
+    for rule in (RoundRobin(), OneSlotAtATime()):
+        cluster = Cluster()
+        cluster.rule = rule  # type: ignore[assignment]
+        cluster.join(A)
+        cluster.join(B)
+        effects = cluster.send(0, 1, 2, 1, 3, 4, 5, 6)  # slot 3 -> B: job 1 stays with B
+        seen.append((cluster.tables[A].outstanding(), runs(effects[A]), runs(effects[B])))
+        assert cluster.owners(A) == {0: A, 2: A, 1: B, 3: A, 4: B, 5: A, 6: B}
+        assert [job.ref.seq for job in cluster.tables[A].outstanding()] == [0, 2, 1, 3, 4, 5, 6]
+        assert cluster.tables[A].stats.duplicates == 1
+    assert seen[0] == seen[1]
+    assert seen[0][1:] == ([0, 2, 3, 5], [1, 4, 6])  # job 1 runs once
+
+
+def test_jobs_of_other_members_entered_together_answer_like_entries() -> None:
+    # round_robin enters a batch's jobs that others own as one value: the table's
+    # questions about them are answered as for any entry, and they complete by ACK
+    cluster = Cluster()
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(*range(9))  # A: 0 3 6, B: 1 4 7, C: 2 5 8
+    table = cluster.tables[A]
+    assert [table.owner_of(ref(seq)) for seq in range(9)] == [A, B, C] * 3
+    assert table.sender_of(ref(4)) == "#prod#h"
+    assert table.duplicate_of(ref(4)) is None
+    assert [job.slot for job in table.outstanding()] == list(range(9))
+    cluster.ack(B, 1, 4)
+    assert table.owner_of(ref(4)) is None
+    assert not table.is_outstanding(ref(1))
+    assert table.owner_of(ref(7)) == B
+    assert [job.ref.seq for job in table.outstanding()] == [0, 2, 3, 5, 6, 7, 8]
+    cluster.view((A, B), DISCONNECT, C)  # C's jobs 2, 5, 8 go to A and B in order
+    assert cluster.owners(A) == cluster.owners(B) == {0: A, 2: A, 3: A, 5: B, 6: A, 7: B, 8: A}
+
+
 def test_a_slot_rule_that_gives_strangers_or_too_few_owners_is_refused() -> None:
     class Short:
         name = "short"

@@ -27,8 +27,8 @@ RULES = ("round_robin", "key_affinity", "least_loaded")
 # name: (original text, planted text, seeds, steps)
 BUGS: dict[str, tuple[str, str, tuple[int, ...], int]] = {
     "failover order reversed": (
-        "            for entry in self._entries.values():\n                entry.counted = None",
-        "            for entry in reversed(list(self._entries.values())):\n"
+        "            for entry in entries.values():\n                entry.counted = None",
+        "            for entry in reversed(list(entries.values())):\n"
         "                entry.counted = None",
         (0, 1),
         300,

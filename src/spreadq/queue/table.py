@@ -120,12 +120,16 @@ cancels it where it still runs.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from hashlib import blake2b
-from typing import Any, Final
+from itertools import compress, repeat
+from operator import itemgetter
+from typing import Any, Final, cast
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
 from spreadq.queue.dedupe import DedupeMemory
@@ -286,6 +290,42 @@ class _Entry:
     finished: bool = False
 
 
+class _Block:
+    """The jobs of one batch that other members own, entered in the table as one value.
+
+    Every member reads every job and owns few of them. When a batch is new to the table
+    and assigned by a :class:`~spreadq.queue.rules.SlotRule`, each job another member
+    owns is entered as its batch's block: one shared object instead of an
+    :class:`_Entry` a job, holding what every such entry would (all the rest are the
+    entry's defaults). An ACK that completes such a job only removes it. The first time
+    the table needs more than a job's presence (a view change, a re-sent copy, a
+    CANCEL, a question about the job), the block's jobs that are still outstanding
+    become entries in place (:meth:`OutstandingTable._unblock`), keeping their order.
+    """
+
+    __slots__ = ("first", "jobs", "mess_type", "origin", "owners", "sender", "view")
+
+    def __init__(
+        self,
+        jobs: BatchJobs,
+        sender: str,
+        mess_type: int,
+        origin: _Origin,
+        owners: Sequence[str],
+        first: int,
+        view: int,
+    ) -> None:
+        self.jobs = jobs
+        self.sender = sender
+        self.mess_type = mess_type
+        self.origin = origin
+        self.owners = owners
+        self.first = first  # the slot of the batch's first job
+        self.view = view
+
+
+_producer_id, _seq = itemgetter(0), itemgetter(1)
+
 _new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
 """``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
 
@@ -401,7 +441,7 @@ class OutstandingTable:
         self._view: View | None = None
         self._members: frozenset[str] = frozenset()
         self._transitional = False
-        self._entries: dict[JobRef, _Entry] = {}
+        self._entries: dict[JobRef, _Entry | _Block] = {}
         self._mine: dict[JobRef, None] = {}
         self._origins: dict[int, _Origin] = {}
         self._origin = self._new_origin(frozenset())
@@ -466,11 +506,19 @@ class OutstandingTable:
     def owner_of(self, ref: JobRef) -> str | None:
         """The owner of an outstanding job, or ``None`` (unknown, orphaned or not held)."""
         entry = self._entries.get(ref)
+        if isinstance(entry, _Block):
+            return entry.owners[entry.jobs.refs.index(ref)]
         return None if entry is None else entry.owner
 
     def is_outstanding(self, ref: JobRef) -> bool:
         """True while ``ref`` is in the table (not completed by an ACK)."""
         return ref in self._entries
+
+    @property
+    def outstanding_refs(self) -> KeysView[JobRef]:
+        """The refs of the outstanding jobs, a live view (until we leave the group):
+        ``ref in table.outstanding_refs`` is :meth:`is_outstanding` without a call."""
+        return self._entries.keys()
 
     @property
     def outcome_budget(self) -> int:
@@ -482,35 +530,44 @@ class OutstandingTable:
         """Who sent outstanding job ``ref`` (a member producer's private group, for a
         job it put); None when ``ref`` is not outstanding."""
         entry = self._entries.get(ref)
-        return None if entry is None else entry.sender
+        return None if entry is None else entry.sender  # a block's too
 
     def outstanding(self) -> list[OutstandingJob]:
         """Every outstanding job, in delivery order."""
-        return [
-            OutstandingJob(
-                ref,
-                e.owner,
-                e.held,
-                e.view,
-                e.slot,
-                e.failover,
-                e.started,
-                e.finished,
-                e.duplicate or e.remembered is not None,
-                e.failovers,
-                self._given_up(e),
+        jobs: list[OutstandingJob] = []
+        add = jobs.append
+        indices: dict[_Block, dict[JobRef, int]] = {}  # a block's jobs by ref
+        for ref, e in self._entries.items():
+            if isinstance(e, _Block):
+                at = indices.get(e)
+                if at is None:
+                    at = indices[e] = {r: i for i, r in enumerate(e.jobs.refs)}
+                i = at[ref]
+                owner, slot = e.owners[i], e.first + i
+                add(OutstandingJob(ref, owner, True, e.view, slot, False, False, False, False))
+                continue
+            duplicate = e.duplicate or e.remembered is not None
+            add(
+                OutstandingJob(
+                    ref,
+                    e.owner,
+                    e.held,
+                    e.view,
+                    e.slot,
+                    e.failover,
+                    e.started,
+                    e.finished,
+                    duplicate,
+                    e.failovers,
+                    self._given_up(e),
+                )
             )
-            for ref, e in self._entries.items()
-        ]
+        return jobs
 
     def outstanding_per_producer(self) -> dict[bytes, int]:
         """How many jobs of each producer id are outstanding (every owner): what
         :meth:`outstanding` would count, without building a record per job."""
-        counts: dict[bytes, int] = {}
-        get = counts.get
-        for producer_id, _ in self._entries:
-            counts[producer_id] = get(producer_id, 0) + 1
-        return counts
+        return dict(Counter(map(_producer_id, self._entries)))
 
     def _given_up(self, entry: _Entry) -> bool:
         limit = self.max_failovers
@@ -528,7 +585,7 @@ class OutstandingTable:
     def duplicate_of(self, ref: JobRef) -> JobRef | None:
         """The first job an outstanding duplicate ``ref`` shares its dedupe key with."""
         entry = self._entries.get(ref)
-        return None if entry is None else entry.dedupe_of
+        return entry.dedupe_of if isinstance(entry, _Entry) else None  # a block's have none
 
     def remembers(self, ref: JobRef) -> Outcome | None:
         """The remembered outcome of a completed job, if still in the history."""
@@ -555,8 +612,9 @@ class OutstandingTable:
         orphaned: list[JobRef] = []
         given_up: list[JobRef] = []
         if self._view is not None:
+            entries = self._unblocked()
             came = came_with_us(self._view.members, event) | {self.me}
-            live = {e.origin.serial for e in self._entries.values()}
+            live = {e.origin.serial for e in entries.values()}
             live.update(origin.serial for origin in self._fragments.tokens())
             live.add(self._origin.serial)
             live.add(self._first.serial)
@@ -569,7 +627,7 @@ class OutstandingTable:
             rounds: dict[int, SlotState] = {}
             forget: list[JobRef] = []
             members = frozenset(event.members)
-            for entry in self._entries.values():
+            for entry in entries.values():
                 entry.counted = None
                 holders = entry.origin.holders
                 if entry.orphaned or (entry.owner in members and entry.owner in holders):
@@ -652,7 +710,7 @@ class OutstandingTable:
         effects: list[Effect] = [
             CancelJob(ref, running=entry.started)
             for ref, entry in self._entries.items()
-            if entry.run_sent and not entry.finished
+            if isinstance(entry, _Entry) and entry.run_sent and not entry.finished
         ]
         self._reset()
         return effects
@@ -851,7 +909,9 @@ class OutstandingTable:
         ref = entry.ref
         entry.owner, entry.slot, entry.view, entry.counted = owner, slot, self._ordinal, counted
         entry.failover = failover
-        old = self._entries.pop(ref, None)
+        old = self._entry(ref)
+        if old is not None:
+            del self._entries[ref]
         if old is None:
             entry.remembered = self._history.get(ref)
             entry.duplicate = entry.remembered is not None
@@ -883,37 +943,93 @@ class OutstandingTable:
     ) -> None:
         """:meth:`_take_slot` for each job of a batch without dedupe keys, under a rule
         that never looks at the job: the path every member takes for every job, most of
-        them not its own. A job re-sent while outstanding takes the general path.
+        them not its own.
 
         Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) a batch of
-        :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call and counts no
-        loads (nothing to release when its jobs complete)."""
+        :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call, and the jobs
+        other members own enter the table as one :class:`_Block` (no loads are counted:
+        nothing to release when they complete). A batch that may hold a re-sent job (one
+        still outstanding or remembered, or a ref twice) goes job by job."""
         refs = jobs.refs
-        slots, entries = self._slots, self._entries
         count = len(refs)
-        if slots is None or count < _SLOTS_AT_ONCE or not entries.keys().isdisjoint(refs):
-            self._take_batch_each(effects, jobs, sender, mess_type)
-            return
-        state, members, origin = self._state, self._eligible, self._origin
-        me, view = self.me, self._ordinal
-        first = state.index
-        owners = slots(members, first, count)
-        if len(owners) != count:
-            raise PluginError(self.rule.name, f"owners() gave {len(owners)} for {count} slots")
-        if not frozenset(members).issuperset(owners):
-            strays = sorted(set(owners) - set(members))
-            raise PluginError(self.rule.name, f"owners() returned {strays}, not one of {members}")
-        state.skip(count)
+        slots = self._slots
+        if slots is not None and count >= _SLOTS_AT_ONCE and self._entries.keys().isdisjoint(refs):
+            members, first = self._eligible, self._state.index
+            owners = slots(members, first, count)
+            if len(owners) != count:
+                raise PluginError(self.rule.name, f"owners() gave {len(owners)} for {count} slots")
+            if not frozenset(members).issuperset(owners):
+                strays = sorted(set(owners) - set(members))
+                why = f"owners() returned {strays}, not one of {members}"
+                raise PluginError(self.rule.name, why)
+            if self._enter_block(effects, jobs, sender, mess_type, owners, first):
+                self._state.skip(count)
+                return
+        self._take_batch_each(effects, jobs, sender, mess_type)
+
+    def _enter_block(
+        self,
+        effects: list[Effect],
+        jobs: BatchJobs,
+        sender: str,
+        mess_type: int,
+        owners: Sequence[str],
+        first: int,
+    ) -> bool:
+        """Enter a batch of new jobs whose slots from ``first`` go to ``owners``: the jobs
+        of other members as one :class:`_Block`, ours as entries. False, and nothing
+        entered, when the history may remember one of them or a ref comes twice."""
+        refs = jobs.refs
         low, high = self._history.window(refs[0].producer_id)
-        for index, (ref, owner) in enumerate(zip(refs, owners, strict=True)):
-            entry = _Entry(
-                ref, None, jobs, index, sender, mess_type, origin, owner, first + index, view, True
-            )
-            if low <= ref[1] <= high:  # it may be a job re-sent after it completed
-                self._recall(entry)
+        if low <= high:
+            seqs = list(map(_seq, refs))
+            if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
+                return False
+        entries = self._entries
+        size = len(entries)
+        origin, view = self._origin, self._ordinal
+        block = _Block(jobs, sender, mess_type, origin, owners, first, view)
+        entries.update(zip(refs, repeat(block)))
+        if len(entries) - size != len(refs):  # a ref twice: the second copy is re-sent
+            for ref in refs:
+                entries.pop(ref, None)
+            return False
+        me = self.me
+        for index in compress(itertools.count(), map(me.__eq__, owners)):
+            ref, slot = refs[index], first + index
+            entry = _Entry(ref, None, jobs, index, sender, mess_type, origin, me, slot, view, True)
             entries[ref] = entry
-            if owner == me:
-                effects += self._become_owner(entry, failover=False)
+            effects += self._become_owner(entry, failover=False)
+        return True
+
+    def _unblock(self, block: _Block) -> None:
+        """Turn the jobs of ``block`` still outstanding into entries, in place."""
+        entries = self._entries
+        jobs, sender, mess_type, origin = block.jobs, block.sender, block.mess_type, block.origin
+        first, view = block.first, block.view
+        for index, (ref, owner) in enumerate(zip(jobs.refs, block.owners, strict=True)):
+            if entries.get(ref) is block:
+                slot = first + index
+                entry = _Entry(
+                    ref, None, jobs, index, sender, mess_type, origin, owner, slot, view, True
+                )
+                entries[ref] = entry
+
+    def _unblocked(self) -> dict[JobRef, _Entry]:
+        """The outstanding jobs, every block turned into entries first (for a walk that
+        looks at each job)."""
+        for block in dict.fromkeys(e for e in self._entries.values() if isinstance(e, _Block)):
+            self._unblock(block)
+        return cast("dict[JobRef, _Entry]", self._entries)
+
+    def _entry(self, ref: JobRef) -> _Entry | None:
+        """The entry of outstanding job ``ref`` (its block's jobs become entries)."""
+        entry = self._entries.get(ref)
+        if isinstance(entry, _Block):
+            self._unblock(entry)
+            entry = self._entries[ref]
+        assert not isinstance(entry, _Block)
+        return entry
 
     def _take_batch_each(
         self, effects: list[Effect], jobs: BatchJobs, sender: str, mess_type: int
@@ -1033,27 +1149,33 @@ class OutstandingTable:
         refs, records = AckOutcomes.parts(ack.outcomes)
         unknown: set[JobRef] | None = None  # refs not outstanding here
         cancelled: set[JobRef] | None = None
-        for ref, record in zip(refs, records, strict=True):
-            if waiting and ref in waiting:  # duplicates waiting for this first job
-                self._answer_waiting(waiting.pop(ref), outcome_of(record))
-            entry = outstanding.pop(ref, None)
-            if entry is None:
-                self._counts["unknown_acks"] += 1
-                if unknown is None:
-                    unknown = set()
-                unknown.add(ref)
+        popped: list[_Entry | _Block | None]
+        if waiting:
+            popped = []
+            for ref, record in zip(refs, records, strict=True):
+                if ref in waiting:  # duplicates waiting for this first job
+                    self._answer_waiting(waiting.pop(ref), outcome_of(record))
+                popped.append(outstanding.pop(ref, None))
+        else:  # the usual case: all at once
+            popped = list(map(outstanding.pop, refs, repeat(None)))
+        if None in popped:
+            unknown = {ref for ref, entry in zip(refs, popped, strict=True) if entry is None}
+            self._counts["unknown_acks"] += len(unknown)
+            for ref in unknown:
                 known = self._history.get(ref)
                 if known is not None and known.status is Status.CANCELLED:
                     if cancelled is None:
                         cancelled = set()
                     cancelled.add(ref)  # a run that ended after its CANCEL: cancelled
+        for entry in popped:
+            if type(entry) is not _Entry:  # not outstanding, or in a block: nothing to undo
                 continue
             if entry.counted is not None:
                 released(entry.counted)
             if entry.run_sent:  # only a run we sent puts a job in mine
-                mine.pop(ref, None)
+                mine.pop(entry.ref, None)
                 if not entry.finished:
-                    append(CancelJob(ref, running=entry.started))
+                    append(CancelJob(entry.ref, running=entry.started))
         if cancelled is None:  # every outcome is remembered, at once
             self._history.add_all(refs, records)
         else:
@@ -1071,7 +1193,7 @@ class OutstandingTable:
             append(JobsCompleted(sender, done))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
-        entry = self._entries.get(ref)
+        entry = self._entry(ref)
         if entry is None:  # completed already, or never delivered here: a no-op
             self._counts["unknown_cancels"] += 1
             return
@@ -1113,17 +1235,17 @@ class OutstandingTable:
     def _recheck_waiting(self) -> None:
         """After a view change: keep waiting only for our duplicates whose first job is
         still outstanding; answer the others now (their first was forgotten)."""
-        entries, waiting = self._entries, self._dedupe.take_waiting()
+        waiting = self._dedupe.take_waiting()
         for first, duplicates in waiting.items():
             for ref in duplicates:
-                entry = entries.get(ref)
+                entry = self._entry(ref)
                 if entry is not None and entry.owner == self.me and not entry.finished:
                     self._answer_duplicate(entry, first)
 
     def _answer_waiting(self, duplicates: list[JobRef], outcome: Outcome) -> None:
         """The first job completed: its outcome is the outcome of our duplicates of it."""
         for ref in duplicates:
-            entry = self._entries.get(ref)
+            entry = self._entry(ref)
             if entry is not None and entry.owner == self.me and not entry.finished:
                 entry.finished = True
                 self._cadence.on_finished(ref, outcome, self._now)
@@ -1137,7 +1259,7 @@ class OutstandingTable:
         entries, me = self._entries, self.me
         for ref in event.refs:
             entry = entries.get(ref)
-            if entry is not None and entry.owner == me:
+            if isinstance(entry, _Entry) and entry.owner == me:  # a block's are not ours
                 entry.started = True
         return []
 
@@ -1166,7 +1288,7 @@ class OutstandingTable:
         for done in finished:
             ref, outcome = done
             entry = entries.get(ref)
-            if entry is None or entry.finished:
+            if not isinstance(entry, _Entry) or entry.finished:  # a block's are not ours
                 continue
             entry.finished = True
             mine.pop(ref, None)

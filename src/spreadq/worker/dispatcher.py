@@ -115,7 +115,6 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from spreadq.actors.channel import Channel
 from spreadq.errors import (
@@ -409,8 +408,8 @@ class Dispatcher:
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
         self._alarm_at = 0.0  # when it rings (loop time)
         self._log = log.bind(queue=queue, member=self._me)
+        # RunJob, the most frequent effect after JobsCompleted, is carried out in _apply
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
-            RunJob: self._on_run,
             GiveUpJob: self._on_give_up,
             CancelJob: self._on_cancel,
             SendAck: self._on_send_ack,
@@ -548,7 +547,7 @@ class Dispatcher:
                         continue
                     self._set_alarm(wait)
                 if len(receive):  # busy: let the reader and the runners add to this turn
-                    await anyio.lowlevel.checkpoint()
+                    await asyncio.sleep(0)  # anyio's checkpoint, without its backend lookup
                 item: _Item | None = await receive.receive()
                 while item is not None:
                     if isinstance(item, _Lost):
@@ -679,9 +678,11 @@ class Dispatcher:
             if self._joined is not None:
                 joined, self._joined = self._joined, None
                 joined.started(self._handle)
-        carry_out = self._effects
+        carry_out, run = self._effects, self._on_run
         for effect in effects:
-            if type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
+            if type(effect) is RunJob:  # queued at once, no coroutine
+                run(effect)
+            elif type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
                 await carry_out[type(effect)](effect)
 
     async def _announce_recovered(self) -> None:
@@ -704,7 +705,7 @@ class Dispatcher:
 
     # -- effects -------------------------------------------------------------------------
 
-    async def _on_run(self, effect: RunJob) -> None:
+    def _on_run(self, effect: RunJob) -> None:
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
         job = effect.job
@@ -857,7 +858,7 @@ class Dispatcher:
         their outcomes in one input."""
         pool, schedule, table = self._pool, self._schedule, self._table
         notify, notices, unreported = self._notify, self._notices, self._unreported
-        keep, outstanding = self._recovery.keep, table.is_outstanding
+        keep, outstanding = self._recovery.keep, table.outstanding_refs.__contains__
         finished: list[JobFinished] = []
         for ref, outcome in pool.take_ended():
             pool.ended(ref)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import compress
 
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
 from spreadq.queue.jobs import JobRef, Outcome
@@ -90,11 +91,12 @@ class Recovery:
 
     def keep(self, ref: JobRef, outcome: Outcome, outstanding: Callable[[JobRef], bool]) -> None:
         """Remember an outcome we reached until an ACK for it is delivered (the table's
-        ``outstanding`` tells)."""
+        ``outstanding`` tells: a C function such as ``outstanding_refs.__contains__``
+        keeps the periodic sweep cheap)."""
         finished = self._finished
         finished[ref] = outcome
         if len(finished) > self._limit:  # amortised: the confirmed go
-            self._finished = kept = {r: o for r, o in finished.items() if outstanding(r)}
+            self._finished = kept = dict(compress(finished.items(), map(outstanding, finished)))
             self._limit = max(self._minimum, 2 * len(kept))
 
     def unconfirmed(self, now: float, outstanding: Callable[[JobRef], bool]) -> list[Reached]:
