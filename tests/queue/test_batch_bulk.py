@@ -29,9 +29,17 @@ def alike_batches(draw: st.DrawFn) -> tuple[list[JobSpec], bool]:
     size = draw(st.integers(0, 40))
     headers = draw(st.sampled_from([(), (("traceparent", "00-abc-def-01"),)]))
     count = draw(st.integers(4, 30))
+    # another kind of the same size (records alike, heads not): every other job's
+    other_kind = kind[::-1] if draw(st.booleans()) else kind
     specs = [
-        JobSpec(draw(u64), kind, draw(st.binary(min_size=size, max_size=size)), None, headers)
-        for _ in range(count)
+        JobSpec(
+            draw(u64),
+            other_kind if n % 2 else kind,
+            draw(st.binary(min_size=size, max_size=size)),
+            None,
+            headers,
+        )
+        for n in range(count)
     ]
     odd = draw(st.booleans())
     if odd:
@@ -85,6 +93,8 @@ def test_alike_records_are_read_in_bulk_as_one_by_one(
     assert isinstance(decoded, JobBatch)
     assert [job.ref.seq for job in decoded.jobs] == [spec.seq for spec in specs]
     assert [bytes(job.payload) for job in decoded.jobs] == [spec.payload for spec in specs]
+    assert [job.kind for job in decoded.jobs] == [spec.kind for spec in specs]
+    assert [job.notify for job in decoded.jobs] == [notify] * len(specs)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -157,7 +157,7 @@ class BatchJobs(Sequence[Job]):
     headers and payload) each time it is asked for.
     """
 
-    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "dedupe_keys", "refs")
+    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "_uniform", "dedupe_keys", "refs")
 
     def __init__(
         self,
@@ -167,11 +167,13 @@ class BatchJobs(Sequence[Job]):
         offsets: list[int],
         refs: list[JobRef],
         dedupe_keys: dict[int, str] | None = None,
+        uniform: _Uniform | None = None,
     ) -> None:
         self._mv = mv
         self._producer_id = producer_id
         self._codec = codec
         self._offsets = offsets
+        self._uniform = uniform  # what every record shares, when they share their head
         self.refs: Sequence[JobRef] = refs
         """Each job's ref, in order."""
         self.dedupe_keys: Mapping[int, str] = dedupe_keys or {}
@@ -189,7 +191,15 @@ class BatchJobs(Sequence[Job]):
     def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
         if isinstance(index, slice):
             return tuple(self[i] for i in range(len(self))[index])
-        return _job_at(self._mv, self._offsets[index], self.refs[index], self._codec)
+        uniform = self._uniform
+        if uniform is None:
+            return _job_at(self._mv, self._offsets[index], self.refs[index], self._codec)
+        kind, skip, headers_len, payload_len, notify = uniform  # no key, no dedupe key
+        at = self._offsets[index] + skip
+        headers = self._mv[at : at + headers_len] if headers_len else b""
+        payload = self._mv[at + headers_len : at + headers_len + payload_len]
+        ref = self.refs[index]
+        return _new_job((ref, kind, None, self._codec, payload, headers, None, None, notify))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):
@@ -433,14 +443,20 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     )
     if read is None:
         read = _read_records(reader.mv, reader.at, slots, pid)
-    offsets, refs, dedupe, reader.at = read
+    offsets, refs, dedupe, reader.at, uniform = read
     reader.done()
-    return JobBatch(pid, mseq, codec, BatchJobs(reader.mv, pid, codec, offsets, refs, dedupe))
+    jobs = BatchJobs(reader.mv, pid, codec, offsets, refs, dedupe, uniform)
+    return JobBatch(pid, mseq, codec, jobs)
 
 
-_Records = tuple[list[int], list[JobRef], dict[int, str] | None, int]
+_Uniform = tuple[str, int, int, int, bool]
+"""What the job records of a batch share when they share their head: the kind, the bytes
+from a record's start to its headers, the headers' and the payload's sizes, and whether
+the producer asked for a NOTICE (they have no key and no dedupe key)."""
+
+_Records = tuple[list[int], list[JobRef], dict[int, str] | None, int, _Uniform | None]
 """A batch's job records, checked: their offsets, refs, dedupe keys by index (None:
-none has one), and the offset after the last."""
+none has one), the offset after the last, and what they all share (None: not their head)."""
 
 _ALIKE_AT_LEAST: Final = 4
 """Job records in a batch from which :func:`_read_alike_records` is tried first."""
@@ -493,7 +509,7 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
         add_offset(at)
         add_ref(_new_ref((pid, seq)))
         at = end
-    return offsets, refs, dedupe, at
+    return offsets, refs, dedupe, at, None
 
 
 def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records | None:
@@ -518,7 +534,8 @@ def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Rec
     if end > len(mv):
         return None
     records = list(_alike_layout(kind_len, rest).iter_unpack(mv[at:end]))
-    for head in set(map(itemgetter(1), records)):
+    heads = set(map(itemgetter(1), records))
+    for head in heads:
         head_flags, kind_len_, key_len_, headers_len_, payload_len_ = _JOB_HEAD.unpack_from(head)
         if (
             head_flags & ~_NOTIFY
@@ -529,11 +546,14 @@ def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Rec
         ):
             return None
         try:
-            str(head[_JOB_HEAD.size :], "utf-8")
+            kind = str(head[_JOB_HEAD.size :], "utf-8")
         except UnicodeDecodeError:
             return None
-    seqs = map(itemgetter(0), records)
-    return list(range(at, end, stride)), list(map(_new_ref, zip(repeat(pid), seqs))), None, end
+    uniform = None
+    if len(heads) == 1:  # one kind, one NOTICE flag: a job is two slices of the message
+        uniform = (kind, fixed + kind_len, headers_len, payload_len, bool(flags & _NOTIFY))
+    refs = list(map(_new_ref, zip(repeat(pid), map(itemgetter(0), records))))
+    return list(range(at, end, stride)), refs, None, end, uniform
 
 
 def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
