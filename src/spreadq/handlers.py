@@ -169,7 +169,8 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
         kind: the kind jobs are put for (``"raw:<mess_type>"`` for RAW jobs).
         fn: the function (``async def``, or a plain ``def`` when ``blocking``).
         where: ``qualname (file:line)`` of the function, for messages.
-        payload_type: the resolved annotation of the payload parameter.
+        payload_type: the resolved annotation of the payload parameter (with any
+            ``Annotated`` metadata, such as pydantic ``Field`` constraints).
         result_type: the resolved return annotation (``object`` when there is none).
         takes_context: whether ``fn`` takes a :class:`Context` second.
         payload_adapter: the ``TypeAdapter`` payloads are decoded with.
@@ -309,7 +310,7 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
             )
 
         payload_type, takes_context, result_type = _resolve_signature(target, fail)
-        if raw_mess_type is not None and payload_type is not bytes:
+        if raw_mess_type is not None and _bare(payload_type) is not bytes:
             raise fail(f"a RAW handler ({resolved_kind}) takes bytes, not {payload_type!r}")
         payload_adapter = _adapter(payload_type, "payload", fail)
         result_adapter: TypeAdapter[Any] = (
@@ -338,8 +339,8 @@ class HandlerSpec(Generic[PayloadT, ResultT]):
             takes_context=takes_context,
             payload_adapter=payload_adapter,
             result_adapter=result_adapter,
-            payload_codec="raw" if payload_type is bytes else validated.codec,
-            result_codec="raw" if result_type is bytes else validated.codec,
+            payload_codec="raw" if _bare(payload_type) is bytes else validated.codec,
+            result_codec="raw" if _bare(result_type) is bytes else validated.codec,
             raw_mess_type=raw_mess_type,
             options=validated,
             endpoint=endpoint,
@@ -398,7 +399,7 @@ def _resolve_signature(
 ) -> tuple[object, bool, object]:
     """Return (payload type, takes context, result type) from the function's annotations."""
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)  # Field constraints too
     except Exception as error:  # NameError, TypeError, SyntaxError from user annotations
         raise fail(
             f"cannot resolve its annotations ({type(error).__name__}: {error}); types named "
@@ -446,7 +447,16 @@ def _resolve_signature(
 
 
 def _is_context(annotation: object) -> bool:
+    annotation = _bare(annotation)
     return isinstance(annotation, type) and issubclass(annotation, Context)
+
+
+def _bare(annotation: object) -> object:
+    """``annotation`` without ``Annotated[...]``'s metadata (``Annotated[bytes, ...]`` is
+    ``bytes``): what decides the codec; the metadata still constrains the adapter."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
 
 
 def _adapter(
