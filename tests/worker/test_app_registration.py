@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import pytest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from spreadq.codecs import JsonCodec
 from spreadq.context import Context
@@ -279,6 +279,36 @@ async def test_prepared_handler_decodes_with_the_envelope_codec() -> None:
     )
     with pytest.raises(PayloadError, match=r"resize: unknown codec 'cbor' \(job v1:0\)"):
         prepared.decode_payload(b"", codec="cbor", job="v1:0")
+
+
+async def test_a_raw_bytes_payload_is_handed_over_as_delivered_and_constraints_still_hold() -> None:
+    app = make_app()
+
+    @app.handler("blob")
+    async def blob(data: bytes) -> None:
+        return None
+
+    @app.handler("short")
+    async def short(data: Annotated[bytes, Field(max_length=3)]) -> None:
+        return None
+
+    @app.handler("count")
+    async def count(n: Annotated[int, Field(ge=0)]) -> None:
+        return None
+
+    app.freeze()
+    assert app.prepared["count"].decode_payload(b"3") == 3
+    with pytest.raises(PayloadError, match="count: json:"):  # the constraint holds too
+        app.prepared["count"].decode_payload(b"-1", job="j2")
+    assert app.prepared["short"].spec.payload_codec == "raw"  # chosen by the bare type
+    delivered = memoryview(b"..payload..")[2:9]
+    assert app.prepared["blob"].decode_payload(delivered) == b"payload"
+    assert app.prepared["blob"].decode_payload(b"abc", codec="raw") == b"abc"
+    with pytest.raises(PayloadError, match="unknown codec 'cbor'"):
+        app.prepared["blob"].decode_payload(b"abc", codec="cbor")
+    assert app.prepared["short"].decode_payload(b"abc") == b"abc"
+    with pytest.raises(PayloadError, match="short: raw:"):
+        app.prepared["short"].decode_payload(b"abcd", job="j1")
 
 
 async def test_prepared_handler_payload_errors_name_the_job() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spreadq.codecs import Codec, CodecRegistry, JsonCodec
+from spreadq.codecs import Codec, CodecRegistry, JsonCodec, RawCodec
 from spreadq.context import Context
 from spreadq.errors import PayloadError
 from spreadq.handlers import AnyHandlerSpec
@@ -87,6 +87,12 @@ class PreparedHandler:
     codecs: CodecRegistry = field(repr=False)
     direct: Callable[[Any], Awaitable[object]] | None = field(default=None, repr=False)
     _none: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
+    _as_is: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # a bytes payload carried raw is the payload as delivered: nothing to validate
+        as_is = type(self.payload_codec) is RawCodec and self.spec.payload_type is bytes
+        object.__setattr__(self, "_as_is", as_is)
 
     def decode_payload(
         self, data: bytes | memoryview, *, codec: str | None = None, job: object = None
@@ -109,6 +115,8 @@ class PreparedHandler:
             if found is None:
                 raise PayloadError(f"{self.spec.kind}: unknown codec {codec!r}", job=job)
             decoder = found
+        elif self._as_is:
+            return data.tobytes() if isinstance(data, memoryview) else data
         raw = data.tobytes() if isinstance(data, memoryview) else data
         try:
             return decoder.decode(raw, self.spec.payload_adapter)
