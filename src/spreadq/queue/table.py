@@ -21,6 +21,13 @@ at every view change that set shrinks to the members that came with us (see
 :func:`~spreadq.queue.view.came_with_us`). Holders are tracked once per *origin* (the
 view jobs were delivered in), not per job.
 
+Blocks. Under a slot rule, a batch of new jobs (none outstanding, none possibly
+remembered, no ref twice) enters as one :class:`_Block` for the jobs other members own
+and an entry for each of ours: a block's job is an entry with every field at its
+default, so an ACK only removes it, and whatever needs more (a view change, a re-sent
+copy, a CANCEL) first turns the block's outstanding jobs into entries in place
+(docs/design/replicated-table.md#blocks).
+
 Failover. When a view is installed, every held job whose owner is not in it, or no
 longer holds its payload (it did not come with us: a job delivered in our transitional
 configuration never reached the other side, even if that side merges back at once), is
