@@ -909,7 +909,7 @@ def test_a_batch_that_names_a_job_twice_is_entered_as_slot_by_slot() -> None:
     seen = []
     for rule in (RoundRobin(), OneSlotAtATime()):
         cluster = Cluster()
-        cluster.rule = rule  # type: ignore[assignment]
+        cluster.rule = rule
         cluster.join(A)
         cluster.join(B)
         effects = cluster.send(0, 1, 2, 1, 3, 4, 5, 6)  # slot 3 -> B: job 1 stays with B
