@@ -343,6 +343,9 @@ def test_acks_from_non_members_and_for_unknown_jobs_are_ignored() -> None:
     assert cluster.tables[A].stats.unknown_acks == 1
     assert cluster.owners(A) == {0: A, 1: B}
     assert cluster.tables[A].outstanding_count == 2  # every owner's, ours (0) and B's (1)
+    cluster.ack(B, 43, 1, 43, 1)  # each time an ACK names a job not outstanding counts
+    assert cluster.tables[A].stats.unknown_acks == 4
+    assert cluster.owners(A) == {0: A}
     cluster.ack(B, 1)
     assert cluster.tables[A].outstanding_count == 1
 

@@ -1167,7 +1167,7 @@ class OutstandingTable:
             popped = list(map(outstanding.pop, refs, repeat(None)))
         if None in popped:
             unknown = {ref for ref, entry in zip(refs, popped, strict=True) if entry is None}
-            self._counts["unknown_acks"] += len(unknown)
+            self._counts["unknown_acks"] += popped.count(None)
             for ref in unknown:
                 known = self._history.get(ref)
                 if known is not None and known.status is Status.CANCELLED:
