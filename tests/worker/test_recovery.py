@@ -59,3 +59,20 @@ def test_kept_outcomes_are_swept_once_past_the_limit() -> None:
         confirmed.add(ref)  # confirmed right after
     # the last sweep (at the fifth) kept only the one not yet confirmed then
     assert recovery.unconfirmed(2.0, lambda r: True) == outcomes[-1:]
+
+
+def test_outcomes_kept_at_once_are_kept_as_one_by_one() -> None:
+    one_by_one = Recovery((), announce_for=1.0, keep_at_least=3)
+    at_once = Recovery((), announce_for=1.0, keep_at_least=3)
+    confirmed: set[JobRef] = set()
+    outcomes = reached(12)
+    for start in range(0, 12, 4):  # a turn's outcomes, then the ACK of the first two
+        group = outcomes[start : start + 4]
+        for ref, outcome in group:
+            one_by_one.keep(ref, outcome, lambda r: r not in confirmed)
+        at_once.keep_all(group, lambda r: r not in confirmed)
+        confirmed.update(ref for ref, _ in group[:2])
+    still = [item for item in outcomes if item[0] not in confirmed]
+    assert at_once.unconfirmed(5.0, lambda r: r not in confirmed) == still
+    assert one_by_one.unconfirmed(5.0, lambda r: r not in confirmed) == still
+    assert len(at_once._finished) < len(outcomes)  # swept on the way

@@ -197,7 +197,7 @@ def test_properties_of_any_run(limit: int, ordered: bool, ops: list[tuple[object
 
 @settings(max_examples=300)
 @given(limit=st.integers(min_value=1, max_value=4), ordered=st.booleans(), ops=OPS)
-def test_take_all_takes_what_next_would_in_its_order(
+def test_take_all_and_ended_all_do_what_next_and_ended_would(
     limit: int, ordered: bool, ops: list[tuple[object, ...]]
 ) -> None:
     by_next, at_once = (Scheduler[J](limit, ordered_keys=ordered) for _ in range(2))
@@ -213,10 +213,12 @@ def test_take_all_takes_what_next_would_in_its_order(
         elif offered:
             assert isinstance(op[1], int)
             ref = JobRef(PID, op[1] % offered)
+            if op[0] == "end":  # one by one, and at once (a ref twice: the second a no-op)
+                by_next.ended(ref)
+                by_next.ended(ref)
+                at_once.ended_all([ref, ref])
             for scheduler in (by_next, at_once):
-                if op[0] == "end":
-                    scheduler.ended(ref)
-                elif not scheduler.is_running(ref):
+                if op[0] != "end" and not scheduler.is_running(ref):
                     scheduler.cancel(ref)
         expected = [] if (found := by_next.next()) is None else [found]
         while expected and (found := by_next.next()) is not None:

@@ -856,22 +856,22 @@ class Dispatcher:
         """The jobs that ended since we last looked: forget them in the pool and the
         scheduler, keep their outcomes for recovery and notices, and give the table
         their outcomes in one input."""
-        pool, schedule, table = self._pool, self._schedule, self._table
-        notify, notices, unreported = self._notify, self._notices, self._unreported
-        keep, outstanding = self._recovery.keep, table.outstanding_refs.__contains__
+        ended = self._pool.take_ended()
+        refs = [ref for ref, _ in ended]
+        self._pool.ended_all(refs)
+        self._schedule.ended_all(refs)
+        notify, notices, sender_of = self._notify, self._notices, self._table.sender_of
+        kept: list[tuple[JobRef, Outcome]] = []  # outstanding: kept until an ACK is seen
         finished: list[JobFinished] = []
-        for ref, outcome in pool.take_ended():
-            pool.ended(ref)
-            schedule.ended(ref)
+        for ref, outcome in ended:
             asked = ref in notify
             if asked:
                 notify.discard(ref)
             if outcome is None:
                 continue
-            sender = table.sender_of(ref)
+            sender = sender_of(ref)
             if sender is not None:  # outstanding
-                unreported.add(ref)
-                keep(ref, outcome, outstanding)
+                kept.append((ref, outcome))
                 if asked:
                     waiting = notices.get(sender)
                     if waiting is None:
@@ -879,6 +879,9 @@ class Dispatcher:
                     else:
                         waiting.append((ref, outcome))
             finished.append(_new_finished((ref, outcome)))
+        if kept:
+            self._unreported.update(map(_first, kept))
+            self._recovery.keep_all(kept, self._table.outstanding_refs.__contains__)
         if finished:
             await self._apply(JobsFinished(finished))
 

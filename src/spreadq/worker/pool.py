@@ -29,7 +29,7 @@ goes on with that job in a new scope: another attempt, or its failure) and logs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, NamedTuple
@@ -232,6 +232,12 @@ class RunnerPool:
     def ended(self, ref: JobRef) -> None:
         """The loop took ``ref``'s :class:`Ended`: forget it."""
         self._running.pop(ref, None)
+
+    def ended_all(self, refs: Iterable[JobRef]) -> None:
+        """:meth:`ended` for each of ``refs`` (what one :meth:`take_ended` gave)."""
+        running = self._running
+        for ref in refs:
+            running.pop(ref, None)
 
     def cancel(self, ref: JobRef) -> bool:
         """Cancel a job handed over: its runner's scope if it runs now, else the runner

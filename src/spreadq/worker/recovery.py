@@ -99,6 +99,14 @@ class Recovery:
             self._finished = kept = dict(compress(finished.items(), map(outstanding, finished)))
             self._limit = max(self._minimum, 2 * len(kept))
 
+    def keep_all(self, reached: Sequence[Reached], outstanding: Callable[[JobRef], bool]) -> None:
+        """:meth:`keep` for each of ``reached``, in order, sweeping at most once."""
+        finished = self._finished
+        finished.update(reached)
+        if len(finished) > self._limit:  # amortised: the confirmed go
+            self._finished = kept = dict(compress(finished.items(), map(outstanding, finished)))
+            self._limit = max(self._minimum, 2 * len(kept))
+
     def unconfirmed(self, now: float, outstanding: Callable[[JobRef], bool]) -> list[Reached]:
         """The outcomes our handlers reached whose ACK we never saw delivered, in the
         order reached, after the recovered ones still being announced: what a lost

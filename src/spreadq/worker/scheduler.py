@@ -49,6 +49,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 from spreadq.queue.jobs import JobRef
@@ -243,6 +244,14 @@ class Scheduler(Generic[T]):
         if key is not None:
             self._release_key(key)
         return True
+
+    def ended_all(self, refs: Iterable[JobRef]) -> None:
+        """:meth:`ended` for each of ``refs``."""
+        running = self._running
+        for ref in refs:
+            key = running.pop(ref, None)
+            if key is not None:
+                self._release_key(key)
 
     def cancel(self, ref: JobRef) -> bool:
         """Cancel a job: True when it runs (the caller stops it; it ends as usual),
