@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,16 @@ def test_bench_dispatcher_completes_every_job(members: str) -> None:
     out = script("bench_dispatcher.py", "--jobs", "3000", "--members", members)
     assert f"3,000 jobs through one replica of {members} (64 per message):" in out
     assert "us/job of CPU" in out
+
+
+def test_worker_steps_times_every_step_of_a_real_worker() -> None:
+    # every step it wraps still exists (a renamed method is reported "not measured"),
+    # and the first worker ran jobs through its runner and read messages into its table
+    out = script("worker_steps.py", "--jobs", "1000", "--workers", "2")
+    assert "not measured" not in out
+    assert "whole run:" in out
+    for step in ("JobRunner.run", "OutstandingTable._on_message", "Dispatcher._on_ended"):
+        row = re.search(rf"{re.escape(step)}\s+│\s+([\d.]+)%\s+│\s+([\d,]+)\s+│", out)
+        assert row is not None, step
+        assert float(row[1]) > 0
+        assert int(row[2].replace(",", "")) > 0
