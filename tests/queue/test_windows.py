@@ -64,8 +64,8 @@ def test_outcomes_given_at_once_are_as_if_given_one_by_one(
         AckCadence(every_jobs=every, every_seconds=0.1, max_bytes=max_bytes, max_positions=0)
         for _ in range(2)
     )
-    for pair, size in zip(pairs, sizes, strict=True):
-        one_by_one.on_finished(*pair, 0.01, size)
+    for pair in pairs:
+        one_by_one.on_finished(*pair, 0.01)
     at_once.on_finished_all(pairs[:split], sizes[:split], 0.01)
     at_once.on_finished_all(pairs[split:], sizes[split:], 0.01)
     for now in (0.01, later):

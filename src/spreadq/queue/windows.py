@@ -153,18 +153,9 @@ class AckCadence:
             self._count += jobs
             self._touch(now)
 
-    def on_finished(
-        self, ref: JobRef, outcome: Outcome, now: float, size: int | None = None
-    ) -> None:
-        """Queue ``outcome`` of ``ref`` for the next ACK (``size``: its
-        :func:`~spreadq.queue.envelope.outcome_size`, when the caller has it)."""
-        if size is None:
-            size = outcome_size(outcome)
-        self._outcomes.append((ref, outcome))
-        self._sizes.append(size)
-        self._outcome_bytes += size
-        self._count += 1
-        self._touch(now)
+    def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
+        """Queue ``outcome`` of ``ref`` for the next ACK."""
+        self.on_finished_all(((ref, outcome),), (outcome_size(outcome),), now)
 
     def on_finished_all(
         self, finished: Sequence[tuple[JobRef, Outcome]], sizes: Sequence[int], now: float

@@ -966,9 +966,11 @@ class Dispatcher:
             while self._pool:
                 if await self._inbox.receive() is not ENDED:
                     continue
-                for ref, outcome in self._pool.take_ended():
-                    self._pool.ended(ref)
-                    self._schedule.ended(ref)
-                    if outcome is not None and self._table.is_outstanding(ref):
-                        self._recovery.keep(ref, outcome, self._table.is_outstanding)
+                ended = self._pool.take_ended()
+                refs = [ref for ref, _ in ended]
+                self._pool.ended_all(refs)
+                self._schedule.ended_all(refs)
+                outstanding = self._table.outstanding_refs.__contains__
+                kept = [(r, o) for r, o in ended if o is not None and outstanding(r)]
+                self._recovery.keep_all(kept, outstanding)
         self._pool.cancel_all()

@@ -229,12 +229,9 @@ class RunnerPool:
         ended, self._ended = self._ended, []
         return ended
 
-    def ended(self, ref: JobRef) -> None:
-        """The loop took ``ref``'s :class:`Ended`: forget it."""
-        self._running.pop(ref, None)
-
     def ended_all(self, refs: Iterable[JobRef]) -> None:
-        """:meth:`ended` for each of ``refs`` (what one :meth:`take_ended` gave)."""
+        """The loop took the :class:`Ended` of ``refs`` (what one :meth:`take_ended`
+        gave): forget them."""
         running = self._running
         for ref in refs:
             running.pop(ref, None)

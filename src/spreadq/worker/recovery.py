@@ -93,11 +93,7 @@ class Recovery:
         """Remember an outcome we reached until an ACK for it is delivered (the table's
         ``outstanding`` tells: a C function such as ``outstanding_refs.__contains__``
         keeps the periodic sweep cheap)."""
-        finished = self._finished
-        finished[ref] = outcome
-        if len(finished) > self._limit:  # amortised: the confirmed go
-            self._finished = kept = dict(compress(finished.items(), map(outstanding, finished)))
-            self._limit = max(self._minimum, 2 * len(kept))
+        self.keep_all(((ref, outcome),), outstanding)
 
     def keep_all(self, reached: Sequence[Reached], outstanding: Callable[[JobRef], bool]) -> None:
         """:meth:`keep` for each of ``reached``, in order, sweeping at most once."""

@@ -115,9 +115,9 @@ class PreparedHandler:
             if found is None:
                 raise PayloadError(f"{self.spec.kind}: unknown codec {codec!r}", job=job)
             decoder = found
-        elif self._as_is:
-            return data.tobytes() if isinstance(data, memoryview) else data
         raw = data.tobytes() if isinstance(data, memoryview) else data
+        if self._as_is and decoder is self.payload_codec:
+            return raw
         try:
             return decoder.decode(raw, self.spec.payload_adapter)
         except PayloadError as error:
