@@ -59,7 +59,8 @@ class Settings(BaseSettings):
 
     # -- flow control (docs/design/flow-control.md) -------------------------------------
     ack_every: int = Field(default=200, ge=1, le=10_000)
-    """A consumer sends an ACK at least every this many jobs it has read."""
+    """A consumer sends an ACK once it has read this many messages and finished this
+    many jobs, together, since its last one (a message packing many jobs counts once)."""
     ack_interval: float = Field(default=0.05, gt=0.0, le=60.0)
     """...and at least this often (seconds) while it has anything to report."""
     ack_max_rate: float | None = Field(default=500.0, gt=0.0, le=100_000.0)

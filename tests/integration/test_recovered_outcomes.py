@@ -23,8 +23,8 @@ from spreadq.worker.app import App
 
 QUEUE = "rec"
 FEEDBACK = "rec~fb"
-# ACKs wait for three jobs read or finished, or a minute, idle or not (no idle ACKs): the
-# one job's outcome is still unreported when the session is killed
+# ACKs wait for three messages read or jobs finished, or a minute, idle or not (no idle
+# ACKs): the one job's outcome is still unreported when the session is killed
 SLOW_ACKS = Settings(
     ack_every=3, ack_interval=60.0, ack_max_rate=None, reconnect_backoff_initial=0.01
 )
@@ -100,7 +100,9 @@ async def test_a_reconnected_worker_announces_what_it_ran_and_a_resent_copy_is_n
             await until(lambda: len([1 for sender, *_ in reported if sender == a]) == 2)
             await until(lambda: b in feedback_members)
             # a re-sent copy of job 0 takes the second slot: b owns it, and never ran it
-            await probe.multicast(QUEUE, batch(1, 1, 0))
+            # (each reads two messages and reaches one outcome: an ACK is due)
+            await probe.multicast(QUEUE, batch(1, 1))
+            await probe.multicast(QUEUE, batch(2, 0))
             await until(lambda: {seq for _, seq, _ in reported} == {0, 1} and len(reported) >= 4)
             tg.cancel_scope.cancel()
 

@@ -398,7 +398,7 @@ class Simulation:
             rule=self.rule,
             incarnation=self.rng.randbytes(16),
             capacity=self.rng.choice([None, None, 2]),
-            ack_every_jobs=self.rng.choice([1, 3, 8]),
+            ack_every=self.rng.choice([1, 3, 8]),
             ack_every_seconds=0.05,
             # idle ACKs: off, without a gap, with one (by session, not drawn from the
             # rng, so that the seeds' traffic stays what it was)

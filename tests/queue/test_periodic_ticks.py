@@ -112,7 +112,7 @@ class Ticks:
     """A Cluster (ACK after every outcome) whose members announce and speak by hand."""
 
     def __init__(self, *members: str) -> None:
-        self.cluster = Cluster(ack_every_jobs=1)
+        self.cluster = Cluster(ack_every=1)
         self.seq = 0
         for name in members:
             self.speak(self.cluster.join(name))

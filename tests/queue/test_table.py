@@ -351,7 +351,7 @@ def test_acks_from_non_members_and_for_unknown_jobs_are_ignored() -> None:
 
 
 def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=0.05)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=0.05)
     cluster.join(A)
     cluster.send(0, 1)
     table = cluster.tables[A]
@@ -364,17 +364,18 @@ def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> 
     assert table.next_deadline() is None
 
 
-def test_an_ack_is_due_after_n_jobs_read() -> None:
-    cluster = Cluster(ack_every_jobs=3)
+def test_an_ack_is_due_after_n_messages_read_however_many_jobs_they_pack() -> None:
+    cluster = Cluster(ack_every=3)
     cluster.join(A)
-    assert of_type(cluster.send(0, 1)[A], SendAck) == []
-    (send,) = of_type(cluster.send(2)[A], SendAck)
-    assert send.envelope.positions == ((PID, 2),)
-    assert send.envelope.backlog == 3
+    assert of_type(cluster.send(0, 1, 2, 3, 4)[A], SendAck) == []  # five jobs, one message
+    assert of_type(cluster.send(5)[A], SendAck) == []
+    (send,) = of_type(cluster.send(6)[A], SendAck)
+    assert send.envelope.positions == ((PID, 3),)
+    assert send.envelope.backlog == 7
 
 
 def test_a_result_too_big_for_an_ack_is_reported_as_a_failure() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     cluster.join(A)
     cluster.send(0)
     finished = JobFinished(ref(0), Outcome.success(b"x" * 200_000))
@@ -384,7 +385,7 @@ def test_a_result_too_big_for_an_ack_is_reported_as_a_failure() -> None:
 
 
 def test_several_finished_at_once_are_reported_in_order_and_once() -> None:
-    cluster = Cluster(ack_every_jobs=1000)
+    cluster = Cluster(ack_every=1000)
     cluster.join(A)
     cluster.send(0, 1, 2)
     big = Outcome.success(b"x" * 200_000, attempts=2)
@@ -460,7 +461,7 @@ def test_a_queued_run_that_moved_away_is_dropped() -> None:
 
 
 def test_a_resent_completed_job_is_answered_from_memory_by_its_owner() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     cluster.join(A)
     cluster.join(B)
     cluster.send(0)
@@ -481,7 +482,7 @@ def test_a_resent_completed_job_is_answered_from_memory_by_its_owner() -> None:
 def test_a_resent_job_is_recognised_from_either_generation_of_the_history() -> None:
     # history_size 3: outcomes 0, 2 and 1 fill a generation, 3 starts the next; so job 0
     # is remembered in the previous generation only, job 3 in the current one
-    cluster = Cluster(ack_every_jobs=1, history_size=3)
+    cluster = Cluster(ack_every=1, history_size=3)
     cluster.join(A)
     cluster.join(B)
     cluster.send(0, 1, 2, 3)  # A owns 0 and 2, B owns 1 and 3
@@ -504,7 +505,7 @@ def test_a_resent_job_is_recognised_from_either_generation_of_the_history() -> N
 
 
 def test_a_corrupt_envelope_takes_its_declared_slots_and_fails_at_its_owner() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     cluster.join(A)
     cluster.join(B)
     bad = b"SQ\x02\x01\x03\x00" + b"from a newer version"
@@ -539,7 +540,7 @@ def given_up(effects: list[Effect]) -> list[GiveUpJob]:
 
 
 def test_a_job_whose_owners_leave_more_than_max_failovers_times_is_given_up() -> None:
-    cluster = Cluster(max_failovers=1, ack_every_jobs=1)
+    cluster = Cluster(max_failovers=1, ack_every=1)
     for name in (A, B, C, D):
         cluster.join(name)
     cluster.send(0, 1)  # 0 -> A, 1 -> B

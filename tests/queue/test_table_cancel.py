@@ -49,7 +49,7 @@ def query(
 
 
 def three() -> Cluster:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0)
     for name in (A, B, C):
         cluster.join(name)
     return cluster
@@ -120,7 +120,7 @@ def test_a_cancel_from_another_sender_is_refused_by_every_replica() -> None:
 
 
 def test_a_resent_copy_of_a_cancelled_job_is_answered_cancelled_not_run() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     for name in (A, B):
         cluster.join(name)
     cluster.send(0, 1)
@@ -168,7 +168,7 @@ def test_a_newcomer_that_does_not_remember_answers_unknown() -> None:
 
 
 def test_a_duplicate_waiting_for_a_cancelled_first_job_is_answered_cancelled() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     for name in (A, B, C):
         cluster.join(name)
     put(cluster, (0, "k"))  # A runs 0

@@ -43,7 +43,7 @@ def reported(effects: list[Effect]) -> dict[JobRef, Outcome]:
 
 
 def three() -> Cluster:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     for name in (A, B, C):
         cluster.join(name)
     return cluster
@@ -97,7 +97,7 @@ def test_a_duplicate_of_a_completed_job_is_answered_at_once() -> None:
 
 
 def test_a_duplicate_whose_first_outcome_is_forgotten_fails_naming_the_first() -> None:
-    cluster = Cluster(ack_every_jobs=1, history_size=1)
+    cluster = Cluster(ack_every=1, history_size=1)
     cluster.join(A)
     put(cluster, (0, "k"))
     cluster.ack(A, 0)
@@ -110,7 +110,7 @@ def test_a_duplicate_whose_first_outcome_is_forgotten_fails_naming_the_first() -
 
 
 def test_the_memory_keeps_the_most_recent_keys() -> None:
-    cluster = Cluster(ack_every_jobs=1, dedupe_size=2)
+    cluster = Cluster(ack_every=1, dedupe_size=2)
     cluster.join(A)
     put(cluster, (0, "a"), (1, "b"), (2, "c"))  # "a" is evicted
     assert cluster.tables[A].dedupe_memory() == {"b": ref(1), "c": ref(2)}
@@ -129,7 +129,7 @@ def test_a_resent_first_job_is_not_a_duplicate_of_itself() -> None:
 
 
 def test_a_join_cuts_the_memory_on_every_replica_and_a_leave_keeps_it() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     cluster.join(A)
     cluster.join(B)
     put(cluster, (0, "k"))

@@ -68,7 +68,7 @@ def test_an_unknown_job_has_no_owner() -> None:
 
 def slow_acks() -> Cluster:
     """Three replicas whose ACKs fall due by time alone (10 s), not by count."""
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0)
     for name in (A, B, C):
         cluster.join(name)
     return cluster
@@ -129,7 +129,7 @@ def test_a_duplicate_cancelled_while_it_waits_is_not_answered() -> None:
 
 
 def test_a_cancelled_job_no_longer_counts_for_least_loaded() -> None:
-    cluster = Cluster("least_loaded", ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster("least_loaded", ack_every=1000, ack_every_seconds=10.0)
     for name in (A, B):
         cluster.join(name)
     first = cluster.send(0, 1, 2)  # A, B, then a tie: A
@@ -182,7 +182,7 @@ def test_transitional_holds_from_a_transitional_membership_to_the_next_view() ->
 
 
 def test_leaving_cancels_only_the_runs_we_have_going() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0)
     cluster.join(A)
     cluster.join(B)
     cluster.send(0, 1, 2, 3)  # A owns 0 and 2, B 1 and 3
@@ -225,27 +225,26 @@ def test_a_raw_ref_is_the_same_in_every_spreadq_version() -> None:
     assert job.ref == JobRef(bytes.fromhex("f02eddb552f4bcf3d98be4196ec6abfe"), 0)
 
 
-def test_a_fragmented_job_counts_once_for_the_ack_cadence_and_the_stats() -> None:
-    cluster = Cluster(ack_every_jobs=2)
+def test_each_fragment_counts_as_a_message_read_and_the_job_once_in_the_stats() -> None:
+    cluster = Cluster(ack_every=2)
     cluster.join(A)
     table = cluster.tables[A]
-    mseq = 1
-    acks: list[list[SendAck]] = []
-    for seq in (60, 61):
-        parts = encode_fragments(PID, mseq, "json", JobSpec(seq, "big", b"z" * 300), max_size=200)
-        assert len(parts) >= 3
-        mseq += len(parts)
-        for part in parts[:-1]:  # a job is read with its last fragment only
-            assert cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, part)) == {A: []}
-            assert table.next_deadline() == (None if seq == 60 else 0.05)
-        last = cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, parts[-1]))[A]
-        (run,) = of_type(last, RunJob)
-        assert (run.ref.seq, run.mess_type) == (seq, MESS_TYPE)
-        acks.append(of_type(last, SendAck))
-    assert acks[0] == []  # one job read: the ACK is due after two
-    (send,) = acks[1]
-    assert send.envelope.positions == ((PID, mseq - 1),)  # the last fragment read
-    assert table.stats.jobs == 2
+    parts = encode_fragments(PID, 1, "json", JobSpec(60, "big", b"z" * 500), max_size=200)
+    assert len(parts) >= 4
+
+    def read(part: bytes) -> list[Effect]:
+        return cluster.feed((A,), MessageDelivered("#p#h", MESS_TYPE, part))[A]
+
+    assert read(parts[0]) == []  # one message read: its position waits for company
+    assert table.next_deadline() == 0.05
+    # the job is not read yet, but the producer's window counts its fragments
+    (send,) = of_type(read(parts[1]), SendAck)
+    assert send.envelope.positions == ((PID, 2),)
+    for part in parts[2:-1]:
+        assert of_type(read(part), RunJob) == []
+    (run,) = of_type(read(parts[-1]), RunJob)  # a job is read with its last fragment
+    assert (run.ref.seq, run.mess_type) == (60, MESS_TYPE)
+    assert table.stats.jobs == 1
 
 
 BAD = b"SQ\x02\x01\x03\x00" + b"from a newer version"  # three slots: A, B, C
@@ -345,7 +344,7 @@ def test_a_view_change_after_a_waiting_duplicate_was_cancelled_answers_nothing()
 
 
 def test_late_reports_of_our_handlers_change_nothing() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0)
     cluster.join(A)
     cluster.join(B)
     cluster.send(0, 1)  # A 0, B 1
@@ -362,7 +361,7 @@ def test_late_reports_of_our_handlers_change_nothing() -> None:
 
 def test_a_result_of_exactly_the_budget_fits_and_a_byte_more_fails_naming_its_size() -> None:
     budget = AckCadence(1, 1.0).outcome_budget  # the table's cadence has these defaults
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     cluster.join(A)
     cluster.send(0, 1)
     table = cluster.tables[A]
@@ -379,7 +378,7 @@ def test_a_result_of_exactly_the_budget_fits_and_a_byte_more_fails_naming_its_si
 
 
 def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
     alone = cluster.table(A)
     assert alone.apply(Idle(True), 0.0) == []  # no view yet
     cluster.join(A)
@@ -396,7 +395,7 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
 
 
 def test_a_draining_table_acks_what_is_waiting_and_each_outcome_at_once() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=60.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=60.0)
     cluster.join(A)
     table = cluster.tables[A]
     cluster.send(0)
@@ -523,7 +522,7 @@ def test_every_copy_of_a_completed_job_resent_while_outstanding_is_answered_from
 
 
 def test_a_job_resent_in_its_view_no_longer_counts_for_its_old_owner() -> None:
-    cluster = Cluster("least_loaded", ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster("least_loaded", ack_every=1000, ack_every_seconds=10.0)
     cluster.join(A)
     cluster.join(B)
     cluster.send(0)  # A
@@ -577,7 +576,7 @@ def test_a_job_we_finished_and_that_is_resent_back_to_us_is_not_run_again() -> N
     ],
 )
 def test_a_slot_we_do_not_own_is_read_for_the_ack_cadence(mess_type: int, data: bytes) -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0)
     cluster.join(A)
     cluster.join(B)
     cluster.now = 1.0
@@ -603,7 +602,7 @@ def test_a_rule_sees_an_unreadable_slot_as_an_invalid_job_holding_the_message() 
 
 
 def test_a_raw_message_counts_one_job_for_the_ack_cadence() -> None:
-    cluster = Cluster(ack_every_jobs=2)
+    cluster = Cluster(ack_every=2)
     cluster.join(A)
     first = cluster.feed((A,), raw("#p#h"))
     assert of_type(first[A], SendAck) == []  # one job read: the ACK is due after two
@@ -629,15 +628,17 @@ def test_a_rule_sees_the_capacities_members_announced_and_no_strangers() -> None
     assert seen == [(4, None)]
 
 
-def test_a_table_made_with_the_defaults_acks_after_200_jobs_or_50_ms() -> None:
+def test_a_table_made_with_the_defaults_acks_after_200_messages_or_50_ms() -> None:
     cluster = Cluster()  # every option left to its default
     cluster.join(A)
     table = cluster.tables[A]
     assert table.dedupe_size == 10_000
-    assert of_type(cluster.send(*range(199))[A], SendAck) == []
+    assert of_type(cluster.send(*range(256))[A], SendAck) == []  # 256 jobs, one message
     assert table.next_deadline() == 0.05
-    (send,) = of_type(cluster.send(199)[A], SendAck)  # the 200th job read
-    assert send.envelope.positions == ((PID, 2),)
+    for seq in range(256, 454):  # 198 messages more
+        assert of_type(cluster.send(seq)[A], SendAck) == []
+    (send,) = of_type(cluster.send(454)[A], SendAck)  # the 200th message read
+    assert send.envelope.positions == ((PID, 200),)
     table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 5.5)
     (send,) = of_type(table.apply(Tick(), 5.6), SendAck)
     assert send.envelope.positions == ()  # read more than 5 s ago: dropped
@@ -734,7 +735,7 @@ def test_a_view_change_is_reported_before_the_runs_it_causes() -> None:
 
 def test_the_idle_ack_gap_is_shared_by_the_members_of_the_view() -> None:
     # every member reads every ACK: with n members, each waits n gaps between idle ACKs
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0, ack_idle_gap=0.5)
     cluster.join(A)
     table = cluster.tables[A]
     table.apply(Idle(True), 0.0)
@@ -778,7 +779,7 @@ def test_jobs_finished_together_report_what_they_would_one_by_one(
     # in the same order; only where one ACK ends and the next begins may differ
     reported: list[list[tuple[JobRef, Outcome]]] = []
     for together in (False, True):
-        cluster = Cluster(ack_every_jobs=every, ack_every_seconds=10.0)
+        cluster = Cluster(ack_every=every, ack_every_seconds=10.0)
         cluster.join(A)
         table = cluster.tables[A]
         for seq in range(len(outcomes)):

@@ -27,7 +27,7 @@ def stats(table: OutstandingTable, **changed: int) -> TableStats:
 
 
 def test_every_counter_counts_each_event() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=100.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=100.0)
     for name in (A, B, C):
         cluster.join(name)
     a = cluster.tables[A]
@@ -85,7 +85,7 @@ def test_failover_counters_count_each_job() -> None:
 
 
 def test_an_ack_of_our_own_run_counts_as_completed_once() -> None:
-    cluster = Cluster(ack_every_jobs=1)
+    cluster = Cluster(ack_every=1)
     for name in (A, B):
         cluster.join(name)
     a = cluster.tables[A]
@@ -101,7 +101,7 @@ def test_an_ack_of_our_own_run_counts_as_completed_once() -> None:
 
 
 def test_resent_and_deduplicated_jobs_are_counted_each_time() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=100.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=100.0)
     for name in (A, B):
         cluster.join(name)
     a = cluster.tables[A]
@@ -117,7 +117,7 @@ def test_resent_and_deduplicated_jobs_are_counted_each_time() -> None:
 
 
 def test_outstanding_per_producer_counts_what_outstanding_lists() -> None:
-    cluster = Cluster(ack_every_jobs=1000, ack_every_seconds=100.0)
+    cluster = Cluster(ack_every=1000, ack_every_seconds=100.0)
     for name in (A, B, C):
         cluster.join(name)
     cluster.send(0, 1, 2, 3, 4)

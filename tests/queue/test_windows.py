@@ -24,13 +24,14 @@ def ref(n: int) -> JobRef:
 # --- AckCadence ---------------------------------------------------------------------
 
 
-def test_cadence_is_due_exactly_at_n_jobs() -> None:
-    cadence = AckCadence(every_jobs=5, every_seconds=10.0)
+def test_cadence_is_due_exactly_at_n_messages_read() -> None:
+    cadence = AckCadence(every=5, every_seconds=10.0)
     assert not cadence.due(0.0)
     assert cadence.deadline() is None
-    cadence.on_read(4, 0.0, P1, 4)
+    for mseq in range(1, 5):
+        cadence.on_read(0.0, P1, mseq)
     assert not cadence.due(0.0)
-    cadence.on_read(1, 0.0, P1, 5)
+    cadence.on_read(0.0, P1, 5)
     assert cadence.due(0.0)
     report = cadence.take(0.0)
     assert report.positions == ((P1, 5),)
@@ -39,8 +40,8 @@ def test_cadence_is_due_exactly_at_n_jobs() -> None:
 
 
 def test_finished_jobs_count_towards_n_and_come_out_in_order() -> None:
-    cadence = AckCadence(every_jobs=3, every_seconds=10.0)
-    cadence.on_read(1, 0.0)
+    cadence = AckCadence(every=3, every_seconds=10.0)
+    cadence.on_read(0.0)
     cadence.on_finished(ref(1), Outcome.success(b"a"), 0.0)
     assert not cadence.due(0.0)
     cadence.on_finished(ref(2), Outcome.failure("E", "m"), 0.0)
@@ -61,7 +62,7 @@ def test_outcomes_given_at_once_are_as_if_given_one_by_one(
     pairs = [(ref(n), Outcome.success(result)) for n, result in done]
     sizes = [outcome_size(outcome) for _, outcome in pairs]
     one_by_one, at_once = (
-        AckCadence(every_jobs=every, every_seconds=0.1, max_bytes=max_bytes, max_positions=0)
+        AckCadence(every=every, every_seconds=0.1, max_bytes=max_bytes, max_positions=0)
         for _ in range(2)
     )
     for pair in pairs:
@@ -77,9 +78,9 @@ def test_outcomes_given_at_once_are_as_if_given_one_by_one(
 
 
 def test_cadence_is_due_exactly_at_t_seconds() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=0.05)
-    cadence.on_read(1, 10.0)
-    cadence.on_read(1, 10.04)  # later reads do not push the deadline back
+    cadence = AckCadence(every=200, every_seconds=0.05)
+    cadence.on_read(10.0)
+    cadence.on_read(10.04)  # later reads do not push the deadline back
     assert cadence.deadline() == pytest.approx(10.05)
     assert not cadence.due(10.0499)
     assert cadence.due(10.05)
@@ -87,28 +88,30 @@ def test_cadence_is_due_exactly_at_t_seconds() -> None:
     assert cadence.deadline() is None
 
 
-def test_a_position_alone_is_not_pending() -> None:
-    cadence = AckCadence()
-    cadence.on_read(0, 1.0, P1, 7)  # a fragment that completes no job
-    assert not cadence.pending
-    cadence.on_read(1, 2.0)
-    assert cadence.take(2.0).positions == ((P1, 7),)
+def test_a_fragment_that_completes_no_job_is_a_message_read() -> None:
+    cadence = AckCadence(every=2, every_seconds=0.05)
+    cadence.on_read(1.0, P1, 7)  # its position must reach the producer's window
+    assert cadence.pending
+    assert cadence.deadline() == pytest.approx(1.05)
+    cadence.on_read(1.01, P1, 8)
+    assert cadence.due(1.01)
+    assert cadence.take(1.01).positions == ((P1, 8),)
 
 
 def test_positions_most_recent_first_within_the_horizon() -> None:
     cadence = AckCadence(position_horizon=5.0, max_positions=2)
-    cadence.on_read(1, 0.0, P1, 1)
-    cadence.on_read(1, 3.0, P2, 10)
-    cadence.on_read(1, 4.0, P3, 20)
+    cadence.on_read(0.0, P1, 1)
+    cadence.on_read(3.0, P2, 10)
+    cadence.on_read(4.0, P3, 20)
     assert cadence.take(4.0).positions == ((P3, 20), (P2, 10))
-    cadence.on_read(1, 7.0)
+    cadence.on_read(7.0)
     assert cadence.take(7.0).positions == ((P3, 20), (P2, 10))
-    cadence.on_read(1, 8.5)
+    cadence.on_read(8.5)
     assert cadence.take(8.5).positions == ((P3, 20),)  # P2 not read for 5.5 s: forgotten
 
 
 def test_outcomes_over_the_byte_budget_are_split_and_stay_due() -> None:
-    cadence = AckCadence(every_jobs=1000, every_seconds=10.0, max_bytes=1000, max_positions=0)
+    cadence = AckCadence(every=1000, every_seconds=10.0, max_bytes=1000, max_positions=0)
     big = Outcome.success(b"x" * 300)
     for n in range(5):
         cadence.on_finished(ref(n), big, 0.0)
@@ -128,7 +131,7 @@ def test_default_budget_is_the_envelope_cap() -> None:
 
 
 @given(
-    every_jobs=st.integers(1, 10),
+    every=st.integers(1, 10),
     steps=st.lists(
         st.tuples(
             st.floats(0, 0.03), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
@@ -136,28 +139,28 @@ def test_default_budget_is_the_envelope_cap() -> None:
         max_size=60,
     ),
 )
-def test_cadence_matches_its_definition(
-    every_jobs: int, steps: list[tuple[float, str, int]]
-) -> None:
-    """due(now) iff N jobs accumulated or T passed since the first pending one; an ACK
-    taken whenever due leaves nothing waiting longer than T or more than N jobs."""
-    cadence = AckCadence(every_jobs=every_jobs, every_seconds=0.05)
+def test_cadence_matches_its_definition(every: int, steps: list[tuple[float, str, int]]) -> None:
+    """due(now) iff N messages read and jobs finished accumulated or T passed since the
+    first pending one; an ACK taken whenever due leaves nothing waiting longer than T or
+    more than N of them."""
+    cadence = AckCadence(every=every, every_seconds=0.05)
     now = 0.0
     count = 0
     first: float | None = None
     seq = 0
     for dt, action, n in steps:
         now += dt
-        if action == "read" and n:
-            cadence.on_read(n, now)
+        if action == "read":  # n messages
+            for _ in range(n):
+                cadence.on_read(now)
             count += n
-            first = now if first is None else first
+            first = now if first is None and n else first
         elif action == "finish":
             seq += 1
             cadence.on_finished(ref(seq), Outcome.success(), now)
             count += 1
             first = now if first is None else first
-        expected = first is not None and (count >= every_jobs or now - first >= 0.05)
+        expected = first is not None and (count >= every or now - first >= 0.05)
         assert cadence.due(now) == expected
         if expected:
             cadence.take(now)
@@ -165,7 +168,7 @@ def test_cadence_matches_its_definition(
 
 
 def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
+    cadence = AckCadence(every=200, every_seconds=0.05, idle_gap=0.002)
     cadence.on_finished(ref(1), Outcome.success(), 1.0)
     assert not cadence.due(1.0)  # busy: waits for company
     assert cadence.deadline() == pytest.approx(1.05)
@@ -179,9 +182,9 @@ def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
 
 
 def test_a_draining_consumer_acks_each_outcome_at_once() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=60.0, idle_gap=None)
+    cadence = AckCadence(every=200, every_seconds=60.0, idle_gap=None)
     cadence.draining = True
-    cadence.on_read(3, 1.0, P1, 3)
+    cadence.on_read(1.0, P1, 3)
     assert not cadence.due(1.0)  # reads alone wait for the cadence
     cadence.on_finished(ref(1), Outcome.success(), 2.0)
     assert cadence.due(2.0)
@@ -191,15 +194,15 @@ def test_a_draining_consumer_acks_each_outcome_at_once() -> None:
 
 
 def test_idle_reads_alone_do_not_make_an_ack_due() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=0.05, idle_gap=0.002)
+    cadence = AckCadence(every=200, every_seconds=0.05, idle_gap=0.002)
     cadence.idle = True
-    cadence.on_read(3, 1.0, P1, 3)
+    cadence.on_read(1.0, P1, 3)
     assert not cadence.due(1.0)
     assert cadence.deadline() == pytest.approx(1.05)
 
 
 def test_without_an_idle_gap_idleness_changes_nothing() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=0.05)
+    cadence = AckCadence(every=200, every_seconds=0.05)
     cadence.idle = True
     cadence.on_finished(ref(1), Outcome.success(), 1.0)
     assert not cadence.due(1.0)
@@ -216,8 +219,8 @@ def test_acks_taken_whenever_due_respect_the_rate_bound_and_leave_no_idle_outcom
     """Taking an ACK whenever one is due: while idle no two ACKs are closer than the
     gap unless the cadence itself made the second due (N jobs or T seconds), and an
     idle outcome never waits past the later of the gap and its arrival."""
-    gap, every_jobs, every_seconds = 0.002, 50, 0.05
-    cadence = AckCadence(every_jobs=every_jobs, every_seconds=every_seconds, idle_gap=gap)
+    gap, every, every_seconds = 0.002, 50, 0.05
+    cadence = AckCadence(every=every, every_seconds=every_seconds, idle_gap=gap)
     now, seq, last_ack = 0.0, 0, -1.0
     count = 0
     first: float | None = None
@@ -230,7 +233,7 @@ def test_acks_taken_whenever_due_respect_the_rate_bound_and_leave_no_idle_outcom
             count += 1
             first = now if first is None else first
         if cadence.due(now):
-            by_cadence = count >= every_jobs or (first is not None and now - first >= every_seconds)
+            by_cadence = count >= every or (first is not None and now - first >= every_seconds)
             assert by_cadence or now - last_ack >= gap - 1e-12
             cadence.take(now)
             last_ack, count, first = now, 0, None
@@ -537,7 +540,7 @@ def test_an_ack_that_reports_nothing_new_still_counts() -> None:
 
 
 def test_an_idle_ack_is_due_exactly_one_gap_after_the_last() -> None:
-    cadence = AckCadence(every_jobs=200, every_seconds=10.0, idle_gap=0.5)  # exact in binary
+    cadence = AckCadence(every=200, every_seconds=10.0, idle_gap=0.5)  # exact in binary
     cadence.idle = True
     cadence.on_finished(ref(1), Outcome.success(), 1.0)
     cadence.take(1.0)

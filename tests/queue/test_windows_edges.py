@@ -21,7 +21,7 @@ def ref(n: int) -> JobRef:
 
 def test_the_documented_defaults() -> None:
     cadence = AckCadence()
-    assert (cadence.every_jobs, cadence.every_seconds, cadence.position_horizon) == (
+    assert (cadence.every, cadence.every_seconds, cadence.position_horizon) == (
         200,
         0.05,
         5.0,
@@ -36,12 +36,12 @@ def test_the_documented_defaults() -> None:
 
 
 def test_due_exactly_at_the_interval_and_at_the_budget() -> None:
-    cadence = AckCadence(every_jobs=100, every_seconds=1.0)
-    cadence.on_read(1, 10.0)
+    cadence = AckCadence(every=100, every_seconds=1.0)
+    cadence.on_read(10.0)
     assert not cadence.due(10.5)
     assert cadence.due(11.0)
     small = Outcome.success(b"x" * 10)
-    budget = AckCadence(every_jobs=100, every_seconds=10.0)
+    budget = AckCadence(every=100, every_seconds=10.0)
     budget.max_bytes = ack_overhead(budget.max_positions) + outcome_size(small)
     budget.on_finished(ref(1), small, 0.0)
     assert budget.outcome_budget == outcome_size(small)
@@ -49,30 +49,30 @@ def test_due_exactly_at_the_interval_and_at_the_budget() -> None:
 
 
 def test_nothing_waits_before_the_first_outcome() -> None:
-    cadence = AckCadence(every_jobs=100, every_seconds=10.0)
+    cadence = AckCadence(every=100, every_seconds=10.0)
     cadence.max_bytes = ack_overhead(cadence.max_positions) + 1  # a budget of one byte
-    cadence.on_read(1, 0.0)
+    cadence.on_read(0.0)
     assert not cadence.due(0.0)  # no outcome bytes yet
 
 
 def test_a_read_without_mseq_records_position_zero() -> None:
     cadence = AckCadence()
-    cadence.on_read(1, 0.0, ME)
+    cadence.on_read(0.0, ME)
     assert cadence.take(0.0).positions == ((ME, 0),)
 
 
 def test_a_position_read_exactly_at_the_horizon_is_kept() -> None:
     cadence = AckCadence(position_horizon=5.0)
-    cadence.on_read(1, 0.0, ME, 3)
-    cadence.on_read(1, 1.0, OTHER, 4)
+    cadence.on_read(0.0, ME, 3)
+    cadence.on_read(1.0, OTHER, 4)
     assert cadence.take(5.0).positions == ((OTHER, 4), (ME, 3))
-    cadence.on_read(1, 5.5, OTHER, 5)
+    cadence.on_read(5.5, OTHER, 5)
     assert cadence.take(6.0000001).positions == ((OTHER, 5),)
 
 
 def test_outcomes_that_exactly_fill_an_ack_all_go() -> None:
     outcome = Outcome.success(b"r" * 100)
-    cadence = AckCadence(every_jobs=1000, every_seconds=10.0, max_positions=0)
+    cadence = AckCadence(every=1000, every_seconds=10.0, max_positions=0)
     cadence.max_bytes = ack_overhead(0) + 3 * outcome_size(outcome)
     for n in range(3):
         cadence.on_finished(ref(n), outcome, 0.0)
@@ -93,12 +93,12 @@ def test_outcomes_that_exactly_fill_an_ack_all_go() -> None:
 
 
 def test_clear_forgets_everything() -> None:
-    cadence = AckCadence(every_jobs=2, every_seconds=10.0)
-    cadence.on_read(1, 0.0, ME, 1)
+    cadence = AckCadence(every=2, every_seconds=10.0)
+    cadence.on_read(0.0, ME, 1)
     cadence.on_finished(ref(1), Outcome.success(), 0.0)
     cadence.clear()
     assert (cadence.pending, cadence.deadline(), cadence.due(0.0)) == (False, None, False)
-    cadence.on_read(1, 1.0)
+    cadence.on_read(1.0)
     assert not cadence.due(1.0)  # the count restarted from zero
     assert cadence.deadline() == 11.0
     report = cadence.take(1.0)
@@ -179,7 +179,7 @@ def test_the_slack_cap_leaves_room_for_one_more_message() -> None:
 
 def test_after_clear_the_outcome_budget_starts_from_zero() -> None:
     outcome = Outcome.success(b"r" * 20)
-    cadence = AckCadence(every_jobs=100, every_seconds=10.0, max_positions=0)
+    cadence = AckCadence(every=100, every_seconds=10.0, max_positions=0)
     cadence.max_bytes = ack_overhead(0) + outcome_size(outcome) + 1
     cadence.on_finished(ref(1), outcome, 0.0)
     cadence.clear()

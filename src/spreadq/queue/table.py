@@ -364,7 +364,8 @@ class OutstandingTable:
         capacity: announced with HELLO after every view when given.
         history_size: completed refs remembered for duplicate detection.
         history_bytes: result bytes remembered with them, at most.
-        ack_every_jobs: an ACK is due after this many jobs read or finished ...
+        ack_every: an ACK is due once the messages read and the jobs finished since
+            the last one reach this many ...
         ack_every_seconds: ... or this long after the first unreported one.
         ack_idle_gap: while we are idle (:class:`Idle`), an outcome is ACKed at once,
             but no sooner than this times the view's members after our last ACK: the
@@ -394,7 +395,7 @@ class OutstandingTable:
         capacity: int | None = None,
         history_size: int = 100_000,
         history_bytes: int = 16 * 1024 * 1024,
-        ack_every_jobs: int = 200,
+        ack_every: int = 200,
         ack_every_seconds: float = 0.05,
         ack_idle_gap: float | None = None,
         position_horizon: float = 5.0,
@@ -417,7 +418,7 @@ class OutstandingTable:
         self._ticks = TickLedger() if ticks is None else ticks
         self._idle_gap = ack_idle_gap
         self._cadence = AckCadence(
-            ack_every_jobs,
+            ack_every,
             ack_every_seconds,
             position_horizon=position_horizon,
             idle_gap=ack_idle_gap,
@@ -746,7 +747,8 @@ class OutstandingTable:
             self._counts["bad_envelopes"] += 1
             if not slots:
                 self._counts["ignored_messages"] += 1
-            self._cadence.on_read(slots, self._now)
+            if slots:
+                self._cadence.on_read(self._now)
             reason = f"EnvelopeError: {exc}"
             slot_effects: list[Effect] = []
             for _ in range(slots):
@@ -782,7 +784,7 @@ class OutstandingTable:
                             index=index,
                             dedupe=dedupe,
                         )
-                self._cadence.on_read(count, self._now, decoded.producer_id, decoded.mseq)
+                self._cadence.on_read(self._now, decoded.producer_id, decoded.mseq)
             elif isinstance(decoded, JobFragment):
                 self._on_fragment(effects, decoded, event)
             elif isinstance(decoded, Raw):
@@ -790,7 +792,7 @@ class OutstandingTable:
                 ref = self._local_ref(event.sender)
                 job = Job(ref, f"raw:{event.mess_type}", None, "raw", decoded.data)
                 self._take_slot(effects, job, event.sender, event.mess_type, self._origin)
-                self._cadence.on_read(1, self._now)
+                self._cadence.on_read(self._now)
             elif isinstance(decoded, Ack):
                 self._on_ack(effects, event.sender, decoded)
             elif isinstance(decoded, Drain):
@@ -837,8 +839,7 @@ class OutstandingTable:
         self, effects: list[Effect], fragment: JobFragment, event: MessageDelivered
     ) -> None:
         done = self._fragments.add(fragment, self._origin)
-        slots = 0 if done is None else 1
-        self._cadence.on_read(slots, self._now, fragment.producer_id, fragment.mseq)
+        self._cadence.on_read(self._now, fragment.producer_id, fragment.mseq)
         if done is None:
             return
         self._counts["jobs"] += 1

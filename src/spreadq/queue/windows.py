@@ -7,12 +7,14 @@ A Spread daemon disconnects a client once 1000 messages are queued for it
 sender. So consumers report how far they have read, and producers hold back:
 
 * :class:`AckCadence` (consumer side) says when an ACK is due. While the consumer is
-  busy (jobs ready to run): after ``every_jobs`` jobs read or finished, or
-  ``every_seconds`` after the first thing became pending, and whenever the outcomes
-  waiting would fill an ACK. Once it is idle (nothing ready to run) an outcome waiting
-  makes an ACK due at once, but no sooner than ``idle_gap`` after the last ACK: batching
-  happens only under load, and the gap bounds the ACK messages a consumer sends per
-  second (every consumer and producer of the queue receives each one). A draining
+  busy (jobs ready to run): once the messages read and the jobs finished reach
+  ``every``, ``every_seconds`` after the first thing became pending, and whenever the
+  outcomes waiting would fill an ACK. Reads count messages, not jobs: the daemon's limit
+  and the window count messages, and one message may carry hundreds of jobs. Once it
+  is idle (nothing ready to run) an outcome waiting makes an ACK due at once, but no
+  sooner than ``idle_gap`` after the last ACK: batching happens only under load, and
+  the gap bounds the ACK messages a consumer sends per second (every consumer and
+  producer of the queue receives each one). A draining
   consumer (``draining``) ACKs each outcome at once: its drain ends only once every
   outcome it reached went out.
 * :class:`ProducerGate` (producer side) says whether a producer may multicast its next
@@ -70,8 +72,9 @@ class AckCadence:
     """When a consumer must send an ACK, and what it reports.
 
     Args:
-        every_jobs: an ACK is due once this many jobs were read or finished since the
-            last one.
+        every: an ACK is due once the messages read (those carrying jobs or a
+            producer's position) and the jobs finished since the last one reach this
+            many.
         every_seconds: an ACK is due this long after the first unreported read or outcome.
         max_bytes: the size of one ACK envelope at most; outcomes waiting that would
             fill it make an ACK due.
@@ -91,7 +94,7 @@ class AckCadence:
         "_since",
         "_sizes",
         "draining",
-        "every_jobs",
+        "every",
         "every_seconds",
         "idle",
         "idle_gap",
@@ -102,7 +105,7 @@ class AckCadence:
 
     def __init__(
         self,
-        every_jobs: int = 200,
+        every: int = 200,
         every_seconds: float = 0.05,
         *,
         max_bytes: int = MAX_ENVELOPE_SIZE,
@@ -110,7 +113,7 @@ class AckCadence:
         max_positions: int = 1024,
         idle_gap: float | None = None,
     ) -> None:
-        self.every_jobs = every_jobs
+        self.every = every
         self.every_seconds = every_seconds
         self.max_bytes = max_bytes
         self.position_horizon = position_horizon
@@ -142,16 +145,19 @@ class AckCadence:
         if self._since is None:
             self._since = now
 
-    def on_read(
-        self, jobs: int, now: float, producer_id: bytes | None = None, mseq: int = 0
-    ) -> None:
-        """Record that ``jobs`` job slots were read at ``now``, and, for a producer's
-        message, that ``mseq`` is the last of its messages read."""
+    def on_read(self, now: float, producer_id: bytes | None = None, mseq: int = 0) -> None:
+        """Record that a message carrying jobs (or a part of one) was read at ``now``,
+        and, for a producer's message, that ``mseq`` is the last of its messages read.
+
+        One message counts once, however many jobs it packs: what the daemon and the
+        producers' windows count is messages, and counting jobs made a consumer under a
+        flood ACK after almost every batch it read (each ACK read by every consumer and
+        producer of the queue)."""
         if producer_id is not None:
             self._positions[producer_id] = (mseq, now)
-        if jobs:
-            self._count += jobs
-            self._touch(now)
+        self._count += 1
+        if self._since is None:
+            self._since = now
 
     def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
         """Queue ``outcome`` of ``ref`` for the next ACK."""
@@ -186,7 +192,7 @@ class AckCadence:
         if self._since is None:
             return False
         return (
-            self._count >= self.every_jobs
+            self._count >= self.every
             or now - self._since >= self.every_seconds
             or self._outcome_bytes >= self.outcome_budget
             or (self.draining and bool(self._outcomes))
@@ -224,7 +230,7 @@ class AckCadence:
         self._last_sent = now
         self._outcome_bytes -= size
         if self._outcomes:
-            self._count = self.every_jobs
+            self._count = self.every
             self._since = now
         else:
             self._count = 0

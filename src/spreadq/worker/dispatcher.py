@@ -379,7 +379,7 @@ class Dispatcher:
             incarnation=incarnation if incarnation is not None else secrets.token_bytes(16),
             capacity=settings.concurrency,
             history_size=settings.completed_history,
-            ack_every_jobs=settings.ack_every,
+            ack_every=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             max_failovers=settings.max_failovers,
