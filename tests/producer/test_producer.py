@@ -413,6 +413,77 @@ async def test_outcomes_of_other_producers_are_ignored() -> None:
             assert producer.statistics().succeeded == 1
 
 
+async def test_settled_waits_for_the_ack_that_settles_every_job_put() -> None:
+    settings = Settings(batch_max_delay=0.0)
+    async with consumer_and_producer("settle", settings) as (_, reader, producer):
+        with anyio.fail_after(WAIT):
+            await producer.settled()  # nothing put: settled already
+            receipts = [await producer.put("add", {"a": n}) for n in range(2)]
+            seqs = [seq for seq, _ in (await read_jobs(reader, producer, 2))[0]]
+            async with anyio.create_task_group() as tg:
+                done = anyio.Event()
+
+                async def settle() -> None:
+                    await producer.settled()
+                    done.set()
+
+                tg.start_soon(settle)
+                first = Ack(
+                    bytes(16),
+                    outcomes=((JobRef(producer.producer_id, seqs[0]), Outcome.success(b"1")),),
+                )
+                await reader.multicast(producer.feedback_group, encode(first), mess_type=MESS_TYPE)
+                assert await receipts[0] == 1
+                await anyio.wait_all_tasks_blocked()
+                assert not done.is_set()  # one job is still unconfirmed
+                assert producer.statistics().pending == 1
+                last = Ack(
+                    bytes(16),
+                    outcomes=((JobRef(producer.producer_id, seqs[1]), Outcome.success(b"2")),),
+                )
+                await reader.multicast(producer.feedback_group, encode(last), mess_type=MESS_TYPE)
+                await done.wait()
+            stats = producer.statistics()
+            assert (stats.pending, stats.succeeded) == (0, 2)
+
+
+async def test_settled_refuses_a_fire_and_forget_producer_and_a_closed_one() -> None:
+    async with serve() as daemon:
+        async with Producer("ff", daemon.address, member=False) as producer:
+            with pytest.raises(ConfigurationError, match="settles nothing"):
+                await producer.settled()
+        closed = Producer("ff", daemon.address)
+        with pytest.raises(ConnectionLost):
+            await closed.settled()
+
+
+async def test_settled_raises_when_the_producer_gives_up_while_it_waits() -> None:
+    settings = Settings(
+        reconnect_max_attempts=1, reconnect_backoff_initial=0.01, reconnect_backoff_max=0.02
+    )
+    with anyio.fail_after(WAIT):
+        async with (
+            serve() as daemon,
+            Producer("held", daemon.address, settings=settings, close_timeout=0) as producer,
+        ):
+            receipt = await producer.put("add", {"a": 1})  # no consumer: held
+            async with anyio.create_task_group() as tg:
+                raised = anyio.Event()
+
+                async def wait() -> None:
+                    with pytest.raises(ConnectionLost):
+                        await producer.settled()
+                    raised.set()
+
+                tg.start_soon(wait)
+                await wait_all_tasks_blocked()
+                assert not raised.is_set()
+                daemon.stop()  # and never started again
+                await raised.wait()
+            with pytest.raises(ConnectionLost):
+                await receipt
+
+
 # -- the ``spreadq put`` command -------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from spreadq.queue.envelope import (
     Hello,
     JobSpec,
     encode,
+    encode_batch,
     encode_fragments,
     outcome_size,
 )
@@ -392,6 +393,38 @@ def test_idle_acks_an_outcome_at_once_and_otherwise_never_sends() -> None:
     cluster.send(1)  # read at 1.0: an ACK falls due by time at 11.0
     assert table.apply(Idle(False), 11.0) == []  # busy again: the Tick sends it
     assert of_type(table.apply(Tick(), 11.0), SendAck)
+
+
+@pytest.mark.parametrize("notices", [True, False])
+def test_an_idle_table_leaves_the_outcomes_a_notice_carries_to_the_cadence(
+    notices: bool,
+) -> None:
+    cluster = Cluster(ack_every=1000, ack_every_seconds=10.0, ack_idle_gap=0.5, notices=notices)
+    cluster.join(A)
+    table = cluster.tables[A]
+    table.apply(Idle(True), 0.0)
+
+    def put(mseq: int, seq: int, now: float, *, notify: bool) -> None:
+        data = encode_batch(PID, mseq, "json", [JobSpec(seq, "work", b"1")], notify=notify)
+        (run,) = of_type(table.apply(MessageDelivered("#p#h", MESS_TYPE, data), now), RunJob)
+        assert run.job.notify is notify
+
+    put(1, 0, 0.0, notify=True)
+    acks = of_type(table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 1.0), SendAck)
+    if notices:  # its producer has it from the NOTICE: the ACK waits for the cadence
+        assert acks == []
+        assert table.next_deadline() == 10.0
+        (acks,) = [of_type(table.apply(Tick(), 10.0), SendAck)]
+    (send,) = acks
+    assert send.envelope.outcomes == ((ref(0), Outcome.success(b"r0")),)
+    put(2, 1, 10.5, notify=False)  # this one asks for no NOTICE: its outcome is ACKed at once
+    (send,) = of_type(table.apply(JobFinished(ref(1), Outcome.success(b"r1")), 11.0), SendAck)
+    assert [r for r, _ in send.envelope.outcomes] == [ref(1)]
+    put(3, 2, 11.5, notify=True)  # a result too big for an ACK goes in no NOTICE either
+    huge = Outcome.success(b"x" * (table.outcome_budget + 1))
+    (send,) = of_type(table.apply(JobFinished(ref(2), huge), 12.0), SendAck)
+    ((_, outcome),) = send.envelope.outcomes
+    assert outcome.error_type == "MessageTooLarge"
 
 
 def test_a_draining_table_acks_what_is_waiting_and_each_outcome_at_once() -> None:

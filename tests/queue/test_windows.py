@@ -181,6 +181,26 @@ def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
     assert cadence.due(1.002)
 
 
+def test_an_idle_outcome_a_notice_carries_waits_for_the_cadence() -> None:
+    cadence = AckCadence(every=200, every_seconds=0.05, idle_gap=0.002)
+    cadence.idle = True
+    noticed = [(ref(1), Outcome.success()), (ref(2), Outcome.success())]
+    cadence.on_finished_all(noticed, [outcome_size(o) for _, o in noticed], 1.0, noticed=2)
+    assert not cadence.due(1.0)  # its producer has it: no idle ACK for it
+    assert cadence.deadline() == pytest.approx(1.05)
+    cadence.on_finished(ref(3), Outcome.success(), 1.01)  # no NOTICE takes this one
+    assert cadence.due(1.01)
+    assert [r for r, _ in cadence.take(1.01).outcomes] == [ref(1), ref(2), ref(3)]
+    # the next batch, one of two noticed: the other makes the idle ACK due again
+    cadence.on_finished_all(noticed, [outcome_size(o) for _, o in noticed], 1.02, noticed=1)
+    assert cadence.due(1.02)
+    cadence.take(1.02)
+    cadence.on_finished_all(noticed, [outcome_size(o) for _, o in noticed], 1.03, noticed=2)
+    assert not cadence.due(1.03)  # what was urgent went with the last ACK
+    cadence.draining = True
+    assert cadence.due(1.03)  # a draining consumer waits for nothing
+
+
 def test_a_draining_consumer_acks_each_outcome_at_once() -> None:
     cadence = AckCadence(every=200, every_seconds=60.0, idle_gap=None)
     cadence.draining = True
@@ -211,20 +231,25 @@ def test_without_an_idle_gap_idleness_changes_nothing() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    steps=st.lists(st.tuples(st.floats(0, 0.004), st.booleans(), st.integers(0, 3)), max_size=80),
+    steps=st.lists(
+        st.tuples(st.floats(0, 0.004), st.booleans(), st.integers(0, 3), st.integers(0, 3)),
+        max_size=80,
+    ),
 )
 def test_acks_taken_whenever_due_respect_the_rate_bound_and_leave_no_idle_outcome_behind(
-    steps: list[tuple[float, bool, int]],
+    steps: list[tuple[float, bool, int, int]],
 ) -> None:
     """Taking an ACK whenever one is due: while idle no two ACKs are closer than the
-    gap unless the cadence itself made the second due (N jobs or T seconds), and an
-    idle outcome never waits past the later of the gap and its arrival."""
+    gap unless the cadence itself made the second due (N jobs or T seconds), an idle
+    outcome no NOTICE carries never waits past the later of the gap and its arrival,
+    and outcomes a NOTICE carries alone never make an ACK due before the cadence."""
     gap, every, every_seconds = 0.002, 50, 0.05
     cadence = AckCadence(every=every, every_seconds=every_seconds, idle_gap=gap)
     now, seq, last_ack = 0.0, 0, -1.0
     count = 0
     first: float | None = None
-    for dt, idle, finished in steps:
+    urgent = False  # an outcome no NOTICE carries is pending
+    for dt, idle, finished, noticed in steps:
         now += dt
         cadence.idle = idle
         for _ in range(finished):
@@ -232,12 +257,18 @@ def test_acks_taken_whenever_due_respect_the_rate_bound_and_leave_no_idle_outcom
             cadence.on_finished(ref(seq), Outcome.success(), now)
             count += 1
             first = now if first is None else first
+            urgent = True
+        batch = [(ref(seq + n + 1), Outcome.success()) for n in range(noticed)]
+        seq += noticed
+        cadence.on_finished_all(batch, [outcome_size(o) for _, o in batch], now, noticed=noticed)
+        count += noticed
+        first = now if first is None and noticed else first
+        by_cadence = count >= every or (first is not None and now - first >= every_seconds)
         if cadence.due(now):
-            by_cadence = count >= every or (first is not None and now - first >= every_seconds)
-            assert by_cadence or now - last_ack >= gap - 1e-12
+            assert by_cadence or (urgent and now - last_ack >= gap - 1e-12)
             cadence.take(now)
-            last_ack, count, first = now, 0, None
-        elif idle and first is not None:
+            last_ack, count, first, urgent = now, 0, None, False
+        elif idle and urgent:
             assert now - last_ack < gap  # an idle outcome waits only for the gap
             deadline = cadence.deadline()
             assert deadline is not None

@@ -11,7 +11,9 @@ On a scripted connection (the test plays the daemon, and sees every multicast):
 * jobs that do not ask (a backlogged or fire-and-forget producer, a C client) get none;
   neither does any job when ``outcome_notices`` is off;
 * an outcome an ACK reports in the same turn is not sent again in a NOTICE; a result too
-  big to send is noticed as the same failure the ACK reports.
+  big to send is noticed as the same failure the ACK reports;
+* an idle worker sends no ACK at once for outcomes its NOTICEs told: those wait for the
+  ACK cadence, and an outcome no NOTICE carries is ACKed (with them) when idle.
 
 On the embedded daemon: with no ACK for a minute, receipts resolve from NOTICEs alone.
 """
@@ -26,6 +28,8 @@ import anyio
 import test_dispatcher_scripted
 from test_dispatcher import FAST, QUEUE, WAIT, Item
 from test_dispatcher_scripted import (
+    ME,
+    OTHER,
     PRODUCER,
     PRODUCER_ID,
     Make,
@@ -40,7 +44,7 @@ from spreadq import App, Settings
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, encode_batch
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice
 from spreadq.testing import run_app
-from spreadq.wire.constants import ServiceType
+from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DataMessage
 
 dispatcher_for = test_dispatcher_scripted.dispatcher_for  # the fixture
@@ -144,6 +148,48 @@ async def test_a_notice_held_back_goes_when_the_interval_ends_with_no_message_to
             await second.wait()  # only the loop's own alarm can send it: nothing else comes
             assert notified(conn) == [[0], [1]]
             assert noticed[1] - noticed[0] >= 0.2
+            await stop(dispatcher, conn)
+
+
+async def test_an_idle_worker_leaves_what_its_notices_told_to_the_ack_cadence(
+    dispatcher_for: Make,
+) -> None:
+    # idle ACKs on (a 4 ms gap alone), the cadence a minute away
+    settings = FAST.replace(ack_interval=60.0, ack_every=10_000, ack_max_rate=250.0)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(asking(1, range(3)))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0, 1, 2]]
+            assert conn.envelopes(Ack) == []  # the producer has them: no idle ACK
+            conn.feed(jobs(2, [3]))  # a job that asks for no NOTICE: ACKed when idle
+            while not conn.envelopes(Ack):
+                await anyio.wait_all_tasks_blocked()
+            (ack,) = conn.envelopes(Ack)
+            assert [job for job, _ in ack.outcomes] == [ref(0), ref(1), ref(2), ref(3)]
+            assert notified(conn) == [[0, 1, 2]]
+            await stop(dispatcher, conn)
+
+
+async def test_a_job_given_up_after_its_owner_left_is_noticed_as_a_run_would_be(
+    dispatcher_for: Make,
+) -> None:
+    settings = FAST.replace(max_failovers=0, **NO_ACK_FOR_A_MINUTE, **EVERY_TURN)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view((ME, OTHER), changed=OTHER))
+            conn.feed(asking(1, range(2)))  # 0 is ours, 1 the other's
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0]]
+            conn.feed(conn.view((ME,), Cause.LEAVE, changed=OTHER))  # 1: given up here
+            while len(notified(conn)) < 2:
+                await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0], [1]]
+            (_, notice) = conn.envelopes(Notice, group=PRODUCER)
+            ((_, outcome),) = notice.outcomes
+            assert outcome.error_type == "spreadq.errors.WorkerLost"
             await stop(dispatcher, conn)
 
 

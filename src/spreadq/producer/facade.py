@@ -398,6 +398,25 @@ class Producer:
             raise self._error
         return core.consumers
 
+    async def settled(self) -> None:
+        """Wait until every job put so far is settled: an ACK confirmed it (or it was
+        cancelled), so :meth:`statistics` counts it and it holds no room in flow control
+        any more. A receipt may resolve sooner, from an outcome notice; the ACK that
+        settles its job everywhere can come up to ``Settings.ack_interval`` later. Jobs
+        held while no consumer is present keep it waiting; bound it with
+        ``anyio.fail_after``.
+
+        Raises:
+            ConfigurationError: the producer is fire-and-forget (nothing is confirmed).
+            ConnectionLost: the producer is closed, or closes while waiting.
+        """
+        if not self._member:
+            raise ConfigurationError("a fire-and-forget producer (member=False) settles nothing")
+        self._check_open()
+        core = self._core
+        await self._changed.wait_for(lambda: not self._open or not core.held)
+        self._check_open()
+
     async def flow_state(self) -> FlowState | None:
         """The flow-control accounting now (None for a fire-and-forget producer).
 

@@ -371,6 +371,9 @@ class OutstandingTable:
             but no sooner than this times the view's members after our last ACK: the
             members together send about one such ACK per ``ack_idle_gap``, since every
             member reads every ACK (None: only by the cadence).
+        notices: the worker sends the outcome of a job that asks (``Job.notify``) to
+            its producer in a NOTICE as well: such an outcome resolves its receipt
+            without an ACK, so it makes no idle ACK due (it goes by the cadence).
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
@@ -398,6 +401,7 @@ class OutstandingTable:
         ack_every: int = 200,
         ack_every_seconds: float = 0.05,
         ack_idle_gap: float | None = None,
+        notices: bool = False,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
         max_failovers: int | None = None,
@@ -417,6 +421,7 @@ class OutstandingTable:
         self.dedupe_size = dedupe_size
         self._ticks = TickLedger() if ticks is None else ticks
         self._idle_gap = ack_idle_gap
+        self._notices = notices
         self._cadence = AckCadence(
             ack_every,
             ack_every_seconds,
@@ -1293,6 +1298,8 @@ class OutstandingTable:
         budget = cadence.outcome_budget
         reported: list[tuple[JobRef, Outcome]] = []
         sizes: list[int] = []
+        notices = self._notices
+        noticed = 0  # outcomes a NOTICE takes to their producer (the dispatcher's rule)
         for done in finished:
             ref, outcome = done
             entry = entries.get(ref)
@@ -1301,12 +1308,14 @@ class OutstandingTable:
             entry.finished = True
             mine.pop(ref, None)
             size = outcome_size(outcome)
-            if size > budget:
+            if size > budget:  # no NOTICE either: the ACK says what became of it
                 outcome = _too_large(outcome)
                 done, size = JobFinished(ref, outcome), outcome_size(outcome)
+            elif notices and entry.job is not None and entry.job.notify:
+                noticed += 1
             reported.append(done)
             sizes.append(size)
-        cadence.on_finished_all(reported, sizes, self._now)
+        cadence.on_finished_all(reported, sizes, self._now, noticed=noticed)
         return len(reported)
 
     def _on_tick(self, event: Tick) -> list[Effect]:

@@ -14,7 +14,9 @@ sender. So consumers report how far they have read, and producers hold back:
   is idle (nothing ready to run) an outcome waiting makes an ACK due at once, but no
   sooner than ``idle_gap`` after the last ACK: batching happens only under load, and
   the gap bounds the ACK messages a consumer sends per second (every consumer and
-  producer of the queue receives each one). A draining
+  producer of the queue receives each one). An outcome that also goes to its producer
+  in a NOTICE does not: its receipt resolves without the ACK, which then waits for the
+  cadence. A draining
   consumer (``draining``) ACKs each outcome at once: its drain ends only once every
   outcome it reached went out.
 * :class:`ProducerGate` (producer side) says whether a producer may multicast its next
@@ -81,8 +83,9 @@ class AckCadence:
         position_horizon: a producer not read for this long is left out of ACKs and
             forgotten (so ephemeral producers do not pile up).
         max_positions: read positions one ACK carries at most (the most recent).
-        idle_gap: while idle, an outcome makes an ACK due this long after the last ACK
-            at the earliest (None: idle or not, only the cadence makes ACKs due).
+        idle_gap: while idle, an outcome that no NOTICE carries makes an ACK due this
+            long after the last ACK at the earliest (None: idle or not, only the
+            cadence makes ACKs due).
     """
 
     __slots__ = (
@@ -93,6 +96,7 @@ class AckCadence:
         "_positions",
         "_since",
         "_sizes",
+        "_urgent",
         "draining",
         "every",
         "every_seconds",
@@ -129,6 +133,7 @@ class AckCadence:
         self._outcomes: list[tuple[JobRef, Outcome]] = []
         self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
         self._outcome_bytes = 0
+        self._urgent = False  # an outcome waits that no NOTICE carries to its producer
         self._positions: dict[bytes, tuple[int, float]] = {}
 
     @property
@@ -164,12 +169,24 @@ class AckCadence:
         self.on_finished_all(((ref, outcome),), (outcome_size(outcome),), now)
 
     def on_finished_all(
-        self, finished: Sequence[tuple[JobRef, Outcome]], sizes: Sequence[int], now: float
+        self,
+        finished: Sequence[tuple[JobRef, Outcome]],
+        sizes: Sequence[int],
+        now: float,
+        *,
+        noticed: int = 0,
     ) -> None:
         """:meth:`on_finished` for several outcomes (``sizes``: each one's
-        :func:`~spreadq.queue.envelope.outcome_size`), in order."""
+        :func:`~spreadq.queue.envelope.outcome_size`), in order.
+
+        ``noticed`` of them go to their producer in a NOTICE as well: those resolve
+        their receipts without this ACK, so they make no idle ACK due; they wait for
+        the cadence (``every``, ``every_seconds``) like outcomes reached while busy.
+        """
         if not finished:
             return
+        if noticed < len(finished):
+            self._urgent = True
         self._outcomes += finished
         self._sizes += sizes
         self._outcome_bytes += sum(sizes)
@@ -183,7 +200,7 @@ class AckCadence:
         due = self._since + self.every_seconds
         if self.draining and self._outcomes:
             return self._since
-        if self.idle and self._outcomes and self.idle_gap is not None:
+        if self.idle and self._urgent and self.idle_gap is not None:
             return min(due, self._last_sent + self.idle_gap)
         return due
 
@@ -199,7 +216,7 @@ class AckCadence:
             or (
                 self.idle
                 and self.idle_gap is not None
-                and bool(self._outcomes)
+                and self._urgent
                 and now - self._last_sent >= self.idle_gap
             )
         )
@@ -232,9 +249,10 @@ class AckCadence:
         if self._outcomes:
             self._count = self.every
             self._since = now
-        else:
+        else:  # (what stays is due at once anyway, urgent or not)
             self._count = 0
             self._since = None
+            self._urgent = False
         return Report(batch, positions)
 
     def clear(self) -> None:
@@ -242,6 +260,7 @@ class AckCadence:
         self._outcomes.clear()
         self._sizes.clear()
         self._outcome_bytes = 0
+        self._urgent = False
         self._positions.clear()
         self._count = 0
         self._since = None

@@ -382,6 +382,7 @@ class Dispatcher:
             ack_every=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
+            notices=settings.outcome_notices,
             max_failovers=settings.max_failovers,
             history=history,
             dedupe_size=settings.dedupe_keys,
@@ -727,6 +728,8 @@ class Dispatcher:
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
         assert view is not None
+        if effect.job.notify and self._notices_on:  # its failure is noticed as a run's
+            self._notify.add(effect.job.ref)
         self._schedule.offer(QueuedJob.of(effect, view), failover=True)  # a runner fails it
 
     async def _on_cancel(self, effect: CancelJob) -> None:
