@@ -16,9 +16,8 @@ sender. So consumers report how far they have read, and producers hold back:
   the gap bounds the ACK messages a consumer sends per second (every consumer and
   producer of the queue receives each one). An outcome that also goes to its producer
   in a NOTICE does not: its receipt resolves without the ACK, which then waits for the
-  cadence. A draining
-  consumer (``draining``) ACKs each outcome at once: its drain ends only once every
-  outcome it reached went out.
+  cadence. A draining consumer (``draining``) ACKs each outcome at once: its drain ends
+  only once every outcome it reached went out.
 * :class:`ProducerGate` (producer side) says whether a producer may multicast its next
   message. Each consumer's read position *in this producer's message sequence* (mseq)
   comes from its ACKs. The producer may send message ``next_mseq`` only if, for every
