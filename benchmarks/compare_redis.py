@@ -16,7 +16,10 @@ The spreadq side is ``spreadq bench --json`` with the same workers, jobs and pay
 on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
 
 Both print side by side with spreadq / Redis ratios; ``--chart out.png`` draws the
-half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``;
+half-load latency CDFs and the jobs/s (matplotlib). ``--rounds N`` measures both N times,
+turn about, and prints each round's ratios and their median (the chart and, with N = 1
+only, the full table are of the round with the median flood ratio): on a small machine
+its speed drifts by a fifth within minutes, between the two sides of one round. CPU seconds come from ``/proc``;
 "requests per job" is Spread messages sent per job for spreadq and commands the Redis
 server processed per job (``INFO stats``) for Redis.
 
@@ -37,12 +40,14 @@ import math
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -445,6 +450,41 @@ def render(ours: BenchReport, theirs: RedisReport, console: Console) -> None:
     console.print(table)
 
 
+def ratios(ours: BenchReport, theirs: RedisReport) -> dict[str, float]:
+    """The spreadq / Redis ratios the performance targets name, for one round: the
+    flood's jobs/s, and the p99 latencies at each side's half load (or both at
+    ``--rate``) and with Redis at spreadq's paced rate."""
+    out = {"flood jobs/s": ours.flood.jobs_per_s / theirs.flood.jobs_per_s}
+    loads = []
+    if ours.paced_rate is None:
+        loads.append(("half", theirs.half_load))
+    if theirs.at_rate is not None:
+        label = "same rate" if ours.paced_rate is None else f"at {ours.paced_rate:,.0f}/s"
+        loads.append((label, theirs.at_rate))
+    for label, figures in loads:
+        for kind in ("one_way", "round_trip"):
+            a = getattr(ours.half_load, kind).p99_ms
+            b = getattr(figures, kind).p99_ms
+            out[f"{label} {kind.replace('_', ' ')} p99"] = a / b if b else math.inf
+    return out
+
+
+def render_rounds(rounds: Sequence[tuple[BenchReport, RedisReport]], console: Console) -> None:
+    """Print each round's spreadq / Redis ratios and their median."""
+    table = Table(
+        title=f"spreadq / Redis in {len(rounds)} rounds (each: spreadq, then Redis), and the median"
+    )
+    table.add_column("ratio")
+    for n in range(1, len(rounds) + 1):
+        table.add_column(f"round {n}", justify="right")
+    table.add_column("median", justify="right")
+    each = [ratios(ours, theirs) for ours, theirs in rounds]
+    for name in each[0]:
+        values = [r[name] for r in each]
+        table.add_row(name, *(f"{v:.2f}" for v in values), f"{statistics.median(values):.2f}")
+    console.print(table)
+
+
 def chart(ours: BenchReport, theirs: RedisReport, path: Path) -> None:
     """Draw the half-load latency CDFs and the jobs/s bars to ``path`` (PNG).
 
@@ -528,7 +568,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, help="compare both at this many jobs/s, not at half load"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure both this many times, turn about, and print the median ratios "
+        "(this machine's speed drifts between the two sides of one round)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     missing = _missing()
     if missing is not None:
         print(f"compare_redis: skipped, {missing}; {INSTALL}")
@@ -536,30 +585,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     binary = shutil.which("redis-server")
     assert binary is not None
     err = Console(stderr=True)
-    err.print(f"[dim]spreadq bench: {args.workers} workers, {args.jobs:,} jobs[/dim]")
-    ours = measure_spreadq(args)
-    err.print(f"[dim]Redis Streams: {args.workers} consumers, {args.jobs:,} jobs[/dim]")
     tune_collector()  # this process is the Redis side's producer: tuned as spreadq bench's
-    theirs = anyio.run(
-        lambda: measure_redis(
-            binary,
-            consumers=args.workers,
-            jobs=args.jobs,
-            payload=args.payload,
-            pipeline=args.pipeline,
-            count=args.count,
-            also_at=ours.half_load.jobs_per_s,
-        ),
-        backend_options={"use_uvloop": use_uvloop(args.loop)},  # the loop spreadq ran on
-    )
+    rounds: list[tuple[BenchReport, RedisReport]] = []
+    for n in range(1, args.rounds + 1):
+        of = f" (round {n} of {args.rounds})" if args.rounds > 1 else ""
+        err.print(f"[dim]spreadq bench: {args.workers} workers, {args.jobs:,} jobs{of}[/dim]")
+        ours = measure_spreadq(args)
+        err.print(f"[dim]Redis Streams: {args.workers} consumers, {args.jobs:,} jobs{of}[/dim]")
+        theirs = anyio.run(
+            partial(
+                measure_redis,
+                binary,
+                consumers=args.workers,
+                jobs=args.jobs,
+                payload=args.payload,
+                pipeline=args.pipeline,
+                count=args.count,
+                also_at=ours.half_load.jobs_per_s,
+            ),
+            backend_options={"use_uvloop": use_uvloop(args.loop)},  # the loop spreadq ran on
+        )
+        rounds.append((ours, theirs))
+    # the round whose flood ratio is the median one stands for the run in the chart
+    by_flood = sorted(rounds, key=lambda pair: ratios(*pair)["flood jobs/s"])
+    ours, theirs = by_flood[(len(by_flood) - 1) // 2]
     if args.json:
-        both: dict[str, Any] = {
-            "spreadq": ours.model_dump(mode="json"),
-            "redis": theirs.model_dump(mode="json"),
-        }
-        print(json.dumps(both, indent=2))
-    else:
+        reports: list[dict[str, Any]] = [
+            {"spreadq": o.model_dump(mode="json"), "redis": t.model_dump(mode="json")}
+            for o, t in rounds
+        ]
+        print(json.dumps(reports[0] if args.rounds == 1 else {"rounds": reports}, indent=2))
+    elif args.rounds == 1:
         render(ours, theirs, Console())
+    else:
+        render_rounds(rounds, Console())
     if args.chart is not None:
         try:
             chart(ours, theirs, args.chart)

@@ -103,6 +103,32 @@ def test_compare_redis_at_a_given_rate(tmp_path: Path) -> None:
     assert both["redis"]["at_rate"]["jobs_per_s"] <= 1.5 * 400
 
 
+def test_compare_redis_in_rounds_prints_each_ratio_and_the_median() -> None:
+    if shutil.which("redis-server") is None or find_spec("redis") is None:
+        pytest.skip("needs redis-server and the redis package")
+    wide = {**os.environ, "COLUMNS": "200"}
+    args = ("--jobs", "100", "--raw", "0", "--rounds", "2")
+    out = script("compare_redis.py", *TINY, *args, env=wide)
+    for text in ("round 1", "round 2", "median", "flood jobs/s", "same rate one way p99"):
+        assert text in out, out
+    reports = json.loads(script("compare_redis.py", *TINY, *args, "--json"))["rounds"]
+    assert len(reports) == 2
+    for both in reports:
+        assert BenchReport.model_validate(both["spreadq"]).flood.jobs == 100
+        assert both["redis"]["flood"]["jobs"] == 100
+
+
+def test_compare_redis_refuses_no_rounds() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare_redis.py"), "--rounds", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "--rounds must be at least 1" in completed.stderr
+
+
 def test_scale_curve_quick() -> None:
     out = script(
         "scale_curve.py", "--quick", "--workers", "1,2", "--payloads", "100", "--jobs", "100",
