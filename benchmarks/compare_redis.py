@@ -16,12 +16,12 @@ The spreadq side is ``spreadq bench --json`` with the same workers, jobs and pay
 on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
 
 Both print side by side with spreadq / Redis ratios; ``--chart out.png`` draws the
-half-load latency CDFs and the jobs/s (matplotlib). ``--rounds N`` measures both N times,
-turn about, and prints each round's ratios and their median (the chart and, with N = 1
-only, the full table are of the round with the median flood ratio): on a small machine
-its speed drifts by a fifth within minutes, between the two sides of one round. CPU seconds come from ``/proc``;
+half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``;
 "requests per job" is Spread messages sent per job for spreadq and commands the Redis
-server processed per job (``INFO stats``) for Redis.
+server processed per job (``INFO stats``) for Redis. ``--rounds N`` measures both N
+times, turn about, and prints each round's ratios and their median instead of the full
+table (the chart shows the round with the median flood ratio): a small machine's speed
+drifts by a fifth within minutes, so between the two sides of one round too.
 
 Needs ``redis-server`` on PATH (``apt-get install redis-server``) and
 ``pip install 'spreadq[bench]'`` (redis, hiredis, matplotlib); without them it says so
