@@ -172,6 +172,15 @@ class Pipeline:
         while len(self.receipts) - len(self.results) > limit:
             self.results.append(await self.receipts[len(self.results)])
 
+    async def finish(self) -> None:
+        """Collect every result, then wait for the ACKs that settle every job. A receipt
+        resolves from its outcome notice first, and the ACK follows within the worker's
+        ``ack_interval``; when the test ends the workers are killed one after the other,
+        and a survivor that saw another leave would run again what that one had not
+        ACKed yet: a duplicate of the teardown's making, not of the run's."""
+        await self.settle()
+        await self.producer.settled()
+
 
 @dataclass(frozen=True, slots=True)
 class Record:

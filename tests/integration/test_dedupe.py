@@ -60,6 +60,10 @@ async def test_two_producers_with_the_same_keys(
                     await (await one.put("work", {"i": 999}))
                     w[1].kill()
                 results = [(await a, await b) for a, b in pairs]
+                # the ACKs too, not only the notices: the workers are killed one by one when
+                # the test ends, and a survivor would run again what another had not ACKed
+                await one.settled()
+                await two.settled()
 
     starts = starts_by_job(read_records(records_dir))
     victim = w[1].member()

@@ -77,7 +77,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
                         await pipeline.put(i)
                         if not killed_at and len(pipeline.results) >= JOBS // 3:
                             killed_at = victim.kill()
-                    await pipeline.settle()
+                    await pipeline.finish()
                     elapsed = time.monotonic() - started
                 view_changed = await observer.until(
                     lambda members: victim.member() not in members, after=killed_at
@@ -161,7 +161,7 @@ async def test_sigterm_drains_a_worker_without_duplicates(
                     if not signalled and len(pipeline.results) >= jobs // 3:
                         leaver.process.terminate()
                         signalled = True
-                await pipeline.settle()
+                await pipeline.finish()
             assert await leaver.process.wait() == 0
 
     results = pipeline.results

@@ -60,6 +60,9 @@ async def test_sync_handlers_run_in_worker_processes(
                     errors.append(caught.value)
                 after = [await producer.put("sync_work", {"i": i}) for i in range(6, 8)]
                 later = [await receipt for receipt in after]
+                # the ACKs too, not only the notices: the workers are killed one by one when
+                # the test ends, and a survivor would run again what another had not ACKed
+                await producer.settled()
             alive = [worker.process.returncode for worker in workers]
             members = {worker.member() for worker in workers}
     assert [result["i"] for result in results] == list(range(6))

@@ -101,7 +101,7 @@ async def test_partition_and_merge(tmp_path: Path) -> None:
                     )
                     for i in range(BEFORE_MERGE, BEFORE_MERGE + AFTER_MERGE):
                         await pipeline.put(i)
-                    await pipeline.settle()
+                    await pipeline.finish()
                     tg.cancel_scope.cancel()
 
     results = pipeline.results

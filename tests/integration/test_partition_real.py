@@ -176,7 +176,7 @@ async def test_partition_and_merge_real(tmp_path: Path) -> None:
                         )
                         for i in range(BEFORE_MERGE, BEFORE_MERGE + AFTER_MERGE):
                             await pipeline.put(i)
-                        await pipeline.settle()
+                        await pipeline.finish()
                         tg.cancel_scope.cancel()
             except BaseException:
                 print(f"--- d1\n{d1.log()[-3000:]}\n--- d2\n{d2.log()[-3000:]}")

@@ -291,6 +291,9 @@ async def test_an_answer_comes_from_the_member_that_remembers() -> None:
                 async with Producer("ra", daemon.address) as producer:
                     receipt = await producer.put("quick", 9)
                     assert await receipt == 90
+                    # the ACK that completes it (after the notice that resolved the receipt)
+                    # is ordered before w0 joins: w0 never reads it
+                    await producer.settled()
                     await tg.start(partial(make_app("ra", second, "w0").run, handle_signals=False))
                     consumers = await producer.wait_for_consumers(2)
                     with capture_logs() as logs:

@@ -48,6 +48,7 @@ from spreadq.queue.inputs import (
     JobsFinished,
     JobStarted,
     MessageDelivered,
+    Producers,
     StartDraining,
     Tick,
 )
@@ -659,6 +660,30 @@ def test_a_rule_sees_the_capacities_members_announced_and_no_strangers() -> None
         table.apply(MessageDelivered(sender, MESS_TYPE, encode(Hello(INC, capacity))), 0.0)
     table.apply(raw("#p#h"), 0.0)
     assert seen == [(4, None)]
+
+
+@pytest.mark.parametrize(
+    ("window", "producers", "after"),
+    [(600, 10, 20), (600, 4, 50), (600, 1, None), (600, 0, None), (None, 10, None)],
+)
+def test_a_window_split_among_producers_makes_an_ack_due_before_a_share_is_read(
+    window: int | None, producers: int, after: int | None
+) -> None:
+    cluster = Cluster(ack_every=200, ack_every_seconds=60.0, window=window)
+    cluster.join(A)
+    cluster.join(B)  # two members: each message's job is A's or B's, none finishes
+    table = cluster.tables[A]
+    assert table.apply(Producers(producers), 0.0) == []
+    acks = []
+    for seq in range(1, 200):
+        acks += of_type(cluster.send(seq)[A], SendAck)
+        if acks:
+            break
+    if after is None:  # a third of a share is not below ``ack_every``: only it counts
+        assert acks == []
+    else:
+        assert seq == after  # a third of window // producers messages
+        assert acks[0].envelope.positions == ((PID, after),)
 
 
 def test_a_table_made_with_the_defaults_acks_after_200_messages_or_50_ms() -> None:

@@ -88,6 +88,24 @@ def test_cadence_is_due_exactly_at_t_seconds() -> None:
     assert cadence.deadline() is None
 
 
+def test_read_every_makes_an_ack_due_after_so_many_messages_alone() -> None:
+    cadence = AckCadence(every=200, every_seconds=10.0)
+    cadence.read_every = 3
+    cadence.on_finished(ref(1), Outcome.success(), 0.0)  # finished jobs do not count here
+    cadence.on_read(0.0, P1, 1)
+    cadence.on_read(0.0, P1, 2)
+    assert not cadence.due(0.0)
+    cadence.on_read(0.0, P1, 3)
+    assert cadence.due(0.0)
+    cadence.take(0.0)
+    cadence.on_read(1.0, P1, 4)  # counted from zero again after the ACK
+    assert not cadence.due(1.0)
+    cadence.read_every = None
+    for mseq in range(5, 10):
+        cadence.on_read(1.0, P1, mseq)
+    assert not cadence.due(1.0)  # without it only ``every`` counts reads
+
+
 def test_a_fragment_that_completes_no_job_is_a_message_read() -> None:
     cadence = AckCadence(every=2, every_seconds=0.05)
     cadence.on_read(1.0, P1, 7)  # its position must reach the producer's window

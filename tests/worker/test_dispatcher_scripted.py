@@ -712,6 +712,29 @@ async def test_no_tick_is_announced_after_our_leave(
 # -- what a caller building a Dispatcher passes ------------------------------------------------
 
 
+async def test_many_producers_in_feedback_make_a_worker_report_its_reads_sooner(
+    dispatcher_for: Make,
+) -> None:
+    # only the window's split makes an ACK due: no count, interval or idle ACK would
+    settings = FAST.replace(ack_every=10_000, ack_interval=60.0, ack_max_rate=None)
+    dispatcher, conn = dispatcher_for(echo_app(), settings)
+    producers = tuple(f"#p{n}#localhost" for n in range(10))
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            watcher = "#~top#localhost"  # an observer takes no share
+            conn.feed(conn.view((ME, *producers, watcher), group=FEEDBACK))
+            await anyio.wait_all_tasks_blocked()
+            for mseq in range(1, 20):  # a third of 600 // 10 is 20 messages
+                conn.feed(jobs(mseq, [mseq]))
+            await anyio.wait_all_tasks_blocked()
+            assert conn.envelopes(Ack) == []
+            conn.feed(jobs(20, [20]))
+            await anyio.wait_all_tasks_blocked()
+            (ack,) = conn.envelopes(Ack)
+            assert ack.positions == ((PRODUCER_ID, 20),)
+            await stop(dispatcher, conn)
+
+
 async def test_a_dispatcher_acks_with_the_incarnation_it_was_given(dispatcher_for: Make) -> None:
     incarnation = bytes([7]) * 16
     settings = FAST.replace(ack_every=1)

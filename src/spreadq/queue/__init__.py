@@ -40,6 +40,7 @@ from spreadq.queue.inputs import JobsFinished as JobsFinished
 from spreadq.queue.inputs import JobsStarted as JobsStarted
 from spreadq.queue.inputs import JobStarted as JobStarted
 from spreadq.queue.inputs import MessageDelivered as MessageDelivered
+from spreadq.queue.inputs import Producers as Producers
 from spreadq.queue.inputs import StartDraining as StartDraining
 from spreadq.queue.inputs import Tick as Tick
 from spreadq.queue.jobs import Job as Job
@@ -96,6 +97,7 @@ __all__ = [
     "OutstandingJob",
     "OutstandingTable",
     "ProducerGate",
+    "Producers",
     "Rule",
     "RuleState",
     "StartDraining",

@@ -27,6 +27,7 @@ __all__ = [
     "JobsFinished",
     "JobsStarted",
     "MessageDelivered",
+    "Producers",
     "StartDraining",
     "Tick",
 ]
@@ -82,6 +83,15 @@ class Idle:
 
 
 @dataclass(frozen=True, slots=True)
+class Producers:
+    """How many producers share the queue's window now (the FEEDBACK members that are
+    neither consumers nor observers, as a producer counts them): a consumer then
+    reports its read position before any one producer's share of the window is read."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class StartDraining:
     """Stop taking new work: announce DRAIN now and after every view change."""
 
@@ -97,6 +107,7 @@ Input = (
     | JobsFinished
     | Tick
     | Idle
+    | Producers
     | StartDraining
 )
 """Everything ``OutstandingTable.apply`` accepts."""

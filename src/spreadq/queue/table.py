@@ -185,6 +185,7 @@ from spreadq.queue.inputs import (
     JobsStarted,
     JobStarted,
     MessageDelivered,
+    Producers,
     StartDraining,
     Tick,
 )
@@ -374,6 +375,10 @@ class OutstandingTable:
         notices: the worker sends the outcome of a job that asks (``Job.notify``) to
             its producer in a NOTICE as well: such an outcome resolves its receipt
             without an ACK, so it makes no idle ACK due (it goes by the cadence).
+        window: the producers' window (``Settings.window``): once told how many
+            producers share it (:class:`~spreadq.queue.inputs.Producers`), an ACK is
+            also due after a third of one producer's share of messages read, when that
+            is fewer than ``ack_every`` (None: ``ack_every`` alone).
         position_horizon: read positions of producers not read for this long are
             dropped from ACKs (and forgotten).
         fragment_bytes: the reassembly buffer's byte cap.
@@ -402,6 +407,7 @@ class OutstandingTable:
         ack_every_seconds: float = 0.05,
         ack_idle_gap: float | None = None,
         notices: bool = False,
+        window: int | None = None,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
         max_failovers: int | None = None,
@@ -422,6 +428,7 @@ class OutstandingTable:
         self._ticks = TickLedger() if ticks is None else ticks
         self._idle_gap = ack_idle_gap
         self._notices = notices
+        self._window = window
         self._cadence = AckCadence(
             ack_every,
             ack_every_seconds,
@@ -445,6 +452,7 @@ class OutstandingTable:
             JobsFinished: self._on_jobs_finished,
             Tick: self._on_tick,
             Idle: self._on_idle,
+            Producers: self._on_producers,
             StartDraining: self._on_start_draining,
         }
         self._now = 0.0
@@ -1326,6 +1334,16 @@ class OutstandingTable:
     def _on_idle(self, event: Idle) -> list[Effect]:
         self._cadence.idle = event.idle
         if event.idle and self._view is not None and self._cadence.due(self._now):
+            return [self._make_ack()]
+        return []
+
+    def _on_producers(self, event: Producers) -> list[Effect]:
+        if self._window is None:
+            return []
+        cadence = self._cadence
+        reads = self._window // max(1, event.count) // 3
+        cadence.read_every = max(1, reads) if reads < cadence.every else None
+        if self._view is not None and cadence.due(self._now):
             return [self._make_ack()]
         return []
 

@@ -93,6 +93,7 @@ class AckCadence:
         "_outcome_bytes",
         "_outcomes",
         "_positions",
+        "_reads",
         "_since",
         "_sizes",
         "_urgent",
@@ -104,6 +105,7 @@ class AckCadence:
         "max_bytes",
         "max_positions",
         "position_horizon",
+        "read_every",
     )
 
     def __init__(
@@ -122,12 +124,18 @@ class AckCadence:
         self.position_horizon = position_horizon
         self.max_positions = max_positions
         self.idle_gap = idle_gap
+        self.read_every: int | None = None
+        """An ACK is also due once this many messages were read since the last one
+        (None: only ``every`` counts them): set where the window is split among many
+        producers, so that a consumer that owns none of a producer's jobs reports its
+        position before that producer's share is read."""
         self.idle = False
         """Whether the consumer has nothing ready to run (its owner says so)."""
         self.draining = False
         """Whether the consumer is draining: then an outcome makes an ACK due at once."""
         self._last_sent = -math.inf
         self._count = 0
+        self._reads = 0
         self._since: float | None = None
         self._outcomes: list[tuple[JobRef, Outcome]] = []
         self._sizes: list[int] = []  # each outcome's bytes in an ACK, computed once
@@ -160,6 +168,7 @@ class AckCadence:
         if producer_id is not None:
             self._positions[producer_id] = (mseq, now)
         self._count += 1
+        self._reads += 1
         if self._since is None:
             self._since = now
 
@@ -209,6 +218,7 @@ class AckCadence:
             return False
         return (
             self._count >= self.every
+            or (self.read_every is not None and self._reads >= self.read_every)
             or now - self._since >= self.every_seconds
             or self._outcome_bytes >= self.outcome_budget
             or (self.draining and bool(self._outcomes))
@@ -245,6 +255,7 @@ class AckCadence:
         del self._sizes[:taken]
         self._last_sent = now
         self._outcome_bytes -= size
+        self._reads = 0
         if self._outcomes:
             self._count = self.every
             self._since = now
@@ -262,6 +273,7 @@ class AckCadence:
         self._urgent = False
         self._positions.clear()
         self._count = 0
+        self._reads = 0
         self._since = None
 
 

@@ -152,6 +152,7 @@ from spreadq.queue import (
     LeftGroup,
     Outcome,
     OutstandingTable,
+    Producers,
     RunJob,
     SendAck,
     StartDraining,
@@ -163,7 +164,12 @@ from spreadq.queue import (
 from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice, notice_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
-from spreadq.queue.protocol import DEFAULT_DRAIN_TIMEOUT, NOT_BEFORE_HEADER, read_priority
+from spreadq.queue.protocol import (
+    DEFAULT_DRAIN_TIMEOUT,
+    NOT_BEFORE_HEADER,
+    is_observer,
+    read_priority,
+)
 from spreadq.queue.seal import Seal
 from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
@@ -383,6 +389,7 @@ class Dispatcher:
             ack_every_seconds=settings.ack_interval,
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             notices=settings.outcome_notices,
+            window=settings.window,
             max_failovers=settings.max_failovers,
             history=history,
             dedupe_size=settings.dedupe_keys,
@@ -767,8 +774,14 @@ class Dispatcher:
         await self._multicast((self._work,), encode(effect.envelope))
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:
-        """Re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
+        """Tell the table how many producers share the window (the FEEDBACK members
+        that are neither WORK members nor observers, as a producer counts them), and
+        re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
         the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
+        work = self._table.view
+        consumers = frozenset(() if work is None else work.members) | {self._me}
+        producers = sum(1 for m in event.members if m not in consumers and not is_observer(m))
+        await self._apply(Producers(producers))
         view = view_to_reannounce(
             self._table.view,
             self._me,
