@@ -63,6 +63,20 @@ class WorkerProcess:
     def member(self, daemon: str = "localhost") -> str:
         return f"#{self.name}#{daemon}"
 
+    def running(self, records: Path) -> bool:
+        """Whether this worker's records show a job it started and has not finished."""
+        path = records / f"worker-{self.process.pid}.log"
+        if not path.exists():
+            return False
+        open_jobs: set[str] = set()
+        for line in path.read_text().splitlines():
+            event, i, *_ = line.split()
+            if event == "start":
+                open_jobs.add(i)
+            elif event == "done":
+                open_jobs.discard(i)
+        return bool(open_jobs)
+
     def kill(self) -> float:
         """SIGKILL the process; return the monotonic time just before."""
         at = time.monotonic()

@@ -2,13 +2,14 @@
 
 Four worker processes run 3000 jobs (each an I/O wait of a few milliseconds) put by
 one producer that keeps about 400 unfinished, so every worker always has work queued
-and running. Once a third of the results are in, worker ``w1`` is killed with SIGKILL.
+and running. Once a third of the results are in, worker ``w1`` is killed with SIGKILL
+while its records show a job it is running.
 Then:
 
 * every receipt resolves with a result (no job is lost, none fails);
 * a job started twice was started by the dead worker: the survivors re-run only what
   it had started and not reported, and take over its queued jobs without duplicates;
-* there were such re-runs (the victim always has jobs in hand), and every job that ran
+* there were such re-runs (the victim had a job in hand), and every job that ran
   in the 3-member view after the kill ran on a survivor.
 
 Measured (printed with ``pytest -s``): duplicates, and the recovery time from the
@@ -75,7 +76,14 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
                     killed_at = 0.0
                     for i in range(JOBS):
                         await pipeline.put(i)
-                        if not killed_at and len(pipeline.results) >= JOBS // 3:
+                        # killed with a job in hand: what it started is run again. (It
+                        # can be idle for a moment, every outcome ACKed, when the oldest
+                        # unfinished jobs, which hold the pipeline back, are the others')
+                        if (
+                            not killed_at
+                            and len(pipeline.results) >= JOBS // 3
+                            and victim.running(records)
+                        ):
                             killed_at = victim.kill()
                     await pipeline.finish()
                     elapsed = time.monotonic() - started
@@ -94,7 +102,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     }
     duplicates = {i for i, runs in starts.items() if len(runs) > 1}
     assert duplicates <= started_by_victim
-    # with IN_FLIGHT jobs outstanding, the victim always had jobs running or unreported
+    # it was killed with a job running: that one, at least, ran again
     assert duplicates
     new_view = [run for runs in starts.values() for run in runs if run.view_size == WORKERS - 1]
     assert new_view
