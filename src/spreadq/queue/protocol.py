@@ -21,7 +21,7 @@ starting with ``~``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from spreadq.errors import ConfigurationError, InvalidName
@@ -43,6 +43,7 @@ __all__ = [
     "ORIGIN_QUEUE_HEADER",
     "PRIORITY_HEADER",
     "check_priority",
+    "count_producers",
     "dead_letter_queue",
     "is_observer",
     "read_priority",
@@ -148,6 +149,15 @@ def observer_name(tag: str) -> str:
 def is_observer(member: str) -> bool:
     """Whether Spread member ``member`` (``#private#daemon``) is an observer."""
     return member.startswith("#" + OBSERVER_PREFIX)
+
+
+def count_producers(feedback: Iterable[str], consumers: Iterable[str]) -> int:
+    """How many members of a queue's FEEDBACK group are neither ``consumers`` nor
+    observers: the producers that share its window (at least 1). Producers split the
+    window by it, and consumers ACK before one producer's share is read by it. An
+    observer (:func:`is_observer`) sends no jobs, so it takes no share."""
+    others = set(feedback).difference(consumers)
+    return max(1, sum(1 for member in others if not is_observer(member)))
 
 
 def queue_groups(queue: str) -> tuple[str, str]:

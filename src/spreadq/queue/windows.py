@@ -169,8 +169,7 @@ class AckCadence:
             self._positions[producer_id] = (mseq, now)
         self._count += 1
         self._reads += 1
-        if self._since is None:
-            self._since = now
+        self._touch(now)
 
     def on_finished(self, ref: JobRef, outcome: Outcome, now: float) -> None:
         """Queue ``outcome`` of ``ref`` for the next ACK."""

@@ -56,7 +56,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from spreadq.queue.protocol import is_observer
+from spreadq.queue.protocol import count_producers
 from spreadq.queue.view import View
 
 __all__ = ["ConsumersChanged", "Trust", "Witnesses"]
@@ -125,11 +125,9 @@ class Witnesses:
 
     def peers(self, consumers: Iterable[str]) -> int:
         """How many FEEDBACK members besides ``consumers`` and observers (producers,
-        ourselves included) share the queue; at least 1: a hint for the window split.
-        An observer (:func:`~spreadq.queue.protocol.is_observer`) sends no jobs, so it
-        takes no share of the window."""
-        others = self._feedback.difference(consumers)
-        return max(1, sum(1 for member in others if not is_observer(member)))
+        ourselves included) share the queue; at least 1: a hint for the window split
+        (:func:`~spreadq.queue.protocol.count_producers`)."""
+        return count_producers(self._feedback, consumers)
 
     # -- trust ---------------------------------------------------------------------------
 

@@ -167,7 +167,7 @@ from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import (
     DEFAULT_DRAIN_TIMEOUT,
     NOT_BEFORE_HEADER,
-    is_observer,
+    count_producers,
     read_priority,
 )
 from spreadq.queue.seal import Seal
@@ -779,9 +779,8 @@ class Dispatcher:
         re-announce our WORK view to a FEEDBACK newcomer that is not a consumer, when
         the rule (:func:`~spreadq.worker.feedback.view_to_reannounce`) picks us."""
         work = self._table.view
-        consumers = frozenset(() if work is None else work.members) | {self._me}
-        producers = sum(1 for m in event.members if m not in consumers and not is_observer(m))
-        await self._apply(Producers(producers))
+        consumers = (self._me, *(() if work is None else work.members))
+        await self._apply(Producers(count_producers(event.members, consumers)))
         view = view_to_reannounce(
             self._table.view,
             self._me,
