@@ -62,6 +62,7 @@ from spreadq.bench import (
     BenchReport,
     Cpu,
     Latency,
+    QueueFigures,
     cpu_snapshot,
     cpu_spent,
     latency,
@@ -376,23 +377,32 @@ def _us(cpu: Cpu | None, jobs: int, part: str) -> float | None:
     return None if seconds is None else seconds / jobs * 1e6
 
 
+def paced_loads(
+    ours: BenchReport, theirs: RedisReport
+) -> list[tuple[str, QueueFigures, RedisFigures]]:
+    """The paced runs compared, labelled: both at half their own flood's rate ("half"),
+    and Redis at spreadq's paced rate, the same load ("same rate", or "at N/s" when
+    spreadq ran at ``--rate``)."""
+    loads: list[tuple[str, QueueFigures, RedisFigures]] = []
+    if ours.paced_rate is None:
+        loads.append(("half", ours.half_load, theirs.half_load))
+    if theirs.at_rate is not None:
+        label = "same rate" if ours.paced_rate is None else f"at {ours.paced_rate:,.0f}/s"
+        loads.append((label, ours.half_load, theirs.at_rate))
+    return loads
+
+
+_JOBS_ROW = {"half": "half load jobs/s", "same rate": "same rate jobs/s (spreadq's half load)"}
+
+
 def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None, float | None]]:
     """The side-by-side figures: (what, spreadq, Redis)."""
     out: list[tuple[str, float | None, float | None]] = [
         ("flood jobs/s", ours.flood.jobs_per_s, theirs.flood.jobs_per_s),
     ]
-    loads = []
-    if ours.paced_rate is None:  # both at half their own flood's rate
-        out.append(("half load jobs/s", ours.half_load.jobs_per_s, theirs.half_load.jobs_per_s))
-        loads.append(("half", ours.half_load, theirs.half_load))
-    if theirs.at_rate is not None:  # Redis at spreadq's paced rate: the same load
-        if ours.paced_rate is None:
-            label, what = "same rate", "same rate jobs/s (spreadq's half load)"
-        else:
-            label = what = f"at {ours.paced_rate:,.0f}/s"
-            what += " jobs/s"
-        out.append((what, ours.half_load.jobs_per_s, theirs.at_rate.jobs_per_s))
-        loads.append((label, ours.half_load, theirs.at_rate))
+    loads = paced_loads(ours, theirs)
+    for label, a, b in loads:
+        out.append((_JOBS_ROW.get(label, f"{label} jobs/s"), a.jobs_per_s, b.jobs_per_s))
     loads.append(("flood", ours.flood, theirs.flood))
     for load, a, b in loads:
         for kind in ("one_way", "round_trip"):
@@ -455,15 +465,9 @@ def ratios(ours: BenchReport, theirs: RedisReport) -> dict[str, float]:
     flood's jobs/s, and the p99 latencies at each side's half load (or both at
     ``--rate``) and with Redis at spreadq's paced rate."""
     out = {"flood jobs/s": ours.flood.jobs_per_s / theirs.flood.jobs_per_s}
-    loads = []
-    if ours.paced_rate is None:
-        loads.append(("half", theirs.half_load))
-    if theirs.at_rate is not None:
-        label = "same rate" if ours.paced_rate is None else f"at {ours.paced_rate:,.0f}/s"
-        loads.append((label, theirs.at_rate))
-    for label, figures in loads:
+    for label, mine, figures in paced_loads(ours, theirs):
         for kind in ("one_way", "round_trip"):
-            a = getattr(ours.half_load, kind).p99_ms
+            a = getattr(mine, kind).p99_ms
             b = getattr(figures, kind).p99_ms
             out[f"{label} {kind.replace('_', ' ')} p99"] = a / b if b else math.inf
     return out
