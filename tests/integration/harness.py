@@ -65,16 +65,15 @@ class WorkerProcess:
 
     def running(self, records: Path) -> bool:
         """Whether this worker's records show a job it started and has not finished."""
-        path = records / f"worker-{self.process.pid}.log"
-        if not path.exists():
-            return False
-        open_jobs: set[str] = set()
-        for line in path.read_text().splitlines():
-            event, i, *_ = line.split()
-            if event == "start":
-                open_jobs.add(i)
-            elif event == "done":
-                open_jobs.discard(i)
+        member = self.member()
+        open_jobs: set[int] = set()
+        for record in read_records(records):
+            if record.member != member:
+                continue
+            if record.event == "start":
+                open_jobs.add(record.i)
+            elif record.event == "done":
+                open_jobs.discard(record.i)
         return bool(open_jobs)
 
     def kill(self) -> float:
