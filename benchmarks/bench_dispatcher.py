@@ -47,6 +47,7 @@ WORK, FEEDBACK = QUEUE, QUEUE + "~fb"
 ALL_MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h", "#w4#h", "#w5#h", "#w6#h", "#w7#h")
 MEMBERS = ALL_MEMBERS[:4]  # --members changes it before the stream is built
 PAYLOAD = 100
+NOTIFY = False  # --notify: the jobs ask for outcome NOTICEs (a producer that keeps up)
 IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
@@ -65,7 +66,7 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
     while seq < jobs:
         count = min(batch, jobs - seq)
         specs = [JobSpec(seq + i, "noop", payload) for i in range(count)]
-        deliver("#producer#h", encode_batch(producer, mseq, "raw", specs))
+        deliver("#producer#h", encode_batch(producer, mseq, "raw", specs, notify=NOTIFY))
         for spec in specs:
             owner = MEMBERS[spec.seq % len(MEMBERS)]
             if owner != MEMBERS[0]:
@@ -183,9 +184,13 @@ def main() -> None:
         "--members", type=int, default=4, choices=range(1, 9), help="members (1: every job ours)"
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--notify", action="store_true", help="the jobs ask for NOTICEs of their outcomes"
+    )
     args = parser.parse_args()
-    global MEMBERS
+    global MEMBERS, NOTIFY
     MEMBERS = ALL_MEMBERS[: args.members]
+    NOTIFY = args.notify
     tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(
         run,

@@ -42,7 +42,7 @@ STEPS: tuple[tuple[str, str, str, bool], ...] = (
     ("spreadq.worker.dispatcher", "Dispatcher", "_pump", False),
     ("spreadq.worker.dispatcher", "Dispatcher", "_on_ended", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_on_send_ack", True),
-    ("spreadq.worker.dispatcher", "Dispatcher", "_send_notices", True),
+    ("spreadq.worker.dispatcher", "Dispatcher", "_on_send_notice", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_note_idle", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_timer", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_wait_time", False),

@@ -28,6 +28,7 @@ from spreadq.queue.effects import (
     JobRejected,
     RunJob,
     SendAck,
+    SendNotice,
     ViewChanged,
 )
 from spreadq.queue.envelope import (
@@ -51,6 +52,7 @@ from spreadq.queue.inputs import (
     Producers,
     StartDraining,
     Tick,
+    TurnEnded,
 )
 from spreadq.queue.jobs import PLAIN_SUCCESS, Job, JobRef, Outcome, OutcomeHistory, Status
 from spreadq.queue.periodic import TickLedger
@@ -414,6 +416,11 @@ def test_an_idle_table_leaves_the_outcomes_a_notice_carries_to_the_cadence(
     acks = of_type(table.apply(JobFinished(ref(0), Outcome.success(b"r0")), 1.0), SendAck)
     if notices:  # its producer has it from the NOTICE: the ACK waits for the cadence
         assert acks == []
+        (notice,) = of_type(table.apply(TurnEnded(), 1.0), SendNotice)
+        assert (notice.to, notice.envelope.outcomes) == (
+            "#p#h",
+            ((ref(0), Outcome.success(b"r0")),),
+        )
         assert table.next_deadline() == 10.0
         (acks,) = [of_type(table.apply(Tick(), 10.0), SendAck)]
     (send,) = acks
@@ -426,6 +433,7 @@ def test_an_idle_table_leaves_the_outcomes_a_notice_carries_to_the_cadence(
     (send,) = of_type(table.apply(JobFinished(ref(2), huge), 12.0), SendAck)
     ((_, outcome),) = send.envelope.outcomes
     assert outcome.error_type == "MessageTooLarge"
+    assert not table.notices_pending
 
 
 def test_a_draining_table_acks_what_is_waiting_and_each_outcome_at_once() -> None:

@@ -21,6 +21,7 @@ from spreadq.queue.effects import JobRejected as JobRejected
 from spreadq.queue.effects import JobsCompleted as JobsCompleted
 from spreadq.queue.effects import RunJob as RunJob
 from spreadq.queue.effects import SendAck as SendAck
+from spreadq.queue.effects import SendNotice as SendNotice
 from spreadq.queue.effects import ViewChanged as ViewChanged
 from spreadq.queue.envelope import MESS_TYPE as MESS_TYPE
 from spreadq.queue.envelope import Ack as Ack
@@ -43,6 +44,7 @@ from spreadq.queue.inputs import MessageDelivered as MessageDelivered
 from spreadq.queue.inputs import Producers as Producers
 from spreadq.queue.inputs import StartDraining as StartDraining
 from spreadq.queue.inputs import Tick as Tick
+from spreadq.queue.inputs import TurnEnded as TurnEnded
 from spreadq.queue.jobs import Job as Job
 from spreadq.queue.jobs import JobRef as JobRef
 from spreadq.queue.jobs import Outcome as Outcome
@@ -104,6 +106,7 @@ __all__ = [
     "Status",
     "TableStats",
     "Tick",
+    "TurnEnded",
     "Transitional",
     "View",
     "ViewChanged",

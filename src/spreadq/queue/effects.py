@@ -8,6 +8,7 @@ ready for :func:`~spreadq.queue.envelope.encode`; each says which groups it goes
 effect              send to             service
 ==================  ==================  =========================================
 SendAck             WORK + FEEDBACK     AGREED, ``mess_type = MESS_TYPE``
+SendNotice          the producer        AGREED (its private group)
 AnnounceDrain       WORK + FEEDBACK     AGREED
 AnnounceHello       WORK + FEEDBACK     AGREED
 AnnounceView        FEEDBACK            AGREED
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, ResultAnswer
+from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, Notice, ResultAnswer
 from spreadq.queue.jobs import Job, JobRef, Outcome
 from spreadq.queue.view import ChangeCause, View
 
@@ -42,6 +43,7 @@ __all__ = [
     "JobRejected",
     "RunJob",
     "SendAck",
+    "SendNotice",
     "ViewChanged",
 ]
 
@@ -185,6 +187,16 @@ class SendAck:
 
 
 @dataclass(frozen=True, slots=True)
+class SendNotice:
+    """Send ``envelope`` (outcomes of its jobs that asked for one, which no ACK has
+    reported yet) to producer ``to``'s private group: one NOTICE, or more when they do
+    not fit one message."""
+
+    to: str
+    envelope: Notice
+
+
+@dataclass(frozen=True, slots=True)
 class AnnounceView:
     """We are the first member of a new view: multicast ``envelope`` to FEEDBACK."""
 
@@ -245,6 +257,7 @@ Effect = (
     | JobOrphaned
     | JobRejected
     | SendAck
+    | SendNotice
     | AnnounceView
     | AnnounceDrain
     | AnnounceHello

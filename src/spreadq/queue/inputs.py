@@ -30,6 +30,7 @@ __all__ = [
     "Producers",
     "StartDraining",
     "Tick",
+    "TurnEnded",
 ]
 
 
@@ -74,6 +75,13 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnEnded:
+    """The worker's loop has handled everything that was waiting: the outcome NOTICEs
+    due now go (:class:`~spreadq.queue.notices.NoticeQueue`), so the outcomes of the
+    jobs that end in one turn share one NOTICE per producer."""
+
+
+@dataclass(frozen=True, slots=True)
 class Idle:
     """Whether this member has nothing ready to run now (its owner says so when it
     changes): while idle, a finished job's outcome is ACKed at once, within the
@@ -106,6 +114,7 @@ Input = (
     | JobFinished
     | JobsFinished
     | Tick
+    | TurnEnded
     | Idle
     | Producers
     | StartDraining

@@ -156,6 +156,7 @@ from spreadq.queue.effects import (
     JobsCompleted,
     RunJob,
     SendAck,
+    SendNotice,
     ViewChanged,
 )
 from spreadq.queue.envelope import (
@@ -168,6 +169,7 @@ from spreadq.queue.envelope import (
     JobBatch,
     JobFragment,
     Ledger,
+    Notice,
     Raw,
     ResultAnswer,
     ResultQuery,
@@ -188,6 +190,7 @@ from spreadq.queue.inputs import (
     Producers,
     StartDraining,
     Tick,
+    TurnEnded,
 )
 from spreadq.queue.jobs import (
     Job,
@@ -197,6 +200,7 @@ from spreadq.queue.jobs import (
     Status,
     outcome_of,
 )
+from spreadq.queue.notices import NoticeQueue
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import JoblessRule, Rule, SlotRule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
@@ -373,8 +377,11 @@ class OutstandingTable:
             members together send about one such ACK per ``ack_idle_gap``, since every
             member reads every ACK (None: only by the cadence).
         notices: the worker sends the outcome of a job that asks (``Job.notify``) to
-            its producer in a NOTICE as well: such an outcome resolves its receipt
-            without an ACK, so it makes no idle ACK due (it goes by the cadence).
+            its producer in a NOTICE as well (:class:`SendNotice`, when a turn ends or
+            a :class:`Tick` comes, see :class:`~spreadq.queue.notices.NoticeQueue`):
+            such an outcome resolves its receipt without an ACK, so it makes no idle
+            ACK due (it goes by the cadence).
+        notice_interval: seconds at least between two rounds of NOTICEs.
         window: the producers' window (``Settings.window``): once told how many
             producers share it (:class:`~spreadq.queue.inputs.Producers`), an ACK is
             also due after a third of one producer's share of messages read, when that
@@ -407,6 +414,7 @@ class OutstandingTable:
         ack_every_seconds: float = 0.05,
         ack_idle_gap: float | None = None,
         notices: bool = False,
+        notice_interval: float = 0.0,
         window: int | None = None,
         position_horizon: float = 5.0,
         fragment_bytes: int = 64 * 1024 * 1024,
@@ -427,7 +435,7 @@ class OutstandingTable:
         self.dedupe_size = dedupe_size
         self._ticks = TickLedger() if ticks is None else ticks
         self._idle_gap = ack_idle_gap
-        self._notices = notices
+        self._notices = NoticeQueue(notice_interval) if notices else None
         self._window = window
         self._cadence = AckCadence(
             ack_every,
@@ -451,6 +459,7 @@ class OutstandingTable:
             JobFinished: self._on_finished,
             JobsFinished: self._on_jobs_finished,
             Tick: self._on_tick,
+            TurnEnded: self._on_turn_ended,
             Idle: self._on_idle,
             Producers: self._on_producers,
             StartDraining: self._on_start_draining,
@@ -476,6 +485,8 @@ class OutstandingTable:
         self._dedupe = DedupeMemory(self.dedupe_size)
         self._fragments.clear()
         self._cadence.clear()
+        if self._notices is not None:
+            self._notices.clear()
         self._ticks.clear()
 
     # --- public surface -------------------------------------------------------------
@@ -521,8 +532,27 @@ class OutstandingTable:
         return TableStats(**self._counts)
 
     def next_deadline(self) -> float | None:
-        """When the next :class:`Tick` is needed for an ACK to go out on time."""
-        return self._cadence.deadline()
+        """When the next :class:`Tick` is needed for an ACK or NOTICEs held back to go
+        out on time."""
+        due = self._cadence.deadline()
+        notices = self._notices
+        if notices is not None:
+            held = notices.deadline()
+            if held is not None and (due is None or held < due):
+                return held
+        return due
+
+    @property
+    def notices_pending(self) -> bool:
+        """True when an outcome waits for a NOTICE (:class:`TurnEnded` sends it, or a
+        :class:`Tick` once the interval allows)."""
+        notices = self._notices
+        return notices is not None and notices.pending
+
+    @property
+    def unreported(self) -> bool:
+        """True while an outcome we reached (or remembered) waits for an ACK."""
+        return self._cadence.outcomes_pending
 
     def owner_of(self, ref: JobRef) -> str | None:
         """The owner of an outstanding job, or ``None`` (unknown, orphaned or not held)."""
@@ -1307,7 +1337,7 @@ class OutstandingTable:
         reported: list[tuple[JobRef, Outcome]] = []
         sizes: list[int] = []
         notices = self._notices
-        noticed = 0  # outcomes a NOTICE takes to their producer (the dispatcher's rule)
+        noticed = 0  # outcomes a NOTICE takes to their producer as well
         for done in finished:
             ref, outcome = done
             entry = entries.get(ref)
@@ -1319,7 +1349,8 @@ class OutstandingTable:
             if size > budget:  # no NOTICE either: the ACK says what became of it
                 outcome = _too_large(outcome)
                 done, size = JobFinished(ref, outcome), outcome_size(outcome)
-            elif notices and entry.job is not None and entry.job.notify:
+            elif notices is not None and entry.job is not None and entry.job.notify:
+                notices.add(entry.sender, done)
                 noticed += 1
             reported.append(done)
             sizes.append(size)
@@ -1327,9 +1358,27 @@ class OutstandingTable:
         return len(reported)
 
     def _on_tick(self, event: Tick) -> list[Effect]:
+        effects: list[Effect] = []
         if self._view is not None and self._cadence.due(self._now):
-            return [self._make_ack()]
-        return []
+            effects.append(self._make_ack())
+        notices = self._notices
+        if notices is not None and notices.pending:
+            self._take_notices(effects)
+        return effects
+
+    def _on_turn_ended(self, event: TurnEnded) -> list[Effect]:
+        notices = self._notices
+        if notices is None or not notices.pending:
+            return []
+        effects: list[Effect] = []
+        self._take_notices(effects)
+        return effects
+
+    def _take_notices(self, effects: list[Effect]) -> None:
+        """Add the NOTICEs due now to ``effects``: one per producer."""
+        assert self._notices is not None
+        for producer, outcomes in self._notices.take(self._now):
+            effects.append(SendNotice(producer, Notice(tuple(outcomes))))
 
     def _on_idle(self, event: Idle) -> list[Effect]:
         self._cadence.idle = event.idle
@@ -1348,6 +1397,10 @@ class OutstandingTable:
         return []
 
     def _make_ack(self) -> SendAck:
-        report = self._cadence.take(self._now)
+        cadence = self._cadence
+        report = cadence.take(self._now)
+        notices = self._notices
+        if notices is not None and notices.pending:  # the ACK tells them too
+            notices.reported(report.outcomes, everything=not cadence.outcomes_pending)
         ack = Ack(self.incarnation, report.outcomes, report.positions, len(self._mine))
         return SendAck(ack)

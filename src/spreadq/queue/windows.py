@@ -149,6 +149,11 @@ class AckCadence:
         return self._since is not None
 
     @property
+    def outcomes_pending(self) -> bool:
+        """True when an outcome waits for an ACK."""
+        return bool(self._outcomes)
+
+    @property
     def outcome_budget(self) -> int:
         """The most bytes one outcome may take and still fit in an ACK."""
         return self.max_bytes - ack_overhead(self.max_positions)

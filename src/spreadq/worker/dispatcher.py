@@ -36,6 +36,8 @@ GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) 
                       of running it
 CancelJob             cancel the job in the pool, or drop it in the scheduler
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
+SendNotice            send the NOTICE to the producer's private group (split in as
+                      many messages as it needs)
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 AnnounceLedger        multicast the LEDGER envelope to WORK (periodic ticks' ledger)
@@ -66,10 +68,13 @@ about a tenth of a worker's CPU when messages came one per read.
 Outcome notices (``settings.outcome_notices``): the outcomes of a producer's jobs that
 ask for one (``Job.notify``: the consumers keep up with that producer) go to that
 producer's private group in one NOTICE, so its receipts resolve without waiting for the
-next ACK: at the end of the turn they ended in, unless a NOTICE went out less than
-``settings.notice_interval`` ago (then at the end of the interval, with those that ended
-meanwhile), and never for an outcome an ACK has reported already. No other consumer
-reads a NOTICE; the ACK still settles the jobs at every replica.
+next ACK. The table decides which and when (:class:`~spreadq.queue.notices.NoticeQueue`):
+the loop feeds it :class:`~spreadq.queue.TurnEnded` after a turn that left some waiting,
+and it answers with :class:`~spreadq.queue.SendNotice` at once, unless NOTICEs went out
+less than ``settings.notice_interval`` ago (then at the :class:`~spreadq.queue.Tick` that
+ends the interval, with those that ended meanwhile); never for an outcome an ACK has
+reported already. No other consumer reads a NOTICE; the ACK still settles the jobs at
+every replica.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
@@ -110,7 +115,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from operator import itemgetter
 from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
@@ -155,8 +159,10 @@ from spreadq.queue import (
     Producers,
     RunJob,
     SendAck,
+    SendNotice,
     StartDraining,
     Tick,
+    TurnEnded,
     ViewChanged,
     ViewInstalled,
     encode,
@@ -198,9 +204,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-_first: Callable[[tuple[JobRef, Outcome]], JobRef] = itemgetter(0)
-"""An ACK outcome's ref."""
 
 
 class DispatcherConnection(Protocol):
@@ -286,6 +289,8 @@ class _Wake:
 
 
 _WAKE: Final = _Wake()
+_TURN_ENDED: Final = TurnEnded()
+
 _new_finished: Callable[[tuple[JobRef, Outcome]], JobFinished] = partial(tuple.__new__, JobFinished)
 """``JobFinished(ref, outcome)`` without the named tuple's Python ``__new__``: one a job."""
 
@@ -389,6 +394,7 @@ class Dispatcher:
             ack_every_seconds=settings.ack_interval,
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             notices=settings.outcome_notices,
+            notice_interval=settings.notice_interval,
             window=settings.window,
             max_failovers=settings.max_failovers,
             history=history,
@@ -421,6 +427,7 @@ class Dispatcher:
             GiveUpJob: self._on_give_up,
             CancelJob: self._on_cancel,
             SendAck: self._on_send_ack,
+            SendNotice: self._on_send_notice,
             AnnounceDrain: self._on_announce_both,
             AnnounceHello: self._on_announce_both,
             AnnounceView: self._on_announce_view,
@@ -455,18 +462,11 @@ class Dispatcher:
         )
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
-        self._unreported: set[JobRef] = set()
         self._draining = False
         self._drain_deadline = math.inf
         self._leaving = False
         self._left = False
         self._idle = False  # what the table was last told (Idle)
-        # outcome notices: for the jobs whose producer asks (Job.notify), when enabled
-        self._notices: dict[str, list[tuple[JobRef, Outcome]]] = {}  # this turn's, by producer
-        self._notices_on = settings.outcome_notices
-        self._notice_interval = settings.notice_interval
-        self._next_notice = -math.inf  # no NOTICE before this (the loop's clock)
-        self._notify: set[JobRef] = set()  # jobs handed to the runners that ask for one
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -568,8 +568,8 @@ class Dispatcher:
                     await self._announce_ticks()
                 if (not self._schedule.queued) is not self._idle:
                     await self._note_idle()
-                if self._notices:
-                    await self._send_notices()
+                if self._table.notices_pending:
+                    await self._apply(_TURN_ENDED)
                 if self._draining:
                     await self._check_drained()
         finally:
@@ -613,8 +613,6 @@ class Dispatcher:
             tick = self._ticks.wait()
             if tick is not None:
                 deadline = min(deadline, self._clock() + tick)
-        if self._notices and self._next_notice < deadline:
-            deadline = self._next_notice
         if deadline == math.inf:
             return None
         return deadline - self._clock()
@@ -628,8 +626,6 @@ class Dispatcher:
             await self._note_idle()
         if self._ticks is not None:
             await self._announce_ticks()
-        if self._notices:  # when due: else the loop would find its deadline passed
-            await self._send_notices()  # again at once
         await self._check_drained()
 
     async def _announce_ticks(self) -> None:
@@ -718,8 +714,6 @@ class Dispatcher:
         assert view is not None  # a job is only assigned within a view
         job = effect.job
         queued = QueuedJob.of(effect, view)
-        if job.notify and self._notices_on:
-            self._notify.add(job.ref)
         if not effect.failover and JobAssigned in self._events.routes:
             self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
         if job.header_block:  # a job without headers has priority 0 and no start time
@@ -735,15 +729,11 @@ class Dispatcher:
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
         assert view is not None
-        if effect.job.notify and self._notices_on:  # its failure is noticed as a run's
-            self._notify.add(effect.job.ref)
         self._schedule.offer(QueuedJob.of(effect, view), failover=True)  # a runner fails it
 
     async def _on_cancel(self, effect: CancelJob) -> None:
         if not self._pool.cancel(effect.ref):
             self._schedule.cancel(effect.ref)  # dropped when its turn comes
-        self._unreported.discard(effect.ref)
-        self._notify.discard(effect.ref)
 
     async def _on_cancel_taken(self, effect: CancelTaken) -> None:
         self._log.info("job_cancelled", job=str(effect.ref), by=effect.by)
@@ -757,8 +747,6 @@ class Dispatcher:
         await self._multicast((effect.to,), encode(effect.answer))
 
     async def _on_send_ack(self, effect: SendAck) -> None:
-        if self._unreported:
-            self._unreported.difference_update(map(_first, effect.envelope.outcomes))
         read_at = self._stats.read_at
         for producer_id, mseq in effect.envelope.positions:  # the read lag STATS report
             read_at[producer_id] = mseq
@@ -869,75 +857,43 @@ class Dispatcher:
 
     async def _on_ended(self) -> None:
         """The jobs that ended since we last looked: forget them in the pool and the
-        scheduler, keep their outcomes for recovery and notices, and give the table
-        their outcomes in one input."""
+        scheduler, keep their outcomes for recovery, and give the table their outcomes
+        in one input (it reports them, in ACKs and in the NOTICEs their producers asked
+        for)."""
         ended = self._pool.take_ended()
         refs = [ref for ref, _ in ended]
         self._pool.ended_all(refs)
         self._schedule.ended_all(refs)
-        notify, notices, sender_of = self._notify, self._notices, self._table.sender_of
-        kept: list[tuple[JobRef, Outcome]] = []  # outstanding: kept until an ACK is seen
-        finished: list[JobFinished] = []
-        for ref, outcome in ended:
-            asked = ref in notify
-            if asked:
-                notify.discard(ref)
-            if outcome is None:
-                continue
-            sender = sender_of(ref)
-            if sender is not None:  # outstanding
-                kept.append((ref, outcome))
-                if asked:
-                    waiting = notices.get(sender)
-                    if waiting is None:
-                        notices[sender] = [(ref, outcome)]
-                    else:
-                        waiting.append((ref, outcome))
-            finished.append(_new_finished((ref, outcome)))
-        if kept:
-            self._unreported.update(map(_first, kept))
-            self._recovery.keep_all(kept, self._table.outstanding_refs.__contains__)
+        finished = [_new_finished((ref, outcome)) for ref, outcome in ended if outcome is not None]
         if finished:
+            # kept until an ACK for them is seen (those of jobs no longer outstanding
+            # go at the recovery's next sweep)
+            self._recovery.keep_all(finished, self._table.outstanding_refs.__contains__)
             await self._apply(JobsFinished(finished))
 
-    async def _send_notices(self) -> None:
-        """Send each producer the outcomes of its jobs that ended since the last NOTICEs
-        and went out in no ACK yet: one NOTICE to its private group (more when they do
-        not fit one message). The ACK still settles them; the NOTICE only lets the
-        producer resolve their receipts now. Nothing goes before
-        ``settings.notice_interval`` has passed since the last NOTICEs."""
-        if self._clock() < self._next_notice:
-            return  # the loop's alarm brings us back then
-        notices, self._notices = self._notices, {}
-        unreported = self._unreported
-        budget = self._table.outcome_budget  # a bigger outcome: the ACK reports a failure
+    async def _on_send_notice(self, effect: SendNotice) -> None:
+        """Send a producer the outcomes of its jobs that asked for a NOTICE: one to its
+        private group, more when they do not fit one message (the table left out any
+        outcome too big for an ACK). The ACK still settles them; the NOTICE only lets
+        the producer resolve their receipts now."""
+        outcomes = effect.envelope.outcomes
         overhead = notice_overhead()
-        sent = False
-        for producer, ended in notices.items():
-            chunk: list[tuple[JobRef, Outcome]] = []
-            size = overhead
-            for ref, outcome in ended:
-                if ref not in unreported:
-                    continue  # an ACK took it (or it was cancelled) meanwhile
-                grows = outcome_size(outcome)
-                if grows > budget:
-                    continue  # the ACK says what became of it
-                if size + grows > MAX_ENVELOPE_SIZE:
-                    await self._multicast((producer,), encode(Notice(chunk)))
-                    chunk, size = [], overhead
-                chunk.append((ref, outcome))
-                size += grows
-            if chunk:
-                await self._multicast((producer,), encode(Notice(chunk)))
-                sent = True
-        if sent:
-            self._next_notice = self._clock() + self._notice_interval
+        chunk: list[tuple[JobRef, Outcome]] = []
+        size = overhead
+        for reached in outcomes:
+            grows = outcome_size(reached[1])
+            if chunk and size + grows > MAX_ENVELOPE_SIZE:
+                await self._multicast((effect.to,), encode(Notice(chunk)))
+                chunk, size = [], overhead
+            chunk.append(reached)
+            size += grows
+        data = encode(effect.envelope) if len(chunk) == len(outcomes) else encode(Notice(chunk))
+        await self._multicast((effect.to,), data)
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""
         self._pool.cancel_all()
         self._schedule.drop_all()
-        self._notify.clear()
 
     # -- drain and loss --------------------------------------------------------------------
 
@@ -957,7 +913,7 @@ class Dispatcher:
             and table.backlog == 0
             and not self._pool
             and not self._schedule.queued
-            and not self._unreported
+            and not table.unreported
         ):
             await self._leave()
 

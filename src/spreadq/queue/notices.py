@@ -1,0 +1,97 @@
+"""NoticeQueue: the outcomes a worker sends straight to their producers, and when, sans-IO.
+
+Theory of operation. A job whose producer keeps up asks for a NOTICE of its outcome
+(``Job.notify``): its owner sends the outcome to that producer's private group as well
+as reporting it in an ACK, so the receipt resolves without waiting for the ACK cadence
+(docs/cancel-and-results.md#outcome-notices). The
+:class:`~spreadq.queue.table.OutstandingTable` decides *which* outcomes: those it reports
+in its ACK cadence, of jobs that ask, that fit an ACK (one that does not is reported as
+a failure, by the ACK alone). This queue decides *when*:
+
+* the outcomes reached since the last NOTICEs wait here, grouped by producer;
+* they go when the worker's loop ends a turn (:meth:`take`), the first at once after a
+  quiet spell, and then at most once per ``interval``: what ends meanwhile goes in the
+  next ones, at the end of the interval (:meth:`deadline`);
+* an outcome an ACK has taken is never sent again in a NOTICE (:meth:`reported`): the
+  ACK went to that producer too.
+
+Worked example (interval 2 ms)::
+
+    add(p, j1); take(0.000) -> [(p, [j1])]     first after a quiet spell: at once
+    add(p, j2); take(0.001) -> []             held back; deadline() == 0.002
+    add(q, k1); take(0.002) -> [(p, [j2]), (q, [k1])]
+    add(p, j3); reported([j3], everything=True); take(0.009) -> []   the ACK took it
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from spreadq.queue.jobs import JobRef, Outcome
+
+__all__ = ["NoticeQueue"]
+
+Reached = tuple[JobRef, Outcome]
+"""An outcome with its job's ref."""
+
+
+class NoticeQueue:
+    """The outcomes waiting for a NOTICE to their producers.
+
+    Args:
+        interval: seconds at least between two takes that hand out NOTICEs (0: every
+            take hands out what waits).
+    """
+
+    __slots__ = ("_next", "_pending", "interval")
+
+    def __init__(self, interval: float = 0.0) -> None:
+        self.interval = interval
+        self._pending: dict[str, list[Reached]] = {}
+        self._next = -math.inf  # no NOTICEs before this
+
+    @property
+    def pending(self) -> bool:
+        """True when an outcome waits."""
+        return bool(self._pending)
+
+    def add(self, producer: str, reached: Reached) -> None:
+        """Queue ``reached`` for a NOTICE to ``producer`` (its private group)."""
+        waiting = self._pending.get(producer)
+        if waiting is None:
+            self._pending[producer] = [reached]
+        else:
+            waiting.append(reached)
+
+    def reported(self, outcomes: Sequence[Reached], *, everything: bool) -> None:
+        """An ACK took ``outcomes``: none of them goes in a NOTICE now. ``everything``:
+        it took every outcome reported so far, so nothing waits here any more."""
+        if everything:
+            self._pending.clear()
+            return
+        taken = {ref for ref, _ in outcomes}
+        for producer, waiting in list(self._pending.items()):
+            kept = [reached for reached in waiting if reached[0] not in taken]
+            if kept:
+                self._pending[producer] = kept
+            else:
+                del self._pending[producer]
+
+    def deadline(self) -> float | None:
+        """When outcomes held back may go (None: none waits)."""
+        return self._next if self._pending else None
+
+    def take(self, now: float) -> list[tuple[str, list[Reached]]]:
+        """The NOTICEs to send at ``now``: each producer's waiting outcomes, in the order
+        reached; none while the interval since the last ones runs."""
+        if not self._pending or now < self._next:
+            return []
+        out = list(self._pending.items())
+        self._pending = {}
+        self._next = now + self.interval
+        return out
+
+    def clear(self) -> None:
+        """Forget what waits (we left the group)."""
+        self._pending.clear()
