@@ -538,9 +538,10 @@ class Producer:
             if type(effect) is Settle:  # the most frequent: one per job an ACK settles
                 resolved += self._resolve(effect[0], effect[1], now)
                 continue
+            if type(effect) is Resolve:  # one per job a NOTICE resolves early
+                resolved += self._resolve(effect[0], effect[1], now)
+                continue
             match effect:
-                case Resolve(job=job, outcome=outcome):
-                    resolved += self._resolve(job, outcome, now)
                 case Ready():
                     self._sender.queued.notify()
                 case Requeued(jobs=jobs):
