@@ -67,6 +67,7 @@ from spreadq.bench import (
     cpu_spent,
     latency,
     memory,
+    wait_seconds,
 )
 from spreadq.eventloop import use_uvloop
 from spreadq.worker.runtime import tune_collector
@@ -101,6 +102,8 @@ class RedisFigures(BaseModel):
     round_trip: Latency
     cpu: Cpu | None
     """producer (this process), each consumer, and redis-server as the daemon."""
+    waited: Cpu | None = None
+    """The same processes' seconds ready to run and waiting for a CPU."""
     commands_per_job: float
     """Commands redis-server processed during the run, per job."""
 
@@ -277,11 +280,13 @@ async def measure_redis(
                     nonlocal first
                     before = (await send.info("stats"))["total_commands_processed"]
                     cpu0 = cpu_snapshot(pids, server_pid)
+                    wait0 = cpu_snapshot(pids, server_pid, read=wait_seconds)
                     with anyio.fail_after(RUN_WITHIN):
                         seconds, one_way, round_trip = await redis_run(
                             send, receive, replies, first, n, payload, pipeline, rate
                         )
                     cpu1 = cpu_snapshot(pids, server_pid)
+                    wait1 = cpu_snapshot(pids, server_pid, read=wait_seconds)
                     after = (await send.info("stats"))["total_commands_processed"]
                     first += n
                     return RedisFigures(
@@ -291,6 +296,7 @@ async def measure_redis(
                         one_way=latency(one_way),
                         round_trip=latency(round_trip),
                         cpu=cpu_spent(cpu0, cpu1),
+                        waited=cpu_spent(wait0, wait1),
                         commands_per_job=(after - before - 1) / n,  # less one INFO
                     )
 
@@ -418,6 +424,15 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
                 _us(theirs.flood.cpu, theirs.flood.jobs, part),
             )
         )
+    for label, a, b in paced_loads(ours, theirs):
+        for part, who in (("producer", "producer"), ("workers", "each worker")):
+            out.append(
+                (
+                    f"{label} ms/s waiting for a CPU: {who}",
+                    _waited_ms(a.waited, a.seconds, part),
+                    _waited_ms(b.waited, b.seconds, part),
+                )
+            )
     out.append(
         (
             "flood requests/job (Spread messages | Redis commands)",
@@ -434,6 +449,18 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
         )
     )
     return out
+
+
+def _waited_ms(waited: Cpu | None, seconds: float, part: str) -> float | None:
+    """Milliseconds a second ``part`` (the producer, or each worker on average) was
+    ready to run and waited for a CPU."""
+    if waited is None or seconds <= 0:
+        return None
+    if part == "producer":
+        spent = waited.producer_s
+    else:
+        spent = sum(waited.workers_s) / max(1, len(waited.workers_s))
+    return spent / seconds * 1e3
 
 
 def _cell(value: float | None) -> str:

@@ -12,8 +12,16 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spreadq.bench import Workers, cpu_seconds, latency, memory
-from spreadq.bench.procs import parse_stat_cpu, parse_status_kb, processes
+from spreadq.bench import (
+    Workers,
+    cpu_seconds,
+    cpu_snapshot,
+    cpu_spent,
+    latency,
+    memory,
+    wait_seconds,
+)
+from spreadq.bench.procs import parse_schedstat_wait, parse_stat_cpu, parse_status_kb, processes
 from spreadq.bench.report import delivered_per_job, quantile
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis; utime 250 and
@@ -32,6 +40,28 @@ def test_stat_cpu_counts_fields_after_the_command_name() -> None:
 def test_a_line_that_is_not_stat_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a /proc"):
         parse_stat_cpu(text, 100)
+
+
+def test_schedstat_gives_the_seconds_spent_waiting_for_a_cpu() -> None:
+    assert parse_schedstat_wait("2839274598 1424921711 839\n") == pytest.approx(1.424921711)
+
+
+@pytest.mark.parametrize("text", ["", "1 2", "1 2 3 4"])
+def test_a_line_that_is_not_schedstat_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_schedstat_wait(text)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs schedstat")
+def test_time_waited_for_a_cpu_is_read_for_this_process_and_each_pid() -> None:
+    before = cpu_snapshot([os.getpid()], None, read=wait_seconds)
+    after = cpu_snapshot([os.getpid()], None, read=wait_seconds)
+    spent = cpu_spent(before, after)
+    assert spent is not None
+    assert spent.producer_s >= 0
+    assert spent.workers_s[0] >= 0
+    assert spent.daemon_s is None  # no daemon pid given
+    assert wait_seconds(2**22 + 12345) is None  # no such process
 
 
 def test_status_values_in_kb() -> None:

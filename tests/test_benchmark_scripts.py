@@ -74,6 +74,9 @@ def test_compare_redis_side_by_side(tmp_path: Path) -> None:
         assert run["one_way"]["p50_ms"] <= run["round_trip"]["p50_ms"]
         assert run["commands_per_job"] >= 1  # an XADD each, at least
         assert len(run["cpu"]["workers_s"]) == 2
+        if os.path.exists("/proc/self/schedstat"):
+            assert len(run["waited"]["workers_s"]) == 2
+            assert min(run["waited"]["workers_s"]) >= 0
     if find_spec("matplotlib") is not None:
         assert chart.read_bytes().startswith(b"\x89PNG")
 
@@ -84,7 +87,8 @@ def test_compare_redis_tables(tmp_path: Path) -> None:
     wide = {**os.environ, "COLUMNS": "200"}
     out = script("compare_redis.py", *TINY, "--jobs", "100", "--raw", "0", env=wide)
     rows = ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job")
-    for row in (*rows, "same rate jobs/s", "same rate round trip p99 ms"):
+    waits = ("half ms/s waiting for a CPU: producer", "same rate ms/s waiting for a CPU")
+    for row in (*rows, *waits, "same rate jobs/s", "same rate round trip p99 ms"):
         assert row in out, out
     assert "Redis Streams" in out
 

@@ -18,6 +18,7 @@ from spreadq.errors import JobFailed
 
 TINY = ("--workers", "2", "--jobs", "200", "--raw", "200", "--loop", "asyncio")
 WIDE = {**os.environ, "COLUMNS": "200"}  # rich tables not folded
+SCHEDSTAT = os.path.exists("/proc/self/schedstat")  # Linux: the time waited for a CPU
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +64,12 @@ def test_json_report_on_the_embedded_daemon() -> None:
         assert len(figures.cpu.workers_s) == 2
         assert figures.cpu.daemon_s is not None  # the embedded daemon is ours
         assert min(figures.cpu.producer_s, *figures.cpu.workers_s, figures.cpu.daemon_s) >= 0
+        if SCHEDSTAT:
+            waited = figures.waited
+            assert waited is not None
+            assert len(waited.workers_s) == 2
+            assert waited.daemon_s is not None
+            assert min(waited.producer_s, *waited.workers_s, waited.daemon_s) >= 0
     assert report.worker_peak_rss_mb is not None
     assert len(report.worker_peak_rss_mb) == 2
     assert all(10 < mb < 1000 for mb in report.worker_peak_rss_mb)
@@ -78,15 +85,21 @@ async def test_tables_against_a_given_daemon(spreadq_daemon: Daemon) -> None:
     headings = ("raw flood msg/s", "jobs/s", "ratio", "one way p50", "round trip p50", "p999")
     for heading in (*headings, "producer", "workers", "delivered", "worker peak RSS"):
         assert heading in out, out
-    # a flood and a half-load row in each of the three tables
-    assert out.count(address) == 6 + 1, out  # and the peak RSS line
-    assert out.count("flood") == 3 + 1, out  # and the column heading
-    assert out.count("half") == 3, out
+    # a flood and a half-load row in each of the four tables (the fourth: Linux)
+    tables = 4 if SCHEDSTAT else 3
+    assert out.count(address) == 2 * tables + 1, out  # and the peak RSS line
+    assert out.count("flood") == tables + 1, out  # and the column heading
+    assert out.count("half") == tables, out
     # not our daemon: its CPU time is not known
-    cost = out.split("cost per job")[1].split("worker peak RSS")[0]
+    cost = out.split("cost per job")[1].split("ms a second")[0].split("worker peak RSS")[0]
     rows = [row.split("│") for row in cost.splitlines() if address in row and "│" in row]
     assert len(rows) == 2, cost
     assert all(cells[5].strip() == "-" for cells in rows), cost
+    if tables == 4:  # each process's ms a second on a CPU / waiting, the daemon's unknown
+        busy = out.split("ms a second")[1].split("worker peak RSS")[0]
+        rows = [row.split("│") for row in busy.splitlines() if address in row and "│" in row]
+        assert len(rows) == 2, busy
+        assert all(" / " in cells[3] and cells[5].strip() == "-" for cells in rows), busy
 
 
 def test_skipping_the_raw_flood_leaves_the_ratio_out() -> None:

@@ -35,6 +35,7 @@ from spreadq.bench.procs import Memory as Memory
 from spreadq.bench.procs import Role as Role
 from spreadq.bench.procs import cpu_seconds as cpu_seconds
 from spreadq.bench.procs import memory as memory
+from spreadq.bench.procs import wait_seconds as wait_seconds
 from spreadq.bench.report import BenchReport as BenchReport
 from spreadq.bench.report import Cpu as Cpu
 from spreadq.bench.report import Latency as Latency
@@ -76,5 +77,6 @@ __all__ = [
     "raw_flood",
     "run_bench",
     "run_role",
+    "wait_seconds",
     "worker_processes",
 ]

@@ -2,8 +2,9 @@
 
 Child processes are ``python -m spreadq bench --role ...`` (hidden options of the same
 command), so a benchmark needs nothing but an installed spreadq. CPU time and memory
-are read from ``/proc/<pid>/stat`` and ``/proc/<pid>/status`` (Linux); elsewhere the
-readers return None and the report leaves those figures out.
+are read from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``, and the time a process
+was ready to run but waited for a CPU from ``/proc/<pid>/schedstat`` (Linux); elsewhere
+the readers return None and the report leaves those figures out.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ __all__ = [
     "command",
     "cpu_seconds",
     "memory",
+    "parse_schedstat_wait",
     "parse_stat_cpu",
     "parse_status_kb",
     "processes",
     "stop",
+    "wait_seconds",
 ]
 
 Role = Literal["daemon", "worker", "raw-receiver"]
@@ -115,6 +118,20 @@ def parse_stat_cpu(text: str, ticks_per_s: float) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
+def parse_schedstat_wait(text: str) -> float:
+    """Seconds spent runnable but waiting for a CPU, from the text of
+    ``/proc/<pid>/schedstat`` (time on the CPU, time waiting on a run queue, both in
+    nanoseconds, and time slices run).
+
+    Raises:
+        ValueError: the text is not a ``schedstat`` line.
+    """
+    fields = text.split()
+    if len(fields) != 3:
+        raise ValueError(f"not a /proc/<pid>/schedstat line: {text[:80]!r}")
+    return int(fields[1]) / 1e9
+
+
 def parse_status_kb(text: str, key: str) -> int | None:
     """The value of ``key`` (``VmRSS``, ``VmHWM``) in the text of ``/proc/<pid>/status``,
     in kB; None when the line is missing (a kernel thread, a zombie)."""
@@ -139,6 +156,24 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     except OSError:
         return None
     return parse_stat_cpu(text, os.sysconf("SC_CLK_TCK"))
+
+
+def wait_seconds(pid: int | None = None) -> float | None:
+    """Seconds process ``pid`` (its main thread; this process when None) has been ready
+    to run and waited for a CPU: what a saturated machine adds to every latency.
+
+    None where ``/proc/<pid>/schedstat`` cannot be read (another system, a kernel
+    without scheduler statistics, a process gone).
+    """
+    try:
+        with open(f"/proc/{os.getpid() if pid is None else pid}/schedstat") as file:
+            text = file.read()
+    except OSError:
+        return None
+    try:
+        return parse_schedstat_wait(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

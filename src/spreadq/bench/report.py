@@ -40,7 +40,9 @@ class Latency(BaseModel):
 
 
 class Cpu(BaseModel):
-    """CPU seconds (user + system) each process spent during one run."""
+    """Seconds of each process during one run: on a CPU (user + system), as
+    :attr:`QueueFigures.cpu`, or ready to run and waiting for one, as
+    :attr:`QueueFigures.waited`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,6 +95,10 @@ class QueueFigures(BaseModel):
     """From ``put()`` to the receipt resolving."""
     cpu: Cpu | None
     """None where ``/proc`` cannot be read (not Linux)."""
+    waited: Cpu | None = None
+    """The seconds each process was ready to run and waited for a CPU (its main
+    thread's, ``/proc/<pid>/schedstat``): on a saturated machine, where the latency goes.
+    None where that cannot be read."""
     wire: Wire
     ratio_to_raw: float | None
     """``jobs_per_s`` over the raw flood's messages/s of the same run; None without one."""

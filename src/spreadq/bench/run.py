@@ -19,7 +19,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from spreadq.bench.procs import command, cpu_seconds, memory, processes
+from spreadq.bench.procs import command, cpu_seconds, memory, processes, wait_seconds
 from spreadq.bench.report import BenchReport, Cpu, QueueFigures, Wire, delivered_per_job, latency
 from spreadq.bench.roles import NOOP, QUEUE, RAW_CONTROL, RAW_GROUP, STAMP
 from spreadq.client import Connection, connect
@@ -245,6 +245,7 @@ async def queue_run(
     messages_before = producer.statistics().messages
     worker_messages_before, private_before = await workers.messages()
     cpu_before = cpu_snapshot(workers.pids, daemon_pid)
+    wait_before = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
     clock, wall = time.monotonic, time.time
     started = clock()
     for i in range(count):
@@ -258,6 +259,7 @@ async def queue_run(
     for receipt in receipts:
         await receipt.wait()
     cpu_after = cpu_snapshot(workers.pids, daemon_pid)
+    wait_after = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
     producer_messages = producer.statistics().messages - messages_before
     worker_messages, private = await workers.messages()
     worker_messages -= worker_messages_before
@@ -275,6 +277,7 @@ async def queue_run(
         one_way=latency(one_way),
         round_trip=latency(round_trip),
         cpu=cpu_spent(cpu_before, cpu_after),
+        waited=cpu_spent(wait_before, wait_after),
         wire=Wire(
             producer_messages=producer_messages,
             worker_messages=worker_messages,
@@ -293,12 +296,19 @@ CpuSnapshot = tuple[float | None, tuple[float, ...] | None, float | None]
 of the daemon (None when it is not ours or unreadable): what :func:`cpu_spent` takes."""
 
 
-def cpu_snapshot(worker_pids: Sequence[int], daemon_pid: int | None) -> CpuSnapshot:
-    """This process's, the workers' and the daemon's CPU seconds so far (from ``/proc``)."""
-    seconds = [cpu_seconds(pid) for pid in worker_pids]
+def cpu_snapshot(
+    worker_pids: Sequence[int],
+    daemon_pid: int | None,
+    *,
+    read: Callable[[int | None], float | None] = cpu_seconds,
+) -> CpuSnapshot:
+    """This process's, the workers' and the daemon's CPU seconds so far (from ``/proc``),
+    or what else ``read`` reads of a process (:func:`~spreadq.bench.procs.wait_seconds`:
+    the seconds each waited for a CPU)."""
+    seconds = [read(pid) for pid in worker_pids]
     workers = None if None in seconds else tuple(s for s in seconds if s is not None)
-    daemon = None if daemon_pid is None else cpu_seconds(daemon_pid)
-    return cpu_seconds(), workers, daemon
+    daemon = None if daemon_pid is None else read(daemon_pid)
+    return read(None), workers, daemon
 
 
 def cpu_spent(before: CpuSnapshot, after: CpuSnapshot) -> Cpu | None:

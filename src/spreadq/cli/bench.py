@@ -37,8 +37,20 @@ def _us_per_job(seconds: float | None, jobs: int) -> str:
     return "-" if seconds is None else f"{seconds / jobs * 1e6:,.1f}"
 
 
+def _run_wait(cpu: float | None, waited: float | None, seconds: float) -> str:
+    """A process's milliseconds a second on a CPU and waiting for one."""
+    if cpu is None or waited is None:
+        return "-"
+    return f"{cpu / seconds * 1e3:,.0f} / {waited / seconds * 1e3:,.0f}"
+
+
+def _mean(values: tuple[float, ...]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def render(reports: list[BenchReport], console: Console) -> None:
-    """Print ``reports`` as three tables: throughput, latency, and cost per job."""
+    """Print ``reports`` as four tables: throughput, latency, cost per job, and each
+    process's time on a CPU and waiting for one."""
     if not reports:
         return
     first = reports[0]
@@ -51,7 +63,8 @@ def render(reports: list[BenchReport], console: Console) -> None:
         title="latency, ms: one way = put() to handler start, round trip = put() to receipt"
     )
     cost = Table(title="cost per job: CPU microseconds of each process, Spread messages")
-    for table in (rates, latency, cost):
+    busy = Table(title="ms a second: on a CPU / ready to run and waiting for one")
+    for table in (rates, latency, cost, busy):
         table.add_column("daemon")
         table.add_column("load")
     rates.add_column("jobs/s", justify="right")
@@ -62,6 +75,8 @@ def render(reports: list[BenchReport], console: Console) -> None:
         latency.add_column(heading, justify="right")
     for heading in ("producer", "workers", "daemon", "total", "sent", "delivered"):
         cost.add_column(heading, justify="right")
+    for heading in ("producer", "each worker (mean)", "daemon"):
+        busy.add_column(heading, justify="right")
     for report in reports:
         paced = "half" if report.paced_rate is None else f"{report.paced_rate:,.0f}/s"
         for load, figures in (("flood", report.flood), (paced, report.half_load)):
@@ -92,9 +107,20 @@ def render(reports: list[BenchReport], console: Console) -> None:
                 f"{wire.sent_per_job:.3f}",
                 f"{wire.delivered_per_job:.3f}",
             )
+            waited, seconds = figures.waited, figures.seconds
+            if cpu is not None and waited is not None and seconds > 0:
+                busy.add_row(
+                    report.daemon,
+                    load,
+                    _run_wait(cpu.producer_s, waited.producer_s, seconds),
+                    _run_wait(_mean(cpu.workers_s), _mean(waited.workers_s), seconds),
+                    _run_wait(cpu.daemon_s, waited.daemon_s, seconds),
+                )
     console.print(rates)
     console.print(latency)
     console.print(cost)
+    if busy.row_count:
+        console.print(busy)
     for report in reports:
         if report.worker_peak_rss_mb is not None:
             peaks = ", ".join(f"{mb:.1f}" for mb in report.worker_peak_rss_mb)
