@@ -126,6 +126,7 @@ class _Protocol(asyncio.Protocol):
     """What the event loop tells a :class:`_LoopStream`: data, end, write pressure."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()  # looked up once, not per wait
         self.transport: asyncio.Transport | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0  # bytes in chunks
@@ -221,7 +222,7 @@ class _LoopStream(anyio.abc.ByteStream):
                 raise anyio.BrokenResourceError from protocol.error
             if protocol.eof or protocol.lost:
                 raise anyio.EndOfStream
-            waiter = protocol.readable = asyncio.get_running_loop().create_future()
+            waiter = protocol.readable = protocol.loop.create_future()
             await waiter
         chunk = protocol.chunks.popleft()
         if len(chunk) > max_bytes:
@@ -242,7 +243,7 @@ class _LoopStream(anyio.abc.ByteStream):
         """
         protocol = self._protocol
         while protocol.writing_paused and not protocol.lost:
-            waiter = protocol.writable = asyncio.get_running_loop().create_future()
+            waiter = protocol.writable = protocol.loop.create_future()
             await waiter
         if self._closed:
             raise anyio.ClosedResourceError

@@ -52,10 +52,11 @@ class Channel(Generic[T]):
         max_items: how many items it buffers at most (``math.inf``: no bound).
     """
 
-    __slots__ = ("_closed", "_ended", "_items", "_max", "_receivers", "_senders")
+    __slots__ = ("_closed", "_ended", "_items", "_loop", "_max", "_receivers", "_senders")
 
     def __init__(self, max_items: float = math.inf) -> None:
         self._items: deque[T] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the first waiter's
         self._max = max_items
         self._receivers: deque[asyncio.Future[T]] = deque()
         self._senders: deque[tuple[asyncio.Future[None], T]] = deque()
@@ -95,7 +96,7 @@ class Channel(Generic[T]):
             pass
         else:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._running_loop().create_future()
         entry = (waiter, item)
         self._senders.append(entry)
         try:
@@ -153,7 +154,7 @@ class Channel(Generic[T]):
             return self.receive_nowait()
         except anyio.WouldBlock:
             pass
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[T] = self._running_loop().create_future()
         self._receivers.append(waiter)
         try:
             return await waiter
@@ -164,6 +165,15 @@ class Channel(Generic[T]):
                 with contextlib.suppress(ValueError):
                     self._receivers.remove(waiter)
             raise
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the channel's tasks run on, looked up once: each lookup asks the
+        kernel for the process id (CPython 3.11), and a worker waits on a channel
+        several times for each message it reads."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _give_back(self, item: T) -> None:
         """Return an item a cancelled receiver was handed: to the next receiver, or to

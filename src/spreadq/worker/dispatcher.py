@@ -421,6 +421,7 @@ class Dispatcher:
         self._handle = DispatcherHandle(inbox)
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
         self._alarm_at = 0.0  # when it rings (loop time)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the alarm's, looked up once
         self._log = log.bind(queue=queue, member=self._me)
         # RunJob, the most frequent effect after JobsCompleted, is carried out in _apply
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -581,7 +582,9 @@ class Dispatcher:
         """Post :data:`_WAKE` to the inbox in ``wait`` seconds, unless an alarm already
         rings by then (it may ring early: the loop then looks at the time again). One
         timer handle for many turns, instead of a cancel scope with a deadline each turn."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         when = loop.time() + wait
         alarm = self._alarm
         if alarm is not None:
