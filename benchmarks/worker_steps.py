@@ -5,7 +5,8 @@ took the core) shows up as time in the write. This script measures CPU instead. 
 runs ``spreadq bench`` with a ``sitecustomize`` module (written to a temporary folder
 and put on ``PYTHONPATH``) that wraps a worker's main steps (the table's handling of a
 message and of an ACK, the runner, the dispatcher's per-turn bookkeeping, the
-connection's decoding) in ``time.thread_time()`` and writes each worker's totals once a
+connection's reading, decoding, encoding and writing, the translation of the daemon's
+events) in ``time.thread_time()`` and writes each worker's totals once a
 second. It prints, per second, the CPU each step took in the first worker, and for the
 whole run each step's share of that worker's CPU, its calls and its CPU per call.
 
@@ -48,8 +49,14 @@ STEPS: tuple[tuple[str, str, str, bool], ...] = (
     ("spreadq.worker.dispatcher", "Dispatcher", "_wait_time", False),
     ("spreadq.worker.dispatcher", "Dispatcher", "_set_alarm", False),
     ("spreadq.actors.connection", "SpreadConnection", "_decode", False),
+    ("spreadq.wire.session", "ClientSession", "receive_data", False),
+    ("spreadq.wire.session", "ClientSession", "send_many", False),
+    ("spreadq.client", "_LoopStream", "send", True),
+    ("spreadq.session.translate", "GroupTranslator", "translate", False),
 )
-"""The steps timed. ``_on_ack`` runs inside ``_on_message``; the others do not nest."""
+"""The steps timed. ``_on_ack`` runs inside ``_on_message``; the others do not nest.
+What no step covers is the event loop and task switching, the channels between the
+tasks, and the glue of the dispatcher's, the runners' and the writer's loops."""
 
 _SITECUSTOMIZE = """
 import atexit, importlib, json, os, sys, threading, time
