@@ -535,10 +535,8 @@ class Producer:
         resolved = 0
         now = time.monotonic()
         for effect in core.apply(event, now):
-            if type(effect) is Settle:  # the most frequent: one per job an ACK settles
-                resolved += self._resolve(effect[0], effect[1], now)
-                continue
-            if type(effect) is Resolve:  # one per job a NOTICE resolves early
+            # the most frequent: one per job an ACK settles, or a NOTICE resolves early
+            if type(effect) is Settle or type(effect) is Resolve:
                 resolved += self._resolve(effect[0], effect[1], now)
                 continue
             match effect:
