@@ -6,7 +6,8 @@ straight away, and when (:class:`~spreadq.queue.notices.NoticeQueue` and the tab
 * the table notices the outcomes of the jobs that ask, at :class:`TurnEnded`, one
   SendNotice per producer; those that end within the interval go at the :class:`Tick`
   that ends it (its deadline says when); an ACK that reports an outcome first keeps it
-  out of every NOTICE, also when the ACK has no room for all that wait.
+  out of every NOTICE, also when the ACK has no room for all that wait (the rest go in
+  as many NOTICEs as they need).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from test_table import INC, PID, A, Cluster, of_type, ref
 
 from spreadq.queue.effects import SendAck, SendNotice
-from spreadq.queue.envelope import MESS_TYPE, JobSpec, encode_batch
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, MESS_TYPE, JobSpec, encode, encode_batch
 from spreadq.queue.inputs import JobsFinished, MessageDelivered, Tick, TurnEnded
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.notices import NoticeQueue
@@ -175,8 +176,10 @@ def test_an_ack_without_room_for_all_leaves_the_rest_to_the_notices() -> None:
     rest = table.apply(JobsFinished([(ref(seq), big) for seq in range(1, 8)]), 1.6)
     (ack,) = of_type(rest, SendAck)  # the outcomes fill an ACK: it goes at once
     assert [r.seq for r, _ in ack.envelope.outcomes] == [0, 1, 2]
-    (notice,) = of_type(table.apply(TurnEnded(), 1.6), SendNotice)
-    assert [r.seq for r, _ in notice.envelope.outcomes] == [3, 4, 5, 6, 7]
+    notices = of_type(table.apply(TurnEnded(), 1.6), SendNotice)
+    assert len(notices) == 2  # five outcomes of a third of an ACK do not fit one NOTICE
+    assert [r.seq for notice in notices for r, _ in notice.envelope.outcomes] == [3, 4, 5, 6, 7]
+    assert all(len(encode(notice.envelope)) <= MAX_ENVELOPE_SIZE for notice in notices)
 
 
 def test_without_notices_nothing_waits() -> None:

@@ -189,8 +189,7 @@ class SendAck:
 @dataclass(frozen=True, slots=True)
 class SendNotice:
     """Send ``envelope`` (outcomes of its jobs that asked for one, which no ACK has
-    reported yet) to producer ``to``'s private group: one NOTICE, or more when they do
-    not fit one message."""
+    reported yet, as many as fit one message) to producer ``to``'s private group."""
 
     to: str
     envelope: Notice

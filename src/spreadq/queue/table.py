@@ -176,6 +176,8 @@ from spreadq.queue.envelope import (
     ResultState,
     declared_slots,
     decode,
+    notice_overhead,
+    outcome_chunks,
     outcome_size,
 )
 from spreadq.queue.fragments import Reassembler
@@ -1361,24 +1363,23 @@ class OutstandingTable:
         effects: list[Effect] = []
         if self._view is not None and self._cadence.due(self._now):
             effects.append(self._make_ack())
-        notices = self._notices
-        if notices is not None and notices.pending:
-            self._take_notices(effects)
+        self._take_notices(effects)
         return effects
 
     def _on_turn_ended(self, event: TurnEnded) -> list[Effect]:
-        notices = self._notices
-        if notices is None or not notices.pending:
-            return []
         effects: list[Effect] = []
         self._take_notices(effects)
         return effects
 
     def _take_notices(self, effects: list[Effect]) -> None:
-        """Add the NOTICEs due now to ``effects``: one per producer."""
-        assert self._notices is not None
-        for producer, outcomes in self._notices.take(self._now):
-            effects.append(SendNotice(producer, Notice(tuple(outcomes))))
+        """Add the NOTICEs due now to ``effects``: one per producer, more where its
+        outcomes do not fit one message."""
+        notices = self._notices
+        if notices is None or not notices.pending:
+            return
+        for producer, outcomes in notices.take(self._now):
+            for chunk in outcome_chunks(outcomes, notice_overhead()):
+                effects.append(SendNotice(producer, Notice(chunk)))
 
     def _on_idle(self, event: Idle) -> list[Effect]:
         self._cadence.idle = event.idle

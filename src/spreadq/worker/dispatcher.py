@@ -36,8 +36,7 @@ GiveUpJob             the same, but the runner fails it (``WorkerLost``, hooks) 
                       of running it
 CancelJob             cancel the job in the pool, or drop it in the scheduler
 SendAck               multicast the ACK to WORK + FEEDBACK in one AGREED message
-SendNotice            send the NOTICE to the producer's private group (split in as
-                      many messages as it needs)
+SendNotice            send the NOTICE to the producer's private group
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 AnnounceLedger        multicast the LEDGER envelope to WORK (periodic ticks' ledger)
@@ -168,7 +167,6 @@ from spreadq.queue import (
     encode,
 )
 from spreadq.queue.effects import AnswerResult, CancelRefused, CancelTaken
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Notice, notice_overhead, outcome_size
 from spreadq.queue.jobs import OutcomeHistory
 from spreadq.queue.protocol import (
     DEFAULT_DRAIN_TIMEOUT,
@@ -875,23 +873,10 @@ class Dispatcher:
             await self._apply(JobsFinished(finished))
 
     async def _on_send_notice(self, effect: SendNotice) -> None:
-        """Send a producer the outcomes of its jobs that asked for a NOTICE: one to its
-        private group, more when they do not fit one message (the table left out any
-        outcome too big for an ACK). The ACK still settles them; the NOTICE only lets
-        the producer resolve their receipts now."""
-        outcomes = effect.envelope.outcomes
-        overhead = notice_overhead()
-        chunk: list[tuple[JobRef, Outcome]] = []
-        size = overhead
-        for reached in outcomes:
-            grows = outcome_size(reached[1])
-            if chunk and size + grows > MAX_ENVELOPE_SIZE:
-                await self._multicast((effect.to,), encode(Notice(chunk)))
-                chunk, size = [], overhead
-            chunk.append(reached)
-            size += grows
-        data = encode(effect.envelope) if len(chunk) == len(outcomes) else encode(Notice(chunk))
-        await self._multicast((effect.to,), data)
+        """Send a producer the outcomes of its jobs that asked for a NOTICE, to its
+        private group. The ACK still settles them; the NOTICE only lets the producer
+        resolve their receipts now."""
+        await self._multicast((effect.to,), encode(effect.envelope))
 
     def _drop_all(self) -> None:
         """Cancel every running handler and forget every queued job."""

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from itertools import compress
 
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, ack_overhead, outcome_size
+from spreadq.queue.envelope import ack_overhead, outcome_chunks
 from spreadq.queue.jobs import JobRef, Outcome
 
 __all__ = ["Recovery", "ack_chunks"]
@@ -33,20 +33,7 @@ Reached = tuple[JobRef, Outcome]
 
 def ack_chunks(outcomes: Sequence[Reached]) -> list[tuple[Reached, ...]]:
     """``outcomes`` cut, in order, into as few groups as fit one ACK envelope each."""
-    budget = MAX_ENVELOPE_SIZE - ack_overhead(0)
-    chunks: list[tuple[Reached, ...]] = []
-    chunk: list[Reached] = []
-    size = 0
-    for ref, outcome in outcomes:
-        grow = outcome_size(outcome)
-        if chunk and (size + grow > budget or len(chunk) == 0xFFFF):
-            chunks.append(tuple(chunk))
-            chunk, size = [], 0
-        chunk.append((ref, outcome))
-        size += grow
-    if chunk:
-        chunks.append(tuple(chunk))
-    return chunks
+    return outcome_chunks(outcomes, ack_overhead(0))
 
 
 class Recovery:

@@ -99,6 +99,7 @@ from spreadq.queue.envelope.ack import AckOutcomes as AckOutcomes
 from spreadq.queue.envelope.ack import Notice as Notice
 from spreadq.queue.envelope.ack import ack_overhead as ack_overhead
 from spreadq.queue.envelope.ack import notice_overhead as notice_overhead
+from spreadq.queue.envelope.ack import outcome_chunks as outcome_chunks
 from spreadq.queue.envelope.ack import outcome_size as outcome_size
 from spreadq.queue.envelope.batch import BatchJobs as BatchJobs
 from spreadq.queue.envelope.batch import JobBatch as JobBatch
@@ -164,4 +165,5 @@ __all__ = [
     "encode_batch",
     "encode_fragments",
     "notice_overhead",
+    "outcome_chunks",
 ]

@@ -5,7 +5,7 @@ share."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, overload
@@ -19,6 +19,7 @@ from spreadq.queue.envelope.preamble import (
     _U32_MAX,
     _U64_MAX,
     MAX_ATTEMPTS,
+    MAX_ENVELOPE_SIZE,
     Kind,
     _check_id,
     _check_range,
@@ -44,6 +45,7 @@ __all__ = [
     "Notice",
     "ack_overhead",
     "notice_overhead",
+    "outcome_chunks",
     "outcome_size",
 ]
 
@@ -158,6 +160,28 @@ def notice_overhead() -> int:
 def ack_overhead(positions: int) -> int:
     """Bytes of an ACK without its outcomes, with ``positions`` read positions."""
     return _PREAMBLE.size + _ACK.size + positions * _POSITION.size
+
+
+def outcome_chunks(
+    outcomes: Iterable[tuple[JobRef, Outcome]], overhead: int
+) -> list[tuple[tuple[JobRef, Outcome], ...]]:
+    """``outcomes`` cut, in order, into as few groups as fit one envelope each, of
+    ``overhead`` bytes besides them (:func:`ack_overhead`, :func:`notice_overhead`) and
+    at most 65,535 outcomes. An outcome that fits no envelope goes alone."""
+    budget = MAX_ENVELOPE_SIZE - overhead
+    chunks: list[tuple[tuple[JobRef, Outcome], ...]] = []
+    chunk: list[tuple[JobRef, Outcome]] = []
+    size = 0
+    for reached in outcomes:
+        grow = outcome_size(reached[1])
+        if chunk and (size + grow > budget or len(chunk) == _U16_MAX):
+            chunks.append(tuple(chunk))
+            chunk, size = [], 0
+        chunk.append(reached)
+        size += grow
+    if chunk:
+        chunks.append(tuple(chunk))
+    return chunks
 
 
 def _encode_ack(ack: Ack) -> bytes:
