@@ -11,11 +11,19 @@ quarters are only counted and completed: what each of four workers does in
 waits while 10,000 jobs are outstanding, as a producer's ``max_in_flight`` would hold
 it, and the collector is tuned as in a worker (:func:`~spreadq.worker.runtime.tune_collector`).
 
+``--pace SECONDS`` delivers one read every ``SECONDS`` (and our own messages as they
+come) instead of one a turn of the loop, as a paced producer's messages reach a worker
+that waits for them: what a worker's loop does between messages (timers, its idle
+state, an outcome notice a turn) costs per message there, and a flood hides it.
+``--stamp`` makes the handler return its start time (8 bytes, a distinct result a job,
+as ``spreadq bench``'s handler does) instead of None.
+
 Reports jobs/s through the replica (every job of the stream, owned or not), the time
 per job and the CPU time per job. Run it under a profiler to see where a worker's CPU
 goes::
 
     .venv/bin/python benchmarks/bench_dispatcher.py
+    .venv/bin/python benchmarks/bench_dispatcher.py --batch 28 --pace 0.0019 --uvloop --notify
     .venv/bin/py-spy record -o prof.svg -- .venv/bin/python benchmarks/bench_dispatcher.py
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -48,6 +57,9 @@ ALL_MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h", "#w4#h", "#w5#h", "#w6#h", "#
 MEMBERS = ALL_MEMBERS[:4]  # --members changes it before the stream is built
 PAYLOAD = 100
 NOTIFY = False  # --notify: the jobs ask for outcome NOTICEs (a producer that keeps up)
+PACE = 0.0  # --pace: seconds between two reads (0: one a turn of the loop)
+STAMP = struct.Struct("<d")  # --stamp: the handler returns its start time, as the bench's does
+STAMPED = False
 IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
@@ -98,6 +110,7 @@ class FakeConnection:
         self.done: Callable[[], bool] = lambda: False
         self.room: Callable[[], bool] = lambda: True  # flow control: may more jobs come?
         self._sink: Callable[[Sequence[DaemonMessage]], object] | None = None
+        self._came_back = anyio.Event()  # set when one of our messages is looped back
 
     async def join(self, group: str) -> None:
         self._joined.append(RegularMembership(group, GroupId(1, 1, 1), MEMBERS, Cause.JOIN))
@@ -117,6 +130,7 @@ class FakeConnection:
         if WORK in names:
             self.acks += 1
             self._looped.append(DataMessage(MEMBERS[0], names, service, mess_type, data))
+            self._came_back.set()
 
     def deliver_to(
         self,
@@ -126,7 +140,9 @@ class FakeConnection:
         self._sink = sink
 
     async def serve(self) -> None:
-        """Play the daemon: hand the dispatcher one read per turn of the loop."""
+        """Play the daemon: hand the dispatcher one read per turn of the loop (one every
+        ``PACE`` seconds when paced), and our own messages back as they come."""
+        due = time.monotonic()
         while True:
             await anyio.lowlevel.checkpoint()
             sink = self._sink
@@ -135,7 +151,17 @@ class FakeConnection:
             if self._joined:
                 out, self._joined = self._joined, []
                 sink(out)
+            elif PACE and self._reads and self.room() and due > time.monotonic():
+                if self._looped:  # the next read is not due yet: only ours come back
+                    out, self._looped = self._looped, []
+                    sink(out)
+                    continue
+                self._came_back = anyio.Event()
+                with anyio.move_on_after(due - time.monotonic()):
+                    await self._came_back.wait()
             elif self._looped or (self._reads and self.room()):
+                if PACE and self._reads and self.room():
+                    due += PACE
                 out = self._reads.popleft() if self._reads and self.room() else []
                 out, self._looped = self._looped + out, []
                 sink(out)
@@ -150,9 +176,17 @@ class FakeConnection:
 async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
     app = App(QUEUE, plugins=False)
 
-    @app.handler("noop")
-    async def noop(data: bytes) -> None:
-        return None
+    if STAMPED:
+
+        @app.handler("noop")
+        async def stamp(data: bytes) -> bytes:
+            return STAMP.pack(time.time())
+
+    else:
+
+        @app.handler("noop")
+        async def noop(data: bytes) -> None:
+            return None
 
     app.freeze()
     conn = FakeConnection(stream(jobs, batch, ack_every, per_read))
@@ -187,10 +221,16 @@ def main() -> None:
     parser.add_argument(
         "--notify", action="store_true", help="the jobs ask for NOTICEs of their outcomes"
     )
+    parser.add_argument(
+        "--pace", type=float, default=0.0, help="seconds between two reads (0: no wait)"
+    )
+    parser.add_argument(
+        "--stamp", action="store_true", help="the handler returns its start time, not None"
+    )
     args = parser.parse_args()
-    global MEMBERS, NOTIFY
+    global MEMBERS, NOTIFY, PACE, STAMPED
     MEMBERS = ALL_MEMBERS[: args.members]
-    NOTIFY = args.notify
+    NOTIFY, PACE, STAMPED = args.notify, args.pace, args.stamp
     tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(
         run,
@@ -201,7 +241,8 @@ def main() -> None:
         backend_options={"use_uvloop": args.uvloop},
     )
     print(
-        f"{args.jobs:,} jobs through one replica of {args.members} ({args.batch} per message):"
+        f"{args.jobs:,} jobs through one replica of {args.members} ({args.batch} per message"
+        f"{f', one every {args.pace * 1e3:g} ms' if args.pace else ''}):"
         f" {args.jobs / seconds:,.0f} jobs/s, {seconds / args.jobs * 1e6:.2f} us/job"
         f" ({cpu / args.jobs * 1e6:.2f} us/job of CPU)"
     )

@@ -10,6 +10,7 @@ surviving mutants (docs/mutation.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -21,6 +22,8 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from test_dispatcher import FAST, FEEDBACK, QUEUE, WAIT, Item
 
@@ -56,7 +59,7 @@ from spreadq.wire.events import (
     TransitionalMembership,
 )
 from spreadq.worker.app import App
-from spreadq.worker.dispatcher import Dispatcher
+from spreadq.worker.dispatcher import Dispatcher, _alarm_delay
 from spreadq.worker.periodic import PeriodicTick, TickAnnouncer
 
 ME = "#a#localhost"
@@ -906,6 +909,56 @@ async def test_a_deadline_the_clock_reads_exactly_is_met(dispatcher_for: Make) -
                 await anyio.wait_all_tasks_blocked()
             conn.echo(Ack)
             await stop(dispatcher, conn)
+
+
+@given(st.floats(min_value=0.0, max_value=3600.0, allow_nan=False))
+def test_an_alarm_on_a_millisecond_loop_waits_whole_milliseconds_and_never_less(
+    wait: float,
+) -> None:
+    delay = _alarm_delay(wait)
+    assert delay >= 0.001
+    assert delay >= wait - 1e-9  # never asks to ring before the deadline
+    assert delay - wait < 0.001 + 1e-9  # and at most one millisecond after it
+    assert abs(delay * 1000 - round(delay * 1000)) < 1e-6  # a whole number of them
+
+
+def test_on_uvloop_a_deadline_under_a_millisecond_away_arms_a_timer_not_a_spin(
+    dispatcher_for: Make,
+) -> None:
+    # uvloop rounds a delay to whole milliseconds and runs one under half a millisecond
+    # at the next turn: the loop used to wake at once, find the deadline not yet come
+    # and ask again, turning until the clock reached it
+    pytest.importorskip("uvloop", reason="uvloop is not installed (pip install 'spreadq[uvloop]')")
+    calls = [0]
+
+    def clock() -> float:  # stopped: the deadline stays 0.2 ms away
+        calls[0] += 1
+        return 100.0
+
+    settings = FAST.replace(
+        ack_every=10_000, ack_interval=0.0002, ack_max_rate=None, stats_interval=3600.0
+    )
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=clock)
+    armed: list[float] = []
+    lost: list[ConnectionLost] = []
+
+    async def main() -> None:
+        with anyio.fail_after(WAIT):
+            async with serving(dispatcher, conn, lost):
+                conn.feed(jobs(0, [0]))  # its outcome waits for the ACK due at 100.0002
+                await anyio.wait_all_tasks_blocked()
+                alarm = dispatcher._alarm
+                assert alarm is not None
+                assert hasattr(alarm, "when")  # a timer, not a call at the next turn
+                armed.append(alarm.when() - asyncio.get_running_loop().time())
+                before = calls[0]
+                await anyio.wait_all_tasks_blocked()
+                assert calls[0] - before <= 2  # no turn, or one ring's (a millisecond passed)
+                conn.lose()  # the end (a drain would wait for the ACK)
+
+    anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    assert armed[0] >= 0.001 - 1e-6
+    assert len(lost) == 1
 
 
 async def test_the_ack_interval_of_the_settings_is_the_one_the_table_keeps(
