@@ -357,7 +357,7 @@ def measure_spreadq(args: argparse.Namespace) -> BenchReport:
     """
     command = [sys.executable, "-m", "spreadq", "bench", "--json", "--loop", args.loop]
     command += ["--workers", str(args.workers), "--jobs", str(args.jobs)]
-    command += ["--raw", str(args.raw), "--payload", str(args.payload)]
+    command += ["--raw", str(args.raw), "--payload", str(args.payload), "--rule", args.rule]
     if args.spread is not None:
         command += ["--spread", args.spread]
     if args.rate is not None:
@@ -594,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=500, help="XREADGROUP COUNT")
     parser.add_argument("--spread", help="measure spreadq on this daemon (default: embedded)")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--rule", default="round_robin", help="spreadq's ownership rule")
     parser.add_argument("--json", action="store_true", help="print both reports as JSON")
     parser.add_argument("--chart", type=Path, help="draw a PNG chart here (matplotlib)")
     parser.add_argument(

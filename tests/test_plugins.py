@@ -322,3 +322,14 @@ def test_check_rule() -> None:
 
     with pytest.raises(ConfigurationError, match="owner_without_job must be a synchronous"):
         check_rule(AsyncJobless())
+
+    class AsyncByMessage(Last):
+        name = "async_by_message"
+
+        async def message_owners(
+            self, members: tuple[str, ...], message: int, count: int
+        ) -> list[str]:
+            return [members[0]] * count
+
+    with pytest.raises(ConfigurationError, match="message_owners must be a synchronous"):
+        check_rule(AsyncByMessage())

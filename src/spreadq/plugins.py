@@ -83,8 +83,10 @@ def check_rule(candidate: object) -> Rule:
 
     A rule has a ``name`` (1..64 visible ASCII characters) and a synchronous, pure
     ``owner(members, state, job) -> member`` method; its optional
-    ``owner_without_job`` and ``owners`` (:class:`~spreadq.queue.rules.JoblessRule`,
-    :class:`~spreadq.queue.rules.SlotRule`), when it has them, are synchronous methods too.
+    ``owner_without_job``, ``owners`` and ``message_owners``
+    (:class:`~spreadq.queue.rules.JoblessRule`, :class:`~spreadq.queue.rules.SlotRule`,
+    :class:`~spreadq.queue.rules.MessageRule`), when it has them, are synchronous methods
+    too.
 
     Raises:
         ConfigurationError: the name or the ``owner`` method is missing or malformed, or
@@ -100,7 +102,8 @@ def check_rule(candidate: object) -> Rule:
         raise ConfigurationError(f"rule {name!r} ({candidate!r}) has no owner() method")
     if inspect.iscoroutinefunction(owner):
         raise ConfigurationError(f"rule {name!r} ({candidate!r}): owner() must be pure, not async")
-    for optional in ("owner_without_job", "owners"):  # the table calls them for every job
+    # the table calls them for every job
+    for optional in ("owner_without_job", "owners", "message_owners"):
         method = getattr(candidate, optional, None)
         if method is not None and (not callable(method) or inspect.iscoroutinefunction(method)):
             raise ConfigurationError(

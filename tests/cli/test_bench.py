@@ -123,9 +123,20 @@ def test_a_rate_paces_the_second_run_and_labels_it() -> None:
     assert "half" not in tables.stdout
 
 
-def test_bad_loop_and_role_are_refused() -> None:
+def test_a_rule_is_given_to_the_workers_and_named_in_the_report() -> None:
+    completed = bench("--json", "--raw", "0", "--jobs", "200", "--rule", "sticky")
+    assert completed.returncode == 0, completed.stderr
+    report = BenchReport.model_validate(json.loads(completed.stdout))
+    assert report.rule == "sticky"
+    assert report.flood.jobs == 200
+
+
+def test_bad_loop_rule_and_role_are_refused() -> None:
     assert CliRunner().invoke(app, ["bench", "--loop", "trio"]).exit_code == 2
     assert CliRunner().invoke(app, ["bench", "--role", "nobody"]).exit_code == 2
+    refused = CliRunner().invoke(app, ["bench", "--rule", "fastest"])
+    assert refused.exit_code == 2
+    assert "sticky" in refused.output  # the rules it knows
 
 
 def test_a_failed_job_ends_the_run_with_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@
 * ``SPREADQ_TEST_MAX_FAILOVERS``: ``Settings.max_failovers`` (``none`` for no limit;
   the default setting when unset);
 * ``SPREADQ_TEST_DEAD_LETTER``: ``1`` puts jobs that fail for good on ``<queue>.dead``;
+* ``SPREADQ_TEST_RULE``: the ownership rule (``round_robin`` when unset);
 * ``SPREADQ_TEST_LIFESPAN``: ``fail`` makes the app's lifespan fail at startup. The
   lifespan writes ``startup`` and ``shutdown`` to ``lifespan-<pid>.log`` in the records
   directory and yields ``{"pid": <pid>}`` as the handlers' ``ctx.state``.
@@ -83,6 +84,7 @@ async def lifespan(app: App) -> AsyncIterator[dict[str, int]]:
 
 app = App(
     QUEUE,
+    rule=os.environ.get("SPREADQ_TEST_RULE", "round_robin"),
     lifespan=lifespan,
     dead_letter=os.environ.get("SPREADQ_TEST_DEAD_LETTER") == "1",
     plugins=False,

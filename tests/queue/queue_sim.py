@@ -96,7 +96,7 @@ from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivere
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.queue.periodic import TICK_KEY_PREFIX, Schedule, Ticker, TickLedger, tick_key
-from spreadq.queue.rules import builtin_rules
+from spreadq.queue.rules import Sticky, builtin_rules
 from spreadq.queue.table import OutstandingJob, OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
 
@@ -124,6 +124,7 @@ class Config:
 
     members: tuple[str, ...]
     slot: int = 0
+    message: int = 0  # messages that took slots (sticky's message counter)
     draining: set[str] = field(default_factory=set)
 
     def eligible(self) -> tuple[str, ...]:
@@ -519,6 +520,7 @@ class Simulation:
                 self.replicas[name].history.append(-self.view_ids)
             pending = [m for m, to in zip(component.pending, goes_to, strict=True) if index in to]
             config = Config(component.config.members, component.config.slot)
+            config.message = component.config.message
             config.draining = set(component.config.draining)
             part = Component(side, component.gid, config, transitional=True, pending=pending)
             part.view = component.view
@@ -1048,11 +1050,12 @@ class Simulation:
                 )
 
     def check_new_slots(self, component: Component, first_slot: int, message: Message) -> None:
-        """Every replica of the configuration gave each new slot the same owner, and
-        round robin gave it to ``eligible[k mod n]``."""
+        """Every replica of the configuration gave each new slot the same owner; round
+        robin gave it to ``eligible[k mod n]`` and sticky to the message's owners."""
         config = component.config
         eligible = config.eligible()
         slots = slots_of(message.data)
+        sticky = Sticky().message_owners(eligible, config.message, slots)
         for k in range(first_slot, first_slot + slots):
             owners: dict[str, str | None] = {}
             for name in component.members:
@@ -1069,8 +1072,13 @@ class Simulation:
                 expected = eligible[k % len(eligible)]
                 if set(owners.values()) != {expected}:
                     self.fail(f"slot {k}: round robin gave {owners}, expected {expected}")
+            if self.rule_name == "sticky" and owners:
+                expected = sticky[k - first_slot]
+                if set(owners.values()) != {expected}:
+                    self.fail(f"slot {k}: sticky gave {owners}, expected {expected}")
             self.checked_slots += bool(owners)
         config.slot += slots
+        config.message += slots > 0
         if isinstance(decode_or_none(message.data), Drain) and message.sender in config.members:
             config.draining.add(message.sender)
 

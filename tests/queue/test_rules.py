@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from spreadq.queue.jobs import Job, JobRef
 from spreadq.queue.rules import (
     JoblessRule,
+    MessageRule,
     Rule,
     RuleState,
     SlotRule,
@@ -28,6 +29,7 @@ from spreadq.queue.rules import (
 from spreadq.queue.rules.key_affinity import KeyAffinity, weight
 from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
+from spreadq.queue.rules.sticky import Sticky
 
 RULES = builtin_rules()
 names = st.text(st.characters(min_codepoint=36, max_codepoint=126), min_size=1, max_size=12)
@@ -50,7 +52,7 @@ def state_with(index: int, loads: dict[str, int] | None = None) -> SlotState:
 
 def test_builtin_registry() -> None:
     rules = builtin_rules()
-    assert list(rules) == ["round_robin", "key_affinity", "least_loaded"]
+    assert list(rules) == ["round_robin", "key_affinity", "least_loaded", "sticky"]
     assert all(isinstance(rule, Rule) and rule.name == name for name, rule in rules.items())
     rules.pop("round_robin")
     assert "round_robin" in builtin_rules()  # a fresh dict every time, no shared registry
@@ -58,12 +60,17 @@ def test_builtin_registry() -> None:
 
 def test_which_rules_say_they_never_read_the_job() -> None:
     jobless = {name for name, rule in RULES.items() if isinstance(rule, JoblessRule)}
-    assert jobless == {"round_robin", "least_loaded"}  # key_affinity reads the key
+    assert jobless == {"round_robin", "least_loaded", "sticky"}  # key_affinity reads the key
 
 
 def test_which_rules_say_their_owner_is_the_slot_alone() -> None:
     slotted = {name for name, rule in RULES.items() if isinstance(rule, SlotRule)}
     assert slotted == {"round_robin"}  # least_loaded reads loads, key_affinity the key
+
+
+def test_which_rules_say_their_owner_is_the_message_alone() -> None:
+    by_message = {name for name, rule in RULES.items() if isinstance(rule, MessageRule)}
+    assert by_message == {"sticky"}
 
 
 @given(
@@ -106,7 +113,7 @@ def test_only_rules_that_say_so_keep_key_order() -> None:
     assert not keeps_key_order(Named())
 
 
-@pytest.mark.parametrize("name", ["round_robin", "least_loaded"])
+@pytest.mark.parametrize("name", ["round_robin", "least_loaded", "sticky"])
 @given(
     members=member_lists,
     index=st.integers(0, 10_000),
@@ -328,3 +335,94 @@ def test_slot_state_counts_from_zero() -> None:
     assert (state.index, state.load("a"), state.load("b")) == (3, 2, 1)
     state.released("c")  # a job counted for a member that had none: below zero
     assert state.load("c") == -1
+
+
+def in_message(index: int, message: int, first: int, count: int) -> SlotState:
+    state = state_with(index)
+    state.message, state.message_first, state.message_slots = message, first, count
+    return state
+
+
+@given(
+    members=member_lists,
+    message=st.integers(0, 10_000),
+    first=st.integers(0, 10_000),
+    count=st.integers(0, 300),
+    run=st.integers(1, 64),
+)
+def test_sticky_owners_of_a_message_are_its_owners_one_by_one(
+    members: tuple[str, ...], message: int, first: int, count: int, run: int
+) -> None:
+    rule = Sticky(run=run)
+    one_by_one = [
+        rule.owner(members, in_message(first + i, message, first, count), job())
+        for i in range(count)
+    ]
+    assert list(rule.message_owners(members, message, count)) == one_by_one
+
+
+@given(count=st.integers(0, 2000), run=st.integers(1, 64))
+def test_sticky_cuts_a_message_into_the_fewest_parts_of_at_most_run_jobs_alike(
+    count: int, run: int
+) -> None:
+    sizes = Sticky(run=run).sizes(count)
+    assert sum(sizes) == count
+    assert len(sizes) == -(-count // run)  # as few as can be
+    assert all(0 < size <= run for size in sizes)
+    assert not sizes or max(sizes) - min(sizes) <= 1
+    assert sizes == sorted(sizes, reverse=True)
+
+
+@given(members=member_lists, message=st.integers(0, 10_000), count=st.integers(1, 32))
+def test_sticky_gives_a_message_of_one_run_to_member_m_mod_n(
+    members: tuple[str, ...], message: int, count: int
+) -> None:
+    owners = Sticky().message_owners(members, message, count)
+    assert set(owners) == {members[message % len(members)]}
+
+
+def test_sticky_shares_a_long_message_out_in_parts_alike() -> None:
+    owners = Sticky().message_owners(("a", "b", "c"), 1, 100)  # four parts of 25
+    assert owners == ["b"] * 25 + ["c"] * 25 + ["a"] * 25 + ["b"] * 25
+    assert Sticky().message_owners(("a", "b"), 0, 37) == ["a"] * 19 + ["b"] * 18
+
+
+def test_sticky_worked_example() -> None:
+    # the module's example: run 2; batches of 2, a RAW message, 3, then 1
+    rule, members = Sticky(run=2), ("#a#h", "#b#h", "#c#h")
+    state, owners = SlotState(), []
+    for count in (2, 1, 3, 1):
+        state.message_begins(count)
+        for _ in range(count):
+            owners.append(rule.owner_without_job(members, state))
+            state.skip(1)
+        state.message_ends()
+    assert [o[1] for o in owners] == ["a", "a", "b", "c", "c", "a", "a"]
+    assert state.message == 4
+
+
+def test_sticky_reassigns_in_runs_at_failover() -> None:
+    # a failover round's state has no messages: runs of ``run`` in the original order
+    rule, state = Sticky(run=2), SlotState()
+    owners = []
+    for _ in range(5):
+        owners.append(rule.owner_without_job(("x", "y"), state))
+        state.assigned(owners[-1])
+    assert owners == ["x", "x", "y", "y", "x"]
+
+
+def test_sticky_needs_a_run_of_one_job_at_least() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Sticky(run=0)
+
+
+def test_a_message_counts_only_when_it_took_a_slot() -> None:
+    state = SlotState()
+    state.message_begins(0)
+    state.message_ends()  # an ACK, a VIEW: no slot
+    assert (state.message, state.message_first) == (0, 0)
+    state.message_begins(3)
+    state.skip(3)
+    state.message_ends()
+    state.message_begins(5)
+    assert (state.message, state.message_first, state.message_slots, state.index) == (1, 3, 5, 3)

@@ -44,6 +44,7 @@ failure names its seed, and ``Simulation(seed, rule=...)`` replays it exactly.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
@@ -85,7 +86,7 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, Status
-from spreadq.queue.rules import RuleState, SlotRule, builtin_rules
+from spreadq.queue.rules import MessageRule, RuleState, SlotRule, Sticky, builtin_rules
 from spreadq.queue.rules.round_robin import RoundRobin
 from spreadq.queue.table import OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -209,6 +210,27 @@ def test_seed_scenario_k_mod_n_counting_jobs_not_messages() -> None:
         for n in members
     }
     assert raw_refs == {(raw_run.ref,)}
+
+
+def test_sticky_gives_each_message_to_the_next_member() -> None:
+    # the rule's worked example through the table, with a DRAIN and an ACK between
+    # messages (they take no slot, so they are no message of the rule's), a batch of
+    # five (run 2: three runs) and a short batch that goes job by job
+    cluster = Cluster()
+    cluster.rule = Sticky(run=2)
+    for name in (A, B, C):
+        cluster.join(name)
+    members = (A, B, C)
+    first = cluster.send(0, 1)  # message 0: A
+    cluster.feed(members, MessageDelivered("#cprog#h", 17, b"from C"))  # message 1: B
+    cluster.ack(A, 0)
+    cluster.send(2, 3, 4, 5, 6)  # message 2: runs C C, A A, B
+    cluster.send(7)  # message 3: A
+    assert runs(first[A]) == [0, 1]
+    for name in members:
+        assert cluster.owners(name) == {1: A, 2: C, 3: C, 4: A, 5: A, 6: B, 7: A}
+        raw = [j for j in cluster.tables[name].outstanding() if j.ref.producer_id != PID]
+        assert [j.owner for j in raw] == [B]
 
 
 def test_a_replica_builds_only_the_jobs_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -853,6 +875,18 @@ def test_a_long_simulation_keeps_every_table_bounded(seed: int) -> None:
     assert sim.peak_entries < 200
 
 
+@pytest.mark.parametrize("seed", range(1, SEEDS, 3))
+def test_simulation_under_sticky(seed: int) -> None:
+    # the seeds key_affinity runs above, under sticky: each new slot goes to its
+    # message's owner at every replica, and every job completes after the partitions heal
+    sim = Simulation(seed, rule="sticky")
+    for _ in range(STEPS):
+        sim.step()
+    sim.quiesce()
+    sim.check_liveness()
+    assert sim.checked_slots > 0
+
+
 def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
     # seed 20 draws max_failovers=0 and crashes members holding jobs: every replica
     # agrees on each job's failover count, and the given-up jobs still complete
@@ -865,37 +899,46 @@ def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
     assert sim.given_up > 0
 
 
+@dataclass(frozen=True)
 class OneSlotAtATime:
-    """``round_robin`` without its :class:`SlotRule` method: the table asks it slot by slot."""
+    """A rule (``round_robin`` unless told) without its :class:`SlotRule` or
+    :class:`MessageRule` method: the table asks it slot by slot."""
 
-    name = "round_robin"
+    rule: RoundRobin | Sticky = field(default_factory=RoundRobin)
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
 
     def owner(self, members: tuple[str, ...], state: RuleState, job: Job) -> str:
-        return RoundRobin().owner(members, state, job)
+        return self.rule.owner(members, state, job)
 
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
-        return RoundRobin().owner_without_job(members, state)
+        return self.rule.owner_without_job(members, state)
 
 
-def _simulation(variant: str, seed: int) -> Simulation:
+def _simulation(variant: str, seed: int, rule: str = "round_robin") -> Simulation:
     if variant == "cancel":
-        return CancelSimulation(seed, rule="round_robin")
-    return Simulation(seed, rule="round_robin", dedupe=variant == "dedupe")
+        return CancelSimulation(seed, rule=rule)
+    return Simulation(seed, rule=rule, dedupe=variant == "dedupe")
 
 
+@pytest.mark.parametrize("rule", ["round_robin", "sticky"])
 @pytest.mark.parametrize("variant", ["plain", "cancel", "dedupe"])
 @pytest.mark.parametrize("seed", range(0, SEEDS, 3))  # the seeds that run round_robin
-def test_a_slot_rule_assigns_a_batch_as_it_would_slot_by_slot(seed: int, variant: str) -> None:
+def test_a_batch_rule_assigns_a_batch_as_it_would_slot_by_slot(
+    seed: int, variant: str, rule: str
+) -> None:
     # batches of jobs others own enter as blocks by batch, as entries slot by slot; the
     # tables must not tell the two apart, through views, ACKs, CANCELs, re-sent jobs and
     # dedupe keys. Also: a simulation is a function of its seed (the same steps and log).
-    by_batch = _simulation(variant, seed)
-    by_slot = _simulation(variant, seed)
-    by_slot.rule = OneSlotAtATime()
+    by_batch = _simulation(variant, seed, rule)
+    by_slot = _simulation(variant, seed, rule)
+    by_slot.rule = OneSlotAtATime(builtin_rules()[rule])  # type: ignore[arg-type]
     for replica in by_slot.replicas.values():  # made before the rule was swapped
-        replica.table._slots = None
-    assert isinstance(by_batch.rule, SlotRule)
-    assert not isinstance(by_slot.rule, SlotRule)
+        replica.table._slots = replica.table._message_owners = None
+    assert isinstance(by_batch.rule, SlotRule | MessageRule)
+    assert not isinstance(by_slot.rule, SlotRule | MessageRule)
     for _ in range(STEPS):
         by_batch.step()
         by_slot.step()

@@ -87,7 +87,7 @@ def test_identity_and_defaults() -> None:
     assert app.name is None
     assert app.settings == Settings()
     assert app.rule.name == "round_robin"
-    assert set(app.rules) == {"round_robin", "key_affinity", "least_loaded"}
+    assert set(app.rules) == {"round_robin", "key_affinity", "least_loaded", "sticky"}
     assert sorted(app.codecs) == ["json", "raw"]
     assert app.plugins == ()
     assert app.frozen is False
@@ -206,11 +206,12 @@ class Last:
 
 def test_rule_selection() -> None:
     assert make_app(rule="key_affinity").rule.name == "key_affinity"
+    assert make_app(rule="sticky").rule.name == "sticky"
     app = make_app(rule="least_loaded")
     assert app.rule is app.rules["least_loaded"]
     with pytest.raises(
         ConfigurationError,
-        match=r"unknown rule 'fastest' \(known: key_affinity, least_loaded, round_robin\)",
+        match=r"unknown rule 'fastest' \(known: key_affinity, least_loaded, round_robin, sticky\)",
     ):
         make_app(rule="fastest")
 

@@ -114,6 +114,8 @@ class BenchReport(BaseModel):
     workers: int
     payload_bytes: int
     uvloop: bool
+    rule: str = "round_robin"
+    """The workers' ownership rule (``spreadq bench --rule``)."""
     raw_messages: int
     raw_msgs_per_s: float | None
     """None when the raw flood was skipped (``raw=0``)."""

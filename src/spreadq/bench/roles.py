@@ -65,6 +65,7 @@ def run_role(
     ack_interval: float,
     loop: Loop,
     plugins: bool = False,
+    rule: str = "round_robin",
 ) -> None:
     """Run one child process of the benchmark (``spreadq bench --role ...``).
 
@@ -79,7 +80,7 @@ def run_role(
         raise ConfigurationError(f"the {role} role needs --address")
     if role == "worker":
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(_worker, address, ack_interval, plugins, backend_options=options)
+            anyio.run(_worker, address, ack_interval, plugins, rule, backend_options=options)
         return
     anyio.run(_raw_receiver, address, count, backend_options=options)
 
@@ -121,10 +122,10 @@ def _count_multicasts() -> list[int]:
     return sent
 
 
-async def _worker(address: str, ack_interval: float, plugins: bool) -> None:
+async def _worker(address: str, ack_interval: float, plugins: bool, rule: str) -> None:
     sent = _count_multicasts()
     settings = Settings(ack_interval=ack_interval, metrics_port=0 if plugins else None)
-    app = App(QUEUE, address, plugins=plugins, settings=settings)
+    app = App(QUEUE, address, rule=rule, plugins=plugins, settings=settings)
 
     @app.handler(NOOP)
     async def noop(data: bytes) -> bytes:

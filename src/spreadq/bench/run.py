@@ -147,9 +147,11 @@ async def worker_processes(
     plugins: bool = False,
     loop: Loop = "auto",
     log_level: str = "warning",
+    rule: str = "round_robin",
 ) -> AsyncIterator[Workers]:
     """Start ``count`` bench worker processes on ``address``; stop them on the way out
-    (with ``plugins``, each loads the installed plugins and serves metrics).
+    (with ``plugins``, each loads the installed plugins and serves metrics; ``rule``
+    names their ownership rule).
 
     The caller waits for them to join (``Producer.wait_for_consumers``).
 
@@ -158,7 +160,7 @@ async def worker_processes(
     """
     interval = Settings().ack_interval if ack_interval is None else ack_interval
     worker = command("worker", loop, log_level, "--address", address)
-    worker += ["--ack-interval", str(interval)]
+    worker += ["--ack-interval", str(interval), "--rule", rule]
     if plugins:
         worker.append("--plugins")
     async with processes([worker] * count, stdout=True) as started:
@@ -340,6 +342,7 @@ async def run_bench(
     log_level: str = "warning",
     progress: Callable[[str], object] | None = None,
     rate: float | None = None,
+    rule: str = "round_robin",
 ) -> BenchReport:
     """Measure the raw flood, then the queue (flood and half load) on ``address``.
 
@@ -359,6 +362,7 @@ async def run_bench(
         log_level: for the child processes.
         progress: called with a short note as each phase starts.
         rate: the paced run's rate in jobs/s; None: half the flood's.
+        rule: the workers' ownership rule, by name (a built-in one).
 
     Raises:
         TimeoutError: the child processes did not report for duty in time.
@@ -383,6 +387,7 @@ async def run_bench(
                 plugins=plugins,
                 loop=loop,
                 log_level=log_level,
+                rule=rule,
             )
         )
         note(f"queue: waiting for {workers} workers")
@@ -413,6 +418,7 @@ async def run_bench(
         workers=workers,
         payload_bytes=payload,
         uvloop=use_uvloop(loop),
+        rule=rule,
         raw_messages=raw,
         raw_msgs_per_s=raw_rate,
         flood=flood,

@@ -57,7 +57,7 @@ def render(reports: list[BenchReport], console: Console) -> None:
     loop = "uvloop" if first.uvloop else "asyncio"
     rates = Table(
         title=f"1 producer, {first.workers} workers, {first.payload_bytes} B payloads, "
-        f"no-op handler ({loop})",
+        f"no-op handler ({loop}, rule {first.rule})",
     )
     latency = Table(
         title="latency, ms: one way = put() to handler start, round trip = put() to receipt"
@@ -199,6 +199,13 @@ def bench(
             "(the cost of observability); without it they load none.",
         ),
     ] = False,
+    rule: Annotated[
+        str,
+        typer.Option(
+            envvar="SPREADQ_BENCH_RULE",
+            help="The workers' ownership rule: round_robin, sticky, least_loaded, key_affinity.",
+        ),
+    ] = "round_robin",
     role: Annotated[str | None, typer.Option(hidden=True)] = None,
     address: Annotated[str | None, typer.Option(hidden=True)] = None,
     count: Annotated[int, typer.Option(hidden=True)] = 0,
@@ -212,6 +219,7 @@ def bench(
     """
     from spreadq.bench import embedded_daemon, run_bench, run_role
     from spreadq.eventloop import use_uvloop
+    from spreadq.queue.rules import builtin_rules
     from spreadq.settings import Settings
     from spreadq.worker.runtime import tune_collector
 
@@ -219,12 +227,24 @@ def bench(
     if chosen is None:
         typer.echo(f"error: --loop must be auto, asyncio or uvloop, not {loop!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
+    if not plugins and rule not in builtin_rules():  # a plugin's rule needs --plugins
+        known = ", ".join(builtin_rules())
+        typer.echo(f"error: --rule must be one of {known}, not {rule!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if role is not None:  # a child process of a running benchmark
         child = _ROLES.get(role)
         if child is None:
             raise typer.BadParameter(f"unknown role {role!r}", param_hint="--role")
         interval = Settings().ack_interval if ack_interval is None else ack_interval
-        run_role(child, address, count=count, ack_interval=interval, loop=chosen, plugins=plugins)
+        run_role(
+            child,
+            address,
+            count=count,
+            ack_interval=interval,
+            loop=chosen,
+            plugins=plugins,
+            rule=rule,
+        )
         return
     log_level: str = ctx.obj["log_level"] if isinstance(ctx.obj, dict) else "warning"
     err = Console(stderr=True)
@@ -248,6 +268,7 @@ def bench(
             log_level=log_level,
             progress=note,
             rate=rate,
+            rule=rule,
         )
 
     async def measure() -> BenchReport:

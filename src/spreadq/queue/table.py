@@ -204,7 +204,7 @@ from spreadq.queue.jobs import (
 )
 from spreadq.queue.notices import NoticeQueue
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
-from spreadq.queue.rules import JoblessRule, Rule, SlotRule, SlotState
+from spreadq.queue.rules import JoblessRule, MessageRule, Rule, SlotRule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
 
@@ -308,7 +308,8 @@ class _Block:
     """The jobs of one batch that other members own, entered in the table as one value.
 
     Every member reads every job and owns few of them. When a batch is new to the table
-    and assigned by a :class:`~spreadq.queue.rules.SlotRule`, each job another member
+    and assigned by a :class:`~spreadq.queue.rules.SlotRule` (or a
+    :class:`~spreadq.queue.rules.MessageRule`), each job another member
     owns is entered as its batch's block: one shared object instead of an
     :class:`_Entry` a job, holding what every such entry would (all the rest are the
     entry's defaults). An ACK that completes such a job only removes it. The first time
@@ -351,8 +352,9 @@ def _too_large(outcome: Outcome) -> Outcome:
 
 
 _SLOTS_AT_ONCE: Final = 4
-"""Jobs in a batch from which a :class:`~spreadq.queue.rules.SlotRule` assigns them in one
-call (fewer cost less one by one)."""
+"""Jobs in a batch from which a :class:`~spreadq.queue.rules.SlotRule` (or a
+:class:`~spreadq.queue.rules.MessageRule`) assigns them in one call (fewer cost less one
+by one)."""
 
 
 # --- the table ----------------------------------------------------------------------
@@ -431,6 +433,7 @@ class OutstandingTable:
         self.rule = rule
         self._jobless = rule.owner_without_job if isinstance(rule, JoblessRule) else None
         self._slots = rule.owners if isinstance(rule, SlotRule) else None
+        self._message_owners = rule.message_owners if isinstance(rule, MessageRule) else None
         self.incarnation = incarnation
         self.capacity = capacity
         self.max_failovers = max_failovers
@@ -796,10 +799,12 @@ class OutstandingTable:
                 self._cadence.on_read(self._now)
             reason = f"EnvelopeError: {exc}"
             slot_effects: list[Effect] = []
+            self._state.message_begins(slots)
             for _ in range(slots):
                 ref = self._local_ref(event.sender)
                 job = Job(ref, "invalid", None, "", event.data, b"", reason)
                 self._take_slot(slot_effects, job, event.sender, event.mess_type, self._origin)
+            self._state.message_ends()
             rejected = [e for e in slot_effects if isinstance(e, JobRejected)]
             effects += [e for e in slot_effects if not isinstance(e, JobRejected)]
             if rejected:  # one effect (one log line) for the message, however many slots
@@ -813,6 +818,7 @@ class OutstandingTable:
                 # decode gives every batch BatchJobs: the jobs we do not own are never built
                 assert isinstance(jobs, BatchJobs)
                 keys = jobs.dedupe_keys
+                self._state.message_begins(count)
                 if not keys and self._jobless is not None:
                     self._take_batch(effects, jobs, sender, mess_type)
                 else:
@@ -829,14 +835,19 @@ class OutstandingTable:
                             index=index,
                             dedupe=dedupe,
                         )
+                self._state.message_ends()
                 self._cadence.on_read(self._now, decoded.producer_id, decoded.mseq)
             elif isinstance(decoded, JobFragment):
+                self._state.message_begins(1)  # the last fragment takes the job's slot
                 self._on_fragment(effects, decoded, event)
+                self._state.message_ends()
             elif isinstance(decoded, Raw):
                 self._counts["raw_jobs"] += 1
                 ref = self._local_ref(event.sender)
                 job = Job(ref, f"raw:{event.mess_type}", None, "raw", decoded.data)
+                self._state.message_begins(1)
                 self._take_slot(effects, job, event.sender, event.mess_type, self._origin)
+                self._state.message_ends()
                 self._cadence.on_read(self._now)
             elif isinstance(decoded, Ack):
                 self._on_ack(effects, event.sender, decoded)
@@ -998,22 +1009,32 @@ class OutstandingTable:
         that never looks at the job: the path every member takes for every job, most of
         them not its own.
 
-        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) a batch of
+        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) or a
+        :class:`~spreadq.queue.rules.MessageRule` (``sticky``) a batch of
         :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call, and the jobs
         other members own enter the table as one :class:`_Block` (no loads are counted:
         nothing to release when they complete). A batch that may hold a re-sent job (one
         still outstanding or remembered, or a ref twice) goes job by job."""
         refs = jobs.refs
         count = len(refs)
-        slots = self._slots
-        if slots is not None and count >= _SLOTS_AT_ONCE and self._entries.keys().isdisjoint(refs):
+        slots, by_message = self._slots, self._message_owners
+        if (
+            (slots is not None or by_message is not None)
+            and count >= _SLOTS_AT_ONCE
+            and self._entries.keys().isdisjoint(refs)
+        ):
             members, first = self._eligible, self._state.index
-            owners = slots(members, first, count)
+            if slots is not None:
+                owners, asked = slots(members, first, count), "owners()"
+            else:
+                assert by_message is not None
+                owners = by_message(members, self._state.message, count)
+                asked = "message_owners()"
             if len(owners) != count:
-                raise PluginError(self.rule.name, f"owners() gave {len(owners)} for {count} slots")
+                raise PluginError(self.rule.name, f"{asked} gave {len(owners)} for {count} slots")
             if not frozenset(members).issuperset(owners):
                 strays = sorted(set(owners) - set(members))
-                why = f"owners() returned {strays}, not one of {members}"
+                why = f"{asked} returned {strays}, not one of {members}"
                 raise PluginError(self.rule.name, why)
             if self._enter_block(effects, jobs, sender, mess_type, owners, first):
                 self._state.skip(count)

@@ -91,7 +91,7 @@ class App:
         spread: the daemon address (``"4803"``, ``"4803@host"``, a socket path); None
             lets the runtime choose its default.
         rule: the ownership rule, by name (``round_robin``, ``key_affinity``,
-            ``least_loaded``, or one a plugin adds) or as a rule object.
+            ``least_loaded``, ``sticky``, or one a plugin adds) or as a rule object.
         settings: tunables; ``Settings()`` when None.
         handlers: handler specs or :class:`~spreadq.handlers.Handler` objects to
             register now, as ``@app.handler`` would.

@@ -15,6 +15,7 @@ from spreadq.queue.jobs import Job
 __all__ = [
     "JoblessRule",
     "KeyOrderedRule",
+    "MessageRule",
     "Rule",
     "RuleState",
     "SlotRule",
@@ -29,6 +30,23 @@ class RuleState(Protocol):
     @property
     def index(self) -> int:
         """The slot number in this view (or the failover counter)."""
+        ...
+
+    @property
+    def message(self) -> int:
+        """How many messages took job slots in this view before the one being assigned
+        (0 at failover)."""
+        ...
+
+    @property
+    def message_first(self) -> int:
+        """The slot number of the first job of the message being assigned (0 at
+        failover), so ``index - message_first`` is the job's place in its message."""
+        ...
+
+    @property
+    def message_slots(self) -> int:
+        """How many job slots the message being assigned takes (0 at failover)."""
         ...
 
     def load(self, member: str) -> int:
@@ -79,6 +97,22 @@ class SlotRule(JoblessRule, Protocol):
 
 
 @runtime_checkable
+class MessageRule(JoblessRule, Protocol):
+    """A rule whose owner depends on the members, ``state.message`` and the job's place
+    in its message (``state.index - state.message_first``) alone.
+
+    The table then gives a whole batch its owners with one call of
+    :meth:`message_owners` and keeps no loads for the jobs it assigns that way, as it
+    does for a :class:`SlotRule`.
+    """
+
+    def message_owners(self, members: tuple[str, ...], message: int, count: int) -> Sequence[str]:
+        """What :meth:`owner` returns for the ``count`` jobs of the ``message``-th
+        message of the view, in slot order."""
+        ...
+
+
+@runtime_checkable
 class KeyOrderedRule(Rule, Protocol):
     """A rule that declares whether it gives all the jobs of one key to one member.
 
@@ -99,16 +133,20 @@ def keeps_key_order(rule: Rule) -> bool:
 
 
 class SlotState:
-    """The table's concrete :class:`RuleState`: a slot counter and per-member loads.
+    """The table's concrete :class:`RuleState`: a slot counter, a message counter and
+    per-member loads.
 
     The table owns one per view (and one per failover round) and updates it after each
     assignment; rules only read it.
     """
 
-    __slots__ = ("_capacities", "_loads", "index")
+    __slots__ = ("_capacities", "_loads", "index", "message", "message_first", "message_slots")
 
     def __init__(self, capacities: Mapping[str, int] | None = None) -> None:
         self.index = 0
+        self.message = 0
+        self.message_first = 0
+        self.message_slots = 0
         self._loads: dict[str, int] = {}
         self._capacities: Mapping[str, int] = capacities if capacities is not None else {}
 
@@ -129,6 +167,17 @@ class SlotState:
         """Move ``count`` slots on without counting loads (a :class:`SlotRule` assigned
         them: it never reads loads)."""
         self.index += count
+
+    def message_begins(self, slots: int) -> None:
+        """The ``slots`` slots of a new message are about to be assigned, from
+        ``index`` on."""
+        self.message_first, self.message_slots = self.index, slots
+
+    def message_ends(self) -> None:
+        """The message begun with :meth:`message_begins` is assigned: it counts in
+        ``message`` if it took a slot."""
+        if self.index > self.message_first:
+            self.message += 1
 
     def released(self, member: str) -> None:
         """Record that one job counted for ``member`` left the table."""
