@@ -8,6 +8,8 @@ seqs, their gaps and how many distinct records there are.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from spreadq.queue.jobs import (
     Outcome,
     OutcomeHistory,
     OutcomeRecord,
+    _stride_runs,
     outcome_of,
 )
 
@@ -268,6 +271,84 @@ def test_strided_acks_are_remembered_as_their_outcomes_one_by_one(
         add_to_model(model, refs, records, touched)
         assert len(history) == len(model)
     assert_remembers_as(history, model, touched)
+
+
+# an ACK of several messages' jobs (a worker under ``sticky``): runs of seqs in a row,
+# with gaps between and sometimes another producer's run or a stride of its own
+run_acks = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(producers, st.integers(0, 60), st.integers(1, 3), st.integers(1, 40)),
+            min_size=1,
+            max_size=6,
+        ),  # (producer, gap before the run, stride, length) of each run
+        st.sampled_from(KINDS),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200)
+@given(run_acks, st.integers(20, 500), st.sampled_from([1 << 20, 4000]))
+def test_acks_of_several_runs_are_remembered_as_their_outcomes_one_by_one(
+    acks: list[tuple[list[tuple[bytes, int, int, int]], str]], max_items: int, max_bytes: int
+) -> None:
+    history, model = OutcomeHistory(max_items, max_bytes), ModelHistory(max_items, max_bytes)
+    touched: set[JobRef] = set()
+    made, seq = 0, 0
+    for runs, kind in acks:
+        refs: list[JobRef] = []
+        for producer_id, gap, stride, length in runs:
+            seq += gap
+            refs += [JobRef(producer_id, seq + stride * i) for i in range(length)]
+            seq += stride * length
+        records = strided_records(kind, len(refs), made)
+        made += len(refs)
+        history.add_all(refs, records)
+        add_to_model(model, refs, records, touched)
+        assert len(history) == len(model)
+    assert_remembers_as(history, model, touched)
+
+
+@given(st.lists(st.tuples(producers, st.integers(0, 50)), max_size=60))
+def test_stride_runs_cover_the_refs_in_order_each_at_one_stride_and_as_long_as_it_can(
+    steps: list[tuple[bytes, int]],
+) -> None:
+    refs, seq = [], 0
+    for producer_id, step in steps:
+        seq += step
+        refs.append(JobRef(producer_id, seq))
+    runs = _stride_runs(refs)
+    assert [i for start, end in runs for i in range(start, end)] == list(range(len(refs)))
+    for start, end in runs:
+        run = refs[start:end]
+        assert len({ref.producer_id for ref in run}) == 1
+        strides = {b.seq - a.seq for a, b in itertools.pairwise(run)}
+        assert len(strides) <= 1
+        assert all(stride > 0 for stride in strides)
+        if end < len(refs) and end - start >= 2:  # the next ref does not carry it on
+            stride = run[1].seq - run[0].seq
+            follows = refs[end].producer_id == run[0].producer_id
+            assert not (follows and refs[end].seq - run[-1].seq == stride)
+
+
+def test_an_ack_of_runs_is_taken_a_run_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    history = OutcomeHistory(max_items=100_000)
+    history.add_all([JobRef(PIDS[0], seq) for seq in range(300)], strided_records("fixed", 300, 0))
+    # the jobs of three messages of 28 that one worker ran, every fourth message
+    refs = [JobRef(PIDS[0], m * 28 + i) for m in (11, 15, 19) for i in range(28)]
+    records = strided_records("fixed", len(refs), 300)
+    ones: list[JobRef] = []
+    add_one = OutcomeHistory._add_one
+
+    def counted(self: OutcomeHistory, ref: JobRef, outcome: OutcomeRecord) -> None:
+        ones.append(ref)
+        add_one(self, ref, outcome)
+
+    monkeypatch.setattr(OutcomeHistory, "_add_one", counted)
+    history.add_all(refs, records)
+    assert ones == []  # no outcome the general way
+    assert [history.get(ref) for ref in refs] == [outcome_of(r) for r in records]
 
 
 @pytest.mark.parametrize("kind", ["alike", "built", "fixed"])

@@ -414,6 +414,32 @@ class _Outcomes:
         return seq - self.base
 
 
+def _stride_runs(refs: Sequence[JobRef]) -> list[tuple[int, int]]:
+    """``refs`` cut into runs of one producer's seqs at one stride: ``(start, end)``
+    index pairs, in order, each as long as it can be (a run of one or two where nothing
+    lines up). ``0,1,2, 9,10,11, 20`` gives ``(0, 3), (3, 6), (6, 7)``."""
+    runs: list[tuple[int, int]] = []
+    total, start = len(refs), 0
+    while start < total:
+        end = start + 1
+        if end < total:
+            producer_id, first = refs[start]
+            next_producer, second = refs[end]
+            stride = second - first
+            if next_producer == producer_id and stride > 0:
+                end += 1
+                seq = second
+                while end < total:
+                    ref = refs[end]
+                    if ref[1] - seq != stride or ref[0] != producer_id:
+                        break
+                    seq = ref[1]
+                    end += 1
+        runs.append((start, end))
+        start = end
+    return runs
+
+
 class OutcomeHistory:
     """Outcomes of completed jobs, bounded in count and bytes, oldest forgotten first.
 
@@ -506,21 +532,34 @@ class OutcomeHistory:
             raise ValueError(f"{len(refs)} refs for {len(outcomes)} outcomes")
         if self.max_items <= 0:
             return
-        index, total = 0, len(refs)
-        if total >= _STRIDED_AT_LEAST and self._add_strided(refs, outcomes):
-            return
-        while index < total:
-            index = self._add_run(refs, outcomes, index)
-            if index < total:  # one the run could not take: the general way
+        total = len(refs)
+        if total < _STRIDED_AT_LEAST:
+            self._add_each(refs, outcomes, 0, total)
+        elif not self._add_strided(refs, outcomes):
+            # several runs at one stride each (a worker's ACK under ``sticky``: the jobs
+            # of its messages, seqs in a row with gaps between), or none
+            for start, end in _stride_runs(refs):
+                if end - start < _STRIDED_AT_LEAST or not self._add_strided(
+                    refs[start:end], outcomes[start:end]
+                ):
+                    self._add_each(refs, outcomes, start, end)
+
+    def _add_each(
+        self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord], index: int, end: int
+    ) -> None:
+        """Add ``refs[index:end]``, in runs of the common case and one by one."""
+        while index < end:
+            index = self._add_run(refs, outcomes, index, end)
+            if index < end:  # one the run could not take: the general way
                 self._add_one(refs[index], outcomes[index])
                 index += 1
 
     def _add_run(
-        self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord], index: int
+        self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord], index: int, end: int
     ) -> int:
-        """Add ``refs[index:]`` while they are the common case: one producer's new seqs
-        within its span, not in the previous generation, with a record seen before or
-        one for the blob. Returns the index of the first it did not add."""
+        """Add ``refs[index:end]`` while they are the common case: one producer's new
+        seqs within its span, not in the previous generation, with a record seen before
+        or one for the blob. Returns the index of the first it did not add."""
         producer_id = refs[index][0]
         kept = self._current.get(producer_id)
         if kept is None or kept.other:
@@ -537,8 +576,7 @@ class OutcomeHistory:
         span = len(codes)
         count, size, high, low = self._count, self._bytes, kept.high, kept.low
         max_items, max_bytes = self.max_items, self.max_bytes
-        total = len(refs)
-        while index < total:
+        while index < end:
             ref_producer, seq = refs[index]
             if ref_producer != producer_id or low_previous <= seq <= high_previous:
                 break
