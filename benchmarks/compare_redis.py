@@ -474,7 +474,8 @@ def render(ours: BenchReport, theirs: RedisReport, console: Console) -> None:
     raw = "-" if ours.raw_msgs_per_s is None else f"{ours.raw_msgs_per_s:,.0f}"
     table = Table(
         title=f"1 producer, {ours.workers} workers, {ours.payload_bytes} B no-op jobs: "
-        f"spreadq on {ours.daemon} (raw flood {raw} msg/s) against {theirs.server} "
+        f"spreadq on {ours.daemon} (rule {ours.rule}, raw flood {raw} msg/s) "
+        f"against {theirs.server} "
         f"(XADD x{theirs.pipeline}, XREADGROUP COUNT {theirs.count})"
     )
     table.add_column("figure")
