@@ -1,9 +1,10 @@
 """kill -9 of a worker process mid-run: every job completes, duplicates only where due.
 
-Four worker processes run 3000 jobs (each an I/O wait of a few milliseconds) put by
-one producer that keeps about 400 unfinished, so every worker always has work queued
-and running. Once a third of the results are in, worker ``w1`` is killed with SIGKILL
-while its records show a job it is running.
+Four worker processes (under ``round_robin``, and again under ``sticky``) run 3000
+jobs (each an I/O wait of a few milliseconds) put by one producer that keeps about 400
+unfinished, so every worker always has work queued and running. Once a third of the
+results are in, worker ``w1`` is killed with SIGKILL while its records show a job it is
+running.
 Then:
 
 * every receipt resolves with a result (no job is lost, none fails);
@@ -49,7 +50,10 @@ JOB_SECONDS = 0.004
 WAIT = 50.0
 
 
-async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["round_robin", "sticky"])
+async def test_sigkill_of_a_worker_mid_run(
+    spread_address: str | None, tmp_path: Path, rule: str
+) -> None:
     kind = "embedded" if spread_address is None else "real"
     queue = f"fo{time.monotonic_ns() % 10**6}"
     feedback = f"{queue}~fb"
@@ -57,7 +61,11 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     async with (
         spread_daemon(spread_address) as address,
         worker_processes(
-            [address] * WORKERS, queue=queue, records=records, concurrency=4
+            [address] * WORKERS,
+            queue=queue,
+            records=records,
+            concurrency=4,
+            extra_env={"SPREADQ_TEST_RULE": rule},
         ) as workers,
     ):
         victim = workers[1]
@@ -119,6 +127,7 @@ async def test_sigkill_of_a_worker_mid_run(spread_address: str | None, tmp_path:
     figures(
         "failover",
         daemon=kind,
+        rule=rule,
         jobs=JOBS,
         seconds=elapsed,
         victim_started=len(started_by_victim),
