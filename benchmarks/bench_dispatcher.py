@@ -23,7 +23,7 @@ per job and the CPU time per job. Run it under a profiler to see where a worker'
 goes::
 
     .venv/bin/python benchmarks/bench_dispatcher.py
-    .venv/bin/python benchmarks/bench_dispatcher.py --batch 28 --pace 0.0019 --uvloop --notify
+    .venv/bin/python benchmarks/bench_dispatcher.py --batch 28 --per-read 1 --pace 0.0019 --uvloop
     .venv/bin/py-spy record -o prof.svg -- .venv/bin/python benchmarks/bench_dispatcher.py
 """
 

@@ -186,6 +186,16 @@ def test_bench_dispatcher_completes_every_job(members: str) -> None:
     assert "us/job of CPU" in out
 
 
+def test_bench_dispatcher_paced_with_distinct_results_completes_every_job() -> None:
+    # --pace: one read (of one message) every 2 ms, about 0.4 s here; --stamp: an 8-byte
+    # result a job
+    args = ("--jobs", "1000", "--batch", "5", "--per-read", "1", "--pace", "0.002", "--stamp")
+    out = script("bench_dispatcher.py", *args)
+    assert "1,000 jobs through one replica of 4 (5 per message, one every 2 ms):" in out
+    jobs_per_s = float(out.split("):")[1].split(" jobs/s")[0].replace(",", ""))
+    assert jobs_per_s < 2_600  # paced: 5 jobs every 2 ms at most, plus the first read
+
+
 def test_worker_steps_times_every_step_of_a_real_worker() -> None:
     # every step it wraps still exists (a renamed method is reported "not measured"),
     # and the first worker ran jobs through its runner and read messages into its table

@@ -305,7 +305,7 @@ def _alarm_delay(wait: float) -> float:
     the deadline not yet come, asked again and woke again at once: a worker read a
     message of 28 jobs every 1.9 ms and turned its loop eight times for each, waiting
     for its next outcome notice or idle ACK to be due
-    (``benchmarks/bench_dispatcher.py --pace 0.0019``; three with this). Rounded up,
+    (``benchmarks/bench_dispatcher.py --per-read 1 --pace 0.0019``; three with this). Rounded up,
     an alarm rings at most about a millisecond late, and early only by what the
     millisecond clock hides, so at most twice for one deadline.
 
