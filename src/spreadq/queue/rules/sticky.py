@@ -25,7 +25,9 @@ from one origin view go to the candidates in runs of ``run``, in their original 
 
 What it trades: one worker starts a small message's jobs one after the other where
 ``round_robin`` would start them on several workers at once, so it suits short jobs
-put faster than one at a time (``docs/concepts.md#ownership``).
+put faster than one at a time (``docs/concepts.md#ownership``). Another ``run`` takes a
+rule object with a name of its own: ``App(rule=Sticky(name="sticky8", run=8))``, the
+same on every worker of the queue.
 """
 
 from __future__ import annotations
