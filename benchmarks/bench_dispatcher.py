@@ -16,7 +16,9 @@ come) instead of one a turn of the loop, as a paced producer's messages reach a 
 that waits for them: what a worker's loop does between messages (timers, its idle
 state, an outcome notice a turn) costs per message there, and a flood hides it.
 ``--stamp`` makes the handler return its start time (8 bytes, a distinct result a job,
-as ``spreadq bench``'s handler does) instead of None.
+as ``spreadq bench``'s handler does) instead of None, and the other members' ACKs carry
+such results too. ``--rule sticky`` runs the replica under ``sticky`` (the others' ACKs
+then name the jobs of whole messages).
 
 Reports jobs/s through the replica (every job of the stream, owned or not), the time
 per job and the CPU time per job. Run it under a profiler to see where a worker's CPU
@@ -42,6 +44,7 @@ import anyio.lowlevel
 from spreadq.errors import ConnectionLost
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
+from spreadq.queue.rules import RoundRobin, Sticky
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
@@ -60,8 +63,16 @@ NOTIFY = False  # --notify: the jobs ask for outcome NOTICEs (a producer that ke
 PACE = 0.0  # --pace: seconds between two reads (0: one a turn of the loop)
 STAMP = struct.Struct("<d")  # --stamp: the handler returns its start time, as the bench's does
 STAMPED = False
+RULE = "round_robin"  # --rule: round_robin or sticky (the others' ACKs follow it)
 IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
+
+
+def outcome(ref: JobRef) -> Outcome:
+    """What another member's no-op handler reported for ``ref``."""
+    if STAMPED:  # a distinct 8-byte result a job, as with --stamp here
+        return Outcome.success(STAMP.pack(ref.seq / 1e6), codec="raw")
+    return OK
 
 
 def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[DaemonMessage]]:
@@ -79,8 +90,11 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
         count = min(batch, jobs - seq)
         specs = [JobSpec(seq + i, "noop", payload) for i in range(count)]
         deliver("#producer#h", encode_batch(producer, mseq, "raw", specs, notify=NOTIFY))
-        for spec in specs:
-            owner = MEMBERS[spec.seq % len(MEMBERS)]
+        if RULE == "sticky":
+            owners = Sticky().message_owners(MEMBERS, mseq, count)
+        else:
+            owners = RoundRobin().owners(MEMBERS, seq, count)  # one producer: seq is the slot
+        for spec, owner in zip(specs, owners, strict=True):
             if owner != MEMBERS[0]:
                 pending[owner].append(JobRef(producer, spec.seq))
         seq += count
@@ -90,7 +104,7 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
             since_ack = 0
             for member, refs in pending.items():
                 if refs:
-                    outcomes = tuple((ref, OK) for ref in refs)
+                    outcomes = tuple((ref, outcome(ref)) for ref in refs)
                     deliver(member, encode(Ack(os.urandom(16), outcomes, ((producer, mseq),))))
                     refs.clear()
     return [messages[at : at + per_read] for at in range(0, len(messages), per_read)]
@@ -174,7 +188,7 @@ class FakeConnection:
 
 
 async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
-    app = App(QUEUE, plugins=False)
+    app = App(QUEUE, rule=RULE, plugins=False)
 
     if STAMPED:
 
@@ -227,10 +241,11 @@ def main() -> None:
     parser.add_argument(
         "--stamp", action="store_true", help="the handler returns its start time, not None"
     )
+    parser.add_argument("--rule", choices=["round_robin", "sticky"], default="round_robin")
     args = parser.parse_args()
-    global MEMBERS, NOTIFY, PACE, STAMPED
+    global MEMBERS, NOTIFY, PACE, STAMPED, RULE
     MEMBERS = ALL_MEMBERS[: args.members]
-    NOTIFY, PACE, STAMPED = args.notify, args.pace, args.stamp
+    NOTIFY, PACE, STAMPED, RULE = args.notify, args.pace, args.stamp, args.rule
     tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(
         run,
@@ -242,7 +257,8 @@ def main() -> None:
     )
     print(
         f"{args.jobs:,} jobs through one replica of {args.members} ({args.batch} per message"
-        f"{f', one every {args.pace * 1e3:g} ms' if args.pace else ''}):"
+        f"{f', one every {args.pace * 1e3:g} ms' if args.pace else ''}"
+        f"{f', {args.rule}' if args.rule != 'round_robin' else ''}):"
         f" {args.jobs / seconds:,.0f} jobs/s, {seconds / args.jobs * 1e6:.2f} us/job"
         f" ({cpu / args.jobs * 1e6:.2f} us/job of CPU)"
     )
