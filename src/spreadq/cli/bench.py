@@ -227,9 +227,10 @@ def bench(
     if chosen is None:
         typer.echo(f"error: --loop must be auto, asyncio or uvloop, not {loop!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if not plugins and rule not in builtin_rules():  # a plugin's rule needs --plugins
-        known = ", ".join(builtin_rules())
-        typer.echo(f"error: --rule must be one of {known}, not {rule!r}", err=True)
+    known = builtin_rules()
+    if not plugins and rule not in known:  # a plugin's rule needs --plugins
+        names = ", ".join(known)
+        typer.echo(f"error: --rule must be one of {names}, not {rule!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
     if role is not None:  # a child process of a running benchmark
         child = _ROLES.get(role)

@@ -537,10 +537,14 @@ class OutcomeHistory:
             self._add_each(refs, outcomes, 0, total)
         elif not self._add_strided(refs, outcomes):
             # several runs at one stride each (a worker's ACK under ``sticky``: the jobs
-            # of its messages, seqs in a row with gaps between), or none
-            for start, end in _stride_runs(refs):
-                if end - start < _STRIDED_AT_LEAST or not self._add_strided(
-                    refs[start:end], outcomes[start:end]
+            # of its messages, seqs in a row with gaps between), or none; one run that
+            # covers them all was refused just now, and is not asked again
+            runs = _stride_runs(refs)
+            for start, end in runs:
+                if (
+                    len(runs) == 1
+                    or end - start < _STRIDED_AT_LEAST
+                    or not self._add_strided(refs[start:end], outcomes[start:end])
                 ):
                     self._add_each(refs, outcomes, start, end)
 

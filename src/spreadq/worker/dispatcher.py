@@ -440,6 +440,7 @@ class Dispatcher:
         self._alarm: asyncio.TimerHandle | None = None  # posts _WAKE (see _serve)
         self._alarm_at = 0.0  # when it rings (loop time)
         self._loop: asyncio.AbstractEventLoop | None = None  # the alarm's, looked up once
+        self._whole_ms = False  # its timers count whole milliseconds (uvloop)
         self._log = log.bind(queue=queue, member=self._me)
         # RunJob, the most frequent effect after JobsCompleted, is carried out in _apply
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -606,7 +607,8 @@ class Dispatcher:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        if not isinstance(loop, asyncio.BaseEventLoop):
+            self._whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
+        if self._whole_ms:
             wait = _alarm_delay(wait)
         when = loop.time() + wait
         alarm = self._alarm

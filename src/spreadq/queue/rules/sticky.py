@@ -78,8 +78,7 @@ class Sticky:
         """The sizes of the parts a message of ``count`` jobs is cut into: as few as
         keep each at most ``run``, the longer ones first, none longer than another by
         more than one."""
-        parts = -(-count // self.run)
-        base, extra = divmod(count, parts) if parts else (0, 0)
+        parts, base, extra = self._cut(count)
         return [base + 1] * extra + [base] * (parts - extra)
 
     def part(self, place: int, count: int) -> int:
@@ -87,7 +86,13 @@ class Sticky:
         (``count`` 0: a failover round, runs of ``run`` jobs)."""
         if count <= self.run:
             return place // self.run if count == 0 else 0
-        parts = -(-count // self.run)
-        base, extra = divmod(count, parts)
+        _, base, extra = self._cut(count)
         longer = extra * (base + 1)  # the jobs of the parts one job longer
         return place // (base + 1) if place < longer else extra + (place - longer) // base
+
+    def _cut(self, count: int) -> tuple[int, int, int]:
+        """How :meth:`sizes` cuts ``count`` jobs: the parts, the shorter parts' size,
+        and how many parts are one job longer."""
+        parts = -(-count // self.run)
+        base, extra = divmod(count, parts) if parts else (0, 0)
+        return parts, base, extra
