@@ -19,6 +19,7 @@ from test_envelope import outcomes, refs
 from spreadq.errors import EnvelopeError
 from spreadq.queue import Ack, decode, encode
 from spreadq.queue.envelope import AckOutcomes
+from spreadq.queue.envelope import ack as ack_codec
 from spreadq.queue.jobs import PLAIN_SUCCESS, JobRef, Outcome, OutcomeHistory, Status, outcome_of
 
 INCARNATION = b"I" * 16
@@ -206,3 +207,24 @@ def test_a_cancelled_outcome_that_names_a_codec_is_refused_as_cancelled() -> Non
         changed = tail.pack(refused, attempts, codec_len, type_len, data_len)
         with pytest.raises(EnvelopeError, match=rf"^a {word} outcome carries no result codec$"):
             decode(data[:head] + changed + data[head + tail.size :])
+
+
+@given(
+    st.lists(
+        st.tuples(refs, outcomes | st.sampled_from([PLAIN_SUCCESS, Outcome.cancelled()])),
+        max_size=8,
+    ).map(lambda done: done + done[:2])  # a run of the same outcome value, too
+)
+def test_outcomes_are_encoded_as_each_ref_then_its_record(
+    done: list[tuple[JobRef, Outcome]],
+) -> None:
+    """However :func:`_add_outcomes` takes its shortcuts (one ``pack`` for a short
+    success, one record for a run of one value), an ACK carries each ref followed by
+    the outcome's record as a RESULT answer has it."""
+    parts: list[bytes] = []
+    ack_codec._add_outcomes(parts, done)
+    expected = b"".join(
+        ack_codec._REF.pack(*ref) + b"".join(ack_codec._outcome_parts(outcome))
+        for ref, outcome in done
+    )
+    assert b"".join(parts) == expected

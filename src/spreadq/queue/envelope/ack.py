@@ -212,11 +212,12 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
     """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them.
 
     Each outcome is its ref, then its record as a RESULT answer carries it
-    (:func:`_outcome_parts`). A worker's outcomes come in runs of alike
-    ones (a handler that returns None: one record for every job), so a short record is
-    built once per run and shared; a long one is not worth comparing."""
+    (:func:`_outcome_parts`). The usual outcome, a short success, is its ref and fixed
+    fields in one ``pack``, then its codec name and result as they are; a run of the
+    same outcome (a handler that returns None: one value for every job) packs its fixed
+    fields once."""
     add = parts.append
-    pack_ref, pack_tail = _REF.pack, _OUTCOME_TAIL.pack
+    pack_ref, pack_outcome = _REF.pack, _OUTCOME.pack
     codecs: dict[str, bytes] = {"": b""}  # the codec names met, checked once each
     last: Outcome | None = None  # the outcome ``record`` was built for
     record = b""
@@ -224,27 +225,28 @@ def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]
         producer_id, seq = ref
         if len(producer_id) != _ID_SIZE or not 0 <= seq <= _U64_MAX:
             _check_ref(ref)  # raises, saying which
-        add(pack_ref(producer_id, seq))
-        if outcome is last or outcome == last:
+        if outcome is last:
+            add(pack_ref(producer_id, seq))
             add(record)
             continue
-        result = outcome.result
-        if len(result) > _SHARED_RECORD:
+        status, attempts, result, error_type, _, codec = outcome
+        if status is not Status.OK or error_type or len(result) > _SHARED_RECORD:
+            add(pack_ref(producer_id, seq))
             parts += _outcome_parts(outcome)
-            last = None
             continue
-        if outcome.status is Status.OK and not outcome.error_type:  # the usual record
-            codec = outcome.codec
-            raw_codec = codecs.get(codec)
-            if raw_codec is None:
-                raw_codec = codecs[codec] = _codec_bytes(codec)
-            attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-            head = pack_tail(Status.OK, attempts, len(raw_codec), 0, len(result))
-            record = head + raw_codec + result
-        else:
-            record = b"".join(_outcome_parts(outcome))
-        last = outcome
-        add(record)
+        raw_codec = codecs.get(codec)
+        if raw_codec is None:
+            raw_codec = codecs[codec] = _codec_bytes(codec)
+        if not 0 < attempts <= MAX_ATTEMPTS:
+            attempts = min(max(attempts, 0), MAX_ATTEMPTS)
+        add(pack_outcome(producer_id, seq, Status.OK, attempts, len(raw_codec), 0, len(result)))
+        if raw_codec:
+            add(raw_codec)
+        if result:
+            add(result)
+        elif not raw_codec:  # no result, the job's codec: the next one alike shares this
+            last = outcome
+            record = _OUTCOME_TAIL.pack(Status.OK, attempts, 0, 0, 0)
 
 
 def _outcome_parts(outcome: Outcome) -> list[bytes]:
