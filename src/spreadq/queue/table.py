@@ -22,11 +22,9 @@ at every view change that set shrinks to the members that came with us (see
 view jobs were delivered in), not per job.
 
 Blocks. Under a slot rule, a batch of new jobs (none outstanding, none possibly
-remembered, no ref twice) enters as one :class:`_Block` for the jobs other members own
-and an entry for each of ours: a block's job is an entry with every field at its
-default, so an ACK only removes it, and whatever needs more (a view change, a re-sent
-copy, a CANCEL) first turns the block's outstanding jobs into entries in place
-(docs/design/replicated-table.md#blocks).
+remembered, no ref twice) enters as one block for the jobs other members own and an
+entry for each of ours; whatever needs more than a job's presence first turns the
+block's outstanding jobs into entries in place (:mod:`~spreadq.queue.outstanding`).
 
 Failover. When a view is installed, every held job whose owner is not in it, or no
 longer holds its payload (it did not come with us: a job delivered in our transitional
@@ -127,16 +125,14 @@ cancels it where it still runs.
 
 from __future__ import annotations
 
-import itertools
 import struct
-from collections import Counter
 from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from hashlib import blake2b
-from itertools import compress, repeat
+from itertools import repeat
 from operator import itemgetter
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
 from spreadq.queue.dedupe import DedupeMemory
@@ -203,6 +199,7 @@ from spreadq.queue.jobs import (
     outcome_of,
 )
 from spreadq.queue.notices import NoticeQueue
+from spreadq.queue.outstanding import Outstanding, OutstandingJob, _Block, _Entry, _Origin
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import JoblessRule, MessageRule, Rule, SlotRule, SlotState
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
@@ -214,29 +211,6 @@ _GID = struct.Struct("<iii")
 
 
 # --- read-only views of the table ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OutstandingJob:
-    """One outstanding job as this replica sees it (for tests, ``spreadq top``, metrics).
-
-    ``view`` and ``slot`` say where it was last assigned (the view's ordinal, and the slot
-    number or, for a failover, the failover counter); ``owner`` is ``None`` for a job
-    this replica does not hold or that was orphaned. ``failovers`` counts the times its
-    owner left it; ``given_up`` is true once that passed ``max_failovers``.
-    """
-
-    ref: JobRef
-    owner: str | None
-    held: bool
-    view: int
-    slot: int
-    failover: bool
-    started: bool
-    finished: bool
-    duplicate: bool
-    failovers: int = 0
-    given_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,78 +242,7 @@ class TableStats:
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
 
 
-class _Origin:
-    """A view jobs were delivered in, and which of its members still hold them."""
-
-    __slots__ = ("holders", "serial")
-
-    def __init__(self, serial: int, holders: frozenset[str]) -> None:
-        self.serial = serial
-        self.holders = holders
-
-
-@dataclass(slots=True, eq=False)
-class _Entry:
-    ref: JobRef
-    job: Job | None  # None until needed: then built from ``source[index]``
-    source: Sequence[Job] | None
-    index: int
-    sender: str
-    mess_type: int
-    origin: _Origin
-    owner: str | None
-    slot: int
-    view: int
-    held: bool
-    counted: str | None = None  # who this job counts for in least_loaded's loads
-    failover: bool = False
-    duplicate: bool = False
-    orphaned: bool = False
-    remembered: Outcome | None = None  # a re-sent job's outcome from the history
-    dedupe_of: JobRef | None = None  # the first job with this job's dedupe key
-    refused: str | None = None  # a periodic TICK the ledger refused: why
-    failovers: int = 0  # reassigned because its owner left, this many times
-    run_sent: bool = False
-    started: bool = False
-    finished: bool = False
-
-
-class _Block:
-    """The jobs of one batch that other members own, entered in the table as one value.
-
-    Every member reads every job and owns few of them. When a batch is new to the table
-    and assigned by a :class:`~spreadq.queue.rules.SlotRule` (or a
-    :class:`~spreadq.queue.rules.MessageRule`), each job another member
-    owns is entered as its batch's block: one shared object instead of an
-    :class:`_Entry` a job, holding what every such entry would (all the rest are the
-    entry's defaults). An ACK that completes such a job only removes it. The first time
-    the table needs more than a job's presence (a view change, a re-sent copy, a
-    CANCEL, a question about the job), the block's jobs that are still outstanding
-    become entries in place (:meth:`OutstandingTable._unblock`), keeping their order.
-    """
-
-    __slots__ = ("first", "jobs", "mess_type", "origin", "owners", "sender", "view")
-
-    def __init__(
-        self,
-        jobs: BatchJobs,
-        sender: str,
-        mess_type: int,
-        origin: _Origin,
-        owners: Sequence[str],
-        first: int,
-        view: int,
-    ) -> None:
-        self.jobs = jobs
-        self.sender = sender
-        self.mess_type = mess_type
-        self.origin = origin
-        self.owners = owners
-        self.first = first  # the slot of the batch's first job
-        self.view = view
-
-
-_producer_id, _seq = itemgetter(0), itemgetter(1)
+_seq = itemgetter(1)
 
 _new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
 """``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
@@ -476,7 +379,7 @@ class OutstandingTable:
         self._view: View | None = None
         self._members: frozenset[str] = frozenset()
         self._transitional = False
-        self._entries: dict[JobRef, _Entry | _Block] = {}
+        self._entries = Outstanding()
         self._mine: dict[JobRef, None] = {}
         self._origins: dict[int, _Origin] = {}
         self._origin = self._new_origin(frozenset())
@@ -561,10 +464,7 @@ class OutstandingTable:
 
     def owner_of(self, ref: JobRef) -> str | None:
         """The owner of an outstanding job, or ``None`` (unknown, orphaned or not held)."""
-        entry = self._entries.get(ref)
-        if isinstance(entry, _Block):
-            return entry.owners[entry.jobs.refs.index(ref)]
-        return None if entry is None else entry.owner
+        return self._entries.owner_of(ref)
 
     def is_outstanding(self, ref: JobRef) -> bool:
         """True while ``ref`` is in the table (not completed by an ACK)."""
@@ -590,40 +490,12 @@ class OutstandingTable:
 
     def outstanding(self) -> list[OutstandingJob]:
         """Every outstanding job, in delivery order."""
-        jobs: list[OutstandingJob] = []
-        add = jobs.append
-        indices: dict[_Block, dict[JobRef, int]] = {}  # a block's jobs by ref
-        for ref, e in self._entries.items():
-            if isinstance(e, _Block):
-                at = indices.get(e)
-                if at is None:
-                    at = indices[e] = {r: i for i, r in enumerate(e.jobs.refs)}
-                i = at[ref]
-                owner, slot = e.owners[i], e.first + i
-                add(OutstandingJob(ref, owner, True, e.view, slot, False, False, False, False))
-                continue
-            duplicate = e.duplicate or e.remembered is not None
-            add(
-                OutstandingJob(
-                    ref,
-                    e.owner,
-                    e.held,
-                    e.view,
-                    e.slot,
-                    e.failover,
-                    e.started,
-                    e.finished,
-                    duplicate,
-                    e.failovers,
-                    self._given_up(e),
-                )
-            )
-        return jobs
+        return self._entries.listing(self._given_up)
 
     def outstanding_per_producer(self) -> dict[bytes, int]:
         """How many jobs of each producer id are outstanding (every owner): what
         :meth:`outstanding` would count, without building a record per job."""
-        return dict(Counter(map(_producer_id, self._entries)))
+        return self._entries.per_producer()
 
     def _given_up(self, entry: _Entry) -> bool:
         limit = self.max_failovers
@@ -668,7 +540,7 @@ class OutstandingTable:
         orphaned: list[JobRef] = []
         given_up: list[JobRef] = []
         if self._view is not None:
-            entries = self._unblocked()
+            entries = self._entries.unblocked()
             came = came_with_us(self._view.members, event) | {self.me}
             live = {e.origin.serial for e in entries.values()}
             live.update(origin.serial for origin in self._fragments.tokens())
@@ -973,7 +845,7 @@ class OutstandingTable:
         ref = entry.ref
         entry.owner, entry.slot, entry.view, entry.counted = owner, slot, self._ordinal, counted
         entry.failover = failover
-        old = self._entry(ref)
+        old = self._entries.entry(ref)
         if old is not None:
             del self._entries[ref]
         if old is None:
@@ -1012,9 +884,10 @@ class OutstandingTable:
         Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) or a
         :class:`~spreadq.queue.rules.MessageRule` (``sticky``) a batch of
         :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call, and the jobs
-        other members own enter the table as one :class:`_Block` (no loads are counted:
-        nothing to release when they complete). A batch that may hold a re-sent job (one
-        still outstanding or remembered, or a ref twice) goes job by job."""
+        other members own enter the table as one block
+        (:meth:`~spreadq.queue.outstanding.Outstanding.enter_block`). A batch that may
+        hold a re-sent job (one still outstanding or remembered, or a ref twice) goes job
+        by job."""
         refs = jobs.refs
         count = len(refs)
         slots, by_message = self._slots, self._message_owners
@@ -1051,7 +924,7 @@ class OutstandingTable:
         first: int,
     ) -> bool:
         """Enter a batch of new jobs whose slots from ``first`` go to ``owners``: the jobs
-        of other members as one :class:`_Block`, ours as entries. False, and nothing
+        of other members as one block, ours as entries. False, and nothing
         entered, when the history may remember one of them or a ref comes twice."""
         refs = jobs.refs
         low, high = self._history.window(refs[0].producer_id)
@@ -1059,51 +932,14 @@ class OutstandingTable:
             seqs = list(map(_seq, refs))
             if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
                 return False
-        entries = self._entries
-        size = len(entries)
-        origin, view = self._origin, self._ordinal
-        block = _Block(jobs, sender, mess_type, origin, owners, first, view)
-        entries.update(zip(refs, repeat(block)))
-        if len(entries) - size != len(refs):  # a ref twice: the second copy is re-sent
-            for ref in refs:
-                entries.pop(ref, None)
+        mine = self._entries.enter_block(
+            jobs, sender, mess_type, self._origin, owners, first, self._ordinal, self.me
+        )
+        if mine is None:
             return False
-        me = self.me
-        for index in compress(itertools.count(), map(me.__eq__, owners)):
-            ref, slot = refs[index], first + index
-            entry = _Entry(ref, None, jobs, index, sender, mess_type, origin, me, slot, view, True)
-            entries[ref] = entry
+        for entry in mine:
             effects += self._become_owner(entry, failover=False)
         return True
-
-    def _unblock(self, block: _Block) -> None:
-        """Turn the jobs of ``block`` still outstanding into entries, in place."""
-        entries = self._entries
-        jobs, sender, mess_type, origin = block.jobs, block.sender, block.mess_type, block.origin
-        first, view = block.first, block.view
-        for index, (ref, owner) in enumerate(zip(jobs.refs, block.owners, strict=True)):
-            if entries.get(ref) is block:
-                slot = first + index
-                entry = _Entry(
-                    ref, None, jobs, index, sender, mess_type, origin, owner, slot, view, True
-                )
-                entries[ref] = entry
-
-    def _unblocked(self) -> dict[JobRef, _Entry]:
-        """The outstanding jobs, every block turned into entries first (for a walk that
-        looks at each job)."""
-        for block in dict.fromkeys(e for e in self._entries.values() if isinstance(e, _Block)):
-            self._unblock(block)
-        return cast("dict[JobRef, _Entry]", self._entries)
-
-    def _entry(self, ref: JobRef) -> _Entry | None:
-        """The entry of outstanding job ``ref`` (its block's jobs become entries)."""
-        entry = self._entries.get(ref)
-        if isinstance(entry, _Block):
-            self._unblock(entry)
-            entry = self._entries[ref]
-        assert not isinstance(entry, _Block)
-        return entry
 
     def _take_batch_each(
         self, effects: list[Effect], jobs: BatchJobs, sender: str, mess_type: int
@@ -1267,7 +1103,7 @@ class OutstandingTable:
             append(JobsCompleted(sender, done))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
-        entry = self._entry(ref)
+        entry = self._entries.entry(ref)
         if entry is None:  # completed already, or never delivered here: a no-op
             self._counts["unknown_cancels"] += 1
             return
@@ -1312,14 +1148,14 @@ class OutstandingTable:
         waiting = self._dedupe.take_waiting()
         for first, duplicates in waiting.items():
             for ref in duplicates:
-                entry = self._entry(ref)
+                entry = self._entries.entry(ref)
                 if entry is not None and entry.owner == self.me and not entry.finished:
                     self._answer_duplicate(entry, first)
 
     def _answer_waiting(self, duplicates: list[JobRef], outcome: Outcome) -> None:
         """The first job completed: its outcome is the outcome of our duplicates of it."""
         for ref in duplicates:
-            entry = self._entry(ref)
+            entry = self._entries.entry(ref)
             if entry is not None and entry.owner == self.me and not entry.finished:
                 entry.finished = True
                 self._cadence.on_finished(ref, outcome, self._now)
