@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.util import find_spec
+from importlib.util import find_spec, module_from_spec, spec_from_file_location
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,27 @@ def test_bench_dispatcher_paced_with_distinct_results_completes_every_job() -> N
     assert "1,000 jobs through one replica of 4 (5 per message, one every 2 ms, sticky):" in out
     jobs_per_s = float(out.split("):")[1].split(" jobs/s")[0].replace(",", ""))
     assert jobs_per_s < 2_600  # paced: 5 jobs every 2 ms at most, plus the first read
+
+
+def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a cancel scope's deadline a fraction of a millisecond away spins uvloop (anyio
+    # re-arms its timer until the loop's millisecond clock reaches it): the bench's
+    # pacing waited so, and its CPU a job was the bench's spin as much as the worker's
+    spec = spec_from_file_location("bench_dispatcher", BENCHMARKS / "bench_dispatcher.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.pace_wait(0.0002) == 0.0002  # asyncio's loop waits what it is asked
+    monkeypatch.setattr(bench, "UVLOOP", True)
+    assert [bench.pace_wait(w) for w in (0.0002, 0.001, 0.0101, -0.5)] == [
+        0.001,
+        0.001,
+        0.011,
+        0.001,
+    ]
 
 
 def test_worker_steps_times_every_step_of_a_real_worker() -> None:
