@@ -73,3 +73,40 @@ def test_a_job_runs_on_uvloop() -> None:
                 app.stop()
 
     run_on_uvloop(partial(main))
+
+
+def test_a_producer_waiting_for_company_asks_uvloop_for_whole_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # with batch_max_delay, a short batch waits in a cancel scope with that deadline;
+    # under a millisecond away, anyio re-armed the scope's timer until uvloop's
+    # millisecond clock reached it: the sender's loop spun for the rest of the wait
+    waits: list[float] = []
+    move_on_after = anyio.move_on_after
+
+    def recorded(delay: float, shield: bool = False) -> anyio.CancelScope:
+        waits.append(delay)
+        return move_on_after(delay, shield=shield)
+
+    monkeypatch.setattr(anyio, "move_on_after", recorded)
+    app = spreadq.App(queue="uvq")
+
+    @app.handler("echo")
+    async def echo(job: Echo) -> Echo:
+        return job
+
+    async def main() -> None:
+        settings = spreadq.Settings(batch_max_delay=0.0004)
+        with anyio.fail_after(WAIT):
+            async with serve() as daemon, anyio.create_task_group() as tasks:
+                await tasks.start(partial(app.run, spread=daemon.address, handle_signals=False))
+                async with spreadq.Producer("uvq", daemon.address, settings=settings) as producer:
+                    await producer.wait_for_consumers(1)
+                    receipt = await producer.put(echo, Echo(text="alone"))
+                    assert await receipt == Echo(text="alone")
+                app.stop()
+
+    run_on_uvloop(partial(main))
+    short = [wait for wait in waits if wait < 0.01]
+    assert short, "the short batch never waited for company"
+    assert all(wait == 0.001 for wait in short), short

@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     batch_max_delay: float = Field(default=0.0, ge=0.0, le=1.0)
     """...and may hold a job this long (seconds) waiting for others to pack with. The
     default 0 holds none: a producer batches only under load, packing the jobs put while
-    its previous message was being written (see ``docs/design/flow-control.md``)."""
+    its previous message was being written (see ``docs/design/flow-control.md``). On
+    uvloop, whose timers count whole milliseconds, the hold is rounded up to one."""
 
     # -- results and history --------------------------------------------------------------
     result_max_bytes: int = Field(default=64 * KIB, ge=0, le=SAFE_MESSAGE_LIMIT // 2)

@@ -22,8 +22,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from test_dispatcher import FAST, FEEDBACK, QUEUE, WAIT, Item
 
@@ -59,7 +57,7 @@ from spreadq.wire.events import (
     TransitionalMembership,
 )
 from spreadq.worker.app import App
-from spreadq.worker.dispatcher import Dispatcher, _alarm_delay
+from spreadq.worker.dispatcher import Dispatcher
 from spreadq.worker.periodic import PeriodicTick, TickAnnouncer
 
 ME = "#a#localhost"
@@ -909,17 +907,6 @@ async def test_a_deadline_the_clock_reads_exactly_is_met(dispatcher_for: Make) -
                 await anyio.wait_all_tasks_blocked()
             conn.echo(Ack)
             await stop(dispatcher, conn)
-
-
-@given(st.floats(min_value=0.0, max_value=3600.0, allow_nan=False))
-def test_an_alarm_on_a_millisecond_loop_waits_whole_milliseconds_and_never_less(
-    wait: float,
-) -> None:
-    delay = _alarm_delay(wait)
-    assert delay >= 0.001
-    assert delay >= wait - 1e-9  # never asks to ring before the deadline
-    assert delay - wait < 0.001 + 1e-9  # and at most one millisecond after it
-    assert abs(delay * 1000 - round(delay * 1000)) < 1e-6  # a whole number of them
 
 
 def test_on_uvloop_a_deadline_under_a_millisecond_away_arms_a_timer_not_a_spin(

@@ -38,6 +38,7 @@ from typing import Any
 import anyio
 from structlog.stdlib import BoundLogger
 
+from spreadq.actors.timers import timer_delay
 from spreadq.client import Connection
 from spreadq.errors import MessageTooLarge
 from spreadq.producer.condition import Changed
@@ -131,7 +132,7 @@ class Sender:
                 await self.queued.wait()
                 continue
             if wait > 0:  # a short batch waits for company, or for a flush
-                with anyio.move_on_after(wait):
+                with anyio.move_on_after(timer_delay(wait)):  # uvloop: whole ms, no spin
                     await self.queued.wait()
                 if core.send_delay(time.monotonic(), flushing=self.flushing > 0) != 0:
                     continue

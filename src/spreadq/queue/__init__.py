@@ -49,10 +49,10 @@ from spreadq.queue.jobs import Job as Job
 from spreadq.queue.jobs import JobRef as JobRef
 from spreadq.queue.jobs import Outcome as Outcome
 from spreadq.queue.jobs import Status as Status
+from spreadq.queue.outstanding import OutstandingJob as OutstandingJob
 from spreadq.queue.rules import Rule as Rule
 from spreadq.queue.rules import RuleState as RuleState
 from spreadq.queue.rules import builtin_rules as builtin_rules
-from spreadq.queue.outstanding import OutstandingJob as OutstandingJob
 from spreadq.queue.table import OutstandingTable as OutstandingTable
 from spreadq.queue.table import TableStats as TableStats
 from spreadq.queue.view import ChangeCause as ChangeCause

@@ -120,6 +120,7 @@ import anyio
 import anyio.abc
 
 from spreadq.actors.channel import Channel
+from spreadq.actors.timers import counts_whole_ms, whole_ms
 from spreadq.errors import (
     ConnectionLost,
     EnvelopeError,
@@ -293,26 +294,6 @@ _new_finished: Callable[[tuple[JobRef, Outcome]], JobFinished] = partial(tuple._
 """``JobFinished(ref, outcome)`` without the named tuple's Python ``__new__``: one a job."""
 
 _Item = _Delivered | _Lost | EndedReady | _Drain | Help | Rescan | _StatsDue | _Wake
-
-
-def _alarm_delay(wait: float) -> float:
-    """``wait`` rounded up to a whole millisecond (at least one): the delay to ask of an
-    event loop whose timers count whole milliseconds, as uvloop's (libuv's) do.
-
-    uvloop rounds a timer's delay to the nearest millisecond and runs one under half a
-    millisecond at the next turn of the loop, and its clock reads whole milliseconds. A
-    loop waiting for a deadline a fraction of a millisecond away therefore woke, found
-    the deadline not yet come, asked again and woke again at once: a worker read a
-    message of 28 jobs every 1.9 ms and turned its loop eight times for each, waiting
-    for its next outcome notice or idle ACK to be due
-    (``benchmarks/bench_dispatcher.py --per-read 1 --pace 0.0019``; three with this). Rounded up,
-    an alarm rings at most about a millisecond late, and early only by what the
-    millisecond clock hides, so at most twice for one deadline.
-
-    >>> _alarm_delay(0.0002), _alarm_delay(0.001), _alarm_delay(0.0101)
-    (0.001, 0.001, 0.011)
-    """
-    return max(math.ceil(wait * 1000.0 - 1e-9), 1) / 1000.0
 
 
 def _post(inbox: Channel[_Item], item: _Item) -> None:
@@ -603,13 +584,14 @@ class Dispatcher:
         timer handle for many turns, instead of a cancel scope with a deadline each turn.
 
         On a loop other than asyncio's own (uvloop) the wait is rounded up to a whole
-        millisecond (:func:`_alarm_delay`)."""
+        millisecond (:mod:`spreadq.actors.timers`): asked for less, the alarm would ring
+        at once, and again, until the loop's millisecond clock reached the deadline."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-            self._whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
+            self._whole_ms = counts_whole_ms(loop)
         if self._whole_ms:
-            wait = _alarm_delay(wait)
+            wait = whole_ms(wait)
         when = loop.time() + wait
         alarm = self._alarm
         if alarm is not None:

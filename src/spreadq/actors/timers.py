@@ -1,0 +1,47 @@
+"""Timer delays an event loop can keep: whole milliseconds where its clock counts them.
+
+uvloop (libuv) rounds a timer's delay to the nearest millisecond, runs one under half a
+millisecond at the next turn of the loop, and its clock reads whole milliseconds. Code
+that waits for a deadline a fraction of a millisecond away therefore wakes, finds the
+deadline not yet come, asks again and wakes again at once, until the clock reaches it:
+the worker's dispatcher did so with its alarm, and anyio does so with a cancel scope's
+deadline (it re-arms the scope's timer until the loop's clock says the deadline passed).
+Asked for a whole millisecond instead, such a timer rings at most about a millisecond
+late, and early only by what the millisecond clock hides.
+
+asyncio's own loop needs none of this: its selector rounds a wait up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+__all__ = ["counts_whole_ms", "timer_delay", "whole_ms"]
+
+
+def whole_ms(wait: float) -> float:
+    """``wait`` rounded up to a whole millisecond (at least one).
+
+    >>> whole_ms(0.0002), whole_ms(0.001), whole_ms(0.0101), whole_ms(-1.0)
+    (0.001, 0.001, 0.011, 0.001)
+    """
+    return max(math.ceil(wait * 1000.0 - 1e-9), 1) / 1000.0
+
+
+def counts_whole_ms(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s timers count whole milliseconds: any loop but asyncio's own
+    (uvloop is the one spreadq picks when installed)."""
+    return not isinstance(loop, asyncio.BaseEventLoop)
+
+
+def timer_delay(wait: float) -> float:
+    """The delay to ask of the running loop for a deadline ``wait`` seconds away:
+    :func:`whole_ms` of it where the loop counts whole milliseconds, else ``wait``.
+
+    Raises:
+        RuntimeError: no event loop is running.
+    """
+    if counts_whole_ms(asyncio.get_running_loop()):
+        return whole_ms(wait)
+    return wait
