@@ -5,122 +5,33 @@ Theory of operation
 Every consumer keeps one :class:`OutstandingTable` and feeds it the WORK group's events
 in delivery order (membership changes and messages) plus a few local inputs (our own
 handlers starting and finishing, ticks). Spread's AGREED service gives every member
-the same messages and membership changes in the same order, so members that went
-through the same views hold the same table without exchanging a word.
+the same messages and membership changes in the same order, and the table is a
+deterministic function of that stream, so members that went through the same views hold
+the same table without exchanging a word. ``apply(input, now)`` returns the effects for
+the dispatcher to carry out; nothing here reads a clock or does I/O. What the table does
+at each step, and why replicas agree, is docs/design/replicated-table.md; in short:
 
-Slots. After each regular membership the jobs delivered are numbered k = 0, 1, 2, ...
-(jobs, not messages: a batch of ten takes ten slots; a RAW message takes one; an
-unreadable envelope takes the slots its preamble declares, see
-:mod:`~spreadq.queue.envelope`). Slot k's owner is ``rule.owner(eligible, state,
-job)``, where *eligible* is the view's members without those that announced DRAIN in
-this view (all members if that leaves none). Messages delivered between a
-transitional membership and the next regular one keep counting in the old view.
+* Slots: after each regular view the jobs delivered are numbered k = 0, 1, 2, ... (jobs,
+  not messages); slot k's owner is the rule's pick among the view's members that did not
+  announce DRAIN (all of them if that leaves none).
+* Holders and failover: a job's payload is held by the members of the view it was
+  delivered in that came with us since (tracked once per origin view). At a new view,
+  every job whose owner is gone or no longer holds it is reassigned, in delivery order,
+  over the holders; newcomers get only new work. A job reassigned more than
+  ``max_failovers`` times is given up (failed with ``WorkerLost``) instead.
+* Completion: an ACK from a current member completes the jobs it lists everywhere, at
+  the same point of the order (an ACK from a non-member is ignored); the history
+  remembers their outcomes, so a re-sent copy is answered rather than run.
+* Re-sent jobs take their new slot and move there; a dedupe key or a periodic tick is
+  decided from the dedupe memory or the tick ledger, which every replica of a view holds
+  alike (docs/design/dedupe.md, docs/design/periodic.md).
+* CANCEL completes a job as cancelled at its place in the order; a RESULT query is
+  answered by the one member it names.
+* Fragments take their slot when the last one arrives; partitions reassign on each side,
+  and the first ACK after the merge completes a job everywhere.
 
-Holders. A job's payload is held by the members of the view it was delivered in;
-at every view change that set shrinks to the members that came with us (see
-:func:`~spreadq.queue.view.came_with_us`). Holders are tracked once per *origin* (the
-view jobs were delivered in), not per job.
-
-Blocks. Under a slot rule, a batch of new jobs (none outstanding, none possibly
-remembered, no ref twice) enters as one block for the jobs other members own and an
-entry for each of ours; whatever needs more than a job's presence first turns the
-block's outstanding jobs into entries in place (:mod:`~spreadq.queue.outstanding`).
-
-Failover. When a view is installed, every held job whose owner is not in it, or no
-longer holds its payload (it did not come with us: a job delivered in our transitional
-configuration never reached the other side, even if that side merges back at once), is
-reassigned, in original delivery order, by the rule over the *candidates*: the new
-members that hold its payload, without those that were draining at the end of the old
-view (or all holders if that leaves none). The rule's ``state.index`` counts the jobs
-reassigned so far *from the same origin*: members that share the origin's history
-reassign exactly the same set of jobs from it, while a counter across origins would
-differ between an old member and one that joined later. Newcomers get only new work.
-A job no holder survived for is orphaned (a replica always holds the jobs it
-could own, so with the built-in semantics this is a safety net, not a path).
-
-Poison jobs. Each entry counts its *failovers*: the times it was reassigned because its
-owner left the view or no longer holds it. No replica can know whether that owner had
-started the job, so every such reassignment counts, queued or running; members that
-went through the same views since the job was delivered count alike (the count moves
-with a re-sent job to its new slot). Once the count passes ``max_failovers`` the job
-is *given up* at that view, on every replica: its new owner, picked as for any
-failover, does not run it but fails it (:class:`~spreadq.queue.effects.GiveUpJob`:
-``WorkerLost``, after the ``on_failure`` hooks) and reports the failure in its ACK
-like any outcome, so the producer's receipt resolves. If that owner leaves too, the
-next one fails it in turn. A job that kills whoever runs it (``os._exit``, a segfault,
-the OOM killer) so costs at most ``max_failovers + 1`` workers, not all of them.
-
-Fragments. A job split into FRAGMENT messages takes its slot when its last fragment
-is delivered, with the origin of its first fragment. If the slot's owner lacks the
-first fragment (it joined in between), the slot goes at once to a holder, by the rule
-over the eligible holders with ``state.index = k``. A replica that missed fragments does
-not hold the job, never owns it, and only waits for its ACK. If it missed the first one,
-the job's origin is the view it joined in: only the members already there (and still
-with it) can hold the job, so it forgets the job once they are gone.
-
-Completion. An ACK from a current member completes the jobs it lists everywhere, at
-the same point of the order. ACKs from non-members are ignored: Spread delivers a
-member's messages before its leave, so an ACK can never cross into a later lifetime of
-the group even though group ids repeat (docs/design/membership.md#group-ids-repeat). If we own a
-completed job and had not started it, it is skipped; if we were running it, it is cancelled.
-
-Duplicates. A job re-sent with a ``(producer_id, seq)`` still outstanding takes its new
-slot like any job and *moves* there: new owner, new origin, new place in the delivery
-order, on every replica, because a replica that joined after the first copy knows only
-the second, and replicas that share history must stay identical. If the owner changes,
-the new owner runs it (the old one, if it already started, may finish first; the first
-ACK completes it). A re-sent job whose outcome a replica still remembers (a bounded
-history of completed refs) is answered from memory when that replica owns its slot,
-without running it again. Replicas with different histories (a member that joined
-after the first copy, the other side of a partition, a history that evicted the ref)
-may disagree about whether the slot is a duplicate; then the job may run once more.
-That is at-least-once, which is what spreadq promises; the ACK that follows completes
-every copy everywhere.
-
-Cancel. A CANCEL (sent by the job's producer to WORK and FEEDBACK) completes an
-outstanding job as cancelled at its place in the order, at every replica alike: the
-entry goes (so no failover ever reassigns it), the history remembers it cancelled (so a
-re-sent copy is answered, not run, and a later ACK of a run that finished first does
-not overwrite it), and an owner that queued or runs it drops or stops it. A job that
-an ACK completed before the CANCEL keeps its outcome, and a CANCEL for a job a replica
-does not know is a no-op there. A CANCEL whose sender is not the member that sent the
-job's current copy is refused (:class:`~spreadq.queue.effects.CancelRefused`) by every
-replica alike, since every replica records the same sender.
-
-Results. A RESULT query is answered only by the member at its ``index`` in the view at
-the query's place in the order, from the entries (PENDING) or the history (KNOWN), or
-UNKNOWN; the asker moves to the next index on UNKNOWN. One query, one answer.
-
-Dedupe keys. A job put with a dedupe key (flag bit 1 of its job record) is looked up
-in the table's *dedupe memory*: the keys of the last ``dedupe_size`` keyed jobs, each
-with the ref of the first job that carried it, in delivery order (oldest evicted
-first). A key not remembered is remembered with the job's ref; a key remembered with
-another ref makes the job a *duplicate* of that first job. A duplicate takes its slot
-and gets its owner like any job (so slot counting never depends on the memory), but its
-owner never runs it: it reports the first job's outcome as the duplicate's, from the
-history if the first is done, or once the ACK completing the first is delivered; if
-the first is neither outstanding nor remembered it reports a ``DuplicateJob`` failure
-naming the first. The memory is a function of the stream since the last *cut*: a view
-installed with a member that did not come with us (a JOIN, a merge after a partition)
-empties it on every replica, because the newcomer (or the other side) cannot know
-what we remember; a LEAVE, a DISCONNECT or a partition keeps it. So every replica of
-a view holds the same memory and decides every keyed job alike. A job without a dedupe
-key costs nothing more than the flag test its record's decoding already does.
-
-Periodic ticks. A job whose dedupe key starts ``periodic:`` is a TICK
-(:mod:`~spreadq.queue.periodic`) and never enters the dedupe memory: the table's
-:class:`~spreadq.queue.periodic.TickLedger` accepts it (an ordinary job from then on)
-or refuses it (a stale view, an unsettled ledger, a tick not after the latest
-accepted). A refused TICK takes its slot and gets its owner like any job, and its
-owner reports it failed with ``StaleTick`` without running it. LEDGER messages from
-members settle the ledger after a join or a merge; the table asks for ours with
-:class:`~spreadq.queue.effects.AnnounceLedger`. A LEDGER from a non-member is ignored,
-like its ACK.
-
-Partitions. Each side of a partition reassigns the other side's jobs among its own
-members; after the merge each side keeps its own assignment for jobs from before the
-merge, so such a job can run on both sides. The first ACK completes it everywhere and
-cancels it where it still runs.
+The outstanding jobs themselves live in an :class:`~spreadq.queue.outstanding.Outstanding`:
+an entry for each of ours, and one block for the jobs of a batch that others own.
 """
 
 from __future__ import annotations
