@@ -76,9 +76,10 @@ class Settings(BaseSettings):
     waiting for the next ACK; no other consumer reads a NOTICE. The ACK still settles the
     job everywhere."""
     notice_interval: float = Field(default=0.002, ge=0.0, le=1.0)
-    """A consumer sends NOTICEs at most this often (seconds); the outcomes that end
-    meanwhile go in the next ones. The first after a quiet spell goes at once. 0: at
-    the end of every turn of the worker's loop that ended such jobs."""
+    """A consumer sends NOTICEs at most once per this many seconds on average, with one
+    to spare (a NOTICE a little sooner than that goes at once, the next waits); the
+    outcomes that end while one waits go with it. 0: at the end of every turn of the
+    worker's loop that ended such jobs."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's

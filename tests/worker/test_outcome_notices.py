@@ -105,18 +105,22 @@ async def test_notices_within_the_interval_wait_for_its_end(dispatcher_for: Make
         async with serving(dispatcher, conn):
             conn.feed(asking(1, [0]))  # the first after a quiet spell goes at once
             await anyio.wait_all_tasks_blocked()
-            assert notified(conn) == [[0]]
+            assert notified(conn) == [[0]]  # it books 100.0-100.5
             now[0] = 100.2
-            conn.feed(asking(2, [1]))
+            conn.feed(asking(2, [1]))  # the one to spare: at once too, booking 100.5-101.0
             await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0], [1]]
+            now[0] = 100.3
             conn.feed(asking(3, [2]))
             await anyio.wait_all_tasks_blocked()
-            assert notified(conn) == [[0]]  # 1 and 2 wait for the interval's end
+            conn.feed(asking(4, [3]))
+            await anyio.wait_all_tasks_blocked()
+            assert notified(conn) == [[0], [1]]  # 2 and 3 wait for 100.5
             now[0] = 100.5
             conn.feed()  # the loop looks at its clock
-            while len(notified(conn)) < 2:
+            while len(notified(conn)) < 3:
                 await anyio.wait_all_tasks_blocked()
-            assert notified(conn) == [[0], [1, 2]]  # in one NOTICE
+            assert notified(conn) == [[0], [1], [2, 3]]  # in one NOTICE
             await stop(dispatcher, conn)
 
 
@@ -127,15 +131,15 @@ async def test_a_notice_held_back_goes_when_the_interval_ends_with_no_message_to
     settings = FAST.replace(notice_interval=0.2, stats_interval=60.0, **NO_ACK_FOR_A_MINUTE)
     dispatcher, conn = dispatcher_for(echo_app(), settings)
     noticed: list[float] = []  # when each NOTICE went (the dispatcher's own clock)
-    second = anyio.Event()
+    third = anyio.Event()
     multicast = conn.multicast
 
     async def watching(groups: Any, data: bytes, *args: Any, **kwargs: Any) -> None:
         await multicast(groups, data, *args, **kwargs)
         if isinstance(conn.read(data), Notice):
             noticed.append(time.monotonic())
-            if len(noticed) == 2:
-                second.set()
+            if len(noticed) == 3:
+                third.set()
 
     conn.multicast = watching  # type: ignore[method-assign]
     with anyio.fail_after(WAIT):
@@ -143,11 +147,14 @@ async def test_a_notice_held_back_goes_when_the_interval_ends_with_no_message_to
             conn.feed(asking(1, [0]))
             await anyio.wait_all_tasks_blocked()
             assert notified(conn) == [[0]]  # the first goes at once
-            conn.feed(asking(2, [1]))  # ends within the interval: held back
+            conn.feed(asking(2, [1]))  # the one to spare: at once too
             await anyio.wait_all_tasks_blocked()
-            await second.wait()  # only the loop's own alarm can send it: nothing else comes
             assert notified(conn) == [[0], [1]]
-            assert noticed[1] - noticed[0] >= 0.2
+            conn.feed(asking(3, [2]))  # ends within the booked intervals: held back
+            await anyio.wait_all_tasks_blocked()
+            await third.wait()  # only the loop's own alarm can send it: nothing else comes
+            assert notified(conn) == [[0], [1], [2]]
+            assert noticed[2] - noticed[0] >= 0.2
             await stop(dispatcher, conn)
 
 

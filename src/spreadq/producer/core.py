@@ -39,8 +39,8 @@ CANCEL, waiting only for its sender to be listed); otherwise it changes nothing.
 
 Notices. While the consumers keep up with the producer (:meth:`~ProducerCore.keeping_up`:
 at most ``notice_in_flight`` jobs unconfirmed), the jobs it sends ask for a NOTICE: the
-consumer that runs them sends their outcomes straight to our private group, at most
-every ``notice_interval`` of its own, where the ACK waits for the idle-ACK gap or
+consumer that runs them sends their outcomes straight to our private group, about once
+per ``notice_interval`` of its own at most, where the ACK waits for the idle-ACK gap or
 company. A NOTICE from a trusted consumer
 resolves the receipts of our pending jobs early (``Resolve``), except a job we sent a
 CANCEL for (``CancelSending``): the order of that CANCEL among the ACKs decides it. The

@@ -199,7 +199,8 @@ class OutstandingTable:
             a :class:`Tick` comes, see :class:`~spreadq.queue.notices.NoticeQueue`):
             such an outcome resolves its receipt without an ACK, so it makes no idle
             ACK due (it goes by the cadence).
-        notice_interval: seconds at least between two rounds of NOTICEs.
+        notice_interval: seconds between two rounds of NOTICEs on average, with one
+            round to spare (:class:`~spreadq.queue.notices.NoticeQueue`).
         window: the producers' window (``Settings.window``): once told how many
             producers share it (:class:`~spreadq.queue.inputs.Producers`), an ACK is
             also due after a third of one producer's share of messages read, when that

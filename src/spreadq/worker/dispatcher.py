@@ -70,10 +70,10 @@ producer's private group in one NOTICE, so its receipts resolve without waiting 
 next ACK. The table decides which and when (:class:`~spreadq.queue.notices.NoticeQueue`):
 the loop feeds it :class:`~spreadq.queue.TurnEnded` after a turn that left some waiting,
 and it answers with :class:`~spreadq.queue.SendNotice` at once, unless NOTICEs went out
-less than ``settings.notice_interval`` ago (then at the :class:`~spreadq.queue.Tick` that
-ends the interval, with those that ended meanwhile); never for an outcome an ACK has
-reported already. No other consumer reads a NOTICE; the ACK still settles the jobs at
-every replica.
+more often than once per ``settings.notice_interval`` lately, with one to spare (then at
+the :class:`~spreadq.queue.Tick` that ends the interval, with those that ended
+meanwhile); never for an outcome an ACK has reported already. No other consumer reads a
+NOTICE; the ACK still settles the jobs at every replica.
 
 Draining (:meth:`DispatcherHandle.drain`): the table announces DRAIN, after which it
 assigns us no new work; the jobs we already own still run. Once our own DRAIN is
