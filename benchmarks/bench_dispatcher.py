@@ -32,7 +32,6 @@ goes::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import struct
 import time
@@ -42,6 +41,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import anyio.lowlevel
 
+from spreadq.actors.timers import whole_ms
 from spreadq.errors import ConnectionLost
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
@@ -196,10 +196,9 @@ def pace_wait(wait: float) -> float:
     scope's deadline timer until the loop's clock reaches it: a wait of a fraction of a
     millisecond turned the loop (and cost CPU) until it ended, which measured the bench's
     pacing, not the worker. Rounded up, a read is at most a millisecond late, and the
-    next is due that much sooner (the pace is kept on average)."""
-    if not UVLOOP:
-        return wait
-    return max(math.ceil(wait * 1000.0 - 1e-9), 1) / 1000.0
+    next is due that much sooner (the pace is kept on average); see
+    :mod:`spreadq.actors.timers`."""
+    return whole_ms(wait) if UVLOOP else wait
 
 
 async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
