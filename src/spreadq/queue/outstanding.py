@@ -137,29 +137,20 @@ class Outstanding(dict[JobRef, "_Entry | _Block"]):
 
     __slots__ = ()
 
-    def enter_block(
-        self,
-        jobs: BatchJobs,
-        sender: str,
-        mess_type: int,
-        origin: _Origin,
-        owners: Sequence[str],
-        first: int,
-        view: int,
-        me: str,
-    ) -> list[_Entry] | None:
-        """Enter a batch of jobs new to the table, whose slots from ``first`` go to
-        ``owners``: other members' jobs as one block, ours (``me``) as entries, which
-        are returned in order. None, and nothing entered, when a ref comes twice (the
-        second copy is a re-sent job: the batch must go job by job)."""
+    def enter_block(self, block: _Block, me: str) -> list[_Entry] | None:
+        """Enter the jobs of ``block``, new to the table: other members' as the block,
+        ours (``me``) as entries, which are returned in order. None, and nothing
+        entered, when a ref comes twice (the second copy is a re-sent job: the batch
+        must go job by job)."""
+        jobs, first, owners = block.jobs, block.first, block.owners
         refs = jobs.refs
         size = len(self)
-        block = _Block(jobs, sender, mess_type, origin, owners, first, view)
         self.update(zip(refs, repeat(block)))
         if len(self) - size != len(refs):
             for ref in refs:
                 self.pop(ref, None)
             return None
+        sender, mess_type, origin, view = block.sender, block.mess_type, block.origin, block.view
         mine: list[_Entry] = []
         for index in compress(itertools.count(), map(me.__eq__, owners)):
             ref, slot = refs[index], first + index

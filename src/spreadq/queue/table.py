@@ -844,9 +844,8 @@ class OutstandingTable:
             seqs = list(map(_seq, refs))
             if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
                 return False
-        mine = self._entries.enter_block(
-            jobs, sender, mess_type, self._origin, owners, first, self._ordinal, self.me
-        )
+        block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal)
+        mine = self._entries.enter_block(block, self.me)
         if mine is None:
             return False
         for entry in mine:
