@@ -12,7 +12,7 @@ microsecond short of the whole milliseconds: uvloop rounds it back to them, and 
 deadline computed from it as anyio's is (``loop.time() + delay``) then falls just before
 the millisecond at which the timer rings. A deadline of exactly 2 or 4 ms after a
 millisecond clock reading can land a rounding error after it, and anyio re-armed such a
-scope's timer for the rest of that millisecond (8 to 11 re-arms a wait, measured).
+scope's timer for the rest of that millisecond (8 to 70 re-arms a wait, measured).
 
 asyncio's own loop needs none of this: its selector rounds a wait up.
 """

@@ -10,11 +10,11 @@ a failure, by the ACK alone). This queue decides *when*:
 
 * the outcomes reached since the last NOTICEs wait here, grouped by producer;
 * they go when the worker's loop ends a turn (:meth:`take`), as long as NOTICEs have
-  gone at most once per ``interval`` on average, with one to spare: each take books
-  the next interval, counted from the later of the last booking and now, and a take is
-  allowed from one interval before its booking (the generic cell rate algorithm of ATM
-  networks, a token bucket of two). What ends while the takes run ahead waits for the
-  next one, at :meth:`deadline`;
+  gone at most once per ``interval`` on average, with one to spare: each take that hands
+  some out books an interval of ``interval`` seconds, starting where the last booking
+  ends or now, whichever is later, and a take may hand out once the last interval booked
+  has begun (the generic cell rate algorithm of ATM networks; a token bucket of two).
+  What ends while the takes run ahead waits for the next one, at :meth:`deadline`;
 * an outcome an ACK has taken is never sent again in a NOTICE (:meth:`reported`): the
   ACK went to that producer too.
 
