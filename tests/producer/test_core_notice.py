@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from core_driver import ME, PID, Driver
 
-from spreadq.producer.inputs import CancelDelivered, CancelSending
-from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.producer.inputs import AckReceived, CancelDelivered, CancelSending
+from spreadq.queue import Ack, decode, encode
+from spreadq.queue.jobs import JobRef, Outcome, outcome_of
 from spreadq.queue.witnesses import Trust
 
 C = "#c#d"
 OTHER = "#other#d"
+OK2 = Outcome.success(b"\x00\xff", attempts=2, codec="raw")  # not UTF-8, another codec
 
 
 def sent(d: Driver, n: int = 1) -> list[int]:
@@ -40,6 +42,25 @@ def test_a_notice_resolves_early_and_the_ack_settles_later() -> None:
     assert d.settled == {seq: Outcome.success(b"1")}
     assert d.core.room()
     assert d.core.succeeded == 1
+
+
+def test_an_ack_as_decoded_settles_with_its_records_unread() -> None:
+    # a decoded ACK keeps each success as its record (bytes): the core settles and counts
+    # with it as it is, and only a receipt still to resolve makes the facade read it
+    d = Driver.make()
+    d.consumers(C)
+    noticed, plain = sent(d, 2)
+    d.notice(C, noticed)
+    outcomes = ((JobRef(PID, noticed), Outcome.success(b"1")), (JobRef(PID, plain), OK2))
+    ack = decode(encode(Ack(bytes(16), outcomes)))
+    assert isinstance(ack, Ack)
+    d.apply(AckReceived(C, ack))
+    assert all(isinstance(record, bytes) for record in d.settled.values())
+    assert {seq: outcome_of(record) for seq, record in d.settled.items()} == {
+        noticed: Outcome.success(b"1"),
+        plain: OK2,
+    }
+    assert d.core.succeeded == 2
 
 
 def test_a_notice_from_a_non_member_is_dropped_and_resolves_nothing() -> None:

@@ -109,7 +109,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
-from spreadq.queue.jobs import Outcome, Status, outcome_of
+from spreadq.queue.jobs import Outcome, OutcomeRecord, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -124,7 +124,7 @@ MAX_HELD_ACKS: Final = 256
 """ACKs a producer holds from FEEDBACK members that no VIEW lists yet, at most."""
 
 _READY: Final = Ready()
-_new_settle: Callable[[tuple[Job[Any], Outcome | BaseException]], Settle] = partial(
+_new_settle: Callable[[tuple[Job[Any], OutcomeRecord | BaseException]], Settle] = partial(
     tuple.__new__, Settle
 )
 """``Settle(job, outcome)`` without the named tuple's Python ``__new__``: one per job."""
@@ -737,7 +737,7 @@ class ProducerCore:
         me = self.producer_id
         pending = self._pending
         confirmed = 0
-        refs, records = AckOutcomes.parts(ack.outcomes)  # outcomes built for ours only
+        refs, records = AckOutcomes.parts(ack.outcomes)  # kept as records: see Settle
         settle, append = self._settle, effects.append
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
@@ -746,16 +746,18 @@ class ProducerCore:
             if job is None:
                 continue
             confirmed += job.counted
-            append(settle(job, outcome_of(record)))
+            append(settle(job, record))
         return confirmed
 
-    def _settle(self, job: Job[Any], outcome: Outcome | BaseException) -> Settle:
+    def _settle(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> Settle:
         job.settled = True
         if not job.counted:  # never cleared: its admission ends here
             job.counted = True
             if self.member:
                 self._admitted -= 1
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, bytes):  # a success as an ACK carries it
+            self.succeeded += 1
+        elif isinstance(outcome, BaseException):
             self._pending.pop(job.spec.seq, None)
             self.failed += 1
         elif outcome.status is Status.OK:

@@ -11,16 +11,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from spreadq.producer.jobs import Job
-from spreadq.queue.jobs import Outcome
+from spreadq.queue.jobs import Outcome, OutcomeRecord
 
 __all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Resolve", "Settle"]
 
 
 class Settle(NamedTuple):
-    """Resolve ``job``'s receipt with ``outcome``, or fail it with the exception."""
+    """Resolve ``job``'s receipt with ``outcome``, or fail it with the exception. An ACK's
+    success comes as the ACK carried it (an :data:`~spreadq.queue.jobs.OutcomeRecord`,
+    read with :func:`~spreadq.queue.jobs.outcome_of`): most receipts a NOTICE resolved
+    already, and then nothing reads it."""
 
     job: Job[Any]
-    outcome: Outcome | BaseException
+    outcome: OutcomeRecord | BaseException
 
 
 class Resolve(NamedTuple):

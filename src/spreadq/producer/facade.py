@@ -121,7 +121,7 @@ from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.producer.sessions import SessionKeeper
 from spreadq.queue.envelope import JobSpec
-from spreadq.queue.jobs import Outcome, Status
+from spreadq.queue.jobs import OutcomeRecord, Status, outcome_of
 from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
@@ -559,11 +559,13 @@ class Producer:
             self._changed.notify()
         return resolved
 
-    def _resolve(self, job: Job[Any], outcome: Outcome | BaseException, now: float) -> int:
+    def _resolve(self, job: Job[Any], outcome: OutcomeRecord | BaseException, now: float) -> int:
         """Resolve ``job``'s receipt (at ``now``); 1 if it was still pending, else 0."""
         receipt, route = job.tag
-        if receipt.done:
+        if receipt.done:  # a NOTICE resolved it: the ACK's record is not read
             return 0
+        if isinstance(outcome, bytes):
+            outcome = outcome_of(outcome)
         if isinstance(outcome, BaseException):
             receipt._fail(outcome)
         elif outcome.status is Status.OK:
