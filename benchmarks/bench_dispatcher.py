@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import anyio.lowlevel
 
-from spreadq.actors.timers import whole_ms
+from spreadq.actors.timers import timer_delay
 from spreadq.errors import ConnectionLost
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
@@ -65,7 +65,6 @@ PACE = 0.0  # --pace: seconds between two reads (0: one a turn of the loop)
 STAMP = struct.Struct("<d")  # --stamp: the handler returns its start time, as the bench's does
 STAMPED = False
 RULE = "round_robin"  # --rule: round_robin or sticky (the others' ACKs follow it)
-UVLOOP = False  # --uvloop: the pacing waits whole milliseconds (see pace_wait)
 IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
@@ -198,7 +197,7 @@ def pace_wait(wait: float) -> float:
     pacing, not the worker. Rounded up, a read is at most a millisecond late, and the
     next is due that much sooner (the pace is kept on average); see
     :mod:`spreadq.actors.timers`."""
-    return whole_ms(wait) if UVLOOP else wait
+    return timer_delay(wait)
 
 
 async def run(jobs: int, batch: int, ack_every: int, per_read: int) -> tuple[float, float]:
@@ -257,10 +256,9 @@ def main() -> None:
     )
     parser.add_argument("--rule", choices=["round_robin", "sticky"], default="round_robin")
     args = parser.parse_args()
-    global MEMBERS, NOTIFY, PACE, STAMPED, RULE, UVLOOP
+    global MEMBERS, NOTIFY, PACE, STAMPED, RULE
     MEMBERS = ALL_MEMBERS[: args.members]
     NOTIFY, PACE, STAMPED, RULE = args.notify, args.pace, args.stamp, args.rule
-    UVLOOP = args.uvloop
     tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(
         run,
