@@ -177,3 +177,26 @@ async def test_a_worker_that_exits_is_a_child_process_error() -> None:
         workers = Workers(started)
         with anyio.fail_after(30), pytest.raises(ChildProcessError, match="exited"):
             await workers.messages()
+
+
+def test_a_queue_run_keeps_only_the_receipts_still_pending() -> None:
+    from collections import deque
+
+    from spreadq.bench.roles import STAMP
+    from spreadq.bench.run import _harvest
+    from spreadq.producer import Receipt
+
+    receipts = [Receipt[bytes]("noop", seq, decode=bytes) for seq in range(4)]
+    receipts[0]._succeed(STAMP.pack(10.0), 1.0)
+    receipts[1]._succeed(STAMP.pack(11.0), 2.0)
+    receipts[3]._succeed(STAMP.pack(13.0), 4.0)  # behind a pending one: kept, in order
+    pending = deque(enumerate(receipts))
+    done_at, results = [0.0] * 4, [b""] * 4
+    _harvest(pending, done_at, results)
+    assert [index for index, _ in pending] == [2, 3]
+    assert done_at == [1.0, 2.0, 0.0, 0.0]
+    assert [STAMP.unpack(r)[0] for r in results[:2]] == [10.0, 11.0]
+    receipts[2]._succeed(STAMP.pack(12.0), 3.0)
+    _harvest(pending, done_at, results)
+    assert not pending
+    assert done_at == [1.0, 2.0, 3.0, 4.0]

@@ -115,6 +115,28 @@ async def test_an_empty_result_is_none() -> None:
         assert await receipt is None
 
 
+def test_result_nowait_gives_the_outcome_once_known_and_never_waits() -> None:
+    decoded: list[bytes] = []
+
+    def decode_result(data: bytes) -> int:
+        decoded.append(data)
+        return int(data)
+
+    pending: Receipt[int] = Receipt("add", 1, decode=decode_result)
+    with pytest.raises(anyio.WouldBlock):
+        pending.result_nowait()
+    pending._succeed(b"42", 1.0)
+    assert pending.result_nowait() == 42
+    assert decoded == [b"42"]
+    failed: Receipt[int] = Receipt("divide", 2)
+    failed._fail(JobFailed("ZeroDivisionError", "division by zero", 3))
+    with pytest.raises(JobFailed):
+        failed.result_nowait()
+    empty: Receipt[int] = Receipt("nothing", 3, decode=int)
+    empty._succeed(b"", 1.0)
+    assert empty.result_nowait() is None
+
+
 async def test_a_fire_and_forget_receipt_refuses_to_be_awaited() -> None:
     receipt: Receipt[Any] = Receipt("add", 0, confirmed=False)
     assert receipt.done

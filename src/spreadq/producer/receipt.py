@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar, cast
 
+import anyio
+
 from spreadq.errors import ConfigurationError, JobCancelled
 
 __all__ = ["Receipt", "ReceiptState"]
@@ -160,6 +162,23 @@ class Receipt(Generic[ResultT]):
             ConfigurationError: the producer is fire-and-forget (``member=False``).
         """
         await self.wait()
+        return self.result_nowait()
+
+    def result_nowait(self) -> ResultT:
+        """The job's result if its outcome is known, without waiting: what
+        :meth:`result` returns (or raises) then.
+
+        Raises:
+            anyio.WouldBlock: the outcome is not known yet.
+            JobFailed: the handler failed on every attempt.
+            JobCancelled: the job was cancelled before its outcome was reported.
+            ConnectionLost: the producer closed, or its connection ended for good,
+                before the outcome arrived.
+            PayloadError: the result bytes could not be decoded.
+            ConfigurationError: the producer is fire-and-forget (``member=False``).
+        """
+        if self._state == _PENDING:
+            raise anyio.WouldBlock
         if self._error is not None:
             raise self._error
         data = self._result
