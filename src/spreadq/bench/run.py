@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import os
 import signal
 import time
@@ -318,9 +317,13 @@ def _harvest(
     Raises:
         JobFailed: a job failed (the no-op handler does not fail).
     """
-    while pending and pending[0][1].done:
-        index, receipt = pending.popleft()
-        done_at[index] = receipt.resolved_at or math.inf
+    while pending:
+        index, receipt = pending[0]
+        resolved_at = receipt.resolved_at  # set once the outcome is known
+        if resolved_at is None:
+            return
+        pending.popleft()
+        done_at[index] = resolved_at
         results[index] = receipt.result_nowait()
 
 
