@@ -16,7 +16,10 @@ The spreadq side is ``spreadq bench --json`` with the same workers, jobs and pay
 on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
 
 Both print side by side with spreadq / Redis ratios; ``--chart out.png`` draws the
-half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``;
+half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``,
+at flood and at each paced load, for the producer, the workers and the server:
+redis-server's always, a Spread daemon's when it is the embedded one or
+``--spread-pid`` names its process;
 "requests per job" is Spread messages sent per job for spreadq and commands the Redis
 server processed per job (``INFO stats``) for Redis. ``--rounds N`` measures both N
 times, turn about, and prints each round's ratios and their median instead of the full
@@ -29,6 +32,7 @@ and exits 0.
 
     .venv/bin/python benchmarks/compare_redis.py                      # 4 workers, 20k jobs
     .venv/bin/python benchmarks/compare_redis.py --spread 4803@127.0.0.1 --chart cmp.png
+    .venv/bin/python benchmarks/compare_redis.py --spread 4803 --spread-pid $(pgrep -x spread)
 """
 
 from __future__ import annotations
@@ -360,6 +364,8 @@ def measure_spreadq(args: argparse.Namespace) -> BenchReport:
     command += ["--raw", str(args.raw), "--payload", str(args.payload), "--rule", args.rule]
     if args.spread is not None:
         command += ["--spread", args.spread]
+        if args.spread_pid is not None:
+            command += ["--daemon-pid", str(args.spread_pid)]
     if args.rate is not None:
         command += ["--rate", str(args.rate)]
     completed = subprocess.run(command, stdout=subprocess.PIPE, check=False, text=True)
@@ -416,14 +422,15 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
             for q in ("p50", "p99", "p999"):
                 name = f"{load} {kind.replace('_', ' ')} {q} ms"
                 out.append((name, getattr(x, f"{q}_ms"), getattr(y, f"{q}_ms")))
-    for part in ("producer", "workers", "daemon", "total"):
-        out.append(
-            (
-                f"flood CPU us/job: {part}",
-                _us(ours.flood.cpu, ours.flood.jobs, part),
-                _us(theirs.flood.cpu, theirs.flood.jobs, part),
+    for label, a, b in [("flood", ours.flood, theirs.flood), *paced_loads(ours, theirs)]:
+        for part in ("producer", "workers", "daemon", "total"):
+            out.append(
+                (
+                    f"{label} CPU us/job: {part}",
+                    _us(a.cpu, a.jobs, part),
+                    _us(b.cpu, b.jobs, part),
+                )
             )
-        )
     for label, a, b in paced_loads(ours, theirs):
         for part, who in (("producer", "producer"), ("workers", "each worker")):
             out.append(
@@ -594,6 +601,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pipeline", type=int, default=500, help="XADDs per pipeline")
     parser.add_argument("--count", type=int, default=500, help="XREADGROUP COUNT")
     parser.add_argument("--spread", help="measure spreadq on this daemon (default: embedded)")
+    parser.add_argument(
+        "--spread-pid",
+        type=int,
+        help="with --spread: that daemon's process id, so its CPU is counted as redis-server's is",
+    )
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--rule", default="round_robin", help="spreadq's ownership rule")
     parser.add_argument("--json", action="store_true", help="print both reports as JSON")
@@ -611,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.spread_pid is not None and args.spread is None:
+        parser.error("--spread-pid names the daemon of --spread: give both")
     missing = _missing()
     if missing is not None:
         print(f"compare_redis: skipped, {missing}; {INSTALL}")

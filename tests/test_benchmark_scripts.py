@@ -88,6 +88,7 @@ def test_compare_redis_tables(tmp_path: Path) -> None:
     wide = {**os.environ, "COLUMNS": "200"}
     out = script("compare_redis.py", *TINY, "--jobs", "100", "--raw", "0", env=wide)
     rows = ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job")
+    rows += ("half CPU us/job: total", "same rate CPU us/job: daemon")
     waits = ("half ms/s waiting for a CPU: producer", "same rate ms/s waiting for a CPU")
     for row in (*rows, *waits, "same rate jobs/s", "same rate round trip p99 ms"):
         assert row in out, out
@@ -132,6 +133,17 @@ def test_compare_redis_refuses_no_rounds() -> None:
     )
     assert completed.returncode == 2
     assert "--rounds must be at least 1" in completed.stderr
+
+
+def test_compare_redis_refuses_a_daemon_pid_without_its_daemon() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare_redis.py"), "--spread-pid", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "--spread-pid names the daemon of --spread" in completed.stderr
 
 
 def test_scale_curve_quick() -> None:

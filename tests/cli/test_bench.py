@@ -102,6 +102,22 @@ async def test_tables_against_a_given_daemon(spreadq_daemon: Daemon) -> None:
         assert all(" / " in cells[3] and cells[5].strip() == "-" for cells in rows), busy
 
 
+async def test_a_given_daemons_cpu_is_counted_when_its_pid_is_named(
+    spreadq_daemon: Daemon,
+) -> None:
+    address = spreadq_daemon.address  # served by this process: its pid is the daemon's
+    command = [sys.executable, "-m", "spreadq", "bench", *TINY, "--json", "--raw", "0"]
+    command += ["--jobs", "100", "--spread", address, "--daemon-pid", str(os.getpid())]
+    with anyio.fail_after(120):
+        completed = await anyio.run_process(command, check=False)
+    assert completed.returncode == 0, completed.stderr.decode()
+    report = BenchReport.model_validate(json.loads(completed.stdout))
+    for figures in (report.flood, report.half_load):
+        assert figures.cpu is not None
+        assert figures.cpu.daemon_s is not None
+        assert figures.cpu.daemon_s >= 0
+
+
 def test_skipping_the_raw_flood_leaves_the_ratio_out() -> None:
     completed = bench("--json", "--raw", "0", "--jobs", "100")
     assert completed.returncode == 0, completed.stderr
@@ -134,6 +150,9 @@ def test_a_rule_is_given_to_the_workers_and_named_in_the_report() -> None:
 def test_bad_loop_rule_and_role_are_refused() -> None:
     assert CliRunner().invoke(app, ["bench", "--loop", "trio"]).exit_code == 2
     assert CliRunner().invoke(app, ["bench", "--role", "nobody"]).exit_code == 2
+    alone = CliRunner().invoke(app, ["bench", "--daemon-pid", "5"])  # whose daemon?
+    assert alone.exit_code == 2
+    assert "--spread" in alone.output
     refused = CliRunner().invoke(app, ["bench", "--rule", "fastest"])
     assert refused.exit_code == 2
     assert "sticky" in refused.output  # the rules it knows

@@ -49,7 +49,8 @@ class Cpu(BaseModel):
     producer_s: float
     workers_s: tuple[float, ...]
     daemon_s: float | None
-    """None when the daemon is not this benchmark's (a real one given by address)."""
+    """None when the daemon's process is not known: one given by address, without
+    ``spreadq bench --daemon-pid``."""
 
     @property
     def total_s(self) -> float:

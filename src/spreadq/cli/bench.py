@@ -138,6 +138,16 @@ def bench(
             help="Measure this daemon (PORT, PORT@HOST or a socket path) instead.",
         ),
     ] = None,
+    daemon_pid: Annotated[
+        int | None,
+        typer.Option(
+            "--daemon-pid",
+            min=1,
+            envvar="SPREADQ_BENCH_DAEMON_PID",
+            help="With --spread: the daemon's process id, to report its CPU too "
+            "(on Linux: pgrep -x spread).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -215,7 +225,8 @@ def bench(
     For a flood and for half that rate (or ``--rate``): jobs/s and its ratio to a raw
     flood of the same daemon; one-way (put to handler start) and round-trip (put to
     receipt) latency, p50/p99/p999; CPU seconds of the producer, each worker and the
-    embedded daemon; Spread messages sent and delivered per job; each worker's peak RSS.
+    daemon (the embedded one, or the ``--spread`` one given ``--daemon-pid``); Spread
+    messages sent and delivered per job; each worker's peak RSS.
     """
     from spreadq.bench import embedded_daemon, run_bench, run_role
     from spreadq.eventloop import use_uvloop
@@ -226,6 +237,9 @@ def bench(
     chosen = _LOOPS.get(loop)
     if chosen is None:
         typer.echo(f"error: --loop must be auto, asyncio or uvloop, not {loop!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if daemon_pid is not None and spread is None:
+        typer.echo("error: --daemon-pid names the daemon of --spread; give both", err=True)
         raise typer.Exit(EXIT_USAGE)
     known = builtin_rules()
     if not plugins and rule not in known:  # a plugin's rule needs --plugins
@@ -274,7 +288,7 @@ def bench(
 
     async def measure() -> BenchReport:
         if spread is not None:
-            return await on(spread, spread)
+            return await on(spread, spread, daemon_pid)
         async with embedded_daemon(chosen, log_level) as embedded:
             note(f"embedded daemon on {embedded.address}")
             return await on(embedded.address, "embedded", embedded.pid)
