@@ -124,26 +124,22 @@ def test_compare_redis_in_rounds_prints_each_ratio_and_the_median() -> None:
         assert both["redis"]["flood"]["jobs"] == 100
 
 
-def test_compare_redis_refuses_no_rounds() -> None:
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--rounds", "0"), "--rounds must be at least 1"),
+        (("--spread-pid", "5"), "--spread-pid names the daemon of --spread"),
+    ],
+)
+def test_compare_redis_refuses_bad_arguments(args: tuple[str, ...], says: str) -> None:
     completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "compare_redis.py"), "--rounds", "0"],
+        [sys.executable, str(BENCHMARKS / "compare_redis.py"), *args],
         capture_output=True,
         text=True,
         check=False,
     )
     assert completed.returncode == 2
-    assert "--rounds must be at least 1" in completed.stderr
-
-
-def test_compare_redis_refuses_a_daemon_pid_without_its_daemon() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "compare_redis.py"), "--spread-pid", "5"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert "--spread-pid names the daemon of --spread" in completed.stderr
+    assert says in completed.stderr
 
 
 def test_scale_curve_quick() -> None:
