@@ -218,11 +218,11 @@ def test_a_cancelled_outcome_that_names_a_codec_is_refused_as_cancelled() -> Non
 def test_outcomes_are_encoded_as_each_ref_then_its_record(
     done: list[tuple[JobRef, Outcome]],
 ) -> None:
-    """However :func:`_add_outcomes` takes its shortcuts (one ``pack`` for a short
-    success, one record for a run of one value), an ACK carries each ref followed by
-    the outcome's record as a RESULT answer has it."""
+    """However :func:`_add_each` takes its shortcuts (one ``pack`` for a short success,
+    one record for a run of one value), an ACK outcome sent alone is its ref followed
+    by the outcome's record as a RESULT answer has it."""
     parts: list[bytes] = []
-    ack_codec._add_outcomes(parts, done)
+    ack_codec._add_each(parts, done)
     expected = b"".join(
         ack_codec._REF.pack(*ref) + b"".join(ack_codec._outcome_parts(outcome))
         for ref, outcome in done

@@ -31,7 +31,14 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.envelope import ack as ack_codec
 from spreadq.queue.envelope.reader import _Reader as Reader
-from spreadq.queue.jobs import Job, JobRef, Outcome, Status, decode_headers, encode_headers
+from spreadq.queue.jobs import (
+    Job,
+    JobRef,
+    Outcome,
+    Status,
+    decode_headers,
+    encode_headers,
+)
 from spreadq.queue.view import View
 
 PID = bytes(range(16))
@@ -325,13 +332,16 @@ than the bulk reader checks one by one, so it checks their heads."""
 
 
 def _outcomes_region(done: list[tuple[JobRef, Outcome]]) -> tuple[memoryview, int]:
-    data = encode(Notice(tuple(done)))
-    return memoryview(data), 6 + 2  # after the preamble and the count
+    """The outcomes one by one (never as runs), after a NOTICE's preamble and count."""
+    parts: list[bytes] = []
+    ack_codec._add_each(parts, done)
+    data = encode(Notice(()))[:6] + struct.pack("<H", len(done)) + b"".join(parts)
+    return memoryview(data), 6 + 2
 
 
 def _each_or_error(data: memoryview, at: int, n: int) -> list[tuple[JobRef, Outcome]] | str:
     try:
-        return list(ack_codec._read_each(Reader(data, at), n))
+        return list(ack_codec._read_entries(Reader(data, at), n))
     except EnvelopeError as error:
         return str(error)
 

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from heapq import merge
@@ -109,7 +109,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
-from spreadq.queue.jobs import Outcome, OutcomeRecord, Status
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -737,8 +737,17 @@ class ProducerCore:
         me = self.producer_id
         pending = self._pending
         confirmed = 0
-        refs, records = AckOutcomes.parts(ack.outcomes)  # kept as records: see Settle
         settle, append = self._settle, effects.append
+        outcomes = ack.outcomes
+        runs = outcomes.runs if type(outcomes) is AckOutcomes else None
+        if runs is not None:  # another producer's runs are skipped whole
+            mine = [run for run in runs if run.producer_id == me]
+            if not mine:
+                return 0
+            refs: Sequence[JobRef] = [ref for run in mine for ref in run.refs()]
+            records: Sequence[OutcomeRecord] = [r for run in mine for r in run.records()]
+        else:
+            refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
                 continue

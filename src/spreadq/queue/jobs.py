@@ -9,8 +9,10 @@ from __future__ import annotations
 import enum
 import struct
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
+from itertools import repeat
 from operator import itemgetter
 from typing import Final, NamedTuple
 
@@ -25,6 +27,7 @@ __all__ = [
     "OutcomeHistory",
     "PLAIN_SUCCESS",
     "OutcomeRecord",
+    "OutcomeRun",
     "Status",
     "decode_headers",
     "encode_headers",
@@ -211,6 +214,81 @@ def outcome_of(record: OutcomeRecord) -> Outcome:
     start = _RECORD_FIXED + codec_len
     codec = str(record[_RECORD_FIXED:start], "ascii")
     return _new_outcome((Status.OK, attempts, record[start:], "", "", codec))
+
+
+_new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)
+"""``JobRef(producer_id, seq)`` from a tuple, without the named tuple's Python ``__new__``."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRun:
+    """The outcomes of one producer's jobs ``first``, ``first + stride``, ... (``count``
+    of them), as an ACK carries them in a run: one record they share, or one head and
+    each job's result.
+
+    A worker under ``round_robin`` finishes every n-th job of a producer, under
+    ``sticky`` the jobs of a message in a row, and most handlers' outcomes differ at
+    most in their result bytes; so its ACK is a few runs, and every replica that reads
+    it completes and remembers a run at once instead of job by job
+    (docs/design/envelopes.md#ack-what-a-consumer-finished-and-how-far-it-has-read).
+
+    ``length`` 0: every job's record is ``head``. ``length`` > 0: job ``i``'s record is
+    ``head`` (a success's fixed fields and codec name) followed by
+    ``results[i * length : (i + 1) * length]``.
+    """
+
+    producer_id: bytes
+    first: int
+    stride: int
+    count: int
+    head: OutcomeRecord
+    results: bytes = b""
+    length: int = 0
+
+    @property
+    def last(self) -> int:
+        """The seq of the run's last job."""
+        return self.first + self.stride * (self.count - 1)
+
+    def refs(self) -> list[JobRef]:
+        """The jobs of the run, in order."""
+        first, stride, count = self.first, self.stride, self.count
+        seqs = range(first, first + stride * count, stride)
+        return list(map(_new_ref, zip(repeat(self.producer_id), seqs)))
+
+    def records(self) -> list[OutcomeRecord]:
+        """Each job's record, in order."""
+        head, length = self.head, self.length
+        if not length:
+            return [head] * self.count
+        assert isinstance(head, bytes)
+        return list(map(head.__add__, self._results()))
+
+    def _results(self) -> Iterator[bytes]:
+        """Each job's result (a run with ``length`` > 0)."""
+        length = self.length
+        ends = range(length, length * self.count + 1, length)
+        return map(self.results.__getitem__, map(slice, range(0, ends[-1], length), ends))
+
+    def joined(self) -> bytes:
+        """Every job's record, one after the other (a run with ``length`` > 0)."""
+        head, length, count = self.head, self.length, self.count
+        assert isinstance(head, bytes)
+        size = len(head) + length
+        if size > _JOIN_BY_COLUMN:
+            return head.join([b"", *self._results()])
+        joined = bytearray(size * count)
+        for column, byte in enumerate(head):  # a column of the records at a time, in C
+            joined[column::size] = bytes((byte,)) * count
+        results = self.results
+        for column in range(length):
+            joined[len(head) + column :: size] = results[column::length]
+        return bytes(joined)
+
+
+_JOIN_BY_COLUMN: Final = 64
+"""Records up to this size are joined column by column (a slice assignment per byte of
+a record), longer ones record by record."""
 
 
 def encode_text(value: str, what: str, limit: int) -> bytes:
@@ -613,23 +691,56 @@ class OutcomeHistory:
             self._flip()
         return index
 
+    def add_run(self, run: OutcomeRun) -> None:
+        """:meth:`add` each job of ``run`` with its record (an ACK's run at once)."""
+        if self.max_items <= 0:
+            return
+        if run.count >= _STRIDED_AT_LEAST:
+            if run.length:
+                if self._add_at_stride(run, None, run.joined(), run.length + len(run.head)):
+                    return
+            elif self._add_at_stride(run, run.head, b"", 0):
+                return
+        self._add_each(run.refs(), run.records(), 0, run.count)
+
     def _add_strided(self, refs: Sequence[JobRef], outcomes: Sequence[OutcomeRecord]) -> bool:
         """Add them all at once if they are one producer's new seqs at one stride (a
         worker's ACK under ``round_robin``: every n-th job of a batch) within its span,
         none in the previous generation, with one record or records of one length for
-        the blob, and the generation does not fill up; else add nothing and say so.
-
-        What :meth:`_add_run` would do one by one, with a slice of ``codes`` (and of
-        ``starts``) assigned at once and the records joined to the blob in one step."""
+        the blob, and the generation does not fill up; else add nothing and say so."""
         producer_id = refs[0][0]
-        kept = self._current.get(producer_id)
-        if kept is None or kept.other or kept.low < 0 or len(set(map(itemgetter(0), refs))) != 1:
+        if len(set(map(itemgetter(0), refs))) != 1:
             return False
         seqs = list(map(itemgetter(1), refs))
         first, count = seqs[0], len(seqs)
         stride = seqs[1] - first
+        if stride <= 0 or seqs != list(range(first, first + stride * count, stride)):
+            return False
+        run = OutcomeRun(producer_id, first, stride, count, outcomes[0])
+        if outcomes.count(outcomes[0]) == count:  # one record for them all
+            return self._add_at_stride(run, outcomes[0], b"", 0)
+        try:
+            joined = b"".join(outcomes)  # type: ignore[arg-type]  # Outcome: TypeError
+        except TypeError:
+            return False
+        if len(set(map(len, outcomes))) != 1:
+            return False
+        return self._add_at_stride(run, None, joined, len(joined) // count)
+
+    def _add_at_stride(
+        self, run: OutcomeRun, record: OutcomeRecord | None, joined: bytes, length: int
+    ) -> bool:
+        """Add the jobs of ``run`` at once, with ``record`` for them all or (``record``
+        None) the records of ``length`` bytes each ``joined`` holds, if they are new
+        seqs within the producer's span, none in the previous generation, and the
+        generation does not fill up; else add nothing and say so.
+
+        What :meth:`_add_run` would do one by one, with a slice of ``codes`` (and of
+        ``starts``) assigned at once and the records joined to the blob in one step."""
+        producer_id, first, stride, count = run.producer_id, run.first, run.stride, run.count
         last = first + stride * (count - 1)
-        if stride <= 0 or seqs != list(range(first, last + 1, stride)):
+        kept = self._current.get(producer_id)
+        if kept is None or kept.other or kept.low < 0 or stride <= 0:
             return False
         previous = self._previous.get(producer_id)
         if previous is not None and not (last < previous.low or first > previous.high):
@@ -640,26 +751,16 @@ class OutcomeHistory:
             return False  # below the span, or too far above it: the general way
         if codes[at:end:stride] != bytes(count):
             return False
-        record = outcomes[0]
         starts: array[int] | None = None
-        if outcomes.count(record) == count:  # one record for them all
+        if record is not None:
             code = kept.codes_of.get(record)
             if code is None:
                 return False  # the general way keeps it (or sends it to the blob)
             size = count * _result_bytes(record)
-            joined = b""
-        else:  # records for the blob, all of one length
-            try:
-                joined = b"".join(outcomes)  # type: ignore[arg-type]  # Outcome: TypeError
-            except TypeError:
-                return False
-            size, length, code = len(joined), len(joined) // count, _IN_BLOB
+        else:
+            size, code = len(joined), _IN_BLOB
             starts = kept.starts
-            if (
-                starts is None
-                or len(set(map(len, outcomes))) != 1
-                or len(kept.blob) + size - length > _BLOB_MAX
-            ):
+            if starts is None or len(kept.blob) + size - length > _BLOB_MAX:
                 return False
         if self._count + count >= self.max_items or 2 * (self._bytes + size) > self.max_bytes:
             return False  # the generation fills up on the way: the general way flips it

@@ -967,12 +967,19 @@ class OutstandingTable:
         released = self._state.released
         append = effects.append
         waiting = self._dedupe.waiting
-        refs, records = AckOutcomes.parts(ack.outcomes)
+        outcomes = ack.outcomes
+        decoded = outcomes if type(outcomes) is AckOutcomes else None
+        runs = None if decoded is None else decoded.runs
+        if decoded is None or runs is None:
+            refs, records = AckOutcomes.parts(outcomes)
+        else:  # its records are built only if something below needs them
+            refs, records = decoded.refs, None
         unknown: set[JobRef] | None = None  # refs not outstanding here
         cancelled: set[JobRef] | None = None
         popped: list[_Entry | _Block | None]
         if waiting:
             popped = []
+            records = AckOutcomes.parts(outcomes)[1]
             for ref, record in zip(refs, records, strict=True):
                 if ref in waiting:  # duplicates waiting for this first job
                     self._answer_waiting(waiting.pop(ref), outcome_of(record))
@@ -988,7 +995,7 @@ class OutstandingTable:
                     if cancelled is None:
                         cancelled = set()
                     cancelled.add(ref)  # a run that ended after its CANCEL: cancelled
-        for entry in popped:
+        for entry in popped if _Entry in map(type, popped) else ():
             if type(entry) is not _Entry:  # not outstanding, or in a block: nothing to undo
                 continue
             if entry.counted is not None:
@@ -997,16 +1004,25 @@ class OutstandingTable:
                 mine.pop(entry.ref, None)
                 if not entry.finished:
                     append(CancelJob(entry.ref, running=entry.started))
-        if cancelled is None:  # every outcome is remembered, at once
-            self._history.add_all(refs, records)
+        history = self._history
+        if cancelled is None and runs is not None:  # every outcome is remembered, a run at once
+            for run in runs:
+                history.add_run(run)
+        elif cancelled is None:
+            assert records is not None
+            history.add_all(refs, records)
         else:
+            records = AckOutcomes.parts(outcomes)[1]
             kept = [
                 (r, record) for r, record in zip(refs, records, strict=True) if r not in cancelled
             ]
-            self._history.add_all([r for r, _ in kept], [record for _, record in kept])
+            history.add_all([r for r, _ in kept], [record for _, record in kept])
         if unknown is None:  # the usual case: the ACK completed every job it lists
-            done = AckOutcomes(refs, records)  # the ACK's own (read-only) lists
+            done = (
+                decoded if decoded is not None and runs is not None else AckOutcomes(refs, records)
+            )
         else:
+            records = AckOutcomes.parts(outcomes)[1]
             pairs = [(r, rec) for r, rec in zip(refs, records, strict=True) if r not in unknown]
             done = AckOutcomes([r for r, _ in pairs], [rec for _, rec in pairs])
         if done.refs:

@@ -8,6 +8,8 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Final, overload
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
@@ -25,7 +27,6 @@ from spreadq.queue.envelope.preamble import (
     _check_range,
     _check_ref,
     _codec_bytes,
-    _new_ref,
     _preamble,
 )
 from spreadq.queue.envelope.reader import _CODEC_NAMES, _codec_name, _read_codec, _Reader
@@ -34,7 +35,9 @@ from spreadq.queue.jobs import (
     JobRef,
     Outcome,
     OutcomeRecord,
+    OutcomeRun,
     Status,
+    _new_ref,
     encode_text,
     outcome_of,
 )
@@ -56,6 +59,11 @@ _OUTCOME_TAIL = struct.Struct("<BHBBI")  # an ACK outcome without its ref
 _REF = struct.Struct("<16sQ")  # where an ACK outcome starts
 
 _REF_SIZE = _REF.size
+_RUN = struct.Struct("<16sQBHBBIIH")  # an ACK outcome run: an outcome's fields, stride, count
+_RUN_FLAG: Final = 0x80
+"""In an ACK outcome's status byte: the entry is a run (:class:`~spreadq.queue.jobs.OutcomeRun`)."""
+_RUN_AT_LEAST: Final = 4
+"""Outcomes in a row from which :func:`_add_outcomes` sends a run."""
 _SHARED_RECORD = 64  # outcomes up to this size that are alike share a record in an ACK
 
 
@@ -65,16 +73,45 @@ class AckOutcomes(Sequence[tuple[JobRef, Outcome]]):
     Every consumer and producer reads every ACK, and most of what it reports is only
     remembered (by a consumer) or belongs to another producer: decoding checks each
     outcome and keeps its ref and its :data:`~spreadq.queue.jobs.OutcomeRecord`;
-    ``outcomes[i]`` builds the :class:`Outcome` when asked.
+    ``outcomes[i]`` builds the :class:`Outcome` when asked. An ACK whose outcomes came
+    in runs keeps them as :attr:`runs`, and builds :attr:`refs` and :attr:`records`
+    only when asked for them.
     """
 
-    __slots__ = ("records", "refs")
+    __slots__ = ("_records", "_refs", "runs")
 
-    def __init__(self, refs: Sequence[JobRef], records: Sequence[OutcomeRecord]) -> None:
-        self.refs: Sequence[JobRef] = refs
+    def __init__(
+        self,
+        refs: Sequence[JobRef] | None = None,
+        records: Sequence[OutcomeRecord] | None = None,
+        *,
+        runs: Sequence[OutcomeRun] | None = None,
+    ) -> None:
+        if (refs is None) != (records is None) or (refs is None) == (runs is None):
+            raise TypeError("AckOutcomes takes refs and records, or runs")
+        self._refs = refs
+        self._records = records
+        self.runs: Sequence[OutcomeRun] | None = runs
+        """The outcomes as the ACK's runs (an outcome alone is a run of one), or None
+        when they were given as refs and records."""
+
+    @property
+    def refs(self) -> Sequence[JobRef]:
         """Each outcome's job, in order."""
-        self.records: Sequence[OutcomeRecord] = records
+        refs = self._refs
+        if refs is None:
+            assert self.runs is not None
+            refs = self._refs = list(chain.from_iterable(map(OutcomeRun.refs, self.runs)))
+        return refs
+
+    @property
+    def records(self) -> Sequence[OutcomeRecord]:
         """Each outcome as decoded: an :class:`Outcome`, or a successful one's record."""
+        records = self._records
+        if records is None:
+            assert self.runs is not None
+            records = self._records = list(chain.from_iterable(map(OutcomeRun.records, self.runs)))
+        return records
 
     @staticmethod
     def parts(
@@ -87,6 +124,9 @@ class AckOutcomes(Sequence[tuple[JobRef, Outcome]]):
         return [ref for ref, _ in outcomes], [outcome for _, outcome in outcomes]
 
     def __len__(self) -> int:
+        runs = self.runs
+        if runs is not None and self._refs is None:
+            return sum(run.count for run in runs)
         return len(self.refs)
 
     @overload
@@ -189,27 +229,122 @@ def _encode_ack(ack: Ack) -> bytes:
     _check_range(ack.backlog, "backlog", _U32_MAX)
     _check_range(len(ack.positions), "positions per ACK", _U16_MAX)
     _check_range(len(ack.outcomes), "outcomes per ACK", _U16_MAX)
+    outcomes: list[bytes] = []
+    entries = _add_outcomes(outcomes, ack.outcomes)
     parts = [
         _preamble(Kind.ACK, 0),
-        _ACK.pack(ack.incarnation, ack.backlog, len(ack.positions), len(ack.outcomes)),
+        _ACK.pack(ack.incarnation, ack.backlog, len(ack.positions), entries),
     ]
     for producer_id, mseq in ack.positions:
         _check_id(producer_id, "producer_id")
         _check_range(mseq, "mseq", _U64_MAX)
         parts.append(_POSITION.pack(producer_id, mseq))
-    _add_outcomes(parts, ack.outcomes)
-    return b"".join(parts)
+    return b"".join(parts + outcomes)
 
 
 def _encode_notice(notice: Notice) -> bytes:
     _check_range(len(notice.outcomes), "outcomes per NOTICE", _U16_MAX)
-    parts = [_preamble(Kind.NOTICE, 0), _U16.pack(len(notice.outcomes))]
-    _add_outcomes(parts, notice.outcomes)
-    return b"".join(parts)
+    outcomes: list[bytes] = []
+    entries = _add_outcomes(outcomes, notice.outcomes)
+    return b"".join([_preamble(Kind.NOTICE, 0), _U16.pack(entries), *outcomes])
 
 
-def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> None:
-    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them.
+def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> int:
+    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them; return
+    how many entries that took.
+
+    Outcomes in a row that are successes of one producer's jobs at one stride, alike
+    but for their results (which are of one length), go as one run (:func:`_run_end`)
+    when there are :data:`_RUN_AT_LEAST` of them; the others one by one
+    (:func:`_add_each`). A run is never longer than the outcomes it stands for."""
+    total = len(outcomes)
+    if total < _RUN_AT_LEAST:
+        _add_each(parts, outcomes)
+        return total
+    entries = start = 0
+    single = 0  # the first of the outcomes not yet added, which go one by one
+    while start < total:
+        end = _run_end(outcomes, start, total)
+        if end - start < _RUN_AT_LEAST:
+            start = end
+            continue
+        if single < start:
+            _add_each(parts, outcomes[single:start])
+            entries += start - single
+        _add_run(parts, outcomes, start, end)
+        entries += 1
+        start = single = end
+    if single < total:
+        _add_each(parts, outcomes[single:])
+        entries += total - single
+    return entries
+
+
+def _run_end(outcomes: Sequence[tuple[JobRef, Outcome]], start: int, total: int) -> int:
+    """The end of the longest run that begins at ``outcomes[start]``: successes with no
+    error type, of one producer, seqs at one positive stride, one attempts count, one
+    codec and results of one length (``start + 1`` when none begins there)."""
+    (producer_id, seq), outcome = outcomes[start]
+    if start + 1 == total or outcome.status is not Status.OK or outcome.error_type:
+        return start + 1
+    (next_id, next_seq), _ = outcomes[start + 1]
+    stride = next_seq - seq
+    if next_id != producer_id or not 0 < stride <= _U32_MAX:
+        return start + 1
+    _, attempts, result, _, _, codec = outcome
+    length = len(result)
+    end = start + 1
+    expected = next_seq
+    limit = min(total, start + _U16_MAX)
+    while end < limit:
+        (
+            (other_id, other_seq),
+            (status, other_attempts, other_result, error_type, _, other_codec),
+        ) = outcomes[end]
+        if (
+            other_seq != expected
+            or other_id != producer_id
+            or status is not Status.OK
+            or error_type
+            or other_attempts != attempts
+            or other_codec != codec
+            or len(other_result) != length
+        ):
+            break
+        expected += stride
+        end += 1
+    return end
+
+
+def _add_run(
+    parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]], start: int, end: int
+) -> None:
+    """Append ``outcomes[start:end]``, a run :func:`_run_end` found, as one entry."""
+    (producer_id, first), outcome = outcomes[start]
+    count = end - start
+    stride = outcomes[start + 1][0][1] - first if count > 1 else 1
+    _check_ref(outcomes[start][0])
+    if first + stride * (count - 1) > _U64_MAX:
+        _check_ref(outcomes[end - 1][0])  # raises, saying which
+    raw_codec = _codec_bytes(outcome.codec) if outcome.codec else b""
+    attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
+    length = len(outcome.result)
+    status = Status.OK | _RUN_FLAG
+    parts.append(
+        _RUN.pack(producer_id, first, status, attempts, len(raw_codec), 0, length, stride, count)
+    )
+    if raw_codec:
+        parts.append(raw_codec)
+    if length:
+        parts.append(b"".join(map(_result_of, map(_outcome_of_pair, outcomes[start:end]))))
+
+
+_outcome_of_pair = itemgetter(1)
+_result_of = itemgetter(2)
+
+
+def _add_each(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> None:
+    """Append ``outcomes`` one entry each.
 
     Each outcome is its ref, then its record as a RESULT answer carries it
     (:func:`_outcome_parts`). The usual outcome, a short success, is its ref and fixed
@@ -279,15 +414,66 @@ def _decode_notice(reader: _Reader, slots: int) -> Notice:
     return Notice(outcomes)
 
 
-def _read_outcomes(reader: _Reader, n_outcomes: int) -> AckOutcomes:
-    """``n_outcomes`` outcomes as an ACK (or a NOTICE) carries them."""
+def _read_outcomes(reader: _Reader, n_entries: int) -> AckOutcomes:
+    """``n_entries`` outcomes and runs as an ACK (or a NOTICE) carries them."""
     # the hot path: every consumer and producer reads every ACK
-    if n_outcomes >= _ALIKE_AT_LEAST:
-        alike = _read_alike(reader.mv, reader.at, n_outcomes)
+    if n_entries >= _ALIKE_AT_LEAST:  # outcomes one by one, all alike: read in bulk
+        alike = _read_alike(reader.mv, reader.at, n_entries)  # None if one is a run
         if alike is not None:
             refs, records, reader.at = alike
             return AckOutcomes(refs, records)
-    return _read_each(reader, n_outcomes)
+    return _read_entries(reader, n_entries)
+
+
+def _read_entries(reader: _Reader, n_entries: int) -> AckOutcomes:
+    """``n_entries`` outcomes and runs, one entry after the other."""
+    refs: list[JobRef] = []
+    records: list[OutcomeRecord] = []
+    read = _read_each(reader, n_entries, refs, records)
+    if read == n_entries:
+        return AckOutcomes(refs, records)
+    runs = _single_runs(refs, records)
+    left = n_entries - read
+    while left:  # _read_each stopped before a run
+        runs.append(_read_run(reader))
+        left -= 1
+        if left:
+            more_refs: list[JobRef] = []
+            more_records: list[OutcomeRecord] = []
+            left -= _read_each(reader, left, more_refs, more_records)
+            runs += _single_runs(more_refs, more_records)
+    return AckOutcomes(runs=runs)
+
+
+def _single_runs(refs: list[JobRef], records: list[OutcomeRecord]) -> list[OutcomeRun]:
+    """Outcomes read one by one, as runs of one."""
+    return [
+        OutcomeRun(producer_id, seq, 1, 1, record)
+        for (producer_id, seq), record in zip(refs, records, strict=True)
+    ]
+
+
+def _read_run(reader: _Reader) -> OutcomeRun:
+    """One run of outcomes (:class:`~spreadq.queue.jobs.OutcomeRun`)."""
+    producer_id, first, status, attempts, codec_len, type_len, length, stride, count = (
+        reader.unpack(_RUN)
+    )
+    if status != Status.OK | _RUN_FLAG or type_len:
+        raise EnvelopeError(f"an outcome run has status {status}: runs are of successes")
+    if not count or not stride:
+        raise EnvelopeError(f"an outcome run of {count} jobs at stride {stride}")
+    if first + stride * (count - 1) > _U64_MAX:
+        raise EnvelopeError("an outcome run passes the last job seq")
+    raw_codec = bytes(reader.take(codec_len))
+    if codec_len and raw_codec not in _CODEC_NAMES:
+        _codec_name(raw_codec)  # raises when it is no codec name
+    results = bytes(reader.take(count * length)) if length else b""
+    head: OutcomeRecord
+    if not length and not codec_len and attempts == 1:
+        head = PLAIN_SUCCESS  # what most outcomes are: no new value
+    else:
+        head = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
+    return OutcomeRun(producer_id, first, stride, count, head, results, length)
 
 
 _ALIKE_AT_LEAST: Final = 4
@@ -386,22 +572,26 @@ def _heads_alike(region: memoryview, size: int, codec_len: int, data_len: int) -
     return True
 
 
-def _read_each(reader: _Reader, n_outcomes: int) -> AckOutcomes:
-    """``n_outcomes`` outcomes, one after the other."""
+def _read_each(
+    reader: _Reader, n_outcomes: int, refs: list[JobRef], records: list[OutcomeRecord]
+) -> int:
+    """Up to ``n_outcomes`` outcomes, one after the other, added to ``refs`` and
+    ``records``; stops before a run. Returns how many it read."""
     # A successful outcome is checked here and kept as its record (one bytes object);
     # an Outcome is built only when asked for
     mv, at = reader.mv, reader.at
     total = len(mv)
     unpack, fixed = _OUTCOME.unpack_from, _OUTCOME.size
-    refs: list[JobRef] = []
-    records: list[OutcomeRecord] = []
     add_ref, add_record = refs.append, records.append
     seen: dict[bytes, bytes] = {}
     checked = _CODEC_NAMES  # codec names already checked (by any batch or ACK)
-    for _ in range(n_outcomes):
+    for read in range(n_outcomes):
         if at + fixed > total:
             raise EnvelopeError(f"truncated at byte {at}: {fixed} more bytes needed")
         producer_id, seq, status, attempts, codec_len, type_len, data_len = unpack(mv, at)
+        if status & _RUN_FLAG:
+            reader.at = at
+            return read
         body_at = at + fixed
         end = body_at + codec_len + data_len  # where a success ends: it has no error type
         add_ref(_new_ref((producer_id, seq)))
@@ -428,7 +618,7 @@ def _read_each(reader: _Reader, n_outcomes: int) -> AckOutcomes:
         add_record(_read_outcome(reader, status, attempts, codec_len, type_len, data_len))
         at = reader.at
     reader.at = at
-    return AckOutcomes(refs, records)
+    return n_outcomes
 
 
 def _read_outcome(

@@ -24,7 +24,6 @@ from spreadq.queue.envelope.preamble import (
     _check_id,
     _check_range,
     _codec_bytes,
-    _new_ref,
     _preamble,
 )
 from spreadq.queue.envelope.reader import _read_codec, _Reader
@@ -33,6 +32,7 @@ from spreadq.queue.jobs import (
     MAX_DEDUPE_KEY,
     Job,
     JobRef,
+    _new_ref,
     decode_headers,
     encode_headers,
     encode_text,

@@ -17,13 +17,13 @@ from spreadq.queue.envelope.preamble import (
     _check_id,
     _check_range,
     _check_ref,
-    _new_ref,
     _preamble,
 )
 from spreadq.queue.envelope.reader import _Reader
 from spreadq.queue.jobs import (
     JobRef,
     Outcome,
+    _new_ref,
     encode_text,
 )
 from spreadq.queue.view import View

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable
-from functools import partial
 from typing import Final
 
 from spreadq.errors import LocalProtocolError
@@ -59,8 +57,6 @@ _PREAMBLE = struct.Struct("<2sBBH")
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 
-_new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)
-"""``JobRef(producer_id, seq)`` from a tuple, without the named tuple's Python ``__new__``."""
 
 _ID_SIZE = 16
 _U16_MAX = 0xFFFF
