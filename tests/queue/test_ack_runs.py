@@ -103,6 +103,22 @@ def test_a_round_robin_workers_outcomes_are_one_run() -> None:
     assert len(data) < len(_encode_one_by_one(list(done))) / 3
 
 
+def test_a_run_of_one_result_carries_it_once() -> None:
+    done = tuple((JobRef(PIDS[1], seq), Outcome.success(b'"ok"')) for seq in range(0, 300, 3))
+    data = encode(Ack(INCARNATION, done))
+    status, length, count = struct.unpack_from("<B", data, HEADER + 24) + struct.unpack_from(
+        "<I4xH", data, HEADER + 29
+    )
+    assert (status, length, count) == (0xC0, 4, 100)
+    assert len(data) == HEADER + ack_codec._RUN.size + 4
+    ack = decode(data)
+    assert isinstance(ack, Ack)
+    assert list(ack.outcomes) == list(done)
+    assert isinstance(ack.outcomes, AckOutcomes)
+    assert ack.outcomes.runs is not None
+    assert [run.length for run in ack.outcomes.runs] == [0]  # one record for them all
+
+
 def test_outcomes_alike_but_too_few_go_one_by_one() -> None:
     done = tuple((JobRef(PIDS[0], seq), PLAIN_SUCCESS) for seq in range(3))
     data = encode(Ack(INCARNATION, done))
@@ -110,9 +126,9 @@ def test_outcomes_alike_but_too_few_go_one_by_one() -> None:
 
 
 def _one_run(**changes: int) -> bytearray:
-    """An ACK holding one run of four plain successes, its fields then ``changes``d."""
+    """An ACK holding one run of four successes, its fields then ``changes``d."""
     done = tuple(
-        (JobRef(PIDS[0], 10 + seq), Outcome.success(b"ab", codec="json")) for seq in range(4)
+        (JobRef(PIDS[0], 10 + seq), Outcome.success(b"a%d" % seq, codec="json")) for seq in range(4)
     )
     data = bytearray(encode(Ack(INCARNATION, done)))
     fields = dict(
@@ -131,6 +147,8 @@ def _one_run(**changes: int) -> bytearray:
     ("changes", "message"),
     [
         ({"status": 0x81}, "runs are of successes"),
+        ({"status": 0xC1}, "runs are of successes"),
+        ({"status": 0xC0, "length": 0}, "shares a result of 0 bytes"),
         ({"type": 2}, "runs are of successes"),
         ({"count": 0}, "run of 0 jobs"),
         ({"stride": 0}, "at stride 0"),
@@ -195,3 +213,26 @@ def test_a_runs_records_joined_are_its_records_one_after_the_other(
     assert [ref for run in runs or () for ref in run.refs()] == (
         [ref for ref, _ in done] if runs else []
     )
+
+
+@given(mixed.filter(bool), st.data())
+def test_damaged_runs_decode_or_fail_with_an_envelope_error(
+    done: list[tuple[JobRef, Outcome]], draw: st.DataObject
+) -> None:
+    """Bytes changed anywhere in an ACK of runs: an ``EnvelopeError``, or outcomes that
+    can be read in full (the table builds a run's refs and records only later)."""
+    damaged = bytearray(encode(Ack(INCARNATION, tuple(done))))
+    for _ in range(draw.draw(st.integers(1, 3))):
+        at = draw.draw(st.integers(HEADER, len(damaged) - 1))
+        damaged[at] = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(HEADER, len(damaged)))
+    for candidate in (bytes(damaged), bytes(damaged[:cut])):
+        try:
+            ack = decode(candidate)
+        except EnvelopeError:
+            continue
+        assert isinstance(ack, Ack)
+        assert len(list(ack.outcomes)) == len(ack.outcomes)
+        history = OutcomeHistory()
+        for run in getattr(ack.outcomes, "runs", None) or ():
+            history.add_run(run)

@@ -3,16 +3,27 @@
 Theory of operation
 -------------------
 :class:`~spreadq.queue.table.OutstandingTable` keeps its outstanding jobs in an
-:class:`Outstanding`, a dict from each job's ref to what the table knows of it. Most
-jobs are another member's: every member reads every job and owns few of them. So when
-a batch is new to the table and a slot rule (or a message rule) gives it its owners in
-one call, the jobs other members own enter as the batch's :class:`_Block`, one shared
-value holding what each of their entries would (all the rest are an entry's defaults);
-only our own jobs get an :class:`_Entry` each. An ACK that completes a block's job only
-removes its key. The first time the table needs more than a job's presence (a view
-change, a re-sent copy, a CANCEL, a question about the job), the block's jobs still
-outstanding become entries in place (:meth:`Outstanding.unblock`), keeping their
-order; nothing else in the table can tell the difference
+:class:`Outstanding`. Most jobs are another member's: every member reads every job and
+owns few of them. So when a batch of new jobs (seqs in a row, above every seq of that
+producer the store has held) is given its owners in one call by a slot rule (or a
+message rule), the jobs other members own enter as the batch's :class:`_Block`: one
+value holding what each of their entries would (all the rest are an entry's
+defaults), and a byte a job saying whether it is still outstanding. Only our own jobs
+get an :class:`_Entry` each, in a dict by ref. Blocks are kept per producer in seq
+order, so a job's block is found by bisection, and an ACK's run
+(:class:`~spreadq.queue.jobs.OutcomeRun`: every n-th job of a producer) completes the
+block's jobs it names with one slice assignment (:meth:`Outstanding.complete_runs`):
+a job another member owns costs its replicas nothing one by one, from the batch that
+brings it to the ACK that completes it. The first time the table needs more than a
+job's presence (a view change, a re-sent copy, a CANCEL, a question about the job),
+the block's jobs still outstanding become entries (:meth:`Outstanding.unblock`).
+
+Every entry and block carries its *arrival*: a counter at insertion, shifted left by
+16 bits, plus the job's index in its batch for a block's jobs (a batch has at most
+65,535). Where the table walks the jobs in delivery order (failover reassigns them in
+their original order, :meth:`Outstanding.listing`), the order is the arrival's; the
+dict alone keeps the order of insertion, which a block's jobs turned into entries
+later would break. Nothing else in the table can tell a block's job from an entry
 (docs/design/replicated-table.md#blocks).
 
 This module holds no rule and decides nothing: the table says who owns what, and asks
@@ -22,15 +33,15 @@ the store to remember it.
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, ItemsView, Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import itemgetter
-from typing import cast
+from operator import attrgetter, itemgetter
 
 from spreadq.queue.envelope import BatchJobs
-from spreadq.queue.jobs import Job, JobRef, Outcome
+from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeRun
 
 __all__ = ["Outstanding", "OutstandingJob"]
 
@@ -92,6 +103,7 @@ class _Entry:
     run_sent: bool = False
     started: bool = False
     finished: bool = False
+    arrival: int = 0  # where it came in the delivery order (module docstring)
 
 
 class _Block:
@@ -99,11 +111,26 @@ class _Block:
 
     It holds what every such job's :class:`_Entry` would (all the rest are the entry's
     defaults): the batch, its sender and mess_type, the origin, the owner of each of the
-    batch's slots from ``first`` on, and the view they were assigned in. No loads are
-    counted for them: nothing to release when they complete.
+    batch's slots from ``first`` on, and the view they were assigned in; and which of
+    them are still outstanding (``live``: a byte a job, 1 while outstanding here as part
+    of the block; 0 for our own jobs, entries of their own, and for completed ones).
+    The batch's seqs are ``low`` and up, in a row. No loads are counted for them:
+    nothing to release when they complete.
     """
 
-    __slots__ = ("first", "jobs", "mess_type", "origin", "owners", "sender", "view")
+    __slots__ = (
+        "arrival",
+        "first",
+        "jobs",
+        "left",
+        "live",
+        "low",
+        "mess_type",
+        "origin",
+        "owners",
+        "sender",
+        "view",
+    )
 
     def __init__(
         self,
@@ -122,111 +149,322 @@ class _Block:
         self.owners = owners
         self.first = first  # the slot of the batch's first job
         self.view = view
+        self.low = jobs.refs[0][1] if jobs.refs else 0  # the seq of the batch's first job
+        self.live = bytearray()
+        self.left = 0  # how many of live are 1
+        self.arrival = 0
+
+    def entry(self, index: int) -> _Entry:
+        """The entry of the block's job ``index``, as it would have entered alone."""
+        jobs, slot = self.jobs, self.first + index
+        entry = _Entry(
+            jobs.refs[index],
+            None,
+            jobs,
+            index,
+            self.sender,
+            self.mess_type,
+            self.origin,
+            self.owners[index],
+            slot,
+            self.view,
+            True,
+        )
+        entry.arrival = self.arrival + index
+        return entry
 
 
 _producer_id = itemgetter(0)
+_seq = itemgetter(1)
+_NOT_YET = (False, False, False, False)  # a block's job: no failover, not started ...
+_arrival = attrgetter("arrival")
 
 
-class Outstanding(dict[JobRef, "_Entry | _Block"]):
-    """The outstanding jobs by ref: an :class:`_Entry` each, or their batch's
-    :class:`_Block` for the jobs of other members that entered together.
+class Outstanding:
+    """The outstanding jobs: an :class:`_Entry` each in :attr:`entries`, or their
+    batch's :class:`_Block` for the jobs of other members that entered together.
 
-    A dict, so the table's hot paths (an ACK popping the jobs it completes, a lookup by
-    ref) run at a dict's speed; what a block stands for is read here.
+    ``ref in store``, ``store.get(ref)``, ``store.pop(ref)``, ``store[ref] = entry``,
+    ``del store[ref]`` and ``len(store)`` see both; the table's hot paths that handle
+    only our own jobs read :attr:`entries` (a dict) directly.
     """
 
-    __slots__ = ()
+    __slots__ = ("_arrivals", "_blocks", "_high", "_in_blocks", "_lows", "entries")
 
-    def enter_block(self, block: _Block, me: str) -> list[_Entry] | None:
-        """Enter the jobs of ``block``, new to the table: other members' as the block,
-        ours (``me``) as entries, which are returned in order. None, and nothing
-        entered, when a ref comes twice (the second copy is a re-sent job: the batch
-        must go job by job)."""
-        jobs, first, owners = block.jobs, block.first, block.owners
-        refs = jobs.refs
-        size = len(self)
-        self.update(zip(refs, repeat(block)))
-        if len(self) - size != len(refs):
-            for ref in refs:
-                self.pop(ref, None)
+    def __init__(self) -> None:
+        self.entries: dict[JobRef, _Entry] = {}
+        """The jobs held one by one (every job we own among them), by ref."""
+        self._blocks: dict[bytes, list[_Block]] = {}  # a producer's blocks, in seq order
+        self._lows: dict[bytes, list[int]] = {}  # ... and the seq each begins at
+        self._high: dict[bytes, int] = {}  # the greatest seq of each producer ever held
+        self._in_blocks = 0  # jobs outstanding in blocks
+        self._arrivals = 0
+
+    # -- what is there ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.entries) + self._in_blocks
+
+    def __contains__(self, ref: JobRef) -> bool:
+        return ref in self.entries or (self._in_blocks > 0 and self._find(ref) is not None)
+
+    def _find(self, ref: JobRef) -> tuple[_Block, int] | None:
+        """The block that holds outstanding job ``ref``, and its index there."""
+        lows = self._lows.get(ref[0])
+        if not lows:
             return None
-        sender, mess_type, origin, view = block.sender, block.mess_type, block.origin, block.view
+        seq = ref[1]
+        at = bisect_right(lows, seq) - 1
+        if at < 0:
+            return None
+        block = self._blocks[ref[0]][at]
+        index = seq - block.low
+        if index < len(block.live) and block.live[index]:
+            return block, index
+        return None
+
+    def get(self, ref: JobRef) -> _Entry | _Block | None:
+        """The entry of ``ref``, or the block that holds it, or None."""
+        entry = self.entries.get(ref)
+        if entry is not None or not self._in_blocks:
+            return entry
+        found = self._find(ref)
+        return None if found is None else found[0]
+
+    def keys(self) -> KeysView[JobRef]:
+        """The refs of the jobs held one by one (every job we own among them)."""
+        return self.entries.keys()
+
+    def items(self) -> ItemsView[JobRef, _Entry]:
+        """The jobs held one by one, with their entries."""
+        return self.entries.items()
+
+    def is_new(self, refs: Sequence[JobRef]) -> bool:
+        """Whether ``refs`` (one batch's) are seqs in a row above every seq of their
+        producer held so far: then none of them is outstanding, and they may enter as a
+        block."""
+        producer_id, low = refs[0]
+        if low <= self._high.get(producer_id, -1):
+            return False
+        return list(map(_seq, refs)) == list(range(low, low + len(refs)))
+
+    # -- entering and leaving ------------------------------------------------------------
+
+    def __setitem__(self, ref: JobRef, entry: _Entry) -> None:
+        """Hold ``entry`` for ``ref``, last in the delivery order."""
+        entry.arrival = self._arrivals << 16
+        self._arrivals += 1
+        self.entries[ref] = entry
+        producer_id, seq = ref
+        if seq > self._high.get(producer_id, -1):
+            self._high[producer_id] = seq
+
+    def __delitem__(self, ref: JobRef) -> None:
+        if self.pop(ref) is None:
+            raise KeyError(ref)
+
+    def pop(self, ref: JobRef, default: None = None) -> _Entry | _Block | None:
+        """Remove outstanding job ``ref``; its entry, or the block that held it, or None."""
+        entry = self.entries.pop(ref, None)
+        if entry is not None or not self._in_blocks:
+            return entry
+        found = self._find(ref)
+        if found is None:
+            return None
+        block, index = found
+        self._clear(block, index)
+        return block
+
+    def pop_all(self, refs: Sequence[JobRef]) -> list[_Entry | _Block | None]:
+        """:meth:`pop` each of ``refs``, in order."""
+        popped: list[_Entry | _Block | None] = list(map(self.entries.pop, refs, repeat(None)))
+        if self._in_blocks and None in popped:
+            for at in [i for i, entry in enumerate(popped) if entry is None]:
+                popped[at] = self.pop(refs[at])
+        return popped
+
+    def _clear(self, block: _Block, index: int) -> None:
+        block.live[index] = 0
+        block.left -= 1
+        self._in_blocks -= 1
+        if not block.left:
+            self._drop(block)
+
+    def _drop(self, block: _Block) -> None:
+        """Forget ``block`` (its jobs are completed, or entries now)."""
+        self._in_blocks -= block.left
+        block.left = 0
+        producer_id = block.jobs.refs[0][0]
+        lows, blocks = self._lows[producer_id], self._blocks[producer_id]
+        at = bisect_right(lows, block.low) - 1
+        del lows[at], blocks[at]
+        if not lows:
+            del self._lows[producer_id], self._blocks[producer_id]
+
+    def enter_block(self, block: _Block, me: str) -> list[_Entry]:
+        """Enter the jobs of ``block``, new to the table (:meth:`is_new` said so): other
+        members' as the block, ours (``me``) as entries, which are returned in order."""
+        jobs, owners = block.jobs, block.owners
+        refs = jobs.refs
+        count = len(refs)
+        producer_id = refs[0][0]
+        block.arrival = self._arrivals << 16
+        self._arrivals += 1
+        self._high[producer_id] = refs[-1][1]
         mine: list[_Entry] = []
+        entries = self.entries
         for index in compress(itertools.count(), map(me.__eq__, owners)):
-            ref, slot = refs[index], first + index
-            entry = _Entry(ref, None, jobs, index, sender, mess_type, origin, me, slot, view, True)
-            self[ref] = entry
+            entry = block.entry(index)
+            entries[entry.ref] = entry
             mine.append(entry)
+        left = count - len(mine)
+        if left:
+            block.live = bytearray(map(me.__ne__, owners))
+            block.left = left
+            self._in_blocks += left
+            self._blocks.setdefault(producer_id, []).append(block)
+            self._lows.setdefault(producer_id, []).append(block.low)
         return mine
 
-    def unblock(self, block: _Block) -> None:
-        """Turn the jobs of ``block`` still outstanding into entries, in place."""
-        jobs, sender, mess_type, origin = block.jobs, block.sender, block.mess_type, block.origin
-        first, view = block.first, block.view
-        for index, (ref, owner) in enumerate(zip(jobs.refs, block.owners, strict=True)):
-            if self.get(ref) is block:
-                slot = first + index
-                self[ref] = _Entry(
-                    ref, None, jobs, index, sender, mess_type, origin, owner, slot, view, True
-                )
+    def complete_runs(self, runs: Iterable[OutcomeRun]) -> list[JobRef]:
+        """Complete the jobs of an ACK's ``runs`` that blocks hold; return the refs of
+        the others (entries, and jobs not outstanding), in order, for :meth:`pop_all`.
 
-    def unblocked(self) -> dict[JobRef, _Entry]:
-        """The outstanding jobs, every block turned into entries first (for a walk that
-        looks at each job)."""
-        for block in dict.fromkeys(e for e in self.values() if isinstance(e, _Block)):
-            self.unblock(block)
-        return cast("dict[JobRef, _Entry]", self)
+        A run whose every job in a block is outstanding there completes with a slice
+        of each block's ``live`` a block; one none of whose jobs is in a block goes to
+        the entries whole; one of each is taken job by job."""
+        others: list[JobRef] = []
+        for run in runs:
+            lows = self._lows.get(run.producer_id) if self._in_blocks else None
+            if not lows or run.first > self._high[run.producer_id]:
+                others += run.refs()
+                continue
+            blocks = self._blocks[run.producer_id]
+            first, stride, last = run.first, run.stride, run.last
+            slices: list[tuple[_Block, slice, int]] = []
+            live = held = 0
+            for block in blocks[max(0, bisect_right(lows, first) - 1) :]:
+                low = block.low
+                if low > last:
+                    break
+                high = low + len(block.live) - 1
+                if high < first:
+                    continue
+                start = first if low <= first else first + -(-(low - first) // stride) * stride
+                if start > high:
+                    continue
+                end = min(last, high)
+                end -= (end - start) % stride
+                part = slice(start - low, end - low + 1, stride)
+                count = (end - start) // stride + 1
+                found = block.live[part].count(1)
+                slices.append((block, part, count))
+                live += found
+                held += count
+            if live == 0:
+                others += run.refs()
+            elif live == held == run.count:  # all of it outstanding in blocks: at once
+                for block, part, count in slices:
+                    block.live[part] = bytes(count)
+                    block.left -= count
+                    self._in_blocks -= count
+                    if not block.left:
+                        self._drop(block)
+            else:  # some in blocks, some not: one by one
+                for ref in run.refs():
+                    found_at = self._find(ref)
+                    if found_at is None:
+                        others.append(ref)
+                    else:
+                        self._clear(*found_at)
+        return others
+
+    # -- a block's jobs as entries -------------------------------------------------------
 
     def entry(self, ref: JobRef) -> _Entry | None:
         """The entry of outstanding job ``ref`` (its block's jobs become entries)."""
-        entry = self.get(ref)
-        if isinstance(entry, _Block):
-            self.unblock(entry)
-            entry = self[ref]
-        assert not isinstance(entry, _Block)
+        entry = self.entries.get(ref)
+        if entry is None and self._in_blocks:
+            found = self._find(ref)
+            if found is not None:
+                self.unblock(found[0])
+                entry = self.entries[ref]
         return entry
+
+    def unblock(self, block: _Block) -> None:
+        """Turn the jobs of ``block`` still outstanding into entries."""
+        entries, live = self.entries, block.live
+        for index in compress(range(len(live)), live):
+            entry = block.entry(index)
+            entries[entry.ref] = entry
+        self._drop(block)
+
+    def unblocked(self) -> dict[JobRef, _Entry]:
+        """The outstanding jobs as entries in delivery order, every block turned into
+        entries first (for a walk that looks at each job)."""
+        blocks = [block for kept in self._blocks.values() for block in kept]
+        for block in blocks:
+            self.unblock(block)
+        entries = self.entries
+        if blocks:  # the order of insertion is no longer the order of delivery
+            ordered = sorted(entries.values(), key=_arrival)
+            entries.clear()
+            entries.update(zip(map(attrgetter("ref"), ordered), ordered, strict=True))
+        return entries
+
+    # -- questions -------------------------------------------------------------------------
 
     def owner_of(self, ref: JobRef) -> str | None:
         """The owner of outstanding job ``ref``, or ``None`` (unknown, orphaned or not
         held)."""
-        entry = self.get(ref)
-        if isinstance(entry, _Block):
-            return entry.owners[entry.jobs.refs.index(ref)]
-        return None if entry is None else entry.owner
+        entry = self.entries.get(ref)
+        if entry is not None:
+            return entry.owner
+        found = self._find(ref) if self._in_blocks else None
+        return None if found is None else found[0].owners[found[1]]
 
     def listing(self, given_up: Callable[[_Entry], bool]) -> list[OutstandingJob]:
         """Every outstanding job, in delivery order (``given_up`` says whether an
         entry's job was given up)."""
-        jobs: list[OutstandingJob] = []
-        add = jobs.append
-        indices: dict[_Block, dict[JobRef, int]] = {}  # a block's jobs by ref
-        for ref, e in self.items():
-            if isinstance(e, _Block):
-                at = indices.get(e)
-                if at is None:
-                    at = indices[e] = {r: i for i, r in enumerate(e.jobs.refs)}
-                i = at[ref]
-                owner, slot = e.owners[i], e.first + i
-                add(OutstandingJob(ref, owner, True, e.view, slot, False, False, False, False))
-                continue
-            duplicate = e.duplicate or e.remembered is not None
-            add(
-                OutstandingJob(
-                    ref,
-                    e.owner,
-                    e.held,
-                    e.view,
-                    e.slot,
-                    e.failover,
-                    e.started,
-                    e.finished,
-                    duplicate,
-                    e.failovers,
-                    given_up(e),
+        rows: list[tuple[int, OutstandingJob]] = []
+        add = rows.append
+        for block in (block for kept in self._blocks.values() for block in kept):
+            refs, owners = block.jobs.refs, block.owners
+            for i in compress(range(len(block.live)), block.live):
+                job = OutstandingJob(
+                    refs[i],
+                    owners[i],
+                    True,
+                    block.view,
+                    block.first + i,
+                    False,
+                    False,
+                    False,
+                    False,
                 )
+                add((block.arrival + i, job))
+        for e in self.entries.values():
+            duplicate = e.duplicate or e.remembered is not None
+            job = OutstandingJob(
+                e.ref,
+                e.owner,
+                e.held,
+                e.view,
+                e.slot,
+                e.failover,
+                e.started,
+                e.finished,
+                duplicate,
+                e.failovers,
+                given_up(e),
             )
-        return jobs
+            add((e.arrival, job))
+        rows.sort(key=itemgetter(0))
+        return [job for _, job in rows]
 
     def per_producer(self) -> dict[bytes, int]:
         """How many jobs of each producer id are outstanding (every owner's)."""
-        return dict(Counter(map(_producer_id, self)))
+        counts = Counter(map(_producer_id, self.entries))
+        for producer_id, blocks in self._blocks.items():
+            counts[producer_id] += sum(block.left for block in blocks)
+        return dict(counts)

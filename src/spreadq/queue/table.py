@@ -41,7 +41,6 @@ from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from hashlib import blake2b
-from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final
 
@@ -384,8 +383,10 @@ class OutstandingTable:
 
     @property
     def outstanding_refs(self) -> KeysView[JobRef]:
-        """The refs of the outstanding jobs, a live view (until we leave the group):
-        ``ref in table.outstanding_refs`` is :meth:`is_outstanding` without a call."""
+        """The refs of the outstanding jobs held one by one, every job we own among
+        them, a live view (until we leave the group): ``ref in table.outstanding_refs``
+        is :meth:`is_outstanding` without a call, for our own jobs (another member's
+        job may be outstanding in a block without being in it)."""
         return self._entries.keys()
 
     @property
@@ -806,7 +807,7 @@ class OutstandingTable:
         if (
             (slots is not None or by_message is not None)
             and count >= _SLOTS_AT_ONCE
-            and self._entries.keys().isdisjoint(refs)
+            and self._entries.is_new(refs)
         ):
             members, first = self._eligible, self._state.index
             if slots is not None:
@@ -845,10 +846,7 @@ class OutstandingTable:
             if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
                 return False
         block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal)
-        mine = self._entries.enter_block(block, self.me)
-        if mine is None:
-            return False
-        for entry in mine:
+        for entry in self._entries.enter_block(block, self.me):
             effects += self._become_owner(entry, failover=False)
         return True
 
@@ -969,11 +967,11 @@ class OutstandingTable:
         waiting = self._dedupe.waiting
         outcomes = ack.outcomes
         decoded = outcomes if type(outcomes) is AckOutcomes else None
-        runs = None if decoded is None else decoded.runs
+        runs = None if decoded is None or waiting else decoded.runs
         if decoded is None or runs is None:
             refs, records = AckOutcomes.parts(outcomes)
-        else:  # its records are built only if something below needs them
-            refs, records = decoded.refs, None
+        else:  # the jobs blocks hold complete a run at a time; records only if needed
+            refs, records = outstanding.complete_runs(runs), None
         unknown: set[JobRef] | None = None  # refs not outstanding here
         cancelled: set[JobRef] | None = None
         popped: list[_Entry | _Block | None]
@@ -985,7 +983,7 @@ class OutstandingTable:
                     self._answer_waiting(waiting.pop(ref), outcome_of(record))
                 popped.append(outstanding.pop(ref, None))
         else:  # the usual case: all at once
-            popped = list(map(outstanding.pop, refs, repeat(None)))
+            popped = outstanding.pop_all(refs)
         if None in popped:
             unknown = {ref for ref, entry in zip(refs, popped, strict=True) if entry is None}
             self._counts["unknown_acks"] += popped.count(None)
@@ -1012,7 +1010,7 @@ class OutstandingTable:
             assert records is not None
             history.add_all(refs, records)
         else:
-            records = AckOutcomes.parts(outcomes)[1]
+            refs, records = AckOutcomes.parts(outcomes)
             kept = [
                 (r, record) for r, record in zip(refs, records, strict=True) if r not in cancelled
             ]
@@ -1021,12 +1019,13 @@ class OutstandingTable:
             done = (
                 decoded if decoded is not None and runs is not None else AckOutcomes(refs, records)
             )
-        else:
-            records = AckOutcomes.parts(outcomes)[1]
+        else:  # every job of the ACK but those
+            refs, records = AckOutcomes.parts(outcomes)
             pairs = [(r, rec) for r, rec in zip(refs, records, strict=True) if r not in unknown]
             done = AckOutcomes([r for r, _ in pairs], [rec for _, rec in pairs])
-        if done.refs:
-            self._counts["completed"] += len(done.refs)
+        completed = len(done)
+        if completed:
+            self._counts["completed"] += completed
             append(JobsCompleted(sender, done))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
@@ -1093,7 +1092,7 @@ class OutstandingTable:
         return self._on_jobs_started(JobsStarted((event.ref,)))
 
     def _on_jobs_started(self, event: JobsStarted) -> list[Effect]:
-        entries, me = self._entries, self.me
+        entries, me = self._entries.entries, self.me
         for ref in event.refs:
             entry = entries.get(ref)
             if isinstance(entry, _Entry) and entry.owner == me:  # a block's are not ours
@@ -1118,7 +1117,7 @@ class OutstandingTable:
         ``MessageTooLarge`` failure."""
         if self._view is None:
             return 0
-        entries, mine, cadence = self._entries, self._mine, self._cadence
+        entries, mine, cadence = self._entries.entries, self._mine, self._cadence
         budget = cadence.outcome_budget
         reported: list[tuple[JobRef, Outcome]] = []
         sizes: list[int] = []

@@ -62,6 +62,8 @@ _REF_SIZE = _REF.size
 _RUN = struct.Struct("<16sQBHBBIIH")  # an ACK outcome run: an outcome's fields, stride, count
 _RUN_FLAG: Final = 0x80
 """In an ACK outcome's status byte: the entry is a run (:class:`~spreadq.queue.jobs.OutcomeRun`)."""
+_SHARED_FLAG: Final = 0x40
+"""In a run's status byte: its jobs share one result, sent once."""
 _RUN_AT_LEAST: Final = 4
 """Outcomes in a row from which :func:`_add_outcomes` sends a run."""
 _SHARED_RECORD = 64  # outcomes up to this size that are alike share a record in an ACK
@@ -328,15 +330,20 @@ def _add_run(
         _check_ref(outcomes[end - 1][0])  # raises, saying which
     raw_codec = _codec_bytes(outcome.codec) if outcome.codec else b""
     attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
-    length = len(outcome.result)
+    result = outcome.result
+    length = len(result)
     status = Status.OK | _RUN_FLAG
+    results = b"".join(map(_result_of, map(_outcome_of_pair, outcomes[start:end])))
+    if length and results == result * count:  # one result for all (``return "ok"``)
+        status |= _SHARED_FLAG
+        results = result
     parts.append(
         _RUN.pack(producer_id, first, status, attempts, len(raw_codec), 0, length, stride, count)
     )
     if raw_codec:
         parts.append(raw_codec)
-    if length:
-        parts.append(b"".join(map(_result_of, map(_outcome_of_pair, outcomes[start:end]))))
+    if results:
+        parts.append(results)
 
 
 _outcome_of_pair = itemgetter(1)
@@ -458,7 +465,7 @@ def _read_run(reader: _Reader) -> OutcomeRun:
     producer_id, first, status, attempts, codec_len, type_len, length, stride, count = (
         reader.unpack(_RUN)
     )
-    if status != Status.OK | _RUN_FLAG or type_len:
+    if status & ~_SHARED_FLAG != Status.OK | _RUN_FLAG or type_len:
         raise EnvelopeError(f"an outcome run has status {status}: runs are of successes")
     if not count or not stride:
         raise EnvelopeError(f"an outcome run of {count} jobs at stride {stride}")
@@ -467,12 +474,15 @@ def _read_run(reader: _Reader) -> OutcomeRun:
     raw_codec = bytes(reader.take(codec_len))
     if codec_len and raw_codec not in _CODEC_NAMES:
         _codec_name(raw_codec)  # raises when it is no codec name
+    if status & _SHARED_FLAG:  # one record for every job of the run
+        if not length:
+            raise EnvelopeError("an outcome run shares a result of 0 bytes")
+        record = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
+        return OutcomeRun(producer_id, first, stride, count, record + reader.take(length))
+    if not length and not codec_len and attempts == 1:  # what most outcomes are
+        return OutcomeRun(producer_id, first, stride, count, PLAIN_SUCCESS)
+    head = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
     results = bytes(reader.take(count * length)) if length else b""
-    head: OutcomeRecord
-    if not length and not codec_len and attempts == 1:
-        head = PLAIN_SUCCESS  # what most outcomes are: no new value
-    else:
-        head = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
     return OutcomeRun(producer_id, first, stride, count, head, results, length)
 
 
