@@ -145,7 +145,7 @@ def test_a_run_over_blocks_completes_them_without_a_job_left_to_pop() -> None:
     run = OutcomeRun(PIDS[0], 1, 3, 20, b"")  # every job B owns, across both batches
     assert store.complete_runs([run]) == []
     assert len(store) == 40
-    assert store._in_blocks == 20  # C's
+    assert store.in_blocks == 20  # C's
     ours = OutcomeRun(PIDS[0], 0, 3, 20, b"")
     assert store.complete_runs([ours]) == ours.refs()  # entries: the table pops them
     assert all(isinstance(entry, _Entry) for entry in store.pop_all(ours.refs()))

@@ -177,6 +177,7 @@ class _Block:
 _producer_id = itemgetter(0)
 _seq = itemgetter(1)
 _NOT_YET = (False, False, False, False)  # a block's job: no failover, not started ...
+_ARRIVAL_STEP = 1 << 16  # room for a batch's indices between two arrivals
 _arrival = attrgetter("arrival")
 
 
@@ -189,7 +190,7 @@ class Outstanding:
     only our own jobs read :attr:`entries` (a dict) directly.
     """
 
-    __slots__ = ("_arrivals", "_blocks", "_high", "_in_blocks", "_lows", "entries")
+    __slots__ = ("_blocks", "_high", "_lows", "arrivals", "entries", "in_blocks")
 
     def __init__(self) -> None:
         self.entries: dict[JobRef, _Entry] = {}
@@ -197,16 +198,18 @@ class Outstanding:
         self._blocks: dict[bytes, list[_Block]] = {}  # a producer's blocks, in seq order
         self._lows: dict[bytes, list[int]] = {}  # ... and the seq each begins at
         self._high: dict[bytes, int] = {}  # the greatest seq of each producer ever held
-        self._in_blocks = 0  # jobs outstanding in blocks
-        self._arrivals = 0
+        self.in_blocks = 0
+        """How many jobs are outstanding in blocks."""
+        self.arrivals = itertools.count(0, _ARRIVAL_STEP)
+        """The arrival of the next entry or block entered (``next(store.arrivals)``)."""
 
     # -- what is there ------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.entries) + self._in_blocks
+        return len(self.entries) + self.in_blocks
 
     def __contains__(self, ref: JobRef) -> bool:
-        return ref in self.entries or (self._in_blocks > 0 and self._find(ref) is not None)
+        return ref in self.entries or (self.in_blocks > 0 and self._find(ref) is not None)
 
     def _find(self, ref: JobRef) -> tuple[_Block, int] | None:
         """The block that holds outstanding job ``ref``, and its index there."""
@@ -226,7 +229,7 @@ class Outstanding:
     def get(self, ref: JobRef) -> _Entry | _Block | None:
         """The entry of ``ref``, or the block that holds it, or None."""
         entry = self.entries.get(ref)
-        if entry is not None or not self._in_blocks:
+        if entry is not None or not self.in_blocks:
             return entry
         found = self._find(ref)
         return None if found is None else found[0]
@@ -252,10 +255,14 @@ class Outstanding:
 
     def __setitem__(self, ref: JobRef, entry: _Entry) -> None:
         """Hold ``entry`` for ``ref``, last in the delivery order."""
-        entry.arrival = self._arrivals << 16
-        self._arrivals += 1
+        entry.arrival = next(self.arrivals)
         self.entries[ref] = entry
-        producer_id, seq = ref
+        self.held_up_to(*ref)
+
+    def held_up_to(self, producer_id: bytes, seq: int) -> None:
+        """Note that a job of ``producer_id`` with ``seq`` entered (:meth:`is_new` asks):
+        what a caller that enters entries into :attr:`entries` itself (each with
+        ``next(store.arrivals)``) must say, once for the greatest seq."""
         if seq > self._high.get(producer_id, -1):
             self._high[producer_id] = seq
 
@@ -266,7 +273,7 @@ class Outstanding:
     def pop(self, ref: JobRef, default: None = None) -> _Entry | _Block | None:
         """Remove outstanding job ``ref``; its entry, or the block that held it, or None."""
         entry = self.entries.pop(ref, None)
-        if entry is not None or not self._in_blocks:
+        if entry is not None or not self.in_blocks:
             return entry
         found = self._find(ref)
         if found is None:
@@ -278,7 +285,7 @@ class Outstanding:
     def pop_all(self, refs: Sequence[JobRef]) -> list[_Entry | _Block | None]:
         """:meth:`pop` each of ``refs``, in order."""
         popped: list[_Entry | _Block | None] = list(map(self.entries.pop, refs, repeat(None)))
-        if self._in_blocks and None in popped:
+        if self.in_blocks and None in popped:
             for at in [i for i, entry in enumerate(popped) if entry is None]:
                 popped[at] = self.pop(refs[at])
         return popped
@@ -286,13 +293,13 @@ class Outstanding:
     def _clear(self, block: _Block, index: int) -> None:
         block.live[index] = 0
         block.left -= 1
-        self._in_blocks -= 1
+        self.in_blocks -= 1
         if not block.left:
             self._drop(block)
 
     def _drop(self, block: _Block) -> None:
         """Forget ``block`` (its jobs are completed, or entries now)."""
-        self._in_blocks -= block.left
+        self.in_blocks -= block.left
         block.left = 0
         producer_id = block.jobs.refs[0][0]
         lows, blocks = self._lows[producer_id], self._blocks[producer_id]
@@ -308,8 +315,7 @@ class Outstanding:
         refs = jobs.refs
         count = len(refs)
         producer_id = refs[0][0]
-        block.arrival = self._arrivals << 16
-        self._arrivals += 1
+        block.arrival = next(self.arrivals)
         self._high[producer_id] = refs[-1][1]
         mine: list[_Entry] = []
         entries = self.entries
@@ -321,7 +327,7 @@ class Outstanding:
         if left:
             block.live = bytearray(map(me.__ne__, owners))
             block.left = left
-            self._in_blocks += left
+            self.in_blocks += left
             self._blocks.setdefault(producer_id, []).append(block)
             self._lows.setdefault(producer_id, []).append(block.low)
         return mine
@@ -335,7 +341,7 @@ class Outstanding:
         the entries whole; one of each is taken job by job."""
         others: list[JobRef] = []
         for run in runs:
-            lows = self._lows.get(run.producer_id) if self._in_blocks else None
+            lows = self._lows.get(run.producer_id) if self.in_blocks else None
             if not lows or run.first > self._high[run.producer_id]:
                 others += run.refs()
                 continue
@@ -367,7 +373,7 @@ class Outstanding:
                 for block, part, count in slices:
                     block.live[part] = bytes(count)
                     block.left -= count
-                    self._in_blocks -= count
+                    self.in_blocks -= count
                     if not block.left:
                         self._drop(block)
             else:  # some in blocks, some not: one by one
@@ -384,7 +390,7 @@ class Outstanding:
     def entry(self, ref: JobRef) -> _Entry | None:
         """The entry of outstanding job ``ref`` (its block's jobs become entries)."""
         entry = self.entries.get(ref)
-        if entry is None and self._in_blocks:
+        if entry is None and self.in_blocks:
             found = self._find(ref)
             if found is not None:
                 self.unblock(found[0])
@@ -420,7 +426,7 @@ class Outstanding:
         entry = self.entries.get(ref)
         if entry is not None:
             return entry.owner
-        found = self._find(ref) if self._in_blocks else None
+        found = self._find(ref) if self.in_blocks else None
         return None if found is None else found[0].owners[found[1]]
 
     def listing(self, given_up: Callable[[_Entry], bool]) -> list[OutstandingJob]:

@@ -857,12 +857,15 @@ class OutstandingTable:
         jobless = self._jobless
         assert jobless is not None
         state, members, origin = self._state, self._eligible, self._origin
-        entries, me, ordinal = self._entries, self.me, self._ordinal
+        store, me, ordinal = self._entries, self.me, self._ordinal
+        entries, arrivals = store.entries, store.arrivals  # entered here, without a call
         assigned = state.assigned
         refs = jobs.refs
-        low, high = self._history.window(refs[0].producer_id) if refs else (0, -1)
+        if not refs:
+            return
+        low, high = self._history.window(refs[0].producer_id)
         for index, ref in enumerate(refs):
-            if ref in entries:
+            if ref in entries or (store.in_blocks and ref in store):
                 self._take_slot(effects, ref, sender, mess_type, origin, source=jobs, index=index)
                 continue
             slot = state.index
@@ -875,9 +878,11 @@ class OutstandingTable:
             )
             if low <= ref[1] <= high:  # it may be a job re-sent after it completed
                 self._recall(entry)
+            entry.arrival = next(arrivals)
             entries[ref] = entry
             if owner == me:
                 effects += self._become_owner(entry, failover=False)
+        store.held_up_to(refs[0][0], max(map(_seq, refs)))
 
     def _recall(self, entry: _Entry) -> None:
         """A new entry whose seq the history may hold: if it remembers the job's outcome
