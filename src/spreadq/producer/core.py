@@ -77,6 +77,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from heapq import merge
+from itertools import chain
 from typing import Any, Final
 
 from spreadq.errors import LocalProtocolError
@@ -109,7 +110,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
-from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord, Status
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord, OutcomeRun, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -744,8 +745,10 @@ class ProducerCore:
             mine = [run for run in runs if run.producer_id == me]
             if not mine:
                 return 0
-            refs: Sequence[JobRef] = [ref for run in mine for ref in run.refs()]
-            records: Sequence[OutcomeRecord] = [r for run in mine for r in run.records()]
+            refs: Sequence[JobRef] = list(chain.from_iterable(map(OutcomeRun.refs, mine)))
+            records: Sequence[OutcomeRecord] = list(
+                chain.from_iterable(map(OutcomeRun.records, mine))
+            )
         else:
             refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
         for (producer_id, seq), record in zip(refs, records, strict=True):
