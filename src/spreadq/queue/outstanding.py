@@ -190,7 +190,7 @@ class Outstanding:
     only our own jobs read :attr:`entries` (a dict) directly.
     """
 
-    __slots__ = ("_blocks", "_high", "_lows", "arrivals", "entries", "in_blocks")
+    __slots__ = ("_blocks", "_high", "_lows", "_out_of_order", "arrivals", "entries", "in_blocks")
 
     def __init__(self) -> None:
         self.entries: dict[JobRef, _Entry] = {}
@@ -200,6 +200,7 @@ class Outstanding:
         self._high: dict[bytes, int] = {}  # the greatest seq of each producer ever held
         self.in_blocks = 0
         """How many jobs are outstanding in blocks."""
+        self._out_of_order = False  # entries of a block came after later ones
         self.arrivals = itertools.count(0, _ARRIVAL_STEP)
         """The arrival of the next entry or block entered (``next(store.arrivals)``)."""
 
@@ -404,6 +405,7 @@ class Outstanding:
             entry = block.entry(index)
             entries[entry.ref] = entry
         self._drop(block)
+        self._out_of_order = True
 
     def unblocked(self) -> dict[JobRef, _Entry]:
         """The outstanding jobs as entries in delivery order, every block turned into
@@ -412,7 +414,8 @@ class Outstanding:
         for block in blocks:
             self.unblock(block)
         entries = self.entries
-        if blocks:  # the order of insertion is no longer the order of delivery
+        if self._out_of_order:  # the order of insertion is not the order of delivery
+            self._out_of_order = False
             ordered = sorted(entries.values(), key=_arrival)
             entries.clear()
             entries.update(zip(map(attrgetter("ref"), ordered), ordered, strict=True))
