@@ -245,10 +245,12 @@ def _encode_ack(ack: Ack) -> bytes:
 
 
 def _encode_notice(notice: Notice) -> bytes:
+    # one by one: a NOTICE is one turn's outcomes of a producer's jobs, read by that
+    # producer alone, which builds each job's outcome anyway; a run would cost it more
     _check_range(len(notice.outcomes), "outcomes per NOTICE", _U16_MAX)
-    outcomes: list[bytes] = []
-    entries = _add_outcomes(outcomes, notice.outcomes)
-    return b"".join([_preamble(Kind.NOTICE, 0), _U16.pack(entries), *outcomes])
+    parts = [_preamble(Kind.NOTICE, 0), _U16.pack(len(notice.outcomes))]
+    _add_each(parts, notice.outcomes)
+    return b"".join(parts)
 
 
 def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> int:
