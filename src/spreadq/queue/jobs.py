@@ -11,7 +11,7 @@ import struct
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from itertools import repeat
 from operator import itemgetter
 from typing import Final, NamedTuple
@@ -262,6 +262,9 @@ class OutcomeRun:
         if not length:
             return [head] * self.count
         assert isinstance(head, bytes)
+        size = len(head) + length
+        if size <= _JOIN_BY_COLUMN:  # joined in C, then cut in C
+            return list(map(_first, _records_of(size).iter_unpack(self.joined())))
         return list(map(head.__add__, self._results()))
 
     def _results(self) -> Iterator[bytes]:
@@ -285,6 +288,14 @@ class OutcomeRun:
             joined[len(head) + column :: size] = results[column::length]
         return bytes(joined)
 
+
+@lru_cache(maxsize=64)
+def _records_of(size: int) -> struct.Struct:
+    """Records of ``size`` bytes one after the other, each as one ``bytes``."""
+    return struct.Struct(f"{size}s")
+
+
+_first = itemgetter(0)
 
 _JOIN_BY_COLUMN: Final = 64
 """Records up to this size are joined column by column (a slice assignment per byte of
