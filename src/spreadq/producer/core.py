@@ -73,11 +73,10 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from heapq import merge
-from itertools import chain
 from typing import Any, Final
 
 from spreadq.errors import LocalProtocolError
@@ -110,7 +109,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
-from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord, OutcomeRun, Status
+from spreadq.queue.jobs import Outcome, OutcomeRecord, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -745,12 +744,8 @@ class ProducerCore:
             mine = [run for run in runs if run.producer_id == me]
             if not mine:
                 return 0
-            refs: Sequence[JobRef] = list(chain.from_iterable(map(OutcomeRun.refs, mine)))
-            records: Sequence[OutcomeRecord] = list(
-                chain.from_iterable(map(OutcomeRun.records, mine))
-            )
-        else:
-            refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
+            outcomes = AckOutcomes(runs=mine)
+        refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
                 continue

@@ -271,7 +271,7 @@ class Outstanding:
         if self.pop(ref) is None:
             raise KeyError(ref)
 
-    def pop(self, ref: JobRef, default: None = None) -> _Entry | _Block | None:
+    def pop(self, ref: JobRef) -> _Entry | _Block | None:
         """Remove outstanding job ``ref``; its entry, or the block that held it, or None."""
         entry = self.entries.pop(ref, None)
         if entry is not None or not self.in_blocks:

@@ -41,7 +41,7 @@ from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from hashlib import blake2b
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, Final
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
@@ -153,7 +153,6 @@ _STAT_NAMES = tuple(f.name for f in fields(TableStats))
 
 
 _seq = itemgetter(1)
-_ref_of = attrgetter("ref")
 
 _new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
 """``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
@@ -847,20 +846,8 @@ class OutstandingTable:
             if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
                 return False
         block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal)
-        mine = self._entries.enter_block(block, self.me)
-        limit = self.max_failovers
-        if limit is not None and limit < 0:  # every job is given up: the general way
-            for entry in mine:
-                effects += self._become_owner(entry, failover=False)
-        elif mine:  # what _become_owner does for a new job of a batch, for all of ours
-            runs = []
-            for entry in mine:
-                job = entry.job = jobs[entry.index]
-                entry.source = None
-                entry.run_sent = True
-                runs.append(_new_run((job, sender, mess_type, False, False)))
-            self._mine.update(dict.fromkeys(map(_ref_of, mine)))
-            effects += runs
+        for entry in self._entries.enter_block(block, self.me):
+            effects += self._become_owner(entry, failover=False)
         return True
 
     def _take_batch_each(
@@ -999,7 +986,7 @@ class OutstandingTable:
             for ref, record in zip(refs, records, strict=True):
                 if ref in waiting:  # duplicates waiting for this first job
                     self._answer_waiting(waiting.pop(ref), outcome_of(record))
-                popped.append(outstanding.pop(ref, None))
+                popped.append(outstanding.pop(ref))
         else:  # the usual case: all at once
             popped = outstanding.pop_all(refs)
         if None in popped:
@@ -1034,9 +1021,7 @@ class OutstandingTable:
             ]
             history.add_all([r for r, _ in kept], [record for _, record in kept])
         if unknown is None:  # the usual case: the ACK completed every job it lists
-            done = (
-                decoded if decoded is not None and runs is not None else AckOutcomes(refs, records)
-            )
+            done = decoded if decoded is not None else AckOutcomes(refs, records)
         else:  # every job of the ACK but those
             refs, records = AckOutcomes.parts(outcomes)
             pairs = [(r, rec) for r, rec in zip(refs, records, strict=True) if r not in unknown]

@@ -254,8 +254,8 @@ def _encode_notice(notice: Notice) -> bytes:
 
 
 def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> int:
-    """Append ``outcomes`` to ``parts`` as an ACK (or a NOTICE) carries them; return
-    how many entries that took.
+    """Append ``outcomes`` to ``parts`` as an ACK carries them; return how many
+    entries that took.
 
     Outcomes in a row that are successes of one producer's jobs at one stride, alike
     but for their results (which are of one length), go as one run (:func:`_run_end`)
@@ -438,19 +438,15 @@ def _read_entries(reader: _Reader, n_entries: int) -> AckOutcomes:
     """``n_entries`` outcomes and runs, one entry after the other."""
     refs: list[JobRef] = []
     records: list[OutcomeRecord] = []
-    read = _read_each(reader, n_entries, refs, records)
-    if read == n_entries:
+    left = n_entries - _read_each(reader, n_entries, refs, records)
+    if not left:
         return AckOutcomes(refs, records)
     runs = _single_runs(refs, records)
-    left = n_entries - read
     while left:  # _read_each stopped before a run
         runs.append(_read_run(reader))
-        left -= 1
-        if left:
-            more_refs: list[JobRef] = []
-            more_records: list[OutcomeRecord] = []
-            left -= _read_each(reader, left, more_refs, more_records)
-            runs += _single_runs(more_refs, more_records)
+        refs, records = [], []
+        left -= 1 + _read_each(reader, left - 1, refs, records)
+        runs += _single_runs(refs, records)
     return AckOutcomes(runs=runs)
 
 
@@ -476,14 +472,14 @@ def _read_run(reader: _Reader) -> OutcomeRun:
     raw_codec = bytes(reader.take(codec_len))
     if codec_len and raw_codec not in _CODEC_NAMES:
         _codec_name(raw_codec)  # raises when it is no codec name
-    if status & _SHARED_FLAG:  # one record for every job of the run
-        if not length:
-            raise EnvelopeError("an outcome run shares a result of 0 bytes")
-        record = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
-        return OutcomeRun(producer_id, first, stride, count, record + reader.take(length))
+    shared = status & _SHARED_FLAG
+    if shared and not length:
+        raise EnvelopeError("an outcome run shares a result of 0 bytes")
     if not length and not codec_len and attempts == 1:  # what most outcomes are
         return OutcomeRun(producer_id, first, stride, count, PLAIN_SUCCESS)
     head = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
+    if shared:  # one record for every job of the run
+        return OutcomeRun(producer_id, first, stride, count, head + reader.take(length))
     results = bytes(reader.take(count * length)) if length else b""
     return OutcomeRun(producer_id, first, stride, count, head, results, length)
 
