@@ -25,3 +25,25 @@ def test_tune_collector_freezes_what_exists_and_raises_the_young_threshold() -> 
     assert gc.get_threshold() == COLLECTOR_THRESHOLDS
     assert gc.get_freeze_count() > before
     assert COLLECTOR_THRESHOLDS[0] > 700  # fewer young passes than Python's default
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_swing_of_forty_thousand_live_objects_runs_no_young_pass() -> None:
+    # a producer under a flood: 10,000 jobs pending at four tracked objects each,
+    # replaced as ACKs settle them and puts admit more
+    tune_collector()
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        held = [[] for _ in range(40_000)]
+        for _ in range(5):
+            held = [[] for _ in range(40_000)]
+    finally:
+        gc.callbacks.remove(count)
+    assert len(held) == 40_000
+    assert passes == []
