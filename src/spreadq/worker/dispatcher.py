@@ -460,6 +460,8 @@ class Dispatcher:
             clock=clock,
             log=self._log,
             dead_letters=dead_letters,
+            refill=self._refill,
+            refill_limit=settings.ack_every,
         )
         # lifecycle
         self._joined: anyio.abc.TaskStatus[DispatcherHandle] | None = None
@@ -865,15 +867,22 @@ class Dispatcher:
         self._pool.start_all(started, now)
         self._table.apply(JobsStarted([queued.ref for queued in started]), now)
 
+    def _refill(self) -> None:
+        """A runner ran out of jobs while ends it kept hold slots (called in the runner,
+        see :mod:`spreadq.worker.pool`): free those slots and start what may start now.
+        Their outcomes wait for :meth:`_on_ended`."""
+        self._schedule.ended_all(self._pool.release_ended())
+        self._pump()
+
     async def _on_ended(self) -> None:
         """The jobs that ended since we last looked: forget them in the pool and the
         scheduler, keep their outcomes for recovery, and give the table their outcomes
         in one input (it reports them, in ACKs and in the NOTICEs their producers asked
         for)."""
+        self._schedule.ended_all(self._pool.release_ended())
         ended = self._pool.take_ended()
         refs = [ref for ref, _ in ended]
         self._pool.ended_all(refs)
-        self._schedule.ended_all(refs)
         finished = [_new_finished((ref, outcome)) for ref, outcome in ended if outcome is not None]
         if finished:
             # kept until an ACK for them is seen (those of jobs no longer outstanding
@@ -934,10 +943,9 @@ class Dispatcher:
             while self._pool:
                 if await self._inbox.receive() is not ENDED:
                     continue
+                self._schedule.ended_all(self._pool.release_ended())
                 ended = self._pool.take_ended()
-                refs = [ref for ref, _ in ended]
-                self._pool.ended_all(refs)
-                self._schedule.ended_all(refs)
+                self._pool.ended_all([ref for ref, _ in ended])
                 outstanding = self._table.outstanding_refs.__contains__
                 kept = [(r, o) for r, o in ended if o is not None and outstanding(r)]
                 self._recovery.keep_all(kept, outstanding)

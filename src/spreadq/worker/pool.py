@@ -18,6 +18,16 @@ and, at the loop's next turn (:meth:`RunnerPool.help`), starts one if jobs are s
 waiting. With handlers that never wait one runner does everything, and a burst of jobs
 wakes one task, not one per job.
 
+Refills: the loop frees a job's slot when it takes its end, so with every slot taken a
+runner that runs out of jobs would wait for a turn of the loop, and under a backlog a
+turn per ``concurrency`` jobs (16 by default) cost a worker 15% of its time a job
+(``benchmarks/bench_dispatcher.py --members 1``). So a runner that finds nothing handed
+over, while ends it kept have slots still held, calls the loop's ``refill`` in its own
+turn: it frees those slots (:meth:`RunnerPool.release_ended`) and starts what the
+scheduler lets start, and the runner goes on. It does so only while fewer than
+``refill_limit`` ends wait for the loop (``settings.ack_every``): their outcomes reach
+the table, and its ACKs, at the loop's next turn.
+
 Time limits: each runner writes its current attempt's deadline
 (:class:`~spreadq.worker.runner.AttemptWatch`); an earlier deadline than the loop
 knows posts :class:`Rescan`. :meth:`RunnerPool.scan`, called when
@@ -152,6 +162,11 @@ class RunnerPool:
         log: where ``job_crashed`` and ``job_still_running`` go (reassignable).
         dead_letters: where a job that failed for good is put before its failure is
             reported (None: nowhere).
+        refill: called (synchronously, in a runner) by a runner that finds nothing
+            handed over while ends kept hold slots: the loop frees them
+            (:meth:`release_ended`) and hands over what may start now. None: runners
+            wait for the loop's turn.
+        refill_limit: runners refill only while fewer ends than this wait for the loop.
     """
 
     def __init__(
@@ -163,8 +178,12 @@ class RunnerPool:
         clock: Callable[[], float],
         log: structlog.stdlib.BoundLogger,
         dead_letters: DeadLetters | None = None,
+        refill: Callable[[], None] | None = None,
+        refill_limit: int = 1,
     ) -> None:
         self._runner = runner
+        self._refill = refill
+        self._refill_limit = refill_limit
         self._dead_letters = dead_letters
         self._limit = settings.concurrency
         self._warn_after = settings.running_warning
@@ -181,6 +200,7 @@ class RunnerPool:
         self._help_asked = False  # a Help is in the inbox
         self._next_scan = math.inf  # when a running job may time out or need a warning
         self._ended: list[Ended] = []  # ends not yet taken by the loop (ENDED is posted)
+        self._released = 0  # how many of those have had their slots freed (release_ended)
 
     # -- state -------------------------------------------------------------------------
 
@@ -227,7 +247,16 @@ class RunnerPool:
     def take_ended(self) -> list[Ended]:
         """The jobs that ended since the last call, in the order they ended."""
         ended, self._ended = self._ended, []
+        self._released = 0
         return ended
+
+    def release_ended(self) -> list[JobRef]:
+        """The jobs that ended since the last :meth:`take_ended` whose slots no call
+        has freed yet: the caller frees them in the scheduler. Each end is given once,
+        whether by a refill or by the loop before it takes the ends."""
+        ended, start = self._ended, self._released
+        self._released = len(ended)
+        return [ref for ref, _ in ended[start:]]
 
     def ended_all(self, refs: Iterable[JobRef]) -> None:
         """The loop took the :class:`Ended` of ``refs`` (what one :meth:`take_ended`
@@ -342,7 +371,8 @@ class RunnerPool:
         the job a runner runs (and only then) cancels that scope, and the runner reports
         the job ended without an outcome and goes on in a new scope. A job taken ready
         is run without waiting: a runner yields to others only inside handlers and when
-        nothing is handed over (never more than ``concurrency`` jobs in a row). Runners
+        nothing is handed over, after a refill if it may (so handlers that never wait run
+        at most ``refill_limit`` jobs in a row, ``concurrency`` when it is larger). Runners
         are added only when jobs wait with every runner busy (:meth:`help`): with
         handlers that never wait, one runner takes them all, and a burst of jobs wakes
         one task, not one per job.
@@ -354,7 +384,8 @@ class RunnerPool:
         runner = _Runner(self._watch_deadline)
         job_runner = self._runner
         take, wait = self._handover.take, self._handover.receive
-        running_jobs, end = self._running, self._end
+        running_jobs, end, refill = self._running, self._end, self._refill
+        refill_limit = self._refill_limit
         dead_letters = self._dead_letters
         resume: tuple[QueuedJob, TimedOut] | None = None  # a job whose attempt timed out
         self._starting -= 1
@@ -367,6 +398,13 @@ class RunnerPool:
                         (queued, timed_out), resume = resume, None
                     else:
                         taken = take()
+                        if (
+                            taken is None
+                            and refill is not None
+                            and self._released < len(self._ended) < refill_limit
+                        ):  # slots held by ends the loop has not seen: free them, go on
+                            refill()
+                            taken = take()
                         if taken is None:
                             self._waiting_runners += 1  # start_all takes it back as it hands over
                             queued = await wait()
