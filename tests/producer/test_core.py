@@ -17,23 +17,25 @@ from typing import Any
 
 import pytest
 from core_driver import ME, PID, Driver
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from spreadq.errors import CloseReason, ConnectionLost, LocalProtocolError, MessageTooLarge
 from spreadq.producer.core import MAX_HELD_ACKS
-from spreadq.producer.effects import Dropped, Settle
+from spreadq.producer.effects import Dropped, Ready, Settle
 from spreadq.producer.inputs import (
     Cleared,
     Closed,
     GiveUp,
+    Put,
     Resending,
     Sent,
     SessionLost,
     SessionOpened,
 )
 from spreadq.producer.jobs import UNSENT, Batch
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, JobSpec
 from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.witnesses import Trust
 
@@ -70,6 +72,40 @@ def test_batches_stop_at_the_limit_the_codec_and_the_size_cap() -> None:
     batch = d.core.next_batch()
     assert batch is not None
     assert (len(batch.jobs), batch.fragmented) == (1, True)
+
+
+@given(st.integers(1, 6), st.lists(st.booleans(), max_size=40), st.booleans())
+def test_put_job_is_the_put_input_without_its_effects(
+    batch_max_jobs: int, puts: list[bool], member: bool
+) -> None:
+    # put() admits through put_job(); the sans-IO input Put must do exactly the same.
+    # Each step puts a job (True) or sends the next batch (False).
+    by_input = Driver.make(batch_max_jobs=batch_max_jobs, member=member)
+    direct = Driver.make(batch_max_jobs=batch_max_jobs, member=member)
+    in_hand: dict[int, Batch[Any]] = {}
+    for put in puts:
+        if put:
+            seq = by_input.core.next_seq
+            effects = by_input.core.apply(Put(JobSpec(seq, "k", b"x"), "json", seq), 0.0)
+            ready = direct.core.put_job(JobSpec(seq, "k", b"x"), "json", seq, 0.0)
+            assert effects in ([], [Ready()])
+            assert ready is (effects == [Ready()])
+        else:
+            for d in (by_input, direct):  # a batch not cleared stays in hand
+                batch = in_hand.pop(id(d), None) or d.core.next_batch()
+                if batch is None:
+                    continue
+                if d.core.clear_to_send(batch):
+                    d.apply(Cleared(batch, True, False))
+                    d.apply(Sent(batch.jobs, 1))
+                else:
+                    in_hand[id(d)] = batch
+        a, b = by_input.core, direct.core
+        assert (a.next_seq, a.put, a.held, a.unsent) == (b.next_seq, b.put, b.held, b.unsent)
+        assert a.room() is b.room()
+        assert a.flow_state(waiting_puts=0, waiting_send=False) == b.flow_state(
+            waiting_puts=0, waiting_send=False
+        )
 
 
 def test_one_batch_is_in_hand_at_a_time() -> None:

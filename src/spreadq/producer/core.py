@@ -108,7 +108,7 @@ from spreadq.producer.inputs import (
     Withdraw,
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
-from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, batch_size
+from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, JobSpec, batch_size
 from spreadq.queue.jobs import Outcome, OutcomeRecord, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
@@ -453,17 +453,23 @@ class ProducerCore:
     # -- from put() to the wire ------------------------------------------------------
 
     def _on_put(self, event: Put, now: float) -> list[Effect]:
-        job: Job[Any] = Job(event.spec, event.codec, event.tag, now)
-        self._next_seq = event.spec.seq + 1
+        return [_READY] if self.put_job(event.spec, event.codec, event.tag, now) else []
+
+    def put_job(self, spec: JobSpec, codec: str, tag: object, now: float) -> bool:
+        """Apply ``Put(spec, codec, tag)`` at ``now`` without the dispatch and the list
+        of effects (``put()`` calls it for every job): returns True where ``apply``
+        would return ``[Ready()]``, False where it would return no effect. A put never
+        clears a message to be sent nor makes room for another put."""
+        job: Job[Any] = Job(spec, codec, tag, now)
+        seq = spec.seq
+        self._next_seq = seq + 1
         self.put += 1
         if self.member:
-            self._pending[job.spec.seq] = job
+            self._pending[seq] = job
             self._admitted += 1
         queue = self._queue
         queue.append(job)
-        if len(queue) == 1 or len(queue) == self.batch_max_jobs:
-            return [_READY]
-        return []
+        return len(queue) == 1 or len(queue) == self.batch_max_jobs
 
     @staticmethod
     def _new_jobs(batch: Batch[Any], final: bool) -> int:

@@ -65,11 +65,10 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import Any, Final, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
@@ -112,7 +111,6 @@ from spreadq.producer.hooks import hooked_headers
 from spreadq.producer.inputs import (
     Closed,
     Input,
-    Put,
 )
 from spreadq.producer.jobs import Job
 from spreadq.producer.receipt import Receipt
@@ -142,12 +140,9 @@ PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
-_new_put: Callable[[tuple[JobSpec, str, object]], Put] = partial(tuple.__new__, Put)
-"""``Put(spec, codec, tag)`` without the named tuple's Python ``__new__``: one per put."""
-
-
-_Tag = tuple[Receipt[Any], Route]
-"""What the producer attaches to each job in the core: its receipt and route."""
+_Tag = Receipt[Any]
+"""What the producer attaches to each job in the core: its receipt (which holds its
+route in ``_route``: one object a job, not a tuple of two, for the collector to walk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +556,7 @@ class Producer:
 
     def _resolve(self, job: Job[Any], outcome: OutcomeRecord | BaseException, now: float) -> int:
         """Resolve ``job``'s receipt (at ``now``); 1 if it was still pending, else 0."""
-        receipt, route = job.tag
+        receipt: _Tag = job.tag
         if receipt.done:  # a NOTICE resolved it: the ACK's record is not read
             return 0
         if isinstance(outcome, bytes):
@@ -569,7 +564,7 @@ class Producer:
         if isinstance(outcome, BaseException):
             receipt._fail(outcome)
         elif outcome.status is Status.OK:
-            decode = self._routes.result_decoder(route, job.codec, outcome)
+            decode = self._routes.result_decoder(cast(Route, receipt._route), job.codec, outcome)
             receipt._succeed(outcome.result, now, decode)
         elif outcome.status is Status.CANCELLED:
             receipt._fail(JobCancelled(receipt.job_id))
@@ -691,10 +686,15 @@ class Producer:
         receipt: Receipt[Any] = Receipt(
             kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
         )
+        receipt._route = route
         if self._member:
             receipt._cancel = self._cancel  # called with the receipt: no cycle through it
-        tag: _Tag = (receipt, route)
-        self._apply(_new_put((spec, route.codec.name, tag)))
+        # Put(spec, codec, receipt), without the dispatch and the effects: a put only
+        # tells the sender that jobs are ready, and may end a result() call's wait
+        if core.put_job(spec, route.codec.name, receipt, time.monotonic()):
+            self._sender.queued.notify()
+        if self._changed.waiting:
+            self._changed.notify()
         return receipt
 
     # -- result ----------------------------------------------------------------------

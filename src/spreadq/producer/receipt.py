@@ -68,6 +68,7 @@ class Receipt(Generic[ResultT]):
         "_error",
         "_event",
         "_result",
+        "_route",
         "_state",
         "job_id",
         "key",
@@ -93,6 +94,7 @@ class Receipt(Generic[ResultT]):
         self.seq = seq
         self.key = key
         self._decode = decode
+        self._route: object = None  # the producer's: how the job was put (its Route)
         self._event: asyncio.Event | None = None  # made when someone waits
         self._state: ReceiptState = _PENDING
         self._result: bytes | None = None
