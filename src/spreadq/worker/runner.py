@@ -55,16 +55,17 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, cast
 
 import anyio
 
 from spreadq.context import Context
 from spreadq.errors import ConfigurationError, EnvelopeError, PayloadError, Retry, WorkerLost
 from spreadq.logs import get_logger
-from spreadq.middleware import FailureHook
+from spreadq.middleware import CallNext, FailureHook
 from spreadq.observe import Counters, EventBus, JobFailed, JobRetried, JobStarted, JobSucceeded
 from spreadq.queue import Job, JobRef, Outcome, View
 from spreadq.settings import Settings
@@ -83,6 +84,35 @@ log = get_logger(__name__)
 
 MAX_ERROR_MESSAGE: Final = 4096
 """A failure outcome carries at most this many characters of the error message."""
+
+
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+"""The headers of a job that carries none (one shared, read-only mapping)."""
+
+
+class _Plan(NamedTuple):
+    """What an attempt reads of a handler and the settings, read once per kind."""
+
+    prepared: PreparedHandler
+    chain: CallNext
+    direct: Callable[[Any], Awaitable[object]] | None
+    max_attempts: int
+    retry_on: tuple[type[Exception], ...]
+    timeout: float | None
+    result_codec: str
+
+
+def _plan(prepared: PreparedHandler, settings: Settings) -> _Plan:
+    options = prepared.spec.options
+    return _Plan(
+        prepared,
+        prepared.chain,
+        prepared.direct,
+        options.max_attempts or settings.max_attempts,
+        options.retry_on,
+        options.timeout if options.timeout is not None else settings.handler_timeout,
+        prepared.spec.result_codec,
+    )
 
 
 class AttemptWatch:
@@ -186,6 +216,10 @@ class JobRunner:
         counters: Counters | None = None,
     ) -> None:
         self._handlers = handlers
+        # what an attempt reads of each handler, read once here: a job looks up one tuple
+        self._plans: dict[str, _Plan] = {
+            kind: _plan(prepared, settings) for kind, prepared in handlers.items()
+        }
         self._state = state
         self._settings = settings
         self._hooks = tuple(failure_hooks)
@@ -193,6 +227,7 @@ class JobRunner:
         self._member = member
         self._rng = rng
         self._clock = clock
+        self._result_max = settings.result_max_bytes
         self._counters = Counters(clock) if counters is None else counters
         self._events = EventBus() if events is None else events
 
@@ -221,31 +256,25 @@ class JobRunner:
         Raises:
             anyio.get_cancelled_exc_class(): the job was cancelled (no outcome).
         """
-        ref = job.ref
-        prepared = self._handlers.get(job.kind)
-        if prepared is None:
-            missing = ConfigurationError(
-                f"no handler for kind {job.kind!r} on worker {self._member!r}"
-            )
+        ref, kind = job.ref, job.kind
+        plan = self._plans.get(kind)
+        if plan is None:
+            missing = ConfigurationError(f"no handler for kind {kind!r} on worker {self._member!r}")
             return await self._failed(
-                self._context(job, view, 1, {}, scope, redelivered), missing, scope
+                self._context(job, view, 1, _NO_HEADERS, scope, redelivered), missing, scope
             )
+        prepared, chain, direct, max_attempts, retry_on, timeout, result_codec = plan
         try:
-            headers = job.headers() if job.header_block else {}
+            headers = job.headers() if job.header_block else _NO_HEADERS
         except EnvelopeError as problem:
             return await self._failed(
-                self._context(job, view, 1, {}, scope, redelivered), problem, scope
+                self._context(job, view, 1, _NO_HEADERS, scope, redelivered), problem, scope
             )
         try:
             payload = prepared.decode_payload(job.payload, codec=job.codec, job=ref)
         except PayloadError as problem:
             context = self._context(job, view, 1, headers, scope, redelivered)
             return await self._failed(context, problem, scope)
-        options = prepared.spec.options
-        max_attempts = options.max_attempts or self._settings.max_attempts
-        retry_on = options.retry_on
-        timeout = options.timeout if options.timeout is not None else self._settings.handler_timeout
-        chain, direct = prepared.chain, prepared.direct
         attempt = 1 if resume is None else resume.attempt
         counters, events, clock = self._counters, self._events, self._clock
 
@@ -290,12 +319,21 @@ class JobRunner:
                     else:
                         error, retriable = problem, not retry_on or isinstance(problem, retry_on)
                 else:
-                    done = self._succeeded(
-                        ref, job.kind, attempt, prepared, result, job.codec, started
-                    )
-                    if not isinstance(done, PayloadError):
-                        return done
-                    error, retriable = done, False  # the result does not go: fail, no retry
+                    try:
+                        data = prepared.encode_result(result, job=ref)
+                    except PayloadError as problem:  # the result does not go: fail, no retry
+                        error, retriable = problem, False
+                    else:
+                        if len(data) <= self._result_max:
+                            seconds = clock() - started
+                            counters.job_ended(ref, kind, "succeeded", seconds)
+                            if JobSucceeded in events.routes:
+                                events.publish(
+                                    JobSucceeded(self._queue, ref, kind, attempt, seconds)
+                                )
+                            codec = "" if result_codec == job.codec else result_codec
+                            return Outcome.success(data, attempt, codec)
+                        error, retriable = self._too_big(kind, len(data), ref), False
                 finally:
                     watch.deadline = math.inf
             if ctx is None:
@@ -384,37 +422,14 @@ class JobRunner:
         spread = settings.retry_jitter
         return max(0.0, delay * (1.0 + self._rng.uniform(-spread, spread)))
 
-    def _succeeded(
-        self,
-        ref: JobRef,
-        kind: str,
-        attempt: int,
-        prepared: PreparedHandler,
-        result: object,
-        job_codec: str,
-        started: float,
-    ) -> Outcome | PayloadError:
-        """The success outcome of ``attempt``; it names the result's codec when it is not
-        the job's own (a producer that put the job by kind name decodes the result with
-        it). A result that does not encode, or takes more than
-        ``settings.result_max_bytes``, is the error to fail the job with instead."""
-        try:
-            data = prepared.encode_result(result, job=ref)
-        except PayloadError as problem:
-            return problem
-        limit = self._settings.result_max_bytes
-        if len(data) > limit:
-            return PayloadError(
-                f"{kind}: the result takes {len(data)} bytes, more than "
-                f"settings.result_max_bytes ({limit})",
-                job=ref,
-            )
-        codec = prepared.spec.result_codec
-        seconds = self._clock() - started
-        self._counters.job_ended(ref, kind, "succeeded", seconds)
-        if JobSucceeded in self._events.routes:
-            self._events.publish(JobSucceeded(self._queue, ref, kind, attempt, seconds))
-        return Outcome.success(data, attempt, "" if codec == job_codec else codec)
+    def _too_big(self, kind: str, size: int, ref: JobRef) -> PayloadError:
+        """The error of a result of ``size`` bytes, more than
+        ``settings.result_max_bytes``: the job fails with it, and is not run again."""
+        return PayloadError(
+            f"{kind}: the result takes {size} bytes, more than "
+            f"settings.result_max_bytes ({self._result_max})",
+            job=ref,
+        )
 
     async def _failed(
         self,
