@@ -102,6 +102,7 @@ def test_raw_round_trips_bytes_exactly(data: bytes) -> None:
 def test_raw_decode_keeps_the_object_and_encode_copies_buffers() -> None:
     data = b"from a C program"
     assert RAW.decode(data, BYTES) is data
+    assert RAW.decode(data, UNTYPED) is data  # a result read by kind name: no validation
     assert RAW.encode(bytearray(b"ab"), UNTYPED) == b"ab"
     assert RAW.encode(memoryview(b"cd"), UNTYPED) == b"cd"
 
