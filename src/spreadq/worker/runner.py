@@ -215,7 +215,6 @@ class JobRunner:
         events: EventBus | None = None,
         counters: Counters | None = None,
     ) -> None:
-        self._handlers = handlers
         # what an attempt reads of each handler, read once here: a job looks up one tuple
         self._plans: dict[str, _Plan] = {
             kind: _plan(prepared, settings) for kind, prepared in handlers.items()
