@@ -187,6 +187,20 @@ def test_memory_samples_each_round() -> None:
     assert report["flat"] == all(g < max(5.0, 0.05 * a) for g, a in zip(late, half, strict=True))
 
 
+def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
+    out = script("bench_put.py", "--jobs", "2000", "--repeat", "1")
+    found = re.search(
+        r"2,000 puts \(best of 1\): put\(\) ([\d.]+) us \| envelope alone ([\d.]+) us "
+        r"\(put/envelope x([\d.]+)\) \| asyncio.Queue.put ([\d.]+) us \(put/queue x([\d.]+)\)",
+        out,
+    )
+    assert found is not None, out
+    put, spec, ratio, queued, _ = map(float, found.groups())
+    assert 0 < spec < put  # a put does more than either baseline
+    assert 0 < queued < put
+    assert ratio == pytest.approx(put / spec, rel=0.1)
+
+
 @pytest.mark.parametrize("members", ["1", "4"])
 def test_bench_dispatcher_completes_every_job(members: str) -> None:
     # it ends only once the replica's table completed all 3,000 jobs (ours and the others')

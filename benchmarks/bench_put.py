@@ -1,0 +1,104 @@
+"""Put benchmark: what ``Producer.put()`` costs a producer, in one process.
+
+A member producer on the embedded daemon (in this process) with no consumer: every put
+is admitted (``max_in_flight`` is raised above ``--jobs``) and held, so the figure is the
+put alone, from the call to the receipt, with the sender idle behind it (the consumers'
+gate is shut). What a put does beyond the envelope shows against two baselines
+measured in the same run:
+
+* the job's envelope alone: :class:`~spreadq.queue.JobSpec` built for the same payload
+  (its record head encoded), which every put must do;
+* ``asyncio.Queue.put``: the cheapest awaitable hand-over of an object in the process.
+
+Each figure is the best of ``--repeat`` runs of ``--jobs`` puts (a fresh producer and
+queue each).
+
+    .venv/bin/python benchmarks/bench_put.py
+    .venv/bin/python benchmarks/bench_put.py --jobs 100000 --uvloop
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+
+import anyio
+
+from spreadq import Producer
+from spreadq.daemon import serve
+from spreadq.queue import JobSpec
+from spreadq.settings import Settings
+from spreadq.worker.runtime import tune_collector
+
+__all__ = ["main"]
+
+PAYLOAD = b"x" * 100
+KIND = "noop"
+
+
+async def put_seconds(address: str, queue: str, jobs: int) -> float:
+    """Seconds for ``jobs`` puts by kind name of a 100-byte payload, receipts kept."""
+    settings = Settings(max_in_flight=jobs + 1)
+    async with Producer(queue, address, settings=settings) as producer:
+        receipts = []
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(jobs):
+            receipts.append(await producer.put(KIND, PAYLOAD))
+        seconds = time.perf_counter() - started
+        assert len(receipts) == jobs
+        assert producer.statistics().put == jobs
+        return seconds
+
+
+def spec_seconds(jobs: int) -> float:
+    """Seconds to build ``jobs`` job envelopes of the same shape."""
+    started = time.perf_counter()
+    for seq in range(jobs):
+        JobSpec(seq, KIND, PAYLOAD)
+    return time.perf_counter() - started
+
+
+async def queue_seconds(jobs: int) -> float:
+    """Seconds for ``jobs`` awaited puts into an unbounded ``asyncio.Queue``."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    started = time.perf_counter()
+    for _ in range(jobs):
+        await queue.put(PAYLOAD)
+    seconds = time.perf_counter() - started
+    assert queue.qsize() == jobs
+    return seconds
+
+
+async def measure(jobs: int, repeat: int) -> tuple[float, float, float]:
+    """The best seconds of a put, an envelope and a queue put, each per job."""
+    puts, specs, queued = [], [], []
+    async with serve() as daemon:
+        for run in range(repeat):
+            puts.append(await put_seconds(daemon.address, f"bench-put-{run}", jobs))
+            specs.append(spec_seconds(jobs))
+            queued.append(await queue_seconds(jobs))
+    return min(puts) / jobs, min(specs) / jobs, min(queued) / jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    args = parser.parse_args()
+    tune_collector()  # as a producer program that puts at a high rate would
+    put, spec, queued = anyio.run(
+        measure, args.jobs, args.repeat, backend_options={"use_uvloop": args.uvloop}
+    )
+    print(
+        f"{args.jobs:,} puts (best of {args.repeat}): put() {put * 1e6:.2f} us | "
+        f"envelope alone {spec * 1e6:.2f} us (put/envelope x{put / spec:.1f}) | "
+        f"asyncio.Queue.put {queued * 1e6:.2f} us (put/queue x{put / queued:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
