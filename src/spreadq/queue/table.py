@@ -982,7 +982,7 @@ class OutstandingTable:
         popped: list[_Entry | _Block | None]
         if waiting:
             popped = []
-            records = AckOutcomes.parts(outcomes)[1]
+            assert records is not None  # no runs are taken while duplicates wait
             for ref, record in zip(refs, records, strict=True):
                 if ref in waiting:  # duplicates waiting for this first job
                     self._answer_waiting(waiting.pop(ref), outcome_of(record))
@@ -1098,7 +1098,7 @@ class OutstandingTable:
         entries, me = self._entries.entries, self.me
         for ref in event.refs:
             entry = entries.get(ref)
-            if isinstance(entry, _Entry) and entry.owner == me:  # a block's are not ours
+            if entry is not None and entry.owner == me:
                 entry.started = True
         return []
 
