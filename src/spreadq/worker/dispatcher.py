@@ -187,7 +187,7 @@ from spreadq.wire.events import (
 from spreadq.worker.deadletter import DeadLetters
 from spreadq.worker.feedback import view_to_reannounce
 from spreadq.worker.periodic import TickAnnouncer
-from spreadq.worker.pool import ENDED, EndedReady, Help, QueuedJob, Rescan, RunnerPool
+from spreadq.worker.pool import ENDED, Ended, EndedReady, Help, QueuedJob, Rescan, RunnerPool
 from spreadq.worker.recovery import Recovery
 from spreadq.worker.runner import (
     JobRunner,
@@ -874,15 +874,20 @@ class Dispatcher:
         self._schedule.ended_all(self._pool.release_ended())
         self._pump()
 
+    def _take_ended(self) -> list[Ended]:
+        """The jobs that ended since we last looked, forgotten in the pool, their slots
+        freed in the scheduler (those a refill has not freed already)."""
+        self._schedule.ended_all(self._pool.release_ended())
+        ended = self._pool.take_ended()
+        self._pool.ended_all([ref for ref, _ in ended])
+        return ended
+
     async def _on_ended(self) -> None:
         """The jobs that ended since we last looked: forget them in the pool and the
         scheduler, keep their outcomes for recovery, and give the table their outcomes
         in one input (it reports them, in ACKs and in the NOTICEs their producers asked
         for)."""
-        self._schedule.ended_all(self._pool.release_ended())
-        ended = self._pool.take_ended()
-        refs = [ref for ref, _ in ended]
-        self._pool.ended_all(refs)
+        ended = self._take_ended()
         finished = [_new_finished((ref, outcome)) for ref, outcome in ended if outcome is not None]
         if finished:
             # kept until an ACK for them is seen (those of jobs no longer outstanding
@@ -943,9 +948,7 @@ class Dispatcher:
             while self._pool:
                 if await self._inbox.receive() is not ENDED:
                     continue
-                self._schedule.ended_all(self._pool.release_ended())
-                ended = self._pool.take_ended()
-                self._pool.ended_all([ref for ref, _ in ended])
+                ended = self._take_ended()
                 outstanding = self._table.outstanding_refs.__contains__
                 kept = [(r, o) for r, o in ended if o is not None and outstanding(r)]
                 self._recovery.keep_all(kept, outstanding)
