@@ -2,18 +2,22 @@
 
 The Redis side: this script starts ``redis-server`` on a free loopback port (a temporary
 directory, no persistence), one producer (this process, redis-py's asyncio client with
-hiredis) and ``--workers`` consumer processes (redis-py). The producer sends
-``--payload``-byte jobs with ``XADD``, pipelined by ``--pipeline``; each consumer reads
-with ``XREADGROUP COUNT --count``, runs a no-op per job noting the wall-clock time it
-started, then sends ``XACK`` for the batch and one ``XADD`` to a reply stream carrying
-each job's number and start time, in one pipeline. The producer reads the replies
-(``XREAD BLOCK``). So both latencies mean what they mean for spreadq: **one way** is
-send to the consumer starting the job, **round trip** is send to the producer learning
-it was done. A flood, then half the flood's rate paced (open loop), after a warm-up;
-then, so that latencies also compare at one load, a run at spreadq's half-load rate.
+hiredis) and ``--consumers`` consumer processes (redis-py; as many as spreadq's
+``--workers`` unless given). The producer sends ``--payload``-byte jobs with ``XADD``,
+pipelined by ``--pipeline``; each consumer reads with ``XREADGROUP COUNT --count``,
+runs a no-op per job noting the wall-clock time it started, then sends ``XACK`` for the
+batch and one ``XADD`` to a reply stream carrying each job's number and start time, in
+one pipeline. The producer reads the replies (``XREAD BLOCK``). So both latencies mean
+what they mean for spreadq: **one way** is send to the consumer starting the job,
+**round trip** is send to the producer learning it was done. A flood, then half the
+flood's rate paced (open loop), after a warm-up; then, so that latencies also compare at
+one load, a run at spreadq's half-load rate.
 
-The spreadq side is ``spreadq bench --json`` with the same workers, jobs and payload,
-on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread daemon).
+The spreadq side is ``spreadq bench --json`` with ``--workers`` workers and the same
+jobs and payload, on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread
+daemon). Each side's best shape on a machine may differ (a spreadq worker runs its async
+handlers concurrently and replicates the queue's table, a redis-py consumer runs one job
+at a time), hence ``--consumers``.
 
 Both print side by side with spreadq / Redis ratios; ``--chart out.png`` draws the
 half-load latency CDFs and the jobs/s (matplotlib). CPU seconds come from ``/proc``,
@@ -476,13 +480,18 @@ def _cell(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def render(ours: BenchReport, theirs: RedisReport, console: Console) -> None:
     """Print both reports side by side, with spreadq / Redis ratios."""
     raw = "-" if ours.raw_msgs_per_s is None else f"{ours.raw_msgs_per_s:,.0f}"
+    workers, consumers = _count(ours.workers, "worker"), _count(theirs.consumers, "consumer")
     table = Table(
-        title=f"1 producer, {ours.workers} workers, {ours.payload_bytes} B no-op jobs: "
-        f"spreadq on {ours.daemon} (rule {ours.rule}, raw flood {raw} msg/s) "
-        f"against {theirs.server} "
+        title=f"1 producer, {ours.payload_bytes} B no-op jobs: spreadq with {workers} on "
+        f"{ours.daemon} (rule {ours.rule}, raw flood {raw} msg/s) against {theirs.server} "
+        f"with {consumers} "
         f"(XADD x{theirs.pipeline}, XREADGROUP COUNT {theirs.count})"
     )
     table.add_column("figure")
@@ -510,8 +519,11 @@ def ratios(ours: BenchReport, theirs: RedisReport) -> dict[str, float]:
 
 def render_rounds(rounds: Sequence[tuple[BenchReport, RedisReport]], console: Console) -> None:
     """Print each round's spreadq / Redis ratios and their median."""
+    ours, theirs = rounds[0]
     table = Table(
-        title=f"spreadq / Redis in {len(rounds)} rounds (each: spreadq, then Redis), and the median"
+        title=f"spreadq ({_count(ours.workers, 'worker')}) / "
+        f"Redis ({_count(theirs.consumers, 'consumer')}) in "
+        f"{len(rounds)} rounds (each: spreadq, then Redis), and the median"
     )
     table.add_column("ratio")
     for n in range(1, len(rounds) + 1):
@@ -571,7 +583,10 @@ def chart(ours: BenchReport, theirs: RedisReport, path: Path) -> None:
         colours.insert(0, "tab:gray")
     bars.bar(names, values, color=colours)
     bars.set_ylabel("jobs/s")
-    bars.set_title(f"{ours.workers} workers, {ours.payload_bytes} B no-op jobs")
+    bars.set_title(
+        f"{_count(ours.workers, 'worker')} / {_count(theirs.consumers, 'consumer')}, "
+        f"{ours.payload_bytes} B no-op jobs"
+    )
     bars.tick_params(axis="x", labelrotation=20)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -594,7 +609,14 @@ def _missing() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=4, help="workers / consumers")
+    parser.add_argument("--workers", type=int, default=4, help="spreadq's worker processes")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        help="Redis consumer processes (default: as many as --workers); each side's own "
+        "best shape may differ: spreadq's workers run async handlers concurrently, "
+        "a redis-py consumer one job at a time",
+    )
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs in the flood run")
     parser.add_argument("--raw", type=int, default=20_000, help="spreadq's raw flood (0: skip)")
     parser.add_argument("--payload", type=int, default=100, help="bytes per job")
@@ -623,6 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.consumers is None:
+        args.consumers = args.workers
+    elif args.consumers < 1:
+        parser.error("--consumers must be at least 1")
     if args.spread_pid is not None and args.spread is None:
         parser.error("--spread-pid names the daemon of --spread: give both")
     missing = _missing()
@@ -636,14 +662,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds: list[tuple[BenchReport, RedisReport]] = []
     for n in range(1, args.rounds + 1):
         of = f" (round {n} of {args.rounds})" if args.rounds > 1 else ""
-        err.print(f"[dim]spreadq bench: {args.workers} workers, {args.jobs:,} jobs{of}[/dim]")
+        workers, consumers = _count(args.workers, "worker"), _count(args.consumers, "consumer")
+        err.print(f"[dim]spreadq bench: {workers}, {args.jobs:,} jobs{of}[/dim]")
         ours = measure_spreadq(args)
-        err.print(f"[dim]Redis Streams: {args.workers} consumers, {args.jobs:,} jobs{of}[/dim]")
+        err.print(f"[dim]Redis Streams: {consumers}, {args.jobs:,} jobs{of}[/dim]")
         theirs = anyio.run(
             partial(
                 measure_redis,
                 binary,
-                consumers=args.workers,
+                consumers=args.consumers,
                 jobs=args.jobs,
                 payload=args.payload,
                 pipeline=args.pipeline,

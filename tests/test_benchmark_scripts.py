@@ -124,10 +124,26 @@ def test_compare_redis_in_rounds_prints_each_ratio_and_the_median() -> None:
         assert both["redis"]["flood"]["jobs"] == 100
 
 
+def test_compare_redis_with_its_own_consumer_count() -> None:
+    """Each side in its own shape: two spreadq workers against one Redis consumer."""
+    if shutil.which("redis-server") is None or find_spec("redis") is None:
+        pytest.skip("needs redis-server and the redis package")
+    args = ("--jobs", "100", "--raw", "0", "--consumers", "1")
+    both = json.loads(script("compare_redis.py", *TINY, *args, "--json"))
+    assert BenchReport.model_validate(both["spreadq"]).workers == 2
+    assert both["redis"]["consumers"] == 1
+    for run in (both["redis"]["flood"], both["redis"]["half_load"]):
+        assert len(run["cpu"]["workers_s"]) == 1
+    wide = {**os.environ, "COLUMNS": "200"}
+    out = script("compare_redis.py", *TINY, *args, "--rounds", "2", env=wide)
+    assert "spreadq (2 workers) / Redis (1 consumer)" in out, out
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
         (("--rounds", "0"), "--rounds must be at least 1"),
+        (("--consumers", "0"), "--consumers must be at least 1"),
         (("--spread-pid", "5"), "--spread-pid names the daemon of --spread"),
     ],
 )
