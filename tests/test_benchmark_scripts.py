@@ -158,6 +158,34 @@ def test_compare_redis_refuses_bad_arguments(args: tuple[str, ...], says: str) -
     assert says in completed.stderr
 
 
+def test_split_queues_measures_both_shapes() -> None:
+    out = script(
+        "split_queues.py", "--queues", "2", "--jobs", "200", "--rate", "400", "--run", "5",
+        "--loop", "asyncio", "--json",
+    )  # fmt: skip
+    both = json.loads(out)
+    assert (both["one_queue"]["queues"], both["one_queue"]["workers"]) == (1, 2)
+    assert (both["split"]["queues"], both["split"]["workers"]) == (2, 1)
+    for shape in both.values():
+        assert 0 < shape["jobs_per_s"] <= 1.5 * 400  # paced, open loop
+        sane_latency(shape["one_way"])
+        if os.path.exists("/proc/self/stat"):
+            assert shape["workers_us_per_job"] > 0
+            assert shape["producer_us_per_job"] > 0
+
+
+def test_split_queues_refuses_bad_arguments() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "split_queues.py"), "--queues", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "--queues must be at least 1" in completed.stderr
+
+
 def test_scale_curve_quick() -> None:
     out = script(
         "scale_curve.py", "--quick", "--workers", "1,2", "--payloads", "100", "--jobs", "100",
