@@ -660,9 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     tune_collector()  # this process is the Redis side's producer: tuned as spreadq bench's
     rounds: list[tuple[BenchReport, RedisReport]] = []
+    workers, consumers = _count(args.workers, "worker"), _count(args.consumers, "consumer")
     for n in range(1, args.rounds + 1):
         of = f" (round {n} of {args.rounds})" if args.rounds > 1 else ""
-        workers, consumers = _count(args.workers, "worker"), _count(args.consumers, "consumer")
         err.print(f"[dim]spreadq bench: {workers}, {args.jobs:,} jobs{of}[/dim]")
         ours = measure_spreadq(args)
         err.print(f"[dim]Redis Streams: {consumers}, {args.jobs:,} jobs{of}[/dim]")

@@ -32,9 +32,9 @@ from typing import Final, TypedDict, cast
 
 import anyio
 
-from spreadq.bench.procs import cpu_seconds, processes
+from spreadq.bench.procs import processes
 from spreadq.bench.report import Latency, latency
-from spreadq.bench.run import embedded_daemon
+from spreadq.bench.run import cpu_snapshot, cpu_spent, embedded_daemon
 from spreadq.eventloop import Loop, use_uvloop
 from spreadq.producer import Producer
 from spreadq.worker.app import App
@@ -77,10 +77,6 @@ class Shape(TypedDict):
     producer_us_per_job: float | None
 
 
-def _spent(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
-
-
 async def measure(
     address: str, queues: int, workers: int, rate: float, jobs: int, run: int, loop: Loop
 ) -> Shape:
@@ -109,7 +105,7 @@ async def measure(
                 for receipt in warm:
                     await receipt.wait()
         pids = [process.pid for process in started]
-        before = [cpu_seconds(pid) for pid in pids], cpu_seconds()
+        before = cpu_snapshot(pids, None)
         put_wall = [0.0] * jobs
         receipts = []
         clock = time.monotonic
@@ -123,21 +119,19 @@ async def measure(
         for receipt in receipts:
             await receipt.wait()
         seconds = clock() - begun
-        after = [cpu_seconds(pid) for pid in pids], cpu_seconds()
+        after = cpu_snapshot(pids, None)
     one_way = [
         STAMP.unpack(receipt.result_nowait())[0] - sent
         for receipt, sent in zip(receipts, put_wall, strict=True)
     ]
-    spent = [_spent(a, b) for a, b in zip(before[0], after[0], strict=True)]
-    workers_s = None if None in spent else sum(s for s in spent if s is not None)
-    producer_s = _spent(before[1], after[1])
+    cpu = cpu_spent(before, after)
     return Shape(
         queues=queues,
         workers=workers,
         jobs_per_s=jobs / seconds,
         one_way=latency(one_way).model_dump(),
-        workers_us_per_job=None if workers_s is None else workers_s / jobs * 1e6,
-        producer_us_per_job=None if producer_s is None else producer_s / jobs * 1e6,
+        workers_us_per_job=None if cpu is None else sum(cpu.workers_s) / jobs * 1e6,
+        producer_us_per_job=None if cpu is None else cpu.producer_s / jobs * 1e6,
     )
 
 

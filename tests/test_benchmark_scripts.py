@@ -40,6 +40,20 @@ def script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
     return completed.stdout
 
 
+def refusal(name: str, *args: str) -> str:
+    """Run a benchmark script that must refuse its arguments (argparse's exit status 2);
+    return what it printed on stderr."""
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    return completed.stderr
+
+
 def sane_latency(spread: dict[str, Any]) -> None:
     assert 0 < spread["p50_ms"] <= spread["p99_ms"] <= spread["p999_ms"] <= spread["max_ms"]
     assert len(spread["cdf_ms"]) == 101
@@ -148,14 +162,7 @@ def test_compare_redis_with_its_own_consumer_count() -> None:
     ],
 )
 def test_compare_redis_refuses_bad_arguments(args: tuple[str, ...], says: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "compare_redis.py"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert says in completed.stderr
+    assert says in refusal("compare_redis.py", *args)
 
 
 def test_split_queues_measures_both_shapes() -> None:
@@ -175,15 +182,7 @@ def test_split_queues_measures_both_shapes() -> None:
 
 
 def test_split_queues_refuses_bad_arguments() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "split_queues.py"), "--queues", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert "--queues must be at least 1" in completed.stderr
+    assert "--queues must be at least 1" in refusal("split_queues.py", "--queues", "0")
 
 
 def test_scale_curve_quick() -> None:
@@ -203,15 +202,7 @@ def test_scale_curve_quick() -> None:
 
 
 def test_scale_curve_refuses_a_bad_list() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "scale_curve.py"), "--workers", "0,x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert "not a list of numbers" in completed.stderr
+    assert "not a list of numbers" in refusal("scale_curve.py", "--workers", "0,x")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
