@@ -27,15 +27,21 @@ TINY = ("--workers", "2", "--loop", "asyncio")
 pytestmark = pytest.mark.slow
 
 
-def script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
-    completed = subprocess.run(
+def run_script(
+    name: str, *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
         env=env,
     )
+
+
+def script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    completed = run_script(name, *args, timeout=180, env=env)
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
 
@@ -43,13 +49,7 @@ def script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
 def refusal(name: str, *args: str) -> str:
     """Run a benchmark script that must refuse its arguments (argparse's exit status 2);
     return what it printed on stderr."""
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_script(name, *args, timeout=60)
     assert completed.returncode == 2, completed.stderr
     return completed.stderr
 
