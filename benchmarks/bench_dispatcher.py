@@ -154,6 +154,9 @@ class FakeConnection:
     ) -> None:
         self._sink = sink
 
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        pass  # the stream is delivered as the benchmark paces it
+
     async def serve(self) -> None:
         """Play the daemon: hand the dispatcher one read per turn of the loop (one every
         ``PACE`` seconds when paced), and our own messages back as they come."""

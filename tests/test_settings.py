@@ -16,6 +16,7 @@ DESIGN_DEFAULTS = {
     "ack_max_rate": 500.0,  # None: ACK only by the cadence
     "outcome_notices": True,  # outcomes also go straight to their producer
     "notice_interval": 0.002,  # at most one NOTICE per 2 ms per consumer
+    "standby_interval": 0.02,  # a worker the rule keeps waiting reads every 20 ms at most
     "window": 600,
     "max_in_flight": 10_000,
     "max_backlog": 5_000,

@@ -234,6 +234,21 @@ class _LoopStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
         return chunk
 
+    async def rest(self, seconds: float) -> None:
+        """Leave the socket unread for ``seconds``: the kernel and the peer hold what
+        comes meanwhile, and nothing wakes this process for it. Returns at once when
+        data read earlier waits to be taken or the stream has ended.
+        """
+        protocol, transport = self._protocol, self._transport
+        if protocol.chunks or protocol.eof or protocol.lost or self._closed:
+            return
+        transport.pause_reading()
+        try:
+            await anyio.sleep(seconds)
+        finally:
+            if not (self._closed or protocol.lost or protocol.reading_paused):
+                transport.resume_reading()
+
     async def send(self, item: bytes) -> None:
         """Write all of ``item``; wait only while the transport's buffer is full.
 
@@ -397,6 +412,14 @@ class Connection:
         :meth:`receive` or :meth:`receive_batch` after this.
         """
         self._handle.deliver_to(sink, end)
+
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        """Before each read of the socket that would wait for data, call ``pace`` (in the
+        reader); while it returns ``s > 0``, leave the socket unread for ``s`` seconds
+        first, so that what comes meanwhile is read at once and wakes this process once
+        (a worker standing by, :mod:`spreadq.worker.standby`). ``pace`` must not block.
+        """
+        self._handle.pace_reads(pace)
 
     def statistics(self) -> ConnectionStatistics:
         """Counters of this connection: writes, reads, bytes, events, queued commands."""

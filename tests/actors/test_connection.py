@@ -667,3 +667,34 @@ async def test_a_task_looping_on_multicast_and_flush_can_be_cancelled() -> None:
                     tasks.cancel_scope.cancel()
                 outer.cancel_scope.cancel()
         assert sent >= 1000
+
+
+async def test_paced_reads_rest_between_reads_and_lose_nothing() -> None:
+    # the reader asks pace() before each read that would wait, rests for what it says,
+    # then reads everything that came meanwhile in the daemon's order
+    asked: list[float] = []
+
+    def pace() -> float:
+        asked.append(0.002)
+        return asked[-1]
+
+    async with (
+        serve() as daemon,
+        connect(daemon.address, name="rest") as resting,
+        connect(daemon.address, name="talk") as talker,
+    ):
+        with anyio.fail_after(WAIT):
+            await resting.join("g")
+            assert isinstance(await resting.receive(), RegularMembership)
+            resting.pace_reads(pace)  # from the read after the one waiting now
+            got = []
+            for first in (0, 10):  # the second ten come while the reader rests
+                for n in range(first, first + 10):
+                    await talker.multicast("g", b"%d" % n)
+                while len(got) < first + 10:
+                    event = await resting.receive()
+                    assert isinstance(event, DataMessage)
+                    got.append(event.data)
+            assert got == [b"%d" % n for n in range(20)]
+            assert resting.statistics().rests >= 1
+            assert len(asked) >= 2 * resting.statistics().rests  # asked twice a rest

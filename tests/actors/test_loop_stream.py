@@ -130,3 +130,33 @@ async def test_reading_stops_past_the_bound_and_resumes_once_taken(
                 taken += len(await ours.receive())
             assert protocol.buffered <= 16 * 1024  # read again once down to the low mark
             assert taken >= sent - 16 * 1024
+
+
+async def test_a_rest_leaves_the_socket_unread_and_loses_nothing(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (ours, peer):
+        protocol = ours._protocol  # type: ignore[attr-defined]
+        transport = ours._transport  # type: ignore[attr-defined]
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(ours.rest, 3600.0)  # type: ignore[attr-defined]
+                await anyio.wait_all_tasks_blocked()
+                assert not transport.is_reading()
+                await peer.send(b"held by the kernel")
+                await anyio.wait_all_tasks_blocked()
+                assert not protocol.chunks  # nothing read while resting
+                tasks.cancel_scope.cancel()  # the rest ends early: reading again
+            assert transport.is_reading()
+            got = b""
+            while len(got) < 18:
+                got += await ours.receive()
+            assert got == b"held by the kernel"
+
+
+async def test_a_rest_returns_at_once_while_read_data_waits(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (ours, peer):
+        with anyio.fail_after(WAIT):
+            await peer.send(b"ab")
+            assert await ours.receive(1) == b"a"  # "b" stays buffered
+            await ours.rest(3600.0)  # type: ignore[attr-defined]
+            assert ours._transport.is_reading()  # type: ignore[attr-defined]
+            assert await ours.receive() == b"b"

@@ -96,7 +96,7 @@ from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivere
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.queue.periodic import TICK_KEY_PREFIX, Schedule, Ticker, TickLedger, tick_key
-from spreadq.queue.rules import Sticky, builtin_rules
+from spreadq.queue.rules import Rule, Sticky, builtin_rules
 from spreadq.queue.table import OutstandingJob, OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
 
@@ -178,7 +178,7 @@ class Simulation:
         self,
         seed: int,
         *,
-        rule: str,
+        rule: str | Rule,
         max_members: int = 5,
         dedupe: bool = False,
         periodic: bool = False,
@@ -203,8 +203,8 @@ class Simulation:
         self.tick_seq = 0
         self.tick_restarts: set[int] = set()  # ticks announced with no tick ever accepted
         self.ticks_on_both_sides = 0  # ticks accepted on both sides of a partition
-        self.rule = builtin_rules()[rule]
-        self.rule_name = rule
+        self.rule = builtin_rules()[rule] if isinstance(rule, str) else rule
+        self.rule_name = self.rule.name
         self.max_members = max_members
         self.max_failovers = self.rng.choice([None, 0, 1, 2])
         self.given_up = 0  # jobs failed without running by their new owner

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +18,10 @@ from hypothesis import strategies as st
 
 from spreadq.queue.jobs import Job, JobRef
 from spreadq.queue.rules import (
+    FillFirst,
+    HeadroomRule,
     JoblessRule,
+    LoadRule,
     MessageRule,
     Rule,
     RuleState,
@@ -52,7 +56,7 @@ def state_with(index: int, loads: dict[str, int] | None = None) -> SlotState:
 
 def test_builtin_registry() -> None:
     rules = builtin_rules()
-    assert list(rules) == ["round_robin", "key_affinity", "least_loaded", "sticky"]
+    assert list(rules) == ["round_robin", "key_affinity", "least_loaded", "sticky", "fill_first"]
     assert all(isinstance(rule, Rule) and rule.name == name for name, rule in rules.items())
     rules.pop("round_robin")
     assert "round_robin" in builtin_rules()  # a fresh dict every time, no shared registry
@@ -60,12 +64,17 @@ def test_builtin_registry() -> None:
 
 def test_which_rules_say_they_never_read_the_job() -> None:
     jobless = {name for name, rule in RULES.items() if isinstance(rule, JoblessRule)}
-    assert jobless == {"round_robin", "least_loaded", "sticky"}  # key_affinity reads the key
+    assert jobless == {"round_robin", "least_loaded", "sticky", "fill_first"}  # not key_affinity
 
 
 def test_which_rules_say_their_owner_is_the_slot_alone() -> None:
     slotted = {name for name, rule in RULES.items() if isinstance(rule, SlotRule)}
     assert slotted == {"round_robin"}  # least_loaded reads loads, key_affinity the key
+
+
+def test_which_rules_say_their_owner_is_the_loads_alone() -> None:
+    by_load = {name for name, rule in RULES.items() if isinstance(rule, LoadRule)}
+    assert by_load == {"least_loaded", "fill_first"}
 
 
 def test_which_rules_say_their_owner_is_the_message_alone() -> None:
@@ -113,7 +122,7 @@ def test_only_rules_that_say_so_keep_key_order() -> None:
     assert not keeps_key_order(Named())
 
 
-@pytest.mark.parametrize("name", ["round_robin", "least_loaded", "sticky"])
+@pytest.mark.parametrize("name", ["round_robin", "least_loaded", "sticky", "fill_first"])
 @given(
     members=member_lists,
     index=st.integers(0, 10_000),
@@ -303,6 +312,96 @@ def test_least_loaded_worked_example() -> None:
         owners.append(LeastLoaded().owner(members, state, job()))
         state.assigned(owners[-1])
     assert owners == ["a", "b", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("room", [1, 2, 5, 256])
+@pytest.mark.parametrize("rule_of", [lambda room: LeastLoaded(), lambda room: FillFirst(room=room)])
+@given(
+    members=member_lists,
+    loads=st.lists(st.integers(0, 8), max_size=8),
+    count=st.integers(0, 60),
+)
+def test_a_load_rule_gives_a_run_of_slots_the_owners_it_gives_one_by_one(
+    rule_of: Callable[[int], LeastLoaded | FillFirst],
+    room: int,
+    members: tuple[str, ...],
+    loads: list[int],
+    count: int,
+) -> None:
+    rule = rule_of(room)
+    state = state_with(0, dict(zip(members, loads, strict=False)))
+    at_once = list(rule.load_owners(members, state, count))
+    one_by_one = []
+    for _ in range(count):
+        one_by_one.append(rule.owner_without_job(members, state))
+        state.assigned(one_by_one[-1])
+    assert at_once == one_by_one
+
+
+@given(
+    members=member_lists,
+    loads=st.lists(st.integers(0, 6), max_size=8),
+    room=st.integers(1, 5),
+)
+def test_fill_first_takes_the_first_member_with_room_else_the_least_loaded(
+    members: tuple[str, ...], loads: list[int], room: int
+) -> None:
+    state = state_with(0, dict(zip(members, loads, strict=False)))
+    owner = FillFirst(room=room).owner(members, state, job())
+    with_room = [m for m in members if state.load(m) < room]
+    if with_room:
+        assert owner == with_room[0]
+    else:
+        lowest = min(map(state.load, members))
+        assert owner == next(m for m in members if state.load(m) == lowest)
+
+
+def test_fill_first_worked_example() -> None:
+    # the example in fill_first's docstring, room 2
+    members = ("a", "b", "c")
+    rule = FillFirst(room=2)
+    state = SlotState()
+    owners = []
+    for _ in range(4):
+        owners.append(rule.owner(members, state, job()))
+        state.assigned(owners[-1])
+    state.released("a", 2)  # an ACK from a completes j1 and j2
+    for _ in range(5):
+        owners.append(rule.owner(members, state, job()))
+        state.assigned(owners[-1])
+    assert owners == ["a", "a", "b", "b", "a", "a", "c", "c", "a"]
+
+
+def test_only_fill_first_says_how_many_jobs_go_to_others_first() -> None:
+    assert {name for name, rule in RULES.items() if isinstance(rule, HeadroomRule)} == {
+        "fill_first"
+    }
+
+
+@given(
+    members=member_lists,
+    loads=st.lists(st.integers(0, 6), max_size=8),
+    room=st.integers(1, 5),
+    at=st.integers(0, 7),
+)
+def test_fill_first_gives_the_jobs_it_says_go_first_to_others(
+    members: tuple[str, ...], loads: list[int], room: int, at: int
+) -> None:
+    member = members[at % len(members)]
+    rule = FillFirst(room=room)
+    state = state_with(0, dict(zip(members, loads, strict=False)))
+    before = rule.jobs_before(members, state, member)
+    owners = list(rule.load_owners(members, state, before + 1))
+    assert member not in owners[:before]  # those go to others, as it says
+    earlier = members[: members.index(member)]
+    assert before == sum(max(0, room - state.load(m)) for m in earlier)
+    if state.load(member) < room:  # with room of its own, the job after them is its
+        assert owners[before] == member
+
+
+def test_fill_first_needs_room_for_one_job_at_least() -> None:
+    with pytest.raises(ValueError, match="room must be at least 1, not 0"):
+        FillFirst(room=0)
 
 
 def test_slot_state_capacities_are_read_only_lookups() -> None:

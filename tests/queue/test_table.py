@@ -86,7 +86,17 @@ from spreadq.queue.inputs import (
     Tick,
 )
 from spreadq.queue.jobs import Job, JobRef, Outcome, Status
-from spreadq.queue.rules import MessageRule, RuleState, SlotRule, Sticky, builtin_rules
+from spreadq.queue.rules import (
+    FillFirst,
+    LeastLoaded,
+    LoadRule,
+    MessageRule,
+    Rule,
+    RuleState,
+    SlotRule,
+    Sticky,
+    builtin_rules,
+)
 from spreadq.queue.rules.round_robin import RoundRobin
 from spreadq.queue.table import OutstandingTable
 from spreadq.queue.view import ChangeCause, LeftGroup, Transitional, ViewInstalled
@@ -105,8 +115,8 @@ JOIN, LEAVE, DISCONNECT, NETWORK = (
 class Cluster:
     """Replicas fed the same events in the same order, by hand."""
 
-    def __init__(self, rule: str = "round_robin", **options: object) -> None:
-        self.rule = builtin_rules()[rule]
+    def __init__(self, rule: str | Rule = "round_robin", **options: object) -> None:
+        self.rule = builtin_rules()[rule] if isinstance(rule, str) else rule
         self.options = options
         self.tables: dict[str, OutstandingTable] = {}
         self.members: tuple[str, ...] = ()
@@ -823,6 +833,42 @@ def test_least_loaded_counts_outstanding_jobs_of_this_view() -> None:
     assert cluster.owners(C) == {1: A, 3: C, 4: B, 5: A}
 
 
+def test_fill_first_fills_members_in_list_order_and_counts_a_block_s_loads() -> None:
+    # batches of four or more enter as blocks: their loads are counted a member at a
+    # time and released by the ACKs' runs, on every replica alike
+    cluster = Cluster(FillFirst(room=2))
+    for name in (A, B, C):
+        cluster.join(name)
+    cluster.send(1, 2, 3, 4)  # A A B B
+    cluster.ack(A, 1, 2)  # A has room again
+    cluster.send(5, 6, 7, 8)  # A A C C
+    cluster.send(9, 10, 11, 12)  # all full at 2: the least loaded, ties by list order
+    expected = {3: B, 4: B, 5: A, 6: A, 7: C, 8: C, 9: A, 10: B, 11: C, 12: A}
+    assert cluster.owners(A) == cluster.owners(B) == cluster.owners(C) == expected
+    cluster.ack(C, 7, 11)  # not a run of the block: its jobs complete one by one
+    cluster.ack(B, 4)
+    cluster.send(13, 14, 15, 16)  # loads A 4, B 2, C 1: C has room, then the least loaded
+    owners = {seq: cluster.owners(A)[seq] for seq in (13, 14, 15, 16)}
+    assert owners == {13: C, 14: B, 15: C, 16: B}
+    assert cluster.owners(A) == cluster.owners(B) == cluster.owners(C)
+
+
+def test_jobs_before_mine_is_the_room_the_rule_leaves_before_us() -> None:
+    cluster = Cluster(FillFirst(room=3))
+    for name in (A, B, C):
+        cluster.join(name)
+    before = {name: cluster.tables[name].jobs_before_mine() for name in (A, B, C)}
+    assert before == {A: 0, B: 3, C: 6}
+    cluster.send(1, 2, 3, 4)  # A A A B: A is full, B has 2 left
+    before = {name: cluster.tables[name].jobs_before_mine() for name in (A, B, C)}
+    assert before == {A: 0, B: 0, C: 2}
+    assert all(table.jobs_delivered == 4 for table in cluster.tables.values())
+    rr = Cluster()  # a rule that cannot say: never more than 0
+    rr.join(A)
+    rr.join(B)
+    assert rr.tables[B].jobs_before_mine() == rr.tables[A].jobs_before_mine() == 0
+
+
 def test_drained_events_are_only_from_members() -> None:
     cluster = Cluster()
     cluster.join(A)
@@ -887,6 +933,19 @@ def test_simulation_under_sticky(seed: int) -> None:
     assert sim.checked_slots > 0
 
 
+@pytest.mark.parametrize("seed", range(2, SEEDS, 3))
+def test_simulation_under_fill_first(seed: int) -> None:
+    # the seeds least_loaded runs above, under fill_first with room for two jobs: work
+    # spills down the list and comes back as ACKs free the first members, every replica
+    # of a configuration gives each slot the same owner, and every job completes
+    sim = Simulation(seed, rule=FillFirst(room=2))
+    for _ in range(STEPS):
+        sim.step()
+    sim.quiesce()
+    sim.check_liveness()
+    assert sim.checked_slots > 0
+
+
 def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
     # seed 20 draws max_failovers=0 and crashes members holding jobs: every replica
     # agrees on each job's failover count, and the given-up jobs still complete
@@ -901,10 +960,10 @@ def test_the_simulation_gives_up_jobs_whose_owners_keep_leaving() -> None:
 
 @dataclass(frozen=True)
 class OneSlotAtATime:
-    """A rule (``round_robin`` unless told) without its :class:`SlotRule` or
-    :class:`MessageRule` method: the table asks it slot by slot."""
+    """A rule (``round_robin`` unless told) without its :class:`SlotRule`,
+    :class:`MessageRule` or :class:`LoadRule` method: the table asks it slot by slot."""
 
-    rule: RoundRobin | Sticky = field(default_factory=RoundRobin)
+    rule: RoundRobin | Sticky | LeastLoaded | FillFirst = field(default_factory=RoundRobin)
 
     @property
     def name(self) -> str:
@@ -917,13 +976,21 @@ class OneSlotAtATime:
         return self.rule.owner_without_job(members, state)
 
 
-def _simulation(variant: str, seed: int, rule: str = "round_robin") -> Simulation:
+def _simulation(variant: str, seed: int, rule: str | Rule = "round_robin") -> Simulation:
     if variant == "cancel":
         return CancelSimulation(seed, rule=rule)
     return Simulation(seed, rule=rule, dedupe=variant == "dedupe")
 
 
-@pytest.mark.parametrize("rule", ["round_robin", "sticky"])
+BATCH_RULES: dict[str, Rule] = {
+    "round_robin": RoundRobin(),
+    "sticky": Sticky(),
+    "least_loaded": LeastLoaded(),
+    "fill_first": FillFirst(room=2),  # a small room: the work spills in every run
+}
+
+
+@pytest.mark.parametrize("rule", list(BATCH_RULES))
 @pytest.mark.parametrize("variant", ["plain", "cancel", "dedupe"])
 @pytest.mark.parametrize("seed", range(0, SEEDS, 3))  # the seeds that run round_robin
 def test_a_batch_rule_assigns_a_batch_as_it_would_slot_by_slot(
@@ -932,13 +999,14 @@ def test_a_batch_rule_assigns_a_batch_as_it_would_slot_by_slot(
     # batches of jobs others own enter as blocks by batch, as entries slot by slot; the
     # tables must not tell the two apart, through views, ACKs, CANCELs, re-sent jobs and
     # dedupe keys. Also: a simulation is a function of its seed (the same steps and log).
-    by_batch = _simulation(variant, seed, rule)
-    by_slot = _simulation(variant, seed, rule)
-    by_slot.rule = OneSlotAtATime(builtin_rules()[rule])  # type: ignore[arg-type]
+    by_batch = _simulation(variant, seed, BATCH_RULES[rule])
+    by_slot = _simulation(variant, seed, BATCH_RULES[rule])
+    by_slot.rule = OneSlotAtATime(BATCH_RULES[rule])  # type: ignore[arg-type]
     for replica in by_slot.replicas.values():  # made before the rule was swapped
-        replica.table._slots = replica.table._message_owners = None
-    assert isinstance(by_batch.rule, SlotRule | MessageRule)
-    assert not isinstance(by_slot.rule, SlotRule | MessageRule)
+        table = replica.table
+        table._slots = table._message_owners = table._load_owners = None
+    assert isinstance(by_batch.rule, SlotRule | MessageRule | LoadRule)
+    assert not isinstance(by_slot.rule, SlotRule | MessageRule | LoadRule)
     for _ in range(STEPS):
         by_batch.step()
         by_slot.step()

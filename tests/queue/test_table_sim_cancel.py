@@ -31,6 +31,7 @@ from queue_sim import Component, Key, Message, Replica, Simulation, decode_or_no
 from spreadq.queue.effects import CancelJob, CancelRefused, CancelTaken, Effect, GiveUpJob, RunJob
 from spreadq.queue.envelope import Cancel, encode
 from spreadq.queue.jobs import JobRef
+from spreadq.queue.rules import Rule
 
 SEEDS = int(os.environ.get("SPREADQ_SIM_SEEDS", "30"))
 STEPS = int(os.environ.get("SPREADQ_SIM_STEPS", "300"))
@@ -41,7 +42,7 @@ INTRUDER = "#intruder#d"
 class CancelSimulation(Simulation):
     """The base model, plus CANCELs from producers (and from an intruder)."""
 
-    def __init__(self, seed: int, *, rule: str) -> None:
+    def __init__(self, seed: int, *, rule: str | Rule) -> None:
         self.taken_by: dict[Key, set[int]] = defaultdict(set)  # sessions that cancelled
         self.apart: dict[Key, set[int]] = defaultdict(set)  # on another side then
         self.decisions: dict[str, str] = {}  # per delivery: replica -> what it did

@@ -87,7 +87,7 @@ def test_identity_and_defaults() -> None:
     assert app.name is None
     assert app.settings == Settings()
     assert app.rule.name == "round_robin"
-    assert set(app.rules) == {"round_robin", "key_affinity", "least_loaded", "sticky"}
+    assert set(app.rules) == {"round_robin", "key_affinity", "least_loaded", "sticky", "fill_first"}
     assert sorted(app.codecs) == ["json", "raw"]
     assert app.plugins == ()
     assert app.frozen is False
@@ -211,7 +211,10 @@ def test_rule_selection() -> None:
     assert app.rule is app.rules["least_loaded"]
     with pytest.raises(
         ConfigurationError,
-        match=r"unknown rule 'fastest' \(known: key_affinity, least_loaded, round_robin, sticky\)",
+        match=(
+            r"unknown rule 'fastest' "
+            r"\(known: fill_first, key_affinity, least_loaded, round_robin, sticky\)"
+        ),
     ):
         make_app(rule="fastest")
 

@@ -508,6 +508,9 @@ class _Unreachable:
     def deliver_to(self, sink: object, end: object) -> None:
         pass  # nothing is ever read
 
+    def pace_reads(self, pace: object) -> None:
+        pass  # nor paced
+
 
 async def test_a_connection_lost_at_the_join_ends_the_session_with_it() -> None:
     app = App(QUEUE, plugins=False)

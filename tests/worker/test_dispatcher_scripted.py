@@ -114,6 +114,9 @@ class Scripted:
         if self._lost:
             end(ConnectionLost(CloseReason.RESET))
 
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        self.pace = pace  # a script reads when it likes; a test may ask what pace says
+
     def feed(self, *events: DaemonMessage) -> None:
         """Deliver ``events`` in one read."""
         if self._sink is None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -119,6 +119,8 @@ class ConnectionStatistics:
     events_received: int
     queued: int
     """Commands waiting in the inbox now."""
+    rests: int = 0
+    """Times the reader left the socket unread for a while (:meth:`SpreadConnection.pace_reads`)."""
 
 
 def _weight(command: ConnectionCommand) -> int:
@@ -237,6 +239,10 @@ class ConnectionHandle:
                 return
         self._actor.deliver_to(sink, end)
 
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        """See :meth:`SpreadConnection.pace_reads`."""
+        self._actor.pace_reads(pace)
+
     async def receive(self) -> DaemonMessage:
         """Wait for the next event.
 
@@ -296,6 +302,7 @@ class SpreadConnection:
         self._events_send: Channel[tuple[DaemonMessage, ...]] | None = None
         self._sink: Callable[[tuple[DaemonMessage, ...]], object] | None = None
         self._sink_end: Callable[[ConnectionLost], object] | None = None
+        self._pace: Callable[[], float] | None = None
         self._error: ConnectionLost | None = None
         self._writer_scope = anyio.CancelScope()
         self._run_scope = anyio.CancelScope()
@@ -306,7 +313,7 @@ class SpreadConnection:
         self._opened = False
         self._log = log
         self._writes = self._bytes_written = self._commands_written = 0
-        self._reads = self._bytes_read = self._events_received = 0
+        self._reads = self._bytes_read = self._events_received = self._rests = 0
 
     async def run(
         self,
@@ -354,6 +361,14 @@ class SpreadConnection:
         first)."""
         self._sink, self._sink_end = sink, end
 
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        """Ask ``pace`` before each read that would wait for data; while it returns
+        ``s > 0`` (asked again after one turn of the loop, so that the consumer has
+        taken the last read), leave the socket unread for ``s`` seconds first. Only a
+        stream with a ``rest(seconds)`` method can rest (spreadq's own sockets); on any
+        other ``pace`` is never asked."""
+        self._pace = pace
+
     def mailbox(self) -> Mailbox[ConnectionCommand]:
         """A sending end of the inbox; it raises :attr:`error` once the connection ended."""
         return self._inbox.mailbox(lambda: self._error)
@@ -386,6 +401,7 @@ class SpreadConnection:
             bytes_read=self._bytes_read,
             events_received=self._events_received,
             queued=self._inbox.statistics().queued,
+            rests=self._rests,
         )
 
     # --- handshake ---------------------------------------------------------------------
@@ -452,6 +468,7 @@ class SpreadConnection:
         assert self._events_send is not None
         send = self._events_send
         stream, session = self._stream, self._session
+        rest: Callable[[float], Awaitable[None]] | None = getattr(stream, "rest", None)
         # one scope for the reader's life (``_lose`` cancels it), not one per read
         scope = self._receive_scope = anyio.CancelScope()
         try:
@@ -473,6 +490,13 @@ class SpreadConnection:
                                 return  # the consumer closed its end
                     if ended or self._error is not None:
                         return
+                    pace = self._pace
+                    if pace is not None and rest is not None and pace() > 0:
+                        await anyio.lowlevel.checkpoint()  # the consumer takes this read first
+                        wait = pace()
+                        if wait > 0:
+                            self._rests += 1
+                            await rest(wait)
                     try:
                         data = await stream.receive(RECEIVE_SIZE)
                     except anyio.EndOfStream:

@@ -213,7 +213,10 @@ def bench(
         str,
         typer.Option(
             envvar="SPREADQ_BENCH_RULE",
-            help="The workers' ownership rule: round_robin, sticky, least_loaded, key_affinity.",
+            help=(
+                "The workers' ownership rule: round_robin, sticky, least_loaded, "
+                "fill_first, key_affinity."
+            ),
         ),
     ] = "round_robin",
     role: Annotated[str | None, typer.Option(hidden=True)] = None,

@@ -114,12 +114,15 @@ class _Block:
     batch's slots from ``first`` on, and the view they were assigned in; and which of
     them are still outstanding (``live``: a byte a job, 1 while outstanding here as part
     of the block; 0 for our own jobs, entries of their own, and for completed ones).
-    The batch's seqs are ``low`` and up, in a row. No loads are counted for them:
-    nothing to release when they complete.
+    The batch's seqs are ``low`` and up, in a row. Their loads are counted only when
+    ``counts`` (a load rule gave the owners): then each job completed here is released
+    for its owner through :attr:`Outstanding.release`, and an entry made of one counts
+    for its owner as a job entered alone would.
     """
 
     __slots__ = (
         "arrival",
+        "counts",
         "first",
         "jobs",
         "left",
@@ -141,6 +144,7 @@ class _Block:
         owners: Sequence[str],
         first: int,
         view: int,
+        counts: bool = False,
     ) -> None:
         self.jobs = jobs
         self.sender = sender
@@ -149,6 +153,7 @@ class _Block:
         self.owners = owners
         self.first = first  # the slot of the batch's first job
         self.view = view
+        self.counts = counts
         self.low = jobs.refs[0][1] if jobs.refs else 0  # the seq of the batch's first job
         self.live = bytearray()
         self.left = 0  # how many of live are 1
@@ -170,8 +175,14 @@ class _Block:
             self.view,
             True,
         )
+        if self.counts:
+            entry.counted = entry.owner
         entry.arrival = self.arrival + index
         return entry
+
+
+def _ignore_release(owner: str, count: int) -> None:
+    """No table listens: blocks that count loads release them nowhere."""
 
 
 _producer_id = itemgetter(0)
@@ -190,7 +201,16 @@ class Outstanding:
     only our own jobs read :attr:`entries` (a dict) directly.
     """
 
-    __slots__ = ("_blocks", "_high", "_lows", "_out_of_order", "arrivals", "entries", "in_blocks")
+    __slots__ = (
+        "_blocks",
+        "_high",
+        "_lows",
+        "_out_of_order",
+        "arrivals",
+        "entries",
+        "in_blocks",
+        "release",
+    )
 
     def __init__(self) -> None:
         self.entries: dict[JobRef, _Entry] = {}
@@ -203,6 +223,9 @@ class Outstanding:
         self._out_of_order = False  # entries of a block came after later ones
         self.arrivals = itertools.count(0, _ARRIVAL_STEP)
         """The arrival of the next entry or block entered (``next(store.arrivals)``)."""
+        self.release: Callable[[str, int], None] = _ignore_release
+        """Called with an owner and a count when jobs of a block that ``counts`` loads
+        complete (the table's current :meth:`~spreadq.queue.rules.SlotState.released`)."""
 
     # -- what is there ------------------------------------------------------------------
 
@@ -292,6 +315,8 @@ class Outstanding:
         return popped
 
     def _clear(self, block: _Block, index: int) -> None:
+        if block.counts:
+            self.release(block.owners[index], 1)
         block.live[index] = 0
         block.left -= 1
         self.in_blocks -= 1
@@ -372,6 +397,9 @@ class Outstanding:
                 others += run.refs()
             elif live == held == run.count:  # all of it outstanding in blocks: at once
                 for block, part, count in slices:
+                    if block.counts:
+                        for owner, done in Counter(block.owners[part]).items():
+                            self.release(owner, done)
                     block.live[part] = bytes(count)
                     block.left -= count
                     self.in_blocks -= count

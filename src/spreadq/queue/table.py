@@ -37,6 +37,7 @@ an entry for each of ours, and one block for the jobs of a batch that others own
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -111,7 +112,15 @@ from spreadq.queue.jobs import (
 from spreadq.queue.notices import NoticeQueue
 from spreadq.queue.outstanding import Outstanding, OutstandingJob, _Block, _Entry, _Origin
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
-from spreadq.queue.rules import JoblessRule, MessageRule, Rule, SlotRule, SlotState
+from spreadq.queue.rules import (
+    HeadroomRule,
+    JoblessRule,
+    LoadRule,
+    MessageRule,
+    Rule,
+    SlotRule,
+    SlotState,
+)
 from spreadq.queue.view import LeftGroup, Transitional, View, ViewInstalled, came_with_us
 from spreadq.queue.windows import AckCadence
 
@@ -248,6 +257,8 @@ class OutstandingTable:
         self._jobless = rule.owner_without_job if isinstance(rule, JoblessRule) else None
         self._slots = rule.owners if isinstance(rule, SlotRule) else None
         self._message_owners = rule.message_owners if isinstance(rule, MessageRule) else None
+        self._load_owners = rule.load_owners if isinstance(rule, LoadRule) else None
+        self._jobs_before = rule.jobs_before if isinstance(rule, HeadroomRule) else None
         self.incarnation = incarnation
         self.capacity = capacity
         self.max_failovers = max_failovers
@@ -296,6 +307,7 @@ class OutstandingTable:
         self._origin = self._new_origin(frozenset())
         self._first = self._origin  # the origin of the view we joined in
         self._state = SlotState()
+        self._entries.release = self._state.released
         self._capacities: dict[str, int] = {}
         self._draining: set[str] = set()
         self._eligible: tuple[str, ...] = ()
@@ -339,6 +351,22 @@ class OutstandingTable:
     def outstanding_count(self) -> int:
         """How many jobs are outstanding (every owner's)."""
         return len(self._entries)
+
+    @property
+    def jobs_delivered(self) -> int:
+        """How many job slots the table has given owners since it was made (every
+        member's jobs; ``stats.jobs`` without building the snapshot)."""
+        return self._counts["jobs"]
+
+    def jobs_before_mine(self) -> int:
+        """At least how many of the next job slots go to other members before one could
+        come to us, if no ACK comes between: what the rule says
+        (:class:`~spreadq.queue.rules.HeadroomRule`), else 0."""
+        before = self._jobs_before
+        view = self._view
+        if before is None or view is None or self.me not in self._eligible:
+            return 0
+        return before(self._eligible, self._state, self.me)
 
     @property
     def backlog(self) -> int:
@@ -520,6 +548,7 @@ class OutstandingTable:
             self._first = self._origin
         self._capacities = {}
         self._state = SlotState(self._capacities)
+        self._entries.release = self._state.released
         self._draining = set()
         self._eligible = event.members
         self._local_refs = {}
@@ -794,36 +823,44 @@ class OutstandingTable:
         that never looks at the job: the path every member takes for every job, most of
         them not its own.
 
-        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``) or a
-        :class:`~spreadq.queue.rules.MessageRule` (``sticky``) a batch of
-        :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call, and the jobs
-        other members own enter the table as one block
-        (:meth:`~spreadq.queue.outstanding.Outstanding.enter_block`). A batch that may
-        hold a re-sent job (one still outstanding or remembered, or a ref twice) goes job
-        by job."""
+        Under a :class:`~spreadq.queue.rules.SlotRule` (``round_robin``), a
+        :class:`~spreadq.queue.rules.MessageRule` (``sticky``) or a
+        :class:`~spreadq.queue.rules.LoadRule` (``fill_first``, ``least_loaded``) a batch
+        of :data:`_SLOTS_AT_ONCE` new jobs or more gets its owners in one call, and the
+        jobs other members own enter the table as one block
+        (:meth:`~spreadq.queue.outstanding.Outstanding.enter_block`); a load rule's block
+        counts its jobs' loads, a member at a time. A batch that may hold a re-sent job
+        (one still outstanding or remembered, or a ref twice) goes job by job."""
         refs = jobs.refs
         count = len(refs)
-        slots, by_message = self._slots, self._message_owners
+        slots, by_message, by_load = self._slots, self._message_owners, self._load_owners
         if (
-            (slots is not None or by_message is not None)
+            (slots is not None or by_message is not None or by_load is not None)
             and count >= _SLOTS_AT_ONCE
             and self._entries.is_new(refs)
         ):
             members, first = self._eligible, self._state.index
             if slots is not None:
                 owners, asked = slots(members, first, count), "owners()"
-            else:
-                assert by_message is not None
+            elif by_message is not None:
                 owners = by_message(members, self._state.message, count)
                 asked = "message_owners()"
+            else:
+                assert by_load is not None
+                owners, asked = by_load(members, self._state, count), "load_owners()"
             if len(owners) != count:
                 raise PluginError(self.rule.name, f"{asked} gave {len(owners)} for {count} slots")
             if not frozenset(members).issuperset(owners):
                 strays = sorted(set(owners) - set(members))
                 why = f"{asked} returned {strays}, not one of {members}"
                 raise PluginError(self.rule.name, why)
-            if self._enter_block(effects, jobs, sender, mess_type, owners, first):
-                self._state.skip(count)
+            counts = slots is None and by_message is None
+            if self._enter_block(effects, jobs, sender, mess_type, owners, first, counts):
+                if counts:
+                    for owner, taken in Counter(owners).items():
+                        self._state.assigned_many(owner, taken)
+                else:
+                    self._state.skip(count)
                 return
         self._take_batch_each(effects, jobs, sender, mess_type)
 
@@ -835,17 +872,19 @@ class OutstandingTable:
         mess_type: int,
         owners: Sequence[str],
         first: int,
+        counts: bool,
     ) -> bool:
         """Enter a batch of new jobs whose slots from ``first`` go to ``owners``: the jobs
-        of other members as one block, ours as entries. False, and nothing
-        entered, when the history may remember one of them or a ref comes twice."""
+        of other members as one block, ours as entries (counting their loads when
+        ``counts``). False, and nothing entered, when the history may remember one of
+        them or a ref comes twice."""
         refs = jobs.refs
         low, high = self._history.window(refs[0].producer_id)
         if low <= high:
             seqs = list(map(_seq, refs))
             if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
                 return False
-        block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal)
+        block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal, counts)
         for entry in self._entries.enter_block(block, self.me):
             effects += self._become_owner(entry, failover=False)
         return True

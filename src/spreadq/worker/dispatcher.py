@@ -175,6 +175,7 @@ from spreadq.queue.protocol import (
     count_producers,
     read_priority,
 )
+from spreadq.queue.rules import HeadroomRule
 from spreadq.queue.seal import Seal
 from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
@@ -194,6 +195,7 @@ from spreadq.worker.runner import (
 )
 from spreadq.worker.scheduler import Scheduler
 from spreadq.worker.spec import WorkerSpec
+from spreadq.worker.standby import Standby
 from spreadq.worker.stats import WorkerStats
 
 __all__ = [
@@ -239,6 +241,11 @@ class DispatcherConnection(Protocol):
     ) -> None:
         """Hand every read's events to ``sink``, in the daemon's order, and the
         connection's end to ``end``; neither may block."""
+        ...
+
+    def pace_reads(self, pace: Callable[[], float]) -> None:
+        """Ask ``pace`` before each read that would wait; leave the socket unread for
+        what it returns (seconds) first."""
         ...
 
 
@@ -470,6 +477,9 @@ class Dispatcher:
         self._leaving = False
         self._left = False
         self._idle = False  # what the table was last told (Idle)
+        interval = settings.standby_interval  # only a rule that can say lets us stand by
+        can_wait = interval > 0 and isinstance(spec.rule, HeadroomRule)
+        self._standby = Standby(interval, clock) if can_wait else None
 
     @property
     def handle(self) -> DispatcherHandle:
@@ -498,6 +508,8 @@ class Dispatcher:
             async with anyio.create_task_group() as tasks:
                 self._pool.attach(tasks)
                 self._conn.deliver_to(self._delivered, self._lost)
+                if self._standby is not None:
+                    self._conn.pace_reads(self._standby_wait)
                 tasks.start_soon(self._stats.tick, self._post_stats_due)
                 try:
                     await self._conn.join(self._work)
@@ -529,6 +541,20 @@ class Dispatcher:
     def _delivered(self, events: Sequence[DaemonMessage]) -> None:
         """The connection read ``events`` (called in its reader)."""
         _post(self._inbox, _Delivered(events))
+
+    def _standby_wait(self) -> float:
+        """Seconds the connection may leave the socket unread before its next read
+        (asked in its reader; :mod:`spreadq.worker.standby`)."""
+        assert self._standby is not None
+        table = self._table
+        busy = (
+            table.backlog > 0
+            or table.view is None
+            or table.transitional
+            or self._draining
+            or self._leaving
+        )
+        return self._standby.wait(table.jobs_before_mine(), table.jobs_delivered, busy=busy)
 
     def _lost(self, error: ConnectionLost) -> None:
         """The connection ended (called in its reader, once)."""

@@ -47,24 +47,30 @@ fresh registry the App extends with plugin rules.
 
 from __future__ import annotations
 
+from spreadq.queue.rules.base import HeadroomRule as HeadroomRule
 from spreadq.queue.rules.base import JoblessRule as JoblessRule
 from spreadq.queue.rules.base import KeyOrderedRule as KeyOrderedRule
+from spreadq.queue.rules.base import LoadRule as LoadRule
 from spreadq.queue.rules.base import MessageRule as MessageRule
 from spreadq.queue.rules.base import Rule as Rule
 from spreadq.queue.rules.base import RuleState as RuleState
 from spreadq.queue.rules.base import SlotRule as SlotRule
 from spreadq.queue.rules.base import SlotState as SlotState
 from spreadq.queue.rules.base import keeps_key_order as keeps_key_order
+from spreadq.queue.rules.fill_first import FillFirst
 from spreadq.queue.rules.key_affinity import KeyAffinity
 from spreadq.queue.rules.least_loaded import LeastLoaded
 from spreadq.queue.rules.round_robin import RoundRobin
 from spreadq.queue.rules.sticky import Sticky
 
 __all__ = [
+    "FillFirst",
+    "HeadroomRule",
     "JoblessRule",
     "KeyAffinity",
     "KeyOrderedRule",
     "LeastLoaded",
+    "LoadRule",
     "MessageRule",
     "RoundRobin",
     "Rule",
@@ -78,6 +84,6 @@ __all__ = [
 
 
 def builtin_rules() -> dict[str, Rule]:
-    """A new registry of the four built-in rules, keyed by name."""
-    rules: list[Rule] = [RoundRobin(), KeyAffinity(), LeastLoaded(), Sticky()]
+    """A new registry of the five built-in rules, keyed by name."""
+    rules: list[Rule] = [RoundRobin(), KeyAffinity(), LeastLoaded(), Sticky(), FillFirst()]
     return {rule.name: rule for rule in rules}

@@ -13,8 +13,10 @@ from typing import Protocol, runtime_checkable
 from spreadq.queue.jobs import Job
 
 __all__ = [
+    "HeadroomRule",
     "JoblessRule",
     "KeyOrderedRule",
+    "LoadRule",
     "MessageRule",
     "Rule",
     "RuleState",
@@ -113,6 +115,37 @@ class MessageRule(JoblessRule, Protocol):
 
 
 @runtime_checkable
+class LoadRule(JoblessRule, Protocol):
+    """A rule whose owner depends on the members and ``state.load`` alone (never on the
+    job, the slot number or the capacities).
+
+    The table then gives a batch of new jobs their owners with one call of
+    :meth:`load_owners` and counts their loads a member at a time, instead of asking
+    :meth:`~JoblessRule.owner_without_job` once a slot.
+    """
+
+    def load_owners(self, members: tuple[str, ...], state: RuleState, count: int) -> Sequence[str]:
+        """What :meth:`~JoblessRule.owner_without_job` returns for ``count`` slots in a
+        row, each slot adding one to its owner's load before the next is asked (no ACK
+        comes between them), in slot order. It must give exactly what those calls would:
+        a replica that cannot take the batch at once asks slot by slot."""
+        ...
+
+
+@runtime_checkable
+class HeadroomRule(Rule, Protocol):
+    """A rule that can say how many of the next jobs go to other members before one can
+    come to a given member. A worker its rule keeps waiting that long may read the queue
+    in batches meanwhile (:mod:`spreadq.worker.standby`)."""
+
+    def jobs_before(self, members: tuple[str, ...], state: RuleState, member: str) -> int:
+        """At least how many of the next slots go to members of ``members`` other than
+        ``member`` (one of them), whatever the jobs, if no ACK comes between; 0 when the
+        next may be ``member``'s."""
+        ...
+
+
+@runtime_checkable
 class KeyOrderedRule(Rule, Protocol):
     """A rule that declares whether it gives all the jobs of one key to one member.
 
@@ -163,6 +196,11 @@ class SlotState:
         self.index += 1
         self._loads[member] = self._loads.get(member, 0) + 1
 
+    def assigned_many(self, member: str, count: int) -> None:
+        """:meth:`assigned` ``count`` times for ``member``: slots in a row went to it."""
+        self.index += count
+        self._loads[member] = self._loads.get(member, 0) + count
+
     def skip(self, count: int) -> None:
         """Move ``count`` slots on without counting loads (a :class:`SlotRule` assigned
         them: it never reads loads)."""
@@ -179,6 +217,6 @@ class SlotState:
         if self.index > self.message_first:
             self.message += 1
 
-    def released(self, member: str) -> None:
-        """Record that one job counted for ``member`` left the table."""
-        self._loads[member] = self._loads.get(member, 0) - 1
+    def released(self, member: str, count: int = 1) -> None:
+        """Record that ``count`` jobs counted for ``member`` left the table."""
+        self._loads[member] = self._loads.get(member, 0) - count

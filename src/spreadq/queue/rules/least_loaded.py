@@ -12,12 +12,25 @@ Worked example: members ``a, b, c``; jobs j1, j2, j3 go to a, b, c (all tied at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spreadq.queue.jobs import Job
 from spreadq.queue.rules.base import RuleState
 
-__all__ = ["LeastLoaded"]
+__all__ = ["LeastLoaded", "least_loaded_owners"]
+
+
+def least_loaded_owners(members: tuple[str, ...], loads: list[int], count: int) -> list[str]:
+    """The owners of ``count`` slots in a row, each to the least-loaded member (ties by
+    list order) with ``loads`` (one a member, in ``members``' order; updated here)."""
+    owners: list[str] = []
+    least, at = min, loads.index
+    for _ in range(count):
+        i = at(least(loads))
+        loads[i] += 1
+        owners.append(members[i])
+    return owners
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +46,9 @@ class LeastLoaded:
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
         """The same: the job plays no part."""
         return min(members, key=state.load)
+
+    def load_owners(self, members: tuple[str, ...], state: RuleState, count: int) -> Sequence[str]:
+        """The owners of ``count`` slots in a row, as :meth:`owner_without_job` would
+        give them one by one."""
+        loads: list[int] = list(map(state.load, members))
+        return least_loaded_owners(members, loads, count)
