@@ -50,7 +50,7 @@ JOB_SECONDS = 0.004
 WAIT = 50.0
 
 
-@pytest.mark.parametrize("rule", ["round_robin", "sticky"])
+@pytest.mark.parametrize("rule", ["round_robin", "sticky", "fill_first"])
 async def test_sigkill_of_a_worker_mid_run(
     spread_address: str | None, tmp_path: Path, rule: str
 ) -> None:
@@ -86,13 +86,14 @@ async def test_sigkill_of_a_worker_mid_run(
                         await pipeline.put(i)
                         # killed with a job in hand: what it started is run again. (It
                         # can be idle for a moment, every outcome ACKed, when the oldest
-                        # unfinished jobs, which hold the pipeline back, are the others')
-                        if (
-                            not killed_at
-                            and len(pipeline.results) >= JOBS // 3
-                            and victim.running(records)
-                        ):
-                            killed_at = victim.kill()
+                        # unfinished jobs, which hold the pipeline back, are the others'.
+                        # Under fill_first only the first member in Spread's order has
+                        # jobs: the victim is the first worker seen with one.)
+                        if not killed_at and len(pipeline.results) >= JOBS // 3:
+                            busy = [w for w in workers if w.running(records)]
+                            if busy:
+                                victim = victim if victim in busy else busy[0]
+                                killed_at = victim.kill()
                     await pipeline.finish()
                     elapsed = time.monotonic() - started
                 view_changed = await observer.until(

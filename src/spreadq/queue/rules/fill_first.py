@@ -23,6 +23,14 @@ twice ``ack_every``. A smaller ``room`` spreads work sooner; a rule object with 
 of its own takes another: ``App(rule=FillFirst(name="fill64", room=64))``, the same on
 every worker of the queue.
 
+What it is not for: handlers that take a while. The load counts what a member holds,
+not what it has started, so a member that runs ``concurrency`` slow jobs at a time keeps
+taking jobs until it holds ``room`` of them, queued behind its busy handlers, while the
+others stand idle (in ``tests/integration/test_failover.py``, 3,000 jobs of 4 ms with
+400 unfinished at a time took 3.3 s on one worker of four, against 1.1 s under
+``round_robin``). Use it for short jobs, or give it a ``room`` near what one worker
+finishes between two of its ACKs.
+
 Worked example (``room = 2``). A view lists ``#a#h, #b#h, #c#h``; loads start at 0,
 and after j4 an ACK from ``a`` completes j1 and j2::
 
