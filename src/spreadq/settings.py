@@ -81,11 +81,13 @@ class Settings(BaseSettings):
     outcomes that end while one waits go with it. 0: at the end of every turn of the
     worker's loop that ended such jobs."""
     standby_interval: float = Field(default=0.02, ge=0.0, le=1.0)
-    """A consumer that gets none of the queue's jobs while others do (for 0.1 s), and
-    has nothing of its own to run, reads its messages at most once per this many
-    seconds, all that came meanwhile at once, instead of waking for each
-    (``docs/deployment.md#standby``). A job that spills to it then waits up to this
-    long, and it sees a view change up to this late. 0: always read at once."""
+    """A consumer whose rule says the next jobs go to other members first
+    (``fill_first``), and that has nothing of its own to run, leaves its socket unread
+    between two reads for at most this many seconds (and at most half the time the
+    queue's recent job rate needs to reach it), then reads all that came meanwhile at
+    once, instead of waking for each message (``docs/deployment.md#standby``). A job
+    that spills to it may wait up to this long, and it sees a view change up to this
+    late. 0: always read at once."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's

@@ -363,8 +363,7 @@ class OutstandingTable:
         come to us, if no ACK comes between: what the rule says
         (:class:`~spreadq.queue.rules.HeadroomRule`), else 0."""
         before = self._jobs_before
-        view = self._view
-        if before is None or view is None or self.me not in self._eligible:
+        if before is None or self._view is None or self.me not in self._eligible:
             return 0
         return before(self._eligible, self._state, self.me)
 

@@ -546,14 +546,8 @@ class Dispatcher:
         """Seconds the connection may leave the socket unread before its next read
         (asked in its reader; :mod:`spreadq.worker.standby`)."""
         assert self._standby is not None
-        table = self._table
-        busy = (
-            table.backlog > 0
-            or table.view is None
-            or table.transitional
-            or self._draining
-            or self._leaving
-        )
+        table = self._table  # with no view yet, no job comes before ours: read at once
+        busy = table.backlog > 0 or table.transitional or self._draining or self._leaving
         return self._standby.wait(table.jobs_before_mine(), table.jobs_delivered, busy=busy)
 
     def _lost(self, error: ConnectionLost) -> None:
