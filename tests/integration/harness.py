@@ -5,7 +5,8 @@
   tests.integration.worker_app:app`` processes (named ``w0``, ``w1`` ...) and kills
   whatever is left of them when the block ends, however it ends.
 * :func:`read_records` reads what the workers wrote about every handler they started
-  and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts.
+  and finished (see ``worker_app.py``); :func:`starts_by_job` groups the starts, and
+  :func:`running_members` says who has a job started and not finished.
 * :class:`Pipeline` puts jobs through a producer, a bounded number unfinished at once.
 * :class:`Observer` is a FEEDBACK member that timestamps every membership of the group
   (and reads, so drains, the group's traffic).
@@ -42,6 +43,7 @@ __all__ = [
     "WorkerProcess",
     "figures",
     "read_records",
+    "running_members",
     "spread_daemon",
     "starts_by_job",
     "worker_processes",
@@ -63,18 +65,14 @@ class WorkerProcess:
     def member(self, daemon: str = "localhost") -> str:
         return f"#{self.name}#{daemon}"
 
-    def running(self, records: Path) -> bool:
-        """Whether this worker's records show a job it started and has not finished."""
-        member = self.member()
-        open_jobs: set[int] = set()
-        for record in read_records(records):
-            if record.member != member:
-                continue
-            if record.event == "start":
-                open_jobs.add(record.i)
-            elif record.event == "done":
-                open_jobs.discard(record.i)
-        return bool(open_jobs)
+    def freeze(self) -> None:
+        """SIGSTOP the process: it runs nothing, writes nothing and sends nothing until
+        :meth:`thaw` or :meth:`kill`."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen process."""
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> float:
         """SIGKILL the process; return the monotonic time just before."""
@@ -220,6 +218,18 @@ def read_records(records: Path) -> list[Record]:
                 Record(event, int(i), member, int(attempt), float(at), int(size), redelivered)
             )
     return found
+
+
+def running_members(records: Path) -> set[str]:
+    """The members whose records show a job they started and have not finished (one
+    read of every worker's records)."""
+    open_jobs: set[tuple[str, int]] = set()
+    for record in read_records(records):
+        if record.event == "start":
+            open_jobs.add((record.member, record.i))
+        elif record.event == "done":
+            open_jobs.discard((record.member, record.i))
+    return {member for member, _ in open_jobs}
 
 
 def starts_by_job(records: Sequence[Record]) -> dict[int, list[Record]]:

@@ -33,6 +33,7 @@ from harness import (
     Record,
     figures,
     read_records,
+    running_members,
     spread_daemon,
     starts_by_job,
     worker_processes,
@@ -88,12 +89,19 @@ async def test_sigkill_of_a_worker_mid_run(
                         # can be idle for a moment, every outcome ACKed, when the oldest
                         # unfinished jobs, which hold the pipeline back, are the others'.
                         # Under fill_first only the first member in Spread's order has
-                        # jobs: the victim is the first worker seen with one.)
+                        # jobs: the victim is the first worker seen with one.) Frozen
+                        # first, it cannot finish and report that job before the kill
+                        # (a handler records "done" before its outcome goes out).
                         if not killed_at and len(pipeline.results) >= JOBS // 3:
-                            busy = [w for w in workers if w.running(records)]
+                            busy = running_members(records)
                             if busy:
-                                victim = victim if victim in busy else busy[0]
-                                killed_at = victim.kill()
+                                if victim.member() not in busy:
+                                    victim = next(w for w in workers if w.member() in busy)
+                                victim.freeze()
+                                if victim.member() in running_members(records):
+                                    killed_at = victim.kill()
+                                else:
+                                    victim.thaw()
                     await pipeline.finish()
                     elapsed = time.monotonic() - started
                 view_changed = await observer.until(
