@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     once, instead of waking for each message (``docs/deployment.md#standby``). A job
     that spills to it may wait up to this long, and it sees a view change up to this
     late. 0: always read at once."""
+    busy_after: float | None = Field(default=0.05, gt=0.0, le=60.0)
+    """A consumer whose own jobs have been waiting for a free one of its
+    ``concurrency`` slots this many seconds without a break announces that it is busy
+    (capacity 0 in a HELLO), and its capacity again once none waits: rules that fill
+    members in order (``fill_first``) give new jobs to others meanwhile
+    (``docs/concepts.md#ownership``). None: never."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the
     producer's last message minus this many messages. It must stay below the daemon's

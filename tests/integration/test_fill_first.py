@@ -7,11 +7,17 @@ result: the first member of the view (Spread's order) never holds more than one,
 it runs every one, while the others count the jobs and stand by (they read in batches:
 ``spreadq.worker.standby``), and their results still come at once. Then it puts a
 burst without waiting: the records show each job ran exactly once, whoever ran it.
+
+Then jobs that take a while: with two slots a worker, a stream of 20 ms jobs keeps the
+first member's jobs waiting for a slot, so it says it is busy (capacity 0 in a HELLO,
+``busy_after``) and the next jobs go down the list, where they would all have queued on
+the first member before (it holds far fewer than ``room`` of them).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ import anyio
 import pytest
 from harness import read_records, spread_daemon, starts_by_job, worker_processes
 
-from spreadq.producer import Producer
+from spreadq.producer import Producer, Receipt
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +70,43 @@ async def test_a_light_load_runs_on_the_first_member_and_a_burst_runs_once(
     starts = starts_by_job(read_records(records))
     assert sorted(starts) == list(range(ONE_BY_ONE + BURST))
     assert all(len(runs) == 1 for runs in starts.values())
+
+
+SLOW_JOBS = 120
+SLOW_SECONDS = 0.02
+SLOW_IN_FLIGHT = 16
+
+
+async def test_slow_jobs_go_past_a_member_that_says_it_is_busy(
+    spread_address: str | None, tmp_path: Path
+) -> None:
+    queue = f"fbusy{time.monotonic_ns() % 10**6}"
+    records = tmp_path / "records"
+    async with (
+        spread_daemon(spread_address) as address,
+        worker_processes(
+            [address] * WORKERS,
+            queue=queue,
+            records=records,
+            concurrency=2,
+            extra_env={"SPREADQ_TEST_RULE": "fill_first", "SPREADQ_BUSY_AFTER": "0.02"},
+        ),
+    ):
+        with anyio.fail_after(WAIT):
+            async with Producer(queue, address) as producer:
+                await producer.wait_for_consumers(WORKERS)
+                in_flight: deque[Receipt[Any]] = deque()
+                for i in range(SLOW_JOBS):
+                    if len(in_flight) == SLOW_IN_FLIGHT:
+                        await in_flight.popleft()
+                    in_flight.append(await producer.put("work", {"i": i, "seconds": SLOW_SECONDS}))
+                for receipt in in_flight:
+                    await receipt
+                await producer.settled()
+
+    starts = starts_by_job(read_records(records))
+    assert sorted(starts) == list(range(SLOW_JOBS))
+    assert all(len(runs) == 1 for runs in starts.values())
+    ran = Counter(runs[0].member for runs in starts.values())
+    # one member alone would have run all of them (16 in flight is far below its room)
+    assert len([member for member, count in ran.items() if count >= 10]) >= 2, ran

@@ -91,6 +91,7 @@ from spreadq.queue.envelope import (
     encode_batch,
     encode_fragments,
 )
+from spreadq.queue.inputs import Busy as BusyInput
 from spreadq.queue.inputs import Idle as IdleInput
 from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
@@ -182,6 +183,7 @@ class Simulation:
         max_members: int = 5,
         dedupe: bool = False,
         periodic: bool = False,
+        busy: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -194,6 +196,8 @@ class Simulation:
         self.duplicates_answered = 0  # outcomes reported for duplicates
         # periodic ticks: a generator of their own, so runs without them are unchanged
         self.tick_rng = random.Random(seed + 1) if periodic else None
+        # busy members (capacity 0 in HELLO): their own generator, runs without unchanged
+        self.busy_rng = random.Random(seed + 2) if busy else None
         self.schedule = Schedule("tick", 0.05, "all" if seed % 2 else "latest")
         self.tick_lifetimes: dict[int, set[int]] = defaultdict(set)  # lifetime -> accepted
         self.tick_runs: dict[int, set[JobRef]] = defaultdict(set)  # t -> refs started
@@ -930,6 +934,8 @@ class Simulation:
             self.ticks += 1
             if self.ticks % 3 == 0:  # its owner says it went idle or busy
                 self.feed(replica, IdleInput(self.ticks % 2 == 0))
+            if self.busy_rng is not None:  # its jobs waited too long for a slot, or not
+                self.feed(replica, BusyInput(self.busy_rng.random() < 0.5))
             self.feed(replica, TickInput())
         elif action == "join" and total < self.max_members:
             self.join(rng.choice(self.components))

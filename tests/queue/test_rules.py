@@ -45,8 +45,10 @@ def job(key: str | None = None, seq: int = 0) -> Job:
     return Job(JobRef(b"p" * 16, seq), "kind", key, "json", b"")
 
 
-def state_with(index: int, loads: dict[str, int] | None = None) -> SlotState:
-    state = SlotState()
+def state_with(
+    index: int, loads: dict[str, int] | None = None, capacities: dict[str, int] | None = None
+) -> SlotState:
+    state = SlotState(capacities)
     for member, load in (loads or {}).items():
         for _ in range(load):
             state.assigned(member)
@@ -319,6 +321,7 @@ def test_least_loaded_worked_example() -> None:
 @given(
     members=member_lists,
     loads=st.lists(st.integers(0, 8), max_size=8),
+    capacities=st.lists(st.integers(0, 2), max_size=8),  # 0: a member that said it is busy
     count=st.integers(0, 60),
 )
 def test_a_load_rule_gives_a_run_of_slots_the_owners_it_gives_one_by_one(
@@ -326,10 +329,12 @@ def test_a_load_rule_gives_a_run_of_slots_the_owners_it_gives_one_by_one(
     room: int,
     members: tuple[str, ...],
     loads: list[int],
+    capacities: list[int],
     count: int,
 ) -> None:
     rule = rule_of(room)
-    state = state_with(0, dict(zip(members, loads, strict=False)))
+    announced = dict(zip(members, capacities, strict=False))
+    state = state_with(0, dict(zip(members, loads, strict=False)), announced)
     at_once = list(rule.load_owners(members, state, count))
     one_by_one = []
     for _ in range(count):
@@ -341,14 +346,17 @@ def test_a_load_rule_gives_a_run_of_slots_the_owners_it_gives_one_by_one(
 @given(
     members=member_lists,
     loads=st.lists(st.integers(0, 6), max_size=8),
+    capacities=st.lists(st.integers(0, 2), max_size=8),
     room=st.integers(1, 5),
 )
 def test_fill_first_takes_the_first_member_with_room_else_the_least_loaded(
-    members: tuple[str, ...], loads: list[int], room: int
+    members: tuple[str, ...], loads: list[int], capacities: list[int], room: int
 ) -> None:
-    state = state_with(0, dict(zip(members, loads, strict=False)))
+    announced = dict(zip(members, capacities, strict=False))
+    state = state_with(0, dict(zip(members, loads, strict=False)), announced)
     owner = FillFirst(room=room).owner(members, state, job())
-    with_room = [m for m in members if state.load(m) < room]
+    # room: fewer than `room` jobs held, and no capacity of 0 announced (busy)
+    with_room = [m for m in members if state.load(m) < room and announced.get(m) != 0]
     if with_room:
         assert owner == with_room[0]
     else:
@@ -372,6 +380,21 @@ def test_fill_first_worked_example() -> None:
     assert owners == ["a", "a", "b", "b", "a", "a", "c", "c", "a"]
 
 
+def test_fill_first_busy_worked_example() -> None:
+    # the second example in fill_first's docstring: room 512, capacities announced
+    members = ("a", "b", "c")
+    rule = FillFirst()
+    capacities = dict.fromkeys(members, 4)  # what the HELLOs said, as the table keeps it
+    state = SlotState(capacities)
+    owners = []
+    for change in ({}, {"a": 0}, {}, {"b": 0}, {"a": 4}):
+        capacities.update(change)
+        owners.append(rule.owner(members, state, job()))
+        state.assigned(owners[-1])
+    assert owners == ["a", "b", "b", "c", "a"]
+    assert rule.jobs_before(members, state, "c") == (512 - 2) + 0  # b is busy
+
+
 def test_only_fill_first_says_how_many_jobs_go_to_others_first() -> None:
     assert {name for name, rule in RULES.items() if isinstance(rule, HeadroomRule)} == {
         "fill_first"
@@ -381,21 +404,23 @@ def test_only_fill_first_says_how_many_jobs_go_to_others_first() -> None:
 @given(
     members=member_lists,
     loads=st.lists(st.integers(0, 6), max_size=8),
+    capacities=st.lists(st.integers(0, 2), max_size=8),
     room=st.integers(1, 5),
     at=st.integers(0, 7),
 )
 def test_fill_first_gives_the_jobs_it_says_go_first_to_others(
-    members: tuple[str, ...], loads: list[int], room: int, at: int
+    members: tuple[str, ...], loads: list[int], capacities: list[int], room: int, at: int
 ) -> None:
     member = members[at % len(members)]
     rule = FillFirst(room=room)
-    state = state_with(0, dict(zip(members, loads, strict=False)))
+    announced = dict(zip(members, capacities, strict=False))
+    state = state_with(0, dict(zip(members, loads, strict=False)), announced)
     before = rule.jobs_before(members, state, member)
     owners = list(rule.load_owners(members, state, before + 1))
     assert member not in owners[:before]  # those go to others, as it says
-    earlier = members[: members.index(member)]
+    earlier = [m for m in members[: members.index(member)] if announced.get(m) != 0]
     assert before == sum(max(0, room - state.load(m)) for m in earlier)
-    if state.load(member) < room:  # with room of its own, the job after them is its
+    if state.load(member) < room and announced.get(member) != 0:  # room of its own: next
         assert owners[before] == member
 
 

@@ -70,12 +70,14 @@ from spreadq.queue.envelope import (
     Ack,
     BatchJobs,
     Drain,
+    Hello,
     JobSpec,
     encode,
     encode_batch,
     encode_fragments,
 )
 from spreadq.queue.inputs import (
+    Busy,
     Input,
     JobFinished,
     JobsFinished,
@@ -853,6 +855,32 @@ def test_fill_first_fills_members_in_list_order_and_counts_a_block_s_loads() -> 
     assert cluster.owners(A) == cluster.owners(B) == cluster.owners(C)
 
 
+def test_a_busy_member_announces_capacity_0_and_fill_first_passes_over_it() -> None:
+    # the worker says when its jobs wait too long for a slot (Busy): its table announces
+    # capacity 0 once, every replica then gives the next jobs to the next member, and a
+    # new view (which forgets every capacity) hears the 0 again until the worker is ready
+    cluster = Cluster(FillFirst(), capacity=4)
+    assert cluster.table(A).apply(Busy(True), 0.0) == []  # no view: nobody to tell
+    for name in (A, B, C):
+        cluster.join(name)
+
+    def told(effects: dict[str, list[Effect]]) -> Hello:
+        (hello,) = of_type(effects[A], AnnounceHello)
+        cluster.feed(cluster.members, MessageDelivered(A, MESS_TYPE, encode(hello.envelope)))
+        return hello.envelope
+
+    assert told(cluster.feed((A,), Busy(True))).capacity == 0
+    assert cluster.feed((A,), Busy(True)) == {A: []}  # said once
+    cluster.send(1, 2)
+    assert told(cluster.join(D)).capacity == 0  # every view's HELLO says 0 while busy
+    cluster.send(3, 4, 5, 6)
+    assert told(cluster.feed((A,), Busy(False))).capacity == 4
+    cluster.send(7)
+    expected = {1: B, 2: B, 3: B, 4: B, 5: B, 6: B, 7: A}
+    assert cluster.owners(A) == cluster.owners(B) == cluster.owners(C) == expected
+    assert cluster.owners(D) == {seq: owner for seq, owner in expected.items() if seq > 2}
+
+
 def test_jobs_before_mine_is_the_room_the_rule_leaves_before_us() -> None:
     cluster = Cluster(FillFirst(room=3))
     for name in (A, B, C):
@@ -934,6 +962,19 @@ def test_simulation_under_sticky(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(2, SEEDS, 3))
+def test_simulation_under_fill_first_with_busy_members(seed: int) -> None:
+    # members say now and then that they are busy (capacity 0) or ready again: the
+    # HELLOs go out in the order with the jobs, fill_first passes over the busy ones, and
+    # every replica of a configuration still gives each slot the same owner
+    sim = Simulation(seed, rule=FillFirst(room=4), busy=True)
+    for _ in range(STEPS):
+        sim.step()
+    sim.quiesce()
+    sim.check_liveness()
+    assert sim.checked_slots > 0
+
+
+@pytest.mark.parametrize("seed", range(2, SEEDS, 3))
 def test_simulation_under_fill_first(seed: int) -> None:
     # the seeds least_loaded runs above, under fill_first with room for two jobs: work
     # spills down the list and comes back as ACKs free the first members, every replica
@@ -1001,7 +1042,23 @@ def test_a_batch_rule_assigns_a_batch_as_it_would_slot_by_slot(
     # dedupe keys. Also: a simulation is a function of its seed (the same steps and log).
     by_batch = _simulation(variant, seed, BATCH_RULES[rule])
     by_slot = _simulation(variant, seed, BATCH_RULES[rule])
-    by_slot.rule = OneSlotAtATime(BATCH_RULES[rule])  # type: ignore[arg-type]
+    _same_by_batch_and_by_slot(by_batch, by_slot, BATCH_RULES[rule])
+
+
+@pytest.mark.parametrize("seed", range(0, SEEDS, 3))
+def test_fill_first_with_busy_members_assigns_a_batch_as_it_would_slot_by_slot(
+    seed: int,
+) -> None:
+    rule = FillFirst(room=4)
+    by_batch = Simulation(seed, rule=rule, busy=True)
+    by_slot = Simulation(seed, rule=rule, busy=True)
+    _same_by_batch_and_by_slot(by_batch, by_slot, rule)
+
+
+def _same_by_batch_and_by_slot(by_batch: Simulation, by_slot: Simulation, rule: Rule) -> None:
+    """Run two simulations of one seed, ``by_slot`` asking ``rule`` slot by slot, and
+    check after every step that their tables hold the same jobs and owners."""
+    by_slot.rule = OneSlotAtATime(rule)  # type: ignore[arg-type]
     for replica in by_slot.replicas.values():  # made before the rule was swapped
         table = replica.table
         table._slots = table._message_owners = table._load_owners = None

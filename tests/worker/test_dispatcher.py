@@ -30,6 +30,7 @@ from spreadq.errors import ConnectionLost, Retry
 from spreadq.queue import (
     Ack,
     Drain,
+    Hello,
     JobSpec,
     Outcome,
     Status,
@@ -66,6 +67,7 @@ class Probe:
     others: list[tuple[str, JobRef, Outcome]] = field(default_factory=list)
     history: list[tuple[str, object]] = field(default_factory=list)
     announcers: list[str] = field(default_factory=list)
+    hellos: list[tuple[str, int]] = field(default_factory=list)  # (sender, capacity)
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def put(
@@ -108,6 +110,8 @@ class Probe:
                         self.history.append(("outcome", (event.sender, ref.seq)))
                 elif isinstance(envelope, Drain):
                     self.history.append(("drain", event.sender))
+                elif isinstance(envelope, Hello):
+                    self.hellos.append((event.sender, envelope.capacity))
                 elif isinstance(envelope, View):
                     self.history.append(("view", envelope.members))
                     self.announcers.append(event.sender)
@@ -127,6 +131,10 @@ class Probe:
 
     def views(self) -> list[object]:
         return [members for what, members in self.history if what == "view"]
+
+    def capacities(self, member: str) -> list[int]:
+        """The capacities ``member`` announced in HELLOs, in order."""
+        return [capacity for sender, capacity in self.hellos if sender == member]
 
     def members(self) -> tuple[str, ...]:
         found = [members for what, members in self.history if what == "members"]

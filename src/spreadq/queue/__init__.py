@@ -34,6 +34,7 @@ from spreadq.queue.envelope import decode as decode
 from spreadq.queue.envelope import encode as encode
 from spreadq.queue.envelope import encode_batch as encode_batch
 from spreadq.queue.envelope import encode_fragments as encode_fragments
+from spreadq.queue.inputs import Busy as Busy
 from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
@@ -79,6 +80,7 @@ __all__ = [
     "Effect",
     "GiveUpJob",
     "Hello",
+    "Busy",
     "Idle",
     "Input",
     "Job",

@@ -20,6 +20,7 @@ from spreadq.queue.jobs import JobRef, Outcome
 from spreadq.queue.view import LeftGroup, Transitional, ViewInstalled
 
 __all__ = [
+    "Busy",
     "Idle",
     "Input",
     "JobFinished",
@@ -91,6 +92,16 @@ class Idle:
 
 
 @dataclass(frozen=True, slots=True)
+class Busy:
+    """Whether this member's own jobs have waited too long for a free slot (its owner
+    says so when it changes, by its ``busy_after`` setting): while busy, it announces a
+    capacity of 0 in HELLO, and rules that fill members in order (``fill_first``) give
+    new jobs to others; once none waits, it announces its capacity again."""
+
+    busy: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Producers:
     """How many producers share the queue's window now (the FEEDBACK members that are
     neither consumers nor observers, as a producer counts them): a consumer then
@@ -116,6 +127,7 @@ Input = (
     | Tick
     | TurnEnded
     | Idle
+    | Busy
     | Producers
     | StartDraining
 )

@@ -89,6 +89,7 @@ from spreadq.queue.envelope import (
 )
 from spreadq.queue.fragments import Reassembler
 from spreadq.queue.inputs import (
+    Busy,
     Idle,
     Input,
     JobFinished,
@@ -192,7 +193,8 @@ class OutstandingTable:
         me: our member name (private group) in the WORK group.
         rule: the ownership rule; every consumer of a queue must use the same one.
         incarnation: 16 random bytes chosen when this worker started (put in ACKs).
-        capacity: announced with HELLO after every view when given.
+        capacity: announced with HELLO after every view when given, and again (0 while
+            :class:`~spreadq.queue.inputs.Busy` says so, then this) when it changes.
         history_size: completed refs remembered for duplicate detection.
         history_bytes: result bytes remembered with them, at most.
         ack_every: an ACK is due once the messages read and the jobs finished since
@@ -279,6 +281,7 @@ class OutstandingTable:
         self._ordinal = 0
         self._serial = 0
         self._self_draining = False
+        self._busy = False  # our jobs wait too long for a slot: we announce capacity 0
         self._dispatch: dict[type, Callable[[Any], list[Effect]]] = {
             ViewInstalled: self._on_view,
             Transitional: self._on_transitional,
@@ -291,6 +294,7 @@ class OutstandingTable:
             Tick: self._on_tick,
             TurnEnded: self._on_turn_ended,
             Idle: self._on_idle,
+            Busy: self._on_busy,
             Producers: self._on_producers,
             StartDraining: self._on_start_draining,
         }
@@ -564,8 +568,9 @@ class OutstandingTable:
             effects.append(AnnounceView(view))
         if self._self_draining:
             effects.append(AnnounceDrain(Drain(self.incarnation)))
-        if self.capacity is not None:
-            effects.append(AnnounceHello(Hello(self.incarnation, self.capacity)))
+        hello = self._hello()
+        if hello is not None:
+            effects.append(hello)
         if speech is not None:
             effects.append(AnnounceLedger(speech))
         return effects
@@ -1210,6 +1215,20 @@ class OutstandingTable:
         if event.idle and self._view is not None and self._cadence.due(self._now):
             return [self._make_ack()]
         return []
+
+    def _on_busy(self, event: Busy) -> list[Effect]:
+        if event.busy is self._busy:
+            return []
+        self._busy = event.busy
+        hello = self._hello() if self._view is not None else None
+        return [] if hello is None else [hello]
+
+    def _hello(self) -> AnnounceHello | None:
+        """Our HELLO: the capacity we were given, 0 while we are busy (None: we announce
+        none)."""
+        if self.capacity is None:
+            return None
+        return AnnounceHello(Hello(self.incarnation, 0 if self._busy else self.capacity))
 
     def _on_producers(self, event: Producers) -> list[Effect]:
         if self._window is None:

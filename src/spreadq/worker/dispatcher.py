@@ -140,6 +140,7 @@ from spreadq.queue import (
     AnnounceHello,
     AnnounceLedger,
     AnnounceView,
+    Busy,
     CancelJob,
     ChangeCause,
     GiveUpJob,
@@ -477,6 +478,9 @@ class Dispatcher:
         self._leaving = False
         self._left = False
         self._idle = False  # what the table was last told (Idle)
+        self._busy_after = settings.busy_after
+        self._waiting_since = math.inf  # since when our jobs wait for a slot, unbroken
+        self._busy = False  # what the table was last told (Busy)
         interval = settings.standby_interval  # only a rule that can say lets us stand by
         can_wait = interval > 0 and isinstance(spec.rule, HeadroomRule)
         self._standby = Standby(interval, clock) if can_wait else None
@@ -591,6 +595,8 @@ class Dispatcher:
                     await self._announce_ticks()
                 if (not self._schedule.queued) is not self._idle:
                     await self._note_idle()
+                if self._busy_after is not None:
+                    await self._note_busy()
                 if self._table.notices_pending:
                     await self._apply(_TURN_ENDED)
                 if self._draining:
@@ -634,10 +640,27 @@ class Dispatcher:
             self._idle = idle
             await self._apply(Idle(idle))
 
+    async def _note_busy(self) -> None:
+        """Tell the table when our jobs have waited for a slot ``busy_after`` seconds
+        without a break (it announces capacity 0), and when none waits any more."""
+        assert self._busy_after is not None
+        if not self._schedule.queued:
+            self._waiting_since = math.inf
+            if self._busy:
+                self._busy = False
+                await self._apply(Busy(False))
+        elif self._waiting_since == math.inf:
+            self._waiting_since = self._clock()
+        elif not self._busy and self._clock() - self._waiting_since >= self._busy_after:
+            self._busy = True
+            await self._apply(Busy(True))
+
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
         deadline = min(math.inf if ack is None else ack, self._drain_deadline)
         deadline = min(deadline, self._pool.next_scan)
+        if not self._busy and self._busy_after is not None:  # when we would be busy
+            deadline = min(deadline, self._waiting_since + self._busy_after)
         delayed = self._schedule.next_due()
         if delayed is not None and delayed < deadline:
             deadline = delayed
@@ -656,6 +679,8 @@ class Dispatcher:
             self._schedule.due(self._clock())  # delayed jobs whose time has come
             self._pump()
             await self._note_idle()
+        if self._busy_after is not None:
+            await self._note_busy()
         if self._ticks is not None:
             await self._announce_ticks()
         await self._check_drained()

@@ -2,8 +2,9 @@
 
 The members are tried in the view's order (Spread's, the same on every replica): a job
 goes to the first whose load, the jobs assigned to it in this view that no ACK has
-completed yet, is below ``room`` (512 by default). When every member is full, the job
-goes to the least-loaded one, ties by list order, as under ``least_loaded``.
+completed yet, is below ``room`` (512 by default), unless it has said it is busy (see
+"Slow handlers"). When no member has room, the job goes to the least-loaded one, ties
+by list order, as under ``least_loaded``.
 
 Why. Every member reads every message, but under ``round_robin`` every message also
 gives every member work: each one wakes up to run its share, report it and send an
@@ -23,13 +24,19 @@ twice ``ack_every``. A smaller ``room`` spreads work sooner; a rule object with 
 of its own takes another: ``App(rule=FillFirst(name="fill64", room=64))``, the same on
 every worker of the queue.
 
-What it is not for: handlers that take a while. The load counts what a member holds,
-not what it has started, so a member that runs ``concurrency`` slow jobs at a time keeps
-taking jobs until it holds ``room`` of them, queued behind its busy handlers, while the
-others stand idle (in ``tests/integration/test_failover.py``, 3,000 jobs of 4 ms with
-400 unfinished at a time took 3.3 s on one worker of four, against 1.1 s under
-``round_robin``). Use it for short jobs, or give it a ``room`` near what one worker
-finishes between two of its ACKs.
+Slow handlers. The load counts what a member holds, not what it has started, so on
+loads alone a member that runs ``concurrency`` slow jobs at a time would keep taking jobs
+until it held ``room`` of them, queued behind its busy handlers, while the others stood
+idle. A worker whose own jobs have waited ``busy_after`` (50 ms by default) for a free
+slot therefore says it is busy: it announces a capacity of 0 in a HELLO, and once none
+of its jobs waits, its capacity again (``Settings.busy_after``). A member whose latest
+HELLO in this view said 0 has no room, so the next jobs go down the list while it
+catches up. What it was given before stays with it: a burst of slow jobs put at once
+still lands on the first member with room, and the others get only what comes after it
+said so (in ``tests/integration/test_failover.py``, 3,000 jobs of 4 ms with 400
+unfinished at a time took 2.0 s, 1.7 s with ``busy_after=0.02``, against 3.3 s on
+loads alone and 1.0-1.1 s under ``round_robin``). For bursts of long jobs
+``round_robin`` or ``least_loaded`` start them on every worker at once.
 
 Worked example (``room = 2``). A view lists ``#a#h, #b#h, #c#h``; loads start at 0,
 and after j4 an ACK from ``a`` completes j1 and j2::
@@ -42,6 +49,15 @@ j3 finds ``a`` full and goes to ``b``; after the ACK ``a`` has room again. j7 fi
 least loaded, the first listed of the tie. At failover the loads count the jobs
 reassigned in that round, so a departed member's backlog fills the first candidate up
 to ``room`` and then the next.
+
+Worked example, busy members (``room = 512``, each member announced capacity 4)::
+
+    event   j1   HELLO a: 0   j2   j3   HELLO b: 0   j4   HELLO a: 4   j5
+    owner   a                 b    b                 c                 a
+
+``a`` says it is busy after j1, so j2 and j3 go to ``b``; once ``b`` says so too, j4
+goes to ``c``; ``a``'s capacity again gives it j5. A view forgets every HELLO: each
+member announces its capacity after each view (0 while still busy).
 """
 
 from __future__ import annotations
@@ -58,8 +74,9 @@ __all__ = ["FillFirst"]
 
 @dataclass(frozen=True, slots=True)
 class FillFirst:
-    """The first member (list order) whose ``state.load`` is below :attr:`room`; when
-    none is, the least-loaded member (ties by list order)."""
+    """The first member (list order) with room: its ``state.load`` below :attr:`room`
+    and a capacity it announced that is not 0 (busy); when none has room, the
+    least-loaded member (ties by list order)."""
 
     name: str = "fill_first"
     room: int = 512
@@ -73,24 +90,30 @@ class FillFirst:
         """The first member with room: the job plays no part."""
         return self.owner_without_job(members, state)
 
+    def room_left(self, state: RuleState, member: str) -> int:
+        """How many of the next slots ``member`` may take before the next member gets
+        one: what its load leaves of :attr:`room`, none while it announces capacity 0."""
+        if state.capacity(member) == 0:
+            return 0
+        return max(0, self.room - state.load(member))
+
     def owner_without_job(self, members: tuple[str, ...], state: RuleState) -> str:
-        """The first member whose load is below :attr:`room`, else the least loaded."""
-        load, room = state.load, self.room
+        """The first member with room left (:meth:`room_left`), else the least loaded."""
         for member in members:
-            if load(member) < room:
+            if self.room_left(state, member):
                 return member
-        return min(members, key=load)
+        return min(members, key=state.load)
 
     def load_owners(self, members: tuple[str, ...], state: RuleState, count: int) -> Sequence[str]:
         """The owners of ``count`` slots in a row, as :meth:`owner_without_job` would
-        give them one by one: each member in list order up to its room, then (every
-        member full) the least loaded, slot by slot."""
+        give them one by one: each member in list order up to the room it has left, then
+        (none has any) the least loaded, slot by slot."""
         loads: list[int] = list(map(state.load, members))
         owners: list[str] = []
-        left, room = count, self.room
+        left = count
         for i, member in enumerate(members):
-            take = min(room - loads[i], left)
-            if take > 0:
+            take = min(self.room_left(state, member), left)
+            if take:
                 owners += [member] * take
                 loads[i] += take
                 left -= take
@@ -99,12 +122,11 @@ class FillFirst:
         return owners + least_loaded_owners(members, loads, left)
 
     def jobs_before(self, members: tuple[str, ...], state: RuleState, member: str) -> int:
-        """The room left on the members listed before ``member``: the next jobs fill
+        """The room the members listed before ``member`` have left: the next jobs fill
         them first."""
-        load, room = state.load, self.room
         before = 0
         for other in members:
             if other == member:
                 return before
-            before += max(0, room - load(other))
+            before += self.room_left(state, other)
         return before
