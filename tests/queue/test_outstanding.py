@@ -9,12 +9,14 @@ after :meth:`~spreadq.queue.outstanding.Outstanding.complete_runs`.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spreadq.queue.envelope import BatchJobs
 from spreadq.queue.jobs import JobRef, OutcomeRun
-from spreadq.queue.outstanding import Outstanding, _Block, _Entry, _Origin
+from spreadq.queue.outstanding import Outstanding, _Block, _Entry, _Origin, owner_counts
 
 ME, B, C = "#a#h", "#b#h", "#c#h"
 MEMBERS = (ME, B, C)
@@ -163,3 +165,9 @@ def test_a_batch_that_is_not_new_cannot_enter_as_a_block() -> None:
     assert not store.is_new([JobRef(PIDS[0], seq) for seq in (10, 12, 11)])  # not in a row
     assert store.is_new([JobRef(PIDS[0], seq) for seq in range(10, 15)])
     assert store.is_new([JobRef(PIDS[1], seq) for seq in range(0, 5)])  # another producer
+
+
+@given(st.lists(st.sampled_from("abc"), max_size=12))
+def test_owner_counts_counts_each_owner_in_first_seen_order(owners: list[str]) -> None:
+    # one owner for all (fill_first's and sticky's usual block) is answered at once
+    assert list(owner_counts(owners)) == list(Counter(owners).items())

@@ -43,7 +43,7 @@ from operator import attrgetter, itemgetter
 from spreadq.queue.envelope import BatchJobs
 from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeRun
 
-__all__ = ["Outstanding", "OutstandingJob"]
+__all__ = ["Outstanding", "OutstandingJob", "owner_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +179,15 @@ class _Block:
             entry.counted = entry.owner
         entry.arrival = self.arrival + index
         return entry
+
+
+def owner_counts(owners: Sequence[str]) -> Iterable[tuple[str, int]]:
+    """How many of ``owners`` each member is, in first-seen order; at once when one
+    member owns them all, as under ``fill_first`` and ``sticky`` nearly always."""
+    first = owners[0] if owners else None
+    if first is not None and owners.count(first) == len(owners):
+        return ((first, len(owners)),)
+    return Counter(owners).items()
 
 
 def _ignore_release(owner: str, count: int) -> None:
@@ -398,7 +407,7 @@ class Outstanding:
             elif live == held == run.count:  # all of it outstanding in blocks: at once
                 for block, part, count in slices:
                     if block.counts:
-                        for owner, done in Counter(block.owners[part]).items():
+                        for owner, done in owner_counts(block.owners[part]):
                             self.release(owner, done)
                     block.live[part] = bytes(count)
                     block.left -= count

@@ -37,7 +37,6 @@ an entry for each of ours, and one block for the jobs of a batch that others own
 from __future__ import annotations
 
 import struct
-from collections import Counter
 from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -111,7 +110,14 @@ from spreadq.queue.jobs import (
     outcome_of,
 )
 from spreadq.queue.notices import NoticeQueue
-from spreadq.queue.outstanding import Outstanding, OutstandingJob, _Block, _Entry, _Origin
+from spreadq.queue.outstanding import (
+    Outstanding,
+    OutstandingJob,
+    _Block,
+    _Entry,
+    _Origin,
+    owner_counts,
+)
 from spreadq.queue.periodic import TICK_KEY_PREFIX, TickLedger, parse_tick_key
 from spreadq.queue.rules import (
     HeadroomRule,
@@ -861,7 +867,7 @@ class OutstandingTable:
             counts = slots is None and by_message is None
             if self._enter_block(effects, jobs, sender, mess_type, owners, first, counts):
                 if counts:
-                    for owner, taken in Counter(owners).items():
+                    for owner, taken in owner_counts(owners):
                         self._state.assigned_many(owner, taken)
                 else:
                     self._state.skip(count)
