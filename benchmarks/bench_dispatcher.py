@@ -18,7 +18,9 @@ state, an outcome notice a turn) costs per message there, and a flood hides it.
 ``--stamp`` makes the handler return its start time (8 bytes, a distinct result a job,
 as ``spreadq bench``'s handler does) instead of None, and the other members' ACKs carry
 such results too. ``--rule sticky`` runs the replica under ``sticky`` (the others' ACKs
-then name the jobs of whole messages).
+then name the jobs of whole messages); ``--rule fill_first`` runs it as a follower
+under ``fill_first``: it is listed last, the first member owns every job (it keeps up,
+its ACKs complete them) and the replica only counts them.
 
 Reports jobs/s through the replica (every job of the stream, owned or not), the time
 per job and the CPU time per job. Run it under a profiler to see where a worker's CPU
@@ -45,7 +47,7 @@ from spreadq.actors.timers import timer_delay
 from spreadq.errors import ConnectionLost
 from spreadq.queue import MESS_TYPE, Ack, JobSpec, Outcome, encode, encode_batch
 from spreadq.queue.jobs import JobRef
-from spreadq.queue.rules import RoundRobin, Sticky
+from spreadq.queue.rules import FillFirst, RoundRobin, SlotState, Sticky
 from spreadq.settings import Settings
 from spreadq.wire.constants import Cause, ServiceType
 from spreadq.wire.events import DaemonMessage, DataMessage, GroupId, RegularMembership
@@ -58,13 +60,14 @@ __all__ = ["main"]
 QUEUE = "bench"
 WORK, FEEDBACK = QUEUE, QUEUE + "~fb"
 ALL_MEMBERS = ("#me#h", "#w1#h", "#w2#h", "#w3#h", "#w4#h", "#w5#h", "#w6#h", "#w7#h")
-MEMBERS = ALL_MEMBERS[:4]  # --members changes it before the stream is built
+ME = ALL_MEMBERS[0]  # the replica measured
+MEMBERS = ALL_MEMBERS[:4]  # --members and --rule change it before the stream is built
 PAYLOAD = 100
 NOTIFY = False  # --notify: the jobs ask for outcome NOTICEs (a producer that keeps up)
 PACE = 0.0  # --pace: seconds between two reads (0: one a turn of the loop)
 STAMP = struct.Struct("<d")  # --stamp: the handler returns its start time, as the bench's does
 STAMPED = False
-RULE = "round_robin"  # --rule: round_robin or sticky (the others' ACKs follow it)
+RULE = "round_robin"  # --rule: round_robin, sticky or fill_first (the others' ACKs follow it)
 IN_FLIGHT = 10_000  # outstanding jobs at most, as a producer's max_in_flight keeps them
 OK = Outcome.success(b"null", codec="json")  # what a no-op handler's ACK carries
 
@@ -81,7 +84,7 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
     producer = os.urandom(16)
     payload = os.urandom(PAYLOAD)
     messages: list[DaemonMessage] = []
-    pending: dict[str, list[JobRef]] = {member: [] for member in MEMBERS[1:]}
+    pending: dict[str, list[JobRef]] = {member: [] for member in MEMBERS if member != ME}
     seq = mseq = since_ack = 0
 
     def deliver(sender: str, data: bytes) -> None:
@@ -93,10 +96,12 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
         deliver("#producer#h", encode_batch(producer, mseq, "raw", specs, notify=NOTIFY))
         if RULE == "sticky":
             owners = Sticky().message_owners(MEMBERS, mseq, count)
+        elif RULE == "fill_first":  # the first member keeps up: it owns every job
+            owners = FillFirst().load_owners(MEMBERS, SlotState(), count)
         else:
             owners = RoundRobin().owners(MEMBERS, seq, count)  # one producer: seq is the slot
         for spec, owner in zip(specs, owners, strict=True):
-            if owner != MEMBERS[0]:
+            if owner != ME:
                 pending[owner].append(JobRef(producer, spec.seq))
         seq += count
         mseq += 1
@@ -114,7 +119,7 @@ def stream(jobs: int, batch: int, ack_every: int, per_read: int) -> list[list[Da
 class FakeConnection:
     """Delivers the prepared reads, and our own multicasts to WORK back to us."""
 
-    private_group = MEMBERS[0]
+    private_group = ME
 
     def __init__(self, reads: list[list[DaemonMessage]]) -> None:
         self._reads = deque(reads)
@@ -144,7 +149,7 @@ class FakeConnection:
         names = (groups,) if isinstance(groups, str) else tuple(groups)
         if WORK in names:
             self.acks += 1
-            self._looped.append(DataMessage(MEMBERS[0], names, service, mess_type, data))
+            self._looped.append(DataMessage(ME, names, service, mess_type, data))
             self._came_back.set()
 
     def deliver_to(
@@ -257,10 +262,14 @@ def main() -> None:
     parser.add_argument(
         "--stamp", action="store_true", help="the handler returns its start time, not None"
     )
-    parser.add_argument("--rule", choices=["round_robin", "sticky"], default="round_robin")
+    parser.add_argument(
+        "--rule", choices=["round_robin", "sticky", "fill_first"], default="round_robin"
+    )
     args = parser.parse_args()
     global MEMBERS, NOTIFY, PACE, STAMPED, RULE
     MEMBERS = ALL_MEMBERS[: args.members]
+    if args.rule == "fill_first":  # listed last: a follower of the first member
+        MEMBERS = (*MEMBERS[1:], ME)
     NOTIFY, PACE, STAMPED, RULE = args.notify, args.pace, args.stamp, args.rule
     tune_collector()  # as App.run() does in a worker
     seconds, cpu = anyio.run(

@@ -255,6 +255,13 @@ def test_bench_dispatcher_paced_with_distinct_results_completes_every_job() -> N
     assert jobs_per_s < 2_600  # paced: 5 jobs every 2 ms at most, plus the first read
 
 
+def test_bench_dispatcher_follows_the_first_member_under_fill_first() -> None:
+    # listed last, the replica owns none of the jobs: it ends once the first member's
+    # ACKs completed every one of them in its table
+    out = script("bench_dispatcher.py", "--jobs", "1000", "--batch", "21", "--rule", "fill_first")
+    assert "1,000 jobs through one replica of 4 (21 per message, fill_first):" in out
+
+
 def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds() -> None:
     # a cancel scope's deadline a fraction of a millisecond away spins uvloop (anyio
     # re-arms its timer until the loop's millisecond clock reaches it): the bench's
