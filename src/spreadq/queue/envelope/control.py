@@ -56,7 +56,8 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """HELLO: the sender's capacity (how many jobs it runs at once)."""
+    """HELLO: the sender's capacity (how many jobs it runs at once; 0 while it is busy,
+    its own jobs waiting too long for a slot)."""
 
     incarnation: bytes
     capacity: int
