@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
 
 from spreadq.errors import ConfigurationError
-from spreadq.settings import Settings
+from spreadq.settings import _OPTIONAL_NUMBERS, Settings
 
 DESIGN_DEFAULTS = {
     "ack_every": 200,
@@ -204,3 +205,26 @@ def test_an_empty_secret_variable_is_refused_not_taken_for_no_secret(
     assert Settings(secret=None).secret is None  # a keyword wins, as for every field
     monkeypatch.delenv("SPREADQ_SECRET")
     assert Settings().secret is None
+
+
+@pytest.mark.parametrize("word", ["none", "off", " None ", "OFF"])
+def test_none_or_off_turns_an_optional_number_off_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    monkeypatch.setenv("SPREADQ_HANDLER_TIMEOUT", word)
+    monkeypatch.setenv("SPREADQ_BUSY_AFTER", word)
+    assert (Settings().handler_timeout, Settings().busy_after) == (None, None)
+    from_env = Settings.from_env(environ={"SPREADQ_MAX_FAILOVERS": word})
+    assert from_env.max_failovers is None
+    with pytest.raises(ConfigurationError, match="SPREADQ_WINDOW"):  # not optional
+        Settings.from_env(environ={"SPREADQ_WINDOW": word})
+
+
+def test_every_optional_number_takes_none_or_off() -> None:
+    optional = {
+        name
+        for name, field in Settings.model_fields.items()
+        if type(None) in get_args(field.annotation)
+        and ({int, float} & set(get_args(field.annotation)))
+    }
+    assert optional == set(_OPTIONAL_NUMBERS)

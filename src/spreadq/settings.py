@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spreadq.errors import ConfigurationError
@@ -34,6 +34,21 @@ ENV_PREFIX = "SPREADQ_"
 """The prefix of the environment variables ``Settings()`` and :meth:`Settings.from_env` read."""
 
 KIB = 1024
+
+
+_OPTIONAL_NUMBERS = (
+    "ack_max_rate",
+    "busy_after",
+    "handler_timeout",
+    "running_warning",
+    "max_failovers",
+    "reconnect_max_attempts",
+    "connect_timeout",
+    "metrics_port",
+)
+"""The numeric settings that may be None (off, no limit): an environment variable turns
+them so with ``none`` or ``off``."""
+_NONE_WORDS = frozenset({"none", "off"})
 
 
 class Settings(BaseSettings):
@@ -214,6 +229,15 @@ class Settings(BaseSettings):
             _refuse_an_empty_secret(os.environ, ENV_PREFIX)
         super().__init__(**values)  # type: ignore[arg-type]  # pydantic-settings' keywords
 
+    @field_validator(*_OPTIONAL_NUMBERS, mode="before")
+    @classmethod
+    def _none_by_name(cls, value: object) -> object:
+        """``none`` or ``off`` (any case) for a field that may be None, as an environment
+        variable can only say it: ``SPREADQ_HANDLER_TIMEOUT=none``."""
+        if isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
+            return None
+        return value
+
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:
         if self.retry_backoff_base > self.retry_backoff_max:
@@ -239,8 +263,10 @@ class Settings(BaseSettings):
         """Build settings from ``<prefix><FIELD>`` environment variables, then ``overrides``.
 
         ``SPREADQ_WINDOW=400`` sets ``window``; booleans accept ``1/0``, ``true/false``,
-        ``yes/no``, ``on/off``. Variables that name no field are ignored (other parts of
-        spreadq read ``SPREADQ_DISABLE_PLUGINS`` and others), and so are empty ones.
+        ``yes/no``, ``on/off``; a number that may be None (``handler_timeout``,
+        ``busy_after``, ...) is None with ``none`` or ``off``. Variables that name no
+        field are ignored (other parts of spreadq read ``SPREADQ_DISABLE_PLUGINS`` and
+        others), and so are empty ones.
         Keyword ``overrides`` win over the environment. Only ``environ`` is read (no
         other variable), so a test can pass exactly the variables it means.
 
