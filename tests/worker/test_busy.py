@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+from structlog.testing import capture_logs
 from test_dispatcher import FAST, Item, Probe, probe_on, result
 
 from spreadq.client import connect
@@ -52,7 +53,7 @@ async def test_a_worker_whose_jobs_wait_for_a_slot_says_it_is_busy_then_ready(
         await gate.wait()
         return item
 
-    with anyio.fail_after(WAIT):
+    with capture_logs() as logs, anyio.fail_after(WAIT):
         async with one_slot_worker(spreadq_daemon, app) as (probe, me):
             seqs = await probe.put_items("hold", [1, 2])  # the second waits for the slot
             await probe.until(lambda: probe.capacities(me) == [1, 0])
@@ -61,6 +62,10 @@ async def test_a_worker_whose_jobs_wait_for_a_slot_says_it_is_busy_then_ready(
             outcomes = await probe.results(seqs)
             await probe.until(lambda: probe.capacities(me) == [1, 0, 1])
     assert [result(outcomes[seq]) for seq in seqs] == [Item(n=1), Item(n=2)]
+    said = [log for log in logs if log["event"] in {"worker_busy", "worker_ready"}]
+    assert [log["event"] for log in said] == ["worker_busy", "worker_ready"]
+    assert said[0]["waiting"] == 1  # the job behind the held one
+    assert said[0]["seconds"] >= 0.01  # busy_after
 
 
 async def test_a_worker_that_keeps_up_announces_nothing_more(spreadq_daemon: Daemon) -> None:

@@ -644,15 +644,19 @@ class Dispatcher:
         """Tell the table when our jobs have waited for a slot ``busy_after`` seconds
         without a break (it announces capacity 0), and when none waits any more."""
         assert self._busy_after is not None
-        if not self._schedule.queued:
+        queued = self._schedule.queued
+        if not queued:
             self._waiting_since = math.inf
             if self._busy:
                 self._busy = False
+                self._log.info("worker_ready")
                 await self._apply(Busy(False))
         elif self._waiting_since == math.inf:
             self._waiting_since = self._clock()
         elif not self._busy and self._clock() - self._waiting_since >= self._busy_after:
             self._busy = True
+            waited = round(self._clock() - self._waiting_since, 3)
+            self._log.info("worker_busy", waiting=queued, seconds=waited)
             await self._apply(Busy(True))
 
     def _wait_time(self) -> float | None:
