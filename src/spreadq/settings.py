@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     once, instead of waking for each message (``docs/deployment.md#standby``). A job
     that spills to it may wait up to this long, and it sees a view change up to this
     late. 0: always read at once."""
-    busy_after: float | None = Field(default=0.05, gt=0.0, le=60.0)
+    busy_after: float | None = Field(default=0.02, gt=0.0, le=60.0)
     """A consumer whose own jobs have been waiting for a free one of its
     ``concurrency`` slots this many seconds without a break announces that it is busy
     (capacity 0 in a HELLO), and its capacity again once none waits: rules that fill

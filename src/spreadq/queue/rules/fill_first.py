@@ -27,15 +27,15 @@ every worker of the queue.
 Slow handlers. The load counts what a member holds, not what it has started, so on
 loads alone a member that runs ``concurrency`` slow jobs at a time would keep taking jobs
 until it held ``room`` of them, queued behind its busy handlers, while the others stood
-idle. A worker whose own jobs have waited ``busy_after`` (50 ms by default) for a free
+idle. A worker whose own jobs have waited ``busy_after`` (20 ms by default) for a free
 slot therefore says it is busy: it announces a capacity of 0 in a HELLO, and once none
 of its jobs waits, its capacity again (``Settings.busy_after``). A member whose latest
 HELLO in this view said 0 has no room, so the next jobs go down the list while it
 catches up. What it was given before stays with it: a burst of slow jobs put at once
 still lands on the first member with room, and the others get only what comes after it
 said so (in ``tests/integration/test_failover.py``, 3,000 jobs of 4 ms with 400
-unfinished at a time took 2.0 s, 1.7 s with ``busy_after=0.02``, against 3.3 s on
-loads alone and 1.0-1.1 s under ``round_robin``). For bursts of long jobs
+unfinished at a time took 1.8 s, 2.0 s with ``busy_after=0.05``, against 3.3 s on
+loads alone and 1.1 s under ``round_robin``). For bursts of long jobs
 ``round_robin`` or ``least_loaded`` start them on every worker at once.
 
 Worked example (``room = 2``). A view lists ``#a#h, #b#h, #c#h``; loads start at 0,
