@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,34 +37,48 @@ WORKERS = 3
 WAIT = 45.0
 
 
-async def test_a_light_load_runs_on_the_first_member_and_a_burst_runs_once(
-    spread_address: str | None, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def fill_first_queue(
+    spread_address: str | None,
+    records: Path,
+    *,
+    concurrency: int,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Producer]:
+    """``WORKERS`` worker processes under ``fill_first`` (``env`` added to theirs), and a
+    producer that has seen them all; once the caller is done, every job it put is
+    settled by an ACK too (the workers are killed at the end). Bounded by ``WAIT``."""
     queue = f"fill{time.monotonic_ns() % 10**6}"
-    records = tmp_path / "records"
     async with (
         spread_daemon(spread_address) as address,
         worker_processes(
             [address] * WORKERS,
             queue=queue,
             records=records,
-            concurrency=8,
-            extra_env={"SPREADQ_TEST_RULE": "fill_first"},
+            concurrency=concurrency,
+            extra_env={"SPREADQ_TEST_RULE": "fill_first", **(env or {})},
         ),
     ):
         with anyio.fail_after(WAIT):
             async with Producer(queue, address) as producer:
                 await producer.wait_for_consumers(WORKERS)
-                one_by_one: list[dict[str, Any]] = []
-                for i in range(ONE_BY_ONE):
-                    one_by_one.append(await (await producer.put("work", {"i": i})))
-                burst = [
-                    await producer.put("work", {"i": i})
-                    for i in range(ONE_BY_ONE, ONE_BY_ONE + BURST)
-                ]
-                for receipt in burst:
-                    await receipt
-                await producer.settled()  # the ACKs too: the workers are killed at the end
+                yield producer
+                await producer.settled()
+
+
+async def test_a_light_load_runs_on_the_first_member_and_a_burst_runs_once(
+    spread_address: str | None, tmp_path: Path
+) -> None:
+    records = tmp_path / "records"
+    async with fill_first_queue(spread_address, records, concurrency=8) as producer:
+        one_by_one: list[dict[str, Any]] = []
+        for i in range(ONE_BY_ONE):
+            one_by_one.append(await (await producer.put("work", {"i": i})))
+        burst = [
+            await producer.put("work", {"i": i}) for i in range(ONE_BY_ONE, ONE_BY_ONE + BURST)
+        ]
+        for receipt in burst:
+            await receipt
 
     first = one_by_one[0]["members"][0]
     assert all(result["group_id"] == one_by_one[0]["group_id"] for result in one_by_one)
@@ -80,29 +96,16 @@ SLOW_IN_FLIGHT = 16
 async def test_slow_jobs_go_past_a_member_that_says_it_is_busy(
     spread_address: str | None, tmp_path: Path
 ) -> None:
-    queue = f"fbusy{time.monotonic_ns() % 10**6}"
     records = tmp_path / "records"
-    async with (
-        spread_daemon(spread_address) as address,
-        worker_processes(
-            [address] * WORKERS,
-            queue=queue,
-            records=records,
-            concurrency=2,
-            extra_env={"SPREADQ_TEST_RULE": "fill_first", "SPREADQ_BUSY_AFTER": "0.02"},
-        ),
-    ):
-        with anyio.fail_after(WAIT):
-            async with Producer(queue, address) as producer:
-                await producer.wait_for_consumers(WORKERS)
-                in_flight: deque[Receipt[Any]] = deque()
-                for i in range(SLOW_JOBS):
-                    if len(in_flight) == SLOW_IN_FLIGHT:
-                        await in_flight.popleft()
-                    in_flight.append(await producer.put("work", {"i": i, "seconds": SLOW_SECONDS}))
-                for receipt in in_flight:
-                    await receipt
-                await producer.settled()
+    env = {"SPREADQ_BUSY_AFTER": "0.02"}
+    async with fill_first_queue(spread_address, records, concurrency=2, env=env) as producer:
+        in_flight: deque[Receipt[Any]] = deque()
+        for i in range(SLOW_JOBS):
+            if len(in_flight) == SLOW_IN_FLIGHT:
+                await in_flight.popleft()
+            in_flight.append(await producer.put("work", {"i": i, "seconds": SLOW_SECONDS}))
+        for receipt in in_flight:
+            await receipt
 
     starts = starts_by_job(read_records(records))
     assert sorted(starts) == list(range(SLOW_JOBS))

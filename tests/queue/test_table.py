@@ -961,25 +961,16 @@ def test_simulation_under_sticky(seed: int) -> None:
     assert sim.checked_slots > 0
 
 
+@pytest.mark.parametrize(("room", "busy"), [(2, False), (4, True)], ids=["room2", "busy"])
 @pytest.mark.parametrize("seed", range(2, SEEDS, 3))
-def test_simulation_under_fill_first_with_busy_members(seed: int) -> None:
-    # members say now and then that they are busy (capacity 0) or ready again: the
-    # HELLOs go out in the order with the jobs, fill_first passes over the busy ones, and
-    # every replica of a configuration still gives each slot the same owner
-    sim = Simulation(seed, rule=FillFirst(room=4), busy=True)
-    for _ in range(STEPS):
-        sim.step()
-    sim.quiesce()
-    sim.check_liveness()
-    assert sim.checked_slots > 0
-
-
-@pytest.mark.parametrize("seed", range(2, SEEDS, 3))
-def test_simulation_under_fill_first(seed: int) -> None:
-    # the seeds least_loaded runs above, under fill_first with room for two jobs: work
-    # spills down the list and comes back as ACKs free the first members, every replica
-    # of a configuration gives each slot the same owner, and every job completes
-    sim = Simulation(seed, rule=FillFirst(room=2))
+def test_simulation_under_fill_first(seed: int, room: int, busy: bool) -> None:
+    # the seeds least_loaded runs above, under fill_first. With room for two jobs work
+    # spills down the list and comes back as ACKs free the first members; with busy
+    # members, they say now and then that they are busy (capacity 0) or ready again, the
+    # HELLOs go out in the order with the jobs and fill_first passes over the busy ones.
+    # Either way every replica of a configuration gives each slot the same owner, and
+    # every job completes
+    sim = Simulation(seed, rule=FillFirst(room=room), busy=busy)
     for _ in range(STEPS):
         sim.step()
     sim.quiesce()

@@ -653,11 +653,12 @@ class Dispatcher:
                 await self._apply(Busy(False))
         elif self._waiting_since == math.inf:
             self._waiting_since = self._clock()
-        elif not self._busy and self._clock() - self._waiting_since >= self._busy_after:
-            self._busy = True
-            waited = round(self._clock() - self._waiting_since, 3)
-            self._log.info("worker_busy", waiting=queued, seconds=waited)
-            await self._apply(Busy(True))
+        elif not self._busy:
+            waited = self._clock() - self._waiting_since
+            if waited >= self._busy_after:
+                self._busy = True
+                self._log.info("worker_busy", waiting=queued, seconds=round(waited, 3))
+                await self._apply(Busy(True))
 
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
