@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anyio
 import pytest
@@ -57,19 +58,25 @@ def test_a_cancel_scope_waiting_a_timer_delay_on_uvloop_rings_once() -> None:
     if not hasattr(scope_type, "_timeout"):
         pytest.skip("this anyio arms its deadlines another way: nothing to count")
     calls = [0]
+    passed_at_entry = [0]  # scopes whose deadline the clock reached before they began
     timeout = scope_type._timeout
 
-    def counted(self: object) -> None:
+    def counted(self: Any) -> None:
         calls[0] += 1
+        if not self._active and asyncio.get_running_loop().time() >= self._deadline:
+            # uvloop's clock ticked between move_on_after() and the scope's entry (this
+            # process was preempted there): it is cancelled at once, with no timer
+            passed_at_entry[0] += 1
         timeout(self)
 
     async def main() -> None:
         for wait in (0.0004, 0.0015, 0.002, 0.0035, 0.004):
-            calls[0] = 0
+            calls[0] = passed_at_entry[0] = 0
             for _ in range(5):
                 with anyio.move_on_after(timer_delay(wait)):
                     await anyio.sleep_forever()
-            assert calls[0] == 2 * 5, (wait, calls[0])  # armed at entry, rang once
+            # armed at entry and rang once; once only when already due at entry
+            assert calls[0] == 2 * 5 - passed_at_entry[0], (wait, calls[0], passed_at_entry[0])
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scope_type, "_timeout", counted)
