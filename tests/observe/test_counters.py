@@ -114,3 +114,13 @@ def test_a_cancelled_attempt_stops_running_and_counts_nowhere() -> None:
     counters.job_cancelled(ref(2))  # never started: nothing happens
     assert (counters.running, counters.started, counters.outcomes) == (0, 1, {})
     assert counters.oldest_running(200.0) == 0.0
+
+
+def test_handler_time_totals_every_ended_attempt() -> None:
+    counters = Counters(Clock())
+    assert counters.handler_time() == (0, 0.0)
+    counters.job_ended(ref(1), "a", "succeeded", 0.5)
+    counters.job_ended(ref(2), "b", "retried", 0.25)
+    counters.job_ended(ref(2), "b", "failed", 0.125)
+    counters.job_cancelled(ref(3))  # no outcome: not counted
+    assert counters.handler_time() == (3, 0.875)

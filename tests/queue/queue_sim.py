@@ -65,6 +65,7 @@ from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
     AnnounceLedger,
+    AnnounceRelease,
     AnnounceView,
     CancelJob,
     Effect,
@@ -85,6 +86,7 @@ from spreadq.queue.envelope import (
     JobFragment,
     JobSpec,
     Raw,
+    Release,
     declared_slots,
     decode,
     encode,
@@ -92,8 +94,15 @@ from spreadq.queue.envelope import (
     encode_fragments,
 )
 from spreadq.queue.inputs import Busy as BusyInput
+from spreadq.queue.inputs import (
+    GiveBack,
+    Input,
+    JobFinished,
+    JobStarted,
+    MessageDelivered,
+    StartDraining,
+)
 from spreadq.queue.inputs import Idle as IdleInput
-from spreadq.queue.inputs import Input, JobFinished, JobStarted, MessageDelivered, StartDraining
 from spreadq.queue.inputs import Tick as TickInput
 from spreadq.queue.jobs import JobRef, Outcome, OutcomeHistory
 from spreadq.queue.periodic import TICK_KEY_PREFIX, Schedule, Ticker, TickLedger, tick_key
@@ -198,6 +207,9 @@ class Simulation:
         self.tick_rng = random.Random(seed + 1) if periodic else None
         # busy members (capacity 0 in HELLO): their own generator, runs without unchanged
         self.busy_rng = random.Random(seed + 2) if busy else None
+        self.given_back = 0  # jobs a busy member took out of its queue and gave back
+        self.givers: dict[Key, int] = {}  # a job given back -> the session that gave it
+        self.run_elsewhere = 0  # jobs given back that started at another session
         self.schedule = Schedule("tick", 0.05, "all" if seed % 2 else "latest")
         self.tick_lifetimes: dict[int, set[int]] = defaultdict(set)  # lifetime -> accepted
         self.tick_runs: dict[int, set[JobRef]] = defaultdict(set)  # t -> refs started
@@ -304,7 +316,7 @@ class Simulation:
                 if outcome.error_type == "Forged":
                     self.fail(f"{replica.name} took an ACK from non-member {effect.by}")
                 self.completed.add((replica.lifetime, ref))
-        elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello):
+        elif isinstance(effect, SendAck | AnnounceDrain | AnnounceHello | AnnounceRelease):
             if isinstance(effect, SendAck):
                 self.check_duplicate_outcomes(effect.envelope)
             if replica.alive:
@@ -402,7 +414,9 @@ class Simulation:
             name,
             rule=self.rule,
             incarnation=self.rng.randbytes(16),
-            capacity=self.rng.choice([None, None, 2]),
+            # with busy members every member announces a capacity (and takes jobs given
+            # back); drawn all the same, so that the seeds' traffic stays what it was
+            capacity=self.rng.choice([None, None, 2]) or (2 if self.busy_rng else None),
             ack_every=self.rng.choice([1, 3, 8]),
             ack_every_seconds=0.05,
             # idle ACKs: off, without a gap, with one (by session, not drawn from the
@@ -609,6 +623,25 @@ class Simulation:
         self.forged += 1
         for envelope in (Ack(bytes(16), outcomes), Drain(bytes(16)), Hello(bytes(16), 9)):
             component.pending.append(Message(sender, encode(envelope)))
+        if self.busy_rng is not None:  # runs without busy members send no RELEASE
+            release = Release(bytes(16), tuple(ref for ref, _ in outcomes))
+            component.pending.append(Message(sender, encode(release)))
+
+    def give_back(self, replica: Replica) -> None:
+        """A busy member takes some of the jobs it has queued (not started) out of its
+        queue and gives them back: a RELEASE deals them anew where it lands."""
+        assert self.busy_rng is not None
+        plain = [ref for ref in replica.queued if ref not in replica.giving_up]
+        if not plain:
+            return
+        given = plain[self.busy_rng.randrange(len(plain)) :]
+        for ref in given:
+            replica.queued.remove(ref)
+            replica.active.discard(ref)
+            self.givers[replica.lifetime, ref] = replica.session
+        self.given_back += len(given)
+        self.log.append(f"{replica.name} gives back {len(given)}")
+        self.feed(replica, GiveBack(tuple(given)))
 
     def send_fragmented(self, component: Component, producer: bytes) -> None:
         spec = self.new_spec(producer)
@@ -844,6 +877,8 @@ class Simulation:
         elif replica.queued:
             ref = replica.queued.pop(0)
             replica.running.append(ref)
+            giver = self.givers.pop((replica.lifetime, ref), None)
+            self.run_elsewhere += giver is not None and giver != replica.session
             if ref not in replica.giving_up:
                 self.check_at_most_once(replica, (replica.lifetime, ref))
                 self.check_tick_start(ref)
@@ -935,7 +970,10 @@ class Simulation:
             if self.ticks % 3 == 0:  # its owner says it went idle or busy
                 self.feed(replica, IdleInput(self.ticks % 2 == 0))
             if self.busy_rng is not None:  # its jobs waited too long for a slot, or not
-                self.feed(replica, BusyInput(self.busy_rng.random() < 0.5))
+                busy = self.busy_rng.random() < 0.3
+                self.feed(replica, BusyInput(busy))
+                if busy:  # and gives some of its queued jobs back
+                    self.give_back(replica)
             self.feed(replica, TickInput())
         elif action == "join" and total < self.max_members:
             self.join(rng.choice(self.components))

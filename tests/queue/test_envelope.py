@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
+    MAX_RELEASE_REFS,
     Ack,
     Drain,
     Hello,
@@ -20,6 +21,7 @@ from spreadq.queue.envelope import (
     JobSpec,
     Notice,
     Raw,
+    Release,
     Stats,
     batch_size,
     declared_slots,
@@ -440,10 +442,47 @@ def test_view_round_trip(members: list[str], gid: tuple[int, int, int], ordinal:
     assert decode(encode(view)) == view
 
 
-@given(ids, st.integers(0, 2**32 - 1))
-def test_drain_and_hello_round_trip(incarnation: bytes, capacity: int) -> None:
+@given(ids, st.integers(0, 2**32 - 1), st.booleans())
+def test_drain_and_hello_round_trip(incarnation: bytes, capacity: int, takes: bool) -> None:
     assert decode(encode(Drain(incarnation))) == Drain(incarnation)
-    assert decode(encode(Hello(incarnation, capacity))) == Hello(incarnation, capacity)
+    hello = Hello(incarnation, capacity, takes)
+    assert decode(encode(hello)) == hello
+
+
+def test_a_hello_without_its_flags_byte_takes_no_released_jobs() -> None:
+    # a worker from before RELEASE sends the 20-byte body; flag bits unknown here are
+    # ignored, so a later version can add some
+    old = encode(Hello(PID, 3))
+    assert len(old) == 6 + 20
+    assert decode(old) == Hello(PID, 3, takes_released=False)
+    assert decode(encode(Hello(PID, 3, takes_released=True))) == Hello(PID, 3, True)
+    assert decode(old + b"\xfe") == Hello(PID, 3, takes_released=False)
+    assert decode(old + b"\xff") == Hello(PID, 3, takes_released=True)
+    with pytest.raises(EnvelopeError, match="trailing"):
+        decode(old + b"\x01\x00")
+
+
+@given(ids, st.lists(refs, max_size=50).map(tuple))
+def test_release_round_trip(incarnation: bytes, released: tuple[JobRef, ...]) -> None:
+    release = Release(incarnation, released)
+    data = encode(release)
+    assert len(data) == 6 + 18 + 24 * len(released)
+    assert decode(data) == release
+
+
+def test_a_release_names_at_most_its_limit_of_jobs() -> None:
+    most = Release(PID, (JobRef(PID, 1),) * MAX_RELEASE_REFS)
+    assert len(encode(most)) <= MAX_ENVELOPE_SIZE
+    assert decode(encode(most)) == most
+    with pytest.raises(LocalProtocolError, match="released jobs 4097"):
+        encode(Release(PID, (JobRef(PID, 1),) * (MAX_RELEASE_REFS + 1)))
+    # a body that claims more (which no encoder writes) is refused before it is read
+    claimed = bytearray(encode(Release(PID, ())))
+    claimed[-2:] = (MAX_RELEASE_REFS + 1).to_bytes(2, "little")
+    with pytest.raises(EnvelopeError, match="a RELEASE of 4097 jobs"):
+        decode(bytes(claimed))
+    with pytest.raises(EnvelopeError, match="truncated"):
+        decode(encode(Release(PID, (JobRef(PID, 1),)))[:-1])
 
 
 @pytest.mark.parametrize("data", [b"", b"S", b"hello", b"QS\x01\x01", b"\x00" * 50])

@@ -452,3 +452,41 @@ def test_a_cancelled_ref_offered_again_runs() -> None:
     assert drain(scheduler) == []
     scheduler.offer(job(1))
     assert drain(scheduler) == [1]
+
+
+def test_give_back_takes_plain_ready_jobs_after_the_first_few() -> None:
+    # limit 1: job 0 runs; of the ready ones, a keyed job, a taken-over job and jobs
+    # with a priority stay; of the plain ones the first two stay, a cancelled one goes
+    # silently, and the rest come out in the order offered
+    scheduler = Scheduler[J](1, ordered_keys=True)
+    for seq in range(8):
+        scheduler.offer(job(seq))
+    scheduler.offer(job(20, "k"))
+    scheduler.offer(job(21), failover=True)
+    scheduler.offer(job(22), priority=5)
+    scheduler.offer(job(23), priority=-5)
+    assert drain(scheduler) == [21]
+    scheduler.cancel(JobRef(PID, 5))
+    given = scheduler.give_back(keep=2)
+    assert [found.ref.seq for found in given] == [2, 3, 4, 6, 7]
+    assert scheduler.queued == 5  # 0, 1, 20 (its key), 22 and 23 (priorities)
+    order: list[int] = []
+    for _ in range(6):
+        scheduler.ended(JobRef(PID, order[-1] if order else 21))
+        order += drain(scheduler)
+    assert order == [22, 0, 1, 20, 23]
+    assert scheduler.give_back(keep=0) == []  # nothing plain left
+
+
+@given(st.integers(0, 30), st.integers(0, 10), st.integers(1, 4))
+def test_give_back_leaves_keep_plain_jobs_and_hands_out_the_rest(
+    offered: int, keep: int, limit: int
+) -> None:
+    scheduler = Scheduler[J](limit)
+    for seq in range(offered):
+        scheduler.offer(job(seq))
+    started = drain(scheduler)
+    waiting = offered - len(started)
+    given = scheduler.give_back(keep)
+    assert [found.ref.seq for found in given] == list(range(len(started) + keep, offered))
+    assert scheduler.queued == min(waiting, keep)

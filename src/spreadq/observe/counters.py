@@ -121,6 +121,15 @@ class Counters:
             if o == outcome and (kind is None or k == kind)
         )
 
+    def handler_time(self) -> tuple[int, float]:
+        """Handler attempts that ended so far, every kind and outcome, and the seconds
+        they took all told."""
+        count, seconds = 0, 0.0
+        for totals in self.outcomes.values():
+            count += totals.count
+            seconds += totals.seconds
+        return count, seconds
+
     @property
     def done(self) -> int:
         """Jobs that succeeded, every kind."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from spreadq.queue.effects import AnnounceDrain as AnnounceDrain
 from spreadq.queue.effects import AnnounceHello as AnnounceHello
 from spreadq.queue.effects import AnnounceLedger as AnnounceLedger
+from spreadq.queue.effects import AnnounceRelease as AnnounceRelease
 from spreadq.queue.effects import AnnounceView as AnnounceView
 from spreadq.queue.effects import CancelJob as CancelJob
 from spreadq.queue.effects import Effect as Effect
@@ -35,6 +36,7 @@ from spreadq.queue.envelope import encode as encode
 from spreadq.queue.envelope import encode_batch as encode_batch
 from spreadq.queue.envelope import encode_fragments as encode_fragments
 from spreadq.queue.inputs import Busy as Busy
+from spreadq.queue.inputs import GiveBack as GiveBack
 from spreadq.queue.inputs import Idle as Idle
 from spreadq.queue.inputs import Input as Input
 from spreadq.queue.inputs import JobFinished as JobFinished
@@ -72,6 +74,7 @@ __all__ = [
     "AnnounceDrain",
     "AnnounceHello",
     "AnnounceLedger",
+    "AnnounceRelease",
     "AnnounceView",
     "BlockReason",
     "CancelJob",
@@ -81,6 +84,7 @@ __all__ = [
     "GiveUpJob",
     "Hello",
     "Busy",
+    "GiveBack",
     "Idle",
     "Input",
     "Job",

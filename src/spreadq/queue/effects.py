@@ -13,6 +13,7 @@ AnnounceDrain       WORK + FEEDBACK     AGREED
 AnnounceHello       WORK + FEEDBACK     AGREED
 AnnounceView        FEEDBACK            AGREED
 AnnounceLedger      WORK                AGREED
+AnnounceRelease     WORK                AGREED
 AnswerResult        the asker           AGREED (its private group)
 ==================  ==================  =========================================
 """
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, Notice, ResultAnswer
+from spreadq.queue.envelope import Ack, Drain, Hello, Ledger, Notice, Release, ResultAnswer
 from spreadq.queue.jobs import Job, JobRef, Outcome
 from spreadq.queue.view import ChangeCause, View
 
@@ -31,6 +32,7 @@ __all__ = [
     "AnnounceDrain",
     "AnnounceHello",
     "AnnounceLedger",
+    "AnnounceRelease",
     "AnnounceView",
     "AnswerResult",
     "CancelJob",
@@ -56,7 +58,9 @@ class RunJob(NamedTuple):
     ``mess_type`` its Spread message type. ``failover`` is true when the job came to us
     because its owner left: it may have run, in part or in full, before. ``duplicate``
     is true when this copy is one a producer sent again while an earlier copy was
-    outstanding: the earlier one may have run, too.
+    outstanding: the earlier one may have run, too. ``released`` is true when a busy
+    member gave the job back unstarted and it was dealt to us: it has waited, and it is
+    never given back again.
 
     A named tuple, not a frozen dataclass like the other effects: one is built for
     every job a worker runs (see :class:`~spreadq.queue.jobs.Job`).
@@ -67,6 +71,7 @@ class RunJob(NamedTuple):
     mess_type: int
     failover: bool = False
     duplicate: bool = False
+    released: bool = False
 
     @property
     def ref(self) -> JobRef:
@@ -217,6 +222,13 @@ class AnnounceHello:
 
 
 @dataclass(frozen=True, slots=True)
+class AnnounceRelease:
+    """Give back jobs we have not started: multicast ``envelope`` to WORK only."""
+
+    envelope: Release
+
+
+@dataclass(frozen=True, slots=True)
 class AnnounceLedger:
     """Speak for the members that came with us: multicast ``envelope`` to WORK only.
 
@@ -261,6 +273,7 @@ Effect = (
     | AnnounceDrain
     | AnnounceHello
     | AnnounceLedger
+    | AnnounceRelease
     | ViewChanged
 )
 """Everything :meth:`~spreadq.queue.table.OutstandingTable.apply` can return."""

@@ -21,6 +21,7 @@ from spreadq.queue.view import LeftGroup, Transitional, ViewInstalled
 
 __all__ = [
     "Busy",
+    "GiveBack",
     "Idle",
     "Input",
     "JobFinished",
@@ -102,6 +103,15 @@ class Busy:
 
 
 @dataclass(frozen=True, slots=True)
+class GiveBack:
+    """We took these jobs of ours, not started, out of our queue: announce a RELEASE of
+    them (:class:`~spreadq.queue.envelope.Release`). Until it is delivered they stay
+    ours in the table; where it lands, they are dealt anew (possibly back to us)."""
+
+    refs: tuple[JobRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Producers:
     """How many producers share the queue's window now (the FEEDBACK members that are
     neither consumers nor observers, as a producer counts them): a consumer then
@@ -128,6 +138,7 @@ Input = (
     | TurnEnded
     | Idle
     | Busy
+    | GiveBack
     | Producers
     | StartDraining
 )

@@ -50,6 +50,7 @@ from spreadq.queue.effects import (
     AnnounceDrain,
     AnnounceHello,
     AnnounceLedger,
+    AnnounceRelease,
     AnnounceView,
     AnswerResult,
     CancelJob,
@@ -66,6 +67,7 @@ from spreadq.queue.effects import (
     ViewChanged,
 )
 from spreadq.queue.envelope import (
+    MAX_RELEASE_REFS,
     Ack,
     AckOutcomes,
     BatchJobs,
@@ -77,6 +79,7 @@ from spreadq.queue.envelope import (
     Ledger,
     Notice,
     Raw,
+    Release,
     ResultAnswer,
     ResultQuery,
     ResultState,
@@ -89,6 +92,7 @@ from spreadq.queue.envelope import (
 from spreadq.queue.fragments import Reassembler
 from spreadq.queue.inputs import (
     Busy,
+    GiveBack,
     Idle,
     Input,
     JobFinished,
@@ -163,6 +167,8 @@ class TableStats:
     dedupe_cuts: int = 0
     ticks_accepted: int = 0
     ticks_refused: int = 0
+    released: int = 0
+    """Jobs a RELEASE dealt anew (to another member, or back to their sender)."""
 
 
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
@@ -170,7 +176,9 @@ _STAT_NAMES = tuple(f.name for f in fields(TableStats))
 
 _seq = itemgetter(1)
 
-_new_run: Callable[[tuple[Job, str, int, bool, bool]], RunJob] = partial(tuple.__new__, RunJob)
+_new_run: Callable[[tuple[Job, str, int, bool, bool, bool]], RunJob] = partial(
+    tuple.__new__, RunJob
+)
 """``RunJob(...)`` without the named tuple's Python ``__new__``: one per job we run."""
 
 
@@ -301,6 +309,7 @@ class OutstandingTable:
             TurnEnded: self._on_turn_ended,
             Idle: self._on_idle,
             Busy: self._on_busy,
+            GiveBack: self._on_give_back,
             Producers: self._on_producers,
             StartDraining: self._on_start_draining,
         }
@@ -313,12 +322,14 @@ class OutstandingTable:
         self._transitional = False
         self._entries = Outstanding()
         self._mine: dict[JobRef, None] = {}
+        self._given: set[JobRef] = set()  # ours, given back, their RELEASE not delivered yet
         self._origins: dict[int, _Origin] = {}
         self._origin = self._new_origin(frozenset())
         self._first = self._origin  # the origin of the view we joined in
         self._state = SlotState()
         self._entries.release = self._state.released
         self._capacities: dict[str, int] = {}
+        self._takers: set[str] = set()  # members whose HELLO says they take released jobs
         self._draining: set[str] = set()
         self._eligible: tuple[str, ...] = ()
         self._order: tuple[str, ...] = ()
@@ -556,6 +567,7 @@ class OutstandingTable:
         if first:
             self._first = self._origin
         self._capacities = {}
+        self._takers = set()
         self._state = SlotState(self._capacities)
         self._entries.release = self._state.released
         self._draining = set()
@@ -683,6 +695,12 @@ class OutstandingTable:
             elif isinstance(decoded, Hello):
                 if event.sender in self._members:
                     self._capacities[event.sender] = decoded.capacity
+                    if decoded.takes_released:
+                        self._takers.add(event.sender)
+                    else:
+                        self._takers.discard(event.sender)
+            elif isinstance(decoded, Release):
+                self._on_release(effects, event.sender, decoded)
             elif isinstance(decoded, Ledger):
                 if event.sender in self._members:  # like an ACK: members only
                     self._ticks.on_ledger(decoded)
@@ -980,7 +998,9 @@ class OutstandingTable:
         entry.finished = True
         self._cadence.on_finished(entry.ref, outcome, self._now)
 
-    def _become_owner(self, entry: _Entry, *, failover: bool) -> list[Effect]:
+    def _become_owner(
+        self, entry: _Entry, *, failover: bool, released: bool = False
+    ) -> list[Effect]:
         ref = entry.ref
         if entry.finished:
             return []
@@ -1006,10 +1026,12 @@ class OutstandingTable:
             return [JobRejected(ref, entry.sender, job.error)]
         self._mine[ref] = None
         entry.run_sent = True
+        if self._given:
+            self._given.discard(ref)  # ours to run again before its RELEASE lands
         limit = self.max_failovers
         if limit is not None and entry.failovers > limit:
             return [GiveUpJob(job, entry.failovers, limit)]
-        return [_new_run((job, entry.sender, entry.mess_type, failover, entry.duplicate))]
+        return [_new_run((job, entry.sender, entry.mess_type, failover, entry.duplicate, released))]
 
     def _on_ack(self, effects: list[Effect], sender: str, ack: Ack) -> None:
         if sender not in self._members:
@@ -1079,6 +1101,90 @@ class OutstandingTable:
         if completed:
             self._counts["completed"] += completed
             append(JobsCompleted(sender, done))
+
+    def _takers_for(self, sender: str) -> list[str]:
+        """The members a RELEASE from ``sender`` deals jobs to, in the view's order: those
+        whose latest HELLO in this view said they take released jobs and did not say
+        they are busy, not draining, and not ``sender``."""
+        capacities, takers, draining = self._capacities, self._takers, self._draining
+        return [
+            m
+            for m in self._order
+            if m != sender and m in takers and m not in draining and capacities.get(m) != 0
+        ]
+
+    @property
+    def can_give_back(self) -> bool:
+        """Whether a RELEASE of ours would find another member to take a job now (its
+        place in the order decides; this is the guess the dispatcher acts on)."""
+        return self._view is not None and not self._transitional and bool(self._takers_for(self.me))
+
+    def _on_give_back(self, event: GiveBack) -> list[Effect]:
+        if self._view is None:
+            return []
+        entries, me, mine, given = self._entries.entries, self.me, self._mine, self._given
+        refs = []
+        for ref in event.refs:
+            entry = entries.get(ref)
+            if (
+                entry is not None
+                and entry.owner == me
+                and entry.run_sent
+                and not entry.started
+                and not entry.finished
+            ):
+                refs.append(ref)
+                entry.run_sent = False  # nothing of ours runs it now
+                mine.pop(ref, None)
+                given.add(ref)
+        step = MAX_RELEASE_REFS
+        return [
+            AnnounceRelease(Release(self.incarnation, tuple(refs[at : at + step])))
+            for at in range(0, len(refs), step)
+        ]
+
+    def _on_release(self, effects: list[Effect], sender: str, release: Release) -> None:
+        """Deal the jobs ``sender`` gives back, those it still owns here, in turn to the
+        members that take them and hold their payloads (docs/design/replicated-table.md#release).
+        A job none of them can take stays with ``sender``, which queues it again."""
+        if sender not in self._members:
+            self._counts["ignored_messages"] += 1
+            return
+        takers = self._takers_for(sender)
+        state, me, mine, given = self._state, self.me, self._mine, self._given
+        turn = 0
+        for ref in release.refs:
+            entry = self._entries.entry(ref)
+            # ours, and still out of our queue (not taken again since we gave it back)
+            out = sender == me and ref in given
+            if out:
+                given.discard(ref)
+            if entry is None or entry.owner != sender:
+                continue  # completed, cancelled or reassigned since: nothing to give
+            owner = sender
+            holders = entry.origin.holders
+            for step in range(len(takers)):
+                candidate = takers[(turn + step) % len(takers)]
+                if candidate in holders:
+                    owner = candidate
+                    turn += step + 1
+                    break
+            self._counts["released"] += 1
+            if owner != sender:
+                entry.owner = owner
+                if entry.counted is not None:
+                    state.released(entry.counted)
+                    state.taken(owner)
+                    entry.counted = owner
+            if owner == me and (out or sender != me):  # nothing of ours runs it now
+                effects += self._become_owner(entry, failover=False, released=True)
+            elif sender == me and not out and owner != me and entry.run_sent:
+                # ours again since we gave it back (a failover, a re-sent copy): every
+                # replica deals it by the same rule, so our run of it stops
+                entry.run_sent = False
+                mine.pop(ref, None)
+                if not entry.finished:
+                    effects.append(CancelJob(ref, running=entry.started))
 
     def _on_cancel(self, effects: list[Effect], sender: str, ref: JobRef) -> None:
         entry = self._entries.entry(ref)
@@ -1234,7 +1340,8 @@ class OutstandingTable:
         none)."""
         if self.capacity is None:
             return None
-        return AnnounceHello(Hello(self.incarnation, 0 if self._busy else self.capacity))
+        capacity = 0 if self._busy else self.capacity
+        return AnnounceHello(Hello(self.incarnation, capacity, takes_released=True))
 
     def _on_producers(self, event: Producers) -> list[Effect]:
         if self._window is None:

@@ -40,6 +40,7 @@ SendNotice            send the NOTICE to the producer's private group
 AnnounceDrain/Hello   the same, with the DRAIN / HELLO envelope
 AnnounceView          multicast the VIEW envelope to FEEDBACK
 AnnounceLedger        multicast the LEDGER envelope to WORK (periodic ticks' ledger)
+AnnounceRelease       multicast the RELEASE envelope to WORK (jobs we gave back)
 ViewChanged           log it (and rebind the logger's ``view``)
 JobsCompleted         nothing: every replica sees every completion, and the table has
                       done the work (skipped without a call: one per job)
@@ -139,10 +140,12 @@ from spreadq.queue import (
     AnnounceDrain,
     AnnounceHello,
     AnnounceLedger,
+    AnnounceRelease,
     AnnounceView,
     Busy,
     CancelJob,
     ChangeCause,
+    GiveBack,
     GiveUpJob,
     Idle,
     Input,
@@ -203,6 +206,7 @@ __all__ = [
     "Dispatcher",
     "DispatcherConnection",
     "DispatcherHandle",
+    "worth_giving_back",
 ]
 
 log = get_logger(__name__)
@@ -302,6 +306,18 @@ _new_finished: Callable[[tuple[JobRef, Outcome]], JobFinished] = partial(tuple._
 """``JobFinished(ref, outcome)`` without the named tuple's Python ``__new__``: one a job."""
 
 _Item = _Delivered | _Lost | EndedReady | _Drain | Help | Rescan | _StatsDue | _Wake
+
+
+def worth_giving_back(
+    queued: int, limit: int, busy_after: float, ended: int, seconds: float
+) -> bool:
+    """Whether a worker that just became busy, with ``queued`` jobs waiting for its
+    ``limit`` slots, should give some back: when no handler attempt ended while they
+    waited (``ended``, taking ``seconds`` all told), or when at that mean time the
+    handlers need at least ``busy_after`` more for the jobs waiting. Otherwise the jobs
+    are short and wait for the worker's loop, not its slots (a flood keeps every member
+    so), and moving them would only cost."""
+    return not ended or queued * seconds / ended >= limit * busy_after
 
 
 def _post(inbox: Channel[_Item], item: _Item) -> None:
@@ -440,7 +456,8 @@ class Dispatcher:
             AnnounceDrain: self._on_announce_both,
             AnnounceHello: self._on_announce_both,
             AnnounceView: self._on_announce_view,
-            AnnounceLedger: self._on_announce_ledger,
+            AnnounceLedger: self._on_announce_work,
+            AnnounceRelease: self._on_announce_work,
             ViewChanged: self._on_view_changed,
             JobOrphaned: self._on_orphaned,
             JobRejected: self._on_rejected,
@@ -480,6 +497,7 @@ class Dispatcher:
         self._idle = False  # what the table was last told (Idle)
         self._busy_after = settings.busy_after
         self._waiting_since = math.inf  # since when our jobs wait for a slot, unbroken
+        self._handled_since = (0, 0.0)  # handler attempts ended, and their seconds, then
         self._busy = False  # what the table was last told (Busy)
         interval = settings.standby_interval  # only a rule that can say lets us stand by
         can_wait = interval > 0 and isinstance(spec.rule, HeadroomRule)
@@ -653,12 +671,35 @@ class Dispatcher:
                 await self._apply(Busy(False))
         elif self._waiting_since == math.inf:
             self._waiting_since = self._clock()
+            self._handled_since = self._counters.handler_time()
         elif not self._busy:
             waited = self._clock() - self._waiting_since
             if waited >= self._busy_after:
                 self._busy = True
                 self._log.info("worker_busy", waiting=queued, seconds=round(waited, 3))
                 await self._apply(Busy(True))
+                await self._give_back(queued)
+
+    async def _give_back(self, queued: int) -> None:
+        """Just busy: give back the jobs of ours that our slots will not reach in their
+        next round (plain ones: no key, priority or start time; never one dealt to us by
+        a RELEASE), when another member may take them and :func:`worth_giving_back`
+        says so. Taken out of the scheduler
+        first, the jobs given back are ours in the table until the RELEASE lands, and
+        come back to us then if nobody can take them
+        (docs/design/replicated-table.md#release)."""
+        assert self._busy_after is not None
+        if not self._table.can_give_back:
+            return
+        limit = self._schedule.limit
+        ended, seconds = self._counters.handler_time()
+        before, took = self._handled_since
+        if not worth_giving_back(queued, limit, self._busy_after, ended - before, seconds - took):
+            return
+        given = self._schedule.give_back(keep=limit)
+        if given:
+            self._log.info("jobs_given_back", jobs=len(given))
+            await self._apply(GiveBack(tuple(queued.ref for queued in given)))
 
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
@@ -784,9 +825,11 @@ class Dispatcher:
             if wait > 0:  # it waits outside the slots, in the loop's clock
                 self._schedule.defer(queued, self._clock() + wait, priority=priority)
                 return
-            self._schedule.offer(queued, failover=effect.failover, priority=priority)
+            self._schedule.offer(
+                queued, failover=effect.failover or effect.released, priority=priority
+            )
             return
-        self._schedule.offer(queued, failover=effect.failover)
+        self._schedule.offer(queued, failover=effect.failover or effect.released)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
@@ -820,7 +863,7 @@ class Dispatcher:
     async def _on_announce_view(self, effect: AnnounceView) -> None:
         await self._multicast((self._feedback,), encode(effect.envelope))
 
-    async def _on_announce_ledger(self, effect: AnnounceLedger) -> None:
+    async def _on_announce_work(self, effect: AnnounceLedger | AnnounceRelease) -> None:
         await self._multicast((self._work,), encode(effect.envelope))
 
     async def _on_feedback_view(self, event: RegularMembership) -> None:

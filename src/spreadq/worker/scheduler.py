@@ -22,6 +22,9 @@ while it answers, and reports each started job's end with :meth:`Scheduler.ended
 * **Delays.** A job with a start time ahead (the ``not_before`` header) waits outside
   the slots (:meth:`~Scheduler.defer`) until :meth:`~Scheduler.due` passes that time;
   it is offered then (at the tail of its priority).
+* **Giving back.** :meth:`~Scheduler.give_back` takes plain ready jobs out of the queue
+  (no key, priority 0, not taken over) beyond the first few, for a busy worker to give
+  back to its queue's other members.
 * **Cancellation.** :meth:`~Scheduler.cancel` of a job not started marks it dropped:
   it is skipped when its turn comes, and hands its key on at once (a dropped job in a
   lane is passed over). :meth:`~Scheduler.drop_all`
@@ -263,6 +266,33 @@ class Scheduler(Generic[T]):
         if key is not None:
             self._release_key(key)
         return False
+
+    def give_back(self, keep: int) -> list[T]:
+        """Take out the plain ready jobs (priority 0, no key, not taken over) after the
+        first ``keep`` of them, and return them in the order they were offered; a job
+        cancelled while it waited goes too, silently. Jobs with a key stay (their owner
+        keeps the key's jobs together), and so do the others.
+
+        A worker that cannot keep up gives these back to its queue's other members
+        (:class:`~spreadq.queue.envelope.Release`)."""
+        ready, dropped = self._ready, self._dropped
+        if len(ready) <= keep:
+            return []
+        stay: deque[T] = deque()
+        given: list[T] = []
+        plain = 0
+        for job in ready:
+            if job.ref in dropped:
+                dropped.discard(job.ref)
+            elif job.key is not None:
+                stay.append(job)
+            elif plain < keep:
+                plain += 1
+                stay.append(job)
+            else:
+                given.append(job)
+        self._ready = stay
+        return given
 
     def drop_all(self) -> None:
         """Forget every job not started (ready, taken over, delayed, waiting for a key);

@@ -50,7 +50,8 @@ Bodies (version 1; ``str`` fields are UTF-8, prefixed by their byte length)::
     NOTICE    n_outcomes u16 | n_outcomes x (an outcome as in ACK)
     VIEW      gid 3 x i32 | ordinal u64 | n_members u16 | n_members x (len u8 | name)
     DRAIN     incarnation 16s
-    HELLO     incarnation 16s | capacity u32
+    HELLO     incarnation 16s | capacity u32 | (optional) flags u8 (bit 0: takes released jobs)
+    RELEASE   incarnation 16s | n u16 | n x (producer_id 16s | seq u64)
     CANCEL    producer_id 16s | seq u64
     RESULT    op u8 (0 query, 1 answer) | query_id u64 | producer_id 16s | seq u64 | then
               query:  index u16
@@ -68,6 +69,13 @@ see it at the same place among the ACKs (:class:`Cancel`). A RESULT query goes t
 and is answered by the member at its ``index`` in the view, to the asker's private
 group (:class:`ResultQuery`, :class:`ResultAnswer`). An outcome's ``status`` is 0
 success, 1 failure, 2 cancelled (no codec; ``data`` is an empty message).
+
+RELEASE goes to the WORK group only: jobs a busy consumer gives back without having
+started them, dealt anew at its place in the order to the members whose latest HELLO
+said they take released jobs (:class:`Release`, docs/design/replicated-table.md#release).
+A worker from before RELEASE counts it as an unknown kind with no slots, sends HELLOs
+without the flags byte, so nothing is dealt to it, and refuses a HELLO with one (it
+loses that member's capacity, which no rule before ``fill_first`` read).
 
 LEDGER goes to the WORK group only: the latest periodic tick the members it names
 accepted, per schedule, sent after a join or a merge so the view's tick ledgers settle
@@ -108,9 +116,11 @@ from spreadq.queue.envelope.batch import JobSpec as JobSpec
 from spreadq.queue.envelope.batch import batch_size as batch_size
 from spreadq.queue.envelope.batch import encode_batch as encode_batch
 from spreadq.queue.envelope.batch import encode_fragments as encode_fragments
+from spreadq.queue.envelope.control import MAX_RELEASE_REFS as MAX_RELEASE_REFS
 from spreadq.queue.envelope.control import Cancel as Cancel
 from spreadq.queue.envelope.control import Drain as Drain
 from spreadq.queue.envelope.control import Hello as Hello
+from spreadq.queue.envelope.control import Release as Release
 from spreadq.queue.envelope.control import ResultAnswer as ResultAnswer
 from spreadq.queue.envelope.control import ResultQuery as ResultQuery
 from spreadq.queue.envelope.control import ResultState as ResultState
@@ -133,6 +143,7 @@ from spreadq.queue.envelope.stats import StatsState as StatsState
 __all__ = [
     "MAGIC",
     "MAX_ENVELOPE_SIZE",
+    "MAX_RELEASE_REFS",
     "MESS_TYPE",
     "SEAL_SIZE",
     "VERSION",
@@ -151,6 +162,7 @@ __all__ = [
     "Notice",
     "Ledger",
     "Raw",
+    "Release",
     "ResultAnswer",
     "ResultQuery",
     "ResultState",

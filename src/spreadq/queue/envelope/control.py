@@ -1,10 +1,12 @@
-"""The control envelopes: VIEW, DRAIN, HELLO, CANCEL and RESULT (query and answer)."""
+"""The control envelopes: VIEW, DRAIN, HELLO, RELEASE, CANCEL and RESULT (query and
+answer)."""
 
 from __future__ import annotations
 
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
 from spreadq.queue.envelope.ack import _OUTCOME_TAIL, _outcome_parts, _read_outcome
@@ -32,6 +34,8 @@ __all__ = [
     "Cancel",
     "Drain",
     "Hello",
+    "MAX_RELEASE_REFS",
+    "Release",
     "ResultAnswer",
     "ResultQuery",
     "ResultState",
@@ -40,6 +44,10 @@ __all__ = [
 _VIEW = struct.Struct("<iiiQH")
 _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
+_HELLO_FLAGS = struct.Struct("<B")
+_TAKES_RELEASED = 0x01
+_RELEASE = struct.Struct("<16sH")
+_REF = struct.Struct("<16sQ")
 _CANCEL = struct.Struct("<16sQ")
 _RESULT = struct.Struct("<BQ16sQ")
 _QUERY = struct.Struct("<H")
@@ -57,10 +65,34 @@ class Drain:
 @dataclass(frozen=True, slots=True)
 class Hello:
     """HELLO: the sender's capacity (how many jobs it runs at once; 0 while it is busy,
-    its own jobs waiting too long for a slot)."""
+    its own jobs waiting too long for a slot), and whether it takes jobs a busy member
+    gives back (:class:`Release`).
+
+    ``takes_released`` is the one flag of an optional flags byte after the capacity: a
+    HELLO without it (from a worker before RELEASE) says False.
+    """
 
     incarnation: bytes
     capacity: int
+    takes_released: bool = False
+
+
+MAX_RELEASE_REFS: Final = 4096
+"""The most jobs one RELEASE names (24 bytes each: about 98 KB, under the size cap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """RELEASE: the sender gives back jobs it owns and has not started.
+
+    Multicast to WORK with AGREED order. The sender took ``refs`` out of its own queue
+    before sending, so it runs none of them unless the order gives one back to it;
+    where the RELEASE lands, every replica deals the jobs that the sender still owns
+    there to the members that take released jobs (docs/design/replicated-table.md#release).
+    """
+
+    incarnation: bytes
+    refs: tuple[JobRef, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +197,20 @@ def _encode_drain(drain: Drain) -> bytes:
 def _encode_hello(hello: Hello) -> bytes:
     _check_id(hello.incarnation, "incarnation")
     _check_range(hello.capacity, "capacity", _U32_MAX)
-    return _preamble(Kind.HELLO, 0) + _HELLO.pack(hello.incarnation, hello.capacity)
+    data = _preamble(Kind.HELLO, 0) + _HELLO.pack(hello.incarnation, hello.capacity)
+    if hello.takes_released:
+        data += _HELLO_FLAGS.pack(_TAKES_RELEASED)
+    return data
+
+
+def _encode_release(release: Release) -> bytes:
+    _check_id(release.incarnation, "incarnation")
+    _check_range(len(release.refs), "released jobs", MAX_RELEASE_REFS)
+    parts = [_preamble(Kind.RELEASE, 0), _RELEASE.pack(release.incarnation, len(release.refs))]
+    for ref in release.refs:
+        _check_ref(ref)
+        parts.append(_REF.pack(*ref))
+    return b"".join(parts)
 
 
 def _decode_view(reader: _Reader, slots: int) -> View:
@@ -186,8 +231,20 @@ def _decode_drain(reader: _Reader, slots: int) -> Drain:
 
 def _decode_hello(reader: _Reader, slots: int) -> Hello:
     incarnation, capacity = reader.unpack(_HELLO)
+    flags = 0
+    if reader.at < len(reader.mv):  # the flags byte; bits this version does not know are ignored
+        (flags,) = reader.unpack(_HELLO_FLAGS)
     reader.done()
-    return Hello(incarnation, capacity)
+    return Hello(incarnation, capacity, bool(flags & _TAKES_RELEASED))
+
+
+def _decode_release(reader: _Reader, slots: int) -> Release:
+    incarnation, count = reader.unpack(_RELEASE)
+    if count > MAX_RELEASE_REFS:
+        raise EnvelopeError(f"a RELEASE of {count} jobs (at most {MAX_RELEASE_REFS})")
+    refs = tuple(_new_ref(reader.unpack(_REF)) for _ in range(count))
+    reader.done()
+    return Release(incarnation, refs)
 
 
 def _decode_cancel(reader: _Reader, slots: int) -> Cancel:

@@ -28,11 +28,13 @@ from spreadq.queue.envelope.control import (
     Cancel,
     Drain,
     Hello,
+    Release,
     ResultAnswer,
     ResultQuery,
     _decode_cancel,
     _decode_drain,
     _decode_hello,
+    _decode_release,
     _decode_result,
     _decode_view,
     _encode_answer,
@@ -40,6 +42,7 @@ from spreadq.queue.envelope.control import (
     _encode_drain,
     _encode_hello,
     _encode_query,
+    _encode_release,
     _encode_view,
 )
 from spreadq.queue.envelope.ledger import Ledger, _decode_ledger, _encode_ledger
@@ -82,6 +85,7 @@ Decoded = (
     | ResultAnswer
     | Ledger
     | Notice
+    | Release
     | Raw
 )
 """What :func:`decode` returns."""
@@ -92,6 +96,7 @@ Envelope = (
     | ResultAnswer
     | Ledger
     | Notice
+    | Release
 )
 
 
@@ -108,12 +113,13 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     ResultAnswer: _encode_answer,
     Ledger: _encode_ledger,
     Notice: _encode_notice,
+    Release: _encode_release,
 }
 
 
 def encode(envelope: Envelope) -> bytes:
     """Encode any envelope value (the Dispatcher's one call for ACK, NOTICE, VIEW, DRAIN,
-    HELLO, LEDGER).
+    HELLO, LEDGER, RELEASE).
 
     Raises:
         LocalProtocolError: a field the envelope cannot carry.
@@ -134,6 +140,7 @@ _DECODERS: dict[Kind, Callable[[_Reader, int], Decoded]] = {
     Kind.RESULT: _decode_result,
     Kind.LEDGER: _decode_ledger,
     Kind.NOTICE: _decode_notice,
+    Kind.RELEASE: _decode_release,
 }
 _SLOTTED = {Kind.BATCH, Kind.FRAGMENT}
 

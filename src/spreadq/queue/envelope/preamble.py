@@ -51,6 +51,7 @@ class Kind(enum.IntEnum):
     RESULT = 9
     LEDGER = 10
     NOTICE = 11
+    RELEASE = 12
 
 
 _PREAMBLE = struct.Struct("<2sBBH")

@@ -201,6 +201,11 @@ class SlotState:
         self.index += count
         self._loads[member] = self._loads.get(member, 0) + count
 
+    def taken(self, member: str) -> None:
+        """Record that an outstanding job, assigned before, now counts for ``member``
+        (a RELEASE dealt it anew): its load grows; no slot is assigned."""
+        self._loads[member] = self._loads.get(member, 0) + 1
+
     def skip(self, count: int) -> None:
         """Move ``count`` slots on without counting loads (a :class:`SlotRule` assigned
         them: it never reads loads)."""
