@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     ``concurrency`` slots this many seconds without a break announces that it is busy
     (capacity 0 in a HELLO), and its capacity again once none waits: rules that fill
     members in order (``fill_first``) give new jobs to others meanwhile
-    (``docs/concepts.md#ownership``). As it becomes busy it gives back the jobs its
-    slots would reach late, when they are slow for its handlers
+    (``docs/concepts.md#ownership``). As it becomes busy, under such a rule, it gives
+    back the jobs its slots would reach late, when they are slow for its handlers
     (``docs/design/replicated-table.md#release``). None: never."""
     window: int = Field(default=600, ge=1, lt=DEFAULT_MAX_SESSION_MESSAGES)
     """A producer's ``put()`` waits while a live consumer has not read up to the

@@ -142,3 +142,19 @@ def test_a_newcomer_that_does_not_hold_a_job_is_not_dealt_it() -> None:
     assert told[D] == []
     assert cluster.owners(A) == cluster.owners(B) == {1: A, 2: A, 3: A}
     assert cluster.owners(D) == {}  # D never held them
+
+
+def test_only_a_rule_that_fills_members_in_order_gives_back() -> None:
+    # under round_robin every member holds its share: one that gave some back would sit
+    # idle while the others caught up (the failover test's 4 ms jobs took 1.4-1.9 s so,
+    # against 1.0-1.1 s without), so its busy members keep their jobs
+    spread = Cluster("round_robin", capacity=4)
+    filled = cluster_of(A, B)
+    for name in (A, B):
+        for member, effects in spread.join(name).items():
+            deliver(spread, member, effects)
+    for cluster in (spread, filled):
+        deliver(cluster, A, cluster.feed((A,), Busy(True))[A])
+    assert (spread.tables[A].can_give_back, filled.tables[A].can_give_back) == (False, True)
+    deliver(filled, B, filled.feed((B,), Busy(True))[B])
+    assert not filled.tables[A].can_give_back  # nobody to take them

@@ -1115,9 +1115,18 @@ class OutstandingTable:
 
     @property
     def can_give_back(self) -> bool:
-        """Whether a RELEASE of ours would find another member to take a job now (its
-        place in the order decides; this is the guess the dispatcher acts on)."""
-        return self._view is not None and not self._transitional and bool(self._takers_for(self.me))
+        """Whether we should give back jobs when busy: our rule fills members in order
+        (a :class:`~spreadq.queue.rules.HeadroomRule` such as ``fill_first``: under a rule
+        that spreads the work every member holds its share, and one that gave some back
+        would only sit idle while the others catch up), and a RELEASE would find another
+        member to take a job now (its place in the order decides; this is the guess the
+        dispatcher acts on)."""
+        return (
+            self._jobs_before is not None
+            and self._view is not None
+            and not self._transitional
+            and bool(self._takers_for(self.me))
+        )
 
     def _on_give_back(self, event: GiveBack) -> list[Effect]:
         if self._view is None:

@@ -683,8 +683,9 @@ class Dispatcher:
     async def _give_back(self, queued: int) -> None:
         """Just busy: give back the jobs of ours that our slots will not reach in their
         next round (plain ones: no key, priority or start time; never one dealt to us by
-        a RELEASE), when another member may take them and :func:`worth_giving_back`
-        says so. Taken out of the scheduler
+        a RELEASE), when our rule fills members in order and another member may take
+        them (:attr:`~spreadq.queue.table.OutstandingTable.can_give_back`) and
+        :func:`worth_giving_back` says so. Taken out of the scheduler
         first, the jobs given back are ours in the table until the RELEASE lands, and
         come back to us then if nobody can take them
         (docs/design/replicated-table.md#release)."""

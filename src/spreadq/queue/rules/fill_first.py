@@ -35,9 +35,9 @@ catches up. What it was given before is queued behind its slots, so as it become
 it also gives back the jobs its slots would reach late (a RELEASE, dealt by every replica
 at its place in the order to the members that have not said they are busy:
 docs/design/replicated-table.md#release). In ``tests/integration/test_failover.py``,
-3,000 jobs of 4 ms with 400 unfinished at a time took 1.1 s so on a real daemon,
-against 1.5-1.7 s with busy announcements alone and 1.5 s under ``round_robin`` in the
-same sitting (3.3 s on loads alone, in an earlier one).
+3,000 jobs of 4 ms with 400 unfinished at a time took 1.07-1.19 s so on a real
+daemon, against 1.53-1.92 s with busy announcements alone and 1.03-1.09 s under
+``round_robin`` in the same sitting (3.3 s on loads alone, in an earlier one).
 
 Worked example (``room = 2``). A view lists ``#a#h, #b#h, #c#h``; loads start at 0,
 and after j4 an ACK from ``a`` completes j1 and j2::
