@@ -1162,14 +1162,16 @@ class OutstandingTable:
         takers = self._takers_for(sender)
         state, me, mine, given = self._state, self.me, self._mine, self._given
         turn = 0
+        outstanding = self._entries
         for ref in release.refs:
-            entry = self._entries.entry(ref)
             # ours, and still out of our queue (not taken again since we gave it back)
             out = sender == me and ref in given
             if out:
                 given.discard(ref)
-            if entry is None or entry.owner != sender:
+            if outstanding.owner_of(ref) != sender:
                 continue  # completed, cancelled or reassigned since: nothing to give
+            entry = outstanding.entry(ref)  # only now: a block of it becomes entries
+            assert entry is not None
             owner = sender
             holders = entry.origin.holders
             for step in range(len(takers)):

@@ -700,7 +700,7 @@ class Dispatcher:
         given = self._schedule.give_back(keep=limit)
         if given:
             self._log.info("jobs_given_back", jobs=len(given))
-            await self._apply(GiveBack(tuple(queued.ref for queued in given)))
+            await self._apply(GiveBack(tuple(job.ref for job in given)))
 
     def _wait_time(self) -> float | None:
         ack = self._table.next_deadline()
@@ -820,17 +820,16 @@ class Dispatcher:
         queued = QueuedJob.of(effect, view)
         if not effect.failover and JobAssigned in self._events.routes:
             self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
+        first = effect.failover or effect.released  # taken over or dealt to us: it waited
         if job.header_block:  # a job without headers has priority 0 and no start time
             when, priority = _when_and_priority(job)
             wait = when - time.time()
             if wait > 0:  # it waits outside the slots, in the loop's clock
                 self._schedule.defer(queued, self._clock() + wait, priority=priority)
                 return
-            self._schedule.offer(
-                queued, failover=effect.failover or effect.released, priority=priority
-            )
+            self._schedule.offer(queued, failover=first, priority=priority)
             return
-        self._schedule.offer(queued, failover=effect.failover or effect.released)
+        self._schedule.offer(queued, failover=first)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
