@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import spreadq
 from spreadq.cli import app, hoist_root_options
 from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE
+from spreadq.cli.worker import number_or_none
 from spreadq.daemon import Daemon
 
 WAIT = 20
@@ -193,3 +194,77 @@ async def test_the_worker_command_logs_its_session_and_the_handlers_lines_at_inf
             process.kill()
             await process.wait()
         await process.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [("none", float, None), (" OFF ", int, None), ("2.5", float, 2.5), ("0", int, 0)],
+)
+def test_a_number_option_that_may_be_none_reads_none_and_off(
+    text: str, kind: type[float] | type[int], expected: float | None
+) -> None:
+    assert number_or_none(text, "--x", kind, low=0, high=65_535) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "says"),
+    [
+        ("abc", float, "is not a number of seconds or none"),
+        ("1.5", int, "is not a whole number or none"),
+        ("70000", int, "must be from 0 to 65535"),
+        ("0", float, "must be at least 0.001"),
+        ("nan", float, "must be at least 0.001"),
+    ],
+)
+def test_a_bad_number_option_is_a_usage_error_that_says_why(
+    text: str, kind: type[float] | type[int], says: str
+) -> None:
+    high = 65_535 if kind is int else None
+    with pytest.raises(typer.BadParameter, match=says):
+        number_or_none(text, "--x", kind, low=0 if kind is int else 0.001, high=high)
+
+
+NONE_APP = """
+import spreadq
+
+app = spreadq.App(
+    "clinone", plugins=False, settings=spreadq.Settings(connect_timeout=5, metrics_port=9100)
+)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "timeout", "port"),
+    [
+        ([], {"SPREADQ_CONNECT_TIMEOUT": "none", "SPREADQ_METRICS_PORT": "off"}, None, None),
+        (["--connect-timeout", "none", "--metrics-port", "None"], {}, None, None),
+        (["-t", "0.5", "--metrics-port", "9200"], {}, 0.5, 9200),
+        ([], {}, 5.0, 9100),  # the app's own
+    ],
+)
+def test_the_worker_command_turns_a_timeout_and_the_metrics_port_off_with_none(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    timeout: float | None,
+    port: int | None,
+) -> None:
+    # As Settings reads SPREADQ_CONNECT_TIMEOUT=none, so does the command (it used to
+    # refuse the word as "not a valid number" and exit 2).
+    from spreadq.worker.app import App
+
+    (tmp_path / "cli_none_jobs.py").write_text(NONE_APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "cli_none_jobs", raising=False)
+    for name in ("SPREADQ_CONNECT_TIMEOUT", "SPREADQ_METRICS_PORT", "SPREADQ_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    ran: list[spreadq.Settings] = []
+
+    async def run(self: App, **kwargs: Any) -> None:
+        ran.append(kwargs["settings"])
+
+    monkeypatch.setattr(App, "run", run)
+    result = CliRunner().invoke(app, ["worker", "cli_none_jobs:app", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert [(s.connect_timeout, s.metrics_port) for s in ran] == [(timeout, port)]

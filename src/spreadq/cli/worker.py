@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import anyio
 import typer
@@ -17,7 +18,7 @@ from spreadq.eventloop import use_uvloop
 if TYPE_CHECKING:
     from spreadq.worker.app import App
 
-__all__ = ["load_app", "register"]
+__all__ = ["load_app", "number_or_none", "register"]
 
 
 def load_app(target: str) -> App:
@@ -52,6 +53,39 @@ def load_app(target: str) -> App:
             f"{target} is a {type(found).__name__}, not a spreadq.App: point at the App object"
         )
     return found
+
+
+_OFF_WORDS: Final = frozenset({"none", "off"})
+"""What turns an option that may be None off, on the command line as in its environment
+variable (as :class:`~spreadq.Settings` reads ``SPREADQ_*`` variables)."""
+
+
+def number_or_none(
+    text: str,
+    option: str,
+    kind: type[float] | type[int],
+    *,
+    low: float,
+    high: float | None = None,
+) -> float | int | None:
+    """``text`` as a number of ``kind`` in ``[low, high]``, or None for ``none`` or ``off``
+    (any case).
+
+    Raises:
+        typer.BadParameter: anything else (exit status 2, naming ``option``).
+    """
+    word = text.strip()
+    if word.lower() in _OFF_WORDS:
+        return None
+    try:
+        number = kind(word)
+    except ValueError:
+        what = "a number of seconds" if kind is float else "a whole number"
+        raise typer.BadParameter(f"{text!r} is not {what} or none", param_hint=option) from None
+    if not low <= number <= (math.inf if high is None else high) or math.isnan(number):
+        bound = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise typer.BadParameter(f"{text!r}: it must be {bound}, or none", param_hint=option)
+    return number
 
 
 def worker(
@@ -89,25 +123,24 @@ def worker(
         ),
     ] = None,
     connect_timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--connect-timeout",
             "-t",
-            min=0.001,
+            metavar="SECONDS|none",
             envvar="SPREADQ_CONNECT_TIMEOUT",
-            help="Give up (exit 3) after this many seconds without reaching the daemon; "
-            "default: the app's settings (never).",
+            help="Give up (exit 3) after this many seconds without reaching the daemon, "
+            "or never (none); default: the app's settings (never).",
         ),
     ] = None,
     metrics_port: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--metrics-port",
-            min=0,
-            max=65_535,
+            metavar="PORT|none",
             envvar="SPREADQ_METRICS_PORT",
-            help="Serve /metrics on this port (with the spreadq-prometheus plugin); "
-            "default: the app's settings (none).",
+            help="Serve /metrics on this port (with the spreadq-prometheus plugin), or "
+            "not at all (none); default: the app's settings (none).",
         ),
     ] = None,
 ) -> None:
@@ -115,15 +148,19 @@ def worker(
 
     Logs at info on stderr: each session joined, each failed connect, the handlers' ctx.log.
     """
+    changes: dict[str, object] = {}
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if connect_timeout is not None:
+        changes["connect_timeout"] = number_or_none(
+            connect_timeout, "--connect-timeout", float, low=0.001
+        )
+    if metrics_port is not None:
+        changes["metrics_port"] = number_or_none(
+            metrics_port, "--metrics-port", int, low=0, high=65_535
+        )
     with shared_exits():
         app = load_app(target)
-        changes: dict[str, object] = {}
-        if concurrency is not None:
-            changes["concurrency"] = concurrency
-        if connect_timeout is not None:
-            changes["connect_timeout"] = connect_timeout
-        if metrics_port is not None:
-            changes["metrics_port"] = metrics_port
         settings = app.settings.replace(**changes) if changes else app.settings
 
     async def run() -> None:
