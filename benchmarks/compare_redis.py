@@ -30,6 +30,14 @@ times, turn about, and prints each round's ratios and their median instead of th
 table (the chart shows the round with the median flood ratio): a small machine's speed
 drifts by a fifth within minutes, so between the two sides of one round too.
 
+``--burn N:SHARE`` runs ``N`` more processes beside both sides for the whole run, each
+busy for ``SHARE`` of a core in bursts (``SHARE`` x 20 ms every 20 ms, each at its own
+phase): the load a queue's other processes put on the cores. It is what separates one
+spreadq worker from four under ``fill_first``, where three workers stand by and each
+pays for every message: ``--workers 1 --burn 3:0.11`` shows the same one-way latency as
+``--workers 4`` (docs/deployment.md#latency-under-a-steady-load), and what the same
+burn costs Redis.
+
 Needs ``redis-server`` on PATH (``apt-get install redis-server``) and
 ``pip install 'spreadq[bench]'`` (redis, hiredis, matplotlib); without them it says so
 and exits 0.
@@ -53,7 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -249,6 +257,55 @@ async def redis_run(
     one_way = [b - a for a, b in zip(put_wall, started_wall, strict=True)]
     round_trip = [b - a for a, b in zip(put_at, done_at, strict=True)]
     return seconds, one_way, round_trip
+
+
+BURN_PERIOD: Final = 0.02
+"""Seconds between the starts of two bursts of a ``--burn`` process."""
+
+_BURNER: Final = """
+import random, sys, time
+busy, period = float(sys.argv[1]) * float(sys.argv[2]), float(sys.argv[2])
+time.sleep(random.random() * period)
+clock = time.perf_counter
+start = clock()
+while True:
+    while clock() - start < busy:
+        pass
+    start += period
+    time.sleep(max(0.0, start - clock()))
+"""
+
+
+def parse_burn(text: str) -> tuple[int, float]:
+    """``N:SHARE`` (processes, share of a core each): ``3:0.11``.
+
+    Raises:
+        ValueError: not two numbers, N below 1 or SHARE outside (0, 1].
+    """
+    count, colon, share = text.partition(":")
+    if not colon:
+        raise ValueError(f"--burn {text!r}: give N:SHARE, e.g. 3:0.11")
+    n, fraction = int(count), float(share)
+    if n < 1 or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"--burn {text!r}: N at least 1, SHARE in (0, 1]")
+    return n, fraction
+
+
+@contextlib.contextmanager
+def burning(count: int, share: float) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` processes that each keep ``share`` of a core busy, in bursts, until the
+    block ends (then they are killed and reaped)."""
+    line = [sys.executable, "-c", _BURNER, str(share), str(BURN_PERIOD)]
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            started.append(subprocess.Popen(line, stdin=subprocess.DEVNULL))
+        yield started
+    finally:
+        for process in started:
+            process.kill()
+        for process in started:
+            process.wait()
 
 
 async def measure_redis(
@@ -606,6 +663,33 @@ def _missing() -> str | None:
     return None
 
 
+def _measure_rounds(
+    args: argparse.Namespace, binary: str, err: Console, workers: str, consumers: str
+) -> list[tuple[BenchReport, RedisReport]]:
+    """Measure spreadq, then Redis, ``args.rounds`` times."""
+    rounds: list[tuple[BenchReport, RedisReport]] = []
+    for n in range(1, args.rounds + 1):
+        of = f" (round {n} of {args.rounds})" if args.rounds > 1 else ""
+        err.print(f"[dim]spreadq bench: {workers}, {args.jobs:,} jobs{of}[/dim]")
+        ours = measure_spreadq(args)
+        err.print(f"[dim]Redis Streams: {consumers}, {args.jobs:,} jobs{of}[/dim]")
+        theirs = anyio.run(
+            partial(
+                measure_redis,
+                binary,
+                consumers=args.consumers,
+                jobs=args.jobs,
+                payload=args.payload,
+                pipeline=args.pipeline,
+                count=args.count,
+                also_at=ours.half_load.jobs_per_s,
+            ),
+            backend_options={"use_uvloop": use_uvloop(args.loop)},  # the loop spreadq ran on
+        )
+        rounds.append((ours, theirs))
+    return rounds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -642,7 +726,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="measure both this many times, turn about, and print the median ratios "
         "(this machine's speed drifts between the two sides of one round)",
     )
+    parser.add_argument(
+        "--burn",
+        metavar="N:SHARE",
+        help="run N more processes beside both sides, each busy for SHARE of a core in "
+        "bursts (the load of a queue's other processes): e.g. 3:0.11",
+    )
     args = parser.parse_args(argv)
+    burn = (0, 0.0)
+    if args.burn is not None:
+        try:
+            burn = parse_burn(args.burn)
+        except ValueError as error:
+            parser.error(str(error))
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.consumers is None:
@@ -659,27 +755,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert binary is not None
     err = Console(stderr=True)
     tune_collector()  # this process is the Redis side's producer: tuned as spreadq bench's
-    rounds: list[tuple[BenchReport, RedisReport]] = []
     workers, consumers = _count(args.workers, "worker"), _count(args.consumers, "consumer")
-    for n in range(1, args.rounds + 1):
-        of = f" (round {n} of {args.rounds})" if args.rounds > 1 else ""
-        err.print(f"[dim]spreadq bench: {workers}, {args.jobs:,} jobs{of}[/dim]")
-        ours = measure_spreadq(args)
-        err.print(f"[dim]Redis Streams: {consumers}, {args.jobs:,} jobs{of}[/dim]")
-        theirs = anyio.run(
-            partial(
-                measure_redis,
-                binary,
-                consumers=args.consumers,
-                jobs=args.jobs,
-                payload=args.payload,
-                pipeline=args.pipeline,
-                count=args.count,
-                also_at=ours.half_load.jobs_per_s,
-            ),
-            backend_options={"use_uvloop": use_uvloop(args.loop)},  # the loop spreadq ran on
-        )
-        rounds.append((ours, theirs))
+    with burning(*burn):
+        if burn[0]:
+            err.print(f"[dim]{_count(burn[0], 'burner')}, each {burn[1]:.0%} of a core[/dim]")
+        rounds = _measure_rounds(args, binary, err, workers, consumers)
     # the round whose flood ratio is the median one stands for the run in the chart
     by_flood = sorted(rounds, key=lambda pair: ratios(*pair)["flood jobs/s"])
     ours, theirs = by_flood[(len(by_flood) - 1) // 2]
@@ -688,11 +768,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"spreadq": o.model_dump(mode="json"), "redis": t.model_dump(mode="json")}
             for o, t in rounds
         ]
-        print(json.dumps(reports[0] if args.rounds == 1 else {"rounds": reports}, indent=2))
-    elif args.rounds == 1:
-        render(ours, theirs, Console())
+        out: dict[str, Any] = reports[0] if args.rounds == 1 else {"rounds": reports}
+        if burn[0]:
+            out["burn"] = {"processes": burn[0], "share": burn[1], "period_s": BURN_PERIOD}
+        print(json.dumps(out, indent=2))
     else:
-        render_rounds(rounds, Console())
+        console = Console()
+        if args.rounds == 1:
+            render(ours, theirs, console)
+        else:
+            render_rounds(rounds, console)
+        if burn[0]:
+            console.print(
+                f"with {_count(burn[0], 'burner')} beside both sides, each busy for "
+                f"{burn[1]:.0%} of a core in bursts"
+            )
     if args.chart is not None:
         try:
             chart(ours, theirs, args.chart)

@@ -70,7 +70,9 @@ def test_compare_redis_says_what_to_install_without_redis_server(tmp_path: Path)
 def test_compare_redis_side_by_side(tmp_path: Path) -> None:
     chart = tmp_path / "compare.png"
     out = script(
-        "compare_redis.py", *TINY, "--jobs", "200", "--raw", "200", "--json", "--chart", str(chart)
+        "compare_redis.py",
+        *TINY,
+        *("--jobs", "200", "--raw", "200", "--json", "--chart", str(chart), "--burn", "1:0.05"),
     )
     if shutil.which("redis-server") is None or find_spec("redis") is None:
         assert "pip install 'spreadq[bench]'" in out
@@ -78,6 +80,7 @@ def test_compare_redis_side_by_side(tmp_path: Path) -> None:
     both = json.loads(out)
     ours = BenchReport.model_validate(both["spreadq"])
     assert (ours.workers, ours.flood.jobs, ours.half_load.jobs) == (2, 200, 100)
+    assert both["burn"] == {"processes": 1, "share": 0.05, "period_s": 0.02}
     theirs = both["redis"]
     assert theirs["consumers"] == 2
     assert (theirs["flood"]["jobs"], theirs["half_load"]["jobs"]) == (200, 100)
@@ -159,10 +162,26 @@ def test_compare_redis_with_its_own_consumer_count() -> None:
         (("--rounds", "0"), "--rounds must be at least 1"),
         (("--consumers", "0"), "--consumers must be at least 1"),
         (("--spread-pid", "5"), "--spread-pid names the daemon of --spread"),
+        (("--burn", "3"), "give N:SHARE"),
+        (("--burn", "0:0.5"), "N at least 1"),
+        (("--burn", "2:1.5"), "SHARE in (0, 1]"),
     ],
 )
 def test_compare_redis_refuses_bad_arguments(args: tuple[str, ...], says: str) -> None:
     assert says in refusal("compare_redis.py", *args)
+
+
+def test_compare_redis_burners_stop_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports redis_consumer from there
+    spec = spec_from_file_location("compare_redis", BENCHMARKS / "compare_redis.py")
+    assert spec is not None
+    assert spec.loader is not None
+    compare = module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    with compare.burning(2, 0.05) as burners:
+        assert len(burners) == 2
+        assert [b.poll() for b in burners] == [None, None]  # running while the run runs
+    assert all(b.returncode is not None for b in burners)  # killed and reaped after it
 
 
 def test_split_queues_measures_both_shapes() -> None:
