@@ -22,6 +22,7 @@ from test_dispatcher import FAST, Item, Probe, probe_on, result
 from spreadq.client import connect
 from spreadq.context import Context
 from spreadq.daemon import Daemon
+from spreadq.observe import Event, EventBus, JobAssigned
 from spreadq.worker.app import App
 from spreadq.worker.dispatcher import Dispatcher, worth_giving_back
 
@@ -30,11 +31,12 @@ WAIT = 10.0
 
 @asynccontextmanager
 async def one_slot_workers(
-    daemon: Daemon, app: App, names: Sequence[str]
+    daemon: Daemon, app: App, names: Sequence[str], events: EventBus | None = None
 ) -> AsyncIterator[tuple[Probe, list[str]]]:
-    """Dispatchers of ``app``, one per name, each with one slot and ``busy_after`` 10 ms,
-    and a probe on the queue's FEEDBACK group that has heard every one's capacity in the
-    last view; yields the probe and the workers' member names."""
+    """Dispatchers of ``app``, one per name, each with one slot and ``busy_after`` 10 ms
+    (publishing to ``events`` if given), and a probe on the queue's FEEDBACK group that
+    has heard every one's capacity in the last view; yields the probe and the workers'
+    member names."""
     settings = FAST.model_copy(update={"concurrency": 1, "busy_after": 0.01})
     async with probe_on(daemon) as probe, contextlib.AsyncExitStack() as stack:
         conns = [
@@ -43,7 +45,7 @@ async def one_slot_workers(
         members = [conn.private_group for conn in conns]
         async with anyio.create_task_group() as tg:
             for conn in conns:
-                await tg.start(Dispatcher(conn, app.spec(), settings=settings).run)
+                await tg.start(Dispatcher(conn, app.spec(), settings=settings, events=events).run)
             # every view's HELLO: the last view (all of them) is heard from everyone
             await probe.until(lambda: all(probe.capacities(m)[-1:] == [1] for m in members))
             await probe.until(lambda: len(probe.hellos) >= len(members) * (len(members) + 1) // 2)
@@ -113,8 +115,15 @@ async def test_a_busy_worker_gives_back_jobs_its_slot_would_reach_late(
         await gate.wait()
         return {"n": item.n, "member": ctx.member}
 
+    assigned: list[JobAssigned] = []
+
+    def note(event: Event) -> None:
+        if isinstance(event, JobAssigned):
+            assigned.append(event)
+
+    bus = EventBus([note])
     with capture_logs() as logs, anyio.fail_after(WAIT):
-        async with one_slot_workers(spreadq_daemon, app, ["a", "b"]) as (probe, members):
+        async with one_slot_workers(spreadq_daemon, app, ["a", "b"], bus) as (probe, members):
             seqs = await probe.put_items("hold", [1, 2, 3, 4])
             # both busy: the giver with 2 waiting, then the taker with 4 waiting behind 3
             await probe.until(lambda: all(probe.capacities(m)[-1] == 0 for m in members))
@@ -128,6 +137,11 @@ async def test_a_busy_worker_gives_back_jobs_its_slot_would_reach_late(
     (given,) = [log for log in logs if log["event"] == "jobs_given_back"]
     assert given["jobs"] == 2
     assert given["member"] == giver
+    # the giver was assigned all four; the taker's two say they were dealt to it
+    by = sorted((e.member == giver, e.ref.seq, e.released) for e in assigned)
+    assert by == [(False, seqs[2], True), (False, seqs[3], True)] + [
+        (True, seq, False) for seq in seqs
+    ]
 
 
 @pytest.mark.parametrize(

@@ -40,13 +40,18 @@ class JobAssigned:
     """This worker (``member``) became the owner of a job, in a view (a job it takes
     over from a departed member is :class:`JobTakenOver` instead). Published by the owner
     only: every replica assigns every job, and one event per job per replica would put
-    the bus on the path of jobs the worker never runs."""
+    the bus on the path of jobs the worker never runs.
+
+    ``released``: a busy member gave the job back and the order dealt it to this worker
+    (docs/design/replicated-table.md#release); the giver published this event for it
+    first, so a count of the jobs assigned across workers leaves these out."""
 
     name: ClassVar[str] = "job_assigned"
     queue: str
     ref: JobRef
     kind: str
     member: str
+    released: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -819,7 +819,9 @@ class Dispatcher:
         job = effect.job
         queued = QueuedJob.of(effect, view)
         if not effect.failover and JobAssigned in self._events.routes:
-            self._events.publish(JobAssigned(self._queue, job.ref, job.kind, self._me))
+            self._events.publish(
+                JobAssigned(self._queue, job.ref, job.kind, self._me, released=effect.released)
+            )
         first = effect.failover or effect.released  # taken over or dealt to us: it waited
         if job.header_block:  # a job without headers has priority 0 and no start time
             when, priority = _when_and_priority(job)
