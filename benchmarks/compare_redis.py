@@ -32,11 +32,11 @@ drifts by a fifth within minutes, so between the two sides of one round too.
 
 ``--burn N:SHARE`` runs ``N`` more processes beside both sides for the whole run, each
 busy for ``SHARE`` of a core in bursts (``SHARE`` x 20 ms every 20 ms, each at its own
-phase): the load a queue's other processes put on the cores. It is what separates one
-spreadq worker from four under ``fill_first``, where three workers stand by and each
-pays for every message: ``--workers 1 --burn 3:0.11`` shows the same one-way latency as
-``--workers 4`` (docs/deployment.md#latency-under-a-steady-load), and what the same
-burn costs Redis.
+phase): the load a queue's other processes put on the cores. Under ``fill_first`` three
+of four workers stand by and each pays for every message: ``--workers 1 --burn 3:0.11``
+gives one worker that much company, which took its one-way p99 about half-way to four
+workers' (docs/deployment.md#latency-under-a-steady-load), and shows what the same burn
+costs Redis.
 
 Needs ``redis-server`` on PATH (``apt-get install redis-server``) and
 ``pip install 'spreadq[bench]'`` (redis, hiredis, matplotlib); without them it says so
