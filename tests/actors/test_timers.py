@@ -63,11 +63,15 @@ def test_a_cancel_scope_waiting_a_timer_delay_on_uvloop_rings_once() -> None:
 
     def counted(self: Any) -> None:
         calls[0] += 1
-        if not self._active and asyncio.get_running_loop().time() >= self._deadline:
-            # uvloop's clock ticked between move_on_after() and the scope's entry (this
-            # process was preempted there): it is cancelled at once, with no timer
-            passed_at_entry[0] += 1
+        entering = not self._active
         timeout(self)
+        if entering and self._cancel_called:
+            # uvloop's clock ticked between move_on_after() and the scope's entry (this
+            # process was preempted there): anyio cancelled it at once, with no timer.
+            # Asked of anyio's own decision: a second reading of the clock here could
+            # fall on the other side of a tick (9 calls for 5 scopes, none "due", in 1
+            # of 120 runs beside the integration tests)
+            passed_at_entry[0] += 1
 
     async def main() -> None:
         for wait in (0.0004, 0.0015, 0.002, 0.0035, 0.004):
