@@ -17,7 +17,7 @@ DESIGN_DEFAULTS = {
     "ack_max_rate": 500.0,  # None: ACK only by the cadence
     "outcome_notices": True,  # outcomes also go straight to their producer
     "notice_interval": 0.002,  # at most one NOTICE per 2 ms per consumer
-    "standby_interval": 0.02,  # a worker the rule keeps waiting reads every 20 ms at most
+    "standby_interval": 0.005,  # a worker the rule keeps waiting reads every 5 ms at most
     "busy_after": 0.02,  # jobs waiting 20 ms for a slot: the worker says it is busy
     "window": 600,
     "max_in_flight": 10_000,
