@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     once, instead of waking for each message (``docs/deployment.md#standby``). A job
     that spills to it may wait up to this long, and it sees a view change up to this
     late. 0: always read at once. Shorter rests are shorter bursts of reading, which the
-    worker running the jobs waits behind less: 5 ms gave a shorter tail than 20 ms at
-    the same CPU (``docs/deployment.md#standby``); 2 ms cost as much CPU as none."""
+    worker running the jobs waits behind less: 5 ms gave a tail about a tenth shorter
+    than 20 ms at about the same CPU (``docs/deployment.md#standby``); 2 ms cost as
+    much CPU as none."""
     busy_after: float | None = Field(default=0.02, gt=0.0, le=60.0)
     """A consumer whose own jobs have been waiting for a free one of its
     ``concurrency`` slots this many seconds without a break announces that it is busy
