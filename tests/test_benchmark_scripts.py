@@ -54,6 +54,16 @@ def refusal(name: str, *args: str) -> str:
     return completed.stderr
 
 
+def benchmark_module(name: str) -> Any:
+    """Import ``benchmarks/<name>.py`` (not a package) as a module."""
+    spec = spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def sane_latency(spread: dict[str, Any]) -> None:
     assert 0 < spread["p50_ms"] <= spread["p99_ms"] <= spread["p999_ms"] <= spread["max_ms"]
     assert len(spread["cdf_ms"]) == 101
@@ -173,11 +183,7 @@ def test_compare_redis_refuses_bad_arguments(args: tuple[str, ...], says: str) -
 
 def test_compare_redis_burners_stop_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports redis_consumer from there
-    spec = spec_from_file_location("compare_redis", BENCHMARKS / "compare_redis.py")
-    assert spec is not None
-    assert spec.loader is not None
-    compare = module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = benchmark_module("compare_redis")
     with compare.burning(2, 0.05) as burners:
         assert len(burners) == 2
         assert [b.poll() for b in burners] == [None, None]  # running while the run runs
@@ -285,11 +291,7 @@ def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds() -> None:
     # a cancel scope's deadline a fraction of a millisecond away spins uvloop (anyio
     # re-arms its timer until the loop's millisecond clock reaches it): the bench's
     # pacing waited so, and its CPU a job was the bench's spin as much as the worker's
-    spec = spec_from_file_location("bench_dispatcher", BENCHMARKS / "bench_dispatcher.py")
-    assert spec is not None
-    assert spec.loader is not None
-    bench = module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_module("bench_dispatcher")
 
     async def on_asyncio() -> None:
         assert bench.pace_wait(0.0002) == 0.0002  # asyncio's loop waits what it is asked

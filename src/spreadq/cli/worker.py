@@ -6,7 +6,7 @@ import importlib
 import math
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
@@ -14,6 +14,7 @@ import typer
 from spreadq.cli.exits import EXIT_FAILED, epilog, shared_exits
 from spreadq.errors import ConfigurationError, ForcedStop, LifespanError
 from spreadq.eventloop import use_uvloop
+from spreadq.settings import _NONE_WORDS
 
 if TYPE_CHECKING:
     from spreadq.worker.app import App
@@ -55,11 +56,6 @@ def load_app(target: str) -> App:
     return found
 
 
-_OFF_WORDS: Final = frozenset({"none", "off"})
-"""What turns an option that may be None off, on the command line as in its environment
-variable (as :class:`~spreadq.Settings` reads ``SPREADQ_*`` variables)."""
-
-
 def number_or_none(
     text: str,
     option: str,
@@ -69,20 +65,20 @@ def number_or_none(
     high: float | None = None,
 ) -> float | int | None:
     """``text`` as a number of ``kind`` in ``[low, high]``, or None for ``none`` or ``off``
-    (any case).
+    (any case), the words :class:`~spreadq.Settings` reads from a ``SPREADQ_*`` variable.
 
     Raises:
         typer.BadParameter: anything else (exit status 2, naming ``option``).
     """
     word = text.strip()
-    if word.lower() in _OFF_WORDS:
+    if word.lower() in _NONE_WORDS:
         return None
     try:
         number = kind(word)
     except ValueError:
         what = "a number of seconds" if kind is float else "a whole number"
         raise typer.BadParameter(f"{text!r} is not {what} or none", param_hint=option) from None
-    if not low <= number <= (math.inf if high is None else high) or math.isnan(number):
+    if not low <= number <= (math.inf if high is None else high):  # NaN is in no range
         bound = f"at least {low}" if high is None else f"from {low} to {high}"
         raise typer.BadParameter(f"{text!r}: it must be {bound}, or none", param_hint=option)
     return number

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from spreadq.errors import EnvelopeError, LocalProtocolError
-from spreadq.queue.envelope.ack import _OUTCOME_TAIL, _outcome_parts, _read_outcome
+from spreadq.queue.envelope.ack import _OUTCOME_TAIL, _REF, _outcome_parts, _read_outcome
 from spreadq.queue.envelope.preamble import (
     _U8,
     _U16_MAX,
@@ -46,8 +46,7 @@ _DRAIN = struct.Struct("<16s")
 _HELLO = struct.Struct("<16sI")
 _HELLO_FLAGS = struct.Struct("<B")
 _TAKES_RELEASED = 0x01
-_RELEASE = struct.Struct("<16sH")
-_REF = struct.Struct("<16sQ")
+_RELEASE = struct.Struct("<16sH")  # then each job as an ACK names it (_REF)
 _CANCEL = struct.Struct("<16sQ")
 _RESULT = struct.Struct("<BQ16sQ")
 _QUERY = struct.Struct("<H")
