@@ -114,8 +114,14 @@ def test_compare_redis_tables(tmp_path: Path) -> None:
         pytest.skip("needs redis-server and the redis package")
     wide = {**os.environ, "COLUMNS": "200"}
     out = script("compare_redis.py", *TINY, "--jobs", "100", "--raw", "0", env=wide)
-    rows = ("flood jobs/s", "half one way p99 ms", "half round trip p999 ms", "CPU us/job")
-    rows += ("half CPU us/job: total", "same rate CPU us/job: daemon")
+    rows: tuple[str, ...] = (
+        "flood jobs/s",
+        "half one way p99 ms",
+        "half round trip p999 ms",
+        "CPU us/job",
+        "half CPU us/job: total",
+        "same rate CPU us/job: daemon",
+    )
     waits = ("half ms/s waiting for a CPU: producer", "same rate ms/s waiting for a CPU")
     for row in (*rows, *waits, "same rate jobs/s", "same rate round trip p99 ms"):
         assert row in out, out

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import spreadq
 from spreadq.cli import app, hoist_root_options
 from spreadq.cli.exits import EXIT_UNREACHABLE, EXIT_USAGE
-from spreadq.cli.worker import number_or_none
+from spreadq.cli.worker import setting_from_text
 from spreadq.daemon import Daemon
 
 WAIT = 20
@@ -197,31 +197,43 @@ async def test_the_worker_command_logs_its_session_and_the_handlers_lines_at_inf
 
 
 @pytest.mark.parametrize(
-    ("text", "kind", "expected"),
-    [("none", float, None), (" OFF ", int, None), ("2.5", float, 2.5), ("0", int, 0)],
+    ("name", "text", "expected"),
+    [
+        ("connect_timeout", "none", None),
+        ("metrics_port", " OFF ", None),
+        ("connect_timeout", "2.5", 2.5),
+        ("connect_timeout", "0.0005", 0.0005),  # Settings takes any timeout above 0
+        ("metrics_port", "0", 0),
+    ],
 )
-def test_a_number_option_that_may_be_none_reads_none_and_off(
-    text: str, kind: type[float] | type[int], expected: float | None
+def test_a_setting_option_reads_none_off_and_numbers_as_settings_does(
+    name: str, text: str, expected: float | None
 ) -> None:
-    assert number_or_none(text, "--x", kind, low=0, high=65_535) == expected
+    assert setting_from_text(name, text, "--x") == expected
+    if expected is not None:  # the same value as from the variable
+        environ = {f"SPREADQ_{name.upper()}": text}
+        assert getattr(spreadq.Settings.from_env(environ=environ), name) == expected
 
 
 @pytest.mark.parametrize(
-    ("text", "kind", "says"),
+    ("name", "text", "says"),
     [
-        ("abc", float, "is not a number of seconds or none"),
-        ("1.5", int, "is not a whole number or none"),
-        ("70000", int, "must be from 0 to 65535"),
-        ("0", float, "must be at least 0.001"),
-        ("nan", float, "must be at least 0.001"),
+        ("connect_timeout", "abc", "'abc': Input should be a valid number"),
+        ("metrics_port", "1.5", "'1.5': Input should be a valid integer"),
+        ("metrics_port", "70000", "less than or equal to 65535, or none"),
+        ("connect_timeout", "0", "greater than 0, or none"),
+        ("connect_timeout", "nan", "finite number"),
+        ("connect_timeout", "inf", "finite number"),
     ],
 )
-def test_a_bad_number_option_is_a_usage_error_that_says_why(
-    text: str, kind: type[float] | type[int], says: str
+def test_a_bad_setting_option_is_a_usage_error_that_says_why(
+    name: str, text: str, says: str
 ) -> None:
-    high = 65_535 if kind is int else None
-    with pytest.raises(typer.BadParameter, match=says):
-        number_or_none(text, "--x", kind, low=0 if kind is int else 0.001, high=high)
+    with pytest.raises(typer.BadParameter, match=says) as raised:
+        setting_from_text(name, text, "--x")
+    assert raised.value.param_hint == "--x"
+    with pytest.raises(spreadq.ConfigurationError):  # the variable is refused too
+        spreadq.Settings.from_env(environ={f"SPREADQ_{name.upper()}": text})
 
 
 NONE_APP = """

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import anyio
 import typer
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from spreadq.cli.exits import EXIT_FAILED, epilog, shared_exits
 from spreadq.errors import ConfigurationError, ForcedStop, LifespanError
 from spreadq.eventloop import use_uvloop
-from spreadq.settings import _NONE_WORDS
+from spreadq.settings import _NONE_WORDS, Settings
 
 if TYPE_CHECKING:
     from spreadq.worker.app import App
 
-__all__ = ["load_app", "number_or_none", "register"]
+__all__ = ["load_app", "register", "setting_from_text"]
 
 
 def load_app(target: str) -> App:
@@ -56,32 +57,36 @@ def load_app(target: str) -> App:
     return found
 
 
-def number_or_none(
-    text: str,
-    option: str,
-    kind: type[float] | type[int],
-    *,
-    low: float,
-    high: float | None = None,
-) -> float | int | None:
-    """``text`` as a number of ``kind`` in ``[low, high]``, or None for ``none`` or ``off``
-    (any case), the words :class:`~spreadq.Settings` reads from a ``SPREADQ_*`` variable.
+def setting_from_text(name: str, text: str, option: str) -> object:
+    """``text`` read as :class:`~spreadq.Settings` reads ``SPREADQ_<NAME>``: ``none`` or
+    ``off`` (any case) for a setting that may be None, else a value of the field's type
+    within the field's own bounds.
 
     Raises:
-        typer.BadParameter: anything else (exit status 2, naming ``option``).
+        typer.BadParameter: a value the field refuses (exit status 2, naming ``option``
+            and what the field expects).
     """
+    field = Settings.model_fields[name]
     word = text.strip()
-    if word.lower() in _NONE_WORDS:
-        return None
+    value = None if word.lower() in _NONE_WORDS else word
     try:
-        number = kind(word)
-    except ValueError:
-        what = "a number of seconds" if kind is float else "a whole number"
-        raise typer.BadParameter(f"{text!r} is not {what} or none", param_hint=option) from None
-    if not low <= number <= (math.inf if high is None else high):  # NaN is in no range
-        bound = f"at least {low}" if high is None else f"from {low} to {high}"
-        raise typer.BadParameter(f"{text!r}: it must be {bound}, or none", param_hint=option)
-    return number
+        return _field_adapter(field).validate_python(value)
+    except ValidationError as error:
+        why = "; ".join(str(detail["msg"]) for detail in error.errors())
+        maybe_none = ", or none" if _may_be_none(field) else ""
+        raise typer.BadParameter(f"{text!r}: {why}{maybe_none}", param_hint=option) from None
+
+
+def _field_adapter(field: FieldInfo) -> TypeAdapter[Any]:
+    """A validator of one settings field alone: its type and constraints, and the
+    model's refusal of infinities and NaN."""
+    typed: Any = Annotated[field.annotation, field]
+    model = ConfigDict(allow_inf_nan=Settings.model_config.get("allow_inf_nan", True))
+    return TypeAdapter(typed, config=model)
+
+
+def _may_be_none(field: FieldInfo) -> bool:
+    return type(None) in get_args(field.annotation)
 
 
 def worker(
@@ -148,13 +153,11 @@ def worker(
     if concurrency is not None:
         changes["concurrency"] = concurrency
     if connect_timeout is not None:
-        changes["connect_timeout"] = number_or_none(
-            connect_timeout, "--connect-timeout", float, low=0.001
+        changes["connect_timeout"] = setting_from_text(
+            "connect_timeout", connect_timeout, "--connect-timeout"
         )
     if metrics_port is not None:
-        changes["metrics_port"] = number_or_none(
-            metrics_port, "--metrics-port", int, low=0, high=65_535
-        )
+        changes["metrics_port"] = setting_from_text("metrics_port", metrics_port, "--metrics-port")
     with shared_exits():
         app = load_app(target)
         settings = app.settings.replace(**changes) if changes else app.settings

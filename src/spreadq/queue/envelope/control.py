@@ -47,7 +47,6 @@ _HELLO = struct.Struct("<16sI")
 _HELLO_FLAGS = struct.Struct("<B")
 _TAKES_RELEASED = 0x01
 _RELEASE = struct.Struct("<16sH")  # then each job as an ACK names it (_REF)
-_CANCEL = struct.Struct("<16sQ")
 _RESULT = struct.Struct("<BQ16sQ")
 _QUERY = struct.Struct("<H")
 _ANSWER = struct.Struct("<BH")
@@ -150,7 +149,7 @@ class ResultAnswer:
 
 def _encode_cancel(cancel: Cancel) -> bytes:
     _check_ref(cancel.ref)
-    return _preamble(Kind.CANCEL, 0) + _CANCEL.pack(*cancel.ref)
+    return _preamble(Kind.CANCEL, 0) + _REF.pack(*cancel.ref)  # the job, as an ACK names it
 
 
 def _encode_query(query: ResultQuery) -> bytes:
@@ -247,7 +246,7 @@ def _decode_release(reader: _Reader, slots: int) -> Release:
 
 
 def _decode_cancel(reader: _Reader, slots: int) -> Cancel:
-    producer_id, seq = reader.unpack(_CANCEL)
+    producer_id, seq = reader.unpack(_REF)
     reader.done()
     return Cancel(_new_ref((producer_id, seq)))
 
