@@ -8,6 +8,7 @@ every connection fail on uvloop.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class Echo(BaseModel):
     text: str
 
 
-def run_on_uvloop(main: partial[object]) -> None:
+def run_on_uvloop(main: Callable[[], Awaitable[object]]) -> None:
     anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
 
 

@@ -687,7 +687,7 @@ async def test_paced_reads_rest_between_reads_and_lose_nothing() -> None:
             await resting.join("g")
             assert isinstance(await resting.receive(), RegularMembership)
             resting.pace_reads(pace)  # from the read after the one waiting now
-            got = []
+            got: list[bytes] = []
             for first in (0, 10):  # the second ten come while the reader rests
                 for n in range(first, first + 10):
                     await talker.multicast("g", b"%d" % n)

@@ -31,7 +31,9 @@ async def pair(
     """Our stream, and the listener's end of the same connection."""
     listener: anyio.abc.SocketListener
     if kind == "tcp":
-        (listener,) = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners
+        (tcp,) = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners
+        assert isinstance(tcp, anyio.abc.SocketListener)
+        listener = tcp
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         endpoint: TcpEndpoint | UnixEndpoint = TcpEndpoint("127.0.0.1", port)
     else:

@@ -43,7 +43,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
@@ -146,7 +146,7 @@ class Boom(BaseModel):
     what: str
 
 
-_RAISED = {
+_RAISED: dict[str, Callable[[], BaseException]] = {
     "cancel": asyncio.CancelledError,
     "interrupt": KeyboardInterrupt,
     "exit": lambda: SystemExit(3),

@@ -191,7 +191,7 @@ def test_an_observer_with_event_types_gets_only_those_and_routes_show_who_takes_
 
 def test_check_observer_refuses_event_types_that_are_not_events() -> None:
     class Odd(OnlyLost):
-        event_types = frozenset({int})  # type: ignore[assignment]
+        event_types = frozenset({int})  # type: ignore[arg-type]
 
     class NotASet(OnlyLost):
         event_types = 3  # type: ignore[assignment]

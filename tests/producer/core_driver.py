@@ -29,7 +29,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import Batch
 from spreadq.queue.envelope import Ack, JobSpec, Notice
-from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord
 from spreadq.queue.view import View
 
 PID = bytes(range(16))
@@ -42,7 +42,7 @@ class Driver:
 
     core: ProducerCore
     feedback: list[str] = field(default_factory=lambda: [ME])
-    settled: dict[int, Outcome | BaseException] = field(default_factory=dict)
+    settled: dict[int, OutcomeRecord | BaseException] = field(default_factory=dict)
     resolved: dict[int, Outcome] = field(default_factory=dict)  # early, from NOTICEs
     dropped: list[Dropped] = field(default_factory=list)
     requeued: list[list[int]] = field(default_factory=list)

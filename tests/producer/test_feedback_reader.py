@@ -140,9 +140,10 @@ async def test_an_ack_read_before_the_view_listing_its_sender_reaches_the_asks_w
                     on_feedback("#w2#d", Ack(b"J" * 16, ((other, done),))),
                 )
             )
-            assert ask.outcome is None  # no VIEW lists #w1#d yet
+            early = ask.outcome
+            assert early is None  # no VIEW lists #w1#d yet
             conn.sink((on_feedback("#w1#d", View(("#w1#d",), (1, 1, 1), 1)),))
-            assert core.consumers == ("#w1#d",)
+            assert list(core.consumers) == ["#w1#d"]
             assert ask.outcome == done
             assert unlisted_ask.outcome is None  # #w2#d is listed by no VIEW
             # #w2#d leaves FEEDBACK; a later client of that name, listed, is someone else

@@ -174,7 +174,9 @@ def test_job_record_flags() -> None:
     batch = decode(bytes(notify))
     assert isinstance(batch, JobBatch)
     assert batch.jobs[0].notify
-    assert not decode(bytes(data)).jobs[0].notify
+    plain = decode(bytes(data))
+    assert isinstance(plain, JobBatch)
+    assert not plain.jobs[0].notify
     bad[at + 8] = 2  # flagged with a dedupe key but carrying no dedupe_key header
     with pytest.raises(EnvelopeError, match="carries no valid dedupe_key header"):
         decode(bytes(bad))

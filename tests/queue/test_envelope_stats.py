@@ -80,7 +80,7 @@ def test_golden_stats_bytes() -> None:
     assert data == expected
     assert decode(data) == stats
     assert declared_slots(data) == 0
-    assert Kind.STATS == 7
+    assert Kind.STATS.value == 7
 
 
 @given(stats_values)

@@ -17,18 +17,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_table import INC, PID, A, Cluster, of_type, ref
 
-from spreadq.queue.effects import SendAck, SendNotice
+from spreadq.queue.effects import Effect, SendAck, SendNotice
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, MESS_TYPE, JobSpec, encode, encode_batch
-from spreadq.queue.inputs import JobsFinished, MessageDelivered, Tick, TurnEnded
-from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.inputs import JobFinished, JobsFinished, MessageDelivered, Tick, TurnEnded
+from spreadq.queue.jobs import Outcome
 from spreadq.queue.notices import NoticeQueue
 from spreadq.queue.table import OutstandingTable
 
 P1, P2 = "#p1#h", "#p2#h"
 
 
-def reached(seq: int) -> tuple[JobRef, Outcome]:
-    return ref(seq), Outcome.success(str(seq).encode())
+def reached(seq: int) -> JobFinished:
+    return JobFinished(ref(seq), Outcome.success(str(seq).encode()))
 
 
 # --- the queue alone -------------------------------------------------------------------
@@ -142,7 +142,9 @@ def test_each_outcome_goes_once_in_order_unless_an_ack_took_it_first(
 
 def owned_table(**options: object) -> OutstandingTable:
     """A table alone in its view (it owns every job), noticing."""
-    cluster = Cluster(notices=True, ack_every=1000, ack_every_seconds=10.0, **options)
+    cluster = Cluster(
+        "round_robin", notices=True, ack_every=1000, ack_every_seconds=10.0, **options
+    )
     cluster.join(A)
     return cluster.tables[A]
 
@@ -153,7 +155,7 @@ def put(table: OutstandingTable, sender: str, mseq: int, seqs: range, now: float
     table.apply(MessageDelivered(sender, MESS_TYPE, data), now)
 
 
-def finish(table: OutstandingTable, seqs: range, now: float) -> list[object]:
+def finish(table: OutstandingTable, seqs: range, now: float) -> list[Effect]:
     return list(table.apply(JobsFinished([reached(seq) for seq in seqs]), now))
 
 
@@ -202,10 +204,10 @@ def test_an_ack_without_room_for_all_leaves_the_rest_to_the_notices() -> None:
     table = owned_table(notice_interval=0.5)
     big = Outcome.success(b"x" * (table.outcome_budget // 3))  # three fill an ACK
     put(table, P1, 1, range(8), 0.0)
-    table.apply(JobsFinished([(ref(0), big)]), 1.0)
+    table.apply(JobsFinished([JobFinished(ref(0), big)]), 1.0)
     (first,) = of_type(table.apply(TurnEnded(), 1.0), SendNotice)
     assert [r.seq for r, _ in first.envelope.outcomes] == [0]
-    rest = table.apply(JobsFinished([(ref(seq), big) for seq in range(1, 8)]), 1.6)
+    rest = table.apply(JobsFinished([JobFinished(ref(seq), big) for seq in range(1, 8)]), 1.6)
     (ack,) = of_type(rest, SendAck)  # the outcomes fill an ACK: it goes at once
     assert [r.seq for r, _ in ack.envelope.outcomes] == [0, 1, 2]
     notices = of_type(table.apply(TurnEnded(), 1.6), SendNotice)

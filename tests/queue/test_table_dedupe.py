@@ -149,7 +149,8 @@ def test_a_waiting_duplicate_whose_owner_dies_is_answered_by_the_next_owner() ->
     effects = cluster.view((A, C), ChangeCause.DISCONNECT, B)
     assert all(not of_type(effects[n], RunJob) for n in (A, C))
     owner = cluster.tables[A].owner_of(ref(1))
-    assert owner == cluster.tables[C].owner_of(ref(1)) is not None
+    assert owner is not None
+    assert owner == cluster.tables[C].owner_of(ref(1))
     done = cluster.ack(A, 0)
     assert reported(done[owner]) == {ref(1): Outcome.success(b"r0")}
 
@@ -158,7 +159,7 @@ def test_each_side_of_a_partition_keeps_its_memory_and_the_merge_cuts_it() -> No
     cluster = three()
     put(cluster, (0, "k"))
     cluster.ack(A, 0)
-    vs_ab = {A: (A, B), B: (A, B)}
+    vs_ab: dict[str, tuple[str, ...]] = {A: (A, B), B: (A, B)}
     cluster.view((A, B), ChangeCause.NETWORK, vs=vs_ab)  # C is cut off
     effects = put(cluster, (1, "k"))
     assert runs(effects[A]) + runs(effects[B]) == []  # remembered on this side

@@ -630,21 +630,23 @@ def test_a_kept_check_answer_is_always_what_checking_again_gives(
     gate = ProducerGate(me, window=12, max_in_flight=40, max_backlog=20)
     for step in steps:
         match step:
-            case ("view", members):
-                gate.on_view(sorted(members), gate.last_mseq)  # type: ignore[arg-type]
-            case ("ack", member, mseq, backlog, ours):
+            case ("view", set() as members):
+                gate.on_view(sorted(map(str, members)), gate.last_mseq)
+            case ("ack", str() as member, int() as mseq, int() as backlog, bool() as ours):
                 producer = me if ours else b"q" * 16
-                gate.on_ack(member, [(producer, mseq)], backlog)  # type: ignore[list-item]
-            case ("sent", count):
-                gate.on_sent(count)  # type: ignore[arg-type]
-            case ("confirmed", count):
-                gate.on_confirmed(count)  # type: ignore[arg-type]
-            case ("peers", producers):
-                gate.on_peers(producers)  # type: ignore[arg-type]
-            case ("window", window):
-                gate.window = window  # type: ignore[assignment]
-            case ("limits", in_flight, backlog):
-                gate.max_in_flight, gate.max_backlog = in_flight, backlog  # type: ignore[assignment]
+                gate.on_ack(member, [(producer, mseq)], backlog)
+            case ("sent", int() as count):
+                gate.on_sent(count)
+            case ("confirmed", int() as count):
+                gate.on_confirmed(count)
+            case ("peers", int() as producers):
+                gate.on_peers(producers)
+            case ("window", int() as window):
+                gate.window = window
+            case ("limits", int() as in_flight, int() as backlog):
+                gate.max_in_flight, gate.max_backlog = in_flight, backlog
+            case _:
+                raise AssertionError(f"a step the strategy does not make: {step!r}")
         next_mseq = gate.last_mseq + 1 + ahead
         kept = gate.check(next_mseq, jobs)
         assert kept == gate.check(next_mseq, jobs)

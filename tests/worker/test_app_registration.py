@@ -468,11 +468,11 @@ class CountingJson:
         self.encodes = 0
         self._json = JsonCodec()
 
-    def encode(self, value: object, adapter: TypeAdapter[object]) -> bytes:
+    def encode(self, value: T, adapter: TypeAdapter[T]) -> bytes:
         self.encodes += 1
         return self._json.encode(value, adapter)
 
-    def decode(self, data: bytes, adapter: TypeAdapter[object]) -> object:
+    def decode(self, data: bytes, adapter: TypeAdapter[T]) -> T:
         return self._json.decode(data, adapter)
 
 

@@ -129,8 +129,8 @@ class Probe:
         await self.until(lambda: all(seq in self.outcomes for seq in seqs))
         return {seq: self.outcomes[seq] for seq in seqs}
 
-    def views(self) -> list[object]:
-        return [members for what, members in self.history if what == "view"]
+    def views(self) -> list[tuple[str, ...]]:
+        return [m for what, m in self.history if what == "view" and isinstance(m, tuple)]
 
     def capacities(self, member: str) -> list[int]:
         """The capacities ``member`` announced in HELLOs, in order."""

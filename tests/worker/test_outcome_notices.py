@@ -272,7 +272,7 @@ def lone_app() -> App:
 
 async def test_receipts_resolve_from_notices_alone() -> None:
     # no ACK for a minute, by cadence or idle: only a NOTICE can resolve these in time
-    settings = Settings(**NO_ACK_FOR_A_MINUTE)  # type: ignore[arg-type]
+    settings = Settings(**NO_ACK_FOR_A_MINUTE)
     async with run_app(lone_app(), settings=settings) as producer:
         with anyio.fail_after(WAIT):
             for n in range(5):  # one at a time: the producer keeps up, each job asks

@@ -40,7 +40,7 @@ def test_a_swing_of_forty_thousand_live_objects_runs_no_young_pass() -> None:
 
     gc.callbacks.append(count)
     try:
-        held = [[] for _ in range(40_000)]
+        held: list[list[object]] = [[] for _ in range(40_000)]
         for _ in range(5):
             held = [[] for _ in range(40_000)]
     finally:

@@ -94,7 +94,7 @@ async def test_the_member_a_rule_keeps_waiting_rests_and_loses_nothing(
     reporters = set(probe.reporter.values())
     (*_, view) = probe.views()  # the consumers in Spread's order, from the last VIEW
     conns = {conn.private_group: conn for conn in (first, second)}
-    leader, other = (conns[name] for name in view)  # type: ignore[union-attr]
+    leader, other = (conns[name] for name in view)
     assert leader.statistics().rests == 0
     if rests:
         assert reporters == {leader.private_group}

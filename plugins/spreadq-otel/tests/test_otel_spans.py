@@ -5,6 +5,8 @@ daemon."""
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -164,7 +166,7 @@ def test_the_global_provider_is_looked_up_at_most_once_a_recheck_period(
 
     now = [1000.0]
     monkeypatch.setattr(trace, "get_tracer_provider", get_tracer_provider)
-    monkeypatch.setattr(spreadq_otel.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the clock spreadq_otel reads
     monkeypatch.setattr(spreadq_otel, "_global_provider", spreadq_otel._GlobalProvider())
     hook = spreadq_otel.put_hook()
     assert [hook("q", "k") for _ in range(1000)] == [None] * 1000

@@ -78,12 +78,13 @@ def test_metrics_are_scraped_over_http_with_their_conventional_names() -> None:
     )
     bus.open(scope)
     try:
-        assert metrics.port is not None
-        assert metrics.port > 0
+        port = metrics.port  # (a local: the attribute is None again once the bus closes)
+        assert port is not None
+        assert port > 0
         feed(bus)
-        samples = scrape(metrics.port)
+        samples = scrape(port)
         backlog[0] = 5
-        assert scrape(metrics.port)[("spreadq_outstanding_jobs", (("queue", Q),))] == 5
+        assert scrape(port)[("spreadq_outstanding_jobs", (("queue", Q),))] == 5
     finally:
         bus.close()
     assert metrics.port is None
