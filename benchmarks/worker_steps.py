@@ -4,16 +4,20 @@ py-spy samples wall time: a worker preempted inside a socket write (the daemon i
 took the core) shows up as time in the write. This script measures CPU instead. It
 runs ``spreadq bench`` with a ``sitecustomize`` module (written to a temporary folder
 and put on ``PYTHONPATH``) that wraps a worker's main steps (the table's handling of a
-message and of an ACK, the runner, the dispatcher's per-turn bookkeeping, the
-connection's reading, decoding, encoding and writing, the translation of the daemon's
-events) in ``time.thread_time()`` and writes each worker's totals once a
-second. It prints, per second, the CPU each step took in the first worker, and for the
-whole run each step's share of that worker's CPU, its calls and its CPU per call.
+message and of an ACK, the runner, the dispatcher's per-turn bookkeeping and its
+decision to rest, the connection's reading, decoding, encoding and writing, the
+translation of the daemon's events) in ``time.thread_time()`` and writes each worker's
+totals once a second. It prints, per second, the CPU each step took in one worker
+(``--worker``: the first started, or the one that spent the least or the most CPU), and
+for the whole run each step's share of that worker's CPU, its calls and its CPU per
+call. ``--rule fill_first --worker idlest`` shows a worker standing by.
 
 The steps are private methods, so this is a diagnostic tied to the code it measures: a
 step that no longer exists is reported as missing, not measured.
 
     .venv/bin/python benchmarks/worker_steps.py --spread 4803@127.0.0.1 --jobs 300000 --rate 18000
+    .venv/bin/python benchmarks/worker_steps.py --spread 4803@127.0.0.1 --jobs 100000 \
+        --rate 13000 --rule fill_first --worker idlest
     .venv/bin/python benchmarks/worker_steps.py --jobs 400          # a smoke, embedded daemon
 """
 
@@ -27,7 +31,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import Final, TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -48,6 +52,7 @@ STEPS: tuple[tuple[str, str, str, bool], ...] = (
     ("spreadq.worker.dispatcher", "Dispatcher", "_timer", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_wait_time", False),
     ("spreadq.worker.dispatcher", "Dispatcher", "_set_alarm", False),
+    ("spreadq.worker.dispatcher", "Dispatcher", "_standby_wait", False),
     ("spreadq.actors.connection", "SpreadConnection", "_decode", False),
     ("spreadq.wire.session", "ClientSession", "receive_data", False),
     ("spreadq.wire.session", "ClientSession", "send_many", False),
@@ -132,9 +137,15 @@ class Record(TypedDict):
     steps: dict[str, list[float]]  # step -> [CPU seconds, calls]
 
 
-def measure(bench_args: Sequence[str]) -> list[Record]:
-    """Run ``spreadq bench`` with ``bench_args`` and the steps timed; return the first
-    worker's records (cumulative CPU seconds and calls per step)."""
+WORKERS: Final = ("first", "idlest", "busiest")
+"""Which worker :func:`measure` reports: the first started, or the one that spent the
+least (a member standing by, under ``fill_first``) or the most CPU."""
+
+
+def measure(bench_args: Sequence[str], worker: str = "first") -> list[Record]:
+    """Run ``spreadq bench`` with ``bench_args`` and the steps timed; return one worker's
+    records (cumulative CPU seconds and calls per step), chosen by ``worker`` (one of
+    :data:`WORKERS`)."""
     with tempfile.TemporaryDirectory(prefix="spreadq-steps-") as folder:
         Path(folder, "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
         path = os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))
@@ -149,8 +160,14 @@ def measure(bench_args: Sequence[str]) -> list[Record]:
         files = sorted(Path(folder).glob("worker-*.jsonl"))
         if not files:
             raise SystemExit("no worker wrote its steps (did the bench start workers?)")
-        lines = files[0].read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        runs: list[list[Record]] = []
+        for file in files:
+            lines = file.read_text(encoding="utf-8").splitlines()
+            runs.append([json.loads(line) for line in lines if line.strip()])
+        if worker == "first":
+            return runs[0]
+        pick = min if worker == "idlest" else max
+        return pick(runs, key=lambda run: run[-1]["cpu"] - run[0]["cpu"])
 
 
 def _delta(after: Record, before: Record) -> dict[str, tuple[float, int]]:
@@ -161,8 +178,8 @@ def _delta(after: Record, before: Record) -> dict[str, tuple[float, int]]:
     }
 
 
-def report(records: list[Record], console: Console) -> None:
-    """Print the per-second table and the whole run's shares."""
+def report(records: list[Record], console: Console, worker: str = "first") -> None:
+    """Print the per-second table and the whole run's shares of the ``worker`` worker."""
     if len(records) < 2:
         console.print("the worker wrote fewer than two records")
         return
@@ -170,7 +187,7 @@ def report(records: list[Record], console: Console) -> None:
     if last["missing"]:
         console.print(f"[yellow]not measured (no such method): {', '.join(last['missing'])}")
     names = sorted(last["steps"])
-    table = Table(title="first worker, CPU ms per second of each step")
+    table = Table(title=f"{worker} worker, CPU ms per second of each step")
     table.add_column("s", justify="right")
     table.add_column("CPU", justify="right")
     for name in names:
@@ -186,7 +203,7 @@ def report(records: list[Record], console: Console) -> None:
     total = _delta(last, first)
     cpu_all = last["cpu"] - first["cpu"]
     summary = Table(
-        title=f"first worker, whole run: {cpu_all:.2f} s of CPU since its steps were wrapped"
+        title=f"{worker} worker, whole run: {cpu_all:.2f} s of CPU since its steps were wrapped"
     )
     summary.add_column("step")
     for column in ("share of CPU", "calls", "µs a call"):
@@ -206,13 +223,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, help="pace the second run at this many jobs/s")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--rule", default="round_robin", help="the workers' ownership rule")
+    parser.add_argument("--worker", choices=WORKERS, default="first", help="whose steps to report")
     args = parser.parse_args(argv)
     bench = ["--jobs", str(args.jobs), "-w", str(args.workers), "--loop", args.loop]
+    bench += ["--rule", args.rule]
     if args.spread:
         bench += ["--spread", args.spread]
     if args.rate:
         bench += ["--rate", str(args.rate)]
-    report(measure(bench), Console(width=max(Console().width, 180)))
+    report(measure(bench, args.worker), Console(width=max(Console().width, 180)), args.worker)
 
 
 if __name__ == "__main__":

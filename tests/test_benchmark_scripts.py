@@ -311,6 +311,26 @@ def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds() -> None:
     anyio.run(on_uvloop, backend_options={"use_uvloop": True})
 
 
+def test_worker_steps_reports_the_idlest_worker_under_a_rule() -> None:
+    # under fill_first every worker asks before each read whether it may rest, and the
+    # report names the worker it chose
+    out = script(
+        "worker_steps.py",
+        "--jobs",
+        "1000",
+        "--workers",
+        "2",
+        "--rule",
+        "fill_first",
+        "--worker",
+        "idlest",
+    )
+    assert "idlest worker, whole run:" in out
+    row = re.search(r"Dispatcher\._standby_wait\s+│\s+([\d.]+)%\s+│\s+([\d,]+)\s+│", out)
+    assert row is not None, out
+    assert int(row[2].replace(",", "")) > 0
+
+
 def test_worker_steps_times_every_step_of_a_real_worker() -> None:
     # every step it wraps still exists (a renamed method is reported "not measured"),
     # and the first worker ran jobs through its runner and read messages into its table
