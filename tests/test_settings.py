@@ -14,6 +14,7 @@ from spreadq.settings import _OPTIONAL_NUMBERS, Settings
 DESIGN_DEFAULTS = {
     "ack_every": 200,
     "ack_interval": 0.05,
+    "ack_position_interval": 0.25,
     "ack_max_rate": 500.0,  # None: ACK only by the cadence
     "outcome_notices": True,  # outcomes also go straight to their producer
     "notice_interval": 0.002,  # at most one NOTICE per 2 ms per consumer

@@ -384,6 +384,24 @@ def test_acks_from_non_members_and_for_unknown_jobs_are_ignored() -> None:
     assert cluster.tables[A].outstanding_count == 1
 
 
+def test_a_member_with_no_job_of_its_own_reports_its_position_on_the_longer_interval() -> None:
+    cluster = Cluster(
+        "fill_first", ack_every=1000, ack_every_seconds=0.05, ack_position_seconds=0.25
+    )
+    cluster.join(A)
+    cluster.join(B)
+    cluster.send(0, 1)  # fill_first: both A's, B only follows
+    follower, owner = cluster.tables[B], cluster.tables[A]
+    assert (follower.backlog, owner.backlog) == (0, 2)
+    assert follower.next_deadline() == pytest.approx(0.25)
+    assert follower.apply(Tick(), 0.2) == []
+    (send,) = of_type(follower.apply(Tick(), 0.25), SendAck)
+    assert send.envelope == Ack(INC, (), ((PID, 1),), 0)
+    assert owner.next_deadline() == pytest.approx(0.05)  # it holds jobs: its backlog goes
+    (send,) = of_type(owner.apply(Tick(), 0.05), SendAck)
+    assert send.envelope.backlog == 2
+
+
 def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> None:
     cluster = Cluster(ack_every=1000, ack_every_seconds=0.05)
     cluster.join(A)

@@ -185,6 +185,64 @@ def test_cadence_matches_its_definition(every: int, steps: list[tuple[float, str
             count, first = 0, None
 
 
+def test_positions_alone_wait_the_position_interval_unless_the_consumer_holds_jobs() -> None:
+    cadence = AckCadence(every=200, every_seconds=0.05, position_seconds=0.25)
+    cadence.on_read(10.0, P1, 1)
+    assert cadence.deadline(holding=False) == pytest.approx(10.25)
+    assert not cadence.due(10.2, holding=False)  # a follower: only how far it has read
+    assert cadence.due(10.05, holding=True)  # its backlog goes on the usual cadence
+    assert cadence.deadline(holding=True) == pytest.approx(10.05)
+    cadence.on_finished(ref(1), Outcome.success(), 10.1)  # an outcome: the usual cadence
+    assert cadence.due(10.1, holding=False)
+    assert cadence.take(10.1).positions == ((P1, 1),)
+    for mseq in range(2, 202):  # ``every`` still bounds the messages between two
+        cadence.on_read(11.0, P1, mseq)
+    assert cadence.due(11.0, holding=False)
+
+
+@given(
+    every=st.integers(1, 10),
+    holding=st.booleans(),
+    steps=st.lists(
+        st.tuples(
+            st.floats(0, 0.1), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
+        ),
+        max_size=60,
+    ),
+)
+def test_cadence_with_a_position_interval_matches_its_definition(
+    every: int, holding: bool, steps: list[tuple[float, str, int]]
+) -> None:
+    """As above, but T is 0.25 s while nothing but read positions waits and the
+    consumer holds no job of its own, and the deadline says when time alone makes it due."""
+    cadence = AckCadence(every=every, every_seconds=0.05, position_seconds=0.25)
+    now = 0.0
+    count = 0
+    first: float | None = None
+    outcomes = False
+    seq = 0
+    for dt, action, n in steps:
+        now += dt
+        if action == "read":
+            for _ in range(n):
+                cadence.on_read(now)
+            count += n
+            first = now if first is None and n else first
+        elif action == "finish":
+            seq += 1
+            cadence.on_finished(ref(seq), Outcome.success(), now)
+            count += 1
+            outcomes = True
+            first = now if first is None else first
+        wait = 0.05 if holding or outcomes else 0.25
+        assert cadence.deadline(holding=holding) == (None if first is None else first + wait)
+        expected = first is not None and (count >= every or now - first >= wait)
+        assert cadence.due(now, holding=holding) == expected
+        if expected:
+            cadence.take(now)
+            count, first, outcomes = 0, None, False
+
+
 def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
     cadence = AckCadence(every=200, every_seconds=0.05, idle_gap=0.002)
     cadence.on_finished(ref(1), Outcome.success(), 1.0)

@@ -951,6 +951,33 @@ def test_on_uvloop_a_deadline_under_a_millisecond_away_arms_a_timer_not_a_spin(
     assert len(lost) == 1
 
 
+async def test_a_member_that_only_follows_reports_its_position_on_the_position_interval(
+    dispatcher_for: Make,
+) -> None:
+    now = [100.0]
+    settings = FAST.replace(
+        ack_every=10_000, ack_interval=0.05, ack_position_interval=1.0, ack_max_rate=None
+    )
+    app = echo_app(rule="fill_first")
+    dispatcher, conn = dispatcher_for(app, settings, clock=lambda: now[0])
+    with anyio.fail_after(WAIT):
+        async with serving(dispatcher, conn):
+            conn.feed(conn.view(("#0#localhost", ME), changed="#0#localhost"))
+            conn.feed(jobs(0, [0, 1]))  # fill_first: the first member's, not ours
+            await anyio.wait_all_tasks_blocked()
+            now[0] = 100.5  # past ack_interval: a member with work would ACK by now
+            conn.feed()  # the loop looks at its clock
+            await anyio.wait_all_tasks_blocked()
+            assert conn.envelopes(Ack, QUEUE) == []
+            now[0] = 101.0
+            conn.feed()
+            while not conn.envelopes(Ack, QUEUE):
+                await anyio.wait_all_tasks_blocked()
+            (ack,) = conn.envelopes(Ack, QUEUE)
+            assert (ack.outcomes, ack.positions, ack.backlog) == ((), ((PRODUCER_ID, 0),), 0)
+            await stop(dispatcher, conn)
+
+
 async def test_the_ack_interval_of_the_settings_is_the_one_the_table_keeps(
     dispatcher_for: Make,
 ) -> None:

@@ -214,6 +214,9 @@ class OutstandingTable:
         ack_every: an ACK is due once the messages read and the jobs finished since
             the last one reach this many ...
         ack_every_seconds: ... or this long after the first unreported one.
+        ack_position_seconds: ... but this long when all it would report is how far we
+            have read: no outcome waits and we hold no job of our own (a member that
+            follows the queue, or stands by); None: ``ack_every_seconds``.
         ack_idle_gap: while we are idle (:class:`Idle`), an outcome is ACKed at once,
             but no sooner than this times the view's members after our last ACK: the
             members together send about one such ACK per ``ack_idle_gap``, since every
@@ -255,6 +258,7 @@ class OutstandingTable:
         history_bytes: int = 16 * 1024 * 1024,
         ack_every: int = 200,
         ack_every_seconds: float = 0.05,
+        ack_position_seconds: float | None = None,
         ack_idle_gap: float | None = None,
         notices: bool = False,
         notice_interval: float = 0.0,
@@ -288,6 +292,7 @@ class OutstandingTable:
             ack_every_seconds,
             position_horizon=position_horizon,
             idle_gap=ack_idle_gap,
+            position_seconds=ack_position_seconds,
         )
         self._history = OutcomeHistory(history_size, history_bytes) if history is None else history
         self._fragments: Reassembler[_Origin] = Reassembler(fragment_bytes)
@@ -401,7 +406,7 @@ class OutstandingTable:
     def next_deadline(self) -> float | None:
         """When the next :class:`Tick` is needed for an ACK or NOTICEs held back to go
         out on time."""
-        due = self._cadence.deadline()
+        due = self._cadence.deadline(holding=bool(self._mine))
         notices = self._notices
         if notices is not None:
             held = notices.deadline()
@@ -613,7 +618,7 @@ class OutstandingTable:
         if self._view is None:
             return []
         effects: list[Effect] = [AnnounceDrain(Drain(self.incarnation))]
-        if self._cadence.due(self._now):
+        if self._ack_due():
             effects.append(self._make_ack())
         return effects
 
@@ -712,7 +717,7 @@ class OutstandingTable:
                 self._on_query(effects, event.sender, decoded)
             else:
                 self._counts["ignored_messages"] += 1
-        if self._cadence.due(self._now):
+        if self._ack_due():
             effects.append(self._make_ack())
         return effects
 
@@ -1269,13 +1274,13 @@ class OutstandingTable:
         return []
 
     def _on_finished(self, event: JobFinished) -> list[Effect]:
-        if not self._finish((event,)) or not self._cadence.due(self._now):
+        if not self._finish((event,)) or not self._ack_due():
             return []
         return [self._make_ack()]
 
     def _on_jobs_finished(self, event: JobsFinished) -> list[Effect]:
         self._finish(event.finished)
-        if self._view is None or not self._cadence.due(self._now):
+        if self._view is None or not self._ack_due():
             return []
         return [self._make_ack()]
 
@@ -1313,7 +1318,7 @@ class OutstandingTable:
 
     def _on_tick(self, event: Tick) -> list[Effect]:
         effects: list[Effect] = []
-        if self._view is not None and self._cadence.due(self._now):
+        if self._view is not None and self._ack_due():
             effects.append(self._make_ack())
         self._take_notices(effects)
         return effects
@@ -1335,7 +1340,7 @@ class OutstandingTable:
 
     def _on_idle(self, event: Idle) -> list[Effect]:
         self._cadence.idle = event.idle
-        if event.idle and self._view is not None and self._cadence.due(self._now):
+        if event.idle and self._view is not None and self._ack_due():
             return [self._make_ack()]
         return []
 
@@ -1360,9 +1365,14 @@ class OutstandingTable:
         cadence = self._cadence
         reads = self._window // max(1, event.count) // 3
         cadence.read_every = max(1, reads) if reads < cadence.every else None
-        if self._view is not None and cadence.due(self._now):
+        if self._view is not None and self._ack_due():
             return [self._make_ack()]
         return []
+
+    def _ack_due(self) -> bool:
+        """Whether an ACK is due now; one that would report only how far we have read
+        (we hold no job of our own) waits the longer ``ack_position_seconds``."""
+        return self._cadence.due(self._now, holding=bool(self._mine))
 
     def _make_ack(self) -> SendAck:
         cadence = self._cadence

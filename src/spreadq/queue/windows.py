@@ -77,6 +77,11 @@ class AckCadence:
             producer's position) and the jobs finished since the last one reach this
             many.
         every_seconds: an ACK is due this long after the first unreported read or outcome.
+        position_seconds: ... but only this long after the first unreported read when
+            there is nothing else to report (no outcome, and, as the caller says, no job
+            of its own held): a member that only follows the queue reports how far it
+            has read this often, and ``every`` still bounds it in messages (None:
+            ``every_seconds``).
         max_bytes: the size of one ACK envelope at most; outcomes waiting that would
             fill it make an ACK due.
         position_horizon: a producer not read for this long is left out of ACKs and
@@ -105,6 +110,7 @@ class AckCadence:
         "max_bytes",
         "max_positions",
         "position_horizon",
+        "position_seconds",
         "read_every",
     )
 
@@ -117,9 +123,11 @@ class AckCadence:
         position_horizon: float = 5.0,
         max_positions: int = 1024,
         idle_gap: float | None = None,
+        position_seconds: float | None = None,
     ) -> None:
         self.every = every
         self.every_seconds = every_seconds
+        self.position_seconds = every_seconds if position_seconds is None else position_seconds
         self.max_bytes = max_bytes
         self.position_horizon = position_horizon
         self.max_positions = max_positions
@@ -205,25 +213,33 @@ class AckCadence:
         self._count += len(finished)
         self._touch(now)
 
-    def deadline(self) -> float | None:
-        """When an ACK falls due by time alone, or ``None`` when nothing is pending."""
+    def _wait(self, holding: bool) -> float:
+        """How long after the first unreported read or outcome an ACK falls due."""
+        return self.every_seconds if holding or self._outcomes else self.position_seconds
+
+    def deadline(self, *, holding: bool = True) -> float | None:
+        """When an ACK falls due by time alone, or ``None`` when nothing is pending.
+
+        ``holding``: the consumer holds jobs of its own (its backlog, which every ACK
+        carries, is not 0); False lets an ACK with nothing but read positions wait
+        ``position_seconds``."""
         if self._since is None:
             return None
-        due = self._since + self.every_seconds
+        due = self._since + self._wait(holding)
         if self.draining and self._outcomes:
             return self._since
         if self.idle and self._urgent and self.idle_gap is not None:
             return min(due, self._last_sent + self.idle_gap)
         return due
 
-    def due(self, now: float) -> bool:
-        """True when an ACK should be sent now."""
+    def due(self, now: float, *, holding: bool = True) -> bool:
+        """True when an ACK should be sent now (``holding`` as for :meth:`deadline`)."""
         if self._since is None:
             return False
         return (
             self._count >= self.every
             or (self.read_every is not None and self._reads >= self.read_every)
-            or now - self._since >= self.every_seconds
+            or now - self._since >= self._wait(holding)
             or self._outcome_bytes >= self.outcome_budget
             or (self.draining and bool(self._outcomes))
             or (

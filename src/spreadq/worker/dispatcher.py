@@ -415,6 +415,7 @@ class Dispatcher:
             history_size=settings.completed_history,
             ack_every=settings.ack_every,
             ack_every_seconds=settings.ack_interval,
+            ack_position_seconds=settings.ack_position_interval,
             ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
             notices=settings.outcome_notices,
             notice_interval=settings.notice_interval,
