@@ -150,21 +150,28 @@ def test_default_budget_is_the_envelope_cap() -> None:
 
 @given(
     every=st.integers(1, 10),
+    position_seconds=st.sampled_from([None, 0.25]),
+    holding=st.booleans(),
     steps=st.lists(
         st.tuples(
-            st.floats(0, 0.03), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
+            st.floats(0, 0.1), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
         ),
         max_size=60,
     ),
 )
-def test_cadence_matches_its_definition(every: int, steps: list[tuple[float, str, int]]) -> None:
+def test_cadence_matches_its_definition(
+    every: int, position_seconds: float | None, holding: bool, steps: list[tuple[float, str, int]]
+) -> None:
     """due(now) iff N messages read and jobs finished accumulated or T passed since the
-    first pending one; an ACK taken whenever due leaves nothing waiting longer than T or
-    more than N of them."""
-    cadence = AckCadence(every=every, every_seconds=0.05)
+    first pending one (T: 0.05 s, or ``position_seconds`` while nothing but read
+    positions waits and the consumer holds no job of its own); an ACK taken whenever due
+    leaves nothing waiting longer than T or more than N of them; the deadline says when
+    time alone makes it due."""
+    cadence = AckCadence(every=every, every_seconds=0.05, position_seconds=position_seconds)
     now = 0.0
     count = 0
     first: float | None = None
+    outcomes = False
     seq = 0
     for dt, action, n in steps:
         now += dt
@@ -177,12 +184,16 @@ def test_cadence_matches_its_definition(every: int, steps: list[tuple[float, str
             seq += 1
             cadence.on_finished(ref(seq), Outcome.success(), now)
             count += 1
+            outcomes = True
             first = now if first is None else first
-        expected = first is not None and (count >= every or now - first >= 0.05)
-        assert cadence.due(now) == expected
+        positions_only = position_seconds is not None and not (holding or outcomes)
+        wait = 0.25 if positions_only else 0.05
+        assert cadence.deadline(holding=holding) == (None if first is None else first + wait)
+        expected = first is not None and (count >= every or now - first >= wait)
+        assert cadence.due(now, holding=holding) == expected
         if expected:
             cadence.take(now)
-            count, first = 0, None
+            count, first, outcomes = 0, None, False
 
 
 def test_positions_alone_wait_the_position_interval_unless_the_consumer_holds_jobs() -> None:
@@ -198,49 +209,6 @@ def test_positions_alone_wait_the_position_interval_unless_the_consumer_holds_jo
     for mseq in range(2, 202):  # ``every`` still bounds the messages between two
         cadence.on_read(11.0, P1, mseq)
     assert cadence.due(11.0, holding=False)
-
-
-@given(
-    every=st.integers(1, 10),
-    holding=st.booleans(),
-    steps=st.lists(
-        st.tuples(
-            st.floats(0, 0.1), st.sampled_from(["read", "finish", "tick"]), st.integers(0, 3)
-        ),
-        max_size=60,
-    ),
-)
-def test_cadence_with_a_position_interval_matches_its_definition(
-    every: int, holding: bool, steps: list[tuple[float, str, int]]
-) -> None:
-    """As above, but T is 0.25 s while nothing but read positions waits and the
-    consumer holds no job of its own, and the deadline says when time alone makes it due."""
-    cadence = AckCadence(every=every, every_seconds=0.05, position_seconds=0.25)
-    now = 0.0
-    count = 0
-    first: float | None = None
-    outcomes = False
-    seq = 0
-    for dt, action, n in steps:
-        now += dt
-        if action == "read":
-            for _ in range(n):
-                cadence.on_read(now)
-            count += n
-            first = now if first is None and n else first
-        elif action == "finish":
-            seq += 1
-            cadence.on_finished(ref(seq), Outcome.success(), now)
-            count += 1
-            outcomes = True
-            first = now if first is None else first
-        wait = 0.05 if holding or outcomes else 0.25
-        assert cadence.deadline(holding=holding) == (None if first is None else first + wait)
-        expected = first is not None and (count >= every or now - first >= wait)
-        assert cadence.due(now, holding=holding) == expected
-        if expected:
-            cadence.take(now)
-            count, first, outcomes = 0, None, False
 
 
 def test_idle_outcome_is_due_at_once_and_busy_waits_for_the_cadence() -> None:
