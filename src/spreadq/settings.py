@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     """...but only this often (seconds) when all it would report is how far it has
     read: no outcome waits and it holds no job of its own (a consumer that follows the
     queue, or stands by). Every consumer and producer reads every ACK, and such reports
-    were most of a light load's ACKs; ``ack_every`` (and a third of the window's share,
+    were about half of a light load's ACKs; ``ack_every`` (and a third of the window's share,
     with several producers) still bounds the messages read between two."""
     ack_max_rate: float | None = Field(default=500.0, gt=0.0, le=100_000.0)
     """A consumer with nothing ready to run ACKs a finished job at once; the queue's
