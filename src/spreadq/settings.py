@@ -51,6 +51,14 @@ them so with ``none`` or ``off``."""
 _NONE_WORDS = frozenset({"none", "off"})
 
 
+def _none_for_word(value: object) -> object:
+    """None for ``none`` or ``off`` (any case, spaces around), else ``value``: how a
+    variable or an option turns off a setting that may be None."""
+    if isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
+        return None
+    return value
+
+
 class Settings(BaseSettings):
     """Tunables for flow control, concurrency, retries, reconnection and batching.
 
@@ -245,9 +253,7 @@ class Settings(BaseSettings):
     def _none_by_name(cls, value: object) -> object:
         """``none`` or ``off`` (any case) for a field that may be None, as an environment
         variable can only say it: ``SPREADQ_HANDLER_TIMEOUT=none``."""
-        if isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
-            return None
-        return value
+        return _none_for_word(value)
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from spreadq.cli.exits import EXIT_FAILED, epilog, shared_exits
 from spreadq.errors import ConfigurationError, ForcedStop, LifespanError
 from spreadq.eventloop import use_uvloop
-from spreadq.settings import _NONE_WORDS, Settings
+from spreadq.settings import _OPTIONAL_NUMBERS, Settings, _none_for_word
 
 if TYPE_CHECKING:
     from spreadq.worker.app import App
@@ -66,15 +66,15 @@ def setting_from_text(name: str, text: str, option: str) -> object:
         typer.BadParameter: a value the field refuses (exit status 2, naming ``option``
             and what the field expects).
     """
-    field = Settings.model_fields[name]
+    may_be_none = name in _OPTIONAL_NUMBERS
     word = text.strip()
-    value = None if word.lower() in _NONE_WORDS else word
+    value = _none_for_word(word) if may_be_none else word
     try:
-        return _field_adapter(field).validate_python(value)
+        return _field_adapter(Settings.model_fields[name]).validate_python(value)
     except ValidationError as error:
         why = "; ".join(str(detail["msg"]) for detail in error.errors())
-        maybe_none = ", or none" if _may_be_none(field) else ""
-        raise typer.BadParameter(f"{text!r}: {why}{maybe_none}", param_hint=option) from None
+        or_none = ", or none" if may_be_none else ""
+        raise typer.BadParameter(f"{text!r}: {why}{or_none}", param_hint=option) from None
 
 
 def _field_adapter(field: FieldInfo) -> TypeAdapter[Any]:
@@ -83,10 +83,6 @@ def _field_adapter(field: FieldInfo) -> TypeAdapter[Any]:
     typed: Any = Annotated[field.annotation, field]
     model = ConfigDict(allow_inf_nan=Settings.model_config.get("allow_inf_nan", True))
     return TypeAdapter(typed, config=model)
-
-
-def _may_be_none(field: FieldInfo) -> bool:
-    return type(None) in get_args(field.annotation)
 
 
 def worker(
