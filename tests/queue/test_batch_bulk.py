@@ -117,7 +117,7 @@ def test_a_kind_that_is_not_utf8_in_one_of_many_records_is_refused_in_bulk_too()
     record = 18 + 4 + 6  # the fixed fields, the kind and the payload
     first = len(data) - 10 * record
     data[first + 5 * record + 18] = 0xFF  # the sixth record's kind
-    assert batch_codec._read_alike_records(memoryview(bytes(data)), first, 10, PID) is None
+    assert batch_codec._read_alike_records(memoryview(bytes(data)), first, 10) is None
     with pytest.raises(EnvelopeError, match="not UTF-8"):
         decode(bytes(data))
 
@@ -134,6 +134,6 @@ def test_a_bad_head_in_one_of_many_records_is_refused_in_bulk_too(offset: int, v
     record = 18 + 4 + 6  # the fixed fields, the kind and the payload
     first = len(data) - 10 * record
     data[first + 5 * record + offset] = value  # in the sixth record (its seq takes 8 bytes)
-    assert batch_codec._read_alike_records(memoryview(bytes(data)), first, 10, PID) is None
+    assert batch_codec._read_alike_records(memoryview(bytes(data)), first, 10) is None
     with pytest.raises(EnvelopeError):
         decode(bytes(data))

@@ -34,14 +34,14 @@ class Model:
 
 
 def _batch(producer_id: bytes, first: int, count: int) -> BatchJobs:
-    refs = [JobRef(producer_id, first + i) for i in range(count)]
-    return BatchJobs(memoryview(b""), producer_id, "json", list(range(count)), refs)
+    seqs = [first + i for i in range(count)]
+    return BatchJobs(memoryview(b""), producer_id, "json", list(range(count)), seqs)
 
 
 def _enter(store: Outstanding, model: Model, producer_id: bytes, gap: int, count: int) -> None:
     first = model.high.get(producer_id, -1) + 1 + gap
     jobs = _batch(producer_id, first, count)
-    assert store.is_new(jobs.refs)
+    assert store.is_new(producer_id, jobs.seqs)
     owners = [MEMBERS[(model.slot + i) % 3] for i in range(count)]
     block = _Block(jobs, "#prod#h", 0, ORIGIN, owners, model.slot, 1)
     mine = store.enter_block(block, ME)
@@ -161,10 +161,10 @@ def test_a_run_over_blocks_completes_them_without_a_job_left_to_pop() -> None:
 def test_a_batch_that_is_not_new_cannot_enter_as_a_block() -> None:
     store, model = Outstanding(), Model()
     _enter(store, model, PIDS[0], 0, 10)
-    assert not store.is_new([JobRef(PIDS[0], seq) for seq in range(9, 15)])  # 9 was held
-    assert not store.is_new([JobRef(PIDS[0], seq) for seq in (10, 12, 11)])  # not in a row
-    assert store.is_new([JobRef(PIDS[0], seq) for seq in range(10, 15)])
-    assert store.is_new([JobRef(PIDS[1], seq) for seq in range(0, 5)])  # another producer
+    assert not store.is_new(PIDS[0], list(range(9, 15)))  # 9 was held
+    assert not store.is_new(PIDS[0], [10, 12, 11])  # not in a row
+    assert store.is_new(PIDS[0], list(range(10, 15)))
+    assert store.is_new(PIDS[1], list(range(0, 5)))  # another producer
 
 
 @given(st.lists(st.sampled_from("abc"), max_size=12))

@@ -71,7 +71,9 @@ from spreadq.queue.envelope import (
     BatchJobs,
     Drain,
     Hello,
+    JobBatch,
     JobSpec,
+    decode,
     encode,
     encode_batch,
     encode_fragments,
@@ -400,6 +402,44 @@ def test_a_member_with_no_job_of_its_own_reports_its_position_on_the_longer_inte
     assert owner.next_deadline() == pytest.approx(0.05)  # it holds jobs: its backlog goes
     (send,) = of_type(owner.apply(Tick(), 0.05), SendAck)
     assert send.envelope.backlog == 2
+
+
+def test_a_follower_builds_no_ref_for_a_batch_others_own_until_it_takes_it_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every member reads every batch: one that only counts it goes by the batch's
+    producer and seqs, and builds the refs only when the jobs become its own."""
+    cluster = Cluster("fill_first")
+    cluster.join(A)
+    cluster.join(B)
+    real = decode
+    batches: dict[str, list[BatchJobs]] = {A: [], B: []}
+    effects: dict[str, list[Effect]] = {}
+    for name in (A, B):
+
+        def spy(data: bytes, name: str = name) -> object:
+            message = real(data)
+            if isinstance(message, JobBatch) and isinstance(message.jobs, BatchJobs):
+                batches[name].append(message.jobs)
+            return message
+
+        monkeypatch.setattr("spreadq.queue.table.decode", spy)
+        effects |= cluster.feed((name,), MessageDelivered("#prod#h", MESS_TYPE, _batch(0, 6)))
+    ((owned,), (followed,)) = batches[A], batches[B]
+    assert runs(effects[A]) == list(range(6))  # fill_first: A's
+    assert runs(effects[B]) == []
+    assert followed._refs is None  # B counted them without a ref
+    assert (list(followed.seqs), followed.producer_id) == (list(range(6)), PID)
+    assert owned.refs == [ref(seq) for seq in range(6)]
+    taken = cluster.view((B,), DISCONNECT, A)[B]  # A is gone: B takes its jobs over
+    assert runs(taken) == list(range(6))
+    assert followed.refs == [ref(seq) for seq in range(6)]
+
+
+def _batch(first: int, count: int) -> bytes:
+    """A JOB BATCH of ``count`` jobs from ``PID``, seqs from ``first``."""
+    specs = [JobSpec(seq, "work", b"p%d" % seq) for seq in range(first, first + count)]
+    return encode_batch(PID, 1, "json", specs)
 
 
 def test_our_finished_job_is_reported_in_an_ack_with_positions_and_backlog() -> None:

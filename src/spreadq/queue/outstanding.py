@@ -154,7 +154,7 @@ class _Block:
         self.first = first  # the slot of the batch's first job
         self.view = view
         self.counts = counts
-        self.low = jobs.refs[0][1] if jobs.refs else 0  # the seq of the batch's first job
+        self.low = jobs.seqs[0] if jobs.seqs else 0  # the seq of the batch's first job
         self.live = bytearray()
         self.left = 0  # how many of live are 1
         self.arrival = 0
@@ -275,14 +275,14 @@ class Outstanding:
         """The jobs held one by one, with their entries."""
         return self.entries.items()
 
-    def is_new(self, refs: Sequence[JobRef]) -> bool:
-        """Whether ``refs`` (one batch's) are seqs in a row above every seq of their
-        producer held so far: then none of them is outstanding, and they may enter as a
-        block."""
-        producer_id, low = refs[0]
+    def is_new(self, producer_id: bytes, seqs: Sequence[int]) -> bool:
+        """Whether ``seqs`` (one batch's, of ``producer_id``) are in a row above every seq
+        of that producer held so far: then none of those jobs is outstanding, and they
+        may enter as a block."""
+        low = seqs[0]
         if low <= self._high.get(producer_id, -1):
             return False
-        return list(map(_seq, refs)) == list(range(low, low + len(refs)))
+        return list(seqs) == list(range(low, low + len(seqs)))
 
     # -- entering and leaving ------------------------------------------------------------
 
@@ -336,7 +336,7 @@ class Outstanding:
         """Forget ``block`` (its jobs are completed, or entries now)."""
         self.in_blocks -= block.left
         block.left = 0
-        producer_id = block.jobs.refs[0][0]
+        producer_id = block.jobs.producer_id
         lows, blocks = self._lows[producer_id], self._blocks[producer_id]
         at = bisect_right(lows, block.low) - 1
         del lows[at], blocks[at]
@@ -347,11 +347,11 @@ class Outstanding:
         """Enter the jobs of ``block``, new to the table (:meth:`is_new` said so): other
         members' as the block, ours (``me``) as entries, which are returned in order."""
         jobs, owners = block.jobs, block.owners
-        refs = jobs.refs
-        count = len(refs)
-        producer_id = refs[0][0]
+        seqs = jobs.seqs
+        count = len(seqs)
+        producer_id = jobs.producer_id
         block.arrival = next(self.arrivals)
-        self._high[producer_id] = refs[-1][1]
+        self._high[producer_id] = seqs[-1]
         mine: list[_Entry] = []
         entries = self.entries
         for index in compress(itertools.count(), map(me.__eq__, owners)):

@@ -41,7 +41,6 @@ from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from hashlib import blake2b
-from operator import itemgetter
 from typing import Any, Final
 
 from spreadq.errors import ConfigurationError, EnvelopeError, LocalProtocolError, PluginError
@@ -173,8 +172,6 @@ class TableStats:
 
 _STAT_NAMES = tuple(f.name for f in fields(TableStats))
 
-
-_seq = itemgetter(1)
 
 _new_run: Callable[[tuple[Job, str, int, bool, bool, bool]], RunJob] = partial(
     tuple.__new__, RunJob
@@ -864,13 +861,13 @@ class OutstandingTable:
         (:meth:`~spreadq.queue.outstanding.Outstanding.enter_block`); a load rule's block
         counts its jobs' loads, a member at a time. A batch that may hold a re-sent job
         (one still outstanding or remembered, or a ref twice) goes job by job."""
-        refs = jobs.refs
-        count = len(refs)
+        seqs = jobs.seqs
+        count = len(seqs)
         slots, by_message, by_load = self._slots, self._message_owners, self._load_owners
         if (
             (slots is not None or by_message is not None or by_load is not None)
             and count >= _SLOTS_AT_ONCE
-            and self._entries.is_new(refs)
+            and self._entries.is_new(jobs.producer_id, seqs)
         ):
             members, first = self._eligible, self._state.index
             if slots is not None:
@@ -911,11 +908,10 @@ class OutstandingTable:
         of other members as one block, ours as entries (counting their loads when
         ``counts``). False, and nothing entered, when the history may remember one of
         them or a ref comes twice."""
-        refs = jobs.refs
-        low, high = self._history.window(refs[0].producer_id)
+        low, high = self._history.window(jobs.producer_id)
         if low <= high:
-            seqs = list(map(_seq, refs))
-            if min(seqs) <= high and max(seqs) >= low:  # one may be a re-sent job
+            seqs = jobs.seqs  # in a row (is_new said so)
+            if seqs[0] <= high and seqs[-1] >= low:  # one may be a re-sent job
                 return False
         block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal, counts)
         for entry in self._entries.enter_block(block, self.me):
@@ -954,7 +950,7 @@ class OutstandingTable:
             entries[ref] = entry
             if owner == me:
                 effects += self._become_owner(entry, failover=False)
-        store.held_up_to(refs[0][0], max(map(_seq, refs)))
+        store.held_up_to(jobs.producer_id, max(jobs.seqs))
 
     def _recall(self, entry: _Entry) -> None:
         """A new entry whose seq the history may hold: if it remembers the job's outcome

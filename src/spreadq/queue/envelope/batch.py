@@ -152,12 +152,23 @@ class BatchJobs(Sequence[Job]):
     """The jobs of a decoded JOB BATCH, built on demand from the message.
 
     Every consumer reads every job, and most belong to others (docs/deployment.md#what-to-size):
-    decoding checks each job record (bounds, flags, UTF-8 kind and key) and keeps its offset and its
-    ref; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the message for
-    headers and payload) each time it is asked for.
+    decoding checks each job record (bounds, flags, UTF-8 kind and key) and keeps its
+    offset and its seq; ``jobs[i]`` builds the :class:`Job` (kind, key, and slices of the
+    message for headers and payload) each time it is asked for, and :attr:`refs` the
+    jobs' refs the first time it is read. A member that only counts other members' jobs
+    goes by :attr:`producer_id` and :attr:`seqs` and builds no ref.
     """
 
-    __slots__ = ("_codec", "_mv", "_offsets", "_producer_id", "_uniform", "dedupe_keys", "refs")
+    __slots__ = (
+        "_codec",
+        "_mv",
+        "_offsets",
+        "_refs",
+        "_uniform",
+        "dedupe_keys",
+        "producer_id",
+        "seqs",
+    )
 
     def __init__(
         self,
@@ -165,19 +176,36 @@ class BatchJobs(Sequence[Job]):
         producer_id: bytes,
         codec: str,
         offsets: list[int],
-        refs: list[JobRef],
+        seqs: list[int],
         dedupe_keys: dict[int, str] | None = None,
         uniform: _Uniform | None = None,
     ) -> None:
         self._mv = mv
-        self._producer_id = producer_id
         self._codec = codec
         self._offsets = offsets
         self._uniform = uniform  # what every record shares, when they share their head
-        self.refs: Sequence[JobRef] = refs
-        """Each job's ref, in order."""
+        self._refs: list[JobRef] | None = None
+        self.producer_id = producer_id
+        """The producer of every job of the batch."""
+        self.seqs: Sequence[int] = seqs
+        """Each job's seq, in order."""
         self.dedupe_keys: Mapping[int, str] = dedupe_keys or {}
         """The dedupe key of each job that has one, by its index (empty: none has)."""
+
+    @property
+    def refs(self) -> Sequence[JobRef]:
+        """Each job's ref, in order (built the first time it is read)."""
+        refs = self._refs
+        if refs is None:
+            refs = self._refs = list(map(_new_ref, zip(repeat(self.producer_id), self.seqs)))
+        return refs
+
+    def _ref(self, index: int) -> JobRef:
+        """Job ``index``'s ref: from :attr:`refs` once built, else alone."""
+        refs = self._refs
+        if refs is not None:
+            return refs[index]
+        return _new_ref((self.producer_id, self.seqs[index]))
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -193,12 +221,12 @@ class BatchJobs(Sequence[Job]):
             return tuple(self[i] for i in range(len(self))[index])
         uniform = self._uniform
         if uniform is None:
-            return _job_at(self._mv, self._offsets[index], self.refs[index], self._codec)
+            return _job_at(self._mv, self._offsets[index], self._ref(index), self._codec)
         kind, skip, headers_len, payload_len, notify = uniform  # no key, no dedupe key
         at = self._offsets[index] + skip
         headers = self._mv[at : at + headers_len] if headers_len else b""
         payload = self._mv[at + headers_len : at + headers_len + payload_len]
-        ref = self.refs[index]
+        ref = self._ref(index)
         return _new_job((ref, kind, None, self._codec, payload, headers, None, None, notify))
 
     def __eq__(self, other: object) -> bool:
@@ -438,14 +466,12 @@ def _decode_batch(reader: _Reader, slots: int) -> JobBatch:
     codec = _read_codec(reader, codec_len)
     pid: bytes = producer_id
     # the hot path: every consumer reads every job; check each record, build no Job
-    read = (
-        _read_alike_records(reader.mv, reader.at, slots, pid) if slots >= _ALIKE_AT_LEAST else None
-    )
+    read = _read_alike_records(reader.mv, reader.at, slots) if slots >= _ALIKE_AT_LEAST else None
     if read is None:
-        read = _read_records(reader.mv, reader.at, slots, pid)
-    offsets, refs, dedupe, reader.at, uniform = read
+        read = _read_records(reader.mv, reader.at, slots)
+    offsets, seqs, dedupe, reader.at, uniform = read
     reader.done()
-    jobs = BatchJobs(reader.mv, pid, codec, offsets, refs, dedupe, uniform)
+    jobs = BatchJobs(reader.mv, pid, codec, offsets, seqs, dedupe, uniform)
     return JobBatch(pid, mseq, codec, jobs)
 
 
@@ -454,8 +480,8 @@ _Uniform = tuple[str, int, int, int, bool]
 from a record's start to its headers, the headers' and the payload's sizes, and whether
 the producer asked for a NOTICE (they have no key and no dedupe key)."""
 
-_Records = tuple[list[int], list[JobRef], dict[int, str] | None, int, _Uniform | None]
-"""A batch's job records, checked: their offsets, refs, dedupe keys by index (None:
+_Records = tuple[list[int], list[int], dict[int, str] | None, int, _Uniform | None]
+"""A batch's job records, checked: their offsets, seqs, dedupe keys by index (None:
 none has one), the offset after the last, and what they all share (None: not their head)."""
 
 _ALIKE_AT_LEAST: Final = 4
@@ -470,7 +496,7 @@ def _alike_layout(kind_len: int, rest: int) -> struct.Struct:
     return struct.Struct(f"<Q{_JOB_HEAD.size + kind_len}s{rest}x")
 
 
-def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
+def _read_records(mv: memoryview, at: int, slots: int) -> _Records:
     """``slots`` job records from ``at``, one after the other.
 
     Raises:
@@ -478,8 +504,8 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
     """
     size, fixed, unpack = len(mv), _JOB.size, _JOB.unpack_from
     offsets: list[int] = []
-    refs: list[JobRef] = []
-    add_offset, add_ref = offsets.append, refs.append
+    seqs: list[int] = []
+    add_offset, add_seq = offsets.append, seqs.append
     dedupe: dict[int, str] | None = None
     kind: memoryview | None = None  # the last kind checked: a batch's jobs mostly share one
     for _ in range(slots):
@@ -507,12 +533,12 @@ def _read_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records:
                 dedupe = {}
             dedupe[len(offsets)] = _read_dedupe_key(mv[headers_at : headers_at + headers_len])
         add_offset(at)
-        add_ref(_new_ref((pid, seq)))
+        add_seq(seq)
         at = end
-    return offsets, refs, dedupe, at, None
+    return offsets, seqs, dedupe, at, None
 
 
-def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Records | None:
+def _read_alike_records(mv: memoryview, at: int, slots: int) -> _Records | None:
     """``slots`` job records of one size read in bulk, or None when they are not all
     such (then :func:`_read_records` reads them, and raises what it finds wrong).
 
@@ -552,8 +578,7 @@ def _read_alike_records(mv: memoryview, at: int, slots: int, pid: bytes) -> _Rec
     uniform = None
     if len(heads) == 1:  # one kind, one NOTICE flag: a job is two slices of the message
         uniform = (kind, fixed + kind_len, headers_len, payload_len, bool(flags & _NOTIFY))
-    refs = list(map(_new_ref, zip(repeat(pid), map(itemgetter(0), records))))
-    return list(range(at, end, stride)), refs, None, end, uniform
+    return list(range(at, end, stride)), list(map(itemgetter(0), records)), None, end, uniform
 
 
 def _decode_fragment(reader: _Reader, slots: int) -> JobFragment:
