@@ -95,7 +95,7 @@ so a producer decodes the result with ``codec`` or else the codec it sent the jo
 
 Decoding is cheap for jobs a consumer does not own: the batch header and each job's
 fixed fields are read and its kind and key checked, and the batch keeps each job's
-offset and ref (:class:`BatchJobs`); a :class:`Job` is built only when asked for, with
+offset and seq (:class:`BatchJobs`); a :class:`Job` (or a ref) is built only when asked for, with
 headers and payload as slices of the message (``memoryview``, no copy), decoded only
 by whoever runs the job.
 """
