@@ -38,11 +38,23 @@ def _batch(producer_id: bytes, first: int, count: int) -> BatchJobs:
     return BatchJobs(memoryview(b""), producer_id, "json", list(range(count)), seqs)
 
 
-def _enter(store: Outstanding, model: Model, producer_id: bytes, gap: int, count: int) -> None:
+def _enter(
+    store: Outstanding,
+    model: Model,
+    producer_id: bytes,
+    gap: int,
+    count: int,
+    whose: str = "mixed",
+) -> None:
+    """Enter a batch whose owners go round the members (``mixed``), or are all ``ME``
+    (``ours``) or all another member (``theirs``), as ``fill_first`` mostly gives them."""
     first = model.high.get(producer_id, -1) + 1 + gap
     jobs = _batch(producer_id, first, count)
     assert store.is_new(producer_id, jobs.seqs)
-    owners = [MEMBERS[(model.slot + i) % 3] for i in range(count)]
+    if whose == "mixed":
+        owners = [MEMBERS[(model.slot + i) % 3] for i in range(count)]
+    else:
+        owners = [ME if whose == "ours" else MEMBERS[1]] * count
     block = _Block(jobs, "#prod#h", 0, ORIGIN, owners, model.slot, 1)
     mine = store.enter_block(block, ME)
     assert [entry.ref for entry in mine] == [
@@ -73,7 +85,13 @@ def _check(store: Outstanding, model: Model) -> None:
 
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("batch"), st.sampled_from(PIDS), st.integers(0, 3), st.integers(1, 40)),
+        st.tuples(
+            st.just("batch"),
+            st.sampled_from(PIDS),
+            st.integers(0, 3),
+            st.integers(1, 40),
+            st.sampled_from(["mixed", "ours", "theirs"]),
+        ),
         st.tuples(
             st.just("run"),
             st.sampled_from(PIDS),
@@ -97,8 +115,8 @@ def test_the_store_answers_as_an_ordered_dict_of_every_job(ops: list[tuple[objec
     for op in ops:
         kind = op[0]
         if kind == "batch":
-            _, producer_id, gap, count = op
-            _enter(store, model, producer_id, gap, count)  # type: ignore[arg-type]
+            _, producer_id, gap, count, whose = op
+            _enter(store, model, producer_id, gap, count, whose)  # type: ignore[arg-type]
         elif kind == "run":
             _, producer_id, first, stride, count = op
             run = OutcomeRun(producer_id, first, stride, count, b"")  # type: ignore[arg-type]

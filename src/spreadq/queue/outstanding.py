@@ -196,6 +196,7 @@ def _ignore_release(owner: str, count: int) -> None:
 
 _producer_id = itemgetter(0)
 _seq = itemgetter(1)
+_LIVE = b"\x01"  # a block's job still outstanding, in :attr:`_Block.live`
 _NOT_YET = (False, False, False, False)  # a block's job: no failover, not started ...
 _ARRIVAL_STEP = 1 << 16  # room for a batch's indices between two arrivals
 _arrival = attrgetter("arrival")
@@ -354,13 +355,21 @@ class Outstanding:
         self._high[producer_id] = seqs[-1]
         mine: list[_Entry] = []
         entries = self.entries
-        for index in compress(itertools.count(), map(me.__eq__, owners)):
+        whole = owners[0] if owners and owners.count(owners[0]) == count else None  # usually
+        if whole is None:
+            ours: Iterable[int] = compress(itertools.count(), map(me.__eq__, owners))
+        else:
+            ours = range(count) if whole == me else ()
+        for index in ours:
             entry = block.entry(index)
             entries[entry.ref] = entry
             mine.append(entry)
         left = count - len(mine)
         if left:
-            block.live = bytearray(map(me.__ne__, owners))
+            if whole is None:
+                block.live = bytearray(map(me.__ne__, owners))
+            else:  # all of them others'
+                block.live = bytearray(_LIVE) * count
             block.left = left
             self.in_blocks += left
             self._blocks.setdefault(producer_id, []).append(block)
