@@ -195,7 +195,6 @@ def _ignore_release(owner: str, count: int) -> None:
 
 
 _producer_id = itemgetter(0)
-_seq = itemgetter(1)
 _LIVE = b"\x01"  # a block's job still outstanding, in :attr:`_Block.live`
 _NOT_YET = (False, False, False, False)  # a block's job: no failover, not started ...
 _ARRIVAL_STEP = 1 << 16  # room for a batch's indices between two arrivals
