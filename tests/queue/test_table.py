@@ -1042,7 +1042,9 @@ def test_busy_members_of_the_simulation_give_jobs_back_and_others_run_them() -> 
     # to the same members, some start elsewhere, the rest come back to their giver, and
     # every job still completes (the invariants are checked after every step)
     given = run_elsewhere = 0
-    for seed in range(2, SEEDS, 3):
+    # at least seeds 2 and 5 (scripts/mutate runs 5 seeds): in seed 2 alone every job
+    # given back happens to land on its giver again, and the claim needs one that does not
+    for seed in range(2, max(SEEDS, 8), 3):
         sim = Simulation(seed, rule=FillFirst(room=4), busy=True)
         for _ in range(STEPS):
             sim.step()
