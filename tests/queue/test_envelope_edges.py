@@ -17,6 +17,7 @@ from spreadq.errors import EnvelopeError, LocalProtocolError, MessageTooLarge
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
     Ack,
+    BatchJobs,
     Drain,
     Hello,
     JobBatch,
@@ -345,6 +346,22 @@ def test_batch_jobs_hash_and_print_as_their_refs() -> None:
     assert hash(batch.jobs) == hash(tuple(batch.jobs))
     assert repr(batch.jobs) == f"BatchJobs({[JobRef(PID, 1)]!r})"
 
+
+
+@pytest.mark.parametrize("specs", [1, 6], ids=["one-by-one", "in-bulk"])
+def test_batch_jobs_build_their_refs_when_asked_and_each_job_the_same_ref(specs: int) -> None:
+    seqs = [40 + 3 * n for n in range(specs)]  # not in a row: refs are not arithmetic
+    batch = decode(encode_batch(PID, 1, "j", [JobSpec(seq, "k", b"a") for seq in seqs]))
+    assert isinstance(batch, JobBatch)
+    jobs = batch.jobs
+    assert isinstance(jobs, BatchJobs)
+    assert (jobs.producer_id, list(jobs.seqs)) == (PID, seqs)
+    assert [job.ref for job in jobs] == [JobRef(PID, seq) for seq in seqs]  # built alone
+    assert jobs._refs is None  # nothing built them all yet
+    refs = jobs.refs
+    assert refs == [JobRef(PID, seq) for seq in seqs]
+    assert jobs.refs is refs  # built once
+    assert all(job.ref is ref for job, ref in zip(jobs, refs, strict=True))  # then shared
 
 # -- the exact text of the remaining refusals ------------------------------------------
 
