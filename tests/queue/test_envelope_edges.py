@@ -347,7 +347,6 @@ def test_batch_jobs_hash_and_print_as_their_refs() -> None:
     assert repr(batch.jobs) == f"BatchJobs({[JobRef(PID, 1)]!r})"
 
 
-
 @pytest.mark.parametrize("specs", [1, 6], ids=["one-by-one", "in-bulk"])
 def test_batch_jobs_build_their_refs_when_asked_and_each_job_the_same_ref(specs: int) -> None:
     seqs = [40 + 3 * n for n in range(specs)]  # not in a row: refs are not arithmetic
@@ -362,6 +361,7 @@ def test_batch_jobs_build_their_refs_when_asked_and_each_job_the_same_ref(specs:
     assert refs == [JobRef(PID, seq) for seq in seqs]
     assert jobs.refs is refs  # built once
     assert all(job.ref is ref for job, ref in zip(jobs, refs, strict=True))  # then shared
+
 
 # -- the exact text of the remaining refusals ------------------------------------------
 
