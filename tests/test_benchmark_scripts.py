@@ -311,6 +311,21 @@ def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds() -> None:
     anyio.run(on_uvloop, backend_options={"use_uvloop": True})
 
 
+def test_one_way_legs_stamps_every_paced_job_in_every_process() -> None:
+    # every paced job is found at its put, its batch, its worker's read and table and its
+    # handler's start (a stamp on a renamed function would lose them), and each leg
+    # runs forward in time on the machine's one clock
+    legs = benchmark_module("one_way_legs")
+    out = script("one_way_legs.py", "--jobs", "1000", *TINY, "--json")
+    figures = json.loads(out)
+    assert figures["jobs"] == 500
+    assert [row["leg"] for row in figures["legs"]] == list(legs.LEGS)
+    assert all(row["p50_ms"] >= 0 for row in figures["legs"]), figures
+    total = sum(row["p50_ms"] for row in figures["legs"])
+    assert 0 < figures["one_way_p50_ms"] <= figures["one_way_p99_ms"]
+    assert total > 0
+
+
 def test_worker_steps_reports_the_idlest_worker_under_a_rule() -> None:
     # under fill_first every worker asks before each read whether it may rest, and the
     # report names the worker it chose
