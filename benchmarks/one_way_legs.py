@@ -25,18 +25,14 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from itertools import pairwise
-from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
 from rich.table import Table
+from stamped_bench import add_bench_options, bench_args, stamped_run
 
 __all__ = ["LEGS", "legs_of", "main", "measure"]
 
@@ -150,18 +146,13 @@ Records = dict[str, list[list[Any]]]
 """Each process's stamps, by file name: rows of a stamp's name and its figures."""
 
 
-def measure(bench_args: Sequence[str]) -> Records:
-    """Run ``spreadq bench`` with ``bench_args`` and the stamps; return each process's
+def measure(bench: Sequence[str]) -> Records:
+    """Run ``spreadq bench`` with ``bench`` and the stamps; return each process's
     records by file name (``producer-PID.json``, ``worker-PID.json``)."""
-    with tempfile.TemporaryDirectory(prefix="spreadq-legs-") as folder:
-        Path(folder, "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
-        path = os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path, "SPREADQ_LEGS_DIR": folder}
-        command = [sys.executable, "-m", "spreadq", "bench", "--raw", "0", "--json", *bench_args]
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=3600)
+    with stamped_run(_SITECUSTOMIZE, "SPREADQ_LEGS_DIR", bench) as folder:
         return {
             file.name: json.loads(file.read_text(encoding="utf-8"))
-            for file in sorted(Path(folder).glob("*.json"))
+            for file in sorted(folder.glob("*.json"))
         }
 
 
@@ -253,20 +244,10 @@ def report(figures: dict[str, Any], console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spread", help="a running daemon (default: the embedded one)")
-    parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the flood")
-    parser.add_argument("--rate", type=float, help="pace the second run at this many jobs/s")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    parser.add_argument("--rule", default="round_robin", help="the workers' ownership rule")
+    add_bench_options(parser)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    bench = ["--jobs", str(args.jobs), "-w", str(args.workers), "--loop", args.loop]
-    bench += ["--rule", args.rule]
-    if args.spread:
-        bench += ["--spread", args.spread]
-    if args.rate:
-        bench += ["--rate", str(args.rate)]
+    bench = bench_args(args)
     figures = summary(legs_of(measure(bench), max(1, args.jobs // 2)))
     if args.json:
         print(json.dumps(figures, indent=2))

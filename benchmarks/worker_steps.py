@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final, TypedDict
 
 from rich.console import Console
 from rich.table import Table
+from stamped_bench import add_bench_options, bench_args, stamped_run
 
 __all__ = ["STEPS", "Record", "main", "measure", "report"]
 
@@ -146,18 +142,9 @@ def measure(bench_args: Sequence[str], worker: str = "first") -> list[Record]:
     """Run ``spreadq bench`` with ``bench_args`` and the steps timed; return one worker's
     records (cumulative CPU seconds and calls per step), chosen by ``worker`` (one of
     :data:`WORKERS`)."""
-    with tempfile.TemporaryDirectory(prefix="spreadq-steps-") as folder:
-        Path(folder, "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
-        path = os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))
-        env = {
-            **os.environ,
-            "PYTHONPATH": path,
-            "SPREADQ_STEPS_DIR": folder,
-            "SPREADQ_STEPS": json.dumps(STEPS),
-        }
-        command = [sys.executable, "-m", "spreadq", "bench", "--raw", "0", "--json", *bench_args]
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=3600)
-        files = sorted(Path(folder).glob("worker-*.jsonl"))
+    variables = {"SPREADQ_STEPS": json.dumps(STEPS)}
+    with stamped_run(_SITECUSTOMIZE, "SPREADQ_STEPS_DIR", bench_args, variables) as folder:
+        files = sorted(folder.glob("worker-*.jsonl"))
         if not files:
             raise SystemExit("no worker wrote its steps (did the bench start workers?)")
         runs: list[list[Record]] = []
@@ -218,20 +205,10 @@ def report(records: list[Record], console: Console, worker: str = "first") -> No
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spread", help="a running daemon (default: the embedded one)")
-    parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the flood")
-    parser.add_argument("--rate", type=float, help="pace the second run at this many jobs/s")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
-    parser.add_argument("--rule", default="round_robin", help="the workers' ownership rule")
+    add_bench_options(parser, loop="asyncio")
     parser.add_argument("--worker", choices=WORKERS, default="first", help="whose steps to report")
     args = parser.parse_args(argv)
-    bench = ["--jobs", str(args.jobs), "-w", str(args.workers), "--loop", args.loop]
-    bench += ["--rule", args.rule]
-    if args.spread:
-        bench += ["--spread", args.spread]
-    if args.rate:
-        bench += ["--rate", str(args.rate)]
+    bench = bench_args(args)
     report(measure(bench, args.worker), Console(width=max(Console().width, 180)), args.worker)
 
 

@@ -311,10 +311,13 @@ def test_bench_dispatcher_paces_uvloop_in_whole_milliseconds() -> None:
     anyio.run(on_uvloop, backend_options={"use_uvloop": True})
 
 
-def test_one_way_legs_stamps_every_paced_job_in_every_process() -> None:
+def test_one_way_legs_stamps_every_paced_job_in_every_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # every paced job is found at its put, its batch, its worker's read and table and its
     # handler's start (a stamp on a renamed function would lose them), and each leg
     # runs forward in time on the machine's one clock
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports stamped_bench from there
     legs = benchmark_module("one_way_legs")
     out = script("one_way_legs.py", "--jobs", "1000", *TINY, "--json")
     figures = json.loads(out)
