@@ -43,7 +43,7 @@ from operator import attrgetter, itemgetter
 from spreadq.queue.envelope import BatchJobs
 from spreadq.queue.jobs import Job, JobRef, Outcome, OutcomeRun
 
-__all__ = ["Outstanding", "OutstandingJob", "owner_counts"]
+__all__ = ["Outstanding", "OutstandingJob", "owner_counts", "sole_owner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +181,21 @@ class _Block:
         return entry
 
 
-def owner_counts(owners: Sequence[str]) -> Iterable[tuple[str, int]]:
-    """How many of ``owners`` each member is, in first-seen order; at once when one
-    member owns them all, as under ``fill_first`` and ``sticky`` nearly always."""
+def sole_owner(owners: Sequence[str]) -> str | None:
+    """The member that is every one of ``owners``, as under ``fill_first`` and
+    ``sticky`` nearly always; None when there are several (or none)."""
     first = owners[0] if owners else None
     if first is not None and owners.count(first) == len(owners):
-        return ((first, len(owners)),)
+        return first
+    return None
+
+
+def owner_counts(owners: Sequence[str]) -> Iterable[tuple[str, int]]:
+    """How many of ``owners`` each member is, in first-seen order; at once when one
+    member owns them all (:func:`sole_owner`)."""
+    whole = sole_owner(owners)
+    if whole is not None:
+        return ((whole, len(owners)),)
     return Counter(owners).items()
 
 
@@ -354,7 +363,7 @@ class Outstanding:
         self._high[producer_id] = seqs[-1]
         mine: list[_Entry] = []
         entries = self.entries
-        whole = owners[0] if owners and owners.count(owners[0]) == count else None  # usually
+        whole = sole_owner(owners)  # usually one member's
         if whole is None:
             ours: Iterable[int] = compress(itertools.count(), map(me.__eq__, owners))
         else:
