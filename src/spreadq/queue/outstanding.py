@@ -161,24 +161,48 @@ class _Block:
 
     def entry(self, index: int) -> _Entry:
         """The entry of the block's job ``index``, as it would have entered alone."""
-        jobs, slot = self.jobs, self.first + index
-        entry = _Entry(
-            jobs.refs[index],
-            None,
-            jobs,
-            index,
+        return self.entries((index,))[0]
+
+    def entries(self, indexes: Iterable[int]) -> list[_Entry]:
+        """:meth:`entry` for each of ``indexes`` (the jobs of a batch we own enter so).
+        No index, no ref built."""
+        indexes = list(indexes)
+        if not indexes:
+            return []
+        jobs, refs, owners, first, arrival = (
+            self.jobs,
+            self.jobs.refs,
+            self.owners,
+            self.first,
+            self.arrival,
+        )
+        sender, mess_type, origin, view, counts = (
             self.sender,
             self.mess_type,
             self.origin,
-            self.owners[index],
-            slot,
             self.view,
-            True,
+            self.counts,
         )
-        if self.counts:
-            entry.counted = entry.owner
-        entry.arrival = self.arrival + index
-        return entry
+        made: list[_Entry] = []
+        for index in indexes:
+            owner = owners[index]
+            entry = _Entry(
+                refs[index],
+                None,
+                jobs,
+                index,
+                sender,
+                mess_type,
+                origin,
+                owner,
+                first + index,
+                view,
+                True,
+                owner if counts else None,
+            )
+            entry.arrival = arrival + index
+            made.append(entry)
+        return made
 
 
 def sole_owner(owners: Sequence[str]) -> str | None:
@@ -208,6 +232,7 @@ _LIVE = b"\x01"  # a block's job still outstanding, in :attr:`_Block.live`
 _NOT_YET = (False, False, False, False)  # a block's job: no failover, not started ...
 _ARRIVAL_STEP = 1 << 16  # room for a batch's indices between two arrivals
 _arrival = attrgetter("arrival")
+_entry_ref = attrgetter("ref")
 
 
 class Outstanding:
@@ -361,17 +386,14 @@ class Outstanding:
         producer_id = jobs.producer_id
         block.arrival = next(self.arrivals)
         self._high[producer_id] = seqs[-1]
-        mine: list[_Entry] = []
-        entries = self.entries
         whole = sole_owner(owners)  # usually one member's
         if whole is None:
             ours: Iterable[int] = compress(itertools.count(), map(me.__eq__, owners))
         else:
             ours = range(count) if whole == me else ()
-        for index in ours:
-            entry = block.entry(index)
-            entries[entry.ref] = entry
-            mine.append(entry)
+        mine = block.entries(ours)
+        if mine:
+            self.entries.update(zip(map(_entry_ref, mine), mine, strict=True))
         left = count - len(mine)
         if left:
             if whole is None:
@@ -472,7 +494,7 @@ class Outstanding:
             self._out_of_order = False
             ordered = sorted(entries.values(), key=_arrival)
             entries.clear()
-            entries.update(zip(map(attrgetter("ref"), ordered), ordered, strict=True))
+            entries.update(zip(map(_entry_ref, ordered), ordered, strict=True))
         return entries
 
     # -- questions -------------------------------------------------------------------------

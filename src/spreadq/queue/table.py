@@ -914,9 +914,28 @@ class OutstandingTable:
             if seqs[0] <= high and seqs[-1] >= low:  # one may be a re-sent job
                 return False
         block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal, counts)
-        for entry in self._entries.enter_block(block, self.me):
-            effects += self._become_owner(entry, failover=False)
+        mine = self._entries.enter_block(block, self.me)
+        if mine:
+            self._run_new(effects, mine)
         return True
+
+    def _run_new(self, effects: list[Effect], entries: Sequence[_Entry]) -> None:
+        """:meth:`_become_owner` for the entries of new jobs of ours that entered with
+        their batch: no history, dedupe key, tick or failover of theirs to look at, so
+        each is run, unless its record is bad. The path of every job we run."""
+        if self._given:  # jobs we gave back wait for their RELEASE: the careful way
+            for entry in entries:
+                effects += self._become_owner(entry, failover=False)
+            return
+        mine, job_of, run = self._mine, self._job, effects.append
+        for entry in entries:
+            job = job_of(entry)
+            if job.error is not None:
+                effects += self._become_owner(entry, failover=False)
+                continue
+            mine[entry.ref] = None
+            entry.run_sent = True
+            run(_new_run((job, entry.sender, entry.mess_type, False, False, False)))
 
     def _take_batch_each(
         self, effects: list[Effect], jobs: BatchJobs, sender: str, mess_type: int
