@@ -109,7 +109,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, JobSpec, batch_size
-from spreadq.queue.jobs import Outcome, OutcomeRecord, Status
+from spreadq.queue.jobs import STATUS_OK, Outcome, OutcomeRecord, Status
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -773,7 +773,7 @@ class ProducerCore:
         elif isinstance(outcome, BaseException):
             self._pending.pop(job.spec.seq, None)
             self.failed += 1
-        elif outcome.status is Status.OK:
+        elif outcome.status is STATUS_OK:
             self.succeeded += 1
         elif outcome.status is Status.CANCELLED:
             self.cancelled += 1

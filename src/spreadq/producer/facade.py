@@ -119,7 +119,7 @@ from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.producer.sessions import SessionKeeper
 from spreadq.queue.envelope import JobSpec
-from spreadq.queue.jobs import OutcomeRecord, Status, outcome_of
+from spreadq.queue.jobs import STATUS_OK, OutcomeRecord, Status, outcome_of
 from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
     NOT_BEFORE_HEADER,
@@ -563,7 +563,7 @@ class Producer:
             outcome = outcome_of(outcome)
         if isinstance(outcome, BaseException):
             receipt._fail(outcome)
-        elif outcome.status is Status.OK:
+        elif outcome.status is STATUS_OK:
             decode = self._routes.result_decoder(cast(Route, receipt._route), job.codec, outcome)
             receipt._succeed(outcome.result, now, decode)
         elif outcome.status is Status.CANCELLED:

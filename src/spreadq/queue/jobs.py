@@ -26,6 +26,7 @@ __all__ = [
     "Outcome",
     "OutcomeHistory",
     "PLAIN_SUCCESS",
+    "STATUS_OK",
     "OutcomeRecord",
     "OutcomeRun",
     "Status",
@@ -133,6 +134,11 @@ class Status(enum.IntEnum):
     CANCELLED = 2
 
 
+STATUS_OK: Final = Status.OK
+"""``Status.OK``, read once: through its class an enum member costs about 170 ns a read on
+CPython 3.11, and every outcome a worker reaches or reads is compared with it."""
+
+
 class Outcome(NamedTuple):
     """How one job ended, as an ACK reports it.
 
@@ -158,10 +164,10 @@ class Outcome(NamedTuple):
         """The job ran and returned ``result``, encoded with ``codec`` (empty: with the
         job's own codec)."""
         if cls is not Outcome:
-            return cls(Status.OK, attempts, result, codec=codec)
+            return cls(STATUS_OK, attempts, result, codec=codec)
         if not result and attempts == 1 and not codec:
             return PLAIN_SUCCESS  # the most frequent outcome by far: one shared value
-        return _new_outcome((Status.OK, attempts, result, "", "", codec))
+        return _new_outcome((STATUS_OK, attempts, result, "", "", codec))
 
     def result_codec(self, job_codec: str) -> str:
         """The codec to decode ``result`` with, for a job whose payload codec is
@@ -181,7 +187,7 @@ class Outcome(NamedTuple):
     @property
     def ok(self) -> bool:
         """True when the job succeeded."""
-        return self.status is Status.OK
+        return self.status is STATUS_OK
 
 
 _new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = partial(
@@ -189,7 +195,7 @@ _new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = pa
 )
 """``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
 
-PLAIN_SUCCESS: Final = Outcome(Status.OK)
+PLAIN_SUCCESS: Final = Outcome(STATUS_OK)
 """A first attempt that succeeded with no result: shared, as outcomes are immutable (a
 worker of no-op handlers would otherwise build one per job, and every replica one
 per job an ACK reports)."""
@@ -210,10 +216,10 @@ def outcome_of(record: OutcomeRecord) -> Outcome:
         return record
     _, attempts, codec_len, _, _ = _RECORD.unpack_from(record)  # a success: no error type
     if not codec_len:  # the job's own codec: the result follows the fixed part
-        return _new_outcome((Status.OK, attempts, record[_RECORD_FIXED:], "", "", ""))
+        return _new_outcome((STATUS_OK, attempts, record[_RECORD_FIXED:], "", "", ""))
     start = _RECORD_FIXED + codec_len
     codec = str(record[_RECORD_FIXED:start], "ascii")
-    return _new_outcome((Status.OK, attempts, record[start:], "", "", codec))
+    return _new_outcome((STATUS_OK, attempts, record[start:], "", "", codec))
 
 
 _new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)

@@ -32,6 +32,7 @@ from spreadq.queue.envelope.preamble import (
 from spreadq.queue.envelope.reader import _CODEC_NAMES, _codec_name, _read_codec, _Reader
 from spreadq.queue.jobs import (
     PLAIN_SUCCESS,
+    STATUS_OK,
     JobRef,
     Outcome,
     OutcomeRecord,
@@ -187,7 +188,7 @@ class Notice:
 
 def outcome_size(outcome: Outcome) -> int:
     """Bytes one outcome (with its ref) adds to an ACK."""
-    if outcome.status is Status.OK and not outcome.error_type:  # codec names are ASCII
+    if outcome.status is STATUS_OK and not outcome.error_type:  # codec names are ASCII
         return _OUTCOME.size + len(outcome.codec) + len(outcome.result)
     data = outcome.result if outcome.ok else outcome.error_message.encode("utf-8", "replace")
     text = len(outcome.codec) + len(outcome.error_type.encode("utf-8", "replace"))
@@ -289,7 +290,7 @@ def _run_end(outcomes: Sequence[tuple[JobRef, Outcome]], start: int, total: int)
     error type, of one producer, seqs at one positive stride, one attempts count, one
     codec and results of one length (``start + 1`` when none begins there)."""
     (producer_id, seq), outcome = outcomes[start]
-    if start + 1 == total or outcome.status is not Status.OK or outcome.error_type:
+    if start + 1 == total or outcome.status is not STATUS_OK or outcome.error_type:
         return start + 1
     (next_id, next_seq), _ = outcomes[start + 1]
     stride = next_seq - seq
@@ -308,7 +309,7 @@ def _run_end(outcomes: Sequence[tuple[JobRef, Outcome]], start: int, total: int)
         if (
             other_seq != expected
             or other_id != producer_id
-            or status is not Status.OK
+            or status is not STATUS_OK
             or error_type
             or other_attempts != attempts
             or other_codec != codec
@@ -334,7 +335,7 @@ def _add_run(
     attempts = min(max(outcome.attempts, 0), MAX_ATTEMPTS)
     result = outcome.result
     length = len(result)
-    status = Status.OK | _RUN_FLAG
+    status = STATUS_OK | _RUN_FLAG
     results = b"".join(map(_result_of, map(_outcome_of_pair, outcomes[start:end])))
     if length and results == result * count:  # one result for all (``return "ok"``)
         status |= _SHARED_FLAG
@@ -374,7 +375,7 @@ def _add_each(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) ->
             add(record)
             continue
         status, attempts, result, error_type, _, codec = outcome
-        if status is not Status.OK or error_type or len(result) > _SHARED_RECORD:
+        if status is not STATUS_OK or error_type or len(result) > _SHARED_RECORD:
             add(pack_ref(producer_id, seq))
             parts += _outcome_parts(outcome)
             continue
@@ -383,14 +384,14 @@ def _add_each(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) ->
             raw_codec = codecs[codec] = _codec_bytes(codec)
         if not 0 < attempts <= MAX_ATTEMPTS:
             attempts = min(max(attempts, 0), MAX_ATTEMPTS)
-        add(pack_outcome(producer_id, seq, Status.OK, attempts, len(raw_codec), 0, len(result)))
+        add(pack_outcome(producer_id, seq, STATUS_OK, attempts, len(raw_codec), 0, len(result)))
         if raw_codec:
             add(raw_codec)
         if result:
             add(result)
         elif not raw_codec:  # no result, the job's codec: the next one alike shares this
             last = outcome
-            record = _OUTCOME_TAIL.pack(Status.OK, attempts, 0, 0, 0)
+            record = _OUTCOME_TAIL.pack(STATUS_OK, attempts, 0, 0, 0)
 
 
 def _outcome_parts(outcome: Outcome) -> list[bytes]:
@@ -463,7 +464,7 @@ def _read_run(reader: _Reader) -> OutcomeRun:
     producer_id, first, status, attempts, codec_len, type_len, length, stride, count = (
         reader.unpack(_RUN)
     )
-    if status & ~_SHARED_FLAG != Status.OK | _RUN_FLAG or type_len:
+    if status & ~_SHARED_FLAG != STATUS_OK | _RUN_FLAG or type_len:
         raise EnvelopeError(f"an outcome run has status {status}: runs are of successes")
     if not count or not stride:
         raise EnvelopeError(f"an outcome run of {count} jobs at stride {stride}")
@@ -477,7 +478,7 @@ def _read_run(reader: _Reader) -> OutcomeRun:
         raise EnvelopeError("an outcome run shares a result of 0 bytes")
     if not length and not codec_len and attempts == 1:  # what most outcomes are
         return OutcomeRun(producer_id, first, stride, count, PLAIN_SUCCESS)
-    head = _OUTCOME_TAIL.pack(Status.OK, attempts, codec_len, 0, length) + raw_codec
+    head = _OUTCOME_TAIL.pack(STATUS_OK, attempts, codec_len, 0, length) + raw_codec
     if shared:  # one record for every job of the run
         return OutcomeRun(producer_id, first, stride, count, head + reader.take(length))
     results = bytes(reader.take(count * length)) if length else b""
@@ -531,7 +532,7 @@ def _read_alike(
     if at + _OUTCOME.size > total:
         return None
     _, _, status, _, codec_len, type_len, data_len = _OUTCOME.unpack_from(mv, at)
-    if status != Status.OK or type_len:
+    if status != STATUS_OK or type_len:
         return None
     size = _OUTCOME.size + codec_len + data_len
     end = at + n_outcomes * size
@@ -547,7 +548,7 @@ def _read_alike(
     fixed = _OUTCOME_TAIL.size
     for tail in distinct:
         status, attempts, codec_len, type_len, data_len = _OUTCOME_TAIL.unpack_from(tail)
-        if status != Status.OK or type_len or fixed + codec_len + data_len != len(tail):
+        if status != STATUS_OK or type_len or fixed + codec_len + data_len != len(tail):
             return None
         if codec_len and not _codec_ok(tail[fixed : fixed + codec_len]):
             return None
@@ -573,7 +574,7 @@ def _heads_alike(region: memoryview, size: int, codec_len: int, data_len: int) -
     layout = _head_layout(size, fixed + codec_len)
     for (record_head,) in set(layout.iter_unpack(region)):
         status, _, codec, type_len, data = _OUTCOME_TAIL.unpack_from(record_head)
-        if status != Status.OK or type_len or codec != codec_len or data != data_len:
+        if status != STATUS_OK or type_len or codec != codec_len or data != data_len:
             return False
         if codec and not _codec_ok(record_head[fixed:]):
             return False
@@ -603,7 +604,7 @@ def _read_each(
         body_at = at + fixed
         end = body_at + codec_len + data_len  # where a success ends: it has no error type
         add_ref(_new_ref((producer_id, seq)))
-        if status == Status.OK and not type_len and end <= total:
+        if status == STATUS_OK and not type_len and end <= total:
             if end == body_at and attempts == 1:
                 add_record(PLAIN_SUCCESS)  # what most outcomes are: no new value
             else:
@@ -635,11 +636,11 @@ def _read_outcome(
     """The rest of one ACK outcome, after its fixed fields."""
     codec = _read_codec(reader, codec_len) if codec_len else ""
     error_type = reader.text(type_len, "error type")
-    if status == Status.OK:
+    if status == STATUS_OK:
         if type_len:
             raise EnvelopeError("a successful outcome carries no error type")
         result = bytes(reader.take(data_len))
-        return Outcome(Status.OK, attempts, result, codec=codec)
+        return Outcome(STATUS_OK, attempts, result, codec=codec)
     if status in (Status.FAILED, Status.CANCELLED):
         if codec_len:
             what = "failed" if status == Status.FAILED else "cancelled"
