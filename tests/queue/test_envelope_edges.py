@@ -363,6 +363,26 @@ def test_batch_jobs_build_their_refs_when_asked_and_each_job_the_same_ref(specs:
     assert all(job.ref is ref for job, ref in zip(jobs, refs, strict=True))  # then shared
 
 
+@pytest.mark.parametrize("uniform", [True, False], ids=["records-alike", "records-differ"])
+def test_batch_jobs_build_gives_the_jobs_indexing_gives(uniform: bool) -> None:
+    specs = [
+        JobSpec(7 + n, "k", bytes([n]) * (4 if uniform else n + 1), headers=(("h", "v"),))
+        for n in range(6)
+    ]
+    if not uniform:
+        specs[3] = JobSpec(10, "other", b"x", key="a key", headers=(("h", "v"),))
+    batch = decode(encode_batch(PID, 1, "j", specs, notify=True))
+    assert isinstance(batch, JobBatch)
+    jobs = batch.jobs
+    assert isinstance(jobs, BatchJobs)
+    assert (jobs._uniform is not None) is uniform  # the path each case means to take
+    built = jobs.build([0, 2, 3, 5])
+    assert built == [jobs[0], jobs[2], jobs[3], jobs[5]]
+    assert [bytes(job.payload) for job in built] == [specs[i].payload for i in (0, 2, 3, 5)]
+    assert all(job.notify and bytes(job.header_block) for job in built)
+    assert jobs.build([]) == []
+
+
 # -- the exact text of the remaining refusals ------------------------------------------
 
 

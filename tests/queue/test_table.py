@@ -44,6 +44,7 @@ failure names its seed, and ``Simulation(seed, rule=...)`` replays it exactly.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -252,14 +253,14 @@ def test_a_replica_builds_only_the_jobs_it_runs(monkeypatch: pytest.MonkeyPatch)
     # and builds a Job for the slots it owns (and later for those it takes over), not for
     # the others
     built: list[int] = []
-    build = BatchJobs.__getitem__
+    build = BatchJobs._build_uniform  # what both jobs[i] and jobs.build(...) call here
 
-    def counting(self: BatchJobs, index: int) -> Job:
-        job = build(self, index)
-        built.append(job.ref.seq)
-        return job
+    def counting(self: BatchJobs, indexes: Sequence[int], refs: Sequence[JobRef]) -> list[Job]:
+        jobs = build(self, indexes, refs)
+        built.extend(job.ref.seq for job in jobs)
+        return jobs
 
-    monkeypatch.setattr(BatchJobs, "__getitem__", counting)
+    monkeypatch.setattr(BatchJobs, "_build_uniform", counting)
     cluster = Cluster()
     for name in (A, B, C, D):
         cluster.join(name)

@@ -163,11 +163,9 @@ class Outcome(NamedTuple):
     def success(cls, result: bytes = b"", attempts: int = 1, codec: str = "") -> Outcome:
         """The job ran and returned ``result``, encoded with ``codec`` (empty: with the
         job's own codec)."""
-        if cls is not Outcome:
-            return cls(STATUS_OK, attempts, result, codec=codec)
-        if not result and attempts == 1 and not codec:
+        if not result and attempts == 1 and not codec and cls is Outcome:
             return PLAIN_SUCCESS  # the most frequent outcome by far: one shared value
-        return _new_outcome((STATUS_OK, attempts, result, "", "", codec))
+        return _tuple_new(cls, (STATUS_OK, attempts, result, "", "", codec))
 
     def result_codec(self, job_codec: str) -> str:
         """The codec to decode ``result`` with, for a job whose payload codec is
@@ -193,6 +191,8 @@ class Outcome(NamedTuple):
 _new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = partial(
     tuple.__new__, Outcome
 )
+_tuple_new = tuple.__new__
+"""``tuple.__new__``: a named tuple from all its fields at once, in C (``Outcome.success``)."""
 """``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
 
 PLAIN_SUCCESS: Final = Outcome(STATUS_OK)

@@ -916,20 +916,21 @@ class OutstandingTable:
         block = _Block(jobs, sender, mess_type, self._origin, owners, first, self._ordinal, counts)
         mine = self._entries.enter_block(block, self.me)
         if mine:
-            self._run_new(effects, mine)
+            self._run_new(effects, mine, jobs)
         return True
 
-    def _run_new(self, effects: list[Effect], entries: Sequence[_Entry]) -> None:
+    def _run_new(self, effects: list[Effect], entries: Sequence[_Entry], jobs: BatchJobs) -> None:
         """:meth:`_become_owner` for the entries of new jobs of ours that entered with
-        their batch: no history, dedupe key, tick or failover of theirs to look at, so
-        each is run, unless its record is bad. The path of every job we run."""
+        their batch ``jobs``: no history, dedupe key, tick or failover of theirs to look
+        at, so each is run, unless its record is bad. The path of every job we run."""
         if self._given:  # jobs we gave back wait for their RELEASE: the careful way
             for entry in entries:
                 effects += self._become_owner(entry, failover=False)
             return
-        mine, job_of, run = self._mine, self._job, effects.append
-        for entry in entries:
-            job = job_of(entry)
+        mine, run = self._mine, effects.append
+        built = jobs.build([entry.index for entry in entries])
+        for entry, job in zip(entries, built, strict=True):
+            entry.job, entry.source = job, None
             if job.error is not None:
                 effects += self._become_owner(entry, failover=False)
                 continue

@@ -126,18 +126,22 @@ class _Runner(AttemptWatch):
     cancellation: a scope per job costs more than a no-op handler.
     """
 
-    __slots__ = ("_watch", "ref", "scope")
+    __slots__ = ("_pool", "ref", "scope")
 
-    def __init__(self, watch: Callable[[float], None]) -> None:
+    def __init__(self, pool: RunnerPool) -> None:
         super().__init__()
         self.ref: JobRef | None = None
         self.scope: anyio.CancelScope | None = None
-        self._watch = watch
+        self._pool = pool
 
     def arm(self, deadline: float) -> None:
-        """An attempt starts that must end by ``deadline``: the pool watches it."""
+        """An attempt starts that must end by ``deadline``: the pool watches it (it
+        looks only when that is before its next scan: a handler's timeout is
+        usually long, and every attempt arms one)."""
         self.deadline = deadline
-        self._watch(deadline)
+        pool = self._pool
+        if deadline < pool._next_scan:
+            pool._watch_deadline(deadline)
 
 
 @dataclass(slots=True)
@@ -381,7 +385,7 @@ class RunnerPool:
         through the same scope; the runner then goes on with that job (another attempt,
         or its failure) in a new scope.
         """
-        runner = _Runner(self._watch_deadline)
+        runner = _Runner(self)
         job_runner = self._runner
         take, wait = self._handover.take, self._handover.receive
         running_jobs, end, refill = self._running, self._end, self._refill
@@ -413,7 +417,7 @@ class RunnerPool:
                             self._buffered -= 1
                             if self._buffered:  # more behind it: if this one waits, who takes them?
                                 self._ask_for_help()
-                    ref = queued.run.ref
+                    ref = queued.ref
                     running = running_jobs.get(ref)
                     if running is None or running.cancelled:
                         runner.ref = None

@@ -219,15 +219,32 @@ class BatchJobs(Sequence[Job]):
     def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
         if isinstance(index, slice):
             return tuple(self[i] for i in range(len(self))[index])
-        uniform = self._uniform
-        if uniform is None:
+        if self._uniform is None:
             return _job_at(self._mv, self._offsets[index], self._ref(index), self._codec)
-        kind, skip, headers_len, payload_len, notify = uniform  # no key, no dedupe key
-        at = self._offsets[index] + skip
-        headers = self._mv[at : at + headers_len] if headers_len else b""
-        payload = self._mv[at + headers_len : at + headers_len + payload_len]
-        ref = self._ref(index)
-        return _new_job((ref, kind, None, self._codec, payload, headers, None, None, notify))
+        return self._build_uniform((index,), (self._ref(index),))[0]
+
+    def build(self, indexes: Sequence[int]) -> list[Job]:
+        """``[jobs[i] for i in indexes]``, in one call: the jobs of a batch that its
+        owner runs (each built as ``jobs[i]`` builds it)."""
+        if self._uniform is None:
+            return [self[index] for index in indexes]
+        refs = self.refs
+        return self._build_uniform(indexes, [refs[index] for index in indexes])
+
+    def _build_uniform(self, indexes: Sequence[int], refs: Sequence[JobRef]) -> list[Job]:
+        """The jobs at ``indexes`` (whose refs are ``refs``) of a batch whose records
+        share their head: each is two slices of the message."""
+        assert self._uniform is not None
+        kind, skip, headers_len, payload_len, notify = self._uniform  # no key, no dedupe key
+        mv, offsets, codec, new = self._mv, self._offsets, self._codec, _new_job
+        built: list[Job] = []
+        for index, ref in zip(indexes, refs, strict=True):
+            at = offsets[index] + skip
+            payload_at = at + headers_len
+            headers = mv[at:payload_at] if headers_len else b""
+            payload = mv[payload_at : payload_at + payload_len]
+            built.append(new((ref, kind, None, codec, payload, headers, None, None, notify)))
+        return built
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):
