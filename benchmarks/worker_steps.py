@@ -39,7 +39,7 @@ STEPS: tuple[tuple[str, str, str, bool], ...] = (
     ("spreadq.queue.table", "OutstandingTable", "_on_message", False),
     ("spreadq.queue.table", "OutstandingTable", "_on_ack", False),
     ("spreadq.worker.runner", "JobRunner", "run", True),
-    ("spreadq.worker.dispatcher", "Dispatcher", "_on_run", False),
+    ("spreadq.worker.dispatcher", "Dispatcher", "_on_runs", False),
     ("spreadq.worker.dispatcher", "Dispatcher", "_pump", False),
     ("spreadq.worker.dispatcher", "Dispatcher", "_on_ended", True),
     ("spreadq.worker.dispatcher", "Dispatcher", "_on_send_ack", True),

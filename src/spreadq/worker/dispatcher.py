@@ -787,12 +787,18 @@ class Dispatcher:
             if self._joined is not None:
                 joined, self._joined = self._joined, None
                 joined.started(self._handle)
-        carry_out, run = self._effects, self._on_run
+        carry_out = self._effects
+        runs: list[RunJob] = []  # queued at once, no coroutine, in one call a row
         for effect in effects:
-            if type(effect) is RunJob:  # queued at once, no coroutine
-                run(effect)
+            if type(effect) is RunJob:
+                runs.append(effect)
             elif type(effect) is not JobsCompleted:  # the most frequent, and nothing to do
+                if runs:
+                    self._on_runs(runs)
+                    runs = []
                 await carry_out[type(effect)](effect)
+        if runs:
+            self._on_runs(runs)
 
     async def _announce_recovered(self) -> None:
         """Announce the outcomes an earlier session reached and never saw confirmed
@@ -814,25 +820,32 @@ class Dispatcher:
 
     # -- effects -------------------------------------------------------------------------
 
-    def _on_run(self, effect: RunJob) -> None:
+    def _on_runs(self, runs: Sequence[RunJob]) -> None:
+        """Queue the jobs the table gave us to run, in order (the jobs of a batch we own
+        come in one call)."""
         view = self._table.view
         assert view is not None  # a job is only assigned within a view
-        job = effect.job
-        queued = QueuedJob.of(effect, view)
-        if not effect.failover and JobAssigned in self._events.routes:
-            self._events.publish(
-                JobAssigned(self._queue, job.ref, job.kind, self._me, released=effect.released)
-            )
-        first = effect.failover or effect.released  # taken over or dealt to us: it waited
-        if job.header_block:  # a job without headers has priority 0 and no start time
-            when, priority = _when_and_priority(job)
-            wait = when - time.time()
-            if wait > 0:  # it waits outside the slots, in the loop's clock
-                self._schedule.defer(queued, self._clock() + wait, priority=priority)
-                return
-            self._schedule.offer(queued, failover=first, priority=priority)
-            return
-        self._schedule.offer(queued, failover=first)
+        schedule, of = self._schedule, QueuedJob.of
+        announce = JobAssigned in self._events.routes
+        for effect in runs:
+            job = effect.job
+            queued = of(effect, view)
+            if announce and not effect.failover:
+                self._events.publish(
+                    JobAssigned(self._queue, job.ref, job.kind, self._me, released=effect.released)
+                )
+            first = effect.failover or effect.released  # taken over or dealt to us: it waited
+            if job.header_block:  # a job without headers has priority 0 and no start time
+                when, priority = _when_and_priority(job)
+                wait = when - time.time()
+                if wait > 0:  # it waits outside the slots, in the loop's clock
+                    schedule.defer(queued, self._clock() + wait, priority=priority)
+                else:
+                    schedule.offer(queued, failover=first, priority=priority)
+            elif first:
+                schedule.offer(queued, failover=True)
+            else:
+                schedule.offer(queued)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view
