@@ -923,7 +923,10 @@ class OutstandingTable:
         """:meth:`_become_owner` for the entries of new jobs of ours that entered with
         their batch ``jobs``: no history, dedupe key, tick or failover of theirs to look
         at, so each is run, unless its record is bad. The path of every job we run."""
-        if self._given:  # jobs we gave back wait for their RELEASE: the careful way
+        limit = self.max_failovers
+        if self._given or (limit is not None and limit < 0):
+            # jobs we gave back wait for their RELEASE (or a limit below 0 gives every
+            # job up): the careful way, job by job
             for entry in entries:
                 effects += self._become_owner(entry, failover=False)
             return
