@@ -191,9 +191,9 @@ class Outcome(NamedTuple):
 _new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = partial(
     tuple.__new__, Outcome
 )
+"""``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
 _tuple_new = tuple.__new__
 """``tuple.__new__``: a named tuple from all its fields at once, in C (``Outcome.success``)."""
-"""``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
 
 PLAIN_SUCCESS: Final = Outcome(STATUS_OK)
 """A first attempt that succeeded with no result: shared, as outcomes are immutable (a
