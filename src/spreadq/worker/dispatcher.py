@@ -842,10 +842,8 @@ class Dispatcher:
                     schedule.defer(queued, self._clock() + wait, priority=priority)
                 else:
                     schedule.offer(queued, failover=first, priority=priority)
-            elif first:
-                schedule.offer(queued, failover=True)
             else:
-                schedule.offer(queued)
+                schedule.offer(queued, failover=first)
 
     async def _on_give_up(self, effect: GiveUpJob) -> None:
         view = self._table.view

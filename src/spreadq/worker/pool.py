@@ -141,7 +141,7 @@ class _Runner(AttemptWatch):
         self.deadline = deadline
         pool = self._pool
         if deadline < pool._next_scan:
-            pool._watch_deadline(deadline)
+            pool._scan_by(deadline)
 
 
 @dataclass(slots=True)
@@ -360,11 +360,11 @@ class RunnerPool:
             self._help_asked = True
             self._report(Help())
 
-    def _watch_deadline(self, deadline: float) -> None:
-        """A runner armed an attempt's deadline: scan by then."""
-        if deadline < self._next_scan:
-            self._next_scan = deadline
-            self._report(Rescan())  # the loop may wait for a later time
+    def _scan_by(self, deadline: float) -> None:
+        """A runner armed an attempt's deadline before :attr:`next_scan` (it checks):
+        scan by then."""
+        self._next_scan = deadline
+        self._report(Rescan())  # the loop may wait for a later time
 
     async def _run_jobs(self) -> None:
         """A runner: run the jobs :meth:`start_all` hands over, one at a time, forever.
