@@ -188,12 +188,9 @@ class Outcome(NamedTuple):
         return self.status is STATUS_OK
 
 
-_new_outcome: Callable[[tuple[Status, int, bytes, str, str, str]], Outcome] = partial(
-    tuple.__new__, Outcome
-)
-"""``Outcome(*fields)`` from a tuple of all six, without the named tuple's Python ``__new__``."""
 _tuple_new = tuple.__new__
-"""``tuple.__new__``: a named tuple from all its fields at once, in C (``Outcome.success``)."""
+"""``tuple.__new__``: a named tuple (an :class:`Outcome`) from a tuple of all its fields,
+in C, without the named tuple's Python ``__new__``."""
 
 PLAIN_SUCCESS: Final = Outcome(STATUS_OK)
 """A first attempt that succeeded with no result: shared, as outcomes are immutable (a
@@ -216,10 +213,10 @@ def outcome_of(record: OutcomeRecord) -> Outcome:
         return record
     _, attempts, codec_len, _, _ = _RECORD.unpack_from(record)  # a success: no error type
     if not codec_len:  # the job's own codec: the result follows the fixed part
-        return _new_outcome((STATUS_OK, attempts, record[_RECORD_FIXED:], "", "", ""))
+        return _tuple_new(Outcome, (STATUS_OK, attempts, record[_RECORD_FIXED:], "", "", ""))
     start = _RECORD_FIXED + codec_len
     codec = str(record[_RECORD_FIXED:start], "ascii")
-    return _new_outcome((STATUS_OK, attempts, record[start:], "", "", codec))
+    return _tuple_new(Outcome, (STATUS_OK, attempts, record[start:], "", "", codec))
 
 
 _new_ref: Callable[[tuple[bytes, int]], JobRef] = partial(tuple.__new__, JobRef)
