@@ -10,10 +10,9 @@ a failure, by the ACK alone). This queue decides *when*:
 
 * the outcomes reached since the last NOTICEs wait here, grouped by producer;
 * they go when the worker's loop ends a turn (:meth:`take`), as long as NOTICEs have
-  gone at most once per ``interval`` on average, with one to spare: each take that hands
-  some out books an interval of ``interval`` seconds, starting where the last booking
-  ends or now, whichever is later, and a take may hand out once the last interval booked
-  has begun (the generic cell rate algorithm of ATM networks; a token bucket of two).
+  gone at most once per ``interval`` on average, with one to spare (a
+  :class:`~spreadq.queue.pace.Pace` of burst two: each take that hands some out books
+  an interval, and a take may hand out once the last interval booked has begun).
   What ends while the takes run ahead waits for the next one, at :meth:`deadline`;
 * an outcome an ACK has taken is never sent again in a NOTICE (:meth:`reported`): the
   ACK went to that producer too.
@@ -39,10 +38,10 @@ Worked example (interval 2 ms)::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from spreadq.queue.jobs import JobRef, Outcome
+from spreadq.queue.pace import Pace
 
 __all__ = ["NoticeQueue"]
 
@@ -58,12 +57,16 @@ class NoticeQueue:
             take hands out what waits).
     """
 
-    __slots__ = ("_next", "_pending", "interval")
+    __slots__ = ("_pace", "_pending")
 
     def __init__(self, interval: float = 0.0) -> None:
-        self.interval = interval
         self._pending: dict[str, list[Reached]] = {}
-        self._next = -math.inf  # the end of the last interval booked
+        self._pace = Pace(interval, burst=2)
+
+    @property
+    def interval(self) -> float:
+        """Seconds a take that hands out NOTICEs books, on average."""
+        return self._pace.interval
 
     @property
     def pending(self) -> bool:
@@ -94,18 +97,18 @@ class NoticeQueue:
 
     def deadline(self) -> float | None:
         """When outcomes held back may go (None: none waits)."""
-        return self._next - self.interval if self._pending else None
+        return self._pace.due if self._pending else None
 
     def take(self, now: float) -> list[tuple[str, list[Reached]]]:
         """The NOTICEs to send at ``now``: each producer's waiting outcomes, in the order
         reached; none while the takes so far are ahead of one per interval by more
         than one."""
-        interval = self.interval
-        if not self._pending or now + interval < self._next:
+        pace = self._pace
+        if not self._pending or pace.wait(now):
             return []
         out = list(self._pending.items())
         self._pending = {}
-        self._next = max(self._next, now) + interval
+        pace.book(now)
         return out
 
     def clear(self) -> None:
