@@ -11,7 +11,12 @@ one pipeline. The producer reads the replies (``XREAD BLOCK``). So both latencie
 what they mean for spreadq: **one way** is send to the consumer starting the job,
 **round trip** is send to the producer learning it was done. A flood, then half the
 flood's rate paced (open loop), after a warm-up; then, so that latencies also compare at
-one load, a run at spreadq's half-load rate.
+one load, a run at spreadq's half-load rate. Paced, the Redis producer sends the jobs
+due and sleeps until the next is due: on uvloop a sleep under a millisecond ends at the
+next turn of the loop, so each pipeline holds the one or two jobs due then. spreadq's
+puts a millisecond's jobs at a time, unless ``--smooth`` asks it to put each job as it
+comes due as well (``spreadq bench --smooth``; its producer then packs by its
+``batch_max_rate``).
 
 The spreadq side is ``spreadq bench --json`` with ``--workers`` workers and the same
 jobs and payload, on the embedded daemon (or ``--spread ADDR``, e.g. a real Spread
@@ -429,6 +434,8 @@ def measure_spreadq(args: argparse.Namespace) -> BenchReport:
             command += ["--daemon-pid", str(args.spread_pid)]
     if args.rate is not None:
         command += ["--rate", str(args.rate)]
+    if args.smooth:
+        command.append("--smooth")
     completed = subprocess.run(command, stdout=subprocess.PIPE, check=False, text=True)
     if completed.returncode != 0:
         raise ChildProcessError(f"spreadq bench exited with {completed.returncode}")
@@ -714,6 +721,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--rule", default="round_robin", help="spreadq's ownership rule")
+    parser.add_argument(
+        "--smooth",
+        action="store_true",
+        help="spreadq's paced run puts each job as it comes due, as Redis's producer sends",
+    )
     parser.add_argument("--json", action="store_true", help="print both reports as JSON")
     parser.add_argument("--chart", type=Path, help="draw a PNG chart here (matplotlib)")
     parser.add_argument(

@@ -39,6 +39,7 @@ DESIGN_DEFAULTS = {
     "connect_timeout": None,  # never give up
     "batch_max_jobs": 256,
     "batch_max_delay": 0.0,  # batch only under load
+    "batch_max_rate": 1000.0,  # messages a producer sends a second at most, under load
     "result_max_bytes": 65_536,
     "completed_history": 100_000,
     "dedupe_keys": 10_000,
@@ -112,6 +113,7 @@ def test_frozen() -> None:
         ("retry_backoff_base", -1.0),
         ("batch_max_jobs", 0),
         ("batch_max_delay", -0.001),
+        ("batch_max_rate", 0.0),
         ("result_max_bytes", 1_000_000),
         ("reconnect_max_attempts", -1),
         ("ack_interval", math.nan),

@@ -38,6 +38,7 @@ KIB = 1024
 
 _OPTIONAL_NUMBERS = (
     "ack_max_rate",
+    "batch_max_rate",
     "busy_after",
     "handler_timeout",
     "running_warning",
@@ -204,6 +205,14 @@ class Settings(BaseSettings):
     default 0 holds none: a producer batches only under load, packing the jobs put while
     its previous message was being written (see ``docs/design/flow-control.md``). On
     uvloop, whose timers count whole milliseconds, the hold is rounded up to one."""
+    batch_max_rate: float | None = Field(default=1000.0, gt=0.0, le=1_000_000.0)
+    """...and sends at most this many messages a second on average (four may go back to
+    back after a quiet spell): jobs put faster than that, one at a time, wait for the next
+    message and go together. Every consumer reads every message, and a message costs
+    each of them far more than a job in it, so a producer that puts its jobs one per
+    turn of its loop (a server putting one per request) would otherwise send a message
+    per job or two. A producer under the rate never waits; a full batch never does.
+    None: no bound (only the write packs jobs, as above)."""
 
     # -- results and history --------------------------------------------------------------
     result_max_bytes: int = Field(default=64 * KIB, ge=0, le=SAFE_MESSAGE_LIMIT // 2)

@@ -90,8 +90,9 @@ class Driver:
 
     def send(self) -> list[int] | None:
         """Take the next batch and send it if the core clears it: the seqs sent, or
-        None when nothing is queued. A batch not cleared stays in hand."""
-        batch = self.core.next_batch()
+        None when nothing is queued. A batch not cleared stays in hand. The message is
+        booked at ``now`` against the core's ``batch_max_rate``."""
+        batch = self.core.next_batch(self.now)
         if batch is None:
             return None
         assert self.core.clear_to_send(batch), self.core.blocked()

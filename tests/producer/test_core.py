@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from spreadq.errors import CloseReason, ConnectionLost, LocalProtocolError, MessageTooLarge
-from spreadq.producer.core import MAX_HELD_ACKS
+from spreadq.producer.core import BATCH_BURST, MAX_HELD_ACKS
 from spreadq.producer.effects import Dropped, Ready, Settle
 from spreadq.producer.inputs import (
     Cleared,
@@ -131,6 +131,59 @@ def test_the_batching_delay_waits_for_company_unless_flushing_or_full() -> None:
     assert d.core.send_delay(2.0) == 0.0
     d.put()
     assert d.core.send_delay(1.0) == 0.0  # a full batch goes at once
+
+
+def test_an_idle_producer_sends_at_once_and_a_fast_one_waits_for_the_message_rate() -> None:
+    d = Driver.make(batch_max_rate=100.0)  # a message per 10 ms, BATCH_BURST back to back
+    d.consumers("#c#d")
+    for _ in range(BATCH_BURST):  # after a quiet spell: one job a message, none waits
+        d.put()
+        assert d.core.send_delay(d.now) == 0.0
+        assert d.send() is not None
+        d.now += 0.001
+    d.put()
+    assert d.core.send_delay(d.now) == pytest.approx(0.006)  # the fifth waits for 10 ms
+    assert d.core.send_delay(d.now, flushing=True) == 0.0
+    d.put()  # company meanwhile: both go in the next message
+    d.now = 0.010
+    assert d.core.send_delay(d.now) == 0.0
+    assert d.send() == [BATCH_BURST, BATCH_BURST + 1]
+    d.now = 1.0  # quiet again: the next jobs go at once
+    d.put()
+    assert d.core.send_delay(d.now) == 0.0
+
+
+def test_the_message_rate_never_holds_a_full_batch() -> None:
+    d = Driver.make(batch_max_rate=1.0, batch_max_jobs=3)
+    d.consumers("#c#d")
+    for _ in range(BATCH_BURST):
+        d.put()
+        d.send()
+    d.put()
+    d.put()
+    assert d.core.send_delay(d.now) == pytest.approx(1.0)
+    d.put()  # batch_max_jobs
+    assert d.core.send_delay(d.now) == 0.0
+    d.send()
+    big = b"x" * (MAX_ENVELOPE_SIZE // 2)
+    d.put(big)
+    assert (d.core.send_delay(d.now) or 0.0) > 0.0
+    d.put(big)  # the two pass the size cap: waiting cannot add to the batch
+    assert d.core.send_delay(d.now) == 0.0
+    assert d.send() is not None
+    d.put(codec="json")
+    assert (d.core.send_delay(d.now) or 0.0) > 0.0
+    d.put(codec="msgpack")  # another codec behind the head: its batch is complete
+    assert d.core.send_delay(d.now) == 0.0
+
+
+def test_without_a_message_rate_only_the_write_packs_jobs() -> None:
+    d = Driver.make(batch_max_rate=None)
+    d.consumers("#c#d")
+    for _ in range(3 * BATCH_BURST):
+        d.put()
+        assert d.core.send_delay(d.now) == 0.0
+        d.send()
 
 
 def test_settled_jobs_are_skipped_and_pending_ones_kept_until_their_outcome() -> None:

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import typer
 from anyio import wait_all_tasks_blocked
@@ -37,6 +38,7 @@ from spreadq.errors import (
 )
 from spreadq.producer import Producer, Receipt
 from spreadq.producer import receipt as receipt_module
+from spreadq.producer.core import BATCH_BURST
 from spreadq.producer.receipt import ReceiptState
 from spreadq.queue.envelope import (
     MAX_ENVELOPE_SIZE,
@@ -365,6 +367,33 @@ async def test_jobs_are_packed_capped_fragmented_and_kept_in_order() -> None:
     assert max(message_sizes) <= MAX_ENVELOPE_SIZE
     assert 1 < widest <= settings.batch_max_jobs
     assert producer.statistics().messages == len(message_sizes)
+
+
+async def test_jobs_put_one_a_turn_go_in_no_more_messages_than_the_rate_allows() -> None:
+    # a server putting a job per request: one put, then the loop turns. Each message
+    # costs every consumer, so past batch_max_rate the jobs wait and go together
+    rate, count = 50.0, 60
+    settings = Settings(batch_max_rate=rate)
+    async with consumer_and_producer("paced", settings) as (_, reader, producer):
+        with anyio.fail_after(WAIT):
+            received: list[Any] = []
+            async with anyio.create_task_group() as tg:
+
+                async def read() -> None:
+                    received.append(await read_jobs(reader, producer, count))
+
+                tg.start_soon(read)
+                started = time.monotonic()
+                for n in range(count):
+                    await producer.put("tick", n.to_bytes(2, "big"))
+                    await anyio.lowlevel.checkpoint()
+            elapsed = time.monotonic() - started
+        jobs, message_sizes, widest = received[0]
+    assert jobs == [(n, n.to_bytes(2, "big")) for n in range(count)]
+    assert len(message_sizes) == producer.statistics().messages
+    # the first BATCH_BURST go at once, then one per 1 / rate at most
+    assert len(message_sizes) <= BATCH_BURST + 1 + elapsed * rate
+    assert widest > 1
 
 
 async def test_a_delayed_job_runs_no_earlier_than_asked() -> None:

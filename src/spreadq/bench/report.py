@@ -125,6 +125,9 @@ class BenchReport(BaseModel):
     """The paced run: at half the flood's rate, or at ``paced_rate`` when one was asked."""
     paced_rate: float | None = None
     """The paced run's rate when asked for (``spreadq bench --rate``); None: half load."""
+    smooth: bool = False
+    """The paced run put each job when it was due, yielding to the loop between puts
+    (``spreadq bench --smooth``); False: a millisecond's jobs at a time."""
     resent: int
     """Jobs the producer sent again (after a consumer left, for instance)."""
     worker_peak_rss_mb: tuple[float, ...] | None

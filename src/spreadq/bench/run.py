@@ -226,10 +226,17 @@ async def queue_run(
     payload: int,
     rate: float | None = None,
     *,
+    smooth: bool = False,
     daemon_pid: int | None = None,
     raw_rate: float | None = None,
 ) -> QueueFigures:
     """Put ``count`` jobs (paced at ``rate`` jobs/s when given) and wait for every receipt.
+
+    Paced, the jobs due are put at once and the loop then sleeps until the next is due,
+    when that is over a millisecond away; ``smooth``: whenever it is ahead at all, so
+    that (on uvloop, whose timers under a millisecond fire at the next turn) each job
+    is put in a turn of its own as it comes due, as a server putting a job per request
+    would, and as ``benchmarks/compare_redis.py`` sends Redis its jobs.
 
     ``workers`` must be bench workers (:func:`worker_processes`): their handler reports
     its start time, and they count their messages. CPU seconds are those of this
@@ -259,11 +266,12 @@ async def queue_run(
     cpu_before = cpu_snapshot(workers.pids, daemon_pid)
     wait_before = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
     clock, wall = time.monotonic, time.time
+    early = 0.0 if smooth else 0.001  # how far ahead of its time a job may be put
     started = clock()
     for i in range(count):
         if rate is not None:
             ahead = started + i / rate - clock()
-            if ahead > 0.001:
+            if ahead > early:
                 await anyio.sleep(ahead)
         put_wall[i] = wall()
         put_at[i] = clock()
@@ -376,6 +384,7 @@ async def run_bench(
     log_level: str = "warning",
     progress: Callable[[str], object] | None = None,
     rate: float | None = None,
+    smooth: bool = False,
     rule: str = "round_robin",
 ) -> BenchReport:
     """Measure the raw flood, then the queue (flood and half load) on ``address``.
@@ -396,6 +405,8 @@ async def run_bench(
         log_level: for the child processes.
         progress: called with a short note as each phase starts.
         rate: the paced run's rate in jobs/s; None: half the flood's.
+        smooth: the paced run puts each job in a turn of its own as it comes due
+            (:func:`queue_run`); by default a millisecond's jobs at a time.
         rule: the workers' ownership rule, by name (a built-in one).
 
     Raises:
@@ -441,6 +452,7 @@ async def run_bench(
             max(1, jobs // 2),
             payload,
             half_rate,
+            smooth=smooth,
             daemon_pid=daemon_pid,
             raw_rate=raw_rate,
         )
@@ -458,6 +470,7 @@ async def run_bench(
         flood=flood,
         half_load=half,
         paced_rate=rate,
+        smooth=smooth,
         resent=resent,
         worker_peak_rss_mb=peak,
     )

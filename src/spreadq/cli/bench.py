@@ -79,6 +79,8 @@ def render(reports: list[BenchReport], console: Console) -> None:
         busy.add_column(heading, justify="right")
     for report in reports:
         paced = "half" if report.paced_rate is None else f"{report.paced_rate:,.0f}/s"
+        if report.smooth:
+            paced += ", smooth"
         for load, figures in (("flood", report.flood), (paced, report.half_load)):
             raw = report.raw_msgs_per_s
             rates.add_row(
@@ -196,6 +198,15 @@ def bench(
             help="Pace the second run at this many jobs/s instead of half the flood's.",
         ),
     ] = None,
+    smooth: Annotated[
+        bool,
+        typer.Option(
+            "--smooth",
+            envvar="SPREADQ_BENCH_SMOOTH",
+            help="Put each paced job in a turn of the loop of its own as it comes due "
+            "(as a server putting one per request does), not a millisecond's at a time.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool,
         typer.Option("--json", envvar="SPREADQ_BENCH_JSON", help="Print JSON, not tables."),
@@ -286,6 +297,7 @@ def bench(
             log_level=log_level,
             progress=note,
             rate=rate,
+            smooth=smooth,
             rule=rule,
         )
 

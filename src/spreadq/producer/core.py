@@ -110,6 +110,7 @@ from spreadq.producer.inputs import (
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, JobSpec, batch_size
 from spreadq.queue.jobs import STATUS_OK, Outcome, OutcomeRecord, Status
+from spreadq.queue.pace import Pace
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
 
@@ -177,6 +178,11 @@ def _seq(job: Job[Any]) -> int:
     return job.spec.seq
 
 
+BATCH_BURST: Final = 4
+"""How many messages a producer sends back to back, after a quiet spell, before
+``batch_max_rate`` holds a short batch back."""
+
+
 class ProducerCore:
     """The state of one producer on one queue: jobs, consumers, windows, trust.
 
@@ -191,6 +197,8 @@ class ProducerCore:
         batch_max_jobs: the most jobs in one batch; also the admitted jobs allowed to
             wait unsent while the window is shut.
         batch_max_delay: how long a job waits for company before a short batch goes.
+        batch_max_rate: the most messages a second, :data:`BATCH_BURST` back to back,
+            before a short batch waits for the next (None: no bound).
         notice_in_flight: the jobs sent ask for NOTICEs while at most this many are
             unconfirmed (admitted, or sent and not yet settled by an ACK).
     """
@@ -205,6 +213,7 @@ class ProducerCore:
         "_in_hand",
         "_mseq",
         "_next_seq",
+        "_pace",
         "_peak",
         "_pending",
         "_queue",
@@ -236,6 +245,7 @@ class ProducerCore:
         max_backlog: int = 5_000,
         batch_max_jobs: int = 256,
         batch_max_delay: float = 0.0,
+        batch_max_rate: float | None = None,
         notice_in_flight: int = NOTICE_IN_FLIGHT,
     ) -> None:
         self.producer_id = producer_id
@@ -244,6 +254,7 @@ class ProducerCore:
         self.max_in_flight = max_in_flight
         self.batch_max_jobs = max(1, batch_max_jobs)
         self.batch_max_delay = batch_max_delay
+        self._pace = Pace(0.0 if not batch_max_rate else 1.0 / batch_max_rate, BATCH_BURST)
         self._gate = ProducerGate(
             producer_id, window=window, max_in_flight=max_in_flight, max_backlog=max_backlog
         )
@@ -334,21 +345,48 @@ class ProducerCore:
 
     def send_delay(self, now: float, *, flushing: bool = False) -> float | None:
         """How long the sender should wait for more jobs before taking a batch: 0 when
-        a batch is due now (a full batch, the delay passed, or ``flushing``), None when
-        nothing is queued."""
+        a batch is due now, None when nothing is queued.
+
+        A batch is due now when it is full (``batch_max_jobs`` jobs, the size cap, or
+        a job of another codec behind it) or ``flushing``; else once ``batch_max_delay``
+        has passed since its first job was put and the message rate allows another
+        message (``batch_max_rate``: an idle producer's first messages always go at once).
+        """
         queue = self._queue
         if not queue:
             return None
-        if flushing or not self.batch_max_delay or len(queue) >= self.batch_max_jobs:
+        if flushing or len(queue) >= self.batch_max_jobs:
             return 0.0
-        return max(0.0, queue[0].at + self.batch_max_delay - now)
+        wait = self._pace.wait(now)
+        if self.batch_max_delay:
+            wait = max(wait, queue[0].at + self.batch_max_delay - now)
+        if wait <= 0.0 or self._head_batch_full():
+            return 0.0
+        return wait
 
-    def next_batch(self) -> Batch[Any] | None:
+    def _head_batch_full(self) -> bool:
+        """Whether the jobs queued already fill the next batch, so that waiting cannot
+        add to it: they reach the size cap, or a job of another codec comes before
+        ``batch_max_jobs`` (called only when the count alone does not decide it)."""
+        codec = self._queue[0].codec
+        size = batch_size(codec, ())
+        for job in self._queue:
+            if job.settled:
+                continue
+            if job.codec != codec:
+                return True
+            size += job.spec.encoded_size
+            if size > MAX_ENVELOPE_SIZE:
+                return True
+        return False
+
+    def next_batch(self, now: float | None = None) -> Batch[Any] | None:
         """Take in hand the next jobs to send; None when nothing (unsettled) is queued.
 
         A batch holds the head job and those after it with the same codec, at most
         ``batch_max_jobs``, under the message size cap; a head job too big for one
-        message comes alone, to be fragmented.
+        message comes alone, to be fragmented. ``now`` books the message against
+        ``batch_max_rate`` (None: it is not counted).
 
         Raises:
             LocalProtocolError: a batch is in hand already (it was neither ``Sent``
@@ -361,6 +399,8 @@ class ProducerCore:
             queue.popleft()
         if not queue:
             return None
+        if now is not None:
+            self._pace.book(now)
         first = queue.popleft()
         codec = first.codec
         size = batch_size(codec, (first.spec,))

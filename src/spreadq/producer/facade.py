@@ -257,6 +257,7 @@ class Producer:
             max_backlog=settings.max_backlog,
             batch_max_jobs=settings.batch_max_jobs,
             batch_max_delay=settings.batch_max_delay,
+            batch_max_rate=settings.batch_max_rate,
         )
 
         # lifecycle

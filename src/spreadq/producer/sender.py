@@ -15,8 +15,11 @@ Batching happens only under load, in the manner of Nagle's algorithm: a job put 
 nothing of ours is waiting to be written goes at once, alone; after each message that
 left fewer than ``batch_max_jobs`` jobs queued, the sender waits until the message has
 been written to the socket (``Connection.flush``), and everything put meanwhile goes
-together in the next message. No timer is involved, so an idle producer adds no
-latency, and a busy one packs as many jobs per message as pile up during one write. A
+together in the next message. No timer is involved while the producer is idle, so it
+adds no latency, and a busy one packs as many jobs per message as pile up during one
+write. Jobs put one per turn of the loop pile up during no write: past
+``batch_max_rate`` messages a second (:meth:`~spreadq.producer.core.ProducerCore.send_delay`),
+a short batch waits for the next message the rate allows. A
 job too big for one message goes as FRAGMENT messages, each cleared on its own; they
 were numbered from the first mseq, and clearances keep them consecutive because only
 this task advances mseq.
@@ -136,7 +139,7 @@ class Sender:
                     await self.queued.wait()
                 if core.send_delay(time.monotonic(), flushing=self.flushing > 0) != 0:
                     continue
-            batch = core.next_batch()
+            batch = core.next_batch(time.monotonic())
             if batch is None:
                 continue
             if batch.fragmented:
