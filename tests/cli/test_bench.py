@@ -132,11 +132,23 @@ def test_a_rate_paces_the_second_run_and_labels_it() -> None:
     assert completed.returncode == 0, completed.stderr
     report = BenchReport.model_validate(json.loads(completed.stdout))
     assert report.paced_rate == 500
+    assert not report.smooth
     assert report.half_load.jobs_per_s < 600  # paced at 500 jobs/s, not at the flood's half
     tables = bench("--raw", "0", "--jobs", "100", "--rate", "500")
     assert tables.returncode == 0, tables.stderr
     assert "500/s" in tables.stdout
     assert "half" not in tables.stdout
+
+
+def test_smooth_puts_each_paced_job_alone_and_says_so() -> None:
+    completed = bench("--json", "--raw", "0", "--jobs", "100", "--rate", "500", "--smooth")
+    assert completed.returncode == 0, completed.stderr
+    report = BenchReport.model_validate(json.loads(completed.stdout))
+    assert report.smooth
+    assert report.half_load.jobs_per_s < 600  # still paced
+    tables = bench("--raw", "0", "--jobs", "100", "--rate", "500", "--smooth")
+    assert tables.returncode == 0, tables.stderr
+    assert "500/s, smooth" in tables.stdout
 
 
 def test_a_rule_is_given_to_the_workers_and_named_in_the_report() -> None:
