@@ -24,7 +24,8 @@ and a cancelled put leaves nothing behind and takes no room.
 
 A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to
 ``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
-``batch_max_delay`` for company), waits until the core clears each message, and
+``batch_max_delay`` for company, and no sooner than ``batch_max_rate`` allows another
+message), waits until the core clears each message, and
 multicasts it to the WORK group (AGREED). A job too big for one message goes alone as
 FRAGMENT messages, each cleared on its own.
 
@@ -178,7 +179,8 @@ class Producer:
         member: join the FEEDBACK group to get confirmations, flow control and
             re-sending (the default); False is fire-and-forget.
         settings: tunables (``window``, ``max_in_flight``, ``max_backlog``,
-            ``batch_max_jobs``, ``batch_max_delay``, ``reconnect_backoff_*``,
+            ``batch_max_jobs``, ``batch_max_delay``, ``batch_max_rate``,
+            ``reconnect_backoff_*``,
             ``reconnect_max_attempts``);
             ``Settings()`` when None.
         codec: the codec of payloads put by kind name (``bytes`` always go ``raw``); a
