@@ -114,6 +114,7 @@ def test_frozen() -> None:
         ("batch_max_jobs", 0),
         ("batch_max_delay", -0.001),
         ("batch_max_rate", 0.0),
+        ("batch_max_rate", 0.5),  # a message every two seconds is no bound a queue needs
         ("result_max_bytes", 1_000_000),
         ("reconnect_max_attempts", -1),
         ("ack_interval", math.nan),

@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     default 0 holds none: a producer batches only under load, packing the jobs put while
     its previous message was being written (see ``docs/design/flow-control.md``). On
     uvloop, whose timers count whole milliseconds, the hold is rounded up to one."""
-    batch_max_rate: float | None = Field(default=1000.0, gt=0.0, le=1_000_000.0)
+    batch_max_rate: float | None = Field(default=1000.0, ge=1.0, le=1_000_000.0)
     """...and sends at most this many messages a second on average (four may go back to
     back after a quiet spell): jobs put faster than that, one at a time, wait for the next
     message and go together. Every consumer reads every message, and a message costs
