@@ -394,6 +394,8 @@ async def test_jobs_put_one_a_turn_go_in_no_more_messages_than_the_rate_allows()
     # the first BATCH_BURST go at once, then one per 1 / rate at most
     assert len(message_sizes) <= BATCH_BURST + 1 + elapsed * rate
     assert widest > 1
+    # the batches that went together waited for the rate, and say so
+    assert 1 <= producer.statistics().batches_held < len(message_sizes)
 
 
 async def test_a_delayed_job_runs_no_earlier_than_asked() -> None:

@@ -158,6 +158,9 @@ class ProducerStatistics:
     """Jobs waiting to be sent (new or to be re-sent)."""
     messages: int
     """Spread messages multicast to the WORK group (batches and fragments)."""
+    batches_held: int
+    """Batches that waited for company before they went: for ``batch_max_delay``, or
+    for ``batch_max_rate`` when jobs came one at a time faster than that."""
     sent: int
     """Jobs multicast, re-sends included."""
     resent: int
@@ -437,6 +440,7 @@ class Producer:
             pending=core.held,
             queued=core.unsent,
             messages=core.messages,
+            batches_held=self._sender.held,
             sent=core.sent,
             resent=core.resent,
             succeeded=core.succeeded,

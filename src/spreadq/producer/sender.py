@@ -82,6 +82,7 @@ class Sender:
         "_work",
         "clearance",
         "flushing",
+        "held",
         "idle",
         "queued",
         "waiting",
@@ -119,6 +120,9 @@ class Sender:
         """How many flushes wait (a short batch goes at once while any does)."""
         self.waiting = False
         """Whether a message waits for clearance now."""
+        self.held = 0
+        """Batches that waited for company before they went (``batch_max_delay``, or
+        ``batch_max_rate`` when jobs came faster)."""
 
     async def run(self, conn: Connection) -> None:
         """Send until cancelled (the session ended).
@@ -128,13 +132,16 @@ class Sender:
         """
         core = self._core
         await self.await_consumers_back()
+        waited = False  # the batch about to go waited for company
         while True:
             wait = core.send_delay(time.monotonic(), flushing=self.flushing > 0)
             if wait is None:  # nothing queued
+                waited = False
                 self.idle.notify()
                 await self.queued.wait()
                 continue
             if wait > 0:  # a short batch waits for company, or for a flush
+                waited = True
                 with anyio.move_on_after(timer_delay(wait)):  # uvloop: whole ms, no spin
                     await self.queued.wait()
                 if core.send_delay(time.monotonic(), flushing=self.flushing > 0) != 0:
@@ -142,6 +149,9 @@ class Sender:
             batch = core.next_batch(time.monotonic())
             if batch is None:
                 continue
+            if waited:
+                self.held += 1
+                waited = False
             if batch.fragmented:
                 await self._send_fragments(conn, batch)
             else:
