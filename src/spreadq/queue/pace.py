@@ -1,9 +1,10 @@
 """Pace: at most one thing per ``interval`` on average, a few back to back, sans-IO.
 
 Both ends of the queue bound a kind of message they would otherwise send as fast as
-their loops turn, because every consumer (and, for ACKs, every producer) pays for each
-one: a worker its NOTICEs (:class:`~spreadq.queue.notices.NoticeQueue`), a producer its
-short JOB messages (:class:`~spreadq.producer.core.ProducerCore`). The rule is the
+their loops turn, because their readers pay for each one: a worker its NOTICEs
+(:class:`~spreadq.queue.notices.NoticeQueue`), which their producer reads, and a
+producer its short JOB messages (:class:`~spreadq.producer.core.ProducerCore`), which
+every consumer reads. The rule is the
 generic cell rate algorithm of ATM networks, a token bucket of ``burst``: each message
 books an interval of ``interval`` seconds, starting where the last booking ends or now,
 whichever is later, and a message may go once the interval booked ``burst - 1`` before
