@@ -360,28 +360,46 @@ class ProducerCore:
         wait = self._pace.wait(now)
         if self.batch_max_delay:
             wait = max(wait, queue[0].at + self.batch_max_delay - now)
-        if wait <= 0.0 or self._head_batch_full():
+        if wait <= 0.0:
             return 0.0
-        return wait
+        _, jobs, complete = self._head_batch()
+        return 0.0 if complete or not jobs else wait
 
-    def _head_batch_full(self) -> bool:
-        """Whether the jobs queued already fill the next batch, so that waiting cannot
-        add to it: they reach the size cap, or a job of another codec comes before
-        ``batch_max_jobs`` (called only when the count alone does not decide it)."""
-        codec = self._queue[0].codec
-        size = batch_size(codec, ())
+    def _head_batch(self) -> tuple[int, list[Job[Any]], bool]:
+        """The next batch, read at the head of the queue without taking it: how many
+        queued jobs it reaches over (settled ones among them, which it skips), its jobs,
+        and whether it is complete: it holds ``batch_max_jobs``, or the job after it has
+        another codec or would pass the size cap. A first job too big for one message
+        is a batch alone (complete), to be fragmented. No jobs: none is unsettled."""
+        jobs: list[Job[Any]] = []
+        limit = self.batch_max_jobs
+        reach, size, codec = 0, 0, ""
         for job in self._queue:
+            if len(jobs) >= limit:
+                return reach, jobs, True
             if job.settled:
+                reach += 1
+                continue
+            if not jobs:
+                codec = job.codec
+                size = batch_size(codec, (job.spec,))
+                jobs.append(job)
+                reach += 1
+                if size > MAX_ENVELOPE_SIZE:
+                    return reach, jobs, True
                 continue
             if job.codec != codec:
-                return True
+                return reach, jobs, True
             size += job.spec.encoded_size
             if size > MAX_ENVELOPE_SIZE:
-                return True
-        return False
+                return reach, jobs, True
+            jobs.append(job)
+            reach += 1
+        return reach, jobs, len(jobs) >= limit
 
     def next_batch(self, now: float | None = None) -> Batch[Any] | None:
-        """Take in hand the next jobs to send; None when nothing (unsettled) is queued.
+        """Take in hand the next jobs to send (:meth:`_head_batch`); None when nothing
+        (unsettled) is queued.
 
         A batch holds the head job and those after it with the same codec, at most
         ``batch_max_jobs``, under the message size cap; a head job too big for one
@@ -394,33 +412,18 @@ class ProducerCore:
         """
         if self._in_hand:
             raise LocalProtocolError("a batch is in hand already: send it first")
-        queue = self._queue
-        while queue and queue[0].settled:
-            queue.popleft()
-        if not queue:
+        reach, jobs, _ = self._head_batch()
+        popleft = self._queue.popleft
+        for _ in range(reach):  # the batch's jobs and the settled ones among them
+            popleft()
+        if not jobs:
             return None
         if now is not None:
             self._pace.book(now)
-        first = queue.popleft()
-        codec = first.codec
-        size = batch_size(codec, (first.spec,))
-        if size > MAX_ENVELOPE_SIZE:
-            self._in_hand = [first]
-            return Batch((first,), fragmented=True)
-        jobs = [first]
-        limit = self.batch_max_jobs
-        while queue and len(jobs) < limit:
-            job = queue[0]
-            if job.settled:
-                queue.popleft()
-                continue
-            if job.codec != codec:
-                break
-            size += job.spec.encoded_size
-            if size > MAX_ENVELOPE_SIZE:
-                break
-            jobs.append(queue.popleft())
         self._in_hand = jobs
+        first = jobs[0]
+        if len(jobs) == 1 and batch_size(first.codec, (first.spec,)) > MAX_ENVELOPE_SIZE:
+            return Batch((first,), fragmented=True)
         return Batch(tuple(jobs))
 
     def keeping_up(self) -> bool:
