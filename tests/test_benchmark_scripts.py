@@ -360,3 +360,46 @@ def test_worker_steps_times_every_step_of_a_real_worker() -> None:
         assert row is not None, step
         assert float(row[1]) > 0
         assert int(row[2].replace(",", "")) > 0
+
+
+def test_floor_starts_each_job_once_under_either_rule() -> None:
+    floor = benchmark_module("floor")
+    for rule in ("round_robin", "fill_first"):
+        for workers in range(1, 6):
+            for first in range(12):
+                for count in range(12):
+                    starts = sorted(
+                        position
+                        for index in range(workers)
+                        for position in floor.owned(index, workers, rule, first, count)
+                    )
+                    assert starts == list(range(count)), (rule, workers, first, count)
+    # round robin: job k of the run to reader k mod n, whatever message it came in
+    assert list(floor.owned(1, 4, "round_robin", 6, 10)) == [3, 7]
+
+
+def test_floor_beside_spreadq_on_the_embedded_daemon() -> None:
+    args = ("--jobs", "600", "--rate", "3000", "--notices", "--against-spreadq", "--json")
+    report = json.loads(script("floor.py", *TINY, *args))
+    floor = report["floor"]
+    assert floor["jobs"] == 600  # it fails unless the readers started every job once
+    assert floor["rule"] == "round_robin"
+    assert floor["notices"] > 0  # the readers' notices reached the producer
+    assert len(floor["worker_cpu_ms_per_s"]) == 2
+    assert floor["daemon_cpu_ms_per_s"] is not None  # the embedded daemon's process
+    sane_latency(floor["one_way"])
+    ours = BenchReport.model_validate(report["spreadq"])
+    assert ours.half_load.jobs == 600  # spreadq's paced run has the floor's jobs
+    assert ours.paced_rate == 3000
+    assert ours.workers == 2
+
+
+def test_floor_alone_prints_its_table() -> None:
+    out = script("floor.py", *TINY, "--jobs", "300", "--rule", "fill_first")
+    assert "300 jobs at 13,000/s, fill_first" in out
+    assert "one-way p99 ms" in out
+    assert "spreadq / floor" not in out  # not asked to run spreadq
+
+
+def test_floor_refuses_bad_arguments() -> None:
+    assert "--payload at least 8" in refusal("floor.py", "--payload", "4")

@@ -1,0 +1,385 @@
+"""The floor: the cheapest Python clients of spreadq's shape, on the same daemon, beside spreadq.
+
+``spreadq bench`` measures the queue: one producer putting jobs, workers that keep the
+replicated table, run handlers and report outcomes. How much of its time is spreadq's
+own, and how much any Python program pays on this machine for the same traffic? This
+script runs the same shape with nothing of the queue but its wire format:
+
+* ``--workers`` reader processes join a group through :func:`spreadq.connect`; each
+  reads every message, decodes the JOB BATCH envelope as a worker does, and "starts"
+  the jobs the rule gives it (``round_robin``: job ``k`` to reader ``k mod n``;
+  ``fill_first``: every job to the first reader, the others only read), noting for
+  each the time since the producer stamped it. With ``--notices`` a reader also sends
+  the producer one private message per message it started jobs of (at most one per
+  2 ms, as a worker's outcome notices go).
+* the producer (this process) sends the same JOB BATCH messages, paced as ``spreadq
+  bench`` paces its puts: the jobs due within the next millisecond in one message, each
+  stamped with the wall clock as it is packed.
+
+No table, no receipts, no ACKs, no flow control: a bound no Python design with one
+process per worker can beat on this daemon and machine, and a yardstick in the same
+run. ``--against-spreadq`` then runs ``spreadq bench`` with the same shape and rate and
+prints both paced runs side by side with the ratio: what the queue costs above the
+floor, in one-way latency (send or put to the job's start) and in CPU per process.
+
+    .venv/bin/python benchmarks/floor.py --spread 4803@127.0.0.1 --spread-pid $(pgrep -x spread) \\
+        --rate 13000 --notices --against-spreadq
+    .venv/bin/python benchmarks/floor.py --jobs 2000 --workers 2      # a smoke, embedded daemon
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.table import Table
+
+import spreadq
+from spreadq.bench import BenchReport
+from spreadq.bench.procs import cpu_seconds, processes
+from spreadq.bench.report import Latency, latency
+from spreadq.bench.run import embedded_daemon
+from spreadq.eventloop import Loop, use_uvloop
+from spreadq.queue import MESS_TYPE, JobSpec, decode, encode_batch
+from spreadq.queue.envelope.batch import JobBatch
+from spreadq.wire.constants import ServiceType
+from spreadq.wire.events import DataMessage, RegularMembership
+
+__all__ = ["FloorFigures", "main"]
+
+GROUP: Final = "floor"
+END_TYPE: Final = MESS_TYPE + 1
+"""The message type of the producer's last message: the readers stop at it."""
+STAMP: Final = struct.Struct("<d")
+NOTICE_GAP: Final = 0.002
+"""Seconds between two notices of one reader at least (``Settings.notice_interval``)."""
+EARLY: Final = 0.001
+"""How far ahead of its time a job is packed (as ``spreadq bench`` puts them)."""
+
+
+class ReaderFigures(BaseModel):
+    """What one reader saw, from its first JOB message to the end."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    started: tuple[float, ...]
+    """Seconds from each stamp to the start of a job of this reader's."""
+    messages: int
+    cpu_s: float
+    seconds: float
+
+
+class FloorFigures(BaseModel):
+    """One paced run of the floor."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: int
+    rate: float
+    rule: str
+    notices: int
+    """Private messages the producer read (0 without ``--notices``)."""
+    messages_per_s: float
+    one_way: Latency
+    producer_cpu_ms_per_s: float
+    worker_cpu_ms_per_s: tuple[float, ...]
+    daemon_cpu_ms_per_s: float | None
+
+
+# --- the reader --------------------------------------------------------------------------
+
+
+def owned(index: int, workers: int, rule: str, first: int, count: int) -> range:
+    """The positions, in a message of ``count`` jobs whose first is job ``first`` of
+    the run, of the jobs reader ``index`` of ``workers`` starts under ``rule``."""
+    if rule == "fill_first":
+        return range(count) if index == 0 else range(0)
+    return range((index - first) % workers, count, workers)
+
+
+async def read(address: str, index: int, workers: int, rule: str, notify: str | None) -> None:
+    """One reader: join, say ``ready``, start its jobs until the END message, then
+    print its :class:`ReaderFigures` as one JSON line."""
+    started: list[float] = []
+    messages = seen = 0
+    last_notice = -1.0
+    first: tuple[float, float] | None = None
+    clock, wall = time.monotonic, time.time
+    async with spreadq.connect(address, name=f"floor{index}") as conn:
+        await conn.join(GROUP)
+        while True:  # in the group once our own join's membership comes
+            event = await conn.receive()
+            if type(event) is RegularMembership and conn.private_group in event.members:
+                break
+        print("ready", flush=True)
+        while True:
+            events = await conn.receive_batch()
+            for event in events:
+                if type(event) is not DataMessage:
+                    continue
+                if event.mess_type == END_TYPE:
+                    assert first is not None
+                    figures = ReaderFigures(
+                        started=tuple(started),
+                        messages=messages,
+                        cpu_s=time.process_time() - first[0],
+                        seconds=clock() - first[1],
+                    )
+                    print(figures.model_dump_json(), flush=True)
+                    return
+                if first is None:
+                    first = (time.process_time(), clock())
+                batch = decode(event.data)
+                assert isinstance(batch, JobBatch)
+                jobs = batch.jobs
+                count = len(jobs)
+                mine = owned(index, workers, rule, seen, count)
+                for position in mine:
+                    started.append(wall() - STAMP.unpack_from(jobs[position].payload)[0])
+                seen += count
+                messages += 1
+                if notify is not None and mine and clock() - last_notice >= NOTICE_GAP:
+                    last_notice = clock()
+                    await conn.multicast(notify, b"n" * 64, ServiceType.AGREED, MESS_TYPE)
+
+
+# --- the producer ------------------------------------------------------------------------
+
+
+async def floor_run(
+    address: str,
+    workers: int,
+    jobs: int,
+    rate: float,
+    payload: int,
+    rule: str,
+    *,
+    notices: bool,
+    loop: Loop,
+    daemon_pid: int | None,
+) -> FloorFigures:
+    """Start the readers, send ``jobs`` jobs paced at ``rate``, gather what they saw.
+
+    Raises:
+        ChildProcessError: a reader did not start or report.
+    """
+    padding = os.urandom(max(0, payload - STAMP.size))
+    producer_id = os.urandom(16)
+    async with spreadq.connect(address, name="floorp", membership=False) as conn:
+        notify = ["--notify", conn.private_group] if notices else []
+        reader = [sys.executable, __file__, "--role", "reader", "--address", address]
+        reader += ["--loop", loop, "--workers", str(workers), "--rule", rule, *notify]
+        commands = [[*reader, "--index", str(index)] for index in range(workers)]
+        async with processes(commands, stdout=True) as readers:
+            lines = [BufferedByteReceiveStream(p.stdout) for p in readers if p.stdout]
+            with anyio.fail_after(30):
+                for line in lines:
+                    if await line.receive_until(b"\n", 64) != b"ready":
+                        raise ChildProcessError("a reader did not start")
+            read_back = 0
+
+            async def drain() -> None:
+                nonlocal read_back
+                while True:
+                    read_back += len(await conn.receive_batch())
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(drain)
+                daemon_before = cpu_seconds(daemon_pid) if daemon_pid else None
+                cpu_before, started = time.process_time(), time.monotonic()
+                sent = await send_paced(conn, producer_id, jobs, rate, padding)
+                cpu_after, ended = time.process_time(), time.monotonic()
+                daemon_after = cpu_seconds(daemon_pid) if daemon_pid else None
+                await conn.multicast(GROUP, b"end", ServiceType.AGREED, END_TYPE)
+                figures = []
+                with anyio.fail_after(60):
+                    for line in lines:
+                        raw = await line.receive_until(b"\n", 1 << 26)
+                        figures.append(ReaderFigures.model_validate_json(raw))
+                tasks.cancel_scope.cancel()
+    seconds = ended - started
+    one_way = [s for reader in figures for s in reader.started]
+    if len(one_way) != jobs:
+        raise ChildProcessError(f"the readers started {len(one_way)} jobs of {jobs}")
+    daemon = None
+    if daemon_before is not None and daemon_after is not None:
+        daemon = 1e3 * (daemon_after - daemon_before) / seconds
+    return FloorFigures(
+        jobs=jobs,
+        rate=rate,
+        rule=rule,
+        notices=read_back,
+        messages_per_s=sent / seconds,
+        one_way=latency(one_way),
+        producer_cpu_ms_per_s=1e3 * (cpu_after - cpu_before) / seconds,
+        worker_cpu_ms_per_s=tuple(1e3 * r.cpu_s / r.seconds for r in figures),
+        daemon_cpu_ms_per_s=daemon,
+    )
+
+
+async def send_paced(
+    conn: spreadq.Connection, producer_id: bytes, jobs: int, rate: float, padding: bytes
+) -> int:
+    """Send ``jobs`` stamped jobs at ``rate`` jobs/s, the jobs due within a millisecond
+    in one JOB BATCH; return how many messages went."""
+    clock, wall = time.monotonic, time.time
+    batch: list[JobSpec] = []
+    mseq = 0
+    started = clock()
+    for seq in range(jobs):
+        ahead = started + seq / rate - clock()
+        if ahead > EARLY:
+            if batch:
+                data = encode_batch(producer_id, mseq, "raw", batch)
+                await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
+                batch, mseq = [], mseq + 1
+            await anyio.sleep(ahead)
+        batch.append(JobSpec(seq, "noop", STAMP.pack(wall()) + padding))
+    if batch:
+        data = encode_batch(producer_id, mseq, "raw", batch)
+        await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
+        mseq += 1
+    return mseq
+
+
+# --- against spreadq ---------------------------------------------------------------------
+
+
+def spreadq_run(args: argparse.Namespace, address: str, daemon_pid: int | None) -> BenchReport:
+    """``spreadq bench --json`` with the same shape; its paced run is at ``args.rate``.
+
+    Raises:
+        ChildProcessError: the benchmark failed.
+    """
+    command = [sys.executable, "-m", "spreadq", "bench", "--json", "--loop", args.loop]
+    command += ["--spread", address, "--workers", str(args.workers), "--rule", args.rule]
+    command += ["--jobs", str(2 * args.jobs), "--raw", "0", "--rate", str(args.rate)]
+    command += ["--payload", str(args.payload)]
+    if daemon_pid is not None:
+        command += ["--daemon-pid", str(daemon_pid)]
+    completed = subprocess.run(command, stdout=subprocess.PIPE, check=False, text=True)
+    if completed.returncode != 0:
+        raise ChildProcessError(f"spreadq bench exited with {completed.returncode}")
+    return BenchReport.model_validate_json(completed.stdout)
+
+
+def render(floor: FloorFigures, ours: BenchReport | None, console: Console) -> None:
+    """The floor's paced run, and spreadq's beside it with the ratio when measured."""
+    title = f"{floor.jobs:,} jobs at {floor.rate:,.0f}/s, {floor.rule}"
+    table = Table(title=title)
+    table.add_column("paced run")
+    table.add_column("floor", justify="right")
+    rows: list[tuple[str, float | None, float | None]] = [
+        ("one-way p50 ms", floor.one_way.p50_ms, None),
+        ("one-way p99 ms", floor.one_way.p99_ms, None),
+        ("messages/s from the producer", floor.messages_per_s, None),
+        ("producer CPU ms/s", floor.producer_cpu_ms_per_s, None),
+        ("each worker's CPU ms/s (mean)", _mean(floor.worker_cpu_ms_per_s), None),
+        ("daemon CPU ms/s", floor.daemon_cpu_ms_per_s, None),
+    ]
+    if ours is not None:
+        paced = ours.half_load
+        seconds = paced.seconds
+        cpu = paced.cpu
+        rows = [
+            (rows[0][0], rows[0][1], paced.one_way.p50_ms),
+            (rows[1][0], rows[1][1], paced.one_way.p99_ms),
+            (rows[2][0], rows[2][1], paced.wire.producer_messages / seconds),
+            (rows[3][0], rows[3][1], None if cpu is None else 1e3 * cpu.producer_s / seconds),
+            (rows[4][0], rows[4][1], None if cpu is None else 1e3 * _mean(cpu.workers_s) / seconds),
+            (
+                rows[5][0],
+                rows[5][1],
+                None if cpu is None or cpu.daemon_s is None else 1e3 * cpu.daemon_s / seconds,
+            ),
+        ]
+        table.add_column("spreadq", justify="right")
+        table.add_column("spreadq / floor", justify="right")
+    for name, low, high in rows:
+        cells = [name, _cell(low)]
+        if ours is not None:
+            ratio = None if low is None or high is None or low == 0 else high / low
+            cells += [_cell(high), _cell(ratio)]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spread", help="a running daemon (default: the embedded one)")
+    parser.add_argument("--spread-pid", type=int, help="its process, for its CPU")
+    parser.add_argument("--jobs", type=int, default=50_000, help="jobs in the paced run")
+    parser.add_argument("--rate", type=float, default=13_000.0, help="jobs/s")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--payload", type=int, default=100, help="bytes a job")
+    parser.add_argument("--rule", choices=("round_robin", "fill_first"), default="round_robin")
+    parser.add_argument("--notices", action="store_true", help="readers notify the producer")
+    parser.add_argument("--against-spreadq", action="store_true", help="run spreadq bench too")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--role", choices=("reader",), help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--notify", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.workers < 1 or args.rate <= 0 or args.payload < STAMP.size:
+        parser.error(f"--jobs, --workers and --rate above 0, --payload at least {STAMP.size}")
+    options = {"use_uvloop": use_uvloop(args.loop)}
+    if args.role == "reader":
+        reader = (args.address, args.index, args.workers, args.rule, args.notify)
+        anyio.run(read, *reader, backend_options=options)
+        return 0
+    floor, ours = anyio.run(_measure, args, backend_options=options)
+    if args.json:
+        both = {"floor": floor.model_dump(), "spreadq": ours and ours.model_dump()}
+        print(json.dumps(both))
+    else:
+        render(floor, ours, Console())
+    return 0
+
+
+async def _measure(args: argparse.Namespace) -> tuple[FloorFigures, BenchReport | None]:
+    """The floor's run, then spreadq's when asked, on the daemon given or an embedded one."""
+    if args.spread is not None:
+        return await _both(args, args.spread, args.spread_pid)
+    async with embedded_daemon(args.loop) as daemon:
+        return await _both(args, daemon.address, daemon.pid)
+
+
+async def _both(
+    args: argparse.Namespace, address: str, daemon_pid: int | None
+) -> tuple[FloorFigures, BenchReport | None]:
+    shape = (address, args.workers, args.jobs, args.rate, args.payload, args.rule)
+    floor = await floor_run(*shape, notices=args.notices, loop=args.loop, daemon_pid=daemon_pid)
+    ours = None
+    if args.against_spreadq:
+        ours = await anyio.to_thread.run_sync(spreadq_run, args, address, daemon_pid)
+    return floor, ours
+
+
+if __name__ == "__main__":
+    sys.exit(main())
