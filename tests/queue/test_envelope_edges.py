@@ -383,6 +383,25 @@ def test_batch_jobs_build_gives_the_jobs_indexing_gives(uniform: bool) -> None:
     assert jobs.build([]) == []
 
 
+def test_batch_jobs_give_the_refs_of_some_jobs_without_building_the_others() -> None:
+    seqs = [40 + 3 * n for n in range(6)]
+    batch = decode(encode_batch(PID, 1, "j", [JobSpec(seq, "k", b"a") for seq in seqs]))
+    assert isinstance(batch, JobBatch)
+    jobs = batch.jobs
+    assert isinstance(jobs, BatchJobs)
+    assert jobs.refs_at([1, 4]) == [JobRef(PID, 43), JobRef(PID, 52)]
+    built = jobs.build([1, 4])  # an owner's few jobs: their refs alone
+    assert [job.ref for job in built] == [JobRef(PID, 43), JobRef(PID, 52)]
+    assert jobs._refs is None  # the other four refs were never built
+    given = [JobRef(PID, 43), JobRef(PID, 52)]
+    assert all(  # refs the caller holds are the jobs' own
+        job.ref is ref for job, ref in zip(jobs.build([1, 4], given), given, strict=True)
+    )
+    refs = jobs.refs
+    assert all(ref is refs[i] for ref, i in zip(jobs.refs_at([5, 0]), [5, 0], strict=True))
+    assert jobs.refs_at([]) == []
+
+
 # -- the exact text of the remaining refusals ------------------------------------------
 
 

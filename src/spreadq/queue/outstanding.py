@@ -171,7 +171,7 @@ class _Block:
             return []
         jobs, refs, owners, first, arrival = (
             self.jobs,
-            self.jobs.refs,
+            self.jobs.refs_at(indexes),
             self.owners,
             self.first,
             self.arrival,
@@ -184,10 +184,10 @@ class _Block:
             self.counts,
         )
         made: list[_Entry] = []
-        for index in indexes:
+        for index, ref in zip(indexes, refs, strict=True):
             owner = owners[index]
             entry = _Entry(
-                refs[index],
+                ref,
                 None,
                 jobs,
                 index,

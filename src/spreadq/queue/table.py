@@ -931,7 +931,7 @@ class OutstandingTable:
                 effects += self._become_owner(entry, failover=False)
             return
         mine, run = self._mine, effects.append
-        built = jobs.build([entry.index for entry in entries])
+        built = jobs.build([entry.index for entry in entries], [entry.ref for entry in entries])
         for entry, job in zip(entries, built, strict=True):
             entry.job, entry.source = job, None
             if job.error is not None:

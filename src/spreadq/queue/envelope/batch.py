@@ -207,6 +207,15 @@ class BatchJobs(Sequence[Job]):
             return refs[index]
         return _new_ref((self.producer_id, self.seqs[index]))
 
+    def refs_at(self, indexes: Sequence[int]) -> list[JobRef]:
+        """The refs of the jobs at ``indexes``: from :attr:`refs` once built, else only
+        these (a member that owns a few of a batch's jobs builds no other ref)."""
+        refs = self._refs
+        if refs is not None:
+            return [refs[index] for index in indexes]
+        producer_id, seqs = self.producer_id, self.seqs
+        return [_new_ref((producer_id, seqs[index])) for index in indexes]
+
     def __len__(self) -> int:
         return len(self._offsets)
 
@@ -223,13 +232,13 @@ class BatchJobs(Sequence[Job]):
             return _job_at(self._mv, self._offsets[index], self._ref(index), self._codec)
         return self._build_uniform((index,), (self._ref(index),))[0]
 
-    def build(self, indexes: Sequence[int]) -> list[Job]:
+    def build(self, indexes: Sequence[int], refs: Sequence[JobRef] | None = None) -> list[Job]:
         """``[jobs[i] for i in indexes]``, in one call: the jobs of a batch that its
-        owner runs (each built as ``jobs[i]`` builds it)."""
+        owner runs (each built as ``jobs[i]`` builds it). ``refs``: their refs, when the
+        caller holds them already (``refs_at(indexes)`` otherwise)."""
         if self._uniform is None:
             return [self[index] for index in indexes]
-        refs = self.refs
-        return self._build_uniform(indexes, [refs[index] for index in indexes])
+        return self._build_uniform(indexes, self.refs_at(indexes) if refs is None else refs)
 
     def _build_uniform(self, indexes: Sequence[int], refs: Sequence[JobRef]) -> list[Job]:
         """The jobs at ``indexes`` (whose refs are ``refs``) of a batch whose records
