@@ -1,4 +1,4 @@
-"""The floor: the cheapest Python clients of spreadq's shape, on the same daemon, beside spreadq.
+"""The floor: minimal Python clients of spreadq's shape, on the same daemon, beside spreadq.
 
 ``spreadq bench`` measures the queue: one producer putting jobs, workers that keep the
 replicated table, run handlers and report outcomes. How much of its time is spreadq's
@@ -16,9 +16,9 @@ script runs the same shape with nothing of the queue but its wire format:
   bench`` paces its puts: the jobs due within the next millisecond in one message, each
   stamped with the wall clock as it is packed.
 
-No table, no receipts, no ACKs, no flow control: a bound no Python design with one
-process per worker can beat on this daemon and machine, and a yardstick in the same
-run. ``--against-spreadq`` then runs ``spreadq bench`` with the same shape and rate and
+No table, no receipts, no ACKs, no flow control: about the least a Python design with
+one process per worker does with this traffic on this daemon and machine, and a
+yardstick measured in the same run. ``--against-spreadq`` then runs ``spreadq bench`` with the same shape and rate and
 prints both paced runs side by side with the ratio: what the queue costs above the
 floor, in one-way latency (send or put to the job's start) and in CPU per process.
 
