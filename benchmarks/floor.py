@@ -18,9 +18,10 @@ script runs the same shape with nothing of the queue but its wire format:
 
 No table, no receipts, no ACKs, no flow control: about the least a Python design with
 one process per worker does with this traffic on this daemon and machine, and a
-yardstick measured in the same run. ``--against-spreadq`` then runs ``spreadq bench`` with the same shape and rate and
-prints both paced runs side by side with the ratio: what the queue costs above the
-floor, in one-way latency (send or put to the job's start) and in CPU per process.
+yardstick measured in the same run. ``--against-spreadq`` then runs ``spreadq bench``
+with the same shape and rate and prints both paced runs side by side with the ratio:
+what the queue costs above the floor, in one-way latency (send or put to the job's
+start) and in CPU per process.
 
     .venv/bin/python benchmarks/floor.py --spread 4803@127.0.0.1 --spread-pid $(pgrep -x spread) \\
         --rate 13000 --notices --against-spreadq
