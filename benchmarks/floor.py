@@ -239,20 +239,23 @@ async def send_paced(
     clock, wall = time.monotonic, time.time
     batch: list[JobSpec] = []
     mseq = 0
+
+    async def send() -> None:
+        nonlocal batch, mseq
+        data = encode_batch(producer_id, mseq, "raw", batch)
+        await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
+        batch, mseq = [], mseq + 1
+
     started = clock()
     for seq in range(jobs):
         ahead = started + seq / rate - clock()
         if ahead > EARLY:
             if batch:
-                data = encode_batch(producer_id, mseq, "raw", batch)
-                await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
-                batch, mseq = [], mseq + 1
+                await send()
             await anyio.sleep(ahead)
         batch.append(JobSpec(seq, "noop", STAMP.pack(wall()) + padding))
     if batch:
-        data = encode_batch(producer_id, mseq, "raw", batch)
-        await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
-        mseq += 1
+        await send()
     return mseq
 
 
@@ -283,38 +286,42 @@ def render(floor: FloorFigures, ours: BenchReport | None, console: Console) -> N
     table = Table(title=title)
     table.add_column("paced run")
     table.add_column("floor", justify="right")
-    rows: list[tuple[str, float | None, float | None]] = [
-        ("one-way p50 ms", floor.one_way.p50_ms, None),
-        ("one-way p99 ms", floor.one_way.p99_ms, None),
-        ("messages/s from the producer", floor.messages_per_s, None),
-        ("producer CPU ms/s", floor.producer_cpu_ms_per_s, None),
-        ("each worker's CPU ms/s (mean)", _mean(floor.worker_cpu_ms_per_s), None),
-        ("daemon CPU ms/s", floor.daemon_cpu_ms_per_s, None),
-    ]
-    if ours is not None:
-        paced = ours.half_load
-        seconds = paced.seconds
-        cpu = paced.cpu
-        rows = [
-            (rows[0][0], rows[0][1], paced.one_way.p50_ms),
-            (rows[1][0], rows[1][1], paced.one_way.p99_ms),
-            (rows[2][0], rows[2][1], paced.wire.producer_messages / seconds),
-            (rows[3][0], rows[3][1], None if cpu is None else 1e3 * cpu.producer_s / seconds),
-            (rows[4][0], rows[4][1], None if cpu is None else 1e3 * _mean(cpu.workers_s) / seconds),
-            (
-                rows[5][0],
-                rows[5][1],
-                None if cpu is None or cpu.daemon_s is None else 1e3 * cpu.daemon_s / seconds,
-            ),
-        ]
-        table.add_column("spreadq", justify="right")
-        table.add_column("spreadq / floor", justify="right")
-    for name, low, high in rows:
-        cells = [name, _cell(low)]
-        if ours is not None:
-            ratio = None if low is None or high is None or low == 0 else high / low
-            cells += [_cell(high), _cell(ratio)]
-        table.add_row(*cells)
+    names = (
+        "one-way p50 ms",
+        "one-way p99 ms",
+        "messages/s from the producer",
+        "producer CPU ms/s",
+        "each worker's CPU ms/s (mean)",
+        "daemon CPU ms/s",
+    )
+    lows = (
+        floor.one_way.p50_ms,
+        floor.one_way.p99_ms,
+        floor.messages_per_s,
+        floor.producer_cpu_ms_per_s,
+        _mean(floor.worker_cpu_ms_per_s),
+        floor.daemon_cpu_ms_per_s,
+    )
+    if ours is None:
+        for name, low in zip(names, lows, strict=True):
+            table.add_row(name, _cell(low))
+        console.print(table)
+        return
+    paced = ours.half_load
+    seconds, cpu = paced.seconds, paced.cpu
+    highs = (
+        paced.one_way.p50_ms,
+        paced.one_way.p99_ms,
+        paced.wire.producer_messages / seconds,
+        None if cpu is None else 1e3 * cpu.producer_s / seconds,
+        None if cpu is None else 1e3 * _mean(cpu.workers_s) / seconds,
+        None if cpu is None or cpu.daemon_s is None else 1e3 * cpu.daemon_s / seconds,
+    )
+    table.add_column("spreadq", justify="right")
+    table.add_column("spreadq / floor", justify="right")
+    for name, low, high in zip(names, lows, highs, strict=True):
+        ratio = None if low is None or high is None or low == 0 else high / low
+        table.add_row(name, _cell(low), _cell(high), _cell(ratio))
     console.print(table)
 
 
