@@ -29,7 +29,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import Batch
 from spreadq.queue.envelope import Ack, JobSpec, Notice
-from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord
+from spreadq.queue.jobs import JobRef, Outcome, OutcomeRecord, outcome_of
 from spreadq.queue.view import View
 
 PID = bytes(range(16))
@@ -70,7 +70,7 @@ class Driver:
                     seq = job.spec.seq
                     assert seq not in self.settled, f"job {seq} resolved after it settled"
                     assert seq not in self.resolved, f"job {seq} resolved twice"
-                    self.resolved[seq] = outcome
+                    self.resolved[seq] = outcome_of(outcome)  # a decoded NOTICE's record
                 case Dropped():
                     self.dropped.append(effect)
                 case Requeued(jobs=jobs):

@@ -2,7 +2,8 @@
 sans-IO, no daemon.
 
 * a trusted consumer's NOTICE resolves a pending job's receipt early; the job stays
-  pending and in flight until an ACK settles it, and the ACK resolves nothing again;
+  pending and in flight until an ACK settles it, and the ACK resolves nothing again
+  (no Settle for it, in whatever form the ACK reports it: one by one or in runs);
 * a NOTICE from a non-member is dropped, one from a consumer no VIEW lists yet is
   ignored; neither resolves anything;
 * once a CANCEL is about to go for a job, only the order decides it: a NOTICE does not;
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 from core_driver import ME, PID, Driver
 
-from spreadq.producer.inputs import AckReceived, CancelDelivered, CancelSending
+from spreadq.producer.inputs import AckReceived, CancelDelivered, CancelSending, NoticeReceived
 from spreadq.queue import Ack, decode, encode
+from spreadq.queue.envelope import AckOutcomes, Notice
 from spreadq.queue.jobs import JobRef, Outcome, outcome_of
 from spreadq.queue.witnesses import Trust
 
@@ -39,8 +41,9 @@ def test_a_notice_resolves_early_and_the_ack_settles_later() -> None:
     assert not d.core.room()
     assert d.core.cancel_plan(seq).name == "SEND"  # not done: the ACK decides
     d.succeed(C, seq)
-    assert d.settled == {seq: Outcome.success(b"1")}
+    assert d.settled == {}  # settled without an effect: its receipt has its outcome
     assert d.core.room()
+    assert d.core.cancel_plan(seq).name == "DONE"
     assert d.core.succeeded == 1
 
 
@@ -55,12 +58,41 @@ def test_an_ack_as_decoded_settles_with_its_records_unread() -> None:
     ack = decode(encode(Ack(bytes(16), outcomes)))
     assert isinstance(ack, Ack)
     d.apply(AckReceived(C, ack))
+    assert list(d.settled) == [plain]  # the noticed job settles with no Settle
     assert all(isinstance(record, bytes) for record in d.settled.values())
     assert {seq: outcome_of(r) for seq, r in d.settled.items() if isinstance(r, bytes)} == {
-        noticed: Outcome.success(b"1"),
-        plain: OK2,
+        plain: OK2
     }
     assert d.core.succeeded == 2
+    assert d.core.room()
+
+
+def test_an_acks_runs_settle_the_noticed_jobs_quietly_and_build_the_others_records() -> None:
+    # a round_robin consumer's ACK: every 2nd job, in runs (results of one length, and a
+    # shared one); the jobs a NOTICE resolved settle without an effect, the others each
+    # with its own record, and a failure counts as one whichever way it settles
+    d = Driver.make()
+    d.consumers(C)
+    seqs = sent(d, 12)
+    mine = seqs[::2]
+    results = {seq: bytes([seq]) * 8 for seq in mine[:4]}  # a run with distinct results
+    outcomes = [(JobRef(PID, seq), Outcome.success(result)) for seq, result in results.items()]
+    outcomes.append((JobRef(PID, mine[4]), Outcome.failure("E", "boom")))
+    outcomes.append((JobRef(PID, mine[5]), Outcome.failure("E", "boom")))
+    noticed = [mine[0], mine[2], mine[4]]
+    d.apply(NoticeReceived(C, Notice(tuple(o for o in outcomes if o[0].seq in noticed))))
+    ack = decode(encode(Ack(bytes(16), tuple(outcomes))))
+    assert isinstance(ack, Ack)
+    assert isinstance(ack.outcomes, AckOutcomes)
+    assert ack.outcomes.runs is not None
+    assert any(run.count > 1 for run in ack.outcomes.runs)  # the runs path is taken
+    d.apply(AckReceived(C, ack))
+    assert sorted(d.settled) == [mine[1], mine[3], mine[5]]
+    assert outcome_of(d.settled[mine[1]]) == Outcome.success(results[mine[1]])  # type: ignore[arg-type]
+    assert outcome_of(d.settled[mine[3]]) == Outcome.success(results[mine[3]])  # type: ignore[arg-type]
+    assert d.settled[mine[5]] == Outcome.failure("E", "boom")
+    assert (d.core.succeeded, d.core.failed) == (4, 2)
+    assert [seq for seq in seqs if d.core.cancel_plan(seq).name != "DONE"] == seqs[1::2]
 
 
 def test_a_notice_from_a_non_member_is_dropped_and_resolves_nothing() -> None:

@@ -109,7 +109,7 @@ from spreadq.producer.inputs import (
 )
 from spreadq.producer.jobs import UNSENT, Batch, Job
 from spreadq.queue.envelope import MAX_ENVELOPE_SIZE, Ack, AckOutcomes, JobSpec, batch_size
-from spreadq.queue.jobs import STATUS_OK, Outcome, OutcomeRecord, Status
+from spreadq.queue.jobs import STATUS_OK, Outcome, OutcomeRecord, OutcomeRun, Status
 from spreadq.queue.pace import Pace
 from spreadq.queue.windows import BlockReason, ProducerGate
 from spreadq.queue.witnesses import Trust, Witnesses
@@ -129,6 +129,8 @@ _new_settle: Callable[[tuple[Job[Any], OutcomeRecord | BaseException]], Settle] 
     tuple.__new__, Settle
 )
 """``Settle(job, outcome)`` without the named tuple's Python ``__new__``: one per job."""
+_new_resolve: Callable[[tuple[Job[Any], OutcomeRecord]], Resolve] = partial(tuple.__new__, Resolve)
+"""``Resolve(job, outcome)`` likewise: one per job a NOTICE reports."""
 _SHUT = (BlockReason.WINDOW, BlockReason.BACKLOG)
 
 
@@ -631,14 +633,16 @@ class ProducerCore:
             return [Dropped(event.sender, "notice", trust.value)]
         me, pending = self.producer_id, self._pending
         effects: list[Effect] = []
-        for ref, outcome in event.notice.outcomes:
-            if ref.producer_id != me:
+        append = effects.append
+        refs, records = AckOutcomes.parts(event.notice.outcomes)  # records as decoded
+        for (producer_id, seq), record in zip(refs, records, strict=True):
+            if producer_id != me:
                 continue
-            job = pending.get(ref.seq)
+            job = pending.get(seq)
             if job is None or job.settled or job.cancelling or job.noticed:
                 continue
             job.noticed = True
-            effects.append(Resolve(job, outcome))
+            append(_new_resolve((job, record)))
         return effects
 
     def _own_pending(self, ack: Ack) -> Ack | None:
@@ -782,18 +786,20 @@ class ProducerCore:
 
     def _settle_outcomes(self, ack: Ack, effects: list[Effect]) -> int:
         """Settle the pending jobs ``ack`` reports; returns how many of them were in
-        flight (cleared to be sent)."""
+        flight (cleared to be sent).
+
+        A job a NOTICE resolved settles without a :class:`Settle` (:meth:`_settle_noticed`):
+        its receipt has its outcome and would not read the ACK's. Under the usual load
+        every job is noticed first, and an ACK's runs of our jobs then settle a seq at a
+        time, with no ref, record or effect built for any of them."""
         me = self.producer_id
-        pending = self._pending
-        confirmed = 0
-        settle, append = self._settle, effects.append
         outcomes = ack.outcomes
         runs = outcomes.runs if type(outcomes) is AckOutcomes else None
         if runs is not None:  # another producer's runs are skipped whole
-            mine = [run for run in runs if run.producer_id == me]
-            if not mine:
-                return 0
-            outcomes = AckOutcomes(runs=mine)
+            return self._settle_runs([run for run in runs if run.producer_id == me], effects)
+        pending = self._pending
+        confirmed = 0
+        settle, quietly, append = self._settle, self._settle_noticed, effects.append
         refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
@@ -802,10 +808,44 @@ class ProducerCore:
             if job is None:
                 continue
             confirmed += job.counted
-            append(settle(job, record))
+            if job.noticed:
+                quietly(job, record)
+            else:
+                append(settle(job, record))
+        return confirmed
+
+    def _settle_runs(self, runs: list[OutcomeRun], effects: list[Effect]) -> int:
+        """:meth:`_settle_outcomes` for an ACK's runs of our jobs: their seqs by
+        arithmetic, a job's record built only for a :class:`Settle` (a job no NOTICE
+        resolved)."""
+        pending = self._pending
+        confirmed = 0
+        settle, quietly, append = self._settle, self._settle_noticed, effects.append
+        for run in runs:
+            head, length, results = run.head, run.length, run.results
+            seq, stride = run.first, run.stride
+            for i in range(run.count):
+                job = pending.pop(seq, None)
+                seq += stride
+                if job is None:
+                    continue
+                confirmed += job.counted
+                if job.noticed:
+                    quietly(job, head)  # a run's jobs share the head's status
+                elif length:  # the head is a success's fixed part: then each result
+                    assert isinstance(head, bytes)
+                    append(settle(job, head + results[i * length : (i + 1) * length]))
+                else:
+                    append(settle(job, head))
         return confirmed
 
     def _settle(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> Settle:
+        self._settle_noticed(job, outcome)
+        return _new_settle((job, outcome))
+
+    def _settle_noticed(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> None:
+        """Settle ``job`` (popped from the pending jobs by the caller, unless it failed)
+        and count ``outcome``; what :meth:`_settle` does, without the effect."""
         job.settled = True
         if not job.counted:  # never cleared: its admission ends here
             job.counted = True
@@ -822,4 +862,3 @@ class ProducerCore:
             self.cancelled += 1
         else:
             self.failed += 1
-        return _new_settle((job, outcome))

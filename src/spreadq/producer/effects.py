@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from spreadq.producer.jobs import Job
-from spreadq.queue.jobs import Outcome, OutcomeRecord
+from spreadq.queue.jobs import OutcomeRecord
 
 __all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Resolve", "Settle"]
 
@@ -19,8 +19,8 @@ __all__ = ["ConsumersSet", "Dropped", "Effect", "Ready", "Requeued", "Resolve", 
 class Settle(NamedTuple):
     """Resolve ``job``'s receipt with ``outcome``, or fail it with the exception. An ACK's
     success comes as the ACK carried it (an :data:`~spreadq.queue.jobs.OutcomeRecord`,
-    read with :func:`~spreadq.queue.jobs.outcome_of`): most receipts a NOTICE resolved
-    already, and then nothing reads it."""
+    read with :func:`~spreadq.queue.jobs.outcome_of`). A job whose receipt a NOTICE
+    resolved settles with none: its receipt would not read the ACK's outcome."""
 
     job: Job[Any]
     outcome: OutcomeRecord | BaseException
@@ -28,10 +28,12 @@ class Settle(NamedTuple):
 
 class Resolve(NamedTuple):
     """Resolve ``job``'s receipt early with ``outcome``, from a NOTICE: the job stays
-    pending (in flight for flow control) until an ACK settles it."""
+    pending (in flight for flow control) until an ACK settles it. A decoded NOTICE's
+    success comes as its record (see :data:`~spreadq.queue.jobs.OutcomeRecord`), which
+    only the receipt reads."""
 
     job: Job[Any]
-    outcome: Outcome
+    outcome: OutcomeRecord
 
 
 @dataclass(frozen=True, slots=True)
