@@ -788,7 +788,7 @@ class ProducerCore:
         """Settle the pending jobs ``ack`` reports; returns how many of them were in
         flight (cleared to be sent).
 
-        A job a NOTICE resolved settles without a :class:`Settle` (:meth:`_settle_noticed`):
+        A job a NOTICE resolved settles without a :class:`Settle` (:meth:`_settle_quietly`):
         its receipt has its outcome and would not read the ACK's. Under the usual load
         every job is noticed first, and an ACK's runs of our jobs then settle a seq at a
         time, with no ref, record or effect built for any of them."""
@@ -799,7 +799,7 @@ class ProducerCore:
             return self._settle_runs([run for run in runs if run.producer_id == me], effects)
         pending = self._pending
         confirmed = 0
-        settle, quietly, append = self._settle, self._settle_noticed, effects.append
+        settle, quietly, append = self._settle, self._settle_quietly, effects.append
         refs, records = AckOutcomes.parts(outcomes)  # kept as records: see Settle
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
@@ -820,7 +820,7 @@ class ProducerCore:
         resolved)."""
         pending = self._pending
         confirmed = 0
-        settle, quietly, append = self._settle, self._settle_noticed, effects.append
+        settle, quietly, append = self._settle, self._settle_quietly, effects.append
         for run in runs:
             head, length, results = run.head, run.length, run.results
             seq, stride = run.first, run.stride
@@ -840,10 +840,10 @@ class ProducerCore:
         return confirmed
 
     def _settle(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> Settle:
-        self._settle_noticed(job, outcome)
+        self._settle_quietly(job, outcome)
         return _new_settle((job, outcome))
 
-    def _settle_noticed(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> None:
+    def _settle_quietly(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> None:
         """Settle ``job`` (popped from the pending jobs by the caller, unless it failed)
         and count ``outcome``; what :meth:`_settle` does, without the effect."""
         job.settled = True
