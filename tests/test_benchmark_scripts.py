@@ -267,6 +267,25 @@ def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
     assert ratio == pytest.approx(put / spec, rel=0.1)
 
 
+def test_bench_feedback_settles_every_job_and_reports_against_decoding() -> None:
+    # the script raises (exit 1) if an ACK left a job of the core pending
+    out = script("bench_feedback.py", "--jobs", "2000", "--repeat", "1")
+    found = re.search(
+        r"2,000 jobs, 4 workers \(best of 1\): NOTICEs ([\d.]+) us/job \(decoding them "
+        r"([\d.]+), x([\d.]+)\) \| ACKs ([\d.]+) us/job \(decoding them ([\d.]+), x([\d.]+)\)",
+        out,
+    )
+    assert found is not None, out
+    notice, notice_decoding, _, ack, ack_decoding, ratio = map(float, found.groups())
+    assert min(notice, notice_decoding, ack, ack_decoding) > 0.005
+    # the ratio of the unrounded figures: within what printing them rounded away
+    assert (ack - 0.005) / (ack_decoding + 0.005) - 0.05 <= ratio
+    assert ratio <= (ack + 0.005) / (ack_decoding - 0.005) + 0.05
+    out = script("bench_feedback.py", "--jobs", "2000", "--repeat", "1", "--unnoticed")
+    assert "(best of 1): no NOTICEs | ACKs " in out
+    assert "at least 1" in refusal("bench_feedback.py", "--jobs", "0")
+
+
 @pytest.mark.parametrize("members", ["1", "4"])
 def test_bench_dispatcher_completes_every_job(members: str) -> None:
     # it ends only once the replica's table completed all 3,000 jobs (ours and the others')

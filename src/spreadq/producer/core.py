@@ -822,7 +822,8 @@ class ProducerCore:
         confirmed = 0
         settle, quietly, append = self._settle, self._settle_quietly, effects.append
         for run in runs:
-            head, length, results = run.head, run.length, run.results
+            head = run.head
+            records: list[OutcomeRecord] | None = None  # built for the first job that needs one
             seq, stride = run.first, run.stride
             for i in range(run.count):
                 job = pending.pop(seq, None)
@@ -832,11 +833,10 @@ class ProducerCore:
                 confirmed += job.counted
                 if job.noticed:
                     quietly(job, head)  # a run's jobs share the head's status
-                elif length:  # the head is a success's fixed part: then each result
-                    assert isinstance(head, bytes)
-                    append(settle(job, head + results[i * length : (i + 1) * length]))
-                else:
-                    append(settle(job, head))
+                    continue
+                if records is None:
+                    records = run.records()  # all at once, in C: cheaper than one by one
+                append(settle(job, records[i]))
         return confirmed
 
     def _settle(self, job: Job[Any], outcome: OutcomeRecord | BaseException) -> Settle:
