@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from spreadq.producer.core import ProducerCore
@@ -59,7 +59,10 @@ def loaded_core(jobs: int, workers: Sequence[str]) -> ProducerCore:
         RuntimeError: the core held a batch back.
     """
     core = ProducerCore(PRODUCER_ID, max_in_flight=jobs + 1, window=jobs + 1)
-    feed: Callable[[Input], object] = lambda event: core.apply(event, 0.0)  # noqa: E731
+
+    def feed(event: Input) -> None:
+        core.apply(event, 0.0)
+
     feed(SessionOpened(ME))
     feed(FeedbackMembership((ME, *workers)))
     feed(ViewReceived(workers[0], View(tuple(workers), (1, 1, 1), 1)))
@@ -98,19 +101,21 @@ def decoded(raw: list[tuple[str, bytes]]) -> tuple[list[tuple[str, Any]], float]
 
 
 def measure(jobs: int, workers: int, notice: int, ack: int, noticed: bool) -> Figures:
-    """One run: CPU seconds a job of the core and of the decoding, NOTICEs then ACKs.
+    """One run: CPU seconds a job of the core and of the decoding, NOTICEs (none, and
+    0, unless ``noticed``) then ACKs.
 
     Raises:
         RuntimeError: the core held a batch back, or left a job pending.
     """
     names = [f"#w{i}#d" for i in range(workers)]
     core = loaded_core(jobs, names)
-    notices, notice_decoding = decoded(envelopes(jobs, names, notice, Notice))
+    notices, notice_decoding = (
+        decoded(envelopes(jobs, names, notice, Notice)) if noticed else ([], 0.0)
+    )
     acks, ack_decoding = decoded(envelopes(jobs, names, ack, Ack))
     started = time.process_time()
-    if noticed:
-        for sender, envelope in notices:
-            core.apply(NoticeReceived(sender, envelope), 0.0)
+    for sender, envelope in notices:
+        core.apply(NoticeReceived(sender, envelope), 0.0)
     notice_seconds = time.process_time() - started
     started = time.process_time()
     for sender, envelope in acks:

@@ -54,6 +54,13 @@ def refusal(name: str, *args: str) -> str:
     return completed.stderr
 
 
+def figures(pattern: str, out: str) -> list[float]:
+    """The numbers the groups of ``pattern`` find in a script's output ``out``."""
+    found = re.search(pattern, out)
+    assert found is not None, out
+    return [float(group) for group in found.groups()]
+
+
 def benchmark_module(name: str) -> Any:
     """Import ``benchmarks/<name>.py`` (not a package) as a module."""
     spec = spec_from_file_location(name, BENCHMARKS / f"{name}.py")
@@ -255,13 +262,11 @@ def test_memory_samples_each_round() -> None:
 
 def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
     out = script("bench_put.py", "--jobs", "2000", "--repeat", "1")
-    found = re.search(
+    put, spec, ratio, queued, _ = figures(
         r"2,000 puts \(best of 1\): put\(\) ([\d.]+) us \| envelope alone ([\d.]+) us "
         r"\(put/envelope x([\d.]+)\) \| asyncio.Queue.put ([\d.]+) us \(put/queue x([\d.]+)\)",
         out,
     )
-    assert found is not None, out
-    put, spec, ratio, queued, _ = map(float, found.groups())
     assert 0 < spec < put  # a put does more than either baseline
     assert 0 < queued < put
     assert ratio == pytest.approx(put / spec, rel=0.1)
@@ -270,13 +275,11 @@ def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
 def test_bench_feedback_settles_every_job_and_reports_against_decoding() -> None:
     # the script raises (exit 1) if an ACK left a job of the core pending
     out = script("bench_feedback.py", "--jobs", "2000", "--repeat", "1")
-    found = re.search(
+    notice, notice_decoding, _, ack, ack_decoding, ratio = figures(
         r"2,000 jobs, 4 workers \(best of 1\): NOTICEs ([\d.]+) us/job \(decoding them "
         r"([\d.]+), x([\d.]+)\) \| ACKs ([\d.]+) us/job \(decoding them ([\d.]+), x([\d.]+)\)",
         out,
     )
-    assert found is not None, out
-    notice, notice_decoding, _, ack, ack_decoding, ratio = map(float, found.groups())
     assert min(notice, notice_decoding, ack, ack_decoding) > 0.005
     # the ratio of the unrounded figures: within what printing them rounded away
     assert (ack - 0.005) / (ack_decoding + 0.005) - 0.05 <= ratio
