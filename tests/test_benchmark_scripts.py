@@ -260,8 +260,8 @@ def test_memory_samples_each_round() -> None:
     assert report["flat"] == all(g < max(5.0, 0.05 * a) for g, a in zip(late, half, strict=True))
 
 
-def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
-    out = script("bench_put.py", "--jobs", "2000", "--repeat", "1")
+def test_bench_put_reports_a_put_against_its_baselines_and_put_many() -> None:
+    out = script("bench_put.py", "--jobs", "2000", "--repeat", "1", "--many", "16")
     put, spec, ratio, queued, _ = figures(
         r"2,000 puts \(best of 1\): put\(\) ([\d.]+) us \| envelope alone ([\d.]+) us "
         r"\(put/envelope x([\d.]+)\) \| asyncio.Queue.put ([\d.]+) us \(put/queue x([\d.]+)\)",
@@ -270,6 +270,13 @@ def test_bench_put_reports_a_put_against_its_two_baselines() -> None:
     assert 0 < spec < put  # a put does more than either baseline
     assert 0 < queued < put
     assert ratio == pytest.approx(put / spec, rel=0.1)
+    many, many_ratio = figures(
+        r"put_many\(\) in groups of 16: ([\d.]+) us a job \(put/put_many x([\d.]+)\)", out
+    )
+    assert many > 0
+    assert many_ratio == pytest.approx(put / many, rel=0.1)
+    assert "put_many" not in script("bench_put.py", "--jobs", "100", "--repeat", "1")
+    assert "at least 0" in refusal("bench_put.py", "--many", "-1")
 
 
 def test_bench_feedback_settles_every_job_and_reports_against_decoding() -> None:

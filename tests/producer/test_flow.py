@@ -265,3 +265,32 @@ async def test_a_cancelled_wait_leaves_nothing_behind() -> None:
             tg.start_soon(changed.wait)
             await wait_all_tasks_blocked()
             changed.notify()
+
+
+def test_room_for_several_needs_max_in_flight_room_for_all_of_them() -> None:
+    d = driver(max_in_flight=5, batch_max_jobs=8)
+    d.consumers("#c1#d")
+    core = d.core
+    for _ in range(3):
+        d.put()  # admitted, not yet sent
+    assert [core.room_for(n) for n in (1, 2, 3)] == [True, True, False]
+    assert core.room() is core.room_for(1)
+    batch = core.next_batch()
+    assert batch is not None
+    d.finish(batch)  # sent: in flight now, still held
+    assert [core.room_for(n) for n in (2, 3)] == [True, False]
+    d.succeed("#c1#d", 0, 1)
+    assert [core.room_for(n) for n in (4, 5)] == [True, False]
+
+
+def test_room_for_several_waits_for_the_window_once_a_batch_is_admitted() -> None:
+    d = driver(window=1, max_in_flight=100, batch_max_jobs=2)
+    d.consumers("#c1#d")
+    send_one(d)  # the window (1 message) is full
+    assert d.core.blocked() is BlockReason.WINDOW
+    assert d.core.room_for(5)  # fewer than a batch wait to be sent: admitted anyway
+    d.put()
+    d.put()
+    assert (d.core.room_for(1), d.core.room_for(5)) == (False, False)
+    d.read("#c1#d", 1)
+    assert d.core.room_for(5)

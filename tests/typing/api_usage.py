@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar, assert_type
+from typing import Any, Generic, TypeVar, assert_type
 
 from pydantic import BaseModel
 
 from spreadq.context import Context
 from spreadq.handlers import Handler, HandlerSpec, handler
 from spreadq.middleware import CallNext
+from spreadq.producer import Producer
+from spreadq.producer import Receipt as ProducerReceipt
 from spreadq.settings import Settings
 from spreadq.worker.app import App
 
@@ -105,6 +107,15 @@ async def use() -> None:
     put(resize, Thumbnail(path="x"))  # type: ignore[misc]
     put(standalone, "three")  # type: ignore[misc]
     await standalone("three")  # type: ignore[arg-type]
+
+
+async def use_producer(producer: Producer) -> None:
+    """The real ``Producer``: ``put`` and ``put_many`` check payloads the same way."""
+    job = ResizeJob(path="a.png", width=100)
+    assert_type(await producer.put(resize, job), ProducerReceipt[Thumbnail])
+    assert_type(await producer.put_many(resize, [job, job]), list[ProducerReceipt[Thumbnail]])
+    assert_type(await producer.put_many("resize", [{}]), list[ProducerReceipt[Any]])
+    await producer.put_many(resize, [Thumbnail(path="x")])  # type: ignore[misc]
 
 
 @app.handler("sync")

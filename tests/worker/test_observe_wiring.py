@@ -184,6 +184,25 @@ async def test_a_blocked_put_publishes_window_blocked_then_opened(spreadq_daemon
     assert producer.counters.blocked_seconds == opened.blocked
 
 
+async def test_a_group_short_of_room_is_blocked_by_in_flight(spreadq_daemon: Daemon) -> None:
+    """One slot is free and two are asked for: the group waits for ``in_flight``."""
+    recorder = Recorder()
+    app = make_app(Recorder())
+    settings = Settings(max_in_flight=3)
+    producer = Producer(
+        QUEUE, spreadq_daemon.address, settings=settings, plugins=False, observers=[recorder]
+    )
+    async with run_app(app, daemon=spreadq_daemon), producer:
+        with anyio.fail_after(WAIT):
+            first = await producer.put_many("double", [1, 2])
+            second = await producer.put_many("double", [3, 4])
+            results = [await receipt for receipt in first + second]
+    assert results == [2, 4, 6, 8]
+    (blocked,) = recorder.of(WindowBlocked)
+    assert blocked.reason == "in_flight"
+    assert len(recorder.of(WindowOpened)) == 1
+
+
 class Waiter(Recorder):
     """A recorder that sets an event when it takes one of ``kind``."""
 

@@ -335,11 +335,17 @@ class ProducerCore:
 
     def room(self) -> bool:
         """Whether ``put()`` may admit one more job now."""
+        return self.room_for(1)
+
+    def room_for(self, count: int) -> bool:
+        """Whether ``count`` more jobs may be admitted together now (``put_many()``):
+        ``max_in_flight`` has room for all of them, and the window lets a put in (while
+        fewer than ``batch_max_jobs`` jobs wait to be sent, it always does)."""
         if not self.member:
-            return len(self._queue) < self.max_in_flight
+            return len(self._queue) + count <= self.max_in_flight
         gate = self._gate
         admitted = self._admitted
-        if self.max_in_flight - gate.in_flight - admitted <= 0:
+        if self.max_in_flight - gate.in_flight - admitted < count:
             return False
         if admitted < self.batch_max_jobs:
             return True

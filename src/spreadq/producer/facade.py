@@ -66,7 +66,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, cast, overload
@@ -83,8 +83,9 @@ from spreadq.errors import (
     JobCancelled,
     JobFailed,
     LocalProtocolError,
+    PayloadError,
 )
-from spreadq.handlers import Handler
+from spreadq.handlers import Handler, check_kind
 from spreadq.logs import get_logger
 from spreadq.observe import (
     Counters,
@@ -659,49 +660,175 @@ class Producer:
             route = self._routes.for_handler(handler.spec)
         else:
             route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
-        kind = route.kind
+        header_items = self._header_items(route.kind, headers, delay, priority)
+        data = route.codec.encode(payload, route.adapter)
+        if not self._core.room():
+            await self._wait_for_room(1)
+        # from here on nothing awaits: the room seen is the room taken
+        receipt = self._enqueue(route, data, key, header_items, dedupe_key, time.monotonic())
+        if self._changed.waiting:  # a put may end a result() call's wait
+            self._changed.notify()
+        return receipt
+
+    @overload
+    async def put_many(
+        self,
+        handler: Handler[PayloadT, ResultT],
+        payloads: Iterable[PayloadT],
+        *,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+    ) -> list[Receipt[ResultT]]: ...
+
+    @overload
+    async def put_many(
+        self,
+        handler: str,
+        payloads: Iterable[object],
+        *,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+    ) -> list[Receipt[Any]]: ...
+
+    async def put_many(
+        self,
+        handler: Handler[Any, Any] | str,
+        payloads: Iterable[object],
+        *,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        priority: int = 0,
+    ) -> list[Receipt[Any]]:
+        """Put a job for each of ``payloads``, in order, all or none; return their
+        receipts in the same order.
+
+        What a loop of :meth:`put` calls would do, for jobs that share a handler (or
+        kind name), headers, ``delay`` and ``priority`` and have no key or dedupe key
+        (put those one by one), at about two thirds of the CPU a :meth:`put` takes
+        (``benchmarks/bench_put.py --many``): the arguments are checked and the put
+        hooks run once for the call, and the jobs are queued together. Every payload
+        is encoded before any job is queued, so a payload that fails leaves nothing
+        queued. Then the call waits, as :meth:`put` does, until the producer has room
+        for all of them at once (``max_in_flight`` not passed, the window open), and
+        queues them in one step: a cancelled ``put_many()`` leaves no job behind and
+        takes no room. The jobs go out in as few messages as the batching settings
+        allow (``batch_max_jobs`` a message).
+
+        Raises:
+            PayloadError: a payload cannot be encoded (its index is in the message;
+                nothing was queued).
+            ConfigurationError: more payloads than ``settings.max_in_flight`` (they could
+                never be admitted together: split them), a bad kind, a negative delay, a
+                priority that is not an int in -100..100, an unknown codec.
+            LocalProtocolError: a kind or headers the envelope cannot carry.
+            ConnectionLost: the producer is closed or closing.
+        """
+        self._check_open()
+        items = list(payloads)
+        count, limit = len(items), self._core.max_in_flight
+        if count > limit:
+            raise ConfigurationError(
+                f"put_many() of {count} jobs: more than max_in_flight ({limit}) "
+                "are never admitted together; put them in smaller groups"
+            )
+        routes = self._routes
+        fixed: Route | None = None
+        if isinstance(handler, Handler):
+            fixed = routes.for_handler(handler.spec)
+            kind = fixed.kind
+        else:
+            kind = check_kind(handler)  # refused before any payload is looked at
+        header_items = self._header_items(kind, headers, delay, priority)
+        encoded: list[tuple[Route, bytes]] = []
+        for index, payload in enumerate(items):
+            route = fixed or routes.for_kind(kind, isinstance(payload, _BYTES_LIKE))
+            try:
+                encoded.append((route, route.codec.encode(payload, route.adapter)))
+            except PayloadError as error:
+                raise PayloadError(f"payload {index} of {count}: {error}") from error
+        if not encoded:
+            return []
+        if not self._core.room_for(count):
+            await self._wait_for_room(count)
+        # from here on nothing awaits: the room seen is the room taken, for every job
+        enqueue, now = self._enqueue, time.monotonic()
+        receipts = [enqueue(route, data, None, header_items, None, now) for route, data in encoded]
+        if self._changed.waiting:
+            self._changed.notify()
+        return receipts
+
+    def _header_items(
+        self,
+        kind: str,
+        headers: Mapping[str, str] | None,
+        delay: float | None,
+        priority: int,
+    ) -> tuple[tuple[str, str], ...]:
+        """The header block of a put's jobs: the put hooks' headers under the caller's,
+        then ``not_before`` for a ``delay`` and ``priority`` when it is not 0.
+
+        Raises:
+            ConfigurationError: a negative or infinite delay, a bad priority.
+        """
         if self._put_hooks:
             headers = hooked_headers(self._put_hooks, self._work, kind, headers, self._log)
-        data = route.codec.encode(payload, route.adapter)
-        header_items = tuple(headers.items()) if headers else ()
+        items = tuple(headers.items()) if headers else ()
         if delay is not None:
             if not (delay >= 0 and math.isfinite(delay)):
                 raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
-            header_items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
+            items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
         if priority or type(priority) is not int:  # check_priority refuses a non-int
-            header_items += ((PRIORITY_HEADER, str(check_priority(priority))),)
+            items += ((PRIORITY_HEADER, str(check_priority(priority))),)
+        return items
 
+    async def _wait_for_room(self, count: int) -> None:
+        """Wait until the core may admit ``count`` jobs together, telling observers
+        (``WindowBlocked``, then ``WindowOpened``); never polls.
+
+        Raises:
+            ConnectionLost: the producer closed meanwhile.
+        """
         core = self._core
-        if not core.room():
-            blocked_at = time.monotonic()
-            if WindowBlocked in self._events.routes:
-                self._publish_blocked()
-            self._waiting_puts += 1
-            try:
-                await self._room.wait_for(lambda: not self._open or core.room())
-            finally:
-                self._waiting_puts -= 1
-            self._check_open()  # closed while waiting
-            if WindowOpened in self._events.routes:
-                self._events.publish(
-                    WindowOpened(self._work, self._member_name(), time.monotonic() - blocked_at)
-                )
-        # from here to the Put nothing awaits: the room seen is the room taken
+        blocked_at = time.monotonic()
+        if WindowBlocked in self._events.routes:
+            self._publish_blocked(count)
+        self._waiting_puts += 1
+        try:
+            await self._room.wait_for(lambda: not self._open or core.room_for(count))
+        finally:
+            self._waiting_puts -= 1
+        self._check_open()  # closed while waiting
+        if WindowOpened in self._events.routes:
+            self._events.publish(
+                WindowOpened(self._work, self._member_name(), time.monotonic() - blocked_at)
+            )
+
+    def _enqueue(
+        self,
+        route: Route,
+        data: bytes,
+        key: str | None,
+        header_items: tuple[tuple[str, str], ...],
+        dedupe_key: str | None,
+        now: float,
+    ) -> Receipt[Any]:
+        """Give the core one encoded job (room taken: the caller checked) and return its
+        receipt; wake the sender when the core says jobs are ready. ``Put(spec, codec,
+        receipt)`` without the dispatch and the list of effects."""
+        core = self._core
         seq = core.next_seq
-        spec = JobSpec(seq, kind, data, key, header_items, dedupe_key)
+        spec = JobSpec(seq, route.kind, data, key, header_items, dedupe_key)
         job_id = f"{self._id_hex}:{seq}"  # JobRef(self._id, seq).id, without the ref
         receipt: Receipt[Any] = Receipt(
-            kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
+            route.kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
         )
         receipt._route = route
         if self._member:
             receipt._cancel = self._cancel  # called with the receipt: no cycle through it
-        # Put(spec, codec, receipt), without the dispatch and the effects: a put only
-        # tells the sender that jobs are ready, and may end a result() call's wait
-        if core.put_job(spec, route.codec.name, receipt, time.monotonic()):
+        if core.put_job(spec, route.codec.name, receipt, now):
             self._sender.queued.notify()
-        if self._changed.waiting:
-            self._changed.notify()
         return receipt
 
     # -- result ----------------------------------------------------------------------
@@ -738,10 +865,11 @@ class Producer:
         conn = self._sessions.conn
         return "" if conn is None else conn.private_group
 
-    def _publish_blocked(self) -> None:
+    def _publish_blocked(self, count: int = 1) -> None:
+        """Publish ``WindowBlocked`` for a put of ``count`` jobs that must wait."""
         core = self._core
         state = core.flow_state(waiting_puts=self._waiting_puts, waiting_send=False)
-        if not core.member or core.max_in_flight - state.in_flight - state.admitted <= 0:
+        if not core.member or core.max_in_flight - state.in_flight - state.admitted < count:
             reason = "in_flight"
         else:
             reason = "window" if state.blocked is None else state.blocked.value
