@@ -80,6 +80,9 @@ async def test_a_payload_that_fails_queues_none_of_them() -> None:
                 await producer.put_many("norm", [{}, b"raw is fine", object()])
             with pytest.raises(ConfigurationError, match="kind"):
                 await producer.put_many("bad kind", [{}])
+            for one in ("abc", b"abc"):
+                with pytest.raises(ConfigurationError, match="not one"):
+                    await producer.put_many("norm", one)
             with pytest.raises(ConfigurationError, match="delay"):
                 await producer.put_many(norm, [good], delay=-1.0)
             with pytest.raises(ConfigurationError, match="priority"):

@@ -719,13 +719,18 @@ class Producer:
         Raises:
             PayloadError: a payload cannot be encoded (its index is in the message;
                 nothing was queued).
-            ConfigurationError: more payloads than ``settings.max_in_flight`` (they could
-                never be admitted together: split them), a bad kind, a negative delay, a
+            ConfigurationError: ``payloads`` is one ``str`` or ``bytes``, not an iterable
+                of payloads; more payloads than ``settings.max_in_flight`` (they could
+                never be admitted together: split them); a bad kind, a negative delay, a
                 priority that is not an int in -100..100, an unknown codec.
             LocalProtocolError: a kind or headers the envelope cannot carry.
             ConnectionLost: the producer is closed or closing.
         """
         self._check_open()
+        if isinstance(payloads, (str, *_BYTES_LIKE)):  # iterating one would put its pieces
+            raise ConfigurationError(
+                f"put_many() takes an iterable of payloads, not one {type(payloads).__name__}"
+            )
         items = list(payloads)
         count, limit = len(items), self._core.max_in_flight
         if count > limit:
