@@ -11,6 +11,7 @@ surviving mutants (docs/mutation.md).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -919,16 +920,26 @@ def test_on_uvloop_a_deadline_under_a_millisecond_away_arms_a_timer_not_a_spin(
     # at the next turn: the loop used to wake at once, find the deadline not yet come
     # and ask again, turning until the clock reached it
     pytest.importorskip("uvloop", reason="uvloop is not installed (pip install 'spreadq[uvloop]')")
-    calls = [0]
-
-    def clock() -> float:  # stopped: the deadline stays 0.2 ms away
-        calls[0] += 1
-        return 100.0
-
     settings = FAST.replace(
         ack_every=10_000, ack_interval=0.0002, ack_max_rate=None, stats_interval=3600.0
     )
-    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=clock)
+    # the clock is stopped, so the deadline stays 0.2 ms away and the alarm rings again
+    # each millisecond for as long as the test runs: what must not happen is a turn of the
+    # loop that no ring caused, or rings less than a millisecond apart
+    dispatcher, conn = dispatcher_for(echo_app(), settings, clock=lambda: 100.0)
+    turns, rings = [0], list[float]()
+    wait_time, ring = dispatcher._wait_time, dispatcher._ring
+
+    def counted_wait_time() -> float | None:  # called once each turn of the loop
+        turns[0] += 1
+        return wait_time()
+
+    def timed_ring() -> None:
+        rings.append(asyncio.get_running_loop().time())  # whole milliseconds on uvloop
+        ring()
+
+    dispatcher._wait_time = counted_wait_time  # type: ignore[method-assign]
+    dispatcher._ring = timed_ring  # type: ignore[method-assign]
     armed: list[float] = []
     lost: list[ConnectionLost] = []
 
@@ -941,13 +952,15 @@ def test_on_uvloop_a_deadline_under_a_millisecond_away_arms_a_timer_not_a_spin(
                 assert alarm is not None
                 assert hasattr(alarm, "when")  # a timer, not a call at the next turn
                 armed.append(alarm.when() - asyncio.get_running_loop().time())
-                before = calls[0]
-                await anyio.wait_all_tasks_blocked()
-                assert calls[0] - before <= 2  # no turn, or one ring's (a millisecond passed)
+                turns_before, rings_before = turns[0], len(rings)
+                for _ in range(200):  # turns of the event loop: a spinning dispatcher turns too
+                    await asyncio.sleep(0)
+                assert turns[0] - turns_before <= len(rings) - rings_before + 1
                 conn.lose()  # the end (a drain would wait for the ACK)
 
     anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
     assert armed[0] >= 0.001 - 1e-6
+    assert all(later - earlier >= 0.001 - 1e-6 for earlier, later in itertools.pairwise(rings))
     assert len(lost) == 1
 
 
