@@ -1,7 +1,8 @@
 """The producer side of spreadq: put jobs on a queue and await their outcomes.
 
 * :mod:`~spreadq.producer.facade`: :class:`Producer`, the async context manager users
-  hold (the session, its tasks, every wait);
+  hold (the session, its tasks, every wait), with its put path in
+  :mod:`~spreadq.producer.putting` (``put()``, ``put_many()``);
 * :mod:`~spreadq.producer.core`: :class:`~spreadq.producer.core.ProducerCore`, the
   sans-IO state machine behind it (jobs, consumers, windows, trust), with its
   :mod:`~spreadq.producer.inputs`, :mod:`~spreadq.producer.effects` and

@@ -17,10 +17,12 @@ returns (resolving receipts, logging, waking its tasks), and does all the waitin
 ``put()`` encodes the payload with the job's codec (a failure raises
 :class:`~spreadq.errors.PayloadError` to the caller, before anything is queued), waits
 while the core has no room (a consumer a window behind, ``max_in_flight`` jobs held, a
-consumer's backlog over its bound), and feeds the job to the core. Waiting is a plain
-condition over the core (:class:`~spreadq.producer.condition.Changed`): every input
-that may open room wakes the waiting puts, which ask the core again; nothing polls,
-and a cancelled put leaves nothing behind and takes no room.
+consumer's backlog over its bound), and feeds the job to the core; ``put_many()`` does
+the same for a group, all or none (both in :mod:`spreadq.producer.putting`, which
+:class:`Producer` inherits). Waiting is a plain condition over the core
+(:class:`~spreadq.producer.condition.Changed`): every input that may open room wakes
+the waiting puts, which ask the core again; nothing polls, and a cancelled put leaves
+nothing behind and takes no room.
 
 A *sender* task (:mod:`spreadq.producer.sender`) takes batches from the core (up to
 ``batch_max_jobs`` jobs, one codec, under the message size cap, after waiting at most
@@ -66,10 +68,10 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, cast, overload
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
@@ -82,18 +84,13 @@ from spreadq.errors import (
     InvalidName,
     JobCancelled,
     JobFailed,
-    LocalProtocolError,
-    PayloadError,
 )
-from spreadq.handlers import Handler, check_kind
 from spreadq.logs import get_logger
 from spreadq.observe import (
     Counters,
     EventBus,
     ObserversArg,
     ObserveScope,
-    WindowBlocked,
-    WindowOpened,
     check_observer,
 )
 from spreadq.plugins import (
@@ -109,25 +106,20 @@ from spreadq.producer.condition import Changed
 from spreadq.producer.core import FlowState, ProducerCore
 from spreadq.producer.effects import ConsumersSet, Dropped, Ready, Requeued, Resolve, Settle
 from spreadq.producer.feedback import FeedbackReader
-from spreadq.producer.hooks import hooked_headers
 from spreadq.producer.inputs import (
     Closed,
     Input,
 )
 from spreadq.producer.jobs import Job
+from spreadq.producer.putting import Putting
 from spreadq.producer.receipt import Receipt
 from spreadq.producer.results import Asks
 from spreadq.producer.routes import Route, Routes
 from spreadq.producer.sender import Sender
 from spreadq.producer.sessions import SessionKeeper
-from spreadq.queue.envelope import JobSpec
 from spreadq.queue.jobs import STATUS_OK, OutcomeRecord, Status, outcome_of
-from spreadq.queue.periodic import TICK_KEY_PREFIX
 from spreadq.queue.protocol import (
-    NOT_BEFORE_HEADER,
     OBSERVER_PREFIX,
-    PRIORITY_HEADER,
-    check_priority,
     queue_groups,
 )
 from spreadq.queue.seal import Seal
@@ -138,10 +130,6 @@ __all__ = ["Producer", "ProducerStatistics"]
 
 log = get_logger("spreadq.producer")  # the package's name: what users configure and filter on
 
-PayloadT = TypeVar("PayloadT")
-ResultT = TypeVar("ResultT")
-
-_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 _Tag = Receipt[Any]
 """What the producer attaches to each job in the core: its receipt (which holds its
 route in ``_route``: one object a job, not a tuple of two, for the collector to walk)."""
@@ -173,7 +161,7 @@ class ProducerStatistics:
     """Sessions opened with the daemon (1 + reconnections)."""
 
 
-class Producer:
+class Producer(Putting):
     """Puts jobs on a queue; an async context manager holding one daemon session.
 
     Args:
@@ -580,262 +568,6 @@ class Producer:
             receipt._fail(JobFailed(outcome.error_type, outcome.error_message, outcome.attempts))
         return 1
 
-    # -- put -------------------------------------------------------------------------
-
-    @overload
-    async def put(
-        self,
-        handler: Handler[PayloadT, ResultT],
-        payload: PayloadT,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        dedupe_key: str | None = None,
-    ) -> Receipt[ResultT]: ...
-
-    @overload
-    async def put(
-        self,
-        handler: str,
-        payload: object,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        dedupe_key: str | None = None,
-    ) -> Receipt[Any]: ...
-
-    async def put(
-        self,
-        handler: Handler[Any, Any] | str,
-        payload: object,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-        dedupe_key: str | None = None,
-    ) -> Receipt[Any]:
-        """Put one job on the queue; return its receipt.
-
-        ``handler`` is a registered :class:`~spreadq.handlers.Handler` (the payload is
-        checked against its payload type and the receipt is typed with its result) or a
-        kind name. ``key`` routes the job under the ``key_affinity`` rule; ``headers``
-        travel with it; ``delay`` (seconds) sets the ``not_before`` header, which workers
-        honour by starting the job no earlier. ``priority`` (-100..100, default 0)
-        orders the owner's own ready jobs: higher first, taken-over jobs still first
-        and a key's jobs still in order (owner-local: it does not reorder the queue);
-        a job of priority 0 carries no ``priority`` header. The loaded plugins' put
-        hooks run first (``hook(queue, kind)``); the headers they return are added,
-        under the caller's (a hook that raises or returns something else is logged and
-        skipped).
-        ``dedupe_key`` is an idempotency key:
-        while the queue's workers remember the key (the last ``Settings.dedupe_keys``
-        keys; a worker joining or a partition healing makes them forget,
-        docs/design/dedupe.md), a job put with it again never runs and its receipt
-        resolves with the first job's outcome, whichever producer put either.
-
-        Waits while flow control holds the producer back (a consumer a window behind,
-        ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
-        polls. Cancellation-safe: a cancelled put leaves no job behind and no slot taken.
-
-        Raises:
-            PayloadError: the payload cannot be encoded (nothing was queued).
-            ConfigurationError: a bad kind, a negative delay, a priority that is not an
-                int in -100..100, an unknown codec.
-            LocalProtocolError: a key, kind, headers or dedupe key the envelope cannot
-                carry (an empty dedupe key, or one over 255 UTF-8 bytes), or a dedupe
-                key starting ``periodic:`` (reserved for periodic ticks).
-            ConnectionLost: the producer is closed or closing.
-        """
-        self._check_open()
-        if dedupe_key is not None and dedupe_key.startswith(TICK_KEY_PREFIX):
-            raise LocalProtocolError(
-                f"dedupe key {dedupe_key!r}: keys starting {TICK_KEY_PREFIX!r} are periodic ticks"
-            )
-        if isinstance(handler, Handler):
-            route = self._routes.for_handler(handler.spec)
-        else:
-            route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
-        header_items = self._header_items(route.kind, headers, delay, priority)
-        data = route.codec.encode(payload, route.adapter)
-        if not self._core.room():
-            await self._wait_for_room(1)
-        # from here on nothing awaits: the room seen is the room taken
-        receipt = self._enqueue(route, data, key, header_items, dedupe_key, time.monotonic())
-        if self._changed.waiting:  # a put may end a result() call's wait
-            self._changed.notify()
-        return receipt
-
-    @overload
-    async def put_many(
-        self,
-        handler: Handler[PayloadT, ResultT],
-        payloads: Iterable[PayloadT],
-        *,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-    ) -> list[Receipt[ResultT]]: ...
-
-    @overload
-    async def put_many(
-        self,
-        handler: str,
-        payloads: Iterable[object],
-        *,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-    ) -> list[Receipt[Any]]: ...
-
-    async def put_many(
-        self,
-        handler: Handler[Any, Any] | str,
-        payloads: Iterable[object],
-        *,
-        headers: Mapping[str, str] | None = None,
-        delay: float | None = None,
-        priority: int = 0,
-    ) -> list[Receipt[Any]]:
-        """Put a job for each of ``payloads``, in order, all or none; return their
-        receipts in the same order.
-
-        What a loop of :meth:`put` calls would do, for jobs that share a handler (or
-        kind name), headers, ``delay`` and ``priority`` and have no key or dedupe key
-        (put those one by one), at about two thirds of the CPU a :meth:`put` takes
-        (``benchmarks/bench_put.py --many``): the arguments are checked and the put
-        hooks run once for the call, and the jobs are queued together. Every payload
-        is encoded before any job is queued, so a payload that fails leaves nothing
-        queued. Then the call waits, as :meth:`put` does, until the producer has room
-        for all of them at once (``max_in_flight`` not passed, the window open), and
-        queues them in one step: a cancelled ``put_many()`` leaves no job behind and
-        takes no room. The jobs go out in as few messages as the batching settings
-        allow (``batch_max_jobs`` a message).
-
-        Raises:
-            PayloadError: a payload cannot be encoded (its index is in the message;
-                nothing was queued).
-            ConfigurationError: ``payloads`` is one ``str`` or ``bytes``, not an iterable
-                of payloads; more payloads than ``settings.max_in_flight`` (they could
-                never be admitted together: split them); a bad kind, a negative delay, a
-                priority that is not an int in -100..100, an unknown codec.
-            LocalProtocolError: a kind or headers the envelope cannot carry.
-            ConnectionLost: the producer is closed or closing.
-        """
-        self._check_open()
-        if isinstance(payloads, (str, *_BYTES_LIKE)):  # iterating one would put its pieces
-            raise ConfigurationError(
-                f"put_many() takes an iterable of payloads, not one {type(payloads).__name__}"
-            )
-        items = list(payloads)
-        count, limit = len(items), self._core.max_in_flight
-        if count > limit:
-            raise ConfigurationError(
-                f"put_many() of {count} jobs: more than max_in_flight ({limit}) "
-                "are never admitted together; put them in smaller groups"
-            )
-        routes = self._routes
-        fixed: Route | None = None
-        if isinstance(handler, Handler):
-            fixed = routes.for_handler(handler.spec)
-            kind = fixed.kind
-        else:
-            kind = check_kind(handler)  # refused before any payload is looked at
-        header_items = self._header_items(kind, headers, delay, priority)
-        encoded: list[tuple[Route, bytes]] = []
-        for index, payload in enumerate(items):
-            route = fixed or routes.for_kind(kind, isinstance(payload, _BYTES_LIKE))
-            try:
-                encoded.append((route, route.codec.encode(payload, route.adapter)))
-            except PayloadError as error:
-                raise PayloadError(f"payload {index} of {count}: {error}") from error
-        if not encoded:
-            return []
-        if not self._core.room_for(count):
-            await self._wait_for_room(count)
-        # from here on nothing awaits: the room seen is the room taken, for every job
-        enqueue, now = self._enqueue, time.monotonic()
-        receipts = [enqueue(route, data, None, header_items, None, now) for route, data in encoded]
-        if self._changed.waiting:
-            self._changed.notify()
-        return receipts
-
-    def _header_items(
-        self,
-        kind: str,
-        headers: Mapping[str, str] | None,
-        delay: float | None,
-        priority: int,
-    ) -> tuple[tuple[str, str], ...]:
-        """The header block of a put's jobs: the put hooks' headers under the caller's,
-        then ``not_before`` for a ``delay`` and ``priority`` when it is not 0.
-
-        Raises:
-            ConfigurationError: a negative or infinite delay, a bad priority.
-        """
-        if self._put_hooks:
-            headers = hooked_headers(self._put_hooks, self._work, kind, headers, self._log)
-        items = tuple(headers.items()) if headers else ()
-        if delay is not None:
-            if not (delay >= 0 and math.isfinite(delay)):
-                raise ConfigurationError(f"delay must be >= 0 seconds, not {delay!r}")
-            items += ((NOT_BEFORE_HEADER, f"{time.time() + delay:.6f}"),)
-        if priority or type(priority) is not int:  # check_priority refuses a non-int
-            items += ((PRIORITY_HEADER, str(check_priority(priority))),)
-        return items
-
-    async def _wait_for_room(self, count: int) -> None:
-        """Wait until the core may admit ``count`` jobs together, telling observers
-        (``WindowBlocked``, then ``WindowOpened``); never polls.
-
-        Raises:
-            ConnectionLost: the producer closed meanwhile.
-        """
-        core = self._core
-        blocked_at = time.monotonic()
-        if WindowBlocked in self._events.routes:
-            self._publish_blocked(count)
-        self._waiting_puts += 1
-        try:
-            await self._room.wait_for(lambda: not self._open or core.room_for(count))
-        finally:
-            self._waiting_puts -= 1
-        self._check_open()  # closed while waiting
-        if WindowOpened in self._events.routes:
-            self._events.publish(
-                WindowOpened(self._work, self._member_name(), time.monotonic() - blocked_at)
-            )
-
-    def _enqueue(
-        self,
-        route: Route,
-        data: bytes,
-        key: str | None,
-        header_items: tuple[tuple[str, str], ...],
-        dedupe_key: str | None,
-        now: float,
-    ) -> Receipt[Any]:
-        """Give the core one encoded job (room taken: the caller checked) and return its
-        receipt; wake the sender when the core says jobs are ready. ``Put(spec, codec,
-        receipt)`` without the dispatch and the list of effects."""
-        core = self._core
-        seq = core.next_seq
-        spec = JobSpec(seq, route.kind, data, key, header_items, dedupe_key)
-        job_id = f"{self._id_hex}:{seq}"  # JobRef(self._id, seq).id, without the ref
-        receipt: Receipt[Any] = Receipt(
-            route.kind, seq, key, decode=route.decode, confirmed=self._member, job_id=job_id
-        )
-        receipt._route = route
-        if self._member:
-            receipt._cancel = self._cancel  # called with the receipt: no cycle through it
-        if core.put_job(spec, route.codec.name, receipt, now):
-            self._sender.queued.notify()
-        return receipt
-
     # -- result ----------------------------------------------------------------------
 
     async def result(self, job_id: str, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
@@ -865,23 +597,3 @@ class Producer:
             ConnectionLost: the producer is closed or closing.
         """
         return await self._asking.result(job_id, timeout=timeout)
-
-    def _member_name(self) -> str:
-        conn = self._sessions.conn
-        return "" if conn is None else conn.private_group
-
-    def _publish_blocked(self, count: int = 1) -> None:
-        """Publish ``WindowBlocked`` for a put of ``count`` jobs that must wait."""
-        core = self._core
-        state = core.flow_state(waiting_puts=self._waiting_puts, waiting_send=False)
-        if not core.member or core.max_in_flight - state.in_flight - state.admitted < count:
-            reason = "in_flight"
-        else:
-            reason = "window" if state.blocked is None else state.blocked.value
-        self._events.publish(WindowBlocked(self._work, self._member_name(), reason))
-
-    def _check_open(self) -> None:
-        if not self._open or self._closing:
-            raise self._error or ConnectionLost(
-                CloseReason.CLOSED_LOCALLY, "the producer is not open (use 'async with')"
-            )
