@@ -42,31 +42,21 @@ PAYLOAD = b"x" * 100
 KIND = "noop"
 
 
-async def put_seconds(address: str, queue: str, jobs: int) -> float:
-    """Seconds for ``jobs`` puts by kind name of a 100-byte payload, receipts kept."""
+async def put_seconds(address: str, queue: str, jobs: int, group: int = 0) -> float:
+    """Seconds for ``jobs`` puts by kind name of a 100-byte payload, receipts kept: one
+    ``put()`` each, or with ``group`` a ``put_many()`` of each ``group`` jobs (the last
+    one smaller when ``group`` does not divide ``jobs``)."""
     settings = Settings(max_in_flight=jobs + 1)
     async with Producer(queue, address, settings=settings, close_timeout=0) as producer:
         receipts = []
         gc.collect()
         started = time.perf_counter()
-        for _ in range(jobs):
-            receipts.append(await producer.put(KIND, PAYLOAD))
-        seconds = time.perf_counter() - started
-        assert len(receipts) == jobs
-        assert producer.statistics().put == jobs
-        return seconds
-
-
-async def many_seconds(address: str, queue: str, jobs: int, group: int) -> float:
-    """Seconds for ``jobs`` jobs put by ``put_many()`` in groups of ``group`` (the last
-    one smaller when ``group`` does not divide ``jobs``), receipts kept."""
-    settings = Settings(max_in_flight=jobs + 1)
-    async with Producer(queue, address, settings=settings, close_timeout=0) as producer:
-        receipts = []
-        gc.collect()
-        started = time.perf_counter()
-        for first in range(0, jobs, group):
-            receipts += await producer.put_many(KIND, [PAYLOAD] * min(group, jobs - first))
+        if group:
+            for first in range(0, jobs, group):
+                receipts += await producer.put_many(KIND, [PAYLOAD] * min(group, jobs - first))
+        else:
+            for _ in range(jobs):
+                receipts.append(await producer.put(KIND, PAYLOAD))
         seconds = time.perf_counter() - started
         assert len(receipts) == jobs
         assert producer.statistics().put == jobs
@@ -102,7 +92,7 @@ async def measure(jobs: int, repeat: int, group: int = 0) -> tuple[float, float,
             specs.append(spec_seconds(jobs))
             queued.append(await queue_seconds(jobs))
             if group:
-                many.append(await many_seconds(daemon.address, f"bench-many-{run}", jobs, group))
+                many.append(await put_seconds(daemon.address, f"bench-many-{run}", jobs, group))
     best_many = min(many) / jobs if many else 0.0
     return min(puts) / jobs, min(specs) / jobs, min(queued) / jobs, best_many
 

@@ -163,15 +163,21 @@ def test_an_async_observer_is_refused() -> None:
         Producer(QUEUE, plugins=False, observers=[observer])  # type: ignore[list-item]
 
 
+def observed_producer(daemon: Daemon, *, max_in_flight: int) -> tuple[Recorder, Producer]:
+    """A producer of ``QUEUE`` on ``daemon`` holding at most ``max_in_flight`` jobs, and
+    the recorder of its events."""
+    recorder = Recorder()
+    settings = Settings(max_in_flight=max_in_flight)
+    producer = Producer(
+        QUEUE, daemon.address, settings=settings, plugins=False, observers=[recorder]
+    )
+    return recorder, producer
+
+
 async def test_a_blocked_put_publishes_window_blocked_then_opened(spreadq_daemon: Daemon) -> None:
     """With max_in_flight=1 the second put waits until the first job is confirmed."""
-    recorder = Recorder()
-    app = make_app(Recorder())
-    settings = Settings(max_in_flight=1)
-    producer = Producer(
-        QUEUE, spreadq_daemon.address, settings=settings, plugins=False, observers=[recorder]
-    )
-    async with run_app(app, daemon=spreadq_daemon), producer:
+    recorder, producer = observed_producer(spreadq_daemon, max_in_flight=1)
+    async with run_app(make_app(Recorder()), daemon=spreadq_daemon), producer:
         with anyio.fail_after(WAIT):
             first = await producer.put("double", 1)
             second = await producer.put("double", 2)
@@ -186,13 +192,8 @@ async def test_a_blocked_put_publishes_window_blocked_then_opened(spreadq_daemon
 
 async def test_a_group_short_of_room_is_blocked_by_in_flight(spreadq_daemon: Daemon) -> None:
     """One slot is free and two are asked for: the group waits for ``in_flight``."""
-    recorder = Recorder()
-    app = make_app(Recorder())
-    settings = Settings(max_in_flight=3)
-    producer = Producer(
-        QUEUE, spreadq_daemon.address, settings=settings, plugins=False, observers=[recorder]
-    )
-    async with run_app(app, daemon=spreadq_daemon), producer:
+    recorder, producer = observed_producer(spreadq_daemon, max_in_flight=3)
+    async with run_app(make_app(Recorder()), daemon=spreadq_daemon), producer:
         with anyio.fail_after(WAIT):
             first = await producer.put_many("double", [1, 2])
             second = await producer.put_many("double", [3, 4])

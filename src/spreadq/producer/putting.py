@@ -330,7 +330,7 @@ class Putting:
         conn = self._sessions.conn
         return "" if conn is None else conn.private_group
 
-    def _publish_blocked(self, count: int = 1) -> None:
+    def _publish_blocked(self, count: int) -> None:
         """Publish ``WindowBlocked`` for a put of ``count`` jobs that must wait."""
         core = self._core
         state = core.flow_state(waiting_puts=self._waiting_puts, waiting_send=False)
