@@ -134,7 +134,8 @@ class ViewInstalled:
 @dataclass(frozen=True, slots=True)
 class WindowBlocked:
     """A producer's ``put()`` started waiting for flow control (``reason`` says which
-    bound: ``window``, ``in_flight`` or ``backlog``)."""
+    bound: ``window``, ``in_flight`` or ``backlog``; or ``behind`` when there is room
+    for it but an earlier put still waits, as puts are admitted in order)."""
 
     name: ClassVar[str] = "window_blocked"
     queue: str

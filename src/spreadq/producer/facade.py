@@ -68,6 +68,7 @@ import contextlib
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -265,7 +266,7 @@ class Producer(Putting):
         self._consumers = Changed()  # the consumer list changed
         self._changed = Changed()  # any input was applied (cancel and result waits)
         self._asks = Asks(self._changed)  # open result() calls
-        self._waiting_puts = 0
+        self._admission: deque[object] = deque()  # puts waiting for room, in call order
         self._sender = Sender(
             self._core,
             self._apply,
@@ -418,7 +419,7 @@ class Producer(Putting):
         if self._error is not None:
             raise self._error
         return self._core.flow_state(
-            waiting_puts=self._waiting_puts, waiting_send=self._sender.waiting
+            waiting_puts=len(self._admission), waiting_send=self._sender.waiting
         )
 
     def statistics(self) -> ProducerStatistics:

@@ -5,7 +5,15 @@ A put encodes its payloads (a failure raises to the caller before anything is qu
 waits while the producer's core has no room for its jobs, and gives them to the core
 with no await between the room seen and the room taken: a cancelled put leaves nothing
 behind. Waiting is the facade's condition over the core (``_room``), which every input
-that may open room notifies. The methods live in :class:`Putting`, which
+that may open room notifies.
+
+Puts are admitted in the order they were called. While any put waits, a new one waits
+behind it even if the core has room for it now, and only the first in line may take
+room: so a group that needs room for many jobs is not passed, again and again, by
+single puts that each fit in the room one ACK frees (which could keep it waiting for as
+long as they come). The line is :attr:`Putting._admission`; a put that leaves it,
+admitted or cancelled, wakes the others to look again. The methods live in
+:class:`Putting`, which
 :class:`~spreadq.producer.facade.Producer` inherits; they use the producer's state, named
 below, and nothing else.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar, overload
 
@@ -67,7 +76,8 @@ class Putting:
     _cancel: Callable[[Receipt[Any], int], Awaitable[bool]]
     _id_hex: str
     _member: bool
-    _waiting_puts: int
+    _admission: deque[object]
+    """The puts waiting for room, first called first (one token each)."""
     _open: bool
     _closing: bool
     _error: ConnectionLost | None
@@ -129,8 +139,10 @@ class Putting:
         resolves with the first job's outcome, whichever producer put either.
 
         Waits while flow control holds the producer back (a consumer a window behind,
-        ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound); never
-        polls. Cancellation-safe: a cancelled put leaves no job behind and no slot taken.
+        ``max_in_flight`` jobs unconfirmed, a consumer's backlog over its bound), and
+        behind any earlier put still waiting: puts are admitted in the order they were
+        called. Never polls. Cancellation-safe: a cancelled put leaves no job behind and
+        no slot taken.
 
         Raises:
             PayloadError: the payload cannot be encoded (nothing was queued).
@@ -152,7 +164,7 @@ class Putting:
             route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
         header_items = self._header_items(route.kind, headers, delay, priority)
         data = route.codec.encode(payload, route.adapter)
-        if not self._core.room():
+        if self._admission or not self._core.room():
             await self._wait_for_room(1)
         # from here on nothing awaits: the room seen is the room taken
         receipt = self._enqueue(route, data, key, header_items, dedupe_key, time.monotonic())
@@ -201,10 +213,12 @@ class Putting:
         hooks run once for the call, and the jobs are queued together. Every payload
         is encoded before any job is queued, so a payload that fails leaves nothing
         queued. Then the call waits, as :meth:`put` does, until the producer has room
-        for all of them at once (``max_in_flight`` not passed, the window open), and
-        queues them in one step: a cancelled ``put_many()`` leaves no job behind and
-        takes no room. The jobs go out in as few messages as the batching settings
-        allow (``batch_max_jobs`` a message).
+        for all of them at once (``max_in_flight`` not passed, the window open) and no
+        earlier put is waiting (puts are admitted in the order they were called, so
+        single puts do not pass a waiting group), and queues them in one step: a
+        cancelled ``put_many()`` leaves no job behind and takes no room. The jobs go
+        out in as few messages as the batching settings allow (``batch_max_jobs`` a
+        message).
 
         Raises:
             PayloadError: a payload cannot be encoded (its index is in the message;
@@ -245,7 +259,7 @@ class Putting:
                 raise PayloadError(f"payload {index} of {count}: {error}") from error
         if not encoded:
             return []
-        if not self._core.room_for(count):
+        if self._admission or not self._core.room_for(count):
             await self._wait_for_room(count)
         # from here on nothing awaits: the room seen is the room taken, for every job
         enqueue, now = self._enqueue, time.monotonic()
@@ -279,21 +293,30 @@ class Putting:
         return items
 
     async def _wait_for_room(self, count: int) -> None:
-        """Wait until the core may admit ``count`` jobs together, telling observers
-        (``WindowBlocked``, then ``WindowOpened``); never polls.
+        """Wait in line until this put is first and the core may admit its ``count``
+        jobs together, telling observers (``WindowBlocked``, then ``WindowOpened``);
+        never polls.
 
         Raises:
             ConnectionLost: the producer closed meanwhile.
         """
-        core = self._core
+        core, line = self._core, self._admission
         blocked_at = time.monotonic()
         if WindowBlocked in self._events.routes:
             self._publish_blocked(count)
-        self._waiting_puts += 1
+        token = object()
+        line.append(token)
         try:
-            await self._room.wait_for(lambda: not self._open or core.room_for(count))
+            await self._room.wait_for(
+                lambda: not self._open or (line[0] is token and core.room_for(count))
+            )
         finally:
-            self._waiting_puts -= 1
+            if line[0] is token:
+                line.popleft()
+                if line:  # the next in line may fit in the room left, or may be cancelled
+                    self._room.notify()
+            else:  # cancelled (or closed) behind others: nobody's turn changes
+                line.remove(token)
         self._check_open()  # closed while waiting
         if WindowOpened in self._events.routes:
             self._events.publish(
@@ -331,10 +354,13 @@ class Putting:
         return "" if conn is None else conn.private_group
 
     def _publish_blocked(self, count: int) -> None:
-        """Publish ``WindowBlocked`` for a put of ``count`` jobs that must wait."""
+        """Publish ``WindowBlocked`` for a put of ``count`` jobs that must wait (called
+        before it joins the line)."""
         core = self._core
-        state = core.flow_state(waiting_puts=self._waiting_puts, waiting_send=False)
-        if not core.member or core.max_in_flight - state.in_flight - state.admitted < count:
+        state = core.flow_state(waiting_puts=len(self._admission), waiting_send=False)
+        if self._admission and core.room_for(count):
+            reason = "behind"  # it would fit, but an earlier put waits
+        elif not core.member or core.max_in_flight - state.in_flight - state.admitted < count:
             reason = "in_flight"
         else:
             reason = "window" if state.blocked is None else state.blocked.value
