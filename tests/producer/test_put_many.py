@@ -13,7 +13,6 @@ from spreadq.context import Context
 from spreadq.daemon import Daemon, serve
 from spreadq.errors import ConfigurationError, ConnectionLost, LocalProtocolError, PayloadError
 from spreadq.handlers import Handler
-from spreadq.observe import Event, WindowBlocked
 from spreadq.plugins import Plugin
 from spreadq.producer import Producer
 from spreadq.settings import Settings
@@ -30,19 +29,6 @@ class Point(BaseModel):
 
 
 Result = tuple[int, str | None, str | None]
-
-
-class Recorder:
-    """An observer that keeps every event it takes."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event, /) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type[WindowBlocked]) -> list[WindowBlocked]:
-        return [event for event in self.events if isinstance(event, kind)]
 
 
 def make_app(gate: anyio.Event | None = None) -> tuple[App, Handler[Point, Result]]:
@@ -160,82 +146,6 @@ async def test_put_many_waits_for_room_for_all_and_a_cancelled_wait_takes_nothin
                 gate.set()  # the three finish, their ACK makes room for both
             assert seqs == [3, 4]
             assert [await receipt for receipt in held] == [(1, None, None)] * 3
-
-
-async def test_puts_are_admitted_in_the_order_they_were_called(spreadq_daemon: Daemon) -> None:
-    """A group waiting for room for two is not passed by a single put that would fit in
-    the one slot free: the single put waits behind it, and goes after it."""
-    gate = anyio.Event()
-    app, norm = make_app(gate)
-    recorder = Recorder()
-    settings = Settings(max_in_flight=4)
-    producer = Producer(
-        QUEUE, spreadq_daemon.address, settings=settings, plugins=False, observers=[recorder]
-    )
-    async with run_app(app, daemon=spreadq_daemon), producer:
-        with anyio.fail_after(WAIT):
-            held = await producer.put_many(norm, [Point(x=1, y=0)] * 3)  # one slot left
-            order: list[tuple[str, list[int]]] = []
-
-            async def put_group() -> None:
-                receipts = await producer.put_many(norm, [Point(x=2, y=0)] * 2)
-                order.append(("group", [receipt.seq for receipt in receipts]))
-
-            async def put_one() -> None:
-                receipt = await producer.put(norm, Point(x=3, y=0))
-                order.append(("one", [receipt.seq]))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(put_group)
-                await wait_all_tasks_blocked()
-                tg.start_soon(put_one)
-                await wait_all_tasks_blocked()
-                state = await producer.flow_state()
-                assert state is not None
-                assert (state.waiting_puts, state.admitted + state.in_flight) == (2, 3)
-                assert order == []
-                gate.set()  # the three finish; their ACK makes room for all
-            assert order == [("group", [3, 4]), ("one", [5])]
-            assert [await receipt for receipt in held] == [(1, None, None)] * 3
-    assert [event.reason for event in recorder.of(WindowBlocked)] == ["in_flight", "behind"]
-
-
-async def test_a_put_behind_a_cancelled_group_goes_in_at_once(spreadq_daemon: Daemon) -> None:
-    """The first in line is cancelled: the put behind it fits in the slot free and
-    takes it without waiting for more room."""
-    gate = anyio.Event()
-    app, norm = make_app(gate)
-    settings = Settings(max_in_flight=4)
-    async with run_app(app, daemon=spreadq_daemon, producer_settings=settings) as producer:
-        with anyio.fail_after(WAIT):
-            held = await producer.put_many(norm, [Point(x=1, y=0)] * 3)  # one slot left
-            seqs: list[int] = []
-
-            async def put_one() -> None:
-                seqs.append((await producer.put(norm, Point(x=3, y=0))).seq)
-
-            group_scope = anyio.CancelScope()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_put_in, group_scope, producer, norm)
-                await wait_all_tasks_blocked()
-                tg.start_soon(put_one)
-                await wait_all_tasks_blocked()
-                assert seqs == []
-                group_scope.cancel()
-            assert seqs == [3]
-            state = await producer.flow_state()
-            assert state is not None
-            assert (state.waiting_puts, state.admitted + state.in_flight) == (0, 4)
-            gate.set()
-            assert [await receipt for receipt in held] == [(1, None, None)] * 3
-
-
-async def _put_in(
-    scope: anyio.CancelScope, producer: Producer, norm: Handler[Point, Result]
-) -> None:
-    """Put a group of two within ``scope`` (so that the test can cancel it alone)."""
-    with scope:
-        await producer.put_many(norm, [Point(x=2, y=0)] * 2)
 
 
 async def test_the_put_hooks_run_once_for_the_group(spreadq_daemon: Daemon) -> None:

@@ -266,7 +266,7 @@ class Producer(Putting):
         self._consumers = Changed()  # the consumer list changed
         self._changed = Changed()  # any input was applied (cancel and result waits)
         self._asks = Asks(self._changed)  # open result() calls
-        self._admission: deque[object] = deque()  # puts waiting for room, in call order
+        self._admission: deque[Changed] = deque()  # puts waiting for room, in call order
         self._sender = Sender(
             self._core,
             self._apply,

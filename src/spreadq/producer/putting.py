@@ -11,8 +11,9 @@ Puts are admitted in the order they were called. While any put waits, a new one 
 behind it even if the core has room for it now, and only the first in line may take
 room: so a group that needs room for many jobs is not passed, again and again, by
 single puts that each fit in the room one ACK frees (which could keep it waiting for as
-long as they come). The line is :attr:`Putting._admission`; a put that leaves it,
-admitted or cancelled, wakes the others to look again. The methods live in
+long as they come). The line is :attr:`Putting._admission`: only its first put waits
+for the core's room, and a first put that leaves the line, admitted or cancelled, wakes
+the next one, so that room for many puts admits them one wake each. The methods live in
 :class:`Putting`, which
 :class:`~spreadq.producer.facade.Producer` inherits; they use the producer's state, named
 below, and nothing else.
@@ -76,8 +77,8 @@ class Putting:
     _cancel: Callable[[Receipt[Any], int], Awaitable[bool]]
     _id_hex: str
     _member: bool
-    _admission: deque[object]
-    """The puts waiting for room, first called first (one token each)."""
+    _admission: deque[Changed]
+    """The puts waiting for room, first called first: each one's "your turn"."""
     _open: bool
     _closing: bool
     _error: ConnectionLost | None
@@ -304,19 +305,19 @@ class Putting:
         blocked_at = time.monotonic()
         if WindowBlocked in self._events.routes:
             self._publish_blocked(count)
-        token = object()
-        line.append(token)
+        turn = Changed()  # notified when this put becomes the first in line
+        line.append(turn)
         try:
-            await self._room.wait_for(
-                lambda: not self._open or (line[0] is token and core.room_for(count))
-            )
+            if line[0] is not turn:  # only the first in line looks at the room
+                await turn.wait_for(lambda: not self._open or line[0] is turn)
+            await self._room.wait_for(lambda: not self._open or core.room_for(count))
         finally:
-            if line[0] is token:
+            if line[0] is turn:
                 line.popleft()
-                if line:  # the next in line may fit in the room left, or may be cancelled
-                    self._room.notify()
-            else:  # cancelled (or closed) behind others: nobody's turn changes
-                line.remove(token)
+                if line:  # the next may fit in the room left (one wake a put, not a herd)
+                    line[0].notify()
+            else:  # cancelled behind others: nobody's turn changes
+                line.remove(turn)
         self._check_open()  # closed while waiting
         if WindowOpened in self._events.routes:
             self._events.publish(
