@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +15,8 @@ from spreadq.daemon import Daemon, serve
 from spreadq.errors import ConfigurationError, ConnectionLost, LocalProtocolError, PayloadError
 from spreadq.handlers import Handler
 from spreadq.plugins import Plugin
-from spreadq.producer import Producer
+from spreadq.producer import Producer, putting
+from spreadq.queue.envelope import JobSpec
 from spreadq.settings import Settings
 from spreadq.testing import run_app
 from spreadq.worker.app import App
@@ -93,6 +95,31 @@ async def test_a_payload_that_fails_queues_none_of_them() -> None:
             assert (stats.put, stats.pending) == (0, 0)
             receipt = await producer.put(norm, good)
             assert receipt.seq == 0  # the refused groups took no sequence number
+
+
+async def test_a_job_the_envelope_refuses_after_the_wait_queues_none_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job's envelope is built after the wait for room; one that cannot be (a payload
+    over 4 GiB, played here by a refusing ``JobSpec``) leaves the group unqueued."""
+    real = putting.JobSpec
+
+    def refusing(seq: int, kind: str, payload: bytes, *rest: Any) -> JobSpec:
+        if payload == b"too big":
+            raise LocalProtocolError("payload size out of range")
+        return real(seq, kind, payload, *rest)
+
+    monkeypatch.setattr(putting, "JobSpec", refusing)
+    async with (
+        serve() as daemon,
+        Producer(QUEUE, daemon.address, close_timeout=0) as producer,
+    ):
+        with anyio.fail_after(WAIT):
+            with pytest.raises(LocalProtocolError, match="payload size"):
+                await producer.put_many("norm", [b"a", b"b", b"too big"])
+            stats = producer.statistics()
+            assert (stats.put, stats.pending) == (0, 0)
+            assert [r.seq for r in await producer.put_many("norm", [b"a", b"b"])] == [0, 1]
 
 
 async def test_more_jobs_than_max_in_flight_are_refused_at_once() -> None:

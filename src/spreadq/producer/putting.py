@@ -228,7 +228,8 @@ class Putting:
                 of payloads; more payloads than ``settings.max_in_flight`` (they could
                 never be admitted together: split them); a bad kind, a negative delay, a
                 priority that is not an int in -100..100, an unknown codec.
-            LocalProtocolError: a kind or headers the envelope cannot carry.
+            LocalProtocolError: a kind or headers the envelope cannot carry, or a job
+                it cannot carry (a payload over 4 GiB; nothing was queued).
             ConnectionLost: the producer is closed or closing.
         """
         self._check_open()
@@ -262,12 +263,22 @@ class Putting:
             return []
         if self._admission or not self._core.room_for(count):
             await self._wait_for_room(count)
-        # from here on nothing awaits: the room seen is the room taken, for every job
-        enqueue, now = self._enqueue, time.monotonic()
-        receipts = [enqueue(route, data, None, header_items, None, now) for route, data in encoded]
+        # from here on nothing awaits: the room seen is the room taken, for every job.
+        # Every job's envelope is built before the first goes to the core, so one the
+        # envelope cannot carry (a payload over 4 GiB) leaves none of them queued.
+        core, build, first = self._core, self._build, self._core.next_seq
+        built = [
+            build(route, data, None, header_items, None, first + index)
+            for index, (route, data) in enumerate(encoded)
+        ]
+        now, ready = time.monotonic(), False
+        for spec, codec, receipt in built:
+            ready = core.put_job(spec, codec, receipt, now) or ready
+        if ready:
+            self._sender.queued.notify()
         if self._changed.waiting:
             self._changed.notify()
-        return receipts
+        return [receipt for _, _, receipt in built]
 
     def _header_items(
         self,
@@ -337,7 +348,27 @@ class Putting:
         receipt; wake the sender when the core says jobs are ready. ``Put(spec, codec,
         receipt)`` without the dispatch and the list of effects."""
         core = self._core
-        seq = core.next_seq
+        spec, codec, receipt = self._build(
+            route, data, key, header_items, dedupe_key, core.next_seq
+        )
+        if core.put_job(spec, codec, receipt, now):
+            self._sender.queued.notify()
+        return receipt
+
+    def _build(
+        self,
+        route: Route,
+        data: bytes,
+        key: str | None,
+        header_items: tuple[tuple[str, str], ...],
+        dedupe_key: str | None,
+        seq: int,
+    ) -> tuple[JobSpec, str, Receipt[Any]]:
+        """Job ``seq``'s envelope, codec name and receipt, for the core to take.
+
+        Raises:
+            LocalProtocolError: the envelope cannot carry the job (a payload over 4 GiB).
+        """
         spec = JobSpec(seq, route.kind, data, key, header_items, dedupe_key)
         job_id = f"{self._id_hex}:{seq}"  # JobRef(self._id, seq).id, without the ref
         receipt: Receipt[Any] = Receipt(
@@ -346,9 +377,7 @@ class Putting:
         receipt._route = route
         if self._member:
             receipt._cancel = self._cancel  # called with the receipt: no cycle through it
-        if core.put_job(spec, route.codec.name, receipt, now):
-            self._sender.queued.notify()
-        return receipt
+        return spec, route.codec.name, receipt
 
     def _member_name(self) -> str:
         conn = self._sessions.conn
