@@ -102,7 +102,7 @@ async def test_a_job_the_envelope_refuses_after_the_wait_queues_none_of_them(
 ) -> None:
     """A job's envelope is built after the wait for room; one that cannot be (a payload
     over 4 GiB, played here by a refusing ``JobSpec``) leaves the group unqueued."""
-    real = putting.JobSpec
+    real = JobSpec
 
     def refusing(seq: int, kind: str, payload: bytes, *rest: Any) -> JobSpec:
         if payload == b"too big":
