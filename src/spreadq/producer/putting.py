@@ -165,10 +165,15 @@ class Putting:
             route = self._routes.for_kind(handler, isinstance(payload, _BYTES_LIKE))
         header_items = self._header_items(route.kind, headers, delay, priority)
         data = route.codec.encode(payload, route.adapter)
-        if self._admission or not self._core.room():
+        core = self._core
+        if self._admission or not core.room():
             await self._wait_for_room(1)
         # from here on nothing awaits: the room seen is the room taken
-        receipt = self._enqueue(route, data, key, header_items, dedupe_key, time.monotonic())
+        spec, codec, receipt = self._build(
+            route, data, key, header_items, dedupe_key, core.next_seq
+        )
+        if core.put_job(spec, codec, receipt, time.monotonic()):
+            self._sender.queued.notify()
         if self._changed.waiting:  # a put may end a result() call's wait
             self._changed.notify()
         return receipt
@@ -334,26 +339,6 @@ class Putting:
             self._events.publish(
                 WindowOpened(self._work, self._member_name(), time.monotonic() - blocked_at)
             )
-
-    def _enqueue(
-        self,
-        route: Route,
-        data: bytes,
-        key: str | None,
-        header_items: tuple[tuple[str, str], ...],
-        dedupe_key: str | None,
-        now: float,
-    ) -> Receipt[Any]:
-        """Give the core one encoded job (room taken: the caller checked) and return its
-        receipt; wake the sender when the core says jobs are ready. ``Put(spec, codec,
-        receipt)`` without the dispatch and the list of effects."""
-        core = self._core
-        spec, codec, receipt = self._build(
-            route, data, key, header_items, dedupe_key, core.next_seq
-        )
-        if core.put_job(spec, codec, receipt, now):
-            self._sender.queued.notify()
-        return receipt
 
     def _build(
         self,
