@@ -11,6 +11,13 @@ the legs between those points: their medians, their p99s, and their means over t
 jobs whose whole one-way time is above its p99 (where the tail waited). A message's
 read and take are the worker's latest before its table's turn.
 
+Every worker reads every message, so the same stamps also say, for each JOB message of
+the paced run, when each worker's loop read it after the producer's write: ranked
+first to last, their p50/p90/p99, and which rank the workers running the jobs had, over
+all jobs and over those above the one-way p99 (:func:`readers_of`). On two cores four
+workers woken by one message read it one after another, and the tail's jobs are mostly
+those of the last to read (``docs/performance-log.md#which-worker-the-slow-jobs-wait-in``).
+
 The stamps are private functions wrapped from outside, so this is a diagnostic tied to
 the code it measures, and it slows what it measures a little (a few µs a stamp). All
 processes run on one machine, so one clock serves them all.
@@ -34,7 +41,7 @@ from rich.console import Console
 from rich.table import Table
 from stamped_bench import add_bench_options, bench_args, stamped_run
 
-__all__ = ["LEGS", "legs_of", "main", "measure"]
+__all__ = ["LEGS", "legs_of", "main", "measure", "readers_of"]
 
 LEGS: Final = (
     "put → batch encoded",
@@ -195,6 +202,90 @@ def legs_of(records: Records, last: int) -> list[list[float]]:
     return legs
 
 
+def _written_at(producer: list[list[Any]]) -> tuple[dict[int, float], dict[int, float]]:
+    """From the producer's stamps: each job's put time, and each message's (by its first
+    seq) first socket write after its batch was encoded."""
+    put = {int(row[2]): float(row[1]) for row in producer if row[0] == "put"}
+    writes = sorted(float(row[1]) for row in producer if row[0] == "written")
+    written: dict[int, float] = {}
+    for row in producer:
+        if row[0] == "encoded" and row[2]:
+            at = float(row[1])
+            i = bisect.bisect_left(writes, at)
+            written.setdefault(int(row[2][0]), writes[i] if i < len(writes) else at)
+    return put, written
+
+
+def _percentile(values: list[float], share: float) -> float:
+    """The ``share`` quantile of sorted ``values``, in ms."""
+    return 1e3 * values[min(len(values) - 1, int(share * len(values)))]
+
+
+def readers_of(records: Records, last: int) -> dict[str, Any]:
+    """For the JOB messages of the ``last`` jobs put that every worker read: how long
+    after the producer's write each worker's loop read them, by rank (first reader
+    first), and the share of the jobs each rank's worker ran, over all of those jobs and
+    over the ones whose one-way time is at or above its p99."""
+    producer = next(rows for name, rows in records.items() if name.startswith("producer"))
+    put, written = _written_at(producer)
+    wanted = set(sorted(put)[-last:])
+    workers = [name for name in records if name.startswith("worker")]
+    reads: dict[int, dict[str, float]] = {}  # message (first seq) -> worker -> loop read
+    message_of: dict[int, int] = {}
+    started: dict[int, tuple[str, float]] = {}  # seq -> (worker, handler start)
+    for name in workers:
+        for row in records[name]:
+            if row[0] == "table" and row[5] and int(row[5][0]) in wanted:
+                first = int(row[5][0])
+                reads.setdefault(first, {})[name] = float(row[1])
+                for seq in row[5]:
+                    message_of.setdefault(int(seq), first)
+            elif row[0] == "started":
+                started.setdefault(int(row[1]), (name, float(row[2])))
+    complete = {
+        first: by_worker
+        for first, by_worker in reads.items()
+        if len(by_worker) == len(workers) and first in written
+    }
+    ranked = [sorted(by_worker.values()) for by_worker in complete.values()]
+    ranks = []
+    for rank in range(len(workers) if ranked else 0):
+        values = sorted(
+            times[rank] - written[first] for first, times in zip(complete, ranked, strict=True)
+        )
+        ranks.append(
+            {
+                "rank": rank,
+                "p50_ms": _percentile(values, 0.5),
+                "p90_ms": _percentile(values, 0.9),
+                "p99_ms": _percentile(values, 0.99),
+            }
+        )
+    jobs: list[tuple[float, int]] = []  # (one-way time, the rank of the worker running it)
+    for seq in wanted:
+        first = message_of.get(seq)
+        if first not in complete or seq not in started:
+            continue
+        worker, at = started[seq]
+        by_worker = complete[first]
+        jobs.append((at - put[seq], sorted(by_worker.values()).index(by_worker[worker])))
+    jobs.sort()
+
+    def shares(ranked_jobs: list[int]) -> list[float]:
+        return [ranked_jobs.count(rank) / len(ranked_jobs) for rank in range(len(workers))]
+
+    if not jobs:
+        return {"messages": len(complete), "ranks": ranks, "jobs": 0}
+    p99 = jobs[min(len(jobs) - 1, int(0.99 * len(jobs)))][0]
+    return {
+        "messages": len(complete),
+        "ranks": ranks,
+        "jobs": len(jobs),
+        "share_by_rank": shares([rank for _, rank in jobs]),
+        "tail_share_by_rank": shares([rank for time, rank in jobs if time >= p99]),
+    }
+
+
 def summary(legs: list[list[float]]) -> dict[str, Any]:
     """Medians, p99s and the means over the jobs above the one-way p99, in ms."""
     if not legs:
@@ -240,6 +331,30 @@ def report(figures: dict[str, Any], console: Console) -> None:
             row["leg"], f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['tail_mean_ms']:.3f}"
         )
     console.print(table)
+    readers = figures.get("readers")
+    if not readers or not readers.get("jobs"):
+        return
+    table = Table(
+        title=(
+            f"{readers['messages']:,} JOB messages read by every worker: when each read it "
+            "after the producer's write, and whose jobs the slowest were"
+        )
+    )
+    table.add_column("reader")
+    for column in ("p50 ms", "p90 ms", "p99 ms", "its jobs", "of the jobs over the p99"):
+        table.add_column(column, justify="right")
+    for row, share, tail in zip(
+        readers["ranks"], readers["share_by_rank"], readers["tail_share_by_rank"], strict=True
+    ):
+        table.add_row(
+            f"{row['rank'] + 1} of {len(readers['ranks'])}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{share:.0%}",
+            f"{tail:.0%}",
+        )
+    console.print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -248,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     bench = bench_args(args)
-    figures = summary(legs_of(measure(bench), max(1, args.jobs // 2)))
+    records, last = measure(bench), max(1, args.jobs // 2)
+    figures = summary(legs_of(records, last))
+    figures["readers"] = readers_of(records, last)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -356,6 +356,17 @@ def test_one_way_legs_stamps_every_paced_job_in_every_process(
     total = sum(row["p50_ms"] for row in figures["legs"])
     assert 0 < figures["one_way_p50_ms"] <= figures["one_way_p99_ms"]
     assert total > 0
+    # the same stamps, by message: each of the two workers read every paced message, the
+    # second after the first, and ran a share of the jobs
+    readers = figures["readers"]
+    assert readers["messages"] > 0
+    assert 0 < readers["jobs"] <= 500
+    first, second = readers["ranks"]
+    assert 0 <= first["p50_ms"] <= second["p50_ms"]
+    assert first["p50_ms"] <= first["p90_ms"] <= first["p99_ms"]
+    for shares in (readers["share_by_rank"], readers["tail_share_by_rank"]):
+        assert len(shares) == 2
+        assert sum(shares) == pytest.approx(1.0)
 
 
 def test_worker_steps_reports_the_idlest_worker_under_a_rule() -> None:
