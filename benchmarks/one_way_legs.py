@@ -263,11 +263,10 @@ def readers_of(records: Records, last: int) -> dict[str, Any]:
         )
     jobs: list[tuple[float, int]] = []  # (one-way time, the rank of the worker running it)
     for seq in wanted:
-        first = message_of.get(seq)
-        if first not in complete or seq not in started:
+        by_worker = complete.get(message_of.get(seq, -1))
+        if by_worker is None or seq not in started:
             continue
         worker, at = started[seq]
-        by_worker = complete[first]
         jobs.append((at - put[seq], sorted(by_worker.values()).index(by_worker[worker])))
     jobs.sort()
 
