@@ -150,7 +150,8 @@ class FlowState:
     blocked: BlockReason | None
     """Why the next message may not be sent now, or None."""
     waiting_puts: int
-    """``put()`` calls waiting for room."""
+    """``put()`` and ``put_many()`` calls waiting: for room, or behind an earlier put
+    that waits (puts are admitted in call order)."""
     waiting_send: bool
     """Whether the sender waits for clearance."""
     sends_waited: int
