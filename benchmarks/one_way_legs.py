@@ -163,10 +163,9 @@ def measure(bench: Sequence[str]) -> Records:
         }
 
 
-def legs_of(records: Records, last: int) -> list[list[float]]:
-    """The legs (seconds, in :data:`LEGS` order) of each of the ``last`` jobs put, for
-    the jobs every process stamped: the producer's, and those of the worker that ran
-    each job (the first start of a seq, and the message that delivered it there)."""
+def _producer_stamps(records: Records) -> tuple[dict[int, float], dict[int, tuple[float, float]]]:
+    """From the producer's stamps: each job's put time, and when its batch was first
+    encoded and then written (the first socket write after the encoding)."""
     producer = next(rows for name, rows in records.items() if name.startswith("producer"))
     put = {int(row[2]): float(row[1]) for row in producer if row[0] == "put"}
     writes = sorted(float(row[1]) for row in producer if row[0] == "written")
@@ -178,6 +177,14 @@ def legs_of(records: Records, last: int) -> list[list[float]]:
             written = writes[i] if i < len(writes) else at
             for seq in row[2]:
                 encoded.setdefault(int(seq), (at, written))
+    return put, encoded
+
+
+def legs_of(records: Records, last: int) -> list[list[float]]:
+    """The legs (seconds, in :data:`LEGS` order) of each of the ``last`` jobs put, for
+    the jobs every process stamped: the producer's, and those of the worker that ran
+    each job (the first start of a seq, and the message that delivered it there)."""
+    put, encoded = _producer_stamps(records)
     legs: list[list[float]] = []
     wanted = set(sorted(put)[-last:])
     for name, rows in records.items():
@@ -202,23 +209,9 @@ def legs_of(records: Records, last: int) -> list[list[float]]:
     return legs
 
 
-def _written_at(producer: list[list[Any]]) -> tuple[dict[int, float], dict[int, float]]:
-    """From the producer's stamps: each job's put time, and each message's (by its first
-    seq) first socket write after its batch was encoded."""
-    put = {int(row[2]): float(row[1]) for row in producer if row[0] == "put"}
-    writes = sorted(float(row[1]) for row in producer if row[0] == "written")
-    written: dict[int, float] = {}
-    for row in producer:
-        if row[0] == "encoded" and row[2]:
-            at = float(row[1])
-            i = bisect.bisect_left(writes, at)
-            written.setdefault(int(row[2][0]), writes[i] if i < len(writes) else at)
-    return put, written
-
-
-def _percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile of sorted ``values``, in ms."""
-    return 1e3 * values[min(len(values) - 1, int(share * len(values)))]
+def _at(values: Sequence[Any], share: float) -> Any:
+    """The ``share`` quantile of sorted ``values`` (the element at that place)."""
+    return values[min(len(values) - 1, int(share * len(values)))]
 
 
 def readers_of(records: Records, last: int) -> dict[str, Any]:
@@ -226,8 +219,7 @@ def readers_of(records: Records, last: int) -> dict[str, Any]:
     after the producer's write each worker's loop read them, by rank (first reader
     first), and the share of the jobs each rank's worker ran, over all of those jobs and
     over the ones whose one-way time is at or above its p99."""
-    producer = next(rows for name, rows in records.items() if name.startswith("producer"))
-    put, written = _written_at(producer)
+    put, encoded = _producer_stamps(records)
     wanted = set(sorted(put)[-last:])
     workers = [name for name in records if name.startswith("worker")]
     reads: dict[int, dict[str, float]] = {}  # message (first seq) -> worker -> loop read
@@ -242,42 +234,44 @@ def readers_of(records: Records, last: int) -> dict[str, Any]:
                     message_of.setdefault(int(seq), first)
             elif row[0] == "started":
                 started.setdefault(int(row[1]), (name, float(row[2])))
-    complete = {
-        first: by_worker
+    # each message every worker read: its workers, first reader first, and when each read it
+    # after the producer's write
+    order: dict[int, list[tuple[float, str]]] = {
+        first: sorted((at - encoded[first][1], name) for name, at in by_worker.items())
         for first, by_worker in reads.items()
-        if len(by_worker) == len(workers) and first in written
+        if len(by_worker) == len(workers) and first in encoded
     }
-    ranked = [sorted(by_worker.values()) for by_worker in complete.values()]
+    rank_of = {
+        first: {name: rank for rank, (_, name) in enumerate(row)} for first, row in order.items()
+    }
     ranks = []
-    for rank in range(len(workers) if ranked else 0):
-        values = sorted(
-            times[rank] - written[first] for first, times in zip(complete, ranked, strict=True)
-        )
+    for rank in range(len(workers) if order else 0):
+        values = sorted(row[rank][0] for row in order.values())
         ranks.append(
             {
                 "rank": rank,
-                "p50_ms": _percentile(values, 0.5),
-                "p90_ms": _percentile(values, 0.9),
-                "p99_ms": _percentile(values, 0.99),
+                "p50_ms": 1e3 * _at(values, 0.5),
+                "p90_ms": 1e3 * _at(values, 0.9),
+                "p99_ms": 1e3 * _at(values, 0.99),
             }
         )
     jobs: list[tuple[float, int]] = []  # (one-way time, the rank of the worker running it)
     for seq in wanted:
-        by_worker = complete.get(message_of.get(seq, -1))
-        if by_worker is None or seq not in started:
+        by_rank = rank_of.get(message_of.get(seq, -1))
+        if by_rank is None or seq not in started:
             continue
         worker, at = started[seq]
-        jobs.append((at - put[seq], sorted(by_worker.values()).index(by_worker[worker])))
+        jobs.append((at - put[seq], by_rank[worker]))
     jobs.sort()
 
     def shares(ranked_jobs: list[int]) -> list[float]:
         return [ranked_jobs.count(rank) / len(ranked_jobs) for rank in range(len(workers))]
 
     if not jobs:
-        return {"messages": len(complete), "ranks": ranks, "jobs": 0}
-    p99 = jobs[min(len(jobs) - 1, int(0.99 * len(jobs)))][0]
+        return {"messages": len(order), "ranks": ranks, "jobs": 0}
+    p99 = _at(jobs, 0.99)[0]
     return {
-        "messages": len(complete),
+        "messages": len(order),
         "ranks": ranks,
         "jobs": len(jobs),
         "share_by_rank": shares([rank for _, rank in jobs]),
@@ -290,7 +284,7 @@ def summary(legs: list[list[float]]) -> dict[str, Any]:
     if not legs:
         return {"jobs": 0}
     totals = sorted(sum(job) for job in legs)
-    p99 = totals[min(len(totals) - 1, int(0.99 * len(totals)))]
+    p99 = _at(totals, 0.99)
     tail = [job for job in legs if sum(job) >= p99]
     rows = []
     for index, name in enumerate(LEGS):
@@ -298,14 +292,14 @@ def summary(legs: list[list[float]]) -> dict[str, Any]:
         rows.append(
             {
                 "leg": name,
-                "p50_ms": 1e3 * values[len(values) // 2],
-                "p99_ms": 1e3 * values[min(len(values) - 1, int(0.99 * len(values)))],
+                "p50_ms": 1e3 * _at(values, 0.5),
+                "p99_ms": 1e3 * _at(values, 0.99),
                 "tail_mean_ms": 1e3 * statistics.fmean(job[index] for job in tail),
             }
         )
     return {
         "jobs": len(legs),
-        "one_way_p50_ms": 1e3 * totals[len(totals) // 2],
+        "one_way_p50_ms": 1e3 * _at(totals, 0.5),
         "one_way_p99_ms": 1e3 * p99,
         "legs": rows,
     }
