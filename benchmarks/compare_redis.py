@@ -66,7 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -322,9 +322,12 @@ async def measure_redis(
     pipeline: int,
     count: int,
     also_at: float | None = None,
+    beside_at: Callable[[], Coroutine[Any, Any, object]] | None = None,
 ) -> RedisReport:
     """The Redis Streams side: a warm-up, a flood, then half the flood's rate, and when
-    ``also_at`` is given one more run (as many jobs as the half load) at that rate.
+    ``also_at`` is given one more run (as many jobs as the half load) at that rate;
+    ``beside_at`` is started beside that run, in a task of its own (a recorder's window,
+    as ``sched_delays.py`` opens one), and awaited with it.
 
     Consumers are ``redis_consumer.py`` processes.
 
@@ -346,15 +349,22 @@ async def measure_redis(
                 replies = _Replies()
                 first = 0
 
-                async def run(n: int, rate: float | None = None) -> RedisFigures:
+                async def run(
+                    n: int,
+                    rate: float | None = None,
+                    beside: Callable[[], Coroutine[Any, Any, object]] | None = None,
+                ) -> RedisFigures:
                     nonlocal first
                     before = (await send.info("stats"))["total_commands_processed"]
                     cpu0 = cpu_snapshot(pids, server_pid)
                     wait0 = cpu_snapshot(pids, server_pid, read=wait_seconds)
                     with anyio.fail_after(RUN_WITHIN):
-                        seconds, one_way, round_trip = await redis_run(
-                            send, receive, replies, first, n, payload, pipeline, rate
-                        )
+                        async with anyio.create_task_group() as tg:
+                            if beside is not None:
+                                tg.start_soon(beside)
+                            seconds, one_way, round_trip = await redis_run(
+                                send, receive, replies, first, n, payload, pipeline, rate
+                            )
                     cpu1 = cpu_snapshot(pids, server_pid)
                     wait1 = cpu_snapshot(pids, server_pid, read=wait_seconds)
                     after = (await send.info("stats"))["total_commands_processed"]
@@ -373,7 +383,9 @@ async def measure_redis(
                 await run(min(jobs, 2_000))  # warm-up
                 flood = await run(jobs)
                 half = await run(max(1, jobs // 2), flood.jobs_per_s / 2)
-                at_rate = None if also_at is None else await run(max(1, jobs // 2), also_at)
+                at_rate = None
+                if also_at is not None:
+                    at_rate = await run(max(1, jobs // 2), also_at, beside_at)
                 peaks = [memory(pid) for pid in pids]
             version = (await send.info("server"))["redis_version"]
         finally:

@@ -67,6 +67,7 @@ def benchmark_module(name: str) -> Any:
     assert spec is not None
     assert spec.loader is not None
     module = module_from_spec(spec)
+    sys.modules[name] = module  # where pydantic looks up the names a model's fields use
     spec.loader.exec_module(module)
     return module
 
@@ -443,3 +444,78 @@ def test_floor_alone_prints_its_table() -> None:
 
 def test_floor_refuses_bad_arguments() -> None:
     assert "--payload at least 8" in refusal("floor.py", "--payload", "4")
+
+
+TIMEHIST = """\
+           time    cpu  task name                       wait time  sch delay   run time
+                        [tid/pid]                          (msec)     (msec)     (msec)
+--------------- ------  ------------------------------  ---------  ---------  ---------
+   100.000100 [0000]  python[5]                           0.000      0.000      0.400
+   100.000200 [0001]  <idle>                              0.000      0.000      2.000
+   100.500000 [0000]  python[6]                           0.100      0.500      1.000
+   101.000000 [0001]  python[7/6]                         0.100      1.500      3.000
+   101.200000 [0000]  python[8]                           0.100      0.500      1.000
+   101.500000 [0001]  python[8]                           0.100      1.500      3.000
+   102.000100 [0000]  kworker/0:1[9]                      0.000      9.000      9.000
+   102.000100 [0000]  python[5]                           0.000                 0.400
+"""
+
+
+def test_sched_delays_reads_each_slice_of_perf_sched_timehist() -> None:
+    sched = benchmark_module("sched_delays")
+    slices = sched.parse_timehist(TIMEHIST)
+    # the idle row, the headers and the row with a blank column are left out; a thread's
+    # row counts for its process
+    assert [(s.pid, s.delay_ms, s.run_ms) for s in slices] == [
+        (5, 0.0, 0.4),
+        (6, 0.5, 1.0),
+        (6, 1.5, 3.0),
+        (8, 0.5, 1.0),
+        (8, 1.5, 3.0),
+        (9, 9.0, 9.0),
+    ]
+    roles = {5: "producer", 6: "worker", 8: "worker"}  # 9 has none: left out
+    producer, workers = sched.summarize(slices, roles, 2.0)
+    assert (producer.role, producer.processes, producer.wakes_per_s) == ("producer", 1, 0.5)
+    assert producer.cpu_ms_per_s == pytest.approx(0.2)
+    assert (workers.role, workers.processes) == ("worker", 2)
+    assert workers.wakes_per_s == 1.0  # 4 slices over 2 s, for each of 2
+    assert workers.cpu_ms_per_s == 2.0  # 8 ms over 2 s, for each of 2
+    assert workers.wait.p50 == 1.0
+    assert workers.wait.p99 == pytest.approx(1.5)
+    assert workers.slice.p90 == pytest.approx(3.0)
+
+
+def test_sched_delays_says_what_is_missing_without_perf(tmp_path: Path) -> None:
+    bare = {**os.environ, "PATH": str(tmp_path)}  # no perf on it
+    out = script(
+        "sched_delays.py", "--jobs", "4000", "--rate", "2000", "--seconds", "0.5", env=bare
+    )
+    assert out.startswith("sched_delays: skipped, perf is not on PATH")
+
+
+def test_sched_delays_refuses_a_paced_run_shorter_than_its_window() -> None:
+    assert "shorter than the window" in refusal("sched_delays.py", "--jobs", "1000")
+
+
+def test_sched_delays_records_both_sides() -> None:
+    sched = benchmark_module("sched_delays")
+    missing = sched.unavailable()
+    if missing is not None:
+        pytest.skip(f"perf sched cannot record here: {missing}")
+    redis = shutil.which("redis-server") is not None and find_spec("redis") is not None
+    side = "both" if redis else "spreadq"
+    tiny = ("--jobs", "4000", "--rate", "2000", "--seconds", "0.5", *TINY)
+    reports = json.loads(script("sched_delays.py", "--side", side, *tiny, "--json"))
+    roles = {
+        report["side"]: {r["role"]: r["processes"] for r in report["roles"]} for report in reports
+    }
+    assert roles["spreadq"] == {"producer": 1, "worker": 2, "daemon": 1}
+    if redis:
+        assert roles["Redis Streams"] == {"producer": 1, "consumer": 2, "server": 1}
+    for report in reports:
+        assert report["one_way_p99_ms"] > 0
+        for figures in report["roles"]:
+            assert figures["wakes_per_s"] > 0
+            assert 0 <= figures["wait"]["p50"] <= figures["wait"]["p99"]
+            assert 0 < figures["slice"]["p50"] <= figures["slice"]["p99"]
