@@ -10,14 +10,17 @@ sched timehist``:
 * **wakes a second**: how often it was switched in;
 * **CPU**: milliseconds of CPU it ran a second;
 * **wait for a core** (p50/p90/p99): from being woken (or preempted) to running again;
-* **slice** (p50/p90/p99): how long it then ran before it blocked or was preempted.
+* **slice** (p50/p90/p99): how long it then ran before it blocked or was preempted;
+* **waiting behind**: while its processes waited, what the cores ran, each role's share
+  of their time (``idle``: a core ran nothing; ``other``: a process of no role).
 
 A process that runs long slices makes the others wait for a core; a job waits for each
 process on its way (the producer, the daemon or server, the worker or consumer that runs
 it). The spreadq side is ``spreadq bench --raw 0`` (its flood, then its paced run at
 ``--rate``; the window opens once the paced run has begun), the Redis side
 ``compare_redis.py``'s, recorded in its run at the same rate. Each prints the paced run's
-one-way p99 beside its table. ``--side`` runs one of them.
+one-way p99 beside its table. ``--side`` runs one of them; ``--each`` gives each worker
+(consumer) a row of its own, named with its pid.
 
 Needs ``perf`` with the scheduler's tracepoints (root, or
 ``kernel.perf_event_paranoid`` at -1), and for the Redis side what ``compare_redis.py``
@@ -39,8 +42,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -56,12 +60,14 @@ from spreadq.bench.run import embedded_daemon, run_bench
 from spreadq.eventloop import use_uvloop
 from spreadq.worker.runtime import tune_collector
 
-__all__ = ["Slice", "main", "parse_timehist", "summarize"]
+__all__ = ["Slice", "behind", "main", "parse_timehist", "summarize"]
 
 OPEN_AFTER: Final = 0.3
 """Seconds into the paced run before the window opens (the run's first turns settle)."""
 
-_LINE = re.compile(r"^\s*(\d+\.\d+)\s+\[\d+\]\s+(.+?)\[(\d+)(?:/(\d+))?\]\s+(\S+)\s+(\S+)\s+(\S+)")
+_LINE = re.compile(
+    r"^\s*(\d+\.\d+)\s+\[(\d+)\]\s+(.+?)\[(\d+)(?:/(\d+))?\]\s+(\S+)\s+(\S+)\s+(\S+)"
+)
 """A ``perf sched timehist`` row: time, [cpu], comm[tid/pid] (or [pid]), wait, sch delay,
 run time (milliseconds)."""
 
@@ -73,9 +79,22 @@ class Slice(BaseModel):
 
     pid: int
     comm: str
+    cpu: int
     at: float
+    """When it stopped running (seconds, the trace's clock)."""
     delay_ms: float
     run_ms: float
+
+    @property
+    def ran(self) -> tuple[float, float]:
+        """When it ran (seconds)."""
+        return self.at - self.run_ms / 1000, self.at
+
+    @property
+    def waited(self) -> tuple[float, float]:
+        """When it waited for a core, before it ran (seconds)."""
+        start = self.at - self.run_ms / 1000
+        return start - self.delay_ms / 1000, start
 
 
 def parse_timehist(text: str) -> list[Slice]:
@@ -86,7 +105,7 @@ def parse_timehist(text: str) -> list[Slice]:
         row = _LINE.match(line)
         if row is None:
             continue
-        at, comm, first, pid, _wait, delay, run = row.groups()
+        at, cpu, comm, first, pid, _wait, delay, run = row.groups()
         if comm == "<idle>":
             continue
         try:
@@ -94,6 +113,7 @@ def parse_timehist(text: str) -> list[Slice]:
                 Slice(
                     pid=int(pid or first),
                     comm=comm,
+                    cpu=int(cpu),
                     at=float(at),
                     delay_ms=float(delay),
                     run_ms=float(run),
@@ -126,6 +146,9 @@ class RoleFigures(BaseModel):
     cpu_ms_per_s: float
     wait: Spread
     slice: Spread
+    behind: dict[str, float]
+    """While they waited for a core, each role's share of the cores' time (``other``:
+    processes of no role; ``idle``: no process), largest first (:func:`behind`)."""
 
 
 def _spread(values: Sequence[float]) -> Spread:
@@ -136,14 +159,49 @@ def _spread(values: Sequence[float]) -> Spread:
     return Spread(p50=cuts[49], p90=cuts[89], p99=cuts[98])
 
 
+def behind(slices: Sequence[Slice], roles: dict[int, str]) -> dict[str, dict[str, float]]:
+    """For each role of ``roles``, what the machine's cores did while its processes
+    waited for one: each role's share of the cores' time over those waits (processes of
+    no role as ``other``, and ``idle``), largest first; the shares of a role add up to 1.
+    """
+    runs: dict[int, list[tuple[float, float, str]]] = defaultdict(list)  # by core
+    for one in slices:
+        runs[one.cpu].append((*one.ran, roles.get(one.pid, "other")))
+    for core in runs.values():
+        core.sort()
+    starts = {cpu: [start for start, _, _ in core] for cpu, core in runs.items()}
+    ran: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    waited: dict[str, float] = defaultdict(float)
+    for one in slices:
+        role = roles.get(one.pid)
+        if role is None or one.delay_ms <= 0:
+            continue
+        low, high = one.waited
+        waited[role] += (high - low) * len(runs)
+        for cpu, core in runs.items():
+            at = max(0, bisect_right(starts[cpu], low) - 1)
+            while at < len(core) and core[at][0] < high:
+                start, end, other = core[at]
+                ran[role][other] += max(0.0, min(end, high) - max(start, low))
+                at += 1
+    shares: dict[str, dict[str, float]] = {}
+    for role, total in waited.items():
+        busy = ran[role]
+        busy["idle"] = max(0.0, total - sum(busy.values()))
+        largest = sorted(busy.items(), key=lambda item: -item[1])
+        shares[role] = {other: seconds / total for other, seconds in largest}
+    return shares
+
+
 ROLES: Final = ("producer", "worker", "consumer", "daemon", "server")
 """The roles, in the order they are printed (along a job's way, the relay last)."""
 
 
-def summarize(slices: Iterable[Slice], roles: dict[int, str], seconds: float) -> list[RoleFigures]:
+def summarize(slices: Sequence[Slice], roles: dict[int, str], seconds: float) -> list[RoleFigures]:
     """Figures for each role of ``roles`` (pid to role), in the order of :data:`ROLES`
-    (then any other); processes of no role are left out. ``seconds``: the window's
-    length."""
+    (a role named after one, ``worker 1234``, where it goes; then any other); processes
+    of no role are left out. ``seconds``: the window's length."""
+    shares = behind(slices, roles)
     by_role: dict[str, list[Slice]] = defaultdict(list)
     pids: dict[str, set[int]] = defaultdict(set)
     for one in slices:
@@ -152,11 +210,13 @@ def summarize(slices: Iterable[Slice], roles: dict[int, str], seconds: float) ->
             by_role[role].append(one)
             pids[role].add(one.pid)
     figures: list[RoleFigures] = []
-    known = [role for role in ROLES if role in by_role]
-    for role in known + [role for role in dict.fromkeys(roles.values()) if role not in ROLES]:
-        taken = by_role.get(role)
-        if not taken:
-            continue
+
+    def place(role: str) -> tuple[int, str]:  # "worker 1234" goes where "worker" does
+        base = role.split()[0]
+        return (ROLES.index(base) if base in ROLES else len(ROLES), role)
+
+    for role in sorted(by_role, key=place):
+        taken = by_role[role]
         count = len(pids[role])
         figures.append(
             RoleFigures(
@@ -166,6 +226,7 @@ def summarize(slices: Iterable[Slice], roles: dict[int, str], seconds: float) ->
                 cpu_ms_per_s=sum(s.run_ms for s in taken) / seconds / count,
                 wait=_spread([s.delay_ms for s in taken]),
                 slice=_spread([s.run_ms for s in taken]),
+                behind=shares.get(role, {}),
             )
         )
     return figures
@@ -231,6 +292,11 @@ def read_window(path: Path) -> tuple[list[Slice], float]:
     if not slices:
         return [], 0.0
     return slices, max(s.at for s in slices) - min(s.at for s in slices)
+
+
+def each(roles: dict[int, str]) -> dict[int, str]:
+    """``roles`` with each worker and consumer a role of its own (``worker 1234``)."""
+    return {pid: f"{r} {pid}" if r in ("worker", "consumer") else r for pid, r in roles.items()}
 
 
 async def open_window(
@@ -301,6 +367,7 @@ def spreadq_side(args: argparse.Namespace, data: Path) -> SideReport:
     tune_collector()  # the producer, tuned as spreadq bench tunes itself
     report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(args.loop)})
     slices, seconds = read_window(data)
+    roles = each(roles) if args.each else roles
     return SideReport(
         side="spreadq",
         rate=args.rate,
@@ -341,6 +408,7 @@ def redis_side(args: argparse.Namespace, data: Path) -> SideReport:
     )
     assert report.at_rate is not None
     slices, seconds = read_window(data)
+    roles = each(roles) if args.each else roles
     return SideReport(
         side="Redis Streams",
         rate=args.rate,
@@ -353,9 +421,13 @@ def redis_side(args: argparse.Namespace, data: Path) -> SideReport:
 def render(reports: Sequence[SideReport], console: Console) -> None:
     """One table: a section a side, a row a role."""
     title = f"The scheduler over {reports[0].seconds:.1f} s of each paced run"
-    table = Table(title=title, caption="wait: for a core; slice: then ran (ms, p50 p90 p99)")
-    for name in ("side", "role", "wakes/s", "CPU ms/s", "wait", "slice"):
-        table.add_column(name, justify="left" if name in ("side", "role") else "right")
+    table = Table(
+        title=title,
+        caption="wait: for a core; slice: then ran (ms, p50 p90 p99); waiting behind: what "
+        "the cores ran meanwhile (5% or more)",
+    )
+    for name in ("side", "role", "wakes/s", "CPU ms/s", "wait", "slice", "waiting behind"):
+        table.add_column(name, justify="right" if name in ("wakes/s", "CPU ms/s") else "left")
     for report in reports:
         side = f"{report.side}\none-way p99\n{report.one_way_p99_ms:.2f} ms"
         for figures in report.roles:
@@ -391,6 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spread-pid", type=int, help="with --spread: that daemon's process id")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--seconds", type=float, default=1.5, help="the window's length")
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="a row for each worker (consumer), named with its pid, not one for them all",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.spread_pid is not None and args.spread is None:

@@ -486,6 +486,27 @@ def test_sched_delays_reads_each_slice_of_perf_sched_timehist() -> None:
     assert workers.slice.p90 == pytest.approx(3.0)
 
 
+def test_sched_delays_says_what_the_cores_ran_while_a_process_waited() -> None:
+    sched = benchmark_module("sched_delays")
+    rows = """\
+   10.002000 [0000]  python[5]                           0.000      0.000      2.000
+   10.002000 [0001]  python[7]                           0.000      0.000      1.500
+   10.003000 [0001]  python[6]                           0.000      2.000      1.000
+"""
+    # the worker (6) waited 10.000-10.002 on two cores: the producer (5) ran on one all
+    # that time, a process of no role (7) on the other for its last three quarters
+    shares = sched.behind(sched.parse_timehist(rows), {5: "producer", 6: "worker"})
+    assert list(shares) == ["worker"]  # the producer never waited
+    worker = shares["worker"]
+    assert list(worker) == ["producer", "other", "idle"]  # largest first
+    assert worker["producer"] == pytest.approx(0.5)
+    assert worker["other"] == pytest.approx(0.375)
+    assert worker["idle"] == pytest.approx(0.125)
+    (figures,) = sched.summarize(sched.parse_timehist(rows), {6: "worker 6"}, 1.0)
+    assert figures.role == "worker 6"
+    assert figures.behind == pytest.approx({"other": 0.875, "idle": 0.125})
+
+
 def test_sched_delays_says_what_is_missing_without_perf(tmp_path: Path) -> None:
     bare = {**os.environ, "PATH": str(tmp_path)}  # no perf on it
     out = script(
@@ -517,5 +538,6 @@ def test_sched_delays_records_both_sides() -> None:
         assert report["one_way_p99_ms"] > 0
         for figures in report["roles"]:
             assert figures["wakes_per_s"] > 0
+            assert sum(figures["behind"].values()) == pytest.approx(1.0) or not figures["behind"]
             assert 0 <= figures["wait"]["p50"] <= figures["wait"]["p99"]
             assert 0 < figures["slice"]["p50"] <= figures["slice"]["p99"]
