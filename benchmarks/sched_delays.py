@@ -7,7 +7,7 @@ side at ``--rate`` jobs/s and, a moment into that run, records the scheduler for
 ``--seconds`` with ``perf sched record``; then, for each process of the run, from ``perf
 sched timehist``:
 
-* **wakes a second**: how often it was switched in;
+* **wakes a second**: how often it was switched in (woken, or resumed after a preemption);
 * **CPU**: milliseconds of CPU it ran a second;
 * **wait for a core** (p50/p90/p99): from being woken (or preempted) to running again;
 * **slice** (p50/p90/p99): how long it then ran before it blocked or was preempted;
@@ -28,7 +28,7 @@ needs; without them it says what is missing and exits 0.
 
     .venv/bin/python benchmarks/sched_delays.py --spread 4803@127.0.0.1 \\
         --spread-pid $(pgrep -x spread) --rate 13000
-    .venv/bin/python benchmarks/sched_delays.py --jobs 4000 --rate 2000 --workers 2  # a smoke
+    .venv/bin/python benchmarks/sched_delays.py --jobs 4000 --rate 2000 --seconds 0.5  # a smoke
 """
 
 from __future__ import annotations
