@@ -88,6 +88,9 @@ from spreadq.bench import (
     cpu_spent,
     latency,
     memory,
+    per_slice,
+    run_seconds,
+    slices_run,
     wait_seconds,
 )
 from spreadq.eventloop import use_uvloop
@@ -125,6 +128,8 @@ class RedisFigures(BaseModel):
     """producer (this process), each consumer, and redis-server as the daemon."""
     waited: Cpu | None = None
     """The same processes' seconds ready to run and waiting for a CPU."""
+    mean_slice: Cpu | None = None
+    """The seconds each of them ran each time it was switched in, on average."""
     commands_per_job: float
     """Commands redis-server processed during the run, per job."""
 
@@ -358,6 +363,8 @@ async def measure_redis(
                     before = (await send.info("stats"))["total_commands_processed"]
                     cpu0 = cpu_snapshot(pids, server_pid)
                     wait0 = cpu_snapshot(pids, server_pid, read=wait_seconds)
+                    ran0 = cpu_snapshot(pids, server_pid, read=run_seconds)
+                    slices0 = cpu_snapshot(pids, server_pid, read=slices_run)
                     work = redis_run(send, receive, replies, first, n, payload, pipeline, rate)
                     with anyio.fail_after(RUN_WITHIN):
                         if beside is None:  # a failure stays itself, not in a group
@@ -368,6 +375,8 @@ async def measure_redis(
                                 seconds, one_way, round_trip = await work
                     cpu1 = cpu_snapshot(pids, server_pid)
                     wait1 = cpu_snapshot(pids, server_pid, read=wait_seconds)
+                    ran1 = cpu_snapshot(pids, server_pid, read=run_seconds)
+                    slices1 = cpu_snapshot(pids, server_pid, read=slices_run)
                     after = (await send.info("stats"))["total_commands_processed"]
                     first += n
                     return RedisFigures(
@@ -378,6 +387,7 @@ async def measure_redis(
                         round_trip=latency(round_trip),
                         cpu=cpu_spent(cpu0, cpu1),
                         waited=cpu_spent(wait0, wait1),
+                        mean_slice=per_slice(cpu_spent(ran0, ran1), cpu_spent(slices0, slices1)),
                         commands_per_job=(after - before - 1) / n,  # less one INFO
                     )
 
@@ -521,6 +531,14 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
                     _waited_ms(b.waited, b.seconds, part),
                 )
             )
+        for part, who in (("producer", "producer"), ("workers", "each worker")):
+            out.append(
+                (
+                    f"{label} ms run at a time: {who}",
+                    _slice_ms(a.mean_slice, part),
+                    _slice_ms(b.mean_slice, part),
+                )
+            )
     out.append(
         (
             "flood requests/job (Spread messages | Redis commands)",
@@ -549,6 +567,16 @@ def _waited_ms(waited: Cpu | None, seconds: float, part: str) -> float | None:
     else:
         spent = sum(waited.workers_s) / max(1, len(waited.workers_s))
     return spent / seconds * 1e3
+
+
+def _slice_ms(mean_slice: Cpu | None, part: str) -> float | None:
+    """Milliseconds ``part`` (the producer, or each worker on average) ran each time it
+    was switched in."""
+    if mean_slice is None:
+        return None
+    if part == "producer":
+        return mean_slice.producer_s * 1e3
+    return sum(mean_slice.workers_s) / max(1, len(mean_slice.workers_s)) * 1e3
 
 
 def _cell(value: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import anyio
 import pytest
@@ -19,10 +20,19 @@ from spreadq.bench import (
     cpu_spent,
     latency,
     memory,
+    per_slice,
+    run_seconds,
+    slices_run,
     wait_seconds,
 )
-from spreadq.bench.procs import parse_schedstat_wait, parse_stat_cpu, parse_status_kb, processes
-from spreadq.bench.report import delivered_per_job, quantile
+from spreadq.bench.procs import (
+    parse_schedstat,
+    parse_schedstat_wait,
+    parse_stat_cpu,
+    parse_status_kb,
+    processes,
+)
+from spreadq.bench.report import Cpu, delivered_per_job, quantile
 
 # /proc/<pid>/stat of a process whose name holds a space and a parenthesis; utime 250 and
 # stime 50 ticks are fields 14 and 15
@@ -46,10 +56,50 @@ def test_schedstat_gives_the_seconds_spent_waiting_for_a_cpu() -> None:
     assert parse_schedstat_wait("2839274598 1424921711 839\n") == pytest.approx(1.424921711)
 
 
+def test_schedstat_gives_time_on_a_cpu_waiting_and_the_slices_run() -> None:
+    on_cpu, waited, slices = parse_schedstat("2839274598 1424921711 839\n")
+    assert on_cpu == pytest.approx(2.839274598)
+    assert waited == pytest.approx(1.424921711)
+    assert slices == 839
+
+
 @pytest.mark.parametrize("text", ["", "1 2", "1 2 3 4"])
 def test_a_line_that_is_not_schedstat_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a /proc"):
         parse_schedstat_wait(text)
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_schedstat(text)
+
+
+def test_the_mean_slice_is_each_process_run_time_over_its_slices() -> None:
+    ran = Cpu(producer_s=0.3, workers_s=(0.2, 0.0), daemon_s=0.1)
+    slices = Cpu(producer_s=600, workers_s=(400, 0), daemon_s=None)
+    mean = per_slice(ran, slices)
+    assert mean is not None
+    assert mean.producer_s == pytest.approx(0.0005)
+    assert mean.workers_s == pytest.approx((0.0005, 0.0))  # a worker that never ran: 0
+    assert mean.daemon_s is None  # its slices unknown
+    assert per_slice(None, slices) is None
+    assert per_slice(ran, None) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs schedstat")
+def test_this_process_runs_and_is_switched_in() -> None:
+    ran, slices = run_seconds(), slices_run()
+    assert ran is not None
+    assert slices is not None
+    assert ran > 0
+    assert slices >= 1
+    burnt = time.thread_time() + 0.05
+    while time.thread_time() < burnt:  # 50 ms of CPU (a running task's count may lag a tick)
+        pass
+    ran_after, slices_after = run_seconds(os.getpid()), slices_run(os.getpid())
+    assert ran_after is not None
+    assert slices_after is not None
+    assert 0.03 < ran_after - ran < 60  # seconds, not nanoseconds or ticks
+    assert slices_after >= slices
+    assert run_seconds(2**22 + 12345) is None  # no such process
+    assert slices_run(2**22 + 12345) is None
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs schedstat")

@@ -113,6 +113,8 @@ def test_compare_redis_side_by_side(tmp_path: Path) -> None:
         if os.path.exists("/proc/self/schedstat"):
             assert len(run["waited"]["workers_s"]) == 2
             assert min(run["waited"]["workers_s"]) >= 0
+            assert len(run["mean_slice"]["workers_s"]) == 2
+            assert run["mean_slice"]["producer_s"] > 0  # ms the producer ran at a time
     if find_spec("matplotlib") is not None:
         assert chart.read_bytes().startswith(b"\x89PNG")
 

@@ -70,6 +70,12 @@ def test_json_report_on_the_embedded_daemon() -> None:
             assert len(waited.workers_s) == 2
             assert waited.daemon_s is not None
             assert min(waited.producer_s, *waited.workers_s, waited.daemon_s) >= 0
+            ran = figures.mean_slice  # ms it ran at a time: each worker ran, so above 0
+            assert ran is not None
+            assert len(ran.workers_s) == 2
+            assert ran.daemon_s is not None
+            assert min(ran.producer_s, *ran.workers_s) > 0
+            assert max(ran.producer_s, *ran.workers_s) < figures.seconds
     assert report.worker_peak_rss_mb is not None
     assert len(report.worker_peak_rss_mb) == 2
     assert all(10 < mb < 1000 for mb in report.worker_peak_rss_mb)
@@ -100,6 +106,7 @@ async def test_tables_against_a_given_daemon(spreadq_daemon: Daemon) -> None:
         rows = [row.split("│") for row in busy.splitlines() if address in row and "│" in row]
         assert len(rows) == 2, busy
         assert all(" / " in cells[3] and cells[5].strip() == "-" for cells in rows), busy
+        assert all(" · " in cells[3] for cells in rows), busy  # and how long it ran at a time
 
 
 async def test_a_given_daemons_cpu_is_counted_when_its_pid_is_named(

@@ -35,6 +35,8 @@ from spreadq.bench.procs import Memory as Memory
 from spreadq.bench.procs import Role as Role
 from spreadq.bench.procs import cpu_seconds as cpu_seconds
 from spreadq.bench.procs import memory as memory
+from spreadq.bench.procs import run_seconds as run_seconds
+from spreadq.bench.procs import slices_run as slices_run
 from spreadq.bench.procs import wait_seconds as wait_seconds
 from spreadq.bench.report import BenchReport as BenchReport
 from spreadq.bench.report import Cpu as Cpu
@@ -50,6 +52,7 @@ from spreadq.bench.run import Workers as Workers
 from spreadq.bench.run import cpu_snapshot as cpu_snapshot
 from spreadq.bench.run import cpu_spent as cpu_spent
 from spreadq.bench.run import embedded_daemon as embedded_daemon
+from spreadq.bench.run import per_slice as per_slice
 from spreadq.bench.run import queue_run as queue_run
 from spreadq.bench.run import raw_flood as raw_flood
 from spreadq.bench.run import run_bench as run_bench
@@ -73,10 +76,13 @@ __all__ = [
     "embedded_daemon",
     "latency",
     "memory",
+    "per_slice",
     "queue_run",
     "raw_flood",
     "run_bench",
     "run_role",
+    "run_seconds",
+    "slices_run",
     "wait_seconds",
     "worker_processes",
 ]

@@ -3,8 +3,9 @@
 Child processes are ``python -m spreadq bench --role ...`` (hidden options of the same
 command), so a benchmark needs nothing but an installed spreadq. CPU time and memory
 are read from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``, and the time a process
-was ready to run but waited for a CPU from ``/proc/<pid>/schedstat`` (Linux); elsewhere
-the readers return None and the report leaves those figures out.
+was ready to run but waited for a CPU, and how often it was switched in, from
+``/proc/<pid>/schedstat`` (Linux); elsewhere the readers return None and the report
+leaves those figures out.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ __all__ = [
     "command",
     "cpu_seconds",
     "memory",
+    "parse_schedstat",
     "parse_schedstat_wait",
     "parse_stat_cpu",
     "parse_status_kb",
     "processes",
+    "run_seconds",
+    "slices_run",
     "stop",
     "wait_seconds",
 ]
@@ -118,10 +122,10 @@ def parse_stat_cpu(text: str, ticks_per_s: float) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
-def parse_schedstat_wait(text: str) -> float:
-    """Seconds spent runnable but waiting for a CPU, from the text of
-    ``/proc/<pid>/schedstat`` (time on the CPU, time waiting on a run queue, both in
-    nanoseconds, and time slices run).
+def parse_schedstat(text: str) -> tuple[float, float, int]:
+    """From the text of ``/proc/<pid>/schedstat``: seconds on a CPU, seconds ready to run
+    but waiting for one (both nanoseconds in the file), and the time slices run (how
+    often the thread was switched in).
 
     Raises:
         ValueError: the text is not a ``schedstat`` line.
@@ -129,7 +133,17 @@ def parse_schedstat_wait(text: str) -> float:
     fields = text.split()
     if len(fields) != 3:
         raise ValueError(f"not a /proc/<pid>/schedstat line: {text[:80]!r}")
-    return int(fields[1]) / 1e9
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9, int(fields[2])
+
+
+def parse_schedstat_wait(text: str) -> float:
+    """Seconds spent runnable but waiting for a CPU, from the text of
+    ``/proc/<pid>/schedstat`` (:func:`parse_schedstat`'s second figure).
+
+    Raises:
+        ValueError: the text is not a ``schedstat`` line.
+    """
+    return parse_schedstat(text)[1]
 
 
 def parse_status_kb(text: str, key: str) -> int | None:
@@ -158,6 +172,21 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     return parse_stat_cpu(text, os.sysconf("SC_CLK_TCK"))
 
 
+def _schedstat(pid: int | None) -> tuple[float, float, int] | None:
+    """:func:`parse_schedstat` of process ``pid`` (its main thread; this process when
+    None); None where it cannot be read (another system, a kernel without scheduler
+    statistics, a process gone)."""
+    try:
+        with open(f"/proc/{os.getpid() if pid is None else pid}/schedstat") as file:
+            text = file.read()
+    except OSError:
+        return None
+    try:
+        return parse_schedstat(text)
+    except ValueError:
+        return None
+
+
 def wait_seconds(pid: int | None = None) -> float | None:
     """Seconds process ``pid`` (its main thread; this process when None) has been ready
     to run and waited for a CPU: what a saturated machine adds to every latency.
@@ -165,15 +194,23 @@ def wait_seconds(pid: int | None = None) -> float | None:
     None where ``/proc/<pid>/schedstat`` cannot be read (another system, a kernel
     without scheduler statistics, a process gone).
     """
-    try:
-        with open(f"/proc/{os.getpid() if pid is None else pid}/schedstat") as file:
-            text = file.read()
-    except OSError:
-        return None
-    try:
-        return parse_schedstat_wait(text)
-    except ValueError:
-        return None
+    read = _schedstat(pid)
+    return None if read is None else read[1]
+
+
+def run_seconds(pid: int | None = None) -> float | None:
+    """Seconds process ``pid``'s main thread (this process's when None) has run on a
+    CPU, as the scheduler counts it (``/proc/<pid>/schedstat``; None where unreadable)."""
+    read = _schedstat(pid)
+    return None if read is None else read[0]
+
+
+def slices_run(pid: int | None = None) -> float | None:
+    """How often process ``pid``'s main thread (this process's when None) has been
+    switched in: woken, or resumed after a preemption (``/proc/<pid>/schedstat``; None
+    where unreadable). With :func:`run_seconds`, the mean time it runs at a time."""
+    read = _schedstat(pid)
+    return None if read is None else float(read[2])
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,9 @@ class Latency(BaseModel):
 
 class Cpu(BaseModel):
     """Seconds of each process during one run: on a CPU (user + system), as
-    :attr:`QueueFigures.cpu`, or ready to run and waiting for one, as
-    :attr:`QueueFigures.waited`."""
+    :attr:`QueueFigures.cpu`, ready to run and waiting for one, as
+    :attr:`QueueFigures.waited`, or on a CPU each time it was switched in, on average,
+    as :attr:`QueueFigures.mean_slice`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -100,6 +101,10 @@ class QueueFigures(BaseModel):
     """The seconds each process was ready to run and waited for a CPU (its main
     thread's, ``/proc/<pid>/schedstat``): on a saturated machine, where the latency goes.
     None where that cannot be read."""
+    mean_slice: Cpu | None = None
+    """The seconds each process ran each time it was switched in (woken, or resumed
+    after a preemption), on average (its main thread's, ``/proc/<pid>/schedstat``): how
+    long the next process woken may wait behind it. None where that cannot be read."""
     wire: Wire
     ratio_to_raw: float | None
     """``jobs_per_s`` over the raw flood's messages/s of the same run; None without one."""

@@ -20,7 +20,15 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from spreadq.bench.procs import command, cpu_seconds, memory, processes, wait_seconds
+from spreadq.bench.procs import (
+    command,
+    cpu_seconds,
+    memory,
+    processes,
+    run_seconds,
+    slices_run,
+    wait_seconds,
+)
 from spreadq.bench.report import BenchReport, Cpu, QueueFigures, Wire, delivered_per_job, latency
 from spreadq.bench.roles import NOOP, QUEUE, RAW_CONTROL, RAW_GROUP, STAMP
 from spreadq.client import Connection, connect
@@ -39,6 +47,7 @@ __all__ = [
     "cpu_snapshot",
     "cpu_spent",
     "embedded_daemon",
+    "per_slice",
     "queue_run",
     "raw_flood",
     "run_bench",
@@ -265,6 +274,8 @@ async def queue_run(
     worker_messages_before, private_before = await workers.messages()
     cpu_before = cpu_snapshot(workers.pids, daemon_pid)
     wait_before = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
+    ran_before = cpu_snapshot(workers.pids, daemon_pid, read=run_seconds)
+    slices_before = cpu_snapshot(workers.pids, daemon_pid, read=slices_run)
     clock, wall = time.monotonic, time.time
     early = 0.0 if smooth else 0.001  # how far ahead of its time a job may be put
     started = clock()
@@ -283,6 +294,8 @@ async def queue_run(
     _harvest(pending, done_at, results)
     cpu_after = cpu_snapshot(workers.pids, daemon_pid)
     wait_after = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
+    ran_after = cpu_snapshot(workers.pids, daemon_pid, read=run_seconds)
+    slices_after = cpu_snapshot(workers.pids, daemon_pid, read=slices_run)
     producer_messages = producer.statistics().messages - messages_before
     worker_messages, private = await workers.messages()
     worker_messages -= worker_messages_before
@@ -299,6 +312,9 @@ async def queue_run(
         round_trip=latency(round_trip),
         cpu=cpu_spent(cpu_before, cpu_after),
         waited=cpu_spent(wait_before, wait_after),
+        mean_slice=per_slice(
+            cpu_spent(ran_before, ran_after), cpu_spent(slices_before, slices_after)
+        ),
         wire=Wire(
             producer_messages=producer_messages,
             worker_messages=worker_messages,
@@ -366,6 +382,27 @@ def cpu_spent(before: CpuSnapshot, after: CpuSnapshot) -> Cpu | None:
         producer_s=producer1 - producer0,
         workers_s=tuple(b - a for a, b in zip(workers0, workers1, strict=True)),
         daemon_s=None if daemon0 is None or daemon1 is None else daemon1 - daemon0,
+    )
+
+
+def per_slice(ran: Cpu | None, slices: Cpu | None) -> Cpu | None:
+    """The mean seconds each process ran each time it was switched in: the seconds it
+    ran over a run (:func:`cpu_spent` of :func:`~spreadq.bench.procs.run_seconds`
+    snapshots) divided by its slices (of :func:`~spreadq.bench.procs.slices_run`
+    snapshots); 0 for a process that never ran. None where either is."""
+    if ran is None or slices is None:
+        return None
+
+    def mean(seconds: float, count: float) -> float:
+        return seconds / count if count > 0 else 0.0
+
+    daemon = None
+    if ran.daemon_s is not None and slices.daemon_s is not None:
+        daemon = mean(ran.daemon_s, slices.daemon_s)
+    return Cpu(
+        producer_s=mean(ran.producer_s, slices.producer_s),
+        workers_s=tuple(map(mean, ran.workers_s, slices.workers_s)),
+        daemon_s=daemon,
     )
 
 

@@ -37,11 +37,15 @@ def _us_per_job(seconds: float | None, jobs: int) -> str:
     return "-" if seconds is None else f"{seconds / jobs * 1e6:,.1f}"
 
 
-def _run_wait(cpu: float | None, waited: float | None, seconds: float) -> str:
-    """A process's milliseconds a second on a CPU and waiting for one."""
+def _run_wait(
+    cpu: float | None, waited: float | None, seconds: float, mean_slice: float | None
+) -> str:
+    """A process's milliseconds a second on a CPU and waiting for one, and the
+    milliseconds it ran at a time (when known)."""
     if cpu is None or waited is None:
         return "-"
-    return f"{cpu / seconds * 1e3:,.0f} / {waited / seconds * 1e3:,.0f}"
+    cell = f"{cpu / seconds * 1e3:,.0f} / {waited / seconds * 1e3:,.0f}"
+    return cell if mean_slice is None else f"{cell} · {mean_slice * 1e3:.2f}"
 
 
 def _mean(values: tuple[float, ...]) -> float:
@@ -50,7 +54,7 @@ def _mean(values: tuple[float, ...]) -> float:
 
 def render(reports: list[BenchReport], console: Console) -> None:
     """Print ``reports`` as four tables: throughput, latency, cost per job, and each
-    process's time on a CPU and waiting for one."""
+    process's time on a CPU and waiting for one, with how long it ran at a time."""
     if not reports:
         return
     first = reports[0]
@@ -63,7 +67,9 @@ def render(reports: list[BenchReport], console: Console) -> None:
         title="latency, ms: one way = put() to handler start, round trip = put() to receipt"
     )
     cost = Table(title="cost per job: CPU microseconds of each process, Spread messages")
-    busy = Table(title="ms a second: on a CPU / ready to run and waiting for one")
+    busy = Table(
+        title="ms a second: on a CPU / ready to run and waiting for one · ms it ran at a time"
+    )
     for table in (rates, latency, cost, busy):
         table.add_column("daemon")
         table.add_column("load")
@@ -109,14 +115,29 @@ def render(reports: list[BenchReport], console: Console) -> None:
                 f"{wire.sent_per_job:.3f}",
                 f"{wire.delivered_per_job:.3f}",
             )
-            waited, seconds = figures.waited, figures.seconds
+            waited, seconds, ran = figures.waited, figures.seconds, figures.mean_slice
             if cpu is not None and waited is not None and seconds > 0:
                 busy.add_row(
                     report.daemon,
                     load,
-                    _run_wait(cpu.producer_s, waited.producer_s, seconds),
-                    _run_wait(_mean(cpu.workers_s), _mean(waited.workers_s), seconds),
-                    _run_wait(cpu.daemon_s, waited.daemon_s, seconds),
+                    _run_wait(
+                        cpu.producer_s,
+                        waited.producer_s,
+                        seconds,
+                        None if ran is None else ran.producer_s,
+                    ),
+                    _run_wait(
+                        _mean(cpu.workers_s),
+                        _mean(waited.workers_s),
+                        seconds,
+                        None if ran is None else _mean(ran.workers_s),
+                    ),
+                    _run_wait(
+                        cpu.daemon_s,
+                        waited.daemon_s,
+                        seconds,
+                        None if ran is None else ran.daemon_s,
+                    ),
                 )
     console.print(rates)
     console.print(latency)
