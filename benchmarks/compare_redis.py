@@ -88,10 +88,8 @@ from spreadq.bench import (
     cpu_spent,
     latency,
     memory,
-    per_slice,
-    run_seconds,
-    slices_run,
-    wait_seconds,
+    sched_snapshot,
+    sched_spent,
 )
 from spreadq.eventloop import use_uvloop
 from spreadq.worker.runtime import tune_collector
@@ -362,9 +360,7 @@ async def measure_redis(
                     nonlocal first
                     before = (await send.info("stats"))["total_commands_processed"]
                     cpu0 = cpu_snapshot(pids, server_pid)
-                    wait0 = cpu_snapshot(pids, server_pid, read=wait_seconds)
-                    ran0 = cpu_snapshot(pids, server_pid, read=run_seconds)
-                    slices0 = cpu_snapshot(pids, server_pid, read=slices_run)
+                    sched0 = sched_snapshot(pids, server_pid)
                     work = redis_run(send, receive, replies, first, n, payload, pipeline, rate)
                     with anyio.fail_after(RUN_WITHIN):
                         if beside is None:  # a failure stays itself, not in a group
@@ -374,11 +370,10 @@ async def measure_redis(
                                 tg.start_soon(beside)
                                 seconds, one_way, round_trip = await work
                     cpu1 = cpu_snapshot(pids, server_pid)
-                    wait1 = cpu_snapshot(pids, server_pid, read=wait_seconds)
-                    ran1 = cpu_snapshot(pids, server_pid, read=run_seconds)
-                    slices1 = cpu_snapshot(pids, server_pid, read=slices_run)
+                    sched1 = sched_snapshot(pids, server_pid)
                     after = (await send.info("stats"))["total_commands_processed"]
                     first += n
+                    waited, mean_slice = sched_spent(sched0, sched1)
                     return RedisFigures(
                         jobs=n,
                         seconds=seconds,
@@ -386,8 +381,8 @@ async def measure_redis(
                         one_way=latency(one_way),
                         round_trip=latency(round_trip),
                         cpu=cpu_spent(cpu0, cpu1),
-                        waited=cpu_spent(wait0, wait1),
-                        mean_slice=per_slice(cpu_spent(ran0, ran1), cpu_spent(slices0, slices1)),
+                        waited=waited,
+                        mean_slice=mean_slice,
                         commands_per_job=(after - before - 1) / n,  # less one INFO
                     )
 
@@ -557,26 +552,25 @@ def rows(ours: BenchReport, theirs: RedisReport) -> list[tuple[str, float | None
     return out
 
 
+def _part(figures: Cpu, part: str) -> float:
+    """The producer's figure, or each worker's on average."""
+    if part == "producer":
+        return figures.producer_s
+    return sum(figures.workers_s) / max(1, len(figures.workers_s))
+
+
 def _waited_ms(waited: Cpu | None, seconds: float, part: str) -> float | None:
     """Milliseconds a second ``part`` (the producer, or each worker on average) was
     ready to run and waited for a CPU."""
     if waited is None or seconds <= 0:
         return None
-    if part == "producer":
-        spent = waited.producer_s
-    else:
-        spent = sum(waited.workers_s) / max(1, len(waited.workers_s))
-    return spent / seconds * 1e3
+    return _part(waited, part) / seconds * 1e3
 
 
 def _slice_ms(mean_slice: Cpu | None, part: str) -> float | None:
     """Milliseconds ``part`` (the producer, or each worker on average) ran each time it
     was switched in."""
-    if mean_slice is None:
-        return None
-    if part == "producer":
-        return mean_slice.producer_s * 1e3
-    return sum(mean_slice.workers_s) / max(1, len(mean_slice.workers_s)) * 1e3
+    return None if mean_slice is None else _part(mean_slice, part) * 1e3
 
 
 def _cell(value: float | None) -> str:

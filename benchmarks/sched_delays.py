@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spreadq.bench import BenchReport
+from spreadq.bench.report import quantile
 from spreadq.bench.run import embedded_daemon, run_bench
 from spreadq.eventloop import use_uvloop
 from spreadq.worker.runtime import tune_collector
@@ -152,11 +152,11 @@ class RoleFigures(BaseModel):
 
 
 def _spread(values: Sequence[float]) -> Spread:
-    if len(values) < 2:
-        only = values[0] if values else 0.0
-        return Spread(p50=only, p90=only, p99=only)
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return Spread(p50=cuts[49], p90=cuts[89], p99=cuts[98])
+    """p50, p90 and p99 of ``values`` (at least one), interpolated between ranks."""
+    ordered = sorted(values)
+    return Spread(
+        p50=quantile(ordered, 0.5), p90=quantile(ordered, 0.9), p99=quantile(ordered, 0.99)
+    )
 
 
 def behind(slices: Sequence[Slice], roles: dict[int, str]) -> dict[str, dict[str, float]]:
@@ -326,6 +326,22 @@ def unavailable() -> str | None:
 # --- the two sides --------------------------------------------------------------------------
 
 
+def side_report(
+    side: str, args: argparse.Namespace, one_way_p99_ms: float, data: Path, roles: dict[int, str]
+) -> SideReport:
+    """One side's report: its window recorded in ``data``, its processes named by
+    ``roles`` (each worker or consumer apart with ``--each``)."""
+    slices, seconds = read_window(data)
+    named = each(roles) if args.each else roles
+    return SideReport(
+        side=side,
+        rate=args.rate,
+        one_way_p99_ms=one_way_p99_ms,
+        seconds=seconds,
+        roles=summarize(slices, named, seconds),
+    )
+
+
 def spreadq_side(args: argparse.Namespace, data: Path) -> SideReport:
     """``spreadq bench``'s run (:func:`~spreadq.bench.run.run_bench`, in this process, the
     producer) at ``args.rate``, its paced run recorded."""
@@ -366,15 +382,7 @@ def spreadq_side(args: argparse.Namespace, data: Path) -> SideReport:
 
     tune_collector()  # the producer, tuned as spreadq bench tunes itself
     report = anyio.run(measure, backend_options={"use_uvloop": use_uvloop(args.loop)})
-    slices, seconds = read_window(data)
-    roles = each(roles) if args.each else roles
-    return SideReport(
-        side="spreadq",
-        rate=args.rate,
-        one_way_p99_ms=report.half_load.one_way.p99_ms,
-        seconds=seconds,
-        roles=summarize(slices, roles, seconds),
-    )
+    return side_report("spreadq", args, report.half_load.one_way.p99_ms, data, roles)
 
 
 def redis_side(args: argparse.Namespace, data: Path) -> SideReport:
@@ -407,15 +415,7 @@ def redis_side(args: argparse.Namespace, data: Path) -> SideReport:
         backend_options={"use_uvloop": use_uvloop(args.loop)},
     )
     assert report.at_rate is not None
-    slices, seconds = read_window(data)
-    roles = each(roles) if args.each else roles
-    return SideReport(
-        side="Redis Streams",
-        rate=args.rate,
-        one_way_p99_ms=report.at_rate.one_way.p99_ms,
-        seconds=seconds,
-        roles=summarize(slices, roles, seconds),
-    )
+    return side_report("Redis Streams", args, report.at_rate.one_way.p99_ms, data, roles)
 
 
 def render(reports: Sequence[SideReport], console: Console) -> None:

@@ -21,8 +21,9 @@ from spreadq.bench import (
     latency,
     memory,
     per_slice,
-    run_seconds,
-    slices_run,
+    sched_snapshot,
+    sched_spent,
+    schedstat,
     wait_seconds,
 )
 from spreadq.bench.procs import (
@@ -85,7 +86,7 @@ def test_the_mean_slice_is_each_process_run_time_over_its_slices() -> None:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs schedstat")
 def test_this_process_runs_and_is_switched_in() -> None:
-    ran, slices = run_seconds(), slices_run()
+    (ran, _, _), _, (slices, _, _) = sched_snapshot([], None)  # this process: the producer's
     assert ran is not None
     assert slices is not None
     assert ran > 0
@@ -93,13 +94,22 @@ def test_this_process_runs_and_is_switched_in() -> None:
     burnt = time.thread_time() + 0.05
     while time.thread_time() < burnt:  # 50 ms of CPU (a running task's count may lag a tick)
         pass
-    ran_after, slices_after = run_seconds(os.getpid()), slices_run(os.getpid())
+    after = sched_snapshot([os.getpid()], None)
+    (ran_after, workers_ran, _), _, (slices_after, workers_slices, _) = after
     assert ran_after is not None
     assert slices_after is not None
     assert 0.03 < ran_after - ran < 60  # seconds, not nanoseconds or ticks
     assert slices_after >= slices
-    assert run_seconds(2**22 + 12345) is None  # no such process
-    assert slices_run(2**22 + 12345) is None
+    assert workers_ran is not None  # the same process by pid, read just before
+    assert workers_slices is not None
+    assert ran < workers_ran[0] <= ran_after
+    assert slices <= workers_slices[0] <= slices_after
+    waited, mean_slice = sched_spent(sched_snapshot([], None), sched_snapshot([], None))
+    assert waited is not None
+    assert waited.producer_s >= 0
+    assert mean_slice is not None
+    assert mean_slice.producer_s >= 0
+    assert schedstat(2**22 + 12345) is None  # no such process
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="needs schedstat")

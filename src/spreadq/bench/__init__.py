@@ -35,8 +35,7 @@ from spreadq.bench.procs import Memory as Memory
 from spreadq.bench.procs import Role as Role
 from spreadq.bench.procs import cpu_seconds as cpu_seconds
 from spreadq.bench.procs import memory as memory
-from spreadq.bench.procs import run_seconds as run_seconds
-from spreadq.bench.procs import slices_run as slices_run
+from spreadq.bench.procs import schedstat as schedstat
 from spreadq.bench.procs import wait_seconds as wait_seconds
 from spreadq.bench.report import BenchReport as BenchReport
 from spreadq.bench.report import Cpu as Cpu
@@ -56,6 +55,8 @@ from spreadq.bench.run import per_slice as per_slice
 from spreadq.bench.run import queue_run as queue_run
 from spreadq.bench.run import raw_flood as raw_flood
 from spreadq.bench.run import run_bench as run_bench
+from spreadq.bench.run import sched_snapshot as sched_snapshot
+from spreadq.bench.run import sched_spent as sched_spent
 from spreadq.bench.run import worker_processes as worker_processes
 
 __all__ = [
@@ -81,8 +82,9 @@ __all__ = [
     "raw_flood",
     "run_bench",
     "run_role",
-    "run_seconds",
-    "slices_run",
+    "sched_snapshot",
+    "sched_spent",
+    "schedstat",
     "wait_seconds",
     "worker_processes",
 ]

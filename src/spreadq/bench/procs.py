@@ -35,8 +35,7 @@ __all__ = [
     "parse_stat_cpu",
     "parse_status_kb",
     "processes",
-    "run_seconds",
-    "slices_run",
+    "schedstat",
     "stop",
     "wait_seconds",
 ]
@@ -172,9 +171,10 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     return parse_stat_cpu(text, os.sysconf("SC_CLK_TCK"))
 
 
-def _schedstat(pid: int | None) -> tuple[float, float, int] | None:
+def schedstat(pid: int | None = None) -> tuple[float, float, int] | None:
     """:func:`parse_schedstat` of process ``pid`` (its main thread; this process when
-    None); None where it cannot be read (another system, a kernel without scheduler
+    None): seconds on a CPU, seconds waiting for one, and slices run. None where
+    ``/proc/<pid>/schedstat`` cannot be read (another system, a kernel without scheduler
     statistics, a process gone)."""
     try:
         with open(f"/proc/{os.getpid() if pid is None else pid}/schedstat") as file:
@@ -194,23 +194,8 @@ def wait_seconds(pid: int | None = None) -> float | None:
     None where ``/proc/<pid>/schedstat`` cannot be read (another system, a kernel
     without scheduler statistics, a process gone).
     """
-    read = _schedstat(pid)
+    read = schedstat(pid)
     return None if read is None else read[1]
-
-
-def run_seconds(pid: int | None = None) -> float | None:
-    """Seconds process ``pid``'s main thread (this process's when None) has run on a
-    CPU, as the scheduler counts it (``/proc/<pid>/schedstat``; None where unreadable)."""
-    read = _schedstat(pid)
-    return None if read is None else read[0]
-
-
-def slices_run(pid: int | None = None) -> float | None:
-    """How often process ``pid``'s main thread (this process's when None) has been
-    switched in: woken, or resumed after a preemption (``/proc/<pid>/schedstat``; None
-    where unreadable). With :func:`run_seconds`, the mean time it runs at a time."""
-    read = _schedstat(pid)
-    return None if read is None else float(read[2])
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 import anyio
@@ -25,9 +26,7 @@ from spreadq.bench.procs import (
     cpu_seconds,
     memory,
     processes,
-    run_seconds,
-    slices_run,
-    wait_seconds,
+    schedstat,
 )
 from spreadq.bench.report import BenchReport, Cpu, QueueFigures, Wire, delivered_per_job, latency
 from spreadq.bench.roles import NOOP, QUEUE, RAW_CONTROL, RAW_GROUP, STAMP
@@ -51,6 +50,8 @@ __all__ = [
     "queue_run",
     "raw_flood",
     "run_bench",
+    "sched_snapshot",
+    "sched_spent",
     "worker_processes",
 ]
 
@@ -273,9 +274,7 @@ async def queue_run(
     messages_before = producer.statistics().messages
     worker_messages_before, private_before = await workers.messages()
     cpu_before = cpu_snapshot(workers.pids, daemon_pid)
-    wait_before = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
-    ran_before = cpu_snapshot(workers.pids, daemon_pid, read=run_seconds)
-    slices_before = cpu_snapshot(workers.pids, daemon_pid, read=slices_run)
+    sched_before = sched_snapshot(workers.pids, daemon_pid)
     clock, wall = time.monotonic, time.time
     early = 0.0 if smooth else 0.001  # how far ahead of its time a job may be put
     started = clock()
@@ -293,9 +292,7 @@ async def queue_run(
         await receipt.wait()
     _harvest(pending, done_at, results)
     cpu_after = cpu_snapshot(workers.pids, daemon_pid)
-    wait_after = cpu_snapshot(workers.pids, daemon_pid, read=wait_seconds)
-    ran_after = cpu_snapshot(workers.pids, daemon_pid, read=run_seconds)
-    slices_after = cpu_snapshot(workers.pids, daemon_pid, read=slices_run)
+    sched_after = sched_snapshot(workers.pids, daemon_pid)
     producer_messages = producer.statistics().messages - messages_before
     worker_messages, private = await workers.messages()
     worker_messages -= worker_messages_before
@@ -303,6 +300,7 @@ async def queue_run(
     seconds = max(done_at) - started
     round_trip = [done - sent for sent, done in zip(put_at, done_at, strict=True)]
     one_way = [STAMP.unpack(r)[0] - sent for sent, r in zip(put_wall, results, strict=True)]
+    waited, mean_slice = sched_spent(sched_before, sched_after)
     sent_per_job = (producer_messages + worker_messages) / count
     return QueueFigures(
         jobs=count,
@@ -311,10 +309,8 @@ async def queue_run(
         one_way=latency(one_way),
         round_trip=latency(round_trip),
         cpu=cpu_spent(cpu_before, cpu_after),
-        waited=cpu_spent(wait_before, wait_after),
-        mean_slice=per_slice(
-            cpu_spent(ran_before, ran_after), cpu_spent(slices_before, slices_after)
-        ),
+        waited=waited,
+        mean_slice=mean_slice,
         wire=Wire(
             producer_messages=producer_messages,
             worker_messages=worker_messages,
@@ -385,11 +381,44 @@ def cpu_spent(before: CpuSnapshot, after: CpuSnapshot) -> Cpu | None:
     )
 
 
+SchedSnapshot = tuple[CpuSnapshot, CpuSnapshot, CpuSnapshot]
+"""Each process's seconds on a CPU, seconds ready to run and waiting for one, and time
+slices run so far, as the scheduler counts them: three snapshots in the shape of
+:func:`cpu_snapshot`'s."""
+
+
+def sched_snapshot(worker_pids: Sequence[int], daemon_pid: int | None) -> SchedSnapshot:
+    """The scheduler's three counts of this process, the workers and the daemon so far,
+    each process's ``/proc/<pid>/schedstat`` read once
+    (:func:`~spreadq.bench.procs.schedstat`)."""
+    counts = cache(schedstat)
+
+    def figure(index: int) -> Callable[[int | None], float | None]:
+        def read(pid: int | None) -> float | None:
+            count = counts(pid)
+            return None if count is None else float(count[index])
+
+        return read
+
+    on_cpu, waiting, slices = (
+        cpu_snapshot(worker_pids, daemon_pid, read=figure(i)) for i in range(3)
+    )
+    return on_cpu, waiting, slices
+
+
+def sched_spent(before: SchedSnapshot, after: SchedSnapshot) -> tuple[Cpu | None, Cpu | None]:
+    """Between two :func:`sched_snapshot`: the seconds each process waited for a CPU
+    (as :attr:`QueueFigures.waited`), and the seconds it ran each time it was switched in,
+    on average (as :attr:`QueueFigures.mean_slice`, :func:`per_slice`)."""
+    waited = cpu_spent(before[1], after[1])
+    return waited, per_slice(cpu_spent(before[0], after[0]), cpu_spent(before[2], after[2]))
+
+
 def per_slice(ran: Cpu | None, slices: Cpu | None) -> Cpu | None:
     """The mean seconds each process ran each time it was switched in: the seconds it
-    ran over a run (:func:`cpu_spent` of :func:`~spreadq.bench.procs.run_seconds`
-    snapshots) divided by its slices (of :func:`~spreadq.bench.procs.slices_run`
-    snapshots); 0 for a process that never ran. None where either is."""
+    ran over a run divided by its slices (both :func:`cpu_spent` of a
+    :func:`sched_snapshot` figure); 0 for a process that never ran. None where either
+    is."""
     if ran is None or slices is None:
         return None
 
