@@ -18,13 +18,25 @@ script runs the same shape with nothing of the queue but its wire format:
 
 No table, no receipts, no ACKs, no flow control: about the least a Python design with
 one process per worker does with this traffic on this daemon and machine, and a
-yardstick measured in the same run. ``--against-spreadq`` then runs ``spreadq bench``
+yardstick measured in the same run.
+
+``--table`` puts the queue's replicated table back in the readers, and nothing around
+it: each reader applies every message of the group to a real
+:class:`~spreadq.queue.OutstandingTable` (through the worker's ``GroupTranslator``),
+"starts" the jobs the table gives it and tells the table they started and succeeded,
+multicasts the ACKs the table asks for to the group (the other readers' tables read
+them) and sends the NOTICEs it asks for (with ``--notices``, the jobs ask for them) to
+the producer; a ``Tick`` every 10 ms lets held ACKs and NOTICEs go. The producer stays
+the floor's. Between the floor and ``spreadq bench`` this measures what the table costs
+a worker apart from the runtime around it (the dispatcher, scheduler, runner pool and
+job runner). ``--against-spreadq`` then runs ``spreadq bench``
 with the same shape and rate and prints both paced runs side by side with the ratio:
 what the queue costs above the floor, in one-way latency (send or put to the job's
 start) and in CPU per process.
 
     .venv/bin/python benchmarks/floor.py --spread 4803@127.0.0.1 --spread-pid $(pgrep -x spread) \\
         --rate 13000 --notices --against-spreadq
+    .venv/bin/python benchmarks/floor.py --spread 4803@127.0.0.1 --rate 13000 --notices --table
     .venv/bin/python benchmarks/floor.py --jobs 2000 --workers 2      # a smoke, embedded daemon
 """
 
@@ -54,8 +66,29 @@ from spreadq.bench.procs import cpu_seconds, processes
 from spreadq.bench.report import Latency, latency
 from spreadq.bench.run import embedded_daemon
 from spreadq.eventloop import Loop, use_uvloop
-from spreadq.queue import MESS_TYPE, JobSpec, decode, encode_batch
+from spreadq.queue import (
+    MESS_TYPE,
+    Idle,
+    JobFinished,
+    JobsFinished,
+    JobSpec,
+    JobsStarted,
+    Outcome,
+    OutstandingTable,
+    RunJob,
+    SendAck,
+    SendNotice,
+    Tick,
+    TurnEnded,
+    decode,
+    encode,
+    encode_batch,
+)
+from spreadq.queue.effects import Effect
 from spreadq.queue.envelope.batch import JobBatch
+from spreadq.queue.rules import builtin_rules
+from spreadq.session.translate import GroupTranslator, Refused
+from spreadq.settings import Settings
 from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership
 
@@ -69,6 +102,8 @@ NOTICE_GAP: Final = 0.002
 """Seconds between two notices of one reader at least (``Settings.notice_interval``)."""
 EARLY: Final = 0.001
 """How far ahead of its time a job is packed (as ``spreadq bench`` puts them)."""
+TICK: Final = 0.01
+"""Seconds between two ``Tick`` inputs of a ``--table`` reader."""
 
 
 class ReaderFigures(BaseModel):
@@ -91,11 +126,15 @@ class FloorFigures(BaseModel):
     jobs: int
     rate: float
     rule: str
+    table: bool = False
+    """The readers kept the replicated table (``--table``)."""
     notices: int
     """Private messages the producer read (0 without ``--notices``)."""
     messages_per_s: float
     one_way: Latency
     producer_cpu_ms_per_s: float
+    worker_jobs: tuple[int, ...] = ()
+    """The jobs each reader started."""
     worker_cpu_ms_per_s: tuple[float, ...]
     daemon_cpu_ms_per_s: float | None
 
@@ -109,6 +148,104 @@ def owned(index: int, workers: int, rule: str, first: int, count: int) -> range:
     if rule == "fill_first":
         return range(count) if index == 0 else range(0)
     return range((index - first) % workers, count, workers)
+
+
+async def read_with_table(address: str, index: int, rule: str) -> None:
+    """One ``--table`` reader: join, keep the replicated table of every message, say
+    ``ready`` once in a view, start the jobs the table gives it until the END message,
+    then print its :class:`ReaderFigures` as one JSON line."""
+    started: list[float] = []
+    messages = 0
+    first: tuple[float, float] | None = None
+    clock, wall = time.monotonic, time.time
+    settings = Settings()
+    async with spreadq.connect(address, name=f"floor{index}") as conn:
+        table = OutstandingTable(
+            conn.private_group,
+            rule=builtin_rules()[rule],
+            incarnation=os.urandom(16),
+            capacity=settings.concurrency,
+            history_size=settings.completed_history,
+            ack_every=settings.ack_every,
+            ack_every_seconds=settings.ack_interval,
+            ack_position_seconds=settings.ack_position_interval,
+            ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
+            notices=settings.outcome_notices,
+            notice_interval=settings.notice_interval,
+            window=settings.window,
+            max_failovers=settings.max_failovers,
+            dedupe_size=settings.dedupe_keys,
+        )
+        translate = GroupTranslator(GROUP, None, accept_unsealed_raw=True).translate
+        out: list[tuple[str, bytes]] = []  # what the table asks to send, in order
+
+        def carry(effects: list[Effect]) -> list[RunJob]:
+            runs: list[RunJob] = []
+            for effect in effects:
+                if type(effect) is RunJob:
+                    runs.append(effect)
+                elif type(effect) is SendAck:
+                    out.append((GROUP, encode(effect.envelope)))
+                elif type(effect) is SendNotice:
+                    out.append((effect.to, encode(effect.envelope)))
+            return runs  # VIEWs, HELLOs and the rest: no FEEDBACK group, no one to tell
+
+        async def send() -> None:
+            sending = out[:]
+            out.clear()
+            for group, data in sending:
+                await conn.multicast(group, data, ServiceType.AGREED, MESS_TYPE)
+
+        async def tick() -> None:
+            while True:
+                await anyio.sleep(TICK)
+                carry(table.apply(Tick(), clock()))
+                await send()
+
+        await conn.join(GROUP)
+        ready = False
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(tick)
+            while True:
+                events = await conn.receive_batch()
+                now = clock()
+                runs: list[RunJob] = []
+                ended = False
+                for event in events:
+                    if type(event) is DataMessage and event.mess_type == END_TYPE:
+                        ended = True  # after the jobs that came before it
+                        break
+                    translated = translate(event)
+                    if translated is not None and not isinstance(translated, Refused):
+                        runs += carry(table.apply(translated, now))
+                    if type(event) is DataMessage:
+                        if first is None:
+                            first = (time.process_time(), clock())
+                        messages += 1
+                if not ready and table.view is not None:
+                    ready = True
+                    carry(table.apply(Idle(True), now))  # its handlers never keep it busy
+                    print("ready", flush=True)
+                while runs:  # what a worker's handlers would do, at no cost
+                    table.apply(JobsStarted([run.job.ref for run in runs]), now)
+                    for run in runs:
+                        started.append(wall() - STAMP.unpack_from(run.job.payload)[0])
+                    finished = [JobFinished(run.job.ref, Outcome.success()) for run in runs]
+                    runs = carry(table.apply(JobsFinished(finished), clock()))
+                if ended:
+                    assert first is not None
+                    figures = ReaderFigures(
+                        started=tuple(started),
+                        messages=messages,
+                        cpu_s=time.process_time() - first[0],
+                        seconds=clock() - first[1],
+                    )
+                    print(figures.model_dump_json(), flush=True)
+                    tasks.cancel_scope.cancel()
+                    return
+                if table.notices_pending:
+                    carry(table.apply(TurnEnded(), clock()))
+                await send()
 
 
 async def read(address: str, index: int, workers: int, rule: str, notify: str | None) -> None:
@@ -171,6 +308,7 @@ async def floor_run(
     notices: bool,
     loop: Loop,
     daemon_pid: int | None,
+    table: bool = False,
 ) -> FloorFigures:
     """Start the readers, send ``jobs`` jobs paced at ``rate``, gather what they saw.
 
@@ -180,9 +318,10 @@ async def floor_run(
     padding = os.urandom(max(0, payload - STAMP.size))
     producer_id = os.urandom(16)
     async with spreadq.connect(address, name="floorp", membership=False) as conn:
-        notify = ["--notify", conn.private_group] if notices else []
+        notify = ["--notify", conn.private_group] if notices and not table else []
         reader = [sys.executable, __file__, "--role", "reader", "--address", address]
         reader += ["--loop", loop, "--workers", str(workers), "--rule", rule, *notify]
+        reader += ["--table"] if table else []
         commands = [[*reader, "--index", str(index)] for index in range(workers)]
         async with processes(commands, stdout=True) as readers:
             lines = [BufferedByteReceiveStream(p.stdout) for p in readers if p.stdout]
@@ -201,7 +340,9 @@ async def floor_run(
                 tasks.start_soon(drain)
                 daemon_before = cpu_seconds(daemon_pid) if daemon_pid else None
                 cpu_before, started = time.process_time(), time.monotonic()
-                sent = await send_paced(conn, producer_id, jobs, rate, padding)
+                sent = await send_paced(
+                    conn, producer_id, jobs, rate, padding, notify=table and notices
+                )
                 cpu_after, ended = time.process_time(), time.monotonic()
                 daemon_after = cpu_seconds(daemon_pid) if daemon_pid else None
                 await conn.multicast(GROUP, b"end", ServiceType.AGREED, END_TYPE)
@@ -222,27 +363,36 @@ async def floor_run(
         jobs=jobs,
         rate=rate,
         rule=rule,
+        table=table,
         notices=read_back,
         messages_per_s=sent / seconds,
         one_way=latency(one_way),
         producer_cpu_ms_per_s=1e3 * (cpu_after - cpu_before) / seconds,
+        worker_jobs=tuple(len(reader.started) for reader in figures),
         worker_cpu_ms_per_s=tuple(1e3 * r.cpu_s / r.seconds for r in figures),
         daemon_cpu_ms_per_s=daemon,
     )
 
 
 async def send_paced(
-    conn: spreadq.Connection, producer_id: bytes, jobs: int, rate: float, padding: bytes
+    conn: spreadq.Connection,
+    producer_id: bytes,
+    jobs: int,
+    rate: float,
+    padding: bytes,
+    *,
+    notify: bool = False,
 ) -> int:
     """Send ``jobs`` stamped jobs at ``rate`` jobs/s, the jobs due within a millisecond
-    in one JOB BATCH; return how many messages went."""
+    in one JOB BATCH (whose jobs ask for NOTICEs with ``notify``); return how many
+    messages went."""
     clock, wall = time.monotonic, time.time
     batch: list[JobSpec] = []
     mseq = 0
 
     async def send() -> None:
         nonlocal batch, mseq
-        data = encode_batch(producer_id, mseq, "raw", batch)
+        data = encode_batch(producer_id, mseq, "raw", batch, notify=notify)
         await conn.multicast(GROUP, data, ServiceType.AGREED, MESS_TYPE)
         batch, mseq = [], mseq + 1
 
@@ -285,7 +435,7 @@ def render(floor: FloorFigures, ours: BenchReport | None, console: Console) -> N
     title = f"{floor.jobs:,} jobs at {floor.rate:,.0f}/s, {floor.rule}"
     table = Table(title=title)
     table.add_column("paced run")
-    table.add_column("floor", justify="right")
+    table.add_column("floor + table" if floor.table else "floor", justify="right")
     names = (
         "one-way p50 ms",
         "one-way p99 ms",
@@ -346,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--payload", type=int, default=100, help="bytes a job")
     parser.add_argument("--rule", choices=("round_robin", "fill_first"), default="round_robin")
     parser.add_argument("--notices", action="store_true", help="readers notify the producer")
+    parser.add_argument(
+        "--table", action="store_true", help="readers keep the replicated table (no runtime)"
+    )
     parser.add_argument("--against-spreadq", action="store_true", help="run spreadq bench too")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -358,6 +511,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--jobs, --workers and --rate above 0, --payload at least {STAMP.size}")
     options = {"use_uvloop": use_uvloop(args.loop)}
     if args.role == "reader":
+        if args.table:
+            anyio.run(read_with_table, args.address, args.index, args.rule, backend_options=options)
+            return 0
         reader = (args.address, args.index, args.workers, args.rule, args.notify)
         anyio.run(read, *reader, backend_options=options)
         return 0
@@ -382,7 +538,9 @@ async def _both(
     args: argparse.Namespace, address: str, daemon_pid: int | None
 ) -> tuple[FloorFigures, BenchReport | None]:
     shape = (address, args.workers, args.jobs, args.rate, args.payload, args.rule)
-    floor = await floor_run(*shape, notices=args.notices, loop=args.loop, daemon_pid=daemon_pid)
+    floor = await floor_run(
+        *shape, notices=args.notices, loop=args.loop, daemon_pid=daemon_pid, table=args.table
+    )
     ours = None
     if args.against_spreadq:
         ours = await anyio.to_thread.run_sync(spreadq_run, args, address, daemon_pid)

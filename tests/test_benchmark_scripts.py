@@ -437,6 +437,19 @@ def test_floor_beside_spreadq_on_the_embedded_daemon() -> None:
     assert ours.workers == 2
 
 
+def test_floor_with_the_table_in_its_readers() -> None:
+    args = ("--jobs", "600", "--rate", "3000", "--notices", "--table", "--json")
+    floor = json.loads(script("floor.py", *TINY, *args))["floor"]
+    assert floor["table"] is True
+    assert floor["jobs"] == 600  # it fails unless the readers started every job once
+    # the tables gave job k to reader k mod 2, as round_robin does in one view
+    assert floor["worker_jobs"] == [300, 300]
+    assert floor["notices"] > 0  # the tables' NOTICEs (the jobs asked) reached the producer
+    sane_latency(floor["one_way"])
+    out = script("floor.py", *TINY, "--jobs", "200", "--table")
+    assert "floor + table" in out  # its column says what ran
+
+
 def test_floor_alone_prints_its_table() -> None:
     out = script("floor.py", *TINY, "--jobs", "300", "--rule", "fill_first")
     assert "300 jobs at 13,000/s, fill_first" in out
