@@ -95,6 +95,34 @@ def test_an_acks_runs_settle_the_noticed_jobs_quietly_and_build_the_others_recor
     assert [seq for seq in seqs if d.core.cancel_plan(seq).name != "DONE"] == seqs[1::2]
 
 
+def test_a_notice_in_runs_resolves_each_job_with_its_own_outcome() -> None:
+    # a round_robin consumer's NOTICE as decoded: every 2nd job, one run of results of
+    # one length and another of a shared result; the core reads the outcomes from the
+    # runs, skipping another producer's, a settled and an already noticed job
+    d = Driver.make()
+    d.consumers(C)
+    seqs = sent(d, 16)
+    mine = seqs[::2]
+    d.notice(C, mine[1])  # noticed before: resolved once only
+    d.succeed(C, mine[7])  # settled before: never resolved
+    stamps = [(JobRef(PID, seq), Outcome.success(bytes([seq]) * 8)) for seq in mine[:4]]
+    shared = [(JobRef(PID, seq), OK2) for seq in mine[4:]]
+    other = [(JobRef(b"O" * 16, seq), Outcome.success(b"x")) for seq in range(0, 8, 2)]
+    notice = decode(encode(Notice((*stamps, *shared, *other))))
+    assert isinstance(notice, Notice)
+    assert isinstance(notice.outcomes, AckOutcomes)
+    assert notice.outcomes.runs is not None  # the runs path is taken
+    assert [run.count for run in notice.outcomes.runs] == [4, 4, 4]
+    before = dict(d.resolved)
+    d.apply(NoticeReceived(C, notice))
+    fresh = {seq: outcome for seq, outcome in d.resolved.items() if seq not in before}
+    expected = {ref.seq: outcome for ref, outcome in (*stamps, *shared)}
+    del expected[mine[1]], expected[mine[7]]
+    assert fresh == expected
+    assert d.settled == {mine[7]: d.settled[mine[7]]}  # nothing settled by the NOTICE
+    assert sorted(seq for seq in seqs if seq not in d.resolved) == sorted([*seqs[1::2], mine[7]])
+
+
 def test_a_notice_from_a_non_member_is_dropped_and_resolves_nothing() -> None:
     d = Driver.make()
     d.consumers(C)

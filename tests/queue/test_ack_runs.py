@@ -215,6 +215,32 @@ def test_a_runs_records_joined_are_its_records_one_after_the_other(
     )
 
 
+@given(runs_of_outcomes())
+def test_a_runs_outcomes_are_its_records_read(done: list[tuple[JobRef, Outcome]]) -> None:
+    ack = decode(encode(Ack(INCARNATION, tuple(done))))
+    assert isinstance(ack, Ack)
+    assert isinstance(ack.outcomes, AckOutcomes)
+    for run in ack.outcomes.runs or ():
+        assert run.outcomes() == [outcome_of(record) for record in run.records()]
+    if ack.outcomes.runs:
+        assert [o for run in ack.outcomes.runs for o in run.outcomes()] == [o for _, o in done]
+
+
+@given(runs_of_outcomes())
+def test_a_notice_carries_a_workers_outcomes_in_runs(done: list[tuple[JobRef, Outcome]]) -> None:
+    data = encode(Notice(tuple(done)))
+    notice = decode(data)
+    assert notice == Notice(tuple(done))
+    assert len(data) <= 6 + 2 + len(_encode_one_by_one(done))  # never longer for its runs
+    assert isinstance(notice, Notice)
+    assert isinstance(notice.outcomes, AckOutcomes)
+    runs = notice.outcomes.runs
+    if len(done) >= ack_codec._RUN_AT_LEAST:
+        assert runs is not None
+        assert len(runs) == 1  # one run: one head, the results packed
+        assert len(data) < 6 + 2 + len(_encode_one_by_one(done))
+
+
 @given(mixed.filter(bool), st.data())
 def test_damaged_runs_decode_or_fail_with_an_envelope_error(
     done: list[tuple[JobRef, Outcome]], draw: st.DataObject

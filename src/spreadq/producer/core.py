@@ -641,7 +641,25 @@ class ProducerCore:
         me, pending = self.producer_id, self._pending
         effects: list[Effect] = []
         append = effects.append
-        refs, records = AckOutcomes.parts(event.notice.outcomes)  # records as decoded
+        outcomes = event.notice.outcomes
+        runs = outcomes.runs if type(outcomes) is AckOutcomes else None
+        if runs is not None:  # seqs by arithmetic, each run's outcomes built at once
+            for run in runs:
+                if run.producer_id != me:
+                    continue
+                run_outcomes: list[Outcome] | None = None
+                seq, stride = run.first, run.stride
+                for i in range(run.count):
+                    job = pending.get(seq)
+                    seq += stride
+                    if job is None or job.settled or job.cancelling or job.noticed:
+                        continue
+                    job.noticed = True
+                    if run_outcomes is None:
+                        run_outcomes = run.outcomes()
+                    append(_new_resolve((job, run_outcomes[i])))
+            return effects
+        refs, records = AckOutcomes.parts(outcomes)  # records as decoded
         for (producer_id, seq), record in zip(refs, records, strict=True):
             if producer_id != me:
                 continue

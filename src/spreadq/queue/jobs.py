@@ -270,6 +270,19 @@ class OutcomeRun:
             return list(map(_first, _records_of(size).iter_unpack(self.joined())))
         return list(map(head.__add__, self._results()))
 
+    def outcomes(self) -> list[Outcome]:
+        """Each job's :class:`Outcome`, in order: what :func:`outcome_of` gives of each of
+        :meth:`records`, with the head read once and no record built (a producer
+        resolving receipts from a NOTICE's run needs the outcomes, not the records)."""
+        head, length = self.head, self.length
+        if not length:
+            return [outcome_of(head)] * self.count
+        assert isinstance(head, bytes)
+        _, attempts, codec_len, _, _ = _RECORD.unpack_from(head)  # a success: no error type
+        codec = str(head[_RECORD_FIXED : _RECORD_FIXED + codec_len], "ascii") if codec_len else ""
+        fields = (STATUS_OK, attempts)
+        return [_tuple_new(Outcome, (*fields, result, "", "", codec)) for result in self._results()]
+
     def _results(self) -> Iterator[bytes]:
         """Each job's result (a run with ``length`` > 0)."""
         length = self.length

@@ -246,12 +246,14 @@ def _encode_ack(ack: Ack) -> bytes:
 
 
 def _encode_notice(notice: Notice) -> bytes:
-    # one by one: a NOTICE is one turn's outcomes of a producer's jobs, read by that
-    # producer alone, which builds each job's outcome anyway; a run would cost it more
+    # in runs, as an ACK: a round_robin worker's turn ends every n-th job of a producer,
+    # whose outcomes differ in their results at most; a run is a third of the bytes, and
+    # its producer reads each job's outcome from it with the head read once
+    # (OutcomeRun.outcomes; docs/design/envelopes.md, NOTICE)
     _check_range(len(notice.outcomes), "outcomes per NOTICE", _U16_MAX)
-    parts = [_preamble(Kind.NOTICE, 0), _U16.pack(len(notice.outcomes))]
-    _add_each(parts, notice.outcomes)
-    return b"".join(parts)
+    outcomes: list[bytes] = []
+    entries = _add_outcomes(outcomes, notice.outcomes)
+    return b"".join([_preamble(Kind.NOTICE, 0), _U16.pack(entries), *outcomes])
 
 
 def _add_outcomes(parts: list[bytes], outcomes: Sequence[tuple[JobRef, Outcome]]) -> int:
