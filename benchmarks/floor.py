@@ -74,7 +74,6 @@ from spreadq.queue import (
     JobSpec,
     JobsStarted,
     Outcome,
-    OutstandingTable,
     RunJob,
     SendAck,
     SendNotice,
@@ -91,6 +90,7 @@ from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
 from spreadq.wire.constants import ServiceType
 from spreadq.wire.events import DataMessage, RegularMembership
+from spreadq.worker.dispatcher import worker_table
 
 __all__ = ["FloorFigures", "main"]
 
@@ -150,6 +150,18 @@ def owned(index: int, workers: int, rule: str, first: int, count: int) -> range:
     return range((index - first) % workers, count, workers)
 
 
+def _report(started: list[float], messages: int, first: tuple[float, float]) -> None:
+    """Print a reader's :class:`ReaderFigures` as one JSON line (``first``: its CPU and
+    monotonic seconds at its first JOB message)."""
+    figures = ReaderFigures(
+        started=tuple(started),
+        messages=messages,
+        cpu_s=time.process_time() - first[0],
+        seconds=time.monotonic() - first[1],
+    )
+    print(figures.model_dump_json(), flush=True)
+
+
 async def read_with_table(address: str, index: int, rule: str) -> None:
     """One ``--table`` reader: join, keep the replicated table of every message, say
     ``ready`` once in a view, start the jobs the table gives it until the END message,
@@ -158,24 +170,9 @@ async def read_with_table(address: str, index: int, rule: str) -> None:
     messages = 0
     first: tuple[float, float] | None = None
     clock, wall = time.monotonic, time.time
-    settings = Settings()
     async with spreadq.connect(address, name=f"floor{index}") as conn:
-        table = OutstandingTable(
-            conn.private_group,
-            rule=builtin_rules()[rule],
-            incarnation=os.urandom(16),
-            capacity=settings.concurrency,
-            history_size=settings.completed_history,
-            ack_every=settings.ack_every,
-            ack_every_seconds=settings.ack_interval,
-            ack_position_seconds=settings.ack_position_interval,
-            ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
-            notices=settings.outcome_notices,
-            notice_interval=settings.notice_interval,
-            window=settings.window,
-            max_failovers=settings.max_failovers,
-            dedupe_size=settings.dedupe_keys,
-        )
+        me, rules = conn.private_group, builtin_rules()
+        table = worker_table(me, rules[rule], Settings(), incarnation=os.urandom(16))
         translate = GroupTranslator(GROUP, None, accept_unsealed_raw=True).translate
         out: list[tuple[str, bytes]] = []  # what the table asks to send, in order
 
@@ -234,13 +231,7 @@ async def read_with_table(address: str, index: int, rule: str) -> None:
                     runs = carry(table.apply(JobsFinished(finished), clock()))
                 if ended:
                     assert first is not None
-                    figures = ReaderFigures(
-                        started=tuple(started),
-                        messages=messages,
-                        cpu_s=time.process_time() - first[0],
-                        seconds=clock() - first[1],
-                    )
-                    print(figures.model_dump_json(), flush=True)
+                    _report(started, messages, first)
                     tasks.cancel_scope.cancel()
                     return
                 if table.notices_pending:
@@ -270,13 +261,7 @@ async def read(address: str, index: int, workers: int, rule: str, notify: str | 
                     continue
                 if event.mess_type == END_TYPE:
                     assert first is not None
-                    figures = ReaderFigures(
-                        started=tuple(started),
-                        messages=messages,
-                        cpu_s=time.process_time() - first[0],
-                        seconds=clock() - first[1],
-                    )
-                    print(figures.model_dump_json(), flush=True)
+                    _report(started, messages, first)
                     return
                 if first is None:
                     first = (time.process_time(), clock())

@@ -179,7 +179,7 @@ from spreadq.queue.protocol import (
     count_producers,
     read_priority,
 )
-from spreadq.queue.rules import HeadroomRule
+from spreadq.queue.rules import HeadroomRule, Rule
 from spreadq.queue.seal import Seal
 from spreadq.session.translate import GroupTranslator, Refused
 from spreadq.settings import Settings
@@ -206,6 +206,7 @@ __all__ = [
     "Dispatcher",
     "DispatcherConnection",
     "DispatcherHandle",
+    "worker_table",
     "worth_giving_back",
 ]
 
@@ -252,6 +253,37 @@ class DispatcherConnection(Protocol):
         """Ask ``pace`` before each read that would wait; leave the socket unread for
         what it returns (seconds) first."""
         ...
+
+
+def worker_table(
+    me: str,
+    rule: Rule,
+    settings: Settings,
+    *,
+    incarnation: bytes,
+    history: OutcomeHistory | None = None,
+) -> OutstandingTable:
+    """The replicated table a worker session keeps, as ``me``, under ``rule``, with its
+    ``settings`` (the ACK cadence and its bounds, the NOTICEs, the window, the failover
+    limit, the memories' sizes) and ``incarnation``; ``history`` carries the outcomes a
+    previous session of the worker remembers."""
+    return OutstandingTable(
+        me,
+        rule=rule,
+        incarnation=incarnation,
+        capacity=settings.concurrency,
+        history_size=settings.completed_history,
+        ack_every=settings.ack_every,
+        ack_every_seconds=settings.ack_interval,
+        ack_position_seconds=settings.ack_position_interval,
+        ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
+        notices=settings.outcome_notices,
+        notice_interval=settings.notice_interval,
+        window=settings.window,
+        max_failovers=settings.max_failovers,
+        history=history,
+        dedupe_size=settings.dedupe_keys,
+    )
 
 
 def _when_and_priority(job: Job) -> tuple[float, int]:
@@ -407,22 +439,12 @@ class Dispatcher:
             events=events,
             counters=counters,
         )
-        self._table = OutstandingTable(
+        self._table = worker_table(
             self._me,
-            rule=spec.rule,
+            spec.rule,
+            settings,
             incarnation=incarnation if incarnation is not None else secrets.token_bytes(16),
-            capacity=settings.concurrency,
-            history_size=settings.completed_history,
-            ack_every=settings.ack_every,
-            ack_every_seconds=settings.ack_interval,
-            ack_position_seconds=settings.ack_position_interval,
-            ack_idle_gap=None if settings.ack_max_rate is None else 1.0 / settings.ack_max_rate,
-            notices=settings.outcome_notices,
-            notice_interval=settings.notice_interval,
-            window=settings.window,
-            max_failovers=settings.max_failovers,
             history=history,
-            dedupe_size=settings.dedupe_keys,
         )
         table = self._table
         # periodic jobs: the ticks we announce (every table keeps and settles the ledger)
