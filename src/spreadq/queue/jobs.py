@@ -274,14 +274,14 @@ class OutcomeRun:
         """Each job's :class:`Outcome`, in order: what :func:`outcome_of` gives of each of
         :meth:`records`, with the head read once and no record built (a producer
         resolving receipts from a NOTICE's run needs the outcomes, not the records)."""
-        head, length = self.head, self.length
-        if not length:
-            return [outcome_of(head)] * self.count
-        assert isinstance(head, bytes)
-        _, attempts, codec_len, _, _ = _RECORD.unpack_from(head)  # a success: no error type
-        codec = str(head[_RECORD_FIXED : _RECORD_FIXED + codec_len], "ascii") if codec_len else ""
-        fields = (STATUS_OK, attempts)
-        return [_tuple_new(Outcome, (*fields, result, "", "", codec)) for result in self._results()]
+        shared = outcome_of(self.head)  # with length > 0, the head's result is empty
+        if not self.length:
+            return [shared] * self.count
+        status, attempts, _, error_type, error_message, codec = shared
+        return [
+            _tuple_new(Outcome, (status, attempts, result, error_type, error_message, codec))
+            for result in self._results()
+        ]
 
     def _results(self) -> Iterator[bytes]:
         """Each job's result (a run with ``length`` > 0)."""
